@@ -1,0 +1,3 @@
+"""Baton: the marketing-to-sales lead handoff engine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The HTTP shell: parse, call a service, render. No business rule lives here."""

@@ -1,0 +1,56 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from baton import __version__
+from baton.api import problems
+from baton.api.routes import activities, duplicates, leads
+from baton.services.context import Context, open_context
+
+DESCRIPTION = """
+Baton takes leads from every channel, records every touch, and moves each lead through
+an explicit lifecycle (lead → mql → sal → sql → opportunity → customer, with nurture,
+disqualified and lost on the side).
+
+* Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`
+  with field-level `errors`.
+* Send `X-Baton-Actor: <name>` to say who acts; it is stored on every change.
+* Send an `idempotency_key` with each activity so retries never double an event.
+"""
+
+
+def create_app(context: Context | None = None) -> FastAPI:
+    """Build the API around a service context (opened from the settings if not given)."""
+    app = FastAPI(
+        title="Baton",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "leads", "description": "Capture, lifecycle, timeline, notes, tags."},
+            {"name": "activities", "description": "Engagement events, single and batch."},
+            {"name": "duplicates", "description": "Possible duplicates awaiting review."},
+        ],
+    )
+    app.state.context = context or open_context()
+    problems.install(app)
+    app.include_router(leads.router)
+    app.include_router(activities.router)
+    app.include_router(duplicates.router)
+
+    @app.get("/healthz", tags=["operations"], operation_id="health")
+    def health() -> dict[str, str]:
+        """Liveness: the process answers and the database is reachable."""
+        from sqlalchemy import text
+
+        with app.state.context.read() as connection:
+            connection.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app

@@ -1,0 +1,125 @@
+"""RFC 9457 problem details for every error response.
+
+Every 4xx and 5xx leaves as ``application/problem+json`` with ``type``, ``title``,
+``status`` and ``detail``; validation problems add ``errors``: one entry per bad field
+with its location and a readable message. A 500 never carries a stack trace: the trace
+goes to the server log under an id that the response repeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from baton.domain.errors import (
+    BatonError,
+    Conflict,
+    InvalidTransitionError,
+    NotFound,
+    ValidationFailed,
+)
+
+log = logging.getLogger("baton.api")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "/problems/"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    kind: str,
+    instance: str | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _loc(parts: tuple[Any, ...] | list[Any]) -> str:
+    shown = [str(p) for p in parts if p not in ("body", "query", "path", "header")]
+    text = ""
+    for part in shown:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or "(body)"
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into problem+json."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for item in exc.errors():
+            message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+            if item.get("type") == "extra_forbidden":
+                message = "unknown field"
+            elif item.get("type") == "json_invalid":
+                message = "the body is not valid JSON"
+            errors.append({"loc": _loc(item.get("loc", ())), "message": message})
+        return problem(
+            422,
+            "Invalid input",
+            f"{len(errors)} field(s) failed validation",
+            kind="validation",
+            instance=request.url.path,
+            errors=errors,
+        )
+
+    @app.exception_handler(BatonError)
+    async def _domain(request: Request, exc: BatonError) -> JSONResponse:
+        extra: dict[str, Any] = {}
+        if isinstance(exc, NotFound):
+            status, kind = 404, "not-found"
+        elif isinstance(exc, InvalidTransitionError):
+            status, kind = 409, "invalid-transition"
+            extra = {"current": exc.current, "requested": exc.requested, "allowed": exc.allowed}
+        elif isinstance(exc, Conflict):
+            status, kind = 409, "conflict"
+        elif isinstance(exc, ValidationFailed):
+            status, kind = 422, "validation"
+            extra = {"errors": [{"loc": p.loc, "message": p.message} for p in exc.problems]}
+        else:
+            status, kind = 400, "bad-request"
+        return problem(status, exc.title, exc.detail, kind=kind, instance=request.url.path, **extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
+        return problem(
+            exc.status_code,
+            titles.get(exc.status_code, "HTTP error"),
+            str(exc.detail),
+            kind=f"http-{exc.status_code}",
+            instance=request.url.path,
+        )
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unhandled error %s on %s %s", incident, request.method, request.url.path)
+        return problem(
+            500,
+            "Internal error",
+            f"Baton could not finish this request; nothing was saved. Incident {incident} "
+            "is in the server log.",
+            kind="internal",
+            instance=request.url.path,
+            incident=incident,
+        )

@@ -1,0 +1,82 @@
+"""/api/v1/activities: engagement events, one at a time or in batches."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Response, status
+from pydantic import ValidationError
+
+from baton.api.deps import Actor, Ctx
+from baton.api.schemas import (
+    ActivityBatchCreate,
+    ActivityBatchPublic,
+    ActivityPublic,
+    RowErrorPublic,
+)
+from baton.domain.activities import ActivityCreate
+from baton.domain.batches import describe
+from baton.domain.errors import FieldProblem, ValidationFailed
+from baton.services import activities as activity_service
+
+router = APIRouter(prefix="/api/v1/activities", tags=["activities"])
+
+
+@router.post(
+    "",
+    operation_id="ingest_activity",
+    response_model=ActivityPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "Retry of an event already stored"}},
+)
+def ingest_activity(
+    ctx: Ctx,
+    actor: Actor,
+    response: Response,
+    payload: Annotated[
+        dict[str, object],
+        Body(
+            openapi_examples={
+                "pricing page view": {"value": ActivityCreate.model_json_schema()["examples"][0]}
+            }
+        ),
+    ],
+) -> ActivityPublic:
+    """Store one event (body: ``ActivityCreate``). An unknown email creates the lead; a
+    repeated ``idempotency_key`` stores nothing and answers 200 with the first id."""
+    try:
+        event = ActivityCreate.model_validate(
+            payload, context=activity_service.validation_context(ctx)
+        )
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "the activity failed validation",
+            [FieldProblem(loc, msg) for loc, msg in describe(exc)],
+        ) from None
+    result = activity_service.ingest_activity(ctx, event, actor=actor)
+    if result.duplicate:
+        response.status_code = status.HTTP_200_OK
+    return ActivityPublic(
+        activity_id=result.activity_id,
+        lead_id=result.lead_id,
+        duplicate=result.duplicate,
+        lead_created=result.lead_created,
+    )
+
+
+@router.post("/batch", operation_id="ingest_activity_batch", response_model=ActivityBatchPublic)
+def ingest_batch(ctx: Ctx, actor: Actor, body: ActivityBatchCreate) -> ActivityBatchPublic:
+    """Store up to 10,000 events in one transaction. Each row is validated on its own;
+    rejected rows are listed by index (0-based) with the reason, the others are stored.
+    Retrying the same batch with idempotency keys stores nothing twice."""
+    report = activity_service.ingest_activities(ctx, body.activities, actor=actor)
+    return ActivityBatchPublic(
+        received=report.received,
+        stored=report.stored,
+        duplicates=report.duplicates,
+        leads_created=report.leads_created,
+        rejected_rows=len({e.row for e in report.errors}),
+        errors=[
+            RowErrorPublic(index=e.row, field=e.field, message=e.message) for e in report.errors
+        ],
+    )

@@ -1,0 +1,37 @@
+"""/api/v1/duplicates: the review queue of possible duplicate leads."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+
+from baton.api.deps import Actor, Ctx
+from baton.api.schemas import DuplicateCandidatePublic
+from baton.services import merge as merge_service
+
+router = APIRouter(prefix="/api/v1/duplicates", tags=["duplicates"])
+
+
+@router.get("", operation_id="list_duplicates", response_model=list[DuplicateCandidatePublic])
+def list_duplicates(
+    ctx: Ctx,
+    status_: Annotated[Literal["open", "merged", "dismissed"], Query(alias="status")] = "open",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DuplicateCandidatePublic]:
+    """Pairs of leads that may be one person. Merge with ``POST /leads/{id}/merge``."""
+    return [
+        DuplicateCandidatePublic.model_validate(asdict(c))
+        for c in merge_service.list_duplicates(ctx, status=status_, limit=limit)
+    ]
+
+
+@router.post(
+    "/{candidate_id}/dismiss",
+    operation_id="dismiss_duplicate",
+    status_code=status.HTTP_204_NO_CONTENT,
+)
+def dismiss(ctx: Ctx, actor: Actor, candidate_id: int) -> None:
+    """These are two different people: take the pair off the queue."""
+    merge_service.dismiss_duplicate(ctx, candidate_id, actor=actor)

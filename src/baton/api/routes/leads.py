@@ -1,0 +1,194 @@
+"""/api/v1/leads: capture, read, list, stage changes, timeline, notes, tags, merge."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response, status
+from pydantic import ValidationError
+
+from baton.api.deps import Actor, Ctx
+from baton.api.schemas import (
+    CaptureResponse,
+    DuplicatePublic,
+    LeadPagePublic,
+    LeadPublic,
+    MergeCreate,
+    MergePublic,
+    NoteCreate,
+    NotePublic,
+    TagCreate,
+    TagsPublic,
+    TimelineItemPublic,
+    TransitionCreate,
+    TransitionPublic,
+)
+from baton.domain.batches import describe
+from baton.domain.errors import FieldProblem, ValidationFailed
+from baton.domain.leads import LeadCreate
+from baton.domain.lifecycle import Stage
+from baton.services import leads as lead_service
+from baton.services import merge as merge_service
+from baton.services import notes as note_service
+from baton.services.timeline import lead_timeline
+
+router = APIRouter(prefix="/api/v1/leads", tags=["leads"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such lead (problem+json)"}
+}
+
+
+@router.post(
+    "",
+    operation_id="capture_lead",
+    response_model=CaptureResponse,
+    responses={
+        200: {"description": "An existing lead (same email) was updated"},
+        201: {"description": "A new lead was created"},
+    },
+    status_code=status.HTTP_201_CREATED,
+)
+def capture_lead(
+    ctx: Ctx,
+    actor: Actor,
+    response: Response,
+    payload: Annotated[
+        dict[str, object],
+        Body(
+            openapi_examples={
+                "webinar sign-up": {"value": LeadCreate.model_json_schema()["examples"][0]}
+            }
+        ),
+    ],
+) -> CaptureResponse:
+    """Create a lead or update the one with the same email (never blanking a field).
+
+    The body follows the ``LeadCreate`` schema; the phone number is read in the
+    configured default region when it has no +country code."""
+    try:
+        data = LeadCreate.model_validate(
+            payload, context={"default_region": ctx.settings.default_phone_region}
+        )
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "the lead failed validation", [FieldProblem(loc, msg) for loc, msg in describe(exc)]
+        ) from None
+    result = lead_service.capture_lead(ctx, data, actor=actor)
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return CaptureResponse(
+        lead=LeadPublic.model_validate(result.lead.model_dump()),
+        created=result.created,
+        changed_fields=result.changed_fields,
+        possible_duplicates=[
+            DuplicatePublic(other_lead_id=d.other_id, reason=d.reason, similarity=d.similarity)
+            for d in result.possible_duplicates
+        ],
+    )
+
+
+@router.get("", operation_id="list_leads", response_model=LeadPagePublic)
+def list_leads(
+    ctx: Ctx,
+    stage: Stage | None = None,
+    q: Annotated[str | None, Query(description="Search email, name or company.")] = None,
+    tag: str | None = None,
+    source: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+) -> LeadPagePublic:
+    """Leads, newest first, with filters and keyset paging."""
+    page = lead_service.list_leads(
+        ctx, stage=stage, search=q, tag=tag, source=source, limit=limit, before_id=before_id
+    )
+    return LeadPagePublic(
+        items=[LeadPublic.model_validate(i.model_dump()) for i in page.items],
+        total=page.total,
+        next_before_id=page.next_before_id,
+    )
+
+
+@router.get("/{lead_id}", operation_id="get_lead", response_model=LeadPublic, responses=NOT_FOUND)
+def get_lead(ctx: Ctx, lead_id: int) -> LeadPublic:
+    """One lead. A merged lead answers too, with ``merged_into_id`` set."""
+    return LeadPublic.model_validate(lead_service.get_lead(ctx, lead_id).model_dump())
+
+
+@router.post(
+    "/{lead_id}/transitions",
+    operation_id="change_stage",
+    response_model=TransitionPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={**NOT_FOUND, 409: {"description": "Not allowed; lists the allowed stages"}},
+)
+def change_stage(ctx: Ctx, actor: Actor, lead_id: int, body: TransitionCreate) -> TransitionPublic:
+    """Move a lead to another stage if the lifecycle allows it."""
+    step = lead_service.change_stage(ctx, lead_id, body.to_stage, actor=actor, reason=body.reason)
+    return TransitionPublic.model_validate(asdict(step))
+
+
+@router.get(
+    "/{lead_id}/timeline",
+    operation_id="lead_timeline",
+    response_model=list[TimelineItemPublic],
+    responses=NOT_FOUND,
+)
+def timeline(
+    ctx: Ctx,
+    lead_id: int,
+    limit: Annotated[int | None, Query(ge=1, le=10_000, description="Newest N only")] = None,
+) -> list[TimelineItemPublic]:
+    """Activities, transitions, notes, tag changes and merges, oldest first."""
+    return [
+        TimelineItemPublic.model_validate(asdict(i))
+        for i in lead_timeline(ctx, lead_id, limit=limit)
+    ]
+
+
+@router.post(
+    "/{lead_id}/notes",
+    operation_id="add_note",
+    response_model=NotePublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=NOT_FOUND,
+)
+def add_note(ctx: Ctx, actor: Actor, lead_id: int, body: NoteCreate) -> NotePublic:
+    """Write a note on a lead (sales and marketing both do)."""
+    return NotePublic.model_validate(
+        asdict(note_service.add_note(ctx, lead_id, body.body, actor=actor))
+    )
+
+
+@router.post(
+    "/{lead_id}/tags", operation_id="add_tag", response_model=TagsPublic, responses=NOT_FOUND
+)
+def add_tag(ctx: Ctx, actor: Actor, lead_id: int, body: TagCreate) -> TagsPublic:
+    """Tag a lead (idempotent)."""
+    return TagsPublic(
+        lead_id=lead_id, tags=note_service.add_tag(ctx, lead_id, body.tag, actor=actor)
+    )
+
+
+@router.delete(
+    "/{lead_id}/tags/{tag}",
+    operation_id="remove_tag",
+    response_model=TagsPublic,
+    responses=NOT_FOUND,
+)
+def remove_tag(ctx: Ctx, actor: Actor, lead_id: int, tag: str) -> TagsPublic:
+    """Remove a tag from a lead."""
+    return TagsPublic(lead_id=lead_id, tags=note_service.remove_tag(ctx, lead_id, tag, actor=actor))
+
+
+@router.post(
+    "/{lead_id}/merge",
+    operation_id="merge_leads",
+    response_model=MergePublic,
+    responses={**NOT_FOUND, 409: {"description": "Already merged or same lead"}},
+)
+def merge(ctx: Ctx, actor: Actor, lead_id: int, body: MergeCreate) -> MergePublic:
+    """Merge another lead into this one, keeping every activity, note and transition."""
+    result = merge_service.merge_leads(ctx, lead_id, body.merged_lead_id, actor=actor)
+    return MergePublic.model_validate(asdict(result))

@@ -1,0 +1,50 @@
+"""One typed settings object, read from ``BATON_*`` environment variables (or ``.env``).
+
+Local development needs no configuration at all: an SQLite file in the current folder.
+Outside development (``BATON_ENV=production``) insecure defaults are refused at start.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+INSECURE_SECRET = "change-me-insecure-development-secret"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    """Every setting Baton reads; each is documented in the README (a test checks)."""
+
+    model_config = SettingsConfigDict(env_prefix="BATON_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "test", "production"] = Field(
+        "development", description="Deployment kind; production refuses insecure defaults."
+    )
+    database_url: str = Field(
+        "sqlite:///baton.db",
+        description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user:pw@host/db.",
+    )
+    default_phone_region: str = Field(
+        "US", min_length=2, max_length=2, description="Region for numbers without +code."
+    )
+    host: str = Field("127.0.0.1", description="Address `baton serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `baton serve` listens on.")
+    secret_key: str = Field(
+        INSECURE_SECRET, description="Signs webhooks and sessions; must be set in production."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Server log level."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_insecure(self) -> Settings:
+        if self.env == "production":
+            if self.secret_key == INSECURE_SECRET or len(self.secret_key) < 32:
+                raise ValueError(
+                    "BATON_SECRET_KEY must be set to a random value of 32+ characters in production"
+                )
+            if self.database_url.startswith("sqlite") and ":memory:" in self.database_url:
+                raise ValueError("an in-memory database loses every lead on restart")
+        return self

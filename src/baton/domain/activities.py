@@ -1,0 +1,136 @@
+"""Engagement events: what a lead did, when, and with which details.
+
+Types are a closed list so that scoring rules (the contract) and reports can rely on
+them; a typo is an error that lists the known types, not a silently ignored event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from baton.domain.contact import InvalidContact, normalize_email
+
+
+class ActivityType(StrEnum):
+    """Kinds of engagement Baton understands."""
+
+    PAGE_VIEW = "page_view"
+    FORM_SUBMIT = "form_submit"
+    EMAIL_OPEN = "email_open"
+    EMAIL_CLICK = "email_click"
+    EMAIL_REPLY = "email_reply"
+    CONTENT_DOWNLOAD = "content_download"
+    WEBINAR_REGISTERED = "webinar_registered"
+    WEBINAR_ATTENDED = "webinar_attended"
+    EVENT_BOOTH_SCAN = "event_booth_scan"
+    TRIAL_SIGNUP = "trial_signup"
+    DEMO_REQUEST = "demo_request"
+    CONTACT_SALES = "contact_sales"
+    INBOUND_CALL = "inbound_call"
+    CHAT = "chat"
+    MEETING_BOOKED = "meeting_booked"
+    AD_CLICK = "ad_click"
+    UNSUBSCRIBE = "unsubscribe"
+    CAPTURED = "captured"
+
+
+MAX_FUTURE_SKEW = timedelta(minutes=10)
+
+
+class ActivityCreate(BaseModel):
+    """One engagement event. Identify the lead by ``email`` (an unknown address creates
+    the lead) or by ``lead_id``. Send an ``idempotency_key`` (unique per event, e.g. the
+    source system's event id) so that a retried request never doubles an event.
+
+    Validation context (optional): ``now`` (aware datetime; events more than 10 minutes
+    in the future are refused) and ``naive_timezone`` (IANA name used to read timestamps
+    that carry no zone, for CSV files; the API requires a zone).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "dana.reyes@northwind.example.com",
+                    "type": "page_view",
+                    "occurred_at": "2026-11-20T14:03:00Z",
+                    "properties": {"url": "/pricing", "title": "Pricing"},
+                    "idempotency_key": "web-evt-7f3a9c",
+                }
+            ]
+        },
+    )
+
+    email: str | None = None
+    lead_id: int | None = Field(None, ge=1)
+    type: ActivityType
+    occurred_at: datetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    source: str | None = Field(None, max_length=200, description="Source of a new lead.")
+    campaign: str | None = Field(None, max_length=200)
+
+    @field_validator("email", "idempotency_key", "source", "campaign", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            return value or None
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_email(value)
+        except InvalidContact as exc:
+            raise ValueError(f"not a valid email address: {exc}") from None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value not in ActivityType._value2member_map_:
+                known = ", ".join(t.value for t in ActivityType)
+                raise ValueError(f"unknown activity type '{value}'; known types: {known}")
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime, info: ValidationInfo) -> datetime:
+        context = info.context if isinstance(info.context, Mapping) else {}
+        if value.tzinfo is None:
+            zone = context.get("naive_timezone")
+            if not zone:
+                raise ValueError(
+                    "occurred_at needs a time zone, e.g. 2026-11-20T14:03:00Z or +01:00"
+                )
+            value = value.replace(tzinfo=ZoneInfo(str(zone)))
+        value = value.astimezone(ZoneInfo("UTC"))
+        now = context.get("now")
+        if isinstance(now, datetime) and value > now + MAX_FUTURE_SKEW:
+            raise ValueError("occurred_at is in the future")
+        return value
+
+    @model_validator(mode="after")
+    def _identified(self) -> ActivityCreate:
+        if self.email is None and self.lead_id is None:
+            raise ValueError("an activity needs the lead's email or lead_id")
+        return self

@@ -1,0 +1,310 @@
+"""What a lead is made of, how a capture is validated, and how two records of the same
+person are combined.
+
+``LeadCreate`` is the one validated shape of a captured lead, used by the API, the CSV
+import and the demo alike. Validation needs one setting, the default phone region, which
+callers pass as Pydantic validation context ``{"default_region": "US"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from rapidfuzz import fuzz
+
+from baton.domain.contact import (
+    FREE_MAIL_DOMAINS,
+    InvalidContact,
+    company_key,
+    normalize_email,
+    normalize_phone,
+)
+
+PROFILE_FIELDS: tuple[str, ...] = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "country",
+    "region",
+    "postal_code",
+)
+"""Fields describing the person: newer non-blank values replace older ones."""
+
+ATTRIBUTION_FIELDS: tuple[str, ...] = (
+    "source",
+    "campaign",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+)
+"""First-touch attribution: set once, never overwritten (later touches are recorded as
+``last_source`` / ``last_campaign`` and in the timeline)."""
+
+DEFAULT_REGION = "US"
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+class LeadCreate(BaseModel):
+    """A person captured from any channel. Create-or-update by email: capturing the same
+    address again fills in and refreshes, but never blanks a field."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_max_length=500,
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "dana.reyes@northwind.example.com",
+                    "phone": "+1 415 555 0134",
+                    "first_name": "Dana",
+                    "last_name": "Reyes",
+                    "company": "Northwind Traders",
+                    "title": "VP Operations",
+                    "country": "US",
+                    "region": "CA",
+                    "postal_code": "94107",
+                    "source": "webinar",
+                    "campaign": "2026-q4-ops-webinar",
+                    "utm_source": "linkedin",
+                    "utm_medium": "paid_social",
+                    "consent": True,
+                    "attributes": {"employees": 420, "industry": "logistics"},
+                }
+            ]
+        },
+    )
+
+    email: str | None = Field(None, description="Normalized: trimmed, domain lower-cased.")
+    phone: str | None = Field(None, description="Normalized to E.164 (+14155550134).")
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    title: str | None = None
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2 code, e.g. US, DE.")
+    region: str | None = Field(None, description="State, province or region code.")
+    postal_code: str | None = None
+    source: str | None = Field(None, description="Channel of first touch (webinar, ads...).")
+    campaign: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    consent: bool | None = Field(
+        None, description="Marketing email consent; false (unsubscribe) always wins."
+    )
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form facts.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return _blank_to_none(value)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_email(value)
+        except InvalidContact as exc:
+            raise ValueError(f"not a valid email address: {exc}") from None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        region = DEFAULT_REGION
+        if isinstance(info.context, Mapping):
+            region = str(info.context.get("default_region", DEFAULT_REGION))
+        try:
+            return normalize_phone(value, region)
+        except InvalidContact as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if len(value) != 2 or not value.isalpha():
+            raise ValueError("use the two-letter ISO 3166-1 code, e.g. US, DE, FR")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _reachable(self) -> LeadCreate:
+        if self.email is None and self.phone is None:
+            raise ValueError("a lead needs an email or a phone number")
+        return self
+
+    def fields(self) -> dict[str, Any]:
+        """The non-empty profile and attribution values, as stored columns."""
+        return self.model_dump(exclude={"attributes", "consent"}, exclude_none=True)
+
+
+def merge_profile(existing: Mapping[str, Any], incoming: Mapping[str, Any]) -> dict[str, Any]:
+    """The column changes that capturing ``incoming`` makes to ``existing``.
+
+    Rules a caller may rely on: a blank never replaces a value; profile fields take the
+    newer non-blank value; attribution fields keep the first touch, and a different new
+    source or campaign is reported as ``last_source`` / ``last_campaign``; attributes
+    are merged key by key; an explicit consent value (either way) replaces the old one.
+    """
+    changes: dict[str, Any] = {}
+    for name in PROFILE_FIELDS:
+        new = incoming.get(name)
+        if new not in (None, "") and new != existing.get(name):
+            changes[name] = new
+    for name in ATTRIBUTION_FIELDS:
+        new = incoming.get(name)
+        if new not in (None, "") and existing.get(name) in (None, ""):
+            changes[name] = new
+    for name, last in (("source", "last_source"), ("campaign", "last_campaign")):
+        new = incoming.get(name)
+        if new not in (None, "") and new != existing.get(last):
+            changes[last] = new
+    new_attrs = incoming.get("attributes") or {}
+    if new_attrs:
+        merged = dict(existing.get("attributes") or {})
+        merged.update({k: v for k, v in new_attrs.items() if v not in (None, "")})
+        if merged != (existing.get("attributes") or {}):
+            changes["attributes"] = merged
+    consent = incoming.get("consent")
+    if consent is not None and consent != existing.get("consent"):
+        changes["consent"] = consent
+    return changes
+
+
+@dataclass(frozen=True)
+class DuplicateMatch:
+    """Why two leads look like the same person (never merged without a human)."""
+
+    other_id: int
+    reason: str
+    similarity: float
+
+
+def _full_name(person: Mapping[str, Any]) -> str:
+    return " ".join(str(person.get(k) or "") for k in ("first_name", "last_name")).strip()
+
+
+NAME_SIMILARITY = 88.0
+COMPANY_SIMILARITY = 85.0
+
+
+def find_duplicates(
+    lead: Mapping[str, Any], candidates: list[Mapping[str, Any]]
+) -> list[DuplicateMatch]:
+    """Candidates (gathered cheaply by the caller: same phone, same company key or same
+    corporate email domain) that are probably the same person as ``lead``.
+
+    Same phone number is a match on its own; otherwise the full names must be close
+    (token-sorted ratio >= 88) and the companies close too (>= 85) or the corporate email
+    domain shared.
+    """
+    found: list[DuplicateMatch] = []
+    name = _full_name(lead)
+    for other in candidates:
+        if other["id"] == lead.get("id"):
+            continue
+        if lead.get("phone") and lead.get("phone") == other.get("phone"):
+            found.append(DuplicateMatch(int(other["id"]), "same phone number", 100.0))
+            continue
+        other_name = _full_name(other)
+        if not name or not other_name:
+            continue
+        name_score = fuzz.token_sort_ratio(name.lower(), other_name.lower())
+        if name_score < NAME_SIMILARITY:
+            continue
+        domain = lead.get("email_domain")
+        if domain and domain not in FREE_MAIL_DOMAINS and domain == other.get("email_domain"):
+            found.append(
+                DuplicateMatch(
+                    int(other["id"]),
+                    "similar name, same company email domain",
+                    round(name_score, 1),
+                )
+            )
+            continue
+        key, other_key = company_key(lead.get("company")), company_key(other.get("company"))
+        if key and other_key:
+            company_score = fuzz.ratio(key, other_key)
+            if company_score >= COMPANY_SIMILARITY:
+                found.append(
+                    DuplicateMatch(
+                        int(other["id"]),
+                        "similar name and company",
+                        round(min(name_score, company_score), 1),
+                    )
+                )
+    return found
+
+
+class Lead(BaseModel):
+    """A lead as stored: profile, first- and last-touch attribution, stage and tags."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    title: str | None
+    country: str | None
+    region: str | None
+    postal_code: str | None
+    source: str | None
+    campaign: str | None
+    last_source: str | None
+    last_campaign: str | None
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_term: str | None
+    utm_content: str | None
+    consent: bool | None
+    attributes: dict[str, Any]
+    stage: str
+    stage_changed_at: datetime
+    merged_into_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    last_activity_at: datetime | None
+    activity_count: int
+    tags: list[str] = Field(default_factory=list)
+
+
+def fill_blanks(survivor: Mapping[str, Any], absorbed: Mapping[str, Any]) -> dict[str, Any]:
+    """Changes to ``survivor`` when ``absorbed`` is merged into it: the survivor keeps
+    every value it has; its empty fields take the absorbed lead's values; attributes are
+    merged with the survivor's winning; a withdrawn consent on either side wins."""
+    changes: dict[str, Any] = {}
+    for name in (*PROFILE_FIELDS, *ATTRIBUTION_FIELDS, "last_source", "last_campaign"):
+        if survivor.get(name) in (None, "") and absorbed.get(name) not in (None, ""):
+            changes[name] = absorbed[name]
+    attrs = {**(absorbed.get("attributes") or {}), **(survivor.get("attributes") or {})}
+    if attrs != (survivor.get("attributes") or {}):
+        changes["attributes"] = attrs
+    if absorbed.get("consent") is False and survivor.get("consent") is not False:
+        changes["consent"] = False
+    elif survivor.get("consent") is None and absorbed.get("consent") is not None:
+        changes["consent"] = absorbed["consent"]
+    return changes

@@ -1,0 +1,59 @@
+"""What every use case needs: the database, the clock and the settings.
+
+A :class:`Context` is cheap to pass around and holds no per-request state. Use cases take
+it as their first argument and the acting user or system as the keyword ``actor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+
+from baton.config import Settings
+from baton.domain.clock import Clock, SystemClock
+from baton.store.engine import make_engine
+from baton.store.migrate import upgrade
+
+
+@dataclass
+class Context:
+    """The engine, the injected clock and the settings."""
+
+    engine: Engine
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back whole if it
+        raises. On SQLite it begins IMMEDIATE (see :mod:`baton.store.engine`)."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One read-only transaction (a consistent snapshot)."""
+        with self.engine.connect() as connection:
+            connection = connection.execution_options(baton_read_only=True)
+            with connection.begin():
+                yield connection
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+
+def open_context(
+    settings: Settings | None = None, *, clock: Clock | None = None, migrate: bool = True
+) -> Context:
+    """Connect to the configured database, bring its schema up to date, and return the
+    context every use case takes."""
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)
+    if migrate:
+        upgrade(engine)
+    return Context(engine=engine, settings=settings, clock=clock or SystemClock())

@@ -1,0 +1,338 @@
+"""Lead use cases: capture (create-or-update), read, list, change stage.
+
+Capture is create-or-update by email: the same person captured twice is one lead, and
+every capture is also recorded as a ``captured`` activity so the timeline shows each
+touch with its source and campaign. Possible duplicates that email cannot prove (same
+phone, similar name at a similar company) are flagged for a human, never merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.engine import Connection, RowMapping
+
+from baton.domain.activities import ActivityType
+from baton.domain.contact import FREE_MAIL_DOMAINS, company_key, email_domain, email_key
+from baton.domain.errors import NotFound
+from baton.domain.leads import (
+    ATTRIBUTION_FIELDS,
+    DuplicateMatch,
+    Lead,
+    LeadCreate,
+    find_duplicates,
+    merge_profile,
+)
+from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition, transition
+from baton.services.context import Context
+from baton.services.queries import insert_ignoring_conflicts, lock_lead, tags_of
+from baton.store.tables import activities, duplicate_candidates, leads, transitions
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """What a capture did: the lead as stored now, whether it was new, which fields
+    changed, and any possible duplicates flagged for review."""
+
+    lead: Lead
+    created: bool
+    changed_fields: list[str]
+    possible_duplicates: list[DuplicateMatch] = field(default_factory=list)
+
+
+def _derived(values: dict[str, Any]) -> dict[str, Any]:
+    """Columns computed from others: the email identity and the company key."""
+    out: dict[str, Any] = {}
+    if "email" in values:
+        out["email_key"] = email_key(values["email"]) if values["email"] else None
+        out["email_domain"] = email_domain(values["email"]) if values["email"] else None
+    if "company" in values:
+        out["company_key"] = company_key(values["company"])
+    return out
+
+
+def _find_existing(connection: Connection, data: LeadCreate) -> RowMapping | None:
+    if data.email is None:
+        if data.phone is None:
+            return None
+        query = select(leads).where(leads.c.phone == data.phone, leads.c.email_key.is_(None))
+    else:
+        query = select(leads).where(leads.c.email_key == email_key(data.email))
+    row = connection.execute(query.with_for_update()).mappings().first()
+    while row is not None and row["merged_into_id"] is not None:
+        row = lock_lead(connection, row["merged_into_id"])
+    return row
+
+
+def _touch_properties(data: LeadCreate) -> dict[str, Any]:
+    return {
+        name: value for name in ATTRIBUTION_FIELDS if (value := getattr(data, name)) is not None
+    }
+
+
+def capture_lead_in(
+    connection: Connection, data: LeadCreate, *, actor: str, now: datetime
+) -> CaptureResult:
+    """The capture use case inside a transaction the caller owns (the CSV import runs
+    many captures in one transaction). Prefer :func:`capture_lead`."""
+    existing = _find_existing(connection, data)
+    incoming = {**data.fields(), "attributes": data.attributes, "consent": data.consent}
+    if existing is None:
+        values = {
+            **data.fields(),
+            **_derived(data.fields() | {"email": data.email, "company": data.company}),
+            "attributes": data.attributes,
+            "consent": data.consent,
+            "last_source": data.source,
+            "last_campaign": data.campaign,
+            "stage": INITIAL_STAGE.value,
+            "stage_changed_at": now,
+            "created_at": now,
+            "updated_at": now,
+            "last_activity_at": now,
+            "activity_count": 1,
+        }
+        lead_id = connection.execute(
+            insert(leads).values(values).returning(leads.c.id)
+        ).scalar_one()
+        created, changed = True, sorted(data.fields())
+    else:
+        lead_id = existing["id"]
+        changes = merge_profile(dict(existing), incoming)
+        changes.update(_derived(changes))
+        created, changed = False, sorted(changes)
+        connection.execute(
+            update(leads)
+            .where(leads.c.id == lead_id)
+            .values(
+                **changes,
+                updated_at=now,
+                last_activity_at=now,
+                activity_count=leads.c.activity_count + 1,
+            )
+        )
+    connection.execute(
+        insert(activities).values(
+            lead_id=lead_id,
+            type=ActivityType.CAPTURED.value,
+            occurred_at=now,
+            received_at=now,
+            properties={"by": actor, **_touch_properties(data)},
+        )
+    )
+    row = lock_lead(connection, lead_id)
+    duplicates = flag_possible_duplicates(connection, row, now=now) if created else []
+    return CaptureResult(
+        lead=_to_lead(row, tags_of(connection, [lead_id])[lead_id]),
+        created=created,
+        changed_fields=changed,
+        possible_duplicates=duplicates,
+    )
+
+
+def capture_lead(ctx: Context, data: LeadCreate, *, actor: str) -> CaptureResult:
+    """Create a lead, or update the one with the same email, in one transaction."""
+    with ctx.write() as connection:
+        return capture_lead_in(connection, data, actor=actor, now=ctx.clock.now())
+
+
+def flag_possible_duplicates(
+    connection: Connection, lead: RowMapping, *, now: datetime
+) -> list[DuplicateMatch]:
+    """Record review items for leads that are probably the same person as ``lead``."""
+    conditions = []
+    if lead["phone"]:
+        conditions.append(leads.c.phone == lead["phone"])
+    if lead["company_key"]:
+        conditions.append(leads.c.company_key == lead["company_key"])
+    domain = lead["email_domain"]
+    if domain and domain not in FREE_MAIL_DOMAINS and lead["last_name"]:
+        conditions.append(
+            (leads.c.email_domain == domain) & (leads.c.last_name == lead["last_name"])
+        )
+    if not conditions:
+        return []
+    candidates = (
+        connection.execute(
+            select(leads)
+            .where(or_(*conditions), leads.c.id != lead["id"], leads.c.merged_into_id.is_(None))
+            .limit(200)
+        )
+        .mappings()
+        .all()
+    )
+    matches = find_duplicates(dict(lead), [dict(c) for c in candidates])
+    if matches:
+        stmt = insert_ignoring_conflicts(connection, duplicate_candidates)
+        connection.execute(
+            stmt,
+            [
+                {
+                    "lead_id": lead["id"],
+                    "other_lead_id": m.other_id,
+                    "reason": m.reason,
+                    "similarity": m.similarity,
+                    "status": "open",
+                    "created_at": now,
+                }
+                for m in matches
+            ],
+        )
+    return matches
+
+
+def _to_lead(row: RowMapping, tags: list[str]) -> Lead:
+    return Lead.model_validate({**row, "tags": tags})
+
+
+def get_lead(ctx: Context, lead_id: int) -> Lead:
+    """The lead with this id (a merged lead still answers, with ``merged_into_id``)."""
+    with ctx.read() as connection:
+        row = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"lead {lead_id} does not exist")
+        return _to_lead(row, tags_of(connection, [lead_id])[lead_id])
+
+
+@dataclass(frozen=True)
+class LeadPage:
+    """One page of leads, newest first, with the cursor for the next page."""
+
+    items: list[Lead]
+    next_before_id: int | None
+    total: int
+
+
+def list_leads(
+    ctx: Context,
+    *,
+    stage: Stage | None = None,
+    search: str | None = None,
+    tag: str | None = None,
+    source: str | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> LeadPage:
+    """Leads matching the filters, newest first, ``limit`` at a time (keyset paging, so
+    deep pages stay fast). Merged leads are left out."""
+    from baton.store.tables import lead_tags
+
+    conditions: list[Any] = [leads.c.merged_into_id.is_(None)]
+    if stage is not None:
+        conditions.append(leads.c.stage == stage.value)
+    if source:
+        conditions.append(leads.c.source == source)
+    if tag:
+        conditions.append(
+            leads.c.id.in_(select(lead_tags.c.lead_id).where(lead_tags.c.tag == tag.lower()))
+        )
+    if search:
+        pattern = f"%{search.strip().lower()}%"
+        conditions.append(
+            or_(
+                leads.c.email_key.like(pattern),
+                func.lower(leads.c.company).like(pattern),
+                func.lower(leads.c.last_name).like(pattern),
+                func.lower(leads.c.first_name).like(pattern),
+            )
+        )
+    with ctx.read() as connection:
+        total = connection.execute(
+            select(func.count()).select_from(leads).where(*conditions)
+        ).scalar_one()
+        page_conditions = list(conditions)
+        if before_id is not None:
+            page_conditions.append(leads.c.id < before_id)
+        rows = (
+            connection.execute(
+                select(leads).where(*page_conditions).order_by(leads.c.id.desc()).limit(limit + 1)
+            )
+            .mappings()
+            .all()
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        tags = tags_of(connection, [r["id"] for r in rows])
+    return LeadPage(
+        items=[_to_lead(r, tags[r["id"]]) for r in rows],
+        next_before_id=rows[-1]["id"] if more and rows else None,
+        total=total,
+    )
+
+
+def change_stage_in(
+    connection: Connection,
+    lead_id: int,
+    target: Stage,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    contract_version: int | None = None,
+) -> Transition:
+    """Move a locked lead through the lifecycle and store the transition. The only code
+    that writes ``leads.stage`` after creation."""
+    row = lock_lead(connection, lead_id)
+    if row["merged_into_id"] is not None:
+        raise NotFound(f"lead {lead_id} was merged into lead {row['merged_into_id']}")
+    step = transition(
+        Stage(row["stage"]),
+        target,
+        actor=actor,
+        reason=reason,
+        at=now,
+        contract_version=contract_version,
+    )
+    connection.execute(
+        update(leads)
+        .where(leads.c.id == lead_id)
+        .values(stage=target.value, stage_changed_at=now, updated_at=now)
+    )
+    connection.execute(
+        insert(transitions).values(
+            lead_id=lead_id,
+            from_stage=step.from_stage.value,
+            to_stage=step.to_stage.value,
+            actor=actor,
+            reason=reason,
+            occurred_at=now,
+            contract_version=contract_version,
+        )
+    )
+    return step
+
+
+def change_stage(
+    ctx: Context, lead_id: int, target: Stage, *, actor: str, reason: str
+) -> Transition:
+    """Move a lead to ``target`` if the lifecycle allows it (else
+    :class:`~baton.domain.errors.InvalidTransitionError`, naming the allowed stages)."""
+    with ctx.write() as connection:
+        return change_stage_in(
+            connection, lead_id, target, actor=actor, reason=reason, now=ctx.clock.now()
+        )
+
+
+def stage_history(ctx: Context, lead_id: int) -> Sequence[Transition]:
+    """The lead's own transitions in order (not those brought in by a merge)."""
+    with ctx.read() as connection:
+        rows = connection.execute(
+            select(transitions)
+            .where(transitions.c.lead_id == lead_id, transitions.c.merged_from_id.is_(None))
+            .order_by(transitions.c.occurred_at, transitions.c.id)
+        ).mappings()
+        return [
+            Transition(
+                Stage(r["from_stage"]),
+                Stage(r["to_stage"]),
+                r["actor"],
+                r["reason"],
+                r["occurred_at"],
+                r["contract_version"],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,183 @@
+"""Duplicates and merging.
+
+Baton flags possible duplicates but never merges on its own: a person decides. A merge
+keeps everything: the absorbed lead's activities, notes, transitions and tag events move
+to the survivor (marked with where they came from), its tags are added, its blank-filling
+profile values are taken, and the absorbed record stays, pointing at the survivor, so old
+links and later captures of its email still find the right lead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+
+from baton.domain.contact import company_key
+from baton.domain.errors import Conflict, NotFound
+from baton.domain.leads import fill_blanks
+from baton.services.context import Context
+from baton.services.queries import insert_ignoring_conflicts, lock_lead
+from baton.store.tables import (
+    activities,
+    duplicate_candidates,
+    lead_merges,
+    lead_tags,
+    leads,
+    notes,
+    tag_events,
+    transitions,
+)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What a merge moved and changed."""
+
+    survivor_id: int
+    merged_id: int
+    moved: dict[str, int]
+    filled_fields: list[str]
+
+
+def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: str) -> MergeResult:
+    """Merge lead ``merged_id`` into ``survivor_id`` in one transaction."""
+    if survivor_id == merged_id:
+        raise Conflict("a lead cannot be merged into itself")
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        first, second = sorted((survivor_id, merged_id))
+        rows = {first: lock_lead(connection, first), second: lock_lead(connection, second)}
+        survivor, absorbed = rows[survivor_id], rows[merged_id]
+        for row in (survivor, absorbed):
+            if row["merged_into_id"] is not None:
+                raise Conflict(
+                    f"lead {row['id']} was already merged into lead {row['merged_into_id']}"
+                )
+        changes = fill_blanks(dict(survivor), dict(absorbed))
+        if "email" in changes:
+            changes.pop("email")
+        if "company" in changes:
+            changes["company_key"] = company_key(changes["company"])
+        moved: dict[str, int] = {}
+        for name, table in (
+            ("activities", activities),
+            ("transitions", transitions),
+            ("notes", notes),
+            ("tag_events", tag_events),
+        ):
+            moved[name] = connection.execute(
+                update(table)
+                .where(table.c.lead_id == merged_id)
+                .values(lead_id=survivor_id, merged_from_id=merged_id)
+            ).rowcount
+        absorbed_tags = (
+            connection.execute(select(lead_tags).where(lead_tags.c.lead_id == merged_id))
+            .mappings()
+            .all()
+        )
+        if absorbed_tags:
+            connection.execute(
+                insert_ignoring_conflicts(connection, lead_tags),
+                [{**t, "lead_id": survivor_id} for t in absorbed_tags],
+            )
+        latest = [t for t in (survivor["last_activity_at"], absorbed["last_activity_at"]) if t]
+        connection.execute(
+            update(leads)
+            .where(leads.c.id == survivor_id)
+            .values(
+                **changes,
+                activity_count=survivor["activity_count"] + absorbed["activity_count"],
+                last_activity_at=max(latest) if latest else None,
+                updated_at=now,
+            )
+        )
+        connection.execute(
+            update(leads)
+            .where(leads.c.id == merged_id)
+            .values(merged_into_id=survivor_id, updated_at=now, activity_count=0)
+        )
+        connection.execute(
+            update(leads)
+            .where(leads.c.merged_into_id == merged_id)
+            .values(merged_into_id=survivor_id)
+        )
+        connection.execute(
+            update(duplicate_candidates)
+            .where(
+                or_(
+                    duplicate_candidates.c.lead_id == merged_id,
+                    duplicate_candidates.c.other_lead_id == merged_id,
+                ),
+                duplicate_candidates.c.status == "open",
+            )
+            .values(status="merged", resolved_at=now, resolved_by=actor)
+        )
+        record: dict[str, Any] = {
+            "filled": sorted(changes),
+            "absorbed_stage": absorbed["stage"],
+            "absorbed_email": absorbed["email"],
+            "moved": moved,
+        }
+        connection.execute(
+            insert(lead_merges).values(
+                survivor_id=survivor_id,
+                merged_id=merged_id,
+                actor=actor,
+                occurred_at=now,
+                changes=record,
+            )
+        )
+    return MergeResult(survivor_id, merged_id, moved, sorted(changes))
+
+
+@dataclass(frozen=True)
+class DuplicateCandidate:
+    """A pair of leads that may be one person, waiting for a decision."""
+
+    id: int
+    lead_id: int
+    other_lead_id: int
+    reason: str
+    similarity: float
+    status: str
+    created_at: datetime
+
+
+def list_duplicates(
+    ctx: Context, *, status: str = "open", limit: int = 100
+) -> list[DuplicateCandidate]:
+    """Review queue of possible duplicates, newest first."""
+    with ctx.read() as connection:
+        rows = connection.execute(
+            select(duplicate_candidates)
+            .where(duplicate_candidates.c.status == status)
+            .order_by(duplicate_candidates.c.id.desc())
+            .limit(limit)
+        ).mappings()
+        return [
+            DuplicateCandidate(
+                r["id"],
+                r["lead_id"],
+                r["other_lead_id"],
+                r["reason"],
+                r["similarity"],
+                r["status"],
+                r["created_at"],
+            )
+            for r in rows
+        ]
+
+
+def dismiss_duplicate(ctx: Context, candidate_id: int, *, actor: str) -> None:
+    """Mark a flagged pair as two different people."""
+    with ctx.write() as connection:
+        found = connection.execute(
+            update(duplicate_candidates)
+            .where(duplicate_candidates.c.id == candidate_id)
+            .values(status="dismissed", resolved_at=ctx.clock.now(), resolved_by=actor)
+        ).rowcount
+        if not found:
+            raise NotFound(f"duplicate candidate {candidate_id} does not exist")

@@ -1,0 +1,111 @@
+"""Notes and tags on leads: how sales and marketing talk about a lead in the open.
+
+Tags are lower-cased and trimmed so that ``Cold`` and ``cold `` are one tag; every add
+and removal is kept as a tag event for the timeline.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select
+
+from baton.domain.errors import FieldProblem, ValidationFailed
+from baton.services.context import Context
+from baton.services.queries import insert_ignoring_conflicts, lock_lead
+from baton.store.tables import lead_tags, notes, tag_events
+
+_TAG = re.compile(r"[a-z0-9][a-z0-9 _:./-]{0,99}")
+
+
+@dataclass(frozen=True)
+class Note:
+    """A free-text note on a lead."""
+
+    id: int
+    lead_id: int
+    author: str
+    body: str
+    created_at: datetime
+
+
+def add_note(ctx: Context, lead_id: int, body: str, *, actor: str) -> Note:
+    """Attach a note (1 to 10,000 characters) to a lead."""
+    text = body.strip()
+    if not text or len(text) > 10_000:
+        raise ValidationFailed(
+            "a note needs text", [FieldProblem("body", "between 1 and 10,000 characters")]
+        )
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        lock_lead(connection, lead_id)
+        note_id = connection.execute(
+            insert(notes)
+            .values(lead_id=lead_id, author=actor, body=text, created_at=now)
+            .returning(notes.c.id)
+        ).scalar_one()
+    return Note(note_id, lead_id, actor, text, now)
+
+
+def normalize_tag(raw: str) -> str:
+    tag = " ".join(raw.strip().lower().split())
+    if not _TAG.fullmatch(tag):
+        raise ValidationFailed(
+            "invalid tag",
+            [
+                FieldProblem(
+                    "tag",
+                    "1-100 characters: letters, digits, space, and _ : . / - "
+                    "(starting with a letter or digit)",
+                )
+            ],
+        )
+    return tag
+
+
+def add_tag(ctx: Context, lead_id: int, tag: str, *, actor: str) -> list[str]:
+    """Tag a lead (idempotent: tagging twice records one event); returns its tags."""
+    name = normalize_tag(tag)
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        lock_lead(connection, lead_id)
+        added = connection.execute(
+            insert_ignoring_conflicts(connection, lead_tags).values(
+                lead_id=lead_id, tag=name, added_by=actor, added_at=now
+            )
+        ).rowcount
+        if added:
+            connection.execute(
+                insert(tag_events).values(
+                    lead_id=lead_id, tag=name, action="added", actor=actor, occurred_at=now
+                )
+            )
+        return list(
+            connection.execute(
+                select(lead_tags.c.tag).where(lead_tags.c.lead_id == lead_id).order_by("tag")
+            ).scalars()
+        )
+
+
+def remove_tag(ctx: Context, lead_id: int, tag: str, *, actor: str) -> list[str]:
+    """Remove a tag (removing an absent tag changes nothing); returns the lead's tags."""
+    name = normalize_tag(tag)
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        lock_lead(connection, lead_id)
+        removed = connection.execute(
+            delete(lead_tags).where(lead_tags.c.lead_id == lead_id, lead_tags.c.tag == name)
+        ).rowcount
+        if removed:
+            connection.execute(
+                insert(tag_events).values(
+                    lead_id=lead_id, tag=name, action="removed", actor=actor, occurred_at=now
+                )
+            )
+        return list(
+            connection.execute(
+                select(lead_tags.c.tag).where(lead_tags.c.lead_id == lead_id).order_by("tag")
+            ).scalars()
+        )

@@ -1,0 +1,57 @@
+"""Small shared query helpers used by several use cases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, RowMapping
+
+from baton.domain.errors import NotFound
+from baton.store.tables import lead_tags, leads
+
+T = TypeVar("T")
+
+IN_CHUNK = 900
+"""Values per ``IN (...)`` list: far under every backend's bound-parameter limit."""
+
+
+def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def insert_ignoring_conflicts(connection: Connection, table: Table) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def lock_lead(connection: Connection, lead_id: int) -> RowMapping:
+    """Read a lead with its row locked for the rest of the transaction (PostgreSQL
+    ``FOR UPDATE``; SQLite already holds the write lock), or raise :class:`NotFound`."""
+    row = (
+        connection.execute(select(leads).where(leads.c.id == lead_id).with_for_update())
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"lead {lead_id} does not exist")
+    return row
+
+
+def tags_of(connection: Connection, lead_ids: Iterable[int]) -> dict[int, list[str]]:
+    ids = list(lead_ids)
+    found: dict[int, list[str]] = {i: [] for i in ids}
+    for part in chunks(ids):
+        rows = connection.execute(
+            select(lead_tags.c.lead_id, lead_tags.c.tag)
+            .where(lead_tags.c.lead_id.in_(part))
+            .order_by(lead_tags.c.tag)
+        )
+        for lead_id, tag in rows:
+            found[lead_id].append(tag)
+    return found

@@ -1,0 +1,125 @@
+"""A lead's whole history in time order: activities, stage transitions, notes, tag
+changes and merges. This is what sales reads so that a customer never explains twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+
+from baton.domain.errors import NotFound
+from baton.services.context import Context
+from baton.store.tables import activities, lead_merges, leads, notes, tag_events, transitions
+
+Kind = Literal["created", "activity", "transition", "note", "tag", "merge"]
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    """One dated entry. ``summary`` is a sentence for people; ``data`` has the details.
+    ``merged_from`` names the lead an entry came from when it was moved by a merge."""
+
+    at: datetime
+    kind: Kind
+    summary: str
+    actor: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    merged_from: int | None = None
+
+
+_KIND_ORDER = {"created": 0, "activity": 1, "transition": 2, "tag": 3, "note": 4, "merge": 5}
+
+
+def _describe_activity(kind: str, props: dict[str, Any]) -> str:
+    label = kind.replace("_", " ")
+    for key in ("url", "page", "subject", "title", "name", "campaign", "source"):
+        if props.get(key):
+            return f"{label}: {props[key]}"
+    return label
+
+
+def lead_timeline(ctx: Context, lead_id: int, *, limit: int | None = None) -> list[TimelineItem]:
+    """Every entry of the lead's history, oldest first (the newest ``limit`` if given)."""
+    items: list[TimelineItem] = []
+    with ctx.read() as connection:
+        lead = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
+        if lead is None:
+            raise NotFound(f"lead {lead_id} does not exist")
+        if lead["merged_into_id"] is not None:
+            raise NotFound(
+                f"lead {lead_id} was merged into lead {lead['merged_into_id']}; "
+                "its history is there"
+            )
+        items.append(TimelineItem(lead["created_at"], "created", "lead created"))
+        for r in connection.execute(
+            select(activities).where(activities.c.lead_id == lead_id)
+        ).mappings():
+            items.append(
+                TimelineItem(
+                    r["occurred_at"],
+                    "activity",
+                    _describe_activity(r["type"], r["properties"]),
+                    data={"id": r["id"], "type": r["type"], "properties": r["properties"]},
+                    merged_from=r["merged_from_id"],
+                )
+            )
+        for r in connection.execute(
+            select(transitions).where(transitions.c.lead_id == lead_id)
+        ).mappings():
+            items.append(
+                TimelineItem(
+                    r["occurred_at"],
+                    "transition",
+                    f"{r['from_stage']} → {r['to_stage']}: {r['reason']}",
+                    r["actor"],
+                    {
+                        "from": r["from_stage"],
+                        "to": r["to_stage"],
+                        "reason": r["reason"],
+                        "contract_version": r["contract_version"],
+                    },
+                    r["merged_from_id"],
+                )
+            )
+        for r in connection.execute(select(notes).where(notes.c.lead_id == lead_id)).mappings():
+            items.append(
+                TimelineItem(
+                    r["created_at"],
+                    "note",
+                    r["body"],
+                    r["author"],
+                    {"id": r["id"]},
+                    r["merged_from_id"],
+                )
+            )
+        for r in connection.execute(
+            select(tag_events).where(tag_events.c.lead_id == lead_id)
+        ).mappings():
+            items.append(
+                TimelineItem(
+                    r["occurred_at"],
+                    "tag",
+                    f"tag '{r['tag']}' {r['action']}",
+                    r["actor"],
+                    {"tag": r["tag"], "action": r["action"]},
+                    r["merged_from_id"],
+                )
+            )
+        for r in connection.execute(
+            select(lead_merges).where(lead_merges.c.survivor_id == lead_id)
+        ).mappings():
+            items.append(
+                TimelineItem(
+                    r["occurred_at"],
+                    "merge",
+                    f"lead {r['merged_id']} merged into this lead",
+                    r["actor"],
+                    dict(r["changes"]),
+                )
+            )
+    items.sort(key=lambda i: (i.at, _KIND_ORDER[i.kind]))
+    if limit is not None:
+        items = items[-limit:]
+    return items
