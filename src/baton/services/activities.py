@@ -231,11 +231,13 @@ def ingest_validated_in(
         else:
             connection.execute(statement, to_store)
         report.stored = len(to_store)
-        _bump_counters(connection, per_lead)
+        bump_counters(connection, per_lead)
     return report
 
 
-def _bump_counters(connection: Connection, per_lead: Mapping[int, tuple[int, datetime]]) -> None:
+def bump_counters(connection: Connection, per_lead: Mapping[int, tuple[int, datetime]]) -> None:
+    """Add to each lead's activity count and move its last activity time forward
+    (never backward: a late-arriving old event does not make a lead look stale)."""
     at = bindparam("at", type_=leads.c.last_activity_at.type)
     connection.execute(
         update(leads)

@@ -35,9 +35,7 @@ from baton.services.timeline import lead_timeline
 
 router = APIRouter(prefix="/api/v1/leads", tags=["leads"])
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such lead (problem+json)"}
-}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such lead (problem+json)"}}
 
 
 @router.post(

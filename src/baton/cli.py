@@ -1,0 +1,332 @@
+"""The ``baton`` command line: a thin shell over the same use cases as the API."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from baton import __version__
+from baton.config import Settings
+from baton.domain.errors import BatonError
+from baton.services.context import Context, open_context
+from baton.services.imports import ImportReport, export_leads, import_activities, import_leads
+
+app = typer.Typer(
+    name="baton",
+    help="Baton: the marketing-to-sales lead handoff engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Import leads or activities from CSV files.", no_args_is_help=True)
+export_app = typer.Typer(help="Export data.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
+
+console = Console()
+errors = Console(stderr=True)
+
+ActorOption = Annotated[str, typer.Option("--actor", help="Who is acting (stored on changes).")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        raise fail("invalid configuration: " + "; ".join(lines)) from None
+
+
+@contextmanager
+def _context() -> Iterator[Context]:
+    settings = _settings()
+    try:
+        ctx = open_context(settings)
+    except Exception as exc:
+        raise fail(f"cannot open the database {settings.database_url!r}: {exc}") from None
+    try:
+        yield ctx
+    except BatonError as exc:
+        raise fail(exc.detail) from None
+    finally:
+        ctx.engine.dispose()
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"baton {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Configuration comes from BATON_* environment variables (see the README)."""
+
+
+@app.command()
+def init() -> None:
+    """Create the database (or bring its schema up to date)."""
+    from baton.store.migrate import current_revision
+
+    with _context() as ctx:
+        console.print(
+            f"[green]ready[/] {ctx.settings.database_url} at schema revision "
+            f"{current_revision(ctx.engine)}"
+        )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (BATON_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (BATON_PORT).")] = None,
+    workers: Annotated[int, typer.Option(help="Server processes (PostgreSQL only).")] = 1,
+) -> None:
+    """Run the API server (docs at /docs)."""
+    import uvicorn
+
+    settings = _settings()
+    with _context():
+        pass
+    host = host or settings.host
+    port = port or settings.port
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        raise fail("several server processes need PostgreSQL; SQLite has one writer")
+    console.print(f"Baton API on [bold]http://{host}:{port}[/] (docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        "baton.api.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+    )
+
+
+@app.command()
+def demo(
+    leads: Annotated[int, typer.Option(min=10, max=200_000, help="Leads to generate.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same company).")] = 7,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the server afterwards.")
+    ] = True,
+) -> None:
+    """Fill an empty database with a generated demo company, then serve it."""
+    from sqlalchemy import func, select
+
+    from baton.services.demo import generate_demo
+    from baton.store.tables import leads as leads_table
+
+    with _context() as ctx:
+        with ctx.read() as connection:
+            existing = connection.execute(select(func.count()).select_from(leads_table)).scalar()
+        if existing:
+            console.print(
+                f"[yellow]{existing} leads already in the database; no demo data generated[/]"
+            )
+        else:
+            with _progress() as bar:
+                task = bar.add_task("Generating the demo company", total=leads)
+                summary = generate_demo(
+                    ctx, leads_count=leads, seed=seed, progress=lambda n: bar.advance(task, n)
+                )
+            table = Table(title="Demo company: Lumen Analytics")
+            table.add_column("created")
+            table.add_column("count", justify="right")
+            for name, value in (
+                ("leads", summary.leads),
+                ("activities", summary.activities),
+                ("stage transitions", summary.transitions),
+                ("notes", summary.notes),
+            ):
+                table.add_row(name, f"{value:,}")
+            console.print(table)
+    if serve_after:
+        serve(host=None, port=None, workers=1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not sys.stdout.isatty() and not console.is_terminal,
+    )
+
+
+def _parse_map(pairs: list[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        header, sep, field = pair.partition("=")
+        if not sep or not header.strip() or not field.strip():
+            raise fail(f"--map takes HEADER=FIELD, got {pair!r}")
+        mapping[header.strip()] = field.strip()
+    return mapping
+
+
+def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | None) -> None:
+    table = Table(title=f"Import of {source.name}")
+    table.add_column("result")
+    table.add_column("rows", justify="right")
+    rows = [("rows read", report.rows)]
+    if kind == "leads":
+        rows += [
+            ("leads created", report.created),
+            ("leads updated", report.updated),
+            ("unchanged", report.unchanged),
+            ("possible duplicates flagged", report.possible_duplicates),
+        ]
+    else:
+        rows += [
+            ("events stored", report.stored),
+            ("already imported (same key)", report.duplicates),
+            ("leads created", report.created),
+        ]
+    rows.append(("rows rejected", report.rejected))
+    for name, value in rows:
+        table.add_row(name, f"{value:,}")
+    console.print(table)
+    if report.extra_columns:
+        target = "attributes" if kind == "leads" else "properties"
+        console.print(f"Columns kept as {target}: {', '.join(report.extra_columns)}")
+    if report.errors:
+        path = errors_file or source.with_name(source.name + ".errors.csv")
+        with path.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(["line", "field", "message"])
+            for error in report.errors:
+                writer.writerow([error.row, error.field, error.message])
+        for error in report.errors[:5]:
+            errors.print(f"line {error.row}: {error.field}: {error.message}")
+        more = len(report.errors) - 5
+        if more > 0:
+            errors.print(f"... and {more} more")
+        raise fail(
+            f"{report.rejected} row(s) rejected; all other rows were imported. Details: {path}"
+        )
+
+
+MapOption = Annotated[
+    list[str] | None,
+    typer.Option("--map", help="Map a header to a field: --map 'Work Email=email' (repeat)."),
+]
+ErrorsOption = Annotated[
+    Path | None,
+    typer.Option("--errors", help="Where to write rejected rows (default: FILE.errors.csv)."),
+]
+
+
+@import_app.command("leads")
+def import_leads_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    column_map: MapOption = None,
+    errors_file: ErrorsOption = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Import leads: create-or-update by email, all valid rows in one transaction.
+
+    Headers are matched forgivingly (Email, E-mail, Email Address...); unknown columns are
+    kept as attributes. Rejected rows go to FILE.errors.csv with their line numbers; the
+    exit code is 1 when any row was rejected."""
+    with _context() as ctx, _progress() as bar:
+        task = bar.add_task("Importing leads", total=None)
+        report = import_leads(
+            ctx,
+            file,
+            actor=actor,
+            column_map=_parse_map(column_map or []),
+            progress=lambda n: bar.advance(task, n),
+        )
+        bar.update(task, total=report.rows, completed=report.rows)
+    _report("leads", file, report, errors_file)
+
+
+@import_app.command("activities")
+def import_activities_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    timezone: Annotated[str, typer.Option(help="Zone of timestamps written without one.")] = "UTC",
+    column_map: MapOption = None,
+    errors_file: ErrorsOption = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Import engagement events (email, type, occurred_at, idempotency_key, ...).
+
+    Other columns become event properties (url, subject...). A file imported twice stores
+    its keyed events once."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise fail(f"unknown time zone {timezone!r} (use an IANA name like Europe/Paris)") from None
+    with _context() as ctx, _progress() as bar:
+        task = bar.add_task("Importing activities", total=None)
+        report = import_activities(
+            ctx,
+            file,
+            actor=actor,
+            naive_timezone=timezone,
+            column_map=_parse_map(column_map or []),
+            progress=lambda n: bar.advance(task, n),
+        )
+        bar.update(task, total=report.rows, completed=report.rows)
+    _report("activities", file, report, errors_file)
+
+
+@export_app.command("leads")
+def export_leads_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    stage: Annotated[str | None, typer.Option(help="Only leads in this stage.")] = None,
+) -> None:
+    """Export leads as CSV or JSON lines."""
+    if fmt not in ("csv", "jsonl"):
+        raise fail("--format must be csv or jsonl")
+    with _context() as ctx:
+        if output is None:
+            count = export_leads(ctx, sys.stdout, fmt=fmt, stage=stage)
+        else:
+            with output.open("w", newline="", encoding="utf-8") as out:
+                count = export_leads(ctx, out, fmt=fmt, stage=stage)
+            console.print(f"{count:,} leads written to {output}")
+
+
+def main() -> None:
+    """Entry point: a bug prints one line (and the trace only with BATON_DEBUG=1)."""
+    import logging
+    import os
+
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("BATON_DEBUG"):
+            raise
+        logging.getLogger("baton").debug("crash", exc_info=True)
+        errors.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "Nothing was half-written (each step is one transaction). "
+            "Run again with BATON_DEBUG=1 to see the trace, and please report it."
+        )
+        raise SystemExit(70) from None

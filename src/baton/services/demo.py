@@ -1,0 +1,364 @@
+"""A realistic, seeded demo company: "Lumen Analytics", a B2B analytics vendor.
+
+Everything is generated here (no data is copied from elsewhere) and goes through the
+same use cases as real traffic: leads are captured, events ingested, stages changed by
+transitions, notes and tags written. The same seed gives the same company.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from baton.domain.activities import ActivityCreate, ActivityType
+from baton.domain.leads import LeadCreate
+from baton.domain.lifecycle import Stage
+from baton.services.activities import ingest_validated_in
+from baton.services.context import Context
+from baton.services.imports import ImportReport, write_leads_in
+from baton.services.leads import change_stage_in
+from baton.store.tables import lead_tags, notes, tag_events
+
+FIRST_NAMES = (
+    "Ana",
+    "Ben",
+    "Chloe",
+    "Diego",
+    "Elif",
+    "Farah",
+    "Gustav",
+    "Hana",
+    "Ines",
+    "Jonas",
+    "Kenji",
+    "Lena",
+    "Marco",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quentin",
+    "Rosa",
+    "Sven",
+    "Tara",
+    "Umar",
+    "Vera",
+    "Wei",
+    "Ximena",
+    "Yusuf",
+    "Zoe",
+    "Aaron",
+    "Bianca",
+    "Carlos",
+    "Dana",
+)
+LAST_NAMES = (
+    "Alvarez",
+    "Becker",
+    "Chen",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "Lopez",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Quinn",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Usman",
+    "Varga",
+    "Weber",
+    "Xu",
+    "Yilmaz",
+    "Zhang",
+)
+COMPANY_WORDS = (
+    "North",
+    "Blue",
+    "Peak",
+    "River",
+    "Iron",
+    "Bright",
+    "Cedar",
+    "Atlas",
+    "Nova",
+    "Summit",
+    "Harbor",
+    "Pixel",
+    "Vertex",
+    "Orbit",
+    "Granite",
+    "Willow",
+    "Falcon",
+    "Quartz",
+)
+COMPANY_KINDS = (
+    "Logistics",
+    "Health",
+    "Retail",
+    "Labs",
+    "Systems",
+    "Foods",
+    "Energy",
+    "Capital",
+    "Media",
+    "Robotics",
+    "Travel",
+    "Insurance",
+)
+SUFFIXES = ("Inc", "GmbH", "Ltd", "SAS", "BV", "LLC", "")
+TITLES = (
+    "VP Operations",
+    "Head of Data",
+    "Data Analyst",
+    "CFO",
+    "IT Manager",
+    "CTO",
+    "Marketing Manager",
+    "BI Lead",
+    "Student",
+    "Consultant",
+    "Director of Finance",
+)
+COUNTRIES = (
+    ("US", "+1 415 555 {:04d}", 0.45),
+    ("GB", "+44 20 7946 {:04d}", 0.15),
+    ("DE", "+49 30 {:08d}", 0.15),
+    ("FR", "+33 1 {:08d}", 0.1),
+    ("NL", "+31 20 {:07d}", 0.05),
+    ("CA", "+1 416 555 {:04d}", 0.1),
+)
+CAMPAIGNS = (
+    ("webinar", "2026-q3-data-webinar", "linkedin", "paid_social"),
+    ("paid_search", "2026-brand-search", "google", "cpc"),
+    ("paid_search", "2026-competitor-search", "google", "cpc"),
+    ("content", "state-of-analytics-report", "newsletter", "email"),
+    ("event", "saas-summit-berlin", None, None),
+    ("organic", None, None, None),
+    ("referral", "partner-program", "partner", "referral"),
+    ("paid_social", "2026-q4-retargeting", "linkedin", "paid_social"),
+)
+PAGES = (
+    "/",
+    "/pricing",
+    "/product/dashboards",
+    "/product/connectors",
+    "/customers",
+    "/blog/kpi-guide",
+    "/docs/getting-started",
+    "/security",
+    "/compare/spreadsheet",
+)
+FREE_MAIL = ("gmail.com", "outlook.com", "yahoo.com")
+NOTES = (
+    "Asked about SSO and the security review; send the SOC 2 summary.",
+    "Budget opens in Q1; wants a call in January.",
+    "Using spreadsheets today, 12 analysts.",
+    "Met at the Berlin booth; interested in the connectors.",
+    "Evaluating two competitors, decision in 6 weeks.",
+)
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """How much the demo created."""
+
+    leads: int
+    activities: int
+    transitions: int
+    notes: int
+
+
+def _company(rng: random.Random) -> tuple[str, str]:
+    word = rng.choice(COMPANY_WORDS) + rng.choice(COMPANY_WORDS).lower()
+    name = f"{word} {rng.choice(COMPANY_KINDS)}"
+    suffix = rng.choice(SUFFIXES)
+    domain = name.lower().replace(" ", "") + rng.choice((".com", ".io", ".co"))
+    return (f"{name} {suffix}".strip(), domain)
+
+
+def generate_demo(
+    ctx: Context,
+    *,
+    leads_count: int = 3000,
+    seed: int = 7,
+    days: int = 90,
+    progress: Callable[[int], None] | None = None,
+) -> DemoSummary:
+    """Fill an empty database with a demo company's last ``days`` days of marketing."""
+    rng = random.Random(seed)  # noqa: S311 (demo data, not secrets)
+    now = ctx.clock.now()
+    start = now - timedelta(days=days)
+    companies = [_company(rng) for _ in range(max(20, leads_count // 6))]
+    people: list[tuple[LeadCreate, datetime, float]] = []
+    context = {"default_region": ctx.settings.default_phone_region}
+    for i in range(leads_count):
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        company, domain = rng.choice(companies)
+        if rng.random() < 0.15:
+            domain = rng.choice(FREE_MAIL)
+        country, phone_pattern, _ = rng.choices(COUNTRIES, weights=[c[2] for c in COUNTRIES])[0]
+        source, campaign, utm_source, utm_medium = rng.choice(CAMPAIGNS)
+        interest = rng.random()
+        data = LeadCreate.model_validate(
+            {
+                "email": f"{first}.{last}{i}@{domain}".lower(),
+                "phone": phone_pattern.format(rng.randrange(10_000))
+                if rng.random() < 0.6
+                else None,
+                "first_name": first,
+                "last_name": last,
+                "company": company,
+                "title": rng.choice(TITLES),
+                "country": country,
+                "source": source,
+                "campaign": campaign,
+                "utm_source": utm_source,
+                "utm_medium": utm_medium,
+                "consent": rng.random() < 0.8,
+                "attributes": {
+                    "employees": rng.choice((8, 40, 120, 450, 1200, 5000)),
+                    "industry": company.split()[1].lower(),
+                },
+            },
+            context=context,
+        )
+        created = start + timedelta(seconds=rng.randrange(0, days * 86400))
+        people.append((data, created, interest))
+    people.sort(key=lambda p: p[1])
+    actions: list[tuple[datetime, int, Any]] = []
+    for index, (data, created, interest) in enumerate(people):
+        actions.append((created, 0, ("lead", index, data)))
+        for event in _events_for(rng, data, created, interest, now):
+            actions.append((event.occurred_at, 1, ("event", index, event)))
+        moment = created
+        for stage, reason in _path_for(rng, interest):
+            moment = min(now, moment + timedelta(hours=rng.randrange(2, 24 * 12)))
+            actions.append((moment, 2, ("stage", index, (stage, reason))))
+    report = ImportReport()
+    counts = {"events": 0, "transitions": 0, "notes": 0}
+    with ctx.write() as connection:
+        ids = write_leads_in(
+            connection,
+            list(enumerate(p[0] for p in people)),
+            actor="demo",
+            now=now,
+            report=report,
+            captured_at={i: p[1] for i, p in enumerate(people)},
+        )
+        if progress:
+            progress(leads_count // 4)
+        events = [(i, a[2][2]) for i, a in enumerate(a for a in actions if a[2][0] == "event")]
+        for start_at in range(0, len(events), 10_000):
+            ingest_validated_in(
+                connection, events[start_at : start_at + 10_000], actor="demo", now=now
+            )
+        counts["events"] = len(events)
+        if progress:
+            progress(leads_count // 4)
+        moves = sorted((a for a in actions if a[2][0] == "stage"), key=lambda a: a[0])
+        step = max(1, len(moves) // max(1, leads_count - 2 * (leads_count // 4)))
+        for done, (at, _, (_, index, (stage, reason))) in enumerate(moves, start=1):
+            lead_id = ids[(people[index][0].email or "").lower()]
+            actor = "marketing-ops" if stage in (Stage.MQL, Stage.DISQUALIFIED) else "sales"
+            change_stage_in(connection, lead_id, stage, actor=actor, reason=reason, now=at)
+            counts["transitions"] += 1
+            if stage is Stage.NURTURE:
+                connection.execute(
+                    lead_tags.insert().values(
+                        lead_id=lead_id, tag="cold", added_by=actor, added_at=at
+                    )
+                )
+                connection.execute(
+                    tag_events.insert().values(
+                        lead_id=lead_id, tag="cold", action="added", actor=actor, occurred_at=at
+                    )
+                )
+            if stage in (Stage.SAL, Stage.NURTURE) and rng.random() < 0.4:
+                connection.execute(
+                    notes.insert().values(
+                        lead_id=lead_id, author=actor, body=rng.choice(NOTES), created_at=at
+                    )
+                )
+                counts["notes"] += 1
+            if progress and done % step == 0:
+                progress(1)
+    return DemoSummary(
+        leads=report.created,
+        activities=counts["events"],
+        transitions=counts["transitions"],
+        notes=counts["notes"],
+    )
+
+
+def _events_for(
+    rng: random.Random, data: LeadCreate, created: datetime, interest: float, now: datetime
+) -> list[ActivityCreate]:
+    span = max(60, int((now - created).total_seconds()))
+    events = []
+    for _ in range(int(interest * 14) + 1):
+        at = created + timedelta(seconds=rng.randrange(0, span))
+        kind = rng.choices(
+            (
+                ActivityType.PAGE_VIEW,
+                ActivityType.EMAIL_OPEN,
+                ActivityType.EMAIL_CLICK,
+                ActivityType.CONTENT_DOWNLOAD,
+                ActivityType.WEBINAR_ATTENDED,
+            ),
+            weights=(50, 25, 12, 8, 5),
+        )[0]
+        props: dict[str, Any] = {}
+        if kind is ActivityType.PAGE_VIEW:
+            props = {"url": rng.choice(PAGES)}
+        elif kind in (ActivityType.EMAIL_OPEN, ActivityType.EMAIL_CLICK):
+            props = {"subject": "Your analytics, minus the spreadsheets"}
+        elif kind is ActivityType.CONTENT_DOWNLOAD:
+            props = {"title": "State of analytics 2026"}
+        events.append(ActivityCreate(email=data.email, type=kind, occurred_at=at, properties=props))
+    if interest > 0.85:
+        at = created + timedelta(seconds=rng.randrange(0, min(span, 5 * 86400)))
+        events.append(
+            ActivityCreate(
+                email=data.email,
+                type=ActivityType.DEMO_REQUEST,
+                occurred_at=at,
+                properties={"form": "book-a-demo"},
+            )
+        )
+    return events
+
+
+def _path_for(rng: random.Random, interest: float) -> list[tuple[Stage, str]]:
+    path: list[tuple[Stage, str]] = []
+    if interest > 0.6:
+        path.append((Stage.MQL, "engaged: pricing and demo interest"))
+        roll = rng.random()
+        if roll < 0.55:
+            path.append((Stage.SAL, "accepted by sales"))
+            if rng.random() < 0.5:
+                path.append((Stage.SQL, "budget, authority, need and timing confirmed"))
+                if rng.random() < 0.5:
+                    path.append((Stage.OPPORTUNITY, "opportunity opened"))
+                    path.append(
+                        rng.choice(
+                            ((Stage.CUSTOMER, "closed won"), (Stage.LOST, "chose a competitor"))
+                        )
+                    )
+        elif roll < 0.8:
+            path.append((Stage.NURTURE, "rejected: not ready yet"))
+        else:
+            path.append((Stage.DISQUALIFIED, "rejected: student, no budget"))
+    elif interest < 0.08:
+        path.append((Stage.DISQUALIFIED, "unsubscribed from all email"))
+    return path

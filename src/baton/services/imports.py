@@ -1,0 +1,509 @@
+"""CSV import and export of leads and activities.
+
+An import reads the whole file, validates every row (collecting row-level errors with
+the file's line numbers), then writes every valid row in **one** transaction with
+set-based statements. So a file is never half-imported: either all its valid rows are
+stored or, if the database fails, none are; invalid rows never block valid ones.
+
+Columns are matched by header name, forgivingly (``E-mail``, ``Email Address`` and
+``email`` are one column); columns Baton does not know are kept in the lead's
+``attributes`` (for leads) or the event's ``properties`` (for activities), never dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection, RowMapping
+
+from baton.domain.activities import ActivityCreate, ActivityType
+from baton.domain.batches import RowError, validate_rows
+from baton.domain.contact import company_key, email_domain, email_key
+from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS, LeadCreate, merge_profile
+from baton.domain.lifecycle import INITIAL_STAGE
+from baton.services.activities import bump_counters, ingest_validated_in, validation_context
+from baton.services.context import Context
+from baton.services.leads import flag_possible_duplicates
+from baton.services.queries import chunks
+from baton.store.tables import activities, leads
+
+Progress = Callable[[int], None]
+"""Called with the number of rows just processed (for a progress bar)."""
+
+LEAD_ALIASES: dict[str, str] = {
+    "e_mail": "email",
+    "email_address": "email",
+    "mail": "email",
+    "work_email": "email",
+    "phone_number": "phone",
+    "mobile": "phone",
+    "telephone": "phone",
+    "tel": "phone",
+    "mobile_phone": "phone",
+    "first": "first_name",
+    "firstname": "first_name",
+    "given_name": "first_name",
+    "last": "last_name",
+    "lastname": "last_name",
+    "surname": "last_name",
+    "family_name": "last_name",
+    "company_name": "company",
+    "organization": "company",
+    "organisation": "company",
+    "account": "company",
+    "account_name": "company",
+    "job_title": "title",
+    "position": "title",
+    "role": "title",
+    "country_code": "country",
+    "state": "region",
+    "province": "region",
+    "county": "region",
+    "zip": "postal_code",
+    "zip_code": "postal_code",
+    "postcode": "postal_code",
+    "postal": "postal_code",
+    "lead_source": "source",
+    "channel": "source",
+    "campaign_name": "campaign",
+    "opt_in": "consent",
+    "marketing_consent": "consent",
+    "email_consent": "consent",
+}
+LEAD_COLUMNS = frozenset({*PROFILE_FIELDS, *ATTRIBUTION_FIELDS, "consent"})
+
+ACTIVITY_ALIASES: dict[str, str] = {
+    "e_mail": "email",
+    "email_address": "email",
+    "event": "type",
+    "event_type": "type",
+    "activity": "type",
+    "activity_type": "type",
+    "timestamp": "occurred_at",
+    "time": "occurred_at",
+    "date": "occurred_at",
+    "occurred": "occurred_at",
+    "event_id": "idempotency_key",
+    "id": "idempotency_key",
+    "key": "idempotency_key",
+}
+ACTIVITY_COLUMNS = frozenset(
+    {"email", "lead_id", "type", "occurred_at", "idempotency_key", "source", "campaign"}
+)
+
+_HEADER = re.compile(r"[^a-z0-9]+")
+_TRUE = frozenset({"1", "true", "yes", "y", "opt-in", "opted in", "subscribed"})
+_FALSE = frozenset({"0", "false", "no", "n", "opt-out", "opted out", "unsubscribed"})
+
+
+def header_key(raw: str) -> str:
+    return _HEADER.sub("_", raw.strip().lower()).strip("_")
+
+
+def map_headers(
+    headers: Sequence[str],
+    aliases: Mapping[str, str],
+    known: frozenset[str],
+    overrides: Mapping[str, str] | None = None,
+) -> dict[str, str | None]:
+    """Header -> field name; ``None`` means "keep as an extra attribute/property".
+    ``overrides`` (header -> field) come from ``--map`` and win."""
+    by_key = {header_key(k): v for k, v in (overrides or {}).items()}
+    mapping: dict[str, str | None] = {}
+    for header in headers:
+        key = header_key(header)
+        target = by_key.get(key) or aliases.get(key) or (key if key in known else None)
+        mapping[header] = target
+    return mapping
+
+
+@dataclass
+class ImportReport:
+    """What an import did. Row numbers are the file's line numbers (header = line 1)."""
+
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    possible_duplicates: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len({e.row for e in self.errors})
+
+
+def _read_csv(source: Path | IO[str]) -> tuple[list[str], list[dict[str, str]]]:
+    if isinstance(source, Path):
+        text = source.read_text(encoding="utf-8-sig")
+        stream: IO[str] = io.StringIO(text)
+    else:
+        stream = source
+    sample = stream.read(65536)
+    stream.seek(0)
+    try:
+        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(stream, dialect=dialect)
+    rows = list(reader)
+    return list(reader.fieldnames or []), rows
+
+
+def _parse_bool(value: str) -> bool | str:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    return value
+
+
+def _lead_payload(
+    row: Mapping[str, str | None], mapping: Mapping[str, str | None]
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    extras: dict[str, Any] = {}
+    for header, value in row.items():
+        if header is None:
+            raise ValueError("row has more cells than the header")
+        if value is None or value == "":
+            continue
+        target = mapping.get(header)
+        if target is None:
+            extras[header_key(header)] = value
+        elif target == "consent":
+            payload["consent"] = _parse_bool(value)
+        else:
+            payload[target] = value
+    if extras:
+        payload["attributes"] = extras
+    return payload
+
+
+def _numbered(
+    rows: Sequence[Mapping[str, str | None]],
+    build: Callable[..., dict[str, Any]],
+    mapping: Mapping[str, str | None],
+    report: ImportReport,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    for index, row in enumerate(rows):
+        line = index + 2
+        try:
+            yield line, build(row, mapping)
+        except ValueError as exc:
+            report.errors.append(RowError(line, "(row)", str(exc)))
+
+
+def import_leads(
+    ctx: Context,
+    source: Path | IO[str],
+    *,
+    actor: str,
+    column_map: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import a leads CSV: create-or-update by email, in one transaction."""
+    headers, rows = _read_csv(source)
+    report = ImportReport(rows=len(rows))
+    mapping = map_headers(headers, LEAD_ALIASES, LEAD_COLUMNS, column_map)
+    report.extra_columns = [h for h, target in mapping.items() if target is None]
+    context = {"default_region": ctx.settings.default_phone_region}
+    good: list[tuple[int, LeadCreate]] = []
+    payloads = list(_numbered(rows, _lead_payload, mapping, report))
+    step = 2000
+    for start in range(0, len(payloads), step):
+        part = payloads[start : start + step]
+        valid, errors = validate_rows(LeadCreate, part, context)
+        good.extend(valid)
+        report.errors.extend(errors)
+        if progress:
+            progress(len(part))
+    with ctx.write() as connection:
+        write_leads_in(
+            connection, good, actor=actor, now=ctx.clock.now(), report=report, progress=progress
+        )
+    report.errors.sort(key=lambda e: e.row)
+    return report
+
+
+_MERGEABLE = (
+    *PROFILE_FIELDS,
+    *ATTRIBUTION_FIELDS,
+    "last_source",
+    "last_campaign",
+    "attributes",
+    "consent",
+    "email_key",
+    "email_domain",
+    "company_key",
+)
+
+
+def _identity(lead: LeadCreate) -> str:
+    return email_key(lead.email) if lead.email else f"phone:{lead.phone}"
+
+
+def write_leads_in(
+    connection: Connection,
+    good: Sequence[tuple[int, LeadCreate]],
+    *,
+    actor: str,
+    now: datetime,
+    report: ImportReport,
+    progress: Progress | None = None,
+    captured_at: Mapping[int, datetime] | None = None,
+) -> dict[str, int]:
+    """Create-or-update many validated leads with set-based statements inside the
+    caller's transaction; the same rules as one capture. Returns identity -> lead id.
+
+    ``captured_at`` (row number -> time) dates individual captures, for replaying
+    history (the demo, backfills); rows not in it are captured ``now``."""
+    when = captured_at or {}
+    first_at: dict[str, datetime] = {}
+    combined: dict[str, dict[str, Any]] = {}
+    touches: list[tuple[str, dict[str, Any], datetime]] = []
+    for number, lead in good:
+        key = _identity(lead)
+        incoming = {**lead.fields(), "attributes": lead.attributes, "consent": lead.consent}
+        if key in combined:
+            combined[key].update(merge_profile(combined[key], incoming))
+        else:
+            combined[key] = {**incoming, "last_source": lead.source, "last_campaign": lead.campaign}
+        touch = {name: v for name in ATTRIBUTION_FIELDS if (v := getattr(lead, name))}
+        at = when.get(number, now)
+        touches.append((key, touch, at))
+        first_at[key] = min(first_at.get(key, at), at)
+
+    existing: dict[str, RowMapping] = {}
+    email_keys = [k for k in combined if not k.startswith("phone:")]
+    for part in chunks(email_keys):
+        for row in connection.execute(select(leads).where(leads.c.email_key.in_(part))).mappings():
+            existing[row["email_key"]] = row
+    phones = [k.removeprefix("phone:") for k in combined if k.startswith("phone:")]
+    for part in chunks(phones):
+        for row in connection.execute(
+            select(leads).where(leads.c.phone.in_(part), leads.c.email_key.is_(None))
+        ).mappings():
+            existing.setdefault(f"phone:{row['phone']}", row)
+    followed: dict[str, RowMapping] = {}
+    for key, row in existing.items():
+        while row["merged_into_id"] is not None:
+            row = (
+                connection.execute(select(leads).where(leads.c.id == row["merged_into_id"]))
+                .mappings()
+                .one()
+            )
+        followed[key] = row
+
+    new_rows: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    counts: dict[int, int] = {}
+    for key, values in combined.items():
+        found = followed.get(key)
+        if found is None:
+            email = values.get("email")
+            new_rows.append(
+                {
+                    **{c: values.get(c) for c in (*PROFILE_FIELDS, *ATTRIBUTION_FIELDS)},
+                    "email_key": email_key(email) if email else None,
+                    "email_domain": email_domain(email) if email else None,
+                    "company_key": company_key(values.get("company")),
+                    "last_source": values.get("last_source"),
+                    "last_campaign": values.get("last_campaign"),
+                    "attributes": values.get("attributes") or {},
+                    "consent": values.get("consent"),
+                    "stage": INITIAL_STAGE.value,
+                    "stage_changed_at": first_at[key],
+                    "created_at": first_at[key],
+                    "updated_at": first_at[key],
+                    "activity_count": 0,
+                }
+            )
+            continue
+        row = found
+        changes = merge_profile(dict(row), values)
+        if not changes:
+            report.unchanged += 1
+        else:
+            report.updated += 1
+        merged = {**dict(row), **changes}
+        if "email" in changes:
+            merged["email_key"] = email_key(changes["email"])
+            merged["email_domain"] = email_domain(changes["email"])
+        if "company" in changes:
+            merged["company_key"] = company_key(changes["company"])
+        updates.append({"lid": row["id"], **{f"v_{c}": merged.get(c) for c in _MERGEABLE}})
+    report.created += len(new_rows)
+
+    ids: dict[str, int] = {key: row["id"] for key, row in followed.items()}
+    for new_part in chunks(new_rows, 5000):
+        created = (
+            connection.execute(
+                insert(leads).returning(leads.c.id, sort_by_parameter_order=True), list(new_part)
+            )
+            .scalars()
+            .all()
+        )
+        for new_values, lead_id in zip(new_part, created, strict=True):
+            ids[new_values["email_key"] or f"phone:{new_values['phone']}"] = lead_id
+        if progress:
+            progress(0)
+    if updates:
+        statement = (
+            update(leads)
+            .where(leads.c.id == bindparam("lid"))
+            .values({c: bindparam(f"v_{c}") for c in _MERGEABLE} | {"updated_at": now})
+        )
+        connection.execute(statement, updates)
+
+    captured: list[dict[str, Any]] = []
+    latest: dict[int, datetime] = {}
+    for key, touch, at in touches:
+        lead_id = ids[key]
+        counts[lead_id] = counts.get(lead_id, 0) + 1
+        latest[lead_id] = max(latest.get(lead_id, at), at)
+        captured.append(
+            {
+                "lead_id": lead_id,
+                "type": ActivityType.CAPTURED.value,
+                "occurred_at": at,
+                "received_at": at,
+                "properties": {"by": actor, **touch},
+            }
+        )
+    for captured_part in chunks(captured, 5000):
+        connection.execute(insert(activities), list(captured_part))
+    if counts:
+        bump_counters(connection, {i: (n, latest[i]) for i, n in counts.items()})
+    new_ids = [
+        ids[r["email_key"] or f"phone:{r['phone']}"]
+        for r in new_rows
+        if r["phone"] or r["company_key"] or r["email_domain"]
+    ]
+    report.possible_duplicates += len(flag_possible_duplicates(connection, new_ids, now=now))
+    return ids
+
+
+def _activity_payload(
+    row: Mapping[str, str | None], mapping: Mapping[str, str | None]
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    for header, value in row.items():
+        if header is None:
+            raise ValueError("row has more cells than the header")
+        if value is None or value == "":
+            continue
+        target = mapping.get(header)
+        if target is None:
+            properties[header_key(header)] = value
+        else:
+            payload[target] = value
+    if properties:
+        payload["properties"] = properties
+    return payload
+
+
+def import_activities(
+    ctx: Context,
+    source: Path | IO[str],
+    *,
+    actor: str,
+    column_map: Mapping[str, str] | None = None,
+    naive_timezone: str = "UTC",
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import an activities CSV in one transaction (idempotency keys honoured: a file
+    imported twice stores its keyed events once)."""
+    headers, rows = _read_csv(source)
+    report = ImportReport(rows=len(rows))
+    mapping = map_headers(headers, ACTIVITY_ALIASES, ACTIVITY_COLUMNS, column_map)
+    report.extra_columns = [h for h, target in mapping.items() if target is None]
+    context = validation_context(ctx, naive_timezone)
+    payloads = list(_numbered(rows, _activity_payload, mapping, report))
+    good: list[tuple[int, ActivityCreate]] = []
+    for start in range(0, len(payloads), 5000):
+        part = payloads[start : start + 5000]
+        valid, errors = validate_rows(ActivityCreate, part, context)
+        good.extend(valid)
+        report.errors.extend(errors)
+        if progress:
+            progress(len(part))
+    with ctx.write() as connection:
+        for start in range(0, len(good), 10_000):
+            batch = good[start : start + 10_000]
+            result = ingest_validated_in(connection, batch, actor=actor, now=ctx.clock.now())
+            report.stored += result.stored
+            report.duplicates += result.duplicates
+            report.created += result.leads_created
+            report.errors.extend(result.errors)
+    report.errors.sort(key=lambda e: e.row)
+    return report
+
+
+EXPORT_COLUMNS = (
+    "id",
+    *PROFILE_FIELDS,
+    *ATTRIBUTION_FIELDS,
+    "last_source",
+    "last_campaign",
+    "consent",
+    "stage",
+    "stage_changed_at",
+    "created_at",
+    "last_activity_at",
+    "activity_count",
+    "attributes",
+)
+
+
+def export_leads(
+    ctx: Context,
+    out: IO[str],
+    *,
+    fmt: str = "csv",
+    stage: str | None = None,
+    page: int = 5000,
+) -> int:
+    """Write every (unmerged) lead to ``out`` as CSV or JSON lines; returns the count.
+    Reads page by page so memory stays flat on large databases."""
+    written = 0
+    writer = csv.writer(out) if fmt == "csv" else None
+    if writer:
+        writer.writerow(EXPORT_COLUMNS)
+    last_id = 0
+    while True:
+        with ctx.read() as connection:
+            query = select(*(leads.c[c] for c in EXPORT_COLUMNS)).where(
+                leads.c.merged_into_id.is_(None), leads.c.id > last_id
+            )
+            if stage:
+                query = query.where(leads.c.stage == stage)
+            rows = connection.execute(query.order_by(leads.c.id).limit(page)).mappings().all()
+        if not rows:
+            return written
+        for row in rows:
+            values = {c: row[c] for c in EXPORT_COLUMNS}
+            for name in ("stage_changed_at", "created_at", "last_activity_at"):
+                if values[name] is not None:
+                    values[name] = values[name].isoformat()
+            if writer:
+                values["attributes"] = json.dumps(values["attributes"], sort_keys=True)
+                writer.writerow([values[c] for c in EXPORT_COLUMNS])
+            else:
+                out.write(json.dumps(values, sort_keys=False) + "\n")
+            written += 1
+        last_id = rows[-1]["id"]
