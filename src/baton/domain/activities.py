@@ -7,7 +7,7 @@ them; a typo is an error that lists the known types, not a silently ignored even
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -62,6 +62,7 @@ class ActivityCreate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        str_strip_whitespace=True,
         json_schema_extra={
             "examples": [
                 {
@@ -75,7 +76,7 @@ class ActivityCreate(BaseModel):
         },
     )
 
-    email: str | None = None
+    email: str | None = Field(None, min_length=3, max_length=254)
     lead_id: int | None = Field(None, ge=1)
     type: ActivityType
     occurred_at: datetime
@@ -83,14 +84,6 @@ class ActivityCreate(BaseModel):
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
     source: str | None = Field(None, max_length=200, description="Source of a new lead.")
     campaign: str | None = Field(None, max_length=200)
-
-    @field_validator("email", "idempotency_key", "source", "campaign", mode="before")
-    @classmethod
-    def _strip(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip()
-            return value or None
-        return value
 
     @field_validator("email")
     @classmethod
@@ -102,28 +95,21 @@ class ActivityCreate(BaseModel):
         except InvalidContact as exc:
             raise ValueError(f"not a valid email address: {exc}") from None
 
-    @field_validator("type", mode="before")
-    @classmethod
-    def _known_type(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-            if value not in ActivityType._value2member_map_:
-                known = ", ".join(t.value for t in ActivityType)
-                raise ValueError(f"unknown activity type '{value}'; known types: {known}")
-        return value
-
     @field_validator("occurred_at")
     @classmethod
     def _aware(cls, value: datetime, info: ValidationInfo) -> datetime:
         context = info.context if isinstance(info.context, Mapping) else {}
-        if value.tzinfo is None:
+        if value.tzinfo is UTC:
+            pass
+        elif value.tzinfo is None:
             zone = context.get("naive_timezone")
             if not zone:
                 raise ValueError(
                     "occurred_at needs a time zone, e.g. 2026-11-20T14:03:00Z or +01:00"
                 )
-            value = value.replace(tzinfo=ZoneInfo(str(zone)))
-        value = value.astimezone(ZoneInfo("UTC"))
+            value = value.replace(tzinfo=ZoneInfo(str(zone))).astimezone(UTC)
+        else:
+            value = value.astimezone(UTC)
         now = context.get("now")
         if isinstance(now, datetime) and value > now + MAX_FUTURE_SKEW:
             raise ValueError("occurred_at is in the future")

@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from baton.domain.activities import ActivityCreate
-from baton.domain.batches import RowError, validate_rows
+from baton.domain.batches import RowError, validate_many
 from baton.domain.contact import email_domain, email_key
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.services.context import Context
 from baton.services.queries import chunks, insert_ignoring_conflicts
+from baton.store.bulk import bump_counters, insert_activities
 from baton.store.tables import activities, leads
 
 MAX_BATCH = 10_000
@@ -66,7 +67,7 @@ def ingest_activities(
     """
     raw = [(i, r) for i, r in enumerate(rows) if not isinstance(r, ActivityCreate)]
     ready = [(i, r) for i, r in enumerate(rows) if isinstance(r, ActivityCreate)]
-    good, errors = validate_rows(ActivityCreate, raw, validation_context(ctx, naive_timezone))
+    good, errors = validate_many(ActivityCreate, raw, validation_context(ctx, naive_timezone))
     good.extend(ready)
     good.sort(key=lambda pair: pair[0])
     with ctx.write() as connection:
@@ -217,8 +218,8 @@ def ingest_validated_in(
         count, latest = per_lead.get(lead_id, (0, event.occurred_at))
         per_lead[lead_id] = (count + 1, max(latest, event.occurred_at))
     if to_store:
-        statement = insert_ignoring_conflicts(connection, activities)
         if return_ids:
+            statement = insert_ignoring_conflicts(connection, activities)
             stored_ids = (
                 connection.execute(
                     statement.returning(activities.c.id, sort_by_parameter_order=True), to_store
@@ -229,28 +230,10 @@ def ingest_validated_in(
             for number, activity_id in zip(numbers, stored_ids, strict=False):
                 report.activity_ids[number] = activity_id
         else:
-            connection.execute(statement, to_store)
+            insert_activities(connection, to_store)
         report.stored = len(to_store)
         bump_counters(connection, per_lead)
     return report
-
-
-def bump_counters(connection: Connection, per_lead: Mapping[int, tuple[int, datetime]]) -> None:
-    """Add to each lead's activity count and move its last activity time forward
-    (never backward: a late-arriving old event does not make a lead look stale)."""
-    at = bindparam("at", type_=leads.c.last_activity_at.type)
-    connection.execute(
-        update(leads)
-        .where(leads.c.id == bindparam("lid"))
-        .values(
-            activity_count=leads.c.activity_count + bindparam("n"),
-            last_activity_at=case(
-                (or_(leads.c.last_activity_at.is_(None), leads.c.last_activity_at < at), at),
-                else_=leads.c.last_activity_at,
-            ),
-        ),
-        [{"lid": lead_id, "n": n, "at": latest} for lead_id, (n, latest) in per_lead.items()],
-    )
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,15 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.activities import ActivityCreate, ActivityType
-from baton.domain.batches import RowError, validate_rows
+from baton.domain.batches import RowError, validate_many, validate_rows
 from baton.domain.contact import company_key, email_domain, email_key
 from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS, LeadCreate, merge_profile
 from baton.domain.lifecycle import INITIAL_STAGE
-from baton.services.activities import bump_counters, ingest_validated_in, validation_context
+from baton.services.activities import ingest_validated_in, validation_context
 from baton.services.context import Context
 from baton.services.leads import flag_possible_duplicates
 from baton.services.queries import chunks
+from baton.store.bulk import bump_counters
 from baton.store.tables import activities, leads
 
 Progress = Callable[[int], None]
@@ -437,7 +438,7 @@ def import_activities(
     good: list[tuple[int, ActivityCreate]] = []
     for start in range(0, len(payloads), 5000):
         part = payloads[start : start + 5000]
-        valid, errors = validate_rows(ActivityCreate, part, context)
+        valid, errors = validate_many(ActivityCreate, part, context)
         good.extend(valid)
         report.errors.extend(errors)
         if progress:

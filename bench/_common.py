@@ -1,0 +1,39 @@
+"""Shared set-up for the benchmarks: fresh SQLite files and a PostgreSQL per run."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from baton.config import Settings
+from baton.domain.clock import ManualClock
+from baton.services.context import Context, open_context
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+@contextlib.contextmanager
+def database(backend: str) -> Iterator[str]:
+    """A URL for an empty database of ``backend`` (sqlite or postgresql)."""
+    with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
+        if backend == "sqlite":
+            yield f"sqlite:///{Path(tmp) / 'bench.db'}"
+            return
+        import pgserver
+
+        server = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+def context(url: str) -> Context:
+    return open_context(Settings(database_url=url, env="test"), clock=ManualClock())

@@ -1,0 +1,131 @@
+"""Activity ingest throughput through the batch service path.
+
+Ingests N events for M leads with ``ingest_activities`` (raw rows, validated one by one,
+idempotency keys, lead creation, counters: exactly what ``POST /activities/batch`` does)
+in batches of 10,000, and compares it with the raw DB-API ``executemany`` of the same
+rows into the same table on the same database. Prints events/s and the ratio.
+
+    python bench/ingest.py                     # 1,000,000 events, 100,000 leads, both DBs
+    python bench/ingest.py --events 200000 --backend sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+from _common import context, database, machine
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+
+from baton.services.activities import ingest_activities
+
+TYPES = ("page_view", "email_open", "email_click", "form_submit", "webinar_attended")
+PAGES = ("/", "/pricing", "/product", "/docs", "/blog/kpi-guide")
+
+
+def make_rows(events: int, leads: int) -> list[dict[str, object]]:
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    return [
+        {
+            "email": f"person{i % leads}@company{(i % leads) % 5000}.example.com",
+            "type": TYPES[i % len(TYPES)],
+            "occurred_at": (start + timedelta(seconds=i)).isoformat(),
+            "properties": {"url": PAGES[i % len(PAGES)]},
+            "idempotency_key": f"evt-{i}",
+        }
+        for i in range(events)
+    ]
+
+
+def service_rate(url: str, rows: list[dict[str, object]], batch: int) -> tuple[float, int]:
+    ctx = context(url)
+    ctx.clock.set(datetime(2026, 12, 1, tzinfo=UTC))  # type: ignore[attr-defined]
+    stored = 0
+    began = time.perf_counter()
+    for start in range(0, len(rows), batch):
+        report = ingest_activities(ctx, rows[start : start + batch], actor="bench")
+        assert not report.errors, report.errors[:3]
+        stored += report.stored
+    elapsed = time.perf_counter() - began
+    ctx.engine.dispose()
+    return len(rows) / elapsed, stored
+
+
+def raw_rate(url: str, rows: list[dict[str, object]], batch: int) -> float:
+    """The floor: DB-API executemany of the already-valid rows into the same table
+    (leads pre-created, no validation, no look-ups, no counters)."""
+    ctx = context(url)
+    sqlite = ctx.dialect == "sqlite"
+    mark = "?" if sqlite else "%s"
+    leads = sorted({str(r["email"]) for r in rows})
+    now = "2026-12-01 00:00:00" if sqlite else datetime(2026, 12, 1, tzinfo=UTC)
+    with ctx.engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO leads (email, email_key, attributes, stage, stage_changed_at,"
+                " created_at, updated_at, activity_count) VALUES (:e, :e, '{}', 'lead', :n, :n,"
+                " :n, 0)"
+            ),
+            [{"e": e, "n": now} for e in leads],
+        )
+        ids = dict(c.execute(text("SELECT email_key, id FROM leads")).all())
+    prepared = [
+        (
+            ids[str(r["email"])],
+            r["type"],
+            str(r["occurred_at"]).replace("+00:00", "") if sqlite else r["occurred_at"],
+            now,
+            json.dumps(r["properties"]),
+            r["idempotency_key"],
+        )
+        for r in rows
+    ]
+    sql = (
+        "INSERT INTO activities (lead_id, type, occurred_at, received_at, properties,"
+        f" idempotency_key) VALUES ({', '.join([mark] * 6)})"
+    )
+    began = time.perf_counter()
+    for start in range(0, len(prepared), batch):
+        raw = ctx.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            if sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            cursor.executemany(sql, prepared[start : start + batch])
+            raw.commit()
+        finally:
+            raw.close()
+    elapsed = time.perf_counter() - began
+    ctx.engine.dispose()
+    return len(rows) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--leads", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    args = parser.parse_args()
+    rows = make_rows(args.events, args.leads)
+    backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
+    table = Table(title=f"Activity ingest: {args.events:,} events, {args.leads:,} leads "
+                  f"({machine()})")
+    for column in ("database", "service events/s", "raw executemany rows/s", "ratio"):
+        table.add_column(column, justify="right")
+    for backend in backends:
+        with database(backend) as url:
+            rate, stored = service_rate(url, rows, args.batch)
+            assert stored == len(rows)
+        with database(backend) as url:
+            floor = raw_rate(url, rows, args.batch)
+        table.add_row(backend, f"{rate:,.0f}", f"{floor:,.0f}", f"{rate / floor:.2f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Activity ingest: batches with bad rows, idempotency, lead creation and counters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from baton.domain.activities import ActivityCreate
+from baton.domain.clock import ManualClock
+from baton.services.activities import ingest_activities, ingest_activity
+from baton.services.context import Context
+from baton.services.leads import CaptureResult, get_lead, list_leads
+from baton.services.merge import merge_leads
+from baton.services.timeline import lead_timeline
+
+Capture = Callable[..., CaptureResult]
+
+
+def page_view(clock: ManualClock, email: str | None, key: str | None, **extra: Any) -> dict:
+    row: dict[str, Any] = {
+        "type": "page_view",
+        "occurred_at": clock.now().isoformat(),
+        "properties": {"url": "/pricing"},
+    }
+    if email is not None:
+        row["email"] = email
+    if key is not None:
+        row["idempotency_key"] = key
+    return row | extra
+
+
+def activities_of(ctx: Context, lead_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+    return [
+        i.data
+        for i in lead_timeline(ctx, lead_id)
+        if i.kind == "activity" and (kind is None or i.data["type"] == kind)
+    ]
+
+
+def lead_id_by_email(ctx: Context, email: str) -> int:
+    [lead] = [lead for lead in list_leads(ctx, search=email).items if lead.email == email]
+    return lead.id
+
+
+def test_bad_rows_are_reported_by_index_and_good_rows_stored(
+    ctx: Context, clock: ManualClock
+) -> None:
+    rows = [
+        page_view(clock, "dana@northwind.com", "e-0"),
+        page_view(clock, "dana@northwind.com", "e-1", type="page_veiw"),
+        page_view(clock, None, "e-2"),
+        page_view(clock, "sam@acme.io", "e-3"),
+        page_view(clock, "not-an-email", "e-4"),
+        page_view(clock, "dana@northwind.com", "e-5", occurred_at="2026-03-02T08:00:00"),
+        page_view(clock, "dana@northwind.com", "e-6", occurred_at=clock.now() + timedelta(days=1)),
+    ]
+    report = ingest_activities(ctx, rows, actor="web")
+    assert report.received == 7
+    assert report.stored == 2
+    assert report.leads_created == 2
+    assert sorted({e.row for e in report.errors}) == [1, 2, 4, 5, 6]
+    fields = {e.row: e.field for e in report.errors}
+    assert fields[1] == "type"
+    assert fields[4] == "email"
+    assert fields[5] == "occurred_at"
+    assert fields[6] == "occurred_at"
+    assert all(e.message for e in report.errors)
+    assert len(activities_of(ctx, lead_id_by_email(ctx, "dana@northwind.com"))) == 1
+    assert len(activities_of(ctx, lead_id_by_email(ctx, "sam@acme.io"))) == 1
+    assert list_leads(ctx).total == 2
+
+
+def test_a_retried_batch_stores_nothing_twice(ctx: Context, clock: ManualClock) -> None:
+    rows = [page_view(clock, f"user{i}@northwind.com", f"evt-{i}") for i in range(5)]
+    first = ingest_activities(ctx, rows, actor="web")
+    assert (first.stored, first.duplicates, first.leads_created) == (5, 0, 5)
+    clock.advance(minutes=3)
+    again = ingest_activities(ctx, rows, actor="web")
+    assert (again.stored, again.duplicates, again.leads_created, again.errors) == (0, 5, 0, [])
+    for i in range(5):
+        lead = get_lead(ctx, lead_id_by_email(ctx, f"user{i}@northwind.com"))
+        assert lead.activity_count == 1
+        assert len(activities_of(ctx, lead.id)) == 1
+
+
+def test_a_partly_new_batch_stores_only_the_new_events(ctx: Context, clock: ManualClock) -> None:
+    ingest_activities(ctx, [page_view(clock, "dana@northwind.com", "a")], actor="web")
+    rows = [page_view(clock, "dana@northwind.com", key) for key in ("a", "b", "c")]
+    report = ingest_activities(ctx, rows, actor="web")
+    assert (report.stored, report.duplicates) == (2, 1)
+    assert len(activities_of(ctx, lead_id_by_email(ctx, "dana@northwind.com"))) == 3
+
+
+def test_the_same_key_twice_in_one_batch_is_stored_once(ctx: Context, clock: ManualClock) -> None:
+    rows = [page_view(clock, "dana@northwind.com", "dup"), page_view(clock, "dana@northwind.com", "dup")]
+    report = ingest_activities(ctx, rows, actor="web")
+    assert (report.stored, report.duplicates) == (1, 1)
+    assert len(activities_of(ctx, lead_id_by_email(ctx, "dana@northwind.com"))) == 1
+
+
+def test_events_without_a_key_are_all_stored(ctx: Context, clock: ManualClock) -> None:
+    rows = [page_view(clock, "dana@northwind.com", None) for _ in range(3)]
+    assert ingest_activities(ctx, rows, actor="web").stored == 3
+    assert ingest_activities(ctx, rows, actor="web").stored == 3
+    assert len(activities_of(ctx, lead_id_by_email(ctx, "dana@northwind.com"))) == 6
+
+
+def test_an_unknown_email_creates_one_lead_with_the_events_source(
+    ctx: Context, clock: ManualClock
+) -> None:
+    rows = [
+        page_view(clock, "New.Person@Acme.io", "n-1", source="ads", campaign="spring"),
+        page_view(clock, "new.person@ACME.IO", "n-2"),
+    ]
+    report = ingest_activities(ctx, rows, actor="web")
+    assert (report.stored, report.leads_created) == (2, 1)
+    [lead] = list_leads(ctx).items
+    assert lead.email is not None and lead.email.lower() == "new.person@acme.io"
+    assert (lead.source, lead.campaign, lead.stage) == ("ads", "spring", "lead")
+    assert lead.activity_count == 2
+
+
+def test_events_for_an_existing_lead_use_that_lead(
+    ctx: Context, clock: ManualClock, capture: Capture
+) -> None:
+    lead_id = capture(email="dana@northwind.com", source="webinar").lead.id
+    rows = [
+        page_view(clock, "DANA@northwind.com", "x-1", source="ads"),
+        page_view(clock, None, "x-2", lead_id=lead_id),
+    ]
+    report = ingest_activities(ctx, rows, actor="web")
+    assert (report.stored, report.leads_created, report.errors) == (2, 0, [])
+    assert len(activities_of(ctx, lead_id, "page_view")) == 2
+    assert get_lead(ctx, lead_id).source == "webinar"
+
+
+def test_an_unknown_lead_id_is_a_row_error(ctx: Context, clock: ManualClock) -> None:
+    rows = [page_view(clock, None, "u-1", lead_id=987_654_321), page_view(clock, "a@b.io", "u-2")]
+    report = ingest_activities(ctx, rows, actor="web")
+    assert report.stored == 1
+    [error] = report.errors
+    assert (error.row, error.field) == (0, "lead_id")
+    assert "987654321" in error.message
+
+
+def test_counters_follow_the_events(ctx: Context, clock: ManualClock, capture: Capture) -> None:
+    lead_id = capture(email="dana@northwind.com").lead.id
+    captured_at = clock.now()
+    older = captured_at - timedelta(days=2)
+    ingest_activities(
+        ctx, [page_view(clock, "dana@northwind.com", "old", occurred_at=older)], actor="web"
+    )
+    lead = get_lead(ctx, lead_id)
+    assert lead.activity_count == 2
+    assert lead.last_activity_at == captured_at
+    clock.advance(hours=5)
+    newer = [page_view(clock, "dana@northwind.com", f"new-{i}") for i in range(3)]
+    ingest_activities(ctx, newer, actor="web")
+    lead = get_lead(ctx, lead_id)
+    assert lead.activity_count == 5
+    assert lead.last_activity_at == clock.now()
+    ingest_activities(ctx, newer, actor="web")
+    assert get_lead(ctx, lead_id).activity_count == 5
+
+
+def test_events_for_a_merged_leads_id_go_to_the_survivor(
+    ctx: Context, clock: ManualClock, capture: Capture
+) -> None:
+    survivor = capture(email="dana@northwind.com").lead.id
+    absorbed = capture(email="dana@gmail.com").lead.id
+    merge_leads(ctx, survivor, absorbed, actor="alice")
+    clock.advance(hours=1)
+    report = ingest_activities(
+        ctx, [page_view(clock, None, "m-1", lead_id=absorbed)], actor="web", return_ids=True
+    )
+    assert report.lead_ids == [survivor]
+    assert report.stored == 1
+    survivor_lead = get_lead(ctx, survivor)
+    assert survivor_lead.activity_count == 3
+    assert survivor_lead.last_activity_at == clock.now()
+    assert get_lead(ctx, absorbed).activity_count == 0
+
+
+def test_ids_are_reported_per_row(ctx: Context, clock: ManualClock) -> None:
+    rows = [
+        page_view(clock, "a@northwind.com", "r-0"),
+        page_view(clock, "bad", "r-1"),
+        page_view(clock, "b@northwind.com", "r-2"),
+    ]
+    report = ingest_activities(ctx, rows, actor="web", return_ids=True)
+    assert report.activity_ids[1] is None and report.lead_ids[1] is None
+    stored = {a["id"] for a in activities_of(ctx, report.lead_ids[0])}
+    assert report.activity_ids[0] in stored
+    stored = {a["id"] for a in activities_of(ctx, report.lead_ids[2])}
+    assert report.activity_ids[2] in stored
+    retry = ingest_activities(ctx, rows, actor="web", return_ids=True)
+    assert retry.activity_ids == [None, None, None]
+    assert retry.lead_ids[0] == report.lead_ids[0]
+
+
+def test_naive_times_in_files_are_read_in_the_given_zone(ctx: Context, clock: ManualClock) -> None:
+    row = page_view(clock, "dana@northwind.com", "tz-1", occurred_at="2026-03-02T08:30:00")
+    report = ingest_activities(ctx, [row], actor="csv", naive_timezone="Europe/Berlin")
+    assert report.stored == 1
+    [item] = [
+        i for i in lead_timeline(ctx, lead_id_by_email(ctx, "dana@northwind.com"))
+        if i.kind == "activity"
+    ]
+    assert item.at == clock.now() - timedelta(hours=1, minutes=30)
+
+
+def test_a_single_retried_event_returns_the_first_id(ctx: Context, clock: ManualClock) -> None:
+    event = ActivityCreate.model_validate(page_view(clock, "dana@northwind.com", "one"))
+    first = ingest_activity(ctx, event, actor="web")
+    assert (first.duplicate, first.lead_created) == (False, True)
+    again = ingest_activity(ctx, event, actor="web")
+    assert (again.duplicate, again.lead_created) == (True, False)
+    assert again.activity_id == first.activity_id
+    assert again.lead_id == first.lead_id
+    assert [a["id"] for a in activities_of(ctx, first.lead_id)] == [first.activity_id]
+
+
+def test_a_large_batch_goes_through_in_one_call(ctx: Context, clock: ManualClock) -> None:
+    rows = [page_view(clock, f"p{i % 1200}@northwind.com", f"big-{i}") for i in range(2500)]
+    report = ingest_activities(ctx, rows, actor="web")
+    assert (report.stored, report.leads_created, report.errors) == (2500, 1200, [])
+    assert list_leads(ctx, limit=1).total == 1200

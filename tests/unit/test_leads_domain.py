@@ -1,0 +1,269 @@
+"""Lead capture validation and the rules that combine two records of one person."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from baton.domain.leads import LeadCreate, fill_blanks, find_duplicates, merge_profile
+
+PROFILE = ("email", "phone", "first_name", "last_name", "company", "title", "country")
+PROFILE += ("region", "postal_code")
+ATTRIBUTION = ("source", "campaign", "utm_source", "utm_medium", "utm_campaign")
+ATTRIBUTION += ("utm_term", "utm_content")
+
+
+def lead_create(context: dict[str, Any] | None = None, **fields: Any) -> LeadCreate:
+    return LeadCreate.model_validate(fields, context=context)
+
+
+def errors_of(**fields: Any) -> dict[str, str]:
+    with pytest.raises(ValidationError) as caught:
+        lead_create(**fields)
+    return {".".join(map(str, e["loc"])): e["msg"] for e in caught.value.errors()}
+
+
+# --- LeadCreate --------------------------------------------------------------------
+
+
+def test_email_alone_is_enough_and_is_normalized() -> None:
+    lead = lead_create(email="  Dana@Northwind.COM ")
+    assert lead.email == "Dana@northwind.com"
+    assert lead.phone is None
+
+
+def test_phone_alone_is_enough_and_is_read_in_the_default_region() -> None:
+    assert lead_create(phone="(202) 456-1111").phone == "+12024561111"
+    german = lead_create({"default_region": "DE"}, phone="030 22732152")
+    assert german.phone == "+493022732152"
+
+
+@pytest.mark.parametrize("fields", [{}, {"first_name": "Dana"}, {"email": "  ", "phone": ""}])
+def test_a_lead_needs_an_email_or_a_phone(fields: dict[str, Any]) -> None:
+    problems = errors_of(**fields)
+    assert any("email or a phone" in message for message in problems.values())
+
+
+def test_invalid_email_and_phone_are_reported_on_their_fields() -> None:
+    problems = errors_of(email="dana@", phone="hello")
+    assert "not a valid email address" in problems["email"]
+    assert "phone" in problems["phone"]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("de", "DE"), (" us ", "US"), ("Fr", "FR")])
+def test_country_is_two_letters_upper_cased(raw: str, expected: str) -> None:
+    assert lead_create(email="a@b.io", country=raw).country == expected
+
+
+@pytest.mark.parametrize("raw", ["Germany", "D", "D1", "12"])
+def test_country_that_is_not_an_iso_code_is_refused(raw: str) -> None:
+    problems = errors_of(email="a@b.io", country=raw)
+    assert "two-letter" in problems["country"]
+
+
+def test_blanks_become_none_and_values_are_trimmed() -> None:
+    lead = lead_create(email="a@b.io", first_name="  ", last_name=" Reyes ", company="")
+    assert lead.first_name is None
+    assert lead.company is None
+    assert lead.last_name == "Reyes"
+    assert "first_name" not in lead.fields()
+    assert lead.fields()["last_name"] == "Reyes"
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        lead_create(email="a@b.io", favourite_colour="teal")
+    assert [e["type"] for e in caught.value.errors()] == ["extra_forbidden"]
+    assert caught.value.errors()[0]["loc"] == ("favourite_colour",)
+
+
+# --- merge_profile -----------------------------------------------------------------
+
+EXISTING = {
+    "email": "dana@northwind.com",
+    "phone": "+12024561111",
+    "first_name": "Dana",
+    "last_name": "Reyes",
+    "company": "Northwind",
+    "title": "Ops lead",
+    "source": "webinar",
+    "campaign": "q4-webinar",
+    "last_source": "webinar",
+    "last_campaign": "q4-webinar",
+    "utm_source": "linkedin",
+    "attributes": {"employees": 400, "industry": "logistics"},
+    "consent": True,
+}
+
+
+def apply(existing: dict[str, Any], incoming: dict[str, Any]) -> dict[str, Any]:
+    return {**existing, **merge_profile(existing, incoming)}
+
+
+@pytest.mark.parametrize("blank", [None, ""])
+def test_a_blank_never_replaces_a_value(blank: str | None) -> None:
+    incoming = dict.fromkeys((*PROFILE, *ATTRIBUTION), blank)
+    assert merge_profile(EXISTING, incoming | {"attributes": {}, "consent": None}) == {}
+
+
+def test_profile_fields_take_the_newer_value() -> None:
+    after = apply(EXISTING, {"title": "VP Operations", "company": "Northwind Traders"})
+    assert after["title"] == "VP Operations"
+    assert after["company"] == "Northwind Traders"
+    assert after["first_name"] == "Dana"
+
+
+def test_unchanged_values_are_not_reported_as_changes() -> None:
+    assert merge_profile(EXISTING, {"first_name": "Dana", "source": "webinar"}) == {}
+
+
+def test_attribution_keeps_the_first_touch_and_records_the_last() -> None:
+    changes = merge_profile(
+        EXISTING, {"source": "ads", "campaign": "spring-promo", "utm_source": "google"}
+    )
+    after = {**EXISTING, **changes}
+    assert (after["source"], after["campaign"], after["utm_source"]) == (
+        "webinar",
+        "q4-webinar",
+        "linkedin",
+    )
+    assert (after["last_source"], after["last_campaign"]) == ("ads", "spring-promo")
+
+
+def test_first_touch_fills_empty_attribution() -> None:
+    existing = {**EXISTING, "source": None, "last_source": None, "utm_medium": None}
+    after = apply(existing, {"source": "ads", "utm_medium": "cpc"})
+    assert (after["source"], after["last_source"], after["utm_medium"]) == ("ads", "ads", "cpc")
+
+
+def test_attributes_are_merged_key_by_key_without_erasing() -> None:
+    after = apply(EXISTING, {"attributes": {"employees": 450, "region": "west", "industry": None}})
+    assert after["attributes"] == {"employees": 450, "industry": "logistics", "region": "west"}
+
+
+def test_withdrawn_consent_replaces_given_consent() -> None:
+    assert apply(EXISTING, {"consent": False})["consent"] is False
+
+
+def test_unspecified_consent_keeps_the_old_answer() -> None:
+    withdrawn = {**EXISTING, "consent": False}
+    assert apply(withdrawn, {"consent": None, "title": "CTO"})["consent"] is False
+
+
+values = st.one_of(st.none(), st.just(""), st.text(min_size=1, max_size=5))
+records = st.fixed_dictionaries(
+    {name: values for name in (*PROFILE, *ATTRIBUTION, "last_source", "last_campaign")}
+)
+
+
+@given(records, records)
+def test_merge_profile_never_blanks_a_field(existing: dict[str, Any], incoming: dict[str, Any]):
+    after = apply(existing, incoming)
+    for name, value in existing.items():
+        if value not in (None, ""):
+            assert after[name] not in (None, ""), name
+    for name in ATTRIBUTION:
+        if existing[name] not in (None, ""):
+            assert after[name] == existing[name], name
+
+
+# --- fill_blanks -------------------------------------------------------------------
+
+
+def test_merge_fills_only_the_survivors_blanks() -> None:
+    survivor = {"first_name": "Dana", "last_name": None, "title": "", "attributes": {"a": 1}}
+    absorbed = {
+        "first_name": "Danielle",
+        "last_name": "Reyes",
+        "title": "CTO",
+        "source": "fair",
+        "attributes": {"a": 2, "b": 3},
+    }
+    after = {**survivor, **fill_blanks(survivor, absorbed)}
+    assert after["first_name"] == "Dana"
+    assert (after["last_name"], after["title"], after["source"]) == ("Reyes", "CTO", "fair")
+    assert after["attributes"] == {"a": 1, "b": 3}
+
+
+@pytest.mark.parametrize(
+    ("survivor", "absorbed", "expected"),
+    [
+        (True, False, False),
+        (False, True, False),
+        (None, False, False),
+        (None, True, True),
+        (True, None, True),
+        (None, None, None),
+    ],
+)
+def test_merge_consent_a_withdrawal_on_either_side_wins(
+    survivor: bool | None, absorbed: bool | None, expected: bool | None
+) -> None:
+    s, a = {"consent": survivor, "attributes": {}}, {"consent": absorbed, "attributes": {}}
+    assert {**s, **fill_blanks(s, a)}["consent"] is expected
+
+
+# --- find_duplicates ---------------------------------------------------------------
+
+
+def person(lead_id: int, **fields: Any) -> dict[str, Any]:
+    base = {
+        "id": lead_id,
+        "phone": None,
+        "first_name": None,
+        "last_name": None,
+        "company": None,
+        "email_domain": None,
+    }
+    return base | fields
+
+
+def matched_ids(lead: dict[str, Any], *others: dict[str, Any]) -> list[int]:
+    return [m.other_id for m in find_duplicates(lead, list(others))]
+
+
+def test_same_phone_is_a_match_on_its_own() -> None:
+    lead = person(1, phone="+12024561111", first_name="Dana", email_domain="gmail.com")
+    other = person(2, phone="+12024561111", first_name="Zed", email_domain="yahoo.com")
+    [match] = find_duplicates(lead, [other])
+    assert match.other_id == 2
+    assert "phone" in match.reason
+
+
+def test_similar_name_and_same_corporate_domain_match() -> None:
+    lead = person(1, first_name="Dana", last_name="Reyes", email_domain="northwind.com")
+    other = person(2, first_name="Dana", last_name="Reyes ", email_domain="northwind.com")
+    assert matched_ids(lead, other) == [2]
+
+
+def test_similar_name_and_similar_company_match() -> None:
+    lead = person(1, first_name="Jonathan", last_name="Smith", company="ACME, Inc.")
+    other = person(2, first_name="Jonathon", last_name="Smith", company="Acme")
+    assert matched_ids(lead, other) == [2]
+
+
+def test_a_free_mail_domain_is_never_enough() -> None:
+    lead = person(1, first_name="Dana", last_name="Reyes", email_domain="gmail.com")
+    other = person(2, first_name="Dana", last_name="Reyes", email_domain="gmail.com")
+    assert matched_ids(lead, other) == []
+
+
+def test_different_names_do_not_match_even_at_the_same_company() -> None:
+    lead = person(1, first_name="Dana", last_name="Reyes", company="Acme", email_domain="acme.io")
+    other = person(2, first_name="Sam", last_name="Okafor", company="Acme", email_domain="acme.io")
+    assert matched_ids(lead, other) == []
+
+
+def test_similar_names_at_different_companies_do_not_match() -> None:
+    lead = person(1, first_name="Dana", last_name="Reyes", company="Acme")
+    other = person(2, first_name="Dana", last_name="Reyes", company="Globex")
+    assert matched_ids(lead, other) == []
+
+
+def test_a_lead_is_not_its_own_duplicate() -> None:
+    lead = person(1, phone="+12024561111", first_name="Dana", last_name="Reyes")
+    assert matched_ids(lead, lead) == []
