@@ -113,8 +113,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = make_rows(args.events, args.leads)
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
-    table = Table(title=f"Activity ingest: {args.events:,} events, {args.leads:,} leads "
-                  f"({machine()})")
+    table = Table(
+        title=f"Activity ingest: {args.events:,} events, {args.leads:,} leads ({machine()})"
+    )
     for column in ("database", "service events/s", "raw executemany rows/s", "ratio"):
         table.add_column(column, justify="right")
     for backend in backends:

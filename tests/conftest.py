@@ -120,7 +120,9 @@ def postgres_server() -> Iterator[PostgresServer]:
         data_dir = tempfile.mkdtemp(prefix="baton-pg-")
         handle = pgserver.get_server(data_dir, cleanup_mode="stop")
         base_url = make_url(handle.get_uri())
-    admin = create_engine(base_url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        base_url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
     server = PostgresServer(base_url=base_url, admin=admin)
     try:
         if handle is not None:
@@ -206,9 +208,7 @@ def empty_database_url(
 
 
 def _open(url: str) -> Iterator[Context]:
-    context = open_context(
-        Settings(database_url=url, env="test"), clock=ManualClock(current=START)
-    )
+    context = open_context(Settings(database_url=url, env="test"), clock=ManualClock(current=START))
     try:
         yield context
     finally:

@@ -330,3 +330,7 @@ def main() -> None:
             "Run again with BATON_DEBUG=1 to see the trace, and please report it."
         )
         raise SystemExit(70) from None
+
+
+if __name__ == "__main__":
+    main()

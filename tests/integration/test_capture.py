@@ -110,7 +110,9 @@ def test_every_capture_is_a_captured_activity_with_its_touch(
     clock.advance(hours=2)
     capture(email="dana@northwind.com", source="ads", campaign="spring", actor="crm-sync")
     captured = [
-        i for i in lead_timeline(ctx, lead_id) if i.kind == "activity" and i.data["type"] == "captured"
+        i
+        for i in lead_timeline(ctx, lead_id)
+        if i.kind == "activity" and i.data["type"] == "captured"
     ]
     assert len(captured) == 2
     assert [c.data["properties"].get("source") for c in captured] == ["webinar", "ads"]
@@ -145,10 +147,12 @@ def test_same_phone_with_another_email_is_flagged_not_merged(
 
 
 def test_similar_name_at_a_similar_company_is_flagged(ctx: Context, capture: Capture) -> None:
-    first = capture(email="jsmith@acme.io", first_name="Jonathan", last_name="Smith",
-                    company="ACME, Inc.")
-    second = capture(email="jon.smith@gmail.com", first_name="Jonathon", last_name="Smith",
-                     company="Acme")
+    first = capture(
+        email="jsmith@acme.io", first_name="Jonathan", last_name="Smith", company="ACME, Inc."
+    )
+    second = capture(
+        email="jon.smith@gmail.com", first_name="Jonathon", last_name="Smith", company="Acme"
+    )
     assert [d.other_id for d in second.possible_duplicates] == [first.lead.id]
 
 
@@ -212,7 +216,10 @@ def test_merge_keeps_everything_of_both_leads(
     build_history(ctx, clock, absorbed, "fair-2026", 2)
     before_s, before_a = kinds(ctx, survivor), kinds(ctx, absorbed)
     items_a = {(i.kind, i.summary) for i in lead_timeline(ctx, absorbed) if i.kind != "created"}
-    count_s, count_a = get_lead(ctx, survivor).activity_count, get_lead(ctx, absorbed).activity_count
+    count_s, count_a = (
+        get_lead(ctx, survivor).activity_count,
+        get_lead(ctx, absorbed).activity_count,
+    )
 
     clock.advance(hours=1)
     result = merge_leads(ctx, survivor, absorbed, actor="alice")

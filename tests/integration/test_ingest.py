@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from baton.domain.activities import ActivityCreate
@@ -93,7 +93,10 @@ def test_a_partly_new_batch_stores_only_the_new_events(ctx: Context, clock: Manu
 
 
 def test_the_same_key_twice_in_one_batch_is_stored_once(ctx: Context, clock: ManualClock) -> None:
-    rows = [page_view(clock, "dana@northwind.com", "dup"), page_view(clock, "dana@northwind.com", "dup")]
+    rows = [
+        page_view(clock, "dana@northwind.com", "dup"),
+        page_view(clock, "dana@northwind.com", "dup"),
+    ]
     report = ingest_activities(ctx, rows, actor="web")
     assert (report.stored, report.duplicates) == (1, 1)
     assert len(activities_of(ctx, lead_id_by_email(ctx, "dana@northwind.com"))) == 1
@@ -204,7 +207,8 @@ def test_naive_times_in_files_are_read_in_the_given_zone(ctx: Context, clock: Ma
     report = ingest_activities(ctx, [row], actor="csv", naive_timezone="Europe/Berlin")
     assert report.stored == 1
     [item] = [
-        i for i in lead_timeline(ctx, lead_id_by_email(ctx, "dana@northwind.com"))
+        i
+        for i in lead_timeline(ctx, lead_id_by_email(ctx, "dana@northwind.com"))
         if i.kind == "activity"
     ]
     assert item.at == clock.now() - timedelta(hours=1, minutes=30)
@@ -226,3 +230,53 @@ def test_a_large_batch_goes_through_in_one_call(ctx: Context, clock: ManualClock
     report = ingest_activities(ctx, rows, actor="web")
     assert (report.stored, report.leads_created, report.errors) == (2500, 1200, [])
     assert list_leads(ctx, limit=1).total == 1200
+
+
+def test_batch_and_single_paths_store_events_identically(ctx: Context, clock: ManualClock) -> None:
+    """The batch path writes with driver-level bulk statements, the single path through
+    SQLAlchemy Core: a client must not be able to tell the results apart."""
+    clock.advance(timedelta(microseconds=123_457))
+    occurred = "2026-03-02T10:59:58.654321+02:00"
+    properties = {"url": "/preise?x=1&y=ü", "nested": {"list": [1, 2.5, None, True]}, "n": 0}
+    base = {"type": "form_submit", "occurred_at": occurred, "properties": properties}
+    batch = ingest_activities(
+        ctx, [base | {"email": "batch@northwind.com", "idempotency_key": "b-1"}], actor="web"
+    )
+    single = ingest_activity(
+        ctx,
+        ActivityCreate.model_validate(
+            base | {"email": "single@northwind.com", "idempotency_key": "s-1"}
+        ),
+        actor="web",
+    )
+    assert batch.stored == 1 and not single.duplicate
+    read = []
+    for email in ("batch@northwind.com", "single@northwind.com"):
+        lead_id = lead_id_by_email(ctx, email)
+        [item] = [i for i in lead_timeline(ctx, lead_id) if i.kind == "activity"]
+        lead = get_lead(ctx, lead_id)
+        read.append((item.at, item.data["type"], item.data["properties"], lead.last_activity_at))
+    assert read[0] == read[1]
+    at, kind, props, last = read[0]
+    assert at == datetime(2026, 3, 2, 8, 59, 58, 654_321, tzinfo=UTC)
+    assert (kind, props, last) == ("form_submit", properties, at)
+
+
+def test_last_activity_never_moves_backwards_at_microsecond_scale(
+    ctx: Context, clock: ManualClock, capture: Capture
+) -> None:
+    lead_id = capture(email="dana@northwind.com").lead.id
+    clock.advance(timedelta(microseconds=500))
+    newest = clock.now()
+    rows = [
+        page_view(clock, "dana@northwind.com", "m-new", occurred_at=newest.isoformat()),
+        page_view(
+            clock,
+            "dana@northwind.com",
+            "m-old",
+            occurred_at=(newest - timedelta(microseconds=1)).isoformat(),
+        ),
+    ]
+    ingest_activities(ctx, rows[:1], actor="web")
+    ingest_activities(ctx, rows[1:], actor="web")
+    assert get_lead(ctx, lead_id).last_activity_at == newest

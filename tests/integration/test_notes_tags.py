@@ -10,6 +10,7 @@ from baton.domain.clock import ManualClock
 from baton.domain.errors import NotFound, ValidationFailed
 from baton.services.context import Context
 from baton.services.leads import CaptureResult, get_lead, list_leads
+from baton.services.merge import merge_leads
 from baton.services.notes import add_note, add_tag, remove_tag
 from baton.services.timeline import lead_timeline
 
@@ -133,6 +134,7 @@ def test_notes_and_tags_on_an_unknown_lead_are_not_found(ctx: Context) -> None:
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="src bug: add_note/add_tag accept a merged lead's id and write to the absorbed "
     "record, whose history is no longer shown anywhere (change_stage refuses such ids)",
 )
@@ -140,8 +142,6 @@ def test_notes_and_tags_on_an_unknown_lead_are_not_found(ctx: Context) -> None:
 def test_a_note_or_tag_sent_to_a_merged_lead_is_not_lost(
     ctx: Context, capture: Capture, action: str
 ) -> None:
-    from baton.services.merge import merge_leads
-
     survivor = capture(email="dana@northwind.com").lead.id
     absorbed = capture(email="dana@gmail.com").lead.id
     merge_leads(ctx, survivor, absorbed, actor="alice")

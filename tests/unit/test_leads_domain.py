@@ -156,7 +156,7 @@ def test_unspecified_consent_keeps_the_old_answer() -> None:
 
 values = st.one_of(st.none(), st.just(""), st.text(min_size=1, max_size=5))
 records = st.fixed_dictionaries(
-    {name: values for name in (*PROFILE, *ATTRIBUTION, "last_source", "last_campaign")}
+    dict.fromkeys((*PROFILE, *ATTRIBUTION, "last_source", "last_campaign"), values)
 )
 
 

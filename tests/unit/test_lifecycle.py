@@ -36,7 +36,7 @@ def move(current: str, target: str, at: datetime = T0) -> Transition:
 
 def test_the_stages_are_exactly_the_specified_ones() -> None:
     assert {s.value for s in Stage} == set(SPEC)
-    assert INITIAL_STAGE == Stage("lead")
+    assert Stage("lead") == INITIAL_STAGE
 
 
 @pytest.mark.parametrize("current", NAMES)

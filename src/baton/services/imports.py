@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.activities import ActivityCreate, ActivityType
@@ -34,8 +34,8 @@ from baton.services.activities import ingest_validated_in, validation_context
 from baton.services.context import Context
 from baton.services.leads import flag_possible_duplicates
 from baton.services.queries import chunks
-from baton.store.bulk import bump_counters
-from baton.store.tables import activities, leads
+from baton.store.bulk import bump_counters, insert_activities, insert_rows
+from baton.store.tables import leads
 
 Progress = Callable[[int], None]
 """Called with the number of rows just processed (for a progress bar)."""
@@ -350,18 +350,21 @@ def write_leads_in(
     report.created += len(new_rows)
 
     ids: dict[str, int] = {key: row["id"] for key, row in followed.items()}
-    for new_part in chunks(new_rows, 5000):
-        created = (
-            connection.execute(
-                insert(leads).returning(leads.c.id, sort_by_parameter_order=True), list(new_part)
-            )
-            .scalars()
-            .all()
-        )
-        for new_values, lead_id in zip(new_part, created, strict=True):
-            ids[new_values["email_key"] or f"phone:{new_values['phone']}"] = lead_id
-        if progress:
-            progress(0)
+    insert_rows(connection, leads, new_rows)
+    new_keys = [r["email_key"] for r in new_rows if r["email_key"]]
+    for key_part in chunks(new_keys):
+        for key, lead_id in connection.execute(
+            select(leads.c.email_key, leads.c.id).where(leads.c.email_key.in_(key_part))
+        ):
+            ids[key] = lead_id
+    new_phones = [r["phone"] for r in new_rows if not r["email_key"]]
+    for phone_part in chunks(new_phones):
+        for phone, lead_id in connection.execute(
+            select(leads.c.phone, leads.c.id)
+            .where(leads.c.phone.in_(phone_part), leads.c.email_key.is_(None))
+            .order_by(leads.c.id)
+        ).tuples():
+            ids[f"phone:{phone}"] = lead_id
     if updates:
         statement = (
             update(leads)
@@ -383,10 +386,10 @@ def write_leads_in(
                 "occurred_at": at,
                 "received_at": at,
                 "properties": {"by": actor, **touch},
+                "idempotency_key": None,
             }
         )
-    for captured_part in chunks(captured, 5000):
-        connection.execute(insert(activities), list(captured_part))
+    insert_activities(connection, captured)
     if counts:
         bump_counters(connection, {i: (n, latest[i]) for i, n in counts.items()})
     new_ids = [

@@ -150,6 +150,9 @@ DUPLICATE_COLUMNS = (
     leads.c.email_domain,
 )
 MAX_CANDIDATES = 200
+SHARED_PHONE_LIMIT = 5
+"""A number shared by more leads than this is a switchboard or a shared line, not a sign
+that two records are one person."""
 
 
 def flag_possible_duplicates(
@@ -164,6 +167,8 @@ def flag_possible_duplicates(
     would scan the table on SQLite) and compared in memory by :func:`find_duplicates`.
     A pair is flagged once, on its newer lead."""
     people: list[dict[str, Any]] = []
+    # Only values shared by two or more leads can reveal a duplicate: find those first
+    # (an aggregate over the index), then read just their rows.
     for part in chunks(list(lead_ids)):
         people.extend(
             dict(r)
@@ -171,8 +176,15 @@ def flag_possible_duplicates(
                 select(*DUPLICATE_COLUMNS).where(leads.c.id.in_(part))
             ).mappings()
         )
+
+    def phone_of(p: dict[str, Any]) -> Any:
+        return p["phone"]
+
+    def column_is_phone(key_of: Callable[[dict[str, Any]], Any]) -> bool:
+        return key_of is phone_of
+
     signals: list[tuple[Any, Callable[[dict[str, Any]], Any]]] = [
-        (leads.c.phone, lambda p: p["phone"]),
+        (leads.c.phone, phone_of),
         (leads.c.company_key, lambda p: p["company_key"]),
         (
             leads.c.email_domain,
@@ -187,7 +199,17 @@ def flag_possible_duplicates(
     for column, key_of in signals:
         values = sorted({v for p in people if (v := key_of(p)) is not None})
         grouped: dict[Any, list[dict[str, Any]]] = {}
+        shared: list[Any] = []
         for part in chunks(values):
+            shared.extend(
+                connection.execute(
+                    select(column)
+                    .where(column.in_(part), leads.c.merged_into_id.is_(None))
+                    .group_by(column)
+                    .having(func.count() > 1)
+                ).scalars()
+            )
+        for part in chunks(shared):
             for row in connection.execute(
                 select(*DUPLICATE_COLUMNS).where(column.in_(part), leads.c.merged_into_id.is_(None))
             ).mappings():
@@ -201,7 +223,10 @@ def flag_possible_duplicates(
             key = key_of(person)
             if key is None:
                 continue
-            for other in grouped.get(key, [])[:MAX_CANDIDATES]:
+            group = grouped.get(key, [])
+            if column_is_phone(key_of) and len(group) > SHARED_PHONE_LIMIT:
+                continue
+            for other in group[:MAX_CANDIDATES]:
                 if other["id"] < person["id"]:
                     candidates[other["id"]] = other
         for match in find_duplicates(person, list(candidates.values())):

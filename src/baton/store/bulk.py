@@ -16,7 +16,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import JSON, Table
 from sqlalchemy.engine import Connection
+
+from baton.store.types import UtcDateTime
 
 
 def sqlite_datetime(value: datetime) -> str:
@@ -94,3 +97,47 @@ def bump_counters(connection: Connection, per_lead: Mapping[int, tuple[int, date
             for stamp in (sqlite_datetime(at),)
         ],
     )
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Plain multi-row insert of ``rows`` (all with the same keys) into ``table``,
+    converting datetimes and JSON the way the Core column types would."""
+    if not rows:
+        return
+    names = list(rows[0])
+    postgres = connection.dialect.name == "postgresql"
+    converters: list[Any] = []
+    for name in names:
+        column_type = table.c[name].type
+        if isinstance(column_type, UtcDateTime):
+            converters.append(None if postgres else _memo(_sqlite_datetime_or_none))
+        elif isinstance(column_type, JSON) or "JSON" in type(column_type).__name__:
+            converters.append(json.dumps)
+        else:
+            converters.append(None)
+    mark = "%s" if postgres else "?"
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
+    pairs = list(zip(names, converters, strict=True))
+    connection.exec_driver_sql(
+        sql,
+        [
+            tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs)
+            for row in rows
+        ],
+    )
+
+
+def _memo(convert: Any) -> Any:
+    """Rows of one batch share most timestamps (``now``): convert each value once."""
+    seen: dict[Any, Any] = {}
+
+    def cached(value: Any) -> Any:
+        if value not in seen:
+            seen[value] = convert(value)
+        return seen[value]
+
+    return cached
+
+
+def _sqlite_datetime_or_none(value: datetime | None) -> str | None:
+    return None if value is None else sqlite_datetime(value)

@@ -1,0 +1,81 @@
+"""The migrations build exactly the schema the code declares, on both databases."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from baton.store.engine import make_engine
+from baton.store.migrate import MIGRATIONS, alembic_config, current_revision, upgrade
+from baton.store.tables import metadata
+
+
+def head_revision() -> str:
+    config = alembic_config()
+    assert MIGRATIONS.is_dir()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_upgrade_builds_the_declared_schema_with_nothing_missing(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    try:
+        assert inspect(engine).get_table_names() == []
+        assert current_revision(engine) is None
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, metadata)
+        assert differences == []
+        tables = set(inspect(engine).get_table_names())
+        assert {t.name for t in metadata.sorted_tables} <= tables
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_is_idempotent(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    try:
+        upgrade(engine)
+        before = {name: inspect(engine).get_columns(name) for name in metadata.tables}
+        upgrade(engine)
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        after = {name: inspect(engine).get_columns(name) for name in metadata.tables}
+        assert [str(c) for c in after.items()] == [str(c) for c in before.items()]
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_keeps_existing_data(empty_database_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, insert, select
+
+    from baton.store.tables import leads
+
+    engine = make_engine(empty_database_url)
+    try:
+        upgrade(engine)
+        now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+        with engine.begin() as connection:
+            connection.execute(
+                insert(leads).values(
+                    email="dana@northwind.com",
+                    email_key="dana@northwind.com",
+                    attributes={},
+                    stage="lead",
+                    stage_changed_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            assert connection.execute(select(func.count()).select_from(leads)).scalar_one() == 1
+    finally:
+        engine.dispose()
