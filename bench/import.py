@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import machine
 from rich.console import Console
 from rich.table import Table
+
+from _common import machine
 
 FIRST = ("Ana", "Ben", "Chloe", "Diego", "Elif", "Farah", "Gustav", "Hana", "Ines", "Jonas")
 LAST = ("Alvarez", "Becker", "Chen", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad")
@@ -53,7 +54,8 @@ def write_csv(path: Path, rows: int, seed: int = 3) -> int:
             first, last = rng.choice(FIRST), rng.choice(LAST)
             country = rng.choice(("US", "US", "GB", "DE"))
             phone = {
-                "US": f"({rng.choice(AREAS)}) {rng.randrange(200, 999)}-{rng.randrange(10_000):04d}",
+                "US": f"({rng.choice(AREAS)}) {rng.randrange(200, 999)}-"
+                f"{rng.randrange(10_000):04d}",
                 "GB": f"+44 20 7946 {rng.randrange(10_000):04d}",
                 "DE": f"+49 30 {rng.randrange(1_000_000, 9_999_999)}",
             }[country]

@@ -16,11 +16,11 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from _common import context, database, machine
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from _common import context, database, machine
 from baton.services.activities import ingest_activities
 
 TYPES = ("page_view", "email_open", "email_click", "form_submit", "webinar_attended")

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from baton.domain.clock import ManualClock
 from baton.domain.errors import Conflict, NotFound
 from baton.domain.leads import LeadCreate
-from baton.domain.lifecycle import Stage
+from baton.domain.lifecycle import Stage, replay
 from baton.services.activities import ingest_activities
 from baton.services.context import Context
 from baton.services.leads import (
@@ -24,6 +24,7 @@ from baton.services.leads import (
     change_stage,
     get_lead,
     list_leads,
+    stage_history,
 )
 from baton.services.merge import dismiss_duplicate, list_duplicates, merge_leads
 from baton.services.notes import add_note, add_tag
@@ -247,9 +248,6 @@ def test_merge_keeps_everything_of_both_leads(
 def test_merge_keeps_the_survivors_own_stage_history(
     ctx: Context, clock: ManualClock, capture: Capture
 ) -> None:
-    from baton.domain.lifecycle import replay
-    from baton.services.leads import stage_history
-
     survivor = capture(email="dana@northwind.com").lead.id
     absorbed = capture(email="dana@gmail.com").lead.id
     clock.advance(hours=1)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import func, insert, inspect, select
 
 from baton.store.engine import make_engine
 from baton.store.migrate import MIGRATIONS, alembic_config, current_revision, upgrade
-from baton.store.tables import metadata
+from baton.store.tables import leads, metadata
 
 
 def head_revision() -> str:
@@ -52,12 +54,6 @@ def test_upgrade_is_idempotent(empty_database_url: str) -> None:
 
 
 def test_upgrade_keeps_existing_data(empty_database_url: str) -> None:
-    from datetime import UTC, datetime
-
-    from sqlalchemy import func, insert, select
-
-    from baton.store.tables import leads
-
     engine = make_engine(empty_database_url)
     try:
         upgrade(engine)
