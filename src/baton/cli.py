@@ -27,9 +27,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
-import_app = typer.Typer(help="Import leads or activities from CSV files.", no_args_is_help=True)
-export_app = typer.Typer(help="Export data.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import leads or activities from CSV files.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+export_app = typer.Typer(help="Export data.", no_args_is_help=True, rich_markup_mode="markdown")
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy.exc import DataError, IntegrityError
 
 from baton.domain.clock import ManualClock
 from baton.domain.errors import Conflict, NotFound
@@ -258,15 +257,6 @@ def test_merge_keeps_the_survivors_own_stage_history(
     assert get_lead(ctx, survivor).stage == "mql"
 
 
-ABSORBED_EMAIL_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=IntegrityError,
-    reason="src bug: re-capturing a merged lead's email copies it onto the survivor "
-    "(merge_profile), violating the unique email_key still held by the absorbed row",
-)
-
-
-@ABSORBED_EMAIL_BUG
 def test_capturing_the_absorbed_email_updates_the_survivor(
     ctx: Context, clock: ManualClock, capture: Capture
 ) -> None:
@@ -358,15 +348,6 @@ def test_a_value_that_passes_validation_is_stored_whole(
 ) -> None:
     """Whatever LeadCreate accepts must fit the columns; otherwise it must be refused up
     front as a field error, not crash the database write."""
-    if backend == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=DataError,
-                reason="src bug: LeadCreate allows 500 characters per field but the "
-                "columns are varchar(32..300); PostgreSQL refuses the insert",
-            )
-        )
     value = "x" * length
     try:
         data = LeadCreate.model_validate({"email": "dana@northwind.com", field: value})

@@ -71,15 +71,6 @@ def test_tagging_twice_records_one_event(
     clock: ManualClock,
     capture: Capture,
 ) -> None:
-    if backend == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="src bug: add_tag trusts INSERT .. ON CONFLICT DO NOTHING rowcount, "
-                "which is -1 on PostgreSQL, so a repeated tag logs another 'added' event",
-            )
-        )
     lead_id = capture(email="dana@northwind.com").lead.id
     add_tag(ctx, lead_id, "Hot Lead", actor="alice")
     clock.advance(minutes=5)
@@ -132,12 +123,6 @@ def test_notes_and_tags_on_an_unknown_lead_are_not_found(ctx: Context) -> None:
         remove_tag(ctx, 987_654_321, "hot", actor="alice")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: add_note/add_tag accept a merged lead's id and write to the absorbed "
-    "record, whose history is no longer shown anywhere (change_stage refuses such ids)",
-)
 @pytest.mark.parametrize("action", ["note", "tag"])
 def test_a_note_or_tag_sent_to_a_merged_lead_is_not_lost(
     ctx: Context, capture: Capture, action: str

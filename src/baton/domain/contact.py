@@ -19,6 +19,27 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _SIMPLE_EMAIL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}")
 _SPECIAL_USE = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test", "home"})
+_ROLE_MAILBOXES = frozenset(
+    {
+        "info",
+        "marketing",
+        "sales",
+        "support",
+        "abuse",
+        "noc",
+        "security",
+        "postmaster",
+        "hostmaster",
+        "usenet",
+        "news",
+        "webmaster",
+        "www",
+        "uucp",
+        "ftp",
+    }
+)
+"""RFC 2142 mailboxes, which the library lower-cases; they take the library's path.
+Domains with ``--`` (IDNA ``xn--`` labels and reserved forms) do too."""
 
 FREE_MAIL_DOMAINS = frozenset(
     {
@@ -78,6 +99,8 @@ def normalize_email(raw: str) -> str:
         and _SIMPLE_EMAIL.fullmatch(value)
         and len(value.partition("@")[0]) <= 64
         and value.rpartition(".")[2].lower() not in _SPECIAL_USE
+        and "--" not in value.partition("@")[2]
+        and value.partition("@")[0].lower() not in _ROLE_MAILBOXES
     ):
         local, _, domain = value.partition("@")
         return f"{local}@{domain.lower()}"

@@ -65,7 +65,7 @@ class LeadCreate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        str_max_length=500,
+        str_max_length=200,
         json_schema_extra={
             "examples": [
                 {
@@ -89,15 +89,17 @@ class LeadCreate(BaseModel):
         },
     )
 
-    email: str | None = Field(None, description="Normalized: trimmed, domain lower-cased.")
-    phone: str | None = Field(None, description="Normalized to E.164 (+14155550134).")
+    email: str | None = Field(
+        None, max_length=254, description="Normalized: trimmed, domain lower-cased."
+    )
+    phone: str | None = Field(None, max_length=40, description="Normalized to E.164.")
     first_name: str | None = None
     last_name: str | None = None
-    company: str | None = None
-    title: str | None = None
+    company: str | None = Field(None, max_length=300)
+    title: str | None = Field(None, max_length=300)
     country: str | None = Field(None, description="ISO 3166-1 alpha-2 code, e.g. US, DE.")
-    region: str | None = Field(None, description="State, province or region code.")
-    postal_code: str | None = None
+    region: str | None = Field(None, max_length=100, description="State, province or region code.")
+    postal_code: str | None = Field(None, max_length=32)
     source: str | None = Field(None, description="Channel of first touch (webinar, ads...).")
     campaign: str | None = None
     utm_source: str | None = None
@@ -106,7 +108,9 @@ class LeadCreate(BaseModel):
     utm_term: str | None = None
     utm_content: str | None = None
     consent: bool | None = Field(
-        None, description="Marketing email consent; false (unsubscribe) always wins."
+        None,
+        description="Marketing email consent. The latest explicit answer wins (a later "
+        "opt-out unsubscribes, a later opt-in re-subscribes); blank keeps the old answer.",
     )
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form facts.")
 

@@ -32,7 +32,7 @@ from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS, LeadCreate, m
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.services.activities import ingest_validated_in, validation_context
 from baton.services.context import Context
-from baton.services.leads import flag_possible_duplicates
+from baton.services.leads import flag_possible_duplicates, keep_identity
 from baton.services.queries import chunks
 from baton.store.bulk import bump_counters, insert_activities, insert_rows
 from baton.store.tables import leads
@@ -336,6 +336,7 @@ def write_leads_in(
             continue
         row = found
         changes = merge_profile(dict(row), values)
+        keep_identity(row, changes)
         if not changes:
             report.unchanged += 1
         else:

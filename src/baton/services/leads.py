@@ -44,6 +44,15 @@ class CaptureResult:
     possible_duplicates: list[DuplicateMatch] = field(default_factory=list)
 
 
+def keep_identity(existing: RowMapping | dict[str, Any], changes: dict[str, Any]) -> None:
+    """Drop an email change that would change who the lead *is*: a capture can fix the
+    case of an address, but an address that reached this lead through a merge (or any
+    other key) stays on the record that owns it."""
+    new = changes.get("email")
+    if new is not None and email_key(new) != existing["email_key"]:
+        del changes["email"]
+
+
 def _derived(values: dict[str, Any]) -> dict[str, Any]:
     """Columns computed from others: the email identity and the company key."""
     out: dict[str, Any] = {}
@@ -103,6 +112,7 @@ def capture_lead_in(
     else:
         lead_id = existing["id"]
         changes = merge_profile(dict(existing), incoming)
+        keep_identity(existing, changes)
         changes.update(_derived(changes))
         created, changed = False, sorted(changes)
         connection.execute(

@@ -14,7 +14,7 @@ from sqlalchemy import delete, insert, select
 
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.services.context import Context
-from baton.services.queries import insert_ignoring_conflicts, lock_lead
+from baton.services.queries import insert_ignoring_conflicts, lock_active_lead
 from baton.store.tables import lead_tags, notes, tag_events
 
 _TAG = re.compile(r"[a-z0-9][a-z0-9 _:./-]{0,99}")
@@ -40,7 +40,7 @@ def add_note(ctx: Context, lead_id: int, body: str, *, actor: str) -> Note:
         )
     now = ctx.clock.now()
     with ctx.write() as connection:
-        lock_lead(connection, lead_id)
+        lock_active_lead(connection, lead_id)
         note_id = connection.execute(
             insert(notes)
             .values(lead_id=lead_id, author=actor, body=text, created_at=now)
@@ -70,13 +70,13 @@ def add_tag(ctx: Context, lead_id: int, tag: str, *, actor: str) -> list[str]:
     name = normalize_tag(tag)
     now = ctx.clock.now()
     with ctx.write() as connection:
-        lock_lead(connection, lead_id)
+        lock_active_lead(connection, lead_id)
         added = connection.execute(
-            insert_ignoring_conflicts(connection, lead_tags).values(
-                lead_id=lead_id, tag=name, added_by=actor, added_at=now
-            )
-        ).rowcount
-        if added:
+            insert_ignoring_conflicts(connection, lead_tags)
+            .values(lead_id=lead_id, tag=name, added_by=actor, added_at=now)
+            .returning(lead_tags.c.tag)
+        ).first()
+        if added is not None:
             connection.execute(
                 insert(tag_events).values(
                     lead_id=lead_id, tag=name, action="added", actor=actor, occurred_at=now
@@ -94,7 +94,7 @@ def remove_tag(ctx: Context, lead_id: int, tag: str, *, actor: str) -> list[str]
     name = normalize_tag(tag)
     now = ctx.clock.now()
     with ctx.write() as connection:
-        lock_lead(connection, lead_id)
+        lock_active_lead(connection, lead_id)
         removed = connection.execute(
             delete(lead_tags).where(lead_tags.c.lead_id == lead_id, lead_tags.c.tag == name)
         ).rowcount

@@ -43,6 +43,17 @@ def lock_lead(connection: Connection, lead_id: int) -> RowMapping:
     return row
 
 
+def lock_active_lead(connection: Connection, lead_id: int) -> RowMapping:
+    """Like :func:`lock_lead`, but a lead merged into another is refused with
+    :class:`NotFound` naming the survivor, so nothing is written where no one looks."""
+    row = lock_lead(connection, lead_id)
+    if row["merged_into_id"] is not None:
+        raise NotFound(
+            f"lead {lead_id} was merged into lead {row['merged_into_id']}; use that lead"
+        )
+    return row
+
+
 def tags_of(connection: Connection, lead_ids: Iterable[int]) -> dict[int, list[str]]:
     ids = list(lead_ids)
     found: dict[int, list[str]] = {i: [] for i in ids}
