@@ -24,7 +24,7 @@ from baton.domain.contact import email_domain, email_key
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.services.context import Context
 from baton.services.queries import chunks, insert_ignoring_conflicts
-from baton.store.bulk import bump_counters, insert_activities
+from baton.store.bulk import bump_counters, find_by_keys, insert_activities, insert_rows
 from baton.store.tables import activities, leads
 
 MAX_BATCH = 10_000
@@ -97,15 +97,12 @@ def _resolve_leads(
     keys = sorted({email_key(e.email) for _, e in events if e.email is not None})
     by_key: dict[str, int] = {}
     merged: dict[int, int] = {}
-    for part in chunks(keys):
-        for key, lead_id, merged_into in connection.execute(
-            select(leads.c.email_key, leads.c.id, leads.c.merged_into_id).where(
-                leads.c.email_key.in_(part)
-            )
-        ):
-            by_key[key] = lead_id
-            if merged_into is not None:
-                merged[lead_id] = merged_into
+    for key, lead_id, merged_into in find_by_keys(
+        connection, leads, "email_key", keys, "id", "merged_into_id"
+    ):
+        by_key[key] = lead_id
+        if merged_into is not None:
+            merged[lead_id] = merged_into
     first_seen: dict[str, ActivityCreate] = {}
     for _, event in events:
         if event.email is not None:
@@ -131,12 +128,9 @@ def _resolve_leads(
             }
             for key, e in first_seen.items()
         ]
-        connection.execute(insert_ignoring_conflicts(connection, leads), new_rows)
-        for part in chunks(list(first_seen)):
-            for key, lead_id in connection.execute(
-                select(leads.c.email_key, leads.c.id).where(leads.c.email_key.in_(part))
-            ):
-                by_key[key] = lead_id
+        insert_rows(connection, leads, new_rows, ignore_conflicts=True)
+        for key, lead_id in find_by_keys(connection, leads, "email_key", list(first_seen), "id"):
+            by_key[key] = lead_id
         report.leads_created += len(first_seen)
     ids = sorted({e.lead_id for _, e in events if e.lead_id is not None and e.email is None})
     known: set[int] = set()
@@ -182,13 +176,9 @@ def ingest_validated_in(
         return report
     lead_of = _resolve_leads(connection, events, now=now, report=report)
     keys = [e.idempotency_key for _, e in events if e.idempotency_key is not None]
-    seen: set[str] = set()
-    for part in chunks(sorted(set(keys))):
-        seen.update(
-            connection.execute(
-                select(activities.c.idempotency_key).where(activities.c.idempotency_key.in_(part))
-            ).scalars()
-        )
+    seen: set[str] = {
+        row[0] for row in find_by_keys(connection, activities, "idempotency_key", sorted(set(keys)))
+    }
     to_store: list[dict[str, Any]] = []
     numbers: list[int] = []
     per_lead: dict[int, tuple[int, datetime]] = {}

@@ -99,9 +99,17 @@ def bump_counters(connection: Connection, per_lead: Mapping[int, tuple[int, date
     )
 
 
-def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+def insert_rows(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    ignore_conflicts: bool = False,
+) -> None:
     """Plain multi-row insert of ``rows`` (all with the same keys) into ``table``,
-    converting datetimes and JSON the way the Core column types would."""
+    converting datetimes and JSON the way the Core column types would. With
+    ``ignore_conflicts`` a row that hits a unique constraint is skipped (a concurrent
+    writer created it first)."""
     if not rows:
         return
     names = list(rows[0])
@@ -141,3 +149,20 @@ def _memo(convert: Any) -> Any:
 
 def _sqlite_datetime_or_none(value: datetime | None) -> str | None:
     return None if value is None else sqlite_datetime(value)
+
+
+def find_by_keys(
+    connection: Connection, table: Table, key: str, values: Sequence[Any], *columns: str
+) -> list[tuple[Any, ...]]:
+    """Rows of ``table`` whose ``key`` is one of ``values``, as tuples of ``key`` then
+    ``columns``: one statement with one parameter (SQLite ``json_each``, PostgreSQL
+    ``= ANY``), however many values. Much cheaper than chunked ``IN (...)`` lists with
+    thousands of bound parameters."""
+    if not values:
+        return []
+    selected = ", ".join(f"t.{name}" for name in (key, *columns))
+    if connection.dialect.name == "postgresql":
+        sql = f"SELECT {selected} FROM {table.name} t WHERE t.{key} = ANY(%s)"
+        return [tuple(r) for r in connection.exec_driver_sql(sql, (list(values),))]
+    sql = f"SELECT {selected} FROM json_each(?) j JOIN {table.name} t ON t.{key} = j.value"
+    return [tuple(r) for r in connection.exec_driver_sql(sql, (json.dumps(list(values)),))]
