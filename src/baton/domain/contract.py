@@ -1,0 +1,529 @@
+"""The handoff contract: the one agreement, signed by marketing and sales, that says
+what a qualified lead is and when it is handed over.
+
+A contract is a YAML document validated here into :class:`HandoffContract`. The format
+is built to grow: a top-level ``schema_version`` and one section per concern (this
+module knows ``scoring``, ``mql`` and ``prep_checklist``; routing, SLA, rejection
+reasons and nurture are added by later versions of the format). Unknown keys are errors
+with a suggestion, because a misspelled rule that silently does nothing is the worst
+kind of contract bug.
+
+Errors from :func:`parse_contract` name the exact path (``scoring.fit[2].when.field``),
+say what is wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from baton.domain.activities import ActivityType
+from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS
+
+SCHEMA_VERSION = 1
+
+LEAD_FIELDS: tuple[str, ...] = (
+    *PROFILE_FIELDS,
+    *ATTRIBUTION_FIELDS,
+    "last_source",
+    "last_campaign",
+    "consent",
+    "email_domain",
+)
+"""Fields a fit rule may test; ``attributes.<key>`` reaches the free-form attributes."""
+
+EmailClass = Literal["free_mail", "disposable", "role", "competitor", "corporate"]
+Grade = Literal["A", "B", "C", "D"]
+GRADE_ORDER: tuple[Grade, ...] = ("A", "B", "C", "D")
+
+
+class ContractError(ValueError):
+    """A contract that cannot be used, with one line per problem (path: message)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def suggest(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or nothing."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldCondition(_Strict):
+    """A test on one lead field. Exactly one operator: ``equals``, ``in``, ``regex``,
+    ``min``/``max`` (a numeric range, either bound optional), ``exists`` (true: has a
+    value; false: is missing)."""
+
+    field: str
+    equals: str | int | float | bool | None = None
+    in_: list[str | int | float] | None = Field(None, alias="in")
+    regex: str | None = None
+    min: float | None = None
+    max: float | None = None
+    exists: bool | None = None
+
+    @field_validator("field")
+    @classmethod
+    def _known_field(cls, value: str) -> str:
+        if value.startswith("attributes."):
+            if len(value) <= len("attributes."):
+                raise ValueError("name the attribute: attributes.<key>")
+            return value
+        if value not in LEAD_FIELDS:
+            raise ValueError(
+                f"unknown field '{value}'{suggest(value, LEAD_FIELDS)}; use one of "
+                f"{', '.join(LEAD_FIELDS)} or attributes.<key>"
+            )
+        return value
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> FieldCondition:
+        used = [
+            name
+            for name, value in (
+                ("equals", self.equals),
+                ("in", self.in_),
+                ("regex", self.regex),
+                ("min/max", self.min if self.min is not None else self.max),
+                ("exists", self.exists),
+            )
+            if value is not None
+        ]
+        if len(used) != 1:
+            raise ValueError(
+                "give exactly one operator: equals, in, regex, min/max or exists"
+                + (f" (found {', '.join(used)})" if used else "")
+            )
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class EmailCondition(_Strict):
+    """A test on the class of the lead's email domain."""
+
+    email_domain: EmailClass
+
+
+def _condition_kind(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        if "email_domain" in value:
+            return "by_email_domain"
+        if "field" in value:
+            return "by_field"
+        return None
+    return "by_email_domain" if isinstance(value, EmailCondition) else "by_field"
+
+
+Condition = Annotated[
+    Annotated[FieldCondition, Tag("by_field")] | Annotated[EmailCondition, Tag("by_email_domain")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="condition_kind",
+        custom_error_message="a condition needs 'field' or 'email_domain'",
+    ),
+]
+
+
+class FitRule(_Strict):
+    """Points for who the lead is (title, country, company size...). Negative points
+    mark a poor fit."""
+
+    name: str | None = None
+    when: Condition
+    points: int = Field(ge=-1000, le=1000)
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _condition_kind(cls, value: Any) -> Any:
+        if isinstance(value, Mapping) and "field" not in value and "email_domain" not in value:
+            keys = ", ".join(map(str, value)) or "nothing"
+            raise ValueError(f"a condition needs 'field' or 'email_domain' (found {keys})")
+        return value
+
+
+class PropertyFilter(_Strict):
+    """Matches an event property: ``equals``, ``contains`` or ``regex``."""
+
+    equals: str | int | float | bool | None = None
+    contains: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> PropertyFilter:
+        given = [v for v in (self.equals, self.contains, self.regex) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of equals, contains, regex")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return self
+
+
+class EngagementRule(_Strict):
+    """Points for what the lead did: an event type, optional property filters (a plain
+    value means equals), points per event, an optional cap for the rule, and a
+    half-life after which an event counts half."""
+
+    name: str | None = None
+    event: ActivityType
+    where: dict[str, PropertyFilter] = Field(default_factory=dict)
+    points: int = Field(ge=-1000, le=1000)
+    cap: int | None = Field(None, ge=0)
+    half_life_days: float | None = Field(None, gt=0)
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _plain_values_mean_equals(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: v if isinstance(v, Mapping) else {"equals": v} for k, v in value.items()}
+        return value
+
+
+class Grades(_Strict):
+    """Minimum fit points for each grade; below ``C`` is ``D``."""
+
+    A: int = 40
+    B: int = 25
+    C: int = 10
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Grades:
+        if not self.A >= self.B >= self.C:
+            raise ValueError(f"grades must satisfy A >= B >= C (got {self.A}, {self.B}, {self.C})")
+        return self
+
+
+class Scoring(_Strict):
+    """Fit rules (who), engagement rules (what they did), grade thresholds, and the
+    domain lists the email-domain classes use."""
+
+    fit: list[FitRule] = Field(default_factory=list)
+    engagement: list[EngagementRule] = Field(default_factory=list)
+    grades: Grades = Field(default_factory=Grades)
+    competitors: list[str] = Field(default_factory=list)
+    disposable_domains: list[str] = Field(default_factory=list)
+
+    @field_validator("competitors", "disposable_domains")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [d.strip().lower() for d in value]
+
+
+class MqlTrigger(_Strict):
+    """The handoff point: a lead becomes an MQL when its total score reaches
+    ``threshold`` with every required field present and a grade at least
+    ``min_grade``; or at once on a hand-raise event, whatever the score."""
+
+    threshold: int = Field(ge=0)
+    min_grade: Grade = "D"
+    required_fields: list[str] = Field(default_factory=list)
+    hand_raise: list[ActivityType] = Field(default_factory=list)
+    recycle_cooldown_days: float = Field(30, ge=0)
+
+    @field_validator("required_fields")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in LEAD_FIELDS and not name.startswith("attributes."):
+                raise ValueError(f"unknown field '{name}'{suggest(name, LEAD_FIELDS)}")
+        return value
+
+
+class PrepItem(_Strict):
+    """A readiness item that travels with the lead to sales; ``required`` items must be
+    ticked by marketing before the handoff."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=60)
+    label: str = Field(min_length=1, max_length=300)
+    required: bool = False
+
+
+class Owners(_Strict):
+    """Who answers for the contract on each side."""
+
+    marketing: str
+    sales: str
+
+
+class HandoffContract(_Strict):
+    """A whole contract, as both teams sign it."""
+
+    schema_version: Literal[1]
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = None
+    owners: Owners | None = None
+    scoring: Scoring = Field(default_factory=Scoring)
+    mql: MqlTrigger
+    prep_checklist: list[PrepItem] = Field(default_factory=list)
+
+    @field_validator("prep_checklist")
+    @classmethod
+    def _unique_prep_ids(cls, items: list[PrepItem]) -> list[PrepItem]:
+        seen: set[str] = set()
+        for item in items:
+            if item.id in seen:
+                raise ValueError(f"id '{item.id}' is used twice")
+            seen.add(item.id)
+        return items
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("by_field", "by_email_domain"):
+            continue
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(contract)"
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model whose key sits at ``loc`` (for suggesting a misspelled key)."""
+    model: Any = HandoffContract
+    skip_key = False
+    for part in loc[:-1]:
+        if skip_key:
+            skip_key = False
+            continue
+        if isinstance(part, int) or model is None:
+            continue
+        if model is EngagementRule and part == "where":
+            model, skip_key = PropertyFilter, True
+            continue
+        if part in ("by_field", "by_email_domain"):
+            model = FieldCondition if part == "by_field" else EmailCondition
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        for candidate in (
+            FitRule,
+            EngagementRule,
+            Scoring,
+            MqlTrigger,
+            PrepItem,
+            Owners,
+            Grades,
+            FieldCondition,
+            PropertyFilter,
+        ):
+            if candidate is annotation or candidate.__name__ in str(annotation):
+                model = candidate
+                break
+        else:
+            model = None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def explain_errors(error: ValidationError) -> list[str]:
+    """One readable line per problem, ``path: message``, deduplicated."""
+    lines: list[str] = []
+    for item in error.errors(include_url=False):
+        loc = item["loc"]
+        path = _path(loc)
+        kind = item["type"]
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            model = _model_at(loc)
+            allowed = _allowed_keys(model) if model else []
+            message = f"unknown key '{key}'{suggest(key, allowed)}"
+            if allowed:
+                message += f"; allowed: {', '.join(allowed)}"
+        elif kind == "missing":
+            message = "is required"
+        elif kind == "literal_error" and loc and loc[-1] == "schema_version":
+            message = f"unsupported schema_version; this Baton reads version {SCHEMA_VERSION}"
+        elif kind == "literal_error":
+            value = str(item.get("input"))
+            choices = re.findall(r"'([^']+)'", str((item.get("ctx") or {}).get("expected", "")))
+            message = f"'{value}' is not allowed{suggest(value, choices)}; use one of " + ", ".join(
+                choices
+            )
+        elif kind == "enum":
+            value = str(item.get("input"))
+            known = [t.value for t in ActivityType]
+            message = f"unknown event type '{value}'{suggest(value, known)}"
+        line = f"{path}: {message}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def parse_contract(text: str) -> HandoffContract:
+    """Read a contract from YAML text; raises :class:`ContractError` listing every
+    problem with its path."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ContractError([f"{where}not valid YAML: {problem}"]) from None
+    if not isinstance(data, Mapping):
+        raise ContractError(["(contract): the file must be a YAML mapping of sections"])
+    try:
+        return HandoffContract.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError(explain_errors(exc)) from None
+
+
+@dataclass(frozen=True)
+class ContractChange:
+    """One difference between two contract versions, in words."""
+
+    section: str
+    text: str
+
+
+def rule_label(rule: FitRule | EngagementRule) -> str:
+    """A rule's name, or a plain description of it when unnamed (``title matches
+    (?i)vp``, ``page_view where url = /pricing``)."""
+    if rule.name:
+        return rule.name
+    if isinstance(rule, EngagementRule):
+        if not rule.where:
+            return rule.event.value
+        parts = [f"{key} {_filter_text(f)}" for key, f in sorted(rule.where.items())]
+        return f"{rule.event.value} where {' and '.join(parts)}"
+    condition = rule.when
+    if isinstance(condition, EmailCondition):
+        return f"email domain is {condition.email_domain.replace('_', ' ')}"
+    return f"{condition.field} {_condition_text(condition)}"
+
+
+def _filter_text(f: PropertyFilter) -> str:
+    if f.equals is not None:
+        return f"= {f.equals}"
+    if f.contains is not None:
+        return f"contains {f.contains}"
+    return f"matches {f.regex}"
+
+
+def _condition_text(c: FieldCondition) -> str:
+    if c.equals is not None:
+        return f"= {c.equals}"
+    if c.in_ is not None:
+        return f"in {', '.join(map(str, c.in_))}"
+    if c.regex is not None:
+        return f"matches {c.regex}"
+    if c.exists is not None:
+        return "is present" if c.exists else "is missing"
+    if c.min is not None and c.max is not None:
+        return f"between {c.min:g} and {c.max:g}"
+    if c.min is not None:
+        return f">= {c.min:g}"
+    return f"<= {c.max:g}"
+
+
+def diff_contracts(old: HandoffContract, new: HandoffContract) -> list[ContractChange]:
+    """What changed from ``old`` to ``new``, as sentences both teams can read."""
+    changes: list[ContractChange] = []
+
+    def compare_rules(section: str, before: Sequence[Any], after: Sequence[Any]) -> None:
+        old_by = {rule_label(r): r for r in before}
+        new_by = {rule_label(r): r for r in after}
+        for label, rule in new_by.items():
+            if label not in old_by:
+                changes.append(ContractChange(section, f"rule added: {label} ({rule.points:+d})"))
+            elif old_by[label] != rule:
+                was = old_by[label]
+                detail = (
+                    f"points {was.points:+d} → {rule.points:+d}"
+                    if was.points != rule.points
+                    else "settings changed"
+                )
+                changes.append(ContractChange(section, f"rule changed: {label}: {detail}"))
+        for label, rule in old_by.items():
+            if label not in new_by:
+                changes.append(ContractChange(section, f"rule removed: {label} ({rule.points:+d})"))
+
+    compare_rules("scoring.fit", old.scoring.fit, new.scoring.fit)
+    compare_rules("scoring.engagement", old.scoring.engagement, new.scoring.engagement)
+    for grade in ("A", "B", "C"):
+        before, after = getattr(old.scoring.grades, grade), getattr(new.scoring.grades, grade)
+        if before != after:
+            changes.append(
+                ContractChange("scoring.grades", f"grade {grade} from {before} → {after}")
+            )
+    for name in ("threshold", "min_grade", "recycle_cooldown_days"):
+        before, after = getattr(old.mql, name), getattr(new.mql, name)
+        if before != after:
+            changes.append(ContractChange("mql", f"{name} {before} → {after}"))
+    for label, before_list, after_list in (
+        ("required field", old.mql.required_fields, new.mql.required_fields),
+        (
+            "hand-raise event",
+            [e.value for e in old.mql.hand_raise],
+            [e.value for e in new.mql.hand_raise],
+        ),
+        ("competitor", old.scoring.competitors, new.scoring.competitors),
+    ):
+        for value in after_list:
+            if value not in before_list:
+                changes.append(
+                    ContractChange(
+                        "mql" if "field" in label or "hand" in label else "scoring",
+                        f"{label} added: {value}",
+                    )
+                )
+        for value in before_list:
+            if value not in after_list:
+                changes.append(
+                    ContractChange(
+                        "mql" if "field" in label or "hand" in label else "scoring",
+                        f"{label} removed: {value}",
+                    )
+                )
+    old_items = {i.id: i for i in old.prep_checklist}
+    new_items = {i.id: i for i in new.prep_checklist}
+    for item_id in new_items.keys() - old_items.keys():
+        changes.append(ContractChange("prep_checklist", f"item added: {new_items[item_id].label}"))
+    for item_id in old_items.keys() - new_items.keys():
+        changes.append(
+            ContractChange("prep_checklist", f"item removed: {old_items[item_id].label}")
+        )
+    if old.name != new.name:
+        changes.append(ContractChange("name", f"renamed '{old.name}' → '{new.name}'"))
+    return changes

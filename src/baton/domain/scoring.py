@@ -1,0 +1,363 @@
+"""Scoring a lead against the contract: fit (who they are), engagement (what they did,
+fading with time), a grade, a total, and the rule-by-rule explanation that travels to
+sales.
+
+Engagement is kept as a small **state** per lead: for each engagement rule, its decayed
+sum at a moment (``value`` at ``as_of``). Exponential decay is linear, so a new event
+updates the state in O(1) whatever the lead's history, in any order, and the score at
+any later time is ``value * 0.5 ** (age / half_life)``. This is what lets a new
+activity update the score inside the transaction that stores it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Literal
+
+from baton.domain.contact import FREE_MAIL_DOMAINS
+from baton.domain.contract import (
+    GRADE_ORDER,
+    EmailCondition,
+    EngagementRule,
+    FieldCondition,
+    Grade,
+    HandoffContract,
+    rule_label,
+)
+
+DISPOSABLE_DOMAINS = frozenset(
+    {
+        "mailinator.com",
+        "guerrillamail.com",
+        "10minutemail.com",
+        "tempmail.com",
+        "temp-mail.org",
+        "yopmail.com",
+        "trashmail.com",
+        "getnada.com",
+        "dispostable.com",
+        "sharklasers.com",
+        "maildrop.cc",
+        "throwawaymail.com",
+    }
+)
+"""Well-known throw-away mailbox providers; contracts add their own."""
+
+ROLE_LOCAL_PARTS = frozenset(
+    {
+        "info",
+        "sales",
+        "contact",
+        "admin",
+        "hello",
+        "office",
+        "team",
+        "support",
+        "marketing",
+        "noreply",
+        "no-reply",
+        "enquiries",
+        "inquiries",
+        "billing",
+        "hr",
+        "jobs",
+        "careers",
+        "webmaster",
+        "postmaster",
+    }
+)
+"""Shared mailboxes: nobody in particular reads them."""
+
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """What scoring needs of an activity."""
+
+    type: str
+    occurred_at: datetime
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    """One rule that fired: which, for how many points, on how many events, and
+    whether its cap held it back."""
+
+    section: Literal["fit", "engagement"]
+    rule: int
+    label: str
+    points: float
+    events: int = 0
+    capped: bool = False
+
+
+@dataclass(frozen=True)
+class ScoreCard:
+    """A lead's score at a moment, with the explanation. ``total`` is exactly the sum
+    of the hits' points."""
+
+    fit: float
+    engagement: float
+    total: float
+    grade: Grade
+    hits: tuple[RuleHit, ...]
+
+
+EngagementState = dict[str, list[float]]
+"""Per engagement rule index (as a string, JSON-friendly): ``[value, as_of_epoch,
+events]``: the decayed sum at ``as_of`` and how many events fed it."""
+
+
+@lru_cache(maxsize=1024)
+def _pattern(expression: str) -> re.Pattern[str]:
+    return re.compile(expression)
+
+
+def field_value(lead: Mapping[str, Any], name: str) -> Any:
+    """A lead field or ``attributes.<key>``; blank strings count as missing."""
+    if name.startswith("attributes."):
+        value = (lead.get("attributes") or {}).get(name.removeprefix("attributes."))
+    elif name == "email_domain" and not lead.get("email_domain") and lead.get("email"):
+        value = str(lead["email"]).rpartition("@")[2].lower()
+    else:
+        value = lead.get(name)
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.replace(",", "").strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, str) and actual is not None:
+        return str(actual).strip().lower() == expected.strip().lower()
+    if isinstance(expected, int | float) and not isinstance(expected, bool):
+        number = _as_number(actual)
+        return number is not None and number == float(expected)
+    return bool(actual == expected)
+
+
+def email_classes(lead: Mapping[str, Any], contract: HandoffContract) -> set[str]:
+    """The classes of the lead's email: free_mail, disposable, role, competitor, or
+    corporate (none of free_mail/disposable)."""
+    email = lead.get("email")
+    if not email:
+        return set()
+    local, _, domain = str(email).lower().rpartition("@")
+    found: set[str] = set()
+    if domain in FREE_MAIL_DOMAINS:
+        found.add("free_mail")
+    if domain in DISPOSABLE_DOMAINS or domain in contract.scoring.disposable_domains:
+        found.add("disposable")
+    if local in ROLE_LOCAL_PARTS:
+        found.add("role")
+    if any(domain == c or domain.endswith("." + c) for c in contract.scoring.competitors):
+        found.add("competitor")
+    if not found & {"free_mail", "disposable"}:
+        found.add("corporate")
+    return found
+
+
+def condition_holds(
+    condition: FieldCondition | EmailCondition,
+    lead: Mapping[str, Any],
+    contract: HandoffContract,
+) -> bool:
+    """Whether a fit condition is true of ``lead`` (a mapping of lead columns)."""
+    if isinstance(condition, EmailCondition):
+        return condition.email_domain in email_classes(lead, contract)
+    value = field_value(lead, condition.field)
+    if condition.exists is not None:
+        return (value is not None) == condition.exists
+    if value is None:
+        return False
+    if condition.equals is not None:
+        return _same(value, condition.equals)
+    if condition.in_ is not None:
+        return any(_same(value, option) for option in condition.in_)
+    if condition.regex is not None:
+        return _pattern(condition.regex).search(str(value)) is not None
+    number = _as_number(value)
+    if number is None:
+        return False
+    if condition.min is not None and number < condition.min:
+        return False
+    return not (condition.max is not None and number > condition.max)
+
+
+def fit_hits(contract: HandoffContract, lead: Mapping[str, Any]) -> list[RuleHit]:
+    """Every fit rule that holds for ``lead``, in contract order."""
+    return [
+        RuleHit("fit", index, rule_label(rule), float(rule.points))
+        for index, rule in enumerate(contract.scoring.fit)
+        if condition_holds(rule.when, lead, contract)
+    ]
+
+
+def event_matches(rule: EngagementRule, event: Event) -> bool:
+    if rule.event.value != event.type:
+        return False
+    for key, wanted in rule.where.items():
+        actual = event.properties.get(key)
+        if actual is None:
+            return False
+        if wanted.equals is not None and not _same(actual, wanted.equals):
+            return False
+        if wanted.contains is not None and wanted.contains.lower() not in str(actual).lower():
+            return False
+        if wanted.regex is not None and not _pattern(wanted.regex).search(str(actual)):
+            return False
+    return True
+
+
+def _decay(rule: EngagementRule, seconds: float) -> float:
+    if rule.half_life_days is None:
+        return 1.0
+    return float(0.5 ** (seconds / (rule.half_life_days * SECONDS_PER_DAY)))
+
+
+def add_event(
+    contract: HandoffContract, state: Mapping[str, list[float]], event: Event
+) -> EngagementState:
+    """The engagement state after ``event`` (a new dict; ``state`` is not changed).
+    Events may arrive in any order."""
+    updated: EngagementState = {k: list(v) for k, v in state.items()}
+    at = event.occurred_at.timestamp()
+    for index, rule in enumerate(contract.scoring.engagement):
+        if not event_matches(rule, event):
+            continue
+        key = str(index)
+        if key not in updated:
+            updated[key] = [float(rule.points), at, 1.0]
+            continue
+        value, as_of, count = updated[key]
+        if at >= as_of:
+            updated[key] = [value * _decay(rule, at - as_of) + rule.points, at, count + 1]
+        else:
+            updated[key] = [value + rule.points * _decay(rule, as_of - at), as_of, count + 1]
+    return updated
+
+
+def engagement_state(contract: HandoffContract, events: Iterable[Event]) -> EngagementState:
+    """The state of a whole history (the same, up to rounding, in any order)."""
+    state: EngagementState = {}
+    for event in events:
+        state = add_event(contract, state, event)
+    return state
+
+
+def engagement_hits(
+    contract: HandoffContract, state: Mapping[str, list[float]], now: datetime
+) -> list[RuleHit]:
+    """Each engagement rule's contribution at ``now``: decayed, then capped."""
+    hits: list[RuleHit] = []
+    for index, rule in enumerate(contract.scoring.engagement):
+        entry = state.get(str(index))
+        if entry is None:
+            continue
+        value, as_of, count = entry
+        current = value * _decay(rule, max(0.0, now.timestamp() - as_of))
+        capped = False
+        if rule.cap is not None and abs(current) > rule.cap:
+            current, capped = math.copysign(rule.cap, current), True
+        points = round(current, 2)
+        if points != 0:
+            hits.append(RuleHit("engagement", index, rule_label(rule), points, int(count), capped))
+    return hits
+
+
+def grade_for(contract: HandoffContract, fit: float) -> Grade:
+    grades = contract.scoring.grades
+    if fit >= grades.A:
+        return "A"
+    if fit >= grades.B:
+        return "B"
+    if fit >= grades.C:
+        return "C"
+    return "D"
+
+
+def score(
+    contract: HandoffContract,
+    lead: Mapping[str, Any],
+    state: Mapping[str, list[float]],
+    now: datetime,
+) -> ScoreCard:
+    """The lead's score card at ``now``: fit, decayed engagement, grade, total, hits."""
+    fits = fit_hits(contract, lead)
+    engaged = engagement_hits(contract, state, now)
+    fit = round(math.fsum(h.points for h in fits), 2)
+    engagement = round(math.fsum(h.points for h in engaged), 2)
+    return ScoreCard(
+        fit=fit,
+        engagement=engagement,
+        total=round(fit + engagement, 2),
+        grade=grade_for(contract, fit),
+        hits=tuple(fits + engaged),
+    )
+
+
+def grade_at_least(grade: Grade, minimum: Grade) -> bool:
+    return GRADE_ORDER.index(grade) <= GRADE_ORDER.index(minimum)
+
+
+@dataclass(frozen=True)
+class MqlDecision:
+    """Whether the lead is handed off now, and why (stored on the transition)."""
+
+    qualifies: bool
+    reason: str
+
+
+def mql_decision(
+    contract: HandoffContract,
+    *,
+    stage: str,
+    card: ScoreCard,
+    lead: Mapping[str, Any],
+    now: datetime,
+    event_type: str | None = None,
+    recycled_at: datetime | None = None,
+) -> MqlDecision:
+    """The handoff point. A hand-raise qualifies at once (even during a recycle
+    cool-down); otherwise the total must reach the threshold with the required fields
+    present, the grade high enough, and no cool-down running."""
+    trigger = contract.mql
+    if stage not in ("lead", "nurture"):
+        return MqlDecision(False, f"stage {stage} is past the handoff point")
+    if event_type is not None and event_type in {e.value for e in trigger.hand_raise}:
+        return MqlDecision(True, f"hand-raise: {event_type}")
+    if stage == "nurture" and recycled_at is not None:
+        remaining = (
+            trigger.recycle_cooldown_days * SECONDS_PER_DAY - (now - recycled_at).total_seconds()
+        )
+        if remaining > 0:
+            return MqlDecision(
+                False, f"recycle cool-down: {remaining / SECONDS_PER_DAY:.1f} days left"
+            )
+    missing = [name for name in trigger.required_fields if field_value(lead, name) is None]
+    if missing:
+        return MqlDecision(False, f"missing required field(s): {', '.join(missing)}")
+    if not grade_at_least(card.grade, trigger.min_grade):
+        return MqlDecision(False, f"grade {card.grade} is below {trigger.min_grade}")
+    if card.total >= trigger.threshold:
+        return MqlDecision(True, f"score {card.total:g} ≥ {trigger.threshold}")
+    return MqlDecision(False, f"score {card.total:g} < {trigger.threshold}")
