@@ -46,6 +46,7 @@ def test_bulk_rows_read_back_like_core_rows(ctx: Context) -> None:
         "occurred_at": at,
         "received_at": at,
         "properties": {"url": "/pricing", "n": 3},
+        "recorded_by": "form",
     }
     with ctx.write() as connection:
         connection.execute(insert(activities).values(**row, idempotency_key="core"))
@@ -65,7 +66,7 @@ def test_bulk_rows_read_back_like_core_rows(ctx: Context) -> None:
         ).scalar_one()
     assert [r["idempotency_key"] for r in stored] == ["bulk", "core"]
     bulk, core = stored
-    for column in ("lead_id", "type", "occurred_at", "received_at", "properties"):
+    for column in ("lead_id", "type", "occurred_at", "received_at", "properties", "recorded_by"):
         assert bulk[column] == core[column], column
     assert raw[0] == raw[1], "both paths must store the same text on SQLite"
     assert earlier == 2, "comparisons in SQL must see both rows"

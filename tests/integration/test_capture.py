@@ -116,7 +116,7 @@ def test_every_capture_is_a_captured_activity_with_its_touch(
     ]
     assert len(captured) == 2
     assert [c.data["properties"].get("source") for c in captured] == ["webinar", "ads"]
-    assert [c.data["properties"].get("by") for c in captured] == ["form", "crm-sync"]
+    assert [c.actor for c in captured] == ["form", "crm-sync"]
     lead = get_lead(ctx, lead_id)
     assert lead.activity_count == 2
     assert lead.last_activity_at == clock.now()

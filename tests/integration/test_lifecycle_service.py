@@ -162,11 +162,11 @@ def test_timeline_lists_everything_in_time_order(
     described = [(i.kind, i.actor) for i in items]
     assert described == [
         ("created", None),
-        ("activity", None),
+        ("activity", "marketing"),
         ("note", "alice"),
         ("tag", "alice"),
         ("transition", "scoring"),
-        ("activity", None),
+        ("activity", "esp"),
         ("tag", "bob"),
     ]
     assert items[1].data["type"] == "captured"

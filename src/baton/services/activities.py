@@ -21,9 +21,12 @@ from sqlalchemy.engine import Connection
 from baton.domain.activities import ActivityCreate
 from baton.domain.batches import RowError, validate_many
 from baton.domain.contact import email_domain, email_key
+from baton.domain.errors import NotFound
 from baton.domain.lifecycle import INITIAL_STAGE
+from baton.domain.scoring import Event
 from baton.services.context import Context
-from baton.services.queries import chunks, insert_ignoring_conflicts
+from baton.services.queries import insert_ignoring_conflicts
+from baton.services.scoring import score_leads_in
 from baton.store.bulk import bump_counters, find_by_keys, insert_activities, insert_rows
 from baton.store.tables import activities, leads
 
@@ -42,6 +45,8 @@ class IngestReport:
     errors: list[RowError] = field(default_factory=list)
     activity_ids: list[int | None] = field(default_factory=list)
     lead_ids: list[int | None] = field(default_factory=list)
+    mql: list[int] = field(default_factory=list)
+    """Leads that reached the handoff point with this batch."""
 
 
 def validation_context(ctx: Context, naive_timezone: str | None = None) -> dict[str, Any]:
@@ -63,7 +68,8 @@ def ingest_activities(
 
     Rows may be raw mappings (validated here, errors indexed from 0) or already
     validated :class:`ActivityCreate` models. With ``return_ids`` the report lists, per
-    row, the stored activity id (``None`` for rejected rows and for duplicates).
+    row, the activity id: the new one, or for a retry (known idempotency key) the id of
+    the event stored the first time; ``None`` for rejected rows.
     """
     raw = [(i, r) for i, r in enumerate(rows) if not isinstance(r, ActivityCreate)]
     ready = [(i, r) for i, r in enumerate(rows) if isinstance(r, ActivityCreate)]
@@ -85,6 +91,36 @@ def ingest_activities(
     return report
 
 
+def _lock_and_follow(connection: Connection, lead_ids: set[int]) -> dict[int, int | None]:
+    """Lock the given leads (and the survivors they were merged into, transitively) and
+    map each to the lead that receives its events; ``None`` for ids that do not exist.
+    Locking before writing means a concurrent merge either finishes first (and we
+    follow it) or waits for this batch (and then moves its events)."""
+    final: dict[int, int | None] = {}
+    merged_into: dict[int, int] = {}
+    pending = set(lead_ids)
+    while pending:
+        found = find_by_keys(connection, leads, "id", sorted(pending), "merged_into_id", lock=True)
+        seen = {row[0] for row in found}
+        for missing in pending - seen:
+            final[missing] = None
+        pending = set()
+        for lead_id, target in found:
+            if target is not None:
+                merged_into[lead_id] = target
+                if target not in seen and target not in final:
+                    pending.add(target)
+            else:
+                final[lead_id] = lead_id
+    for lead_id in lead_ids:
+        current: int | None = lead_id
+        hops = 0
+        while current is not None and current in merged_into and hops < 100:
+            current, hops = merged_into[current], hops + 1
+        final[lead_id] = final.get(current) if current is not None else None
+    return final
+
+
 def _resolve_leads(
     connection: Connection,
     events: Sequence[tuple[int, ActivityCreate]],
@@ -92,17 +128,11 @@ def _resolve_leads(
     now: datetime,
     report: IngestReport,
 ) -> dict[int, int]:
-    """Row number -> lead id, creating leads for unknown emails; unknown ``lead_id``
-    values become row errors."""
+    """Row number -> lead id, creating leads for unknown emails (a lead created at the
+    same moment by another writer is used, not duplicated); unknown ``lead_id`` values
+    become row errors."""
     keys = sorted({email_key(e.email) for _, e in events if e.email is not None})
-    by_key: dict[str, int] = {}
-    merged: dict[int, int] = {}
-    for key, lead_id, merged_into in find_by_keys(
-        connection, leads, "email_key", keys, "id", "merged_into_id"
-    ):
-        by_key[key] = lead_id
-        if merged_into is not None:
-            merged[lead_id] = merged_into
+    by_key = dict(find_by_keys(connection, leads, "email_key", keys, "id"))
     first_seen: dict[str, ActivityCreate] = {}
     for _, event in events:
         if event.email is not None:
@@ -132,29 +162,21 @@ def _resolve_leads(
         for key, lead_id in find_by_keys(connection, leads, "email_key", list(first_seen), "id"):
             by_key[key] = lead_id
         report.leads_created += len(first_seen)
-    ids = sorted({e.lead_id for _, e in events if e.lead_id is not None and e.email is None})
-    known: set[int] = set()
-    for id_part in chunks(ids):
-        for lead_id, merged_into in connection.execute(
-            select(leads.c.id, leads.c.merged_into_id).where(leads.c.id.in_(id_part))
-        ):
-            known.add(lead_id)
-            if merged_into is not None:
-                merged[lead_id] = merged_into
+    wanted = set(by_key.values()) | {
+        e.lead_id for _, e in events if e.lead_id is not None and e.email is None
+    }
+    final = _lock_and_follow(connection, wanted)
     resolved: dict[int, int] = {}
     for number, event in events:
-        if event.email is not None:
-            lead_id = by_key[email_key(event.email)]
-        elif event.lead_id in known:
-            lead_id = event.lead_id
-        else:
+        target = final.get(
+            by_key[email_key(event.email)] if event.email is not None else event.lead_id or 0
+        )
+        if target is None:
             report.errors.append(
                 RowError(number, "lead_id", f"lead {event.lead_id} does not exist")
             )
             continue
-        while lead_id in merged:
-            lead_id = merged[lead_id]
-        resolved[number] = lead_id
+        resolved[number] = target
     return resolved
 
 
@@ -167,7 +189,8 @@ def ingest_validated_in(
     return_ids: bool = False,
     size: int | None = None,
 ) -> IngestReport:
-    """Store validated events inside the caller's transaction."""
+    """Store validated events inside the caller's transaction; ``actor`` is recorded on
+    each stored event."""
     report = IngestReport()
     if return_ids:
         report.activity_ids = [None] * (size if size is not None else len(events))
@@ -181,7 +204,6 @@ def ingest_validated_in(
     }
     to_store: list[dict[str, Any]] = []
     numbers: list[int] = []
-    per_lead: dict[int, tuple[int, datetime]] = {}
     for number, event in events:
         lead_id = lead_of.get(number)
         if lead_id is None:
@@ -192,6 +214,8 @@ def ingest_validated_in(
         if key is not None:
             if key in seen:
                 report.duplicates += 1
+                if return_ids:
+                    report.activity_ids[number] = _id_of_key(connection, key)
                 continue
             seen.add(key)
         to_store.append(
@@ -202,28 +226,57 @@ def ingest_validated_in(
                 "received_at": now,
                 "properties": event.properties,
                 "idempotency_key": key,
+                "recorded_by": actor,
             }
         )
         numbers.append(number)
-        count, latest = per_lead.get(lead_id, (0, event.occurred_at))
-        per_lead[lead_id] = (count + 1, max(latest, event.occurred_at))
-    if to_store:
-        if return_ids:
-            statement = insert_ignoring_conflicts(connection, activities)
-            stored_ids = (
-                connection.execute(
-                    statement.returning(activities.c.id, sort_by_parameter_order=True), to_store
-                )
-                .scalars()
-                .all()
-            )
-            for number, activity_id in zip(numbers, stored_ids, strict=False):
+    if not to_store:
+        return report
+    if return_ids:
+        positions: list[int] = []
+        for position, (number, row) in enumerate(zip(numbers, to_store, strict=True)):
+            activity_id = connection.execute(
+                insert_ignoring_conflicts(connection, activities)
+                .values(row)
+                .returning(activities.c.id)
+            ).scalar()
+            if activity_id is None:
+                report.duplicates += 1
+                report.activity_ids[number] = _id_of_key(connection, row["idempotency_key"])
+            else:
                 report.activity_ids[number] = activity_id
-        else:
-            insert_activities(connection, to_store)
-        report.stored = len(to_store)
-        bump_counters(connection, per_lead)
+                positions.append(position)
+    else:
+        positions = insert_activities(connection, to_store)
+        report.duplicates += len(to_store) - len(positions)
+    report.stored = len(positions)
+    per_lead: dict[int, tuple[int, datetime]] = {}
+    new_events: dict[int, list[Event]] = {}
+    for position in positions:
+        row = to_store[position]
+        lead_id, occurred_at = row["lead_id"], row["occurred_at"]
+        count, latest = per_lead.get(lead_id, (0, occurred_at))
+        per_lead[lead_id] = (count + 1, max(latest, occurred_at))
+        new_events.setdefault(lead_id, []).append(
+            Event(row["type"], occurred_at, row["properties"])
+        )
+    bump_counters(connection, per_lead)
+    report.mql = [
+        u.lead_id
+        for u in score_leads_in(
+            connection, sorted(new_events), now=now, actor=actor, new_events=new_events
+        )
+        if u.became_mql
+    ]
     return report
+
+
+def _id_of_key(connection: Connection, key: str | None) -> int | None:
+    if key is None:
+        return None
+    return connection.execute(
+        select(activities.c.id).where(activities.c.idempotency_key == key)
+    ).scalar()
 
 
 @dataclass(frozen=True)
@@ -237,25 +290,18 @@ class IngestOne:
 
 
 def ingest_activity(ctx: Context, event: ActivityCreate, *, actor: str) -> IngestOne:
-    """Store one validated event (the batch path with one row)."""
+    """Store one validated event (the batch path with one row), in one transaction.
+    A retried event (same idempotency key) answers with the first event's id."""
     with ctx.write() as connection:
         report = ingest_validated_in(
             connection, [(0, event)], actor=actor, now=ctx.clock.now(), return_ids=True
         )
     if report.errors:
-        from baton.domain.errors import NotFound
-
         raise NotFound(report.errors[0].message)
     lead_id = report.lead_ids[0]
     assert lead_id is not None
-    activity_id = report.activity_ids[0]
-    if activity_id is None and event.idempotency_key is not None:
-        with ctx.read() as connection:
-            activity_id = connection.execute(
-                select(activities.c.id).where(activities.c.idempotency_key == event.idempotency_key)
-            ).scalar_one_or_none()
     return IngestOne(
-        activity_id=activity_id,
+        activity_id=report.activity_ids[0],
         lead_id=lead_id,
         duplicate=report.duplicates > 0,
         lead_created=report.leads_created > 0,

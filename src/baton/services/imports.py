@@ -30,10 +30,12 @@ from baton.domain.batches import RowError, validate_many, validate_rows
 from baton.domain.contact import company_key, email_domain, email_key
 from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS, LeadCreate, merge_profile
 from baton.domain.lifecycle import INITIAL_STAGE
+from baton.domain.scoring import Event
 from baton.services.activities import ingest_validated_in, validation_context
 from baton.services.context import Context
 from baton.services.leads import flag_possible_duplicates, keep_identity
 from baton.services.queries import chunks
+from baton.services.scoring import score_leads_in
 from baton.store.bulk import bump_counters, insert_activities, insert_rows
 from baton.store.tables import leads
 
@@ -138,6 +140,7 @@ class ImportReport:
     stored: int = 0
     duplicates: int = 0
     possible_duplicates: int = 0
+    mql: int = 0
     errors: list[RowError] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
 
@@ -386,13 +389,25 @@ def write_leads_in(
                 "type": ActivityType.CAPTURED.value,
                 "occurred_at": at,
                 "received_at": at,
-                "properties": {"by": actor, **touch},
+                "properties": touch,
                 "idempotency_key": None,
+                "recorded_by": actor,
             }
         )
     insert_activities(connection, captured)
     if counts:
         bump_counters(connection, {i: (n, latest[i]) for i, n in counts.items()})
+    touched: dict[int, list[Event]] = {}
+    for row_values in captured:
+        touched.setdefault(row_values["lead_id"], []).append(
+            Event(row_values["type"], row_values["occurred_at"], row_values["properties"])
+        )
+    report.mql += sum(
+        u.became_mql
+        for u in score_leads_in(
+            connection, sorted(touched), now=now, actor=actor, new_events=touched
+        )
+    )
     new_ids = [
         ids[r["email_key"] or f"phone:{r['phone']}"]
         for r in new_rows

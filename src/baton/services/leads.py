@@ -28,6 +28,7 @@ from baton.domain.leads import (
     merge_profile,
 )
 from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition, transition
+from baton.domain.scoring import Event
 from baton.services.context import Context
 from baton.services.queries import chunks, insert_ignoring_conflicts, lock_lead, tags_of
 from baton.store.tables import activities, duplicate_candidates, leads, transitions
@@ -131,9 +132,14 @@ def capture_lead_in(
             type=ActivityType.CAPTURED.value,
             occurred_at=now,
             received_at=now,
-            properties={"by": actor, **_touch_properties(data)},
+            properties=_touch_properties(data),
+            recorded_by=actor,
         )
     )
+    from baton.services.scoring import score_leads_in
+
+    touch = Event(ActivityType.CAPTURED.value, now, _touch_properties(data))
+    score_leads_in(connection, [lead_id], now=now, actor=actor, new_events={lead_id: [touch]})
     row = lock_lead(connection, lead_id)
     duplicates = flag_possible_duplicates(connection, [lead_id], now=now) if created else []
     return CaptureResult(

@@ -61,6 +61,7 @@ def lead_timeline(ctx: Context, lead_id: int, *, limit: int | None = None) -> li
                     r["occurred_at"],
                     "activity",
                     _describe_activity(r["type"], r["properties"]),
+                    actor=r["recorded_by"],
                     data={"id": r["id"], "type": r["type"], "properties": r["properties"]},
                     merged_from=r["merged_from_id"],
                 )

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, Column, MetaData, Table
 from sqlalchemy.engine import Connection
 
 from baton.store.types import UtcDateTime
@@ -24,32 +24,57 @@ from baton.store.types import UtcDateTime
 
 def sqlite_datetime(value: datetime) -> str:
     """The text SQLAlchemy stores for a datetime on SQLite (naive UTC, microseconds)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; use the injected clock")
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def insert_activities(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+def insert_activities(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Insert activity rows (keys: lead_id, type, occurred_at, received_at, properties,
-    idempotency_key); a row whose idempotency key exists already is skipped."""
+    idempotency_key, recorded_by) and return the positions (in ``rows``) of the rows
+    actually stored: a row whose idempotency key exists already (a concurrent retry
+    won the race) is skipped and not returned, so counters and scores stay exact."""
     if not rows:
-        return
+        return []
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(
+        stored = connection.exec_driver_sql(
             "INSERT INTO activities (lead_id, type, occurred_at, received_at, properties,"
-            " idempotency_key) SELECT * FROM unnest(%s::bigint[], %s::varchar[],"
-            " %s::timestamptz[], %s::timestamptz[], %s::jsonb[], %s::varchar[])"
-            " ON CONFLICT (idempotency_key) DO NOTHING",
+            " idempotency_key, recorded_by) SELECT * FROM unnest(%s::bigint[],"
+            " %s::varchar[], %s::timestamptz[], %s::timestamptz[], %s::jsonb[],"
+            " %s::varchar[], %s::varchar[])"
+            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
             (
                 [r["lead_id"] for r in rows],
                 [r["type"] for r in rows],
                 [r["occurred_at"] for r in rows],
                 [r["received_at"] for r in rows],
-                [json.dumps(r["properties"]) for r in rows],
+                [json.dumps(r["properties"], allow_nan=False) for r in rows],
                 [r["idempotency_key"] for r in rows],
+                [r["recorded_by"] for r in rows],
             ),
         )
-        return
+        won = {key for (key,) in stored}
+        return [
+            i
+            for i, r in enumerate(rows)
+            if r["idempotency_key"] is None or r["idempotency_key"] in won
+        ]
+    # SQLite: writers are serialized (BEGIN IMMEDIATE), so a look-up of the keys inside
+    # this transaction is exact: skip known keys (and repeats within the batch) first.
+    keyed = [r["idempotency_key"] for r in rows if r["idempotency_key"] is not None]
+    known = {row[0] for row in find_by_keys(connection, _ACTIVITY_KEYS, "idempotency_key", keyed)}
+    positions: list[int] = []
+    for i, r in enumerate(rows):
+        key = r["idempotency_key"]
+        if key is not None:
+            if key in known:
+                continue
+            known.add(key)
+        positions.append(i)
+    if not positions:
+        return []
     dumps = json.dumps
     received: dict[datetime, str] = {}
     for r in rows:
@@ -57,19 +82,24 @@ def insert_activities(connection: Connection, rows: Sequence[Mapping[str, Any]])
             received[r["received_at"]] = sqlite_datetime(r["received_at"])
     connection.exec_driver_sql(
         "INSERT INTO activities (lead_id, type, occurred_at, received_at, properties,"
-        " idempotency_key) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+        " idempotency_key, recorded_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 r["lead_id"],
                 r["type"],
                 sqlite_datetime(r["occurred_at"]),
                 received[r["received_at"]],
-                dumps(r["properties"]),
+                dumps(r["properties"], allow_nan=False),
                 r["idempotency_key"],
+                r["recorded_by"],
             )
-            for r in rows
+            for r in (rows[i] for i in positions)
         ],
     )
+    return positions
+
+
+_ACTIVITY_KEYS = Table("activities", MetaData(), Column("idempotency_key"))
 
 
 def bump_counters(connection: Connection, per_lead: Mapping[int, tuple[int, datetime]]) -> None:
@@ -124,7 +154,11 @@ def insert_rows(
         else:
             converters.append(None)
     mark = "%s" if postgres else "?"
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) "
+        f"VALUES ({', '.join([mark] * len(names))})"
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+    )
     pairs = list(zip(names, converters, strict=True))
     connection.exec_driver_sql(
         sql,
@@ -152,17 +186,26 @@ def _sqlite_datetime_or_none(value: datetime | None) -> str | None:
 
 
 def find_by_keys(
-    connection: Connection, table: Table, key: str, values: Sequence[Any], *columns: str
+    connection: Connection,
+    table: Table,
+    key: str,
+    values: Sequence[Any],
+    *columns: str,
+    lock: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Rows of ``table`` whose ``key`` is one of ``values``, as tuples of ``key`` then
     ``columns``: one statement with one parameter (SQLite ``json_each``, PostgreSQL
     ``= ANY``), however many values. Much cheaper than chunked ``IN (...)`` lists with
-    thousands of bound parameters."""
+    thousands of bound parameters. With ``lock`` the rows are locked (PostgreSQL
+    ``FOR UPDATE``, in id order so that concurrent writers never deadlock; SQLite's
+    write transaction already excludes other writers)."""
     if not values:
         return []
     selected = ", ".join(f"t.{name}" for name in (key, *columns))
     if connection.dialect.name == "postgresql":
         sql = f"SELECT {selected} FROM {table.name} t WHERE t.{key} = ANY(%s)"
+        if lock:
+            sql += " ORDER BY t.id FOR UPDATE"
         return [tuple(r) for r in connection.exec_driver_sql(sql, (list(values),))]
     sql = f"SELECT {selected} FROM json_each(?) j JOIN {table.name} t ON t.{key} = j.value"
     return [tuple(r) for r in connection.exec_driver_sql(sql, (json.dumps(list(values)),))]

@@ -73,6 +73,7 @@ activities = Table(
     Column("received_at", UtcDateTime, nullable=False),
     Column("properties", Json, nullable=False),
     Column("idempotency_key", String(200), unique=True),
+    Column("recorded_by", String(200)),
     Column("merged_from_id", Id),
     Index("ix_activities_lead_occurred", "lead_id", "occurred_at"),
 )
@@ -150,4 +151,56 @@ lead_merges = Table(
     Column("actor", String(200), nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("changes", Json, nullable=False),
+)
+
+contracts = Table(
+    "contracts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("version", Id, nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("spec", Json, nullable=False),
+    Column("status", String(20), nullable=False, index=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("activated_at", UtcDateTime),
+    Column("activated_by", String(200)),
+    Column("superseded_at", UtcDateTime),
+)
+
+contract_approvals = Table(
+    "contract_approvals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contract_id", Id, ForeignKey("contracts.id"), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("approver", String(200), nullable=False),
+    Column("approved_at", UtcDateTime, nullable=False),
+    UniqueConstraint("contract_id", "role", name="uq_contract_approvals_role"),
+)
+
+lead_scores = Table(
+    "lead_scores",
+    metadata,
+    Column("lead_id", Id, ForeignKey("leads.id"), primary_key=True),
+    Column("contract_version", Id, nullable=False),
+    Column("fit", Float, nullable=False),
+    Column("engagement", Float, nullable=False),
+    Column("total", Float, nullable=False, index=True),
+    Column("grade", String(1), nullable=False),
+    Column("state", Json, nullable=False),
+    Column("scored_at", UtcDateTime, nullable=False),
+)
+"""The lead's score under the active contract. Kept beside ``leads`` (not in it) so
+that re-scoring on activation rewrites a narrow table and never contends with capture
+for the lead rows."""
+
+lead_prep = Table(
+    "lead_prep",
+    metadata,
+    Column("lead_id", Id, ForeignKey("leads.id"), primary_key=True),
+    Column("item", String(60), primary_key=True),
+    Column("done_by", String(200), nullable=False),
+    Column("done_at", UtcDateTime, nullable=False),
 )

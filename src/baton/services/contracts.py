@@ -1,0 +1,241 @@
+"""Contract use cases: draft, approve, activate, read, compare.
+
+Every version is kept. A version becomes active only after one approver for marketing
+and a different one for sales have signed it; exactly one version is active at a time
+(activating one supersedes the previous one in the same transaction). Activation then
+re-scores every lead in chunks, each its own short transaction, so capture and ingest
+are never blocked for the whole run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from baton.domain.contract import (
+    ContractChange,
+    ContractError,
+    HandoffContract,
+    diff_contracts,
+    parse_contract,
+)
+from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from baton.services.context import Context
+from baton.store.tables import contract_approvals, contracts
+
+Role = Literal["marketing", "sales"]
+ROLES: tuple[Role, ...] = ("marketing", "sales")
+
+
+@dataclass(frozen=True)
+class ContractVersion:
+    """One stored version of the contract, with its signatures."""
+
+    version: int
+    name: str
+    status: str
+    created_by: str
+    created_at: datetime
+    activated_at: datetime | None
+    approvals: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+
+
+def check_contract(body: str) -> HandoffContract:
+    """Parse ``body`` or raise :class:`ValidationFailed` with one problem per line."""
+    try:
+        return parse_contract(body)
+    except ContractError as exc:
+        problems = []
+        for line in exc.problems:
+            path, _, message = line.partition(": ")
+            problems.append(FieldProblem(path, message))
+        raise ValidationFailed(f"the contract has {len(problems)} problem(s)", problems) from None
+
+
+def _version(connection: Connection, version: int, *, lock: bool = False) -> dict[str, Any]:
+    query = select(contracts).where(contracts.c.version == version)
+    if lock:
+        query = query.with_for_update()
+    row = connection.execute(query).mappings().first()
+    if row is None:
+        raise NotFound(f"contract version {version} does not exist")
+    return dict(row)
+
+
+def _approvals(connection: Connection, contract_id: int) -> dict[str, str]:
+    return dict(
+        connection.execute(
+            select(contract_approvals.c.role, contract_approvals.c.approver).where(
+                contract_approvals.c.contract_id == contract_id
+            )
+        )
+    )
+
+
+def _public(row: dict[str, Any], approvals: dict[str, str]) -> ContractVersion:
+    return ContractVersion(
+        version=row["version"],
+        name=row["name"],
+        status=row["status"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        activated_at=row["activated_at"],
+        approvals=approvals,
+        body=row["body"],
+    )
+
+
+def create_contract(ctx: Context, body: str, *, actor: str) -> ContractVersion:
+    """Store a new draft version (the next number)."""
+    spec = check_contract(body)
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        latest = connection.execute(select(func.max(contracts.c.version))).scalar()
+        version = (latest or 0) + 1
+        connection.execute(
+            insert(contracts).values(
+                version=version,
+                name=spec.name,
+                body=body,
+                spec=spec.model_dump(mode="json", by_alias=True),
+                status="draft",
+                created_by=actor,
+                created_at=now,
+            )
+        )
+        return _public(_version(connection, version), {})
+
+
+def approve_contract(ctx: Context, version: int, *, role: Role, actor: str) -> ContractVersion:
+    """Sign a draft for one side. The two sides need two different people; a version
+    signed by both is ``approved`` and can be activated."""
+    if role not in ROLES:
+        raise ValidationFailed("unknown role", [FieldProblem("role", "marketing or sales")])
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        row = _version(connection, version, lock=True)
+        if row["status"] not in ("draft", "approved"):
+            raise Conflict(f"version {version} is {row['status']}; only drafts are signed")
+        approvals = _approvals(connection, row["id"])
+        if role in approvals:
+            raise Conflict(f"version {version} is already approved for {role} by {approvals[role]}")
+        other = approvals.get("sales" if role == "marketing" else "marketing")
+        if other == actor:
+            raise Conflict(
+                f"{actor} already signed for the other side; marketing and sales need "
+                "two different approvers"
+            )
+        connection.execute(
+            insert(contract_approvals).values(
+                contract_id=row["id"], role=role, approver=actor, approved_at=now
+            )
+        )
+        approvals[role] = actor
+        if set(approvals) == set(ROLES):
+            connection.execute(
+                update(contracts).where(contracts.c.id == row["id"]).values(status="approved")
+            )
+            row["status"] = "approved"
+        return _public(row, approvals)
+
+
+def get_contract(ctx: Context, version: int) -> ContractVersion:
+    with ctx.read() as connection:
+        row = _version(connection, version)
+        return _public(row, _approvals(connection, row["id"]))
+
+
+def list_contracts(ctx: Context) -> list[ContractVersion]:
+    """Every version, newest first."""
+    with ctx.read() as connection:
+        rows = connection.execute(select(contracts).order_by(contracts.c.version.desc()))
+        return [_public(dict(r), _approvals(connection, r["id"])) for r in rows.mappings().all()]
+
+
+def diff_versions(ctx: Context, old: int, new: int) -> list[ContractChange]:
+    """What changed between two stored versions, in words."""
+    with ctx.read() as connection:
+        before = HandoffContract.model_validate(_version(connection, old)["spec"])
+        after = HandoffContract.model_validate(_version(connection, new)["spec"])
+    return diff_contracts(before, after)
+
+
+_PARSED: dict[int, HandoffContract] = {}
+
+
+def active_contract_in(connection: Connection) -> tuple[int, HandoffContract] | None:
+    """The active version and its rules (versions never change once stored, so the
+    parsed form is cached by version number)."""
+    row = connection.execute(
+        select(contracts.c.version, contracts.c.spec).where(contracts.c.status == "active")
+    ).first()
+    if row is None:
+        return None
+    version, spec = row
+    if version not in _PARSED:
+        _PARSED[version] = HandoffContract.model_validate(spec)
+    return version, _PARSED[version]
+
+
+def active_contract(ctx: Context) -> tuple[int, HandoffContract] | None:
+    with ctx.read() as connection:
+        return active_contract_in(connection)
+
+
+@dataclass
+class ActivationReport:
+    """What activating a version did to the leads."""
+
+    version: int
+    previous: int | None
+    leads_scored: int = 0
+    crossed_up: int = 0
+    crossed_down: int = 0
+    became_mql: int = 0
+
+
+def activate_contract(
+    ctx: Context,
+    version: int,
+    *,
+    actor: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> ActivationReport:
+    """Make an approved version the active one, then re-score every lead with it.
+
+    ``progress(done, total)`` is called after each chunk of leads."""
+    from baton.services.scoring import rescore_all
+
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        row = _version(connection, version, lock=True)
+        if row["status"] == "active":
+            raise Conflict(f"version {version} is already active")
+        if row["status"] != "approved":
+            missing = [r for r in ROLES if r not in _approvals(connection, row["id"])]
+            raise Conflict(
+                f"version {version} is {row['status']}: it needs approval by "
+                f"{' and '.join(missing) or 'both sides'} before activation"
+            )
+        previous = connection.execute(
+            select(contracts.c.version).where(contracts.c.status == "active").with_for_update()
+        ).scalar()
+        connection.execute(
+            update(contracts)
+            .where(contracts.c.status == "active")
+            .values(status="superseded", superseded_at=now)
+        )
+        connection.execute(
+            update(contracts)
+            .where(contracts.c.id == row["id"])
+            .values(status="active", activated_at=now, activated_by=actor)
+        )
+    report = ActivationReport(version=version, previous=previous)
+    rescore_all(ctx, report, actor=actor, progress=progress)
+    return report

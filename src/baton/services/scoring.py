@@ -1,0 +1,359 @@
+"""Scores under the active contract: kept current as activities arrive and as lead
+fields change, recomputed for everyone when a new contract is activated, and the handoff
+point (MQL) checked each time.
+
+The score of a lead lives in ``lead_scores`` with its engagement *state* (see
+:mod:`baton.domain.scoring`), so a new event costs O(1) whatever the lead's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection
+
+from baton.domain.contract import HandoffContract
+from baton.domain.errors import NotFound
+from baton.domain.lifecycle import Stage
+from baton.domain.scoring import (
+    Event,
+    RuleHit,
+    ScoreCard,
+    add_event,
+    engagement_state,
+    mql_decision,
+    score,
+)
+from baton.services.context import Context
+from baton.services.queries import chunks
+from baton.store.tables import activities, lead_scores, leads
+
+if TYPE_CHECKING:
+    from baton.services.contracts import ActivationReport
+
+SCORED_COLUMNS = (
+    leads.c.id,
+    leads.c.email,
+    leads.c.email_domain,
+    leads.c.phone,
+    leads.c.first_name,
+    leads.c.last_name,
+    leads.c.company,
+    leads.c.title,
+    leads.c.country,
+    leads.c.region,
+    leads.c.postal_code,
+    leads.c.source,
+    leads.c.campaign,
+    leads.c.last_source,
+    leads.c.last_campaign,
+    leads.c.utm_source,
+    leads.c.utm_medium,
+    leads.c.utm_campaign,
+    leads.c.utm_term,
+    leads.c.utm_content,
+    leads.c.consent,
+    leads.c.attributes,
+    leads.c.stage,
+    leads.c.stage_changed_at,
+    leads.c.merged_into_id,
+)
+
+
+@dataclass(frozen=True)
+class ScoreUpdate:
+    """A lead whose score was recomputed, with the MQL decision taken (if any)."""
+
+    lead_id: int
+    before: float | None
+    card: ScoreCard
+    became_mql: bool
+    reason: str
+
+
+def _write_scores(
+    connection: Connection,
+    version: int,
+    cards: Mapping[int, tuple[ScoreCard, Mapping[str, list[float]]]],
+    now: datetime,
+) -> None:
+    ids = sorted(cards)
+    for part in chunks(ids):
+        connection.execute(delete(lead_scores).where(lead_scores.c.lead_id.in_(part)))
+    if ids:
+        connection.execute(
+            insert(lead_scores),
+            [
+                {
+                    "lead_id": lead_id,
+                    "contract_version": version,
+                    "fit": cards[lead_id][0].fit,
+                    "engagement": cards[lead_id][0].engagement,
+                    "total": cards[lead_id][0].total,
+                    "grade": cards[lead_id][0].grade,
+                    "state": dict(cards[lead_id][1]),
+                    "scored_at": now,
+                }
+                for lead_id in ids
+            ],
+        )
+
+
+def _apply_mql(
+    connection: Connection,
+    contract: HandoffContract,
+    version: int,
+    lead: Mapping[str, Any],
+    card: ScoreCard,
+    *,
+    now: datetime,
+    actor: str,
+    event_types: Sequence[str] = (),
+) -> tuple[bool, str]:
+    from baton.services.leads import change_stage_in
+
+    stage = str(lead["stage"])
+    recycled_at = lead["stage_changed_at"] if stage == Stage.NURTURE.value else None
+    decision = mql_decision(
+        contract, stage=stage, card=card, lead=lead, now=now, recycled_at=recycled_at
+    )
+    for kind in event_types:
+        if decision.qualifies:
+            break
+        decision = mql_decision(
+            contract,
+            stage=stage,
+            card=card,
+            lead=lead,
+            now=now,
+            event_type=kind,
+            recycled_at=recycled_at,
+        )
+    if decision.qualifies:
+        change_stage_in(
+            connection,
+            int(lead["id"]),
+            Stage.MQL,
+            actor=actor,
+            reason=decision.reason,
+            now=now,
+            contract_version=version,
+        )
+    return decision.qualifies, decision.reason
+
+
+def score_leads_in(
+    connection: Connection,
+    lead_ids: Sequence[int],
+    *,
+    now: datetime,
+    actor: str,
+    new_events: Mapping[int, Sequence[Event]] | None = None,
+) -> list[ScoreUpdate]:
+    """Bring the scores of ``lead_ids`` up to date inside the caller's transaction,
+    folding in ``new_events`` (just stored) and the leads' current fields, then hand off
+    every lead that reached the MQL point. No active contract: nothing to do."""
+    from baton.services.contracts import active_contract_in
+
+    active = active_contract_in(connection)
+    if active is None or not lead_ids:
+        return []
+    version, contract = active
+    events = new_events or {}
+    people: dict[int, dict[str, Any]] = {}
+    previous: dict[int, tuple[float, dict[str, list[float]], int]] = {}
+    for part in chunks(sorted(set(lead_ids))):
+        for row in connection.execute(
+            select(*SCORED_COLUMNS).where(leads.c.id.in_(part))
+        ).mappings():
+            people[row["id"]] = dict(row)
+        for lead_id, total, state, scored_version in connection.execute(
+            select(
+                lead_scores.c.lead_id,
+                lead_scores.c.total,
+                lead_scores.c.state,
+                lead_scores.c.contract_version,
+            ).where(lead_scores.c.lead_id.in_(part))
+        ):
+            previous[lead_id] = (total, state, scored_version)
+    cards: dict[int, tuple[ScoreCard, Mapping[str, list[float]]]] = {}
+    updates: list[ScoreUpdate] = []
+    for lead_id, lead in people.items():
+        if lead["merged_into_id"] is not None:
+            continue
+        before, state, scored_version = previous.get(lead_id, (None, {}, version))
+        if scored_version != version:
+            state = _state_from_history(connection, contract, lead_id)
+        else:
+            for event in events.get(lead_id, ()):
+                state = add_event(contract, state, event)
+        card = score(contract, lead, state, now)
+        cards[lead_id] = (card, state)
+        became, reason = _apply_mql(
+            connection,
+            contract,
+            version,
+            lead,
+            card,
+            now=now,
+            actor=actor,
+            event_types=[e.type for e in events.get(lead_id, ())],
+        )
+        updates.append(ScoreUpdate(lead_id, before, card, became, reason))
+    _write_scores(connection, version, cards, now)
+    return updates
+
+
+def _state_from_history(
+    connection: Connection, contract: HandoffContract, lead_id: int
+) -> dict[str, list[float]]:
+    rows = connection.execute(
+        select(activities.c.type, activities.c.occurred_at, activities.c.properties).where(
+            activities.c.lead_id == lead_id
+        )
+    )
+    return engagement_state(contract, (Event(t, at, props or {}) for t, at, props in rows))
+
+
+def rescore_all(
+    ctx: Context,
+    report: ActivationReport,
+    *,
+    actor: str,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = 2000,
+) -> None:
+    """Re-score every lead under the now-active version, ``chunk`` leads per short
+    transaction (capture and ingest proceed between chunks). Counts the leads crossing
+    the threshold either way; leads past the handoff point keep their stage."""
+    from sqlalchemy import func
+
+    with ctx.read() as connection:
+        total = connection.execute(
+            select(func.count()).select_from(leads).where(leads.c.merged_into_id.is_(None))
+        ).scalar_one()
+    last_id = 0
+    done = 0
+    while True:
+        with ctx.write() as connection:
+            from baton.services.contracts import active_contract_in
+
+            active = active_contract_in(connection)
+            if active is None or active[0] != report.version:
+                return
+            version, contract = active
+            ids = list(
+                connection.execute(
+                    select(leads.c.id)
+                    .where(leads.c.id > last_id, leads.c.merged_into_id.is_(None))
+                    .order_by(leads.c.id)
+                    .limit(chunk)
+                ).scalars()
+            )
+            if not ids:
+                return
+            histories: dict[int, list[Event]] = {i: [] for i in ids}
+            for lead_id, kind, at, props in connection.execute(
+                select(
+                    activities.c.lead_id,
+                    activities.c.type,
+                    activities.c.occurred_at,
+                    activities.c.properties,
+                ).where(activities.c.lead_id >= ids[0], activities.c.lead_id <= ids[-1])
+            ):
+                if lead_id in histories:
+                    histories[lead_id].append(Event(kind, at, props or {}))
+            befores = dict(
+                connection.execute(
+                    select(lead_scores.c.lead_id, lead_scores.c.total).where(
+                        lead_scores.c.lead_id >= ids[0], lead_scores.c.lead_id <= ids[-1]
+                    )
+                ).all()
+            )
+            now = ctx.clock.now()
+            cards: dict[int, tuple[ScoreCard, Mapping[str, list[float]]]] = {}
+            people = (
+                connection.execute(select(*SCORED_COLUMNS).where(leads.c.id.in_(ids)))
+                .mappings()
+                .all()
+            )
+            for row in people:
+                lead = dict(row)
+                state = engagement_state(contract, histories[lead["id"]])
+                card = score(contract, lead, state, now)
+                cards[lead["id"]] = (card, state)
+                before = befores.get(lead["id"])
+                threshold = contract.mql.threshold
+                if card.total >= threshold and (before is None or before < threshold):
+                    report.crossed_up += 1
+                elif card.total < threshold and before is not None and before >= threshold:
+                    report.crossed_down += 1
+                became, _ = _apply_mql(
+                    connection, contract, version, lead, card, now=now, actor=actor
+                )
+                report.became_mql += int(became)
+            _write_scores(connection, version, cards, now)
+        done += len(ids)
+        report.leads_scored = done
+        last_id = ids[-1]
+        if progress:
+            progress(done, total)
+
+
+@dataclass(frozen=True)
+class LeadScore:
+    """A lead's current score with the rule-by-rule explanation."""
+
+    lead_id: int
+    contract_version: int
+    fit: float
+    engagement: float
+    total: float
+    grade: str
+    threshold: int
+    hits: tuple[RuleHit, ...]
+    scored_at: datetime
+
+
+def lead_score(ctx: Context, lead_id: int) -> LeadScore:
+    """Score, grade and explanation now (engagement decayed to the clock's time)."""
+    from baton.services.contracts import active_contract_in
+
+    with ctx.read() as connection:
+        active = active_contract_in(connection)
+        lead = (
+            connection.execute(select(*SCORED_COLUMNS).where(leads.c.id == lead_id))
+            .mappings()
+            .first()
+        )
+        if lead is None:
+            raise NotFound(f"lead {lead_id} does not exist")
+        if active is None:
+            raise NotFound("no contract is active yet: activate one to score leads")
+        version, contract = active
+        row = connection.execute(
+            select(lead_scores.c.state, lead_scores.c.contract_version).where(
+                lead_scores.c.lead_id == lead_id
+            )
+        ).first()
+        if row is None or row[1] != version:
+            state = _state_from_history(connection, contract, lead_id)
+        else:
+            state = row[0]
+    now = ctx.clock.now()
+    card = score(contract, dict(lead), state, now)
+    return LeadScore(
+        lead_id=lead_id,
+        contract_version=version,
+        fit=card.fit,
+        engagement=card.engagement,
+        total=card.total,
+        grade=card.grade,
+        threshold=contract.mql.threshold,
+        hits=card.hits,
+        scored_at=now,
+    )
