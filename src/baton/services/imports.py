@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from baton.domain.activities import ActivityCreate, ActivityType
 from baton.domain.batches import RowError, validate_many, validate_rows
@@ -36,7 +36,7 @@ from baton.services.context import Context
 from baton.services.leads import flag_possible_duplicates, keep_identity
 from baton.services.queries import chunks
 from baton.services.scoring import score_leads_in
-from baton.store.bulk import bump_counters, insert_activities, insert_rows
+from baton.store.bulk import bump_counters, find_by_keys, insert_activities, insert_rows
 from baton.store.tables import leads
 
 Progress = Callable[[int], None]
@@ -243,17 +243,56 @@ def import_leads(
     return report
 
 
-_MERGEABLE = (
+_MERGEABLE_INPUT = (
     *PROFILE_FIELDS,
     *ATTRIBUTION_FIELDS,
     "last_source",
     "last_campaign",
     "attributes",
     "consent",
-    "email_key",
-    "email_domain",
-    "company_key",
 )
+
+
+def _ids_of(connection: Connection, identities: Sequence[str]) -> dict[str, int]:
+    """Identity (email key, or ``phone:<e164>`` for leads without email) -> lead id."""
+    found: dict[str, int] = {}
+    email_keys = [k for k in identities if not k.startswith("phone:")]
+    for key, lead_id in find_by_keys(connection, leads, "email_key", email_keys, "id"):
+        found[key] = lead_id
+    phones = [k.removeprefix("phone:") for k in identities if k.startswith("phone:")]
+    for part in chunks(phones):
+        for phone, lead_id in connection.execute(
+            select(leads.c.phone, leads.c.id)
+            .where(leads.c.phone.in_(part), leads.c.email_key.is_(None))
+            .order_by(leads.c.id.desc())
+        ):
+            found[f"phone:{phone}"] = lead_id
+    return found
+
+
+def _lock_survivors(connection: Connection, lead_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Lock the leads (in id order, so concurrent writers never deadlock) and map each
+    id to the row of the lead that now stands for it (following merges)."""
+    rows: dict[int, dict[str, Any]] = {}
+    pending = sorted(set(lead_ids))
+    while pending:
+        for part in chunks(pending):
+            for row in connection.execute(
+                select(leads).where(leads.c.id.in_(part)).order_by(leads.c.id).with_for_update()
+            ).mappings():
+                rows[row["id"]] = dict(row)
+        pending = sorted(
+            {r["merged_into_id"] for r in rows.values() if r["merged_into_id"] is not None}
+            - set(rows)
+        )
+    result: dict[int, dict[str, Any]] = {}
+    for lead_id in lead_ids:
+        target: dict[str, Any] = rows[lead_id]
+        hops = 0
+        while target["merged_into_id"] is not None and hops < 100:
+            target, hops = rows[target["merged_into_id"]], hops + 1
+        result[lead_id] = target
+    return result
 
 
 def _identity(lead: LeadCreate) -> str:
@@ -291,94 +330,76 @@ def write_leads_in(
         touches.append((key, touch, at))
         first_at[key] = min(first_at.get(key, at), at)
 
-    existing: dict[str, RowMapping] = {}
-    email_keys = [k for k in combined if not k.startswith("phone:")]
-    for part in chunks(email_keys):
-        for row in connection.execute(select(leads).where(leads.c.email_key.in_(part))).mappings():
-            existing[row["email_key"]] = row
-    phones = [k.removeprefix("phone:") for k in combined if k.startswith("phone:")]
-    for part in chunks(phones):
-        for row in connection.execute(
-            select(leads).where(leads.c.phone.in_(part), leads.c.email_key.is_(None))
-        ).mappings():
-            existing.setdefault(f"phone:{row['phone']}", row)
-    followed: dict[str, RowMapping] = {}
-    for key, row in existing.items():
-        while row["merged_into_id"] is not None:
-            row = (
-                connection.execute(select(leads).where(leads.c.id == row["merged_into_id"]))
-                .mappings()
-                .one()
-            )
-        followed[key] = row
-
+    ids = _ids_of(connection, list(combined))
     new_rows: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    counts: dict[int, int] = {}
     for key, values in combined.items():
-        found = followed.get(key)
-        if found is None:
-            email = values.get("email")
-            new_rows.append(
-                {
-                    **{c: values.get(c) for c in (*PROFILE_FIELDS, *ATTRIBUTION_FIELDS)},
-                    "email_key": email_key(email) if email else None,
-                    "email_domain": email_domain(email) if email else None,
-                    "company_key": company_key(values.get("company")),
-                    "last_source": values.get("last_source"),
-                    "last_campaign": values.get("last_campaign"),
-                    "attributes": values.get("attributes") or {},
-                    "consent": values.get("consent"),
-                    "stage": INITIAL_STAGE.value,
-                    "stage_changed_at": first_at[key],
-                    "created_at": first_at[key],
-                    "updated_at": first_at[key],
-                    "activity_count": 0,
-                }
-            )
+        if key in ids:
             continue
-        row = found
-        changes = merge_profile(dict(row), values)
-        keep_identity(row, changes)
-        if not changes:
-            report.unchanged += 1
-        else:
-            report.updated += 1
-        merged = {**dict(row), **changes}
-        if "email" in changes:
-            merged["email_key"] = email_key(changes["email"])
-            merged["email_domain"] = email_domain(changes["email"])
-        if "company" in changes:
-            merged["company_key"] = company_key(changes["company"])
-        updates.append({"lid": row["id"], **{f"v_{c}": merged.get(c) for c in _MERGEABLE}})
+        email = values.get("email")
+        new_rows.append(
+            {
+                **{c: values.get(c) for c in (*PROFILE_FIELDS, *ATTRIBUTION_FIELDS)},
+                "email_key": email_key(email) if email else None,
+                "email_domain": email_domain(email) if email else None,
+                "company_key": company_key(values.get("company")),
+                "last_source": values.get("last_source"),
+                "last_campaign": values.get("last_campaign"),
+                "attributes": values.get("attributes") or {},
+                "consent": values.get("consent"),
+                "stage": INITIAL_STAGE.value,
+                "stage_changed_at": first_at[key],
+                "created_at": first_at[key],
+                "updated_at": first_at[key],
+                "activity_count": 0,
+            }
+        )
+    existed = set(ids)
+    # A lead created by another writer since the look-up is skipped here and updated
+    # below like any existing lead.
+    insert_rows(connection, leads, new_rows, ignore_conflicts=True)
+    ids.update(_ids_of(connection, [k for k in combined if k not in ids]))
     report.created += len(new_rows)
 
-    ids: dict[str, int] = {key: row["id"] for key, row in followed.items()}
-    insert_rows(connection, leads, new_rows)
-    new_keys = [r["email_key"] for r in new_rows if r["email_key"]]
-    for key_part in chunks(new_keys):
-        for key, lead_id in connection.execute(
-            select(leads.c.email_key, leads.c.id).where(leads.c.email_key.in_(key_part))
-        ):
-            ids[key] = lead_id
-    new_phones = [r["phone"] for r in new_rows if not r["email_key"]]
-    for phone_part in chunks(new_phones):
-        for phone, lead_id in connection.execute(
-            select(leads.c.phone, leads.c.id)
-            .where(leads.c.phone.in_(phone_part), leads.c.email_key.is_(None))
-            .order_by(leads.c.id)
-        ).tuples():
-            ids[f"phone:{phone}"] = lead_id
-    if updates:
-        statement = (
+    survivors = _lock_survivors(connection, sorted({ids[k] for k in existed}))
+    pending: dict[int, dict[str, Any]] = {}
+    for key, values in combined.items():
+        if key not in existed:
+            continue
+        target = survivors[ids[key]]
+        ids[key] = int(target["id"])
+        current = pending.setdefault(int(target["id"]), dict(target))
+        changes = merge_profile(current, values)
+        keep_identity(current, changes)
+        current.update(changes)
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for lead_id in sorted(pending):
+        current = pending[lead_id]
+        original = survivors[lead_id]
+        changes = {c: current[c] for c in _MERGEABLE_INPUT if current.get(c) != original.get(c)}
+        if not changes:
+            report.unchanged += 1
+            continue
+        report.updated += 1
+        if "email" in changes:
+            changes["email_key"] = email_key(changes["email"])
+            changes["email_domain"] = email_domain(changes["email"])
+        if "company" in changes:
+            changes["company_key"] = company_key(changes["company"])
+        columns = tuple(sorted(changes))
+        by_columns.setdefault(columns, []).append(
+            {"lid": lead_id, **{f"v_{c}": v for c, v in changes.items()}}
+        )
+    for columns, rows in by_columns.items():
+        connection.execute(
             update(leads)
             .where(leads.c.id == bindparam("lid"))
-            .values({c: bindparam(f"v_{c}") for c in _MERGEABLE} | {"updated_at": now})
+            .values({c: bindparam(f"v_{c}") for c in columns} | {"updated_at": now}),
+            rows,
         )
-        connection.execute(statement, updates)
 
     captured: list[dict[str, Any]] = []
     latest: dict[int, datetime] = {}
+    counts: dict[int, int] = {}
     for key, touch, at in touches:
         lead_id = ids[key]
         counts[lead_id] = counts.get(lead_id, 0) + 1

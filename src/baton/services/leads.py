@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.activities import ActivityType
 from baton.domain.contact import FREE_MAIL_DOMAINS, company_key, email_domain, email_key
-from baton.domain.errors import NotFound
+from baton.domain.errors import Conflict, NotFound
 from baton.domain.leads import (
     ATTRIBUTION_FIELDS,
     DuplicateMatch,
@@ -91,6 +91,7 @@ def capture_lead_in(
     many captures in one transaction). Prefer :func:`capture_lead`."""
     existing = _find_existing(connection, data)
     incoming = {**data.fields(), "attributes": data.attributes, "consent": data.consent}
+    lead_id: int | None = None
     if existing is None:
         values = {
             **data.fields(),
@@ -106,11 +107,17 @@ def capture_lead_in(
             "last_activity_at": now,
             "activity_count": 1,
         }
+        # Another writer may create the same email between our look-up and this insert
+        # (PostgreSQL): then nothing is inserted and we update the lead it created.
         lead_id = connection.execute(
-            insert(leads).values(values).returning(leads.c.id)
-        ).scalar_one()
+            insert_ignoring_conflicts(connection, leads).values(values).returning(leads.c.id)
+        ).scalar()
+        if lead_id is None:
+            existing = _find_existing(connection, data)
+            if existing is None:
+                raise Conflict("the lead was changed concurrently; retry the capture")
         created, changed = True, sorted(data.fields())
-    else:
+    if existing is not None:
         lead_id = existing["id"]
         changes = merge_profile(dict(existing), incoming)
         keep_identity(existing, changes)
@@ -126,6 +133,7 @@ def capture_lead_in(
                 activity_count=leads.c.activity_count + 1,
             )
         )
+    assert lead_id is not None
     connection.execute(
         insert(activities).values(
             lead_id=lead_id,
