@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from baton import __version__
 from baton.config import Settings
@@ -68,6 +69,15 @@ def _context() -> Iterator[Context]:
         yield ctx
     except BatonError as exc:
         raise fail(exc.detail) from None
+    except IntegrityError:
+        raise fail(
+            "another change touched the same records at the same moment; nothing was "
+            "saved, run the command again"
+        ) from None
+    except DataError as exc:
+        raise fail(f"a value cannot be stored; nothing was saved ({exc.orig})") from None
+    except OperationalError as exc:
+        raise fail(f"the database is busy or unreachable; nothing was saved ({exc.orig})") from None
     finally:
         ctx.engine.dispose()
 
@@ -134,24 +144,19 @@ def demo(
     ] = True,
 ) -> None:
     """Fill an empty database with a generated demo company, then serve it."""
-    from sqlalchemy import func, select
-
+    from baton.domain.errors import Conflict
     from baton.services.demo import generate_demo
-    from baton.store.tables import leads as leads_table
 
     with _context() as ctx:
-        with ctx.read() as connection:
-            existing = connection.execute(select(func.count()).select_from(leads_table)).scalar()
-        if existing:
-            console.print(
-                f"[yellow]{existing} leads already in the database; no demo data generated[/]"
-            )
-        else:
+        try:
             with _progress() as bar:
                 task = bar.add_task("Generating the demo company", total=leads)
                 summary = generate_demo(
                     ctx, leads_count=leads, seed=seed, progress=lambda n: bar.advance(task, n)
                 )
+        except Conflict as exc:
+            console.print(f"[yellow]{exc.detail}; using it as it is[/]")
+        else:
             table = Table(title="Demo company: Lumen Analytics")
             table.add_column("created")
             table.add_column("count", justify="right")
@@ -231,6 +236,9 @@ def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | N
         )
 
 
+EncodingOption = Annotated[
+    str, typer.Option(help="Text encoding of the file (utf-8, latin-1, utf-16, cp1252...).")
+]
 MapOption = Annotated[
     list[str] | None,
     typer.Option("--map", help="Map a header to a field: --map 'Work Email=email' (repeat)."),
@@ -247,6 +255,7 @@ def import_leads_command(
     column_map: MapOption = None,
     errors_file: ErrorsOption = None,
     actor: ActorOption = "cli",
+    encoding: EncodingOption = "utf-8-sig",
 ) -> None:
     """Import leads: create-or-update by email, all valid rows in one transaction.
 
@@ -261,6 +270,7 @@ def import_leads_command(
             actor=actor,
             column_map=_parse_map(column_map or []),
             progress=lambda n: bar.advance(task, n),
+            encoding=encoding,
         )
         bar.update(task, total=report.rows, completed=report.rows)
     _report("leads", file, report, errors_file)
@@ -273,6 +283,7 @@ def import_activities_command(
     column_map: MapOption = None,
     errors_file: ErrorsOption = None,
     actor: ActorOption = "cli",
+    encoding: EncodingOption = "utf-8-sig",
 ) -> None:
     """Import engagement events (email, type, occurred_at, idempotency_key, ...).
 
@@ -293,6 +304,7 @@ def import_activities_command(
             naive_timezone=timezone,
             column_map=_parse_map(column_map or []),
             progress=lambda n: bar.advance(task, n),
+            encoding=encoding,
         )
         bar.update(task, total=report.rows, completed=report.rows)
     _report("activities", file, report, errors_file)

@@ -43,10 +43,7 @@ def create_app(context: Context | None = None) -> FastAPI:
     @app.get("/healthz", tags=["operations"], operation_id="health")
     def health() -> dict[str, str]:
         """Liveness: the process answers and the database is reachable."""
-        from sqlalchemy import text
-
-        with app.state.context.read() as connection:
-            connection.execute(text("SELECT 1"))
+        app.state.context.ping()
         return {"status": "ok", "version": __version__}
 
     @app.get("/", include_in_schema=False)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 
+from baton.domain.activities import MAX_ID
 from baton.services.context import Context
 
 
@@ -28,4 +29,6 @@ def get_actor(
 
 
 Ctx = Annotated[Context, Depends(get_context)]
+LeadId = Annotated[int, Path(ge=1, le=MAX_ID, description="A lead's id.")]
+CandidateId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Actor = Annotated[str, Depends(get_actor)]

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from baton.domain.errors import (
@@ -109,6 +110,43 @@ def install(app: FastAPI) -> None:
             kind=f"http-{exc.status_code}",
             instance=request.url.path,
         )
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        log.warning("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem(
+            409,
+            "Conflict",
+            "the change clashes with another change made at the same moment; nothing was "
+            "saved, retry the request",
+            kind="conflict",
+            instance=request.url.path,
+        )
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        log.warning("data error on %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem(
+            422,
+            "Invalid input",
+            "a value cannot be stored (too long, or not representable); nothing was saved",
+            kind="validation",
+            instance=request.url.path,
+            errors=[],
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _busy(request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+        response = problem(
+            503,
+            "Service unavailable",
+            "the database is busy or unreachable; nothing was saved, retry shortly",
+            kind="unavailable",
+            instance=request.url.path,
+        )
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -93,7 +93,7 @@ class TagsPublic(BaseModel):
 class MergeCreate(BaseModel):
     """Merge lead ``merged_lead_id`` into the lead named in the path."""
 
-    merged_lead_id: int = Field(ge=1)
+    merged_lead_id: int = Field(ge=1, le=2**63 - 1)
 
 
 class MergePublic(BaseModel):

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from baton.domain.contact import InvalidContact, normalize_email
+from baton.domain.leads import check_json
 
 
 class ActivityType(StrEnum):
@@ -48,6 +49,8 @@ class ActivityType(StrEnum):
 
 
 MAX_FUTURE_SKEW = timedelta(minutes=10)
+MAX_ID = 2**63 - 1
+"""Largest id any database column holds."""
 
 
 class ActivityCreate(BaseModel):
@@ -77,13 +80,25 @@ class ActivityCreate(BaseModel):
     )
 
     email: str | None = Field(None, min_length=3, max_length=254)
-    lead_id: int | None = Field(None, ge=1)
+    lead_id: int | None = Field(None, ge=1, le=MAX_ID)
     type: ActivityType
     occurred_at: datetime
     properties: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
     source: str | None = Field(None, max_length=200, description="Source of a new lead.")
     campaign: str | None = Field(None, max_length=200)
+
+    @field_validator("properties")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(check_json(value))
+
+    @field_validator("idempotency_key", "source", "campaign")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("text cannot contain the NUL character")
+        return value
 
     @field_validator("email")
     @classmethod
@@ -99,6 +114,8 @@ class ActivityCreate(BaseModel):
     @classmethod
     def _aware(cls, value: datetime, info: ValidationInfo) -> datetime:
         context = info.context if isinstance(info.context, Mapping) else {}
+        if value.year < 1970 or value.year > 2200:
+            raise ValueError("occurred_at must be between 1970 and 2200")
         if value.tzinfo is UTC:
             pass
         elif value.tzinfo is None:

@@ -114,7 +114,7 @@ def normalize_email(raw: str) -> str:
 def email_key(normalized_email: str) -> str:
     """The identity used to find the same person again: the whole address lower-cased,
     because in practice mailbox providers ignore case in the local part too."""
-    return normalized_email.lower()
+    return normalized_email.lower()[:254]
 
 
 def email_domain(normalized_email: str) -> str:
@@ -154,5 +154,5 @@ def company_key(company: str | None) -> str | None:
     if not company:
         return None
     text = _COMPANY_SUFFIXES.sub(" ", company.lower())
-    key = _NON_WORD.sub(" ", text).strip()
+    key = _NON_WORD.sub(" ", text).strip()[:300]
     return key or None

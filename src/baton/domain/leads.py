@@ -8,6 +8,7 @@ callers pass as Pydantic validation context ``{"default_region": "US"}``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,8 +55,34 @@ DEFAULT_REGION = "US"
 
 def _blank_to_none(value: Any) -> Any:
     if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text cannot contain the NUL character")
         value = value.strip()
         return value or None
+    return value
+
+
+def check_json(value: Any, path: str = "") -> Any:
+    """Refuse what JSON columns cannot store faithfully: NaN and infinities, NUL
+    characters, and nesting deeper than 20 levels."""
+
+    def walk(item: Any, depth: int) -> None:
+        if depth > 20:
+            raise ValueError("nested too deeply (more than 20 levels)")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        if isinstance(item, str) and "\x00" in item:
+            raise ValueError("text cannot contain the NUL character")
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if "\x00" in str(key):
+                    raise ValueError("keys cannot contain the NUL character")
+                walk(inner, depth + 1)
+        elif isinstance(item, list):
+            for inner in item:
+                walk(inner, depth + 1)
+
+    walk(value, 0)
     return value
 
 
@@ -118,6 +145,11 @@ class LeadCreate(BaseModel):
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return _blank_to_none(value)
+
+    @field_validator("attributes")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(check_json(value))
 
     @field_validator("email")
     @classmethod

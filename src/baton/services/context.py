@@ -42,6 +42,13 @@ class Context:
             with connection.begin():
                 yield connection
 
+    def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        from sqlalchemy import text
+
+        with self.read() as connection:
+            connection.execute(text("SELECT 1"))
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name

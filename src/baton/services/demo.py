@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
+
 from baton.domain.activities import ActivityCreate, ActivityType
+from baton.domain.errors import Conflict
 from baton.domain.leads import LeadCreate
 from baton.domain.lifecycle import Stage
 from baton.services.activities import ingest_validated_in
 from baton.services.context import Context
 from baton.services.imports import ImportReport, write_leads_in
 from baton.services.leads import change_stage_in
-from baton.store.tables import lead_tags, notes, tag_events
+from baton.store.tables import lead_tags, leads, notes, tag_events
 
 FIRST_NAMES = (
     "Ana",
@@ -195,7 +198,14 @@ def generate_demo(
     days: int = 90,
     progress: Callable[[int], None] | None = None,
 ) -> DemoSummary:
-    """Fill an empty database with a demo company's last ``days`` days of marketing."""
+    """Fill an empty database with a demo company's last ``days`` days of marketing.
+
+    Refuses (:class:`~baton.domain.errors.Conflict`) when the database has leads: demo
+    data must never mix with real data."""
+    with ctx.read() as connection:
+        existing = connection.execute(select(func.count()).select_from(leads)).scalar_one()
+    if existing:
+        raise Conflict(f"the database already has {existing} leads; the demo needs an empty one")
     rng = random.Random(seed)  # noqa: S311 (demo data, not secrets)
     now = ctx.clock.now()
     start = now - timedelta(days=days)

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 from baton.domain.activities import ActivityCreate, ActivityType
 from baton.domain.batches import RowError, validate_many, validate_rows
 from baton.domain.contact import company_key, email_domain, email_key
+from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS, LeadCreate, merge_profile
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.domain.scoring import Event
@@ -149,21 +150,83 @@ class ImportReport:
         return len({e.row for e in self.errors})
 
 
-def _read_csv(source: Path | IO[str]) -> tuple[list[str], list[dict[str, str]]]:
+class ImportFileError(ValidationFailed):
+    """The file as a whole cannot be read (encoding, CSV syntax, headers)."""
+
+    title = "File cannot be imported"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, [FieldProblem("(file)", detail)])
+
+
+MAX_CELL = 1_000_000
+csv.field_size_limit(MAX_CELL)
+
+
+def _read_csv(
+    source: Path | IO[str], encoding: str = "utf-8-sig"
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Headers and rows of a CSV file; the delimiter is sniffed (comma, semicolon, tab,
+    pipe). Raises :class:`ImportFileError` with a line number where it can."""
     if isinstance(source, Path):
-        text = source.read_text(encoding="utf-8-sig")
-        stream: IO[str] = io.StringIO(text)
+        try:
+            text = source.read_bytes().decode(encoding)
+        except UnicodeDecodeError as exc:
+            line = source.read_bytes()[: exc.start].count(b"\n") + 1
+            raise ImportFileError(
+                f"line {line} is not valid {encoding} text; give the file's encoding with "
+                "--encoding (for example latin-1 or utf-16)"
+            ) from None
+        except LookupError:
+            raise ImportFileError(f"unknown encoding {encoding!r}") from None
+        stream: IO[str] = io.StringIO(text.removeprefix("\ufeff"))
     else:
         stream = source
     sample = stream.read(65536)
     stream.seek(0)
+    if not sample.strip():
+        raise ImportFileError("the file is empty")
     try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        sniffed: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        delimiter = sniffed.delimiter
     except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(stream, dialect=dialect)
-    rows = list(reader)
-    return list(reader.fieldnames or []), rows
+        delimiter = ","
+
+    class Dialect(csv.excel):
+        pass
+
+    Dialect.delimiter = delimiter
+    Dialect.doublequote = True
+    reader = csv.DictReader(stream, dialect=Dialect)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise ImportFileError(f"line {reader.line_num}: not valid CSV ({exc})") from None
+    headers = list(reader.fieldnames or [])
+    seen: set[str] = set()
+    for header in headers:
+        key = header_key(header)
+        if not key:
+            raise ImportFileError("a column has no header name")
+        if key in seen:
+            raise ImportFileError(f"the header {header!r} appears twice")
+        seen.add(key)
+    if not rows:
+        raise ImportFileError("the file has a header but no rows")
+    return headers, rows
+
+
+def _check_mapping(mapping: Mapping[str, str | None]) -> None:
+    targets: dict[str, str] = {}
+    for header, target in mapping.items():
+        if target is None:
+            continue
+        if target in targets:
+            raise ImportFileError(
+                f"the columns {targets[target]!r} and {header!r} both map to {target}; "
+                "rename one, or map it elsewhere with --map"
+            )
+        targets[target] = header
 
 
 def _parse_bool(value: str) -> bool | str:
@@ -218,11 +281,13 @@ def import_leads(
     actor: str,
     column_map: Mapping[str, str] | None = None,
     progress: Progress | None = None,
+    encoding: str = "utf-8-sig",
 ) -> ImportReport:
     """Import a leads CSV: create-or-update by email, in one transaction."""
-    headers, rows = _read_csv(source)
+    headers, rows = _read_csv(source, encoding)
     report = ImportReport(rows=len(rows))
     mapping = map_headers(headers, LEAD_ALIASES, LEAD_COLUMNS, column_map)
+    _check_mapping(mapping)
     report.extra_columns = [h for h, target in mapping.items() if target is None]
     context = {"default_region": ctx.settings.default_phone_region}
     good: list[tuple[int, LeadCreate]] = []
@@ -466,12 +531,14 @@ def import_activities(
     column_map: Mapping[str, str] | None = None,
     naive_timezone: str = "UTC",
     progress: Progress | None = None,
+    encoding: str = "utf-8-sig",
 ) -> ImportReport:
     """Import an activities CSV in one transaction (idempotency keys honoured: a file
     imported twice stores its keyed events once)."""
-    headers, rows = _read_csv(source)
+    headers, rows = _read_csv(source, encoding)
     report = ImportReport(rows=len(rows))
     mapping = map_headers(headers, ACTIVITY_ALIASES, ACTIVITY_COLUMNS, column_map)
+    _check_mapping(mapping)
     report.extra_columns = [h for h, target in mapping.items() if target is None]
     context = validation_context(ctx, naive_timezone)
     payloads = list(_numbered(rows, _activity_payload, mapping, report))

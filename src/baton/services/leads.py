@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.activities import ActivityType
 from baton.domain.contact import FREE_MAIL_DOMAINS, company_key, email_domain, email_key
-from baton.domain.errors import Conflict, NotFound
+from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from baton.domain.leads import (
     ATTRIBUTION_FIELDS,
     DuplicateMatch,
@@ -315,6 +315,8 @@ def list_leads(
         conditions.append(
             leads.c.id.in_(select(lead_tags.c.lead_id).where(lead_tags.c.tag == tag.lower()))
         )
+    if search and "\x00" in search:
+        raise ValidationFailed("invalid search", [FieldProblem("q", "cannot contain NUL")])
     if search:
         pattern = f"%{search.strip().lower()}%"
         conditions.append(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from baton.api.deps import Actor, Ctx
+from baton.api.deps import Actor, CandidateId, Ctx
 from baton.api.schemas import DuplicateCandidatePublic
 from baton.services import merge as merge_service
 
@@ -32,6 +32,6 @@ def list_duplicates(
     operation_id="dismiss_duplicate",
     status_code=status.HTTP_204_NO_CONTENT,
 )
-def dismiss(ctx: Ctx, actor: Actor, candidate_id: int) -> None:
+def dismiss(ctx: Ctx, actor: Actor, candidate_id: CandidateId) -> None:
     """These are two different people: take the pair off the queue."""
     merge_service.dismiss_duplicate(ctx, candidate_id, actor=actor)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import ValidationError
 
-from baton.api.deps import Actor, Ctx
+from baton.api.deps import Actor, Ctx, LeadId
 from baton.api.schemas import (
     CaptureResponse,
     DuplicatePublic,
@@ -24,6 +24,7 @@ from baton.api.schemas import (
     TransitionCreate,
     TransitionPublic,
 )
+from baton.domain.activities import MAX_ID
 from baton.domain.batches import describe
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.leads import LeadCreate
@@ -95,7 +96,7 @@ def list_leads(
     tag: str | None = None,
     source: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> LeadPagePublic:
     """Leads, newest first, with filters and keyset paging."""
     page = lead_service.list_leads(
@@ -109,7 +110,7 @@ def list_leads(
 
 
 @router.get("/{lead_id}", operation_id="get_lead", response_model=LeadPublic, responses=NOT_FOUND)
-def get_lead(ctx: Ctx, lead_id: int) -> LeadPublic:
+def get_lead(ctx: Ctx, lead_id: LeadId) -> LeadPublic:
     """One lead. A merged lead answers too, with ``merged_into_id`` set."""
     return LeadPublic.model_validate(lead_service.get_lead(ctx, lead_id).model_dump())
 
@@ -121,7 +122,9 @@ def get_lead(ctx: Ctx, lead_id: int) -> LeadPublic:
     status_code=status.HTTP_201_CREATED,
     responses={**NOT_FOUND, 409: {"description": "Not allowed; lists the allowed stages"}},
 )
-def change_stage(ctx: Ctx, actor: Actor, lead_id: int, body: TransitionCreate) -> TransitionPublic:
+def change_stage(
+    ctx: Ctx, actor: Actor, lead_id: LeadId, body: TransitionCreate
+) -> TransitionPublic:
     """Move a lead to another stage if the lifecycle allows it."""
     step = lead_service.change_stage(ctx, lead_id, body.to_stage, actor=actor, reason=body.reason)
     return TransitionPublic.model_validate(asdict(step))
@@ -135,7 +138,7 @@ def change_stage(ctx: Ctx, actor: Actor, lead_id: int, body: TransitionCreate) -
 )
 def timeline(
     ctx: Ctx,
-    lead_id: int,
+    lead_id: LeadId,
     limit: Annotated[int | None, Query(ge=1, le=10_000, description="Newest N only")] = None,
 ) -> list[TimelineItemPublic]:
     """Activities, transitions, notes, tag changes and merges, oldest first."""
@@ -152,7 +155,7 @@ def timeline(
     status_code=status.HTTP_201_CREATED,
     responses=NOT_FOUND,
 )
-def add_note(ctx: Ctx, actor: Actor, lead_id: int, body: NoteCreate) -> NotePublic:
+def add_note(ctx: Ctx, actor: Actor, lead_id: LeadId, body: NoteCreate) -> NotePublic:
     """Write a note on a lead (sales and marketing both do)."""
     return NotePublic.model_validate(
         asdict(note_service.add_note(ctx, lead_id, body.body, actor=actor))
@@ -162,7 +165,7 @@ def add_note(ctx: Ctx, actor: Actor, lead_id: int, body: NoteCreate) -> NotePubl
 @router.post(
     "/{lead_id}/tags", operation_id="add_tag", response_model=TagsPublic, responses=NOT_FOUND
 )
-def add_tag(ctx: Ctx, actor: Actor, lead_id: int, body: TagCreate) -> TagsPublic:
+def add_tag(ctx: Ctx, actor: Actor, lead_id: LeadId, body: TagCreate) -> TagsPublic:
     """Tag a lead (idempotent)."""
     return TagsPublic(
         lead_id=lead_id, tags=note_service.add_tag(ctx, lead_id, body.tag, actor=actor)
@@ -175,7 +178,7 @@ def add_tag(ctx: Ctx, actor: Actor, lead_id: int, body: TagCreate) -> TagsPublic
     response_model=TagsPublic,
     responses=NOT_FOUND,
 )
-def remove_tag(ctx: Ctx, actor: Actor, lead_id: int, tag: str) -> TagsPublic:
+def remove_tag(ctx: Ctx, actor: Actor, lead_id: LeadId, tag: str) -> TagsPublic:
     """Remove a tag from a lead."""
     return TagsPublic(lead_id=lead_id, tags=note_service.remove_tag(ctx, lead_id, tag, actor=actor))
 
@@ -186,7 +189,7 @@ def remove_tag(ctx: Ctx, actor: Actor, lead_id: int, tag: str) -> TagsPublic:
     response_model=MergePublic,
     responses={**NOT_FOUND, 409: {"description": "Already merged or same lead"}},
 )
-def merge(ctx: Ctx, actor: Actor, lead_id: int, body: MergeCreate) -> MergePublic:
+def merge(ctx: Ctx, actor: Actor, lead_id: LeadId, body: MergeCreate) -> MergePublic:
     """Merge another lead into this one, keeping every activity, note and transition."""
     result = merge_service.merge_leads(ctx, lead_id, body.merged_lead_id, actor=actor)
     return MergePublic.model_validate(asdict(result))
