@@ -53,3 +53,33 @@ def test_every_activity_type_and_stage_is_documented() -> None:
         assert f"`{kind.value}`" in README, kind
     for stage in Stage:
         assert re.search(rf"`{stage.value}`", README), stage
+
+
+def _contract_keys() -> set[str]:
+    from pydantic import BaseModel
+
+    from baton.domain import contract as c
+
+    keys: set[str] = set()
+    for model in (
+        c.HandoffContract,
+        c.Owners,
+        c.Scoring,
+        c.FitRule,
+        c.FieldCondition,
+        c.EmailCondition,
+        c.EngagementRule,
+        c.PropertyFilter,
+        c.Grades,
+        c.MqlTrigger,
+        c.PrepItem,
+    ):
+        assert issubclass(model, BaseModel)
+        keys.update(f.alias or name for name, f in model.model_fields.items())
+    return keys
+
+
+@pytest.mark.parametrize("key", sorted(_contract_keys()))
+def test_every_contract_key_is_in_the_reference(key: str) -> None:
+    section = README.split("### Contract reference", 1)[1].split("\n## ", 1)[0]
+    assert re.search(rf"`[^`\n]*\b{re.escape(key)}\b[^`\n]*`", section), key

@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse
 
 from baton import __version__
 from baton.api import problems
-from baton.api.routes import activities, duplicates, leads
+from baton.api.routes import activities, contracts, duplicates, leads
 from baton.services.context import Context, open_context
 
 DESCRIPTION = """
@@ -32,6 +32,7 @@ def create_app(context: Context | None = None) -> FastAPI:
             {"name": "leads", "description": "Capture, lifecycle, timeline, notes, tags."},
             {"name": "activities", "description": "Engagement events, single and batch."},
             {"name": "duplicates", "description": "Possible duplicates awaiting review."},
+            {"name": "contracts", "description": "The handoff contract: versions, signatures."},
         ],
     )
     app.state.context = context or open_context()
@@ -39,6 +40,7 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(leads.router)
     app.include_router(activities.router)
     app.include_router(duplicates.router)
+    app.include_router(contracts.router)
 
     @app.get("/healthz", tags=["operations"], operation_id="health")
     def health() -> dict[str, str]:

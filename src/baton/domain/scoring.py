@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -336,10 +336,12 @@ def mql_decision(
     now: datetime,
     event_type: str | None = None,
     recycled_at: datetime | None = None,
+    prep_done: Collection[str] = (),
 ) -> MqlDecision:
     """The handoff point. A hand-raise qualifies at once (even during a recycle
-    cool-down); otherwise the total must reach the threshold with the required fields
-    present, the grade high enough, and no cool-down running."""
+    cool-down, and with prep items still open: sales sees them in the packet);
+    otherwise the total must reach the threshold with the required fields present, the
+    required prep items ticked, the grade high enough, and no cool-down running."""
     trigger = contract.mql
     if stage not in ("lead", "nurture"):
         return MqlDecision(False, f"stage {stage} is past the handoff point")
@@ -356,6 +358,9 @@ def mql_decision(
     missing = [name for name in trigger.required_fields if field_value(lead, name) is None]
     if missing:
         return MqlDecision(False, f"missing required field(s): {', '.join(missing)}")
+    open_items = [i.label for i in contract.prep_checklist if i.required and i.id not in prep_done]
+    if open_items:
+        return MqlDecision(False, f"prep not ready: {', '.join(open_items)}")
     if not grade_at_least(card.grade, trigger.min_grade):
         return MqlDecision(False, f"grade {card.grade} is below {trigger.min_grade}")
     if card.total >= trigger.threshold:

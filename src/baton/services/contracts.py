@@ -9,6 +9,7 @@ are never blocked for the whole run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,13 +70,12 @@ def _version(connection: Connection, version: int, *, lock: bool = False) -> dic
 
 
 def _approvals(connection: Connection, contract_id: int) -> dict[str, str]:
-    return dict(
-        connection.execute(
-            select(contract_approvals.c.role, contract_approvals.c.approver).where(
-                contract_approvals.c.contract_id == contract_id
-            )
+    rows = connection.execute(
+        select(contract_approvals.c.role, contract_approvals.c.approver).where(
+            contract_approvals.c.contract_id == contract_id
         )
     )
+    return {str(role): str(approver) for role, approver in rows}
 
 
 def _public(row: dict[str, Any], approvals: dict[str, str]) -> ContractVersion:
@@ -166,21 +166,39 @@ def diff_versions(ctx: Context, old: int, new: int) -> list[ContractChange]:
     return diff_contracts(before, after)
 
 
-_PARSED: dict[int, HandoffContract] = {}
+_PARSED: dict[str, HandoffContract] = {}
+"""Parsed rules by their exact content: a stored version never changes, so each one is
+parsed once per process (keyed by content, so two databases never mix up)."""
+
+
+def _parsed(
+    connection: Connection, version: int, created_at: datetime, spec: Any
+) -> HandoffContract:
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _PARSED:
+        _PARSED[key] = HandoffContract.model_validate(spec)
+    return _PARSED[key]
+
+
+def contract_spec(ctx: Context, version: int) -> HandoffContract:
+    """The rules of a stored version."""
+    with ctx.read() as connection:
+        row = _version(connection, version)
+        return _parsed(connection, version, row["created_at"], row["spec"])
 
 
 def active_contract_in(connection: Connection) -> tuple[int, HandoffContract] | None:
     """The active version and its rules (versions never change once stored, so the
     parsed form is cached by version number)."""
     row = connection.execute(
-        select(contracts.c.version, contracts.c.spec).where(contracts.c.status == "active")
+        select(contracts.c.version, contracts.c.created_at, contracts.c.spec).where(
+            contracts.c.status == "active"
+        )
     ).first()
     if row is None:
         return None
-    version, spec = row
-    if version not in _PARSED:
-        _PARSED[version] = HandoffContract.model_validate(spec)
-    return version, _PARSED[version]
+    version, created_at, spec = row
+    return version, _parsed(connection, version, created_at, spec)
 
 
 def active_contract(ctx: Context) -> tuple[int, HandoffContract] | None:
@@ -190,7 +208,9 @@ def active_contract(ctx: Context) -> tuple[int, HandoffContract] | None:
 
 @dataclass
 class ActivationReport:
-    """What activating a version did to the leads."""
+    """What activating a version did to the leads. A lead "crosses up" when it is over
+    the new threshold and was not over the previous one (with its previous score), and
+    "down" the other way round."""
 
     version: int
     previous: int | None

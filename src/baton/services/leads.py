@@ -361,8 +361,14 @@ def change_stage_in(
     now: datetime,
     contract_version: int | None = None,
 ) -> Transition:
-    """Move a locked lead through the lifecycle and store the transition. The only code
-    that writes ``leads.stage`` after creation."""
+    """Move a locked lead through the lifecycle and store the transition with the
+    contract version in force (the active one unless given). The only code that writes
+    ``leads.stage`` after creation."""
+    if contract_version is None:
+        from baton.services.contracts import active_contract_in
+
+        active = active_contract_in(connection)
+        contract_version = active[0] if active else None
     row = (
         connection.execute(
             select(leads.c.stage, leads.c.merged_into_id)

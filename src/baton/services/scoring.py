@@ -30,7 +30,7 @@ from baton.domain.scoring import (
 )
 from baton.services.context import Context
 from baton.services.queries import chunks
-from baton.store.tables import activities, lead_scores, leads
+from baton.store.tables import activities, lead_prep, lead_scores, leads
 
 if TYPE_CHECKING:
     from baton.services.contracts import ActivationReport
@@ -117,9 +117,24 @@ def _apply_mql(
     from baton.services.leads import change_stage_in
 
     stage = str(lead["stage"])
+    if stage not in (Stage.LEAD.value, Stage.NURTURE.value):
+        return False, f"stage {stage} is past the handoff point"
     recycled_at = lead["stage_changed_at"] if stage == Stage.NURTURE.value else None
+    prep_done: set[str] = set()
+    if any(item.required for item in contract.prep_checklist):
+        prep_done = set(
+            connection.execute(
+                select(lead_prep.c.item).where(lead_prep.c.lead_id == lead["id"])
+            ).scalars()
+        )
     decision = mql_decision(
-        contract, stage=stage, card=card, lead=lead, now=now, recycled_at=recycled_at
+        contract,
+        stage=stage,
+        card=card,
+        lead=lead,
+        now=now,
+        recycled_at=recycled_at,
+        prep_done=prep_done,
     )
     for kind in event_types:
         if decision.qualifies:
@@ -132,6 +147,7 @@ def _apply_mql(
             now=now,
             event_type=kind,
             recycled_at=recycled_at,
+            prep_done=prep_done,
         )
     if decision.qualifies:
         change_stage_in(
@@ -236,6 +252,11 @@ def rescore_all(
         total = connection.execute(
             select(func.count()).select_from(leads).where(leads.c.merged_into_id.is_(None))
         ).scalar_one()
+    previous_threshold: float | None = None
+    if report.previous is not None:
+        from baton.services.contracts import contract_spec
+
+        previous_threshold = contract_spec(ctx, report.previous).mql.threshold
     last_id = 0
     done = 0
     while True:
@@ -287,11 +308,14 @@ def rescore_all(
                 card = score(contract, lead, state, now)
                 cards[lead["id"]] = (card, state)
                 before = befores.get(lead["id"])
-                threshold = contract.mql.threshold
-                if card.total >= threshold and (before is None or before < threshold):
-                    report.crossed_up += 1
-                elif card.total < threshold and before is not None and before >= threshold:
-                    report.crossed_down += 1
+                was_over = (
+                    before is not None
+                    and previous_threshold is not None
+                    and before >= previous_threshold
+                )
+                now_over = card.total >= contract.mql.threshold
+                report.crossed_up += int(now_over and not was_over)
+                report.crossed_down += int(was_over and not now_over)
                 became, _ = _apply_mql(
                     connection, contract, version, lead, card, now=now, actor=actor
                 )

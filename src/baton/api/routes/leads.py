@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response, status
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from baton.api.deps import Actor, Ctx, LeadId
 from baton.api.schemas import (
@@ -32,6 +33,8 @@ from baton.domain.lifecycle import Stage
 from baton.services import leads as lead_service
 from baton.services import merge as merge_service
 from baton.services import notes as note_service
+from baton.services import prep as prep_service
+from baton.services import scoring as score_service
 from baton.services.timeline import lead_timeline
 
 router = APIRouter(prefix="/api/v1/leads", tags=["leads"])
@@ -193,3 +196,102 @@ def merge(ctx: Ctx, actor: Actor, lead_id: LeadId, body: MergeCreate) -> MergePu
     """Merge another lead into this one, keeping every activity, note and transition."""
     result = merge_service.merge_leads(ctx, lead_id, body.merged_lead_id, actor=actor)
     return MergePublic.model_validate(asdict(result))
+
+
+class RuleHitPublic(BaseModel):
+    section: Literal["fit", "engagement"]
+    label: str
+    points: float
+    events: int = Field(description="Events that fed an engagement rule")
+    capped: bool
+
+
+class LeadScorePublic(BaseModel):
+    """A lead's score now, with every rule that fired (the explanation sales reads)."""
+
+    lead_id: int
+    contract_version: int
+    fit: float
+    engagement: float
+    total: float
+    grade: str
+    threshold: int
+    explanation: list[RuleHitPublic]
+    scored_at: datetime
+
+
+class PrepItemPublic(BaseModel):
+    id: str
+    label: str
+    required: bool
+    done: bool
+    done_by: str | None
+    done_at: datetime | None
+
+
+@router.get(
+    "/{lead_id}/score",
+    operation_id="lead_score",
+    response_model=LeadScorePublic,
+    responses=NOT_FOUND,
+)
+def lead_score(ctx: Ctx, lead_id: LeadId) -> LeadScorePublic:
+    """Score, grade and rule-by-rule explanation under the active contract."""
+    result = score_service.lead_score(ctx, lead_id)
+    return LeadScorePublic(
+        lead_id=result.lead_id,
+        contract_version=result.contract_version,
+        fit=result.fit,
+        engagement=result.engagement,
+        total=result.total,
+        grade=result.grade,
+        threshold=result.threshold,
+        explanation=[
+            RuleHitPublic(
+                section=h.section, label=h.label, points=h.points, events=h.events, capped=h.capped
+            )
+            for h in result.hits
+        ],
+        scored_at=result.scored_at,
+    )
+
+
+@router.get(
+    "/{lead_id}/prep",
+    operation_id="lead_prep",
+    response_model=list[PrepItemPublic],
+    responses=NOT_FOUND,
+)
+def lead_prep(ctx: Ctx, lead_id: LeadId) -> list[PrepItemPublic]:
+    """The readiness checklist of the active contract, with this lead's ticks."""
+    return [
+        PrepItemPublic.model_validate(asdict(i)) for i in prep_service.prep_checklist(ctx, lead_id)
+    ]
+
+
+@router.put(
+    "/{lead_id}/prep/{item}",
+    operation_id="tick_prep",
+    response_model=list[PrepItemPublic],
+    responses=NOT_FOUND,
+)
+def tick_prep(ctx: Ctx, actor: Actor, lead_id: LeadId, item: str) -> list[PrepItemPublic]:
+    """Tick a prep item (idempotent); may hand the lead off if it was the last one."""
+    return [
+        PrepItemPublic.model_validate(asdict(i))
+        for i in prep_service.tick_prep(ctx, lead_id, item, actor=actor)
+    ]
+
+
+@router.delete(
+    "/{lead_id}/prep/{item}",
+    operation_id="untick_prep",
+    response_model=list[PrepItemPublic],
+    responses=NOT_FOUND,
+)
+def untick_prep(ctx: Ctx, actor: Actor, lead_id: LeadId, item: str) -> list[PrepItemPublic]:
+    """Untick a prep item."""
+    return [
+        PrepItemPublic.model_validate(asdict(i))
+        for i in prep_service.untick_prep(ctx, lead_id, item, actor=actor)
+    ]

@@ -1,0 +1,110 @@
+"""The readiness (prep) checklist of a lead: the items the active contract declares,
+which of them are ticked, by whom and when. Required items must be ticked before a
+lead can be handed off on score (a hand-raise goes through; sales sees what is open)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Connection
+
+from baton.domain.contract import HandoffContract
+from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
+from baton.services.context import Context
+from baton.services.queries import insert_ignoring_conflicts, lock_active_lead
+from baton.store.tables import lead_prep
+
+
+@dataclass(frozen=True)
+class PrepItemState:
+    """One checklist item on one lead."""
+
+    id: str
+    label: str
+    required: bool
+    done: bool
+    done_by: str | None = None
+    done_at: datetime | None = None
+
+
+def _contract(connection: Connection) -> HandoffContract:
+    from baton.services.contracts import active_contract_in
+
+    active = active_contract_in(connection)
+    if active is None:
+        raise NotFound("no contract is active yet, so there is no prep checklist")
+    return active[1]
+
+
+def prep_state_in(connection: Connection, lead_id: int) -> list[PrepItemState]:
+    """The checklist of the active contract with this lead's ticks (empty without an
+    active contract)."""
+    from baton.services.contracts import active_contract_in
+
+    active = active_contract_in(connection)
+    if active is None:
+        return []
+    ticks = {
+        item: (by, at)
+        for item, by, at in connection.execute(
+            select(lead_prep.c.item, lead_prep.c.done_by, lead_prep.c.done_at).where(
+                lead_prep.c.lead_id == lead_id
+            )
+        )
+    }
+    return [
+        PrepItemState(
+            item.id,
+            item.label,
+            item.required,
+            item.id in ticks,
+            *(ticks.get(item.id) or (None, None)),
+        )
+        for item in active[1].prep_checklist
+    ]
+
+
+def prep_checklist(ctx: Context, lead_id: int) -> list[PrepItemState]:
+    with ctx.read() as connection:
+        lock_active_lead(connection, lead_id)
+        return prep_state_in(connection, lead_id)
+
+
+def _known(contract: HandoffContract, item: str) -> None:
+    ids = [i.id for i in contract.prep_checklist]
+    if item not in ids:
+        raise ValidationFailed(
+            f"unknown prep item '{item}'",
+            [FieldProblem("item", f"the active contract lists: {', '.join(ids) or 'none'}")],
+        )
+
+
+def tick_prep(ctx: Context, lead_id: int, item: str, *, actor: str) -> list[PrepItemState]:
+    """Mark an item done (idempotent). Ticking the last required item can hand the lead
+    off at once if its score already qualifies."""
+    from baton.services.scoring import score_leads_in
+
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        lock_active_lead(connection, lead_id)
+        _known(_contract(connection), item)
+        connection.execute(
+            insert_ignoring_conflicts(connection, lead_prep).values(
+                lead_id=lead_id, item=item, done_by=actor, done_at=now
+            )
+        )
+        score_leads_in(connection, [lead_id], now=now, actor=actor)
+        return prep_state_in(connection, lead_id)
+
+
+def untick_prep(ctx: Context, lead_id: int, item: str, *, actor: str) -> list[PrepItemState]:
+    """Mark an item not done."""
+    with ctx.write() as connection:
+        lock_active_lead(connection, lead_id)
+        _known(_contract(connection), item)
+        connection.execute(
+            delete(lead_prep).where(lead_prep.c.lead_id == lead_id, lead_prep.c.item == item)
+        )
+        return prep_state_in(connection, lead_id)

@@ -1,0 +1,275 @@
+"""The contract's life (draft, two signatures, active, superseded), re-scoring on
+activation, and the handoff point inside the ingest and capture transactions; on
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from baton.domain.clock import ManualClock
+from baton.domain.errors import Conflict, ValidationFailed
+from baton.domain.leads import LeadCreate
+from baton.domain.lifecycle import Stage
+from baton.domain.scoring import Event, engagement_state, score
+from baton.services.activities import ingest_activities
+from baton.services.context import Context
+from baton.services.contracts import (
+    activate_contract,
+    active_contract,
+    approve_contract,
+    create_contract,
+    diff_versions,
+    list_contracts,
+)
+from baton.services.leads import capture_lead, change_stage, get_lead
+from baton.services.prep import prep_checklist, tick_prep
+from baton.services.scoring import lead_score
+from baton.store.tables import transitions
+
+
+def contract_yaml(threshold: int = 50, **extra: Any) -> str:
+    data: dict[str, Any] = {
+        "schema_version": 1,
+        "name": "Test contract",
+        "scoring": {
+            "fit": [{"name": "US", "when": {"field": "country", "equals": "US"}, "points": 20}],
+            "engagement": [
+                {
+                    "name": "Pricing",
+                    "event": "page_view",
+                    "where": {"url": "/pricing"},
+                    "points": 10,
+                    "half_life_days": 30,
+                },
+            ],
+        },
+        "mql": {
+            "threshold": threshold,
+            "hand_raise": ["demo_request"],
+            "recycle_cooldown_days": 30,
+        },
+    }
+    data.update(extra)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def activate(ctx: Context, body: str) -> int:
+    version = create_contract(ctx, body, actor="maria").version
+    approve_contract(ctx, version, role="marketing", actor="maria")
+    approve_contract(ctx, version, role="sales", actor="sam")
+    activate_contract(ctx, version, actor="maria")
+    return version
+
+
+def lead(ctx: Context, email: str, **fields: Any) -> int:
+    data = LeadCreate.model_validate({"email": email, **fields})
+    return capture_lead(ctx, data, actor="form").lead.id
+
+
+def views(ctx: Context, clock: ManualClock, email: str, n: int, url: str = "/pricing") -> None:
+    rows = [
+        {
+            "email": email,
+            "type": "page_view",
+            "occurred_at": clock.now().isoformat(),
+            "properties": {"url": url},
+            "idempotency_key": uuid.uuid4().hex,
+        }
+        for i in range(n)
+    ]
+    report = ingest_activities(ctx, rows, actor="web")
+    assert not report.errors
+
+
+def mql_transitions(ctx: Context, lead_id: int) -> list[tuple[str, int | None]]:
+    with ctx.read() as connection:
+        return [
+            (r.reason, r.contract_version)
+            for r in connection.execute(
+                select(transitions.c.reason, transitions.c.contract_version).where(
+                    transitions.c.lead_id == lead_id, transitions.c.to_stage == "mql"
+                )
+            )
+        ]
+
+
+def test_a_version_needs_two_different_signatures_before_activation(ctx: Context) -> None:
+    version = create_contract(ctx, contract_yaml(), actor="maria").version
+
+    with pytest.raises(Conflict, match="needs approval by marketing and sales"):
+        activate_contract(ctx, version, actor="maria")
+    approve_contract(ctx, version, role="marketing", actor="maria")
+    with pytest.raises(Conflict, match="two different approvers"):
+        approve_contract(ctx, version, role="sales", actor="maria")
+    with pytest.raises(Conflict, match="already approved for marketing"):
+        approve_contract(ctx, version, role="marketing", actor="mike")
+    assert approve_contract(ctx, version, role="sales", actor="sam").status == "approved"
+    activate_contract(ctx, version, actor="maria")
+
+    second = create_contract(ctx, contract_yaml(threshold=70), actor="maria").version
+    approve_contract(ctx, second, role="marketing", actor="maria")
+    approve_contract(ctx, second, role="sales", actor="sam")
+    report = activate_contract(ctx, second, actor="sam")
+
+    statuses = {v.version: v.status for v in list_contracts(ctx)}
+    assert statuses == {version: "superseded", second: "active"}
+    assert report.previous == version
+    assert active_contract(ctx)[0] == second  # type: ignore[index]
+    assert [c.text for c in diff_versions(ctx, version, second)] == ["threshold 50 → 70"]
+
+
+def test_a_broken_contract_is_not_stored(ctx: Context) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        create_contract(ctx, contract_yaml().replace("threshold", "treshold"), actor="maria")
+    assert [p.loc for p in caught.value.problems] == ["mql.threshold", "mql.treshold"]
+    assert list_contracts(ctx) == []
+
+
+def test_activation_rescores_everyone_and_hands_off_qualified_leads(
+    ctx: Context, clock: ManualClock
+) -> None:
+    hot = lead(ctx, "hot@northwind.com", country="US")
+    warm = lead(ctx, "warm@northwind.com", country="DE")
+    accepted = lead(ctx, "sal@northwind.com", country="US")
+    views(ctx, clock, "hot@northwind.com", 4)
+    views(ctx, clock, "warm@northwind.com", 4)
+    views(ctx, clock, "sal@northwind.com", 4)
+    change_stage(ctx, accepted, Stage.MQL, actor="ops", reason="manual")
+    change_stage(ctx, accepted, Stage.SAL, actor="sam", reason="accepted")
+
+    version = create_contract(ctx, contract_yaml(threshold=50), actor="maria").version
+    approve_contract(ctx, version, role="marketing", actor="maria")
+    approve_contract(ctx, version, role="sales", actor="sam")
+    report = activate_contract(ctx, version, actor="maria")
+
+    assert report.leads_scored == 3
+    assert report.crossed_up == 2  # hot (20 + 40) and the accepted lead
+    assert report.became_mql == 1  # the accepted lead keeps its stage
+    assert get_lead(ctx, hot).stage == "mql"
+    assert get_lead(ctx, warm).stage == "lead"
+    assert get_lead(ctx, accepted).stage == "sal"
+    assert mql_transitions(ctx, hot) == [("score 60 ≥ 50", version)]
+
+    stricter = create_contract(ctx, contract_yaml(threshold=65), actor="maria").version
+    approve_contract(ctx, stricter, role="marketing", actor="maria")
+    approve_contract(ctx, stricter, role="sales", actor="sam")
+    second = activate_contract(ctx, stricter, actor="maria")
+    assert (second.crossed_up, second.crossed_down, second.became_mql) == (0, 2, 0)
+    assert get_lead(ctx, hot).stage == "mql", "leads past the handoff keep their stage"
+
+
+def test_the_handoff_happens_inside_the_ingest_that_crosses_the_threshold(
+    ctx: Context, clock: ManualClock
+) -> None:
+    version = activate(ctx, contract_yaml(threshold=50))
+    lead_id = lead(ctx, "dana@northwind.com", country="US")
+
+    views(ctx, clock, "dana@northwind.com", 2)
+    assert get_lead(ctx, lead_id).stage == "lead"
+    assert lead_score(ctx, lead_id).total == 40
+    views(ctx, clock, "dana@northwind.com", 1)
+
+    assert get_lead(ctx, lead_id).stage == "mql"
+    assert mql_transitions(ctx, lead_id) == [("score 50 ≥ 50", version)]
+
+
+def test_a_hand_raise_hands_off_at_once_whatever_the_score(
+    ctx: Context, clock: ManualClock
+) -> None:
+    version = activate(ctx, contract_yaml(threshold=500))
+    report = ingest_activities(
+        ctx,
+        [
+            {
+                "email": "new@northwind.com",
+                "type": "demo_request",
+                "occurred_at": clock.now().isoformat(),
+            }
+        ],
+        actor="form",
+    )
+    (lead_id,) = report.mql
+    assert get_lead(ctx, lead_id).stage == "mql"
+    assert mql_transitions(ctx, lead_id) == [("hand-raise: demo_request", version)]
+
+
+def test_a_recycled_lead_waits_for_the_cool_down(ctx: Context, clock: ManualClock) -> None:
+    activate(ctx, contract_yaml(threshold=50))
+    lead_id = lead(ctx, "cold@northwind.com", country="US")
+    change_stage(ctx, lead_id, Stage.NURTURE, actor="sam", reason="not ready yet")
+
+    views(ctx, clock, "cold@northwind.com", 5)
+    assert get_lead(ctx, lead_id).stage == "nurture"
+    clock.advance(days=31)
+    views(ctx, clock, "cold@northwind.com", 3)
+
+    assert get_lead(ctx, lead_id).stage == "mql"
+
+
+def test_incremental_scores_equal_a_full_recompute(ctx: Context, clock: ManualClock) -> None:
+    activate(ctx, contract_yaml(threshold=10_000))
+    lead_id = lead(ctx, "dana@northwind.com", country="US")
+    history: list[Event] = []
+    for day in range(6):
+        views(ctx, clock, "dana@northwind.com", day % 3 + 1)
+        history += [Event("page_view", clock.now(), {"url": "/pricing"})] * (day % 3 + 1)
+        clock.advance(days=7)
+
+    stored = lead_score(ctx, lead_id)
+    version, contract = active_contract(ctx)  # type: ignore[misc]
+    expected = score(contract, {"country": "US"}, engagement_state(contract, history), clock.now())
+    assert stored.total == pytest.approx(expected.total, abs=0.02)
+    assert stored.contract_version == version
+    assert [h.label for h in stored.hits] == ["US", "Pricing"]
+
+
+def test_required_prep_items_gate_the_score_handoff(ctx: Context, clock: ManualClock) -> None:
+    prep = [
+        {"id": "slot_booked", "label": "Has booked a slot", "required": True},
+        {"id": "knows_address", "label": "Knows the address"},
+    ]
+    activate(ctx, contract_yaml(threshold=50, prep_checklist=prep))
+    lead_id = lead(ctx, "dana@northwind.com", country="US")
+    views(ctx, clock, "dana@northwind.com", 5)
+    assert get_lead(ctx, lead_id).stage == "lead"
+    assert [(i.id, i.done) for i in prep_checklist(ctx, lead_id)] == [
+        ("slot_booked", False),
+        ("knows_address", False),
+    ]
+
+    tick_prep(ctx, lead_id, "slot_booked", actor="maria")
+
+    assert get_lead(ctx, lead_id).stage == "mql"
+    with pytest.raises(ValidationFailed, match="unknown prep item"):
+        tick_prep(ctx, lead_id, "slot", actor="maria")
+
+
+def test_manual_transitions_record_the_contract_in_force(ctx: Context) -> None:
+    version = activate(ctx, contract_yaml())
+    lead_id = lead(ctx, "dana@northwind.com")
+    change_stage(ctx, lead_id, Stage.NURTURE, actor="sam", reason="later")
+    with ctx.read() as connection:
+        recorded = connection.execute(
+            select(transitions.c.contract_version).where(transitions.c.lead_id == lead_id)
+        ).scalar_one()
+    assert recorded == version
+
+
+def test_fit_changes_from_a_new_capture_are_scored(ctx: Context, clock: ManualClock) -> None:
+    activate(ctx, contract_yaml(threshold=40))
+    lead_id = lead(ctx, "dana@northwind.com")
+    views(ctx, clock, "dana@northwind.com", 2)
+    assert get_lead(ctx, lead_id).stage == "lead"
+
+    clock.advance(minutes=5)
+    lead(ctx, "dana@northwind.com", country="US")
+
+    assert get_lead(ctx, lead_id).stage == "mql"
+    assert lead_score(ctx, lead_id).fit == 20
+    assert timedelta(0) <= clock.now() - lead_score(ctx, lead_id).scored_at
