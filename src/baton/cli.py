@@ -46,7 +46,7 @@ app.add_typer(export_app, name="export")
 app.add_typer(contract_app, name="contract")
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 ActorOption = Annotated[str, typer.Option("--actor", help="Who is acting (stored on changes).")]
 
