@@ -15,6 +15,7 @@ import argparse
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -41,7 +42,23 @@ def make_rows(events: int, leads: int) -> list[dict[str, object]]:
     ]
 
 
-def service_rate(url: str, rows: list[dict[str, object]], batch: int) -> tuple[float, int]:
+def activate_example(url: str) -> None:
+    from baton.services.contracts import activate_contract, approve_contract, create_contract
+
+    ctx = context(url)
+    body = (Path(__file__).parent.parent / "contracts" / "example.yaml").read_text()
+    version = create_contract(ctx, body, actor="maria").version
+    approve_contract(ctx, version, role="marketing", actor="maria")
+    approve_contract(ctx, version, role="sales", actor="sam")
+    activate_contract(ctx, version, actor="bench")
+    ctx.engine.dispose()
+
+
+def service_rate(
+    url: str, rows: list[dict[str, object]], batch: int, *, contract: bool = False
+) -> tuple[float, int]:
+    if contract:
+        activate_example(url)
     ctx = context(url)
     ctx.clock.set(datetime(2026, 12, 1, tzinfo=UTC))  # type: ignore[attr-defined]
     stored = 0
@@ -110,13 +127,21 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument(
+        "--with-contract",
+        action="store_true",
+        help="Also ingest with the example contract active (scoring + MQL checks per event)",
+    )
     args = parser.parse_args()
     rows = make_rows(args.events, args.leads)
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     table = Table(
         title=f"Activity ingest: {args.events:,} events, {args.leads:,} leads ({machine()})"
     )
-    for column in ("database", "service events/s", "raw executemany rows/s", "ratio"):
+    columns = ["database", "service events/s", "raw executemany rows/s", "ratio"]
+    if args.with_contract:
+        columns += ["events/s with contract", "scoring cost per event"]
+    for column in columns:
         table.add_column(column, justify="right")
     for backend in backends:
         with database(backend) as url:
@@ -124,7 +149,13 @@ def main() -> None:
             assert stored == len(rows)
         with database(backend) as url:
             floor = raw_rate(url, rows, args.batch)
-        table.add_row(backend, f"{rate:,.0f}", f"{floor:,.0f}", f"{rate / floor:.2f}")
+        cells = [backend, f"{rate:,.0f}", f"{floor:,.0f}", f"{rate / floor:.2f}"]
+        if args.with_contract:
+            with database(backend) as url:
+                scored, _ = service_rate(url, rows, args.batch, contract=True)
+            cost_ms = (1 / scored - 1 / rate) * 1000
+            cells += [f"{scored:,.0f}", f"{cost_ms:.3f} ms"]
+        table.add_row(*cells)
     Console().print(table)
 
 

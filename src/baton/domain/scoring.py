@@ -234,33 +234,81 @@ def _decay(rule: EngagementRule, seconds: float) -> float:
     return float(0.5 ** (seconds / (rule.half_life_days * SECONDS_PER_DAY)))
 
 
+@dataclass(frozen=True)
+class _RulePlan:
+    key: str
+    rule: EngagementRule
+    points: float
+    half_life_seconds: float | None
+
+
+_PLANS: dict[int, tuple[HandoffContract, dict[str, list[_RulePlan]]]] = {}
+
+
+def _plan(contract: HandoffContract) -> dict[str, list[_RulePlan]]:
+    """Engagement rules grouped by event type, computed once per contract object."""
+    cached = _PLANS.get(id(contract))
+    if cached is not None and cached[0] is contract:
+        return cached[1]
+    plan: dict[str, list[_RulePlan]] = {}
+    for index, rule in enumerate(contract.scoring.engagement):
+        half = rule.half_life_days * SECONDS_PER_DAY if rule.half_life_days else None
+        plan.setdefault(rule.event.value, []).append(
+            _RulePlan(str(index), rule, float(rule.points), half)
+        )
+    if len(_PLANS) > 256:
+        _PLANS.clear()
+    _PLANS[id(contract)] = (contract, plan)
+    return plan
+
+
+def relevant_event_types(contract: HandoffContract) -> set[str]:
+    """Event types some engagement rule counts (others never change a score)."""
+    return set(_plan(contract))
+
+
+def event_types_needing_properties(contract: HandoffContract) -> set[str]:
+    return {kind for kind, rules in _plan(contract).items() if any(r.rule.where for r in rules)}
+
+
+def _fold(plan: dict[str, list[_RulePlan]], state: EngagementState, event: Event) -> None:
+    rules = plan.get(event.type)
+    if not rules:
+        return
+    at = event.occurred_at.timestamp()
+    for item in rules:
+        if item.rule.where and not event_matches(item.rule, event):
+            continue
+        entry = state.get(item.key)
+        if entry is None:
+            state[item.key] = [item.points, at, 1.0]
+            continue
+        value, as_of, count = entry
+        half = item.half_life_seconds
+        if at >= as_of:
+            decay = 0.5 ** ((at - as_of) / half) if half else 1.0
+            state[item.key] = [value * decay + item.points, at, count + 1]
+        else:
+            decay = 0.5 ** ((as_of - at) / half) if half else 1.0
+            state[item.key] = [value + item.points * decay, as_of, count + 1]
+
+
 def add_event(
     contract: HandoffContract, state: Mapping[str, list[float]], event: Event
 ) -> EngagementState:
     """The engagement state after ``event`` (a new dict; ``state`` is not changed).
     Events may arrive in any order."""
     updated: EngagementState = {k: list(v) for k, v in state.items()}
-    at = event.occurred_at.timestamp()
-    for index, rule in enumerate(contract.scoring.engagement):
-        if not event_matches(rule, event):
-            continue
-        key = str(index)
-        if key not in updated:
-            updated[key] = [float(rule.points), at, 1.0]
-            continue
-        value, as_of, count = updated[key]
-        if at >= as_of:
-            updated[key] = [value * _decay(rule, at - as_of) + rule.points, at, count + 1]
-        else:
-            updated[key] = [value + rule.points * _decay(rule, as_of - at), as_of, count + 1]
+    _fold(_plan(contract), updated, event)
     return updated
 
 
 def engagement_state(contract: HandoffContract, events: Iterable[Event]) -> EngagementState:
     """The state of a whole history (the same, up to rounding, in any order)."""
     state: EngagementState = {}
+    plan = _plan(contract)
     for event in events:
-        state = add_event(contract, state, event)
+        _fold(plan, state, event)
     return state
 
 

@@ -8,9 +8,10 @@ The score of a lead lives in ``lead_scores`` with its engagement *state* (see
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select
@@ -25,7 +26,9 @@ from baton.domain.scoring import (
     ScoreCard,
     add_event,
     engagement_state,
+    event_types_needing_properties,
     mql_decision,
+    relevant_event_types,
     score,
 )
 from baton.services.context import Context
@@ -113,6 +116,7 @@ def _apply_mql(
     now: datetime,
     actor: str,
     event_types: Sequence[str] = (),
+    prep_done: set[str] | None = None,
 ) -> tuple[bool, str]:
     from baton.services.leads import change_stage_in
 
@@ -120,13 +124,13 @@ def _apply_mql(
     if stage not in (Stage.LEAD.value, Stage.NURTURE.value):
         return False, f"stage {stage} is past the handoff point"
     recycled_at = lead["stage_changed_at"] if stage == Stage.NURTURE.value else None
-    prep_done: set[str] = set()
-    if any(item.required for item in contract.prep_checklist):
+    if prep_done is None and any(item.required for item in contract.prep_checklist):
         prep_done = set(
             connection.execute(
                 select(lead_prep.c.item).where(lead_prep.c.lead_id == lead["id"])
             ).scalars()
         )
+    prep_done = prep_done or set()
     decision = mql_decision(
         contract,
         stage=stage,
@@ -277,17 +281,14 @@ def rescore_all(
             )
             if not ids:
                 return
-            histories: dict[int, list[Event]] = {i: [] for i in ids}
-            for lead_id, kind, at, props in connection.execute(
-                select(
-                    activities.c.lead_id,
-                    activities.c.type,
-                    activities.c.occurred_at,
-                    activities.c.properties,
-                ).where(activities.c.lead_id >= ids[0], activities.c.lead_id <= ids[-1])
+            histories = _histories(connection, contract, ids[0], ids[-1])
+            ticks: dict[int, set[str]] = {}
+            for lead_id, item in connection.execute(
+                select(lead_prep.c.lead_id, lead_prep.c.item).where(
+                    lead_prep.c.lead_id >= ids[0], lead_prep.c.lead_id <= ids[-1]
+                )
             ):
-                if lead_id in histories:
-                    histories[lead_id].append(Event(kind, at, props or {}))
+                ticks.setdefault(lead_id, set()).add(item)
             befores = dict(
                 connection.execute(
                     select(lead_scores.c.lead_id, lead_scores.c.total).where(
@@ -304,7 +305,7 @@ def rescore_all(
             )
             for row in people:
                 lead = dict(row)
-                state = engagement_state(contract, histories[lead["id"]])
+                state = engagement_state(contract, histories.get(lead["id"], ()))
                 card = score(contract, lead, state, now)
                 cards[lead["id"]] = (card, state)
                 before = befores.get(lead["id"])
@@ -317,7 +318,14 @@ def rescore_all(
                 report.crossed_up += int(now_over and not was_over)
                 report.crossed_down += int(was_over and not now_over)
                 became, _ = _apply_mql(
-                    connection, contract, version, lead, card, now=now, actor=actor
+                    connection,
+                    contract,
+                    version,
+                    lead,
+                    card,
+                    now=now,
+                    actor=actor,
+                    prep_done=ticks.get(lead["id"], set()),
                 )
                 report.became_mql += int(became)
             _write_scores(connection, version, cards, now)
@@ -326,6 +334,36 @@ def rescore_all(
         last_id = ids[-1]
         if progress:
             progress(done, total)
+
+
+def _histories(
+    connection: Connection, contract: HandoffContract, first: int, last: int
+) -> dict[int, list[Event]]:
+    """Events of leads ``first..last`` that some rule counts, read with one plain query
+    (no ORM type processing: this is the hot loop of a re-score); properties are decoded
+    only for event types whose rules filter on them."""
+    kinds = sorted(relevant_event_types(contract))
+    if not kinds:
+        return {}
+    with_props = event_types_needing_properties(contract)
+    postgres = connection.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    rows = connection.exec_driver_sql(
+        "SELECT lead_id, type, occurred_at, properties FROM activities"
+        f" WHERE lead_id >= {mark} AND lead_id <= {mark}"
+        f" AND type IN ({', '.join([mark] * len(kinds))})",
+        (first, last, *kinds),
+    )
+    found: dict[int, list[Event]] = {}
+    for lead_id, kind, at, props in rows:
+        if isinstance(at, str):
+            at = datetime.fromisoformat(at).replace(tzinfo=UTC)
+        if kind in with_props:
+            props = json.loads(props) if isinstance(props, str) else props
+        else:
+            props = {}
+        found.setdefault(lead_id, []).append(Event(kind, at, props or {}))
+    return found
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,129 @@
+"""Contract activation: re-score every lead with a new contract.
+
+Fills a fresh database with N leads and M activities (written in bulk: the set-up is
+not measured), activates the example contract (the real use case: approvals,
+activation, chunked re-scoring, MQL transitions) and prints the seconds it took, per
+database.
+
+    python bench/rescore.py                                 # 100,000 leads, 1,000,000 events
+    python bench/rescore.py --leads 1000000 --events 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from _common import context, database, machine
+from baton.services.contracts import activate_contract, approve_contract, create_contract
+from baton.store.bulk import insert_activities, insert_rows
+from baton.store.tables import leads
+
+EXAMPLE = Path(__file__).parent.parent / "contracts" / "example.yaml"
+TITLES = ("VP Operations", "Data Analyst", "Student", "Head of Data", "CTO", "Consultant")
+COUNTRIES = ("US", "DE", "FR", "GB", "BR", "IN")
+EVENTS = (
+    ("page_view", "/pricing"),
+    ("page_view", "/product/x"),
+    ("email_click", None),
+    ("content_download", None),
+    ("webinar_attended", None),
+    ("email_open", None),
+)
+
+
+def fill(url: str, n_leads: int, n_events: int) -> None:
+    ctx = context(url)
+    rng = random.Random(1)
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    batch = 50_000
+    with ctx.write() as connection:
+        for start in range(0, n_leads, batch):
+            insert_rows(
+                connection,
+                leads,
+                [
+                    {
+                        "email": f"p{i}@c{i % 9000}.example.com",
+                        "email_key": f"p{i}@c{i % 9000}.example.com",
+                        "email_domain": f"c{i % 9000}.example.com",
+                        "title": rng.choice(TITLES),
+                        "country": rng.choice(COUNTRIES),
+                        "company": f"Company {i % 9000}",
+                        "attributes": {"employees": rng.choice((5, 80, 400, 9000))},
+                        "stage": "lead",
+                        "stage_changed_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                        "activity_count": 0,
+                    }
+                    for i in range(start, min(n_leads, start + batch))
+                ],
+            )
+    with ctx.write() as connection:
+        for start in range(0, n_events, batch):
+            rows = []
+            for i in range(start, min(n_events, start + batch)):
+                kind, url_ = EVENTS[i % len(EVENTS)]
+                rows.append(
+                    {
+                        "lead_id": 1 + rng.randrange(n_leads),
+                        "type": kind,
+                        "occurred_at": now - timedelta(minutes=rng.randrange(0, 180 * 1440)),
+                        "received_at": now,
+                        "properties": {"url": url_} if url_ else {},
+                        "idempotency_key": None,
+                        "recorded_by": "bench",
+                    }
+                )
+            insert_activities(connection, rows)
+    ctx.engine.dispose()
+
+
+def activate(url: str) -> tuple[float, int, int]:
+    ctx = context(url)
+    ctx.clock.set(datetime(2026, 6, 1, tzinfo=UTC))  # type: ignore[attr-defined]
+    version = create_contract(ctx, EXAMPLE.read_text(), actor="maria").version
+    approve_contract(ctx, version, role="marketing", actor="maria")
+    approve_contract(ctx, version, role="sales", actor="sam")
+    began = time.perf_counter()
+    report = activate_contract(ctx, version, actor="bench")
+    elapsed = time.perf_counter() - began
+    ctx.engine.dispose()
+    return elapsed, report.leads_scored, report.became_mql
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    args = parser.parse_args()
+    backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
+    table = Table(
+        title=f"Contract activation: {args.leads:,} leads, {args.events:,} events ({machine()})"
+    )
+    for column in ("database", "seconds", "leads/s", "events/s", "became MQL"):
+        table.add_column(column, justify="right")
+    for backend in backends:
+        with database(backend) as url:
+            fill(url, args.leads, args.events)
+            seconds, scored, mql = activate(url)
+        table.add_row(
+            backend,
+            f"{seconds:.1f}",
+            f"{scored / seconds:,.0f}",
+            f"{args.events / seconds:,.0f}",
+            f"{mql:,}",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
