@@ -72,6 +72,38 @@ def service_rate(
     return len(rows) / elapsed, stored
 
 
+def _worker(args: tuple[str, list[dict[str, object]], int]) -> int:
+    url, rows, batch = args
+    ctx = context(url)
+    ctx.clock.set(datetime(2026, 12, 1, tzinfo=UTC))  # type: ignore[attr-defined]
+    stored = 0
+    for start in range(0, len(rows), batch):
+        stored += ingest_activities(ctx, rows[start : start + batch], actor="bench").stored
+    ctx.engine.dispose()
+    return stored
+
+
+def parallel_rate(url: str, rows: list[dict[str, object]], batch: int, processes: int) -> float:
+    """Several processes calling the same service on one database, as several API
+    workers would: validation runs in parallel, writes queue on the database lock."""
+    import multiprocessing
+
+    context(url).engine.dispose()  # migrate once, before the workers start
+    # Leads are created up front so that workers do not race to create the same ones.
+    _worker((url, rows[: len({r["email"] for r in rows})], batch))
+    rest = rows[len({r["email"] for r in rows}) :]
+    shares = [
+        [row for k in range(i * batch, len(rest), processes * batch) for row in rest[k : k + batch]]
+        for i in range(processes)
+    ]
+    began = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        stored = sum(pool.map(_worker, [(url, share, batch) for share in shares]))
+    elapsed = time.perf_counter() - began
+    assert stored == len(rest), (stored, len(rest))
+    return len(rest) / elapsed
+
+
 def raw_rate(url: str, rows: list[dict[str, object]], batch: int) -> float:
     """The floor: DB-API executemany of the already-valid rows into the same table
     (leads pre-created, no validation, no look-ups, no counters)."""
@@ -128,6 +160,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="Also measure N processes ingesting at once (as N API workers would)",
+    )
+    parser.add_argument(
         "--with-contract",
         action="store_true",
         help="Also ingest with the example contract active (scoring + MQL checks per event)",
@@ -141,6 +179,8 @@ def main() -> None:
     columns = ["database", "service events/s", "raw executemany rows/s", "ratio"]
     if args.with_contract:
         columns += ["events/s with contract", "scoring cost per event"]
+    if args.processes:
+        columns += [f"events/s, {args.processes} processes"]
     for column in columns:
         table.add_column(column, justify="right")
     for backend in backends:
@@ -155,6 +195,9 @@ def main() -> None:
                 scored, _ = service_rate(url, rows, args.batch, contract=True)
             cost_ms = (1 / scored - 1 / rate) * 1000
             cells += [f"{scored:,.0f}", f"{cost_ms:.3f} ms"]
+        if args.processes:
+            with database(backend) as url:
+                cells.append(f"{parallel_rate(url, rows, args.batch, args.processes):,.0f}")
         table.add_row(*cells)
     Console().print(table)
 

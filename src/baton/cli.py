@@ -151,7 +151,7 @@ def demo(
 ) -> None:
     """Fill an empty database with a generated demo company, then serve it."""
     from baton.domain.errors import Conflict
-    from baton.services.demo import generate_demo
+    from baton.services.demo import generate_demo, sign_demo_contract
 
     with _context() as ctx:
         try:
@@ -174,6 +174,12 @@ def demo(
             ):
                 table.add_row(name, f"{value:,}")
             console.print(table)
+            version = sign_demo_contract(ctx)
+            if version is not None:
+                console.print(
+                    f"Handoff contract version {version} (contracts/example.yaml) signed by "
+                    "marketing and sales and active: every lead is scored."
+                )
     if serve_after:
         serve(host=None, port=None, workers=1)
 
@@ -442,6 +448,25 @@ def contract_activate(version: int, actor: ActorOption = "cli") -> None:
     ):
         table.add_row(name, f"{value:,}")
     console.print(table)
+
+
+@contract_app.command("rescore")
+def contract_rescore(actor: ActorOption = "cli") -> None:
+    """Re-score every lead with the active version (finishes an interrupted activation;
+    safe to run any time)."""
+    from baton.services.contracts import rescore_active
+
+    with _context() as ctx, _progress() as bar:
+        task = bar.add_task("Re-scoring leads", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = rescore_active(ctx, actor=actor, progress=advance)
+    console.print(
+        f"{report.leads_scored:,} leads re-scored with version {report.version}; "
+        f"{report.became_mql:,} handed off"
+    )
 
 
 @contract_app.command("diff")

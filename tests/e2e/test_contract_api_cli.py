@@ -52,7 +52,7 @@ def test_a_broken_contract_gets_every_problem_with_its_path(client: TestClient) 
     assert "mql.threshhold" in locs
 
 
-def test_sign_activate_and_read_a_score_over_http(client: TestClient) -> None:
+def test_sign_activate_and_read_a_score_over_http(client: TestClient, sqlite_ctx: Context) -> None:
     lead = client.post(
         "/api/v1/leads",
         json={
@@ -82,7 +82,7 @@ def test_sign_activate_and_read_a_score_over_http(client: TestClient) -> None:
         json={
             "email": "dana@northwind.example.com",
             "type": "demo_request",
-            "occurred_at": "2026-01-01T10:00:00Z",
+            "occurred_at": sqlite_ctx.clock.now().isoformat(),
         },
     )
     assert demo.status_code == 201

@@ -124,3 +124,15 @@ def test_escaped_quotes_late_in_a_file_are_read_correctly(
 
     assert result.exit_code == 0, result.output
     assert '"company": "Acme \\"Global\\", Inc"' in exported.stdout
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient) -> None:
+    from baton.api.app import MAX_BODY_BYTES
+
+    response = client.post(
+        "/api/v1/activities/batch",
+        content=b"{" + b" " * (MAX_BODY_BYTES + 10) + b"}",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"

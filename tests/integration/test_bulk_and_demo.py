@@ -117,3 +117,20 @@ def test_same_seed_gives_the_same_company(ctx: Context, tmp_path: Path) -> None:
 
     assert without_ids(first.getvalue()) == without_ids(second.getvalue())
     assert len(without_ids(first.getvalue())) == 40
+
+
+def test_the_demo_contract_is_signed_active_and_scores_leads(ctx: Context) -> None:
+    from baton.services.contracts import active_contract, list_contracts
+    from baton.services.demo import sign_demo_contract
+    from baton.services.scoring import lead_score
+
+    generate_demo(ctx, leads_count=30, seed=3, days=10)
+    version = sign_demo_contract(ctx)
+
+    assert version is not None
+    assert active_contract(ctx)[0] == version  # type: ignore[index]
+    (signed,) = list_contracts(ctx)
+    assert signed.approvals == {"marketing": "Maria Lopez", "sales": "Sam Becker"}
+    with ctx.read() as connection:
+        some_lead = connection.execute(select(leads.c.id).limit(1)).scalar_one()
+    assert lead_score(ctx, some_lead).contract_version == version

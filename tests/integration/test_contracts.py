@@ -273,3 +273,40 @@ def test_fit_changes_from_a_new_capture_are_scored(ctx: Context, clock: ManualCl
     assert get_lead(ctx, lead_id).stage == "mql"
     assert lead_score(ctx, lead_id).fit == 20
     assert timedelta(0) <= clock.now() - lead_score(ctx, lead_id).scored_at
+
+
+def test_a_merge_rescores_the_survivor_with_both_histories(
+    ctx: Context, clock: ManualClock
+) -> None:
+    from baton.services.merge import merge_leads
+
+    activate(ctx, contract_yaml(threshold=1000))
+    survivor = lead(ctx, "dana@northwind.com", country="US")
+    absorbed = lead(ctx, "dana.reyes@gmail.com")
+    views(ctx, clock, "dana@northwind.com", 2)
+    views(ctx, clock, "dana.reyes@gmail.com", 3)
+
+    merge_leads(ctx, survivor, absorbed, actor="alice")
+
+    assert lead_score(ctx, survivor).total == 20 + 50
+    views(ctx, clock, "dana@northwind.com", 1)
+    assert lead_score(ctx, survivor).total == 20 + 60, "stored state kept all six views"
+
+
+def test_rescoring_again_counts_no_crossings_and_a_superseded_version_can_come_back(
+    ctx: Context, clock: ManualClock
+) -> None:
+    from baton.services.contracts import rescore_active
+
+    first = activate(ctx, contract_yaml(threshold=50))
+    lead(ctx, "dana@northwind.com", country="US")
+    views(ctx, clock, "dana@northwind.com", 2)
+    clock.advance(days=90)
+
+    again = rescore_active(ctx, actor="ops")
+    assert (again.leads_scored, again.crossed_up, again.crossed_down) == (1, 0, 0)
+
+    second = activate(ctx, contract_yaml(threshold=70))
+    rollback = activate_contract(ctx, first, actor="maria")
+    assert rollback.previous == second
+    assert active_contract(ctx)[0] == first  # type: ignore[index]

@@ -196,3 +196,63 @@ def test_diff_describes_changes_in_words() -> None:
     assert "rule changed: Decision-maker title: points +20 → +25" in texts
     assert "rule added: trial_signup (+20)" in texts
     assert diff_contracts(old, old) == []
+
+
+def test_yaml_aliases_are_refused_so_a_small_file_cannot_explode() -> None:
+    bomb = (
+        'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n'
+        "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+        "schema_version: 1\nname: bomb\nmql: {threshold: 1, min_grade: *b}\n"
+    )
+    (line,) = problems(bomb)
+    assert "aliases (*name) are not allowed" in line
+
+
+def test_deep_nesting_is_a_contract_error_not_a_crash() -> None:
+    (line,) = problems("[" * 5000)
+    assert "nested too deeply" in line or "not valid YAML" in line
+
+
+def test_long_bad_values_are_shortened_in_messages() -> None:
+    found = problems(contract_text(mql={"threshold": 1, "min_grade": "Z" * 5000}))
+    assert all(len(line) < 300 for line in found), found
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"mql": {"threshold": 1, "required_fields": ["attributes."]}},
+            "mql.required_fields: name the attribute",
+        ),
+        (
+            {"scoring": {"fit": [{"when": {"field": "country", "in": []}, "points": 1}]}},
+            "scoring.fit[0].when.in:",
+        ),
+        (
+            {"scoring": {"fit": [{"when": {"field": "country", "equals": [1, 2]}, "points": 1}]}},
+            "scoring.fit[0].when.equals: must be text, a number, or true/false",
+        ),
+    ],
+    ids=["empty attribute", "empty in-list", "list as a value"],
+)
+def test_more_broken_contracts(changes: dict[str, object], expected: str) -> None:
+    found = problems(contract_text(**changes))
+    assert any(line.startswith(expected) for line in found), found
+
+
+def test_diff_sees_prep_and_list_changes_and_never_claims_no_change() -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    old = parse_contract(yaml.safe_dump(data))
+    data["prep_checklist"][1]["required"] = True
+    data["scoring"]["disposable_domains"].append("junk.example.org")
+    new = parse_contract(yaml.safe_dump(data))
+    texts = [c.text for c in diff_contracts(old, new)]
+    assert "item Knows the office address: now required" in texts
+    assert "disposable domain added: junk.example.org" in texts
+
+    data["scoring"]["fit"][0]["when"]["regex"] = "(?i)vp"
+    changed = parse_contract(yaml.safe_dump(data))
+    assert [c.text for c in diff_contracts(new, changed)] == [
+        "rule changed: Decision-maker title: settings changed"
+    ]

@@ -292,3 +292,27 @@ def test_adding_an_event_leaves_the_old_state_untouched() -> None:
     frozen = {k: list(v) for k, v in state.items()}
     add_event(c, state, view("/pricing"))
     assert state == frozen
+
+
+def test_an_old_or_pre_recycle_hand_raise_hands_nobody_off() -> None:
+    c = contract(
+        mql={"threshold": 500, "hand_raise": ["demo_request"], "hand_raise_max_age_days": 14}
+    )
+    card = score(c, {}, {}, NOW)
+
+    def decide(days_ago: float, **kwargs: Any) -> bool:
+        return mql_decision(
+            c,
+            card=card,
+            lead={},
+            now=NOW,
+            event_type="demo_request",
+            event_at=NOW - timedelta(days=days_ago),
+            **{"stage": "lead", **kwargs},
+        ).qualifies
+
+    assert decide(1)
+    assert not decide(30), "a backfilled demo request from last month is history, not a hand-raise"
+    recycled = NOW - timedelta(days=2)
+    assert not decide(3, stage="nurture", recycled_at=recycled)
+    assert decide(1, stage="nurture", recycled_at=recycled)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton import __version__
 from baton.api import problems
@@ -22,6 +23,56 @@ disqualified and lost on the side).
 """
 
 
+MAX_BODY_BYTES = 32 * 1024 * 1024
+"""Largest request body accepted (a 10,000-event batch is a few megabytes)."""
+
+
+class BodyLimit:
+    """Refuse bodies larger than ``MAX_BODY_BYTES`` before reading them, whether the
+    size is announced (Content-Length) or streamed (counted as it arrives)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            await _too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await _too_large(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    response = problems.problem(
+        413,
+        "Payload too large",
+        f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MiB; send smaller batches",
+        kind="http-413",
+        instance=scope.get("path"),
+    )
+    await response(scope, receive, send)
+
+
 def create_app(context: Context | None = None) -> FastAPI:
     """Build the API around a service context (opened from the settings if not given)."""
     app = FastAPI(
@@ -36,6 +87,7 @@ def create_app(context: Context | None = None) -> FastAPI:
         ],
     )
     app.state.context = context or open_context()
+    app.add_middleware(BodyLimit)
     problems.install(app)
     app.include_router(leads.router)
     app.include_router(activities.router)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -36,6 +37,7 @@ from baton.domain.activities import ActivityType
 from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS
 
 SCHEMA_VERSION = 1
+MAX_CONTRACT_CHARS = 500_000
 
 LEAD_FIELDS: tuple[str, ...] = (
     *PROFILE_FIELDS,
@@ -77,7 +79,7 @@ class FieldCondition(_Strict):
 
     field: str
     equals: str | int | float | bool | None = None
-    in_: list[str | int | float] | None = Field(None, alias="in")
+    in_: list[str | int | float] | None = Field(None, alias="in", min_length=1)
     regex: str | None = None
     min: float | None = None
     max: float | None = None
@@ -252,13 +254,17 @@ class MqlTrigger(_Strict):
     min_grade: Grade = "D"
     required_fields: list[str] = Field(default_factory=list)
     hand_raise: list[ActivityType] = Field(default_factory=list)
+    hand_raise_max_age_days: float = Field(14, gt=0)
     recycle_cooldown_days: float = Field(30, ge=0)
 
     @field_validator("required_fields")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
         for name in value:
-            if name not in LEAD_FIELDS and not name.startswith("attributes."):
+            if name.startswith("attributes."):
+                if len(name) <= len("attributes."):
+                    raise ValueError("name the attribute: attributes.<key>")
+            elif name not in LEAD_FIELDS:
                 raise ValueError(f"unknown field '{name}'{suggest(name, LEAD_FIELDS)}")
         return value
 
@@ -306,7 +312,7 @@ def _path(loc: Sequence[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("by_field", "by_email_domain"):
+        elif part in ("by_field", "by_email_domain", "str", "int", "float", "bool"):
             continue
         else:
             text += f".{part}" if text else str(part)
@@ -376,31 +382,65 @@ def explain_errors(error: ValidationError) -> list[str]:
         elif kind == "literal_error" and loc and loc[-1] == "schema_version":
             message = f"unsupported schema_version; this Baton reads version {SCHEMA_VERSION}"
         elif kind == "literal_error":
-            value = str(item.get("input"))
+            value = _short(item.get("input"))
             choices = re.findall(r"'([^']+)'", str((item.get("ctx") or {}).get("expected", "")))
             message = f"'{value}' is not allowed{suggest(value, choices)}; use one of " + ", ".join(
                 choices
             )
         elif kind == "enum":
-            value = str(item.get("input"))
+            value = _short(item.get("input"))
             known = [t.value for t in ActivityType]
             message = f"unknown event type '{value}'{suggest(value, known)}"
+        if kind in (
+            "string_type",
+            "int_type",
+            "float_type",
+            "bool_type",
+            "int_parsing",
+            "float_parsing",
+            "bool_parsing",
+            "int_from_float",
+        ):
+            message = "must be text, a number, or true/false"
         line = f"{path}: {message}"
         if line not in lines:
             lines.append(line)
     return lines
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases: a contract never needs them, and aliases
+    let a few hundred bytes expand into gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            mark = event.start_mark
+            raise yaml.YAMLError(
+                f"line {mark.line + 1}, column {mark.column + 1}: not valid here: "
+                "aliases (*name) are not allowed in a contract"
+            )
+        return super().compose_node(parent, index)
+
+
+def _short(value: Any) -> str:
+    return reprlib.repr(value) if not isinstance(value, str) else reprlib.repr(value)[1:-1]
+
+
 def parse_contract(text: str) -> HandoffContract:
     """Read a contract from YAML text; raises :class:`ContractError` listing every
     problem with its path."""
+    if len(text) > MAX_CONTRACT_CHARS:
+        raise ContractError([f"(contract): longer than {MAX_CONTRACT_CHARS:,} characters"])
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ContractError([f"{where}not valid YAML: {problem}"]) from None
+    except RecursionError:
+        raise ContractError(["(contract): nested too deeply"]) from None
     if not isinstance(data, Mapping):
         raise ContractError(["(contract): the file must be a YAML mapping of sections"])
     try:
@@ -461,9 +501,18 @@ def diff_contracts(old: HandoffContract, new: HandoffContract) -> list[ContractC
     """What changed from ``old`` to ``new``, as sentences both teams can read."""
     changes: list[ContractChange] = []
 
+    def labelled(rules: Sequence[Any]) -> dict[str, Any]:
+        seen: dict[str, int] = {}
+        out: dict[str, Any] = {}
+        for rule in rules:
+            label = rule_label(rule)
+            seen[label] = seen.get(label, 0) + 1
+            out[label if seen[label] == 1 else f"{label} (#{seen[label]})"] = rule
+        return out
+
     def compare_rules(section: str, before: Sequence[Any], after: Sequence[Any]) -> None:
-        old_by = {rule_label(r): r for r in before}
-        new_by = {rule_label(r): r for r in after}
+        old_by = labelled(before)
+        new_by = labelled(after)
         for label, rule in new_by.items():
             if label not in old_by:
                 changes.append(ContractChange(section, f"rule added: {label} ({rule.points:+d})"))
@@ -487,7 +536,7 @@ def diff_contracts(old: HandoffContract, new: HandoffContract) -> list[ContractC
             changes.append(
                 ContractChange("scoring.grades", f"grade {grade} from {before} → {after}")
             )
-    for name in ("threshold", "min_grade", "recycle_cooldown_days"):
+    for name in ("threshold", "min_grade", "recycle_cooldown_days", "hand_raise_max_age_days"):
         before, after = getattr(old.mql, name), getattr(new.mql, name)
         if before != after:
             changes.append(ContractChange("mql", f"{name} {before} → {after}"))
@@ -499,6 +548,7 @@ def diff_contracts(old: HandoffContract, new: HandoffContract) -> list[ContractC
             [e.value for e in new.mql.hand_raise],
         ),
         ("competitor", old.scoring.competitors, new.scoring.competitors),
+        ("disposable domain", old.scoring.disposable_domains, new.scoring.disposable_domains),
     ):
         for value in after_list:
             if value not in before_list:
@@ -524,6 +574,26 @@ def diff_contracts(old: HandoffContract, new: HandoffContract) -> list[ContractC
         changes.append(
             ContractChange("prep_checklist", f"item removed: {old_items[item_id].label}")
         )
+    for item_id in sorted(old_items.keys() & new_items.keys()):
+        before_item, after_item = old_items[item_id], new_items[item_id]
+        if before_item.required != after_item.required:
+            now_is = "required" if after_item.required else "optional"
+            changes.append(
+                ContractChange("prep_checklist", f"item {after_item.label}: now {now_is}")
+            )
+        if before_item.label != after_item.label:
+            changes.append(
+                ContractChange(
+                    "prep_checklist",
+                    f"item relabelled '{before_item.label}' → '{after_item.label}'",
+                )
+            )
+    if old.owners != new.owners:
+        changes.append(ContractChange("owners", "owners changed"))
+    if old.description != new.description:
+        changes.append(ContractChange("description", "description changed"))
     if old.name != new.name:
         changes.append(ContractChange("name", f"renamed '{old.name}' → '{new.name}'"))
+    if not changes and old != new:
+        changes.append(ContractChange("(contract)", "other settings changed"))
     return changes

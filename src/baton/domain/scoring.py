@@ -383,18 +383,26 @@ def mql_decision(
     lead: Mapping[str, Any],
     now: datetime,
     event_type: str | None = None,
+    event_at: datetime | None = None,
     recycled_at: datetime | None = None,
     prep_done: Collection[str] = (),
 ) -> MqlDecision:
     """The handoff point. A hand-raise qualifies at once (even during a recycle
-    cool-down, and with prep items still open: sales sees them in the packet);
+    cool-down, and with prep items still open: sales sees them in the packet) when it
+    is recent (``hand_raise_max_age_days``) and, for a recycled lead, newer than the
+    recycle: a backfilled old demo request hands nobody off;
     otherwise the total must reach the threshold with the required fields present, the
     required prep items ticked, the grade high enough, and no cool-down running."""
     trigger = contract.mql
     if stage not in ("lead", "nurture"):
         return MqlDecision(False, f"stage {stage} is past the handoff point")
     if event_type is not None and event_type in {e.value for e in trigger.hand_raise}:
-        return MqlDecision(True, f"hand-raise: {event_type}")
+        fresh = event_at is None or (
+            (now - event_at).total_seconds() <= trigger.hand_raise_max_age_days * SECONDS_PER_DAY
+            and (recycled_at is None or event_at >= recycled_at)
+        )
+        if fresh:
+            return MqlDecision(True, f"hand-raise: {event_type}")
     if stage == "nurture" and recycled_at is not None:
         remaining = (
             trigger.recycle_cooldown_days * SECONDS_PER_DAY - (now - recycled_at).total_seconds()

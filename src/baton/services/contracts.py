@@ -187,14 +187,21 @@ def contract_spec(ctx: Context, version: int) -> HandoffContract:
         return _parsed(connection, version, row["created_at"], row["spec"])
 
 
-def active_contract_in(connection: Connection) -> tuple[int, HandoffContract] | None:
-    """The active version and its rules (versions never change once stored, so the
-    parsed form is cached by version number)."""
-    row = connection.execute(
-        select(contracts.c.version, contracts.c.created_at, contracts.c.spec).where(
-            contracts.c.status == "active"
-        )
-    ).first()
+def active_contract_in(
+    connection: Connection, *, share_lock: bool = True
+) -> tuple[int, HandoffContract] | None:
+    """The active version and its rules (parsed once per content).
+
+    With ``share_lock`` (the default, for writers) the version row is locked in share
+    mode on PostgreSQL, so an activation waits for writers already scoring with the old
+    version, and writers starting during an activation wait for it to finish."""
+    query = select(contracts.c.version, contracts.c.created_at, contracts.c.spec).where(
+        contracts.c.status == "active"
+    )
+    row = connection.execute(query.with_for_update(read=True) if share_lock else query).first()
+    if row is None and share_lock:
+        # The row we waited for was superseded meanwhile: read the new active one.
+        row = connection.execute(query).first()
     if row is None:
         return None
     version, created_at, spec = row
@@ -203,7 +210,7 @@ def active_contract_in(connection: Connection) -> tuple[int, HandoffContract] | 
 
 def active_contract(ctx: Context) -> tuple[int, HandoffContract] | None:
     with ctx.read() as connection:
-        return active_contract_in(connection)
+        return active_contract_in(connection, share_lock=False)
 
 
 @dataclass
@@ -236,8 +243,14 @@ def activate_contract(
     with ctx.write() as connection:
         row = _version(connection, version, lock=True)
         if row["status"] == "active":
-            raise Conflict(f"version {version} is already active")
-        if row["status"] != "approved":
+            raise Conflict(
+                f"version {version} is already active (to finish an interrupted re-score, "
+                "run `baton contract rescore`)"
+            )
+        signed = set(_approvals(connection, row["id"])) == set(ROLES)
+        if row["status"] == "superseded" and not signed:
+            raise Conflict(f"version {version} was superseded and is not signed by both sides")
+        if row["status"] not in ("approved", "superseded"):
             missing = [r for r in ROLES if r not in _approvals(connection, row["id"])]
             raise Conflict(
                 f"version {version} is {row['status']}: it needs approval by "
@@ -257,5 +270,21 @@ def activate_contract(
             .values(status="active", activated_at=now, activated_by=actor)
         )
     report = ActivationReport(version=version, previous=previous)
+    rescore_all(ctx, report, actor=actor, progress=progress)
+    return report
+
+
+def rescore_active(
+    ctx: Context, *, actor: str, progress: Callable[[int, int], None] | None = None
+) -> ActivationReport:
+    """Re-score every lead with the active version again (after an interrupted
+    activation, or to bring decayed scores up to date); crossings are counted against
+    the same version."""
+    from baton.services.scoring import rescore_all
+
+    active = active_contract(ctx)
+    if active is None:
+        raise NotFound("no contract is active yet")
+    report = ActivationReport(version=active[0], previous=active[0])
     rescore_all(ctx, report, actor=actor, progress=progress)
     return report

@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -372,3 +373,24 @@ def _path_for(rng: random.Random, interest: float) -> list[tuple[Stage, str]]:
     elif interest < 0.08:
         path.append((Stage.DISQUALIFIED, "unsubscribed from all email"))
     return path
+
+
+EXAMPLE_CONTRACT = Path(__file__).resolve().parents[3] / "contracts" / "example.yaml"
+
+
+def sign_demo_contract(ctx: Context, body: str | None = None) -> int | None:
+    """Store, sign (marketing: Maria Lopez, sales: Sam Becker) and activate the example
+    contract, so the demo shows scores, grades and handoff reasons. Returns the version,
+    or ``None`` when no contract text is available (an installed package without the
+    repository's ``contracts/`` folder)."""
+    from baton.services.contracts import activate_contract, approve_contract, create_contract
+
+    if body is None:
+        if not EXAMPLE_CONTRACT.exists():
+            return None
+        body = EXAMPLE_CONTRACT.read_text(encoding="utf-8")
+    version = create_contract(ctx, body, actor="Maria Lopez").version
+    approve_contract(ctx, version, role="marketing", actor="Maria Lopez")
+    approve_contract(ctx, version, role="sales", actor="Sam Becker")
+    activate_contract(ctx, version, actor="Maria Lopez")
+    return version

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 
 from baton.domain.contact import company_key
 from baton.domain.errors import Conflict, NotFound
@@ -24,6 +24,8 @@ from baton.store.tables import (
     activities,
     duplicate_candidates,
     lead_merges,
+    lead_prep,
+    lead_scores,
     lead_tags,
     leads,
     notes,
@@ -115,6 +117,25 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: str) -
             )
             .values(status="merged", resolved_at=now, resolved_by=actor)
         )
+        connection.execute(
+            delete(lead_scores).where(lead_scores.c.lead_id.in_([survivor_id, merged_id]))
+        )
+        survivor_ticks = set(
+            connection.execute(
+                select(lead_prep.c.item).where(lead_prep.c.lead_id == survivor_id)
+            ).scalars()
+        )
+        connection.execute(
+            delete(lead_prep).where(
+                lead_prep.c.lead_id == merged_id, lead_prep.c.item.in_(survivor_ticks)
+            )
+        )
+        connection.execute(
+            update(lead_prep).where(lead_prep.c.lead_id == merged_id).values(lead_id=survivor_id)
+        )
+        from baton.services.scoring import score_leads_in
+
+        score_leads_in(connection, [survivor_id], now=now, actor=actor)
         record: dict[str, Any] = {
             "filled": sorted(changes),
             "absorbed_stage": absorbed["stage"],

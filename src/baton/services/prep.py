@@ -38,12 +38,14 @@ def _contract(connection: Connection) -> HandoffContract:
     return active[1]
 
 
-def prep_state_in(connection: Connection, lead_id: int) -> list[PrepItemState]:
+def prep_state_in(
+    connection: Connection, lead_id: int, *, share_lock: bool = True
+) -> list[PrepItemState]:
     """The checklist of the active contract with this lead's ticks (empty without an
     active contract)."""
     from baton.services.contracts import active_contract_in
 
-    active = active_contract_in(connection)
+    active = active_contract_in(connection, share_lock=share_lock)
     if active is None:
         return []
     ticks = {
@@ -69,7 +71,7 @@ def prep_state_in(connection: Connection, lead_id: int) -> list[PrepItemState]:
 def prep_checklist(ctx: Context, lead_id: int) -> list[PrepItemState]:
     with ctx.read() as connection:
         lock_active_lead(connection, lead_id)
-        return prep_state_in(connection, lead_id)
+        return prep_state_in(connection, lead_id, share_lock=False)
 
 
 def _known(contract: HandoffContract, item: str) -> None:

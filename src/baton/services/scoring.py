@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from baton.domain.contract import HandoffContract
@@ -84,26 +85,44 @@ def _write_scores(
     cards: Mapping[int, tuple[ScoreCard, Mapping[str, list[float]]]],
     now: datetime,
 ) -> None:
+    """Upsert the score rows (one per lead), so a concurrent writer can never make
+    this fail on the key."""
     ids = sorted(cards)
-    for part in chunks(ids):
-        connection.execute(delete(lead_scores).where(lead_scores.c.lead_id.in_(part)))
-    if ids:
-        connection.execute(
-            insert(lead_scores),
-            [
-                {
-                    "lead_id": lead_id,
-                    "contract_version": version,
-                    "fit": cards[lead_id][0].fit,
-                    "engagement": cards[lead_id][0].engagement,
-                    "total": cards[lead_id][0].total,
-                    "grade": cards[lead_id][0].grade,
-                    "state": dict(cards[lead_id][1]),
-                    "scored_at": now,
-                }
-                for lead_id in ids
-            ],
-        )
+    if not ids:
+        return
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(lead_scores)
+    statement = statement.on_conflict_do_update(
+        index_elements=[lead_scores.c.lead_id],
+        set_={
+            name: statement.excluded[name]
+            for name in (
+                "contract_version",
+                "fit",
+                "engagement",
+                "total",
+                "grade",
+                "state",
+                "scored_at",
+            )
+        },
+    )
+    connection.execute(
+        statement,
+        [
+            {
+                "lead_id": lead_id,
+                "contract_version": version,
+                "fit": cards[lead_id][0].fit,
+                "engagement": cards[lead_id][0].engagement,
+                "total": cards[lead_id][0].total,
+                "grade": cards[lead_id][0].grade,
+                "state": dict(cards[lead_id][1]),
+                "scored_at": now,
+            }
+            for lead_id in ids
+        ],
+    )
 
 
 def _apply_mql(
@@ -115,7 +134,7 @@ def _apply_mql(
     *,
     now: datetime,
     actor: str,
-    event_types: Sequence[str] = (),
+    hand_raises: Sequence[Event] = (),
     prep_done: set[str] | None = None,
 ) -> tuple[bool, str]:
     from baton.services.leads import change_stage_in
@@ -140,7 +159,7 @@ def _apply_mql(
         recycled_at=recycled_at,
         prep_done=prep_done,
     )
-    for kind in event_types:
+    for event in hand_raises:
         if decision.qualifies:
             break
         decision = mql_decision(
@@ -149,7 +168,8 @@ def _apply_mql(
             card=card,
             lead=lead,
             now=now,
-            event_type=kind,
+            event_type=event.type,
+            event_at=event.occurred_at,
             recycled_at=recycled_at,
             prep_done=prep_done,
         )
@@ -184,6 +204,7 @@ def score_leads_in(
         return []
     version, contract = active
     events = new_events or {}
+    hand_raise_types = {e.value for e in contract.mql.hand_raise}
     people: dict[int, dict[str, Any]] = {}
     previous: dict[int, tuple[float, dict[str, list[float]], int]] = {}
     for part in chunks(sorted(set(lead_ids))):
@@ -205,8 +226,10 @@ def score_leads_in(
     for lead_id, lead in people.items():
         if lead["merged_into_id"] is not None:
             continue
-        before, state, scored_version = previous.get(lead_id, (None, {}, version))
+        before, state, scored_version = previous.get(lead_id, (None, {}, -1))
         if scored_version != version:
+            # Never scored under this version (new lead, activation still running, a
+            # merge): rebuild from the whole history, which already holds new_events.
             state = _state_from_history(connection, contract, lead_id)
         else:
             for event in events.get(lead_id, ()):
@@ -221,7 +244,7 @@ def score_leads_in(
             card,
             now=now,
             actor=actor,
-            event_types=[e.type for e in events.get(lead_id, ())],
+            hand_raises=[e for e in events.get(lead_id, ()) if e.type in hand_raise_types],
         )
         updates.append(ScoreUpdate(lead_id, before, card, became, reason))
     _write_scores(connection, version, cards, now)
@@ -248,25 +271,25 @@ def rescore_all(
     chunk: int = 2000,
 ) -> None:
     """Re-score every lead under the now-active version, ``chunk`` leads per short
-    transaction (capture and ingest proceed between chunks). Counts the leads crossing
-    the threshold either way; leads past the handoff point keep their stage."""
+    transaction that locks them (capture and ingest proceed between chunks). Safe to run
+    again (``baton contract rescore``) if a run was interrupted.
+
+    A lead "crosses up" when it is over the new threshold now but was not over the
+    previous one, its previous score taken at the same moment under the previous rules
+    (so decay or mixed versions never count as a crossing); "down" the other way."""
     from sqlalchemy import func
+
+    from baton.services.contracts import active_contract_in, contract_spec
 
     with ctx.read() as connection:
         total = connection.execute(
             select(func.count()).select_from(leads).where(leads.c.merged_into_id.is_(None))
         ).scalar_one()
-    previous_threshold: float | None = None
-    if report.previous is not None:
-        from baton.services.contracts import contract_spec
-
-        previous_threshold = contract_spec(ctx, report.previous).mql.threshold
+    previous = contract_spec(ctx, report.previous) if report.previous is not None else None
     last_id = 0
     done = 0
     while True:
         with ctx.write() as connection:
-            from baton.services.contracts import active_contract_in
-
             active = active_contract_in(connection)
             if active is None or active[0] != report.version:
                 return
@@ -281,39 +304,52 @@ def rescore_all(
             )
             if not ids:
                 return
-            histories = _histories(connection, contract, ids[0], ids[-1])
+            people = (
+                connection.execute(
+                    select(*SCORED_COLUMNS)
+                    .where(leads.c.id.in_(ids))
+                    .order_by(leads.c.id)
+                    .with_for_update()
+                )
+                .mappings()
+                .all()
+            )
+            kinds = relevant_event_types(contract)
+            with_props = event_types_needing_properties(contract)
+            if previous is not None:
+                kinds |= relevant_event_types(previous)
+                with_props |= event_types_needing_properties(previous)
+            histories = _histories(connection, kinds, with_props, ids[0], ids[-1])
             ticks: dict[int, set[str]] = {}
+            stored: dict[int, tuple[int, dict[str, list[float]]]] = {}
             for lead_id, item in connection.execute(
                 select(lead_prep.c.lead_id, lead_prep.c.item).where(
                     lead_prep.c.lead_id >= ids[0], lead_prep.c.lead_id <= ids[-1]
                 )
             ):
                 ticks.setdefault(lead_id, set()).add(item)
-            befores = dict(
-                connection.execute(
-                    select(lead_scores.c.lead_id, lead_scores.c.total).where(
-                        lead_scores.c.lead_id >= ids[0], lead_scores.c.lead_id <= ids[-1]
-                    )
-                ).all()
-            )
+            for lead_id, scored_version, state in connection.execute(
+                select(
+                    lead_scores.c.lead_id, lead_scores.c.contract_version, lead_scores.c.state
+                ).where(lead_scores.c.lead_id >= ids[0], lead_scores.c.lead_id <= ids[-1])
+            ):
+                stored[lead_id] = (scored_version, state)
             now = ctx.clock.now()
             cards: dict[int, tuple[ScoreCard, Mapping[str, list[float]]]] = {}
-            people = (
-                connection.execute(select(*SCORED_COLUMNS).where(leads.c.id.in_(ids)))
-                .mappings()
-                .all()
-            )
             for row in people:
                 lead = dict(row)
-                state = engagement_state(contract, histories.get(lead["id"], ()))
+                events = histories.get(lead["id"], ())
+                state = engagement_state(contract, events)
                 card = score(contract, lead, state, now)
                 cards[lead["id"]] = (card, state)
-                before = befores.get(lead["id"])
-                was_over = (
-                    before is not None
-                    and previous_threshold is not None
-                    and before >= previous_threshold
-                )
+                if previous is not None and report.previous is not None:
+                    old_version, old_state = stored.get(lead["id"], (-1, {}))
+                    if old_version != report.previous:
+                        old_state = engagement_state(previous, events)
+                    old_total = score(previous, lead, old_state, now).total
+                    was_over = old_total >= previous.mql.threshold
+                else:
+                    was_over = False
                 now_over = card.total >= contract.mql.threshold
                 report.crossed_up += int(now_over and not was_over)
                 report.crossed_down += int(was_over and not now_over)
@@ -337,22 +373,21 @@ def rescore_all(
 
 
 def _histories(
-    connection: Connection, contract: HandoffContract, first: int, last: int
+    connection: Connection, kinds: set[str], with_props: set[str], first: int, last: int
 ) -> dict[int, list[Event]]:
-    """Events of leads ``first..last`` that some rule counts, read with one plain query
+    """Events of leads ``first..last`` of the given types, read with one plain query
     (no ORM type processing: this is the hot loop of a re-score); properties are decoded
-    only for event types whose rules filter on them."""
-    kinds = sorted(relevant_event_types(contract))
+    only for the types whose rules filter on them."""
     if not kinds:
         return {}
-    with_props = event_types_needing_properties(contract)
+    ordered = sorted(kinds)
     postgres = connection.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
     rows = connection.exec_driver_sql(
         "SELECT lead_id, type, occurred_at, properties FROM activities"
         f" WHERE lead_id >= {mark} AND lead_id <= {mark}"
-        f" AND type IN ({', '.join([mark] * len(kinds))})",
-        (first, last, *kinds),
+        f" AND type IN ({', '.join([mark] * len(ordered))})",
+        (first, last, *ordered),
     )
     found: dict[int, list[Event]] = {}
     for lead_id, kind, at, props in rows:
