@@ -221,6 +221,27 @@ def score_leads_in(
             ).where(lead_scores.c.lead_id.in_(part))
         ):
             previous[lead_id] = (total, state, scored_version)
+    # Leads never scored under this version (new, reached before a running activation,
+    # merged) are rebuilt from their whole history, which already holds new_events.
+    rebuild = sorted(
+        lead_id for lead_id in people if previous.get(lead_id, (None, {}, -1))[2] != version
+    )
+    histories = _histories_of(
+        connection,
+        relevant_event_types(contract),
+        event_types_needing_properties(contract),
+        rebuild,
+    )
+    ticks: dict[int, set[str]] = {}
+    waiting = [
+        i for i, p in people.items() if p["stage"] in (Stage.LEAD.value, Stage.NURTURE.value)
+    ]
+    if waiting and any(item.required for item in contract.prep_checklist):
+        for part in chunks(sorted(waiting)):
+            for lead_id, item in connection.execute(
+                select(lead_prep.c.lead_id, lead_prep.c.item).where(lead_prep.c.lead_id.in_(part))
+            ):
+                ticks.setdefault(lead_id, set()).add(item)
     cards: dict[int, tuple[ScoreCard, Mapping[str, list[float]]]] = {}
     updates: list[ScoreUpdate] = []
     for lead_id, lead in people.items():
@@ -228,9 +249,7 @@ def score_leads_in(
             continue
         before, state, scored_version = previous.get(lead_id, (None, {}, -1))
         if scored_version != version:
-            # Never scored under this version (new lead, activation still running, a
-            # merge): rebuild from the whole history, which already holds new_events.
-            state = _state_from_history(connection, contract, lead_id)
+            state = engagement_state(contract, histories.get(lead_id, ()))
         else:
             for event in events.get(lead_id, ()):
                 state = add_event(contract, state, event)
@@ -245,6 +264,7 @@ def score_leads_in(
             now=now,
             actor=actor,
             hand_raises=[e for e in events.get(lead_id, ()) if e.type in hand_raise_types],
+            prep_done=ticks.get(lead_id, set()),
         )
         updates.append(ScoreUpdate(lead_id, before, card, became, reason))
     _write_scores(connection, version, cards, now)
@@ -372,8 +392,23 @@ def rescore_all(
             progress(done, total)
 
 
+def _histories_of(
+    connection: Connection, kinds: set[str], with_props: set[str], lead_ids: Sequence[int]
+) -> dict[int, list[Event]]:
+    """Like :func:`_histories`, for a list of leads (one query per 900 leads)."""
+    found: dict[int, list[Event]] = {}
+    for part in chunks(list(lead_ids)):
+        found.update(_histories(connection, kinds, with_props, part[0], part[-1], only=part))
+    return found
+
+
 def _histories(
-    connection: Connection, kinds: set[str], with_props: set[str], first: int, last: int
+    connection: Connection,
+    kinds: set[str],
+    with_props: set[str],
+    first: int,
+    last: int,
+    only: Sequence[int] | None = None,
 ) -> dict[int, list[Event]]:
     """Events of leads ``first..last`` of the given types, read with one plain query
     (no ORM type processing: this is the hot loop of a re-score); properties are decoded
@@ -383,14 +418,22 @@ def _histories(
     ordered = sorted(kinds)
     postgres = connection.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
+    if only is not None:
+        where = f"lead_id IN ({', '.join([mark] * len(only))})"
+        bounds: tuple[Any, ...] = tuple(only)
+    else:
+        where = f"lead_id >= {mark} AND lead_id <= {mark}"
+        bounds = (first, last)
     rows = connection.exec_driver_sql(
         "SELECT lead_id, type, occurred_at, properties FROM activities"
-        f" WHERE lead_id >= {mark} AND lead_id <= {mark}"
-        f" AND type IN ({', '.join([mark] * len(ordered))})",
-        (first, last, *ordered),
+        f" WHERE {where} AND type IN ({', '.join([mark] * len(ordered))})",
+        (*bounds, *ordered),
     )
+    wanted = set(only) if only is not None else None
     found: dict[int, list[Event]] = {}
     for lead_id, kind, at, props in rows:
+        if wanted is not None and lead_id not in wanted:
+            continue
         if isinstance(at, str):
             at = datetime.fromisoformat(at).replace(tzinfo=UTC)
         if kind in with_props:
