@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from baton.domain.contract import HandoffContract
@@ -34,6 +33,7 @@ from baton.domain.scoring import (
 )
 from baton.services.context import Context
 from baton.services.queries import chunks
+from baton.store.bulk import sqlite_datetime
 from baton.store.tables import activities, lead_prep, lead_scores, leads
 
 if TYPE_CHECKING:
@@ -79,6 +79,54 @@ class ScoreUpdate:
     reason: str
 
 
+def _plain(connection: Connection, sql: str, values: Sequence[Any]) -> Any:
+    """Run ``sql`` with its ``{in}`` list filled with ``values`` at the driver level."""
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    return connection.exec_driver_sql(
+        sql.replace("{in}", ", ".join([mark] * len(values))), tuple(values)
+    )
+
+
+def _people(connection: Connection, lead_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The scored columns of ``lead_ids``, read without ORM type processing (scoring
+    runs for every event batch)."""
+    names = [c.name for c in SCORED_COLUMNS]
+    found: dict[int, dict[str, Any]] = {}
+    for part in chunks(list(lead_ids)):
+        rows = _plain(
+            connection, f"SELECT {', '.join(names)} FROM leads WHERE id IN ({{in}})", part
+        )
+        for values in rows:
+            row = dict(zip(names, values, strict=True))
+            if isinstance(row["attributes"], str):
+                row["attributes"] = json.loads(row["attributes"])
+            if isinstance(row["stage_changed_at"], str):
+                row["stage_changed_at"] = datetime.fromisoformat(row["stage_changed_at"]).replace(
+                    tzinfo=UTC
+                )
+            if isinstance(row["consent"], int) and not isinstance(row["consent"], bool):
+                row["consent"] = bool(row["consent"])
+            found[row["id"]] = row
+    return found
+
+
+def _scores_of(
+    connection: Connection, lead_ids: Sequence[int]
+) -> dict[int, tuple[float, dict[str, list[float]], int]]:
+    """Stored total, engagement state and version per lead."""
+    found: dict[int, tuple[float, dict[str, list[float]], int]] = {}
+    for part in chunks(list(lead_ids)):
+        for lead_id, total, state, version in _plain(
+            connection,
+            "SELECT lead_id, total, state, contract_version FROM lead_scores"
+            " WHERE lead_id IN ({in})",
+            part,
+        ):
+            parsed = json.loads(state) if isinstance(state, str) else state
+            found[lead_id] = (total, parsed, version)
+    return found
+
+
 def _write_scores(
     connection: Connection,
     version: int,
@@ -90,36 +138,26 @@ def _write_scores(
     ids = sorted(cards)
     if not ids:
         return
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(lead_scores)
-    statement = statement.on_conflict_do_update(
-        index_elements=[lead_scores.c.lead_id],
-        set_={
-            name: statement.excluded[name]
-            for name in (
-                "contract_version",
-                "fit",
-                "engagement",
-                "total",
-                "grade",
-                "state",
-                "scored_at",
-            )
-        },
-    )
-    connection.execute(
-        statement,
+    postgres = connection.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    at: Any = now if postgres else sqlite_datetime(now)
+    connection.exec_driver_sql(
+        "INSERT INTO lead_scores (lead_id, contract_version, fit, engagement, total, grade,"
+        f" state, scored_at) VALUES ({', '.join([mark] * 8)})"
+        " ON CONFLICT (lead_id) DO UPDATE SET contract_version = excluded.contract_version,"
+        " fit = excluded.fit, engagement = excluded.engagement, total = excluded.total,"
+        " grade = excluded.grade, state = excluded.state, scored_at = excluded.scored_at",
         [
-            {
-                "lead_id": lead_id,
-                "contract_version": version,
-                "fit": cards[lead_id][0].fit,
-                "engagement": cards[lead_id][0].engagement,
-                "total": cards[lead_id][0].total,
-                "grade": cards[lead_id][0].grade,
-                "state": dict(cards[lead_id][1]),
-                "scored_at": now,
-            }
+            (
+                lead_id,
+                version,
+                cards[lead_id][0].fit,
+                cards[lead_id][0].engagement,
+                cards[lead_id][0].total,
+                cards[lead_id][0].grade,
+                json.dumps(cards[lead_id][1]),
+                at,
+            )
             for lead_id in ids
         ],
     )
@@ -207,20 +245,8 @@ def score_leads_in(
     hand_raise_types = {e.value for e in contract.mql.hand_raise}
     people: dict[int, dict[str, Any]] = {}
     previous: dict[int, tuple[float, dict[str, list[float]], int]] = {}
-    for part in chunks(sorted(set(lead_ids))):
-        for row in connection.execute(
-            select(*SCORED_COLUMNS).where(leads.c.id.in_(part))
-        ).mappings():
-            people[row["id"]] = dict(row)
-        for lead_id, total, state, scored_version in connection.execute(
-            select(
-                lead_scores.c.lead_id,
-                lead_scores.c.total,
-                lead_scores.c.state,
-                lead_scores.c.contract_version,
-            ).where(lead_scores.c.lead_id.in_(part))
-        ):
-            previous[lead_id] = (total, state, scored_version)
+    people.update(_people(connection, sorted(set(lead_ids))))
+    previous.update(_scores_of(connection, sorted(people)))
     # Leads never scored under this version (new, reached before a running activation,
     # merged) are rebuilt from their whole history, which already holds new_events.
     rebuild = sorted(
