@@ -355,7 +355,9 @@ def _path_for(rng: random.Random, interest: float) -> list[tuple[Stage, str]]:
     if interest > 0.6:
         path.append((Stage.MQL, "engaged: pricing and demo interest"))
         roll = rng.random()
-        if roll < 0.55:
+        if roll < 0.15:
+            return path  # handed off, waiting for sales
+        if roll < 0.6:
             path.append((Stage.SAL, "accepted by sales"))
             if rng.random() < 0.5:
                 path.append((Stage.SQL, "budget, authority, need and timing confirmed"))
