@@ -310,3 +310,24 @@ def test_rescoring_again_counts_no_crossings_and_a_superseded_version_can_come_b
     rollback = activate_contract(ctx, first, actor="maria")
     assert rollback.previous == second
     assert active_contract(ctx)[0] == first  # type: ignore[index]
+
+
+def test_a_field_change_rescores_fit_even_between_events(ctx: Context, clock: ManualClock) -> None:
+    activate(ctx, contract_yaml(threshold=1000))
+    lead_id = lead(ctx, "dana@northwind.com", country="DE")
+    views(ctx, clock, "dana@northwind.com", 1)
+    assert lead_score(ctx, lead_id).fit == 0
+
+    lead(ctx, "dana@northwind.com", country="US")  # same instant as the last scoring
+    views(ctx, clock, "dana@northwind.com", 1)
+    clock.advance(minutes=1)
+    views(ctx, clock, "dana@northwind.com", 1)
+
+    with ctx.read() as connection:
+        from baton.store.tables import lead_scores
+
+        stored_fit = connection.execute(
+            select(lead_scores.c.fit).where(lead_scores.c.lead_id == lead_id)
+        ).scalar_one()
+    assert stored_fit == 20
+    assert lead_score(ctx, lead_id).total == 20 + 30

@@ -9,6 +9,7 @@ The score of a lead lives in ``lead_scores`` with its engagement *state* (see
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,8 +26,10 @@ from baton.domain.scoring import (
     RuleHit,
     ScoreCard,
     add_event,
+    engagement_hits,
     engagement_state,
     event_types_needing_properties,
+    grade_for,
     mql_decision,
     relevant_event_types,
     score,
@@ -65,6 +68,7 @@ SCORED_COLUMNS = (
     leads.c.stage,
     leads.c.stage_changed_at,
     leads.c.merged_into_id,
+    leads.c.updated_at,
 )
 
 
@@ -104,26 +108,38 @@ def _people(connection: Connection, lead_ids: Sequence[int]) -> dict[int, dict[s
                 row["stage_changed_at"] = datetime.fromisoformat(row["stage_changed_at"]).replace(
                     tzinfo=UTC
                 )
+            if isinstance(row["updated_at"], str):
+                row["updated_at"] = datetime.fromisoformat(row["updated_at"]).replace(tzinfo=UTC)
             if isinstance(row["consent"], int) and not isinstance(row["consent"], bool):
                 row["consent"] = bool(row["consent"])
             found[row["id"]] = row
     return found
 
 
-def _scores_of(
-    connection: Connection, lead_ids: Sequence[int]
-) -> dict[int, tuple[float, dict[str, list[float]], int]]:
-    """Stored total, engagement state and version per lead."""
-    found: dict[int, tuple[float, dict[str, list[float]], int]] = {}
+@dataclass(frozen=True)
+class _Stored:
+    total: float
+    state: dict[str, list[float]]
+    version: int
+    fit: float
+    grade: str
+    scored_at: datetime
+
+
+def _scores_of(connection: Connection, lead_ids: Sequence[int]) -> dict[int, _Stored]:
+    """Stored score row per lead (state decoded)."""
+    found: dict[int, _Stored] = {}
     for part in chunks(list(lead_ids)):
-        for lead_id, total, state, version in _plain(
+        for lead_id, total, state, version, fit, grade, scored_at in _plain(
             connection,
-            "SELECT lead_id, total, state, contract_version FROM lead_scores"
-            " WHERE lead_id IN ({in})",
+            "SELECT lead_id, total, state, contract_version, fit, grade, scored_at"
+            " FROM lead_scores WHERE lead_id IN ({in})",
             part,
         ):
             parsed = json.loads(state) if isinstance(state, str) else state
-            found[lead_id] = (total, parsed, version)
+            if isinstance(scored_at, str):
+                scored_at = datetime.fromisoformat(scored_at).replace(tzinfo=UTC)
+            found[lead_id] = _Stored(total, parsed, version, fit, grade, scored_at)
     return found
 
 
@@ -244,13 +260,15 @@ def score_leads_in(
     events = new_events or {}
     hand_raise_types = {e.value for e in contract.mql.hand_raise}
     people: dict[int, dict[str, Any]] = {}
-    previous: dict[int, tuple[float, dict[str, list[float]], int]] = {}
+    previous: dict[int, _Stored] = {}
     people.update(_people(connection, sorted(set(lead_ids))))
     previous.update(_scores_of(connection, sorted(people)))
     # Leads never scored under this version (new, reached before a running activation,
     # merged) are rebuilt from their whole history, which already holds new_events.
     rebuild = sorted(
-        lead_id for lead_id in people if previous.get(lead_id, (None, {}, -1))[2] != version
+        lead_id
+        for lead_id in people
+        if lead_id not in previous or previous[lead_id].version != version
     )
     histories = _histories_of(
         connection,
@@ -273,13 +291,29 @@ def score_leads_in(
     for lead_id, lead in people.items():
         if lead["merged_into_id"] is not None:
             continue
-        before, state, scored_version = previous.get(lead_id, (None, {}, -1))
-        if scored_version != version:
+        stored = previous.get(lead_id)
+        before = stored.total if stored else None
+        if stored is None or stored.version != version:
             state = engagement_state(contract, histories.get(lead_id, ()))
+            card = score(contract, lead, state, now)
         else:
+            state = stored.state
             for event in events.get(lead_id, ()):
                 state = add_event(contract, state, event)
-        card = score(contract, lead, state, now)
+            if lead["updated_at"] < stored.scored_at:
+                # Fields unchanged since the last scoring: fit and grade stand and only
+                # engagement moves (this card then lists the engagement hits only).
+                engaged = engagement_hits(contract, state, now)
+                engagement = round(math.fsum(h.points for h in engaged), 2)
+                card = ScoreCard(
+                    fit=stored.fit,
+                    engagement=engagement,
+                    total=round(stored.fit + engagement, 2),
+                    grade=grade_for(contract, stored.fit),
+                    hits=tuple(engaged),
+                )
+            else:
+                card = score(contract, lead, state, now)
         cards[lead_id] = (card, state)
         became, reason = _apply_mql(
             connection,
