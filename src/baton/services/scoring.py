@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from baton.domain.contract import HandoffContract
+from baton.domain.contract import EngagementRule, HandoffContract
 from baton.domain.errors import NotFound
 from baton.domain.lifecycle import Stage
 from baton.domain.scoring import (
+    SECONDS_PER_DAY,
     Event,
     RuleHit,
     ScoreCard,
@@ -394,12 +395,8 @@ def rescore_all(
                 .mappings()
                 .all()
             )
-            kinds = relevant_event_types(contract)
-            with_props = event_types_needing_properties(contract)
-            if previous is not None:
-                kinds |= relevant_event_types(previous)
-                with_props |= event_types_needing_properties(previous)
-            histories = _histories(connection, kinds, with_props, ids[0], ids[-1])
+            states = engagement_states(connection, contract, ids[0], ids[-1])
+            old_states: dict[int, dict[str, list[float]]] | None = None
             ticks: dict[int, set[str]] = {}
             stored: dict[int, tuple[int, dict[str, list[float]]]] = {}
             for lead_id, item in connection.execute(
@@ -418,14 +415,15 @@ def rescore_all(
             cards: dict[int, tuple[ScoreCard, Mapping[str, list[float]]]] = {}
             for row in people:
                 lead = dict(row)
-                events = histories.get(lead["id"], ())
-                state = engagement_state(contract, events)
+                state = states.get(lead["id"], {})
                 card = score(contract, lead, state, now)
                 cards[lead["id"]] = (card, state)
                 if previous is not None and report.previous is not None:
                     old_version, old_state = stored.get(lead["id"], (-1, {}))
                     if old_version != report.previous:
-                        old_state = engagement_state(previous, events)
+                        if old_states is None:
+                            old_states = engagement_states(connection, previous, ids[0], ids[-1])
+                        old_state = old_states.get(lead["id"], {})
                     old_total = score(previous, lead, old_state, now).total
                     was_over = old_total >= previous.mql.threshold
                 else:
@@ -450,6 +448,95 @@ def rescore_all(
         last_id = ids[-1]
         if progress:
             progress(done, total)
+
+
+def engagement_states(
+    connection: Connection, contract: HandoffContract, first: int, last: int
+) -> dict[int, dict[str, list[float]]]:
+    """Engagement state of every lead with id in ``first..last``: computed in SQL (one
+    grouped query per rule: count, latest time, and the decayed sum) when every rule's
+    filters can be expressed there, otherwise by folding the events in Python. Both
+    give the state :func:`baton.domain.scoring.engagement_state` gives."""
+    sql_states = _engagement_states_sql(connection, contract, first, last)
+    if sql_states is not None:
+        return sql_states
+    histories = _histories(
+        connection,
+        relevant_event_types(contract),
+        event_types_needing_properties(contract),
+        first,
+        last,
+    )
+    return {lead_id: engagement_state(contract, events) for lead_id, events in histories.items()}
+
+
+def _property_text(postgres: bool, mark: str) -> str:
+    """SQL for a property as the text Python's ``str()`` gives for it."""
+    if postgres:
+        return f"(properties ->> {mark})"
+    return (
+        f"(CASE json_type(properties, {mark}) WHEN 'true' THEN 'True' WHEN 'false'"
+        f" THEN 'False' ELSE CAST(json_extract(properties, {mark}) AS TEXT) END)"
+    )
+
+
+def _engagement_states_sql(
+    connection: Connection, contract: HandoffContract, first: int, last: int
+) -> dict[int, dict[str, list[float]]] | None:
+    postgres = connection.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    queries: list[tuple[str, EngagementRule, str, list[Any]]] = []
+    for index, rule in enumerate(contract.scoring.engagement):
+        where = [f"lead_id >= {mark}", f"lead_id <= {mark}", f"type = {mark}"]
+        params: list[Any] = [first, last, rule.event.value]
+        for key, wanted in sorted(rule.where.items()):
+            path = key if postgres else '$."' + key.replace('"', '\\"') + '"'
+            if wanted.contains is not None:
+                where.append(
+                    f"strpos(lower({_property_text(postgres, mark)}), {mark}) > 0"
+                    if postgres
+                    else f"instr(lower({_property_text(postgres, mark)}), {mark}) > 0"
+                )
+                params += (
+                    [path, wanted.contains.lower()]
+                    if postgres
+                    else [path, path, wanted.contains.lower()]
+                )
+            elif isinstance(wanted.equals, str):
+                where.append(f"lower(trim({_property_text(postgres, mark)})) = {mark}")
+                params += (
+                    [path, wanted.equals.strip().lower()]
+                    if postgres
+                    else [path, path, wanted.equals.strip().lower()]
+                )
+            else:
+                return None
+        queries.append((str(index), rule, " AND ".join(where), params))
+    epoch = (
+        "EXTRACT(EPOCH FROM occurred_at)"
+        if postgres
+        else "((julianday(occurred_at) - 2440587.5) * 86400.0)"
+    )
+    states: dict[int, dict[str, list[float]]] = {}
+    for key, rule, condition, params in queries:
+        if rule.half_life_days:
+            seconds = rule.half_life_days * SECONDS_PER_DAY
+            weight = f"SUM(POWER(0.5, (mx - ts) / {seconds!r}))"
+        else:
+            weight = "COUNT(*)"
+        sql = (
+            f"SELECT lead_id, COUNT(*), MAX(ts), {weight} FROM ("
+            " SELECT lead_id, ts, MAX(ts) OVER (PARTITION BY lead_id) AS mx FROM ("
+            f"  SELECT lead_id, {epoch} AS ts FROM activities WHERE {condition}) AS e) AS w"
+            " GROUP BY lead_id"
+        )
+        for lead_id, count, latest, weighted in connection.exec_driver_sql(sql, tuple(params)):
+            states.setdefault(lead_id, {})[key] = [
+                float(rule.points) * float(weighted),
+                float(latest),
+                float(count),
+            ]
+    return states
 
 
 def _histories_of(
