@@ -180,10 +180,14 @@ def condition_holds(
     condition: FieldCondition | EmailCondition,
     lead: Mapping[str, Any],
     contract: HandoffContract,
+    classes: set[str] | None = None,
 ) -> bool:
-    """Whether a fit condition is true of ``lead`` (a mapping of lead columns)."""
+    """Whether a fit condition is true of ``lead`` (a mapping of lead columns);
+    ``classes`` are the lead's email classes when the caller already has them."""
     if isinstance(condition, EmailCondition):
-        return condition.email_domain in email_classes(lead, contract)
+        if classes is None:
+            classes = email_classes(lead, contract)
+        return condition.email_domain in classes
     value = field_value(lead, condition.field)
     if condition.exists is not None:
         return (value is not None) == condition.exists
@@ -205,11 +209,27 @@ def condition_holds(
 
 def fit_hits(contract: HandoffContract, lead: Mapping[str, Any]) -> list[RuleHit]:
     """Every fit rule that holds for ``lead``, in contract order."""
+    classes = email_classes(lead, contract)
     return [
-        RuleHit("fit", index, rule_label(rule), float(rule.points))
+        RuleHit("fit", index, _label(rule), float(rule.points))
         for index, rule in enumerate(contract.scoring.fit)
-        if condition_holds(rule.when, lead, contract)
+        if condition_holds(rule.when, lead, contract, classes)
     ]
+
+
+_LABELS: dict[int, tuple[object, str]] = {}
+
+
+def _label(rule: Any) -> str:
+    """``rule_label`` once per rule object (labels are shown, not computed, per lead)."""
+    cached = _LABELS.get(id(rule))
+    if cached is not None and cached[0] is rule:
+        return cached[1]
+    if len(_LABELS) > 4096:
+        _LABELS.clear()
+    label = rule_label(rule)
+    _LABELS[id(rule)] = (rule, label)
+    return label
 
 
 def event_matches(rule: EngagementRule, event: Event) -> bool:
@@ -328,7 +348,7 @@ def engagement_hits(
             current, capped = math.copysign(rule.cap, current), True
         points = round(current, 2)
         if points != 0:
-            hits.append(RuleHit("engagement", index, rule_label(rule), points, int(count), capped))
+            hits.append(RuleHit("engagement", index, _label(rule), points, int(count), capped))
     return hits
 
 

@@ -156,8 +156,10 @@ def _resolve_leads(
                 "updated_at": now,
                 "activity_count": 0,
             }
-            for key, e in first_seen.items()
+            for key, e in sorted(first_seen.items())
         ]
+        # In key order: two batches creating overlapping new leads then wait on each
+        # other in the same order instead of deadlocking.
         insert_rows(connection, leads, new_rows, ignore_conflicts=True)
         for key, lead_id in find_by_keys(connection, leads, "email_key", list(first_seen), "id"):
             by_key[key] = lead_id

@@ -421,6 +421,7 @@ def write_leads_in(
     existed = set(ids)
     # A lead created by another writer since the look-up is skipped here and updated
     # below like any existing lead.
+    new_rows.sort(key=lambda r: (r["email_key"] or "", r["phone"] or ""))  # no deadlocks
     insert_rows(connection, leads, new_rows, ignore_conflicts=True)
     ids.update(_ids_of(connection, [k for k in combined if k not in ids]))
     report.created += len(new_rows)

@@ -43,6 +43,11 @@ def insert_activities(connection: Connection, rows: Sequence[Mapping[str, Any]])
     if not rows:
         return []
     if connection.dialect.name == "postgresql":
+        # Keys in a fixed order, so concurrent batches with overlapping keys wait for
+        # each other instead of deadlocking.
+        ordered = sorted(
+            rows, key=lambda r: (r["idempotency_key"] is None, r["idempotency_key"] or "")
+        )
         stored = connection.exec_driver_sql(
             "INSERT INTO activities (lead_id, type, occurred_at, received_at, properties,"
             " idempotency_key, recorded_by) SELECT * FROM unnest(%s::bigint[],"
@@ -50,13 +55,13 @@ def insert_activities(connection: Connection, rows: Sequence[Mapping[str, Any]])
             " %s::varchar[], %s::varchar[])"
             " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
             (
-                [r["lead_id"] for r in rows],
-                [r["type"] for r in rows],
-                [r["occurred_at"] for r in rows],
-                [r["received_at"] for r in rows],
-                [_JSON.encode(r["properties"]) for r in rows],
-                [r["idempotency_key"] for r in rows],
-                [r["recorded_by"] for r in rows],
+                [r["lead_id"] for r in ordered],
+                [r["type"] for r in ordered],
+                [r["occurred_at"] for r in ordered],
+                [r["received_at"] for r in ordered],
+                [_JSON.encode(r["properties"]) for r in ordered],
+                [r["idempotency_key"] for r in ordered],
+                [r["recorded_by"] for r in ordered],
             ),
         )
         won = {key for (key,) in stored}
