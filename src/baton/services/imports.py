@@ -16,12 +16,13 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
@@ -238,9 +239,11 @@ def _parse_bool(value: str) -> bool | str:
     return value
 
 
-def _lead_payload(
-    row: Mapping[str, str | None], mapping: Mapping[str, str | None]
+def _payload(
+    row: Mapping[str, str | None], mapping: Mapping[str, str | None], extras_key: str
 ) -> dict[str, Any]:
+    """One CSV row as model input: mapped columns by field name, ``consent`` read as a
+    yes/no answer, and every unmapped column kept under ``extras_key``."""
     payload: dict[str, Any] = {}
     extras: dict[str, Any] = {}
     for header, value in row.items():
@@ -256,22 +259,51 @@ def _lead_payload(
         else:
             payload[target] = value
     if extras:
-        payload["attributes"] = extras
+        payload[extras_key] = extras
     return payload
 
 
-def _numbered(
-    rows: Sequence[Mapping[str, str | None]],
-    build: Callable[..., dict[str, Any]],
-    mapping: Mapping[str, str | None],
-    report: ImportReport,
-) -> Iterator[tuple[int, dict[str, Any]]]:
+M = TypeVar("M", bound=BaseModel)
+
+
+def _read_and_validate(
+    source: Path | IO[str],
+    *,
+    encoding: str,
+    aliases: Mapping[str, str],
+    known: frozenset[str],
+    column_map: Mapping[str, str] | None,
+    extras_key: str,
+    model: type[M],
+    context: Mapping[str, Any],
+    validate: Callable[..., tuple[list[tuple[int, M]], list[RowError]]],
+    step: int,
+    progress: Progress | None,
+) -> tuple[ImportReport, list[tuple[int, M]]]:
+    """The part both imports share: read the file, map its headers, build each row's
+    input (a malformed row is a row error) and validate ``step`` rows at a time. Row
+    numbers are the file's line numbers."""
+    headers, rows = _read_csv(source, encoding)
+    report = ImportReport(rows=len(rows))
+    mapping = map_headers(headers, aliases, known, column_map)
+    _check_mapping(mapping)
+    report.extra_columns = [h for h, target in mapping.items() if target is None]
+    payloads: list[tuple[int, dict[str, Any]]] = []
     for index, row in enumerate(rows):
         line = index + 2
         try:
-            yield line, build(row, mapping)
+            payloads.append((line, _payload(row, mapping, extras_key)))
         except ValueError as exc:
             report.errors.append(RowError(line, "(row)", str(exc)))
+    good: list[tuple[int, M]] = []
+    for start in range(0, len(payloads), step):
+        part = payloads[start : start + step]
+        valid, errors = validate(model, part, context)
+        good.extend(valid)
+        report.errors.extend(errors)
+        if progress:
+            progress(len(part))
+    return report, good
 
 
 def import_leads(
@@ -284,22 +316,19 @@ def import_leads(
     encoding: str = "utf-8-sig",
 ) -> ImportReport:
     """Import a leads CSV: create-or-update by email, in one transaction."""
-    headers, rows = _read_csv(source, encoding)
-    report = ImportReport(rows=len(rows))
-    mapping = map_headers(headers, LEAD_ALIASES, LEAD_COLUMNS, column_map)
-    _check_mapping(mapping)
-    report.extra_columns = [h for h, target in mapping.items() if target is None]
-    context = {"default_region": ctx.settings.default_phone_region}
-    good: list[tuple[int, LeadCreate]] = []
-    payloads = list(_numbered(rows, _lead_payload, mapping, report))
-    step = 2000
-    for start in range(0, len(payloads), step):
-        part = payloads[start : start + step]
-        valid, errors = validate_rows(LeadCreate, part, context)
-        good.extend(valid)
-        report.errors.extend(errors)
-        if progress:
-            progress(len(part))
+    report, good = _read_and_validate(
+        source,
+        encoding=encoding,
+        aliases=LEAD_ALIASES,
+        known=LEAD_COLUMNS,
+        column_map=column_map,
+        extras_key="attributes",
+        model=LeadCreate,
+        context={"default_region": ctx.settings.default_phone_region},
+        validate=validate_rows,
+        step=2000,
+        progress=progress,
+    )
     with ctx.write() as connection:
         write_leads_in(
             connection, good, actor=actor, now=ctx.clock.now(), report=report, progress=progress
@@ -504,26 +533,6 @@ def write_leads_in(
     return ids
 
 
-def _activity_payload(
-    row: Mapping[str, str | None], mapping: Mapping[str, str | None]
-) -> dict[str, Any]:
-    payload: dict[str, Any] = {}
-    properties: dict[str, Any] = {}
-    for header, value in row.items():
-        if header is None:
-            raise ValueError("row has more cells than the header")
-        if value is None or value == "":
-            continue
-        target = mapping.get(header)
-        if target is None:
-            properties[header_key(header)] = value
-        else:
-            payload[target] = value
-    if properties:
-        payload["properties"] = properties
-    return payload
-
-
 def import_activities(
     ctx: Context,
     source: Path | IO[str],
@@ -536,21 +545,19 @@ def import_activities(
 ) -> ImportReport:
     """Import an activities CSV in one transaction (idempotency keys honoured: a file
     imported twice stores its keyed events once)."""
-    headers, rows = _read_csv(source, encoding)
-    report = ImportReport(rows=len(rows))
-    mapping = map_headers(headers, ACTIVITY_ALIASES, ACTIVITY_COLUMNS, column_map)
-    _check_mapping(mapping)
-    report.extra_columns = [h for h, target in mapping.items() if target is None]
-    context = validation_context(ctx, naive_timezone)
-    payloads = list(_numbered(rows, _activity_payload, mapping, report))
-    good: list[tuple[int, ActivityCreate]] = []
-    for start in range(0, len(payloads), 5000):
-        part = payloads[start : start + 5000]
-        valid, errors = validate_many(ActivityCreate, part, context)
-        good.extend(valid)
-        report.errors.extend(errors)
-        if progress:
-            progress(len(part))
+    report, good = _read_and_validate(
+        source,
+        encoding=encoding,
+        aliases=ACTIVITY_ALIASES,
+        known=ACTIVITY_COLUMNS,
+        column_map=column_map,
+        extras_key="properties",
+        model=ActivityCreate,
+        context=validation_context(ctx, naive_timezone),
+        validate=validate_many,
+        step=5000,
+        progress=progress,
+    )
     with ctx.write() as connection:
         for start in range(0, len(good), 10_000):
             batch = good[start : start + 10_000]
