@@ -25,7 +25,7 @@ from baton.domain.errors import NotFound
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.domain.scoring import Event
 from baton.services.context import Context
-from baton.services.queries import insert_ignoring_conflicts
+from baton.services.queries import insert_ignoring_conflicts, lock_survivors
 from baton.services.scoring import score_leads_in
 from baton.store.bulk import bump_counters, find_by_keys, insert_activities, insert_rows
 from baton.store.tables import activities, leads
@@ -91,36 +91,6 @@ def ingest_activities(
     return report
 
 
-def _lock_and_follow(connection: Connection, lead_ids: set[int]) -> dict[int, int | None]:
-    """Lock the given leads (and the survivors they were merged into, transitively) and
-    map each to the lead that receives its events; ``None`` for ids that do not exist.
-    Locking before writing means a concurrent merge either finishes first (and we
-    follow it) or waits for this batch (and then moves its events)."""
-    final: dict[int, int | None] = {}
-    merged_into: dict[int, int] = {}
-    pending = set(lead_ids)
-    while pending:
-        found = find_by_keys(connection, leads, "id", sorted(pending), "merged_into_id", lock=True)
-        seen = {row[0] for row in found}
-        for missing in pending - seen:
-            final[missing] = None
-        pending = set()
-        for lead_id, target in found:
-            if target is not None:
-                merged_into[lead_id] = target
-                if target not in seen and target not in final:
-                    pending.add(target)
-            else:
-                final[lead_id] = lead_id
-    for lead_id in lead_ids:
-        current: int | None = lead_id
-        hops = 0
-        while current is not None and current in merged_into and hops < 100:
-            current, hops = merged_into[current], hops + 1
-        final[lead_id] = final.get(current) if current is not None else None
-    return final
-
-
 def _resolve_leads(
     connection: Connection,
     events: Sequence[tuple[int, ActivityCreate]],
@@ -167,7 +137,7 @@ def _resolve_leads(
     wanted = set(by_key.values()) | {
         e.lead_id for _, e in events if e.lead_id is not None and e.email is None
     }
-    final = _lock_and_follow(connection, wanted)
+    final = lock_survivors(connection, wanted)
     resolved: dict[int, int] = {}
     for number, event in events:
         target = final.get(

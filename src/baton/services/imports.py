@@ -36,7 +36,7 @@ from baton.domain.scoring import Event
 from baton.services.activities import ingest_validated_in, validation_context
 from baton.services.context import Context
 from baton.services.leads import flag_possible_duplicates, keep_identity
-from baton.services.queries import chunks
+from baton.services.queries import chunks, lock_survivors
 from baton.services.scoring import score_leads_in
 from baton.store.bulk import bump_counters, find_by_keys, insert_activities, insert_rows
 from baton.store.tables import leads
@@ -365,28 +365,14 @@ def _ids_of(connection: Connection, identities: Sequence[str]) -> dict[str, int]
 
 
 def _lock_survivors(connection: Connection, lead_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Lock the leads (in id order, so concurrent writers never deadlock) and map each
-    id to the row of the lead that now stands for it (following merges)."""
+    """Lock the leads (see :func:`~baton.services.queries.lock_survivors`) and map each
+    id to the full row of the lead that now stands for it."""
+    final = lock_survivors(connection, lead_ids)
     rows: dict[int, dict[str, Any]] = {}
-    pending = sorted(set(lead_ids))
-    while pending:
-        for part in chunks(pending):
-            for row in connection.execute(
-                select(leads).where(leads.c.id.in_(part)).order_by(leads.c.id).with_for_update()
-            ).mappings():
-                rows[row["id"]] = dict(row)
-        pending = sorted(
-            {r["merged_into_id"] for r in rows.values() if r["merged_into_id"] is not None}
-            - set(rows)
-        )
-    result: dict[int, dict[str, Any]] = {}
-    for lead_id in lead_ids:
-        target: dict[str, Any] = rows[lead_id]
-        hops = 0
-        while target["merged_into_id"] is not None and hops < 100:
-            target, hops = rows[target["merged_into_id"]], hops + 1
-        result[lead_id] = target
-    return result
+    for part in chunks(sorted({t for t in final.values() if t is not None})):
+        for row in connection.execute(select(leads).where(leads.c.id.in_(part))).mappings():
+            rows[row["id"]] = dict(row)
+    return {i: rows[t] for i, t in final.items() if t is not None}
 
 
 def _identity(lead: LeadCreate) -> str:

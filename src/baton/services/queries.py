@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.errors import NotFound
+from baton.store.bulk import find_by_keys
 from baton.store.tables import lead_tags, leads
 
 T = TypeVar("T")
@@ -52,6 +53,37 @@ def lock_active_lead(connection: Connection, lead_id: int) -> RowMapping:
             f"lead {lead_id} was merged into lead {row['merged_into_id']}; use that lead"
         )
     return row
+
+
+def lock_survivors(connection: Connection, lead_ids: Iterable[int]) -> dict[int, int | None]:
+    """Lock the given leads (and the survivors they were merged into, transitively, all
+    in id order) and map each to the lead that now stands for it; ``None`` for ids that
+    do not exist. Locking before writing means a concurrent merge either finishes first
+    (and is followed) or waits for the writer (and then moves what it wrote)."""
+    lead_ids = list(lead_ids)
+    final: dict[int, int | None] = {}
+    merged_into: dict[int, int] = {}
+    pending = set(lead_ids)
+    while pending:
+        found = find_by_keys(connection, leads, "id", sorted(pending), "merged_into_id", lock=True)
+        seen = {row[0] for row in found}
+        for missing in pending - seen:
+            final[missing] = None
+        pending = set()
+        for lead_id, target in found:
+            if target is not None:
+                merged_into[lead_id] = target
+                if target not in seen and target not in final:
+                    pending.add(target)
+            else:
+                final[lead_id] = lead_id
+    for lead_id in lead_ids:
+        current: int | None = lead_id
+        hops = 0
+        while current is not None and current in merged_into and hops < 100:
+            current, hops = merged_into[current], hops + 1
+        final[lead_id] = final.get(current) if current is not None else None
+    return final
 
 
 def tags_of(connection: Connection, lead_ids: Iterable[int]) -> dict[int, list[str]]:
