@@ -371,8 +371,26 @@ def score(
 ) -> ScoreCard:
     """The lead's score card at ``now``: fit, decayed engagement, grade, total, hits."""
     fits = fit_hits(contract, lead)
+    return _card(contract, round(math.fsum(h.points for h in fits), 2), fits, state, now)
+
+
+def score_engagement(
+    contract: HandoffContract, fit: float, state: Mapping[str, list[float]], now: datetime
+) -> ScoreCard:
+    """The card when only engagement can have moved since ``fit`` was computed (the
+    lead's fields did not change): fit and grade stand, and the hits list the
+    engagement rules only."""
+    return _card(contract, fit, [], state, now)
+
+
+def _card(
+    contract: HandoffContract,
+    fit: float,
+    fits: list[RuleHit],
+    state: Mapping[str, list[float]],
+    now: datetime,
+) -> ScoreCard:
     engaged = engagement_hits(contract, state, now)
-    fit = round(math.fsum(h.points for h in fits), 2)
     engagement = round(math.fsum(h.points for h in engaged), 2)
     return ScoreCard(
         fit=fit,

@@ -134,19 +134,20 @@ def capture_lead_in(
             )
         )
     assert lead_id is not None
+    touch_properties = _touch_properties(data)
     connection.execute(
         insert(activities).values(
             lead_id=lead_id,
             type=ActivityType.CAPTURED.value,
             occurred_at=now,
             received_at=now,
-            properties=_touch_properties(data),
+            properties=touch_properties,
             recorded_by=actor,
         )
     )
     from baton.services.scoring import score_leads_in
 
-    touch = Event(ActivityType.CAPTURED.value, now, _touch_properties(data))
+    touch = Event(ActivityType.CAPTURED.value, now, touch_properties)
     score_leads_in(connection, [lead_id], now=now, actor=actor, new_events={lead_id: [touch]})
     row = lock_lead(connection, lead_id)
     duplicates = flag_possible_duplicates(connection, [lead_id], now=now) if created else []

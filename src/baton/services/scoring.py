@@ -9,10 +9,9 @@ The score of a lead lives in ``lead_scores`` with its engagement *state* (see
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -27,17 +26,16 @@ from baton.domain.scoring import (
     RuleHit,
     ScoreCard,
     add_event,
-    engagement_hits,
     engagement_state,
     event_types_needing_properties,
-    grade_for,
     mql_decision,
     relevant_event_types,
     score,
+    score_engagement,
 )
 from baton.services.context import Context
 from baton.services.queries import chunks
-from baton.store.bulk import sqlite_datetime
+from baton.store.bulk import find_by_keys, read_datetime, sqlite_datetime
 from baton.store.tables import activities, lead_prep, lead_scores, leads
 
 if TYPE_CHECKING:
@@ -84,36 +82,20 @@ class ScoreUpdate:
     reason: str
 
 
-def _plain(connection: Connection, sql: str, values: Sequence[Any]) -> Any:
-    """Run ``sql`` with its ``{in}`` list filled with ``values`` at the driver level."""
-    mark = "%s" if connection.dialect.name == "postgresql" else "?"
-    return connection.exec_driver_sql(
-        sql.replace("{in}", ", ".join([mark] * len(values))), tuple(values)
-    )
-
-
 def _people(connection: Connection, lead_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The scored columns of ``lead_ids``, read without ORM type processing (scoring
-    runs for every event batch)."""
+    """The scored columns of ``lead_ids``, read at the driver level (scoring runs for
+    every event batch)."""
     names = [c.name for c in SCORED_COLUMNS]
     found: dict[int, dict[str, Any]] = {}
-    for part in chunks(list(lead_ids)):
-        rows = _plain(
-            connection, f"SELECT {', '.join(names)} FROM leads WHERE id IN ({{in}})", part
-        )
-        for values in rows:
-            row = dict(zip(names, values, strict=True))
-            if isinstance(row["attributes"], str):
-                row["attributes"] = json.loads(row["attributes"])
-            if isinstance(row["stage_changed_at"], str):
-                row["stage_changed_at"] = datetime.fromisoformat(row["stage_changed_at"]).replace(
-                    tzinfo=UTC
-                )
-            if isinstance(row["updated_at"], str):
-                row["updated_at"] = datetime.fromisoformat(row["updated_at"]).replace(tzinfo=UTC)
-            if isinstance(row["consent"], int) and not isinstance(row["consent"], bool):
-                row["consent"] = bool(row["consent"])
-            found[row["id"]] = row
+    for values in find_by_keys(connection, leads, "id", list(lead_ids), *names[1:]):
+        row = dict(zip(names, values, strict=True))
+        if isinstance(row["attributes"], str):
+            row["attributes"] = json.loads(row["attributes"])
+        row["stage_changed_at"] = read_datetime(row["stage_changed_at"])
+        row["updated_at"] = read_datetime(row["updated_at"])
+        if isinstance(row["consent"], int) and not isinstance(row["consent"], bool):
+            row["consent"] = bool(row["consent"])
+        found[row["id"]] = row
     return found
 
 
@@ -130,17 +112,20 @@ class _Stored:
 def _scores_of(connection: Connection, lead_ids: Sequence[int]) -> dict[int, _Stored]:
     """Stored score row per lead (state decoded)."""
     found: dict[int, _Stored] = {}
-    for part in chunks(list(lead_ids)):
-        for lead_id, total, state, version, fit, grade, scored_at in _plain(
-            connection,
-            "SELECT lead_id, total, state, contract_version, fit, grade, scored_at"
-            " FROM lead_scores WHERE lead_id IN ({in})",
-            part,
-        ):
-            parsed = json.loads(state) if isinstance(state, str) else state
-            if isinstance(scored_at, str):
-                scored_at = datetime.fromisoformat(scored_at).replace(tzinfo=UTC)
-            found[lead_id] = _Stored(total, parsed, version, fit, grade, scored_at)
+    for lead_id, total, state, version, fit, grade, scored_at in find_by_keys(
+        connection,
+        lead_scores,
+        "lead_id",
+        list(lead_ids),
+        "total",
+        "state",
+        "contract_version",
+        "fit",
+        "grade",
+        "scored_at",
+    ):
+        parsed = json.loads(state) if isinstance(state, str) else state
+        found[lead_id] = _Stored(total, parsed, version, fit, grade, read_datetime(scored_at))
     return found
 
 
@@ -190,21 +175,12 @@ def _apply_mql(
     now: datetime,
     actor: str,
     hand_raises: Sequence[Event] = (),
-    prep_done: set[str] | None = None,
+    prep_done: set[str],
 ) -> tuple[bool, str]:
     from baton.services.leads import change_stage_in
 
     stage = str(lead["stage"])
-    if stage not in (Stage.LEAD.value, Stage.NURTURE.value):
-        return False, f"stage {stage} is past the handoff point"
     recycled_at = lead["stage_changed_at"] if stage == Stage.NURTURE.value else None
-    if prep_done is None and any(item.required for item in contract.prep_checklist):
-        prep_done = set(
-            connection.execute(
-                select(lead_prep.c.item).where(lead_prep.c.lead_id == lead["id"])
-            ).scalars()
-        )
-    prep_done = prep_done or set()
     decision = mql_decision(
         contract,
         stage=stage,
@@ -304,15 +280,7 @@ def score_leads_in(
             if lead["updated_at"] < stored.scored_at:
                 # Fields unchanged since the last scoring: fit and grade stand and only
                 # engagement moves (this card then lists the engagement hits only).
-                engaged = engagement_hits(contract, state, now)
-                engagement = round(math.fsum(h.points for h in engaged), 2)
-                card = ScoreCard(
-                    fit=stored.fit,
-                    engagement=engagement,
-                    total=round(stored.fit + engagement, 2),
-                    grade=grade_for(contract, stored.fit),
-                    hits=tuple(engaged),
-                )
+                card = score_engagement(contract, stored.fit, state, now)
             else:
                 card = score(contract, lead, state, now)
         cards[lead_id] = (card, state)
@@ -581,8 +549,7 @@ def _histories(
     for lead_id, kind, at, props in rows:
         if wanted is not None and lead_id not in wanted:
             continue
-        if isinstance(at, str):
-            at = datetime.fromisoformat(at).replace(tzinfo=UTC)
+        at = read_datetime(at)
         if kind in with_props:
             props = json.loads(props) if isinstance(props, str) else props
         else:

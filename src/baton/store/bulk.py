@@ -35,6 +35,13 @@ def sqlite_datetime(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+def read_datetime(value: datetime | str) -> datetime:
+    """A datetime as the driver returns it (SQLite: the text above) made aware UTC."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def insert_activities(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Insert activity rows (keys: lead_id, type, occurred_at, received_at, properties,
     idempotency_key, recorded_by) and return the positions (in ``rows``) of the rows
