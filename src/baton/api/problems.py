@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from baton.domain.errors import (
     BatonError,
     Conflict,
+    Forbidden,
     InvalidTransitionError,
     NotFound,
     ValidationFailed,
@@ -93,6 +94,8 @@ def install(app: FastAPI) -> None:
             extra = {"current": exc.current, "requested": exc.requested, "allowed": exc.allowed}
         elif isinstance(exc, Conflict):
             status, kind = 409, "conflict"
+        elif isinstance(exc, Forbidden):
+            status, kind = 403, "forbidden"
         elif isinstance(exc, ValidationFailed):
             status, kind = 422, "validation"
             extra = {"errors": [{"loc": p.loc, "message": p.message} for p in exc.problems]}

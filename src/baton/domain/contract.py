@@ -285,6 +285,144 @@ class Owners(_Strict):
     sales: str
 
 
+Strategy = Literal["round_robin", "weighted", "least_loaded"]
+
+
+class Pool(_Strict):
+    """Who may receive the leads a routing rule matches: the reps of a ``team``, the
+    reps carrying a ``tag``, or named ``reps`` (emails). Exactly one."""
+
+    team: str | None = Field(None, min_length=1, max_length=100)
+    tag: str | None = Field(None, min_length=1, max_length=100)
+    reps: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("reps")
+    @classmethod
+    def _lower_emails(cls, value: list[str] | None) -> list[str] | None:
+        return [v.strip().lower() for v in value] if value is not None else None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Pool:
+        given = [n for n in ("team", "tag", "reps") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of team, tag, reps"
+                + (f" (found {', '.join(given)})" if given else "")
+            )
+        return self
+
+    def describe(self) -> str:
+        if self.team is not None:
+            return f"team {self.team}"
+        if self.tag is not None:
+            return f"reps tagged {self.tag}"
+        return "reps " + ", ".join(self.reps or ())
+
+
+class RoutingRule(_Strict):
+    """Leads matching every condition (lead fields, score range, grades) go to the
+    ``pool``, where ``strategy`` picks one available rep. Rules are tried in order;
+    the first that matches decides."""
+
+    name: str = Field(min_length=1, max_length=200)
+    when: list[Condition] = Field(default_factory=list)
+    min_score: float | None = None
+    max_score: float | None = None
+    grades: list[Grade] | None = Field(None, min_length=1)
+    pool: Pool
+    strategy: Strategy = "round_robin"
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _conditions_need_a_kind(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, Mapping) and "field" not in item and "email_domain" not in item:
+                    keys = ", ".join(map(str, item)) or "nothing"
+                    raise ValueError(f"a condition needs 'field' or 'email_domain' (found {keys})")
+        return value
+
+
+class Routing(_Strict):
+    """How an MQL finds its rep. ``account_matching``: a lead whose email domain belongs
+    to an account with an owner goes to that owner when the owner can take it."""
+
+    account_matching: bool = True
+    rules: list[RoutingRule] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[RoutingRule]) -> list[RoutingRule]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name '{rule.name}' is used twice")
+            seen.add(rule.name)
+        return rules
+
+
+SlaAction = Literal["remind", "reassign", "notify_manager"]
+
+
+class SlaStep(_Strict):
+    """One rung of the escalation ladder: ``at_minutes`` after assignment (business
+    minutes of the rep when ``sla.business_hours``), if the handoff is not yet
+    ``until`` (accepted, or touched), do ``action``."""
+
+    at_minutes: float = Field(gt=0, le=525_600)
+    action: SlaAction
+    until: Literal["accepted", "touched"] = "accepted"
+
+
+def _default_ladder() -> list[SlaStep]:
+    return [
+        SlaStep(at_minutes=20, action="remind"),
+        SlaStep(at_minutes=30, action="reassign"),
+        SlaStep(at_minutes=30, action="notify_manager"),
+    ]
+
+
+class Sla(_Strict):
+    """What sales promises: accept a handoff within ``accept_within_minutes`` and
+    first touch the lead within ``first_touch_within_minutes`` of assignment, counted
+    in the rep's working hours when ``business_hours``; and what happens otherwise."""
+
+    accept_within_minutes: float = Field(30, gt=0, le=525_600)
+    first_touch_within_minutes: float = Field(120, gt=0, le=525_600)
+    business_hours: bool = True
+    ladder: list[SlaStep] = Field(default_factory=_default_ladder)
+    max_reassignments: int = Field(2, ge=0, le=50)
+
+
+RejectionOutcome = Literal["disqualify", "recycle"]
+
+
+class RejectionReason(_Strict):
+    """Why sales can turn a handoff down. ``outcome`` decides the lead's fate
+    (``disqualify`` → disqualified, ``recycle`` → nurture); ``marketing_credit`` says
+    whether the lead still counts for marketing."""
+
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=60)
+    label: str = Field(min_length=1, max_length=300)
+    outcome: RejectionOutcome
+    marketing_credit: bool
+
+
+class Qualification(_Strict):
+    """What sales must record to qualify an accepted lead (SAL → SQL), e.g. budget,
+    authority, need, timing."""
+
+    required_fields: list[str] = Field(default_factory=list)
+
+    @field_validator("required_fields")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_]*", name):
+                raise ValueError(f"'{name}' is not a field name (lower case, digits, _)")
+        return value
+
+
 class HandoffContract(_Strict):
     """A whole contract, as both teams sign it."""
 
@@ -295,6 +433,23 @@ class HandoffContract(_Strict):
     scoring: Scoring = Field(default_factory=Scoring)
     mql: MqlTrigger
     prep_checklist: list[PrepItem] = Field(default_factory=list)
+    routing: Routing = Field(default_factory=Routing)
+    sla: Sla = Field(default_factory=Sla)
+    rejection_reasons: list[RejectionReason] = Field(default_factory=list)
+    qualification: Qualification = Field(default_factory=Qualification)
+
+    @field_validator("rejection_reasons")
+    @classmethod
+    def _unique_codes(cls, reasons: list[RejectionReason]) -> list[RejectionReason]:
+        seen: set[str] = set()
+        for reason in reasons:
+            if reason.code in seen:
+                raise ValueError(f"code '{reason.code}' is used twice")
+            seen.add(reason.code)
+        return reasons
+
+    def rejection_reason(self, code: str) -> RejectionReason | None:
+        return next((r for r in self.rejection_reasons if r.code == code), None)
 
     @field_validator("prep_checklist")
     @classmethod
@@ -353,6 +508,13 @@ def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
             Grades,
             FieldCondition,
             PropertyFilter,
+            RoutingRule,
+            Routing,
+            Pool,
+            SlaStep,
+            Sla,
+            RejectionReason,
+            Qualification,
         ):
             if candidate is annotation or candidate.__name__ in str(annotation):
                 model = candidate
@@ -588,6 +750,80 @@ def diff_contracts(old: HandoffContract, new: HandoffContract) -> list[ContractC
                     f"item relabelled '{before_item.label}' → '{after_item.label}'",
                 )
             )
+    old_rules = {r.name: r for r in old.routing.rules}
+    new_rules = {r.name: r for r in new.routing.rules}
+    for name in new_rules.keys() - old_rules.keys():
+        rule = new_rules[name]
+        changes.append(
+            ContractChange(
+                "routing", f"rule added: {name} → {rule.pool.describe()} ({rule.strategy})"
+            )
+        )
+    for name in old_rules.keys() - new_rules.keys():
+        changes.append(ContractChange("routing", f"rule removed: {name}"))
+    for name in sorted(old_rules.keys() & new_rules.keys()):
+        before_rule, after_rule = old_rules[name], new_rules[name]
+        if before_rule.pool != after_rule.pool:
+            changes.append(
+                ContractChange(
+                    "routing",
+                    f"rule {name}: pool {before_rule.pool.describe()} → "
+                    f"{after_rule.pool.describe()}",
+                )
+            )
+        if before_rule.strategy != after_rule.strategy:
+            changes.append(
+                ContractChange(
+                    "routing",
+                    f"rule {name}: strategy {before_rule.strategy} → {after_rule.strategy}",
+                )
+            )
+        if before_rule.model_dump(exclude={"pool", "strategy"}) != after_rule.model_dump(
+            exclude={"pool", "strategy"}
+        ):
+            changes.append(ContractChange("routing", f"rule {name}: conditions changed"))
+    if [r.name for r in old.routing.rules] != [r.name for r in new.routing.rules] and (
+        old_rules.keys() == new_rules.keys()
+    ):
+        changes.append(ContractChange("routing", "rules reordered"))
+    if old.routing.account_matching != new.routing.account_matching:
+        state = "on" if new.routing.account_matching else "off"
+        changes.append(ContractChange("routing", f"account matching turned {state}"))
+    for name in (
+        "accept_within_minutes",
+        "first_touch_within_minutes",
+        "business_hours",
+        "max_reassignments",
+    ):
+        before, after = getattr(old.sla, name), getattr(new.sla, name)
+        if before != after:
+            changes.append(ContractChange("sla", f"{name} {before} → {after}"))
+    if old.sla.ladder != new.sla.ladder:
+        steps = ", ".join(f"{s.action} at {s.at_minutes:g} min" for s in new.sla.ladder)
+        changes.append(ContractChange("sla", f"escalation ladder now: {steps or 'none'}"))
+    old_reasons = {r.code: r for r in old.rejection_reasons}
+    new_reasons = {r.code: r for r in new.rejection_reasons}
+    for code in sorted(new_reasons.keys() - old_reasons.keys()):
+        changes.append(ContractChange("rejection_reasons", f"reason added: {code}"))
+    for code in sorted(old_reasons.keys() - new_reasons.keys()):
+        changes.append(ContractChange("rejection_reasons", f"reason removed: {code}"))
+    for code in sorted(old_reasons.keys() & new_reasons.keys()):
+        before_reason, after_reason = old_reasons[code], new_reasons[code]
+        if before_reason.outcome != after_reason.outcome:
+            changes.append(
+                ContractChange(
+                    "rejection_reasons",
+                    f"reason {code}: outcome {before_reason.outcome} → {after_reason.outcome}",
+                )
+            )
+        if before_reason.marketing_credit != after_reason.marketing_credit:
+            credit = "credit" if after_reason.marketing_credit else "no credit"
+            changes.append(
+                ContractChange("rejection_reasons", f"reason {code}: now {credit} for marketing")
+            )
+    if old.qualification != new.qualification:
+        fields = ", ".join(new.qualification.required_fields) or "none"
+        changes.append(ContractChange("qualification", f"required fields now: {fields}"))
     if old.owners != new.owners:
         changes.append(ContractChange("owners", "owners changed"))
     if old.description != new.description:

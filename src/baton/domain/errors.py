@@ -33,6 +33,12 @@ class Conflict(BatonError):
     title = "Conflict"
 
 
+class Forbidden(BatonError):
+    """The actor may not do this (e.g. a verdict on someone else's handoff)."""
+
+    title = "Forbidden"
+
+
 @dataclass(frozen=True)
 class FieldProblem:
     """One invalid field: where it is (a path such as ``email`` or ``rows[3].type``),

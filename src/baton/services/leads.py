@@ -365,10 +365,10 @@ def change_stage_in(
     """Move a locked lead through the lifecycle and store the transition with the
     contract version in force (the active one unless given). The only code that writes
     ``leads.stage`` after creation."""
-    if contract_version is None:
-        from baton.services.contracts import active_contract_in
+    from baton.services.contracts import active_contract_in
 
-        active = active_contract_in(connection)
+    active = active_contract_in(connection)
+    if contract_version is None:
         contract_version = active[0] if active else None
     row = (
         connection.execute(
@@ -407,6 +407,22 @@ def change_stage_in(
             contract_version=contract_version,
         )
     )
+    from baton.services.handoffs import CLOSING_STAGES, close_open_handoff_in, open_handoff_in
+
+    if target == Stage.MQL:
+        lead = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().one()
+        open_handoff_in(
+            connection,
+            lead,
+            active[1] if active else None,
+            contract_version=contract_version,
+            now=now,
+            actor=actor,
+        )
+    elif target in CLOSING_STAGES:
+        close_open_handoff_in(
+            connection, lead_id, outcome=f"lead moved to {target.value}", now=now, actor=actor
+        )
     return step
 
 

@@ -98,3 +98,11 @@ def tags_of(connection: Connection, lead_ids: Iterable[int]) -> dict[int, list[s
         for lead_id, tag in rows:
             found[lead_id].append(tag)
     return found
+
+
+def inserted_id(result: Any) -> int:
+    """The primary key of the row an ``INSERT`` just wrote."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the insert returned no primary key")
+    return int(key[0])

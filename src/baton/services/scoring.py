@@ -177,8 +177,6 @@ def _apply_mql(
     hand_raises: Sequence[Event] = (),
     prep_done: set[str],
 ) -> tuple[bool, str]:
-    from baton.services.leads import change_stage_in
-
     stage = str(lead["stage"])
     recycled_at = lead["stage_changed_at"] if stage == Stage.NURTURE.value else None
     decision = mql_decision(
@@ -203,16 +201,6 @@ def _apply_mql(
             event_at=event.occurred_at,
             recycled_at=recycled_at,
             prep_done=prep_done,
-        )
-    if decision.qualifies:
-        change_stage_in(
-            connection,
-            int(lead["id"]),
-            Stage.MQL,
-            actor=actor,
-            reason=decision.reason,
-            now=now,
-            contract_version=version,
         )
     return decision.qualifies, decision.reason
 
@@ -296,7 +284,21 @@ def score_leads_in(
             prep_done=ticks.get(lead_id, set()),
         )
         updates.append(ScoreUpdate(lead_id, before, card, became, reason))
+    # Scores are written before the stage changes so that routing reads the new score.
     _write_scores(connection, version, cards, now)
+    from baton.services.leads import change_stage_in
+
+    for update_ in updates:
+        if update_.became_mql:
+            change_stage_in(
+                connection,
+                update_.lead_id,
+                Stage.MQL,
+                actor=actor,
+                reason=update_.reason,
+                now=now,
+                contract_version=version,
+            )
     return updates
 
 
@@ -381,6 +383,7 @@ def rescore_all(
                 stored[lead_id] = (scored_version, state)
             now = ctx.clock.now()
             cards: dict[int, tuple[ScoreCard, Mapping[str, list[float]]]] = {}
+            handed: list[tuple[int, str]] = []
             for row in people:
                 lead = dict(row)
                 state = states.get(lead["id"], {})
@@ -399,7 +402,7 @@ def rescore_all(
                 now_over = card.total >= contract.mql.threshold
                 report.crossed_up += int(now_over and not was_over)
                 report.crossed_down += int(was_over and not now_over)
-                became, _ = _apply_mql(
+                became, why = _apply_mql(
                     connection,
                     contract,
                     version,
@@ -409,8 +412,22 @@ def rescore_all(
                     actor=actor,
                     prep_done=ticks.get(lead["id"], set()),
                 )
+                if became:
+                    handed.append((int(lead["id"]), why))
                 report.became_mql += int(became)
             _write_scores(connection, version, cards, now)
+            from baton.services.leads import change_stage_in
+
+            for lead_id, why in handed:
+                change_stage_in(
+                    connection,
+                    lead_id,
+                    Stage.MQL,
+                    actor=actor,
+                    reason=why,
+                    now=now,
+                    contract_version=version,
+                )
         done += len(ids)
         report.leads_scored = done
         last_id = ids[-1]

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from baton.store.types import Id, Json, UtcDateTime
@@ -203,4 +204,172 @@ lead_prep = Table(
     Column("item", String(60), primary_key=True),
     Column("done_by", String(200), nullable=False),
     Column("done_at", UtcDateTime, nullable=False),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("manager_email", String(254)),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+reps = Table(
+    "reps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("team_id", Id, ForeignKey("teams.id"), index=True),
+    Column("timezone", String(64), nullable=False),
+    Column("working_hours", Json, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("capacity", Id, nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("tags", Json, nullable=False),
+    Column("countries", Json, nullable=False),
+    Column("regions", Json, nullable=False),
+    Column("postal_prefixes", Json, nullable=False),
+    Column("segments", Json, nullable=False),
+    Column("manager_email", String(254)),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+rep_absences = Table(
+    "rep_absences",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rep_id", Id, ForeignKey("reps.id"), nullable=False, index=True),
+    Column("starts_at", UtcDateTime, nullable=False),
+    Column("ends_at", UtcDateTime, nullable=False),
+    Column("note", String(300)),
+    Column("created_by", String(200), nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("domain", String(253), nullable=False, unique=True),
+    Column("name", String(300)),
+    Column("owner_rep_id", Id, ForeignKey("reps.id"), index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+OPEN_HANDOFF_STATUSES = ("queued", "assigned", "accepted", "qualified")
+_OPEN_SQL = "status IN ('queued', 'assigned', 'accepted', 'qualified')"
+
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("lead_id", Id, ForeignKey("leads.id"), nullable=False, index=True),
+    Column("rep_id", Id, ForeignKey("reps.id"), index=True),
+    Column("status", String(20), nullable=False),
+    Column("chain_id", Id, index=True),
+    Column("previous_id", Id),
+    Column("contract_version", Id),
+    Column("mql_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False, index=True),
+    Column("assigned_at", UtcDateTime),
+    Column("notified_at", UtcDateTime),
+    Column("accepted_at", UtcDateTime),
+    Column("first_touch_at", UtcDateTime),
+    Column("closed_at", UtcDateTime),
+    Column("outcome", String(40)),
+    Column("rejection_code", String(60)),
+    Column("marketing_credit", Boolean),
+    Column("accept_due_at", UtcDateTime),
+    Column("touch_due_at", UtcDateTime),
+    Column("next_step", Id),
+    Column("next_step_at", UtcDateTime),
+    Column("reassignments", Id, nullable=False, server_default="0"),
+    Column("routing", Json, nullable=False),
+    Column("qualification", Json),
+    Column("deal_value", Float),
+    Index(
+        "uq_handoffs_open_lead",
+        "lead_id",
+        unique=True,
+        sqlite_where=text(_OPEN_SQL),
+        postgresql_where=text(_OPEN_SQL),
+    ),
+    Index("ix_handoffs_status_next_step_at", "status", "next_step_at"),
+)
+"""One passing of the baton: an MQL given to a rep (or waiting for one in the
+``queued`` state). At most one open handoff per lead, enforced by a partial unique
+index; a reassignment closes one and opens the next in the same ``chain_id``."""
+
+handoff_events = Table(
+    "handoff_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("handoff_id", Id, ForeignKey("handoffs.id"), nullable=False, index=True),
+    Column("kind", String(40), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("detail", Json, nullable=False),
+)
+
+rotations = Table(
+    "rotations",
+    metadata,
+    Column("pool", String(300), primary_key=True),
+    Column("virtual_pass", Float, nullable=False),
+    Column("passes", Json, nullable=False),
+)
+"""Stride state per routing pool (see :mod:`baton.domain.routing`). The row with
+pool ``*`` is the routing lock: taken FOR UPDATE by every routing decision so that
+capacity counts and rotations never race."""
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(20), nullable=False),
+    Column("topic", String(60), nullable=False),
+    Column("handoff_id", Id, ForeignKey("handoffs.id"), index=True),
+    Column("endpoint_id", Id),
+    Column("recipient", String(2000), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Id, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("claimed_until", UtcDateTime),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+)
+"""Messages to send after commit (email, webhooks): written in the transaction that
+decided them, delivered by the worker, so a rolled-back handoff never notifies anyone
+and a committed one is never forgotten."""
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(200), nullable=False),
+    Column("events", Json, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("outbox_id", Id, ForeignKey("outbox.id"), nullable=False, index=True),
+    Column("attempt", Id, nullable=False),
+    Column("attempted_at", UtcDateTime, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("status_code", Id),
+    Column("error", Text),
+    Column("duration_ms", Float, nullable=False),
 )

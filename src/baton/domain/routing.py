@@ -1,0 +1,296 @@
+"""Routing: which rep gets an MQL, and why every other rep did not.
+
+A decision is a pure function of the contract's ``routing`` section, the lead, its
+score, the reps (with their schedules and current load), and the rotation state of
+each pool. The service layer loads those, calls :func:`route_lead` and stores the
+:class:`RoutingDecision` on the handoff, so that "why did Ana get this lead and not
+Ben?" always has a written answer.
+
+Fairness. Every pool keeps a *stride* rotation: each rep has a ``pass`` (how far
+through the rotation they are) and the pool a ``virtual`` pass (where the rotation
+stands). The eligible rep with the lowest pass gets the lead and moves forward by
+``1 / weight``; round robin is the case where every weight is 1. A rep who was away
+(out of office, out of hours, at capacity) rejoins *at* the current position, never
+behind it, so time away does not earn a backlog of leads; reps who rejoin together
+keep their relative order (ties go to the lower stored pass), so equals stay within
+one lead of each other over any number of shifts. Ties that remain (new reps) are
+broken by a hash of lead and rep, never by who was created first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from baton.domain.business_hours import Schedule, is_working
+from baton.domain.contract import HandoffContract, Pool, RoutingRule
+from baton.domain.scoring import condition_holds, field_value
+
+RepStatus = Literal["available", "away"]
+
+
+@dataclass(frozen=True)
+class Rep:
+    """What routing needs to know about a sales rep."""
+
+    id: int
+    email: str
+    name: str
+    schedule: Schedule
+    team: str | None = None
+    tags: frozenset[str] = frozenset()
+    status: RepStatus = "available"
+    capacity: int = 20
+    weight: float = 1.0
+    countries: frozenset[str] = frozenset()
+    regions: frozenset[str] = frozenset()
+    postal_prefixes: tuple[str, ...] = ()
+    segments: frozenset[str] = frozenset()
+    manager_email: str | None = None
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A rep of the pool who could not take the lead, and why."""
+
+    rep_id: int
+    rep: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """The outcome: the chosen rep (``None``: the handoff waits in the unassigned
+    queue), the rule that matched, and the reasons every other candidate was passed
+    over. ``pool_key`` names the rotation the choice advanced."""
+
+    rep_id: int | None
+    reason: str
+    rule: str | None = None
+    strategy: str | None = None
+    pool_key: str | None = None
+    account_owner: bool = False
+    skipped: tuple[Skip, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rep_id": self.rep_id,
+            "reason": self.reason,
+            "rule": self.rule,
+            "strategy": self.strategy,
+            "pool": self.pool_key,
+            "account_owner": self.account_owner,
+            "skipped": [
+                {"rep_id": s.rep_id, "rep": s.rep, "reason": s.reason} for s in self.skipped
+            ],
+        }
+
+
+@dataclass
+class Rotation:
+    """One pool's stride state: each rep's pass and the pool's virtual pass."""
+
+    virtual: float = 0.0
+    passes: dict[int, float] = field(default_factory=dict)
+
+
+def pool_key(pool: Pool) -> str:
+    """The rotation a pool uses. Keyed by who is in the pool (not by rule name), so
+    two rules sending leads to one team share one fair rotation and renaming a rule
+    keeps its history."""
+    if pool.team is not None:
+        return f"team:{pool.team}"
+    if pool.tag is not None:
+        return f"tag:{pool.tag}"
+    return "reps:" + ",".join(sorted(pool.reps or ()))
+
+
+def members(pool: Pool, reps: Sequence[Rep]) -> list[Rep]:
+    """The active reps a pool names, in id order."""
+    if pool.team is not None:
+        chosen = [r for r in reps if r.team == pool.team]
+    elif pool.tag is not None:
+        chosen = [r for r in reps if pool.tag in r.tags]
+    else:
+        wanted = set(pool.reps or ())
+        chosen = [r for r in reps if r.email in wanted]
+    return sorted((r for r in chosen if r.active), key=lambda r: r.id)
+
+
+def rule_matches(
+    rule: RoutingRule,
+    contract: HandoffContract,
+    lead: Mapping[str, Any],
+    *,
+    total: float | None,
+    grade: str | None,
+) -> bool:
+    """Whether every condition of ``rule`` holds for the lead and its score."""
+    if rule.min_score is not None and (total is None or total < rule.min_score):
+        return False
+    if rule.max_score is not None and (total is None or total > rule.max_score):
+        return False
+    if rule.grades is not None and grade not in rule.grades:
+        return False
+    return all(condition_holds(c, lead, contract) for c in rule.when)
+
+
+def _covers_territory(rep: Rep, lead: Mapping[str, Any]) -> str | None:
+    if not (rep.countries or rep.regions or rep.postal_prefixes):
+        return None
+    country = str(field_value(lead, "country") or "").upper()
+    region = str(field_value(lead, "region") or "")
+    postal = str(field_value(lead, "postal_code") or "").replace(" ", "").upper()
+    if country and country in rep.countries:
+        return None
+    if region and region in rep.regions:
+        return None
+    if postal and any(postal.startswith(p) for p in rep.postal_prefixes):
+        return None
+    where = ", ".join(x for x in (country, region, postal) if x) or "unknown"
+    return f"outside territory (lead: {where})"
+
+
+def _covers_segment(rep: Rep, lead: Mapping[str, Any]) -> str | None:
+    if not rep.segments:
+        return None
+    wanted = {
+        str(v).lower()
+        for v in (field_value(lead, "attributes.segment"), field_value(lead, "attributes.product"))
+        if v is not None
+    }
+    if wanted & rep.segments:
+        return None
+    return f"does not cover segment {', '.join(sorted(wanted)) or '(none given)'}"
+
+
+def unavailable_reason(
+    rep: Rep, lead: Mapping[str, Any], now: datetime, open_handoffs: int
+) -> str | None:
+    """Why ``rep`` cannot take ``lead`` at ``now`` (``None``: they can). Checked in the
+    order a manager would ask: away, out of office or hours, full, wrong patch."""
+    if not rep.active:
+        return "deactivated"
+    if rep.status == "away":
+        return "status away"
+    if any(a.start <= now < a.end for a in rep.schedule.absences):
+        return "out of office"
+    if not is_working(rep.schedule, now):
+        return f"outside working hours ({rep.schedule.timezone})"
+    if open_handoffs >= rep.capacity:
+        return f"at capacity ({open_handoffs}/{rep.capacity} open handoffs)"
+    return _covers_territory(rep, lead) or _covers_segment(rep, lead)
+
+
+def _tie(lead_id: int, rep_id: int) -> bytes:
+    return hashlib.blake2b(f"{lead_id}:{rep_id}".encode(), digest_size=8).digest()
+
+
+def pick(
+    strategy: str,
+    candidates: Sequence[Rep],
+    *,
+    rotation: Rotation,
+    loads: Mapping[int, int],
+    lead_id: int,
+) -> Rep:
+    """Choose among eligible ``candidates`` (not empty) and advance ``rotation``."""
+    floor = rotation.virtual
+
+    def effective(rep: Rep) -> float:
+        stored = rotation.passes.get(rep.id)
+        return floor if stored is None else max(stored, floor)
+
+    def order(rep: Rep) -> tuple[Any, ...]:
+        stored = rotation.passes.get(rep.id)
+        rotation_order = (
+            effective(rep),
+            float("-inf") if stored is None else stored,
+            _tie(lead_id, rep.id),
+        )
+        if strategy == "least_loaded":
+            return (loads.get(rep.id, 0) / max(rep.capacity, 1), *rotation_order)
+        return rotation_order
+
+    chosen = min(candidates, key=order)
+    start = effective(chosen)
+    weight = chosen.weight if strategy == "weighted" else 1.0
+    rotation.passes[chosen.id] = start + 1.0 / max(weight, 1e-6)
+    rotation.virtual = max(rotation.virtual, start)
+    return chosen
+
+
+def route_lead(
+    contract: HandoffContract,
+    lead: Mapping[str, Any],
+    *,
+    lead_id: int,
+    total: float | None,
+    grade: str | None,
+    reps: Sequence[Rep],
+    loads: Mapping[int, int],
+    rotations: MutableMapping[str, Rotation],
+    now: datetime,
+    account_owner_id: int | None = None,
+    exclude: Collection[int] = (),
+) -> RoutingDecision:
+    """Decide who gets the lead now. ``rotations`` are updated in place for the pool
+    that chose (the caller persists them); ``exclude`` are reps who already had this
+    MQL (a reassignment never goes back to them)."""
+    by_id = {r.id: r for r in reps}
+    if contract.routing.account_matching and account_owner_id is not None:
+        owner = by_id.get(account_owner_id)
+        if owner is not None and owner.id not in exclude:
+            why = unavailable_reason(owner, lead, now, loads.get(owner.id, 0))
+            if why is None:
+                return RoutingDecision(owner.id, f"account owner {owner.email}", account_owner=True)
+            skipped_owner: tuple[Skip, ...] = (
+                Skip(owner.id, owner.email, f"account owner, {why}"),
+            )
+        else:
+            skipped_owner = ()
+    else:
+        skipped_owner = ()
+    for rule in contract.routing.rules:
+        if not rule_matches(rule, contract, lead, total=total, grade=grade):
+            continue
+        key = pool_key(rule.pool)
+        skipped = list(skipped_owner)
+        eligible: list[Rep] = []
+        for rep in members(rule.pool, reps):
+            if rep.id in exclude:
+                skipped.append(Skip(rep.id, rep.email, "already had this lead"))
+                continue
+            why = unavailable_reason(rep, lead, now, loads.get(rep.id, 0))
+            if why is None:
+                eligible.append(rep)
+            else:
+                skipped.append(Skip(rep.id, rep.email, why))
+        if not eligible:
+            reason = (
+                f"nobody in {rule.pool.describe()} is available"
+                if skipped
+                else f"{rule.pool.describe()} has no reps"
+            )
+            return RoutingDecision(
+                None, reason, rule.name, rule.strategy, key, skipped=tuple(skipped)
+            )
+        rotation = rotations.setdefault(key, Rotation())
+        chosen = pick(rule.strategy, eligible, rotation=rotation, loads=loads, lead_id=lead_id)
+        return RoutingDecision(
+            chosen.id,
+            f"rule {rule.name}: {rule.strategy} in {rule.pool.describe()}",
+            rule.name,
+            rule.strategy,
+            key,
+            skipped=tuple(skipped),
+        )
+    return RoutingDecision(
+        None,
+        "no routing rule matches this lead" if contract.routing.rules else "no routing rules",
+        skipped=skipped_owner,
+    )

@@ -1,0 +1,64 @@
+"""The SLA clock: deadlines in the rep's business time, and the escalation ladder.
+
+A handoff's deadlines are fixed when it is assigned (from the rep's schedule as it is
+then), so a rep cannot push a deadline by editing their hours afterwards. The ladder is
+walked in ``at_minutes`` order; a step is skipped once its ``until`` condition holds
+(accepted, or touched), which is why :func:`next_step` is asked again after every
+verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from baton.domain.business_hours import Schedule, add_business_minutes
+from baton.domain.contract import Sla, SlaStep
+
+
+def deadline(
+    schedule: Schedule | None, start: datetime, minutes: float, *, business_hours: bool
+) -> datetime:
+    """``minutes`` after ``start``: in the schedule's working time when
+    ``business_hours`` (falling back to wall-clock time for a schedule with no working
+    time in the coming year), else in wall-clock time."""
+    if business_hours and schedule is not None:
+        due = add_business_minutes(schedule, start, minutes)
+        if due is not None:
+            return due
+    return start + timedelta(minutes=minutes)
+
+
+def ladder(sla: Sla) -> list[SlaStep]:
+    """The steps in the order they fall due (contract order among equal times)."""
+    return sorted(sla.ladder, key=lambda s: s.at_minutes)
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """The next rung to act on: its index in :func:`ladder` order and when it is due."""
+
+    index: int
+    step: SlaStep
+    due_at: datetime
+
+
+def next_step(
+    sla: Sla,
+    after: int,
+    *,
+    accepted: bool,
+    touched: bool,
+    due_at: Callable[[float], datetime],
+) -> NextStep | None:
+    """The first step at index ≥ ``after`` that still applies, or ``None`` when the
+    ladder is done. ``due_at(minutes)`` turns a step's minutes into a moment (the
+    handoff's business-time deadline function)."""
+    steps = ladder(sla)
+    for index in range(max(after, 0), len(steps)):
+        step = steps[index]
+        if (step.until == "accepted" and accepted) or (step.until == "touched" and touched):
+            continue
+        return NextStep(index, step, due_at(step.at_minutes))
+    return None

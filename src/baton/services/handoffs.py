@@ -1,0 +1,965 @@
+"""The handoff: an MQL given to an available rep, held to the SLA, and sales' verdict.
+
+Opening and routing happen inside the transaction that made the lead an MQL (the
+lead row is locked), so a lead is handed off exactly when its stage says so. Every
+routing decision also takes the routing lock (the ``*`` row of ``rotations``) so that
+capacity counts and rotations never race between processes; lead locks are always
+taken before it, which keeps lock order acyclic.
+
+Verdicts (accept, reject, touch, qualify, won, lost) lock the handoff, then the lead,
+and change the lead's stage only through :func:`baton.services.leads.change_stage_in`.
+Notifications are outbox rows, delivered by the worker after commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection, RowMapping
+
+from baton.domain.contract import HandoffContract
+from baton.domain.errors import Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
+from baton.domain.lifecycle import Stage
+from baton.domain.routing import Rep, Rotation, RoutingDecision, route_lead
+from baton.domain.sla import deadline, next_step
+from baton.services.context import Context
+from baton.services.outbox import enqueue_email, publish
+from baton.services.queries import insert_ignoring_conflicts, inserted_id
+from baton.services.reps import account_owner, open_loads, routing_reps
+from baton.store.tables import (
+    OPEN_HANDOFF_STATUSES,
+    accounts,
+    handoff_events,
+    handoffs,
+    lead_scores,
+    leads,
+    rotations,
+)
+
+SYSTEM = "baton"
+CLOSING_STAGES = frozenset({Stage.NURTURE, Stage.DISQUALIFIED, Stage.LOST, Stage.CUSTOMER})
+TouchKind = Literal["call", "email", "meeting"]
+
+
+@dataclass(frozen=True)
+class HandoffPublic:
+    """A handoff as reps and managers see it."""
+
+    id: int
+    lead_id: int
+    rep_id: int | None
+    rep_email: str | None
+    status: str
+    chain_id: int | None
+    contract_version: int | None
+    mql_at: datetime
+    assigned_at: datetime | None
+    notified_at: datetime | None
+    accepted_at: datetime | None
+    first_touch_at: datetime | None
+    closed_at: datetime | None
+    outcome: str | None
+    rejection_code: str | None
+    marketing_credit: bool | None
+    accept_due_at: datetime | None
+    touch_due_at: datetime | None
+    next_step_at: datetime | None
+    reassignments: int
+    routing: dict[str, Any]
+    qualification: dict[str, Any] | None
+    deal_value: float | None
+
+
+@dataclass(frozen=True)
+class HandoffEvent:
+    at: datetime
+    kind: str
+    actor: str
+    detail: dict[str, Any]
+
+
+# --- reading -----------------------------------------------------------------------
+
+
+def _select() -> Any:
+    from baton.store.tables import reps
+
+    return select(handoffs, reps.c.email.label("rep_email")).select_from(
+        handoffs.outerjoin(reps, reps.c.id == handoffs.c.rep_id)
+    )
+
+
+def _to_public(row: Mapping[Any, Any]) -> HandoffPublic:
+    return HandoffPublic(**{k: row[k] for k in HandoffPublic.__dataclass_fields__})
+
+
+def get_handoff(ctx: Context, handoff_id: int) -> HandoffPublic:
+    with ctx.read() as connection:
+        row = connection.execute(_select().where(handoffs.c.id == handoff_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"handoff {handoff_id} does not exist")
+    return _to_public(row)
+
+
+def list_handoffs(
+    ctx: Context,
+    *,
+    status: Collection[str] | None = None,
+    rep_email: str | None = None,
+    lead_id: int | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[HandoffPublic]:
+    """Newest first. ``status=["queued"]`` is the unassigned queue; a rep's inbox is
+    their open handoffs."""
+    from baton.store.tables import reps
+
+    query = _select().order_by(handoffs.c.id.desc()).limit(limit)
+    if status:
+        query = query.where(handoffs.c.status.in_(list(status)))
+    if rep_email:
+        query = query.where(reps.c.email == rep_email.strip().lower())
+    if lead_id is not None:
+        query = query.where(handoffs.c.lead_id == lead_id)
+    if before_id is not None:
+        query = query.where(handoffs.c.id < before_id)
+    with ctx.read() as connection:
+        return [_to_public(r) for r in connection.execute(query).mappings()]
+
+
+def handoff_events_of(ctx: Context, handoff_id: int) -> list[HandoffEvent]:
+    with ctx.read() as connection:
+        return [
+            HandoffEvent(r.occurred_at, r.kind, r.actor, r.detail)
+            for r in connection.execute(
+                select(handoff_events)
+                .where(handoff_events.c.handoff_id == handoff_id)
+                .order_by(handoff_events.c.occurred_at, handoff_events.c.id)
+            )
+        ]
+
+
+# --- routing -----------------------------------------------------------------------
+
+
+def log_event(
+    connection: Connection,
+    handoff_id: int,
+    kind: str,
+    *,
+    actor: str,
+    now: datetime,
+    **detail: Any,
+) -> None:
+    connection.execute(
+        insert(handoff_events).values(
+            handoff_id=handoff_id, kind=kind, actor=actor, occurred_at=now, detail=detail
+        )
+    )
+
+
+def _lock_routing(connection: Connection) -> dict[str, Rotation]:
+    """Take the routing lock and read every pool's rotation."""
+    found = connection.execute(
+        select(rotations.c.pool).where(rotations.c.pool == "*").with_for_update()
+    ).first()
+    if found is None:
+        connection.execute(
+            insert_ignoring_conflicts(connection, rotations).values(
+                pool="*", virtual_pass=0.0, passes={}
+            )
+        )
+        connection.execute(
+            select(rotations.c.pool).where(rotations.c.pool == "*").with_for_update()
+        )
+    return {
+        pool: Rotation(virtual, {int(k): float(v) for k, v in passes.items()})
+        for pool, virtual, passes in connection.execute(
+            select(rotations.c.pool, rotations.c.virtual_pass, rotations.c.passes).where(
+                rotations.c.pool != "*"
+            )
+        )
+    }
+
+
+def _save_rotation(connection: Connection, key: str, rotation: Rotation, existed: bool) -> None:
+    values = {
+        "virtual_pass": rotation.virtual,
+        "passes": {str(k): v for k, v in rotation.passes.items()},
+    }
+    if existed:
+        connection.execute(update(rotations).where(rotations.c.pool == key).values(**values))
+    else:
+        connection.execute(insert(rotations).values(pool=key, **values))
+
+
+def _score_of(connection: Connection, lead_id: int) -> tuple[float | None, str | None]:
+    row = connection.execute(
+        select(lead_scores.c.total, lead_scores.c.grade).where(lead_scores.c.lead_id == lead_id)
+    ).first()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def _decide(
+    connection: Connection,
+    contract: HandoffContract,
+    lead: Mapping[Any, Any],
+    *,
+    now: datetime,
+    exclude: Collection[int] = (),
+) -> tuple[RoutingDecision, dict[int, Rep]]:
+    pools = _lock_routing(connection)
+    existing = set(pools)
+    reps = routing_reps(connection)
+    total, grade = _score_of(connection, int(lead["id"]))
+    decision = route_lead(
+        contract,
+        dict(lead),
+        lead_id=int(lead["id"]),
+        total=total,
+        grade=grade,
+        reps=reps,
+        loads=open_loads(connection),
+        rotations=pools,
+        now=now,
+        account_owner_id=account_owner(connection, lead.get("email_domain")),
+        exclude=exclude,
+    )
+    if decision.rep_id is not None and decision.pool_key is not None:
+        _save_rotation(
+            connection, decision.pool_key, pools[decision.pool_key], decision.pool_key in existing
+        )
+    return decision, {r.id: r for r in reps}
+
+
+def _sla_values(contract: HandoffContract, rep: Rep, assigned_at: datetime) -> dict[str, Any]:
+    sla = contract.sla
+
+    def due(minutes: float) -> datetime:
+        return deadline(rep.schedule, assigned_at, minutes, business_hours=sla.business_hours)
+
+    step = next_step(sla, 0, accepted=False, touched=False, due_at=due)
+    return {
+        "accept_due_at": due(sla.accept_within_minutes),
+        "touch_due_at": due(sla.first_touch_within_minutes),
+        "next_step": step.index if step else None,
+        "next_step_at": step.due_at if step else None,
+    }
+
+
+def _webhook_data(handoff_id: int, lead_id: int, rep: Rep | None, **extra: Any) -> dict[str, Any]:
+    return {
+        "handoff_id": handoff_id,
+        "lead_id": lead_id,
+        "rep": {"id": rep.id, "email": rep.email, "name": rep.name} if rep else None,
+        **extra,
+    }
+
+
+def _announce(
+    connection: Connection,
+    handoff_id: int,
+    lead_id: int,
+    decision: RoutingDecision,
+    reps: Mapping[int, Rep],
+    *,
+    now: datetime,
+    actor: str,
+) -> None:
+    rep = reps.get(decision.rep_id) if decision.rep_id is not None else None
+    if rep is not None:
+        log_event(
+            connection,
+            handoff_id,
+            "assigned",
+            actor=actor,
+            now=now,
+            rep=rep.email,
+            why=decision.reason,
+        )
+        enqueue_email(
+            connection, topic="handoff.assigned", to=rep.email, now=now, handoff_id=handoff_id
+        )
+        publish(
+            connection,
+            "handoff.assigned",
+            _webhook_data(handoff_id, lead_id, rep, why=decision.reason),
+            now=now,
+            handoff_id=handoff_id,
+        )
+        return
+    log_event(connection, handoff_id, "queued", actor=actor, now=now, why=decision.reason)
+    publish(
+        connection,
+        "handoff.queued",
+        _webhook_data(handoff_id, lead_id, None, why=decision.reason),
+        now=now,
+        handoff_id=handoff_id,
+    )
+    managers = {
+        r.manager_email
+        for r in reps.values()
+        if r.manager_email
+        and decision.rule is not None
+        and any(s.rep_id == r.id for s in decision.skipped)
+    }
+    for manager in sorted(managers):
+        enqueue_email(
+            connection,
+            topic="queue.alert",
+            to=manager,
+            now=now,
+            handoff_id=handoff_id,
+            data={"why": decision.reason},
+        )
+
+
+def open_handoff_in(
+    connection: Connection,
+    lead: Mapping[Any, Any],
+    contract: HandoffContract | None,
+    *,
+    contract_version: int | None,
+    now: datetime,
+    actor: str,
+) -> int:
+    """Create the handoff of a lead that just became an MQL and route it (assigned, or
+    queued when nobody can take it). Called by the stage change itself."""
+    from baton.domain.contract import HandoffContract as _Contract
+    from baton.domain.contract import MqlTrigger
+
+    contract = contract or _Contract(schema_version=1, name="(none)", mql=MqlTrigger(threshold=0))
+    decision, reps = _decide(connection, contract, lead, now=now)
+    rep = reps.get(decision.rep_id) if decision.rep_id is not None else None
+    values: dict[str, Any] = {
+        "lead_id": lead["id"],
+        "rep_id": rep.id if rep else None,
+        "status": "assigned" if rep else "queued",
+        "contract_version": contract_version,
+        "mql_at": now,
+        "created_at": now,
+        "assigned_at": now if rep else None,
+        "routing": decision.to_json(),
+        "reassignments": 0,
+    }
+    if rep is not None:
+        values.update(_sla_values(contract, rep, now))
+    handoff_id = inserted_id(connection.execute(insert(handoffs).values(**values)))
+    connection.execute(
+        update(handoffs).where(handoffs.c.id == handoff_id).values(chain_id=handoff_id)
+    )
+    _announce(connection, handoff_id, int(lead["id"]), decision, reps, now=now, actor=actor)
+    return handoff_id
+
+
+def close_open_handoff_in(
+    connection: Connection, lead_id: int, *, outcome: str, now: datetime, actor: str
+) -> None:
+    """A lead left sales' hands by another way than a verdict (a manual stage change,
+    a merge): close its open handoff so that no timer acts on it."""
+    row = connection.execute(
+        select(handoffs.c.id)
+        .where(handoffs.c.lead_id == lead_id, handoffs.c.status.in_(OPEN_HANDOFF_STATUSES))
+        .with_for_update()
+    ).first()
+    if row is None:
+        return
+    connection.execute(
+        update(handoffs)
+        .where(handoffs.c.id == row[0])
+        .values(status="closed", outcome=outcome, closed_at=now, next_step_at=None)
+    )
+    log_event(connection, row[0], "closed", actor=actor, now=now, outcome=outcome)
+
+
+def assign_in(
+    connection: Connection,
+    handoff: Mapping[Any, Any],
+    contract: HandoffContract,
+    *,
+    now: datetime,
+    actor: str,
+    exclude: Collection[int] = (),
+) -> int | None:
+    """Route a queued handoff again; returns the rep id or ``None`` (still queued)."""
+    lead = (
+        connection.execute(select(leads).where(leads.c.id == handoff["lead_id"])).mappings().one()
+    )
+    decision, reps = _decide(connection, contract, lead, now=now, exclude=exclude)
+    if decision.rep_id is None:
+        return None
+    rep = reps[decision.rep_id]
+    connection.execute(
+        update(handoffs)
+        .where(handoffs.c.id == handoff["id"])
+        .values(
+            status="assigned",
+            rep_id=rep.id,
+            assigned_at=now,
+            routing=decision.to_json(),
+            **_sla_values(contract, rep, now),
+        )
+    )
+    _announce(
+        connection,
+        int(handoff["id"]),
+        int(handoff["lead_id"]),
+        decision,
+        reps,
+        now=now,
+        actor=actor,
+    )
+    return rep.id
+
+
+def reassign_in(
+    connection: Connection,
+    handoff: Mapping[Any, Any],
+    contract: HandoffContract,
+    *,
+    now: datetime,
+    actor: str,
+    why: str,
+    to_rep: Rep | None = None,
+) -> int | None:
+    """Close ``handoff`` as reassigned and open the next one in its chain for another
+    rep (``to_rep``, or the next available rep who has not had this MQL). Returns the
+    new handoff id, or ``None`` when nobody else can take it (the handoff stays)."""
+    chain = int(handoff["chain_id"] or handoff["id"])
+    had = {
+        int(r)
+        for (r,) in connection.execute(
+            select(handoffs.c.rep_id).where(
+                handoffs.c.chain_id == chain, handoffs.c.rep_id.is_not(None)
+            )
+        )
+    }
+    lead = (
+        connection.execute(select(leads).where(leads.c.id == handoff["lead_id"])).mappings().one()
+    )
+    if to_rep is None:
+        decision, reps = _decide(connection, contract, lead, now=now, exclude=had)
+        if decision.rep_id is None:
+            log_event(
+                connection,
+                int(handoff["id"]),
+                "reassign_failed",
+                actor=actor,
+                now=now,
+                why=decision.reason,
+            )
+            return None
+    else:
+        _lock_routing(connection)
+        decision = RoutingDecision(to_rep.id, f"reassigned by {actor}")
+        reps = {to_rep.id: to_rep}
+    rep = reps[decision.rep_id]  # type: ignore[index]
+    connection.execute(
+        update(handoffs)
+        .where(handoffs.c.id == handoff["id"])
+        .values(status="reassigned", outcome="reassigned", closed_at=now, next_step_at=None)
+    )
+    log_event(
+        connection, int(handoff["id"]), "reassigned", actor=actor, now=now, to=rep.email, why=why
+    )
+    new_id = inserted_id(
+        connection.execute(
+            insert(handoffs).values(
+                lead_id=handoff["lead_id"],
+                rep_id=rep.id,
+                status="accepted" if handoff["status"] == "accepted" else "assigned",
+                accepted_at=now if handoff["status"] == "accepted" else None,
+                chain_id=chain,
+                previous_id=handoff["id"],
+                contract_version=handoff["contract_version"],
+                mql_at=handoff["mql_at"],
+                created_at=now,
+                assigned_at=now,
+                routing=decision.to_json(),
+                reassignments=int(handoff["reassignments"]) + 1,
+                **_sla_values(contract, rep, now),
+            )
+        )
+    )
+    publish(
+        connection,
+        "handoff.reassigned",
+        _webhook_data(
+            new_id, int(handoff["lead_id"]), rep, previous_handoff_id=handoff["id"], why=why
+        ),
+        now=now,
+        handoff_id=new_id,
+    )
+    _announce(connection, new_id, int(handoff["lead_id"]), decision, reps, now=now, actor=actor)
+    return new_id
+
+
+# --- verdicts ----------------------------------------------------------------------
+
+
+def _lock(connection: Connection, handoff_id: int) -> RowMapping:
+    row = (
+        connection.execute(select(handoffs).where(handoffs.c.id == handoff_id).with_for_update())
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"handoff {handoff_id} does not exist")
+    return row
+
+
+def _rep(connection: Connection, rep_id: int | None) -> Rep | None:
+    if rep_id is None:
+        return None
+    return next((r for r in routing_reps(connection) if r.id == rep_id), None)
+
+
+def _authorize(
+    connection: Connection, handoff: Mapping[Any, Any], actor: str, *, managers_only: bool = False
+) -> Rep | None:
+    """Only the assigned rep or their manager may give a verdict."""
+    rep = _rep(connection, handoff["rep_id"])
+    who = actor.strip().lower()
+    allowed = set()
+    if rep is not None:
+        if not managers_only:
+            allowed.add(rep.email)
+        if rep.manager_email:
+            allowed.add(rep.manager_email.lower())
+    if who not in allowed:
+        whom = "the rep's manager" if managers_only else "the assigned rep or their manager"
+        owner = f" ({', '.join(sorted(allowed))})" if allowed else ""
+        raise Forbidden(f"only {whom}{owner} may do this; you are '{actor}'")
+    return rep
+
+
+def _need(handoff: Mapping[Any, Any], statuses: Collection[str], action: str) -> None:
+    if handoff["status"] not in statuses:
+        raise Conflict(
+            f"cannot {action} handoff {handoff['id']}: it is {handoff['status']} "
+            f"(needs {' or '.join(statuses)})"
+        )
+
+
+def _active_contract(connection: Connection) -> tuple[int | None, HandoffContract | None]:
+    from baton.services.contracts import active_contract_in
+
+    active = active_contract_in(connection)
+    return (active[0], active[1]) if active else (None, None)
+
+
+def _refresh_timer(
+    connection: Connection,
+    handoff: Mapping[Any, Any],
+    contract: HandoffContract | None,
+    rep: Rep | None,
+    *,
+    accepted: bool,
+    touched: bool,
+) -> None:
+    if contract is None or rep is None or handoff["assigned_at"] is None:
+        return
+    assigned_at = handoff["assigned_at"]
+
+    def due(minutes: float) -> datetime:
+        return deadline(
+            rep.schedule, assigned_at, minutes, business_hours=contract.sla.business_hours
+        )
+
+    step = next_step(
+        contract.sla, int(handoff["next_step"] or 0), accepted=accepted, touched=touched, due_at=due
+    )
+    connection.execute(
+        update(handoffs)
+        .where(handoffs.c.id == handoff["id"])
+        .values(next_step=step.index if step else None, next_step_at=step.due_at if step else None)
+    )
+
+
+def _stage(
+    connection: Connection, lead_id: int, target: Stage, *, actor: str, reason: str, now: datetime
+) -> None:
+    from baton.services.leads import change_stage_in
+
+    change_stage_in(connection, lead_id, target, actor=actor, reason=reason, now=now)
+
+
+def accept_handoff(ctx: Context, handoff_id: int, *, actor: str) -> HandoffPublic:
+    """Sales accepts the lead: the lead becomes a SAL and the accept SLA is met."""
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        handoff = _lock(connection, handoff_id)
+        _need(handoff, ("assigned",), "accept")
+        rep = _authorize(connection, handoff, actor)
+        _stage(
+            connection,
+            handoff["lead_id"],
+            Stage.SAL,
+            actor=actor,
+            reason=f"accepted handoff {handoff_id}",
+            now=now,
+        )
+        connection.execute(
+            update(handoffs)
+            .where(handoffs.c.id == handoff_id)
+            .values(status="accepted", accepted_at=now)
+        )
+        _, contract = _active_contract(connection)
+        _refresh_timer(
+            connection,
+            handoff,
+            contract,
+            rep,
+            accepted=True,
+            touched=handoff["first_touch_at"] is not None,
+        )
+        log_event(connection, handoff_id, "accepted", actor=actor, now=now)
+        publish(
+            connection,
+            "handoff.accepted",
+            _webhook_data(handoff_id, handoff["lead_id"], rep),
+            now=now,
+            handoff_id=handoff_id,
+        )
+    return get_handoff(ctx, handoff_id)
+
+
+def reject_handoff(
+    ctx: Context, handoff_id: int, *, code: str, note: str | None = None, actor: str
+) -> HandoffPublic:
+    """Sales turns the lead down with a reason from the contract's catalog; the reason
+    decides the lead's stage (disqualified or nurture) and marketing's credit."""
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        handoff = _lock(connection, handoff_id)
+        _need(handoff, ("assigned", "accepted"), "reject")
+        rep = _authorize(connection, handoff, actor)
+        _, contract = _active_contract(connection)
+        reason = contract.rejection_reason(code) if contract else None
+        if reason is None:
+            known = ", ".join(r.code for r in contract.rejection_reasons) if contract else ""
+            raise ValidationFailed(
+                f"unknown rejection reason '{code}'",
+                [
+                    FieldProblem(
+                        "code",
+                        f"use one of: {known}"
+                        if known
+                        else "the active contract lists no rejection reasons",
+                    )
+                ],
+            )
+        connection.execute(
+            update(handoffs)
+            .where(handoffs.c.id == handoff_id)
+            .values(
+                status="rejected",
+                outcome=reason.outcome,
+                rejection_code=code,
+                marketing_credit=reason.marketing_credit,
+                closed_at=now,
+                next_step_at=None,
+            )
+        )
+        target = Stage.NURTURE if reason.outcome == "recycle" else Stage.DISQUALIFIED
+        _stage(
+            connection,
+            handoff["lead_id"],
+            target,
+            actor=actor,
+            reason=f"rejected: {reason.label}" + (f" ({note})" if note else ""),
+            now=now,
+        )
+        log_event(
+            connection,
+            handoff_id,
+            "rejected",
+            actor=actor,
+            now=now,
+            code=code,
+            outcome=reason.outcome,
+            marketing_credit=reason.marketing_credit,
+            note=note,
+        )
+        publish(
+            connection,
+            "handoff.rejected",
+            _webhook_data(
+                handoff_id,
+                handoff["lead_id"],
+                rep,
+                code=code,
+                outcome=reason.outcome,
+                marketing_credit=reason.marketing_credit,
+            ),
+            now=now,
+            handoff_id=handoff_id,
+        )
+    return get_handoff(ctx, handoff_id)
+
+
+def log_touch(
+    ctx: Context, handoff_id: int, *, kind: TouchKind, note: str | None = None, actor: str
+) -> HandoffPublic:
+    """A call, email or meeting with the lead. The first one stops the speed-to-lead
+    clock."""
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        handoff = _lock(connection, handoff_id)
+        _need(handoff, ("assigned", "accepted", "qualified"), "log a touch on")
+        rep = _authorize(connection, handoff, actor)
+        first = handoff["first_touch_at"] is None
+        if first:
+            connection.execute(
+                update(handoffs).where(handoffs.c.id == handoff_id).values(first_touch_at=now)
+            )
+            _, contract = _active_contract(connection)
+            _refresh_timer(
+                connection,
+                handoff,
+                contract,
+                rep,
+                accepted=handoff["accepted_at"] is not None,
+                touched=True,
+            )
+        log_event(
+            connection,
+            handoff_id,
+            "touch",
+            actor=actor,
+            now=now,
+            touch=kind,
+            note=note,
+            first=first,
+        )
+        publish(
+            connection,
+            "handoff.touched",
+            _webhook_data(handoff_id, handoff["lead_id"], rep, touch=kind, first=first),
+            now=now,
+            handoff_id=handoff_id,
+        )
+    return get_handoff(ctx, handoff_id)
+
+
+def qualify_handoff(
+    ctx: Context, handoff_id: int, *, fields: Mapping[Any, Any], actor: str
+) -> HandoffPublic:
+    """SAL → SQL, with the qualification fields the contract asks for."""
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        handoff = _lock(connection, handoff_id)
+        _need(handoff, ("accepted",), "qualify")
+        rep = _authorize(connection, handoff, actor)
+        _, contract = _active_contract(connection)
+        required = contract.qualification.required_fields if contract else []
+        missing = [f for f in required if fields.get(f) in (None, "")]
+        if missing:
+            raise ValidationFailed(
+                f"qualification needs {', '.join(missing)}",
+                [FieldProblem(f"fields.{f}", "is required by the contract") for f in missing],
+            )
+        _stage(
+            connection,
+            handoff["lead_id"],
+            Stage.SQL,
+            actor=actor,
+            reason="qualified: " + ", ".join(f"{k}={v}" for k, v in fields.items()),
+            now=now,
+        )
+        connection.execute(
+            update(handoffs)
+            .where(handoffs.c.id == handoff_id)
+            .values(
+                status="qualified",
+                qualification=dict(fields),
+                next_step_at=None if handoff["first_touch_at"] else handoffs.c.next_step_at,
+            )
+        )
+        log_event(connection, handoff_id, "qualified", actor=actor, now=now, fields=dict(fields))
+        publish(
+            connection,
+            "handoff.qualified",
+            _webhook_data(handoff_id, handoff["lead_id"], rep, fields=dict(fields)),
+            now=now,
+            handoff_id=handoff_id,
+        )
+    return get_handoff(ctx, handoff_id)
+
+
+def open_opportunity(
+    ctx: Context, handoff_id: int, *, amount: float | None = None, actor: str
+) -> HandoffPublic:
+    """SQL → opportunity, optionally with the expected deal value."""
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        handoff = _lock(connection, handoff_id)
+        _need(handoff, ("qualified",), "open an opportunity on")
+        _authorize(connection, handoff, actor)
+        _stage(
+            connection,
+            handoff["lead_id"],
+            Stage.OPPORTUNITY,
+            actor=actor,
+            reason="opportunity opened",
+            now=now,
+        )
+        if amount is not None:
+            connection.execute(
+                update(handoffs).where(handoffs.c.id == handoff_id).values(deal_value=amount)
+            )
+        log_event(connection, handoff_id, "opportunity", actor=actor, now=now, amount=amount)
+    return get_handoff(ctx, handoff_id)
+
+
+def _current_stage(connection: Connection, lead_id: int) -> Stage:
+    return Stage(
+        connection.execute(select(leads.c.stage).where(leads.c.id == lead_id)).scalar_one()
+    )
+
+
+def won_handoff(
+    ctx: Context,
+    handoff_id: int,
+    *,
+    amount: float | None = None,
+    note: str | None = None,
+    actor: str,
+) -> HandoffPublic:
+    """The deal is won: the lead becomes a customer (through opportunity if it was
+    not one yet) and its company domain becomes an account owned by the rep."""
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        handoff = _lock(connection, handoff_id)
+        _need(handoff, ("qualified",), "mark as won")
+        rep = _authorize(connection, handoff, actor)
+        lead_id = int(handoff["lead_id"])
+        if _current_stage(connection, lead_id) == Stage.SQL:
+            _stage(
+                connection,
+                lead_id,
+                Stage.OPPORTUNITY,
+                actor=actor,
+                reason="opportunity opened",
+                now=now,
+            )
+        connection.execute(
+            update(handoffs)
+            .where(handoffs.c.id == handoff_id)
+            .values(
+                status="won",
+                outcome="won",
+                closed_at=now,
+                next_step_at=None,
+                deal_value=amount if amount is not None else handoffs.c.deal_value,
+            )
+        )
+        _stage(
+            connection,
+            lead_id,
+            Stage.CUSTOMER,
+            actor=actor,
+            reason="won" + (f": {note}" if note else ""),
+            now=now,
+        )
+        _claim_account(connection, lead_id, rep, now=now)
+        log_event(connection, handoff_id, "won", actor=actor, now=now, amount=amount, note=note)
+        publish(
+            connection,
+            "handoff.won",
+            _webhook_data(handoff_id, lead_id, rep, amount=amount),
+            now=now,
+            handoff_id=handoff_id,
+        )
+    return get_handoff(ctx, handoff_id)
+
+
+def _claim_account(connection: Connection, lead_id: int, rep: Rep | None, *, now: datetime) -> None:
+    lead = connection.execute(
+        select(leads.c.email_domain, leads.c.company).where(leads.c.id == lead_id)
+    ).first()
+    if rep is None or lead is None or not lead.email_domain:
+        return
+    from baton.domain.contact import FREE_MAIL_DOMAINS
+
+    if lead.email_domain in FREE_MAIL_DOMAINS:
+        return
+    connection.execute(
+        insert_ignoring_conflicts(connection, accounts).values(
+            domain=lead.email_domain,
+            name=lead.company,
+            owner_rep_id=rep.id,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def lost_handoff(ctx: Context, handoff_id: int, *, reason: str, actor: str) -> HandoffPublic:
+    """The deal is lost (from SAL, SQL or opportunity), with a reason."""
+    if not reason.strip():
+        raise ValidationFailed(
+            "a lost deal needs a reason", [FieldProblem("reason", "is required")]
+        )
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        handoff = _lock(connection, handoff_id)
+        _need(handoff, ("accepted", "qualified"), "mark as lost")
+        rep = _authorize(connection, handoff, actor)
+        connection.execute(
+            update(handoffs)
+            .where(handoffs.c.id == handoff_id)
+            .values(status="lost", outcome="lost", closed_at=now, next_step_at=None)
+        )
+        _stage(
+            connection,
+            handoff["lead_id"],
+            Stage.LOST,
+            actor=actor,
+            reason=f"lost: {reason}",
+            now=now,
+        )
+        log_event(connection, handoff_id, "lost", actor=actor, now=now, reason=reason)
+        publish(
+            connection,
+            "handoff.lost",
+            _webhook_data(handoff_id, handoff["lead_id"], rep, reason=reason),
+            now=now,
+            handoff_id=handoff_id,
+        )
+    return get_handoff(ctx, handoff_id)
+
+
+def reassign_handoff(
+    ctx: Context, handoff_id: int, *, to_email: str | None = None, actor: str
+) -> HandoffPublic:
+    """A manager moves a handoff to another rep (named, or the next available one).
+    Returns the new handoff."""
+    from baton.services.reps import find_rep
+
+    now = ctx.clock.now()
+    target = find_rep(ctx, to_email) if to_email else None
+    with ctx.write() as connection:
+        handoff = _lock(connection, handoff_id)
+        _need(handoff, ("assigned", "accepted"), "reassign")
+        _authorize(connection, handoff, actor, managers_only=True)
+        _, contract = _active_contract(connection)
+        if contract is None:
+            raise Conflict("no contract is active")
+        to_rep = _rep(connection, target.id) if target else None
+        new_id = reassign_in(
+            connection,
+            handoff,
+            contract,
+            now=now,
+            actor=actor,
+            why=f"reassigned by {actor}",
+            to_rep=to_rep,
+        )
+        if new_id is None:
+            raise Conflict("nobody else is available to take this lead now")
+    return get_handoff(ctx, new_id)

@@ -1,0 +1,389 @@
+"""Managing the sales side: teams, reps, out-of-office periods and accounts.
+
+Changes that can make someone available (a rep back to ``available``, more capacity,
+an absence removed) do not assign queued handoffs themselves: the worker's next tick
+does, within its poll interval, so that one code path owns assignment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from baton.domain.business_hours import Absence, Schedule, WorkingHours
+from baton.domain.errors import Conflict, NotFound
+from baton.domain.reps import (
+    DEFAULT_HOURS,
+    AbsenceCreate,
+    AccountCreate,
+    RepCreate,
+    RepUpdate,
+    TeamCreate,
+)
+from baton.domain.routing import Rep
+from baton.services.context import Context
+from baton.services.queries import inserted_id
+from baton.store.tables import (
+    accounts,
+    handoffs,
+    rep_absences,
+    reps,
+    teams,
+)
+
+
+@dataclass(frozen=True)
+class TeamPublic:
+    id: int
+    name: str
+    manager_email: str | None
+    reps: int
+
+
+@dataclass(frozen=True)
+class AbsencePublic:
+    id: int
+    starts_at: datetime
+    ends_at: datetime
+    note: str | None
+
+
+@dataclass(frozen=True)
+class RepPublic:
+    """A rep as managers see it, with the current load."""
+
+    id: int
+    email: str
+    name: str
+    team: str | None
+    timezone: str
+    working_hours: dict[str, list[str]]
+    status: str
+    capacity: int
+    weight: float
+    tags: list[str]
+    countries: list[str]
+    regions: list[str]
+    postal_prefixes: list[str]
+    segments: list[str]
+    manager_email: str | None
+    active: bool
+    open_handoffs: int
+    absences: list[AbsencePublic]
+
+
+@dataclass(frozen=True)
+class AccountPublic:
+    id: int
+    domain: str
+    name: str | None
+    owner_email: str | None
+
+
+def _team_id(connection: Connection, name: str | None) -> int | None:
+    if name is None:
+        return None
+    found = connection.execute(select(teams.c.id).where(teams.c.name == name)).scalar()
+    if found is None:
+        raise NotFound(f"team '{name}' does not exist; create it first")
+    return int(found)
+
+
+def create_team(ctx: Context, data: TeamCreate, *, actor: str) -> TeamPublic:
+    """Create a team; its name is what routing pools refer to."""
+    with ctx.write() as connection:
+        if connection.execute(select(teams.c.id).where(teams.c.name == data.name)).first():
+            raise Conflict(f"team '{data.name}' already exists")
+        team_id = inserted_id(
+            connection.execute(
+                insert(teams).values(
+                    name=data.name, manager_email=data.manager_email, created_at=ctx.clock.now()
+                )
+            )
+        )
+    return TeamPublic(int(team_id), data.name, data.manager_email, 0)
+
+
+def list_teams(ctx: Context) -> list[TeamPublic]:
+    with ctx.read() as connection:
+        counts: dict[int, int] = dict(
+            connection.execute(select(reps.c.team_id, func.count()).group_by(reps.c.team_id)).all()
+        )
+        return [
+            TeamPublic(r.id, r.name, r.manager_email, int(counts.get(r.id, 0)))
+            for r in connection.execute(select(teams).order_by(teams.c.name))
+        ]
+
+
+def _rep_row(
+    connection: Connection, *, rep_id: int | None = None, email: str | None = None
+) -> RowMapping:
+    query = select(reps, teams.c.name.label("team")).select_from(
+        reps.outerjoin(teams, teams.c.id == reps.c.team_id)
+    )
+    query = (
+        query.where(reps.c.id == rep_id)
+        if rep_id is not None
+        else query.where(reps.c.email == email)
+    )
+    row = connection.execute(query).mappings().first()
+    if row is None:
+        raise NotFound(f"rep {rep_id if rep_id is not None else email} does not exist")
+    return row
+
+
+def open_loads(connection: Connection) -> dict[int, int]:
+    """Open handoffs per rep that count against capacity (assigned or accepted, not yet
+    qualified)."""
+    return {
+        int(rep_id): int(count)
+        for rep_id, count in connection.execute(
+            select(handoffs.c.rep_id, func.count())
+            .where(handoffs.c.status.in_(("assigned", "accepted")), handoffs.c.rep_id.is_not(None))
+            .group_by(handoffs.c.rep_id)
+        )
+    }
+
+
+def _absences(
+    connection: Connection, rep_ids: list[int] | None = None
+) -> dict[int, list[RowMapping]]:
+    query = select(rep_absences).order_by(rep_absences.c.starts_at)
+    if rep_ids is not None:
+        query = query.where(rep_absences.c.rep_id.in_(rep_ids))
+    found: dict[int, list[RowMapping]] = {}
+    for row in connection.execute(query).mappings():
+        found.setdefault(int(row["rep_id"]), []).append(row)
+    return found
+
+
+def _public(row: RowMapping, load: int, absences: list[RowMapping]) -> RepPublic:
+    return RepPublic(
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        team=row["team"],
+        timezone=row["timezone"],
+        working_hours=row["working_hours"],
+        status=row["status"],
+        capacity=row["capacity"],
+        weight=row["weight"],
+        tags=row["tags"],
+        countries=row["countries"],
+        regions=row["regions"],
+        postal_prefixes=row["postal_prefixes"],
+        segments=row["segments"],
+        manager_email=row["manager_email"],
+        active=row["active"],
+        open_handoffs=load,
+        absences=[
+            AbsencePublic(a["id"], a["starts_at"], a["ends_at"], a["note"]) for a in absences
+        ],
+    )
+
+
+def _values(data: RepCreate | RepUpdate, connection: Connection) -> dict[str, Any]:
+    given = data.model_dump(exclude_unset=True)
+    values: dict[str, Any] = {k: v for k, v in given.items() if k not in ("team",)}
+    if "team" in given:
+        values["team_id"] = _team_id(connection, data.team)
+    return values
+
+
+def create_rep(ctx: Context, data: RepCreate, *, actor: str) -> RepPublic:
+    """Add a rep (available at once, within their working hours)."""
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        values = {
+            "timezone": "UTC",
+            "working_hours": DEFAULT_HOURS,
+            "status": "available",
+            "capacity": 20,
+            "weight": 1.0,
+            "tags": [],
+            "countries": [],
+            "regions": [],
+            "postal_prefixes": [],
+            "segments": [],
+            "active": True,
+            **_values(data, connection),
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            with connection.begin_nested():
+                rep_id = inserted_id(connection.execute(insert(reps).values(**values)))
+        except IntegrityError:
+            raise Conflict(f"a rep with email {data.email} already exists") from None
+        return _public(_rep_row(connection, rep_id=int(rep_id)), 0, [])
+
+
+def update_rep(ctx: Context, rep_id: int, data: RepUpdate, *, actor: str) -> RepPublic:
+    """Change some of a rep's settings."""
+    with ctx.write() as connection:
+        _rep_row(connection, rep_id=rep_id)
+        values = _values(data, connection)
+        if values:
+            connection.execute(
+                update(reps).where(reps.c.id == rep_id).values(**values, updated_at=ctx.clock.now())
+            )
+        return _public(
+            _rep_row(connection, rep_id=rep_id),
+            open_loads(connection).get(rep_id, 0),
+            _absences(connection, [rep_id]).get(rep_id, []),
+        )
+
+
+def get_rep(ctx: Context, rep_id: int) -> RepPublic:
+    with ctx.read() as connection:
+        return _public(
+            _rep_row(connection, rep_id=rep_id),
+            open_loads(connection).get(rep_id, 0),
+            _absences(connection, [rep_id]).get(rep_id, []),
+        )
+
+
+def find_rep(ctx: Context, email: str) -> RepPublic:
+    with ctx.read() as connection:
+        row = _rep_row(connection, email=email.strip().lower())
+        return _public(
+            row,
+            open_loads(connection).get(row["id"], 0),
+            _absences(connection, [row["id"]]).get(row["id"], []),
+        )
+
+
+def list_reps(ctx: Context, *, team: str | None = None) -> list[RepPublic]:
+    with ctx.read() as connection:
+        query = (
+            select(reps, teams.c.name.label("team"))
+            .select_from(reps.outerjoin(teams, teams.c.id == reps.c.team_id))
+            .order_by(reps.c.email)
+        )
+        if team is not None:
+            query = query.where(teams.c.name == team)
+        rows = connection.execute(query).mappings().all()
+        loads = open_loads(connection)
+        absences = _absences(connection)
+        return [_public(r, loads.get(r["id"], 0), absences.get(r["id"], [])) for r in rows]
+
+
+def add_absence(ctx: Context, rep_id: int, data: AbsenceCreate, *, actor: str) -> RepPublic:
+    """Record an out-of-office period."""
+    with ctx.write() as connection:
+        _rep_row(connection, rep_id=rep_id)
+        connection.execute(
+            insert(rep_absences).values(
+                rep_id=rep_id,
+                starts_at=data.starts_at,
+                ends_at=data.ends_at,
+                note=data.note,
+                created_by=actor,
+            )
+        )
+    return get_rep(ctx, rep_id)
+
+
+def remove_absence(ctx: Context, rep_id: int, absence_id: int, *, actor: str) -> RepPublic:
+    with ctx.write() as connection:
+        gone = connection.execute(
+            delete(rep_absences).where(
+                rep_absences.c.id == absence_id, rep_absences.c.rep_id == rep_id
+            )
+        ).rowcount
+        if not gone:
+            raise NotFound(f"rep {rep_id} has no absence {absence_id}")
+    return get_rep(ctx, rep_id)
+
+
+def upsert_account(ctx: Context, data: AccountCreate, *, actor: str) -> AccountPublic:
+    """Create or update the account of a domain and its owning rep."""
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        owner_id = _rep_row(connection, email=data.owner_email)["id"] if data.owner_email else None
+        existing = connection.execute(
+            select(accounts.c.id).where(accounts.c.domain == data.domain).with_for_update()
+        ).scalar()
+        if existing is None:
+            account_id = inserted_id(
+                connection.execute(
+                    insert(accounts).values(
+                        domain=data.domain,
+                        name=data.name,
+                        owner_rep_id=owner_id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            )
+        else:
+            account_id = existing
+            connection.execute(
+                update(accounts)
+                .where(accounts.c.id == existing)
+                .values(name=data.name, owner_rep_id=owner_id, updated_at=now)
+            )
+    return AccountPublic(int(account_id), data.domain, data.name, data.owner_email)
+
+
+def list_accounts(ctx: Context) -> list[AccountPublic]:
+    with ctx.read() as connection:
+        return [
+            AccountPublic(r.id, r.domain, r.name, r.email)
+            for r in connection.execute(
+                select(accounts.c.id, accounts.c.domain, accounts.c.name, reps.c.email)
+                .select_from(accounts.outerjoin(reps, reps.c.id == accounts.c.owner_rep_id))
+                .order_by(accounts.c.domain)
+            )
+        ]
+
+
+def routing_reps(connection: Connection) -> list[Rep]:
+    """Every rep as routing sees them: schedule with absences, team, patch."""
+    absences = _absences(connection)
+    found: list[Rep] = []
+    for row in connection.execute(
+        select(
+            reps, teams.c.name.label("team"), teams.c.manager_email.label("team_manager")
+        ).select_from(reps.outerjoin(teams, teams.c.id == reps.c.team_id))
+    ).mappings():
+        schedule = Schedule(
+            row["timezone"],
+            WorkingHours.parse(row["working_hours"]),
+            tuple(Absence(a["starts_at"], a["ends_at"]) for a in absences.get(row["id"], [])),
+        )
+        found.append(
+            Rep(
+                id=row["id"],
+                email=row["email"],
+                name=row["name"],
+                schedule=schedule,
+                team=row["team"],
+                tags=frozenset(row["tags"]),
+                status=row["status"],
+                capacity=row["capacity"],
+                weight=row["weight"],
+                countries=frozenset(row["countries"]),
+                regions=frozenset(row["regions"]),
+                postal_prefixes=tuple(row["postal_prefixes"]),
+                segments=frozenset(row["segments"]),
+                manager_email=row["manager_email"] or row["team_manager"],
+                active=row["active"],
+            )
+        )
+    return found
+
+
+def account_owner(connection: Connection, email_domain: str | None) -> int | None:
+    """The rep owning the account of a domain, if any."""
+    if not email_domain:
+        return None
+    owner = connection.execute(
+        select(accounts.c.owner_rep_id).where(accounts.c.domain == email_domain)
+    ).scalar()
+    return int(owner) if owner is not None else None
