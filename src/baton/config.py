@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 INSECURE_SECRET = "change-me-insecure-development-secret"  # noqa: S105
@@ -37,6 +37,31 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Server log level."
     )
+    smtp_host: str = Field("localhost", description="SMTP server that sends notification email.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="Port of the SMTP server.")
+    smtp_from: str = Field("baton@localhost", description="Sender address of notification email.")
+    smtp_username: str | None = Field(None, description="SMTP login user; unset: no login.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP login password.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_ssl: bool = Field(False, description="Connect to the SMTP server over TLS (port 465).")
+    smtp_timeout_seconds: float = Field(
+        10.0, gt=0, description="Seconds before an SMTP connection or command gives up."
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, description="Seconds before a webhook delivery attempt gives up."
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL of this Baton, used in links in email."
+    )
+    worker_poll_seconds: float = Field(
+        0.2, gt=0, le=60, description="How often `baton worker` looks for due work when idle."
+    )
+
+    @model_validator(mode="after")
+    def _one_smtp_tls_mode(self) -> Settings:
+        if self.smtp_ssl and self.smtp_starttls:
+            raise ValueError("set BATON_SMTP_SSL or BATON_SMTP_STARTTLS, not both")
+        return self
 
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:
