@@ -142,6 +142,42 @@ def serve(
 
 
 @app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run one pass and exit.")] = False,
+    poll: Annotated[
+        float | None,
+        typer.Option(help="Seconds between passes when idle (BATON_WORKER_POLL_SECONDS)."),
+    ] = None,
+) -> None:
+    """Run the background work: due SLA steps (remind, reassign, notify the manager),
+    assignment of queued handoffs, and delivery of email and webhooks. Run as many
+    workers as you like against PostgreSQL; they never act twice on the same thing."""
+    import time
+
+    from baton.services.worker import tick
+
+    settings = _settings()
+    interval = poll if poll is not None else settings.worker_poll_seconds
+    with _context() as ctx:
+        if not once:
+            console.print(f"Baton worker running (polling every {interval:g} s; Ctrl+C stops)")
+        try:
+            while True:
+                report = tick(ctx)
+                if report.busy:
+                    console.print(
+                        f"{ctx.clock.now():%H:%M:%S} steps {report.steps}, assigned "
+                        f"{report.assigned}, sent {report.sent}, failed {report.failed}"
+                    )
+                if once:
+                    break
+                if not report.busy:
+                    time.sleep(interval)
+        except KeyboardInterrupt:
+            console.print("worker stopped")
+
+
+@app.command()
 def demo(
     leads: Annotated[int, typer.Option(min=10, max=200_000, help="Leads to generate.")] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same company).")] = 7,
