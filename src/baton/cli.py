@@ -6,12 +6,14 @@ import csv
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
@@ -41,14 +43,43 @@ contract_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
+team_app = typer.Typer(
+    help="Sales teams (routing pools name them).", no_args_is_help=True, rich_markup_mode="markdown"
+)
+rep_app = typer.Typer(
+    help="Sales reps: working hours, capacity, patch, out-of-office periods.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+account_app = typer.Typer(
+    help="Accounts: email domains owned by a rep (their leads go to the owner).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+handoff_app = typer.Typer(
+    help="Handoffs: lists, the unassigned queue, the packet, and sales' verdicts.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+webhook_app = typer.Typer(
+    help="Webhook endpoints that receive handoff events.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 app.add_typer(contract_app, name="contract")
+app.add_typer(team_app, name="team")
+app.add_typer(rep_app, name="rep")
+app.add_typer(account_app, name="account")
+app.add_typer(handoff_app, name="handoff")
+app.add_typer(webhook_app, name="webhook")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
 ActorOption = Annotated[str, typer.Option("--actor", help="Who is acting (stored on changes).")]
+M = TypeVar("M", bound=BaseModel)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -520,6 +551,764 @@ def contract_diff(old: int, new: int) -> None:
     table.add_column("change")
     for change in changes:
         table.add_row(change.section, change.text)
+    console.print(table)
+
+
+# --- the sales side: teams, reps, accounts ---------------------------------------------
+
+VerdictActor = Annotated[
+    str,
+    typer.Option(
+        "--actor", help="Your email: the assigned rep or their manager (who gives the verdict)."
+    ),
+]
+
+_OPTION_OF = {
+    "email": "EMAIL",
+    "name": "--name",
+    "team": "--team",
+    "timezone": "--timezone",
+    "working_hours": "--hours",
+    "status": "--status",
+    "capacity": "--capacity",
+    "weight": "--weight",
+    "tags": "--tag",
+    "countries": "--country",
+    "segments": "--segment",
+    "manager_email": "--manager",
+    "owner_email": "--owner",
+    "domain": "DOMAIN",
+    "starts_at": "--from",
+    "ends_at": "--until",
+    "note": "--note",
+}
+
+
+def say(text: str) -> None:
+    """Output as is (no markup: names and URLs are shown verbatim), never wrapped, so
+    it can be grepped and copied."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _valid(model: type[M], data: dict[str, Any], names: dict[str, str] | None = None) -> M:
+    """Validate command-line input; a problem becomes one line naming the option."""
+    from baton.domain.batches import describe
+
+    names = {**_OPTION_OF, **(names or {})}
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for loc, message in describe(exc):
+            field = loc.split(".", 1)[0]
+            lines.append(
+                message if field == "(row)" else f"{_OPTION_OF.get(field, loc)}: {message}"
+            )
+        raise fail("; ".join(lines)) from None
+
+
+@contextmanager
+def _work() -> Iterator[Context]:
+    """Like :func:`_context`, and an invalid-input error also says what each bad field
+    needs (e.g. the rejection codes the contract knows)."""
+    from baton.domain.errors import ValidationFailed
+
+    with _context() as ctx:
+        try:
+            yield ctx
+        except ValidationFailed as exc:
+            details = "; ".join(f"{p.loc}: {p.message}" for p in exc.problems)
+            raise fail(f"{exc.detail} ({details})" if details else exc.detail) from None
+
+
+def _parse_hours(values: list[str]) -> dict[str, list[str]]:
+    """``--hours mon-fri=09:00-17:00 --hours sat=10:00-14:00`` as the mapping reps
+    store; days left out are days off."""
+    from baton.domain.business_hours import WEEKDAYS
+
+    spec: dict[str, list[str]] = {}
+    for value in values:
+        days_text, sep, spans = value.partition("=")
+        if not sep or not days_text.strip() or not spans.strip():
+            raise fail(
+                f"--hours takes DAYS=HH:MM-HH:MM[,HH:MM-HH:MM], e.g. mon-fri=09:00-17:00; "
+                f"got {value!r}"
+            )
+        for part in days_text.lower().split(","):
+            first, dash, last = (x.strip() for x in part.partition("-"))
+            if first not in WEEKDAYS or (dash and last not in WEEKDAYS):
+                raise fail(
+                    f"--hours {value!r}: unknown day in {part.strip()!r}; days are "
+                    f"{' '.join(WEEKDAYS)} (a range: mon-fri)"
+                )
+            start = WEEKDAYS.index(first)
+            end = WEEKDAYS.index(last) if dash else start
+            if end < start:
+                raise fail(f"--hours {value!r}: {part.strip()} runs backwards; write e.g. mon-fri")
+            for day in WEEKDAYS[start : end + 1]:
+                spec.setdefault(day, []).extend(s.strip() for s in spans.split(",") if s.strip())
+    return spec
+
+
+def _hours_text(spec: dict[str, list[str]]) -> str:
+    """Working hours in the ``--hours`` syntax, consecutive equal days grouped:
+    ``mon-fri 09:00-17:00``."""
+    from baton.domain.business_hours import WEEKDAYS
+
+    groups: list[tuple[str, str, str]] = []
+    for day in WEEKDAYS:
+        spans = ",".join(spec.get(day, []))
+        if groups and groups[-1][2] == spans and spans:
+            groups[-1] = (groups[-1][0], day, spans)
+        else:
+            groups.append((day, day, spans))
+    parts = [f"{a}-{b} {s}" if a != b else f"{a} {s}" for a, b, s in groups if s]
+    return "; ".join(parts) or "never"
+
+
+def _rep_values(
+    *,
+    name: str | None,
+    team: str | None,
+    timezone: str | None,
+    hours: list[str] | None,
+    capacity: int | None,
+    weight: float | None,
+    tags: list[str] | None,
+    countries: list[str] | None,
+    segments: list[str] | None,
+    manager: str | None,
+) -> dict[str, Any]:
+    given: dict[str, Any] = {
+        "name": name,
+        "team": team,
+        "timezone": timezone,
+        "working_hours": _parse_hours(hours) if hours else None,
+        "capacity": capacity,
+        "weight": weight,
+        "tags": tags,
+        "countries": countries,
+        "segments": segments,
+        "manager_email": manager,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _rep_line(rep: Any) -> str:
+    return (
+        f"{rep.email} ({rep.name}): team {rep.team or '—'}, {rep.timezone}, "
+        f"{_hours_text(rep.working_hours)}, {rep.status}, {rep.open_handoffs}/{rep.capacity} "
+        "open handoffs"
+    )
+
+
+TeamOption = Annotated[str | None, typer.Option("--team", help="Team name.")]
+TimezoneOption = Annotated[
+    str | None, typer.Option("--timezone", help="IANA time zone, e.g. Europe/Berlin.")
+]
+HoursOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--hours",
+        help="Working hours as DAYS=HH:MM-HH:MM[,HH:MM-HH:MM] in local time, repeatable: "
+        "--hours mon-fri=09:00-17:00 --hours sat=10:00-14:00. Days left out are off.",
+    ),
+]
+CapacityOption = Annotated[
+    int | None, typer.Option("--capacity", help="Most open handoffs at once.")
+]
+WeightOption = Annotated[
+    float | None, typer.Option("--weight", help="Share in weighted routing (default 1).")
+]
+TagOption = Annotated[list[str] | None, typer.Option("--tag", help="A routing tag (repeat).")]
+CountryOption = Annotated[
+    list[str] | None, typer.Option("--country", help="A two-letter country covered (repeat).")
+]
+SegmentOption = Annotated[
+    list[str] | None, typer.Option("--segment", help="A segment covered (repeat).")
+]
+ManagerOption = Annotated[str | None, typer.Option("--manager", help="The manager's email.")]
+
+
+@team_app.command("add")
+def team_add(name: str, manager: ManagerOption = None, actor: ActorOption = "cli") -> None:
+    """Create team NAME (routing pools refer to it: `pool: {team: NAME}`)."""
+    from baton.domain.reps import TeamCreate
+    from baton.services.reps import create_team
+
+    data = _valid(TeamCreate, {"name": name, "manager_email": manager}, {"name": "NAME"})
+    with _work() as ctx:
+        team = create_team(ctx, data, actor=actor)
+    say(f"team {team.name} created (id {team.id}), manager {team.manager_email or '—'}")
+
+
+@team_app.command("list")
+def team_list() -> None:
+    """Every team with its manager and number of reps."""
+    from baton.services.reps import list_teams
+
+    with _work() as ctx:
+        teams = list_teams(ctx)
+    table = Table(title="Teams")
+    for column in ("id", "team", "manager", "reps"):
+        table.add_column(column, no_wrap=True)
+    for t in teams:
+        table.add_row(str(t.id), escape(t.name), t.manager_email or "—", str(t.reps))
+    console.print(table)
+
+
+@rep_app.command("add")
+def rep_add(
+    email: str,
+    name: Annotated[str, typer.Option("--name", help="Full name.")],
+    team: TeamOption = None,
+    timezone: TimezoneOption = None,
+    hours: HoursOption = None,
+    capacity: CapacityOption = None,
+    weight: WeightOption = None,
+    tag: TagOption = None,
+    country: CountryOption = None,
+    segment: SegmentOption = None,
+    manager: ManagerOption = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Add a rep. Defaults: Monday to Friday 09:00-17:00 UTC, 20 open handoffs,
+    weight 1."""
+    from baton.domain.reps import RepCreate
+    from baton.services.reps import create_rep
+
+    values = _rep_values(
+        name=name,
+        team=team,
+        timezone=timezone,
+        hours=hours,
+        capacity=capacity,
+        weight=weight,
+        tags=tag,
+        countries=country,
+        segments=segment,
+        manager=manager,
+    )
+    data = _valid(RepCreate, {"email": email, **values})
+    with _work() as ctx:
+        rep = create_rep(ctx, data, actor=actor)
+    say(f"rep {rep.id} added: {_rep_line(rep)}")
+
+
+@rep_app.command("update")
+def rep_update(
+    email: str,
+    name: Annotated[str | None, typer.Option("--name", help="Full name.")] = None,
+    team: TeamOption = None,
+    timezone: TimezoneOption = None,
+    hours: HoursOption = None,
+    capacity: CapacityOption = None,
+    weight: WeightOption = None,
+    tag: TagOption = None,
+    country: CountryOption = None,
+    segment: SegmentOption = None,
+    manager: ManagerOption = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="available or away (takes no new leads).")
+    ] = None,
+    active: Annotated[
+        bool | None,
+        typer.Option("--active/--inactive", help="An inactive rep (who left) gets nothing."),
+    ] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Change some settings of the rep EMAIL; options left out stay as they are (a
+    repeatable option given replaces its whole list, --hours the whole week)."""
+    from baton.domain.reps import RepUpdate
+    from baton.services.reps import find_rep, update_rep
+
+    values = _rep_values(
+        name=name,
+        team=team,
+        timezone=timezone,
+        hours=hours,
+        capacity=capacity,
+        weight=weight,
+        tags=tag,
+        countries=country,
+        segments=segment,
+        manager=manager,
+    )
+    if status is not None:
+        values["status"] = status
+    if active is not None:
+        values["active"] = active
+    if not values:
+        raise fail("nothing to change: give at least one option (see --help)")
+    data = _valid(RepUpdate, values)
+    with _work() as ctx:
+        rep = update_rep(ctx, find_rep(ctx, email).id, data, actor=actor)
+    say(f"rep {rep.id} updated: {_rep_line(rep)}")
+
+
+@rep_app.command("list")
+def rep_list(team: TeamOption = None) -> None:
+    """Every rep (or a team's) with hours, status, load and out-of-office periods."""
+    from baton.services.reps import list_reps
+
+    with _work() as ctx:
+        reps = list_reps(ctx, team=team)
+    table = Table(title=f"Reps of team {team}" if team else "Reps")
+    for column in ("rep", "team", "status", "load", "hours", "out of office"):
+        table.add_column(column, no_wrap=column in ("rep", "status", "load"), overflow="fold")
+    for r in reps:
+        hours = _hours_text(r.working_hours).replace("; ", "\n").replace(",", " ")
+        table.add_row(
+            *map(
+                escape,
+                (
+                    f"{r.email}\n{r.name}",
+                    r.team or "—",
+                    r.status if r.active else "inactive",
+                    f"{r.open_handoffs}/{r.capacity}",
+                    f"{r.timezone}\n{hours}",
+                    "\n".join(
+                        f"{a.starts_at:%Y-%m-%d %H:%M} → {a.ends_at:%Y-%m-%d %H:%M}"
+                        for a in r.absences
+                    ),
+                ),
+            )
+        )
+    console.print(table)
+
+
+@rep_app.command("away")
+def rep_away(
+    email: str,
+    starts: Annotated[
+        str, typer.Option("--from", help="Start, ISO 8601 (UTC unless it has an offset).")
+    ],
+    ends: Annotated[str, typer.Option("--until", help="End (exclusive), ISO 8601.")],
+    note: Annotated[str | None, typer.Option("--note", help="Why (shown to managers).")] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Record an out-of-office period for the rep EMAIL: no new handoffs, and SLA
+    business time stops."""
+    from baton.domain.reps import AbsenceCreate
+    from baton.services.reps import add_absence, find_rep
+
+    data = _valid(AbsenceCreate, {"starts_at": starts, "ends_at": ends, "note": note})
+    with _work() as ctx:
+        rep = add_absence(ctx, find_rep(ctx, email).id, data, actor=actor)
+    absence = max(rep.absences, key=lambda a: a.id)
+    say(
+        f"{rep.email} is out of office from {absence.starts_at:%Y-%m-%d %H:%M} until "
+        f"{absence.ends_at:%Y-%m-%d %H:%M} UTC (absence {absence.id})"
+    )
+
+
+@account_app.command("set")
+def account_set(
+    domain: str,
+    owner: Annotated[str, typer.Option("--owner", help="Email of the owning rep.")],
+    name: Annotated[str | None, typer.Option("--name", help="The company's name.")] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Create or update the account of DOMAIN and its owner."""
+    from baton.domain.reps import AccountCreate
+    from baton.services.reps import upsert_account
+
+    data = _valid(AccountCreate, {"domain": domain, "name": name, "owner_email": owner})
+    with _work() as ctx:
+        account = upsert_account(ctx, data, actor=actor)
+    say(
+        f"account {account.id}: {account.domain} ({account.name or 'no name'}) is owned by "
+        f"{account.owner_email}"
+    )
+
+
+@account_app.command("list")
+def account_list() -> None:
+    """Every account with its owner."""
+    from baton.services.reps import list_accounts
+
+    with _work() as ctx:
+        accounts = list_accounts(ctx)
+    table = Table(title="Accounts")
+    for column in ("domain", "name", "owner"):
+        table.add_column(column, no_wrap=column != "name")
+    for a in accounts:
+        table.add_row(a.domain, escape(a.name or "—"), a.owner_email or "—")
+    console.print(table)
+
+
+# --- handoffs ----------------------------------------------------------------------------
+
+
+HANDOFF_STATUSES = (
+    "queued",
+    "assigned",
+    "accepted",
+    "qualified",
+    "rejected",
+    "won",
+    "lost",
+    "reassigned",
+    "closed",
+)
+
+
+class TouchKind(StrEnum):
+    call = "call"
+    email = "email"
+    meeting = "meeting"
+
+
+def _when(value: Any) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if value else "—"
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{k}={v}" for k, v in value.items()) + ")"
+    return str(value)
+
+
+def _handoff_next(h: Any) -> str:
+    """What is next for a handoff, or how it ended."""
+    if h.status == "assigned":
+        return f"accept by {_when(h.accept_due_at)}"
+    if h.status in ("accepted", "qualified") and h.first_touch_at is None:
+        return f"touch by {_when(h.touch_due_at)}"
+    if h.status == "queued":
+        return str(h.routing.get("reason", ""))
+    return str(h.rejection_code or h.outcome or "")
+
+
+def _handoff_table(title: str, handoffs: list[Any], *, queue: bool = False) -> Table:
+    table = Table(title=title)
+    columns = (
+        ("id", "lead", "MQL at", "waiting because")
+        if queue
+        else ("id", "lead", "status", "rep", "MQL at", "next / outcome")
+    )
+    for column in columns:
+        table.add_column(
+            column,
+            no_wrap=column in ("id", "lead", "status", "rep", "MQL at"),
+            min_width=len(column) if column in ("id", "lead") else None,
+            overflow="fold",
+        )
+    for h in handoffs:
+        if queue:
+            table.add_row(
+                str(h.id), str(h.lead_id), _when(h.mql_at), escape(h.routing.get("reason", ""))
+            )
+        else:
+            table.add_row(
+                str(h.id),
+                str(h.lead_id),
+                h.status,
+                h.rep_email or "—",
+                _when(h.mql_at),
+                escape(_handoff_next(h)),
+            )
+    return table
+
+
+@handoff_app.command("list")
+def handoff_list(
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="Only this status (repeat): queued, assigned, accepted..."),
+    ] = None,
+    rep: Annotated[str | None, typer.Option("--rep", help="Only this rep's (email).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first.")] = 50,
+) -> None:
+    """Handoffs, newest first."""
+    from baton.services.handoffs import list_handoffs
+
+    unknown = [s for s in status or [] if s not in HANDOFF_STATUSES]
+    if unknown:
+        raise fail(f"unknown status {unknown[0]!r}; use one of {', '.join(HANDOFF_STATUSES)}")
+    with _work() as ctx:
+        found = list_handoffs(ctx, status=status, rep_email=rep, limit=limit)
+    console.print(_handoff_table("Handoffs", found))
+
+
+@handoff_app.command("queue")
+def handoff_queue() -> None:
+    """The unassigned queue: handoffs nobody could take yet, and why."""
+    from baton.services.handoffs import list_handoffs
+
+    with _work() as ctx:
+        found = list_handoffs(ctx, status=["queued"], limit=1000)
+    if not found:
+        say("the unassigned queue is empty")
+        return
+    console.print(_handoff_table("Unassigned queue", found, queue=True))
+
+
+@handoff_app.command("show")
+def handoff_show(handoff_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """One handoff: status, rep, deadlines, routing, and what happened to it."""
+    from baton.services.handoffs import get_handoff, handoff_events_of
+
+    with _work() as ctx:
+        h = get_handoff(ctx, handoff_id)
+        events = handoff_events_of(ctx, handoff_id)
+    lines = [
+        f"Handoff {h.id} of lead {h.lead_id}: {h.status}",
+        f"rep:          {h.rep_email or '— (unassigned)'}",
+        f"MQL at:       {_when(h.mql_at)}",
+        f"accept by:    {_when(h.accept_due_at)}    accepted: {_when(h.accepted_at)}",
+        f"touch by:     {_when(h.touch_due_at)}    first touch: {_when(h.first_touch_at)}",
+        f"routing:      {h.routing.get('reason', '—')}",
+    ]
+    if h.outcome:
+        lines.append(
+            f"outcome:      {h.outcome}" + (f" ({h.rejection_code})" if h.rejection_code else "")
+        )
+    if h.qualification:
+        lines.append("qualification: " + ", ".join(f"{k}={v}" for k, v in h.qualification.items()))
+    if h.deal_value is not None:
+        lines.append(f"deal value:   {h.deal_value:,.2f}")
+    say("\n".join(lines))
+    table = Table(title="Events")
+    for column in ("at", "event", "by", "detail"):
+        table.add_column(column, no_wrap=column != "detail")
+    for e in events:
+        detail = ", ".join(
+            f"{k}={_flat(v)}" for k, v in e.detail.items() if v not in (None, "", {}, [])
+        )
+        table.add_row(_when(e.at), e.kind, escape(e.actor), escape(detail))
+    console.print(table)
+
+
+@handoff_app.command("packet")
+def handoff_packet_command(handoff_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """The handoff packet as the rep's email shows it: who, score and why, interests,
+    prep checklist, notes, timeline."""
+    from baton.notify.render import render_email
+    from baton.services.packet import handoff_packet
+
+    with _work() as ctx:
+        packet = handoff_packet(ctx, handoff_id)
+    typer.echo(render_email("handoff.assigned", packet).text)
+
+
+def _verdict_done(ctx: Context, handoff: Any, what: str) -> None:
+    from baton.services.leads import get_lead
+
+    stage = get_lead(ctx, handoff.lead_id).stage
+    say(f"handoff {handoff.id} {what}; lead {handoff.lead_id} is now {stage}")
+
+
+HandoffArg = Annotated[int, typer.Argument(metavar="ID", help="The handoff's id.")]
+
+
+@handoff_app.command("accept")
+def handoff_accept(handoff_id: HandoffArg, actor: VerdictActor) -> None:
+    """Accept the lead (it becomes a SAL)."""
+    from baton.services.handoffs import accept_handoff
+
+    with _work() as ctx:
+        _verdict_done(ctx, accept_handoff(ctx, handoff_id, actor=actor), f"accepted by {actor}")
+
+
+@handoff_app.command("reject")
+def handoff_reject(
+    handoff_id: HandoffArg,
+    code: Annotated[str, typer.Argument(help="A rejection code of the contract.")],
+    actor: VerdictActor,
+    note: Annotated[str | None, typer.Option("--note", help="Why, in words.")] = None,
+) -> None:
+    """Turn the lead down with CODE from the contract's rejection reasons."""
+    from baton.services.handoffs import reject_handoff
+
+    with _work() as ctx:
+        handoff = reject_handoff(ctx, handoff_id, code=code, note=note, actor=actor)
+        _verdict_done(ctx, handoff, f"rejected ({code})")
+
+
+@handoff_app.command("touch")
+def handoff_touch(
+    handoff_id: HandoffArg,
+    kind: Annotated[TouchKind, typer.Argument(help="call, email or meeting")],
+    actor: VerdictActor,
+    note: Annotated[str | None, typer.Option("--note", help="What happened.")] = None,
+) -> None:
+    """Record a call, email or meeting with the lead (the first meets the touch SLA)."""
+    from baton.services.handoffs import log_touch
+
+    with _work() as ctx:
+        handoff = log_touch(ctx, handoff_id, kind=kind.value, note=note, actor=actor)
+        _verdict_done(ctx, handoff, f"touched ({kind.value})")
+
+
+@handoff_app.command("qualify")
+def handoff_qualify(
+    handoff_id: HandoffArg,
+    actor: VerdictActor,
+    field: Annotated[
+        list[str] | None,
+        typer.Option("--field", help="NAME=VALUE, repeat: --field budget=40k --field timing=Q3"),
+    ] = None,
+) -> None:
+    """Qualify the lead (SAL → SQL) with the fields the contract asks for."""
+    from baton.services.handoffs import qualify_handoff
+
+    fields: dict[str, str] = {}
+    for pair in field or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--field takes NAME=VALUE, got {pair!r}")
+        fields[key.strip()] = value.strip()
+    with _work() as ctx:
+        _verdict_done(
+            ctx, qualify_handoff(ctx, handoff_id, fields=fields, actor=actor), "qualified"
+        )
+
+
+AmountOption = Annotated[float | None, typer.Option("--amount", min=0, help="The deal value.")]
+
+
+@handoff_app.command("opportunity")
+def handoff_opportunity(
+    handoff_id: HandoffArg, actor: VerdictActor, amount: AmountOption = None
+) -> None:
+    """Open an opportunity on a qualified lead (SQL → opportunity)."""
+    from baton.services.handoffs import open_opportunity
+
+    with _work() as ctx:
+        handoff = open_opportunity(ctx, handoff_id, amount=amount, actor=actor)
+        _verdict_done(ctx, handoff, "is an opportunity")
+
+
+@handoff_app.command("won")
+def handoff_won(
+    handoff_id: HandoffArg,
+    actor: VerdictActor,
+    amount: AmountOption = None,
+    note: Annotated[str | None, typer.Option("--note", help="A word on the deal.")] = None,
+) -> None:
+    """The deal is won: the lead becomes a customer."""
+    from baton.services.handoffs import won_handoff
+
+    with _work() as ctx:
+        handoff = won_handoff(ctx, handoff_id, amount=amount, note=note, actor=actor)
+        _verdict_done(ctx, handoff, "won")
+
+
+@handoff_app.command("lost")
+def handoff_lost(
+    handoff_id: HandoffArg,
+    actor: VerdictActor,
+    reason: Annotated[str, typer.Option("--reason", help="Why the deal was lost.")],
+) -> None:
+    """The deal is lost, with a reason."""
+    from baton.services.handoffs import lost_handoff
+
+    with _work() as ctx:
+        _verdict_done(ctx, lost_handoff(ctx, handoff_id, reason=reason, actor=actor), "lost")
+
+
+@handoff_app.command("reassign")
+def handoff_reassign(
+    handoff_id: HandoffArg,
+    actor: Annotated[str, typer.Option("--actor", help="Your email: the rep's manager.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="The new rep (default: the next available).")
+    ] = None,
+) -> None:
+    """Move a handoff to another rep (managers only); a new handoff replaces it."""
+    from baton.services.handoffs import reassign_handoff
+
+    with _work() as ctx:
+        new = reassign_handoff(ctx, handoff_id, to_email=to, actor=actor)
+    say(f"handoff {handoff_id} reassigned: handoff {new.id} is now {new.status} to {new.rep_email}")
+
+
+# --- webhooks ----------------------------------------------------------------------------
+
+
+@webhook_app.command("add")
+def webhook_add(
+    url: str,
+    event: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event", help="An event to send, e.g. handoff.assigned (repeat; default *)."
+        ),
+    ] = None,
+    secret: Annotated[
+        str | None, typer.Option("--secret", help="Signing secret (default: a random one).")
+    ] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Send handoff events to URL, signed (the secret is shown only now)."""
+    from baton.services.webhooks import create_endpoint
+
+    with _work() as ctx:
+        endpoint, key = create_endpoint(
+            ctx, url=url, events=event or ["*"], secret=secret, actor=actor
+        )
+    say(f"webhook {endpoint.id} added: {', '.join(endpoint.events)} → {endpoint.url}")
+    say(f"signing secret (shown only now, store it): {key}")
+
+
+@webhook_app.command("list")
+def webhook_list() -> None:
+    """Every webhook endpoint."""
+    from baton.services.webhooks import list_endpoints
+
+    with _work() as ctx:
+        endpoints = list_endpoints(ctx)
+    table = Table(title="Webhook endpoints")
+    for column in ("id", "url", "events", "active", "created"):
+        table.add_column(column, no_wrap=column in ("id", "url", "active"), overflow="fold")
+    for e in endpoints:
+        table.add_row(
+            str(e.id),
+            escape(e.url),
+            ", ".join(e.events),
+            "yes" if e.active else "no",
+            escape(f"{e.created_at:%Y-%m-%d} by {e.created_by}"),
+        )
+    console.print(table)
+
+
+@webhook_app.command("remove")
+def webhook_remove(
+    endpoint_id: Annotated[int, typer.Argument(metavar="ID")], actor: ActorOption = "cli"
+) -> None:
+    """Stop sending to a webhook endpoint (its delivery log is kept)."""
+    from baton.services.webhooks import disable_endpoint
+
+    with _work() as ctx:
+        endpoint = disable_endpoint(ctx, endpoint_id, actor=actor)
+    say(f"webhook {endpoint.id} ({endpoint.url}) disabled")
+
+
+@webhook_app.command("deliveries")
+def webhook_deliveries(
+    endpoint_id: Annotated[int, typer.Argument(metavar="ID")],
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first.")] = 50,
+) -> None:
+    """The newest events sent (or to send) to a webhook endpoint, with their attempts."""
+    from baton.services.webhooks import list_deliveries
+
+    with _work() as ctx:
+        found = list_deliveries(ctx, endpoint_id, limit=limit)
+    table = Table(title=f"Deliveries of webhook {endpoint_id}")
+    for column in ("id", "event", "handoff", "status", "attempts", "last error", "sent"):
+        table.add_column(column, no_wrap=column != "last error")
+    for d in found:
+        table.add_row(
+            str(d.id),
+            d.topic,
+            str(d.handoff_id or ""),
+            d.status,
+            str(d.attempts),
+            escape(d.last_error or ""),
+            _when(d.sent_at),
+        )
     console.print(table)
 
 

@@ -198,13 +198,21 @@ def test_timeline_is_in_time_order_with_actors(api: TestClient, api_clock: Manua
     )
     assert tags.json() == {"lead_id": lead_id, "tags": ["hot"]}
     items = api.get(f"{LEADS}/{lead_id}/timeline").json()
-    assert [i["kind"] for i in items] == ["created", "activity", "note", "transition", "tag"]
+    assert [i["kind"] for i in items] == [
+        "created",
+        "activity",
+        "note",
+        "transition",
+        "handoff",
+        "tag",
+    ]
     assert [i["at"] for i in items] == sorted(i["at"] for i in items)
     assert items[2]["actor"] == "api"
     assert items[3]["actor"] == "scoring-engine"
-    assert items[4]["actor"] == "bob"
+    assert items[4]["actor"] == "scoring-engine"
+    assert items[5]["actor"] == "bob"
     newest = api.get(f"{LEADS}/{lead_id}/timeline", params={"limit": 2}).json()
-    assert [i["kind"] for i in newest] == ["transition", "tag"]
+    assert [i["kind"] for i in newest] == ["handoff", "tag"]
 
 
 def test_the_actor_header_is_stored_on_transitions_and_notes(api: TestClient) -> None:

@@ -166,6 +166,7 @@ def test_timeline_lists_everything_in_time_order(
         ("note", "alice"),
         ("tag", "alice"),
         ("transition", "scoring"),
+        ("handoff", "scoring"),
         ("activity", "esp"),
         ("tag", "bob"),
     ]
@@ -177,8 +178,9 @@ def test_timeline_lists_everything_in_time_order(
         "mql",
         "score 70",
     )
-    assert items[5].data["type"] == "email_click" and items[5].at == late
-    assert items[6].data == {"tag": "hot", "action": "removed"}
+    assert items[5].data["event"] == "queued"
+    assert items[6].data["type"] == "email_click" and items[6].at == late
+    assert items[7].data == {"tag": "hot", "action": "removed"}
 
 
 def test_timeline_limit_keeps_the_newest(

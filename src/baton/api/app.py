@@ -8,7 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton import __version__
 from baton.api import problems
-from baton.api.routes import activities, contracts, duplicates, leads
+from baton.api.routes import activities, contracts, duplicates, handoffs, leads, reps, webhooks
 from baton.services.context import Context, open_context
 
 DESCRIPTION = """
@@ -18,7 +18,10 @@ disqualified and lost on the side).
 
 * Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`
   with field-level `errors`.
-* Send `X-Baton-Actor: <name>` to say who acts; it is stored on every change.
+* Send `X-Baton-Actor: <name>` to say who acts; it is stored on every change. A verdict
+  on a handoff (accept, reject, touch, qualify, won, lost) is taken only from the
+  assigned rep or their manager (a reassignment only from the manager), named by their
+  email in this header.
 * Send an `idempotency_key` with each activity so retries never double an event.
 """
 
@@ -84,6 +87,13 @@ def create_app(context: Context | None = None) -> FastAPI:
             {"name": "activities", "description": "Engagement events, single and batch."},
             {"name": "duplicates", "description": "Possible duplicates awaiting review."},
             {"name": "contracts", "description": "The handoff contract: versions, signatures."},
+            {"name": "reps", "description": "Teams, reps, out-of-office periods, accounts."},
+            {
+                "name": "handoffs",
+                "description": "Handoffs, their packets, and sales' verdicts (accept, reject, "
+                "touch, qualify, won, lost, reassign).",
+            },
+            {"name": "webhooks", "description": "Endpoints for handoff events, and deliveries."},
         ],
     )
     app.state.context = context or open_context()
@@ -93,6 +103,9 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(activities.router)
     app.include_router(duplicates.router)
     app.include_router(contracts.router)
+    app.include_router(reps.router)
+    app.include_router(handoffs.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["operations"], operation_id="health")
     def health() -> dict[str, str]:

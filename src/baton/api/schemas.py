@@ -62,7 +62,7 @@ class TransitionPublic(BaseModel):
 
 class TimelineItemPublic(BaseModel):
     at: datetime
-    kind: Literal["created", "activity", "transition", "note", "tag", "merge"]
+    kind: Literal["created", "activity", "transition", "note", "tag", "merge", "handoff"]
     summary: str
     actor: str | None
     data: dict[str, Any]
@@ -140,3 +140,364 @@ class DuplicateCandidatePublic(BaseModel):
     similarity: float
     status: str
     created_at: datetime
+
+
+# --- the sales side: teams, reps, absences, accounts --------------------------------
+
+
+class TeamPublic(BaseModel):
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{"id": 1, "name": "emea", "manager_email": "sam@lumen.example", "reps": 4}]
+        }
+    }
+
+    id: int
+    name: str
+    manager_email: str | None
+    reps: int = Field(description="Reps in the team")
+
+
+class AbsencePublic(BaseModel):
+    id: int
+    starts_at: datetime
+    ends_at: datetime
+    note: str | None
+
+
+class RepPublic(BaseModel):
+    """A rep with the current load (open handoffs that count against capacity)."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "id": 3,
+                    "email": "ana@lumen.example",
+                    "name": "Ana Silva",
+                    "team": "emea",
+                    "timezone": "Europe/Berlin",
+                    "working_hours": {
+                        "mon": ["09:00-12:00", "13:00-17:00"],
+                        "tue": ["09:00-17:00"],
+                        "wed": ["09:00-17:00"],
+                        "thu": ["09:00-17:00"],
+                        "fri": ["09:00-15:00"],
+                        "sat": [],
+                        "sun": [],
+                    },
+                    "status": "available",
+                    "capacity": 20,
+                    "weight": 1.0,
+                    "tags": ["enterprise"],
+                    "countries": ["DE", "NL"],
+                    "regions": [],
+                    "postal_prefixes": [],
+                    "segments": [],
+                    "manager_email": "sam@lumen.example",
+                    "active": True,
+                    "open_handoffs": 2,
+                    "absences": [],
+                }
+            ]
+        }
+    }
+
+    id: int
+    email: str
+    name: str
+    team: str | None
+    timezone: str
+    working_hours: dict[str, list[str]]
+    status: Literal["available", "away"]
+    capacity: int
+    weight: float
+    tags: list[str]
+    countries: list[str]
+    regions: list[str]
+    postal_prefixes: list[str]
+    segments: list[str]
+    manager_email: str | None
+    active: bool
+    open_handoffs: int
+    absences: list[AbsencePublic]
+
+
+class AccountPublic(BaseModel):
+    id: int
+    domain: str
+    name: str | None
+    owner_email: str | None
+
+
+# --- handoffs --------------------------------------------------------------------
+
+HandoffStatus = Literal[
+    "queued", "assigned", "accepted", "qualified", "rejected", "won", "lost", "reassigned", "closed"
+]
+
+
+class HandoffPublic(BaseModel):
+    """One passing of the baton: the lead, the rep (none while queued), the SLA
+    deadlines, the routing decision and sales' verdict."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "id": 12,
+                    "lead_id": 40,
+                    "rep_id": 3,
+                    "rep_email": "ana@lumen.example",
+                    "status": "assigned",
+                    "chain_id": 12,
+                    "contract_version": 1,
+                    "mql_at": "2026-03-02T09:00:00Z",
+                    "assigned_at": "2026-03-02T09:00:00Z",
+                    "notified_at": None,
+                    "accepted_at": None,
+                    "first_touch_at": None,
+                    "closed_at": None,
+                    "outcome": None,
+                    "rejection_code": None,
+                    "marketing_credit": None,
+                    "accept_due_at": "2026-03-02T09:30:00Z",
+                    "touch_due_at": "2026-03-02T11:00:00Z",
+                    "next_step_at": "2026-03-02T09:20:00Z",
+                    "reassignments": 0,
+                    "routing": {"rep_id": 3, "reason": "EMEA: round_robin", "rule": "EMEA"},
+                    "qualification": None,
+                    "deal_value": None,
+                }
+            ]
+        }
+    }
+
+    id: int
+    lead_id: int
+    rep_id: int | None
+    rep_email: str | None
+    status: HandoffStatus
+    chain_id: int | None
+    contract_version: int | None
+    mql_at: datetime
+    assigned_at: datetime | None
+    notified_at: datetime | None
+    accepted_at: datetime | None
+    first_touch_at: datetime | None
+    closed_at: datetime | None
+    outcome: str | None
+    rejection_code: str | None
+    marketing_credit: bool | None
+    accept_due_at: datetime | None
+    touch_due_at: datetime | None
+    next_step_at: datetime | None
+    reassignments: int
+    routing: dict[str, Any] = Field(description="The routing decision and why")
+    qualification: dict[str, Any] | None
+    deal_value: float | None
+
+
+class HandoffEventPublic(BaseModel):
+    at: datetime
+    kind: str = Field(description="assigned, queued, accepted, rejected, touch, qualified, ...")
+    actor: str
+    detail: dict[str, Any]
+
+
+class ScoreHitPublic(BaseModel):
+    section: Literal["fit", "engagement"]
+    label: str
+    points: float
+    events: int
+    capped: bool
+
+
+class PacketScorePublic(BaseModel):
+    fit: float
+    engagement: float
+    total: float
+    grade: str
+    threshold: int
+    contract_version: int
+    hits: list[ScoreHitPublic] = Field(description="Every rule that fired (they add up)")
+    scored_at: datetime
+
+
+class InterestPublic(BaseModel):
+    topic: str
+    kind: str
+    count: int
+    last_at: datetime
+
+
+class PacketPrepItemPublic(BaseModel):
+    id: str
+    label: str
+    required: bool
+    done: bool
+    done_by: str | None
+    done_at: datetime | None
+
+
+class PacketNotePublic(BaseModel):
+    at: datetime
+    author: str
+    body: str
+
+
+class PacketPublic(BaseModel):
+    """Everything a rep needs so the customer never explains twice."""
+
+    handoff: HandoffPublic
+    lead: LeadPublic
+    score: PacketScorePublic | None
+    attribution: dict[str, Any]
+    interests: list[InterestPublic]
+    timeline: list[TimelineItemPublic]
+    prep: list[PacketPrepItemPublic]
+    notes: list[PacketNotePublic]
+    tags: list[str]
+    earlier_handoffs: list[HandoffPublic]
+    events: list[HandoffEventPublic]
+
+
+class RejectCreate(BaseModel):
+    """Turn a handoff down with a reason code from the contract's catalog."""
+
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {"examples": [{"code": "not_ready", "note": "budget next year"}]},
+    }
+
+    code: str = Field(min_length=1, max_length=60)
+    note: str | None = Field(None, max_length=2000)
+
+
+class TouchCreate(BaseModel):
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {"examples": [{"kind": "call", "note": "left a voicemail"}]},
+    }
+
+    kind: Literal["call", "email", "meeting"]
+    note: str | None = Field(None, max_length=2000)
+
+
+class QualifyCreate(BaseModel):
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "fields": {
+                        "budget": "40k",
+                        "authority": "VP Ops signs",
+                        "need": "replace spreadsheets",
+                        "timing": "Q3",
+                    }
+                }
+            ]
+        },
+    }
+
+    fields: dict[str, Any] = Field(description="The qualification fields the contract asks for")
+
+
+class OpportunityCreate(BaseModel):
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"amount": 48000}]}}
+
+    amount: float | None = Field(None, ge=0, le=1e12, description="Expected deal value")
+
+
+class WonCreate(BaseModel):
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {"examples": [{"amount": 52000, "note": "3-year deal"}]},
+    }
+
+    amount: float | None = Field(None, ge=0, le=1e12)
+    note: str | None = Field(None, max_length=2000)
+
+
+class LostCreate(BaseModel):
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {"examples": [{"reason": "chose a competitor"}]},
+    }
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ReassignCreate(BaseModel):
+    """Move the handoff to a named rep, or (``to`` left out) to the next available one."""
+
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {"examples": [{"to": "ben@lumen.example"}]},
+    }
+
+    to: str | None = Field(None, max_length=254, description="The new rep's email")
+
+
+# --- webhooks --------------------------------------------------------------------
+
+
+class WebhookCreate(BaseModel):
+    """An endpoint that receives signed POSTs of handoff events."""
+
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/baton",
+                    "events": ["handoff.assigned", "handoff.accepted"],
+                }
+            ]
+        },
+    }
+
+    url: str = Field(max_length=2000)
+    events: list[str] = Field(
+        default_factory=lambda: ["*"],
+        max_length=50,
+        description="Event names (handoff.assigned, handoff.queued, ...) or * for all",
+    )
+    secret: str | None = Field(
+        None, description="Signing secret (16-200 characters); generated when left out"
+    )
+
+
+class WebhookPublic(BaseModel):
+    id: int
+    url: str
+    events: list[str]
+    active: bool
+    created_by: str
+    created_at: datetime
+
+
+class WebhookCreatedPublic(WebhookPublic):
+    secret: str = Field(description="Shown only now: store it to verify signatures")
+
+
+class DeliveryAttemptPublic(BaseModel):
+    attempt: int
+    attempted_at: datetime
+    ok: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class DeliveryPublic(BaseModel):
+    id: int
+    topic: str
+    handoff_id: int | None
+    status: str = Field(description="pending, sent or failed")
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    history: list[DeliveryAttemptPublic]

@@ -502,6 +502,13 @@ def reassign_in(
 
 
 def _lock(connection: Connection, handoff_id: int) -> RowMapping:
+    """Lock the handoff's lead, then the handoff: the same order as ingest (lead, then
+    handoff), so a verdict and a stage change on one lead never deadlock."""
+    lead_id = connection.execute(
+        select(handoffs.c.lead_id).where(handoffs.c.id == handoff_id)
+    ).scalar()
+    if lead_id is not None:
+        connection.execute(select(leads.c.id).where(leads.c.id == lead_id).with_for_update())
     row = (
         connection.execute(select(handoffs).where(handoffs.c.id == handoff_id).with_for_update())
         .mappings()
@@ -588,44 +595,127 @@ def _stage(
     change_stage_in(connection, lead_id, target, actor=actor, reason=reason, now=now)
 
 
+def accept_handoff_in(
+    connection: Connection, handoff_id: int, *, actor: str, now: datetime
+) -> None:
+    """Sales accepts the lead: the lead becomes a SAL and the accept SLA is met."""
+    handoff = _lock(connection, handoff_id)
+    _need(handoff, ("assigned",), "accept")
+    rep = _authorize(connection, handoff, actor)
+    _stage(
+        connection,
+        handoff["lead_id"],
+        Stage.SAL,
+        actor=actor,
+        reason=f"accepted handoff {handoff_id}",
+        now=now,
+    )
+    connection.execute(
+        update(handoffs)
+        .where(handoffs.c.id == handoff_id)
+        .values(status="accepted", accepted_at=now)
+    )
+    _, contract = _active_contract(connection)
+    _refresh_timer(
+        connection,
+        handoff,
+        contract,
+        rep,
+        accepted=True,
+        touched=handoff["first_touch_at"] is not None,
+    )
+    log_event(connection, handoff_id, "accepted", actor=actor, now=now)
+    publish(
+        connection,
+        "handoff.accepted",
+        _webhook_data(handoff_id, handoff["lead_id"], rep),
+        now=now,
+        handoff_id=handoff_id,
+    )
+
+
 def accept_handoff(ctx: Context, handoff_id: int, *, actor: str) -> HandoffPublic:
     """Sales accepts the lead: the lead becomes a SAL and the accept SLA is met."""
-    now = ctx.clock.now()
     with ctx.write() as connection:
-        handoff = _lock(connection, handoff_id)
-        _need(handoff, ("assigned",), "accept")
-        rep = _authorize(connection, handoff, actor)
-        _stage(
-            connection,
-            handoff["lead_id"],
-            Stage.SAL,
-            actor=actor,
-            reason=f"accepted handoff {handoff_id}",
-            now=now,
-        )
-        connection.execute(
-            update(handoffs)
-            .where(handoffs.c.id == handoff_id)
-            .values(status="accepted", accepted_at=now)
-        )
-        _, contract = _active_contract(connection)
-        _refresh_timer(
-            connection,
-            handoff,
-            contract,
-            rep,
-            accepted=True,
-            touched=handoff["first_touch_at"] is not None,
-        )
-        log_event(connection, handoff_id, "accepted", actor=actor, now=now)
-        publish(
-            connection,
-            "handoff.accepted",
-            _webhook_data(handoff_id, handoff["lead_id"], rep),
-            now=now,
-            handoff_id=handoff_id,
-        )
+        accept_handoff_in(connection, handoff_id, actor=actor, now=ctx.clock.now())
     return get_handoff(ctx, handoff_id)
+
+
+def reject_handoff_in(
+    connection: Connection,
+    handoff_id: int,
+    *,
+    code: str,
+    note: str | None = None,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Sales turns the lead down with a reason from the contract's catalog; the reason
+    decides the lead's stage (disqualified or nurture) and marketing's credit."""
+    handoff = _lock(connection, handoff_id)
+    _need(handoff, ("assigned", "accepted"), "reject")
+    rep = _authorize(connection, handoff, actor)
+    _, contract = _active_contract(connection)
+    reason = contract.rejection_reason(code) if contract else None
+    if reason is None:
+        known = ", ".join(r.code for r in contract.rejection_reasons) if contract else ""
+        raise ValidationFailed(
+            f"unknown rejection reason '{code}'",
+            [
+                FieldProblem(
+                    "code",
+                    f"use one of: {known}"
+                    if known
+                    else "the active contract lists no rejection reasons",
+                )
+            ],
+        )
+    connection.execute(
+        update(handoffs)
+        .where(handoffs.c.id == handoff_id)
+        .values(
+            status="rejected",
+            outcome=reason.outcome,
+            rejection_code=code,
+            marketing_credit=reason.marketing_credit,
+            closed_at=now,
+            next_step_at=None,
+        )
+    )
+    target = Stage.NURTURE if reason.outcome == "recycle" else Stage.DISQUALIFIED
+    _stage(
+        connection,
+        handoff["lead_id"],
+        target,
+        actor=actor,
+        reason=f"rejected: {reason.label}" + (f" ({note})" if note else ""),
+        now=now,
+    )
+    log_event(
+        connection,
+        handoff_id,
+        "rejected",
+        actor=actor,
+        now=now,
+        code=code,
+        outcome=reason.outcome,
+        marketing_credit=reason.marketing_credit,
+        note=note,
+    )
+    publish(
+        connection,
+        "handoff.rejected",
+        _webhook_data(
+            handoff_id,
+            handoff["lead_id"],
+            rep,
+            code=code,
+            outcome=reason.outcome,
+            marketing_credit=reason.marketing_credit,
+        ),
+        now=now,
+        handoff_id=handoff_id,
+    )
 
 
 def reject_handoff(
@@ -633,73 +723,58 @@ def reject_handoff(
 ) -> HandoffPublic:
     """Sales turns the lead down with a reason from the contract's catalog; the reason
     decides the lead's stage (disqualified or nurture) and marketing's credit."""
-    now = ctx.clock.now()
     with ctx.write() as connection:
-        handoff = _lock(connection, handoff_id)
-        _need(handoff, ("assigned", "accepted"), "reject")
-        rep = _authorize(connection, handoff, actor)
-        _, contract = _active_contract(connection)
-        reason = contract.rejection_reason(code) if contract else None
-        if reason is None:
-            known = ", ".join(r.code for r in contract.rejection_reasons) if contract else ""
-            raise ValidationFailed(
-                f"unknown rejection reason '{code}'",
-                [
-                    FieldProblem(
-                        "code",
-                        f"use one of: {known}"
-                        if known
-                        else "the active contract lists no rejection reasons",
-                    )
-                ],
-            )
-        connection.execute(
-            update(handoffs)
-            .where(handoffs.c.id == handoff_id)
-            .values(
-                status="rejected",
-                outcome=reason.outcome,
-                rejection_code=code,
-                marketing_credit=reason.marketing_credit,
-                closed_at=now,
-                next_step_at=None,
-            )
-        )
-        target = Stage.NURTURE if reason.outcome == "recycle" else Stage.DISQUALIFIED
-        _stage(
-            connection,
-            handoff["lead_id"],
-            target,
-            actor=actor,
-            reason=f"rejected: {reason.label}" + (f" ({note})" if note else ""),
-            now=now,
-        )
-        log_event(
-            connection,
-            handoff_id,
-            "rejected",
-            actor=actor,
-            now=now,
-            code=code,
-            outcome=reason.outcome,
-            marketing_credit=reason.marketing_credit,
-            note=note,
-        )
-        publish(
-            connection,
-            "handoff.rejected",
-            _webhook_data(
-                handoff_id,
-                handoff["lead_id"],
-                rep,
-                code=code,
-                outcome=reason.outcome,
-                marketing_credit=reason.marketing_credit,
-            ),
-            now=now,
-            handoff_id=handoff_id,
+        reject_handoff_in(
+            connection, handoff_id, code=code, note=note, actor=actor, now=ctx.clock.now()
         )
     return get_handoff(ctx, handoff_id)
+
+
+def log_touch_in(
+    connection: Connection,
+    handoff_id: int,
+    *,
+    kind: TouchKind,
+    note: str | None = None,
+    actor: str,
+    now: datetime,
+) -> None:
+    """A call, email or meeting with the lead. The first one stops the speed-to-lead
+    clock."""
+    handoff = _lock(connection, handoff_id)
+    _need(handoff, ("assigned", "accepted", "qualified"), "log a touch on")
+    rep = _authorize(connection, handoff, actor)
+    first = handoff["first_touch_at"] is None
+    if first:
+        connection.execute(
+            update(handoffs).where(handoffs.c.id == handoff_id).values(first_touch_at=now)
+        )
+        _, contract = _active_contract(connection)
+        _refresh_timer(
+            connection,
+            handoff,
+            contract,
+            rep,
+            accepted=handoff["accepted_at"] is not None,
+            touched=True,
+        )
+    log_event(
+        connection,
+        handoff_id,
+        "touch",
+        actor=actor,
+        now=now,
+        touch=kind,
+        note=note,
+        first=first,
+    )
+    publish(
+        connection,
+        "handoff.touched",
+        _webhook_data(handoff_id, handoff["lead_id"], rep, touch=kind, first=first),
+        now=now,
+        handoff_id=handoff_id,
+    )
 
 
 def log_touch(
@@ -707,118 +782,155 @@ def log_touch(
 ) -> HandoffPublic:
     """A call, email or meeting with the lead. The first one stops the speed-to-lead
     clock."""
-    now = ctx.clock.now()
     with ctx.write() as connection:
-        handoff = _lock(connection, handoff_id)
-        _need(handoff, ("assigned", "accepted", "qualified"), "log a touch on")
-        rep = _authorize(connection, handoff, actor)
-        first = handoff["first_touch_at"] is None
-        if first:
-            connection.execute(
-                update(handoffs).where(handoffs.c.id == handoff_id).values(first_touch_at=now)
-            )
-            _, contract = _active_contract(connection)
-            _refresh_timer(
-                connection,
-                handoff,
-                contract,
-                rep,
-                accepted=handoff["accepted_at"] is not None,
-                touched=True,
-            )
-        log_event(
-            connection,
-            handoff_id,
-            "touch",
-            actor=actor,
-            now=now,
-            touch=kind,
-            note=note,
-            first=first,
-        )
-        publish(
-            connection,
-            "handoff.touched",
-            _webhook_data(handoff_id, handoff["lead_id"], rep, touch=kind, first=first),
-            now=now,
-            handoff_id=handoff_id,
-        )
+        log_touch_in(connection, handoff_id, kind=kind, note=note, actor=actor, now=ctx.clock.now())
     return get_handoff(ctx, handoff_id)
+
+
+def qualify_handoff_in(
+    connection: Connection, handoff_id: int, *, fields: Mapping[Any, Any], actor: str, now: datetime
+) -> None:
+    """SAL → SQL, with the qualification fields the contract asks for."""
+    handoff = _lock(connection, handoff_id)
+    _need(handoff, ("accepted",), "qualify")
+    rep = _authorize(connection, handoff, actor)
+    _, contract = _active_contract(connection)
+    required = contract.qualification.required_fields if contract else []
+    missing = [f for f in required if fields.get(f) in (None, "")]
+    if missing:
+        raise ValidationFailed(
+            f"qualification needs {', '.join(missing)}",
+            [FieldProblem(f"fields.{f}", "is required by the contract") for f in missing],
+        )
+    _stage(
+        connection,
+        handoff["lead_id"],
+        Stage.SQL,
+        actor=actor,
+        reason="qualified: " + ", ".join(f"{k}={v}" for k, v in fields.items()),
+        now=now,
+    )
+    connection.execute(
+        update(handoffs)
+        .where(handoffs.c.id == handoff_id)
+        .values(
+            status="qualified",
+            qualification=dict(fields),
+            next_step_at=None if handoff["first_touch_at"] else handoffs.c.next_step_at,
+        )
+    )
+    log_event(connection, handoff_id, "qualified", actor=actor, now=now, fields=dict(fields))
+    publish(
+        connection,
+        "handoff.qualified",
+        _webhook_data(handoff_id, handoff["lead_id"], rep, fields=dict(fields)),
+        now=now,
+        handoff_id=handoff_id,
+    )
 
 
 def qualify_handoff(
     ctx: Context, handoff_id: int, *, fields: Mapping[Any, Any], actor: str
 ) -> HandoffPublic:
     """SAL → SQL, with the qualification fields the contract asks for."""
-    now = ctx.clock.now()
     with ctx.write() as connection:
-        handoff = _lock(connection, handoff_id)
-        _need(handoff, ("accepted",), "qualify")
-        rep = _authorize(connection, handoff, actor)
-        _, contract = _active_contract(connection)
-        required = contract.qualification.required_fields if contract else []
-        missing = [f for f in required if fields.get(f) in (None, "")]
-        if missing:
-            raise ValidationFailed(
-                f"qualification needs {', '.join(missing)}",
-                [FieldProblem(f"fields.{f}", "is required by the contract") for f in missing],
-            )
-        _stage(
-            connection,
-            handoff["lead_id"],
-            Stage.SQL,
-            actor=actor,
-            reason="qualified: " + ", ".join(f"{k}={v}" for k, v in fields.items()),
-            now=now,
-        )
-        connection.execute(
-            update(handoffs)
-            .where(handoffs.c.id == handoff_id)
-            .values(
-                status="qualified",
-                qualification=dict(fields),
-                next_step_at=None if handoff["first_touch_at"] else handoffs.c.next_step_at,
-            )
-        )
-        log_event(connection, handoff_id, "qualified", actor=actor, now=now, fields=dict(fields))
-        publish(
-            connection,
-            "handoff.qualified",
-            _webhook_data(handoff_id, handoff["lead_id"], rep, fields=dict(fields)),
-            now=now,
-            handoff_id=handoff_id,
-        )
+        qualify_handoff_in(connection, handoff_id, fields=fields, actor=actor, now=ctx.clock.now())
     return get_handoff(ctx, handoff_id)
+
+
+def open_opportunity_in(
+    connection: Connection,
+    handoff_id: int,
+    *,
+    amount: float | None = None,
+    actor: str,
+    now: datetime,
+) -> None:
+    """SQL → opportunity, optionally with the expected deal value."""
+    handoff = _lock(connection, handoff_id)
+    _need(handoff, ("qualified",), "open an opportunity on")
+    _authorize(connection, handoff, actor)
+    _stage(
+        connection,
+        handoff["lead_id"],
+        Stage.OPPORTUNITY,
+        actor=actor,
+        reason="opportunity opened",
+        now=now,
+    )
+    if amount is not None:
+        connection.execute(
+            update(handoffs).where(handoffs.c.id == handoff_id).values(deal_value=amount)
+        )
+    log_event(connection, handoff_id, "opportunity", actor=actor, now=now, amount=amount)
 
 
 def open_opportunity(
     ctx: Context, handoff_id: int, *, amount: float | None = None, actor: str
 ) -> HandoffPublic:
     """SQL → opportunity, optionally with the expected deal value."""
-    now = ctx.clock.now()
     with ctx.write() as connection:
-        handoff = _lock(connection, handoff_id)
-        _need(handoff, ("qualified",), "open an opportunity on")
-        _authorize(connection, handoff, actor)
-        _stage(
-            connection,
-            handoff["lead_id"],
-            Stage.OPPORTUNITY,
-            actor=actor,
-            reason="opportunity opened",
-            now=now,
-        )
-        if amount is not None:
-            connection.execute(
-                update(handoffs).where(handoffs.c.id == handoff_id).values(deal_value=amount)
-            )
-        log_event(connection, handoff_id, "opportunity", actor=actor, now=now, amount=amount)
+        open_opportunity_in(connection, handoff_id, amount=amount, actor=actor, now=ctx.clock.now())
     return get_handoff(ctx, handoff_id)
 
 
 def _current_stage(connection: Connection, lead_id: int) -> Stage:
     return Stage(
         connection.execute(select(leads.c.stage).where(leads.c.id == lead_id)).scalar_one()
+    )
+
+
+def won_handoff_in(
+    connection: Connection,
+    handoff_id: int,
+    *,
+    amount: float | None = None,
+    note: str | None = None,
+    actor: str,
+    now: datetime,
+) -> None:
+    """The deal is won: the lead becomes a customer (through opportunity if it was
+    not one yet) and its company domain becomes an account owned by the rep."""
+    handoff = _lock(connection, handoff_id)
+    _need(handoff, ("qualified",), "mark as won")
+    rep = _authorize(connection, handoff, actor)
+    lead_id = int(handoff["lead_id"])
+    if _current_stage(connection, lead_id) == Stage.SQL:
+        _stage(
+            connection,
+            lead_id,
+            Stage.OPPORTUNITY,
+            actor=actor,
+            reason="opportunity opened",
+            now=now,
+        )
+    connection.execute(
+        update(handoffs)
+        .where(handoffs.c.id == handoff_id)
+        .values(
+            status="won",
+            outcome="won",
+            closed_at=now,
+            next_step_at=None,
+            deal_value=amount if amount is not None else handoffs.c.deal_value,
+        )
+    )
+    _stage(
+        connection,
+        lead_id,
+        Stage.CUSTOMER,
+        actor=actor,
+        reason="won" + (f": {note}" if note else ""),
+        now=now,
+    )
+    _claim_account(connection, lead_id, rep, now=now)
+    log_event(connection, handoff_id, "won", actor=actor, now=now, amount=amount, note=note)
+    publish(
+        connection,
+        "handoff.won",
+        _webhook_data(handoff_id, lead_id, rep, amount=amount),
+        now=now,
+        handoff_id=handoff_id,
     )
 
 
@@ -832,48 +944,9 @@ def won_handoff(
 ) -> HandoffPublic:
     """The deal is won: the lead becomes a customer (through opportunity if it was
     not one yet) and its company domain becomes an account owned by the rep."""
-    now = ctx.clock.now()
     with ctx.write() as connection:
-        handoff = _lock(connection, handoff_id)
-        _need(handoff, ("qualified",), "mark as won")
-        rep = _authorize(connection, handoff, actor)
-        lead_id = int(handoff["lead_id"])
-        if _current_stage(connection, lead_id) == Stage.SQL:
-            _stage(
-                connection,
-                lead_id,
-                Stage.OPPORTUNITY,
-                actor=actor,
-                reason="opportunity opened",
-                now=now,
-            )
-        connection.execute(
-            update(handoffs)
-            .where(handoffs.c.id == handoff_id)
-            .values(
-                status="won",
-                outcome="won",
-                closed_at=now,
-                next_step_at=None,
-                deal_value=amount if amount is not None else handoffs.c.deal_value,
-            )
-        )
-        _stage(
-            connection,
-            lead_id,
-            Stage.CUSTOMER,
-            actor=actor,
-            reason="won" + (f": {note}" if note else ""),
-            now=now,
-        )
-        _claim_account(connection, lead_id, rep, now=now)
-        log_event(connection, handoff_id, "won", actor=actor, now=now, amount=amount, note=note)
-        publish(
-            connection,
-            "handoff.won",
-            _webhook_data(handoff_id, lead_id, rep, amount=amount),
-            now=now,
-            handoff_id=handoff_id,
+        won_handoff_in(
+            connection, handoff_id, amount=amount, note=note, actor=actor, now=ctx.clock.now()
         )
     return get_handoff(ctx, handoff_id)
 
@@ -899,38 +972,44 @@ def _claim_account(connection: Connection, lead_id: int, rep: Rep | None, *, now
     )
 
 
-def lost_handoff(ctx: Context, handoff_id: int, *, reason: str, actor: str) -> HandoffPublic:
+def lost_handoff_in(
+    connection: Connection, handoff_id: int, *, reason: str, actor: str, now: datetime
+) -> None:
     """The deal is lost (from SAL, SQL or opportunity), with a reason."""
     if not reason.strip():
         raise ValidationFailed(
             "a lost deal needs a reason", [FieldProblem("reason", "is required")]
         )
-    now = ctx.clock.now()
+    handoff = _lock(connection, handoff_id)
+    _need(handoff, ("accepted", "qualified"), "mark as lost")
+    rep = _authorize(connection, handoff, actor)
+    connection.execute(
+        update(handoffs)
+        .where(handoffs.c.id == handoff_id)
+        .values(status="lost", outcome="lost", closed_at=now, next_step_at=None)
+    )
+    _stage(
+        connection,
+        handoff["lead_id"],
+        Stage.LOST,
+        actor=actor,
+        reason=f"lost: {reason}",
+        now=now,
+    )
+    log_event(connection, handoff_id, "lost", actor=actor, now=now, reason=reason)
+    publish(
+        connection,
+        "handoff.lost",
+        _webhook_data(handoff_id, handoff["lead_id"], rep, reason=reason),
+        now=now,
+        handoff_id=handoff_id,
+    )
+
+
+def lost_handoff(ctx: Context, handoff_id: int, *, reason: str, actor: str) -> HandoffPublic:
+    """The deal is lost (from SAL, SQL or opportunity), with a reason."""
     with ctx.write() as connection:
-        handoff = _lock(connection, handoff_id)
-        _need(handoff, ("accepted", "qualified"), "mark as lost")
-        rep = _authorize(connection, handoff, actor)
-        connection.execute(
-            update(handoffs)
-            .where(handoffs.c.id == handoff_id)
-            .values(status="lost", outcome="lost", closed_at=now, next_step_at=None)
-        )
-        _stage(
-            connection,
-            handoff["lead_id"],
-            Stage.LOST,
-            actor=actor,
-            reason=f"lost: {reason}",
-            now=now,
-        )
-        log_event(connection, handoff_id, "lost", actor=actor, now=now, reason=reason)
-        publish(
-            connection,
-            "handoff.lost",
-            _webhook_data(handoff_id, handoff["lead_id"], rep, reason=reason),
-            now=now,
-            handoff_id=handoff_id,
-        )
+        lost_handoff_in(connection, handoff_id, reason=reason, actor=actor, now=ctx.clock.now())
     return get_handoff(ctx, handoff_id)
 
 

@@ -106,6 +106,15 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: str) -
             .where(leads.c.merged_into_id == merged_id)
             .values(merged_into_id=survivor_id)
         )
+        from baton.services.handoffs import close_open_handoff_in
+
+        close_open_handoff_in(
+            connection,
+            merged_id,
+            outcome=f"lead merged into lead {survivor_id}",
+            now=now,
+            actor=actor,
+        )
         connection.execute(
             update(duplicate_candidates)
             .where(

@@ -7,13 +7,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from baton.domain.errors import NotFound
 from baton.services.context import Context
-from baton.store.tables import activities, lead_merges, leads, notes, tag_events, transitions
+from baton.store.tables import (
+    activities,
+    handoff_events,
+    handoffs,
+    lead_merges,
+    leads,
+    notes,
+    tag_events,
+    transitions,
+)
 
-Kind = Literal["created", "activity", "transition", "note", "tag", "merge"]
+Kind = Literal["created", "activity", "transition", "note", "tag", "merge", "handoff"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,15 @@ class TimelineItem:
     merged_from: int | None = None
 
 
-_KIND_ORDER = {"created": 0, "activity": 1, "transition": 2, "tag": 3, "note": 4, "merge": 5}
+_KIND_ORDER = {
+    "created": 0,
+    "activity": 1,
+    "transition": 2,
+    "handoff": 3,
+    "tag": 4,
+    "note": 5,
+    "merge": 6,
+}
 
 
 def _describe_activity(kind: str, props: dict[str, Any]) -> str:
@@ -38,6 +55,16 @@ def _describe_activity(kind: str, props: dict[str, Any]) -> str:
         if props.get(key):
             return f"{label}: {props[key]}"
     return label
+
+
+def _describe_handoff_event(handoff_id: int, kind: str, detail: dict[str, Any]) -> str:
+    text = f"handoff {handoff_id}: {kind.replace('_', ' ')}"
+    extra = detail.get("rep") or detail.get("to") or detail.get("touch") or detail.get("code")
+    if extra:
+        text += f" ({extra})"
+    if detail.get("note"):
+        text += f": {detail['note']}"
+    return text
 
 
 def lead_timeline(ctx: Context, lead_id: int, *, limit: int | None = None) -> list[TimelineItem]:
@@ -118,6 +145,30 @@ def lead_timeline(ctx: Context, lead_id: int, *, limit: int | None = None) -> li
                     f"lead {r['merged_id']} merged into this lead",
                     r["actor"],
                     dict(r["changes"]),
+                )
+            )
+        for r in connection.execute(
+            select(handoff_events, handoffs.c.lead_id)
+            .select_from(
+                handoff_events.join(handoffs, handoffs.c.id == handoff_events.c.handoff_id)
+            )
+            .where(
+                or_(
+                    handoffs.c.lead_id == lead_id,
+                    handoffs.c.lead_id.in_(
+                        select(leads.c.id).where(leads.c.merged_into_id == lead_id)
+                    ),
+                )
+            )
+        ).mappings():
+            items.append(
+                TimelineItem(
+                    r["occurred_at"],
+                    "handoff",
+                    _describe_handoff_event(r["handoff_id"], r["kind"], r["detail"]),
+                    r["actor"],
+                    {"handoff_id": r["handoff_id"], "event": r["kind"], **r["detail"]},
+                    r["lead_id"] if r["lead_id"] != lead_id else None,
                 )
             )
     items.sort(key=lambda i: (i.at, _KIND_ORDER[i.kind]))
