@@ -151,9 +151,19 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (BATON_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (BATON_PORT).")] = None,
     workers: Annotated[int, typer.Option(help="Server processes (PostgreSQL only).")] = 1,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--with-worker/--no-worker",
+            help="Also run the background worker in this process (handy on one machine).",
+        ),
+    ] = False,
 ) -> None:
     """Run the API server (docs at /docs)."""
     import uvicorn
+
+    if with_worker:
+        _start_worker_thread()
 
     settings = _settings()
     with _context():
@@ -170,6 +180,30 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
     )
+
+
+def _start_worker_thread() -> None:
+    """The worker loop in a daemon thread beside the server, with its own context."""
+    import logging
+    import threading
+    import time
+
+    from baton.services.worker import tick
+
+    settings = _settings()
+
+    def loop() -> None:
+        ctx = open_context(settings, migrate=False)
+        while True:
+            try:
+                busy = tick(ctx).busy
+            except Exception:
+                logging.getLogger("baton.worker").exception("worker pass failed")
+                busy = False
+            if not busy:
+                time.sleep(settings.worker_poll_seconds)
+
+    threading.Thread(target=loop, name="baton-worker", daemon=True).start()
 
 
 @app.command()
@@ -218,7 +252,7 @@ def demo(
 ) -> None:
     """Fill an empty database with a generated demo company, then serve it."""
     from baton.domain.errors import Conflict
-    from baton.services.demo import generate_demo, sign_demo_contract
+    from baton.services.demo import generate_demo
 
     with _context() as ctx:
         try:
@@ -238,17 +272,19 @@ def demo(
                 ("activities", summary.activities),
                 ("stage transitions", summary.transitions),
                 ("notes", summary.notes),
+                ("sales reps", summary.reps),
+                ("handoffs", summary.handoffs),
             ):
                 table.add_row(name, f"{value:,}")
             console.print(table)
-            version = sign_demo_contract(ctx)
+            version = summary.contract_version
             if version is not None:
                 console.print(
                     f"Handoff contract version {version} (contracts/example.yaml) signed by "
                     "marketing and sales and active: every lead is scored."
                 )
     if serve_after:
-        serve(host=None, port=None, workers=1)
+        serve(host=None, port=None, workers=1, with_worker=True)
 
 
 def _progress() -> Progress:

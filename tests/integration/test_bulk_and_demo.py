@@ -121,11 +121,8 @@ def test_same_seed_gives_the_same_company(ctx: Context, tmp_path: Path) -> None:
 
 def test_the_demo_contract_is_signed_active_and_scores_leads(ctx: Context) -> None:
     from baton.services.contracts import active_contract, list_contracts
-    from baton.services.demo import sign_demo_contract
-    from baton.services.scoring import lead_score
 
-    generate_demo(ctx, leads_count=30, seed=3, days=10)
-    version = sign_demo_contract(ctx)
+    version = generate_demo(ctx, leads_count=30, seed=3, days=10).contract_version
 
     assert version is not None
     assert active_contract(ctx)[0] == version  # type: ignore[index]
@@ -134,3 +131,36 @@ def test_the_demo_contract_is_signed_active_and_scores_leads(ctx: Context) -> No
     with ctx.read() as connection:
         some_lead = connection.execute(select(leads.c.id).limit(1)).scalar_one()
     assert lead_score(ctx, some_lead).contract_version == version
+
+
+def test_the_demo_hands_leads_to_reps_through_the_real_use_cases(ctx: Context) -> None:
+    from baton.services.handoffs import list_handoffs
+    from baton.services.reps import list_reps
+
+    summary = generate_demo(ctx, leads_count=200, seed=4, days=30)
+
+    assert summary.reps == len(list_reps(ctx)) == 10
+    found = list_handoffs(ctx, limit=10_000)
+    assert len(found) >= summary.handoffs > 0
+    statuses = {h.status for h in found}
+    assert {"accepted", "rejected"} <= statuses | {"qualified", "won", "lost"}
+    with ctx.read() as connection:
+        stage_of = dict(connection.execute(select(leads.c.id, leads.c.stage)).all())
+    expected = {
+        "won": {"customer"},
+        "lost": {"lost"},
+        "qualified": {"sql", "opportunity"},
+        "accepted": {"sal"},
+        "assigned": {"mql"},
+        "queued": {"mql"},
+    }
+    for handoff in found:
+        if handoff.status in expected:
+            assert stage_of[handoff.lead_id] in expected[handoff.status], handoff
+        if handoff.accepted_at is not None:
+            assert handoff.rep_email is not None
+            assert handoff.first_touch_at is not None
+            assert handoff.assigned_at <= handoff.first_touch_at <= handoff.accepted_at
+        if handoff.status == "rejected":
+            assert handoff.rejection_code in {"not_ready", "junk", "no_budget", "out_of_area"}
+            assert stage_of[handoff.lead_id] in {"nurture", "disqualified", "mql"}

@@ -296,6 +296,11 @@ class Pool(_Strict):
     tag: str | None = Field(None, min_length=1, max_length=100)
     reps: list[str] | None = Field(None, min_length=1)
 
+    @field_validator("tag")
+    @classmethod
+    def _lower_tag(cls, value: str | None) -> str | None:
+        return value.strip().lower() if value is not None else None
+
     @field_validator("reps")
     @classmethod
     def _lower_emails(cls, value: list[str] | None) -> list[str] | None:

@@ -53,6 +53,10 @@ def _upper_set(values: list[str]) -> list[str]:
     return sorted({v.strip().upper() for v in values if v.strip()})
 
 
+def _postal_set(values: list[str]) -> list[str]:
+    return sorted({v.replace(" ", "").upper() for v in values if v.strip()})
+
+
 class TeamCreate(BaseModel):
     """A sales team: its name (used in routing pools) and its manager."""
 
@@ -78,8 +82,8 @@ class _RepFields(BaseModel):
     weight: float | None = Field(None, gt=0, le=1000, description="Share in weighted routing.")
     tags: Annotated[list[str], AfterValidator(_lower_set)] | None = None
     countries: Annotated[list[str], AfterValidator(_upper_set)] | None = None
-    regions: list[str] | None = None
-    postal_prefixes: Annotated[list[str], AfterValidator(_upper_set)] | None = None
+    regions: Annotated[list[str], AfterValidator(_upper_set)] | None = None
+    postal_prefixes: Annotated[list[str], AfterValidator(_postal_set)] | None = None
     segments: Annotated[list[str], AfterValidator(_lower_set)] | None = None
     manager_email: Email | None = None
     active: bool | None = None

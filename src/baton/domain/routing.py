@@ -92,10 +92,13 @@ class RoutingDecision:
 
 @dataclass
 class Rotation:
-    """One pool's stride state: each rep's pass and the pool's virtual pass."""
+    """One pool's stride state: each rep's pass, the pool's virtual time, and the
+    virtual time at which each rep was last eligible (to carry their lead or lag over
+    an absence)."""
 
     virtual: float = 0.0
     passes: dict[int, float] = field(default_factory=dict)
+    seen: dict[int, float] = field(default_factory=dict)
 
 
 def pool_key(pool: Pool) -> str:
@@ -143,13 +146,13 @@ def _covers_territory(rep: Rep, lead: Mapping[str, Any]) -> str | None:
     if not (rep.countries or rep.regions or rep.postal_prefixes):
         return None
     country = str(field_value(lead, "country") or "").upper()
-    region = str(field_value(lead, "region") or "")
+    region = str(field_value(lead, "region") or "").upper()
     postal = str(field_value(lead, "postal_code") or "").replace(" ", "").upper()
     if country and country in rep.countries:
         return None
-    if region and region in rep.regions:
+    if region and region in {r.upper() for r in rep.regions}:
         return None
-    if postal and any(postal.startswith(p) for p in rep.postal_prefixes):
+    if postal and any(postal.startswith(p.replace(" ", "").upper()) for p in rep.postal_prefixes):
         return None
     where = ", ".join(x for x in (country, region, postal) if x) or "unknown"
     return f"outside territory (lead: {where})"
@@ -198,29 +201,44 @@ def pick(
     loads: Mapping[int, int],
     lead_id: int,
 ) -> Rep:
-    """Choose among eligible ``candidates`` (not empty) and advance ``rotation``."""
-    floor = rotation.virtual
+    """Choose among eligible ``candidates`` (not empty) and advance ``rotation``.
 
-    def effective(rep: Rep) -> float:
+    Weighted fair queueing (WF2Q+): among reps whose pass has reached the pool's
+    virtual time, the one who would finish first (pass + 1/weight) gets the lead. A rep
+    who was away is moved forward by the virtual time that passed without them, so
+    they come back exactly as far ahead or behind as they left: no backlog, and reps
+    who return together stay within one lead of each other."""
+    virtual = rotation.virtual
+    weighted = strategy == "weighted"
+    starts: dict[int, float] = {}
+    for rep in candidates:
         stored = rotation.passes.get(rep.id)
-        return floor if stored is None else max(stored, floor)
+        seen = rotation.seen.get(rep.id)
+        if stored is None:
+            starts[rep.id] = virtual
+        elif seen is None:
+            starts[rep.id] = max(stored, virtual)
+        else:
+            starts[rep.id] = stored + max(0.0, virtual - seen)
+
+    def share(rep: Rep) -> float:
+        return 1.0 / max(rep.weight if weighted else 1.0, 1e-6)
 
     def order(rep: Rep) -> tuple[Any, ...]:
-        stored = rotation.passes.get(rep.id)
-        rotation_order = (
-            effective(rep),
-            float("-inf") if stored is None else stored,
-            _tie(lead_id, rep.id),
-        )
+        start = starts[rep.id]
+        fair = (round(start + share(rep), 9), round(start, 9), _tie(lead_id, rep.id))
         if strategy == "least_loaded":
-            return (loads.get(rep.id, 0) / max(rep.capacity, 1), *rotation_order)
-        return rotation_order
+            return (loads.get(rep.id, 0) / max(rep.capacity, 1), *fair)
+        return fair
 
-    chosen = min(candidates, key=order)
-    start = effective(chosen)
-    weight = chosen.weight if strategy == "weighted" else 1.0
-    rotation.passes[chosen.id] = start + 1.0 / max(weight, 1e-6)
-    rotation.virtual = max(rotation.virtual, start)
+    ready = [r for r in candidates if starts[r.id] <= virtual + 1e-9] or list(candidates)
+    chosen = min(ready if strategy != "least_loaded" else candidates, key=order)
+    starts[chosen.id] += share(chosen)
+    virtual = min(starts.values())
+    rotation.virtual = virtual
+    for rep in candidates:
+        rotation.passes[rep.id] = starts[rep.id]
+        rotation.seen[rep.id] = virtual
     return chosen
 
 

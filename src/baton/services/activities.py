@@ -160,9 +160,11 @@ def ingest_validated_in(
     now: datetime,
     return_ids: bool = False,
     size: int | None = None,
+    score: bool = True,
 ) -> IngestReport:
     """Store validated events inside the caller's transaction; ``actor`` is recorded on
-    each stored event."""
+    each stored event. ``score=False`` stores history without scoring it (a backfill
+    that is re-scored as a whole afterwards)."""
     report = IngestReport()
     if return_ids:
         report.activity_ids = [None] * (size if size is not None else len(events))
@@ -233,6 +235,8 @@ def ingest_validated_in(
             Event(row["type"], occurred_at, row["properties"])
         )
     bump_counters(connection, per_lead)
+    if not score:
+        return report
     report.mql = [
         u.lead_id
         for u in score_leads_in(

@@ -181,6 +181,57 @@ class DemoSummary:
     activities: int
     transitions: int
     notes: int
+    reps: int = 0
+    handoffs: int = 0
+    contract_version: int | None = None
+
+
+TEAMS = (
+    ("na", "sam.becker@lumen.example", "America/New_York"),
+    ("emea", "lea.martin@lumen.example", "Europe/Berlin"),
+    ("enterprise", "sam.becker@lumen.example", "America/Chicago"),
+)
+REPS = (
+    ("Alex Kim", "na", "America/New_York"),
+    ("Bea Torres", "na", "America/Chicago"),
+    ("Chris Olsen", "na", "America/Los_Angeles"),
+    ("Dana Wright", "na", "America/New_York"),
+    ("Emil Braun", "emea", "Europe/Berlin"),
+    ("Fatima Haddad", "emea", "Europe/Paris"),
+    ("Gus Jansen", "emea", "Europe/Amsterdam"),
+    ("Hannah Lee", "emea", "Europe/London"),
+    ("Ivan Petrov", "enterprise", "America/New_York"),
+    ("Julia Costa", "enterprise", "Europe/London"),
+)
+REJECT_CODES = ("junk", "no_budget", "out_of_area")
+
+
+def _sales_team(ctx: Context) -> int:
+    """The demo's sales side: three teams and ten reps in their own time zones, working
+    08:00-18:00 on weekdays."""
+    from baton.domain.reps import RepCreate, TeamCreate
+    from baton.services.reps import create_rep, create_team, list_reps
+
+    if list_reps(ctx):
+        return 0
+    for name, manager, _ in TEAMS:
+        create_team(ctx, TeamCreate(name=name, manager_email=manager), actor="demo")
+    hours = {day: ["08:00-18:00"] for day in ("mon", "tue", "wed", "thu", "fri")}
+    for index, (name, team, zone) in enumerate(REPS):
+        create_rep(
+            ctx,
+            RepCreate(
+                email=name.lower().replace(" ", ".") + "@lumen.example",
+                name=name,
+                team=team,
+                timezone=zone,
+                working_hours=hours,
+                capacity=500,
+                weight=2.0 if index % 4 == 0 else 1.0,
+            ),
+            actor="demo",
+        )
+    return len(REPS)
 
 
 def _company(rng: random.Random) -> tuple[str, str]:
@@ -258,6 +309,14 @@ def generate_demo(
             actions.append((moment, 2, ("stage", index, (stage, reason))))
     report = ImportReport()
     counts = {"events": 0, "transitions": 0, "notes": 0}
+    reps_created = _sales_team(ctx)
+    from baton.services.contracts import active_contract
+
+    active = active_contract(ctx)
+    version = active[0] if active else sign_demo_contract(ctx)
+    active = active_contract(ctx)
+    contract = active[1] if active else None
+    script = _SalesScript(rng, contract)
     with ctx.write() as connection:
         ids = write_leads_in(
             connection,
@@ -272,7 +331,11 @@ def generate_demo(
         events = [(i, a[2][2]) for i, a in enumerate(a for a in actions if a[2][0] == "event")]
         for start_at in range(0, len(events), 10_000):
             ingest_validated_in(
-                connection, events[start_at : start_at + 10_000], actor="demo", now=now
+                connection,
+                events[start_at : start_at + 10_000],
+                actor="demo",
+                now=now,
+                score=False,
             )
         counts["events"] = len(events)
         if progress:
@@ -282,7 +345,7 @@ def generate_demo(
         for done, (at, _, (_, index, (stage, reason))) in enumerate(moves, start=1):
             lead_id = ids[(people[index][0].email or "").lower()]
             actor = "marketing-ops" if stage in (Stage.MQL, Stage.DISQUALIFIED) else "sales"
-            change_stage_in(connection, lead_id, stage, actor=actor, reason=reason, now=at)
+            at, actor = script.move(connection, lead_id, stage, reason, at=at, now=now)
             counts["transitions"] += 1
             if stage is Stage.NURTURE:
                 connection.execute(
@@ -304,12 +367,138 @@ def generate_demo(
                 counts["notes"] += 1
             if progress and done % step == 0:
                 progress(1)
+    if version is not None:
+        from baton.services.contracts import rescore_active
+
+        rescore_active(ctx, actor="demo")
     return DemoSummary(
         leads=report.created,
         activities=counts["events"],
         transitions=counts["transitions"],
         notes=counts["notes"],
+        reps=reps_created,
+        handoffs=script.handoffs,
+        contract_version=version,
     )
+
+
+class _SalesScript:
+    """Plays sales' part in the demo's history through the real use cases: an MQL is
+    routed when it happens (or from the queue as soon as a rep is in), and every later
+    stage is a verdict by the assigned rep, with a first touch before acceptance."""
+
+    def __init__(self, rng: random.Random, contract: Any) -> None:
+        self.rng = rng
+        self.contract = contract
+        self.open: dict[int, tuple[int, str, datetime]] = {}
+        self.handed_off: set[int] = set()
+        self.handoffs = 0
+
+    def move(
+        self,
+        connection: Any,
+        lead_id: int,
+        stage: Stage,
+        reason: str,
+        *,
+        at: datetime,
+        now: datetime,
+    ) -> tuple[datetime, str]:
+        from baton.services import handoffs as h
+
+        current = self.open.get(lead_id)
+        if stage is Stage.MQL:
+            self.handed_off.add(lead_id)
+        elif current is None and lead_id in self.handed_off:
+            return at, "sales"  # never got a rep in the demo's window: it stays queued
+        if stage is Stage.MQL or current is None or self.contract is None:
+            actor = "marketing-ops" if stage in (Stage.MQL, Stage.DISQUALIFIED) else "sales"
+            change_stage_in(connection, lead_id, stage, actor=actor, reason=reason, now=at)
+            if stage is Stage.MQL:
+                self.handoffs += 1
+                self._route(connection, lead_id, at, now)
+            return at, actor
+        handoff_id, rep, since = current
+        at = max(at, since + timedelta(minutes=self.rng.randrange(3, 90)))
+        at = min(at, now)
+        if stage is Stage.SAL:
+            h.log_touch_in(connection, handoff_id, kind="call", actor=rep, now=at)
+            h.accept_handoff_in(connection, handoff_id, actor=rep, now=at)
+        elif stage is Stage.SQL:
+            fields = {"budget": "approved", "authority": "VP", "need": "reporting", "timing": "Q3"}
+            h.qualify_handoff_in(connection, handoff_id, fields=fields, actor=rep, now=at)
+        elif stage is Stage.OPPORTUNITY:
+            amount = float(self.rng.choice((12_000, 24_000, 48_000, 90_000)))
+            h.open_opportunity_in(connection, handoff_id, amount=amount, actor=rep, now=at)
+        elif stage is Stage.CUSTOMER:
+            h.won_handoff_in(connection, handoff_id, actor=rep, now=at)
+        elif stage is Stage.LOST:
+            h.lost_handoff_in(connection, handoff_id, reason=reason, actor=rep, now=at)
+        elif stage is Stage.NURTURE:
+            h.reject_handoff_in(connection, handoff_id, code="not_ready", actor=rep, now=at)
+        else:
+            code = self.rng.choice(REJECT_CODES)
+            h.reject_handoff_in(connection, handoff_id, code=code, actor=rep, now=at)
+        self.open[lead_id] = (handoff_id, rep, at)
+        return at, rep
+
+    def _route(self, connection: Any, lead_id: int, at: datetime, now: datetime) -> None:
+        from sqlalchemy import select as select_
+
+        from baton.services.handoffs import assign_in
+        from baton.store.tables import handoffs, reps
+
+        row = (
+            connection.execute(
+                select_(handoffs, reps.c.email)
+                .select_from(handoffs.outerjoin(reps, reps.c.id == handoffs.c.rep_id))
+                .where(handoffs.c.lead_id == lead_id, handoffs.c.status == "assigned")
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            queued = (
+                connection.execute(
+                    select_(handoffs).where(
+                        handoffs.c.lead_id == lead_id, handoffs.c.status == "queued"
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if queued is None or self.contract is None:
+                return
+            from baton.domain.business_hours import next_working_moment
+            from baton.services.reps import routing_reps
+
+            roster = routing_reps(connection)
+            when = at
+            give_up = min(now, at + timedelta(days=4))
+            while when < give_up:
+                moments = [
+                    next_working_moment(r.schedule, when + timedelta(minutes=1), horizon_days=8)
+                    for r in roster
+                ]
+                upcoming = [m for m in moments if m is not None]
+                if not upcoming or min(upcoming) >= give_up:
+                    break
+                when = min(upcoming)
+                if assign_in(connection, queued, self.contract, now=when, actor="baton"):
+                    break
+                when += timedelta(minutes=30)
+            row = (
+                connection.execute(
+                    select_(handoffs, reps.c.email)
+                    .select_from(handoffs.outerjoin(reps, reps.c.id == handoffs.c.rep_id))
+                    .where(handoffs.c.id == queued["id"], handoffs.c.status == "assigned")
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return
+        self.open[lead_id] = (int(row["id"]), str(row["email"]), row["assigned_at"])
 
 
 def _events_for(

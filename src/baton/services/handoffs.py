@@ -177,7 +177,11 @@ def _lock_routing(connection: Connection) -> dict[str, Rotation]:
             select(rotations.c.pool).where(rotations.c.pool == "*").with_for_update()
         )
     return {
-        pool: Rotation(virtual, {int(k): float(v) for k, v in passes.items()})
+        pool: Rotation(
+            virtual,
+            {int(k): float(v[0] if isinstance(v, list) else v) for k, v in passes.items()},
+            {int(k): float(v[1]) for k, v in passes.items() if isinstance(v, list)},
+        )
         for pool, virtual, passes in connection.execute(
             select(rotations.c.pool, rotations.c.virtual_pass, rotations.c.passes).where(
                 rotations.c.pool != "*"
@@ -189,7 +193,9 @@ def _lock_routing(connection: Connection) -> dict[str, Rotation]:
 def _save_rotation(connection: Connection, key: str, rotation: Rotation, existed: bool) -> None:
     values = {
         "virtual_pass": rotation.virtual,
-        "passes": {str(k): v for k, v in rotation.passes.items()},
+        "passes": {
+            str(k): [v, rotation.seen.get(k, rotation.virtual)] for k, v in rotation.passes.items()
+        },
     }
     if existed:
         connection.execute(update(rotations).where(rotations.c.pool == key).values(**values))

@@ -7,8 +7,10 @@ does, within its poll interval, so that one code path owns assignment.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -230,7 +232,9 @@ def update_rep(ctx: Context, rep_id: int, data: RepUpdate, *, actor: str) -> Rep
         values = _values(data, connection)
         if values:
             connection.execute(
-                update(reps).where(reps.c.id == rep_id).values(**values, updated_at=ctx.clock.now())
+                update(reps)
+                .where(reps.c.id == rep_id)
+                .values(**values, updated_at=ctx.clock.now(), revision=reps.c.revision + 1)
             )
         return _public(
             _rep_row(connection, rep_id=rep_id),
@@ -278,6 +282,11 @@ def add_absence(ctx: Context, rep_id: int, data: AbsenceCreate, *, actor: str) -
     with ctx.write() as connection:
         _rep_row(connection, rep_id=rep_id)
         connection.execute(
+            update(reps)
+            .where(reps.c.id == rep_id)
+            .values(updated_at=ctx.clock.now(), revision=reps.c.revision + 1)
+        )
+        connection.execute(
             insert(rep_absences).values(
                 rep_id=rep_id,
                 starts_at=data.starts_at,
@@ -298,6 +307,9 @@ def remove_absence(ctx: Context, rep_id: int, absence_id: int, *, actor: str) ->
         ).rowcount
         if not gone:
             raise NotFound(f"rep {rep_id} has no absence {absence_id}")
+        connection.execute(
+            update(reps).where(reps.c.id == rep_id).values(revision=reps.c.revision + 1)
+        )
     return get_rep(ctx, rep_id)
 
 
@@ -343,8 +355,49 @@ def list_accounts(ctx: Context) -> list[AccountPublic]:
         ]
 
 
+_ROUTING_CACHE: dict[tuple[Any, ...], list[Rep]] = {}
+
+
+@lru_cache(maxsize=4096)
+def _hours(spec: str) -> WorkingHours:
+    return WorkingHours.parse(json.loads(spec))
+
+
+def _roster_version(connection: Connection) -> tuple[Any, ...]:
+    """A fingerprint that changes whenever a rep, a team or an absence changes (every
+    write to them bumps ``reps.updated_at`` or the absence ids)."""
+    row = connection.execute(
+        select(
+            select(func.count(), func.max(reps.c.id), func.sum(reps.c.revision))
+            .select_from(reps)
+            .subquery()
+        )
+    ).one()
+    absences = connection.execute(
+        select(func.count(), func.max(rep_absences.c.id), func.sum(rep_absences.c.id))
+    ).one()
+    team_row = connection.execute(
+        select(func.count(), func.max(teams.c.id), func.max(teams.c.manager_email))
+    ).one()
+    return (str(connection.engine.url), *row, *absences, *team_row)
+
+
 def routing_reps(connection: Connection) -> list[Rep]:
-    """Every rep as routing sees them: schedule with absences, team, patch."""
+    """Every rep as routing sees them: schedule with absences, team, patch. Cached per
+    roster version, because routing asks for every decision and the roster rarely
+    changes."""
+    version = _roster_version(connection)
+    cached = _ROUTING_CACHE.get(version)
+    if cached is not None:
+        return cached
+    found = _load_routing_reps(connection)
+    if len(_ROUTING_CACHE) > 64:
+        _ROUTING_CACHE.clear()
+    _ROUTING_CACHE[version] = found
+    return found
+
+
+def _load_routing_reps(connection: Connection) -> list[Rep]:
     absences = _absences(connection)
     found: list[Rep] = []
     for row in connection.execute(
@@ -354,7 +407,7 @@ def routing_reps(connection: Connection) -> list[Rep]:
     ).mappings():
         schedule = Schedule(
             row["timezone"],
-            WorkingHours.parse(row["working_hours"]),
+            _hours(json.dumps(row["working_hours"], sort_keys=True)),
             tuple(Absence(a["starts_at"], a["ends_at"]) for a in absences.get(row["id"], [])),
         )
         found.append(

@@ -209,6 +209,7 @@ def assign_queued(ctx: Context, *, limit: int = 200) -> int:
     a rep. Oldest first, so the queue is fair."""
     assigned = 0
     seen: set[int] = set()
+    stuck: set[str] = set()
     while len(seen) < limit:
         now = ctx.clock.now()
         with ctx.write() as connection:
@@ -227,11 +228,15 @@ def assign_queued(ctx: Context, *, limit: int = 200) -> int:
             contract = _contract_of(connection, row["contract_version"])
             if contract is None:
                 continue
+            pool = str((row["routing"] or {}).get("pool"))
+            if pool in stuck:
+                continue
             if assign_in(connection, row, contract, now=now, actor=SYSTEM) is not None:
                 assigned += 1
             else:
-                # Nobody yet; one failed try means the rest of the queue waits as well.
-                break
+                # Nobody in this pool yet: the pool's later handoffs wait too, but
+                # other pools' handoffs are still tried.
+                stuck.add(pool)
     return assigned
 
 
@@ -298,6 +303,7 @@ def _finish(
     retryable: bool,
     status_code: int | None,
     started: float,
+    retry_after: float | None = None,
 ) -> None:
     now = ctx.clock.now()
     duration = (time.perf_counter() - started) * 1000
@@ -319,7 +325,11 @@ def _finish(
                 .where(outbox.c.id == item.id)
                 .values(status="sent", sent_at=now, claimed_until=None, last_error=None)
             )
-            if item.topic == "handoff.assigned" and item.handoff_id is not None:
+            if (
+                item.channel == "email"
+                and item.topic == "handoff.assigned"
+                and item.handoff_id is not None
+            ):
                 notified = connection.execute(
                     update(handoffs)
                     .where(handoffs.c.id == item.handoff_id, handoffs.c.notified_at.is_(None))
@@ -343,7 +353,10 @@ def _finish(
                 status="failed" if dead else "pending",
                 claimed_until=None,
                 last_error=error,
-                next_attempt_at=now if dead else now + next_attempt_delay(item.attempts),
+                next_attempt_at=now
+                if dead
+                else now
+                + max(next_attempt_delay(item.attempts), timedelta(seconds=retry_after or 0)),
             )
         )
     if dead:
@@ -439,6 +452,7 @@ def _deliver_webhook(ctx: Context, item: _Claimed, client: httpx.Client) -> None
         retryable=result.retryable,
         status_code=result.status_code,
         started=started,
+        retry_after=result.retry_after_seconds,
     )
 
 

@@ -234,9 +234,12 @@ reps = Table(
     Column("segments", Json, nullable=False),
     Column("manager_email", String(254)),
     Column("active", Boolean, nullable=False),
+    Column("revision", Id, nullable=False, server_default="0"),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+"""``revision`` grows with every change to the rep or their absences, so routing can
+cache the roster and notice any change with one cheap aggregate."""
 
 rep_absences = Table(
     "rep_absences",
