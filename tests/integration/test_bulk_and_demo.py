@@ -121,6 +121,7 @@ def test_same_seed_gives_the_same_company(ctx: Context, tmp_path: Path) -> None:
 
 def test_the_demo_contract_is_signed_active_and_scores_leads(ctx: Context) -> None:
     from baton.services.contracts import active_contract, list_contracts
+    from baton.services.scoring import lead_score
 
     version = generate_demo(ctx, leads_count=30, seed=3, days=10).contract_version
 

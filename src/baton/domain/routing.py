@@ -172,18 +172,31 @@ def _covers_segment(rep: Rep, lead: Mapping[str, Any]) -> str | None:
 
 
 def unavailable_reason(
-    rep: Rep, lead: Mapping[str, Any], now: datetime, open_handoffs: int
+    rep: Rep,
+    lead: Mapping[str, Any],
+    now: datetime,
+    open_handoffs: int,
+    hours_memo: dict[tuple[str, int], bool] | None = None,
 ) -> str | None:
     """Why ``rep`` cannot take ``lead`` at ``now`` (``None``: they can). Checked in the
-    order a manager would ask: away, out of office or hours, full, wrong patch."""
+    order a manager would ask: away, out of office or hours, full, wrong patch.
+    ``hours_memo`` shares working-hours answers between reps on the same schedule
+    within one decision."""
     if not rep.active:
         return "deactivated"
     if rep.status == "away":
         return "status away"
-    if any(a.start <= now < a.end for a in rep.schedule.absences):
+    schedule = rep.schedule
+    if schedule.absences and any(a.start <= now < a.end for a in schedule.absences):
         return "out of office"
-    if not is_working(rep.schedule, now):
-        return f"outside working hours ({rep.schedule.timezone})"
+    key = (schedule.timezone, id(schedule.hours))
+    working = hours_memo.get(key) if hours_memo is not None else None
+    if working is None:
+        working = is_working(schedule, now)
+        if hours_memo is not None and not schedule.absences:
+            hours_memo[key] = working
+    if not working:
+        return f"outside working hours ({schedule.timezone})"
     if open_handoffs >= rep.capacity:
         return f"at capacity ({open_handoffs}/{rep.capacity} open handoffs)"
     return _covers_territory(rep, lead) or _covers_segment(rep, lead)
@@ -259,11 +272,11 @@ def route_lead(
     """Decide who gets the lead now. ``rotations`` are updated in place for the pool
     that chose (the caller persists them); ``exclude`` are reps who already had this
     MQL (a reassignment never goes back to them)."""
-    by_id = {r.id: r for r in reps}
+    memo: dict[tuple[str, int], bool] = {}
     if contract.routing.account_matching and account_owner_id is not None:
-        owner = by_id.get(account_owner_id)
+        owner = next((r for r in reps if r.id == account_owner_id), None)
         if owner is not None and owner.id not in exclude:
-            why = unavailable_reason(owner, lead, now, loads.get(owner.id, 0))
+            why = unavailable_reason(owner, lead, now, loads.get(owner.id, 0), memo)
             if why is None:
                 return RoutingDecision(owner.id, f"account owner {owner.email}", account_owner=True)
             skipped_owner: tuple[Skip, ...] = (
@@ -283,7 +296,7 @@ def route_lead(
             if rep.id in exclude:
                 skipped.append(Skip(rep.id, rep.email, "already had this lead"))
                 continue
-            why = unavailable_reason(rep, lead, now, loads.get(rep.id, 0))
+            why = unavailable_reason(rep, lead, now, loads.get(rep.id, 0), memo)
             if why is None:
                 eligible.append(rep)
             else:

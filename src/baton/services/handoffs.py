@@ -72,6 +72,30 @@ class HandoffPublic:
     routing: dict[str, Any]
     qualification: dict[str, Any] | None
     deal_value: float | None
+    created_at: datetime | None = None
+
+    @property
+    def system_delay_seconds(self) -> float | None:
+        """From the handoff's creation (the MQL moment, or the reassignment) to the rep's
+        notification being accepted by the mail server: queueing and Baton's own
+        delay, never the rep's."""
+        if self.notified_at is None or self.created_at is None:
+            return None
+        return (self.notified_at - self.created_at).total_seconds()
+
+    @property
+    def rep_delay_seconds(self) -> float | None:
+        """From the notification to the rep's first touch."""
+        if self.first_touch_at is None or self.notified_at is None:
+            return None
+        return max(0.0, (self.first_touch_at - self.notified_at).total_seconds())
+
+    @property
+    def speed_to_lead_seconds(self) -> float | None:
+        """From the MQL moment to this handoff's first touch (wall-clock)."""
+        if self.first_touch_at is None:
+            return None
+        return (self.first_touch_at - self.mql_at).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -1036,6 +1060,9 @@ def reassign_handoff(
         if contract is None:
             raise Conflict("no contract is active")
         to_rep = _rep(connection, target.id) if target else None
+        if to_rep is not None and (to_rep.id == handoff["rep_id"] or not to_rep.active):
+            why = "already has it" if to_rep.id == handoff["rep_id"] else "is deactivated"
+            raise Conflict(f"cannot reassign handoff {handoff_id} to {to_rep.email}: {why}")
         new_id = reassign_in(
             connection,
             handoff,

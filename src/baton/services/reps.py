@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from baton.domain.business_hours import Absence, Schedule, WorkingHours
-from baton.domain.errors import Conflict, NotFound
+from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from baton.domain.reps import (
     DEFAULT_HOURS,
     AbsenceCreate,
@@ -189,8 +189,18 @@ def _public(row: RowMapping, load: int, absences: list[RowMapping]) -> RepPublic
     )
 
 
+CLEARABLE = frozenset({"team", "manager_email"})
+"""Rep settings that may be set to nothing; every other one always has a value."""
+
+
 def _values(data: RepCreate | RepUpdate, connection: Connection) -> dict[str, Any]:
     given = data.model_dump(exclude_unset=True)
+    cleared = sorted(k for k, v in given.items() if v is None and k not in CLEARABLE)
+    if cleared:
+        raise ValidationFailed(
+            "these settings cannot be cleared, only changed",
+            [FieldProblem(k, "cannot be null; give a value") for k in cleared],
+        )
     values: dict[str, Any] = {k: v for k, v in given.items() if k not in ("team",)}
     if "team" in given:
         values["team_id"] = _team_id(connection, data.team)
