@@ -51,6 +51,15 @@ class Rep:
     segments: frozenset[str] = frozenset()
     manager_email: str | None = None
     active: bool = True
+    hours_key: tuple[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Reps on the same schedule share one working-hours answer per decision.
+        canonical = _CANONICAL_HOURS.setdefault(self.schedule.hours, self.schedule.hours)
+        object.__setattr__(self, "hours_key", (self.schedule.timezone, id(canonical)))
+
+
+_CANONICAL_HOURS: dict[Any, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -189,7 +198,7 @@ def unavailable_reason(
     schedule = rep.schedule
     if schedule.absences and any(a.start <= now < a.end for a in schedule.absences):
         return "out of office"
-    key = (schedule.timezone, id(schedule.hours))
+    key = rep.hours_key
     working = hours_memo.get(key) if hours_memo is not None else None
     if working is None:
         working = is_working(schedule, now)
