@@ -1029,3 +1029,21 @@ def test_a_transaction_that_fails_after_the_mql_leaves_no_handoff_and_no_message
         )
     assert only_handoff(ctx, lead_id).status == "assigned"
     assert count(ctx, outbox) == 2
+
+
+def test_sales_stages_change_only_through_verdicts_while_a_rep_has_the_lead(
+    ctx: Context,
+) -> None:
+    from baton.domain.errors import Conflict
+    from baton.domain.lifecycle import Stage
+    from baton.services.leads import change_stage
+
+    sales_floor(ctx, "ana@lumen.example")
+    lead_id = hand_raise(ctx, "erin@globex.example")
+    handoff = only_handoff(ctx, lead_id)
+    assert handoff.rep_email == "ana@lumen.example"
+
+    with pytest.raises(Conflict, match=f"handoff {handoff.id}"):
+        change_stage(ctx, lead_id, Stage.SAL, actor="someone", reason="skip the rep")
+    assert get_handoff(ctx, handoff.id).status == "assigned"
+    assert get_lead(ctx, lead_id).stage == "mql"

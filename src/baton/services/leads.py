@@ -432,9 +432,40 @@ def change_stage(
     """Move a lead to ``target`` if the lifecycle allows it (else
     :class:`~baton.domain.errors.InvalidTransitionError`, naming the allowed stages)."""
     with ctx.write() as connection:
+        if target in SALES_STAGES:
+            from baton.store.tables import OPEN_HANDOFF_STATUSES, handoffs
+
+            lock_lead(connection, lead_id)
+            found = connection.execute(
+                select(handoffs.c.id, handoffs.c.status).where(
+                    handoffs.c.lead_id == lead_id, handoffs.c.status.in_(OPEN_HANDOFF_STATUSES)
+                )
+            ).first()
+            open_id = found[0] if found else None
+            if found is not None and found[1] == "queued":
+                # Nobody in sales has it yet: a manual move takes it out of the queue.
+                from baton.services.handoffs import close_open_handoff_in
+
+                close_open_handoff_in(
+                    connection,
+                    lead_id,
+                    outcome=f"lead moved to {target.value} by hand",
+                    now=ctx.clock.now(),
+                    actor=actor,
+                )
+            elif open_id is not None:
+                raise Conflict(
+                    f"lead {lead_id} is in handoff {open_id}: sales moves it with a verdict "
+                    f"(POST /api/v1/handoffs/{open_id}/accept, /qualify, /won, /lost ...)"
+                )
         return change_stage_in(
             connection, lead_id, target, actor=actor, reason=reason, now=ctx.clock.now()
         )
+
+
+SALES_STAGES = frozenset({Stage.SAL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER, Stage.LOST})
+"""Stages that belong to sales: while a lead has an open handoff they change only
+through the handoff's verdicts, so the handoff, its SLA and the lead never disagree."""
 
 
 def stage_history(ctx: Context, lead_id: int) -> Sequence[Transition]:
