@@ -486,7 +486,7 @@ class _SalesScript:
                 when = min(upcoming)
                 if assign_in(connection, queued, self.contract, now=when, actor="baton"):
                     break
-                when += timedelta(minutes=30)
+                when += timedelta(hours=1)
             row = (
                 connection.execute(
                     select_(handoffs, reps.c.email)

@@ -373,23 +373,23 @@ def _hours(spec: str) -> WorkingHours:
     return WorkingHours.parse(json.loads(spec))
 
 
+_ROSTER_QUERIES = (
+    select(func.count(), func.max(reps.c.id), func.sum(reps.c.revision)).select_from(reps),
+    select(func.count(), func.max(rep_absences.c.id), func.sum(rep_absences.c.id)).select_from(
+        rep_absences
+    ),
+    select(func.count(), func.max(teams.c.id), func.max(teams.c.manager_email)).select_from(teams),
+)
+
+
 def _roster_version(connection: Connection) -> tuple[Any, ...]:
     """A fingerprint that changes whenever a rep, a team or an absence changes (every
-    write to them bumps ``reps.updated_at`` or the absence ids)."""
-    row = connection.execute(
-        select(
-            select(func.count(), func.max(reps.c.id), func.sum(reps.c.revision))
-            .select_from(reps)
-            .subquery()
-        )
-    ).one()
-    absences = connection.execute(
-        select(func.count(), func.max(rep_absences.c.id), func.sum(rep_absences.c.id))
-    ).one()
-    team_row = connection.execute(
-        select(func.count(), func.max(teams.c.id), func.max(teams.c.manager_email))
-    ).one()
-    return (str(connection.engine.url), *row, *absences, *team_row)
+    change to a rep or their absences bumps ``reps.revision``)."""
+    url = connection.engine.url
+    parts: list[Any] = [url.host, url.port, url.database]
+    for query in _ROSTER_QUERIES:
+        parts.extend(connection.execute(query).one())
+    return tuple(parts)
 
 
 def routing_reps(connection: Connection) -> list[Rep]:
