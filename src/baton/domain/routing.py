@@ -222,8 +222,12 @@ def pick(
     rotation: Rotation,
     loads: Mapping[int, int],
     lead_id: int,
+    bystanders: Sequence[Rep] = (),
 ) -> Rep:
     """Choose among eligible ``candidates`` (not empty) and advance ``rotation``.
+    ``bystanders`` are available reps who may not take this particular lead (they
+    already had it): they keep their place in the rotation, neither chosen nor treated
+    as away.
 
     Weighted fair queueing (WF2Q+): among reps whose pass has reached the pool's
     virtual time, the one who would finish first (pass + 1/weight) gets the lead. A rep
@@ -233,7 +237,7 @@ def pick(
     virtual = rotation.virtual
     weighted = strategy == "weighted"
     starts: dict[int, float] = {}
-    for rep in candidates:
+    for rep in (*candidates, *bystanders):
         stored = rotation.passes.get(rep.id)
         seen = rotation.seen.get(rep.id)
         if stored is None:
@@ -258,7 +262,7 @@ def pick(
     starts[chosen.id] += share(chosen)
     virtual = min(starts.values())
     rotation.virtual = virtual
-    for rep in candidates:
+    for rep in (*candidates, *bystanders):
         rotation.passes[rep.id] = starts[rep.id]
         rotation.seen[rep.id] = virtual
     return chosen
@@ -301,9 +305,12 @@ def route_lead(
         key = pool_key(rule.pool)
         skipped = list(skipped_owner)
         eligible: list[Rep] = []
+        bystanders: list[Rep] = []
         for rep in members(rule.pool, reps):
             if rep.id in exclude:
                 skipped.append(Skip(rep.id, rep.email, "already had this lead"))
+                if unavailable_reason(rep, lead, now, loads.get(rep.id, 0), memo) is None:
+                    bystanders.append(rep)
                 continue
             why = unavailable_reason(rep, lead, now, loads.get(rep.id, 0), memo)
             if why is None:
@@ -320,7 +327,14 @@ def route_lead(
                 None, reason, rule.name, rule.strategy, key, skipped=tuple(skipped)
             )
         rotation = rotations.setdefault(key, Rotation())
-        chosen = pick(rule.strategy, eligible, rotation=rotation, loads=loads, lead_id=lead_id)
+        chosen = pick(
+            rule.strategy,
+            eligible,
+            rotation=rotation,
+            loads=loads,
+            lead_id=lead_id,
+            bystanders=bystanders,
+        )
         return RoutingDecision(
             chosen.id,
             f"rule {rule.name}: {rule.strategy} in {rule.pool.describe()}",
