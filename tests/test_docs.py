@@ -73,6 +73,7 @@ def _contract_keys() -> set[str]:
         c.Grades,
         c.MqlTrigger,
         c.PrepItem,
+        c.CostEntry,
     ):
         assert issubclass(model, BaseModel)
         keys.update(f.alias or name for name, f in model.model_fields.items())

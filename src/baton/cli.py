@@ -33,7 +33,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 import_app = typer.Typer(
-    help="Import leads or activities from CSV files.",
+    help="Import leads, activities or marketing spend from CSV files.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
@@ -66,6 +66,11 @@ webhook_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
+report_app = typer.Typer(
+    help="Reports: funnel, velocity, speed to lead, SLA, rejections, credit, cost.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 app.add_typer(contract_app, name="contract")
@@ -74,6 +79,7 @@ app.add_typer(rep_app, name="rep")
 app.add_typer(account_app, name="account")
 app.add_typer(handoff_app, name="handoff")
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(report_app, name="report")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -334,21 +340,25 @@ def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | N
     if report.extra_columns:
         target = "attributes" if kind == "leads" else "properties"
         console.print(f"Columns kept as {target}: {', '.join(report.extra_columns)}")
-    if report.errors:
-        path = errors_file or source.with_name(source.name + ".errors.csv")
-        with path.open("w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(["line", "field", "message"])
-            for error in report.errors:
-                writer.writerow([error.row, error.field, error.message])
-        for error in report.errors[:5]:
-            errors.print(f"line {error.row}: {error.field}: {error.message}")
-        more = len(report.errors) - 5
-        if more > 0:
-            errors.print(f"... and {more} more")
-        raise fail(
-            f"{report.rejected} row(s) rejected; all other rows were imported. Details: {path}"
-        )
+    _row_errors(source, report.errors, report.rejected, errors_file)
+
+
+def _row_errors(source: Path, found: list[Any], rejected: int, errors_file: Path | None) -> None:
+    """Write rejected rows to FILE.errors.csv, show the first five, and exit 1."""
+    if not found:
+        return
+    path = errors_file or source.with_name(source.name + ".errors.csv")
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["line", "field", "message"])
+        for error in found:
+            writer.writerow([error.row, error.field, error.message])
+    for error in found[:5]:
+        errors.print(f"line {error.row}: {error.field}: {error.message}", markup=False)
+    more = len(found) - 5
+    if more > 0:
+        errors.print(f"... and {more} more")
+    raise fail(f"{rejected} row(s) rejected; all other rows were imported. Details: {path}")
 
 
 EncodingOption = Annotated[
@@ -423,6 +433,36 @@ def import_activities_command(
         )
         bar.update(task, total=report.rows, completed=report.rows)
     _report("activities", file, report, errors_file)
+
+
+@import_app.command("spend")
+def import_spend_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    errors_file: ErrorsOption = None,
+    actor: ActorOption = "cli",
+    encoding: EncodingOption = "utf-8-sig",
+) -> None:
+    """Import marketing spend: source, campaign, start, end, amount[, currency].
+
+    `end` is included; currency defaults to USD; campaign may be empty (spend on the
+    whole source). A row for a source, campaign and days already stored replaces its
+    amount. Rejected rows go to FILE.errors.csv with their line numbers (exit code 1)."""
+    from baton.services.reports import import_spend
+
+    with _context() as ctx:
+        report = import_spend(ctx, file, actor=actor, encoding=encoding)
+    table = Table(title=f"Import of {file.name}")
+    table.add_column("result")
+    table.add_column("rows", justify="right")
+    for name, value in (
+        ("rows read", report.rows),
+        ("spend rows stored", report.stored),
+        ("of which replaced an amount", report.replaced),
+        ("rows rejected", report.rejected),
+    ):
+        table.add_row(name, f"{value:,}")
+    console.print(table)
+    _row_errors(file, report.errors, report.rejected, errors_file)
 
 
 @export_app.command("leads")
@@ -1346,6 +1386,352 @@ def webhook_deliveries(
             _when(d.sent_at),
         )
     console.print(table)
+
+
+# --- reports ------------------------------------------------------------------------------
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class FunnelModeOption(StrEnum):
+    cohort = "cohort"
+    flow = "flow"
+
+
+FromOption = Annotated[
+    str, typer.Option("--from", help="First day of the period, YYYY-MM-DD (in --tz).")
+]
+ToOption = Annotated[str, typer.Option("--to", help="Day after the last one (exclusive).")]
+TzOption = Annotated[str, typer.Option("--tz", help="IANA zone of the days (default UTC).")]
+GroupByOption = Annotated[
+    str | None,
+    typer.Option("--group-by", help="source, campaign, team, rep, country or contract_version."),
+]
+SourceFilter = Annotated[str | None, typer.Option("--source", help="Only this source.")]
+CampaignFilter = Annotated[str | None, typer.Option("--campaign", help="Only this campaign.")]
+TeamFilter = Annotated[str | None, typer.Option("--team", help="Only this team's reps.")]
+RepFilter = Annotated[str | None, typer.Option("--rep", help="Only this rep (email).")]
+CountryFilter = Annotated[str | None, typer.Option("--country", help="Only this country.")]
+VersionFilter = Annotated[
+    int | None, typer.Option("--contract-version", help="Only this contract version.")
+]
+FormatOption = Annotated[
+    ReportFormat, typer.Option("--format", help="table (default), csv or json.")
+]
+
+
+def _report_args(
+    start: str, end: str, tz: str, group_by: str | None, filters: dict[str, Any]
+) -> tuple[Any, Any]:
+    """The period and filters of a report command, or a one-line error."""
+    from datetime import date
+
+    from baton.domain.reports import GROUP_BY, ReportFilters, ReportPeriod
+
+    days = []
+    for option, text in (("--from", start), ("--to", end)):
+        try:
+            days.append(date.fromisoformat(text))
+        except ValueError:
+            raise fail(f"{option}: {text!r} is not a date; write YYYY-MM-DD") from None
+    try:
+        period = ReportPeriod.from_dates(days[0], days[1], tz)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if group_by is not None and group_by not in GROUP_BY:
+        raise fail(f"--group-by: cannot group by {group_by!r}; use one of {', '.join(GROUP_BY)}")
+    return period, ReportFilters(**filters)
+
+
+_PERCENT_KEYS = ("share", "rate", "within_", "uplift", "→")
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if any(k in key for k in _PERCENT_KEYS):
+            return f"{value:.1%}"
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def _period_text(report: Any) -> str:
+    period = report.period
+    text = f"{period.first_day} → {period.end_day} (exclusive) in {report.timezone}"
+    if report.group_by:
+        text += f", by {report.group_by}"
+    given = report.filters.given()
+    if given:
+        text += ", only " + ", ".join(f"{k}={v}" for k, v in given.items())
+    return text
+
+
+def _rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(
+            column.replace("_", " "),
+            justify="left"
+            if column in ("group", "code", "label", "outcome", "from_stage", "to_stage")
+            else "right",
+            overflow="fold",
+        )
+    for row in rows:
+        table.add_row(*(escape(_cell(c, row.get(c))) for c in columns))
+    return table
+
+
+def _emit(report: Any, fmt: ReportFormat, title: str, extra: list[Table] | None = None) -> None:
+    """Print a report as Rich tables, CSV rows (stdout) or its JSON."""
+    import json
+
+    data = report.to_json()
+    rows: list[dict[str, Any]] = data["rows"]
+    if fmt == ReportFormat.json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        return
+    if fmt == ReportFormat.csv:
+        columns = report.columns()
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    columns = report.columns()
+    console.print(_rows_table(f"{title}: {_period_text(report)}", rows, columns))
+    for table in extra or []:
+        console.print(table)
+
+
+def _funnel_table(report: Any) -> Table:
+    """Stages down, groups across: the count and the conversion from the stage before."""
+    from baton.domain.reports import FUNNEL, SIDE_STAGES
+
+    table = Table(title=f"Funnel ({report.mode}): {_period_text(report)}")
+    table.add_column("stage")
+    for row in report.rows:
+        table.add_column(
+            escape(_cell("group", row.group if row.group is not None else "(none)"))
+            if report.group_by
+            else "leads",
+            justify="right",
+        )
+    previous = None
+    for stage in (*FUNNEL, *SIDE_STAGES):
+        cells = []
+        for row in report.rows:
+            count = f"{row.counts[stage]:,}"
+            rate = row.conversion.get(f"{previous}→{stage}") if previous else None
+            cells.append(count + (f" ({rate:.1%})" if rate is not None else ""))
+        table.add_row(stage, *cells)
+        previous = stage if stage in FUNNEL else None
+    cells = [_cell("→", row.conversion["lead→customer"]) for row in report.rows]
+    table.add_row("lead → customer", *cells)
+    return table
+
+
+@report_app.command("funnel")
+def report_funnel(
+    start: FromOption,
+    end: ToOption,
+    tz: TzOption = "UTC",
+    group_by: GroupByOption = None,
+    mode: Annotated[
+        FunnelModeOption,
+        typer.Option(
+            "--mode",
+            help="cohort: leads created in the period, and how far they "
+            "went; flow: leads that moved into each stage in the period.",
+        ),
+    ] = FunnelModeOption.cohort,
+    source: SourceFilter = None,
+    campaign: CampaignFilter = None,
+    team: TeamFilter = None,
+    rep: RepFilter = None,
+    country: CountryFilter = None,
+    contract_version: VersionFilter = None,
+    fmt: FormatOption = ReportFormat.table,
+) -> None:
+    """Leads per stage and the conversion from each stage to the next."""
+    from baton.services.reports import funnel
+
+    period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
+    with _context() as ctx:
+        report = funnel(ctx, period, mode=mode.value, group_by=group_by, filters=filters)
+    if fmt == ReportFormat.table:
+        console.print(_funnel_table(report))
+        return
+    _emit(report, fmt, "Funnel")
+
+
+def locals_filters(values: dict[str, Any]) -> dict[str, Any]:
+    """The filter options of a report command, by their ReportFilters names."""
+    return {
+        name: values.get(name)
+        for name in ("source", "campaign", "team", "rep", "country", "contract_version")
+    }
+
+
+@report_app.command("velocity")
+def report_velocity(
+    start: FromOption,
+    end: ToOption,
+    tz: TzOption = "UTC",
+    group_by: GroupByOption = None,
+    source: SourceFilter = None,
+    campaign: CampaignFilter = None,
+    team: TeamFilter = None,
+    rep: RepFilter = None,
+    country: CountryFilter = None,
+    contract_version: VersionFilter = None,
+    fmt: FormatOption = ReportFormat.table,
+) -> None:
+    """Hours between consecutive stages (median, 90th percentile) for the leads created
+    in the period."""
+    from baton.services.reports import velocity
+
+    period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
+    with _context() as ctx:
+        report = velocity(ctx, period, group_by=group_by, filters=filters)
+    _emit(report, fmt, "Velocity (hours)")
+
+
+@report_app.command("speed")
+def report_speed(
+    start: FromOption,
+    end: ToOption,
+    tz: TzOption = "UTC",
+    group_by: GroupByOption = None,
+    source: SourceFilter = None,
+    campaign: CampaignFilter = None,
+    team: TeamFilter = None,
+    rep: RepFilter = None,
+    country: CountryFilter = None,
+    contract_version: VersionFilter = None,
+    fmt: FormatOption = ReportFormat.table,
+) -> None:
+    """Speed to lead (minutes) of the MQLs of the period: MQL → first touch, system
+    and rep delay, business minutes, shares touched within 5 min, 1 h, 24 h."""
+    from baton.services.reports import speed_to_lead
+
+    period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
+    with _context() as ctx:
+        report = speed_to_lead(ctx, period, group_by=group_by, filters=filters)
+    _emit(report, fmt, "Speed to lead (minutes)")
+
+
+@report_app.command("sla")
+def report_sla(
+    start: FromOption,
+    end: ToOption,
+    tz: TzOption = "UTC",
+    group_by: GroupByOption = None,
+    source: SourceFilter = None,
+    campaign: CampaignFilter = None,
+    team: TeamFilter = None,
+    rep: RepFilter = None,
+    country: CountryFilter = None,
+    contract_version: VersionFilter = None,
+    fmt: FormatOption = ReportFormat.table,
+) -> None:
+    """SLA compliance of the handoffs assigned in the period, and the escalations."""
+    from baton.services.reports import sla_compliance
+
+    period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
+    with _context() as ctx:
+        report = sla_compliance(ctx, period, group_by=group_by, filters=filters)
+    _emit(report, fmt, "SLA compliance")
+
+
+@report_app.command("rejections")
+def report_rejections(
+    start: FromOption,
+    end: ToOption,
+    tz: TzOption = "UTC",
+    group_by: GroupByOption = None,
+    source: SourceFilter = None,
+    campaign: CampaignFilter = None,
+    team: TeamFilter = None,
+    rep: RepFilter = None,
+    country: CountryFilter = None,
+    contract_version: VersionFilter = None,
+    fmt: FormatOption = ReportFormat.table,
+) -> None:
+    """Rejections of the period by reason, and what became of the recycled leads."""
+    from baton.services.reports import rejections
+
+    period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
+    with _context() as ctx:
+        report = rejections(ctx, period, group_by=group_by, filters=filters)
+    summary = report.recycled.to_json()
+    extra = _rows_table("Leads recycled to nurture", [summary], list(summary))
+    _emit(report, fmt, "Rejections", [extra])
+
+
+@report_app.command("credit")
+def report_credit(
+    start: FromOption,
+    end: ToOption,
+    tz: TzOption = "UTC",
+    group_by: Annotated[
+        str,
+        typer.Option(
+            "--group-by", help="source (default), campaign, team, rep, country or contract_version."
+        ),
+    ] = "source",
+    source: SourceFilter = None,
+    campaign: CampaignFilter = None,
+    team: TeamFilter = None,
+    rep: RepFilter = None,
+    country: CountryFilter = None,
+    contract_version: VersionFilter = None,
+    fmt: FormatOption = ReportFormat.table,
+) -> None:
+    """Marketing credit: MQLs, those rejected without credit, and of the credited ones
+    how many were accepted and won."""
+    from baton.services.reports import marketing_credit
+
+    period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
+    with _context() as ctx:
+        report = marketing_credit(ctx, period, group_by=group_by, filters=filters)
+    _emit(report, fmt, "Marketing credit")
+
+
+@report_app.command("cost")
+def report_cost(
+    start: FromOption,
+    end: ToOption,
+    tz: TzOption = "UTC",
+    group_by: Annotated[
+        str, typer.Option("--group-by", help="source (default) or campaign.")
+    ] = "source",
+    source: SourceFilter = None,
+    campaign: CampaignFilter = None,
+    fmt: FormatOption = ReportFormat.table,
+) -> None:
+    """Spend per source or campaign against the leads created in the period, cost per
+    lead, MQL, SAL, SQL and customer, and the cost of the gap."""
+    from baton.services.reports import cost
+
+    filters = {"source": source, "campaign": campaign}
+    period, report_filters = _report_args(start, end, tz, group_by, filters)
+    with _context() as ctx:
+        report = cost(ctx, period, group_by=group_by, filters=report_filters)
+    gap = report.gap.to_json()
+    extra = [_rows_table("Cost of the gap", [gap], list(gap))]
+    if report.currencies:
+        currency = Table.grid()
+        currency.add_row(f"Amounts in {', '.join(report.currencies)}")
+        extra.append(currency)
+    _emit(report, fmt, "Cost", extra)
 
 
 def main() -> None:

@@ -8,7 +8,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton import __version__
 from baton.api import problems
-from baton.api.routes import activities, contracts, duplicates, handoffs, leads, reps, webhooks
+from baton.api.routes import (
+    activities,
+    contracts,
+    duplicates,
+    handoffs,
+    leads,
+    reports,
+    reps,
+    webhooks,
+)
 from baton.services.context import Context, open_context
 
 DESCRIPTION = """
@@ -94,6 +103,11 @@ def create_app(context: Context | None = None) -> FastAPI:
                 "touch, qualify, won, lost, reassign).",
             },
             {"name": "webhooks", "description": "Endpoints for handoff events, and deliveries."},
+            {
+                "name": "reports",
+                "description": "Funnel, velocity, speed to lead, SLA, rejections, marketing "
+                "credit, cost; and the marketing spend the cost report divides.",
+            },
         ],
     )
     app.state.context = context or open_context()
@@ -106,6 +120,7 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(reps.router)
     app.include_router(handoffs.router)
     app.include_router(webhooks.router)
+    app.include_router(reports.router)
 
     @app.get("/healthz", tags=["operations"], operation_id="health")
     def health() -> dict[str, str]:

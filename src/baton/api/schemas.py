@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -501,3 +501,36 @@ class DeliveryPublic(BaseModel):
     created_at: datetime
     sent_at: datetime | None
     history: list[DeliveryAttemptPublic]
+
+
+# --- spend -------------------------------------------------------------------------
+
+
+class SpendPublic(BaseModel):
+    """Money spent on a source (and campaign) over whole days, both included."""
+
+    source: str
+    campaign: str | None
+    starts_on: date
+    ends_on: date
+    amount: float
+    currency: str
+    origin: Literal["import", "contract"] = Field(
+        description="import: from a spend file; contract: the active contract's costs"
+    )
+    imported_at: datetime | None
+    imported_by: str | None
+
+
+class SpendRowErrorPublic(BaseModel):
+    line: int = Field(description="Line in the file (the header is line 1)")
+    field: str
+    message: str
+
+
+class SpendImportPublic(BaseModel):
+    rows: int
+    stored: int
+    replaced: int = Field(description="Rows that replaced the amount of a stored row")
+    rejected_rows: int
+    errors: list[SpendRowErrorPublic]

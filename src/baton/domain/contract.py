@@ -19,6 +19,7 @@ import re
 import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -428,6 +429,37 @@ class Qualification(_Strict):
         return value
 
 
+class CostEntry(_Strict):
+    """Money spent on a ``source`` (optionally one ``campaign`` of it) from ``start`` to
+    ``end`` (both days included), for the cost reports. Spend imported with ``baton
+    import spend`` for the same source, campaign and days wins over an entry here."""
+
+    source: str = Field(min_length=1, max_length=200)
+    campaign: str | None = Field(None, min_length=1, max_length=200)
+    start: date
+    end: date
+    amount: float = Field(ge=0, allow_inf_nan=False)
+    currency: str = "USD"
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        code = value.strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", code):
+            raise ValueError(f"'{value}' is not a currency; use a three-letter code like EUR")
+        return code
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CostEntry:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+    def describe(self) -> str:
+        what = self.source + (f"/{self.campaign}" if self.campaign else "")
+        return f"{what} {self.start}..{self.end}"
+
+
 class HandoffContract(_Strict):
     """A whole contract, as both teams sign it."""
 
@@ -442,6 +474,17 @@ class HandoffContract(_Strict):
     sla: Sla = Field(default_factory=Sla)
     rejection_reasons: list[RejectionReason] = Field(default_factory=list)
     qualification: Qualification = Field(default_factory=Qualification)
+    costs: list[CostEntry] = Field(default_factory=list)
+
+    @field_validator("costs")
+    @classmethod
+    def _unique_costs(cls, entries: list[CostEntry]) -> list[CostEntry]:
+        seen: set[str] = set()
+        for entry in entries:
+            if entry.describe() in seen:
+                raise ValueError(f"{entry.describe()} is listed twice")
+            seen.add(entry.describe())
+        return entries
 
     @field_validator("rejection_reasons")
     @classmethod
@@ -504,6 +547,7 @@ def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
             return None
         annotation = field.annotation
         for candidate in (
+            CostEntry,
             FitRule,
             EngagementRule,
             Scoring,
@@ -829,6 +873,25 @@ def diff_contracts(old: HandoffContract, new: HandoffContract) -> list[ContractC
     if old.qualification != new.qualification:
         fields = ", ".join(new.qualification.required_fields) or "none"
         changes.append(ContractChange("qualification", f"required fields now: {fields}"))
+    old_costs = {e.describe(): e for e in old.costs}
+    new_costs = {e.describe(): e for e in new.costs}
+    for key in sorted(new_costs.keys() - old_costs.keys()):
+        entry = new_costs[key]
+        changes.append(
+            ContractChange("costs", f"spend added: {key} {entry.amount:,.2f} {entry.currency}")
+        )
+    for key in sorted(old_costs.keys() - new_costs.keys()):
+        changes.append(ContractChange("costs", f"spend removed: {key}"))
+    for key in sorted(old_costs.keys() & new_costs.keys()):
+        before_cost, after_cost = old_costs[key], new_costs[key]
+        if before_cost != after_cost:
+            changes.append(
+                ContractChange(
+                    "costs",
+                    f"spend {key}: {before_cost.amount:,.2f} {before_cost.currency} → "
+                    f"{after_cost.amount:,.2f} {after_cost.currency}",
+                )
+            )
     if old.owners != new.owners:
         changes.append(ContractChange("owners", "owners changed"))
     if old.description != new.description:

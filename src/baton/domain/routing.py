@@ -6,15 +6,16 @@ each pool. The service layer loads those, calls :func:`route_lead` and stores th
 :class:`RoutingDecision` on the handoff, so that "why did Ana get this lead and not
 Ben?" always has a written answer.
 
-Fairness. Every pool keeps a *stride* rotation: each rep has a ``pass`` (how far
-through the rotation they are) and the pool a ``virtual`` pass (where the rotation
-stands). The eligible rep with the lowest pass gets the lead and moves forward by
-``1 / weight``; round robin is the case where every weight is 1. A rep who was away
-(out of office, out of hours, at capacity) rejoins *at* the current position, never
-behind it, so time away does not earn a backlog of leads; reps who rejoin together
-keep their relative order (ties go to the lower stored pass), so equals stay within
-one lead of each other over any number of shifts. Ties that remain (new reps) are
-broken by a hash of lead and rep, never by who was created first.
+Fairness. Every pool keeps a weighted-fair rotation (WF2Q+): each rep has a
+``pass`` (how far through the rotation they are) and the pool a ``virtual`` time (the
+lowest pass among the reps who could take leads at the last decision). Among reps whose
+pass has reached the virtual time, the one who would finish first (pass + 1/weight)
+gets the lead; round robin is the case where every weight is 1. A rep who was away
+(out of office, out of hours, at capacity) is moved forward by the virtual time that
+passed without them, so they come back exactly as far ahead or behind as they left:
+time away earns no backlog, and reps who return together stay within one lead of each
+other. Reps excluded from one decision (they already had the lead) keep their place.
+Ties are broken by a hash of lead and rep, never by who was created first.
 """
 
 from __future__ import annotations

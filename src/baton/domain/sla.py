@@ -1,8 +1,11 @@
 """The SLA clock: deadlines in the rep's business time, and the escalation ladder.
 
-A handoff's deadlines are fixed when it is assigned (from the rep's schedule as it is
-then), so a rep cannot push a deadline by editing their hours afterwards. The ladder is
-walked in ``at_minutes`` order; a step is skipped once its ``until`` condition holds
+A handoff's accept and first-touch deadlines (``accept_due_at``, ``touch_due_at``) are
+fixed when it is assigned, from the rep's schedule as it is then; they are what reports
+judge. The ladder's steps are computed from the rep's current schedule when they are
+checked, so an absence entered after assignment delays the reminders (a known limit:
+a snapshot of the schedule on the handoff would remove it). The ladder is walked in
+``at_minutes`` order; a step is skipped once its ``until`` condition holds
 (accepted, or touched), which is why :func:`next_step` is asked again after every
 verdict.
 """

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
+from baton.domain.business_hours import business_minutes_between
 from baton.domain.contract import HandoffContract
 from baton.domain.errors import Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
 from baton.domain.lifecycle import Stage
@@ -777,7 +778,12 @@ def log_touch_in(
     first = handoff["first_touch_at"] is None
     if first:
         connection.execute(
-            update(handoffs).where(handoffs.c.id == handoff_id).values(first_touch_at=now)
+            update(handoffs)
+            .where(handoffs.c.id == handoff_id)
+            .values(
+                first_touch_at=now,
+                first_touch_business_minutes=_business_minutes_to(connection, handoff, rep, now),
+            )
         )
         _, contract = _active_contract(connection)
         _refresh_timer(
@@ -805,6 +811,36 @@ def log_touch_in(
         now=now,
         handoff_id=handoff_id,
     )
+
+
+def _business_minutes_to(
+    connection: Connection, handoff: Mapping[Any, Any], rep: Rep | None, now: datetime
+) -> float | None:
+    """Business minutes, in the touching rep's schedule, from the first assignment of
+    the handoff's chain to ``now``: stored with the chain's first touch for the
+    speed-to-lead report (``None`` on later handoffs of a chain already touched, so a
+    chain has one figure)."""
+    if rep is None:
+        return None
+    chain = handoff["chain_id"] or handoff["id"]
+    touched_before = connection.execute(
+        select(handoffs.c.id)
+        .where(
+            handoffs.c.chain_id == chain,
+            handoffs.c.id != handoff["id"],
+            handoffs.c.first_touch_at.is_not(None),
+        )
+        .limit(1)
+    ).first()
+    if touched_before is not None:
+        return None
+    started = connection.execute(
+        select(handoffs.c.assigned_at).where(handoffs.c.id == chain)
+    ).scalar()
+    started = started or handoff["assigned_at"]
+    if started is None:
+        return None
+    return business_minutes_between(rep.schedule, started, now)
 
 
 def log_touch(

@@ -14,7 +14,7 @@ from baton.domain.contract import HandoffContract
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
 from baton.services.context import Context
 from baton.services.queries import insert_ignoring_conflicts, lock_active_lead
-from baton.store.tables import lead_prep
+from baton.store.tables import lead_prep, leads
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,13 @@ def prep_state_in(
 
 def prep_checklist(ctx: Context, lead_id: int) -> list[PrepItemState]:
     with ctx.read() as connection:
-        lock_active_lead(connection, lead_id)
+        merged = connection.execute(
+            select(leads.c.id, leads.c.merged_into_id).where(leads.c.id == lead_id)
+        ).first()
+        if merged is None:
+            raise NotFound(f"lead {lead_id} does not exist")
+        if merged[1] is not None:
+            raise NotFound(f"lead {lead_id} was merged into lead {merged[1]}; use that lead")
         return prep_state_in(connection, lead_id, share_lock=False)
 
 

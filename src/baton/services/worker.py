@@ -206,36 +206,43 @@ def _run_steps(connection: Connection, handoff: dict[str, Any], *, now: datetime
 
 def assign_queued(ctx: Context, *, limit: int = 200) -> int:
     """Route waiting handoffs to whoever has become available; returns how many got
-    a rep. Oldest first, so the queue is fair."""
+    a rep. Oldest first, so the queue is fair; once a pool has nobody, its later
+    handoffs are not tried again in this pass (other pools' are)."""
+    with ctx.read() as connection:
+        waiting = connection.execute(
+            select(handoffs.c.id, handoffs.c.routing)
+            .where(handoffs.c.status == "queued")
+            .order_by(handoffs.c.created_at, handoffs.c.id)
+            .limit(limit)
+        ).all()
     assigned = 0
-    seen: set[int] = set()
     stuck: set[str] = set()
-    while len(seen) < limit:
+    for handoff_id, routing in waiting:
+        pool = str((routing or {}).get("pool"))
+        if pool in stuck:
+            continue
         now = ctx.clock.now()
         with ctx.write() as connection:
-            query = (
-                select(handoffs)
-                .where(handoffs.c.status == "queued")
-                .order_by(handoffs.c.created_at, handoffs.c.id)
-                .limit(1)
+            row = (
+                connection.execute(
+                    _skip_locked(
+                        connection,
+                        select(handoffs).where(
+                            handoffs.c.id == handoff_id, handoffs.c.status == "queued"
+                        ),
+                    )
+                )
+                .mappings()
+                .first()
             )
-            if seen:
-                query = query.where(handoffs.c.id.not_in(seen))
-            row = connection.execute(_skip_locked(connection, query)).mappings().first()
             if row is None:
-                break
-            seen.add(int(row["id"]))
+                continue
             contract = _contract_of(connection, row["contract_version"])
             if contract is None:
-                continue
-            pool = str((row["routing"] or {}).get("pool"))
-            if pool in stuck:
                 continue
             if assign_in(connection, row, contract, now=now, actor=SYSTEM) is not None:
                 assigned += 1
             else:
-                # Nobody in this pool yet: the pool's later handoffs wait too, but
-                # other pools' handoffs are still tried.
                 stuck.add(pool)
     return assigned
 
@@ -468,16 +475,17 @@ def deliver_outbox(
     if not items:
         return 0, 0
     smtp = smtp or SmtpConfig.from_settings(ctx.settings)
-    own_client = client is None
-    http = client or httpx.Client(follow_redirects=False)
+    http = client
     try:
         for item in items:
             if item.channel == "email":
                 _deliver_email(ctx, item, smtp)
             else:
+                if http is None:
+                    http = httpx.Client(follow_redirects=False)
                 _deliver_webhook(ctx, item, http)
     finally:
-        if own_client:
+        if client is None and http is not None:
             http.close()
     with ctx.read() as connection:
         sent = connection.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -58,11 +59,22 @@ leads = Table(
     Column("stage", String(20), nullable=False, index=True),
     Column("stage_changed_at", UtcDateTime, nullable=False),
     Column("merged_into_id", Id, ForeignKey("leads.id")),
-    Column("created_at", UtcDateTime, nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("last_activity_at", UtcDateTime),
     Column("activity_count", Id, nullable=False, server_default="0"),
+    Index(
+        "ix_leads_created_report",
+        "created_at",
+        "merged_into_id",
+        "source",
+        "campaign",
+        "country",
+    ),
 )
+"""``ix_leads_created_report`` serves every look-up by creation time and covers the
+reports' cohort scans (period, merged or not, and the lead dimensions they group by),
+so a report reads the index and never the wide lead rows."""
 
 activities = Table(
     "activities",
@@ -93,6 +105,7 @@ transitions = Table(
     Column("merged_from_id", Id),
     Index("ix_transitions_lead_occurred", "lead_id", "occurred_at"),
     Index("ix_transitions_to_stage_occurred", "to_stage", "occurred_at"),
+    Index("ix_transitions_lead_stage", "lead_id", "to_stage", "occurred_at"),
 )
 
 notes = Table(
@@ -294,6 +307,7 @@ handoffs = Table(
     Column("routing", Json, nullable=False),
     Column("qualification", Json),
     Column("deal_value", Float),
+    Column("first_touch_business_minutes", Float),
     Index(
         "uq_handoffs_open_lead",
         "lead_id",
@@ -363,6 +377,24 @@ webhook_endpoints = Table(
     Column("created_by", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+spend = Table(
+    "spend",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(200), nullable=False),
+    Column("campaign", String(200)),
+    Column("starts_on", Date, nullable=False),
+    Column("ends_on", Date, nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("imported_at", UtcDateTime, nullable=False),
+    Column("imported_by", String(200), nullable=False),
+    Index("ix_spend_source_campaign", "source", "campaign"),
+)
+"""Marketing spend per source (and optionally campaign) over whole days, imported from
+CSV; reports prorate it over their period. One row per (source, campaign, starts_on,
+ends_on): a re-import replaces the amount."""
 
 deliveries = Table(
     "deliveries",

@@ -1,0 +1,206 @@
+"""/api/v1/reports and /api/v1/spend: the handoff reports, and the spend they divide.
+
+Every report takes the period as local dates (``from`` included, ``to`` excluded) in a
+time zone (``tz``, default UTC), an optional ``group_by`` and filters, and answers the
+report's ``to_json()``: the period and zone it covers, and flat rows ready for a chart.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from baton.api.deps import Actor, Ctx
+from baton.api.schemas import SpendImportPublic, SpendPublic, SpendRowErrorPublic
+from baton.domain.errors import FieldProblem, ValidationFailed
+from baton.domain.reports import GROUP_BY, FunnelMode, ReportFilters, ReportPeriod, zone
+from baton.services import reports as report_service
+
+router = APIRouter(prefix="/api/v1", tags=["reports"])
+
+BAD_INPUT: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Unknown zone, `to` not after `from`, or an unknown group_by"}
+}
+MAX_SPEND_FILE = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReportQuery:
+    period: ReportPeriod
+    group_by: str | None
+    filters: ReportFilters
+
+
+def _invalid(loc: str, message: str) -> ValidationFailed:
+    return ValidationFailed(message, [FieldProblem(loc, message)])
+
+
+def report_query(
+    from_: Annotated[
+        date, Query(alias="from", description="First day of the period (in `tz`), YYYY-MM-DD")
+    ],
+    to: Annotated[date, Query(description="Day after the last day (exclusive), YYYY-MM-DD")],
+    tz: Annotated[
+        str, Query(max_length=64, description="IANA zone the days are in, e.g. Europe/Paris")
+    ] = "UTC",
+    group_by: Annotated[str | None, Query(description="One of: " + ", ".join(GROUP_BY))] = None,
+    source: Annotated[str | None, Query(max_length=200)] = None,
+    campaign: Annotated[str | None, Query(max_length=200)] = None,
+    team: Annotated[str | None, Query(max_length=100, description="Team of the rep")] = None,
+    rep: Annotated[str | None, Query(max_length=254, description="The rep's email")] = None,
+    country: Annotated[str | None, Query(max_length=2)] = None,
+    contract_version: Annotated[int | None, Query(ge=1)] = None,
+) -> ReportQuery:
+    try:
+        zone(tz)
+    except ValueError as exc:
+        raise _invalid("tz", str(exc)) from None
+    try:
+        period = ReportPeriod.from_dates(from_, to, tz)
+    except ValueError as exc:
+        raise _invalid("to", str(exc)) from None
+    if group_by is not None and group_by not in GROUP_BY:
+        raise _invalid(
+            "group_by", f"cannot group by {group_by!r}; use one of {', '.join(GROUP_BY)}"
+        )
+    filters = ReportFilters(
+        source=source,
+        campaign=campaign,
+        team=team,
+        rep=rep,
+        country=country,
+        contract_version=contract_version,
+    )
+    return ReportQuery(period, group_by, filters)
+
+
+Report = Annotated[ReportQuery, Depends(report_query)]
+
+
+@router.get("/reports/funnel", operation_id="report_funnel", responses=BAD_INPUT)
+def funnel(
+    ctx: Ctx,
+    q: Report,
+    mode: Annotated[FunnelMode, Query(description="cohort (default) or flow")] = "cohort",
+) -> dict[str, Any]:
+    """Leads per stage: ``cohort`` counts the leads created in the period that ever
+    reached each stage; ``flow`` the distinct leads that moved into each stage in the
+    period. With conversion from each stage to the next."""
+    return report_service.funnel(
+        ctx, q.period, mode=mode, group_by=q.group_by, filters=q.filters
+    ).to_json()
+
+
+@router.get("/reports/velocity", operation_id="report_velocity", responses=BAD_INPUT)
+def velocity(ctx: Ctx, q: Report) -> dict[str, Any]:
+    """Median and 90th-percentile hours between consecutive stages, for the leads
+    created in the period."""
+    return report_service.velocity(ctx, q.period, group_by=q.group_by, filters=q.filters).to_json()
+
+
+@router.get("/reports/speed-to-lead", operation_id="report_speed_to_lead", responses=BAD_INPUT)
+def speed_to_lead(ctx: Ctx, q: Report) -> dict[str, Any]:
+    """MQL → first touch per MQL (chain of handoffs) of the period: median, p90, shares
+    within 5 minutes, 1 hour and 24 hours, split into system and rep delay, and in the
+    rep's business minutes."""
+    return report_service.speed_to_lead(
+        ctx, q.period, group_by=q.group_by, filters=q.filters
+    ).to_json()
+
+
+@router.get("/reports/sla", operation_id="report_sla", responses=BAD_INPUT)
+def sla(ctx: Ctx, q: Report) -> dict[str, Any]:
+    """Handoffs assigned in the period: accepted and touched in SLA, late, or not; and
+    the reminders, reassignments and manager notifications they took."""
+    return report_service.sla_compliance(
+        ctx, q.period, group_by=q.group_by, filters=q.filters
+    ).to_json()
+
+
+@router.get("/reports/rejections", operation_id="report_rejections", responses=BAD_INPUT)
+def rejections(ctx: Ctx, q: Report) -> dict[str, Any]:
+    """Rejections closed in the period by reason (label, outcome, credit, share), and
+    what became of the leads recycled to nurture."""
+    return report_service.rejections(
+        ctx, q.period, group_by=q.group_by, filters=q.filters
+    ).to_json()
+
+
+@router.get("/reports/credit", operation_id="report_credit", responses=BAD_INPUT)
+def credit(ctx: Ctx, q: Report) -> dict[str, Any]:
+    """MQLs of the period, those rejected without credit for marketing, and how many
+    of the credited ones sales accepted and won (grouped by source unless
+    ``group_by`` says otherwise)."""
+    return report_service.marketing_credit(
+        ctx, q.period, group_by=q.group_by or "source", filters=q.filters
+    ).to_json()
+
+
+@router.get("/reports/cost", operation_id="report_cost", responses=BAD_INPUT)
+def cost(ctx: Ctx, q: Report) -> dict[str, Any]:
+    """Spend (prorated to the period) per source or campaign against the leads created
+    in the period, cost per lead, MQL, SAL, SQL and customer, and the cost of the gap
+    between marketing and sales."""
+    return report_service.cost(
+        ctx, q.period, group_by=q.group_by or "source", filters=q.filters
+    ).to_json()
+
+
+@router.get("/spend", operation_id="list_spend", response_model=list[SpendPublic])
+def list_spend(
+    ctx: Ctx, source: Annotated[str | None, Query(max_length=200)] = None
+) -> list[SpendPublic]:
+    """Spend as the cost report counts it: imported rows, and the active contract's
+    ``costs`` entries that no import overrides."""
+    return [
+        SpendPublic.model_validate(asdict(e)) for e in report_service.list_spend(ctx, source=source)
+    ]
+
+
+@router.post(
+    "/spend/import",
+    operation_id="import_spend",
+    response_model=SpendImportPublic,
+    responses={422: {"description": "The file cannot be read as a whole"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "source,campaign,start,end,amount,currency\n"
+                    "google_ads,q1-brand,2026-01-01,2026-03-31,12000,EUR\n",
+                }
+            },
+        }
+    },
+)
+async def import_spend(request: Request, ctx: Ctx, actor: Actor) -> SpendImportPublic:
+    """Upload a spend CSV (``source,campaign,start,end,amount[,currency]``, ``end``
+    included) as the request body. Bad rows are reported with their line numbers and
+    the good ones stored, in one transaction; a row for a source, campaign and days
+    already stored replaces its amount."""
+    body = await request.body()
+    if len(body) > MAX_SPEND_FILE:
+        raise _invalid("(file)", "a spend file is limited to 10 MiB")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _invalid("(file)", "the file is not UTF-8 text") from None
+    report = await run_in_threadpool(
+        report_service.import_spend, ctx, io.StringIO(text), actor=actor
+    )
+    return SpendImportPublic(
+        rows=report.rows,
+        stored=report.stored,
+        replaced=report.replaced,
+        rejected_rows=report.rejected,
+        errors=[
+            SpendRowErrorPublic(line=e.row, field=e.field, message=e.message) for e in report.errors
+        ],
+    )

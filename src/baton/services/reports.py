@@ -1,0 +1,1294 @@
+"""Reports: funnel, velocity, speed-to-lead, SLA compliance, rejections, marketing
+credit and cost, plus the spend they divide.
+
+Every figure is computed in SQL, set-based (``GROUP BY`` and window functions, one
+read-only transaction per report), the same way on SQLite and PostgreSQL; Python only
+turns the rows into the dataclasses of :mod:`baton.domain.reports`. Definitions are in
+the README ("Reports"); the binding ones in short:
+
+* merged leads are left out everywhere;
+* ``source``, ``campaign`` and ``country`` are the lead's first-touch fields; ``team``
+  and ``rep`` are those of the handoff's rep: for lead-based reports (funnel, velocity,
+  cost) the lead's first handoff (lowest id), for handoff-based reports the handoff
+  itself (for chains, the chain's first handoff);
+* percentiles are nearest-rank: the value at rank ``ceil(p/100 * n)`` in order.
+
+Durations are computed in the database with :func:`seconds_between` (``julianday`` on
+SQLite, ``EXTRACT(EPOCH ...)`` on PostgreSQL), rounded to the millisecond so that both
+give the same answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import (
+    Date,
+    Float,
+    Integer,
+    Numeric,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    distinct,
+    extract,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from baton.domain.batches import RowError
+from baton.domain.errors import FieldProblem, ValidationFailed
+from baton.domain.reports import (
+    COST_GROUP_BY,
+    FUNNEL,
+    FUNNEL_MODES,
+    GROUP_BY,
+    SIDE_STAGES,
+    CostOfGap,
+    CostReport,
+    CreditReport,
+    CreditRow,
+    FunnelMode,
+    FunnelReport,
+    FunnelRow,
+    Group,
+    RecycleSummary,
+    RejectionReport,
+    RejectionRow,
+    ReportFilters,
+    ReportPeriod,
+    SlaReport,
+    SlaRow,
+    SpeedReport,
+    SpeedRow,
+    SpendEntry,
+    VelocityReport,
+    VelocityRow,
+    check_group_by,
+    conversion,
+    cost_row,
+    group_order,
+    hours,
+    minutes,
+    share,
+)
+from baton.services.context import Context
+from baton.store.tables import (
+    OPEN_HANDOFF_STATUSES,
+    contracts,
+    handoff_events,
+    handoffs,
+    leads,
+    reps,
+    spend,
+    teams,
+    transitions,
+)
+
+PERCENTILES = (50, 90)
+STAGE_BITS: dict[str, int] = {s: 1 << i for i, s in enumerate((*FUNNEL[1:], *SIDE_STAGES))}
+"""One bit per stage a lead can reach by a transition: a lead's reached stages are one
+integer (the sum of the distinct bits of its transitions)."""
+
+
+class ReportInputError(ValidationFailed):
+    """A report asked with a value it cannot take (group_by, mode, filters)."""
+
+
+def _refuse(loc: str, message: str) -> ReportInputError:
+    return ReportInputError(message, [FieldProblem(loc, message)])
+
+
+# --- dialect helpers --------------------------------------------------------------------
+
+
+def seconds_between(dialect: str, start: Any, end: Any) -> ColumnElement[Any]:
+    """``end - start`` in seconds (rounded to the millisecond), computed by the
+    database: ``julianday`` on SQLite, ``EXTRACT(EPOCH FROM ...)`` on PostgreSQL."""
+    if dialect == "postgresql":
+        return func.round(cast(extract("epoch", end.op("-")(start)), Numeric), 3)
+    return func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3)
+
+
+def _day_number(dialect: str, value: Any) -> ColumnElement[Any]:
+    """Days from 2000-01-01 to a DATE value (an exact integer on both databases)."""
+    if dialect == "postgresql":
+        difference: ColumnElement[Any] = value.op("-")(literal(date(2000, 1, 1), Date))
+        return difference
+    return cast(func.julianday(value) - func.julianday("2000-01-01"), Integer)
+
+
+def _days(day: date) -> int:
+    return (day - date(2000, 1, 1)).days
+
+
+def _least(a: Any, b: Any) -> ColumnElement[Any]:
+    return case((a < b, a), else_=b)
+
+
+def _greatest(a: Any, b: Any) -> ColumnElement[Any]:
+    return case((a > b, a), else_=b)
+
+
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return case((condition, 1), else_=0)
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(_flag(condition)), 0)
+
+
+def _int(value: Any) -> int:
+    return int(value or 0)
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# --- scope: grouping and filters ----------------------------------------------------------
+
+
+@dataclass
+class _Scope:
+    """The FROM clause with the joins a grouping or a filter needs, the group
+    expression, and the filter conditions."""
+
+    from_: Any
+    group: ColumnElement[Any]
+    where: list[ColumnElement[bool]] = field(default_factory=list)
+
+
+def _scope(
+    lead: Any,
+    from_: Any,
+    group_by: str | None,
+    filters: ReportFilters,
+    *,
+    rep_join: Callable[[Any, Any], Any],
+    contract_version: Callable[[Any], tuple[Any, ColumnElement[Any]]],
+) -> _Scope:
+    """Group and filter rows whose lead is ``lead``. ``rep_join(from_, reps_alias)``
+    joins the rep that counts for the row; ``contract_version(from_)`` returns the
+    FROM clause with whatever it needs and the version expression."""
+    where: list[ColumnElement[bool]] = [lead.c.merged_into_id.is_(None)]
+    rep = reps.alias("gr")
+    team = teams.alias("gt")
+    if group_by in ("team", "rep") or filters.team is not None or filters.rep is not None:
+        from_ = rep_join(from_, rep)
+        if group_by == "team" or filters.team is not None:
+            from_ = from_.outerjoin(team, team.c.id == rep.c.team_id)
+    version: ColumnElement[Any] | None = None
+    if group_by == "contract_version" or filters.contract_version is not None:
+        from_, version = contract_version(from_)
+    dims: dict[str, Any] = {
+        "source": lead.c.source,
+        "campaign": lead.c.campaign,
+        "country": lead.c.country,
+        "team": team.c.name,
+        "rep": rep.c.email,
+        "contract_version": version,
+    }
+    for name, value in filters.given().items():
+        where.append(dims[name] == value)
+    group = dims[group_by] if group_by else cast(null(), String)
+    return _Scope(from_, group.label("grp"), where)
+
+
+def _lead_scope(lead: Any, from_: Any, group_by: str | None, filters: ReportFilters) -> _Scope:
+    """Scope for lead-based reports: rep and team of the lead's first handoff (lowest
+    id), contract version of the lead's first transition into ``mql``. Both are index
+    look-ups per lead (correlated subqueries), so a bad row estimate can never turn
+    them into a join against an aggregate."""
+
+    def rep_join(current: Any, rep: Any) -> Any:
+        probe = handoffs.alias("fhp")
+        first_id = (
+            select(func.min(probe.c.id)).where(probe.c.lead_id == lead.c.id).scalar_subquery()
+        )
+        first = handoffs.alias("fh")
+        return current.outerjoin(first, first.c.id == first_id).outerjoin(
+            rep, rep.c.id == first.c.rep_id
+        )
+
+    def contract_version(current: Any) -> tuple[Any, ColumnElement[Any]]:
+        t = transitions.alias("fm")
+        version = (
+            select(t.c.contract_version)
+            .where(t.c.lead_id == lead.c.id, t.c.to_stage == "mql")
+            .order_by(t.c.occurred_at, t.c.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        return current, version
+
+    return _scope(
+        lead, from_, group_by, filters, rep_join=rep_join, contract_version=contract_version
+    )
+
+
+def _handoff_scope(
+    lead: Any, handoff: Any, from_: Any, group_by: str | None, filters: ReportFilters
+) -> _Scope:
+    """Scope for handoff-based reports: the handoff's own rep and contract version."""
+
+    def rep_join(current: Any, rep: Any) -> Any:
+        return current.outerjoin(rep, rep.c.id == handoff.c.rep_id)
+
+    def contract_version(current: Any) -> tuple[Any, ColumnElement[Any]]:
+        return current, handoff.c.contract_version
+
+    return _scope(
+        lead, from_, group_by, filters, rep_join=rep_join, contract_version=contract_version
+    )
+
+
+def _in_period(column: Any, period: ReportPeriod) -> list[ColumnElement[bool]]:
+    return [column >= period.start, column < period.end]
+
+
+def _check(group_by: str | None, filters: ReportFilters) -> None:
+    try:
+        check_group_by(group_by, GROUP_BY)
+    except ValueError as exc:
+        raise _refuse("group_by", str(exc)) from None
+    if not isinstance(filters, ReportFilters):
+        raise TypeError("filters must be a ReportFilters")
+
+
+def _sorted(rows: Sequence[Any]) -> list[Any]:
+    return sorted(rows, key=lambda r: group_order(r.group))
+
+
+# --- percentiles ---------------------------------------------------------------------------
+
+
+def _percentiles(values: Any, at_most: Mapping[str, float] | None = None) -> Any:
+    """Nearest-rank p50 and p90 of ``value`` per (``grp``, ``metric``) of the subquery
+    ``values`` (NULL values left out), with the count ``n``, and for each
+    ``name: limit`` of ``at_most`` how many values are at most ``limit``."""
+    ranked = (
+        select(
+            values.c.grp,
+            values.c.metric,
+            values.c.value,
+            func.row_number()
+            .over(partition_by=(values.c.grp, values.c.metric), order_by=values.c.value)
+            .label("rn"),
+            func.count().over(partition_by=(values.c.grp, values.c.metric)).label("n"),
+        )
+        .where(values.c.value.is_not(None))
+        .subquery("ranked")
+    )
+    picks = [
+        func.max(case((ranked.c.rn == (ranked.c.n * p + 99) // 100, ranked.c.value))).label(f"p{p}")
+        for p in PERCENTILES
+    ]
+    counts = [
+        _count_if(ranked.c.value <= limit).label(name) for name, limit in (at_most or {}).items()
+    ]
+    return select(ranked.c.grp, ranked.c.metric, func.count().label("n"), *picks, *counts).group_by(
+        ranked.c.grp, ranked.c.metric
+    )
+
+
+# --- funnel ---------------------------------------------------------------------------------
+
+
+def _stage_mask(t: Any) -> ColumnElement[Any]:
+    """Aggregate: the bits of every stage the grouped transitions go into (a MAX per
+    stage, so no DISTINCT aggregate and no temporary index per group)."""
+    mask: Any = None
+    for stage, bit in STAGE_BITS.items():
+        term = func.max(case((t.c.to_stage == stage, bit), else_=0))
+        mask = term if mask is None else mask + term
+    return cast(mask, Integer)
+
+
+def _has(mask: Any, stage: str) -> ColumnElement[bool]:
+    return func.coalesce(mask, 0).bitwise_and(STAGE_BITS[stage]) != 0
+
+
+def _funnel_rows(counts: dict[Group, dict[str, int]], group_by: str | None) -> list[FunnelRow]:
+    if group_by is None and not counts:
+        counts = {None: {}}
+    rows = []
+    for group, found in counts.items():
+        full = {s: int(found.get(s, 0)) for s in (*FUNNEL, *SIDE_STAGES)}
+        rows.append(FunnelRow(group, full, conversion(full)))
+    return _sorted(rows)
+
+
+def funnel(
+    ctx: Context,
+    period: ReportPeriod,
+    *,
+    mode: FunnelMode = "cohort",
+    group_by: str | None = None,
+    filters: ReportFilters | None = None,
+) -> FunnelReport:
+    """How many leads reached each stage.
+
+    ``cohort``: the leads created in the period, and how many of them ever reached
+    each stage (up to now). ``flow``: how many distinct leads moved into each stage
+    during the period (``lead``: leads created in it)."""
+    filters = filters or ReportFilters()
+    _check(group_by, filters)
+    if mode not in FUNNEL_MODES:
+        raise _refuse("mode", f"unknown mode {mode!r}; use cohort or flow")
+    lead = leads.alias("l")
+    t = transitions.alias("t")
+    counts: dict[Group, dict[str, int]] = {}
+    with ctx.read() as connection:
+        if mode == "cohort":
+            scope = _lead_scope(lead, lead, group_by, filters)
+            # One row per cohort lead: its group and the bits of every stage it reached.
+            per_lead = (
+                select(
+                    func.max(scope.group).label("grp"),
+                    _stage_mask(t).label("mask"),
+                )
+                .select_from(scope.from_.outerjoin(t, t.c.lead_id == lead.c.id))
+                .where(*_in_period(lead.c.created_at, period), *scope.where)
+                .group_by(lead.c.id)
+                .subquery("cohort")
+            )
+            query = select(
+                per_lead.c.grp,
+                func.count().label("lead"),
+                *(_count_if(_has(per_lead.c.mask, s)).label(s) for s in STAGE_BITS),
+            ).group_by(per_lead.c.grp)
+            for row in connection.execute(query).mappings():
+                counts[row["grp"]] = {k: _int(v) for k, v in row.items() if k != "grp"}
+        else:
+            scope = _lead_scope(lead, lead, group_by, filters)
+            created = (
+                select(scope.group)
+                .select_from(scope.from_)
+                .where(*_in_period(lead.c.created_at, period), *scope.where)
+                .subquery("created")
+            )
+            for grp, n in connection.execute(
+                select(created.c.grp, func.count()).group_by(created.c.grp)
+            ):
+                counts.setdefault(grp, {})["lead"] = _int(n)
+            scope = _lead_scope(
+                lead,
+                lead.join(t, and_(t.c.lead_id == lead.c.id, *_in_period(t.c.occurred_at, period))),
+                group_by,
+                filters,
+            )
+            # One row per lead that moved in the period: the stages it moved into.
+            moved = (
+                select(func.max(scope.group).label("grp"), _stage_mask(t).label("mask"))
+                .select_from(scope.from_)
+                .where(*scope.where)
+                .group_by(lead.c.id)
+                .subquery("moved")
+            )
+            query = select(
+                moved.c.grp, *(_count_if(_has(moved.c.mask, s)).label(s) for s in STAGE_BITS)
+            ).group_by(moved.c.grp)
+            for row in connection.execute(query).mappings():
+                found = counts.setdefault(row["grp"], {})
+                found.update({k: _int(v) for k, v in row.items() if k != "grp"})
+    return FunnelReport(
+        period=period,
+        group_by=group_by,
+        filters=filters,
+        mode=mode,
+        rows=_funnel_rows(counts, group_by),
+    )
+
+
+# --- velocity -------------------------------------------------------------------------------
+
+
+def velocity(
+    ctx: Context,
+    period: ReportPeriod,
+    *,
+    group_by: str | None = None,
+    filters: ReportFilters | None = None,
+) -> VelocityReport:
+    """For the leads created in the period, the time between consecutive stages of the
+    funnel: lead → mql from the lead's creation to its first MQL transition, then each
+    first transition into a stage to the first transition into the next one after it.
+
+    A lead reaches a stage only from the one before it, so the first transition into
+    the next stage always comes at or after the first into the previous one (merges
+    keep this: the absorbed lead's history moves whole); a pair out of that order is
+    left out."""
+    filters = filters or ReportFilters()
+    _check(group_by, filters)
+    dialect = ctx.dialect
+    lead = leads.alias("l")
+    t = transitions.alias("t")
+    stages = list(FUNNEL[1:])
+    scope = _lead_scope(lead, lead.join(t, t.c.lead_id == lead.c.id), group_by, filters)
+    steps = (
+        select(
+            func.max(scope.group).label("grp"),
+            func.max(lead.c.created_at).label("lead"),
+            *(func.min(case((t.c.to_stage == s, t.c.occurred_at))).label(s) for s in stages),
+        )
+        .select_from(scope.from_)
+        .where(*_in_period(lead.c.created_at, period), *scope.where)
+        .group_by(lead.c.id)
+        .cte("steps")
+    )
+    pairs = list(itertools.pairwise(FUNNEL))
+    values = union_all(
+        *(
+            select(
+                steps.c.grp,
+                literal(a, String).label("metric"),
+                seconds_between(dialect, steps.c[a], steps.c[b]).label("value"),
+            ).where(steps.c[a].is_not(None), steps.c[b].is_not(None), steps.c[b] >= steps.c[a])
+            for a, b in pairs
+        )
+    ).subquery("durations")
+    found: dict[tuple[Group, str], Any] = {}
+    with ctx.read() as connection:
+        for picked in connection.execute(_percentiles(values)).mappings():
+            found[(picked["grp"], picked["metric"])] = picked
+    groups = {g for g, _ in found} or ({None} if group_by is None else set())
+    rows = []
+    for group in groups:
+        for a, b in pairs:
+            row = found.get((group, a))
+            rows.append(
+                VelocityRow(
+                    group=group,
+                    from_stage=a,
+                    to_stage=b,
+                    leads=_int(row["n"]) if row else 0,
+                    median_hours=hours(row["p50"]) if row else None,
+                    p90_hours=hours(row["p90"]) if row else None,
+                )
+            )
+    order = {a: i for i, (a, _) in enumerate(pairs)}
+    rows.sort(key=lambda r: (group_order(r.group), order[r.from_stage]))
+    return VelocityReport(period=period, group_by=group_by, filters=filters, rows=rows)
+
+
+# --- speed to lead --------------------------------------------------------------------------
+
+
+def speed_to_lead(
+    ctx: Context,
+    period: ReportPeriod,
+    *,
+    group_by: str | None = None,
+    filters: ReportFilters | None = None,
+) -> SpeedReport:
+    """MQL → first touch per chain of handoffs (an MQL and its reassignments), for
+    chains whose MQL moment is in the period and whose first handoff has a rep.
+    System delay: MQL → the chain's first notification; rep delay: that notification
+    → first touch (never below 0); business minutes: from the chain's first
+    assignment to first touch in the touching rep's working hours."""
+    filters = filters or ReportFilters()
+    _check(group_by, filters)
+    dialect = ctx.dialect
+    lead = leads.alias("l")
+    h = handoffs.alias("h")
+    m = handoffs.alias("m")
+    scope = _handoff_scope(
+        lead,
+        h,
+        h.join(lead, lead.c.id == h.c.lead_id).join(m, m.c.chain_id == h.c.id),
+        group_by,
+        filters,
+    )
+    chain = (
+        select(
+            func.max(scope.group).label("grp"),
+            func.max(h.c.mql_at).label("mql_at"),
+            func.min(m.c.first_touch_at).label("touch"),
+            func.min(m.c.notified_at).label("notified"),
+            # Stored on the chain's first touch only (see log_touch_in).
+            func.max(m.c.first_touch_business_minutes).label("business"),
+        )
+        .select_from(scope.from_)
+        .where(
+            *_in_period(h.c.mql_at, period),
+            h.c.id == h.c.chain_id,
+            h.c.rep_id.is_not(None),
+            *scope.where,
+        )
+        .group_by(h.c.id)
+        .subquery("chain")
+    )
+    rep_delay = seconds_between(dialect, chain.c.notified, chain.c.touch)
+    base = select(
+        chain.c.grp,
+        literal(0).label("chains"),
+        seconds_between(dialect, chain.c.mql_at, chain.c.touch).label("speed"),
+        seconds_between(dialect, chain.c.mql_at, chain.c.notified).label("system"),
+        case((rep_delay < 0, 0), else_=rep_delay).label("rep"),
+        case((chain.c.touch.is_not(None), chain.c.business * 60)).label("business"),
+    ).cte("chains")
+    metrics = ("chains", "speed", "system", "rep", "business")
+    values = union_all(
+        *(
+            select(base.c.grp, literal(name, String).label("metric"), base.c[name].label("value"))
+            for name in metrics
+        )
+    ).subquery("values")
+    within = {"within_5m": 300, "within_1h": 3600, "within_24h": 86400}
+    with ctx.read() as connection:
+        picks: dict[tuple[Group, str], Mapping[str, Any]] = {
+            (r["grp"], r["metric"]): dict(r)
+            for r in connection.execute(_percentiles(values, within)).mappings()
+        }
+    groups = sorted({g for g, _ in picks}, key=group_order)
+    if group_by is None and not groups:
+        groups = [None]
+
+    def pick(group: Group, metric: str, p: int) -> float | None:
+        row = picks.get((group, metric))
+        return minutes(row[f"p{p}"]) if row else None
+
+    rows = []
+    for group in groups:
+        n = _int(picks[(group, "chains")]["n"]) if (group, "chains") in picks else 0
+        speed = picks.get((group, "speed")) or {}
+        rows.append(
+            SpeedRow(
+                group=group,
+                handoffs=n,
+                touched=_int(speed.get("n")),
+                median_minutes=pick(group, "speed", 50),
+                p90_minutes=pick(group, "speed", 90),
+                within_5m=share(_int(speed.get("within_5m")), n),
+                within_1h=share(_int(speed.get("within_1h")), n),
+                within_24h=share(_int(speed.get("within_24h")), n),
+                system_median_minutes=pick(group, "system", 50),
+                system_p90_minutes=pick(group, "system", 90),
+                rep_median_minutes=pick(group, "rep", 50),
+                rep_p90_minutes=pick(group, "rep", 90),
+                business_median_minutes=pick(group, "business", 50),
+                business_p90_minutes=pick(group, "business", 90),
+            )
+        )
+    return SpeedReport(period=period, group_by=group_by, filters=filters, rows=_sorted(rows))
+
+
+# --- SLA --------------------------------------------------------------------------------------
+
+ESCALATIONS = {
+    "reminders": "reminded",
+    "reassignments": "reassigned",
+    "manager_notifications": "manager_notified",
+}
+
+
+def sla_compliance(
+    ctx: Context,
+    period: ReportPeriod,
+    *,
+    group_by: str | None = None,
+    filters: ReportFilters | None = None,
+) -> SlaReport:
+    """Every handoff assigned to a rep in the period (reassignments are handoffs of
+    their own): accepted and first touched within their deadlines, late, or not at
+    all, and the escalation steps taken on them. A handoff without a deadline (no
+    contract was active) counts as in time."""
+    filters = filters or ReportFilters()
+    _check(group_by, filters)
+    lead = leads.alias("l")
+    h = handoffs.alias("h")
+    e = handoff_events.alias("e")
+    scope = _handoff_scope(
+        lead,
+        h,
+        h.join(lead, lead.c.id == h.c.lead_id).outerjoin(
+            e, and_(e.c.handoff_id == h.c.id, e.c.kind.in_(list(ESCALATIONS.values())))
+        ),
+        group_by,
+        filters,
+    )
+    accepted = h.c.accepted_at.is_not(None)
+    accepted_ok = and_(
+        accepted, or_(h.c.accept_due_at.is_(None), h.c.accepted_at <= h.c.accept_due_at)
+    )
+    touched = h.c.first_touch_at.is_not(None)
+    touched_ok = and_(
+        touched, or_(h.c.touch_due_at.is_(None), h.c.first_touch_at <= h.c.touch_due_at)
+    )
+    flags = {
+        "a_ok": accepted_ok,
+        "a_late": and_(accepted, ~accepted_ok),
+        "t_ok": touched_ok,
+        "t_late": and_(touched, ~touched_ok),
+    }
+    per_handoff = (
+        select(
+            func.max(scope.group).label("grp"),
+            *(func.max(_flag(f)).label(name) for name, f in flags.items()),
+            *(_count_if(e.c.kind == kind).label(name) for name, kind in ESCALATIONS.items()),
+        )
+        .select_from(scope.from_)
+        .where(*_in_period(h.c.assigned_at, period), h.c.rep_id.is_not(None), *scope.where)
+        .group_by(h.c.id)
+        .subquery("handled")
+    )
+    query = select(
+        per_handoff.c.grp,
+        func.count().label("handoffs"),
+        *(
+            func.coalesce(func.sum(per_handoff.c[name]), 0).label(name)
+            for name in (*flags, *ESCALATIONS)
+        ),
+    ).group_by(per_handoff.c.grp)
+    with ctx.read() as connection:
+        found: list[Mapping[str, Any]] = [dict(r) for r in connection.execute(query).mappings()]
+    if group_by is None and not found:
+        found = [{"grp": None}]
+    rows = []
+    for row in found:
+        n = _int(row.get("handoffs"))
+        a_ok, a_late = _int(row.get("a_ok")), _int(row.get("a_late"))
+        t_ok, t_late = _int(row.get("t_ok")), _int(row.get("t_late"))
+        rows.append(
+            SlaRow(
+                group=row["grp"],
+                handoffs=n,
+                accepted_in_sla=a_ok,
+                accepted_late=a_late,
+                not_accepted=n - a_ok - a_late,
+                touched_in_sla=t_ok,
+                touched_late=t_late,
+                not_touched=n - t_ok - t_late,
+                accepted_in_sla_share=share(a_ok, n),
+                touched_in_sla_share=share(t_ok, n),
+                reminders=_int(row.get("reminders")),
+                reassignments=_int(row.get("reassignments")),
+                manager_notifications=_int(row.get("manager_notifications")),
+            )
+        )
+    return SlaReport(period=period, group_by=group_by, filters=filters, rows=_sorted(rows))
+
+
+# --- rejections -------------------------------------------------------------------------------
+
+
+def _labels(connection: Connection, versions: set[int]) -> dict[tuple[int, str], str]:
+    """(contract version, code) → label, from the stored catalogs."""
+    labels: dict[tuple[int, str], str] = {}
+    if not versions:
+        return labels
+    for version, spec in connection.execute(
+        select(contracts.c.version, contracts.c.spec).where(contracts.c.version.in_(versions))
+    ):
+        for reason in (spec or {}).get("rejection_reasons") or []:
+            if isinstance(reason, Mapping) and "code" in reason:
+                labels[(int(version), str(reason["code"]))] = str(reason.get("label") or "")
+    return labels
+
+
+def rejections(
+    ctx: Context,
+    period: ReportPeriod,
+    *,
+    group_by: str | None = None,
+    filters: ReportFilters | None = None,
+) -> RejectionReport:
+    """Handoffs rejected in the period by reason code (with the label of the handoff's
+    contract version, the outcome and marketing's credit) and each reason's share of
+    the group's rejections; and what became of the leads recycled to nurture: of the
+    leads whose first recycle rejection in the period is at time T, those with a
+    transition into ``mql`` after T, and into ``customer`` after T."""
+    filters = filters or ReportFilters()
+    _check(group_by, filters)
+    lead = leads.alias("l")
+    h = handoffs.alias("h")
+    scope = _handoff_scope(lead, h, h.join(lead, lead.c.id == h.c.lead_id), group_by, filters)
+    conditions = [h.c.status == "rejected", *_in_period(h.c.closed_at, period), *scope.where]
+    base = (
+        select(
+            scope.group,
+            h.c.rejection_code.label("code"),
+            h.c.contract_version.label("version"),
+            h.c.outcome.label("outcome"),
+            h.c.marketing_credit.label("credit"),
+        )
+        .select_from(scope.from_)
+        .where(*conditions)
+        .subquery("rejected")
+    )
+    query = select(
+        base.c.grp,
+        base.c.code,
+        base.c.version,
+        base.c.outcome,
+        base.c.credit,
+        func.count().label("n"),
+    ).group_by(base.c.grp, base.c.code, base.c.version, base.c.outcome, base.c.credit)
+    t = transitions.alias("rt")
+    recycled = (
+        select(
+            func.min(h.c.closed_at).label("at"),
+            func.max(case((t.c.to_stage == "mql", t.c.occurred_at))).label("mql"),
+            func.max(case((t.c.to_stage == "customer", t.c.occurred_at))).label("customer"),
+        )
+        .select_from(
+            scope.from_.outerjoin(
+                t, and_(t.c.lead_id == h.c.lead_id, t.c.to_stage.in_(("mql", "customer")))
+            )
+        )
+        .where(*conditions, h.c.outcome == "recycle")
+        .group_by(h.c.lead_id)
+        .subquery("recycled")
+    )
+    summary = select(
+        func.count().label("recycled"),
+        _count_if(recycled.c.mql > recycled.c.at).label("returned"),
+        _count_if(recycled.c.customer > recycled.c.at).label("won"),
+    )
+    with ctx.read() as connection:
+        found = list(connection.execute(query).mappings())
+        labels = _labels(connection, {int(r["version"]) for r in found if r["version"] is not None})
+        back = connection.execute(summary).mappings().one()
+    merged: dict[tuple[Any, ...], int] = {}
+    for row in found:
+        code = row["code"] or "(none)"
+        version = row["version"]
+        label = labels.get((int(version), code), code) if version is not None else code
+        credit = None if row["credit"] is None else bool(row["credit"])
+        key = (row["grp"], code, label, row["outcome"], credit)
+        merged[key] = merged.get(key, 0) + _int(row["n"])
+    totals: dict[Group, int] = {}
+    for (group, *_), n in merged.items():
+        totals[group] = totals.get(group, 0) + n
+    rows = [
+        RejectionRow(group, code, label, outcome, credit, n, share(n, totals[group]))
+        for (group, code, label, outcome, credit), n in merged.items()
+    ]
+    rows.sort(key=lambda r: (group_order(r.group), -r.count, r.code, r.label))
+    return RejectionReport(
+        period=period,
+        group_by=group_by,
+        filters=filters,
+        rows=rows,
+        recycled=RecycleSummary(
+            recycled=_int(back["recycled"]),
+            returned_as_mql=_int(back["returned"]),
+            won=_int(back["won"]),
+        ),
+    )
+
+
+# --- marketing credit -------------------------------------------------------------------------
+
+
+def marketing_credit(
+    ctx: Context,
+    period: ReportPeriod,
+    *,
+    group_by: str | None = "source",
+    filters: ReportFilters | None = None,
+) -> CreditReport:
+    """MQLs of the period (chains of handoffs: an MQL and its reassignments, by the
+    MQL moment), those sales rejected without credit for marketing, and of the
+    credited ones how many sales accepted (any handoff of the chain) and won."""
+    filters = filters or ReportFilters()
+    _check(group_by, filters)
+    lead = leads.alias("l")
+    h = handoffs.alias("h")
+    m = handoffs.alias("m")
+    scope = _handoff_scope(
+        lead,
+        h,
+        h.join(lead, lead.c.id == h.c.lead_id).join(m, m.c.chain_id == h.c.id),
+        group_by,
+        filters,
+    )
+    per_chain = (
+        select(
+            func.max(scope.group).label("grp"),
+            func.max(_flag(and_(m.c.status == "rejected", m.c.marketing_credit == false()))).label(
+                "no_credit"
+            ),
+            func.max(_flag(m.c.accepted_at.is_not(None))).label("accepted"),
+            func.max(_flag(m.c.status == "won")).label("won"),
+        )
+        .select_from(scope.from_)
+        .where(*_in_period(h.c.mql_at, period), h.c.id == h.c.chain_id, *scope.where)
+        .group_by(h.c.id)
+        .subquery("chains")
+    )
+    query = select(
+        per_chain.c.grp,
+        func.count().label("mqls"),
+        _count_if(per_chain.c.no_credit == 1).label("no_credit"),
+        _count_if(per_chain.c.accepted == 1).label("accepted"),
+        _count_if(per_chain.c.won == 1).label("won"),
+    ).group_by(per_chain.c.grp)
+    with ctx.read() as connection:
+        found: list[Mapping[str, Any]] = [dict(r) for r in connection.execute(query).mappings()]
+    if group_by is None and not found:
+        found = [{"grp": None}]
+    rows = []
+    for row in found:
+        mqls, no_credit = _int(row.get("mqls")), _int(row.get("no_credit"))
+        credited = mqls - no_credit
+        accepted, won = _int(row.get("accepted")), _int(row.get("won"))
+        rows.append(
+            CreditRow(
+                group=row["grp"],
+                mqls=mqls,
+                rejected_without_credit=no_credit,
+                credited_mqls=credited,
+                accepted=accepted,
+                won=won,
+                acceptance_rate=share(accepted, credited),
+                win_rate=share(won, credited),
+            )
+        )
+    return CreditReport(period=period, group_by=group_by, filters=filters, rows=_sorted(rows))
+
+
+# --- spend and cost ----------------------------------------------------------------------------
+
+
+def _contract_costs(connection: Connection) -> list[SpendEntry]:
+    from baton.services.contracts import active_contract_in
+
+    active = active_contract_in(connection, share_lock=False)
+    if active is None:
+        return []
+    return [
+        SpendEntry(
+            source=c.source,
+            campaign=c.campaign,
+            starts_on=c.start,
+            ends_on=c.end,
+            amount=c.amount,
+            currency=c.currency,
+            origin="contract",
+        )
+        for c in active[1].costs
+    ]
+
+
+def _spend_rows(connection: Connection) -> Any:
+    """Imported spend, and the active contract's ``costs`` entries for keys not
+    imported, as one subquery (source, campaign, starts_on, ends_on, amount,
+    currency)."""
+    imported = select(
+        spend.c.source,
+        spend.c.campaign,
+        spend.c.starts_on,
+        spend.c.ends_on,
+        spend.c.amount,
+        spend.c.currency,
+    )
+    parts: list[Any] = [imported]
+    for entry in _contract_costs(connection):
+        shadowed = (
+            select(spend.c.id)
+            .where(
+                spend.c.source == entry.source,
+                func.coalesce(spend.c.campaign, "") == (entry.campaign or ""),
+                spend.c.starts_on == entry.starts_on,
+                spend.c.ends_on == entry.ends_on,
+            )
+            .exists()
+        )
+        parts.append(
+            select(
+                literal(entry.source, String).label("source"),
+                literal(entry.campaign, String).label("campaign"),
+                literal(entry.starts_on, Date).label("starts_on"),
+                literal(entry.ends_on, Date).label("ends_on"),
+                literal(entry.amount, Float).label("amount"),
+                literal(entry.currency, String).label("currency"),
+            ).where(~shadowed)
+        )
+    return union_all(*parts).subquery("all_spend")
+
+
+def _spend_by_group(
+    connection: Connection, period: ReportPeriod, group_by: str, filters: ReportFilters
+) -> tuple[dict[Group, float], list[str]]:
+    dialect = connection.dialect.name
+    rows = _spend_rows(connection)
+    first, end = period.first_day, period.end_day
+    start_n = _day_number(dialect, rows.c.starts_on)
+    end_n = _day_number(dialect, rows.c.ends_on) + 1
+    overlap = _least(end_n, _days(end)) - _greatest(start_n, _days(first))
+    conditions: list[ColumnElement[bool]] = [rows.c.starts_on < end, rows.c.ends_on >= first]
+    if filters.source is not None:
+        conditions.append(rows.c.source == filters.source)
+    if filters.campaign is not None:
+        conditions.append(rows.c.campaign == filters.campaign)
+    key = rows.c[group_by]
+    query = (
+        select(key.label("grp"), func.sum(rows.c.amount * overlap / (end_n - start_n)))
+        .where(*conditions)
+        .group_by(key)
+    )
+    amounts = {grp: float(total or 0) for grp, total in connection.execute(query)}
+    currencies = sorted(
+        c for (c,) in connection.execute(select(rows.c.currency).where(*conditions).distinct())
+    )
+    return amounts, currencies
+
+
+def _check_cost_filters(group_by: str, filters: ReportFilters) -> None:
+    if group_by not in COST_GROUP_BY:
+        raise _refuse(
+            "group_by",
+            f"cost is grouped by {' or '.join(COST_GROUP_BY)} (spend is recorded per source "
+            f"and campaign), not {group_by!r}",
+        )
+    extra = [k for k in filters.given() if k not in COST_GROUP_BY]
+    if extra:
+        raise _refuse(
+            extra[0],
+            f"cost can be filtered by source and campaign only (spend is recorded per "
+            f"source and campaign), not by {extra[0]}",
+        )
+
+
+def cost(
+    ctx: Context,
+    period: ReportPeriod,
+    *,
+    group_by: str = "source",
+    filters: ReportFilters | None = None,
+) -> CostReport:
+    """Spend in the period (prorated by days of overlap) against the leads created in
+    it and how far they went; and the cost of the gap between marketing and sales:
+    what the rejected, expired and dropped leads cost and the revenue the expired and
+    dropped ones were expected to bring."""
+    filters = filters or ReportFilters()
+    _check_cost_filters(group_by, filters)
+    now = ctx.clock.now()
+    lead = leads.alias("l")
+    t = transitions.alias("t")
+    h = handoffs.alias("h")
+    scope = _scope(
+        lead,
+        lead.outerjoin(t, t.c.lead_id == lead.c.id).outerjoin(h, h.c.lead_id == lead.c.id),
+        group_by,
+        filters,
+        rep_join=lambda current, _rep: current,
+        contract_version=lambda current: (current, null()),
+    )
+    open_ = h.c.status.in_(OPEN_HANDOFF_STATUSES)
+    chain_key = func.coalesce(h.c.chain_id, h.c.id)
+    # Level 1: one row per cohort lead and chain of handoffs (one with no chain for a
+    # lead never handed off).
+    per_chain = (
+        select(
+            lead.c.id.label("lead_id"),
+            func.max(scope.group).label("grp"),
+            _stage_mask(t).label("mask"),
+            func.max(_flag(h.c.id.is_not(None))).label("handed"),
+            func.max(_flag(h.c.accepted_at.is_not(None))).label("accepted"),
+            func.max(_flag(h.c.status == "rejected")).label("rejected"),
+            func.max(_flag(and_(h.c.status == "rejected", h.c.marketing_credit == false()))).label(
+                "no_credit"
+            ),
+            func.max(_flag(open_)).label("open"),
+            func.max(_flag(and_(open_, h.c.accept_due_at < now))).label("overdue"),
+        )
+        .select_from(scope.from_)
+        .where(*_in_period(lead.c.created_at, period), *scope.where)
+        .group_by(lead.c.id, chain_key)
+        .subquery("per_chain")
+    )
+    c = per_chain.c
+    expired_chain = and_(
+        c.handed == 1, c.accepted == 0, c.rejected == 0, or_(c.open == 0, c.overdue == 1)
+    )
+    # Level 2: one row per cohort lead.
+    per_lead = (
+        select(
+            func.max(c.grp).label("grp"),
+            func.max(c.mask).label("mask"),
+            func.max(c.rejected).label("rejected"),
+            func.max(c.no_credit).label("no_credit"),
+            func.max(c.open).label("open"),
+            func.max(_flag(expired_chain)).label("expired"),
+        )
+        .group_by(c.lead_id)
+        .subquery("per_lead")
+    )
+    p = per_lead.c
+    rejected = p.rejected == 1
+    expired = and_(~rejected, p.expired == 1)
+    stalled = or_(
+        and_(_has(p.mask, "mql"), ~_has(p.mask, "sal")),
+        and_(_has(p.mask, "sal"), ~_has(p.mask, "sql")),
+    )
+    dropped = and_(stalled, ~rejected, ~expired, p.open == 0)
+    query = select(
+        p.grp,
+        func.count().label("lead"),
+        *(_count_if(_has(p.mask, s)).label(s) for s in ("mql", "sal", "sql", "customer")),
+        _count_if(and_(_has(p.mask, "mql"), p.no_credit == 1)).label("no_credit"),
+        _count_if(rejected).label("rejected"),
+        _count_if(expired).label("expired"),
+        _count_if(dropped).label("dropped"),
+    ).group_by(p.grp)
+    w = handoffs.alias("w")
+    owner = leads.alias("wl")
+    chain_of = func.coalesce(w.c.chain_id, w.c.id)
+    won_lost = (
+        select(
+            func.count(distinct(case((w.c.status == "won", chain_of)))),
+            func.count(distinct(case((w.c.status == "lost", chain_of)))),
+            func.avg(case((w.c.status == "won", w.c.deal_value))),
+        )
+        .select_from(w.join(owner, owner.c.id == w.c.lead_id))
+        .where(w.c.status.in_(("won", "lost")), owner.c.merged_into_id.is_(None))
+    )
+    with ctx.read() as connection:
+        amounts, currencies = _spend_by_group(connection, period, group_by, filters)
+        counted: dict[Group, Mapping[str, Any]] = {
+            r["grp"]: dict(r) for r in connection.execute(query).mappings()
+        }
+        won, lost, average = connection.execute(won_lost).one()
+    rows = []
+    totals = dict.fromkeys(("rejected", "expired", "dropped"), 0)
+    costs = dict.fromkeys(("rejected", "expired", "dropped"), 0.0)
+    for group in set(amounts) | set(counted):
+        row = counted.get(group) or {}
+        amount = amounts.get(group, 0.0)
+        counts = {s: _int(row.get(s)) for s in ("lead", "mql", "sal", "sql", "customer")}
+        rows.append(cost_row(group, amount, counts, counts["mql"] - _int(row.get("no_credit"))))
+        for name in totals:
+            n = _int(row.get(name))
+            totals[name] += n
+            if counts["lead"]:
+                costs[name] += amount / counts["lead"] * n
+    win_rate = share(_int(won), _int(won) + _int(lost))
+    average_deal = _num(average)
+    expected = (
+        round((totals["expired"] + totals["dropped"]) * average_deal * win_rate, 2)
+        if average_deal is not None and win_rate is not None
+        else None
+    )
+    gap = CostOfGap(
+        spend_on_rejected=round(costs["rejected"], 2),
+        spend_on_expired=round(costs["expired"], 2),
+        spend_on_dropped=round(costs["dropped"], 2),
+        leads_rejected=totals["rejected"],
+        leads_expired=totals["expired"],
+        leads_dropped=totals["dropped"],
+        average_deal_value=None if average_deal is None else round(average_deal, 2),
+        win_rate=win_rate,
+        expected_revenue_lost=expected,
+    )
+    return CostReport(
+        period=period,
+        group_by=group_by,
+        filters=filters,
+        rows=_sorted(rows),
+        gap=gap,
+        currencies=currencies,
+    )
+
+
+# --- spend import --------------------------------------------------------------------------------
+
+
+@dataclass
+class SpendImportReport:
+    """What a spend import did. Row numbers are the file's line numbers (header = 1)."""
+
+    rows: int = 0
+    stored: int = 0
+    replaced: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len({e.row for e in self.errors})
+
+
+SPEND_ALIASES = {
+    "channel": "source",
+    "lead_source": "source",
+    "campaign_name": "campaign",
+    "start_date": "start",
+    "starts_on": "start",
+    "from": "start",
+    "end_date": "end",
+    "ends_on": "end",
+    "to": "end",
+    "until": "end",
+    "cost": "amount",
+    "spend": "amount",
+    "value": "amount",
+}
+SPEND_COLUMNS = ("source", "campaign", "start", "end", "amount", "currency")
+_AMOUNT = re.compile(r"^[+]?\d[\d,]*(\.\d+)?$|^[+]?\.\d+$")
+
+
+def _spend_row(
+    values: Mapping[str, str], line: int
+) -> tuple[dict[str, Any] | None, list[RowError]]:
+    problems: list[RowError] = []
+    source = (values.get("source") or "").strip()
+    campaign = (values.get("campaign") or "").strip() or None
+    if not source:
+        problems.append(RowError(line, "source", "is required"))
+    elif len(source) > 200:
+        problems.append(RowError(line, "source", "is longer than 200 characters"))
+    if campaign and len(campaign) > 200:
+        problems.append(RowError(line, "campaign", "is longer than 200 characters"))
+    days: dict[str, date] = {}
+    for name in ("start", "end"):
+        text = (values.get(name) or "").strip()
+        try:
+            days[name] = date.fromisoformat(text)
+        except ValueError:
+            message = f"'{text}' is not a date; write YYYY-MM-DD" if text else "is required"
+            problems.append(RowError(line, name, message))
+    if len(days) == 2 and days["end"] < days["start"]:
+        problems.append(RowError(line, "end", f"{days['end']} is before start {days['start']}"))
+    text = (values.get("amount") or "").strip()
+    amount: float | None = None
+    if not text:
+        problems.append(RowError(line, "amount", "is required"))
+    elif not _AMOUNT.match(text):
+        problems.append(
+            RowError(line, "amount", f"'{text}' is not an amount; write e.g. 1200 or 1,200.50")
+        )
+    else:
+        amount = float(text.replace(",", ""))
+        if not math.isfinite(amount):
+            problems.append(RowError(line, "amount", "is not a finite number"))
+    currency = (values.get("currency") or "").strip().upper() or "USD"
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        problems.append(
+            RowError(line, "currency", f"'{currency}' is not a three-letter code like EUR")
+        )
+    if problems:
+        return None, problems
+    return {
+        "source": source,
+        "campaign": campaign,
+        "starts_on": days["start"],
+        "ends_on": days["end"],
+        "amount": amount,
+        "currency": currency,
+    }, []
+
+
+def import_spend(
+    ctx: Context, source: Path | IO[str], *, actor: str, encoding: str = "utf-8-sig"
+) -> SpendImportReport:
+    """Import marketing spend from CSV (``source,campaign,start,end,amount[,currency]``;
+    ``end`` is included; currency defaults to USD). Bad rows are reported with their
+    line numbers and the good ones kept, all in one transaction; a row for a
+    (source, campaign, start, end) already stored replaces its amount."""
+    from baton.services.imports import ImportFileError, _read_csv, header_key
+
+    headers, rows = _read_csv(source, encoding)
+    mapping: dict[str, str] = {}
+    for header in headers:
+        key = header_key(header)
+        target = SPEND_ALIASES.get(key, key)
+        if target not in SPEND_COLUMNS:
+            raise ImportFileError(
+                f"unknown column {header!r}; a spend file has the columns "
+                f"{', '.join(SPEND_COLUMNS)} (currency optional)"
+            )
+        if target in mapping.values():
+            raise ImportFileError(f"two columns mean {target}; keep one")
+        mapping[header] = target
+    missing = [c for c in ("source", "start", "end", "amount") if c not in mapping.values()]
+    if missing:
+        raise ImportFileError(
+            f"the file has no {', '.join(missing)} column; a spend file has the columns "
+            f"{', '.join(SPEND_COLUMNS)} (currency optional)"
+        )
+    report = SpendImportReport(rows=len(rows))
+    good: dict[tuple[str, str, date, date], dict[str, Any]] = {}
+    for index, row in enumerate(rows):
+        line = index + 2
+        if None in row:
+            report.errors.append(RowError(line, "(row)", "row has more cells than the header"))
+            continue
+        values = {mapping[h]: v or "" for h, v in row.items() if h in mapping}
+        parsed, problems = _spend_row(values, line)
+        report.errors.extend(problems)
+        if parsed is not None:
+            good[
+                (parsed["source"], parsed["campaign"] or "", parsed["starts_on"], parsed["ends_on"])
+            ] = parsed
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        if good:
+            params = [
+                {"k_source": s, "k_campaign": c, "k_start": a, "k_end": b} for s, c, a, b in good
+            ]
+            match = and_(
+                spend.c.source == bindparam("k_source"),
+                func.coalesce(spend.c.campaign, "") == bindparam("k_campaign"),
+                spend.c.starts_on == bindparam("k_start", type_=Date),
+                spend.c.ends_on == bindparam("k_end", type_=Date),
+            )
+            result = connection.execute(delete(spend).where(match), params)
+            report.replaced = max(0, result.rowcount or 0)
+            connection.execute(
+                insert(spend),
+                [{**row, "imported_at": now, "imported_by": actor} for row in good.values()],
+            )
+        report.stored = len(good)
+    report.errors.sort(key=lambda e: e.row)
+    return report
+
+
+def list_spend(ctx: Context, *, source: str | None = None) -> list[SpendEntry]:
+    """Spend as reports count it: imported rows, and the active contract's ``costs``
+    entries not overridden by an import; ordered by start day, source, campaign."""
+    query = select(spend)
+    if source is not None:
+        query = query.where(spend.c.source == source)
+    with ctx.read() as connection:
+        found = [
+            SpendEntry(
+                source=r["source"],
+                campaign=r["campaign"],
+                starts_on=r["starts_on"],
+                ends_on=r["ends_on"],
+                amount=float(r["amount"]),
+                currency=r["currency"],
+                origin="import",
+                imported_at=r["imported_at"],
+                imported_by=r["imported_by"],
+            )
+            for r in connection.execute(query).mappings()
+        ]
+        keys = {e.key() for e in found}
+        found += [
+            e
+            for e in _contract_costs(connection)
+            if e.key() not in keys and (source is None or e.source == source)
+        ]
+    found.sort(key=lambda e: (e.starts_on, e.source, e.campaign or "", e.ends_on))
+    return found
