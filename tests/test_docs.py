@@ -74,6 +74,13 @@ def _contract_keys() -> set[str]:
         c.MqlTrigger,
         c.PrepItem,
         c.CostEntry,
+        c.Routing,
+        c.RoutingRule,
+        c.Pool,
+        c.Sla,
+        c.SlaStep,
+        c.RejectionReason,
+        c.Qualification,
     ):
         assert issubclass(model, BaseModel)
         keys.update(f.alias or name for name, f in model.model_fields.items())
