@@ -1505,7 +1505,7 @@ def _emit(report: Any, fmt: ReportFormat, title: str, extra: list[Table] | None 
         writer.writeheader()
         writer.writerows(rows)
         return
-    columns = report.columns()
+    columns = [c for c in report.columns() if report.group_by or c != "group"]
     console.print(_rows_table(f"{title}: {_period_text(report)}", rows, columns))
     for table in extra or []:
         console.print(table)
