@@ -91,7 +91,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, select, text, update
 from tests.notify_servers import smtp_server
 
 from baton.domain.activities import ActivityCreate
@@ -136,7 +136,7 @@ from baton.services.reports import (
 )
 from baton.services.reps import create_rep, create_team
 from baton.services.worker import run_due_steps, tick
-from baton.store.tables import OPEN_HANDOFF_STATUSES, handoffs, metadata
+from baton.store.tables import OPEN_HANDOFF_STATUSES, handoffs, leads, metadata
 
 # --- the contract ----------------------------------------------------------------------
 
@@ -744,7 +744,19 @@ def _restore(ctx: Context, rows: dict[str, list[dict[str, Any]]]) -> None:
             connection.execute(delete(table))  # a new database has the routing lock row
         for table in metadata.sorted_tables:
             if rows[table.name]:
-                connection.execute(insert(table), rows[table.name])
+                # leads.merged_into_id points at another lead: insert, then link.
+                batch = [
+                    {**r, "merged_into_id": None} if table.name == "leads" else r
+                    for r in rows[table.name]
+                ]
+                connection.execute(insert(table), batch)
+        for lead in rows["leads"]:
+            if lead["merged_into_id"] is not None:
+                connection.execute(
+                    update(leads)
+                    .where(leads.c.id == lead["id"])
+                    .values(merged_into_id=lead["merged_into_id"])
+                )
         if connection.dialect.name == "postgresql":
             for table in metadata.sorted_tables:
                 if "id" in table.c and rows[table.name]:
