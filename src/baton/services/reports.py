@@ -261,6 +261,22 @@ def _handoff_scope(
     )
 
 
+def _chain_scope(group_by: str | None, filters: ReportFilters) -> tuple[Any, Any, _Scope]:
+    """A chain's first handoff ``h`` (with its lead ``l``) joined to every handoff
+    ``m`` of its chain: the shape of the per-chain reports (speed to lead, credit)."""
+    lead = leads.alias("l")
+    h = handoffs.alias("h")
+    m = handoffs.alias("m")
+    scope = _handoff_scope(
+        lead,
+        h,
+        h.join(lead, lead.c.id == h.c.lead_id).join(m, m.c.chain_id == h.c.id),
+        group_by,
+        filters,
+    )
+    return h, m, scope
+
+
 def _in_period(column: Any, period: ReportPeriod) -> list[ColumnElement[bool]]:
     return [column >= period.start, column < period.end]
 
@@ -508,16 +524,7 @@ def speed_to_lead(
     filters = filters or ReportFilters()
     _check(group_by, filters)
     dialect = ctx.dialect
-    lead = leads.alias("l")
-    h = handoffs.alias("h")
-    m = handoffs.alias("m")
-    scope = _handoff_scope(
-        lead,
-        h,
-        h.join(lead, lead.c.id == h.c.lead_id).join(m, m.c.chain_id == h.c.id),
-        group_by,
-        filters,
-    )
+    h, m, scope = _chain_scope(group_by, filters)
     chain = (
         select(
             func.max(scope.group).label("grp"),
@@ -812,16 +819,7 @@ def marketing_credit(
     credited ones how many sales accepted (any handoff of the chain) and won."""
     filters = filters or ReportFilters()
     _check(group_by, filters)
-    lead = leads.alias("l")
-    h = handoffs.alias("h")
-    m = handoffs.alias("m")
-    scope = _handoff_scope(
-        lead,
-        h,
-        h.join(lead, lead.c.id == h.c.lead_id).join(m, m.c.chain_id == h.c.id),
-        group_by,
-        filters,
-    )
+    h, m, scope = _chain_scope(group_by, filters)
     per_chain = (
         select(
             func.max(scope.group).label("grp"),
