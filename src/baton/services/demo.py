@@ -443,35 +443,20 @@ class _SalesScript:
         return at, rep
 
     def _route(self, connection: Any, lead_id: int, at: datetime, now: datetime) -> None:
-        from sqlalchemy import select as select_
+        from baton.domain.business_hours import next_working_moment
+        from baton.services.handoffs import assign_in, handoff_query
+        from baton.services.reps import routing_reps
+        from baton.store.tables import handoffs
 
-        from baton.services.handoffs import assign_in
-        from baton.store.tables import handoffs, reps
+        def current(*conditions: Any) -> Any:
+            return connection.execute(handoff_query().where(*conditions)).mappings().first()
 
-        row = (
-            connection.execute(
-                select_(handoffs, reps.c.email)
-                .select_from(handoffs.outerjoin(reps, reps.c.id == handoffs.c.rep_id))
-                .where(handoffs.c.lead_id == lead_id, handoffs.c.status == "assigned")
-            )
-            .mappings()
-            .first()
-        )
+        row = current(handoffs.c.lead_id == lead_id, handoffs.c.status.in_(("assigned", "queued")))
         if row is None:
-            queued = (
-                connection.execute(
-                    select_(handoffs).where(
-                        handoffs.c.lead_id == lead_id, handoffs.c.status == "queued"
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            if queued is None or self.contract is None:
+            return
+        if row["status"] == "queued":
+            if self.contract is None:
                 return
-            from baton.domain.business_hours import next_working_moment
-            from baton.services.reps import routing_reps
-
             roster = routing_reps(connection)
             when = at
             give_up = min(now, at + timedelta(days=4))
@@ -484,21 +469,13 @@ class _SalesScript:
                 if not upcoming or min(upcoming) >= give_up:
                     break
                 when = min(upcoming)
-                if assign_in(connection, queued, self.contract, now=when, actor="baton"):
+                if assign_in(connection, row, self.contract, now=when, actor="baton"):
                     break
                 when += timedelta(hours=1)
-            row = (
-                connection.execute(
-                    select_(handoffs, reps.c.email)
-                    .select_from(handoffs.outerjoin(reps, reps.c.id == handoffs.c.rep_id))
-                    .where(handoffs.c.id == queued["id"], handoffs.c.status == "assigned")
-                )
-                .mappings()
-                .first()
-            )
+            row = current(handoffs.c.id == row["id"], handoffs.c.status == "assigned")
             if row is None:
                 return
-        self.open[lead_id] = (int(row["id"]), str(row["email"]), row["assigned_at"])
+        self.open[lead_id] = (int(row["id"]), str(row["rep_email"]), row["assigned_at"])
 
 
 def _events_for(

@@ -110,7 +110,8 @@ class HandoffEvent:
 # --- reading -----------------------------------------------------------------------
 
 
-def _select() -> Any:
+def handoff_query() -> Any:
+    """Handoff rows with their rep's email as ``rep_email`` (add ``where`` clauses)."""
     from baton.store.tables import reps
 
     return select(handoffs, reps.c.email.label("rep_email")).select_from(
@@ -124,7 +125,11 @@ def _to_public(row: Mapping[Any, Any]) -> HandoffPublic:
 
 def get_handoff(ctx: Context, handoff_id: int) -> HandoffPublic:
     with ctx.read() as connection:
-        row = connection.execute(_select().where(handoffs.c.id == handoff_id)).mappings().first()
+        row = (
+            connection.execute(handoff_query().where(handoffs.c.id == handoff_id))
+            .mappings()
+            .first()
+        )
     if row is None:
         raise NotFound(f"handoff {handoff_id} does not exist")
     return _to_public(row)
@@ -143,7 +148,7 @@ def list_handoffs(
     their open handoffs."""
     from baton.store.tables import reps
 
-    query = _select().order_by(handoffs.c.id.desc()).limit(limit)
+    query = handoff_query().order_by(handoffs.c.id.desc()).limit(limit)
     if status:
         query = query.where(handoffs.c.status.in_(list(status)))
     if rep_email:

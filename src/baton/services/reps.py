@@ -139,17 +139,17 @@ def _rep_row(
     return row
 
 
-def open_loads(connection: Connection) -> dict[int, int]:
+def open_loads(connection: Connection, rep_ids: list[int] | None = None) -> dict[int, int]:
     """Open handoffs per rep that count against capacity (assigned or accepted, not yet
-    qualified)."""
-    return {
-        int(rep_id): int(count)
-        for rep_id, count in connection.execute(
-            select(handoffs.c.rep_id, func.count())
-            .where(handoffs.c.status.in_(("assigned", "accepted")), handoffs.c.rep_id.is_not(None))
-            .group_by(handoffs.c.rep_id)
-        )
-    }
+    qualified); every rep's, or only ``rep_ids``'."""
+    query = (
+        select(handoffs.c.rep_id, func.count())
+        .where(handoffs.c.status.in_(("assigned", "accepted")), handoffs.c.rep_id.is_not(None))
+        .group_by(handoffs.c.rep_id)
+    )
+    if rep_ids is not None:
+        query = query.where(handoffs.c.rep_id.in_(rep_ids))
+    return {int(rep_id): int(count) for rep_id, count in connection.execute(query)}
 
 
 def _absences(
@@ -186,6 +186,16 @@ def _public(row: RowMapping, load: int, absences: list[RowMapping]) -> RepPublic
         absences=[
             AbsencePublic(a["id"], a["starts_at"], a["ends_at"], a["note"]) for a in absences
         ],
+    )
+
+
+def _rep_public(connection: Connection, row: RowMapping) -> RepPublic:
+    """One rep with their current load and absences."""
+    rep_id = int(row["id"])
+    return _public(
+        row,
+        open_loads(connection, [rep_id]).get(rep_id, 0),
+        _absences(connection, [rep_id]).get(rep_id, []),
     )
 
 
@@ -246,30 +256,17 @@ def update_rep(ctx: Context, rep_id: int, data: RepUpdate, *, actor: str) -> Rep
                 .where(reps.c.id == rep_id)
                 .values(**values, updated_at=ctx.clock.now(), revision=reps.c.revision + 1)
             )
-        return _public(
-            _rep_row(connection, rep_id=rep_id),
-            open_loads(connection).get(rep_id, 0),
-            _absences(connection, [rep_id]).get(rep_id, []),
-        )
+        return _rep_public(connection, _rep_row(connection, rep_id=rep_id))
 
 
 def get_rep(ctx: Context, rep_id: int) -> RepPublic:
     with ctx.read() as connection:
-        return _public(
-            _rep_row(connection, rep_id=rep_id),
-            open_loads(connection).get(rep_id, 0),
-            _absences(connection, [rep_id]).get(rep_id, []),
-        )
+        return _rep_public(connection, _rep_row(connection, rep_id=rep_id))
 
 
 def find_rep(ctx: Context, email: str) -> RepPublic:
     with ctx.read() as connection:
-        row = _rep_row(connection, email=email.strip().lower())
-        return _public(
-            row,
-            open_loads(connection).get(row["id"], 0),
-            _absences(connection, [row["id"]]).get(row["id"], []),
-        )
+        return _rep_public(connection, _rep_row(connection, email=email.strip().lower()))
 
 
 def list_reps(ctx: Context, *, team: str | None = None) -> list[RepPublic]:
