@@ -33,6 +33,18 @@ def deadline(
     return start + timedelta(minutes=minutes)
 
 
+def deadlines_from(
+    schedule: Schedule | None, assigned_at: datetime, sla: Sla
+) -> Callable[[float], datetime]:
+    """A handoff's deadline function: ``minutes`` after its assignment, in the rep's
+    business time when the SLA says so (what :func:`next_step` takes as ``due_at``)."""
+
+    def due(minutes: float) -> datetime:
+        return deadline(schedule, assigned_at, minutes, business_hours=sla.business_hours)
+
+    return due
+
+
 def ladder(sla: Sla) -> list[SlaStep]:
     """The steps in the order they fall due (contract order among equal times)."""
     return sorted(sla.ladder, key=lambda s: s.at_minutes)

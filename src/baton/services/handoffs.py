@@ -26,7 +26,7 @@ from baton.domain.contract import HandoffContract
 from baton.domain.errors import Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
 from baton.domain.lifecycle import Stage
 from baton.domain.routing import Rep, Rotation, RoutingDecision, route_lead
-from baton.domain.sla import deadline, next_step
+from baton.domain.sla import deadlines_from, next_step
 from baton.services.context import Context
 from baton.services.outbox import enqueue_email, publish
 from baton.services.queries import insert_ignoring_conflicts, inserted_id
@@ -275,9 +275,7 @@ def _decide(
 def _sla_values(contract: HandoffContract, rep: Rep, assigned_at: datetime) -> dict[str, Any]:
     sla = contract.sla
 
-    def due(minutes: float) -> datetime:
-        return deadline(rep.schedule, assigned_at, minutes, business_hours=sla.business_hours)
-
+    due = deadlines_from(rep.schedule, assigned_at, sla)
     step = next_step(sla, 0, accepted=False, touched=False, due_at=due)
     return {
         "accept_due_at": due(sla.accept_within_minutes),
@@ -606,13 +604,7 @@ def _refresh_timer(
 ) -> None:
     if contract is None or rep is None or handoff["assigned_at"] is None:
         return
-    assigned_at = handoff["assigned_at"]
-
-    def due(minutes: float) -> datetime:
-        return deadline(
-            rep.schedule, assigned_at, minutes, business_hours=contract.sla.business_hours
-        )
-
+    due = deadlines_from(rep.schedule, handoff["assigned_at"], contract.sla)
     step = next_step(
         contract.sla, int(handoff["next_step"] or 0), accepted=accepted, touched=touched, due_at=due
     )

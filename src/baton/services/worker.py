@@ -25,7 +25,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from baton.domain.contract import HandoffContract
-from baton.domain.sla import deadline, ladder, next_step
+from baton.domain.sla import deadlines_from, ladder, next_step
 from baton.notify.email import DeliveryError, OutgoingEmail, SmtpConfig, send_email
 from baton.notify.render import render_email
 from baton.notify.webhooks import MAX_ATTEMPTS, next_attempt_delay, post_webhook
@@ -112,11 +112,7 @@ def _run_steps(connection: Connection, handoff: dict[str, Any], *, now: datetime
         return
     sla = contract.sla
     steps = ladder(sla)
-    assigned_at = handoff["assigned_at"]
-
-    def due(minutes: float) -> datetime:
-        return deadline(rep.schedule, assigned_at, minutes, business_hours=sla.business_hours)
-
+    due = deadlines_from(rep.schedule, handoff["assigned_at"], sla)
     accepted = handoff["accepted_at"] is not None
     touched = handoff["first_touch_at"] is not None
     index = int(handoff["next_step"] or 0)
