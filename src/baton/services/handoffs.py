@@ -553,6 +553,22 @@ def _lock(connection: Connection, handoff_id: int) -> RowMapping:
     return row
 
 
+def _take(
+    connection: Connection,
+    handoff_id: int,
+    statuses: Collection[str],
+    action: str,
+    actor: str,
+    *,
+    managers_only: bool = False,
+) -> tuple[RowMapping, Rep | None]:
+    """The start of every verdict: lock the handoff (lead first), check its status,
+    and check that ``actor`` may act on it; returns the handoff and its rep."""
+    handoff = _lock(connection, handoff_id)
+    _need(handoff, statuses, action)
+    return handoff, _authorize(connection, handoff, actor, managers_only=managers_only)
+
+
 def _rep(connection: Connection, rep_id: int | None) -> Rep | None:
     if rep_id is None:
         return None
@@ -627,9 +643,7 @@ def accept_handoff_in(
     connection: Connection, handoff_id: int, *, actor: str, now: datetime
 ) -> None:
     """Sales accepts the lead: the lead becomes a SAL and the accept SLA is met."""
-    handoff = _lock(connection, handoff_id)
-    _need(handoff, ("assigned",), "accept")
-    rep = _authorize(connection, handoff, actor)
+    handoff, rep = _take(connection, handoff_id, ("assigned",), "accept", actor)
     _stage(
         connection,
         handoff["lead_id"],
@@ -680,9 +694,7 @@ def reject_handoff_in(
 ) -> None:
     """Sales turns the lead down with a reason from the contract's catalog; the reason
     decides the lead's stage (disqualified or nurture) and marketing's credit."""
-    handoff = _lock(connection, handoff_id)
-    _need(handoff, ("assigned", "accepted"), "reject")
-    rep = _authorize(connection, handoff, actor)
+    handoff, rep = _take(connection, handoff_id, ("assigned", "accepted"), "reject", actor)
     _, contract = _active_contract(connection)
     reason = contract.rejection_reason(code) if contract else None
     if reason is None:
@@ -769,9 +781,9 @@ def log_touch_in(
 ) -> None:
     """A call, email or meeting with the lead. The first one stops the speed-to-lead
     clock."""
-    handoff = _lock(connection, handoff_id)
-    _need(handoff, ("assigned", "accepted", "qualified"), "log a touch on")
-    rep = _authorize(connection, handoff, actor)
+    handoff, rep = _take(
+        connection, handoff_id, ("assigned", "accepted", "qualified"), "log a touch on", actor
+    )
     first = handoff["first_touch_at"] is None
     if first:
         connection.execute(
@@ -854,9 +866,7 @@ def qualify_handoff_in(
     connection: Connection, handoff_id: int, *, fields: Mapping[Any, Any], actor: str, now: datetime
 ) -> None:
     """SAL → SQL, with the qualification fields the contract asks for."""
-    handoff = _lock(connection, handoff_id)
-    _need(handoff, ("accepted",), "qualify")
-    rep = _authorize(connection, handoff, actor)
+    handoff, rep = _take(connection, handoff_id, ("accepted",), "qualify", actor)
     _, contract = _active_contract(connection)
     required = contract.qualification.required_fields if contract else []
     missing = [f for f in required if fields.get(f) in (None, "")]
@@ -910,9 +920,7 @@ def open_opportunity_in(
     now: datetime,
 ) -> None:
     """SQL → opportunity, optionally with the expected deal value."""
-    handoff = _lock(connection, handoff_id)
-    _need(handoff, ("qualified",), "open an opportunity on")
-    _authorize(connection, handoff, actor)
+    handoff, _ = _take(connection, handoff_id, ("qualified",), "open an opportunity on", actor)
     _stage(
         connection,
         handoff["lead_id"],
@@ -954,9 +962,7 @@ def won_handoff_in(
 ) -> None:
     """The deal is won: the lead becomes a customer (through opportunity if it was
     not one yet) and its company domain becomes an account owned by the rep."""
-    handoff = _lock(connection, handoff_id)
-    _need(handoff, ("qualified",), "mark as won")
-    rep = _authorize(connection, handoff, actor)
+    handoff, rep = _take(connection, handoff_id, ("qualified",), "mark as won", actor)
     lead_id = int(handoff["lead_id"])
     if _current_stage(connection, lead_id) == Stage.SQL:
         _stage(
@@ -1043,9 +1049,7 @@ def lost_handoff_in(
         raise ValidationFailed(
             "a lost deal needs a reason", [FieldProblem("reason", "is required")]
         )
-    handoff = _lock(connection, handoff_id)
-    _need(handoff, ("accepted", "qualified"), "mark as lost")
-    rep = _authorize(connection, handoff, actor)
+    handoff, rep = _take(connection, handoff_id, ("accepted", "qualified"), "mark as lost", actor)
     connection.execute(
         update(handoffs)
         .where(handoffs.c.id == handoff_id)
@@ -1086,9 +1090,9 @@ def reassign_handoff(
     now = ctx.clock.now()
     target = find_rep(ctx, to_email) if to_email else None
     with ctx.write() as connection:
-        handoff = _lock(connection, handoff_id)
-        _need(handoff, ("assigned", "accepted"), "reassign")
-        _authorize(connection, handoff, actor, managers_only=True)
+        handoff, _ = _take(
+            connection, handoff_id, ("assigned", "accepted"), "reassign", actor, managers_only=True
+        )
         _, contract = _active_contract(connection)
         if contract is None:
             raise Conflict("no contract is active")
