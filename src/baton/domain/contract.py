@@ -17,10 +17,10 @@ from __future__ import annotations
 import difflib
 import re
 import reprlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -67,6 +67,20 @@ def suggest(word: str, choices: Sequence[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or nothing."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+_T = TypeVar("_T")
+
+
+def _unique(items: list[_T], key: Callable[[_T], str], problem: str) -> list[_T]:
+    """``items`` unchanged, or a ValueError naming the first repeated key."""
+    seen: set[str] = set()
+    for item in items:
+        name = key(item)
+        if name in seen:
+            raise ValueError(f"{name} {problem}")
+        seen.add(name)
+    return items
 
 
 class _Strict(BaseModel):
@@ -359,12 +373,7 @@ class Routing(_Strict):
     @field_validator("rules")
     @classmethod
     def _unique_names(cls, rules: list[RoutingRule]) -> list[RoutingRule]:
-        seen: set[str] = set()
-        for rule in rules:
-            if rule.name in seen:
-                raise ValueError(f"rule name '{rule.name}' is used twice")
-            seen.add(rule.name)
-        return rules
+        return _unique(rules, lambda r: f"rule name '{r.name}'", "is used twice")
 
 
 SlaAction = Literal["remind", "reassign", "notify_manager"]
@@ -479,22 +488,12 @@ class HandoffContract(_Strict):
     @field_validator("costs")
     @classmethod
     def _unique_costs(cls, entries: list[CostEntry]) -> list[CostEntry]:
-        seen: set[str] = set()
-        for entry in entries:
-            if entry.describe() in seen:
-                raise ValueError(f"{entry.describe()} is listed twice")
-            seen.add(entry.describe())
-        return entries
+        return _unique(entries, CostEntry.describe, "is listed twice")
 
     @field_validator("rejection_reasons")
     @classmethod
     def _unique_codes(cls, reasons: list[RejectionReason]) -> list[RejectionReason]:
-        seen: set[str] = set()
-        for reason in reasons:
-            if reason.code in seen:
-                raise ValueError(f"code '{reason.code}' is used twice")
-            seen.add(reason.code)
-        return reasons
+        return _unique(reasons, lambda r: f"code '{r.code}'", "is used twice")
 
     def rejection_reason(self, code: str) -> RejectionReason | None:
         return next((r for r in self.rejection_reasons if r.code == code), None)
@@ -502,12 +501,7 @@ class HandoffContract(_Strict):
     @field_validator("prep_checklist")
     @classmethod
     def _unique_prep_ids(cls, items: list[PrepItem]) -> list[PrepItem]:
-        seen: set[str] = set()
-        for item in items:
-            if item.id in seen:
-                raise ValueError(f"id '{item.id}' is used twice")
-            seen.add(item.id)
-        return items
+        return _unique(items, lambda i: f"id '{i.id}'", "is used twice")
 
 
 def _path(loc: Sequence[int | str]) -> str:
