@@ -44,6 +44,7 @@ from sqlalchemy import Engine, event, inspect, text
 
 from _common import context, database, machine
 from baton.domain.reps import RepCreate, TeamCreate
+from baton.services import milestones
 from baton.services.context import Context
 
 TARGET_S = 2.0
@@ -797,6 +798,7 @@ class Generated:
     seconds: float = 0.0
     write_seconds: float = 0.0
     analyze_seconds: float = 0.0
+    milestones_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -902,6 +904,16 @@ def generate(
     spend = insert_spend(ctx, random.Random(seed + 2))
     seconds = time.perf_counter() - began
     result = Generated(False, seconds, loader.seconds)
+    began = time.perf_counter()
+    with ctx.write() as connection:
+        rebuilt = milestones.rebuild(connection)
+    result.milestones_seconds = time.perf_counter() - began
+    console.print(
+        "  milestones rebuilt: "
+        + ", ".join(f"{n:,} {what}" for what, n in rebuilt.items())
+        + f" ({result.milestones_seconds:,.1f} s)",
+        highlight=False,
+    )
     began = time.perf_counter()
     analyze(ctx.engine)
     result.analyze_seconds = time.perf_counter() - began
@@ -1292,6 +1304,7 @@ def describe(gen: Generated, size: int) -> dict[str, str]:
     else:
         out["generated in"] = f"{gen.seconds:,.0f} s"
         out["of which the writer thread"] = f"{gen.write_seconds:,.0f} s"
+        out["milestones rebuilt in"] = f"{gen.milestones_seconds:,.1f} s"
         out["ANALYZE"] = f"{gen.analyze_seconds:,.1f} s"
     out["database size"] = f"{size / 2**30:.2f} GiB"
     return out

@@ -28,6 +28,20 @@ FUNNEL_MODES: tuple[str, ...] = get_args(FunnelMode)
 FUNNEL: tuple[str, ...] = ("lead", "mql", "sal", "sql", "opportunity", "customer")
 """The main road, in order. A lead reaches a stage only from the one before it."""
 SIDE_STAGES: tuple[str, ...] = ("nurture", "disqualified", "lost")
+STAGE_BITS: dict[str, int] = {
+    "mql": 1,
+    "sal": 2,
+    "sql": 4,
+    "opportunity": 8,
+    "customer": 16,
+    "nurture": 32,
+    "disqualified": 64,
+    "lost": 128,
+}
+"""One bit per stage a lead can move into: the stages a lead ever reached are one
+integer (``leads.reached_stages``). Stored, so a bit never changes meaning."""
+MILESTONE_STAGES: tuple[str, ...] = FUNNEL[1:]
+"""The stages whose first moment is kept on the lead (``leads.<stage>_at``)."""
 CONVERSIONS: tuple[tuple[str, str], ...] = (
     *itertools.pairwise(FUNNEL),
     ("lead", "customer"),
@@ -174,6 +188,10 @@ def conversion(counts: Mapping[str, int]) -> dict[str, float | None]:
     """``count(next) / count(previous)`` for each step of the funnel, and lead →
     customer overall; ``None`` where the previous count is 0."""
     return {f"{a}→{b}": share(counts.get(b, 0), counts.get(a, 0)) for a, b in CONVERSIONS}
+
+
+PERCENTILES: tuple[int, ...] = (50, 90)
+"""The percentiles reports give (median and p90)."""
 
 
 def minutes(seconds: float | None) -> float | None:

@@ -28,6 +28,7 @@ from baton.domain.lifecycle import Stage
 from baton.domain.routing import Rep, Rotation, RoutingDecision, route_lead
 from baton.domain.sla import deadlines_from, next_step
 from baton.services.context import Context
+from baton.services.milestones import on_handoff_event
 from baton.services.outbox import enqueue_email, publish
 from baton.services.queries import insert_ignoring_conflicts, inserted_id
 from baton.services.reps import account_owner, open_loads, routing_reps
@@ -190,6 +191,7 @@ def log_event(
             handoff_id=handoff_id, kind=kind, actor=actor, occurred_at=now, detail=detail
         )
     )
+    on_handoff_event(connection, handoff_id, kind)
 
 
 def _lock_routing(connection: Connection) -> dict[str, Rotation]:
@@ -385,6 +387,11 @@ def open_handoff_in(
     handoff_id = inserted_id(connection.execute(insert(handoffs).values(**values)))
     connection.execute(
         update(handoffs).where(handoffs.c.id == handoff_id).values(chain_id=handoff_id)
+    )
+    connection.execute(
+        update(leads)
+        .where(leads.c.id == lead["id"], leads.c.first_handoff_id.is_(None))
+        .values(first_handoff_id=handoff_id)
     )
     _announce(connection, handoff_id, int(lead["id"]), decision, reps, now=now, actor=actor)
     return handoff_id

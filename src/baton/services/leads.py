@@ -29,6 +29,7 @@ from baton.domain.leads import (
 )
 from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition, transition
 from baton.domain.scoring import Event
+from baton.services import milestones
 from baton.services.context import Context
 from baton.services.queries import chunks, insert_ignoring_conflicts, lock_lead, tags_of
 from baton.store.tables import activities, duplicate_candidates, leads, transitions
@@ -394,7 +395,12 @@ def change_stage_in(
     connection.execute(
         update(leads)
         .where(leads.c.id == lead_id)
-        .values(stage=target.value, stage_changed_at=now, updated_at=now)
+        .values(
+            stage=target.value,
+            stage_changed_at=now,
+            updated_at=now,
+            **milestones.on_transition(target.value, now, contract_version),
+        )
     )
     connection.execute(
         insert(transitions).values(

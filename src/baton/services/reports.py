@@ -21,6 +21,7 @@ give the same answer.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -42,7 +43,6 @@ from sqlalchemy import (
     delete,
     distinct,
     extract,
-    false,
     func,
     insert,
     literal,
@@ -51,6 +51,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -61,7 +62,9 @@ from baton.domain.reports import (
     FUNNEL,
     FUNNEL_MODES,
     GROUP_BY,
+    PERCENTILES,
     SIDE_STAGES,
+    STAGE_BITS,
     CostOfGap,
     CostReport,
     CreditReport,
@@ -92,9 +95,8 @@ from baton.domain.reports import (
 )
 from baton.services.context import Context
 from baton.store.tables import (
-    OPEN_HANDOFF_STATUSES,
     contracts,
-    handoff_events,
+    handoff_chains,
     handoffs,
     leads,
     reps,
@@ -102,11 +104,6 @@ from baton.store.tables import (
     teams,
     transitions,
 )
-
-PERCENTILES = (50, 90)
-STAGE_BITS: dict[str, int] = {s: 1 << i for i, s in enumerate((*FUNNEL[1:], *SIDE_STAGES))}
-"""One bit per stage a lead can reach by a transition: a lead's reached stages are one
-integer (the sum of the distinct bits of its transitions)."""
 
 
 class ReportInputError(ValidationFailed):
@@ -214,31 +211,18 @@ def _scope(
 
 
 def _lead_scope(lead: Any, from_: Any, group_by: str | None, filters: ReportFilters) -> _Scope:
-    """Scope for lead-based reports: rep and team of the lead's first handoff (lowest
-    id), contract version of the lead's first transition into ``mql``. Both are index
-    look-ups per lead (correlated subqueries), so a bad row estimate can never turn
-    them into a join against an aggregate."""
+    """Scope for lead-based reports: rep and team of the lead's first handoff, contract
+    version of the lead's first MQL (both kept on the lead, see
+    :mod:`baton.services.milestones`)."""
 
     def rep_join(current: Any, rep: Any) -> Any:
-        probe = handoffs.alias("fhp")
-        first_id = (
-            select(func.min(probe.c.id)).where(probe.c.lead_id == lead.c.id).scalar_subquery()
-        )
         first = handoffs.alias("fh")
-        return current.outerjoin(first, first.c.id == first_id).outerjoin(
+        return current.outerjoin(first, first.c.id == lead.c.first_handoff_id).outerjoin(
             rep, rep.c.id == first.c.rep_id
         )
 
     def contract_version(current: Any) -> tuple[Any, ColumnElement[Any]]:
-        t = transitions.alias("fm")
-        version = (
-            select(t.c.contract_version)
-            .where(t.c.lead_id == lead.c.id, t.c.to_stage == "mql")
-            .order_by(t.c.occurred_at, t.c.id)
-            .limit(1)
-            .scalar_subquery()
-        )
-        return current, version
+        return current, lead.c.mql_contract_version
 
     return _scope(
         lead, from_, group_by, filters, rep_join=rep_join, contract_version=contract_version
@@ -261,20 +245,16 @@ def _handoff_scope(
     )
 
 
-def _chain_scope(group_by: str | None, filters: ReportFilters) -> tuple[Any, Any, _Scope]:
-    """A chain's first handoff ``h`` (with its lead ``l``) joined to every handoff
-    ``m`` of its chain: the shape of the per-chain reports (speed to lead, credit)."""
+def _chain_scope(group_by: str | None, filters: ReportFilters) -> tuple[Any, _Scope]:
+    """Chains of handoffs (``handoff_chains``: an MQL and its reassignments) with their
+    lead, grouped by the first handoff's rep and contract version: the shape of the
+    per-chain reports (speed to lead, credit)."""
     lead = leads.alias("l")
-    h = handoffs.alias("h")
-    m = handoffs.alias("m")
+    chain = handoff_chains.alias("c")
     scope = _handoff_scope(
-        lead,
-        h,
-        h.join(lead, lead.c.id == h.c.lead_id).join(m, m.c.chain_id == h.c.id),
-        group_by,
-        filters,
+        lead, chain, chain.join(lead, lead.c.id == chain.c.lead_id), group_by, filters
     )
-    return h, m, scope
+    return chain, scope
 
 
 def _in_period(column: Any, period: ReportPeriod) -> list[ColumnElement[bool]]:
@@ -297,46 +277,26 @@ def _sorted(rows: Sequence[Any]) -> list[Any]:
 # --- percentiles ---------------------------------------------------------------------------
 
 
-def _percentiles(values: Any, at_most: Mapping[str, float] | None = None) -> Any:
-    """Nearest-rank p50 and p90 of ``value`` per (``grp``, ``metric``) of the subquery
-    ``values`` (NULL values left out), with the count ``n``, and for each
-    ``name: limit`` of ``at_most`` how many values are at most ``limit``."""
-    ranked = (
-        select(
-            values.c.grp,
-            values.c.metric,
-            values.c.value,
-            func.row_number()
-            .over(partition_by=(values.c.grp, values.c.metric), order_by=values.c.value)
-            .label("rn"),
-            func.count().over(partition_by=(values.c.grp, values.c.metric)).label("n"),
-        )
-        .where(values.c.value.is_not(None))
-        .subquery("ranked")
-    )
-    picks = [
-        func.max(case((ranked.c.rn == (ranked.c.n * p + 99) // 100, ranked.c.value))).label(f"p{p}")
-        for p in PERCENTILES
-    ]
-    counts = [
-        _count_if(ranked.c.value <= limit).label(name) for name, limit in (at_most or {}).items()
-    ]
-    return select(ranked.c.grp, ranked.c.metric, func.count().label("n"), *picks, *counts).group_by(
-        ranked.c.grp, ranked.c.metric
-    )
+def _ranks(dialect: str, value: Any) -> ColumnElement[Any]:
+    """Aggregate: the nearest-rank percentiles :data:`PERCENTILES` of ``value`` (NULLs
+    left out), read back with :func:`_picked`. PostgreSQL's ``percentile_disc`` and
+    SQLite's ``baton_percentiles`` (registered by :mod:`baton.store.engine`) follow
+    the same rule: the value at rank ``ceil(p/100 * n)``."""
+    if dialect == "postgresql":
+        fractions = postgresql.array([literal(p / 100, Float) for p in PERCENTILES])
+        return func.percentile_disc(fractions).within_group(value)
+    return func.baton_percentiles(value)
+
+
+def _picked(found: Any) -> dict[int, float | None]:
+    """``{p: value}`` from a :func:`_ranks` result (a list, its JSON, or NULL)."""
+    if found is None:
+        return dict.fromkeys(PERCENTILES)
+    values = json.loads(found) if isinstance(found, str) else list(found)
+    return {p: _num(v) for p, v in zip(PERCENTILES, values, strict=True)}
 
 
 # --- funnel ---------------------------------------------------------------------------------
-
-
-def _stage_mask(t: Any) -> ColumnElement[Any]:
-    """Aggregate: the bits of every stage the grouped transitions go into (a MAX per
-    stage, so no DISTINCT aggregate and no temporary index per group)."""
-    mask: Any = None
-    for stage, bit in STAGE_BITS.items():
-        term = func.max(case((t.c.to_stage == stage, bit), else_=0))
-        mask = term if mask is None else mask + term
-    return cast(mask, Integer)
 
 
 def _has(mask: Any, stage: str) -> ColumnElement[bool]:
@@ -353,6 +313,10 @@ def _funnel_rows(counts: dict[Group, dict[str, int]], group_by: str | None) -> l
     return _sorted(rows)
 
 
+def _grouped(connection: Connection, query: Any) -> dict[Group, dict[str, Any]]:
+    return {row["grp"]: dict(row) for row in connection.execute(query).mappings()}
+
+
 def funnel(
     ctx: Context,
     period: ReportPeriod,
@@ -364,74 +328,62 @@ def funnel(
     """How many leads reached each stage.
 
     ``cohort``: the leads created in the period, and how many of them ever reached
-    each stage (up to now). ``flow``: how many distinct leads moved into each stage
-    during the period (``lead``: leads created in it)."""
+    each stage (up to now; read from the lead's milestones). ``flow``: how many
+    distinct leads moved into each stage during the period (``lead``: leads created
+    in it)."""
     filters = filters or ReportFilters()
     _check(group_by, filters)
     if mode not in FUNNEL_MODES:
         raise _refuse("mode", f"unknown mode {mode!r}; use cohort or flow")
     lead = leads.alias("l")
-    t = transitions.alias("t")
+    scope = _lead_scope(lead, lead, group_by, filters)
+    created = [*_in_period(lead.c.created_at, period), *scope.where]
     counts: dict[Group, dict[str, int]] = {}
     with ctx.read() as connection:
         if mode == "cohort":
-            scope = _lead_scope(lead, lead, group_by, filters)
-            # One row per cohort lead: its group and the bits of every stage it reached.
-            per_lead = (
-                select(
-                    func.max(scope.group).label("grp"),
-                    _stage_mask(t).label("mask"),
-                )
-                .select_from(scope.from_.outerjoin(t, t.c.lead_id == lead.c.id))
-                .where(*_in_period(lead.c.created_at, period), *scope.where)
-                .group_by(lead.c.id)
-                .subquery("cohort")
-            )
-            query = select(
-                per_lead.c.grp,
-                func.count().label("lead"),
-                *(_count_if(_has(per_lead.c.mask, s)).label(s) for s in STAGE_BITS),
-            ).group_by(per_lead.c.grp)
-            for row in connection.execute(query).mappings():
-                counts[row["grp"]] = {k: _int(v) for k, v in row.items() if k != "grp"}
+            stages = [_count_if(_has(lead.c.reached_stages, s)).label(s) for s in STAGE_BITS]
         else:
-            scope = _lead_scope(lead, lead, group_by, filters)
-            created = (
-                select(scope.group)
-                .select_from(scope.from_)
-                .where(*_in_period(lead.c.created_at, period), *scope.where)
-                .subquery("created")
-            )
-            for grp, n in connection.execute(
-                select(created.c.grp, func.count()).group_by(created.c.grp)
-            ):
-                counts.setdefault(grp, {})["lead"] = _int(n)
-            scope = _lead_scope(
-                lead,
-                lead.join(t, and_(t.c.lead_id == lead.c.id, *_in_period(t.c.occurred_at, period))),
-                group_by,
-                filters,
-            )
-            # One row per lead that moved in the period: the stages it moved into.
-            moved = (
-                select(func.max(scope.group).label("grp"), _stage_mask(t).label("mask"))
-                .select_from(scope.from_)
-                .where(*scope.where)
-                .group_by(lead.c.id)
-                .subquery("moved")
-            )
-            query = select(
-                moved.c.grp, *(_count_if(_has(moved.c.mask, s)).label(s) for s in STAGE_BITS)
-            ).group_by(moved.c.grp)
-            for row in connection.execute(query).mappings():
-                found = counts.setdefault(row["grp"], {})
-                found.update({k: _int(v) for k, v in row.items() if k != "grp"})
+            stages = []
+        query = (
+            select(scope.group, func.count().label("lead"), *stages)
+            .select_from(scope.from_)
+            .where(*created)
+            .group_by(scope.group)
+        )
+        for grp, row in _grouped(connection, query).items():
+            counts[grp] = {k: _int(v) for k, v in row.items() if k != "grp"}
+        if mode == "flow":
+            for grp, stage, n in connection.execute(_flow(lead, period, group_by, filters)):
+                counts.setdefault(grp, {})[stage] = _int(n)
     return FunnelReport(
         period=period,
         group_by=group_by,
         filters=filters,
         mode=mode,
         rows=_funnel_rows(counts, group_by),
+    )
+
+
+def _flow(lead: Any, period: ReportPeriod, group_by: str | None, filters: ReportFilters) -> Any:
+    """(group, stage, distinct leads that moved into the stage in the period). A
+    merge moves the absorbed lead's transitions to the survivor, so transitions never
+    belong to a merged lead: without a grouping or a filter, the lead is not read."""
+    t = transitions.alias("t")
+    moved = [*_in_period(t.c.occurred_at, period), t.c.to_stage.in_(list(STAGE_BITS))]
+    if group_by is None and not filters.given():
+        return (
+            select(
+                cast(null(), String).label("grp"), t.c.to_stage, func.count(distinct(t.c.lead_id))
+            )
+            .where(*moved)
+            .group_by(t.c.to_stage)
+        )
+    scope = _lead_scope(lead, t.join(lead, lead.c.id == t.c.lead_id), group_by, filters)
+    return (
+        select(scope.group, t.c.to_stage, func.count(distinct(t.c.lead_id)))
+        .select_from(scope.from_)
+        .where(*moved, *scope.where)
+        .group_by(scope.group, t.c.to_stage)
     )
 
 
@@ -447,7 +399,8 @@ def velocity(
 ) -> VelocityReport:
     """For the leads created in the period, the time between consecutive stages of the
     funnel: lead → mql from the lead's creation to its first MQL transition, then each
-    first transition into a stage to the first transition into the next one after it.
+    first transition into a stage to the first transition into the next one (the
+    lead's milestones).
 
     A lead reaches a stage only from the one before it, so the first transition into
     the next stage always comes at or after the first into the previous one (merges
@@ -457,48 +410,43 @@ def velocity(
     _check(group_by, filters)
     dialect = ctx.dialect
     lead = leads.alias("l")
-    t = transitions.alias("t")
-    stages = list(FUNNEL[1:])
-    scope = _lead_scope(lead, lead.join(t, t.c.lead_id == lead.c.id), group_by, filters)
-    steps = (
-        select(
-            func.max(scope.group).label("grp"),
-            func.max(lead.c.created_at).label("lead"),
-            *(func.min(case((t.c.to_stage == s, t.c.occurred_at))).label(s) for s in stages),
-        )
-        .select_from(scope.from_)
-        .where(*_in_period(lead.c.created_at, period), *scope.where)
-        .group_by(lead.c.id)
-        .cte("steps")
-    )
+    scope = _lead_scope(lead, lead, group_by, filters)
     pairs = list(itertools.pairwise(FUNNEL))
-    values = union_all(
-        *(
-            select(
-                steps.c.grp,
-                literal(a, String).label("metric"),
-                seconds_between(dialect, steps.c[a], steps.c[b]).label("value"),
-            ).where(steps.c[a].is_not(None), steps.c[b].is_not(None), steps.c[b] >= steps.c[a])
-            for a, b in pairs
+
+    def moment(stage: str) -> Any:
+        return lead.c.created_at if stage == "lead" else lead.c[f"{stage}_at"]
+
+    columns: list[Any] = []
+    for a, b in pairs:
+        start, end = moment(a), moment(b)
+        value = case((end >= start, seconds_between(dialect, start, end)))
+        columns += [func.count(value).label(f"{a}_n"), _ranks(dialect, value).label(f"{a}_p")]
+    query = (
+        select(scope.group, *columns)
+        .select_from(scope.from_)
+        .where(
+            *_in_period(lead.c.created_at, period),
+            _has(lead.c.reached_stages, "mql"),
+            *scope.where,
         )
-    ).subquery("durations")
-    found: dict[tuple[Group, str], Any] = {}
+        .group_by(scope.group)
+    )
     with ctx.read() as connection:
-        for picked in connection.execute(_percentiles(values)).mappings():
-            found[(picked["grp"], picked["metric"])] = picked
-    groups = {g for g, _ in found} or ({None} if group_by is None else set())
+        found = _grouped(connection, query)
+    if group_by is None and not found:
+        found = {None: {}}
     rows = []
-    for group in groups:
+    for group, row in found.items():
         for a, b in pairs:
-            row = found.get((group, a))
+            picked = _picked(row.get(f"{a}_p"))
             rows.append(
                 VelocityRow(
                     group=group,
                     from_stage=a,
                     to_stage=b,
-                    leads=_int(row["n"]) if row else 0,
-                    median_hours=hours(row["p50"]) if row else None,
-                    p90_hours=hours(row["p90"]) if row else None,
+                    leads=_int(row.get(f"{a}_n")),
+                    median_hours=hours(picked[50]),
+                    p90_hours=hours(picked[90]),
                 )
             )
     order = {a: i for i, (a, _) in enumerate(pairs)}
@@ -507,6 +455,8 @@ def velocity(
 
 
 # --- speed to lead --------------------------------------------------------------------------
+
+WITHIN = {"within_5m": 300, "within_1h": 3600, "within_24h": 86400}
 
 
 def speed_to_lead(
@@ -524,88 +474,58 @@ def speed_to_lead(
     filters = filters or ReportFilters()
     _check(group_by, filters)
     dialect = ctx.dialect
-    h, m, scope = _chain_scope(group_by, filters)
-    chain = (
+    chain, scope = _chain_scope(group_by, filters)
+    touched = chain.c.first_touch_at.is_not(None)
+    rep_delay = seconds_between(dialect, chain.c.notified_at, chain.c.first_touch_at)
+    metrics = {
+        "speed": seconds_between(dialect, chain.c.mql_at, chain.c.first_touch_at),
+        "system": seconds_between(dialect, chain.c.mql_at, chain.c.notified_at),
+        "rep": case((rep_delay < 0, 0), else_=rep_delay),
+        "business": case((touched, chain.c.touch_business_minutes * 60)),
+    }
+    speed = metrics["speed"]
+    query = (
         select(
-            func.max(scope.group).label("grp"),
-            func.max(h.c.mql_at).label("mql_at"),
-            func.min(m.c.first_touch_at).label("touch"),
-            func.min(m.c.notified_at).label("notified"),
-            # Stored on the chain's first touch only (see log_touch_in).
-            func.max(m.c.first_touch_business_minutes).label("business"),
+            scope.group,
+            func.count().label("chains"),
+            func.count(speed).label("touched"),
+            *(_count_if(speed <= limit).label(name) for name, limit in WITHIN.items()),
+            *(_ranks(dialect, value).label(name) for name, value in metrics.items()),
         )
         .select_from(scope.from_)
-        .where(
-            *_in_period(h.c.mql_at, period),
-            h.c.id == h.c.chain_id,
-            h.c.rep_id.is_not(None),
-            *scope.where,
-        )
-        .group_by(h.c.id)
-        .subquery("chain")
+        .where(*_in_period(chain.c.mql_at, period), chain.c.rep_id.is_not(None), *scope.where)
+        .group_by(scope.group)
     )
-    rep_delay = seconds_between(dialect, chain.c.notified, chain.c.touch)
-    base = select(
-        chain.c.grp,
-        literal(0).label("chains"),
-        seconds_between(dialect, chain.c.mql_at, chain.c.touch).label("speed"),
-        seconds_between(dialect, chain.c.mql_at, chain.c.notified).label("system"),
-        case((rep_delay < 0, 0), else_=rep_delay).label("rep"),
-        case((chain.c.touch.is_not(None), chain.c.business * 60)).label("business"),
-    ).cte("chains")
-    metrics = ("chains", "speed", "system", "rep", "business")
-    values = union_all(
-        *(
-            select(base.c.grp, literal(name, String).label("metric"), base.c[name].label("value"))
-            for name in metrics
-        )
-    ).subquery("values")
-    within = {"within_5m": 300, "within_1h": 3600, "within_24h": 86400}
     with ctx.read() as connection:
-        picks: dict[tuple[Group, str], Mapping[str, Any]] = {
-            (r["grp"], r["metric"]): dict(r)
-            for r in connection.execute(_percentiles(values, within)).mappings()
-        }
-    groups = sorted({g for g, _ in picks}, key=group_order)
-    if group_by is None and not groups:
-        groups = [None]
-
-    def pick(group: Group, metric: str, p: int) -> float | None:
-        row = picks.get((group, metric))
-        return minutes(row[f"p{p}"]) if row else None
-
+        found = _grouped(connection, query)
+    if group_by is None and not found:
+        found = {None: {}}
     rows = []
-    for group in groups:
-        n = _int(picks[(group, "chains")]["n"]) if (group, "chains") in picks else 0
-        speed = picks.get((group, "speed")) or {}
+    for group, row in found.items():
+        n = _int(row.get("chains"))
+        picked = {name: _picked(row.get(name)) for name in metrics}
         rows.append(
             SpeedRow(
                 group=group,
                 handoffs=n,
-                touched=_int(speed.get("n")),
-                median_minutes=pick(group, "speed", 50),
-                p90_minutes=pick(group, "speed", 90),
-                within_5m=share(_int(speed.get("within_5m")), n),
-                within_1h=share(_int(speed.get("within_1h")), n),
-                within_24h=share(_int(speed.get("within_24h")), n),
-                system_median_minutes=pick(group, "system", 50),
-                system_p90_minutes=pick(group, "system", 90),
-                rep_median_minutes=pick(group, "rep", 50),
-                rep_p90_minutes=pick(group, "rep", 90),
-                business_median_minutes=pick(group, "business", 50),
-                business_p90_minutes=pick(group, "business", 90),
+                touched=_int(row.get("touched")),
+                median_minutes=minutes(picked["speed"][50]),
+                p90_minutes=minutes(picked["speed"][90]),
+                within_5m=share(_int(row.get("within_5m")), n),
+                within_1h=share(_int(row.get("within_1h")), n),
+                within_24h=share(_int(row.get("within_24h")), n),
+                system_median_minutes=minutes(picked["system"][50]),
+                system_p90_minutes=minutes(picked["system"][90]),
+                rep_median_minutes=minutes(picked["rep"][50]),
+                rep_p90_minutes=minutes(picked["rep"][90]),
+                business_median_minutes=minutes(picked["business"][50]),
+                business_p90_minutes=minutes(picked["business"][90]),
             )
         )
     return SpeedReport(period=period, group_by=group_by, filters=filters, rows=_sorted(rows))
 
 
 # --- SLA --------------------------------------------------------------------------------------
-
-ESCALATIONS = {
-    "reminders": "reminded",
-    "reassignments": "reassigned",
-    "manager_notifications": "manager_notified",
-}
 
 
 def sla_compliance(
@@ -617,22 +537,14 @@ def sla_compliance(
 ) -> SlaReport:
     """Every handoff assigned to a rep in the period (reassignments are handoffs of
     their own): accepted and first touched within their deadlines, late, or not at
-    all, and the escalation steps taken on them. A handoff without a deadline (no
-    contract was active) counts as in time."""
+    all, and the escalation steps taken on it (reminders and manager notifications
+    as counted on the handoff, and whether it was reassigned). A handoff without a
+    deadline (no contract was active) counts as in time."""
     filters = filters or ReportFilters()
     _check(group_by, filters)
     lead = leads.alias("l")
     h = handoffs.alias("h")
-    e = handoff_events.alias("e")
-    scope = _handoff_scope(
-        lead,
-        h,
-        h.join(lead, lead.c.id == h.c.lead_id).outerjoin(
-            e, and_(e.c.handoff_id == h.c.id, e.c.kind.in_(list(ESCALATIONS.values())))
-        ),
-        group_by,
-        filters,
-    )
+    scope = _handoff_scope(lead, h, h.join(lead, lead.c.id == h.c.lead_id), group_by, filters)
     accepted = h.c.accepted_at.is_not(None)
     accepted_ok = and_(
         accepted, or_(h.c.accept_due_at.is_(None), h.c.accepted_at <= h.c.accept_due_at)
@@ -646,28 +558,22 @@ def sla_compliance(
         "a_late": and_(accepted, ~accepted_ok),
         "t_ok": touched_ok,
         "t_late": and_(touched, ~touched_ok),
+        "reassignments": h.c.status == "reassigned",
     }
-    per_handoff = (
+    query = (
         select(
-            func.max(scope.group).label("grp"),
-            *(func.max(_flag(f)).label(name) for name, f in flags.items()),
-            *(_count_if(e.c.kind == kind).label(name) for name, kind in ESCALATIONS.items()),
+            scope.group,
+            func.count().label("handoffs"),
+            *(_count_if(f).label(name) for name, f in flags.items()),
+            func.coalesce(func.sum(h.c.reminders), 0).label("reminders"),
+            func.coalesce(func.sum(h.c.manager_notifications), 0).label("manager_notifications"),
         )
         .select_from(scope.from_)
         .where(*_in_period(h.c.assigned_at, period), h.c.rep_id.is_not(None), *scope.where)
-        .group_by(h.c.id)
-        .subquery("handled")
+        .group_by(scope.group)
     )
-    query = select(
-        per_handoff.c.grp,
-        func.count().label("handoffs"),
-        *(
-            func.coalesce(func.sum(per_handoff.c[name]), 0).label(name)
-            for name in (*flags, *ESCALATIONS)
-        ),
-    ).group_by(per_handoff.c.grp)
     with ctx.read() as connection:
-        found: list[Mapping[str, Any]] = [dict(r) for r in connection.execute(query).mappings()]
+        found = list(_grouped(connection, query).values())
     if group_by is None and not found:
         found = [{"grp": None}]
     rows = []
@@ -819,30 +725,21 @@ def marketing_credit(
     credited ones how many sales accepted (any handoff of the chain) and won."""
     filters = filters or ReportFilters()
     _check(group_by, filters)
-    h, m, scope = _chain_scope(group_by, filters)
-    per_chain = (
+    chain, scope = _chain_scope(group_by, filters)
+    query = (
         select(
-            func.max(scope.group).label("grp"),
-            func.max(_flag(and_(m.c.status == "rejected", m.c.marketing_credit == false()))).label(
-                "no_credit"
-            ),
-            func.max(_flag(m.c.accepted_at.is_not(None))).label("accepted"),
-            func.max(_flag(m.c.status == "won")).label("won"),
+            scope.group,
+            func.count().label("mqls"),
+            _count_if(chain.c.rejected_without_credit).label("no_credit"),
+            _count_if(chain.c.accepted).label("accepted"),
+            _count_if(chain.c.won).label("won"),
         )
         .select_from(scope.from_)
-        .where(*_in_period(h.c.mql_at, period), h.c.id == h.c.chain_id, *scope.where)
-        .group_by(h.c.id)
-        .subquery("chains")
+        .where(*_in_period(chain.c.mql_at, period), *scope.where)
+        .group_by(scope.group)
     )
-    query = select(
-        per_chain.c.grp,
-        func.count().label("mqls"),
-        _count_if(per_chain.c.no_credit == 1).label("no_credit"),
-        _count_if(per_chain.c.accepted == 1).label("accepted"),
-        _count_if(per_chain.c.won == 1).label("won"),
-    ).group_by(per_chain.c.grp)
     with ctx.read() as connection:
-        found: list[Mapping[str, Any]] = [dict(r) for r in connection.execute(query).mappings()]
+        found = list(_grouped(connection, query).values())
     if group_by is None and not found:
         found = [{"grp": None}]
     rows = []
@@ -978,59 +875,64 @@ def cost(
     """Spend in the period (prorated by days of overlap) against the leads created in
     it and how far they went; and the cost of the gap between marketing and sales:
     what the rejected, expired and dropped leads cost and the revenue the expired and
-    dropped ones were expected to bring."""
+    dropped ones were expected to bring.
+
+    A lead is *rejected* when a handoff of it was; *expired* when, not rejected, one of
+    its chains was handed and never accepted, and is closed or overdue; *dropped* when
+    it stalled (MQL without SAL, or SAL without SQL), neither rejected nor expired, with
+    nothing open. Only leads that became MQLs have handoffs, so only they are read for
+    the gap."""
     filters = filters or ReportFilters()
     _check_cost_filters(group_by, filters)
     now = ctx.clock.now()
     lead = leads.alias("l")
-    t = transitions.alias("t")
-    h = handoffs.alias("h")
-    scope = _scope(
-        lead,
-        lead.outerjoin(t, t.c.lead_id == lead.c.id).outerjoin(h, h.c.lead_id == lead.c.id),
-        group_by,
-        filters,
-        rep_join=lambda current, _rep: current,
-        contract_version=lambda current: (current, null()),
-    )
-    open_ = h.c.status.in_(OPEN_HANDOFF_STATUSES)
-    chain_key = func.coalesce(h.c.chain_id, h.c.id)
-    # Level 1: one row per cohort lead and chain of handoffs (one with no chain for a
-    # lead never handed off).
-    per_chain = (
+
+    def scoped(from_: Any) -> _Scope:
+        return _scope(
+            lead,
+            from_,
+            group_by,
+            filters,
+            rep_join=lambda current, _rep: current,
+            contract_version=lambda current: (current, null()),
+        )
+
+    scope = scoped(lead)
+    cohort = [*_in_period(lead.c.created_at, period), *scope.where]
+    reached = (
         select(
-            lead.c.id.label("lead_id"),
-            func.max(scope.group).label("grp"),
-            _stage_mask(t).label("mask"),
-            func.max(_flag(h.c.id.is_not(None))).label("handed"),
-            func.max(_flag(h.c.accepted_at.is_not(None))).label("accepted"),
-            func.max(_flag(h.c.status == "rejected")).label("rejected"),
-            func.max(_flag(and_(h.c.status == "rejected", h.c.marketing_credit == false()))).label(
-                "no_credit"
+            scope.group,
+            func.count().label("lead"),
+            *(
+                _count_if(_has(lead.c.reached_stages, s)).label(s)
+                for s in ("mql", "sal", "sql", "customer")
             ),
-            func.max(_flag(open_)).label("open"),
-            func.max(_flag(and_(open_, h.c.accept_due_at < now))).label("overdue"),
         )
         .select_from(scope.from_)
-        .where(*_in_period(lead.c.created_at, period), *scope.where)
-        .group_by(lead.c.id, chain_key)
-        .subquery("per_chain")
+        .where(*cohort)
+        .group_by(scope.group)
     )
-    c = per_chain.c
+    chain = handoff_chains.alias("c")
+    # One row per cohort lead that became an MQL: what happened to its chains.
+    gap_scope = scoped(lead.outerjoin(chain, chain.c.lead_id == lead.c.id))
     expired_chain = and_(
-        c.handed == 1, c.accepted == 0, c.rejected == 0, or_(c.open == 0, c.overdue == 1)
+        chain.c.chain_id.is_not(None),
+        ~chain.c.accepted,
+        ~chain.c.rejected,
+        or_(~chain.c.is_open, chain.c.open_accept_due_at < now),
     )
-    # Level 2: one row per cohort lead.
     per_lead = (
         select(
-            func.max(c.grp).label("grp"),
-            func.max(c.mask).label("mask"),
-            func.max(c.rejected).label("rejected"),
-            func.max(c.no_credit).label("no_credit"),
-            func.max(c.open).label("open"),
+            func.max(gap_scope.group).label("grp"),
+            func.max(lead.c.reached_stages).label("mask"),
+            func.max(_flag(chain.c.rejected)).label("rejected"),
+            func.max(_flag(chain.c.rejected_without_credit)).label("no_credit"),
+            func.max(_flag(chain.c.is_open)).label("open"),
             func.max(_flag(expired_chain)).label("expired"),
         )
-        .group_by(c.lead_id)
+        .select_from(gap_scope.from_)
+        .where(*cohort, _has(lead.c.reached_stages, "mql"))
+        .group_by(lead.c.id)
         .subquery("per_lead")
     )
     p = per_lead.c
@@ -1041,32 +943,29 @@ def cost(
         and_(_has(p.mask, "sal"), ~_has(p.mask, "sql")),
     )
     dropped = and_(stalled, ~rejected, ~expired, p.open == 0)
-    query = select(
+    lost_by_lead = select(
         p.grp,
-        func.count().label("lead"),
-        *(_count_if(_has(p.mask, s)).label(s) for s in ("mql", "sal", "sql", "customer")),
-        _count_if(and_(_has(p.mask, "mql"), p.no_credit == 1)).label("no_credit"),
+        _count_if(p.no_credit == 1).label("no_credit"),
         _count_if(rejected).label("rejected"),
         _count_if(expired).label("expired"),
         _count_if(dropped).label("dropped"),
     ).group_by(p.grp)
-    w = handoffs.alias("w")
+    w = handoff_chains.alias("w")
     owner = leads.alias("wl")
-    chain_of = func.coalesce(w.c.chain_id, w.c.id)
     won_lost = (
         select(
-            func.count(distinct(case((w.c.status == "won", chain_of)))),
-            func.count(distinct(case((w.c.status == "lost", chain_of)))),
-            func.avg(case((w.c.status == "won", w.c.deal_value))),
+            _count_if(w.c.won),
+            _count_if(w.c.lost),
+            func.avg(case((w.c.won, w.c.deal_value))),
         )
         .select_from(w.join(owner, owner.c.id == w.c.lead_id))
-        .where(w.c.status.in_(("won", "lost")), owner.c.merged_into_id.is_(None))
+        .where(or_(w.c.won, w.c.lost), owner.c.merged_into_id.is_(None))
     )
     with ctx.read() as connection:
         amounts, currencies = _spend_by_group(connection, period, group_by, filters)
-        counted: dict[Group, Mapping[str, Any]] = {
-            r["grp"]: dict(r) for r in connection.execute(query).mappings()
-        }
+        counted = _grouped(connection, reached)
+        for grp, row in _grouped(connection, lost_by_lead).items():
+            counted.setdefault(grp, {}).update(row)
         won, lost, average = connection.execute(won_lost).one()
     rows = []
     totals = dict.fromkeys(("rejected", "expired", "dropped"), 0)

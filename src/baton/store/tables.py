@@ -63,18 +63,42 @@ leads = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("last_activity_at", UtcDateTime),
     Column("activity_count", Id, nullable=False, server_default="0"),
+    # Milestones (see baton.services.milestones): kept by the stage-change use case,
+    # recomputed from the transitions and handoffs by a merge or a rebuild.
+    Column("reached_stages", Id, nullable=False, server_default="0"),
+    Column("mql_at", UtcDateTime),
+    Column("sal_at", UtcDateTime),
+    Column("sql_at", UtcDateTime),
+    Column("opportunity_at", UtcDateTime),
+    Column("customer_at", UtcDateTime),
+    Column("mql_contract_version", Id),
+    Column("first_handoff_id", Id),
     Index(
-        "ix_leads_created_report",
+        "ix_leads_cohort",
         "created_at",
         "merged_into_id",
         "source",
         "campaign",
         "country",
+        "reached_stages",
+        "first_handoff_id",
+        "mql_contract_version",
+        "mql_at",
+        "sal_at",
+        "sql_at",
+        "opportunity_at",
+        "customer_at",
     ),
 )
-"""``ix_leads_created_report`` serves every look-up by creation time and covers the
-reports' cohort scans (period, merged or not, and the lead dimensions they group by),
-so a report reads the index and never the wide lead rows."""
+"""A person or account marketing has captured. ``ix_leads_cohort`` serves every
+look-up by creation time and covers the reports' cohort scans (period, merged or not,
+the lead dimensions they group by and the milestones they count), so a report over a
+year of leads reads that index and never the wide lead rows.
+
+Milestones: ``reached_stages`` has one bit per stage the lead ever moved into
+(:data:`baton.services.milestones.STAGE_BITS`), ``<stage>_at`` the first time it moved
+into each funnel stage, ``mql_contract_version`` the contract of its first MQL and
+``first_handoff_id`` its first handoff (lowest id)."""
 
 activities = Table(
     "activities",
@@ -104,7 +128,7 @@ transitions = Table(
     Column("contract_version", Id),
     Column("merged_from_id", Id),
     Index("ix_transitions_lead_occurred", "lead_id", "occurred_at"),
-    Index("ix_transitions_to_stage_occurred", "to_stage", "occurred_at"),
+    Index("ix_transitions_stage_occurred_lead", "to_stage", "occurred_at", "lead_id"),
     Index("ix_transitions_lead_stage", "lead_id", "to_stage", "occurred_at"),
 )
 
@@ -308,6 +332,8 @@ handoffs = Table(
     Column("qualification", Json),
     Column("deal_value", Float),
     Column("first_touch_business_minutes", Float),
+    Column("reminders", Id, nullable=False, server_default="0"),
+    Column("manager_notifications", Id, nullable=False, server_default="0"),
     Index(
         "uq_handoffs_open_lead",
         "lead_id",
@@ -316,10 +342,38 @@ handoffs = Table(
         postgresql_where=text(_OPEN_SQL),
     ),
     Index("ix_handoffs_status_next_step_at", "status", "next_step_at"),
+    Index("ix_handoffs_assigned_at", "assigned_at"),
 )
 """One passing of the baton: an MQL given to a rep (or waiting for one in the
 ``queued`` state). At most one open handoff per lead, enforced by a partial unique
-index; a reassignment closes one and opens the next in the same ``chain_id``."""
+index; a reassignment closes one and opens the next in the same ``chain_id``.
+``reminders`` and ``manager_notifications`` count the SLA steps taken on it."""
+
+handoff_chains = Table(
+    "handoff_chains",
+    metadata,
+    Column("chain_id", Id, ForeignKey("handoffs.id"), primary_key=True),
+    Column("lead_id", Id, ForeignKey("leads.id"), nullable=False, index=True),
+    Column("rep_id", Id),
+    Column("contract_version", Id),
+    Column("mql_at", UtcDateTime, nullable=False, index=True),
+    Column("notified_at", UtcDateTime),
+    Column("first_touch_at", UtcDateTime),
+    Column("touch_business_minutes", Float),
+    Column("accepted", Boolean, nullable=False),
+    Column("rejected", Boolean, nullable=False),
+    Column("rejected_without_credit", Boolean, nullable=False),
+    Column("won", Boolean, nullable=False),
+    Column("lost", Boolean, nullable=False),
+    Column("deal_value", Float),
+    Column("is_open", Boolean, nullable=False),
+    Column("open_accept_due_at", UtcDateTime),
+)
+"""One row per chain of handoffs (an MQL and its reassignments), the unit of the
+speed-to-lead, credit and cost reports: the first handoff's rep, contract and MQL
+moment, and what happened across the chain (first notification, first touch, accepted,
+rejected, won, lost, still open). Kept in step by
+:func:`baton.services.handoffs.log_event` (every change to a handoff logs an event)."""
 
 handoff_events = Table(
     "handoff_events",

@@ -1,0 +1,234 @@
+"""Milestones: the facts the reports count, kept beside what they summarise.
+
+A year of history is a million leads, ten million activities and hundreds of
+thousands of handoffs; deriving the stages each lead reached from its transitions, and
+each chain's outcome from its handoffs, on every report would take tens of seconds.
+So two projections are kept in the transaction of the change they reflect:
+
+* on each lead (``leads``): the stages it ever moved into (one bit each, see
+  :data:`~baton.domain.reports.STAGE_BITS`), the first moment it entered each funnel
+  stage, the contract version of its first MQL and its first handoff;
+* per chain of handoffs (``handoff_chains``): the first handoff's rep, contract and MQL
+  moment, the chain's first notification and first touch, and whether it was accepted,
+  rejected (with or without credit for marketing), won, lost, or is still open;
+
+plus, on each handoff, how many reminders and manager notifications its SLA ladder
+sent.
+
+Both are functions of the transitions and handoffs alone: :func:`refresh_leads` and
+:func:`refresh_chains` recompute them (for some ids, or all), and what the use cases
+keep incrementally always equals such a recomputation (a test plays a history and
+compares). ``baton report rebuild`` runs :func:`rebuild` for an operator who wrote to
+the tables by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, delete, false, func, insert, or_, select, union, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from baton.domain.reports import MILESTONE_STAGES, STAGE_BITS
+from baton.store.tables import (
+    OPEN_HANDOFF_STATUSES,
+    handoff_chains,
+    handoff_events,
+    handoffs,
+    leads,
+    transitions,
+)
+
+STEP_COUNTERS = {"reminded": "reminders", "manager_notified": "manager_notifications"}
+"""Handoff event kinds counted on the handoff itself (for the SLA report)."""
+
+
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return case((condition, 1), else_=0)
+
+
+def stage_mask(t: Any) -> ColumnElement[Any]:
+    """Aggregate over transitions ``t``: the bits of every stage they go into (a MAX per
+    stage, so no DISTINCT aggregate)."""
+    mask: Any = None
+    for stage, bit in STAGE_BITS.items():
+        term = func.max(case((t.c.to_stage == stage, bit), else_=0))
+        mask = term if mask is None else mask + term
+    return func.coalesce(mask, 0)
+
+
+# --- leads ---------------------------------------------------------------------------------
+
+
+def on_transition(stage: str, now: datetime, contract_version: int | None) -> dict[str, Any]:
+    """The milestone values for the ``UPDATE leads`` of a transition into ``stage`` at
+    ``now``: its bit added, and the stage's first moment (with the contract version for
+    an MQL) kept unless an earlier one is already there."""
+    values: dict[str, Any] = {}
+    bit = STAGE_BITS.get(stage)
+    if bit is not None:
+        values["reached_stages"] = leads.c.reached_stages.op("|")(bit)
+    if stage in MILESTONE_STAGES:
+        column = leads.c[f"{stage}_at"]
+        first = or_(column.is_(None), column > now)
+        values[f"{stage}_at"] = case((first, now), else_=column)
+        if stage == "mql":
+            values["mql_contract_version"] = case(
+                (first, contract_version), else_=leads.c.mql_contract_version
+            )
+    return values
+
+
+def _lead_values() -> dict[str, Any]:
+    """Every milestone column as a correlated subquery over the lead's transitions and
+    handoffs."""
+    t = transitions.alias("mt")
+    own = t.c.lead_id == leads.c.id
+    values: dict[str, Any] = {
+        "reached_stages": select(stage_mask(t)).where(own).scalar_subquery(),
+        "mql_contract_version": select(t.c.contract_version)
+        .where(own, t.c.to_stage == "mql")
+        .order_by(t.c.occurred_at, t.c.id)
+        .limit(1)
+        .scalar_subquery(),
+        "first_handoff_id": select(func.min(handoffs.c.id))
+        .where(handoffs.c.lead_id == leads.c.id)
+        .scalar_subquery(),
+    }
+    for stage in MILESTONE_STAGES:
+        values[f"{stage}_at"] = (
+            select(func.min(t.c.occurred_at)).where(own, t.c.to_stage == stage).scalar_subquery()
+        )
+    return values
+
+
+def refresh_leads(connection: Connection, lead_ids: Sequence[int] | None = None) -> int:
+    """Recompute the milestones of ``lead_ids`` (every lead with a transition, a
+    handoff or a milestone when None) from their transitions and handoffs. Returns
+    the number of leads updated."""
+    if lead_ids is not None:
+        if not lead_ids:
+            return 0
+        which: ColumnElement[bool] = leads.c.id.in_(sorted(set(lead_ids)))
+    else:
+        touched = union(select(transitions.c.lead_id), select(handoffs.c.lead_id))
+        which = or_(
+            leads.c.id.in_(touched),
+            leads.c.reached_stages != 0,
+            leads.c.first_handoff_id.is_not(None),
+        )
+    result = connection.execute(update(leads).where(which).values(**_lead_values()))
+    return int(result.rowcount or 0)
+
+
+# --- chains ----------------------------------------------------------------------------------
+
+
+def _chain_select(chain_ids: Sequence[int] | None) -> Any:
+    """One row per chain: the first handoff's facts and the members' aggregates."""
+    m = handoffs.alias("cm")
+    head = handoffs.alias("ch")
+    open_ = m.c.status.in_(OPEN_HANDOFF_STATUSES)
+    won = m.c.status == "won"
+
+    def any_(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        return func.max(_flag(condition)) == 1
+
+    query = (
+        select(
+            head.c.id.label("chain_id"),
+            func.max(head.c.lead_id).label("lead_id"),
+            func.max(head.c.rep_id).label("rep_id"),
+            func.max(head.c.contract_version).label("contract_version"),
+            func.max(head.c.mql_at).label("mql_at"),
+            func.min(m.c.notified_at).label("notified_at"),
+            func.min(m.c.first_touch_at).label("first_touch_at"),
+            # Stored on the chain's first touch only (see log_touch_in).
+            func.max(m.c.first_touch_business_minutes).label("touch_business_minutes"),
+            any_(m.c.accepted_at.is_not(None)).label("accepted"),
+            any_(m.c.status == "rejected").label("rejected"),
+            any_(and_(m.c.status == "rejected", m.c.marketing_credit == false())).label(
+                "rejected_without_credit"
+            ),
+            any_(won).label("won"),
+            any_(m.c.status == "lost").label("lost"),
+            func.max(case((won, m.c.deal_value))).label("deal_value"),
+            any_(open_).label("is_open"),
+            func.max(case((open_, m.c.accept_due_at))).label("open_accept_due_at"),
+        )
+        .select_from(head.join(m, m.c.chain_id == head.c.id))
+        .where(head.c.chain_id == head.c.id)
+        .group_by(head.c.id)
+    )
+    if chain_ids is not None:
+        query = query.where(head.c.id.in_(sorted(set(chain_ids))))
+    return query
+
+
+CHAIN_COLUMNS = tuple(c.name for c in handoff_chains.columns)
+
+
+def refresh_chains(connection: Connection, chain_ids: Sequence[int] | None = None) -> int:
+    """Recompute the ``handoff_chains`` rows of ``chain_ids`` (all when None) from
+    their handoffs. Returns the number of chains written."""
+    if chain_ids is not None and not chain_ids:
+        return 0
+    if chain_ids is None:
+        connection.execute(delete(handoff_chains))
+    else:
+        connection.execute(
+            delete(handoff_chains).where(handoff_chains.c.chain_id.in_(sorted(set(chain_ids))))
+        )
+    result = connection.execute(
+        insert(handoff_chains).from_select(CHAIN_COLUMNS, _chain_select(chain_ids))
+    )
+    return int(result.rowcount or 0)
+
+
+def refresh_step_counts(connection: Connection) -> int:
+    """Recount every handoff's reminders and manager notifications from its events."""
+    counts = {
+        column: select(func.count())
+        .where(handoff_events.c.handoff_id == handoffs.c.id, handoff_events.c.kind == kind)
+        .scalar_subquery()
+        for kind, column in STEP_COUNTERS.items()
+    }
+    stepped = select(handoff_events.c.handoff_id).where(
+        handoff_events.c.kind.in_(list(STEP_COUNTERS))
+    )
+    which = or_(
+        handoffs.c.id.in_(stepped),
+        *(handoffs.c[column] != 0 for column in STEP_COUNTERS.values()),
+    )
+    return int(connection.execute(update(handoffs).where(which).values(**counts)).rowcount or 0)
+
+
+def on_handoff_event(connection: Connection, handoff_id: int, kind: str) -> None:
+    """Keep the handoff's chain and step counts in step with a change just made to it
+    (called by :func:`baton.services.handoffs.log_event`, after the change)."""
+    column = STEP_COUNTERS.get(kind)
+    if column is not None:
+        connection.execute(
+            update(handoffs)
+            .where(handoffs.c.id == handoff_id)
+            .values({column: handoffs.c[column] + 1})
+        )
+        return
+    chain_id = connection.execute(
+        select(handoffs.c.chain_id).where(handoffs.c.id == handoff_id)
+    ).scalar_one_or_none()
+    if chain_id is not None:
+        refresh_chains(connection, [int(chain_id)])
+
+
+def rebuild(connection: Connection) -> dict[str, int]:
+    """Recompute every milestone, chain and step count from the history (after a bulk
+    load, or writes made around the use cases)."""
+    return {
+        "leads": refresh_leads(connection),
+        "chains": refresh_chains(connection),
+        "handoffs": refresh_step_counts(connection),
+    }
