@@ -89,6 +89,7 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select, text, update
@@ -98,7 +99,7 @@ from baton.domain.activities import ActivityCreate
 from baton.domain.clock import ManualClock
 from baton.domain.leads import LeadCreate
 from baton.domain.lifecycle import Stage, can_transition
-from baton.domain.reports import GROUP_BY, ReportFilters, ReportPeriod
+from baton.domain.reports import GROUP_BY, MILESTONE_STAGES, ReportFilters, ReportPeriod
 from baton.domain.reps import RepCreate, TeamCreate
 from baton.notify.email import SmtpConfig
 from baton.services.activities import ingest_activity
@@ -123,6 +124,7 @@ from baton.services.handoffs import (
 )
 from baton.services.leads import capture_lead, change_stage, get_lead
 from baton.services.merge import merge_leads
+from baton.services.milestones import rebuild
 from baton.services.reports import (
     SpendImportReport,
     cost,
@@ -136,7 +138,8 @@ from baton.services.reports import (
 )
 from baton.services.reps import create_rep, create_team
 from baton.services.worker import run_due_steps, tick
-from baton.store.tables import OPEN_HANDOFF_STATUSES, handoffs, leads, metadata
+from baton.store.migrate import alembic_config
+from baton.store.tables import OPEN_HANDOFF_STATUSES, handoff_chains, handoffs, leads, metadata
 
 # --- the contract ----------------------------------------------------------------------
 
@@ -1892,3 +1895,82 @@ def test_report_invariants_hold_for_any_history(
         for row in speed_to_lead(ctx, period, group_by=group_by).rows:
             if row.handoffs:
                 assert 0 <= row.within_5m <= row.within_1h <= row.within_24h <= 1, row
+
+
+# --- milestones: what the use cases keep equals a recomputation ---------------------------
+
+MILESTONE_COLUMNS = (
+    "reached_stages",
+    *(f"{stage}_at" for stage in MILESTONE_STAGES),
+    "mql_contract_version",
+    "first_handoff_id",
+    "handoff_outcomes",
+    "open_accept_due_at",
+)
+
+
+def _milestones(ctx: Context) -> dict[str, list[tuple[Any, ...]]]:
+    with ctx.read() as connection:
+        return {
+            "leads": [
+                tuple(r)
+                for r in connection.execute(
+                    select(leads.c.id, *(leads.c[c] for c in MILESTONE_COLUMNS)).order_by(
+                        leads.c.id
+                    )
+                )
+            ],
+            "chains": [
+                tuple(r)
+                for r in connection.execute(
+                    select(handoff_chains).order_by(handoff_chains.c.chain_id)
+                )
+            ],
+            "steps": [
+                tuple(r)
+                for r in connection.execute(
+                    select(
+                        handoffs.c.id, handoffs.c.reminders, handoffs.c.manager_notifications
+                    ).order_by(handoffs.c.id)
+                )
+            ],
+        }
+
+
+def _wipe_milestones(connection: Any) -> None:
+    connection.execute(delete(handoff_chains))
+    counters = ("reached_stages", "handoff_outcomes")
+    connection.execute(
+        update(leads).values({c: 0 if c in counters else None for c in MILESTONE_COLUMNS})
+    )
+    connection.execute(update(handoffs).values(reminders=0, manager_notifications=0))
+
+
+def test_the_milestones_the_use_cases_keep_equal_a_rebuild_from_the_history(
+    month: World,
+) -> None:
+    kept = _milestones(month.ctx)
+    # The month exercises every kind of fact: merges, reassignments, open and closed
+    # chains, rejections with and without credit, reminders and manager notifications.
+    merged = {month.leads[n] for n in ("l21", "l25", "l26")}
+    chain_leads = {row[1] for row in kept["chains"]}
+    assert chain_leads and not chain_leads & merged
+    outcomes = {row[-2] for row in kept["leads"]}
+    assert {1, 2, 4, 8} <= {bit for o in outcomes for bit in (1, 2, 4, 8) if o & bit}
+    assert any(r[1] for r in kept["steps"]) and any(r[2] for r in kept["steps"])
+    with month.ctx.write() as connection:
+        _wipe_milestones(connection)
+    assert _milestones(month.ctx) != kept
+    with month.ctx.write() as connection:
+        rebuilt = rebuild(connection)
+    assert rebuilt["chains"] == len(kept["chains"])
+    assert _milestones(month.ctx) == kept
+
+
+def test_the_migration_backfills_the_milestones_the_use_cases_keep(month: World) -> None:
+    kept = _milestones(month.ctx)
+    with month.ctx.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0004")
+    with month.ctx.engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "head")
+    assert _milestones(month.ctx) == kept

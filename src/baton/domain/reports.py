@@ -40,6 +40,16 @@ STAGE_BITS: dict[str, int] = {
 }
 """One bit per stage a lead can move into: the stages a lead ever reached are one
 integer (``leads.reached_stages``). Stored, so a bit never changes meaning."""
+OUTCOME_BITS: dict[str, int] = {
+    "rejected": 1,
+    "rejected_without_credit": 2,
+    "closed_unaccepted": 4,
+    "open": 8,
+}
+"""What sales did with a lead's chains of handoffs, one bit each, kept on the lead
+(``leads.handoff_outcomes``): one was rejected; one was rejected without credit for
+marketing; one closed without being accepted or rejected; one is open. Stored, so a
+bit never changes meaning."""
 MILESTONE_STAGES: tuple[str, ...] = FUNNEL[1:]
 """The stages whose first moment is kept on the lead (``leads.<stage>_at``)."""
 CONVERSIONS: tuple[tuple[str, str], ...] = (

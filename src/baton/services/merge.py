@@ -19,7 +19,7 @@ from baton.domain.contact import company_key
 from baton.domain.errors import Conflict, NotFound
 from baton.domain.leads import fill_blanks
 from baton.services.context import Context
-from baton.services.milestones import refresh_leads
+from baton.services.milestones import refresh_chains_of_leads, refresh_leads
 from baton.services.queries import insert_ignoring_conflicts, lock_lead
 from baton.store.tables import (
     activities,
@@ -108,6 +108,7 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: str) -
             .values(merged_into_id=survivor_id)
         )
         refresh_leads(connection, [survivor_id, merged_id])
+        refresh_chains_of_leads(connection, [merged_id])
         from baton.services.handoffs import close_open_handoff_in
 
         close_open_handoff_in(

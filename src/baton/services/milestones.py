@@ -7,10 +7,13 @@ So two projections are kept in the transaction of the change they reflect:
 
 * on each lead (``leads``): the stages it ever moved into (one bit each, see
   :data:`~baton.domain.reports.STAGE_BITS`), the first moment it entered each funnel
-  stage, the contract version of its first MQL and its first handoff;
+  stage, the contract version of its first MQL, its first handoff, and what sales did
+  with its chains (:data:`~baton.domain.reports.OUTCOME_BITS`, and the accept deadline
+  of an open chain nobody accepted yet);
 * per chain of handoffs (``handoff_chains``): the first handoff's rep, contract and MQL
-  moment, the chain's first notification and first touch, and whether it was accepted,
-  rejected (with or without credit for marketing), won, lost, or is still open;
+  moment, the chain's first notification and first touch (and the speed-to-lead
+  durations between them), and whether it was accepted, rejected (with or without
+  credit for marketing), won, lost, or is still open;
 
 plus, on each handoff, how many reminders and manager notifications its SLA ladder
 sent.
@@ -32,7 +35,8 @@ from sqlalchemy import and_, case, delete, false, func, insert, or_, select, uni
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from baton.domain.reports import MILESTONE_STAGES, STAGE_BITS
+from baton.domain.reports import MILESTONE_STAGES, OUTCOME_BITS, STAGE_BITS
+from baton.services.queries import seconds_between
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
     handoff_chains,
@@ -102,7 +106,30 @@ def _lead_values() -> dict[str, Any]:
         values[f"{stage}_at"] = (
             select(func.min(t.c.occurred_at)).where(own, t.c.to_stage == stage).scalar_subquery()
         )
-    return values
+    return {**values, **_outcome_values()}
+
+
+def _outcome_values() -> dict[str, Any]:
+    """``handoff_outcomes`` and ``open_accept_due_at`` as correlated subqueries over
+    the lead's chains."""
+    c = handoff_chains.alias("oc")
+    own = c.c.lead_id == leads.c.id
+    unaccepted = and_(~c.c.accepted, ~c.c.rejected)
+    conditions = {
+        "rejected": c.c.rejected,
+        "rejected_without_credit": c.c.rejected_without_credit,
+        "closed_unaccepted": and_(~c.c.is_open, unaccepted),
+        "open": c.c.is_open,
+    }
+    bits: Any = None
+    for name, bit in OUTCOME_BITS.items():
+        term = func.max(_flag(conditions[name])) * bit
+        bits = term if bits is None else bits + term
+    waiting = case((and_(c.c.is_open, unaccepted), c.c.open_accept_due_at))
+    return {
+        "handoff_outcomes": select(func.coalesce(bits, 0)).where(own).scalar_subquery(),
+        "open_accept_due_at": select(func.max(waiting)).where(own).scalar_subquery(),
+    }
 
 
 def refresh_leads(connection: Connection, lead_ids: Sequence[int] | None = None) -> int:
@@ -119,6 +146,7 @@ def refresh_leads(connection: Connection, lead_ids: Sequence[int] | None = None)
             leads.c.id.in_(touched),
             leads.c.reached_stages != 0,
             leads.c.first_handoff_id.is_not(None),
+            leads.c.handoff_outcomes != 0,
         )
     result = connection.execute(update(leads).where(which).values(**_lead_values()))
     return int(result.rowcount or 0)
@@ -127,10 +155,24 @@ def refresh_leads(connection: Connection, lead_ids: Sequence[int] | None = None)
 # --- chains ----------------------------------------------------------------------------------
 
 
-def _chain_select(chain_ids: Sequence[int] | None) -> Any:
-    """One row per chain: the first handoff's facts and the members' aggregates."""
+def _chain_select(dialect: str, chain_ids: Sequence[int] | None) -> Any:
+    """One row per chain: the first handoff's facts, the members' aggregates, and the
+    speed-to-lead durations computed from them."""
+    query = _chain_facts(chain_ids).subquery("facts")
+    f = query.c
+    rep_delay = seconds_between(dialect, f.notified_at, f.first_touch_at)
+    durations = {
+        "speed_seconds": seconds_between(dialect, f.mql_at, f.first_touch_at),
+        "system_seconds": seconds_between(dialect, f.mql_at, f.notified_at),
+        "rep_seconds": case((rep_delay < 0, 0), else_=rep_delay),
+    }
+    return select(*(f[c] if c in f else durations[c].label(c) for c in CHAIN_COLUMNS))
+
+
+def _chain_facts(chain_ids: Sequence[int] | None) -> Any:
     m = handoffs.alias("cm")
     head = handoffs.alias("ch")
+    owner = leads.alias("cl")
     open_ = m.c.status.in_(OPEN_HANDOFF_STATUSES)
     won = m.c.status == "won"
 
@@ -159,8 +201,10 @@ def _chain_select(chain_ids: Sequence[int] | None) -> Any:
             any_(open_).label("is_open"),
             func.max(case((open_, m.c.accept_due_at))).label("open_accept_due_at"),
         )
-        .select_from(head.join(m, m.c.chain_id == head.c.id))
-        .where(head.c.chain_id == head.c.id)
+        .select_from(
+            head.join(m, m.c.chain_id == head.c.id).join(owner, owner.c.id == head.c.lead_id)
+        )
+        .where(head.c.chain_id == head.c.id, owner.c.merged_into_id.is_(None))
         .group_by(head.c.id)
     )
     if chain_ids is not None:
@@ -173,19 +217,52 @@ CHAIN_COLUMNS = tuple(c.name for c in handoff_chains.columns)
 
 def refresh_chains(connection: Connection, chain_ids: Sequence[int] | None = None) -> int:
     """Recompute the ``handoff_chains`` rows of ``chain_ids`` (all when None) from
-    their handoffs. Returns the number of chains written."""
-    if chain_ids is not None and not chain_ids:
-        return 0
+    their handoffs (a chain of a merged lead has none), and the outcomes of their
+    leads. Returns the number of chains written."""
     if chain_ids is None:
         connection.execute(delete(handoff_chains))
-    else:
         connection.execute(
-            delete(handoff_chains).where(handoff_chains.c.chain_id.in_(sorted(set(chain_ids))))
+            insert(handoff_chains).from_select(
+                CHAIN_COLUMNS, _chain_select(connection.dialect.name, None)
+            )
         )
-    result = connection.execute(
-        insert(handoff_chains).from_select(CHAIN_COLUMNS, _chain_select(chain_ids))
+        written = connection.execute(select(func.count()).select_from(handoff_chains)).scalar()
+        stale = or_(
+            leads.c.id.in_(select(handoff_chains.c.lead_id)),
+            leads.c.handoff_outcomes != 0,
+            leads.c.open_accept_due_at.is_not(None),
+        )
+        connection.execute(update(leads).where(stale).values(**_outcome_values()))
+        return int(written or 0)
+    if not chain_ids:
+        return 0
+    ids = sorted(set(chain_ids))
+    lead_ids = [
+        int(i)
+        for (i,) in connection.execute(select(handoffs.c.lead_id).where(handoffs.c.id.in_(ids)))
+    ]
+    connection.execute(delete(handoff_chains).where(handoff_chains.c.chain_id.in_(ids)))
+    connection.execute(
+        insert(handoff_chains).from_select(
+            CHAIN_COLUMNS, _chain_select(connection.dialect.name, ids)
+        )
     )
-    return int(result.rowcount or 0)
+    written = connection.execute(
+        select(func.count()).where(handoff_chains.c.chain_id.in_(ids))
+    ).scalar()
+    connection.execute(update(leads).where(leads.c.id.in_(lead_ids)).values(**_outcome_values()))
+    return int(written or 0)
+
+
+def refresh_chains_of_leads(connection: Connection, lead_ids: Sequence[int]) -> int:
+    """Recompute every chain of ``lead_ids`` (after a merge: the absorbed lead's
+    chains leave the reports)."""
+    chain_ids = connection.execute(
+        select(handoffs.c.id).where(
+            handoffs.c.lead_id.in_(sorted(set(lead_ids))), handoffs.c.id == handoffs.c.chain_id
+        )
+    ).scalars()
+    return refresh_chains(connection, [int(i) for i in chain_ids])
 
 
 def refresh_step_counts(connection: Connection) -> int:
@@ -227,8 +304,9 @@ def on_handoff_event(connection: Connection, handoff_id: int, kind: str) -> None
 def rebuild(connection: Connection) -> dict[str, int]:
     """Recompute every milestone, chain and step count from the history (after a bulk
     load, or writes made around the use cases)."""
+    chains = refresh_chains(connection)
     return {
         "leads": refresh_leads(connection),
-        "chains": refresh_chains(connection),
+        "chains": chains,
         "handoffs": refresh_step_counts(connection),
     }

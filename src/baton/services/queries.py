@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, select
+from sqlalchemy import Numeric, Table, cast, extract, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql.elements import ColumnElement
 
 from baton.domain.errors import NotFound
 from baton.store.bulk import find_by_keys
@@ -22,6 +23,14 @@ IN_CHUNK = 900
 def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def seconds_between(dialect: str, start: Any, end: Any) -> ColumnElement[Any]:
+    """``end - start`` in seconds (rounded to the millisecond), computed by the
+    database: ``julianday`` on SQLite, ``EXTRACT(EPOCH FROM ...)`` on PostgreSQL."""
+    if dialect == "postgresql":
+        return func.round(cast(extract("epoch", end.op("-")(start)), Numeric), 3)
+    return func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3)
 
 
 def insert_ignoring_conflicts(connection: Connection, table: Table) -> Any:

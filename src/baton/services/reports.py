@@ -34,7 +34,6 @@ from sqlalchemy import (
     Date,
     Float,
     Integer,
-    Numeric,
     String,
     and_,
     bindparam,
@@ -42,7 +41,6 @@ from sqlalchemy import (
     cast,
     delete,
     distinct,
-    extract,
     func,
     insert,
     literal,
@@ -62,6 +60,7 @@ from baton.domain.reports import (
     FUNNEL,
     FUNNEL_MODES,
     GROUP_BY,
+    OUTCOME_BITS,
     PERCENTILES,
     SIDE_STAGES,
     STAGE_BITS,
@@ -94,6 +93,7 @@ from baton.domain.reports import (
     share,
 )
 from baton.services.context import Context
+from baton.services.queries import seconds_between
 from baton.store.tables import (
     contracts,
     handoff_chains,
@@ -115,14 +115,6 @@ def _refuse(loc: str, message: str) -> ReportInputError:
 
 
 # --- dialect helpers --------------------------------------------------------------------
-
-
-def seconds_between(dialect: str, start: Any, end: Any) -> ColumnElement[Any]:
-    """``end - start`` in seconds (rounded to the millisecond), computed by the
-    database: ``julianday`` on SQLite, ``EXTRACT(EPOCH FROM ...)`` on PostgreSQL."""
-    if dialect == "postgresql":
-        return func.round(cast(extract("epoch", end.op("-")(start)), Numeric), 3)
-    return func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3)
 
 
 def _day_number(dialect: str, value: Any) -> ColumnElement[Any]:
@@ -164,6 +156,9 @@ def _num(value: Any) -> float | None:
 # --- scope: grouping and filters ----------------------------------------------------------
 
 
+LEAD_DIMENSIONS = ("source", "campaign", "country")
+
+
 @dataclass
 class _Scope:
     """The FROM clause with the joins a grouping or a filter needs, the group
@@ -182,11 +177,18 @@ def _scope(
     *,
     rep_join: Callable[[Any, Any], Any],
     contract_version: Callable[[Any], tuple[Any, ColumnElement[Any]]],
+    lead_join: Callable[[Any], Any] | None = None,
 ) -> _Scope:
     """Group and filter rows whose lead is ``lead``. ``rep_join(from_, reps_alias)``
     joins the rep that counts for the row; ``contract_version(from_)`` returns the
-    FROM clause with whatever it needs and the version expression."""
-    where: list[ColumnElement[bool]] = [lead.c.merged_into_id.is_(None)]
+    FROM clause with whatever it needs and the version expression. Merged leads are
+    left out; with ``lead_join(from_)`` the rows are known to belong to live leads and
+    the lead is joined only when a grouping or a filter reads it."""
+    where: list[ColumnElement[bool]] = []
+    if lead_join is None:
+        where.append(lead.c.merged_into_id.is_(None))
+    elif group_by in LEAD_DIMENSIONS or any(k in LEAD_DIMENSIONS for k in filters.given()):
+        from_ = lead_join(from_)
     rep = reps.alias("gr")
     team = teams.alias("gt")
     if group_by in ("team", "rep") or filters.team is not None or filters.rep is not None:
@@ -230,7 +232,12 @@ def _lead_scope(lead: Any, from_: Any, group_by: str | None, filters: ReportFilt
 
 
 def _handoff_scope(
-    lead: Any, handoff: Any, from_: Any, group_by: str | None, filters: ReportFilters
+    lead: Any,
+    handoff: Any,
+    from_: Any,
+    group_by: str | None,
+    filters: ReportFilters,
+    lead_join: Callable[[Any], Any] | None = None,
 ) -> _Scope:
     """Scope for handoff-based reports: the handoff's own rep and contract version."""
 
@@ -241,18 +248,29 @@ def _handoff_scope(
         return current, handoff.c.contract_version
 
     return _scope(
-        lead, from_, group_by, filters, rep_join=rep_join, contract_version=contract_version
+        lead,
+        from_,
+        group_by,
+        filters,
+        rep_join=rep_join,
+        contract_version=contract_version,
+        lead_join=lead_join,
     )
 
 
 def _chain_scope(group_by: str | None, filters: ReportFilters) -> tuple[Any, _Scope]:
-    """Chains of handoffs (``handoff_chains``: an MQL and its reassignments) with their
-    lead, grouped by the first handoff's rep and contract version: the shape of the
-    per-chain reports (speed to lead, credit)."""
+    """Chains of handoffs (``handoff_chains``: an MQL and its reassignments, of live
+    leads only), grouped by the first handoff's rep and contract version or by their
+    lead: the shape of the per-chain reports (speed to lead, credit)."""
     lead = leads.alias("l")
     chain = handoff_chains.alias("c")
     scope = _handoff_scope(
-        lead, chain, chain.join(lead, lead.c.id == chain.c.lead_id), group_by, filters
+        lead,
+        chain,
+        chain,
+        group_by,
+        filters,
+        lead_join=lambda current: current.join(lead, lead.c.id == chain.c.lead_id),
     )
     return chain, scope
 
@@ -277,23 +295,33 @@ def _sorted(rows: Sequence[Any]) -> list[Any]:
 # --- percentiles ---------------------------------------------------------------------------
 
 
-def _ranks(dialect: str, value: Any) -> ColumnElement[Any]:
-    """Aggregate: the nearest-rank percentiles :data:`PERCENTILES` of ``value`` (NULLs
-    left out), read back with :func:`_picked`. PostgreSQL's ``percentile_disc`` and
-    SQLite's ``baton_percentiles`` (registered by :mod:`baton.store.engine`) follow
-    the same rule: the value at rank ``ceil(p/100 * n)``."""
+def _ranks(dialect: str, values: Mapping[str, Any]) -> list[ColumnElement[Any]]:
+    """Aggregates: the nearest-rank percentiles :data:`PERCENTILES` of each of
+    ``values`` (NULLs left out), read back with :func:`_picked`. PostgreSQL's
+    ``percentile_disc`` and SQLite's ``baton_percentiles`` (registered by
+    :mod:`baton.store.engine`, one call per row for every measure) follow the same
+    rule: the value at rank ``ceil(p/100 * n)``."""
     if dialect == "postgresql":
         fractions = postgresql.array([literal(p / 100, Float) for p in PERCENTILES])
-        return func.percentile_disc(fractions).within_group(value)
-    return func.baton_percentiles(value)
+        return [
+            func.percentile_disc(fractions).within_group(value).label(f"{name}_ranks")
+            for name, value in values.items()
+        ]
+    return [func.baton_percentiles(*values.values()).label("ranks")]
 
 
-def _picked(found: Any) -> dict[int, float | None]:
-    """``{p: value}`` from a :func:`_ranks` result (a list, its JSON, or NULL)."""
-    if found is None:
-        return dict.fromkeys(PERCENTILES)
-    values = json.loads(found) if isinstance(found, str) else list(found)
-    return {p: _num(v) for p, v in zip(PERCENTILES, values, strict=True)}
+def _picked(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict[int, float | None]]:
+    """``{name: {p: value}}`` from a row with :func:`_ranks` columns."""
+    if "ranks" in row:
+        found = json.loads(row["ranks"]) if row["ranks"] else [None] * len(names)
+    else:
+        found = [row.get(f"{name}_ranks") for name in names]
+    return {
+        name: dict(zip(PERCENTILES, (_num(v) for v in values or ()), strict=False))
+        if values
+        else dict.fromkeys(PERCENTILES)
+        for name, values in zip(names, found, strict=True)
+    }
 
 
 # --- funnel ---------------------------------------------------------------------------------
@@ -416,11 +444,14 @@ def velocity(
     def moment(stage: str) -> Any:
         return lead.c.created_at if stage == "lead" else lead.c[f"{stage}_at"]
 
-    columns: list[Any] = []
+    durations: dict[str, Any] = {}
     for a, b in pairs:
         start, end = moment(a), moment(b)
-        value = case((end >= start, seconds_between(dialect, start, end)))
-        columns += [func.count(value).label(f"{a}_n"), _ranks(dialect, value).label(f"{a}_p")]
+        durations[a] = case((end >= start, seconds_between(dialect, start, end)))
+    columns = [
+        *(func.count(value).label(f"{a}_n") for a, value in durations.items()),
+        *_ranks(dialect, durations),
+    ]
     query = (
         select(scope.group, *columns)
         .select_from(scope.from_)
@@ -437,8 +468,9 @@ def velocity(
         found = {None: {}}
     rows = []
     for group, row in found.items():
+        picks = _picked(row, list(durations))
         for a, b in pairs:
-            picked = _picked(row.get(f"{a}_p"))
+            picked = picks[a]
             rows.append(
                 VelocityRow(
                     group=group,
@@ -475,13 +507,13 @@ def speed_to_lead(
     _check(group_by, filters)
     dialect = ctx.dialect
     chain, scope = _chain_scope(group_by, filters)
-    touched = chain.c.first_touch_at.is_not(None)
-    rep_delay = seconds_between(dialect, chain.c.notified_at, chain.c.first_touch_at)
     metrics = {
-        "speed": seconds_between(dialect, chain.c.mql_at, chain.c.first_touch_at),
-        "system": seconds_between(dialect, chain.c.mql_at, chain.c.notified_at),
-        "rep": case((rep_delay < 0, 0), else_=rep_delay),
-        "business": case((touched, chain.c.touch_business_minutes * 60)),
+        "speed": chain.c.speed_seconds,
+        "system": chain.c.system_seconds,
+        "rep": chain.c.rep_seconds,
+        "business": case(
+            (chain.c.first_touch_at.is_not(None), chain.c.touch_business_minutes * 60)
+        ),
     }
     speed = metrics["speed"]
     query = (
@@ -490,7 +522,7 @@ def speed_to_lead(
             func.count().label("chains"),
             func.count(speed).label("touched"),
             *(_count_if(speed <= limit).label(name) for name, limit in WITHIN.items()),
-            *(_ranks(dialect, value).label(name) for name, value in metrics.items()),
+            *_ranks(dialect, metrics),
         )
         .select_from(scope.from_)
         .where(*_in_period(chain.c.mql_at, period), chain.c.rep_id.is_not(None), *scope.where)
@@ -503,7 +535,7 @@ def speed_to_lead(
     rows = []
     for group, row in found.items():
         n = _int(row.get("chains"))
-        picked = {name: _picked(row.get(name)) for name in metrics}
+        picked = _picked(row, list(metrics))
         rows.append(
             SpeedRow(
                 group=group,
@@ -880,92 +912,63 @@ def cost(
     A lead is *rejected* when a handoff of it was; *expired* when, not rejected, one of
     its chains was handed and never accepted, and is closed or overdue; *dropped* when
     it stalled (MQL without SAL, or SAL without SQL), neither rejected nor expired, with
-    nothing open. Only leads that became MQLs have handoffs, so only they are read for
-    the gap."""
+    nothing open (read from the lead's milestones and handoff outcomes)."""
     filters = filters or ReportFilters()
     _check_cost_filters(group_by, filters)
     now = ctx.clock.now()
     lead = leads.alias("l")
 
-    def scoped(from_: Any) -> _Scope:
-        return _scope(
-            lead,
-            from_,
-            group_by,
-            filters,
-            rep_join=lambda current, _rep: current,
-            contract_version=lambda current: (current, null()),
-        )
+    scope = _scope(
+        lead,
+        lead,
+        group_by,
+        filters,
+        rep_join=lambda current, _rep: current,
+        contract_version=lambda current: (current, null()),
+    )
+    mask, outcomes = lead.c.reached_stages, lead.c.handoff_outcomes
 
-    scope = scoped(lead)
-    cohort = [*_in_period(lead.c.created_at, period), *scope.where]
-    reached = (
+    def outcome(name: str) -> ColumnElement[bool]:
+        return outcomes.bitwise_and(OUTCOME_BITS[name]) != 0
+
+    rejected = outcome("rejected")
+    expired = and_(
+        ~rejected,
+        or_(
+            outcome("closed_unaccepted"),
+            and_(lead.c.open_accept_due_at.is_not(None), lead.c.open_accept_due_at < now),
+        ),
+    )
+    stalled = or_(
+        and_(_has(mask, "mql"), ~_has(mask, "sal")),
+        and_(_has(mask, "sal"), ~_has(mask, "sql")),
+    )
+    dropped = and_(stalled, ~rejected, ~expired, ~outcome("open"))
+    query = (
         select(
             scope.group,
             func.count().label("lead"),
-            *(
-                _count_if(_has(lead.c.reached_stages, s)).label(s)
-                for s in ("mql", "sal", "sql", "customer")
+            *(_count_if(_has(mask, s)).label(s) for s in ("mql", "sal", "sql", "customer")),
+            _count_if(and_(_has(mask, "mql"), outcome("rejected_without_credit"))).label(
+                "no_credit"
             ),
+            _count_if(rejected).label("rejected"),
+            _count_if(expired).label("expired"),
+            _count_if(dropped).label("dropped"),
         )
         .select_from(scope.from_)
-        .where(*cohort)
+        .where(*_in_period(lead.c.created_at, period), *scope.where)
         .group_by(scope.group)
     )
-    chain = handoff_chains.alias("c")
-    # One row per cohort lead that became an MQL: what happened to its chains.
-    gap_scope = scoped(lead.outerjoin(chain, chain.c.lead_id == lead.c.id))
-    expired_chain = and_(
-        chain.c.chain_id.is_not(None),
-        ~chain.c.accepted,
-        ~chain.c.rejected,
-        or_(~chain.c.is_open, chain.c.open_accept_due_at < now),
-    )
-    per_lead = (
-        select(
-            func.max(gap_scope.group).label("grp"),
-            func.max(lead.c.reached_stages).label("mask"),
-            func.max(_flag(chain.c.rejected)).label("rejected"),
-            func.max(_flag(chain.c.rejected_without_credit)).label("no_credit"),
-            func.max(_flag(chain.c.is_open)).label("open"),
-            func.max(_flag(expired_chain)).label("expired"),
-        )
-        .select_from(gap_scope.from_)
-        .where(*cohort, _has(lead.c.reached_stages, "mql"))
-        .group_by(lead.c.id)
-        .subquery("per_lead")
-    )
-    p = per_lead.c
-    rejected = p.rejected == 1
-    expired = and_(~rejected, p.expired == 1)
-    stalled = or_(
-        and_(_has(p.mask, "mql"), ~_has(p.mask, "sal")),
-        and_(_has(p.mask, "sal"), ~_has(p.mask, "sql")),
-    )
-    dropped = and_(stalled, ~rejected, ~expired, p.open == 0)
-    lost_by_lead = select(
-        p.grp,
-        _count_if(p.no_credit == 1).label("no_credit"),
-        _count_if(rejected).label("rejected"),
-        _count_if(expired).label("expired"),
-        _count_if(dropped).label("dropped"),
-    ).group_by(p.grp)
     w = handoff_chains.alias("w")
-    owner = leads.alias("wl")
-    won_lost = (
-        select(
-            _count_if(w.c.won),
-            _count_if(w.c.lost),
-            func.avg(case((w.c.won, w.c.deal_value))),
-        )
-        .select_from(w.join(owner, owner.c.id == w.c.lead_id))
-        .where(or_(w.c.won, w.c.lost), owner.c.merged_into_id.is_(None))
-    )
+    won_lost = select(
+        _count_if(w.c.won),
+        _count_if(w.c.lost),
+        func.avg(case((w.c.won, w.c.deal_value))),
+    ).where(or_(w.c.won, w.c.lost))
     with ctx.read() as connection:
         amounts, currencies = _spend_by_group(connection, period, group_by, filters)
-        counted = _grouped(connection, reached)
-        for grp, row in _grouped(connection, lost_by_lead).items():
-            counted.setdefault(grp, {}).update(row)
+        counted = _grouped(connection, query)
         won, lost, average = connection.execute(won_lost).one()
     rows = []
     totals = dict.fromkeys(("rejected", "expired", "dropped"), 0)

@@ -4,7 +4,7 @@ SQLite: WAL journal (readers never block the writer), foreign keys on, and write
 transactions that begin IMMEDIATE, so that two writers queue at BEGIN instead of
 failing halfway with "database is locked" after reading stale rows. Read-only
 transactions (connection option ``baton_read_only``) begin DEFERRED. SQLite has no
-percentile aggregate: ``baton_percentiles(value)`` is registered on every connection
+percentile aggregate: ``baton_percentiles(...)`` is registered on every connection
 (PostgreSQL's ``percentile_disc`` does the same work there).
 """
 
@@ -20,23 +20,29 @@ from baton.domain.reports import PERCENTILES, nearest_rank
 
 
 class Percentiles:
-    """SQLite aggregate ``baton_percentiles(value)``: the nearest-rank percentiles
-    :data:`~baton.domain.reports.PERCENTILES` of the non-NULL values, as a JSON list
-    (NULL when there are none). Values are collected and sorted once per group."""
+    """SQLite aggregate ``baton_percentiles(a, b, ...)``: for each argument, the
+    nearest-rank percentiles :data:`~baton.domain.reports.PERCENTILES` of its non-NULL
+    values (NULL when it has none), as one JSON list. Taking every measure of a report
+    in one call keeps the per-row cost to a single call; values are sorted once per
+    group."""
 
     def __init__(self) -> None:
-        self.values: list[float] = []
+        self.values: list[list[float]] = []
 
-    def step(self, value: float | None) -> None:
-        if value is not None:
-            self.values.append(value)
-
-    def finalize(self) -> str | None:
+    def step(self, *values: float | None) -> None:
         if not self.values:
-            return None
-        self.values.sort()
-        n = len(self.values)
-        return json.dumps([self.values[nearest_rank(p, n) - 1] for p in PERCENTILES])
+            self.values = [[] for _ in values]
+        for column, value in zip(self.values, values, strict=True):
+            if value is not None:
+                column.append(value)
+
+    def finalize(self) -> str:
+        picked: list[list[float] | None] = []
+        for column in self.values:
+            column.sort()
+            n = len(column)
+            picked.append([column[nearest_rank(p, n) - 1] for p in PERCENTILES] if n else None)
+        return json.dumps(picked)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -62,7 +68,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
-        dbapi_connection.create_aggregate("baton_percentiles", 1, Percentiles)
+        dbapi_connection.create_aggregate("baton_percentiles", -1, Percentiles)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:

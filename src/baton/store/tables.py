@@ -73,6 +73,8 @@ leads = Table(
     Column("customer_at", UtcDateTime),
     Column("mql_contract_version", Id),
     Column("first_handoff_id", Id),
+    Column("handoff_outcomes", Id, nullable=False, server_default="0"),
+    Column("open_accept_due_at", UtcDateTime),
     Index(
         "ix_leads_cohort",
         "created_at",
@@ -88,6 +90,8 @@ leads = Table(
         "sql_at",
         "opportunity_at",
         "customer_at",
+        "handoff_outcomes",
+        "open_accept_due_at",
     ),
 )
 """A person or account marketing has captured. ``ix_leads_cohort`` serves every
@@ -98,7 +102,9 @@ year of leads reads that index and never the wide lead rows.
 Milestones: ``reached_stages`` has one bit per stage the lead ever moved into
 (:data:`baton.services.milestones.STAGE_BITS`), ``<stage>_at`` the first time it moved
 into each funnel stage, ``mql_contract_version`` the contract of its first MQL and
-``first_handoff_id`` its first handoff (lowest id)."""
+``first_handoff_id`` its first handoff (lowest id); ``handoff_outcomes`` what sales did
+with its chains of handoffs (:data:`baton.domain.reports.OUTCOME_BITS`) and
+``open_accept_due_at`` the accept deadline of its open chain while nobody accepted it."""
 
 activities = Table(
     "activities",
@@ -360,6 +366,9 @@ handoff_chains = Table(
     Column("notified_at", UtcDateTime),
     Column("first_touch_at", UtcDateTime),
     Column("touch_business_minutes", Float),
+    Column("speed_seconds", Float),
+    Column("system_seconds", Float),
+    Column("rep_seconds", Float),
     Column("accepted", Boolean, nullable=False),
     Column("rejected", Boolean, nullable=False),
     Column("rejected_without_credit", Boolean, nullable=False),
@@ -369,10 +378,13 @@ handoff_chains = Table(
     Column("is_open", Boolean, nullable=False),
     Column("open_accept_due_at", UtcDateTime),
 )
-"""One row per chain of handoffs (an MQL and its reassignments), the unit of the
+"""One row per chain of handoffs (an MQL and its reassignments) of a lead not merged
+into another (merged leads are left out of every report), the unit of the
 speed-to-lead, credit and cost reports: the first handoff's rep, contract and MQL
 moment, and what happened across the chain (first notification, first touch, accepted,
-rejected, won, lost, still open). Kept in step by
+rejected, won, lost, still open). Durations, in seconds rounded to the millisecond:
+``speed_seconds`` MQL → first touch, ``system_seconds`` MQL → first notification,
+``rep_seconds`` first notification → first touch (never below 0). Kept in step by
 :func:`baton.services.handoffs.log_event` (every change to a handoff logs an event)."""
 
 handoff_events = Table(

@@ -1,6 +1,6 @@
-"""Report milestones: what each lead reached and when, one row per chain of handoffs,
-SLA step counts on handoffs, and the indexes the year-scale reports read; backfilled
-from the history.
+"""Report milestones: what each lead reached and when and what sales did with it, one
+row per chain of handoffs of a live lead, SLA step counts on handoffs, and the indexes
+the year-scale reports read; backfilled from the history.
 
 Revision ID: 0005
 Revises: 0004
@@ -75,8 +75,37 @@ def _backfill() -> None:
             max(CASE WHEN cm.status IN {OPEN} THEN 1 ELSE 0 END) = 1,
             max(CASE WHEN cm.status IN {OPEN} THEN cm.accept_due_at END)
         FROM handoffs ch JOIN handoffs cm ON cm.chain_id = ch.id
-        WHERE ch.chain_id = ch.id
+        JOIN leads cl ON cl.id = ch.lead_id
+        WHERE ch.chain_id = ch.id AND cl.merged_into_id IS NULL
         GROUP BY ch.id
+        """
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        seconds = "round(CAST(EXTRACT(EPOCH FROM {1} - {0}) AS NUMERIC), 3)"
+    else:
+        seconds = "round((julianday({1}) - julianday({0})) * 86400.0, 3)"
+    rep = seconds.format("notified_at", "first_touch_at")
+    op.execute(
+        f"""
+        UPDATE handoff_chains SET
+            speed_seconds = {seconds.format("mql_at", "first_touch_at")},
+            system_seconds = {seconds.format("mql_at", "notified_at")},
+            rep_seconds = CASE WHEN {rep} < 0 THEN 0 ELSE {rep} END
+        """
+    )
+    chains = "FROM handoff_chains c WHERE c.lead_id = leads.id"
+    unaccepted = "NOT c.accepted AND NOT c.rejected"
+    op.execute(
+        f"""
+        UPDATE leads SET
+        handoff_outcomes = coalesce((SELECT
+            max(CASE WHEN c.rejected THEN 1 ELSE 0 END)
+            + max(CASE WHEN c.rejected_without_credit THEN 2 ELSE 0 END)
+            + max(CASE WHEN NOT c.is_open AND {unaccepted} THEN 4 ELSE 0 END)
+            + max(CASE WHEN c.is_open THEN 8 ELSE 0 END) {chains}), 0),
+        open_accept_due_at = (SELECT
+            max(CASE WHEN c.is_open AND {unaccepted} THEN c.open_accept_due_at END) {chains})
+        WHERE id IN (SELECT lead_id FROM handoff_chains)
         """
     )
     for kind, column in (("reminded", "reminders"), ("manager_notified", "manager_notifications")):
@@ -101,6 +130,9 @@ def upgrade() -> None:
         sa.Column("notified_at", Time, nullable=True),
         sa.Column("first_touch_at", Time, nullable=True),
         sa.Column("touch_business_minutes", sa.Float(), nullable=True),
+        sa.Column("speed_seconds", sa.Float(), nullable=True),
+        sa.Column("system_seconds", sa.Float(), nullable=True),
+        sa.Column("rep_seconds", sa.Float(), nullable=True),
         sa.Column("accepted", sa.Boolean(), nullable=False),
         sa.Column("rejected", sa.Boolean(), nullable=False),
         sa.Column("rejected_without_credit", sa.Boolean(), nullable=False),
@@ -134,6 +166,8 @@ def upgrade() -> None:
             batch_op.add_column(sa.Column(f"{stage}_at", Time, nullable=True))
         batch_op.add_column(sa.Column("mql_contract_version", Id, nullable=True))
         batch_op.add_column(sa.Column("first_handoff_id", Id, nullable=True))
+        batch_op.add_column(sa.Column("handoff_outcomes", Id, server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("open_accept_due_at", Time, nullable=True))
 
     with op.batch_alter_table("transitions", schema=None) as batch_op:
         batch_op.drop_index("ix_transitions_to_stage_occurred")
@@ -159,12 +193,16 @@ def upgrade() -> None:
                 "first_handoff_id",
                 "mql_contract_version",
                 *(f"{stage}_at" for stage in MILESTONES),
+                "handoff_outcomes",
+                "open_accept_due_at",
             ],
             unique=False,
         )
 
 
 def downgrade() -> None:
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+ and PostgreSQL): a batch
+    # rebuild of leads would trip the foreign keys that point at it.
     with op.batch_alter_table("leads", schema=None) as batch_op:
         batch_op.drop_index("ix_leads_cohort")
         batch_op.create_index(
@@ -172,13 +210,15 @@ def downgrade() -> None:
             ["created_at", "merged_into_id", "source", "campaign", "country"],
             unique=False,
         )
-        for column in (
-            "first_handoff_id",
-            "mql_contract_version",
-            *(f"{stage}_at" for stage in reversed(MILESTONES)),
-            "reached_stages",
-        ):
-            batch_op.drop_column(column)
+    for column in (
+        "open_accept_due_at",
+        "handoff_outcomes",
+        "first_handoff_id",
+        "mql_contract_version",
+        *(f"{stage}_at" for stage in reversed(MILESTONES)),
+        "reached_stages",
+    ):
+        op.execute(f"ALTER TABLE leads DROP COLUMN {column}")
 
     with op.batch_alter_table("transitions", schema=None) as batch_op:
         batch_op.drop_index("ix_transitions_stage_occurred_lead")
@@ -188,8 +228,8 @@ def downgrade() -> None:
 
     with op.batch_alter_table("handoffs", schema=None) as batch_op:
         batch_op.drop_index("ix_handoffs_assigned_at")
-        batch_op.drop_column("manager_notifications")
-        batch_op.drop_column("reminders")
+    for column in ("manager_notifications", "reminders"):
+        op.execute(f"ALTER TABLE handoffs DROP COLUMN {column}")
 
     with op.batch_alter_table("handoff_chains", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_handoff_chains_mql_at"))
