@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -1732,6 +1733,23 @@ def report_cost(
         currency.add_row(f"Amounts in {', '.join(report.currencies)}")
         extra.append(currency)
     _emit(report, fmt, "Cost", extra)
+
+
+@report_app.command("rebuild")
+def report_rebuild() -> None:
+    """Recompute the milestones reports read (stages each lead reached, chains of
+    handoffs, SLA step counts) from the history. Baton keeps them as it goes; run this
+    after writing to the database around Baton (a bulk load, a manual fix)."""
+    from baton.services.milestones import rebuild_milestones
+
+    with _context() as ctx, console.status("Recomputing milestones from the history..."):
+        started = time.perf_counter()
+        counts = rebuild_milestones(ctx)
+    say(
+        f"Rebuilt milestones of {counts['leads']:,} leads and {counts['chains']:,} chains of"
+        f" handoffs, step counts of {counts['handoffs']:,} handoffs"
+        f" ({time.perf_counter() - started:,.1f} s)."
+    )
 
 
 def main() -> None:

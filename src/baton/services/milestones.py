@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from baton.domain.reports import MILESTONE_STAGES, OUTCOME_BITS, STAGE_BITS
+from baton.services.context import Context
 from baton.services.queries import seconds_between
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
@@ -237,10 +238,11 @@ def refresh_chains(connection: Connection, chain_ids: Sequence[int] | None = Non
     if not chain_ids:
         return 0
     ids = sorted(set(chain_ids))
-    lead_ids = [
-        int(i)
-        for (i,) in connection.execute(select(handoffs.c.lead_id).where(handoffs.c.id.in_(ids)))
-    ]
+    # Lock the chains' first handoffs: two transactions changing handoffs of one
+    # chain then rewrite its row one after the other, each from fresh data.
+    connection.execute(select(handoffs.c.id).where(handoffs.c.id.in_(ids)).with_for_update())
+    owners = select(handoffs.c.lead_id).where(handoffs.c.id.in_(ids))
+    lead_ids = sorted({int(i) for i in connection.execute(owners).scalars()})
     connection.execute(delete(handoff_chains).where(handoff_chains.c.chain_id.in_(ids)))
     connection.execute(
         insert(handoff_chains).from_select(
@@ -250,8 +252,26 @@ def refresh_chains(connection: Connection, chain_ids: Sequence[int] | None = Non
     written = connection.execute(
         select(func.count()).where(handoff_chains.c.chain_id.in_(ids))
     ).scalar()
-    connection.execute(update(leads).where(leads.c.id.in_(lead_ids)).values(**_outcome_values()))
+    _refresh_outcomes(connection, lead_ids)
     return int(written or 0)
+
+
+def _refresh_outcomes(connection: Connection, lead_ids: Sequence[int]) -> None:
+    """Rewrite the handoff outcomes of ``lead_ids`` where they changed. Leads whose
+    outcomes stay the same are not written, so a change that cannot alter them (a
+    notification sent) never locks the lead."""
+    values = _outcome_values()
+    current = (leads.c.handoff_outcomes, leads.c.open_accept_due_at)
+    fresh = (values["handoff_outcomes"], values["open_accept_due_at"])
+    changed = [
+        int(lead_id)
+        for lead_id, *pair in connection.execute(
+            select(leads.c.id, *current, *fresh).where(leads.c.id.in_(lead_ids))
+        )
+        if (pair[0], pair[1]) != (pair[2], pair[3])
+    ]
+    if changed:
+        connection.execute(update(leads).where(leads.c.id.in_(changed)).values(**values))
 
 
 def refresh_chains_of_leads(connection: Connection, lead_ids: Sequence[int]) -> int:
@@ -310,3 +330,10 @@ def rebuild(connection: Connection) -> dict[str, int]:
         "chains": chains,
         "handoffs": refresh_step_counts(connection),
     }
+
+
+def rebuild_milestones(ctx: Context) -> dict[str, int]:
+    """:func:`rebuild` in one transaction: the use case behind ``baton report
+    rebuild``."""
+    with ctx.write() as connection:
+        return rebuild(connection)

@@ -32,7 +32,7 @@ from baton.notify.webhooks import MAX_ATTEMPTS, next_attempt_delay, post_webhook
 from baton.services.context import Context
 from baton.services.handoffs import SYSTEM, _rep, assign_in, log_event, reassign_in
 from baton.services.outbox import enqueue_email, publish
-from baton.store.tables import contracts, deliveries, handoffs, outbox, webhook_endpoints
+from baton.store.tables import contracts, deliveries, handoffs, leads, outbox, webhook_endpoints
 
 log = logging.getLogger("baton.worker")
 
@@ -72,6 +72,22 @@ def _skip_locked(connection: Connection, query: Any) -> Any:
     return query.with_for_update(skip_locked=True)
 
 
+def _claim_handoff(connection: Connection, *conditions: Any, order: bool = False) -> Any:
+    """A handoff and its lead, both locked, skipping any that another transaction
+    holds: the worker takes the lead with the handoff (the order verdicts and stage
+    changes use: lead, then handoff) without ever waiting for it, so it cannot
+    deadlock with them."""
+    query = (
+        select(handoffs)
+        .join(leads, leads.c.id == handoffs.c.lead_id)
+        .where(*conditions)
+        .with_for_update(skip_locked=True, of=[handoffs, leads])
+    )
+    if order:
+        query = query.order_by(handoffs.c.next_step_at, handoffs.c.id)
+    return connection.execute(query.limit(1)).mappings().first()
+
+
 def run_due_steps(ctx: Context, *, limit: int = 200) -> int:
     """Act on every SLA step that is due (up to ``limit`` handoffs); returns how many
     handoffs were handled."""
@@ -79,21 +95,11 @@ def run_due_steps(ctx: Context, *, limit: int = 200) -> int:
     while handled < limit:
         now = ctx.clock.now()
         with ctx.write() as connection:
-            row = (
-                connection.execute(
-                    _skip_locked(
-                        connection,
-                        select(handoffs)
-                        .where(
-                            handoffs.c.status.in_(("assigned", "accepted")),
-                            handoffs.c.next_step_at <= now,
-                        )
-                        .order_by(handoffs.c.next_step_at, handoffs.c.id)
-                        .limit(1),
-                    )
-                )
-                .mappings()
-                .first()
+            row = _claim_handoff(
+                connection,
+                handoffs.c.status.in_(("assigned", "accepted")),
+                handoffs.c.next_step_at <= now,
+                order=True,
             )
             if row is None:
                 break
@@ -219,17 +225,8 @@ def assign_queued(ctx: Context, *, limit: int = 200) -> int:
             continue
         now = ctx.clock.now()
         with ctx.write() as connection:
-            row = (
-                connection.execute(
-                    _skip_locked(
-                        connection,
-                        select(handoffs).where(
-                            handoffs.c.id == handoff_id, handoffs.c.status == "queued"
-                        ),
-                    )
-                )
-                .mappings()
-                .first()
+            row = _claim_handoff(
+                connection, handoffs.c.id == handoff_id, handoffs.c.status == "queued"
             )
             if row is None:
                 continue
