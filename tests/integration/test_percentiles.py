@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, insert, select
 
 from baton.services.context import Context
-from baton.services.reports import _picked, _ranks
+from baton.services.reports import _spread_of, _spreads
 
 values = st.lists(
     st.one_of(st.none(), st.floats(min_value=-1e9, max_value=1e9, allow_nan=False)),
@@ -52,9 +52,9 @@ def test_percentiles_are_the_nearest_rank_values_of_each_group(
         table.create(connection)
         if rows:
             connection.execute(insert(table), rows)
-        query = select(table.c.grp, *_ranks(ctx.dialect, {"x": table.c.x, "y": table.c.y}))
+        query = select(table.c.grp, *_spreads(ctx.dialect, {"x": table.c.x, "y": table.c.y}))
         found = {
-            r["grp"]: _picked(r, ["x", "y"])
+            r["grp"]: _spread_of(r, ["x", "y"])
             for r in connection.execute(query.group_by(table.c.grp)).mappings()
         }
         table.drop(connection)
@@ -63,9 +63,10 @@ def test_percentiles_are_the_nearest_rank_values_of_each_group(
             continue
         column_x = [r["x"] for r in rows if r["grp"] == group]
         column_y = [r["y"] for r in rows if r["grp"] == group]
-        for p in (50, 90):
-            assert found[group]["x"][p] == by_hand(column_x, p)
-            assert found[group]["y"][p] == by_hand(column_y, p)
+        for name, column in (("x", column_x), ("y", column_y)):
+            assert found[group][name].n == sum(v is not None for v in column)
+            for p in (50, 90):
+                assert found[group][name].at[p] == by_hand(column, p)
 
 
 def test_sqlite_aggregate_says_null_for_a_column_without_values(sqlite_ctx: Context) -> None:
@@ -74,4 +75,4 @@ def test_sqlite_aggregate_says_null_for_a_column_without_values(sqlite_ctx: Cont
             "SELECT baton_percentiles(v, w) FROM (SELECT 3.0 AS v, NULL AS w"
             " UNION ALL SELECT 1.0, NULL UNION ALL SELECT 2.0, NULL)"
         ).scalar()
-    assert json.loads(raw) == [[2.0, 3.0], None]
+    assert json.loads(raw) == [[3, 2.0, 3.0], [0, None, None]]

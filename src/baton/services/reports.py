@@ -167,6 +167,9 @@ class _Scope:
     from_: Any
     group: ColumnElement[Any]
     where: list[ColumnElement[bool]] = field(default_factory=list)
+    grouping: list[ColumnElement[Any]] = field(default_factory=list)
+    """What to ``GROUP BY``: nothing for an ungrouped report (grouping by a constant
+    would still make SQLite sort every row)."""
 
 
 def _scope(
@@ -209,7 +212,7 @@ def _scope(
     for name, value in filters.given().items():
         where.append(dims[name] == value)
     group = dims[group_by] if group_by else cast(null(), String)
-    return _Scope(from_, group.label("grp"), where)
+    return _Scope(from_, group.label("grp"), where, [group] if group_by else [])
 
 
 def _lead_scope(lead: Any, from_: Any, group_by: str | None, filters: ReportFilters) -> _Scope:
@@ -295,33 +298,44 @@ def _sorted(rows: Sequence[Any]) -> list[Any]:
 # --- percentiles ---------------------------------------------------------------------------
 
 
-def _ranks(dialect: str, values: Mapping[str, Any]) -> list[ColumnElement[Any]]:
-    """Aggregates: the nearest-rank percentiles :data:`PERCENTILES` of each of
-    ``values`` (NULLs left out), read back with :func:`_picked`. PostgreSQL's
-    ``percentile_disc`` and SQLite's ``baton_percentiles`` (registered by
+@dataclass(frozen=True)
+class _Spread:
+    """How many values a measure had, and its percentiles."""
+
+    n: int
+    at: dict[int, float | None]
+
+
+def _spreads(dialect: str, values: Mapping[str, Any]) -> list[ColumnElement[Any]]:
+    """Aggregates: for each of ``values``, its count and its nearest-rank percentiles
+    :data:`PERCENTILES` (NULLs left out), read back with :func:`_spread_of`.
+    PostgreSQL's ``percentile_disc`` and SQLite's ``baton_percentiles`` (registered by
     :mod:`baton.store.engine`, one call per row for every measure) follow the same
     rule: the value at rank ``ceil(p/100 * n)``."""
     if dialect == "postgresql":
         fractions = postgresql.array([literal(p / 100, Float) for p in PERCENTILES])
-        return [
-            func.percentile_disc(fractions).within_group(value).label(f"{name}_ranks")
-            for name, value in values.items()
-        ]
-    return [func.baton_percentiles(*values.values()).label("ranks")]
+        columns: list[ColumnElement[Any]] = []
+        for name, value in values.items():
+            columns.append(func.count(value).label(f"{name}_n"))
+            columns.append(func.percentile_disc(fractions).within_group(value).label(name))
+        return columns
+    return [func.baton_percentiles(*values.values()).label("spreads")]
 
 
-def _picked(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict[int, float | None]]:
-    """``{name: {p: value}}`` from a row with :func:`_ranks` columns."""
-    if "ranks" in row:
-        found = json.loads(row["ranks"]) if row["ranks"] else [None] * len(names)
+def _spread_of(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, _Spread]:
+    """``{name: _Spread}`` from a row with :func:`_spreads` columns (or none: a group
+    with no rows)."""
+    if "spreads" in row:
+        found = [(int(n), ranks) for n, *ranks in json.loads(row["spreads"] or "[]")]
     else:
-        found = [row.get(f"{name}_ranks") for name in names]
-    return {
-        name: dict(zip(PERCENTILES, (_num(v) for v in values or ()), strict=False))
-        if values
-        else dict.fromkeys(PERCENTILES)
-        for name, values in zip(names, found, strict=True)
-    }
+        found = [(_int(row.get(f"{name}_n")), row.get(name) or []) for name in names]
+    spreads: dict[str, _Spread] = {}
+    for name, (n, ranks) in zip(names, found, strict=False):
+        at: dict[int, float | None] = dict.fromkeys(PERCENTILES)
+        at.update(zip(PERCENTILES, (_num(v) for v in ranks), strict=False))
+        spreads[name] = _Spread(n, at)
+    empty = _Spread(0, dict.fromkeys(PERCENTILES))
+    return {name: spreads.get(name, empty) for name in names}
 
 
 # --- funnel ---------------------------------------------------------------------------------
@@ -376,7 +390,7 @@ def funnel(
             select(scope.group, func.count().label("lead"), *stages)
             .select_from(scope.from_)
             .where(*created)
-            .group_by(scope.group)
+            .group_by(*scope.grouping)
         )
         for grp, row in _grouped(connection, query).items():
             counts[grp] = {k: _int(v) for k, v in row.items() if k != "grp"}
@@ -411,7 +425,7 @@ def _flow(lead: Any, period: ReportPeriod, group_by: str | None, filters: Report
         select(scope.group, t.c.to_stage, func.count(distinct(t.c.lead_id)))
         .select_from(scope.from_)
         .where(*moved, *scope.where)
-        .group_by(scope.group, t.c.to_stage)
+        .group_by(*scope.grouping, t.c.to_stage)
     )
 
 
@@ -448,19 +462,16 @@ def velocity(
     for a, b in pairs:
         start, end = moment(a), moment(b)
         durations[a] = case((end >= start, seconds_between(dialect, start, end)))
-    columns = [
-        *(func.count(value).label(f"{a}_n") for a, value in durations.items()),
-        *_ranks(dialect, durations),
-    ]
+    columns = _spreads(dialect, durations)
     query = (
         select(scope.group, *columns)
         .select_from(scope.from_)
         .where(
             *_in_period(lead.c.created_at, period),
-            _has(lead.c.reached_stages, "mql"),
+            lead.c.mql_at.is_not(None),
             *scope.where,
         )
-        .group_by(scope.group)
+        .group_by(*scope.grouping)
     )
     with ctx.read() as connection:
         found = _grouped(connection, query)
@@ -468,17 +479,17 @@ def velocity(
         found = {None: {}}
     rows = []
     for group, row in found.items():
-        picks = _picked(row, list(durations))
+        spreads = _spread_of(row, list(durations))
         for a, b in pairs:
-            picked = picks[a]
+            spread = spreads[a]
             rows.append(
                 VelocityRow(
                     group=group,
                     from_stage=a,
                     to_stage=b,
-                    leads=_int(row.get(f"{a}_n")),
-                    median_hours=hours(picked[50]),
-                    p90_hours=hours(picked[90]),
+                    leads=spread.n,
+                    median_hours=hours(spread.at[50]),
+                    p90_hours=hours(spread.at[90]),
                 )
             )
     order = {a: i for i, (a, _) in enumerate(pairs)}
@@ -520,13 +531,12 @@ def speed_to_lead(
         select(
             scope.group,
             func.count().label("chains"),
-            func.count(speed).label("touched"),
             *(_count_if(speed <= limit).label(name) for name, limit in WITHIN.items()),
-            *_ranks(dialect, metrics),
+            *_spreads(dialect, metrics),
         )
         .select_from(scope.from_)
         .where(*_in_period(chain.c.mql_at, period), chain.c.rep_id.is_not(None), *scope.where)
-        .group_by(scope.group)
+        .group_by(*scope.grouping)
     )
     with ctx.read() as connection:
         found = _grouped(connection, query)
@@ -535,23 +545,25 @@ def speed_to_lead(
     rows = []
     for group, row in found.items():
         n = _int(row.get("chains"))
-        picked = _picked(row, list(metrics))
+        spread = _spread_of(row, list(metrics))
+        speed_at, system_at = spread["speed"].at, spread["system"].at
+        rep_at, business_at = spread["rep"].at, spread["business"].at
         rows.append(
             SpeedRow(
                 group=group,
                 handoffs=n,
-                touched=_int(row.get("touched")),
-                median_minutes=minutes(picked["speed"][50]),
-                p90_minutes=minutes(picked["speed"][90]),
+                touched=spread["speed"].n,
+                median_minutes=minutes(speed_at[50]),
+                p90_minutes=minutes(speed_at[90]),
                 within_5m=share(_int(row.get("within_5m")), n),
                 within_1h=share(_int(row.get("within_1h")), n),
                 within_24h=share(_int(row.get("within_24h")), n),
-                system_median_minutes=minutes(picked["system"][50]),
-                system_p90_minutes=minutes(picked["system"][90]),
-                rep_median_minutes=minutes(picked["rep"][50]),
-                rep_p90_minutes=minutes(picked["rep"][90]),
-                business_median_minutes=minutes(picked["business"][50]),
-                business_p90_minutes=minutes(picked["business"][90]),
+                system_median_minutes=minutes(system_at[50]),
+                system_p90_minutes=minutes(system_at[90]),
+                rep_median_minutes=minutes(rep_at[50]),
+                rep_p90_minutes=minutes(rep_at[90]),
+                business_median_minutes=minutes(business_at[50]),
+                business_p90_minutes=minutes(business_at[90]),
             )
         )
     return SpeedReport(period=period, group_by=group_by, filters=filters, rows=_sorted(rows))
@@ -602,7 +614,7 @@ def sla_compliance(
         )
         .select_from(scope.from_)
         .where(*_in_period(h.c.assigned_at, period), h.c.rep_id.is_not(None), *scope.where)
-        .group_by(scope.group)
+        .group_by(*scope.grouping)
     )
     with ctx.read() as connection:
         found = list(_grouped(connection, query).values())
@@ -768,7 +780,7 @@ def marketing_credit(
         )
         .select_from(scope.from_)
         .where(*_in_period(chain.c.mql_at, period), *scope.where)
-        .group_by(scope.group)
+        .group_by(*scope.grouping)
     )
     with ctx.read() as connection:
         found = list(_grouped(connection, query).values())
@@ -958,7 +970,7 @@ def cost(
         )
         .select_from(scope.from_)
         .where(*_in_period(lead.c.created_at, period), *scope.where)
-        .group_by(scope.group)
+        .group_by(*scope.grouping)
     )
     w = handoff_chains.alias("w")
     won_lost = select(

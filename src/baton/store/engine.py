@@ -20,11 +20,11 @@ from baton.domain.reports import PERCENTILES, nearest_rank
 
 
 class Percentiles:
-    """SQLite aggregate ``baton_percentiles(a, b, ...)``: for each argument, the
-    nearest-rank percentiles :data:`~baton.domain.reports.PERCENTILES` of its non-NULL
-    values (NULL when it has none), as one JSON list. Taking every measure of a report
-    in one call keeps the per-row cost to a single call; values are sorted once per
-    group."""
+    """SQLite aggregate ``baton_percentiles(a, b, ...)``: for each argument, how many
+    non-NULL values it had and their nearest-rank percentiles
+    :data:`~baton.domain.reports.PERCENTILES` (``[n, p50, p90]``, the percentiles NULL
+    when n is 0), as one JSON list. Taking every measure of a report in one call keeps
+    the per-row cost to a single call; values are sorted once per group."""
 
     def __init__(self) -> None:
         self.values: list[list[float]] = []
@@ -37,11 +37,12 @@ class Percentiles:
                 column.append(value)
 
     def finalize(self) -> str:
-        picked: list[list[float] | None] = []
+        picked: list[list[float | None]] = []
         for column in self.values:
             column.sort()
             n = len(column)
-            picked.append([column[nearest_rank(p, n) - 1] for p in PERCENTILES] if n else None)
+            ranks = [column[nearest_rank(p, n) - 1] if n else None for p in PERCENTILES]
+            picked.append([n, *ranks])
         return json.dumps(picked)
 
 
