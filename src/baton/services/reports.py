@@ -342,7 +342,8 @@ def _spread_of(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, _Sprea
 
 
 def _has(mask: Any, stage: str) -> ColumnElement[bool]:
-    return func.coalesce(mask, 0).bitwise_and(STAGE_BITS[stage]) != 0
+    """``mask`` (``leads.reached_stages``, never NULL) has the stage's bit."""
+    return mask.bitwise_and(STAGE_BITS[stage]) != 0
 
 
 def _funnel_rows(counts: dict[Group, dict[str, int]], group_by: str | None) -> list[FunnelRow]:
