@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
+from tests.milestone_checks import assert_milestones_equal_a_rebuild
 
 from baton.config import Settings
 from baton.domain.activities import ActivityCreate, ActivityType
@@ -367,6 +368,7 @@ def week(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         for start in shift_starts():
             sim.at(start, SHIFT)
         sim.run()
+        assert_milestones_equal_a_rebuild(ctx)
         with ctx.read() as connection:
             rows = [dict(r) for r in connection.execute(select(handoffs)).mappings()]
             events = [

@@ -93,13 +93,18 @@ from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select, text, update
+from tests.milestone_checks import (
+    MILESTONE_COLUMNS,
+    assert_milestones_equal_a_rebuild,
+    milestones_of,
+)
 from tests.notify_servers import smtp_server
 
 from baton.domain.activities import ActivityCreate
 from baton.domain.clock import ManualClock
 from baton.domain.leads import LeadCreate
 from baton.domain.lifecycle import Stage, can_transition
-from baton.domain.reports import GROUP_BY, MILESTONE_STAGES, ReportFilters, ReportPeriod
+from baton.domain.reports import GROUP_BY, ReportFilters, ReportPeriod
 from baton.domain.reps import RepCreate, TeamCreate
 from baton.notify.email import SmtpConfig
 from baton.services.activities import ingest_activity
@@ -1899,43 +1904,6 @@ def test_report_invariants_hold_for_any_history(
 
 # --- milestones: what the use cases keep equals a recomputation ---------------------------
 
-MILESTONE_COLUMNS = (
-    "reached_stages",
-    *(f"{stage}_at" for stage in MILESTONE_STAGES),
-    "mql_contract_version",
-    "first_handoff_id",
-    "handoff_outcomes",
-    "open_accept_due_at",
-)
-
-
-def _milestones(ctx: Context) -> dict[str, list[tuple[Any, ...]]]:
-    with ctx.read() as connection:
-        return {
-            "leads": [
-                tuple(r)
-                for r in connection.execute(
-                    select(leads.c.id, *(leads.c[c] for c in MILESTONE_COLUMNS)).order_by(
-                        leads.c.id
-                    )
-                )
-            ],
-            "chains": [
-                tuple(r)
-                for r in connection.execute(
-                    select(handoff_chains).order_by(handoff_chains.c.chain_id)
-                )
-            ],
-            "steps": [
-                tuple(r)
-                for r in connection.execute(
-                    select(
-                        handoffs.c.id, handoffs.c.reminders, handoffs.c.manager_notifications
-                    ).order_by(handoffs.c.id)
-                )
-            ],
-        }
-
 
 def _wipe_milestones(connection: Any) -> None:
     connection.execute(delete(handoff_chains))
@@ -1949,7 +1917,7 @@ def _wipe_milestones(connection: Any) -> None:
 def test_the_milestones_the_use_cases_keep_equal_a_rebuild_from_the_history(
     month: World,
 ) -> None:
-    kept = _milestones(month.ctx)
+    kept = assert_milestones_equal_a_rebuild(month.ctx)
     # The month exercises every kind of fact: merges, reassignments, open and closed
     # chains, rejections with and without credit, reminders and manager notifications.
     merged = {month.leads[n] for n in ("l21", "l25", "l26")}
@@ -1960,17 +1928,17 @@ def test_the_milestones_the_use_cases_keep_equal_a_rebuild_from_the_history(
     assert any(r[1] for r in kept["steps"]) and any(r[2] for r in kept["steps"])
     with month.ctx.write() as connection:
         _wipe_milestones(connection)
-    assert _milestones(month.ctx) != kept
+    assert milestones_of(month.ctx) != kept
     with month.ctx.write() as connection:
         rebuilt = rebuild(connection)
     assert rebuilt["chains"] == len(kept["chains"])
-    assert _milestones(month.ctx) == kept
+    assert milestones_of(month.ctx) == kept
 
 
 def test_the_migration_backfills_the_milestones_the_use_cases_keep(month: World) -> None:
-    kept = _milestones(month.ctx)
+    kept = milestones_of(month.ctx)
     with month.ctx.engine.begin() as connection:
         command.downgrade(alembic_config(connection), "0004")
     with month.ctx.engine.begin() as connection:
         command.upgrade(alembic_config(connection), "head")
-    assert _milestones(month.ctx) == kept
+    assert milestones_of(month.ctx) == kept

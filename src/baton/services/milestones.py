@@ -27,7 +27,7 @@ the tables by hand.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -55,12 +55,14 @@ def _flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return case((condition, 1), else_=0)
 
 
-def stage_mask(t: Any) -> ColumnElement[Any]:
-    """Aggregate over transitions ``t``: the bits of every stage they go into (a MAX per
-    stage, so no DISTINCT aggregate)."""
+def _bitmask(
+    bits: Mapping[str, int], condition: Callable[[str], ColumnElement[bool]]
+) -> ColumnElement[Any]:
+    """Aggregate: the sum of ``bits[name]`` for every name whose ``condition`` holds for
+    some row of the group (a MAX per bit, so no DISTINCT aggregate); 0 for no rows."""
     mask: Any = None
-    for stage, bit in STAGE_BITS.items():
-        term = func.max(case((t.c.to_stage == stage, bit), else_=0))
+    for name, bit in bits.items():
+        term = func.max(case((condition(name), bit), else_=0))
         mask = term if mask is None else mask + term
     return func.coalesce(mask, 0)
 
@@ -93,7 +95,9 @@ def _lead_values() -> dict[str, Any]:
     t = transitions.alias("mt")
     own = t.c.lead_id == leads.c.id
     values: dict[str, Any] = {
-        "reached_stages": select(stage_mask(t)).where(own).scalar_subquery(),
+        "reached_stages": select(_bitmask(STAGE_BITS, lambda stage: t.c.to_stage == stage))
+        .where(own)
+        .scalar_subquery(),
         "mql_contract_version": select(t.c.contract_version)
         .where(own, t.c.to_stage == "mql")
         .order_by(t.c.occurred_at, t.c.id)
@@ -122,13 +126,11 @@ def _outcome_values() -> dict[str, Any]:
         "closed_unaccepted": and_(~c.c.is_open, unaccepted),
         "open": c.c.is_open,
     }
-    bits: Any = None
-    for name, bit in OUTCOME_BITS.items():
-        term = func.max(_flag(conditions[name])) * bit
-        bits = term if bits is None else bits + term
     waiting = case((and_(c.c.is_open, unaccepted), c.c.open_accept_due_at))
     return {
-        "handoff_outcomes": select(func.coalesce(bits, 0)).where(own).scalar_subquery(),
+        "handoff_outcomes": select(_bitmask(OUTCOME_BITS, conditions.__getitem__))
+        .where(own)
+        .scalar_subquery(),
         "open_accept_due_at": select(func.max(waiting)).where(own).scalar_subquery(),
     }
 

@@ -343,7 +343,8 @@ def _spread_of(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, _Sprea
 
 def _has(mask: Any, stage: str) -> ColumnElement[bool]:
     """``mask`` (``leads.reached_stages``, never NULL) has the stage's bit."""
-    return mask.bitwise_and(STAGE_BITS[stage]) != 0
+    has: ColumnElement[bool] = mask.bitwise_and(STAGE_BITS[stage]) != 0
+    return has
 
 
 def _funnel_rows(counts: dict[Group, dict[str, int]], group_by: str | None) -> list[FunnelRow]:
