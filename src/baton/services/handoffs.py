@@ -388,11 +388,6 @@ def open_handoff_in(
     connection.execute(
         update(handoffs).where(handoffs.c.id == handoff_id).values(chain_id=handoff_id)
     )
-    connection.execute(
-        update(leads)
-        .where(leads.c.id == lead["id"], leads.c.first_handoff_id.is_(None))
-        .values(first_handoff_id=handoff_id)
-    )
     _announce(connection, handoff_id, int(lead["id"]), decision, reps, now=now, actor=actor)
     return handoff_id
 

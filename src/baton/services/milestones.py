@@ -27,11 +27,25 @@ the tables by hand.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, false, func, insert, or_, select, union, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -103,20 +117,17 @@ def _lead_values() -> dict[str, Any]:
         .order_by(t.c.occurred_at, t.c.id)
         .limit(1)
         .scalar_subquery(),
-        "first_handoff_id": select(func.min(handoffs.c.id))
-        .where(handoffs.c.lead_id == leads.c.id)
-        .scalar_subquery(),
     }
     for stage in MILESTONE_STAGES:
         values[f"{stage}_at"] = (
             select(func.min(t.c.occurred_at)).where(own, t.c.to_stage == stage).scalar_subquery()
         )
-    return {**values, **_outcome_values()}
+    return {**values, **_handoff_values()}
 
 
-def _outcome_values() -> dict[str, Any]:
-    """``handoff_outcomes`` and ``open_accept_due_at`` as correlated subqueries over
-    the lead's chains."""
+def _handoff_values() -> dict[str, Any]:
+    """``first_handoff_id``, ``handoff_outcomes`` and ``open_accept_due_at`` as
+    correlated subqueries over the lead's handoffs and chains."""
     c = handoff_chains.alias("oc")
     own = c.c.lead_id == leads.c.id
     unaccepted = and_(~c.c.accepted, ~c.c.rejected)
@@ -128,6 +139,9 @@ def _outcome_values() -> dict[str, Any]:
     }
     waiting = case((and_(c.c.is_open, unaccepted), c.c.open_accept_due_at))
     return {
+        "first_handoff_id": select(func.min(handoffs.c.id))
+        .where(handoffs.c.lead_id == leads.c.id)
+        .scalar_subquery(),
         "handoff_outcomes": select(_bitmask(OUTCOME_BITS, conditions.__getitem__))
         .where(own)
         .scalar_subquery(),
@@ -158,7 +172,7 @@ def refresh_leads(connection: Connection, lead_ids: Sequence[int] | None = None)
 # --- chains ----------------------------------------------------------------------------------
 
 
-def _chain_select(dialect: str, chain_ids: Sequence[int] | None) -> Any:
+def _chain_select(dialect: str, chain_ids: Any) -> Any:
     """One row per chain: the first handoff's facts, the members' aggregates, and the
     speed-to-lead durations computed from them."""
     query = _chain_facts(chain_ids).subquery("facts")
@@ -172,10 +186,14 @@ def _chain_select(dialect: str, chain_ids: Sequence[int] | None) -> Any:
     return select(*(f[c] if c in f else durations[c].label(c) for c in CHAIN_COLUMNS))
 
 
-def _chain_facts(chain_ids: Sequence[int] | None) -> Any:
+def _chain_facts(chain_ids: Any) -> Any:
     m = handoffs.alias("cm")
     head = handoffs.alias("ch")
     owner = leads.alias("cl")
+    # A look-up per chain (a correlated subquery), whatever the planner's estimates.
+    merged_into = (
+        select(owner.c.merged_into_id).where(owner.c.id == head.c.lead_id).scalar_subquery()
+    )
     open_ = m.c.status.in_(OPEN_HANDOFF_STATUSES)
     won = m.c.status == "won"
 
@@ -204,14 +222,12 @@ def _chain_facts(chain_ids: Sequence[int] | None) -> Any:
             any_(open_).label("is_open"),
             func.max(case((open_, m.c.accept_due_at))).label("open_accept_due_at"),
         )
-        .select_from(
-            head.join(m, m.c.chain_id == head.c.id).join(owner, owner.c.id == head.c.lead_id)
-        )
-        .where(head.c.chain_id == head.c.id, owner.c.merged_into_id.is_(None))
+        .select_from(head.join(m, m.c.chain_id == head.c.id))
+        .where(head.c.chain_id == head.c.id, merged_into.is_(None))
         .group_by(head.c.id)
     )
     if chain_ids is not None:
-        query = query.where(head.c.id.in_(sorted(set(chain_ids))))
+        query = query.where(head.c.id.in_(chain_ids))
     return query
 
 
@@ -220,7 +236,7 @@ CHAIN_COLUMNS = tuple(c.name for c in handoff_chains.columns)
 
 def refresh_chains(connection: Connection, chain_ids: Sequence[int] | None = None) -> int:
     """Recompute the ``handoff_chains`` rows of ``chain_ids`` (all when None) from
-    their handoffs (a chain of a merged lead has none), and the outcomes of their
+    their handoffs (a chain of a merged lead has none), and the handoff facts of their
     leads. Returns the number of chains written."""
     if chain_ids is None:
         connection.execute(delete(handoff_chains))
@@ -231,49 +247,60 @@ def refresh_chains(connection: Connection, chain_ids: Sequence[int] | None = Non
         )
         written = connection.execute(select(func.count()).select_from(handoff_chains)).scalar()
         stale = or_(
-            leads.c.id.in_(select(handoff_chains.c.lead_id)),
+            leads.c.id.in_(select(handoffs.c.lead_id)),
+            leads.c.first_handoff_id.is_not(None),
             leads.c.handoff_outcomes != 0,
             leads.c.open_accept_due_at.is_not(None),
         )
-        connection.execute(update(leads).where(stale).values(**_outcome_values()))
+        connection.execute(update(leads).where(stale).values(**_handoff_values()))
         return int(written or 0)
     if not chain_ids:
         return 0
-    ids = sorted(set(chain_ids))
-    # Lock the chains' first handoffs: two transactions changing handoffs of one
-    # chain then rewrite its row one after the other, each from fresh data.
-    connection.execute(select(handoffs.c.id).where(handoffs.c.id.in_(ids)).with_for_update())
-    owners = select(handoffs.c.lead_id).where(handoffs.c.id.in_(ids))
-    lead_ids = sorted({int(i) for i in connection.execute(owners).scalars()})
-    connection.execute(delete(handoff_chains).where(handoff_chains.c.chain_id.in_(ids)))
-    connection.execute(
-        insert(handoff_chains).from_select(
-            CHAIN_COLUMNS, _chain_select(connection.dialect.name, ids)
-        )
+    heads = connection.execute(
+        select(handoffs.c.id, handoffs.c.lead_id)
+        .where(handoffs.c.id.in_(sorted(set(chain_ids))))
+        .with_for_update()
+    ).all()
+    _rewrite_chains(connection, [h.id for h in heads], [h.lead_id for h in heads])
+    return len(heads)
+
+
+@dataclass(frozen=True)
+class _Rewrite:
+    """The statements of :func:`_rewrite_chains`, built once per dialect (building and
+    compiling them took longer than running them), taking ``chain_ids`` and
+    ``lead_ids``."""
+
+    delete: Any
+    insert: Any
+    update: Any
+
+
+@functools.cache
+def _rewrite_statements(dialect: str) -> _Rewrite:
+    chain_ids: Any = bindparam("chain_ids", expanding=True)
+    values = _handoff_values()
+    same = and_(*(leads.c[name].is_not_distinct_from(value) for name, value in values.items()))
+    return _Rewrite(
+        delete=delete(handoff_chains).where(handoff_chains.c.chain_id.in_(chain_ids)),
+        insert=insert(handoff_chains).from_select(CHAIN_COLUMNS, _chain_select(dialect, chain_ids)),
+        update=update(leads)
+        .where(leads.c.id.in_(bindparam("lead_ids", expanding=True)), ~same)
+        .values(**values),
     )
-    written = connection.execute(
-        select(func.count()).where(handoff_chains.c.chain_id.in_(ids))
-    ).scalar()
-    _refresh_outcomes(connection, lead_ids)
-    return int(written or 0)
 
 
-def _refresh_outcomes(connection: Connection, lead_ids: Sequence[int]) -> None:
-    """Rewrite the handoff outcomes of ``lead_ids`` where they changed. Leads whose
-    outcomes stay the same are not written, so a change that cannot alter them (a
-    notification sent) never locks the lead."""
-    values = _outcome_values()
-    current = (leads.c.handoff_outcomes, leads.c.open_accept_due_at)
-    fresh = (values["handoff_outcomes"], values["open_accept_due_at"])
-    changed = [
-        int(lead_id)
-        for lead_id, *pair in connection.execute(
-            select(leads.c.id, *current, *fresh).where(leads.c.id.in_(lead_ids))
-        )
-        if (pair[0], pair[1]) != (pair[2], pair[3])
-    ]
-    if changed:
-        connection.execute(update(leads).where(leads.c.id.in_(changed)).values(**values))
+def _rewrite_chains(connection: Connection, chain_ids: list[int], lead_ids: list[int]) -> None:
+    """Rewrite the rows of ``chain_ids`` (their first handoffs locked by the caller:
+    two transactions changing one chain then rewrite it one after the other, each from
+    fresh data) and the handoff facts of their leads where those changed. A lead whose
+    facts stay the same is not written, so a change that cannot alter them (a
+    notification sent) never waits for the lead."""
+    statements = _rewrite_statements(connection.dialect.name)
+    ids = {"chain_ids": sorted(set(chain_ids))}
+    connection.execute(statements.delete, ids)
+    connection.execute(statements.insert, ids)
+    connection.execute(statements.update, {"lead_ids": sorted(set(lead_ids))})
 
 
 def refresh_chains_of_leads(connection: Connection, lead_ids: Sequence[int]) -> int:
@@ -305,22 +332,32 @@ def refresh_step_counts(connection: Connection) -> int:
     return int(connection.execute(update(handoffs).where(which).values(**counts)).rowcount or 0)
 
 
+_HEAD = handoffs.alias("head")
+_HEAD_OF = (
+    select(_HEAD.c.id, _HEAD.c.lead_id)
+    .select_from(handoffs.join(_HEAD, _HEAD.c.id == handoffs.c.chain_id))
+    .where(handoffs.c.id == bindparam("handoff_id"))
+    .with_for_update(of=_HEAD)
+)
+"""A handoff's chain (its first handoff, locked) and lead."""
+_STEP_COUNT = {
+    column: update(handoffs)
+    .where(handoffs.c.id == bindparam("handoff_id"))
+    .values({column: handoffs.c[column] + 1})
+    for column in STEP_COUNTERS.values()
+}
+
+
 def on_handoff_event(connection: Connection, handoff_id: int, kind: str) -> None:
     """Keep the handoff's chain and step counts in step with a change just made to it
     (called by :func:`baton.services.handoffs.log_event`, after the change)."""
     column = STEP_COUNTERS.get(kind)
     if column is not None:
-        connection.execute(
-            update(handoffs)
-            .where(handoffs.c.id == handoff_id)
-            .values({column: handoffs.c[column] + 1})
-        )
+        connection.execute(_STEP_COUNT[column], {"handoff_id": handoff_id})
         return
-    chain_id = connection.execute(
-        select(handoffs.c.chain_id).where(handoffs.c.id == handoff_id)
-    ).scalar_one_or_none()
-    if chain_id is not None:
-        refresh_chains(connection, [int(chain_id)])
+    found = connection.execute(_HEAD_OF, {"handoff_id": handoff_id}).first()
+    if found is not None:
+        _rewrite_chains(connection, [int(found.id)], [int(found.lead_id)])
 
 
 def rebuild(connection: Connection) -> dict[str, int]:

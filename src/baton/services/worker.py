@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import insert, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.contract import HandoffContract
 from baton.domain.sla import deadlines_from, ladder, next_step
@@ -72,37 +72,46 @@ def _skip_locked(connection: Connection, query: Any) -> Any:
     return query.with_for_update(skip_locked=True)
 
 
-def _claim_handoff(connection: Connection, *conditions: Any, order: bool = False) -> Any:
-    """A handoff and its lead, both locked, skipping any that another transaction
-    holds: the worker takes the lead with the handoff (the order verdicts and stage
-    changes use: lead, then handoff) without ever waiting for it, so it cannot
-    deadlock with them."""
-    query = (
-        select(handoffs)
-        .join(leads, leads.c.id == handoffs.c.lead_id)
-        .where(*conditions)
-        .with_for_update(skip_locked=True, of=[handoffs, leads])
-    )
+def _claim_handoff(
+    connection: Connection, *conditions: Any, order: bool = False
+) -> tuple[RowMapping | None, bool]:
+    """The first handoff meeting ``conditions``, locked, then its lead, both skipping
+    rows another transaction holds: the worker never waits for a lead while holding a
+    handoff (verdicts and stage changes lock the lead first), so it cannot deadlock with
+    them. Returns the handoff (None when there is none) and whether its lead is locked
+    too (False: another transaction has it; leave that handoff for a later pass)."""
+    query = select(handoffs).where(*conditions)
     if order:
         query = query.order_by(handoffs.c.next_step_at, handoffs.c.id)
-    return connection.execute(query.limit(1)).mappings().first()
+    row = connection.execute(_skip_locked(connection, query.limit(1))).mappings().first()
+    if row is None:
+        return None, False
+    lead = connection.execute(
+        _skip_locked(connection, select(leads.c.id).where(leads.c.id == row["lead_id"]))
+    ).first()
+    return row, lead is not None
 
 
 def run_due_steps(ctx: Context, *, limit: int = 200) -> int:
     """Act on every SLA step that is due (up to ``limit`` handoffs); returns how many
     handoffs were handled."""
     handled = 0
+    busy: set[int] = set()
     while handled < limit:
         now = ctx.clock.now()
         with ctx.write() as connection:
-            row = _claim_handoff(
+            row, claimed = _claim_handoff(
                 connection,
                 handoffs.c.status.in_(("assigned", "accepted")),
                 handoffs.c.next_step_at <= now,
+                handoffs.c.id.not_in(busy),
                 order=True,
             )
             if row is None:
                 break
+            if not claimed:
+                busy.add(int(row["id"]))
+                continue
             _run_steps(connection, dict(row), now=now)
         handled += 1
     return handled
@@ -225,10 +234,10 @@ def assign_queued(ctx: Context, *, limit: int = 200) -> int:
             continue
         now = ctx.clock.now()
         with ctx.write() as connection:
-            row = _claim_handoff(
+            row, claimed = _claim_handoff(
                 connection, handoffs.c.id == handoff_id, handoffs.c.status == "queued"
             )
-            if row is None:
+            if row is None or not claimed:
                 continue
             contract = _contract_of(connection, row["contract_version"])
             if contract is None:
