@@ -17,7 +17,7 @@ MILESTONE_COLUMNS = (
     "reached_stages",
     *(f"{stage}_at" for stage in MILESTONE_STAGES),
     "mql_contract_version",
-    "first_handoff_id",
+    "first_rep_id",
     "handoff_outcomes",
     "open_accept_due_at",
 )

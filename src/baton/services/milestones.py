@@ -7,7 +7,7 @@ So two projections are kept in the transaction of the change they reflect:
 
 * on each lead (``leads``): the stages it ever moved into (one bit each, see
   :data:`~baton.domain.reports.STAGE_BITS`), the first moment it entered each funnel
-  stage, the contract version of its first MQL, its first handoff, and what sales did
+  stage, the contract version of its first MQL, the rep of its first handoff, and what sales did
   with its chains (:data:`~baton.domain.reports.OUTCOME_BITS`, and the accept deadline
   of an open chain nobody accepted yet);
 * per chain of handoffs (``handoff_chains``): the first handoff's rep, contract and MQL
@@ -126,7 +126,7 @@ def _lead_values() -> dict[str, Any]:
 
 
 def _handoff_values() -> dict[str, Any]:
-    """``first_handoff_id``, ``handoff_outcomes`` and ``open_accept_due_at`` as
+    """``first_rep_id``, ``handoff_outcomes`` and ``open_accept_due_at`` as
     correlated subqueries over the lead's handoffs and chains."""
     c = handoff_chains.alias("oc")
     own = c.c.lead_id == leads.c.id
@@ -139,8 +139,10 @@ def _handoff_values() -> dict[str, Any]:
     }
     waiting = case((and_(c.c.is_open, unaccepted), c.c.open_accept_due_at))
     return {
-        "first_handoff_id": select(func.min(handoffs.c.id))
+        "first_rep_id": select(handoffs.c.rep_id)
         .where(handoffs.c.lead_id == leads.c.id)
+        .order_by(handoffs.c.id)
+        .limit(1)
         .scalar_subquery(),
         "handoff_outcomes": select(_bitmask(OUTCOME_BITS, conditions.__getitem__))
         .where(own)
@@ -162,7 +164,7 @@ def refresh_leads(connection: Connection, lead_ids: Sequence[int] | None = None)
         which = or_(
             leads.c.id.in_(touched),
             leads.c.reached_stages != 0,
-            leads.c.first_handoff_id.is_not(None),
+            leads.c.first_rep_id.is_not(None),
             leads.c.handoff_outcomes != 0,
         )
     result = connection.execute(update(leads).where(which).values(**_lead_values()))
@@ -248,7 +250,7 @@ def refresh_chains(connection: Connection, chain_ids: Sequence[int] | None = Non
         written = connection.execute(select(func.count()).select_from(handoff_chains)).scalar()
         stale = or_(
             leads.c.id.in_(select(handoffs.c.lead_id)),
-            leads.c.first_handoff_id.is_not(None),
+            leads.c.first_rep_id.is_not(None),
             leads.c.handoff_outcomes != 0,
             leads.c.open_accept_due_at.is_not(None),
         )

@@ -72,7 +72,7 @@ leads = Table(
     Column("opportunity_at", UtcDateTime),
     Column("customer_at", UtcDateTime),
     Column("mql_contract_version", Id),
-    Column("first_handoff_id", Id),
+    Column("first_rep_id", Id),
     Column("handoff_outcomes", Id, nullable=False, server_default="0"),
     Column("open_accept_due_at", UtcDateTime),
     Index(
@@ -83,7 +83,7 @@ leads = Table(
         "campaign",
         "country",
         "reached_stages",
-        "first_handoff_id",
+        "first_rep_id",
         "mql_contract_version",
         "mql_at",
         "sal_at",
@@ -102,7 +102,7 @@ year of leads reads that index and never the wide lead rows.
 Milestones: ``reached_stages`` has one bit per stage the lead ever moved into
 (:data:`baton.services.milestones.STAGE_BITS`), ``<stage>_at`` the first time it moved
 into each funnel stage, ``mql_contract_version`` the contract of its first MQL and
-``first_handoff_id`` its first handoff (lowest id); ``handoff_outcomes`` what sales did
+``first_rep_id`` the rep of its first handoff (lowest id); ``handoff_outcomes`` what sales did
 with its chains of handoffs (:data:`baton.domain.reports.OUTCOME_BITS`) and
 ``open_accept_due_at`` the accept deadline of its open chain while nobody accepted it."""
 

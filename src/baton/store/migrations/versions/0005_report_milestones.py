@@ -53,7 +53,8 @@ def _backfill() -> None:
         {firsts},
         mql_contract_version = (SELECT t.contract_version {own} AND t.to_stage = 'mql'
                                 ORDER BY t.occurred_at, t.id LIMIT 1),
-        first_handoff_id = (SELECT min(h.id) FROM handoffs h WHERE h.lead_id = leads.id)
+        first_rep_id = (SELECT h.rep_id FROM handoffs h WHERE h.lead_id = leads.id
+                        ORDER BY h.id LIMIT 1)
         WHERE id IN (SELECT lead_id FROM transitions UNION SELECT lead_id FROM handoffs)
         """
     )
@@ -165,7 +166,7 @@ def upgrade() -> None:
         for stage in MILESTONES:
             batch_op.add_column(sa.Column(f"{stage}_at", Time, nullable=True))
         batch_op.add_column(sa.Column("mql_contract_version", Id, nullable=True))
-        batch_op.add_column(sa.Column("first_handoff_id", Id, nullable=True))
+        batch_op.add_column(sa.Column("first_rep_id", Id, nullable=True))
         batch_op.add_column(sa.Column("handoff_outcomes", Id, server_default="0", nullable=False))
         batch_op.add_column(sa.Column("open_accept_due_at", Time, nullable=True))
 
@@ -190,7 +191,7 @@ def upgrade() -> None:
                 "campaign",
                 "country",
                 "reached_stages",
-                "first_handoff_id",
+                "first_rep_id",
                 "mql_contract_version",
                 *(f"{stage}_at" for stage in MILESTONES),
                 "handoff_outcomes",
@@ -213,7 +214,7 @@ def downgrade() -> None:
     for column in (
         "open_accept_due_at",
         "handoff_outcomes",
-        "first_handoff_id",
+        "first_rep_id",
         "mql_contract_version",
         *(f"{stage}_at" for stage in reversed(MILESTONES)),
         "reached_stages",
