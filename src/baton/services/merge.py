@@ -107,10 +107,10 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: str) -
             .where(leads.c.merged_into_id == merged_id)
             .values(merged_into_id=survivor_id)
         )
-        refresh_leads(connection, [survivor_id, merged_id])
-        refresh_chains_of_leads(connection, [merged_id])
         from baton.services.handoffs import close_open_handoff_in
 
+        # The open handoff before the chains' first handoffs: the lock order of every
+        # change to a handoff (lead, handoff, then its chain's first handoff).
         close_open_handoff_in(
             connection,
             merged_id,
@@ -118,6 +118,8 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: str) -
             now=now,
             actor=actor,
         )
+        refresh_leads(connection, [survivor_id, merged_id])
+        refresh_chains_of_leads(connection, [merged_id])
         connection.execute(
             update(duplicate_candidates)
             .where(

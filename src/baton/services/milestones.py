@@ -18,11 +18,12 @@ So two projections are kept in the transaction of the change they reflect:
 plus, on each handoff, how many reminders and manager notifications its SLA ladder
 sent.
 
-Both are functions of the transitions and handoffs alone: :func:`refresh_leads` and
-:func:`refresh_chains` recompute them (for some ids, or all), and what the use cases
-keep incrementally always equals such a recomputation (a test plays a history and
-compares). ``baton report rebuild`` runs :func:`rebuild` for an operator who wrote to
-the tables by hand.
+Both are functions of the transitions, the handoffs and which leads were merged:
+:func:`refresh_leads` and :func:`refresh_chains` recompute them (for some ids, or
+all), and what the use cases keep incrementally always equals such a recomputation (a
+test plays a history and compares). ``baton report rebuild`` runs :func:`rebuild` for
+an operator who wrote to the tables by hand; on PostgreSQL it holds writers off for
+its duration.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    type_coerce,
     union,
     update,
 )
@@ -60,6 +62,7 @@ from baton.store.tables import (
     leads,
     transitions,
 )
+from baton.store.types import UtcDateTime
 
 STEP_COUNTERS = {"reminded": "reminders", "manager_notified": "manager_notifications"}
 """Handoff event kinds counted on the handoff itself (for the SLA report)."""
@@ -94,8 +97,9 @@ def on_transition(stage: str, now: datetime, contract_version: int | None) -> di
         values["reached_stages"] = leads.c.reached_stages.op("|")(bit)
     if stage in MILESTONE_STAGES:
         column = leads.c[f"{stage}_at"]
-        first = or_(column.is_(None), column > now)
-        values[f"{stage}_at"] = case((first, now), else_=column)
+        moment = type_coerce(now, UtcDateTime)
+        first = or_(column.is_(None), column > moment)
+        values[f"{stage}_at"] = case((first, moment), else_=column)
         if stage == "mql":
             values["mql_contract_version"] = case(
                 (first, contract_version), else_=leads.c.mql_contract_version
@@ -138,11 +142,18 @@ def _handoff_values() -> dict[str, Any]:
         "open": c.c.is_open,
     }
     waiting = case((and_(c.c.is_open, unaccepted), c.c.open_accept_due_at))
+    probe = handoffs.alias("fh")
+    # min(id) over ix_handoffs_lead_id (lead_id, id): one probe. (ORDER BY id LIMIT 1
+    # let PostgreSQL walk the primary key filtering on the lead: every handoff per row.)
+    first_id = (
+        select(func.min(probe.c.id))
+        .where(probe.c.lead_id == leads.c.id)
+        .correlate(leads)
+        .scalar_subquery()
+    )
     return {
         "first_rep_id": select(handoffs.c.rep_id)
-        .where(handoffs.c.lead_id == leads.c.id)
-        .order_by(handoffs.c.id)
-        .limit(1)
+        .where(handoffs.c.id == first_id)
         .scalar_subquery(),
         "handoff_outcomes": select(_bitmask(OUTCOME_BITS, conditions.__getitem__))
         .where(own)
@@ -239,7 +250,7 @@ CHAIN_COLUMNS = tuple(c.name for c in handoff_chains.columns)
 def refresh_chains(connection: Connection, chain_ids: Sequence[int] | None = None) -> int:
     """Recompute the ``handoff_chains`` rows of ``chain_ids`` (all when None) from
     their handoffs (a chain of a merged lead has none), and the handoff facts of their
-    leads. Returns the number of chains written."""
+    leads. Returns the number of chains recomputed (all: the number written)."""
     if chain_ids is None:
         connection.execute(delete(handoff_chains))
         connection.execute(
@@ -375,6 +386,13 @@ def rebuild(connection: Connection) -> dict[str, int]:
 
 def rebuild_milestones(ctx: Context) -> dict[str, int]:
     """:func:`rebuild` in one transaction: the use case behind ``baton report
-    rebuild``."""
+    rebuild``. Safe while Baton runs: on PostgreSQL it first locks out writers to the
+    tables it reads and writes (readers go on; writers wait until it commits), so no
+    change lands between its reads and its writes; SQLite has one writer anyway."""
     with ctx.write() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(
+                "LOCK TABLE leads, transitions, handoffs, handoff_events, handoff_chains"
+                " IN SHARE ROW EXCLUSIVE MODE"
+            )
         return rebuild(connection)

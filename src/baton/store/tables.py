@@ -100,7 +100,7 @@ the lead dimensions they group by and the milestones they count), so a report ov
 year of leads reads that index and never the wide lead rows.
 
 Milestones: ``reached_stages`` has one bit per stage the lead ever moved into
-(:data:`baton.services.milestones.STAGE_BITS`), ``<stage>_at`` the first time it moved
+(:data:`baton.domain.reports.STAGE_BITS`), ``<stage>_at`` the first time it moved
 into each funnel stage, ``mql_contract_version`` the contract of its first MQL and
 ``first_rep_id`` the rep of its first handoff (lowest id); ``handoff_outcomes`` what sales did
 with its chains of handoffs (:data:`baton.domain.reports.OUTCOME_BITS`) and
@@ -313,7 +313,7 @@ handoffs = Table(
     "handoffs",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("lead_id", Id, ForeignKey("leads.id"), nullable=False, index=True),
+    Column("lead_id", Id, ForeignKey("leads.id"), nullable=False),
     Column("rep_id", Id, ForeignKey("reps.id"), index=True),
     Column("status", String(20), nullable=False),
     Column("chain_id", Id, index=True),
@@ -349,6 +349,8 @@ handoffs = Table(
     ),
     Index("ix_handoffs_status_next_step_at", "status", "next_step_at"),
     Index("ix_handoffs_assigned_at", "assigned_at"),
+    # (lead_id, id): a lead's handoffs in order, so its first one is one index probe.
+    Index("ix_handoffs_lead_id", "lead_id", "id"),
 )
 """One passing of the baton: an MQL given to a rep (or waiting for one in the
 ``queued`` state). At most one open handoff per lead, enforced by a partial unique

@@ -53,8 +53,8 @@ def _backfill() -> None:
         {firsts},
         mql_contract_version = (SELECT t.contract_version {own} AND t.to_stage = 'mql'
                                 ORDER BY t.occurred_at, t.id LIMIT 1),
-        first_rep_id = (SELECT h.rep_id FROM handoffs h WHERE h.lead_id = leads.id
-                        ORDER BY h.id LIMIT 1)
+        first_rep_id = (SELECT h.rep_id FROM handoffs h WHERE h.id =
+                        (SELECT min(f.id) FROM handoffs f WHERE f.lead_id = leads.id))
         WHERE id IN (SELECT lead_id FROM transitions UNION SELECT lead_id FROM handoffs)
         """
     )
@@ -160,6 +160,10 @@ def upgrade() -> None:
             sa.Column("manager_notifications", Id, server_default="0", nullable=False)
         )
         batch_op.create_index("ix_handoffs_assigned_at", ["assigned_at"], unique=False)
+        # A lead's handoffs in id order: its first one is one probe, not a walk of the
+        # primary key filtering on the lead.
+        batch_op.drop_index("ix_handoffs_lead_id")
+        batch_op.create_index("ix_handoffs_lead_id", ["lead_id", "id"], unique=False)
 
     with op.batch_alter_table("leads", schema=None) as batch_op:
         batch_op.add_column(sa.Column("reached_stages", Id, server_default="0", nullable=False))
@@ -229,6 +233,8 @@ def downgrade() -> None:
 
     with op.batch_alter_table("handoffs", schema=None) as batch_op:
         batch_op.drop_index("ix_handoffs_assigned_at")
+        batch_op.drop_index("ix_handoffs_lead_id")
+        batch_op.create_index("ix_handoffs_lead_id", ["lead_id"], unique=False)
     for column in ("manager_notifications", "reminders"):
         op.execute(f"ALTER TABLE handoffs DROP COLUMN {column}")
 
