@@ -45,7 +45,6 @@ from sqlalchemy import (
     or_,
     select,
     type_coerce,
-    union,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -171,9 +170,11 @@ def refresh_leads(connection: Connection, lead_ids: Sequence[int] | None = None)
             return 0
         which: ColumnElement[bool] = leads.c.id.in_(sorted(set(lead_ids)))
     else:
-        touched = union(select(transitions.c.lead_id), select(handoffs.c.lead_id))
+        # EXISTS, not IN (...) OR ...: PostgreSQL cannot hash an IN list it expects to
+        # outgrow work_mem, and would rescan it for every lead.
         which = or_(
-            leads.c.id.in_(touched),
+            select(transitions.c.id).where(transitions.c.lead_id == leads.c.id).exists(),
+            select(handoffs.c.id).where(handoffs.c.lead_id == leads.c.id).exists(),
             leads.c.reached_stages != 0,
             leads.c.first_rep_id.is_not(None),
             leads.c.handoff_outcomes != 0,
@@ -260,7 +261,7 @@ def refresh_chains(connection: Connection, chain_ids: Sequence[int] | None = Non
         )
         written = connection.execute(select(func.count()).select_from(handoff_chains)).scalar()
         stale = or_(
-            leads.c.id.in_(select(handoffs.c.lead_id)),
+            select(handoffs.c.id).where(handoffs.c.lead_id == leads.c.id).exists(),
             leads.c.first_rep_id.is_not(None),
             leads.c.handoff_outcomes != 0,
             leads.c.open_accept_due_at.is_not(None),
@@ -335,11 +336,16 @@ def refresh_step_counts(connection: Connection) -> int:
         .scalar_subquery()
         for kind, column in STEP_COUNTERS.items()
     }
-    stepped = select(handoff_events.c.handoff_id).where(
-        handoff_events.c.kind.in_(list(STEP_COUNTERS))
+    stepped = (
+        select(handoff_events.c.id)
+        .where(
+            handoff_events.c.handoff_id == handoffs.c.id,
+            handoff_events.c.kind.in_(list(STEP_COUNTERS)),
+        )
+        .exists()
     )
     which = or_(
-        handoffs.c.id.in_(stepped),
+        stepped,
         *(handoffs.c[column] != 0 for column in STEP_COUNTERS.values()),
     )
     return int(connection.execute(update(handoffs).where(which).values(**counts)).rowcount or 0)
