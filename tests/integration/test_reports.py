@@ -1942,3 +1942,18 @@ def test_the_migration_backfills_the_milestones_the_use_cases_keep(month: World)
     with month.ctx.engine.begin() as connection:
         command.upgrade(alembic_config(connection), "head")
     assert milestones_of(month.ctx) == kept
+
+
+def test_an_ungrouped_report_of_an_empty_period_is_one_row_of_zeros(month: World) -> None:
+    empty = ReportPeriod.from_dates(date(2030, 1, 1), date(2030, 2, 1))
+    for mode in ("cohort", "flow"):
+        (row,) = funnel(month.ctx, empty, mode=mode).rows
+        assert row.group is None and set(row.counts.values()) == {0}
+    steps = velocity(month.ctx, empty).rows
+    assert len(steps) == 5 and all(s.leads == 0 and s.median_hours is None for s in steps)
+    (speed,) = speed_to_lead(month.ctx, empty).rows
+    assert (speed.handoffs, speed.touched, speed.median_minutes) == (0, 0, None)
+    (sla,) = sla_compliance(month.ctx, empty).rows
+    assert (sla.handoffs, sla.reminders, sla.accepted_in_sla_share) == (0, 0, None)
+    (credit,) = marketing_credit(month.ctx, empty, group_by=None).rows
+    assert (credit.mqls, credit.won, credit.win_rate) == (0, 0, None)

@@ -169,7 +169,8 @@ class _Scope:
     where: list[ColumnElement[bool]] = field(default_factory=list)
     grouping: list[ColumnElement[Any]] = field(default_factory=list)
     """What to ``GROUP BY``: nothing for an ungrouped report (grouping by a constant
-    would still make SQLite sort every row)."""
+    would still make SQLite sort every row), whose aggregate then always gives exactly
+    one row, even over no rows at all."""
 
 
 def _scope(
@@ -344,9 +345,7 @@ def _has(mask: Any, stage: str) -> ColumnElement[bool]:
     return has
 
 
-def _funnel_rows(counts: dict[Group, dict[str, int]], group_by: str | None) -> list[FunnelRow]:
-    if group_by is None and not counts:
-        counts = {None: {}}
+def _funnel_rows(counts: dict[Group, dict[str, int]]) -> list[FunnelRow]:
     rows = []
     for group, found in counts.items():
         full = {s: int(found.get(s, 0)) for s in (*FUNNEL, *SIDE_STAGES)}
@@ -401,7 +400,7 @@ def funnel(
         group_by=group_by,
         filters=filters,
         mode=mode,
-        rows=_funnel_rows(counts, group_by),
+        rows=_funnel_rows(counts),
     )
 
 
@@ -480,8 +479,6 @@ def velocity(
     )
     with ctx.read() as connection:
         found = _grouped(connection, query)
-    if group_by is None and not found:
-        found = {None: {}}
     rows = []
     for group, row in found.items():
         spreads = _spread_of(row, list(durations))
@@ -545,8 +542,6 @@ def speed_to_lead(
     )
     with ctx.read() as connection:
         found = _grouped(connection, query)
-    if group_by is None and not found:
-        found = {None: {}}
     rows = []
     for group, row in found.items():
         n = _int(row.get("chains"))
@@ -623,8 +618,6 @@ def sla_compliance(
     )
     with ctx.read() as connection:
         found = list(_grouped(connection, query).values())
-    if group_by is None and not found:
-        found = [{"grp": None}]
     rows = []
     for row in found:
         n = _int(row.get("handoffs"))
@@ -789,8 +782,6 @@ def marketing_credit(
     )
     with ctx.read() as connection:
         found = list(_grouped(connection, query).values())
-    if group_by is None and not found:
-        found = [{"grp": None}]
     rows = []
     for row in found:
         mqls, no_credit = _int(row.get("mqls")), _int(row.get("no_credit"))
