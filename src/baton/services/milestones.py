@@ -52,7 +52,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from baton.domain.reports import MILESTONE_STAGES, OUTCOME_BITS, STAGE_BITS
 from baton.services.context import Context
-from baton.services.queries import seconds_between
+from baton.services.queries import flag, seconds_between
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
     handoff_chains,
@@ -65,10 +65,6 @@ from baton.store.types import UtcDateTime
 
 STEP_COUNTERS = {"reminded": "reminders", "manager_notified": "manager_notifications"}
 """Handoff event kinds counted on the handoff itself (for the SLA report)."""
-
-
-def _flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return case((condition, 1), else_=0)
 
 
 def _bitmask(
@@ -212,7 +208,7 @@ def _chain_facts(chain_ids: Any) -> Any:
     won = m.c.status == "won"
 
     def any_(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-        return func.max(_flag(condition)) == 1
+        return func.max(flag(condition)) == 1
 
     query = (
         select(

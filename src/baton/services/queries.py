@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Numeric, Table, cast, extract, func, select
+from sqlalchemy import Numeric, Table, case, cast, extract, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
@@ -31,6 +31,11 @@ def seconds_between(dialect: str, start: Any, end: Any) -> ColumnElement[Any]:
     if dialect == "postgresql":
         return func.round(cast(extract("epoch", end.op("-")(start)), Numeric), 3)
     return func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3)
+
+
+def flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    """1 where ``condition`` holds, else 0: for MAX and SUM over conditions."""
+    return case((condition, 1), else_=0)
 
 
 def insert_ignoring_conflicts(connection: Connection, table: Table) -> Any:

@@ -93,7 +93,7 @@ from baton.domain.reports import (
     share,
 )
 from baton.services.context import Context
-from baton.services.queries import seconds_between
+from baton.services.queries import flag, seconds_between
 from baton.store.tables import (
     contracts,
     handoff_chains,
@@ -137,12 +137,8 @@ def _greatest(a: Any, b: Any) -> ColumnElement[Any]:
     return case((a > b, a), else_=b)
 
 
-def _flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return case((condition, 1), else_=0)
-
-
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.coalesce(func.sum(_flag(condition)), 0)
+    return func.coalesce(func.sum(flag(condition)), 0)
 
 
 def _int(value: Any) -> int:
