@@ -174,6 +174,7 @@ def refresh_leads(connection: Connection, lead_ids: Sequence[int] | None = None)
             leads.c.reached_stages != 0,
             leads.c.first_rep_id.is_not(None),
             leads.c.handoff_outcomes != 0,
+            leads.c.open_accept_due_at.is_not(None),
         )
     result = connection.execute(update(leads).where(which).values(**_lead_values()))
     return int(result.rowcount or 0)
@@ -244,26 +245,10 @@ def _chain_facts(chain_ids: Any) -> Any:
 CHAIN_COLUMNS = tuple(c.name for c in handoff_chains.columns)
 
 
-def refresh_chains(connection: Connection, chain_ids: Sequence[int] | None = None) -> int:
-    """Recompute the ``handoff_chains`` rows of ``chain_ids`` (all when None) from
-    their handoffs (a chain of a merged lead has none), and the handoff facts of their
-    leads. Returns the number of chains recomputed (all: the number written)."""
-    if chain_ids is None:
-        connection.execute(delete(handoff_chains))
-        connection.execute(
-            insert(handoff_chains).from_select(
-                CHAIN_COLUMNS, _chain_select(connection.dialect.name, None)
-            )
-        )
-        written = connection.execute(select(func.count()).select_from(handoff_chains)).scalar()
-        stale = or_(
-            select(handoffs.c.id).where(handoffs.c.lead_id == leads.c.id).exists(),
-            leads.c.first_rep_id.is_not(None),
-            leads.c.handoff_outcomes != 0,
-            leads.c.open_accept_due_at.is_not(None),
-        )
-        connection.execute(update(leads).where(stale).values(**_handoff_values()))
-        return int(written or 0)
+def refresh_chains(connection: Connection, chain_ids: Sequence[int]) -> int:
+    """Recompute the ``handoff_chains`` rows of ``chain_ids`` from their handoffs (a
+    chain of a merged lead has none), and the handoff facts of their leads. Returns the
+    number of chains recomputed."""
     if not chain_ids:
         return 0
     heads = connection.execute(
@@ -378,10 +363,18 @@ def on_handoff_event(connection: Connection, handoff_id: int, kind: str) -> None
 def rebuild(connection: Connection) -> dict[str, int]:
     """Recompute every milestone, chain and step count from the history (after a bulk
     load, or writes made around the use cases)."""
-    chains = refresh_chains(connection)
+    # Every chain first: the leads' handoff facts are read from them by refresh_leads,
+    # which recomputes every milestone of every lead in one pass.
+    connection.execute(delete(handoff_chains))
+    connection.execute(
+        insert(handoff_chains).from_select(
+            CHAIN_COLUMNS, _chain_select(connection.dialect.name, None)
+        )
+    )
+    chains = connection.execute(select(func.count()).select_from(handoff_chains)).scalar()
     return {
         "leads": refresh_leads(connection),
-        "chains": chains,
+        "chains": int(chains or 0),
         "handoffs": refresh_step_counts(connection),
     }
 
