@@ -42,10 +42,13 @@ from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.engine import URL, make_url
 
 from baton.config import Settings
+from baton.domain.access import Principal, Role, operator
 from baton.domain.clock import ManualClock
 from baton.domain.leads import LeadCreate
+from baton.domain.users import TokenCreate, UserCreate
 from baton.services.context import Context, open_context
 from baton.services.leads import CaptureResult, capture_lead
+from baton.services.users import add_user, create_token, token_principal
 from baton.store.tables import metadata
 
 # No test may fail because a machine is slow: hypothesis deadlines are off everywhere.
@@ -240,6 +243,53 @@ def capture(ctx: Context) -> Callable[..., CaptureResult]:
 
     def _capture(*, actor: str = "marketing", **fields: Any) -> CaptureResult:
         data = LeadCreate.model_validate(fields, context={"default_region": "US"})
-        return capture_lead(ctx, data, actor=actor)
+        return capture_lead(ctx, data, actor=operator(actor))
 
     return _capture
+
+
+def token_for(
+    ctx: Context,
+    role: str | Role = Role.ADMIN,
+    *,
+    email: str | None = None,
+    rep_email: str | None = None,
+    teams: tuple[str, ...] = (),
+    scopes: tuple[str, ...] = ("admin",),
+) -> str:
+    """Make a user of ``role`` (a rep user for ``rep_email``, a manager of ``teams``)
+    and an API token of theirs; returns the token for ``Authorization: Bearer``.
+
+    The email defaults to the rep's for a rep user, so a rep acts under the same
+    address the old ``X-Baton-Actor`` header named."""
+    role = Role(role)
+    email = email or rep_email or f"{role.value}.{uuid.uuid4().hex[:8]}@example.com"
+    user, _ = add_user(
+        ctx,
+        UserCreate(
+            email=email,
+            display_name=email.split("@")[0],
+            role=role,
+            rep_email=rep_email,
+            teams=list(teams),
+        ),
+        actor=operator("test"),
+        password="correct horse battery staple",
+    )
+    _, secret = create_token(
+        ctx,
+        TokenCreate(name=f"{role.value} test token", scopes=list(scopes), user_email=user.email),
+        actor=operator("test"),
+    )
+    return secret
+
+
+def principal_for(ctx: Context, role: str | Role = Role.ADMIN, **kwargs: Any) -> Principal:
+    """A real principal (a user with a token) for calling use cases directly."""
+    principal = token_principal(ctx, token_for(ctx, role, **kwargs))
+    assert principal is not None
+    return principal
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

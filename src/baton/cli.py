@@ -21,6 +21,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from baton import __version__
 from baton.config import Settings
+from baton.domain.access import Role, operator
 from baton.domain.errors import BatonError
 from baton.services.context import Context, open_context
 from baton.services.imports import ImportReport, export_leads, import_activities, import_leads
@@ -80,12 +81,33 @@ app.add_typer(rep_app, name="rep")
 app.add_typer(account_app, name="account")
 app.add_typer(handoff_app, name="handoff")
 app.add_typer(webhook_app, name="webhook")
+user_app = typer.Typer(
+    help="People who sign in: add, list, disable, reset a password.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+token_app = typer.Typer(
+    help="API tokens for programs (shown once, stored as a hash).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+intake_app = typer.Typer(
+    help="Intake keys: public keys that only capture leads and activities.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 app.add_typer(report_app, name="report")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(intake_app, name="intake-key")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
 ActorOption = Annotated[str, typer.Option("--actor", help="Who is acting (stored on changes).")]
+LOCAL = operator()
+"""The local operator: the CLI runs on the server, without signing in, with every
+right (whoever runs it already holds the database); changes record ``--actor``."""
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -108,7 +130,19 @@ def _context() -> Iterator[Context]:
     try:
         ctx = open_context(settings)
     except Exception as exc:
-        raise fail(f"cannot open the database {settings.database_url!r}: {exc}") from None
+        detail = str(exc)
+        if settings.database_url:
+            from sqlalchemy.engine import make_url
+
+            try:
+                password = make_url(settings.database_url).password
+            except Exception:
+                password = None
+            if password:
+                detail = detail.replace(str(password), "***")
+        raise fail(
+            f"cannot open the database {safe_url(settings.database_url)}: {detail}"
+        ) from None
     try:
         yield ctx
     except BatonError as exc:
@@ -142,15 +176,56 @@ def main_options(
 
 
 @app.command()
-def init() -> None:
-    """Create the database (or bring its schema up to date)."""
+def init(
+    admin_email: Annotated[
+        str, typer.Option("--admin-email", help="Email of the first admin (made only if none).")
+    ] = "admin@example.com",
+    admin_name: Annotated[str, typer.Option("--admin-name", help="Their display name.")] = "Admin",
+) -> None:
+    """Create the database (or bring its schema up to date) and, when there is no
+    admin yet, a first admin with a one-time password printed once."""
+    from baton.domain.users import UserCreate
+    from baton.services.users import add_user, has_admin
     from baton.store.migrate import current_revision
 
-    with _context() as ctx:
+    with _work() as ctx:
         console.print(
-            f"[green]ready[/] {ctx.settings.database_url} at schema revision "
+            f"[green]ready[/] {safe_url(ctx.settings.database_url)} at schema revision "
             f"{current_revision(ctx.engine)}"
         )
+        if has_admin(ctx):
+            return
+        data = _valid(
+            UserCreate,
+            {"email": admin_email, "display_name": admin_name, "role": "admin"},
+            {"email": "--admin-email", "display_name": "--admin-name"},
+        )
+        user, secret = add_user(ctx, data, actor=operator("baton init"))
+    say(f"first admin: {user.email}")
+    say(f"one-time password (shown only now; sign in and choose your own): {secret}")
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to print: the password masked."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unreadable database URL)"
+
+
+def _refuse_unready(ctx: Context) -> None:
+    """In production, refuse to start without an admin, or with demo users or
+    never-changed one-time passwords."""
+    from baton.services.users import production_problems
+
+    if ctx.settings.env != "production":
+        return
+    problems = production_problems(ctx)
+    if problems:
+        raise fail("not ready for production: " + "; ".join(problems))
 
 
 @app.command()
@@ -173,8 +248,8 @@ def serve(
         _start_worker_thread()
 
     settings = _settings()
-    with _context():
-        pass
+    with _context() as ctx:
+        _refuse_unready(ctx)
     host = host or settings.host
     port = port or settings.port
     if workers > 1 and settings.database_url.startswith("sqlite"):
@@ -231,6 +306,7 @@ def worker(
     settings = _settings()
     interval = poll if poll is not None else settings.worker_poll_seconds
     with _context() as ctx:
+        _refuse_unready(ctx)
         if not once:
             console.print(f"Baton worker running (polling every {interval:g} s; Ctrl+C stops)")
         try:
@@ -259,9 +335,11 @@ def demo(
 ) -> None:
     """Fill an empty database with a generated demo company, then serve it."""
     from baton.domain.errors import Conflict
-    from baton.services.demo import generate_demo
+    from baton.services.demo import demo_users, generate_demo
 
     with _context() as ctx:
+        if ctx.settings.env == "production":
+            raise fail("the demo fills a database with made-up people; not in production")
         try:
             with _progress() as bar:
                 task = bar.add_task("Generating the demo company", total=leads)
@@ -290,6 +368,17 @@ def demo(
                     f"Handoff contract version {version} (contracts/example.yaml) signed by "
                     "marketing and sales and active: every lead is scored."
                 )
+        users = demo_users(ctx)
+        if users:
+            table = Table(title="Demo users (one-time passwords, shown only now)")
+            for column in ("email", "role", "one-time password"):
+                table.add_column(column, no_wrap=True)
+            for email, role, secret in users:
+                table.add_row(email, role, secret)
+            console.print(table)
+            console.print(
+                "Sign in with POST /auth/login; each user chooses their own password first."
+            )
     if serve_after:
         serve(host=None, port=None, workers=1, with_worker=True)
 
@@ -393,7 +482,7 @@ def import_leads_command(
         report = import_leads(
             ctx,
             file,
-            actor=actor,
+            actor=operator(actor),
             column_map=_parse_map(column_map or []),
             progress=lambda n: bar.advance(task, n),
             encoding=encoding,
@@ -426,7 +515,7 @@ def import_activities_command(
         report = import_activities(
             ctx,
             file,
-            actor=actor,
+            actor=operator(actor),
             naive_timezone=timezone,
             column_map=_parse_map(column_map or []),
             progress=lambda n: bar.advance(task, n),
@@ -451,7 +540,7 @@ def import_spend_command(
     from baton.services.reports import import_spend
 
     with _context() as ctx:
-        report = import_spend(ctx, file, actor=actor, encoding=encoding)
+        report = import_spend(ctx, file, actor=operator(actor), encoding=encoding)
     table = Table(title=f"Import of {file.name}")
     table.add_column("result")
     table.add_column("rows", justify="right")
@@ -479,10 +568,10 @@ def export_leads_command(
         raise fail("--format must be csv or jsonl")
     with _context() as ctx:
         if output is None:
-            count = export_leads(ctx, sys.stdout, fmt=fmt, stage=stage)
+            count = export_leads(ctx, sys.stdout, fmt=fmt, stage=stage, actor=LOCAL)
         else:
             with output.open("w", newline="", encoding="utf-8") as out:
-                count = export_leads(ctx, out, fmt=fmt, stage=stage)
+                count = export_leads(ctx, out, fmt=fmt, stage=stage, actor=LOCAL)
             console.print(f"{count:,} leads written to {output}")
 
 
@@ -516,7 +605,7 @@ def contract_create(file: ContractFile, actor: ActorOption = "cli") -> None:
 
     with _context() as ctx:
         try:
-            version = create_contract(ctx, file.read_text(encoding="utf-8"), actor=actor)
+            version = create_contract(ctx, file.read_text(encoding="utf-8"), actor=operator(actor))
         except BatonError as exc:
             for problem in getattr(exc, "problems", []):
                 errors.print(f"[red]✗[/] {problem.loc}: {problem.message}", highlight=False)
@@ -533,7 +622,7 @@ def contract_list() -> None:
     from baton.services.contracts import list_contracts
 
     with _context() as ctx:
-        versions = list_contracts(ctx)
+        versions = list_contracts(ctx, actor=LOCAL)
     table = Table(title="Handoff contract versions")
     for column in ("version", "name", "status", "marketing", "sales", "created", "activated"):
         table.add_column(column)
@@ -577,7 +666,7 @@ def contract_activate(version: int, actor: ActorOption = "cli") -> None:
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        report = activate_contract(ctx, version, actor=actor, progress=advance)
+        report = activate_contract(ctx, version, actor=operator(actor), progress=advance)
     table = Table(
         title=f"Version {version} is active"
         + (f" (was {report.previous})" if report.previous else "")
@@ -606,7 +695,7 @@ def contract_rescore(actor: ActorOption = "cli") -> None:
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        report = rescore_active(ctx, actor=actor, progress=advance)
+        report = rescore_active(ctx, actor=operator(actor), progress=advance)
     console.print(
         f"{report.leads_scored:,} leads re-scored with version {report.version}; "
         f"{report.became_mql:,} handed off"
@@ -619,7 +708,7 @@ def contract_diff(old: int, new: int) -> None:
     from baton.services.contracts import diff_versions
 
     with _context() as ctx:
-        changes = diff_versions(ctx, old, new)
+        changes = diff_versions(ctx, old, new, actor=LOCAL)
     if not changes:
         console.print(f"versions {old} and {new} score and hand off leads the same way")
         return
@@ -636,7 +725,9 @@ def contract_diff(old: int, new: int) -> None:
 VerdictActor = Annotated[
     str,
     typer.Option(
-        "--actor", help="Your email: the assigned rep or their manager (who gives the verdict)."
+        "--actor",
+        help="Who gives the verdict, recorded on it (the CLI acts as the local operator; "
+        "over the API only the rep, their manager or an admin may).",
     ),
 ]
 
@@ -816,7 +907,7 @@ def team_add(name: str, manager: ManagerOption = None, actor: ActorOption = "cli
 
     data = _valid(TeamCreate, {"name": name, "manager_email": manager}, {"name": "NAME"})
     with _work() as ctx:
-        team = create_team(ctx, data, actor=actor)
+        team = create_team(ctx, data, actor=operator(actor))
     say(f"team {team.name} created (id {team.id}), manager {team.manager_email or '—'}")
 
 
@@ -826,7 +917,7 @@ def team_list() -> None:
     from baton.services.reps import list_teams
 
     with _work() as ctx:
-        teams = list_teams(ctx)
+        teams = list_teams(ctx, actor=LOCAL)
     table = Table(title="Teams")
     for column in ("id", "team", "manager", "reps"):
         table.add_column(column, no_wrap=True)
@@ -869,7 +960,7 @@ def rep_add(
     )
     data = _valid(RepCreate, {"email": email, **values})
     with _work() as ctx:
-        rep = create_rep(ctx, data, actor=actor)
+        rep = create_rep(ctx, data, actor=operator(actor))
     say(f"rep {rep.id} added: {_rep_line(rep)}")
 
 
@@ -920,7 +1011,7 @@ def rep_update(
         raise fail("nothing to change: give at least one option (see --help)")
     data = _valid(RepUpdate, values)
     with _work() as ctx:
-        rep = update_rep(ctx, find_rep(ctx, email).id, data, actor=actor)
+        rep = update_rep(ctx, find_rep(ctx, email, actor=LOCAL).id, data, actor=operator(actor))
     say(f"rep {rep.id} updated: {_rep_line(rep)}")
 
 
@@ -930,7 +1021,7 @@ def rep_list(team: TeamOption = None) -> None:
     from baton.services.reps import list_reps
 
     with _work() as ctx:
-        reps = list_reps(ctx, team=team)
+        reps = list_reps(ctx, team=team, actor=LOCAL)
     table = Table(title=f"Reps of team {team}" if team else "Reps")
     for column in ("rep", "team", "status", "load", "hours", "out of office"):
         table.add_column(column, no_wrap=column in ("rep", "status", "load"), overflow="fold")
@@ -972,7 +1063,7 @@ def rep_away(
 
     data = _valid(AbsenceCreate, {"starts_at": starts, "ends_at": ends, "note": note})
     with _work() as ctx:
-        rep = add_absence(ctx, find_rep(ctx, email).id, data, actor=actor)
+        rep = add_absence(ctx, find_rep(ctx, email, actor=LOCAL).id, data, actor=operator(actor))
     absence = max(rep.absences, key=lambda a: a.id)
     say(
         f"{rep.email} is out of office from {absence.starts_at:%Y-%m-%d %H:%M} until "
@@ -993,7 +1084,7 @@ def account_set(
 
     data = _valid(AccountCreate, {"domain": domain, "name": name, "owner_email": owner})
     with _work() as ctx:
-        account = upsert_account(ctx, data, actor=actor)
+        account = upsert_account(ctx, data, actor=operator(actor))
     say(
         f"account {account.id}: {account.domain} ({account.name or 'no name'}) is owned by "
         f"{account.owner_email}"
@@ -1006,7 +1097,7 @@ def account_list() -> None:
     from baton.services.reps import list_accounts
 
     with _work() as ctx:
-        accounts = list_accounts(ctx)
+        accounts = list_accounts(ctx, actor=LOCAL)
     table = Table(title="Accounts")
     for column in ("domain", "name", "owner"):
         table.add_column(column, no_wrap=column != "name")
@@ -1105,7 +1196,7 @@ def handoff_list(
     if unknown:
         raise fail(f"unknown status {unknown[0]!r}; use one of {', '.join(HANDOFF_STATUSES)}")
     with _work() as ctx:
-        found = list_handoffs(ctx, status=status, rep_email=rep, limit=limit)
+        found = list_handoffs(ctx, status=status, rep_email=rep, limit=limit, actor=LOCAL)
     console.print(_handoff_table("Handoffs", found))
 
 
@@ -1115,7 +1206,7 @@ def handoff_queue() -> None:
     from baton.services.handoffs import list_handoffs
 
     with _work() as ctx:
-        found = list_handoffs(ctx, status=["queued"], limit=1000)
+        found = list_handoffs(ctx, status=["queued"], limit=1000, actor=LOCAL)
     if not found:
         say("the unassigned queue is empty")
         return
@@ -1128,8 +1219,8 @@ def handoff_show(handoff_id: Annotated[int, typer.Argument(metavar="ID")]) -> No
     from baton.services.handoffs import get_handoff, handoff_events_of
 
     with _work() as ctx:
-        h = get_handoff(ctx, handoff_id)
-        events = handoff_events_of(ctx, handoff_id)
+        h = get_handoff(ctx, handoff_id, actor=LOCAL)
+        events = handoff_events_of(ctx, handoff_id, actor=LOCAL)
     lines = [
         f"Handoff {h.id} of lead {h.lead_id}: {h.status}",
         f"rep:          {h.rep_email or '— (unassigned)'}",
@@ -1166,14 +1257,14 @@ def handoff_packet_command(handoff_id: Annotated[int, typer.Argument(metavar="ID
     from baton.services.packet import handoff_packet
 
     with _work() as ctx:
-        packet = handoff_packet(ctx, handoff_id)
+        packet = handoff_packet(ctx, handoff_id, actor=LOCAL)
     typer.echo(render_email("handoff.assigned", packet).text)
 
 
 def _verdict_done(ctx: Context, handoff: Any, what: str) -> None:
     from baton.services.leads import get_lead
 
-    stage = get_lead(ctx, handoff.lead_id).stage
+    stage = get_lead(ctx, handoff.lead_id, actor=LOCAL).stage
     say(f"handoff {handoff.id} {what}; lead {handoff.lead_id} is now {stage}")
 
 
@@ -1186,7 +1277,9 @@ def handoff_accept(handoff_id: HandoffArg, actor: VerdictActor) -> None:
     from baton.services.handoffs import accept_handoff
 
     with _work() as ctx:
-        _verdict_done(ctx, accept_handoff(ctx, handoff_id, actor=actor), f"accepted by {actor}")
+        _verdict_done(
+            ctx, accept_handoff(ctx, handoff_id, actor=operator(actor)), f"accepted by {actor}"
+        )
 
 
 @handoff_app.command("reject")
@@ -1200,7 +1293,7 @@ def handoff_reject(
     from baton.services.handoffs import reject_handoff
 
     with _work() as ctx:
-        handoff = reject_handoff(ctx, handoff_id, code=code, note=note, actor=actor)
+        handoff = reject_handoff(ctx, handoff_id, code=code, note=note, actor=operator(actor))
         _verdict_done(ctx, handoff, f"rejected ({code})")
 
 
@@ -1215,7 +1308,7 @@ def handoff_touch(
     from baton.services.handoffs import log_touch
 
     with _work() as ctx:
-        handoff = log_touch(ctx, handoff_id, kind=kind.value, note=note, actor=actor)
+        handoff = log_touch(ctx, handoff_id, kind=kind.value, note=note, actor=operator(actor))
         _verdict_done(ctx, handoff, f"touched ({kind.value})")
 
 
@@ -1239,7 +1332,7 @@ def handoff_qualify(
         fields[key.strip()] = value.strip()
     with _work() as ctx:
         _verdict_done(
-            ctx, qualify_handoff(ctx, handoff_id, fields=fields, actor=actor), "qualified"
+            ctx, qualify_handoff(ctx, handoff_id, fields=fields, actor=operator(actor)), "qualified"
         )
 
 
@@ -1254,7 +1347,7 @@ def handoff_opportunity(
     from baton.services.handoffs import open_opportunity
 
     with _work() as ctx:
-        handoff = open_opportunity(ctx, handoff_id, amount=amount, actor=actor)
+        handoff = open_opportunity(ctx, handoff_id, amount=amount, actor=operator(actor))
         _verdict_done(ctx, handoff, "is an opportunity")
 
 
@@ -1269,7 +1362,7 @@ def handoff_won(
     from baton.services.handoffs import won_handoff
 
     with _work() as ctx:
-        handoff = won_handoff(ctx, handoff_id, amount=amount, note=note, actor=actor)
+        handoff = won_handoff(ctx, handoff_id, amount=amount, note=note, actor=operator(actor))
         _verdict_done(ctx, handoff, "won")
 
 
@@ -1283,13 +1376,17 @@ def handoff_lost(
     from baton.services.handoffs import lost_handoff
 
     with _work() as ctx:
-        _verdict_done(ctx, lost_handoff(ctx, handoff_id, reason=reason, actor=actor), "lost")
+        _verdict_done(
+            ctx, lost_handoff(ctx, handoff_id, reason=reason, actor=operator(actor)), "lost"
+        )
 
 
 @handoff_app.command("reassign")
 def handoff_reassign(
     handoff_id: HandoffArg,
-    actor: Annotated[str, typer.Option("--actor", help="Your email: the rep's manager.")],
+    actor: Annotated[
+        str, typer.Option("--actor", help="Who reassigns, recorded on it (e.g. the manager).")
+    ],
     to: Annotated[
         str | None, typer.Option("--to", help="The new rep (default: the next available).")
     ] = None,
@@ -1298,7 +1395,7 @@ def handoff_reassign(
     from baton.services.handoffs import reassign_handoff
 
     with _work() as ctx:
-        new = reassign_handoff(ctx, handoff_id, to_email=to, actor=actor)
+        new = reassign_handoff(ctx, handoff_id, to_email=to, actor=operator(actor))
     say(f"handoff {handoff_id} reassigned: handoff {new.id} is now {new.status} to {new.rep_email}")
 
 
@@ -1324,7 +1421,7 @@ def webhook_add(
 
     with _work() as ctx:
         endpoint, key = create_endpoint(
-            ctx, url=url, events=event or ["*"], secret=secret, actor=actor
+            ctx, url=url, events=event or ["*"], secret=secret, actor=operator(actor)
         )
     say(f"webhook {endpoint.id} added: {', '.join(endpoint.events)} → {endpoint.url}")
     say(f"signing secret (shown only now, store it): {key}")
@@ -1336,7 +1433,7 @@ def webhook_list() -> None:
     from baton.services.webhooks import list_endpoints
 
     with _work() as ctx:
-        endpoints = list_endpoints(ctx)
+        endpoints = list_endpoints(ctx, actor=LOCAL)
     table = Table(title="Webhook endpoints")
     for column in ("id", "url", "events", "active", "created"):
         table.add_column(column, no_wrap=column in ("id", "url", "active"), overflow="fold")
@@ -1359,7 +1456,7 @@ def webhook_remove(
     from baton.services.webhooks import disable_endpoint
 
     with _work() as ctx:
-        endpoint = disable_endpoint(ctx, endpoint_id, actor=actor)
+        endpoint = disable_endpoint(ctx, endpoint_id, actor=operator(actor))
     say(f"webhook {endpoint.id} ({endpoint.url}) disabled")
 
 
@@ -1372,7 +1469,7 @@ def webhook_deliveries(
     from baton.services.webhooks import list_deliveries
 
     with _work() as ctx:
-        found = list_deliveries(ctx, endpoint_id, limit=limit)
+        found = list_deliveries(ctx, endpoint_id, limit=limit, actor=LOCAL)
     table = Table(title=f"Deliveries of webhook {endpoint_id}")
     for column in ("id", "event", "handoff", "status", "attempts", "last error", "sent"):
         table.add_column(column, no_wrap=column != "last error")
@@ -1566,7 +1663,9 @@ def report_funnel(
 
     period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
     with _context() as ctx:
-        report = funnel(ctx, period, mode=mode.value, group_by=group_by, filters=filters)
+        report = funnel(
+            ctx, period, mode=mode.value, group_by=group_by, filters=filters, actor=LOCAL
+        )
     if fmt == ReportFormat.table:
         console.print(_funnel_table(report))
         return
@@ -1601,7 +1700,7 @@ def report_velocity(
 
     period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
     with _context() as ctx:
-        report = velocity(ctx, period, group_by=group_by, filters=filters)
+        report = velocity(ctx, period, group_by=group_by, filters=filters, actor=LOCAL)
     _emit(report, fmt, "Velocity (hours)")
 
 
@@ -1625,7 +1724,7 @@ def report_speed(
 
     period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
     with _context() as ctx:
-        report = speed_to_lead(ctx, period, group_by=group_by, filters=filters)
+        report = speed_to_lead(ctx, period, group_by=group_by, filters=filters, actor=LOCAL)
     _emit(report, fmt, "Speed to lead (minutes)")
 
 
@@ -1648,7 +1747,7 @@ def report_sla(
 
     period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
     with _context() as ctx:
-        report = sla_compliance(ctx, period, group_by=group_by, filters=filters)
+        report = sla_compliance(ctx, period, group_by=group_by, filters=filters, actor=LOCAL)
     _emit(report, fmt, "SLA compliance")
 
 
@@ -1671,7 +1770,7 @@ def report_rejections(
 
     period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
     with _context() as ctx:
-        report = rejections(ctx, period, group_by=group_by, filters=filters)
+        report = rejections(ctx, period, group_by=group_by, filters=filters, actor=LOCAL)
     summary = report.recycled.to_json()
     extra = _rows_table("Leads recycled to nurture", [summary], list(summary))
     _emit(report, fmt, "Rejections", [extra])
@@ -1702,7 +1801,7 @@ def report_credit(
 
     period, filters = _report_args(start, end, tz, group_by, locals_filters(locals()))
     with _context() as ctx:
-        report = marketing_credit(ctx, period, group_by=group_by, filters=filters)
+        report = marketing_credit(ctx, period, group_by=group_by, filters=filters, actor=LOCAL)
     _emit(report, fmt, "Marketing credit")
 
 
@@ -1725,7 +1824,7 @@ def report_cost(
     filters = {"source": source, "campaign": campaign}
     period, report_filters = _report_args(start, end, tz, group_by, filters)
     with _context() as ctx:
-        report = cost(ctx, period, group_by=group_by, filters=report_filters)
+        report = cost(ctx, period, group_by=group_by, filters=report_filters, actor=LOCAL)
     gap = report.gap.to_json()
     extra = [_rows_table("Cost of the gap", [gap], list(gap))]
     if report.currencies:
@@ -1750,6 +1849,238 @@ def report_rebuild() -> None:
         f" handoffs, step counts of {counts['handoffs']:,} handoffs"
         f" ({time.perf_counter() - started:,.1f} s)."
     )
+
+
+# --- users, tokens and intake keys -------------------------------------------------------
+
+
+def _user_table(found: list[Any]) -> Table:
+    table = Table(title="Users")
+    for column in ("id", "email", "name", "role", "rep / teams", "time zone", "active", "password"):
+        table.add_column(column, no_wrap=column in ("id", "role", "active"))
+    for u in found:
+        table.add_row(
+            str(u.id),
+            escape(u.email),
+            escape(u.display_name),
+            u.role,
+            escape(u.rep_email or ", ".join(u.teams) or "-"),
+            u.timezone,
+            "yes" if u.active else "[red]no[/]",
+            ("[yellow]one-time[/]" if u.one_time_password else "own")
+            + (" (demo)" if u.demo else ""),
+        )
+    return table
+
+
+@user_app.command("add")
+def user_add(
+    email: str,
+    role: Annotated[Role, typer.Option("--role", help="admin, marketing, sales_manager or rep.")],
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    rep: Annotated[
+        str | None, typer.Option("--rep", help="For a rep user: the email of their rep record.")
+    ] = None,
+    team: Annotated[
+        list[str] | None, typer.Option("--team", help="For a sales manager: a team (repeat).")
+    ] = None,
+    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone.")] = "UTC",
+    actor: ActorOption = "cli",
+) -> None:
+    """Add a person; prints their one-time password (shown only now)."""
+    from baton.domain.users import UserCreate
+    from baton.services.users import add_user
+
+    data = _valid(
+        UserCreate,
+        {
+            "email": email,
+            "display_name": name or email.split("@")[0],
+            "role": role.value,
+            "rep_email": rep,
+            "teams": team or [],
+            "timezone": timezone,
+        },
+    )
+    with _work() as ctx:
+        user, secret = add_user(ctx, data, actor=operator(actor))
+    say(f"user {user.id} added: {user.email} ({user.role})")
+    say(f"one-time password (shown only now; they choose their own at first sign-in): {secret}")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """Every user, their role, and who still has a one-time password."""
+    from baton.services.users import list_users
+
+    with _work() as ctx:
+        found = list_users(ctx, actor=operator())
+    console.print(_user_table(found))
+
+
+@user_app.command("disable")
+def user_disable(email: str, actor: ActorOption = "cli") -> None:
+    """Disable a user: their sessions end at once, their tokens within seconds."""
+    from baton.services.users import disable_user, find_user
+
+    with _work() as ctx:
+        user = disable_user(ctx, find_user(ctx, email, actor=operator()).id, actor=operator(actor))
+    say(f"user {user.email} disabled")
+
+
+@user_app.command("reset-password")
+def user_reset_password(email: str, actor: ActorOption = "cli") -> None:
+    """Give a user a new one-time password (shown only now); their sessions end."""
+    from baton.services.users import find_user, reset_password
+
+    with _work() as ctx:
+        secret = reset_password(
+            ctx, find_user(ctx, email, actor=operator()).id, actor=operator(actor)
+        )
+    say(f"new one-time password for {email} (shown only now): {secret}")
+
+
+@token_app.command("add")
+def token_add(
+    name: str,
+    user: Annotated[str, typer.Option("--user", help="Email of the user the token acts as.")],
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", help="A scope, e.g. leads:write (repeat). `baton token scopes`."),
+    ],
+    expires_in_days: Annotated[
+        int | None, typer.Option("--expires-in-days", min=1, help="Expire after so many days.")
+    ] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Make an API token for a user (an integration's service user, say); it never
+    grants more than that user's role. Prints the token once."""
+    from datetime import timedelta
+
+    from baton.domain.users import TokenCreate
+    from baton.services.users import create_token
+
+    with _work() as ctx:
+        expires = (
+            None if expires_in_days is None else ctx.clock.now() + timedelta(days=expires_in_days)
+        )
+        data = _valid(
+            TokenCreate,
+            {"name": name, "scopes": scope, "expires_at": expires, "user_email": user},
+        )
+        token, secret = create_token(ctx, data, actor=operator(actor))
+    say(f"token {token.id} ({token.prefix}…) for {token.user_email}: {', '.join(token.scopes)}")
+    say(f"token (shown only now; send as 'Authorization: Bearer <token>'): {secret}")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Every API token (never the secrets), with when each was last used."""
+    from baton.services.users import list_tokens
+
+    with _work() as ctx:
+        found = list_tokens(ctx, actor=operator(), all_users=True)
+    table = Table(title="API tokens")
+    for column in ("id", "prefix", "name", "user", "scopes", "expires", "last used", "state"):
+        table.add_column(column, no_wrap=column in ("id", "prefix"))
+    for t in found:
+        table.add_row(
+            str(t.id),
+            t.prefix + "…",
+            escape(t.name),
+            escape(t.user_email),
+            ", ".join(t.scopes),
+            _when(t.expires_at),
+            _when(t.last_used_at),
+            "[red]revoked[/]" if t.revoked_at else "active",
+        )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(metavar="ID")], actor: ActorOption = "cli"
+) -> None:
+    """Revoke a token: refused by every process within seconds."""
+    from baton.services.users import revoke_token
+
+    with _work() as ctx:
+        token = revoke_token(ctx, token_id, actor=operator(actor))
+    say(f"token {token.id} ({token.name}) revoked")
+
+
+@token_app.command("scopes")
+def token_scopes() -> None:
+    """The scopes a token can carry."""
+    from baton.domain.access import SCOPES
+
+    table = Table(title="Token scopes")
+    table.add_column("scope", no_wrap=True)
+    table.add_column("lets a program")
+    for scope, meaning in SCOPES.items():
+        table.add_row(scope, meaning)
+    console.print(table)
+
+
+@intake_app.command("add")
+def intake_key_add(
+    name: str,
+    source: Annotated[str, typer.Option("--source", help="Source given to leads it captures.")],
+    origin: Annotated[
+        list[str] | None,
+        typer.Option("--origin", help="A browser origin allowed, e.g. https://www.example.com."),
+    ] = None,
+    rate: Annotated[int, typer.Option("--rate", help="Requests a minute at most.")] = 60,
+    actor: ActorOption = "cli",
+) -> None:
+    """Make a public intake key for a website or form tool: it may only capture
+    leads and activities. Prints the key once."""
+    from baton.domain.users import IntakeKeyCreate
+    from baton.services.users import add_intake_key
+
+    data = _valid(
+        IntakeKeyCreate,
+        {"name": name, "source": source, "origins": origin or [], "rate_per_minute": rate},
+    )
+    with _work() as ctx:
+        key, secret = add_intake_key(ctx, data, actor=operator(actor))
+    say(f"intake key {key.id} '{key.name}' (source {key.source}, {key.rate_per_minute}/min)")
+    say(f"key (shown only now; send as X-Baton-Intake-Key): {secret}")
+
+
+@intake_app.command("list")
+def intake_key_list() -> None:
+    """Every intake key (never the secrets)."""
+    from baton.services.users import list_intake_keys
+
+    with _work() as ctx:
+        found = list_intake_keys(ctx, actor=operator())
+    table = Table(title="Intake keys")
+    for column in ("id", "prefix", "name", "source", "origins", "rate/min", "state"):
+        table.add_column(column, no_wrap=column in ("id", "prefix"))
+    for k in found:
+        table.add_row(
+            str(k.id),
+            k.prefix + "…",
+            escape(k.name),
+            escape(k.source),
+            escape(", ".join(k.origins) or "(servers only)"),
+            str(k.rate_per_minute),
+            "[red]revoked[/]" if k.revoked_at else "active",
+        )
+    console.print(table)
+
+
+@intake_app.command("revoke")
+def intake_key_revoke(
+    key_id: Annotated[int, typer.Argument(metavar="ID")], actor: ActorOption = "cli"
+) -> None:
+    """Revoke an intake key."""
+    from baton.services.users import revoke_intake_key
+
+    with _work() as ctx:
+        key = revoke_intake_key(ctx, key_id, actor=operator(actor))
+    say(f"intake key {key.id} ({key.name}) revoked")
 
 
 def main() -> None:

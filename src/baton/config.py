@@ -56,7 +56,25 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(
         0.2, gt=0, le=60, description="How often `baton worker` looks for due work when idle."
     )
-
+    session_hours: float = Field(
+        12, gt=0, le=24 * 90, description="Hours a sign-in session lasts."
+    )
+    login_window_minutes: float = Field(
+        15, gt=0, le=24 * 60, description="Window in which failed sign-ins are counted."
+    )
+    login_max_failures_per_account: int = Field(
+        10, ge=1, description="Failed sign-ins to one account in the window before a 429."
+    )
+    login_max_failures_per_address: int = Field(
+        50, ge=1, description="Failed sign-ins from one address in the window before a 429."
+    )
+    token_cache_seconds: float = Field(
+        4,
+        ge=0,
+        le=5,
+        description="Seconds a verified API token or intake key is trusted without a database "
+        "read; a revocation takes effect everywhere within this time.",
+    )
     @model_validator(mode="after")
     def _one_smtp_tls_mode(self) -> Settings:
         if self.smtp_ssl and self.smtp_starttls:

@@ -1,18 +1,27 @@
 """The HTTP API as a client sees it: status codes, problem+json errors, idempotent
-retries, the actor header."""
+retries, the authenticated actor stored on every change, and leads out of a caller's
+reach answering like missing ones."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.conftest import bearer, token_for
 
 from baton.api.app import create_app
+from baton.domain.access import operator
 from baton.domain.clock import ManualClock
+from baton.domain.reps import RepCreate, TeamCreate
+from baton.domain.users import IntakeKeyCreate
 from baton.services.context import Context
+from baton.services.contracts import activate_contract, approve_contract, create_contract
+from baton.services.reps import create_rep, create_team
+from baton.services.users import add_intake_key, token_principal
 
 PROBLEM = "application/problem+json"
 LEADS = "/api/v1/leads"
@@ -21,8 +30,22 @@ ACTIVITIES = "/api/v1/activities"
 
 @pytest.fixture
 def api(sqlite_ctx: Context) -> Iterator[TestClient]:
-    with TestClient(create_app(sqlite_ctx), raise_server_exceptions=False) as client:
+    """A client signed in as an admin (API token)."""
+    with TestClient(
+        create_app(sqlite_ctx),
+        raise_server_exceptions=False,
+        headers=bearer(token_for(sqlite_ctx, "admin", email="admin@lumen.example")),
+    ) as client:
         yield client
+
+
+def user(ctx: Context, role: str, email: str, **kwargs: Any) -> tuple[dict[str, str], str]:
+    """Headers that authenticate as a new ``role`` user with a token, and the actor
+    name Baton stores for that token."""
+    token = token_for(ctx, role, email=email, **kwargs)
+    principal = token_principal(ctx, token)
+    assert principal is not None and principal.name.startswith(email)
+    return bearer(token), principal.name
 
 
 @pytest.fixture
@@ -181,7 +204,13 @@ def test_an_event_for_an_unknown_lead_id_is_not_found(
     assert_problem(api.post(ACTIVITIES, json=event), 404)
 
 
-def test_timeline_is_in_time_order_with_actors(api: TestClient, api_clock: ManualClock) -> None:
+def test_timeline_is_in_time_order_with_actors(
+    api: TestClient, api_clock: ManualClock, sqlite_ctx: Context
+) -> None:
+    admin = token_principal(sqlite_ctx, api.headers["Authorization"].split()[1])
+    assert admin is not None
+    scoring, scoring_name = user(sqlite_ctx, "marketing", "scoring-engine@lumen.example")
+    bob, bob_name = user(sqlite_ctx, "marketing", "bob@lumen.example")
     lead_id = capture(api, email="dana@northwind.com")["lead"]["id"]
     api_clock.advance(hours=1)
     assert api.post(f"{LEADS}/{lead_id}/notes", json={"body": "called"}).status_code == 201
@@ -189,13 +218,11 @@ def test_timeline_is_in_time_order_with_actors(api: TestClient, api_clock: Manua
     moved = api.post(
         f"{LEADS}/{lead_id}/transitions",
         json={"to_stage": "mql", "reason": "score 70"},
-        headers={"X-Baton-Actor": "scoring-engine"},
+        headers=scoring,
     )
     assert moved.status_code == 201
     api_clock.advance(hours=1)
-    tags = api.post(
-        f"{LEADS}/{lead_id}/tags", json={"tag": "Hot"}, headers={"X-Baton-Actor": "bob"}
-    )
+    tags = api.post(f"{LEADS}/{lead_id}/tags", json={"tag": "Hot"}, headers=bob)
     assert tags.json() == {"lead_id": lead_id, "tags": ["hot"]}
     items = api.get(f"{LEADS}/{lead_id}/timeline").json()
     assert [i["kind"] for i in items] == [
@@ -207,28 +234,33 @@ def test_timeline_is_in_time_order_with_actors(api: TestClient, api_clock: Manua
         "tag",
     ]
     assert [i["at"] for i in items] == sorted(i["at"] for i in items)
-    assert items[2]["actor"] == "api"
-    assert items[3]["actor"] == "scoring-engine"
-    assert items[4]["actor"] == "scoring-engine"
-    assert items[5]["actor"] == "bob"
+    assert items[1]["actor"] == admin.name
+    assert items[2]["actor"] == admin.name
+    assert items[3]["actor"] == scoring_name
+    assert items[4]["actor"] == scoring_name
+    assert items[5]["actor"] == bob_name
     newest = api.get(f"{LEADS}/{lead_id}/timeline", params={"limit": 2}).json()
     assert [i["kind"] for i in newest] == ["handoff", "tag"]
 
 
-def test_the_actor_header_is_stored_on_transitions_and_notes(api: TestClient) -> None:
+def test_the_authenticated_user_is_stored_never_a_name_the_caller_sends(
+    api: TestClient, sqlite_ctx: Context
+) -> None:
     lead_id = capture(api, email="dana@northwind.com")["lead"]["id"]
-    who = {"X-Baton-Actor": "  alice@sales  "}
+    alice, alice_name = user(sqlite_ctx, "marketing", "alice@lumen.example")
+    # The header that once named the actor is ignored: anyone could have sent it.
+    who = {**alice, "X-Baton-Actor": "someone.else@lumen.example"}
     note = api.post(f"{LEADS}/{lead_id}/notes", json={"body": "hi"}, headers=who)
-    assert note.json()["author"] == "alice@sales"
+    assert note.json()["author"] == alice_name
     step = api.post(
         f"{LEADS}/{lead_id}/transitions",
         json={"to_stage": "nurture", "reason": "later"},
         headers=who,
     )
-    assert step.json()["actor"] == "alice@sales"
+    assert step.json()["actor"] == alice_name
     assert (step.json()["from_stage"], step.json()["to_stage"]) == ("lead", "nurture")
     items = api.get(f"{LEADS}/{lead_id}/timeline").json()
-    assert {i["actor"] for i in items if i["kind"] in ("note", "transition")} == {"alice@sales"}
+    assert {i["actor"] for i in items if i["kind"] in ("note", "transition")} == {alice_name}
 
 
 def test_an_invalid_transition_is_409_listing_the_allowed_stages(api: TestClient) -> None:
@@ -267,17 +299,16 @@ def test_an_unknown_route_is_404_problem_json(api: TestClient) -> None:
 
 
 def test_merge_endpoint_moves_history_and_refuses_a_second_merge(
-    api: TestClient, api_clock: ManualClock
+    api: TestClient, api_clock: ManualClock, sqlite_ctx: Context
 ) -> None:
     survivor = capture(api, email="dana@northwind.com", first_name="Dana")["lead"]["id"]
     absorbed = capture(api, email="dana@gmail.com", last_name="Reyes")["lead"]["id"]
     api_clock.advance(hours=1)
     api.post(f"{LEADS}/{absorbed}/notes", json={"body": "met at the fair"})
     api_clock.advance(hours=1)
+    alice, alice_name = user(sqlite_ctx, "marketing", "alice@lumen.example")
     response = api.post(
-        f"{LEADS}/{survivor}/merge",
-        json={"merged_lead_id": absorbed},
-        headers={"X-Baton-Actor": "alice"},
+        f"{LEADS}/{survivor}/merge", json={"merged_lead_id": absorbed}, headers=alice
     )
     assert response.status_code == 200
     body = response.json()
@@ -288,12 +319,89 @@ def test_merge_endpoint_moves_history_and_refuses_a_second_merge(
     items = api.get(f"{LEADS}/{survivor}/timeline").json()
     notes = [i for i in items if i["kind"] == "note"]
     assert [(n["summary"], n["merged_from"]) for n in notes] == [("met at the fair", absorbed)]
-    assert [i["actor"] for i in items if i["kind"] == "merge"] == ["alice"]
+    assert [i["actor"] for i in items if i["kind"] == "merge"] == [alice_name]
     assert_problem(api.get(f"{LEADS}/{absorbed}/timeline"), 404)
     again = api.post(f"{LEADS}/{survivor}/merge", json={"merged_lead_id": absorbed})
     assert_problem(again, 409)
     itself = api.post(f"{LEADS}/{survivor}/merge", json={"merged_lead_id": survivor})
     assert_problem(itself, 409)
+
+
+def floor_with_ann(ctx: Context) -> None:
+    """The example contract and rep Ann (team na), who gets every US hand-raise."""
+    example = (Path(__file__).parents[2] / "contracts" / "example.yaml").read_text()
+    ops = operator("ops")
+    version = create_contract(ctx, example, actor=ops).version
+    approve_contract(ctx, version, role="marketing", actor=operator("maria"))
+    approve_contract(ctx, version, role="sales", actor=operator("sam"))
+    activate_contract(ctx, version, actor=ops)
+    create_team(ctx, TeamCreate(name="na"), actor=ops)
+    create_rep(ctx, RepCreate(email="ann@lumen.example", name="Ann", team="na"), actor=ops)
+
+
+def test_a_rep_reaches_only_the_leads_of_their_handoffs(
+    api: TestClient, api_clock: ManualClock, sqlite_ctx: Context
+) -> None:
+    floor_with_ann(sqlite_ctx)
+    mine = capture(api, email="dana@northwind.com", country="US")["lead"]["id"]
+    raised = {
+        "email": "dana@northwind.com",
+        "type": "demo_request",
+        "occurred_at": api_clock.now().isoformat(),
+    }
+    assert api.post(ACTIVITIES, json=raised).status_code == 201, "routed to Ann"
+    theirs = capture(api, email="jonas@northwind.de")["lead"]["id"]
+    ann, ann_name = user(sqlite_ctx, "rep", "ann@lumen.example", rep_email="ann@lumen.example")
+
+    page = api.get(LEADS, headers=ann).json()
+    assert ([lead["id"] for lead in page["items"]], page["total"]) == ([mine], 1)
+    assert api.get(f"{LEADS}/{mine}", headers=ann).status_code == 200
+    note = api.post(f"{LEADS}/{mine}/notes", json={"body": "booked"}, headers=ann)
+    assert (note.status_code, note.json()["author"]) == (201, ann_name)
+    missing = assert_problem(api.get(f"{LEADS}/987654321", headers=ann), 404)
+    for method, path, body in [
+        ("GET", f"{LEADS}/{theirs}", None),
+        ("GET", f"{LEADS}/{theirs}/timeline", None),
+        ("GET", f"{LEADS}/{theirs}/score", None),
+        ("GET", f"{LEADS}/{theirs}/prep", None),
+        ("POST", f"{LEADS}/{theirs}/notes", {"body": "guessed"}),
+        ("POST", f"{LEADS}/{theirs}/tags", {"tag": "guessed"}),
+        ("DELETE", f"{LEADS}/{theirs}/tags/hot", None),
+        ("PUT", f"{LEADS}/{theirs}/prep/knows_address", None),
+    ]:
+        problem = assert_problem(api.request(method, path, json=body, headers=ann), 404)
+        assert problem["detail"] == missing["detail"].replace("987654321", str(theirs))
+    assert_problem(api.post(LEADS, json={"email": "x@northwind.com"}, headers=ann), 403)
+    assert_problem(
+        api.post(f"{LEADS}/{mine}/merge", json={"merged_lead_id": theirs}, headers=ann), 403
+    )
+    assert [i["kind"] for i in api.get(f"{LEADS}/{theirs}/timeline").json()].count("note") == 0
+
+
+def test_an_intake_key_captures_with_its_source_and_reads_nothing(
+    api: TestClient, api_clock: ManualClock, sqlite_ctx: Context
+) -> None:
+    _, secret = add_intake_key(
+        sqlite_ctx, IntakeKeyCreate(name="website", source="Web"), actor=operator("ops")
+    )
+    key = {"X-Baton-Intake-Key": secret}
+    with TestClient(create_app(sqlite_ctx), raise_server_exceptions=False) as public:
+        made = public.post(LEADS, json={"email": "dana@northwind.com"}, headers=key)
+        assert made.status_code == 201, made.text
+        named = public.post(LEADS, json={"email": "jo@acme.io", "source": "ads"}, headers=key)
+        assert named.status_code == 201, named.text
+        event = {
+            "email": "sam@acme.io",
+            "type": "page_view",
+            "occurred_at": api_clock.now().isoformat(),
+        }
+        ingested = public.post(ACTIVITIES, json=event, headers=key)
+        assert ingested.status_code == 201, ingested.text
+        assert_problem(public.get(LEADS, headers=key), 403)
+        lead_id = made.json()["lead"]["id"]
+        assert_problem(public.get(f"{LEADS}/{lead_id}", headers=key), 403)
+    sources = {lead["email"]: lead["source"] for lead in api.get(LEADS).json()["items"]}
+    assert sources == {"dana@northwind.com": "web", "jo@acme.io": "ads", "sam@acme.io": "web"}
 
 
 def test_list_leads_filters_and_pages(api: TestClient) -> None:
@@ -345,7 +453,9 @@ def test_health_answers(api: TestClient) -> None:
 def test_capture_ingest_and_timeline_on_postgresql(ctx: Context) -> None:
     """One end-to-end pass over PostgreSQL (the rest of this module uses SQLite)."""
     assert isinstance(ctx.clock, ManualClock)
-    with TestClient(create_app(ctx), raise_server_exceptions=False) as api:
+    with TestClient(
+        create_app(ctx), raise_server_exceptions=False, headers=bearer(token_for(ctx, "admin"))
+    ) as api:
         created = api.post(LEADS, json={"email": "dana@northwind.com"})
         assert created.status_code == 201
         lead_id = created.json()["lead"]["id"]

@@ -1,4 +1,6 @@
-"""The contract over HTTP and on the command line, as marketing ops would use it."""
+"""The contract over HTTP and on the command line, as marketing ops would use it: a
+marketing user drafts and signs for marketing, a sales manager signs for sales, an
+admin activates; over HTTP every caller authenticates with an API token."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.conftest import bearer, token_for
 from typer.testing import CliRunner
 
 from baton.api.app import create_app
@@ -15,22 +18,32 @@ from baton.services.context import Context
 EXAMPLE = Path(__file__).parents[2] / "contracts" / "example.yaml"
 
 
+MARIA, SAM = "maria@lumen.example", "sam@lumen.example"
+
+
 @pytest.fixture
 def client(sqlite_ctx: Context) -> TestClient:
-    return TestClient(create_app(sqlite_ctx))
+    """An admin's client; :func:`signers` gives marketing's and sales' headers."""
+    return TestClient(create_app(sqlite_ctx), headers=bearer(token_for(sqlite_ctx, "admin")))
 
 
-def signed(client: TestClient, body: str) -> int:
-    created = client.post(
-        "/api/v1/contracts", json={"body": body}, headers={"X-Baton-Actor": "maria"}
-    )
+@pytest.fixture
+def signers(sqlite_ctx: Context) -> dict[str, dict[str, str]]:
+    """Headers of Maria (marketing) and Sam (sales manager), by the side they sign."""
+    return {
+        "marketing": bearer(token_for(sqlite_ctx, "marketing", email=MARIA)),
+        "sales": bearer(token_for(sqlite_ctx, "sales_manager", email=SAM)),
+    }
+
+
+def signed(client: TestClient, signers: dict[str, dict[str, str]], body: str) -> int:
+    created = client.post("/api/v1/contracts", json={"body": body}, headers=signers["marketing"])
     assert created.status_code == 201, created.text
+    assert created.json()["created_by"] == f"{MARIA} (token marketing test token)"
     version = created.json()["version"]
-    for role, person in (("marketing", "maria"), ("sales", "sam")):
+    for role, headers in signers.items():
         response = client.post(
-            f"/api/v1/contracts/{version}/approve",
-            json={"role": role},
-            headers={"X-Baton-Actor": person},
+            f"/api/v1/contracts/{version}/approve", json={"role": role}, headers=headers
         )
         assert response.status_code == 200, response.text
     return int(version)
@@ -52,7 +65,9 @@ def test_a_broken_contract_gets_every_problem_with_its_path(client: TestClient) 
     assert "mql.threshhold" in locs
 
 
-def test_sign_activate_and_read_a_score_over_http(client: TestClient, sqlite_ctx: Context) -> None:
+def test_sign_activate_and_read_a_score_over_http(
+    client: TestClient, signers: dict[str, dict[str, str]], sqlite_ctx: Context
+) -> None:
     lead = client.post(
         "/api/v1/leads",
         json={
@@ -66,7 +81,7 @@ def test_sign_activate_and_read_a_score_over_http(client: TestClient, sqlite_ctx
 
     early = client.post("/api/v1/contracts/1/activate")
     assert early.status_code == 404
-    version = signed(client, EXAMPLE.read_text())
+    version = signed(client, signers, EXAMPLE.read_text())
     activation = client.post(f"/api/v1/contracts/{version}/activate")
     assert activation.status_code == 200, activation.text
     assert activation.json()["leads_scored"] == 1
@@ -92,14 +107,12 @@ def test_sign_activate_and_read_a_score_over_http(client: TestClient, sqlite_ctx
     assert mql[-1]["data"]["reason"] == "hand-raise: demo_request"
     assert mql[-1]["data"]["contract_version"] == version
 
-    prep = client.put(
-        f"/api/v1/leads/{lead['id']}/prep/slot_booked", headers={"X-Baton-Actor": "maria"}
-    )
+    prep = client.put(f"/api/v1/leads/{lead['id']}/prep/slot_booked", headers=signers["marketing"])
     assert prep.status_code == 200
     assert next((i["id"], i["done"], i["done_by"]) for i in prep.json()) == (
         "slot_booked",
         True,
-        "maria",
+        f"{MARIA} (token marketing test token)",
     )
 
 
@@ -108,6 +121,49 @@ def test_activation_needs_both_signatures(client: TestClient) -> None:
     response = client.post(f"/api/v1/contracts/{created['version']}/activate")
     assert response.status_code == 409
     assert "needs approval by marketing and sales" in response.json()["detail"]
+
+
+def test_signing_is_for_the_two_sides_and_activation_for_an_admin(
+    client: TestClient, signers: dict[str, dict[str, str]], sqlite_ctx: Context
+) -> None:
+    created = client.post("/api/v1/contracts", json={"body": EXAMPLE.read_text()})
+    assert created.status_code == 201, created.text
+    version = created.json()["version"]
+    approve, activate = (
+        f"/api/v1/contracts/{version}/approve",
+        f"/api/v1/contracts/{version}/activate",
+    )
+
+    anonymous = TestClient(client.app).post(approve, json={"role": "sales"})
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    refusals = [
+        (client.post(approve, json={"role": "marketing"}), "the admin role may not sign"),
+        (
+            client.post(approve, json={"role": "sales"}, headers=signers["marketing"]),
+            "only a sales_manager user signs for sales",
+        ),
+        (client.post(activate, headers=signers["marketing"]), "may not activate"),
+    ]
+    for response, reason in refusals:
+        assert response.status_code == 403, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert reason in response.json()["detail"]
+
+    for role, headers in signers.items():
+        assert client.post(approve, json={"role": role}, headers=headers).status_code == 200
+    assert client.post(activate, headers=signers["sales"]).status_code == 403
+    assert client.post(activate).status_code == 200
+    listed = client.get("/api/v1/contracts", headers=signers["sales"]).json()
+    assert [(v["status"], v["approvals"]) for v in listed] == [
+        (
+            "active",
+            {
+                "marketing": f"{MARIA} (token marketing test token)",
+                "sales": f"{SAM} (token sales_manager test token)",
+            },
+        )
+    ]
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.conftest import bearer, token_for
 from typer.testing import CliRunner
 
 from baton.api.app import create_app
@@ -16,7 +17,8 @@ from baton.services.context import Context
 
 @pytest.fixture
 def client(sqlite_ctx: Context) -> TestClient:
-    return TestClient(create_app(sqlite_ctx))
+    """A client signed in as an admin, so bad input reaches validation."""
+    return TestClient(create_app(sqlite_ctx), headers=bearer(token_for(sqlite_ctx, "admin")))
 
 
 def test_ids_beyond_64_bits_are_a_validation_error(client: TestClient) -> None:

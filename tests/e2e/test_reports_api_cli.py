@@ -2,7 +2,9 @@
 answers for the period and zone asked, in JSON, CSV or tables; spend files keep their
 good rows and name the bad ones by line; bad periods are refused in one line (CLI) or
 as problem+json (API). The API tests run on SQLite and on PostgreSQL with the same
-expected figures."""
+expected figures. Over HTTP everyone authenticates with an API token: an admin by
+default, Maria (marketing) and Sam (sales manager) sign the contract, Ana acts on her
+own handoffs with her rep token."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import START
+from tests.conftest import START, bearer, token_for
 from typer.testing import CliRunner
 
 from baton.api.app import create_app
@@ -27,7 +29,7 @@ from baton.services.context import Context, open_context
 
 EXAMPLE = Path(__file__).parents[2] / "contracts" / "example.yaml"
 PROBLEM = "application/problem+json"
-ANA, SAM = "ana@lumen.example", "sam@lumen.example"
+ANA, SAM, MARIA = "ana@lumen.example", "sam@lumen.example", "maria@lumen.example"
 DAY = {"from": "2026-03-02", "to": "2026-03-03", "tz": "Europe/Paris"}
 REPORTS = ("funnel", "velocity", "speed-to-lead", "sla", "rejections", "credit", "cost")
 
@@ -37,11 +39,7 @@ def ok(response: Any, status: int = 200) -> Any:
     return response.json()
 
 
-def by(actor: str) -> dict[str, str]:
-    return {"X-Baton-Actor": actor}
-
-
-def seed(api: TestClient, clock: ManualClock) -> dict[str, int]:
+def seed(api: TestClient, ctx: Context) -> dict[str, int]:
     """Monday 2 March 2026 from 09:00 UTC, the example contract active, Ana (team na,
     09:00-17:00 UTC) takes every MQL:
 
@@ -50,16 +48,23 @@ def seed(api: TestClient, clock: ManualClock) -> dict[str, int]:
     * finn (ads): demo request at 10:00, rejected as not ready (recycle) at 10:30;
     * gus (webinar): a form fill, never an MQL.
     """
+    clock = ctx.clock
+    assert isinstance(clock, ManualClock)
     version = ok(api.post("/api/v1/contracts", json={"body": EXAMPLE.read_text()}), 201)["version"]
-    for role, person in (("marketing", "maria"), ("sales", "sam")):
+    ok(api.post("/api/v1/teams", json={"name": "na", "manager_email": SAM}), 201)
+    ok(api.post("/api/v1/reps", json={"email": ANA, "name": "Ana Silva", "team": "na"}), 201)
+    signers = {
+        "marketing": token_for(ctx, "marketing", email=MARIA),
+        "sales": token_for(ctx, "sales_manager", email=SAM, teams=("na",)),
+    }
+    for role, token in signers.items():
         ok(
             api.post(
-                f"/api/v1/contracts/{version}/approve", json={"role": role}, headers=by(person)
+                f"/api/v1/contracts/{version}/approve", json={"role": role}, headers=bearer(token)
             )
         )
     ok(api.post(f"/api/v1/contracts/{version}/activate"))
-    ok(api.post("/api/v1/teams", json={"name": "na", "manager_email": SAM}), 201)
-    ok(api.post("/api/v1/reps", json={"email": ANA, "name": "Ana Silva", "team": "na"}), 201)
+    ana = bearer(token_for(ctx, "rep", rep_email=ANA))
 
     def lead(name: str, source: str, *, hand_raise: bool = True) -> int:
         email = f"{name}@northwind.example.com"
@@ -85,15 +90,15 @@ def seed(api: TestClient, clock: ManualClock) -> dict[str, int]:
 
     dana = handoff_of(lead("dana", "webinar"))
     clock.advance(minutes=3)
-    ok(api.post(f"/api/v1/handoffs/{dana}/touches", json={"kind": "call"}, headers=by(ANA)), 201)
+    ok(api.post(f"/api/v1/handoffs/{dana}/touches", json={"kind": "call"}, headers=ana), 201)
     clock.advance(minutes=7)
-    ok(api.post(f"/api/v1/handoffs/{dana}/accept", headers=by(ANA)))
+    ok(api.post(f"/api/v1/handoffs/{dana}/accept", headers=ana))
     eve = handoff_of(lead("eve", "ads"))
     clock.advance(minutes=50)
-    ok(api.post(f"/api/v1/handoffs/{eve}/reject", json={"code": "junk"}, headers=by(ANA)))
+    ok(api.post(f"/api/v1/handoffs/{eve}/reject", json={"code": "junk"}, headers=ana))
     finn = handoff_of(lead("finn", "ads"))
     clock.advance(minutes=30)
-    ok(api.post(f"/api/v1/handoffs/{finn}/reject", json={"code": "not_ready"}, headers=by(ANA)))
+    ok(api.post(f"/api/v1/handoffs/{finn}/reject", json={"code": "not_ready"}, headers=ana))
     lead("gus", "webinar", hand_raise=False)
     return {"dana": dana, "eve": eve, "finn": finn}
 
@@ -110,14 +115,17 @@ starts (line 4)."""
 
 @pytest.fixture
 def api(ctx: Context) -> Iterator[TestClient]:
-    with TestClient(create_app(ctx), raise_server_exceptions=False) as client:
+    """An admin's client."""
+    with TestClient(
+        create_app(ctx), raise_server_exceptions=False, headers=bearer(token_for(ctx, "admin"))
+    ) as client:
         yield client
 
 
 @pytest.fixture
 def day(api: TestClient, ctx: Context) -> TestClient:
     assert isinstance(ctx.clock, ManualClock) and ctx.clock.now() == START
-    seed(api, ctx.clock)
+    seed(api, ctx)
     return api
 
 
@@ -196,12 +204,13 @@ def test_a_team_filter_and_an_unknown_group(day: TestClient) -> None:
     assert report(day, "sla", group_by="team", team="emea")["rows"] == []
 
 
-def test_spend_import_keeps_good_rows_and_names_the_bad_line(day: TestClient) -> None:
+def test_spend_import_keeps_good_rows_and_names_the_bad_line(day: TestClient, ctx: Context) -> None:
+    maria = token_for(ctx, "marketing", email="maria.spend@lumen.example")
     result = ok(
         day.post(
             "/api/v1/spend/import",
             content=SPEND.encode(),
-            headers={"Content-Type": "text/csv", **by("maria")},
+            headers={"Content-Type": "text/csv", **bearer(maria)},
         )
     )
     assert (result["rows"], result["stored"], result["rejected_rows"]) == (3, 2, 1)
@@ -209,9 +218,10 @@ def test_spend_import_keeps_good_rows_and_names_the_bad_line(day: TestClient) ->
         {"line": 4, "field": "end", "message": "2026-03-01 is before start 2026-03-05"}
     ]
     spend = ok(day.get("/api/v1/spend"))
+    importer = "maria.spend@lumen.example (token marketing test token)"
     assert [(s["source"], s["campaign"], s["amount"], s["imported_by"]) for s in spend] == [
-        ("ads", None, 3100.0, "maria"),
-        ("webinar", "webinar-q1", 40.0, "maria"),
+        ("ads", None, 3100.0, importer),
+        ("webinar", "webinar-q1", 40.0, importer),
     ]
 
     cost = report(day, "cost")
@@ -267,6 +277,37 @@ def test_cost_takes_only_source_or_campaign(api: TestClient) -> None:
     assert "source or campaign" in response.json()["detail"]
 
 
+def test_reports_need_a_role_that_reads_them_and_spend_one_that_imports_it(
+    day: TestClient, ctx: Context
+) -> None:
+    bo = "bo@lumen.example"
+    ok(day.post("/api/v1/reps", json={"email": bo, "name": "Bo", "team": "na"}), 201)
+    marketing = bearer(token_for(ctx, "marketing"))
+    manager = bearer(token_for(ctx, "sales_manager", teams=("na",)))
+    rep = bearer(token_for(ctx, "rep", rep_email=bo))
+    narrow = bearer(token_for(ctx, "sales_manager", scopes=("handoffs:read",)))
+
+    anonymous = TestClient(day.app).get("/api/v1/reports/funnel", params=DAY)
+    assert anonymous.status_code == 401 and anonymous.headers["content-type"] == PROBLEM
+    for name in REPORTS:
+        for headers in (marketing, manager):
+            ok(day.get(f"/api/v1/reports/{name}", params=DAY, headers=headers))
+        for headers, reason in ((rep, "rep role may not"), (narrow, "lacks the scope")):
+            refused = day.get(f"/api/v1/reports/{name}", params=DAY, headers=headers)
+            assert refused.status_code == 403, (name, refused.text)
+            assert refused.headers["content-type"] == PROBLEM
+            assert reason in refused.json()["detail"]
+    assert day.get("/api/v1/spend", headers=rep).status_code == 403
+
+    csv_headers = {"Content-Type": "text/csv"}
+    refused = day.post(
+        "/api/v1/spend/import", content=SPEND.encode(), headers={**csv_headers, **manager}
+    )
+    assert refused.status_code == 403
+    assert "may not import marketing spend" in refused.json()["detail"]
+    assert ok(day.get("/api/v1/spend", headers=manager)) == [], "the refused file left no row"
+
+
 # --- the command line ---------------------------------------------------------------------
 
 
@@ -276,9 +317,8 @@ def cli_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     url = f"sqlite:///{tmp_path / 'reports.db'}"
     ctx = open_context(Settings(database_url=url, env="test"), clock=ManualClock(current=START))
     try:
-        with TestClient(create_app(ctx)) as client:
-            assert isinstance(ctx.clock, ManualClock)
-            seed(client, ctx.clock)
+        with TestClient(create_app(ctx), headers=bearer(token_for(ctx, "admin"))) as client:
+            seed(client, ctx)
     finally:
         ctx.engine.dispose()
     monkeypatch.setenv("BATON_DATABASE_URL", url)

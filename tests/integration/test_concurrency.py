@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from baton.domain.access import operator
 from baton.domain.leads import LeadCreate
 from baton.services.activities import ingest_activities
 from baton.services.context import Context
@@ -30,7 +31,7 @@ def test_concurrent_captures_of_one_new_email_make_one_lead(ctx: Context) -> Non
         data = LeadCreate.model_validate(
             {"email": "Dana@Northwind.com", "title": f"title {i}", "source": f"s{i}"}
         )
-        return capture_lead(ctx, data, actor=f"worker-{i}").lead.id
+        return capture_lead(ctx, data, actor=operator(f"worker-{i}")).lead.id
 
     with ThreadPoolExecutor(WRITERS) as pool:
         ids = list(pool.map(capture, range(WRITERS * 3)))
@@ -54,7 +55,7 @@ def test_concurrent_batches_with_overlapping_new_leads_and_retries(ctx: Context)
 
     def send(worker: int) -> tuple[int, int]:
         part = rows[worker * 10 : worker * 10 + 30]  # overlapping slices: retries
-        report = ingest_activities(ctx, part, actor=f"worker-{worker}")
+        report = ingest_activities(ctx, part, actor=operator(f"worker-{worker}"))
         assert not report.errors
         return report.stored, report.duplicates
 

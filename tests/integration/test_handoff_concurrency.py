@@ -20,6 +20,11 @@ emails, each rendered with the whole handoff packet, within what two cores can s
 in a test. The ladder (remind after 1.2 s, then the manager after 2.4 s) runs on the
 real clock, so steps fall due while the processes are still busy.
 
+Every caller is authenticated as it would be over HTTP: each process turns API tokens
+into principals itself (a marketing integration's token for the hand-raises, each rep's
+own token for their verdicts), so the verdicts go through the object-level check of a
+rep acting on their own handoff, and the events keep the rep user's id.
+
 PostgreSQL only: SQLite has one writer at a time, so there is nothing to race.
 """
 
@@ -39,10 +44,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from tests.conftest import token_for
 from tests.milestone_checks import assert_milestones_equal_a_rebuild
 from tests.notify_servers import smtp_server
 
 from baton.config import Settings
+from baton.domain.access import Principal, operator
 from baton.domain.errors import Conflict
 from baton.domain.reps import RepCreate
 from baton.notify.email import SmtpConfig
@@ -53,7 +60,8 @@ from baton.services.contracts import activate_contract, approve_contract, create
 from baton.services.handoffs import accept_handoff, reject_handoff
 from baton.services.imports import import_leads
 from baton.services.reps import create_rep
-from baton.store.tables import handoff_events, handoffs, leads, outbox, reps, transitions
+from baton.services.users import token_principal
+from baton.store.tables import handoff_events, handoffs, leads, outbox, reps, transitions, users
 
 pytestmark = pytest.mark.postgres
 
@@ -96,6 +104,8 @@ rejection_reasons:
 LADDER = (0.02, 0.04)
 """The ladder's minutes, by step index."""
 STEP_KINDS = ("reminded", "manager_notified", "manager_missing", "reassign_skipped")
+INTAKE = "intake"
+"""The key, among the tokens, of the integration that sends the hand-raises."""
 
 
 def lead_email(number: int) -> str:
@@ -166,9 +176,12 @@ def _max_open(ctx: Context) -> int:
     return max((int(n) for (n,) in loads), default=0)
 
 
-def _verdicts(ctx: Context, process: int, outcome: Outcome) -> None:
-    """The reps of some of the process's own leads decide: three accepted, one turned
-    down (which frees a place, so the queue moves while the others route)."""
+def _verdicts(
+    ctx: Context, process: int, outcome: Outcome, principals: dict[str, Principal]
+) -> None:
+    """The reps of some of the process's own leads decide, each as themselves: three
+    accepted, one turned down (which frees a place, so the queue moves while the others
+    route)."""
     mine = {lead_email(n) for n in share(process)}
     with ctx.read() as connection:
         rows = connection.execute(
@@ -181,17 +194,33 @@ def _verdicts(ctx: Context, process: int, outcome: Outcome) -> None:
     for position, (handoff_id, rep_email) in enumerate(own[:4]):
         try:
             if position < 3:
-                accept_handoff(ctx, handoff_id, actor=rep_email)
+                accept_handoff(ctx, handoff_id, actor=principals[rep_email])
                 outcome.accepted += 1
             else:
-                reject_handoff(ctx, handoff_id, code="not_ready", actor=rep_email)
+                reject_handoff(ctx, handoff_id, code="not_ready", actor=principals[rep_email])
                 outcome.rejected += 1
         except Conflict:  # the ladder or a drain got there first: not an error
             outcome.lost_verdicts += 1
 
 
+def _authenticate(ctx: Context, tokens: dict[str, str]) -> dict[str, Principal]:
+    """Each token as the API would see it (verified in this process)."""
+    principals: dict[str, Principal] = {}
+    for name, token in tokens.items():
+        principal = token_principal(ctx, token)
+        assert principal is not None, f"the token of {name} does not authenticate"
+        principals[name] = principal
+    return principals
+
+
 def run_process(
-    process: int, url: str, smtp_port: int, occurred_at: str, barrier: Any, results: Any
+    process: int,
+    url: str,
+    smtp_port: int,
+    occurred_at: str,
+    tokens: dict[str, str],
+    barrier: Any,
+    results: Any,
 ) -> None:
     """One of the eight: its own engine, context and (system) clock."""
     outcome = Outcome(process)
@@ -200,11 +229,12 @@ def run_process(
         ctx = open_context(Settings(database_url=url, env="test"), migrate=False)
         smtp = SmtpConfig(host="127.0.0.1", port=smtp_port)
         batches = _events(process, occurred_at)
+        principals = _authenticate(ctx, tokens)
         with httpx.Client() as client:
             barrier.wait(timeout=120)
             started = time.perf_counter()
             for number, batch in enumerate(batches):
-                report = ingest_activities(ctx, batch, actor=f"process-{process}")
+                report = ingest_activities(ctx, batch, actor=principals[INTAKE])
                 outcome.mqls.extend(report.mql)
                 outcome.stored += report.stored
                 outcome.duplicates += report.duplicates
@@ -214,7 +244,7 @@ def run_process(
                     outcome.ticks += 1
                     outcome.sent += tick.sent
                 if number % VERDICT_EVERY == VERDICT_EVERY - 1:
-                    _verdicts(ctx, process, outcome)
+                    _verdicts(ctx, process, outcome, principals)
                 outcome.max_open = max(outcome.max_open, _max_open(ctx))
             outcome.seconds = time.perf_counter() - started
     except BaseException:  # every failure goes back to the test, with its traceback
@@ -235,7 +265,9 @@ def database(postgres_server: Any) -> Iterator[str]:
         postgres_server.drop_database(name)
 
 
-def _set_up(ctx: Context) -> None:
+def _set_up(ctx: Context) -> dict[str, str]:
+    """The floor, the contract and the leads; returns the API tokens of the callers:
+    each rep's own (by their email) and the intake integration's."""
     always = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
     for n in range(REPS):
         create_rep(
@@ -248,19 +280,30 @@ def _set_up(ctx: Context) -> None:
                 capacity=CAPACITY,
                 tags=["floor"],
             ),
-            actor="ops",
+            actor=operator("ops"),
         )
-    version = create_contract(ctx, CONTRACT, actor="maria").version
-    approve_contract(ctx, version, role="marketing", actor="maria")
-    approve_contract(ctx, version, role="sales", actor="sam")
-    activate_contract(ctx, version, actor="sam")
+    version = create_contract(ctx, CONTRACT, actor=operator("maria")).version
+    approve_contract(ctx, version, role="marketing", actor=operator("maria"))
+    approve_contract(ctx, version, role="sales", actor=operator("sam"))
+    activate_contract(ctx, version, actor=operator("sam"))
     csv = "email,company,country\n" + "".join(
         f"{lead_email(n)},Firm {n % 211},US\n" for n in range(MQLS)
     )
-    report = import_leads(ctx, io.StringIO(csv), actor="marketing")
+    report = import_leads(ctx, io.StringIO(csv), actor=operator("marketing"))
     assert not report.errors
     with ctx.read() as connection:
         assert connection.execute(select(func.count()).select_from(leads)).scalar_one() == MQLS
+    tokens = {
+        f"rep{n}@sales.example.com": token_for(
+            ctx,
+            "rep",
+            rep_email=f"rep{n}@sales.example.com",
+            scopes=("handoffs:read", "handoffs:verdict"),
+        )
+        for n in range(REPS)
+    }
+    tokens[INTAKE] = token_for(ctx, "marketing", scopes=("activities:write",))
+    return tokens
 
 
 def _drain(ctx: Context, smtp: SmtpConfig) -> int:
@@ -293,7 +336,7 @@ def _drain(ctx: Context, smtp: SmtpConfig) -> int:
 def test_eight_processes_route_and_time_5000_mqls(database: str) -> None:
     ctx = open_context(Settings(database_url=database, env="test"))
     try:
-        _set_up(ctx)
+        tokens = _set_up(ctx)
         # Every hand-raise happened before the race: a late copy arriving after its
         # lead was turned down (recycled) is then history, not a new hand-raise.
         occurred_at = datetime.now(UTC).isoformat()
@@ -306,7 +349,7 @@ def test_eight_processes_route_and_time_5000_mqls(database: str) -> None:
             processes = [
                 spawn.Process(
                     target=run_process,
-                    args=(p, database, server.port, occurred_at, barrier, results),
+                    args=(p, database, server.port, occurred_at, tokens, barrier, results),
                     name=f"baton-{p}",
                 )
                 for p in range(PROCESSES)
@@ -357,6 +400,7 @@ def _check(ctx: Context, outcomes: list[Outcome], messages: list[Any]) -> None:
         rows = [dict(r) for r in connection.execute(select(handoffs)).mappings()]
         events = [dict(r) for r in connection.execute(select(handoff_events)).mappings()]
         rep_of = dict(connection.execute(select(reps.c.id, reps.c.email)).all())
+        user_of = dict(connection.execute(select(users.c.email, users.c.id)).all())
         capacity_of = dict(connection.execute(select(reps.c.id, reps.c.capacity)).all())
         to_mql = Counter(
             lead_id
@@ -441,6 +485,14 @@ def _check(ctx: Context, outcomes: list[Outcome], messages: list[Any]) -> None:
         if r["status"] == "assigned":
             assert {step for (h, step) in steps if h == r["id"]} == {0, 1}, r
     reminded = {e["handoff_id"] for e in events if e["kind"] == "reminded"}
+
+    # Every verdict was given by the handoff's own rep, as that rep's user.
+    verdicts = [e for e in events if e["kind"] in ("accepted", "rejected")]
+    assert len(verdicts) == sum(o.accepted + o.rejected for o in outcomes) > 0
+    for e in verdicts:
+        rep_email = rep_of[by_id[e["handoff_id"]]["rep_id"]]
+        assert e["actor_user_id"] == user_of[rep_email], e
+        assert e["actor"].startswith(f"{rep_email} (token "), e
 
     # The outbox is drained and every email arrived exactly once.
     assert unsent == []

@@ -46,6 +46,7 @@ from sqlalchemy import func, select
 from tests.milestone_checks import assert_milestones_equal_a_rebuild
 
 from baton.config import Settings
+from baton.domain.access import operator
 from baton.domain.activities import ActivityCreate, ActivityType
 from baton.domain.business_hours import Schedule, WorkingHours, is_working, next_working_moment
 from baton.domain.clock import ManualClock
@@ -165,7 +166,7 @@ class Simulation:
                 occurred_at=self.clock.now(),
                 idempotency_key=f"demo-{number}",
             ),
-            actor="website",
+            actor=operator("website"),
         )
 
     def observe(self) -> datetime | None:
@@ -220,7 +221,7 @@ class Simulation:
 
     def accept(self, handoff_id: int, rep_id: int) -> None:
         try:
-            accept_handoff(self.ctx, handoff_id, actor=self.email_of[rep_id])
+            accept_handoff(self.ctx, handoff_id, actor=operator(self.email_of[rep_id]))
         except Conflict:
             self.accepts["too late"] += 1
         else:
@@ -296,7 +297,9 @@ def set_up(ctx: Context) -> tuple[dict[int, str], dict[int, str]]:
     and the 2,000 leads known from website visits (not yet hand-raisers)."""
     for team in ZONES:
         create_team(
-            ctx, TeamCreate(name=team, manager_email=f"boss@{team}.example.com"), actor="ops"
+            ctx,
+            TeamCreate(name=team, manager_email=f"boss@{team}.example.com"),
+            actor=operator("ops"),
         )
     team_of: dict[int, str] = {}
     email_of: dict[int, str] = {}
@@ -313,14 +316,14 @@ def set_up(ctx: Context) -> tuple[dict[int, str], dict[int, str]]:
                     capacity=CAPACITY,
                     tags=["everyone"],
                 ),
-                actor="ops",
+                actor=operator("ops"),
             )
             team_of[rep.id] = team
             email_of[rep.id] = rep.email
-    version = create_contract(ctx, CONTRACT, actor="maria").version
-    approve_contract(ctx, version, role="marketing", actor="maria")
-    approve_contract(ctx, version, role="sales", actor="sam")
-    activate_contract(ctx, version, actor="sam")
+    version = create_contract(ctx, CONTRACT, actor=operator("maria")).version
+    approve_contract(ctx, version, role="marketing", actor=operator("maria"))
+    approve_contract(ctx, version, role="sales", actor=operator("sam"))
+    activate_contract(ctx, version, actor=operator("sam"))
     visits = [
         {
             "email": buyer(n),
@@ -330,7 +333,7 @@ def set_up(ctx: Context) -> tuple[dict[int, str], dict[int, str]]:
         }
         for n in range(MQLS)
     ]
-    report = ingest_activities(ctx, visits, actor="website")
+    report = ingest_activities(ctx, visits, actor=operator("website"))
     assert report.leads_created == MQLS and not report.mql and not report.errors
     return team_of, email_of
 

@@ -20,11 +20,13 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, insert, select
+from tests.conftest import principal_for
 from tests.notify_servers import HttpReceiver, SmtpServer, http_receiver, smtp_server
 
+from baton.domain.access import operator
 from baton.domain.activities import ActivityCreate
 from baton.domain.clock import ManualClock
-from baton.domain.errors import Conflict, Forbidden, ValidationFailed
+from baton.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from baton.domain.leads import LeadCreate
 from baton.domain.lifecycle import Stage
 from baton.domain.reps import AbsenceCreate, RepCreate, RepUpdate, TeamCreate
@@ -38,10 +40,12 @@ from baton.services.handoffs import (
     accept_handoff,
     get_handoff,
     handoff_events_of,
+    handoff_queue,
     list_handoffs,
     log_touch,
     lost_handoff,
     qualify_handoff,
+    reassign_handoff,
     reject_handoff,
     won_handoff,
 )
@@ -71,6 +75,9 @@ EXAMPLE = (Path(__file__).parents[2] / "contracts" / "example.yaml").read_text()
 MANAGER = "sam@lumen.example"
 SECRET = "whsec_handoffs"
 BUDGET = {"budget": "40k", "authority": "VP Ops", "need": "dashboards", "timing": "Q2"}
+OPS = operator("ops")
+"""Reads the tests' checks make (the local operator reaches everything); who may read
+and act on which handoff is tested on its own, with real users."""
 
 
 def utc(
@@ -83,20 +90,22 @@ def utc(
 
 
 def activate_example(ctx: Context) -> int:
-    version = create_contract(ctx, EXAMPLE, actor="maria").version
-    approve_contract(ctx, version, role="marketing", actor="maria")
-    approve_contract(ctx, version, role="sales", actor="sam")
-    activate_contract(ctx, version, actor="maria")
+    version = create_contract(ctx, EXAMPLE, actor=operator("maria")).version
+    approve_contract(ctx, version, role="marketing", actor=operator("maria"))
+    approve_contract(ctx, version, role="sales", actor=operator("sam"))
+    activate_contract(ctx, version, actor=operator("maria"))
     return version
 
 
 def add_team(ctx: Context, name: str = "na", manager: str | None = MANAGER) -> None:
-    create_team(ctx, TeamCreate(name=name, manager_email=manager), actor="sam")
+    create_team(ctx, TeamCreate(name=name, manager_email=manager), actor=operator("sam"))
 
 
 def add_rep(ctx: Context, email: str, team: str = "na", **fields: Any) -> RepPublic:
     name = email.split("@")[0].title()
-    return create_rep(ctx, RepCreate(email=email, name=name, team=team, **fields), actor="sam")
+    return create_rep(
+        ctx, RepCreate(email=email, name=name, team=team, **fields), actor=operator("sam")
+    )
 
 
 def sales_floor(ctx: Context, *emails: str, team: str = "na", **fields: Any) -> list[RepPublic]:
@@ -124,7 +133,7 @@ def hand_raise(
         **fields,
     }
     data = LeadCreate.model_validate(lead, context={"default_region": "US"})
-    lead_id = capture_lead(ctx, data, actor="form").lead.id
+    lead_id = capture_lead(ctx, data, actor=operator("form")).lead.id
     event = ActivityCreate.model_validate(
         {
             "email": email,
@@ -133,12 +142,12 @@ def hand_raise(
             "properties": {"url": "/demo"},
         }
     )
-    assert ingest_activity(ctx, event, actor="web").lead_id == lead_id
+    assert ingest_activity(ctx, event, actor=operator("web")).lead_id == lead_id
     return lead_id
 
 
 def only_handoff(ctx: Context, lead_id: int) -> HandoffPublic:
-    [handoff] = list_handoffs(ctx, lead_id=lead_id)
+    [handoff] = list_handoffs(ctx, lead_id=lead_id, actor=OPS)
     return handoff
 
 
@@ -177,7 +186,7 @@ def pool_rotations(ctx: Context) -> dict[str, Any]:
 
 
 def event_kinds(ctx: Context, handoff_id: int) -> list[str]:
-    return [e.kind for e in handoff_events_of(ctx, handoff_id)]
+    return [e.kind for e in handoff_events_of(ctx, handoff_id, actor=OPS)]
 
 
 @pytest.fixture
@@ -230,7 +239,7 @@ def test_a_hand_raise_opens_one_handoff_routed_with_its_reasons_and_business_dea
         ctx,
         cy.id,
         AbsenceCreate(starts_at=utc(2026, 3, 2, 0, 0), ends_at=utc(2026, 3, 7, 0, 0)),
-        actor="cy@lumen.example",
+        actor=operator("cy@lumen.example"),
     )
     dee = add_rep(ctx, "dee@lumen.example", timezone="Asia/Tokyo")
     eve = add_rep(ctx, "eve@lumen.example", capacity=0)
@@ -238,7 +247,7 @@ def test_a_hand_raise_opens_one_handoff_routed_with_its_reasons_and_business_dea
     lead_id = hand_raise(ctx)
 
     handoff = only_handoff(ctx, lead_id)
-    assert get_lead(ctx, lead_id).stage == "mql"
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "mql"
     assert (handoff.status, handoff.rep_id, handoff.rep_email) == ("assigned", ana.id, ana.email)
     assert handoff.mql_at == handoff.assigned_at == clock.now()
     assert handoff.chain_id == handoff.id and handoff.reassignments == 0
@@ -269,7 +278,7 @@ def test_a_hand_raise_opens_one_handoff_routed_with_its_reasons_and_business_dea
             },
         ],
     }
-    [assigned] = handoff_events_of(ctx, handoff.id)
+    [assigned] = handoff_events_of(ctx, handoff.id, actor=OPS)
     assert (assigned.kind, assigned.actor, assigned.at) == ("assigned", "web", clock.now())
     assert assigned.detail == {"rep": ana.email, "why": "rule Everyone else: weighted in team na"}
 
@@ -297,12 +306,12 @@ def test_another_hand_raise_while_a_handoff_is_open_opens_no_other(
     clock.advance(minutes=5)
     hand_raise(ctx, kind="contact_sales")
     assert only_handoff(ctx, lead_id) == first
-    accept_handoff(ctx, first.id, actor=str(first.rep_email))
+    accept_handoff(ctx, first.id, actor=operator(str(first.rep_email)))
     clock.advance(minutes=5)
     hand_raise(ctx, kind="inbound_call")
-    assert [h.id for h in list_handoffs(ctx, lead_id=lead_id)] == [first.id]
-    assert get_lead(ctx, lead_id).stage == "sal"
-    assert other(reps, first.rep_email) not in {h.rep_email for h in list_handoffs(ctx)}
+    assert [h.id for h in list_handoffs(ctx, lead_id=lead_id, actor=OPS)] == [first.id]
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "sal"
+    assert other(reps, first.rep_email) not in {h.rep_email for h in list_handoffs(ctx, actor=OPS)}
 
 
 # --- verdicts ----------------------------------------------------------------------------
@@ -315,13 +324,13 @@ def test_accept_makes_the_lead_a_sal_and_leaves_only_the_touch_rung(
     lead_id = hand_raise(ctx)
     handoff = only_handoff(ctx, lead_id)
     clock.advance(minutes=12)
-    accepted = accept_handoff(ctx, handoff.id, actor="ana@lumen.example")
+    accepted = accept_handoff(ctx, handoff.id, actor=operator("ana@lumen.example"))
     assert (accepted.status, accepted.accepted_at) == ("accepted", clock.now())
-    assert get_lead(ctx, lead_id).stage == "sal"
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "sal"
     # Only "notify the manager at 120 until touched" is left: 11:00 UTC.
     assert accepted.next_step_at == utc(2026, 3, 2, 11, 0)
     with pytest.raises(Conflict):
-        accept_handoff(ctx, handoff.id, actor="ana@lumen.example")
+        accept_handoff(ctx, handoff.id, actor=operator("ana@lumen.example"))
 
 
 @pytest.mark.parametrize(
@@ -339,7 +348,7 @@ def test_a_rejection_reason_decides_the_leads_stage_and_marketings_credit(
     handoff = only_handoff(ctx, lead_id)
     clock.advance(minutes=3)
     rejected = reject_handoff(
-        ctx, handoff.id, code=code, note="spoke to them", actor="ana@lumen.example"
+        ctx, handoff.id, code=code, note="spoke to them", actor=operator("ana@lumen.example")
     )
     assert (rejected.status, rejected.outcome, rejected.rejection_code) == (
         "rejected",
@@ -348,10 +357,10 @@ def test_a_rejection_reason_decides_the_leads_stage_and_marketings_credit(
     )
     assert rejected.marketing_credit is credit
     assert rejected.closed_at == clock.now() and rejected.next_step_at is None
-    assert get_lead(ctx, lead_id).stage == stage
-    last = stage_history(ctx, lead_id)[-1]
+    assert get_lead(ctx, lead_id, actor=OPS).stage == stage
+    last = stage_history(ctx, lead_id, actor=OPS)[-1]
     assert (last.from_stage, last.to_stage, last.actor) == ("mql", stage, "ana@lumen.example")
-    assert list_handoffs(ctx, status=["assigned", "accepted", "queued"]) == []
+    assert list_handoffs(ctx, status=["assigned", "accepted", "queued"], actor=OPS) == []
 
 
 def test_an_unknown_rejection_code_is_refused_and_changes_nothing(ctx: Context) -> None:
@@ -359,33 +368,176 @@ def test_an_unknown_rejection_code_is_refused_and_changes_nothing(ctx: Context) 
     lead_id = hand_raise(ctx)
     handoff = only_handoff(ctx, lead_id)
     with pytest.raises(ValidationFailed) as caught:
-        reject_handoff(ctx, handoff.id, code="too_small", actor="ana@lumen.example")
+        reject_handoff(ctx, handoff.id, code="too_small", actor=operator("ana@lumen.example"))
     [problem] = caught.value.problems
     assert problem.loc == "code"
     assert problem.message == "use one of: out_of_area, no_budget, not_ready, wrong_contact, junk"
-    assert get_handoff(ctx, handoff.id) == handoff
-    assert get_lead(ctx, lead_id).stage == "mql"
+    assert get_handoff(ctx, handoff.id, actor=OPS) == handoff
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "mql"
 
 
-def test_only_the_assigned_rep_or_their_manager_may_give_a_verdict(
+# --- who may read and act on a handoff ----------------------------------------------------
+
+
+def stored_actor(ctx: Context, handoff_id: int, kind: str) -> tuple[str, int | None]:
+    """The text actor and the user id of a handoff's event, as stored."""
+    with ctx.read() as connection:
+        row = connection.execute(
+            select(handoff_events.c.actor, handoff_events.c.actor_user_id).where(
+                handoff_events.c.handoff_id == handoff_id, handoff_events.c.kind == kind
+            )
+        ).one()
+    return str(row[0]), row[1]
+
+
+def test_only_the_assigned_rep_their_manager_or_an_admin_may_give_a_verdict(
     ctx: Context, clock: ManualClock
 ) -> None:
     reps = sales_floor(ctx, "ana@lumen.example", "ben@lumen.example")
+    add_team(ctx, "emea", manager="lee@lumen.example")
     lead_id = hand_raise(ctx)
     handoff = only_handoff(ctx, lead_id)
-    stranger = other(reps, handoff.rep_email)
-    for actor in (stranger, "maria@lumen.example", "marketing"):
+    stranger = principal_for(ctx, "rep", rep_email=other(reps, handoff.rep_email))
+    elsewhere = principal_for(ctx, "sales_manager", email="lee@lumen.example", teams=("emea",))
+    # Another rep, or another team's manager: the handoff is missing to them, exactly
+    # as one that does not exist (OWASP API1), for reads and verdicts alike.
+    for actor in (stranger, elsewhere):
+        for handoff_id in (handoff.id, 999_999):
+            missing = f"handoff {handoff_id} does not exist"
+            with pytest.raises(NotFound, match=missing):
+                accept_handoff(ctx, handoff_id, actor=actor)
+            with pytest.raises(NotFound, match=missing):
+                reject_handoff(ctx, handoff_id, code="junk", actor=actor)
+            with pytest.raises(NotFound, match=missing):
+                log_touch(ctx, handoff_id, kind="call", actor=actor)
+            with pytest.raises(NotFound, match=missing):
+                get_handoff(ctx, handoff_id, actor=actor)
+            with pytest.raises(NotFound, match=missing):
+                handoff_events_of(ctx, handoff_id, actor=actor)
+            with pytest.raises(NotFound, match=missing):
+                handoff_packet(ctx, handoff_id, actor=actor)
+        assert list_handoffs(ctx, actor=actor) == []
+        assert list_handoffs(ctx, lead_id=lead_id, actor=actor) == []
+    # Marketing reads the handoff but never gives sales' verdict: 403 with the reason,
+    # for an id that exists or not.
+    marketing = principal_for(ctx, "marketing", email="maria@lumen.example")
+    assert get_handoff(ctx, handoff.id, actor=marketing) == handoff
+    for handoff_id in (handoff.id, 999_999):
+        with pytest.raises(Forbidden, match="marketing role may not accept"):
+            accept_handoff(ctx, handoff_id, actor=marketing)
         with pytest.raises(Forbidden):
-            accept_handoff(ctx, handoff.id, actor=actor)
+            reject_handoff(ctx, handoff_id, code="junk", actor=marketing)
         with pytest.raises(Forbidden):
-            reject_handoff(ctx, handoff.id, code="junk", actor=actor)
-        with pytest.raises(Forbidden):
-            log_touch(ctx, handoff.id, kind="call", actor=actor)
-    assert get_handoff(ctx, handoff.id) == handoff
-    # The team's manager may act for the rep (case does not matter).
-    accepted = accept_handoff(ctx, handoff.id, actor="Sam@Lumen.example")
+            log_touch(ctx, handoff_id, kind="call", actor=marketing)
+    assert get_handoff(ctx, handoff.id, actor=OPS) == handoff
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "mql"
+
+    # The team's manager may act for the rep; the event keeps the name and the user.
+    sam = principal_for(ctx, "sales_manager", email=MANAGER, teams=("na",))
+    accepted = accept_handoff(ctx, handoff.id, actor=sam)
     assert accepted.status == "accepted"
-    assert handoff_events_of(ctx, handoff.id)[-1].actor == "Sam@Lumen.example"
+    assert handoff_events_of(ctx, handoff.id, actor=sam)[-1].actor == sam.name
+    assert stored_actor(ctx, handoff.id, "accepted") == (sam.name, sam.user_id)
+    # An admin may act on any handoff.
+    admin = principal_for(ctx, "admin")
+    touched = log_touch(ctx, handoff.id, kind="call", actor=admin)
+    assert touched.first_touch_at == clock.now()
+    assert stored_actor(ctx, handoff.id, "touch") == (admin.name, admin.user_id)
+
+
+def test_a_rep_reads_and_acts_on_their_own_handoffs_only(ctx: Context) -> None:
+    ana, ben = sales_floor(ctx, "ana@lumen.example", "ben@lumen.example")
+    leads_ = [hand_raise(ctx, f"p{i}@buyer{i}.com") for i in range(4)]
+    handoffs_ = [only_handoff(ctx, lead) for lead in leads_]
+    mine = {h.id for h in handoffs_ if h.rep_id == ana.id}
+    theirs = {h.id for h in handoffs_ if h.rep_id == ben.id}
+    assert mine and theirs, "the rotation gives each rep some"
+    as_ana = principal_for(ctx, "rep", rep_email=ana.email)
+    assert {h.id for h in list_handoffs(ctx, actor=as_ana)} == mine
+    # Filtering by another rep's email shows nothing, not their handoffs.
+    assert list_handoffs(ctx, rep_email=ben.email, actor=as_ana) == []
+    assert {h.id for h in list_handoffs(ctx, rep_email=ben.email, actor=OPS)} == theirs
+    own = min(mine)
+    assert get_handoff(ctx, own, actor=as_ana).rep_email == ana.email
+    assert [e.kind for e in handoff_events_of(ctx, own, actor=as_ana)] == ["assigned"]
+    packet = handoff_packet(ctx, own, actor=as_ana)
+    assert packet.handoff.id == own and packet.lead.id == packet.handoff.lead_id
+    accepted = accept_handoff(ctx, own, actor=as_ana)
+    assert accepted.status == "accepted"
+    assert stored_actor(ctx, own, "accepted") == (as_ana.name, as_ana.user_id)
+    for handoff_id in theirs:
+        with pytest.raises(NotFound):
+            accept_handoff(ctx, handoff_id, actor=as_ana)
+        assert get_handoff(ctx, handoff_id, actor=OPS).status == "assigned"
+    # A rep has no say in the queue nor in reassignments (403, whatever the id).
+    with pytest.raises(Forbidden):
+        handoff_queue(ctx, actor=as_ana)
+    with pytest.raises(Forbidden, match="rep role may not reassign"):
+        reassign_handoff(ctx, own, actor=as_ana)
+
+
+def test_a_token_acts_only_within_its_scopes(ctx: Context) -> None:
+    [ana] = sales_floor(ctx, "ana@lumen.example")
+    handoff = only_handoff(ctx, hand_raise(ctx))
+    reader = principal_for(ctx, "rep", rep_email=ana.email, scopes=("handoffs:read",))
+    assert get_handoff(ctx, handoff.id, actor=reader) == handoff
+    with pytest.raises(Forbidden, match="handoffs:verdict"):
+        accept_handoff(ctx, handoff.id, actor=reader)
+    assert get_handoff(ctx, handoff.id, actor=OPS).status == "assigned"
+
+
+def test_the_queue_is_for_managers_and_admins(ctx: Context) -> None:
+    sales_floor(ctx, "ana@lumen.example", status="away")
+    queued = only_handoff(ctx, hand_raise(ctx))
+    assert queued.status == "queued"
+    sam = principal_for(ctx, "sales_manager", email=MANAGER, teams=("na",))
+    admin = principal_for(ctx, "admin")
+    assert handoff_queue(ctx, actor=sam) == handoff_queue(ctx, actor=admin) == [queued]
+    # A queued handoff is the team manager's to watch, not yet any rep's.
+    assert get_handoff(ctx, queued.id, actor=sam) == queued
+    with pytest.raises(NotFound):
+        get_handoff(ctx, queued.id, actor=principal_for(ctx, "rep", rep_email="ana@lumen.example"))
+    with pytest.raises(Forbidden, match="marketing role may not read the unassigned queue"):
+        handoff_queue(ctx, actor=principal_for(ctx, "marketing"))
+
+
+def test_a_manager_reassigns_within_their_team_and_an_admin_anywhere(ctx: Context) -> None:
+    ana, ben = sales_floor(ctx, "ana@lumen.example", "ben@lumen.example")
+    add_team(ctx, "emea", manager="lee@lumen.example")
+    eva = add_rep(ctx, "eva@lumen.example", "emea")
+    handoff = only_handoff(ctx, hand_raise(ctx))
+    owner, colleague = (ana, ben) if handoff.rep_id == ana.id else (ben, ana)
+    sam = principal_for(ctx, "sales_manager", email=MANAGER, teams=("na",))
+    lee = principal_for(ctx, "sales_manager", email="lee@lumen.example", teams=("emea",))
+    # Another team's manager cannot see the handoff at all.
+    with pytest.raises(NotFound, match=f"handoff {handoff.id} does not exist"):
+        reassign_handoff(ctx, handoff.id, to_email=eva.email, actor=lee)
+    # Sam cannot hand it to a rep outside his team: that rep is missing to him, as one
+    # that does not exist.
+    for target in (eva.email, "nobody@lumen.example"):
+        with pytest.raises(NotFound, match=f"rep {target} does not exist"):
+            reassign_handoff(ctx, handoff.id, to_email=target.upper(), actor=sam)
+    assert get_handoff(ctx, handoff.id, actor=OPS).status == "assigned"
+    moved = reassign_handoff(ctx, handoff.id, to_email=colleague.email, actor=sam)
+    assert (moved.rep_email, moved.chain_id, moved.reassignments) == (
+        colleague.email,
+        handoff.id,
+        1,
+    )
+    assert stored_actor(ctx, handoff.id, "reassigned") == (sam.name, sam.user_id)
+    assert handoff_events_of(ctx, handoff.id, actor=sam)[-1].detail["why"] == (
+        f"reassigned by {sam.name}"
+    )
+    # An admin reaches every rep.
+    admin = principal_for(ctx, "admin")
+    again = reassign_handoff(ctx, moved.id, to_email=eva.email, actor=admin)
+    assert (again.rep_email, again.reassignments) == (eva.email, 2)
+    # The new handoff is out of Sam's team now: he no longer sees it.
+    with pytest.raises(NotFound):
+        get_handoff(ctx, again.id, actor=sam)
+    assert owner.email not in {
+        h.rep_email for h in list_handoffs(ctx, status=["assigned"], actor=OPS)
+    }
 
 
 def test_the_first_touch_is_recorded_once(ctx: Context, clock: ManualClock) -> None:
@@ -394,19 +546,19 @@ def test_the_first_touch_is_recorded_once(ctx: Context, clock: ManualClock) -> N
     clock.advance(minutes=7)
     first_touch = clock.now()
     touched = log_touch(
-        ctx, handoff.id, kind="call", note="left a voicemail", actor="ana@lumen.example"
+        ctx, handoff.id, kind="call", note="left a voicemail", actor=operator("ana@lumen.example")
     )
     assert touched.first_touch_at == first_touch
     assert touched.status == "assigned", "a touch is not an acceptance"
     # The accept rungs still run: the reminder at 20 minutes stays due.
     assert touched.next_step_at == utc(2026, 3, 2, 9, 20)
     clock.advance(minutes=30)
-    again = log_touch(ctx, handoff.id, kind="email", actor="ana@lumen.example")
+    again = log_touch(ctx, handoff.id, kind="email", actor=operator("ana@lumen.example"))
     assert again.first_touch_at == first_touch
-    touches = [e.detail for e in handoff_events_of(ctx, handoff.id) if e.kind == "touch"]
+    touches = [e.detail for e in handoff_events_of(ctx, handoff.id, actor=OPS) if e.kind == "touch"]
     assert [(t["touch"], t["first"]) for t in touches] == [("call", True), ("email", False)]
     # Accepted and touched: no rung of the ladder is left.
-    assert accept_handoff(ctx, handoff.id, actor="ana@lumen.example").next_step_at is None
+    assert accept_handoff(ctx, handoff.id, actor=operator("ana@lumen.example")).next_step_at is None
 
 
 def test_qualify_needs_budget_authority_need_and_timing(ctx: Context) -> None:
@@ -414,21 +566,26 @@ def test_qualify_needs_budget_authority_need_and_timing(ctx: Context) -> None:
     lead_id = hand_raise(ctx)
     handoff = only_handoff(ctx, lead_id)
     with pytest.raises(Conflict):
-        qualify_handoff(ctx, handoff.id, fields=BUDGET, actor="ana@lumen.example")  # not accepted
-    accept_handoff(ctx, handoff.id, actor="ana@lumen.example")
+        qualify_handoff(
+            ctx, handoff.id, fields=BUDGET, actor=operator("ana@lumen.example")
+        )  # not accepted
+    accept_handoff(ctx, handoff.id, actor=operator("ana@lumen.example"))
     with pytest.raises(ValidationFailed) as caught:
         qualify_handoff(
-            ctx, handoff.id, fields={"budget": "40k", "need": ""}, actor="ana@lumen.example"
+            ctx,
+            handoff.id,
+            fields={"budget": "40k", "need": ""},
+            actor=operator("ana@lumen.example"),
         )
     assert [p.loc for p in caught.value.problems] == [
         "fields.authority",
         "fields.need",
         "fields.timing",
     ]
-    assert get_lead(ctx, lead_id).stage == "sal"
-    qualified = qualify_handoff(ctx, handoff.id, fields=BUDGET, actor="ana@lumen.example")
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "sal"
+    qualified = qualify_handoff(ctx, handoff.id, fields=BUDGET, actor=operator("ana@lumen.example"))
     assert (qualified.status, qualified.qualification) == ("qualified", BUDGET)
-    assert get_lead(ctx, lead_id).stage == "sql"
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "sql"
 
 
 def test_a_won_deal_makes_a_customer_and_an_account_that_later_leads_route_to(
@@ -439,25 +596,25 @@ def test_a_won_deal_makes_a_customer_and_an_account_that_later_leads_route_to(
     handoff = only_handoff(ctx, lead_id)
     owner = str(handoff.rep_email)
     with pytest.raises(Conflict):
-        won_handoff(ctx, handoff.id, amount=1, actor=owner)  # not qualified yet
-    accept_handoff(ctx, handoff.id, actor=owner)
-    qualify_handoff(ctx, handoff.id, fields=BUDGET, actor=owner)
+        won_handoff(ctx, handoff.id, amount=1, actor=operator(owner))  # not qualified yet
+    accept_handoff(ctx, handoff.id, actor=operator(owner))
+    qualify_handoff(ctx, handoff.id, fields=BUDGET, actor=operator(owner))
     clock.advance(days=20)
-    won = won_handoff(ctx, handoff.id, amount=48_000, note="signed", actor=owner)
+    won = won_handoff(ctx, handoff.id, amount=48_000, note="signed", actor=operator(owner))
     assert (won.status, won.outcome, won.deal_value, won.closed_at) == (
         "won",
         "won",
         48_000,
         clock.now(),
     )
-    assert [t.to_stage for t in stage_history(ctx, lead_id)] == [
+    assert [t.to_stage for t in stage_history(ctx, lead_id, actor=OPS)] == [
         "mql",
         "sal",
         "sql",
         "opportunity",
         "customer",
     ]
-    [account] = list_accounts(ctx)
+    [account] = list_accounts(ctx, actor=OPS)
     assert (account.domain, account.name, account.owner_email) == (
         "northwind.com",
         "Northwind Traders",
@@ -489,10 +646,10 @@ def test_an_unavailable_account_owner_is_skipped_with_the_reason(
     reps = sales_floor(ctx, "ana@lumen.example", "ben@lumen.example")
     handoff = only_handoff(ctx, hand_raise(ctx))
     owner = next(r for r in reps if r.email == handoff.rep_email)
-    accept_handoff(ctx, handoff.id, actor=owner.email)
-    qualify_handoff(ctx, handoff.id, fields=BUDGET, actor=owner.email)
-    won_handoff(ctx, handoff.id, actor=owner.email)
-    update_rep(ctx, owner.id, RepUpdate(status="away"), actor="sam")
+    accept_handoff(ctx, handoff.id, actor=operator(owner.email))
+    qualify_handoff(ctx, handoff.id, fields=BUDGET, actor=operator(owner.email))
+    won_handoff(ctx, handoff.id, actor=operator(owner.email))
+    update_rep(ctx, owner.id, RepUpdate(status="away"), actor=operator("sam"))
     routed = only_handoff(ctx, hand_raise(ctx, "pat@northwind.com", first_name="Pat"))
     assert routed.rep_email == other(reps, owner.email)
     assert routed.routing["account_owner"] is False
@@ -508,17 +665,23 @@ def test_a_lost_deal_needs_a_reason(ctx: Context, clock: ManualClock) -> None:
     lead_id = hand_raise(ctx)
     handoff = only_handoff(ctx, lead_id)
     with pytest.raises(Conflict):
-        lost_handoff(ctx, handoff.id, reason="no answer", actor="ana@lumen.example")  # assigned
-    accept_handoff(ctx, handoff.id, actor="ana@lumen.example")
+        lost_handoff(
+            ctx, handoff.id, reason="no answer", actor=operator("ana@lumen.example")
+        )  # assigned
+    accept_handoff(ctx, handoff.id, actor=operator("ana@lumen.example"))
     for blank in ("", "   "):
         with pytest.raises(ValidationFailed):
-            lost_handoff(ctx, handoff.id, reason=blank, actor="ana@lumen.example")
-    assert get_handoff(ctx, handoff.id).status == "accepted"
+            lost_handoff(ctx, handoff.id, reason=blank, actor=operator("ana@lumen.example"))
+    assert get_handoff(ctx, handoff.id, actor=OPS).status == "accepted"
     clock.advance(days=3)
-    lost = lost_handoff(ctx, handoff.id, reason="chose a competitor", actor="ana@lumen.example")
+    lost = lost_handoff(
+        ctx, handoff.id, reason="chose a competitor", actor=operator("ana@lumen.example")
+    )
     assert (lost.status, lost.outcome, lost.closed_at) == ("lost", "lost", clock.now())
-    assert get_lead(ctx, lead_id).stage == "lost"
-    assert handoff_events_of(ctx, handoff.id)[-1].detail == {"reason": "chose a competitor"}
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "lost"
+    assert handoff_events_of(ctx, handoff.id, actor=OPS)[-1].detail == {
+        "reason": "chose a competitor"
+    }
 
 
 def test_a_recycled_lead_returns_with_a_fresh_hand_raise_as_a_second_handoff(
@@ -529,17 +692,17 @@ def test_a_recycled_lead_returns_with_a_fresh_hand_raise_as_a_second_handoff(
     first = only_handoff(ctx, lead_id)
     clock.advance(hours=1)
     recycled_at = clock.now()
-    reject_handoff(ctx, first.id, code="not_ready", actor="ana@lumen.example")
-    assert get_lead(ctx, lead_id).stage == "nurture"
+    reject_handoff(ctx, first.id, code="not_ready", actor=operator("ana@lumen.example"))
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "nurture"
     clock.advance(days=2)
     # A demo request from before the recycle, stored late, hands nobody off.
     hand_raise(ctx, at=recycled_at - timedelta(minutes=30))
-    assert get_lead(ctx, lead_id).stage == "nurture"
-    assert len(list_handoffs(ctx, lead_id=lead_id)) == 1
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "nurture"
+    assert len(list_handoffs(ctx, lead_id=lead_id, actor=OPS)) == 1
     # A new one does, cool-down or not.
     hand_raise(ctx)
-    assert get_lead(ctx, lead_id).stage == "mql"
-    second, earlier = list_handoffs(ctx, lead_id=lead_id)
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "mql"
+    second, earlier = list_handoffs(ctx, lead_id=lead_id, actor=OPS)
     assert earlier.id == first.id
     assert (second.status, second.rep_email, second.mql_at) == (
         "assigned",
@@ -547,7 +710,10 @@ def test_a_recycled_lead_returns_with_a_fresh_hand_raise_as_a_second_handoff(
         clock.now(),
     )
     assert second.chain_id == second.id != first.chain_id
-    packet = handoff_packet(ctx, second.id)
+    # Ana's packet shows her the earlier verdict on the lead.
+    packet = handoff_packet(
+        ctx, second.id, actor=principal_for(ctx, "rep", rep_email="ana@lumen.example")
+    )
     [shown] = packet.earlier_handoffs
     assert (shown.id, shown.status, shown.rejection_code, shown.marketing_credit) == (
         first.id,
@@ -571,7 +737,7 @@ def test_with_everyone_away_the_handoff_waits_until_a_rep_is_back(
     assert queued.accept_due_at is None and queued.next_step_at is None
     assert queued.routing["reason"] == "nobody in team na is available"
     assert [s["reason"] for s in queued.routing["skipped"]] == ["status away", "status away"]
-    assert [h.id for h in list_handoffs(ctx, status=["queued"])] == [queued.id]
+    assert [h.id for h in list_handoffs(ctx, status=["queued"], actor=OPS)] == [queued.id]
     worker()
     assert len(smtp.messages) == 1
     assert smtp.messages[0]["To"] == MANAGER
@@ -579,15 +745,15 @@ def test_with_everyone_away_the_handoff_waits_until_a_rep_is_back(
     assert worker().assigned == 0
     assert only_handoff(ctx, lead_id).status == "queued"
 
-    update_rep(ctx, ben.id, RepUpdate(status="available"), actor="ben@lumen.example")
+    update_rep(ctx, ben.id, RepUpdate(status="available"), actor=operator("ben@lumen.example"))
     clock.advance(minutes=5)
     report = worker()
     assert report.assigned == 1
-    assigned = get_handoff(ctx, queued.id)
+    assigned = get_handoff(ctx, queued.id, actor=OPS)
     assert (assigned.status, assigned.rep_email) == ("assigned", "ben@lumen.example")
     assert assigned.assigned_at == clock.now() == utc(2026, 3, 2, 9, 5)
     assert assigned.accept_due_at == utc(2026, 3, 2, 9, 35)
-    assert list_handoffs(ctx, status=["queued"]) == []
+    assert list_handoffs(ctx, status=["queued"], actor=OPS) == []
     assert mails(smtp)[1] == (
         "ben@lumen.example",
         "New lead for you: Dana Reyes (Northwind Traders)",
@@ -606,8 +772,8 @@ def test_a_lead_no_one_can_take_does_not_block_the_queue_for_other_teams(
     german = hand_raise(ctx, "jonas@fabrik.de", country="DE")
     clock.advance(minutes=1)
     american = hand_raise(ctx, "lou@tiny.com", country="US")
-    assert {h.status for h in list_handoffs(ctx)} == {"queued"}
-    update_rep(ctx, ned.id, RepUpdate(status="available"), actor="sam")
+    assert {h.status for h in list_handoffs(ctx, actor=OPS)} == {"queued"}
+    update_rep(ctx, ned.id, RepUpdate(status="available"), actor=operator("sam"))
     clock.advance(minutes=1)
     worker()
     assert only_handoff(ctx, german).status == "queued"
@@ -642,22 +808,22 @@ def test_the_ladder_reminds_at_20_and_reassigns_at_30_business_minutes_exactly(
     to, subject = mails(smtp)[1]
     assert to == first_rep
     assert subject == "Reminder: accept Dana Reyes (Northwind Traders) before 09:20 UTC"
-    assert get_handoff(ctx, first.id).next_step_at == utc(2026, 3, 3, 9, 20)
+    assert get_handoff(ctx, first.id, actor=OPS).next_step_at == utc(2026, 3, 3, 9, 20)
 
     clock.set(utc(2026, 3, 3, 9, 19, 59))
     assert worker().steps == 0
     assert len(smtp.messages) == 2
-    assert get_handoff(ctx, first.id).status == "assigned"
+    assert get_handoff(ctx, first.id, actor=OPS).status == "assigned"
     clock.set(utc(2026, 3, 3, 9, 20))
     worker()
-    old = get_handoff(ctx, first.id)
+    old = get_handoff(ctx, first.id, actor=OPS)
     assert (old.status, old.outcome, old.closed_at, old.next_step_at) == (
         "reassigned",
         "reassigned",
         clock.now(),
         None,
     )
-    [new] = list_handoffs(ctx, status=["assigned"])
+    [new] = list_handoffs(ctx, status=["assigned"], actor=OPS)
     assert (new.rep_email, new.chain_id, new.reassignments) == (second_rep, first.id, 1)
     assert (new.mql_at, new.assigned_at) == (first.mql_at, clock.now())
     assert new.accept_due_at == utc(2026, 3, 3, 9, 50)
@@ -694,14 +860,16 @@ def test_automatic_reassignments_stop_at_the_contracts_maximum(
     for _ in range(3):
         clock.advance(minutes=30)
         worker()
-    chain = list(reversed(list_handoffs(ctx, lead_id=lead_id)))
+    chain = list(reversed(list_handoffs(ctx, lead_id=lead_id, actor=OPS)))
     assert [h.status for h in chain] == ["reassigned", "reassigned", "assigned"]
     assert [h.reassignments for h in chain] == [0, 1, 2]
     assert {h.chain_id for h in chain} == {chain[0].id}
     assert len({h.rep_id for h in chain}) == 3, "each reassignment goes to someone new"
     last = chain[-1]
     assert last.assigned_at == utc(2026, 3, 2, 10, 0)
-    skipped = [e for e in handoff_events_of(ctx, last.id) if e.kind == "reassign_skipped"]
+    skipped = [
+        e for e in handoff_events_of(ctx, last.id, actor=OPS) if e.kind == "reassign_skipped"
+    ]
     assert [(e.at, e.detail["why"]) for e in skipped] == [
         (utc(2026, 3, 2, 10, 30), "already reassigned 2 times")
     ]
@@ -709,7 +877,7 @@ def test_automatic_reassignments_stop_at_the_contracts_maximum(
     assert [to for to, _ in mails(smtp)].count(MANAGER) == 3
     # The 120-minute "until touched" rung is what is left.
     assert last.status == "assigned"
-    assert get_handoff(ctx, last.id).next_step_at == utc(2026, 3, 2, 12, 0)
+    assert get_handoff(ctx, last.id, actor=OPS).next_step_at == utc(2026, 3, 2, 12, 0)
 
 
 def test_with_nobody_else_available_the_handoff_stays_and_the_manager_is_told(
@@ -719,14 +887,16 @@ def test_with_nobody_else_available_the_handoff_stays_and_the_manager_is_told(
     handoff = only_handoff(ctx, hand_raise(ctx))
     clock.advance(minutes=30)
     worker()
-    stays = get_handoff(ctx, handoff.id)
+    stays = get_handoff(ctx, handoff.id, actor=OPS)
     assert (stays.status, stays.rep_email, stays.reassignments) == (
         "assigned",
         "ana@lumen.example",
         0,
     )
-    assert len(list_handoffs(ctx)) == 1
-    failed = [e for e in handoff_events_of(ctx, handoff.id) if e.kind == "reassign_failed"]
+    assert len(list_handoffs(ctx, actor=OPS)) == 1
+    failed = [
+        e for e in handoff_events_of(ctx, handoff.id, actor=OPS) if e.kind == "reassign_failed"
+    ]
     assert [e.detail["why"] for e in failed] == ["nobody in team na is available"]
     assert [to for to, _ in mails(smtp)] == ["ana@lumen.example", "ana@lumen.example", MANAGER]
     # What is left: the manager at 120 minutes if nobody touched the lead (11:00 UTC).
@@ -739,7 +909,7 @@ def test_an_accepted_lead_nobody_touches_reaches_the_manager_at_120_minutes(
     sales_floor(ctx, "ana@lumen.example", "ben@lumen.example")
     handoff = only_handoff(ctx, hand_raise(ctx))
     clock.advance(minutes=5)
-    accept_handoff(ctx, handoff.id, actor=str(handoff.rep_email))
+    accept_handoff(ctx, handoff.id, actor=operator(str(handoff.rep_email)))
     worker()
     clock.set(utc(2026, 3, 2, 10, 59, 59))
     assert worker().steps == 0
@@ -748,7 +918,7 @@ def test_an_accepted_lead_nobody_touches_reaches_the_manager_at_120_minutes(
     assert worker().steps == 1
     assert [to for to, _ in mails(smtp)] == [handoff.rep_email, MANAGER]
     assert f"{handoff.rep_email}: not touched in time" in text_of(smtp.messages[1])
-    done = get_handoff(ctx, handoff.id)
+    done = get_handoff(ctx, handoff.id, actor=OPS)
     assert (done.status, done.rep_email, done.next_step_at) == (
         "accepted",
         handoff.rep_email,
@@ -770,9 +940,9 @@ def test_capacity_counts_open_handoffs_until_they_are_qualified(
         "at capacity (1/1 open handoffs)",
     ]
     # Accepted still counts; qualified no longer does.
-    accept_handoff(ctx, first.id, actor=str(first.rep_email))
+    accept_handoff(ctx, first.id, actor=operator(str(first.rep_email)))
     assert only_handoff(ctx, hand_raise(ctx, "p4@four.com")).status == "queued"
-    qualify_handoff(ctx, first.id, fields=BUDGET, actor=str(first.rep_email))
+    qualify_handoff(ctx, first.id, fields=BUDGET, actor=operator(str(first.rep_email)))
     fifth = only_handoff(ctx, hand_raise(ctx, "p5@five.com"))
     assert (fifth.status, fifth.rep_email) == ("assigned", first.rep_email)
 
@@ -812,7 +982,7 @@ def test_the_assignment_email_carries_the_packet_and_marks_the_rep_notified(
     ):
         assert line in text, line
     assert "  2026-03-02 09:00 UTC  demo request: /demo" in text  # the timeline
-    notified = get_handoff(ctx, handoff.id)
+    notified = get_handoff(ctx, handoff.id, actor=OPS)
     assert notified.notified_at == utc(2026, 3, 2, 9, 2)
     [delivery] = deliveries_of(ctx, "email")
     assert (delivery["ok"], delivery["status_code"], delivery["attempt"]) == (True, 250, 1)
@@ -992,12 +1162,12 @@ def test_notified_at_waits_for_the_email_not_for_a_webhook(
         smtp.data_reply = "451 4.3.0 mailbox busy, try later"
         worker()
         assert len(receiver.requests) == 1 and smtp.messages == []
-        assert get_handoff(ctx, handoff.id).notified_at is None
+        assert get_handoff(ctx, handoff.id, actor=OPS).notified_at is None
         smtp.data_reply = None
         clock.advance(seconds=30)
         worker()
     assert len(smtp.messages) == 1
-    assert get_handoff(ctx, handoff.id).notified_at == clock.now()
+    assert get_handoff(ctx, handoff.id, actor=OPS).notified_at == clock.now()
 
 
 def test_a_transaction_that_fails_after_the_mql_leaves_no_handoff_and_no_message(
@@ -1007,16 +1177,21 @@ def test_a_transaction_that_fails_after_the_mql_leaves_no_handoff_and_no_message
     with http_receiver() as receiver:
         add_endpoint(ctx, receiver.url)
         data = LeadCreate.model_validate({"email": "dana@northwind.com", "country": "US"})
-        lead_id = capture_lead(ctx, data, actor="form").lead.id
+        lead_id = capture_lead(ctx, data, actor=operator("form")).lead.id
         with pytest.raises(RuntimeError, match="after the MQL"), ctx.write() as connection:
             change_stage_in(
-                connection, lead_id, Stage.MQL, actor="ops", reason="manual", now=clock.now()
+                connection,
+                lead_id,
+                Stage.MQL,
+                actor=operator("ops"),
+                reason="manual",
+                now=clock.now(),
             )
             inside = connection.execute(select(func.count()).select_from(handoffs))
             assert inside.scalar_one() == 1, "the handoff opens in the same transaction"
             raise RuntimeError("failed after the MQL")
-        assert get_lead(ctx, lead_id).stage == "lead"
-        assert list_handoffs(ctx) == []
+        assert get_lead(ctx, lead_id, actor=OPS).stage == "lead"
+        assert list_handoffs(ctx, actor=OPS) == []
         assert count(ctx, outbox) == count(ctx, handoff_events) == 0
         assert pool_rotations(ctx) == {}, "no rotation moved"
         assert worker().busy is False
@@ -1025,7 +1200,7 @@ def test_a_transaction_that_fails_after_the_mql_leaves_no_handoff_and_no_message
     # The same change committed does open it, and notifies.
     with ctx.write() as connection:
         change_stage_in(
-            connection, lead_id, Stage.MQL, actor="ops", reason="manual", now=clock.now()
+            connection, lead_id, Stage.MQL, actor=operator("ops"), reason="manual", now=clock.now()
         )
     assert only_handoff(ctx, lead_id).status == "assigned"
     assert count(ctx, outbox) == 2
@@ -1044,6 +1219,6 @@ def test_sales_stages_change_only_through_verdicts_while_a_rep_has_the_lead(
     assert handoff.rep_email == "ana@lumen.example"
 
     with pytest.raises(Conflict, match=f"handoff {handoff.id}"):
-        change_stage(ctx, lead_id, Stage.SAL, actor="someone", reason="skip the rep")
-    assert get_handoff(ctx, handoff.id).status == "assigned"
-    assert get_lead(ctx, lead_id).stage == "mql"
+        change_stage(ctx, lead_id, Stage.SAL, actor=operator("someone"), reason="skip the rep")
+    assert get_handoff(ctx, handoff.id, actor=OPS).status == "assigned"
+    assert get_lead(ctx, lead_id, actor=OPS).stage == "mql"

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from baton.domain.access import operator
 from baton.domain.activities import ActivityCreate
 from baton.domain.clock import ManualClock
 from baton.services.activities import ingest_activities, ingest_activity
@@ -13,6 +14,9 @@ from baton.services.context import Context
 from baton.services.leads import CaptureResult, get_lead, list_leads
 from baton.services.merge import merge_leads
 from baton.services.timeline import lead_timeline
+
+CLI = operator()
+"""The local operator, reading what a test stored (reads record nothing)."""
 
 Capture = Callable[..., CaptureResult]
 
@@ -33,13 +37,15 @@ def page_view(clock: ManualClock, email: str | None, key: str | None, **extra: A
 def activities_of(ctx: Context, lead_id: int, kind: str | None = None) -> list[dict[str, Any]]:
     return [
         i.data
-        for i in lead_timeline(ctx, lead_id)
+        for i in lead_timeline(ctx, lead_id, actor=CLI)
         if i.kind == "activity" and (kind is None or i.data["type"] == kind)
     ]
 
 
 def lead_id_by_email(ctx: Context, email: str) -> int:
-    [lead] = [lead for lead in list_leads(ctx, search=email).items if lead.email == email]
+    [lead] = [
+        lead for lead in list_leads(ctx, search=email, actor=CLI).items if lead.email == email
+    ]
     return lead.id
 
 
@@ -55,7 +61,7 @@ def test_bad_rows_are_reported_by_index_and_good_rows_stored(
         page_view(clock, "dana@northwind.com", "e-5", occurred_at="2026-03-02T08:00:00"),
         page_view(clock, "dana@northwind.com", "e-6", occurred_at=clock.now() + timedelta(days=1)),
     ]
-    report = ingest_activities(ctx, rows, actor="web")
+    report = ingest_activities(ctx, rows, actor=operator("web"))
     assert report.received == 7
     assert report.stored == 2
     assert report.leads_created == 2
@@ -68,26 +74,26 @@ def test_bad_rows_are_reported_by_index_and_good_rows_stored(
     assert all(e.message for e in report.errors)
     assert len(activities_of(ctx, lead_id_by_email(ctx, "dana@northwind.com"))) == 1
     assert len(activities_of(ctx, lead_id_by_email(ctx, "sam@acme.io"))) == 1
-    assert list_leads(ctx).total == 2
+    assert list_leads(ctx, actor=CLI).total == 2
 
 
 def test_a_retried_batch_stores_nothing_twice(ctx: Context, clock: ManualClock) -> None:
     rows = [page_view(clock, f"user{i}@northwind.com", f"evt-{i}") for i in range(5)]
-    first = ingest_activities(ctx, rows, actor="web")
+    first = ingest_activities(ctx, rows, actor=operator("web"))
     assert (first.stored, first.duplicates, first.leads_created) == (5, 0, 5)
     clock.advance(minutes=3)
-    again = ingest_activities(ctx, rows, actor="web")
+    again = ingest_activities(ctx, rows, actor=operator("web"))
     assert (again.stored, again.duplicates, again.leads_created, again.errors) == (0, 5, 0, [])
     for i in range(5):
-        lead = get_lead(ctx, lead_id_by_email(ctx, f"user{i}@northwind.com"))
+        lead = get_lead(ctx, lead_id_by_email(ctx, f"user{i}@northwind.com"), actor=CLI)
         assert lead.activity_count == 1
         assert len(activities_of(ctx, lead.id)) == 1
 
 
 def test_a_partly_new_batch_stores_only_the_new_events(ctx: Context, clock: ManualClock) -> None:
-    ingest_activities(ctx, [page_view(clock, "dana@northwind.com", "a")], actor="web")
+    ingest_activities(ctx, [page_view(clock, "dana@northwind.com", "a")], actor=operator("web"))
     rows = [page_view(clock, "dana@northwind.com", key) for key in ("a", "b", "c")]
-    report = ingest_activities(ctx, rows, actor="web")
+    report = ingest_activities(ctx, rows, actor=operator("web"))
     assert (report.stored, report.duplicates) == (2, 1)
     assert len(activities_of(ctx, lead_id_by_email(ctx, "dana@northwind.com"))) == 3
 
@@ -97,15 +103,15 @@ def test_the_same_key_twice_in_one_batch_is_stored_once(ctx: Context, clock: Man
         page_view(clock, "dana@northwind.com", "dup"),
         page_view(clock, "dana@northwind.com", "dup"),
     ]
-    report = ingest_activities(ctx, rows, actor="web")
+    report = ingest_activities(ctx, rows, actor=operator("web"))
     assert (report.stored, report.duplicates) == (1, 1)
     assert len(activities_of(ctx, lead_id_by_email(ctx, "dana@northwind.com"))) == 1
 
 
 def test_events_without_a_key_are_all_stored(ctx: Context, clock: ManualClock) -> None:
     rows = [page_view(clock, "dana@northwind.com", None) for _ in range(3)]
-    assert ingest_activities(ctx, rows, actor="web").stored == 3
-    assert ingest_activities(ctx, rows, actor="web").stored == 3
+    assert ingest_activities(ctx, rows, actor=operator("web")).stored == 3
+    assert ingest_activities(ctx, rows, actor=operator("web")).stored == 3
     assert len(activities_of(ctx, lead_id_by_email(ctx, "dana@northwind.com"))) == 6
 
 
@@ -116,9 +122,9 @@ def test_an_unknown_email_creates_one_lead_with_the_events_source(
         page_view(clock, "New.Person@Acme.io", "n-1", source="ads", campaign="spring"),
         page_view(clock, "new.person@ACME.IO", "n-2"),
     ]
-    report = ingest_activities(ctx, rows, actor="web")
+    report = ingest_activities(ctx, rows, actor=operator("web"))
     assert (report.stored, report.leads_created) == (2, 1)
-    [lead] = list_leads(ctx).items
+    [lead] = list_leads(ctx, actor=CLI).items
     assert lead.email is not None and lead.email.lower() == "new.person@acme.io"
     assert (lead.source, lead.campaign, lead.stage) == ("ads", "spring", "lead")
     assert lead.activity_count == 2
@@ -132,15 +138,15 @@ def test_events_for_an_existing_lead_use_that_lead(
         page_view(clock, "DANA@northwind.com", "x-1", source="ads"),
         page_view(clock, None, "x-2", lead_id=lead_id),
     ]
-    report = ingest_activities(ctx, rows, actor="web")
+    report = ingest_activities(ctx, rows, actor=operator("web"))
     assert (report.stored, report.leads_created, report.errors) == (2, 0, [])
     assert len(activities_of(ctx, lead_id, "page_view")) == 2
-    assert get_lead(ctx, lead_id).source == "webinar"
+    assert get_lead(ctx, lead_id, actor=CLI).source == "webinar"
 
 
 def test_an_unknown_lead_id_is_a_row_error(ctx: Context, clock: ManualClock) -> None:
     rows = [page_view(clock, None, "u-1", lead_id=987_654_321), page_view(clock, "a@b.io", "u-2")]
-    report = ingest_activities(ctx, rows, actor="web")
+    report = ingest_activities(ctx, rows, actor=operator("web"))
     assert report.stored == 1
     [error] = report.errors
     assert (error.row, error.field) == (0, "lead_id")
@@ -152,19 +158,21 @@ def test_counters_follow_the_events(ctx: Context, clock: ManualClock, capture: C
     captured_at = clock.now()
     older = captured_at - timedelta(days=2)
     ingest_activities(
-        ctx, [page_view(clock, "dana@northwind.com", "old", occurred_at=older)], actor="web"
+        ctx,
+        [page_view(clock, "dana@northwind.com", "old", occurred_at=older)],
+        actor=operator("web"),
     )
-    lead = get_lead(ctx, lead_id)
+    lead = get_lead(ctx, lead_id, actor=CLI)
     assert lead.activity_count == 2
     assert lead.last_activity_at == captured_at
     clock.advance(hours=5)
     newer = [page_view(clock, "dana@northwind.com", f"new-{i}") for i in range(3)]
-    ingest_activities(ctx, newer, actor="web")
-    lead = get_lead(ctx, lead_id)
+    ingest_activities(ctx, newer, actor=operator("web"))
+    lead = get_lead(ctx, lead_id, actor=CLI)
     assert lead.activity_count == 5
     assert lead.last_activity_at == clock.now()
-    ingest_activities(ctx, newer, actor="web")
-    assert get_lead(ctx, lead_id).activity_count == 5
+    ingest_activities(ctx, newer, actor=operator("web"))
+    assert get_lead(ctx, lead_id, actor=CLI).activity_count == 5
 
 
 def test_events_for_a_merged_leads_id_go_to_the_survivor(
@@ -172,17 +180,20 @@ def test_events_for_a_merged_leads_id_go_to_the_survivor(
 ) -> None:
     survivor = capture(email="dana@northwind.com").lead.id
     absorbed = capture(email="dana@gmail.com").lead.id
-    merge_leads(ctx, survivor, absorbed, actor="alice")
+    merge_leads(ctx, survivor, absorbed, actor=operator("alice"))
     clock.advance(hours=1)
     report = ingest_activities(
-        ctx, [page_view(clock, None, "m-1", lead_id=absorbed)], actor="web", return_ids=True
+        ctx,
+        [page_view(clock, None, "m-1", lead_id=absorbed)],
+        actor=operator("web"),
+        return_ids=True,
     )
     assert report.lead_ids == [survivor]
     assert report.stored == 1
-    survivor_lead = get_lead(ctx, survivor)
+    survivor_lead = get_lead(ctx, survivor, actor=CLI)
     assert survivor_lead.activity_count == 3
     assert survivor_lead.last_activity_at == clock.now()
-    assert get_lead(ctx, absorbed).activity_count == 0
+    assert get_lead(ctx, absorbed, actor=CLI).activity_count == 0
 
 
 def test_ids_are_reported_per_row(ctx: Context, clock: ManualClock) -> None:
@@ -191,13 +202,13 @@ def test_ids_are_reported_per_row(ctx: Context, clock: ManualClock) -> None:
         page_view(clock, "bad", "r-1"),
         page_view(clock, "b@northwind.com", "r-2"),
     ]
-    report = ingest_activities(ctx, rows, actor="web", return_ids=True)
+    report = ingest_activities(ctx, rows, actor=operator("web"), return_ids=True)
     assert report.activity_ids[1] is None and report.lead_ids[1] is None
     stored = {a["id"] for a in activities_of(ctx, report.lead_ids[0])}
     assert report.activity_ids[0] in stored
     stored = {a["id"] for a in activities_of(ctx, report.lead_ids[2])}
     assert report.activity_ids[2] in stored
-    retry = ingest_activities(ctx, rows, actor="web", return_ids=True)
+    retry = ingest_activities(ctx, rows, actor=operator("web"), return_ids=True)
     assert retry.activity_ids == report.activity_ids, "a retry answers with the first ids"
     assert retry.stored == 0 and retry.duplicates == 2
     assert retry.lead_ids[0] == report.lead_ids[0]
@@ -205,11 +216,11 @@ def test_ids_are_reported_per_row(ctx: Context, clock: ManualClock) -> None:
 
 def test_naive_times_in_files_are_read_in_the_given_zone(ctx: Context, clock: ManualClock) -> None:
     row = page_view(clock, "dana@northwind.com", "tz-1", occurred_at="2026-03-02T08:30:00")
-    report = ingest_activities(ctx, [row], actor="csv", naive_timezone="Europe/Berlin")
+    report = ingest_activities(ctx, [row], actor=operator("csv"), naive_timezone="Europe/Berlin")
     assert report.stored == 1
     [item] = [
         i
-        for i in lead_timeline(ctx, lead_id_by_email(ctx, "dana@northwind.com"))
+        for i in lead_timeline(ctx, lead_id_by_email(ctx, "dana@northwind.com"), actor=CLI)
         if i.kind == "activity"
     ]
     assert item.at == clock.now() - timedelta(hours=1, minutes=30)
@@ -217,9 +228,9 @@ def test_naive_times_in_files_are_read_in_the_given_zone(ctx: Context, clock: Ma
 
 def test_a_single_retried_event_returns_the_first_id(ctx: Context, clock: ManualClock) -> None:
     event = ActivityCreate.model_validate(page_view(clock, "dana@northwind.com", "one"))
-    first = ingest_activity(ctx, event, actor="web")
+    first = ingest_activity(ctx, event, actor=operator("web"))
     assert (first.duplicate, first.lead_created) == (False, True)
-    again = ingest_activity(ctx, event, actor="web")
+    again = ingest_activity(ctx, event, actor=operator("web"))
     assert (again.duplicate, again.lead_created) == (True, False)
     assert again.activity_id == first.activity_id
     assert again.lead_id == first.lead_id
@@ -228,9 +239,9 @@ def test_a_single_retried_event_returns_the_first_id(ctx: Context, clock: Manual
 
 def test_a_large_batch_goes_through_in_one_call(ctx: Context, clock: ManualClock) -> None:
     rows = [page_view(clock, f"p{i % 1200}@northwind.com", f"big-{i}") for i in range(2500)]
-    report = ingest_activities(ctx, rows, actor="web")
+    report = ingest_activities(ctx, rows, actor=operator("web"))
     assert (report.stored, report.leads_created, report.errors) == (2500, 1200, [])
-    assert list_leads(ctx, limit=1).total == 1200
+    assert list_leads(ctx, limit=1, actor=CLI).total == 1200
 
 
 def test_batch_and_single_paths_store_events_identically(ctx: Context, clock: ManualClock) -> None:
@@ -241,21 +252,23 @@ def test_batch_and_single_paths_store_events_identically(ctx: Context, clock: Ma
     properties = {"url": "/preise?x=1&y=ü", "nested": {"list": [1, 2.5, None, True]}, "n": 0}
     base = {"type": "form_submit", "occurred_at": occurred, "properties": properties}
     batch = ingest_activities(
-        ctx, [base | {"email": "batch@northwind.com", "idempotency_key": "b-1"}], actor="web"
+        ctx,
+        [base | {"email": "batch@northwind.com", "idempotency_key": "b-1"}],
+        actor=operator("web"),
     )
     single = ingest_activity(
         ctx,
         ActivityCreate.model_validate(
             base | {"email": "single@northwind.com", "idempotency_key": "s-1"}
         ),
-        actor="web",
+        actor=operator("web"),
     )
     assert batch.stored == 1 and not single.duplicate
     read = []
     for email in ("batch@northwind.com", "single@northwind.com"):
         lead_id = lead_id_by_email(ctx, email)
-        [item] = [i for i in lead_timeline(ctx, lead_id) if i.kind == "activity"]
-        lead = get_lead(ctx, lead_id)
+        [item] = [i for i in lead_timeline(ctx, lead_id, actor=CLI) if i.kind == "activity"]
+        lead = get_lead(ctx, lead_id, actor=CLI)
         read.append((item.at, item.data["type"], item.data["properties"], lead.last_activity_at))
     assert read[0] == read[1]
     at, kind, props, last = read[0]
@@ -278,6 +291,6 @@ def test_last_activity_never_moves_backwards_at_microsecond_scale(
             occurred_at=(newest - timedelta(microseconds=1)).isoformat(),
         ),
     ]
-    ingest_activities(ctx, rows[:1], actor="web")
-    ingest_activities(ctx, rows[1:], actor="web")
-    assert get_lead(ctx, lead_id).last_activity_at == newest
+    ingest_activities(ctx, rows[:1], actor=operator("web"))
+    ingest_activities(ctx, rows[1:], actor=operator("web"))
+    assert get_lead(ctx, lead_id, actor=CLI).last_activity_at == newest

@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from baton.domain.access import operator
 from baton.domain.contract import HandoffContract
 from baton.domain.scoring import Event, engagement_state
 from baton.services.activities import ingest_activities
@@ -84,7 +85,7 @@ def test_sql_states_equal_python_states(
         }
         for person, kind, age, props in events
     ]
-    report = ingest_activities(ctx, rows, actor="t", return_ids=True)
+    report = ingest_activities(ctx, rows, actor=operator("t"), return_ids=True)
     assert not report.errors
     lead_ids = sorted({i for i in report.lead_ids if i is not None})
     if not lead_ids:

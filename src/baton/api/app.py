@@ -8,14 +8,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton import __version__
 from baton.api import problems
+from baton.api.cors import IntakeCors
 from baton.api.routes import (
     activities,
+    auth,
     contracts,
     duplicates,
     handoffs,
     leads,
     reports,
     reps,
+    users,
     webhooks,
 )
 from baton.services.context import Context, open_context
@@ -27,10 +30,16 @@ disqualified and lost on the side).
 
 * Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`
   with field-level `errors`.
-* Send `X-Baton-Actor: <name>` to say who acts; it is stored on every change. A verdict
-  on a handoff (accept, reject, touch, qualify, won, lost) is taken only from the
-  assigned rep or their manager (a reassignment only from the manager), named by their
-  email in this header.
+* Every route but `/healthz` and `/auth/login` needs credentials: an API token
+  (`Authorization: Bearer bt_…`, made at `POST /api/v1/tokens` or with
+  `baton token add`), a session cookie from `POST /auth/login` (changes then need the
+  `X-CSRF-Token` header), or, for capturing leads and activities from a website, an
+  intake key (`X-Baton-Intake-Key: bik_…`). Missing or bad credentials: 401 with
+  `WWW-Authenticate`; a role or scope that may not act: 403; an object outside your
+  reach (another rep's handoff): 404. The authenticated user is stored on every change.
+* Roles: `admin` (everything but signing contracts), `marketing` (leads, activities,
+  contracts, spend, reports), `sales_manager` (their teams' reps and handoffs, the
+  queue, reports), `rep` (their own handoffs and the leads in them).
 * Send an `idempotency_key` with each activity so retries never double an event.
 """
 
@@ -92,6 +101,8 @@ def create_app(context: Context | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         openapi_tags=[
+            {"name": "auth", "description": "Sign in and out (session cookie), who am I."},
+            {"name": "access", "description": "Users, API tokens and intake keys."},
             {"name": "leads", "description": "Capture, lifecycle, timeline, notes, tags."},
             {"name": "activities", "description": "Engagement events, single and batch."},
             {"name": "duplicates", "description": "Possible duplicates awaiting review."},
@@ -111,8 +122,13 @@ def create_app(context: Context | None = None) -> FastAPI:
         ],
     )
     app.state.context = context or open_context()
+    app.add_middleware(IntakeCors, context=app.state.context)
     app.add_middleware(BodyLimit)
     problems.install(app)
+    app.include_router(auth.router)
+    app.include_router(users.users_router)
+    app.include_router(users.tokens_router)
+    app.include_router(users.keys_router)
     app.include_router(leads.router)
     app.include_router(activities.router)
     app.include_router(duplicates.router)

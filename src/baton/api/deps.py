@@ -1,13 +1,42 @@
-"""Request dependencies: the service context and the acting user."""
+"""Request dependencies: the service context and the authenticated principal.
+
+Routes only authenticate; what a principal may do is decided by the use cases (see
+:mod:`baton.domain.access`). Three ways in:
+
+* ``Authorization: Bearer bt_…``: an API token (programs);
+* ``Authorization: Bearer bik_…`` or ``X-Baton-Intake-Key: bik_…``: an intake key
+  (websites and form tools; only lead and activity capture, from its listed origins,
+  rate-limited per key);
+* the ``baton_session`` cookie set by ``POST /auth/login`` (people); every request
+  that changes something must then echo the session's CSRF token in ``X-CSRF-Token``.
+"""
 
 from __future__ import annotations
 
+import hmac
+import time
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Path, Request
+from itsdangerous import BadSignature, Signer
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
+from baton.domain.access import Principal
 from baton.domain.activities import MAX_ID
+from baton.domain.errors import Forbidden, TooManyRequests, Unauthorized
+from baton.services import users as user_service
 from baton.services.context import Context
+
+SESSION_COOKIE = "baton_session"
+CSRF_HEADER = "X-CSRF-Token"
+INTAKE_HEADER = "X-Baton-Intake-Key"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PASSWORD_PATHS = frozenset({"/auth/me", "/auth/password", "/auth/logout"})
+"""All a person with a one-time password may do until they choose their own."""
+
+_limiter = MovingWindowRateLimiter(MemoryStorage())
 
 
 def get_context(request: Request) -> Context:
@@ -15,20 +44,94 @@ def get_context(request: Request) -> Context:
     return context
 
 
-def get_actor(
-    x_baton_actor: Annotated[
-        str | None,
-        Header(
-            description="Who is acting (a user or system name). Until authentication "
-            "exists this header names the actor; it is stored on every change.",
-            max_length=200,
-        ),
-    ] = None,
-) -> str:
-    return (x_baton_actor or "").strip() or "api"
-
-
 Ctx = Annotated[Context, Depends(get_context)]
+
+
+def session_signer(ctx: Context) -> Signer:
+    return Signer(ctx.settings.secret_key, salt="baton-session")
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value or " " in value:
+        raise Unauthorized("malformed Authorization header; send 'Authorization: Bearer <token>'")
+    return value
+
+
+def _intake(request: Request, principal: Principal) -> Principal:
+    """An intake key only from its listed browser origins, at its rate."""
+    origin = request.headers.get("origin")
+    allowed = principal.extra.get("origins", "").split()
+    if origin is not None and origin.rstrip("/").lower() not in allowed:
+        raise Forbidden(f"this intake key is not allowed from the origin {origin[:200]}")
+    rate = int(principal.extra.get("rate_per_minute", "60"))
+    item = RateLimitItemPerMinute(rate)
+    if not _limiter.hit(item, "intake", str(principal.key_id)):
+        reset = _limiter.get_window_stats(item, "intake", str(principal.key_id)).reset_time
+        raise TooManyRequests(
+            f"this intake key takes at most {rate} requests a minute",
+            int(reset - time.time()) + 1,
+        )
+    return principal
+
+
+def get_principal(request: Request, ctx: Ctx) -> Principal:
+    """Who is calling, from a bearer token, an intake key or a session cookie; 401
+    when none is given or it is not valid (never saying which part was wrong)."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    principal = _authenticate(request, ctx)
+    request.state.principal = principal
+    return principal
+
+
+def _authenticate(request: Request, ctx: Context) -> Principal:
+    credential = _bearer(request) or request.headers.get(INTAKE_HEADER)
+    if credential is not None:
+        if credential.startswith(user_service.INTAKE_PREFIX):
+            key = user_service.intake_principal(ctx, credential)
+            if key is None:
+                raise Unauthorized("the intake key is unknown or revoked")
+            return _intake(request, key)
+        token = user_service.token_principal(ctx, credential)
+        if token is None:
+            raise Unauthorized("the token is unknown, expired or revoked")
+        return token
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        try:
+            session_key = session_signer(ctx).unsign(cookie).decode()
+        except (BadSignature, UnicodeDecodeError):
+            raise Unauthorized("the session cookie is not valid; sign in again") from None
+        session = user_service.session_principal(ctx, session_key)
+        if session is None:
+            raise Unauthorized("the session has ended; sign in again")
+        if request.method not in SAFE_METHODS and not hmac.compare_digest(
+            request.headers.get(CSRF_HEADER, "").encode(), session.csrf_token.encode()
+        ):
+            raise Forbidden(
+                f"a change made with a session cookie needs the {CSRF_HEADER} header "
+                "(the csrf_token from POST /auth/login or GET /auth/me)"
+            )
+        if session.one_time_password and request.url.path not in PASSWORD_PATHS:
+            raise Forbidden("choose your own password first (POST /auth/password)")
+        return session.principal
+    raise Unauthorized("sign in (POST /auth/login) or send 'Authorization: Bearer <token>'")
+
+
+Actor = Annotated[Principal, Depends(get_principal)]
+Authenticated = Depends(get_principal)
+"""For ``APIRouter(dependencies=[Authenticated])``: no route of the router can be
+reached without credentials, even one that forgets to take :data:`Actor`."""
+
 LeadId = Annotated[int, Path(ge=1, le=MAX_ID, description="A lead's id.")]
 CandidateId = Annotated[int, Path(ge=1, le=MAX_ID)]
-Actor = Annotated[str, Depends(get_actor)]

@@ -24,6 +24,8 @@ from baton.domain.errors import (
     Forbidden,
     InvalidTransitionError,
     NotFound,
+    TooManyRequests,
+    Unauthorized,
     ValidationFailed,
 )
 
@@ -96,6 +98,18 @@ def install(app: FastAPI) -> None:
             status, kind = 409, "conflict"
         elif isinstance(exc, Forbidden):
             status, kind = 403, "forbidden"
+        elif isinstance(exc, Unauthorized):
+            response = problem(
+                401, exc.title, exc.detail, kind="unauthorized", instance=request.url.path
+            )
+            response.headers["WWW-Authenticate"] = 'Bearer realm="baton"'
+            return response
+        elif isinstance(exc, TooManyRequests):
+            response = problem(
+                429, exc.title, exc.detail, kind="too-many-requests", instance=request.url.path
+            )
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         elif isinstance(exc, ValidationFailed):
             status, kind = 422, "validation"
             extra = {"errors": [{"loc": p.loc, "message": p.message} for p in exc.problems]}

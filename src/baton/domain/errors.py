@@ -39,6 +39,23 @@ class Forbidden(BatonError):
     title = "Forbidden"
 
 
+class Unauthorized(BatonError):
+    """No valid credentials: missing, malformed, wrong, expired or revoked. The detail
+    never says whether an account exists."""
+
+    title = "Unauthorized"
+
+
+class TooManyRequests(BatonError):
+    """Too many attempts; ``retry_after`` says in how many seconds to try again."""
+
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+
 @dataclass(frozen=True)
 class FieldProblem:
     """One invalid field: where it is (a path such as ``email`` or ``rows[3].type``),

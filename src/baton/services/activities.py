@@ -6,6 +6,10 @@ that do not exist yet, one look-up of idempotency keys already seen, one insert 
 events and one update of the leads' activity counters. Invalid rows are reported by
 index and the valid ones are stored; a retried batch with the same idempotency keys
 stores nothing twice.
+
+Recording activities is :data:`~baton.domain.access.Action.INGEST_ACTIVITY`: marketing,
+admins and intake keys (a website or form tool), whose events name the key's source
+when they name none.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from baton.domain.access import Action, Principal
 from baton.domain.activities import ActivityCreate
 from baton.domain.batches import RowError, validate_many
 from baton.domain.contact import email_domain, email_key
 from baton.domain.errors import NotFound
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.domain.scoring import Event
+from baton.services.access import allowed
 from baton.services.context import Context
 from baton.services.queries import insert_ignoring_conflicts, lock_survivors
 from baton.services.scoring import score_leads_in
@@ -60,7 +66,7 @@ def ingest_activities(
     ctx: Context,
     rows: Sequence[Mapping[str, Any] | ActivityCreate],
     *,
-    actor: str,
+    actor: Principal,
     naive_timezone: str | None = None,
     return_ids: bool = False,
 ) -> IngestReport:
@@ -71,6 +77,7 @@ def ingest_activities(
     row, the activity id: the new one, or for a retry (known idempotency key) the id of
     the event stored the first time; ``None`` for rejected rows.
     """
+    allowed(actor, Action.INGEST_ACTIVITY)
     raw = [(i, r) for i, r in enumerate(rows) if not isinstance(r, ActivityCreate)]
     ready = [(i, r) for i, r in enumerate(rows) if isinstance(r, ActivityCreate)]
     good, errors = validate_many(ActivityCreate, raw, validation_context(ctx, naive_timezone))
@@ -156,15 +163,18 @@ def ingest_validated_in(
     connection: Connection,
     events: Sequence[tuple[int, ActivityCreate]],
     *,
-    actor: str,
+    actor: Principal,
     now: datetime,
     return_ids: bool = False,
     size: int | None = None,
     score: bool = True,
 ) -> IngestReport:
-    """Store validated events inside the caller's transaction; ``actor`` is recorded on
-    each stored event. ``score=False`` stores history without scoring it (a backfill
-    that is re-scored as a whole afterwards)."""
+    """Store validated events inside the caller's transaction; ``actor``'s name is
+    recorded on each stored event (the caller checked that ``actor`` may), and an
+    intake key's source names the source of events that name none. ``score=False``
+    stores history without scoring it (a backfill that is re-scored as a whole
+    afterwards)."""
+    events = with_intake_source(events, actor)
     report = IngestReport()
     if return_ids:
         report.activity_ids = [None] * (size if size is not None else len(events))
@@ -200,7 +210,7 @@ def ingest_validated_in(
                 "received_at": now,
                 "properties": event.properties,
                 "idempotency_key": key,
-                "recorded_by": actor,
+                "recorded_by": actor.name,
             }
         )
         numbers.append(number)
@@ -247,6 +257,19 @@ def ingest_validated_in(
     return report
 
 
+def with_intake_source(
+    events: Sequence[tuple[int, ActivityCreate]], actor: Principal
+) -> Sequence[tuple[int, ActivityCreate]]:
+    """Events sent through an intake key come from the key's source unless they name
+    their own (it becomes the source of a lead they create), as for a capture."""
+    if actor.kind != "intake_key" or not actor.source:
+        return events
+    return [
+        (number, e if e.source is not None else e.model_copy(update={"source": actor.source}))
+        for number, e in events
+    ]
+
+
 def _id_of_key(connection: Connection, key: str | None) -> int | None:
     if key is None:
         return None
@@ -265,9 +288,10 @@ class IngestOne:
     lead_created: bool
 
 
-def ingest_activity(ctx: Context, event: ActivityCreate, *, actor: str) -> IngestOne:
+def ingest_activity(ctx: Context, event: ActivityCreate, *, actor: Principal) -> IngestOne:
     """Store one validated event (the batch path with one row), in one transaction.
     A retried event (same idempotency key) answers with the first event's id."""
+    allowed(actor, Action.INGEST_ACTIVITY)
     with ctx.write() as connection:
         report = ingest_validated_in(
             connection, [(0, event)], actor=actor, now=ctx.clock.now(), return_ids=True

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
@@ -26,6 +27,8 @@ class Context:
     engine: Engine
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
+    caches: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Per-process caches that live as long as the context (verified tokens)."""
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -5,6 +5,12 @@ and a different one for sales have signed it; exactly one version is active at a
 (activating one supersedes the previous one in the same transaction). Activation then
 re-scores every lead in chunks, each its own short transaction, so capture and ingest
 are never blocked for the whole run.
+
+Who may do what (see :mod:`baton.domain.access`): everyone signed in reads versions;
+marketing and admins draft them; a ``marketing`` user signs for marketing and a
+``sales_manager`` for sales (:func:`~baton.domain.access.check_signer`), never the same
+user for both sides and never an admin; only an admin activates or re-scores. Each
+signature keeps the signer's text name and, for a user or their token, their user id.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, Literal
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from baton.domain.access import Action, Principal, check_signer
 from baton.domain.contract import (
     ContractChange,
     ContractError,
@@ -26,6 +33,7 @@ from baton.domain.contract import (
     parse_contract,
 )
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from baton.services.access import allowed
 from baton.services.context import Context
 from baton.store.tables import contract_approvals, contracts
 
@@ -69,13 +77,33 @@ def _version(connection: Connection, version: int, *, lock: bool = False) -> dic
     return dict(row)
 
 
-def _approvals(connection: Connection, contract_id: int) -> dict[str, str]:
+def _signatures(connection: Connection, contract_id: int) -> dict[str, tuple[str, int | None]]:
+    """Side -> (signer's name, signer's user id or None) of a version."""
     rows = connection.execute(
-        select(contract_approvals.c.role, contract_approvals.c.approver).where(
-            contract_approvals.c.contract_id == contract_id
-        )
+        select(
+            contract_approvals.c.role,
+            contract_approvals.c.approver,
+            contract_approvals.c.actor_user_id,
+        ).where(contract_approvals.c.contract_id == contract_id)
     )
-    return {str(role): str(approver) for role, approver in rows}
+    return {
+        str(role): (str(approver), None if user_id is None else int(user_id))
+        for role, approver, user_id in rows
+    }
+
+
+def _approvals(connection: Connection, contract_id: int) -> dict[str, str]:
+    return {role: name for role, (name, _) in _signatures(connection, contract_id).items()}
+
+
+def _same_signer(actor: Principal, name: str, user_id: int | None) -> bool:
+    """Whether a stored signature is ``actor``'s: by user id when both sides have one
+    (names can repeat, and a token's name differs from its owner's), otherwise by the
+    stored name against the actor's name or email (an operator signs by name)."""
+    if actor.user_id is not None and user_id is not None:
+        return actor.user_id == user_id
+    mine = {actor.name.lower()} | ({actor.email.lower()} if actor.email else set())
+    return name.lower() in mine
 
 
 def _public(row: dict[str, Any], approvals: dict[str, str]) -> ContractVersion:
@@ -91,8 +119,9 @@ def _public(row: dict[str, Any], approvals: dict[str, str]) -> ContractVersion:
     )
 
 
-def create_contract(ctx: Context, body: str, *, actor: str) -> ContractVersion:
+def create_contract(ctx: Context, body: str, *, actor: Principal) -> ContractVersion:
     """Store a new draft version (the next number)."""
+    allowed(actor, Action.DRAFT_CONTRACT)
     spec = check_contract(body)
     now = ctx.clock.now()
     with ctx.write() as connection:
@@ -105,38 +134,51 @@ def create_contract(ctx: Context, body: str, *, actor: str) -> ContractVersion:
                 body=body,
                 spec=spec.model_dump(mode="json", by_alias=True),
                 status="draft",
-                created_by=actor,
+                created_by=actor.name,
                 created_at=now,
             )
         )
         return _public(_version(connection, version), {})
 
 
-def approve_contract(ctx: Context, version: int, *, role: Role, actor: str) -> ContractVersion:
-    """Sign a draft for one side. The two sides need two different people; a version
-    signed by both is ``approved`` and can be activated."""
+def approve_contract(
+    ctx: Context, version: int, *, role: Role, actor: Principal
+) -> ContractVersion:
+    """Sign a draft for one side. A ``marketing`` user signs for marketing and a
+    ``sales_manager`` for sales, and the two sides need two different people (the same
+    user id, or for the local operator the same name, cannot sign both); an admin
+    never signs. A version signed by both is ``approved`` and can be activated."""
     if role not in ROLES:
         raise ValidationFailed("unknown role", [FieldProblem("role", "marketing or sales")])
+    allowed(actor, Action.SIGN_CONTRACT)
+    check_signer(actor, role)
     now = ctx.clock.now()
     with ctx.write() as connection:
         row = _version(connection, version, lock=True)
         if row["status"] not in ("draft", "approved"):
             raise Conflict(f"version {version} is {row['status']}; only drafts are signed")
-        approvals = _approvals(connection, row["id"])
-        if role in approvals:
-            raise Conflict(f"version {version} is already approved for {role} by {approvals[role]}")
-        other = approvals.get("sales" if role == "marketing" else "marketing")
-        if other == actor:
+        signatures = _signatures(connection, row["id"])
+        if role in signatures:
             raise Conflict(
-                f"{actor} already signed for the other side; marketing and sales need "
+                f"version {version} is already approved for {role} by {signatures[role][0]}"
+            )
+        other = signatures.get("sales" if role == "marketing" else "marketing")
+        if other is not None and _same_signer(actor, *other):
+            raise Conflict(
+                f"{actor.name} already signed for the other side; marketing and sales need "
                 "two different approvers"
             )
         connection.execute(
             insert(contract_approvals).values(
-                contract_id=row["id"], role=role, approver=actor, approved_at=now
+                contract_id=row["id"],
+                role=role,
+                approver=actor.name,
+                actor_user_id=actor.user_id,
+                approved_at=now,
             )
         )
-        approvals[role] = actor
+        approvals = {side: name for side, (name, _) in signatures.items()}
+        approvals[role] = actor.name
         if set(approvals) == set(ROLES):
             connection.execute(
                 update(contracts).where(contracts.c.id == row["id"]).values(status="approved")
@@ -145,21 +187,25 @@ def approve_contract(ctx: Context, version: int, *, role: Role, actor: str) -> C
         return _public(row, approvals)
 
 
-def get_contract(ctx: Context, version: int) -> ContractVersion:
+def get_contract(ctx: Context, version: int, *, actor: Principal) -> ContractVersion:
+    """One version with its signatures."""
+    allowed(actor, Action.READ_CONTRACTS)
     with ctx.read() as connection:
         row = _version(connection, version)
         return _public(row, _approvals(connection, row["id"]))
 
 
-def list_contracts(ctx: Context) -> list[ContractVersion]:
+def list_contracts(ctx: Context, *, actor: Principal) -> list[ContractVersion]:
     """Every version, newest first."""
+    allowed(actor, Action.READ_CONTRACTS)
     with ctx.read() as connection:
         rows = connection.execute(select(contracts).order_by(contracts.c.version.desc()))
         return [_public(dict(r), _approvals(connection, r["id"])) for r in rows.mappings().all()]
 
 
-def diff_versions(ctx: Context, old: int, new: int) -> list[ContractChange]:
+def diff_versions(ctx: Context, old: int, new: int, *, actor: Principal) -> list[ContractChange]:
     """What changed between two stored versions, in words."""
+    allowed(actor, Action.READ_CONTRACTS)
     with ctx.read() as connection:
         before = HandoffContract.model_validate(_version(connection, old)["spec"])
         after = HandoffContract.model_validate(_version(connection, new)["spec"])
@@ -181,7 +227,8 @@ def _parsed(
 
 
 def contract_spec(ctx: Context, version: int) -> HandoffContract:
-    """The rules of a stored version."""
+    """The rules of a stored version, for re-scoring (an internal read on behalf of
+    whoever activated the version, so it takes no actor of its own)."""
     with ctx.read() as connection:
         row = _version(connection, version)
         return _parsed(connection, version, row["created_at"], row["spec"])
@@ -209,6 +256,9 @@ def active_contract_in(
 
 
 def active_contract(ctx: Context) -> tuple[int, HandoffContract] | None:
+    """The active version and its rules, for Baton's own use (the demo, re-scoring):
+    not a use case, so it takes no actor; people read versions with
+    :func:`list_contracts` and :func:`get_contract`."""
     with ctx.read() as connection:
         return active_contract_in(connection, share_lock=False)
 
@@ -231,14 +281,17 @@ def activate_contract(
     ctx: Context,
     version: int,
     *,
-    actor: str,
+    actor: Principal,
     progress: Callable[[int, int], None] | None = None,
 ) -> ActivationReport:
     """Make an approved version the active one, then re-score every lead with it.
+    Only an admin (or the local operator) activates: it changes every lead's score and
+    may hand many of them to sales at once.
 
     ``progress(done, total)`` is called after each chunk of leads."""
     from baton.services.scoring import rescore_all
 
+    allowed(actor, Action.ACTIVATE_CONTRACT)
     now = ctx.clock.now()
     with ctx.write() as connection:
         row = _version(connection, version, lock=True)
@@ -267,7 +320,7 @@ def activate_contract(
         connection.execute(
             update(contracts)
             .where(contracts.c.id == row["id"])
-            .values(status="active", activated_at=now, activated_by=actor)
+            .values(status="active", activated_at=now, activated_by=actor.name)
         )
     report = ActivationReport(version=version, previous=previous)
     rescore_all(ctx, report, actor=actor, progress=progress)
@@ -275,13 +328,15 @@ def activate_contract(
 
 
 def rescore_active(
-    ctx: Context, *, actor: str, progress: Callable[[int, int], None] | None = None
+    ctx: Context, *, actor: Principal, progress: Callable[[int, int], None] | None = None
 ) -> ActivationReport:
     """Re-score every lead with the active version again (after an interrupted
     activation, or to bring decayed scores up to date); crossings are counted against
-    the same version."""
+    the same version. Finishing an activation is the activator's right, so it needs
+    the same rule as :func:`activate_contract`."""
     from baton.services.scoring import rescore_all
 
+    allowed(actor, Action.ACTIVATE_CONTRACT)
     active = active_contract(ctx)
     if active is None:
         raise NotFound("no contract is active yet")

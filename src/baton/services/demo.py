@@ -21,6 +21,7 @@ from baton.domain.errors import Conflict
 from baton.domain.leads import LeadCreate
 from baton.domain.lifecycle import Stage
 from baton.services.activities import ingest_validated_in
+from baton.domain.access import Role, operator, system
 from baton.services.context import Context
 from baton.services.imports import ImportReport, write_leads_in
 from baton.services.leads import change_stage_in
@@ -204,6 +205,38 @@ REPS = (
     ("Julia Costa", "enterprise", "Europe/London"),
 )
 REJECT_CODES = ("junk", "no_budget", "out_of_area")
+DEMO = operator("demo")
+DEMO_USERS = (
+    ("admin@lumen.example", "Ada Admin", Role.ADMIN, None, ()),
+    ("maria.lopez@lumen.example", "Maria Lopez", Role.MARKETING, None, ()),
+    ("sam.becker@lumen.example", "Sam Becker", Role.SALES_MANAGER, None, ("na", "enterprise")),
+    ("alex.kim@lumen.example", "Alex Kim", Role.REP, "alex.kim@lumen.example", ()),
+)
+"""One person per role, so each view of Baton can be tried (development only)."""
+
+
+def demo_users(ctx: Context) -> list[tuple[str, str, str]]:
+    """Make the demo's users, one per role, each with a one-time password; returns
+    (email, role, password) to print once. Skips users that exist."""
+    from baton.domain.users import UserCreate
+    from baton.services.users import add_user
+
+    made: list[tuple[str, str, str]] = []
+    for email, name, role, rep, teams in DEMO_USERS:
+        try:
+            user, secret = add_user(
+                ctx,
+                UserCreate(
+                    email=email, display_name=name, role=role, rep_email=rep, teams=list(teams)
+                ),
+                actor=DEMO,
+                demo=True,
+            )
+        except Conflict:
+            continue
+        assert secret is not None
+        made.append((user.email, user.role, secret))
+    return made
 
 
 def _sales_team(ctx: Context) -> int:
@@ -212,10 +245,10 @@ def _sales_team(ctx: Context) -> int:
     from baton.domain.reps import RepCreate, TeamCreate
     from baton.services.reps import create_rep, create_team, list_reps
 
-    if list_reps(ctx):
+    if list_reps(ctx, actor=DEMO):
         return 0
     for name, manager, _ in TEAMS:
-        create_team(ctx, TeamCreate(name=name, manager_email=manager), actor="demo")
+        create_team(ctx, TeamCreate(name=name, manager_email=manager), actor=DEMO)
     hours = {day: ["08:00-18:00"] for day in ("mon", "tue", "wed", "thu", "fri")}
     for index, (name, team, zone) in enumerate(REPS):
         create_rep(
@@ -229,7 +262,7 @@ def _sales_team(ctx: Context) -> int:
                 capacity=500,
                 weight=2.0 if index % 4 == 0 else 1.0,
             ),
-            actor="demo",
+            actor=DEMO,
         )
     return len(REPS)
 
@@ -321,7 +354,7 @@ def generate_demo(
         ids = write_leads_in(
             connection,
             list(enumerate(p[0] for p in people)),
-            actor="demo",
+            actor=DEMO,
             now=now,
             report=report,
             captured_at={i: p[1] for i, p in enumerate(people)},
@@ -333,7 +366,7 @@ def generate_demo(
             ingest_validated_in(
                 connection,
                 events[start_at : start_at + 10_000],
-                actor="demo",
+                actor=DEMO,
                 now=now,
                 score=False,
             )
@@ -370,7 +403,7 @@ def generate_demo(
     if version is not None:
         from baton.services.contracts import rescore_active
 
-        rescore_active(ctx, actor="demo")
+        rescore_active(ctx, actor=DEMO)
     return DemoSummary(
         leads=report.created,
         activities=counts["events"],
@@ -413,7 +446,9 @@ class _SalesScript:
             return at, "sales"  # never got a rep in the demo's window: it stays queued
         if stage is Stage.MQL or current is None or self.contract is None:
             actor = "marketing-ops" if stage in (Stage.MQL, Stage.DISQUALIFIED) else "sales"
-            change_stage_in(connection, lead_id, stage, actor=actor, reason=reason, now=at)
+            change_stage_in(
+                connection, lead_id, stage, actor=operator(actor), reason=reason, now=at
+            )
             if stage is Stage.MQL:
                 self.handoffs += 1
                 self._route(connection, lead_id, at, now)
@@ -422,23 +457,27 @@ class _SalesScript:
         at = max(at, since + timedelta(minutes=self.rng.randrange(3, 90)))
         at = min(at, now)
         if stage is Stage.SAL:
-            h.log_touch_in(connection, handoff_id, kind="call", actor=rep, now=at)
-            h.accept_handoff_in(connection, handoff_id, actor=rep, now=at)
+            h.log_touch_in(connection, handoff_id, kind="call", actor=operator(rep), now=at)
+            h.accept_handoff_in(connection, handoff_id, actor=operator(rep), now=at)
         elif stage is Stage.SQL:
             fields = {"budget": "approved", "authority": "VP", "need": "reporting", "timing": "Q3"}
-            h.qualify_handoff_in(connection, handoff_id, fields=fields, actor=rep, now=at)
+            h.qualify_handoff_in(connection, handoff_id, fields=fields, actor=operator(rep), now=at)
         elif stage is Stage.OPPORTUNITY:
             amount = float(self.rng.choice((12_000, 24_000, 48_000, 90_000)))
-            h.open_opportunity_in(connection, handoff_id, amount=amount, actor=rep, now=at)
+            h.open_opportunity_in(
+                connection, handoff_id, amount=amount, actor=operator(rep), now=at
+            )
         elif stage is Stage.CUSTOMER:
-            h.won_handoff_in(connection, handoff_id, actor=rep, now=at)
+            h.won_handoff_in(connection, handoff_id, actor=operator(rep), now=at)
         elif stage is Stage.LOST:
-            h.lost_handoff_in(connection, handoff_id, reason=reason, actor=rep, now=at)
+            h.lost_handoff_in(connection, handoff_id, reason=reason, actor=operator(rep), now=at)
         elif stage is Stage.NURTURE:
-            h.reject_handoff_in(connection, handoff_id, code="not_ready", actor=rep, now=at)
+            h.reject_handoff_in(
+                connection, handoff_id, code="not_ready", actor=operator(rep), now=at
+            )
         else:
             code = self.rng.choice(REJECT_CODES)
-            h.reject_handoff_in(connection, handoff_id, code=code, actor=rep, now=at)
+            h.reject_handoff_in(connection, handoff_id, code=code, actor=operator(rep), now=at)
         self.open[lead_id] = (handoff_id, rep, at)
         return at, rep
 
@@ -469,7 +508,7 @@ class _SalesScript:
                 if not upcoming or min(upcoming) >= give_up:
                     break
                 when = min(upcoming)
-                if assign_in(connection, row, self.contract, now=when, actor="baton"):
+                if assign_in(connection, row, self.contract, now=when, actor=system("baton")):
                     break
                 when += timedelta(hours=1)
             row = current(handoffs.c.id == row["id"], handoffs.c.status == "assigned")
@@ -557,8 +596,8 @@ def sign_demo_contract(ctx: Context, body: str | None = None) -> int | None:
         if not EXAMPLE_CONTRACT.exists():
             return None
         body = EXAMPLE_CONTRACT.read_text(encoding="utf-8")
-    version = create_contract(ctx, body, actor="Maria Lopez").version
-    approve_contract(ctx, version, role="marketing", actor="Maria Lopez")
-    approve_contract(ctx, version, role="sales", actor="Sam Becker")
-    activate_contract(ctx, version, actor="Maria Lopez")
+    version = create_contract(ctx, body, actor=operator("Maria Lopez")).version
+    approve_contract(ctx, version, role="marketing", actor=operator("Maria Lopez"))
+    approve_contract(ctx, version, role="sales", actor=operator("Sam Becker"))
+    activate_contract(ctx, version, actor=operator("Admin"))
     return version

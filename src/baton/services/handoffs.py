@@ -9,6 +9,13 @@ taken before it, which keeps lock order acyclic.
 Verdicts (accept, reject, touch, qualify, won, lost) lock the handoff, then the lead,
 and change the lead's stage only through :func:`baton.services.leads.change_stage_in`.
 Notifications are outbox rows, delivered by the worker after commit.
+
+Access (:mod:`baton.domain.access`): a rep reads and gives verdicts on their own
+handoffs, a sales manager on their team's (and the unassigned queue's), an admin on
+any; only a manager (of the team) or an admin reassigns, and only to a rep they reach.
+A handoff out of the actor's reach is reported as missing, exactly as one that does
+not exist, so ids cannot be probed. Routing, the SLA ladder and the queue act as
+:data:`SYSTEM`.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from typing import Any, Literal
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
+from baton.domain.access import Action, Principal, Reach, system
 from baton.domain.business_hours import business_minutes_between
 from baton.domain.contract import HandoffContract
-from baton.domain.errors import Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
+from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from baton.domain.lifecycle import Stage
 from baton.domain.routing import Rep, Rotation, RoutingDecision, route_lead
 from baton.domain.sla import deadlines_from, next_step
+from baton.services.access import allowed, check_handoff, handoff_scope, rep_scope
 from baton.services.context import Context
 from baton.services.milestones import on_handoff_event
 from baton.services.outbox import enqueue_email, publish
@@ -42,7 +51,8 @@ from baton.store.tables import (
     rotations,
 )
 
-SYSTEM = "baton"
+SYSTEM = system("baton")
+"""Baton itself, the actor of routing, the SLA ladder and the queue (the worker)."""
 CLOSING_STAGES = frozenset({Stage.NURTURE, Stage.DISQUALIFIED, Stage.LOST, Stage.CUSTOMER})
 TouchKind = Literal["call", "email", "meeting"]
 
@@ -124,29 +134,35 @@ def _to_public(row: Mapping[Any, Any]) -> HandoffPublic:
     return HandoffPublic(**{k: row[k] for k in HandoffPublic.__dataclass_fields__})
 
 
-def get_handoff(ctx: Context, handoff_id: int) -> HandoffPublic:
-    with ctx.read() as connection:
-        row = (
-            connection.execute(handoff_query().where(handoffs.c.id == handoff_id))
-            .mappings()
-            .first()
-        )
+def _handoff_in(connection: Connection, handoff_id: int, where: Any = None) -> HandoffPublic:
+    """One handoff (within ``where``, when given), or :class:`NotFound`."""
+    query = handoff_query().where(handoffs.c.id == handoff_id)
+    if where is not None:
+        query = query.where(where)
+    row = connection.execute(query).mappings().first()
     if row is None:
         raise NotFound(f"handoff {handoff_id} does not exist")
     return _to_public(row)
 
 
-def list_handoffs(
-    ctx: Context,
+def get_handoff(ctx: Context, handoff_id: int, *, actor: Principal) -> HandoffPublic:
+    """One handoff; one out of the actor's reach is missing (404), never forbidden, so
+    a rep cannot learn which ids are someone else's."""
+    level = allowed(actor, Action.READ_HANDOFFS)
+    with ctx.read() as connection:
+        return _handoff_in(
+            connection, handoff_id, None if level is Reach.ALL else handoff_scope(actor, level)
+        )
+
+
+def _list_query(
     *,
-    status: Collection[str] | None = None,
-    rep_email: str | None = None,
-    lead_id: int | None = None,
-    limit: int = 100,
-    before_id: int | None = None,
-) -> list[HandoffPublic]:
-    """Newest first. ``status=["queued"]`` is the unassigned queue; a rep's inbox is
-    their open handoffs."""
+    status: Collection[str] | None,
+    rep_email: str | None,
+    lead_id: int | None,
+    limit: int,
+    before_id: int | None,
+) -> Any:
     from baton.store.tables import reps
 
     query = handoff_query().order_by(handoffs.c.id.desc()).limit(limit)
@@ -158,12 +174,72 @@ def list_handoffs(
         query = query.where(handoffs.c.lead_id == lead_id)
     if before_id is not None:
         query = query.where(handoffs.c.id < before_id)
+    return query
+
+
+def _listed(ctx: Context, query: Any, actor: Principal, level: Reach) -> list[HandoffPublic]:
+    if level is not Reach.ALL:
+        query = query.where(handoff_scope(actor, level))
     with ctx.read() as connection:
         return [_to_public(r) for r in connection.execute(query).mappings()]
 
 
-def handoff_events_of(ctx: Context, handoff_id: int) -> list[HandoffEvent]:
+def list_handoffs(
+    ctx: Context,
+    *,
+    actor: Principal,
+    status: Collection[str] | None = None,
+    rep_email: str | None = None,
+    lead_id: int | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[HandoffPublic]:
+    """Newest first, only those within the actor's reach (a rep's own, a manager's
+    team's and the queue). A rep's inbox is their open handoffs."""
+    level = allowed(actor, Action.READ_HANDOFFS)
+    query = _list_query(
+        status=status, rep_email=rep_email, lead_id=lead_id, limit=limit, before_id=before_id
+    )
+    return _listed(ctx, query, actor, level)
+
+
+def handoff_queue(
+    ctx: Context, *, actor: Principal, limit: int = 100, before_id: int | None = None
+) -> list[HandoffPublic]:
+    """The unassigned queue, newest first: a manager's and an admin's to watch (a rep
+    has no handoff in it, and marketing no say over who takes one)."""
+    level = allowed(actor, Action.READ_QUEUE)
+    query = _list_query(
+        status=["queued"], rep_email=None, lead_id=None, limit=limit, before_id=before_id
+    )
+    return _listed(ctx, query, actor, level)
+
+
+def lead_handoffs_in(connection: Connection, lead_id: int, *, limit: int) -> list[HandoffPublic]:
+    """Every handoff of a lead, newest first, without an access check: for callers
+    that already checked the actor reaches the lead (the packet shows its rep the
+    verdicts of earlier reps, so the customer never explains twice)."""
+    query = _list_query(status=None, rep_email=None, lead_id=lead_id, limit=limit, before_id=None)
+    return [_to_public(r) for r in connection.execute(query).mappings()]
+
+
+def _changed(ctx: Context, handoff_id: int) -> HandoffPublic:
+    """A handoff as a verdict just left it, for the actor who gave it: the verdict
+    checked their reach (a reassignment's new handoff may go to a rep outside it)."""
     with ctx.read() as connection:
+        return _handoff_in(connection, handoff_id)
+
+
+def handoff_events_of(ctx: Context, handoff_id: int, *, actor: Principal) -> list[HandoffEvent]:
+    """What happened to a handoff, oldest first (404 when it is out of reach)."""
+    allowed(actor, Action.READ_HANDOFFS)
+    with ctx.read() as connection:
+        rep_id = connection.execute(
+            select(handoffs.c.rep_id).where(handoffs.c.id == handoff_id)
+        ).first()
+        if rep_id is None:
+            raise NotFound(f"handoff {handoff_id} does not exist")
+        check_handoff(connection, actor, Action.READ_HANDOFFS, rep_id[0], handoff_id)
         return [
             HandoffEvent(r.occurred_at, r.kind, r.actor, r.detail)
             for r in connection.execute(
@@ -182,13 +258,21 @@ def log_event(
     handoff_id: int,
     kind: str,
     *,
-    actor: str,
+    actor: Principal,
     now: datetime,
     **detail: Any,
 ) -> None:
+    """Record what happened to a handoff, by whom: the actor's name as text (kept for
+    rows from before users existed, and for the operator and the system) and, when a
+    user or their token acted, the user's id beside it."""
     connection.execute(
         insert(handoff_events).values(
-            handoff_id=handoff_id, kind=kind, actor=actor, occurred_at=now, detail=detail
+            handoff_id=handoff_id,
+            kind=kind,
+            actor=actor.name,
+            actor_user_id=actor.user_id,
+            occurred_at=now,
+            detail=detail,
         )
     )
     on_handoff_event(connection, handoff_id, kind)
@@ -304,7 +388,7 @@ def _announce(
     reps: Mapping[int, Rep],
     *,
     now: datetime,
-    actor: str,
+    actor: Principal,
 ) -> None:
     rep = reps.get(decision.rep_id) if decision.rep_id is not None else None
     if rep is not None:
@@ -361,7 +445,7 @@ def open_handoff_in(
     *,
     contract_version: int | None,
     now: datetime,
-    actor: str,
+    actor: Principal,
 ) -> int:
     """Create the handoff of a lead that just became an MQL and route it (assigned, or
     queued when nobody can take it). Called by the stage change itself."""
@@ -393,7 +477,7 @@ def open_handoff_in(
 
 
 def close_open_handoff_in(
-    connection: Connection, lead_id: int, *, outcome: str, now: datetime, actor: str
+    connection: Connection, lead_id: int, *, outcome: str, now: datetime, actor: Principal
 ) -> None:
     """A lead left sales' hands by another way than a verdict (a manual stage change,
     a merge): close its open handoff so that no timer acts on it."""
@@ -418,7 +502,7 @@ def assign_in(
     contract: HandoffContract,
     *,
     now: datetime,
-    actor: str,
+    actor: Principal,
     exclude: Collection[int] = (),
 ) -> int | None:
     """Route a queued handoff again; returns the rep id or ``None`` (still queued)."""
@@ -458,7 +542,7 @@ def reassign_in(
     contract: HandoffContract,
     *,
     now: datetime,
-    actor: str,
+    actor: Principal,
     why: str,
     to_rep: Rep | None = None,
 ) -> int | None:
@@ -491,7 +575,7 @@ def reassign_in(
             return None
     else:
         _lock_routing(connection)
-        decision = RoutingDecision(to_rep.id, f"reassigned by {actor}")
+        decision = RoutingDecision(to_rep.id, f"reassigned by {actor.name}")
         reps = {to_rep.id: to_rep}
     rep = reps[decision.rep_id]  # type: ignore[index]
     connection.execute(
@@ -559,41 +643,26 @@ def _take(
     connection: Connection,
     handoff_id: int,
     statuses: Collection[str],
-    action: str,
-    actor: str,
+    verb: str,
+    actor: Principal,
     *,
-    managers_only: bool = False,
+    action: Action = Action.GIVE_VERDICT,
 ) -> tuple[RowMapping, Rep | None]:
-    """The start of every verdict: lock the handoff (lead first), check its status,
-    and check that ``actor`` may act on it; returns the handoff and its rep."""
+    """The start of every verdict: check the actor's role may take ``action`` at all
+    (403), lock the handoff (lead first), check it is within the actor's reach (404
+    otherwise, before its status is revealed), then its status (409); returns the
+    handoff and its rep."""
+    allowed(actor, action)
     handoff = _lock(connection, handoff_id)
-    _need(handoff, statuses, action)
-    return handoff, _authorize(connection, handoff, actor, managers_only=managers_only)
+    check_handoff(connection, actor, action, handoff["rep_id"], handoff_id)
+    _need(handoff, statuses, verb)
+    return handoff, _rep(connection, handoff["rep_id"])
 
 
 def _rep(connection: Connection, rep_id: int | None) -> Rep | None:
     if rep_id is None:
         return None
     return next((r for r in routing_reps(connection) if r.id == rep_id), None)
-
-
-def _authorize(
-    connection: Connection, handoff: Mapping[Any, Any], actor: str, *, managers_only: bool = False
-) -> Rep | None:
-    """Only the assigned rep or their manager may give a verdict."""
-    rep = _rep(connection, handoff["rep_id"])
-    who = actor.strip().lower()
-    allowed = set()
-    if rep is not None:
-        if not managers_only:
-            allowed.add(rep.email)
-        if rep.manager_email:
-            allowed.add(rep.manager_email.lower())
-    if who not in allowed:
-        whom = "the rep's manager" if managers_only else "the assigned rep or their manager"
-        owner = f" ({', '.join(sorted(allowed))})" if allowed else ""
-        raise Forbidden(f"only {whom}{owner} may do this; you are '{actor}'")
-    return rep
 
 
 def _need(handoff: Mapping[Any, Any], statuses: Collection[str], action: str) -> None:
@@ -634,7 +703,13 @@ def _refresh_timer(
 
 
 def _stage(
-    connection: Connection, lead_id: int, target: Stage, *, actor: str, reason: str, now: datetime
+    connection: Connection,
+    lead_id: int,
+    target: Stage,
+    *,
+    actor: Principal,
+    reason: str,
+    now: datetime,
 ) -> None:
     from baton.services.leads import change_stage_in
 
@@ -642,7 +717,7 @@ def _stage(
 
 
 def accept_handoff_in(
-    connection: Connection, handoff_id: int, *, actor: str, now: datetime
+    connection: Connection, handoff_id: int, *, actor: Principal, now: datetime
 ) -> None:
     """Sales accepts the lead: the lead becomes a SAL and the accept SLA is met."""
     handoff, rep = _take(connection, handoff_id, ("assigned",), "accept", actor)
@@ -678,11 +753,11 @@ def accept_handoff_in(
     )
 
 
-def accept_handoff(ctx: Context, handoff_id: int, *, actor: str) -> HandoffPublic:
+def accept_handoff(ctx: Context, handoff_id: int, *, actor: Principal) -> HandoffPublic:
     """Sales accepts the lead: the lead becomes a SAL and the accept SLA is met."""
     with ctx.write() as connection:
         accept_handoff_in(connection, handoff_id, actor=actor, now=ctx.clock.now())
-    return get_handoff(ctx, handoff_id)
+    return _changed(ctx, handoff_id)
 
 
 def reject_handoff_in(
@@ -691,7 +766,7 @@ def reject_handoff_in(
     *,
     code: str,
     note: str | None = None,
-    actor: str,
+    actor: Principal,
     now: datetime,
 ) -> None:
     """Sales turns the lead down with a reason from the contract's catalog; the reason
@@ -761,7 +836,7 @@ def reject_handoff_in(
 
 
 def reject_handoff(
-    ctx: Context, handoff_id: int, *, code: str, note: str | None = None, actor: str
+    ctx: Context, handoff_id: int, *, code: str, note: str | None = None, actor: Principal
 ) -> HandoffPublic:
     """Sales turns the lead down with a reason from the contract's catalog; the reason
     decides the lead's stage (disqualified or nurture) and marketing's credit."""
@@ -769,7 +844,7 @@ def reject_handoff(
         reject_handoff_in(
             connection, handoff_id, code=code, note=note, actor=actor, now=ctx.clock.now()
         )
-    return get_handoff(ctx, handoff_id)
+    return _changed(ctx, handoff_id)
 
 
 def log_touch_in(
@@ -778,7 +853,7 @@ def log_touch_in(
     *,
     kind: TouchKind,
     note: str | None = None,
-    actor: str,
+    actor: Principal,
     now: datetime,
 ) -> None:
     """A call, email or meeting with the lead. The first one stops the speed-to-lead
@@ -855,17 +930,22 @@ def _business_minutes_to(
 
 
 def log_touch(
-    ctx: Context, handoff_id: int, *, kind: TouchKind, note: str | None = None, actor: str
+    ctx: Context, handoff_id: int, *, kind: TouchKind, note: str | None = None, actor: Principal
 ) -> HandoffPublic:
     """A call, email or meeting with the lead. The first one stops the speed-to-lead
     clock."""
     with ctx.write() as connection:
         log_touch_in(connection, handoff_id, kind=kind, note=note, actor=actor, now=ctx.clock.now())
-    return get_handoff(ctx, handoff_id)
+    return _changed(ctx, handoff_id)
 
 
 def qualify_handoff_in(
-    connection: Connection, handoff_id: int, *, fields: Mapping[Any, Any], actor: str, now: datetime
+    connection: Connection,
+    handoff_id: int,
+    *,
+    fields: Mapping[Any, Any],
+    actor: Principal,
+    now: datetime,
 ) -> None:
     """SAL → SQL, with the qualification fields the contract asks for."""
     handoff, rep = _take(connection, handoff_id, ("accepted",), "qualify", actor)
@@ -905,12 +985,12 @@ def qualify_handoff_in(
 
 
 def qualify_handoff(
-    ctx: Context, handoff_id: int, *, fields: Mapping[Any, Any], actor: str
+    ctx: Context, handoff_id: int, *, fields: Mapping[Any, Any], actor: Principal
 ) -> HandoffPublic:
     """SAL → SQL, with the qualification fields the contract asks for."""
     with ctx.write() as connection:
         qualify_handoff_in(connection, handoff_id, fields=fields, actor=actor, now=ctx.clock.now())
-    return get_handoff(ctx, handoff_id)
+    return _changed(ctx, handoff_id)
 
 
 def open_opportunity_in(
@@ -918,7 +998,7 @@ def open_opportunity_in(
     handoff_id: int,
     *,
     amount: float | None = None,
-    actor: str,
+    actor: Principal,
     now: datetime,
 ) -> None:
     """SQL → opportunity, optionally with the expected deal value."""
@@ -939,12 +1019,12 @@ def open_opportunity_in(
 
 
 def open_opportunity(
-    ctx: Context, handoff_id: int, *, amount: float | None = None, actor: str
+    ctx: Context, handoff_id: int, *, amount: float | None = None, actor: Principal
 ) -> HandoffPublic:
     """SQL → opportunity, optionally with the expected deal value."""
     with ctx.write() as connection:
         open_opportunity_in(connection, handoff_id, amount=amount, actor=actor, now=ctx.clock.now())
-    return get_handoff(ctx, handoff_id)
+    return _changed(ctx, handoff_id)
 
 
 def _current_stage(connection: Connection, lead_id: int) -> Stage:
@@ -959,7 +1039,7 @@ def won_handoff_in(
     *,
     amount: float | None = None,
     note: str | None = None,
-    actor: str,
+    actor: Principal,
     now: datetime,
 ) -> None:
     """The deal is won: the lead becomes a customer (through opportunity if it was
@@ -1011,7 +1091,7 @@ def won_handoff(
     *,
     amount: float | None = None,
     note: str | None = None,
-    actor: str,
+    actor: Principal,
 ) -> HandoffPublic:
     """The deal is won: the lead becomes a customer (through opportunity if it was
     not one yet) and its company domain becomes an account owned by the rep."""
@@ -1019,7 +1099,7 @@ def won_handoff(
         won_handoff_in(
             connection, handoff_id, amount=amount, note=note, actor=actor, now=ctx.clock.now()
         )
-    return get_handoff(ctx, handoff_id)
+    return _changed(ctx, handoff_id)
 
 
 def _claim_account(connection: Connection, lead_id: int, rep: Rep | None, *, now: datetime) -> None:
@@ -1044,7 +1124,7 @@ def _claim_account(connection: Connection, lead_id: int, rep: Rep | None, *, now
 
 
 def lost_handoff_in(
-    connection: Connection, handoff_id: int, *, reason: str, actor: str, now: datetime
+    connection: Connection, handoff_id: int, *, reason: str, actor: Principal, now: datetime
 ) -> None:
     """The deal is lost (from SAL, SQL or opportunity), with a reason."""
     if not reason.strip():
@@ -1075,30 +1155,51 @@ def lost_handoff_in(
     )
 
 
-def lost_handoff(ctx: Context, handoff_id: int, *, reason: str, actor: str) -> HandoffPublic:
+def lost_handoff(ctx: Context, handoff_id: int, *, reason: str, actor: Principal) -> HandoffPublic:
     """The deal is lost (from SAL, SQL or opportunity), with a reason."""
     with ctx.write() as connection:
         lost_handoff_in(connection, handoff_id, reason=reason, actor=actor, now=ctx.clock.now())
-    return get_handoff(ctx, handoff_id)
+    return _changed(ctx, handoff_id)
+
+
+def _target_rep(connection: Connection, actor: Principal, email: str) -> int:
+    """The id of the rep a handoff is reassigned to, who must be within the actor's
+    reach (a manager's team); one out of it is missing, as a rep that does not exist."""
+    from baton.store.tables import reps
+
+    email = email.strip().lower()
+    level = allowed(actor, Action.REASSIGN)
+    query = select(reps.c.id).where(reps.c.email == email)
+    if level is not Reach.ALL:
+        query = query.where(rep_scope(actor, level))
+    found = connection.execute(query).scalar()
+    if found is None:
+        raise NotFound(f"rep {email} does not exist")
+    return int(found)
 
 
 def reassign_handoff(
-    ctx: Context, handoff_id: int, *, to_email: str | None = None, actor: str
+    ctx: Context, handoff_id: int, *, to_email: str | None = None, actor: Principal
 ) -> HandoffPublic:
-    """A manager moves a handoff to another rep (named, or the next available one).
-    Returns the new handoff."""
-    from baton.services.reps import find_rep
-
+    """A manager (of the rep's team) or an admin moves a handoff to another rep: one
+    they name, who must be within their reach, or the next available one. Returns the
+    new handoff."""
+    allowed(actor, Action.REASSIGN)
     now = ctx.clock.now()
-    target = find_rep(ctx, to_email) if to_email else None
     with ctx.write() as connection:
         handoff, _ = _take(
-            connection, handoff_id, ("assigned", "accepted"), "reassign", actor, managers_only=True
+            connection,
+            handoff_id,
+            ("assigned", "accepted"),
+            "reassign",
+            actor,
+            action=Action.REASSIGN,
         )
+        target = _target_rep(connection, actor, to_email) if to_email else None
         _, contract = _active_contract(connection)
         if contract is None:
             raise Conflict("no contract is active")
-        to_rep = _rep(connection, target.id) if target else None
+        to_rep = _rep(connection, target) if target is not None else None
         if to_rep is not None and (to_rep.id == handoff["rep_id"] or not to_rep.active):
             why = "already has it" if to_rep.id == handoff["rep_id"] else "is deactivated"
             raise Conflict(f"cannot reassign handoff {handoff_id} to {to_rep.email}: {why}")
@@ -1108,9 +1209,9 @@ def reassign_handoff(
             contract,
             now=now,
             actor=actor,
-            why=f"reassigned by {actor}",
+            why=f"reassigned by {actor.name}",
             to_rep=to_rep,
         )
         if new_id is None:
             raise Conflict("nobody else is available to take this lead now")
-    return get_handoff(ctx, new_id)
+    return _changed(ctx, new_id)

@@ -8,6 +8,10 @@ stored or, if the database fails, none are; invalid rows never block valid ones.
 Columns are matched by header name, forgivingly (``E-mail``, ``Email Address`` and
 ``email`` are one column); columns Baton does not know are kept in the lead's
 ``attributes`` (for leads) or the event's ``properties`` (for activities), never dropped.
+
+An import is many captures (or activities) at once and obeys the same rules
+(:data:`~baton.domain.access.Action.CAPTURE_LEAD`, ``INGEST_ACTIVITY``); an export
+lists only the leads the principal may read.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pydantic import BaseModel
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
+from baton.domain.access import Action, Principal, Reach
 from baton.domain.activities import ActivityCreate, ActivityType
 from baton.domain.batches import RowError, validate_many, validate_rows
 from baton.domain.contact import company_key, email_domain, email_key
@@ -33,9 +38,10 @@ from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS, LeadCreate, merge_profile
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.domain.scoring import Event
+from baton.services.access import allowed, lead_scope
 from baton.services.activities import ingest_validated_in, validation_context
 from baton.services.context import Context
-from baton.services.leads import flag_possible_duplicates, keep_identity
+from baton.services.leads import flag_possible_duplicates, keep_identity, with_intake_source
 from baton.services.queries import chunks, lock_survivors
 from baton.services.scoring import score_leads_in
 from baton.store.bulk import bump_counters, find_by_keys, insert_activities, insert_rows
@@ -310,12 +316,14 @@ def import_leads(
     ctx: Context,
     source: Path | IO[str],
     *,
-    actor: str,
+    actor: Principal,
     column_map: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     encoding: str = "utf-8-sig",
 ) -> ImportReport:
-    """Import a leads CSV: create-or-update by email, in one transaction."""
+    """Import a leads CSV: create-or-update by email, in one transaction, recorded as
+    ``actor``'s captures."""
+    allowed(actor, Action.CAPTURE_LEAD)
     report, good = _read_and_validate(
         source,
         encoding=encoding,
@@ -383,14 +391,15 @@ def write_leads_in(
     connection: Connection,
     good: Sequence[tuple[int, LeadCreate]],
     *,
-    actor: str,
+    actor: Principal,
     now: datetime,
     report: ImportReport,
     progress: Progress | None = None,
     captured_at: Mapping[int, datetime] | None = None,
 ) -> dict[str, int]:
     """Create-or-update many validated leads with set-based statements inside the
-    caller's transaction; the same rules as one capture. Returns identity -> lead id.
+    caller's transaction; the same rules as one capture (the caller checked that
+    ``actor`` may capture). Returns identity -> lead id.
 
     ``captured_at`` (row number -> time) dates individual captures, for replaying
     history (the demo, backfills); rows not in it are captured ``now``."""
@@ -399,6 +408,7 @@ def write_leads_in(
     combined: dict[str, dict[str, Any]] = {}
     touches: list[tuple[str, dict[str, Any], datetime]] = []
     for number, lead in good:
+        lead = with_intake_source(lead, actor)
         key = _identity(lead)
         incoming = {**lead.fields(), "attributes": lead.attributes, "consent": lead.consent}
         if key in combined:
@@ -493,7 +503,7 @@ def write_leads_in(
                 "received_at": at,
                 "properties": touch,
                 "idempotency_key": None,
-                "recorded_by": actor,
+                "recorded_by": actor.name,
             }
         )
     insert_activities(connection, captured)
@@ -523,14 +533,15 @@ def import_activities(
     ctx: Context,
     source: Path | IO[str],
     *,
-    actor: str,
+    actor: Principal,
     column_map: Mapping[str, str] | None = None,
     naive_timezone: str = "UTC",
     progress: Progress | None = None,
     encoding: str = "utf-8-sig",
 ) -> ImportReport:
     """Import an activities CSV in one transaction (idempotency keys honoured: a file
-    imported twice stores its keyed events once)."""
+    imported twice stores its keyed events once), recorded as ``actor``'s."""
+    allowed(actor, Action.INGEST_ACTIVITY)
     report, good = _read_and_validate(
         source,
         encoding=encoding,
@@ -576,12 +587,14 @@ def export_leads(
     ctx: Context,
     out: IO[str],
     *,
+    actor: Principal,
     fmt: str = "csv",
     stage: str | None = None,
     page: int = 5000,
 ) -> int:
-    """Write every (unmerged) lead to ``out`` as CSV or JSON lines; returns the count.
-    Reads page by page so memory stays flat on large databases."""
+    """Write every (unmerged) lead ``actor`` may read to ``out`` as CSV or JSON lines;
+    returns the count. Reads page by page so memory stays flat on large databases."""
+    level = allowed(actor, Action.READ_LEADS)
     written = 0
     writer = csv.writer(out) if fmt == "csv" else None
     if writer:
@@ -594,6 +607,8 @@ def export_leads(
             )
             if stage:
                 query = query.where(leads.c.stage == stage)
+            if level is not Reach.ALL:
+                query = query.where(lead_scope(actor, level))
             rows = connection.execute(query.order_by(leads.c.id).limit(page)).mappings().all()
         if not rows:
             return written

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
+from baton.domain.access import Action, Principal, Reach
 from baton.domain.activities import ActivityType
 from baton.domain.contact import FREE_MAIL_DOMAINS, company_key, email_domain, email_key
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
@@ -30,6 +31,7 @@ from baton.domain.leads import (
 from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition, transition
 from baton.domain.scoring import Event
 from baton.services import milestones
+from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
 from baton.services.queries import chunks, insert_ignoring_conflicts, lock_lead, tags_of
 from baton.store.tables import activities, duplicate_candidates, leads, transitions
@@ -85,11 +87,22 @@ def _touch_properties(data: LeadCreate) -> dict[str, Any]:
     }
 
 
+def with_intake_source(data: LeadCreate, actor: Principal) -> LeadCreate:
+    """A lead captured through an intake key comes from that key's source (the form or
+    website it was issued for) unless the payload names its own: the website does not
+    have to repeat it, and attribution is right even when it forgets."""
+    if actor.kind == "intake_key" and actor.source and data.source is None:
+        return data.model_copy(update={"source": actor.source})
+    return data
+
+
 def capture_lead_in(
-    connection: Connection, data: LeadCreate, *, actor: str, now: datetime
+    connection: Connection, data: LeadCreate, *, actor: Principal, now: datetime
 ) -> CaptureResult:
     """The capture use case inside a transaction the caller owns (the CSV import runs
-    many captures in one transaction). Prefer :func:`capture_lead`."""
+    many captures in one transaction). Prefer :func:`capture_lead`, which checks that
+    ``actor`` may capture; this records ``actor`` on the capture and any handoff."""
+    data = with_intake_source(data, actor)
     existing = _find_existing(connection, data)
     incoming = {**data.fields(), "attributes": data.attributes, "consent": data.consent}
     lead_id: int | None = None
@@ -143,7 +156,7 @@ def capture_lead_in(
             occurred_at=now,
             received_at=now,
             properties=touch_properties,
-            recorded_by=actor,
+            recorded_by=actor.name,
         )
     )
     from baton.services.scoring import score_leads_in
@@ -160,8 +173,13 @@ def capture_lead_in(
     )
 
 
-def capture_lead(ctx: Context, data: LeadCreate, *, actor: str) -> CaptureResult:
-    """Create a lead, or update the one with the same email, in one transaction."""
+def capture_lead(ctx: Context, data: LeadCreate, *, actor: Principal) -> CaptureResult:
+    """Create a lead, or update the one with the same email, in one transaction.
+
+    Capture is create-or-update across all leads (the same email anywhere is one
+    person), so only those who reach every lead may capture: marketing, admins, intake
+    keys and the trusted operator."""
+    allowed(actor, Action.CAPTURE_LEAD)
     with ctx.write() as connection:
         return capture_lead_in(connection, data, actor=actor, now=ctx.clock.now())
 
@@ -276,9 +294,13 @@ def _to_lead(row: RowMapping, tags: list[str]) -> Lead:
     return Lead.model_validate({**row, "tags": tags})
 
 
-def get_lead(ctx: Context, lead_id: int) -> Lead:
-    """The lead with this id (a merged lead still answers, with ``merged_into_id``)."""
+def get_lead(ctx: Context, lead_id: int, *, actor: Principal) -> Lead:
+    """The lead with this id (a merged lead still answers, with ``merged_into_id``).
+
+    A lead out of ``actor``'s reach (for a rep, any lead not in one of their handoffs)
+    is :class:`NotFound`, exactly like one that does not exist."""
     with ctx.read() as connection:
+        check_lead(connection, actor, Action.READ_LEADS, lead_id)
         row = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
         if row is None:
             raise NotFound(f"lead {lead_id} does not exist")
@@ -297,6 +319,7 @@ class LeadPage:
 def list_leads(
     ctx: Context,
     *,
+    actor: Principal,
     stage: Stage | None = None,
     search: str | None = None,
     tag: str | None = None,
@@ -305,10 +328,14 @@ def list_leads(
     before_id: int | None = None,
 ) -> LeadPage:
     """Leads matching the filters, newest first, ``limit`` at a time (keyset paging, so
-    deep pages stay fast). Merged leads are left out."""
+    deep pages stay fast). Merged leads are left out, and so are leads out of
+    ``actor``'s reach (the total counts only what ``actor`` may see)."""
     from baton.store.tables import lead_tags
 
+    level = allowed(actor, Action.READ_LEADS)
     conditions: list[Any] = [leads.c.merged_into_id.is_(None)]
+    if level is not Reach.ALL:
+        conditions.append(lead_scope(actor, level))
     if stage is not None:
         conditions.append(leads.c.stage == stage.value)
     if source:
@@ -358,14 +385,15 @@ def change_stage_in(
     lead_id: int,
     target: Stage,
     *,
-    actor: str,
+    actor: Principal,
     reason: str,
     now: datetime,
     contract_version: int | None = None,
 ) -> Transition:
     """Move a locked lead through the lifecycle and store the transition with the
     contract version in force (the active one unless given). The only code that writes
-    ``leads.stage`` after creation."""
+    ``leads.stage`` after creation. The caller has checked that ``actor`` may; the
+    transition records ``actor``'s name and user."""
     from baton.services.contracts import active_contract_in
 
     active = active_contract_in(connection)
@@ -387,7 +415,7 @@ def change_stage_in(
     step = transition(
         Stage(row["stage"]),
         target,
-        actor=actor,
+        actor=actor.name,
         reason=reason,
         at=now,
         contract_version=contract_version,
@@ -407,7 +435,8 @@ def change_stage_in(
             lead_id=lead_id,
             from_stage=step.from_stage.value,
             to_stage=step.to_stage.value,
-            actor=actor,
+            actor=actor.name,
+            actor_user_id=actor.user_id,
             reason=reason,
             occurred_at=now,
             contract_version=contract_version,
@@ -433,11 +462,15 @@ def change_stage_in(
 
 
 def change_stage(
-    ctx: Context, lead_id: int, target: Stage, *, actor: str, reason: str
+    ctx: Context, lead_id: int, target: Stage, *, actor: Principal, reason: str
 ) -> Transition:
     """Move a lead to ``target`` if the lifecycle allows it (else
-    :class:`~baton.domain.errors.InvalidTransitionError`, naming the allowed stages)."""
+    :class:`~baton.domain.errors.InvalidTransitionError`, naming the allowed stages).
+
+    Marketing and admins move any lead, a sales manager the leads of their team's
+    handoffs and of the queue; a rep moves a lead only through their handoff's verdicts."""
     with ctx.write() as connection:
+        check_lead(connection, actor, Action.CHANGE_STAGE, lead_id)
         if target in SALES_STAGES:
             from baton.store.tables import OPEN_HANDOFF_STATUSES, handoffs
 
@@ -474,9 +507,11 @@ SALES_STAGES = frozenset({Stage.SAL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOME
 through the handoff's verdicts, so the handoff, its SLA and the lead never disagree."""
 
 
-def stage_history(ctx: Context, lead_id: int) -> Sequence[Transition]:
-    """The lead's own transitions in order (not those brought in by a merge)."""
+def stage_history(ctx: Context, lead_id: int, *, actor: Principal) -> Sequence[Transition]:
+    """The lead's own transitions in order (not those brought in by a merge); a lead
+    out of ``actor``'s reach is :class:`NotFound`."""
     with ctx.read() as connection:
+        check_lead(connection, actor, Action.READ_LEADS, lead_id)
         rows = connection.execute(
             select(transitions)
             .where(transitions.c.lead_id == lead_id, transitions.c.merged_from_id.is_(None))

@@ -5,6 +5,10 @@ keeps everything: the absorbed lead's activities, notes, transitions and tag eve
 to the survivor (marked with where they came from), its tags are added, its blank-filling
 profile values are taken, and the absorbed record stays, pointing at the survivor, so old
 links and later captures of its email still find the right lead.
+
+Merging and reviewing duplicates is :data:`~baton.domain.access.Action.MERGE_LEADS`
+(marketing and admins): a merge rewrites two people's records, so whoever does it must
+reach both leads; a lead out of reach is reported as missing.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, true, update
 
+from baton.domain.access import Action, Principal, Reach
 from baton.domain.contact import company_key
 from baton.domain.errors import Conflict, NotFound
 from baton.domain.leads import fill_blanks
+from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
 from baton.services.milestones import refresh_chains_of_leads, refresh_leads
 from baton.services.queries import insert_ignoring_conflicts, lock_lead
@@ -45,12 +51,16 @@ class MergeResult:
     filled_fields: list[str]
 
 
-def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: str) -> MergeResult:
-    """Merge lead ``merged_id`` into ``survivor_id`` in one transaction."""
+def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: Principal) -> MergeResult:
+    """Merge lead ``merged_id`` into ``survivor_id`` in one transaction, recorded as
+    ``actor``'s (who must reach both leads)."""
+    allowed(actor, Action.MERGE_LEADS)
     if survivor_id == merged_id:
         raise Conflict("a lead cannot be merged into itself")
     now = ctx.clock.now()
     with ctx.write() as connection:
+        for lead_id in (survivor_id, merged_id):
+            check_lead(connection, actor, Action.MERGE_LEADS, lead_id)
         first, second = sorted((survivor_id, merged_id))
         rows = {first: lock_lead(connection, first), second: lock_lead(connection, second)}
         survivor, absorbed = rows[survivor_id], rows[merged_id]
@@ -129,7 +139,7 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: str) -
                 ),
                 duplicate_candidates.c.status == "open",
             )
-            .values(status="merged", resolved_at=now, resolved_by=actor)
+            .values(status="merged", resolved_at=now, resolved_by=actor.name)
         )
         connection.execute(
             delete(lead_scores).where(lead_scores.c.lead_id.in_([survivor_id, merged_id]))
@@ -160,7 +170,8 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: str) -
             insert(lead_merges).values(
                 survivor_id=survivor_id,
                 merged_id=merged_id,
-                actor=actor,
+                actor=actor.name,
+                actor_user_id=actor.user_id,
                 occurred_at=now,
                 changes=record,
             )
@@ -181,14 +192,27 @@ class DuplicateCandidate:
     created_at: datetime
 
 
+def _pair_in_reach(actor: Principal, level: Reach) -> ColumnElement[bool]:
+    """Rows of ``duplicate_candidates`` whose two leads are both within ``level``."""
+    if level is Reach.ALL:
+        return true()
+    reachable = select(leads.c.id).where(lead_scope(actor, level))
+    return and_(
+        duplicate_candidates.c.lead_id.in_(reachable),
+        duplicate_candidates.c.other_lead_id.in_(reachable),
+    )
+
+
 def list_duplicates(
-    ctx: Context, *, status: str = "open", limit: int = 100
+    ctx: Context, *, actor: Principal, status: str = "open", limit: int = 100
 ) -> list[DuplicateCandidate]:
-    """Review queue of possible duplicates, newest first."""
+    """Review queue of possible duplicates, newest first (only pairs whose two leads
+    ``actor`` reaches: the pair tells who the other lead is)."""
+    level = allowed(actor, Action.MERGE_LEADS)
     with ctx.read() as connection:
         rows = connection.execute(
             select(duplicate_candidates)
-            .where(duplicate_candidates.c.status == status)
+            .where(duplicate_candidates.c.status == status, _pair_in_reach(actor, level))
             .order_by(duplicate_candidates.c.id.desc())
             .limit(limit)
         ).mappings()
@@ -206,13 +230,15 @@ def list_duplicates(
         ]
 
 
-def dismiss_duplicate(ctx: Context, candidate_id: int, *, actor: str) -> None:
-    """Mark a flagged pair as two different people."""
+def dismiss_duplicate(ctx: Context, candidate_id: int, *, actor: Principal) -> None:
+    """Mark a flagged pair as two different people (a pair ``actor`` cannot see whole
+    is not found)."""
+    level = allowed(actor, Action.MERGE_LEADS)
     with ctx.write() as connection:
         found = connection.execute(
             update(duplicate_candidates)
-            .where(duplicate_candidates.c.id == candidate_id)
-            .values(status="dismissed", resolved_at=ctx.clock.now(), resolved_by=actor)
+            .where(duplicate_candidates.c.id == candidate_id, _pair_in_reach(actor, level))
+            .values(status="dismissed", resolved_at=ctx.clock.now(), resolved_by=actor.name)
         ).rowcount
         if not found:
             raise NotFound(f"duplicate candidate {candidate_id} does not exist")

@@ -1,6 +1,9 @@
 """The readiness (prep) checklist of a lead: the items the active contract declares,
 which of them are ticked, by whom and when. Required items must be ticked before a
-lead can be handed off on score (a hand-raise goes through; sales sees what is open)."""
+lead can be handed off on score (a hand-raise goes through; sales sees what is open).
+
+Reading the list follows who may read the lead; ticking follows who may annotate it
+(a rep ticks the leads of their own handoffs)."""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
+from baton.domain.access import Action, Principal
 from baton.domain.contract import HandoffContract
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
+from baton.services.access import check_lead
 from baton.services.context import Context
 from baton.services.queries import insert_ignoring_conflicts, lock_active_lead
 from baton.store.tables import lead_prep, leads
@@ -68,8 +73,10 @@ def prep_state_in(
     ]
 
 
-def prep_checklist(ctx: Context, lead_id: int) -> list[PrepItemState]:
+def prep_checklist(ctx: Context, lead_id: int, *, actor: Principal) -> list[PrepItemState]:
+    """The lead's checklist; a lead out of ``actor``'s reach is :class:`NotFound`."""
     with ctx.read() as connection:
+        check_lead(connection, actor, Action.READ_LEADS, lead_id)
         merged = connection.execute(
             select(leads.c.id, leads.c.merged_into_id).where(leads.c.id == lead_id)
         ).first()
@@ -89,27 +96,29 @@ def _known(contract: HandoffContract, item: str) -> None:
         )
 
 
-def tick_prep(ctx: Context, lead_id: int, item: str, *, actor: str) -> list[PrepItemState]:
+def tick_prep(ctx: Context, lead_id: int, item: str, *, actor: Principal) -> list[PrepItemState]:
     """Mark an item done (idempotent). Ticking the last required item can hand the lead
-    off at once if its score already qualifies."""
+    off at once if its score already qualifies (that handoff is recorded as ``actor``'s)."""
     from baton.services.scoring import score_leads_in
 
     now = ctx.clock.now()
     with ctx.write() as connection:
+        check_lead(connection, actor, Action.ANNOTATE_LEAD, lead_id)
         lock_active_lead(connection, lead_id)
         _known(_contract(connection), item)
         connection.execute(
             insert_ignoring_conflicts(connection, lead_prep).values(
-                lead_id=lead_id, item=item, done_by=actor, done_at=now
+                lead_id=lead_id, item=item, done_by=actor.name, done_at=now
             )
         )
         score_leads_in(connection, [lead_id], now=now, actor=actor)
         return prep_state_in(connection, lead_id)
 
 
-def untick_prep(ctx: Context, lead_id: int, item: str, *, actor: str) -> list[PrepItemState]:
+def untick_prep(ctx: Context, lead_id: int, item: str, *, actor: Principal) -> list[PrepItemState]:
     """Mark an item not done."""
     with ctx.write() as connection:
+        check_lead(connection, actor, Action.ANNOTATE_LEAD, lead_id)
         lock_active_lead(connection, lead_id)
         _known(_contract(connection), item)
         connection.execute(

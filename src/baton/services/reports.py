@@ -13,6 +13,10 @@ the README ("Reports"); the binding ones in short:
   itself (for chains, the chain's first handoff);
 * percentiles are nearest-rank: the value at rank ``ceil(p/100 * n)`` in order.
 
+Who may read them: admins, marketing and sales managers (``Action.READ_REPORTS``);
+marketing and admins import spend (``Action.IMPORT_SPEND``). Every use case takes the
+acting principal and checks it first.
+
 Durations are computed in the database with :func:`seconds_between` (``julianday`` on
 SQLite, ``EXTRACT(EPOCH ...)`` on PostgreSQL), rounded to the millisecond so that both
 give the same answer.
@@ -53,8 +57,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from baton.domain.access import Action, Principal, Reach
 from baton.domain.batches import RowError
-from baton.domain.errors import FieldProblem, ValidationFailed
+from baton.domain.errors import FieldProblem, Forbidden, ValidationFailed
 from baton.domain.reports import (
     COST_GROUP_BY,
     FUNNEL,
@@ -92,6 +97,7 @@ from baton.domain.reports import (
     minutes,
     share,
 )
+from baton.services.access import allowed
 from baton.services.context import Context
 from baton.services.queries import flag, seconds_between
 from baton.store.tables import (
@@ -108,6 +114,16 @@ from baton.store.tables import (
 
 class ReportInputError(ValidationFailed):
     """A report asked with a value it cannot take (group_by, mode, filters)."""
+
+
+def _may_read(actor: Principal) -> None:
+    """Reports and spend are company-wide figures (every team, source and rep) and are
+    not narrowed to the reps a principal reaches, so they need ``READ_REPORTS`` over
+    everything; a partial reach is refused rather than answered with figures that
+    include others' handoffs (today every role that may read reports reaches all)."""
+    level = allowed(actor, Action.READ_REPORTS)
+    if level is not Reach.ALL:
+        raise Forbidden("reports cover every team and rep, so they need access to all of them")
 
 
 def _refuse(loc: str, message: str) -> ReportInputError:
@@ -357,6 +373,7 @@ def funnel(
     ctx: Context,
     period: ReportPeriod,
     *,
+    actor: Principal,
     mode: FunnelMode = "cohort",
     group_by: str | None = None,
     filters: ReportFilters | None = None,
@@ -367,6 +384,7 @@ def funnel(
     each stage (up to now; read from the lead's milestones). ``flow``: how many
     distinct leads moved into each stage during the period (``lead``: leads created
     in it)."""
+    _may_read(actor)
     filters = filters or ReportFilters()
     _check(group_by, filters)
     if mode not in FUNNEL_MODES:
@@ -436,6 +454,7 @@ def velocity(
     ctx: Context,
     period: ReportPeriod,
     *,
+    actor: Principal,
     group_by: str | None = None,
     filters: ReportFilters | None = None,
 ) -> VelocityReport:
@@ -448,6 +467,7 @@ def velocity(
     the next stage always comes at or after the first into the previous one (merges
     keep this: the absorbed lead's history moves whole); a pair out of that order is
     left out."""
+    _may_read(actor)
     filters = filters or ReportFilters()
     _check(group_by, filters)
     dialect = ctx.dialect
@@ -504,6 +524,7 @@ def speed_to_lead(
     ctx: Context,
     period: ReportPeriod,
     *,
+    actor: Principal,
     group_by: str | None = None,
     filters: ReportFilters | None = None,
 ) -> SpeedReport:
@@ -512,6 +533,7 @@ def speed_to_lead(
     System delay: MQL → the chain's first notification; rep delay: that notification
     → first touch (never below 0); business minutes: from the chain's first
     assignment to first touch in the touching rep's working hours."""
+    _may_read(actor)
     filters = filters or ReportFilters()
     _check(group_by, filters)
     dialect = ctx.dialect
@@ -572,6 +594,7 @@ def sla_compliance(
     ctx: Context,
     period: ReportPeriod,
     *,
+    actor: Principal,
     group_by: str | None = None,
     filters: ReportFilters | None = None,
 ) -> SlaReport:
@@ -580,6 +603,7 @@ def sla_compliance(
     all, and the escalation steps taken on it (reminders and manager notifications
     as counted on the handoff, and whether it was reassigned). A handoff without a
     deadline (no contract was active) counts as in time."""
+    _may_read(actor)
     filters = filters or ReportFilters()
     _check(group_by, filters)
     lead = leads.alias("l")
@@ -660,6 +684,7 @@ def rejections(
     ctx: Context,
     period: ReportPeriod,
     *,
+    actor: Principal,
     group_by: str | None = None,
     filters: ReportFilters | None = None,
 ) -> RejectionReport:
@@ -668,6 +693,7 @@ def rejections(
     the group's rejections; and what became of the leads recycled to nurture: of the
     leads whose first recycle rejection in the period is at time T, those with a
     transition into ``mql`` after T, and into ``customer`` after T."""
+    _may_read(actor)
     filters = filters or ReportFilters()
     _check(group_by, filters)
     lead = leads.alias("l")
@@ -755,12 +781,14 @@ def marketing_credit(
     ctx: Context,
     period: ReportPeriod,
     *,
+    actor: Principal,
     group_by: str | None = "source",
     filters: ReportFilters | None = None,
 ) -> CreditReport:
     """MQLs of the period (chains of handoffs: an MQL and its reassignments, by the
     MQL moment), those sales rejected without credit for marketing, and of the
     credited ones how many sales accepted (any handoff of the chain) and won."""
+    _may_read(actor)
     filters = filters or ReportFilters()
     _check(group_by, filters)
     chain, scope = _chain_scope(group_by, filters)
@@ -905,6 +933,7 @@ def cost(
     ctx: Context,
     period: ReportPeriod,
     *,
+    actor: Principal,
     group_by: str = "source",
     filters: ReportFilters | None = None,
 ) -> CostReport:
@@ -917,6 +946,7 @@ def cost(
     its chains was handed and never accepted, and is closed or overdue; *dropped* when
     it stalled (MQL without SAL, or SAL without SQL), neither rejected nor expired, with
     nothing open (read from the lead's milestones and handoff outcomes)."""
+    _may_read(actor)
     filters = filters or ReportFilters()
     _check_cost_filters(group_by, filters)
     now = ctx.clock.now()
@@ -1103,12 +1133,14 @@ def _spend_row(
 
 
 def import_spend(
-    ctx: Context, source: Path | IO[str], *, actor: str, encoding: str = "utf-8-sig"
+    ctx: Context, source: Path | IO[str], *, actor: Principal, encoding: str = "utf-8-sig"
 ) -> SpendImportReport:
     """Import marketing spend from CSV (``source,campaign,start,end,amount[,currency]``;
     ``end`` is included; currency defaults to USD). Bad rows are reported with their
     line numbers and the good ones kept, all in one transaction; a row for a
-    (source, campaign, start, end) already stored replaces its amount."""
+    (source, campaign, start, end) already stored replaces its amount. Marketing and
+    admins import (the spend divides every cost figure); the importer's name is kept."""
+    allowed(actor, Action.IMPORT_SPEND)
     from baton.services.imports import ImportFileError, _read_csv, header_key
 
     headers, rows = _read_csv(source, encoding)
@@ -1160,16 +1192,17 @@ def import_spend(
             report.replaced = max(0, result.rowcount or 0)
             connection.execute(
                 insert(spend),
-                [{**row, "imported_at": now, "imported_by": actor} for row in good.values()],
+                [{**row, "imported_at": now, "imported_by": actor.name} for row in good.values()],
             )
         report.stored = len(good)
     report.errors.sort(key=lambda e: e.row)
     return report
 
 
-def list_spend(ctx: Context, *, source: str | None = None) -> list[SpendEntry]:
+def list_spend(ctx: Context, *, actor: Principal, source: str | None = None) -> list[SpendEntry]:
     """Spend as reports count it: imported rows, and the active contract's ``costs``
     entries not overridden by an import; ordered by start day, source, campaign."""
+    _may_read(actor)
     query = select(spend)
     if source is not None:
         query = query.where(spend.c.source == source)

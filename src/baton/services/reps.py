@@ -3,6 +3,13 @@
 Changes that can make someone available (a rep back to ``available``, more capacity,
 an absence removed) do not assign queued handoffs themselves: the worker's next tick
 does, within its poll interval, so that one code path owns assignment.
+
+Who may do what (see :mod:`baton.domain.access`): admins create teams and reps; a
+sales manager changes the reps of their teams and assigns accounts; a rep sees and
+changes only their own record, and of it only their profile (:data:`OWN_PROFILE`), so
+no one raises their own capacity or widens their own territory. Who manages a rep (its
+team and manager) is changed by an admin only, so a manager cannot hand a rep to
+another team or take one from it. A rep out of reach is reported as missing.
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from baton.domain.access import Action, Principal, Reach
 from baton.domain.business_hours import Absence, Schedule, WorkingHours
-from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from baton.domain.errors import Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
 from baton.domain.reps import (
     DEFAULT_HOURS,
     AbsenceCreate,
@@ -28,6 +36,7 @@ from baton.domain.reps import (
     TeamCreate,
 )
 from baton.domain.routing import Rep
+from baton.services.access import allowed, check_rep, rep_scope
 from baton.services.context import Context
 from baton.services.queries import inserted_id
 from baton.store.tables import (
@@ -96,8 +105,18 @@ def _team_id(connection: Connection, name: str | None) -> int | None:
     return int(found)
 
 
-def create_team(ctx: Context, data: TeamCreate, *, actor: str) -> TeamPublic:
+OWN_PROFILE = frozenset({"name", "timezone", "working_hours", "status"})
+"""What a rep may change on their own record: how they are named and when they work.
+Capacity, weight, territories and the active flag decide how many leads they get, so
+their manager sets those."""
+
+WHO_MANAGES = frozenset({"team", "manager_email"})
+"""Settings that decide who manages a rep (and so who reaches them): admins only."""
+
+
+def create_team(ctx: Context, data: TeamCreate, *, actor: Principal) -> TeamPublic:
     """Create a team; its name is what routing pools refer to."""
+    allowed(actor, Action.MANAGE_REPS)
     with ctx.write() as connection:
         if connection.execute(select(teams.c.id).where(teams.c.name == data.name)).first():
             raise Conflict(f"team '{data.name}' already exists")
@@ -111,20 +130,32 @@ def create_team(ctx: Context, data: TeamCreate, *, actor: str) -> TeamPublic:
     return TeamPublic(int(team_id), data.name, data.manager_email, 0)
 
 
-def list_teams(ctx: Context) -> list[TeamPublic]:
+def list_teams(ctx: Context, *, actor: Principal) -> list[TeamPublic]:
+    """Every team with its manager and size, by name; a principal who reaches only
+    some reps sees only those reps' teams (a rep: their own team)."""
+    level = allowed(actor, Action.READ_REPS)
+    query = select(teams).order_by(teams.c.name)
+    if level is not Reach.ALL:
+        query = query.where(teams.c.id.in_(select(reps.c.team_id).where(rep_scope(actor, level))))
     with ctx.read() as connection:
         counts: dict[int, int] = dict(
             connection.execute(select(reps.c.team_id, func.count()).group_by(reps.c.team_id)).all()
         )
         return [
             TeamPublic(r.id, r.name, r.manager_email, int(counts.get(r.id, 0)))
-            for r in connection.execute(select(teams).order_by(teams.c.name))
+            for r in connection.execute(query)
         ]
 
 
 def _rep_row(
-    connection: Connection, *, rep_id: int | None = None, email: str | None = None
+    connection: Connection,
+    *,
+    rep_id: int | None = None,
+    email: str | None = None,
+    scope: ColumnElement[bool] | None = None,
 ) -> RowMapping:
+    """One rep (by id or email) with their team's name; NotFound when missing or, with
+    ``scope``, out of it."""
     query = select(reps, teams.c.name.label("team")).select_from(
         reps.outerjoin(teams, teams.c.id == reps.c.team_id)
     )
@@ -133,6 +164,8 @@ def _rep_row(
         if rep_id is not None
         else query.where(reps.c.email == email)
     )
+    if scope is not None:
+        query = query.where(scope)
     row = connection.execute(query).mappings().first()
     if row is None:
         raise NotFound(f"rep {rep_id if rep_id is not None else email} does not exist")
@@ -217,8 +250,9 @@ def _values(data: RepCreate | RepUpdate, connection: Connection) -> dict[str, An
     return values
 
 
-def create_rep(ctx: Context, data: RepCreate, *, actor: str) -> RepPublic:
+def create_rep(ctx: Context, data: RepCreate, *, actor: Principal) -> RepPublic:
     """Add a rep (available at once, within their working hours)."""
+    allowed(actor, Action.MANAGE_REPS)
     now = ctx.clock.now()
     with ctx.write() as connection:
         values = {
@@ -245,9 +279,34 @@ def create_rep(ctx: Context, data: RepCreate, *, actor: str) -> RepPublic:
         return _public(_rep_row(connection, rep_id=int(rep_id)), 0, [])
 
 
-def update_rep(ctx: Context, rep_id: int, data: RepUpdate, *, actor: str) -> RepPublic:
-    """Change some of a rep's settings."""
+def _check_fields(actor: Principal, level: Reach, data: RepUpdate) -> None:
+    """Refuse the settings ``level`` may not change (see the module docstring)."""
+    if level is Reach.ALL:
+        return
+    given = data.model_fields_set
+    if level is Reach.OWN:
+        refused = sorted(given - OWN_PROFILE)
+        if refused:
+            raise Forbidden(
+                f"a rep changes only their own {', '.join(sorted(OWN_PROFILE))}; "
+                f"ask your manager to change {', '.join(refused)}"
+            )
+        return
+    refused = sorted(given & WHO_MANAGES)
+    if refused:
+        raise Forbidden(
+            f"only an admin changes who manages a rep ({', '.join(refused)}); "
+            f"{actor.name} may change the other settings of their team's reps"
+        )
+
+
+def update_rep(ctx: Context, rep_id: int, data: RepUpdate, *, actor: Principal) -> RepPublic:
+    """Change some of a rep's settings: an admin any of them, a manager those of their
+    team's reps except who manages them, a rep their own profile."""
+    level = allowed(actor, Action.UPDATE_REP)
     with ctx.write() as connection:
+        check_rep(connection, actor, Action.UPDATE_REP, rep_id)
+        _check_fields(actor, level, data)
         _rep_row(connection, rep_id=rep_id)
         values = _values(data, connection)
         if values:
@@ -259,17 +318,27 @@ def update_rep(ctx: Context, rep_id: int, data: RepUpdate, *, actor: str) -> Rep
         return _rep_public(connection, _rep_row(connection, rep_id=rep_id))
 
 
-def get_rep(ctx: Context, rep_id: int) -> RepPublic:
+def get_rep(ctx: Context, rep_id: int, *, actor: Principal) -> RepPublic:
+    """One rep with their load and absences; a rep out of reach is missing."""
     with ctx.read() as connection:
+        check_rep(connection, actor, Action.READ_REPS, rep_id)
         return _rep_public(connection, _rep_row(connection, rep_id=rep_id))
 
 
-def find_rep(ctx: Context, email: str) -> RepPublic:
+def find_rep(ctx: Context, email: str, *, actor: Principal) -> RepPublic:
+    """The rep with this email; a rep out of reach is missing, as one that does not
+    exist, so emails cannot be probed."""
+    level = allowed(actor, Action.READ_REPS)
+    scope = None if level is Reach.ALL else rep_scope(actor, level)
     with ctx.read() as connection:
-        return _rep_public(connection, _rep_row(connection, email=email.strip().lower()))
+        return _rep_public(
+            connection, _rep_row(connection, email=email.strip().lower(), scope=scope)
+        )
 
 
-def list_reps(ctx: Context, *, team: str | None = None) -> list[RepPublic]:
+def list_reps(ctx: Context, *, actor: Principal, team: str | None = None) -> list[RepPublic]:
+    """Every rep within reach (a rep: only themselves), by email."""
+    level = allowed(actor, Action.READ_REPS)
     with ctx.read() as connection:
         query = (
             select(reps, teams.c.name.label("team"))
@@ -278,15 +347,19 @@ def list_reps(ctx: Context, *, team: str | None = None) -> list[RepPublic]:
         )
         if team is not None:
             query = query.where(teams.c.name == team)
+        if level is not Reach.ALL:
+            query = query.where(rep_scope(actor, level))
         rows = connection.execute(query).mappings().all()
-        loads = open_loads(connection)
-        absences = _absences(connection)
+        ids = None if level is Reach.ALL else [int(r["id"]) for r in rows]
+        loads = open_loads(connection, ids)
+        absences = _absences(connection, ids)
         return [_public(r, loads.get(r["id"], 0), absences.get(r["id"], [])) for r in rows]
 
 
-def add_absence(ctx: Context, rep_id: int, data: AbsenceCreate, *, actor: str) -> RepPublic:
-    """Record an out-of-office period."""
+def add_absence(ctx: Context, rep_id: int, data: AbsenceCreate, *, actor: Principal) -> RepPublic:
+    """Record an out-of-office period (the rep's own, or by their manager or an admin)."""
     with ctx.write() as connection:
+        check_rep(connection, actor, Action.UPDATE_REP, rep_id)
         _rep_row(connection, rep_id=rep_id)
         connection.execute(
             update(reps)
@@ -299,14 +372,16 @@ def add_absence(ctx: Context, rep_id: int, data: AbsenceCreate, *, actor: str) -
                 starts_at=data.starts_at,
                 ends_at=data.ends_at,
                 note=data.note,
-                created_by=actor,
+                created_by=actor.name,
             )
         )
-    return get_rep(ctx, rep_id)
+        return _rep_public(connection, _rep_row(connection, rep_id=rep_id))
 
 
-def remove_absence(ctx: Context, rep_id: int, absence_id: int, *, actor: str) -> RepPublic:
+def remove_absence(ctx: Context, rep_id: int, absence_id: int, *, actor: Principal) -> RepPublic:
+    """Cancel an out-of-office period (same rule as :func:`add_absence`)."""
     with ctx.write() as connection:
+        check_rep(connection, actor, Action.UPDATE_REP, rep_id)
         gone = connection.execute(
             delete(rep_absences).where(
                 rep_absences.c.id == absence_id, rep_absences.c.rep_id == rep_id
@@ -317,11 +392,13 @@ def remove_absence(ctx: Context, rep_id: int, absence_id: int, *, actor: str) ->
         connection.execute(
             update(reps).where(reps.c.id == rep_id).values(revision=reps.c.revision + 1)
         )
-    return get_rep(ctx, rep_id)
+        return _rep_public(connection, _rep_row(connection, rep_id=rep_id))
 
 
-def upsert_account(ctx: Context, data: AccountCreate, *, actor: str) -> AccountPublic:
-    """Create or update the account of a domain and its owning rep."""
+def upsert_account(ctx: Context, data: AccountCreate, *, actor: Principal) -> AccountPublic:
+    """Create or update the account of a domain and its owning rep (admins and sales
+    managers: account ownership is how sales divides its market)."""
+    allowed(actor, Action.MANAGE_ACCOUNTS)
     now = ctx.clock.now()
     with ctx.write() as connection:
         owner_id = _rep_row(connection, email=data.owner_email)["id"] if data.owner_email else None
@@ -350,16 +427,18 @@ def upsert_account(ctx: Context, data: AccountCreate, *, actor: str) -> AccountP
     return AccountPublic(int(account_id), data.domain, data.name, data.owner_email)
 
 
-def list_accounts(ctx: Context) -> list[AccountPublic]:
+def list_accounts(ctx: Context, *, actor: Principal) -> list[AccountPublic]:
+    """Every account with its owner, by domain; a rep sees only the accounts they own."""
+    level = allowed(actor, Action.READ_REPS)
+    query = (
+        select(accounts.c.id, accounts.c.domain, accounts.c.name, reps.c.email)
+        .select_from(accounts.outerjoin(reps, reps.c.id == accounts.c.owner_rep_id))
+        .order_by(accounts.c.domain)
+    )
+    if level is not Reach.ALL:
+        query = query.where(rep_scope(actor, level))
     with ctx.read() as connection:
-        return [
-            AccountPublic(r.id, r.domain, r.name, r.email)
-            for r in connection.execute(
-                select(accounts.c.id, accounts.c.domain, accounts.c.name, reps.c.email)
-                .select_from(accounts.outerjoin(reps, reps.c.id == accounts.c.owner_rep_id))
-                .order_by(accounts.c.domain)
-            )
-        ]
+        return [AccountPublic(r.id, r.domain, r.name, r.email) for r in connection.execute(query)]
 
 
 _ROUTING_CACHE: dict[tuple[Any, ...], list[Rep]] = {}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from baton.domain.access import Action, Principal
 from baton.domain.contract import EngagementRule, HandoffContract
 from baton.domain.errors import NotFound
 from baton.domain.lifecycle import Stage
@@ -33,6 +34,7 @@ from baton.domain.scoring import (
     score,
     score_engagement,
 )
+from baton.services.access import allowed, check_lead
 from baton.services.context import Context
 from baton.services.queries import chunks
 from baton.store.bulk import find_by_keys, read_datetime, sqlite_datetime
@@ -173,7 +175,6 @@ def _apply_mql(
     card: ScoreCard,
     *,
     now: datetime,
-    actor: str,
     hand_raises: Sequence[Event] = (),
     prep_done: set[str],
 ) -> tuple[bool, str]:
@@ -210,12 +211,15 @@ def score_leads_in(
     lead_ids: Sequence[int],
     *,
     now: datetime,
-    actor: str,
+    actor: Principal,
     new_events: Mapping[int, Sequence[Event]] | None = None,
 ) -> list[ScoreUpdate]:
     """Bring the scores of ``lead_ids`` up to date inside the caller's transaction,
     folding in ``new_events`` (just stored) and the leads' current fields, then hand off
-    every lead that reached the MQL point. No active contract: nothing to do."""
+    every lead that reached the MQL point. No active contract: nothing to do.
+
+    Scoring is a consequence of a change the caller was allowed to make, so it checks
+    nothing; the MQL transitions it makes are recorded as ``actor``'s."""
     from baton.services.contracts import active_contract_in
 
     active = active_contract_in(connection)
@@ -279,7 +283,6 @@ def score_leads_in(
             lead,
             card,
             now=now,
-            actor=actor,
             hand_raises=[e for e in events.get(lead_id, ()) if e.type in hand_raise_types],
             prep_done=ticks.get(lead_id, set()),
         )
@@ -317,7 +320,7 @@ def rescore_all(
     ctx: Context,
     report: ActivationReport,
     *,
-    actor: str,
+    actor: Principal,
     progress: Callable[[int, int], None] | None = None,
     chunk: int = 2000,
 ) -> None:
@@ -327,10 +330,15 @@ def rescore_all(
 
     A lead "crosses up" when it is over the new threshold now but was not over the
     previous one, its previous score taken at the same moment under the previous rules
-    (so decay or mixed versions never count as a crossing); "down" the other way."""
+    (so decay or mixed versions never count as a crossing); "down" the other way.
+
+    Re-scoring every lead (and handing off those that now qualify, as ``actor``) is part
+    of activating a version, so it needs the right to activate one."""
     from sqlalchemy import func
 
     from baton.services.contracts import active_contract_in, contract_spec
+
+    allowed(actor, Action.ACTIVATE_CONTRACT)
 
     with ctx.read() as connection:
         total = connection.execute(
@@ -409,7 +417,6 @@ def rescore_all(
                     lead,
                     card,
                     now=now,
-                    actor=actor,
                     prep_done=ticks.get(lead["id"], set()),
                 )
                 if became:
@@ -590,11 +597,13 @@ class LeadScore:
     scored_at: datetime
 
 
-def lead_score(ctx: Context, lead_id: int) -> LeadScore:
-    """Score, grade and explanation now (engagement decayed to the clock's time)."""
+def lead_score(ctx: Context, lead_id: int, *, actor: Principal) -> LeadScore:
+    """Score, grade and explanation now (engagement decayed to the clock's time); a
+    lead out of ``actor``'s reach is :class:`NotFound`."""
     from baton.services.contracts import active_contract_in
 
     with ctx.read() as connection:
+        check_lead(connection, actor, Action.READ_LEADS, lead_id)
         active = active_contract_in(connection)
         lead = (
             connection.execute(select(*SCORED_COLUMNS).where(leads.c.id == lead_id))

@@ -1,5 +1,8 @@
 """A lead's whole history in time order: activities, stage transitions, notes, tag
-changes and merges. This is what sales reads so that a customer never explains twice."""
+changes and merges. This is what sales reads so that a customer never explains twice.
+
+Whoever may read the lead reads its whole history, including the handoffs other reps
+had before (that is the point: the next rep knows what the last one heard)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ from typing import Any, Literal
 
 from sqlalchemy import or_, select
 
+from baton.domain.access import Action, Principal
 from baton.domain.errors import NotFound
+from baton.services.access import check_lead
 from baton.services.context import Context
 from baton.store.tables import (
     activities,
@@ -67,10 +72,14 @@ def _describe_handoff_event(handoff_id: int, kind: str, detail: dict[str, Any]) 
     return text
 
 
-def lead_timeline(ctx: Context, lead_id: int, *, limit: int | None = None) -> list[TimelineItem]:
-    """Every entry of the lead's history, oldest first (the newest ``limit`` if given)."""
+def lead_timeline(
+    ctx: Context, lead_id: int, *, actor: Principal, limit: int | None = None
+) -> list[TimelineItem]:
+    """Every entry of the lead's history, oldest first (the newest ``limit`` if given);
+    a lead out of ``actor``'s reach is :class:`NotFound`."""
     items: list[TimelineItem] = []
     with ctx.read() as connection:
+        check_lead(connection, actor, Action.READ_LEADS, lead_id)
         lead = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
         if lead is None:
             raise NotFound(f"lead {lead_id} does not exist")

@@ -6,6 +6,10 @@ worker posts them, signed with the endpoint's secret; every attempt is kept in
 ``deliveries``. The secret is shown once, when the endpoint is created. Removing an
 endpoint disables it (no new events, pending ones are dropped by the worker) and keeps
 its delivery log.
+
+Only admins manage endpoints and read their deliveries (``Action.MANAGE_WEBHOOKS``): an
+endpoint receives every handoff event it subscribes to, so adding one is a way to copy
+the whole pipeline out of Baton.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
+from baton.domain.access import Action, Principal
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
+from baton.services.access import allowed
 from baton.services.context import Context
 from baton.services.outbox import WEBHOOK_TOPICS
 from baton.services.queries import inserted_id
@@ -105,11 +111,12 @@ def create_endpoint(
     *,
     url: str,
     events: Sequence[str],
-    actor: str,
+    actor: Principal,
     secret: str | None = None,
 ) -> tuple[EndpointPublic, str]:
     """Register an endpoint; returns it with its signing secret (generated when not
     given). The secret is not shown again."""
+    allowed(actor, Action.MANAGE_WEBHOOKS)
     url = url.strip()
     problems = _check_url(url)
     wanted, event_problems = _check_events([e.strip() for e in events])
@@ -130,12 +137,12 @@ def create_endpoint(
                     secret=secret,
                     events=wanted,
                     active=True,
-                    created_by=actor,
+                    created_by=actor.name,
                     created_at=now,
                 )
             )
         )
-    return EndpointPublic(int(endpoint_id), url, wanted, True, actor, now), secret
+    return EndpointPublic(int(endpoint_id), url, wanted, True, actor.name, now), secret
 
 
 def _public(row: RowMapping) -> EndpointPublic:
@@ -159,8 +166,9 @@ _COLUMNS = (
 )
 
 
-def list_endpoints(ctx: Context) -> list[EndpointPublic]:
+def list_endpoints(ctx: Context, *, actor: Principal) -> list[EndpointPublic]:
     """Every endpoint, active or not, oldest first."""
+    allowed(actor, Action.MANAGE_WEBHOOKS)
     with ctx.read() as connection:
         return [
             _public(r)
@@ -170,20 +178,27 @@ def list_endpoints(ctx: Context) -> list[EndpointPublic]:
         ]
 
 
-def get_endpoint(ctx: Context, endpoint_id: int) -> EndpointPublic:
+def get_endpoint(ctx: Context, endpoint_id: int, *, actor: Principal) -> EndpointPublic:
+    """One endpoint, without its secret."""
+    allowed(actor, Action.MANAGE_WEBHOOKS)
     with ctx.read() as connection:
-        row = (
-            connection.execute(select(*_COLUMNS).where(webhook_endpoints.c.id == endpoint_id))
-            .mappings()
-            .first()
-        )
+        return _endpoint(connection, endpoint_id)
+
+
+def _endpoint(connection: Connection, endpoint_id: int) -> EndpointPublic:
+    row = (
+        connection.execute(select(*_COLUMNS).where(webhook_endpoints.c.id == endpoint_id))
+        .mappings()
+        .first()
+    )
     if row is None:
         raise NotFound(f"webhook endpoint {endpoint_id} does not exist")
     return _public(row)
 
 
-def disable_endpoint(ctx: Context, endpoint_id: int, *, actor: str) -> EndpointPublic:
+def disable_endpoint(ctx: Context, endpoint_id: int, *, actor: Principal) -> EndpointPublic:
     """Stop sending to an endpoint (idempotent); its delivery log is kept."""
+    allowed(actor, Action.MANAGE_WEBHOOKS)
     with ctx.write() as connection:
         changed = connection.execute(
             update(webhook_endpoints)
@@ -192,12 +207,15 @@ def disable_endpoint(ctx: Context, endpoint_id: int, *, actor: str) -> EndpointP
         ).rowcount
         if not changed:
             raise NotFound(f"webhook endpoint {endpoint_id} does not exist")
-    return get_endpoint(ctx, endpoint_id)
+        return _endpoint(connection, endpoint_id)
 
 
-def list_deliveries(ctx: Context, endpoint_id: int, limit: int = 100) -> list[DeliveryPublic]:
+def list_deliveries(
+    ctx: Context, endpoint_id: int, *, actor: Principal, limit: int = 100
+) -> list[DeliveryPublic]:
     """The newest ``limit`` events of an endpoint, newest first, each with its
     attempts in order."""
+    allowed(actor, Action.MANAGE_WEBHOOKS)
     with ctx.read() as connection:
         found = connection.execute(
             select(webhook_endpoints.c.id).where(webhook_endpoints.c.id == endpoint_id)

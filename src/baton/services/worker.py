@@ -9,6 +9,10 @@ step runs twice. Outbox rows are *leased* (``claimed_until``) in a short transac
 and sent outside it: a slow SMTP server never holds a lock, and a worker that dies
 mid-send leaves a lease that expires, so the message is retried (at least once; the
 Message-ID and the ``X-Baton-Delivery`` header let receivers drop a repeat).
+
+The worker acts on no one's behalf: every step it records names
+:data:`~baton.services.handoffs.SYSTEM` (``system("baton")``), which reaches every
+handoff, so a rep's notification carries the same packet the rep reads in the API.
 """
 
 from __future__ import annotations
@@ -381,7 +385,7 @@ def _deliver_email(ctx: Context, item: _Claimed, smtp: SmtpConfig) -> None:
     try:
         if item.handoff_id is None:
             raise DeliveryError("an email without a handoff has nothing to say", permanent=True)
-        packet = handoff_packet(ctx, item.handoff_id)
+        packet = handoff_packet(ctx, item.handoff_id, actor=SYSTEM)
         rendered = render_email(
             item.topic, packet, data=item.payload, base_url=ctx.settings.public_url
         )

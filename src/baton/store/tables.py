@@ -130,6 +130,7 @@ transitions = Table(
     Column("to_stage", String(20), nullable=False),
     Column("actor", String(200), nullable=False),
     Column("reason", Text, nullable=False),
+    Column("actor_user_id", Id),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("contract_version", Id),
     Column("merged_from_id", Id),
@@ -144,6 +145,7 @@ notes = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("lead_id", Id, ForeignKey("leads.id"), nullable=False, index=True),
     Column("author", String(200), nullable=False),
+    Column("actor_user_id", Id),
     Column("body", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("merged_from_id", Id),
@@ -167,6 +169,7 @@ tag_events = Table(
     Column("tag", String(100), nullable=False),
     Column("action", String(10), nullable=False),
     Column("actor", String(200), nullable=False),
+    Column("actor_user_id", Id),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("merged_from_id", Id),
 )
@@ -193,6 +196,7 @@ lead_merges = Table(
     Column("survivor_id", Id, ForeignKey("leads.id"), nullable=False, index=True),
     Column("merged_id", Id, ForeignKey("leads.id"), nullable=False, unique=True),
     Column("actor", String(200), nullable=False),
+    Column("actor_user_id", Id),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("changes", Json, nullable=False),
 )
@@ -220,6 +224,7 @@ contract_approvals = Table(
     Column("contract_id", Id, ForeignKey("contracts.id"), nullable=False),
     Column("role", String(20), nullable=False),
     Column("approver", String(200), nullable=False),
+    Column("actor_user_id", Id),
     Column("approved_at", UtcDateTime, nullable=False),
     UniqueConstraint("contract_id", "role", name="uq_contract_approvals_role"),
 )
@@ -396,6 +401,7 @@ handoff_events = Table(
     Column("handoff_id", Id, ForeignKey("handoffs.id"), nullable=False, index=True),
     Column("kind", String(40), nullable=False),
     Column("actor", String(200), nullable=False),
+    Column("actor_user_id", Id),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("detail", Json, nullable=False),
 )
@@ -476,3 +482,95 @@ deliveries = Table(
     Column("error", Text),
     Column("duration_ms", Float, nullable=False),
 )
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("rep_id", Id, ForeignKey("reps.id"), unique=True),
+    Column("timezone", String(64), nullable=False),
+    Column("password_hash", String(200)),
+    Column("one_time_password", Boolean, nullable=False),
+    Column("demo", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+"""People who sign in. ``password_hash`` is argon2id; ``one_time_password`` stays true
+until the user sets a password of their own (production refuses to start while any
+does), ``demo`` marks users the demo created."""
+
+user_teams = Table(
+    "user_teams",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id"), primary_key=True),
+    Column("team_id", Id, ForeignKey("teams.id"), primary_key=True),
+)
+"""The teams a sales manager manages."""
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),
+    Column("address", String(64)),
+)
+"""Server-side sessions: the cookie carries a signed random key whose SHA-256 is
+``key_hash``, so logout or disabling the user ends the session at the next request."""
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("prefix", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("scopes", Json, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("last_used_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+"""API tokens for programs, stored only as a SHA-256 of the token (a 256-bit random
+secret needs no slow hash); ``prefix`` lets people tell their tokens apart."""
+
+intake_keys = Table(
+    "intake_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("source", String(200), nullable=False),
+    Column("origins", Json, nullable=False),
+    Column("rate_per_minute", Id, nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+"""Public keys for websites and form tools: they may only create leads and activities,
+from the listed browser origins, at a limited rate."""
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account", String(254), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("failed_at", UtcDateTime, nullable=False),
+    Index("ix_login_failures_account", "account", "failed_at"),
+    Index("ix_login_failures_address", "address", "failed_at"),
+)
+"""Failed sign-ins, kept in the database so every process throttles alike."""

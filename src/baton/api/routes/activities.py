@@ -1,4 +1,7 @@
-"""/api/v1/activities: engagement events, one at a time or in batches."""
+"""/api/v1/activities: engagement events, one at a time or in batches.
+
+Marketing, admins and intake keys (websites, form tools) record events; the use cases
+decide, the routes only authenticate."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Response, status
 from pydantic import ValidationError
 
-from baton.api.deps import Actor, Ctx
+from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.schemas import (
     ActivityBatchCreate,
     ActivityBatchPublic,
@@ -19,7 +22,7 @@ from baton.domain.batches import describe
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.services import activities as activity_service
 
-router = APIRouter(prefix="/api/v1/activities", tags=["activities"])
+router = APIRouter(prefix="/api/v1/activities", tags=["activities"], dependencies=[Authenticated])
 
 
 @router.post(

@@ -1,4 +1,7 @@
-"""/api/v1/contracts: the handoff contract's versions, signatures and activation."""
+"""/api/v1/contracts: the handoff contract's versions, signatures and activation.
+
+Every route needs credentials; who may draft, sign or activate is decided by the use
+cases (:mod:`baton.services.contracts`), so the API and the CLI obey the same rules."""
 
 from __future__ import annotations
 
@@ -9,10 +12,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, Field
 
-from baton.api.deps import Actor, Ctx
+from baton.api.deps import Actor, Authenticated, Ctx
 from baton.services import contracts as contract_service
 
-router = APIRouter(prefix="/api/v1/contracts", tags=["contracts"])
+router = APIRouter(prefix="/api/v1/contracts", tags=["contracts"], dependencies=[Authenticated])
 
 Version = Annotated[int, Path(ge=1, le=2**31, description="Contract version number.")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such version"}}
@@ -55,7 +58,8 @@ class ContractPublic(BaseModel):
 
 
 class ApprovalCreate(BaseModel):
-    """Sign a version for one side; the actor header names the approver."""
+    """Sign a version for one side; the signer is the authenticated user (a
+    ``marketing`` user for marketing, a ``sales_manager`` for sales)."""
 
     role: Literal["marketing", "sales"]
 
@@ -79,9 +83,9 @@ def _public(version: contract_service.ContractVersion) -> ContractPublic:
 
 
 @router.get("", operation_id="list_contracts", response_model=list[ContractPublic])
-def list_contracts(ctx: Ctx) -> list[ContractPublic]:
+def list_contracts(ctx: Ctx, actor: Actor) -> list[ContractPublic]:
     """Every version, newest first."""
-    return [_public(v) for v in contract_service.list_contracts(ctx)]
+    return [_public(v) for v in contract_service.list_contracts(ctx, actor=actor)]
 
 
 @router.post(
@@ -99,18 +103,23 @@ def create_contract(ctx: Ctx, actor: Actor, body: ContractCreate) -> ContractPub
 @router.get(
     "/{version}", operation_id="get_contract", response_model=ContractPublic, responses=NOT_FOUND
 )
-def get_contract(ctx: Ctx, version: Version) -> ContractPublic:
-    return _public(contract_service.get_contract(ctx, version))
+def get_contract(ctx: Ctx, actor: Actor, version: Version) -> ContractPublic:
+    """One version with its body and signatures."""
+    return _public(contract_service.get_contract(ctx, version, actor=actor))
 
 
 @router.post(
     "/{version}/approve",
     operation_id="approve_contract",
     response_model=ContractPublic,
-    responses={**NOT_FOUND, 409: {"description": "Already signed, or same person"}},
+    responses={
+        **NOT_FOUND,
+        409: {"description": "Already signed, or the same person signed the other side"},
+    },
 )
 def approve(ctx: Ctx, actor: Actor, version: Version, body: ApprovalCreate) -> ContractPublic:
-    """Sign for marketing or sales. Two different people must sign."""
+    """Sign for marketing (a ``marketing`` user) or sales (a ``sales_manager``). Two
+    different people must sign; an admin never signs."""
     return _public(contract_service.approve_contract(ctx, version, role=body.role, actor=actor))
 
 
@@ -122,7 +131,7 @@ def approve(ctx: Ctx, actor: Actor, version: Version, body: ApprovalCreate) -> C
 )
 def activate(ctx: Ctx, actor: Actor, version: Version) -> ActivationPublic:
     """Make an approved version the active one and re-score every lead (for large
-    databases prefer ``baton contract activate``, which shows progress)."""
+    databases prefer ``baton contract activate``, which shows progress). Admins only."""
     report = contract_service.activate_contract(ctx, version, actor=actor)
     return ActivationPublic.model_validate(asdict(report))
 
@@ -135,11 +144,12 @@ def activate(ctx: Ctx, actor: Actor, version: Version) -> ActivationPublic:
 )
 def diff(
     ctx: Ctx,
+    actor: Actor,
     version: Version,
     against: Annotated[int, Query(ge=1, le=2**31, description="The older version")],
 ) -> list[ChangePublic]:
     """What changed from ``against`` to ``version``, in words."""
     return [
         ChangePublic.model_validate(asdict(c))
-        for c in contract_service.diff_versions(ctx, against, version)
+        for c in contract_service.diff_versions(ctx, against, version, actor=actor)
     ]

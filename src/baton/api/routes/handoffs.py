@@ -1,8 +1,10 @@
 """/api/v1/handoffs: the handoffs, their packets, and sales' verdicts.
 
-A verdict (accept, reject, touch, qualify, opportunity, won, lost) may be given only by
-the assigned rep or their manager, and a reassignment only by the manager; until
-authentication exists the ``X-Baton-Actor`` header names who acts (a rep's email).
+Every route needs credentials; the actor is the authenticated principal. Who may read
+or act on which handoff is decided by the use cases (:mod:`baton.domain.access`): a rep
+their own handoffs, a sales manager their team's and the queue, an admin any. A
+handoff out of reach answers 404 like a missing one; a role that may not take the
+action at all answers 403.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Path, Query, Response, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
-from baton.api.deps import Actor, Ctx
+from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.schemas import (
     HandoffEventPublic,
     HandoffPublic,
@@ -39,15 +41,15 @@ from baton.notify.render import render_email
 from baton.services import handoffs as handoff_service
 from baton.services.packet import HandoffPacket, handoff_packet
 
-router = APIRouter(prefix="/api/v1/handoffs", tags=["handoffs"])
+router = APIRouter(prefix="/api/v1/handoffs", tags=["handoffs"], dependencies=[Authenticated])
 
 HandoffId = Annotated[int, Path(ge=1, le=MAX_ID, description="A handoff's id.")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such handoff (problem+json)"}
+    404: {"description": "No such handoff, or not one within your reach (problem+json)"}
 }
 VERDICT: dict[int | str, dict[str, Any]] = {
     **NOT_FOUND,
-    403: {"description": "The actor is not the assigned rep or their manager"},
+    403: {"description": "Your role (or token scope) may not give verdicts"},
     409: {"description": "Not possible in the handoff's current status"},
     422: {"description": "Invalid input; every bad field with its path"},
 }
@@ -60,6 +62,7 @@ def _public(handoff: handoff_service.HandoffPublic) -> HandoffPublic:
 @router.get("", operation_id="list_handoffs", response_model=list[HandoffPublic])
 def list_handoffs(
     ctx: Ctx,
+    actor: Actor,
     status: Annotated[
         list[HandoffStatus] | None, Query(description="Only these statuses (repeat the key)")
     ] = None,
@@ -70,11 +73,18 @@ def list_handoffs(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> list[HandoffPublic]:
-    """Handoffs, newest first; page with ``before_id`` (the last id you got)."""
+    """Handoffs within your reach, newest first; page with ``before_id`` (the last id
+    you got)."""
     return [
         _public(h)
         for h in handoff_service.list_handoffs(
-            ctx, status=status, rep_email=rep, lead_id=lead_id, limit=limit, before_id=before_id
+            ctx,
+            actor=actor,
+            status=status,
+            rep_email=rep,
+            lead_id=lead_id,
+            limit=limit,
+            before_id=before_id,
         )
     ]
 
@@ -82,24 +92,24 @@ def list_handoffs(
 @router.get("/queue", operation_id="handoff_queue", response_model=list[HandoffPublic])
 def queue(
     ctx: Ctx,
+    actor: Actor,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> list[HandoffPublic]:
     """The unassigned queue: handoffs nobody could take yet (``routing.reason`` says
-    why). The worker assigns them as soon as a rep is available."""
+    why). The worker assigns them as soon as a rep is available. For sales managers
+    and admins."""
     return [
         _public(h)
-        for h in handoff_service.list_handoffs(
-            ctx, status=["queued"], limit=limit, before_id=before_id
-        )
+        for h in handoff_service.handoff_queue(ctx, actor=actor, limit=limit, before_id=before_id)
     ]
 
 
 @router.get(
     "/{handoff_id}", operation_id="get_handoff", response_model=HandoffPublic, responses=NOT_FOUND
 )
-def get_handoff(ctx: Ctx, handoff_id: HandoffId) -> HandoffPublic:
-    return _public(handoff_service.get_handoff(ctx, handoff_id))
+def get_handoff(ctx: Ctx, actor: Actor, handoff_id: HandoffId) -> HandoffPublic:
+    return _public(handoff_service.get_handoff(ctx, handoff_id, actor=actor))
 
 
 @router.get(
@@ -108,13 +118,12 @@ def get_handoff(ctx: Ctx, handoff_id: HandoffId) -> HandoffPublic:
     response_model=list[HandoffEventPublic],
     responses=NOT_FOUND,
 )
-def events(ctx: Ctx, handoff_id: HandoffId) -> list[HandoffEventPublic]:
+def events(ctx: Ctx, actor: Actor, handoff_id: HandoffId) -> list[HandoffEventPublic]:
     """What happened to the handoff, oldest first: assigned, accepted, touches,
     reminders, escalations, verdicts."""
-    handoff_service.get_handoff(ctx, handoff_id)
     return [
         HandoffEventPublic.model_validate(asdict(e))
-        for e in handoff_service.handoff_events_of(ctx, handoff_id)
+        for e in handoff_service.handoff_events_of(ctx, handoff_id, actor=actor)
     ]
 
 
@@ -169,6 +178,7 @@ def _packet_public(packet: HandoffPacket) -> PacketPublic:
 )
 def packet(
     ctx: Ctx,
+    actor: Actor,
     handoff_id: HandoffId,
     fmt: Annotated[
         Literal["json", "text", "html"],
@@ -179,7 +189,7 @@ def packet(
 ) -> PacketPublic | Response:
     """Everything about the lead for the rep: who, score and why, attribution,
     interests, timeline, prep checklist, notes, tags, earlier handoffs."""
-    found = handoff_packet(ctx, handoff_id)
+    found = handoff_packet(ctx, handoff_id, actor=actor)
     if fmt == "json":
         return _packet_public(found)
     rendered = render_email("handoff.assigned", found)
@@ -297,7 +307,7 @@ def lost(ctx: Ctx, actor: Actor, handoff_id: HandoffId, body: LostCreate) -> Han
     status_code=status.HTTP_201_CREATED,
     responses={
         **VERDICT,
-        403: {"description": "The actor is not the rep's manager"},
+        403: {"description": "Only a sales manager or an admin reassigns"},
         409: {"description": "Not reassignable now, or nobody else is available"},
     },
 )
@@ -307,7 +317,8 @@ def reassign(
     handoff_id: HandoffId,
     body: Annotated[ReassignCreate | None, Body()] = None,
 ) -> HandoffPublic:
-    """The rep's manager moves the lead to another rep (named, or the next available
-    one). Closes this handoff and returns the new one."""
+    """A sales manager (of the rep's team) or an admin moves the lead to another rep:
+    one they name, who must be within their reach, or the next available one. Closes
+    this handoff and returns the new one."""
     to = body.to if body else None
     return _public(handoff_service.reassign_handoff(ctx, handoff_id, to_email=to, actor=actor))

@@ -1,4 +1,7 @@
-"""/api/v1/leads: capture, read, list, stage changes, timeline, notes, tags, merge."""
+"""/api/v1/leads: capture, read, list, stage changes, timeline, notes, tags, merge.
+
+Every route needs an authenticated principal; what it may do, and which leads it
+reaches, is decided by the use cases (a lead out of reach answers 404)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import BaseModel, Field, ValidationError
 
-from baton.api.deps import Actor, Ctx, LeadId
+from baton.api.deps import Actor, Authenticated, Ctx, LeadId
 from baton.api.schemas import (
     CaptureResponse,
     DuplicatePublic,
@@ -37,7 +40,7 @@ from baton.services import prep as prep_service
 from baton.services import scoring as score_service
 from baton.services.timeline import lead_timeline
 
-router = APIRouter(prefix="/api/v1/leads", tags=["leads"])
+router = APIRouter(prefix="/api/v1/leads", tags=["leads"], dependencies=[Authenticated])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such lead (problem+json)"}}
 
@@ -94,6 +97,7 @@ def capture_lead(
 @router.get("", operation_id="list_leads", response_model=LeadPagePublic)
 def list_leads(
     ctx: Ctx,
+    actor: Actor,
     stage: Stage | None = None,
     q: Annotated[str | None, Query(description="Search email, name or company.")] = None,
     tag: str | None = None,
@@ -101,9 +105,16 @@ def list_leads(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> LeadPagePublic:
-    """Leads, newest first, with filters and keyset paging."""
+    """Leads the caller may read, newest first, with filters and keyset paging."""
     page = lead_service.list_leads(
-        ctx, stage=stage, search=q, tag=tag, source=source, limit=limit, before_id=before_id
+        ctx,
+        actor=actor,
+        stage=stage,
+        search=q,
+        tag=tag,
+        source=source,
+        limit=limit,
+        before_id=before_id,
     )
     return LeadPagePublic(
         items=[LeadPublic.model_validate(i.model_dump()) for i in page.items],
@@ -113,9 +124,9 @@ def list_leads(
 
 
 @router.get("/{lead_id}", operation_id="get_lead", response_model=LeadPublic, responses=NOT_FOUND)
-def get_lead(ctx: Ctx, lead_id: LeadId) -> LeadPublic:
+def get_lead(ctx: Ctx, actor: Actor, lead_id: LeadId) -> LeadPublic:
     """One lead. A merged lead answers too, with ``merged_into_id`` set."""
-    return LeadPublic.model_validate(lead_service.get_lead(ctx, lead_id).model_dump())
+    return LeadPublic.model_validate(lead_service.get_lead(ctx, lead_id, actor=actor).model_dump())
 
 
 @router.post(
@@ -141,13 +152,14 @@ def change_stage(
 )
 def timeline(
     ctx: Ctx,
+    actor: Actor,
     lead_id: LeadId,
     limit: Annotated[int | None, Query(ge=1, le=10_000, description="Newest N only")] = None,
 ) -> list[TimelineItemPublic]:
     """Activities, transitions, notes, tag changes and merges, oldest first."""
     return [
         TimelineItemPublic.model_validate(asdict(i))
-        for i in lead_timeline(ctx, lead_id, limit=limit)
+        for i in lead_timeline(ctx, lead_id, actor=actor, limit=limit)
     ]
 
 
@@ -235,9 +247,9 @@ class PrepItemPublic(BaseModel):
     response_model=LeadScorePublic,
     responses=NOT_FOUND,
 )
-def lead_score(ctx: Ctx, lead_id: LeadId) -> LeadScorePublic:
+def lead_score(ctx: Ctx, actor: Actor, lead_id: LeadId) -> LeadScorePublic:
     """Score, grade and rule-by-rule explanation under the active contract."""
-    result = score_service.lead_score(ctx, lead_id)
+    result = score_service.lead_score(ctx, lead_id, actor=actor)
     return LeadScorePublic(
         lead_id=result.lead_id,
         contract_version=result.contract_version,
@@ -262,10 +274,11 @@ def lead_score(ctx: Ctx, lead_id: LeadId) -> LeadScorePublic:
     response_model=list[PrepItemPublic],
     responses=NOT_FOUND,
 )
-def lead_prep(ctx: Ctx, lead_id: LeadId) -> list[PrepItemPublic]:
+def lead_prep(ctx: Ctx, actor: Actor, lead_id: LeadId) -> list[PrepItemPublic]:
     """The readiness checklist of the active contract, with this lead's ticks."""
     return [
-        PrepItemPublic.model_validate(asdict(i)) for i in prep_service.prep_checklist(ctx, lead_id)
+        PrepItemPublic.model_validate(asdict(i))
+        for i in prep_service.prep_checklist(ctx, lead_id, actor=actor)
     ]
 
 

@@ -3,6 +3,9 @@
 Every report takes the period as local dates (``from`` included, ``to`` excluded) in a
 time zone (``tz``, default UTC), an optional ``group_by`` and filters, and answers the
 report's ``to_json()``: the period and zone it covers, and flat rows ready for a chart.
+
+Every route needs credentials; reports are for admins, marketing and sales managers,
+spend imports for marketing and admins (decided by :mod:`baton.services.reports`).
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from baton.api.deps import Actor, Ctx
+from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.schemas import SpendImportPublic, SpendPublic, SpendRowErrorPublic
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.reports import GROUP_BY, FunnelMode, ReportFilters, ReportPeriod, zone
 from baton.services import reports as report_service
 
-router = APIRouter(prefix="/api/v1", tags=["reports"])
+router = APIRouter(prefix="/api/v1", tags=["reports"], dependencies=[Authenticated])
 
 BAD_INPUT: dict[int | str, dict[str, Any]] = {
     422: {"description": "Unknown zone, `to` not after `from`, or an unknown group_by"}
@@ -85,6 +88,7 @@ Report = Annotated[ReportQuery, Depends(report_query)]
 @router.get("/reports/funnel", operation_id="report_funnel", responses=BAD_INPUT)
 def funnel(
     ctx: Ctx,
+    actor: Actor,
     q: Report,
     mode: Annotated[FunnelMode, Query(description="cohort (default) or flow")] = "cohort",
 ) -> dict[str, Any]:
@@ -92,73 +96,76 @@ def funnel(
     reached each stage; ``flow`` the distinct leads that moved into each stage in the
     period. With conversion from each stage to the next."""
     return report_service.funnel(
-        ctx, q.period, mode=mode, group_by=q.group_by, filters=q.filters
+        ctx, q.period, actor=actor, mode=mode, group_by=q.group_by, filters=q.filters
     ).to_json()
 
 
 @router.get("/reports/velocity", operation_id="report_velocity", responses=BAD_INPUT)
-def velocity(ctx: Ctx, q: Report) -> dict[str, Any]:
+def velocity(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
     """Median and 90th-percentile hours between consecutive stages, for the leads
     created in the period."""
-    return report_service.velocity(ctx, q.period, group_by=q.group_by, filters=q.filters).to_json()
+    return report_service.velocity(
+        ctx, q.period, actor=actor, group_by=q.group_by, filters=q.filters
+    ).to_json()
 
 
 @router.get("/reports/speed-to-lead", operation_id="report_speed_to_lead", responses=BAD_INPUT)
-def speed_to_lead(ctx: Ctx, q: Report) -> dict[str, Any]:
+def speed_to_lead(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
     """MQL → first touch per MQL (chain of handoffs) of the period: median, p90, shares
     within 5 minutes, 1 hour and 24 hours, split into system and rep delay, and in the
     rep's business minutes."""
     return report_service.speed_to_lead(
-        ctx, q.period, group_by=q.group_by, filters=q.filters
+        ctx, q.period, actor=actor, group_by=q.group_by, filters=q.filters
     ).to_json()
 
 
 @router.get("/reports/sla", operation_id="report_sla", responses=BAD_INPUT)
-def sla(ctx: Ctx, q: Report) -> dict[str, Any]:
+def sla(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
     """Handoffs assigned in the period: accepted and touched in SLA, late, or not; and
     the reminders, reassignments and manager notifications they took."""
     return report_service.sla_compliance(
-        ctx, q.period, group_by=q.group_by, filters=q.filters
+        ctx, q.period, actor=actor, group_by=q.group_by, filters=q.filters
     ).to_json()
 
 
 @router.get("/reports/rejections", operation_id="report_rejections", responses=BAD_INPUT)
-def rejections(ctx: Ctx, q: Report) -> dict[str, Any]:
+def rejections(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
     """Rejections closed in the period by reason (label, outcome, credit, share), and
     what became of the leads recycled to nurture."""
     return report_service.rejections(
-        ctx, q.period, group_by=q.group_by, filters=q.filters
+        ctx, q.period, actor=actor, group_by=q.group_by, filters=q.filters
     ).to_json()
 
 
 @router.get("/reports/credit", operation_id="report_credit", responses=BAD_INPUT)
-def credit(ctx: Ctx, q: Report) -> dict[str, Any]:
+def credit(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
     """MQLs of the period, those rejected without credit for marketing, and how many
     of the credited ones sales accepted and won (grouped by source unless
     ``group_by`` says otherwise)."""
     return report_service.marketing_credit(
-        ctx, q.period, group_by=q.group_by or "source", filters=q.filters
+        ctx, q.period, actor=actor, group_by=q.group_by or "source", filters=q.filters
     ).to_json()
 
 
 @router.get("/reports/cost", operation_id="report_cost", responses=BAD_INPUT)
-def cost(ctx: Ctx, q: Report) -> dict[str, Any]:
+def cost(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
     """Spend (prorated to the period) per source or campaign against the leads created
     in the period, cost per lead, MQL, SAL, SQL and customer, and the cost of the gap
     between marketing and sales."""
     return report_service.cost(
-        ctx, q.period, group_by=q.group_by or "source", filters=q.filters
+        ctx, q.period, actor=actor, group_by=q.group_by or "source", filters=q.filters
     ).to_json()
 
 
 @router.get("/spend", operation_id="list_spend", response_model=list[SpendPublic])
 def list_spend(
-    ctx: Ctx, source: Annotated[str | None, Query(max_length=200)] = None
+    ctx: Ctx, actor: Actor, source: Annotated[str | None, Query(max_length=200)] = None
 ) -> list[SpendPublic]:
     """Spend as the cost report counts it: imported rows, and the active contract's
     ``costs`` entries that no import overrides."""
     return [
-        SpendPublic.model_validate(asdict(e)) for e in report_service.list_spend(ctx, source=source)
+        SpendPublic.model_validate(asdict(e))
+        for e in report_service.list_spend(ctx, actor=actor, source=source)
     ]
 
 

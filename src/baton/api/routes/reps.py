@@ -1,4 +1,7 @@
-"""/api/v1/teams, /reps, /accounts: the sales side that routing hands leads to."""
+"""/api/v1/teams, /reps, /accounts: the sales side that routing hands leads to.
+
+Every route needs credentials; what each role may see or change (a rep: only their own
+record) is decided by :mod:`baton.services.reps`, and a rep out of reach is a 404."""
 
 from __future__ import annotations
 
@@ -7,14 +10,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
 
-from baton.api.deps import Actor, Ctx
+from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.schemas import AccountPublic, RepPublic, TeamPublic
 from baton.domain.activities import MAX_ID
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.reps import AbsenceCreate, AccountCreate, RepCreate, RepUpdate, TeamCreate
 from baton.services import reps as rep_service
 
-router = APIRouter(prefix="/api/v1", tags=["reps"])
+router = APIRouter(prefix="/api/v1", tags=["reps"], dependencies=[Authenticated])
 
 RepId = Annotated[int, Path(ge=1, le=MAX_ID, description="A rep's id.")]
 AbsenceId = Annotated[int, Path(ge=1, le=MAX_ID, description="An absence's id.")]
@@ -45,9 +48,9 @@ def create_team(ctx: Ctx, actor: Actor, body: TeamCreate) -> TeamPublic:
 
 
 @router.get("/teams", operation_id="list_teams", response_model=list[TeamPublic])
-def list_teams(ctx: Ctx) -> list[TeamPublic]:
-    """Every team with its manager and number of reps, by name."""
-    return [TeamPublic.model_validate(asdict(t)) for t in rep_service.list_teams(ctx)]
+def list_teams(ctx: Ctx, actor: Actor) -> list[TeamPublic]:
+    """Every team with its manager and number of reps, by name (a rep: their own)."""
+    return [TeamPublic.model_validate(asdict(t)) for t in rep_service.list_teams(ctx, actor=actor)]
 
 
 @router.post(
@@ -70,15 +73,17 @@ def create_rep(ctx: Ctx, actor: Actor, body: RepCreate) -> RepPublic:
 @router.get("/reps", operation_id="list_reps", response_model=list[RepPublic])
 def list_reps(
     ctx: Ctx,
+    actor: Actor,
     team: Annotated[str | None, Query(max_length=100, description="Only this team")] = None,
 ) -> list[RepPublic]:
-    """Every rep with the current load and absences, by email."""
-    return [_rep(r) for r in rep_service.list_reps(ctx, team=team)]
+    """Every rep with the current load and absences, by email (a rep: only themselves)."""
+    return [_rep(r) for r in rep_service.list_reps(ctx, actor=actor, team=team)]
 
 
 @router.get("/reps/{rep_id}", operation_id="get_rep", response_model=RepPublic, responses=NOT_FOUND)
-def get_rep(ctx: Ctx, rep_id: RepId) -> RepPublic:
-    return _rep(rep_service.get_rep(ctx, rep_id))
+def get_rep(ctx: Ctx, actor: Actor, rep_id: RepId) -> RepPublic:
+    """One rep with the current load and absences."""
+    return _rep(rep_service.get_rep(ctx, rep_id, actor=actor))
 
 
 @router.patch(
@@ -137,6 +142,8 @@ def upsert_account(ctx: Ctx, actor: Actor, body: AccountCreate) -> AccountPublic
 
 
 @router.get("/accounts", operation_id="list_accounts", response_model=list[AccountPublic])
-def list_accounts(ctx: Ctx) -> list[AccountPublic]:
-    """Every account with its owner, by domain."""
-    return [AccountPublic.model_validate(asdict(a)) for a in rep_service.list_accounts(ctx)]
+def list_accounts(ctx: Ctx, actor: Actor) -> list[AccountPublic]:
+    """Every account with its owner, by domain (a rep: the accounts they own)."""
+    return [
+        AccountPublic.model_validate(asdict(a)) for a in rep_service.list_accounts(ctx, actor=actor)
+    ]

@@ -1,4 +1,6 @@
-"""/api/v1/webhooks: endpoints that receive signed handoff events, and their deliveries."""
+"""/api/v1/webhooks: endpoints that receive signed handoff events, and their deliveries.
+
+Admins only (decided by :mod:`baton.services.webhooks`); every route needs credentials."""
 
 from __future__ import annotations
 
@@ -7,12 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
 
-from baton.api.deps import Actor, Ctx
+from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.schemas import DeliveryPublic, WebhookCreate, WebhookCreatedPublic, WebhookPublic
 from baton.domain.activities import MAX_ID
 from baton.services import webhooks as webhook_service
 
-router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], dependencies=[Authenticated])
 
 EndpointId = Annotated[int, Path(ge=1, le=MAX_ID, description="A webhook endpoint's id.")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such endpoint"}}
@@ -35,9 +37,12 @@ def create_webhook(ctx: Ctx, actor: Actor, body: WebhookCreate) -> WebhookCreate
 
 
 @router.get("", operation_id="list_webhooks", response_model=list[WebhookPublic])
-def list_webhooks(ctx: Ctx) -> list[WebhookPublic]:
+def list_webhooks(ctx: Ctx, actor: Actor) -> list[WebhookPublic]:
     """Every endpoint, active or disabled (secrets are never shown again)."""
-    return [WebhookPublic.model_validate(asdict(e)) for e in webhook_service.list_endpoints(ctx)]
+    return [
+        WebhookPublic.model_validate(asdict(e))
+        for e in webhook_service.list_endpoints(ctx, actor=actor)
+    ]
 
 
 @router.delete(
@@ -61,6 +66,7 @@ def delete_webhook(ctx: Ctx, actor: Actor, endpoint_id: EndpointId) -> WebhookPu
 )
 def deliveries(
     ctx: Ctx,
+    actor: Actor,
     endpoint_id: EndpointId,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryPublic]:
@@ -68,5 +74,5 @@ def deliveries(
     duration)."""
     return [
         DeliveryPublic.model_validate(asdict(d))
-        for d in webhook_service.list_deliveries(ctx, endpoint_id, limit=limit)
+        for d in webhook_service.list_deliveries(ctx, endpoint_id, actor=actor, limit=limit)
     ]

@@ -1,0 +1,70 @@
+"""CORS for the intake routes only: a website's own page may post leads and activities
+to Baton with an intake key, from an origin that some active key lists.
+
+A preflight carries no key, so it is answered for any origin an active key allows; the
+real request is then checked against *its* key's origins (see
+:mod:`baton.api.deps`). No other route answers cross-origin requests.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from baton.services import users as user_service
+from baton.services.context import Context
+
+INTAKE_PATHS = frozenset({"/api/v1/leads", "/api/v1/activities", "/api/v1/activities/batch"})
+ALLOWED_HEADERS = "authorization, content-type, x-baton-intake-key"
+
+
+class IntakeCors:
+    """Answer preflights and add ``Access-Control-Allow-Origin`` on intake routes."""
+
+    def __init__(self, app: ASGIApp, context: Context) -> None:
+        self.app = app
+        self.context = context
+        self._origins: frozenset[str] = frozenset()
+        self._read_at = float("-inf")
+
+    def origins(self) -> frozenset[str]:
+        if time.monotonic() - self._read_at > self.context.settings.token_cache_seconds:
+            self._origins = user_service.intake_origins(self.context)
+            self._read_at = time.monotonic()
+        return self._origins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].rstrip("/") not in INTAKE_PATHS:
+            await self.app(scope, receive, send)
+            return
+        origin = Headers(scope=scope).get("origin")
+        if origin is None or origin.rstrip("/").lower() not in self.origins():
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [
+                        (b"access-control-allow-origin", origin.encode("latin-1")),
+                        (b"access-control-allow-methods", b"POST"),
+                        (b"access-control-allow-headers", ALLOWED_HEADERS.encode()),
+                        (b"access-control-max-age", b"600"),
+                        (b"vary", b"Origin"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Access-Control-Allow-Origin"] = origin
+                headers.append("Vary", "Origin")
+            await send(message)
+
+        await self.app(scope, receive, with_cors)

@@ -1,0 +1,165 @@
+"""People, programs and public forms as the admin describes them: the validated inputs
+for users, API tokens and intake keys (the edge models), and the password rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from baton.domain.access import SCOPES, Role
+from baton.domain.clock import ensure_utc
+from baton.domain.reps import Email, Name, _timezone
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 256
+
+
+def check_password(value: str) -> str:
+    """A password people choose: long enough to resist guessing, short enough to hash."""
+    if len(value) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(value) > MAX_PASSWORD_LENGTH:
+        raise ValueError(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
+    if value.strip() != value or not value.strip():
+        raise ValueError("a password may not start or end with spaces")
+    return value
+
+
+Password = Annotated[str, AfterValidator(check_password)]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
+
+
+class UserCreate(BaseModel):
+    """A person who signs in. A ``rep`` user *is* the rep with ``rep_email``; a
+    ``sales_manager`` manages the ``teams`` named."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "sam.becker@example.com",
+                    "display_name": "Sam Becker",
+                    "role": "sales_manager",
+                    "teams": ["EMEA"],
+                    "timezone": "Europe/Berlin",
+                }
+            ]
+        },
+    )
+
+    email: Email
+    display_name: str = Field(min_length=1, max_length=200)
+    role: Role
+    rep_email: Email | None = Field(None, description="For a rep user: their rep record.")
+    teams: list[Name] = Field(default_factory=list, max_length=50)
+    timezone: TimeZone = "UTC"
+
+    @field_validator("display_name")
+    @classmethod
+    def _trimmed(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("a display name cannot be blank")
+        return value
+
+
+class UserUpdate(BaseModel):
+    """A partial change to a user; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: str | None = Field(None, min_length=1, max_length=200)
+    role: Role | None = None
+    rep_email: Email | None = None
+    teams: list[Name] | None = Field(None, max_length=50)
+    timezone: TimeZone | None = None
+    active: bool | None = None
+
+
+def _scopes(values: list[str]) -> list[str]:
+    unknown = sorted(set(values) - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}")
+    if not values:
+        raise ValueError("a token needs at least one scope")
+    return sorted(set(values))
+
+
+class TokenCreate(BaseModel):
+    """An API token for a program. ``user_email`` (admins only) makes it for another
+    user, e.g. an integration's service user; by default it is the caller's own."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "CRM sync", "scopes": ["leads:write", "activities:write"]},
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=100)
+    scopes: Annotated[list[str], AfterValidator(_scopes)] = Field(max_length=len(SCOPES))
+    expires_at: datetime | None = None
+    user_email: Email | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else ensure_utc(value)
+
+
+def _origin(value: str) -> str:
+    value = value.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+        raise ValueError(f"'{value}' is not a browser origin; write it as https://www.example.com")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+Origin = Annotated[str, AfterValidator(_origin)]
+
+
+class IntakeKeyCreate(BaseModel):
+    """A public key for a website or form tool: it can only create leads and
+    activities; their ``source`` is the key's unless the payload names one."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "website",
+                    "source": "web",
+                    "origins": ["https://www.example.com"],
+                    "rate_per_minute": 60,
+                }
+            ]
+        },
+    )
+
+    name: Name
+    source: str = Field(min_length=1, max_length=200)
+    origins: list[Origin] = Field(default_factory=list, max_length=50)
+    rate_per_minute: int = Field(60, ge=1, le=100_000)
+
+    @field_validator("source")
+    @classmethod
+    def _folded(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not value:
+            raise ValueError("a source cannot be blank")
+        return value
+
+
+class PasswordChange(BaseModel):
+    """A signed-in person replacing their password (a one-time one included)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    new_password: Password

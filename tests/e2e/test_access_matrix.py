@@ -1,0 +1,462 @@
+"""Every route in the OpenAPI schema × every kind of caller: allowed or denied.
+
+The table below is the access rules written out from the callers' side, route by
+route, independent of ``baton.domain.access``: a route added without a line here
+fails the test, and so does a route whose answer disagrees with its line.
+
+A caller is *denied* when the answer is 401 (no valid credentials), 403 (the role or
+the token's scopes may not) or 404 (the object is outside their reach: another rep's
+handoff looks like a missing one). Anything else (200, 201, 204, 409, 422...) means
+the request got past access. Every request is valid for the route, and objects that a
+request consumes (a handoff to accept, an absence to remove, a token to revoke) are
+made afresh for each caller, so a denial can only come from access.
+
+The floor: team ``na`` (managed by Sam) with Ana, team ``emea`` with Emil; every
+object addressed by id belongs to Ana (her handoff, its lead, her absences), so the
+rep role sees "own" objects and the manager "team" objects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.conftest import bearer, token_for
+
+from baton.api.app import create_app
+from baton.domain.access import operator
+from baton.domain.activities import ActivityCreate
+from baton.domain.clock import ManualClock
+from baton.domain.leads import LeadCreate
+from baton.domain.reps import AbsenceCreate, RepCreate, TeamCreate
+from baton.domain.users import IntakeKeyCreate, TokenCreate, UserCreate
+from baton.services import contracts as contract_service
+from baton.services import handoffs as handoff_service
+from baton.services import reps as rep_service
+from baton.services import users as user_service
+from baton.services import webhooks as webhook_service
+from baton.services.activities import ingest_activity
+from baton.services.context import Context
+from baton.services.leads import capture_lead
+
+EXAMPLE = Path(__file__).parents[2] / "contracts" / "example.yaml"
+ANA, EMIL, SAM = "ana@lumen.example", "emil@lumen.example", "sam@lumen.example"
+OP = operator("matrix")
+
+ROLES = ("admin", "marketing", "sales_manager", "rep")
+CALLERS = (*ROLES, "anonymous", "revoked token", "expired token")
+EVERYONE = frozenset(ROLES)
+NOBODY: frozenset[str] = frozenset()
+ADMIN = frozenset({"admin"})
+MARKETING = frozenset({"admin", "marketing"})
+SALES = frozenset({"admin", "sales_manager", "rep"})
+MANAGERS = frozenset({"admin", "sales_manager"})
+REPORTS = frozenset({"admin", "marketing", "sales_manager"})
+SIGNERS = frozenset({"marketing"})
+
+
+class Floor:
+    """The objects every request points at, and makers of fresh ones."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        rep_service.create_team(ctx, TeamCreate(name="na", manager_email=SAM), actor=OP)
+        rep_service.create_team(ctx, TeamCreate(name="emea"), actor=OP)
+        for email, team in ((ANA, "na"), (EMIL, "emea")):
+            rep_service.create_rep(
+                ctx,
+                RepCreate(
+                    email=email,
+                    name=email.split("@")[0].title(),
+                    team=team,
+                    working_hours={d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+                    capacity=1000,
+                ),
+                actor=OP,
+            )
+        self.ana_id = rep_service.find_rep(ctx, ANA, actor=OP).id
+        version = contract_service.create_contract(ctx, EXAMPLE.read_text(), actor=OP).version
+        contract_service.approve_contract(ctx, version, role="marketing", actor=operator("m"))
+        contract_service.approve_contract(ctx, version, role="sales", actor=operator("s"))
+        contract_service.activate_contract(ctx, version, actor=OP)
+        self.version = version
+        self.draft = contract_service.create_contract(ctx, EXAMPLE.read_text(), actor=OP).version
+        self.count = 0
+        self.lead_id, self.handoff_id = self.ana_handoff()
+        self.victim = user_service.add_user(
+            ctx,
+            UserCreate(email="victim@example.com", display_name="Victim", role="marketing"),
+            actor=OP,
+        )[0].id
+        user_service.add_user(
+            ctx,
+            UserCreate(email="known@example.com", display_name="Known", role="rep", rep_email=EMIL),
+            actor=OP,
+            password=KNOWN_PASSWORD,
+        )
+
+    def lead(self, **fields: Any) -> int:
+        self.count += 1
+        data = LeadCreate.model_validate(
+            {"email": f"lead{self.count}@northwind{self.count}.example.com", **fields}
+        )
+        return capture_lead(self.ctx, data, actor=OP).lead.id
+
+    def ana_handoff(self) -> tuple[int, int]:
+        """A US hand-raise: routed to Ana, the only rep of ``na``."""
+        lead_id = self.lead(first_name="Dana", country="US")
+        email = f"lead{self.count}@northwind{self.count}.example.com"
+        ingest_activity(
+            self.ctx,
+            ActivityCreate(email=email, type="demo_request", occurred_at=self.ctx.clock.now()),
+            actor=OP,
+        )
+        found = handoff_service.list_handoffs(self.ctx, lead_id=lead_id, actor=OP)
+        assert found and found[0].rep_email == ANA, found
+        return lead_id, found[0].id
+
+    def accepted(self) -> int:
+        handoff_id = self.ana_handoff()[1]
+        handoff_service.accept_handoff(self.ctx, handoff_id, actor=OP)
+        return handoff_id
+
+    def qualified(self) -> int:
+        handoff_id = self.accepted()
+        handoff_service.qualify_handoff(self.ctx, handoff_id, fields=QUALIFY, actor=OP)
+        return handoff_id
+
+    def absence(self) -> int:
+        start = self.ctx.clock.now() + timedelta(days=30 + self.count)
+        self.count += 1
+        rep = rep_service.add_absence(
+            self.ctx,
+            self.ana_id,
+            AbsenceCreate(starts_at=start, ends_at=start + timedelta(days=1)),
+            actor=OP,
+        )
+        return rep.absences[-1].id
+
+    def duplicate(self) -> int:
+        self.count += 1
+        phone = f"+1415555{self.count:04d}"
+        first = self.lead(first_name="Robin", last_name="Meyer", phone=phone)
+        data = LeadCreate.model_validate(
+            {
+                "email": f"robin.meyer{self.count}@gmail.com",
+                "first_name": "Robin",
+                "last_name": "Meyer",
+                "phone": phone,
+            }
+        )
+        found = capture_lead(self.ctx, data, actor=OP).possible_duplicates
+        assert found, "the second Robin Meyer should be a possible duplicate"
+        from baton.services.merge import list_duplicates
+
+        for candidate in list_duplicates(self.ctx, actor=OP):
+            if first in (candidate.lead_id, candidate.other_lead_id):
+                return candidate.id
+        raise AssertionError("no candidate")
+
+    def victim_token(self) -> int:
+        token, _ = user_service.create_token(
+            self.ctx,
+            TokenCreate(name="victim", scopes=["leads:read"], user_email="victim@example.com"),
+            actor=OP,
+        )
+        return token.id
+
+    def intake_key(self) -> int:
+        self.count += 1
+        key, _ = user_service.add_intake_key(
+            self.ctx, IntakeKeyCreate(name=f"site{self.count}", source="web"), actor=OP
+        )
+        return key.id
+
+    def webhook(self) -> int:
+        endpoint, _ = webhook_service.create_endpoint(
+            self.ctx, url="https://hooks.example.com/baton", events=["*"], secret=None, actor=OP
+        )
+        return endpoint.id
+
+
+KNOWN_PASSWORD = "a password everyone knows"
+QUALIFY = {"budget": "40k", "authority": "VP", "need": "reports", "timing": "Q3"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """Who may call an operation, and how to make a valid request for it."""
+
+    allowed: frozenset[str]
+    ids: Callable[[Floor], dict[str, Any]] = field(default=lambda f: {})
+    body: Callable[[Floor], Any] | None = None
+    query: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+
+
+def lead(f: Floor) -> dict[str, Any]:
+    return {"lead_id": f.lead_id}
+
+
+def handoff(f: Floor) -> dict[str, Any]:
+    return {"handoff_id": f.handoff_id}
+
+
+PERIOD = {"from": "2026-01-01", "to": "2026-04-01"}
+
+TABLE: dict[str, Case] = {
+    "health": Case(EVERYONE | {"anonymous", "revoked token", "expired token"}),
+    "login": Case(
+        EVERYONE | {"anonymous", "revoked token", "expired token"},
+        body=lambda f: {"email": "known@example.com", "password": KNOWN_PASSWORD},
+    ),
+    "logout": Case(EVERYONE | {"anonymous", "revoked token", "expired token"}),
+    "whoami": Case(EVERYONE),
+    "change_password": Case(
+        NOBODY,  # a person with a session only, never a token
+        body=lambda f: {"current_password": "x", "new_password": "a long new password"},
+    ),
+    "list_users": Case(ADMIN),
+    "create_user": Case(
+        ADMIN,
+        body=lambda f: {
+            "email": f"new{f.count}-{id(f) % 1000}@example.com",
+            "display_name": "New",
+            "role": "marketing",
+        },
+    ),
+    "get_user": Case(ADMIN, ids=lambda f: {"user_id": f.victim}),
+    "update_user": Case(
+        ADMIN, ids=lambda f: {"user_id": f.victim}, body=lambda f: {"display_name": "Vic"}
+    ),
+    "reset_password": Case(ADMIN, ids=lambda f: {"user_id": f.victim}),
+    "list_tokens": Case(EVERYONE),
+    "create_token": Case(EVERYONE, body=lambda f: {"name": "mine", "scopes": ["leads:read"]}),
+    "revoke_token": Case(ADMIN, ids=lambda f: {"token_id": f.victim_token()}),
+    "list_intake_keys": Case(ADMIN),
+    "create_intake_key": Case(
+        ADMIN, body=lambda f: {"name": f"key{f.count}x{len(f.__dict__)}", "source": "web"}
+    ),
+    "revoke_intake_key": Case(ADMIN, ids=lambda f: {"key_id": f.intake_key()}),
+    "capture_lead": Case(MARKETING, body=lambda f: {"email": "new.lead@example.org"}),
+    "list_leads": Case(EVERYONE),
+    "get_lead": Case(EVERYONE, ids=lead),
+    "change_stage": Case(
+        frozenset({"admin", "marketing", "sales_manager"}),
+        ids=lambda f: {"lead_id": f.ana_handoff()[0]},
+        body=lambda f: {"to_stage": "nurture", "reason": "not this quarter"},
+    ),
+    "lead_timeline": Case(EVERYONE, ids=lead),
+    "add_note": Case(EVERYONE, ids=lead, body=lambda f: {"body": "called, left a message"}),
+    "add_tag": Case(EVERYONE, ids=lead, body=lambda f: {"tag": "hot"}),
+    "remove_tag": Case(EVERYONE, ids=lambda f: {"lead_id": f.lead_id, "tag": "hot"}),
+    "merge_leads": Case(
+        MARKETING,
+        ids=lambda f: {"lead_id": f.lead()},
+        body=lambda f: {"merged_lead_id": f.lead()},
+    ),
+    "lead_score": Case(EVERYONE, ids=lead),
+    "lead_prep": Case(EVERYONE, ids=lead),
+    "tick_prep": Case(EVERYONE, ids=lambda f: {"lead_id": f.lead_id, "item": "slot_booked"}),
+    "untick_prep": Case(EVERYONE, ids=lambda f: {"lead_id": f.lead_id, "item": "slot_booked"}),
+    "ingest_activity": Case(
+        MARKETING,
+        body=lambda f: {
+            "email": "someone@example.org",
+            "type": "page_view",
+            "occurred_at": f.ctx.clock.now().isoformat(),
+        },
+    ),
+    "ingest_activity_batch": Case(
+        MARKETING,
+        body=lambda f: {
+            "activities": [
+                {
+                    "email": "someone@example.org",
+                    "type": "page_view",
+                    "occurred_at": f.ctx.clock.now().isoformat(),
+                }
+            ]
+        },
+    ),
+    "list_duplicates": Case(MARKETING),
+    "dismiss_duplicate": Case(MARKETING, ids=lambda f: {"candidate_id": f.duplicate()}),
+    "list_contracts": Case(EVERYONE),
+    "create_contract": Case(MARKETING, body=lambda f: {"body": EXAMPLE.read_text()}),
+    "get_contract": Case(EVERYONE, ids=lambda f: {"version": f.version}),
+    "approve_contract": Case(
+        SIGNERS, ids=lambda f: {"version": f.draft}, body=lambda f: {"role": "marketing"}
+    ),
+    "activate_contract": Case(ADMIN, ids=lambda f: {"version": f.version}),
+    "diff_contracts": Case(EVERYONE, ids=lambda f: {"version": f.draft}, query={"against": "1"}),
+    "list_teams": Case(EVERYONE),
+    "create_team": Case(ADMIN, body=lambda f: {"name": f"team{f.lead()}"}),
+    "create_rep": Case(
+        ADMIN, body=lambda f: {"email": f"rep{f.lead()}@lumen.example", "name": "New Rep"}
+    ),
+    "list_reps": Case(EVERYONE),
+    "get_rep": Case(EVERYONE, ids=lambda f: {"rep_id": f.ana_id}),
+    "update_rep": Case(
+        SALES, ids=lambda f: {"rep_id": f.ana_id}, body=lambda f: {"status": "available"}
+    ),
+    "add_absence": Case(
+        SALES,
+        ids=lambda f: {"rep_id": f.ana_id},
+        body=lambda f: {
+            "starts_at": (f.ctx.clock.now() + timedelta(days=200)).isoformat(),
+            "ends_at": (f.ctx.clock.now() + timedelta(days=201)).isoformat(),
+        },
+    ),
+    "remove_absence": Case(SALES, ids=lambda f: {"rep_id": f.ana_id, "absence_id": f.absence()}),
+    "list_accounts": Case(EVERYONE),
+    "upsert_account": Case(
+        MANAGERS, body=lambda f: {"domain": "northwind.example.com", "owner_email": ANA}
+    ),
+    "list_handoffs": Case(EVERYONE),
+    "handoff_queue": Case(MANAGERS),
+    "get_handoff": Case(EVERYONE, ids=handoff),
+    "handoff_events": Case(EVERYONE, ids=handoff),
+    "handoff_packet": Case(EVERYONE, ids=handoff),
+    "accept_handoff": Case(SALES, ids=lambda f: {"handoff_id": f.ana_handoff()[1]}),
+    "reject_handoff": Case(
+        SALES,
+        ids=lambda f: {"handoff_id": f.ana_handoff()[1]},
+        body=lambda f: {"code": "no_budget"},
+    ),
+    "log_touch": Case(
+        SALES, ids=lambda f: {"handoff_id": f.ana_handoff()[1]}, body=lambda f: {"kind": "call"}
+    ),
+    "qualify_handoff": Case(
+        SALES, ids=lambda f: {"handoff_id": f.accepted()}, body=lambda f: {"fields": QUALIFY}
+    ),
+    "open_opportunity": Case(
+        SALES, ids=lambda f: {"handoff_id": f.qualified()}, body=lambda f: {"amount": 1000}
+    ),
+    "won_handoff": Case(SALES, ids=lambda f: {"handoff_id": f.qualified()}, body=lambda f: {}),
+    "lost_handoff": Case(
+        SALES, ids=lambda f: {"handoff_id": f.accepted()}, body=lambda f: {"reason": "went dark"}
+    ),
+    "reassign_handoff": Case(
+        MANAGERS, ids=lambda f: {"handoff_id": f.ana_handoff()[1]}, body=lambda f: {"to": ANA}
+    ),
+    "list_webhooks": Case(ADMIN),
+    "create_webhook": Case(ADMIN, body=lambda f: {"url": "https://hooks.example.com/x"}),
+    "delete_webhook": Case(ADMIN, ids=lambda f: {"endpoint_id": f.webhook()}),
+    "list_webhook_deliveries": Case(ADMIN, ids=lambda f: {"endpoint_id": f.webhook()}),
+    "report_funnel": Case(REPORTS, query=PERIOD),
+    "report_velocity": Case(REPORTS, query=PERIOD),
+    "report_speed_to_lead": Case(REPORTS, query=PERIOD),
+    "report_sla": Case(REPORTS, query=PERIOD),
+    "report_rejections": Case(REPORTS, query=PERIOD),
+    "report_credit": Case(REPORTS, query=PERIOD),
+    "report_cost": Case(REPORTS, query=PERIOD),
+    "list_spend": Case(REPORTS),
+    "import_spend": Case(
+        MARKETING, content=b"source,campaign,start,end,amount\nwebinar,,2026-01-01,2026-01-31,900\n"
+    ),
+}
+
+
+@pytest.fixture
+def floor(sqlite_ctx: Context) -> Floor:
+    return Floor(sqlite_ctx)
+
+
+@pytest.fixture
+def callers(sqlite_ctx: Context, floor: Floor) -> dict[str, dict[str, str]]:
+    ctx = sqlite_ctx
+    headers = {
+        "admin": bearer(token_for(ctx, "admin")),
+        "marketing": bearer(token_for(ctx, "marketing")),
+        "sales_manager": bearer(token_for(ctx, "sales_manager", email=SAM, teams=("na",))),
+        "rep": bearer(token_for(ctx, "rep", rep_email=ANA)),
+        "anonymous": {},
+    }
+    revoked = token_for(ctx, "admin")
+    principal = user_service.token_principal(ctx, revoked)
+    assert principal is not None and principal.key_id is not None
+    user_service.revoke_token(ctx, principal.key_id, actor=OP)
+    headers["revoked token"] = bearer(revoked)
+    expiring, secret = user_service.create_token(
+        ctx,
+        TokenCreate(
+            name="short",
+            scopes=["admin"],
+            expires_at=ctx.clock.now() + timedelta(minutes=1),
+            user_email=principal.email,
+        ),
+        actor=OP,
+    )
+    assert expiring.expires_at is not None
+    headers["expired token"] = bearer(secret)
+    return headers
+
+
+@pytest.fixture
+def client(sqlite_ctx: Context) -> Iterator[TestClient]:
+    with TestClient(create_app(sqlite_ctx), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def operations(client: TestClient) -> list[tuple[str, str, str]]:
+    schema = client.get("/openapi.json").json()
+    return [
+        (method.upper(), path, spec["operationId"])
+        for path, methods in schema["paths"].items()
+        for method, spec in methods.items()
+    ]
+
+
+def fill(path: str, ids: dict[str, Any]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
+
+
+def test_every_route_has_a_rule(client: TestClient) -> None:
+    found = {operation for _, _, operation in operations(client)}
+    assert found - TABLE.keys() == set(), "routes without a line in the access table"
+    assert TABLE.keys() - found == set(), "lines for routes that no longer exist"
+
+
+def test_every_route_allows_and_denies_as_the_table_says(
+    sqlite_ctx: Context,
+    client: TestClient,
+    floor: Floor,
+    callers: dict[str, dict[str, str]],
+) -> None:
+    clock = sqlite_ctx.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(timedelta(minutes=2))  # the short token has expired
+    wrong: list[str] = []
+    checked = 0
+    for method, path, operation in operations(client):
+        case = TABLE[operation]
+        for caller in CALLERS:
+            url = fill(path, case.ids(floor))
+            client.cookies.clear()
+            response = client.request(
+                method,
+                url,
+                params=case.query,
+                headers=callers[caller],
+                json=None if case.body is None else case.body(floor),
+                content=case.content,
+            )
+            denied = response.status_code in (401, 403, 404)
+            expected = caller not in case.allowed
+            checked += 1
+            if response.status_code >= 500 or denied != expected:
+                wrong.append(
+                    f"{operation} ({method} {url}) as {caller}: {response.status_code} "
+                    f"{response.text[:160]}"
+                )
+            if caller in ("anonymous", "revoked token", "expired token") and denied:
+                assert response.status_code == 401, f"{operation} as {caller}"
+                assert response.headers["www-authenticate"].startswith("Bearer")
+    assert checked == len(TABLE) * len(CALLERS)
+    assert not wrong, f"{len(wrong)} of {checked} answers disagree:\n" + "\n".join(wrong)
