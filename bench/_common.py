@@ -1,4 +1,5 @@
-"""Shared set-up for the benchmarks: fresh SQLite files and a PostgreSQL per run."""
+"""Shared set-up for the benchmarks: fresh SQLite files and a PostgreSQL per run, and the
+principals the benchmarks act as."""
 
 from __future__ import annotations
 
@@ -9,8 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from baton.config import Settings
+from baton.domain.access import Principal, operator
 from baton.domain.clock import ManualClock
 from baton.services.context import Context, open_context
+
+BENCH: Principal = operator("bench")
+"""The local operator the benchmarks act as (recorded as ``bench``)."""
+MARIA: Principal = operator("maria")
+"""Signs contracts for marketing (a different name from :data:`SAM`, as the two sides need)."""
+SAM: Principal = operator("sam")
+"""Signs contracts for sales."""
 
 
 def machine() -> str:

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from _common import context, database, machine
+from _common import BENCH, MARIA, SAM, context, database, machine
 from baton.services.activities import ingest_activities
 
 TYPES = ("page_view", "email_open", "email_click", "form_submit", "webinar_attended")
@@ -47,10 +47,10 @@ def activate_example(url: str) -> None:
 
     ctx = context(url)
     body = (Path(__file__).parent.parent / "contracts" / "example.yaml").read_text()
-    version = create_contract(ctx, body, actor="maria").version
-    approve_contract(ctx, version, role="marketing", actor="maria")
-    approve_contract(ctx, version, role="sales", actor="sam")
-    activate_contract(ctx, version, actor="bench")
+    version = create_contract(ctx, body, actor=MARIA).version
+    approve_contract(ctx, version, role="marketing", actor=MARIA)
+    approve_contract(ctx, version, role="sales", actor=SAM)
+    activate_contract(ctx, version, actor=BENCH)
     ctx.engine.dispose()
 
 
@@ -64,7 +64,7 @@ def service_rate(
     stored = 0
     began = time.perf_counter()
     for start in range(0, len(rows), batch):
-        report = ingest_activities(ctx, rows[start : start + batch], actor="bench")
+        report = ingest_activities(ctx, rows[start : start + batch], actor=BENCH)
         assert not report.errors, report.errors[:3]
         stored += report.stored
     elapsed = time.perf_counter() - began
@@ -78,7 +78,7 @@ def _worker(args: tuple[str, list[dict[str, object]], int]) -> int:
     ctx.clock.set(datetime(2026, 12, 1, tzinfo=UTC))  # type: ignore[attr-defined]
     stored = 0
     for start in range(0, len(rows), batch):
-        stored += ingest_activities(ctx, rows[start : start + batch], actor="bench").stored
+        stored += ingest_activities(ctx, rows[start : start + batch], actor=BENCH).stored
     ctx.engine.dispose()
     return stored
 

@@ -45,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, event, inspect, text
 
-from _common import context, database, machine
+from _common import BENCH, MARIA, SAM, context, database, machine
 from baton.domain.reps import RepCreate, TeamCreate
 from baton.services import milestones
 from baton.services.context import Context
@@ -812,15 +812,15 @@ def setup(ctx: Context, seed: int) -> tuple[int, dict[str, list[Rep]]]:
     from baton.services.reps import create_rep, create_team
 
     ctx.clock.set(YEAR_START - timedelta(days=14))  # type: ignore[attr-defined]
-    version = create_contract(ctx, EXAMPLE.read_text(), actor="maria").version
-    approve_contract(ctx, version, role="marketing", actor="maria")
-    approve_contract(ctx, version, role="sales", actor="sam")
-    activate_contract(ctx, version, actor="bench")
+    version = create_contract(ctx, EXAMPLE.read_text(), actor=MARIA).version
+    approve_contract(ctx, version, role="marketing", actor=MARIA)
+    approve_contract(ctx, version, role="sales", actor=SAM)
+    activate_contract(ctx, version, actor=BENCH)
     rng = random.Random(seed + 1)
     reps: dict[str, list[Rep]] = {}
     for team, (zone, _, count) in TEAMS.items():
         manager = f"manager.{team}@lumen.example.com"
-        create_team(ctx, TeamCreate(name=team, manager_email=manager), actor="bench")
+        create_team(ctx, TeamCreate(name=team, manager_email=manager), actor=BENCH)
         for k in range(1, count + 1):
             made = create_rep(
                 ctx,
@@ -831,7 +831,7 @@ def setup(ctx: Context, seed: int) -> tuple[int, dict[str, list[Rep]]]:
                     timezone=zone,
                     manager_email=manager,
                 ),
-                actor="bench",
+                actor=BENCH,
             )
             reps.setdefault(team, []).append(Rep(made.id, made.email, rng.lognormvariate(0, 0.45)))
     return version, reps
@@ -1098,25 +1098,34 @@ def cases() -> list[tuple[str, Callable[[Context, Any], Any]]]:
     from baton.services import reports as r
 
     return [
-        ("funnel (cohort)", lambda ctx, p: r.funnel(ctx, p, mode="cohort")),
-        ("funnel (flow)", lambda ctx, p: r.funnel(ctx, p, mode="flow")),
-        ("funnel by source", lambda ctx, p: r.funnel(ctx, p, group_by="source")),
-        ("funnel by rep", lambda ctx, p: r.funnel(ctx, p, group_by="rep")),
+        ("funnel (cohort)", lambda ctx, p: r.funnel(ctx, p, actor=BENCH, mode="cohort")),
+        ("funnel (flow)", lambda ctx, p: r.funnel(ctx, p, actor=BENCH, mode="flow")),
+        ("funnel by source", lambda ctx, p: r.funnel(ctx, p, actor=BENCH, group_by="source")),
+        ("funnel by rep", lambda ctx, p: r.funnel(ctx, p, actor=BENCH, group_by="rep")),
         (
             "funnel (flow) by campaign",
-            lambda ctx, p: r.funnel(ctx, p, mode="flow", group_by="campaign"),
+            lambda ctx, p: r.funnel(ctx, p, actor=BENCH, mode="flow", group_by="campaign"),
         ),
-        ("velocity", lambda ctx, p: r.velocity(ctx, p)),
-        ("velocity by team", lambda ctx, p: r.velocity(ctx, p, group_by="team")),
-        ("speed to lead by team", lambda ctx, p: r.speed_to_lead(ctx, p, group_by="team")),
-        ("SLA compliance", lambda ctx, p: r.sla_compliance(ctx, p)),
-        ("SLA compliance by rep", lambda ctx, p: r.sla_compliance(ctx, p, group_by="rep")),
-        ("rejections by source", lambda ctx, p: r.rejections(ctx, p, group_by="source")),
+        ("velocity", lambda ctx, p: r.velocity(ctx, p, actor=BENCH)),
+        ("velocity by team", lambda ctx, p: r.velocity(ctx, p, actor=BENCH, group_by="team")),
+        (
+            "speed to lead by team",
+            lambda ctx, p: r.speed_to_lead(ctx, p, actor=BENCH, group_by="team"),
+        ),
+        ("SLA compliance", lambda ctx, p: r.sla_compliance(ctx, p, actor=BENCH)),
+        (
+            "SLA compliance by rep",
+            lambda ctx, p: r.sla_compliance(ctx, p, actor=BENCH, group_by="rep"),
+        ),
+        (
+            "rejections by source",
+            lambda ctx, p: r.rejections(ctx, p, actor=BENCH, group_by="source"),
+        ),
         (
             "marketing credit by campaign",
-            lambda ctx, p: r.marketing_credit(ctx, p, group_by="campaign"),
+            lambda ctx, p: r.marketing_credit(ctx, p, actor=BENCH, group_by="campaign"),
         ),
-        ("cost by source", lambda ctx, p: r.cost(ctx, p, group_by="source")),
+        ("cost by source", lambda ctx, p: r.cost(ctx, p, actor=BENCH, group_by="source")),
     ]
 
 

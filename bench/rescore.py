@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from _common import context, database, machine
+from _common import BENCH, MARIA, SAM, context, database, machine
 from baton.services.contracts import activate_contract, approve_contract, create_contract
 from baton.store.bulk import insert_activities, insert_rows
 from baton.store.tables import leads
@@ -89,11 +89,11 @@ def fill(url: str, n_leads: int, n_events: int) -> None:
 def activate(url: str) -> tuple[float, int, int]:
     ctx = context(url)
     ctx.clock.set(datetime(2026, 6, 1, tzinfo=UTC))  # type: ignore[attr-defined]
-    version = create_contract(ctx, EXAMPLE.read_text(), actor="maria").version
-    approve_contract(ctx, version, role="marketing", actor="maria")
-    approve_contract(ctx, version, role="sales", actor="sam")
+    version = create_contract(ctx, EXAMPLE.read_text(), actor=MARIA).version
+    approve_contract(ctx, version, role="marketing", actor=MARIA)
+    approve_contract(ctx, version, role="sales", actor=SAM)
     began = time.perf_counter()
-    report = activate_contract(ctx, version, actor="bench")
+    report = activate_contract(ctx, version, actor=BENCH)
     elapsed = time.perf_counter() - began
     ctx.engine.dispose()
     return elapsed, report.leads_scored, report.became_mql

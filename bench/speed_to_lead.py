@@ -54,12 +54,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from _common import database, machine
+from _common import BENCH, MARIA, SAM, database, machine
 from baton.config import Settings
+from baton.domain.access import Role
 from baton.domain.reps import RepCreate, TeamCreate
+from baton.domain.users import TokenCreate, UserCreate
 from baton.services.context import open_context
 from baton.services.contracts import activate_contract, approve_contract, create_contract
 from baton.services.reps import create_rep, create_team
+from baton.services.users import add_user, create_token
 from baton.store.tables import handoffs
 
 TARGET_P99_S = 1.0
@@ -242,8 +245,10 @@ def wait_healthy(base: str, processes: list[Process], timeout: float = 60.0) -> 
         time.sleep(0.1)
 
 
-def prepare(url: str, env: dict[str, str], folder: Path, team: str, reps: int) -> list[str]:
-    """``baton init``, then the contract, the team and its reps through the services."""
+def prepare(url: str, env: dict[str, str], folder: Path, team: str, reps: int) -> str:
+    """``baton init``, then the contract, the team and its reps through the services, and
+    an admin user (named after the team, so a reused scratch database takes it) with an
+    API token for the requests; returns the token."""
     init = subprocess.run(  # a fixed command line, no shell
         [*baton_command(), "init"], env=env, cwd=folder, capture_output=True, check=False
     )
@@ -251,14 +256,13 @@ def prepare(url: str, env: dict[str, str], folder: Path, team: str, reps: int) -
         raise SystemExit("baton init failed:\n" + (init.stdout + init.stderr).decode())
     ctx = open_context(Settings(database_url=url, env="test"))
     try:
-        version = create_contract(ctx, CONTRACT.format(team=team), actor="bench").version
-        approve_contract(ctx, version, role="marketing", actor="maria")
-        approve_contract(ctx, version, role="sales", actor="sam")
-        activate_contract(ctx, version, actor="bench")
-        create_team(ctx, TeamCreate(name=team), actor="bench")
-        emails = []
+        version = create_contract(ctx, CONTRACT.format(team=team), actor=BENCH).version
+        approve_contract(ctx, version, role="marketing", actor=MARIA)
+        approve_contract(ctx, version, role="sales", actor=SAM)
+        activate_contract(ctx, version, actor=BENCH)
+        create_team(ctx, TeamCreate(name=team), actor=BENCH)
         for i in range(reps):
-            rep = create_rep(
+            create_rep(
                 ctx,
                 RepCreate.model_validate(
                     {
@@ -270,10 +274,18 @@ def prepare(url: str, env: dict[str, str], folder: Path, team: str, reps: int) -
                         "capacity": 100_000,
                     }
                 ),
-                actor="bench",
+                actor=BENCH,
             )
-            emails.append(rep.email)
-        return emails
+        user, _ = add_user(
+            ctx,
+            UserCreate(email=f"{team}@bench.example.com", display_name="Bench", role=Role.ADMIN),
+            actor=BENCH,
+            password=secrets.token_urlsafe(16),
+        )
+        _, secret = create_token(
+            ctx, TokenCreate(name="bench", scopes=["admin"], user_email=user.email), actor=BENCH
+        )
+        return secret
     finally:
         ctx.engine.dispose()
 
@@ -414,14 +426,16 @@ def main() -> None:
             "BATON_WORKER_POLL_SECONDS": str(args.poll),
             "BATON_LOG_LEVEL": "warning",
         }
-        prepare(url, env, folder, team, args.reps)
+        bearer = prepare(url, env, folder, team, args.reps)
         with (
             started("serve", ["serve"], env, folder) as server,
             started("worker", ["worker"], env, folder) as worker,
         ):
             wait_healthy(base, [server, worker])
             samples: list[Sample] = []
-            with httpx.Client(base_url=base, headers={"X-Baton-Actor": "bench"}) as client:
+            with httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {bearer}"}
+            ) as client:
                 try:
                     for index in range(args.warmup + args.leads):
                         sample = one_lead(client, inbox, index, token, args.timeout)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -650,8 +650,9 @@ def contract_approve(
 
     if role not in ("marketing", "sales"):
         raise fail("--role must be marketing or sales")
+    side: Literal["marketing", "sales"] = "marketing" if role == "marketing" else "sales"
     with _context() as ctx:
-        result = approve_contract(ctx, version, role=role, actor=actor)  # type: ignore[arg-type]
+        result = approve_contract(ctx, version, role=side, actor=operator(actor))
     console.print(f"version {version} signed for {role} by {actor}; status: {result.status}")
 
 
@@ -1857,7 +1858,7 @@ def report_rebuild() -> None:
 def _user_table(found: list[Any]) -> Table:
     table = Table(title="Users")
     for column in ("id", "email", "name", "role", "rep / teams", "time zone", "active", "password"):
-        table.add_column(column, no_wrap=column in ("id", "role", "active"))
+        table.add_column(column, overflow="fold")
     for u in found:
         table.add_row(
             str(u.id),
@@ -1970,7 +1971,7 @@ def token_add(
         )
         token, secret = create_token(ctx, data, actor=operator(actor))
     say(f"token {token.id} ({token.prefix}…) for {token.user_email}: {', '.join(token.scopes)}")
-    say(f"token (shown only now; send as 'Authorization: Bearer <token>'): {secret}")
+    say(f"token (shown only now, send it as a bearer token): {secret}")
 
 
 @token_app.command("list")

@@ -56,9 +56,7 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(
         0.2, gt=0, le=60, description="How often `baton worker` looks for due work when idle."
     )
-    session_hours: float = Field(
-        12, gt=0, le=24 * 90, description="Hours a sign-in session lasts."
-    )
+    session_hours: float = Field(12, gt=0, le=24 * 90, description="Hours a sign-in session lasts.")
     login_window_minutes: float = Field(
         15, gt=0, le=24 * 60, description="Window in which failed sign-ins are counted."
     )
@@ -75,6 +73,7 @@ class Settings(BaseSettings):
         description="Seconds a verified API token or intake key is trusted without a database "
         "read; a revocation takes effect everywhere within this time.",
     )
+
     @model_validator(mode="after")
     def _one_smtp_tls_mode(self) -> Settings:
         if self.smtp_ssl and self.smtp_starttls:

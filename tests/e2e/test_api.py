@@ -387,18 +387,25 @@ def test_an_intake_key_captures_with_its_source_and_reads_nothing(
     key = {"X-Baton-Intake-Key": secret}
     with TestClient(create_app(sqlite_ctx), raise_server_exceptions=False) as public:
         made = public.post(LEADS, json={"email": "dana@northwind.com"}, headers=key)
-        assert made.status_code == 201, made.text
+        assert made.status_code == 202, made.text
+        assert made.json() == {"received": 1, "rejected_rows": 0, "errors": []}
         named = public.post(LEADS, json={"email": "jo@acme.io", "source": "ads"}, headers=key)
-        assert named.status_code == 201, named.text
+        assert named.status_code == 202, named.text
         event = {
             "email": "sam@acme.io",
             "type": "page_view",
             "occurred_at": api_clock.now().isoformat(),
         }
         ingested = public.post(ACTIVITIES, json=event, headers=key)
-        assert ingested.status_code == 201, ingested.text
+        assert ingested.status_code == 202, ingested.text
+        assert "lead_id" not in ingested.json()
         assert_problem(public.get(LEADS, headers=key), 403)
-        lead_id = made.json()["lead"]["id"]
+        lead_id = api.get(LEADS).json()["items"][-1]["id"]
+        by_id = public.post(
+            ACTIVITIES, json={**event, "email": None, "lead_id": lead_id}, headers=key
+        )
+        assert_problem(by_id, 422)
+        assert "by email" in by_id.json()["errors"][0]["message"]
         assert_problem(public.get(f"{LEADS}/{lead_id}", headers=key), 403)
     sources = {lead["email"]: lead["source"] for lead in api.get(LEADS).json()["items"]}
     assert sources == {"dana@northwind.com": "web", "jo@acme.io": "ads", "sam@acme.io": "web"}

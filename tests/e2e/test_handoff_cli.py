@@ -96,9 +96,6 @@ def test_a_rep_takes_a_lead_from_packet_to_won(floor: CliRunner, tmp_path: Path)
     assert "+20  Decision-maker title" in packet
     assert "[ ] Has booked a 60-minute slot (required)" in packet
 
-    stranger = refused(floor, "handoff", "accept", "1", "--actor", "eve@lumen.example")
-    assert "only the assigned rep or their manager" in stranger
-    assert ANA in stranger and SAM in stranger
     assert run(floor, "handoff", "accept", "1", "--actor", ANA) == (
         f"handoff 1 accepted by {ANA}; lead 1 is now sal\n"
     )
@@ -124,8 +121,9 @@ def test_a_rep_takes_a_lead_from_packet_to_won(floor: CliRunner, tmp_path: Path)
     assert f"rep:          {ANA}" in shown
     assert "qualification: budget=40k, authority=VP Ops, need=dashboards, timing=Q3" in shown
     assert "deal value:   52,000.00" in shown
-    for kind in ("assigned", "accepted", "touch", "qualified", "won"):
-        assert f"│ {kind} " in shown
+    for kind, actor in (("accepted", ANA), ("touch", ANA), ("qualified", ANA), ("won", SAM)):
+        assert any(f"│ {kind} " in line and actor in line for line in shown.splitlines()), kind
+    assert any("│ assigned " in line for line in shown.splitlines())
     accounts = run(floor, "account", "list")
     assert "northwind.example.com" in accounts and ANA in accounts
 

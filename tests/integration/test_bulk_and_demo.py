@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select, text
 
+from baton.domain.access import operator
 from baton.domain.lifecycle import Stage, replay
 from baton.services.context import Context
 from baton.services.demo import generate_demo
@@ -17,6 +18,8 @@ from baton.services.imports import export_leads
 from baton.services.leads import stage_history
 from baton.store.bulk import insert_activities
 from baton.store.tables import activities, leads
+
+OPS = operator("ops")
 
 
 def _a_lead(ctx: Context) -> int:
@@ -86,7 +89,7 @@ def test_demo_company_is_deterministic_and_every_history_replays(ctx: Context) -
     assert {stage for _, stage, _ in rows} - {s.value for s in Stage} == set()
     assert len({stage for _, stage, _ in rows}) >= 3, "the demo shows several stages"
     for lead_id, stage, _ in rows:
-        assert replay(stage_history(ctx, lead_id)).value == stage
+        assert replay(stage_history(ctx, lead_id, actor=OPS)).value == stage
     assert all(n >= 1 for _, n in counts)
     start = ctx.clock.now() - timedelta(days=30)
     assert all(start <= created <= ctx.clock.now() for _, _, created in rows)
@@ -105,8 +108,8 @@ def test_same_seed_gives_the_same_company(ctx: Context, tmp_path: Path) -> None:
         generate_demo(ctx, leads_count=40, seed=5, days=20)
         generate_demo(other, leads_count=40, seed=5, days=20)
         first, second = io.StringIO(), io.StringIO()
-        export_leads(ctx, first, fmt="jsonl")
-        export_leads(other, second, fmt="jsonl")
+        export_leads(ctx, first, fmt="jsonl", actor=OPS)
+        export_leads(other, second, fmt="jsonl", actor=OPS)
     finally:
         other.engine.dispose()
 
@@ -127,11 +130,11 @@ def test_the_demo_contract_is_signed_active_and_scores_leads(ctx: Context) -> No
 
     assert version is not None
     assert active_contract(ctx)[0] == version  # type: ignore[index]
-    (signed,) = list_contracts(ctx)
+    (signed,) = list_contracts(ctx, actor=operator("test"))
     assert signed.approvals == {"marketing": "Maria Lopez", "sales": "Sam Becker"}
     with ctx.read() as connection:
         some_lead = connection.execute(select(leads.c.id).limit(1)).scalar_one()
-    assert lead_score(ctx, some_lead).contract_version == version
+    assert lead_score(ctx, some_lead, actor=OPS).contract_version == version
 
 
 def test_the_demo_hands_leads_to_reps_through_the_real_use_cases(ctx: Context) -> None:
@@ -140,8 +143,8 @@ def test_the_demo_hands_leads_to_reps_through_the_real_use_cases(ctx: Context) -
 
     summary = generate_demo(ctx, leads_count=200, seed=4, days=30)
 
-    assert summary.reps == len(list_reps(ctx)) == 10
-    found = list_handoffs(ctx, limit=10_000)
+    assert summary.reps == len(list_reps(ctx, actor=operator("test"))) == 10
+    found = list_handoffs(ctx, limit=10_000, actor=OPS)
     assert len(found) >= summary.handoffs > 0
     statuses = {h.status for h in found}
     assert {"accepted", "rejected"} <= statuses | {"qualified", "won", "lost"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from baton.domain.leads import Lead
@@ -101,6 +102,27 @@ class MergePublic(BaseModel):
     merged_id: int
     moved: dict[str, int]
     filled_fields: list[str]
+
+
+class IntakeReceipt(BaseModel):
+    """What an intake key gets back: that its rows arrived, never the stored lead (a
+    public key must not read back what Baton knows about an email)."""
+
+    received: int = Field(description="Rows received")
+    rejected_rows: int = Field(0, description="Rows refused; see errors")
+    errors: list[RowErrorPublic] = Field(default_factory=list)
+
+
+def receipt(body: IntakeReceipt) -> JSONResponse:
+    return JSONResponse(body.model_dump(), status_code=202)
+
+
+INTAKE_RECEIPT: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Received from an intake key (the stored lead is not shown to it)",
+        "model": IntakeReceipt,
+    }
+}
 
 
 class ActivityPublic(BaseModel):

@@ -8,13 +8,14 @@ does not exist, so a rep cannot learn which ids belong to others (OWASP API1).
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
-from sqlalchemy import ColumnElement, exists, false, func, or_, select, true
+from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.engine import Connection
 
-from baton.domain.access import Action, Principal, Reach, covers, reach
+from baton.domain.access import Action, Principal, Reach, reach
 from baton.domain.errors import Forbidden, NotFound
-from baton.store.tables import handoffs, leads, reps
+from baton.store.tables import handoffs, lead_merges, leads, reps, teams
 
 log = logging.getLogger("baton.access")
 
@@ -31,12 +32,18 @@ def allowed(principal: Principal, action: Action) -> Reach:
 
 
 def managed_rep(principal: Principal) -> ColumnElement[bool]:
-    """Rows of ``reps`` the principal manages."""
+    """Rows of ``reps`` the principal manages: reps of the teams linked to their user,
+    of the teams whose ``manager_email`` is theirs, and reps whose own
+    ``manager_email`` is theirs."""
     conditions: list[ColumnElement[bool]] = []
     if principal.team_ids:
         conditions.append(reps.c.team_id.in_(sorted(principal.team_ids)))
     if principal.email:
-        conditions.append(func.lower(reps.c.manager_email) == principal.email.lower())
+        email = principal.email.lower()
+        conditions.append(func.lower(reps.c.manager_email) == email)
+        conditions.append(
+            reps.c.team_id.in_(select(teams.c.id).where(func.lower(teams.c.manager_email) == email))
+        )
     return or_(*conditions) if conditions else false()
 
 
@@ -54,13 +61,19 @@ def handoff_scope(principal: Principal, level: Reach) -> ColumnElement[bool]:
 
 def lead_scope(principal: Principal, level: Reach) -> ColumnElement[bool]:
     """Rows of ``leads`` within ``level``: for a rep, the leads of their handoffs (open
-    or past); for a manager, those of their reps' handoffs and of the queue."""
+    or past); for a manager, those of their reps' handoffs and of the queue; either
+    way also the lead another such lead was merged into.
+
+    Written as ``id IN (…)`` rather than ``EXISTS``: SQLite runs the ``EXISTS`` once
+    per lead (14 s for a rep's count at 200,000 leads), the ``IN`` once (2 ms)."""
     if level is Reach.ALL:
         return true()
-    return exists(
-        select(handoffs.c.id).where(
-            handoffs.c.lead_id == leads.c.id, handoff_scope(principal, level)
-        )
+    reached = select(handoffs.c.lead_id).where(handoff_scope(principal, level))
+    return or_(
+        leads.c.id.in_(reached),
+        leads.c.id.in_(
+            select(lead_merges.c.survivor_id).where(lead_merges.c.merged_id.in_(reached))
+        ),
     )
 
 
@@ -83,7 +96,7 @@ def check_lead(connection: Connection, principal: Principal, action: Action, lea
         select(leads.c.id).where(leads.c.id == lead_id, lead_scope(principal, level))
     ).first()
     if found is None:
-        raise NotFound(f"lead {lead_id} does not exist")
+        _out_of_reach(principal, f"lead {lead_id}")
 
 
 def check_handoff(
@@ -93,20 +106,22 @@ def check_handoff(
     rep_id: int | None,
     handoff_id: int,
 ) -> None:
-    """Raise :class:`NotFound` unless a handoff of rep ``rep_id`` is within reach."""
+    """Raise :class:`NotFound` unless a handoff of rep ``rep_id`` (None: queued) is
+    within reach."""
     level = allowed(principal, action)
-    if level is Reach.ALL:
+    if level is Reach.ALL or (level is Reach.TEAM and rep_id is None):
         return
-    team_id: int | None = None
-    manager: str | None = None
-    if rep_id is not None and level is Reach.TEAM:
-        row = connection.execute(
-            select(reps.c.team_id, reps.c.manager_email).where(reps.c.id == rep_id)
-        ).first()
-        if row is not None:
-            team_id, manager = row[0], row[1]
-    if not covers(principal, level, rep_id=rep_id, rep_team_id=team_id, rep_manager_email=manager):
-        raise NotFound(f"handoff {handoff_id} does not exist")
+    if level is Reach.OWN:
+        inside = rep_id is not None and rep_id == principal.rep_id
+    else:
+        inside = (
+            connection.execute(
+                select(reps.c.id).where(reps.c.id == rep_id, managed_rep(principal))
+            ).first()
+            is not None
+        )
+    if not inside:
+        _out_of_reach(principal, f"handoff {handoff_id}")
 
 
 def check_rep(connection: Connection, principal: Principal, action: Action, rep_id: int) -> None:
@@ -118,4 +133,10 @@ def check_rep(connection: Connection, principal: Principal, action: Action, rep_
         select(reps.c.id).where(reps.c.id == rep_id, rep_scope(principal, level))
     ).first()
     if found is None:
-        raise NotFound(f"rep {rep_id} does not exist")
+        _out_of_reach(principal, f"rep {rep_id}")
+
+
+def _out_of_reach(principal: Principal, what: str) -> NoReturn:
+    """Answer as if it did not exist, and log who asked (ids being probed show here)."""
+    log.info("out of reach: %s (%s) asked for %s", principal.name, principal.kind, what)
+    raise NotFound(f"{what} does not exist")

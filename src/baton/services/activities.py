@@ -26,7 +26,7 @@ from baton.domain.access import Action, Principal
 from baton.domain.activities import ActivityCreate
 from baton.domain.batches import RowError, validate_many
 from baton.domain.contact import email_domain, email_key
-from baton.domain.errors import NotFound
+from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.domain.scoring import Event
 from baton.services.access import allowed
@@ -159,6 +159,10 @@ def _resolve_leads(
     return resolved
 
 
+INTAKE_BY_EMAIL = "an intake key names the lead by email, never by id"
+"""A public key must not learn which lead ids exist, nor add events to any lead."""
+
+
 def ingest_validated_in(
     connection: Connection,
     events: Sequence[tuple[int, ActivityCreate]],
@@ -179,6 +183,11 @@ def ingest_validated_in(
     if return_ids:
         report.activity_ids = [None] * (size if size is not None else len(events))
         report.lead_ids = [None] * len(report.activity_ids)
+    if actor.kind == "intake_key":
+        report.errors.extend(
+            RowError(n, "lead_id", INTAKE_BY_EMAIL) for n, e in events if e.lead_id is not None
+        )
+        events = [(n, e) for n, e in events if e.lead_id is None]
     if not events:
         return report
     lead_of = _resolve_leads(connection, events, now=now, report=report)
@@ -297,7 +306,12 @@ def ingest_activity(ctx: Context, event: ActivityCreate, *, actor: Principal) ->
             connection, [(0, event)], actor=actor, now=ctx.clock.now(), return_ids=True
         )
     if report.errors:
-        raise NotFound(report.errors[0].message)
+        error = report.errors[0]
+        if error.message == INTAKE_BY_EMAIL:
+            raise ValidationFailed(
+                "the activity was not stored", [FieldProblem("lead_id", error.message)]
+            )
+        raise NotFound(error.message)
     lead_id = report.lead_ids[0]
     assert lead_id is not None
     return IngestOne(

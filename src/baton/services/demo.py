@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from baton.domain.access import Role, operator, system
 from baton.domain.activities import ActivityCreate, ActivityType
 from baton.domain.errors import Conflict
 from baton.domain.leads import LeadCreate
 from baton.domain.lifecycle import Stage
 from baton.services.activities import ingest_validated_in
-from baton.domain.access import Role, operator, system
 from baton.services.context import Context
 from baton.services.imports import ImportReport, write_leads_in
 from baton.services.leads import change_stage_in

@@ -400,11 +400,13 @@ class SessionStart:
 
 
 def _failures(connection: Connection, column: Any, value: str, since: datetime) -> list[datetime]:
-    return list(connection.execute(
+    return list(
+        connection.execute(
             select(login_failures.c.failed_at)
             .where(column == value, login_failures.c.failed_at > since)
             .order_by(login_failures.c.failed_at)
-        ).scalars())
+        ).scalars()
+    )
 
 
 def login(ctx: Context, email: str, password: str, *, address: str) -> SessionStart:

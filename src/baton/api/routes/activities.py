@@ -8,14 +8,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.schemas import (
+    INTAKE_RECEIPT,
     ActivityBatchCreate,
     ActivityBatchPublic,
     ActivityPublic,
+    IntakeReceipt,
     RowErrorPublic,
+    receipt,
 )
 from baton.domain.activities import ActivityCreate
 from baton.domain.batches import describe
@@ -30,7 +34,7 @@ router = APIRouter(prefix="/api/v1/activities", tags=["activities"], dependencie
     operation_id="ingest_activity",
     response_model=ActivityPublic,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "Retry of an event already stored"}},
+    responses={200: {"description": "Retry of an event already stored"}, **INTAKE_RECEIPT},
 )
 def ingest_activity(
     ctx: Ctx,
@@ -44,7 +48,7 @@ def ingest_activity(
             }
         ),
     ],
-) -> ActivityPublic:
+) -> ActivityPublic | JSONResponse:
     """Store one event (body: ``ActivityCreate``). An unknown email creates the lead; a
     repeated ``idempotency_key`` stores nothing and answers 200 with the first id."""
     try:
@@ -57,6 +61,8 @@ def ingest_activity(
             [FieldProblem(loc, msg) for loc, msg in describe(exc)],
         ) from None
     result = activity_service.ingest_activity(ctx, event, actor=actor)
+    if actor.kind == "intake_key":
+        return receipt(IntakeReceipt(received=1))
     if result.duplicate:
         response.status_code = status.HTTP_200_OK
     return ActivityPublic(
@@ -67,19 +73,30 @@ def ingest_activity(
     )
 
 
-@router.post("/batch", operation_id="ingest_activity_batch", response_model=ActivityBatchPublic)
-def ingest_batch(ctx: Ctx, actor: Actor, body: ActivityBatchCreate) -> ActivityBatchPublic:
+@router.post(
+    "/batch",
+    operation_id="ingest_activity_batch",
+    response_model=ActivityBatchPublic,
+    responses=INTAKE_RECEIPT,
+)
+def ingest_batch(
+    ctx: Ctx, actor: Actor, body: ActivityBatchCreate
+) -> ActivityBatchPublic | JSONResponse:
     """Store up to 10,000 events in one transaction. Each row is validated on its own;
     rejected rows are listed by index (0-based) with the reason, the others are stored.
     Retrying the same batch with idempotency keys stores nothing twice."""
     report = activity_service.ingest_activities(ctx, body.activities, actor=actor)
+    errors = [RowErrorPublic(index=e.row, field=e.field, message=e.message) for e in report.errors]
+    rejected = len({e.row for e in report.errors})
+    if actor.kind == "intake_key":
+        return receipt(
+            IntakeReceipt(received=report.received, rejected_rows=rejected, errors=errors)
+        )
     return ActivityBatchPublic(
         received=report.received,
         stored=report.stored,
         duplicates=report.duplicates,
         leads_created=report.leads_created,
-        rejected_rows=len({e.row for e in report.errors}),
-        errors=[
-            RowErrorPublic(index=e.row, field=e.field, message=e.message) for e in report.errors
-        ],
+        rejected_rows=rejected,
+        errors=errors,
     )

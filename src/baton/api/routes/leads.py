@@ -10,12 +10,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from baton.api.deps import Actor, Authenticated, Ctx, LeadId
 from baton.api.schemas import (
+    INTAKE_RECEIPT,
     CaptureResponse,
     DuplicatePublic,
+    IntakeReceipt,
     LeadPagePublic,
     LeadPublic,
     MergeCreate,
@@ -27,6 +30,7 @@ from baton.api.schemas import (
     TimelineItemPublic,
     TransitionCreate,
     TransitionPublic,
+    receipt,
 )
 from baton.domain.activities import MAX_ID
 from baton.domain.batches import describe
@@ -52,6 +56,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such lead
     responses={
         200: {"description": "An existing lead (same email) was updated"},
         201: {"description": "A new lead was created"},
+        **INTAKE_RECEIPT,
     },
     status_code=status.HTTP_201_CREATED,
 )
@@ -67,11 +72,12 @@ def capture_lead(
             }
         ),
     ],
-) -> CaptureResponse:
+) -> CaptureResponse | JSONResponse:
     """Create a lead or update the one with the same email (never blanking a field).
 
     The body follows the ``LeadCreate`` schema; the phone number is read in the
-    configured default region when it has no +country code."""
+    configured default region when it has no +country code. Called with an intake key,
+    the answer is a 202 receipt: a public key never reads back a stored lead."""
     try:
         data = LeadCreate.model_validate(
             payload, context={"default_region": ctx.settings.default_phone_region}
@@ -81,6 +87,8 @@ def capture_lead(
             "the lead failed validation", [FieldProblem(loc, msg) for loc, msg in describe(exc)]
         ) from None
     result = lead_service.capture_lead(ctx, data, actor=actor)
+    if actor.kind == "intake_key":
+        return receipt(IntakeReceipt(received=1))
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return CaptureResponse(

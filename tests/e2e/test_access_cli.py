@@ -1,0 +1,210 @@
+"""Access on the command line: `baton init` makes the first admin, `baton user`,
+`baton token` and `baton intake-key` manage who gets in, secrets are printed once and
+never again, the database password never appears, and production refuses to start
+without an admin, with demo users, or with a never-changed one-time password."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from baton import cli
+from baton.cli import app
+from baton.config import Settings
+from baton.domain.access import Principal, Role, operator
+from baton.domain.users import PasswordChange
+from baton.services.context import open_context
+from baton.services.users import change_password, find_user, login, token_principal
+
+SECRET = "s" * 40
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("BATON_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.delenv("BATON_ENV", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli.console, "width", 160)
+    return CliRunner()
+
+
+def run(runner: CliRunner, *args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def refused(runner: CliRunner, *args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 1, result.output
+    return result.output
+
+
+def shown_once(output: str, marker: str) -> str:
+    found = re.search(marker + r"[^:]*: (\S+)", output)
+    assert found, output
+    return found.group(1)
+
+
+def test_init_makes_one_first_admin_with_a_one_time_password(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    first = run(runner, "init", "--admin-email", "ops@example.com")
+    secret = shown_once(first, "one-time password")
+    assert "first admin: ops@example.com" in first
+    again = run(runner, "init")
+    assert "one-time password" not in again
+    ctx = open_context(Settings(database_url=f"sqlite:///{tmp_path / 'cli.db'}", env="test"))
+    started = login(ctx, "ops@example.com", secret, address="127.0.0.1")
+    assert started.user.role == "admin" and started.user.one_time_password
+    listing = run(runner, "user", "list")
+    assert "ops@example.com" in listing and "one-time" in listing and secret not in listing
+
+
+def test_users_tokens_and_intake_keys_from_the_command_line(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    run(runner, "team", "add", "na")
+    run(runner, "rep", "add", "ana@lumen.example", "--name", "Ana", "--team", "na")
+    added = run(
+        runner,
+        "user",
+        "add",
+        "ana@lumen.example",
+        "--role",
+        "rep",
+        "--rep",
+        "ana@lumen.example",
+        "--name",
+        "Ana Silva",
+    )
+    shown_once(added, "one-time password")
+    bad = refused(runner, "user", "add", "sam@lumen.example", "--role", "rep")
+    assert "rep_email" in bad and "a rep user needs the email of their rep" in bad
+    bad_team = refused(
+        runner, "user", "add", "sam@lumen.example", "--role", "sales_manager", "--team", "nowhere"
+    )
+    assert "team 'nowhere' does not exist" in bad_team
+    run(runner, "user", "add", "sam@lumen.example", "--role", "sales_manager", "--team", "na")
+
+    made = run(
+        runner,
+        "token",
+        "add",
+        "crm sync",
+        "--user",
+        "ana@lumen.example",
+        "--scope",
+        "handoffs:read",
+        "--expires-in-days",
+        "30",
+    )
+    token = shown_once(made, "token \\(shown only now")
+    assert token.startswith("bt_")
+    assert "nonsense" in refused(
+        runner, "token", "add", "x", "--user", "ana@lumen.example", "--scope", "nonsense"
+    )
+    listing = run(runner, "token", "list")
+    assert "crm sync" in listing and token not in listing and token[:10] in listing
+    ctx = open_context(Settings(database_url=f"sqlite:///{tmp_path / 'cli.db'}", env="test"))
+    principal = token_principal(ctx, token)
+    assert principal is not None and principal.role == "rep"
+    assert principal.scopes == frozenset({"handoffs:read"})
+    token_id = re.search(r"token (\d+) ", made)
+    assert token_id
+    run(runner, "token", "revoke", token_id.group(1))
+    ctx.caches.clear()
+    assert token_principal(ctx, token) is None
+
+    key = run(
+        runner,
+        "intake-key",
+        "add",
+        "website",
+        "--source",
+        "Web",
+        "--origin",
+        "https://www.example.com/",
+    )
+    secret = shown_once(key, "key \\(shown only now")
+    keys = run(runner, "intake-key", "list")
+    assert "https://www.example.com" in keys and "web" in keys and secret not in keys
+    assert "not a browser origin" in refused(
+        runner, "intake-key", "add", "form", "--source", "form", "--origin", "www.example.com/path"
+    )
+
+    reset = run(runner, "user", "reset-password", "ana@lumen.example")
+    shown_once(reset, "new one-time password")
+    run(runner, "user", "disable", "ana@lumen.example")
+    assert re.search(r"ana@lumen\.example.*no", run(runner, "user", "list"))
+    assert "no user has the email" in refused(runner, "user", "disable", "eve@lumen.example")
+
+
+def test_production_refuses_to_start_until_access_is_ready(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("BATON_ENV", "production")
+    insecure = refused(runner, "worker", "--once")
+    assert "BATON_SECRET_KEY" in insecure
+    monkeypatch.setenv("BATON_SECRET_KEY", SECRET)
+    assert "no active admin user" in refused(runner, "worker", "--once")
+    assert "no active admin user" in refused(runner, "serve")
+    monkeypatch.setenv("BATON_ENV", "development")
+    secret = shown_once(run(runner, "init", "--admin-email", "ops@example.com"), "one-time")
+    monkeypatch.setenv("BATON_ENV", "production")
+    assert "one-time password" in refused(runner, "worker", "--once")
+
+    ctx = open_context(Settings(database_url=url, env="test"))
+    admin = find_user(ctx, "ops@example.com", actor=operator())
+    person = Principal(
+        kind="user", name=admin.email, role=Role.ADMIN, user_id=admin.id, email=admin.email
+    )
+    change_password(
+        ctx,
+        PasswordChange(current_password=secret, new_password="a real admin password"),
+        actor=person,
+    )
+    run(runner, "worker", "--once")
+    assert "demo" in refused(runner, "demo", "--no-serve")
+
+
+def test_the_demo_makes_one_user_per_role_and_production_refuses_them(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = run(runner, "demo", "--leads", "30", "--no-serve")
+    rows = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in output.split("Demo users")[1].splitlines()
+        if "@lumen.example" in line
+    ]
+    passwords = {email: secret for email, _, secret in rows}
+    assert set(passwords) == {
+        "admin@lumen.example",
+        "maria.lopez@lumen.example",
+        "sam.becker@lumen.example",
+        "alex.kim@lumen.example",
+    }
+    listing = run(runner, "user", "list")
+    assert listing.count("(demo)") == 4
+    assert all(p not in listing for p in passwords.values())
+    monkeypatch.setenv("BATON_ENV", "production")
+    monkeypatch.setenv("BATON_SECRET_KEY", SECRET)
+    assert "demo user" in refused(runner, "worker", "--once")
+
+
+def test_a_failed_connection_never_prints_the_database_password(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "Sup3r-Secret-Pw"
+    monkeypatch.setenv(
+        "BATON_DATABASE_URL", f"postgresql+psycopg://baton:{password}@127.0.0.1:1/baton"
+    )
+    result = runner.invoke(app, ["init"])
+    assert result.exit_code == 1
+    assert "cannot open the database" in result.output
+    assert password not in result.output
+    assert "***" in result.output
