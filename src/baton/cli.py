@@ -219,13 +219,12 @@ def safe_url(url: str) -> str:
 def _refuse_unready(ctx: Context) -> None:
     """In production, refuse to start without an admin, or with demo users or
     never-changed one-time passwords."""
-    from baton.services.users import production_problems
+    from baton.api.app import NotReady, refuse_unready
 
-    if ctx.settings.env != "production":
-        return
-    problems = production_problems(ctx)
-    if problems:
-        raise fail("not ready for production: " + "; ".join(problems))
+    try:
+        refuse_unready(ctx)
+    except NotReady as exc:
+        raise fail(str(exc)) from None
 
 
 @app.command()

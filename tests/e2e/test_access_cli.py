@@ -12,12 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from baton import cli
+from baton.api.app import NotReady, create_app
 from baton.cli import app
 from baton.config import Settings
 from baton.domain.access import Principal, Role, operator
-from baton.domain.users import PasswordChange
+from baton.domain.users import PasswordChange, UserCreate
 from baton.services.context import open_context
-from baton.services.users import change_password, find_user, login, token_principal
+from baton.services.users import add_user, change_password, find_user, login, token_principal
 
 SECRET = "s" * 40
 
@@ -208,3 +209,26 @@ def test_a_failed_connection_never_prints_the_database_password(
     assert "cannot open the database" in result.output
     assert password not in result.output
     assert "***" in result.output
+
+
+def test_the_app_itself_refuses_production_without_safe_access(tmp_path: Path) -> None:
+    """uvicorn on baton.api.asgi:app skips `baton serve`, so the app checks too."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    ctx = open_context(Settings(database_url=url, env="production", secret_key=SECRET))
+    with pytest.raises(NotReady, match="no active admin user"):
+        create_app(ctx)
+    _, secret = add_user(
+        ctx,
+        UserCreate(email="ops@example.com", display_name="Ops", role="admin"),
+        actor=operator(),
+    )
+    with pytest.raises(NotReady, match="one-time password"):
+        create_app(ctx)
+    assert secret is not None
+    admin = find_user(ctx, "ops@example.com", actor=operator())
+    change_password(
+        ctx,
+        PasswordChange(current_password=secret, new_password="a real admin password"),
+        actor=Principal(kind="user", name=admin.email, role=Role.ADMIN, user_id=admin.id),
+    )
+    assert create_app(ctx).title == "Baton"

@@ -46,13 +46,24 @@ from baton.services.context import Context
 from baton.services.leads import capture_lead
 
 EXAMPLE = Path(__file__).parents[2] / "contracts" / "example.yaml"
-ANA, EMIL, SAM = "ana@lumen.example", "emil@lumen.example", "sam@lumen.example"
+ANA, BEN, EMIL = "ana@lumen.example", "ben@lumen.example", "emil@lumen.example"
+SAM = "sam@lumen.example"
 OP = operator("matrix")
 
 ROLES = ("admin", "marketing", "sales_manager", "rep")
-CALLERS = (*ROLES, "anonymous", "revoked token", "expired token")
+CALLERS = (
+    *ROLES,
+    "marketing (session)",
+    "intake key",
+    "anonymous",
+    "revoked token",
+    "expired token",
+)
+LIKE = {"marketing (session)": "marketing"}
+"""Callers whose rights are a role's: a session cookie (with its CSRF token) acts as
+the person, so it may do what their role may, plus change their password."""
 EVERYONE = frozenset(ROLES)
-NOBODY: frozenset[str] = frozenset()
+PUBLIC = frozenset(CALLERS)
 ADMIN = frozenset({"admin"})
 MARKETING = frozenset({"admin", "marketing"})
 SALES = frozenset({"admin", "sales_manager", "rep"})
@@ -68,7 +79,7 @@ class Floor:
         self.ctx = ctx
         rep_service.create_team(ctx, TeamCreate(name="na", manager_email=SAM), actor=OP)
         rep_service.create_team(ctx, TeamCreate(name="emea"), actor=OP)
-        for email, team in ((ANA, "na"), (EMIL, "emea")):
+        for email, team in ((ANA, "na"), (BEN, "na"), (EMIL, "emea")):
             rep_service.create_rep(
                 ctx,
                 RepCreate(
@@ -77,6 +88,7 @@ class Floor:
                     team=team,
                     working_hours={d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
                     capacity=1000,
+                    status="away" if email == BEN else "available",
                 ),
                 actor=OP,
             )
@@ -97,6 +109,12 @@ class Floor:
         user_service.add_user(
             ctx,
             UserCreate(email="known@example.com", display_name="Known", role="rep", rep_email=EMIL),
+            actor=OP,
+            password=KNOWN_PASSWORD,
+        )
+        user_service.add_user(
+            ctx,
+            UserCreate(email="session@example.com", display_name="Sess", role="marketing"),
             actor=OP,
             password=KNOWN_PASSWORD,
         )
@@ -211,15 +229,15 @@ def handoff(f: Floor) -> dict[str, Any]:
 PERIOD = {"from": "2026-01-01", "to": "2026-04-01"}
 
 TABLE: dict[str, Case] = {
-    "health": Case(EVERYONE | {"anonymous", "revoked token", "expired token"}),
+    "health": Case(PUBLIC),
     "login": Case(
-        EVERYONE | {"anonymous", "revoked token", "expired token"},
+        PUBLIC,
         body=lambda f: {"email": "known@example.com", "password": KNOWN_PASSWORD},
     ),
-    "logout": Case(EVERYONE | {"anonymous", "revoked token", "expired token"}),
-    "whoami": Case(EVERYONE),
+    "logout": Case(PUBLIC),
+    "whoami": Case(EVERYONE | {"marketing (session)", "intake key"}),
     "change_password": Case(
-        NOBODY,  # a person with a session only, never a token
+        frozenset({"marketing (session)"}),  # a person with a session only, never a token
         body=lambda f: {"current_password": "x", "new_password": "a long new password"},
     ),
     "list_users": Case(ADMIN),
@@ -244,7 +262,9 @@ TABLE: dict[str, Case] = {
         ADMIN, body=lambda f: {"name": f"key{f.count}x{len(f.__dict__)}", "source": "web"}
     ),
     "revoke_intake_key": Case(ADMIN, ids=lambda f: {"key_id": f.intake_key()}),
-    "capture_lead": Case(MARKETING, body=lambda f: {"email": "new.lead@example.org"}),
+    "capture_lead": Case(
+        MARKETING | {"intake key"}, body=lambda f: {"email": "new.lead@example.org"}
+    ),
     "list_leads": Case(EVERYONE),
     "get_lead": Case(EVERYONE, ids=lead),
     "change_stage": Case(
@@ -266,7 +286,7 @@ TABLE: dict[str, Case] = {
     "tick_prep": Case(EVERYONE, ids=lambda f: {"lead_id": f.lead_id, "item": "slot_booked"}),
     "untick_prep": Case(EVERYONE, ids=lambda f: {"lead_id": f.lead_id, "item": "slot_booked"}),
     "ingest_activity": Case(
-        MARKETING,
+        MARKETING | {"intake key"},
         body=lambda f: {
             "email": "someone@example.org",
             "type": "page_view",
@@ -274,7 +294,7 @@ TABLE: dict[str, Case] = {
         },
     ),
     "ingest_activity_batch": Case(
-        MARKETING,
+        MARKETING | {"intake key"},
         body=lambda f: {
             "activities": [
                 {
@@ -343,7 +363,7 @@ TABLE: dict[str, Case] = {
         SALES, ids=lambda f: {"handoff_id": f.accepted()}, body=lambda f: {"reason": "went dark"}
     ),
     "reassign_handoff": Case(
-        MANAGERS, ids=lambda f: {"handoff_id": f.ana_handoff()[1]}, body=lambda f: {"to": ANA}
+        MANAGERS, ids=lambda f: {"handoff_id": f.ana_handoff()[1]}, body=lambda f: {"to": BEN}
     ),
     "list_webhooks": Case(ADMIN),
     "create_webhook": Case(ADMIN, body=lambda f: {"url": "https://hooks.example.com/x"}),
@@ -395,7 +415,21 @@ def callers(sqlite_ctx: Context, floor: Floor) -> dict[str, dict[str, str]]:
     )
     assert expiring.expires_at is not None
     headers["expired token"] = bearer(secret)
+    _, key = user_service.add_intake_key(
+        ctx, IntakeKeyCreate(name="matrix", source="web", rate_per_minute=10_000), actor=OP
+    )
+    headers["intake key"] = {"X-Baton-Intake-Key": key}
+    headers["marketing (session)"] = session(ctx)
     return headers
+
+
+def session(ctx: Context) -> dict[str, str]:
+    """Sign the session user in: the cookie and the CSRF token as a browser sends them."""
+    from baton.api.deps import session_signer
+
+    started = user_service.login(ctx, "session@example.com", KNOWN_PASSWORD, address="matrix")
+    cookie = session_signer(ctx).sign(started.key).decode()
+    return {"Cookie": f"baton_session={cookie}", "X-CSRF-Token": started.csrf_token}
 
 
 @pytest.fixture
@@ -447,8 +481,10 @@ def test_every_route_allows_and_denies_as_the_table_says(
                 json=None if case.body is None else case.body(floor),
                 content=case.content,
             )
+            if operation == "logout" and caller == "marketing (session)":
+                callers[caller] = session(sqlite_ctx)
             denied = response.status_code in (401, 403, 404)
-            expected = caller not in case.allowed
+            expected = caller not in case.allowed and LIKE.get(caller) not in case.allowed
             checked += 1
             if response.status_code >= 500 or denied != expected:
                 wrong.append(

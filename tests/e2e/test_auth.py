@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, Literal
@@ -155,6 +156,24 @@ def test_disabling_a_user_ends_their_open_session_at_once(
     unauthorized(again)
 
 
+def test_changing_the_password_ends_every_other_session(
+    ctx: Context, app_client: TestClient
+) -> None:
+    person(ctx)
+    csrf = sign_in(app_client)
+    with TestClient(create_app(ctx), base_url="https://testserver") as thief:
+        sign_in(thief)
+        assert thief.get("/auth/me").status_code == 200
+        changed = app_client.post(
+            "/auth/password",
+            json={"current_password": PASSWORD, "new_password": "an even longer passphrase"},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert changed.status_code == 204, changed.text
+        unauthorized(thief.get("/auth/me"))
+    assert app_client.get("/auth/me").status_code == 200
+
+
 def test_sessions_expire(ctx: Context, app_client: TestClient, clock: ManualClock) -> None:
     person(ctx)
     sign_in(app_client)
@@ -260,6 +279,40 @@ def test_sign_in_is_throttled_per_address(ctx: Context, app_client: TestClient) 
     assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
 
 
+def test_a_burst_of_parallel_guesses_gets_no_more_tries_than_the_limit(ctx: Context) -> None:
+    person(ctx)
+    limit = ctx.settings.login_max_failures_per_account
+    outcomes: list[str] = []
+
+    def guess(index: int) -> None:
+        try:
+            user_service.login(
+                ctx, "maria@example.com", f"guess {index}!", address=f"10.1.{index}.1"
+            )
+        except Unauthorized:
+            outcomes.append("wrong")
+        except TooManyRequests:
+            outcomes.append("throttled")
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(4 * limit)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 4 * limit
+    burst = outcomes.count("wrong")
+    assert 0 < burst <= limit, burst
+    after = 0
+    while True:
+        try:
+            user_service.login(ctx, "maria@example.com", "one more!", address="10.2.0.1")
+        except Unauthorized:
+            after += 1
+        except TooManyRequests:
+            break
+    assert burst + after == limit, "every password checked counts, and no more than the limit"
+
+
 def test_throttling_is_shared_by_every_process(ctx: Context) -> None:
     person(ctx)
     other = Context(engine=ctx.engine, settings=ctx.settings, clock=ctx.clock)
@@ -280,14 +333,37 @@ def test_a_token_acts_within_its_scopes_and_never_beyond_its_owners_role(
     assert app_client.get(FUNNEL, headers=reader).status_code == 200
     denied = app_client.post("/api/v1/leads", json={"email": "a@example.com"}, headers=reader)
     assert denied.status_code == 403 and "scope" in denied.json()["detail"]
-    rep_with_admin_scope = bearer(token_for(ctx, Role.MARKETING, scopes=("admin",)))
-    assert app_client.get("/api/v1/users", headers=rep_with_admin_scope).status_code == 403
-    made = app_client.post(
+    marketing_with_admin_scope = bearer(token_for(ctx, Role.MARKETING, scopes=("admin",)))
+    assert app_client.get("/api/v1/users", headers=marketing_with_admin_scope).status_code == 403
+    person(ctx, email="other@example.com")
+    for_other = app_client.post(
         "/api/v1/tokens",
-        json={"name": "mine", "scopes": ["leads:read"], "user_email": "someone@example.com"},
-        headers=rep_with_admin_scope,
+        json={"name": "theirs", "scopes": ["leads:read"], "user_email": "other@example.com"},
+        headers=marketing_with_admin_scope,
     )
-    assert made.status_code in (403, 404)
+    assert for_other.status_code == 403 and "only an admin" in for_other.json()["detail"]
+
+
+def test_a_token_never_makes_a_token_with_more_scopes_than_its_own(
+    ctx: Context, app_client: TestClient
+) -> None:
+    narrow = bearer(token_for(ctx, Role.MARKETING, scopes=("tokens:write", "leads:read")))
+    wider = app_client.post(
+        "/api/v1/tokens", json={"name": "wider", "scopes": ["admin"]}, headers=narrow
+    )
+    assert wider.status_code == 403 and "admin" in wider.json()["detail"]
+    same = app_client.post(
+        "/api/v1/tokens", json={"name": "same", "scopes": ["leads:read"]}, headers=narrow
+    )
+    assert same.status_code == 201, same.text
+    child = bearer(same.json()["token"])
+    assert app_client.get("/api/v1/leads", headers=child).status_code == 200
+    assert (
+        app_client.post(
+            "/api/v1/tokens", json={"name": "x", "scopes": ["leads:read"]}, headers=child
+        ).status_code
+        == 403
+    )
 
 
 def test_tokens_expire_and_revocation_is_immediate_here_and_within_seconds_elsewhere(
@@ -381,6 +457,23 @@ def test_an_intake_key_captures_from_its_origins_only(ctx: Context, app_client: 
     }
     assert sources == {"web@example.org": "web", "ads@example.org": "ads"}
 
+    known = {"email": "dana@northwind.example.com", "first_name": "Dana", "consent": False}
+    assert app_client.post("/api/v1/leads", json=known, headers=admin).status_code == 201
+    forged = {
+        "email": known["email"],
+        "first_name": "Mallory",
+        "phone": "+14155550100",
+        "consent": True,
+    }
+    assert app_client.post("/api/v1/leads", json=forged, headers=site).status_code == 202
+    stored = next(
+        lead
+        for lead in app_client.get("/api/v1/leads", headers=admin).json()["items"]
+        if lead["email"] == known["email"]
+    )
+    assert stored["first_name"] == "Dana" and stored["consent"] is False
+    assert stored["phone"] == "+14155550100", "a blank field may be filled"
+
     evil = app_client.post(
         "/api/v1/leads",
         json={"email": "x@example.org"},
@@ -464,4 +557,4 @@ def test_secrets_are_never_stored_or_logged_in_clear(
         text = app_client.get(listing, headers=bearer(admin_token)).text
         assert all(secret not in text for secret in secrets.values())
         assert "hash" not in text
-    assert "sign-in failed for tom@example.com" in logged
+    assert "sign-in failed for 'tom@example.com'" in logged

@@ -126,8 +126,17 @@ def test_a_manager_changes_their_teams_reps_but_not_who_manages_them(
             update_rep(ctx, floor[BEN], move, actor=sam)
     assert get_rep(ctx, floor[BEN], actor=sam).team == "na"
 
-    moved = upsert_account(ctx, AccountCreate(domain="acme.com", owner_email=BEN), actor=sam)
+    moved = upsert_account(ctx, AccountCreate(domain="northwind.com", owner_email=BEN), actor=sam)
     assert moved.owner_email == BEN
+    for taken in (
+        AccountCreate(domain="acme.com", owner_email=BEN),  # pulling emea's account in
+        AccountCreate(domain="northwind.com", owner_email=EVE),  # pushing work out
+        AccountCreate(domain="acme.com"),  # orphaning emea's account
+    ):
+        with pytest.raises(NotFound, match="does not exist"):
+            upsert_account(ctx, taken, actor=sam)
+    owners = {a.domain: a.owner_email for a in list_accounts(ctx, actor=OPS)}
+    assert owners == {"northwind.com": BEN, "acme.com": EVE}
     with pytest.raises(Forbidden, match="sales_manager role may not create teams and reps"):
         create_team(ctx, TeamCreate(name="apac"), actor=sam)
 

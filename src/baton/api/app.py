@@ -94,6 +94,22 @@ async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
     await response(scope, receive, send)
 
 
+class NotReady(RuntimeError):
+    """Production was asked to start while access is not set up safely."""
+
+
+def refuse_unready(context: Context) -> None:
+    """With ``BATON_ENV=production``, refuse to serve without an admin, with demo
+    users, or with one-time passwords nobody replaced (whatever starts the app: `baton
+    serve`, or uvicorn on ``baton.api.asgi:app``)."""
+    from baton.services.users import production_problems
+
+    if context.settings.env == "production":
+        problems = production_problems(context)
+        if problems:
+            raise NotReady("not ready for production: " + "; ".join(problems))
+
+
 def create_app(context: Context | None = None) -> FastAPI:
     """Build the API around a service context (opened from the settings if not given)."""
     app = FastAPI(
@@ -122,6 +138,7 @@ def create_app(context: Context | None = None) -> FastAPI:
         ],
     )
     app.state.context = context or open_context()
+    refuse_unready(app.state.context)
     app.add_middleware(IntakeCors, context=app.state.context)
     app.add_middleware(BodyLimit)
     problems.install(app)

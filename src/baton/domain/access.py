@@ -127,7 +127,7 @@ RULES: Final[dict[Action, Rule]] = {
     Action.READ_REPS: Rule("reps:read", {ADM: ALL, MKT: ALL, MGR: ALL, REP: OWN}),
     Action.MANAGE_REPS: Rule("reps:write", {ADM: ALL}),
     Action.UPDATE_REP: Rule("reps:write", {ADM: ALL, MGR: TEAM, REP: OWN}),
-    Action.MANAGE_ACCOUNTS: Rule("reps:write", {ADM: ALL, MGR: ALL}),
+    Action.MANAGE_ACCOUNTS: Rule("reps:write", {ADM: ALL, MGR: TEAM}),
     Action.READ_HANDOFFS: Rule("handoffs:read", {ADM: ALL, MKT: ALL, MGR: TEAM, REP: OWN}),
     Action.READ_QUEUE: Rule("handoffs:read", {ADM: ALL, MGR: TEAM}),
     Action.GIVE_VERDICT: Rule("handoffs:verdict", {ADM: ALL, MGR: TEAM, REP: OWN}),

@@ -194,17 +194,25 @@ class LeadCreate(BaseModel):
         return self.model_dump(exclude={"attributes", "consent"}, exclude_none=True)
 
 
-def merge_profile(existing: Mapping[str, Any], incoming: Mapping[str, Any]) -> dict[str, Any]:
+def merge_profile(
+    existing: Mapping[str, Any], incoming: Mapping[str, Any], *, fill_only: bool = False
+) -> dict[str, Any]:
     """The column changes that capturing ``incoming`` makes to ``existing``.
 
     Rules a caller may rely on: a blank never replaces a value; profile fields take the
     newer non-blank value; attribution fields keep the first touch, and a different new
     source or campaign is reported as ``last_source`` / ``last_campaign``; attributes
     are merged key by key; an explicit consent value (either way) replaces the old one.
+
+    ``fill_only`` is for sources anyone may write to (a public intake key): they only
+    fill blank fields and new attribute keys, and may withdraw consent but never grant
+    it over a stored refusal, so knowing someone's email is not enough to rewrite them.
     """
     changes: dict[str, Any] = {}
     for name in PROFILE_FIELDS:
         new = incoming.get(name)
+        if fill_only and existing.get(name) not in (None, ""):
+            continue
         if new not in (None, "") and new != existing.get(name):
             changes[name] = new
     for name in ATTRIBUTION_FIELDS:
@@ -218,11 +226,22 @@ def merge_profile(existing: Mapping[str, Any], incoming: Mapping[str, Any]) -> d
     new_attrs = incoming.get("attributes") or {}
     if new_attrs:
         merged = dict(existing.get("attributes") or {})
-        merged.update({k: v for k, v in new_attrs.items() if v not in (None, "")})
+        merged.update(
+            {
+                k: v
+                for k, v in new_attrs.items()
+                if v not in (None, "") and not (fill_only and merged.get(k) not in (None, ""))
+            }
+        )
         if merged != (existing.get("attributes") or {}):
             changes["attributes"] = merged
     consent = incoming.get("consent")
-    if consent is not None and consent != existing.get("consent"):
+    refused_before = existing.get("consent") is False
+    if (
+        consent is not None
+        and consent != existing.get("consent")
+        and not (fill_only and consent and refused_before)
+    ):
         changes["consent"] = consent
     return changes
 

@@ -133,7 +133,7 @@ def capture_lead_in(
         created, changed = True, sorted(data.fields())
     if existing is not None:
         lead_id = existing["id"]
-        changes = merge_profile(dict(existing), incoming)
+        changes = merge_profile(dict(existing), incoming, fill_only=actor.kind == "intake_key")
         keep_identity(existing, changes)
         changes.update(_derived(changes))
         created, changed = False, sorted(changes)

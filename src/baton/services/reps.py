@@ -397,14 +397,23 @@ def remove_absence(ctx: Context, rep_id: int, absence_id: int, *, actor: Princip
 
 def upsert_account(ctx: Context, data: AccountCreate, *, actor: Principal) -> AccountPublic:
     """Create or update the account of a domain and its owning rep (admins and sales
-    managers: account ownership is how sales divides its market)."""
-    allowed(actor, Action.MANAGE_ACCOUNTS)
+    managers: account ownership is how sales divides its market). A manager moves only
+    accounts between their own reps: the current owner, if any, and the new one must
+    both be theirs, or the answer is that the rep does not exist."""
+    level = allowed(actor, Action.MANAGE_ACCOUNTS)
     now = ctx.clock.now()
     with ctx.write() as connection:
         owner_id = _rep_row(connection, email=data.owner_email)["id"] if data.owner_email else None
-        existing = connection.execute(
-            select(accounts.c.id).where(accounts.c.domain == data.domain).with_for_update()
-        ).scalar()
+        found = connection.execute(
+            select(accounts.c.id, accounts.c.owner_rep_id)
+            .where(accounts.c.domain == data.domain)
+            .with_for_update()
+        ).first()
+        existing = None if found is None else found[0]
+        if level is not Reach.ALL:
+            owners = [owner_id, None if found is None else found[1]]
+            for rep_id in {int(r) for r in owners if r is not None}:
+                check_rep(connection, actor, Action.MANAGE_ACCOUNTS, rep_id)
         if existing is None:
             account_id = inserted_id(
                 connection.execute(

@@ -25,11 +25,11 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, true, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from baton.domain.access import Action, Principal, Reach, Role
+from baton.domain.access import ADMIN_SCOPE, Action, Principal, Reach, Role
 from baton.domain.clock import Clock
 from baton.domain.errors import (
     Conflict,
@@ -329,8 +329,12 @@ def reset_password(ctx: Context, user_id: int, *, actor: Principal) -> str:
     return secret
 
 
-def change_password(ctx: Context, data: PasswordChange, *, actor: Principal) -> None:
-    """A signed-in person sets their own password (this clears a one-time one)."""
+def change_password(
+    ctx: Context, data: PasswordChange, *, actor: Principal, keep_session: str | None = None
+) -> None:
+    """A signed-in person sets their own password (this clears a one-time one). Every
+    other session of theirs ends (someone who took one is out); ``keep_session`` is
+    the key of the session making the change."""
     if actor.user_id is None or actor.kind != "user":
         raise Forbidden("only a signed-in person changes their own password")
     with ctx.read() as connection:
@@ -353,6 +357,12 @@ def change_password(ctx: Context, data: PasswordChange, *, actor: Principal) -> 
             update(users)
             .where(users.c.id == actor.user_id)
             .values(password_hash=hashed, one_time_password=False, updated_at=ctx.clock.now())
+        )
+        others = sessions.c.key_hash != digest(keep_session) if keep_session is not None else true()
+        connection.execute(
+            update(sessions)
+            .where(sessions.c.user_id == actor.user_id, sessions.c.ended_at.is_(None), others)
+            .values(ended_at=ctx.clock.now())
         )
     log.info("user %s changed their password", actor.name)
 
@@ -399,11 +409,19 @@ class SessionStart:
     user: UserPublic
 
 
-def _failures(connection: Connection, column: Any, value: str, since: datetime) -> list[datetime]:
+def _failures(
+    connection: Connection, column: Any, value: str, since: datetime, besides: int
+) -> list[datetime]:
+    """Attempts (failed or in flight) for ``value`` since ``since``, oldest first, other
+    than the attempt ``besides``."""
     return list(
         connection.execute(
             select(login_failures.c.failed_at)
-            .where(column == value, login_failures.c.failed_at > since)
+            .where(
+                column == value,
+                login_failures.c.failed_at > since,
+                login_failures.c.id != besides,
+            )
             .order_by(login_failures.c.failed_at)
         ).scalars()
     )
@@ -412,37 +430,45 @@ def _failures(connection: Connection, column: Any, value: str, since: datetime) 
 def login(ctx: Context, email: str, password: str, *, address: str) -> SessionStart:
     """Check a person's email and password and open a session.
 
-    Throttled per account and per address (failures counted in the database, so every
-    process shares them); a wrong email and a wrong password give the same answer and
-    cost the same time."""
+    Throttled per account and per address, counted in the database so every process
+    shares the counts. Each attempt is written *before* the password is checked, so a
+    burst of parallel guesses sees itself and cannot slip past the limit; an attempt
+    refused by the throttle is removed again (waiting it out is enough), and a
+    successful one clears the account's failures. A wrong email and a wrong password
+    give the same answer and cost the same time."""
     settings = ctx.settings
     account = email.strip().lower()[:254]
     address = address[:64]
     now = ctx.clock.now()
     window = timedelta(minutes=settings.login_window_minutes)
+    with ctx.write() as connection:
+        attempt = inserted_id(
+            connection.execute(
+                insert(login_failures).values(account=account, address=address, failed_at=now)
+            )
+        )
+        connection.execute(
+            delete(login_failures).where(login_failures.c.failed_at < now - 4 * window)
+        )
+    wait: float | None = None
     with ctx.read() as connection:
+        user = connection.execute(select(users).where(users.c.email == account)).mappings().first()
         for column, value, limit in (
             (login_failures.c.account, account, settings.login_max_failures_per_account),
             (login_failures.c.address, address, settings.login_max_failures_per_address),
         ):
-            failed = _failures(connection, column, value, now - window)
+            failed = _failures(connection, column, value, now - window, attempt)
             if len(failed) >= limit:
-                wait = (failed[-limit] + window - now).total_seconds()
-                log.warning("sign-in throttled for %s from %s", account, address)
-                raise TooManyRequests(
-                    "too many failed sign-ins; wait before trying again", int(wait) + 1
-                )
-        user = connection.execute(select(users).where(users.c.email == account)).mappings().first()
+                wait = max(wait or 0.0, (failed[-limit] + window - now).total_seconds())
+    who = repr(account) if user is not None else f"an unknown account #{digest(account)[:12]}"
+    if wait is not None:
+        with ctx.write() as connection:
+            connection.execute(delete(login_failures).where(login_failures.c.id == attempt))
+        log.warning("sign-in throttled for %s from %r", who, address)
+        raise TooManyRequests("too many failed sign-ins; wait before trying again", int(wait) + 1)
     ok = _verify(None if user is None else user["password_hash"], password)
     if not ok or user is None or not user["active"]:
-        with ctx.write() as connection:
-            connection.execute(
-                insert(login_failures).values(account=account, address=address, failed_at=now)
-            )
-            connection.execute(
-                delete(login_failures).where(login_failures.c.failed_at < now - 4 * window)
-            )
-        log.warning("sign-in failed for %s from %s", account, address)
+        log.warning("sign-in failed for %s from %r", who, address)
         raise Unauthorized(WRONG_CREDENTIALS)
     key = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
@@ -460,7 +486,7 @@ def login(ctx: Context, email: str, password: str, *, address: str) -> SessionSt
         )
         connection.execute(delete(login_failures).where(login_failures.c.account == account))
         public = _one_user(connection, int(user["id"]))
-    log.info("signed in: %s from %s", account, address)
+    log.info("signed in: %r from %r", account, address)
     return SessionStart(key=key, csrf_token=csrf, expires_at=expires, user=public)
 
 
@@ -586,6 +612,12 @@ def create_token(ctx: Context, data: TokenCreate, *, actor: Principal) -> tuple[
             owner_id = actor.user_id
         if actor.kind == "token" and owner_id != actor.user_id:
             raise Forbidden("a token cannot make tokens for other users")
+        if actor.scopes is not None and ADMIN_SCOPE not in actor.scopes:
+            wider = sorted(set(data.scopes) - actor.scopes)
+            if wider:
+                raise Forbidden(
+                    f"a token cannot make a token with scopes it lacks ({', '.join(wider)})"
+                )
         token_id = inserted_id(
             connection.execute(
                 insert(api_tokens).values(

@@ -573,4 +573,5 @@ login_failures = Table(
     Index("ix_login_failures_account", "account", "failed_at"),
     Index("ix_login_failures_address", "address", "failed_at"),
 )
-"""Failed sign-ins, kept in the database so every process throttles alike."""
+"""Failed sign-ins (and attempts in flight), kept in the database so every process
+throttles alike."""

@@ -7,7 +7,6 @@ Programs use API tokens instead (``/api/v1/tokens``).
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +24,7 @@ from baton.api.deps import (
 from baton.api.routes.users import UserPublicModel, user_model
 from baton.domain.users import MAX_PASSWORD_LENGTH, PasswordChange
 from baton.services import users as user_service
+from baton.services.context import Context
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -92,13 +92,23 @@ def login(ctx: Ctx, request: Request, response: Response, body: LoginCreate) -> 
     )
 
 
+def _session_key(ctx: Context, request: Request) -> str | None:
+    """The session key in the request's cookie, if it carries a validly signed one."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    try:
+        return session_signer(ctx).unsign(cookie).decode()
+    except (BadSignature, UnicodeDecodeError):
+        return None
+
+
 @router.post("/logout", operation_id="logout", status_code=status.HTTP_204_NO_CONTENT)
 def logout(ctx: Ctx, request: Request) -> Response:
     """End this session at once (on every process) and clear the cookie."""
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        with contextlib.suppress(BadSignature, UnicodeDecodeError):
-            user_service.logout(ctx, session_signer(ctx).unsign(cookie).decode())
+    key = _session_key(ctx, request)
+    if key is not None:
+        user_service.logout(ctx, key)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return response
@@ -114,9 +124,9 @@ def whoami(ctx: Ctx, request: Request, actor: Actor) -> SessionPublic:
     )
     csrf: str | None = None
     must_change = False
-    if actor.kind == "user":
-        cookie = request.cookies.get(SESSION_COOKIE, "")
-        session = user_service.session_principal(ctx, session_signer(ctx).unsign(cookie).decode())
+    key = _session_key(ctx, request) if actor.kind == "user" else None
+    if key is not None:
+        session = user_service.session_principal(ctx, key)
         if session is not None:
             csrf, must_change = session.csrf_token, session.one_time_password
     return SessionPublic(
@@ -135,7 +145,9 @@ def whoami(ctx: Ctx, request: Request, actor: Actor) -> SessionPublic:
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**UNAUTHORIZED, 422: {"description": "Wrong current or weak new password"}},
 )
-def change_password(ctx: Ctx, actor: Actor, body: PasswordChange) -> Response:
-    """Set your own password (this is how a one-time password is replaced)."""
-    user_service.change_password(ctx, body, actor=actor)
+def change_password(ctx: Ctx, request: Request, actor: Actor, body: PasswordChange) -> Response:
+    """Set your own password (this is how a one-time password is replaced). Your other
+    sessions end; this one goes on."""
+    keep = _session_key(ctx, request) if actor.kind == "user" else None
+    user_service.change_password(ctx, body, actor=actor, keep_session=keep)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
