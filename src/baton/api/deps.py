@@ -18,6 +18,7 @@ import time
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from itsdangerous import BadSignature, Signer
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
@@ -83,13 +84,22 @@ def _intake(request: Request, principal: Principal) -> Principal:
     return principal
 
 
-def get_principal(request: Request, ctx: Ctx) -> Principal:
+async def get_principal(request: Request, ctx: Ctx) -> Principal:
     """Who is calling, from a bearer token, an intake key or a session cookie; 401
-    when none is given or it is not valid (never saying which part was wrong)."""
+    when none is given or it is not valid (never saying which part was wrong).
+
+    A token or key verified in the last seconds is answered from memory on the event
+    loop; anything that needs the database (a first sight, a session) runs in the
+    thread pool like the routes."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    principal = _authenticate(request, ctx)
+    credential = _bearer(request) or request.headers.get(INTAKE_HEADER)
+    principal = None if credential is None else user_service.cached_principal(ctx, credential)
+    if principal is not None and principal.kind == "intake_key":
+        principal = _intake(request, principal)
+    if principal is None:
+        principal = await run_in_threadpool(_authenticate, request, ctx)
     request.state.principal = principal
     return principal
 

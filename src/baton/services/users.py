@@ -715,6 +715,16 @@ def _cache(ctx: Context) -> CredentialCache:
     return cache
 
 
+def cached_principal(ctx: Context, credential: str) -> Principal | None:
+    """The principal of a token or intake key verified in the last few seconds, from
+    memory only (no database, safe on an event loop); None when it must be looked up."""
+    cached = _cache(ctx).get(digest(credential))
+    if cached is None:
+        return None
+    principal, expires = cached
+    return principal if expires is None or expires > ctx.clock.now() else None
+
+
 def token_principal(ctx: Context, token: str) -> Principal | None:
     """The principal behind an API token, or None when it is unknown, revoked, expired
     or its owner is disabled."""
