@@ -19,6 +19,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from itsdangerous import BadSignature, Signer
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
@@ -84,13 +85,40 @@ def _intake(request: Request, principal: Principal) -> Principal:
     return principal
 
 
-async def get_principal(request: Request, ctx: Ctx) -> Principal:
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="An API token (bt_…) or an intake key (bik_…): 'Authorization: Bearer …'.",
+)
+_INTAKE = APIKeyHeader(
+    name=INTAKE_HEADER,
+    auto_error=False,
+    scheme_name="intake_key",
+    description="An intake key (bik_…): capture leads and activities only.",
+)
+_SESSION = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="session",
+    description="The session cookie from POST /auth/login; changes also need X-CSRF-Token.",
+)
+
+
+async def get_principal(
+    request: Request,
+    ctx: Ctx,
+    _token: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    _intake_key: Annotated[str | None, Depends(_INTAKE)],
+    _session: Annotated[str | None, Depends(_SESSION)],
+) -> Principal:
     """Who is calling, from a bearer token, an intake key or a session cookie; 401
     when none is given or it is not valid (never saying which part was wrong).
 
     A token or key verified in the last seconds is answered from memory on the event
     loop; anything that needs the database (a first sight, a session) runs in the
     thread pool like the routes."""
+    # The three security parameters only declare the ways in to the OpenAPI schema (the
+    # Authorize button of /docs); the request itself is read below.
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
