@@ -1884,7 +1884,10 @@ def user_add(
     team: Annotated[
         list[str] | None, typer.Option("--team", help="For a sales manager: a team (repeat).")
     ] = None,
-    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone.")] = "UTC",
+    timezone: Annotated[
+        str | None,
+        typer.Option("--timezone", help="IANA time zone (default: the rep's, else UTC)."),
+    ] = None,
     actor: ActorOption = "cli",
 ) -> None:
     """Add a person; prints their one-time password (shown only now)."""
@@ -1899,7 +1902,7 @@ def user_add(
             "role": role.value,
             "rep_email": rep,
             "teams": team or [],
-            "timezone": timezone,
+            **({"timezone": timezone} if timezone else {}),
         },
     )
     with _work() as ctx:

@@ -69,7 +69,18 @@ def test_users_tokens_and_intake_keys_from_the_command_line(
     runner: CliRunner, tmp_path: Path
 ) -> None:
     run(runner, "team", "add", "na")
-    run(runner, "rep", "add", "ana@lumen.example", "--name", "Ana", "--team", "na")
+    run(
+        runner,
+        "rep",
+        "add",
+        "ana@lumen.example",
+        "--name",
+        "Ana",
+        "--team",
+        "na",
+        "--timezone",
+        "Europe/Lisbon",
+    )
     added = run(
         runner,
         "user",
@@ -83,6 +94,9 @@ def test_users_tokens_and_intake_keys_from_the_command_line(
         "Ana Silva",
     )
     shown_once(added, "one-time password")
+    assert re.search(r"ana@lumen\.example.*Europe/Lisbon", run(runner, "user", "list")), (
+        "a rep user takes their rep's time zone"
+    )
     bad = refused(runner, "user", "add", "sam@lumen.example", "--role", "rep")
     assert "rep_email" in bad and "a rep user needs the email of their rep" in bad
     bad_team = refused(

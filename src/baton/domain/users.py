@@ -56,7 +56,9 @@ class UserCreate(BaseModel):
     role: Role
     rep_email: Email | None = Field(None, description="For a rep user: their rep record.")
     teams: list[Name] = Field(default_factory=list, max_length=50)
-    timezone: TimeZone = "UTC"
+    timezone: TimeZone = Field(
+        "UTC", description="Times are shown in it; a rep user defaults to their rep's zone."
+    )
 
     @field_validator("display_name")
     @classmethod

@@ -198,6 +198,11 @@ def add_user(
     now = ctx.clock.now()
     with ctx.write() as connection:
         rep_id, team_ids = _links(connection, data.role, data.rep_email, data.teams)
+        timezone = data.timezone
+        if rep_id is not None and "timezone" not in data.model_fields_set:
+            timezone = connection.execute(
+                select(reps.c.timezone).where(reps.c.id == rep_id)
+            ).scalar_one()
         try:
             with connection.begin_nested():
                 user_id = inserted_id(
@@ -208,7 +213,7 @@ def add_user(
                             role=data.role.value,
                             active=True,
                             rep_id=rep_id,
-                            timezone=data.timezone,
+                            timezone=timezone,
                             password_hash=hashed,
                             one_time_password=password is None,
                             demo=demo,
