@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -68,6 +68,9 @@ class SmtpServer:
     data_reply: str | None = None
     """When set, the reply to every message's ``DATA`` (e.g. ``"451 4.3.0 try later"``);
     such messages are not stored."""
+    on_message: Callable[[], None] | None = None
+    """Called as each message's data arrives, before the server answers: a test moves
+    its manual clock here to play a slow server, or breaks something mid-send."""
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[Envelope] = field(default_factory=list)
 
@@ -90,6 +93,8 @@ class _Handler:
     async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
         self, server: Any, session: Any, envelope: Any
     ) -> str:
+        if self.server.on_message is not None:
+            self.server.on_message()
         if self.server.data_reply is not None:
             return self.server.data_reply
         content = envelope.original_content or envelope.content
@@ -106,10 +111,19 @@ class _Handler:
 
 @contextmanager
 def smtp_server(
-    *, refuse: Mapping[str, str] | None = None, data_reply: str | None = None
+    *,
+    refuse: Mapping[str, str] | None = None,
+    data_reply: str | None = None,
+    on_message: Callable[[], None] | None = None,
 ) -> Iterator[SmtpServer]:
     """An SMTP server on 127.0.0.1 (plain text, no AUTH, no STARTTLS) for the block."""
-    server = SmtpServer(host=HOST, port=0, refuse=dict(refuse or {}), data_reply=data_reply)
+    server = SmtpServer(
+        host=HOST,
+        port=0,
+        refuse=dict(refuse or {}),
+        data_reply=data_reply,
+        on_message=on_message,
+    )
     controller = _start_controller(server)
     try:
         yield server

@@ -81,6 +81,12 @@ app.add_typer(rep_app, name="rep")
 app.add_typer(account_app, name="account")
 app.add_typer(handoff_app, name="handoff")
 app.add_typer(webhook_app, name="webhook")
+outbox_app = typer.Typer(
+    help="The outbox: email and webhooks to send; list them by state, retry failures.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+app.add_typer(outbox_app, name="outbox")
 user_app = typer.Typer(
     help="People who sign in: add, list, disable, reset a password.",
     no_args_is_help=True,
@@ -112,16 +118,24 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}")
+    from baton.redact import mask
+
+    # Every error line is masked: a driver's message may quote the database URL.
+    errors.print(f"[bold red]error:[/] {mask(message)}")
     return typer.Exit(code)
 
 
 def _settings() -> Settings:
+    from baton.redact import install_log_masking, remember_settings
+
+    install_log_masking()
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         lines = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()]
         raise fail("invalid configuration: " + "; ".join(lines)) from None
+    remember_settings(settings)
+    return settings
 
 
 @contextmanager
@@ -130,19 +144,8 @@ def _context() -> Iterator[Context]:
     try:
         ctx = open_context(settings)
     except Exception as exc:
-        detail = str(exc)
-        if settings.database_url:
-            from sqlalchemy.engine import make_url
-
-            try:
-                password = make_url(settings.database_url).password
-            except Exception:
-                password = None
-            if password:
-                detail = detail.replace(str(password), "***")
-        raise fail(
-            f"cannot open the database {safe_url(settings.database_url)}: {detail}"
-        ) from None
+        # fail() masks the password wherever the message repeats it.
+        raise fail(f"cannot open the database {safe_url(settings.database_url)}: {exc}") from None
     try:
         yield ctx
     except BatonError as exc:
@@ -264,27 +267,17 @@ def serve(
 
 
 def _start_worker_thread() -> None:
-    """The worker loop in a daemon thread beside the server, with its own context."""
-    import logging
+    """The worker's loop (the same one as `baton worker`) in a daemon thread beside the
+    server, with its own context."""
     import threading
-    import time
 
-    from baton.services.worker import tick
+    from baton.services.worker import Worker
 
-    settings = _settings()
-
-    def loop() -> None:
-        ctx = open_context(settings, migrate=False)
-        while True:
-            try:
-                busy = tick(ctx).busy
-            except Exception:
-                logging.getLogger("baton.worker").exception("worker pass failed")
-                busy = False
-            if not busy:
-                time.sleep(settings.worker_poll_seconds)
-
-    threading.Thread(target=loop, name="baton-worker", daemon=True).start()
+    ctx = open_context(_settings(), migrate=False)
+    worker = Worker(ctx)
+    threading.Thread(
+        target=worker.run, args=(threading.Event(),), name="baton-worker", daemon=True
+    ).start()
 
 
 @app.command()
@@ -297,31 +290,52 @@ def worker(
 ) -> None:
     """Run the background work: due SLA steps (remind, reassign, notify the manager),
     assignment of queued handoffs, and delivery of email and webhooks. Run as many
-    workers as you like against PostgreSQL; they never act twice on the same thing."""
-    import time
+    workers as you like against PostgreSQL; they never act twice on the same thing.
+    A database that goes away is waited for (logged, retried with backoff), never a
+    reason to exit; Ctrl+C or SIGTERM stops after the current passes."""
+    import logging
+    import signal
+    import threading
 
-    from baton.services.worker import tick
+    from baton.services.worker import TickReport, Worker, tick
 
     settings = _settings()
-    interval = poll if poll is not None else settings.worker_poll_seconds
+    if poll is not None:
+        settings = settings.model_copy(update={"worker_poll_seconds": poll})
     with _context() as ctx:
+        ctx.settings = settings
         _refuse_unready(ctx)
-        if not once:
-            console.print(f"Baton worker running (polling every {interval:g} s; Ctrl+C stops)")
+        logging.basicConfig(  # after the migrations, whose chatter is not the worker's
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+        def show(lane: str, report: TickReport) -> None:
+            counts = (
+                ("steps", report.steps),
+                ("assigned", report.assigned),
+                ("sent", report.sent),
+                ("failed", report.failed),
+            )
+            done = ", ".join(f"{name} {count}" for name, count in counts if count)
+            console.print(f"{ctx.clock.now():%H:%M:%S} {lane}: {done}")
+
+        if once:
+            report = tick(ctx)
+            if report.busy:
+                show("pass", report)
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        console.print(
+            f"Baton worker running (polling every {settings.worker_poll_seconds:g} s; "
+            "Ctrl+C stops)"
+        )
         try:
-            while True:
-                report = tick(ctx)
-                if report.busy:
-                    console.print(
-                        f"{ctx.clock.now():%H:%M:%S} steps {report.steps}, assigned "
-                        f"{report.assigned}, sent {report.sent}, failed {report.failed}"
-                    )
-                if once:
-                    break
-                if not report.busy:
-                    time.sleep(interval)
+            Worker(ctx, on_pass=show).run(stop)
         except KeyboardInterrupt:
-            console.print("worker stopped")
+            stop.set()
+        console.print("worker stopped")
 
 
 @app.command()
@@ -399,7 +413,7 @@ def _parse_map(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         header, sep, field = pair.partition("=")
         if not sep or not header.strip() or not field.strip():
-            raise fail(f"--map takes HEADER=FIELD, got {pair!r}")
+            raise fail(f"--map takes HEADER=FIELD (or HEADER=- to leave it out), got {pair!r}")
         mapping[header.strip()] = field.strip()
     return mapping
 
@@ -408,9 +422,13 @@ def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | N
     table = Table(title=f"Import of {source.name}")
     table.add_column("result")
     table.add_column("rows", justify="right")
-    rows = [("rows read", report.rows)]
+    rows = [("lines read", report.lines), ("rows read", report.rows)]
+    if report.blank_lines:
+        rows.append(("blank lines", report.blank_lines))
+    rows.append(("rows imported", report.imported))
     if kind == "leads":
         rows += [
+            ("of which with a value left out", report.rows_with_warnings),
             ("leads created", report.created),
             ("leads updated", report.updated),
             ("unchanged", report.unchanged),
@@ -428,26 +446,59 @@ def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | N
     console.print(table)
     if report.extra_columns:
         target = "attributes" if kind == "leads" else "properties"
-        console.print(f"Columns kept as {target}: {', '.join(report.extra_columns)}")
-    _row_errors(source, report.errors, report.rejected, errors_file)
+        console.print(f"Columns kept as {target}: {', '.join(report.extra_columns)}", markup=False)
+    if report.dropped_columns:
+        console.print(f"Columns left out: {', '.join(report.dropped_columns)}", markup=False)
+    if report.hint:
+        errors.print(f"Hint: {report.hint}", markup=False)
+    _row_errors(source, report.errors, report.rejected, errors_file, report.warnings)
 
 
-def _row_errors(source: Path, found: list[Any], rejected: int, errors_file: Path | None) -> None:
-    """Write rejected rows to FILE.errors.csv, show the first five, and exit 1."""
-    if not found:
+def _row_errors(
+    source: Path,
+    found: list[Any],
+    rejected: int,
+    errors_file: Path | None,
+    warnings: list[Any] | None = None,
+) -> None:
+    """Write rejected rows (and values left out of imported rows) to FILE.errors.csv,
+    show the first five, and exit 1 when any row was rejected."""
+    warnings = warnings or []
+    if not found and not warnings:
         return
     path = errors_file or source.with_name(source.name + ".errors.csv")
-    with path.open("w", newline="", encoding="utf-8") as out:
+    listed = sorted(
+        [(e, "row rejected") for e in found] + [(w, "value left out") for w in warnings],
+        key=lambda item: item[0].row,
+    )
+    try:
+        out = path.open("w", newline="", encoding="utf-8")
+    except OSError:
+        if errors_file is not None:
+            raise fail(f"cannot write {errors_file}; give another --errors file") from None
+        # The file's folder is read-only (a shared data set): write beside us instead.
+        path = Path.cwd() / path.name
+        out = path.open("w", newline="", encoding="utf-8")
+    with out:
         writer = csv.writer(out)
-        writer.writerow(["line", "field", "message"])
-        for error in found:
-            writer.writerow([error.row, error.field, error.message])
-    for error in found[:5]:
-        errors.print(f"line {error.row}: {error.field}: {error.message}", markup=False)
-    more = len(found) - 5
+        writer.writerow(["line", "field", "message", "outcome"])
+        for error, outcome in listed:
+            writer.writerow([error.row, error.field, error.message, outcome])
+    suffix = "" if found else " (left out; the row was imported)"
+    for error in (found or warnings)[:5]:
+        errors.print(f"line {error.row}: {error.field}: {error.message}{suffix}", markup=False)
+    more = len(found or warnings) - 5
     if more > 0:
         errors.print(f"... and {more} more")
-    raise fail(f"{rejected} row(s) rejected; all other rows were imported. Details: {path}")
+    if warnings:
+        rows = len({w.row for w in warnings})
+        errors.print(
+            f"{rows:,} row(s) imported with a value left out ({len(warnings):,} value(s)). "
+            f"Details: {path}",
+            markup=False,
+        )
+    if found:
+        raise fail(f"{rejected} row(s) rejected; all other rows were imported. Details: {path}")
 
 
 EncodingOption = Annotated[
@@ -455,7 +506,25 @@ EncodingOption = Annotated[
 ]
 MapOption = Annotated[
     list[str] | None,
-    typer.Option("--map", help="Map a header to a field: --map 'Work Email=email' (repeat)."),
+    typer.Option(
+        "--map",
+        help="Map a header to a field: --map 'Work Email=email', to an attribute: "
+        "--map 'Lead Number=attributes.number', or leave it out: --map 'Tags=-' (repeat).",
+    ),
+]
+BlankOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--blank",
+        help="A value that means 'not given', in any case: --blank Select (repeat).",
+    ),
+]
+SystemOption = Annotated[
+    str | None,
+    typer.Option(
+        "--system",
+        help="The system the file's external ids come from (default: 'default').",
+    ),
 ]
 ErrorsOption = Annotated[
     Path | None,
@@ -467,15 +536,18 @@ ErrorsOption = Annotated[
 def import_leads_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     column_map: MapOption = None,
+    blank: BlankOption = None,
+    system: SystemOption = None,
     errors_file: ErrorsOption = None,
     actor: ActorOption = "cli",
     encoding: EncodingOption = "utf-8-sig",
 ) -> None:
-    """Import leads: create-or-update by email, all valid rows in one transaction.
+    """Import leads: create-or-update by external id, email or phone.
 
     Headers are matched forgivingly (Email, E-mail, Email Address...); unknown columns are
-    kept as attributes. Rejected rows go to FILE.errors.csv with their line numbers; the
-    exit code is 1 when any row was rejected."""
+    kept as attributes. A bad optional value (a country nobody can read) is left out and
+    its row imported; a row that cannot be identified is rejected. Both go to
+    FILE.errors.csv with their line numbers; the exit code is 1 when any row was rejected."""
     with _context() as ctx, _progress() as bar:
         task = bar.add_task("Importing leads", total=None)
         report = import_leads(
@@ -485,6 +557,8 @@ def import_leads_command(
             column_map=_parse_map(column_map or []),
             progress=lambda n: bar.advance(task, n),
             encoding=encoding,
+            blanks=blank or [],
+            external_system=system,
         )
         bar.update(task, total=report.rows, completed=report.rows)
     _report("leads", file, report, errors_file)
@@ -1399,6 +1473,33 @@ def handoff_reassign(
     say(f"handoff {handoff_id} reassigned: handoff {new.id} is now {new.status} to {new.rep_email}")
 
 
+@handoff_app.command("assign")
+def handoff_assign(
+    handoff_id: HandoffArg,
+    to: Annotated[str, typer.Option("--to", help="The rep who gets it (email).")],
+    actor: Annotated[
+        str, typer.Option("--actor", help="Who assigns, recorded on it (e.g. the manager).")
+    ],
+    override: Annotated[
+        str | None,
+        typer.Option(
+            "--override",
+            help="Why the rep gets it although away, out of office or off hours (recorded).",
+        ),
+    ] = None,
+) -> None:
+    """Give a queued handoff to a named rep (managers only): active and under capacity;
+    an unavailable rep only with --override and the reason."""
+    from baton.services.handoffs import assign_handoff
+
+    with _work() as ctx:
+        done = assign_handoff(
+            ctx, handoff_id, to_email=to, override_reason=override, actor=operator(actor)
+        )
+    due = f", accept by {_when(done.accept_due_at)} UTC" if done.accept_due_at else ""
+    say(f"handoff {handoff_id} assigned to {done.rep_email}{due}")
+
+
 # --- webhooks ----------------------------------------------------------------------------
 
 
@@ -1484,6 +1585,116 @@ def webhook_deliveries(
             _when(d.sent_at),
         )
     console.print(table)
+
+
+# --- outbox -------------------------------------------------------------------------------
+
+
+class OutboxStateOption(StrEnum):
+    pending = "pending"
+    retrying = "retrying"
+    failed = "failed"
+    sent = "sent"
+
+
+class OutboxChannelOption(StrEnum):
+    email = "email"
+    webhook = "webhook"
+
+
+@outbox_app.command("list")
+def outbox_list(
+    state: Annotated[
+        list[OutboxStateOption] | None,
+        typer.Option("--state", help="Only this state (repeat for several)."),
+    ] = None,
+    channel: Annotated[
+        OutboxChannelOption | None, typer.Option("--channel", help="email or webhook.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first.")] = 50,
+) -> None:
+    """Email and webhooks to send, sent or given up on, newest first."""
+    from baton.services.outbox import list_messages
+
+    with _work() as ctx:
+        found = list_messages(
+            ctx,
+            actor=LOCAL,
+            states=[s.value for s in state or ()],
+            channel=channel.value if channel else None,
+            limit=limit,
+        )
+    if not found:
+        say("no outbox messages" + (" in that state" if state or channel else ""))
+        return
+    table = Table(title="Outbox")
+    for column in ("id", "channel", "topic", "to", "state", "attempts", "next / sent", "error"):
+        table.add_column(column, no_wrap=column not in ("to", "error"), overflow="fold")
+    for m in found:
+        table.add_row(
+            str(m.id),
+            m.channel,
+            m.topic,
+            escape(m.recipient),
+            m.state + (" (sending)" if m.in_flight else ""),
+            str(m.attempts),
+            _when(m.sent_at or m.next_attempt_at),
+            escape(m.last_error or ""),
+        )
+    console.print(table)
+
+
+@outbox_app.command("show")
+def outbox_show(message_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """One message with every attempt."""
+    from baton.services.outbox import get_message
+
+    with _work() as ctx:
+        m = get_message(ctx, message_id, actor=LOCAL)
+    say(f"outbox {m.id}: {m.channel} {m.topic} to {m.recipient}, {m.state}")
+    table = Table(title=f"Attempts of outbox {m.id}")
+    for column in ("attempt", "at", "ok", "code", "ms", "error"):
+        table.add_column(column, no_wrap=column != "error")
+    for a in m.history or []:
+        table.add_row(
+            str(a.attempt),
+            _when(a.attempted_at),
+            "yes" if a.ok else "no",
+            str(a.status_code or ""),
+            f"{a.duration_ms:.0f}",
+            escape(a.error or ""),
+        )
+    console.print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    message_ids: Annotated[list[int] | None, typer.Argument(metavar="[ID]...")] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Every failed message instead of chosen ones.")
+    ] = False,
+    channel: Annotated[
+        OutboxChannelOption | None, typer.Option("--channel", help="With --failed: only this.")
+    ] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Send failed (or retrying) messages again now, each with a fresh series of attempts."""
+    from baton.services.outbox import retry_failed, retry_message
+
+    if bool(message_ids) == failed:
+        raise fail("name message ids, or give --failed (not both)")
+    with _work() as ctx:
+        if failed:
+            count = retry_failed(
+                ctx,
+                actor=operator(actor),
+                channel=channel.value if channel else None,
+            )
+            say(f"{count} failed message{'s' if count != 1 else ''} due again")
+            return
+        for message_id in message_ids or []:
+            m = retry_message(ctx, message_id, actor=operator(actor))
+            say(f"outbox {m.id} ({m.topic} to {m.recipient}) due again")
 
 
 # --- reports ------------------------------------------------------------------------------
@@ -1604,9 +1815,24 @@ def _emit(report: Any, fmt: ReportFormat, title: str, extra: list[Table] | None 
         writer.writerows(rows)
         return
     columns = [c for c in report.columns() if report.group_by or c != "group"]
-    console.print(_rows_table(f"{title}: {_period_text(report)}", rows, columns))
+    if not _nothing_to_group(report, title):
+        console.print(_rows_table(f"{title}: {_period_text(report)}", rows, columns))
     for table in extra or []:
         console.print(table)
+
+
+def _nothing_to_group(report: Any, title: str) -> bool:
+    """Say so, in words, when a grouped report has no group in its period (an empty
+    table reads like a display fault); ``True`` when it said so."""
+    if not report.group_by or report.rows:
+        return False
+    fewer = " or fewer filters" if report.filters.given() else ""
+    console.print(
+        f"{title}: {_period_text(report)}\nNothing to show: the period has no data to group "
+        f"by {report.group_by} (try a wider period{fewer}).",
+        markup=False,
+    )
+    return True
 
 
 def _funnel_table(report: Any) -> Table:
@@ -1667,7 +1893,8 @@ def report_funnel(
             ctx, period, mode=mode.value, group_by=group_by, filters=filters, actor=LOCAL
         )
     if fmt == ReportFormat.table:
-        console.print(_funnel_table(report))
+        if not _nothing_to_group(report, f"Funnel ({mode.value})"):
+            console.print(_funnel_table(report))
         return
     _emit(report, fmt, "Funnel")
 
@@ -1702,6 +1929,9 @@ def report_velocity(
     with _context() as ctx:
         report = velocity(ctx, period, group_by=group_by, filters=filters, actor=LOCAL)
     _emit(report, fmt, "Velocity (hours)")
+    note = report.to_json()["data_quality"]["note"]
+    if note and fmt == ReportFormat.table:
+        say(f"data quality: {note}")
 
 
 @report_app.command("speed")
@@ -2087,20 +2317,27 @@ def intake_key_revoke(
 
 
 def main() -> None:
-    """Entry point: a bug prints one line (and the trace only with BATON_DEBUG=1)."""
+    """Entry point: a bug prints one line (and the trace only with BATON_DEBUG=1), with
+    any password in it masked."""
     import logging
     import os
 
+    from baton.redact import install_log_masking, mask, mask_exception
+
+    install_log_masking()
     try:
         app()
     except Exception as exc:
         if os.environ.get("BATON_DEBUG"):
-            raise
+            sys.stderr.write(mask_exception(exc))
+            raise SystemExit(70) from None
         logging.getLogger("baton").debug("crash", exc_info=True)
         errors.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            f"[bold red]internal error:[/] {type(exc).__name__}: {mask(str(exc))}\n"
             "Nothing was half-written (each step is one transaction). "
-            "Run again with BATON_DEBUG=1 to see the trace, and please report it."
+            "Run again with BATON_DEBUG=1 to see the trace, and please report it.",
+            markup=True,
+            highlight=False,
         )
         raise SystemExit(70) from None
 

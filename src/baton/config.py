@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from baton.domain.egress import EgressPolicy
+from baton.domain.limits import DEFAULT_JSON_LIMITS, JsonLimits
 
 INSECURE_SECRET = "change-me-insecure-development-secret"  # noqa: S105
 
@@ -17,7 +20,13 @@ INSECURE_SECRET = "change-me-insecure-development-secret"  # noqa: S105
 class Settings(BaseSettings):
     """Every setting Baton reads; each is documented in the README (a test checks)."""
 
-    model_config = SettingsConfigDict(env_prefix="BATON_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="BATON_",
+        env_file=".env",
+        extra="ignore",
+        # A refused setting must not echo the values (the database URL holds a password).
+        hide_input_in_errors=True,
+    )
 
     env: Literal["development", "test", "production"] = Field(
         "development", description="Deployment kind; production refuses insecure defaults."
@@ -25,6 +34,20 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///baton.db",
         description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user:pw@host/db.",
+    )
+    sqlite_write_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="SQLite: seconds a write waits for its turn (writers take turns, first "
+        "come first served) before it gives up with 503 and nothing saved.",
+    )
+    import_chunk_rows: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Most rows a CSV import writes per transaction (lead chunks are sized "
+        "to about 0.2 s of writing), so other writers get turns during a large import.",
     )
     default_phone_region: str = Field(
         "US", min_length=2, max_length=2, description="Region for numbers without +code."
@@ -56,6 +79,32 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(
         0.2, gt=0, le=60, description="How often `baton worker` looks for due work when idle."
     )
+    outbox_lease_seconds: float = Field(
+        120,
+        ge=10,
+        le=3600,
+        description="Seconds a worker holds the email and webhooks it claimed; renewed before "
+        "each send, and at least 8 SMTP timeouts and 4 webhook timeouts (one send must fit).",
+    )
+    outbox_claim_size: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="Most messages a worker claims at once per channel (fewer when sends are "
+        "slow: what it can send in half the lease).",
+    )
+    outbox_pause_seconds: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        description="Seconds a worker stops sending to a mail server or webhook endpoint it "
+        "could not reach (doubling while it stays down, up to 10 minutes).",
+    )
+    webhook_internal_allowlist: str = Field(
+        "",
+        description="Internal addresses, networks (CIDR) or host names webhooks may reach, "
+        "comma-separated; by default only public addresses are.",
+    )
     session_hours: float = Field(12, gt=0, le=24 * 90, description="Hours a sign-in session lasts.")
     login_window_minutes: float = Field(
         15, gt=0, le=24 * 60, description="Window in which failed sign-ins are counted."
@@ -73,12 +122,69 @@ class Settings(BaseSettings):
         description="Seconds a verified API token or intake key is trusted without a database "
         "read; a revocation takes effect everywhere within this time.",
     )
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body in bytes, announced or streamed (chunked); larger "
+        "ones get 413 before they are read. A 10,000-event batch is a few MiB.",
+    )
+    json_max_bytes: int = Field(
+        DEFAULT_JSON_LIMITS.max_bytes,
+        ge=256,
+        description="Largest lead `attributes` or activity `properties` object, in bytes of "
+        "compact JSON; larger ones get 422.",
+    )
+    json_max_keys: int = Field(
+        DEFAULT_JSON_LIMITS.max_keys,
+        ge=1,
+        description="Most keys in one `attributes` or `properties` object, counted at every "
+        "level of nesting.",
+    )
+    json_max_depth: int = Field(
+        DEFAULT_JSON_LIMITS.max_depth,
+        ge=1,
+        le=100,
+        description="Deepest nesting of objects and lists in `attributes` or `properties`.",
+    )
+    json_max_string: int = Field(
+        DEFAULT_JSON_LIMITS.max_string,
+        ge=1,
+        description="Longest text value or key in `attributes` or `properties`, in characters.",
+    )
+
+    @property
+    def json_limits(self) -> JsonLimits:
+        """The bounds for free-form JSON (pass as validation context, see
+        :mod:`baton.domain.limits`)."""
+        return JsonLimits(
+            max_bytes=self.json_max_bytes,
+            max_keys=self.json_max_keys,
+            max_depth=self.json_max_depth,
+            max_string=self.json_max_string,
+        )
 
     @model_validator(mode="after")
     def _one_smtp_tls_mode(self) -> Settings:
         if self.smtp_ssl and self.smtp_starttls:
             raise ValueError("set BATON_SMTP_SSL or BATON_SMTP_STARTTLS, not both")
         return self
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        # A send must end before the lease it was fenced under can expire.
+        floor = max(8 * self.smtp_timeout_seconds, 4 * self.webhook_timeout_seconds)
+        if self.outbox_lease_seconds < floor:
+            raise ValueError(
+                f"BATON_OUTBOX_LEASE_SECONDS must be at least {floor:g} (8 SMTP timeouts and "
+                "4 webhook timeouts) so that one send always ends within its lease"
+            )
+        return self
+
+    @field_validator("webhook_internal_allowlist")
+    @classmethod
+    def _allowlist(cls, value: str) -> str:
+        EgressPolicy.parse(value)  # raises ValueError naming the bad entry
+        return value
 
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:

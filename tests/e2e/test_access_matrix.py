@@ -139,6 +139,20 @@ class Floor:
         assert found and found[0].rep_email == ANA, found
         return lead_id, found[0].id
 
+    def queued(self) -> int:
+        """A US company of 5,000 asks for a demo: the enterprise pool has no reps, so
+        the handoff waits in the queue (for a manager to give to Ana)."""
+        lead_id = self.lead(first_name="Cleo", country="US", attributes={"employees": 5000})
+        email = f"lead{self.count}@northwind{self.count}.example.com"
+        ingest_activity(
+            self.ctx,
+            ActivityCreate(email=email, type="demo_request", occurred_at=self.ctx.clock.now()),
+            actor=OP,
+        )
+        [found] = handoff_service.list_handoffs(self.ctx, lead_id=lead_id, actor=OP)
+        assert found.status == "queued", found
+        return found.id
+
     def accepted(self) -> int:
         handoff_id = self.ana_handoff()[1]
         handoff_service.accept_handoff(self.ctx, handoff_id, actor=OP)
@@ -201,6 +215,23 @@ class Floor:
             self.ctx, url="https://hooks.example.com/baton", events=["*"], secret=None, actor=OP
         )
         return endpoint.id
+
+    def failed_message(self) -> int:
+        """An email the worker gave up on (to read or retry)."""
+        from sqlalchemy import func, select, update
+
+        from baton.services.outbox import enqueue_email
+        from baton.store.tables import outbox
+
+        with self.ctx.write() as connection:
+            enqueue_email(connection, topic="sla.remind", to=ANA, now=self.ctx.clock.now())
+            message_id = int(connection.execute(select(func.max(outbox.c.id))).scalar_one())
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.id == message_id)
+                .values(status="failed", attempts=8, last_error="550 no such user")
+            )
+        return message_id
 
 
 KNOWN_PASSWORD = "a password everyone knows"
@@ -362,6 +393,9 @@ TABLE: dict[str, Case] = {
     "lost_handoff": Case(
         SALES, ids=lambda f: {"handoff_id": f.accepted()}, body=lambda f: {"reason": "went dark"}
     ),
+    "assign_handoff": Case(
+        MANAGERS, ids=lambda f: {"handoff_id": f.queued()}, body=lambda f: {"to": ANA}
+    ),
     "reassign_handoff": Case(
         MANAGERS, ids=lambda f: {"handoff_id": f.ana_handoff()[1]}, body=lambda f: {"to": BEN}
     ),
@@ -369,6 +403,10 @@ TABLE: dict[str, Case] = {
     "create_webhook": Case(ADMIN, body=lambda f: {"url": "https://hooks.example.com/x"}),
     "delete_webhook": Case(ADMIN, ids=lambda f: {"endpoint_id": f.webhook()}),
     "list_webhook_deliveries": Case(ADMIN, ids=lambda f: {"endpoint_id": f.webhook()}),
+    "list_outbox": Case(ADMIN),
+    "get_outbox_message": Case(ADMIN, ids=lambda f: {"message_id": f.failed_message()}),
+    "retry_outbox_message": Case(ADMIN, ids=lambda f: {"message_id": f.failed_message()}),
+    "retry_failed_outbox": Case(ADMIN),
     "report_funnel": Case(REPORTS, query=PERIOD),
     "report_velocity": Case(REPORTS, query=PERIOD),
     "report_speed_to_lead": Case(REPORTS, query=PERIOD),

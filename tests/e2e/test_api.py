@@ -105,7 +105,7 @@ def test_capture_reports_a_possible_duplicate(api: TestClient) -> None:
 
 def test_validation_errors_are_problem_json_with_a_location_per_field(api: TestClient) -> None:
     response = api.post(
-        LEADS, json={"email": "dana@", "phone": "hello", "country": "Germany", "shoe": 42}
+        LEADS, json={"email": "dana@", "phone": "hello", "country": "Atlantis", "shoe": 42}
     )
     body = assert_problem(response, 422)
     by_loc = {e["loc"]: e["message"] for e in body["errors"]}

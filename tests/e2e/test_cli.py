@@ -52,16 +52,21 @@ def test_import_leads_keeps_valid_rows_and_reports_bad_ones_by_line(
     result = runner.invoke(app, ["import", "leads", str(source)])
 
     assert result.exit_code == 1
-    assert "3 row(s) rejected" in result.output
+    assert "2 row(s) rejected" in result.output
     assert "Traceback" not in result.output
     errors = list(csv.DictReader((tmp_path / "leads.csv.errors.csv").open()))
     assert {(e["line"], e["field"]) for e in errors} == {
         ("3", "email"),
-        ("4", "country"),
+        ("3", "(row)"),  # and so nothing identifies the lead
         ("6", "(row)"),
     }
     leads = {row["email"]: row for row in export(runner, tmp_path)}
-    assert set(leads) == {"dana@northwind.example.com", "lee@fabrikam.example.com"}
+    assert set(leads) == {
+        "dana@northwind.example.com",
+        "sam@contoso.example.com",
+        "lee@fabrikam.example.com",
+    }
+    assert leads["sam@contoso.example.com"]["country"] == "US"  # written "USA"
     assert leads["dana@northwind.example.com"]["phone"] == "+14155550134"
     assert leads["lee@fabrikam.example.com"]["source"] == "content"
     assert json.loads(leads["dana@northwind.example.com"]["attributes"]) == {"shoe_size": "42"}
@@ -79,7 +84,7 @@ def test_importing_the_same_file_twice_creates_nothing_new(
     assert "leads created" in again.output
     created_line = next(line for line in again.output.splitlines() if "leads created" in line)
     assert created_line.split("│")[2].strip() == "0"
-    assert len(export(runner, tmp_path)) == 2
+    assert len(export(runner, tmp_path)) == 3
 
 
 def test_column_map_option_maps_an_unusual_header(runner: CliRunner, tmp_path: Path) -> None:
@@ -158,5 +163,6 @@ def test_export_jsonl_has_one_lead_per_line(runner: CliRunner, tmp_path: Path) -
     assert sorted(x["email"] for x in lines) == [
         "dana@northwind.example.com",
         "lee@fabrikam.example.com",
+        "sam@contoso.example.com",
     ]
     assert all(x["stage"] == "lead" for x in lines)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from baton.api.app import create_app
 from baton.cli import app as cli_app
+from baton.config import Settings
 from baton.services.context import Context
 
 
@@ -129,11 +130,11 @@ def test_escaped_quotes_late_in_a_file_are_read_correctly(
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient) -> None:
-    from baton.api.app import MAX_BODY_BYTES
+    limit = Settings().max_body_bytes
 
     response = client.post(
         "/api/v1/activities/batch",
-        content=b"{" + b" " * (MAX_BODY_BYTES + 10) + b"}",
+        content=b"{" + b" " * (limit + 10) + b"}",
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 413

@@ -226,7 +226,9 @@ def test_webhook_endpoints_on_the_command_line(runner: CliRunner) -> None:
     assert second.startswith("signing secret (shown only now, store it): ")
     secret = second.rsplit(" ", 1)[1]
     assert len(secret) >= 32
-    assert "webhook 2 added: * →" in run(runner, "webhook", "add", "http://10.0.0.5:8080/in")
+    assert "webhook 2 added: * →" in run(runner, "webhook", "add", "https://crm.example.org/in")
+    inside = refused(runner, "webhook", "add", "http://10.0.0.5:8080/in")
+    assert "10.0.0.5 is a private address; webhooks may only reach public addresses" in inside
 
     bad = refused(runner, "webhook", "add", "https://hooks.example.com", "--event", "lead.eaten")
     assert "events[0]: unknown event 'lead.eaten'" in bad

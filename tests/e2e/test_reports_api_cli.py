@@ -274,7 +274,8 @@ def test_bad_periods_are_refused_as_problems(
 def test_cost_takes_only_source_or_campaign(api: TestClient) -> None:
     response = api.get("/api/v1/reports/cost", params={**DAY, "group_by": "team"})
     assert response.status_code == 422
-    assert "source or campaign" in response.json()["detail"]
+    [error] = response.json()["errors"]
+    assert error["loc"] == "group_by" and "'source' or 'campaign'" in error["message"]
 
 
 def test_reports_need_a_role_that_reads_them_and_spend_one_that_imports_it(

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 
 import httpx
 import pytest
@@ -390,17 +391,16 @@ def test_failed_status_says_whether_to_retry(
     assert result.status_code == status
     assert result.retryable is retryable
     assert result.error is not None
-    assert result.error.startswith(f"HTTP {status} ")
-    assert result.error.endswith(': {"error": "lead schema changed"}')
+    assert result.error == f"HTTP {status} {HTTPStatus(status).phrase}"
     assert_readable(result.error)
 
 
-def test_long_error_bodies_are_cut(receiver: HttpReceiver) -> None:
+def test_the_reply_body_is_never_kept(receiver: HttpReceiver) -> None:
+    # What an internal service answers is exactly what a forged URL would try to read.
     receiver.status = 500
-    receiver.body = b"x" * 100_000
+    receiver.body = b"aws_secret_access_key=wJalrXUtnFEMI " + b"x" * 100_000
     result = deliver(receiver.url)
-    assert result.error is not None
-    assert len(result.error) < 400
+    assert result.error == "HTTP 500 Internal Server Error"
 
 
 def test_retry_after_is_reported(receiver: HttpReceiver) -> None:
@@ -428,8 +428,7 @@ def test_redirects_are_not_followed(receiver: HttpReceiver) -> None:
             assert result.status_code == 301
             assert not result.retryable
             assert result.error == (
-                f"HTTP 301 Moved Permanently, redirect to {receiver.url_for('/moved')} not "
-                "followed; update the webhook URL"
+                "HTTP 301 Moved Permanently: redirects are not followed; update the webhook URL"
             )
     assert [r.path for r in receiver.requests] == ["/webhook", "/webhook"]
 

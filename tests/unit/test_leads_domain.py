@@ -54,15 +54,46 @@ def test_invalid_email_and_phone_are_reported_on_their_fields() -> None:
     assert "phone" in problems["phone"]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("de", "DE"), (" us ", "US"), ("Fr", "FR")])
-def test_country_is_two_letters_upper_cased(raw: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("de", "DE"),
+        (" us ", "US"),
+        ("Fr", "FR"),
+        ("DEU", "DE"),
+        ("Germany", "DE"),
+        ("India", "IN"),
+        ("united  states", "US"),
+        ("U.S.A.", "US"),
+        ("UK", "GB"),
+        ("United Arab Emirates", "AE"),
+        ("Korea, Republic of", "KR"),
+    ],
+)
+def test_country_codes_and_english_names_become_the_iso_code(raw: str, expected: str) -> None:
     assert lead_create(email="a@b.io", country=raw).country == expected
 
 
-@pytest.mark.parametrize("raw", ["Germany", "D", "D1", "12"])
-def test_country_that_is_not_an_iso_code_is_refused(raw: str) -> None:
+@pytest.mark.parametrize("raw", ["D", "D1", "12", "XX", "unknown", "Asia/Pacific Region"])
+def test_a_country_nobody_can_read_is_refused_with_what_to_write(raw: str) -> None:
     problems = errors_of(email="a@b.io", country=raw)
-    assert "two-letter" in problems["country"]
+    assert "is not a country" in problems["country"]
+    assert "ISO 3166-1" in problems["country"]
+
+
+@pytest.mark.parametrize("raw", ["Google", "google", " GOOGLE ", "Google  "])
+def test_sources_are_case_folded(raw: str) -> None:
+    lead = lead_create(email="a@b.io", source=raw, utm_source=raw)
+    assert (lead.source, lead.utm_source) == ("google", "google")
+    assert lead_create(email="a@b.io", source="Direct   Traffic").source == "direct traffic"
+
+
+def test_an_external_id_identifies_a_lead_without_email_or_phone() -> None:
+    lead = lead_create(external_id=" 7927b2df ")
+    assert (lead.external_system, lead.external_id) == ("default", "7927b2df")
+    named = lead_create(external_id="A-1", external_system=" HubSpot ")
+    assert (named.external_system, named.external_id) == ("hubspot", "A-1")
+    assert "external_id" in errors_of(external_system="hubspot")[""]
 
 
 def test_blanks_become_none_and_values_are_trimmed() -> None:

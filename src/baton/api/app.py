@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from baton import __version__
-from baton.api import problems
+from baton import __version__, redact
+from baton.api import openapi, problems
 from baton.api.cors import IntakeCors
 from baton.api.routes import (
     activities,
@@ -16,6 +17,7 @@ from baton.api.routes import (
     duplicates,
     handoffs,
     leads,
+    outbox,
     reports,
     reps,
     users,
@@ -44,50 +46,63 @@ disqualified and lost on the side).
 """
 
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
-"""Largest request body accepted (a 10,000-event batch is a few megabytes)."""
-
-
 class BodyLimit:
-    """Refuse bodies larger than ``MAX_BODY_BYTES`` before reading them, whether the
-    size is announced (Content-Length) or streamed (counted as it arrives)."""
+    """Refuse request bodies over ``limit`` bytes with 413 problem+json, whether the
+    size is announced (Content-Length: refused before a byte is read) or streamed
+    (chunked: counted as it arrives, refused as soon as it passes the limit).
 
-    def __init__(self, app: ASGIApp) -> None:
+    The streamed case raises an ``HTTPException`` from ``receive``: FastAPI passes an
+    ``HTTPException`` raised while it reads the body on to the handlers (any other
+    error there becomes 400 "error parsing the body"). Should a route still answer
+    something else after the limit was passed, that answer is replaced by the 413."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
+        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            await _too_large(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(self.limit, scope, receive, send)
             return
         seen = 0
+        over = False
+        replaced = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > MAX_BODY_BYTES:
-                raise _BodyTooLarge
+            if seen > self.limit:
+                over = True
+                raise StarletteHTTPException(413, _too_large_detail(self.limit))
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _BodyTooLarge:
-            await _too_large(scope, receive, send)
+        async def guarded(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and over and message["status"] != 413:
+                replaced = True
+                await _too_large(self.limit, scope, receive, send)
+            elif not replaced:
+                await send(message)
+
+        await self.app(scope, counted, guarded)
 
 
-class _BodyTooLarge(Exception):
-    pass
+def _too_large_detail(limit: int) -> str:
+    mib = 1024 * 1024
+    size = f"{limit // mib} MiB" if limit % mib == 0 else f"{limit:,} bytes"
+    return f"the request body is over {size}; send smaller batches"
 
 
-async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
     response = problems.problem(
         413,
         "Payload too large",
-        f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MiB; send smaller batches",
+        _too_large_detail(limit),
         kind="http-413",
         instance=scope.get("path"),
     )
@@ -130,6 +145,7 @@ def create_app(context: Context | None = None) -> FastAPI:
                 "touch, qualify, won, lost, reassign).",
             },
             {"name": "webhooks", "description": "Endpoints for handoff events, and deliveries."},
+            {"name": "outbox", "description": "Email and webhooks to send: states, retries."},
             {
                 "name": "reports",
                 "description": "Funnel, velocity, speed to lead, SLA, rejections, marketing "
@@ -138,10 +154,14 @@ def create_app(context: Context | None = None) -> FastAPI:
         ],
     )
     app.state.context = context or open_context()
+    # Whatever this process logs from now on has its passwords masked.
+    redact.install_log_masking()
+    redact.remember_settings(app.state.context.settings)
     refuse_unready(app.state.context)
     app.add_middleware(IntakeCors, context=app.state.context)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, limit=app.state.context.settings.max_body_bytes)
     problems.install(app)
+    openapi.install(app)
     app.include_router(auth.router)
     app.include_router(users.users_router)
     app.include_router(users.tokens_router)
@@ -153,6 +173,7 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(reps.router)
     app.include_router(handoffs.router)
     app.include_router(webhooks.router)
+    app.include_router(outbox.router)
     app.include_router(reports.router)
 
     @app.get("/healthz", tags=["operations"], operation_id="health")

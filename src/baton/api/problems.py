@@ -9,6 +9,7 @@ goes to the server log under an id that the response repeats.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -33,6 +34,12 @@ log = logging.getLogger("baton.api")
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "/problems/"
+TITLES = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Payload too large",
+}
 
 
 def problem(
@@ -62,6 +69,30 @@ def _loc(parts: tuple[Any, ...] | list[Any]) -> str:
     for part in shown:
         text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
     return text or "(body)"
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API answers on the request's path, for ``Allow``, read from
+    the OpenAPI paths (Starlette names only the methods of the first matching route,
+    and the routes' nesting differs between FastAPI versions)."""
+    index: list[tuple[re.Pattern[str], int, list[str]]] | None = getattr(
+        request.app.state, "allow_index", None
+    )
+    if index is None:
+        index = []
+        for template, operations in request.app.openapi().get("paths", {}).items():
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            methods = sorted(m.upper() for m in operations)
+            index.append((re.compile(pattern), template.count("{"), methods))
+        request.app.state.allow_index = index
+    path = request.url.path
+    found = [(params, methods) for pattern, params, methods in index if pattern.fullmatch(path)]
+    if not found:
+        return []
+    # /outbox/retry-failed is that resource, not /outbox/{message_id}: the most literal
+    # template is the one the path names.
+    fewest = min(params for params, _ in found)
+    return sorted({m for params, methods in found if params == fewest for m in methods})
 
 
 def install(app: FastAPI) -> None:
@@ -119,14 +150,24 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
-        return problem(
+        detail = str(exc.detail)
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "the body cannot be read: send JSON encoded as UTF-8"
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route on the path; list every method.
+            headers["Allow"] = ", ".join(_allowed_methods(request)) or headers.get("Allow", "")
+            detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+        response = problem(
             exc.status_code,
-            titles.get(exc.status_code, "HTTP error"),
-            str(exc.detail),
+            TITLES.get(exc.status_code, "HTTP error"),
+            detail,
             kind=f"http-{exc.status_code}",
             instance=request.url.path,
         )
+        # Keep what the error carries: a 405 lists the allowed methods in Allow.
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:

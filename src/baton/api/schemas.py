@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, field_validator
 
 from baton.domain.leads import Lead
 from baton.domain.lifecycle import Stage
+from baton.services.outbox import WEBHOOK_TOPICS
 
 
 class LeadPublic(Lead):
@@ -82,8 +84,12 @@ class NotePublic(BaseModel):
     created_at: datetime
 
 
+TAG_PATTERN = r"^ *[A-Za-z0-9][A-Za-z0-9 _:./-]*$"
+"""A tag as sent: lower-cased and with runs of spaces made one when stored."""
+
+
 class TagCreate(BaseModel):
-    tag: str = Field(min_length=1, max_length=100, examples=["cold"])
+    tag: str = Field(min_length=1, max_length=100, pattern=TAG_PATTERN, examples=["cold"])
 
 
 class TagsPublic(BaseModel):
@@ -462,7 +468,49 @@ class ReassignCreate(BaseModel):
     to: str | None = Field(None, max_length=254, description="The new rep's email")
 
 
+class AssignCreate(BaseModel):
+    """Give a queued handoff to a named rep (active and under capacity); one who is
+    away, out of office or outside working hours only with ``override_reason``."""
+
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {
+            "examples": [
+                {"to": "ana@lumen.example"},
+                {"to": "ben@lumen.example", "override_reason": "Ben covers EMEA this week"},
+            ]
+        },
+    }
+
+    to: str = Field(min_length=3, max_length=254, description="The rep's email")
+    override_reason: str | None = Field(
+        None,
+        min_length=1,
+        max_length=300,
+        pattern=r"\S",
+        description="Why the rep gets it although they are away, out of office or outside "
+        "working hours (recorded on the handoff)",
+    )
+
+
 # --- webhooks --------------------------------------------------------------------
+
+
+WEBHOOK_URL_PATTERN = r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?([/?#][!-~]*)?$"
+"""An http(s) URL with a host name or IPv4 address, in ASCII (an IDN as xn--)."""
+
+
+def _event(value: str) -> str:
+    if value != "*" and value not in WEBHOOK_TOPICS:
+        raise ValueError(f"unknown event '{value}'; use * or one of: {', '.join(WEBHOOK_TOPICS)}")
+    return value
+
+
+WebhookEvent = Annotated[
+    str,
+    AfterValidator(_event),
+    WithJsonSchema({"type": "string", "enum": ["*", *WEBHOOK_TOPICS]}),
+]
 
 
 class WebhookCreate(BaseModel):
@@ -480,14 +528,33 @@ class WebhookCreate(BaseModel):
         },
     }
 
-    url: str = Field(max_length=2000)
-    events: list[str] = Field(
+    url: str = Field(
+        max_length=2000,
+        description="http(s) URL of a public host (internal addresses only when allowed by "
+        "BATON_WEBHOOK_INTERNAL_ALLOWLIST)",
+        json_schema_extra={"pattern": WEBHOOK_URL_PATTERN},
+    )
+    events: list[WebhookEvent] = Field(
         default_factory=lambda: ["*"],
+        min_length=1,
         max_length=50,
         description="Event names (handoff.assigned, handoff.queued, ...) or * for all",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(WEBHOOK_URL_PATTERN, value):
+            raise ValueError(
+                "give an http:// or https:// URL with an ASCII host name, e.g. "
+                "https://hooks.example.com/baton"
+            )
+        return value
     secret: str | None = Field(
-        None, description="Signing secret (16-200 characters); generated when left out"
+        None,
+        min_length=16,
+        max_length=200,
+        description="Signing secret (16-200 characters); generated when left out",
     )
 
 

@@ -74,6 +74,7 @@ class Action(StrEnum):
     READ_REPORTS = "read reports and spend"
     IMPORT_SPEND = "import marketing spend"
     MANAGE_WEBHOOKS = "manage webhooks and read their deliveries"
+    MANAGE_OUTBOX = "read and retry the outbox (email and webhook deliveries)"
     MANAGE_USERS = "manage users, intake keys and others' tokens"
     OWN_TOKENS = "create and revoke one's own API tokens"
 
@@ -83,14 +84,14 @@ SCOPES: Final[dict[str, str]] = {
     "leads:write": "capture leads, change stages, notes, tags, prep, merges",
     "activities:write": "record activities",
     "handoffs:read": "read handoffs, packets and the queue",
-    "handoffs:verdict": "accept, reject, touch, qualify, win, lose, reassign",
+    "handoffs:verdict": "accept, reject, touch, qualify, win, lose, assign, reassign",
     "contracts:read": "read contract versions",
     "contracts:write": "draft, sign and activate contract versions",
     "reps:read": "read teams, reps and accounts",
     "reps:write": "change teams, reps, absences and accounts",
     "reports:read": "read reports and spend",
     "spend:write": "import marketing spend",
-    "webhooks:write": "manage webhooks",
+    "webhooks:write": "manage webhooks; read and retry the outbox",
     "tokens:write": "create and revoke API tokens",
     "admin": "every scope (still limited by the owner's role)",
 }
@@ -135,6 +136,7 @@ RULES: Final[dict[Action, Rule]] = {
     Action.READ_REPORTS: Rule("reports:read", {ADM: ALL, MKT: ALL, MGR: ALL}),
     Action.IMPORT_SPEND: Rule("spend:write", {ADM: ALL, MKT: ALL}),
     Action.MANAGE_WEBHOOKS: Rule("webhooks:write", {ADM: ALL}),
+    Action.MANAGE_OUTBOX: Rule("webhooks:write", {ADM: ALL}),
     Action.MANAGE_USERS: Rule(ADMIN_SCOPE, {ADM: ALL}),
     Action.OWN_TOKENS: Rule("tokens:write", {ADM: ALL, MKT: OWN, MGR: OWN, REP: OWN}),
 }

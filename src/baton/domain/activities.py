@@ -22,7 +22,9 @@ from pydantic import (
 )
 
 from baton.domain.contact import InvalidContact, normalize_email
-from baton.domain.leads import check_json
+from baton.domain.leads import fold_source
+from baton.domain.limits import check_json, limits_from
+from baton.domain.moments import INSTANT_PATTERN, instant_text, written
 
 
 class ActivityType(StrEnum):
@@ -75,14 +77,25 @@ class ActivityCreate(BaseModel):
                     "properties": {"url": "/pricing", "title": "Pricing"},
                     "idempotency_key": "web-evt-7f3a9c",
                 }
-            ]
+            ],
+            # The lead is named by its email or its id (see _identified).
+            "anyOf": [
+                {"required": ["email"], "properties": {"email": {"type": "string"}}},
+                {"required": ["lead_id"], "properties": {"lead_id": {"type": "integer"}}},
+            ],
         },
     )
 
-    email: str | None = Field(None, min_length=3, max_length=254)
+    email: str | None = Field(
+        None, min_length=3, max_length=254, json_schema_extra={"format": "email"}
+    )
     lead_id: int | None = Field(None, ge=1, le=MAX_ID)
     type: ActivityType
-    occurred_at: datetime
+    occurred_at: datetime = Field(
+        description="When it happened, with a time zone (ISO 8601), 1970 to 2200, at most "
+        "10 minutes in the future.",
+        json_schema_extra={"pattern": INSTANT_PATTERN},
+    )
     properties: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
     source: str | None = Field(None, max_length=200, description="Source of a new lead.")
@@ -90,8 +103,8 @@ class ActivityCreate(BaseModel):
 
     @field_validator("properties")
     @classmethod
-    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return dict(check_json(value))
+    def _storable(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return dict(check_json(value, limits_from(info.context)))
 
     @field_validator("idempotency_key", "source", "campaign")
     @classmethod
@@ -99,6 +112,12 @@ class ActivityCreate(BaseModel):
         if value is not None and "\x00" in value:
             raise ValueError("text cannot contain the NUL character")
         return value
+
+    @field_validator("source")
+    @classmethod
+    def _fold(cls, value: str | None) -> str | None:
+        # One spelling per source, as for a capture (see baton.domain.leads).
+        return (fold_source(value) or None) if value is not None else None
 
     @field_validator("email")
     @classmethod
@@ -109,6 +128,24 @@ class ActivityCreate(BaseModel):
             return normalize_email(value)
         except InvalidContact as exc:
             raise ValueError(f"not a valid email address: {exc}") from None
+
+    @field_validator("lead_id", mode="before")
+    @classmethod
+    def _an_id(cls, value: Any, info: ValidationInfo) -> Any:
+        context = info.context if isinstance(info.context, Mapping) else {}
+        if context.get("naive_timezone") or value is None or type(value) is int:
+            return value  # a file's cells are text; JSON must send a number
+        if type(value) is float and value.is_integer():
+            return int(value)  # 84.0 is the integer 84 in JSON
+        raise ValueError("lead_id must be a whole number")
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _written(cls, value: Any, info: ValidationInfo) -> Any:
+        context = info.context if isinstance(info.context, Mapping) else {}
+        if context.get("naive_timezone"):
+            return written(value)  # a file: zone-less times are read in its zone
+        return instant_text(value)
 
     @field_validator("occurred_at")
     @classmethod

@@ -4,7 +4,10 @@ Email addresses are checked with ``email-validator`` (syntax only, no DNS). The
 common case, a plain ASCII address, takes a fast path that gives exactly the same
 answer as the library (a property test holds the two together); anything unusual
 (international characters, quoted local parts, special-use domains) goes to the
-library. Phone numbers go to ``phonenumbers`` and come out in E.164.
+library. Phone numbers go to ``phonenumbers`` and come out in E.164. Countries go to
+``pycountry`` (ISO 3166-1, kept up to date by its maintainers) and come out as alpha-2
+codes, whether they were written as codes or as English names. Whether an email domain
+can stand for one company (and so become a rep's account) is decided here too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from functools import lru_cache
 
 import email_validator
 import phonenumbers
+import pycountry
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -156,3 +160,70 @@ def company_key(company: str | None) -> str | None:
     text = _COMPANY_SUFFIXES.sub(" ", company.lower())
     key = _NON_WORD.sub(" ", text).strip()[:300]
     return key or None
+
+
+_COUNTRY_ALIASES = {
+    "uk": "GB",
+    "great britain": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northern ireland": "GB",
+    "britain": "GB",
+    "usa": "US",
+    "united states": "US",
+    "russia": "RU",
+    "turkey": "TR",
+    "ivory coast": "CI",
+    "holland": "NL",
+    "burma": "MM",
+    "swaziland": "SZ",
+    "macedonia": "MK",
+    "south korea": "KR",
+    "north korea": "KP",
+    "vatican": "VA",
+    "palestine": "PS",
+    "kosovo": "XK",
+}
+"""Names people write that ISO 3166-1 does not list under that spelling (``pycountry``
+knows the official, common and short names and the alpha-2, alpha-3 and numeric codes).
+``XK`` (Kosovo) is the user-assigned code that every major data provider uses."""
+
+
+@lru_cache(maxsize=4096)
+def normalize_country(raw: str) -> str:
+    """The ISO 3166-1 alpha-2 code of a country written as a code (``de``, ``DEU``) or
+    an English name (``Germany``, ``United States of America``, ``UK``); raises
+    :class:`InvalidContact` for anything else, such as a region (``Asia/Pacific``)."""
+    value = " ".join(raw.replace(".", "").split())
+    alias = _COUNTRY_ALIASES.get(value.lower())
+    if alias is not None:
+        return alias
+    try:
+        found = pycountry.countries.lookup(value)
+    except LookupError:
+        raise InvalidContact(
+            f"{raw.strip()!r} is not a country: use an ISO 3166-1 code (US, DE) or an "
+            "English country name (Germany)"
+        ) from None
+    return str(found.alpha_2)
+
+
+SHARED_DOMAIN_COMPANIES = 3
+"""Default for ``BATON_SHARED_DOMAIN_COMPANIES``."""
+
+
+def shared_domain_reason(domain: str, companies: int, threshold: int) -> str | None:
+    """Why ``domain`` cannot stand for one company, or ``None`` when it can.
+
+    A won lead makes its email domain an account owned by the winning rep, and every
+    later lead from that domain is routed to that rep. That is right for a company's own
+    domain and badly wrong for a shared one: a mailbox provider (the known list), or any
+    domain whose leads name ``threshold`` or more different companies (``companies`` is
+    the number of distinct company keys among the domain's leads), which is how an
+    unlisted provider, an agency, a university or a made-up domain shows itself."""
+    if domain in FREE_MAIL_DOMAINS:
+        return f"{domain} is a free mail provider"
+    if companies >= threshold:
+        return f"the leads from {domain} name {companies} different companies"
+    return None

@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from baton.domain.activities import ActivityType
-from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS
+from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS, fold_source
 
 SCHEMA_VERSION = 1
 MAX_CONTRACT_CHARS = 500_000
@@ -463,6 +463,12 @@ class CostEntry(_Strict):
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
+
+    @field_validator("source")
+    @classmethod
+    def _fold(cls, value: str) -> str:
+        # Spend meets leads on their source, which captures case-fold.
+        return fold_source(value)
 
     def describe(self) -> str:
         what = self.source + (f"/{self.campaign}" if self.campaign else "")

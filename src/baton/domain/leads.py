@@ -4,11 +4,18 @@ person are combined.
 ``LeadCreate`` is the one validated shape of a captured lead, used by the API, the CSV
 import and the demo alike. Validation needs one setting, the default phone region, which
 callers pass as Pydantic validation context ``{"default_region": "US"}``.
+
+A lead is identified by, in this order: the id another system gave it (``external_system``
+and ``external_id``, for leads that come with neither email nor phone, such as a CRM
+export), its email, or (only when it has no email) its phone number.
+
+Sources are case-folded when they are captured (``Google``, ``google`` and ``GOOGLE `` are
+the one source ``google``), so every report, filter and spend figure agrees on what a
+source is without each query having to ignore case.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,9 +28,11 @@ from baton.domain.contact import (
     FREE_MAIL_DOMAINS,
     InvalidContact,
     company_key,
+    normalize_country,
     normalize_email,
     normalize_phone,
 )
+from baton.domain.limits import check_json, limits_from
 
 PROFILE_FIELDS: tuple[str, ...] = (
     "email",
@@ -50,7 +59,21 @@ ATTRIBUTION_FIELDS: tuple[str, ...] = (
 """First-touch attribution: set once, never overwritten (later touches are recorded as
 ``last_source`` / ``last_campaign`` and in the timeline)."""
 
+IDENTITY_FIELDS: tuple[str, ...] = ("external_system", "external_id")
+"""The id another system gave the lead: set once (with the first capture that carries
+it), never replaced, unique per system."""
+
+DEFAULT_EXTERNAL_SYSTEM = "default"
+"""The system of an ``external_id`` given without one."""
+
+FOLDED_FIELDS: tuple[str, ...] = ("source", "utm_source")
+
 DEFAULT_REGION = "US"
+
+
+def fold_source(value: str) -> str:
+    """The one spelling of a source: inner runs of spaces made one, case-folded."""
+    return " ".join(value.split()).casefold()
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -59,30 +82,6 @@ def _blank_to_none(value: Any) -> Any:
             raise ValueError("text cannot contain the NUL character")
         value = value.strip()
         return value or None
-    return value
-
-
-def check_json(value: Any, path: str = "") -> Any:
-    """Refuse what JSON columns cannot store faithfully: NaN and infinities, NUL
-    characters, and nesting deeper than 20 levels."""
-
-    def walk(item: Any, depth: int) -> None:
-        if depth > 20:
-            raise ValueError("nested too deeply (more than 20 levels)")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError("numbers must be finite (no NaN or Infinity)")
-        if isinstance(item, str) and "\x00" in item:
-            raise ValueError("text cannot contain the NUL character")
-        if isinstance(item, dict):
-            for key, inner in item.items():
-                if "\x00" in str(key):
-                    raise ValueError("keys cannot contain the NUL character")
-                walk(inner, depth + 1)
-        elif isinstance(item, list):
-            for inner in item:
-                walk(inner, depth + 1)
-
-    walk(value, 0)
     return value
 
 
@@ -120,14 +119,33 @@ class LeadCreate(BaseModel):
         None, max_length=254, description="Normalized: trimmed, domain lower-cased."
     )
     phone: str | None = Field(None, max_length=40, description="Normalized to E.164.")
+    external_id: str | None = Field(
+        None,
+        max_length=200,
+        description="The lead's id in the system it comes from (a CRM's prospect id): "
+        "identifies a lead that has no email or phone; matched before the email.",
+    )
+    external_system: str | None = Field(
+        None,
+        max_length=100,
+        description=f"The system that gave external_id (case-folded; "
+        f"{DEFAULT_EXTERNAL_SYSTEM!r} when omitted). Ids are unique per system.",
+    )
     first_name: str | None = None
     last_name: str | None = None
     company: str | None = Field(None, max_length=300)
     title: str | None = Field(None, max_length=300)
-    country: str | None = Field(None, description="ISO 3166-1 alpha-2 code, e.g. US, DE.")
+    country: str | None = Field(
+        None,
+        max_length=100,
+        description="Stored as the ISO 3166-1 alpha-2 code; codes (DE, DEU) and English "
+        "names (Germany) are accepted.",
+    )
     region: str | None = Field(None, max_length=100, description="State, province or region code.")
     postal_code: str | None = Field(None, max_length=32)
-    source: str | None = Field(None, description="Channel of first touch (webinar, ads...).")
+    source: str | None = Field(
+        None, description="Channel of first touch (webinar, ads...); case-folded."
+    )
     campaign: str | None = None
     utm_source: str | None = None
     utm_medium: str | None = None
@@ -148,8 +166,8 @@ class LeadCreate(BaseModel):
 
     @field_validator("attributes")
     @classmethod
-    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return dict(check_json(value))
+    def _storable(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return dict(check_json(value, limits_from(info.context)))
 
     @field_validator("email")
     @classmethod
@@ -179,14 +197,24 @@ class LeadCreate(BaseModel):
     def _country(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if len(value) != 2 or not value.isalpha():
-            raise ValueError("use the two-letter ISO 3166-1 code, e.g. US, DE, FR")
-        return value.upper()
+        try:
+            return normalize_country(value)
+        except InvalidContact as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator(*FOLDED_FIELDS, "external_system")
+    @classmethod
+    def _fold(cls, value: str | None) -> str | None:
+        return fold_source(value) if value is not None else None
 
     @model_validator(mode="after")
     def _reachable(self) -> LeadCreate:
-        if self.email is None and self.phone is None:
-            raise ValueError("a lead needs an email or a phone number")
+        if self.external_id is None and self.external_system is not None:
+            raise ValueError("external_system names the system of an external_id: give both")
+        if self.external_id is not None and self.external_system is None:
+            self.external_system = DEFAULT_EXTERNAL_SYSTEM
+        if self.email is None and self.phone is None and self.external_id is None:
+            raise ValueError("a lead needs an email or a phone number (or an external_id)")
         return self
 
     def fields(self) -> dict[str, Any]:
@@ -200,15 +228,18 @@ def merge_profile(
     """The column changes that capturing ``incoming`` makes to ``existing``.
 
     Rules a caller may rely on: a blank never replaces a value; profile fields take the
-    newer non-blank value; attribution fields keep the first touch, and a different new
-    source or campaign is reported as ``last_source`` / ``last_campaign``; attributes
-    are merged key by key; an explicit consent value (either way) replaces the old one.
+    newer non-blank value; an external id is set once, on a lead that has none;
+    attribution fields keep the first touch, and a different new source or campaign is
+    reported as ``last_source`` / ``last_campaign``; attributes are merged key by key;
+    an explicit consent value (either way) replaces the old one.
 
     ``fill_only`` is for sources anyone may write to (a public intake key): they only
     fill blank fields and new attribute keys, and may withdraw consent but never grant
     it over a stored refusal, so knowing someone's email is not enough to rewrite them.
     """
     changes: dict[str, Any] = {}
+    if incoming.get("external_id") and not existing.get("external_id"):
+        changes.update({name: incoming.get(name) for name in IDENTITY_FIELDS})
     for name in PROFILE_FIELDS:
         new = incoming.get(name)
         if fill_only and existing.get(name) not in (None, ""):
@@ -319,6 +350,8 @@ class Lead(BaseModel):
     id: int
     email: str | None
     phone: str | None
+    external_system: str | None = None
+    external_id: str | None = None
     first_name: str | None
     last_name: str | None
     company: str | None

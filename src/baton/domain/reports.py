@@ -152,6 +152,10 @@ class ReportFilters:
     contract_version: int | None = None
 
     def __post_init__(self) -> None:
+        if self.source is not None:
+            from baton.domain.leads import fold_source
+
+            object.__setattr__(self, "source", fold_source(self.source))
         if self.rep is not None:
             object.__setattr__(self, "rep", self.rep.strip().lower())
         if self.country is not None:
@@ -278,23 +282,54 @@ class FunnelReport(Report):
 
 @dataclass(frozen=True)
 class VelocityRow:
+    """One step of the funnel: ``leads`` that made it, the median and p90 of their
+    durations, and ``negative_durations``: how many of those leads entered the later
+    stage **before** the earlier one (history loaded around Baton, clocks that
+    disagree). They are counted, never dropped, and left out of the percentiles, which
+    a negative time would drag below anything that happened."""
+
     group: Group
     from_stage: str
     to_stage: str
     leads: int
     median_hours: float | None
     p90_hours: float | None
+    negative_durations: int = 0
 
     def flat(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def negative_note(count: int) -> str | None:
+    """The data-quality line of a report with ``count`` negative durations (``None``
+    when there are none)."""
+    if not count:
+        return None
+    steps = "1 step went" if count == 1 else f"{count:,} steps went"
+    return (
+        f"{steps} backwards in time (the later stage is dated before the earlier one): "
+        "counted in leads, left out of the medians and p90s"
+    )
 
 
 @dataclass(frozen=True)
 class VelocityReport(Report):
     rows: list[VelocityRow] = field(default_factory=list)
 
+    @property
+    def negative_durations(self) -> int:
+        """Steps of the report's leads that went backwards in time, all rows together."""
+        return sum(r.negative_durations for r in self.rows)
+
     def to_json(self) -> dict[str, Any]:
-        return {**self.header("velocity"), "rows": [r.flat() for r in self.rows]}
+        return {
+            **self.header("velocity"),
+            "rows": [r.flat() for r in self.rows],
+            "data_quality": {
+                "negative_durations": self.negative_durations,
+                "note": negative_note(self.negative_durations),
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -400,6 +435,12 @@ class RejectionReport(Report):
 
 @dataclass(frozen=True)
 class CreditRow:
+    """Chains of the period and what became of them; ``won`` counts a chain whose lead
+    became a customer while it was the lead's latest MQL, by a verdict or by hand;
+    ``won_without_handoff`` the customers with no such chain (a duplicate merged in,
+    history loaded around Baton), so that every customer is counted once:
+    won + won_without_handoff = the customers whose winning MQL is in the period."""
+
     group: Group
     mqls: int
     rejected_without_credit: int
@@ -408,6 +449,7 @@ class CreditRow:
     won: int
     acceptance_rate: float | None
     win_rate: float | None
+    won_without_handoff: int = 0
 
     def flat(self) -> dict[str, Any]:
         return asdict(self)

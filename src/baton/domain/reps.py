@@ -7,15 +7,25 @@ what routing reads.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from baton.domain.business_hours import WorkingHours
 from baton.domain.clock import ensure_utc
 from baton.domain.contact import InvalidContact, normalize_email
+from baton.domain.moments import Instant
 
 _TIMEZONES = frozenset(available_timezones())
 
@@ -29,7 +39,11 @@ def _email(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-Email = Annotated[str, AfterValidator(_email)]
+Email = Annotated[
+    str,
+    AfterValidator(_email),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": 254}),
+]
 Name = Annotated[
     str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$")
 ]
@@ -39,6 +53,14 @@ def _timezone(value: str) -> str:
     if value not in _TIMEZONES:
         raise ValueError(f"unknown time zone '{value}'; use an IANA name such as Europe/Berlin")
     return value
+
+
+TimeZone = Annotated[
+    str,
+    AfterValidator(_timezone),
+    WithJsonSchema({"type": "string", "enum": sorted(_TIMEZONES), "examples": ["Europe/Berlin"]}),
+]
+"""An IANA time zone name known to this machine (the schema lists them)."""
 
 
 def _hours(value: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -57,6 +79,17 @@ def _postal_set(values: list[str]) -> list[str]:
     return sorted({v.replace(" ", "").upper() for v in values if v.strip()})
 
 
+def _country(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{2}", value):
+        raise ValueError(f"'{value}' is not a two-letter country code")
+    return value
+
+
+Country = Annotated[
+    str, AfterValidator(_country), WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{2}$"})
+]
+
+
 class TeamCreate(BaseModel):
     """A sales team: its name (used in routing pools) and its manager."""
 
@@ -66,12 +99,32 @@ class TeamCreate(BaseModel):
     manager_email: Email | None = None
 
 
+CLEARABLE = frozenset({"team", "manager_email"})
+"""Rep fields a change may set to null (to clear them); others are left out instead."""
+
+
+def _only_clearable_nulls(schema: dict[str, Any]) -> None:
+    for name, field in schema.get("properties", {}).items():
+        options = field.get("anyOf")
+        if name in CLEARABLE or not options:
+            continue
+        kept = [option for option in options if option.get("type") != "null"]
+        if field.get("default", ...) is None:
+            del field["default"]
+        if len(kept) == 1:
+            del field["anyOf"]
+            field.update(kept[0])
+        else:
+            field["anyOf"] = kept
+
+
 class _RepFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Left out means "the default" (create) or "unchanged" (update); null only clears.
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_only_clearable_nulls)
 
     name: str | None = Field(None, min_length=1, max_length=200)
     team: Name | None = None
-    timezone: Annotated[str, AfterValidator(_timezone)] | None = None
+    timezone: TimeZone | None = None
     working_hours: Annotated[dict[str, list[str]], AfterValidator(_hours)] | None = Field(
         None,
         description='Local working intervals per weekday, e.g. {"mon": ["09:00-12:00", '
@@ -81,20 +134,13 @@ class _RepFields(BaseModel):
     capacity: int | None = Field(None, ge=0, le=100_000, description="Maximum open handoffs.")
     weight: float | None = Field(None, gt=0, le=1000, description="Share in weighted routing.")
     tags: Annotated[list[str], AfterValidator(_lower_set)] | None = None
-    countries: Annotated[list[str], AfterValidator(_upper_set)] | None = None
+    countries: Annotated[list[Country], AfterValidator(_upper_set)] | None = None
     regions: Annotated[list[str], AfterValidator(_upper_set)] | None = None
     postal_prefixes: Annotated[list[str], AfterValidator(_postal_set)] | None = None
     segments: Annotated[list[str], AfterValidator(_lower_set)] | None = None
     manager_email: Email | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
-    @field_validator("countries")
-    @classmethod
-    def _two_letters(cls, value: list[str] | None) -> list[str] | None:
-        for code in value or ():
-            if len(code) != 2 or not code.isalpha():
-                raise ValueError(f"'{code}' is not a two-letter country code")
-        return value
 
 
 class RepCreate(_RepFields):
@@ -106,7 +152,8 @@ class RepCreate(_RepFields):
 
 
 class RepUpdate(_RepFields):
-    """A partial change to a rep; fields left out stay as they are."""
+    """A partial change to a rep; fields left out stay as they are, and only
+    ``team`` and ``manager_email`` may be null (cleared)."""
 
 
 class AbsenceCreate(BaseModel):
@@ -115,8 +162,8 @@ class AbsenceCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: Instant
+    ends_at: Instant = Field(description="After starts_at (the end is exclusive).")
     note: str | None = Field(None, max_length=300)
 
     @model_validator(mode="after")
@@ -128,19 +175,32 @@ class AbsenceCreate(BaseModel):
         return self
 
 
+DOMAIN_PATTERN = (
+    r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
+"""A host name with at least two labels, the last one starting with a letter."""
+
+
 class AccountCreate(BaseModel):
     """A customer or target account: its email domain and the rep who owns it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    domain: str = Field(min_length=3, max_length=253)
+    domain: str = Field(
+        min_length=3,
+        max_length=253,
+        json_schema_extra={"pattern": DOMAIN_PATTERN},
+        description="The email domain, such as example.com (a leading www. is dropped)",
+    )
     name: str | None = Field(None, max_length=300)
     owner_email: Email | None = None
 
     @field_validator("domain")
     @classmethod
     def _domain(cls, value: str) -> str:
-        value = value.strip().lower().removeprefix("www.")
-        if "." not in value or "@" in value or " " in value:
+        if not re.fullmatch(DOMAIN_PATTERN, value):
             raise ValueError(f"'{value}' is not a domain such as example.com")
+        value = value.lower()
+        if value.startswith("www.") and value.count(".") > 1:
+            value = value.removeprefix("www.")
         return value

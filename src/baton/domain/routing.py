@@ -212,6 +212,44 @@ def unavailable_reason(
     return _covers_territory(rep, lead) or _covers_segment(rep, lead)
 
 
+@dataclass(frozen=True)
+class ManualCheck:
+    """What stands between a rep and a queued handoff a manager gives them by name.
+
+    ``refused``: deactivated or at capacity; never overridden (capacity is the promise
+    to the rep that keeps the SLA achievable). ``unavailable``: away, out of office or
+    outside working hours; a manager may assign anyway with a reason, which is
+    recorded. ``uncovered``: outside the rep's territory or segments; naming the rep
+    is the manager's choice, so it is only noted."""
+
+    refused: str | None = None
+    unavailable: str | None = None
+    uncovered: str | None = None
+
+
+def manual_assignment_check(
+    rep: Rep, lead: Mapping[str, Any], now: datetime, open_handoffs: int
+) -> ManualCheck:
+    """The checks of a manager's assignment of ``lead`` to ``rep`` at ``now`` (see
+    :class:`ManualCheck`); the same facts routing reads, sorted by who may set them
+    aside."""
+    if not rep.active:
+        return ManualCheck(refused="deactivated")
+    if open_handoffs >= rep.capacity:
+        return ManualCheck(refused=f"at capacity ({open_handoffs}/{rep.capacity} open handoffs)")
+    unavailable: str | None = None
+    if rep.status == "away":
+        unavailable = "status away"
+    elif any(a.start <= now < a.end for a in rep.schedule.absences):
+        unavailable = "out of office"
+    elif not is_working(rep.schedule, now):
+        unavailable = f"outside working hours ({rep.schedule.timezone})"
+    return ManualCheck(
+        unavailable=unavailable,
+        uncovered=_covers_territory(rep, lead) or _covers_segment(rep, lead),
+    )
+
+
 def _tie(lead_id: int, rep_id: int) -> bytes:
     return hashlib.blake2b(f"{lead_id}:{rep_id}".encode(), digest_size=8).digest()
 

@@ -3,15 +3,24 @@ for users, API tokens and intake keys (the edge models), and the password rules.
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+)
 
 from baton.domain.access import SCOPES, Role
-from baton.domain.clock import ensure_utc
-from baton.domain.reps import Email, Name, _timezone
+from baton.domain.leads import fold_source
+from baton.domain.moments import Instant
+from baton.domain.reps import Email, Name, TimeZone
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256
@@ -28,8 +37,21 @@ def check_password(value: str) -> str:
     return value
 
 
-Password = Annotated[str, AfterValidator(check_password)]
-TimeZone = Annotated[str, AfterValidator(_timezone)]
+PASSWORD_PATTERN = r"^\S([\s\S]*\S)?$"  # noqa: S105 (a rule, not a password)
+"""No space at either end (the length rule is minLength and maxLength)."""
+
+Password = Annotated[
+    str,
+    AfterValidator(check_password),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": MIN_PASSWORD_LENGTH,
+            "maxLength": MAX_PASSWORD_LENGTH,
+            "pattern": PASSWORD_PATTERN,
+        }
+    ),
+]
 
 
 class UserCreate(BaseModel):
@@ -52,7 +74,7 @@ class UserCreate(BaseModel):
     )
 
     email: Email
-    display_name: str = Field(min_length=1, max_length=200)
+    display_name: str = Field(min_length=1, max_length=200, json_schema_extra={"pattern": r"\S"})
     role: Role
     rep_email: Email | None = Field(None, description="For a rep user: their rep record.")
     teams: list[Name] = Field(default_factory=list, max_length=50)
@@ -79,7 +101,7 @@ class UserUpdate(BaseModel):
     rep_email: Email | None = None
     teams: list[Name] | None = Field(None, max_length=50)
     timezone: TimeZone | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 def _scopes(values: list[str]) -> list[str]:
@@ -105,25 +127,38 @@ class TokenCreate(BaseModel):
     )
 
     name: str = Field(min_length=1, max_length=100)
-    scopes: Annotated[list[str], AfterValidator(_scopes)] = Field(max_length=len(SCOPES))
-    expires_at: datetime | None = None
+    scopes: Annotated[
+        list[str],
+        AfterValidator(_scopes),
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {"type": "string", "enum": list(SCOPES)},
+                "minItems": 1,
+                "maxItems": len(SCOPES),
+            }
+        ),
+    ] = Field(max_length=len(SCOPES))
+    expires_at: Instant | None = Field(None, description="In the future; none: never expires")
     user_email: Email | None = None
 
-    @field_validator("expires_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else ensure_utc(value)
+
+ORIGIN_PATTERN = r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?/?$"
+"""What a browser sends in Origin: a scheme, a host name or address, maybe a port."""
 
 
 def _origin(value: str) -> str:
-    value = value.strip().rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+    if not re.fullmatch(ORIGIN_PATTERN, value):
         raise ValueError(f"'{value}' is not a browser origin; write it as https://www.example.com")
+    parts = urlsplit(value.rstrip("/"))
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
-Origin = Annotated[str, AfterValidator(_origin)]
+Origin = Annotated[
+    str,
+    AfterValidator(_origin),
+    WithJsonSchema({"type": "string", "pattern": ORIGIN_PATTERN, "maxLength": 300}),
+]
 
 
 class IntakeKeyCreate(BaseModel):
@@ -145,14 +180,14 @@ class IntakeKeyCreate(BaseModel):
     )
 
     name: Name
-    source: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=200, json_schema_extra={"pattern": r"\S"})
     origins: list[Origin] = Field(default_factory=list, max_length=50)
     rate_per_minute: int = Field(60, ge=1, le=100_000)
 
     @field_validator("source")
     @classmethod
     def _folded(cls, value: str) -> str:
-        value = value.strip().lower()
+        value = fold_source(value)  # as captures store sources
         if not value:
             raise ValueError("a source cannot be blank")
         return value

@@ -51,6 +51,7 @@ from datetime import timedelta
 import httpx
 
 import baton
+from baton.notify.egress import EgressRefused
 
 SIGNATURE_HEADER = "X-Baton-Signature"
 TIMESTAMP_HEADER = "X-Baton-Timestamp"
@@ -65,8 +66,8 @@ USER_AGENT = f"Baton-Webhooks/{baton.__version__}"
 RETRYABLE_STATUSES = frozenset({408, 429})
 """Besides every 5xx: request timeout and too many requests."""
 
-_ERROR_BODY_LIMIT = 300
-"""Characters of a failed answer's body kept in the error (receivers explain there)."""
+MAX_ERROR = 300
+"""Longest error text kept for an attempt."""
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -104,9 +105,12 @@ def verify(
 class AttemptResult:
     """What one delivery attempt did.
 
-    ``ok`` for a 2xx answer. Otherwise ``error`` is one readable sentence (the status
-    and the start of the answer's body, or the network problem) and ``retryable`` says
-    whether another attempt can help. ``status_code`` is None when no answer came.
+    ``ok`` for a 2xx answer. Otherwise ``error`` is one short readable sentence (the
+    status line, or the network problem, or why the address was refused) and
+    ``retryable`` says whether another attempt can help. The answer's body is never
+    read, let alone kept: a receiver's reply is not Baton's to store or show (and an
+    internal service's reply is exactly what a forged webhook URL would try to read).
+    ``status_code`` is None when no answer came.
     ``retry_after_seconds`` is the receiver's ``Retry-After`` (on 429 or 503), which
     the outbox should wait at least, when it gave one.
     """
@@ -136,7 +140,9 @@ def post_webhook(
     should stay the same across the retries of one delivery. ``timeout`` applies to
     connecting and to each read and write. Redirects are not followed (a redirect is a
     non-retryable failure: the URL should be updated). Pass ``client`` to reuse
-    connections; without one a client is made for this attempt.
+    connections, and to decide where requests may go (the worker passes a
+    :func:`~baton.notify.egress.guarded_client`); without one a client is made for this
+    attempt, with no address policy.
     """
     headers = {
         "Content-Type": "application/json",
@@ -187,21 +193,16 @@ def _post(
 ) -> AttemptResult:
     try:
         request = client.build_request("POST", url, content=body, headers=headers, timeout=timeout)
-        # Streamed so that a huge answer is never read: only the start of a failure's body.
+        # Streamed, and closed unread: only the status line matters.
         response = client.send(request, follow_redirects=False, stream=True)
         try:
             status = response.status_code
             if 200 <= status < 300:
                 return AttemptResult(True, status, None, _elapsed(started), retryable=False)
             retryable = status in RETRYABLE_STATUSES or status >= 500
-            error = f"HTTP {status} {response.reason_phrase}".rstrip()
+            error = f"HTTP {status} {_one_line(response.reason_phrase)}".rstrip()
             if 300 <= status < 400:
-                where = response.headers.get("Location")
-                error += f", redirect to {where} not followed" if where else ""
-                error += "; update the webhook URL"
-            else:
-                excerpt = _excerpt(response)
-                error += f": {excerpt}" if excerpt else ""
+                error += ": redirects are not followed; update the webhook URL"
             return AttemptResult(
                 ok=False,
                 status_code=status,
@@ -212,6 +213,8 @@ def _post(
             )
         finally:
             response.close()
+    except EgressRefused as error:
+        return _failed(started, f"refused: {error}", retryable=False)
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
         return _failed(started, f"unusable webhook URL {url!r}: {error}", retryable=False)
     except httpx.TimeoutException as error:
@@ -246,7 +249,7 @@ def _failed(started: float, error: str, retryable: bool) -> AttemptResult:
     return AttemptResult(
         ok=False,
         status_code=None,
-        error=error,
+        error=_one_line(error),
         duration_ms=_elapsed(started),
         retryable=retryable,
     )
@@ -262,20 +265,10 @@ def _reason(error: Exception) -> str:
     return text or "no details"
 
 
-def _excerpt(response: httpx.Response) -> str:
-    """The start of the answer's body, on one line (at most a few hundred characters)."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        for chunk in response.iter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= _ERROR_BODY_LIMIT * 4:
-                break
-    except httpx.HTTPError:
-        pass  # the status says enough; a broken body adds nothing
-    text = " ".join(b"".join(chunks).decode("utf-8", errors="replace").split())
-    return text if len(text) <= _ERROR_BODY_LIMIT else text[: _ERROR_BODY_LIMIT - 1] + "…"
+def _one_line(text: str) -> str:
+    """``text`` on one line, at most :data:`MAX_ERROR` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
 
 
 def _retry_after(response: httpx.Response, now: int) -> float | None:

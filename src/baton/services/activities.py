@@ -28,6 +28,7 @@ from baton.domain.batches import RowError, validate_many
 from baton.domain.contact import email_domain, email_key
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
 from baton.domain.lifecycle import INITIAL_STAGE
+from baton.domain.limits import CONTEXT_KEY as JSON_LIMITS
 from baton.domain.scoring import Event
 from baton.services.access import allowed
 from baton.services.context import Context
@@ -56,7 +57,7 @@ class IngestReport:
 
 
 def validation_context(ctx: Context, naive_timezone: str | None = None) -> dict[str, Any]:
-    context: dict[str, Any] = {"now": ctx.clock.now()}
+    context: dict[str, Any] = {"now": ctx.clock.now(), JSON_LIMITS: ctx.settings.json_limits}
     if naive_timezone:
         context["naive_timezone"] = naive_timezone
     return context

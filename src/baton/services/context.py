@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from baton.config import Settings
 from baton.domain.clock import Clock, SystemClock
-from baton.store.engine import make_engine
+from baton.store.engine import make_engine, write_turn
 from baton.store.migrate import upgrade
 
 
@@ -33,8 +33,9 @@ class Context:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back whole if it
-        raises. On SQLite it begins IMMEDIATE (see :mod:`baton.store.engine`)."""
-        with self.engine.begin() as connection:
+        raises. On SQLite the writer first waits for its turn (first come, first served,
+        see :mod:`baton.store.engine`), then begins IMMEDIATE."""
+        with write_turn(self.engine), self.engine.begin() as connection:
             yield connection
 
     @contextmanager
@@ -63,7 +64,7 @@ def open_context(
     """Connect to the configured database, bring its schema up to date, and return the
     context every use case takes."""
     settings = settings or Settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, write_timeout=settings.sqlite_write_timeout_seconds)
     if migrate:
         upgrade(engine)
     return Context(engine=engine, settings=settings, clock=clock or SystemClock())

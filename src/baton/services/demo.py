@@ -21,6 +21,7 @@ from baton.domain.activities import ActivityCreate, ActivityType
 from baton.domain.errors import Conflict
 from baton.domain.leads import LeadCreate
 from baton.domain.lifecycle import Stage
+from baton.domain.limits import CONTEXT_KEY as JSON_LIMITS
 from baton.services.activities import ingest_validated_in
 from baton.services.context import Context
 from baton.services.imports import ImportReport, write_leads_in
@@ -296,7 +297,10 @@ def generate_demo(
     start = now - timedelta(days=days)
     companies = [_company(rng) for _ in range(max(20, leads_count // 6))]
     people: list[tuple[LeadCreate, datetime, float]] = []
-    context = {"default_region": ctx.settings.default_phone_region}
+    context = {
+        "default_region": ctx.settings.default_phone_region,
+        JSON_LIMITS: ctx.settings.json_limits,
+    }
     for i in range(leads_count):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         company, domain = rng.choice(companies)

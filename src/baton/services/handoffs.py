@@ -33,7 +33,13 @@ from baton.domain.business_hours import business_minutes_between
 from baton.domain.contract import HandoffContract
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from baton.domain.lifecycle import Stage
-from baton.domain.routing import Rep, Rotation, RoutingDecision, route_lead
+from baton.domain.routing import (
+    Rep,
+    Rotation,
+    RoutingDecision,
+    manual_assignment_check,
+    route_lead,
+)
 from baton.domain.sla import deadlines_from, next_step
 from baton.services.access import allowed, check_handoff, handoff_scope, rep_scope
 from baton.services.context import Context
@@ -389,6 +395,7 @@ def _announce(
     *,
     now: datetime,
     actor: Principal,
+    detail: Mapping[str, Any] | None = None,
 ) -> None:
     rep = reps.get(decision.rep_id) if decision.rep_id is not None else None
     if rep is not None:
@@ -400,6 +407,7 @@ def _announce(
             now=now,
             rep=rep.email,
             why=decision.reason,
+            **(detail or {}),
         )
         enqueue_email(
             connection, topic="handoff.assigned", to=rep.email, now=now, handoff_id=handoff_id
@@ -449,10 +457,7 @@ def open_handoff_in(
 ) -> int:
     """Create the handoff of a lead that just became an MQL and route it (assigned, or
     queued when nobody can take it). Called by the stage change itself."""
-    from baton.domain.contract import HandoffContract as _Contract
-    from baton.domain.contract import MqlTrigger
-
-    contract = contract or _Contract(schema_version=1, name="(none)", mql=MqlTrigger(threshold=0))
+    contract = contract or _no_contract()
     decision, reps = _decide(connection, contract, lead, now=now)
     rep = reps.get(decision.rep_id) if decision.rep_id is not None else None
     values: dict[str, Any] = {
@@ -496,6 +501,13 @@ def close_open_handoff_in(
     log_event(connection, row[0], "closed", actor=actor, now=now, outcome=outcome)
 
 
+def _no_contract() -> HandoffContract:
+    """The rules before any contract is active: no routing rules (everything queues)."""
+    from baton.domain.contract import MqlTrigger
+
+    return HandoffContract(schema_version=1, name="(none)", mql=MqlTrigger(threshold=0))
+
+
 def assign_in(
     connection: Connection,
     handoff: Mapping[Any, Any],
@@ -504,26 +516,47 @@ def assign_in(
     now: datetime,
     actor: Principal,
     exclude: Collection[int] = (),
+    contract_version: int | None = None,
 ) -> int | None:
-    """Route a queued handoff again; returns the rep id or ``None`` (still queued)."""
+    """Route a queued handoff again with ``contract``; returns the rep id or ``None``
+    (still queued). With ``contract_version`` the handoff is recorded under that
+    version (its SLA now runs by it)."""
     lead = (
         connection.execute(select(leads).where(leads.c.id == handoff["lead_id"])).mappings().one()
     )
     decision, reps = _decide(connection, contract, lead, now=now, exclude=exclude)
     if decision.rep_id is None:
         return None
-    rep = reps[decision.rep_id]
-    connection.execute(
-        update(handoffs)
-        .where(handoffs.c.id == handoff["id"])
-        .values(
-            status="assigned",
-            rep_id=rep.id,
-            assigned_at=now,
-            routing=decision.to_json(),
-            **_sla_values(contract, rep, now),
-        )
-    )
+    _give(connection, handoff, contract, contract_version, decision, reps, now=now, actor=actor)
+    return decision.rep_id
+
+
+def _give(
+    connection: Connection,
+    handoff: Mapping[Any, Any],
+    contract: HandoffContract,
+    contract_version: int | None,
+    decision: RoutingDecision,
+    reps: Mapping[int, Rep],
+    *,
+    now: datetime,
+    actor: Principal,
+    routing: Mapping[str, Any] | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Assign a queued handoff to the decision's rep, with fresh deadlines, and tell
+    them (email, webhook, an ``assigned`` event)."""
+    rep = reps[decision.rep_id]  # type: ignore[index]
+    values: dict[str, Any] = {
+        "status": "assigned",
+        "rep_id": rep.id,
+        "assigned_at": now,
+        "routing": dict(routing) if routing is not None else decision.to_json(),
+        **_sla_values(contract, rep, now),
+    }
+    if contract_version is not None:
+        values["contract_version"] = contract_version
+    connection.execute(update(handoffs).where(handoffs.c.id == handoff["id"]).values(**values))
     _announce(
         connection,
         int(handoff["id"]),
@@ -532,8 +565,112 @@ def assign_in(
         reps,
         now=now,
         actor=actor,
+        detail=detail,
     )
-    return rep.id
+
+
+def route_queued_in(
+    connection: Connection, handoff: Mapping[Any, Any], *, now: datetime, actor: Principal
+) -> RoutingDecision:
+    """Route a queued handoff (locked, with its lead) by the contract active **now**,
+    not the one in force when it was queued: a queue that outlived a contract change
+    is routed by the new rules, gets the new SLA and is recorded under the new
+    version. Still nobody: the handoff keeps waiting, and its stored decision is
+    brought up to date when it changed, so the queue says why it waits now (written
+    only on a change, not on every pass of the worker)."""
+    version, active = _active_contract(connection)
+    contract = active or _no_contract()
+    lead = (
+        connection.execute(select(leads).where(leads.c.id == handoff["lead_id"])).mappings().one()
+    )
+    decision, reps = _decide(connection, contract, lead, now=now)
+    if decision.rep_id is not None:
+        _give(connection, handoff, contract, version, decision, reps, now=now, actor=actor)
+        return decision
+    routing = decision.to_json()
+    if routing != handoff["routing"]:
+        connection.execute(
+            update(handoffs).where(handoffs.c.id == handoff["id"]).values(routing=routing)
+        )
+    return decision
+
+
+def assign_handoff(
+    ctx: Context,
+    handoff_id: int,
+    *,
+    to_email: str,
+    actor: Principal,
+    override_reason: str | None = None,
+) -> HandoffPublic:
+    """A manager (of the rep's team) or an admin gives a **queued** handoff to a rep they
+    name, who must be within their reach, active and under capacity. A rep who is away,
+    out of office or outside working hours gets it only with ``override_reason`` (the
+    manager knows they are covering), which is recorded on the handoff and its
+    ``assigned`` event; a lead outside the rep's territory is noted, not refused.
+
+    The same path as the worker's assignment: the lead, then the handoff, then the
+    routing lock (so capacity counts never race), deadlines by the active contract in
+    the rep's working hours, the email, the webhook and the event naming who did it.
+    Shared by the API, the CLI and the web app."""
+    allowed(actor, Action.REASSIGN)
+    reason = (override_reason or "").strip() or None
+    if override_reason is not None and reason is None:
+        raise ValidationFailed(
+            "an override needs a reason", [FieldProblem("override_reason", "is empty")]
+        )
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        handoff = _lock(connection, handoff_id)
+        check_handoff(connection, actor, Action.REASSIGN, handoff["rep_id"], handoff_id)
+        if handoff["status"] != "queued":
+            raise Conflict(
+                f"cannot assign handoff {handoff_id}: it is {handoff['status']}, and only a "
+                "queued handoff is assigned (reassign moves one a rep has)"
+            )
+        target = _target_rep(connection, actor, to_email)
+        version, contract = _active_contract(connection)
+        if contract is None:
+            raise Conflict("no contract is active")
+        _lock_routing(connection)
+        rep = _rep(connection, target)
+        if rep is None:
+            raise NotFound(f"rep {to_email} does not exist")
+        lead = (
+            connection.execute(select(leads).where(leads.c.id == handoff["lead_id"]))
+            .mappings()
+            .one()
+        )
+        load = open_loads(connection, [rep.id]).get(rep.id, 0)
+        check = manual_assignment_check(rep, dict(lead), now, load)
+        if check.refused is not None:
+            raise Conflict(f"cannot assign handoff {handoff_id} to {rep.email}: {check.refused}")
+        if check.unavailable is not None and reason is None:
+            raise Conflict(
+                f"{rep.email} cannot take leads now ({check.unavailable}); to assign anyway, "
+                "give the reason to override (it is recorded)"
+            )
+        why = f"assigned by {actor.name}"
+        if check.unavailable is not None:
+            why += f" although {check.unavailable}: {reason}"
+        decision = RoutingDecision(rep.id, why, strategy="manual")
+        overridden = {"unavailable": check.unavailable, "override_reason": reason}
+        if check.unavailable is None:
+            overridden = {}
+        notes = {"uncovered": check.uncovered} if check.uncovered else {}
+        _give(
+            connection,
+            handoff,
+            contract,
+            version,
+            decision,
+            {rep.id: rep},
+            now=now,
+            actor=actor,
+            routing={**decision.to_json(), "assigned_by": actor.name, **overridden, **notes},
+            detail={**overridden, **notes},
+        )
+    return _changed(ctx, handoff_id)
 
 
 def reassign_in(
@@ -1103,14 +1240,29 @@ def won_handoff(
 
 
 def _claim_account(connection: Connection, lead_id: int, rep: Rep | None, *, now: datetime) -> None:
+    """Make the won lead's email domain an account of ``rep``, unless the domain is
+    shared (:func:`~baton.domain.contact.shared_domain_reason`): then the next lead from
+    it is routed on its own merits, not sent to whoever won one of its neighbours."""
     lead = connection.execute(
         select(leads.c.email_domain, leads.c.company).where(leads.c.id == lead_id)
     ).first()
     if rep is None or lead is None or not lead.email_domain:
         return
-    from baton.domain.contact import FREE_MAIL_DOMAINS
+    from baton.domain.contact import SHARED_DOMAIN_COMPANIES, shared_domain_reason
 
-    if lead.email_domain in FREE_MAIL_DOMAINS:
+    companies = len(
+        connection.execute(
+            select(leads.c.company_key)
+            .where(
+                leads.c.email_domain == lead.email_domain,
+                leads.c.merged_into_id.is_(None),
+                leads.c.company_key.is_not(None),
+            )
+            .distinct()
+            .limit(SHARED_DOMAIN_COMPANIES)
+        ).all()
+    )
+    if shared_domain_reason(lead.email_domain, companies, SHARED_DOMAIN_COMPANIES):
         return
     connection.execute(
         insert_ignoring_conflicts(connection, accounts).values(

@@ -5,9 +5,16 @@ the file's line numbers), then writes every valid row in **one** transaction wit
 set-based statements. So a file is never half-imported: either all its valid rows are
 stored or, if the database fails, none are; invalid rows never block valid ones.
 
+Every physical line of the file is accounted for: part of a row that was imported or
+rejected (with its line number), or blank. A quote left open costs only the line that
+opened it, never the rows after it (:func:`read_csv_file`).
+
 Columns are matched by header name, forgivingly (``E-mail``, ``Email Address`` and
 ``email`` are one column); columns Baton does not know are kept in the lead's
-``attributes`` (for leads) or the event's ``properties`` (for activities), never dropped.
+``attributes`` (for leads) or the event's ``properties`` (for activities), never dropped
+unless ``--map 'Header=-'`` says so. A lead row is rejected only when nothing identifies
+the lead; a bad optional value is left out of its row and reported
+(:func:`validate_lead_rows`).
 
 An import is many captures (or activities) at once and obeys the same rules
 (:data:`~baton.domain.access.Action.CAPTURE_LEAD`, ``INGEST_ACTIVITY``); an export
@@ -17,25 +24,33 @@ lists only the leads the principal may read.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from baton.domain.access import Action, Principal, Reach
 from baton.domain.activities import ActivityCreate, ActivityType
-from baton.domain.batches import RowError, validate_many, validate_rows
+from baton.domain.batches import RowError, describe, validate_many
 from baton.domain.contact import company_key, email_domain, email_key
 from baton.domain.errors import FieldProblem, ValidationFailed
-from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS, LeadCreate, merge_profile
+from baton.domain.leads import (
+    ATTRIBUTION_FIELDS,
+    IDENTITY_FIELDS,
+    PROFILE_FIELDS,
+    LeadCreate,
+    merge_profile,
+)
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.domain.scoring import Event
 from baton.services.access import allowed, lead_scope
@@ -90,7 +105,7 @@ LEAD_ALIASES: dict[str, str] = {
     "marketing_consent": "consent",
     "email_consent": "consent",
 }
-LEAD_COLUMNS = frozenset({*PROFILE_FIELDS, *ATTRIBUTION_FIELDS, "consent"})
+LEAD_COLUMNS = frozenset({*PROFILE_FIELDS, *IDENTITY_FIELDS, *ATTRIBUTION_FIELDS, "consent"})
 
 ACTIVITY_ALIASES: dict[str, str] = {
     "e_mail": "email",
@@ -111,6 +126,9 @@ ACTIVITY_COLUMNS = frozenset(
     {"email", "lead_id", "type", "occurred_at", "idempotency_key", "source", "campaign"}
 )
 
+DROP = "-"
+"""The ``--map`` target that leaves a column out (``--map 'Tags=-'``)."""
+
 _HEADER = re.compile(r"[^a-z0-9]+")
 _TRUE = frozenset({"1", "true", "yes", "y", "opt-in", "opted in", "subscribed"})
 _FALSE = frozenset({"0", "false", "no", "n", "opt-out", "opted out", "unsubscribed"})
@@ -125,23 +143,70 @@ def map_headers(
     aliases: Mapping[str, str],
     known: frozenset[str],
     overrides: Mapping[str, str] | None = None,
-) -> dict[str, str | None]:
-    """Header -> field name; ``None`` means "keep as an extra attribute/property".
-    ``overrides`` (header -> field) come from ``--map`` and win."""
-    by_key = {header_key(k): v for k, v in (overrides or {}).items()}
-    mapping: dict[str, str | None] = {}
+    extras_key: str = "attributes",
+) -> dict[str, str]:
+    """Header -> where its values go: a field name, ``<extras_key>.<key>`` (kept as an
+    attribute or property; unknown columns go there under their header's key), or
+    :data:`DROP`. ``overrides`` (header -> target) come from ``--map`` and win; check
+    them first with :func:`check_overrides`."""
+    by_key = {header_key(k): v.strip() for k, v in (overrides or {}).items()}
+    mapping: dict[str, str] = {}
     for header in headers:
         key = header_key(header)
         target = by_key.get(key) or aliases.get(key) or (key if key in known else None)
-        mapping[header] = target
+        if target == extras_key:
+            target = None
+        mapping[header] = target if target is not None else f"{extras_key}.{key}"
     return mapping
+
+
+def check_overrides(
+    overrides: Mapping[str, str],
+    headers: Sequence[str],
+    known: frozenset[str],
+    extras_key: str,
+) -> None:
+    """Refuse, once for the whole file, a ``--map`` that names a column the file does
+    not have or a target that is not a field (a typo would otherwise reject every row,
+    or silently do nothing)."""
+    present = {header_key(h) for h in headers}
+    for header, target in overrides.items():
+        if header_key(header) not in present:
+            raise ImportFileError(
+                f"--map {header}={target}: the file has no column {header!r}; its columns "
+                f"are {', '.join(repr(h) for h in headers[:40])}"
+                + (" ..." if len(headers) > 40 else "")
+            )
+        target = target.strip()
+        if target in known or target in (DROP, extras_key):
+            continue
+        prefix, dot, name = target.partition(".")
+        if prefix == extras_key and dot and name.strip():
+            continue
+        close = difflib.get_close_matches(target, sorted(known), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ImportFileError(
+            f"--map {header}={target}: {target!r} is not a field; {hint}use one of "
+            f"{', '.join(sorted(known))}, {extras_key}.NAME to keep the column under "
+            f"another name, or {DROP} to leave it out"
+        )
 
 
 @dataclass
 class ImportReport:
-    """What an import did. Row numbers are the file's line numbers (header = line 1)."""
+    """What an import did, accounting for every line of the file (``lines`` counts the
+    header too): each line after the header is part of a row that was imported or
+    rejected, or is blank. Row numbers are the file's line numbers (header = line 1; a
+    row that spans several lines by a quoted line break is numbered by its first line).
 
+    ``errors`` are the problems of rejected rows (every problem of each, not just the
+    first); ``warnings`` are values left out of rows that were imported (a country
+    nobody could read, a consent that is not yes or no): the row is kept without them."""
+
+    lines: int = 0
+    blank_lines: int = 0
     rows: int = 0
+    imported: int = 0
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -150,11 +215,19 @@ class ImportReport:
     possible_duplicates: int = 0
     mql: int = 0
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
+    dropped_columns: list[str] = field(default_factory=list)
+    headers: list[str] = field(default_factory=list)
+    hint: str | None = None
 
     @property
     def rejected(self) -> int:
         return len({e.row for e in self.errors})
+
+    @property
+    def rows_with_warnings(self) -> int:
+        return len({e.row for e in self.warnings})
 
 
 class ImportFileError(ValidationFailed):
@@ -169,30 +242,68 @@ class ImportFileError(ValidationFailed):
 MAX_CELL = 1_000_000
 csv.field_size_limit(MAX_CELL)
 
+_PHYSICAL_LINE = re.compile(r"[^\r\n]*(?:\r\n|[\r\n])|[^\r\n]+\Z")
+"""One physical line with its ending, as the csv module counts lines (``\r\n``, ``\r``
+or ``\n``; other Unicode separators are text inside a line)."""
 
-def _read_csv(
-    source: Path | IO[str], encoding: str = "utf-8-sig"
-) -> tuple[list[str], list[dict[str, str]]]:
-    """Headers and rows of a CSV file; the delimiter is sniffed (comma, semicolon, tab,
-    pipe). Raises :class:`ImportFileError` with a line number where it can."""
-    if isinstance(source, Path):
-        try:
-            text = source.read_bytes().decode(encoding)
-        except UnicodeDecodeError as exc:
-            line = source.read_bytes()[: exc.start].count(b"\n") + 1
-            raise ImportFileError(
-                f"line {line} is not valid {encoding} text; give the file's encoding with "
-                "--encoding (for example latin-1 or utf-16)"
-            ) from None
-        except LookupError:
-            raise ImportFileError(f"unknown encoding {encoding!r}") from None
-        stream: IO[str] = io.StringIO(text.removeprefix("\ufeff"))
-    else:
-        stream = source
-    sample = stream.read(65536)
-    stream.seek(0)
-    if not sample.strip():
-        raise ImportFileError("the file is empty")
+
+class CsvRecord(NamedTuple):
+    """One row of a CSV file: its cells and the physical lines it spans (1-based). A
+    named tuple: a large import makes one per row."""
+
+    line: int
+    end_line: int
+    cells: list[str]
+
+
+@dataclass
+class CsvFile:
+    """A CSV file read row by row. ``lines`` counts every physical line, the header's
+    too (what ``wc -l`` says); ``problems`` are lines rejected while reading (a quote
+    left open). The header, the records, the problems and the blank lines account for
+    every one of them."""
+
+    headers: list[str]
+    records: list[CsvRecord]
+    problems: list[RowError]
+    lines: int
+    blank_lines: int
+
+
+class _Lines:
+    """An iterator over physical lines that counts how many the csv reader took."""
+
+    def __init__(self, lines: Sequence[str], start: int) -> None:
+        self.lines = lines
+        self.position = start
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.position >= len(self.lines):
+            raise StopIteration
+        self.position += 1
+        return self.lines[self.position - 1]
+
+
+def _decode(source: Path | IO[str], encoding: str) -> str:
+    if not isinstance(source, Path):
+        return source.read().removeprefix("\ufeff")
+    data = source.read_bytes()
+    try:
+        return data.decode(encoding).removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ImportFileError(
+            f"line {line} is not valid {encoding} text; give the file's encoding with "
+            "--encoding (for example latin-1 or utf-16)"
+        ) from None
+    except LookupError:
+        raise ImportFileError(f"unknown encoding {encoding!r}") from None
+
+
+def _dialect(sample: str) -> type[csv.Dialect]:
     try:
         sniffed: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
         delimiter = sniffed.delimiter
@@ -204,12 +315,83 @@ def _read_csv(
 
     Dialect.delimiter = delimiter
     Dialect.doublequote = True
-    reader = csv.DictReader(stream, dialect=Dialect)
+    return Dialect
+
+
+def _never_closed(text: str, dialect: type[csv.Dialect]) -> bool:
+    """Whether ``text`` (a row's lines) ends inside a quoted value."""
     try:
-        rows = list(reader)
+        for _ in csv.reader(io.StringIO(text), dialect, strict=True):
+            pass
     except csv.Error as exc:
-        raise ImportFileError(f"line {reader.line_num}: not valid CSV ({exc})") from None
-    headers = list(reader.fieldnames or [])
+        return "end of data" in str(exc)
+    return False
+
+
+def _runaway_quote(
+    lines: Sequence[str],
+    first: int,
+    end: int,
+    cells: list[str],
+    dialect: type[csv.Dialect],
+    width: int,
+) -> str | None:
+    """Why a row that spans the lines ``first`` to ``end - 1`` (0-based) is a quote left
+    open rather than a value with line breaks in it, or ``None`` when it looks genuine.
+
+    A quoted value may hold line breaks (an address, a note); a stray quote makes the
+    reader swallow the following lines into one value until the next quote, or to the
+    end of the file. The signs: the quote is never closed, the row does not have one
+    cell per column, or a line wholly inside the value (a line without quotes) is by
+    itself a row with one cell per column. The last sign can mistake a genuine note for
+    a runaway quote (a line of the note with exactly as many commas as the header has,
+    less one): then that row's first line is rejected and its other lines are read as
+    rows, each imported or rejected with its line number, so even then nothing is lost
+    unreported."""
+    if _never_closed("".join(lines[first:end]), dialect):
+        return "a quote opened on this line is never closed"
+    if len(cells) != width:
+        return (
+            f"a quoted value opened on this line runs on to line {end} and the row then has "
+            f"{len(cells)} cells for {width} columns (probably a missing closing quote)"
+        )
+    quote = str(dialect.quotechar)
+    for inner in range(first + 1, end - 1):
+        # A line without a quote inside a row that goes on is wholly inside one value.
+        if quote in lines[inner]:
+            continue
+        if len(next(csv.reader([lines[inner]], dialect), [])) == width:
+            return (
+                f"a quoted value opened on this line swallows line {inner + 1}, which is a "
+                "row of its own (probably a missing closing quote)"
+            )
+    return None
+
+
+def read_csv_file(source: Path | IO[str], encoding: str = "utf-8-sig") -> CsvFile:
+    """Read a CSV file row by row, accounting for every physical line.
+
+    The delimiter is sniffed (comma, semicolon, tab, pipe). A row whose quoted value
+    runs over several lines is kept when it looks genuine; when it looks like a quote
+    left open (see :func:`_runaway_quote`), its first line is rejected with its number
+    and reading starts again on the next line, so the rows a stray quote would have
+    swallowed are read as the rows they are. Raises :class:`ImportFileError` when the
+    file as a whole cannot be read."""
+    text = _decode(source, encoding)
+    if not text.strip():
+        raise ImportFileError("the file is empty")
+    dialect = _dialect(text[:65536])
+    lines = _PHYSICAL_LINE.findall(text)
+    header_lines = _Lines(lines, 0)
+    try:
+        headers = next(csv.reader(header_lines, dialect))
+    except (csv.Error, StopIteration) as exc:
+        raise ImportFileError(f"line 1: the header is not valid CSV ({exc})") from None
+    if header_lines.position > 1:
+        raise ImportFileError(
+            f"line 1: a quote in the header runs on to line {header_lines.position} (the "
+            "header must be one line: is a closing quote missing?)"
+        )
     seen: set[str] = set()
     for header in headers:
         key = header_key(header)
@@ -218,15 +400,81 @@ def _read_csv(
         if key in seen:
             raise ImportFileError(f"the header {header!r} appears twice")
         seen.add(key)
-    if not rows:
+    width = len(headers)
+    records: list[CsvRecord] = []
+    problems: list[RowError] = []
+    blank = 0
+    position = header_lines.position
+    while position < len(lines):
+        feed = _Lines(lines, position)
+        reader = csv.reader(feed, dialect)
+        restart: int | None = None
+        while True:
+            first = feed.position
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                problems.append(RowError(first + 1, "(row)", f"not valid CSV: {exc}"))
+                restart = first + 1
+                break
+            end = feed.position
+            if not cells:
+                blank += end - first
+                continue
+            if end - first > 1:
+                runaway = _runaway_quote(lines, first, end, cells, dialect, width)
+                if runaway is not None:
+                    problems.append(
+                        RowError(
+                            first + 1,
+                            "(row)",
+                            f"{runaway}; this line was rejected and the lines after it were "
+                            "read as rows",
+                        )
+                    )
+                    restart = first + 1
+                    break
+            records.append(CsvRecord(first + 1, end, cells))
+        if restart is None:
+            break
+        position = restart
+    return CsvFile(
+        headers=headers,
+        records=records,
+        problems=problems,
+        lines=len(lines),
+        blank_lines=blank,
+    )
+
+
+def _read_csv(
+    source: Path | IO[str], encoding: str = "utf-8-sig"
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Headers and rows (as :class:`csv.DictReader` gives them) of a small CSV file in
+    which every line must be readable: a quote left open refuses the file, naming its
+    line, rather than losing the rows after it. Imports of leads and activities use
+    :func:`read_csv_file`, which rejects just that line and goes on."""
+    file = read_csv_file(source, encoding)
+    if file.problems:
+        problem = file.problems[0]
+        raise ImportFileError(f"line {problem.row}: {problem.message}")
+    if not file.records:
         raise ImportFileError("the file has a header but no rows")
-    return headers, rows
+    rows: list[dict[str, Any]] = []
+    for record in file.records:
+        row: dict[Any, Any] = dict(zip(file.headers, record.cells, strict=False))
+        if len(record.cells) > len(file.headers):
+            row[None] = record.cells[len(file.headers) :]
+        rows.append(row)
+    return file.headers, rows
 
 
-def _check_mapping(mapping: Mapping[str, str | None]) -> None:
+def _check_mapping(mapping: Mapping[str, str]) -> None:
     targets: dict[str, str] = {}
     for header, target in mapping.items():
-        if target is None:
+        if target == DROP:
             continue
         if target in targets:
             raise ImportFileError(
@@ -245,31 +493,64 @@ def _parse_bool(value: str) -> bool | str:
     return value
 
 
-def _payload(
-    row: Mapping[str, str | None], mapping: Mapping[str, str | None], extras_key: str
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Columns:
+    """Where each cell of a row goes: by position, a field name, an extras key
+    (``<extras_key>.<name>``) or ``None`` (dropped)."""
+
+    targets: list[str | None]
+    extras_key: str
+    blanks: frozenset[str]
+    external_system: str | None = None
+
+
+def _payload(cells: Sequence[str], columns: _Columns) -> dict[str, Any]:
     """One CSV row as model input: mapped columns by field name, ``consent`` read as a
-    yes/no answer, and every unmapped column kept under ``extras_key``."""
+    yes/no answer, declared blanks (``--blank Select``) left out, and every other column
+    kept under the extras key. Raises ``ValueError`` for a row with more cells than the
+    header has columns."""
+    if len(cells) > len(columns.targets):
+        raise ValueError(
+            f"the row has {len(cells)} cells but the header has {len(columns.targets)} columns"
+        )
     payload: dict[str, Any] = {}
     extras: dict[str, Any] = {}
-    for header, value in row.items():
-        if header is None:
-            raise ValueError("row has more cells than the header")
-        if value is None or value == "":
+    prefix = columns.extras_key + "."
+    for target, value in zip(columns.targets, cells, strict=False):
+        if target is None or value == "" or value.isspace():
             continue
-        target = mapping.get(header)
-        if target is None:
-            extras[header_key(header)] = value
+        if columns.blanks and value.strip().casefold() in columns.blanks:
+            continue
+        if target.startswith(prefix):
+            extras[target[len(prefix) :]] = value
         elif target == "consent":
             payload["consent"] = _parse_bool(value)
         else:
             payload[target] = value
     if extras:
-        payload[extras_key] = extras
+        payload[columns.extras_key] = extras
+    if columns.external_system and "external_id" in payload:
+        payload.setdefault("external_system", columns.external_system)
     return payload
 
 
 M = TypeVar("M", bound=BaseModel)
+
+Validate = Callable[..., tuple[list[tuple[int, M]], list[RowError], list[RowError]]]
+
+
+def _reject_all(
+    validate: Callable[..., tuple[list[tuple[int, M]], list[RowError]]],
+) -> Validate[M]:
+    """A validator that rejects any row with a problem (no field can be left out)."""
+
+    def run(
+        model: type[M], rows: Sequence[tuple[int, Mapping[str, Any]]], context: Mapping[str, Any]
+    ) -> tuple[list[tuple[int, M]], list[RowError], list[RowError]]:
+        good, errors = validate(model, rows, context)
+        return good, errors, []
+
+    return run
 
 
 def _read_and_validate(
@@ -282,34 +563,111 @@ def _read_and_validate(
     extras_key: str,
     model: type[M],
     context: Mapping[str, Any],
-    validate: Callable[..., tuple[list[tuple[int, M]], list[RowError]]],
+    validate: Validate[M],
     step: int,
     progress: Progress | None,
+    blanks: Sequence[str] = (),
+    external_system: str | None = None,
 ) -> tuple[ImportReport, list[tuple[int, M]]]:
-    """The part both imports share: read the file, map its headers, build each row's
-    input (a malformed row is a row error) and validate ``step`` rows at a time. Row
-    numbers are the file's line numbers."""
-    headers, rows = _read_csv(source, encoding)
-    report = ImportReport(rows=len(rows))
-    mapping = map_headers(headers, aliases, known, column_map)
+    """The part both imports share: read the file (every line accounted for), check
+    ``--map`` once for the file, map the headers, build each row's input (a malformed
+    row is a row error) and validate ``step`` rows at a time. Row numbers are the
+    file's line numbers."""
+    file = read_csv_file(source, encoding)
+    if not file.records and not file.problems:
+        raise ImportFileError("the file has a header but no rows")
+    check_overrides(column_map or {}, file.headers, known, extras_key)
+    mapping = map_headers(file.headers, aliases, known, column_map, extras_key)
     _check_mapping(mapping)
-    report.extra_columns = [h for h, target in mapping.items() if target is None]
+    report = ImportReport(
+        lines=file.lines,
+        blank_lines=file.blank_lines,
+        rows=len(file.records) + len(file.problems),
+        headers=file.headers,
+    )
+    report.errors.extend(file.problems)
+    report.extra_columns = [h for h, t in mapping.items() if t.startswith(extras_key + ".")]
+    report.dropped_columns = [h for h, t in mapping.items() if t == DROP]
+    columns = _Columns(
+        targets=[None if t == DROP else t for t in mapping.values()],
+        extras_key=extras_key,
+        blanks=frozenset(b.strip().casefold() for b in blanks if b.strip()),
+        external_system=external_system,
+    )
     payloads: list[tuple[int, dict[str, Any]]] = []
-    for index, row in enumerate(rows):
-        line = index + 2
+    for record in file.records:
         try:
-            payloads.append((line, _payload(row, mapping, extras_key)))
+            payloads.append((record.line, _payload(record.cells, columns)))
         except ValueError as exc:
-            report.errors.append(RowError(line, "(row)", str(exc)))
+            report.errors.append(RowError(record.line, "(row)", str(exc)))
     good: list[tuple[int, M]] = []
     for start in range(0, len(payloads), step):
         part = payloads[start : start + step]
-        valid, errors = validate(model, part, context)
+        valid, errors, warnings = validate(model, part, context)
         good.extend(valid)
         report.errors.extend(errors)
+        report.warnings.extend(warnings)
         if progress:
             progress(len(part))
+    report.imported = len(good)
     return report, good
+
+
+IDENTITY_PROBLEM = "a lead needs an email or a phone number"
+_ALWAYS_KEPT = frozenset({"external_id", "external_system", "(row)"})
+
+
+def validate_lead_rows(
+    model: type[LeadCreate],
+    rows: Sequence[tuple[int, Mapping[str, Any]]],
+    context: Mapping[str, Any] | None = None,
+) -> tuple[list[tuple[int, LeadCreate]], list[RowError], list[RowError]]:
+    """Validate lead rows, keeping a row whose only problems are optional fields.
+
+    A bad optional value (a country nobody can read, a consent that is not yes or no,
+    a phone number beside a good email) is left out and reported as a warning; the row
+    is imported without it. A row is rejected only when it cannot be identified: no
+    usable email, phone or external id, or a bad email (it would be stored as another
+    person), unless an external id identifies it. Every problem of a rejected row is
+    reported, including those found once its bad values are left out."""
+    good: list[tuple[int, LeadCreate]] = []
+    errors: list[RowError] = []
+    warnings: list[RowError] = []
+    for number, raw in rows:
+        try:
+            good.append((number, model.model_validate(raw, context=context)))
+            continue
+        except ValidationError as exc:
+            problems = describe(exc)
+        bad = {loc.partition(".")[0] for loc, _ in problems}
+        fatal = bad & _ALWAYS_KEPT or ("email" in bad and not raw.get("external_id"))
+        reduced = {k: v for k, v in raw.items() if k not in bad}
+        try:
+            lead = model.model_validate(reduced, context=context)
+        except ValidationError as again:
+            more = [p for p in describe(again) if p not in problems]
+            errors.extend(RowError(number, loc, msg) for loc, msg in [*problems, *more])
+            continue
+        if fatal:
+            errors.extend(RowError(number, loc, msg) for loc, msg in problems)
+            continue
+        good.append((number, lead))
+        warnings.extend(RowError(number, loc, msg) for loc, msg in problems)
+    return good, errors, warnings
+
+
+def _identity_hint(report: ImportReport, headers: Sequence[str]) -> str | None:
+    """When no row could be identified, the id column to map (the usual cause: a CRM
+    export keyed by its own prospect id, without email or phone)."""
+    unidentified = {e.row for e in report.errors if e.message.startswith(IDENTITY_PROBLEM)}
+    if report.imported or len(unidentified) < report.rejected or not unidentified:
+        return None
+    ids = [h for h in headers if header_key(h) == "id" or header_key(h).endswith("_id")]
+    column = ids[0] if ids else "COLUMN"
+    return (
+        "no row has an email or a phone number: a lead can be identified by the id another "
+        f"system gave it instead, with --map '{column}=external_id' (and --system NAME)"
+    )
 
 
 def import_leads(
@@ -320,9 +678,16 @@ def import_leads(
     column_map: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     encoding: str = "utf-8-sig",
+    blanks: Sequence[str] = (),
+    external_system: str | None = None,
 ) -> ImportReport:
-    """Import a leads CSV: create-or-update by email, in one transaction, recorded as
-    ``actor``'s captures."""
+    """Import a leads CSV: create-or-update by identity (external id, email, phone), in
+    short transactions (:class:`_Chunks`), recorded as ``actor``'s captures. Stopped
+    halfway, it keeps the chunks written; importing the file again completes it.
+
+    ``column_map`` (header -> field, ``attributes.NAME`` or ``-``) overrides the header
+    matching; ``blanks`` are values that mean "not given" (a form's untouched "Select");
+    ``external_system`` names the system of the rows' external ids."""
     allowed(actor, Action.CAPTURE_LEAD)
     report, good = _read_and_validate(
         source,
@@ -332,21 +697,74 @@ def import_leads(
         column_map=column_map,
         extras_key="attributes",
         model=LeadCreate,
-        context={"default_region": ctx.settings.default_phone_region},
-        validate=validate_rows,
+        context={
+            "default_region": ctx.settings.default_phone_region,
+            "json_limits": ctx.settings.json_limits,  # baton.domain.limits.CONTEXT_KEY
+        },
+        validate=validate_lead_rows,
         step=2000,
         progress=progress,
+        blanks=blanks,
+        external_system=external_system,
     )
-    with ctx.write() as connection:
-        write_leads_in(
-            connection, good, actor=actor, now=ctx.clock.now(), report=report, progress=progress
-        )
+    report.hint = _identity_hint(report, report.headers)
+    # One short transaction per chunk (at most BATON_IMPORT_CHUNK_ROWS rows), so that
+    # captures and the worker get their turns during a large import.
+    chunks = _Chunks(good, ctx.settings.import_chunk_rows)
+    for part in chunks:
+        with ctx.write() as connection:
+            began = time.perf_counter()  # after the turn came: the transaction itself
+            write_leads_in(
+                connection, part, actor=actor, now=ctx.clock.now(), report=report, progress=progress
+            )
+        chunks.took(time.perf_counter() - began)
     report.errors.sort(key=lambda e: e.row)
+    report.warnings.sort(key=lambda e: e.row)
     return report
+
+
+CHUNK_SECONDS = 0.2
+"""About how long one chunk of an import may hold the database (see :class:`_Chunks`)."""
+
+
+class _Chunks:
+    """The valid rows of an import in chunks, in file order, every row of one person
+    (one identity) in the same chunk, so that they still combine into one lead.
+
+    A chunk has at most ``most`` rows, and about as many as the previous chunks wrote
+    in :data:`CHUNK_SECONDS` (the caller reports each transaction's duration with
+    :meth:`took`): writing slows down as the database grows or the machine gets busy,
+    and the chunks shrink with it, so other writers never wait long for their turn."""
+
+    def __init__(self, good: Sequence[tuple[int, LeadCreate]], most: int) -> None:
+        self.people: dict[str, list[tuple[int, LeadCreate]]] = {}
+        for row in good:
+            self.people.setdefault(_identity(row[1]), []).append(row)
+        self.most, self.least = most, min(most, 50)
+        self.size = min(most, 200)
+        self.last = 0
+
+    def took(self, seconds: float) -> None:
+        """The last chunk's transaction took ``seconds``: size the next one."""
+        rate = self.last / max(seconds, 1e-6)
+        self.size = max(self.least, min(self.most, 2 * self.size, int(rate * CHUNK_SECONDS)))
+
+    def __iter__(self) -> Iterator[list[tuple[int, LeadCreate]]]:
+        chunk: list[tuple[int, LeadCreate]] = []
+        for rows in self.people.values():
+            if chunk and len(chunk) + len(rows) > self.size:
+                self.last = len(chunk)
+                yield chunk
+                chunk = []
+            chunk.extend(rows)
+        if chunk:
+            self.last = len(chunk)
+            yield chunk
 
 
 _MERGEABLE_INPUT = (
     *PROFILE_FIELDS,
+    *IDENTITY_FIELDS,
     *ATTRIBUTION_FIELDS,
     "last_source",
     "last_campaign",
@@ -355,20 +773,42 @@ _MERGEABLE_INPUT = (
 )
 
 
-def _ids_of(connection: Connection, identities: Sequence[str]) -> dict[str, int]:
-    """Identity (email key, or ``phone:<e164>`` for leads without email) -> lead id."""
+def _ids_of(connection: Connection, people: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Identity -> lead id for the people (identity -> their combined values) that are
+    already stored, looked up set-based in the order one capture uses: external id,
+    then email, then (for people without email) phone among the leads without email."""
     found: dict[str, int] = {}
-    email_keys = [k for k in identities if not k.startswith("phone:")]
-    for key, lead_id in find_by_keys(connection, leads, "email_key", email_keys, "id"):
-        found[key] = lead_id
-    phones = [k.removeprefix("phone:") for k in identities if k.startswith("phone:")]
-    for part in chunks(phones):
+    wanted = {
+        (v["external_system"], v["external_id"]): key
+        for key, v in people.items()
+        if v.get("external_id")
+    }
+    external_ids = sorted({external_id for _, external_id in wanted})
+    for external_id, system, lead_id in find_by_keys(
+        connection, leads, "external_id", external_ids, "external_system", "id"
+    ):
+        if (key := wanted.get((system, external_id))) is not None:
+            found[key] = lead_id
+    by_email: dict[str, list[str]] = {}
+    by_phone: dict[str, list[str]] = {}
+    for key, values in people.items():
+        if key in found:
+            continue
+        if values.get("email"):
+            by_email.setdefault(email_key(values["email"]), []).append(key)
+        elif values.get("phone"):
+            by_phone.setdefault(values["phone"], []).append(key)
+    for address, lead_id in find_by_keys(connection, leads, "email_key", list(by_email), "id"):
+        for key in by_email[address]:
+            found[key] = lead_id
+    for part in chunks(list(by_phone)):
         for phone, lead_id in connection.execute(
             select(leads.c.phone, leads.c.id)
             .where(leads.c.phone.in_(part), leads.c.email_key.is_(None))
             .order_by(leads.c.id.desc())
         ):
-            found[f"phone:{phone}"] = lead_id
+            for key in by_phone[phone]:
+                found[key] = lead_id
     return found
 
 
@@ -384,7 +824,28 @@ def _lock_survivors(connection: Connection, lead_ids: Sequence[int]) -> dict[int
 
 
 def _identity(lead: LeadCreate) -> str:
+    """The key that gathers a file's rows about one person: the external id, else the
+    email key, else ``phone:<e164>``."""
+    if lead.external_id:
+        return f"ext:{lead.external_system}\x1f{lead.external_id}"
     return email_key(lead.email) if lead.email else f"phone:{lead.phone}"
+
+
+def _identities(good: Sequence[tuple[int, LeadCreate]]) -> list[str]:
+    """:func:`_identity` of each row, except that a row with only an email joins the
+    row that gives the same email together with an external id (one person, one lead)."""
+    keys = [_identity(lead) for _, lead in good]
+    by_email = {
+        email_key(lead.email): key
+        for key, (_, lead) in zip(keys, good, strict=True)
+        if lead.external_id and lead.email
+    }
+    if not by_email:
+        return keys
+    return [
+        by_email.get(email_key(lead.email), key) if lead.email and not lead.external_id else key
+        for key, (_, lead) in zip(keys, good, strict=True)
+    ]
 
 
 def write_leads_in(
@@ -405,53 +866,83 @@ def write_leads_in(
     history (the demo, backfills); rows not in it are captured ``now``."""
     when = captured_at or {}
     first_at: dict[str, datetime] = {}
+    first_row: dict[str, int] = {}
     combined: dict[str, dict[str, Any]] = {}
     touches: list[tuple[str, dict[str, Any], datetime]] = []
-    for number, lead in good:
+    for key, (number, lead) in zip(_identities(good), good, strict=True):
         lead = with_intake_source(lead, actor)
-        key = _identity(lead)
         incoming = {**lead.fields(), "attributes": lead.attributes, "consent": lead.consent}
         if key in combined:
             combined[key].update(merge_profile(combined[key], incoming))
         else:
             combined[key] = {**incoming, "last_source": lead.source, "last_campaign": lead.campaign}
+            first_row[key] = number
         touch = {name: v for name in ATTRIBUTION_FIELDS if (v := getattr(lead, name))}
         at = when.get(number, now)
         touches.append((key, touch, at))
         first_at[key] = min(first_at.get(key, at), at)
 
-    ids = _ids_of(connection, list(combined))
-    new_rows: list[dict[str, Any]] = []
+    ids = _ids_of(connection, combined)
+    new_rows: list[tuple[str, dict[str, Any]]] = []
+    emails_taken: dict[str, int] = {}
     for key, values in combined.items():
         if key in ids:
             continue
         email = values.get("email")
+        if email and email_key(email) in emails_taken:
+            # Two new people with one email (different external ids): the email
+            # identifies only the first; the other is kept without it.
+            report.warnings.append(
+                RowError(
+                    first_row[key],
+                    "email",
+                    f"{email} is the email of another lead (line "
+                    f"{emails_taken[email_key(email)]}, another external id); left out",
+                )
+            )
+            values["email"] = email = None
+        if email:
+            emails_taken[email_key(email)] = first_row[key]
         new_rows.append(
-            {
-                **{c: values.get(c) for c in (*PROFILE_FIELDS, *ATTRIBUTION_FIELDS)},
-                "email_key": email_key(email) if email else None,
-                "email_domain": email_domain(email) if email else None,
-                "company_key": company_key(values.get("company")),
-                "last_source": values.get("last_source"),
-                "last_campaign": values.get("last_campaign"),
-                "attributes": values.get("attributes") or {},
-                "consent": values.get("consent"),
-                "stage": INITIAL_STAGE.value,
-                "stage_changed_at": first_at[key],
-                "created_at": first_at[key],
-                "updated_at": first_at[key],
-                "activity_count": 0,
-            }
+            (
+                key,
+                {
+                    **{c: values.get(c) for c in (*PROFILE_FIELDS, *IDENTITY_FIELDS)},
+                    **{c: values.get(c) for c in ATTRIBUTION_FIELDS},
+                    "email_key": email_key(email) if email else None,
+                    "email_domain": email_domain(email) if email else None,
+                    "company_key": company_key(values.get("company")),
+                    "last_source": values.get("last_source"),
+                    "last_campaign": values.get("last_campaign"),
+                    "attributes": values.get("attributes") or {},
+                    "consent": values.get("consent"),
+                    "stage": INITIAL_STAGE.value,
+                    "stage_changed_at": first_at[key],
+                    "created_at": first_at[key],
+                    "updated_at": first_at[key],
+                    "activity_count": 0,
+                },
+            )
         )
     existed = set(ids)
     # A lead created by another writer since the look-up is skipped here and updated
     # below like any existing lead.
-    new_rows.sort(key=lambda r: (r["email_key"] or "", r["phone"] or ""))  # no deadlocks
-    insert_rows(connection, leads, new_rows, ignore_conflicts=True)
-    ids.update(_ids_of(connection, [k for k in combined if k not in ids]))
+    new_rows.sort(
+        key=lambda r: (r[0], r[1]["email_key"] or "", r[1]["phone"] or "")
+    )  # no deadlocks
+    insert_rows(connection, leads, [row for _, row in new_rows], ignore_conflicts=True)
+    ids.update(_ids_of(connection, {k: v for k, v in combined.items() if k not in ids}))
     report.created += len(new_rows)
 
     survivors = _lock_survivors(connection, sorted({ids[k] for k in existed}))
+    # A lead without email (found by external id or phone) may take the row's email,
+    # unless another lead has it.
+    offered = {
+        email_key(v["email"])
+        for k, v in combined.items()
+        if k in existed and v.get("email") and survivors[ids[k]]["email_key"] is None
+    }
+    taken = {row[0] for row in find_by_keys(connection, leads, "email_key", sorted(offered))}
     pending: dict[int, dict[str, Any]] = {}
     for key, values in combined.items():
         if key not in existed:
@@ -460,7 +951,12 @@ def write_leads_in(
         ids[key] = int(target["id"])
         current = pending.setdefault(int(target["id"]), dict(target))
         changes = merge_profile(current, values)
-        keep_identity(current, changes)
+        address = changes.get("email")
+        free = address is not None and email_key(address) not in taken
+        keep_identity(current, changes, email_free=free)
+        if "email" in changes and current["email_key"] is None:
+            current["email_key"] = email_key(changes["email"])
+            taken.add(current["email_key"])
         current.update(changes)
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for lead_id in sorted(pending):
@@ -521,9 +1017,7 @@ def write_leads_in(
         )
     )
     new_ids = [
-        ids[r["email_key"] or f"phone:{r['phone']}"]
-        for r in new_rows
-        if r["phone"] or r["company_key"] or r["email_domain"]
+        ids[key] for key, r in new_rows if r["phone"] or r["company_key"] or r["email_domain"]
     ]
     report.possible_duplicates += len(flag_possible_duplicates(connection, new_ids, now=now))
     return ids
@@ -539,8 +1033,10 @@ def import_activities(
     progress: Progress | None = None,
     encoding: str = "utf-8-sig",
 ) -> ImportReport:
-    """Import an activities CSV in one transaction (idempotency keys honoured: a file
-    imported twice stores its keyed events once), recorded as ``actor``'s."""
+    """Import an activities CSV, ``BATON_IMPORT_CHUNK_ROWS`` events per transaction
+    (idempotency keys honoured: a file imported twice stores its keyed events once, so
+    an import stopped halfway is completed by running it again), recorded as
+    ``actor``'s."""
     allowed(actor, Action.INGEST_ACTIVITY)
     report, good = _read_and_validate(
         source,
@@ -551,13 +1047,14 @@ def import_activities(
         extras_key="properties",
         model=ActivityCreate,
         context=validation_context(ctx, naive_timezone),
-        validate=validate_many,
+        validate=_reject_all(validate_many),
         step=5000,
         progress=progress,
     )
-    with ctx.write() as connection:
-        for start in range(0, len(good), 10_000):
-            batch = good[start : start + 10_000]
+    size = ctx.settings.import_chunk_rows  # one transaction each: others get turns
+    for start in range(0, len(good), size):
+        batch = good[start : start + size]
+        with ctx.write() as connection:
             result = ingest_validated_in(connection, batch, actor=actor, now=ctx.clock.now())
             report.stored += result.stored
             report.duplicates += result.duplicates
@@ -570,6 +1067,7 @@ def import_activities(
 EXPORT_COLUMNS = (
     "id",
     *PROFILE_FIELDS,
+    *IDENTITY_FIELDS,
     *ATTRIBUTION_FIELDS,
     "last_source",
     "last_campaign",

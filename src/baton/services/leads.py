@@ -1,6 +1,7 @@
 """Lead use cases: capture (create-or-update), read, list, change stage.
 
-Capture is create-or-update by email: the same person captured twice is one lead, and
+Capture is create-or-update by identity (the id another system gave the lead, else its
+email, else its phone): the same person captured twice is one lead, and
 every capture is also recorded as a ``captured`` activity so the timeline shows each
 touch with its source and campaign. Possible duplicates that email cannot prove (same
 phone, similar name at a similar company) are flagged for a human, never merged.
@@ -26,6 +27,7 @@ from baton.domain.leads import (
     Lead,
     LeadCreate,
     find_duplicates,
+    fold_source,
     merge_profile,
 )
 from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition, transition
@@ -48,13 +50,24 @@ class CaptureResult:
     possible_duplicates: list[DuplicateMatch] = field(default_factory=list)
 
 
-def keep_identity(existing: RowMapping | dict[str, Any], changes: dict[str, Any]) -> None:
+def keep_identity(
+    existing: RowMapping | dict[str, Any], changes: dict[str, Any], *, email_free: bool = False
+) -> None:
     """Drop an email change that would change who the lead *is*: a capture can fix the
     case of an address, but an address that reached this lead through a merge (or any
-    other key) stays on the record that owns it."""
+    other key) stays on the record that owns it. A lead without email (found by its
+    external id or phone) takes one, when ``email_free`` says no other lead has it."""
     new = changes.get("email")
-    if new is not None and email_key(new) != existing["email_key"]:
+    if new is None or email_key(new) == existing["email_key"]:
+        return
+    if not (existing["email_key"] is None and email_free):
         del changes["email"]
+
+
+def email_free_in(connection: Connection, address: str) -> bool:
+    """Whether no lead has this email (so a lead without one may take it)."""
+    found = connection.execute(select(leads.c.id).where(leads.c.email_key == email_key(address)))
+    return found.first() is None
 
 
 def _derived(values: dict[str, Any]) -> dict[str, Any]:
@@ -69,13 +82,28 @@ def _derived(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _find_existing(connection: Connection, data: LeadCreate) -> RowMapping | None:
-    if data.email is None:
-        if data.phone is None:
-            return None
-        query = select(leads).where(leads.c.phone == data.phone, leads.c.email_key.is_(None))
-    else:
+    """The lead ``data`` is about, locked: by external id, else by email, else (for a
+    capture without email) by phone among the leads without email."""
+    row = None
+    if data.external_id is not None:
+        row = (
+            connection.execute(
+                select(leads)
+                .where(
+                    leads.c.external_id == data.external_id,
+                    leads.c.external_system == data.external_system,
+                )
+                .with_for_update()
+            )
+            .mappings()
+            .first()
+        )
+    if row is None and data.email is not None:
         query = select(leads).where(leads.c.email_key == email_key(data.email))
-    row = connection.execute(query.with_for_update()).mappings().first()
+        row = connection.execute(query.with_for_update()).mappings().first()
+    elif row is None and data.phone is not None:
+        query = select(leads).where(leads.c.phone == data.phone, leads.c.email_key.is_(None))
+        row = connection.execute(query.with_for_update()).mappings().first()
     while row is not None and row["merged_into_id"] is not None:
         row = lock_lead(connection, row["merged_into_id"])
     return row
@@ -92,7 +120,7 @@ def with_intake_source(data: LeadCreate, actor: Principal) -> LeadCreate:
     website it was issued for) unless the payload names its own: the website does not
     have to repeat it, and attribution is right even when it forgets."""
     if actor.kind == "intake_key" and actor.source and data.source is None:
-        return data.model_copy(update={"source": actor.source})
+        return data.model_copy(update={"source": fold_source(actor.source)})
     return data
 
 
@@ -134,7 +162,10 @@ def capture_lead_in(
     if existing is not None:
         lead_id = existing["id"]
         changes = merge_profile(dict(existing), incoming, fill_only=actor.kind == "intake_key")
-        keep_identity(existing, changes)
+        free = existing["email_key"] is None and bool(changes.get("email"))
+        keep_identity(
+            existing, changes, email_free=free and email_free_in(connection, data.email or "")
+        )
         changes.update(_derived(changes))
         created, changed = False, sorted(changes)
         connection.execute(
@@ -339,7 +370,7 @@ def list_leads(
     if stage is not None:
         conditions.append(leads.c.stage == stage.value)
     if source:
-        conditions.append(leads.c.source == source)
+        conditions.append(leads.c.source == fold_source(source))
     if tag:
         conditions.append(
             leads.c.id.in_(select(lead_tags.c.lead_id).where(lead_tags.c.tag == tag.lower()))
@@ -442,6 +473,7 @@ def change_stage_in(
             contract_version=contract_version,
         )
     )
+    milestones.on_stage_change(connection, lead_id, target.value)  # a move by hand counts
     from baton.services.handoffs import CLOSING_STAGES, close_open_handoff_in, open_handoff_in
 
     if target == Stage.MQL:

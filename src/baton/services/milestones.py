@@ -184,17 +184,71 @@ def refresh_leads(connection: Connection, lead_ids: Sequence[int] | None = None)
 
 
 def _chain_select(dialect: str, chain_ids: Any) -> Any:
-    """One row per chain: the first handoff's facts, the members' aggregates, and the
+    """One row per chain: the first handoff's facts, the members' aggregates, what the
+    lead did while the chain was its latest MQL (:func:`_by_the_lead`), and the
     speed-to-lead durations computed from them."""
-    query = _chain_facts(chain_ids).subquery("facts")
+    facts = _chain_facts(chain_ids).subquery("facts")
+    query = select(facts, _next_mql(facts.c).label("next_mql")).subquery("windowed")
     f = query.c
     rep_delay = seconds_between(dialect, f.notified_at, f.first_touch_at)
-    durations = {
+    computed = {
         "speed_seconds": seconds_between(dialect, f.mql_at, f.first_touch_at),
         "system_seconds": seconds_between(dialect, f.mql_at, f.notified_at),
         "rep_seconds": case((rep_delay < 0, 0), else_=rep_delay),
+        **_by_the_lead(f),
     }
-    return select(*(f[c] if c in f else durations[c].label(c) for c in CHAIN_COLUMNS))
+    return select(*(computed[c].label(c) if c in computed else f[c] for c in CHAIN_COLUMNS))
+
+
+def _next_mql(f: Any) -> Any:
+    """The MQL moment of the lead's next chain (NULL for its latest): the end of the
+    window in which the chain is the lead's current MQL."""
+    n = handoffs.alias("nx")
+    return (
+        select(func.min(n.c.mql_at))
+        .where(
+            n.c.lead_id == f.lead_id,
+            n.c.id == n.c.chain_id,
+            or_(n.c.mql_at > f.mql_at, and_(n.c.mql_at == f.mql_at, n.c.id > f.chain_id)),
+        )
+        .scalar_subquery()
+    )
+
+
+def _by_the_lead(f: Any) -> dict[str, ColumnElement[Any]]:
+    """``accepted``, ``won`` and ``lost`` by what happened to the lead, whatever path it
+    took, in the chain's window (from its MQL moment to the next chain's):
+
+    * accepted: a handoff of the chain was accepted, or the lead moved into ``sal``
+      (a manager who took a queued lead by hand accepted it for sales);
+    * won: the lead **first** became a customer in the window, by a verdict or by
+      hand (at most one chain of a lead is won, so a customer is counted once);
+    * lost: a handoff of the chain was lost, or the lead moved into ``lost``.
+
+    Read from the transitions, not the lead's milestones, so that a rebuild (which
+    writes the chains before the leads) needs nothing but the history."""
+    t = transitions.alias("wt")
+
+    def inside(moment: Any) -> ColumnElement[bool]:
+        return and_(moment >= f.mql_at, or_(f.next_mql.is_(None), moment < f.next_mql))
+
+    def reached(stage: str) -> ColumnElement[bool]:
+        return (
+            select(t.c.id)
+            .where(t.c.lead_id == f.lead_id, t.c.to_stage == stage, inside(t.c.occurred_at))
+            .exists()
+        )
+
+    became_customer = (
+        select(func.min(t.c.occurred_at))
+        .where(t.c.lead_id == f.lead_id, t.c.to_stage == "customer")
+        .scalar_subquery()
+    )
+    return {
+        "accepted": or_(f.accepted, reached("sal")),
+        "won": and_(became_customer.is_not(None), inside(became_customer)),
+        "lost": or_(f.lost, reached("lost")),
+    }
 
 
 def _chain_facts(chain_ids: Any) -> Any:
@@ -358,6 +412,37 @@ def on_handoff_event(connection: Connection, handoff_id: int, kind: str) -> None
     found = connection.execute(_HEAD_OF, {"handoff_id": handoff_id}).first()
     if found is not None:
         _rewrite_chains(connection, [int(found.id)], [int(found.lead_id)])
+
+
+WINDOW_STAGES = frozenset({"sal", "customer", "lost"})
+"""Stages whose transitions decide a chain's accepted, won and lost (see
+:func:`_by_the_lead`)."""
+
+
+def on_stage_change(connection: Connection, lead_id: int, stage: str) -> None:
+    """Keep the lead's latest chain in step with a transition into ``stage`` just made
+    (called by :func:`baton.services.leads.change_stage_in`). A verdict logs an event on
+    its open handoff, which rewrites the chain anyway; a lead moved by hand after its
+    chain closed (a manager took a queued lead through to ``customer``) has no such
+    event, so its chain is rewritten here."""
+    if stage not in WINDOW_STAGES:
+        return
+    h = handoffs.alias("lh")
+    latest = connection.execute(
+        select(h.c.id)
+        .where(h.c.lead_id == lead_id, h.c.id == h.c.chain_id)
+        .order_by(h.c.mql_at.desc(), h.c.id.desc())
+        .limit(1)
+    ).scalar()
+    if latest is None:
+        return
+    still_open = connection.execute(
+        select(handoffs.c.id)
+        .where(handoffs.c.chain_id == latest, handoffs.c.status.in_(OPEN_HANDOFF_STATUSES))
+        .limit(1)
+    ).first()
+    if still_open is None:
+        refresh_chains(connection, [int(latest)])
 
 
 def rebuild(connection: Connection) -> dict[str, int]:

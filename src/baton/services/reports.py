@@ -60,6 +60,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from baton.domain.access import Action, Principal, Reach
 from baton.domain.batches import RowError
 from baton.domain.errors import FieldProblem, Forbidden, ValidationFailed
+from baton.domain.leads import fold_source
 from baton.domain.reports import (
     COST_GROUP_BY,
     FUNNEL,
@@ -464,9 +465,10 @@ def velocity(
     lead's milestones).
 
     A lead reaches a stage only from the one before it, so the first transition into
-    the next stage always comes at or after the first into the previous one (merges
-    keep this: the absorbed lead's history moves whole); a pair out of that order is
-    left out."""
+    the next stage comes at or after the first into the previous one, unless history
+    was written around Baton (a loaded history, a merge of two leads' pasts): a step
+    that goes backwards is counted in ``leads`` and ``negative_durations`` and left
+    out of the percentiles, never dropped silently."""
     _may_read(actor)
     filters = filters or ReportFilters()
     _check(group_by, filters)
@@ -479,12 +481,14 @@ def velocity(
         return lead.c.created_at if stage == "lead" else lead.c[f"{stage}_at"]
 
     durations: dict[str, Any] = {}
+    backwards: list[Any] = []
     for a, b in pairs:
         start, end = moment(a), moment(b)
         durations[a] = case((end >= start, seconds_between(dialect, start, end)))
+        backwards.append(_count_if(end < start).label(f"{a}_backwards"))
     columns = _spreads(dialect, durations)
     query = (
-        select(scope.group, *columns)
+        select(scope.group, *columns, *backwards)
         .select_from(scope.from_)
         .where(
             *_in_period(lead.c.created_at, period),
@@ -500,14 +504,16 @@ def velocity(
         spreads = _spread_of(row, list(durations))
         for a, b in pairs:
             spread = spreads[a]
+            negative = _int(row.get(f"{a}_backwards"))
             rows.append(
                 VelocityRow(
                     group=group,
                     from_stage=a,
                     to_stage=b,
-                    leads=spread.n,
+                    leads=spread.n + negative,
                     median_hours=hours(spread.at[50]),
                     p90_hours=hours(spread.at[90]),
+                    negative_durations=negative,
                 )
             )
     order = {a: i for i, (a, _) in enumerate(pairs)}
@@ -787,7 +793,11 @@ def marketing_credit(
 ) -> CreditReport:
     """MQLs of the period (chains of handoffs: an MQL and its reassignments, by the
     MQL moment), those sales rejected without credit for marketing, and of the
-    credited ones how many sales accepted (any handoff of the chain) and won."""
+    credited ones how many sales accepted and won, whatever path the lead took while
+    the chain was its latest MQL (a verdict, or a manager's moves by hand; see
+    :func:`baton.services.milestones._by_the_lead`); and the customers won without a
+    handoff, by their first MQL moment (or the moment they became customers), so that
+    every customer is in the report exactly once."""
     _may_read(actor)
     filters = filters or ReportFilters()
     _check(group_by, filters)
@@ -805,15 +815,20 @@ def marketing_credit(
         .group_by(*scope.grouping)
     )
     with ctx.read() as connection:
-        found = list(_grouped(connection, query).values())
+        found = _grouped(connection, query)
+        unhanded = {
+            grp: _int(n)
+            for grp, n in connection.execute(_won_without_handoff(period, group_by, filters))
+        }
     rows = []
-    for row in found:
+    for group in set(found) | set(unhanded):
+        row = found.get(group) or {}
         mqls, no_credit = _int(row.get("mqls")), _int(row.get("no_credit"))
         credited = mqls - no_credit
         accepted, won = _int(row.get("accepted")), _int(row.get("won"))
         rows.append(
             CreditRow(
-                group=row["grp"],
+                group=group,
                 mqls=mqls,
                 rejected_without_credit=no_credit,
                 credited_mqls=credited,
@@ -821,9 +836,34 @@ def marketing_credit(
                 won=won,
                 acceptance_rate=share(accepted, credited),
                 win_rate=share(won, credited),
+                won_without_handoff=unhanded.get(group, 0),
             )
         )
     return CreditReport(period=period, group_by=group_by, filters=filters, rows=_sorted(rows))
+
+
+def _won_without_handoff(period: ReportPeriod, group_by: str | None, filters: ReportFilters) -> Any:
+    """(group, customers with no won chain) for the leads whose first MQL (or, never an
+    MQL, whose first customer moment) is in the period, grouped like the lead-based
+    reports. Customers are looked up from their transitions into ``customer`` (few, and
+    indexed by stage), not by scanning every lead."""
+    lead = leads.alias("l")
+    scope = _lead_scope(lead, lead, group_by, filters)
+    t = transitions.alias("ct")
+    c = handoff_chains.alias("wc")
+    won = select(c.c.chain_id).where(c.c.lead_id == lead.c.id, c.c.won).exists()
+    moment = func.coalesce(lead.c.mql_at, lead.c.customer_at)
+    return (
+        select(scope.group, func.count())
+        .select_from(scope.from_)
+        .where(
+            lead.c.id.in_(select(t.c.lead_id).where(t.c.to_stage == "customer")),
+            ~won,
+            *_in_period(moment, period),
+            *scope.where,
+        )
+        .group_by(*scope.grouping)
+    )
 
 
 # --- spend and cost ----------------------------------------------------------------------------
@@ -1085,7 +1125,7 @@ def _spend_row(
     values: Mapping[str, str], line: int
 ) -> tuple[dict[str, Any] | None, list[RowError]]:
     problems: list[RowError] = []
-    source = (values.get("source") or "").strip()
+    source = fold_source(values.get("source") or "")  # as leads store it
     campaign = (values.get("campaign") or "").strip() or None
     if not source:
         problems.append(RowError(line, "source", "is required"))

@@ -10,6 +10,12 @@ its delivery log.
 Only admins manage endpoints and read their deliveries (``Action.MANAGE_WEBHOOKS``): an
 endpoint receives every handoff event it subscribes to, so adding one is a way to copy
 the whole pipeline out of Baton.
+
+A URL must point outside the network (:mod:`baton.domain.egress`): an address literal
+or a ``localhost`` name inside it is refused here; a host name is checked on the
+addresses it resolves to each time the worker connects (a name can change its address
+after it was saved). Deliveries keep the status, the timing and a short error of each
+attempt, never the receiver's reply.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Action, Principal
+from baton.domain.egress import EgressPolicy
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
 from baton.services.access import allowed
 from baton.services.context import Context
@@ -75,7 +82,7 @@ class DeliveryPublic:
     history: list[DeliveryAttempt]
 
 
-def _check_url(url: str) -> list[FieldProblem]:
+def _check_url(url: str, policy: EgressPolicy) -> list[FieldProblem]:
     if not url or len(url) > MAX_URL:
         return [FieldProblem("url", f"give a URL of 1 to {MAX_URL} characters")]
     try:
@@ -87,6 +94,9 @@ def _check_url(url: str) -> list[FieldProblem]:
         return [FieldProblem("url", "must start with http:// or https://")]
     if not host:
         return [FieldProblem("url", "needs a host, e.g. https://hooks.example.com/baton")]
+    problem = policy.host_problem(host)
+    if problem is not None:
+        return [FieldProblem("url", problem)]
     return []
 
 
@@ -118,7 +128,7 @@ def create_endpoint(
     given). The secret is not shown again."""
     allowed(actor, Action.MANAGE_WEBHOOKS)
     url = url.strip()
-    problems = _check_url(url)
+    problems = _check_url(url, EgressPolicy.parse(ctx.settings.webhook_internal_allowlist))
     wanted, event_problems = _check_events([e.strip() for e in events])
     problems += event_problems
     if secret is not None and not MIN_SECRET <= len(secret) <= MAX_SECRET:

@@ -1,14 +1,28 @@
-"""The worker's use cases: run due SLA steps, assign queued handoffs, deliver the
-outbox. ``baton worker`` calls :func:`tick` in a loop; tests and simulations call it
-with a manual clock.
+"""The worker: run due SLA steps, assign queued handoffs, deliver the outbox.
+
+One loop, :class:`Worker`, is what ``baton worker`` and ``baton serve --with-worker``
+both run. It keeps three **lanes**, each in a thread of its own, so none waits for
+another: *timers* (due SLA steps, then the queue, in small batches, alternating),
+*webhooks* and *email* (one :class:`~baton.services.delivery.Courier` each). A mail
+server that is down or slow therefore never delays an SLA step, a queued handoff's
+assignment or a webhook.
+
+A lane never dies: any error in a pass (the database restarting or its connection
+killed, a bug) is logged and the lane backs off (1 s, doubling to 30 s) and carries
+on; the first pass that works again is logged too. Stopping is cooperative (a
+``threading.Event``): each lane ends after its current pass.
+
+:func:`tick` is one synchronous pass of every lane (steps, queue, then the outbox
+until nothing is due), for ``baton worker --once``, tests and simulations with a
+manual clock.
 
 Any number of workers may run against one PostgreSQL database. Due handoffs are
 claimed one per transaction with ``FOR UPDATE SKIP LOCKED``, so two workers never act
 on the same handoff, and a step is recorded in the transaction that acts on it, so no
-step runs twice. Outbox rows are *leased* (``claimed_until``) in a short transaction
-and sent outside it: a slow SMTP server never holds a lock, and a worker that dies
-mid-send leaves a lease that expires, so the message is retried (at least once; the
-Message-ID and the ``X-Baton-Delivery`` header let receivers drop a repeat).
+step runs twice. Before each step the handoff's state is read again, and a late pass
+does what passes on time would have done: after a reassignment closed the handoff,
+only the steps due at that same moment still run, never a later one.
+Outbox rows are leased and fenced (see :mod:`baton.services.delivery`).
 
 The worker acts on no one's behalf: every step it records names
 :data:`~baton.services.handoffs.SYSTEM` (``system("baton")``), which reaches every
@@ -17,30 +31,35 @@ handoff, so a rep's notification carries the same packet the rep reads in the AP
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import DBAPIError
 
 from baton.domain.contract import HandoffContract
 from baton.domain.sla import deadlines_from, ladder, next_step
-from baton.notify.email import DeliveryError, OutgoingEmail, SmtpConfig, send_email
-from baton.notify.render import render_email
-from baton.notify.webhooks import MAX_ATTEMPTS, next_attempt_delay, post_webhook
+from baton.notify.email import SmtpConfig
 from baton.services.context import Context
-from baton.services.handoffs import SYSTEM, _rep, assign_in, log_event, reassign_in
+from baton.services.delivery import CHANNELS, Channel, Courier
+from baton.services.handoffs import SYSTEM, _rep, log_event, reassign_in, route_queued_in
 from baton.services.outbox import enqueue_email, publish
-from baton.store.tables import contracts, deliveries, handoffs, leads, outbox, webhook_endpoints
+from baton.store.tables import contracts, handoffs, leads
 
 log = logging.getLogger("baton.worker")
 
-LEASE = timedelta(minutes=2)
+OPEN = ("assigned", "accepted")
+"""Handoff statuses the SLA ladder applies to."""
+BATCH = 50
+"""Handoffs the timer lane handles per pass of each kind (steps, then the queue)."""
+BACKOFF_FIRST = 1.0
+BACKOFF_MOST = 30.0
 
 
 @dataclass
@@ -106,7 +125,7 @@ def run_due_steps(ctx: Context, *, limit: int = 200) -> int:
         with ctx.write() as connection:
             row, claimed = _claim_handoff(
                 connection,
-                handoffs.c.status.in_(("assigned", "accepted")),
+                handoffs.c.status.in_(OPEN),
                 handoffs.c.next_step_at <= now,
                 handoffs.c.id.not_in(busy),
                 order=True,
@@ -136,10 +155,19 @@ def _run_steps(connection: Connection, handoff: dict[str, Any], *, now: datetime
     touched = handoff["first_touch_at"] is not None
     index = int(handoff["next_step"] or 0)
     moved_on = False
+    closed_by: datetime | None = None
     while True:
         step = next_step(sla, index, accepted=accepted, touched=touched, due_at=due)
         if step is None or step.due_at > now:
             break
+        if closed_by is None and not _still_open(connection, handoff["id"]):
+            return  # closed meanwhile (a verdict, a manager's reassignment): no step
+        if closed_by is not None and step.due_at > closed_by:
+            # A late pass does what passes on time would have done: once a step (a
+            # reassignment) closed the handoff, only the steps due at that same moment
+            # (the manager told with it) still apply; later ones belong to a handoff
+            # that no longer exists, and the next one of the chain has its own ladder.
+            return
         index = step.index + 1
         detail = {"step": step.index, "action": step.step.action, "due_at": step.due_at.isoformat()}
         if step.step.action == "remind":
@@ -199,6 +227,8 @@ def _run_steps(connection: Connection, handoff: dict[str, Any], *, now: datetime
                     why=f"not accepted within {step.step.at_minutes:g} minutes",
                 )
                 moved_on = new_id is not None
+                if moved_on:
+                    closed_by = step.due_at
         publish(
             connection,
             "handoff.escalated",
@@ -217,6 +247,13 @@ def _run_steps(connection: Connection, handoff: dict[str, Any], *, now: datetime
             next_step_at=following.due_at if following else None,
         )
     )
+
+
+def _still_open(connection: Connection, handoff_id: int) -> bool:
+    status = connection.execute(
+        select(handoffs.c.status).where(handoffs.c.id == handoff_id)
+    ).scalar_one_or_none()
+    return status in OPEN
 
 
 def assign_queued(ctx: Context, *, limit: int = 200) -> int:
@@ -243,277 +280,150 @@ def assign_queued(ctx: Context, *, limit: int = 200) -> int:
             )
             if row is None or not claimed:
                 continue
-            contract = _contract_of(connection, row["contract_version"])
-            if contract is None:
-                continue
-            if assign_in(connection, row, contract, now=now, actor=SYSTEM) is not None:
+            # By the contract active now (a queue outlives contract changes); the pool
+            # that had nobody is the one the new decision chose.
+            decision = route_queued_in(connection, row, now=now, actor=SYSTEM)
+            if decision.rep_id is not None:
                 assigned += 1
             else:
-                stuck.add(pool)
+                stuck.add(str(decision.pool_key))
     return assigned
-
-
-@dataclass(frozen=True)
-class _Claimed:
-    id: int
-    channel: str
-    topic: str
-    handoff_id: int | None
-    endpoint_id: int | None
-    recipient: str
-    payload: dict[str, Any]
-    attempts: int
-
-
-def _claim(ctx: Context, limit: int) -> list[_Claimed]:
-    now = ctx.clock.now()
-    with ctx.write() as connection:
-        rows = (
-            connection.execute(
-                _skip_locked(
-                    connection,
-                    select(outbox)
-                    .where(
-                        outbox.c.status == "pending",
-                        outbox.c.next_attempt_at <= now,
-                        or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
-                    )
-                    .order_by(outbox.c.next_attempt_at, outbox.c.id)
-                    .limit(limit),
-                )
-            )
-            .mappings()
-            .all()
-        )
-        if not rows:
-            return []
-        connection.execute(
-            update(outbox)
-            .where(outbox.c.id.in_([r["id"] for r in rows]))
-            .values(claimed_until=now + LEASE, attempts=outbox.c.attempts + 1)
-        )
-    return [
-        _Claimed(
-            r["id"],
-            r["channel"],
-            r["topic"],
-            r["handoff_id"],
-            r["endpoint_id"],
-            r["recipient"],
-            r["payload"],
-            int(r["attempts"]) + 1,
-        )
-        for r in rows
-    ]
-
-
-def _finish(
-    ctx: Context,
-    item: _Claimed,
-    *,
-    ok: bool,
-    error: str | None,
-    retryable: bool,
-    status_code: int | None,
-    started: float,
-    retry_after: float | None = None,
-) -> None:
-    now = ctx.clock.now()
-    duration = (time.perf_counter() - started) * 1000
-    with ctx.write() as connection:
-        connection.execute(
-            insert(deliveries).values(
-                outbox_id=item.id,
-                attempt=item.attempts,
-                attempted_at=now,
-                ok=ok,
-                status_code=status_code,
-                error=error,
-                duration_ms=duration,
-            )
-        )
-        if ok:
-            connection.execute(
-                update(outbox)
-                .where(outbox.c.id == item.id)
-                .values(status="sent", sent_at=now, claimed_until=None, last_error=None)
-            )
-            if (
-                item.channel == "email"
-                and item.topic == "handoff.assigned"
-                and item.handoff_id is not None
-            ):
-                notified = connection.execute(
-                    update(handoffs)
-                    .where(handoffs.c.id == item.handoff_id, handoffs.c.notified_at.is_(None))
-                    .values(notified_at=now)
-                ).rowcount
-                if notified:
-                    log_event(
-                        connection,
-                        item.handoff_id,
-                        "notified",
-                        actor=SYSTEM,
-                        now=now,
-                        to=item.recipient,
-                    )
-            return
-        dead = not retryable or item.attempts >= MAX_ATTEMPTS
-        connection.execute(
-            update(outbox)
-            .where(outbox.c.id == item.id)
-            .values(
-                status="failed" if dead else "pending",
-                claimed_until=None,
-                last_error=error,
-                next_attempt_at=now
-                if dead
-                else now
-                + max(next_attempt_delay(item.attempts), timedelta(seconds=retry_after or 0)),
-            )
-        )
-    if dead:
-        log.warning(
-            "giving up on outbox %s (%s to %s): %s", item.id, item.topic, item.recipient, error
-        )
-
-
-def _deliver_email(ctx: Context, item: _Claimed, smtp: SmtpConfig) -> None:
-    from baton.services.packet import handoff_packet
-
-    started = time.perf_counter()
-    try:
-        if item.handoff_id is None:
-            raise DeliveryError("an email without a handoff has nothing to say", permanent=True)
-        packet = handoff_packet(ctx, item.handoff_id, actor=SYSTEM)
-        rendered = render_email(
-            item.topic, packet, data=item.payload, base_url=ctx.settings.public_url
-        )
-        send_email(
-            smtp,
-            OutgoingEmail(
-                to=(item.recipient,),
-                subject=rendered.subject,
-                text=rendered.text,
-                html=rendered.html,
-                message_id=f"<outbox-{item.id}@baton>",
-                headers={"X-Baton-Handoff": str(item.handoff_id), "X-Baton-Topic": item.topic},
-            ),
-            now=ctx.clock.now(),
-        )
-    except DeliveryError as exc:
-        _finish(
-            ctx,
-            item,
-            ok=False,
-            error=str(exc),
-            retryable=not exc.permanent,
-            status_code=getattr(exc, "smtp_code", None),
-            started=started,
-        )
-        return
-    except Exception as exc:  # a bug must not stop the worker; it is logged and retried
-        log.exception("rendering outbox %s failed", item.id)
-        _finish(
-            ctx,
-            item,
-            ok=False,
-            error=f"internal error: {type(exc).__name__}",
-            retryable=True,
-            status_code=None,
-            started=started,
-        )
-        return
-    _finish(ctx, item, ok=True, error=None, retryable=False, status_code=250, started=started)
-
-
-def _deliver_webhook(ctx: Context, item: _Claimed, client: httpx.Client) -> None:
-    started = time.perf_counter()
-    with ctx.read() as connection:
-        endpoint = connection.execute(
-            select(webhook_endpoints.c.secret, webhook_endpoints.c.active).where(
-                webhook_endpoints.c.id == item.endpoint_id
-            )
-        ).first()
-    if endpoint is None or not endpoint.active:
-        _finish(
-            ctx,
-            item,
-            ok=False,
-            error="endpoint removed or disabled",
-            retryable=False,
-            status_code=None,
-            started=started,
-        )
-        return
-    body = json.dumps({"id": item.id, **item.payload}, separators=(",", ":")).encode()
-    result = post_webhook(
-        item.recipient,
-        endpoint.secret,
-        event=item.topic,
-        body=body,
-        delivery_id=str(item.id),
-        timestamp=int(ctx.clock.now().timestamp()),
-        timeout=ctx.settings.webhook_timeout_seconds,
-        client=client,
-    )
-    _finish(
-        ctx,
-        item,
-        ok=result.ok,
-        error=result.error,
-        retryable=result.retryable,
-        status_code=result.status_code,
-        started=started,
-        retry_after=result.retry_after_seconds,
-    )
-
-
-def deliver_outbox(
-    ctx: Context,
-    *,
-    limit: int = 50,
-    smtp: SmtpConfig | None = None,
-    client: httpx.Client | None = None,
-) -> tuple[int, int]:
-    """Send due outbox messages; returns (sent, failed attempts)."""
-    items = _claim(ctx, limit)
-    if not items:
-        return 0, 0
-    smtp = smtp or SmtpConfig.from_settings(ctx.settings)
-    http = client
-    try:
-        for item in items:
-            if item.channel == "email":
-                _deliver_email(ctx, item, smtp)
-            else:
-                if http is None:
-                    http = httpx.Client(follow_redirects=False)
-                _deliver_webhook(ctx, item, http)
-    finally:
-        if client is None and http is not None:
-            http.close()
-    with ctx.read() as connection:
-        sent = connection.execute(
-            select(outbox.c.id).where(
-                outbox.c.id.in_([i.id for i in items]), outbox.c.status == "sent"
-            )
-        ).all()
-    return len(sent), len(items) - len(sent)
 
 
 def tick(
     ctx: Context, *, smtp: SmtpConfig | None = None, client: httpx.Client | None = None
 ) -> TickReport:
-    """One pass: SLA steps, then the queue, then the outbox (so the emails those steps
-    wrote go out in the same pass)."""
+    """One pass of everything: SLA steps, then the queue, then the outbox until nothing
+    is due (so the emails those steps wrote go out in the same pass). A destination
+    found unreachable is paused for the rest of the pass."""
     report = TickReport()
     report.steps = run_due_steps(ctx)
     report.assigned = assign_queued(ctx)
-    while True:
-        sent, failed = deliver_outbox(ctx, smtp=smtp, client=client)
-        report.sent += sent
-        report.failed += failed
-        if sent + failed == 0:
-            break
+    couriers = [Courier(ctx, channel, smtp=smtp, client=client) for channel in CHANNELS]
+    try:
+        while True:
+            moved = 0
+            for courier in couriers:
+                sent, failed = courier.deliver()
+                report.sent += sent
+                report.failed += failed
+                moved += sent + failed
+            if not moved:
+                break
+    finally:
+        for courier in couriers:
+            courier.close()
     return report
+
+
+def run_timers(ctx: Context, *, limit: int = BATCH) -> TickReport:
+    """The timer lane's pass: a batch of due SLA steps, then a batch of the queue."""
+    return TickReport(
+        steps=run_due_steps(ctx, limit=limit), assigned=assign_queued(ctx, limit=limit)
+    )
+
+
+def deliver(courier: Courier) -> TickReport:
+    """A delivery lane's pass: one claimed batch of the courier's channel."""
+    sent, failed = courier.deliver()
+    return TickReport(sent=sent, failed=failed)
+
+
+@dataclass
+class Lane:
+    """One strand of the worker: a pass function run again and again, which never
+    dies of an error (see the module docstring)."""
+
+    name: str
+    work: Callable[[], TickReport]
+    idle_seconds: float
+    on_pass: Callable[[str, TickReport], None] | None = None
+    failures: int = 0
+
+    def step(self) -> float:
+        """Run one pass; returns how long to wait before the next (0: more is due)."""
+        try:
+            report = self.work()
+        except Exception as error:  # the point: nothing stops the lane
+            self.failures += 1
+            delay = min(BACKOFF_FIRST * 2 ** (self.failures - 1), BACKOFF_MOST)
+            if isinstance(error, DBAPIError):
+                log.warning(
+                    "%s: the database failed (%s); trying again in %g s",
+                    self.name,
+                    _first_line(error),
+                    delay,
+                )
+            else:
+                log.exception("%s: the pass failed; trying again in %g s", self.name, delay)
+            return float(delay)
+        if self.failures:
+            log.warning("%s: working again after %d failed passes", self.name, self.failures)
+            self.failures = 0
+        if report.busy and self.on_pass is not None:
+            self.on_pass(self.name, report)
+        return 0.0 if report.busy else self.idle_seconds
+
+    def run(self, stop: threading.Event) -> None:
+        """Pass after pass until ``stop`` is set."""
+        while not stop.is_set():
+            delay = self.step()
+            if delay:
+                stop.wait(delay)
+
+
+def _first_line(error: DBAPIError) -> str:
+    text = str(error.orig) if error.orig is not None else str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error.orig).__name__
+
+
+@dataclass
+class Worker:
+    """The worker's loop, shared by ``baton worker`` and ``baton serve --with-worker``:
+    three lanes (timers, webhooks, email) in threads of their own."""
+
+    ctx: Context
+    smtp: SmtpConfig | None = None
+    client: httpx.Client | None = None
+    on_pass: Callable[[str, TickReport], None] | None = None
+    couriers: dict[Channel, Courier] = field(init=False)
+    lanes: list[Lane] = field(init=False)
+
+    def __post_init__(self) -> None:
+        poll = self.ctx.settings.worker_poll_seconds
+        self.couriers = {
+            channel: Courier(self.ctx, channel, smtp=self.smtp, client=self.client)
+            for channel in CHANNELS
+        }
+
+        def lane(name: str, work: Callable[[], TickReport]) -> Lane:
+            return Lane(name, work, poll, self.on_pass)
+
+        self.lanes = [
+            lane("timers", lambda: run_timers(self.ctx)),
+            *(
+                lane(f"{channel} delivery", lambda c=courier: deliver(c))  # type: ignore[misc]
+                for channel, courier in self.couriers.items()
+            ),
+        ]
+
+    def run(self, stop: threading.Event) -> None:
+        """Run every lane until ``stop`` is set; returns when they have all ended."""
+        threads = [
+            threading.Thread(
+                target=lane.run, args=(stop,), name=f"baton-worker-{lane.name}", daemon=True
+            )
+            for lane in self.lanes
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.5)  # short joins: Ctrl+C reaches this thread
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()  # each lane ends after its current pass
+            for courier in self.couriers.values():
+                courier.close()

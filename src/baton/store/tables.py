@@ -37,6 +37,8 @@ leads = Table(
     Column("email_key", String(254), unique=True),
     Column("email_domain", String(253), index=True),
     Column("phone", String(32), index=True),
+    Column("external_system", String(100)),
+    Column("external_id", String(200)),
     Column("first_name", String(200)),
     Column("last_name", String(200)),
     Column("company", String(300)),
@@ -93,6 +95,7 @@ leads = Table(
         "handoff_outcomes",
         "open_accept_due_at",
     ),
+    Index("uq_leads_external", "external_id", "external_system", unique=True),
 )
 """A person or account marketing has captured. ``ix_leads_cohort`` serves every
 look-up by creation time and covers the reports' cohort scans (period, merged or not,
@@ -431,14 +434,19 @@ outbox = Table(
     Column("attempts", Id, nullable=False, server_default="0"),
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("claimed_until", UtcDateTime),
+    Column("claim_token", String(32)),
+    Column("attempts_base", Id, nullable=False, server_default="0"),
     Column("last_error", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
-    Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_outbox_channel_status_next_attempt_at", "channel", "status", "next_attempt_at"),
 )
 """Messages to send after commit (email, webhooks): written in the transaction that
 decided them, delivered by the worker, so a rolled-back handoff never notifies anyone
-and a committed one is never forgotten."""
+and a committed one is never forgotten. A worker leases the rows it claims
+(``claimed_until``) under its own ``claim_token``, and sends a row only while the lease
+is still its own (fencing). ``attempts_base`` is ``attempts`` when an admin last
+retried the row: the attempts since then are the ones that count towards giving up."""
 
 webhook_endpoints = Table(
     "webhook_endpoints",

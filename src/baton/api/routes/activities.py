@@ -34,7 +34,11 @@ router = APIRouter(prefix="/api/v1/activities", tags=["activities"], dependencie
     operation_id="ingest_activity",
     response_model=ActivityPublic,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "Retry of an event already stored"}, **INTAKE_RECEIPT},
+    responses={
+        200: {"description": "Retry of an event already stored", "model": ActivityPublic},
+        404: {"description": "No lead with this lead_id"},
+        **INTAKE_RECEIPT,
+    },
 )
 def ingest_activity(
     ctx: Ctx,

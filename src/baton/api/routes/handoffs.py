@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.schemas import (
+    AssignCreate,
     HandoffEventPublic,
     HandoffPublic,
     HandoffStatus,
@@ -298,6 +299,36 @@ def won(
 def lost(ctx: Ctx, actor: Actor, handoff_id: HandoffId, body: LostCreate) -> HandoffPublic:
     """The deal is lost, with a reason; the lead goes to ``lost``."""
     return _public(handoff_service.lost_handoff(ctx, handoff_id, reason=body.reason, actor=actor))
+
+
+@router.post(
+    "/{handoff_id}/assign",
+    operation_id="assign_handoff",
+    response_model=HandoffPublic,
+    responses={
+        **VERDICT,
+        403: {"description": "Only a sales manager or an admin assigns"},
+        404: {"description": "No such handoff or rep within your reach (problem+json)"},
+        409: {
+            "description": "Not queued, no contract active, the rep is deactivated or at "
+            "capacity, or unavailable without an override reason"
+        },
+    },
+)
+def assign(ctx: Ctx, actor: Actor, handoff_id: HandoffId, body: AssignCreate) -> HandoffPublic:
+    """A sales manager or an admin gives a queued handoff to a rep they name (of their
+    team, for a manager): the rep must be active and under capacity; one who is away,
+    out of office or outside working hours takes it only with ``override_reason``,
+    which is recorded. Deadlines, email, webhook and event as when the worker assigns."""
+    return _public(
+        handoff_service.assign_handoff(
+            ctx,
+            handoff_id,
+            to_email=body.to,
+            override_reason=body.override_reason,
+            actor=actor,
+        )
+    )
 
 
 @router.post(

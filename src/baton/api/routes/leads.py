@@ -9,13 +9,14 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from baton.api.deps import Actor, Authenticated, Ctx, LeadId
 from baton.api.schemas import (
     INTAKE_RECEIPT,
+    TAG_PATTERN,
     CaptureResponse,
     DuplicatePublic,
     IntakeReceipt,
@@ -37,6 +38,7 @@ from baton.domain.batches import describe
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.leads import LeadCreate
 from baton.domain.lifecycle import Stage
+from baton.domain.limits import CONTEXT_KEY as JSON_LIMITS
 from baton.services import leads as lead_service
 from baton.services import merge as merge_service
 from baton.services import notes as note_service
@@ -54,7 +56,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such lead
     operation_id="capture_lead",
     response_model=CaptureResponse,
     responses={
-        200: {"description": "An existing lead (same email) was updated"},
+        200: {"description": "An existing lead (same email) was updated", "model": CaptureResponse},
         201: {"description": "A new lead was created"},
         **INTAKE_RECEIPT,
     },
@@ -79,8 +81,14 @@ def capture_lead(
     configured default region when it has no +country code. Called with an intake key,
     the answer is a 202 receipt: a public key never reads back a stored lead."""
     try:
+        # Strict: JSON types as the schema says (consent is true or false, not 0 or "no").
         data = LeadCreate.model_validate(
-            payload, context={"default_region": ctx.settings.default_phone_region}
+            payload,
+            strict=True,
+            context={
+                "default_region": ctx.settings.default_phone_region,
+                JSON_LIMITS: ctx.settings.json_limits,
+            },
         )
     except ValidationError as exc:
         raise ValidationFailed(
@@ -201,7 +209,12 @@ def add_tag(ctx: Ctx, actor: Actor, lead_id: LeadId, body: TagCreate) -> TagsPub
     response_model=TagsPublic,
     responses=NOT_FOUND,
 )
-def remove_tag(ctx: Ctx, actor: Actor, lead_id: LeadId, tag: str) -> TagsPublic:
+def remove_tag(
+    ctx: Ctx,
+    actor: Actor,
+    lead_id: LeadId,
+    tag: Annotated[str, Path(min_length=1, max_length=100, pattern=TAG_PATTERN)],
+) -> TagsPublic:
     """Remove a tag from a lead."""
     return TagsPublic(lead_id=lead_id, tags=note_service.remove_tag(ctx, lead_id, tag, actor=actor))
 

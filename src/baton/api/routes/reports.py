@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
-from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +20,16 @@ from starlette.concurrency import run_in_threadpool
 from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.schemas import SpendImportPublic, SpendPublic, SpendRowErrorPublic
 from baton.domain.errors import FieldProblem, ValidationFailed
-from baton.domain.reports import GROUP_BY, FunnelMode, ReportFilters, ReportPeriod, zone
+from baton.domain.moments import Day
+from baton.domain.reports import (
+    GROUP_BY,
+    FunnelMode,
+    GroupBy,
+    ReportFilters,
+    ReportPeriod,
+    zone,
+)
+from baton.domain.reps import TimeZone
 from baton.services import reports as report_service
 
 router = APIRouter(prefix="/api/v1", tags=["reports"], dependencies=[Authenticated])
@@ -43,15 +51,21 @@ def _invalid(loc: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, [FieldProblem(loc, message)])
 
 
+FromDay = Annotated[
+    Day, Query(alias="from", description="First day of the period (in `tz`), YYYY-MM-DD")
+]
+ToDay = Annotated[
+    Day,
+    Query(description="Day after the last day (exclusive, so after `from`), YYYY-MM-DD"),
+]
+Zone = Annotated[TimeZone, Query(description="IANA zone the days are in, e.g. Europe/Paris")]
+
+
 def report_query(
-    from_: Annotated[
-        date, Query(alias="from", description="First day of the period (in `tz`), YYYY-MM-DD")
-    ],
-    to: Annotated[date, Query(description="Day after the last day (exclusive), YYYY-MM-DD")],
-    tz: Annotated[
-        str, Query(max_length=64, description="IANA zone the days are in, e.g. Europe/Paris")
-    ] = "UTC",
-    group_by: Annotated[str | None, Query(description="One of: " + ", ".join(GROUP_BY))] = None,
+    from_: FromDay,
+    to: ToDay,
+    tz: Zone = "UTC",
+    group_by: Annotated[GroupBy | None, Query(description="One of: " + ", ".join(GROUP_BY))] = None,
     source: Annotated[str | None, Query(max_length=200)] = None,
     campaign: Annotated[str | None, Query(max_length=200)] = None,
     team: Annotated[str | None, Query(max_length=100, description="Team of the rep")] = None,
@@ -85,6 +99,27 @@ def report_query(
 Report = Annotated[ReportQuery, Depends(report_query)]
 
 
+CostGroupBy = Literal["source", "campaign"]
+
+
+def cost_query(
+    from_: FromDay,
+    to: ToDay,
+    tz: Zone = "UTC",
+    group_by: Annotated[
+        CostGroupBy | None, Query(description="source (default) or campaign")
+    ] = None,
+    source: Annotated[str | None, Query(max_length=200)] = None,
+    campaign: Annotated[str | None, Query(max_length=200)] = None,
+) -> ReportQuery:
+    """The cost report's query: spend is recorded per source and campaign, so only
+    those group and filter it."""
+    return report_query(from_, to, tz, group_by, source=source, campaign=campaign)
+
+
+CostReport = Annotated[ReportQuery, Depends(cost_query)]
+
+
 @router.get("/reports/funnel", operation_id="report_funnel", responses=BAD_INPUT)
 def funnel(
     ctx: Ctx,
@@ -103,7 +138,10 @@ def funnel(
 @router.get("/reports/velocity", operation_id="report_velocity", responses=BAD_INPUT)
 def velocity(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
     """Median and 90th-percentile hours between consecutive stages, for the leads
-    created in the period."""
+    created in the period. A step dated backwards (the later stage before the earlier
+    one, in a history loaded around Baton) is counted in ``leads`` and
+    ``negative_durations``, left out of the percentiles, and summed up in
+    ``data_quality`` (with a sentence to show when there are any)."""
     return report_service.velocity(
         ctx, q.period, actor=actor, group_by=q.group_by, filters=q.filters
     ).to_json()
@@ -140,15 +178,17 @@ def rejections(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
 @router.get("/reports/credit", operation_id="report_credit", responses=BAD_INPUT)
 def credit(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
     """MQLs of the period, those rejected without credit for marketing, and how many
-    of the credited ones sales accepted and won (grouped by source unless
-    ``group_by`` says otherwise)."""
+    of the credited ones sales accepted and won, by a verdict or by hand
+    (grouped by source unless ``group_by`` says otherwise); ``won_without_handoff``:
+    customers with no chain of their own (a merged-in duplicate's win), so every
+    customer is counted once."""
     return report_service.marketing_credit(
         ctx, q.period, actor=actor, group_by=q.group_by or "source", filters=q.filters
     ).to_json()
 
 
 @router.get("/reports/cost", operation_id="report_cost", responses=BAD_INPUT)
-def cost(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
+def cost(ctx: Ctx, actor: Actor, q: CostReport) -> dict[str, Any]:
     """Spend (prorated to the period) per source or campaign against the leads created
     in the period, cost per lead, MQL, SAL, SQL and customer, and the cost of the gap
     between marketing and sales."""

@@ -165,6 +165,7 @@ def list_tokens(
     operation_id="create_token",
     response_model=TokenCreatedPublic,
     status_code=status.HTTP_201_CREATED,
+    responses={404: {"description": "No user has user_email"}},
 )
 def create_token(ctx: Ctx, actor: Actor, body: TokenCreate) -> TokenCreatedPublic:
     """Make an API token with some scopes; it never grants more than its owner's role.

@@ -1,0 +1,519 @@
+"""Delivering the outbox: one :class:`Courier` per channel (email, webhooks).
+
+How a message goes out exactly once when nothing crashes
+    A courier *claims* a few due rows in a short transaction: it leases them
+    (``claimed_until = now + BATON_OUTBOX_LEASE_SECONDS``) under a claim token of its
+    own. Before each send it *fences*: one short transaction that counts the attempt
+    and renews the lease of the row and of the rest of its batch, but only where the
+    claim token is still its own. A row whose token changed (the lease ran out and
+    another worker claimed it) is not sent. The lease is at least eight SMTP timeouts
+    long (:class:`~baton.config.Settings` refuses less), so a send that started under
+    a fresh lease ends before the lease can run out, and no other worker can start the
+    same message meanwhile, however slow the mail server is. The claim itself is sized
+    to what fits in half the lease at the pace sends have been taking, so one worker
+    never sits on messages the others could send.
+
+    What stays possible is a crash (``kill -9``, power loss) after the receiver took a
+    message and before the result was committed: the lease then expires and the
+    message is sent again. Every email carries ``Message-ID: <outbox-N@baton>`` and
+    every webhook ``X-Baton-Delivery: N``, the same on every attempt, so a receiver can
+    drop the repeat.
+
+Why a dead receiver never delays anything else
+    Each channel has its own courier (the worker runs each in a lane of its own, see
+    :mod:`baton.services.worker`), so email and webhooks never wait for each other.
+    When a destination cannot be reached at all (the mail server refuses connections
+    or times out; a webhook endpoint does not answer), the courier *pauses* that
+    destination for ``BATON_OUTBOX_PAUSE_SECONDS`` (doubling while it stays down, up to
+    10 minutes), hands the rest of its claim back untouched (no attempt counted) and
+    goes on with other destinations; the first message due after the pause is the
+    probe. A backlog of 5,000 emails for a dead server therefore costs one connection
+    attempt per pause, not 5,000. Within a channel, messages never tried yet go before
+    retries, so a failing series never holds up a fresh handoff's notification.
+
+Failures are visible: the first failed attempt of a message is logged at once
+(warning), later ones at info, giving up as an error; a pause and its end are logged.
+Admins list, filter and retry the outbox with :mod:`baton.services.outbox`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from baton.notify.egress import webhook_client
+from baton.notify.email import DeliveryError, OutgoingEmail, SmtpConfig, send_email
+from baton.notify.render import render_email
+from baton.notify.webhooks import MAX_ATTEMPTS, next_attempt_delay, post_webhook
+from baton.services.context import Context
+from baton.services.handoffs import SYSTEM, log_event
+from baton.store.tables import deliveries, handoffs, outbox, webhook_endpoints
+
+log = logging.getLogger("baton.worker")
+
+Channel = Literal["email", "webhook"]
+CHANNELS: tuple[Channel, ...] = ("webhook", "email")
+MAX_PAUSE = timedelta(minutes=10)
+SMTP_UNAVAILABLE = 421
+"""The reply of a mail server that is shutting down or overloaded: the server, not the
+message, is the problem."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An outbox row this courier holds, as it was claimed: ``attempts`` made so far
+    (the next is number ``attempts + 1``), ``attempts_base`` where the current series
+    began (an admin's retry starts a new one)."""
+
+    id: int
+    topic: str
+    handoff_id: int | None
+    endpoint_id: int | None
+    recipient: str
+    payload: dict[str, Any]
+    attempts: int
+    attempts_base: int
+
+    @property
+    def destination(self) -> str:
+        """What a pause applies to: the mail server, or one webhook endpoint."""
+        return "email" if self.endpoint_id is None else f"webhook endpoint {self.endpoint_id}"
+
+
+@dataclass
+class Pause:
+    """A destination this courier does not try until ``until``."""
+
+    until: datetime
+    length: timedelta
+    why: str
+
+
+@dataclass
+class Outcome:
+    """One attempt's result, as the courier records it."""
+
+    ok: bool
+    error: str | None = None
+    retryable: bool = False
+    status_code: int | None = None
+    retry_after: float | None = None
+    unreachable: bool = False
+    """The destination itself could not be reached (pause it, not just this message)."""
+
+
+@dataclass
+class Courier:
+    """Sends the due messages of one channel (see the module docstring).
+
+    Keep one per channel for the life of a worker: it remembers paused destinations
+    and how long sends take. ``smtp`` (email) and ``client`` (webhooks) default to the
+    settings' mail server and to a client that only reaches public addresses
+    (:func:`~baton.notify.egress.guarded_client`); a client passed in is used as it is.
+    """
+
+    ctx: Context
+    channel: Channel
+    smtp: SmtpConfig | None = None
+    client: httpx.Client | None = None
+    pauses: dict[str, Pause] = field(default_factory=dict)
+    seconds_per_send: float | None = None
+    _own_client: httpx.Client | None = field(default=None, init=False, repr=False)
+    _token: str = field(default="", init=False, repr=False)
+    _batch: list[Claimed] = field(default_factory=list, init=False, repr=False)
+    _unrecorded: tuple[Claimed, Outcome, datetime, float] | None = field(
+        default=None, init=False, repr=False
+    )
+
+    def __enter__(self) -> Courier:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._own_client is not None:
+            self._own_client.close()
+            self._own_client = None
+
+    # --- one pass ----------------------------------------------------------------------
+
+    def deliver(self) -> tuple[int, int]:
+        """Claim a batch of due messages and send them; returns (sent, failed).
+
+        When the database fails in the middle (the error propagates to the caller),
+        what was already sent is remembered, with the claim: the next call records
+        those results first (nothing is sent twice for a database blip) and hands the
+        untried rest back."""
+        self._settle()
+        batch = self._claim()
+        self._batch = batch
+        sent = failed = 0
+        for index, item in enumerate(batch):
+            key = item.destination
+            if self._paused(key):
+                continue  # handed back below, untried
+            if not self._fence(batch, index):
+                log.info("outbox %s: claimed by another worker meanwhile; not sent", item.id)
+                continue
+            started, timer = self.ctx.clock.now(), time.perf_counter()
+            outcome = self._send(item)
+            self._learn(self.ctx.clock.now() - started)
+            self._unrecorded = (item, outcome, started, (time.perf_counter() - timer) * 1000)
+            self._finish(*self._unrecorded)
+            self._unrecorded = None
+            if outcome.ok:
+                sent += 1
+                self._reachable(key)
+            else:
+                failed += 1
+                if outcome.unreachable:
+                    self._pause(key, outcome.error or "unreachable")
+        self._hand_back(batch)
+        self._batch = []
+        return sent, failed
+
+    def _settle(self) -> None:
+        """Finish what a pass interrupted by the database left: record the result of
+        a send that happened, release the claim on the rest."""
+        if self._unrecorded is not None:
+            self._finish(*self._unrecorded)
+            self._unrecorded = None
+        if self._batch:
+            self._hand_back(self._batch)
+            self._batch = []
+
+    # --- claiming and fencing ----------------------------------------------------------
+
+    @property
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self.ctx.settings.outbox_lease_seconds)
+
+    def claim_size(self) -> int:
+        """How many messages to claim: what can be sent in half the lease at the pace
+        sends have taken so far (all of ``BATON_OUTBOX_CLAIM_SIZE`` before the first)."""
+        most = self.ctx.settings.outbox_claim_size
+        if not self.seconds_per_send:
+            return most
+        fits = int(self._lease.total_seconds() / 2 / self.seconds_per_send)
+        return max(1, min(most, fits))
+
+    def _learn(self, took: timedelta) -> None:
+        seconds = max(took.total_seconds(), 0.0)
+        previous = self.seconds_per_send
+        # Quick to learn that sends got slow, slower to forget it.
+        weight = 0.5 if previous is None or seconds > previous else 0.2
+        self.seconds_per_send = (
+            seconds if previous is None else previous + weight * (seconds - previous)
+        )
+
+    def _claim(self) -> list[Claimed]:
+        now = self.ctx.clock.now()
+        skipped = [key for key, pause in self.pauses.items() if pause.until > now]
+        if self.channel == "email" and skipped:
+            return []
+        size = self.claim_size()
+        token = uuid.uuid4().hex
+        due = (
+            select(outbox)
+            .where(
+                outbox.c.channel == self.channel,
+                outbox.c.status == "pending",
+                outbox.c.next_attempt_at <= now,
+                or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+            )
+            .order_by(outbox.c.next_attempt_at, outbox.c.id)
+        )
+        if skipped:
+            paused_ids = [int(key.rsplit(" ", 1)[1]) for key in skipped]
+            due = due.where(outbox.c.endpoint_id.not_in(paused_ids))
+        with self.ctx.write() as connection:
+            # Messages never tried (in this series) first: a failing series waits.
+            fresh = due.where(outbox.c.attempts == outbox.c.attempts_base)
+            rows = list(_locked(connection, fresh.limit(size)))
+            if len(rows) < size:
+                retries = due.where(outbox.c.attempts > outbox.c.attempts_base)
+                rows += _locked(connection, retries.limit(size - len(rows)))
+            if not rows:
+                return []
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.id.in_([r["id"] for r in rows]))
+                .values(claimed_until=now + self._lease, claim_token=token)
+            )
+        self._token = token
+        return [
+            Claimed(
+                id=int(r["id"]),
+                topic=r["topic"],
+                handoff_id=r["handoff_id"],
+                endpoint_id=r["endpoint_id"],
+                recipient=r["recipient"],
+                payload=r["payload"],
+                attempts=int(r["attempts"]),
+                attempts_base=int(r["attempts_base"]),
+            )
+            for r in rows
+        ]
+
+    def _fence(self, batch: list[Claimed], index: int) -> bool:
+        """Before sending ``batch[index]``: count its attempt and renew the lease of it
+        and of the rest of the batch, where the claim is still this courier's. True
+        when ``batch[index]`` is still ours to send."""
+        item = batch[index]
+        now = self.ctx.clock.now()
+        with self.ctx.write() as connection:
+            mine = connection.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id == item.id,
+                    outbox.c.claim_token == self._token,
+                    outbox.c.status == "pending",
+                )
+                .values(attempts=outbox.c.attempts + 1, claimed_until=now + self._lease)
+            ).rowcount
+            rest = [b.id for b in batch[index + 1 :]]
+            if mine and rest:
+                connection.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(rest), outbox.c.claim_token == self._token)
+                    .values(claimed_until=now + self._lease)
+                )
+        return bool(mine)
+
+    def _hand_back(self, batch: list[Claimed]) -> None:
+        """Release what this pass claimed and did not try (a paused destination), so
+        it is due again at once for any worker, with no attempt counted. (What was
+        tried no longer carries the token: :meth:`_finish` cleared it.)"""
+        if not batch:
+            return
+        with self.ctx.write() as connection:
+            connection.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id.in_([b.id for b in batch]),
+                    outbox.c.claim_token == self._token,
+                    outbox.c.status == "pending",
+                )
+                .values(claimed_until=None, claim_token=None)
+            )
+
+    # --- sending -----------------------------------------------------------------------
+
+    def _send(self, item: Claimed) -> Outcome:
+        try:
+            if self.channel == "email":
+                return self._send_email(item)
+            return self._send_webhook(item)
+        except Exception as exc:  # a bug must not stop the worker: logged and retried
+            log.exception("outbox %s: sending failed inside Baton", item.id)
+            return Outcome(ok=False, error=f"internal error: {type(exc).__name__}", retryable=True)
+
+    def _send_email(self, item: Claimed) -> Outcome:
+        from baton.services.packet import handoff_packet
+
+        if item.handoff_id is None:
+            return Outcome(ok=False, error="an email without a handoff has nothing to say")
+        packet = handoff_packet(self.ctx, item.handoff_id, actor=SYSTEM)
+        rendered = render_email(
+            item.topic, packet, data=item.payload, base_url=self.ctx.settings.public_url
+        )
+        smtp = self.smtp or SmtpConfig.from_settings(self.ctx.settings)
+        try:
+            send_email(
+                smtp,
+                OutgoingEmail(
+                    to=(item.recipient,),
+                    subject=rendered.subject,
+                    text=rendered.text,
+                    html=rendered.html,
+                    message_id=f"<outbox-{item.id}@baton>",
+                    headers={
+                        "X-Baton-Handoff": str(item.handoff_id),
+                        "X-Baton-Topic": item.topic,
+                    },
+                ),
+                now=self.ctx.clock.now(),
+            )
+        except DeliveryError as exc:
+            return Outcome(
+                ok=False,
+                error=str(exc),
+                retryable=not exc.permanent,
+                status_code=exc.smtp_code,
+                unreachable=not exc.permanent
+                and not exc.refused
+                and exc.smtp_code in (None, SMTP_UNAVAILABLE),
+            )
+        return Outcome(ok=True, status_code=250)
+
+    def _http(self) -> httpx.Client:
+        if self.client is not None:
+            return self.client
+        if self._own_client is None:
+            self._own_client = webhook_client(self.ctx.settings)
+        return self._own_client
+
+    def _send_webhook(self, item: Claimed) -> Outcome:
+        with self.ctx.read() as connection:
+            endpoint = connection.execute(
+                select(webhook_endpoints.c.secret, webhook_endpoints.c.active).where(
+                    webhook_endpoints.c.id == item.endpoint_id
+                )
+            ).first()
+        if endpoint is None or not endpoint.active:
+            return Outcome(ok=False, error="endpoint removed or disabled")
+        body = json.dumps({"id": item.id, **item.payload}, separators=(",", ":")).encode()
+        result = post_webhook(
+            item.recipient,
+            endpoint.secret,
+            event=item.topic,
+            body=body,
+            delivery_id=str(item.id),
+            timestamp=int(self.ctx.clock.now().timestamp()),
+            timeout=self.ctx.settings.webhook_timeout_seconds,
+            client=self._http(),
+        )
+        return Outcome(
+            ok=result.ok,
+            error=result.error,
+            retryable=result.retryable,
+            status_code=result.status_code,
+            retry_after=result.retry_after_seconds,
+            unreachable=result.retryable and result.status_code is None,
+        )
+
+    # --- recording ---------------------------------------------------------------------
+
+    def _finish(self, item: Claimed, outcome: Outcome, started: datetime, took_ms: float) -> None:
+        now = self.ctx.clock.now()
+        attempt = item.attempts + 1
+        series = attempt - item.attempts_base
+        with self.ctx.write() as connection:
+            connection.execute(
+                insert(deliveries).values(
+                    outbox_id=item.id,
+                    attempt=attempt,
+                    attempted_at=started,
+                    ok=outcome.ok,
+                    status_code=outcome.status_code,
+                    error=outcome.error,
+                    duration_ms=took_ms,
+                )
+            )
+            if outcome.ok:
+                self._sent(connection, item, now)
+                return
+            dead = not outcome.retryable or series >= MAX_ATTEMPTS
+            delay = max(next_attempt_delay(series), timedelta(seconds=outcome.retry_after or 0))
+            next_at = now if dead else now + delay
+            kept = connection.execute(
+                update(outbox)
+                .where(outbox.c.id == item.id, outbox.c.claim_token == self._token)
+                .values(
+                    status="failed" if dead else "pending",
+                    claimed_until=None,
+                    claim_token=None,
+                    last_error=outcome.error,
+                    next_attempt_at=next_at,
+                )
+            ).rowcount
+        what = f"{item.topic} to {item.recipient} (outbox {item.id})"
+        if not kept:
+            log.warning(
+                "%s: the lease ran out during a failed attempt; left to its new owner", what
+            )
+        elif dead:
+            log.error("giving up on %s after attempt %s: %s", what, series, outcome.error)
+        elif series == 1:
+            log.warning(
+                "%s failed, attempt 1 of %s, next at %s: %s",
+                what,
+                MAX_ATTEMPTS,
+                f"{next_at:%H:%M:%S}",
+                outcome.error,
+            )
+        else:
+            log.info(
+                "%s failed, attempt %s of %s, next at %s: %s",
+                what,
+                series,
+                MAX_ATTEMPTS,
+                f"{next_at:%H:%M:%S}",
+                outcome.error,
+            )
+
+    def _sent(self, connection: Connection, item: Claimed, now: datetime) -> None:
+        owner = connection.execute(
+            select(outbox.c.claim_token).where(outbox.c.id == item.id)
+        ).scalar_one_or_none()
+        if owner != self._token:
+            log.warning(
+                "outbox %s: the lease ran out during a send; another worker may have sent it "
+                "too (raise BATON_OUTBOX_LEASE_SECONDS)",
+                item.id,
+            )
+        # Sent is sent, whoever holds the claim now: a late success still stops retries.
+        connection.execute(
+            update(outbox)
+            .where(outbox.c.id == item.id, outbox.c.status == "pending")
+            .values(
+                status="sent", sent_at=now, claimed_until=None, claim_token=None, last_error=None
+            )
+        )
+        if (
+            self.channel == "email"
+            and item.topic == "handoff.assigned"
+            and item.handoff_id is not None
+        ):
+            notified = connection.execute(
+                update(handoffs)
+                .where(handoffs.c.id == item.handoff_id, handoffs.c.notified_at.is_(None))
+                .values(notified_at=now)
+            ).rowcount
+            if notified:
+                log_event(
+                    connection,
+                    item.handoff_id,
+                    "notified",
+                    actor=SYSTEM,
+                    now=now,
+                    to=item.recipient,
+                )
+
+    # --- pauses ------------------------------------------------------------------------
+
+    def _paused(self, key: str) -> bool:
+        pause = self.pauses.get(key)
+        return pause is not None and pause.until > self.ctx.clock.now()
+
+    def _pause(self, key: str, why: str) -> None:
+        now = self.ctx.clock.now()
+        base = timedelta(seconds=self.ctx.settings.outbox_pause_seconds)
+        previous = self.pauses.get(key)
+        length = base if previous is None else min(previous.length * 2, max(MAX_PAUSE, base))
+        self.pauses[key] = Pause(until=now + length, length=length, why=why)
+        log.warning("%s unreachable: not trying it for %g s (%s)", key, length.total_seconds(), why)
+
+    def _reachable(self, key: str) -> None:
+        if self.pauses.pop(key, None) is not None:
+            log.warning("%s reachable again", key)
+
+
+def _locked(connection: Connection, query: Any) -> list[Any]:
+    return list(connection.execute(query.with_for_update(skip_locked=True)).mappings().all())
