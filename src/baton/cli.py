@@ -280,6 +280,28 @@ def _start_worker_thread() -> None:
     ).start()
 
 
+def _wait_for_database(settings: Settings) -> None:
+    """A worker started before its database (a reboot, a deploy) waits for it with
+    backoff instead of exiting; a configuration that can never work still fails."""
+    from sqlalchemy.exc import OperationalError
+
+    from baton.redact import mask
+
+    delay = 1.0
+    while True:
+        try:
+            open_context(settings).engine.dispose()
+            return
+        except OperationalError as exc:
+            errors.print(
+                f"[yellow]waiting for the database {safe_url(settings.database_url)}: "
+                f"{escape(mask(str(exc.orig)).strip().splitlines()[0])}; "
+                f"trying again in {delay:g} s[/]"
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 @app.command()
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Run one pass and exit.")] = False,
@@ -302,6 +324,8 @@ def worker(
     settings = _settings()
     if poll is not None:
         settings = settings.model_copy(update={"worker_poll_seconds": poll})
+    if not once:
+        _wait_for_database(settings)
     with _context() as ctx:
         ctx.settings = settings
         _refuse_unready(ctx)

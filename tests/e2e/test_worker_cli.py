@@ -1,0 +1,36 @@
+"""`baton worker` as an operator runs it: started before its database, it waits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def test_a_worker_started_before_its_database_waits_for_it(tmp_path: Path) -> None:
+    """It retries with backoff and says so, masked; it does not exit."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    password = "Wait-For-Me-9"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
+        "BATON_DATABASE_URL": f"postgresql+psycopg://baton:{password}@127.0.0.1:1/baton",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from baton.cli import main; main()", "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(4)  # attempts at 0, 1 and 3 s
+        assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
+    finally:
+        worker.terminate()
+        output, _ = worker.communicate(timeout=10)
+    assert output.count("waiting for the database") >= 2, output
+    assert "trying again in 2 s" in output
+    assert password not in output
