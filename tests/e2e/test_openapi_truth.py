@@ -85,6 +85,8 @@ def test_a_405_lists_every_allowed_method(api: TestClient) -> None:
     assert response.headers["content-type"] == "application/problem+json"
     assert api.request("TRACE", "/api/v1/leads/1").headers["allow"] == "GET"
     assert api.get("/api/v1/leads/1/tags/cold").headers["allow"] == "DELETE"
+    literal = api.get("/api/v1/outbox/retry-failed")  # not read as a message id
+    assert literal.status_code == 405 and literal.headers["allow"] == "POST"
 
 
 def _pattern(spec: dict[str, Any], model: str, field: str) -> str:

@@ -99,7 +99,7 @@ def retry_failed_outbox(
 
 
 @router.get(
-    "/{message_id}",
+    "/{message_id:int}",
     operation_id="get_outbox_message",
     response_model=OutboxMessagePublic,
     responses=NOT_FOUND,
@@ -112,7 +112,7 @@ def get_outbox_message(ctx: Ctx, actor: Actor, message_id: MessageId) -> OutboxM
 
 
 @router.post(
-    "/{message_id}/retry",
+    "/{message_id:int}/retry",
     operation_id="retry_outbox_message",
     response_model=OutboxMessagePublic,
     responses={
