@@ -209,14 +209,11 @@ def init(
 
 
 def safe_url(url: str) -> str:
-    """A database URL fit to print: the password masked."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    """A database URL fit to print: the password masked (the one masking rule of
+    :mod:`baton.redact`)."""
+    from baton.redact import mask
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(an unreadable database URL)"
+    return mask(url)
 
 
 def _refuse_unready(ctx: Context) -> None:

@@ -13,9 +13,9 @@ A rule says, per role, how far an action reaches:
 * ``OWN``: objects of the principal's own rep record (their handoffs, the leads in
   them, their own profile).
 
-The object-level half (is *this* handoff in reach?) is :func:`covers`: callers pass the
-object's rep, and an object out of reach is reported as missing (404), never as
-forbidden, so ids cannot be probed (OWASP API1).
+The object-level half (is *this* handoff in reach?) is SQL in
+:mod:`baton.services.access`: an object out of reach is reported as missing (404), never
+as forbidden, so ids cannot be probed (OWASP API1).
 
 Tokens carry scopes: a token acts only within its scopes *and* its owner's role, so it
 never grants more than the person who made it. Intake keys may only create leads and
@@ -176,14 +176,6 @@ class Principal:
         """The CLI operator and the worker act with every right."""
         return self.kind in ("operator", "system")
 
-    def manages(self, *, rep_team_id: int | None, rep_manager_email: str | None) -> bool:
-        """Whether a rep of that team (or with that manager) is one of this manager's."""
-        if rep_team_id is not None and rep_team_id in self.team_ids:
-            return True
-        return bool(
-            self.email and rep_manager_email and rep_manager_email.lower() == self.email.lower()
-        )
-
 
 def operator(name: str = "cli") -> Principal:
     """The local operator: someone running the CLI on the server, recorded by name."""
@@ -213,25 +205,6 @@ def reach(principal: Principal, action: Action) -> Reach:
     ):
         raise Forbidden(f"this token lacks the scope '{rule.scope}' needed to {action}")
     return rule.roles[principal.role]
-
-
-def covers(
-    principal: Principal,
-    level: Reach,
-    *,
-    rep_id: int | None,
-    rep_team_id: int | None = None,
-    rep_manager_email: str | None = None,
-) -> bool:
-    """Whether an object belonging to rep ``rep_id`` (None: unassigned) is within
-    ``level`` for ``principal``: the object-level half of every check."""
-    if level is Reach.ALL:
-        return True
-    if level is Reach.TEAM:
-        return rep_id is None or principal.manages(
-            rep_team_id=rep_team_id, rep_manager_email=rep_manager_email
-        )
-    return rep_id is not None and rep_id == principal.rep_id
 
 
 def check_signer(principal: Principal, side: str) -> None:

@@ -738,10 +738,8 @@ def token_principal(ctx: Context, token: str) -> Principal | None:
     key = digest(token)
     now = ctx.clock.now()
     cache = _cache(ctx)
-    cached = cache.get(key)
-    if cached is not None:
-        principal, expires = cached
-        return principal if expires is None or expires > now else None
+    if cache.get(key) is not None:
+        return cached_principal(ctx, token)
     with ctx.read() as connection:
         row = (
             connection.execute(
@@ -879,9 +877,8 @@ def intake_principal(ctx: Context, key: str) -> Principal | None:
         return None
     hashed = digest(key)
     cache = _cache(ctx)
-    cached = cache.get(hashed)
-    if cached is not None:
-        return cached[0]
+    if cache.get(hashed) is not None:
+        return cached_principal(ctx, key)
     with ctx.read() as connection:
         row = (
             connection.execute(
@@ -928,9 +925,7 @@ def production_problems(ctx: Context) -> list[str]:
     """Why this database may not serve production yet (empty when it may)."""
     problems: list[str] = []
     with ctx.read() as connection:
-        admins = connection.execute(
-            select(func.count()).where(users.c.role == "admin", users.c.active.is_(True))
-        ).scalar_one()
+        admins = _active_admins(connection)
         demo = connection.execute(
             select(func.count()).where(users.c.demo.is_(True), users.c.active.is_(True))
         ).scalar_one()
@@ -956,10 +951,14 @@ def production_problems(ctx: Context) -> list[str]:
     return problems
 
 
+def _active_admins(connection: Connection) -> int:
+    return int(
+        connection.execute(
+            select(func.count()).where(users.c.role == "admin", users.c.active.is_(True))
+        ).scalar_one()
+    )
+
+
 def has_admin(ctx: Context) -> bool:
     with ctx.read() as connection:
-        return bool(
-            connection.execute(
-                select(func.count()).where(users.c.role == "admin", users.c.active.is_(True))
-            ).scalar_one()
-        )
+        return _active_admins(connection) > 0
