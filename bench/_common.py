@@ -46,3 +46,32 @@ def database(backend: str) -> Iterator[str]:
 
 def context(url: str) -> Context:
     return open_context(Settings(database_url=url, env="test"), clock=ManualClock())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_token(ctx: Context, scopes: list[str]) -> str:
+    """A marketing user for the benchmark and an API token of theirs with ``scopes``."""
+    from baton.domain.access import Role, operator
+    from baton.domain.users import TokenCreate, UserCreate
+    from baton.services.users import add_user, create_token
+
+    user, _ = add_user(
+        ctx,
+        UserCreate(email="bench@example.com", display_name="Bench", role=Role.MARKETING),
+        actor=operator("bench"),
+        password="a bench password",
+    )
+    _, token = create_token(
+        ctx,
+        TokenCreate(name="bench", scopes=scopes, user_email=user.email),
+        actor=operator("bench"),
+    )
+    return token

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,19 +28,12 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from _common import context, database, machine
+from _common import bench_token, context, database, free_port, machine
 from baton.domain.access import Role
-from baton.domain.users import TokenCreate, UserCreate
-from baton.services.users import add_user, create_token, token_principal
+from baton.services.users import token_principal
 
 TARGET = 0.10
 console = Console()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve(mode: str, port: int, url: str) -> None:
@@ -165,19 +157,7 @@ def main() -> None:
         return
     with database(args.backend) as url:
         ctx = context(url)
-        from baton.domain.access import operator
-
-        user, _ = add_user(
-            ctx,
-            UserCreate(email="bench@example.com", display_name="Bench", role=Role.MARKETING),
-            actor=operator("bench"),
-            password="a bench password",
-        )
-        _, token = create_token(
-            ctx,
-            TokenCreate(name="bench", scopes=["leads:write"], user_email=user.email),
-            actor=operator("bench"),
-        )
+        token = bench_token(ctx, ["leads:write"])
         ctx.engine.dispose()
         runs: dict[str, list[list[float]]] = {"open": [], "auth": []}
         for round_number in range(args.rounds):

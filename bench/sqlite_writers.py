@@ -31,11 +31,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from _common import context, database, machine
-from auth import free_port
-from baton.domain.access import Role, operator
-from baton.domain.users import TokenCreate, UserCreate
-from baton.services.users import add_user, create_token
+from _common import bench_token, context, database, free_port, machine
 
 write_csv = importlib.import_module("import").write_csv  # bench/import.py's realistic leads
 console = Console()
@@ -163,17 +159,7 @@ def main() -> None:
         return
     with database("sqlite") as url:
         ctx = context(url)
-        user, _ = add_user(
-            ctx,
-            UserCreate(email="bench@example.com", display_name="Bench", role=Role.MARKETING),
-            actor=operator("bench"),
-            password="a bench password",
-        )
-        _, token = create_token(
-            ctx,
-            TokenCreate(name="bench", scopes=["leads:write"], user_email=user.email),
-            actor=operator("bench"),
-        )
+        token = bench_token(ctx, ["leads:write"])
         ctx.engine.dispose()
         folder = Path(url.removeprefix("sqlite:///")).parent
         csv_path = folder / "leads.csv"
