@@ -49,7 +49,7 @@ from baton.services.handoffs import (
     reject_handoff,
     won_handoff,
 )
-from baton.services.leads import capture_lead, change_stage_in, get_lead, stage_history
+from baton.services.leads import capture_lead, get_lead, stage_history
 from baton.services.packet import handoff_packet
 from baton.services.queries import inserted_id
 from baton.services.reps import (
@@ -61,6 +61,7 @@ from baton.services.reps import (
     list_accounts,
     update_rep,
 )
+from baton.services.stages import change_stage_in
 from baton.services.worker import TickReport, tick
 from baton.store.tables import (
     deliveries,
@@ -212,8 +213,9 @@ def worker(ctx: Context, smtp: SmtpServer, http: httpx.Client) -> Any:
 
 
 def mails(smtp: SmtpServer) -> list[tuple[str, str]]:
-    """(recipient, subject) of every email received so far."""
-    return [(str(m["To"]), str(m["Subject"])) for m in smtp.messages]
+    """(recipient, subject) of every email received so far (a long subject is folded
+    onto the header's next line: unfolded as a mail client shows it)."""
+    return [(str(m["To"]), str(m["Subject"]).strip()) for m in smtp.messages]
 
 
 def text_of(message: EmailMessage) -> str:
@@ -807,7 +809,7 @@ def test_the_ladder_reminds_at_20_and_reassigns_at_30_business_minutes_exactly(
     assert len(smtp.messages) == 2
     to, subject = mails(smtp)[1]
     assert to == first_rep
-    assert subject == "Reminder: accept Dana Reyes (Northwind Traders) before 09:20 UTC"
+    assert subject == "Reminder: accept Dana Reyes (Northwind Traders) before Tue 3 Mar 09:20 UTC"
     assert get_handoff(ctx, first.id, actor=OPS).next_step_at == utc(2026, 3, 3, 9, 20)
 
     clock.set(utc(2026, 3, 3, 9, 19, 59))
@@ -973,15 +975,15 @@ def test_the_assignment_email_carries_the_packet_and_marks_the_rep_notified(
         "Phone:    +14155550134",
         "Title:    VP Operations",
         "Country:  US",
-        f"Handoff {handoff.id}: assigned; MQL at 2026-03-02 09:00 UTC",
-        "Accept by:      2026-03-02 09:30 UTC",
-        "First touch by: 2026-03-02 11:00 UTC",
+        f"Handoff {handoff.id}: assigned; MQL at Mon 2 Mar 09:00 UTC",
+        "Accept by:      Mon 2 Mar 09:30 UTC",
+        "First touch by: Mon 2 Mar 11:00 UTC",
         "Why you: rule Everyone else: weighted in team na",
         "+20  Decision-maker title",
-        "[ ] Has booked a 60-minute slot (required)",
+        "[ ] Use case noted (what they want to analyse, and for whom) (required)",
     ):
         assert line in text, line
-    assert "  2026-03-02 09:00 UTC  demo request: /demo" in text  # the timeline
+    assert "  Mon 2 Mar 09:00 UTC  demo request: /demo" in text  # the timeline
     notified = get_handoff(ctx, handoff.id, actor=OPS)
     assert notified.notified_at == utc(2026, 3, 2, 9, 2)
     [delivery] = deliveries_of(ctx, "email")

@@ -11,11 +11,13 @@ marketing and admins draft them; a ``marketing`` user signs for marketing and a
 ``sales_manager`` for sales (:func:`~baton.domain.access.check_signer`), never the same
 user for both sides and never an admin; only an admin activates or re-scores. Each
 signature keeps the signer's text name and, for a user or their token, their user id.
+
+Reading the rules in force is :mod:`baton.services.contract_rules`, below scoring, so
+that this module may call scoring (activation re-scores) without scoring calling back.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +37,8 @@ from baton.domain.contract import (
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from baton.services.access import allowed
 from baton.services.context import Context
+from baton.services.contract_rules import active_contract
+from baton.services.scoring import ActivationReport, rescore_all
 from baton.store.tables import contract_approvals, contracts
 
 Role = Literal["marketing", "sales"]
@@ -212,71 +216,6 @@ def diff_versions(ctx: Context, old: int, new: int, *, actor: Principal) -> list
     return diff_contracts(before, after)
 
 
-_PARSED: dict[str, HandoffContract] = {}
-"""Parsed rules by their exact content: a stored version never changes, so each one is
-parsed once per process (keyed by content, so two databases never mix up)."""
-
-
-def _parsed(
-    connection: Connection, version: int, created_at: datetime, spec: Any
-) -> HandoffContract:
-    key = json.dumps(spec, sort_keys=True)
-    if key not in _PARSED:
-        _PARSED[key] = HandoffContract.model_validate(spec)
-    return _PARSED[key]
-
-
-def contract_spec(ctx: Context, version: int) -> HandoffContract:
-    """The rules of a stored version, for re-scoring (an internal read on behalf of
-    whoever activated the version, so it takes no actor of its own)."""
-    with ctx.read() as connection:
-        row = _version(connection, version)
-        return _parsed(connection, version, row["created_at"], row["spec"])
-
-
-def active_contract_in(
-    connection: Connection, *, share_lock: bool = True
-) -> tuple[int, HandoffContract] | None:
-    """The active version and its rules (parsed once per content).
-
-    With ``share_lock`` (the default, for writers) the version row is locked in share
-    mode on PostgreSQL, so an activation waits for writers already scoring with the old
-    version, and writers starting during an activation wait for it to finish."""
-    query = select(contracts.c.version, contracts.c.created_at, contracts.c.spec).where(
-        contracts.c.status == "active"
-    )
-    row = connection.execute(query.with_for_update(read=True) if share_lock else query).first()
-    if row is None and share_lock:
-        # The row we waited for was superseded meanwhile: read the new active one.
-        row = connection.execute(query).first()
-    if row is None:
-        return None
-    version, created_at, spec = row
-    return version, _parsed(connection, version, created_at, spec)
-
-
-def active_contract(ctx: Context) -> tuple[int, HandoffContract] | None:
-    """The active version and its rules, for Baton's own use (the demo, re-scoring):
-    not a use case, so it takes no actor; people read versions with
-    :func:`list_contracts` and :func:`get_contract`."""
-    with ctx.read() as connection:
-        return active_contract_in(connection, share_lock=False)
-
-
-@dataclass
-class ActivationReport:
-    """What activating a version did to the leads. A lead "crosses up" when it is over
-    the new threshold and was not over the previous one (with its previous score), and
-    "down" the other way round."""
-
-    version: int
-    previous: int | None
-    leads_scored: int = 0
-    crossed_up: int = 0
-    crossed_down: int = 0
-    became_mql: int = 0
-
-
 def activate_contract(
     ctx: Context,
     version: int,
@@ -289,8 +228,6 @@ def activate_contract(
     may hand many of them to sales at once.
 
     ``progress(done, total)`` is called after each chunk of leads."""
-    from baton.services.scoring import rescore_all
-
     allowed(actor, Action.ACTIVATE_CONTRACT)
     now = ctx.clock.now()
     with ctx.write() as connection:
@@ -334,8 +271,6 @@ def rescore_active(
     activation, or to bring decayed scores up to date); crossings are counted against
     the same version. Finishing an activation is the activator's right, so it needs
     the same rule as :func:`activate_contract`."""
-    from baton.services.scoring import rescore_all
-
     allowed(actor, Action.ACTIVATE_CONTRACT)
     active = active_contract(ctx)
     if active is None:

@@ -1,13 +1,13 @@
 """The handoff: an MQL given to an available rep, held to the SLA, and sales' verdict.
 
-Opening and routing happen inside the transaction that made the lead an MQL (the
-lead row is locked), so a lead is handed off exactly when its stage says so. Every
-routing decision also takes the routing lock (the ``*`` row of ``rotations``) so that
-capacity counts and rotations never race between processes; lead locks are always
-taken before it, which keeps lock order acyclic.
+This module holds what people do with handoffs: read them, give verdicts, assign and
+reassign. Opening and routing a handoff happen inside the stage change that made the
+lead an MQL, and are in :mod:`baton.services.routing` (with the routing lock, the SLA
+deadlines and the event log), below :mod:`baton.services.stages`.
 
-Verdicts (accept, reject, touch, qualify, won, lost) lock the handoff, then the lead,
-and change the lead's stage only through :func:`baton.services.leads.change_stage_in`.
+Verdicts (accept, reject, touch, qualify, won, lost) lock the lead, then the handoff,
+and change the lead's stage only through :func:`baton.services.stages.change_stage_in`
+(which closes the handoff when the lead leaves sales' hands).
 Notifications are outbox rows, delivered by the worker after commit.
 
 Access (:mod:`baton.domain.access`): a rep reads and gives verdicts on their own
@@ -15,7 +15,7 @@ handoffs, a sales manager on their team's (and the unassigned queue's), an admin
 any; only a manager (of the team) or an admin reassigns, and only to a rep they reach.
 A handoff out of the actor's reach is reported as missing, exactly as one that does
 not exist, so ids cannot be probed. Routing, the SLA ladder and the queue act as
-:data:`SYSTEM`.
+:data:`baton.services.routing.SYSTEM`.
 """
 
 from __future__ import annotations
@@ -25,41 +25,42 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, RowMapping
 
-from baton.domain.access import Action, Principal, Reach, system
+from baton.domain.access import Action, Principal, Reach
 from baton.domain.business_hours import business_minutes_between
 from baton.domain.contract import HandoffContract
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from baton.domain.lifecycle import Stage
 from baton.domain.routing import (
     Rep,
-    Rotation,
     RoutingDecision,
     manual_assignment_check,
-    route_lead,
 )
 from baton.domain.sla import deadlines_from, next_step
 from baton.services.access import allowed, check_handoff, handoff_scope, rep_scope
 from baton.services.context import Context
-from baton.services.milestones import on_handoff_event
-from baton.services.outbox import enqueue_email, publish
-from baton.services.queries import insert_ignoring_conflicts, inserted_id
-from baton.services.reps import account_owner, open_loads, routing_reps
+from baton.services.contract_rules import active_rules_in
+from baton.services.outbox import publish
+from baton.services.queries import insert_ignoring_conflicts
+from baton.services.reps import open_loads
+from baton.services.routing import (
+    give_in,
+    lock_routing,
+    log_event,
+    reassign_in,
+    rep_of,
+    webhook_data,
+)
+from baton.services.stages import change_stage_in
 from baton.store.tables import (
-    OPEN_HANDOFF_STATUSES,
     accounts,
     handoff_events,
     handoffs,
-    lead_scores,
     leads,
-    rotations,
 )
 
-SYSTEM = system("baton")
-"""Baton itself, the actor of routing, the SLA ladder and the queue (the worker)."""
-CLOSING_STAGES = frozenset({Stage.NURTURE, Stage.DISQUALIFIED, Stage.LOST, Stage.CUSTOMER})
 TouchKind = Literal["call", "email", "meeting"]
 
 
@@ -256,343 +257,7 @@ def handoff_events_of(ctx: Context, handoff_id: int, *, actor: Principal) -> lis
         ]
 
 
-# --- routing -----------------------------------------------------------------------
-
-
-def log_event(
-    connection: Connection,
-    handoff_id: int,
-    kind: str,
-    *,
-    actor: Principal,
-    now: datetime,
-    **detail: Any,
-) -> None:
-    """Record what happened to a handoff, by whom: the actor's name as text (kept for
-    rows from before users existed, and for the operator and the system) and, when a
-    user or their token acted, the user's id beside it."""
-    connection.execute(
-        insert(handoff_events).values(
-            handoff_id=handoff_id,
-            kind=kind,
-            actor=actor.name,
-            actor_user_id=actor.user_id,
-            occurred_at=now,
-            detail=detail,
-        )
-    )
-    on_handoff_event(connection, handoff_id, kind)
-
-
-def _lock_routing(connection: Connection) -> dict[str, Rotation]:
-    """Take the routing lock and read every pool's rotation."""
-    found = connection.execute(
-        select(rotations.c.pool).where(rotations.c.pool == "*").with_for_update()
-    ).first()
-    if found is None:
-        connection.execute(
-            insert_ignoring_conflicts(connection, rotations).values(
-                pool="*", virtual_pass=0.0, passes={}
-            )
-        )
-        connection.execute(
-            select(rotations.c.pool).where(rotations.c.pool == "*").with_for_update()
-        )
-    return {
-        pool: Rotation(
-            virtual,
-            {int(k): float(v[0] if isinstance(v, list) else v) for k, v in passes.items()},
-            {int(k): float(v[1]) for k, v in passes.items() if isinstance(v, list)},
-        )
-        for pool, virtual, passes in connection.execute(
-            select(rotations.c.pool, rotations.c.virtual_pass, rotations.c.passes).where(
-                rotations.c.pool != "*"
-            )
-        )
-    }
-
-
-def _save_rotation(connection: Connection, key: str, rotation: Rotation, existed: bool) -> None:
-    values = {
-        "virtual_pass": rotation.virtual,
-        "passes": {
-            str(k): [v, rotation.seen.get(k, rotation.virtual)] for k, v in rotation.passes.items()
-        },
-    }
-    if existed:
-        connection.execute(update(rotations).where(rotations.c.pool == key).values(**values))
-    else:
-        connection.execute(insert(rotations).values(pool=key, **values))
-
-
-def _score_of(connection: Connection, lead_id: int) -> tuple[float | None, str | None]:
-    row = connection.execute(
-        select(lead_scores.c.total, lead_scores.c.grade).where(lead_scores.c.lead_id == lead_id)
-    ).first()
-    return (row[0], row[1]) if row else (None, None)
-
-
-def _decide(
-    connection: Connection,
-    contract: HandoffContract,
-    lead: Mapping[Any, Any],
-    *,
-    now: datetime,
-    exclude: Collection[int] = (),
-) -> tuple[RoutingDecision, dict[int, Rep]]:
-    pools = _lock_routing(connection)
-    existing = set(pools)
-    reps = routing_reps(connection)
-    total, grade = _score_of(connection, int(lead["id"]))
-    decision = route_lead(
-        contract,
-        dict(lead),
-        lead_id=int(lead["id"]),
-        total=total,
-        grade=grade,
-        reps=reps,
-        loads=open_loads(connection),
-        rotations=pools,
-        now=now,
-        account_owner_id=account_owner(connection, lead.get("email_domain")),
-        exclude=exclude,
-    )
-    if decision.rep_id is not None and decision.pool_key is not None:
-        _save_rotation(
-            connection, decision.pool_key, pools[decision.pool_key], decision.pool_key in existing
-        )
-    return decision, {r.id: r for r in reps}
-
-
-def _sla_values(contract: HandoffContract, rep: Rep, assigned_at: datetime) -> dict[str, Any]:
-    sla = contract.sla
-
-    due = deadlines_from(rep.schedule, assigned_at, sla)
-    step = next_step(sla, 0, accepted=False, touched=False, due_at=due)
-    return {
-        "accept_due_at": due(sla.accept_within_minutes),
-        "touch_due_at": due(sla.first_touch_within_minutes),
-        "next_step": step.index if step else None,
-        "next_step_at": step.due_at if step else None,
-    }
-
-
-def _webhook_data(handoff_id: int, lead_id: int, rep: Rep | None, **extra: Any) -> dict[str, Any]:
-    return {
-        "handoff_id": handoff_id,
-        "lead_id": lead_id,
-        "rep": {"id": rep.id, "email": rep.email, "name": rep.name} if rep else None,
-        **extra,
-    }
-
-
-def _announce(
-    connection: Connection,
-    handoff_id: int,
-    lead_id: int,
-    decision: RoutingDecision,
-    reps: Mapping[int, Rep],
-    *,
-    now: datetime,
-    actor: Principal,
-    detail: Mapping[str, Any] | None = None,
-) -> None:
-    rep = reps.get(decision.rep_id) if decision.rep_id is not None else None
-    if rep is not None:
-        log_event(
-            connection,
-            handoff_id,
-            "assigned",
-            actor=actor,
-            now=now,
-            rep=rep.email,
-            why=decision.reason,
-            **(detail or {}),
-        )
-        enqueue_email(
-            connection, topic="handoff.assigned", to=rep.email, now=now, handoff_id=handoff_id
-        )
-        publish(
-            connection,
-            "handoff.assigned",
-            _webhook_data(handoff_id, lead_id, rep, why=decision.reason),
-            now=now,
-            handoff_id=handoff_id,
-        )
-        return
-    log_event(connection, handoff_id, "queued", actor=actor, now=now, why=decision.reason)
-    publish(
-        connection,
-        "handoff.queued",
-        _webhook_data(handoff_id, lead_id, None, why=decision.reason),
-        now=now,
-        handoff_id=handoff_id,
-    )
-    managers = {
-        r.manager_email
-        for r in reps.values()
-        if r.manager_email
-        and decision.rule is not None
-        and any(s.rep_id == r.id for s in decision.skipped)
-    }
-    for manager in sorted(managers):
-        enqueue_email(
-            connection,
-            topic="queue.alert",
-            to=manager,
-            now=now,
-            handoff_id=handoff_id,
-            data={"why": decision.reason},
-        )
-
-
-def open_handoff_in(
-    connection: Connection,
-    lead: Mapping[Any, Any],
-    contract: HandoffContract | None,
-    *,
-    contract_version: int | None,
-    now: datetime,
-    actor: Principal,
-) -> int:
-    """Create the handoff of a lead that just became an MQL and route it (assigned, or
-    queued when nobody can take it). Called by the stage change itself."""
-    contract = contract or _no_contract()
-    decision, reps = _decide(connection, contract, lead, now=now)
-    rep = reps.get(decision.rep_id) if decision.rep_id is not None else None
-    values: dict[str, Any] = {
-        "lead_id": lead["id"],
-        "rep_id": rep.id if rep else None,
-        "status": "assigned" if rep else "queued",
-        "contract_version": contract_version,
-        "mql_at": now,
-        "created_at": now,
-        "assigned_at": now if rep else None,
-        "routing": decision.to_json(),
-        "reassignments": 0,
-    }
-    if rep is not None:
-        values.update(_sla_values(contract, rep, now))
-    handoff_id = inserted_id(connection.execute(insert(handoffs).values(**values)))
-    connection.execute(
-        update(handoffs).where(handoffs.c.id == handoff_id).values(chain_id=handoff_id)
-    )
-    _announce(connection, handoff_id, int(lead["id"]), decision, reps, now=now, actor=actor)
-    return handoff_id
-
-
-def close_open_handoff_in(
-    connection: Connection, lead_id: int, *, outcome: str, now: datetime, actor: Principal
-) -> None:
-    """A lead left sales' hands by another way than a verdict (a manual stage change,
-    a merge): close its open handoff so that no timer acts on it."""
-    row = connection.execute(
-        select(handoffs.c.id)
-        .where(handoffs.c.lead_id == lead_id, handoffs.c.status.in_(OPEN_HANDOFF_STATUSES))
-        .with_for_update()
-    ).first()
-    if row is None:
-        return
-    connection.execute(
-        update(handoffs)
-        .where(handoffs.c.id == row[0])
-        .values(status="closed", outcome=outcome, closed_at=now, next_step_at=None)
-    )
-    log_event(connection, row[0], "closed", actor=actor, now=now, outcome=outcome)
-
-
-def _no_contract() -> HandoffContract:
-    """The rules before any contract is active: no routing rules (everything queues)."""
-    from baton.domain.contract import MqlTrigger
-
-    return HandoffContract(schema_version=1, name="(none)", mql=MqlTrigger(threshold=0))
-
-
-def assign_in(
-    connection: Connection,
-    handoff: Mapping[Any, Any],
-    contract: HandoffContract,
-    *,
-    now: datetime,
-    actor: Principal,
-    exclude: Collection[int] = (),
-    contract_version: int | None = None,
-) -> int | None:
-    """Route a queued handoff again with ``contract``; returns the rep id or ``None``
-    (still queued). With ``contract_version`` the handoff is recorded under that
-    version (its SLA now runs by it)."""
-    lead = (
-        connection.execute(select(leads).where(leads.c.id == handoff["lead_id"])).mappings().one()
-    )
-    decision, reps = _decide(connection, contract, lead, now=now, exclude=exclude)
-    if decision.rep_id is None:
-        return None
-    _give(connection, handoff, contract, contract_version, decision, reps, now=now, actor=actor)
-    return decision.rep_id
-
-
-def _give(
-    connection: Connection,
-    handoff: Mapping[Any, Any],
-    contract: HandoffContract,
-    contract_version: int | None,
-    decision: RoutingDecision,
-    reps: Mapping[int, Rep],
-    *,
-    now: datetime,
-    actor: Principal,
-    routing: Mapping[str, Any] | None = None,
-    detail: Mapping[str, Any] | None = None,
-) -> None:
-    """Assign a queued handoff to the decision's rep, with fresh deadlines, and tell
-    them (email, webhook, an ``assigned`` event)."""
-    rep = reps[decision.rep_id]  # type: ignore[index]
-    values: dict[str, Any] = {
-        "status": "assigned",
-        "rep_id": rep.id,
-        "assigned_at": now,
-        "routing": dict(routing) if routing is not None else decision.to_json(),
-        **_sla_values(contract, rep, now),
-    }
-    if contract_version is not None:
-        values["contract_version"] = contract_version
-    connection.execute(update(handoffs).where(handoffs.c.id == handoff["id"]).values(**values))
-    _announce(
-        connection,
-        int(handoff["id"]),
-        int(handoff["lead_id"]),
-        decision,
-        reps,
-        now=now,
-        actor=actor,
-        detail=detail,
-    )
-
-
-def route_queued_in(
-    connection: Connection, handoff: Mapping[Any, Any], *, now: datetime, actor: Principal
-) -> RoutingDecision:
-    """Route a queued handoff (locked, with its lead) by the contract active **now**,
-    not the one in force when it was queued: a queue that outlived a contract change
-    is routed by the new rules, gets the new SLA and is recorded under the new
-    version. Still nobody: the handoff keeps waiting, and its stored decision is
-    brought up to date when it changed, so the queue says why it waits now (written
-    only on a change, not on every pass of the worker)."""
-    version, active = _active_contract(connection)
-    contract = active or _no_contract()
-    lead = (
-        connection.execute(select(leads).where(leads.c.id == handoff["lead_id"])).mappings().one()
-    )
-    decision, reps = _decide(connection, contract, lead, now=now)
-    if decision.rep_id is not None:
-        _give(connection, handoff, contract, version, decision, reps, now=now, actor=actor)
-        return decision
-    routing = decision.to_json()
-    if routing != handoff["routing"]:
-        connection.execute(
-            update(handoffs).where(handoffs.c.id == handoff["id"]).values(routing=routing)
-        )
-    return decision
+# --- assigning by hand (routing itself is baton.services.routing) --------------------
 
 
 def assign_handoff(
@@ -629,11 +294,11 @@ def assign_handoff(
                 "queued handoff is assigned (reassign moves one a rep has)"
             )
         target = _target_rep(connection, actor, to_email)
-        version, contract = _active_contract(connection)
+        version, contract = active_rules_in(connection)
         if contract is None:
             raise Conflict("no contract is active")
-        _lock_routing(connection)
-        rep = _rep(connection, target)
+        lock_routing(connection)
+        rep = rep_of(connection, target)
         if rep is None:
             raise NotFound(f"rep {to_email} does not exist")
         lead = (
@@ -658,7 +323,7 @@ def assign_handoff(
         if check.unavailable is None:
             overridden = {}
         notes = {"uncovered": check.uncovered} if check.uncovered else {}
-        _give(
+        give_in(
             connection,
             handoff,
             contract,
@@ -671,88 +336,6 @@ def assign_handoff(
             detail={**overridden, **notes},
         )
     return _changed(ctx, handoff_id)
-
-
-def reassign_in(
-    connection: Connection,
-    handoff: Mapping[Any, Any],
-    contract: HandoffContract,
-    *,
-    now: datetime,
-    actor: Principal,
-    why: str,
-    to_rep: Rep | None = None,
-) -> int | None:
-    """Close ``handoff`` as reassigned and open the next one in its chain for another
-    rep (``to_rep``, or the next available rep who has not had this MQL). Returns the
-    new handoff id, or ``None`` when nobody else can take it (the handoff stays)."""
-    chain = int(handoff["chain_id"] or handoff["id"])
-    had = {
-        int(r)
-        for (r,) in connection.execute(
-            select(handoffs.c.rep_id).where(
-                handoffs.c.chain_id == chain, handoffs.c.rep_id.is_not(None)
-            )
-        )
-    }
-    lead = (
-        connection.execute(select(leads).where(leads.c.id == handoff["lead_id"])).mappings().one()
-    )
-    if to_rep is None:
-        decision, reps = _decide(connection, contract, lead, now=now, exclude=had)
-        if decision.rep_id is None:
-            log_event(
-                connection,
-                int(handoff["id"]),
-                "reassign_failed",
-                actor=actor,
-                now=now,
-                why=decision.reason,
-            )
-            return None
-    else:
-        _lock_routing(connection)
-        decision = RoutingDecision(to_rep.id, f"reassigned by {actor.name}")
-        reps = {to_rep.id: to_rep}
-    rep = reps[decision.rep_id]  # type: ignore[index]
-    connection.execute(
-        update(handoffs)
-        .where(handoffs.c.id == handoff["id"])
-        .values(status="reassigned", outcome="reassigned", closed_at=now, next_step_at=None)
-    )
-    log_event(
-        connection, int(handoff["id"]), "reassigned", actor=actor, now=now, to=rep.email, why=why
-    )
-    new_id = inserted_id(
-        connection.execute(
-            insert(handoffs).values(
-                lead_id=handoff["lead_id"],
-                rep_id=rep.id,
-                status="accepted" if handoff["status"] == "accepted" else "assigned",
-                accepted_at=now if handoff["status"] == "accepted" else None,
-                chain_id=chain,
-                previous_id=handoff["id"],
-                contract_version=handoff["contract_version"],
-                mql_at=handoff["mql_at"],
-                created_at=now,
-                assigned_at=now,
-                routing=decision.to_json(),
-                reassignments=int(handoff["reassignments"]) + 1,
-                **_sla_values(contract, rep, now),
-            )
-        )
-    )
-    publish(
-        connection,
-        "handoff.reassigned",
-        _webhook_data(
-            new_id, int(handoff["lead_id"]), rep, previous_handoff_id=handoff["id"], why=why
-        ),
-        now=now,
-        handoff_id=new_id,
-    )
-    _announce(connection, new_id, int(handoff["lead_id"]), decision, reps, now=now, actor=actor)
-    return new_id
 
 
 # --- verdicts ----------------------------------------------------------------------
@@ -793,13 +376,7 @@ def _take(
     handoff = _lock(connection, handoff_id)
     check_handoff(connection, actor, action, handoff["rep_id"], handoff_id)
     _need(handoff, statuses, verb)
-    return handoff, _rep(connection, handoff["rep_id"])
-
-
-def _rep(connection: Connection, rep_id: int | None) -> Rep | None:
-    if rep_id is None:
-        return None
-    return next((r for r in routing_reps(connection) if r.id == rep_id), None)
+    return handoff, rep_of(connection, handoff["rep_id"])
 
 
 def _need(handoff: Mapping[Any, Any], statuses: Collection[str], action: str) -> None:
@@ -808,13 +385,6 @@ def _need(handoff: Mapping[Any, Any], statuses: Collection[str], action: str) ->
             f"cannot {action} handoff {handoff['id']}: it is {handoff['status']} "
             f"(needs {' or '.join(statuses)})"
         )
-
-
-def _active_contract(connection: Connection) -> tuple[int | None, HandoffContract | None]:
-    from baton.services.contracts import active_contract_in
-
-    active = active_contract_in(connection)
-    return (active[0], active[1]) if active else (None, None)
 
 
 def _refresh_timer(
@@ -839,26 +409,12 @@ def _refresh_timer(
     )
 
 
-def _stage(
-    connection: Connection,
-    lead_id: int,
-    target: Stage,
-    *,
-    actor: Principal,
-    reason: str,
-    now: datetime,
-) -> None:
-    from baton.services.leads import change_stage_in
-
-    change_stage_in(connection, lead_id, target, actor=actor, reason=reason, now=now)
-
-
 def accept_handoff_in(
     connection: Connection, handoff_id: int, *, actor: Principal, now: datetime
 ) -> None:
     """Sales accepts the lead: the lead becomes a SAL and the accept SLA is met."""
     handoff, rep = _take(connection, handoff_id, ("assigned",), "accept", actor)
-    _stage(
+    change_stage_in(
         connection,
         handoff["lead_id"],
         Stage.SAL,
@@ -871,7 +427,7 @@ def accept_handoff_in(
         .where(handoffs.c.id == handoff_id)
         .values(status="accepted", accepted_at=now)
     )
-    _, contract = _active_contract(connection)
+    _, contract = active_rules_in(connection)
     _refresh_timer(
         connection,
         handoff,
@@ -884,7 +440,7 @@ def accept_handoff_in(
     publish(
         connection,
         "handoff.accepted",
-        _webhook_data(handoff_id, handoff["lead_id"], rep),
+        webhook_data(handoff_id, handoff["lead_id"], rep),
         now=now,
         handoff_id=handoff_id,
     )
@@ -909,7 +465,7 @@ def reject_handoff_in(
     """Sales turns the lead down with a reason from the contract's catalog; the reason
     decides the lead's stage (disqualified or nurture) and marketing's credit."""
     handoff, rep = _take(connection, handoff_id, ("assigned", "accepted"), "reject", actor)
-    _, contract = _active_contract(connection)
+    _, contract = active_rules_in(connection)
     reason = contract.rejection_reason(code) if contract else None
     if reason is None:
         known = ", ".join(r.code for r in contract.rejection_reasons) if contract else ""
@@ -937,7 +493,7 @@ def reject_handoff_in(
         )
     )
     target = Stage.NURTURE if reason.outcome == "recycle" else Stage.DISQUALIFIED
-    _stage(
+    change_stage_in(
         connection,
         handoff["lead_id"],
         target,
@@ -959,7 +515,7 @@ def reject_handoff_in(
     publish(
         connection,
         "handoff.rejected",
-        _webhook_data(
+        webhook_data(
             handoff_id,
             handoff["lead_id"],
             rep,
@@ -1008,7 +564,7 @@ def log_touch_in(
                 first_touch_business_minutes=_business_minutes_to(connection, handoff, rep, now),
             )
         )
-        _, contract = _active_contract(connection)
+        _, contract = active_rules_in(connection)
         _refresh_timer(
             connection,
             handoff,
@@ -1030,7 +586,7 @@ def log_touch_in(
     publish(
         connection,
         "handoff.touched",
-        _webhook_data(handoff_id, handoff["lead_id"], rep, touch=kind, first=first),
+        webhook_data(handoff_id, handoff["lead_id"], rep, touch=kind, first=first),
         now=now,
         handoff_id=handoff_id,
     )
@@ -1086,7 +642,7 @@ def qualify_handoff_in(
 ) -> None:
     """SAL → SQL, with the qualification fields the contract asks for."""
     handoff, rep = _take(connection, handoff_id, ("accepted",), "qualify", actor)
-    _, contract = _active_contract(connection)
+    _, contract = active_rules_in(connection)
     required = contract.qualification.required_fields if contract else []
     missing = [f for f in required if fields.get(f) in (None, "")]
     if missing:
@@ -1094,7 +650,7 @@ def qualify_handoff_in(
             f"qualification needs {', '.join(missing)}",
             [FieldProblem(f"fields.{f}", "is required by the contract") for f in missing],
         )
-    _stage(
+    change_stage_in(
         connection,
         handoff["lead_id"],
         Stage.SQL,
@@ -1115,7 +671,7 @@ def qualify_handoff_in(
     publish(
         connection,
         "handoff.qualified",
-        _webhook_data(handoff_id, handoff["lead_id"], rep, fields=dict(fields)),
+        webhook_data(handoff_id, handoff["lead_id"], rep, fields=dict(fields)),
         now=now,
         handoff_id=handoff_id,
     )
@@ -1140,7 +696,7 @@ def open_opportunity_in(
 ) -> None:
     """SQL → opportunity, optionally with the expected deal value."""
     handoff, _ = _take(connection, handoff_id, ("qualified",), "open an opportunity on", actor)
-    _stage(
+    change_stage_in(
         connection,
         handoff["lead_id"],
         Stage.OPPORTUNITY,
@@ -1184,7 +740,7 @@ def won_handoff_in(
     handoff, rep = _take(connection, handoff_id, ("qualified",), "mark as won", actor)
     lead_id = int(handoff["lead_id"])
     if _current_stage(connection, lead_id) == Stage.SQL:
-        _stage(
+        change_stage_in(
             connection,
             lead_id,
             Stage.OPPORTUNITY,
@@ -1203,7 +759,7 @@ def won_handoff_in(
             deal_value=amount if amount is not None else handoffs.c.deal_value,
         )
     )
-    _stage(
+    change_stage_in(
         connection,
         lead_id,
         Stage.CUSTOMER,
@@ -1216,7 +772,7 @@ def won_handoff_in(
     publish(
         connection,
         "handoff.won",
-        _webhook_data(handoff_id, lead_id, rep, amount=amount),
+        webhook_data(handoff_id, lead_id, rep, amount=amount),
         now=now,
         handoff_id=handoff_id,
     )
@@ -1289,7 +845,7 @@ def lost_handoff_in(
         .where(handoffs.c.id == handoff_id)
         .values(status="lost", outcome="lost", closed_at=now, next_step_at=None)
     )
-    _stage(
+    change_stage_in(
         connection,
         handoff["lead_id"],
         Stage.LOST,
@@ -1301,7 +857,7 @@ def lost_handoff_in(
     publish(
         connection,
         "handoff.lost",
-        _webhook_data(handoff_id, handoff["lead_id"], rep, reason=reason),
+        webhook_data(handoff_id, handoff["lead_id"], rep, reason=reason),
         now=now,
         handoff_id=handoff_id,
     )
@@ -1348,10 +904,10 @@ def reassign_handoff(
             action=Action.REASSIGN,
         )
         target = _target_rep(connection, actor, to_email) if to_email else None
-        _, contract = _active_contract(connection)
+        _, contract = active_rules_in(connection)
         if contract is None:
             raise Conflict("no contract is active")
-        to_rep = _rep(connection, target) if target is not None else None
+        to_rep = rep_of(connection, target) if target is not None else None
         if to_rep is not None and (to_rep.id == handoff["rep_id"] or not to_rep.active):
             why = "already has it" if to_rep.id == handoff["rep_id"] else "is deactivated"
             raise Conflict(f"cannot reassign handoff {handoff_id} to {to_rep.email}: {why}")

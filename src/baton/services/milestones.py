@@ -404,7 +404,7 @@ _STEP_COUNT = {
 
 def on_handoff_event(connection: Connection, handoff_id: int, kind: str) -> None:
     """Keep the handoff's chain and step counts in step with a change just made to it
-    (called by :func:`baton.services.handoffs.log_event`, after the change)."""
+    (called by :func:`baton.services.routing.log_event`, after the change)."""
     column = STEP_COUNTERS.get(kind)
     if column is not None:
         connection.execute(_STEP_COUNT[column], {"handoff_id": handoff_id})
@@ -421,7 +421,7 @@ WINDOW_STAGES = frozenset({"sal", "customer", "lost"})
 
 def on_stage_change(connection: Connection, lead_id: int, stage: str) -> None:
     """Keep the lead's latest chain in step with a transition into ``stage`` just made
-    (called by :func:`baton.services.leads.change_stage_in`). A verdict logs an event on
+    (called by :func:`baton.services.stages.change_stage_in`). A verdict logs an event on
     its open handoff, which rewrites the chain anyway; a lead moved by hand after its
     chain closed (a manager took a queued lead through to ``customer``) has no such
     event, so its chain is rewritten here."""

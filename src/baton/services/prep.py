@@ -18,7 +18,9 @@ from baton.domain.contract import HandoffContract
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
 from baton.services.access import check_lead
 from baton.services.context import Context
+from baton.services.contract_rules import active_contract_in
 from baton.services.queries import insert_ignoring_conflicts, lock_active_lead
+from baton.services.scoring import score_leads_in
 from baton.store.tables import lead_prep, leads
 
 
@@ -35,8 +37,6 @@ class PrepItemState:
 
 
 def _contract(connection: Connection) -> HandoffContract:
-    from baton.services.contracts import active_contract_in
-
     active = active_contract_in(connection)
     if active is None:
         raise NotFound("no contract is active yet, so there is no prep checklist")
@@ -48,8 +48,6 @@ def prep_state_in(
 ) -> list[PrepItemState]:
     """The checklist of the active contract with this lead's ticks (empty without an
     active contract)."""
-    from baton.services.contracts import active_contract_in
-
     active = active_contract_in(connection, share_lock=share_lock)
     if active is None:
         return []
@@ -99,8 +97,6 @@ def _known(contract: HandoffContract, item: str) -> None:
 def tick_prep(ctx: Context, lead_id: int, item: str, *, actor: Principal) -> list[PrepItemState]:
     """Mark an item done (idempotent). Ticking the last required item can hand the lead
     off at once if its score already qualifies (that handoff is recorded as ``actor``'s)."""
-    from baton.services.scoring import score_leads_in
-
     now = ctx.clock.now()
     with ctx.write() as connection:
         check_lead(connection, actor, Action.ANNOTATE_LEAD, lead_id)

@@ -43,15 +43,18 @@ class TimelineItem:
     merged_from: int | None = None
 
 
-_KIND_ORDER = {
-    "created": 0,
-    "activity": 1,
-    "transition": 2,
-    "handoff": 3,
-    "tag": 4,
-    "note": 5,
-    "merge": 6,
+_CAUSAL_RANK = {
+    "created": 0,  # the lead exists before anything about it
+    "activity": 1,  # a capture or an event, which a re-score reacts to
+    "merge": 2,  # a merge, whose re-score and handoff close follow it
+    "transition": 3,  # a stage change ...
+    "handoff": 4,  # ... then what it set off: the handoff opened or closed, or the verdict
+    "tag": 5,
+    "note": 6,
 }
+"""Order of kinds written at the same instant. A use case stamps all it writes with one
+reading of the clock, so entries of one transaction share a time; this is the order in
+which one transaction causes them (each kind's own rows then follow their ids)."""
 
 
 def _describe_activity(kind: str, props: dict[str, Any]) -> str:
@@ -76,8 +79,18 @@ def lead_timeline(
     ctx: Context, lead_id: int, *, actor: Principal, limit: int | None = None
 ) -> list[TimelineItem]:
     """Every entry of the lead's history, oldest first (the newest ``limit`` if given);
-    a lead out of ``actor``'s reach is :class:`NotFound`."""
-    items: list[TimelineItem] = []
+    a lead out of ``actor``'s reach is :class:`NotFound`.
+
+    Entries with the same time keep the order they were written in: by kind in the
+    order one transaction causes them (:data:`_CAUSAL_RANK`), then by row id, which
+    each table hands out in write order. So ``sql → opportunity`` stays before
+    ``opportunity → customer`` when a deal won from SQL records both at once, and a
+    handoff's events read assigned, accepted, won even with the clock standing still."""
+    entries: list[tuple[int, TimelineItem]] = []
+
+    def add(row_id: int, item: TimelineItem) -> None:
+        entries.append((row_id, item))
+
     with ctx.read() as connection:
         check_lead(connection, actor, Action.READ_LEADS, lead_id)
         lead = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
@@ -88,11 +101,12 @@ def lead_timeline(
                 f"lead {lead_id} was merged into lead {lead['merged_into_id']}; "
                 "its history is there"
             )
-        items.append(TimelineItem(lead["created_at"], "created", "lead created"))
+        add(lead_id, TimelineItem(lead["created_at"], "created", "lead created"))
         for r in connection.execute(
             select(activities).where(activities.c.lead_id == lead_id)
         ).mappings():
-            items.append(
+            add(
+                r["id"],
                 TimelineItem(
                     r["occurred_at"],
                     "activity",
@@ -100,12 +114,13 @@ def lead_timeline(
                     actor=r["recorded_by"],
                     data={"id": r["id"], "type": r["type"], "properties": r["properties"]},
                     merged_from=r["merged_from_id"],
-                )
+                ),
             )
         for r in connection.execute(
             select(transitions).where(transitions.c.lead_id == lead_id)
         ).mappings():
-            items.append(
+            add(
+                r["id"],
                 TimelineItem(
                     r["occurred_at"],
                     "transition",
@@ -118,10 +133,11 @@ def lead_timeline(
                         "contract_version": r["contract_version"],
                     },
                     r["merged_from_id"],
-                )
+                ),
             )
         for r in connection.execute(select(notes).where(notes.c.lead_id == lead_id)).mappings():
-            items.append(
+            add(
+                r["id"],
                 TimelineItem(
                     r["created_at"],
                     "note",
@@ -129,12 +145,13 @@ def lead_timeline(
                     r["author"],
                     {"id": r["id"]},
                     r["merged_from_id"],
-                )
+                ),
             )
         for r in connection.execute(
             select(tag_events).where(tag_events.c.lead_id == lead_id)
         ).mappings():
-            items.append(
+            add(
+                r["id"],
                 TimelineItem(
                     r["occurred_at"],
                     "tag",
@@ -142,19 +159,20 @@ def lead_timeline(
                     r["actor"],
                     {"tag": r["tag"], "action": r["action"]},
                     r["merged_from_id"],
-                )
+                ),
             )
         for r in connection.execute(
             select(lead_merges).where(lead_merges.c.survivor_id == lead_id)
         ).mappings():
-            items.append(
+            add(
+                r["id"],
                 TimelineItem(
                     r["occurred_at"],
                     "merge",
                     f"lead {r['merged_id']} merged into this lead",
                     r["actor"],
                     dict(r["changes"]),
-                )
+                ),
             )
         for r in connection.execute(
             select(handoff_events, handoffs.c.lead_id)
@@ -170,7 +188,8 @@ def lead_timeline(
                 )
             )
         ).mappings():
-            items.append(
+            add(
+                r["id"],
                 TimelineItem(
                     r["occurred_at"],
                     "handoff",
@@ -178,9 +197,10 @@ def lead_timeline(
                     r["actor"],
                     {"handoff_id": r["handoff_id"], "event": r["kind"], **r["detail"]},
                     r["lead_id"] if r["lead_id"] != lead_id else None,
-                )
+                ),
             )
-    items.sort(key=lambda i: (i.at, _KIND_ORDER[i.kind]))
+    entries.sort(key=lambda e: (e[1].at, _CAUSAL_RANK[e[1].kind], e[0]))
+    items = [item for _, item in entries]
     if limit is not None:
         items = items[-limit:]
     return items

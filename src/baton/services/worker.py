@@ -25,7 +25,7 @@ only the steps due at that same moment still run, never a later one.
 Outbox rows are leased and fenced (see :mod:`baton.services.delivery`).
 
 The worker acts on no one's behalf: every step it records names
-:data:`~baton.services.handoffs.SYSTEM` (``system("baton")``), which reaches every
+:data:`~baton.services.routing.SYSTEM` (``system("baton")``), which reaches every
 handoff, so a rep's notification carries the same packet the rep reads in the API.
 """
 
@@ -47,9 +47,10 @@ from baton.domain.contract import HandoffContract
 from baton.domain.sla import deadlines_from, ladder, next_step
 from baton.notify.email import SmtpConfig
 from baton.services.context import Context
+from baton.services.contract_rules import active_contract_in, rules_of
 from baton.services.delivery import CHANNELS, Channel, Courier
-from baton.services.handoffs import SYSTEM, _rep, log_event, reassign_in, route_queued_in
 from baton.services.outbox import enqueue_email, publish
+from baton.services.routing import SYSTEM, log_event, reassign_in, rep_of, route_queued_in
 from baton.store.tables import contracts, handoffs, leads
 
 log = logging.getLogger("baton.worker")
@@ -77,8 +78,6 @@ class TickReport:
 
 
 def _contract_of(connection: Connection, version: int | None) -> HandoffContract | None:
-    from baton.services.contracts import _parsed, active_contract_in
-
     if version is not None:
         row = connection.execute(
             select(contracts.c.version, contracts.c.created_at, contracts.c.spec).where(
@@ -86,7 +85,7 @@ def _contract_of(connection: Connection, version: int | None) -> HandoffContract
             )
         ).first()
         if row is not None:
-            return _parsed(connection, row[0], row[1], row[2])
+            return rules_of(row[2])
     active = active_contract_in(connection, share_lock=False)
     return active[1] if active else None
 
@@ -142,7 +141,7 @@ def run_due_steps(ctx: Context, *, limit: int = 200) -> int:
 
 def _run_steps(connection: Connection, handoff: dict[str, Any], *, now: datetime) -> None:
     contract = _contract_of(connection, handoff["contract_version"])
-    rep = _rep(connection, handoff["rep_id"])
+    rep = rep_of(connection, handoff["rep_id"])
     if contract is None or rep is None:
         connection.execute(
             update(handoffs).where(handoffs.c.id == handoff["id"]).values(next_step_at=None)

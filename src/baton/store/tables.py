@@ -395,7 +395,7 @@ moment, and what happened across the chain (first notification, first touch, acc
 rejected, won, lost, still open). Durations, in seconds rounded to the millisecond:
 ``speed_seconds`` MQL → first touch, ``system_seconds`` MQL → first notification,
 ``rep_seconds`` first notification → first touch (never below 0). Kept in step by
-:func:`baton.services.handoffs.log_event` (every change to a handoff logs an event)."""
+:func:`baton.services.routing.log_event` (every change to a handoff logs an event)."""
 
 handoff_events = Table(
     "handoff_events",

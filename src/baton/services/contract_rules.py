@@ -1,0 +1,82 @@
+"""The rules in force: the active contract version and any stored version's rules,
+parsed once per content, read inside whoever's transaction needs them.
+
+Scoring, a stage change, routing, the SLA ladder, the prep checklist and the reports
+all read the rules, and activating a version re-scores every lead; so reading them
+lives here, below every use case and importing none, while the versions' own use cases
+(draft, sign, activate, compare) are in :mod:`baton.services.contracts`, above scoring.
+These are internal reads on behalf of a use case that already checked its actor, so
+they take no actor of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from baton.domain.contract import HandoffContract
+from baton.domain.errors import NotFound
+from baton.services.context import Context
+from baton.store.tables import contracts
+
+_PARSED: dict[str, HandoffContract] = {}
+"""Parsed rules by their exact content: a stored version never changes, so each one is
+parsed once per process (keyed by content, so two databases never mix up)."""
+
+
+def rules_of(spec: Any) -> HandoffContract:
+    """The rules of a stored version's ``spec`` column, parsed once per content."""
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _PARSED:
+        _PARSED[key] = HandoffContract.model_validate(spec)
+    return _PARSED[key]
+
+
+def contract_spec(ctx: Context, version: int) -> HandoffContract:
+    """The rules of a stored version, for re-scoring (an internal read on behalf of
+    whoever activated the version, so it takes no actor of its own)."""
+    with ctx.read() as connection:
+        spec = connection.execute(
+            select(contracts.c.spec).where(contracts.c.version == version)
+        ).first()
+    if spec is None:
+        raise NotFound(f"contract version {version} does not exist")
+    return rules_of(spec[0])
+
+
+def active_contract_in(
+    connection: Connection, *, share_lock: bool = True
+) -> tuple[int, HandoffContract] | None:
+    """The active version and its rules (parsed once per content).
+
+    With ``share_lock`` (the default, for writers) the version row is locked in share
+    mode on PostgreSQL, so an activation waits for writers already scoring with the old
+    version, and writers starting during an activation wait for it to finish."""
+    query = select(contracts.c.version, contracts.c.spec).where(contracts.c.status == "active")
+    row = connection.execute(query.with_for_update(read=True) if share_lock else query).first()
+    if row is None and share_lock:
+        # The row we waited for was superseded meanwhile: read the new active one.
+        row = connection.execute(query).first()
+    if row is None:
+        return None
+    version, spec = row
+    return version, rules_of(spec)
+
+
+def active_rules_in(connection: Connection) -> tuple[int | None, HandoffContract | None]:
+    """Like :func:`active_contract_in` (share-locked), as ``(None, None)`` before any
+    version is active: for routing and verdicts, which work without one."""
+    active = active_contract_in(connection)
+    return (active[0], active[1]) if active else (None, None)
+
+
+def active_contract(ctx: Context) -> tuple[int, HandoffContract] | None:
+    """The active version and its rules, for Baton's own use (the demo, re-scoring):
+    not a use case, so it takes no actor; people read versions with
+    :func:`baton.services.contracts.list_contracts` and
+    :func:`~baton.services.contracts.get_contract`."""
+    with ctx.read() as connection:
+        return active_contract_in(connection, share_lock=False)
