@@ -380,7 +380,7 @@ def test_cli_spend_import_and_bad_input(cli_day: CliRunner, tmp_path: Path) -> N
     data = json.loads(run(cli_day, "report", "cost", *PERIOD, "--format", "json"))
     assert {r["group"]: r["spend"] for r in data["rows"]} == {"ads": 100.0, "webinar": 40.0}
 
-    assert "'to' must be after 'from'" in refused(
+    assert "--to must be after --from" in refused(
         cli_day, "report", "funnel", "--from", "2026-03-02", "--to", "2026-03-01"
     )
     assert "unknown time zone" in refused(cli_day, "report", "sla", *PERIOD[:4], "--tz", "Nowhere")

@@ -1,0 +1,340 @@
+"""`baton team|rep|account ...`: the sales side that routing picks from."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from baton.cli._common import LOCAL, ActorOption, valid, work
+from baton.cli._output import console, fail, say, when
+from baton.domain.access import operator
+
+team_app = typer.Typer(
+    help="Sales teams (routing pools name them).", no_args_is_help=True, rich_markup_mode="markdown"
+)
+rep_app = typer.Typer(
+    help="Sales reps: working hours, capacity, patch, out-of-office periods.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+account_app = typer.Typer(
+    help="Accounts: email domains owned by a rep (their leads go to the owner).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+
+def _parse_hours(values: list[str]) -> dict[str, list[str]]:
+    """``--hours mon-fri=09:00-17:00 --hours sat=10:00-14:00`` as the mapping reps
+    store; days left out are days off."""
+    from baton.domain.business_hours import WEEKDAYS
+
+    spec: dict[str, list[str]] = {}
+    for value in values:
+        days_text, sep, spans = value.partition("=")
+        if not sep or not days_text.strip() or not spans.strip():
+            raise fail(
+                f"--hours takes DAYS=HH:MM-HH:MM[,HH:MM-HH:MM], e.g. mon-fri=09:00-17:00; "
+                f"got {value!r}"
+            )
+        for part in days_text.lower().split(","):
+            first, dash, last = (x.strip() for x in part.partition("-"))
+            if first not in WEEKDAYS or (dash and last not in WEEKDAYS):
+                raise fail(
+                    f"--hours {value!r}: unknown day in {part.strip()!r}; days are "
+                    f"{' '.join(WEEKDAYS)} (a range: mon-fri)"
+                )
+            start = WEEKDAYS.index(first)
+            end = WEEKDAYS.index(last) if dash else start
+            if end < start:
+                raise fail(f"--hours {value!r}: {part.strip()} runs backwards; write e.g. mon-fri")
+            for day in WEEKDAYS[start : end + 1]:
+                spec.setdefault(day, []).extend(s.strip() for s in spans.split(",") if s.strip())
+    return spec
+
+
+def _hours_text(spec: dict[str, list[str]]) -> str:
+    """Working hours in the ``--hours`` syntax, consecutive equal days grouped:
+    ``mon-fri 09:00-17:00``."""
+    from baton.domain.business_hours import WEEKDAYS
+
+    groups: list[tuple[str, str, str]] = []
+    for day in WEEKDAYS:
+        spans = ",".join(spec.get(day, []))
+        if groups and groups[-1][2] == spans and spans:
+            groups[-1] = (groups[-1][0], day, spans)
+        else:
+            groups.append((day, day, spans))
+    parts = [f"{a}-{b} {s}" if a != b else f"{a} {s}" for a, b, s in groups if s]
+    return "; ".join(parts) or "never"
+
+
+def _rep_values(
+    *,
+    name: str | None,
+    team: str | None,
+    timezone: str | None,
+    hours: list[str] | None,
+    capacity: int | None,
+    weight: float | None,
+    tags: list[str] | None,
+    countries: list[str] | None,
+    segments: list[str] | None,
+    manager: str | None,
+) -> dict[str, Any]:
+    given: dict[str, Any] = {
+        "name": name,
+        "team": team,
+        "timezone": timezone,
+        "working_hours": _parse_hours(hours) if hours else None,
+        "capacity": capacity,
+        "weight": weight,
+        "tags": tags,
+        "countries": countries,
+        "segments": segments,
+        "manager_email": manager,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _rep_line(rep: Any) -> str:
+    return (
+        f"{rep.email} ({rep.name}): team {rep.team or '—'}, {rep.timezone}, "
+        f"{_hours_text(rep.working_hours)}, {rep.status}, {rep.open_handoffs}/{rep.capacity} "
+        "open handoffs"
+    )
+
+
+TeamOption = Annotated[str | None, typer.Option("--team", help="Team name.")]
+TimezoneOption = Annotated[
+    str | None, typer.Option("--timezone", help="IANA time zone, e.g. Europe/Berlin.")
+]
+HoursOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--hours",
+        help="Working hours as DAYS=HH:MM-HH:MM[,HH:MM-HH:MM] in local time, repeatable: "
+        "--hours mon-fri=09:00-17:00 --hours sat=10:00-14:00. Days left out are off.",
+    ),
+]
+CapacityOption = Annotated[
+    int | None, typer.Option("--capacity", help="Most open handoffs at once.")
+]
+WeightOption = Annotated[
+    float | None, typer.Option("--weight", help="Share in weighted routing (default 1).")
+]
+TagOption = Annotated[list[str] | None, typer.Option("--tag", help="A routing tag (repeat).")]
+CountryOption = Annotated[
+    list[str] | None, typer.Option("--country", help="A two-letter country covered (repeat).")
+]
+SegmentOption = Annotated[
+    list[str] | None, typer.Option("--segment", help="A segment covered (repeat).")
+]
+ManagerOption = Annotated[str | None, typer.Option("--manager", help="The manager's email.")]
+
+
+@team_app.command("add")
+def team_add(name: str, manager: ManagerOption = None, actor: ActorOption = "cli") -> None:
+    """Create team NAME (routing pools refer to it: `pool: {team: NAME}`)."""
+    from baton.domain.reps import TeamCreate
+    from baton.services.reps import create_team
+
+    data = valid(TeamCreate, {"name": name, "manager_email": manager}, {"name": "NAME"})
+    with work() as ctx:
+        team = create_team(ctx, data, actor=operator(actor))
+    say(f"team {team.name} created (id {team.id}), manager {team.manager_email or '—'}")
+
+
+@team_app.command("list")
+def team_list() -> None:
+    """Every team with its manager and number of reps."""
+    from baton.services.reps import list_teams
+
+    with work() as ctx:
+        teams = list_teams(ctx, actor=LOCAL)
+    table = Table(title="Teams")
+    for column in ("id", "team", "manager", "reps"):
+        table.add_column(column, no_wrap=True)
+    for t in teams:
+        table.add_row(str(t.id), escape(t.name), t.manager_email or "—", str(t.reps))
+    console.print(table)
+
+
+@rep_app.command("add")
+def rep_add(
+    email: str,
+    name: Annotated[str, typer.Option("--name", help="Full name.")],
+    team: TeamOption = None,
+    timezone: TimezoneOption = None,
+    hours: HoursOption = None,
+    capacity: CapacityOption = None,
+    weight: WeightOption = None,
+    tag: TagOption = None,
+    country: CountryOption = None,
+    segment: SegmentOption = None,
+    manager: ManagerOption = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Add a rep. Defaults: Monday to Friday 09:00-17:00 UTC, 20 open handoffs,
+    weight 1."""
+    from baton.domain.reps import RepCreate
+    from baton.services.reps import create_rep
+
+    values = _rep_values(
+        name=name,
+        team=team,
+        timezone=timezone,
+        hours=hours,
+        capacity=capacity,
+        weight=weight,
+        tags=tag,
+        countries=country,
+        segments=segment,
+        manager=manager,
+    )
+    data = valid(RepCreate, {"email": email, **values})
+    with work() as ctx:
+        rep = create_rep(ctx, data, actor=operator(actor))
+    say(f"rep {rep.id} added: {_rep_line(rep)}")
+
+
+@rep_app.command("update")
+def rep_update(
+    email: str,
+    name: Annotated[str | None, typer.Option("--name", help="Full name.")] = None,
+    team: TeamOption = None,
+    timezone: TimezoneOption = None,
+    hours: HoursOption = None,
+    capacity: CapacityOption = None,
+    weight: WeightOption = None,
+    tag: TagOption = None,
+    country: CountryOption = None,
+    segment: SegmentOption = None,
+    manager: ManagerOption = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="available or away (takes no new leads).")
+    ] = None,
+    active: Annotated[
+        bool | None,
+        typer.Option("--active/--inactive", help="An inactive rep (who left) gets nothing."),
+    ] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Change some settings of the rep EMAIL; options left out stay as they are (a
+    repeatable option given replaces its whole list, --hours the whole week)."""
+    from baton.domain.reps import RepUpdate
+    from baton.services.reps import find_rep, update_rep
+
+    values = _rep_values(
+        name=name,
+        team=team,
+        timezone=timezone,
+        hours=hours,
+        capacity=capacity,
+        weight=weight,
+        tags=tag,
+        countries=country,
+        segments=segment,
+        manager=manager,
+    )
+    if status is not None:
+        values["status"] = status
+    if active is not None:
+        values["active"] = active
+    if not values:
+        raise fail("nothing to change: give at least one option (see --help)")
+    data = valid(RepUpdate, values)
+    with work() as ctx:
+        rep = update_rep(ctx, find_rep(ctx, email, actor=LOCAL).id, data, actor=operator(actor))
+    say(f"rep {rep.id} updated: {_rep_line(rep)}")
+
+
+@rep_app.command("list")
+def rep_list(team: TeamOption = None) -> None:
+    """Every rep (or a team's) with hours, status, load and out-of-office periods."""
+    from baton.services.reps import list_reps
+
+    with work() as ctx:
+        reps = list_reps(ctx, team=team, actor=LOCAL)
+    table = Table(title=f"Reps of team {team}" if team else "Reps")
+    for column in ("rep", "team", "status", "load", "hours", "out of office"):
+        table.add_column(column, no_wrap=column in ("rep", "status", "load"), overflow="fold")
+    for r in reps:
+        hours = _hours_text(r.working_hours).replace("; ", "\n").replace(",", " ")
+        table.add_row(
+            *map(
+                escape,
+                (
+                    f"{r.email}\n{r.name}",
+                    r.team or "—",
+                    r.status if r.active else "inactive",
+                    f"{r.open_handoffs}/{r.capacity}",
+                    f"{r.timezone}\n{hours}",
+                    "\n".join(f"{when(a.starts_at)} → {when(a.ends_at)}" for a in r.absences),
+                ),
+            )
+        )
+    console.print(table)
+
+
+@rep_app.command("away")
+def rep_away(
+    email: str,
+    starts: Annotated[
+        str, typer.Option("--from", help="Start, ISO 8601 (UTC unless it has an offset).")
+    ],
+    ends: Annotated[str, typer.Option("--until", help="End (exclusive), ISO 8601.")],
+    note: Annotated[str | None, typer.Option("--note", help="Why (shown to managers).")] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Record an out-of-office period for the rep EMAIL: no new handoffs, and SLA
+    business time stops."""
+    from baton.domain.reps import AbsenceCreate
+    from baton.services.reps import add_absence, find_rep
+
+    data = valid(AbsenceCreate, {"starts_at": starts, "ends_at": ends, "note": note})
+    with work() as ctx:
+        rep = add_absence(ctx, find_rep(ctx, email, actor=LOCAL).id, data, actor=operator(actor))
+    absence = max(rep.absences, key=lambda a: a.id)
+    say(
+        f"{rep.email} is out of office from {when(absence.starts_at)} until "
+        f"{when(absence.ends_at)} (absence {absence.id})"
+    )
+
+
+@account_app.command("set")
+def account_set(
+    domain: str,
+    owner: Annotated[str, typer.Option("--owner", help="Email of the owning rep.")],
+    name: Annotated[str | None, typer.Option("--name", help="The company's name.")] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Create or update the account of DOMAIN and its owner."""
+    from baton.domain.reps import AccountCreate
+    from baton.services.reps import upsert_account
+
+    data = valid(AccountCreate, {"domain": domain, "name": name, "owner_email": owner})
+    with work() as ctx:
+        account = upsert_account(ctx, data, actor=operator(actor))
+    say(
+        f"account {account.id}: {account.domain} ({account.name or 'no name'}) is owned by "
+        f"{account.owner_email}"
+    )
+
+
+@account_app.command("list")
+def account_list() -> None:
+    """Every account with its owner."""
+    from baton.services.reps import list_accounts
+
+    with work() as ctx:
+        accounts = list_accounts(ctx, actor=LOCAL)
+    table = Table(title="Accounts")
+    for column in ("domain", "name", "owner"):
+        table.add_column(column, no_wrap=column != "name")
+    for a in accounts:
+        table.add_row(a.domain, escape(a.name or "—"), a.owner_email or "—")
+    console.print(table)

@@ -1,0 +1,261 @@
+"""`baton init`, `serve`, `worker` and `demo`: the database, the API server and the
+background worker."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from baton.cli._common import context, load_settings, safe_url, valid, work
+from baton.cli._output import console, errors, fail, local, progress, say
+from baton.domain.access import operator
+from baton.domain.local_time import zone_label
+
+if TYPE_CHECKING:
+    from baton.config import Settings
+    from baton.services.context import Context
+
+server_app = typer.Typer()
+"""Commands of the top level (merged into `baton`, no group name)."""
+
+
+@server_app.command()
+def init(
+    admin_email: Annotated[
+        str, typer.Option("--admin-email", help="Email of the first admin (made only if none).")
+    ] = "admin@example.com",
+    admin_name: Annotated[str, typer.Option("--admin-name", help="Their display name.")] = "Admin",
+) -> None:
+    """Create the database (or bring its schema up to date) and, when there is no
+    admin yet, a first admin with a one-time password printed once."""
+    from baton.domain.users import UserCreate
+    from baton.services.users import add_user, has_admin
+    from baton.store.migrate import current_revision
+
+    with work() as ctx:
+        console.print(
+            f"[green]ready[/] {safe_url(ctx.settings.database_url)} at schema revision "
+            f"{current_revision(ctx.engine)}"
+        )
+        if has_admin(ctx):
+            return
+        data = valid(
+            UserCreate,
+            {"email": admin_email, "display_name": admin_name, "role": "admin"},
+            {"email": "--admin-email", "display_name": "--admin-name"},
+        )
+        user, secret = add_user(ctx, data, actor=operator("baton init"))
+    say(f"first admin: {user.email}")
+    say(f"one-time password (shown only now; sign in and choose your own): {secret}")
+
+
+def _refuse_unready(ctx: Context) -> None:
+    """In production, refuse to start without an admin, or with demo users or
+    never-changed one-time passwords."""
+    from baton.api.app import NotReady, refuse_unready
+
+    try:
+        refuse_unready(ctx)
+    except NotReady as exc:
+        raise fail(str(exc)) from None
+
+
+@server_app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (BATON_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (BATON_PORT).")] = None,
+    workers: Annotated[int, typer.Option(help="Server processes (PostgreSQL only).")] = 1,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--with-worker/--no-worker",
+            help="Also run the background worker in this process (handy on one machine).",
+        ),
+    ] = False,
+) -> None:
+    """Run the API server (docs at /docs)."""
+    import uvicorn
+
+    if with_worker:
+        _start_worker_thread()
+
+    settings = load_settings()
+    with context() as ctx:
+        _refuse_unready(ctx)
+    host = host or settings.host
+    port = port or settings.port
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        raise fail("several server processes need PostgreSQL; SQLite has one writer")
+    console.print(f"Baton API on [bold]http://{host}:{port}[/] (docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        "baton.api.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+    )
+
+
+def _start_worker_thread() -> None:
+    """The worker's loop (the same one as `baton worker`) in a daemon thread beside the
+    server, with its own context."""
+    import threading
+
+    from baton.services.context import open_context
+    from baton.services.worker import Worker
+
+    ctx = open_context(load_settings(), migrate=False)
+    worker = Worker(ctx)
+    threading.Thread(
+        target=worker.run, args=(threading.Event(),), name="baton-worker", daemon=True
+    ).start()
+
+
+def _wait_for_database(settings: Settings) -> None:
+    """A worker started before its database (a reboot, a deploy) waits for it with
+    backoff instead of exiting; a configuration that can never work still fails."""
+    from sqlalchemy.exc import OperationalError
+
+    from baton.redact import mask
+    from baton.services.context import open_context
+
+    delay = 1.0
+    while True:
+        try:
+            open_context(settings).engine.dispose()
+            return
+        except OperationalError as exc:
+            errors.print(
+                f"[yellow]waiting for the database {safe_url(settings.database_url)}: "
+                f"{escape(mask(str(exc.orig)).strip().splitlines()[0])}; "
+                f"trying again in {delay:g} s[/]"
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+@server_app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run one pass and exit.")] = False,
+    poll: Annotated[
+        float | None,
+        typer.Option(help="Seconds between passes when idle (BATON_WORKER_POLL_SECONDS)."),
+    ] = None,
+) -> None:
+    """Run the background work: due SLA steps (remind, reassign, notify the manager),
+    assignment of queued handoffs, and delivery of email and webhooks. Run as many
+    workers as you like against PostgreSQL; they never act twice on the same thing.
+    A database that goes away is waited for (logged, retried with backoff), never a
+    reason to exit; Ctrl+C or SIGTERM stops after the current passes."""
+    import logging
+    import signal
+    import threading
+
+    from baton.services.worker import TickReport, Worker, tick
+
+    settings = load_settings()
+    if poll is not None:
+        settings = settings.model_copy(update={"worker_poll_seconds": poll})
+    if not once:
+        _wait_for_database(settings)
+    with context() as ctx:
+        ctx.settings = settings
+        _refuse_unready(ctx)
+        logging.basicConfig(  # after the migrations, whose chatter is not the worker's
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+        def show(lane: str, report: TickReport) -> None:
+            counts = (
+                ("steps", report.steps),
+                ("assigned", report.assigned),
+                ("sent", report.sent),
+                ("failed", report.failed),
+            )
+            done = ", ".join(f"{name} {count}" for name, count in counts if count)
+            now = local(ctx.clock.now())
+            console.print(f"{now:%H:%M:%S} {zone_label(now)} {lane}: {done}")
+
+        if once:
+            report = tick(ctx)
+            if report.busy:
+                show("pass", report)
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        console.print(
+            f"Baton worker running (polling every {settings.worker_poll_seconds:g} s; Ctrl+C stops)"
+        )
+        try:
+            Worker(ctx, on_pass=show).run(stop)
+        except KeyboardInterrupt:
+            stop.set()
+        console.print("worker stopped")
+
+
+@server_app.command()
+def demo(
+    leads: Annotated[int, typer.Option(min=10, max=200_000, help="Leads to generate.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same company).")] = 7,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the server afterwards.")
+    ] = True,
+) -> None:
+    """Fill an empty database with a generated demo company, then serve it."""
+    from baton.domain.errors import Conflict
+    from baton.services.demo import demo_users, generate_demo
+
+    with context() as ctx:
+        if ctx.settings.env == "production":
+            raise fail("the demo fills a database with made-up people; not in production")
+        try:
+            with progress() as bar:
+                task = bar.add_task("Generating the demo company", total=leads)
+                summary = generate_demo(
+                    ctx, leads_count=leads, seed=seed, progress=lambda n: bar.advance(task, n)
+                )
+        except Conflict as exc:
+            console.print(f"[yellow]{exc.detail}; using it as it is[/]")
+        else:
+            table = Table(title="Demo company: Lumen Analytics")
+            table.add_column("created")
+            table.add_column("count", justify="right")
+            for name, value in (
+                ("leads", summary.leads),
+                ("engagement events", summary.activities),
+                ("MQLs (by the contract)", summary.mqls),
+                ("  of them hand-raises", summary.hand_raises),
+                ("handoffs", summary.handoffs),
+                ("prep items ticked", summary.prep_ticks),
+                ("stage transitions", summary.transitions),
+                ("notes", summary.notes),
+                ("sales reps", summary.reps),
+                ("spend rows (per channel, month)", summary.spend_rows),
+            ):
+                table.add_row(name, f"{value:,}")
+            table.add_row("spend (USD)", f"{summary.spend:,.0f}")
+            console.print(table)
+            version = summary.contract_version
+            if version is not None:
+                console.print(
+                    f"Handoff contract version {version} (contracts/example.yaml) signed by "
+                    "marketing and sales and active: every lead is scored."
+                )
+        users = demo_users(ctx)
+        if users:
+            table = Table(title="Demo users (one-time passwords, shown only now)")
+            for column in ("email", "role", "one-time password"):
+                table.add_column(column, no_wrap=True)
+            for email, role, secret in users:
+                table.add_row(email, role, secret)
+            console.print(table)
+            console.print(
+                "Sign in with POST /auth/login; each user chooses their own password first."
+            )
+    if serve_after:
+        serve(host=None, port=None, workers=1, with_worker=True)

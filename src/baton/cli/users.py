@@ -1,0 +1,264 @@
+"""`baton user|token|intake-key ...`: people who sign in, API tokens, intake keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from baton.cli._common import ActorOption, valid, work
+from baton.cli._output import console, say, show_list, when
+from baton.domain.access import Role, operator
+
+user_app = typer.Typer(
+    help="People who sign in: add, list, disable, reset a password.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+token_app = typer.Typer(
+    help="API tokens for programs (shown once, stored as a hash).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+intake_app = typer.Typer(
+    help="Intake keys: public keys that only capture leads and activities.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+
+def _user_table(found: list[Any]) -> Table:
+    table = Table(title="Users")
+    for column in ("id", "email", "name", "role", "rep / teams", "time zone", "active", "password"):
+        table.add_column(column, overflow="fold")
+    for u in found:
+        table.add_row(
+            str(u.id),
+            escape(u.email),
+            escape(u.display_name),
+            u.role,
+            escape(u.rep_email or ", ".join(u.teams) or "-"),
+            u.timezone,
+            "yes" if u.active else "[red]no[/]",
+            ("[yellow]one-time[/]" if u.one_time_password else "own")
+            + (" (demo)" if u.demo else ""),
+        )
+    return table
+
+
+@user_app.command("add")
+def user_add(
+    email: str,
+    role: Annotated[Role, typer.Option("--role", help="admin, marketing, sales_manager or rep.")],
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    rep: Annotated[
+        str | None, typer.Option("--rep", help="For a rep user: the email of their rep record.")
+    ] = None,
+    team: Annotated[
+        list[str] | None, typer.Option("--team", help="For a sales manager: a team (repeat).")
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option("--timezone", help="IANA time zone (default: the rep's, else UTC)."),
+    ] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Add a person; prints their one-time password (shown only now)."""
+    from baton.domain.users import UserCreate
+    from baton.services.users import add_user
+
+    data = valid(
+        UserCreate,
+        {
+            "email": email,
+            "display_name": name or email.split("@")[0],
+            "role": role.value,
+            "rep_email": rep,
+            "teams": team or [],
+            **({"timezone": timezone} if timezone else {}),
+        },
+    )
+    with work() as ctx:
+        user, secret = add_user(ctx, data, actor=operator(actor))
+    say(f"user {user.id} added: {user.email} ({user.role})")
+    say(f"one-time password (shown only now; they choose their own at first sign-in): {secret}")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """Every user, their role, and who still has a one-time password."""
+    from baton.services.users import list_users
+
+    with work() as ctx:
+        found = list_users(ctx, actor=operator())
+    console.print(_user_table(found))
+
+
+@user_app.command("disable")
+def user_disable(email: str, actor: ActorOption = "cli") -> None:
+    """Disable a user: their sessions end at once, their tokens within seconds."""
+    from baton.services.users import disable_user, find_user
+
+    with work() as ctx:
+        user = disable_user(ctx, find_user(ctx, email, actor=operator()).id, actor=operator(actor))
+    say(f"user {user.email} disabled")
+
+
+@user_app.command("reset-password")
+def user_reset_password(email: str, actor: ActorOption = "cli") -> None:
+    """Give a user a new one-time password (shown only now); their sessions end."""
+    from baton.services.users import find_user, reset_password
+
+    with work() as ctx:
+        secret = reset_password(
+            ctx, find_user(ctx, email, actor=operator()).id, actor=operator(actor)
+        )
+    say(f"new one-time password for {email} (shown only now): {secret}")
+
+
+@token_app.command("add")
+def token_add(
+    name: str,
+    user: Annotated[str, typer.Option("--user", help="Email of the user the token acts as.")],
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", help="A scope, e.g. leads:write (repeat). `baton token scopes`."),
+    ],
+    expires_in_days: Annotated[
+        int | None, typer.Option("--expires-in-days", min=1, help="Expire after so many days.")
+    ] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Make an API token for a user (an integration's service user, say); it never
+    grants more than that user's role. Prints the token once."""
+    from datetime import timedelta
+
+    from baton.domain.users import TokenCreate
+    from baton.services.users import create_token
+
+    with work() as ctx:
+        expires = (
+            None if expires_in_days is None else ctx.clock.now() + timedelta(days=expires_in_days)
+        )
+        data = valid(
+            TokenCreate,
+            {"name": name, "scopes": scope, "expires_at": expires, "user_email": user},
+            {"name": "NAME"},
+        )
+        token, secret = create_token(ctx, data, actor=operator(actor))
+    say(f"token {token.id} ({token.prefix}…) for {token.user_email}: {', '.join(token.scopes)}")
+    say(f"token (shown only now, send it as a bearer token): {secret}")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Every API token (never the secrets), with when each was last used."""
+    from baton.services.users import list_tokens
+
+    with work() as ctx:
+        found = list_tokens(ctx, actor=operator(), all_users=True)
+    names = ("id", "prefix", "name", "user", "scopes", "expires", "last used", "state")
+    rows = [
+        [
+            str(t.id),
+            escape(t.prefix) + "…",
+            escape(t.name),
+            escape(t.user_email),
+            ", ".join(t.scopes),
+            when(t.expires_at),
+            when(t.last_used_at),
+            "[red]revoked[/]" if t.revoked_at else "active",
+        ]
+        for t in found
+    ]
+    columns = [(name, name in ("name", "user", "scopes")) for name in names]
+    show_list("API tokens", columns, rows, record="token")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(metavar="ID")], actor: ActorOption = "cli"
+) -> None:
+    """Revoke a token: refused by every process within seconds."""
+    from baton.services.users import revoke_token
+
+    with work() as ctx:
+        token = revoke_token(ctx, token_id, actor=operator(actor))
+    say(f"token {token.id} ({token.name}) revoked")
+
+
+@token_app.command("scopes")
+def token_scopes() -> None:
+    """The scopes a token can carry."""
+    from baton.domain.access import SCOPES
+
+    table = Table(title="Token scopes")
+    table.add_column("scope", no_wrap=True)
+    table.add_column("lets a program")
+    for scope, meaning in SCOPES.items():
+        table.add_row(scope, meaning)
+    console.print(table)
+
+
+@intake_app.command("add")
+def intake_key_add(
+    name: str,
+    source: Annotated[str, typer.Option("--source", help="Source given to leads it captures.")],
+    origin: Annotated[
+        list[str] | None,
+        typer.Option("--origin", help="A browser origin allowed, e.g. https://www.example.com."),
+    ] = None,
+    rate: Annotated[int, typer.Option("--rate", help="Requests a minute at most.")] = 60,
+    actor: ActorOption = "cli",
+) -> None:
+    """Make a public intake key for a website or form tool: it may only capture
+    leads and activities. Prints the key once."""
+    from baton.domain.users import IntakeKeyCreate
+    from baton.services.users import add_intake_key
+
+    data = valid(
+        IntakeKeyCreate,
+        {"name": name, "source": source, "origins": origin or [], "rate_per_minute": rate},
+        {"name": "NAME"},
+    )
+    with work() as ctx:
+        key, secret = add_intake_key(ctx, data, actor=operator(actor))
+    say(f"intake key {key.id} '{key.name}' (source {key.source}, {key.rate_per_minute}/min)")
+    say(f"key (shown only now; send as X-Baton-Intake-Key): {secret}")
+
+
+@intake_app.command("list")
+def intake_key_list() -> None:
+    """Every intake key (never the secrets)."""
+    from baton.services.users import list_intake_keys
+
+    with work() as ctx:
+        found = list_intake_keys(ctx, actor=operator())
+    table = Table(title="Intake keys")
+    for column in ("id", "prefix", "name", "source", "origins", "rate/min", "state"):
+        table.add_column(column, no_wrap=column in ("id", "prefix"))
+    for k in found:
+        table.add_row(
+            str(k.id),
+            k.prefix + "…",
+            escape(k.name),
+            escape(k.source),
+            escape(", ".join(k.origins) or "(servers only)"),
+            str(k.rate_per_minute),
+            "[red]revoked[/]" if k.revoked_at else "active",
+        )
+    console.print(table)
+
+
+@intake_app.command("revoke")
+def intake_key_revoke(
+    key_id: Annotated[int, typer.Argument(metavar="ID")], actor: ActorOption = "cli"
+) -> None:
+    """Revoke an intake key."""
+    from baton.services.users import revoke_intake_key
+
+    with work() as ctx:
+        key = revoke_intake_key(ctx, key_id, actor=operator(actor))
+    say(f"intake key {key.id} ({key.name}) revoked")
