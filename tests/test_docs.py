@@ -19,9 +19,90 @@ from baton.services.context import Context
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 
 
+ROOT = Path(__file__).parent.parent
+
+
+def _settings_table() -> dict[str, tuple[str, str]]:
+    """The rows of the README's settings table: variable -> (default, meaning)."""
+    section = README.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, tuple[str, str]] = {}
+    for line in section.splitlines():
+        found = re.fullmatch(r"\| `(BATON_[A-Z0-9_]+)` \| (.*?) \| (.*) \|", line)
+        if found:
+            assert found[1] not in rows, f"{found[1]} is in the table twice"
+            rows[found[1]] = (found[2], found[3])
+    return rows
+
+
+SETTINGS_TABLE = _settings_table()
+
+
+def _read_by(paths: list[Path]) -> set[str]:
+    """``BATON_*`` variables these files read from the environment themselves (not
+    through ``Settings``): ``os.environ``/``getenv`` in Python (also through a constant
+    holding the name), ``$VAR``/``${VAR}`` in shell. A name only mentioned in a comment
+    or a docstring does not count."""
+    found: set[str] = set()
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        found |= set(re.findall(r"(?:environ(?:\.get)?|getenv)\s*[(\[]\s*[\"'](BATON_\w+)", text))
+        found |= set(re.findall(r"^\s*[A-Z_]+\s*=\s*[\"'](BATON_\w+)[\"']\s*$", text, re.M))
+        if path.suffix != ".py":
+            found |= set(re.findall(r"\$\{?(BATON_\w+)", text))
+    return found
+
+
+SETTING_VARIABLES = {f"BATON_{name.upper()}" for name in Settings.model_fields}
+READ_BY_BATON = _read_by(sorted((ROOT / "src").rglob("*.py")))
+READ_BY_TOOLS = _read_by(
+    [
+        *sorted((ROOT / "tests").rglob("*.py")),
+        *sorted((ROOT / "bench").rglob("*.py")),
+        ROOT / "run",
+        ROOT / ".ci" / "run",
+    ]
+)
+
+
 @pytest.mark.parametrize("name", sorted(Settings.model_fields))
 def test_every_setting_is_documented(name: str) -> None:
-    assert f"`BATON_{name.upper()}`" in README
+    assert f"BATON_{name.upper()}" in SETTINGS_TABLE, "missing from the settings table"
+
+
+def test_the_settings_table_holds_only_what_baton_reads() -> None:
+    assert set(SETTINGS_TABLE) == SETTING_VARIABLES | READ_BY_BATON
+
+
+def _shown(value: object) -> str:
+    """A default as the table writes it."""
+    if value is None:
+        return "unset"
+    if value == "":
+        return "empty"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    return f"`{value}`"
+
+
+@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def test_the_settings_table_shows_the_real_default(name: str) -> None:
+    default = Settings.model_fields[name].default
+    written, _ = SETTINGS_TABLE[f"BATON_{name.upper()}"]
+    if name == "secret_key":  # not shown on purpose; production refuses it anyway
+        assert written == "an insecure development value"
+        return
+    assert written.split(" (", 1)[0] == _shown(default), (written, default)
+
+
+def test_every_variable_the_readme_names_exists() -> None:
+    known = SETTING_VARIABLES | READ_BY_BATON | READ_BY_TOOLS
+    for name, wildcard in set(re.findall(r"(BATON_[A-Z0-9_]*[A-Z0-9])(_\*)?", README)):
+        if wildcard:  # BATON_SMTP_*: a family of settings
+            assert any(k.startswith(f"{name}_") for k in SETTING_VARIABLES), name
+        else:
+            assert name in known, f"the README names {name}, which nothing reads"
 
 
 def _commands(group: object, prefix: str = "baton") -> list[str]:

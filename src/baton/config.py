@@ -55,10 +55,17 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `baton serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `baton serve` listens on.")
     secret_key: str = Field(
-        INSECURE_SECRET, description="Signs webhooks and sessions; must be set in production."
+        INSECURE_SECRET,
+        description="Signs session cookies (webhooks are signed with each endpoint's own "
+        "secret); must be set in production.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="Server log level."
+        "info", description="Log level of `baton serve` and `baton worker`."
+    )
+    timezone: str | None = Field(
+        None,
+        description="IANA time zone the `baton` command shows times in (e.g. Europe/Paris); "
+        "unset: the machine's local zone.",
     )
     smtp_host: str = Field("localhost", description="SMTP server that sends notification email.")
     smtp_port: int = Field(25, ge=1, le=65535, description="Port of the SMTP server.")
@@ -180,11 +187,41 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as Europe/Paris"
+            ) from None
+        return value
+
     @field_validator("webhook_internal_allowlist")
     @classmethod
     def _allowlist(cls, value: str) -> str:
         EgressPolicy.parse(value)  # raises ValueError naming the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _driver_installed(self) -> Settings:
+        # The PostgreSQL driver is an extra (SQLite needs nothing): say how to get it
+        # rather than let the first connection fail with "No module named 'psycopg'".
+        url = self.database_url
+        if url.startswith(("postgresql://", "postgresql+psycopg://")):
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    "BATON_DATABASE_URL points at PostgreSQL but its driver is not "
+                    "installed: pip install 'baton-handoff[postgres]'"
+                ) from None
+        return self
 
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:

@@ -176,6 +176,18 @@ def test_a_dismissed_pair_leaves_the_queue(ctx: Context, capture: Capture) -> No
     assert [c.id for c in list_duplicates(ctx, status="dismissed", actor=CLI)] == [queued.id]
     with pytest.raises(NotFound):
         dismiss_duplicate(ctx, 987_654_321, actor=operator("alice"))
+    dismiss_duplicate(ctx, queued.id, actor=operator("alice"))  # twice: no harm
+    assert [c.id for c in list_duplicates(ctx, status="dismissed", actor=CLI)] == [queued.id]
+
+
+def test_a_merged_pair_cannot_be_dismissed(ctx: Context, capture: Capture) -> None:
+    first = capture(email="dana@northwind.com", phone="202-456-1111")
+    second = capture(email="dana@gmail.com", phone="202-456-1111")
+    [queued] = list_duplicates(ctx, actor=CLI)
+    merge_leads(ctx, first.lead.id, second.lead.id, actor=operator("alice"))
+    with pytest.raises(Conflict, match="merged"):
+        dismiss_duplicate(ctx, queued.id, actor=operator("alice"))
+    assert [c.id for c in list_duplicates(ctx, status="merged", actor=CLI)] == [queued.id]
 
 
 # --- merging -----------------------------------------------------------------------

@@ -8,13 +8,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton import __version__, redact
-from baton.api import openapi, problems
+from baton.api import docs, openapi, problems
 from baton.api.cors import IntakeCors
 from baton.api.routes import (
     activities,
     auth,
     contracts,
     duplicates,
+    exports,
     handoffs,
     leads,
     outbox,
@@ -131,6 +132,9 @@ def create_app(context: Context | None = None) -> FastAPI:
         title="Baton",
         version=__version__,
         description=DESCRIPTION,
+        # /docs and /redoc come from baton.api.docs: the same pages, without a CDN.
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[
             {"name": "auth", "description": "Sign in and out (session cookie), who am I."},
             {"name": "access", "description": "Users, API tokens and intake keys."},
@@ -147,6 +151,11 @@ def create_app(context: Context | None = None) -> FastAPI:
             {"name": "webhooks", "description": "Endpoints for handoff events, and deliveries."},
             {"name": "outbox", "description": "Email and webhooks to send: states, retries."},
             {
+                "name": "exports",
+                "description": "Leads, handoffs and activities as CSV (formula cells "
+                "neutralised) or JSON lines, streamed, within the caller's reach.",
+            },
+            {
                 "name": "reports",
                 "description": "Funnel, velocity, speed to lead, SLA, rejections, marketing "
                 "credit, cost; and the marketing spend the cost report divides.",
@@ -162,6 +171,7 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=app.state.context.settings.max_body_bytes)
     problems.install(app)
     openapi.install(app)
+    docs.install(app)
     app.include_router(auth.router)
     app.include_router(users.users_router)
     app.include_router(users.tokens_router)
@@ -175,6 +185,7 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(outbox.router)
     app.include_router(reports.router)
+    app.include_router(exports.router)
 
     @app.get("/healthz", tags=["operations"], operation_id="health")
     def health() -> dict[str, str]:

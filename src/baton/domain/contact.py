@@ -210,7 +210,8 @@ def normalize_country(raw: str) -> str:
 
 
 SHARED_DOMAIN_COMPANIES = 3
-"""Default for ``BATON_SHARED_DOMAIN_COMPANIES``."""
+"""Companies named by a domain's leads that make it a shared domain (a constant, not a
+setting)."""
 
 
 def shared_domain_reason(domain: str, companies: int, threshold: int) -> str | None:

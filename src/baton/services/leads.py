@@ -5,6 +5,10 @@ email, else its phone): the same person captured twice is one lead, and
 every capture is also recorded as a ``captured`` activity so the timeline shows each
 touch with its source and campaign. Possible duplicates that email cannot prove (same
 phone, similar name at a similar company) are flagged for a human, never merged.
+
+:func:`change_stage` is the move by hand (who may, and not past an open handoff); the
+stage change itself, and the handoff it opens or closes, is
+:func:`baton.services.stages.change_stage_in`.
 """
 
 from __future__ import annotations
@@ -26,17 +30,28 @@ from baton.domain.leads import (
     DuplicateMatch,
     Lead,
     LeadCreate,
+    best_duplicates,
     find_duplicates,
     fold_source,
     merge_profile,
 )
-from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition, transition
+from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition
 from baton.domain.scoring import Event
-from baton.services import milestones
 from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
 from baton.services.queries import chunks, insert_ignoring_conflicts, lock_lead, tags_of
-from baton.store.tables import activities, duplicate_candidates, leads, transitions
+from baton.services.routing import close_open_handoff_in
+from baton.services.scoring import score_leads_in
+from baton.services.stages import change_stage_in
+from baton.store.tables import (
+    OPEN_HANDOFF_STATUSES,
+    activities,
+    duplicate_candidates,
+    handoffs,
+    lead_tags,
+    leads,
+    transitions,
+)
 
 
 @dataclass(frozen=True)
@@ -190,8 +205,6 @@ def capture_lead_in(
             recorded_by=actor.name,
         )
     )
-    from baton.services.scoring import score_leads_in
-
     touch = Event(ActivityType.CAPTURED.value, now, touch_properties)
     score_leads_in(connection, [lead_id], now=now, actor=actor, new_events={lead_id: [touch]})
     row = lock_lead(connection, lead_id)
@@ -285,8 +298,12 @@ def flag_possible_duplicates(
                 ).scalars()
             )
         for part in chunks(shared):
+            # Oldest first: when a value is shared by more than MAX_CANDIDATES leads, the
+            # candidates are the oldest (the records a new one would be merged into).
             for row in connection.execute(
-                select(*DUPLICATE_COLUMNS).where(column.in_(part), leads.c.merged_into_id.is_(None))
+                select(*DUPLICATE_COLUMNS)
+                .where(column.in_(part), leads.c.merged_into_id.is_(None))
+                .order_by(leads.c.id)
             ).mappings():
                 grouped.setdefault(row[column.name], []).append(dict(row))
         groups.append(grouped)
@@ -304,7 +321,8 @@ def flag_possible_duplicates(
             for other in group[:MAX_CANDIDATES]:
                 if other["id"] < person["id"]:
                     candidates[other["id"]] = other
-        for match in find_duplicates(person, list(candidates.values())):
+        # At most MAX_PAIRS_PER_LEAD pairs per new lead, the best ones (see there why).
+        for match in best_duplicates(find_duplicates(person, list(candidates.values()))):
             matches.append(match)
             records.append(
                 {
@@ -361,8 +379,6 @@ def list_leads(
     """Leads matching the filters, newest first, ``limit`` at a time (keyset paging, so
     deep pages stay fast). Merged leads are left out, and so are leads out of
     ``actor``'s reach (the total counts only what ``actor`` may see)."""
-    from baton.store.tables import lead_tags
-
     level = allowed(actor, Action.READ_LEADS)
     conditions: list[Any] = [leads.c.merged_into_id.is_(None)]
     if level is not Reach.ALL:
@@ -411,88 +427,6 @@ def list_leads(
     )
 
 
-def change_stage_in(
-    connection: Connection,
-    lead_id: int,
-    target: Stage,
-    *,
-    actor: Principal,
-    reason: str,
-    now: datetime,
-    contract_version: int | None = None,
-) -> Transition:
-    """Move a locked lead through the lifecycle and store the transition with the
-    contract version in force (the active one unless given). The only code that writes
-    ``leads.stage`` after creation. The caller has checked that ``actor`` may; the
-    transition records ``actor``'s name and user."""
-    from baton.services.contracts import active_contract_in
-
-    active = active_contract_in(connection)
-    if contract_version is None:
-        contract_version = active[0] if active else None
-    row = (
-        connection.execute(
-            select(leads.c.stage, leads.c.merged_into_id)
-            .where(leads.c.id == lead_id)
-            .with_for_update()
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise NotFound(f"lead {lead_id} does not exist")
-    if row["merged_into_id"] is not None:
-        raise NotFound(f"lead {lead_id} was merged into lead {row['merged_into_id']}")
-    step = transition(
-        Stage(row["stage"]),
-        target,
-        actor=actor.name,
-        reason=reason,
-        at=now,
-        contract_version=contract_version,
-    )
-    connection.execute(
-        update(leads)
-        .where(leads.c.id == lead_id)
-        .values(
-            stage=target.value,
-            stage_changed_at=now,
-            updated_at=now,
-            **milestones.on_transition(target.value, now, contract_version),
-        )
-    )
-    connection.execute(
-        insert(transitions).values(
-            lead_id=lead_id,
-            from_stage=step.from_stage.value,
-            to_stage=step.to_stage.value,
-            actor=actor.name,
-            actor_user_id=actor.user_id,
-            reason=reason,
-            occurred_at=now,
-            contract_version=contract_version,
-        )
-    )
-    milestones.on_stage_change(connection, lead_id, target.value)  # a move by hand counts
-    from baton.services.handoffs import CLOSING_STAGES, close_open_handoff_in, open_handoff_in
-
-    if target == Stage.MQL:
-        lead = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().one()
-        open_handoff_in(
-            connection,
-            lead,
-            active[1] if active else None,
-            contract_version=contract_version,
-            now=now,
-            actor=actor,
-        )
-    elif target in CLOSING_STAGES:
-        close_open_handoff_in(
-            connection, lead_id, outcome=f"lead moved to {target.value}", now=now, actor=actor
-        )
-    return step
-
-
 def change_stage(
     ctx: Context, lead_id: int, target: Stage, *, actor: Principal, reason: str
 ) -> Transition:
@@ -504,8 +438,6 @@ def change_stage(
     with ctx.write() as connection:
         check_lead(connection, actor, Action.CHANGE_STAGE, lead_id)
         if target in SALES_STAGES:
-            from baton.store.tables import OPEN_HANDOFF_STATUSES, handoffs
-
             lock_lead(connection, lead_id)
             found = connection.execute(
                 select(handoffs.c.id, handoffs.c.status).where(
@@ -515,8 +447,6 @@ def change_stage(
             open_id = found[0] if found else None
             if found is not None and found[1] == "queued":
                 # Nobody in sales has it yet: a manual move takes it out of the queue.
-                from baton.services.handoffs import close_open_handoff_in
-
                 close_open_handoff_in(
                     connection,
                     lead_id,

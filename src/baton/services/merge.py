@@ -17,16 +17,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, true, update
 
 from baton.domain.access import Action, Principal, Reach
 from baton.domain.contact import company_key
+from baton.domain.duplicates import DuplicateDismissal, DuplicateFilter
 from baton.domain.errors import Conflict, NotFound
 from baton.domain.leads import fill_blanks
 from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
 from baton.services.milestones import refresh_chains_of_leads, refresh_leads
-from baton.services.queries import insert_ignoring_conflicts, lock_lead
+from baton.services.queries import chunks, insert_ignoring_conflicts, lock_lead
+from baton.services.routing import close_open_handoff_in
+from baton.services.scoring import score_leads_in
 from baton.store.tables import (
     activities,
     duplicate_candidates,
@@ -117,8 +120,6 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: Princi
             .where(leads.c.merged_into_id == merged_id)
             .values(merged_into_id=survivor_id)
         )
-        from baton.services.handoffs import close_open_handoff_in
-
         # The open handoff before the chains' first handoffs: the lock order of every
         # change to a handoff (lead, handoff, then its chain's first handoff).
         close_open_handoff_in(
@@ -157,8 +158,6 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: Princi
         connection.execute(
             update(lead_prep).where(lead_prep.c.lead_id == merged_id).values(lead_id=survivor_id)
         )
-        from baton.services.scoring import score_leads_in
-
         score_leads_in(connection, [survivor_id], now=now, actor=actor)
         record: dict[str, Any] = {
             "filled": sorted(changes),
@@ -203,16 +202,42 @@ def _pair_in_reach(actor: Principal, level: Reach) -> ColumnElement[bool]:
     )
 
 
+def _picked_by(wanted: DuplicateFilter | None) -> list[ColumnElement[bool]]:
+    """The conditions of a filter on ``duplicate_candidates`` (all must hold)."""
+    if wanted is None:
+        return []
+    pairs = duplicate_candidates.c
+    conditions: list[ColumnElement[bool]] = []
+    if wanted.reason is not None:
+        conditions.append(pairs.reason == wanted.reason)
+    if wanted.similarity_below is not None:
+        conditions.append(pairs.similarity < wanted.similarity_below)
+    if wanted.created_since is not None:
+        conditions.append(pairs.created_at >= wanted.created_since)
+    if wanted.created_before is not None:
+        conditions.append(pairs.created_at < wanted.created_before)
+    return conditions
+
+
 def list_duplicates(
-    ctx: Context, *, actor: Principal, status: str = "open", limit: int = 100
+    ctx: Context,
+    *,
+    actor: Principal,
+    status: str = "open",
+    limit: int = 100,
+    where: DuplicateFilter | None = None,
 ) -> list[DuplicateCandidate]:
     """Review queue of possible duplicates, newest first (only pairs whose two leads
-    ``actor`` reaches: the pair tells who the other lead is)."""
+    ``actor`` reaches: the pair tells who the other lead is), narrowed by ``where``."""
     level = allowed(actor, Action.MERGE_LEADS)
     with ctx.read() as connection:
         rows = connection.execute(
             select(duplicate_candidates)
-            .where(duplicate_candidates.c.status == status, _pair_in_reach(actor, level))
+            .where(
+                duplicate_candidates.c.status == status,
+                _pair_in_reach(actor, level),
+                *_picked_by(where),
+            )
             .order_by(duplicate_candidates.c.id.desc())
             .limit(limit)
         ).mappings()
@@ -232,13 +257,119 @@ def list_duplicates(
 
 def dismiss_duplicate(ctx: Context, candidate_id: int, *, actor: Principal) -> None:
     """Mark a flagged pair as two different people (a pair ``actor`` cannot see whole
-    is not found)."""
+    is not found). Dismissing twice is harmless; a pair already merged is a conflict:
+    the two leads are one now, and calling them different would rewrite history."""
     level = allowed(actor, Action.MERGE_LEADS)
+    pair = and_(duplicate_candidates.c.id == candidate_id, _pair_in_reach(actor, level))
     with ctx.write() as connection:
-        found = connection.execute(
-            update(duplicate_candidates)
-            .where(duplicate_candidates.c.id == candidate_id, _pair_in_reach(actor, level))
-            .values(status="dismissed", resolved_at=ctx.clock.now(), resolved_by=actor.name)
-        ).rowcount
-        if not found:
+        status = connection.execute(
+            select(duplicate_candidates.c.status).where(pair).with_for_update()
+        ).scalar()
+        if status is None:
             raise NotFound(f"duplicate candidate {candidate_id} does not exist")
+        if status == "merged":
+            raise Conflict(f"duplicate candidate {candidate_id} was merged; it cannot be dismissed")
+        if status == "open":
+            connection.execute(
+                update(duplicate_candidates)
+                .where(duplicate_candidates.c.id == candidate_id)
+                .values(status="dismissed", resolved_at=ctx.clock.now(), resolved_by=actor.name)
+            )
+
+
+def count_duplicates(
+    ctx: Context, *, actor: Principal, status: str = "open", where: DuplicateFilter | None = None
+) -> int:
+    """How many pairs :func:`list_duplicates` would list without its limit."""
+    level = allowed(actor, Action.MERGE_LEADS)
+    with ctx.read() as connection:
+        return int(
+            connection.execute(
+                select(func.count())
+                .select_from(duplicate_candidates)
+                .where(
+                    duplicate_candidates.c.status == status,
+                    _pair_in_reach(actor, level),
+                    *_picked_by(where),
+                )
+            ).scalar_one()
+        )
+
+
+SAMPLE = 20
+"""Pair ids a bulk dismissal names in its answer (the newest), to check a dry run by."""
+
+
+@dataclass(frozen=True)
+class DismissReport:
+    """What a bulk dismissal did (or, on a dry run, would do)."""
+
+    matched: int
+    """Open pairs within reach that the request picked."""
+    dismissed: int
+    """Pairs now dismissed (0 on a dry run)."""
+    dry_run: bool
+    sample: list[int]
+    """Up to :data:`SAMPLE` of the picked pair ids, newest first."""
+    skipped: list[int]
+    """Ids the request named that are not open pairs within reach (missing, out of
+    reach, or already merged or dismissed): left as they are."""
+
+
+def dismiss_duplicates(
+    ctx: Context, request: DuplicateDismissal, *, actor: Principal
+) -> DismissReport:
+    """Dismiss, in one transaction, every open pair within ``actor``'s reach that the
+    request picks (by ids, by filter, or both); with ``dry_run``, only count them.
+
+    The same rule as :func:`dismiss_duplicate`: reviewing duplicates is
+    ``MERGE_LEADS``, and a pair counts only when both its leads are in reach."""
+    level = allowed(actor, Action.MERGE_LEADS)
+    pairs = duplicate_candidates.c
+    picked = [pairs.status == "open", _pair_in_reach(actor, level), *_picked_by(request)]
+    opened = ctx.read if request.dry_run else ctx.write
+    with opened() as connection:
+        if request.ids is not None:
+            wanted = sorted(set(request.ids))
+            found: list[int] = []
+            for part in chunks(wanted):
+                found.extend(
+                    connection.execute(select(pairs.id).where(pairs.id.in_(part), *picked))
+                    .scalars()
+                    .all()
+                )
+            ids = sorted(found, reverse=True)
+            matched, sample = len(ids), ids[:SAMPLE]
+            skipped = sorted(set(wanted) - set(ids))
+        else:
+            matched = int(
+                connection.execute(
+                    select(func.count()).select_from(duplicate_candidates).where(*picked)
+                ).scalar_one()
+            )
+            sample = list(
+                connection.execute(
+                    select(pairs.id).where(*picked).order_by(pairs.id.desc()).limit(SAMPLE)
+                ).scalars()
+            )
+            skipped = []
+        if request.dry_run or not matched:
+            return DismissReport(matched, 0, request.dry_run, sample, skipped)
+        resolved = {
+            "status": "dismissed",
+            "resolved_at": ctx.clock.now(),
+            "resolved_by": actor.name,
+        }
+        dismissed = 0
+        if request.ids is not None:
+            for part in chunks(sorted(ids)):
+                dismissed += connection.execute(
+                    update(duplicate_candidates)
+                    .where(pairs.id.in_(part), pairs.status == "open")
+                    .values(**resolved)
+                ).rowcount
+        else:
+            dismissed = connection.execute(
+                update(duplicate_candidates).where(*picked).values(**resolved)
+            ).rowcount
+    return DismissReport(matched, dismissed, False, sample, skipped)
