@@ -314,8 +314,8 @@ TABLE: dict[str, Case] = {
     ),
     "lead_score": Case(EVERYONE, ids=lead),
     "lead_prep": Case(EVERYONE, ids=lead),
-    "tick_prep": Case(EVERYONE, ids=lambda f: {"lead_id": f.lead_id, "item": "slot_booked"}),
-    "untick_prep": Case(EVERYONE, ids=lambda f: {"lead_id": f.lead_id, "item": "slot_booked"}),
+    "tick_prep": Case(EVERYONE, ids=lambda f: {"lead_id": f.lead_id, "item": "use_case_noted"}),
+    "untick_prep": Case(EVERYONE, ids=lambda f: {"lead_id": f.lead_id, "item": "use_case_noted"}),
     "ingest_activity": Case(
         MARKETING | {"intake key"},
         body=lambda f: {
@@ -338,6 +338,7 @@ TABLE: dict[str, Case] = {
     ),
     "list_duplicates": Case(MARKETING),
     "dismiss_duplicate": Case(MARKETING, ids=lambda f: {"candidate_id": f.duplicate()}),
+    "dismiss_duplicates": Case(MARKETING, body=lambda f: {"ids": [f.duplicate()]}),
     "list_contracts": Case(EVERYONE),
     "create_contract": Case(MARKETING, body=lambda f: {"body": EXAMPLE.read_text()}),
     "get_contract": Case(EVERYONE, ids=lambda f: {"version": f.version}),
@@ -415,6 +416,10 @@ TABLE: dict[str, Case] = {
     "report_credit": Case(REPORTS, query=PERIOD),
     "report_cost": Case(REPORTS, query=PERIOD),
     "list_spend": Case(REPORTS),
+    # A rep's export holds their own handoffs and leads (tests/integration/test_exports.py).
+    "export_leads": Case(EVERYONE, query={"stage": "lead"}),
+    "export_handoffs": Case(EVERYONE, query={"status": "assigned"}),
+    "export_activities": Case(EVERYONE, query={"type": "captured"}),
     "import_spend": Case(
         MARKETING, content=b"source,campaign,start,end,amount\nwebinar,,2026-01-01,2026-01-31,900\n"
     ),

@@ -367,7 +367,7 @@ def test_a_rep_reaches_only_the_leads_of_their_handoffs(
         ("POST", f"{LEADS}/{theirs}/notes", {"body": "guessed"}),
         ("POST", f"{LEADS}/{theirs}/tags", {"tag": "guessed"}),
         ("DELETE", f"{LEADS}/{theirs}/tags/hot", None),
-        ("PUT", f"{LEADS}/{theirs}/prep/knows_address", None),
+        ("PUT", f"{LEADS}/{theirs}/prep/budget_owner_known", None),
     ]:
         problem = assert_problem(api.request(method, path, json=body, headers=ann), 404)
         assert problem["detail"] == missing["detail"].replace("987654321", str(theirs))

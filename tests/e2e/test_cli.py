@@ -54,12 +54,14 @@ def test_import_leads_keeps_valid_rows_and_reports_bad_ones_by_line(
     assert result.exit_code == 1
     assert "2 row(s) rejected" in result.output
     assert "Traceback" not in result.output
+    # One row per rejected line: its number, its messages, then its own columns.
     errors = list(csv.DictReader((tmp_path / "leads.csv.errors.csv").open()))
-    assert {(e["line"], e["field"]) for e in errors} == {
-        ("3", "email"),
-        ("3", "(row)"),  # and so nothing identifies the lead
-        ("6", "(row)"),
-    }
+    assert [e["baton_line"] for e in errors] == ["3", "6"]
+    assert errors[0]["baton_errors"].startswith("email: ")
+    assert "; (row): " in errors[0]["baton_errors"]  # and so nothing identifies the lead
+    assert errors[1]["baton_errors"].startswith("(row): ")
+    assert list(errors[0])[2:] == LEADS_CSV.splitlines()[0].split(",")
+    assert (errors[0]["Email"], errors[0]["Shoe Size"]) == ("not-an-email", "40")
     leads = {row["email"]: row for row in export(runner, tmp_path)}
     assert set(leads) == {
         "dana@northwind.example.com",
@@ -113,7 +115,11 @@ def test_import_activities_reports_bad_rows_and_is_idempotent(
 
     assert first.exit_code == 1
     errors = list(csv.DictReader((tmp_path / "events.csv.errors.csv").open()))
-    assert {(e["line"], e["field"]) for e in errors} == {("3", "type"), ("5", "occurred_at")}
+    assert [(e["baton_line"], e["baton_errors"].split(":")[0]) for e in errors] == [
+        ("3", "type"),
+        ("5", "occurred_at"),
+    ]
+    assert [e["idempotency_key"] for e in errors] == ["evt-2", "evt-4"]
     stored = {
         line.split("│")[1].strip(): line.split("│")[2].strip()
         for line in first.output.splitlines()

@@ -107,10 +107,12 @@ def test_sign_activate_and_read_a_score_over_http(
     assert mql[-1]["data"]["reason"] == "hand-raise: demo_request"
     assert mql[-1]["data"]["contract_version"] == version
 
-    prep = client.put(f"/api/v1/leads/{lead['id']}/prep/slot_booked", headers=signers["marketing"])
+    prep = client.put(
+        f"/api/v1/leads/{lead['id']}/prep/use_case_noted", headers=signers["marketing"]
+    )
     assert prep.status_code == 200
     assert next((i["id"], i["done"], i["done_by"]) for i in prep.json()) == (
-        "slot_booked",
+        "use_case_noted",
         True,
         f"{MARIA} (token marketing test token)",
     )

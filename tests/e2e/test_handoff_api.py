@@ -173,7 +173,12 @@ def test_a_demo_request_goes_to_an_available_rep_with_its_packet(
     assert sum(h["points"] for h in score["hits"]) == pytest.approx(score["total"])
     reasons = [i["data"].get("reason") for i in packet["timeline"] if i["kind"] == "transition"]
     assert "hand-raise: demo_request" in reasons
-    assert {i["id"] for i in packet["prep"]} == {"slot_booked", "knows_address", "brings_computer"}
+    assert {i["id"] for i in packet["prep"]} == {
+        "use_case_noted",
+        "company_size_confirmed",
+        "budget_owner_known",
+        "current_tools_noted",
+    }
     # Ana reads the same packet as sales ops: it is her handoff.
     as_ana = bearer(tokens[ANA])
     assert ok(floor.get(f"{HANDOFFS}/{handoff['id']}/packet", headers=as_ana)) == packet
@@ -184,7 +189,7 @@ def test_a_demo_request_goes_to_an_available_rep_with_its_packet(
     assert text.headers["content-type"].startswith("text/plain")
     assert "Dana (Northwind & Co)" in text.text
     assert "+20  Decision-maker title" in text.text
-    assert "Accept by:      2026-03-02 09:30 UTC" in text.text
+    assert "Accept by:      Mon 2 Mar 09:30 UTC" in text.text
 
     html = floor.get(f"{HANDOFFS}/{handoff['id']}/packet", params={"format": "html"})
     assert html.headers["content-type"].startswith("text/html")

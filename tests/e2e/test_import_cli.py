@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import random
+import re
 import uuid
 from pathlib import Path
 
@@ -131,8 +132,21 @@ def export(runner: CliRunner) -> list[dict[str, object]]:
 
 
 def outcomes(path: Path) -> list[tuple[int, str, str]]:
-    with path.open(newline="") as handle:
-        return [(int(r["line"]), r["field"], r["outcome"]) for r in csv.DictReader(handle)]
+    """(line, field, outcome) of every problem in an import's errors file (rejected
+    lines) and its warnings file beside it (lines imported with a value left out)."""
+    warnings = path.with_name(path.name.removesuffix(".csv").removesuffix(".errors"))
+    found = []
+    for file, column, outcome in (
+        (path, "baton_errors", "row rejected"),
+        (warnings.with_name(warnings.name + ".warnings.csv"), "baton_warnings", "value left out"),
+    ):
+        if not file.exists():
+            continue
+        with file.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                fields = re.findall(r"(?:^|; )([\w().]+): ", row[column])
+                found += [(int(row["baton_line"]), field, outcome) for field in fields]
+    return sorted(found, key=lambda item: item[0])
 
 
 # --- item 9: every physical line is imported or rejected with its number ------------------

@@ -33,7 +33,7 @@ from baton.domain.users import IntakeKeyCreate
 from baton.services.activities import ingest_activities, ingest_activity
 from baton.services.context import Context
 from baton.services.contracts import activate_contract, approve_contract, create_contract
-from baton.services.imports import export_leads
+from baton.services.exports import export_leads
 from baton.services.leads import capture_lead, change_stage, get_lead, list_leads, stage_history
 from baton.services.merge import dismiss_duplicate, list_duplicates, merge_leads
 from baton.services.notes import add_note, add_tag, remove_tag
@@ -113,8 +113,8 @@ ANNOTATIONS: dict[str, Any] = {
     "note": lambda ctx, lead_id, who: add_note(ctx, lead_id, "hello", actor=who),
     "tag": lambda ctx, lead_id, who: add_tag(ctx, lead_id, "hot", actor=who),
     "untag": lambda ctx, lead_id, who: remove_tag(ctx, lead_id, "hot", actor=who),
-    "tick": lambda ctx, lead_id, who: tick_prep(ctx, lead_id, "knows_address", actor=who),
-    "untick": lambda ctx, lead_id, who: untick_prep(ctx, lead_id, "knows_address", actor=who),
+    "tick": lambda ctx, lead_id, who: tick_prep(ctx, lead_id, "budget_owner_known", actor=who),
+    "untick": lambda ctx, lead_id, who: untick_prep(ctx, lead_id, "budget_owner_known", actor=who),
 }
 
 

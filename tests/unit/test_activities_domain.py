@@ -85,3 +85,47 @@ def test_lead_id_must_be_positive(lead_id: int) -> None:
 
 def test_unknown_fields_are_refused() -> None:
     assert "occured_at" in messages(occured_at=NOW)
+
+
+@pytest.mark.parametrize(
+    ("written", "kind"),
+    [
+        ("Page View", ActivityType.PAGE_VIEW),
+        ("page-view", ActivityType.PAGE_VIEW),
+        ("PAGE_VIEW", ActivityType.PAGE_VIEW),
+        (" pageView ", ActivityType.PAGE_VIEW),
+        ("Form Submit", ActivityType.FORM_SUBMIT),
+        ("webinar.attended", ActivityType.WEBINAR_ATTENDED),
+    ],
+)
+def test_a_type_is_read_whatever_its_case_and_separators(written: str, kind: str) -> None:
+    assert event(type=written).type is kind
+
+
+def test_an_unknown_type_suggests_the_closest_one() -> None:
+    problem = messages(type="from-submit")["type"]
+    assert "unknown activity type 'from-submit' (did you mean 'form_submit'?)" in problem
+    assert "did you mean" not in messages(type="purchase")["type"]
+
+
+def test_without_occurred_at_the_model_leaves_the_time_to_the_service() -> None:
+    got = ActivityCreate.model_validate(
+        {"email": "dana@northwind.com", "type": "page_view"}, context={"now": NOW}
+    )
+    assert got.occurred_at is None
+    assert event(occurred_at=None).occurred_at is None
+
+
+def test_a_file_row_needs_its_time_and_is_read_in_common_formats() -> None:
+    in_a_file = {"naive_timezone": "Europe/Berlin"}
+    assert "required in a file" in messages(in_a_file, occurred_at=None)["occurred_at"]
+    got = event(in_a_file, occurred_at="2 Mar 2026 14:05")
+    assert got.occurred_at == datetime(2026, 3, 2, 13, 5, tzinfo=UTC)
+    assert event(in_a_file, occurred_at="02/03/2026 10:00").occurred_at.month == 2
+    day_first = {**in_a_file, "day_first": True}
+    assert event(day_first, occurred_at="02/03/2026 10:00").occurred_at.month == 3
+    assert "no month 13" in messages(in_a_file, occurred_at="13/03/2026")["occurred_at"]
+
+
+def test_the_api_keeps_asking_for_iso_8601_with_a_zone() -> None:
+    assert "ISO 8601" in messages(occurred_at="2 Mar 2026 14:05")["occurred_at"]

@@ -35,7 +35,10 @@ def test_the_example_contract_is_valid_and_complete() -> None:
         "disposable",
         "competitor",
     }
-    assert [i.id for i in contract.prep_checklist if i.required] == ["slot_booked"]
+    assert [i.id for i in contract.prep_checklist if i.required] == [
+        "use_case_noted",
+        "company_size_confirmed",
+    ]
     assert contract.mql.hand_raise
 
 
@@ -244,11 +247,11 @@ def test_more_broken_contracts(changes: dict[str, object], expected: str) -> Non
 def test_diff_sees_prep_and_list_changes_and_never_claims_no_change() -> None:
     data = yaml.safe_load(EXAMPLE.read_text())
     old = parse_contract(yaml.safe_dump(data))
-    data["prep_checklist"][1]["required"] = True
+    data["prep_checklist"][2]["required"] = True
     data["scoring"]["disposable_domains"].append("junk.example.org")
     new = parse_contract(yaml.safe_dump(data))
     texts = [c.text for c in diff_contracts(old, new)]
-    assert "item Knows the office address: now required" in texts
+    assert "item Budget owner known: now required" in texts
     assert "disposable domain added: junk.example.org" in texts
 
     data["scoring"]["fit"][0]["when"]["regex"] = "(?i)vp"

@@ -333,6 +333,50 @@ class HandoffEventPublic(BaseModel):
     detail: dict[str, Any]
 
 
+MQL_GAPS_EXAMPLE: list[Any] = [
+    {
+        "kind": "prep",
+        "item": "use_case_noted",
+        "label": "Use case noted (what they want to analyse, and for whom)",
+        "points": None,
+        "until": None,
+    },
+    {
+        "kind": "score",
+        "item": "threshold",
+        "label": "4.5 points short of the threshold 60",
+        "points": 4.5,
+        "until": None,
+    },
+]
+
+
+class MqlGapPublic(BaseModel):
+    """One condition of the contract's MQL rule (on score) the lead does not meet yet."""
+
+    model_config = {"json_schema_extra": {"examples": [MQL_GAPS_EXAMPLE[0]]}}
+
+    kind: Literal["cooldown", "field", "prep", "grade", "score"] = Field(
+        description="cooldown (recycled, waiting), field (a required field is missing), prep "
+        "(a required prep item is not ticked), grade (below min_grade), score (below the "
+        "threshold)"
+    )
+    item: str = Field(
+        description="The field, the prep item's id, min_grade, threshold, recycle_cooldown_days"
+    )
+    label: str = Field(description="The condition in words (a prep item's label)")
+    points: float | None = Field(None, description="score: points missing to the threshold")
+    until: datetime | None = Field(None, description="cooldown: when it ends")
+
+
+MQL_GAPS_DESCRIPTION = (
+    "Why the lead is not an MQL yet: every condition of the MQL rule on score it does not "
+    "meet now (empty: the rule is met). A hand-raise hands a lead off whatever these say, so "
+    "a lead handed off by a demo request may still list them (sales sees what marketing did "
+    "not get to)."
+)
+
+
 class ScoreHitPublic(BaseModel):
     section: Literal["fit", "engagement"]
     label: str
@@ -374,6 +418,36 @@ class PacketNotePublic(BaseModel):
     body: str
 
 
+class PacketTimesPublic(BaseModel):
+    """The handoff's times as the packet's reader reads them: in ``time_zone``, with the
+    zone's abbreviation at that moment (EST or EDT). The ISO 8601 UTC fields of
+    ``handoff`` stay as they are, for programs."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "mql_at": "Mon 2 Mar 09:55 EST",
+                    "assigned_at": "Mon 2 Mar 09:55 EST",
+                    "accept_due_at": "Mon 2 Mar 10:25 EST",
+                    "touch_due_at": "Mon 2 Mar 11:25 EST",
+                    "accepted_at": None,
+                    "first_touch_at": None,
+                    "closed_at": None,
+                }
+            ]
+        }
+    }
+
+    mql_at: str
+    assigned_at: str | None
+    accept_due_at: str | None = Field(description="The accept SLA's deadline")
+    touch_due_at: str | None = Field(description="The first-touch SLA's deadline")
+    accepted_at: str | None
+    first_touch_at: str | None
+    closed_at: str | None
+
+
 class PacketPublic(BaseModel):
     """Everything a rep needs so the customer never explains twice."""
 
@@ -388,6 +462,19 @@ class PacketPublic(BaseModel):
     tags: list[str]
     earlier_handoffs: list[HandoffPublic]
     events: list[HandoffEventPublic]
+    mql_gaps: list[MqlGapPublic] = Field(
+        default_factory=list, description=MQL_GAPS_DESCRIPTION, examples=[MQL_GAPS_EXAMPLE]
+    )
+    time_zone: str = Field(
+        "UTC",
+        description="The reader's time zone (IANA name): the user's who asks, else the "
+        "rep's the handoff is given to. Every time in the packet is UTC; local_times shows "
+        "the handoff's in this zone.",
+        examples=["America/New_York"],
+    )
+    local_times: PacketTimesPublic | None = Field(
+        None, description="The handoff's times as the reader reads them, in time_zone"
+    )
 
 
 class RejectCreate(BaseModel):

@@ -1,11 +1,20 @@
 """Engagement events: what a lead did, when, and with which details.
 
 Types are a closed list so that scoring rules (the contract) and reports can rely on
-them; a typo is an error that lists the known types, not a silently ignored event.
+them; a typo is an error that lists the known types and suggests the closest one, not
+a silently ignored event. How a type is written does not matter: ``Page View``,
+``page-view``, ``PAGE_VIEW`` and ``pageView`` are all ``page_view`` (every tool spells
+its event names its own way).
+
+An event sent without ``occurred_at`` happened when Baton received it: the service
+fills in the time of receipt from its injected clock (the model leaves it ``None``). A
+file is different: a row without its time is an error, since an old export dated "now"
+would count stale engagement as fresh.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -22,9 +31,11 @@ from pydantic import (
 )
 
 from baton.domain.contact import InvalidContact, normalize_email
+from baton.domain.dates import read_instant
 from baton.domain.leads import fold_source
 from baton.domain.limits import check_json, limits_from
 from baton.domain.moments import INSTANT_PATTERN, instant_text, written
+from baton.domain.suggest import suggest
 
 
 class ActivityType(StrEnum):
@@ -50,6 +61,26 @@ class ActivityType(StrEnum):
     CAPTURED = "captured"
 
 
+ACTIVITY_TYPES: tuple[str, ...] = tuple(t.value for t in ActivityType)
+
+_SEPARATORS = re.compile(r"[\s\-./:]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def activity_type(value: str) -> ActivityType:
+    """The type ``value`` names, however it is written (case, spaces, hyphens, dots,
+    camelCase); ``ValueError`` listing the types and the closest one otherwise."""
+    key = _SEPARATORS.sub("_", _CAMEL.sub("_", value.strip())).strip("_").casefold()
+    try:
+        return ActivityType(key)
+    except ValueError:
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise ValueError(
+            f"unknown activity type '{shown}'{suggest(key, ACTIVITY_TYPES)}; use one of "
+            + ", ".join(ACTIVITY_TYPES)
+        ) from None
+
+
 MAX_FUTURE_SKEW = timedelta(minutes=10)
 MAX_ID = 2**63 - 1
 """Largest id any database column holds."""
@@ -60,9 +91,15 @@ class ActivityCreate(BaseModel):
     the lead) or by ``lead_id``. Send an ``idempotency_key`` (unique per event, e.g. the
     source system's event id) so that a retried request never doubles an event.
 
+    ``type`` ignores case and separators (``Page View`` is ``page_view``). Without
+    ``occurred_at`` the event happened when it was received (the service fills it in).
+
     Validation context (optional): ``now`` (aware datetime; events more than 10 minutes
     in the future are refused) and ``naive_timezone`` (IANA name used to read timestamps
-    that carry no zone, for CSV files; the API requires a zone).
+    that carry no zone, for CSV files; the API requires a zone). With
+    ``naive_timezone`` the row comes from a file: ``occurred_at`` is required and read in
+    the common formats of :mod:`baton.domain.dates` (``day_first`` in the context for
+    ``02/03/2026`` as 2 March).
     """
 
     model_config = ConfigDict(
@@ -90,11 +127,21 @@ class ActivityCreate(BaseModel):
         None, min_length=3, max_length=254, json_schema_extra={"format": "email"}
     )
     lead_id: int | None = Field(None, ge=1, le=MAX_ID)
-    type: ActivityType
-    occurred_at: datetime = Field(
+    type: ActivityType = Field(
+        description="One of the types listed; case, spaces and hyphens do not matter "
+        "(`Page View` and `page-view` are `page_view`)."
+    )
+    occurred_at: datetime | None = Field(
+        None,
+        validate_default=True,
         description="When it happened, with a time zone (ISO 8601), 1970 to 2200, at most "
-        "10 minutes in the future.",
-        json_schema_extra={"pattern": INSTANT_PATTERN},
+        "10 minutes in the future. Left out (or null): when Baton received it.",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "format": "date-time", "pattern": INSTANT_PATTERN},
+                {"type": "null"},
+            ]
+        },
     )
     properties: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
@@ -112,6 +159,11 @@ class ActivityCreate(BaseModel):
         if value is not None and "\x00" in value:
             raise ValueError("text cannot contain the NUL character")
         return value
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, value: Any) -> Any:
+        return activity_type(value) if isinstance(value, str) else value
 
     @field_validator("source")
     @classmethod
@@ -143,14 +195,22 @@ class ActivityCreate(BaseModel):
     @classmethod
     def _written(cls, value: Any, info: ValidationInfo) -> Any:
         context = info.context if isinstance(info.context, Mapping) else {}
-        if context.get("naive_timezone"):
-            return written(value)  # a file: zone-less times are read in its zone
+        zone = context.get("naive_timezone")
+        if zone and isinstance(value, str):
+            # A file: common formats, zone-less times read in the file's zone.
+            return read_instant(value, zone=str(zone), day_first=bool(context.get("day_first")))
+        if zone:
+            return written(value)
         return instant_text(value)
 
     @field_validator("occurred_at")
     @classmethod
-    def _aware(cls, value: datetime, info: ValidationInfo) -> datetime:
+    def _aware(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
         context = info.context if isinstance(info.context, Mapping) else {}
+        if value is None:
+            if context.get("naive_timezone"):
+                raise ValueError("is required in a file: when did the event happen?")
+            return None
         if value.year < 1970 or value.year > 2200:
             raise ValueError("occurred_at must be between 1970 and 2200")
         if value.tzinfo is UTC:

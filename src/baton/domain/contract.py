@@ -14,7 +14,6 @@ say what is wrong and what is allowed.
 
 from __future__ import annotations
 
-import difflib
 import re
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +35,7 @@ from pydantic import (
 
 from baton.domain.activities import ActivityType
 from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS, fold_source
+from baton.domain.suggest import suggest
 
 SCHEMA_VERSION = 1
 MAX_CONTRACT_CHARS = 500_000
@@ -61,12 +61,6 @@ class ContractError(ValueError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
-
-
-def suggest(word: str, choices: Sequence[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or nothing."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 _T = TypeVar("_T")

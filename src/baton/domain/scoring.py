@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -460,3 +460,87 @@ def mql_decision(
     if card.total >= trigger.threshold:
         return MqlDecision(True, f"score {card.total:g} ≥ {trigger.threshold}")
     return MqlDecision(False, f"score {card.total:g} < {trigger.threshold}")
+
+
+MqlGapKind = Literal["cooldown", "field", "prep", "grade", "score"]
+
+
+@dataclass(frozen=True)
+class MqlGap:
+    """One condition of the MQL rule (on score) that a lead does not meet yet: what
+    marketing still has to do, or what the lead still has to show, before the handoff.
+
+    ``item`` names the condition for programs: the field, the prep item's id,
+    ``min_grade``, ``threshold`` or ``recycle_cooldown_days``; ``label`` says it for
+    people. ``points`` (score) is how many points are missing; ``until`` (cool-down)
+    when the cool-down ends."""
+
+    kind: MqlGapKind
+    item: str
+    label: str
+    points: float | None = None
+    until: datetime | None = None
+
+
+def mql_gaps(
+    contract: HandoffContract,
+    *,
+    card: ScoreCard,
+    lead: Mapping[str, Any],
+    now: datetime,
+    prep_done: Collection[str] = (),
+    recycled_at: datetime | None = None,
+) -> list[MqlGap]:
+    """Every condition of the MQL rule on score that ``lead`` does not meet at ``now``,
+    in the order :func:`mql_decision` checks them (cool-down, required fields, required
+    prep items, grade, threshold); empty exactly when a lead in ``lead`` or ``nurture``
+    with this card would be handed off on score. ``recycled_at`` is when a lead in
+    ``nurture`` was recycled (``None`` for any other stage).
+
+    Where :func:`mql_decision` stops at the first unmet condition (it only needs a
+    yes or no), this lists all of them, so that "why is this lead not an MQL yet?" has
+    one complete answer. A hand-raise hands a lead off whatever these say."""
+    trigger = contract.mql
+    gaps: list[MqlGap] = []
+    if recycled_at is not None:
+        # The very arithmetic of mql_decision, so both always agree at the boundary.
+        remaining = (
+            trigger.recycle_cooldown_days * SECONDS_PER_DAY - (now - recycled_at).total_seconds()
+        )
+        if remaining > 0:
+            gaps.append(
+                MqlGap(
+                    "cooldown",
+                    "recycle_cooldown_days",
+                    f"recycled to nurture: {remaining / SECONDS_PER_DAY:.1f} days of "
+                    "cool-down left before a return on score",
+                    until=now + timedelta(seconds=remaining),
+                )
+            )
+    gaps.extend(
+        MqlGap("field", name, f"required field {name} is missing")
+        for name in trigger.required_fields
+        if field_value(lead, name) is None
+    )
+    gaps.extend(
+        MqlGap("prep", item.id, item.label)
+        for item in contract.prep_checklist
+        if item.required and item.id not in prep_done
+    )
+    if not grade_at_least(card.grade, trigger.min_grade):
+        gaps.append(
+            MqlGap("grade", "min_grade", f"grade {card.grade} is below {trigger.min_grade}")
+        )
+    if not card.total >= trigger.threshold:
+        # Rounded up to the cent: a lead 0.001 short is never told it misses 0 points.
+        missing = math.ceil((trigger.threshold - card.total) * 100 - 1e-9) / 100
+        missing = max(missing, 0.01)
+        gaps.append(
+            MqlGap(
+                "score",
+                "threshold",
+                f"{missing:g} points short of the threshold {trigger.threshold}",
+                points=missing,
+            )
+        )
+    return gaps

@@ -2,15 +2,20 @@
 
 Templates live beside this module (``templates/``) and are rendered with Jinja2; the
 HTML one autoescapes, so a lead's name can never inject markup into a rep's inbox.
+
+Times are shown in the reader's zone with its abbreviation (``Mon 2 Mar 10:00 EST``,
+the packet's ``time_zone``), never as UTC a person has to convert.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
 
 if TYPE_CHECKING:
     from baton.services.packet import HandoffPacket
@@ -32,8 +37,19 @@ def _env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["when"] = lambda d: d.strftime("%Y-%m-%d %H:%M UTC") if d else "—"
+    env.filters["when"] = _when
     return env
+
+
+@pass_context
+def _when(context: Context, value: datetime | None) -> str:
+    """A time as the packet's reader reads it, or a dash."""
+    packet = context.get("p")
+    if not value:
+        return "—"
+    if packet is None:
+        return f"{value:%Y-%m-%d %H:%M} UTC"
+    return str(packet.local(value))
 
 
 def _who(packet: HandoffPacket) -> str:
@@ -57,7 +73,7 @@ def render_email(
     due = packet.handoff.accept_due_at
     subject = SUBJECTS.get(topic, "Baton: {who}").format(
         who=_who(packet),
-        due=due.strftime("%H:%M UTC") if due else "the deadline",
+        due=packet.local(due) or "the deadline",
         id=packet.handoff.id,
     )
     context = {

@@ -216,7 +216,7 @@ def ingest_validated_in(
             {
                 "lead_id": lead_id,
                 "type": event.type.value,
-                "occurred_at": event.occurred_at,
+                "occurred_at": event.occurred_at or now,  # sent without: when received
                 "received_at": now,
                 "properties": event.properties,
                 "idempotency_key": key,

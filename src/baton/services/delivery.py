@@ -56,7 +56,8 @@ from baton.notify.email import DeliveryError, OutgoingEmail, SmtpConfig, send_em
 from baton.notify.render import render_email
 from baton.notify.webhooks import MAX_ATTEMPTS, next_attempt_delay, post_webhook
 from baton.services.context import Context
-from baton.services.handoffs import SYSTEM, log_event
+from baton.services.packet import handoff_packet
+from baton.services.routing import SYSTEM, log_event
 from baton.store.tables import deliveries, handoffs, outbox, webhook_endpoints
 
 log = logging.getLogger("baton.worker")
@@ -325,11 +326,12 @@ class Courier:
             return Outcome(ok=False, error=f"internal error: {type(exc).__name__}", retryable=True)
 
     def _send_email(self, item: Claimed) -> Outcome:
-        from baton.services.packet import handoff_packet
-
         if item.handoff_id is None:
             return Outcome(ok=False, error="an email without a handoff has nothing to say")
-        packet = handoff_packet(self.ctx, item.handoff_id, actor=SYSTEM)
+        # In the zone of whoever receives it: the rep, or the manager told about them.
+        packet = handoff_packet(
+            self.ctx, item.handoff_id, actor=SYSTEM, reader_email=item.recipient
+        )
         rendered = render_email(
             item.topic, packet, data=item.payload, base_url=self.ctx.settings.public_url
         )

@@ -1,4 +1,4 @@
-"""CSV import and export of leads and activities.
+"""CSV import of leads and activities (the exports are :mod:`baton.services.exports`).
 
 An import reads the whole file, validates every row (collecting row-level errors with
 the file's line numbers), then writes every valid row in **one** transaction with
@@ -17,8 +17,12 @@ the lead; a bad optional value is left out of its row and reported
 (:func:`validate_lead_rows`).
 
 An import is many captures (or activities) at once and obeys the same rules
-(:data:`~baton.domain.access.Action.CAPTURE_LEAD`, ``INGEST_ACTIVITY``); an export
-lists only the leads the principal may read.
+(:data:`~baton.domain.access.Action.CAPTURE_LEAD`, ``INGEST_ACTIVITY``).
+
+What an export wrote comes back the same: a cell the export guarded against formulas
+(``'=x``) is read without its guard, and a Baton lead export is recognised by its
+header (:func:`implied_columns`). The rejected lines of an import are given back as a
+file to mend and import as it is (:func:`lines_to_mend`).
 """
 
 from __future__ import annotations
@@ -39,11 +43,14 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
-from baton.domain.access import Action, Principal, Reach
-from baton.domain.activities import ActivityCreate, ActivityType
+from baton.domain.access import Action, Principal
+from baton.domain.activities import MAX_FUTURE_SKEW, ActivityCreate, ActivityType
 from baton.domain.batches import RowError, describe, validate_many
+from baton.domain.cells import unguard
 from baton.domain.contact import company_key, email_domain, email_key
+from baton.domain.dates import read_instant
 from baton.domain.errors import FieldProblem, ValidationFailed
+from baton.domain.exports import LEAD_EXPORT_SIGNATURE, LEAD_READ_ONLY
 from baton.domain.leads import (
     ATTRIBUTION_FIELDS,
     IDENTITY_FIELDS,
@@ -53,17 +60,20 @@ from baton.domain.leads import (
 )
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.domain.scoring import Event
-from baton.services.access import allowed, lead_scope
+from baton.services.access import allowed
 from baton.services.activities import ingest_validated_in, validation_context
 from baton.services.context import Context
+from baton.services.exports import write_table
 from baton.services.leads import flag_possible_duplicates, keep_identity, with_intake_source
 from baton.services.queries import chunks, lock_survivors
 from baton.services.scoring import score_leads_in
 from baton.store.bulk import bump_counters, find_by_keys, insert_activities, insert_rows
 from baton.store.tables import leads
 
-Progress = Callable[[int], None]
-"""Called with the number of rows just processed (for a progress bar)."""
+Progress = Callable[[str, int, int], None]
+"""Called as an import goes with ``(step, done, total)``: ``"checking"`` the file's rows
+(``total`` is every row of the file, known once it is read, before anything slow), then
+``"writing"`` the valid ones (``total`` is how many). ``done`` counts rows so far."""
 
 LEAD_ALIASES: dict[str, str] = {
     "e_mail": "email",
@@ -104,8 +114,18 @@ LEAD_ALIASES: dict[str, str] = {
     "opt_in": "consent",
     "marketing_consent": "consent",
     "email_consent": "consent",
+    "created": "created_at",
+    "created_date": "created_at",
+    "create_date": "created_at",
+    "date_created": "created_at",
+    "created_on": "created_at",
+    "creation_date": "created_at",
 }
-LEAD_COLUMNS = frozenset({*PROFILE_FIELDS, *IDENTITY_FIELDS, *ATTRIBUTION_FIELDS, "consent"})
+LEAD_COLUMNS = frozenset(
+    {*PROFILE_FIELDS, *IDENTITY_FIELDS, *ATTRIBUTION_FIELDS, "consent", "created_at"}
+)
+"""``created_at`` is not a field of a capture: it dates the row's capture (and the lead,
+when the import creates it), for history brought over from another system."""
 
 ACTIVITY_ALIASES: dict[str, str] = {
     "e_mail": "email",
@@ -220,6 +240,8 @@ class ImportReport:
     dropped_columns: list[str] = field(default_factory=list)
     headers: list[str] = field(default_factory=list)
     hint: str | None = None
+    file: CsvFile | None = field(default=None, repr=False)
+    """The file as read, to give rejected lines back (:func:`lines_to_mend`)."""
 
     @property
     def rejected(self) -> int:
@@ -268,6 +290,10 @@ class CsvFile:
     problems: list[RowError]
     lines: int
     blank_lines: int
+    problem_cells: dict[int, list[str]] = field(default_factory=dict)
+    """The cells of each line rejected while reading, read from that line alone (for
+    the errors file, where the user mends it)."""
+    delimiter: str = ","
 
 
 class _Lines:
@@ -446,6 +472,11 @@ def read_csv_file(source: Path | IO[str], encoding: str = "utf-8-sig") -> CsvFil
         problems=problems,
         lines=len(lines),
         blank_lines=blank,
+        problem_cells={
+            p.row: next(csv.reader([lines[p.row - 1].rstrip("\r\n")], dialect), [])
+            for p in problems
+        },
+        delimiter=str(dialect.delimiter),
     )
 
 
@@ -504,11 +535,32 @@ class _Columns:
     external_system: str | None = None
 
 
+JSON_EXTRAS = "*"
+"""The ``--map`` target ``attributes.*``: the column holds a JSON object whose keys are
+attributes (the ``attributes`` column of a Baton lead export)."""
+
+
+def _merge_json(extras: dict[str, Any], value: str, extras_key: str) -> None:
+    """Add the keys of a JSON object cell to ``extras`` (a column of the row with the
+    same key wins); a cell that is not a JSON object is kept as it is, under
+    ``extras_key``."""
+    try:
+        found = json.loads(value)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        extras.setdefault(extras_key, value)
+        return
+    for key, item in found.items():
+        extras.setdefault(str(key), item)
+
+
 def _payload(cells: Sequence[str], columns: _Columns) -> dict[str, Any]:
     """One CSV row as model input: mapped columns by field name, ``consent`` read as a
     yes/no answer, declared blanks (``--blank Select``) left out, and every other column
-    kept under the extras key. Raises ``ValueError`` for a row with more cells than the
-    header has columns."""
+    kept under the extras key. A cell guarded against formulas (``'=x``, see
+    :func:`baton.domain.cells.unguard`) is read without its guard. Raises ``ValueError``
+    for a row with more cells than the header has columns."""
     if len(cells) > len(columns.targets):
         raise ValueError(
             f"the row has {len(cells)} cells but the header has {len(columns.targets)} columns"
@@ -521,7 +573,10 @@ def _payload(cells: Sequence[str], columns: _Columns) -> dict[str, Any]:
             continue
         if columns.blanks and value.strip().casefold() in columns.blanks:
             continue
-        if target.startswith(prefix):
+        value = unguard(value)  # a cell a Baton export guarded against formulas
+        if target == prefix + JSON_EXTRAS:
+            _merge_json(extras, value, columns.extras_key)
+        elif target.startswith(prefix):
             extras[target[len(prefix) :]] = value
         elif target == "consent":
             payload["consent"] = _parse_bool(value)
@@ -553,6 +608,83 @@ def _reject_all(
     return run
 
 
+LINE_COLUMN = "baton_line"
+ERRORS_COLUMN = "baton_errors"
+WARNINGS_COLUMN = "baton_warnings"
+MEND_COLUMNS = frozenset({LINE_COLUMN, ERRORS_COLUMN, WARNINGS_COLUMN})
+"""The columns an errors file adds to a file's own (:func:`lines_to_mend`); an import
+leaves them out, so the mended errors file imports as it is. Prefixed: a file may well
+have a ``line`` (product line) or an ``errors`` column of its own."""
+
+
+def implied_columns(headers: Sequence[str], extras_key: str) -> dict[str, str]:
+    """The ``--map`` that a file's headers imply (the user's own ``--map`` wins):
+
+    * the columns an errors file added (:data:`MEND_COLUMNS`) are left out;
+    * in a Baton lead export (its headers include
+      :data:`~baton.domain.exports.LEAD_EXPORT_SIGNATURE`), the columns Baton keeps
+      itself (stage, score, tags, owner...) are left out, and ``attributes`` is read as
+      the JSON object it is, so that export → import gives the lead's fields back."""
+    keys = {header_key(h) for h in headers}
+    implied = {h: DROP for h in headers if header_key(h) in MEND_COLUMNS}
+    if extras_key == "attributes" and keys >= LEAD_EXPORT_SIGNATURE:
+        for header in headers:
+            key = header_key(header)
+            if key in LEAD_READ_ONLY:
+                implied[header] = DROP
+            elif key == "attributes":
+                implied[header] = f"attributes.{JSON_EXTRAS}"
+    return implied
+
+
+def lines_to_mend(
+    report: ImportReport, *, warnings: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    """The errors file of an import, as headers and rows: one row per rejected line
+    (with ``warnings``, per imported line that had a value left out), holding the
+    line's own cells under the file's own header, in their order, after two columns:
+    the line number and every message for that line, joined by ``"; "``.
+
+    Mended (the bad cells fixed), the file imports as it is: the two added columns
+    are left out (:func:`implied_columns`), and its rows are exactly the lines that
+    were not imported, so none lands twice. A line the reader rejected (a quote left
+    open) comes back as that line alone reads."""
+    found = report.warnings if warnings else report.errors
+    messages: dict[int, list[str]] = {}
+    for problem in found:
+        messages.setdefault(problem.row, []).append(f"{problem.field}: {problem.message}")
+    file = report.file
+    if file is None:
+        return [], []
+    # An errors file imported again (and rejected again) has the added columns already.
+    keep = [i for i, h in enumerate(file.headers) if header_key(h) not in MEND_COLUMNS]
+    width = len(file.headers)
+    cells = {r.line: r.cells for r in file.records if r.line in messages}
+    cells.update(file.problem_cells)
+    rows = []
+    for line in sorted(messages):
+        own = cells.get(line, [])
+        rows.append(
+            [
+                str(line),
+                "; ".join(messages[line]),
+                *(own[i] if i < len(own) else "" for i in keep),
+                *own[width:],  # cells beyond the header's columns, for the user to mend
+            ]
+        )
+    added = [LINE_COLUMN, WARNINGS_COLUMN if warnings else ERRORS_COLUMN]
+    return [*added, *(file.headers[i] for i in keep)], rows
+
+
+def write_lines_to_mend(report: ImportReport, out: IO[str], *, warnings: bool = False) -> int:
+    """Write :func:`lines_to_mend` to ``out`` as CSV in the file's own delimiter,
+    through the export path (cells that a spreadsheet would run are guarded, and the
+    import strips the guard again); returns the number of rows."""
+    headers, rows = lines_to_mend(report, warnings=warnings)
+    delimiter = report.file.delimiter if report.file else ","
+    return write_table(out, headers, rows, delimiter=delimiter)
+
+
 def _read_and_validate(
     source: Path | IO[str],
     *,
@@ -577,15 +709,19 @@ def _read_and_validate(
     if not file.records and not file.problems:
         raise ImportFileError("the file has a header but no rows")
     check_overrides(column_map or {}, file.headers, known, extras_key)
-    mapping = map_headers(file.headers, aliases, known, column_map, extras_key)
+    overrides = {**implied_columns(file.headers, extras_key), **(column_map or {})}
+    mapping = map_headers(file.headers, aliases, known, overrides, extras_key)
     _check_mapping(mapping)
     report = ImportReport(
         lines=file.lines,
         blank_lines=file.blank_lines,
         rows=len(file.records) + len(file.problems),
         headers=file.headers,
+        file=file,
     )
     report.errors.extend(file.problems)
+    if progress:
+        progress("checking", 0, report.rows)
     report.extra_columns = [h for h, t in mapping.items() if t.startswith(extras_key + ".")]
     report.dropped_columns = [h for h, t in mapping.items() if t == DROP]
     columns = _Columns(
@@ -601,14 +737,16 @@ def _read_and_validate(
         except ValueError as exc:
             report.errors.append(RowError(record.line, "(row)", str(exc)))
     good: list[tuple[int, M]] = []
+    checked = report.rows - len(payloads)  # rows rejected while reading
     for start in range(0, len(payloads), step):
         part = payloads[start : start + step]
         valid, errors, warnings = validate(model, part, context)
         good.extend(valid)
         report.errors.extend(errors)
         report.warnings.extend(warnings)
+        checked += len(part)
         if progress:
-            progress(len(part))
+            progress("checking", checked, report.rows)
     report.imported = len(good)
     return report, good
 
@@ -656,6 +794,45 @@ def validate_lead_rows(
     return good, errors, warnings
 
 
+def _dated_leads(
+    dates: dict[int, datetime], *, zone: str, day_first: bool, now: datetime
+) -> Validate[LeadCreate]:
+    """:func:`validate_lead_rows` after taking each row's ``created_at`` out of it (not a
+    field of a capture): read into ``dates`` (line -> moment), or reported like any bad
+    optional value, a warning of a kept row or one more error of a rejected one."""
+
+    def run(
+        model: type[LeadCreate],
+        rows: Sequence[tuple[int, Mapping[str, Any]]],
+        context: Mapping[str, Any],
+    ) -> tuple[list[tuple[int, LeadCreate]], list[RowError], list[RowError]]:
+        kept: list[tuple[int, Mapping[str, Any]]] = []
+        problems: list[RowError] = []
+        for number, raw in rows:
+            text = raw.get("created_at")
+            if text is not None:
+                raw = {k: v for k, v in raw.items() if k != "created_at"}
+                try:
+                    at = read_instant(str(text), zone=zone, day_first=day_first)
+                except ValueError as exc:
+                    problems.append(RowError(number, "created_at", str(exc)))
+                else:
+                    if at > now + MAX_FUTURE_SKEW:
+                        problems.append(
+                            RowError(number, "created_at", f"'{text}' is in the future")
+                        )
+                    else:
+                        dates[number] = at
+            kept.append((number, raw))
+        good, errors, warnings = validate_lead_rows(model, kept, context)
+        rejected = {e.row for e in errors}
+        errors.extend(p for p in problems if p.row in rejected)
+        warnings.extend(p for p in problems if p.row not in rejected)
+        return good, errors, warnings
+
+    return run
+
+
 def _identity_hint(report: ImportReport, headers: Sequence[str]) -> str | None:
     """When no row could be identified, the id column to map (the usual cause: a CRM
     export keyed by its own prospect id, without email or phone)."""
@@ -680,6 +857,8 @@ def import_leads(
     encoding: str = "utf-8-sig",
     blanks: Sequence[str] = (),
     external_system: str | None = None,
+    naive_timezone: str = "UTC",
+    day_first: bool = False,
 ) -> ImportReport:
     """Import a leads CSV: create-or-update by identity (external id, email, phone), in
     short transactions (:class:`_Chunks`), recorded as ``actor``'s captures. Stopped
@@ -687,8 +866,14 @@ def import_leads(
 
     ``column_map`` (header -> field, ``attributes.NAME`` or ``-``) overrides the header
     matching; ``blanks`` are values that mean "not given" (a form's untouched "Select");
-    ``external_system`` names the system of the rows' external ids."""
+    ``external_system`` names the system of the rows' external ids. A ``created_at``
+    column (``Created Date``, ``Create Date``...) dates each row's capture, and the lead
+    when the import creates it; its values are read as :func:`read_instant` reads them,
+    ``02/03/2026`` as 2 March with ``day_first``, times without a zone in
+    ``naive_timezone``. A value that cannot be read is left out and reported, and the
+    row is captured now."""
     allowed(actor, Action.CAPTURE_LEAD)
+    created: dict[int, datetime] = {}
     report, good = _read_and_validate(
         source,
         encoding=encoding,
@@ -701,7 +886,9 @@ def import_leads(
             "default_region": ctx.settings.default_phone_region,
             "json_limits": ctx.settings.json_limits,  # baton.domain.limits.CONTEXT_KEY
         },
-        validate=validate_lead_rows,
+        validate=_dated_leads(
+            created, zone=naive_timezone, day_first=day_first, now=ctx.clock.now()
+        ),
         step=2000,
         progress=progress,
         blanks=blanks,
@@ -711,13 +898,22 @@ def import_leads(
     # One short transaction per chunk (at most BATON_IMPORT_CHUNK_ROWS rows), so that
     # captures and the worker get their turns during a large import.
     chunks = _Chunks(good, ctx.settings.import_chunk_rows)
+    written = 0
     for part in chunks:
         with ctx.write() as connection:
             began = time.perf_counter()  # after the turn came: the transaction itself
             write_leads_in(
-                connection, part, actor=actor, now=ctx.clock.now(), report=report, progress=progress
+                connection,
+                part,
+                actor=actor,
+                now=ctx.clock.now(),
+                report=report,
+                captured_at=created,
             )
         chunks.took(time.perf_counter() - began)
+        written += len(part)
+        if progress:
+            progress("writing", written, len(good))
     report.errors.sort(key=lambda e: e.row)
     report.warnings.sort(key=lambda e: e.row)
     return report
@@ -1032,11 +1228,16 @@ def import_activities(
     naive_timezone: str = "UTC",
     progress: Progress | None = None,
     encoding: str = "utf-8-sig",
+    day_first: bool = False,
 ) -> ImportReport:
     """Import an activities CSV, ``BATON_IMPORT_CHUNK_ROWS`` events per transaction
     (idempotency keys honoured: a file imported twice stores its keyed events once, so
     an import stopped halfway is completed by running it again), recorded as
-    ``actor``'s."""
+    ``actor``'s.
+
+    Every row says when its event happened (``occurred_at``, ``Timestamp``, ``Date``...),
+    in any format :func:`~baton.domain.dates.read_instant` reads: ``02/03/2026`` is 2
+    March with ``day_first``, and a time without a zone is in ``naive_timezone``."""
     allowed(actor, Action.INGEST_ACTIVITY)
     report, good = _read_and_validate(
         source,
@@ -1046,7 +1247,7 @@ def import_activities(
         column_map=column_map,
         extras_key="properties",
         model=ActivityCreate,
-        context=validation_context(ctx, naive_timezone),
+        context={**validation_context(ctx, naive_timezone), "day_first": day_first},
         validate=_reject_all(validate_many),
         step=5000,
         progress=progress,
@@ -1060,65 +1261,7 @@ def import_activities(
             report.duplicates += result.duplicates
             report.created += result.leads_created
             report.errors.extend(result.errors)
+        if progress:
+            progress("writing", start + len(batch), len(good))
     report.errors.sort(key=lambda e: e.row)
     return report
-
-
-EXPORT_COLUMNS = (
-    "id",
-    *PROFILE_FIELDS,
-    *IDENTITY_FIELDS,
-    *ATTRIBUTION_FIELDS,
-    "last_source",
-    "last_campaign",
-    "consent",
-    "stage",
-    "stage_changed_at",
-    "created_at",
-    "last_activity_at",
-    "activity_count",
-    "attributes",
-)
-
-
-def export_leads(
-    ctx: Context,
-    out: IO[str],
-    *,
-    actor: Principal,
-    fmt: str = "csv",
-    stage: str | None = None,
-    page: int = 5000,
-) -> int:
-    """Write every (unmerged) lead ``actor`` may read to ``out`` as CSV or JSON lines;
-    returns the count. Reads page by page so memory stays flat on large databases."""
-    level = allowed(actor, Action.READ_LEADS)
-    written = 0
-    writer = csv.writer(out) if fmt == "csv" else None
-    if writer:
-        writer.writerow(EXPORT_COLUMNS)
-    last_id = 0
-    while True:
-        with ctx.read() as connection:
-            query = select(*(leads.c[c] for c in EXPORT_COLUMNS)).where(
-                leads.c.merged_into_id.is_(None), leads.c.id > last_id
-            )
-            if stage:
-                query = query.where(leads.c.stage == stage)
-            if level is not Reach.ALL:
-                query = query.where(lead_scope(actor, level))
-            rows = connection.execute(query.order_by(leads.c.id).limit(page)).mappings().all()
-        if not rows:
-            return written
-        for row in rows:
-            values = {c: row[c] for c in EXPORT_COLUMNS}
-            for name in ("stage_changed_at", "created_at", "last_activity_at"):
-                if values[name] is not None:
-                    values[name] = values[name].isoformat()
-            if writer:
-                values["attributes"] = json.dumps(values["attributes"], sort_keys=True)
-                writer.writerow([values[c] for c in EXPORT_COLUMNS])
-            else:
-                out.write(json.dumps(values, sort_keys=False) + "\n")
-            written += 1
-        last_id = rows[-1]["id"]

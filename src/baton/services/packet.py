@@ -9,26 +9,34 @@ always shows the lead as it is now.
 Whoever reaches the handoff reaches its packet: the rep it is given to sees the same
 packet as their email, earlier reps' verdicts included (they are the lead's history,
 not someone else's handoff to act on).
+
+Times are read in the reader's zone (:func:`reader_zone`): the packet carries the zone,
+and people see ``Mon 2 Mar 10:00 EST`` (:func:`~baton.domain.local_time.local_text`)
+while programs keep the UTC fields.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from baton.domain.access import Principal
 from baton.domain.errors import BatonError
 from baton.domain.leads import Lead
+from baton.domain.local_time import local_text
 from baton.domain.packet import Interest, interests
+from baton.domain.scoring import MqlGap
 from baton.services.context import Context
 from baton.services.handoffs import HandoffPublic, get_handoff, handoff_events_of, lead_handoffs_in
 from baton.services.leads import get_lead
 from baton.services.prep import PrepItemState, prep_checklist
 from baton.services.scoring import LeadScore, lead_score
 from baton.services.timeline import TimelineItem, lead_timeline
-from baton.store.tables import activities, notes
+from baton.store.tables import activities, notes, reps, users
 
 ATTRIBUTION = (
     "source",
@@ -65,11 +73,51 @@ class HandoffPacket:
     tags: list[str]
     earlier_handoffs: list[HandoffPublic]
     events: list[Any]
+    mql_gaps: list[MqlGap] = field(default_factory=list)
+    """What the lead still misses of the MQL rule on score (a lead handed off by a
+    hand-raise may miss a required prep item: sales sees what marketing did not do)."""
+    time_zone: str = "UTC"
+    """The reader's zone (IANA name), in which :meth:`local` shows times."""
+    now: datetime | None = None
+    """When the packet was built (a time in another year shows its year)."""
+
+    def local(self, at: datetime | None) -> str | None:
+        """``at`` as the reader reads it (``Mon 2 Mar 10:00 EST``), or ``None``."""
+        return None if at is None else local_text(at, self.time_zone, now=self.now)
 
 
-def handoff_packet(ctx: Context, handoff_id: int, *, actor: Principal) -> HandoffPacket:
+def reader_zone(
+    connection: Connection,
+    *,
+    actor: Principal,
+    rep_id: int | None,
+    reader_email: str | None = None,
+) -> str:
+    """The zone whoever reads the packet reads times in: the recipient of an email
+    (``reader_email``: the user with that address, else the rep), or the user who asks
+    (``actor``), else the rep the handoff is given to (their working hours' zone). UTC
+    when nobody's zone is known (the operator, a queued handoff)."""
+    zone: str | None = None
+    if reader_email is not None:
+        for people in (users, reps):
+            found = people.c.email == reader_email
+            zone = zone or connection.execute(select(people.c.timezone).where(found)).scalar()
+    elif actor.user_id is not None:
+        zone = connection.execute(
+            select(users.c.timezone).where(users.c.id == actor.user_id)
+        ).scalar()
+    if zone is None and rep_id is not None:
+        zone = connection.execute(select(reps.c.timezone).where(reps.c.id == rep_id)).scalar()
+    return zone or "UTC"
+
+
+def handoff_packet(
+    ctx: Context, handoff_id: int, *, actor: Principal, reader_email: str | None = None
+) -> HandoffPacket:
     """The packet of a handoff within the actor's reach (raises
-    :class:`~baton.domain.errors.NotFound` otherwise, as for a missing one)."""
+    :class:`~baton.domain.errors.NotFound` otherwise, as for a missing one), with times
+    in the zone of its reader: ``reader_email`` for an email, else ``actor``
+    (:func:`reader_zone`)."""
     handoff = get_handoff(ctx, handoff_id, actor=actor)
     lead = get_lead(ctx, handoff.lead_id, actor=actor)
     try:
@@ -93,6 +141,9 @@ def handoff_packet(ctx: Context, handoff_id: int, *, actor: Principal) -> Handof
             )
         ]
         earlier = [h for h in lead_handoffs_in(connection, lead.id, limit=50) if h.id != handoff.id]
+        zone = reader_zone(
+            connection, actor=actor, rep_id=handoff.rep_id, reader_email=reader_email
+        )
     return HandoffPacket(
         handoff=handoff,
         lead=lead,
@@ -105,4 +156,7 @@ def handoff_packet(ctx: Context, handoff_id: int, *, actor: Principal) -> Handof
         tags=list(lead.tags),
         earlier_handoffs=earlier,
         events=handoff_events_of(ctx, handoff_id, actor=actor),
+        mql_gaps=list(score.mql_gaps) if score is not None else [],
+        time_zone=zone,
+        now=ctx.clock.now(),
     )

@@ -59,6 +59,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from baton.domain.access import Action, Principal, Reach
 from baton.domain.batches import RowError
+from baton.domain.dates import read_period
 from baton.domain.errors import FieldProblem, Forbidden, ValidationFailed
 from baton.domain.leads import fold_source
 from baton.domain.reports import (
@@ -100,6 +101,8 @@ from baton.domain.reports import (
 )
 from baton.services.access import allowed
 from baton.services.context import Context
+from baton.services.contract_rules import active_contract_in
+from baton.services.imports import ImportFileError, _read_csv, header_key
 from baton.services.queries import flag, seconds_between
 from baton.store.tables import (
     contracts,
@@ -870,8 +873,6 @@ def _won_without_handoff(period: ReportPeriod, group_by: str | None, filters: Re
 
 
 def _contract_costs(connection: Connection) -> list[SpendEntry]:
-    from baton.services.contracts import active_contract_in
-
     active = active_contract_in(connection, share_lock=False)
     if active is None:
         return []
@@ -1116,13 +1117,17 @@ SPEND_ALIASES = {
     "cost": "amount",
     "spend": "amount",
     "value": "amount",
+    "period": "month",
 }
-SPEND_COLUMNS = ("source", "campaign", "start", "end", "amount", "currency")
+SPEND_COLUMNS = ("source", "campaign", "start", "end", "month", "amount", "currency")
+"""``month`` (``2026-03``, ``March 2026``) stands for ``start`` and ``end`` of a
+monthly spend sheet; a month written in ``start`` or ``end`` means its first or its
+last day."""
 _AMOUNT = re.compile(r"^[+]?\d[\d,]*(\.\d+)?$|^[+]?\.\d+$")
 
 
 def _spend_row(
-    values: Mapping[str, str], line: int
+    values: Mapping[str, str], line: int, *, day_first: bool = False
 ) -> tuple[dict[str, Any] | None, list[RowError]]:
     problems: list[RowError] = []
     source = fold_source(values.get("source") or "")  # as leads store it
@@ -1134,13 +1139,20 @@ def _spend_row(
     if campaign and len(campaign) > 200:
         problems.append(RowError(line, "campaign", "is longer than 200 characters"))
     days: dict[str, date] = {}
-    for name in ("start", "end"):
+    month = (values.get("month") or "").strip()
+    for index, name in enumerate(("start", "end")):
         text = (values.get(name) or "").strip()
+        if not text and month:
+            text, name = month, "month"
+        if not text:
+            problems.append(RowError(line, name, "is required"))
+            continue
         try:
-            days[name] = date.fromisoformat(text)
-        except ValueError:
-            message = f"'{text}' is not a date; write YYYY-MM-DD" if text else "is required"
-            problems.append(RowError(line, name, message))
+            days[("start", "end")[index]] = read_period(text, day_first=day_first)[index]
+        except ValueError as exc:
+            problem = RowError(line, name, str(exc))
+            if problem not in problems:  # a bad month is one problem, not two
+                problems.append(problem)
     if len(days) == 2 and days["end"] < days["start"]:
         problems.append(RowError(line, "end", f"{days['end']} is before start {days['start']}"))
     text = (values.get("amount") or "").strip()
@@ -1173,16 +1185,23 @@ def _spend_row(
 
 
 def import_spend(
-    ctx: Context, source: Path | IO[str], *, actor: Principal, encoding: str = "utf-8-sig"
+    ctx: Context,
+    source: Path | IO[str],
+    *,
+    actor: Principal,
+    encoding: str = "utf-8-sig",
+    day_first: bool = False,
 ) -> SpendImportReport:
-    """Import marketing spend from CSV (``source,campaign,start,end,amount[,currency]``;
-    ``end`` is included; currency defaults to USD). Bad rows are reported with their
-    line numbers and the good ones kept, all in one transaction; a row for a
-    (source, campaign, start, end) already stored replaces its amount. Marketing and
-    admins import (the spend divides every cost figure); the importer's name is kept."""
+    """Import marketing spend from CSV (``source,campaign,start,end,amount[,currency]``,
+    or ``month`` instead of ``start`` and ``end``; ``end`` is included; currency
+    defaults to USD). Days are read in the common formats
+    (:func:`~baton.domain.dates.read_period`; ``02/03/2026`` is 2 March with
+    ``day_first``), and a month (``2026-03``, ``March 2026``) is the whole month. Bad
+    rows are reported with their line numbers and the good ones kept, all in one
+    transaction; a row for a (source, campaign, start, end) already stored replaces its
+    amount. Marketing and admins import (the spend divides every cost figure); the
+    importer's name is kept."""
     allowed(actor, Action.IMPORT_SPEND)
-    from baton.services.imports import ImportFileError, _read_csv, header_key
-
     headers, rows = _read_csv(source, encoding)
     mapping: dict[str, str] = {}
     for header in headers:
@@ -1196,7 +1215,8 @@ def import_spend(
         if target in mapping.values():
             raise ImportFileError(f"two columns mean {target}; keep one")
         mapping[header] = target
-    missing = [c for c in ("source", "start", "end", "amount") if c not in mapping.values()]
+    days = ("month",) if "month" in mapping.values() else ("start", "end")
+    missing = [c for c in ("source", *days, "amount") if c not in mapping.values()]
     if missing:
         raise ImportFileError(
             f"the file has no {', '.join(missing)} column; a spend file has the columns "
@@ -1210,7 +1230,7 @@ def import_spend(
             report.errors.append(RowError(line, "(row)", "row has more cells than the header"))
             continue
         values = {mapping[h]: v or "" for h, v in row.items() if h in mapping}
-        parsed, problems = _spend_row(values, line)
+        parsed, problems = _spend_row(values, line, day_first=day_first)
         report.errors.extend(problems)
         if parsed is not None:
             good[

@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from baton.domain.access import Action, Principal
@@ -24,24 +24,25 @@ from baton.domain.lifecycle import Stage
 from baton.domain.scoring import (
     SECONDS_PER_DAY,
     Event,
+    MqlGap,
     RuleHit,
     ScoreCard,
     add_event,
     engagement_state,
     event_types_needing_properties,
     mql_decision,
+    mql_gaps,
     relevant_event_types,
     score,
     score_engagement,
 )
 from baton.services.access import allowed, check_lead
 from baton.services.context import Context
+from baton.services.contract_rules import active_contract_in, contract_spec
 from baton.services.queries import chunks
+from baton.services.stages import change_stage_in
 from baton.store.bulk import find_by_keys, read_datetime, sqlite_datetime
 from baton.store.tables import activities, lead_prep, lead_scores, leads
-
-if TYPE_CHECKING:
-    from baton.services.contracts import ActivationReport
 
 SCORED_COLUMNS = (
     leads.c.id,
@@ -220,8 +221,6 @@ def score_leads_in(
 
     Scoring is a consequence of a change the caller was allowed to make, so it checks
     nothing; the MQL transitions it makes are recorded as ``actor``'s."""
-    from baton.services.contracts import active_contract_in
-
     active = active_contract_in(connection)
     if active is None or not lead_ids:
         return []
@@ -289,8 +288,6 @@ def score_leads_in(
         updates.append(ScoreUpdate(lead_id, before, card, became, reason))
     # Scores are written before the stage changes so that routing reads the new score.
     _write_scores(connection, version, cards, now)
-    from baton.services.leads import change_stage_in
-
     for update_ in updates:
         if update_.became_mql:
             change_stage_in(
@@ -316,6 +313,20 @@ def _state_from_history(
     return engagement_state(contract, (Event(t, at, props or {}) for t, at, props in rows))
 
 
+@dataclass
+class ActivationReport:
+    """What activating a version did to the leads. A lead "crosses up" when it is over
+    the new threshold and was not over the previous one (with its previous score), and
+    "down" the other way round."""
+
+    version: int
+    previous: int | None
+    leads_scored: int = 0
+    crossed_up: int = 0
+    crossed_down: int = 0
+    became_mql: int = 0
+
+
 def rescore_all(
     ctx: Context,
     report: ActivationReport,
@@ -334,10 +345,6 @@ def rescore_all(
 
     Re-scoring every lead (and handing off those that now qualify, as ``actor``) is part
     of activating a version, so it needs the right to activate one."""
-    from sqlalchemy import func
-
-    from baton.services.contracts import active_contract_in, contract_spec
-
     allowed(actor, Action.ACTIVATE_CONTRACT)
 
     with ctx.read() as connection:
@@ -423,8 +430,6 @@ def rescore_all(
                     handed.append((int(lead["id"]), why))
                 report.became_mql += int(became)
             _write_scores(connection, version, cards, now)
-            from baton.services.leads import change_stage_in
-
             for lead_id, why in handed:
                 change_stage_in(
                     connection,
@@ -595,13 +600,14 @@ class LeadScore:
     threshold: int
     hits: tuple[RuleHit, ...]
     scored_at: datetime
+    mql_gaps: tuple[MqlGap, ...] = ()
+    """What stands between the lead and the MQL rule on score now (empty: the rule
+    is met); see :func:`baton.domain.scoring.mql_gaps`."""
 
 
 def lead_score(ctx: Context, lead_id: int, *, actor: Principal) -> LeadScore:
     """Score, grade and explanation now (engagement decayed to the clock's time); a
     lead out of ``actor``'s reach is :class:`NotFound`."""
-    from baton.services.contracts import active_contract_in
-
     with ctx.read() as connection:
         check_lead(connection, actor, Action.READ_LEADS, lead_id)
         active = active_contract_in(connection)
@@ -624,8 +630,21 @@ def lead_score(ctx: Context, lead_id: int, *, actor: Principal) -> LeadScore:
             state = _state_from_history(connection, contract, lead_id)
         else:
             state = row[0]
+        ticked = set(
+            connection.execute(
+                select(lead_prep.c.item).where(lead_prep.c.lead_id == lead_id)
+            ).scalars()
+        )
     now = ctx.clock.now()
     card = score(contract, dict(lead), state, now)
+    gaps = mql_gaps(
+        contract,
+        card=card,
+        lead=dict(lead),
+        now=now,
+        prep_done=ticked,
+        recycled_at=lead["stage_changed_at"] if lead["stage"] == Stage.NURTURE.value else None,
+    )
     return LeadScore(
         lead_id=lead_id,
         contract_version=version,
@@ -636,4 +655,5 @@ def lead_score(ctx: Context, lead_id: int, *, actor: Principal) -> LeadScore:
         threshold=contract.mql.threshold,
         hits=card.hits,
         scored_at=now,
+        mql_gaps=tuple(gaps),
     )

@@ -48,13 +48,19 @@ def ingest_activity(
         dict[str, object],
         Body(
             openapi_examples={
-                "pricing page view": {"value": ActivityCreate.model_json_schema()["examples"][0]}
+                "pricing page view": {"value": ActivityCreate.model_json_schema()["examples"][0]},
+                "demo request, just now": {
+                    "summary": "No occurred_at: it happened when Baton received it",
+                    "value": {"email": "dana.reyes@northwind.example.com", "type": "demo_request"},
+                },
             }
         ),
     ],
 ) -> ActivityPublic | JSONResponse:
     """Store one event (body: ``ActivityCreate``). An unknown email creates the lead; a
-    repeated ``idempotency_key`` stores nothing and answers 200 with the first id."""
+    repeated ``idempotency_key`` stores nothing and answers 200 with the first id.
+    Without ``occurred_at`` the event happened when it was received; ``type`` ignores
+    case and separators, and an unknown one is answered with the closest known type."""
     try:
         event = ActivityCreate.model_validate(
             payload, context=activity_service.validation_context(ctx)

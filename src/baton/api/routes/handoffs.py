@@ -24,11 +24,13 @@ from baton.api.schemas import (
     InterestPublic,
     LeadPublic,
     LostCreate,
+    MqlGapPublic,
     OpportunityCreate,
     PacketNotePublic,
     PacketPrepItemPublic,
     PacketPublic,
     PacketScorePublic,
+    PacketTimesPublic,
     QualifyCreate,
     ReassignCreate,
     RejectCreate,
@@ -162,6 +164,14 @@ def _packet_public(packet: HandoffPacket) -> PacketPublic:
         tags=packet.tags,
         earlier_handoffs=[_public(h) for h in packet.earlier_handoffs],
         events=[HandoffEventPublic.model_validate(asdict(e)) for e in packet.events],
+        mql_gaps=[MqlGapPublic.model_validate(asdict(g)) for g in packet.mql_gaps],
+        time_zone=packet.time_zone,
+        local_times=PacketTimesPublic(
+            **{
+                name: packet.local(getattr(packet.handoff, name))
+                for name in PacketTimesPublic.model_fields
+            }
+        ),
     )
 
 

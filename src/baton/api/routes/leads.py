@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, ValidationError
 from baton.api.deps import Actor, Authenticated, Ctx, LeadId
 from baton.api.schemas import (
     INTAKE_RECEIPT,
+    MQL_GAPS_DESCRIPTION,
+    MQL_GAPS_EXAMPLE,
     TAG_PATTERN,
     CaptureResponse,
     DuplicatePublic,
@@ -24,6 +26,7 @@ from baton.api.schemas import (
     LeadPublic,
     MergeCreate,
     MergePublic,
+    MqlGapPublic,
     NoteCreate,
     NotePublic,
     TagCreate,
@@ -240,7 +243,42 @@ class RuleHitPublic(BaseModel):
 
 
 class LeadScorePublic(BaseModel):
-    """A lead's score now, with every rule that fired (the explanation sales reads)."""
+    """A lead's score now, with every rule that fired (the explanation sales reads)
+    and what still stands between the lead and the MQL rule."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "lead_id": 42,
+                    "contract_version": 3,
+                    "fit": 38.0,
+                    "engagement": 17.5,
+                    "total": 55.5,
+                    "grade": "B",
+                    "threshold": 60,
+                    "explanation": [
+                        {
+                            "section": "fit",
+                            "label": "Analyst or manager title",
+                            "points": 8.0,
+                            "events": 0,
+                            "capped": False,
+                        },
+                        {
+                            "section": "engagement",
+                            "label": "Pricing page",
+                            "points": 17.5,
+                            "events": 2,
+                            "capped": False,
+                        },
+                    ],
+                    "scored_at": "2026-03-02T09:00:00Z",
+                    "mql_gaps": MQL_GAPS_EXAMPLE,
+                }
+            ]
+        }
+    }
 
     lead_id: int
     contract_version: int
@@ -251,6 +289,7 @@ class LeadScorePublic(BaseModel):
     threshold: int
     explanation: list[RuleHitPublic]
     scored_at: datetime
+    mql_gaps: list[MqlGapPublic] = Field(description=MQL_GAPS_DESCRIPTION)
 
 
 class PrepItemPublic(BaseModel):
@@ -286,6 +325,7 @@ def lead_score(ctx: Ctx, actor: Actor, lead_id: LeadId) -> LeadScorePublic:
             for h in result.hits
         ],
         scored_at=result.scored_at,
+        mql_gaps=[MqlGapPublic.model_validate(asdict(g)) for g in result.mql_gaps],
     )
 
 

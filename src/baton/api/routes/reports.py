@@ -227,11 +227,22 @@ def list_spend(
         }
     },
 )
-async def import_spend(request: Request, ctx: Ctx, actor: Actor) -> SpendImportPublic:
+async def import_spend(
+    request: Request,
+    ctx: Ctx,
+    actor: Actor,
+    day_first: Annotated[
+        bool,
+        Query(description="Read 02/03/2026 as 2 March (day first), not as February 3."),
+    ] = False,
+) -> SpendImportPublic:
     """Upload a spend CSV (``source,campaign,start,end,amount[,currency]``, ``end``
-    included) as the request body. Bad rows are reported with their line numbers and
-    the good ones stored, in one transaction; a row for a source, campaign and days
-    already stored replaces its amount."""
+    included; or ``month`` instead of ``start`` and ``end``) as the request body. Days
+    may be written ``2026-03-02``, ``03/02/2026`` (``day_first`` for ``02/03/2026``),
+    ``2 Mar 2026``...; a month (``2026-03``, ``March 2026``) is the whole month. Bad
+    rows are reported with their line numbers and the good ones stored, in one
+    transaction; a row for a source, campaign and days already stored replaces its
+    amount."""
     body = await request.body()
     if len(body) > MAX_SPEND_FILE:
         raise _invalid("(file)", "a spend file is limited to 10 MiB")
@@ -240,7 +251,7 @@ async def import_spend(request: Request, ctx: Ctx, actor: Actor) -> SpendImportP
     except UnicodeDecodeError:
         raise _invalid("(file)", "the file is not UTF-8 text") from None
     report = await run_in_threadpool(
-        report_service.import_spend, ctx, io.StringIO(text), actor=actor
+        report_service.import_spend, ctx, io.StringIO(text), actor=actor, day_first=day_first
     )
     return SpendImportPublic(
         rows=report.rows,
