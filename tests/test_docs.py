@@ -162,6 +162,8 @@ def _contract_keys() -> set[str]:
         c.SlaStep,
         c.RejectionReason,
         c.Qualification,
+        c.Raci,
+        c.RaciAssignment,
     ):
         assert issubclass(model, BaseModel)
         keys.update(f.alias or name for name, f in model.model_fields.items())

@@ -81,7 +81,8 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Seconds before a webhook delivery attempt gives up."
     )
     public_url: str = Field(
-        "http://127.0.0.1:8000", description="Base URL of this Baton, used in links in email."
+        "http://127.0.0.1:8000",
+        description="Base URL of this Baton, used in links in email and chat messages.",
     )
     worker_poll_seconds: float = Field(
         0.2, gt=0, le=60, description="How often `baton worker` looks for due work when idle."

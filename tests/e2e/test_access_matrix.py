@@ -257,6 +257,39 @@ def handoff(f: Floor) -> dict[str, Any]:
     return {"handoff_id": f.handoff_id}
 
 
+def shared_filter(f: Floor) -> dict[str, Any]:
+    """A fresh filter the marketing user Victim saved and shared (readable by all,
+    deletable by Victim and admins only)."""
+    from baton.domain.access import Principal, Role
+    from baton.services.saved_filters import create_saved_filter
+
+    f.count += 1
+    victim = Principal(kind="user", name="Victim", role=Role.MARKETING, user_id=f.victim)
+    made = create_saved_filter(
+        f.ctx, {"name": f"shared {f.count}", "query": {"q": "dana"}, "shared": True}, actor=victim
+    )
+    return {"filter_id": made.id}
+
+
+def new_filter_name(f: Floor) -> dict[str, Any]:
+    f.count += 1
+    return {"name": f"mine {f.count}", "query": {"q": "dana", "sort": "score"}}
+
+
+def team_na(f: Floor) -> dict[str, Any]:
+    [na] = [t for t in rep_service.list_teams(f.ctx, actor=OP) if t.name == "na"]
+    return {"team_id": na.id}
+
+
+def ana_channel(f: Floor) -> dict[str, Any]:
+    """A fresh Slack channel of Ana's (to turn off or remove)."""
+    from baton.services.chat import add_channel
+
+    channel, _ = add_channel(f.ctx, kind="slack", url=CHAT_URL, rep_id=f.ana_id, actor=OP)
+    return {"channel_id": channel.id}
+
+
+CHAT_URL = "https://hooks.slack.com/services/T0/B0/matrixmatrixmatrix"
 PERIOD = {"from": "2026-01-01", "to": "2026-04-01"}
 
 TABLE: dict[str, Case] = {
@@ -297,6 +330,12 @@ TABLE: dict[str, Case] = {
         MARKETING | {"intake key"}, body=lambda f: {"email": "new.lead@example.org"}
     ),
     "list_leads": Case(EVERYONE),
+    "search_leads": Case(EVERYONE, query={"q": "dana", "sort": "score"}),
+    "list_saved_filters": Case(EVERYONE),
+    "create_saved_filter": Case(EVERYONE, body=new_filter_name),
+    "get_saved_filter": Case(EVERYONE, ids=shared_filter),
+    "run_saved_filter": Case(EVERYONE, ids=shared_filter),
+    "delete_saved_filter": Case(ADMIN, ids=shared_filter),
     "get_lead": Case(EVERYONE, ids=lead),
     "change_stage": Case(
         frozenset({"admin", "marketing", "sales_manager"}),
@@ -372,6 +411,8 @@ TABLE: dict[str, Case] = {
     ),
     "list_handoffs": Case(EVERYONE),
     "handoff_queue": Case(MANAGERS),
+    "handoff_inbox": Case(frozenset({"rep"})),
+    "team_today": Case(MANAGERS),
     "get_handoff": Case(EVERYONE, ids=handoff),
     "handoff_events": Case(EVERYONE, ids=handoff),
     "handoff_packet": Case(EVERYONE, ids=handoff),
@@ -400,6 +441,20 @@ TABLE: dict[str, Case] = {
     "reassign_handoff": Case(
         MANAGERS, ids=lambda f: {"handoff_id": f.ana_handoff()[1]}, body=lambda f: {"to": BEN}
     ),
+    "list_rep_channels": Case(SALES, ids=lambda f: {"rep_id": f.ana_id}),
+    "add_rep_channel": Case(
+        SALES, ids=lambda f: {"rep_id": f.ana_id}, body=lambda f: {"kind": "slack", "url": CHAT_URL}
+    ),
+    "list_team_channels": Case(MANAGERS, ids=team_na),
+    "add_team_channel": Case(
+        MANAGERS, ids=team_na, body=lambda f: {"kind": "teams", "url": CHAT_URL}
+    ),
+    "update_chat_channel": Case(SALES, ids=ana_channel, body=lambda f: {"active": False}),
+    "remove_chat_channel": Case(SALES, ids=ana_channel),
+    "get_notifications": Case(SALES, ids=lambda f: {"rep_id": f.ana_id}),
+    "set_notifications": Case(
+        SALES, ids=lambda f: {"rep_id": f.ana_id}, body=lambda f: {"email": True}
+    ),
     "list_webhooks": Case(ADMIN),
     "create_webhook": Case(ADMIN, body=lambda f: {"url": "https://hooks.example.com/x"}),
     "delete_webhook": Case(ADMIN, ids=lambda f: {"endpoint_id": f.webhook()}),
@@ -412,6 +467,8 @@ TABLE: dict[str, Case] = {
     "report_velocity": Case(REPORTS, query=PERIOD),
     "report_speed_to_lead": Case(REPORTS, query=PERIOD),
     "report_sla": Case(REPORTS, query=PERIOD),
+    "report_sla_weekly": Case(REPORTS, query=PERIOD),
+    "report_speed_distribution": Case(REPORTS, query=PERIOD),
     "report_rejections": Case(REPORTS, query=PERIOD),
     "report_credit": Case(REPORTS, query=PERIOD),
     "report_cost": Case(REPORTS, query=PERIOD),

@@ -214,3 +214,36 @@ def test_the_whole_signing_flow_on_the_command_line(runner: CliRunner, tmp_path:
     assert twice.exit_code == 1 and "two different approvers" in twice.output
     assert "active" in listing.output and "draft" in listing.output
     assert "threshold 60 → 70" in diff.output
+
+
+def test_the_contract_json_carries_its_raci_and_a_warning_without_one(
+    client: TestClient, signers: dict[str, dict[str, str]]
+) -> None:
+    with_raci = signed(client, signers, EXAMPLE.read_text())
+    without = EXAMPLE.read_text().split("\n# Who does each step of the handoff (RACI)")[0]
+    created = client.post("/api/v1/contracts", json={"body": without}, headers=signers["marketing"])
+    assert created.status_code == 201, created.text
+
+    agreed = client.get(f"/api/v1/contracts/{with_raci}").json()
+    assert agreed["warnings"] == []
+    assert agreed["raci"]["routing"] == {
+        "responsible": ["revops"],
+        "accountable": "sales_manager",
+        "consulted": ["marketing"],
+        "informed": ["rep"],
+    }
+    assert agreed["raci"]["teams"]["revops"].startswith("Revenue operations")
+    assert created.json()["raci"] is None
+    assert created.json()["warnings"][0].startswith("raci: not agreed yet")
+    diff = client.get(
+        f"/api/v1/contracts/{created.json()['version']}/diff", params={"against": with_raci}
+    ).json()
+    assert {"section": "raci", "text": "RACI removed (now not agreed)"} in diff
+
+    broken = EXAMPLE.read_text().replace(
+        "accountable: revenue_lead, consulted", "accountable: revenue_led, consulted", 1
+    )
+    refused = client.post("/api/v1/contracts", json={"body": broken}, headers=signers["marketing"])
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["loc"] == "raci.mql.accountable"
+    assert "(did you mean 'revenue_lead'?)" in refused.json()["errors"][0]["message"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +35,8 @@ from baton.services.leads import capture_lead, change_stage, get_lead
 from baton.services.prep import prep_checklist, tick_prep
 from baton.services.scoring import lead_score
 from baton.store.tables import transitions
+
+EXAMPLE_CONTRACT = Path(__file__).parents[2] / "contracts" / "example.yaml"
 
 READER = operator("reader")
 """Reads on behalf of the local operator (who may read everything)."""
@@ -436,3 +439,26 @@ def test_the_local_operator_is_the_same_signer_as_the_user_of_that_email(ctx: Co
 
     with pytest.raises(Conflict, match="two different approvers"):
         approve_contract(ctx, version, role="sales", actor=sam)
+
+
+def test_the_diff_between_stored_versions_shows_raci_changes(ctx: Context) -> None:
+    example = yaml.safe_load(EXAMPLE_CONTRACT.read_text())
+    first = create_contract(ctx, yaml.safe_dump(example, sort_keys=False), actor=READER)
+    example["raci"]["verdict"]["accountable"] = "revenue_lead"
+    example["raci"]["verdict"]["consulted"] = ["marketing", "revops"]
+    second = create_contract(ctx, yaml.safe_dump(example, sort_keys=False), actor=READER)
+    del example["raci"]
+    third = create_contract(ctx, yaml.safe_dump(example, sort_keys=False), actor=READER)
+
+    assert [c.text for c in diff_versions(ctx, first.version, second.version, actor=READER)] == [
+        "verdict: accountable sales_manager → revenue_lead",
+        "verdict: consulted added revops",
+    ]
+    assert [
+        (c.section, c.text) for c in diff_versions(ctx, second.version, third.version, actor=READER)
+    ] == [("raci", "RACI removed (now not agreed)")]
+    assert first.warnings == () and first.spec is not None and first.spec.raci is not None
+    assert third.warnings and third.warnings[0].startswith("raci: not agreed yet")
+    stored = {v.version: v for v in list_contracts(ctx, actor=READER)}
+    assert stored[third.version].spec is not None
+    assert stored[third.version].spec.raci is None

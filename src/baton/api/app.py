@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,14 +12,17 @@ from baton.api.cors import IntakeCors
 from baton.api.routes import (
     activities,
     auth,
+    channels,
     contracts,
     duplicates,
     exports,
     handoffs,
+    lead_search,
     leads,
     outbox,
     reports,
     reps,
+    team,
     users,
     webhooks,
 )
@@ -177,12 +179,16 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(users.tokens_router)
     app.include_router(users.keys_router)
     app.include_router(leads.router)
+    app.include_router(lead_search.search_router)
+    app.include_router(lead_search.filters_router)
     app.include_router(activities.router)
     app.include_router(duplicates.router)
     app.include_router(contracts.router)
     app.include_router(reps.router)
     app.include_router(handoffs.router)
+    app.include_router(team.router)
     app.include_router(webhooks.router)
+    app.include_router(channels.router)
     app.include_router(outbox.router)
     app.include_router(reports.router)
     app.include_router(exports.router)
@@ -193,8 +199,8 @@ def create_app(context: Context | None = None) -> FastAPI:
         app.state.context.ping()
         return {"status": "ok", "version": __version__}
 
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    # The web app for people: `/` (each role's home), `/login`, the pages, `/static`.
+    from baton import web
 
+    web.install(app)
     return app

@@ -26,7 +26,7 @@ ContractFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, reada
 @contract_app.command("validate")
 def contract_validate(file: ContractFile) -> None:
     """Check a contract file; print every problem with its path (exit 1 if any)."""
-    from baton.domain.contract import ContractError, parse_contract
+    from baton.domain.contract import ContractError, contract_warnings, parse_contract
 
     try:
         contract = parse_contract(file.read_text(encoding="utf-8"))
@@ -41,6 +41,8 @@ def contract_validate(file: ContractFile) -> None:
         f"{len(contract.scoring.engagement)} engagement rules, MQL at "
         f"{contract.mql.threshold}, {len(contract.prep_checklist)} prep item(s)"
     )
+    for warning in contract_warnings(contract):
+        console.print(f"[yellow]![/] {warning}", highlight=False)
 
 
 @contract_app.command("create")
@@ -60,6 +62,8 @@ def contract_create(file: ContractFile, actor: ActorOption = "cli") -> None:
         f"draft version [bold]{version.version}[/] stored; it needs approval by "
         "marketing and sales (`baton contract approve`)"
     )
+    for warning in version.warnings:
+        console.print(f"[yellow]![/] {warning}", highlight=False)
 
 
 @contract_app.command("list")

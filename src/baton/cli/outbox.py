@@ -29,6 +29,7 @@ class OutboxStateOption(StrEnum):
 class OutboxChannelOption(StrEnum):
     email = "email"
     webhook = "webhook"
+    chat = "chat"
 
 
 @outbox_app.command("list")
@@ -38,7 +39,7 @@ def outbox_list(
         typer.Option("--state", help="Only this state (repeat for several)."),
     ] = None,
     channel: Annotated[
-        OutboxChannelOption | None, typer.Option("--channel", help="email or webhook.")
+        OutboxChannelOption | None, typer.Option("--channel", help="email, webhook or chat.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first.")] = 50,
 ) -> None:

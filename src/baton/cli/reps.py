@@ -338,3 +338,135 @@ def account_list() -> None:
     for a in accounts:
         table.add_row(a.domain, escape(a.name or "—"), a.owner_email or "—")
     console.print(table)
+
+
+channel_app = typer.Typer(
+    help="Slack and Microsoft Teams channels of a rep or a team, and email on or off.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+rep_app.add_typer(channel_app, name="channel")
+
+ChannelTeamOption = Annotated[
+    str | None, typer.Option("--team", help="A team's name instead of a rep's EMAIL.")
+]
+
+
+def _owner(ctx: Any, email: str | None, team: str | None) -> dict[str, int]:
+    """``rep_id`` or ``team_id`` for the use cases, from EMAIL or ``--team``."""
+    from baton.services.reps import find_rep, list_teams
+
+    if (email is None) == (team is None):
+        raise fail("give a rep's EMAIL or --team NAME (one of them)")
+    if email is not None:
+        return {"rep_id": find_rep(ctx, email, actor=LOCAL).id}
+    for found in list_teams(ctx, actor=LOCAL):
+        if found.name == team:
+            return {"team_id": found.id}
+    raise fail(f"no team named {team!r} (see `baton team list`)")
+
+
+@channel_app.command("add")
+def channel_add(
+    kind: Annotated[str, typer.Argument(help="slack or teams")],
+    email: Annotated[str | None, typer.Argument(help="The rep's email.")] = None,
+    team: ChannelTeamOption = None,
+    label: Annotated[str | None, typer.Option("--label", help="A name, e.g. #ana-leads.")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="The incoming webhook's URL; omit it to type it unseen or pipe it in "
+            "(a URL on the command line stays in the shell's history).",
+        ),
+    ] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Post assignments, reminders (rep) and escalations (team) to a Slack or Teams
+    incoming webhook. The URL is a secret: it is not shown again."""
+    from baton.services.chat import add_channel
+
+    secret = url or typer.prompt("Incoming webhook URL", hide_input=True)
+    with work({"url": "--url", "kind": "KIND", "label": "--label", "owner": "EMAIL/--team"}) as ctx:
+        channel, _ = add_channel(
+            ctx,
+            kind=kind,
+            url=secret,
+            label=label,
+            actor=operator(actor),
+            **_owner(ctx, email, team),
+        )
+    owner = email or f"team {team}"
+    say(
+        f"{channel.kind} channel {channel.id} ({channel.label}) added for {owner}: "
+        f"{channel.url_hint}"
+    )
+
+
+@channel_app.command("list")
+def channel_list(
+    email: Annotated[str | None, typer.Argument(help="The rep's email.")] = None,
+    team: ChannelTeamOption = None,
+) -> None:
+    """A rep's (or a team's) channels; URLs show only their host and last characters."""
+    from baton.services.chat import get_notifications, list_channels
+
+    with work() as ctx:
+        owner = _owner(ctx, email, team)
+        channels = list_channels(ctx, actor=LOCAL, **owner)
+        email_on = (
+            get_notifications(ctx, owner["rep_id"], actor=LOCAL).email
+            if "rep_id" in owner
+            else None
+        )
+    title = f"Chat channels of {email or 'team ' + str(team)}"
+    if email_on is not None:
+        title += f" (email {'on' if email_on else 'off'})"
+    table = Table(title=title)
+    for column in ("id", "kind", "label", "url", "on", "added"):
+        table.add_column(column, no_wrap=column != "label", overflow="fold")
+    for c in channels:
+        table.add_row(
+            str(c.id),
+            c.kind,
+            escape(c.label),
+            escape(c.url_hint),
+            "yes" if c.active else "no",
+            f"{when(c.created_at)} by {escape(c.created_by)}",
+        )
+    console.print(table)
+
+
+@channel_app.command("remove")
+def channel_remove(channel_id: int, actor: ActorOption = "cli") -> None:
+    """Remove chat channel CHANNEL_ID: its URL is forgotten; messages waiting for it fail."""
+    from baton.services.chat import remove_channel
+
+    with work() as ctx:
+        remove_channel(ctx, channel_id, actor=operator(actor))
+    say(f"chat channel {channel_id} removed")
+
+
+@channel_app.command("switch")
+def channel_switch(
+    email: Annotated[str, typer.Argument(help="The rep's email.")],
+    what: Annotated[str, typer.Argument(help="email, or a channel id")],
+    state: Annotated[str, typer.Argument(help="on or off")],
+    actor: ActorOption = "cli",
+) -> None:
+    """Turn the rep's email, or one of their channels, on or off."""
+    from baton.services.chat import set_notifications
+    from baton.services.reps import find_rep
+
+    if state not in ("on", "off"):
+        raise fail(f"STATE is on or off, not {state!r}")
+    if what != "email" and not what.isdigit():
+        raise fail(f"WHAT is email or a channel id (see `baton rep channel list`), not {what!r}")
+    on = state == "on"
+    with work() as ctx:
+        rep_id = find_rep(ctx, email, actor=LOCAL).id
+        if what == "email":
+            set_notifications(ctx, rep_id, email=on, actor=operator(actor))
+        else:
+            set_notifications(ctx, rep_id, channels={int(what): on}, actor=operator(actor))
+    say(f"{email}: {'email' if what == 'email' else 'chat channel ' + what} {state}")

@@ -255,7 +255,9 @@ def demo(
                 table.add_row(email, role, secret)
             console.print(table)
             console.print(
-                "Sign in with POST /auth/login; each user chooses their own password first."
+                "Sign in in a browser at /login (the rep's inbox, the manager's team, "
+                "marketing's dashboard, the admin pages); each user chooses their own "
+                "password first. Programs sign in with POST /auth/login."
             )
     if serve_after:
         serve(host=None, port=None, workers=1, with_worker=True)

@@ -76,6 +76,7 @@ class Action(StrEnum):
     MANAGE_WEBHOOKS = "manage webhooks and read their deliveries"
     MANAGE_OUTBOX = "read and retry the outbox (email and webhook deliveries)"
     MANAGE_USERS = "manage users, intake keys and others' tokens"
+    MANAGE_CHANNELS = "manage a rep's or a team's chat channels and notification choices"
     OWN_TOKENS = "create and revoke one's own API tokens"
 
 
@@ -138,6 +139,7 @@ RULES: Final[dict[Action, Rule]] = {
     Action.MANAGE_WEBHOOKS: Rule("webhooks:write", {ADM: ALL}),
     Action.MANAGE_OUTBOX: Rule("webhooks:write", {ADM: ALL}),
     Action.MANAGE_USERS: Rule(ADMIN_SCOPE, {ADM: ALL}),
+    Action.MANAGE_CHANNELS: Rule("reps:write", {ADM: ALL, MGR: TEAM, REP: OWN}),
     Action.OWN_TOKENS: Rule("tokens:write", {ADM: ALL, MKT: OWN, MGR: OWN, REP: OWN}),
 }
 """The access rules, one line per action. A role missing from a line may not take it."""

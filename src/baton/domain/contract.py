@@ -8,6 +8,11 @@ reasons and nurture are added by later versions of the format). Unknown keys are
 with a suggestion, because a misspelled rule that silently does nothing is the worst
 kind of contract bug.
 
+The ``raci`` section (who is responsible, accountable, consulted and informed for each
+step of the handoff) is optional in the format so that versions stored before it
+existed still load (shown as "not agreed"); a contract without it is accepted with a
+warning (:func:`contract_warnings`), and a contract with it must cover every step.
+
 Errors from :func:`parse_contract` name the exact path (``scoring.fit[2].when.field``),
 say what is wrong and what is allowed.
 """
@@ -469,6 +474,155 @@ class CostEntry(_Strict):
         return f"{what} {self.start}..{self.end}"
 
 
+RaciStep = Literal["scoring", "mql", "routing", "first_touch", "verdict", "recycle", "reporting"]
+RACI_STEPS: tuple[RaciStep, ...] = (
+    "scoring",
+    "mql",
+    "routing",
+    "first_touch",
+    "verdict",
+    "recycle",
+    "reporting",
+)
+"""The steps of the handoff a RACI covers, in the order a lead meets them."""
+
+RACI_STEP_LABELS: dict[str, str] = {
+    "scoring": "Scoring rules",
+    "mql": "MQL (the handoff point)",
+    "routing": "Routing",
+    "first_touch": "First touch",
+    "verdict": "Verdict (accept or reject)",
+    "recycle": "Recycle to nurture",
+    "reporting": "Reporting",
+}
+
+RACI_ROLES: dict[str, str] = {
+    "marketing": "Marketing",
+    "sales": "Sales",
+    "sales_manager": "Sales manager",
+    "rep": "Sales rep",
+    "admin": "Admin",
+    "revenue_lead": "Revenue lead",
+}
+"""The roles a RACI may name without declaring them; named teams go in ``raci.teams``."""
+
+_PARTY = r"^[a-z0-9][a-z0-9_]*$"
+
+
+def _as_list(value: Any) -> Any:
+    """A single name where a list is expected means a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+class RaciAssignment(_Strict):
+    """Who does one step: ``responsible`` (does the work, at least one),
+    ``accountable`` (answers for it, exactly one), ``consulted`` (asked before),
+    ``informed`` (told after). Each a role or a team of ``raci.teams``."""
+
+    responsible: list[str]
+    accountable: str
+    consulted: list[str] = Field(default_factory=list)
+    informed: list[str] = Field(default_factory=list)
+
+    @field_validator("responsible", "consulted", "informed", mode="before")
+    @classmethod
+    def _one_name_is_a_list(cls, value: Any) -> Any:
+        return _as_list(value)
+
+    @field_validator("accountable", mode="before")
+    @classmethod
+    def _exactly_one(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if len(value) != 1:
+                found = f" (found {len(value)}: {', '.join(map(str, value))})" if value else ""
+                raise ValueError(f"name exactly one accountable party{found}")
+            return value[0]
+        return value
+
+    @field_validator("responsible")
+    @classmethod
+    def _at_least_one(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one responsible party")
+        return value
+
+    @field_validator("responsible", "consulted", "informed")
+    @classmethod
+    def _no_repeats(cls, value: list[str]) -> list[str]:
+        return _unique(value, lambda name: f"'{name}'", "is listed twice")
+
+    def parties(self) -> list[tuple[str, str]]:
+        """(letter, party) for every name in this assignment, R, A, C, I in order."""
+        return [
+            *(("responsible", p) for p in self.responsible),
+            ("accountable", self.accountable),
+            *(("consulted", p) for p in self.consulted),
+            *(("informed", p) for p in self.informed),
+        ]
+
+
+class Raci(_Strict):
+    """Who is responsible, accountable, consulted and informed for each step of the
+    handoff, so that the split of work is versioned and signed with the rules.
+    ``teams`` declares named teams (name: description) beside the built-in roles."""
+
+    teams: dict[str, str] = Field(default_factory=dict)
+    scoring: RaciAssignment
+    mql: RaciAssignment
+    routing: RaciAssignment
+    first_touch: RaciAssignment
+    verdict: RaciAssignment
+    recycle: RaciAssignment
+    reporting: RaciAssignment
+
+    @field_validator("teams")
+    @classmethod
+    def _team_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, label in value.items():
+            if not re.fullmatch(_PARTY, name) or len(name) > 60:
+                raise ValueError(f"'{name}' is not a team name (lower case, digits, _)")
+            if name in RACI_ROLES:
+                raise ValueError(f"'{name}' is a role already; give the team another name")
+            if not str(label).strip():
+                raise ValueError(f"describe team '{name}' in a few words")
+        return value
+
+    def step(self, name: str) -> RaciAssignment:
+        assignment: RaciAssignment = getattr(self, name)
+        return assignment
+
+    def parties(self) -> dict[str, str]:
+        """Every name a step may use, with its label."""
+        return {**RACI_ROLES, **self.teams}
+
+    def party_label(self, name: str) -> str:
+        return self.parties().get(name, name)
+
+
+def raci_problems(raci: Raci | None) -> list[str]:
+    """``raci.<step>.<letter>[i]: unknown ...`` for every name that is neither a role
+    nor a declared team, with the closest known name."""
+    if raci is None:
+        return []
+    known = list(raci.parties())
+    problems: list[str] = []
+    for step in RACI_STEPS:
+        assignment = raci.step(step)
+        for letter in ("responsible", "accountable", "consulted", "informed"):
+            value = getattr(assignment, letter)
+            names = [value] if isinstance(value, str) else value
+            for index, name in enumerate(names):
+                if name not in known:
+                    where = f"raci.{step}.{letter}"
+                    if not isinstance(value, str):
+                        where += f"[{index}]"
+                    problems.append(
+                        f"{where}: unknown role or team '{_short(name)}'{suggest(name, known)}; "
+                        f"use a role ({', '.join(RACI_ROLES)}) or a team declared in raci.teams"
+                    )
+    return problems
+
+
 class HandoffContract(_Strict):
     """A whole contract, as both teams sign it."""
 
@@ -484,6 +638,7 @@ class HandoffContract(_Strict):
     rejection_reasons: list[RejectionReason] = Field(default_factory=list)
     qualification: Qualification = Field(default_factory=Qualification)
     costs: list[CostEntry] = Field(default_factory=list)
+    raci: Raci | None = None
 
     @field_validator("costs")
     @classmethod
@@ -502,6 +657,17 @@ class HandoffContract(_Strict):
     @classmethod
     def _unique_prep_ids(cls, items: list[PrepItem]) -> list[PrepItem]:
         return _unique(items, lambda i: f"id '{i.id}'", "is used twice")
+
+
+RACI_MISSING = (
+    "raci: not agreed yet; add a raci section saying who is responsible, accountable, "
+    "consulted and informed for each step (see contracts/example.yaml)"
+)
+
+
+def contract_warnings(contract: HandoffContract) -> list[str]:
+    """What a contract may leave out but should not (``path: message``)."""
+    return [RACI_MISSING] if contract.raci is None else []
 
 
 def _path(loc: Sequence[int | str]) -> str:
@@ -558,6 +724,8 @@ def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
             Sla,
             RejectionReason,
             Qualification,
+            RaciAssignment,
+            Raci,
         ):
             if candidate is annotation or candidate.__name__ in str(annotation):
                 model = candidate
@@ -649,9 +817,49 @@ def parse_contract(text: str) -> HandoffContract:
     if not isinstance(data, Mapping):
         raise ContractError(["(contract): the file must be a YAML mapping of sections"])
     try:
-        return HandoffContract.model_validate(data)
+        contract = HandoffContract.model_validate(data)
     except ValidationError as exc:
         raise ContractError(explain_errors(exc)) from None
+    problems = raci_problems(contract.raci)
+    if problems:
+        raise ContractError(problems)
+    return contract
+
+
+def line_of(text: str, path: str) -> int | None:
+    """The line (1-based) of ``text`` where the problem at ``path`` sits
+    (``scoring.fit[2].when.field``, or ``line 3, column 5`` from a YAML error): the
+    key's own line, or for a missing key the line of the mapping that lacks it. None
+    when the text is not YAML or the path names no place in it."""
+    if path.startswith("("):
+        return None
+    found = re.match(r"line (\d+), column \d+", path)
+    if found:
+        return int(found.group(1))
+    if len(text) > MAX_CONTRACT_CHARS:
+        return None
+    try:
+        node = yaml.compose(text, Loader=_NoAliasLoader)
+    except (yaml.YAMLError, RecursionError):
+        return None
+    if node is None:
+        return None
+    line: int | None = None
+    for key, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
+        if isinstance(node, yaml.MappingNode) and key:
+            match = next((pair for pair in node.value if pair[0].value == key), None)
+            if match is None:
+                return line if line is not None else node.start_mark.line + 1
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and index:
+            position = int(index)
+            if position >= len(node.value):
+                return line
+            node = node.value[position]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
 
 
 @dataclass(frozen=True)
@@ -673,6 +881,13 @@ def rule_label(rule: FitRule | EngagementRule) -> str:
         parts = [f"{key} {_filter_text(f)}" for key, f in sorted(rule.where.items())]
         return f"{rule.event.value} where {' and '.join(parts)}"
     condition = rule.when
+    if isinstance(condition, EmailCondition):
+        return f"email domain is {condition.email_domain.replace('_', ' ')}"
+    return f"{condition.field} {_condition_text(condition)}"
+
+
+def condition_text(condition: FieldCondition | EmailCondition) -> str:
+    """A condition in words: ``country in US, CA``, ``email domain is free mail``."""
     if isinstance(condition, EmailCondition):
         return f"email domain is {condition.email_domain.replace('_', ' ')}"
     return f"{condition.field} {_condition_text(condition)}"
@@ -886,6 +1101,7 @@ def diff_contracts(old: HandoffContract, new: HandoffContract) -> list[ContractC
                     f"{after_cost.amount:,.2f} {after_cost.currency}",
                 )
             )
+    changes.extend(_diff_raci(old.raci, new.raci))
     if old.owners != new.owners:
         changes.append(ContractChange("owners", "owners changed"))
     if old.description != new.description:
@@ -894,4 +1110,46 @@ def diff_contracts(old: HandoffContract, new: HandoffContract) -> list[ContractC
         changes.append(ContractChange("name", f"renamed '{old.name}' → '{new.name}'"))
     if not changes and old != new:
         changes.append(ContractChange("(contract)", "other settings changed"))
+    return changes
+
+
+def _diff_raci(old: Raci | None, new: Raci | None) -> list[ContractChange]:
+    """RACI changes, step by step: who joined or left each letter, and a new
+    accountable party."""
+    if old is None and new is None:
+        return []
+    if new is None:
+        return [ContractChange("raci", "RACI removed (now not agreed)")]
+    if old is None:
+        return [ContractChange("raci", f"RACI agreed for {len(RACI_STEPS)} steps")]
+    changes: list[ContractChange] = []
+    for name in sorted(new.teams.keys() - old.teams.keys()):
+        changes.append(ContractChange("raci", f"team added: {name} ({new.teams[name]})"))
+    for name in sorted(old.teams.keys() - new.teams.keys()):
+        changes.append(ContractChange("raci", f"team removed: {name}"))
+    for name in sorted(old.teams.keys() & new.teams.keys()):
+        if old.teams[name] != new.teams[name]:
+            changes.append(
+                ContractChange(
+                    "raci", f"team {name} relabelled '{old.teams[name]}' → '{new.teams[name]}'"
+                )
+            )
+    for step in RACI_STEPS:
+        before, after = old.step(step), new.step(step)
+        if before.accountable != after.accountable:
+            changes.append(
+                ContractChange(
+                    "raci", f"{step}: accountable {before.accountable} → {after.accountable}"
+                )
+            )
+        for letter in ("responsible", "consulted", "informed"):
+            was, now = getattr(before, letter), getattr(after, letter)
+            added = [p for p in now if p not in was]
+            removed = [p for p in was if p not in now]
+            if added:
+                changes.append(ContractChange("raci", f"{step}: {letter} added {', '.join(added)}"))
+            if removed:
+                changes.append(
+                    ContractChange("raci", f"{step}: {letter} removed {', '.join(removed)}")
+                )
     return changes

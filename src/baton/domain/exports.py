@@ -279,6 +279,8 @@ class LeadFilter(_Filter):
     owner: RepEmail = None
     tag: Annotated[str | None, BeforeValidator(_tag), Field(max_length=100)] = None
     grade: Annotated[list[Grade], BeforeValidator(_upper)] = []
+    q: Annotated[str | None, Field(max_length=200)] = None
+    """Search text, as on the lead list (:func:`baton.domain.search.search_tokens`)."""
 
 
 class HandoffFilter(_Filter):

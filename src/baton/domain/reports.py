@@ -517,6 +517,70 @@ class CostReport(Report):
         }
 
 
+@dataclass(frozen=True)
+class SlaWeeklyReport(SlaReport):
+    """SLA compliance week by week: one :class:`SlaRow` per week of the period (weeks
+    start on Monday in the period's zone; the first and last may be partial), its
+    ``group`` the week's first day in the period (``2026-03-02``), weeks without
+    handoffs included with zeros."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.header("sla_weekly"), "rows": [r.flat() for r in self.rows]}
+
+
+def weeks(period: ReportPeriod) -> list[ReportPeriod]:
+    """The period cut at each local Monday midnight of its zone: the weeks of a
+    weekly report, in order (the first from the period's start, the last up to its
+    end)."""
+    tz = zone(period.timezone)
+    cuts = [period.start]
+    day = period.first_day
+    day = date.fromordinal(day.toordinal() + 7 - day.weekday())  # the next Monday
+    while True:
+        at = datetime.combine(day, time(0), tz).astimezone(UTC)
+        if at >= period.end:
+            break
+        cuts.append(at)
+        day = date.fromordinal(day.toordinal() + 7)
+    cuts.append(period.end)
+    return [ReportPeriod(a, b, period.timezone) for a, b in itertools.pairwise(cuts)]
+
+
+SPEED_BUCKETS: tuple[tuple[str, str, int | None], ...] = (
+    ("within_5m", "≤ 5 min", 300),
+    ("within_1h", "5–60 min", 3600),
+    ("within_24h", "1–24 h", 86400),
+    ("later", "> 24 h", None),
+    ("not_touched", "not touched", None),
+)
+"""The buckets of the speed-to-lead distribution: (key, label, upper bound in seconds,
+included); ``later`` is every touch after 24 hours, ``not_touched`` the chains with no
+touch yet."""
+
+
+@dataclass(frozen=True)
+class SpeedBucketRow:
+    """How many chains (MQLs handed to a rep) were first touched within a bucket of
+    time, and their share of the group's chains."""
+
+    group: Group
+    bucket: str
+    label: str
+    handoffs: int
+    share: float | None
+
+    def flat(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SpeedDistributionReport(Report):
+    rows: list[SpeedBucketRow] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.header("speed_distribution"), "rows": [r.flat() for r in self.rows]}
+
+
 def _fields(row_type: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(row_type))
 
@@ -529,6 +593,8 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     "RejectionReport": _fields(RejectionRow),
     "CreditReport": _fields(CreditRow),
     "CostReport": _fields(CostRow),
+    "SlaWeeklyReport": _fields(SlaRow),
+    "SpeedDistributionReport": _fields(SpeedBucketRow),
 }
 
 AnyReport = (
@@ -539,6 +605,8 @@ AnyReport = (
     | RejectionReport
     | CreditReport
     | CostReport
+    | SlaWeeklyReport
+    | SpeedDistributionReport
 )
 
 

@@ -237,17 +237,40 @@ def manual_assignment_check(
         return ManualCheck(refused="deactivated")
     if open_handoffs >= rep.capacity:
         return ManualCheck(refused=f"at capacity ({open_handoffs}/{rep.capacity} open handoffs)")
-    unavailable: str | None = None
-    if rep.status == "away":
-        unavailable = "status away"
-    elif any(a.start <= now < a.end for a in rep.schedule.absences):
-        unavailable = "out of office"
-    elif not is_working(rep.schedule, now):
-        unavailable = f"outside working hours ({rep.schedule.timezone})"
+    off = _off_now(rep, now)
     return ManualCheck(
-        unavailable=unavailable,
+        unavailable=None if off is None else off[1],
         uncovered=_covers_territory(rep, lead) or _covers_segment(rep, lead),
     )
+
+
+Availability = Literal["in hours", "outside hours", "away", "out of office", "full", "inactive"]
+"""A rep's availability at a moment, as a manager asks it: deactivated, away (their
+status), out of office, outside their working hours, at capacity, or in hours with room."""
+
+
+def _off_now(rep: Rep, now: datetime) -> tuple[Availability, str] | None:
+    """Why ``rep`` is not working at ``now`` (their status, an absence, their hours),
+    as an :data:`Availability` and the words routing records; ``None``: they are."""
+    if rep.status == "away":
+        return "away", "status away"
+    if any(a.start <= now < a.end for a in rep.schedule.absences):
+        return "out of office", "out of office"
+    if not is_working(rep.schedule, now):
+        return "outside hours", f"outside working hours ({rep.schedule.timezone})"
+    return None
+
+
+def availability(rep: Rep, now: datetime, open_handoffs: int) -> Availability:
+    """Whether ``rep`` can take a lead at ``now`` and, if not, the first reason in the
+    order a manager asks (the same facts as :func:`unavailable_reason`, without a
+    lead's territory): deactivated, away, out of office, outside hours, full."""
+    if not rep.active:
+        return "inactive"
+    off = _off_now(rep, now)
+    if off is not None:
+        return off[0]
+    return "full" if open_handoffs >= rep.capacity else "in hours"
 
 
 def _tie(lead_id: int, rep_id: int) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from baton.domain.business_hours import Schedule, add_business_minutes
 from baton.domain.contract import Sla, SlaStep
@@ -77,3 +78,48 @@ def next_step(
             continue
         return NextStep(index, step, due_at(step.at_minutes))
     return None
+
+
+SlaState = Literal["on time", "reminded", "breached"]
+"""Where an open handoff stands against its SLA, as a manager reads it."""
+
+
+@dataclass(frozen=True)
+class SlaStanding:
+    """An open handoff against its SLA: ``state``; what the rep owes next
+    (``waiting_for``: accept or first touch, ``None`` once both are done) and by when
+    (``due_at``, the deadline fixed at assignment)."""
+
+    state: SlaState
+    waiting_for: Literal["accept", "touch"] | None
+    due_at: datetime | None
+
+
+def standing(
+    *,
+    accept_due_at: datetime | None,
+    touch_due_at: datetime | None,
+    accepted_at: datetime | None,
+    first_touch_at: datetime | None,
+    reminders: int,
+    now: datetime,
+) -> SlaStanding:
+    """``breached`` when a deadline passed before its step was done (accepted or
+    touched late, or not yet and the deadline is gone); else ``reminded`` when the
+    ladder already reminded the rep; else ``on time``."""
+    late = False
+    waiting_for: Literal["accept", "touch"] | None
+    if accepted_at is None:
+        waiting_for, due = "accept", accept_due_at
+    else:
+        late = accept_due_at is not None and accepted_at > accept_due_at
+        if first_touch_at is None:
+            waiting_for, due = "touch", touch_due_at
+        else:
+            waiting_for, due = None, None
+            late = late or (touch_due_at is not None and first_touch_at > touch_due_at)
+    if late or (due is not None and now >= due):
+        state: SlaState = "breached"
+    else:
+        state = "reminded" if reminders > 0 else "on time"
+    return SlaStanding(state, waiting_for, due)

@@ -52,7 +52,8 @@ def _when(context: Context, value: datetime | None) -> str:
     return str(packet.local(value))
 
 
-def _who(packet: HandoffPacket) -> str:
+def who_of(packet: HandoffPacket) -> str:
+    """The lead in a few words: name (company), else email."""
     lead = packet.lead
     name = " ".join(x for x in (lead.first_name, lead.last_name) if x) or lead.email or "a lead"
     return f"{name} ({lead.company})" if lead.company else name
@@ -72,14 +73,14 @@ def render_email(
     """The email for an outbox ``topic`` about ``packet``'s handoff."""
     due = packet.handoff.accept_due_at
     subject = SUBJECTS.get(topic, "Baton: {who}").format(
-        who=_who(packet),
+        who=who_of(packet),
         due=packet.local(due) or "the deadline",
         id=packet.handoff.id,
     )
     context = {
         "topic": topic,
         "p": packet,
-        "who": _who(packet),
+        "who": who_of(packet),
         "data": data or {},
         "link": f"{base_url.rstrip('/')}/api/v1/handoffs/{packet.handoff.id}/packet"
         if base_url

@@ -18,7 +18,7 @@ that this module may call scoring (activation re-scores) without scoring calling
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -26,18 +26,20 @@ from typing import Any, Literal
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from baton.domain.access import Action, Principal, check_signer
+from baton.domain.access import Action, Principal, check_signer, reach
 from baton.domain.contract import (
     ContractChange,
     ContractError,
     HandoffContract,
+    contract_warnings,
     diff_contracts,
+    line_of,
     parse_contract,
 )
-from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from baton.domain.errors import Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
 from baton.services.access import allowed
 from baton.services.context import Context
-from baton.services.contract_rules import active_contract
+from baton.services.contract_rules import active_contract, rules_of
 from baton.services.scoring import ActivationReport, rescore_all
 from baton.store.tables import contract_approvals, contracts
 
@@ -57,6 +59,10 @@ class ContractVersion:
     activated_at: datetime | None
     approvals: dict[str, str] = field(default_factory=dict)
     body: str = ""
+    spec: HandoffContract | None = None
+    """The parsed rules (for reading them in words: the contract page, the RACI)."""
+    warnings: tuple[str, ...] = ()
+    """What the version leaves out but should not (``path: message``), e.g. no RACI."""
 
 
 def check_contract(body: str) -> HandoffContract:
@@ -69,6 +75,13 @@ def check_contract(body: str) -> HandoffContract:
             path, _, message = line.partition(": ")
             problems.append(FieldProblem(path, message))
         raise ValidationFailed(f"the contract has {len(problems)} problem(s)", problems) from None
+
+
+def problem_lines(body: str, problems: Sequence[FieldProblem]) -> list[tuple[int | None, str, str]]:
+    """``(line, path, message)`` for each problem of a refused draft: the line of
+    ``body`` it sits on (None when it has no place), so a page shows it beside the
+    text."""
+    return [(line_of(body, p.loc), p.loc, p.message) for p in problems]
 
 
 def _version(connection: Connection, version: int, *, lock: bool = False) -> dict[str, Any]:
@@ -111,6 +124,7 @@ def _same_signer(actor: Principal, name: str, user_id: int | None) -> bool:
 
 
 def _public(row: dict[str, Any], approvals: dict[str, str]) -> ContractVersion:
+    spec = rules_of(row["spec"])
     return ContractVersion(
         version=row["version"],
         name=row["name"],
@@ -120,11 +134,59 @@ def _public(row: dict[str, Any], approvals: dict[str, str]) -> ContractVersion:
         activated_at=row["activated_at"],
         approvals=approvals,
         body=row["body"],
+        spec=spec,
+        warnings=tuple(contract_warnings(spec)),
     )
 
 
+@dataclass(frozen=True)
+class VersionActions:
+    """What ``actor`` may do to one version now, for offering only those buttons (the
+    use cases still decide: a second signature by the same person is refused there)."""
+
+    sign: tuple[Role, ...] = ()
+    activate: bool = False
+
+
+def _may(actor: Principal, action: Action) -> bool:
+    try:
+        reach(actor, action)
+    except Forbidden:
+        return False
+    return True
+
+
+def may_draft(actor: Principal) -> bool:
+    """Whether ``actor`` may store a new draft (marketing and admins)."""
+    return _may(actor, Action.DRAFT_CONTRACT)
+
+
+def version_actions(version: ContractVersion, *, actor: Principal) -> VersionActions:
+    """The sides ``actor`` may still sign ``version`` for, and whether they may activate
+    it (both sides signed, not active, an admin)."""
+    sign: list[Role] = []
+    if version.status in ("draft", "approved") and _may(actor, Action.SIGN_CONTRACT):
+        for side in ROLES:
+            if side in version.approvals:
+                continue
+            try:
+                check_signer(actor, side)
+            except Forbidden:
+                continue
+            sign.append(side)
+    signed = set(version.approvals) == set(ROLES)
+    activate = (
+        signed
+        and version.status in ("approved", "superseded")
+        and _may(actor, Action.ACTIVATE_CONTRACT)
+    )
+    return VersionActions(sign=tuple(sign), activate=activate)
+
+
 def create_contract(ctx: Context, body: str, *, actor: Principal) -> ContractVersion:
-    """Store a new draft version (the next number)."""
+    """Store a new draft version (the next number). A contract without a ``raci``
+    section is stored, with a warning on the version (a RACI is agreed by the same
+    signatures, so a team may draft the rules first)."""
     allowed(actor, Action.DRAFT_CONTRACT)
     spec = check_contract(body)
     now = ctx.clock.now()
@@ -211,8 +273,8 @@ def diff_versions(ctx: Context, old: int, new: int, *, actor: Principal) -> list
     """What changed between two stored versions, in words."""
     allowed(actor, Action.READ_CONTRACTS)
     with ctx.read() as connection:
-        before = HandoffContract.model_validate(_version(connection, old)["spec"])
-        after = HandoffContract.model_validate(_version(connection, new)["spec"])
+        before = rules_of(_version(connection, old)["spec"])
+        after = rules_of(_version(connection, new)["spec"])
     return diff_contracts(before, after)
 
 

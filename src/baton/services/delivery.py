@@ -1,4 +1,5 @@
-"""Delivering the outbox: one :class:`Courier` per channel (email, webhooks).
+"""Delivering the outbox: one :class:`Courier` per channel (email, webhooks, chat:
+Slack and Microsoft Teams incoming webhooks, see :mod:`baton.services.chat`).
 
 How a message goes out exactly once when nothing crashes
     A courier *claims* a few due rows in a short transaction: it leases them
@@ -51,19 +52,31 @@ import httpx
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from baton.domain.chat import ChatMessage, chat_payload
+from baton.notify.chat import post_chat
 from baton.notify.egress import webhook_client
 from baton.notify.email import DeliveryError, OutgoingEmail, SmtpConfig, send_email
-from baton.notify.render import render_email
+from baton.notify.render import render_email, who_of
 from baton.notify.webhooks import MAX_ATTEMPTS, next_attempt_delay, post_webhook
+from baton.redact import remember
 from baton.services.context import Context
-from baton.services.packet import handoff_packet
+from baton.services.packet import HandoffPacket, handoff_packet
 from baton.services.routing import SYSTEM, log_event
-from baton.store.tables import deliveries, handoffs, outbox, webhook_endpoints
+from baton.services.scoring import LeadScore
+from baton.store.tables import (
+    chat_channels,
+    deliveries,
+    handoffs,
+    outbox,
+    reps,
+    transitions,
+    webhook_endpoints,
+)
 
 log = logging.getLogger("baton.worker")
 
-Channel = Literal["email", "webhook"]
-CHANNELS: tuple[Channel, ...] = ("webhook", "email")
+Channel = Literal["email", "webhook", "chat"]
+CHANNELS: tuple[Channel, ...] = ("webhook", "email", "chat")
 MAX_PAUSE = timedelta(minutes=10)
 SMTP_UNAVAILABLE = 421
 """The reply of a mail server that is shutting down or overloaded: the server, not the
@@ -84,10 +97,14 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int
     attempts_base: int
+    chat_channel_id: int | None = None
 
     @property
     def destination(self) -> str:
-        """What a pause applies to: the mail server, or one webhook endpoint."""
+        """What a pause applies to: the mail server, one webhook endpoint, or one chat
+        channel."""
+        if self.chat_channel_id is not None:
+            return f"chat channel {self.chat_channel_id}"
         return "email" if self.endpoint_id is None else f"webhook endpoint {self.endpoint_id}"
 
 
@@ -242,7 +259,8 @@ class Courier:
         )
         if skipped:
             paused_ids = [int(key.rsplit(" ", 1)[1]) for key in skipped]
-            due = due.where(outbox.c.endpoint_id.not_in(paused_ids))
+            column = outbox.c.chat_channel_id if self.channel == "chat" else outbox.c.endpoint_id
+            due = due.where(column.not_in(paused_ids))
         with self.ctx.write() as connection:
             # Messages never tried (in this series) first: a failing series waits.
             fresh = due.where(outbox.c.attempts == outbox.c.attempts_base)
@@ -268,6 +286,7 @@ class Courier:
                 payload=r["payload"],
                 attempts=int(r["attempts"]),
                 attempts_base=int(r["attempts_base"]),
+                chat_channel_id=r["chat_channel_id"],
             )
             for r in rows
         ]
@@ -320,6 +339,8 @@ class Courier:
         try:
             if self.channel == "email":
                 return self._send_email(item)
+            if self.channel == "chat":
+                return self._send_chat(item)
             return self._send_webhook(item)
         except Exception as exc:  # a bug must not stop the worker: logged and retried
             log.exception("outbox %s: sending failed inside Baton", item.id)
@@ -398,6 +419,74 @@ class Courier:
             status_code=result.status_code,
             retry_after=result.retry_after_seconds,
             unreachable=result.retryable and result.status_code is None,
+        )
+
+    def _send_chat(self, item: Claimed) -> Outcome:
+        with self.ctx.read() as connection:
+            channel = connection.execute(
+                select(
+                    chat_channels.c.kind,
+                    chat_channels.c.url,
+                    chat_channels.c.active,
+                    chat_channels.c.removed_at,
+                ).where(chat_channels.c.id == item.chat_channel_id)
+            ).first()
+        if channel is None or channel.removed_at is not None or not channel.url:
+            return Outcome(ok=False, error="chat channel removed")
+        if not channel.active:
+            return Outcome(ok=False, error="chat channel turned off")
+        if item.handoff_id is None:
+            return Outcome(ok=False, error="a chat message without a handoff has nothing to say")
+        remember(channel.url)  # a log line that quotes it is masked from now on
+        message = self._chat_message(item)
+        body = json.dumps(chat_payload(channel.kind, message), separators=(",", ":")).encode()
+        result = post_chat(
+            channel.url,
+            body,
+            delivery_id=str(item.id),
+            timeout=self.ctx.settings.webhook_timeout_seconds,
+            client=self._http(),
+            now=int(self.ctx.clock.now().timestamp()),
+        )
+        return Outcome(
+            ok=result.ok,
+            error=result.error,
+            retryable=result.retryable,
+            status_code=result.status_code,
+            retry_after=result.retry_after_seconds,
+            unreachable=result.retryable and result.status_code is None,
+        )
+
+    def _chat_message(self, item: Claimed) -> ChatMessage:
+        """The message in the words and the zone of the rep the handoff is given to."""
+        assert item.handoff_id is not None
+        packet = handoff_packet(self.ctx, item.handoff_id, actor=SYSTEM)
+        with self.ctx.read() as connection:
+            why_mql = connection.execute(
+                select(transitions.c.reason)
+                .where(transitions.c.lead_id == packet.lead.id, transitions.c.to_stage == "mql")
+                .order_by(transitions.c.occurred_at.desc(), transitions.c.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            rep_name = connection.execute(
+                select(reps.c.name).where(reps.c.id == packet.handoff.rep_id)
+            ).scalar_one_or_none()
+        handoff = packet.handoff
+        if item.topic == "handoff.assigned" or handoff.accepted_at is None:
+            label, due = "Accept by", handoff.accept_due_at
+        else:
+            label, due = "First touch by", handoff.touch_due_at
+        base = self.ctx.settings.public_url.rstrip("/")
+        return ChatMessage(
+            topic=item.topic,
+            handoff_id=handoff.id,
+            rep=rep_name or handoff.rep_email or "nobody",
+            who=who_of(packet),
+            why_now=why_now(why_mql, packet),
+            deadline_label=label,
+            deadline=packet.local(due) or "no deadline",
+            link=f"{base}/handoffs/{handoff.id}",
+            detail=item.payload.get("why") if item.topic == "sla.manager" else None,
         )
 
     # --- recording ---------------------------------------------------------------------
@@ -479,7 +568,7 @@ class Courier:
             )
         )
         if (
-            self.channel == "email"
+            self.channel in ("email", "chat")
             and item.topic == "handoff.assigned"
             and item.handoff_id is not None
         ):
@@ -519,3 +608,23 @@ class Courier:
 
 def _locked(connection: Connection, query: Any) -> list[Any]:
     return list(connection.execute(query.with_for_update(skip_locked=True)).mappings().all())
+
+
+def why_now(mql_reason: str | None, packet: HandoffPacket) -> str:
+    """One line on why this lead is worth a call now: the hand-raise that made it an
+    MQL, else its score and the top rules of the explanation."""
+    return why_now_of(mql_reason, packet.score)
+
+
+def why_now_of(mql_reason: str | None, score: LeadScore | None) -> str:
+    """:func:`why_now` from the MQL reason and the score (the rep's inbox has no
+    packet per row)."""
+    if mql_reason and mql_reason.startswith("hand-raise"):
+        kind = mql_reason.partition(":")[2].strip().replace("_", " ")
+        return f"hand-raise ({kind})" if kind else "hand-raise"
+    if score is None:
+        return mql_reason or "handed off"
+    top = sorted(score.hits, key=lambda hit: -hit.points)[:2]
+    rules = ", ".join(f"{hit.label} {hit.points:+g}" for hit in top if hit.points > 0)
+    head = f"score {score.total:g} ({score.grade})"
+    return f"{head}: {rules}" if rules else head

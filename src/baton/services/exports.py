@@ -49,9 +49,11 @@ from baton.domain.exports import (
     export_filename,
     read_filter,
 )
+from baton.domain.search import search_tokens
 from baton.services.access import allowed, check_lead, handoff_scope, lead_scope, rep_scope
 from baton.services.context import Context
 from baton.services.queries import chunks, tags_of
+from baton.store.search import search_condition
 from baton.store.tables import (
     activities,
     handoff_events,
@@ -252,6 +254,8 @@ def lead_export(
         )
     if wanted.grade:
         conditions.append(lead_scores.c.grade.in_(list(wanted.grade)))
+    if wanted.q and (words := search_tokens(wanted.q)):
+        conditions.append(search_condition(ctx.dialect, words))
     if wanted.since:
         conditions.append(leads.c.created_at >= wanted.since)
     if wanted.until:

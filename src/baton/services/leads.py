@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Action, Principal, Reach
@@ -37,12 +37,14 @@ from baton.domain.leads import (
 )
 from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition
 from baton.domain.scoring import Event
+from baton.domain.search import search_tokens
 from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
 from baton.services.queries import chunks, insert_ignoring_conflicts, lock_lead, tags_of
 from baton.services.routing import close_open_handoff_in
 from baton.services.scoring import score_leads_in
 from baton.services.stages import change_stage_in
+from baton.store.search import search_condition
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
     activities,
@@ -393,16 +395,9 @@ def list_leads(
         )
     if search and "\x00" in search:
         raise ValidationFailed("invalid search", [FieldProblem("q", "cannot contain NUL")])
-    if search:
-        pattern = f"%{search.strip().lower()}%"
-        conditions.append(
-            or_(
-                leads.c.email_key.like(pattern),
-                func.lower(leads.c.company).like(pattern),
-                func.lower(leads.c.last_name).like(pattern),
-                func.lower(leads.c.first_name).like(pattern),
-            )
-        )
+    tokens = search_tokens(search or "")
+    if tokens:  # each word starts a word of the email, name or company (the index)
+        conditions.append(search_condition(ctx.dialect, tokens))
     with ctx.read() as connection:
         total = connection.execute(
             select(func.count()).select_from(leads).where(*conditions)

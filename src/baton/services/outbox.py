@@ -28,13 +28,13 @@ from baton.domain.access import Action, Principal
 from baton.domain.errors import Conflict, NotFound
 from baton.services.access import allowed
 from baton.services.context import Context
-from baton.store.tables import deliveries, outbox, webhook_endpoints
+from baton.store.tables import chat_channels, deliveries, outbox, webhook_endpoints
 
 log = logging.getLogger("baton.outbox")
 
 OutboxState = Literal["pending", "retrying", "failed", "sent"]
 OUTBOX_STATES: tuple[OutboxState, ...] = ("pending", "retrying", "failed", "sent")
-OutboxChannel = Literal["email", "webhook"]
+OutboxChannel = Literal["email", "webhook", "chat"]
 
 WEBHOOK_TOPICS = (
     "handoff.assigned",
@@ -251,6 +251,10 @@ def retry_message(ctx: Context, message_id: int, *, actor: Principal) -> Message
             raise Conflict(
                 f"outbox message {message_id}: webhook endpoint {row['endpoint_id']} is disabled"
             )
+        if row["channel"] == "chat" and not _chat_channel_live(connection, row["chat_channel_id"]):
+            raise Conflict(
+                f"outbox message {message_id}: chat channel {row['chat_channel_id']} was removed"
+            )
         _make_due(connection, [message_id], now)
         row = _row(connection, message_id)
     log.info("%s retried outbox message %s (%s)", actor.name, message_id, row["topic"])
@@ -304,4 +308,15 @@ def _endpoint_active(connection: Connection, endpoint_id: int | None) -> bool:
         connection.execute(
             select(webhook_endpoints.c.active).where(webhook_endpoints.c.id == endpoint_id)
         ).scalar_one_or_none()
+    )
+
+
+def _chat_channel_live(connection: Connection, channel_id: int | None) -> bool:
+    return (
+        connection.execute(
+            select(chat_channels.c.id).where(
+                chat_channels.c.id == channel_id, chat_channels.c.removed_at.is_(None)
+            )
+        ).first()
+        is not None
     )

@@ -70,6 +70,7 @@ from baton.domain.reports import (
     OUTCOME_BITS,
     PERCENTILES,
     SIDE_STAGES,
+    SPEED_BUCKETS,
     STAGE_BITS,
     CostOfGap,
     CostReport,
@@ -86,6 +87,9 @@ from baton.domain.reports import (
     ReportPeriod,
     SlaReport,
     SlaRow,
+    SlaWeeklyReport,
+    SpeedBucketRow,
+    SpeedDistributionReport,
     SpeedReport,
     SpeedRow,
     SpendEntry,
@@ -98,6 +102,7 @@ from baton.domain.reports import (
     hours,
     minutes,
     share,
+    weeks,
 )
 from baton.services.access import allowed
 from baton.services.context import Context
@@ -596,6 +601,59 @@ def speed_to_lead(
     return SpeedReport(period=period, group_by=group_by, filters=filters, rows=_sorted(rows))
 
 
+def speed_distribution(
+    ctx: Context,
+    period: ReportPeriod,
+    *,
+    actor: Principal,
+    group_by: str | None = None,
+    filters: ReportFilters | None = None,
+) -> SpeedDistributionReport:
+    """The chains of :func:`speed_to_lead` (MQL moment in the period, first handoff to
+    a rep) by how soon they were first touched: the buckets of
+    :data:`~baton.domain.reports.SPEED_BUCKETS` (within 5 minutes, 5-60 minutes, 1-24
+    hours, later, not touched yet), each bucket with its count and share of the
+    group's chains; every bucket has a row, zeros included."""
+    _may_read(actor)
+    filters = filters or ReportFilters()
+    _check(group_by, filters)
+    chain, scope = _chain_scope(group_by, filters)
+    speed = chain.c.speed_seconds
+    conditions: dict[str, ColumnElement[bool]] = {}
+    below: int | None = None
+    for key, _label, limit in SPEED_BUCKETS:
+        if key == "not_touched":
+            conditions[key] = speed.is_(None)
+        elif limit is None:
+            conditions[key] = speed > below
+        else:
+            floor = speed > below if below is not None else speed.is_not(None)
+            conditions[key] = and_(floor, speed <= limit)
+            below = limit
+    query = (
+        select(
+            scope.group,
+            func.count().label("chains"),
+            *(_count_if(condition).label(key) for key, condition in conditions.items()),
+        )
+        .select_from(scope.from_)
+        .where(*_in_period(chain.c.mql_at, period), chain.c.rep_id.is_not(None), *scope.where)
+        .group_by(*scope.grouping)
+    )
+    with ctx.read() as connection:
+        found = _grouped(connection, query)
+    if group_by is None and not found:
+        found = {None: {}}
+    rows = []
+    for group in sorted(found, key=group_order):
+        row = found[group]
+        n = _int(row.get("chains"))
+        for key, label, _limit in SPEED_BUCKETS:
+            count = _int(row.get(key))
+            rows.append(SpeedBucketRow(group, key, label, count, share(count, n)))
+    return SpeedDistributionReport(period=period, group_by=group_by, filters=filters, rows=rows)
+
+
 # --- SLA --------------------------------------------------------------------------------------
 
 
@@ -618,6 +676,20 @@ def sla_compliance(
     lead = leads.alias("l")
     h = handoffs.alias("h")
     scope = _handoff_scope(lead, h, h.join(lead, lead.c.id == h.c.lead_id), group_by, filters)
+    query = (
+        select(scope.group, *_sla_columns(h))
+        .select_from(scope.from_)
+        .where(*_in_period(h.c.assigned_at, period), h.c.rep_id.is_not(None), *scope.where)
+        .group_by(*scope.grouping)
+    )
+    with ctx.read() as connection:
+        found = list(_grouped(connection, query).values())
+    rows = [_sla_row(row["grp"], row) for row in found]
+    return SlaReport(period=period, group_by=group_by, filters=filters, rows=_sorted(rows))
+
+
+def _sla_columns(h: Any) -> list[ColumnElement[Any]]:
+    """The aggregates of the SLA report over handoffs ``h``."""
     accepted = h.c.accepted_at.is_not(None)
     accepted_ok = and_(
         accepted, or_(h.c.accept_due_at.is_(None), h.c.accepted_at <= h.c.accept_due_at)
@@ -633,43 +705,69 @@ def sla_compliance(
         "t_late": and_(touched, ~touched_ok),
         "reassignments": h.c.status == "reassigned",
     }
+    return [
+        func.count().label("handoffs"),
+        *(_count_if(f).label(name) for name, f in flags.items()),
+        func.coalesce(func.sum(h.c.reminders), 0).label("reminders"),
+        func.coalesce(func.sum(h.c.manager_notifications), 0).label("manager_notifications"),
+    ]
+
+
+def _sla_row(group: Group, row: Mapping[str, Any]) -> SlaRow:
+    n = _int(row.get("handoffs"))
+    a_ok, a_late = _int(row.get("a_ok")), _int(row.get("a_late"))
+    t_ok, t_late = _int(row.get("t_ok")), _int(row.get("t_late"))
+    return SlaRow(
+        group=group,
+        handoffs=n,
+        accepted_in_sla=a_ok,
+        accepted_late=a_late,
+        not_accepted=n - a_ok - a_late,
+        touched_in_sla=t_ok,
+        touched_late=t_late,
+        not_touched=n - t_ok - t_late,
+        accepted_in_sla_share=share(a_ok, n),
+        touched_in_sla_share=share(t_ok, n),
+        reminders=_int(row.get("reminders")),
+        reassignments=_int(row.get("reassignments")),
+        manager_notifications=_int(row.get("manager_notifications")),
+    )
+
+
+def sla_by_week(
+    ctx: Context,
+    period: ReportPeriod,
+    *,
+    actor: Principal,
+    filters: ReportFilters | None = None,
+) -> SlaWeeklyReport:
+    """:func:`sla_compliance` week by week (weeks start on Monday in the period's zone,
+    see :func:`~baton.domain.reports.weeks`), in one query: each handoff falls in the
+    week its assignment does. Every week of the period has a row, with zeros when
+    nothing was assigned in it."""
+    _may_read(actor)
+    filters = filters or ReportFilters()
+    _check(None, filters)
+    parts = weeks(period)
+    lead = leads.alias("l")
+    h = handoffs.alias("h")
+    scope = _handoff_scope(lead, h, h.join(lead, lead.c.id == h.c.lead_id), None, filters)
+    whens = [(h.c.assigned_at < part.end, index) for index, part in enumerate(parts[:-1])]
+    last = literal(len(parts) - 1, Integer)
+    week: ColumnElement[Any] = (case(*whens, else_=last) if whens else last).label("grp")
     query = (
-        select(
-            scope.group,
-            func.count().label("handoffs"),
-            *(_count_if(f).label(name) for name, f in flags.items()),
-            func.coalesce(func.sum(h.c.reminders), 0).label("reminders"),
-            func.coalesce(func.sum(h.c.manager_notifications), 0).label("manager_notifications"),
-        )
+        select(week, *_sla_columns(h))
         .select_from(scope.from_)
         .where(*_in_period(h.c.assigned_at, period), h.c.rep_id.is_not(None), *scope.where)
-        .group_by(*scope.grouping)
+        .group_by(week)
     )
     with ctx.read() as connection:
-        found = list(_grouped(connection, query).values())
-    rows = []
-    for row in found:
-        n = _int(row.get("handoffs"))
-        a_ok, a_late = _int(row.get("a_ok")), _int(row.get("a_late"))
-        t_ok, t_late = _int(row.get("t_ok")), _int(row.get("t_late"))
-        rows.append(
-            SlaRow(
-                group=row["grp"],
-                handoffs=n,
-                accepted_in_sla=a_ok,
-                accepted_late=a_late,
-                not_accepted=n - a_ok - a_late,
-                touched_in_sla=t_ok,
-                touched_late=t_late,
-                not_touched=n - t_ok - t_late,
-                accepted_in_sla_share=share(a_ok, n),
-                touched_in_sla_share=share(t_ok, n),
-                reminders=_int(row.get("reminders")),
-                reassignments=_int(row.get("reassignments")),
-                manager_notifications=_int(row.get("manager_notifications")),
-            )
-        )
-    return SlaReport(period=period, group_by=group_by, filters=filters, rows=_sorted(rows))
+        found = {_int(row["grp"]): dict(row) for row in connection.execute(query).mappings()}
+    rows = [
+        _sla_row(part.first_day.isoformat(), found.get(index, {}))
+        for index, part in enumerate(parts)
+    ]
+    return SlaWeeklyReport(period=period, group_by="week", filters=filters, rows=rows)
 
 
 # --- rejections -------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from baton.domain.access import Principal, system
 from baton.domain.contract import HandoffContract, MqlTrigger
 from baton.domain.routing import Rep, Rotation, RoutingDecision, route_lead
 from baton.domain.sla import deadlines_from, next_step
+from baton.services.chat import email_wanted, enqueue_chat
 from baton.services.contract_rules import active_rules_in
 from baton.services.milestones import on_handoff_event
 from baton.services.outbox import enqueue_email, publish
@@ -200,8 +201,18 @@ def _announce(
             why=decision.reason,
             **(detail or {}),
         )
-        enqueue_email(
-            connection, topic="handoff.assigned", to=rep.email, now=now, handoff_id=handoff_id
+        if email_wanted(connection, rep.id):
+            enqueue_email(
+                connection, topic="handoff.assigned", to=rep.email, now=now, handoff_id=handoff_id
+            )
+        enqueue_chat(
+            connection,
+            topic="handoff.assigned",
+            rep_id=rep.id,
+            handoff_id=handoff_id,
+            now=now,
+            audience="both",
+            data={"why": decision.reason},
         )
         publish(
             connection,

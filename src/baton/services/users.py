@@ -518,6 +518,9 @@ class SessionPrincipal:
     principal: Principal
     csrf_token: str
     one_time_password: bool
+    display_name: str = ""
+    timezone: str = "UTC"
+    """The person's own zone (IANA name): the web pages show times in it."""
 
 
 def session_principal(ctx: Context, key: str) -> SessionPrincipal | None:
@@ -541,7 +544,11 @@ def session_principal(ctx: Context, key: str) -> SessionPrincipal | None:
         if row is None:
             return None
         return SessionPrincipal(
-            _principal(connection, row), row["csrf_token"], bool(row["one_time_password"])
+            _principal(connection, row),
+            row["csrf_token"],
+            bool(row["one_time_password"]),
+            display_name=row["display_name"] or row["email"],
+            timezone=row["timezone"] or "UTC",
         )
 
 

@@ -1,11 +1,12 @@
 """The worker: run due SLA steps, assign queued handoffs, deliver the outbox.
 
 One loop, :class:`Worker`, is what ``baton worker`` and ``baton serve --with-worker``
-both run. It keeps three **lanes**, each in a thread of its own, so none waits for
+both run. It keeps four **lanes**, each in a thread of its own, so none waits for
 another: *timers* (due SLA steps, then the queue, in small batches, alternating),
-*webhooks* and *email* (one :class:`~baton.services.delivery.Courier` each). A mail
-server that is down or slow therefore never delays an SLA step, a queued handoff's
-assignment or a webhook.
+*webhooks*, *email* and *chat* (Slack and Teams; one
+:class:`~baton.services.delivery.Courier` each). A mail server that is down or slow
+therefore never delays an SLA step, a queued handoff's assignment, a webhook or a chat
+message.
 
 A lane never dies: any error in a pass (the database restarting or its connection
 killed, a bug) is logged and the lane backs off (1 s, doubling to 30 s) and carries
@@ -46,6 +47,7 @@ from sqlalchemy.exc import DBAPIError
 from baton.domain.contract import HandoffContract
 from baton.domain.sla import deadlines_from, ladder, next_step
 from baton.notify.email import SmtpConfig
+from baton.services.chat import email_wanted, enqueue_chat
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in, rules_of
 from baton.services.delivery import CHANNELS, Channel, Courier
@@ -170,12 +172,30 @@ def _run_steps(connection: Connection, handoff: dict[str, Any], *, now: datetime
         index = step.index + 1
         detail = {"step": step.index, "action": step.step.action, "due_at": step.due_at.isoformat()}
         if step.step.action == "remind":
-            enqueue_email(
-                connection, topic="sla.remind", to=rep.email, now=now, handoff_id=handoff["id"]
+            if email_wanted(connection, rep.id):
+                enqueue_email(
+                    connection, topic="sla.remind", to=rep.email, now=now, handoff_id=handoff["id"]
+                )
+            enqueue_chat(
+                connection,
+                topic="sla.remind",
+                rep_id=rep.id,
+                handoff_id=handoff["id"],
+                now=now,
+                audience="rep",
             )
             log_event(connection, handoff["id"], "reminded", actor=SYSTEM, now=now, **detail)
         elif step.step.action == "notify_manager":
             why = "not accepted in time" if step.step.until == "accepted" else "not touched in time"
+            enqueue_chat(
+                connection,
+                topic="sla.manager",
+                rep_id=rep.id,
+                handoff_id=handoff["id"],
+                now=now,
+                audience="team",
+                data={"why": f"{rep.name}: {why}"},
+            )
             if rep.manager_email:
                 enqueue_email(
                     connection,
@@ -379,7 +399,7 @@ def _first_line(error: DBAPIError) -> str:
 @dataclass
 class Worker:
     """The worker's loop, shared by ``baton worker`` and ``baton serve --with-worker``:
-    three lanes (timers, webhooks, email) in threads of their own."""
+    four lanes (timers, webhooks, email, chat) in threads of their own."""
 
     ctx: Context
     smtp: SmtpConfig | None = None

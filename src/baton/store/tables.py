@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 
 from baton.store.types import Id, Json, UtcDateTime
@@ -288,6 +289,7 @@ reps = Table(
     Column("revision", Id, nullable=False, server_default="0"),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("notify_email", Boolean, nullable=False, server_default=true()),
 )
 """``revision`` grows with every change to the rep or their absences, so routing can
 cache the roster and notice any change with one cheap aggregate."""
@@ -439,6 +441,7 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
+    Column("chat_channel_id", Id),
     Index("ix_outbox_channel_status_next_attempt_at", "channel", "status", "next_attempt_at"),
 )
 """Messages to send after commit (email, webhooks): written in the transaction that
@@ -459,6 +462,27 @@ webhook_endpoints = Table(
     Column("created_by", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+chat_channels = Table(
+    "chat_channels",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rep_id", Id, ForeignKey("reps.id"), index=True),
+    Column("team_id", Id, ForeignKey("teams.id"), index=True),
+    Column("kind", String(10), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("url_hint", String(100), nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("removed_at", UtcDateTime),
+)
+"""Slack and Microsoft Teams incoming webhooks of a rep or of a team (exactly one of
+``rep_id`` and ``team_id``). ``url`` is a secret
+(whoever has it posts into the channel): shown once when added, never read back by any
+use case (``url_hint`` is what people see), and blanked when the channel is removed;
+the row stays for the outbox's delivery log."""
 
 spend = Table(
     "spend",
@@ -583,3 +607,20 @@ login_failures = Table(
 )
 """Failed sign-ins (and attempts in flight), kept in the database so every process
 throttles alike."""
+
+saved_filters = Table(
+    "saved_filters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("owner_user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("query", Json, nullable=False),
+    Column("shared", Boolean, nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("owner_user_id", "name", name="uq_saved_filters_owner_name"),
+)
+"""Named lead queries (:class:`baton.domain.search.LeadQuery` as JSON), private to their
+owner or shared with everyone. Lead search itself lives outside this metadata, in
+migration 0009: an FTS5 table with triggers on SQLite, a GIN expression index on
+PostgreSQL (:mod:`baton.store.search`)."""

@@ -72,15 +72,7 @@ def login(ctx: Ctx, request: Request, response: Response, body: LoginCreate) -> 
     """Sign in: sets the session cookie and returns the CSRF token. Failed attempts are
     throttled per account and per address."""
     started = user_service.login(ctx, body.email, body.password, address=client_address(request))
-    response.set_cookie(
-        SESSION_COOKIE,
-        session_signer(ctx).sign(started.key).decode(),
-        max_age=int(ctx.settings.session_hours * 3600),
-        httponly=True,
-        samesite="lax",
-        secure=ctx.settings.env != "development",
-        path="/",
-    )
+    set_session_cookie(ctx, response, started)
     return SessionPublic(
         user=user_model(started.user),
         kind="user",
@@ -89,6 +81,22 @@ def login(ctx: Ctx, request: Request, response: Response, body: LoginCreate) -> 
         csrf_token=started.csrf_token,
         expires_at=started.expires_at,
         must_change_password=started.user.one_time_password,
+    )
+
+
+def set_session_cookie(
+    ctx: Context, response: Response, started: user_service.SessionStart
+) -> None:
+    """The session cookie of a sign-in (the API's and the web app's): signed,
+    ``HttpOnly``, ``SameSite=Lax``, ``Secure`` outside development."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_signer(ctx).sign(started.key).decode(),
+        max_age=int(ctx.settings.session_hours * 3600),
+        httponly=True,
+        samesite="lax",
+        secure=ctx.settings.env != "development",
+        path="/",
     )
 
 

@@ -46,6 +46,78 @@ class ContractCreate(BaseModel):
     body: str = Field(min_length=1, max_length=500_000, examples=[EXAMPLE_BODY])
 
 
+class RaciStepPublic(BaseModel):
+    """Who does one step of the handoff; each name is a role or a team of ``teams``."""
+
+    responsible: list[str] = Field(description="Do the work (at least one)")
+    accountable: str = Field(description="Answers for the step (exactly one)")
+    consulted: list[str] = Field(description="Asked before a change")
+    informed: list[str] = Field(description="Told after")
+
+
+RACI_EXAMPLE: dict[str, Any] = {
+    "teams": {"revops": "Revenue operations"},
+    "scoring": {
+        "responsible": ["marketing"],
+        "accountable": "marketing",
+        "consulted": ["sales_manager"],
+        "informed": ["sales"],
+    },
+    "mql": {
+        "responsible": ["marketing"],
+        "accountable": "revenue_lead",
+        "consulted": ["sales_manager"],
+        "informed": ["rep"],
+    },
+    "routing": {
+        "responsible": ["revops"],
+        "accountable": "sales_manager",
+        "consulted": ["marketing"],
+        "informed": ["rep"],
+    },
+    "first_touch": {
+        "responsible": ["rep"],
+        "accountable": "sales_manager",
+        "consulted": [],
+        "informed": ["marketing"],
+    },
+    "verdict": {
+        "responsible": ["rep"],
+        "accountable": "sales_manager",
+        "consulted": ["marketing"],
+        "informed": ["revops"],
+    },
+    "recycle": {
+        "responsible": ["marketing"],
+        "accountable": "marketing",
+        "consulted": ["rep"],
+        "informed": ["sales_manager"],
+    },
+    "reporting": {
+        "responsible": ["revops"],
+        "accountable": "revenue_lead",
+        "consulted": ["marketing", "sales_manager"],
+        "informed": ["sales", "rep"],
+    },
+}
+
+
+class RaciPublic(BaseModel):
+    """The contract's RACI: for each step of the handoff, who is responsible,
+    accountable, consulted and informed."""
+
+    model_config = {"json_schema_extra": {"examples": [RACI_EXAMPLE]}}
+
+    teams: dict[str, str] = Field(description="Named teams (name -> description)")
+    scoring: RaciStepPublic
+    mql: RaciStepPublic
+    routing: RaciStepPublic
+    first_touch: RaciStepPublic
+    verdict: RaciStepPublic
+    recycle: RaciStepPublic
+    reporting: RaciStepPublic
+
+
 class ContractPublic(BaseModel):
     version: int
     name: str
@@ -55,6 +127,15 @@ class ContractPublic(BaseModel):
     activated_at: datetime | None
     approvals: dict[str, str] = Field(description="role -> approver")
     body: str
+    raci: RaciPublic | None = Field(
+        description="The RACI section of this version; null when the version has none "
+        '(shown as "not agreed")'
+    )
+    warnings: list[str] = Field(
+        description="What the version leaves out but should not (path: message), e.g. "
+        "no RACI section",
+        examples=[[]],
+    )
 
 
 class ApprovalCreate(BaseModel):
@@ -79,7 +160,19 @@ class ChangePublic(BaseModel):
 
 
 def _public(version: contract_service.ContractVersion) -> ContractPublic:
-    return ContractPublic.model_validate(asdict(version))
+    raci = version.spec.raci if version.spec is not None else None
+    return ContractPublic(
+        version=version.version,
+        name=version.name,
+        status=version.status,
+        created_by=version.created_by,
+        created_at=version.created_at,
+        activated_at=version.activated_at,
+        approvals=version.approvals,
+        body=version.body,
+        raci=None if raci is None else RaciPublic.model_validate(raci.model_dump()),
+        warnings=list(version.warnings),
+    )
 
 
 @router.get("", operation_id="list_contracts", response_model=list[ContractPublic])

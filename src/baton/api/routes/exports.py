@@ -120,6 +120,10 @@ def export_leads(
     ] = None,
     since: Since = None,
     until: Until = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Search words, as on the lead list (word prefixes)"),
+    ] = None,
 ) -> StreamingResponse:
     """Every lead you may read (merged ones left out) matching the filters, with its
     score, grade, tags and owner rep (the rep of its latest handoff). ``since`` and
@@ -137,6 +141,7 @@ def export_leads(
             "grade": grade,
             "since": since,
             "until": until,
+            "q": q,
         },
     )
     return _stream(export, fmt)

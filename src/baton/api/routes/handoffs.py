@@ -10,10 +10,12 @@ action at all answers 403.
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.schemas import (
@@ -42,6 +44,7 @@ from baton.api.schemas import (
 from baton.domain.activities import MAX_ID
 from baton.notify.render import render_email
 from baton.services import handoffs as handoff_service
+from baton.services.inbox import rep_inbox
 from baton.services.packet import HandoffPacket, handoff_packet
 
 router = APIRouter(prefix="/api/v1/handoffs", tags=["handoffs"], dependencies=[Authenticated])
@@ -106,6 +109,106 @@ def queue(
         _public(h)
         for h in handoff_service.handoff_queue(ctx, actor=actor, limit=limit, before_id=before_id)
     ]
+
+
+class RejectChoicePublic(BaseModel):
+    """A reason of the active contract's rejection catalog, and where it sends the lead."""
+
+    code: str
+    label: str
+    outcome: str = Field(description="disqualify or recycle")
+    goes_to: str = Field(description="What the rep is told: 'disqualified' or 'back to nurture'")
+    marketing_credit: bool
+
+
+class InboxItemPublic(BaseModel):
+    """One open handoff as the rep's inbox shows it."""
+
+    handoff: HandoffPublic
+    name: str
+    email: str
+    company: str | None
+    title: str | None
+    source: str | None
+    score: float | None
+    grade: str | None
+    why_now: str = Field(description="The hand-raise, or the score and its top rules")
+    due_label: str = Field(description="What the next deadline is for")
+    due_at: datetime | None
+
+
+class InboxPublic(BaseModel):
+    """The rep's open handoffs, most urgent first, and the contract's verdict choices."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [],
+                    "reasons": [
+                        {
+                            "code": "not_ready",
+                            "label": "Not ready to buy yet",
+                            "outcome": "recycle",
+                            "goes_to": "back to nurture",
+                            "marketing_credit": True,
+                        }
+                    ],
+                    "qualification_fields": ["budget", "authority", "need", "timing"],
+                    "zone": "America/New_York",
+                }
+            ]
+        }
+    )
+
+    items: list[InboxItemPublic]
+    reasons: list[RejectChoicePublic]
+    qualification_fields: list[str]
+    zone: str = Field(description="The rep's zone (IANA name)")
+
+
+@router.get(
+    "/inbox",
+    operation_id="handoff_inbox",
+    response_model=InboxPublic,
+    responses={403: {"description": "Only a user linked to a rep has an inbox"}},
+)
+def inbox(ctx: Ctx, actor: Actor) -> InboxPublic:
+    """The calling rep's open handoffs (assigned, accepted, qualified), most urgent
+    first (the earliest deadline to accept, to touch first, or the next step), each
+    with score, grade, source and why now; with the contract's rejection reasons
+    (and where each sends the lead) and qualification fields. The web inbox's list."""
+    box = rep_inbox(ctx, actor=actor)
+    return InboxPublic(
+        items=[
+            InboxItemPublic(
+                handoff=_public(item.handoff),
+                name=item.name,
+                email=item.email,
+                company=item.company,
+                title=item.title,
+                source=item.source,
+                score=item.score,
+                grade=item.grade,
+                why_now=item.why_now,
+                due_label=item.due_label,
+                due_at=item.due_at,
+            )
+            for item in box.items
+        ],
+        reasons=[
+            RejectChoicePublic(
+                code=r.code,
+                label=r.label,
+                outcome=r.outcome,
+                goes_to=r.goes_to,
+                marketing_credit=r.marketing_credit,
+            )
+            for r in box.reasons
+        ],
+        qualification_fields=box.qualification_fields,
+        zone=box.zone,
+    )
 
 
 @router.get(

@@ -70,7 +70,7 @@ def list_outbox(
     state: Annotated[
         list[OutboxState] | None, Query(description="Only these states (repeat the key)")
     ] = None,
-    channel: Annotated[OutboxChannel | None, Query(description="email or webhook")] = None,
+    channel: Annotated[OutboxChannel | None, Query(description="email, webhook or chat")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> list[OutboxMessagePublic]:

@@ -166,6 +166,28 @@ def sla(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
     ).to_json()
 
 
+@router.get("/reports/sla-weekly", operation_id="report_sla_weekly", responses=BAD_INPUT)
+def sla_weekly(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
+    """The SLA report week by week (weeks start on Monday in ``tz``; the first and the
+    last may be partial): one row per week, its ``group`` the week's first day in the
+    period, weeks without handoffs included with zeros. ``group_by`` is not taken."""
+    if q.group_by is not None:
+        raise _invalid("group_by", "the weekly SLA report is grouped by week")
+    return report_service.sla_by_week(ctx, q.period, actor=actor, filters=q.filters).to_json()
+
+
+@router.get(
+    "/reports/speed-distribution", operation_id="report_speed_distribution", responses=BAD_INPUT
+)
+def speed_distribution(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
+    """The MQLs of the period (chains of handoffs) by how soon a rep first touched
+    them: within 5 minutes, 5-60 minutes, 1-24 hours, later, or not yet; each bucket
+    with its count and share of the group's chains."""
+    return report_service.speed_distribution(
+        ctx, q.period, actor=actor, group_by=q.group_by, filters=q.filters
+    ).to_json()
+
+
 @router.get("/reports/rejections", operation_id="report_rejections", responses=BAD_INPUT)
 def rejections(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
     """Rejections closed in the period by reason (label, outcome, credit, share), and

@@ -1,0 +1,1 @@
+"""The page groups of the web app, one module (an ``APIRouter``) each."""
