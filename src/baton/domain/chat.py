@@ -43,6 +43,9 @@ def check_chat_url(url: str, policy: EgressPolicy, *, production: bool) -> list[
     never quote the URL (it is a secret)."""
     if not url or len(url) > MAX_URL:
         return [FieldProblem("url", f"give a URL of 1 to {MAX_URL} characters")]
+    if not url.isascii() or not url.isprintable() or " " in url:
+        # As the API's pattern: no space, line break or look-alike letter (IDN: xn--…).
+        return [FieldProblem("url", "use printable ASCII only (an international host as xn--…)")]
     try:
         parts = urlsplit(url)
         host = parts.hostname

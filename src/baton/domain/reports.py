@@ -528,6 +528,12 @@ class SlaWeeklyReport(SlaReport):
         return {**self.header("sla_weekly"), "rows": [r.flat() for r in self.rows]}
 
 
+MAX_WEEKS = 262
+"""The longest weekly report: about five years of weeks. A weekly chart of decades says
+nothing a reader can see, and each week is a branch of the report's query, so an
+unbounded period would let one request hold a worker for seconds."""
+
+
 def weeks(period: ReportPeriod) -> list[ReportPeriod]:
     """The period cut at each local Monday midnight of its zone: the weeks of a
     weekly report, in order (the first from the period's start, the last up to its

@@ -67,6 +67,7 @@ from baton.domain.reports import (
     FUNNEL,
     FUNNEL_MODES,
     GROUP_BY,
+    MAX_WEEKS,
     OUTCOME_BITS,
     PERCENTILES,
     SIDE_STAGES,
@@ -748,6 +749,11 @@ def sla_by_week(
     _may_read(actor)
     filters = filters or ReportFilters()
     _check(None, filters)
+    if (period.end - period.start).days > MAX_WEEKS * 7:
+        raise ValidationFailed(
+            f"a weekly report covers at most {MAX_WEEKS} weeks; choose a shorter period",
+            [FieldProblem("to", f"at most {MAX_WEEKS} weeks after 'from'")],
+        )
     parts = weeks(period)
     lead = leads.alias("l")
     h = handoffs.alias("h")

@@ -648,6 +648,8 @@ async def merge(request: Request, user: FormUser) -> RedirectResponse:
         survivor, merged = int(_text(form, "survivor_id")), int(_text(form, "merged_id"))
     except ValueError:
         return redirect(request, back, "choose which lead to keep", "error")
+    if not (1 <= survivor <= MAX_ID and 1 <= merged <= MAX_ID):  # past MAX_ID: a 500
+        return redirect(request, back, "choose which lead to keep", "error")
     return await _attempt(
         request,
         back,

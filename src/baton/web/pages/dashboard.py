@@ -26,8 +26,10 @@ from markupsafe import Markup
 
 from baton.api.deps import get_context
 from baton.domain.errors import NotFound
+from baton.domain.moments import check_year
 from baton.domain.reports import (
     FUNNEL,
+    MAX_WEEKS,
     CostReport,
     CreditReport,
     FunnelReport,
@@ -105,10 +107,14 @@ def _day(text: str | None, name: str, problems: list[str]) -> date | None:
     if not text:
         return None
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
+        check_year(day)  # as the reports API: a year out of range would overflow (a 500)
     except ValueError:
-        problems.append(f"{name}: '{text}' is not a date like 2026-03-02; the default is shown")
+        problems.append(
+            f"{name}: '{text}' is not a date like 2026-03-02 (1970 to 2200); the default is shown"
+        )
         return None
+    return day
 
 
 def _text(value: str | None) -> str | None:
@@ -138,6 +144,9 @@ def read_form(
     start = _day(first, "from", problems) or end - timedelta(days=DEFAULT_DAYS - 1)
     if start > end:
         problems.append("'from' is after 'until'; the last 30 days are shown")
+        end, start = today, today - timedelta(days=DEFAULT_DAYS - 1)
+    if (end - start).days >= MAX_WEEKS * 7:
+        problems.append(f"a period is at most {MAX_WEEKS} weeks; the last 30 days are shown")
         end, start = today, today - timedelta(days=DEFAULT_DAYS - 1)
     if group and group not in GROUPS:
         problems.append(f"group: use source or campaign, not '{group}'")

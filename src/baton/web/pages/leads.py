@@ -125,7 +125,10 @@ def lead_list(request: Request, ctx: Ctx, user: PageUser) -> HTMLResponse:
     filter_param = request.query_params.get("filter")
     if filter_param:
         try:
-            picked = filter_service.get_saved_filter(ctx, int(filter_param), actor=actor)
+            filter_id = int(filter_param)
+            if not 1 <= filter_id <= MAX_ID:
+                raise NotFound("no such saved filter")
+            picked = filter_service.get_saved_filter(ctx, filter_id, actor=actor)
         except (ValueError, NotFound):
             problems.append(FieldProblem("filter", "no such saved filter"))
         else:

@@ -12,6 +12,7 @@ state does not allow comes back with the reason.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Path, Request
@@ -34,6 +35,8 @@ router = APIRouter(include_in_schema=False)
 HandoffId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Next = Annotated[str, Form(max_length=2000)]
 Note = Annotated[str, Form(max_length=2000)]
+MAX_DEAL_VALUE = 1e12
+"""The API's bound on a won deal's value (``WonCreate.amount``: 0 to 10^12)."""
 
 
 def _back(next_url: str, handoff_id: int) -> str:
@@ -158,8 +161,13 @@ def won(
     try:
         value = float(amount.replace(",", "").strip()) if amount.strip() else None
     except ValueError:
+        value = math.nan
+    if value is not None and not 0 <= value <= MAX_DEAL_VALUE:  # NaN fails too
         return redirect(
-            request, _back(next, handoff_id), "Not done: the deal value is not a number.", "error"
+            request,
+            _back(next, handoff_id),
+            f"Not done: the deal value must be a number from 0 to {MAX_DEAL_VALUE:,.0f}.",
+            "error",
         )
     try:
         handoff_service.won_handoff(

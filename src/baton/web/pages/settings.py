@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import Field
 
 from baton.api.deps import get_context
 from baton.domain.activities import MAX_ID
@@ -27,6 +28,8 @@ router = APIRouter(include_in_schema=False)
 
 PAGE = "/settings/notifications"
 ChannelId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ChannelNumber = Annotated[int, Field(ge=1, le=MAX_ID)]
+"""A channel id in a form (past MAX_ID it would overflow the database: a 500)."""
 
 
 def _rep_id(user: PageSession) -> int:
@@ -54,8 +57,8 @@ async def choose(
     request: Request,
     user: FormUser,
     email: Annotated[str, Form(max_length=10)] = "",
-    shown: Annotated[list[int], Form(max_length=100)] = [],  # noqa: B006 (FastAPI copies it)
-    on: Annotated[list[int], Form(max_length=100)] = [],  # noqa: B006
+    shown: Annotated[list[ChannelNumber], Form(max_length=100)] = [],  # noqa: B006 (FastAPI copies it)
+    on: Annotated[list[ChannelNumber], Form(max_length=100)] = [],  # noqa: B006
 ) -> RedirectResponse:
     """Email on or off, and each channel shown on the page on or off (a box left
     unticked turns it off)."""

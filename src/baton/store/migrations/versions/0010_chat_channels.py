@@ -37,12 +37,12 @@ def upgrade() -> None:
     )
     op.create_index("ix_chat_channels_rep_id", "chat_channels", ["rep_id"])
     op.create_index("ix_chat_channels_team_id", "chat_channels", ["team_id"])
-    with op.batch_alter_table("reps", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("notify_email", sa.Boolean(), server_default=sa.true(), nullable=False)
-        )
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("chat_channel_id", Id, nullable=True))
+    # Plain ADD COLUMN (no batch copy): SQLite adds a NOT NULL column with a default in
+    # place, where a batch would rebuild ``reps`` and trip the foreign keys of its rows.
+    op.add_column(
+        "reps", sa.Column("notify_email", sa.Boolean(), server_default=sa.true(), nullable=False)
+    )
+    op.add_column("outbox", sa.Column("chat_channel_id", Id, nullable=True))
 
 
 def downgrade() -> None:
