@@ -60,11 +60,13 @@ def _listed(value: Any) -> Any:
 
 
 def _lower_list(value: Any) -> Any:
-    return [v.lower() if isinstance(v, str) else v for v in _listed(value)]
+    """Lower-cased, each value once (``[sal, SAL]`` is the same filter as ``[sal]``)."""
+    return list(dict.fromkeys(v.lower() if isinstance(v, str) else v for v in _listed(value)))
 
 
 def _upper_list(value: Any) -> Any:
-    return [v.upper() if isinstance(v, str) else v for v in _listed(value)]
+    """Upper-cased, each value once."""
+    return list(dict.fromkeys(v.upper() if isinstance(v, str) else v for v in _listed(value)))
 
 
 def _blank_none(value: Any) -> Any:

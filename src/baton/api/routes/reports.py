@@ -170,7 +170,8 @@ def sla(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
 def sla_weekly(ctx: Ctx, actor: Actor, q: Report) -> dict[str, Any]:
     """The SLA report week by week (weeks start on Monday in ``tz``; the first and the
     last may be partial): one row per week, its ``group`` the week's first day in the
-    period, weeks without handoffs included with zeros. ``group_by`` is not taken."""
+    period, weeks without handoffs included with zeros. ``group_by`` is not taken. A
+    period covers at most 262 weeks (about five years); a longer one is a 422."""
     if q.group_by is not None:
         raise _invalid("group_by", "the weekly SLA report is grouped by week")
     return report_service.sla_by_week(ctx, q.period, actor=actor, filters=q.filters).to_json()
