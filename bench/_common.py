@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import random
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from baton.config import Settings
@@ -75,3 +77,100 @@ def bench_token(ctx: Context, scopes: list[str]) -> str:
         actor=operator("bench"),
     )
     return token
+
+
+# Generated leads at scale (bench/search.py, bench/pages.py --leads 1000000).
+
+FIRST = (
+    "ann anna bob carla dana david emil eva frank grace hana ivan jonas julia karl lena "
+    "liam maria marco nina olga omar paul petra quinn rosa sam sara tom uma vera will yara zoe"
+)
+LAST = (
+    "lee smith meyer garcia novak rossi kim tanaka brown weber silva khan dubois "
+    "ivanova jensen moreau costa walsh berg young adams lopez schmidt fischer"
+)
+SYLLABLES = (
+    "nor th wind ac me glo bex ini tech um bre lla stark hoo li vand ley tyr rell "
+    "cy ber dyne so ylent wa yne pie d piper glob o mega"
+)
+STAGES = ("lead",) * 6 + ("mql", "sal", "sql", "nurture", "disqualified", "customer")
+SOURCES = ("webinar", "ads", "seo", "referral", "events", "partner")
+
+
+def company(rng: random.Random) -> str:
+    parts = SYLLABLES.split()
+    return "".join(rng.choice(parts) for _ in range(rng.randint(2, 3))).title()
+
+
+def fill(
+    ctx: Context,
+    n: int,
+    seed: int,
+    *,
+    first_id: int = 1,
+    created: Callable[[random.Random], str] | None = None,
+    stages: Sequence[str] = STAGES,
+) -> float:
+    """Write ``n`` generated leads (ids from ``first_id``), about 60% of them scored
+    (contract version 1), straight to the driver with ``executemany``; then ``ANALYZE``.
+    ``created`` draws each lead's creation time (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC);
+    by default all are created on 2026-01-01. Each lead's stage is drawn from ``stages``
+    (repeat a stage to weight it). Returns the seconds it took."""
+    rng = random.Random(seed)
+    first, last = FIRST.split(), LAST.split()
+    started = time.perf_counter()
+    batch = 20_000
+    stamp = "2026-01-01 09:00:00.000000"
+    raw = ctx.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        mark = "?" if ctx.dialect == "sqlite" else "%s"
+        lead_sql = (
+            "INSERT INTO leads (id, email, email_key, email_domain, first_name, last_name,"
+            " company, company_key, source, attributes, stage, stage_changed_at, created_at,"
+            " updated_at, activity_count, reached_stages, handoff_outcomes) VALUES ("
+            + ", ".join([mark] * 14)
+            + ", 0, 0, 0)"
+        )
+        score_sql = (
+            "INSERT INTO lead_scores (lead_id, contract_version, fit, engagement, total, grade,"
+            " state, scored_at) VALUES (" + ", ".join([mark] * 8) + ")"
+        )
+        last_id = first_id + n - 1
+        for low in range(first_id, last_id + 1, batch):
+            rows, scores = [], []
+            for i in range(low, min(last_id, low + batch - 1) + 1):
+                when = stamp if created is None else created(rng)
+                f, la, co = rng.choice(first), rng.choice(last), company(rng)
+                domain = f"{co.lower()}.example"
+                email = f"{f}.{la}{i}@{domain}"
+                rows.append(
+                    (
+                        i,
+                        email,
+                        email,
+                        domain,
+                        f.title(),
+                        la.title(),
+                        co,
+                        co.lower(),
+                        rng.choice(SOURCES),
+                        "{}",
+                        rng.choice(stages),
+                        when,
+                        when,
+                        when,
+                    )
+                )
+                if rng.random() < 0.6:
+                    fit, eng = rng.randint(0, 60), rng.randint(0, 60)
+                    grade = "A" if fit >= 40 else "B" if fit >= 25 else "C" if fit >= 10 else "D"
+                    scores.append((i, 1, fit, eng, fit + eng, grade, "{}", when))
+            cursor.executemany(lead_sql, rows)
+            cursor.executemany(score_sql, scores)
+            raw.commit()
+        cursor.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+    return time.perf_counter() - started

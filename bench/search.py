@@ -25,91 +25,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select, text
 
-from _common import BENCH, context, database, machine
-from baton.services.context import Context
+from _common import BENCH, FIRST, LAST, SYLLABLES, context, database, fill, machine
 from baton.services.lead_search import search_leads
 from baton.store.search import search_condition
 from baton.store.tables import leads
-
-FIRST = (
-    "ann anna bob carla dana david emil eva frank grace hana ivan jonas julia karl lena "
-    "liam maria marco nina olga omar paul petra quinn rosa sam sara tom uma vera will yara zoe"
-)
-LAST = (
-    "lee smith meyer garcia novak rossi kim tanaka brown weber silva khan dubois "
-    "ivanova jensen moreau costa walsh berg young adams lopez schmidt fischer"
-)
-SYLLABLES = (
-    "nor th wind ac me glo bex ini tech um bre lla stark hoo li vand ley tyr rell "
-    "cy ber dyne so ylent wa yne pie d piper glob o mega"
-)
-STAGES = ("lead",) * 6 + ("mql", "sal", "sql", "nurture", "disqualified", "customer")
-SOURCES = ("webinar", "ads", "seo", "referral", "events", "partner")
-
-
-def company(rng: random.Random) -> str:
-    parts = SYLLABLES.split()
-    return "".join(rng.choice(parts) for _ in range(rng.randint(2, 3))).title()
-
-
-def fill(ctx: Context, n: int, seed: int) -> float:
-    rng = random.Random(seed)
-    first, last = FIRST.split(), LAST.split()
-    started = time.perf_counter()
-    batch = 20_000
-    stamp = "2026-01-01 09:00:00.000000"
-    raw = ctx.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        mark = "?" if ctx.dialect == "sqlite" else "%s"
-        lead_sql = (
-            "INSERT INTO leads (id, email, email_key, email_domain, first_name, last_name,"
-            " company, company_key, source, attributes, stage, stage_changed_at, created_at,"
-            " updated_at, activity_count, reached_stages, handoff_outcomes) VALUES ("
-            + ", ".join([mark] * 14)
-            + ", 0, 0, 0)"
-        )
-        score_sql = (
-            "INSERT INTO lead_scores (lead_id, contract_version, fit, engagement, total, grade,"
-            " state, scored_at) VALUES (" + ", ".join([mark] * 8) + ")"
-        )
-        for low in range(1, n + 1, batch):
-            rows, scores = [], []
-            for i in range(low, min(n, low + batch - 1) + 1):
-                f, la, co = rng.choice(first), rng.choice(last), company(rng)
-                domain = f"{co.lower()}.example"
-                email = f"{f}.{la}{i}@{domain}"
-                rows.append(
-                    (
-                        i,
-                        email,
-                        email,
-                        domain,
-                        f.title(),
-                        la.title(),
-                        co,
-                        co.lower(),
-                        rng.choice(SOURCES),
-                        "{}",
-                        rng.choice(STAGES),
-                        stamp,
-                        stamp,
-                        stamp,
-                    )
-                )
-                if rng.random() < 0.6:
-                    fit, eng = rng.randint(0, 60), rng.randint(0, 60)
-                    grade = "A" if fit >= 40 else "B" if fit >= 25 else "C" if fit >= 10 else "D"
-                    scores.append((i, 1, fit, eng, fit + eng, grade, "{}", stamp))
-            cursor.executemany(lead_sql, rows)
-            cursor.executemany(score_sql, scores)
-            raw.commit()
-        cursor.execute("ANALYZE")
-        raw.commit()
-    finally:
-        raw.close()
-    return time.perf_counter() - started
-
 
 QUERIES = (
     ("1 letter", lambda rng: rng.choice("abcdefghijklmnoprstvwyz")),

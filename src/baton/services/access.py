@@ -77,6 +77,19 @@ def lead_scope(principal: Principal, level: Reach) -> ColumnElement[bool]:
     )
 
 
+def _one_lead_reached(principal: Principal, level: Reach, lead_id: int) -> ColumnElement[bool]:
+    """:func:`lead_scope` for the one lead ``lead_id``: probes its own handoffs and
+    those of the leads merged into it by index. (The ``IN`` of :func:`lead_scope` reads
+    every handoff within reach first: 50 ms for a rep with 40,000 past handoffs, once per
+    lead checked.)"""
+    scope = handoff_scope(principal, level)
+    merged = select(lead_merges.c.merged_id).where(lead_merges.c.survivor_id == lead_id)
+    return or_(
+        select(handoffs.c.id).where(handoffs.c.lead_id == lead_id, scope).exists(),
+        select(handoffs.c.id).where(handoffs.c.lead_id.in_(merged), scope).exists(),
+    )
+
+
 def rep_scope(principal: Principal, level: Reach) -> ColumnElement[bool]:
     """Rows of ``reps`` within ``level`` (a rep reaches their own record only)."""
     if level is Reach.ALL:
@@ -93,7 +106,9 @@ def check_lead(connection: Connection, principal: Principal, action: Action, lea
     if level is Reach.ALL:
         return
     found = connection.execute(
-        select(leads.c.id).where(leads.c.id == lead_id, lead_scope(principal, level))
+        select(leads.c.id).where(
+            leads.c.id == lead_id, _one_lead_reached(principal, level, lead_id)
+        )
     ).first()
     if found is None:
         _out_of_reach(principal, f"lead {lead_id}")

@@ -324,7 +324,7 @@ handoffs = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("lead_id", Id, ForeignKey("leads.id"), nullable=False),
-    Column("rep_id", Id, ForeignKey("reps.id"), index=True),
+    Column("rep_id", Id, ForeignKey("reps.id")),
     Column("status", String(20), nullable=False),
     Column("chain_id", Id, index=True),
     Column("previous_id", Id),
@@ -358,6 +358,9 @@ handoffs = Table(
         postgresql_where=text(_OPEN_SQL),
     ),
     Index("ix_handoffs_status_next_step_at", "status", "next_step_at"),
+    # (rep_id, status): a rep's open handoffs (inbox, packet, team view, loads) without
+    # reading the rep's whole history of closed ones (migration 0011).
+    Index("ix_handoffs_rep_status", "rep_id", "status"),
     Index("ix_handoffs_assigned_at", "assigned_at"),
     # (lead_id, id): a lead's handoffs in order, so its first one is one index probe.
     Index("ix_handoffs_lead_id", "lead_id", "id"),
