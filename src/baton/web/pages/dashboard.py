@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated, Any
@@ -182,21 +183,35 @@ class Reports:
 
 
 def _reports(ctx: Context, user: PageSession, asked: Asked) -> Reports:
+    """The eight reports of the page, read at the same time: each is its own read
+    transaction on its own connection, and the database works on them in parallel
+    (the page waits for the slowest, not for the sum: at 1M leads the sum is ~600 ms)."""
     actor, period, filters = user.principal, asked.period, asked.filters
-    return Reports(
-        cohort=report_service.funnel(ctx, period, actor=actor, mode="cohort", filters=filters),
-        flow=report_service.funnel(ctx, period, actor=actor, mode="flow", filters=filters),
-        speed=report_service.speed_to_lead(ctx, period, actor=actor, filters=filters),
-        distribution=report_service.speed_distribution(ctx, period, actor=actor, filters=filters),
-        sla=report_service.sla_by_week(ctx, period, actor=actor, filters=filters),
-        rejections=report_service.rejections(ctx, period, actor=actor, filters=filters),
-        credit=report_service.marketing_credit(
+    calls: dict[str, Callable[[], Any]] = {
+        "cohort": lambda: report_service.funnel(
+            ctx, period, actor=actor, mode="cohort", filters=filters
+        ),
+        "flow": lambda: report_service.funnel(
+            ctx, period, actor=actor, mode="flow", filters=filters
+        ),
+        "speed": lambda: report_service.speed_to_lead(ctx, period, actor=actor, filters=filters),
+        "distribution": lambda: report_service.speed_distribution(
+            ctx, period, actor=actor, filters=filters
+        ),
+        "sla": lambda: report_service.sla_by_week(ctx, period, actor=actor, filters=filters),
+        "rejections": lambda: report_service.rejections(
+            ctx, period, actor=actor, filters=filters
+        ),
+        "credit": lambda: report_service.marketing_credit(
             ctx, period, actor=actor, group_by=asked.group, filters=filters
         ),
-        cost=report_service.cost(
+        "cost": lambda: report_service.cost(
             ctx, period, actor=actor, group_by=asked.group, filters=asked.cost_filters
         ),
-    )
+    }
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="dashboard") as pool:
+        futures = {name: pool.submit(call) for name, call in calls.items()}
+        return Reports(**{name: future.result() for name, future in futures.items()})
 
 
 def _one(report: FunnelReport | SpeedReport) -> dict[str, Any]:
