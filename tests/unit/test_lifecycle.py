@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from baton.domain.errors import InvalidTransitionError
-from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition, replay, transition
+from baton.domain.errors import InvalidTransitionError, ValidationFailed
+from baton.domain.lifecycle import (
+    INITIAL_STAGE,
+    MAX_DEAL_VALUE,
+    Stage,
+    Transition,
+    check_deal_value,
+    replay,
+    transition,
+)
 
 SPEC: dict[str, set[str]] = {
     "lead": {"mql", "nurture", "disqualified"},
@@ -170,3 +178,15 @@ class LifecycleMachine(RuleBasedStateMachine):
 
 TestLifecycleMachine = LifecycleMachine.TestCase
 TestLifecycleMachine.settings = settings(max_examples=60, stateful_step_count=30)
+
+
+@pytest.mark.parametrize("amount", [-5.0, -1e300, float("nan"), float("inf"), 2e12])
+def test_a_deal_value_out_of_range_is_refused_naming_the_amount(amount: float) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        check_deal_value(amount)
+    assert [p.loc for p in refused.value.problems] == ["amount"]
+
+
+@pytest.mark.parametrize("amount", [None, 0.0, 52_000.0, MAX_DEAL_VALUE])
+def test_a_deal_value_in_range_or_not_given_passes(amount: float | None) -> None:
+    check_deal_value(amount)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, field_validator
 
 from baton.domain.leads import Lead
-from baton.domain.lifecycle import Stage
+from baton.domain.lifecycle import MAX_DEAL_VALUE, Stage
 from baton.services.outbox import WEBHOOK_TOPICS
 
 
@@ -522,7 +522,7 @@ class QualifyCreate(BaseModel):
 class OpportunityCreate(BaseModel):
     model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"amount": 48000}]}}
 
-    amount: float | None = Field(None, ge=0, le=1e12, description="Expected deal value")
+    amount: float | None = Field(None, ge=0, le=MAX_DEAL_VALUE, description="Expected deal value")
 
 
 class WonCreate(BaseModel):
@@ -531,7 +531,7 @@ class WonCreate(BaseModel):
         "json_schema_extra": {"examples": [{"amount": 52000, "note": "3-year deal"}]},
     }
 
-    amount: float | None = Field(None, ge=0, le=1e12)
+    amount: float | None = Field(None, ge=0, le=MAX_DEAL_VALUE)
     note: str | None = Field(None, max_length=2000)
 
 

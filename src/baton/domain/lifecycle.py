@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from baton.domain.errors import InvalidTransitionError
+from baton.domain.errors import FieldProblem, InvalidTransitionError, ValidationFailed
 
 
 class Stage(StrEnum):
@@ -113,3 +113,16 @@ def replay(history: Iterable[Transition], start: Stage = INITIAL_STAGE) -> Stage
             stage, step.to_stage, actor=step.actor, reason=step.reason, at=step.occurred_at
         ).to_stage
     return stage
+
+
+MAX_DEAL_VALUE = 1e12
+"""The largest deal value Baton stores: far above any real deal, below what sums of
+deal values in reports could lose precision on."""
+
+
+def check_deal_value(amount: float | None) -> None:
+    """Refuse a deal value that is not a number from 0 to :data:`MAX_DEAL_VALUE` (NaN and
+    infinities included), whichever shell it came through; ``None`` means "not given"."""
+    if amount is not None and not 0 <= amount <= MAX_DEAL_VALUE:  # NaN fails too
+        message = f"the deal value must be a number from 0 to {MAX_DEAL_VALUE:,.0f}"
+        raise ValidationFailed(message, [FieldProblem("amount", message)])

@@ -32,7 +32,7 @@ from baton.domain.access import Action, Principal, Reach
 from baton.domain.business_hours import business_minutes_between
 from baton.domain.contract import HandoffContract
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
-from baton.domain.lifecycle import Stage
+from baton.domain.lifecycle import Stage, check_deal_value
 from baton.domain.routing import (
     Rep,
     RoutingDecision,
@@ -695,6 +695,7 @@ def open_opportunity_in(
     now: datetime,
 ) -> None:
     """SQL → opportunity, optionally with the expected deal value."""
+    check_deal_value(amount)
     handoff, _ = _take(connection, handoff_id, ("qualified",), "open an opportunity on", actor)
     change_stage_in(
         connection,
@@ -737,6 +738,7 @@ def won_handoff_in(
 ) -> None:
     """The deal is won: the lead becomes a customer (through opportunity if it was
     not one yet) and its company domain becomes an account owned by the rep."""
+    check_deal_value(amount)
     handoff, rep = _take(connection, handoff_id, ("qualified",), "mark as won", actor)
     lead_id = int(handoff["lead_id"])
     if _current_stage(connection, lead_id) == Stage.SQL:
