@@ -182,36 +182,29 @@ class Reports:
     cost: CostReport
 
 
+_SECTIONS = {
+    "cohort": "funnel-cohort",
+    "flow": "funnel-flow",
+    "speed": "speed-to-lead",
+    "distribution": "speed-distribution",
+    "sla": "sla-weekly",
+    "rejections": "rejections",
+    "credit": "credit",
+    "cost": "cost",
+}
+"""Each report of the page and the :data:`CSV` entry that reads it (one call per
+report, shared by the page and its CSV links)."""
+
+
 def _reports(ctx: Context, user: PageSession, asked: Asked) -> Reports:
     """The eight reports of the page, read at the same time: each is its own read
     transaction on its own connection, and the database works on them in parallel
     (the page waits for the slowest, not for the sum: at 1M leads the sum is ~600 ms)."""
-    actor, period, filters = user.principal, asked.period, asked.filters
-    calls: dict[str, Callable[[], Any]] = {
-        "cohort": lambda: report_service.funnel(
-            ctx, period, actor=actor, mode="cohort", filters=filters
-        ),
-        "flow": lambda: report_service.funnel(
-            ctx, period, actor=actor, mode="flow", filters=filters
-        ),
-        "speed": lambda: report_service.speed_to_lead(ctx, period, actor=actor, filters=filters),
-        "distribution": lambda: report_service.speed_distribution(
-            ctx, period, actor=actor, filters=filters
-        ),
-        "sla": lambda: report_service.sla_by_week(ctx, period, actor=actor, filters=filters),
-        "rejections": lambda: report_service.rejections(
-            ctx, period, actor=actor, filters=filters
-        ),
-        "credit": lambda: report_service.marketing_credit(
-            ctx, period, actor=actor, group_by=asked.group, filters=filters
-        ),
-        "cost": lambda: report_service.cost(
-            ctx, period, actor=actor, group_by=asked.group, filters=asked.cost_filters
-        ),
-    }
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="dashboard") as pool:
-        futures = {name: pool.submit(call) for name, call in calls.items()}
-        return Reports(**{name: future.result() for name, future in futures.items()})
+        futures = {
+            field: pool.submit(CSV[name][0], ctx, user, asked) for field, name in _SECTIONS.items()
+        }
+        return Reports(**{field: future.result() for field, future in futures.items()})
 
 
 def _one(report: FunnelReport | SpeedReport) -> dict[str, Any]:
