@@ -164,3 +164,33 @@ def test_the_lead_page_and_its_notes_and_tags(client: TestClient, world: World) 
         client.post(f"/leads/{other}/notes", data={"body": "x", "csrf_token": token}).status_code
         == 404
     )
+
+
+def test_the_upload_takes_the_clis_column_map_and_system(
+    client: TestClient, world: World
+) -> None:
+    """A CRM's file without emails (as X Education's and Olist's are) imports by the id
+    the other system gave each row, as ``--map 'Prospect ID=external_id' --system``."""
+    token = sign_in(client, world.users["marketing"])
+    content = b"Prospect ID,Lead Origin,Notes\np-101,Landing Page,x\np-102,API,y\n"
+    upload = {"file": ("crm.csv", content, "text/csv")}
+    refused = client.post("/leads/import", data={"csrf_token": token}, files=upload)
+    assert re.search(r"Rows imported</th><td class=\"num\">0<", refused.text)
+    mapped = client.post(
+        "/leads/import",
+        data={
+            "csrf_token": token,
+            "column_map": "Prospect ID=external_id\n\nNotes=-\n",
+            "system": "old-crm",
+        },
+        files=upload,
+    )
+    assert re.search(r"Rows imported</th><td class=\"num\">2<", mapped.text), mapped.text[-800:]
+    bad = client.post(
+        "/leads/import",
+        data={"csrf_token": token, "column_map": "Prospect ID"},
+        files=upload,
+    )
+    assert bad.status_code == 303
+    assert "HEADER=FIELD" in client.get(bad.headers["location"]).text
+

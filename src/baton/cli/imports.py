@@ -28,13 +28,12 @@ import_app = typer.Typer(
 
 
 def _parse_map(pairs: list[str]) -> dict[str, str]:
-    mapping = {}
-    for pair in pairs:
-        header, sep, field = pair.partition("=")
-        if not sep or not header.strip() or not field.strip():
-            raise fail(f"--map takes HEADER=FIELD (or HEADER=- to leave it out), got {pair!r}")
-        mapping[header.strip()] = field.strip()
-    return mapping
+    from baton.services.imports import parse_column_map
+
+    try:
+        return parse_column_map(pairs)
+    except ValueError as exc:
+        raise fail(f"--map takes {exc}") from None
 
 
 def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | None) -> None:

@@ -33,7 +33,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -845,6 +845,20 @@ def _identity_hint(report: ImportReport, headers: Sequence[str]) -> str | None:
         "no row has an email or a phone number: a lead can be identified by the id another "
         f"system gave it instead, with --map '{column}=external_id' (and --system NAME)"
     )
+
+
+def parse_column_map(pairs: Iterable[str]) -> dict[str, str]:
+    """``HEADER=FIELD`` pairs (``HEADER=-`` leaves a column out) as the ``column_map`` of
+    :func:`import_leads`. A pair without ``=``, a header or a field raises
+    :class:`ValueError` naming it (the CLI's ``--map`` and the upload page's map both read
+    pairs with this)."""
+    mapping = {}
+    for pair in pairs:
+        header, sep, field = pair.partition("=")
+        if not sep or not header.strip() or not field.strip():
+            raise ValueError(f"HEADER=FIELD (or HEADER=- to leave it out), got {pair!r}")
+        mapping[header.strip()] = field.strip()
+    return mapping
 
 
 def import_leads(

@@ -38,7 +38,12 @@ from baton.services import handoffs as handoff_service
 from baton.services import notes as note_service
 from baton.services import saved_filters as filter_service
 from baton.services.exports import lead_export
-from baton.services.imports import ImportFileError, import_leads, write_lines_to_mend
+from baton.services.imports import (
+    ImportFileError,
+    import_leads,
+    parse_column_map,
+    write_lines_to_mend,
+)
 from baton.services.lead_search import search_leads
 from baton.services.leads import get_lead, stage_history
 from baton.services.scoring import lead_score
@@ -241,11 +246,21 @@ def delete_filter(
 
 @router.post("/leads/import", response_model=None)
 async def upload(
-    request: Request, ctx: Ctx, user: FormUser, file: Annotated[UploadFile, File()]
+    request: Request,
+    ctx: Ctx,
+    user: FormUser,
+    file: Annotated[UploadFile, File()],
+    column_map: Annotated[str, Form(max_length=10_000)] = "",
+    system: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    """Run the CLI's lead import on the uploaded CSV and show its report."""
+    """Run the CLI's lead import on the uploaded CSV and show its report; ``column_map``
+    holds the CLI's ``--map`` pairs one per line, ``system`` its ``--system``."""
     if not _may(user.principal, Action.CAPTURE_LEAD):
         raise Forbidden("your role may not import leads")
+    try:
+        mapping = parse_column_map(line for line in column_map.splitlines() if line.strip())
+    except ValueError as exc:
+        return redirect(request, "/leads", f"Not imported: the column map takes {exc}", "error")
     data = await file.read(MAX_UPLOAD + 1)
     if len(data) > MAX_UPLOAD:
         return redirect(
@@ -261,7 +276,13 @@ async def upload(
         with tempfile.TemporaryDirectory(prefix="baton-upload-") as folder:
             path = FilePath(folder) / "leads.csv"
             path.write_bytes(data)
-            report = import_leads(ctx, path, actor=user.principal)
+            report = import_leads(
+                ctx,
+                path,
+                actor=user.principal,
+                column_map=mapping,
+                external_system=system.strip() or None,
+            )
         out = io.StringIO()
         if report.errors:
             write_lines_to_mend(report, out)
