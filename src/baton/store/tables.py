@@ -9,6 +9,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -627,3 +628,80 @@ saved_filters = Table(
 owner or shared with everyone. Lead search itself lives outside this metadata, in
 migration 0009: an FTS5 table with triggers on SQLite, a GIN expression index on
 PostgreSQL (:mod:`baton.store.search`)."""
+
+intake_endpoints = Table(
+    "intake_endpoints",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("kind", String(30), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("campaign", String(200)),
+    Column("event_type", String(40)),
+    Column("mapping", Json, nullable=False),
+    Column("secret", String(500)),
+    Column("fetch_token", String(2000)),
+    Column("fetch_base_url", String(2000)),
+    Column("return_urls", Json, nullable=False),
+    Column("honeypot_field", String(100)),
+    Column("rate_per_minute", Id, nullable=False),
+    Column("max_body_bytes", Id, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+"""Inbound endpoints under ``/hooks/{name}``: which adapter reads the body (``kind``),
+the lead ``source`` and default ``campaign`` a submission sets, the activity type it
+records (``event_type``: a "contact sales" form is a hand-raise), the field
+``mapping``, and the checks at the door. ``secret`` is what the platform signs with or
+sends (kept, since an HMAC needs it; never shown again after creation); ``fetch_token``
+reads the full record where a webhook carries only ids."""
+
+intake_requests = Table(
+    "intake_requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("endpoint_id", Id, ForeignKey("intake_endpoints.id"), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("content_type", String(200), nullable=False),
+    Column("headers", Json, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("remote_address", String(64)),
+    Column("status", String(20), nullable=False),
+    Column("error", Text),
+    Column("processed_at", UtcDateTime),
+    Index("ix_intake_requests_endpoint_id", "endpoint_id", "received_at"),
+    Index("ix_intake_requests_status", "status"),
+)
+"""The intake log: every request to a hook, stored raw and committed before it is read,
+so a mapping bug never loses a lead. ``status``: received, processed, partial, failed,
+refused. Throttled requests are counted, not stored."""
+
+intake_items = Table(
+    "intake_items",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("request_id", Id, ForeignKey("intake_requests.id"), nullable=False, index=True),
+    Column("endpoint_id", Id, ForeignKey("intake_endpoints.id"), nullable=False),
+    Column("position", Id, nullable=False),
+    Column("upstream_id", String(300)),
+    Column("status", String(20), nullable=False),
+    Column("item", Json),
+    Column("error", Json),
+    Column("lead_id", Id, ForeignKey("leads.id")),
+    Column("activity_id", Id),
+    Column("duplicate_of", Id),
+    Column("attempts", Id, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime),
+    Column("claimed_until", UtcDateTime),
+    Column("claim_token", String(32)),
+    Column("processed_at", UtcDateTime),
+    UniqueConstraint("endpoint_id", "upstream_id", name="uq_intake_items_endpoint_upstream"),
+    Index("ix_intake_items_status_next_attempt_at", "status", "next_attempt_at"),
+)
+"""One submission inside a request (a HubSpot batch holds many): its upstream id (the
+platform's delivery or lead id, unique per endpoint, so a replay is recognized), what
+became of it (pending, processed, failed, awaiting_fetch, duplicate, refused) with the
+field errors, and the lead and activity it made. Items awaiting a fetch are claimed by
+the worker like outbox rows (``claimed_until``/``claim_token``)."""
