@@ -1,0 +1,175 @@
+"""/hooks/{name}: where form tools, ad platforms, calendars and web forms post leads.
+
+No credentials: an endpoint is known by its name, and its kind checks the platform's
+signature or key where the platform has one. Any content type is taken; the body is
+read up to the endpoint's limit (never buffered beyond it), stored raw in the intake
+log and committed before it is read (see :mod:`baton.services.intake`). Answers:
+200 (processed; a replay answers as the first time did) or 202 (stored, a fetch from
+the platform or a retry pending) with ``{request_id, status, items:[{status, errors}]}``
+(no lead or activity id: the sender is not authenticated; the intake log has them);
+problem+json for 401 (signature), 404 (no such active endpoint), 413, 422 (the body
+or a field cannot be read; the request stays in the log), 429 (with Retry-After); a
+``web_to_lead`` form post always gets its 303 to an allowed return URL.
+``GET /hooks/{name}`` answers a platform's subscription handshake (Meta's
+``hub.challenge``) when the kind has one.
+
+Kept out of the OpenAPI document: these are not Baton's API but the platforms' own
+webhook formats (documented in the README's "Inbound endpoints")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+
+from baton.api.deps import client_address
+from baton.api.problems import problem
+from baton.domain.intake import Delivery
+from baton.services import intake as intake_service
+from baton.services.context import Context
+
+router = APIRouter(tags=["hooks"])
+
+KINDS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    413: "http-413",
+    422: "validation",
+    429: "too-many-requests",
+}
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The body, but never more than ``limit + 1`` bytes of it (enough to know it is
+    too large); a declared length over the limit is not read at all."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return b"\0" * (limit + 1)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)[: limit + 1]
+
+
+def _delivery(request: Request, ctx: Context, body: bytes) -> Delivery:
+    return Delivery(
+        body=body,
+        content_type=request.headers.get("content-type", "application/octet-stream"),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        query=dict(request.query_params),
+        received_at=ctx.clock.now(),
+        method=request.method,
+        url=str(request.url),
+    )
+
+
+def _render(outcome: intake_service.HookOutcome, request: Request) -> Response:
+    if outcome.redirect is not None:
+        return RedirectResponse(outcome.redirect, status_code=303)
+    if outcome.is_problem:
+        extra: dict[str, Any] = {}
+        if outcome.errors:
+            extra["errors"] = outcome.errors
+        if outcome.request_id is not None:
+            extra["request_id"] = outcome.request_id
+        response = problem(
+            outcome.status,
+            outcome.title or "Request refused",
+            outcome.detail or "the request was refused",
+            kind=KINDS.get(outcome.status, "bad-request"),
+            instance=request.url.path,
+            **extra,
+        )
+        if outcome.retry_after is not None:
+            response.headers["Retry-After"] = str(outcome.retry_after)
+        return response
+    return JSONResponse(
+        {
+            "request_id": outcome.request_id,
+            "status": outcome.request_status,
+            "detail": outcome.detail,
+            "items": [
+                # Never an internal id (lead, activity, item) to an unauthenticated
+                # sender: the request id finds it all in the intake log.
+                {"status": item.status, "errors": item.errors}
+                for item in outcome.items
+            ],
+        },
+        status_code=outcome.status,
+    )
+
+
+@router.post("/hooks/{name}", include_in_schema=False)
+async def receive_hook(name: str, request: Request) -> Response:
+    """Store the request raw, then read it into leads and activities."""
+    ctx: Context = request.app.state.context
+    endpoint = await run_in_threadpool(intake_service.door, ctx, name)
+    if endpoint is None:
+        return _render(
+            intake_service.HookOutcome(
+                404, title="Not found", detail=f"no inbound endpoint {name[:100]!r}"
+            ),
+            request,
+        )
+    body = await _read_capped(request, endpoint.max_body_bytes)
+    outcome = await run_in_threadpool(
+        lambda: intake_service.receive(
+            ctx,
+            name,
+            _delivery(request, ctx, body),
+            remote_address=client_address(request),
+            endpoint=endpoint,
+        )
+    )
+    return _render(outcome, request)
+
+
+@router.get("/hooks/{name}", include_in_schema=False)
+async def hook_handshake(name: str, request: Request) -> Response:
+    """A platform's subscription handshake (Meta sends ``hub.challenge`` with the
+    verify token), answered by the kind's adapter; 404 for kinds without one."""
+    ctx: Context = request.app.state.context
+    endpoint = await run_in_threadpool(intake_service.door, ctx, name)
+    challenge = None
+    if endpoint is not None:
+        from baton.integrations import adapter_for
+
+        challenge = getattr(adapter_for(endpoint.kind), "challenge", None)
+    if endpoint is None or challenge is None:
+        return _render(
+            intake_service.HookOutcome(
+                404, title="Not found", detail=f"no handshake at /hooks/{name[:100]}"
+            ),
+            request,
+        )
+    wait = intake_service.handshake_wait(ctx, endpoint)
+    if wait:
+        return _render(
+            intake_service.HookOutcome(
+                429,
+                title="Too many requests",
+                detail=f"this endpoint takes at most {endpoint.rate_per_minute} requests a minute",
+                retry_after=wait,
+            ),
+            request,
+        )
+    try:
+        answer = challenge(_delivery(request, ctx, b""), endpoint.config)
+    except Exception:  # a wrong token or a malformed handshake: refused, never a 5xx
+        answer = None
+    if answer is None:
+        return _render(
+            intake_service.HookOutcome(
+                403, title="Forbidden", detail="the verify token does not match"
+            ),
+            request,
+        )
+    return PlainTextResponse(str(answer))
