@@ -176,6 +176,7 @@ def worker(
                 ("assigned", report.assigned),
                 ("sent", report.sent),
                 ("failed", report.failed),
+                ("fetched", report.fetched),
             )
             done = ", ".join(f"{name} {count}" for name, count in counts if count)
             now = local(ctx.clock.now())

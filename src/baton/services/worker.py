@@ -1,12 +1,13 @@
 """The worker: run due SLA steps, assign queued handoffs, deliver the outbox.
 
 One loop, :class:`Worker`, is what ``baton worker`` and ``baton serve --with-worker``
-both run. It keeps four **lanes**, each in a thread of its own, so none waits for
+both run. It keeps five **lanes**, each in a thread of its own, so none waits for
 another: *timers* (due SLA steps, then the queue, in small batches, alternating),
-*webhooks*, *email* and *chat* (Slack and Teams; one
-:class:`~baton.services.delivery.Courier` each). A mail server that is down or slow
-therefore never delays an SLA step, a queued handoff's assignment, a webhook or a chat
-message.
+*intake fetch* (intake items whose webhook carried only ids, read from Meta or HubSpot:
+:mod:`baton.services.intake_fetch`), *webhooks*, *email* and *chat* (Slack and Teams;
+one :class:`~baton.services.delivery.Courier` each). A mail server that is down or
+slow therefore never delays an SLA step, a queued handoff's assignment, a fetch, a
+webhook or a chat message.
 
 A lane never dies: any error in a pass (the database restarting or its connection
 killed, a bug) is logged and the lane backs off (1 s, doubling to 30 s) and carries
@@ -51,6 +52,7 @@ from baton.services.chat import email_wanted, enqueue_chat
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in, rules_of
 from baton.services.delivery import CHANNELS, Channel, Courier
+from baton.services.intake_fetch import Fetcher
 from baton.services.outbox import enqueue_email, publish
 from baton.services.routing import SYSTEM, log_event, reassign_in, rep_of, route_queued_in
 from baton.store.tables import contracts, handoffs, leads
@@ -73,10 +75,12 @@ class TickReport:
     assigned: int = 0
     sent: int = 0
     failed: int = 0
+    fetched: int = 0
+    """Intake items read from their platform (done, failed or rescheduled)."""
 
     @property
     def busy(self) -> bool:
-        return bool(self.steps or self.assigned or self.sent or self.failed)
+        return bool(self.steps or self.assigned or self.sent or self.failed or self.fetched)
 
 
 def _contract_of(connection: Connection, version: int | None) -> HandoffContract | None:
@@ -312,10 +316,16 @@ def assign_queued(ctx: Context, *, limit: int = 200) -> int:
 def tick(
     ctx: Context, *, smtp: SmtpConfig | None = None, client: httpx.Client | None = None
 ) -> TickReport:
-    """One pass of everything: SLA steps, then the queue, then the outbox until nothing
-    is due (so the emails those steps wrote go out in the same pass). A destination
-    found unreachable is paused for the rest of the pass."""
+    """One pass of everything: intake items awaiting a fetch, SLA steps, then the
+    queue, then the outbox until nothing is due (so the emails those steps wrote go
+    out in the same pass). A destination found unreachable is paused for the rest of
+    the pass."""
     report = TickReport()
+    fetcher = Fetcher(ctx, client=client)
+    try:
+        report.fetched = fetch_intake(fetcher).fetched
+    finally:
+        fetcher.close()
     report.steps = run_due_steps(ctx)
     report.assigned = assign_queued(ctx)
     couriers = [Courier(ctx, channel, smtp=smtp, client=client) for channel in CHANNELS]
@@ -340,6 +350,13 @@ def run_timers(ctx: Context, *, limit: int = BATCH) -> TickReport:
     return TickReport(
         steps=run_due_steps(ctx, limit=limit), assigned=assign_queued(ctx, limit=limit)
     )
+
+
+def fetch_intake(fetcher: Fetcher) -> TickReport:
+    """The intake lane's pass: items whose webhook carried only ids, read from their
+    platform (:mod:`baton.services.intake_fetch`)."""
+    done = fetcher.run()
+    return TickReport(fetched=done.done + done.failed + done.retrying)
 
 
 def deliver(courier: Courier) -> TickReport:
@@ -399,13 +416,14 @@ def _first_line(error: DBAPIError) -> str:
 @dataclass
 class Worker:
     """The worker's loop, shared by ``baton worker`` and ``baton serve --with-worker``:
-    four lanes (timers, webhooks, email, chat) in threads of their own."""
+    five lanes (timers, intake fetch, webhooks, email, chat) in threads of their own."""
 
     ctx: Context
     smtp: SmtpConfig | None = None
     client: httpx.Client | None = None
     on_pass: Callable[[str, TickReport], None] | None = None
     couriers: dict[Channel, Courier] = field(init=False)
+    fetcher: Fetcher = field(init=False)
     lanes: list[Lane] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -415,11 +433,14 @@ class Worker:
             for channel in CHANNELS
         }
 
+        self.fetcher = Fetcher(self.ctx, client=self.client)
+
         def lane(name: str, work: Callable[[], TickReport]) -> Lane:
             return Lane(name, work, poll, self.on_pass)
 
         self.lanes = [
             lane("timers", lambda: run_timers(self.ctx)),
+            lane("intake fetch", lambda: fetch_intake(self.fetcher)),
             *(
                 lane(f"{channel} delivery", lambda c=courier: deliver(c))  # type: ignore[misc]
                 for channel, courier in self.couriers.items()
@@ -446,3 +467,4 @@ class Worker:
                 thread.join()  # each lane ends after its current pass
             for courier in self.couriers.values():
                 courier.close()
+            self.fetcher.close()
