@@ -1,4 +1,4 @@
-"""`baton export leads|handoffs|activities`: data out as CSV or JSON lines, through the
+"""`baton export leads|handoffs|activities|verdicts`: data out as CSV or JSON lines, through the
 one export path (:mod:`baton.services.exports`): formula cells neutralised, filters
 checked (a misspelt one is an error listing the allowed values, never an empty file)."""
 
@@ -50,11 +50,20 @@ OPTIONS = {
     "since": "--since",
     "until": "--until",
     "format": "--format",
+    "verdict": "--verdict",
+    "columns": "--columns",
 }
 """The option a user typed for each filter, to name it in an error."""
 
 
-def _run(kind: str, output: Path | None, fmt: str, filters: dict[str, Any], what: str) -> None:
+def _run(
+    kind: str,
+    output: Path | None,
+    fmt: str,
+    filters: dict[str, Any],
+    what: str,
+    **options: Any,
+) -> None:
     """Prepare the export (the filters are checked before any file is opened, so a bad
     one leaves no empty file behind), then write it to ``output`` or stdout."""
     from baton.domain.errors import ValidationFailed
@@ -63,7 +72,7 @@ def _run(kind: str, output: Path | None, fmt: str, filters: dict[str, Any], what
     with context() as ctx:
         try:
             check_format(fmt)
-            export: Export = EXPORTS[kind](ctx, actor=LOCAL, filters=filters)
+            export: Export = EXPORTS[kind](ctx, actor=LOCAL, filters=filters, **options)
         except ValidationFailed as exc:
             lines = [f"{OPTIONS.get(p.loc, p.loc)}: {p.message}" for p in exc.problems]
             raise fail("invalid export filter: " + "; ".join(lines)) from None
@@ -90,12 +99,22 @@ def export_leads_command(
     grade: Annotated[list[str] | None, typer.Option(help="Only leads of this grade (A-D).")] = None,
     since: SinceOption = None,
     until: UntilOption = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            help="Name the columns as a CRM's import template does: salesforce (Lead) or "
+            "hubspot (contact); default: Baton's own.",
+        ),
+    ] = None,
 ) -> None:
     """Export leads with their score, grade, tags and owner rep.
 
     --since and --until bound when each lead was created. The CSV imports back as it
     is (`baton import leads`): the columns Baton keeps itself (stage, score, owner...)
-    are left out, the rest gives the same values."""
+    are left out, the rest gives the same values. --columns salesforce|hubspot writes
+    the columns of that CRM's import template (FirstName, LastName, ..., Status; First
+    Name, ..., Lifecycle Stage), to load the leads back into it."""
     filters = {
         "stage": stage,
         "source": source,
@@ -105,7 +124,7 @@ def export_leads_command(
         "since": since,
         "until": until,
     }
-    _run("leads", output, fmt, filters, "leads")
+    _run("leads", output, fmt, filters, "leads", columns=columns)
 
 
 @export_app.command("handoffs")
@@ -145,3 +164,25 @@ def export_activities_command(
     --since and --until bound when each activity happened."""
     filters = {"type": type_, "lead_id": lead, "since": since, "until": until}
     _run("activities", output, fmt, filters, "activities")
+
+
+@export_app.command("verdicts")
+def export_verdicts_command(
+    output: OutputOption = None,
+    fmt: FormatOption = "csv",
+    verdict: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these verdicts: accepted, rejected, qualified, won, lost."),
+    ] = None,
+    rep: Annotated[str | None, typer.Option(help="Only this rep's handoffs (email).")] = None,
+    lead: LeadOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+) -> None:
+    """Export sales' verdicts: each accept, reject (reason code and words), qualify,
+    win (deal value) and loss, who gave it and when, with the lead's email and its id
+    in another system, to load back into a CRM.
+
+    --since and --until bound when each verdict was given."""
+    filters = {"verdict": verdict, "rep": rep, "lead_id": lead, "since": since, "until": until}
+    _run("verdicts", output, fmt, filters, "verdicts")

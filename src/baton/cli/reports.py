@@ -68,7 +68,11 @@ TzOption = Annotated[
 ]
 GroupByOption = Annotated[
     str | None,
-    typer.Option("--group-by", help="source, campaign, team, rep, country or contract_version."),
+    typer.Option(
+        "--group-by",
+        help="source, campaign, team, rep, country, contract_version, grade, or "
+        "attributes.NAME (any lead attribute: attributes.landing_page).",
+    ),
 ]
 SourceFilter = Annotated[str | None, typer.Option("--source", help="Only this source.")]
 CampaignFilter = Annotated[str | None, typer.Option("--campaign", help="Only this campaign.")]
@@ -126,7 +130,7 @@ def _asked(
 ) -> _Asked:
     """The period and filters of a report command, or a one-line error naming the
     option."""
-    from baton.domain.reports import GROUP_BY, ReportFilters, zone
+    from baton.domain.reports import ReportFilters, check_group_by, zone
 
     days: list[date | None] = []
     for option, text in (("--from", start), ("--to", end)):
@@ -139,8 +143,10 @@ def _asked(
             zone(tz)
     except ValueError as exc:
         raise fail(f"--tz: {exc}") from None
-    if group_by is not None and group_by not in GROUP_BY:
-        raise fail(f"--group-by: cannot group by {group_by!r}; use one of {', '.join(GROUP_BY)}")
+    try:
+        check_group_by(group_by)
+    except ValueError as exc:
+        raise fail(f"--group-by: {exc}") from None
     return _Asked(days[0], days[1], tz, group_by, ReportFilters(**filters))
 
 

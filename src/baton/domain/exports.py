@@ -339,3 +339,181 @@ def _words(item: Mapping[str, Any], message: str) -> str:
 def export_filename(kind: str, fmt: str, now: datetime) -> str:
     """``baton-leads-20260302T0900Z.csv``: what is in it and when it was made (UTC)."""
     return f"baton-{kind}-{ensure_utc(now):%Y%m%dT%H%MZ}.{fmt}"
+
+
+# --- verdicts ----------------------------------------------------------------------
+
+VERDICT_KINDS: Final[tuple[str, ...]] = ("accepted", "rejected", "qualified", "won", "lost")
+"""Sales' verdicts on a handoff, as its events record them."""
+
+VERDICT_COLUMNS: Final[tuple[Column, ...]] = _columns(
+    (
+        "id",
+        "handoff_id",
+        "lead_id",
+        "lead_email",
+        "lead_external_system",
+        "lead_external_id",
+        "verdict",
+        "reason_code",
+        "reason",
+        "outcome",
+        "marketing_credit",
+        "deal_value",
+        "by",
+        "rep_email",
+        "occurred_at",
+        "contract_version",
+    ),
+    {
+        "id": Kind.NUMBER,
+        "handoff_id": Kind.NUMBER,
+        "lead_id": Kind.NUMBER,
+        "marketing_credit": Kind.BOOL,
+        "deal_value": Kind.NUMBER,
+        "occurred_at": Kind.TIME,
+        "contract_version": Kind.NUMBER,
+    },
+)
+"""A verdict: one row per accept, reject, qualify, win or loss of a handoff, with the
+reason code and words of a rejection (or a lost deal's reason), what it decided
+(``outcome``: recycle or disqualify for a rejection; won; lost), marketing's credit,
+the deal value of a win, who gave it (``by``), the handoff's rep and when. The lead's
+id in another system comes along, to load the verdicts back into that CRM."""
+
+Verdict = Literal["accepted", "rejected", "qualified", "won", "lost"]
+
+
+class VerdictFilter(_Filter):
+    """Which verdicts a verdict export holds; ``since``/``until`` bound when each was
+    given."""
+
+    verdict: Annotated[list[Verdict], BeforeValidator(_listed)] = []
+    rep: RepEmail = None
+    lead_id: LeadRef = None
+
+
+# --- CRM import templates ------------------------------------------------------------
+
+CrmColumn = tuple[str, str, Kind]
+"""A column of a CRM's import template: its header there, the lead export column (or
+derived value, see :func:`crm_value`) it is filled from, what it holds."""
+
+NOT_PROVIDED: Final = "[not provided]"
+"""What Salesforce itself writes into a required lead field a form left blank
+(``LastName``, ``Company``), so that the import does not refuse the row."""
+
+SALESFORCE_STATUS: Final[dict[str, str]] = {
+    "lead": "Open - Not Contacted",
+    "nurture": "Open - Not Contacted",
+    "mql": "Open - Not Contacted",
+    "sal": "Working - Contacted",
+    "sql": "Working - Contacted",
+    "opportunity": "Closed - Converted",
+    "customer": "Closed - Converted",
+    "disqualified": "Closed - Not Converted",
+    "lost": "Closed - Not Converted",
+}
+"""Baton's stage as the values of Salesforce's default Lead Status picklist."""
+
+SALESFORCE_RATING: Final[dict[str, str]] = {"A": "Hot", "B": "Warm", "C": "Cold", "D": "Cold"}
+"""Baton's grade as Salesforce's default Lead Rating picklist."""
+
+HUBSPOT_LIFECYCLE: Final[dict[str, str]] = {
+    "lead": "Lead",
+    "nurture": "Lead",
+    "mql": "Marketing Qualified Lead",
+    "sal": "Sales Qualified Lead",
+    "sql": "Sales Qualified Lead",
+    "opportunity": "Opportunity",
+    "customer": "Customer",
+    "disqualified": "Other",
+    "lost": "Other",
+}
+"""Baton's stage as HubSpot's default Lifecycle Stage labels (HubSpot has no "sales
+accepted": an SAL is a Sales Qualified Lead there; a disqualified or lost lead is
+Other)."""
+
+CRM_COLUMNS: Final[dict[str, tuple[CrmColumn, ...]]] = {
+    "salesforce": (
+        ("FirstName", "first_name", Kind.TEXT),
+        ("LastName", "last_name!", Kind.TEXT),
+        ("Email", "email", Kind.TEXT),
+        ("Phone", "phone", Kind.PHONE),
+        ("Company", "company!", Kind.TEXT),
+        ("Title", "title", Kind.TEXT),
+        ("Country", "country", Kind.TEXT),
+        ("State", "region", Kind.TEXT),
+        ("PostalCode", "postal_code", Kind.TEXT),
+        ("LeadSource", "source", Kind.TEXT),
+        ("Status", "salesforce_status", Kind.TEXT),
+        ("Rating", "salesforce_rating", Kind.TEXT),
+        ("HasOptedOutOfEmail", "opted_out", Kind.BOOL),
+        ("Baton_Lead_Id__c", "id", Kind.NUMBER),
+        ("Baton_Stage__c", "stage", Kind.TEXT),
+        ("Baton_Score__c", "score", Kind.NUMBER),
+        ("Baton_Campaign__c", "campaign", Kind.TEXT),
+        ("Baton_Owner_Email__c", "owner_rep_email", Kind.TEXT),
+    ),
+    "hubspot": (
+        ("First Name", "first_name", Kind.TEXT),
+        ("Last Name", "last_name", Kind.TEXT),
+        ("Email", "email", Kind.TEXT),
+        ("Phone Number", "phone", Kind.PHONE),
+        ("Company Name", "company", Kind.TEXT),
+        ("Job Title", "title", Kind.TEXT),
+        ("Country/Region", "country", Kind.TEXT),
+        ("State/Region", "region", Kind.TEXT),
+        ("Postal Code", "postal_code", Kind.TEXT),
+        ("Lifecycle Stage", "hubspot_lifecycle", Kind.TEXT),
+        ("Marketing contact status", "hubspot_marketing", Kind.TEXT),
+        ("Baton Lead ID", "id", Kind.NUMBER),
+        ("Baton Stage", "stage", Kind.TEXT),
+        ("Baton Score", "score", Kind.NUMBER),
+        ("Baton Grade", "grade", Kind.TEXT),
+        ("Baton Source", "source", Kind.TEXT),
+        ("Baton Campaign", "campaign", Kind.TEXT),
+        ("Contact owner", "owner_rep_email", Kind.TEXT),
+    ),
+}
+"""Lead columns named as each CRM's lead (Salesforce) or contact (HubSpot) import
+template names them; ``Baton_..__c`` / ``Baton ...`` are custom fields to create there
+(or leave unmapped in the import wizard). HubSpot's ``Contact owner`` takes a user's
+email."""
+
+CRM_NAMES: Final[tuple[str, ...]] = tuple(CRM_COLUMNS)
+
+
+def crm_value(row: Mapping[str, Any], source: str) -> Any:
+    """The value of a CRM column filled from ``source`` for one lead export row (see
+    :data:`CRM_COLUMNS`; a trailing ``!`` marks a field the CRM requires)."""
+    if source.endswith("!"):
+        value = row.get(source[:-1])
+        return value if value not in (None, "") else NOT_PROVIDED
+    stage = str(row.get("stage") or "")
+    if source == "salesforce_status":
+        return SALESFORCE_STATUS.get(stage)
+    if source == "salesforce_rating":
+        return SALESFORCE_RATING.get(str(row.get("grade") or ""))
+    if source == "hubspot_lifecycle":
+        return HUBSPOT_LIFECYCLE.get(stage)
+    if source == "opted_out":
+        return row.get("consent") is False
+    if source == "hubspot_marketing":
+        # Only leads who said yes are marketing contacts (HubSpot bills by them).
+        return "Marketing contact" if row.get("consent") else "Non-marketing contact"
+    return row.get(source)
+
+
+def check_crm(name: str | None) -> str | None:
+    """``name`` (lower-cased) when it is a CRM whose columns Baton writes, ``None`` for
+    Baton's own; :class:`ValidationFailed` listing them otherwise."""
+    if name is None or name.strip() in ("", "baton"):
+        return None
+    key = name.strip().lower()
+    if key in CRM_COLUMNS:
+        return key
+    message = f"unknown columns {name!r}{suggest(key, CRM_NAMES)}; use baton, " + ", ".join(
+        CRM_NAMES
+    )
+    raise ValidationFailed(message, [FieldProblem("columns", message)])

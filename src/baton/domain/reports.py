@@ -14,14 +14,26 @@ zone it was asked in.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, time
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-GroupBy = Literal["source", "campaign", "team", "rep", "country", "contract_version"]
+GroupBy = Literal["source", "campaign", "team", "rep", "country", "contract_version", "grade"]
 GROUP_BY: tuple[str, ...] = get_args(GroupBy)
+ATTRIBUTE_GROUP = "attributes."
+"""``group_by=attributes.NAME`` groups by one of the leads' free-form attributes (as
+text: ``landing_page``, ``segment``, ``lead_type``...). Attributes are free-form, so a
+name no lead carries is not an error: every lead falls in the one group ``None`` (no
+value), a labelled result that shows the name matched nothing."""
+ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\- ]{0,99}")
+"""An attribute name reports group by: what an import keeps as a column name."""
+GROUP_BY_PATTERN = (
+    "^(" + "|".join(GROUP_BY) + "|attributes\\." + ATTRIBUTE_NAME.pattern + ")$"
+)
+"""Every value ``group_by`` takes, as a regular expression (for the API's schema)."""
 FunnelMode = Literal["cohort", "flow"]
 FUNNEL_MODES: tuple[str, ...] = get_args(FunnelMode)
 
@@ -165,12 +177,30 @@ class ReportFilters:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+def attribute_group(value: str | None) -> str | None:
+    """The attribute name of ``attributes.NAME`` (``None`` for any other value)."""
+    if value is None or not value.startswith(ATTRIBUTE_GROUP):
+        return None
+    return value[len(ATTRIBUTE_GROUP) :]
+
+
 def check_group_by(value: str | None, allowed: tuple[str, ...] = GROUP_BY) -> Any:
     """``value`` if it is a dimension reports can group by (or ``None``), else
-    ``ValueError`` listing them."""
+    ``ValueError`` listing them. The lead-based dimensions (:data:`GROUP_BY`) also
+    take ``attributes.NAME`` (see :data:`ATTRIBUTE_GROUP`)."""
     if value is None or value in allowed:
         return value
-    raise ValueError(f"cannot group by {value!r}; use one of {', '.join(allowed)}")
+    takes_attributes = allowed == GROUP_BY
+    name = attribute_group(value)
+    if takes_attributes and name is not None:
+        if ATTRIBUTE_NAME.fullmatch(name):
+            return value
+        raise ValueError(
+            f"cannot group by {value!r}: an attribute name is 1 to 100 letters, digits, "
+            "_, - or spaces (attributes.landing_page)"
+        )
+    more = ", or attributes.NAME (any lead attribute)" if takes_attributes else ""
+    raise ValueError(f"cannot group by {value!r}; use one of {', '.join(allowed)}{more}")
 
 
 def nearest_rank(p: int, n: int) -> int:

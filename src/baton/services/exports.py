@@ -39,13 +39,19 @@ from baton.domain.cells import csv_cell
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.exports import (
     ACTIVITY_COLUMNS,
+    CRM_COLUMNS,
     FORMATS,
     HANDOFF_COLUMNS,
     LEAD_COLUMNS,
+    VERDICT_COLUMNS,
+    VERDICT_KINDS,
     ActivityFilter,
     Column,
     HandoffFilter,
     LeadFilter,
+    VerdictFilter,
+    check_crm,
+    crm_value,
     export_filename,
     read_filter,
 )
@@ -235,10 +241,16 @@ def lead_export(
     actor: Principal,
     filters: LeadFilter | Mapping[str, Any] | None = None,
     page: int = PAGE,
+    columns: str | None = None,
 ) -> Export:
     """The leads ``actor`` may read (merged ones left out) that match ``filters``
     (:class:`~baton.domain.exports.LeadFilter`: stage, source, owner rep, tag, grade,
-    created since/until), with their score, grade, tags and owner rep."""
+    created since/until), with their score, grade, tags and owner rep.
+
+    ``columns="salesforce"`` or ``"hubspot"`` names and fills the columns as that CRM's
+    lead (contact) import template does (:data:`~baton.domain.exports.CRM_COLUMNS`),
+    to load the leads back into it; ``None`` (or ``"baton"``): Baton's own columns."""
+    crm = check_crm(columns)
     level = allowed(actor, Action.READ_LEADS)
     wanted = filters if isinstance(filters, LeadFilter) else read_filter(LeadFilter, filters or {})
     conditions: list[Any] = [leads.c.merged_into_id.is_(None)]
@@ -299,7 +311,24 @@ def lead_export(
             row["owner_rep_email"] = owner_row["email"] if owner_row else None
         return rows
 
+    if crm is not None:
+        return _in_crm_columns(Export("leads", LEAD_COLUMNS, ctx, read, page), crm)
     return Export("leads", LEAD_COLUMNS, ctx, read, page)
+
+
+def _in_crm_columns(export: Export, crm: str) -> Export:
+    """``export`` (of leads) with the columns of ``crm``'s import template; the rows
+    keep their ``id`` for paging."""
+    template = CRM_COLUMNS[crm]
+
+    def read(connection: Connection, last: int, size: int) -> list[dict[str, Any]]:
+        return [
+            {"id": row["id"], **{header: crm_value(row, src) for header, src, _ in template}}
+            for row in export.page(connection, last, size)
+        ]
+
+    columns = tuple((header, kind) for header, _, kind in template)
+    return Export(f"leads-{crm}", columns, export.ctx, read, export.size)
 
 
 def export_leads(
@@ -459,9 +488,85 @@ def activity_export(
     return Export("activities", ACTIVITY_COLUMNS, ctx, read, page)
 
 
+# --- verdicts ------------------------------------------------------------------------
+
+
+def verdict_export(
+    ctx: Context,
+    *,
+    actor: Principal,
+    filters: VerdictFilter | Mapping[str, Any] | None = None,
+    page: int = PAGE,
+) -> Export:
+    """Sales' verdicts on the handoffs ``actor`` may read (a rep their own, a manager
+    their team's): each accept, reject, qualify, win and loss with its reason code and
+    words, outcome, credit, deal value, who gave it and when, matching ``filters``
+    (:class:`~baton.domain.exports.VerdictFilter`: verdict, rep, lead, given
+    since/until). For loading back into a CRM: the lead's id there comes along."""
+    level = allowed(actor, Action.READ_HANDOFFS)
+    wanted = (
+        filters if isinstance(filters, VerdictFilter) else read_filter(VerdictFilter, filters or {})
+    )
+    event = handoff_events.alias("v")
+    conditions: list[Any] = [event.c.kind.in_(wanted.verdict or list(VERDICT_KINDS))]
+    if level is not Reach.ALL:
+        conditions.append(handoff_scope(actor, level))
+    if wanted.since:
+        conditions.append(event.c.occurred_at >= wanted.since)
+    if wanted.until:
+        conditions.append(event.c.occurred_at < wanted.until)
+    with ctx.read() as connection:
+        if wanted.rep:
+            conditions.append(handoffs.c.rep_id == _rep_id(connection, actor, wanted.rep, "rep"))
+        if wanted.lead_id is not None:
+            check_lead(connection, actor, Action.READ_HANDOFFS, wanted.lead_id)
+            conditions.append(handoffs.c.lead_id == wanted.lead_id)
+    query = select(
+        event.c.id,
+        event.c.handoff_id,
+        event.c.kind.label("verdict"),
+        event.c.actor.label("by"),
+        event.c.occurred_at,
+        event.c.detail,
+        handoffs.c.lead_id,
+        handoffs.c.contract_version,
+        leads.c.email.label("lead_email"),
+        leads.c.external_system.label("lead_external_system"),
+        leads.c.external_id.label("lead_external_id"),
+        reps.c.email.label("rep_email"),
+    ).select_from(
+        event.join(handoffs, handoffs.c.id == event.c.handoff_id)
+        .join(leads, leads.c.id == handoffs.c.lead_id)
+        .outerjoin(reps, reps.c.id == handoffs.c.rep_id)
+    )
+
+    def read(connection: Connection, last: int, size: int) -> list[dict[str, Any]]:
+        rows = []
+        for found in connection.execute(
+            query.where(*conditions, event.c.id > last).order_by(event.c.id).limit(size)
+        ).mappings():
+            row = dict(found)
+            detail = row.pop("detail") or {}
+            kind = row["verdict"]
+            row["reason_code"] = detail.get("code")
+            row["reason"] = detail.get("note") if kind == "rejected" else detail.get("reason")
+            row["outcome"] = (
+                detail.get("outcome")
+                if kind == "rejected"
+                else (kind if kind in ("won", "lost") else None)
+            )
+            row["marketing_credit"] = detail.get("marketing_credit")
+            row["deal_value"] = detail.get("amount") if kind == "won" else None
+            rows.append(row)
+        return rows
+
+    return Export("verdicts", VERDICT_COLUMNS, ctx, read, page)
+
+
 EXPORTS: dict[str, Callable[..., Export]] = {
     "leads": lead_export,
     "handoffs": handoff_export,
     "activities": activity_export,
+    "verdicts": verdict_export,
 }
 """Every export by name, for shells that offer them all alike."""

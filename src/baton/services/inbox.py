@@ -78,7 +78,8 @@ def _due(handoff: HandoffPublic) -> tuple[str, datetime | None]:
 
 def _name(row: dict[str, object]) -> str:
     parts = [str(row[k]) for k in ("first_name", "last_name") if row.get(k)]
-    return " ".join(parts) or str(row["email"])
+    # A lead known by phone only (a call, a badge scan) has no email to show.
+    return " ".join(parts) or str(row.get("lead_email") or f"lead {row['lead_id']}")
 
 
 def rep_inbox(ctx: Context, *, actor: Principal, limit: int = 200) -> Inbox:
@@ -137,7 +138,7 @@ def rep_inbox(ctx: Context, *, actor: Principal, limit: int = 200) -> Inbox:
             InboxItem(
                 handoff=handoff,
                 name=_name(row),
-                email=str(row["lead_email"]),
+                email=str(row["lead_email"] or ""),
                 company=row["company"],
                 title=row["title"],
                 source=row["source"],

@@ -96,6 +96,7 @@ from baton.domain.reports import (
     SpendEntry,
     VelocityReport,
     VelocityRow,
+    attribute_group,
     check_group_by,
     conversion,
     cost_row,
@@ -114,6 +115,7 @@ from baton.store.tables import (
     contracts,
     handoff_chains,
     handoffs,
+    lead_scores,
     leads,
     reps,
     spend,
@@ -211,10 +213,16 @@ def _scope(
     left out; with ``lead_join(from_)`` the rows are known to belong to live leads and
     the lead is joined only when a grouping or a filter reads it."""
     where: list[ColumnElement[bool]] = []
+    attribute = attribute_group(group_by)
+    reads_lead = group_by in LEAD_DIMENSIONS or group_by == "grade" or attribute is not None
     if lead_join is None:
         where.append(lead.c.merged_into_id.is_(None))
-    elif group_by in LEAD_DIMENSIONS or any(k in LEAD_DIMENSIONS for k in filters.given()):
+    elif reads_lead or any(k in LEAD_DIMENSIONS for k in filters.given()):
         from_ = lead_join(from_)
+    score = lead_scores.alias("gs")
+    if group_by == "grade":
+        # The lead's grade now, under the active contract (kept beside the lead).
+        from_ = from_.outerjoin(score, score.c.lead_id == lead.c.id)
     rep = reps.alias("gr")
     team = teams.alias("gt")
     if group_by in ("team", "rep") or filters.team is not None or filters.rep is not None:
@@ -231,7 +239,11 @@ def _scope(
         "team": team.c.name,
         "rep": rep.c.email,
         "contract_version": version,
+        "grade": score.c.grade,
     }
+    if attribute is not None and group_by is not None:
+        # As text on both databases (SQLite's json_extract gives numbers as numbers).
+        dims[group_by] = cast(lead.c.attributes[attribute].as_string(), String)
     for name, value in filters.given().items():
         where.append(dims[name] == value)
     group = dims[group_by] if group_by else cast(null(), String)

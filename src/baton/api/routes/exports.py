@@ -1,4 +1,4 @@
-"""/api/v1/exports: leads, handoffs and activities as CSV (or JSON lines), streamed.
+"""/api/v1/exports: leads, handoffs, activities and verdicts as CSV (or JSON lines), streamed.
 
 Every download goes through :mod:`baton.services.exports`: cells a spreadsheet would
 run as formulas are neutralised, only what the caller may read is listed (a rep's own
@@ -17,10 +17,16 @@ from fastapi.responses import StreamingResponse
 
 from baton.api.deps import Actor, Authenticated, Ctx
 from baton.domain.activities import MAX_ID, ActivityType
-from baton.domain.exports import HandoffStatus
+from baton.domain.exports import HandoffStatus, Verdict
 from baton.domain.lifecycle import Stage
 from baton.domain.moments import DAY, INSTANT_PATTERN
-from baton.services.exports import Export, activity_export, handoff_export, lead_export
+from baton.services.exports import (
+    Export,
+    activity_export,
+    handoff_export,
+    lead_export,
+    verdict_export,
+)
 
 router = APIRouter(prefix="/api/v1/exports", tags=["exports"], dependencies=[Authenticated])
 
@@ -124,12 +130,22 @@ def export_leads(
         str | None,
         Query(max_length=200, description="Search words, as on the lead list (word prefixes)"),
     ] = None,
+    columns: Annotated[
+        Literal["baton", "salesforce", "hubspot"],
+        Query(
+            description="baton (default), or the columns of a CRM's import template: "
+            "salesforce (Lead: FirstName, LastName, Email, Company, ..., LeadSource, Status) "
+            "or hubspot (contact: First Name, ..., Lifecycle Stage)"
+        ),
+    ] = "baton",
 ) -> StreamingResponse:
     """Every lead you may read (merged ones left out) matching the filters, with its
     score, grade, tags and owner rep (the rep of its latest handoff). ``since`` and
     ``until`` bound when each lead was created. Text cells a spreadsheet would run as
     a formula start with an apostrophe (``'=HYPERLINK(...)``); ``baton import leads``
-    reads the file back without it."""
+    reads the file back without it. ``columns=salesforce`` or ``hubspot`` names the
+    columns as that CRM's import template does (stage as its Lead Status or Lifecycle
+    Stage), to load the leads back into it."""
     export = lead_export(
         ctx,
         actor=actor,
@@ -143,6 +159,7 @@ def export_leads(
             "until": until,
             "q": q,
         },
+        columns=columns,
     )
     return _stream(export, fmt)
 
@@ -227,5 +244,55 @@ def export_activities(
         ctx,
         actor=actor,
         filters={"type": type_, "lead_id": lead_id, "since": since, "until": until},
+    )
+    return _stream(export, fmt)
+
+
+VERDICT_CSV = (
+    "id,handoff_id,lead_id,lead_email,lead_external_system,lead_external_id,verdict,"
+    "reason_code,reason,outcome,marketing_credit,deal_value,by,rep_email,occurred_at,"
+    "contract_version\r\n"
+    "31,12,40,dana@northwind.example.com,salesforce,00Q5e00000AbCdE,rejected,no_budget,"
+    "next quarter,disqualify,false,,ana@lumen.example,ana@lumen.example,"
+    "2026-03-02T09:20:00+00:00,3\r\n"
+)
+
+
+@router.get(
+    "/verdicts",
+    operation_id="export_verdicts",
+    response_class=StreamingResponse,
+    responses=_download(
+        VERDICT_CSV,
+        "The verdicts",
+        {"id": 31, "handoff_id": 12, "verdict": "rejected", "reason_code": "no_budget"},
+    ),
+)
+def export_verdicts(
+    ctx: Ctx,
+    actor: Actor,
+    fmt: Format = "csv",
+    verdict: Annotated[
+        list[Verdict] | None, Query(description="Only these verdicts (repeat)")
+    ] = None,
+    rep: Annotated[str | None, Query(max_length=254, description="Only this rep's (email)")] = None,
+    lead_id: LeadRef = None,
+    since: Since = None,
+    until: Until = None,
+) -> StreamingResponse:
+    """Sales' verdicts on every handoff you may read: each accept, reject (with its
+    reason code and words), qualify, win (with the deal value) and loss, who gave it
+    and when, with the lead's email and its id in another system, for loading back
+    into a CRM. ``since`` and ``until`` bound when each verdict was given."""
+    export = verdict_export(
+        ctx,
+        actor=actor,
+        filters={
+            "verdict": verdict,
+            "rep": rep,
+            "lead_id": lead_id,
+            "since": since,
+            "until": until,
+        },
     )
     return _stream(export, fmt)

@@ -19,14 +19,16 @@ from starlette.concurrency import run_in_threadpool
 
 from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.schemas import SpendImportPublic, SpendPublic, SpendRowErrorPublic
+from baton.domain.activities import MAX_ID
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.moments import Day
 from baton.domain.reports import (
     GROUP_BY,
+    GROUP_BY_PATTERN,
     FunnelMode,
-    GroupBy,
     ReportFilters,
     ReportPeriod,
+    check_group_by,
     zone,
 )
 from baton.domain.reps import TimeZone
@@ -65,13 +67,23 @@ def report_query(
     from_: FromDay,
     to: ToDay,
     tz: Zone = "UTC",
-    group_by: Annotated[GroupBy | None, Query(description="One of: " + ", ".join(GROUP_BY))] = None,
+    group_by: Annotated[
+        str | None,
+        Query(
+            max_length=120,
+            pattern=GROUP_BY_PATTERN,
+            description="One of: "
+            + ", ".join(GROUP_BY)
+            + "; or attributes.NAME, any lead attribute (a name no lead has: one group, null)",
+            examples=["source", "grade", "attributes.landing_page"],
+        ),
+    ] = None,
     source: Annotated[str | None, Query(max_length=200)] = None,
     campaign: Annotated[str | None, Query(max_length=200)] = None,
     team: Annotated[str | None, Query(max_length=100, description="Team of the rep")] = None,
     rep: Annotated[str | None, Query(max_length=254, description="The rep's email")] = None,
     country: Annotated[str | None, Query(max_length=2)] = None,
-    contract_version: Annotated[int | None, Query(ge=1)] = None,
+    contract_version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> ReportQuery:
     try:
         zone(tz)
@@ -81,10 +93,10 @@ def report_query(
         period = ReportPeriod.from_dates(from_, to, tz)
     except ValueError as exc:
         raise _invalid("to", str(exc)) from None
-    if group_by is not None and group_by not in GROUP_BY:
-        raise _invalid(
-            "group_by", f"cannot group by {group_by!r}; use one of {', '.join(GROUP_BY)}"
-        )
+    try:
+        check_group_by(group_by)
+    except ValueError as exc:
+        raise _invalid("group_by", str(exc)) from None
     filters = ReportFilters(
         source=source,
         campaign=campaign,
