@@ -128,7 +128,8 @@ def contract_activate(version: int, actor: ActorOption = "cli") -> None:
         ("re-scored", report.leads_scored),
         ("crossed the threshold upward", report.crossed_up),
         ("fell below the threshold", report.crossed_down),
-        ("handed off (became MQL)", report.became_mql),
+        ("became MQL", report.became_mql),
+        ("of which history (qualified too long ago: no live handoff)", report.held_back),
     ):
         table.add_row(name, f"{value:,}")
     console.print(table)
@@ -149,7 +150,8 @@ def contract_rescore(actor: ActorOption = "cli") -> None:
         report = rescore_active(ctx, actor=operator(actor), progress=advance)
     console.print(
         f"{report.leads_scored:,} leads re-scored with version {report.version}; "
-        f"{report.became_mql:,} handed off"
+        f"{report.became_mql - report.held_back:,} handed off, {report.held_back:,} recorded "
+        "as history (qualified longer ago than mql.live_within_days)"
     )
 
 

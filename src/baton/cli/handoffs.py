@@ -196,17 +196,39 @@ def _verdict_done(ctx: Context, handoff: Any, what: str) -> None:
 
 
 HandoffArg = Annotated[int, typer.Argument(metavar="ID", help="The handoff's id.")]
+OccurredAtOption = Annotated[
+    str | None,
+    typer.Option(
+        "--occurred-at",
+        help="When it really happened, if earlier (2026-03-02T14:05:00Z; no zone: UTC): "
+        "recorded as history; never in the future or before the lead's last stage change.",
+    ),
+]
+
+
+def _occurred_at(text: str | None) -> Any:
+    """``--occurred-at`` as an aware moment (``None`` when not given)."""
+    if text is None:
+        return None
+    from baton.domain.dates import read_instant
+
+    try:
+        return read_instant(text)
+    except ValueError as exc:
+        raise fail(f"--occurred-at: {exc}") from None
 
 
 @handoff_app.command("accept")
-def handoff_accept(handoff_id: HandoffArg, actor: VerdictActor) -> None:
+def handoff_accept(
+    handoff_id: HandoffArg, actor: VerdictActor, occurred_at: OccurredAtOption = None
+) -> None:
     """Accept the lead (it becomes a SAL)."""
     from baton.services.handoffs import accept_handoff
 
+    at = _occurred_at(occurred_at)
     with work() as ctx:
-        _verdict_done(
-            ctx, accept_handoff(ctx, handoff_id, actor=operator(actor)), f"accepted by {actor}"
-        )
+        handoff = accept_handoff(ctx, handoff_id, actor=operator(actor), occurred_at=at)
+        _verdict_done(ctx, handoff, f"accepted by {actor}")
 
 
 @handoff_app.command("reject")
@@ -215,12 +237,16 @@ def handoff_reject(
     code: Annotated[str, typer.Argument(help="A rejection code of the contract.")],
     actor: VerdictActor,
     note: Annotated[str | None, typer.Option("--note", help="Why, in words.")] = None,
+    occurred_at: OccurredAtOption = None,
 ) -> None:
     """Turn the lead down with CODE from the contract's rejection reasons."""
     from baton.services.handoffs import reject_handoff
 
+    at = _occurred_at(occurred_at)
     with work() as ctx:
-        handoff = reject_handoff(ctx, handoff_id, code=code, note=note, actor=operator(actor))
+        handoff = reject_handoff(
+            ctx, handoff_id, code=code, note=note, actor=operator(actor), occurred_at=at
+        )
         _verdict_done(ctx, handoff, f"rejected ({code})")
 
 
@@ -284,12 +310,16 @@ def handoff_won(
     actor: VerdictActor,
     amount: AmountOption = None,
     note: Annotated[str | None, typer.Option("--note", help="A word on the deal.")] = None,
+    occurred_at: OccurredAtOption = None,
 ) -> None:
     """The deal is won: the lead becomes a customer."""
     from baton.services.handoffs import won_handoff
 
+    at = _occurred_at(occurred_at)
     with work() as ctx:
-        handoff = won_handoff(ctx, handoff_id, amount=amount, note=note, actor=operator(actor))
+        handoff = won_handoff(
+            ctx, handoff_id, amount=amount, note=note, actor=operator(actor), occurred_at=at
+        )
         _verdict_done(ctx, handoff, "won")
 
 
@@ -298,14 +328,17 @@ def handoff_lost(
     handoff_id: HandoffArg,
     actor: VerdictActor,
     reason: Annotated[str, typer.Option("--reason", help="Why the deal was lost.")],
+    occurred_at: OccurredAtOption = None,
 ) -> None:
     """The deal is lost, with a reason."""
     from baton.services.handoffs import lost_handoff
 
+    at = _occurred_at(occurred_at)
     with work() as ctx:
-        _verdict_done(
-            ctx, lost_handoff(ctx, handoff_id, reason=reason, actor=operator(actor)), "lost"
+        handoff = lost_handoff(
+            ctx, handoff_id, reason=reason, actor=operator(actor), occurred_at=at
         )
+        _verdict_done(ctx, handoff, "lost")
 
 
 @handoff_app.command("reassign")

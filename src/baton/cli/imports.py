@@ -104,8 +104,8 @@ def _lines_to_mend(source: Path, report: ImportReport, errors_file: Path | None)
         with out:
             write_lines_to_mend(report, out, warnings=True)
     shown = report.errors or report.warnings
-    suffix = "" if report.errors else " (left out; the row was imported)"
     for problem in shown[:5]:
+        suffix = "" if report.errors else _kept_suffix(problem.message)
         errors.print(
             f"line {problem.row}: {problem.field}: {problem.message}{suffix}", markup=False
         )
@@ -159,8 +159,8 @@ def _row_errors(
             ["line", "field", "message", "outcome"],
             ([error.row, error.field, error.message, outcome] for error, outcome in listed),
         )
-    suffix = "" if found else " (left out; the row was imported)"
     for error in (found or warnings)[:5]:
+        suffix = "" if found else _kept_suffix(error.message)
         errors.print(f"line {error.row}: {error.field}: {error.message}{suffix}", markup=False)
     more = len(found or warnings) - 5
     if more > 0:
@@ -257,6 +257,22 @@ def import_leads_command(
     encoding: EncodingOption = "utf-8-sig",
     day_first: DayFirstOption = False,
     timezone: TimezoneOption = "UTC",
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            "--mapping",
+            help="Import history from a CRM with this saved column mapping (or the "
+            "built-in hubspot or salesforce): created dates, stage dates, outcomes.",
+        ),
+    ] = None,
+    historical: Annotated[
+        bool,
+        typer.Option(
+            "--historical",
+            help="With --mapping: the file is history; no MQL in it opens a live handoff, "
+            "routes or sends anything, however recent.",
+        ),
+    ] = False,
 ) -> None:
     """Import leads: create-or-update by external id, email or phone.
 
@@ -269,10 +285,32 @@ def import_leads_command(
 
     A created_at column (Created Date, Create Date...) dates each capture, and the lead
     when the import creates it: 2026-03-02, 03/02/2026 (--day-first: 02/03/2026),
-    March 2, 2026, 2 Mar 2026 14:05, Unix time... Times without a zone are in --timezone."""
+    March 2, 2026, 2 Mar 2026 14:05, Unix time... Times without a zone are in --timezone.
+
+    With --mapping NAME, the file is a CRM's history: each lead with its created time,
+    its stage changes with their dates ("Became a Marketing Qualified Lead Date"...) and
+    its outcome (won with value and date, lost, disqualified); see `baton import mapping`.
+    Re-importing records nothing twice."""
     from baton.services.imports import import_leads
 
     zone = _zone(timezone)
+    if mapping is not None:
+        _import_history(
+            file,
+            mapping=mapping,
+            historical=historical,
+            column_map=_parse_map(column_map or []),
+            blanks=blank or [],
+            system=system,
+            errors_file=errors_file,
+            actor=actor,
+            encoding=encoding,
+            day_first=day_first,
+            zone=zone,
+        )
+        return
+    if historical:
+        raise fail("--historical goes with --mapping NAME (a history import)")
     with context() as ctx, progress() as bar:
         report = import_leads(
             ctx,
@@ -356,3 +394,276 @@ def import_spend_command(
         table.add_row(name, f"{value:,}")
     console.print(table)
     _row_errors(file, report.errors, report.rejected, errors_file)
+
+
+@import_app.command("scans")
+def import_scans_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    event: Annotated[
+        str, typer.Option("--event", help="The event the badges were scanned at: 'SaaStr 2026'.")
+    ],
+    column_map: MapOption = None,
+    errors_file: ErrorsOption = None,
+    actor: ActorOption = "cli",
+    encoding: EncodingOption = "utf-8-sig",
+    day_first: DayFirstOption = False,
+    timezone: TimezoneOption = "UTC",
+    source: Annotated[
+        str, typer.Option("--source", help="Source of the leads the scans create.")
+    ] = "event",
+) -> None:
+    """Import an event's badge scans: name (or first/last), email, phone, company,
+    title, country, scanned_by (a rep's email or name), rating, notes, scanned_at.
+
+    Every row captures the person (the event is their campaign) and records an
+    event_booth_scan activity. Rating hot (any case): also an event_hot_scan, a
+    hand-raise in the example contract (handed off at once); cold: a lead still in
+    stage lead goes to nurture, so it is not handed off. Other columns are kept on the
+    scan. Importing the file again records nothing twice (event + person + scanned_at).
+    Rejected lines go to FILE.errors.csv, to mend and import as it is (exit code 1)."""
+    from baton.services.scans import import_scans
+
+    zone = _zone(timezone)
+    with context() as ctx, progress() as bar:
+        report = import_scans(
+            ctx,
+            file,
+            event=event,
+            actor=operator(actor),
+            column_map=_parse_map(column_map or []),
+            progress=_steps(bar, "scans"),
+            encoding=encoding,
+            naive_timezone=zone,
+            day_first=day_first,
+            lead_source=source,
+        )
+    table = Table(title=f"Badge scans of {event} from {file.name}")
+    table.add_column("result")
+    table.add_column("rows", justify="right")
+    for name, value in (
+        ("rows read", report.rows),
+        ("scans recorded", report.stored),
+        ("already imported (same event, person, time)", report.duplicates),
+        ("leads created", report.created),
+        ("leads updated", report.updated),
+        ("hot", report.hot),
+        ("  handed off (hand-raise)", report.mql),
+        ("warm", report.warm),
+        ("cold", report.cold),
+        ("  moved to nurture", report.nurtured),
+        ("rows rejected", report.rejected),
+    ):
+        table.add_row(name, f"{value:,}")
+    console.print(table)
+    if report.extra_columns:
+        console.print(f"Columns kept on the scans: {', '.join(report.extra_columns)}", markup=False)
+    _lines_to_mend(file, report, errors_file)
+
+
+@import_app.command("reps")
+def import_reps_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    column_map: MapOption = None,
+    errors_file: ErrorsOption = None,
+    actor: ActorOption = "cli",
+    encoding: EncodingOption = "utf-8-sig",
+) -> None:
+    """Add or change reps from CSV, creating their teams: email, name, team, timezone,
+    working_hours, capacity, weight, status, countries, regions, postal_prefixes,
+    segments, tags, manager_email, active.
+
+    A known email changes the settings its cells give (blank leaves one as it is; `-`
+    clears team or manager). Hours: mon-fri=09:00-17:00; sat=10:00-14:00. Lists are
+    separated by ; , or |. A row with a bad cell is rejected whole: its line goes to
+    FILE.errors.csv with its problems, to mend and import as it is (exit code 1)."""
+    from baton.services.rep_import import import_reps
+
+    with context() as ctx, progress() as bar:
+        report = import_reps(
+            ctx,
+            file,
+            actor=operator(actor),
+            column_map=_parse_map(column_map or []),
+            progress=_steps(bar, "reps"),
+            encoding=encoding,
+        )
+    table = Table(title=f"Import of {file.name}")
+    table.add_column("result")
+    table.add_column("rows", justify="right")
+    for name, value in (
+        ("rows read", report.rows),
+        ("reps added", report.created),
+        ("reps changed", report.updated),
+        ("unchanged", report.unchanged),
+        ("teams created", report.teams_created),
+        ("rows rejected", report.rejected),
+    ):
+        table.add_row(name, f"{value:,}")
+    console.print(table)
+    if report.extra_columns:
+        console.print(f"Columns left out: {', '.join(report.extra_columns)}", markup=False)
+    _lines_to_mend(file, report, errors_file)
+
+
+# --- history from a CRM (saved mappings) and the Olist funnel ----------------------------------
+
+mapping_app = typer.Typer(
+    help="Saved column mappings for history imports (`baton import leads FILE --mapping NAME`).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+import_app.add_typer(mapping_app, name="mapping")
+
+
+def _history_summary(title: str, report: Any) -> None:
+    """What a history import recorded and what it held back."""
+    table = Table(title=title)
+    table.add_column("result")
+    table.add_column("count", justify="right")
+    for name, value in (
+        ("rows read", report.rows),
+        ("rows imported", report.imported),
+        ("leads created", report.created),
+        ("leads updated", report.updated),
+        ("unchanged", report.unchanged),
+        ("stage changes recorded", report.transitions),
+        ("of which implied (a stage the file skips)", report.implied),
+        ("already recorded (re-import)", report.already_recorded),
+        ("won", report.won),
+        ("lost", report.lost),
+        ("disqualified", report.disqualified),
+        ("MQLs recorded as history (no live handoff)", report.mql_held_back),
+        ("MQLs handed off live", report.mql_live),
+        ("steps held back", report.steps_held_back),
+        ("steps moved to keep the order", report.moved),
+        ("rows rejected", report.rejected),
+    ):
+        table.add_row(name, f"{value:,}")
+    if report.won_value:
+        table.add_row("won value", f"{report.won_value:,.2f}")
+    console.print(table)
+
+
+def _import_history(
+    file: Path,
+    *,
+    mapping: str,
+    historical: bool,
+    column_map: dict[str, str],
+    blanks: list[str],
+    system: str | None,
+    errors_file: Path | None,
+    actor: str,
+    encoding: str,
+    day_first: bool,
+    zone: str,
+) -> None:
+    from baton.services.history import import_history
+
+    with context() as ctx, progress() as bar:
+        report = import_history(
+            ctx,
+            file,
+            actor=operator(actor),
+            mapping=mapping,
+            historical=historical,
+            column_map=column_map,
+            progress=_steps(bar, "history"),
+            encoding=encoding,
+            blanks=blanks,
+            external_system=system,
+            naive_timezone=zone,
+            day_first=day_first,
+        )
+    _history_summary(f"History import of {file.name} (mapping {mapping})", report)
+    _lines_to_mend(file, report, errors_file)
+
+
+@mapping_app.command("save")
+def mapping_save_command(
+    name: Annotated[str, typer.Argument(help="The mapping's name (lower case, - and _).")],
+    column_map: Annotated[
+        list[str],
+        typer.Option(
+            "--map",
+            help="HEADER=TARGET: a lead field, attributes.NAME, a history field (stage, "
+            "mql_at, sal_at, sql_at, opportunity_at, customer_at, won_at, lost_at, "
+            "disqualified_at, closed_at, outcome, won, amount) or - (repeat).",
+        ),
+    ],
+    actor: ActorOption = "cli",
+) -> None:
+    """Save (or replace) a column mapping for history imports."""
+    from baton.services.history import save_mapping
+
+    with context() as ctx:
+        saved = save_mapping(ctx, name, _parse_map(column_map), actor=operator(actor))
+    console.print(f"Saved mapping {saved.name} ({len(saved.columns)} columns)", markup=False)
+
+
+@mapping_app.command("list")
+def mapping_list_command(actor: ActorOption = "cli") -> None:
+    """The saved mappings and the built-ins (hubspot, salesforce)."""
+    from baton.services.history import list_mappings
+
+    with context() as ctx:
+        found = list_mappings(ctx, actor=operator(actor))
+    table = Table(title="Column mappings")
+    for column in ("name", "kind", "columns", "updated"):
+        table.add_column(column)
+    for item in found:
+        table.add_row(
+            item.name,
+            "built-in" if item.built_in else "saved",
+            str(len(item.columns)),
+            item.updated_at.isoformat(timespec="seconds") if item.updated_at else "",
+        )
+    console.print(table)
+
+
+@mapping_app.command("show")
+def mapping_show_command(
+    name: Annotated[str, typer.Argument(help="The mapping's name.")],
+    actor: ActorOption = "cli",
+) -> None:
+    """A mapping's columns: CSV header -> where its values go."""
+    from baton.services.history import get_mapping
+
+    with context() as ctx:
+        found = get_mapping(ctx, name, actor=operator(actor))
+    table = Table(title=f"Mapping {found.name}" + (" (built-in)" if found.built_in else ""))
+    table.add_column("column")
+    table.add_column("goes to")
+    for header, target in found.columns.items():
+        table.add_row(header, target)
+    console.print(table)
+
+
+@import_app.command("olist")
+def import_olist_command(
+    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, readable=True)],
+    actor: ActorOption = "cli",
+) -> None:
+    """Load the Olist marketing funnel (8,000 MQLs, 842 won deals) from its folder.
+
+    Leads (source = origin, landing page and deal fields as attributes), their MQL at
+    the first contact and their win at the won date, as history: no handoff opens,
+    nothing is sent. Running it again records nothing twice. The data set is not shipped
+    (CC BY-NC-SA 4.0): see the README for where to get it."""
+    from baton.services.olist import import_olist
+
+    with context() as ctx, progress() as bar:
+        report = import_olist(ctx, folder, actor=operator(actor), progress=_steps(bar, "Olist"))
+    _history_summary(f"Olist import from {folder.name}", report)
+    for problem in (report.errors + report.warnings)[:5]:
+        errors.print(f"line {problem.row}: {problem.field}: {problem.message}", markup=False)
+    if report.errors:
+        raise fail(f"{report.rejected} row(s) rejected; all other rows were imported")
+
+
+def _kept_suffix(message: str) -> str:
+    """What a warning line adds: that the row was imported (and, unless the message
+    already says so, that the value was left out)."""
+    if "left out" in message or "recorded" in message:
+        return " (the row was imported)"
+    return " (left out; the row was imported)"

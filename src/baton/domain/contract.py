@@ -270,6 +270,10 @@ class MqlTrigger(_Strict):
     hand_raise: list[ActivityType] = Field(default_factory=list)
     hand_raise_max_age_days: float = Field(14, gt=0)
     recycle_cooldown_days: float = Field(30, ge=0)
+    live_within_days: float = Field(7, gt=0)
+    """An MQL whose qualifying moment is older than this (history imported, a contract
+    activated over old leads, a backfilled event) is recorded as history: no live
+    handoff, no routing, no email or webhook."""
 
     @field_validator("required_fields")
     @classmethod
@@ -956,7 +960,13 @@ def diff_contracts(old: HandoffContract, new: HandoffContract) -> list[ContractC
             changes.append(
                 ContractChange("scoring.grades", f"grade {grade} from {before} → {after}")
             )
-    for name in ("threshold", "min_grade", "recycle_cooldown_days", "hand_raise_max_age_days"):
+    for name in (
+        "threshold",
+        "min_grade",
+        "recycle_cooldown_days",
+        "hand_raise_max_age_days",
+        "live_within_days",
+    ):
         before, after = getattr(old.mql, name), getattr(new.mql, name)
         if before != after:
             changes.append(ContractChange("mql", f"{name} {before} → {after}"))

@@ -80,6 +80,10 @@ class Transition:
     reason: str
     occurred_at: datetime
     contract_version: int | None = None
+    historical: bool = False
+    """Recorded after the fact (a history import, a time given with the change):
+    ``occurred_at`` is when it happened, ``recorded_at`` when Baton learnt of it."""
+    recorded_at: datetime | None = None
 
 
 def transition(

@@ -287,7 +287,10 @@ def activate_contract(
 ) -> ActivationReport:
     """Make an approved version the active one, then re-score every lead with it.
     Only an admin (or the local operator) activates: it changes every lead's score and
-    may hand many of them to sales at once.
+    may hand many of them to sales at once. A lead whose qualifying moment (its last
+    activity or stage change) is older than the contract's ``mql.live_within_days`` is
+    recorded as an MQL of the past and opens no handoff (``held_back`` in the report):
+    activating a contract over old history never fires live work.
 
     ``progress(done, total)`` is called after each chunk of leads."""
     allowed(actor, Action.ACTIVATE_CONTRACT)

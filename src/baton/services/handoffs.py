@@ -409,10 +409,27 @@ def _refresh_timer(
     )
 
 
+def _late(occurred_at: datetime | None, now: datetime) -> dict[str, Any]:
+    """The event detail of a verdict recorded after the fact: the event is dated when
+    the verdict happened (``occurred_at``, checked with the lead's stage change: never
+    in the future nor before the lead's previous transition), and says when it was
+    recorded. Its webhook still goes out (a late verdict on a live handoff is news to
+    the systems that follow it)."""
+    if occurred_at is None:
+        return {}
+    return {"historical": True, "recorded_at": now.isoformat()}
+
+
 def accept_handoff_in(
-    connection: Connection, handoff_id: int, *, actor: Principal, now: datetime
+    connection: Connection,
+    handoff_id: int,
+    *,
+    actor: Principal,
+    now: datetime,
+    occurred_at: datetime | None = None,
 ) -> None:
-    """Sales accepts the lead: the lead becomes a SAL and the accept SLA is met."""
+    """Sales accepts the lead: the lead becomes a SAL and the accept SLA is met.
+    ``occurred_at``: when it really happened, if not ``now`` (see :func:`_late`)."""
     handoff, rep = _take(connection, handoff_id, ("assigned",), "accept", actor)
     change_stage_in(
         connection,
@@ -421,11 +438,13 @@ def accept_handoff_in(
         actor=actor,
         reason=f"accepted handoff {handoff_id}",
         now=now,
+        occurred_at=occurred_at,
     )
+    at = occurred_at or now
     connection.execute(
         update(handoffs)
         .where(handoffs.c.id == handoff_id)
-        .values(status="accepted", accepted_at=now)
+        .values(status="accepted", accepted_at=at)
     )
     _, contract = active_rules_in(connection)
     _refresh_timer(
@@ -436,7 +455,7 @@ def accept_handoff_in(
         accepted=True,
         touched=handoff["first_touch_at"] is not None,
     )
-    log_event(connection, handoff_id, "accepted", actor=actor, now=now)
+    log_event(connection, handoff_id, "accepted", actor=actor, now=at, **_late(occurred_at, now))
     publish(
         connection,
         "handoff.accepted",
@@ -446,10 +465,14 @@ def accept_handoff_in(
     )
 
 
-def accept_handoff(ctx: Context, handoff_id: int, *, actor: Principal) -> HandoffPublic:
+def accept_handoff(
+    ctx: Context, handoff_id: int, *, actor: Principal, occurred_at: datetime | None = None
+) -> HandoffPublic:
     """Sales accepts the lead: the lead becomes a SAL and the accept SLA is met."""
     with ctx.write() as connection:
-        accept_handoff_in(connection, handoff_id, actor=actor, now=ctx.clock.now())
+        accept_handoff_in(
+            connection, handoff_id, actor=actor, now=ctx.clock.now(), occurred_at=occurred_at
+        )
     return _changed(ctx, handoff_id)
 
 
@@ -461,10 +484,12 @@ def reject_handoff_in(
     note: str | None = None,
     actor: Principal,
     now: datetime,
+    occurred_at: datetime | None = None,
 ) -> None:
     """Sales turns the lead down with a reason from the contract's catalog; the reason
     decides the lead's stage (disqualified or nurture) and marketing's credit."""
     handoff, rep = _take(connection, handoff_id, ("assigned", "accepted"), "reject", actor)
+    at = occurred_at or now
     _, contract = active_rules_in(connection)
     reason = contract.rejection_reason(code) if contract else None
     if reason is None:
@@ -488,7 +513,7 @@ def reject_handoff_in(
             outcome=reason.outcome,
             rejection_code=code,
             marketing_credit=reason.marketing_credit,
-            closed_at=now,
+            closed_at=at,
             next_step_at=None,
         )
     )
@@ -500,13 +525,15 @@ def reject_handoff_in(
         actor=actor,
         reason=f"rejected: {reason.label}" + (f" ({note})" if note else ""),
         now=now,
+        occurred_at=occurred_at,
     )
     log_event(
         connection,
         handoff_id,
         "rejected",
         actor=actor,
-        now=now,
+        now=at,
+        **_late(occurred_at, now),
         code=code,
         outcome=reason.outcome,
         marketing_credit=reason.marketing_credit,
@@ -529,13 +556,25 @@ def reject_handoff_in(
 
 
 def reject_handoff(
-    ctx: Context, handoff_id: int, *, code: str, note: str | None = None, actor: Principal
+    ctx: Context,
+    handoff_id: int,
+    *,
+    code: str,
+    note: str | None = None,
+    actor: Principal,
+    occurred_at: datetime | None = None,
 ) -> HandoffPublic:
     """Sales turns the lead down with a reason from the contract's catalog; the reason
     decides the lead's stage (disqualified or nurture) and marketing's credit."""
     with ctx.write() as connection:
         reject_handoff_in(
-            connection, handoff_id, code=code, note=note, actor=actor, now=ctx.clock.now()
+            connection,
+            handoff_id,
+            code=code,
+            note=note,
+            actor=actor,
+            now=ctx.clock.now(),
+            occurred_at=occurred_at,
         )
     return _changed(ctx, handoff_id)
 
@@ -735,12 +774,14 @@ def won_handoff_in(
     note: str | None = None,
     actor: Principal,
     now: datetime,
+    occurred_at: datetime | None = None,
 ) -> None:
     """The deal is won: the lead becomes a customer (through opportunity if it was
     not one yet) and its company domain becomes an account owned by the rep."""
     check_deal_value(amount)
     handoff, rep = _take(connection, handoff_id, ("qualified",), "mark as won", actor)
     lead_id = int(handoff["lead_id"])
+    at = occurred_at or now
     if _current_stage(connection, lead_id) == Stage.SQL:
         change_stage_in(
             connection,
@@ -749,6 +790,7 @@ def won_handoff_in(
             actor=actor,
             reason="opportunity opened",
             now=now,
+            occurred_at=occurred_at,
         )
     connection.execute(
         update(handoffs)
@@ -756,7 +798,7 @@ def won_handoff_in(
         .values(
             status="won",
             outcome="won",
-            closed_at=now,
+            closed_at=at,
             next_step_at=None,
             deal_value=amount if amount is not None else handoffs.c.deal_value,
         )
@@ -768,9 +810,20 @@ def won_handoff_in(
         actor=actor,
         reason="won" + (f": {note}" if note else ""),
         now=now,
+        occurred_at=occurred_at,
+        deal_value=amount,
     )
     _claim_account(connection, lead_id, rep, now=now)
-    log_event(connection, handoff_id, "won", actor=actor, now=now, amount=amount, note=note)
+    log_event(
+        connection,
+        handoff_id,
+        "won",
+        actor=actor,
+        now=at,
+        amount=amount,
+        note=note,
+        **_late(occurred_at, now),
+    )
     publish(
         connection,
         "handoff.won",
@@ -787,12 +840,19 @@ def won_handoff(
     amount: float | None = None,
     note: str | None = None,
     actor: Principal,
+    occurred_at: datetime | None = None,
 ) -> HandoffPublic:
     """The deal is won: the lead becomes a customer (through opportunity if it was
     not one yet) and its company domain becomes an account owned by the rep."""
     with ctx.write() as connection:
         won_handoff_in(
-            connection, handoff_id, amount=amount, note=note, actor=actor, now=ctx.clock.now()
+            connection,
+            handoff_id,
+            amount=amount,
+            note=note,
+            actor=actor,
+            now=ctx.clock.now(),
+            occurred_at=occurred_at,
         )
     return _changed(ctx, handoff_id)
 
@@ -834,7 +894,13 @@ def _claim_account(connection: Connection, lead_id: int, rep: Rep | None, *, now
 
 
 def lost_handoff_in(
-    connection: Connection, handoff_id: int, *, reason: str, actor: Principal, now: datetime
+    connection: Connection,
+    handoff_id: int,
+    *,
+    reason: str,
+    actor: Principal,
+    now: datetime,
+    occurred_at: datetime | None = None,
 ) -> None:
     """The deal is lost (from SAL, SQL or opportunity), with a reason."""
     if not reason.strip():
@@ -842,10 +908,11 @@ def lost_handoff_in(
             "a lost deal needs a reason", [FieldProblem("reason", "is required")]
         )
     handoff, rep = _take(connection, handoff_id, ("accepted", "qualified"), "mark as lost", actor)
+    at = occurred_at or now
     connection.execute(
         update(handoffs)
         .where(handoffs.c.id == handoff_id)
-        .values(status="lost", outcome="lost", closed_at=now, next_step_at=None)
+        .values(status="lost", outcome="lost", closed_at=at, next_step_at=None)
     )
     change_stage_in(
         connection,
@@ -854,8 +921,17 @@ def lost_handoff_in(
         actor=actor,
         reason=f"lost: {reason}",
         now=now,
+        occurred_at=occurred_at,
     )
-    log_event(connection, handoff_id, "lost", actor=actor, now=now, reason=reason)
+    log_event(
+        connection,
+        handoff_id,
+        "lost",
+        actor=actor,
+        now=at,
+        reason=reason,
+        **_late(occurred_at, now),
+    )
     publish(
         connection,
         "handoff.lost",
@@ -865,10 +941,24 @@ def lost_handoff_in(
     )
 
 
-def lost_handoff(ctx: Context, handoff_id: int, *, reason: str, actor: Principal) -> HandoffPublic:
+def lost_handoff(
+    ctx: Context,
+    handoff_id: int,
+    *,
+    reason: str,
+    actor: Principal,
+    occurred_at: datetime | None = None,
+) -> HandoffPublic:
     """The deal is lost (from SAL, SQL or opportunity), with a reason."""
     with ctx.write() as connection:
-        lost_handoff_in(connection, handoff_id, reason=reason, actor=actor, now=ctx.clock.now())
+        lost_handoff_in(
+            connection,
+            handoff_id,
+            reason=reason,
+            actor=actor,
+            now=ctx.clock.now(),
+            occurred_at=occurred_at,
+        )
     return _changed(ctx, handoff_id)
 
 

@@ -1067,18 +1067,25 @@ def write_leads_in(
     report: ImportReport,
     progress: Progress | None = None,
     captured_at: Mapping[int, datetime] | None = None,
+    score: bool = True,
+    capture_keys: Mapping[int, str] | None = None,
 ) -> dict[str, int]:
     """Create-or-update many validated leads with set-based statements inside the
     caller's transaction; the same rules as one capture (the caller checked that
     ``actor`` may capture). Returns identity -> lead id.
 
     ``captured_at`` (row number -> time) dates individual captures, for replaying
-    history (the demo, backfills); rows not in it are captured ``now``."""
+    history (the demo, backfills); rows not in it are captured ``now``. Without
+    ``score`` the leads are not scored (a history import records the rows' stage
+    history first, then scores them as history: :mod:`baton.services.history`).
+    ``capture_keys`` (row number -> idempotency key) key the rows' captures, so that a
+    file imported again records no capture twice."""
     when = captured_at or {}
+    keys = capture_keys or {}
     first_at: dict[str, datetime] = {}
     first_row: dict[str, int] = {}
     combined: dict[str, dict[str, Any]] = {}
-    touches: list[tuple[str, dict[str, Any], datetime]] = []
+    touches: list[tuple[str, dict[str, Any], datetime, int]] = []
     for key, (number, lead) in zip(_identities(good), good, strict=True):
         lead = with_intake_source(lead, actor)
         incoming = {**lead.fields(), "attributes": lead.attributes, "consent": lead.consent}
@@ -1089,7 +1096,7 @@ def write_leads_in(
             first_row[key] = number
         touch = {name: v for name in ATTRIBUTION_FIELDS if (v := getattr(lead, name))}
         at = when.get(number, now)
-        touches.append((key, touch, at))
+        touches.append((key, touch, at, number))
         first_at[key] = min(first_at.get(key, at), at)
 
     ids = _ids_of(connection, combined)
@@ -1197,10 +1204,8 @@ def write_leads_in(
     captured: list[dict[str, Any]] = []
     latest: dict[int, datetime] = {}
     counts: dict[int, int] = {}
-    for key, touch, at in touches:
+    for key, touch, at, number in touches:
         lead_id = ids[key]
-        counts[lead_id] = counts.get(lead_id, 0) + 1
-        latest[lead_id] = max(latest.get(lead_id, at), at)
         captured.append(
             {
                 "lead_id": lead_id,
@@ -1208,11 +1213,15 @@ def write_leads_in(
                 "occurred_at": at,
                 "received_at": at,
                 "properties": touch,
-                "idempotency_key": None,
+                "idempotency_key": keys.get(number),
                 "recorded_by": actor.name,
             }
         )
-    insert_activities(connection, captured)
+    captured = [captured[i] for i in insert_activities(connection, captured)]
+    for row_values in captured:
+        lead_id, at = row_values["lead_id"], row_values["occurred_at"]
+        counts[lead_id] = counts.get(lead_id, 0) + 1
+        latest[lead_id] = max(latest.get(lead_id, at), at)
     if counts:
         bump_counters(connection, {i: (n, latest[i]) for i, n in counts.items()})
     touched: dict[int, list[Event]] = {}
@@ -1220,12 +1229,13 @@ def write_leads_in(
         touched.setdefault(row_values["lead_id"], []).append(
             Event(row_values["type"], row_values["occurred_at"], row_values["properties"])
         )
-    report.mql += sum(
-        u.became_mql
-        for u in score_leads_in(
-            connection, sorted(touched), now=now, actor=actor, new_events=touched
+    if score:
+        report.mql += sum(
+            u.became_mql
+            for u in score_leads_in(
+                connection, sorted(touched), now=now, actor=actor, new_events=touched
+            )
         )
-    )
     new_ids = [
         ids[key] for key, r in new_rows if r["phone"] or r["company_key"] or r["email_domain"]
     ]

@@ -25,6 +25,7 @@ from baton.domain.access import Action, Principal, Reach
 from baton.domain.activities import ActivityType
 from baton.domain.contact import FREE_MAIL_DOMAINS, company_key, email_domain, email_key
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from baton.domain.history import check_occurred_at
 from baton.domain.leads import (
     ATTRIBUTION_FIELDS,
     DuplicateMatch,
@@ -142,13 +143,32 @@ def with_intake_source(data: LeadCreate, actor: Principal) -> LeadCreate:
 
 
 def capture_lead_in(
-    connection: Connection, data: LeadCreate, *, actor: Principal, now: datetime
+    connection: Connection,
+    data: LeadCreate,
+    *,
+    actor: Principal,
+    now: datetime,
+    occurred_at: datetime | None = None,
 ) -> CaptureResult:
     """The capture use case inside a transaction the caller owns (the CSV import runs
     many captures in one transaction). Prefer :func:`capture_lead`, which checks that
-    ``actor`` may capture; this records ``actor`` on the capture and any handoff."""
+    ``actor`` may capture; this records ``actor`` on the capture and any handoff.
+
+    ``occurred_at``: when the capture really happened (history): a new lead is created
+    then, and the capture touch is dated then; never in the future, nor before an
+    existing lead was created. Scored as of its moment: an MQL older than the contract's
+    ``mql.live_within_days`` is recorded as history and opens no live handoff."""
     data = with_intake_source(data, actor)
     existing = _find_existing(connection, data)
+    at = occurred_at or now
+    if occurred_at is not None:
+        check_occurred_at(
+            occurred_at,
+            now=now,
+            created_at=existing["created_at"] if existing is not None else None,
+            previous_at=None,
+            field_name="occurred_at",
+        )
     incoming = {**data.fields(), "attributes": data.attributes, "consent": data.consent}
     lead_id: int | None = None
     if existing is None:
@@ -160,10 +180,10 @@ def capture_lead_in(
             "last_source": data.source,
             "last_campaign": data.campaign,
             "stage": INITIAL_STAGE.value,
-            "stage_changed_at": now,
-            "created_at": now,
+            "stage_changed_at": at,
+            "created_at": at,
             "updated_at": now,
-            "last_activity_at": now,
+            "last_activity_at": at,
             "activity_count": 1,
         }
         # Another writer may create the same email between our look-up and this insert
@@ -191,7 +211,9 @@ def capture_lead_in(
             .values(
                 **changes,
                 updated_at=now,
-                last_activity_at=now,
+                last_activity_at=now
+                if occurred_at is None
+                else max(at, existing["last_activity_at"] or at),
                 activity_count=leads.c.activity_count + 1,
             )
         )
@@ -201,13 +223,13 @@ def capture_lead_in(
         insert(activities).values(
             lead_id=lead_id,
             type=ActivityType.CAPTURED.value,
-            occurred_at=now,
+            occurred_at=at,
             received_at=now,
             properties=touch_properties,
             recorded_by=actor.name,
         )
     )
-    touch = Event(ActivityType.CAPTURED.value, now, touch_properties)
+    touch = Event(ActivityType.CAPTURED.value, at, touch_properties)
     score_leads_in(connection, [lead_id], now=now, actor=actor, new_events={lead_id: [touch]})
     row = lock_lead(connection, lead_id)
     duplicates = flag_possible_duplicates(connection, [lead_id], now=now) if created else []
@@ -219,7 +241,9 @@ def capture_lead_in(
     )
 
 
-def capture_lead(ctx: Context, data: LeadCreate, *, actor: Principal) -> CaptureResult:
+def capture_lead(
+    ctx: Context, data: LeadCreate, *, actor: Principal, occurred_at: datetime | None = None
+) -> CaptureResult:
     """Create a lead, or update the one with the same email, in one transaction.
 
     Capture is create-or-update across all leads (the same email anywhere is one
@@ -227,7 +251,9 @@ def capture_lead(ctx: Context, data: LeadCreate, *, actor: Principal) -> Capture
     keys and the trusted operator."""
     allowed(actor, Action.CAPTURE_LEAD)
     with ctx.write() as connection:
-        return capture_lead_in(connection, data, actor=actor, now=ctx.clock.now())
+        return capture_lead_in(
+            connection, data, actor=actor, now=ctx.clock.now(), occurred_at=occurred_at
+        )
 
 
 DUPLICATE_COLUMNS = (
@@ -423,7 +449,13 @@ def list_leads(
 
 
 def change_stage(
-    ctx: Context, lead_id: int, target: Stage, *, actor: Principal, reason: str
+    ctx: Context,
+    lead_id: int,
+    target: Stage,
+    *,
+    actor: Principal,
+    reason: str,
+    occurred_at: datetime | None = None,
 ) -> Transition:
     """Move a lead to ``target`` if the lifecycle allows it (else
     :class:`~baton.domain.errors.InvalidTransitionError`, naming the allowed stages).
@@ -455,7 +487,13 @@ def change_stage(
                     f"(POST /api/v1/handoffs/{open_id}/accept, /qualify, /won, /lost ...)"
                 )
         return change_stage_in(
-            connection, lead_id, target, actor=actor, reason=reason, now=ctx.clock.now()
+            connection,
+            lead_id,
+            target,
+            actor=actor,
+            reason=reason,
+            now=ctx.clock.now(),
+            occurred_at=occurred_at,
         )
 
 
@@ -482,6 +520,8 @@ def stage_history(ctx: Context, lead_id: int, *, actor: Principal) -> Sequence[T
                 r["reason"],
                 r["occurred_at"],
                 r["contract_version"],
+                historical=bool(r["historical"]),
+                recorded_at=r["recorded_at"],
             )
             for r in rows
         ]

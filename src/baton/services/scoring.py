@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from baton.domain.access import Action, Principal
 from baton.domain.contract import EngagementRule, HandoffContract
 from baton.domain.errors import NotFound
+from baton.domain.history import is_live
 from baton.domain.lifecycle import Stage
 from baton.domain.scoring import (
     SECONDS_PER_DAY,
@@ -214,13 +215,19 @@ def score_leads_in(
     now: datetime,
     actor: Principal,
     new_events: Mapping[int, Sequence[Event]] | None = None,
+    historical: bool = False,
 ) -> list[ScoreUpdate]:
     """Bring the scores of ``lead_ids`` up to date inside the caller's transaction,
     folding in ``new_events`` (just stored) and the leads' current fields, then hand off
     every lead that reached the MQL point. No active contract: nothing to do.
 
     Scoring is a consequence of a change the caller was allowed to make, so it checks
-    nothing; the MQL transitions it makes are recorded as ``actor``'s."""
+    nothing; the MQL transitions it makes are recorded as ``actor``'s.
+
+    History never fires live work: with ``historical`` (a history import), or when the
+    newest of the lead's ``new_events`` is older than the contract's
+    ``mql.live_within_days``, the MQL is recorded at that moment as history and no
+    handoff opens (:func:`_held_back_moment`)."""
     active = active_contract_in(connection)
     if active is None or not lead_ids:
         return []
@@ -290,16 +297,48 @@ def score_leads_in(
     _write_scores(connection, version, cards, now)
     for update_ in updates:
         if update_.became_mql:
+            lead = people[update_.lead_id]
+            moments = [e.occurred_at for e in events.get(update_.lead_id, ())]
+            held = _held_back_moment(
+                contract,
+                max(moments) if moments else None,
+                lead["stage_changed_at"],
+                now=now,
+                historical=historical,
+            )
             change_stage_in(
                 connection,
                 update_.lead_id,
                 Stage.MQL,
                 actor=actor,
-                reason=update_.reason,
+                reason=update_.reason + (" (history: no live handoff)" if held else ""),
                 now=now,
                 contract_version=version,
+                occurred_at=held,
+                historical=held is not None,
             )
     return updates
+
+
+def _held_back_moment(
+    contract: HandoffContract,
+    moment: datetime | None,
+    previous_at: datetime,
+    *,
+    now: datetime,
+    historical: bool,
+) -> datetime | None:
+    """When an MQL is history (``historical``, or its qualifying ``moment`` older
+    than ``mql.live_within_days``): the moment to record it at, never before the lead's
+    previous transition nor after ``now``; ``None`` when it is live."""
+    if not historical and (
+        moment is None
+        or is_live(
+            moment, now=now, live_within_days=contract.mql.live_within_days, historical=False
+        )
+    ):
+        return None
+    return min(max(moment or previous_at, previous_at), now)
 
 
 def _state_from_history(
@@ -325,6 +364,9 @@ class ActivationReport:
     crossed_up: int = 0
     crossed_down: int = 0
     became_mql: int = 0
+    held_back: int = 0
+    """Of ``became_mql``: leads whose qualifying moment is older than
+    ``mql.live_within_days``, recorded as MQLs of the past with no live handoff."""
 
 
 def rescore_all(
@@ -430,15 +472,37 @@ def rescore_all(
                     handed.append((int(lead["id"]), why))
                 report.became_mql += int(became)
             _write_scores(connection, version, cards, now)
+            # A lead whose qualifying moment (its last activity, or its last stage
+            # change) is older than mql.live_within_days is recorded as an MQL of the
+            # past, with no live handoff: activation never hands off old history.
+            last_seen = (
+                dict(
+                    connection.execute(
+                        select(leads.c.id, leads.c.last_activity_at).where(
+                            leads.c.id.in_([lead_id for lead_id, _ in handed])
+                        )
+                    ).all()
+                )
+                if handed
+                else {}
+            )
+            changed_at = {int(row["id"]): row["stage_changed_at"] for row in people}
             for lead_id, why in handed:
+                previous_at = changed_at[lead_id]
+                seen = last_seen.get(lead_id)
+                moment = max(seen, previous_at) if seen is not None else previous_at
+                held = _held_back_moment(contract, moment, previous_at, now=now, historical=False)
+                report.held_back += int(held is not None)
                 change_stage_in(
                     connection,
                     lead_id,
                     Stage.MQL,
                     actor=actor,
-                    reason=why,
+                    reason=why + (" (history: no live handoff)" if held else ""),
                     now=now,
                     contract_version=version,
+                    occurred_at=held,
+                    historical=held is not None,
                 )
         done += len(ids)
         report.leads_scored = done

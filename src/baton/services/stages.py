@@ -18,6 +18,7 @@ handoffs' verdicts calling down into stages; routing never changes a stage.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import insert, select, update
@@ -25,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from baton.domain.access import Principal
 from baton.domain.errors import NotFound
+from baton.domain.history import DEFAULT_LIVE_WITHIN_DAYS, check_occurred_at, is_live
 from baton.domain.lifecycle import Stage, Transition, transition
 from baton.services import milestones
 from baton.services.contract_rules import active_contract_in
@@ -44,17 +46,29 @@ def change_stage_in(
     reason: str,
     now: datetime,
     contract_version: int | None = None,
+    occurred_at: datetime | None = None,
+    historical: bool = False,
+    deal_value: float | None = None,
 ) -> Transition:
     """Move a locked lead through the lifecycle and store the transition with the
     contract version in force (the active one unless given). The only code that writes
     ``leads.stage`` after creation. The caller has checked that ``actor`` may; the
-    transition records ``actor``'s name and user."""
+    transition records ``actor``'s name and user.
+
+    ``occurred_at`` is when the change really happened, when it is not ``now`` (history
+    from another CRM, a verdict recorded late): never in the future, before the lead
+    existed or before its previous transition (:func:`~baton.domain.history.check_occurred_at`).
+    Such a transition is stored as ``historical`` with ``recorded_at`` = ``now``. An MQL
+    marked ``historical``, or whose moment is older than the contract's
+    ``mql.live_within_days``, opens no handoff: history never fires live work."""
     active = active_contract_in(connection)
     if contract_version is None:
         contract_version = active[0] if active else None
     row = (
         connection.execute(
-            select(leads.c.stage, leads.c.merged_into_id)
+            select(
+                leads.c.stage, leads.c.merged_into_id, leads.c.created_at, leads.c.stage_changed_at
+            )
             .where(leads.c.id == lead_id)
             .with_for_update()
         )
@@ -65,22 +79,34 @@ def change_stage_in(
         raise NotFound(f"lead {lead_id} does not exist")
     if row["merged_into_id"] is not None:
         raise NotFound(f"lead {lead_id} was merged into lead {row['merged_into_id']}")
+    at = now
+    if occurred_at is not None:
+        check_occurred_at(
+            occurred_at,
+            now=now,
+            created_at=row["created_at"],
+            previous_at=row["stage_changed_at"],
+        )
+        at = occurred_at
+    after_the_fact = historical or occurred_at is not None
     step = transition(
         Stage(row["stage"]),
         target,
         actor=actor.name,
         reason=reason,
-        at=now,
+        at=at,
         contract_version=contract_version,
     )
+    if after_the_fact:
+        step = replace(step, historical=True, recorded_at=now)
     connection.execute(
         update(leads)
         .where(leads.c.id == lead_id)
         .values(
             stage=target.value,
-            stage_changed_at=now,
+            stage_changed_at=at,
             updated_at=now,
-            **milestones.on_transition(target.value, now, contract_version),
+            **milestones.on_transition(target.value, at, contract_version),
         )
     )
     connection.execute(
@@ -91,11 +117,19 @@ def change_stage_in(
             actor=actor.name,
             actor_user_id=actor.user_id,
             reason=reason,
-            occurred_at=now,
+            occurred_at=at,
             contract_version=contract_version,
+            historical=after_the_fact,
+            recorded_at=now if after_the_fact else None,
+            deal_value=deal_value,
         )
     )
     milestones.on_stage_change(connection, lead_id, target.value)  # a move by hand counts
+    window = active[1].mql.live_within_days if active else DEFAULT_LIVE_WITHIN_DAYS
+    if target == Stage.MQL and not is_live(
+        at, now=now, live_within_days=window, historical=historical
+    ):
+        return step  # history: recorded, and no live handoff for a moment in the past
     if target == Stage.MQL:
         lead = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().one()
         open_handoff_in(

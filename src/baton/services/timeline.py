@@ -131,6 +131,17 @@ def lead_timeline(
                         "to": r["to_stage"],
                         "reason": r["reason"],
                         "contract_version": r["contract_version"],
+                        **(
+                            {
+                                "historical": True,
+                                "recorded_at": r["recorded_at"].isoformat()
+                                if r["recorded_at"]
+                                else None,
+                                "deal_value": r["deal_value"],
+                            }
+                            if r["historical"]
+                            else {}
+                        ),
                     },
                     r["merged_from_id"],
                 ),

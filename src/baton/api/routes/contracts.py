@@ -152,6 +152,11 @@ class ActivationPublic(BaseModel):
     crossed_up: int = Field(description="Leads whose total rose to the threshold or above")
     crossed_down: int = Field(description="Leads whose total fell below the threshold")
     became_mql: int
+    held_back: int = Field(
+        0,
+        description="Of became_mql: leads whose qualifying moment is older than the "
+        "contract's mql.live_within_days, recorded as MQLs of the past with no live handoff",
+    )
 
 
 class ChangePublic(BaseModel):

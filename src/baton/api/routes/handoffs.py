@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.schemas import (
+    AcceptCreate,
     AssignCreate,
     HandoffEventPublic,
     HandoffPublic,
@@ -318,9 +319,18 @@ def packet(
     response_model=HandoffPublic,
     responses=VERDICT,
 )
-def accept(ctx: Ctx, actor: Actor, handoff_id: HandoffId) -> HandoffPublic:
-    """The rep takes the lead: it becomes a SAL and the accept SLA is met."""
-    return _public(handoff_service.accept_handoff(ctx, handoff_id, actor=actor))
+def accept(
+    ctx: Ctx,
+    actor: Actor,
+    handoff_id: HandoffId,
+    body: Annotated[AcceptCreate | None, Body()] = None,
+) -> HandoffPublic:
+    """The rep takes the lead: it becomes a SAL and the accept SLA is met. With
+    ``occurred_at``, an acceptance that happened earlier is recorded at that time."""
+    occurred_at = body.occurred_at if body else None
+    return _public(
+        handoff_service.accept_handoff(ctx, handoff_id, actor=actor, occurred_at=occurred_at)
+    )
 
 
 @router.post(
@@ -333,7 +343,14 @@ def reject(ctx: Ctx, actor: Actor, handoff_id: HandoffId, body: RejectCreate) ->
     """Turn the lead down with a code from the contract's ``rejection_reasons``; the
     reason sends it to ``disqualified`` or back to marketing in ``nurture``."""
     return _public(
-        handoff_service.reject_handoff(ctx, handoff_id, code=body.code, note=body.note, actor=actor)
+        handoff_service.reject_handoff(
+            ctx,
+            handoff_id,
+            code=body.code,
+            note=body.note,
+            actor=actor,
+            occurred_at=body.occurred_at,
+        )
     )
 
 
@@ -398,7 +415,12 @@ def won(
     body = body or WonCreate()
     return _public(
         handoff_service.won_handoff(
-            ctx, handoff_id, amount=body.amount, note=body.note, actor=actor
+            ctx,
+            handoff_id,
+            amount=body.amount,
+            note=body.note,
+            actor=actor,
+            occurred_at=body.occurred_at,
         )
     )
 
@@ -411,7 +433,11 @@ def won(
 )
 def lost(ctx: Ctx, actor: Actor, handoff_id: HandoffId, body: LostCreate) -> HandoffPublic:
     """The deal is lost, with a reason; the lead goes to ``lost``."""
-    return _public(handoff_service.lost_handoff(ctx, handoff_id, reason=body.reason, actor=actor))
+    return _public(
+        handoff_service.lost_handoff(
+            ctx, handoff_id, reason=body.reason, actor=actor, occurred_at=body.occurred_at
+        )
+    )
 
 
 @router.post(

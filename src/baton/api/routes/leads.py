@@ -82,7 +82,12 @@ def capture_lead(
 
     The body follows the ``LeadCreate`` schema; the phone number is read in the
     configured default region when it has no +country code. Called with an intake key,
-    the answer is a 202 receipt: a public key never reads back a stored lead."""
+    the answer is a 202 receipt: a public key never reads back a stored lead.
+
+    ``occurred_at`` (beside the lead's fields; not from an intake key): when the lead
+    was really captured, for history brought from elsewhere; the lead is created then,
+    and an MQL older than the contract's ``mql.live_within_days`` opens no handoff."""
+    occurred_at = _occurred_at(payload, actor.kind == "intake_key")
     try:
         # Strict: JSON types as the schema says (consent is true or false, not 0 or "no").
         data = LeadCreate.model_validate(
@@ -97,7 +102,7 @@ def capture_lead(
         raise ValidationFailed(
             "the lead failed validation", [FieldProblem(loc, msg) for loc, msg in describe(exc)]
         ) from None
-    result = lead_service.capture_lead(ctx, data, actor=actor)
+    result = lead_service.capture_lead(ctx, data, actor=actor, occurred_at=occurred_at)
     if actor.kind == "intake_key":
         return receipt(IntakeReceipt(received=1))
     if not result.created:
@@ -158,8 +163,17 @@ def get_lead(ctx: Ctx, actor: Actor, lead_id: LeadId) -> LeadPublic:
 def change_stage(
     ctx: Ctx, actor: Actor, lead_id: LeadId, body: TransitionCreate
 ) -> TransitionPublic:
-    """Move a lead to another stage if the lifecycle allows it."""
-    step = lead_service.change_stage(ctx, lead_id, body.to_stage, actor=actor, reason=body.reason)
+    """Move a lead to another stage if the lifecycle allows it. With ``occurred_at``,
+    a change that happened earlier is recorded as history at that time (422 when it is
+    in the future, before the lead existed or before its previous stage change)."""
+    step = lead_service.change_stage(
+        ctx,
+        lead_id,
+        body.to_stage,
+        actor=actor,
+        reason=body.reason,
+        occurred_at=body.occurred_at,
+    )
     return TransitionPublic.model_validate(asdict(step))
 
 
@@ -369,3 +383,23 @@ def untick_prep(ctx: Ctx, actor: Actor, lead_id: LeadId, item: str) -> list[Prep
         PrepItemPublic.model_validate(asdict(i))
         for i in prep_service.untick_prep(ctx, lead_id, item, actor=actor)
     ]
+
+
+def _occurred_at(payload: dict[str, object], from_intake_key: bool) -> datetime | None:
+    """Take ``occurred_at`` out of a capture's body (it is not a field of the lead)."""
+    if "occurred_at" not in payload:
+        return None
+    raw = payload.pop("occurred_at")
+    if raw is None:
+        return None
+    if from_intake_key:
+        message = "an intake key captures leads as they come; it cannot date them"
+        raise ValidationFailed(message, [FieldProblem("occurred_at", message)])
+    try:
+        at = datetime.fromisoformat(str(raw)) if isinstance(raw, str) else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        message = "give an ISO 8601 time with a time zone, e.g. 2025-11-03T14:05:00Z"
+        raise ValidationFailed(message, [FieldProblem("occurred_at", message)])
+    return at
