@@ -289,6 +289,27 @@ def ana_channel(f: Floor) -> dict[str, Any]:
     return {"channel_id": channel.id}
 
 
+def intake_endpoint(f: Floor) -> dict[str, Any]:
+    """A fresh generic inbound endpoint (to read, change or deactivate)."""
+    from baton.services.intake import add_endpoint
+
+    f.count += 1
+    name = f"form-{f.count}"
+    spec = {"name": name, "kind": "generic", "source": "web", "mapping": {"email": "email"}}
+    add_endpoint(f.ctx, spec, actor=OP)
+    return {"name": name}
+
+
+def intake_request(f: Floor) -> dict[str, Any]:
+    """A logged hook request (to read)."""
+    from baton.domain.intake import Delivery
+    from baton.services.intake import receive
+
+    name = intake_endpoint(f)["name"]
+    delivery = Delivery(b"{}", "application/json", {}, {}, f.ctx.clock.now())
+    return {"request_id": receive(f.ctx, name, delivery).request_id}
+
+
 CHAT_URL = "https://hooks.slack.com/services/T0/B0/matrixmatrixmatrix"
 PERIOD = {"from": "2026-01-01", "to": "2026-04-01"}
 
@@ -375,6 +396,8 @@ TABLE: dict[str, Case] = {
             ]
         },
     ),
+    # Intake keys may not: the answer shows the lead and its handoff (baton.services.calls).
+    "log_inbound_call": Case(MARKETING, body=lambda f: {"phone": "+1 415 555 0177"}),
     "list_duplicates": Case(MARKETING),
     "dismiss_duplicate": Case(MARKETING, ids=lambda f: {"candidate_id": f.duplicate()}),
     "dismiss_duplicates": Case(MARKETING, body=lambda f: {"ids": [f.duplicate()]}),
@@ -459,6 +482,24 @@ TABLE: dict[str, Case] = {
     "create_webhook": Case(ADMIN, body=lambda f: {"url": "https://hooks.example.com/x"}),
     "delete_webhook": Case(ADMIN, ids=lambda f: {"endpoint_id": f.webhook()}),
     "list_webhook_deliveries": Case(ADMIN, ids=lambda f: {"endpoint_id": f.webhook()}),
+    "create_intake_endpoint": Case(
+        MARKETING,
+        body=lambda f: {
+            "name": f"new-form-{intake_endpoint(f)['name']}",
+            "kind": "generic",
+            "source": "web",
+            "mapping": {"email": "email"},
+        },
+    ),
+    "list_intake_endpoints": Case(MARKETING),
+    "get_intake_endpoint": Case(MARKETING, ids=intake_endpoint),
+    "update_intake_endpoint": Case(
+        MARKETING, ids=intake_endpoint, body=lambda f: {"rate_per_minute": 30}
+    ),
+    "deactivate_intake_endpoint": Case(MARKETING, ids=intake_endpoint),
+    "list_intake_requests": Case(MARKETING),
+    "get_intake_request": Case(MARKETING, ids=intake_request),
+    "retry_intake": Case(MARKETING, body=lambda f: {"all_failed": True}),
     "list_outbox": Case(ADMIN),
     "get_outbox_message": Case(ADMIN, ids=lambda f: {"message_id": f.failed_message()}),
     "retry_outbox_message": Case(ADMIN, ids=lambda f: {"message_id": f.failed_message()}),
@@ -477,6 +518,7 @@ TABLE: dict[str, Case] = {
     "export_leads": Case(EVERYONE, query={"stage": "lead"}),
     "export_handoffs": Case(EVERYONE, query={"status": "assigned"}),
     "export_activities": Case(EVERYONE, query={"type": "captured"}),
+    "export_verdicts": Case(EVERYONE, query={"verdict": "accepted"}),
     "import_spend": Case(
         MARKETING, content=b"source,campaign,start,end,amount\nwebinar,,2026-01-01,2026-01-31,900\n"
     ),

@@ -52,6 +52,19 @@ PAGES: list[tuple[str, dict[str, int]]] = [
     ("/admin/webhooks", ADMIN_ONLY),
     ("/admin/webhooks/99", {"admin": 404, "marketing": 403, "sales_manager": 403, "rep": 403}),
     ("/admin/intake-keys", ADMIN_ONLY),
+    ("/admin/intake", {"admin": 200, "marketing": 200, "sales_manager": 403, "rep": 403}),
+    (
+        "/admin/intake?status=failed&endpoint=x&before=9",
+        {"admin": 200, "marketing": 200, "sales_manager": 403, "rep": 403},
+    ),
+    (
+        "/admin/intake/endpoints/nope",
+        {"admin": 404, "marketing": 404, "sales_manager": 403, "rep": 403},
+    ),
+    (
+        "/admin/intake/requests/999999",
+        {"admin": 404, "marketing": 404, "sales_manager": 403, "rep": 403},
+    ),
     ("/admin/duplicates", {"admin": 200, "marketing": 200, "sales_manager": 403, "rep": 403}),
     # A 303 for everyone signed in: each role's home (see test_root_sends_each_role_home).
     ("/", {"admin": 303, "marketing": 303, "sales_manager": 303, "rep": 303}),
@@ -108,6 +121,9 @@ FORMS: list[tuple[str, str, dict[str, str]]] = [
                                          "ends_at": "2026-03-11T09:00"}),
     ("/admin/webhooks", "admin", {"url": "https://hooks.example.com/baton", "events": "*"}),
     ("/admin/intake-keys", "admin", {"name": "site", "source": "web"}),
+    ("/admin/intake/endpoints", "marketing", {"name": "site-form", "kind": "generic",
+                                              "source": "web", "mapping": '{"email": "email"}'}),
+    ("/admin/intake/retry", "marketing", {}),
     ("/admin/duplicates/dismiss", "admin", {"by_filter": "1", "reason": "x", "dry_run": "1"}),
     ("/admin/duplicates/merge", "admin", {"survivor_id": "1", "merged_id": "2"}),
     ("/leads/filters", "marketing", {"name": "Hot", "query": "q=dana&grade=A", "shared": "1"}),

@@ -12,11 +12,14 @@ from baton.api.cors import IntakeCors
 from baton.api.routes import (
     activities,
     auth,
+    calls,
     channels,
     contracts,
     duplicates,
     exports,
     handoffs,
+    hooks,
+    intake,
     lead_search,
     leads,
     outbox,
@@ -46,6 +49,10 @@ disqualified and lost on the side).
   contracts, spend, reports), `sales_manager` (their teams' reps and handoffs, the
   queue, reports), `rep` (their own handoffs and the leads in them).
 * Send an `idempotency_key` with each activity so retries never double an event.
+* Form tools, ad platforms, calendars and web forms post to `/hooks/{name}` (an inbound
+  endpoint, managed under `/api/v1/intake`): no credentials, the platform's own format
+  and signature; those routes are outside this document (see the README's "Inbound
+  endpoints").
 """
 
 
@@ -153,6 +160,11 @@ def create_app(context: Context | None = None) -> FastAPI:
             {"name": "webhooks", "description": "Endpoints for handoff events, and deliveries."},
             {"name": "outbox", "description": "Email and webhooks to send: states, retries."},
             {
+                "name": "intake",
+                "description": "Inbound endpoints (/hooks/{name}: form tools, ad platforms, "
+                "calendars, web forms), the raw intake log, retries after a mapping fix.",
+            },
+            {
                 "name": "exports",
                 "description": "Leads, handoffs and activities as CSV (formula cells "
                 "neutralised) or JSON lines, streamed, within the caller's reach.",
@@ -182,6 +194,7 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(lead_search.search_router)
     app.include_router(lead_search.filters_router)
     app.include_router(activities.router)
+    app.include_router(calls.router)
     app.include_router(duplicates.router)
     app.include_router(contracts.router)
     app.include_router(reps.router)
@@ -192,6 +205,8 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(outbox.router)
     app.include_router(reports.router)
     app.include_router(exports.router)
+    app.include_router(intake.router)
+    app.include_router(hooks.router)
 
     @app.get("/healthz", tags=["operations"], operation_id="health")
     def health() -> dict[str, str]:

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from baton.api.problems import PROBLEM_JSON
 from baton.domain.activities import ActivityCreate
+from baton.domain.calls import CallCreate
 from baton.domain.leads import LeadCreate
 
 REF = "#/components/schemas/{model}"
@@ -35,6 +36,7 @@ REF = "#/components/schemas/{model}"
 TYPED_BODIES: dict[str, type[BaseModel]] = {
     "capture_lead": LeadCreate,
     "ingest_activity": ActivityCreate,
+    "log_inbound_call": CallCreate,
 }
 """Operations that read their body as a plain object and validate it themselves."""
 

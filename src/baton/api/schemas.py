@@ -41,6 +41,18 @@ class LeadPagePublic(BaseModel):
     )
 
 
+OccurredAt = Annotated[
+    datetime | None,
+    Field(
+        description="When it really happened, if earlier than now (history; with a time "
+        "zone): never in the future, never before the lead existed or its previous stage "
+        "change. Recorded as history (historical, recorded_at); an MQL older than the "
+        "contract's mql.live_within_days opens no live handoff.",
+        examples=["2025-11-03T14:05:00Z"],
+    ),
+]
+
+
 class TransitionCreate(BaseModel):
     """A requested stage change."""
 
@@ -52,6 +64,7 @@ class TransitionCreate(BaseModel):
 
     to_stage: Stage
     reason: str = Field(min_length=1, max_length=2000)
+    occurred_at: OccurredAt = None
 
 
 class TransitionPublic(BaseModel):
@@ -61,6 +74,8 @@ class TransitionPublic(BaseModel):
     reason: str
     occurred_at: datetime
     contract_version: int | None
+    historical: bool = False
+    recorded_at: datetime | None = None
 
 
 class TimelineItemPublic(BaseModel):
@@ -487,6 +502,18 @@ class RejectCreate(BaseModel):
 
     code: str = Field(min_length=1, max_length=60)
     note: str | None = Field(None, max_length=2000)
+    occurred_at: OccurredAt = None
+
+
+class AcceptCreate(BaseModel):
+    """Accept a handoff; ``occurred_at`` when it was accepted earlier than now."""
+
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {"examples": [{"occurred_at": "2026-03-02T10:15:00Z"}]},
+    }
+
+    occurred_at: OccurredAt = None
 
 
 class TouchCreate(BaseModel):
@@ -533,6 +560,7 @@ class WonCreate(BaseModel):
 
     amount: float | None = Field(None, ge=0, le=MAX_DEAL_VALUE)
     note: str | None = Field(None, max_length=2000)
+    occurred_at: OccurredAt = None
 
 
 class LostCreate(BaseModel):
@@ -542,6 +570,7 @@ class LostCreate(BaseModel):
     }
 
     reason: str = Field(min_length=1, max_length=2000)
+    occurred_at: OccurredAt = None
 
 
 class ReassignCreate(BaseModel):

@@ -16,11 +16,14 @@ import typer
 
 from baton import __version__
 from baton.cli._output import console, errors
+from baton.cli.calls import call_app
 from baton.cli.contracts import contract_app
 from baton.cli.duplicates import duplicates_app
 from baton.cli.exports import export_app
 from baton.cli.handoffs import handoff_app
 from baton.cli.imports import import_app
+from baton.cli.inbound import inbound_app
+from baton.cli.intake import endpoints_app
 from baton.cli.outbox import outbox_app
 from baton.cli.reports import report_app
 from baton.cli.reps import account_app, rep_app, team_app
@@ -39,6 +42,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(server_app)  # init, serve, worker, demo: no group name, merged in
+app.add_typer(inbound_app)  # inbound-smtp: no group name, merged in
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 app.add_typer(duplicates_app, name="duplicates")
@@ -47,12 +51,14 @@ app.add_typer(team_app, name="team")
 app.add_typer(rep_app, name="rep")
 app.add_typer(account_app, name="account")
 app.add_typer(handoff_app, name="handoff")
+app.add_typer(call_app, name="call")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(report_app, name="report")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(intake_app, name="intake-key")
+app.add_typer(endpoints_app, name="intake")
 
 
 def _version(value: bool) -> None:

@@ -78,6 +78,8 @@ class Action(StrEnum):
     MANAGE_USERS = "manage users, intake keys and others' tokens"
     MANAGE_CHANNELS = "manage a rep's or a team's chat channels and notification choices"
     OWN_TOKENS = "create and revoke one's own API tokens"
+    MANAGE_INTAKE = "add and change inbound endpoints (/hooks/...) and retry their requests"
+    VIEW_INTAKE_LOG = "read the intake log (raw inbound requests, with personal data)"
 
 
 SCOPES: Final[dict[str, str]] = {
@@ -94,6 +96,8 @@ SCOPES: Final[dict[str, str]] = {
     "spend:write": "import marketing spend",
     "webhooks:write": "manage webhooks; read and retry the outbox",
     "tokens:write": "create and revoke API tokens",
+    "intake:read": "read the intake log of inbound endpoints",
+    "intake:write": "manage inbound endpoints and retry their requests",
     "admin": "every scope (still limited by the owner's role)",
 }
 """Token scopes and what each lets a program do."""
@@ -141,6 +145,8 @@ RULES: Final[dict[Action, Rule]] = {
     Action.MANAGE_USERS: Rule(ADMIN_SCOPE, {ADM: ALL}),
     Action.MANAGE_CHANNELS: Rule("reps:write", {ADM: ALL, MGR: TEAM, REP: OWN}),
     Action.OWN_TOKENS: Rule("tokens:write", {ADM: ALL, MKT: OWN, MGR: OWN, REP: OWN}),
+    Action.MANAGE_INTAKE: Rule("intake:write", {ADM: ALL, MKT: ALL}),
+    Action.VIEW_INTAKE_LOG: Rule("intake:read", {ADM: ALL, MKT: ALL}),
 }
 """The access rules, one line per action. A role missing from a line may not take it."""
 

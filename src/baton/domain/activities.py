@@ -50,6 +50,8 @@ class ActivityType(StrEnum):
     WEBINAR_REGISTERED = "webinar_registered"
     WEBINAR_ATTENDED = "webinar_attended"
     EVENT_BOOTH_SCAN = "event_booth_scan"
+    EVENT_HOT_SCAN = "event_hot_scan"
+    """A badge scan rated hot: the person asked sales to follow up (a hand-raise)."""
     TRIAL_SIGNUP = "trial_signup"
     DEMO_REQUEST = "demo_request"
     CONTACT_SALES = "contact_sales"

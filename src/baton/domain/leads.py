@@ -409,6 +409,12 @@ class Lead(BaseModel):
     last_activity_at: datetime | None
     activity_count: int
     tags: list[str] = Field(default_factory=list)
+    email_status: str | None = Field(
+        None,
+        description="null while mail is delivered; soft_bounce or hard_bounce after a "
+        "bounce notice (nurture sends nothing to a hard-bounced address).",
+    )
+    email_status_at: datetime | None = None
 
 
 def fill_blanks(survivor: Mapping[str, Any], absorbed: Mapping[str, Any]) -> dict[str, Any]:

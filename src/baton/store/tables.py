@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -79,6 +80,11 @@ leads = Table(
     Column("first_rep_id", Id),
     Column("handoff_outcomes", Id, nullable=False, server_default="0"),
     Column("open_accept_due_at", UtcDateTime),
+    # Bounces (migration 0013): None while mail is delivered, "soft_bounce" or
+    # "hard_bounce" after a delivery status notification; nurture skips a hard bounce.
+    Column("email_status", String(20)),
+    Column("email_status_at", UtcDateTime),
+    Column("email_status_detail", String(500)),
     Index(
         "ix_leads_cohort",
         "created_at",
@@ -139,6 +145,9 @@ transitions = Table(
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("contract_version", Id),
     Column("merged_from_id", Id),
+    Column("historical", Boolean, nullable=False, server_default=false()),
+    Column("recorded_at", UtcDateTime),
+    Column("deal_value", Float),
     Index("ix_transitions_lead_occurred", "lead_id", "occurred_at"),
     Index("ix_transitions_stage_occurred_lead", "to_stage", "occurred_at", "lead_id"),
     Index("ix_transitions_lead_stage", "lead_id", "to_stage", "occurred_at"),
@@ -647,6 +656,8 @@ intake_endpoints = Table(
     Column("rate_per_minute", Id, nullable=False),
     Column("max_body_bytes", Id, nullable=False),
     Column("active", Boolean, nullable=False),
+    Column("throttled_count", Id, nullable=False, server_default="0"),
+    Column("last_throttled_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("created_by", String(200), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
@@ -668,6 +679,9 @@ intake_requests = Table(
     Column("headers", Json, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("remote_address", String(64)),
+    Column("method", String(10)),
+    Column("url", Text),
+    Column("query", Json),
     Column("status", String(20), nullable=False),
     Column("error", Text),
     Column("processed_at", UtcDateTime),
@@ -705,3 +719,18 @@ platform's delivery or lead id, unique per endpoint, so a replay is recognized),
 became of it (pending, processed, failed, awaiting_fetch, duplicate, refused) with the
 field errors, and the lead and activity it made. Items awaiting a fetch are claimed by
 the worker like outbox rows (``claimed_until``/``claim_token``)."""
+
+import_mappings = Table(
+    "import_mappings",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("columns", Json, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+"""Saved column mappings for history imports (``baton import mapping save NAME``): CSV
+header -> lead field, ``attributes.NAME``, a history field (``mql_at``, ``won_at``,
+``amount``...) or ``-``. The built-ins ``hubspot`` and ``salesforce`` live in code
+(:mod:`baton.services.history`)."""

@@ -31,6 +31,7 @@ from baton.web.pages import (
     dashboard,
     home,
     inbox,
+    intake,
     leads,
     packet,
     settings,
@@ -46,6 +47,7 @@ ROUTERS = [
     leads.router,
     team.router,
     admin.router,
+    intake.router,
     contract.router,
     settings.router,
 ]

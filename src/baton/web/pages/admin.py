@@ -54,6 +54,7 @@ SECTIONS = (
     ("/admin/reps", "Reps and teams"),
     ("/admin/webhooks", "Webhooks"),
     ("/admin/intake-keys", "Intake keys"),
+    ("/admin/intake", "Inbound endpoints"),
     ("/admin/duplicates", "Duplicates"),
 )
 REVIEW_PAGE = 50
@@ -151,9 +152,20 @@ def admin_home(request: Request, user: PageUser) -> HTMLResponse:
         "/admin/reps": f"{len(reps)} reps in {len(teams)} teams",
         "/admin/webhooks": f"{len(webhook_service.list_endpoints(ctx, actor=actor))} endpoints",
         "/admin/intake-keys": f"{sum(k.revoked_at is None for k in keys)} in use",
+        "/admin/intake": _intake_count(ctx, actor),
         "/admin/duplicates": f"{merge_service.count_duplicates(ctx, actor=actor)} pairs to review",
     }
     return _admin(request, "index", {"counts": counts})
+
+
+def _intake_count(ctx: Any, actor: Any) -> str:
+    """The inbound endpoints' line on the admin's home (their failures first)."""
+    from baton.services import intake as intake_service
+
+    endpoints = intake_service.list_endpoints(ctx, actor=actor)
+    failed = sum(e.failed_requests for e in endpoints)
+    head = f"{sum(e.active for e in endpoints)} active"
+    return f"{head}, {failed} failed requests" if failed else head
 
 
 # ---------------------------------------------------------------- users
