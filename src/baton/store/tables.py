@@ -85,6 +85,10 @@ leads = Table(
     Column("email_status", String(20)),
     Column("email_status_at", UtcDateTime),
     Column("email_status_detail", String(500)),
+    Column("consent_basis", String(40)),
+    Column("consent_at", UtcDateTime),
+    Column("consent_source", String(300)),
+    Column("unsubscribed_at", UtcDateTime),
     Index(
         "ix_leads_cohort",
         "created_at",
@@ -734,3 +738,69 @@ import_mappings = Table(
 header -> lead field, ``attributes.NAME``, a history field (``mql_at``, ``won_at``,
 ``amount``...) or ``-``. The built-ins ``hubspot`` and ``salesforce`` live in code
 (:mod:`baton.services.history`)."""
+
+nurture_enrollments = Table(
+    "nurture_enrollments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("lead_id", Id, ForeignKey("leads.id"), nullable=False, index=True),
+    Column("sequence", String(100), nullable=False),
+    Column("contract_version", Id, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reason", String(300), nullable=False),
+    Column("enrolled_at", UtcDateTime, nullable=False),
+    Column("enrolled_by", String(200), nullable=False),
+    Column("next_step", Id, nullable=False, server_default="0"),
+    Column("next_due_at", UtcDateTime),
+    Column("touches", Id, nullable=False, server_default="0"),
+    Column("last_touch_at", UtcDateTime),
+    Column("ended_at", UtcDateTime),
+    Column("exit_reason", String(40)),
+    Column("claimed_until", UtcDateTime),
+    Column("claim_token", String(32)),
+    Index("ix_nurture_enrollments_status_next_due_at", "status", "next_due_at"),
+    Index(
+        "uq_nurture_enrollments_active_lead",
+        "lead_id",
+        unique=True,
+        sqlite_where=text("status = 'active'"),
+        postgresql_where=text("status = 'active'"),
+    ),
+)
+"""A lead's place in a nurture sequence of the contract version that enrolled it: the
+next step and when it is due, touches so far, and why it ended (``exit_reason``: reply,
+hand_raise, re_mql, unsubscribe, hard_bounce, sales_took_back, max_touches, completed).
+At most one active enrollment per lead."""
+
+nurture_sends = Table(
+    "nurture_sends",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("enrollment_id", Id, ForeignKey("nurture_enrollments.id"), nullable=False),
+    Column("step", Id, nullable=False),
+    Column("lead_id", Id, ForeignKey("leads.id"), nullable=False, index=True),
+    Column("email", String(254), nullable=False),
+    Column("template", String(100), nullable=False),
+    Column("outbox_id", Id),
+    Column("message_id", String(200)),
+    Column("status", String(20), nullable=False),
+    Column("planned_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    UniqueConstraint("enrollment_id", "step", name="uq_nurture_sends_enrollment_step"),
+)
+"""The send log: one row per enrollment and step, written in the transaction that puts
+the message in the outbox, so a step is planned once and never twice (the unique
+constraint), and its outbox row carries the Message-ID that ties the SMTP accept back."""
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email_key", String(254), nullable=False, unique=True),
+    Column("reason", String(30), nullable=False),
+    Column("source", String(300)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+"""Addresses that get no marketing email: unsubscribed, hard-bounced, complained or
+added by hand. Removed only when the person opts in again."""
