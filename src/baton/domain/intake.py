@@ -76,7 +76,7 @@ class EndpointConfig:
     """Kind-specific field mapping: for ``generic``, lead field -> dot path; for
     ``typeform``, lead field -> answer ref; for ``web_to_lead``, custom ``00N...`` id
     -> attribute name; for ad forms, question key -> lead field or attribute."""
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)  # never in a log or traceback
     return_urls: tuple[str, ...] = ()
     honeypot_field: str | None = None
 
