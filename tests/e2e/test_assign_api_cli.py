@@ -138,6 +138,14 @@ def test_a_manager_assigns_a_queued_handoff_on_the_command_line(
     run(runner, "import", "leads", str(leads))
     run(runner, "import", "activities", str(events))
     assert "team enterprise has no reps" in run(runner, "handoff", "queue")
+    small = tmp_path / "small.csv"
+    small.write_text(f"email,type,occurred_at\nops@small.example.com,demo_request,{now}\n")
+    run(runner, "rep", "update", ANA, "--status", "away")
+    run(runner, "import", "activities", str(small))
+    run(runner, "rep", "update", ANA, "--status", "available")
+    waiting = run(runner, "handoff", "show", "2")  # the queue's reason, rep by rep
+    assert "routing:      nobody in team na is available" in waiting
+    assert f"  passed over: {BEN}: status away" in waiting
 
     refused = run(runner, "handoff", "assign", "1", "--to", BEN, "--actor", SAM, code=1)
     assert refused.strip().splitlines() == [

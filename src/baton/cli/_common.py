@@ -163,11 +163,14 @@ def work(names: Mapping[str, str] | None = None) -> Iterator[Context]:
         try:
             yield ctx
         except ValidationFailed as exc:
-            details = "; ".join(
-                f"{option_of(p.loc, names)}: {in_option_words(p.message, names)}"
-                for p in exc.problems
-            )
             detail = in_option_words(exc.detail, names)
+            # A problem the detail already says is named once, by its option.
+            fresh = [p for p in exc.problems if in_option_words(p.message, names) not in detail]
+            if len(exc.problems) == 1 and not fresh:
+                raise fail(f"{option_of(exc.problems[0].loc, names)}: {detail}") from None
+            details = "; ".join(
+                f"{option_of(p.loc, names)}: {in_option_words(p.message, names)}" for p in fresh
+            )
             raise fail(f"{detail} ({details})" if details else detail) from None
 
 

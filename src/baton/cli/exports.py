@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from baton.services.exports import Export
 
 export_app = typer.Typer(
-    help="Export leads, handoffs or activities as CSV (safe to open in a spreadsheet) or "
+    help="Export leads, handoffs, activities or verdicts as CSV (safe to open in a spreadsheet) or "
     "JSON lines.",
     no_args_is_help=True,
     rich_markup_mode="markdown",

@@ -149,6 +149,9 @@ def handoff_show(handoff_id: Annotated[int, typer.Argument(metavar="ID")]) -> No
         f"touch by:     {when(h.touch_due_at)}    first touch: {when(h.first_touch_at)}",
         f"routing:      {h.routing.get('reason', '—')}",
     ]
+    for skip in h.routing.get("skipped") or []:  # why each rep of the pool was passed over
+        if isinstance(skip, dict):
+            lines.append(f"  passed over: {skip.get('rep')}: {skip.get('reason')}")
     if h.outcome:
         lines.append(
             f"outcome:      {h.outcome}" + (f" ({h.rejection_code})" if h.rejection_code else "")

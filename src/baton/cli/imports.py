@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from baton.services.imports import ImportReport
 
 import_app = typer.Typer(
-    help="Import leads, activities or marketing spend from CSV files.",
+    help="Import leads (or a CRM's history with a saved mapping), activities, marketing "
+    "spend, badge scans and reps from CSV files; the Olist data set.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )

@@ -136,7 +136,9 @@ def normalize_phone(raw: str, default_region: str) -> str:
     try:
         parsed = phonenumbers.parse(value, default_region.upper())
     except phonenumbers.NumberParseException as exc:
-        raise InvalidContact(f"not a phone number: {exc}") from None
+        # the library's message starts with its error code, "(1) ": not for people
+        words = re.sub(r"^\(\d+\) ", "", str(exc))
+        raise InvalidContact(f"not a phone number: {words}") from None
     if not phonenumbers.is_possible_number(parsed):
         raise InvalidContact(
             f"not a possible phone number: wrong length for its country (read with default"

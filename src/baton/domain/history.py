@@ -350,14 +350,27 @@ used; a saved mapping of the same name replaces the built-in."""
 
 
 def read_amount(text: str) -> float | None:
-    """``'12,500.00'``, ``'$12500'``, ``'12500 USD'`` -> 12500.0; ``None`` when empty.
-    Raises ``ValueError`` for text that is not an amount."""
-    cleaned = "".join(ch for ch in text if ch.isdigit() or ch in ".-")
+    """``'12,500.00'``, ``'$12500'``, ``'12500 USD'``, ``'12.500,00 €'``, ``'12 500'``
+    -> 12500.0; ``'12,5'`` -> 12.5; ``None`` when empty. Of ``,`` and ``.``, the last
+    one is the decimal mark when both appear; a lone comma is one when 1 or 2 digits
+    follow it, several dots are thousands. Raises ``ValueError`` for text that is not
+    an amount."""
     if not text.strip():
         return None
+    kept = "".join(ch for ch in text if ch.isdigit() or ch in ".,-")
+    if "," in kept and "." in kept:
+        decimal = "," if kept.rfind(",") > kept.rfind(".") else "."
+    elif "," in kept:
+        decimal = "," if kept.count(",") == 1 and len(kept.rpartition(",")[2]) in (1, 2) else "."
+    else:
+        decimal = "," if kept.count(".") > 1 else "."
+    cleaned = kept.replace("." if decimal == "," else ",", "").replace(",", ".")
     if not cleaned or cleaned in (".", "-") or cleaned.count(".") > 1:
         raise ValueError(f"{text!r} is not an amount")
-    value = float(cleaned)
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an amount") from None
     if value < 0:
         raise ValueError(f"{text!r} is negative")
     return value

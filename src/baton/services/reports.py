@@ -1239,7 +1239,9 @@ SPEND_COLUMNS = ("source", "campaign", "start", "end", "month", "amount", "curre
 """``month`` (``2026-03``, ``March 2026``) stands for ``start`` and ``end`` of a
 monthly spend sheet; a month written in ``start`` or ``end`` means its first or its
 last day."""
-_AMOUNT = re.compile(r"^[+]?\d[\d,]*(\.\d+)?$|^[+]?\.\d+$")
+_AMOUNT = re.compile(r"^[+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$|^[+]?\.\d+$")
+"""Commas only as thousands separators: ``12,5`` (a decimal comma) is refused, never
+read as 125."""
 
 
 def _spend_row(
