@@ -206,10 +206,13 @@ def test_an_oversized_body_is_413_and_not_stored(ctx: Context) -> None:
     assert count(ctx, intake_requests) == 0
 
 
-def test_a_filled_honeypot_is_refused_and_logged(ctx: Context) -> None:
+def test_a_filled_honeypot_is_refused_and_logged_but_the_bot_is_not_told(ctx: Context) -> None:
     endpoint(ctx, honeypot_field="website")
     outcome = post(ctx, submission(website="http://spam.example"))
-    assert outcome.status == 422 and outcome.request_status == "refused"
+    # Answered like a taken post, so a bot learns nothing about which field trapped it...
+    assert outcome.status == 200 and outcome.request_status == "processed"
+    assert [i.status for i in outcome.items] == ["processed"] and not outcome.errors
+    # ...while nothing was captured and the log tells the truth.
     assert count(ctx, leads) == 0
     [logged] = intake_service.intake_log(ctx, actor=OP, status="refused")
     assert "honeypot" in (logged.error or "")

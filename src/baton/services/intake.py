@@ -760,16 +760,15 @@ def _process_request_in(
                     processed_at=now,
                 )
             )
-        return finish(
+        # The bot is answered as if its post was taken (a 4xx naming the field would
+        # teach it which field to leave empty); the log says what really happened.
+        answer = finish(
             "refused",
             f"honeypot field {endpoint.honeypot_field!r} filled",
-            HookOutcome(
-                422,
-                title="Refused",
-                detail=detail,
-                errors=[{"loc": endpoint.honeypot_field, "message": "must be left empty"}],
-            ),
+            HookOutcome(200, detail=detail, items=[ItemOutcome(None, "processed") for _ in items]),
         )
+        answer.request_status, answer.detail = "processed", None
+        return answer
     if not items:
         return finish("processed", None, HookOutcome(200))
     actor = hook_principal(endpoint)
