@@ -39,7 +39,8 @@ def contract_validate(file: ContractFile) -> None:
     console.print(
         f"[green]✓[/] {file}: '{contract.name}', {len(contract.scoring.fit)} fit and "
         f"{len(contract.scoring.engagement)} engagement rules, MQL at "
-        f"{contract.mql.threshold}, {len(contract.prep_checklist)} prep item(s)"
+        f"{contract.mql.threshold}, {len(contract.prep_checklist)} prep item(s), "
+        f"{len(contract.nurture.sequences)} nurture sequence(s)"
     )
     for warning in contract_warnings(contract):
         console.print(f"[yellow]![/] {warning}", highlight=False)

@@ -40,6 +40,17 @@ from pydantic import (
 
 from baton.domain.activities import ActivityType
 from baton.domain.leads import ATTRIBUTION_FIELDS, PROFILE_FIELDS, fold_source
+from baton.domain.nurture_rules import (
+    DelayBounds,
+    NurtureEnroll,
+    NurtureSection,
+    NurtureSequence,
+    NurtureStep,
+    NurtureTemplate,
+    StepWhen,
+    diff_nurture,
+    nurture_problems,
+)
 from baton.domain.suggest import suggest
 
 SCHEMA_VERSION = 1
@@ -643,6 +654,7 @@ class HandoffContract(_Strict):
     qualification: Qualification = Field(default_factory=Qualification)
     costs: list[CostEntry] = Field(default_factory=list)
     raci: Raci | None = None
+    nurture: NurtureSection = Field(default_factory=NurtureSection)
 
     @field_validator("costs")
     @classmethod
@@ -703,6 +715,10 @@ def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
         if model is EngagementRule and part == "where":
             model, skip_key = PropertyFilter, True
             continue
+        if model is NurtureSection and part in ("sequences", "templates"):
+            model = NurtureSequence if part == "sequences" else NurtureTemplate
+            skip_key = True
+            continue
         if part in ("by_field", "by_email_domain"):
             model = FieldCondition if part == "by_field" else EmailCondition
             continue
@@ -730,6 +746,13 @@ def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
             Qualification,
             RaciAssignment,
             Raci,
+            NurtureSection,
+            DelayBounds,
+            NurtureSequence,
+            NurtureStep,
+            StepWhen,
+            NurtureEnroll,
+            NurtureTemplate,
         ):
             if candidate is annotation or candidate.__name__ in str(annotation):
                 model = candidate
@@ -825,6 +848,9 @@ def parse_contract(text: str) -> HandoffContract:
     except ValidationError as exc:
         raise ContractError(explain_errors(exc)) from None
     problems = raci_problems(contract.raci)
+    problems += nurture_problems(
+        contract.nurture, {r.code: r.outcome for r in contract.rejection_reasons}
+    )
     if problems:
         raise ContractError(problems)
     return contract
@@ -1112,6 +1138,7 @@ def diff_contracts(old: HandoffContract, new: HandoffContract) -> list[ContractC
                 )
             )
     changes.extend(_diff_raci(old.raci, new.raci))
+    changes.extend(ContractChange(s, t) for s, t in diff_nurture(old.nurture, new.nurture))
     if old.owners != new.owners:
         changes.append(ContractChange("owners", "owners changed"))
     if old.description != new.description:
