@@ -32,6 +32,7 @@ from baton.domain.limits import CONTEXT_KEY as JSON_LIMITS
 from baton.domain.scoring import Event
 from baton.services.access import allowed
 from baton.services.context import Context
+from baton.services.nurture import exit_on_activities_in
 from baton.services.queries import insert_ignoring_conflicts, lock_survivors
 from baton.services.scoring import score_leads_in
 from baton.store.bulk import bump_counters, find_by_keys, insert_activities, insert_rows
@@ -257,6 +258,11 @@ def ingest_validated_in(
     bump_counters(connection, per_lead)
     if not score:
         return report
+    # A reply or a hand-raise ends the lead's nurture enrollment (before scoring, so a
+    # hand-raise that also makes the lead an MQL ends it as a hand-raise).
+    exit_on_activities_in(
+        connection, {i: {e.type for e in evs} for i, evs in new_events.items()}, now=now
+    )
     report.mql = [
         u.lead_id
         for u in score_leads_in(

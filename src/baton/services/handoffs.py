@@ -32,6 +32,7 @@ from baton.domain.access import Action, Principal, Reach
 from baton.domain.business_hours import business_minutes_between
 from baton.domain.contract import HandoffContract
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from baton.domain.history import is_live
 from baton.domain.lifecycle import Stage, check_deal_value
 from baton.domain.routing import (
     Rep,
@@ -42,6 +43,7 @@ from baton.domain.sla import deadlines_from, next_step
 from baton.services.access import allowed, check_handoff, handoff_scope, rep_scope
 from baton.services.context import Context
 from baton.services.contract_rules import active_rules_in
+from baton.services.nurture import enroll_on_rejection_in
 from baton.services.outbox import publish
 from baton.services.queries import insert_ignoring_conflicts
 from baton.services.reps import open_loads
@@ -527,6 +529,18 @@ def reject_handoff_in(
         now=now,
         occurred_at=occurred_at,
     )
+    if target == Stage.NURTURE and contract is not None and (
+        occurred_at is None
+        or is_live(
+            occurred_at,
+            now=now,
+            live_within_days=contract.mql.live_within_days,
+            historical=False,
+        )
+    ):
+        # Recycled with a reason the contract maps to a sequence: enrolled in this
+        # same transaction (a lead that may not get nurture email is left out).
+        enroll_on_rejection_in(connection, handoff["lead_id"], code, now=now, actor=actor)
     log_event(
         connection,
         handoff_id,

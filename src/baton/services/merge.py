@@ -27,6 +27,7 @@ from baton.domain.leads import fill_blanks
 from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
 from baton.services.milestones import refresh_chains_of_leads, refresh_leads
+from baton.services.nurture import exit_enrollments_in
 from baton.services.queries import chunks, insert_ignoring_conflicts, lock_lead
 from baton.services.routing import close_open_handoff_in
 from baton.services.scoring import score_leads_in
@@ -129,6 +130,8 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: Princi
             now=now,
             actor=actor,
         )
+        # The absorbed lead gets no more nurture email; the survivor keeps its own.
+        exit_enrollments_in(connection, [merged_id], "merged", now=now)
         refresh_leads(connection, [survivor_id, merged_id])
         refresh_chains_of_leads(connection, [merged_id])
         connection.execute(

@@ -20,6 +20,7 @@ from baton.domain.access import Action, Principal
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.services.access import check_lead
 from baton.services.context import Context
+from baton.services.nurture import enroll_on_tag_in
 from baton.services.queries import insert_ignoring_conflicts, lock_active_lead
 from baton.store.tables import lead_tags, notes, tag_events
 
@@ -101,6 +102,9 @@ def add_tag(ctx: Context, lead_id: int, tag: str, *, actor: Principal) -> list[s
                     occurred_at=now,
                 )
             )
+            # A tag the contract maps to a nurture sequence enrolls the lead (same
+            # transaction; a lead that may not get nurture email is left out).
+            enroll_on_tag_in(connection, lead_id, name, now=now, actor=actor)
         return list(
             connection.execute(
                 select(lead_tags.c.tag).where(lead_tags.c.lead_id == lead_id).order_by("tag")

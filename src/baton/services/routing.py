@@ -34,6 +34,7 @@ from baton.domain.sla import deadlines_from, next_step
 from baton.services.chat import email_wanted, enqueue_chat
 from baton.services.contract_rules import active_rules_in
 from baton.services.milestones import on_handoff_event
+from baton.services.nurture import exit_enrollments_in
 from baton.services.outbox import enqueue_email, publish
 from baton.services.queries import insert_ignoring_conflicts, inserted_id
 from baton.services.reps import account_owner, open_loads, routing_reps
@@ -191,6 +192,9 @@ def _announce(
 ) -> None:
     rep = reps.get(decision.rep_id) if decision.rep_id is not None else None
     if rep is not None:
+        # A rep has the lead: sales took it back from nurture (a no-op when the re-MQL
+        # already ended its enrollment, or when its sequence does not exit on this).
+        exit_enrollments_in(connection, [lead_id], "sales_took_back", now=now)
         log_event(
             connection,
             handoff_id,

@@ -30,6 +30,7 @@ from baton.domain.history import DEFAULT_LIVE_WITHIN_DAYS, check_occurred_at, is
 from baton.domain.lifecycle import Stage, Transition, transition
 from baton.services import milestones
 from baton.services.contract_rules import active_contract_in
+from baton.services.nurture import exit_on_stage_in
 from baton.services.routing import close_open_handoff_in, open_handoff_in
 from baton.store.tables import leads, transitions
 
@@ -125,6 +126,9 @@ def change_stage_in(
         )
     )
     milestones.on_stage_change(connection, lead_id, target.value)  # a move by hand counts
+    # Back in sales' hands (or disqualified): the lead's nurture enrollment ends here, in
+    # the same transaction as the MQL (re_mql / sales_took_back / disqualified).
+    exit_on_stage_in(connection, lead_id, target.value, actor=actor, now=now)
     window = active[1].mql.live_within_days if active else DEFAULT_LIVE_WITHIN_DAYS
     if target == Stage.MQL and not is_live(
         at, now=now, live_within_days=window, historical=historical
