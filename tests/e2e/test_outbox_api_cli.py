@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from tests.conftest import bearer, token_for
 from tests.notify_servers import closed_port, smtp_server
 from typer.testing import CliRunner
@@ -30,6 +31,7 @@ from baton.services.contracts import activate_contract, approve_contract, create
 from baton.services.leads import capture_lead
 from baton.services.reps import create_rep, create_team
 from baton.services.worker import tick
+from baton.store.tables import outbox
 
 EXAMPLE = Path(__file__).parents[2] / "contracts" / "example.yaml"
 ANA = "ana@lumen.example"
@@ -109,7 +111,11 @@ def test_failed_email_is_listed_by_state_and_retried_over_the_api(
         assert (retried["state"], retried["attempts"]) == ("pending", 2)
         assert datetime.fromisoformat(retried["next_attempt_at"]) == clock.now()
         tick(ctx, smtp=config)
-    assert [m["Message-ID"] for m in smtp.messages] == [f"<outbox-{message_id}@baton>"]
+    with ctx.read() as connection:
+        key = connection.execute(
+            select(outbox.c.message_key).where(outbox.c.id == message_id)
+        ).scalar_one()
+    assert [m["Message-ID"] for m in smtp.messages] == [f"<outbox-{message_id}.{key}@baton>"]
 
     sent = ok(api.get(f"{OUTBOX}/{message_id}"))
     assert sent["state"] == "sent"

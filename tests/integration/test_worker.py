@@ -271,15 +271,15 @@ def test_messages_never_tried_go_before_retries(
             .where(outbox.c.topic == "sla.remind")
             .values(attempts=1, last_error="451 try later")
         )
-        retry_id = connection.execute(
-            select(outbox.c.id).where(outbox.c.topic == "sla.remind")
-        ).scalar_one()
+        retry_id, retry_key = connection.execute(
+            select(outbox.c.id, outbox.c.message_key).where(outbox.c.topic == "sla.remind")
+        ).one()
     ctx.settings = ctx.settings.model_copy(update={"outbox_claim_size": 1})
 
     tick(ctx, smtp=config_for(smtp))
 
     assert [m["X-Baton-Topic"] for m in smtp.messages] == ["handoff.assigned", "sla.remind"]
-    assert smtp.messages[1]["Message-ID"] == f"<outbox-{retry_id}@baton>"
+    assert smtp.messages[1]["Message-ID"] == f"<outbox-{retry_id}.{retry_key}@baton>"
 
 
 # --- item 4: the database going away ------------------------------------------------------

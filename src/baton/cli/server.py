@@ -177,6 +177,7 @@ def worker(
                 ("sent", report.sent),
                 ("failed", report.failed),
                 ("fetched", report.fetched),
+                ("nurtured", report.nurtured),
             )
             done = ", ".join(f"{name} {count}" for name, count in counts if count)
             now = local(ctx.clock.now())

@@ -16,9 +16,17 @@ How a message goes out exactly once when nothing crashes
 
     What stays possible is a crash (``kill -9``, power loss) after the receiver took a
     message and before the result was committed: the lease then expires and the
-    message is sent again. Every email carries ``Message-ID: <outbox-N@baton>`` and
+    message is sent again. Every email carries ``Message-ID: <outbox-N.KEY@baton>`` and
     every webhook ``X-Baton-Delivery: N``, the same on every attempt, so a receiver can
     drop the repeat.
+
+Why a Message-ID carries a key
+    ``KEY`` is the row's ``message_key``, 96 random bits stored with the row when it is
+    written (:func:`message_id_of`). Replies and bounces name the Message-ID they answer;
+    :mod:`baton.services.email_threads` believes one only when its key matches the row,
+    so nobody can thread a forged hand-raise onto a lead or fake a bounce by guessing
+    ``<outbox-N@baton>``. (A stored random key rather than an HMAC: the inbound path needs
+    no secret, and replies to old mail keep threading after the secret key is rotated.)
 
 Why a dead receiver never delays anything else
     Each channel has its own courier (the worker runs each in a lane of its own, see
@@ -67,6 +75,7 @@ from baton.store.tables import (
     chat_channels,
     deliveries,
     handoffs,
+    nurture_sends,
     outbox,
     reps,
     transitions,
@@ -98,6 +107,7 @@ class Claimed:
     attempts: int
     attempts_base: int
     chat_channel_id: int | None = None
+    message_key: str | None = None
 
     @property
     def destination(self) -> str:
@@ -287,6 +297,7 @@ class Courier:
                 attempts=int(r["attempts"]),
                 attempts_base=int(r["attempts_base"]),
                 chat_channel_id=r["chat_channel_id"],
+                message_key=r["message_key"],
             )
             for r in rows
         ]
@@ -347,6 +358,8 @@ class Courier:
             return Outcome(ok=False, error=f"internal error: {type(exc).__name__}", retryable=True)
 
     def _send_email(self, item: Claimed) -> Outcome:
+        if item.topic == "nurture":
+            return self._send_nurture(item)
         if item.handoff_id is None:
             return Outcome(ok=False, error="an email without a handoff has nothing to say")
         # In the zone of whoever receives it: the rep, or the manager told about them.
@@ -365,7 +378,7 @@ class Courier:
                     subject=rendered.subject,
                     text=rendered.text,
                     html=rendered.html,
-                    message_id=f"<outbox-{item.id}@baton>",
+                    message_id=message_id_of(item.id, item.message_key),
                     headers={
                         "X-Baton-Handoff": str(item.handoff_id),
                         "X-Baton-Topic": item.topic,
@@ -383,6 +396,32 @@ class Courier:
                 and not exc.refused
                 and exc.smtp_code in (None, SMTP_UNAVAILABLE),
             )
+        return Outcome(ok=True, status_code=250)
+
+    def _send_nurture(self, item: Claimed) -> Outcome:
+        """A nurture step (:mod:`baton.services.nurture_send`): rendered when it was
+        planned; the payload carries subject, text, html and the ``List-Unsubscribe``
+        headers (RFC 8058 one-click)."""
+        payload = item.payload
+        smtp = self.smtp or SmtpConfig.from_settings(self.ctx.settings)
+        try:
+            send_email(
+                smtp,
+                OutgoingEmail(
+                    to=(item.recipient,),
+                    subject=str(payload["subject"]),
+                    text=str(payload["text"]),
+                    html=payload.get("html"),
+                    message_id=message_id_of(item.id, item.message_key),
+                    headers={
+                        **{str(k): str(v) for k, v in (payload.get("headers") or {}).items()},
+                        "X-Baton-Topic": item.topic,
+                    },
+                ),
+                now=self.ctx.clock.now(),
+            )
+        except DeliveryError as exc:
+            return _email_failure(exc)
         return Outcome(ok=True, status_code=250)
 
     def _http(self) -> httpx.Client:
@@ -524,6 +563,12 @@ class Courier:
                     next_attempt_at=next_at,
                 )
             ).rowcount
+            if kept and dead and item.topic == "nurture":
+                connection.execute(
+                    update(nurture_sends)
+                    .where(nurture_sends.c.outbox_id == item.id)
+                    .values(status="failed")
+                )
         what = f"{item.topic} to {item.recipient} (outbox {item.id})"
         if not kept:
             log.warning(
@@ -567,6 +612,12 @@ class Courier:
                 status="sent", sent_at=now, claimed_until=None, claim_token=None, last_error=None
             )
         )
+        if item.topic == "nurture":
+            connection.execute(
+                update(nurture_sends)
+                .where(nurture_sends.c.outbox_id == item.id)
+                .values(status="sent", sent_at=now)
+            )
         if (
             self.channel in ("email", "chat")
             and item.topic == "handoff.assigned"
@@ -604,6 +655,25 @@ class Courier:
     def _reachable(self, key: str) -> None:
         if self.pauses.pop(key, None) is not None:
             log.warning("%s reachable again", key)
+
+
+def message_id_of(outbox_id: int, key: str | None) -> str:
+    """The ``Message-ID`` of outbox row ``outbox_id`` whose ``message_key`` is ``key``:
+    ``<outbox-N.KEY@baton>`` (``<outbox-N@baton>`` for a row written before keys, which
+    replies and bounces can no longer name)."""
+    return f"<outbox-{outbox_id}.{key}@baton>" if key else f"<outbox-{outbox_id}@baton>"
+
+
+def _email_failure(exc: DeliveryError) -> Outcome:
+    return Outcome(
+        ok=False,
+        error=str(exc),
+        retryable=not exc.permanent,
+        status_code=exc.smtp_code,
+        unreachable=not exc.permanent
+        and not exc.refused
+        and exc.smtp_code in (None, SMTP_UNAVAILABLE),
+    )
 
 
 def _locked(connection: Connection, query: Any) -> list[Any]:

@@ -1,10 +1,11 @@
 """The worker: run due SLA steps, assign queued handoffs, deliver the outbox.
 
 One loop, :class:`Worker`, is what ``baton worker`` and ``baton serve --with-worker``
-both run. It keeps five **lanes**, each in a thread of its own, so none waits for
+both run. It keeps six **lanes**, each in a thread of its own, so none waits for
 another: *timers* (due SLA steps, then the queue, in small batches, alternating),
 *intake fetch* (intake items whose webhook carried only ids, read from Meta or HubSpot:
-:mod:`baton.services.intake_fetch`), *webhooks*, *email* and *chat* (Slack and Teams;
+:mod:`baton.services.intake_fetch`), *nurture* (due nurture steps written to the outbox,
+throttled: :mod:`baton.services.nurture_send`), *webhooks*, *email* and *chat* (Slack and Teams;
 one :class:`~baton.services.delivery.Courier` each). A mail server that is down or
 slow therefore never delays an SLA step, a queued handoff's assignment, a fetch, a
 webhook or a chat message.
@@ -77,10 +78,14 @@ class TickReport:
     failed: int = 0
     fetched: int = 0
     """Intake items read from their platform (done, failed or rescheduled)."""
+    nurtured: int = 0
+    """Nurture enrollments handled: a step planned or skipped, or the enrollment ended."""
 
     @property
     def busy(self) -> bool:
-        return bool(self.steps or self.assigned or self.sent or self.failed or self.fetched)
+        return bool(
+            self.steps or self.assigned or self.sent or self.failed or self.fetched or self.nurtured
+        )
 
 
 def _contract_of(connection: Connection, version: int | None) -> HandoffContract | None:
@@ -328,6 +333,11 @@ def tick(
         fetcher.close()
     report.steps = run_due_steps(ctx)
     report.assigned = assign_queued(ctx)
+    while True:  # every due nurture step the throttle lets through
+        nurtured = send_nurture(ctx).nurtured
+        report.nurtured += nurtured
+        if not nurtured:
+            break
     couriers = [Courier(ctx, channel, smtp=smtp, client=client) for channel in CHANNELS]
     try:
         while True:
@@ -357,6 +367,15 @@ def fetch_intake(fetcher: Fetcher) -> TickReport:
     platform (:mod:`baton.services.intake_fetch`)."""
     done = fetcher.run()
     return TickReport(fetched=done.done + done.failed + done.retrying)
+
+
+def send_nurture(ctx: Context) -> TickReport:
+    """The nurture lane's pass: a batch of due nurture steps written to the outbox,
+    within the contract's send rate (:mod:`baton.services.nurture_send`)."""
+    from baton.services.nurture_send import run_nurture
+
+    done = run_nurture(ctx)
+    return TickReport(nurtured=done.planned + done.skipped + done.exited)
 
 
 def deliver(courier: Courier) -> TickReport:
@@ -416,7 +435,7 @@ def _first_line(error: DBAPIError) -> str:
 @dataclass
 class Worker:
     """The worker's loop, shared by ``baton worker`` and ``baton serve --with-worker``:
-    five lanes (timers, intake fetch, webhooks, email, chat) in threads of their own."""
+    six lanes (timers, intake fetch, nurture, webhooks, email, chat) in threads of their own."""
 
     ctx: Context
     smtp: SmtpConfig | None = None
@@ -441,6 +460,7 @@ class Worker:
         self.lanes = [
             lane("timers", lambda: run_timers(self.ctx)),
             lane("intake fetch", lambda: fetch_intake(self.fetcher)),
+            lane("nurture", lambda: send_nurture(self.ctx)),
             *(
                 lane(f"{channel} delivery", lambda c=courier: deliver(c))  # type: ignore[misc]
                 for channel, courier in self.couriers.items()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -459,6 +461,9 @@ outbox = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
     Column("chat_channel_id", Id),
+    # The unguessable part of an email's Message-ID (<outbox-N.KEY@baton>): a reply or a
+    # bounce naming a Baton email is believed only when its key matches (filled on insert).
+    Column("message_key", String(24), default=lambda: secrets.token_urlsafe(12)),
     Index("ix_outbox_channel_status_next_attempt_at", "channel", "status", "next_attempt_at"),
 )
 """Messages to send after commit (email, webhooks): written in the transaction that
@@ -759,6 +764,7 @@ nurture_enrollments = Table(
     Column("claimed_until", UtcDateTime),
     Column("claim_token", String(32)),
     Index("ix_nurture_enrollments_status_next_due_at", "status", "next_due_at"),
+    Index("ix_nurture_enrollments_claimed_until", "claimed_until"),
     Index(
         "uq_nurture_enrollments_active_lead",
         "lead_id",
@@ -786,7 +792,11 @@ nurture_sends = Table(
     Column("status", String(20), nullable=False),
     Column("planned_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
+    # The original URLs of the rendered step: a click link redirects only to one of these.
+    Column("links", Json),
     UniqueConstraint("enrollment_id", "step", name="uq_nurture_sends_enrollment_step"),
+    Index("ix_nurture_sends_planned_at", "planned_at"),
+    Index("ix_nurture_sends_outbox_id", "outbox_id"),
 )
 """The send log: one row per enrollment and step, written in the transaction that puts
 the message in the outbox, so a step is planned once and never twice (the unique

@@ -12,7 +12,7 @@ import sqlite3
 from alembic import op
 import sqlalchemy as sa
 
-from baton.store.types import Id, UtcDateTime
+from baton.store.types import Id, Json, UtcDateTime
 
 revision = "0015"
 down_revision = "0014"
@@ -28,6 +28,8 @@ def upgrade() -> None:
     op.add_column("leads", sa.Column("consent_at", UtcDateTime, nullable=True))
     op.add_column("leads", sa.Column("consent_source", sa.String(length=300), nullable=True))
     op.add_column("leads", sa.Column("unsubscribed_at", UtcDateTime, nullable=True))
+    # The unguessable part of outbox email Message-IDs (older rows have none: refused).
+    op.add_column("outbox", sa.Column("message_key", sa.String(length=24), nullable=True))
     op.create_table(
         "nurture_enrollments",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -58,6 +60,9 @@ def upgrade() -> None:
         ["status", "next_due_at"],
     )
     op.create_index(
+        "ix_nurture_enrollments_claimed_until", "nurture_enrollments", ["claimed_until"]
+    )
+    op.create_index(
         "uq_nurture_enrollments_active_lead",
         "nurture_enrollments",
         ["lead_id"],
@@ -78,6 +83,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("planned_at", UtcDateTime, nullable=False),
         sa.Column("sent_at", UtcDateTime, nullable=True),
+        sa.Column("links", Json, nullable=True),
         sa.ForeignKeyConstraint(
             ["enrollment_id"],
             ["nurture_enrollments.id"],
@@ -90,6 +96,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("enrollment_id", "step", name="uq_nurture_sends_enrollment_step"),
     )
     op.create_index("ix_nurture_sends_lead_id", "nurture_sends", ["lead_id"])
+    op.create_index("ix_nurture_sends_planned_at", "nurture_sends", ["planned_at"])
+    op.create_index("ix_nurture_sends_outbox_id", "nurture_sends", ["outbox_id"])
     op.create_table(
         "suppressions",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -105,16 +113,22 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("suppressions")
+    op.drop_index("ix_nurture_sends_outbox_id", table_name="nurture_sends")
+    op.drop_index("ix_nurture_sends_planned_at", table_name="nurture_sends")
     op.drop_index("ix_nurture_sends_lead_id", table_name="nurture_sends")
     op.drop_table("nurture_sends")
     op.drop_index("uq_nurture_enrollments_active_lead", table_name="nurture_enrollments")
+    op.drop_index("ix_nurture_enrollments_claimed_until", table_name="nurture_enrollments")
     op.drop_index("ix_nurture_enrollments_status_next_due_at", table_name="nurture_enrollments")
     op.drop_index("ix_nurture_enrollments_lead_id", table_name="nurture_enrollments")
     op.drop_table("nurture_enrollments")
     if op.get_bind().dialect.name != "sqlite" or sqlite3.sqlite_version_info >= (3, 35):
+        op.execute("ALTER TABLE outbox DROP COLUMN message_key")
         for column in reversed(LEAD_COLUMNS):
             op.execute(f"ALTER TABLE leads DROP COLUMN {column}")
     else:
+        with op.batch_alter_table("outbox", schema=None) as batch_op:
+            batch_op.drop_column("message_key")
         with op.batch_alter_table("leads", schema=None) as batch_op:
             for column in reversed(LEAD_COLUMNS):
                 batch_op.drop_column(column)
