@@ -3,7 +3,7 @@
 * :func:`new_email`: a person writing to sales@ (plain text and HTML alternatives,
   optional attachment);
 * :func:`html_only`: a message with only an HTML body (script and style inside);
-* :func:`reply`: an answer to a Baton email (``In-Reply-To: <outbox-N@baton>``);
+* :func:`reply`: an answer to a Baton email (``In-Reply-To: <outbox-N.KEY@baton>``);
 * :func:`dsn`: a delivery status notification as Postfix writes it (RFC 3464), with
   the returned message's headers;
 * :func:`out_of_office`: an auto-reply (``Auto-Submitted: auto-replied``).
@@ -65,17 +65,21 @@ def reply(
     sender: str = "Dana <dana.private@mailbox.example.org>",
     message_id: str = "<reply.1@mailbox.example.org>",
     via_references: bool = False,
+    key: str | None = "k3yOfTheRowXyz12",
 ) -> EmailMessage:
+    """A reply to Baton's email ``<outbox-N.KEY@baton>`` (``key=None``: the unkeyed
+    ``<outbox-N@baton>`` of mail from before keys, or a guess)."""
+    original = f"<outbox-{outbox_id}.{key}@baton>" if key else f"<outbox-{outbox_id}@baton>"
     message = EmailMessage()
     message["From"] = sender
     message["To"] = SALES
     message["Subject"] = "Re: New lead for you"
     message["Message-ID"] = message_id
     if via_references:
-        message["References"] = f"<older@x.example> <outbox-{outbox_id}@baton>"
+        message["References"] = f"<older@x.example> {original}"
     else:
-        message["In-Reply-To"] = f"<outbox-{outbox_id}@baton>"
-        message["References"] = f"<outbox-{outbox_id}@baton>"
+        message["In-Reply-To"] = original
+        message["References"] = original
     message.set_content("Yes, call me tomorrow at 10.\n\n> earlier text")
     return message
 
@@ -97,7 +101,7 @@ def dsn(
     status: str = "5.1.1",
     action: str = "failed",
     message_id: str = "<20260302085501.4F2A1@mx.example.net>",
-    original_id: str = "<outbox-7@baton>",
+    original_id: str = "<outbox-7.k3yOfTheRowXyz12@baton>",
 ) -> bytes:
     """A Postfix bounce: multipart/report with the human part, the delivery-status
     part and the returned message's headers."""

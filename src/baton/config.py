@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port `baton serve` listens on.")
     secret_key: str = Field(
         INSECURE_SECRET,
-        description="Signs session cookies (webhooks are signed with each endpoint's own "
-        "secret); must be set in production.",
+        description="Signs session cookies and nurture email's open, click and unsubscribe "
+        "links (webhooks are signed with each endpoint's own secret); must be set in "
+        "production.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of `baton serve` and `baton worker`."

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from tests.email_messages import SALES, dsn, html_only, new_email, out_of_office, reply
 
 from baton.domain.access import operator
@@ -25,6 +25,7 @@ from baton.domain.reps import RepCreate, TeamCreate
 from baton.inbound_smtp import ListenerConfig, ListenerStats, listening
 from baton.services.context import Context
 from baton.services.contracts import activate_contract, approve_contract, create_contract
+from baton.services.delivery import message_id_of
 from baton.services.email_threads import HARD_BOUNCE, SOFT_BOUNCE
 from baton.services.handoffs import list_handoffs
 from baton.services.inbound_email import (
@@ -35,7 +36,16 @@ from baton.services.inbound_email import (
 from baton.services.intake import intake_log, retry
 from baton.services.leads import capture_lead, get_lead
 from baton.services.reps import create_rep, create_team
-from baton.store.tables import activities, intake_items, intake_requests, leads, outbox
+from baton.store.tables import (
+    activities,
+    intake_items,
+    intake_requests,
+    leads,
+    nurture_enrollments,
+    nurture_sends,
+    outbox,
+    suppressions,
+)
 
 EXAMPLE = (Path(__file__).parents[2] / "contracts" / "example.yaml").read_text()
 OPS = operator("ops")
@@ -108,6 +118,39 @@ def activity_types(ctx: Context, lead_id: int) -> list[str]:
         )
 
 
+def last_email(ctx: Context) -> tuple[int, str]:
+    """Id and Message-ID key of the newest handoff email in the outbox."""
+    with ctx.read() as connection:
+        row = connection.execute(
+            select(outbox.c.id, outbox.c.message_key)
+            .where(outbox.c.channel == "email", outbox.c.handoff_id.is_not(None))
+            .order_by(outbox.c.id.desc())
+            .limit(1)
+        ).one()
+    return int(row.id), str(row.message_key)
+
+
+def emailed(ctx: Context, address: str) -> str:
+    """Baton sent ``address`` an email (an outbox row to it): its Message-ID."""
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        row = connection.execute(
+            insert(outbox)
+            .values(
+                channel="email",
+                topic="nurture",
+                recipient=address,
+                payload={},
+                status="sent",
+                next_attempt_at=now,
+                created_at=now,
+                sent_at=now,
+            )
+            .returning(outbox.c.id, outbox.c.message_key)
+        ).one()
+    return message_id_of(int(row.id), row.message_key)
+
+
 def test_an_email_to_sales_is_a_hand_raise_routed_to_a_rep(
     ctx: Context, smtp: smtplib.SMTP
 ) -> None:
@@ -167,20 +210,16 @@ def test_a_reply_to_a_baton_email_lands_on_its_lead(ctx: Context, smtp: smtplib.
     send(smtp, new_email())
     lead_id = lead_id_of(ctx, "dana@northwind.com")
     assert lead_id is not None
-    with ctx.read() as connection:
-        outbox_id = connection.execute(
-            select(func.max(outbox.c.id)).where(
-                outbox.c.channel == "email", outbox.c.handoff_id.is_not(None)
-            )
-        ).scalar_one()
-    assert outbox_id is not None  # the rep's "new lead" email
+    outbox_id, key = last_email(ctx)  # the rep's "new lead" email
     # Dana answers from her private address: the reply still lands on her lead.
-    send(smtp, reply(outbox_id), sender="dana.private@mailbox.example.org")
+    send(smtp, reply(outbox_id, key=key), sender="dana.private@mailbox.example.org")
     assert activity_types(ctx, lead_id)[-1] == "email_reply"
     assert lead_id_of(ctx, "dana.private@mailbox.example.org") is None
     # The rep answering the notification is no hand-raise of the lead.
     send(
-        smtp, reply(outbox_id, sender=f"Riley <{REP}>", message_id="<r2@lumen.example>"), sender=REP
+        smtp,
+        reply(outbox_id, sender=f"Riley <{REP}>", message_id="<r2@lumen.example>", key=key),
+        sender=REP,
     )
     assert activity_types(ctx, lead_id).count("email_reply") == 1
     assert lead_id_of(ctx, REP) is None
@@ -190,6 +229,7 @@ def test_a_bounce_marks_the_address_and_hand_raises_nothing(
     ctx: Context, smtp: smtplib.SMTP
 ) -> None:
     lead = capture_lead_for(ctx, "gone@northwind.com")
+    emailed(ctx, "Gone@northwind.com")
     send(
         smtp,
         dsn("full@northwind.com", status="4.2.2", action="delayed", message_id="<b0@mx>"),
@@ -213,8 +253,91 @@ def test_a_bounce_marks_the_address_and_hand_raises_nothing(
 
 def test_a_soft_bounce_marks_soft(ctx: Context, smtp: smtplib.SMTP) -> None:
     lead = capture_lead_for(ctx, "full@northwind.com")
-    send(smtp, dsn("full@northwind.com", status="4.2.2", action="delayed"), sender="")
+    original = emailed(ctx, "full@northwind.com")
+    send(
+        smtp,
+        dsn("full@northwind.com", status="4.2.2", action="delayed", original_id=original),
+        sender="",
+    )
     assert get_lead(ctx, lead, actor=OPS).email_status == SOFT_BOUNCE
+
+
+def test_a_forged_reply_id_threads_onto_no_one(ctx: Context, smtp: smtplib.SMTP) -> None:
+    """#14 security review: ``<outbox-N@baton>`` was guessable, so anyone could thread a
+    hand-raise onto the lead of any handoff email. Unkeyed and wrongly keyed ids are
+    refused: the mail is the sender's own (captured by their address)."""
+    sales_floor(ctx)
+    send(smtp, new_email())
+    dana = lead_id_of(ctx, "dana@northwind.com")
+    assert dana is not None
+    outbox_id, _ = last_email(ctx)
+    for number, (forged, mid) in enumerate(((None, "<f1@evil.example>"), ("x" * 16, "<f2@e>"))):
+        attacker = f"mallory{number}@evil.example"
+        send(smtp, reply(outbox_id, key=forged, sender=attacker, message_id=mid), sender=attacker)
+        assert lead_id_of(ctx, attacker) is not None  # a hand-raise of the attacker's own
+    assert "email_reply" not in activity_types(ctx, dana)
+
+
+def test_a_reply_to_a_nurture_email_lands_on_its_lead(ctx: Context, smtp: smtplib.SMTP) -> None:
+    lead = capture_lead_for(ctx, "dana@northwind.com")
+    original = emailed(ctx, "dana@northwind.com")
+    outbox_id = int(original.split("-")[1].split(".")[0])
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        enrollment = connection.execute(
+            insert(nurture_enrollments)
+            .values(
+                lead_id=lead,
+                sequence="not-ready",
+                contract_version=1,
+                status="active",
+                reason="test",
+                enrolled_at=now,
+                enrolled_by="test",
+            )
+            .returning(nurture_enrollments.c.id)
+        ).scalar_one()
+        connection.execute(
+            insert(nurture_sends).values(
+                enrollment_id=enrollment,
+                step=0,
+                lead_id=lead,
+                email="dana@northwind.com",
+                template="check-in",
+                outbox_id=outbox_id,
+                message_id=original,
+                status="sent",
+                planned_at=now,
+            )
+        )
+    key = original.split(".")[1].split("@")[0]
+    send(smtp, reply(outbox_id, key=key), sender="dana.private@mailbox.example.org")
+    assert activity_types(ctx, lead)[-1] == "email_reply"
+    assert lead_id_of(ctx, "dana.private@mailbox.example.org") is None
+
+
+def test_a_bounce_for_an_address_baton_never_emailed_is_ignored(
+    ctx: Context, smtp: smtplib.SMTP
+) -> None:
+    """A forged bounce cannot mark any lead's address dead: only addresses Baton sent
+    email to (here: none), and a hard one suppresses the address for nurture."""
+    lead = capture_lead_for(ctx, "dana@northwind.com")
+    send(smtp, dsn("dana@northwind.com", message_id="<fake@mx>"), sender="")
+    assert get_lead(ctx, lead, actor=OPS).email_status is None
+    assert count(ctx, suppressions) == 0
+    # A bounce naming a real Baton email to someone else does not mark Dana either.
+    other = emailed(ctx, "lee@acme.io")
+    emailed(ctx, "dana@northwind.com")
+    send(smtp, dsn("dana@northwind.com", message_id="<f2@mx>", original_id=other), sender="")
+    assert get_lead(ctx, lead, actor=OPS).email_status is None
+    # The genuine one does, and suppresses the address.
+    send(smtp, dsn("dana@northwind.com", message_id="<b3@mx>"), sender="")
+    assert get_lead(ctx, lead, actor=OPS).email_status == HARD_BOUNCE
+    with ctx.read() as connection:
+        reason = connection.execute(
+            select(suppressions.c.reason).where(suppressions.c.email_key == "dana@northwind.com")
+        ).scalar_one()
+    assert reason == HARD_BOUNCE
 
 
 def test_an_auto_reply_is_recorded_and_never_a_hand_raise(ctx: Context, smtp: smtplib.SMTP) -> None:

@@ -93,9 +93,16 @@ def test_a_reply_to_a_baton_email_names_its_outbox_row(via_references: bool) -> 
     assert item.event_type == "email_reply"
     assert item.properties["kind"] == "reply"
     assert item.properties["outbox_ids"] == [42]
+    assert item.properties["outbox_refs"] == ["42.k3yOfTheRowXyz12"]  # checked by the service
     assert item.upstream_id == "<reply.1@mailbox.example.org>"
     # The sender's own address travels with the item; the service picks the lead.
     assert item.lead["email"] == "dana.private@mailbox.example.org"
+
+
+def test_an_unkeyed_baton_id_is_read_but_carries_no_ref() -> None:
+    item = read(reply(42, key=None))
+    assert item.properties["outbox_ids"] == [42]
+    assert item.properties["outbox_refs"] == []  # nothing the service could believe
 
 
 def test_a_reply_to_someone_elses_message_is_a_new_email() -> None:
@@ -123,6 +130,7 @@ def test_a_hard_bounce_names_the_address_and_no_lead() -> None:
         }
     ]
     assert item.properties["outbox_ids"] == [7]  # the returned Baton email
+    assert item.properties["outbox_refs"] == ["7.k3yOfTheRowXyz12"]
 
 
 def test_a_delayed_delivery_is_a_soft_bounce() -> None:

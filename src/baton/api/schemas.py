@@ -433,6 +433,55 @@ class PacketNotePublic(BaseModel):
     body: str
 
 
+class NurtureClicksPublic(BaseModel):
+    label: str = Field(description="What the link is about (its last path segment)")
+    url: str
+    count: int
+
+
+class NurtureHistoryPublic(BaseModel):
+    """One nurture enrollment of the lead, summarised for the rep."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "enrollment_id": 41,
+                    "sequence": "not-ready",
+                    "reason": "rejected: not_ready",
+                    "enrolled_at": "2026-03-03T15:00:00Z",
+                    "status": "exited",
+                    "touches": 4,
+                    "opened": 3,
+                    "clicks": [
+                        {
+                            "label": "pricing",
+                            "url": "https://lumen-analytics.example/pricing",
+                            "count": 2,
+                        }
+                    ],
+                    "exit_reason": "re_mql",
+                    "ended_at": "2026-06-02T10:12:00Z",
+                    "summary": "Recycled on 3 Mar (not ready), sequence not-ready: 4 touches, "
+                    "opened 3, clicked pricing twice, came back on 2 Jun by score.",
+                }
+            ]
+        }
+    }
+
+    enrollment_id: int
+    sequence: str
+    reason: str = Field(description="Why it was enrolled (`rejected: <code>`, `tagged cold`)")
+    enrolled_at: datetime
+    status: str = Field(description="active, completed or exited")
+    touches: int
+    opened: int = Field(description="Emails opened (each counted once)")
+    clicks: list[NurtureClicksPublic]
+    exit_reason: str | None
+    ended_at: datetime | None
+    summary: str = Field(description="The history in one sentence, days in the reader's zone")
+
+
 class PacketTimesPublic(BaseModel):
     """The handoff's times as the packet's reader reads them: in ``time_zone``, with the
     zone's abbreviation at that moment (EST or EDT). The ISO 8601 UTC fields of
@@ -489,6 +538,11 @@ class PacketPublic(BaseModel):
     )
     local_times: PacketTimesPublic | None = Field(
         None, description="The handoff's times as the reader reads them, in time_zone"
+    )
+    nurture: list[NurtureHistoryPublic] = Field(
+        default_factory=list,
+        description="The lead's nurture enrollments, newest first: why it was recycled, "
+        "touches, opens, clicks, and how it came back to sales.",
     )
 
 

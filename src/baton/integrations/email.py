@@ -17,9 +17,9 @@ request. What a message is, decided here from its headers alone:
   or a ``noreply@``/``mailer-daemon@`` sender with no person in ``Reply-To``):
   recorded in the intake log, never a hand-raise, never answered.
 * **a reply to a message Baton sent**: every Baton email carries ``Message-ID:
-  <outbox-N@baton>``; an ``In-Reply-To`` or ``References`` naming one threads the
-  message to that outbox row's lead (the service looks it up) and records
-  ``email_reply``, whichever address the person writes from.
+  <outbox-N.KEY@baton>``; an ``In-Reply-To`` or ``References`` naming one threads the
+  message to that outbox row's lead (the service looks it up and checks ``KEY``) and
+  records ``email_reply``, whichever address the person writes from.
 * otherwise **a new email**: a hand-raise (``contact_sales``, or the endpoint's
   ``event_type``) by the sender, captured by address like any lead.
 
@@ -66,7 +66,11 @@ REPLY_EVENT_TYPE = "email_reply"
 
 MessageKind = Literal["new", "reply", "bounce", "automatic"]
 
-_OUTBOX_ID = re.compile(r"<\s*outbox-(\d{1,18})@baton\s*>", re.IGNORECASE)
+_OUTBOX_ID = re.compile(
+    r"<\s*outbox-(\d{1,18})(?:\.([A-Za-z0-9_-]{8,40}))?@baton\s*>", re.IGNORECASE
+)
+"""A Baton Message-ID: ``<outbox-N.KEY@baton>`` (``KEY`` is checked by the service
+against the row, see :mod:`baton.services.email_threads`; older mail has no key)."""
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
 _AUTO_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[\s_-]*(reply|response|antwort)|out of (the )?office|"
@@ -132,7 +136,9 @@ def read(delivery: Delivery, endpoint: EndpointConfig) -> list[IntakeItem]:
     if kind == "bounce":
         bounced = bounced_recipients(message)
         properties["bounced"] = [b.as_dict() for b in bounced]
-        properties["outbox_ids"] = outbox_ids(_original_references(message))
+        originals = _original_references(message)
+        properties["outbox_ids"] = outbox_ids(originals)
+        properties["outbox_refs"] = outbox_refs(originals)
         return [IntakeItem(upstream_id=upstream_id, properties=properties, raw=None)]
     sender = sender_of(message)
     lead: dict[str, Any] = {}
@@ -149,6 +155,7 @@ def read(delivery: Delivery, endpoint: EndpointConfig) -> list[IntakeItem]:
     threaded = outbox_ids(references)
     if threaded:
         properties["outbox_ids"] = threaded
+        properties["outbox_refs"] = outbox_refs(references)
     if kind == "automatic":
         return [IntakeItem(upstream_id=upstream_id, lead=lead, properties=properties)]
     if sender is None:
@@ -228,12 +235,26 @@ def thread_references(message: Message) -> list[str]:
 
 
 def outbox_ids(references: Iterable[str]) -> list[int]:
-    """The outbox rows named by ``<outbox-N@baton>`` ids among ``references``, in order."""
+    """The outbox rows named by ``<outbox-N.KEY@baton>`` (or unkeyed) ids among
+    ``references``, in order; which of them to believe is the service's decision."""
     out: dict[int, None] = {}
     for reference in references:
         found = _OUTBOX_ID.fullmatch(reference.strip())
         if found:
             out.setdefault(int(found.group(1)), None)
+            if len(out) >= MAX_REFERENCES_READ:
+                break
+    return list(out)
+
+
+def outbox_refs(references: Iterable[str]) -> list[str]:
+    """``N.KEY`` of the keyed ``<outbox-N.KEY@baton>`` ids among ``references``, in
+    order (the service believes one only when ``KEY`` is row ``N``'s)."""
+    out: dict[str, None] = {}
+    for reference in references:
+        found = _OUTBOX_ID.fullmatch(reference.strip())
+        if found and found.group(2):
+            out.setdefault(f"{int(found.group(1))}.{found.group(2)}", None)
             if len(out) >= MAX_REFERENCES_READ:
                 break
     return list(out)

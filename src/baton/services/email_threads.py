@@ -5,25 +5,35 @@ the database; the intake service (:mod:`baton.services.intake`) calls
 :func:`resolve_email_item_in` for items of ``email`` endpoints, inside the item's
 transaction, before it captures anyone:
 
-* a **reply** to a Baton email (``<outbox-N@baton>`` in ``In-Reply-To`` or
+* a **reply** to a Baton email (``<outbox-N.KEY@baton>`` in ``In-Reply-To`` or
   ``References``) is threaded to that outbox row's lead (``outbox.handoff_id`` ->
-  ``handoffs.lead_id``, then to the lead it was merged into, if any), whatever address
-  it comes from, and records ``email_reply`` there. A reply to a row Baton no longer
-  holds falls back to the sender's address;
+  ``handoffs.lead_id``, or for a nurture email the send log's lead, then to the lead
+  it was merged into, if any), whatever address it comes from, and records
+  ``email_reply`` there. A reference is believed only when ``KEY`` is the row's
+  ``message_key`` (:func:`verified_outbox_ids_in`): ids are not guessable, so nobody
+  threads a forged hand-raise onto someone else's lead. An unkeyed ``<outbox-N@baton>``
+  (mail sent before keys existed, or a guess) is refused. A reply naming no row Baton
+  believes falls back to the sender's address;
 * mail from a rep or a user of Baton (a rep answering a handoff notification,
   forwarding a customer's mail) is no hand-raise of theirs: noted, nothing recorded;
 * a **bounce** marks the address as bouncing on every lead that has it
-  (``leads.email_status``: a hard bounce is never downgraded by a later soft one);
-  nothing else is recorded;
+  (``leads.email_status``: a hard bounce is never downgraded by a later soft one), but
+  only an address Baton has emailed: when the notice names Baton emails (keys
+  verified), an address one of them went to; otherwise an address some outbox email
+  went to. A hard bounce also puts the address on the suppression list and ends the
+  leads' nurture enrollments; nothing else is recorded;
 * an **automatic message** (auto-reply, out of office) is noted against the lead it
   threads to or that has its address, and records nothing.
 
-This module imports only the store and the domain, so the intake service can import
-it without a cycle.
+This module imports the store, the domain and two in-transaction helpers
+(:func:`baton.services.nurture.exit_enrollments_in`, :mod:`baton.services.queries`),
+none of which imports the intake service, so the intake service can import it without
+a cycle.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,7 +45,9 @@ from sqlalchemy.engine import Connection
 
 from baton.domain.contact import InvalidContact, email_key, normalize_email
 from baton.domain.intake import IntakeItem
-from baton.store.tables import handoffs, leads, outbox, reps, users
+from baton.services.nurture import exit_enrollments_in
+from baton.services.queries import insert_ignoring_conflicts
+from baton.store.tables import handoffs, leads, nurture_sends, outbox, reps, suppressions, users
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +85,11 @@ def resolve_email_item_in(
 def _decide(connection: Connection, item: IntakeItem, *, now: datetime) -> EmailDecision:
     properties = item.properties
     kind = properties.get("kind")
-    outbox_ids = [int(i) for i in properties.get("outbox_ids") or [] if isinstance(i, int)]
+    outbox_ids = verified_outbox_ids_in(connection, properties.get("outbox_refs") or [])
     if kind == "bounce":
-        return _record_bounce(connection, properties.get("bounced") or [], now=now)
+        return _record_bounce(
+            connection, properties.get("bounced") or [], now=now, outbox_ids=outbox_ids
+        )
     sender = (item.lead or {}).get("email")
     threaded = thread_lead_in(connection, outbox_ids) if outbox_ids else None
     if kind == "automatic":
@@ -94,9 +108,38 @@ def _decide(connection: Connection, item: IntakeItem, *, now: datetime) -> Email
     return EmailDecision()
 
 
+def verified_outbox_ids_in(connection: Connection, refs: Iterable[Any]) -> list[int]:
+    """The outbox ids among ``refs`` (``"N.KEY"``, see
+    :func:`baton.integrations.email.outbox_refs`) whose ``KEY`` is row ``N``'s
+    ``message_key``, in order; forged, guessed and unkeyed ids are dropped."""
+    wanted: dict[int, str] = {}
+    for ref in refs:
+        if not isinstance(ref, str) or "." not in ref:
+            continue
+        number, _, key = ref.partition(".")
+        if number.isdigit() and len(number) <= 18 and key and int(number) not in wanted:
+            wanted[int(number)] = key
+    if not wanted:
+        return []
+    rows = connection.execute(
+        select(outbox.c.id, outbox.c.message_key).where(outbox.c.id.in_(list(wanted)))
+    ).all()
+    keys = {int(r.id): r.message_key for r in rows if r.message_key}
+    verified = [
+        n
+        for n, key in wanted.items()
+        if n in keys and hmac.compare_digest(keys[n].encode(), key.encode())
+    ]
+    refused = [n for n in wanted if n not in verified]
+    if refused:
+        log.warning("email names outbox message(s) %s with a wrong or no key: ignored", refused)
+    return verified
+
+
 def thread_lead_in(connection: Connection, outbox_ids: Sequence[int]) -> int | None:
     """The lead of the first of ``outbox_ids`` (newest reference first) whose row is
-    about a handoff; followed to the surviving lead when it was merged."""
+    about a handoff or is a nurture email; followed to the surviving lead when it was
+    merged. The ids must be verified (:func:`verified_outbox_ids_in`)."""
     if not outbox_ids:
         return None
     rows = connection.execute(
@@ -105,6 +148,13 @@ def thread_lead_in(connection: Connection, outbox_ids: Sequence[int]) -> int | N
         .where(outbox.c.id.in_(list(outbox_ids)))
     ).all()
     by_outbox = {int(r.id): int(r.lead_id) for r in rows}
+    nurtured = connection.execute(
+        select(nurture_sends.c.outbox_id, nurture_sends.c.lead_id).where(
+            nurture_sends.c.outbox_id.in_(list(outbox_ids))
+        )
+    ).all()
+    for r in nurtured:
+        by_outbox.setdefault(int(r.outbox_id), int(r.lead_id))
     for outbox_id in outbox_ids:
         if outbox_id in by_outbox:
             return _survivor(connection, by_outbox[outbox_id])
@@ -120,8 +170,23 @@ def lead_by_address_in(connection: Connection, address: str) -> int | None:
     return None if found is None else _survivor(connection, int(found))
 
 
+def _emailed(connection: Connection, key: str, outbox_ids: Sequence[int]) -> bool:
+    """Whether Baton sent email to the address ``key``: one of the (verified) emails the
+    bounce names went to it, or, when it names none, some outbox email did."""
+    query = select(outbox.c.id).where(
+        outbox.c.channel == "email", func.lower(outbox.c.recipient) == key
+    )
+    if outbox_ids:
+        query = query.where(outbox.c.id.in_(list(outbox_ids)))
+    return connection.execute(query.limit(1)).first() is not None
+
+
 def _record_bounce(
-    connection: Connection, bounced: Iterable[Any], *, now: datetime
+    connection: Connection,
+    bounced: Iterable[Any],
+    *,
+    now: datetime,
+    outbox_ids: Sequence[int] = (),
 ) -> EmailDecision:
     marked: list[int] = []
     notes: list[str] = []
@@ -131,6 +196,9 @@ def _record_bounce(
         key = _key(entry["address"])
         if key is None:
             notes.append(f"{entry['address']}: not an address")
+            continue
+        if not _emailed(connection, key, outbox_ids):
+            notes.append(f"{entry['address']}: Baton sent it no email, ignored")
             continue
         hard = bool(entry.get("hard"))
         status = HARD_BOUNCE if hard else SOFT_BOUNCE
@@ -145,6 +213,18 @@ def _record_bounce(
             statement = statement.where(func.coalesce(leads.c.email_status, "") != HARD_BOUNCE)
         ids = [int(i) for i in connection.execute(statement).scalars()]
         marked.extend(ids)
+        if hard and ids:  # no more nurture email to a dead address
+            exit_enrollments_in(connection, ids, "hard_bounce", now=now)
+        if hard:
+            connection.execute(
+                insert_ignoring_conflicts(connection, suppressions).values(
+                    email_key=key,
+                    reason=HARD_BOUNCE,
+                    source=(detail or "bounce")[:300],
+                    created_at=now,
+                    created_by="bounce",
+                )
+            )
         notes.append(f"{status} {entry['address']}: {len(ids)} lead(s)")
         if ids:
             log.info("%s for %s on lead(s) %s", status, entry["address"], ids)

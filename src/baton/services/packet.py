@@ -28,6 +28,7 @@ from baton.domain.access import Principal
 from baton.domain.errors import BatonError
 from baton.domain.leads import Lead
 from baton.domain.local_time import local_text
+from baton.domain.nurture_history import EnrollmentFacts, NurtureHistory, nurture_history
 from baton.domain.packet import Interest, interests
 from baton.domain.scoring import MqlGap
 from baton.services.context import Context
@@ -36,7 +37,7 @@ from baton.services.leads import get_lead
 from baton.services.prep import PrepItemState, prep_checklist
 from baton.services.scoring import LeadScore, lead_score
 from baton.services.timeline import TimelineItem, lead_timeline
-from baton.store.tables import activities, notes, reps, users
+from baton.store.tables import activities, leads, notes, nurture_enrollments, reps, users
 
 ATTRIBUTION = (
     "source",
@@ -80,6 +81,9 @@ class HandoffPacket:
     """The reader's zone (IANA name), in which :meth:`local` shows times."""
     now: datetime | None = None
     """When the packet was built (a time in another year shows its year)."""
+    nurture: list[NurtureHistory] = field(default_factory=list)
+    """The lead's time in nurture, newest first: why it was recycled, the touches,
+    what it opened and clicked, how it came back (``summary`` says it in a sentence)."""
 
     def local(self, at: datetime | None) -> str | None:
         """``at`` as the reader reads it (``Mon 2 Mar 10:00 EST``), or ``None``."""
@@ -144,6 +148,9 @@ def handoff_packet(
         zone = reader_zone(
             connection, actor=actor, rep_id=handoff.rep_id, reader_email=reader_email
         )
+        enrolled = enrollments_of_in(connection, lead.id)
+    engagement = [(t, at, p or {}) for t, at, p in acts if t in ("email_open", "email_click")]
+    now = ctx.clock.now()
     return HandoffPacket(
         handoff=handoff,
         lead=lead,
@@ -158,5 +165,29 @@ def handoff_packet(
         events=handoff_events_of(ctx, handoff_id, actor=actor),
         mql_gaps=list(score.mql_gaps) if score is not None else [],
         time_zone=zone,
-        now=ctx.clock.now(),
+        now=now,
+        nurture=nurture_history(enrolled, engagement, zone=zone, now=now),
     )
+
+
+def enrollments_of_in(connection: Connection, lead_id: int) -> list[EnrollmentFacts]:
+    """The nurture enrollments of a lead and of the leads merged into it."""
+    merged = select(leads.c.id).where(leads.c.merged_into_id == lead_id)
+    rows = connection.execute(
+        select(nurture_enrollments).where(
+            (nurture_enrollments.c.lead_id == lead_id) | nurture_enrollments.c.lead_id.in_(merged)
+        )
+    ).mappings()
+    return [
+        EnrollmentFacts(
+            id=int(r["id"]),
+            sequence=str(r["sequence"]),
+            reason=str(r["reason"]),
+            enrolled_at=r["enrolled_at"],
+            status=str(r["status"]),
+            touches=int(r["touches"] or 0),
+            exit_reason=r["exit_reason"],
+            ended_at=r["ended_at"],
+        )
+        for r in rows
+    ]

@@ -28,6 +28,7 @@ from baton.api.schemas import (
     LeadPublic,
     LostCreate,
     MqlGapPublic,
+    NurtureHistoryPublic,
     OpportunityCreate,
     PacketNotePublic,
     PacketPrepItemPublic,
@@ -269,6 +270,7 @@ def _packet_public(packet: HandoffPacket) -> PacketPublic:
         earlier_handoffs=[_public(h) for h in packet.earlier_handoffs],
         events=[HandoffEventPublic.model_validate(asdict(e)) for e in packet.events],
         mql_gaps=[MqlGapPublic.model_validate(asdict(g)) for g in packet.mql_gaps],
+        nurture=[NurtureHistoryPublic.model_validate(asdict(n)) for n in packet.nurture],
         time_zone=packet.time_zone,
         local_times=PacketTimesPublic(
             **{
