@@ -168,6 +168,7 @@ def test_hubspot_form_mapping_and_values() -> None:
         "utm_source": "ads",
         "utm_medium": "cpc",
         "consent": False,
+        "consent_source": "https://x.example/p?utm_source=ads&utm_medium=cpc",
     }
     assert item.properties["fields"] == {"topics": ["a", "b", "c"], "note": "one; two"}
     assert item.occurred_at == datetime(2026, 3, 2, 9, 58, tzinfo=UTC)
@@ -255,6 +256,7 @@ def test_web_to_lead_reads_a_form_post() -> None:
         "phone": "+14155550101",
         "attributes": {"mobile": "+14155550100", "topics": "a;b", "do_not_call": True},
         "consent": False,
+        "consent_source": "web-to-lead form",
     }
     assert item.properties == {
         "description": "line1\r\nline2",

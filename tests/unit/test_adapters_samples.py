@@ -159,6 +159,9 @@ def test_hubspot_forms_submission_with_consent_and_page_utms() -> None:
         "utm_medium": "paid_social",
         "utm_campaign": "nwa_demo_q4_uk",
         "consent": True,
+        "consent_basis": "consent",
+        "consent_source": "www.northwind-analytics.example.com/demo?utm_source=linkedin"
+        "&utm_medium=paid_social&utm_campaign=nwa_demo_q4_uk",
     }
     assert item.properties["fields"]["company_size_band"] == "51-200"
     assert item.properties["consent_to_process"] is True

@@ -274,6 +274,22 @@ def import_leads_command(
             "routes or sends anything, however recent.",
         ),
     ] = False,
+    consent_basis: Annotated[
+        str | None,
+        typer.Option(
+            "--consent-basis",
+            help="The lawful basis for marketing email of every row that does not refuse "
+            "or name its own: consent (the list was gathered with opt-in) or "
+            "legitimate_interest (existing customers).",
+        ),
+    ] = None,
+    consent_source: Annotated[
+        str | None,
+        typer.Option(
+            "--consent-source",
+            help="Where the rows' consent was given (default: import FILE-NAME).",
+        ),
+    ] = None,
 ) -> None:
     """Import leads: create-or-update by external id, email or phone.
 
@@ -291,10 +307,21 @@ def import_leads_command(
     With --mapping NAME, the file is a CRM's history: each lead with its created time,
     its stage changes with their dates ("Became a Marketing Qualified Lead Date"...) and
     its outcome (won with value and date, lost, disqualified); see `baton import mapping`.
-    Re-importing records nothing twice."""
+    Re-importing records nothing twice.
+
+    Consent: a consent column (Opt In, Marketing Consent...) is read as yes or no, a
+    consent_basis column (Lawful Basis) as consent or legitimate_interest; --consent-basis
+    gives the basis of the rows that do not refuse nor name one."""
+    from baton.domain.privacy import read_basis
     from baton.services.imports import import_leads
 
     zone = _zone(timezone)
+    try:
+        basis = read_basis(consent_basis)
+    except ValueError as exc:
+        raise fail(f"--consent-basis: {exc}") from None
+    if (basis is not None or consent_source) and mapping is not None:
+        raise fail("--consent-basis and --consent-source go with a plain import, not --mapping")
     if mapping is not None:
         _import_history(
             file,
@@ -324,6 +351,8 @@ def import_leads_command(
             external_system=system,
             naive_timezone=zone,
             day_first=day_first,
+            consent_basis=basis,
+            consent_source=consent_source,
         )
     _report("leads", file, report, errors_file)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -33,6 +34,7 @@ from baton.domain.contact import (
     normalize_phone,
 )
 from baton.domain.limits import check_json, limits_from
+from baton.domain.privacy import ConsentBasis, decide_consent, read_basis
 
 PROFILE_FIELDS: tuple[str, ...] = (
     "email",
@@ -77,7 +79,7 @@ def fold_source(value: str) -> str:
 
 
 def _blank_to_none(value: Any) -> Any:
-    if isinstance(value, str):
+    if isinstance(value, str) and not isinstance(value, Enum):
         if "\x00" in value:
             raise ValueError("text cannot contain the NUL character")
         value = value.strip()
@@ -109,6 +111,8 @@ class LeadCreate(BaseModel):
                     "utm_source": "linkedin",
                     "utm_medium": "paid_social",
                     "consent": True,
+                    "consent_basis": "consent",
+                    "consent_source": "https://northwind.example.com/webinar/register",
                     "attributes": {"employees": 420, "industry": "logistics"},
                 }
             ]
@@ -155,7 +159,20 @@ class LeadCreate(BaseModel):
     consent: bool | None = Field(
         None,
         description="Marketing email consent. The latest explicit answer wins (a later "
-        "opt-out unsubscribes, a later opt-in re-subscribes); blank keeps the old answer.",
+        "opt-out unsubscribes, a later opt-in re-subscribes); blank keeps the old answer. "
+        "True alone is no lawful basis for nurture email: give consent_basis.",
+    )
+    consent_basis: ConsentBasis | None = Field(
+        None,
+        description="The lawful basis (GDPR Art. 6(1)) for marketing email: consent (an "
+        "explicit opt-in: it also lifts an earlier unsubscribe) or legitimate_interest "
+        "(never overrides a refusal). Implies consent true; contradicts consent false.",
+    )
+    consent_source: str | None = Field(
+        None,
+        max_length=300,
+        description="Where the consent answer was given: a form, a page URL, an import "
+        "file. Stored (with the time) whenever the answer changes the lead's consent.",
     )
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form facts.")
 
@@ -202,6 +219,11 @@ class LeadCreate(BaseModel):
         except InvalidContact as exc:
             raise ValueError(str(exc)) from None
 
+    @field_validator("consent_basis", mode="before")
+    @classmethod
+    def _basis(cls, value: Any) -> Any:
+        return read_basis(value)
+
     @field_validator(*FOLDED_FIELDS, "external_system")
     @classmethod
     def _fold(cls, value: str | None) -> str | None:
@@ -215,15 +237,47 @@ class LeadCreate(BaseModel):
             self.external_system = DEFAULT_EXTERNAL_SYSTEM
         if self.email is None and self.phone is None and self.external_id is None:
             raise ValueError("a lead needs an email or a phone number (or an external_id)")
+        if self.consent_basis is not None:
+            if self.consent is False:
+                raise ValueError(
+                    "consent_basis records why the lead may be emailed, consent false that "
+                    "it may not: give one or the other"
+                )
+            self.consent = True
         return self
 
     def fields(self) -> dict[str, Any]:
         """The non-empty profile and attribution values, as stored columns."""
-        return self.model_dump(exclude={"attributes", "consent"}, exclude_none=True)
+        return self.model_dump(exclude=set(NOT_COLUMNS), exclude_none=True)
+
+    def consent_answer(self) -> dict[str, Any]:
+        """The capture's consent answer, as :func:`merge_profile` reads it."""
+        return {
+            "consent": self.consent,
+            "consent_basis": self.consent_basis.value if self.consent_basis else None,
+            "consent_source": self.consent_source,
+        }
+
+
+NOT_COLUMNS = frozenset({"attributes", "consent", "consent_basis", "consent_source"})
+"""Fields of a capture that are not copied to the lead as they are (merged by rule)."""
+
+CONSENT_COLUMNS: tuple[str, ...] = (
+    "consent",
+    "consent_basis",
+    "consent_source",
+    "consent_at",
+    "unsubscribed_at",
+)
+"""The lead's consent record (see :mod:`baton.domain.privacy`)."""
 
 
 def merge_profile(
-    existing: Mapping[str, Any], incoming: Mapping[str, Any], *, fill_only: bool = False
+    existing: Mapping[str, Any],
+    incoming: Mapping[str, Any],
+    *,
+    fill_only: bool = False,
+    at: datetime | None = None,
 ) -> dict[str, Any]:
     """The column changes that capturing ``incoming`` makes to ``existing``.
 
@@ -231,7 +285,9 @@ def merge_profile(
     newer non-blank value; an external id is set once, on a lead that has none;
     attribution fields keep the first touch, and a different new source or campaign is
     reported as ``last_source`` / ``last_campaign``; attributes are merged key by key;
-    an explicit consent value (either way) replaces the old one.
+    consent follows :func:`baton.domain.privacy.decide_consent` (an explicit answer
+    replaces the old one, within the rules of lawful basis and unsubscribes), dated
+    ``consent_at = at`` when ``at`` is given.
 
     ``fill_only`` is for sources anyone may write to (a public intake key): they only
     fill blank fields and new attribute keys, and may withdraw consent but never grant
@@ -266,14 +322,10 @@ def merge_profile(
         )
         if merged != (existing.get("attributes") or {}):
             changes["attributes"] = merged
-    consent = incoming.get("consent")
-    refused_before = existing.get("consent") is False
-    if (
-        consent is not None
-        and consent != existing.get("consent")
-        and not (fill_only and consent and refused_before)
-    ):
-        changes["consent"] = consent
+    consent = decide_consent(existing, incoming, fill_only=fill_only)
+    changes.update(consent.changes)
+    if consent.changes and at is not None:
+        changes["consent_at"] = at
     return changes
 
 
@@ -415,12 +467,22 @@ class Lead(BaseModel):
         "bounce notice (nurture sends nothing to a hard-bounced address).",
     )
     email_status_at: datetime | None = None
+    consent_basis: str | None = Field(
+        None, description="consent or legitimate_interest: the lawful basis for email."
+    )
+    consent_at: datetime | None = Field(None, description="When the consent answer changed.")
+    consent_source: str | None = Field(None, description="Where it was given.")
+    unsubscribed_at: datetime | None = Field(
+        None, description="When the person unsubscribed (until an explicit opt-in)."
+    )
 
 
 def fill_blanks(survivor: Mapping[str, Any], absorbed: Mapping[str, Any]) -> dict[str, Any]:
     """Changes to ``survivor`` when ``absorbed`` is merged into it: the survivor keeps
     every value it has; its empty fields take the absorbed lead's values; attributes are
-    merged with the survivor's winning; a withdrawn consent on either side wins."""
+    merged with the survivor's winning; a withdrawn consent (or an unsubscribe) on
+    either side wins, and a survivor without an answer takes the absorbed one's consent
+    record (basis, source, time)."""
     changes: dict[str, Any] = {}
     for name in (*PROFILE_FIELDS, *ATTRIBUTION_FIELDS, "last_source", "last_campaign"):
         if survivor.get(name) in (None, "") and absorbed.get(name) not in (None, ""):
@@ -429,7 +491,10 @@ def fill_blanks(survivor: Mapping[str, Any], absorbed: Mapping[str, Any]) -> dic
     if attrs != (survivor.get("attributes") or {}):
         changes["attributes"] = attrs
     if absorbed.get("consent") is False and survivor.get("consent") is not False:
-        changes["consent"] = False
+        changes.update(consent=False, consent_basis=None)
+        changes.update({k: absorbed.get(k) for k in ("consent_source", "consent_at")})
     elif survivor.get("consent") is None and absorbed.get("consent") is not None:
-        changes["consent"] = absorbed["consent"]
+        changes.update({k: absorbed.get(k) for k in CONSENT_COLUMNS[:4]})
+    if absorbed.get("unsubscribed_at") is not None and survivor.get("unsubscribed_at") is None:
+        changes["unsubscribed_at"] = absorbed["unsubscribed_at"]
     return changes

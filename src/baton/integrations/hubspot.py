@@ -12,7 +12,9 @@ Two bodies arrive at a ``hubspot`` endpoint:
   number at midnight UTC (kept as ``YYYY-MM-DD``), a multi-checkbox is one
   ``;``-joined string (kept as a list when the parts have no spaces around them), a
   checkbox is ``"true"``/``"false"`` (kept as a boolean). Marketing consent is the
-  ``communications`` answers (any ticked -> consent); ``consentToProcess`` is kept in
+  ``communications`` answers (any ticked -> consent, lawful basis ``consent``; else a
+  ``legitimateInterest`` with ``value: true`` -> basis ``legitimate_interest``), given
+  at ``context.pageUri`` (``consent_source``); ``consentToProcess`` is kept in
   the properties. UTM parameters come from ``context.pageUri``. A submission carries no
   id of its own: its id is the body's digest (a replay is recognized).
 * a **contact-webhook batch** (a JSON array of events, up to 100). Events carry ids only:
@@ -307,6 +309,8 @@ def _read_form(body: Mapping[str, Any], delivery: Delivery, endpoint: EndpointCo
                 ]
                 if answers:
                     lead.setdefault("consent", any(c["value"] for c in answers))
+                    if lead["consent"] is True:
+                        lead.setdefault("consent_basis", "consent")
                     properties["communications"] = [
                         {
                             "subscription_type_id": c.get("subscriptionTypeId"),
@@ -318,6 +322,10 @@ def _read_form(body: Mapping[str, Any], delivery: Delivery, endpoint: EndpointCo
         legitimate = consent.get("legitimateInterest")
         if isinstance(legitimate, Mapping):
             properties["legitimate_interest"] = dict(legitimate)
+            if legitimate.get("value") is True and lead.get("consent") is not False:
+                lead.setdefault("consent_basis", "legitimate_interest")
+        if "consent" in lead or "consent_basis" in lead:
+            lead.setdefault("consent_source", (page or "hubspot form")[:300])
     return IntakeItem(
         upstream_id=body_id(delivery, "form"),
         lead=lead,

@@ -11,6 +11,10 @@ mapping (posted name -> lead field, ``attributes.<name>`` or ``properties.<name>
 what each means; unmapped ones are kept in the activity's ``fields``. The mapping may also
 re-target a standard name (``{"Campaign_ID": "attributes.sf_campaign"}``).
 
+Consent: a ticked ``emailOptOut`` withdraws it; a box mapped to ``consent`` and ticked
+is an opt-in (lawful basis ``consent``); either is recorded as given at the page that
+posted the form (``Referer``), else ``web-to-lead form``.
+
 Values longer than the ``maxlength`` Salesforce's generated form sets are refused naming
 the field (the browser enforces it, so a longer value came from elsewhere). ``retURL``
 is handed back in ``properties["return_url"]`` (the service redirects there when it is
@@ -316,6 +320,11 @@ def read(delivery: Delivery, endpoint: EndpointConfig) -> list[IntakeItem]:
         properties["fields"] = rest
     if values.get("retURL"):
         properties["return_url"] = values["retURL"]
+    if lead.get("consent") is True:
+        lead.setdefault("consent_basis", "consent")  # a ticked opt-in box
+    if "consent" in lead:
+        page = delivery.headers.get("referer") or "web-to-lead form"
+        lead.setdefault("consent_source", page[:300])
     if not set(lead) & (LEAD_FIELDS - {"consent"}):
         problems.add("email", "the form post has no lead fields (is it a Web-to-Lead form?)")
     problems.raise_if_any("the form post cannot be read")

@@ -59,12 +59,14 @@ from baton.domain.leads import (
     merge_profile,
 )
 from baton.domain.lifecycle import INITIAL_STAGE
+from baton.domain.privacy import ConsentBasis, decide_consent
 from baton.domain.scoring import Event
 from baton.services.access import allowed
 from baton.services.activities import ingest_validated_in, validation_context
 from baton.services.context import Context
 from baton.services.exports import write_table
 from baton.services.leads import flag_possible_duplicates, keep_identity, with_intake_source
+from baton.services.person import carry_erasure_in, lift_suppressions_in
 from baton.services.queries import chunks, lock_survivors
 from baton.services.scoring import score_leads_in
 from baton.store.bulk import bump_counters, find_by_keys, insert_activities, insert_rows
@@ -114,6 +116,10 @@ LEAD_ALIASES: dict[str, str] = {
     "opt_in": "consent",
     "marketing_consent": "consent",
     "email_consent": "consent",
+    "lawful_basis": "consent_basis",
+    "legal_basis": "consent_basis",
+    "consent_reason": "consent_basis",
+    "opt_in_source": "consent_source",
     "created": "created_at",
     "created_date": "created_at",
     "create_date": "created_at",
@@ -122,7 +128,15 @@ LEAD_ALIASES: dict[str, str] = {
     "creation_date": "created_at",
 }
 LEAD_COLUMNS = frozenset(
-    {*PROFILE_FIELDS, *IDENTITY_FIELDS, *ATTRIBUTION_FIELDS, "consent", "created_at"}
+    {
+        *PROFILE_FIELDS,
+        *IDENTITY_FIELDS,
+        *ATTRIBUTION_FIELDS,
+        "consent",
+        "consent_basis",
+        "consent_source",
+        "created_at",
+    }
 )
 """``created_at`` is not a field of a capture: it dates the row's capture (and the lead,
 when the import creates it), for history brought over from another system."""
@@ -873,6 +887,8 @@ def import_leads(
     external_system: str | None = None,
     naive_timezone: str = "UTC",
     day_first: bool = False,
+    consent_basis: ConsentBasis | None = None,
+    consent_source: str | None = None,
 ) -> ImportReport:
     """Import a leads CSV: create-or-update by identity (external id, email, phone), in
     short transactions (:class:`_Chunks`), recorded as ``actor``'s captures. Stopped
@@ -885,7 +901,13 @@ def import_leads(
     when the import creates it; its values are read as :func:`read_instant` reads them,
     ``02/03/2026`` as 2 March with ``day_first``, times without a zone in
     ``naive_timezone``. A value that cannot be read is left out and reported, and the
-    row is captured now."""
+    row is captured now.
+
+    ``consent_basis`` is the lawful basis of the file's rows that do not refuse (a
+    ``consent`` column saying no) nor give their own basis: the list was gathered with
+    opt-in (``consent``) or is of existing customers (``legitimate_interest``). The
+    consent answers of the file are recorded as given at ``consent_source`` (default
+    ``import <file name>``)."""
     allowed(actor, Action.CAPTURE_LEAD)
     created: dict[int, datetime] = {}
     report, good = _read_and_validate(
@@ -909,6 +931,9 @@ def import_leads(
         external_system=external_system,
     )
     report.hint = _identity_hint(report, report.headers)
+    name = source.name if isinstance(source, Path) else getattr(source, "name", None)
+    where = consent_source or (f"import {Path(str(name)).name}" if name else "import")
+    good = [(n, with_consent(lead, consent_basis, where)) for n, lead in good]
     # One short transaction per chunk (at most BATON_IMPORT_CHUNK_ROWS rows), so that
     # captures and the worker get their turns during a large import.
     chunks = _Chunks(good, ctx.settings.import_chunk_rows)
@@ -931,6 +956,17 @@ def import_leads(
     report.errors.sort(key=lambda e: e.row)
     report.warnings.sort(key=lambda e: e.row)
     return report
+
+
+def with_consent(lead: LeadCreate, basis: ConsentBasis | None, where: str) -> LeadCreate:
+    """A row with the file's default lawful ``basis`` (unless it refuses or names its
+    own) and, when it answers about consent, where the answer was given."""
+    update: dict[str, Any] = {}
+    if basis is not None and lead.consent is not False and lead.consent_basis is None:
+        update.update(consent=True, consent_basis=basis)
+    if (lead.consent is not None or update) and lead.consent_source is None:
+        update["consent_source"] = where[:300]
+    return lead.model_copy(update=update) if update else lead
 
 
 CHUNK_SECONDS = 0.2
@@ -980,7 +1016,22 @@ _MERGEABLE_INPUT = (
     "last_campaign",
     "attributes",
     "consent",
+    "consent_basis",
+    "consent_source",
+    "consent_at",
+    "unsubscribed_at",
 )
+
+
+def _consent_of(values: Mapping[str, Any], at: datetime) -> dict[str, Any]:
+    """A new lead's consent record from its rows' combined answer."""
+    answer = decide_consent({}, values).changes
+    return {
+        "consent": answer.get("consent"),
+        "consent_basis": answer.get("consent_basis"),
+        "consent_source": answer.get("consent_source"),
+        "consent_at": at if answer else None,
+    }
 
 
 def _ids_of(connection: Connection, people: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
@@ -1088,7 +1139,7 @@ def write_leads_in(
     touches: list[tuple[str, dict[str, Any], datetime, int]] = []
     for key, (number, lead) in zip(_identities(good), good, strict=True):
         lead = with_intake_source(lead, actor)
-        incoming = {**lead.fields(), "attributes": lead.attributes, "consent": lead.consent}
+        incoming = {**lead.fields(), "attributes": lead.attributes, **lead.consent_answer()}
         if key in combined:
             combined[key].update(merge_profile(combined[key], incoming))
         else:
@@ -1102,6 +1153,7 @@ def write_leads_in(
     ids = _ids_of(connection, combined)
     new_rows: list[tuple[str, dict[str, Any]]] = []
     emails_taken: dict[str, int] = {}
+    opted_in: list[str] = []
     for key, values in combined.items():
         if key in ids:
             continue
@@ -1120,6 +1172,8 @@ def write_leads_in(
             values["email"] = email = None
         if email:
             emails_taken[email_key(email)] = first_row[key]
+            if values.get("consent_basis") == ConsentBasis.CONSENT.value:
+                opted_in.append(email)
         new_rows.append(
             (
                 key,
@@ -1132,7 +1186,7 @@ def write_leads_in(
                     "last_source": values.get("last_source"),
                     "last_campaign": values.get("last_campaign"),
                     "attributes": values.get("attributes") or {},
-                    "consent": values.get("consent"),
+                    **_consent_of(values, first_at[key]),
                     "stage": INITIAL_STAGE.value,
                     "stage_changed_at": first_at[key],
                     "created_at": first_at[key],
@@ -1167,7 +1221,9 @@ def write_leads_in(
         target = survivors[ids[key]]
         ids[key] = int(target["id"])
         current = pending.setdefault(int(target["id"]), dict(target))
-        changes = merge_profile(current, values)
+        if decide_consent(current, values).opt_in and values.get("email"):
+            opted_in.append(values["email"])
+        changes = merge_profile(current, values, at=now)
         address = changes.get("email")
         free = address is not None and email_key(address) not in taken
         keep_identity(current, changes, email_free=free)
@@ -1193,6 +1249,8 @@ def write_leads_in(
         by_columns.setdefault(columns, []).append(
             {"lid": lead_id, **{f"v_{c}": v for c, v in changes.items()}}
         )
+    carry_erasure_in(connection, list(emails_taken), now=now)
+    lift_suppressions_in(connection, opted_in)
     for columns, rows in by_columns.items():
         connection.execute(
             update(leads)

@@ -89,7 +89,8 @@ log = logging.getLogger("baton.intake")
 
 DISPOSABLE_TAG = "disposable-email"
 """Tag on a lead whose email is at a throw-away mailbox provider (kept, not refused)."""
-REQUEST_STATUSES = ("received", "processed", "partial", "failed", "refused")
+REQUEST_STATUSES = ("received", "processed", "partial", "failed", "refused", "erased")
+"""``erased``: the body was removed at the person's request (``baton person erase``)."""
 ITEM_STATUSES = ("pending", "processed", "failed", "awaiting_fetch", "duplicate", "refused")
 DONE = frozenset({"processed", "duplicate", "refused"})
 RATE_WINDOW = timedelta(minutes=1)

@@ -37,10 +37,12 @@ from baton.domain.leads import (
     merge_profile,
 )
 from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition
+from baton.domain.privacy import decide_consent
 from baton.domain.scoring import Event
 from baton.domain.search import search_tokens
 from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
+from baton.services.person import carry_erasure_in, lift_suppressions_in
 from baton.services.queries import chunks, insert_ignoring_conflicts, lock_lead, tags_of
 from baton.services.routing import close_open_handoff_in
 from baton.services.scoring import score_leads_in
@@ -169,14 +171,18 @@ def capture_lead_in(
             previous_at=None,
             field_name="occurred_at",
         )
-    incoming = {**data.fields(), "attributes": data.attributes, "consent": data.consent}
+    answer = data.consent_answer()
+    incoming = {**data.fields(), "attributes": data.attributes, **answer}
+    fill_only = actor.kind == "intake_key"
+    consent = decide_consent(dict(existing or {}), answer, fill_only=fill_only)
     lead_id: int | None = None
     if existing is None:
         values = {
             **data.fields(),
             **_derived(data.fields() | {"email": data.email, "company": data.company}),
             "attributes": data.attributes,
-            "consent": data.consent,
+            **consent.changes,
+            **({"consent_at": at} if consent.changes else {}),
             "last_source": data.source,
             "last_campaign": data.campaign,
             "stage": INITIAL_STAGE.value,
@@ -198,7 +204,8 @@ def capture_lead_in(
         created, changed = True, sorted(data.fields())
     if existing is not None:
         lead_id = existing["id"]
-        changes = merge_profile(dict(existing), incoming, fill_only=actor.kind == "intake_key")
+        consent = decide_consent(dict(existing), answer, fill_only=fill_only)
+        changes = merge_profile(dict(existing), incoming, fill_only=fill_only, at=at)
         free = existing["email_key"] is None and bool(changes.get("email"))
         keep_identity(
             existing, changes, email_free=free and email_free_in(connection, data.email or "")
@@ -218,6 +225,10 @@ def capture_lead_in(
             )
         )
     assert lead_id is not None
+    if created and data.email is not None:
+        carry_erasure_in(connection, [data.email], now=now)
+    if consent.opt_in and data.email is not None:
+        lift_suppressions_in(connection, [data.email])
     touch_properties = _touch_properties(data)
     connection.execute(
         insert(activities).values(
