@@ -164,6 +164,13 @@ def _contract_keys() -> set[str]:
         c.Qualification,
         c.Raci,
         c.RaciAssignment,
+        c.NurtureSection,
+        c.DelayBounds,
+        c.NurtureSequence,
+        c.NurtureStep,
+        c.StepWhen,
+        c.NurtureEnroll,
+        c.NurtureTemplate,
     ):
         assert issubclass(model, BaseModel)
         keys.update(f.alias or name for name, f in model.model_fields.items())

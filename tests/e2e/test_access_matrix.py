@@ -271,6 +271,15 @@ def shared_filter(f: Floor) -> dict[str, Any]:
     return {"filter_id": made.id}
 
 
+def nurture_enrollment(f: Floor) -> dict[str, Any]:
+    """A fresh active nurture enrollment of a new lead with a lawful basis."""
+    from baton.services.nurture import Selection, enroll_leads
+
+    lead_id = f.lead(consent_basis="consent")
+    done = enroll_leads(f.ctx, Selection("not-ready", lead_ids=(lead_id,)), actor=OP)
+    return {"enrollment_id": done.enrollment_ids[0]}
+
+
 def new_filter_name(f: Floor) -> dict[str, Any]:
     f.count += 1
     return {"name": f"mine {f.count}", "query": {"q": "dana", "sort": "score"}}
@@ -504,6 +513,8 @@ TABLE: dict[str, Case] = {
     "get_outbox_message": Case(ADMIN, ids=lambda f: {"message_id": f.failed_message()}),
     "retry_outbox_message": Case(ADMIN, ids=lambda f: {"message_id": f.failed_message()}),
     "retry_failed_outbox": Case(ADMIN),
+    "export_person": Case(ADMIN, query={"email": "ana.lead@example.com"}),
+    "erase_person": Case(ADMIN, body=lambda f: {"email": "someone.gone@example.com"}),
     "report_funnel": Case(REPORTS, query=PERIOD),
     "report_velocity": Case(REPORTS, query=PERIOD),
     "report_speed_to_lead": Case(REPORTS, query=PERIOD),
@@ -513,6 +524,17 @@ TABLE: dict[str, Case] = {
     "report_rejections": Case(REPORTS, query=PERIOD),
     "report_credit": Case(REPORTS, query=PERIOD),
     "report_cost": Case(REPORTS, query=PERIOD),
+    "report_nurture": Case(REPORTS, query=PERIOD),
+    "preview_nurture_email": Case(
+        MARKETING, body=lambda f: {"lead_id": f.lead_id, "template": "check-in"}
+    ),
+    "preview_nurture_enrollment": Case(
+        MARKETING, body=lambda f: {"sequence": "not-ready", "tag": "cold"}
+    ),
+    "enroll_in_nurture": Case(MARKETING, body=lambda f: {"sequence": "not-ready", "tag": "cold"}),
+    "list_nurture_enrollments": Case(MARKETING, query={"status": "active"}),
+    "get_nurture_enrollment": Case(MARKETING, ids=nurture_enrollment),
+    "end_nurture_enrollment": Case(MARKETING, ids=nurture_enrollment),
     "list_spend": Case(REPORTS),
     # A rep's export holds their own handoffs and leads (tests/integration/test_exports.py).
     "export_leads": Case(EVERYONE, query={"stage": "lead"}),

@@ -251,6 +251,10 @@ def test_the_dashboard_holds_the_report_apis_figures(day: TestClient, ctx: Conte
     assert number(gap["Rejected"][0]) == cost["gap"]["leads_rejected"]
     assert number(gap["Rejected"][1]) == cost["gap"]["spend_on_rejected"]
 
+    nurture = table(page, "Nurture sequences in the period")  # the contract's sequences
+    assert set(nurture) == {"not-ready", "wrong-contact", "All sequences"}
+    assert all(number(v[1]) == 0 for v in nurture.values())  # nothing sent that day
+
     with browser(ctx, MIA) as mia:  # a team filter narrows everything but cost
         narrowed = read_page(mia.get("/dashboard", params={**PAGE, "team": "emea"}).text)
     assert number(table(narrowed, "Leads per stage")["Leads"][0]) == 0
@@ -276,6 +280,7 @@ def test_each_csv_link_answers_csv_with_formulas_guarded(day: TestClient, ctx: C
             "credit",
             "cost",
             "cost-gap",
+            "nurture",
         }
         for link in links:
             answer = mia.get(link)

@@ -22,7 +22,10 @@ from baton.api.routes import (
     intake,
     lead_search,
     leads,
+    nurture,
+    nurture_links,
     outbox,
+    person,
     reports,
     reps,
     team,
@@ -160,6 +163,11 @@ def create_app(context: Context | None = None) -> FastAPI:
             {"name": "webhooks", "description": "Endpoints for handoff events, and deliveries."},
             {"name": "outbox", "description": "Email and webhooks to send: states, retries."},
             {
+                "name": "people",
+                "description": "A person's data on request (GDPR): export it, or erase it "
+                "keeping anonymous counts.",
+            },
+            {
                 "name": "intake",
                 "description": "Inbound endpoints (/hooks/{name}: form tools, ad platforms, "
                 "calendars, web forms), the raw intake log, retries after a mapping fix.",
@@ -203,10 +211,13 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(channels.router)
     app.include_router(outbox.router)
+    app.include_router(person.router)
     app.include_router(reports.router)
     app.include_router(exports.router)
     app.include_router(intake.router)
     app.include_router(hooks.router)
+    app.include_router(nurture_links.router)  # /n/...: signed links in nurture email
+    app.include_router(nurture.router)
 
     @app.get("/healthz", tags=["operations"], operation_id="health")
     def health() -> dict[str, str]:

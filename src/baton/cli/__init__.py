@@ -24,7 +24,9 @@ from baton.cli.handoffs import handoff_app
 from baton.cli.imports import import_app
 from baton.cli.inbound import inbound_app
 from baton.cli.intake import endpoints_app
+from baton.cli.nurture import nurture_app
 from baton.cli.outbox import outbox_app
+from baton.cli.person import person_app
 from baton.cli.reports import report_app
 from baton.cli.reps import account_app, rep_app, team_app
 from baton.cli.server import server_app
@@ -59,6 +61,8 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(intake_app, name="intake-key")
 app.add_typer(endpoints_app, name="intake")
+app.add_typer(person_app, name="person")
+app.add_typer(nurture_app, name="nurture")
 
 
 def _version(value: bool) -> None:

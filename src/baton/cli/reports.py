@@ -151,7 +151,7 @@ def _asked(
 
 
 _PERCENT_KEYS = ("share", "rate", "within_", "uplift", "→")
-_KEYS = ("group", "from_stage", "to_stage", "code")
+_KEYS = ("group", "from_stage", "to_stage", "code", "sequence")
 """Columns that say which row it is (a group, a step, a reason), not a figure."""
 _LEFT = (*_KEYS, "label", "outcome")
 
@@ -510,6 +510,40 @@ def report_cost(
     _emit(report, fmt, "Cost", asked, [("Cost of the gap", report.gap.to_json())])
     if report.currencies and fmt == ReportFormat.table:
         say(f"Amounts in {', '.join(report.currencies)}")
+
+
+@report_app.command("nurture")
+def report_nurture(
+    start: FromOption = None,
+    end: ToOption = None,
+    tz: TzOption = None,
+    sequence: Annotated[
+        str | None, typer.Option("--sequence", help="Only this nurture sequence.")
+    ] = None,
+    fmt: FormatOption = ReportFormat.table,
+) -> None:
+    """Nurture per sequence in the period (default: the last 30 days): enrolled, sent,
+    opened and clicked (unique per step), unsubscribed, hard bounced, returned to
+    sales, opportunities; and the share of all opportunities that came through
+    nurture."""
+    from baton.services.nurture_reports import nurture_report
+
+    asked = _asked(start, end, tz, None, {})
+    with context() as ctx:
+        report = nurture_report(ctx, asked.period(ctx), sequence=sequence, actor=LOCAL)
+    if fmt != ReportFormat.table:
+        _emit(report, fmt, "Nurture", asked)
+        return
+    rows = [r.flat() for r in report.rows]
+    if len(rows) != 1:
+        rows.append(report.total.flat())
+    title = _title(f"Nurture ({sequence})" if sequence else "Nurture", report, asked)
+    if not report.rows:
+        heading(f"{title}\nNo nurture sequence has figures in this period.")
+    else:
+        _show(title, rows, report.columns())
+    share = report.opportunities.to_json()
+    _show("Opportunities through nurture", [share], list(share))
 
 
 @report_app.command("rebuild")

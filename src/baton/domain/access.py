@@ -80,6 +80,9 @@ class Action(StrEnum):
     OWN_TOKENS = "create and revoke one's own API tokens"
     MANAGE_INTAKE = "add and change inbound endpoints (/hooks/...) and retry their requests"
     VIEW_INTAKE_LOG = "read the intake log (raw inbound requests, with personal data)"
+    READ_NURTURE = "read nurture enrollments and preview nurture email"
+    MANAGE_NURTURE = "enroll leads in nurture sequences and end enrollments"
+    MANAGE_PERSONAL_DATA = "export or erase a person's data (data subject requests)"
 
 
 SCOPES: Final[dict[str, str]] = {
@@ -98,6 +101,8 @@ SCOPES: Final[dict[str, str]] = {
     "tokens:write": "create and revoke API tokens",
     "intake:read": "read the intake log of inbound endpoints",
     "intake:write": "manage inbound endpoints and retry their requests",
+    "nurture:read": "read nurture enrollments; preview nurture email",
+    "nurture:write": "enroll leads in nurture sequences and end enrollments",
     "admin": "every scope (still limited by the owner's role)",
 }
 """Token scopes and what each lets a program do."""
@@ -147,6 +152,9 @@ RULES: Final[dict[Action, Rule]] = {
     Action.OWN_TOKENS: Rule("tokens:write", {ADM: ALL, MKT: OWN, MGR: OWN, REP: OWN}),
     Action.MANAGE_INTAKE: Rule("intake:write", {ADM: ALL, MKT: ALL}),
     Action.VIEW_INTAKE_LOG: Rule("intake:read", {ADM: ALL, MKT: ALL}),
+    Action.READ_NURTURE: Rule("nurture:read", {ADM: ALL, MKT: ALL}),
+    Action.MANAGE_NURTURE: Rule("nurture:write", {ADM: ALL, MKT: ALL}),
+    Action.MANAGE_PERSONAL_DATA: Rule(ADMIN_SCOPE, {ADM: ALL}),
 }
 """The access rules, one line per action. A role missing from a line may not take it."""
 

@@ -33,6 +33,7 @@ from baton.domain.reports import (
 )
 from baton.domain.reps import TimeZone
 from baton.services import reports as report_service
+from baton.services.nurture_reports import nurture_report
 
 router = APIRouter(prefix="/api/v1", tags=["reports"], dependencies=[Authenticated])
 
@@ -230,6 +231,78 @@ def cost(ctx: Ctx, actor: Actor, q: CostReport) -> dict[str, Any]:
     return report_service.cost(
         ctx, q.period, actor=actor, group_by=q.group_by or "source", filters=q.filters
     ).to_json()
+
+
+@router.get(
+    "/reports/nurture",
+    operation_id="report_nurture",
+    responses={
+        **BAD_INPUT,
+        200: {
+            "description": "Per sequence, and the share of opportunities through nurture",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "report": "nurture",
+                        "period": {
+                            "from": "2026-03-01",
+                            "to": "2026-04-01",
+                            "timezone": "UTC",
+                            "start": "2026-03-01T00:00:00+00:00",
+                            "end": "2026-04-01T00:00:00+00:00",
+                        },
+                        "timezone": "UTC",
+                        "group_by": "sequence",
+                        "filters": {},
+                        "sequence": None,
+                        "rows": [
+                            {
+                                "sequence": "not-ready",
+                                "enrolled": 120,
+                                "sent": 310,
+                                "opened": 140,
+                                "clicked": 31,
+                                "unsubscribed": 4,
+                                "hard_bounced": 2,
+                                "returned_to_sales": 9,
+                                "opportunities": 3,
+                                "open_rate": 0.4516,
+                                "click_rate": 0.1,
+                                "unsubscribe_rate": 0.0129,
+                            }
+                        ],
+                        "total": {"sequence": "(all)", "enrolled": 120, "sent": 310},
+                        "opportunities": {
+                            "opportunities": 18,
+                            "through_nurture": 3,
+                            "other": 15,
+                            "share": 0.1667,
+                            "uplift": 0.2,
+                        },
+                    }
+                }
+            },
+        },
+    },
+)
+def nurture(
+    ctx: Ctx,
+    actor: Actor,
+    from_: FromDay,
+    to: ToDay,
+    tz: Zone = "UTC",
+    sequence: Annotated[
+        str | None, Query(max_length=100, description="Only this sequence", examples=["not-ready"])
+    ] = None,
+) -> dict[str, Any]:
+    """Per nurture sequence, what happened in the period: enrollments started, emails
+    sent (accepted by the SMTP server), unique opens and clicks (per step),
+    unsubscribes, hard bounces, leads returned to sales (MQL again, or taken back) and
+    opportunities from recycled leads; with the total, and of all the leads that
+    became opportunities in the period, how many had been through nurture (``share``)
+    and the uplift over the others (``uplift``: 0.2 is "+20% opportunities")."""
+    q = report_query(from_, to, tz)
+    return nurture_report(ctx, q.period, actor=actor, sequence=sequence).to_json()
 
 
 @router.get("/spend", operation_id="list_spend", response_model=list[SpendPublic])

@@ -1,5 +1,6 @@
 """``/dashboard``: marketing's home: the funnel, speed to lead, SLA by week,
-rejections, marketing credit and cost, with their charts, tables and CSV downloads.
+rejections, marketing credit and cost, with their charts, tables and CSV downloads,
+and the nurture table (:mod:`baton.services.nurture_reports`, unfiltered).
 
 Every figure comes from :mod:`baton.services.reports` (the same use cases as
 ``/api/v1/reports/*``, with the same access rule: company-wide figures for admins,
@@ -28,6 +29,7 @@ from markupsafe import Markup
 from baton.api.deps import get_context
 from baton.domain.errors import NotFound
 from baton.domain.moments import check_year
+from baton.domain.nurture_report import NurtureReport
 from baton.domain.reports import (
     FUNNEL,
     MAX_WEEKS,
@@ -45,6 +47,7 @@ from baton.domain.reports import (
 from baton.services import reports as report_service
 from baton.services.context import Context
 from baton.services.exports import write_table
+from baton.services.nurture_reports import nurture_report
 from baton.web import charts
 from baton.web.deps import PageSession, PageUser
 from baton.web.render import render
@@ -180,6 +183,7 @@ class Reports:
     rejections: RejectionReport
     credit: CreditReport
     cost: CostReport
+    nurture: NurtureReport
 
 
 _SECTIONS = {
@@ -191,13 +195,14 @@ _SECTIONS = {
     "rejections": "rejections",
     "credit": "credit",
     "cost": "cost",
+    "nurture": "nurture",
 }
 """Each report of the page and the :data:`CSV` entry that reads it (one call per
 report, shared by the page and its CSV links)."""
 
 
 def _reports(ctx: Context, user: PageSession, asked: Asked) -> Reports:
-    """The eight reports of the page, read at the same time: each is its own read
+    """The nine reports of the page, read at the same time: each is its own read
     transaction on its own connection, and the database works on them in parallel
     (the page waits for the slowest, not for the sum: at 1M leads the sum is ~600 ms)."""
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="dashboard") as pool:
@@ -314,6 +319,11 @@ def _sections(reports: Reports) -> dict[str, Any]:
                 uid="rejections",
             )
         ),
+        "nurture": [
+            *(r.flat() for r in reports.nurture.rows),
+            *([reports.nurture.total.flat()] if len(reports.nurture.rows) > 1 else []),
+        ],
+        "nurture_share": reports.nurture.opportunities.to_json(),
         "credit": credit,
         "credit_chart": _svg(
             charts.bar_chart(
@@ -438,6 +448,10 @@ CSV: dict[str, tuple[Callable[[Context, PageSession, Asked], Any], Callable[[Any
         lambda c, u, a: report_service.cost(
             c, a.period, actor=u.principal, group_by=a.group, filters=a.cost_filters
         ),
+        _rows,
+    ),
+    "nurture": (
+        lambda c, u, a: nurture_report(c, a.period, actor=u.principal),
         _rows,
     ),
     "cost-gap": (
