@@ -322,3 +322,31 @@ def test_a_bug_on_one_enrollment_costs_only_that_one(
     assert enrollment(ctx, bad)["exit_reason"] == "error"
     assert [s["enrollment_id"] for s in sends(ctx)] == [first, last]
     assert f"nurture enrollment {bad}: planning failed inside Baton" in caplog.text
+
+
+def test_a_mailbox_the_server_refuses_for_good_is_a_hard_bounce(ctx: Context) -> None:
+    """A ``550 no such user`` at send time is learnt as a bounce notice would be: the
+    lead is marked hard-bounced, the address suppressed, the sequence ended, and no
+    later step is ever planned for it."""
+    version = activate(ctx)
+    gone, alive = enrolled(ctx, version, 2)
+    gone_lead = int(enrollment(ctx, gone)["lead_id"])
+    with ctx.read() as connection:
+        address = connection.execute(
+            select(leads.c.email).where(leads.c.id == gone_lead)
+        ).scalar_one()
+    with smtp_server(refuse={address: "550 5.1.1 no such user"}) as smtp:
+        tick(ctx, smtp=SmtpConfig(host=smtp.host, port=smtp.port))
+    assert len(smtp.messages) == 1  # the other lead's step went out
+    with ctx.read() as connection:
+        status = connection.execute(
+            select(leads.c.email_status).where(leads.c.id == gone_lead)
+        ).scalar_one()
+        suppressed = connection.execute(
+            select(suppressions.c.reason).where(suppressions.c.email_key == address)
+        ).scalar()
+    assert status == "hard_bounce" and suppressed == "hard_bounce"
+    ended = enrollment(ctx, gone)
+    assert ended["status"] == "exited" and ended["exit_reason"] == "hard_bounce"
+    assert enrollment(ctx, alive)["status"] == "active"
+    assert [s["status"] for s in sends(ctx) if s["enrollment_id"] == gone] == ["failed"]

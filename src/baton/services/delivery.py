@@ -61,6 +61,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from baton.domain.chat import ChatMessage, chat_payload
+from baton.domain.privacy import suppression_keys
 from baton.notify.chat import post_chat
 from baton.notify.egress import webhook_client
 from baton.notify.email import DeliveryError, OutgoingEmail, SmtpConfig, send_email
@@ -75,9 +76,11 @@ from baton.store.tables import (
     chat_channels,
     deliveries,
     handoffs,
+    leads,
     nurture_sends,
     outbox,
     reps,
+    suppressions,
     transitions,
     webhook_endpoints,
 )
@@ -138,6 +141,9 @@ class Outcome:
     retry_after: float | None = None
     unreachable: bool = False
     """The destination itself could not be reached (pause it, not just this message)."""
+    mailbox_gone: bool = False
+    """The mail server refused the recipient for good (550/551/553 at RCPT): a hard
+    bounce learnt at send time, not from a bounce notice."""
 
 
 @dataclass
@@ -401,7 +407,16 @@ class Courier:
     def _send_nurture(self, item: Claimed) -> Outcome:
         """A nurture step (:mod:`baton.services.nurture_send`): rendered when it was
         planned; the payload carries subject, text, html and the ``List-Unsubscribe``
-        headers (RFC 8058 one-click)."""
+        headers (RFC 8058 one-click).
+
+        The person's state is read again right before the SMTP conversation: a step
+        planned before an unsubscribe, a suppression, a hard bounce, a withdrawn
+        consent or an erasure (the message may have waited behind the throttle or an
+        SMTP outage for hours) is never sent; it fails at once, not retried."""
+        refusal = self._nurture_refusal(item)
+        if refusal is not None:
+            log.info("outbox %s: nurture step not sent: %s", item.id, refusal)
+            return Outcome(ok=False, error=f"not sent: {refusal}", retryable=False)
         payload = item.payload
         smtp = self.smtp or SmtpConfig.from_settings(self.ctx.settings)
         try:
@@ -421,8 +436,50 @@ class Courier:
                 now=self.ctx.clock.now(),
             )
         except DeliveryError as exc:
-            return _email_failure(exc)
+            outcome = _email_failure(exc)
+            outcome.mailbox_gone = exc.permanent and any(
+                code in MAILBOX_GONE for code, _ in (exc.refused or {}).values()
+            )
+            return outcome
         return Outcome(ok=True, status_code=250)
+
+    def _nurture_refusal(self, item: Claimed) -> str | None:
+        """Why this nurture message may not go out now, or None."""
+        with self.ctx.read() as connection:
+            lead = connection.execute(
+                select(
+                    leads.c.email,
+                    leads.c.email_key,
+                    leads.c.unsubscribed_at,
+                    leads.c.email_status,
+                    leads.c.consent,
+                    leads.c.consent_basis,
+                )
+                .select_from(nurture_sends.join(leads, leads.c.id == nurture_sends.c.lead_id))
+                .where(nurture_sends.c.outbox_id == item.id)
+            ).first()
+            if lead is None:
+                return "its send log row or lead is gone (erased)"
+            if lead.unsubscribed_at is not None:
+                return "the person unsubscribed after the step was planned"
+            if lead.email_status == "hard_bounce":
+                return "the address hard-bounced after the step was planned"
+            if not lead.consent or not lead.consent_basis:
+                return "the lead has no consent with a lawful basis any more"
+            keys = {
+                key
+                for address in (item.recipient, lead.email_key, lead.email)
+                if address
+                for key in suppression_keys(str(address))
+            }
+            suppressed = connection.execute(
+                select(suppressions.c.reason).where(suppressions.c.email_key.in_(sorted(keys)))
+            ).first()
+        if suppressed is not None:
+            return f"the address is suppressed ({suppressed.reason})"
+        if not isinstance(item.payload, dict) or "subject" not in item.payload:
+            return "the message was emptied (erased)"
+        return None
 
     def _http(self) -> httpx.Client:
         if self.client is not None:
@@ -569,6 +626,12 @@ class Courier:
                     .where(nurture_sends.c.outbox_id == item.id)
                     .values(status="failed")
                 )
+                if outcome.mailbox_gone:
+                    from baton.services.email_threads import record_hard_bounce_in
+
+                    record_hard_bounce_in(
+                        connection, item.recipient, outcome.error or "refused", now=now
+                    )
         what = f"{item.topic} to {item.recipient} (outbox {item.id})"
         if not kept:
             log.warning(
@@ -662,6 +725,10 @@ def message_id_of(outbox_id: int, key: str | None) -> str:
     ``<outbox-N.KEY@baton>`` (``<outbox-N@baton>`` for a row written before keys, which
     replies and bounces can no longer name)."""
     return f"<outbox-{outbox_id}.{key}@baton>" if key else f"<outbox-{outbox_id}@baton>"
+
+
+MAILBOX_GONE = frozenset({550, 551, 553})
+"""RCPT replies that say the mailbox does not exist or is not accepted: a hard bounce."""
 
 
 def _email_failure(exc: DeliveryError) -> Outcome:

@@ -235,6 +235,18 @@ def _record_bounce(
     )
 
 
+def record_hard_bounce_in(
+    connection: Connection, address: str, detail: str, *, now: datetime
+) -> list[int]:
+    """The mail server refused ``address`` for good while Baton was sending to it (a
+    ``550 No such user`` at RCPT): the same as a bounce notice saying so, so nurture
+    stops and the address is suppressed. Returns the leads marked."""
+    decision = _record_bounce(
+        connection, [{"address": address, "hard": True, "status": detail}], now=now
+    )
+    return [] if decision.lead_id is None else [decision.lead_id]
+
+
 def _is_colleague(connection: Connection, address: str) -> bool:
     key = _key(address)
     if key is None:

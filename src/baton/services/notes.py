@@ -10,7 +10,6 @@ their own handoffs, a sales manager those of their team, marketing and admins an
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,13 +17,12 @@ from sqlalchemy import delete, insert, select
 
 from baton.domain.access import Action, Principal
 from baton.domain.errors import FieldProblem, ValidationFailed
+from baton.domain.tags import normalize_tag
 from baton.services.access import check_lead
 from baton.services.context import Context
 from baton.services.nurture import enroll_on_tag_in
 from baton.services.queries import insert_ignoring_conflicts, lock_active_lead
 from baton.store.tables import lead_tags, notes, tag_events
-
-_TAG = re.compile(r"[a-z0-9][a-z0-9 _:./-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -61,22 +59,6 @@ def add_note(ctx: Context, lead_id: int, body: str, *, actor: Principal) -> Note
             .returning(notes.c.id)
         ).scalar_one()
     return Note(note_id, lead_id, actor.name, text, now)
-
-
-def normalize_tag(raw: str) -> str:
-    tag = " ".join(raw.strip().lower().split())
-    if not _TAG.fullmatch(tag):
-        raise ValidationFailed(
-            "invalid tag",
-            [
-                FieldProblem(
-                    "tag",
-                    "1-100 characters: letters, digits, space, and _ : . / - "
-                    "(starting with a letter or digit)",
-                )
-            ],
-        )
-    return tag
 
 
 def add_tag(ctx: Context, lead_id: int, tag: str, *, actor: Principal) -> list[str]:

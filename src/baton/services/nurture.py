@@ -55,6 +55,7 @@ from baton.domain.nurture import (
 )
 from baton.domain.nurture_rules import NurtureSection
 from baton.domain.privacy import suppression_keys
+from baton.domain.tags import normalize_tag
 from baton.services.access import allowed
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in, rules_of
@@ -636,8 +637,6 @@ def _selected_ids(ctx: Context, selection: Selection, actor: Principal) -> list[
     if selection.lead_ids is not None:
         return list(dict.fromkeys(selection.lead_ids))
     if selection.tag is not None:
-        from baton.services.notes import normalize_tag
-
         tag = normalize_tag(selection.tag)
         with ctx.read() as connection:
             return [
