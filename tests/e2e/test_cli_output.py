@@ -271,3 +271,8 @@ def test_report_csv_goes_through_the_export_path_and_guards_formula_cells(
     groups = [line.split(",")[0] for line in out.splitlines()[1:]]
     assert "'=1+2" in groups, out
     assert "=1+2" not in groups
+
+
+def test_worker_help_names_the_nurture_lane(cli: CliRunner) -> None:
+    shown = cli.invoke(app, ["worker", "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "due nurture steps" in shown.output, shown.output

@@ -140,6 +140,7 @@ def test_enroll_list_show_and_exit_on_the_command_line(
     shown = runner.invoke(cli_app, ["nurture", "show", "ok@acme.example"])
     assert shown.exit_code == 0, shown.output
     assert "in not-ready — active" in shown.output and "bulk: tag 'spring'" in shown.output
+    assert "Next: step 1 check-in" in shown.output  # from 1, as `nurture preview --step`
 
     refused = runner.invoke(
         cli_app,

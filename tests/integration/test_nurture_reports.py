@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from baton.api.app import create_app
 from baton.cli import app as cli_app
 from baton.domain.access import operator
-from baton.domain.errors import Forbidden
+from baton.domain.errors import Forbidden, ValidationFailed
 from baton.domain.leads import LeadCreate
 from baton.domain.nurture_report import NurtureRow, OpportunityShare, nurture_rows, total_row
 from baton.domain.reports import ReportPeriod
@@ -247,6 +247,8 @@ def test_march_by_hand(ctx: Context, capture: Callable[..., CaptureResult]) -> N
 
     only = nurture_report(ctx, MARCH, actor=principal_for(ctx, "sales_manager"), sequence="cold")
     assert only.rows == EXPECTED[:1] and only.opportunities == report.opportunities
+    with pytest.raises(ValidationFailed, match=r"unknown nurture sequence 'colt' \(did you mean"):
+        nurture_report(ctx, MARCH, actor=principal_for(ctx, "marketing"), sequence="colt")
 
     april = ReportPeriod.from_dates(date(2026, 4, 1), date(2026, 5, 1))
     later = nurture_report(ctx, april, actor=principal_for(ctx, "admin"))

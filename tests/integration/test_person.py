@@ -48,11 +48,13 @@ from baton.services.intake import add_endpoint, receive
 from baton.services.leads import capture_lead, get_lead
 from baton.services.merge import merge_leads
 from baton.services.notes import add_note, add_tag
+from baton.services.nurture_reports import nurture_report
 from baton.services.outbox import enqueue_email
 from baton.services.person import erase_in, erase_person, export_person, scan_in
 from baton.services.reports import funnel
 from baton.services.reps import create_rep, create_team
 from baton.store.tables import (
+    activities,
     intake_requests,
     leads,
     nurture_enrollments,
@@ -292,11 +294,16 @@ def test_erase_keeps_the_counts_and_leaves_no_trace(ctx: Context, world: dict[st
     before = funnel(ctx, period, actor=OPS)
     needles = [ADDRESS, SECOND, PHONE, SURNAME, PHONE[2:]]
     assert len(holding(ctx, needles)) > 10  # the scan finds them before
+    clicked(ctx, world["zelda"])  # a click through the nurture email's signed link
+    nurture_before = nurture_report(ctx, period, actor=OPS)
+    assert nurture_before.total.clicked == 1
 
     result = erase_person(ctx, ADDRESS, actor=OPS)
     assert result.leads == 2 and result.notes == 1
     assert result.intake_requests == 2 and result.enrollments_ended == 1
     assert funnel(ctx, period, actor=OPS) == before
+    # The click keeps only its anonymous nurture references: the report stays true.
+    assert nurture_report(ctx, period, actor=OPS).total == nurture_before.total
     left = holding(ctx, needles)
     assert left == [], left
 
@@ -325,6 +332,32 @@ def test_erase_keeps_the_counts_and_leaves_no_trace(ctx: Context, world: dict[st
     assert suppressed(ctx, ADDRESS) == ["erased", "erased"]
     capture_lead(ctx, LeadCreate(email=ADDRESS, consent_basis="consent"), actor=OPS)
     assert suppressed(ctx, ADDRESS) == []
+
+
+def clicked(ctx: Context, lead_id: int) -> None:
+    """An ``email_click`` as the signed click link records it (its URL holds the address)."""
+    with ctx.write() as connection:
+        enrollment, send = connection.execute(
+            select(nurture_sends.c.enrollment_id, nurture_sends.c.id).where(
+                nurture_sends.c.lead_id == lead_id
+            )
+        ).one()
+        connection.execute(
+            insert(activities).values(
+                lead_id=lead_id,
+                type="email_click",
+                occurred_at=ctx.clock.now(),
+                received_at=ctx.clock.now(),
+                recorded_by="email link",
+                properties={
+                    "sequence": "not-ready",
+                    "enrollment_id": enrollment,
+                    "step": 0,
+                    "send_id": send,
+                    "url": f"https://northwind.example/p?u={ADDRESS}",
+                },
+            )
+        )
 
 
 def suppressed(ctx: Context, address: str) -> list[str]:

@@ -236,8 +236,16 @@ def test_long_bad_values_are_shortened_in_messages() -> None:
             {"scoring": {"fit": [{"when": {"field": "country", "equals": [1, 2]}, "points": 1}]}},
             "scoring.fit[0].when.equals: must be text, a number, or true/false",
         ),
+        (
+            {"mql": {"threshold": 7.5}},
+            "mql.threshold: must be a whole number",
+        ),
+        (
+            {"sla": {"business_hours": "sometimes"}},
+            "sla.business_hours: must be true or false",
+        ),
     ],
-    ids=["empty attribute", "empty in-list", "list as a value"],
+    ids=["empty attribute", "empty in-list", "list as a value", "fraction", "not a bool"],
 )
 def test_more_broken_contracts(changes: dict[str, object], expected: str) -> None:
     found = problems(contract_text(**changes))

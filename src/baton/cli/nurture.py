@@ -258,7 +258,9 @@ def nurture_show(
         say(f"Enrolled {when(e.enrolled_at)} by {e.enrolled_by}: {e.reason}")
         say(f"Touches: {e.touches} of {e.max_touches if e.max_touches is not None else '?'}")
         if e.status == "active":
-            say(f"Next: step {e.next_step} {e.next_template or ''} due {when(e.next_due_at)}")
+            # Steps count from 1 here, as in `nurture preview --step` and `contract diff`.
+            number = "?" if e.next_step is None else e.next_step + 1
+            say(f"Next: step {number} {e.next_template or ''} due {when(e.next_due_at)}")
         elif e.ended_at is not None:
             say(f"Ended {when(e.ended_at)}")
         if e.sends:
@@ -266,7 +268,7 @@ def nurture_show(
                 "Sent",
                 [("step", False), ("template", False), ("status", False), ("sent", False)],
                 [
-                    [str(s.step), escape(s.template), s.status, when(s.sent_at or s.planned_at)]
+                    [str(s.step + 1), escape(s.template), s.status, when(s.sent_at or s.planned_at)]
                     for s in e.sends
                 ],
                 record="step",

@@ -762,6 +762,18 @@ def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
+_TYPE_MESSAGES = {
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+}
+
+
 def explain_errors(error: ValidationError) -> list[str]:
     """One readable line per problem, ``path: message``, deduplicated."""
     lines: list[str] = []
@@ -802,6 +814,9 @@ def explain_errors(error: ValidationError) -> list[str]:
             "int_from_float",
         ):
             message = "must be text, a number, or true/false"
+            if not any(part in ("str", "int", "float", "bool") for part in loc):
+                # Not a union: name the one type this field takes.
+                message = _TYPE_MESSAGES.get(kind, message)
         line = f"{path}: {message}"
         if line not in lines:
             lines.append(line)

@@ -41,8 +41,10 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from baton.domain.access import Principal
+from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.nurture_report import NurtureReport, OpportunityShare, nurture_rows
 from baton.domain.reports import ReportFilters, ReportPeriod
+from baton.domain.suggest import suggest
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in
 from baton.services.queries import flag
@@ -239,10 +241,21 @@ def nurture_report(
             select(func.count(), func.coalesce(func.sum(flag(nurtured)), 0)).select_from(first)
         ).one()
         active = active_contract_in(connection, share_lock=False)
+        ever: set[str] = set()
+        if sequence is not None:
+            ever = set(connection.execute(select(e.c.sequence).distinct()).scalars())
     known: list[str] = []
     if active is not None:
         section = getattr(active[1], "nurture", None)
         known = list(getattr(section, "sequences", None) or {})
+    if sequence is not None and sequence not in known and sequence not in ever:
+        # A misspelt name would otherwise be a row of zeros that looks like a fact.
+        names = sorted({*known, *ever})
+        problem = (
+            f"unknown nurture sequence '{sequence}'{suggest(sequence, names)}; "
+            f"use one of: {', '.join(names) or '(none)'}"
+        )
+        raise ValidationFailed(problem, [FieldProblem("sequence", problem)])
     if sequence is not None:
         counts = defaultdict(dict, {k: v for k, v in counts.items() if k == sequence})
         known = [sequence]

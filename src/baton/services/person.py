@@ -17,11 +17,13 @@ transaction, removes it while keeping anonymous counts: each lead row stays (sta
 stage times, source, campaign, country, region, score, milestones) so funnels and
 reports stay true, with every personal field nulled; notes are deleted; activities keep
 their type and time but lose their properties and idempotency keys (an email's key is
-its Message-ID, which often holds a name); intake requests keep their endpoint and time
-around an empty body (status ``erased``), their items lose their parsed copy and
-upstream id; outbox messages keep their topic, times and status with an empty payload
-(and no recipient when it was the person; unsent ones become ``erased``); nurture sends
-lose their address, links and Message-ID, and an active enrollment ends.
+its Message-ID, which often holds a name), but for a nurture open's or click's anonymous
+references (:data:`NURTURE_ACTIVITY_KEYS`, for the nurture report); intake requests
+keep their endpoint and time around an empty body (status ``erased``), their items lose
+their parsed copy and upstream id; outbox messages keep their topic, times and status
+with an empty payload (and no recipient when it was the person; unsent ones become
+``erased``); nurture sends lose their address, links and Message-ID, and an active
+enrollment ends.
 
 A suppression keyed by the SHA-256 of the address (reason ``erased``,
 :func:`baton.domain.privacy.erased_key`) replaces any plain one, so a later import of
@@ -529,6 +531,29 @@ def _update(
     return done
 
 
+NURTURE_ACTIVITY_KEYS = ("sequence", "enrollment_id", "step", "send_id")
+"""What an erased nurture open or click keeps (no URL: a link may carry personal data),
+so the nurture report's opened and clicked stay true after an erasure."""
+
+
+def _nurture_keys(connection: Connection, lead_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The anonymous nurture references of the person's opens and clicks, by activity id."""
+    kept: dict[int, dict[str, Any]] = {}
+    for part in chunks(list(lead_ids)):
+        rows = connection.execute(
+            select(activities.c.id, activities.c.properties).where(
+                activities.c.lead_id.in_(part),
+                activities.c.type.in_(("email_open", "email_click")),
+            )
+        )
+        for activity_id, properties in rows:
+            if isinstance(properties, dict) and properties.get("enrollment_id") is not None:
+                kept[activity_id] = {
+                    key: properties[key] for key in NURTURE_ACTIVITY_KEYS if key in properties
+                }
+    return kept
+
+
 def _personal_values(connection: Connection, lead_ids: Sequence[int], address: str) -> set[str]:
     """The person's own values (lower-case), to find them inside free text: addresses,
     phone numbers (also without ``+``), names, company, title, postal code, external
@@ -622,9 +647,14 @@ def erase_in(
         consent=None,
         updated_at=now,
     )
+    kept = _nurture_keys(connection, lead_ids)
     erased_activities = _update(
         connection, activities, activities.c.lead_id, lead_ids, properties={}, idempotency_key=None
     )
+    for activity_id, properties in kept.items():
+        connection.execute(
+            update(activities).where(activities.c.id == activity_id).values(properties=properties)
+        )
     deleted_notes = 0
     for part in chunks(lead_ids):
         deleted_notes += connection.execute(delete(notes).where(notes.c.lead_id.in_(part))).rowcount
