@@ -7,6 +7,7 @@ Outside development (``BATON_ENV=production``) insecure defaults are refused at 
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -234,4 +235,15 @@ class Settings(BaseSettings):
                 )
             if self.database_url.startswith("sqlite") and ":memory:" in self.database_url:
                 raise ValueError("an in-memory database loses every lead on restart")
+        elif self.env == "development" and self.secret_key == INSECURE_SECRET:
+            host = (urlsplit(self.public_url).hostname or "").lower()
+            local = host in ("localhost", "::1") or host.endswith(".localhost")
+            if not local and not host.startswith("127."):
+                # Nurture email carries unsubscribe links signed with this key to the
+                # world: with the published default anyone could unsubscribe every lead.
+                raise ValueError(
+                    f"BATON_SECRET_KEY must be set to a random value of 32+ characters: "
+                    f"BATON_PUBLIC_URL ({host}) is not a local address, and email links "
+                    "signed with the built-in development key can be forged by anyone"
+                )
         return self

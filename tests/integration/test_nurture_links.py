@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -378,3 +379,50 @@ def test_unsubscribed_until_the_person_opts_in_again(ctx: Context, world: Sent) 
     )
     capture_lead(ctx, opt_in, actor=operator("form"))
     assert unsubscribed() == (False, 0)
+
+
+def test_hammering_a_link_takes_no_write_after_the_first(
+    ctx: Context, clock: ManualClock, world: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone holding their own email can fetch its pixel or a link in a loop: a repeat
+    within the window is one read, never a write transaction (SQLite has one writer)."""
+    opened = token_of(links.open_url(ctx.settings, world.enrollment_id, 0))
+    clicked = token_of(links.click_url(ctx.settings, world.enrollment_id, 0, PRICING))
+    assert links.record_open(ctx, opened) is True
+    assert links.follow_click(ctx, clicked) == PRICING
+    writes = 0
+    real_write = ctx.write
+
+    def counting_write() -> Any:
+        nonlocal writes
+        writes += 1
+        return real_write()
+
+    monkeypatch.setattr(ctx, "write", counting_write)
+    for _ in range(20):
+        assert links.record_open(ctx, opened) is False
+        assert links.follow_click(ctx, clicked) == PRICING
+    assert writes == 0
+    clock.advance(timedelta(hours=1))  # a later visit counts again
+    assert links.record_open(ctx, opened) is True
+    assert writes == 1
+
+
+def test_a_replayed_unsubscribe_takes_no_write(
+    ctx: Context, world: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = token_of(links.unsubscribe_url(ctx.settings, world.lead_id))
+    assert links.unsubscribe(ctx, token).changed is True
+    writes = 0
+    real_write = ctx.write
+
+    def counting_write() -> Any:
+        nonlocal writes
+        writes += 1
+        return real_write()
+
+    monkeypatch.setattr(ctx, "write", counting_write)
+    for _ in range(10):
+        again = links.unsubscribe(ctx, token)
+        assert again.unsubscribed is True and again.changed is False
+    assert writes == 0

@@ -21,15 +21,21 @@ fallback. ``lead.attributes.<key>`` may be absent on any lead, so it must carry 
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from functools import lru_cache
+from html import unescape as html_unescape
 from typing import Any, Literal
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.filters import do_default
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.runtime import markup_join, str_join
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from baton.domain.leads import fold_source
@@ -299,14 +305,18 @@ def nurture_problems(section: NurtureSection, recycle_codes: Mapping[str, str]) 
     for tag, target in section.enroll.tags.items():
         if target not in section.sequences:
             problems.append(_unknown_sequence(f"nurture.enroll.tags.{tag}", target, sequences))
-    for name, template in section.templates.items():
-        for part in TEMPLATE_PARTS:
-            source = template.part(part)
-            if source is not None:
-                problems.extend(
-                    f"nurture.templates.{name}.{part}: {message}"
-                    for message in template_problems(source, part)
-                )
+    shared = _VALIDATION.set(_Budget(MAX_VALIDATION_OPERATIONS, MAX_VALIDATION_SECONDS))
+    try:
+        for name, template in section.templates.items():
+            for part in TEMPLATE_PARTS:
+                source = template.part(part)
+                if source is not None:
+                    problems.extend(
+                        f"nurture.templates.{name}.{part}: {message}"
+                        for message in template_problems(source, part)
+                    )
+    finally:
+        _VALIDATION.reset(shared)
     return problems
 
 
@@ -331,18 +341,156 @@ def _finalize(value: Any) -> Any:
 
 
 MAX_RENDERED_CHARS = 1_000_000
-"""A trial render longer than this is refused (a loop gone wild)."""
+"""A render longer than this is refused (a loop gone wild), at validation and at send."""
 MAX_RANGE = 1_000
 MAX_LOOP_DEPTH = 2
 MAX_REPEAT_CHARS = 10_000
+MAX_INT_BITS = 3_322
+"""About 1,000 decimal digits: a product of numbers bigger than this is refused (squaring
+in a loop would take the CPU and memory)."""
+MAX_VALUE_CHARS = MAX_RENDERED_CHARS
+"""The longest text (or list) one template expression may build."""
+MAX_WORK_CHARS = 5 * MAX_RENDERED_CHARS
+"""All the text (and list items) one render may build, output included: whatever the
+template does (doubling a ``namespace`` value in a loop, joining a list of copies,
+``replace``), memory stays bounded by this."""
+MAX_OPERATIONS = 200_000
+"""Calls, attribute reads, operators and loop turns one render may make (an email
+template needs a few hundred; exponential macro recursion needs millions)."""
+MAX_RENDER_SECONDS = 2.0
+"""Wall-clock backstop for one render."""
 
 
-class _Sandbox(SandboxedEnvironment):
-    """Jinja2's sandbox, also bounding what arithmetic may build: no power beyond
-    small numbers, no repeated text or list longer than :data:`MAX_REPEAT_CHARS`
-    (``{{ 'x' * 10**9 }}`` would take the server's memory), at validation or at send."""
+MAX_VALIDATION_OPERATIONS = 1_000_000
+MAX_VALIDATION_SECONDS = 10.0
+"""What checking ALL the templates of one contract may spend on trial renders (a
+contract may hold many templates, each rendered twice per part)."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+
+class _Budget:
+    """What one render has spent (kept in a context variable while it runs); a
+    validation's budget is shared by every trial render of the contract."""
+
+    __slots__ = ("chars", "deadline", "limit", "operations", "seconds", "shared")
+
+    def __init__(
+        self,
+        limit: int = MAX_OPERATIONS,
+        seconds: float = MAX_RENDER_SECONDS,
+        shared: _Budget | None = None,
+    ) -> None:
+        self.operations = 0
+        self.chars = 0
+        self.limit = limit
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.shared = shared
+
+    def tick(self, weight: int = 1) -> None:
+        self.operations += weight
+        if self.operations > self.limit:
+            raise SecurityError(f"takes too much work to render (more than {self.limit:,} steps)")
+        if self.operations & 0xFF == 0 and time.monotonic() > self.deadline:
+            raise SecurityError(f"takes more than {self.seconds:g} s to render")
+        if self.shared is not None:
+            self.shared.tick(weight)
+
+    def charge(self, size: int) -> None:
+        self.chars += size
+        if self.chars > MAX_WORK_CHARS:
+            raise SecurityError(f"builds more than {MAX_WORK_CHARS:,} characters of text")
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("baton_template_budget", default=None)
+_VALIDATION: ContextVar[_Budget | None] = ContextVar("baton_validation_budget", default=None)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str | bytes | list | tuple | dict):
+        return len(value)
+    return 0
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_VALUE_CHARS:
+        raise SecurityError(f"builds a value longer than {MAX_VALUE_CHARS:,} characters")
+
+
+def _spent(value: Any) -> Any:
+    """``value`` after checking its size and charging it to the running render."""
+    size = _size(value)
+    _check_size(size)
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.charge(size)
+    return value
+
+
+def _tick(weight: int = 1) -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.tick(weight)
+
+
+def _joined_size(separator: str, items: list[Any]) -> int:
+    return len(separator) * max(len(items) - 1, 0) + sum(
+        len(i) if isinstance(i, str) else 8 for i in items
+    )
+
+
+def _replaced_size(text: str, old: str, new: str, count: int | None) -> int:
+    found = len(text) + 1 if old == "" else text.count(old)
+    if count is not None and count >= 0:
+        found = min(found, count)
+    return len(text) + found * (len(new) - len(old))
+
+
+class _Guard(NodeTransformer):
+    """Rewrites a parsed template so every loop turn and every ``~`` goes through the
+    sandbox's budget (Jinja2 compiles both to plain Python, out of the sandbox's reach)."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        literal = sum(len(d.data) for d in node.find_all(nodes.TemplateData))
+        node.iter = nodes.Call(
+            nodes.Name("_baton_loop", "load", lineno=node.lineno),
+            [node.iter, nodes.Const(literal + 1, lineno=node.lineno)],
+            [],
+            None,
+            None,
+            lineno=node.lineno,
+        )
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        return nodes.Call(
+            nodes.Name("_baton_concat", "load", lineno=node.lineno),
+            list(node.nodes),
+            [],
+            None,
+            None,
+            lineno=node.lineno,
+        )
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox (no ``list.append``/``extend``, no ``dict.update``),
+    bounding what a template may build and how long it may run: every call, attribute
+    read, operator, loop turn and output is counted against a per-render budget
+    (:data:`MAX_OPERATIONS`, :data:`MAX_WORK_CHARS`, :data:`MAX_RENDER_SECONDS`), no
+    single value may pass :data:`MAX_VALUE_CHARS`, and what could build any size in one
+    step is checked before it runs: powers, repetition, ``%``/``format`` padding,
+    ``join``, ``replace``, ``translate``, ``sum`` of lists, ``batch``/``slice`` counts."""
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        guarded = _Guard().visit(tree)
+        assert isinstance(guarded, nodes.Template)
+        guarded.set_environment(self)
+        return guarded
 
     def wrap_str_format(self, value: Any) -> Any:
         # str.format's width (``'{:>999999999}'``) builds text of any size: refused
@@ -354,18 +502,55 @@ class _Sandbox(SandboxedEnvironment):
             return False
         return bool(super().is_safe_attribute(obj, attr, value))
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _tick()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _tick()
+        return super().getitem(obj, argument)
+
+    def call(
+        __self,  # noqa: N805
+        __context: Any,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        _tick()
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str) and args:
+            method = getattr(__obj, "__name__", "")
+            if method == "join":
+                items = list(args[0])
+                _check_size(_joined_size(owner, items))
+                args = (items, *args[1:])
+            elif method == "replace" and len(args) >= 2:
+                old, new = args[0], args[1]
+                if isinstance(old, str) and isinstance(new, str):
+                    count = args[2] if len(args) > 2 else kwargs.get("count")
+                    _check_size(_replaced_size(owner, old, new, count))
+        return _spent(super().call(__context, __obj, *args, **kwargs))
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _tick()
         if operator == "**":
             if not all(isinstance(v, int | float) for v in (left, right)) or (
                 abs(right) > 64 or abs(left) > 1_000_000
             ):
                 raise SecurityError("powers are limited to small numbers in a template")
-        elif operator == "%" and isinstance(left, str):
+        elif operator == "%" and isinstance(left, str | bytes):
             raise SecurityError("%-formatting text is not allowed; write the text around the value")
         elif operator == "*":
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and left.bit_length() + right.bit_length() > MAX_INT_BITS
+            ):
+                raise SecurityError("numbers in a template are limited to 1,000 digits")
             for seq, times in ((left, right), (right, left)):
                 too_long = (
-                    isinstance(seq, str | list | tuple)
+                    isinstance(seq, str | bytes | list | tuple)
                     and isinstance(times, int)
                     and len(seq) * times > MAX_REPEAT_CHARS
                 )
@@ -373,16 +558,46 @@ class _Sandbox(SandboxedEnvironment):
                     raise SecurityError(
                         f"repeating builds more than {MAX_REPEAT_CHARS:,} characters"
                     )
-        return super().call_binop(context, operator, left, right)
+        elif operator == "+":
+            _check_size(_size(left) + _size(right))
+        return _spent(super().call_binop(context, operator, left, right))
+
+    def loop(self, iterable: Any, literal: int) -> Iterator[Any]:
+        """A ``for`` loop's items, each turn counted (``literal``: the characters of
+        plain text the loop body writes)."""
+        for item in iterable:
+            _tick()
+            budget = _BUDGET.get()
+            if budget is not None:
+                budget.charge(literal)
+            yield item
+
+    def concat(self, *parts: Any) -> Any:
+        """``a ~ b``: checked before it is built."""
+        texts = [p if isinstance(p, str) else str(p) for p in parts]
+        _check_size(sum(len(t) for t in texts))
+        return _spent(markup_join(parts) if self.autoescape is True else str_join(texts))
 
 
 _PADDING_METHODS = frozenset(
-    {"center", "ljust", "rjust", "zfill", "expandtabs", "format", "format_map"}
+    {
+        "center",
+        "ljust",
+        "rjust",
+        "zfill",
+        "expandtabs",
+        "format",
+        "format_map",
+        "translate",
+        "encode",
+    }
 )
-"""Text methods whose width argument could build text of any size."""
+"""Text methods whose width (or mapping) argument could build text of any size, and
+``encode`` (bytes have their own padding and formatting; no email needs them)."""
 _UNBOUNDED_FILTERS = ("center", "format", "indent", "wordwrap", "safe", "pprint", "random")
 """Filters left out: a width building text of any size, ``safe`` (lead data would
 become markup), and output that changes from one render to the next."""
+MAX_BATCH = 1_000
 
 
 def _range(*args: int) -> range:
@@ -392,10 +607,61 @@ def _range(*args: int) -> range:
     return numbers
 
 
+def _spending(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter whose result is checked and charged like any other value."""
+
+    @functools.wraps(function)
+    def filtered(*args: Any, **kwargs: Any) -> Any:
+        _tick()
+        return _spent(function(*args, **kwargs))
+
+    return filtered
+
+
+def _replace_checked(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: int | None = None) -> Any:
+        _check_size(_replaced_size(str(s), str(old), str(new), count))
+        return function(eval_ctx, s, old, new, count)
+
+    return replace
+
+
+def _join_checked(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def join(eval_ctx: Any, value: Any, d: Any = "", attribute: Any = None) -> Any:
+        items = list(value)
+        _check_size(_joined_size(str(d), [i if isinstance(i, str) else "" for i in items]))
+        return function(eval_ctx, items, d, attribute)
+
+    return join
+
+
+def _sum_checked(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def total(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+        if not isinstance(start, int | float):
+            raise SecurityError("sum adds numbers only in a template")
+        return function(environment, iterable, attribute, start)
+
+    return total
+
+
+def _count_checked(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def counted(value: Any, count: Any, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(count, int) or not 0 < count <= MAX_BATCH:
+            raise SecurityError(f"batch and slice take a count from 1 to {MAX_BATCH:,}")
+        return function(value, count, *args, **kwargs)
+
+    return counted
+
+
 @lru_cache(maxsize=3)
 def template_environment(part: TemplatePart) -> SandboxedEnvironment:
     """The sandbox a template ``part`` renders in: html autoescaped, subject and text
-    not; an undefined name is an error; None prints as nothing."""
+    not; an undefined name is an error; None prints as nothing; no loader (so no
+    ``include``, ``import`` or ``extends``)."""
     env = _Sandbox(
         autoescape=part == "html",
         undefined=StrictUndefined,
@@ -405,10 +671,37 @@ def template_environment(part: TemplatePart) -> SandboxedEnvironment:
     env.filters["default"] = _default
     env.filters["d"] = _default
     env.globals["range"] = _range
+    env.globals["_baton_loop"] = env.loop
+    env.globals["_baton_concat"] = env.concat
     env.globals.pop("lipsum", None)  # placeholder text, unbounded: no use in an email
     for name in _UNBOUNDED_FILTERS:
         env.filters.pop(name, None)
+    env.filters["replace"] = _replace_checked(env.filters["replace"])
+    env.filters["join"] = _join_checked(env.filters["join"])
+    env.filters["sum"] = _sum_checked(env.filters["sum"])
+    env.filters["batch"] = _count_checked(env.filters["batch"])
+    env.filters["slice"] = _count_checked(env.filters["slice"])
+    for name, function in list(env.filters.items()):
+        env.filters[name] = _spending(function)
     return env
+
+
+def bounded_render(template: Any, context: dict[str, Any]) -> str:
+    """Render within the budget (:data:`MAX_OPERATIONS`, :data:`MAX_WORK_CHARS`,
+    :data:`MAX_RENDER_SECONDS`), refusing an output past :data:`MAX_RENDERED_CHARS`
+    as it grows. The only way a nurture template is rendered."""
+    token = _BUDGET.set(_Budget(shared=_VALIDATION.get()))
+    try:
+        chunks: list[str] = []
+        size = 0
+        for chunk in template.generate(context):
+            size += len(chunk)
+            if size > MAX_RENDERED_CHARS:
+                raise SecurityError(f"renders more than {MAX_RENDERED_CHARS:,} characters")
+            chunks.append(chunk)
+        return "".join(chunks)
+    finally:
+        _BUDGET.reset(token)
 
 
 @lru_cache(maxsize=1024)
@@ -443,7 +736,7 @@ def template_problems(source: str, part: TemplatePart) -> list[str]:
         ("a lead with no fields and no rep", _EMPTY),
     ):
         try:
-            rendered = _bounded_render(template, context)
+            rendered = bounded_render(template, context)
         except (UndefinedError, SecurityError, TemplateError) as exc:
             hint = (
                 "; rep is none when no rep ever had the lead and a lead field may be empty: "
@@ -454,24 +747,17 @@ def template_problems(source: str, part: TemplatePart) -> list[str]:
             return [f"fails for {label}: {exc}{hint}"]
         except Exception as exc:
             return [f"fails for {label}: {type(exc).__name__}: {exc}"]
+        unsafe = UNSAFE_LINK.search(html_unescape(rendered))
+        if unsafe is not None:
+            return [
+                f"links only to http(s) or mailto addresses (found {unsafe.group(0).strip()!r})"
+            ]
         if part == "subject":
             if "\n" in rendered or "\r" in rendered:
                 return ["must be one line (it renders with a line break)"]
             if len(rendered) > SUBJECT_MAX_CHARS:
                 return [f"renders longer than {SUBJECT_MAX_CHARS} characters"]
     return problems
-
-
-def _bounded_render(template: Any, context: dict[str, Any]) -> str:
-    """Render, refusing an output past :data:`MAX_RENDERED_CHARS` as it grows."""
-    chunks: list[str] = []
-    size = 0
-    for chunk in template.generate(context):
-        size += len(chunk)
-        if size > MAX_RENDERED_CHARS:
-            raise SecurityError(f"renders more than {MAX_RENDERED_CHARS:,} characters")
-        chunks.append(chunk)
-    return "".join(chunks)
 
 
 def _loop_depth(node: nodes.Node, depth: int = 0) -> int:
@@ -482,7 +768,29 @@ def _loop_depth(node: nodes.Node, depth: int = 0) -> int:
     return deepest
 
 
+_FORBIDDEN_TAGS: tuple[tuple[type[nodes.Node], str], ...] = (
+    (nodes.Extends, "extends"),
+    (nodes.Include, "include"),
+    (nodes.Import, "import"),
+    (nodes.FromImport, "import"),
+    (nodes.ScopedEvalContextModifier, "autoescape"),
+    (nodes.EvalContextModifier, "autoescape"),
+)
+"""Tags a nurture template may not use: there is no other template to reach, and
+turning autoescaping off would let lead data become markup."""
+
+UNSAFE_LINK = re.compile(
+    r"""((?:href|src|action|formaction|background|poster)\s*=\s*["']?\s*)"""
+    r"""(?:javascript|data|vbscript|file)\s*:""",
+    re.IGNORECASE,
+)
+"""An html attribute linking to a script or inline data instead of a web address."""
+
+
 def _variable_problems(tree: nodes.Template) -> Iterator[str]:
+    for kind, tag in _FORBIDDEN_TAGS:
+        if any(True for _ in tree.find_all(kind)):
+            yield f"{{% {tag} %}} is not available in a nurture template"
     if _loop_depth(tree) > MAX_LOOP_DEPTH:
         yield f"loops may be nested at most {MAX_LOOP_DEPTH} deep"
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}

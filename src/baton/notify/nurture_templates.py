@@ -19,7 +19,9 @@ import html as html_lib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2.exceptions import TemplateError
 
@@ -27,8 +29,10 @@ from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.nurture_rules import (
     SUBJECT_MAX_CHARS,
     TEMPLATE_LEAD_FIELDS,
+    UNSAFE_LINK,
     NurtureTemplate,
     TemplatePart,
+    bounded_render,
     compile_part,
 )
 
@@ -100,9 +104,12 @@ def render_step(
     ``link``. ``name`` is the template's name in the contract (for errors)."""
     links: list[str] = []
     skip = {context.unsubscribe_url}
+    hosts = template_hosts(template.text, template.html)
 
     def hook(url: str) -> str:
-        if url in skip:
+        if url in skip or _authority(url) not in hosts:
+            # Not a site the template itself names (a lead's own data printed as a
+            # URL): left as it is, never made into a redirect through Baton.
             return url
         if url not in links:
             links.append(url)
@@ -121,9 +128,31 @@ def render_step(
     return RenderedNurtureEmail(subject=subject, text=text, html=html, links=links)
 
 
+_LITERAL_URL = re.compile(r"""https?://[^\s<>"'`{}/?#\\]+""", re.IGNORECASE)
+
+
+@lru_cache(maxsize=256)
+def template_hosts(text: str, html: str | None) -> frozenset[tuple[str, str]]:
+    """(scheme, host) of every URL written literally in the template's source: the only
+    sites its click links may lead to (a URL a lead's data brings in is not tracked,
+    so Baton never redirects to it)."""
+    found = _LITERAL_URL.findall(text) + (_LITERAL_URL.findall(html) if html else [])
+    return frozenset(a for a in map(_authority, found) if a is not None)
+
+
+def _authority(url: str) -> tuple[str, str] | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or "\\" in url:
+        return None
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
 def _render(source: str, part: TemplatePart, variables: dict[str, Any], name: str) -> str:
     try:
-        rendered: str = compile_part(source, part).render(variables)
+        rendered = bounded_render(compile_part(source, part), variables)
     except TemplateError as exc:
         raise _failed(name, part, str(exc)) from None
     except Exception as exc:
@@ -139,6 +168,10 @@ def _failed(name: str, part: str, message: str) -> TemplateRenderError:
 
 
 def _rewrite_html(body: str, hook: Callable[[str], str]) -> str:
+    # A template that passed validation links only to web addresses; a lead's own data
+    # (``href="{{ lead.attributes.site | default(...) }}"``) must not add a script link.
+    body = UNSAFE_LINK.sub(lambda m: f"{m.group(1)}#blocked:", body)
+
     def replace(match: re.Match[str]) -> str:
         original = html_lib.unescape(match.group(3))
         return f"{match.group(1)}{match.group(2)}{html_lib.escape(hook(original))}{match.group(2)}"

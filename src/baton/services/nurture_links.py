@@ -64,7 +64,13 @@ from baton.services.activities import ingest_validated_in
 from baton.services.context import Context
 from baton.services.nurture import exit_enrollments_in
 from baton.services.queries import insert_ignoring_conflicts, lock_survivors
-from baton.store.tables import leads, nurture_enrollments, nurture_sends, suppressions
+from baton.store.tables import (
+    activities,
+    leads,
+    nurture_enrollments,
+    nurture_sends,
+    suppressions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +249,25 @@ def _window(now: datetime) -> int:
     return int(now.timestamp() // ENGAGEMENT_WINDOW.total_seconds())
 
 
+def _engagement_key(send: SendRef, kind: ActivityType, now: datetime, url: str | None) -> str:
+    target = "" if url is None else url_hash(url)
+    return f"nurture:{kind.value}:{send.send_id}:{target}:{_window(now)}"
+
+
+def _counted_already(
+    ctx: Context, send: SendRef, kind: ActivityType, now: datetime, url: str | None = None
+) -> bool:
+    """Whether this window already has this open or click: a repeat (a scanner, a
+    reload, someone hammering a link from their own email) costs one indexed read,
+    never a write transaction (the single SQLite writer is not theirs to hold)."""
+    key = _engagement_key(send, kind, now, url)
+    with ctx.read() as connection:
+        found = connection.execute(
+            select(activities.c.id).where(activities.c.idempotency_key == key)
+        ).first()
+    return found is not None
+
+
 def _record_in(
     connection: Connection,
     send: SendRef,
@@ -254,8 +279,7 @@ def _record_in(
 ) -> bool:
     """Record an open or a click of ``send`` (scored); ``False`` when this window already
     has it."""
-    target = "" if url is None else url_hash(url)
-    key = f"nurture:{kind.value}:{send.send_id}:{target}:{_window(now)}"
+    key = _engagement_key(send, kind, now, url)
     properties: dict[str, Any] = {
         "sequence": send.sequence,
         "enrollment_id": send.enrollment_id,
@@ -293,11 +317,12 @@ def record_open(ctx: Context, token: str, *, actor: Principal = LINK_ACTOR) -> b
     a failure to record (the database busy) is logged, the image is served anyway."""
     allowed(actor, Action.INGEST_ACTIVITY)
     send = open_target(ctx, token)
+    now = ctx.clock.now()
     try:
+        if _counted_already(ctx, send, ActivityType.EMAIL_OPEN, now):
+            return False
         with ctx.write() as connection:
-            return _record_in(
-                connection, send, ActivityType.EMAIL_OPEN, now=ctx.clock.now(), actor=actor
-            )
+            return _record_in(connection, send, ActivityType.EMAIL_OPEN, now=now, actor=actor)
     except Exception:  # the image is served whatever happens to the count
         log.exception("open of send %s not recorded", send.send_id)
         return False
@@ -328,16 +353,13 @@ def follow_click(ctx: Context, token: str, *, actor: Principal = LINK_ACTOR) -> 
     their page."""
     allowed(actor, Action.INGEST_ACTIVITY)
     send, url = click_target(ctx, token)
+    now = ctx.clock.now()
     try:
-        with ctx.write() as connection:
-            _record_in(
-                connection,
-                send,
-                ActivityType.EMAIL_CLICK,
-                now=ctx.clock.now(),
-                actor=actor,
-                url=url,
-            )
+        if not _counted_already(ctx, send, ActivityType.EMAIL_CLICK, now, url):
+            with ctx.write() as connection:
+                _record_in(
+                    connection, send, ActivityType.EMAIL_CLICK, now=now, actor=actor, url=url
+                )
     except Exception:  # the redirect matters more than the count
         log.exception("click of send %s not recorded", send.send_id)
     return url
@@ -409,6 +431,25 @@ def unsubscribe(
     """Unsubscribe the lead the token names, at once (see :func:`unsubscribe_lead_in`)."""
     allowed(actor, Action.INGEST_ACTIVITY)
     lead_id = _lead_of_token(ctx, token)
+    with ctx.read() as connection:
+        row = _survivor_row(connection, lead_id, lock=False)
+        key = _address_key(row.email) if row is not None else None
+        done = (
+            row is not None
+            and row.unsubscribed_at is not None
+            and (
+                key is None
+                or connection.execute(
+                    select(suppressions.c.id).where(suppressions.c.email_key == key)
+                ).first()
+                is not None
+            )
+        )
+    if done:  # a repeat (a client retrying, someone replaying the POST): no write
+        assert row is not None
+        return UnsubscribeView(
+            lead_id=int(row.id), address=mask_address(row.email), unsubscribed=True
+        )
     with ctx.write() as connection:
         return unsubscribe_lead_in(
             connection, lead_id, now=ctx.clock.now(), actor=actor, source=source
