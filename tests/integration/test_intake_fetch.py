@@ -530,3 +530,29 @@ def webhook_client_for_loopback() -> Any:
     from baton.config import Settings
 
     return webhook_client(Settings(env="test", webhook_internal_allowlist="127.0.0.1"))
+
+
+def test_a_new_token_makes_the_waiting_fetches_due_at_once(
+    ctx: Context, platform: Platform
+) -> None:
+    """A platform failing with 5xx leaves its items waiting out a backoff; the fix an
+    admin makes (a new token) is tried at the next pass, not minutes later."""
+    allow_loopback(ctx)
+    clock: ManualClock = ctx.clock  # type: ignore[assignment]
+    add(ctx, "hubspot-contacts", "hubspot", platform.url)
+    path = "/crm/v3/objects/contacts/2982973"
+    platform.answer(path, {"status": "error", "message": "internal error"}, status=502)
+    post(ctx, "hubspot-contacts", hubspot_batch("2982973"))
+    fetch_pass(ctx)
+    assert items(ctx)[0]["next_attempt_at"] > clock.now()
+    assert fetch_pass(ctx).busy is False, "waiting out its backoff"
+
+    platform.answer(path, hubspot_contact("2982973", "fixed@example.com"))
+    intake_service.update_endpoint(
+        ctx, "hubspot-contacts", {"fetch_token": TOKEN + "-new"}, actor=OPS
+    )
+    fetch_pass(ctx)
+
+    assert [i["status"] for i in items(ctx)] == ["processed"]
+    assert platform.seen[-1].authorization == f"Bearer {TOKEN}-new"
+    assert lead_emails(ctx) == ["fixed@example.com"]

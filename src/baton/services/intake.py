@@ -415,6 +415,22 @@ def update_endpoint(
                 .where(intake_endpoints.c.id == endpoint.id)
                 .values(**values, updated_at=ctx.clock.now())
             )
+        if {"fetch_token", "fetch_base_url"} & values.keys():
+            # The usual fix for waiting fetches (an expired token, a moved API): they
+            # are read again at the next pass, not after their backoff runs out.
+            now = ctx.clock.now()
+            connection.execute(
+                update(intake_items)
+                .where(
+                    intake_items.c.endpoint_id == endpoint.id,
+                    intake_items.c.status == "awaiting_fetch",
+                    or_(
+                        intake_items.c.claimed_until.is_(None),
+                        intake_items.c.claimed_until < now,
+                    ),
+                )
+                .values(next_attempt_at=now)
+            )
         fresh = endpoint_in(connection, endpoint_id=endpoint.id)
         assert fresh is not None
         view = _view(connection, fresh)
