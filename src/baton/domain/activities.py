@@ -30,9 +30,8 @@ from pydantic import (
     model_validator,
 )
 
-from baton.domain.contact import InvalidContact, normalize_email
 from baton.domain.dates import read_instant
-from baton.domain.leads import fold_source
+from baton.domain.leads import checked_email, fold_source
 from baton.domain.limits import check_json, limits_from
 from baton.domain.moments import INSTANT_PATTERN, instant_text, written
 from baton.domain.suggest import suggest
@@ -176,12 +175,7 @@ class ActivityCreate(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return normalize_email(value)
-        except InvalidContact as exc:
-            raise ValueError(f"not a valid email address: {exc}") from None
+        return checked_email(value)
 
     @field_validator("lead_id", mode="before")
     @classmethod

@@ -21,8 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from baton.domain.activities import MAX_FUTURE_SKEW, MAX_ID
-from baton.domain.contact import InvalidContact, normalize_email, normalize_phone
-from baton.domain.leads import DEFAULT_REGION
+from baton.domain.leads import checked_email, checked_phone
 from baton.domain.moments import INSTANT_PATTERN, instant_text
 
 MAX_CALL_SECONDS = 24 * 3600
@@ -147,23 +146,12 @@ class CallCreate(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return normalize_email(value)
-        except InvalidContact as exc:
-            raise ValueError(f"not a valid email address: {exc}") from None
+        return checked_email(value)
 
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        context = info.context if isinstance(info.context, Mapping) else {}
-        try:
-            return normalize_phone(value, str(context.get("default_region", DEFAULT_REGION)))
-        except InvalidContact as exc:
-            raise ValueError(str(exc)) from None
+        return checked_phone(value, info.context)
 
     @field_validator("recording_url")
     @classmethod

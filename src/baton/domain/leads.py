@@ -73,6 +73,31 @@ FOLDED_FIELDS: tuple[str, ...] = ("source", "utm_source")
 DEFAULT_REGION = "US"
 
 
+def checked_email(value: str | None) -> str | None:
+    """The email field of every input model (a lead, a call, an activity): normalized,
+    or a ``ValueError`` Pydantic reports on the field."""
+    if value is None:
+        return None
+    try:
+        return normalize_email(value)
+    except InvalidContact as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
+
+
+def checked_phone(value: str | None, context: Any) -> str | None:
+    """The phone field of every input model: E.164, read in the validation context's
+    ``default_region`` (the installation's setting) when it has no +country code."""
+    if value is None:
+        return None
+    region = DEFAULT_REGION
+    if isinstance(context, Mapping):
+        region = str(context.get("default_region", DEFAULT_REGION))
+    try:
+        return normalize_phone(value, region)
+    except InvalidContact as exc:
+        raise ValueError(str(exc)) from None
+
+
 def fold_source(value: str) -> str:
     """The one spelling of a source: inner runs of spaces made one, case-folded."""
     return " ".join(value.split()).casefold()
@@ -189,25 +214,12 @@ class LeadCreate(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return normalize_email(value)
-        except InvalidContact as exc:
-            raise ValueError(f"not a valid email address: {exc}") from None
+        return checked_email(value)
 
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        region = DEFAULT_REGION
-        if isinstance(info.context, Mapping):
-            region = str(info.context.get("default_region", DEFAULT_REGION))
-        try:
-            return normalize_phone(value, region)
-        except InvalidContact as exc:
-            raise ValueError(str(exc)) from None
+        return checked_phone(value, info.context)
 
     @field_validator("country")
     @classmethod
