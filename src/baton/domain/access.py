@@ -83,6 +83,12 @@ class Action(StrEnum):
     READ_NURTURE = "read nurture enrollments and preview nurture email"
     MANAGE_NURTURE = "enroll leads in nurture sequences and end enrollments"
     MANAGE_PERSONAL_DATA = "export or erase a person's data (data subject requests)"
+    READ_MODELS = "read learned scoring models and their evaluations"
+    TRAIN_MODEL = "train a scoring model (a draft) or suggest a contract from history"
+    SIGN_MODEL = "sign a scoring model version"
+    ACTIVATE_MODEL = "activate a signed scoring model version"
+    RUN_BACKTEST = "backtest a contract on the recorded history"
+    PLAN_CAPACITY = "plan the reps needed to meet the SLA"
 
 
 SCOPES: Final[dict[str, str]] = {
@@ -103,6 +109,8 @@ SCOPES: Final[dict[str, str]] = {
     "intake:write": "manage inbound endpoints and retry their requests",
     "nurture:read": "read nurture enrollments; preview nurture email",
     "nurture:write": "enroll leads in nurture sequences and end enrollments",
+    "models:read": "read scoring models; backtest contracts; plan capacity",
+    "models:write": "train, sign and activate scoring models; suggest contracts",
     "admin": "every scope (still limited by the owner's role)",
 }
 """Token scopes and what each lets a program do."""
@@ -155,6 +163,12 @@ RULES: Final[dict[Action, Rule]] = {
     Action.READ_NURTURE: Rule("nurture:read", {ADM: ALL, MKT: ALL}),
     Action.MANAGE_NURTURE: Rule("nurture:write", {ADM: ALL, MKT: ALL}),
     Action.MANAGE_PERSONAL_DATA: Rule(ADMIN_SCOPE, {ADM: ALL}),
+    Action.READ_MODELS: Rule("models:read", {ADM: ALL, MKT: ALL, MGR: ALL}),
+    Action.TRAIN_MODEL: Rule("models:write", {ADM: ALL, MKT: ALL}),
+    Action.SIGN_MODEL: Rule("models:write", {MKT: ALL, MGR: ALL}),
+    Action.ACTIVATE_MODEL: Rule("models:write", {ADM: ALL}),
+    Action.RUN_BACKTEST: Rule("models:read", {ADM: ALL, MKT: ALL, MGR: ALL}),
+    Action.PLAN_CAPACITY: Rule("models:read", {ADM: ALL, MKT: ALL, MGR: ALL}),
 }
 """The access rules, one line per action. A role missing from a line may not take it."""
 

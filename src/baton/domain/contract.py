@@ -254,12 +254,25 @@ class Grades(_Strict):
         return self
 
 
+class PredictedScore(_Strict):
+    """Points from a learned model: ``weight`` points times the probability the model
+    gives the lead (a lead the model is sure of gets the whole weight). ``model`` is
+    the version of the model (``baton model list``), signed by both teams like a
+    contract; the contract is bound to that version, never to "the latest"."""
+
+    model: int = Field(ge=1)
+    weight: int = Field(ge=1, le=1000)
+    name: str | None = None
+
+
 class Scoring(_Strict):
-    """Fit rules (who), engagement rules (what they did), grade thresholds, and the
-    domain lists the email-domain classes use."""
+    """Fit rules (who), engagement rules (what they did), an optional learned
+    component (``predicted``), grade thresholds, and the domain lists the email-domain
+    classes use."""
 
     fit: list[FitRule] = Field(default_factory=list)
     engagement: list[EngagementRule] = Field(default_factory=list)
+    predicted: PredictedScore | None = None
     grades: Grades = Field(default_factory=Grades)
     competitors: list[str] = Field(default_factory=list)
     disposable_domains: list[str] = Field(default_factory=list)
@@ -277,6 +290,9 @@ class MqlTrigger(_Strict):
 
     threshold: int = Field(ge=0)
     min_grade: Grade = "D"
+    min_probability: float | None = Field(None, ge=0, le=1)
+    """With ``scoring.predicted``: the model's probability must reach this too (on
+    score; a hand-raise still qualifies at once)."""
     required_fields: list[str] = Field(default_factory=list)
     hand_raise: list[ActivityType] = Field(default_factory=list)
     hand_raise_max_age_days: float = Field(14, gt=0)
@@ -668,6 +684,15 @@ class HandoffContract(_Strict):
 
     def rejection_reason(self, code: str) -> RejectionReason | None:
         return next((r for r in self.rejection_reasons if r.code == code), None)
+
+    @model_validator(mode="after")
+    def _probability_needs_a_model(self) -> HandoffContract:
+        if self.mql.min_probability is not None and self.scoring.predicted is None:
+            raise ValueError(
+                "mql.min_probability needs scoring.predicted (the model whose probability "
+                "it checks)"
+            )
+        return self
 
     @field_validator("prep_checklist")
     @classmethod

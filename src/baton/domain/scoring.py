@@ -90,7 +90,7 @@ class RuleHit:
     """One rule that fired: which, for how many points, on how many events, and
     whether its cap held it back."""
 
-    section: Literal["fit", "engagement"]
+    section: Literal["fit", "engagement", "predicted"]
     rule: int
     label: str
     points: float
@@ -101,13 +101,16 @@ class RuleHit:
 @dataclass(frozen=True)
 class ScoreCard:
     """A lead's score at a moment, with the explanation. ``total`` is exactly the sum
-    of the hits' points."""
+    of the hits' points. ``probability`` is the learned model's (contracts with
+    ``scoring.predicted``), ``predicted`` the points it gave."""
 
     fit: float
     engagement: float
     total: float
     grade: Grade
     hits: tuple[RuleHit, ...]
+    probability: float | None = None
+    predicted: float = 0.0
 
 
 EngagementState = dict[str, list[float]]
@@ -368,19 +371,45 @@ def score(
     lead: Mapping[str, Any],
     state: Mapping[str, list[float]],
     now: datetime,
+    *,
+    probability: float | None = None,
 ) -> ScoreCard:
-    """The lead's score card at ``now``: fit, decayed engagement, grade, total, hits."""
+    """The lead's score card at ``now``: fit, decayed engagement, grade, total, hits.
+    ``probability`` is the contract's model's for this lead at ``now`` (the caller
+    computes it: models live outside the domain); without it a ``predicted``
+    component adds nothing."""
     fits = fit_hits(contract, lead)
-    return _card(contract, round(math.fsum(h.points for h in fits), 2), fits, state, now)
+    return _card(
+        contract, round(math.fsum(h.points for h in fits), 2), fits, state, now, probability
+    )
 
 
 def score_engagement(
-    contract: HandoffContract, fit: float, state: Mapping[str, list[float]], now: datetime
+    contract: HandoffContract,
+    fit: float,
+    state: Mapping[str, list[float]],
+    now: datetime,
+    *,
+    probability: float | None = None,
 ) -> ScoreCard:
     """The card when only engagement can have moved since ``fit`` was computed (the
     lead's fields did not change): fit and grade stand, and the hits list the
-    engagement rules only."""
-    return _card(contract, fit, [], state, now)
+    engagement rules (and the predicted component) only."""
+    return _card(contract, fit, [], state, now, probability)
+
+
+def predicted_hit(contract: HandoffContract, probability: float | None) -> RuleHit | None:
+    """The ``predicted`` component's hit: weight × probability points."""
+    component = contract.scoring.predicted
+    if component is None or probability is None:
+        return None
+    label = component.name or f"Predicted by model v{component.model}"
+    return RuleHit(
+        "predicted",
+        0,
+        f"{label} ({probability:.0%})",
+        round(component.weight * probability, 2),
+    )
 
 
 def _card(
@@ -389,15 +418,20 @@ def _card(
     fits: list[RuleHit],
     state: Mapping[str, list[float]],
     now: datetime,
+    probability: float | None = None,
 ) -> ScoreCard:
     engaged = engagement_hits(contract, state, now)
     engagement = round(math.fsum(h.points for h in engaged), 2)
+    hit = predicted_hit(contract, probability)
+    predicted = hit.points if hit is not None else 0.0
     return ScoreCard(
         fit=fit,
         engagement=engagement,
-        total=round(fit + engagement, 2),
+        total=round(fit + engagement + predicted, 2),
         grade=grade_for(contract, fit),
-        hits=tuple(fits + engaged),
+        hits=tuple(fits + engaged + ([hit] if hit is not None else [])),
+        probability=None if contract.scoring.predicted is None else probability,
+        predicted=predicted,
     )
 
 
@@ -457,12 +491,22 @@ def mql_decision(
         return MqlDecision(False, f"prep not ready: {', '.join(open_items)}")
     if not grade_at_least(card.grade, trigger.min_grade):
         return MqlDecision(False, f"grade {card.grade} is below {trigger.min_grade}")
+    if trigger.min_probability is not None and not (
+        card.probability is not None and card.probability >= trigger.min_probability
+    ):
+        return MqlDecision(False, _probability_short(card.probability, trigger.min_probability))
     if card.total >= trigger.threshold:
         return MqlDecision(True, f"score {card.total:g} ≥ {trigger.threshold}")
     return MqlDecision(False, f"score {card.total:g} < {trigger.threshold}")
 
 
-MqlGapKind = Literal["cooldown", "field", "prep", "grade", "score"]
+def _probability_short(probability: float | None, minimum: float) -> str:
+    if probability is None:
+        return f"no predicted probability yet (the MQL rule needs {minimum:.0%})"
+    return f"predicted probability {probability:.0%} is below {minimum:.0%}"
+
+
+MqlGapKind = Literal["cooldown", "field", "prep", "grade", "probability", "score"]
 
 
 @dataclass(frozen=True)
@@ -493,9 +537,9 @@ def mql_gaps(
 ) -> list[MqlGap]:
     """Every condition of the MQL rule on score that ``lead`` does not meet at ``now``,
     in the order :func:`mql_decision` checks them (cool-down, required fields, required
-    prep items, grade, threshold); empty exactly when a lead in ``lead`` or ``nurture``
-    with this card would be handed off on score. ``recycled_at`` is when a lead in
-    ``nurture`` was recycled (``None`` for any other stage).
+    prep items, grade, predicted probability, threshold); empty exactly when a lead in
+    ``lead`` or ``nurture`` with this card would be handed off on score.
+    ``recycled_at`` is when a lead in ``nurture`` was recycled (``None`` for any other stage).
 
     Where :func:`mql_decision` stops at the first unmet condition (it only needs a
     yes or no), this lists all of them, so that "why is this lead not an MQL yet?" has
@@ -530,6 +574,16 @@ def mql_gaps(
     if not grade_at_least(card.grade, trigger.min_grade):
         gaps.append(
             MqlGap("grade", "min_grade", f"grade {card.grade} is below {trigger.min_grade}")
+        )
+    if trigger.min_probability is not None and not (
+        card.probability is not None and card.probability >= trigger.min_probability
+    ):
+        gaps.append(
+            MqlGap(
+                "probability",
+                "min_probability",
+                _probability_short(card.probability, trigger.min_probability),
+            )
         )
     if not card.total >= trigger.threshold:
         # Rounded up to the cent: a lead 0.001 short is never told it misses 0 points.

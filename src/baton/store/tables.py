@@ -260,6 +260,7 @@ lead_scores = Table(
     Column("grade", String(1), nullable=False),
     Column("state", Json, nullable=False),
     Column("scored_at", UtcDateTime, nullable=False),
+    Column("probability", Float),
 )
 """The lead's score under the active contract. Kept beside ``leads`` (not in it) so
 that re-scoring on activation rewrites a narrow table and never contends with capture
@@ -814,3 +815,43 @@ suppressions = Table(
 )
 """Addresses that get no marketing email: unsubscribed, hard-bounced, complained or
 added by hand. Removed only when the person opts in again."""
+
+lead_models = Table(
+    "lead_models",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("version", Id, nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("target", String(20), nullable=False),
+    Column("status", String(20), nullable=False, index=True),
+    Column("features", Json, nullable=False),
+    Column("artifact", LargeBinary, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("evaluation", Json, nullable=False),
+    Column("trained_on", Json, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("activated_at", UtcDateTime),
+    Column("activated_by", String(200)),
+    Column("superseded_at", UtcDateTime),
+)
+"""Learned scoring models, versioned like contracts (draft, approved by both teams,
+active, superseded). ``artifact`` is the model's bytes (:mod:`baton.learn.model`),
+loaded only when ``artifact_sha256`` matches; ``features`` its
+:class:`~baton.learn.features.FeatureSpec`; ``target`` what it predicts (``won`` or
+``accepted``); ``evaluation`` its held-out figures; ``trained_on`` the history it saw
+(rows, outcomes, split, period)."""
+
+lead_model_approvals = Table(
+    "lead_model_approvals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("model_id", Id, ForeignKey("lead_models.id"), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("approver", String(200), nullable=False),
+    Column("actor_user_id", Id),
+    Column("approved_at", UtcDateTime, nullable=False),
+    UniqueConstraint("model_id", "role", name="uq_lead_model_approvals_role"),
+)
+"""One signature per side (marketing, sales) of a model version, as for contracts."""
