@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(
         0.2, gt=0, le=60, description="How often `baton worker` looks for due work when idle."
     )
+    retrain_model_days: int = Field(
+        0,
+        ge=0,
+        le=3650,
+        description="Days after which the worker trains a draft model like the active one "
+        "(when 50+ new outcomes arrived since); 0: never.",
+    )
     outbox_lease_seconds: float = Field(
         120,
         ge=10,

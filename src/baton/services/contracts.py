@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from baton.domain.access import Action, Principal, check_signer, reach
+from baton.domain.access import Action, Principal, check_signer
 from baton.domain.contract import (
     ContractChange,
     ContractError,
@@ -36,15 +36,24 @@ from baton.domain.contract import (
     line_of,
     parse_contract,
 )
-from baton.domain.errors import Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
+from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from baton.services.access import allowed
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract, rules_of
 from baton.services.scoring import ActivationReport, rescore_all
-from baton.store.tables import contract_approvals, contracts
-
-Role = Literal["marketing", "sales"]
-ROLES: tuple[Role, ...] = ("marketing", "sales")
+from baton.services.signatures import (
+    ROLES,
+    Role,
+    Signatures,
+    add_signature_in,
+    approvals_of,
+    check_new_signature,
+    check_role,
+    may,
+    signable_sides,
+    signatures_in,
+)
+from baton.store.tables import contract_approvals, contracts, lead_model_approvals, lead_models
 
 
 @dataclass(frozen=True)
@@ -94,33 +103,15 @@ def _version(connection: Connection, version: int, *, lock: bool = False) -> dic
     return dict(row)
 
 
-def _signatures(connection: Connection, contract_id: int) -> dict[str, tuple[str, int | None]]:
+def _signatures(connection: Connection, contract_id: int) -> Signatures:
     """Side -> (signer's name, signer's user id or None) of a version."""
-    rows = connection.execute(
-        select(
-            contract_approvals.c.role,
-            contract_approvals.c.approver,
-            contract_approvals.c.actor_user_id,
-        ).where(contract_approvals.c.contract_id == contract_id)
+    return signatures_in(
+        connection, contract_approvals, contract_approvals.c.contract_id, contract_id
     )
-    return {
-        str(role): (str(approver), None if user_id is None else int(user_id))
-        for role, approver, user_id in rows
-    }
 
 
 def _approvals(connection: Connection, contract_id: int) -> dict[str, str]:
-    return {role: name for role, (name, _) in _signatures(connection, contract_id).items()}
-
-
-def _same_signer(actor: Principal, name: str, user_id: int | None) -> bool:
-    """Whether a stored signature is ``actor``'s: by user id when both sides have one
-    (names can repeat, and a token's name differs from its owner's), otherwise by the
-    stored name against the actor's name or email (an operator signs by name)."""
-    if actor.user_id is not None and user_id is not None:
-        return actor.user_id == user_id
-    mine = {actor.name.lower()} | ({actor.email.lower()} if actor.email else set())
-    return name.lower() in mine
+    return approvals_of(_signatures(connection, contract_id))
 
 
 def _public(row: dict[str, Any], approvals: dict[str, str]) -> ContractVersion:
@@ -148,39 +139,73 @@ class VersionActions:
     activate: bool = False
 
 
-def _may(actor: Principal, action: Action) -> bool:
-    try:
-        reach(actor, action)
-    except Forbidden:
-        return False
-    return True
-
-
 def may_draft(actor: Principal) -> bool:
     """Whether ``actor`` may store a new draft (marketing and admins)."""
-    return _may(actor, Action.DRAFT_CONTRACT)
+    return may(actor, Action.DRAFT_CONTRACT)
 
 
 def version_actions(version: ContractVersion, *, actor: Principal) -> VersionActions:
     """The sides ``actor`` may still sign ``version`` for, and whether they may activate
     it (both sides signed, not active, an admin)."""
-    sign: list[Role] = []
-    if version.status in ("draft", "approved") and _may(actor, Action.SIGN_CONTRACT):
-        for side in ROLES:
-            if side in version.approvals:
-                continue
-            try:
-                check_signer(actor, side)
-            except Forbidden:
-                continue
-            sign.append(side)
+    sign = signable_sides(actor, version.status, version.approvals, Action.SIGN_CONTRACT)
     signed = set(version.approvals) == set(ROLES)
     activate = (
         signed
         and version.status in ("approved", "superseded")
-        and _may(actor, Action.ACTIVATE_CONTRACT)
+        and may(actor, Action.ACTIVATE_CONTRACT)
     )
-    return VersionActions(sign=tuple(sign), activate=activate)
+    return VersionActions(sign=sign, activate=activate)
+
+
+def _check_model_exists(connection: Connection, spec: HandoffContract) -> None:
+    """A draft's ``scoring.predicted.model`` must name a stored model version."""
+    component = spec.scoring.predicted
+    if component is None:
+        return
+    found = connection.execute(
+        select(lead_models.c.id).where(lead_models.c.version == component.model)
+    ).first()
+    if found is None:
+        raise ValidationFailed(
+            "the contract names a model that does not exist",
+            [
+                FieldProblem(
+                    "scoring.predicted.model",
+                    f"model version {component.model} does not exist; see baton model list",
+                )
+            ],
+        )
+
+
+def _check_model_signed(connection: Connection, version: int, spec: HandoffContract) -> None:
+    """A contract activated with a ``predicted`` component needs its model signed by
+    both teams (a model changes who is handed off): approved, active, or superseded
+    after both had signed."""
+    component = spec.scoring.predicted
+    if component is None:
+        return
+    model = connection.execute(
+        select(lead_models.c.id, lead_models.c.status).where(
+            lead_models.c.version == component.model
+        )
+    ).first()
+    if model is None:
+        raise Conflict(
+            f"version {version} uses model v{component.model}, which does not exist; "
+            "see baton model list"
+        )
+    sides = set(
+        connection.execute(
+            select(lead_model_approvals.c.role).where(lead_model_approvals.c.model_id == model[0])
+        ).scalars()
+    )
+    missing = [side for side in ROLES if side not in sides]
+    if missing or model[1] not in ("approved", "active", "superseded"):
+        state = f"not signed by {' and '.join(missing)}" if missing else str(model[1])
+        raise Conflict(
+            f"version {version} uses model v{component.model}, which is {state}: both "
+            "teams sign a model before a contract may use it (baton model approve)"
+        )
 
 
 def create_contract(ctx: Context, body: str, *, actor: Principal) -> ContractVersion:
@@ -191,6 +216,7 @@ def create_contract(ctx: Context, body: str, *, actor: Principal) -> ContractVer
     spec = check_contract(body)
     now = ctx.clock.now()
     with ctx.write() as connection:
+        _check_model_exists(connection, spec)
         latest = connection.execute(select(func.max(contracts.c.version))).scalar()
         version = (latest or 0) + 1
         connection.execute(
@@ -214,8 +240,7 @@ def approve_contract(
     ``sales_manager`` for sales, and the two sides need two different people (the same
     user id, or for the local operator the same name, cannot sign both); an admin
     never signs. A version signed by both is ``approved`` and can be activated."""
-    if role not in ROLES:
-        raise ValidationFailed("unknown role", [FieldProblem("role", "marketing or sales")])
+    check_role(role)
     allowed(actor, Action.SIGN_CONTRACT)
     check_signer(actor, role)
     now = ctx.clock.now()
@@ -224,26 +249,17 @@ def approve_contract(
         if row["status"] not in ("draft", "approved"):
             raise Conflict(f"version {version} is {row['status']}; only drafts are signed")
         signatures = _signatures(connection, row["id"])
-        if role in signatures:
-            raise Conflict(
-                f"version {version} is already approved for {role} by {signatures[role][0]}"
-            )
-        other = signatures.get("sales" if role == "marketing" else "marketing")
-        if other is not None and _same_signer(actor, *other):
-            raise Conflict(
-                f"{actor.name} already signed for the other side; marketing and sales need "
-                "two different approvers"
-            )
-        connection.execute(
-            insert(contract_approvals).values(
-                contract_id=row["id"],
-                role=role,
-                approver=actor.name,
-                actor_user_id=actor.user_id,
-                approved_at=now,
-            )
+        check_new_signature(actor, role, signatures, subject=f"version {version}")
+        add_signature_in(
+            connection,
+            contract_approvals,
+            "contract_id",
+            row["id"],
+            role=role,
+            actor=actor,
+            now=now,
         )
-        approvals = {side: name for side, (name, _) in signatures.items()}
+        approvals = approvals_of(signatures)
         approvals[role] = actor.name
         if set(approvals) == set(ROLES):
             connection.execute(
@@ -311,6 +327,7 @@ def activate_contract(
                 f"version {version} is {row['status']}: it needs approval by "
                 f"{' and '.join(missing) or 'both sides'} before activation"
             )
+        _check_model_signed(connection, version, rules_of(row["spec"]))
         previous = connection.execute(
             select(contracts.c.version).where(contracts.c.status == "active").with_for_update()
         ).scalar()

@@ -6,7 +6,9 @@ another: *timers* (due SLA steps, then the queue, in small batches, alternating)
 *intake fetch* (intake items whose webhook carried only ids, read from Meta or HubSpot:
 :mod:`baton.services.intake_fetch`), *nurture* (due nurture steps written to the outbox,
 throttled: :mod:`baton.services.nurture_send`), *webhooks*, *email* and *chat* (Slack and Teams;
-one :class:`~baton.services.delivery.Courier` each). A mail server that is down or
+one :class:`~baton.services.delivery.Courier` each), and with ``BATON_RETRAIN_MODEL_DAYS``
+a seventh, *model retraining* (a draft scoring model like the active one, checked hourly:
+:func:`baton.services.models.retrain_if_due`). A mail server that is down or
 slow therefore never delays an SLA step, a queued handoff's assignment, a fetch, a
 webhook or a chat message.
 
@@ -66,6 +68,8 @@ BATCH = 50
 """Handoffs the timer lane handles per pass of each kind (steps, then the queue)."""
 BACKOFF_FIRST = 1.0
 BACKOFF_MOST = 30.0
+RETRAIN_IDLE_SECONDS = 3600.0
+"""How often the retraining lane checks whether a retraining is due."""
 
 
 @dataclass
@@ -80,11 +84,19 @@ class TickReport:
     """Intake items read from their platform (done, failed or rescheduled)."""
     nurtured: int = 0
     """Nurture enrollments handled: a step planned or skipped, or the enrollment ended."""
+    retrained: int = 0
+    """Draft scoring models trained by the scheduled retraining (never activated)."""
 
     @property
     def busy(self) -> bool:
         return bool(
-            self.steps or self.assigned or self.sent or self.failed or self.fetched or self.nurtured
+            self.steps
+            or self.assigned
+            or self.sent
+            or self.failed
+            or self.fetched
+            or self.nurtured
+            or self.retrained
         )
 
 
@@ -333,6 +345,11 @@ def tick(
         fetcher.close()
     report.steps = run_due_steps(ctx)
     report.assigned = assign_queued(ctx)
+    if ctx.settings.retrain_model_days:
+        try:
+            report.retrained = retrain_models(ctx).retrained
+        except Exception:  # a failed retraining never stops the pass
+            log.exception("model retraining: the pass failed")
     while True:  # every due nurture step the throttle lets through
         nurtured = send_nurture(ctx).nurtured
         report.nurtured += nurtured
@@ -376,6 +393,15 @@ def send_nurture(ctx: Context) -> TickReport:
 
     done = run_nurture(ctx)
     return TickReport(nurtured=done.planned + done.skipped + done.exited)
+
+
+def retrain_models(ctx: Context) -> TickReport:
+    """The retraining lane's pass (``BATON_RETRAIN_MODEL_DAYS``): a draft scoring model
+    like the active one when it is due (:func:`baton.services.models.retrain_if_due`);
+    never an active one."""
+    from baton.services.models import retrain_if_due
+
+    return TickReport(retrained=int(retrain_if_due(ctx) is not None))
 
 
 def deliver(courier: Courier) -> TickReport:
@@ -466,6 +492,16 @@ class Worker:
                 for channel, courier in self.couriers.items()
             ),
         ]
+        if self.ctx.settings.retrain_model_days:
+            # Checked hourly: a retraining is due after days, and the check counts outcomes.
+            self.lanes.append(
+                Lane(
+                    "model retraining",
+                    lambda: retrain_models(self.ctx),
+                    RETRAIN_IDLE_SECONDS,
+                    self.on_pass,
+                )
+            )
 
     def run(self, stop: threading.Event) -> None:
         """Run every lane until ``stop`` is set; returns when they have all ended."""

@@ -823,7 +823,7 @@ lead_models = Table(
     Column("version", Id, nullable=False, unique=True),
     Column("name", String(200), nullable=False),
     Column("kind", String(40), nullable=False),
-    Column("target", String(20), nullable=False),
+    Column("target", String(120), nullable=False),
     Column("status", String(20), nullable=False, index=True),
     Column("features", Json, nullable=False),
     Column("artifact", LargeBinary, nullable=False),

@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("version", Id, nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("kind", sa.String(length=40), nullable=False),
-        sa.Column("target", sa.String(length=20), nullable=False),
+        sa.Column("target", sa.String(length=120), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("features", Json, nullable=False),
         sa.Column("artifact", sa.LargeBinary(), nullable=False),
