@@ -371,13 +371,14 @@ class MqlGapPublic(BaseModel):
 
     model_config = {"json_schema_extra": {"examples": [MQL_GAPS_EXAMPLE[0]]}}
 
-    kind: Literal["cooldown", "field", "prep", "grade", "score"] = Field(
+    kind: Literal["cooldown", "field", "prep", "grade", "probability", "score"] = Field(
         description="cooldown (recycled, waiting), field (a required field is missing), prep "
-        "(a required prep item is not ticked), grade (below min_grade), score (below the "
-        "threshold)"
+        "(a required prep item is not ticked), grade (below min_grade), probability (the "
+        "learned model's probability below mql.min_probability), score (below the threshold)"
     )
     item: str = Field(
-        description="The field, the prep item's id, min_grade, threshold, recycle_cooldown_days"
+        description="The field, the prep item's id, min_grade, min_probability, threshold, "
+        "recycle_cooldown_days"
     )
     label: str = Field(description="The condition in words (a prep item's label)")
     points: float | None = Field(None, description="score: points missing to the threshold")
@@ -393,11 +394,29 @@ MQL_GAPS_DESCRIPTION = (
 
 
 class ScoreHitPublic(BaseModel):
-    section: Literal["fit", "engagement"]
+    section: Literal["fit", "engagement", "predicted"] = Field(
+        description="predicted: the contract's learned model (weight × probability)"
+    )
     label: str
     points: float
     events: int
     capped: bool
+
+
+class PredictedReasonPublic(BaseModel):
+    """One feature's part in the learned model's probability for a lead."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{"feature": "source", "label": "source = webinar", "effect": 0.2113}]
+        }
+    }
+
+    feature: str = Field(description="The feature's name (source, events.page_view, ...)")
+    label: str = Field(description="The feature and its value in words")
+    effect: float = Field(
+        description="How much the probability drops without this feature (negative: rises)"
+    )
 
 
 class PacketScorePublic(BaseModel):
@@ -409,6 +428,15 @@ class PacketScorePublic(BaseModel):
     contract_version: int
     hits: list[ScoreHitPublic] = Field(description="Every rule that fired (they add up)")
     scored_at: datetime
+    probability: float | None = Field(
+        None, description="The contract's learned model's probability (null without one)"
+    )
+    reasons: list[PredictedReasonPublic] = Field(
+        default_factory=list, description="The features that moved that probability most"
+    )
+    model_problem: str | None = Field(
+        None, description="Why there is no probability although the contract names a model"
+    )
 
 
 class InterestPublic(BaseModel):

@@ -294,14 +294,17 @@ def event_types_needing_properties(contract: HandoffContract) -> set[str]:
     return {kind for kind, rules in _plan(contract).items() if any(r.rule.where for r in rules)}
 
 
-def _fold(plan: dict[str, list[_RulePlan]], state: EngagementState, event: Event) -> None:
+def _fold(plan: dict[str, list[_RulePlan]], state: EngagementState, event: Event) -> bool:
+    """Fold ``event`` into ``state`` in place; whether some rule counted it."""
     rules = plan.get(event.type)
     if not rules:
-        return
+        return False
     at = event.occurred_at.timestamp()
+    counted = False
     for item in rules:
         if item.rule.where and not event_matches(item.rule, event):
             continue
+        counted = True
         entry = state.get(item.key)
         if entry is None:
             state[item.key] = [item.points, at, 1.0]
@@ -314,6 +317,7 @@ def _fold(plan: dict[str, list[_RulePlan]], state: EngagementState, event: Event
         else:
             decay = 0.5 ** ((as_of - at) / half) if half else 1.0
             state[item.key] = [value + item.points * decay, as_of, count + 1]
+    return counted
 
 
 def add_event(
@@ -353,6 +357,52 @@ def engagement_hits(
         if points != 0:
             hits.append(RuleHit("engagement", index, _label(rule), points, int(count), capped))
     return hits
+
+
+def fold_event(contract: HandoffContract, state: EngagementState, event: Event) -> bool:
+    """:func:`add_event` in place (a backtest's hot loop): whether some rule counted it."""
+    return _fold(_plan(contract), state, event)
+
+
+_LIMITS: dict[int, tuple[HandoffContract, dict[str, tuple[float | None, float | None]]]] = {}
+
+
+def engagement_total(
+    contract: HandoffContract, state: Mapping[str, list[float]], now: datetime
+) -> float:
+    """``score_engagement(...).engagement`` without building the explanation (a
+    backtest's hot loop): the very decay, cap and rounding of :func:`engagement_hits`."""
+    cached = _LIMITS.get(id(contract))
+    if cached is None or cached[0] is not contract:
+        limits = {
+            str(index): (
+                rule.half_life_days * SECONDS_PER_DAY if rule.half_life_days else None,
+                None if rule.cap is None else float(rule.cap),
+            )
+            for index, rule in enumerate(contract.scoring.engagement)
+        }
+        if len(_LIMITS) > 256:
+            _LIMITS.clear()
+        cached = _LIMITS[id(contract)] = (contract, limits)
+    limits = cached[1]
+    at = now.timestamp()
+    points: list[float] = []
+    for key, entry in state.items():
+        limit = limits.get(key)
+        if limit is None:  # a rule this contract does not have (engagement_hits skips it)
+            continue
+        half, cap = limit
+        value = entry[0]
+        if half is not None:
+            seconds = at - entry[1]
+            if seconds > 0:
+                value = value * float(0.5 ** (seconds / half))
+        if cap is not None and abs(value) > cap:
+            value = math.copysign(cap, value)
+        rounded = round(value, 2)
+        if rounded != 0:
+            points.append(rounded)
+    return round(math.fsum(points), 2)
 
 
 def grade_for(contract: HandoffContract, fit: float) -> Grade:

@@ -9,13 +9,15 @@ The score of a lead lives in ``lead_scores`` with its engagement *state* (see
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from baton.domain.access import Action, Principal
 from baton.domain.contract import EngagementRule, HandoffContract
@@ -44,6 +46,11 @@ from baton.services.queries import chunks
 from baton.services.stages import change_stage_in
 from baton.store.bulk import find_by_keys, read_datetime, sqlite_datetime
 from baton.store.tables import activities, lead_prep, lead_scores, leads
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from baton.learn.model import LeadModel
 
 SCORED_COLUMNS = (
     leads.c.id,
@@ -149,10 +156,11 @@ def _write_scores(
     at: Any = now if postgres else sqlite_datetime(now)
     connection.exec_driver_sql(
         "INSERT INTO lead_scores (lead_id, contract_version, fit, engagement, total, grade,"
-        f" state, scored_at) VALUES ({', '.join([mark] * 8)})"
+        f" state, scored_at, probability) VALUES ({', '.join([mark] * 9)})"
         " ON CONFLICT (lead_id) DO UPDATE SET contract_version = excluded.contract_version,"
         " fit = excluded.fit, engagement = excluded.engagement, total = excluded.total,"
-        " grade = excluded.grade, state = excluded.state, scored_at = excluded.scored_at",
+        " grade = excluded.grade, state = excluded.state, scored_at = excluded.scored_at,"
+        " probability = excluded.probability",
         [
             (
                 lead_id,
@@ -163,10 +171,85 @@ def _write_scores(
                 cards[lead_id][0].grade,
                 json.dumps(cards[lead_id][1]),
                 at,
+                cards[lead_id][0].probability,
             )
             for lead_id in ids
         ],
     )
+
+
+@dataclass(frozen=True)
+class PredictedReason:
+    """One feature's part in the model's probability for a lead: ``effect`` is how
+    much the probability drops (positive) or rises (negative) without it."""
+
+    feature: str
+    label: str
+    effect: float
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The contract's model's probability for each lead scored (empty when the contract
+    has no ``predicted`` component), with the top reasons when asked for; ``problem``
+    says why there is none when the model could not be used (the leads are then scored
+    without the component)."""
+
+    probabilities: dict[int, float] = field(default_factory=dict)
+    reasons: dict[int, tuple[PredictedReason, ...]] = field(default_factory=dict)
+    problem: str | None = None
+
+
+def predictions_in(
+    connection: Connection,
+    contract: HandoffContract,
+    lead_ids: Sequence[int],
+    now: datetime,
+    *,
+    reasons: bool = False,
+) -> Predictions:
+    """Probabilities of ``lead_ids`` at ``now`` from the model ``scoring.predicted``
+    names: the features as of ``now`` (:func:`baton.services.model_store.feature_rows_in`)
+    scored in one call. A contract without the component loads nothing (the model code,
+    scikit-learn, is imported only here, on first use).
+
+    A model that cannot be loaded or used (a changed artifact fails its checksum, a
+    missing version) never stops scoring: the problem is logged and returned, and the
+    leads are scored without the component. Database errors are not swallowed."""
+    component = contract.scoring.predicted
+    if component is None or not lead_ids:
+        return Predictions()
+    from baton.services.model_store import feature_rows_in, load_model_in
+
+    try:
+        model: LeadModel = load_model_in(connection, component.model)
+        rows = feature_rows_in(
+            connection,
+            model.spec,
+            lead_ids,
+            now,
+            numeric_attributes=model.numeric_attributes,
+        )
+        ids = sorted(rows)
+        found = dict(zip(ids, model.probabilities([rows[i] for i in ids]), strict=True))
+        explained = (
+            {
+                i: tuple(
+                    PredictedReason(r.feature, r.label, r.effect)
+                    for r in model.reasons(rows[i])
+                )
+                for i in ids
+            }
+            if reasons
+            else {}
+        )
+    except DBAPIError:
+        raise
+    except Exception as exc:
+        problem = f"model v{component.model} could not be loaded ({exc}); scored without it"
+        log.warning("scoring: %s", problem)
+        return Predictions(problem=problem)
+    return Predictions(found, explained)
 
 
 def _apply_mql(
@@ -263,14 +346,23 @@ def score_leads_in(
                 ticks.setdefault(lead_id, set()).add(item)
     cards: dict[int, tuple[ScoreCard, Mapping[str, list[float]]]] = {}
     updates: list[ScoreUpdate] = []
+    # The model's probability moves with every event and field, so it is computed
+    # whenever a lead is scored (nothing is loaded without scoring.predicted).
+    predicted = predictions_in(
+        connection,
+        contract,
+        sorted(i for i, p in people.items() if p["merged_into_id"] is None),
+        now,
+    ).probabilities
     for lead_id, lead in people.items():
         if lead["merged_into_id"] is not None:
             continue
         stored = previous.get(lead_id)
         before = stored.total if stored else None
+        probability = predicted.get(lead_id)
         if stored is None or stored.version != version:
             state = engagement_state(contract, histories.get(lead_id, ()))
-            card = score(contract, lead, state, now)
+            card = score(contract, lead, state, now, probability=probability)
         else:
             state = stored.state
             for event in events.get(lead_id, ()):
@@ -278,9 +370,9 @@ def score_leads_in(
             if lead["updated_at"] < stored.scored_at:
                 # Fields unchanged since the last scoring: fit and grade stand and only
                 # engagement moves (this card then lists the engagement hits only).
-                card = score_engagement(contract, stored.fit, state, now)
+                card = score_engagement(contract, stored.fit, state, now, probability=probability)
             else:
-                card = score(contract, lead, state, now)
+                card = score(contract, lead, state, now, probability=probability)
         cards[lead_id] = (card, state)
         became, reason = _apply_mql(
             connection,
@@ -367,6 +459,9 @@ class ActivationReport:
     held_back: int = 0
     """Of ``became_mql``: leads whose qualifying moment is older than
     ``mql.live_within_days``, recorded as MQLs of the past with no live handoff."""
+    model_problem: str | None = None
+    """Why the contract's model gave no probabilities (it could not be loaded): the
+    leads were scored without the predicted component."""
 
 
 def rescore_all(
@@ -439,12 +534,24 @@ def rescore_all(
             ):
                 stored[lead_id] = (scored_version, state)
             now = ctx.clock.now()
+            # One feature read and one model call per chunk (nothing without
+            # scoring.predicted); the previous version's model only when it had one.
+            predictions = predictions_in(connection, contract, ids, now)
+            if predictions.problem is not None:
+                report.model_problem = predictions.problem
+            old_predicted: dict[int, float] | None = None
             cards: dict[int, tuple[ScoreCard, Mapping[str, list[float]]]] = {}
             handed: list[tuple[int, str]] = []
             for row in people:
                 lead = dict(row)
                 state = states.get(lead["id"], {})
-                card = score(contract, lead, state, now)
+                card = score(
+                    contract,
+                    lead,
+                    state,
+                    now,
+                    probability=predictions.probabilities.get(lead["id"]),
+                )
                 cards[lead["id"]] = (card, state)
                 if previous is not None and report.previous is not None:
                     old_version, old_state = stored.get(lead["id"], (-1, {}))
@@ -452,7 +559,15 @@ def rescore_all(
                         if old_states is None:
                             old_states = engagement_states(connection, previous, ids[0], ids[-1])
                         old_state = old_states.get(lead["id"], {})
-                    old_total = score(previous, lead, old_state, now).total
+                    if old_predicted is None:
+                        old_predicted = predictions_in(connection, previous, ids, now).probabilities
+                    old_total = score(
+                        previous,
+                        lead,
+                        old_state,
+                        now,
+                        probability=old_predicted.get(lead["id"]),
+                    ).total
                     was_over = old_total >= previous.mql.threshold
                 else:
                     was_over = False
@@ -667,6 +782,13 @@ class LeadScore:
     mql_gaps: tuple[MqlGap, ...] = ()
     """What stands between the lead and the MQL rule on score now (empty: the rule
     is met); see :func:`baton.domain.scoring.mql_gaps`."""
+    probability: float | None = None
+    """The contract's model's probability now (``None`` without ``scoring.predicted``,
+    or when the model could not be loaded: see ``model_problem``)."""
+    reasons: tuple[PredictedReason, ...] = ()
+    """The features that moved that probability most (three at most)."""
+    model_problem: str | None = None
+    """Why there is no probability although the contract has a model."""
 
 
 def lead_score(ctx: Context, lead_id: int, *, actor: Principal) -> LeadScore:
@@ -699,8 +821,10 @@ def lead_score(ctx: Context, lead_id: int, *, actor: Principal) -> LeadScore:
                 select(lead_prep.c.item).where(lead_prep.c.lead_id == lead_id)
             ).scalars()
         )
-    now = ctx.clock.now()
-    card = score(contract, dict(lead), state, now)
+        now = ctx.clock.now()
+        predictions = predictions_in(connection, contract, [lead_id], now, reasons=True)
+    probability = predictions.probabilities.get(lead_id)
+    card = score(contract, dict(lead), state, now, probability=probability)
     gaps = mql_gaps(
         contract,
         card=card,
@@ -720,4 +844,7 @@ def lead_score(ctx: Context, lead_id: int, *, actor: Principal) -> LeadScore:
         hits=card.hits,
         scored_at=now,
         mql_gaps=tuple(gaps),
+        probability=card.probability,
+        reasons=predictions.reasons.get(lead_id, ()),
+        model_problem=predictions.problem,
     )

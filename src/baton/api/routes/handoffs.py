@@ -35,6 +35,7 @@ from baton.api.schemas import (
     PacketPublic,
     PacketScorePublic,
     PacketTimesPublic,
+    PredictedReasonPublic,
     QualifyCreate,
     ReassignCreate,
     RejectCreate,
@@ -260,6 +261,9 @@ def _packet_public(packet: HandoffPacket) -> PacketPublic:
                 for h in score.hits
             ],
             scored_at=score.scored_at,
+            probability=score.probability,
+            reasons=[PredictedReasonPublic.model_validate(asdict(r)) for r in score.reasons],
+            model_problem=score.model_problem,
         ),
         attribution=packet.attribution,
         interests=[InterestPublic.model_validate(asdict(i)) for i in packet.interests],

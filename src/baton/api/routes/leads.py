@@ -29,6 +29,7 @@ from baton.api.schemas import (
     MqlGapPublic,
     NoteCreate,
     NotePublic,
+    PredictedReasonPublic,
     TagCreate,
     TagsPublic,
     TimelineItemPublic,
@@ -249,7 +250,9 @@ def merge(ctx: Ctx, actor: Actor, lead_id: LeadId, body: MergeCreate) -> MergePu
 
 
 class RuleHitPublic(BaseModel):
-    section: Literal["fit", "engagement"]
+    section: Literal["fit", "engagement", "predicted"] = Field(
+        description="predicted: the contract's learned model (weight × probability)"
+    )
     label: str
     points: float
     events: int = Field(description="Events that fed an engagement rule")
@@ -289,7 +292,67 @@ class LeadScorePublic(BaseModel):
                     ],
                     "scored_at": "2026-03-02T09:00:00Z",
                     "mql_gaps": MQL_GAPS_EXAMPLE,
-                }
+                    "probability": None,
+                    "reasons": [],
+                    "model_problem": None,
+                },
+                {
+                    "lead_id": 43,
+                    "contract_version": 4,
+                    "fit": 20.0,
+                    "engagement": 10.0,
+                    "total": 48.2,
+                    "grade": "B",
+                    "threshold": 60,
+                    "explanation": [
+                        {
+                            "section": "fit",
+                            "label": "Analyst or manager title",
+                            "points": 20.0,
+                            "events": 0,
+                            "capped": False,
+                        },
+                        {
+                            "section": "engagement",
+                            "label": "Pricing page",
+                            "points": 10.0,
+                            "events": 1,
+                            "capped": False,
+                        },
+                        {
+                            "section": "predicted",
+                            "label": "Predicted by model v2 (61%)",
+                            "points": 18.2,
+                            "events": 0,
+                            "capped": False,
+                        },
+                    ],
+                    "scored_at": "2026-03-02T09:00:00Z",
+                    "mql_gaps": [
+                        {
+                            "kind": "score",
+                            "item": "threshold",
+                            "label": "11.8 points short of the threshold 60",
+                            "points": 11.8,
+                            "until": None,
+                        }
+                    ],
+                    "probability": 0.6067,
+                    "reasons": [
+                        {"feature": "source", "label": "source = webinar", "effect": 0.2113},
+                        {
+                            "feature": "title.executive",
+                            "label": "title says executive",
+                            "effect": 0.1402,
+                        },
+                        {
+                            "feature": "email.free_mail",
+                            "label": "free mail email",
+                            "effect": -0.0871,
+                        },
+                    ],
+                    "model_problem": None,
+                },
             ]
         }
     }
@@ -304,6 +367,19 @@ class LeadScorePublic(BaseModel):
     explanation: list[RuleHitPublic]
     scored_at: datetime
     mql_gaps: list[MqlGapPublic] = Field(description=MQL_GAPS_DESCRIPTION)
+    probability: float | None = Field(
+        None,
+        description="The contract's learned model's probability for the lead now (null "
+        "without scoring.predicted, or when the model could not be loaded)",
+    )
+    reasons: list[PredictedReasonPublic] = Field(
+        default_factory=list, description="The features that moved that probability most"
+    )
+    model_problem: str | None = Field(
+        None,
+        description="Why there is no probability although the contract names a model (the "
+        "lead is then scored without the predicted component)",
+    )
 
 
 class PrepItemPublic(BaseModel):
@@ -340,6 +416,9 @@ def lead_score(ctx: Ctx, actor: Actor, lead_id: LeadId) -> LeadScorePublic:
         ],
         scored_at=result.scored_at,
         mql_gaps=[MqlGapPublic.model_validate(asdict(g)) for g in result.mql_gaps],
+        probability=result.probability,
+        reasons=[PredictedReasonPublic.model_validate(asdict(r)) for r in result.reasons],
+        model_problem=result.model_problem,
     )
 
 
