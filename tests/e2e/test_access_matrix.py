@@ -319,6 +319,13 @@ def intake_request(f: Floor) -> dict[str, Any]:
     return {"request_id": receive(f.ctx, name, delivery).request_id}
 
 
+def model_draft(f: Floor) -> dict[str, Any]:
+    """A fresh draft scoring model (tests/model_helpers.py)."""
+    from tests.model_helpers import store_tiny_model
+
+    return {"version": store_tiny_model(f.ctx, kind="naive_bayes", status="draft")}
+
+
 CHAT_URL = "https://hooks.slack.com/services/T0/B0/matrixmatrixmatrix"
 PERIOD = {"from": "2026-01-01", "to": "2026-04-01"}
 
@@ -418,6 +425,16 @@ TABLE: dict[str, Case] = {
     ),
     "activate_contract": Case(ADMIN, ids=lambda f: {"version": f.version}),
     "diff_contracts": Case(EVERYONE, ids=lambda f: {"version": f.draft}, query={"against": "1"}),
+    "suggest_contract": Case(MARKETING, body=lambda f: {"target": "won"}),
+    "list_models": Case(REPORTS),
+    "train_model": Case(MARKETING, body=lambda f: {"kind": "naive_bayes"}),  # 422: no history
+    "get_model": Case(REPORTS, ids=model_draft),
+    "approve_model": Case(SIGNERS, ids=model_draft, body=lambda f: {"role": "marketing"}),
+    "activate_model": Case(ADMIN, ids=model_draft),  # 409 for the admin: not signed
+    "backtest_contract": Case(REPORTS, body=lambda f: {"draft": EXAMPLE.read_text()}),
+    "plan_capacity": Case(
+        REPORTS, body=lambda f: {"rates": ["Mon-Fri 09-17=2"], "reps": 2, "runs": 1}
+    ),
     "list_teams": Case(EVERYONE),
     "create_team": Case(ADMIN, body=lambda f: {"name": f"team{f.lead()}"}),
     "create_rep": Case(

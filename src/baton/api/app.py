@@ -12,6 +12,7 @@ from baton.api.cors import IntakeCors
 from baton.api.routes import (
     activities,
     auth,
+    backtest,
     calls,
     channels,
     contracts,
@@ -22,12 +23,15 @@ from baton.api.routes import (
     intake,
     lead_search,
     leads,
+    models,
     nurture,
     nurture_links,
     outbox,
     person,
+    plan,
     reports,
     reps,
+    suggest,
     team,
     users,
     webhooks,
@@ -154,6 +158,11 @@ def create_app(context: Context | None = None) -> FastAPI:
             {"name": "activities", "description": "Engagement events, single and batch."},
             {"name": "duplicates", "description": "Possible duplicates awaiting review."},
             {"name": "contracts", "description": "The handoff contract: versions, signatures."},
+            {
+                "name": "models",
+                "description": "Learned scoring models: train on the recorded outcomes, "
+                "evaluation, signatures, activation.",
+            },
             {"name": "reps", "description": "Teams, reps, out-of-office periods, accounts."},
             {
                 "name": "handoffs",
@@ -204,7 +213,10 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(activities.router)
     app.include_router(calls.router)
     app.include_router(duplicates.router)
+    app.include_router(suggest.router)  # before contracts: /suggest is no version
+    app.include_router(backtest.router)  # before contracts, like /suggest
     app.include_router(contracts.router)
+    app.include_router(models.router)
     app.include_router(reps.router)
     app.include_router(handoffs.router)
     app.include_router(team.router)
@@ -213,6 +225,7 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(outbox.router)
     app.include_router(person.router)
     app.include_router(reports.router)
+    app.include_router(plan.router)
     app.include_router(exports.router)
     app.include_router(intake.router)
     app.include_router(hooks.router)

@@ -24,9 +24,11 @@ from baton.cli.handoffs import handoff_app
 from baton.cli.imports import import_app
 from baton.cli.inbound import inbound_app
 from baton.cli.intake import endpoints_app
+from baton.cli.models import model_app
 from baton.cli.nurture import nurture_app
 from baton.cli.outbox import outbox_app
 from baton.cli.person import person_app
+from baton.cli.plan import plan_app
 from baton.cli.reports import report_app
 from baton.cli.reps import account_app, rep_app, team_app
 from baton.cli.server import server_app
@@ -49,6 +51,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 app.add_typer(duplicates_app, name="duplicates")
 app.add_typer(contract_app, name="contract")
+app.add_typer(model_app, name="model")
 app.add_typer(team_app, name="team")
 app.add_typer(rep_app, name="rep")
 app.add_typer(account_app, name="account")
@@ -63,6 +66,7 @@ app.add_typer(intake_app, name="intake-key")
 app.add_typer(endpoints_app, name="intake")
 app.add_typer(person_app, name="person")
 app.add_typer(nurture_app, name="nurture")
+app.add_typer(plan_app, name="plan")
 
 
 def _version(value: bool) -> None:

@@ -172,3 +172,145 @@ def contract_diff(old: int, new: int) -> None:
     for change in changes:
         table.add_row(change.section, change.text)
     console.print(table)
+
+
+@contract_app.command("suggest")
+def contract_suggest(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="A contract file to start from (default: the active version).",
+        ),
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option(help="A stored version to start from instead.")
+    ] = None,
+    target: Annotated[
+        str,
+        typer.Option(
+            help="The outcome: won, accepted (sales' verdicts) or attributes.KEY (an "
+            "imported outcome column such as attributes.converted)."
+        ),
+    ] = "won",
+    save: Annotated[bool, typer.Option("--save", help="Store it as a draft version.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the suggested YAML to OUT.")] = None,
+    actor: ActorOption = "cli",
+) -> None:
+    """Suggest points for the contract's EXISTING rules from the history's outcomes (a
+    logistic regression, rounded to whole points on the contract's own range), with a
+    threshold keeping today's MQL volume. Prints old vs suggested points per rule and
+    the rules the data calls worthless or wrong-signed; the YAML goes to --out, is
+    stored as a draft with --save, or is printed."""
+    from baton.learn.suggest import describe
+    from baton.services.contract_suggest import suggest_contract
+
+    if file is not None and version is not None:
+        raise fail("give a contract FILE or --version, not both")
+    body = None
+    if file is not None:
+        try:
+            body = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise fail(f"{file} is not UTF-8 text") from None
+    with context() as ctx, progress() as bar:
+        task = bar.add_task("Reading the history", total=None)
+
+        def advance(step: str, done: int, total: int) -> None:
+            bar.update(task, description=step, completed=done, total=total)
+
+        result = suggest_contract(
+            ctx,
+            actor=operator(actor),
+            target=target,
+            version=version,
+            body=body,
+            save=save,
+            progress=advance,
+        )
+    s = result.suggestion
+    table = Table(title=f"Suggested points for {result.source} ({s.examples:,} outcomes)")
+    for column in ("section", "rule", "leads", "was", "suggested", "note"):
+        right = column in ("leads", "was", "suggested")
+        table.add_column(column, justify="right" if right else "left")
+    for rule in s.rules:
+        note = "worthless" if rule.worthless and rule.old else ""
+        note = "wrong sign" if rule.wrong_sign else note
+        table.add_row(
+            rule.section, rule.label, f"{rule.support:,}", str(rule.old), str(rule.suggested), note
+        )
+    console.print(table)
+    found = describe(s.rules)
+    auc = (
+        f"ROC AUC on this history: {s.old_roc_auc} as written, {s.new_roc_auc} suggested; "
+        if s.old_roc_auc is not None and s.new_roc_auc is not None
+        else ""
+    )
+    console.print(
+        f"{auc}{len(found['worthless'])} rule(s) worthless, {len(found['wrong_sign'])} "
+        f"wrong-signed. MQL threshold {s.old_threshold} -> {s.volume.threshold} keeps the "
+        f"volume ({s.old_choice.handed_off:,} -> {s.volume.handed_off:,} leads); the best F1 "
+        f"({s.best_f1.f1}) would be at {s.best_f1.threshold}.",
+        highlight=False,
+    )
+    if out is not None:
+        out.write_text(result.body, encoding="utf-8")
+        console.print(f"suggested contract written to {out}")
+    if result.saved is not None:
+        console.print(
+            f"draft version [bold]{result.saved.version}[/] stored; compare it with "
+            "`baton contract backtest` and sign it like any other"
+        )
+    if out is None and result.saved is None:
+        console.print(result.body, markup=False, highlight=False, soft_wrap=True)
+
+
+@contract_app.command("backtest")
+def contract_backtest(
+    file: ContractFile,
+    against: Annotated[
+        int | None,
+        typer.Option("--against", min=1, help="Stored version to compare with (default: active)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    weeks: Annotated[int, typer.Option("--weeks", min=1, help="Weeks shown (the last N).")] = 12,
+    actor: ActorOption = "cli",
+) -> None:
+    """Replay the recorded history through FILE (a draft) and the active version (or
+    --against VERSION): MQLs, speed, what sales did with them, missed winners,
+    precision/recall/ROC AUC against won, and a threshold sweep. Changes nothing."""
+    import json
+
+    from baton.domain.errors import ValidationFailed
+    from baton.services.backtest import backtest_contract
+
+    try:
+        body = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise fail(f"{file} is not UTF-8 text") from None
+    with context() as ctx:
+        try:
+            if as_json:
+                report = backtest_contract(ctx, body, against=against, actor=operator(actor))
+            else:
+                with progress() as bar:
+                    task = bar.add_task("Replaying leads", total=None)
+
+                    def advance(done: int, total: int) -> None:
+                        bar.update(task, completed=done, total=total)
+
+                    report = backtest_contract(
+                        ctx, body, against=against, actor=operator(actor), progress=advance
+                    )
+        except ValidationFailed as exc:
+            for problem in exc.problems:
+                errors.print(f"[red]✗[/] {problem.loc}: {problem.message}", highlight=False)
+            raise
+    if as_json:
+        console.print_json(json.dumps(report.to_json()))
+        return
+    from baton.cli._backtest import show
+
+    show(report, weeks=weeks)

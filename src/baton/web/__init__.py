@@ -27,12 +27,14 @@ from baton.web import deps
 from baton.web.pages import (
     admin,
     auth,
+    backtest,
     contract,
     dashboard,
     home,
     inbox,
     intake,
     leads,
+    models,
     packet,
     settings,
     team,
@@ -48,6 +50,8 @@ ROUTERS = [
     team.router,
     admin.router,
     intake.router,
+    models.router,
+    backtest.router,
     contract.router,
     settings.router,
 ]
