@@ -125,7 +125,7 @@ def capacity(
     )
     with work(NAMES) as ctx:
         if target is None:
-            plan = plan_capacity(ctx, request, actor=LOCAL)
+            plan = plan_capacity(ctx, request, actor=LOCAL, max_search_arrivals=None)
         else:
             with progress() as bar:
                 task = bar.add_task("searching reps", total=None)
@@ -137,7 +137,9 @@ def capacity(
                         description=f"searching reps: +{added}, {share:.0%} in time",
                     )
 
-                plan = plan_capacity(ctx, request, actor=LOCAL, progress=step)
+                plan = plan_capacity(
+                    ctx, request, actor=LOCAL, progress=step, max_search_arrivals=None
+                )
     if output is PlanFormat.json:
         say(json.dumps(plan_json(plan), indent=2))
         return

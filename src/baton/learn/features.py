@@ -16,6 +16,7 @@ missing), a number is a number. Names read like the contract's fields
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +60,35 @@ NEVER_FEATURES: frozenset[str] = frozenset(
 )
 """Never features: outcomes (they are the label) and identities (a model that learns
 a name learns nothing it can use on the next lead)."""
+
+IDENTITY_WORDS: frozenset[str] = frozenset(
+    {"email", "phone", "telephone", "fax", "address", "ip", "ssn", "passport", "password"}
+    | {"secret", "token", "birthday", "dob", "linkedin"}
+)
+"""Words that make an attribute key an identity (``contact_email``, ``Phone Number``,
+``ip_address``), unless it is a consent flag (``Do Not Email``)."""
+
+NAME_KEYS: frozenset[str] = frozenset(
+    {"name", "first_name", "last_name", "full_name", "contact_name", "lead_name"}
+    | {"person_name", "surname", "given_name", "family_name", "firstname", "lastname"}
+    | {"fullname", "mobile", "mobile_number", "email_id"}
+)
+CONSENT_WORDS: frozenset[str] = frozenset({"do", "not", "no", "opt", "optin", "optout", "consent"})
+
+EMAIL_VALUE = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}")
+"""A value that holds an email address is never a feature value, whatever its key."""
+
+
+def is_identity(key: str) -> bool:
+    """Whether an attribute key names a person's identity or contact data: never a
+    feature, whatever the history looks like, so neither a model's top features nor a
+    score explanation can show one lead's personal data to another reader."""
+    words = [w for w in re.split(r"[^a-z0-9]+", key.lower()) if w]
+    snake = "_".join(words)
+    if snake in NEVER_FEATURES or snake in NAME_KEYS:
+        return True
+    return any(w in IDENTITY_WORDS for w in words) and not any(w in CONSENT_WORDS for w in words)
+
 
 BLANKS: frozenset[str] = frozenset({"", "select", "n/a", "na", "none", "null", "-", "nan"})
 """Category values that mean "not given" (X Education's forms say "Select")."""
@@ -111,7 +141,11 @@ class FeatureSpec:
 
     def used_attributes(self) -> tuple[str, ...]:
         gone = set(self.exclude)
-        return tuple(a for a in self.attributes if f"attributes.{a}" not in gone and a not in gone)
+        return tuple(
+            a
+            for a in self.attributes
+            if f"attributes.{a}" not in gone and a not in gone and not is_identity(a)
+        )
 
     def used_event_types(self) -> tuple[str, ...]:
         gone = set(self.exclude)
@@ -161,7 +195,8 @@ def _title_words(title: Any) -> list[str]:
 def _value(raw: Any, *, numeric: bool) -> FeatureValue | None:
     if numeric:
         return number(raw)
-    return category(raw)
+    found = category(raw)
+    return None if found is not None and EMAIL_VALUE.search(found) else found
 
 
 @dataclass

@@ -19,6 +19,7 @@ one class only, rather than returning a model that scores everyone the same.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import math
 import pickle
@@ -182,11 +183,12 @@ class LeadModel:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, sha256: str | None = None) -> LeadModel:
-        """Load bytes made by :meth:`to_bytes`. With ``sha256`` (stored beside the
-        bytes when they were saved), bytes that were changed since are refused before
-        they are unpickled: a model is loaded only as Baton wrote it."""
-        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+    def from_bytes(cls, data: bytes, *, sha256: str) -> LeadModel:
+        """Load bytes made by :meth:`to_bytes`. ``sha256`` (stored beside the bytes
+        when they were saved) is required: bytes that were changed since are refused
+        before they are unpickled, so a model is loaded only as Baton wrote it. Never
+        call this on bytes from a user: unpickling runs code."""
+        if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), sha256):
             raise ModelFileError("the model's bytes do not match their checksum")
         head, _, body = data.partition(b"\n")
         if head != FORMAT.encode():

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -34,6 +34,12 @@ from baton.store.tables import handoffs, lead_scores, leads, transitions
 
 MAX_ARRIVALS = 200_000
 """At most this many simulated MQLs per plan (rates × weeks simulated × runs)."""
+
+MAX_SEARCH_ARRIVALS = 1_000_000
+"""On the API, at most this many simulated MQLs over a whole search, counted at its
+worst (every rep up to ``max_added`` tried on every shift and seat; about a minute on
+two busy cores): the plan runs on the request's thread, so a search that could take
+many minutes is refused up front. The CLI, in its own process, is not bound."""
 
 DELAY_SAMPLES = 5_000
 """The rep delay (work per lead) is the median of this many recent touched handoffs."""
@@ -62,19 +68,27 @@ class CapacityRequest(BaseModel):
                     "minutes_per_lead": 10,
                     "within": 5,
                     "target": 0.9,
+                    "runs": 1,
+                    "max_added": 10,
                 }
             ]
         },
     }
 
     weeks: int = Field(8, ge=1, le=104, description="Weeks of MQL history to read")
-    rates: list[str] | None = Field(
-        None, description="Arrival rates per hour of week, e.g. 'Mon-Fri 09-17=6'"
+    rates: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        None,
+        max_length=168,
+        description="Arrival rates per hour of week, e.g. 'Mon-Fri 09-17=6'",
     )
-    rates_csv: str | None = Field(None, description="168 rates, one row per hour of the week")
+    rates_csv: str | None = Field(
+        None, max_length=20_000, description="168 rates, one row per hour of the week"
+    )
     reps: int | None = Field(None, ge=0, le=1000, description="Hypothetical reps")
-    hours: str = Field("Mon-Fri 09-17", description="The hypothetical reps' hours")
-    timezone: str = Field("UTC", description="IANA zone of rates, hours and the table")
+    hours: str = Field("Mon-Fri 09-17", max_length=500, description="The hypothetical reps' hours")
+    timezone: str = Field(
+        "UTC", max_length=64, description="IANA zone of rates, hours and the table"
+    )
     capacity: int = Field(20, ge=1, le=10_000, description="Max open handoffs of a new rep")
     minutes_per_lead: float | None = Field(
         None, gt=0, le=1440, description="Work per lead; default from history, else 10"
@@ -219,9 +233,12 @@ def plan_capacity(
     *,
     actor: Principal,
     progress: Callable[[int, float], None] | None = None,
+    max_search_arrivals: int | None = MAX_SEARCH_ARRIVALS,
 ) -> CapacityPlan:
     """Simulate the week(s) ahead with the real routing and SLA code; with a target,
-    search the reps to add. ``progress(added, share)`` is told each search step."""
+    search the reps to add. ``progress(added, share)`` is told each search step. A
+    search that could simulate more than ``max_search_arrivals`` MQLs is refused
+    (None: no bound)."""
     allowed(actor, Action.PLAN_CAPACITY)
     try:
         Schedule(request.timezone, WorkingHours.always())
@@ -323,6 +340,15 @@ def plan_capacity(
                 "target",
                 "the contract's routing pools name their reps one by one, so an added rep "
                 "would get no lead: search with hypothetical reps (--reps 0 --target ...)",
+            )
+        worst = expected * (1 + request.max_added * max(len(shifts) * len(seats), 1))
+        if max_search_arrivals is not None and worst > max_search_arrivals:
+            raise _refuse(
+                "max_added",
+                f"the search could simulate {worst:,.0f} MQLs ({expected:,.0f} per try × up "
+                f"to {request.max_added} reps × {len(shifts) * len(seats)} shifts and seats), "
+                f"more than {max_search_arrivals:,} on the server: lower max_added, the runs "
+                "or the weeks simulated, or run `baton plan capacity`",
             )
         floor = cap.load_floor(rates, shifts, minutes_per_lead=minutes) if len(seats) == 1 else []
         added, steps, met = cap.search_staffing(

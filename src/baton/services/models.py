@@ -56,6 +56,7 @@ from baton.learn.features import (
     FeatureSpec,
     category,
     feature_label,
+    is_identity,
     number,
 )
 from baton.learn.model import (
@@ -99,6 +100,13 @@ MIN_ATTRIBUTE_SHARE = 0.02
 """An attribute becomes a feature when present on this share of the examples."""
 MAX_CATEGORIES = 200
 """A text attribute with more distinct values than this is left out (an identifier)."""
+UNIQUE_MIN_ROWS = 30
+UNIQUE_SHARE = 0.9
+"""Text with a different value on 90 % of at least 30 examples is an identifier too
+(a name, a free-text note), even with fewer than 200 values."""
+MIN_SHOWN_SUPPORT = 10
+"""A category value is shown among a model's top features only when at least this
+many training examples have it (a rare value could single out one lead)."""
 NUMERIC_SHARE = 0.95
 """An attribute is a number when this share of its present values parse as numbers."""
 LEAK_POSITIVE_SHARE = 0.5
@@ -556,10 +564,12 @@ def choose_spec(
     attributes: Sequence[str] | None,
 ) -> SpecChoice:
     """The default lead fields, the attribute keys present on at least 2 % of the
-    examples (numbers when 95 % of their values parse; identifiers left out: text with
-    more than 200 distinct values, whole numbers nearly all distinct like a lead
-    number; leaks left out) or exactly ``attributes`` when given, and
-    the activity types seen; minus ``exclude``."""
+    examples (numbers when 95 % of their values parse; leaks left out) or exactly
+    ``attributes`` when given, and the activity types seen; minus ``exclude``.
+    Identifiers are always left out, given or not: keys naming a person's identity or
+    contact data (:func:`~baton.learn.features.is_identity`), text with more than 200
+    distinct values or a different value on nearly every example, whole numbers
+    nearly all distinct like a lead number."""
     n = len(examples.ids)
     present: Counter[str] = Counter()
     present_positive: Counter[str] = Counter()
@@ -596,6 +606,9 @@ def choose_spec(
     for key in candidates:
         if key in gone or f"attributes.{key}" in gone:
             continue
+        if is_identity(key):
+            identifiers.append(f"attributes.{key}")
+            continue
         count = present.get(key, 0)
         is_number = count > 0 and numeric_count[key] >= NUMERIC_SHARE * count
         on_positives = present_positive[key] / positives if positives else 0.0
@@ -614,9 +627,12 @@ def choose_spec(
             and len(distinct_numbers) >= 0.99 * count
             and all(v.is_integer() for v in distinct_numbers)
         )
-        if attributes is None and (
-            serial or (not is_number and len(values.get(key, ())) > MAX_CATEGORIES)
-        ):
+        distinct_texts = len(values.get(key, ()))
+        unique_text = not is_number and (
+            distinct_texts > MAX_CATEGORIES
+            or (count >= UNIQUE_MIN_ROWS and distinct_texts >= UNIQUE_SHARE * count)
+        )
+        if serial or unique_text:
             identifiers.append(f"attributes.{key}")
             continue
         chosen.append(key)
@@ -668,7 +684,13 @@ def _top_features(
         companion = train("logistic_regression", model.spec, rows, labels)
         weights = companion.weights()
         source = "a logistic regression fitted on the same rows (the model's ranking is its own)"
-    ranked = sorted(weights.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:TOP_FEATURES]
+    support: Counter[str] = Counter()
+    for row in rows:
+        for name, value in row.items():
+            if isinstance(value, str):
+                support[f"{name}={value}"] += 1
+    shown = {k: v for k, v in weights.items() if "=" not in k or support[k] >= MIN_SHOWN_SUPPORT}
+    ranked = sorted(shown.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:TOP_FEATURES]
     return [{"feature": k, "weight": round(v, 4)} for k, v in ranked], source
 
 

@@ -246,8 +246,13 @@ def predictions_in(
     except DBAPIError:
         raise
     except Exception as exc:
-        problem = f"model v{component.model} could not be loaded ({exc}); scored without it"
-        log.warning("scoring: %s", problem)
+        from baton.learn.model import ModelFileError
+
+        # Readers of the lead see the problem: Baton's own messages only, never an
+        # exception's text from inside the model (paths, classes, feature values).
+        said = str(exc) if isinstance(exc, NotFound | ModelFileError) else "see the server log"
+        problem = f"model v{component.model} could not be loaded ({said}); scored without it"
+        log.warning("scoring: %s", problem, exc_info=not isinstance(exc, NotFound))
         return Predictions(problem=problem)
     return Predictions(found, explained)
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from baton.api.deps import Actor, Authenticated, Ctx
+from baton.api.heavy import heavy_run
 from baton.api.routes.contracts import EXAMPLE_BODY
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.services.backtest import backtest_contract
@@ -165,6 +166,7 @@ EXAMPLE_RESPONSE: dict[str, Any] = {
         200: {"content": {"application/json": {"example": EXAMPLE_RESPONSE}}},
         404: {"description": "No such version"},
         422: {"description": "A bad draft (each problem with its line), or no leads to replay"},
+        429: {"description": "Another heavy run is under way on this server (Retry-After)"},
     },
 )
 def backtest(ctx: Ctx, actor: Actor, request: BacktestRequest) -> BacktestPublic:
@@ -180,5 +182,6 @@ def backtest(ctx: Ctx, actor: Actor, request: BacktestRequest) -> BacktestPublic
             [FieldProblem("body", "give exactly one of draft (YAML text) and version")],
         )
     target: str | int = request.draft if request.draft is not None else int(request.version or 0)
-    report = backtest_contract(ctx, target, against=request.against, actor=actor)
+    with heavy_run("backtest"):
+        report = backtest_contract(ctx, target, against=request.against, actor=actor)
     return BacktestPublic.model_validate(report.to_json())

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, Field
 
 from baton.api.deps import Actor, Authenticated, Ctx
+from baton.api.heavy import heavy_run
 from baton.services import models as model_service
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"], dependencies=[Authenticated])
@@ -183,15 +184,16 @@ def list_models(ctx: Ctx, actor: Actor) -> list[ModelPublic]:
             "description": "The options are not valid, or the history cannot teach (empty, "
             "no positive or no negative outcome, fewer than 20 of one): the problem says "
             "what is missing"
-        }
+        },
+        429: {"description": "Another heavy run is under way on this server (Retry-After)"},
     },
 )
 def train_model(ctx: Ctx, actor: Actor, body: ModelTrain) -> ModelPublic:
     """Train a model on the recorded outcomes and store it as a draft with its
     evaluation on the hold-out (for large histories prefer ``baton model train``, which
     shows progress)."""
-    return _public(
-        model_service.train_model(
+    with heavy_run("training run"):
+        trained = model_service.train_model(
             ctx,
             actor=actor,
             kind=body.kind,
@@ -202,7 +204,7 @@ def train_model(ctx: Ctx, actor: Actor, body: ModelTrain) -> ModelPublic:
             holdout=body.holdout,
             split=body.split,
         )
-    )
+    return _public(trained)
 
 
 @router.get("/{version}", operation_id="get_model", response_model=ModelPublic, responses=NOT_FOUND)

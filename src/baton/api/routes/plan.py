@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from baton.api.deps import Actor, Authenticated, Ctx
+from baton.api.heavy import heavy_run
 from baton.services import capacity
 from baton.services.capacity import CapacityRequest
 
@@ -105,6 +106,7 @@ class CapacityPlanPublic(BaseModel):
     responses={
         403: {"description": "Only admins, marketing and sales managers (problem+json)"},
         422: {"description": "No reps, no arrivals to learn from, bad rates (problem+json)"},
+        429: {"description": "Another heavy run is under way on this server (Retry-After)"},
     },
 )
 def plan_capacity(body: CapacityRequest, ctx: Ctx, actor: Actor) -> CapacityPlanPublic:
@@ -113,5 +115,6 @@ def plan_capacity(body: CapacityRequest, ctx: Ctx, actor: Actor) -> CapacityPlan
     history of the last `weeks`, or the given `rates`) through the real routing and SLA
     code on the current roster (or `reps` hypothetical reps on `hours`); with `target`,
     add reps one at a time on the shift that helps most until it is met."""
-    plan = capacity.plan_capacity(ctx, body, actor=actor)
+    with heavy_run("capacity plan"):
+        plan = capacity.plan_capacity(ctx, body, actor=actor)
     return CapacityPlanPublic.model_validate(capacity.plan_json(plan))

@@ -9,6 +9,7 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from baton.api.deps import Actor, Authenticated, Ctx
+from baton.api.heavy import heavy_run
 from baton.api.routes.contracts import EXAMPLE_BODY
 from baton.services import contract_suggest
 
@@ -89,6 +90,7 @@ class SuggestionPublic(BaseModel):
     responses={
         404: {"description": "No such version"},
         422: {"description": "Too few outcomes, no contract to start from, or a bad draft"},
+        429: {"description": "Another heavy run is under way on this server (Retry-After)"},
     },
 )
 def suggest(ctx: Ctx, actor: Actor, request: SuggestRequest) -> SuggestionPublic:
@@ -96,14 +98,15 @@ def suggest(ctx: Ctx, actor: Actor, request: SuggestRequest) -> SuggestionPublic
     history's outcomes (a logistic regression, rounded to whole points on the
     contract's own range) and an MQL threshold keeping its volume; with ``save`` the
     suggestion is stored as a draft version. Marketing and admins."""
-    result = contract_suggest.suggest_contract(
-        ctx,
-        actor=actor,
-        target=request.target,
-        version=request.version,
-        body=request.body,
-        save=request.save,
-    )
+    with heavy_run("contract suggestion"):
+        result = contract_suggest.suggest_contract(
+            ctx,
+            actor=actor,
+            target=request.target,
+            version=request.version,
+            body=request.body,
+            save=request.save,
+        )
     s = result.suggestion
     return SuggestionPublic(
         source=result.source,

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse
 
 from baton.api.deps import Ctx
+from baton.api.heavy import heavy_run
 from baton.domain.backtest import SideReport
 from baton.domain.errors import ValidationFailed
 from baton.services import contracts as contract_service
@@ -86,7 +87,8 @@ def backtest_page(request: Request, ctx: Ctx, user: PageUser, version: Version) 
     """Backtest ``version`` against the active one (or alone) and show the figures."""
     found = contract_service.get_contract(ctx, version, actor=user.principal)
     try:
-        report = backtest_contract(ctx, version, actor=user.principal)
+        with heavy_run("backtest"):
+            report = backtest_contract(ctx, version, actor=user.principal)
     except ValidationFailed as exc:
         return render(
             request,
