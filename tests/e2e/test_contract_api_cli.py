@@ -4,6 +4,7 @@ admin activates; over HTTP every caller authenticates with an API token."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,9 @@ def test_the_whole_signing_flow_on_the_command_line(runner: CliRunner, tmp_path:
     assert same_person.exit_code == 0
     assert twice.exit_code == 1 and "two different approvers" in twice.output
     assert "active" in listing.output and "draft" in listing.output
+    # Readable at the runner's 80 columns: nothing cut, whole dates.
+    assert "…" not in listing.output and max(map(len, listing.output.splitlines())) <= 80
+    assert re.search(r"\b2 +draft +.*\d{4}-\d{2}-\d{2}", listing.output), listing.output
     assert "threshold 60 → 70" in diff.output
 
 

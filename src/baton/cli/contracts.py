@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich import box
 from rich.table import Table
 
 from baton.cli._common import LOCAL, ActorOption, context
-from baton.cli._output import console, day, errors, fail, progress, when
+from baton.cli._output import console, day, errors, fail, progress
 from baton.domain.access import operator
 
 contract_app = typer.Typer(
@@ -36,14 +37,69 @@ def contract_validate(file: ContractFile) -> None:
         raise fail(f"{len(exc.problems)} problem(s) in {file}") from None
     except UnicodeDecodeError:
         raise fail(f"{file} is not UTF-8 text") from None
+    predicted = contract.scoring.predicted
+    note = None
+    if predicted is not None:
+        found, note = _model_check(predicted.model)
+        if found is False:
+            errors.print(
+                f"[red]✗[/] scoring.predicted.model: model version {predicted.model} does not "
+                "exist; see baton model list",
+                highlight=False,
+            )
+            raise fail(f"1 problem(s) in {file}")
+    component = (
+        f", a predicted component (model v{predicted.model}, up to {predicted.weight:g} points)"
+        if predicted is not None
+        else ""
+    )
     console.print(
         f"[green]✓[/] {file}: '{contract.name}', {len(contract.scoring.fit)} fit and "
-        f"{len(contract.scoring.engagement)} engagement rules, MQL at "
+        f"{len(contract.scoring.engagement)} engagement rules{component}, MQL at "
         f"{contract.mql.threshold}, {len(contract.prep_checklist)} prep item(s), "
-        f"{len(contract.nurture.sequences)} nurture sequence(s)"
+        f"{len(contract.nurture.sequences)} nurture sequence(s)",
+        highlight=False,
     )
+    if note:
+        console.print(f"[yellow]![/] {note}", highlight=False)
     for warning in contract_warnings(contract):
         console.print(f"[yellow]![/] {warning}", highlight=False)
+
+
+def _model_check(version: int) -> tuple[bool | None, str | None]:
+    """Whether model ``version`` exists in the configured database: (True, None),
+    (False, None), or (None, why it could not be checked). A SQLite file that does not
+    exist yet is not created."""
+    from pathlib import Path as FilePath
+
+    from sqlalchemy.engine import make_url
+
+    from baton.cli._common import load_settings, safe_url
+    from baton.services.context import open_context
+    from baton.services.models import model_exists
+
+    settings = load_settings()
+    url = settings.database_url
+    cannot = f"could not check that model version {version} exists"
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None, f"{cannot}: the database URL is not valid"
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ""
+        if not path or path == ":memory:" or not FilePath(path).exists():
+            return None, f"{cannot}: no database at {safe_url(url)} (set BATON_DATABASE_URL)"
+    try:
+        ctx = open_context(settings, migrate=False)
+    except Exception:
+        return None, f"{cannot}: the database {safe_url(url)} cannot be opened"
+    try:
+        return model_exists(ctx, version, actor=LOCAL), None
+    except Exception as exc:
+        reason = type(exc).__name__
+        return None, f"{cannot}: the database {safe_url(url)} did not answer ({reason})"
+    finally:
+        ctx.engine.dispose()
 
 
 @contract_app.command("create")
@@ -74,18 +130,31 @@ def contract_list() -> None:
 
     with context() as ctx:
         versions = list_contracts(ctx, actor=LOCAL)
-    table = Table(title="Handoff contract versions")
-    for column in ("version", "name", "status", "marketing", "sales", "created", "activated"):
-        table.add_column(column)
+    # Readable at 80 columns: version, status and dates never cut (dates only, no
+    # time: `contract show` has it); names and signers fold onto more lines.
+    table = Table(
+        title="Handoff contract versions",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("v", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("marketing", overflow="fold")
+    table.add_column("sales", overflow="fold")
+    table.add_column("created", min_width=10, overflow="fold")
+    table.add_column("activated", no_wrap=True)
     for v in versions:
         table.add_row(
             str(v.version),
-            v.name,
             v.status,
+            v.name,
             v.approvals.get("marketing", "—"),
             v.approvals.get("sales", "—"),
             f"{day(v.created_at)} by {v.created_by}",
-            when(v.activated_at) if v.activated_at else "",
+            day(v.activated_at) if v.activated_at else "",
         )
     console.print(table)
 
@@ -204,7 +273,8 @@ def contract_suggest(
     threshold keeping today's MQL volume. Prints old vs suggested points per rule and
     the rules the data calls worthless or wrong-signed; the YAML goes to --out, is
     stored as a draft with --save, or is printed."""
-    from baton.learn.suggest import describe
+    from baton.domain.errors import ValidationFailed
+    from baton.learn.suggest import IN_SAMPLE, describe
     from baton.services.contract_suggest import suggest_contract
 
     if file is not None and version is not None:
@@ -221,17 +291,24 @@ def contract_suggest(
         def advance(step: str, done: int, total: int) -> None:
             bar.update(task, description=step, completed=done, total=total)
 
-        result = suggest_contract(
-            ctx,
-            actor=operator(actor),
-            target=target,
-            version=version,
-            body=body,
-            save=save,
-            progress=advance,
-        )
+        try:
+            result = suggest_contract(
+                ctx,
+                actor=operator(actor),
+                target=target,
+                version=version,
+                body=body,
+                save=save,
+                progress=advance,
+            )
+        except ValidationFailed as exc:
+            bar.stop()
+            for problem in exc.problems:
+                errors.print(f"[red]✗[/] {problem.loc}: {problem.message}", highlight=False)
+            raise
     s = result.suggestion
-    table = Table(title=f"Suggested points for {result.source} ({s.examples:,} outcomes)")
+    start = file.name if file is not None else result.source
+    table = Table(title=f"Suggested points for {start} ({s.examples:,} outcomes)")
     for column in ("section", "rule", "leads", "was", "suggested", "note"):
         right = column in ("leads", "was", "suggested")
         table.add_column(column, justify="right" if right else "left")
@@ -244,15 +321,20 @@ def contract_suggest(
     console.print(table)
     found = describe(s.rules)
     auc = (
-        f"ROC AUC on this history: {s.old_roc_auc} as written, {s.new_roc_auc} suggested; "
+        f"ROC AUC ({IN_SAMPLE}): {s.old_roc_auc} as written, {s.new_roc_auc} suggested; "
         if s.old_roc_auc is not None and s.new_roc_auc is not None
         else ""
     )
+    match = s.volume_match
+    volume = (
+        match.sentence
+        if match is not None
+        else f"MQL threshold {s.old_threshold} -> {s.volume.threshold}"
+    )
     console.print(
         f"{auc}{len(found['worthless'])} rule(s) worthless, {len(found['wrong_sign'])} "
-        f"wrong-signed. MQL threshold {s.old_threshold} -> {s.volume.threshold} keeps the "
-        f"volume ({s.old_choice.handed_off:,} -> {s.volume.handed_off:,} leads); the best F1 "
-        f"({s.best_f1.f1}) would be at {s.best_f1.threshold}.",
+        f"wrong-signed. {volume[0].upper()}{volume[1:]}; the best F1 on the "
+        f"{s.examples:,} outcome leads ({s.best_f1.f1}) would be at {s.best_f1.threshold}.",
         highlight=False,
     )
     if out is not None:

@@ -29,6 +29,7 @@ NAMES = {
     "holdout": "--holdout",
     "split": "--split",
     "exclude": "--exclude",
+    "keep": "--keep",
     "role": "--side",
 }
 STEPS = {
@@ -66,8 +67,21 @@ def model_train(
             "model. Activities after the handoff are never read.",
         ),
     ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep",
+            help="An attribute to use although it looks like an identifier for its many "
+            "values, e.g. attributes.landing_page_id (repeat the option). Identity and "
+            "contact data (emails, names, phones) are never used.",
+        ),
+    ] = None,
     holdout: Annotated[
-        float, typer.Option(help="Share of the examples held out for the evaluation.")
+        float,
+        typer.Option(
+            help="Share of the examples held out for the evaluation (it must hold 10 of "
+            "each outcome)."
+        ),
     ] = 0.3,
     split: Annotated[
         str,
@@ -98,6 +112,7 @@ def model_train(
             target=target,
             name=name,
             exclude=tuple(exclude or ()),
+            keep=tuple(keep or ()),
             holdout=holdout,
             split=split,
             progress=advance,
@@ -111,13 +126,15 @@ def model_train(
 
 def show(model: ModelVersion) -> None:
     """A model's evaluation, calibration and top features as tables."""
+    from baton.services.models import features_as_of
+
     on = model.trained_on
     e = model.evaluation
     say(
         f"Model {model.version} '{model.name}': {model.kind} predicting {model.target}; "
         f"{model.status}; {on.get('rows', 0):,} examples ({on.get('positives', 0):,} positive), "
         f"{on.get('split', '?')} split, {on.get('held_out_rows', e.rows):,} held out; "
-        f"from {str(on.get('period_from', ''))[:10]} to {str(on.get('period_to', ''))[:10]}"
+        f"{features_as_of(on)}"
     )
     table = Table(title="Evaluation on the held-out examples")
     table.add_column("measure")
@@ -131,6 +148,8 @@ def show(model: ModelVersion) -> None:
     ):
         table.add_row(label, value)
     console.print(table)
+    for warning in e.warnings:
+        console.print(f"[yellow]![/] {escape(warning)}", highlight=False)
     bands = Table(title="Calibration: predicted vs observed, per band of probability")
     for column in ("band", "mean predicted", "observed", "rows"):
         bands.add_column(column, justify="right")
@@ -141,7 +160,9 @@ def show(model: ModelVersion) -> None:
         )
     console.print(bands)
     if model.top_features:
-        top = Table(title=f"Top features (weights of {model.top_features_source})")
+        top = Table(
+            title=f"Top features (weights in log-odds; source: {model.top_features_source})"
+        )
         top.add_column("feature")
         top.add_column("log-odds", justify="right")
         for feature in model.top_features:
@@ -150,12 +171,22 @@ def show(model: ModelVersion) -> None:
     for key, what in (
         ("excluded", "left out (asked)"),
         ("excluded_leaks", "left out as leaks (present on most positives, almost no negatives)"),
-        ("excluded_identifiers", "left out as identifiers (200+ distinct values)"),
+        ("kept", "kept (asked)"),
+        ("keep_unmatched", "asked to keep, but no such attribute"),
         ("exclude_unmatched", "asked to leave out, but no such feature"),
     ):
         names = on.get(key) or []
         if names:
             say(f"{what}: {', '.join(names)}")
+    keepable = set(on.get("keepable_identifiers") or [])
+    identities = [n for n in on.get("excluded_identifiers") or [] if n not in keepable]
+    if identities:
+        say(f"left out as personal data (identity or contact): {', '.join(identities)}")
+    for name in on.get("keepable_identifiers") or []:
+        say(
+            f"left out as an identifier (a different value on nearly every lead, or 200+ "
+            f"values): {name}; --keep {name} to use it"
+        )
     reasons = on.get("rejected_by_reason") or {}
     if reasons:
         say("rejected by reason: " + ", ".join(f"{k} {v:,}" for k, v in reasons.items()))

@@ -83,6 +83,9 @@ class Evaluation:
     brier: float
     base_rate: float
     calibration: tuple[tuple[float, float, int], ...] = ()
+    warnings: tuple[str, ...] = ()
+    """What a reader must know before trusting the figures (a suspiciously good ROC
+    AUC, see :func:`baton.services.models.train_model`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +96,7 @@ class Evaluation:
             "brier": self.brier,
             "base_rate": self.base_rate,
             "calibration": [list(b) for b in self.calibration],
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -107,6 +111,7 @@ class Evaluation:
             calibration=tuple(
                 (float(a), float(b), int(c)) for a, b, c in data.get("calibration", ())
             ),
+            warnings=tuple(str(w) for w in data.get("warnings", ())),
         )
 
 

@@ -9,9 +9,12 @@ events up to its moment). A logistic regression (L2) fitted on those columns say
 much each rule moves the odds of the outcome; its coefficients become whole points,
 scaled so the largest |points| equals the largest |points| of the original contract
 (the familiar range), and the MQL threshold is chosen so the suggested contract hands
-off as many of the history's leads as the original (the F1-best threshold is reported
-beside it). The YAML is the original text with only the numbers changed and a comment
-saying what each was.
+off as many leads as the original (:func:`match_volume`, counted by the caller as the
+backtest counts them: every recorded lead, replayed; the F1-best threshold on the
+example leads is reported beside it). The ROC AUCs are in-sample: measured on the very
+leads the points were fitted on (``bench/evaluate.py`` measures them on a hold-out).
+The YAML is the original text with only the numbers changed and a comment saying what
+each was.
 
 Pure: no I/O; numpy and scikit-learn only.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,6 +85,94 @@ class ThresholdChoice:
     f1: float
 
 
+IN_SAMPLE = "in-sample: fitted on these leads"
+"""How the suggestion's ROC AUCs were measured (said wherever they are shown)."""
+VOLUME_TOLERANCE = 0.05
+"""A threshold keeps the volume when it hands off within 5 % of the original's count
+(whole-number thresholds cannot always hit it exactly)."""
+
+
+@dataclass(frozen=True)
+class VolumeMatch:
+    """The threshold handing off closest to the original's MQL volume, counted over
+    ``leads`` recorded leads the way the backtest counts (a lead is an MQL at ``t``
+    when it hand-raised or its peak total while the MQL rule's other conditions held
+    reaches ``t``). ``kept``: within :data:`VOLUME_TOLERANCE`; ``bound``: "lowest" when
+    even threshold 0 hands off too few, "highest" when no threshold hands off few
+    enough (hand-raisers always count)."""
+
+    threshold: int
+    old_threshold: int
+    wanted: int
+    handed_off: int
+    leads: int
+    kept: bool
+    bound: str | None = None
+    blocked: int = 0
+    """Leads whose other MQL conditions never held under the suggested points (a grade
+    below ``min_grade``: grade bands are left as written; a required field missing)."""
+
+    @property
+    def sentence(self) -> str:
+        counted = f"counted as the backtest does, over all {self.leads:,} recorded leads"
+        change = f"MQL threshold {self.old_threshold} -> {self.threshold}"
+        volumes = f"{self.wanted:,} -> {self.handed_off:,} MQLs"
+        if self.kept:
+            return f"{change} keeps the volume ({volumes}; {counted})"
+        if self.bound == "lowest":
+            why = (
+                f": {self.blocked:,} leads never meet the MQL rule's other conditions under "
+                "the suggested points (a grade below min_grade, the grade bands being left "
+                "as written; or a required field missing)"
+                if self.blocked
+                else ""
+            )
+            return (
+                f"cannot keep the volume: even at threshold 0, the lowest a contract "
+                f"allows, the suggested points hand off {self.handed_off:,} leads where the "
+                f"original hands off {self.wanted:,} ({counted}){why}; {change}"
+            )
+        if self.bound == "highest":
+            return (
+                f"cannot keep the volume: {self.handed_off:,} leads hand-raise or score "
+                f"above every threshold where the original hands off {self.wanted:,} "
+                f"({counted}); {change}"
+            )
+        return (
+            f"cannot keep the volume exactly: the closest whole-number threshold hands off "
+            f"{self.handed_off:,} leads where the original hands off {self.wanted:,} "
+            f"({counted}); {change}"
+        )
+
+
+def match_volume(eligible: Iterable[float], wanted: int, *, old_threshold: int) -> VolumeMatch:
+    """The whole-number threshold (≥ 0) whose MQL count is closest to ``wanted`` (on a
+    tie the original threshold, else the higher one). ``eligible``: per lead, the
+    backtest's peak total while the MQL rule's other conditions held (+inf for a
+    hand-raise, -inf for never; :attr:`baton.domain.backtest.Tally.eligible`)."""
+    values = sorted(eligible)
+    total = len(values)
+
+    def count(threshold: int) -> int:
+        return total - bisect_left(values, threshold)
+
+    finite = [v for v in values if math.isfinite(v)]
+    candidates = {0} | {max(0, math.ceil(round(v, 6))) for v in finite}
+    candidates.add(max(candidates) + 1)
+    top = max(candidates)
+    candidates.add(old_threshold)
+    best = min(sorted(candidates), key=lambda t: (abs(count(t) - wanted), t != old_threshold, -t))
+    handed = count(best)
+    kept = abs(handed - wanted) <= VOLUME_TOLERANCE * max(wanted, 1)
+    bound: str | None = None
+    if not kept and handed < wanted and handed == count(0):
+        bound = "lowest"  # no lower threshold hands off more
+    elif not kept and handed > wanted and handed == count(top):
+        bound = "highest"  # no higher threshold hands off fewer
+    blocked = sum(1 for v in values if v == -math.inf)
+    return VolumeMatch(best, old_threshold, wanted, handed, total, kept, bound, blocked)
+
+
 @dataclass(frozen=True)
 class Suggestion:
     """The suggested points, the threshold keeping the original's MQL volume on the
@@ -96,6 +188,9 @@ class Suggestion:
     old_choice: ThresholdChoice
     old_roc_auc: float | None
     new_roc_auc: float | None
+    volume_match: VolumeMatch | None = None
+    """The volume counted as the backtest counts it (set by the service); ``volume``
+    is then the example leads' figures at that threshold."""
 
 
 def _unit_contract(contract: HandoffContract) -> HandoffContract:
@@ -181,7 +276,9 @@ def to_points(coefficients: Sequence[float], old: Sequence[float]) -> tuple[floa
     return scale, points
 
 
-def _choice(scores: np.ndarray, labels: np.ndarray, threshold: int) -> ThresholdChoice:
+def threshold_choice(scores: np.ndarray, labels: np.ndarray, threshold: int) -> ThresholdChoice:
+    """How many of ``scores`` reach ``threshold``, and precision, recall and F1 of that
+    against ``labels``."""
     sent = scores >= threshold
     handed = int(sent.sum())
     hits = int((sent & (labels == 1)).sum())
@@ -203,7 +300,7 @@ def volume_threshold(scores: np.ndarray, labels: np.ndarray, volume: int) -> Thr
     higher threshold on a tie)."""
     best: ThresholdChoice | None = None
     for t in _candidates(scores):
-        choice = _choice(scores, labels, t)
+        choice = threshold_choice(scores, labels, t)
         if best is None or abs(choice.handed_off - volume) <= abs(best.handed_off - volume):
             best = choice
     assert best is not None
@@ -214,7 +311,7 @@ def f1_threshold(scores: np.ndarray, labels: np.ndarray) -> ThresholdChoice:
     """The whole-number threshold with the best F1 against the outcomes."""
     best: ThresholdChoice | None = None
     for t in _candidates(scores):
-        choice = _choice(scores, labels, t)
+        choice = threshold_choice(scores, labels, t)
         if best is None or choice.f1 > best.f1:
             best = choice
     assert best is not None
@@ -265,7 +362,7 @@ def suggest_points(
         )
     before = totals(old, rows)
     after = totals(points, rows)
-    old_choice = _choice(before, y, contract.mql.threshold)
+    old_choice = threshold_choice(before, y, contract.mql.threshold)
     return Suggestion(
         rules=tuple(found),
         scale=round(scale, 4),
@@ -351,12 +448,17 @@ def suggested_yaml(
     text = body
     for start, end, new in sorted(pieces, key=lambda p: (p[0], p[1]), reverse=True):
         text = text[:start] + new + text[end:]
+    match = suggestion.volume_match
+    volume = (
+        f"the MQL threshold: {match.sentence}"
+        if match is not None and threshold is None
+        else f"the MQL threshold is {wanted}"
+    )
     header = (
         f"# Suggested by Baton from {suggestion.examples} outcomes ({outcomes}, "
         f"{suggestion.positives} positive) on {day}: each rule's points fitted by a logistic "
-        f"regression, scaled to the original's range; the MQL threshold keeps the "
-        f"original's volume on that history ({suggestion.volume.handed_off} leads; the "
-        f"best-F1 threshold would be {suggestion.best_f1.threshold}).\n"
+        f"regression, scaled to the original's range; {volume}; the best-F1 threshold on "
+        f"the outcome leads would be {suggestion.best_f1.threshold}.\n"
         "# Review before signing: it is a draft like any other.\n"
     )
     return header + text

@@ -7,6 +7,14 @@ code: :func:`baton.learn.suggest.rule_rows`), fits the points on the outcomes
 numbers, the per-rule report and, with ``save``, the stored draft version (through
 :func:`baton.services.contracts.create_contract`, so the same rules and signatures apply).
 
+The MQL volume the suggested threshold keeps is counted as the backtest counts it, over
+every recorded lead (not only those with an outcome): both contracts are replayed by
+the backtest's own replay (:mod:`baton.services.backtest`), the original at its own
+threshold, and the suggested threshold is the whole number whose count of leads with a
+peak total (while the MQL rule's other conditions held) at or above it comes closest
+(:func:`baton.learn.suggest.match_volume`); a backtest of the suggested YAML gives the
+same count. When no threshold can (0 is the lowest), the report says so.
+
 Examples and their moment are those of learned scoring: won/lost, sales' verdicts
 (accepted vs rejected) or an imported outcome column (``attributes.KEY``); the moment is
 the lead's first handoff (``mql_at``) or else its capture (``created_at``), and nothing
@@ -17,12 +25,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from baton.domain.access import Action, Principal
@@ -32,11 +40,15 @@ from baton.domain.scoring import Event, relevant_event_types
 from baton.learn.model import NotEnoughOutcomes
 from baton.learn.suggest import (
     Suggestion,
+    VolumeMatch,
+    match_volume,
     rename,
     rule_rows,
     suggest_points,
     suggested_name,
     suggested_yaml,
+    threshold_choice,
+    totals,
 )
 from baton.services.access import allowed
 from baton.services.context import Context
@@ -204,10 +216,53 @@ def suggest_contract(
         raise ValidationFailed(str(exc), [FieldProblem("target", str(exc))]) from None
     day = now.date().isoformat()
     named = rename(text, suggested_name(contract.name, day))
+    points_only = check_contract(
+        suggested_yaml(
+            named, suggestion, outcomes=target, day=day, threshold=contract.mql.threshold
+        )
+    )
+    match = volume_in(ctx, contract, points_only, progress=progress)
+    y = np.asarray(history.labels, dtype=int)
+    suggestion = replace(
+        suggestion,
+        volume=threshold_choice(
+            totals([r.suggested for r in suggestion.rules], history.rows), y, match.threshold
+        ),
+        volume_match=match,
+    )
     suggested = suggested_yaml(named, suggestion, outcomes=target, day=day)
     check_contract(suggested)
     saved = create_contract(ctx, suggested, actor=actor) if save else None
     return SuggestedContract(suggestion, suggested, source, target, saved)
+
+
+def volume_in(
+    ctx: Context,
+    original: HandoffContract,
+    suggested: HandoffContract,
+    *,
+    progress: Progress | None = None,
+) -> VolumeMatch:
+    """Replay every recorded lead through ``original`` and ``suggested`` with the
+    backtest's replay, and the threshold keeping the original's MQL volume (see the
+    module docstring)."""
+    from baton.services.backtest import CHUNK, _replay_all, _Side
+
+    def advance(done: int, total: int) -> None:
+        if progress is not None:
+            progress("counting MQLs as the backtest does", done, total)
+
+    with ctx.read() as connection:
+        total = connection.execute(
+            select(func.count()).select_from(leads).where(leads.c.merged_into_id.is_(None))
+        ).scalar_one()
+        sides = [_Side(connection, original), _Side(connection, suggested)]
+        _replay_all(
+            ctx, connection, sides, total=int(total), progress=advance, chunk=CHUNK, processes=1
+        )
+    return match_volume(
+        sides[1].tally.eligible, sides[0].tally.mqls, old_threshold=original.mql.threshold
+    )
 
 
 def rows_for(history: History, which: Sequence[bool]) -> tuple[np.ndarray, list[int]]:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -114,6 +114,12 @@ LEAK_NEGATIVE_SHARE = 0.01
 """An attribute present on at least half the positives and at most 1 % of the
 negatives was written with the outcome (a deal's fields): left out as a leak."""
 TOP_FEATURES = 12
+SUSPICIOUS_ROC_AUC = 0.97
+"""A held-out ROC AUC this high on lead outcomes usually means a field was filled in
+after the outcome (sales' tags, a lead quality): the evaluation carries a warning
+naming the top features to check."""
+MIN_HELD_OUT_CLASS = 10
+"""Fewest examples of each outcome in the hold-out for a figure worth storing."""
 FEATURE_CHUNK = 10_000
 POSITIVE_WORDS = frozenset({"1", "1.0", "yes", "y", "true", "t", "won", "converted"})
 NEGATIVE_WORDS = frozenset({"0", "0.0", "no", "n", "false", "f", "lost"})
@@ -180,6 +186,8 @@ class Examples:
     attributes: list[dict[str, Any]]
     rejected_by_reason: dict[str, int]
     leads_total: int
+    handed_off: int = 0
+    """Examples whose moment is their first handoff (the others: their capture)."""
 
 
 # --- storing and reading ------------------------------------------------------------
@@ -272,6 +280,34 @@ def _label(feature: str) -> str:
     return feature_label(name, value) if sep else feature_label(name)
 
 
+def features_as_of(trained_on: Mapping[str, Any]) -> str:
+    """In words, the moment a model's examples were taken at and their period: each
+    lead's first handoff, or its capture when it was never handed off."""
+    start = str(trained_on.get("period_from") or "")[:10]
+    end = str(trained_on.get("period_to") or "")[:10]
+    rows = int(trained_on.get("rows", 0) or 0)
+    handed = trained_on.get("handed_off")
+    if not start:
+        return "features as of each lead's first handoff, or its capture"
+    if handed is None:
+        moment = "features as of each lead's first handoff, or its capture when never handed off"
+        what = "dated"
+    elif int(handed) == 0:
+        moment = "features as of each lead's capture (none was handed off)"
+        what = "captured"
+    elif int(handed) >= rows:
+        moment = "features as of each lead's first handoff"
+        what = "handed off"
+    else:
+        moment = (
+            f"features as of each lead's first handoff ({rows - int(handed):,} never handed "
+            "off: as of capture)"
+        )
+        what = "dated"
+    period = f"on {start}" if start == end else f"from {start} to {end}"
+    return f"{moment}; {what} {period}; nothing recorded after that moment is read"
+
+
 def list_models(ctx: Context, *, actor: Principal) -> list[ModelVersion]:
     """Every model version, newest first."""
     allowed(actor, Action.READ_MODELS)
@@ -289,6 +325,17 @@ def get_model(ctx: Context, version: int, *, actor: Principal) -> ModelVersion:
     with ctx.read() as connection:
         row = _row(connection, version)
         return _public(row, _approvals(connection, int(row["id"])))
+
+
+def model_exists(ctx: Context, version: int, *, actor: Principal) -> bool:
+    """Whether model ``version`` is stored (``baton contract validate`` checks the
+    model a draft names)."""
+    allowed(actor, Action.READ_MODELS)
+    with ctx.read() as connection:
+        found = connection.execute(
+            select(lead_models.c.id).where(lead_models.c.version == version)
+        ).first()
+    return found is not None
 
 
 def active_model_version(ctx: Context) -> int | None:
@@ -487,6 +534,7 @@ def examples_in(connection: Connection, target: str, now: datetime) -> Examples:
     moments: list[datetime] = []
     attributes: list[dict[str, Any]] = []
     by_reason: Counter[str] = Counter()
+    handed_off = 0
     key = target.removeprefix("attributes.")
     rows = connection.execute(query).mappings().all()
     rows = sorted(
@@ -519,8 +567,11 @@ def examples_in(connection: Connection, target: str, now: datetime) -> Examples:
         ids.append(lead_id)
         labels.append(label)
         moments.append(row["mql_at"] or row["created_at"])
+        handed_off += row["mql_at"] is not None
         attributes.append(attrs)
-    return Examples(ids, labels, moments, attributes, dict(sorted(by_reason.items())), total)
+    return Examples(
+        ids, labels, moments, attributes, dict(sorted(by_reason.items())), total, handed_off
+    )
 
 
 def count_examples(ctx: Context, target: str) -> int:
@@ -540,6 +591,9 @@ class SpecChoice:
     leaks: tuple[str, ...]
     identifiers: tuple[str, ...]
     unmatched_exclude: tuple[str, ...]
+    unmatched_keep: tuple[str, ...] = ()
+    keepable: tuple[str, ...] = ()
+    """The identifiers left out for their many values only (``keep`` may use them)."""
 
 
 def _event_types_in(connection: Connection, ids: Sequence[int]) -> list[str]:
@@ -562,6 +616,7 @@ def choose_spec(
     *,
     exclude: Sequence[str],
     attributes: Sequence[str] | None,
+    keep: Sequence[str] = (),
 ) -> SpecChoice:
     """The default lead fields, the attribute keys present on at least 2 % of the
     examples (numbers when 95 % of their values parse; leaks left out) or exactly
@@ -569,7 +624,11 @@ def choose_spec(
     Identifiers are always left out, given or not: keys naming a person's identity or
     contact data (:func:`~baton.learn.features.is_identity`), text with more than 200
     distinct values or a different value on nearly every example, whole numbers
-    nearly all distinct like a lead number."""
+    nearly all distinct like a lead number. ``keep`` names attributes to use even so
+    when they only look like identifiers by their many values (Olist's
+    ``landing_page_id``: 200+ pages, a real signal); a key naming a person's identity
+    or contact data is never kept."""
+    kept = {k.removeprefix("attributes.") for k in keep}
     n = len(examples.ids)
     present: Counter[str] = Counter()
     present_positive: Counter[str] = Counter()
@@ -597,6 +656,7 @@ def choose_spec(
     numeric: list[str] = []
     leaks: list[str] = []
     identifiers: list[str] = []
+    keepable: list[str] = []
     chosen: list[str] = []
     candidates = (
         list(dict.fromkeys(a.removeprefix("attributes.") for a in attributes))
@@ -632,8 +692,9 @@ def choose_spec(
             distinct_texts > MAX_CATEGORIES
             or (count >= UNIQUE_MIN_ROWS and distinct_texts >= UNIQUE_SHARE * count)
         )
-        if serial or unique_text:
+        if (serial or unique_text) and key not in kept:
             identifiers.append(f"attributes.{key}")
+            keepable.append(f"attributes.{key}")
             continue
         chosen.append(key)
         if is_number:
@@ -646,13 +707,22 @@ def choose_spec(
         | {f"events.{t}" for t in event_types}
     )
     unmatched = tuple(name for name in exclude if name not in known)
+    unmatched_keep = tuple(name for name in keep if name.removeprefix("attributes.") not in present)
     spec = FeatureSpec(
         fields=LEAD_FEATURE_FIELDS,
         attributes=tuple(chosen),
         event_types=tuple(event_types),
         exclude=tuple(dict.fromkeys([*exclude, *leaks])),
     )
-    return SpecChoice(spec, tuple(numeric), tuple(leaks), tuple(identifiers), unmatched)
+    return SpecChoice(
+        spec,
+        tuple(numeric),
+        tuple(leaks),
+        tuple(identifiers),
+        unmatched,
+        unmatched_keep,
+        tuple(keepable),
+    )
 
 
 # --- training -------------------------------------------------------------------------
@@ -678,20 +748,70 @@ def _check_options(kind: str, target: str, holdout: float, split: str) -> None:
 def _top_features(
     model: LeadModel, rows: Sequence[FeatureRow], labels: Sequence[int]
 ) -> tuple[list[dict[str, Any]], str]:
+    ranked, source = _ranked_weights(model, rows, labels)
+    return [{"feature": k, "weight": round(v, 4)} for k, v in ranked[:TOP_FEATURES]], source
+
+
+def _ranked_weights(
+    model: LeadModel, rows: Sequence[FeatureRow], labels: Sequence[int]
+) -> tuple[list[tuple[str, float]], str]:
+    """Every weight that may be shown, the largest |weight| first, and its source."""
     if model.kind == "logistic_regression":
-        weights, source = model.weights(), "the model's own weights"
+        weights, source = model.weights(), "the model itself (a logistic regression)"
     else:
         companion = train("logistic_regression", model.spec, rows, labels)
         weights = companion.weights()
-        source = "a logistic regression fitted on the same rows (the model's ranking is its own)"
+        source = (
+            "a logistic regression fitted beside it on the same rows (the model's own "
+            "ranking may differ)"
+        )
     support: Counter[str] = Counter()
     for row in rows:
         for name, value in row.items():
             if isinstance(value, str):
                 support[f"{name}={value}"] += 1
     shown = {k: v for k, v in weights.items() if "=" not in k or support[k] >= MIN_SHOWN_SUPPORT}
-    ranked = sorted(shown.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:TOP_FEATURES]
-    return [{"feature": k, "weight": round(v, 4)} for k, v in ranked], source
+    return sorted(shown.items(), key=lambda kv: (-abs(kv[1]), kv[0])), source
+
+
+def _outcome_words(target: str, positive: bool) -> str:
+    if target == "won":
+        return "won leads" if positive else "leads not won"
+    if target == "accepted":
+        return "accepted leads" if positive else "rejected leads"
+    return f"leads with {target} = {1 if positive else 0}"
+
+
+def _check_held_out(target: str, positives: int, negatives: int, holdout: float) -> None:
+    """Refuse a hold-out too small to measure (see :func:`train_model`)."""
+    for count, positive in ((positives, True), (negatives, False)):
+        if count < MIN_HELD_OUT_CLASS:
+            larger = (
+                "hold out a larger share (--holdout 0.5)"
+                if holdout < 0.5
+                else "the hold-out is already half the examples"
+            )
+            raise NotEnoughOutcomes(
+                f"the hold-out holds {count} {_outcome_words(target, positive)}; a ROC AUC "
+                f"on fewer than {MIN_HELD_OUT_CLASS} is noise: record more outcomes or "
+                f"{larger}"
+            )
+
+
+def _evaluation_warnings(
+    evaluation: Evaluation, ranked: Sequence[tuple[str, float]]
+) -> tuple[str, ...]:
+    """A held-out ROC AUC too good to be true, with the three features (not values)
+    of largest weight to check."""
+    if evaluation.roc_auc < SUSPICIOUS_ROC_AUC:
+        return ()
+    features = list(dict.fromkeys(name.partition("=")[0] for name, _ in ranked))
+    names = ", ".join(features[:3]) or "none shown"
+    return (
+        f"suspiciously good: held-out ROC AUC {evaluation.roc_auc:.3f} (>= "
+        f"{SUSPICIOUS_ROC_AUC}); a field may be filled after the outcome; check the top "
+        f"features ({names}) and --exclude them",
+    )
 
 
 def _empty_history_message(target: str, examples: Examples) -> str:
@@ -718,6 +838,7 @@ def train_model(
     name: str | None = None,
     exclude: Sequence[str] = (),
     attributes: Sequence[str] | None = None,
+    keep: Sequence[str] = (),
     holdout: float = 0.3,
     split: str = "auto",
     progress: Progress | None = None,
@@ -726,9 +847,28 @@ def train_model(
     """Train a model of ``kind`` on the recorded outcomes for ``target`` and store it
     as a draft (see the module docstring). A history that cannot teach (empty, one
     class, fewer than 20 of a class, a hold-out with one class) is refused with a
-    :class:`ValidationFailed` on ``target`` saying what is missing."""
+    :class:`ValidationFailed` on ``target`` saying what is missing.
+
+    A hold-out with fewer than :data:`MIN_HELD_OUT_CLASS` examples of either outcome
+    is refused too, rather than stored with a warning: the stored ROC AUC is what both
+    teams read before they sign, and on five winners it swings by ±0.1 from one
+    random split to the next (noise a draft would carry into the signing), while the
+    fix is one command away (more outcomes, or ``holdout`` 0.5).
+
+    ``keep`` names attributes the identifier rule would leave out for their many
+    values (see :func:`choose_spec`); identity and contact keys are refused. A
+    held-out ROC AUC of :data:`SUSPICIOUS_ROC_AUC` or more is stored with a warning in
+    the evaluation naming the top three features (a field filled in after the
+    outcome is the usual cause)."""
     allowed(actor, Action.TRAIN_MODEL)
     _check_options(kind, target, holdout, split)
+    personal = [k for k in keep if is_identity(k.removeprefix("attributes."))]
+    if personal:
+        message = (
+            f"{', '.join(personal)} names a person's identity or contact data: never a "
+            "feature, so it cannot be kept"
+        )
+        raise ValidationFailed(message, [FieldProblem("keep", message)])
     model_kind: ModelKind = kind  # type: ignore[assignment]
     report = progress or (lambda step, done, total: None)
     now = ctx.clock.now()
@@ -750,6 +890,7 @@ def train_model(
             _event_types_in(connection, examples.ids),
             exclude=excluded,
             attributes=attributes,
+            keep=keep,
         )
         moments = dict(zip(examples.ids, examples.moments, strict=True))
         rows: dict[int, FeatureRow] = {}
@@ -789,6 +930,8 @@ def train_model(
                 f"the held-out part ({chosen_split} split, {len(test_labels)} rows) holds "
                 "one outcome only, so the model cannot be measured; try --split stratified"
             )
+        held_positives = sum(test_labels)
+        _check_held_out(target, held_positives, len(test_labels) - held_positives, holdout)
         report("training", 0, 1)
         model = train(
             model_kind, choice.spec, fit_rows, fit_labels, numeric_attributes=choice.numeric
@@ -796,7 +939,9 @@ def train_model(
         report("training", 1, 1)
         report("evaluating", 0, 1)
         evaluation = evaluate(model, test_rows, test_labels)
-        top, top_source = _top_features(model, fit_rows, fit_labels)
+        ranked, top_source = _ranked_weights(model, fit_rows, fit_labels)
+        top = [{"feature": k, "weight": round(v, 4)} for k, v in ranked[:TOP_FEATURES]]
+        evaluation = replace(evaluation, warnings=_evaluation_warnings(evaluation, ranked))
         report("evaluating", 1, 1)
     except NotEnoughOutcomes as exc:
         raise _problem(str(exc)) from None
@@ -814,12 +959,16 @@ def train_model(
         "holdout": holdout,
         "period_from": min(examples.moments).isoformat(),
         "period_to": max(examples.moments).isoformat(),
+        "handed_off": examples.handed_off,
         "training_to": max(fit_moments).isoformat() if fit_moments else None,
         "held_out_from": min(test_moments).isoformat() if test_moments else None,
         "excluded": list(excluded),
         "excluded_leaks": list(choice.leaks),
         "excluded_identifiers": list(choice.identifiers),
         "exclude_unmatched": list(choice.unmatched_exclude),
+        "keepable_identifiers": list(choice.keepable),
+        "kept": list(dict.fromkeys(keep)),
+        "keep_unmatched": list(choice.unmatched_keep),
         "numeric_attributes": list(choice.numeric),
         "rejected_by_reason": examples.rejected_by_reason,
         "top_features": top,
@@ -924,6 +1073,7 @@ def retrain_if_due(ctx: Context) -> ModelVersion | None:
             target=str(active["target"]),
             name=f"{active['name']} (retrained)"[:200],
             exclude=exclude,
+            keep=[str(k) for k in trained_on.get("kept", ())],
             holdout=float(trained_on.get("holdout", 0.3)),
             split="auto",
             retrained_from=check.active,

@@ -44,6 +44,14 @@ class ModelTrain(BaseModel):
         "contact (it would leak the outcome), e.g. attributes.tags",
         examples=[["attributes.tags", "attributes.lead_quality"]],
     )
+    keep: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Attributes to use although they look like identifiers for their many "
+        "values (200+ values, or one per lead), e.g. attributes.landing_page_id; identity "
+        "and contact data (emails, names, phones) are refused",
+        examples=[["attributes.landing_page_id"]],
+    )
     attributes: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
         None,
         max_length=500,
@@ -87,6 +95,11 @@ class EvaluationPublic(BaseModel):
     brier: float
     base_rate: float
     calibration: list[CalibrationBand]
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What to check before trusting the figures, e.g. a suspiciously good "
+        "ROC AUC (a field filled in after the outcome), naming the top features",
+    )
 
 
 class TopFeaturePublic(BaseModel):
@@ -157,6 +170,7 @@ def _public(model: model_service.ModelVersion) -> ModelPublic:
             calibration=[
                 CalibrationBand(predicted=p, observed=o, rows=n) for p, o, n in e.calibration
             ],
+            warnings=list(e.warnings),
         ),
         features=FeatureSpecPublic.model_validate(model.spec.to_json()),
         trained_on={k: v for k, v in model.trained_on.items() if k != "top_features"},
@@ -182,8 +196,9 @@ def list_models(ctx: Ctx, actor: Actor) -> list[ModelPublic]:
     responses={
         422: {
             "description": "The options are not valid, or the history cannot teach (empty, "
-            "no positive or no negative outcome, fewer than 20 of one): the problem says "
-            "what is missing"
+            "no positive or no negative outcome, fewer than 20 of one, fewer than 10 of "
+            "one in the hold-out), or ``keep`` names personal data: the problem says what "
+            "is missing"
         },
         429: {"description": "Another heavy run is under way on this server (Retry-After)"},
     },
@@ -200,6 +215,7 @@ def train_model(ctx: Ctx, actor: Actor, body: ModelTrain) -> ModelPublic:
             target=body.target,
             name=body.name,
             exclude=tuple(body.exclude),
+            keep=tuple(body.keep),
             attributes=None if body.attributes is None else tuple(body.attributes),
             holdout=body.holdout,
             split=body.split,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.heavy import heavy_run
 from baton.api.routes.contracts import EXAMPLE_BODY
+from baton.learn.suggest import IN_SAMPLE
 from baton.services import contract_suggest
 
 router = APIRouter(prefix="/api/v1/contracts", tags=["contracts"], dependencies=[Authenticated])
@@ -62,6 +63,26 @@ class ThresholdPublic(BaseModel):
     f1: float
 
 
+class VolumePublic(BaseModel):
+    """The MQL volume the suggested threshold keeps, counted as the backtest counts it
+    over every recorded lead."""
+
+    threshold: int
+    wanted: int = Field(description="MQLs of the original contract at its own threshold")
+    handed_off: int = Field(description="MQLs of the suggested contract at ``threshold``")
+    leads: int = Field(description="Recorded leads the volume was counted on")
+    kept: bool = Field(description="Within 5 % of the original's volume")
+    bound: Literal["lowest", "highest"] | None = Field(
+        None, description="The threshold hit a bound and cannot keep the volume"
+    )
+    message: str = Field(
+        examples=[
+            "MQL threshold 40 -> 38 keeps the volume (482 -> 479 MQLs; counted as "
+            "the backtest does, over all 1,200 recorded leads)"
+        ]
+    )
+
+
 class SuggestionPublic(BaseModel):
     """The suggested contract (``body``, the original's text with new points), per rule
     the old and suggested points, the volume-keeping threshold and the F1-best one."""
@@ -73,11 +94,22 @@ class SuggestionPublic(BaseModel):
     scale: float = Field(description="Points per unit of log-odds")
     rules: list[RulePoints]
     old_threshold: int
-    threshold: ThresholdPublic = Field(description="Keeps the original's MQL volume")
+    threshold: ThresholdPublic = Field(
+        description="The volume-keeping threshold, with its precision and recall on the "
+        "example leads (``handed_off``: examples at or over it; the volume is ``volume``)"
+    )
+    volume: VolumePublic | None
     best_f1: ThresholdPublic
     original: ThresholdPublic = Field(description="The original threshold on the history")
-    old_roc_auc: float | None
-    new_roc_auc: float | None
+    old_roc_auc: float | None = Field(
+        description="In-sample: on the leads the points were fitted on"
+    )
+    new_roc_auc: float | None = Field(
+        description="In-sample: on the leads the points were fitted on"
+    )
+    roc_auc_basis: str = Field(
+        description="How the ROC AUCs were measured", examples=["in-sample: fitted on these leads"]
+    )
     body: str
     saved_version: int | None = Field(None, description="The draft stored with save")
 
@@ -132,8 +164,22 @@ def suggest(ctx: Ctx, actor: Actor, request: SuggestRequest) -> SuggestionPublic
         threshold=ThresholdPublic(**s.volume.__dict__),
         best_f1=ThresholdPublic(**s.best_f1.__dict__),
         original=ThresholdPublic(**s.old_choice.__dict__),
+        volume=(
+            None
+            if s.volume_match is None
+            else VolumePublic(
+                threshold=s.volume_match.threshold,
+                wanted=s.volume_match.wanted,
+                handed_off=s.volume_match.handed_off,
+                leads=s.volume_match.leads,
+                kept=s.volume_match.kept,
+                bound=s.volume_match.bound,
+                message=s.volume_match.sentence,
+            )
+        ),
         old_roc_auc=s.old_roc_auc,
         new_roc_auc=s.new_roc_auc,
+        roc_auc_basis=IN_SAMPLE,
         body=result.body,
         saved_version=result.saved.version if result.saved is not None else None,
     )

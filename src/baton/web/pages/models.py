@@ -54,6 +54,7 @@ def model_page(request: Request, ctx: Ctx, user: PageUser, version: Version) -> 
         "models/model.html",
         {
             "model": model,
+            "as_of": model_service.features_as_of(model.trained_on),
             "bands": bands,
             "actions": model_service.model_actions(model, actor=user.principal),
         },
