@@ -134,3 +134,23 @@ def test_plan_capacity_on_the_command_line(runner: CliRunner, tmp_path: Path) ->
     assert "must look like 'Mon-Fri 09-17=6'" in err
     err = run(runner, "plan", "capacity", "--rate", "Mon=1", "--reps", "1", "--tz", "Mars", code=1)
     assert "--tz" in err and "unknown time zone" in err
+
+
+def test_the_plan_reads_as_the_user_typed_it(runner: CliRunner) -> None:
+    """Whole numbers with separators, work per lead to one decimal, the SLA's origin
+    said (no contract: Baton's default, as a warning), the expected arrivals beside the
+    simulated ones, options named as typed, the internal pool never shown."""
+    run(runner, "init")
+    args = ["plan", "capacity", "--rate", "Mon-Fri 09-17=2", "--reps", "1"]
+    out = run(runner, *args, "--minutes-per-lead", "37.1666", "--hours", "Mon-Fri 10-12")
+    assert "Work per lead: 37.2 min (given)" in out
+    assert "SLA first touch: 120 min of business time (Baton's default: no active contract)" in (
+        " ".join(out.split())
+    )
+    assert "Warning: no active contract: the SLA used is Baton's default" in " ".join(out.split())
+    # 80 MQLs a week: 7 runs (about 500 simulated), the expected count shown.
+    assert "in 7 runs (the rates expect 560" in out
+    assert "1 hypothetical rep," in out and "no hypothetical rep is available" in out
+    assert "capacity-plan" not in out
+    err = run(runner, *args, "--runs", "0", "--shift-hours", "30", code=1)
+    assert "--runs:" in err and "--shift-hours:" in err and "shift_hours" not in err

@@ -17,7 +17,16 @@ from baton.services.demo import generate_demo
 from baton.services.exports import export_leads
 from baton.services.leads import stage_history
 from baton.store.bulk import insert_activities
-from baton.store.tables import activities, leads
+from baton.store.tables import (
+    activities,
+    handoff_events,
+    handoffs,
+    lead_prep,
+    leads,
+    notes,
+    tag_events,
+    transitions,
+)
 
 OPS = operator("ops")
 
@@ -93,6 +102,35 @@ def test_demo_company_is_deterministic_and_every_history_replays(ctx: Context) -
     assert all(n >= 1 for _, n in counts)
     start = ctx.clock.now() - timedelta(days=30)
     assert all(start <= created <= ctx.clock.now() for _, _, created in rows)
+    _nothing_after(ctx, ctx.clock.now())
+
+
+def _nothing_after(ctx: Context, now: datetime) -> None:
+    """No activity, stage change, handoff step, note or tick of the demo is dated after
+    its "now" (a visit drawn after the story's end once arrived with the last sync)."""
+    dated = [
+        activities.c.occurred_at,
+        activities.c.received_at,
+        transitions.c.occurred_at,
+        handoff_events.c.occurred_at,
+        tag_events.c.occurred_at,
+        notes.c.created_at,
+        lead_prep.c.done_at,
+        *(leads.c[name] for name in ("created_at", "last_activity_at", "mql_at", "sal_at")),
+        *(leads.c[name] for name in ("sql_at", "opportunity_at", "customer_at")),
+        *(handoffs.c[name] for name in ("created_at", "assigned_at", "accepted_at")),
+        *(handoffs.c[name] for name in ("first_touch_at", "closed_at")),
+    ]
+    with ctx.read() as connection:
+        latest = {
+            f"{column.table.name}.{column.name}": connection.execute(
+                select(func.max(column))
+            ).scalar()
+            for column in dated
+        }
+    assert latest["activities.occurred_at"] is not None
+    late = {name: moment for name, moment in latest.items() if moment and moment > now}
+    assert late == {}, f"dated after the demo's now ({now}): {late}"
 
 
 def test_same_seed_gives_the_same_company(empty_database_url: str, tmp_path: Path) -> None:

@@ -23,13 +23,14 @@ from baton.domain.activities import ActivityCreate
 from baton.domain.clock import ManualClock
 from baton.domain.errors import Forbidden, ValidationFailed
 from baton.domain.leads import LeadCreate
+from baton.domain.lifecycle import Stage
 from baton.domain.reps import AbsenceCreate, RepCreate, TeamCreate
 from baton.services.activities import ingest_activity
 from baton.services.capacity import CapacityRequest, plan_capacity
 from baton.services.context import Context
 from baton.services.contracts import activate_contract, approve_contract, create_contract
 from baton.services.handoffs import list_handoffs, log_touch
-from baton.services.leads import capture_lead
+from baton.services.leads import capture_lead, change_stage
 from baton.services.reps import add_absence, create_rep, create_team
 from baton.store.tables import handoffs, rotations, transitions
 
@@ -96,7 +97,9 @@ def test_the_plan_runs_the_roster_and_history_and_writes_nothing(world: Context)
     before = counts(world)
     plan = plan_capacity(world, CapacityRequest(weeks=2, minutes_per_lead=10, runs=2), actor=OPS)
     assert counts(world) == before
-    assert plan.arrivals_from == "MQL history, last 2 weeks (10 MQLs)"
+    assert plan.arrivals_from == "MQL history, last 2 weeks: 10 MQLs"
+    assert plan.sla_from == "contract v1" and plan.warnings == []
+    assert plan.runs == 2 and plan.mqls_expected == 10
     assert plan.mqls_per_week == 5
     assert plan.rates[10] == 1 and plan.rates[9] == 0  # Monday 10:00-11:00 UTC
     assert plan.roster.startswith("the current roster (3 active reps")
@@ -147,7 +150,7 @@ def test_only_planners_may_plan(world: Context) -> None:
         plan_capacity(world, CapacityRequest(weeks=2), actor=rep_user)
     marketing = principal_for(world, "marketing")
     plan = plan_capacity(world, CapacityRequest(weeks=2, runs=1), actor=marketing)
-    assert plan.minutes_per_lead_from == "default (no handoff history)"
+    assert plan.minutes_per_lead_from.startswith("Baton's default: no touched handoff")
     assert plan.minutes_per_lead == 10
 
 
@@ -181,3 +184,38 @@ def test_work_per_lead_defaults_to_the_median_rep_delay(ctx: Context) -> None:
     plan = plan_capacity(ctx, CapacityRequest(rates=["Mon=1"], reps=1, runs=1), actor=OPS)
     assert plan.minutes_per_lead == 12
     assert plan.minutes_per_lead_from == "median rep delay, assignment → first touch"
+
+
+def test_an_import_dated_now_and_no_contract_are_said_not_silently_used(ctx: Context) -> None:
+    """24 leads made MQLs within one hour (what an import that dates its MQLs when it
+    runs leaves), no active contract, hypothetical reps: the plan warns that the
+    arrival pattern comes from an import and that the SLA is Baton's default; the
+    internal pool of the hypothetical reps is never named; a small volume gets more
+    runs, and the expected arrivals are reported beside the simulated ones."""
+    assert isinstance(ctx.clock, ManualClock)
+    ctx.clock.set(NOW - timedelta(hours=1))
+    for n in range(24):
+        data = LeadCreate.model_validate({"email": f"row{n}@import.example.com"})
+        lead_id = capture_lead(ctx, data, actor=operator("import")).lead.id
+        change_stage(ctx, lead_id, Stage.MQL, actor=OPS, reason="imported as an MQL")
+    ctx.clock.set(NOW)
+    plan = plan_capacity(ctx, CapacityRequest(reps=1, hours="Mon-Fri 10-11"), actor=OPS)
+    assert plan.arrivals_from == "MQL history, last 8 weeks: 24 MQLs"
+    imported, default_sla = plan.warnings
+    assert "24 of the 24 MQLs in the history (100%) became MQLs within one hour" in imported
+    assert "2026-03-02 08:00 UTC" in imported and "--rate" in imported
+    assert plan.sla_from == "Baton's default: no active contract"
+    assert default_sla.startswith("no active contract: the SLA used is Baton's default")
+    assert "first touch within 120 minutes of business time" in default_sla
+    # 3 MQLs a week: 20 runs (the most), 60 expected; the draws are reported.
+    assert plan.runs == 20 and plan.mqls_expected == 60
+    assert plan.mqls_simulated > 0
+    reasons = " ".join(reason for reason, _ in plan.waiting_reasons)
+    assert "no hypothetical rep is available" in reasons
+    assert "capacity-plan" not in repr(plan)
+    # Given rates are the reader's own: no import warning; a big volume keeps 3 runs.
+    given = plan_capacity(
+        ctx, CapacityRequest(rates=["Mon-Fri 09-17=5"], reps=2, target=0.5), actor=OPS
+    )
+    assert len(given.warnings) == 1 and given.runs == 3 and given.mqls_expected == 600
+    assert all(point.hours.endswith("hypothetical reps") for point in given.search)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from baton.domain.business_hours import Absence, Schedule, WorkingHours
 from baton.domain.capacity import (
     WEEK_HOURS,
+    bunched_hour,
     candidate_shifts,
     histogram,
     hours_text,
@@ -63,7 +64,7 @@ def test_two_reps_share_the_queue_by_hand() -> None:
     )
     assert [o.minutes for o in sim.outcomes] == [0, 0, 4, 3]
     assert sim.outcomes[2].assigned_at == at(5)
-    assert "nobody in team" in (sim.outcomes[2].waited_reason or "")
+    assert sim.outcomes[2].waited_reason == "no hypothetical rep is available: at capacity"
 
 
 def test_off_hours_arrivals_wait_for_the_shift() -> None:
@@ -233,3 +234,12 @@ def test_search_adds_reps_on_the_busy_hours_until_the_target() -> None:
     table = staffing_table(added, MONDAY, "UTC")
     # Every rep added works the busy weekday hours.
     assert table[0][10] == len(added) and table[6][3] == 0
+
+
+def test_an_import_is_told_from_arrivals_by_its_bunched_hour() -> None:
+    spread = [MONDAY + timedelta(hours=5 * n, minutes=7) for n in range(40)]
+    assert bunched_hour(spread) is None
+    burst = [MONDAY + timedelta(hours=3, seconds=n) for n in range(25)]
+    assert bunched_hour(spread + burst) is None  # 25 of 65: under half
+    assert bunched_hour(spread[:10] + burst) == (MONDAY + timedelta(hours=3), 25)
+    assert bunched_hour(burst[:19]) is None  # too few to tell

@@ -59,7 +59,8 @@ DEFAULT_MINUTES_PER_LEAD = 10.0
 """Work time per lead when neither the caller nor the history says."""
 
 PLAN_TEAM = "capacity-plan"
-"""The team of hypothetical reps (``--reps``) and of the reps a search adds."""
+"""The team of hypothetical reps (``--reps``) and of the reps a search adds: internal,
+never shown (:func:`seat_text` and the waiting reasons say "hypothetical reps")."""
 
 _DAY_NAMES = {name: index for index, name in enumerate(WEEKDAYS)}
 _HOURS = re.compile(r"^(\d{1,2})(?::(\d{2}))?\s*-\s*(\d{1,2})(?::(\d{2}))?$")
@@ -240,6 +241,25 @@ def rates_from_moments(
     return tuple(c / max(weeks, 1) for c in counts)
 
 
+def bunched_hour(
+    moments: Sequence[datetime], *, share: float = 0.5, minimum: int = 20
+) -> tuple[datetime, int] | None:
+    """The clock hour (UTC, on the hour) holding at least ``share`` of ``moments``, and
+    at least ``minimum`` of them, with their count; ``None`` when none does. MQLs that
+    arrive as leads do are spread over the weeks; half of them in one hour is an import
+    that dated its MQLs when it ran."""
+    if len(moments) < minimum:
+        return None
+    counts: dict[datetime, int] = {}
+    for moment in moments:
+        hour = moment.astimezone(ZoneInfo("UTC")).replace(minute=0, second=0, microsecond=0)
+        counts[hour] = counts.get(hour, 0) + 1
+    hour, count = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    if count < minimum or count < share * len(moments):
+        return None
+    return hour, count
+
+
 def poisson_arrivals(
     rates: Sequence[float], *, start: datetime, weeks: int, timezone: str, rng: random.Random
 ) -> list[datetime]:
@@ -385,6 +405,8 @@ def histogram(values: Sequence[float | None]) -> list[tuple[str, int]]:
 def _why_waiting(reason: str, skips: Sequence[str]) -> str:
     """The routing reason with the commonest reason its reps were skipped
     (``nobody in team x is available: outside working hours (UTC)``)."""
+    reason = reason.replace(f"nobody in team {PLAN_TEAM} is", "no hypothetical rep is")
+    reason = reason.replace(f"team {PLAN_TEAM}", "the hypothetical reps")
     if not skips:
         return reason
     counts: dict[str, int] = {}
@@ -626,6 +648,8 @@ def seats_of(contract: HandoffContract) -> list[PoolSeat]:
 
 def seat_text(seat: PoolSeat) -> str:
     team, tags = seat
+    if team == PLAN_TEAM:
+        return "hypothetical reps"
     if team is not None:
         return f"team {team}"
     return "tag " + ", ".join(sorted(tags)) if tags else "no team"

@@ -886,10 +886,12 @@ class _Simulation:
     def _buffer(
         self, lane: str, person: _Person, kind: ActivityType, at: datetime, props: dict[str, Any]
     ) -> None:
-        """Hold an event for the lane's next delivery."""
+        """Hold an event for the lane's next delivery. An event after the story's end
+        never happens: the last delivery (clamped to the end) carries only what
+        happened by then, so no activity is dated after the demo's "now"."""
         at = _whole(at)
         moment = self._sync_moment(lane, at)
-        if moment > self.plan.end or person.lead_id is None:
+        if at > self.plan.end or moment > self.plan.end or person.lead_id is None:
             return
         self._lane(lane, moment)
         self.buffers.setdefault((lane, moment), []).append(self._event(person, kind, at, props))

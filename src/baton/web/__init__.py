@@ -2,7 +2,8 @@
 
 :func:`install` adds to the API's app: the page routers (``baton.web.pages.*``, each an
 ``APIRouter(include_in_schema=False)``), ``/static`` (our own CSS and JavaScript,
-cached), the HTML 404/403 pages for page requests (the API keeps problem+json), the
+cached), the HTML error pages for page requests (404, 403, a refused change, a busy
+database, an unexpected error with its incident id; the API keeps problem+json), the
 redirect to ``/login`` when a page needs a session, and security headers on every
 HTML page (a CSP without inline script, no framing, no referrer to other sites).
 
@@ -12,13 +13,17 @@ include_in_schema=False)`` and add it to :data:`ROUTERS` below.
 
 from __future__ import annotations
 
+import html
 import inspect
+import json
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,6 +61,8 @@ ROUTERS = [
     settings.router,
 ]
 """Every page group's router, in the order they are matched."""
+
+log = logging.getLogger("baton.web")
 
 API_PREFIXES = ("/api/", "/auth/", "/docs", "/redoc", "/openapi", "/healthz", "/static/")
 
@@ -130,6 +137,34 @@ def error_page(request: Request, status: int, title: str, detail: str) -> Respon
     )
 
 
+def problem_page(request: Request, problem: Response) -> Response:
+    """An API problem answer (``application/problem+json``) as an HTML error page.
+
+    A 500 is answered by Starlette's outermost middleware, outside
+    :class:`SecurityHeaders`, so the page carries those headers itself; and should the
+    page itself fail to render (the database gone), a bare page says the same."""
+    try:
+        body = json.loads(bytes(problem.body))
+    except ValueError:
+        body = {}
+    status = problem.status_code
+    title = str(body.get("title") or "Something went wrong")
+    detail = str(body.get("detail") or "Baton could not finish this request.")
+    try:
+        page = error_page(request, status, title, detail)
+    except Exception:  # the error page must not fail in turn
+        log.exception("the error page for %s could not be rendered", request.url.path)
+        text = f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>"
+        page = HTMLResponse(f"{text}<p>{html.escape(detail)}</p>", status_code=status)
+    for name, value in problem.headers.items():
+        if name.lower() not in ("content-type", "content-length"):
+            page.headers.setdefault(name, value)
+    for raw_name, raw_value in SECURITY_HEADERS:
+        page.headers.setdefault(raw_name.decode(), raw_value.decode())
+    page.headers.setdefault("Cache-Control", "no-store")
+    return page
+
+
 async def _answer(handler: Any, request: Request, exc: Exception) -> Response:
     """What an exception handler of the API answers (sync or async)."""
     result = handler(request, exc)
@@ -195,6 +230,21 @@ def install(app: FastAPI) -> None:
             request, 400, "Not sent", "The form was incomplete or had a value out of range."
         )
 
+    def _as_page(api_handler: Any) -> Any:
+        """The API's answer to a database clash, a busy database or an unexpected error
+        (it logs, and names the incident), shown to a person as an HTML page with the
+        same status, title, detail and headers (``Retry-After``)."""
+
+        async def handler(request: Request, exc: Exception) -> Response:
+            response = await _answer(api_handler, request, exc)
+            if not is_page_request(request):
+                return response
+            return problem_page(request, response)
+
+        return handler
+
+    for kind in (IntegrityError, DataError, OperationalError, Exception):
+        app.add_exception_handler(kind, _as_page(app.exception_handlers[kind]))
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(deps.LoginRequired, _login)
     app.add_exception_handler(deps.PasswordRequired, _password)

@@ -46,7 +46,10 @@ class CapacityPlanPublic(BaseModel):
                     "minutes_per_lead_from": "given",
                     "sla_minutes": 120.0,
                     "sla_business_hours": True,
+                    "sla_from": "contract v3",
                     "within": 5.0,
+                    "runs": 3,
+                    "mqls_expected": 738.0,
                     "mqls_simulated": 741,
                     "share_within": 0.91,
                     "share_within_sla": 0.99,
@@ -55,7 +58,9 @@ class CapacityPlanPublic(BaseModel):
                     "p90_minutes": 4.2,
                     "p99_minutes": 810.5,
                     "histogram": [["≤ 1 min", 600], ["1-5 min", 75]],
-                    "waiting_reasons": [["nobody in team capacity-plan is available", 12]],
+                    "waiting_reasons": [
+                        ["no hypothetical rep is available: outside working hours (UTC)", 12]
+                    ],
                     "staffing": [[0] * 24 for _ in range(7)],
                     "shifts": [{"hours": "Mon-Fri 08:00-18:00 (Europe/Berlin)", "reps": 3}],
                     "target": 0.9,
@@ -65,6 +70,7 @@ class CapacityPlanPublic(BaseModel):
                         {"added": 1, "hours": "Mon-Fri 08:00-16:00", "share": 0.84},
                         {"added": 2, "hours": "Mon-Fri 08:00-16:00", "share": 0.91},
                     ],
+                    "warnings": [],
                 }
             ]
         }
@@ -81,8 +87,13 @@ class CapacityPlanPublic(BaseModel):
     minutes_per_lead_from: str
     sla_minutes: float = Field(description="The contract's first-touch SLA")
     sla_business_hours: bool
+    sla_from: str = Field(
+        description="Whose SLA: the active contract's, or Baton's default without one"
+    )
     within: float
-    mqls_simulated: int
+    runs: int = Field(description="Seeded runs pooled (more for small volumes by default)")
+    mqls_expected: float = Field(description="MQLs the rates promise over the runs")
+    mqls_simulated: int = Field(description="MQLs the seeded Poisson draws gave")
     share_within: float = Field(description="Share touched within `within` minutes")
     share_within_sla: float = Field(description="Share touched by the SLA deadline")
     share_touched: float
@@ -97,6 +108,10 @@ class CapacityPlanPublic(BaseModel):
     target_met: bool | None
     added: list[ShiftPublic] = Field(description="Reps the search adds, by shift")
     search: list[SearchPointPublic]
+    warnings: list[str] = Field(
+        description="What to know before trusting the plan: arrivals learnt from an "
+        "import (MQLs bunched in one hour), the default SLA for want of a contract"
+    )
 
 
 @router.post(
