@@ -175,3 +175,59 @@ def build_history(ctx: Context, *, won: bool = True) -> None:
                 for lead_id in (4, 5)
             ],
         )
+
+
+RANDOM_KINDS = (
+    ("page_view", {"url": "/pricing"}),
+    ("page_view", {"url": "/blog"}),
+    ("webinar_attended", {}),
+    ("email_open", {}),
+    ("demo_request", {}),
+)
+
+
+def random_history(ctx: Context, *, leads_count: int, seed: int) -> None:
+    """``leads_count`` leads with seeded random titles, outcomes and activities (some
+    before the lead's creation, some only of types no rule counts, some none)."""
+    import random
+    from datetime import timedelta
+
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for id_ in range(1, leads_count + 1):
+        created = at(1, 5) + timedelta(minutes=rng.randrange(0, 40 * 1440))
+        won = rng.random() < 0.3
+        rows.append(
+            {
+                "id": id_,
+                "email": f"p{id_}@acme.example",
+                "email_key": f"p{id_}@acme.example",
+                "email_domain": "acme.example",
+                "title": rng.choice(("Director", "Analyst")),
+                "attributes": {},
+                "stage": "lead",
+                "stage_changed_at": created,
+                "created_at": created,
+                "updated_at": created,
+                "sal_at": created + timedelta(days=3) if won or rng.random() < 0.2 else None,
+                "customer_at": created + timedelta(days=rng.randrange(1, 30)) if won else None,
+            }
+        )
+        kinds = RANDOM_KINDS if rng.random() < 0.8 else RANDOM_KINDS[3:4]
+        for _ in range(rng.randrange(0, 8)):
+            kind, props = rng.choice(kinds)
+            moment = created + timedelta(minutes=rng.randrange(-2 * 1440, 30 * 1440))
+            events.append(
+                {
+                    "lead_id": id_,
+                    "type": kind,
+                    "occurred_at": moment,
+                    "received_at": moment,
+                    "properties": props,
+                }
+            )
+    with ctx.write() as connection:
+        connection.execute(insert(leads), rows)
+        if events:
+            connection.execute(insert(activities), events)

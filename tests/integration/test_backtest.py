@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from tests.backtest_history import AGAINST, DRAFT, build_history, store_active
+from tests.backtest_history import AGAINST, DRAFT, build_history, random_history, store_active
 
 from baton.domain.access import Principal, Role, operator
 from baton.domain.errors import Forbidden, ValidationFailed
 from baton.services.backtest import backtest_contract
 from baton.services.context import Context
-from baton.store.tables import lead_scores, metadata, outbox
+from baton.store.bulk import read_datetime
+from baton.store.tables import activities, lead_scores, leads, metadata, outbox
 
 
 def _admin(ctx: Context) -> Any:
@@ -193,3 +194,18 @@ def test_a_predicted_component_uses_the_probability_as_of_each_moment(
     assert report.draft.totals.mqls == expected
     assert set(report.draft.totals.rejected_by_reason) <= {"no_budget", "wrong_fit"}
     assert report.draft.totals.roc_auc is not None
+
+
+def test_two_processes_and_any_chunk_give_the_report_of_one(ctx: Context) -> None:
+    random_history(ctx, leads_count=120, seed=4)
+    store_active(ctx)
+    one = backtest_contract(ctx, DRAFT, actor=_admin(ctx), processes=1).to_json()
+    two = backtest_contract(ctx, DRAFT, actor=_admin(ctx), processes=2, chunk=7).to_json()
+    assert two == one
+    assert one["leads"] == 120 and one["against"] is not None
+    with ctx.read() as connection:
+        first = min(
+            connection.execute(select(func.min(leads.c.created_at))).scalar_one(),
+            connection.execute(select(func.min(activities.c.occurred_at))).scalar_one(),
+        )
+    assert one["first_touch"] == read_datetime(first).isoformat()

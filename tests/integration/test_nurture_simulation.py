@@ -406,9 +406,12 @@ class World:
 
     def tick(self) -> None:
         started = timer.perf_counter()
-        worker.tick(
-            self.ctx, smtp=SmtpConfig(host=self.smtp.host, port=self.smtp.port), client=self.http
-        )
+        # A generous SMTP time-out: the mail server runs in this process, and on a loaded
+        # machine a reply later than the default 10 s would be retried and received twice
+        # (SMTP's one at-least-once window, which tests/e2e/test_nurture_crash.py covers);
+        # that is not what this simulation is about.
+        smtp = SmtpConfig(host=self.smtp.host, port=self.smtp.port, timeout=120)
+        worker.tick(self.ctx, smtp=smtp, client=self.http)
         self.timings["ticks"] += 1
         self.timings["tick_ms"] += int((timer.perf_counter() - started) * 1000)
         self.read_mail()

@@ -6,19 +6,23 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from baton.domain.backtest import (
     Outcome,
     Replay,
+    Replayer,
     Tally,
+    fit_key,
+    fit_of,
     quantile,
     replay_lead,
     summarise,
     sweep_thresholds,
 )
-from baton.domain.contract import parse_contract
+from baton.domain.contract import HandoffContract, parse_contract
 from baton.domain.scoring import (
     Event,
     engagement_state,
@@ -211,3 +215,119 @@ def test_the_sweep_chart_draws_precision_and_recall_inside_the_box() -> None:
             x, y = (float(v) for v in pair.split(","))
             assert 0 <= x <= WIDTH and 0 <= y <= HEIGHT
     assert any(line["marker"] is not None for line in chart["lines"])
+
+
+def _variants() -> list[HandoffContract]:
+    """Contracts that share some rules and not others: the same engagement rules with
+    another threshold, grade or hand-raise list; changed engagement and fit rules."""
+    body = (Path(__file__).parents[2] / "contracts" / "example.yaml").read_text(encoding="utf-8")
+    return [
+        EXAMPLE,
+        parse_contract(body.replace("threshold: 60", "threshold: 45", 1)),
+        parse_contract(body.replace("min_grade: C", "min_grade: B", 1)),
+        parse_contract(body.replace("hand_raise: [demo_request, ", "hand_raise: [", 1)),
+        parse_contract(body.replace("points: 10\n      cap: 30", "points: 14\n      cap: 30", 1)),
+        parse_contract(body.replace("points: 20\n", "points: 35\n", 1)),
+        DECAYING,
+    ]
+
+
+def _history(rng: random.Random, lead_id: int) -> tuple[dict[str, Any], list[Event]]:
+    lead = {
+        "title": rng.choice(("VP Operations", "Head of Data", "Student", "CTO", "")),
+        "email": f"p{lead_id}@c{lead_id % 7}.example.com",
+        "company": rng.choice(("Acme", "")),
+        "country": rng.choice(("US", "DE", "BR")),
+        "attributes": {"employees": rng.choice((5, 80, 400, 9000))},
+    }
+    events = sorted(
+        (
+            Event(kind, T0 + timedelta(minutes=rng.randrange(-1440, 90 * 1440)), props)
+            for kind, props in rng.choices(KINDS, k=rng.randrange(0, 30))
+        ),
+        key=lambda e: e.occurred_at,
+    )
+    return lead, events
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_one_pass_over_several_contracts_equals_one_replay_each(seed: int) -> None:
+    rng = random.Random(seed)
+    contracts = _variants()
+    replayer = Replayer(contracts)
+    assert len(replayer.groups) < len(contracts)  # some contracts share a state
+    for lead_id in range(150):
+        lead, events = _history(rng, lead_id)
+        until = T0 + timedelta(days=rng.randrange(-2, 120)) if rng.random() < 0.3 else None
+        first = T0 - timedelta(hours=rng.randrange(0, 48)) if rng.random() < 0.2 else None
+        slow = rng.random() < 0.2
+        chances = [
+            (lambda now, k=k: ((now - T0).total_seconds() * (k + 1)) % 1.0) if slow else None
+            for k in range(len(contracts))
+        ]
+        # Contracts with the fit rules of the first share its fit (as the service does).
+        fits = [
+            fit_of(contracts[0], lead, T0) if fit_key(c) == fit_key(contracts[0]) else None
+            for c in contracts
+        ]
+        together = replayer.replay(
+            lead_id,
+            lead,
+            T0,
+            events,
+            until=until,
+            first_activity=first,
+            probability_at=chances,
+            fits=fits,
+        )
+        alone = [
+            replay_lead(
+                c, lead_id, lead, T0, events, until=until, first_activity=first, probability_at=p
+            )
+            for c, p in zip(contracts, chances, strict=True)
+        ]
+        assert together == alone
+
+
+def test_tallies_merged_in_id_order_equal_one_tally() -> None:
+    rng = random.Random(3)
+    whole, first, second = Tally(EXAMPLE), Tally(EXAMPLE), Tally(EXAMPLE)
+    for lead_id in range(400):
+        lead, events = _history(rng, lead_id)
+        outcome = Outcome(
+            won=rng.random() < 0.2,
+            accepted=rng.random() < 0.3,
+            rejections=("no_budget",) if rng.random() < 0.1 else (),
+        )
+        replay = replay_lead(EXAMPLE, lead_id, lead, T0, events)
+        whole.add(replay, outcome)
+        (first if lead_id < 170 else second).add(replay, outcome)
+    first.merge(second)
+    assert first == whole
+    assert summarise(first, label="a", version=None) == summarise(whole, label="a", version=None)
+
+
+def test_the_fold_s_prepared_filters_match_like_event_matches() -> None:
+    from baton.domain.scoring import _prepared_where, _where_holds, event_matches
+
+    filters = parse_contract(
+        """schema_version: 1
+name: Filters
+scoring:
+  engagement:
+    - {name: Equals, event: page_view, where: {url: /Pricing}, points: 1}
+    - {name: Number, event: page_view, where: {seats: 5}, points: 1}
+    - {name: Contains, event: page_view, where: {url: {contains: PRODUCT}}, points: 1}
+    - {name: Regex, event: page_view, where: {url: {regex: "^/docs/v[0-9]"}}, points: 1}
+    - {name: Both, event: page_view, where: {url: /pricing, seats: 5}, points: 1}
+mql:
+  threshold: 10
+"""
+    )
+    rng = random.Random(8)
+    values = ("/pricing", "/PRICING ", "/product/x", "/docs/v2", "/docs/x", 5, "5", 5.0, None)
+    for _ in range(400):
+        props = {k: v for k in ("url", "seats") if (v := rng.choice(values)) is not None}
+        event = Event("page_view", T0, props)
+        for rule in filters.scoring.engagement:
+            assert _where_holds(_prepared_where(rule), props) == event_matches(rule, event)

@@ -103,6 +103,148 @@ ProbabilityAt = Callable[[datetime], float | None]
 """The learned model's probability for the lead at a moment (``scoring.predicted``)."""
 
 
+_Rules = tuple[set[str], set[str], bool]
+
+
+def _rules(contract: HandoffContract) -> _Rules:
+    """What a replay reads of the contract at each event: prep items (all done), the
+    hand-raise types, and whether the score can rise between events."""
+    return (
+        {item.id for item in contract.prep_checklist},
+        {e.value for e in contract.mql.hand_raise},
+        _rises_between_events(contract),
+    )
+
+
+class _Run:
+    """One contract's replay of one lead; the engagement state is the caller's (one
+    state serves every contract with the same engagement rules)."""
+
+    def __init__(
+        self,
+        contract: HandoffContract,
+        lead: Mapping[str, Any],
+        probability_at: ProbabilityAt | None,
+        fit: float | None,
+        rules: _Rules | None = None,
+    ) -> None:
+        self.contract = contract
+        self.lead = lead
+        self.prep_done, self.hand_raise, rises = rules or _rules(contract)
+        self.threshold = contract.mql.threshold
+        self.probability_at = probability_at
+        # With a model the probability moves with every event: each one is checked in
+        # full. Otherwise only events some rule counts (or hand-raises) can move the
+        # score up - unless a decaying negative rule lets it rise between events.
+        self.slow = probability_at is not None
+        self.every = self.slow or rises
+        self.fit = fit
+        self.started = False
+        self.gate = False
+        self.mql_at: datetime | None = None
+        self.reason = ""
+        self.peak = -math.inf
+        self.eligible: float | None = None
+        self.raised = False
+
+    def full(self, state: EngagementState, now: datetime, event: Event | None) -> None:
+        """The real card and the real decision at ``now``."""
+        contract, lead = self.contract, self.lead
+        p = self.probability_at(now) if self.probability_at is not None else None
+        raising = event is not None and event.type in self.hand_raise
+        decision: MqlDecision | None = None
+        if not self.started or self.fit is None:
+            self.started = True
+            if self.fit is None:
+                card = score(contract, lead, state, now, probability=p)
+                self.fit = card.fit
+            else:
+                # The same grade and total as score(): only the explanation lacks
+                # the fit hits, which the decision does not read.
+                card = score_engagement(contract, self.fit, state, now, probability=p)
+            # Fields never change in the replay: whether the rule's conditions other
+            # than the threshold hold is known once (without a model).
+            decision = mql_decision(
+                contract, stage="lead", card=card, lead=lead, now=now, prep_done=self.prep_done
+            )
+            self.gate = decision.reason.startswith("score ")
+        else:
+            card = score_engagement(contract, self.fit, state, now, probability=p)
+        self.peak = max(self.peak, card.total)
+        if decision is None or raising:
+            decision = mql_decision(
+                contract,
+                stage="lead",
+                card=card,
+                lead=lead,
+                now=now,
+                event_type=event.type if event is not None and raising else None,
+                event_at=event.occurred_at if event is not None else None,
+                prep_done=self.prep_done,
+            )
+        if decision.reason.startswith("hand-raise"):
+            self.raised = True
+        if decision.reason.startswith("score ") or (self.gate and not self.slow):
+            self.eligible = card.total if self.eligible is None else max(self.eligible, card.total)
+        if decision.qualifies and self.mql_at is None:
+            self.mql_at, self.reason = now, decision.reason
+
+    def check(
+        self,
+        state: EngagementState,
+        now: datetime,
+        event: Event | None,
+        shared: list[float] | None = None,
+    ) -> None:
+        """The score at ``now``; ``shared`` holds the engagement total at ``now`` once
+        a contract with the same engagement rules has computed it."""
+        fit = self.fit
+        if (
+            self.slow
+            or not self.started
+            or fit is None
+            or (event is not None and event.type in self.hand_raise)
+        ):
+            self.full(state, now, event)
+            return
+        # The total as score_engagement computes it, without the explanation; the
+        # decision itself is always the real one.
+        if shared is None:
+            engagement = engagement_total(self.contract, state, now)
+        elif shared:
+            engagement = shared[0]
+        else:
+            engagement = engagement_total(self.contract, state, now)
+            shared.append(engagement)
+        total = round(fit + engagement, 2)
+        if total > self.peak:
+            self.peak = total
+        if self.gate:
+            if self.eligible is None or total > self.eligible:
+                self.eligible = total
+            if self.mql_at is None and total >= self.threshold:
+                self.full(state, now, event)
+
+    def result(self, lead_id: int, first_touch: datetime, created_at: datetime) -> Replay:
+        peak = self.peak
+        if peak == -math.inf:
+            # Won before it was created (a data error): scored at capture.
+            peak = score(self.contract, self.lead, {}, created_at).total
+        return Replay(
+            lead_id, first_touch, self.mql_at, self.reason, peak, self.eligible, self.raised
+        )
+
+
+def _first_touch(
+    created_at: datetime, events: Sequence[Event], first_activity: datetime | None
+) -> datetime:
+    first_touch = created_at
+    for moment in (first_activity, events[0].occurred_at if events else None):
+        if moment is not None and moment < first_touch:
+            first_touch = moment
+    return first_touch
+
+
 def replay_lead(
     contract: HandoffContract,
     lead_id: int,
@@ -113,98 +255,116 @@ def replay_lead(
     until: datetime | None = None,
     first_activity: datetime | None = None,
     probability_at: ProbabilityAt | None = None,
+    fit: float | None = None,
 ) -> Replay:
     """Replay one lead's ``events`` (in time order) through ``contract``; ``until``
     (the moment it was won) ends the replay; ``first_activity`` is the lead's first
-    activity of any type (``events`` may hold only those the contract counts). O(1)
-    work per event."""
-    prep_done = {item.id for item in contract.prep_checklist}
-    hand_raise = {e.value for e in contract.mql.hand_raise}
-    threshold = contract.mql.threshold
-    first_touch = created_at
-    for moment in (first_activity, events[0].occurred_at if events else None):
-        if moment is not None and moment < first_touch:
-            first_touch = moment
-    # With a model the probability moves with every event: each one is checked in
-    # full. Otherwise only events some rule counts (or hand-raises) can move the score
-    # up - unless a decaying negative rule lets it rise between events.
-    slow = probability_at is not None
-    every = slow or _rises_between_events(contract)
+    activity of any type (``events`` may hold only those the contract counts);
+    ``fit`` is the lead's fit score when the caller already has it (another contract
+    with the same fit rules, see :func:`fit_key`). O(1) work per event."""
+    run = _Run(contract, lead, probability_at, fit)
     state: EngagementState = {}
-    fit: float | None = None
-    gate = False
-    mql_at: datetime | None = None
-    reason = ""
-    peak = -math.inf
-    eligible: float | None = None
-    raised = False
     captured = False
-
-    def full(now: datetime, event: Event | None) -> None:
-        """The real card and the real decision at ``now``."""
-        nonlocal fit, gate, mql_at, reason, peak, eligible, raised
-        p = probability_at(now) if probability_at is not None else None
-        raising = event is not None and event.type in hand_raise
-        decision: MqlDecision | None = None
-        if fit is None:
-            card = score(contract, lead, state, now, probability=p)
-            fit = card.fit
-            # Fields never change in the replay: whether the rule's conditions other
-            # than the threshold hold is known once (without a model).
-            decision = mql_decision(
-                contract, stage="lead", card=card, lead=lead, now=now, prep_done=prep_done
-            )
-            gate = decision.reason.startswith("score ")
-        else:
-            card = score_engagement(contract, fit, state, now, probability=p)
-        peak = max(peak, card.total)
-        if decision is None or raising:
-            decision = mql_decision(
-                contract,
-                stage="lead",
-                card=card,
-                lead=lead,
-                now=now,
-                event_type=event.type if event is not None and raising else None,
-                event_at=event.occurred_at if event is not None else None,
-                prep_done=prep_done,
-            )
-        if decision.reason.startswith("hand-raise"):
-            raised = True
-        if decision.reason.startswith("score ") or (gate and not slow):
-            eligible = card.total if eligible is None else max(eligible, card.total)
-        if decision.qualifies and mql_at is None:
-            mql_at, reason = now, decision.reason
-
-    def check(now: datetime, event: Event | None) -> None:
-        nonlocal peak, eligible
-        if slow or fit is None or (event is not None and event.type in hand_raise):
-            full(now, event)
-            return
-        # The total as score_engagement computes it, without the explanation; the
-        # decision itself is always the real one.
-        total = round(fit + engagement_total(contract, state, now), 2)
-        peak = max(peak, total)
-        if gate:
-            eligible = total if eligible is None else max(eligible, total)
-            if mql_at is None and total >= threshold:
-                full(now, event)
-
     for event in events:
         if until is not None and event.occurred_at > until:
             break
         if not captured and event.occurred_at > created_at:
             captured = True
-            check(created_at, None)
+            run.check(state, created_at, None)
         counted = fold_event(contract, state, event)
-        if counted or every or event.type in hand_raise:
-            check(event.occurred_at, event)
+        if counted or run.every or event.type in run.hand_raise:
+            run.check(state, event.occurred_at, event)
     if not captured and (until is None or created_at <= until):
-        check(created_at, None)
-    if peak == -math.inf:
-        # Won before it was created (a data error): scored at capture.
-        peak = score(contract, lead, {}, created_at).total
-    return Replay(lead_id, first_touch, mql_at, reason, peak, eligible, raised)
+        run.check(state, created_at, None)
+    return run.result(lead_id, _first_touch(created_at, events, first_activity), created_at)
+
+
+class Replayer:
+    """:func:`replay_lead` for several contracts in one pass over a lead's events:
+    contracts with the same engagement rules share one engagement state (each event
+    folded once) and one engagement total per moment; each contract keeps its own
+    fit, conditions, threshold and decision. Equal to one :func:`replay_lead` per
+    contract (tests/unit/test_backtest_replay.py checks it on random histories)."""
+
+    def __init__(self, contracts: Sequence[HandoffContract]) -> None:
+        self.contracts = list(contracts)
+        self.rules = [_rules(contract) for contract in self.contracts]
+        keys: list[Any] = []
+        self.groups: list[tuple[HandoffContract, list[int]]] = []
+        for index, contract in enumerate(self.contracts):
+            key = [rule.model_dump() for rule in contract.scoring.engagement]
+            if key in keys:
+                self.groups[keys.index(key)][1].append(index)
+            else:
+                keys.append(key)
+                self.groups.append((contract, [index]))
+
+    def replay(
+        self,
+        lead_id: int,
+        lead: Mapping[str, Any],
+        created_at: datetime,
+        events: Sequence[Event],
+        *,
+        until: datetime | None = None,
+        first_activity: datetime | None = None,
+        probability_at: Sequence[ProbabilityAt | None] | None = None,
+        fits: Sequence[float | None] | None = None,
+    ) -> list[Replay]:
+        """One :class:`Replay` per contract, in the order given."""
+        runs = [
+            _Run(
+                contract,
+                lead,
+                probability_at[index] if probability_at is not None else None,
+                fits[index] if fits is not None else None,
+                self.rules[index],
+            )
+            for index, contract in enumerate(self.contracts)
+        ]
+        groups: list[tuple[HandoffContract, EngagementState, list[_Run]]] = [
+            (contract, {}, [runs[index] for index in members]) for contract, members in self.groups
+        ]
+        captured = False
+        for event in events:
+            at = event.occurred_at
+            if until is not None and at > until:
+                break
+            if not captured and at > created_at:
+                captured = True
+                for _, state, members in groups:
+                    shared: list[float] = []
+                    for run in members:
+                        run.check(state, created_at, None, shared)
+            for contract, state, members in groups:
+                counted = fold_event(contract, state, event)
+                shared = []
+                for run in members:
+                    if counted or run.every or event.type in run.hand_raise:
+                        run.check(state, at, event, shared)
+        if not captured and (until is None or created_at <= until):
+            for _, state, members in groups:
+                shared = []
+                for run in members:
+                    run.check(state, created_at, None, shared)
+        first_touch = _first_touch(created_at, events, first_activity)
+        return [run.result(lead_id, first_touch, created_at) for run in runs]
+
+
+def fit_key(contract: HandoffContract) -> tuple[Any, ...]:
+    """What a lead's fit score depends on besides the lead: contracts with equal keys
+    give every lead the same fit (one computation serves both sides)."""
+    scoring = contract.scoring
+    return (
+        [rule.model_dump() for rule in scoring.fit],
+        tuple(scoring.competitors),
+        tuple(scoring.disposable_domains),
+    )
+
+
+def fit_of(contract: HandoffContract, lead: Mapping[str, Any], now: datetime) -> float:
+    """The lead's fit score as :func:`~baton.domain.scoring.score` computes it."""
+    return score(contract, lead, {}, now).fit
 
 
 def _rises_between_events(contract: HandoffContract) -> bool:
@@ -324,6 +484,30 @@ class Tally:
     eligible: array[float] = field(default_factory=lambda: array("d"))
     labels: array[int] = field(default_factory=lambda: array("b"))
     weeks: dict[str, _Week] = field(default_factory=dict)
+
+    def merge(self, other: Tally) -> None:
+        """Append ``other`` (the tally of the leads after this one's, in id order): the
+        result equals one tally fed every lead in order."""
+        self.mqls += other.mqls
+        self.accepted += other.accepted
+        self.qualified += other.qualified
+        self.won += other.won
+        self.won_total += other.won_total
+        self.missed += other.missed
+        self.missed_sample.extend(other.missed_sample[: SAMPLE_SIZE - len(self.missed_sample)])
+        self.rejected.update(other.rejected)
+        self.seconds.extend(other.seconds)
+        self.peaks.extend(other.peaks)
+        self.eligible.extend(other.eligible)
+        self.labels.extend(other.labels)
+        for name, week in other.weeks.items():
+            mine = self.weeks.setdefault(name, _Week())
+            mine.mqls += week.mqls
+            mine.accepted += week.accepted
+            mine.qualified += week.qualified
+            mine.won += week.won
+            mine.rejected += week.rejected
+            mine.seconds.extend(week.seconds)
 
     def add(self, replay: Replay, outcome: Outcome) -> None:
         self.peaks.append(replay.peak)

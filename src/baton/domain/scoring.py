@@ -257,12 +257,44 @@ def _decay(rule: EngagementRule, seconds: float) -> float:
     return float(0.5 ** (seconds / (rule.half_life_days * SECONDS_PER_DAY)))
 
 
+Where = tuple[tuple[str, Any, str | None, re.Pattern[str] | None], ...]
+"""A rule's property filter, prepared: (key, equals, contains lower-cased, regex)."""
+
+
+def _prepared_where(rule: EngagementRule) -> Where:
+    return tuple(
+        (
+            key,
+            wanted.equals,
+            None if wanted.contains is None else wanted.contains.lower(),
+            None if wanted.regex is None else _pattern(wanted.regex),
+        )
+        for key, wanted in rule.where.items()
+    )
+
+
+def _where_holds(where: Where, properties: Mapping[str, Any]) -> bool:
+    """:func:`event_matches` for an event of the rule's type (the fold's hot loop)."""
+    for key, equals, contains, regex in where:
+        actual = properties.get(key)
+        if actual is None:
+            return False
+        if equals is not None and not _same(actual, equals):
+            return False
+        if contains is not None and contains not in str(actual).lower():
+            return False
+        if regex is not None and not regex.search(str(actual)):
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class _RulePlan:
     key: str
     rule: EngagementRule
     points: float
     half_life_seconds: float | None
+    where: Where = ()
 
 
 _PLANS: dict[int, tuple[HandoffContract, dict[str, list[_RulePlan]]]] = {}
@@ -277,7 +309,7 @@ def _plan(contract: HandoffContract) -> dict[str, list[_RulePlan]]:
     for index, rule in enumerate(contract.scoring.engagement):
         half = rule.half_life_days * SECONDS_PER_DAY if rule.half_life_days else None
         plan.setdefault(rule.event.value, []).append(
-            _RulePlan(str(index), rule, float(rule.points), half)
+            _RulePlan(str(index), rule, float(rule.points), half, _prepared_where(rule))
         )
     if len(_PLANS) > 256:
         _PLANS.clear()
@@ -302,7 +334,7 @@ def _fold(plan: dict[str, list[_RulePlan]], state: EngagementState, event: Event
     at = event.occurred_at.timestamp()
     counted = False
     for item in rules:
-        if item.rule.where and not event_matches(item.rule, event):
+        if item.where and not _where_holds(item.where, event.properties):
             continue
         counted = True
         entry = state.get(item.key)
@@ -396,7 +428,7 @@ def engagement_total(
         if half is not None:
             seconds = at - entry[1]
             if seconds > 0:
-                value = value * float(0.5 ** (seconds / half))
+                value = value * 0.5 ** (seconds / half)
         if cap is not None and abs(value) > cap:
             value = math.copysign(cap, value)
         rounded = round(value, 2)

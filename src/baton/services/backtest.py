@@ -19,6 +19,7 @@ a historical move out of ``mql`` to ``disqualified`` or ``nurture``.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -27,15 +28,18 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
 
+from baton.config import Settings
 from baton.domain.access import Action, Principal
 from baton.domain.backtest import (
     NOTES,
     Outcome,
     ProbabilityAt,
+    Replayer,
     SideReport,
     Tally,
+    fit_key,
+    fit_of,
     no_winner_warning,
-    replay_lead,
     summarise,
 )
 from baton.domain.contract import HandoffContract
@@ -51,6 +55,9 @@ from baton.store.tables import contracts, handoffs, leads, transitions
 
 CHUNK = 5000
 """Leads per id range read at once."""
+PARALLEL_FROM = 200_000
+"""From this many leads the replay is split over :data:`MAX_PROCESSES` processes."""
+MAX_PROCESSES = 2
 HISTORY_VERDICTS = {"disqualified": "disqualified (history)", "nurture": "recycled (history)"}
 """A history import's move out of ``mql`` (no handoff, no code) as a rejection reason."""
 
@@ -116,7 +123,7 @@ def _stored(connection: Connection, version: int) -> HandoffContract:
     return rules_of(row[0])
 
 
-class _Side:
+class ReplaySide:
     """One contract being replayed: its rules, tally and (for ``scoring.predicted``)
     the model that gives the probability at each moment."""
 
@@ -167,11 +174,16 @@ def backtest_contract(
     actor: Principal,
     progress: Progress | None = None,
     chunk: int = CHUNK,
+    processes: int | None = None,
 ) -> BacktestReport:
     """Replay the history through ``draft`` (YAML text, or a stored version's number)
     and ``against`` (a stored version; by default the active one, if any and not the
     draft itself). Raises :class:`ValidationFailed` for an invalid draft (each problem
-    with its line) and for an empty history, :class:`NotFound` for a missing version."""
+    with its line) and for an empty history, :class:`NotFound` for a missing version.
+
+    ``processes``: how many processes replay (each a share of the lead ids, reading
+    its own snapshot); by default 2 on a machine with 2 cores or more for a history of
+    :data:`PARALLEL_FROM` leads or more, else 1."""
     allowed(actor, Action.RUN_BACKTEST)
     with ctx.read() as connection:
         rules, draft_version = _draft_rules(connection, draft)
@@ -191,8 +203,16 @@ def backtest_contract(
                 "activities first)",
                 [FieldProblem("history", "no leads to replay")],
             )
-        sides = [_Side(connection, rules)] + ([_Side(connection, other)] if other else [])
-        counts = _replay_all(connection, sides, total=int(total), progress=progress, chunk=chunk)
+        sides = [ReplaySide(connection, rules)] + ([ReplaySide(connection, other)] if other else [])
+        counts = replay_all(
+            ctx,
+            connection,
+            sides,
+            total=int(total),
+            progress=progress,
+            chunk=chunk,
+            processes=processes_for(ctx, int(total)) if processes is None else max(1, processes),
+        )
     warnings: list[str] = []
     if counts["won"] == 0:
         warnings.append(no_winner_warning(counts["leads"]))
@@ -220,24 +240,33 @@ def backtest_contract(
 _LEAD_NAMES = [c.name for c in SCORED_COLUMNS] + ["created_at", "sal_at", "sql_at", "customer_at"]
 
 
-def _lead_rows(connection: Connection, after: int, chunk: int) -> list[dict[str, Any]]:
+def _lead_rows(
+    connection: Connection, after: int, chunk: int, high: int | None = None
+) -> list[dict[str, Any]]:
     postgres = connection.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
-    rows = connection.exec_driver_sql(
-        f"SELECT {', '.join(_LEAD_NAMES)} FROM leads WHERE id > {mark}"
-        f" AND merged_into_id IS NULL ORDER BY id LIMIT {int(chunk)}",
-        (after,),
-    ).fetchall()
+    bound = "" if high is None else f" AND id <= {int(high)}"
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(
+            f"SELECT {', '.join(_LEAD_NAMES)} FROM leads WHERE id > {mark}{bound}"
+            f" AND merged_into_id IS NULL ORDER BY id LIMIT {int(chunk)}",
+            (after,),
+        )
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
     found: list[dict[str, Any]] = []
+    names = _LEAD_NAMES
     for values in rows:
-        row = dict(zip(_LEAD_NAMES, values, strict=True))
+        row = dict(zip(names, values, strict=True))
         if isinstance(row["attributes"], str):
             row["attributes"] = json.loads(row["attributes"])
         for name in ("created_at", "stage_changed_at", "updated_at"):
-            row[name] = read_datetime(row[name])
+            row[name] = _moment(row[name])
         for name in ("sal_at", "sql_at", "customer_at"):
             if row[name] is not None:
-                row[name] = read_datetime(row[name])
+                row[name] = _moment(row[name])
         if isinstance(row["consent"], int) and not isinstance(row["consent"], bool):
             row["consent"] = bool(row["consent"])
         found.append(row)
@@ -277,6 +306,11 @@ def _moment(value: datetime | str) -> datetime:
     return read_datetime(value)
 
 
+def _in_list(kinds: set[str]) -> str:
+    """An SQL ``IN`` list of event type names (they are enum values: safe to inline)."""
+    return ", ".join("'" + kind.replace("'", "''") + "'" for kind in sorted(kinds))
+
+
 def _activities(
     connection: Connection,
     first: int,
@@ -285,57 +319,107 @@ def _activities(
     with_props: set[str],
 ) -> Iterator[tuple[int, list[Event], datetime | None]]:
     """Per lead of ``first..last`` with activities: its events of ``kinds`` (all when
-    None) in time order, and its first activity of any type."""
+    None) in time order, and its first activity of any type.
+
+    Only the types some rule counts are read (their properties only when a rule
+    filters on them), the first activity with one ``MIN`` per lead, through the
+    driver's own cursor (the hot loop)."""
     postgres = connection.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
-    rows = connection.exec_driver_sql(
-        "SELECT lead_id, type, occurred_at, properties FROM activities"
-        f" WHERE lead_id >= {mark} AND lead_id <= {mark} ORDER BY lead_id, occurred_at, id",
-        (first, last),
-    ).fetchall()
+    cursor = connection.connection.cursor()
+    try:
+        props = (
+            f"CASE WHEN type IN ({_in_list(with_props)}) THEN properties END"
+            if with_props
+            else "NULL"
+        )
+        where = f"lead_id >= {mark} AND lead_id <= {mark}"
+        earliest_of: dict[int, Any] = {}
+        if kinds is not None:
+            if not kinds:
+                cursor.execute(
+                    f"SELECT lead_id, MIN(occurred_at) FROM activities WHERE {where}"
+                    " GROUP BY lead_id",
+                    (first, last),
+                )
+                for lead_id, at in cursor.fetchall():
+                    yield lead_id, [], _moment(at)
+                return
+            cursor.execute(
+                f"SELECT lead_id, MIN(occurred_at) FROM activities WHERE {where} GROUP BY lead_id",
+                (first, last),
+            )
+            earliest_of = dict(cursor.fetchall())
+            where += f" AND type IN ({_in_list(kinds)})"
+        cursor.execute(
+            f"SELECT lead_id, type, occurred_at, {props} FROM activities"
+            f" WHERE {where} ORDER BY lead_id, occurred_at, id",
+            (first, last),
+        )
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
     current: int | None = None
     events: list[Event] = []
-    earliest: datetime | None = None
     empty: dict[str, Any] = {}
     decoded: dict[str, dict[str, Any]] = {}
-    for lead_id, kind, at, props in rows:
+    seen: set[int] = set()
+
+    def first_of(lead_id: int, events: list[Event]) -> datetime | None:
+        if kinds is None:
+            return events[0].occurred_at if events else None
+        seen.add(lead_id)
+        raw = earliest_of.get(lead_id)
+        if raw is None:
+            return None
+        if events and raw == events[0].occurred_at:
+            return events[0].occurred_at
+        return _moment(raw)
+
+    for lead_id, kind, at, found in rows:
         if lead_id != current:
             if current is not None:
-                yield current, events, earliest
-            current, events, earliest = lead_id, [], None
-        if earliest is None:
-            earliest = _moment(at)
-            if kinds is not None and kind not in kinds:
-                continue
-            moment = earliest
-        elif kinds is not None and kind not in kinds:
-            continue
-        else:
-            moment = _moment(at)
-        if kind not in with_props:
+                yield current, events, first_of(current, events)
+            current, events = lead_id, []
+        moment = _moment(at)
+        if found is None:
             events.append(Event(kind, moment, empty))
-        elif isinstance(props, str):
+        elif isinstance(found, str):
             # Properties repeat (the same pages): each distinct text is decoded once.
-            found = decoded.get(props)
-            if found is None:
+            value = decoded.get(found)
+            if value is None:
                 if len(decoded) > 50_000:
                     decoded.clear()
-                found = decoded[props] = json.loads(props) or empty
-            events.append(Event(kind, moment, found))
+                value = decoded[found] = json.loads(found) or empty
+            events.append(Event(kind, moment, value))
         else:
-            events.append(Event(kind, moment, props or empty))
+            events.append(Event(kind, moment, found or empty))
     if current is not None:
-        yield current, events, earliest
+        yield current, events, first_of(current, events)
+    # Leads whose activities are all of types no rule counts: only their first touch.
+    for lead_id, raw in earliest_of.items():
+        if lead_id not in seen:
+            yield lead_id, [], _moment(raw)
 
 
-def _replay_all(
+@dataclass
+class _Part:
+    """The replay of one id range: counts and one tally per side."""
+
+    counts: dict[str, Any]
+    tallies: list[Tally]
+
+
+def _replay_range(
     connection: Connection,
-    sides: list[_Side],
+    sides: list[ReplaySide],
     *,
-    total: int,
-    progress: Progress | None,
+    low: int,
+    high: int | None,
+    progress: Callable[[int], None] | None,
     chunk: int,
-) -> dict[str, Any]:
+) -> _Part:
+    """Replay the leads with ids in ``low..high`` (no upper bound when None)."""
     predicted = any(side.model is not None for side in sides)
     kinds: set[str] | None = None
     with_props: set[str] = set()
@@ -346,11 +430,17 @@ def _replay_all(
             kinds |= {e.value for e in side.contract.mql.hand_raise}
     for side in sides:
         with_props |= event_types_needing_properties(side.contract)
+    # Sides with the same fit rules share one fit computation per lead.
+    keys = [fit_key(side.contract) for side in sides]
+    share = [next(i for i in range(len(sides)) if keys[i] == keys[k]) for k in range(len(sides))]
+    shared = [share.count(share[k]) > 1 for k in range(len(sides))]
+    tallies = [Tally(side.contract) for side in sides]
+    replayer = Replayer([side.contract for side in sides])
     counts: dict[str, Any] = dict.fromkeys(("leads", "won", "accepted", "qualified", "rejected"), 0)
     counts["first"] = counts["last"] = None
-    after = 0
+    after = low - 1
     while True:
-        people = _lead_rows(connection, after, chunk)
+        people = _lead_rows(connection, after, chunk, high)
         if not people:
             break
         first, last = int(people[0]["id"]), int(people[-1]["id"])
@@ -383,18 +473,121 @@ def _replay_all(
                 counts["first"] = start
             if counts["last"] is None or end > counts["last"]:
                 counts["last"] = end
-            for side in sides:
-                replay = replay_lead(
-                    side.contract,
-                    lead_id,
-                    lead,
-                    created,
-                    events,
-                    until=won_at,
-                    first_activity=earliest,
-                    probability_at=side.probability_at(lead, events) if predicted else None,
-                )
-                side.tally.add(replay, outcome)
+            fits: list[float | None] = [None] * len(sides)
+            for index, owner in enumerate(share):
+                if shared[index]:
+                    if fits[owner] is None:
+                        fits[owner] = fit_of(sides[owner].contract, lead, created)
+                    fits[index] = fits[owner]
+            replays = replayer.replay(
+                lead_id,
+                lead,
+                created,
+                events,
+                until=won_at,
+                first_activity=earliest,
+                probability_at=(
+                    [side.probability_at(lead, events) for side in sides] if predicted else None
+                ),
+                fits=fits,
+            )
+            for tally, replay in zip(tallies, replays, strict=True):
+                tally.add(replay, outcome)
         if progress is not None:
-            progress(counts["leads"], total)
+            progress(counts["leads"])
+    return _Part(counts, tallies)
+
+
+def processes_for(ctx: Context, total: int) -> int:
+    """How many processes replay a history of ``total`` leads by default."""
+    url = ctx.settings.database_url
+    if total < PARALLEL_FROM or ":memory:" in url or url.rstrip("/") in ("sqlite:", "sqlite://"):
+        return 1
+    return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
+
+
+def _bounds(connection: Connection, total: int, processes: int) -> list[tuple[int, int | None]]:
+    """``processes`` id ranges of about the same number of leads."""
+    postgres = connection.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    cuts: list[int] = []
+    for k in range(1, processes):
+        row = connection.exec_driver_sql(
+            f"SELECT id FROM leads WHERE merged_into_id IS NULL ORDER BY id LIMIT 1 OFFSET {mark}",
+            (max(0, total * k // processes - 1),),
+        ).first()
+        if row is not None and (not cuts or int(row[0]) > cuts[-1]):
+            cuts.append(int(row[0]))
+    lows = [0] + [cut + 1 for cut in cuts]
+    highs: list[int | None] = [*cuts, None]
+    return list(zip(lows, highs, strict=True))
+
+
+def _replay_part(
+    settings: Settings, contracts: list[HandoffContract], low: int, high: int | None, chunk: int
+) -> _Part:
+    """A worker process's share: its own connection and its own read snapshot."""
+    from baton.services.context import open_context
+
+    ctx = open_context(settings, migrate=False)
+    try:
+        with ctx.read() as connection:
+            sides = [ReplaySide(connection, contract) for contract in contracts]
+            return _replay_range(connection, sides, low=low, high=high, progress=None, chunk=chunk)
+    finally:
+        ctx.engine.dispose()
+
+
+def replay_all(
+    ctx: Context,
+    connection: Connection,
+    sides: list[ReplaySide],
+    *,
+    total: int,
+    progress: Progress | None,
+    chunk: int,
+    processes: int = 1,
+) -> dict[str, Any]:
+    """Replay every lead: in this process, or split by id range over ``processes``
+    (this one replays the first range; the parts are merged in id order, so the
+    result is the same as one process's)."""
+    ranges = _bounds(connection, total, processes) if processes > 1 else [(0, None)]
+    share = len(ranges)
+
+    def tick(done: int) -> None:
+        if progress is not None:
+            progress(min(total, done * share), total)
+
+    if len(ranges) == 1:
+        parts = [_replay_range(connection, sides, low=0, high=None, progress=tick, chunk=chunk)]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        contracts = [side.contract for side in sides]
+        with ProcessPoolExecutor(
+            max_workers=len(ranges) - 1, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            futures = [
+                pool.submit(_replay_part, ctx.settings, contracts, low, high, chunk)
+                for low, high in ranges[1:]
+            ]
+            low, high = ranges[0]
+            first = _replay_range(connection, sides, low=low, high=high, progress=tick, chunk=chunk)
+            parts = [first] + [future.result() for future in futures]
+    counts = parts[0].counts
+    for side, tally in zip(sides, parts[0].tallies, strict=True):
+        side.tally = tally
+    for part in parts[1:]:
+        for name in ("leads", "won", "accepted", "qualified", "rejected"):
+            counts[name] += part.counts[name]
+        if part.counts["first"] is not None:
+            if counts["first"] is None or part.counts["first"] < counts["first"]:
+                counts["first"] = part.counts["first"]
+            if counts["last"] is None or part.counts["last"] > counts["last"]:
+                counts["last"] = part.counts["last"]
+        for side, tally in zip(sides, part.tallies, strict=True):
+            side.tally.merge(tally)
+    if progress is not None:
+        progress(counts["leads"], total)
     return counts

@@ -246,7 +246,7 @@ def volume_in(
     """Replay every recorded lead through ``original`` and ``suggested`` with the
     backtest's replay, and the threshold keeping the original's MQL volume (see the
     module docstring)."""
-    from baton.services.backtest import CHUNK, _replay_all, _Side
+    from baton.services.backtest import CHUNK, ReplaySide, replay_all
 
     def advance(done: int, total: int) -> None:
         if progress is not None:
@@ -256,8 +256,8 @@ def volume_in(
         total = connection.execute(
             select(func.count()).select_from(leads).where(leads.c.merged_into_id.is_(None))
         ).scalar_one()
-        sides = [_Side(connection, original), _Side(connection, suggested)]
-        _replay_all(
+        sides = [ReplaySide(connection, original), ReplaySide(connection, suggested)]
+        replay_all(
             ctx, connection, sides, total=int(total), progress=advance, chunk=CHUNK, processes=1
         )
     return match_volume(

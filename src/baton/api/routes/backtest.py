@@ -183,5 +183,7 @@ def backtest(ctx: Ctx, actor: Actor, request: BacktestRequest) -> BacktestPublic
         )
     target: str | int = request.draft if request.draft is not None else int(request.version or 0)
     with heavy_run("backtest"):
-        report = backtest_contract(ctx, target, against=request.against, actor=actor)
+        report = backtest_contract(
+            ctx, target, against=request.against, actor=actor, processes=1
+        )
     return BacktestPublic.model_validate(report.to_json())

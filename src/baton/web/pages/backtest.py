@@ -88,7 +88,7 @@ def backtest_page(request: Request, ctx: Ctx, user: PageUser, version: Version) 
     found = contract_service.get_contract(ctx, version, actor=user.principal)
     try:
         with heavy_run("backtest"):
-            report = backtest_contract(ctx, version, actor=user.principal)
+            report = backtest_contract(ctx, version, actor=user.principal, processes=1)
     except ValidationFailed as exc:
         return render(
             request,
