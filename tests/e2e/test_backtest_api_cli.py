@@ -103,6 +103,26 @@ def test_the_cli_prints_the_tables_and_json(
     assert "line" in refused.output and "threshhold" in refused.output
 
 
+def test_the_cli_backtests_a_stored_version_against_an_imported_outcome(
+    runner: CliRunner, sqlite_ctx: Context, tmp_path: Path
+) -> None:
+    build_history(sqlite_ctx)
+    store_active(sqlite_ctx)
+
+    stored = runner.invoke(
+        cli_app, ["contract", "backtest", "--version", "1", "--outcome", "attributes.converted"]
+    )
+    neither = runner.invoke(cli_app, ["contract", "backtest"])
+    wrong = runner.invoke(cli_app, ["contract", "backtest", "--version", "1", "--outcome", "x"])
+
+    assert stored.exit_code == 0, stored.output
+    assert "(attributes.converted)" in stored.output
+    assert "version 1" in stored.output
+    assert neither.exit_code == 1 and "--version" in neither.output
+    assert wrong.exit_code == 1 and "attributes.KEY" in " ".join(wrong.output.split())
+    assert "Traceback" not in neither.output + wrong.output
+
+
 def test_the_version_page_backtests_and_draws_the_sweep(sqlite_ctx: Context) -> None:
     world = build_world(sqlite_ctx, handoffs_each=1)
     with TestClient(

@@ -209,3 +209,35 @@ def test_two_processes_and_any_chunk_give_the_report_of_one(ctx: Context) -> Non
             connection.execute(select(func.min(activities.c.occurred_at))).scalar_one(),
         )
     assert one["first_touch"] == read_datetime(first).isoformat()
+
+
+def test_an_imported_outcome_column_is_what_counts_as_won(ctx: Context) -> None:
+    """X Education's history has no customers, only a `Converted` column: with
+    ``outcome="attributes.converted"`` the report judges the contract against it."""
+    from baton.domain.leads import LeadCreate
+    from baton.services.leads import capture_lead
+
+    operator_ = operator("ops")
+    for email, title, converted in (
+        ("yes@acme.example.com", "Director of Sales", "1"),
+        ("no@acme.example.com", "Intern", "0"),
+    ):
+        capture_lead(
+            ctx,
+            LeadCreate(email=email, title=title, attributes={"converted": converted}),
+            actor=operator_,
+        )
+    draft = DRAFT.replace("threshold: 50", "threshold: 30")
+    by_default = backtest_contract(ctx, draft, actor=operator_, processes=1)
+    by_column = backtest_contract(
+        ctx, draft, actor=operator_, processes=1, outcome="attributes.converted"
+    )
+
+    assert (by_default.won, by_default.outcome) == (0, "won")
+    assert (by_column.won, by_column.outcome) == (1, "attributes.converted")
+    assert by_column.draft.totals.mqls == 1
+    assert by_column.draft.totals.won == 1
+    assert by_column.draft.totals.roc_auc == 1.0
+    with pytest.raises(ValidationFailed) as refused:
+        backtest_contract(ctx, draft, actor=operator_, outcome="converted")
+    assert refused.value.problems[0].loc == "outcome"

@@ -65,13 +65,15 @@ def show(report: BacktestReport, *, weeks: int = 12) -> None:
             if report.first_touch and report.last_event
             else ""
         )
-        + f": {report.won:,} won, {report.accepted:,} accepted, {report.qualified:,} "
+        + f": {report.won:,} won"
+        + ("" if report.outcome == "won" else f" ({report.outcome})")
+        + f", {report.accepted:,} accepted, {report.qualified:,} "
         f"qualified, {report.rejected:,} rejected in history. Nothing was changed."
     )
     for warning in report.warnings:
         console.print(f"[yellow]![/] {warning}", highlight=False)
     totals = Table(title="Totals")
-    totals.add_column("")
+    totals.add_column("", no_wrap=True)
     for side in sides:
         totals.add_column(f"{side.label} (MQL at {side.threshold})", justify="right")
     columns = [_total_rows(side.totals) for side in sides]
@@ -97,7 +99,7 @@ def _weeks(sides: list[SideReport], count: int) -> None:
     if not names:
         return
     table = Table(title=f"Per week of the MQL (last {len(names)})")
-    table.add_column("week")
+    table.add_column("week", no_wrap=True, min_width=8)
     for side in sides:
         for column in ("MQLs", "accepted", "won", "rejected", "median h"):
             table.add_column(f"{side.label}: {column}", justify="right")
@@ -125,7 +127,7 @@ def _rejected(sides: list[SideReport]) -> None:
     if not codes:
         return
     table = Table(title="Sent but rejected by sales in history, by reason")
-    table.add_column("reason")
+    table.add_column("reason", no_wrap=True)
     for side in sides:
         table.add_column(side.label, justify="right")
     for code in codes:

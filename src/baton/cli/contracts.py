@@ -351,31 +351,57 @@ def contract_suggest(
 
 @contract_app.command("backtest")
 def contract_backtest(
-    file: ContractFile,
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="A draft contract (YAML)."
+        ),
+    ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option("--version", min=1, help="A stored version instead of FILE."),
+    ] = None,
     against: Annotated[
         int | None,
         typer.Option("--against", min=1, help="Stored version to compare with (default: active)."),
     ] = None,
+    outcome: Annotated[
+        str,
+        typer.Option(
+            "--outcome",
+            help="What counts as won: won (became a customer) or attributes.KEY, an "
+            "imported outcome column (X Education: attributes.converted).",
+        ),
+    ] = "won",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     weeks: Annotated[int, typer.Option("--weeks", min=1, help="Weeks shown (the last N).")] = 12,
     actor: ActorOption = "cli",
 ) -> None:
-    """Replay the recorded history through FILE (a draft) and the active version (or
-    --against VERSION): MQLs, speed, what sales did with them, missed winners,
-    precision/recall/ROC AUC against won, and a threshold sweep. Changes nothing."""
+    """Replay the recorded history through FILE (a draft) or --version N, and the
+    active version (or --against VERSION): MQLs, speed, what sales did with them,
+    missed winners, precision/recall/ROC AUC against won, and a threshold sweep.
+    Changes nothing."""
     import json
 
     from baton.domain.errors import ValidationFailed
     from baton.services.backtest import backtest_contract
 
-    try:
-        body = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise fail(f"{file} is not UTF-8 text") from None
+    if (file is None) == (version is None):
+        raise fail("give a draft FILE or --version N (one of them)")
+    target: str | int
+    if file is not None:
+        try:
+            target = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise fail(f"{file} is not UTF-8 text") from None
+    else:
+        target = int(version or 0)
     with context() as ctx:
         try:
             if as_json:
-                report = backtest_contract(ctx, body, against=against, actor=operator(actor))
+                report = backtest_contract(
+                    ctx, target, against=against, actor=operator(actor), outcome=outcome
+                )
             else:
                 with progress() as bar:
                     task = bar.add_task("Replaying leads", total=None)
@@ -384,7 +410,12 @@ def contract_backtest(
                         bar.update(task, completed=done, total=total)
 
                     report = backtest_contract(
-                        ctx, body, against=against, actor=operator(actor), progress=advance
+                        ctx,
+                        target,
+                        against=against,
+                        actor=operator(actor),
+                        progress=advance,
+                        outcome=outcome,
                     )
         except ValidationFailed as exc:
             for problem in exc.problems:

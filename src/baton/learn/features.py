@@ -281,3 +281,25 @@ def feature_label(name: str, value: FeatureValue | None = None) -> str:
     if isinstance(value, str):
         return f"{name} = {value}"
     return name
+
+
+POSITIVE_WORDS: frozenset[str] = frozenset(
+    {"1", "1.0", "yes", "y", "true", "t", "won", "converted"}
+)
+NEGATIVE_WORDS: frozenset[str] = frozenset({"0", "0.0", "no", "n", "false", "f", "lost"})
+
+
+def outcome_label(value: Any) -> int | None:
+    """An imported outcome column's value as 1 (won), 0 (not won) or None (blank or
+    unreadable: no outcome). Shared by training and the backtest, so both read X
+    Education's ``Converted`` the same way."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return 1 if value == 1 else 0 if value == 0 else None
+    text = str(value or "").strip().lower()
+    if text in POSITIVE_WORDS:
+        return 1
+    if text in NEGATIVE_WORDS:
+        return 0
+    return None

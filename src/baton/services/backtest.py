@@ -45,6 +45,7 @@ from baton.domain.backtest import (
 from baton.domain.contract import HandoffContract
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
 from baton.domain.scoring import Event, event_types_needing_properties, relevant_event_types
+from baton.learn.features import outcome_label
 from baton.services.access import allowed
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in, rules_of
@@ -79,6 +80,9 @@ class BacktestReport:
     against: SideReport | None
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = NOTES
+    outcome: str = "won"
+    """What counts as won: ``won`` (the lead became a customer) or an imported outcome
+    column, ``attributes.KEY`` (1/yes/true)."""
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-friendly values (datetimes as ISO text)."""
@@ -100,7 +104,35 @@ class BacktestReport:
             "against": side(self.against),
             "warnings": list(self.warnings),
             "notes": list(self.notes),
+            "outcome": self.outcome,
         }
+
+
+def check_outcome(outcome: str) -> None:
+    """``won`` or ``attributes.KEY``, else :class:`ValidationFailed` on ``outcome``."""
+    key = outcome.removeprefix("attributes.")
+    if outcome == "won" or (outcome.startswith("attributes.") and key and len(key) <= 100):
+        return
+    raise ValidationFailed(
+        "unknown outcome",
+        [
+            FieldProblem(
+                "outcome",
+                f"'{outcome[:100]}' is not an outcome: use won or attributes.KEY (an imported "
+                "outcome column such as attributes.converted)",
+            )
+        ],
+    )
+
+
+def _won(lead: dict[str, Any], outcome: str) -> tuple[bool, datetime | None]:
+    """Whether ``lead`` was won, and when (None for an imported outcome column)."""
+    if outcome == "won":
+        won_at: datetime | None = lead["customer_at"]
+        return won_at is not None, won_at
+    return outcome_label(
+        (lead["attributes"] or {}).get(outcome.removeprefix("attributes."))
+    ) == 1, None
 
 
 def _draft_rules(connection: Connection, draft: str | int) -> tuple[HandoffContract, int | None]:
@@ -175,6 +207,7 @@ def backtest_contract(
     progress: Progress | None = None,
     chunk: int = CHUNK,
     processes: int | None = None,
+    outcome: str = "won",
 ) -> BacktestReport:
     """Replay the history through ``draft`` (YAML text, or a stored version's number)
     and ``against`` (a stored version; by default the active one, if any and not the
@@ -183,8 +216,14 @@ def backtest_contract(
 
     ``processes``: how many processes replay (each a share of the lead ids, reading
     its own snapshot); by default 2 on a machine with 2 cores or more for a history of
-    :data:`PARALLEL_FROM` leads or more, else 1."""
+    :data:`PARALLEL_FROM` leads or more, else 1.
+
+    ``outcome``: what counts as won: ``won`` (became a customer: the replay of a won
+    lead stops at its win) or ``attributes.KEY``, an outcome column that came with
+    imported data (X Education's ``attributes.converted``: 1/yes/true won; it has no
+    moment, so the whole history is replayed)."""
     allowed(actor, Action.RUN_BACKTEST)
+    check_outcome(outcome)
     with ctx.read() as connection:
         rules, draft_version = _draft_rules(connection, draft)
         other: HandoffContract | None = None
@@ -212,6 +251,7 @@ def backtest_contract(
             progress=progress,
             chunk=chunk,
             processes=processes_for(ctx, int(total)) if processes is None else max(1, processes),
+            outcome=outcome,
         )
     warnings: list[str] = []
     if counts["won"] == 0:
@@ -234,6 +274,7 @@ def backtest_contract(
             else None
         ),
         warnings=tuple(warnings),
+        outcome=outcome,
     )
 
 
@@ -418,6 +459,7 @@ def _replay_range(
     high: int | None,
     progress: Callable[[int], None] | None,
     chunk: int,
+    outcome: str = "won",
 ) -> _Part:
     """Replay the leads with ids in ``low..high`` (no upper bound when None)."""
     predicted = any(side.model is not None for side in sides)
@@ -453,19 +495,19 @@ def _replay_range(
         for lead in people:
             lead_id = int(lead["id"])
             events, earliest = histories.get(lead_id, ([], None))
-            won_at: datetime | None = lead["customer_at"]
-            outcome = Outcome(
-                won=won_at is not None,
+            won, won_at = _won(lead, outcome)
+            result = Outcome(
+                won=won,
                 accepted=lead["sal_at"] is not None,
                 qualified=lead["sql_at"] is not None,
                 won_at=won_at,
                 rejections=tuple(sorted(rejected.get(lead_id, ()))),
             )
             counts["leads"] += 1
-            counts["won"] += outcome.won
-            counts["accepted"] += outcome.accepted
-            counts["qualified"] += outcome.qualified
-            counts["rejected"] += bool(outcome.rejections)
+            counts["won"] += result.won
+            counts["accepted"] += result.accepted
+            counts["qualified"] += result.qualified
+            counts["rejected"] += bool(result.rejections)
             created: datetime = lead["created_at"]
             start = min(created, earliest) if earliest is not None else created
             end = events[-1].occurred_at if events else created
@@ -492,7 +534,7 @@ def _replay_range(
                 fits=fits,
             )
             for tally, replay in zip(tallies, replays, strict=True):
-                tally.add(replay, outcome)
+                tally.add(replay, result)
         if progress is not None:
             progress(counts["leads"])
     return _Part(counts, tallies)
@@ -524,7 +566,12 @@ def _bounds(connection: Connection, total: int, processes: int) -> list[tuple[in
 
 
 def _replay_part(
-    settings: Settings, contracts: list[HandoffContract], low: int, high: int | None, chunk: int
+    settings: Settings,
+    contracts: list[HandoffContract],
+    low: int,
+    high: int | None,
+    chunk: int,
+    outcome: str = "won",
 ) -> _Part:
     """A worker process's share: its own connection and its own read snapshot."""
     from baton.services.context import open_context
@@ -533,7 +580,9 @@ def _replay_part(
     try:
         with ctx.read() as connection:
             sides = [ReplaySide(connection, contract) for contract in contracts]
-            return _replay_range(connection, sides, low=low, high=high, progress=None, chunk=chunk)
+            return _replay_range(
+                connection, sides, low=low, high=high, progress=None, chunk=chunk, outcome=outcome
+            )
     finally:
         ctx.engine.dispose()
 
@@ -547,6 +596,7 @@ def replay_all(
     progress: Progress | None,
     chunk: int,
     processes: int = 1,
+    outcome: str = "won",
 ) -> dict[str, Any]:
     """Replay every lead: in this process, or split by id range over ``processes``
     (this one replays the first range; the parts are merged in id order, so the
@@ -559,7 +609,11 @@ def replay_all(
             progress(min(total, done * share), total)
 
     if len(ranges) == 1:
-        parts = [_replay_range(connection, sides, low=0, high=None, progress=tick, chunk=chunk)]
+        parts = [
+            _replay_range(
+                connection, sides, low=0, high=None, progress=tick, chunk=chunk, outcome=outcome
+            )
+        ]
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -569,11 +623,13 @@ def replay_all(
             max_workers=len(ranges) - 1, mp_context=multiprocessing.get_context("spawn")
         ) as pool:
             futures = [
-                pool.submit(_replay_part, ctx.settings, contracts, low, high, chunk)
+                pool.submit(_replay_part, ctx.settings, contracts, low, high, chunk, outcome)
                 for low, high in ranges[1:]
             ]
             low, high = ranges[0]
-            first = _replay_range(connection, sides, low=low, high=high, progress=tick, chunk=chunk)
+            first = _replay_range(
+                connection, sides, low=low, high=high, progress=tick, chunk=chunk, outcome=outcome
+            )
             parts = [first] + [future.result() for future in futures]
     counts = parts[0].counts
     for side, tally in zip(sides, parts[0].tallies, strict=True):

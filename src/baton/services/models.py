@@ -58,6 +58,7 @@ from baton.learn.features import (
     feature_label,
     is_identity,
     number,
+    outcome_label,
 )
 from baton.learn.model import (
     MODEL_KINDS,
@@ -121,8 +122,6 @@ naming the top features to check."""
 MIN_HELD_OUT_CLASS = 10
 """Fewest examples of each outcome in the hold-out for a figure worth storing."""
 FEATURE_CHUNK = 10_000
-POSITIVE_WORDS = frozenset({"1", "1.0", "yes", "y", "true", "t", "won", "converted"})
-NEGATIVE_WORDS = frozenset({"0", "0.0", "no", "n", "false", "f", "lost"})
 
 Progress = Callable[[str, int, int], None]
 """``progress(step, done, total)``: steps ``history``, ``features``, ``training``,
@@ -446,19 +445,6 @@ def check_target(target: str) -> None:
     )
 
 
-def _attribute_label(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int | float):
-        return 1 if value == 1 else 0 if value == 0 else None
-    text = str(value or "").strip().lower()
-    if text in POSITIVE_WORDS:
-        return 1
-    if text in NEGATIVE_WORDS:
-        return 0
-    return None
-
-
 def _rejections_in(connection: Connection) -> dict[int, str]:
     """Each rejected lead's latest rejection reason code."""
     rows = connection.execute(
@@ -561,7 +547,7 @@ def examples_in(connection: Connection, target: str, now: datetime) -> Examples:
             else:
                 label = None
         else:
-            label = _attribute_label(attrs.get(key))
+            label = outcome_label(attrs.get(key))
         if label is None:
             continue
         ids.append(lead_id)

@@ -40,6 +40,14 @@ class BacktestRequest(BaseModel):
         description="A stored version to compare with (default: the active one)",
         examples=[3],
     )
+    outcome: str = Field(
+        "won",
+        max_length=111,
+        pattern=r"^(won|attributes\.[^\s]{1,100})$",
+        description="What counts as won: won (became a customer) or attributes.KEY, an "
+        "imported outcome column (X Education: attributes.converted)",
+        examples=["won", "attributes.converted"],
+    )
 
 
 class TotalsPublic(BaseModel):
@@ -104,6 +112,7 @@ class BacktestPublic(BaseModel):
     against: SidePublic | None
     warnings: list[str]
     notes: list[str]
+    outcome: str = Field(description="What counted as won: won or attributes.KEY")
 
 
 EXAMPLE_RESPONSE: dict[str, Any] = {
@@ -112,6 +121,7 @@ EXAMPLE_RESPONSE: dict[str, Any] = {
     "accepted": 842,
     "qualified": 842,
     "rejected": 0,
+    "outcome": "won",
     "first_touch": "2017-06-14T00:00:00+00:00",
     "last_event": "2018-05-31T00:00:00+00:00",
     "draft": {
@@ -184,6 +194,11 @@ def backtest(ctx: Ctx, actor: Actor, request: BacktestRequest) -> BacktestPublic
     target: str | int = request.draft if request.draft is not None else int(request.version or 0)
     with heavy_run("backtest"):
         report = backtest_contract(
-            ctx, target, against=request.against, actor=actor, processes=1
+            ctx,
+            target,
+            against=request.against,
+            actor=actor,
+            processes=1,
+            outcome=request.outcome,
         )
     return BacktestPublic.model_validate(report.to_json())
