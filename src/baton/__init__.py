@@ -1,3 +1,3 @@
 """Baton: the marketing-to-sales lead handoff engine."""
 
-__version__ = "0.10.0"
+__version__ = "0.11.0"
