@@ -310,7 +310,7 @@ function request()
   body = (body:gsub("__LAST__", pick(last)))
   body = (body:gsub("__COMPANY__", pick(companies)))
   body = (body:gsub("__PHONE__", pick(phones) .. string.format("%%03d", math.random(0, 999))))
-  return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", path, %(headers)s, body)
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -341,12 +341,23 @@ def wrk_binary(allow_install: bool) -> str | None:
 
 
 def run_wrk(
-    wrk: str, base: str, path: str, body: str, connections: int, seconds: float, folder: Path
+    wrk: str,
+    base: str,
+    path: str,
+    body: str,
+    connections: int,
+    seconds: float,
+    folder: Path,
+    headers: dict[str, str] | None = None,
 ) -> Load:
     script = folder / f"load-{time.monotonic_ns()}.lua"
+    sent = {"Content-Type": "application/json", **(headers or {})}
     script.write_text(
         LUA
         % {
+            "headers": "{"
+            + ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in sent.items())
+            + "}",
             "template": body,
             "path": path,
             "mark": MARK,
@@ -392,8 +403,16 @@ def run_wrk(
     )
 
 
-def run_python(base: str, path: str, body: str, connections: int, seconds: float) -> Load:
+def run_python(
+    base: str,
+    path: str,
+    body: str,
+    connections: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+) -> Load:
     """The fallback client: ``connections`` keep-alive connections in one asyncio loop."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
     latencies: list[float] = []
     errors: dict[str, int] = {}
 
@@ -405,9 +424,7 @@ def run_python(base: str, path: str, body: str, connections: int, seconds: float
             content = filled(body, f"py{worker}-{n}", rng).encode()
             began = time.perf_counter()
             try:
-                answer = await client.post(
-                    path, content=content, headers={"Content-Type": "application/json"}
-                )
+                answer = await client.post(path, content=content, headers=sent)
             except httpx.HTTPError as error:
                 errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
                 continue
@@ -446,6 +463,7 @@ def load(
     connections: int,
     seconds: float,
     folder: Path,
+    headers: dict[str, str] | None = None,
 ) -> Load:
     # A short warm-up, not measured (imports, first connections, SQLite's caches).
     rng = random.Random()
@@ -454,11 +472,11 @@ def load(
             client.post(
                 path,
                 content=filled(body, f"warm{time.monotonic_ns()}-{i}", rng).encode(),
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **(headers or {})},
             )
     if wrk:
-        return run_wrk(wrk, base, path, body, connections, seconds, folder)
-    return run_python(base, path, body, connections, seconds)
+        return run_wrk(wrk, base, path, body, connections, seconds, folder, headers)
+    return run_python(base, path, body, connections, seconds, headers)
 
 
 # --- Baton ------------------------------------------------------------------------------
