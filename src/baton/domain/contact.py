@@ -131,10 +131,28 @@ def normalize_phone(raw: str, default_region: str) -> str:
 
     The check is "possible" (right length for the country), not "valid" (an assigned
     range in the library's metadata): new number ranges and stale metadata must never
-    cost a real lead, and the strict check is several times slower on large imports."""
-    value = raw.strip()
+    cost a real lead, and the strict check is several times slower on large imports.
+
+    Each distinct ``(raw, region)`` is parsed once per process (an import repeats
+    numbers), and the commonest shape in the default region US, ``(415) 555-0100``,
+    takes a fast path that gives exactly the library's answer (a test holds the two
+    together)."""
+    return _e164(raw.strip(), default_region.upper())
+
+
+_NANP_SHAPE = re.compile(
+    r"(?:\(([2-9][0-9]{2})\) ?|([2-9][0-9]{2})[ .-]?)([0-9]{3})[ .-]?([0-9]{4})"
+)
+"""A ten-digit US number written plainly: the library reads it as itself (no national
+prefix to strip: it starts with 2-9) and ten digits are a possible US length."""
+
+
+@lru_cache(maxsize=65536)
+def _e164(value: str, default_region: str) -> str:
+    if default_region == "US" and (shape := _NANP_SHAPE.fullmatch(value)) is not None:
+        return "+1" + "".join(part for part in shape.groups() if part)
     try:
-        parsed = phonenumbers.parse(value, default_region.upper())
+        parsed = phonenumbers.parse(value, default_region)
     except phonenumbers.NumberParseException as exc:
         # the library's message starts with its error code, "(1) ": not for people
         words = re.sub(r"^\(\d+\) ", "", str(exc))
@@ -142,7 +160,7 @@ def normalize_phone(raw: str, default_region: str) -> str:
     if not phonenumbers.is_possible_number(parsed):
         raise InvalidContact(
             f"not a possible phone number: wrong length for its country (read with default"
-            f" region {default_region.upper()}; add a +country code if it is foreign)"
+            f" region {default_region}; add a +country code if it is foreign)"
         )
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
@@ -192,6 +210,7 @@ knows the official, common and short names and the alpha-2, alpha-3 and numeric 
 ``XK`` (Kosovo) is the user-assigned code that every major data provider uses."""
 
 
+@lru_cache(maxsize=4096)
 @lru_cache(maxsize=4096)
 def normalize_country(raw: str) -> str:
     """The ISO 3166-1 alpha-2 code of a country written as a code (``de``, ``DEU``) or

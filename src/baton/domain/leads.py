@@ -351,7 +351,7 @@ class DuplicateMatch:
 
 
 def _full_name(person: Mapping[str, Any]) -> str:
-    return " ".join(str(person.get(k) or "") for k in ("first_name", "last_name")).strip()
+    return f"{person.get('first_name') or ''} {person.get('last_name') or ''}".strip()
 
 
 NAME_SIMILARITY = 88.0

@@ -93,7 +93,23 @@ def check_json(value: Any, limits: JsonLimits = DEFAULT_JSON_LIMITS) -> Any:
                 walk(inner, f"{path}[{index}]", depth + 1)
 
     walk(value, "", 0)
+    if _flat_ascii_size_at_most(value) <= limits.max_bytes:
+        return value  # the common case (a form's or a CSV row's texts): surely small enough
     size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
     if size > limits.max_bytes:
         raise ValueError(f"{size:,} bytes as JSON; at most {limits.max_bytes:,}")
     return value
+
+
+def _flat_ascii_size_at_most(value: Any) -> float:
+    """An upper bound of ``value``'s size as compact JSON when it is an object of ASCII
+    texts (each character takes at most 6 bytes, ``\\u001f``), else infinity: then only
+    encoding it tells."""
+    if not isinstance(value, dict):
+        return math.inf
+    size = 2
+    for key, item in value.items():
+        if not (type(key) is str and type(item) is str and key.isascii() and item.isascii()):
+            return math.inf
+        size += 6 * (len(key) + len(item)) + 6  # two pairs of quotes, a colon, a comma
+    return size

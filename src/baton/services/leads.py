@@ -297,12 +297,9 @@ def flag_possible_duplicates(
     # Only values shared by two or more leads can reveal a duplicate: find those first
     # (an aggregate over the index), then read just their rows.
     for part in chunks(list(lead_ids)):
-        people.extend(
-            dict(r)
-            for r in connection.execute(
-                select(*DUPLICATE_COLUMNS).where(leads.c.id.in_(part))
-            ).mappings()
-        )
+        found = connection.execute(select(*DUPLICATE_COLUMNS).where(leads.c.id.in_(part)))
+        names = list(found.keys())  # once: dict(row) of a RowMapping asks for them per row
+        people.extend(dict(zip(names, r, strict=True)) for r in found.all())
 
     def phone_of(p: dict[str, Any]) -> Any:
         return p["phone"]
@@ -339,12 +336,15 @@ def flag_possible_duplicates(
         for part in chunks(shared):
             # Oldest first: when a value is shared by more than MAX_CANDIDATES leads, the
             # candidates are the oldest (the records a new one would be merged into).
-            for row in connection.execute(
+            found = connection.execute(
                 select(*DUPLICATE_COLUMNS)
                 .where(column.in_(part), leads.c.merged_into_id.is_(None))
                 .order_by(leads.c.id)
-            ).mappings():
-                grouped.setdefault(row[column.name], []).append(dict(row))
+            )
+            names = list(found.keys())
+            at = names.index(column.name)
+            for r in found.all():  # one fetch, not one call per row
+                grouped.setdefault(r[at], []).append(dict(zip(names, r, strict=True)))
         groups.append(grouped)
     matches: list[DuplicateMatch] = []
     records: list[dict[str, Any]] = []
