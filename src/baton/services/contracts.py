@@ -45,11 +45,10 @@ from baton.services.signatures import (
     ROLES,
     Role,
     Signatures,
-    add_signature_in,
     approvals_of,
-    check_new_signature,
     check_role,
     may,
+    sign_in,
     signable_sides,
     signatures_in,
 )
@@ -246,26 +245,17 @@ def approve_contract(
     now = ctx.clock.now()
     with ctx.write() as connection:
         row = _version(connection, version, lock=True)
-        if row["status"] not in ("draft", "approved"):
-            raise Conflict(f"version {version} is {row['status']}; only drafts are signed")
-        signatures = _signatures(connection, row["id"])
-        check_new_signature(actor, role, signatures, subject=f"version {version}")
-        add_signature_in(
+        approvals = sign_in(
             connection,
+            contracts,
             contract_approvals,
             "contract_id",
-            row["id"],
+            row,
             role=role,
             actor=actor,
             now=now,
+            subject=f"version {version}",
         )
-        approvals = approvals_of(signatures)
-        approvals[role] = actor.name
-        if set(approvals) == set(ROLES):
-            connection.execute(
-                update(contracts).where(contracts.c.id == row["id"]).values(status="approved")
-            )
-            row["status"] = "approved"
         return _public(row, approvals)
 
 

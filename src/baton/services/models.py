@@ -79,11 +79,10 @@ from baton.services.model_store import feature_rows_in
 from baton.services.signatures import (
     ROLES,
     Role,
-    add_signature_in,
     approvals_of,
-    check_new_signature,
     check_role,
     may,
+    sign_in,
     signable_sides,
     signatures_in,
 )
@@ -371,28 +370,17 @@ def approve_model(ctx: Context, version: int, *, role: Role, actor: Principal) -
     now = ctx.clock.now()
     with ctx.write() as connection:
         row = _row(connection, version, lock=True)
-        if row["status"] not in ("draft", "approved"):
-            raise Conflict(f"model version {version} is {row['status']}; only drafts are signed")
-        signatures = signatures_in(
-            connection, lead_model_approvals, lead_model_approvals.c.model_id, int(row["id"])
-        )
-        check_new_signature(actor, role, signatures, subject=f"model version {version}")
-        add_signature_in(
+        approvals = sign_in(
             connection,
+            lead_models,
             lead_model_approvals,
             "model_id",
-            int(row["id"]),
+            row,
             role=role,
             actor=actor,
             now=now,
+            subject=f"model version {version}",
         )
-        approvals = approvals_of(signatures)
-        approvals[role] = actor.name
-        if set(approvals) == set(ROLES):
-            connection.execute(
-                update(lead_models).where(lead_models.c.id == row["id"]).values(status="approved")
-            )
-            row["status"] = "approved"
         return _public(row, approvals)
 
 

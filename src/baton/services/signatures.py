@@ -14,9 +14,9 @@ each function takes the approvals table and the column naming the signed row.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Column, Table, insert, select
+from sqlalchemy import Column, Table, insert, select, update
 from sqlalchemy.engine import Connection
 
 from baton.domain.access import Action, Principal, check_signer, reach
@@ -102,6 +102,37 @@ def add_signature_in(
             }
         )
     )
+
+
+def sign_in(
+    connection: Connection,
+    signed: Table,
+    approvals: Table,
+    owner: str,
+    row: dict[str, Any],
+    *,
+    role: Role,
+    actor: Principal,
+    now: datetime,
+    subject: str,
+) -> dict[str, str]:
+    """Sign ``row`` (a row of ``signed``, locked by the caller) for ``role`` in the
+    caller's transaction: only a draft (or an approved version still missing a side)
+    is signed, a side once, by two different people; signed by both, the row becomes
+    ``approved`` (``row["status"]`` too). Returns side -> signer's name. ``owner`` is
+    the column of ``approvals`` naming the signed row; ``subject`` names it in the
+    messages ("version 3", "model version 3")."""
+    if row["status"] not in ("draft", "approved"):
+        raise Conflict(f"{subject} is {row['status']}; only drafts are signed")
+    signatures = signatures_in(connection, approvals, approvals.c[owner], int(row["id"]))
+    check_new_signature(actor, role, signatures, subject=subject)
+    add_signature_in(connection, approvals, owner, int(row["id"]), role=role, actor=actor, now=now)
+    names = approvals_of(signatures)
+    names[role] = actor.name
+    if set(names) == set(ROLES):
+        connection.execute(update(signed).where(signed.c.id == row["id"]).values(status="approved"))
+        row["status"] = "approved"
+    return names
 
 
 def may(actor: Principal, action: Action) -> bool:
