@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from baton.config import Settings
 from baton.domain.access import Principal, operator
@@ -57,6 +58,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for_health(base: str, popen: Any, *, seconds: float, what: str) -> None:
+    """Wait until ``base``/healthz answers 200; stop the bench (SystemExit) when the
+    server process ``popen`` exits first or ``seconds`` pass."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        if popen.poll() is not None:
+            raise SystemExit(f"{what} exited with {popen.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not start within {seconds:g} s")
+        time.sleep(0.1)
 
 
 def bench_token(ctx: Context, scopes: list[str]) -> str:

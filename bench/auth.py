@@ -28,7 +28,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from _common import bench_token, context, database, free_port, machine
+from _common import bench_token, context, database, free_port, machine, wait_for_health
 from baton.domain.access import Role
 from baton.services.users import token_principal
 
@@ -67,16 +67,7 @@ def server(mode: str, url: str) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if popen.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the {mode} server did not start")
-            time.sleep(0.1)
+        wait_for_health(base, popen, seconds=60, what=f"the {mode} server")
         yield base
     finally:
         popen.terminate()

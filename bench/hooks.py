@@ -54,7 +54,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
-from _common import BENCH, database, free_port, machine
+from _common import BENCH, database, free_port, machine, wait_for_health
 from speed_to_lead import baton_command, started, stop, wait_healthy
 
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -564,16 +564,7 @@ def floor_server(folder: Path, log_level: str) -> Iterator[str]:
     )
     base = f"http://{HOST}:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if popen.poll() is not None:
-                raise SystemExit(f"the floor server exited with {popen.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit("the floor server did not start within 30 s")
-            time.sleep(0.1)
+        wait_for_health(base, popen, seconds=30, what="the floor server")
         yield base
     finally:
         stop(popen)

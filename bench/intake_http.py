@@ -44,10 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.table import Table
 
-from _common import BENCH, bench_token, database, free_port, machine
+from _common import BENCH, bench_token, database, free_port, machine, wait_for_health
 from baton.domain.leads import LeadCreate  # module level: FastAPI reads the annotation
 from hooks import HOST, MARK, Load, baton_server, console, load, wrk_binary
 from speed_to_lead import stop
@@ -158,16 +157,7 @@ def floor_server(url: str, processes: int, log_level: str) -> Iterator[str]:
     )
     base = f"http://{HOST}:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if popen.poll() is not None:
-                raise SystemExit(f"the floor server exited with {popen.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit("the floor server did not start within 60 s")
-            time.sleep(0.1)
+        wait_for_health(base, popen, seconds=60, what="the floor server")
         yield base
     finally:
         stop(popen)

@@ -31,7 +31,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from _common import bench_token, context, database, free_port, machine
+from _common import bench_token, context, database, free_port, machine, wait_for_health
 
 write_csv = importlib.import_module("import").write_csv  # bench/import.py's realistic leads
 console = Console()
@@ -59,14 +59,7 @@ def server(url: str) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if popen.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.1)
+        wait_for_health(base, popen, seconds=60, what="the server")
         yield base
     finally:
         popen.terminate()
