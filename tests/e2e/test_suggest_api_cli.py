@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from tests.conftest import bearer, token_for
+from tests.suggest_history import COURSES_CONTRACT
 from typer.testing import CliRunner
 
 from baton.api.app import create_app
@@ -19,19 +20,7 @@ from baton.domain.access import operator
 from baton.services.context import Context
 from baton.services.imports import import_leads
 
-CONTRACT = """schema_version: 1
-name: Courses
-scoring:
-  fit:
-    - name: Working professional
-      when: {field: attributes.occupation, equals: Working Professional}
-      points: 5
-    - name: Likes red
-      when: {field: attributes.color, equals: red}
-      points: 15
-mql:
-  threshold: 10
-"""
+CONTRACT = COURSES_CONTRACT
 
 
 def _csv(n: int) -> str:

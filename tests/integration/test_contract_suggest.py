@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from tests.conftest import principal_for
 from tests.model_helpers import plant_after_handoff, write_history
+from tests.suggest_history import COURSES_CONTRACT
 
 from baton.domain.access import operator
 from baton.domain.contract import parse_contract
@@ -21,19 +22,7 @@ from baton.services.imports import import_leads
 
 OPS = operator("ops")
 
-CONTRACT = """schema_version: 1
-name: Courses
-scoring:
-  fit:
-    - name: Working professional
-      when: {field: attributes.occupation, equals: Working Professional}
-      points: 5
-    - name: Likes red
-      when: {field: attributes.color, equals: red}
-      points: 15
-mql:
-  threshold: 10
-"""
+CONTRACT = COURSES_CONTRACT
 
 
 def _history(ctx: Context, n: int, *, seed: int = 5) -> None:

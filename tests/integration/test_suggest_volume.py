@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from tests.suggest_history import COURSES_CONTRACT
 
 from baton.domain.access import operator
 from baton.learn.suggest import match_volume
@@ -18,19 +19,7 @@ from baton.services.imports import import_leads
 
 OPS = operator("ops")
 
-CONTRACT = """schema_version: 1
-name: Courses
-scoring:
-  fit:
-    - name: Working professional
-      when: {field: attributes.occupation, equals: Working Professional}
-      points: 5
-    - name: Likes red
-      when: {field: attributes.color, equals: red}
-      points: 15
-mql:
-  threshold: 10
-"""
+CONTRACT = COURSES_CONTRACT
 
 
 def _import(ctx: Context, n: int = 300, unknown: int = 80) -> None:
