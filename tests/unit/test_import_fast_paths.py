@@ -80,7 +80,10 @@ def test_a_cached_country_is_refused_every_time() -> None:
 
 
 ascii_text = st.text(st.characters(min_codepoint=1, max_codepoint=127), max_size=40)
-any_text = st.text(st.characters(blacklist_characters="\x00"), max_size=20)  # NUL: refused first
+# NUL and lone surrogates are refused before any size is measured (tested below).
+any_text = st.text(
+    st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=20
+)
 
 
 @given(
@@ -103,6 +106,15 @@ def test_the_json_size_bound_never_lets_a_too_large_object_through(
             check_json(value, bounds)
     else:
         assert check_json(value, bounds) is value
+
+
+def test_a_lone_surrogate_is_refused_by_name_not_by_the_encoder() -> None:
+    """JSON's ``"\\ud800"`` escape decodes to half a UTF-16 pair, which no database
+    stores and UTF-8 cannot encode: refused with a readable message and its place."""
+    with pytest.raises(ValueError, match=r"lone surrogate .* at notes"):
+        check_json({"notes": "hello \ud800"})
+    with pytest.raises(ValueError, match=r"a key cannot contain a lone surrogate"):
+        check_json({"\udfff": "x"})
 
 
 FIRST = ("Ana", "Ben", " Chloe ", "", "Dana\x00", "Élodie")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,11 @@ def check_json(value: Any, limits: JsonLimits = DEFAULT_JSON_LIMITS) -> Any:
     def text(item: str, path: str, what: str) -> None:
         if "\x00" in item:
             raise ValueError(f"{what} cannot contain the NUL character{where(path)}")
+        if not item.isascii() and _SURROGATE.search(item):
+            raise ValueError(
+                f"{what} cannot contain a lone surrogate (\\ud800-\\udfff: not Unicode "
+                f"text){where(path)}"
+            )
         if len(item) > limits.max_string:
             raise ValueError(
                 f"{what} of {len(item):,} characters{where(path)}; at most {limits.max_string:,}"
@@ -99,6 +105,11 @@ def check_json(value: Any, limits: JsonLimits = DEFAULT_JSON_LIMITS) -> Any:
     if size > limits.max_bytes:
         raise ValueError(f"{size:,} bytes as JSON; at most {limits.max_bytes:,}")
     return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""Half of a UTF-16 pair on its own (JSON's ``"\\ud800"`` escape decodes to one): no
+database can store it as text, and UTF-8 cannot encode it."""
 
 
 def _flat_ascii_size_at_most(value: Any) -> float:
