@@ -855,3 +855,14 @@ lead_model_approvals = Table(
     UniqueConstraint("model_id", "role", name="uq_lead_model_approvals_role"),
 )
 """One signature per side (marketing, sales) of a model version, as for contracts."""
+
+duplicate_checks = Table(
+    "duplicate_checks",
+    metadata,
+    Column("lead_id", Id, ForeignKey("leads.id"), primary_key=True, autoincrement=False),
+    Column("queued_at", UtcDateTime, nullable=False, index=True),
+)
+"""New leads waiting for the possible-duplicate comparison with older leads. Capture and
+import add a row in their own transaction; the worker takes rows oldest first, flags the
+pairs and deletes the rows in one transaction, so a lead is checked once even if a
+worker dies midway."""
