@@ -24,6 +24,7 @@ from baton.domain.routing import (
     Rep,
     Rotation,
     RoutingDecision,
+    first_rule,
     members,
     pick,
     pool_key,
@@ -756,11 +757,15 @@ def test_the_chosen_rep_is_an_eligible_member_of_the_matched_pool_and_not_exclud
             continue
         assert not decision.account_owner
         matching = [r for r in rules if country in r["when"][0]["in"]]
+        # The rule (and pool) the service locks before deciding is the one that decides.
+        found = first_rule(the_contract, {"country": country}, total=70.0, grade="B")
         if not matching:
-            assert decision.rep_id is None and decision.rule is None
+            assert decision.rep_id is None and decision.rule is None and found is None
             continue
         rule = matching[0]
         assert decision.rule == rule["name"]
+        assert found is not None and found.name == rule["name"]
+        assert decision.pool_key == pool_key(found.pool)
         pool = [r for r in reps if in_pool_by_hand(r, rule["pool"])]
         candidates = [
             r.id for r in pool if r.id not in exclude and eligible_by_hand(r, loads[r.id], country)

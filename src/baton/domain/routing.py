@@ -152,6 +152,26 @@ def rule_matches(
     return all(condition_holds(c, lead, contract) for c in rule.when)
 
 
+def first_rule(
+    contract: HandoffContract,
+    lead: Mapping[str, Any],
+    *,
+    total: float | None,
+    grade: str | None,
+) -> RoutingRule | None:
+    """The rule :func:`route_lead` routes ``lead`` by when its account owner cannot take
+    it: the first whose conditions hold. Known before any rep or rotation is read, so a
+    caller can lock that rule's pool (and only it) before deciding."""
+    return next(
+        (
+            r
+            for r in contract.routing.rules
+            if rule_matches(r, contract, lead, total=total, grade=grade)
+        ),
+        None,
+    )
+
+
 def _covers_territory(rep: Rep, lead: Mapping[str, Any]) -> str | None:
     if not (rep.countries or rep.regions or rep.postal_prefixes):
         return None

@@ -49,7 +49,7 @@ from baton.services.queries import insert_ignoring_conflicts
 from baton.services.reps import open_loads
 from baton.services.routing import (
     give_in,
-    lock_routing,
+    lock_reps,
     log_event,
     reassign_in,
     rep_of,
@@ -277,7 +277,7 @@ def assign_handoff(
     ``assigned`` event; a lead outside the rep's territory is noted, not refused.
 
     The same path as the worker's assignment: the lead, then the handoff, then the
-    routing lock (so capacity counts never race), deadlines by the active contract in
+    rep's row lock (so capacity counts never race), deadlines by the active contract in
     the rep's working hours, the email, the webhook and the event naming who did it.
     Shared by the API, the CLI and the web app."""
     allowed(actor, Action.REASSIGN)
@@ -299,7 +299,7 @@ def assign_handoff(
         version, contract = active_rules_in(connection)
         if contract is None:
             raise Conflict("no contract is active")
-        lock_routing(connection)
+        lock_reps(connection, [target])
         rep = rep_of(connection, target)
         if rep is None:
             raise NotFound(f"rep {to_email} does not exist")

@@ -8,10 +8,15 @@ takes a lead out of sales' hands closes its open handoff
 the SLA ladder reassigns (:mod:`baton.services.worker`); a manager's assignment and
 reassignment (:mod:`baton.services.handoffs`) take the same paths.
 
-Every routing decision takes the routing lock (the ``*`` row of ``rotations``) so that
-capacity counts and rotations never race between processes; lead locks are always taken
-before it, which keeps lock order acyclic. Every change to a handoff is logged as an
-event (:func:`log_event`); notifications are outbox rows, delivered after commit.
+A routing decision locks what it may change, and nothing else: the rotation row of
+the pool its rule names (two decisions in one pool take turns; other pools route in
+parallel), then the rows of the reps it may choose (the pool's members and the lead's
+account owner), whose open loads it reads only under those locks, so capacity counts
+never race between processes. Locks are taken in one order everywhere: leads, then
+pools by key, then reps by id, which keeps the lock graph acyclic. A batch of new MQLs
+(:func:`open_handoffs_in`) takes the same locks once for the batch. Every change to a
+handoff is logged as an event (:func:`log_event`); notifications are outbox rows,
+delivered after commit.
 
 Nothing here changes a lead's stage or checks an actor: the callers did (a verdict, a
 stage change, the worker acting as :data:`SYSTEM`), so this module imports no use case
@@ -20,7 +25,8 @@ and sits below the stage change.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,23 +35,33 @@ from sqlalchemy.engine import Connection
 
 from baton.domain.access import Principal, system
 from baton.domain.contract import HandoffContract, MqlTrigger
-from baton.domain.routing import Rep, Rotation, RoutingDecision, route_lead
+from baton.domain.routing import (
+    Rep,
+    Rotation,
+    RoutingDecision,
+    first_rule,
+    members,
+    pool_key,
+    route_lead,
+)
 from baton.domain.sla import deadlines_from, next_step
 from baton.services.chat import email_wanted, enqueue_chat
 from baton.services.contract_rules import active_rules_in
-from baton.services.milestones import on_handoff_event
+from baton.services.milestones import on_handoff_event, refresh_chains
 from baton.services.nurture import exit_enrollments_in
 from baton.services.outbox import enqueue_email, publish
 from baton.services.queries import insert_ignoring_conflicts, inserted_id
-from baton.services.reps import account_owner, open_loads, routing_reps
+from baton.services.reps import open_loads, routing_reps
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
+    accounts,
     handoff_events,
     handoffs,
     lead_scores,
     leads,
     rotations,
 )
+from baton.store.tables import reps as reps_table
 
 SYSTEM = system("baton")
 """Baton itself, the actor of routing, the SLA ladder and the queue (the worker)."""
@@ -63,6 +79,19 @@ def log_event(
     """Record what happened to a handoff, by whom: the actor's name as text (kept for
     rows from before users existed, and for the operator and the system) and, when a
     user or their token acted, the user's id beside it."""
+    _record_event(connection, handoff_id, kind, actor=actor, now=now, detail=detail)
+    on_handoff_event(connection, handoff_id, kind)
+
+
+def _record_event(
+    connection: Connection,
+    handoff_id: int,
+    kind: str,
+    *,
+    actor: Principal,
+    now: datetime,
+    detail: Mapping[str, Any],
+) -> None:
     connection.execute(
         insert(handoff_events).values(
             handoff_id=handoff_id,
@@ -70,58 +99,185 @@ def log_event(
             actor=actor.name,
             actor_user_id=actor.user_id,
             occurred_at=now,
-            detail=detail,
+            detail=dict(detail),
         )
     )
-    on_handoff_event(connection, handoff_id, kind)
 
 
-def lock_routing(connection: Connection) -> dict[str, Rotation]:
-    """Take the routing lock and read every pool's rotation."""
-    found = connection.execute(
-        select(rotations.c.pool).where(rotations.c.pool == "*").with_for_update()
-    ).first()
-    if found is None:
+def _rotation(virtual: float, passes: Mapping[str, Any]) -> Rotation:
+    return Rotation(
+        virtual,
+        {int(k): float(v[0] if isinstance(v, list) else v) for k, v in passes.items()},
+        {int(k): float(v[1]) for k, v in passes.items() if isinstance(v, list)},
+    )
+
+
+def _chunks(values: Sequence[Any], size: int = 1000) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def lock_pools(connection: Connection, keys: Collection[str]) -> dict[str, Rotation]:
+    """Lock the rotation rows of the pools ``keys`` for the rest of the transaction, in
+    key order (a missing row is created first, as an empty rotation), and read them.
+    Two decisions in one pool take turns here; decisions in other pools do not wait."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+
+    def locked() -> dict[str, Rotation]:
+        query = (
+            select(rotations.c.pool, rotations.c.virtual_pass, rotations.c.passes)
+            .where(rotations.c.pool.in_(wanted))
+            .order_by(rotations.c.pool)
+            .with_for_update()
+        )
+        return {pool: _rotation(v, p) for pool, v, p in connection.execute(query)}
+
+    found = locked()
+    if len(found) < len(wanted):
         connection.execute(
-            insert_ignoring_conflicts(connection, rotations).values(
-                pool="*", virtual_pass=0.0, passes={}
+            insert_ignoring_conflicts(connection, rotations),
+            [{"pool": k, "virtual_pass": 0.0, "passes": {}} for k in wanted if k not in found],
+        )
+        found = locked()
+    return found
+
+
+def lock_reps(connection: Connection, rep_ids: Collection[int]) -> None:
+    """Lock the rows of ``rep_ids`` for the rest of the transaction, in id order, so that
+    their open-handoff counts read afterwards stay true until commit: every path that
+    gives a rep a handoff takes this lock first. Pool rows are always locked before rep
+    rows (and lead rows before both), which keeps the lock order acyclic. On SQLite the
+    writer already holds the database, so nothing is sent."""
+    if rep_ids and connection.dialect.name == "postgresql":
+        for chunk in _chunks(sorted(set(rep_ids))):
+            connection.execute(
+                select(reps_table.c.id)
+                .where(reps_table.c.id.in_(chunk))
+                .order_by(reps_table.c.id)
+                .with_for_update()
+            ).all()
+
+
+def _scores_of(
+    connection: Connection, lead_ids: Sequence[int]
+) -> dict[int, tuple[float | None, str | None]]:
+    found: dict[int, tuple[float | None, str | None]] = {}
+    for chunk in _chunks(sorted(set(lead_ids))):
+        for lead_id, total, grade in connection.execute(
+            select(lead_scores.c.lead_id, lead_scores.c.total, lead_scores.c.grade).where(
+                lead_scores.c.lead_id.in_(chunk)
             )
-        )
-        connection.execute(
-            select(rotations.c.pool).where(rotations.c.pool == "*").with_for_update()
-        )
-    return {
-        pool: Rotation(
-            virtual,
-            {int(k): float(v[0] if isinstance(v, list) else v) for k, v in passes.items()},
-            {int(k): float(v[1]) for k, v in passes.items() if isinstance(v, list)},
-        )
-        for pool, virtual, passes in connection.execute(
-            select(rotations.c.pool, rotations.c.virtual_pass, rotations.c.passes).where(
-                rotations.c.pool != "*"
+        ):
+            found[int(lead_id)] = (total, grade)
+    return found
+
+
+def _owners_of(connection: Connection, domains: Collection[str | None]) -> dict[str, int]:
+    wanted = sorted({d for d in domains if d})
+    found: dict[str, int] = {}
+    for chunk in _chunks(wanted):
+        for domain, owner in connection.execute(
+            select(accounts.c.domain, accounts.c.owner_rep_id).where(
+                accounts.c.domain.in_(chunk), accounts.c.owner_rep_id.is_not(None)
             )
+        ):
+            found[str(domain)] = int(owner)
+    return found
+
+
+@dataclass
+class _Routing:
+    """The state a run of decisions reads once, under its locks: the roster, the open
+    loads of every rep a decision may choose, the rotations of the pools it may advance,
+    the leads' scores and account owners. Each decision updates the loads and rotations
+    in memory for the next, so a batch decides exactly as the same decisions made one
+    by one, each in its own transaction, would."""
+
+    contract: HandoffContract
+    reps: list[Rep]
+    by_id: dict[int, Rep]
+    loads: dict[int, int]
+    rotations: dict[str, Rotation]
+    owners: dict[str, int]
+    scores: dict[int, tuple[float | None, str | None]]
+    moved: set[str]
+
+    def decide(
+        self, lead: Mapping[Any, Any], *, now: datetime, exclude: Collection[int] = ()
+    ) -> RoutingDecision:
+        lead_id = int(lead["id"])
+        total, grade = self.scores.get(lead_id, (None, None))
+        decision = route_lead(
+            self.contract,
+            dict(lead),
+            lead_id=lead_id,
+            total=total,
+            grade=grade,
+            reps=self.reps,
+            loads=self.loads,
+            rotations=self.rotations,
+            now=now,
+            account_owner_id=self.owners.get(lead.get("email_domain") or ""),
+            exclude=exclude,
         )
-    }
+        if decision.rep_id is not None:
+            self.loads[decision.rep_id] = self.loads.get(decision.rep_id, 0) + 1
+            if decision.pool_key is not None:
+                self.moved.add(decision.pool_key)
+        return decision
+
+    def save(self, connection: Connection) -> None:
+        """Write back the rotations the decisions advanced."""
+        for key in sorted(self.moved):
+            rotation = self.rotations[key]
+            connection.execute(
+                update(rotations)
+                .where(rotations.c.pool == key)
+                .values(
+                    virtual_pass=rotation.virtual,
+                    passes={
+                        str(k): [v, rotation.seen.get(k, rotation.virtual)]
+                        for k, v in rotation.passes.items()
+                    },
+                )
+            )
+        self.moved.clear()
 
 
-def _save_rotation(connection: Connection, key: str, rotation: Rotation, existed: bool) -> None:
-    values = {
-        "virtual_pass": rotation.virtual,
-        "passes": {
-            str(k): [v, rotation.seen.get(k, rotation.virtual)] for k, v in rotation.passes.items()
-        },
-    }
-    if existed:
-        connection.execute(update(rotations).where(rotations.c.pool == key).values(**values))
-    else:
-        connection.execute(insert(rotations).values(pool=key, **values))
-
-
-def _score_of(connection: Connection, lead_id: int) -> tuple[float | None, str | None]:
-    row = connection.execute(
-        select(lead_scores.c.total, lead_scores.c.grade).where(lead_scores.c.lead_id == lead_id)
-    ).first()
-    return (row[0], row[1]) if row else (None, None)
+def _prepare(
+    connection: Connection, contract: HandoffContract, lead_rows: Sequence[Mapping[Any, Any]]
+) -> _Routing:
+    """Lock and read what deciding for ``lead_rows`` needs: the pool of the rule each
+    lead falls under (known from the lead and its score alone), then every rep such a
+    decision may choose (the pools' members and the leads' account owners), whose open
+    loads are read only once they are locked."""
+    scores = _scores_of(connection, [int(lead["id"]) for lead in lead_rows])
+    roster = routing_reps(connection)
+    by_id = {r.id: r for r in roster}
+    owners = (
+        _owners_of(connection, [lead.get("email_domain") for lead in lead_rows])
+        if contract.routing.account_matching
+        else {}
+    )
+    keys: set[str] = set()
+    choosable: set[int] = set()
+    for lead in lead_rows:
+        total, grade = scores.get(int(lead["id"]), (None, None))
+        rule = first_rule(contract, dict(lead), total=total, grade=grade)
+        if rule is not None:
+            keys.add(pool_key(rule.pool))
+            choosable.update(r.id for r in members(rule.pool, roster))
+        owner = owners.get(lead.get("email_domain") or "")
+        if owner is not None and owner in by_id:
+            choosable.add(owner)
+    pools = lock_pools(connection, keys)
+    lock_reps(connection, choosable)
+    loads: dict[int, int] = {}
+    for chunk in _chunks(sorted(choosable)):
+        loads.update(open_loads(connection, list(chunk)))
+    return _Routing(contract, roster, by_id, loads, pools, owners, scores, set())
 
 
 def _decide(
@@ -132,28 +288,10 @@ def _decide(
     now: datetime,
     exclude: Collection[int] = (),
 ) -> tuple[RoutingDecision, dict[int, Rep]]:
-    pools = lock_routing(connection)
-    existing = set(pools)
-    reps = routing_reps(connection)
-    total, grade = _score_of(connection, int(lead["id"]))
-    decision = route_lead(
-        contract,
-        dict(lead),
-        lead_id=int(lead["id"]),
-        total=total,
-        grade=grade,
-        reps=reps,
-        loads=open_loads(connection),
-        rotations=pools,
-        now=now,
-        account_owner_id=account_owner(connection, lead.get("email_domain")),
-        exclude=exclude,
-    )
-    if decision.rep_id is not None and decision.pool_key is not None:
-        _save_rotation(
-            connection, decision.pool_key, pools[decision.pool_key], decision.pool_key in existing
-        )
-    return decision, {r.id: r for r in reps}
+    state = _prepare(connection, contract, [lead])
+    decision = state.decide(lead, now=now, exclude=exclude)
+    state.save(connection)
+    return decision, state.by_id
 
 
 def _sla_values(contract: HandoffContract, rep: Rep, assigned_at: datetime) -> dict[str, Any]:
@@ -179,6 +317,13 @@ def webhook_data(handoff_id: int, lead_id: int, rep: Rep | None, **extra: Any) -
     }
 
 
+@dataclass
+class _Batch:
+    """What the announcements of one batch of new handoffs share."""
+
+    wants_email: dict[int, bool]
+
+
 def _announce(
     connection: Connection,
     handoff_id: int,
@@ -189,23 +334,34 @@ def _announce(
     now: datetime,
     actor: Principal,
     detail: Mapping[str, Any] | None = None,
+    batch: _Batch | None = None,
 ) -> None:
+    """Tell everyone about a routing decision just stored: the event, the rep's email
+    and chat message and the webhook when a rep has it, the managers' alert when it
+    waits. Within a batch (``batch``), the caller ends nurture enrollments and rewrites
+    the chains once for all its handoffs, and each rep's email preference is read once."""
     rep = reps.get(decision.rep_id) if decision.rep_id is not None else None
+
+    def event(kind: str, **values: Any) -> None:
+        if batch is None:
+            log_event(connection, handoff_id, kind, actor=actor, now=now, **values)
+        else:
+            _record_event(connection, handoff_id, kind, actor=actor, now=now, detail=values)
+
     if rep is not None:
-        # A rep has the lead: sales took it back from nurture (a no-op when the re-MQL
-        # already ended its enrollment, or when its sequence does not exit on this).
-        exit_enrollments_in(connection, [lead_id], "sales_took_back", now=now)
-        log_event(
-            connection,
-            handoff_id,
-            "assigned",
-            actor=actor,
-            now=now,
-            rep=rep.email,
-            why=decision.reason,
-            **(detail or {}),
-        )
-        if email_wanted(connection, rep.id):
+        if batch is None:
+            # A rep has the lead: sales took it back from nurture (a no-op when the
+            # re-MQL already ended its enrollment, or when its sequence does not exit on
+            # this).
+            exit_enrollments_in(connection, [lead_id], "sales_took_back", now=now)
+        event("assigned", rep=rep.email, why=decision.reason, **(detail or {}))
+        if batch is None:
+            wanted = email_wanted(connection, rep.id)
+        else:
+            if rep.id not in batch.wants_email:
+                batch.wants_email[rep.id] = email_wanted(connection, rep.id)
+            wanted = batch.wants_email[rep.id]
+        if wanted:
             enqueue_email(
                 connection, topic="handoff.assigned", to=rep.email, now=now, handoff_id=handoff_id
             )
@@ -226,7 +382,7 @@ def _announce(
             handoff_id=handoff_id,
         )
         return
-    log_event(connection, handoff_id, "queued", actor=actor, now=now, why=decision.reason)
+    event("queued", why=decision.reason)
     publish(
         connection,
         "handoff.queued",
@@ -263,28 +419,86 @@ def open_handoff_in(
 ) -> int:
     """Create the handoff of a lead that just became an MQL and route it (assigned, or
     queued when nobody can take it). Called by the stage change itself."""
+    return open_handoffs_in(
+        connection, [lead], contract, contract_version=contract_version, now=now, actor=actor
+    )[0]
+
+
+def open_handoffs_in(
+    connection: Connection,
+    lead_rows: Sequence[Mapping[Any, Any]],
+    contract: HandoffContract | None,
+    *,
+    contract_version: int | None,
+    now: datetime,
+    actor: Principal,
+) -> list[int]:
+    """Create and route the handoffs of leads that just became MQLs, in their order, in
+    one transaction: the pools and reps the decisions may use are locked and read once
+    (pools in key order, then reps in id order), and each decision updates the loads and
+    rotations for the next, so the handoffs, assignments and rotations are exactly those
+    of :func:`open_handoff_in` called for each lead in turn. Returns the handoff ids in
+    the order of ``lead_rows``."""
     contract = contract or _no_contract()
-    decision, reps = _decide(connection, contract, lead, now=now)
-    rep = reps.get(decision.rep_id) if decision.rep_id is not None else None
-    values: dict[str, Any] = {
-        "lead_id": lead["id"],
-        "rep_id": rep.id if rep else None,
-        "status": "assigned" if rep else "queued",
-        "contract_version": contract_version,
-        "mql_at": now,
-        "created_at": now,
-        "assigned_at": now if rep else None,
-        "routing": decision.to_json(),
-        "reassignments": 0,
-    }
-    if rep is not None:
-        values.update(_sla_values(contract, rep, now))
-    handoff_id = inserted_id(connection.execute(insert(handoffs).values(**values)))
-    connection.execute(
-        update(handoffs).where(handoffs.c.id == handoff_id).values(chain_id=handoff_id)
-    )
-    _announce(connection, handoff_id, int(lead["id"]), decision, reps, now=now, actor=actor)
-    return handoff_id
+    state = _prepare(connection, contract, lead_rows)
+    decisions = [state.decide(lead, now=now) for lead in lead_rows]
+    rows: list[dict[str, Any]] = []
+    for lead, decision in zip(lead_rows, decisions, strict=True):
+        rep = state.by_id.get(decision.rep_id) if decision.rep_id is not None else None
+        values: dict[str, Any] = {
+            "lead_id": lead["id"],
+            "rep_id": rep.id if rep else None,
+            "status": "assigned" if rep else "queued",
+            "contract_version": contract_version,
+            "mql_at": now,
+            "created_at": now,
+            "assigned_at": now if rep else None,
+            "routing": decision.to_json(),
+            "reassignments": 0,
+            "accept_due_at": None,
+            "touch_due_at": None,
+            "next_step": None,
+            "next_step_at": None,
+        }
+        if rep is not None:
+            values.update(_sla_values(contract, rep, now))
+        rows.append(values)
+    if not rows:
+        return []
+    opened = [
+        int(i)
+        for i in connection.execute(
+            insert(handoffs).returning(handoffs.c.id, sort_by_parameter_order=True), rows
+        ).scalars()
+    ]
+    for chunk in _chunks(opened):
+        connection.execute(
+            update(handoffs).where(handoffs.c.id.in_(chunk)).values(chain_id=handoffs.c.id)
+        )
+    assigned = [
+        int(lead["id"])
+        for lead, d in zip(lead_rows, decisions, strict=True)
+        if d.rep_id is not None
+    ]
+    if assigned:
+        # A rep has the lead: sales took it back from nurture (a no-op when the re-MQL
+        # already ended its enrollment, or when its sequence does not exit on this).
+        exit_enrollments_in(connection, assigned, "sales_took_back", now=now)
+    batch = _Batch({})
+    for handoff_id, lead, decision in zip(opened, lead_rows, decisions, strict=True):
+        _announce(
+            connection,
+            handoff_id,
+            int(lead["id"]),
+            decision,
+            state.by_id,
+            now=now,
+            actor=actor,
+            batch=batch,
+        )
+    refresh_chains(connection, opened)
+    state.save(connection)
+    return opened
 
 
 def close_open_handoff_in(
@@ -437,7 +651,7 @@ def reassign_in(
             )
             return None
     else:
-        lock_routing(connection)
+        lock_reps(connection, [to_rep.id])
         decision = RoutingDecision(to_rep.id, f"reassigned by {actor.name}")
         reps = {to_rep.id: to_rep}
     rep = reps[decision.rep_id]  # type: ignore[index]

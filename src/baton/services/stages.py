@@ -18,21 +18,31 @@ handoffs' verdicts calling down into stages; routing never changes a stage.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Principal
+from baton.domain.contract import HandoffContract
 from baton.domain.errors import NotFound
 from baton.domain.history import DEFAULT_LIVE_WITHIN_DAYS, check_occurred_at, is_live
 from baton.domain.lifecycle import Stage, Transition, transition
 from baton.services import milestones
 from baton.services.contract_rules import active_contract_in
 from baton.services.nurture import exit_on_stage_in
-from baton.services.routing import close_open_handoff_in, open_handoff_in
+from baton.services.routing import close_open_handoff_in, open_handoff_in, open_handoffs_in
 from baton.store.tables import leads, transitions
+
+_MOVE_COLUMNS = (  # what a stage change reads of the lead, under its lock
+    leads.c.stage,
+    leads.c.merged_into_id,
+    leads.c.created_at,
+    leads.c.stage_changed_at,
+)
 
 CLOSING_STAGES = frozenset({Stage.NURTURE, Stage.DISQUALIFIED, Stage.LOST, Stage.CUSTOMER})
 """Stages that take a lead out of sales' hands: moving there closes its open handoff."""
@@ -65,17 +75,141 @@ def change_stage_in(
     active = active_contract_in(connection)
     if contract_version is None:
         contract_version = active[0] if active else None
-    row = (
-        connection.execute(
-            select(
-                leads.c.stage, leads.c.merged_into_id, leads.c.created_at, leads.c.stage_changed_at
-            )
-            .where(leads.c.id == lead_id)
-            .with_for_update()
-        )
-        .mappings()
-        .first()
+    step, live = _move(
+        connection,
+        lead_id,
+        target,
+        active=active,
+        actor=actor,
+        reason=reason,
+        now=now,
+        contract_version=contract_version,
+        occurred_at=occurred_at,
+        historical=historical,
+        deal_value=deal_value,
     )
+    if live:
+        lead = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().one()
+        open_handoff_in(
+            connection,
+            lead,
+            active[1] if active else None,
+            contract_version=contract_version,
+            now=now,
+            actor=actor,
+        )
+    elif target in CLOSING_STAGES:
+        close_open_handoff_in(
+            connection, lead_id, outcome=f"lead moved to {target.value}", now=now, actor=actor
+        )
+    return step
+
+
+@dataclass(frozen=True)
+class MqlChange:
+    """One lead becoming an MQL in :func:`change_stages_in`: the arguments
+    :func:`change_stage_in` takes for it (why, and when it really happened)."""
+
+    lead_id: int
+    reason: str
+    occurred_at: datetime | None = None
+    historical: bool = False
+
+
+def change_stages_in(
+    connection: Connection,
+    changes: Sequence[MqlChange],
+    *,
+    actor: Principal,
+    now: datetime,
+    contract_version: int | None = None,
+) -> list[Transition]:
+    """Make many leads MQLs in one transaction: the same transitions, handoffs,
+    assignments and rotations as :func:`change_stage_in` called with
+    :attr:`Stage.MQL <baton.domain.lifecycle.Stage.MQL>` for each change in turn, but
+    the leads are locked at once (in id order) and the new MQLs' handoffs are routed
+    together (:func:`~baton.services.routing.open_handoffs_in`: roster, loads,
+    rotations and account owners read once). For a re-score that makes thousands of
+    MQLs. Returns the transitions in the order of ``changes``."""
+    if not changes:
+        return []
+    active = active_contract_in(connection)
+    if contract_version is None:
+        contract_version = active[0] if active else None
+    ids = sorted({c.lead_id for c in changes})
+    locked: dict[int, RowMapping] = {}
+    for start in range(0, len(ids), 1000):
+        for row in connection.execute(
+            select(leads.c.id, *_MOVE_COLUMNS)
+            .where(leads.c.id.in_(ids[start : start + 1000]))
+            .order_by(leads.c.id)
+            .with_for_update()
+        ).mappings():
+            locked[int(row["id"])] = row
+    steps: list[Transition] = []
+    live: list[int] = []
+    for change in changes:
+        step, opens = _move(
+            connection,
+            change.lead_id,
+            Stage.MQL,
+            active=active,
+            actor=actor,
+            reason=change.reason,
+            now=now,
+            contract_version=contract_version,
+            occurred_at=change.occurred_at,
+            historical=change.historical,
+            deal_value=None,
+            row=locked.pop(change.lead_id, None),
+        )
+        steps.append(step)
+        if opens:
+            live.append(change.lead_id)
+    if live:
+        rows: dict[int, Any] = {}
+        for start in range(0, len(live), 1000):
+            for row in connection.execute(
+                select(leads).where(leads.c.id.in_(live[start : start + 1000]))
+            ).mappings():
+                rows[int(row["id"])] = row
+        open_handoffs_in(
+            connection,
+            [rows[lead_id] for lead_id in live],
+            active[1] if active else None,
+            contract_version=contract_version,
+            now=now,
+            actor=actor,
+        )
+    return steps
+
+
+def _move(
+    connection: Connection,
+    lead_id: int,
+    target: Stage,
+    *,
+    active: tuple[int, HandoffContract] | None,
+    actor: Principal,
+    reason: str,
+    now: datetime,
+    contract_version: int | None,
+    occurred_at: datetime | None,
+    historical: bool,
+    deal_value: float | None,
+    row: RowMapping | None = None,
+) -> tuple[Transition, bool]:
+    """The stage change itself, up to its handoff: returns the transition and whether
+    the lead now needs a live handoff opened (a live MQL). ``row``: the lead's
+    :data:`_MOVE_COLUMNS`, already read under its lock."""
+    if row is None:
+        row = (
+            connection.execute(
+                select(*_MOVE_COLUMNS).where(leads.c.id == lead_id).with_for_update()
+            )
+            .mappings()
+            .first()
+        )
     if row is None:
         raise NotFound(f"lead {lead_id} does not exist")
     if row["merged_into_id"] is not None:
@@ -130,22 +264,7 @@ def change_stage_in(
     # the same transaction as the MQL (re_mql / sales_took_back / disqualified).
     exit_on_stage_in(connection, lead_id, target.value, actor=actor, now=now)
     window = active[1].mql.live_within_days if active else DEFAULT_LIVE_WITHIN_DAYS
-    if target == Stage.MQL and not is_live(
+    # History (a moment in the past) is recorded, and opens no live handoff.
+    return step, target == Stage.MQL and is_live(
         at, now=now, live_within_days=window, historical=historical
-    ):
-        return step  # history: recorded, and no live handoff for a moment in the past
-    if target == Stage.MQL:
-        lead = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().one()
-        open_handoff_in(
-            connection,
-            lead,
-            active[1] if active else None,
-            contract_version=contract_version,
-            now=now,
-            actor=actor,
-        )
-    elif target in CLOSING_STAGES:
-        close_open_handoff_in(
-            connection, lead_id, outcome=f"lead moved to {target.value}", now=now, actor=actor
-        )
-    return step
+    )

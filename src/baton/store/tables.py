@@ -438,9 +438,10 @@ rotations = Table(
     Column("virtual_pass", Float, nullable=False),
     Column("passes", Json, nullable=False),
 )
-"""Stride state per routing pool (see :mod:`baton.domain.routing`). The row with
-pool ``*`` is the routing lock: taken FOR UPDATE by every routing decision so that
-capacity counts and rotations never race."""
+"""Stride state per routing pool (see :mod:`baton.domain.routing`). A decision locks
+its pool's row FOR UPDATE (and the rows of the reps it may choose), so rotations and
+capacity counts never race. The row with pool ``*`` was the global routing lock before
+0.12 and is no longer read."""
 
 outbox = Table(
     "outbox",

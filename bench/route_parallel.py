@@ -1,0 +1,275 @@
+"""MQLs routed per second: the stage change that makes a lead an MQL, with its handoff
+opened and routed, one transaction per lead, in 1, 2 and 4 processes on one PostgreSQL
+(and one process on SQLite, whose writers take turns anyway).
+
+The floor: 64 reps in 8 teams, working around the clock, with room for every lead (so
+every MQL is assigned: the path with the email row; no chat channel or webhook is set
+up, so those cost one look-up each); a
+contract whose rules send each lead to its country's team (round robin), with a
+catch-all. Leads are written in bulk (not measured), then each process moves its share
+to MQL through :func:`baton.services.stages.change_stage_in`, each in its own
+transaction, as an API process does for a hand-raise. The figure is all MQLs divided by
+the wall time from the common start to the last process's end.
+
+Each figure is measured with and without, alternating (best of ``--repeat``):
+``before`` takes, in addition, the
+routing lock every decision took until 0.12 (the ``*`` row of ``rotations`` FOR
+UPDATE, held to commit), switched on in this bench only, so the ratio shows what the
+per-pool and per-rep locks bought. The second set of lines makes the same MQLs in
+batches (:func:`baton.services.stages.change_stages_in`, ``--batch`` leads per
+transaction: roster, loads, rotations and account owners read once per batch), the
+path a re-score takes.
+
+    python bench/route_parallel.py                  # 2,000 MQLs per figure, best of 2
+    python bench/route_parallel.py --mqls 400 --processes 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from _common import BENCH, MARIA, SAM, context, database, machine
+from baton.domain.lifecycle import Stage
+from baton.domain.reps import RepCreate, TeamCreate
+from baton.services.contracts import activate_contract, approve_contract, create_contract
+from baton.services.reps import create_rep, create_team
+from baton.store.bulk import insert_rows
+from baton.store.tables import handoffs, leads
+
+COUNTRIES = ("US", "CA", "GB", "DE", "FR", "BR", "JP", "IN")
+TEAMS = ("na", "canada", "uk", "dach", "france", "latam", "japan", "india")
+REPS_PER_TEAM = 8
+ALWAYS = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+
+
+def contract_yaml() -> str:
+    rules = "".join(
+        f"    - name: {team}\n"
+        f"      when:\n"
+        f"        - {{field: country, in: [{country}]}}\n"
+        f"      pool: {{team: {team}}}\n"
+        f"      strategy: round_robin\n"
+        for team, country in zip(TEAMS, COUNTRIES, strict=True)
+    )
+    return (
+        "schema_version: 1\n"
+        "name: Route in parallel\n"
+        "mql:\n  threshold: 1000\n  hand_raise: [demo_request]\n"
+        "routing:\n  account_matching: true\n  rules:\n"
+        + rules
+        + "    - name: Everyone else\n      pool: {team: na}\n      strategy: round_robin\n"
+        "sla:\n  business_hours: false\n  accept_within_minutes: 30\n"
+        "  first_touch_within_minutes: 120\n"
+        "  ladder:\n    - {at_minutes: 20, action: remind}\n"
+    )
+
+
+def set_up(url: str, n_leads: int) -> None:
+    ctx = context(url)
+    try:
+        for t, team in enumerate(TEAMS):
+            create_team(ctx, TeamCreate(name=team), actor=BENCH)
+            for n in range(REPS_PER_TEAM):
+                create_rep(
+                    ctx,
+                    RepCreate(
+                        email=f"rep{t}-{n}@sales.example.com",
+                        name=f"Rep {t}-{n}",
+                        timezone="UTC",
+                        working_hours=ALWAYS,
+                        capacity=100_000,
+                        team=team,
+                    ),
+                    actor=BENCH,
+                )
+        version = create_contract(ctx, contract_yaml(), actor=MARIA).version
+        approve_contract(ctx, version, role="marketing", actor=MARIA)
+        approve_contract(ctx, version, role="sales", actor=SAM)
+        activate_contract(ctx, version, actor=SAM)
+        now = datetime(2026, 6, 1, tzinfo=UTC)
+        with ctx.write() as connection:
+            insert_rows(
+                connection,
+                leads,
+                [
+                    {
+                        "email": f"p{i}@c{i % 997}.example.com",
+                        "email_key": f"p{i}@c{i % 997}.example.com",
+                        "email_domain": f"c{i % 997}.example.com",
+                        "country": COUNTRIES[i % len(COUNTRIES)],
+                        "company": f"Company {i % 997}",
+                        "attributes": {},
+                        "stage": "lead",
+                        "stage_changed_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                        "activity_count": 0,
+                    }
+                    for i in range(n_leads)
+                ],
+            )
+    finally:
+        ctx.engine.dispose()
+
+
+def _old_global_lock() -> None:
+    """Make every routing decision of this process take the routing lock of 0.11 first."""
+    from sqlalchemy import select
+
+    from baton.services import routing
+    from baton.store.tables import rotations
+
+    prepare = routing._prepare
+
+    def locked(connection: Any, *args: Any, **kwargs: Any) -> Any:
+        connection.execute(
+            select(rotations.c.pool).where(rotations.c.pool == "*").with_for_update()
+        )
+        return prepare(connection, *args, **kwargs)
+
+    routing._prepare = locked  # type: ignore[assignment]
+
+
+def run(
+    url: str, lead_ids: list[int], before: bool, batch: int, barrier: Any, results: Any
+) -> None:
+    from baton.services.stages import MqlChange, change_stage_in, change_stages_in
+
+    if before:
+        _old_global_lock()
+    ctx = context(url)
+    try:
+        barrier.wait(timeout=120)
+        started = time.perf_counter()
+        if batch == 1:
+            for lead_id in lead_ids:
+                with ctx.write() as connection:
+                    change_stage_in(
+                        connection,
+                        lead_id,
+                        Stage.MQL,
+                        actor=BENCH,
+                        reason="bench",
+                        now=ctx.clock.now(),
+                    )
+        else:
+            for start in range(0, len(lead_ids), batch):
+                with ctx.write() as connection:
+                    change_stages_in(
+                        connection,
+                        [MqlChange(i, "bench") for i in lead_ids[start : start + batch]],
+                        actor=BENCH,
+                        now=ctx.clock.now(),
+                    )
+        results.put((started, time.perf_counter(), None))
+    except BaseException as error:
+        results.put((0.0, 0.0, repr(error)))
+    finally:
+        ctx.engine.dispose()
+
+
+def measure(backend: str, processes: int, n: int, *, before: bool, batch: int = 1) -> float:
+    with database(backend) as url:
+        set_up(url, n)
+        spawn = multiprocessing.get_context("spawn")
+        barrier = spawn.Barrier(processes)
+        results = spawn.Queue()
+        ids = list(range(1, n + 1))
+        workers = [
+            spawn.Process(
+                target=run, args=(url, ids[p::processes], before, batch, barrier, results)
+            )
+            for p in range(processes)
+        ]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=1800) for _ in workers]
+        for worker in workers:
+            worker.join()
+        errors = [e for _, _, e in outcomes if e]
+        if errors:
+            raise SystemExit(f"{backend}, {processes} processes: {errors[0]}")
+        seconds = max(end for _, end, _ in outcomes) - min(start for start, _, _ in outcomes)
+        check(url, n)
+        return n / seconds
+
+
+def check(url: str, n: int) -> None:
+    from sqlalchemy import func, select
+
+    ctx = context(url)
+    try:
+        with ctx.read() as connection:
+            assigned = connection.execute(
+                select(func.count()).select_from(handoffs).where(handoffs.c.status == "assigned")
+            ).scalar_one()
+    finally:
+        ctx.engine.dispose()
+    if assigned != n:
+        raise SystemExit(f"{assigned} of {n} MQLs assigned")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mqls", type=int, default=2000)
+    parser.add_argument("--processes", default="1,2,4")
+    parser.add_argument("--no-before", action="store_true", help="skip the old global lock")
+    parser.add_argument("--batch", type=int, default=100, help="MQLs per batch transaction")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="runs per figure; the best is printed"
+    )
+    args = parser.parse_args()
+    counts = [int(p) for p in args.processes.split(",")]
+    console = Console()
+    console.print(f"machine: {machine()}; {args.mqls:,} MQLs per figure")
+    table = Table(
+        "database",
+        "processes",
+        "MQLs per transaction",
+        "before (global lock)",
+        "now",
+        "now / before",
+    )
+    plan = [("postgresql", p, b) for b in (1, args.batch) for p in counts]
+    plan += [("sqlite", 1, 1), ("sqlite", 1, args.batch)]
+    for backend, processes, batch in plan:
+        olds: list[float] = []
+        news: list[float] = []
+        for _ in range(args.repeat):  # alternating, so a drift in load hits both
+            if not args.no_before:
+                olds.append(measure(backend, processes, args.mqls, before=True, batch=batch))
+            news.append(measure(backend, processes, args.mqls, before=False, batch=batch))
+        old = max(olds) if olds else None
+        new = max(news)
+        console.print(
+            f"  {backend} x{processes}, {batch} per transaction: now {new:,.0f} MQLs/s"
+            + (f", before {old:,.0f}" if old else "")
+            + f"  (load {os.getloadavg()[0]:.2f})"
+        )
+        table.add_row(
+            backend,
+            str(processes),
+            str(batch),
+            f"{old:,.0f}/s" if old else "-",
+            f"{new:,.0f}/s",
+            f"{new / old:.1f}x" if old else "-",
+        )
+    console.print(table)
+    console.print(
+        f"before: with the global routing lock of 0.11 switched on in this bench; each "
+        f"figure the best of {args.repeat} runs (before and now alternating); now / "
+        "before: the ratio of the two MQLs/s figures of the same line"
+    )
+    console.print(f"load average (1, 5, 15 min): {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
