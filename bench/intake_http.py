@@ -49,7 +49,7 @@ from rich.table import Table
 from _common import BENCH, bench_token, database, free_port, machine, wait_for_health
 from baton.domain.leads import LeadCreate  # module level: FastAPI reads the annotation
 from hooks import HOST, MARK, Load, baton_server, console, load, wrk_binary
-from speed_to_lead import stop
+from speed_to_lead import started, stop
 
 TARGET_RATIO = 0.5
 LEAD = {
@@ -203,6 +203,40 @@ def leads_stored(url: str) -> int:
         engine.dispose()
 
 
+def duplicate_work(url: str) -> tuple[int, int]:
+    """Leads still waiting for the possible-duplicate comparison, and pairs flagged."""
+    from sqlalchemy import func, select
+
+    from baton.store.engine import make_engine
+    from baton.store.tables import duplicate_candidates, duplicate_checks
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            count = [
+                int(connection.execute(select(func.count()).select_from(t)).scalar() or 0)
+                for t in (duplicate_checks, duplicate_candidates)
+            ]
+            return count[0], count[1]
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def worker(url: str, folder: Path, log_level: str) -> Iterator[None]:
+    """``baton worker`` beside the server, as in production: it flags the possible
+    duplicates the captures queue (and takes its write turns on SQLite meanwhile)."""
+    env = {
+        **os.environ,
+        "BATON_DATABASE_URL": url,
+        "BATON_ENV": "test",
+        "BATON_LOG_LEVEL": log_level,
+        "BATON_SECRET_KEY": "bench-secret-key-0123456789-0123456789",
+    }
+    with started("worker", ["worker"], env, folder):
+        yield
+
+
 # --- the run ------------------------------------------------------------------------------
 
 
@@ -252,7 +286,11 @@ def run_backend(
             floor, avg = measure(wrk, base, "/floor/leads", connections, seconds, folder)
             floors[connections] = floor
             rows.append(Row(backend, processes, "floor, no auth", connections, floor, avg))
-    with database(backend) as url, baton_server(url, folder, processes, log_level) as base:
+    with (
+        database(backend) as url,
+        baton_server(url, folder, processes, log_level) as base,
+        worker(url, folder, log_level),
+    ):
         headers = credentials(url)
         before = leads_stored(url)
         created = 0
@@ -284,9 +322,11 @@ def run_backend(
                     )
                 )
         time.sleep(1)  # answers in flight when the load stopped
+        pending, flagged = duplicate_work(url)
         console.print(
             f"[dim]{backend}, {processes} process(es): {leads_stored(url) - before:,} leads "
-            f"stored for about {created:,} answered captures[/]"
+            f"stored for about {created:,} answered captures; the worker's duplicate lane: "
+            f"{pending:,} leads still queued 1 s after the load, {flagged:,} pairs flagged[/]"
         )
     return rows
 

@@ -17,6 +17,7 @@ from baton import cli as baton_cli
 from baton.api.app import create_app
 from baton.cli import app as cli
 from baton.services.context import Context
+from baton.services.worker import check_duplicates
 
 DUPLICATES = "/api/v1/duplicates"
 LEADS = "/api/v1/leads"
@@ -50,9 +51,11 @@ def problem(response: Any) -> dict[str, Any]:
     return found
 
 
-def test_bulk_dismissal_over_http(api: TestClient) -> None:
+def test_bulk_dismissal_over_http(api: TestClient, sqlite_ctx: Context) -> None:
     for person in PEOPLE:
-        assert api.post(LEADS, json=person).status_code == 201
+        assert api.post(LEADS, json=person).json()["duplicates"] == "pending"
+    assert ok(api.get(DUPLICATES)) == []
+    check_duplicates(sqlite_ctx)  # the worker's lane
     [phone] = ok(api.get(DUPLICATES, params={"reason": "phone"}))
     [similar] = ok(api.get(DUPLICATES, params={"similarity_below": 95}))
     assert similar["reason"] == "similar name and company"
@@ -93,6 +96,7 @@ def test_bulk_dismissal_on_the_command_line(
 ) -> None:
     for person in PEOPLE:
         api.post(LEADS, json=person)
+    check_duplicates(sqlite_ctx)
 
     def run(*args: str, code: int = 0) -> str:
         result = runner.invoke(cli, ["duplicates", *args])

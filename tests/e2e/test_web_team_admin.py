@@ -29,6 +29,7 @@ from baton.services.handoffs import get_handoff, list_handoffs
 from baton.services.leads import capture_lead
 from baton.services.merge import count_duplicates, list_duplicates
 from baton.services.users import add_user, list_tokens, list_users
+from baton.services.worker import check_duplicates
 
 NINA = "nina@lumen.example"
 """A manager of team na only."""
@@ -191,6 +192,7 @@ def _look_alikes(ctx: Context) -> None:
             fields |= {"last_name": "Smith", "company": "Acme"}
         data = LeadCreate.model_validate(fields, context={"default_region": "US"})
         capture_lead(ctx, data, actor=operator("marketing"))
+    check_duplicates(ctx)
 
 
 def test_bulk_dismiss_of_duplicates_from_the_page(

@@ -29,6 +29,7 @@ from baton.services.leads import (
 from baton.services.merge import dismiss_duplicate, list_duplicates, merge_leads
 from baton.services.notes import add_note, add_tag
 from baton.services.timeline import lead_timeline
+from baton.services.worker import check_duplicates
 
 CLI = operator()
 """The local operator, reading what a test stored (reads record nothing)."""
@@ -141,7 +142,9 @@ def test_same_phone_with_another_email_is_flagged_not_merged(
     second = capture(email="dana.reyes@gmail.com", phone="(202) 456 1111", first_name="D.")
     assert second.created
     assert second.lead.id != first.lead.id
-    assert [d.other_id for d in second.possible_duplicates] == [first.lead.id]
+    assert (second.duplicates, second.possible_duplicates) == ("pending", [])
+    assert list_duplicates(ctx, actor=CLI) == []  # the worker's turn
+    assert check_duplicates(ctx).checked == 2
     [queued] = list_duplicates(ctx, actor=CLI)
     assert {queued.lead_id, queued.other_lead_id} == {first.lead.id, second.lead.id}
     assert queued.status == "open"
@@ -157,19 +160,23 @@ def test_similar_name_at_a_similar_company_is_flagged(ctx: Context, capture: Cap
     second = capture(
         email="jon.smith@gmail.com", first_name="Jonathon", last_name="Smith", company="Acme"
     )
-    assert [d.other_id for d in second.possible_duplicates] == [first.lead.id]
+    check_duplicates(ctx)
+    [queued] = list_duplicates(ctx, actor=CLI)
+    assert (queued.lead_id, queued.other_lead_id) == (second.lead.id, first.lead.id)
 
 
 def test_different_people_at_one_company_are_not_flagged(ctx: Context, capture: Capture) -> None:
     capture(email="dana@acme.io", first_name="Dana", last_name="Reyes", company="Acme")
     other = capture(email="sam@acme.io", first_name="Sam", last_name="Okafor", company="Acme")
-    assert other.possible_duplicates == []
+    assert other.duplicates == "pending"
+    assert check_duplicates(ctx).checked == 2
     assert list_duplicates(ctx, actor=CLI) == []
 
 
 def test_a_dismissed_pair_leaves_the_queue(ctx: Context, capture: Capture) -> None:
     capture(email="dana@northwind.com", phone="202-456-1111")
     capture(email="dana@gmail.com", phone="202-456-1111")
+    check_duplicates(ctx)
     [queued] = list_duplicates(ctx, actor=CLI)
     dismiss_duplicate(ctx, queued.id, actor=operator("alice"))
     assert list_duplicates(ctx, actor=CLI) == []
@@ -183,6 +190,7 @@ def test_a_dismissed_pair_leaves_the_queue(ctx: Context, capture: Capture) -> No
 def test_a_merged_pair_cannot_be_dismissed(ctx: Context, capture: Capture) -> None:
     first = capture(email="dana@northwind.com", phone="202-456-1111")
     second = capture(email="dana@gmail.com", phone="202-456-1111")
+    check_duplicates(ctx)
     [queued] = list_duplicates(ctx, actor=CLI)
     merge_leads(ctx, first.lead.id, second.lead.id, actor=operator("alice"))
     with pytest.raises(Conflict, match="merged"):
@@ -312,6 +320,7 @@ def test_events_for_the_absorbed_email_go_to_the_survivor(
 def test_a_merge_closes_the_open_duplicate_pair(ctx: Context, capture: Capture) -> None:
     first = capture(email="dana@northwind.com", phone="202-456-1111").lead.id
     second = capture(email="dana@gmail.com", phone="202-456-1111").lead.id
+    check_duplicates(ctx)
     merge_leads(ctx, first, second, actor=operator("alice"))
     assert list_duplicates(ctx, actor=CLI) == []
     [closed] = list_duplicates(ctx, status="merged", actor=CLI)

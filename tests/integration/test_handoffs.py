@@ -35,6 +35,7 @@ from baton.notify.webhooks import MAX_ATTEMPTS, next_attempt_delay, verify
 from baton.services.activities import ingest_activity
 from baton.services.context import Context
 from baton.services.contracts import activate_contract, approve_contract, create_contract
+from baton.services.duplicate_checks import flag_pending_duplicates
 from baton.services.handoffs import (
     HandoffPublic,
     accept_handoff,
@@ -1180,6 +1181,8 @@ def test_a_transaction_that_fails_after_the_mql_leaves_no_handoff_and_no_message
         add_endpoint(ctx, receiver.url)
         data = LeadCreate.model_validate({"email": "dana@northwind.com", "country": "US"})
         lead_id = capture_lead(ctx, data, actor=operator("form")).lead.id
+        while flag_pending_duplicates(ctx):  # the capture's own work, done before the test
+            pass
         with pytest.raises(RuntimeError, match="after the MQL"), ctx.write() as connection:
             change_stage_in(
                 connection,

@@ -8,8 +8,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from rapidfuzz import fuzz
 
-from baton.domain.leads import LeadCreate, fill_blanks, find_duplicates, merge_profile
+from baton.domain.contact import FREE_MAIL_DOMAINS, company_key
+from baton.domain.leads import (
+    COMPANY_SIMILARITY,
+    NAME_SIMILARITY,
+    SAME_EMAIL_DOMAIN,
+    SAME_PHONE,
+    SIMILAR_COMPANY,
+    DuplicateMatch,
+    LeadCreate,
+    duplicate_name,
+    fill_blanks,
+    find_duplicates,
+    merge_profile,
+)
 
 PROFILE = ("email", "phone", "first_name", "last_name", "company", "title", "country")
 PROFILE += ("region", "postal_code")
@@ -298,3 +312,67 @@ def test_similar_names_at_different_companies_do_not_match() -> None:
 def test_a_lead_is_not_its_own_duplicate() -> None:
     lead = person(1, phone="+12024561111", first_name="Dana", last_name="Reyes")
     assert matched_ids(lead, lead) == []
+
+
+def _one_by_one(lead: dict[str, Any], candidates: list[dict[str, Any]]) -> list[DuplicateMatch]:
+    """The plain loop find_duplicates replaced: one rapidfuzz call per candidate."""
+    found: list[DuplicateMatch] = []
+    name = f"{lead.get('first_name') or ''} {lead.get('last_name') or ''}".strip()
+    for other in candidates:
+        if other["id"] == lead.get("id"):
+            continue
+        if lead.get("phone") and lead.get("phone") == other.get("phone"):
+            found.append(DuplicateMatch(int(other["id"]), SAME_PHONE, 100.0))
+            continue
+        other_name = f"{other.get('first_name') or ''} {other.get('last_name') or ''}".strip()
+        if not name or not other_name:
+            continue
+        name_score = fuzz.token_sort_ratio(name.lower(), other_name.lower())
+        if name_score < NAME_SIMILARITY:
+            continue
+        domain = lead.get("email_domain")
+        if domain and domain not in FREE_MAIL_DOMAINS and domain == other.get("email_domain"):
+            found.append(DuplicateMatch(int(other["id"]), SAME_EMAIL_DOMAIN, round(name_score, 1)))
+            continue
+        key, other_key = company_key(lead.get("company")), company_key(other.get("company"))
+        if key and other_key:
+            company_score = fuzz.ratio(key, other_key)
+            if company_score >= COMPANY_SIMILARITY:
+                found.append(
+                    DuplicateMatch(
+                        int(other["id"]), SIMILAR_COMPANY, round(min(name_score, company_score), 1)
+                    )
+                )
+    return found
+
+
+_FIRST_NAMES = st.sampled_from(["Dana", "Dan", "dana", "Ana", "", None])
+_LAST_NAMES = st.sampled_from(["Reyes", "Reyes ", "Rey", "Reye", "Ng", None])
+_COMPANIES = st.sampled_from(["Northwind", "Northwind Inc", "Nortwind", "Acme", "", None])
+_DOMAINS = st.sampled_from(["northwind.com", "northwind.com", "gmail.com", None])
+_PHONES = st.sampled_from(["+12024561111", "+12024562222", None])
+
+
+@st.composite
+def _people(draw: st.DrawFn) -> list[dict[str, Any]]:
+    count = draw(st.integers(1, 12))
+    return [
+        person(
+            i + 1,
+            first_name=draw(_FIRST_NAMES),
+            last_name=draw(_LAST_NAMES),
+            company=draw(_COMPANIES),
+            email_domain=draw(_DOMAINS),
+            phone=draw(_PHONES),
+        )
+        for i in range(count)
+    ]
+
+
+@given(_people(), st.booleans())
+def test_comparing_names_in_one_call_finds_what_one_call_per_candidate_found(
+    people: list[dict[str, Any]], precomputed: bool
+) -> None:
+    lead, candidates = people[0], people
+    names = {p["id"]: duplicate_name(p) for p in candidates} if precomputed else None
+    assert find_duplicates(lead, candidates, names=names) == _one_by_one(lead, candidates)

@@ -30,7 +30,16 @@ class CaptureResponse(BaseModel):
     lead: LeadPublic
     created: bool
     changed_fields: list[str]
-    possible_duplicates: list[DuplicatePublic]
+    possible_duplicates: list[DuplicatePublic] = Field(
+        description="Kept for older clients: empty, since the comparison runs in the worker "
+        "(see duplicates)."
+    )
+    duplicates: Literal["pending", "not_needed"] = Field(
+        "not_needed",
+        description="pending: a new lead; the worker compares it with older leads within "
+        "seconds and puts any possible duplicate in GET /api/v1/duplicates. not_needed: "
+        "an update (a lead is compared once, when it is new).",
+    )
 
 
 class LeadPagePublic(BaseModel):

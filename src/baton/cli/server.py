@@ -179,6 +179,7 @@ def worker(
                 ("failed", report.failed),
                 ("fetched", report.fetched),
                 ("nurtured", report.nurtured),
+                ("duplicates checked", report.checked),
             )
             done = ", ".join(f"{name} {count}" for name, count in counts if count)
             now = local(ctx.clock.now())

@@ -23,7 +23,7 @@ from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from baton.domain.contact import (
     FREE_MAIL_DOMAINS,
@@ -369,51 +369,81 @@ DUPLICATE_REASONS = {
 
 
 def find_duplicates(
-    lead: Mapping[str, Any], candidates: list[Mapping[str, Any]]
+    lead: Mapping[str, Any],
+    candidates: list[Mapping[str, Any]],
+    *,
+    names: Mapping[int, str] | None = None,
 ) -> list[DuplicateMatch]:
     """Candidates (gathered cheaply by the caller: same phone, same company key or same
-    corporate email domain) that are probably the same person as ``lead``.
+    corporate email domain) that are probably the same person as ``lead``, in the
+    candidates' order.
 
     Same phone number is a match on its own; otherwise the full names must be close
     (token-sorted ratio >= 88) and the companies close too (>= 85) or the corporate email
     domain shared.
+
+    The names are compared in one call into rapidfuzz's C loop, not one Python call per
+    candidate: a new lead at a big company has hundreds of candidates. ``names``: the
+    candidates' lower-cased full names (:func:`duplicate_name`) by id, for a caller that
+    compares many leads with the same candidates and so computes them once.
     """
-    found: list[DuplicateMatch] = []
-    name = _full_name(lead)
-    for other in candidates:
+    found: list[tuple[int, DuplicateMatch]] = []
+    name = _full_name(lead).lower()
+    phone = lead.get("phone")
+    compared: list[tuple[int, Mapping[str, Any]]] = []
+    for position, other in enumerate(candidates):
         if other["id"] == lead.get("id"):
             continue
-        if lead.get("phone") and lead.get("phone") == other.get("phone"):
-            found.append(DuplicateMatch(int(other["id"]), SAME_PHONE, 100.0))
-            continue
-        other_name = _full_name(other)
-        if not name or not other_name:
-            continue
-        name_score = fuzz.token_sort_ratio(name.lower(), other_name.lower())
-        if name_score < NAME_SIMILARITY:
-            continue
+        if phone and phone == other.get("phone"):
+            found.append((position, DuplicateMatch(int(other["id"]), SAME_PHONE, 100.0)))
+        elif name:
+            compared.append((position, other))
+    if compared:
+        choices = [
+            names[int(other["id"])] if names is not None else duplicate_name(other)
+            for _, other in compared
+        ]
+        close = process.extract(
+            name,
+            choices,
+            scorer=fuzz.token_sort_ratio,
+            score_cutoff=NAME_SIMILARITY,
+            limit=None,
+        )
         domain = lead.get("email_domain")
-        if domain and domain not in FREE_MAIL_DOMAINS and domain == other.get("email_domain"):
-            found.append(
-                DuplicateMatch(
-                    int(other["id"]),
-                    SAME_EMAIL_DOMAIN,
-                    round(name_score, 1),
-                )
-            )
-            continue
-        key, other_key = company_key(lead.get("company")), company_key(other.get("company"))
-        if key and other_key:
-            company_score = fuzz.ratio(key, other_key)
-            if company_score >= COMPANY_SIMILARITY:
+        corporate = bool(domain) and domain not in FREE_MAIL_DOMAINS
+        key = company_key(lead.get("company"))
+        for _, name_score, index in close:
+            position, other = compared[index]
+            if corporate and domain == other.get("email_domain"):
                 found.append(
-                    DuplicateMatch(
-                        int(other["id"]),
-                        SIMILAR_COMPANY,
-                        round(min(name_score, company_score), 1),
+                    (
+                        position,
+                        DuplicateMatch(int(other["id"]), SAME_EMAIL_DOMAIN, round(name_score, 1)),
                     )
                 )
-    return found
+                continue
+            other_key = company_key(other.get("company"))
+            if key and other_key:
+                company_score = fuzz.ratio(key, other_key)
+                if company_score >= COMPANY_SIMILARITY:
+                    found.append(
+                        (
+                            position,
+                            DuplicateMatch(
+                                int(other["id"]),
+                                SIMILAR_COMPANY,
+                                round(min(name_score, company_score), 1),
+                            ),
+                        )
+                    )
+    found.sort(key=lambda item: item[0])
+    return [match for _, match in found]
+
+
+def duplicate_name(person: Mapping[str, Any]) -> str:
+    """The form of a person's name that :func:`find_duplicates` compares."""
+    return _full_name(person).lower()
 
 
 MAX_PAIRS_PER_LEAD = 5

@@ -6,10 +6,11 @@ it as their first argument and the acting user or system as the keyword ``actor`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
@@ -17,7 +18,11 @@ from sqlalchemy.engine import Connection
 from baton.config import Settings
 from baton.domain.clock import Clock, SystemClock
 from baton.store.engine import make_engine, write_turn
+from baton.store.group_commit import GroupCommit
 from baton.store.migrate import upgrade
+
+T = TypeVar("T")
+_GROUPS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -29,6 +34,7 @@ class Context:
     clock: Clock = field(default_factory=SystemClock)
     caches: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """Per-process caches that live as long as the context (verified tokens)."""
+    _groups: GroupCommit | None = field(default=None, init=False, repr=False, compare=False)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -37,6 +43,27 @@ class Context:
         see :mod:`baton.store.engine`), then begins IMMEDIATE."""
         with write_turn(self.engine), self.engine.begin() as connection:
             yield connection
+
+    def write_grouped(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work(connection)`` as one write, committed together with the writes
+        other threads of this process run at the same moment (group commit, see
+        :mod:`baton.store.group_commit`): the same outcome as :meth:`write` for the
+        caller (its own result or its own exception, answered once committed), one
+        commit for many. Only with ``BATON_GROUP_COMMIT=on``; else this is
+        :meth:`write`."""
+        if not self.group_commit:
+            with self.write() as connection:
+                return work(connection)
+        if self._groups is None:
+            with _GROUPS_LOCK:
+                if self._groups is None:
+                    self._groups = GroupCommit(self.engine)
+        return self._groups.run(work)
+
+    @property
+    def group_commit(self) -> bool:
+        """Whether :meth:`write_grouped` groups writes on this database."""
+        return self.settings.group_commit == "on"
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

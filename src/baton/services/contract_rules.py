@@ -27,11 +27,21 @@ _PARSED: dict[str, HandoffContract] = {}
 parsed once per process (keyed by content, so two databases never mix up)."""
 
 
+_RECENT: list[tuple[Any, HandoffContract]] = []
+"""The last specs asked for: comparing a spec with them (C-level equality) is much
+cheaper than serialising it for the key, and every capture asks for the active one."""
+
+
 def rules_of(spec: Any) -> HandoffContract:
     """The rules of a stored version's ``spec`` column, parsed once per content."""
+    for known, rules in _RECENT:
+        if known == spec:
+            return rules
     key = json.dumps(spec, sort_keys=True)
     if key not in _PARSED:
         _PARSED[key] = HandoffContract.model_validate(spec)
+    _RECENT.insert(0, (spec, _PARSED[key]))
+    del _RECENT[4:]
     return _PARSED[key]
 
 
@@ -47,6 +57,11 @@ def contract_spec(ctx: Context, version: int) -> HandoffContract:
     return rules_of(spec[0])
 
 
+_ACTIVE = select(contracts.c.version, contracts.c.spec).where(contracts.c.status == "active")
+_ACTIVE_SHARED = _ACTIVE.with_for_update(read=True)
+"""Built once: every capture and scoring reads the active version."""
+
+
 def active_contract_in(
     connection: Connection, *, share_lock: bool = True
 ) -> tuple[int, HandoffContract] | None:
@@ -55,11 +70,10 @@ def active_contract_in(
     With ``share_lock`` (the default, for writers) the version row is locked in share
     mode on PostgreSQL, so an activation waits for writers already scoring with the old
     version, and writers starting during an activation wait for it to finish."""
-    query = select(contracts.c.version, contracts.c.spec).where(contracts.c.status == "active")
-    row = connection.execute(query.with_for_update(read=True) if share_lock else query).first()
+    row = connection.execute(_ACTIVE_SHARED if share_lock else _ACTIVE).first()
     if row is None and share_lock:
         # The row we waited for was superseded meanwhile: read the new active one.
-        row = connection.execute(query).first()
+        row = connection.execute(_ACTIVE).first()
     if row is None:
         return None
     version, spec = row

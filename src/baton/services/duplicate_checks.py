@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection
 
 from baton.services.context import Context
-from baton.services.leads import flag_possible_duplicates
 from baton.services.queries import chunks, insert_ignoring_conflicts
-from baton.store.tables import duplicate_checks, leads
+from baton.store.tables import duplicate_candidates, duplicate_checks, leads
 
 BATCH = 500
 """Leads compared per worker transaction: set-based, so a batch costs a handful of
@@ -34,11 +34,14 @@ def queue_duplicate_checks_in(
     connection: Connection, lead_ids: Sequence[int], *, now: datetime
 ) -> None:
     """Queue new leads for the comparison, inside the caller's transaction."""
+    name = connection.dialect.name
+    if name not in _QUEUE:  # built once per dialect: every capture of a new lead runs it
+        _QUEUE[name] = insert_ignoring_conflicts(connection, duplicate_checks)
     for part in chunks(list(lead_ids)):
-        connection.execute(
-            insert_ignoring_conflicts(connection, duplicate_checks),
-            [{"lead_id": lead_id, "queued_at": now} for lead_id in part],
-        )
+        connection.execute(_QUEUE[name], [{"lead_id": i, "queued_at": now} for i in part])
+
+
+_QUEUE: dict[str, Any] = {}
 
 
 def pending_duplicate_checks(ctx: Context) -> int:
@@ -50,26 +53,49 @@ def pending_duplicate_checks(ctx: Context) -> int:
 
 
 def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
-    """Compare up to ``limit`` queued leads, oldest first, in one transaction; return how
-    many left the queue. Rows another worker holds are skipped (PostgreSQL), so several
-    workers share the queue without waiting for each other."""
-    with ctx.write() as connection:
-        query = (
-            select(duplicate_checks.c.lead_id)
-            .order_by(duplicate_checks.c.queued_at, duplicate_checks.c.lead_id)
-            .limit(limit)
-        )
-        if connection.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = list(connection.execute(query).scalars())
+    """Compare up to ``limit`` queued leads, oldest first, and flag their pairs; return
+    how many left the queue.
+
+    The comparison (the costly part: candidates read, names compared) runs in a read
+    transaction, so on SQLite it never holds the one write turn that captures wait for;
+    a short write transaction then claims the leads still queued (on PostgreSQL
+    skipping rows another worker holds, so several workers share the queue without
+    waiting for each other), writes the pairs of those still not merged away, and
+    removes them from the queue, all or nothing. A lead another worker claimed first
+    is left to it; one merged meanwhile is dropped unflagged."""
+    from baton.services.leads import possible_duplicates_of  # leads queues here
+
+    with ctx.read() as connection:
+        ids = list(connection.execute(_OLDEST.limit(limit)).scalars())
         if not ids:
             return 0
-        live = list(
-            connection.execute(
-                select(leads.c.id).where(leads.c.id.in_(ids), leads.c.merged_into_id.is_(None))
-            ).scalars()
-        )
-        if live:
-            flag_possible_duplicates(connection, sorted(live), now=ctx.clock.now())
-        connection.execute(delete(duplicate_checks).where(duplicate_checks.c.lead_id.in_(ids)))
-        return len(ids)
+        live = _live(connection, ids)
+        records = possible_duplicates_of(connection, live, now=ctx.clock.now())[1] if live else []
+    with ctx.write() as connection:
+        claim = select(duplicate_checks.c.lead_id).where(duplicate_checks.c.lead_id.in_(ids))
+        if connection.dialect.name == "postgresql":
+            claim = claim.with_for_update(skip_locked=True)
+        claimed = list(connection.execute(claim).scalars())
+        if not claimed:
+            return 0
+        still = set(_live(connection, claimed))
+        _record(connection, [r for r in records if r["lead_id"] in still])
+        connection.execute(delete(duplicate_checks).where(duplicate_checks.c.lead_id.in_(claimed)))
+        return len(claimed)
+
+
+_OLDEST = select(duplicate_checks.c.lead_id).order_by(
+    duplicate_checks.c.queued_at, duplicate_checks.c.lead_id
+)
+
+
+def _live(connection: Connection, ids: Sequence[int]) -> list[int]:
+    """The leads among ``ids`` not merged into another, in id order."""
+    query = select(leads.c.id).where(leads.c.id.in_(ids), leads.c.merged_into_id.is_(None))
+    return sorted(connection.execute(query).scalars())
+
+
+def _record(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write the review items (a pair already flagged is kept as it is)."""
+    if rows:
+        connection.execute(insert_ignoring_conflicts(connection, duplicate_candidates), rows)

@@ -13,12 +13,13 @@ stage change itself, and the handoff it opens or closes, is
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Action, Principal, Reach
@@ -32,6 +33,7 @@ from baton.domain.leads import (
     Lead,
     LeadCreate,
     best_duplicates,
+    duplicate_name,
     find_duplicates,
     fold_source,
     merge_profile,
@@ -42,6 +44,7 @@ from baton.domain.scoring import Event
 from baton.domain.search import search_tokens
 from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
+from baton.services.duplicate_checks import queue_duplicate_checks_in
 from baton.services.person import carry_erasure_in, lift_suppressions_in
 from baton.services.queries import chunks, insert_ignoring_conflicts, lock_lead, tags_of
 from baton.services.routing import close_open_handoff_in
@@ -58,16 +61,25 @@ from baton.store.tables import (
     transitions,
 )
 
+DuplicateCheck = Literal["pending", "not_needed"]
+
 
 @dataclass(frozen=True)
 class CaptureResult:
     """What a capture did: the lead as stored now, whether it was new, which fields
-    changed, and any possible duplicates flagged for review."""
+    changed, and whether it waits for the possible-duplicate comparison.
+
+    ``duplicates`` is ``"pending"`` for a new lead: the comparison with older leads is
+    queued and the worker flags its pairs for review within seconds (see
+    :mod:`baton.services.duplicate_checks`), so ``possible_duplicates`` is empty then;
+    ``"not_needed"`` for an update (a lead is compared once, when it is new). The field
+    ``possible_duplicates`` stays for callers that read it."""
 
     lead: Lead
     created: bool
     changed_fields: list[str]
     possible_duplicates: list[DuplicateMatch] = field(default_factory=list)
+    duplicates: DuplicateCheck = "not_needed"
 
 
 def keep_identity(
@@ -101,31 +113,68 @@ def _derived(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The capture path's statements, built once: a statement object keeps its compiled form
+# and cache key, where building one per call costs more than running it on SQLite.
+_BY_EXTERNAL_ID = (
+    select(leads)
+    .where(
+        leads.c.external_id == bindparam("external_id"),
+        leads.c.external_system == bindparam("external_system"),
+    )
+    .with_for_update()
+)
+_BY_EMAIL = select(leads).where(leads.c.email_key == bindparam("email_key")).with_for_update()
+_BY_PHONE = (
+    select(leads)
+    .where(leads.c.phone == bindparam("phone"), leads.c.email_key.is_(None))
+    .with_for_update()
+)
+_LOCK_LEAD = select(leads).where(leads.c.id == bindparam("lead_id")).with_for_update()
+_TOUCH_LEAD = (
+    update(leads)
+    .where(leads.c.id == bindparam("target_id"))
+    .values(activity_count=leads.c.activity_count + 1)
+)
+"""The other columns a capture sets are the parameters of each execution."""
+_RECORD_TOUCH = insert(activities)
+_NEW_LEAD: dict[str, Any] = {}
+"""``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` per dialect."""
+
+
+def _new_lead_statement(connection: Connection) -> Any:
+    name = connection.dialect.name
+    if name not in _NEW_LEAD:
+        _NEW_LEAD[name] = insert_ignoring_conflicts(connection, leads).returning(leads.c.id)
+    return _NEW_LEAD[name]
+
+
+def _locked(connection: Connection, lead_id: int) -> RowMapping:
+    row = connection.execute(_LOCK_LEAD, {"lead_id": lead_id}).mappings().first()
+    if row is None:
+        raise NotFound(f"lead {lead_id} does not exist")
+    return row
+
+
 def _find_existing(connection: Connection, data: LeadCreate) -> RowMapping | None:
     """The lead ``data`` is about, locked: by external id, else by email, else (for a
     capture without email) by phone among the leads without email."""
     row = None
-    if data.external_id is not None:
+    if data.external_id is not None and data.external_system is not None:
         row = (
             connection.execute(
-                select(leads)
-                .where(
-                    leads.c.external_id == data.external_id,
-                    leads.c.external_system == data.external_system,
-                )
-                .with_for_update()
+                _BY_EXTERNAL_ID,
+                {"external_id": data.external_id, "external_system": data.external_system},
             )
             .mappings()
             .first()
         )
     if row is None and data.email is not None:
-        query = select(leads).where(leads.c.email_key == email_key(data.email))
-        row = connection.execute(query.with_for_update()).mappings().first()
+        found = connection.execute(_BY_EMAIL, {"email_key": email_key(data.email)})
+        row = found.mappings().first()
     elif row is None and data.phone is not None:
-        query = select(leads).where(leads.c.phone == data.phone, leads.c.email_key.is_(None))
-        row = connection.execute(query.with_for_update()).mappings().first()
+        row = connection.execute(_BY_PHONE, {"phone": data.phone}).mappings().first()
     while row is not None and row["merged_into_id"] is not None:
-        row = lock_lead(connection, row["merged_into_id"])
+        row = _locked(connection, row["merged_into_id"])
     return row
 
 
@@ -194,9 +243,7 @@ def capture_lead_in(
         }
         # Another writer may create the same email between our look-up and this insert
         # (PostgreSQL): then nothing is inserted and we update the lead it created.
-        lead_id = connection.execute(
-            insert_ignoring_conflicts(connection, leads).values(values).returning(leads.c.id)
-        ).scalar()
+        lead_id = connection.execute(_new_lead_statement(connection), values).scalar()
         if lead_id is None:
             existing = _find_existing(connection, data)
             if existing is None:
@@ -213,16 +260,15 @@ def capture_lead_in(
         changes.update(_derived(changes))
         created, changed = False, sorted(changes)
         connection.execute(
-            update(leads)
-            .where(leads.c.id == lead_id)
-            .values(
+            _TOUCH_LEAD,
+            {
                 **changes,
-                updated_at=now,
-                last_activity_at=now
+                "updated_at": now,
+                "last_activity_at": now
                 if occurred_at is None
                 else max(at, existing["last_activity_at"] or at),
-                activity_count=leads.c.activity_count + 1,
-            )
+                "target_id": lead_id,
+            },
         )
     assert lead_id is not None
     if created and data.email is not None:
@@ -231,40 +277,47 @@ def capture_lead_in(
         lift_suppressions_in(connection, [data.email])
     touch_properties = _touch_properties(data)
     connection.execute(
-        insert(activities).values(
-            lead_id=lead_id,
-            type=ActivityType.CAPTURED.value,
-            occurred_at=at,
-            received_at=now,
-            properties=touch_properties,
-            recorded_by=actor.name,
-        )
+        _RECORD_TOUCH,
+        {
+            "lead_id": lead_id,
+            "type": ActivityType.CAPTURED.value,
+            "occurred_at": at,
+            "received_at": now,
+            "properties": touch_properties,
+            "recorded_by": actor.name,
+        },
     )
     touch = Event(ActivityType.CAPTURED.value, at, touch_properties)
     score_leads_in(connection, [lead_id], now=now, actor=actor, new_events={lead_id: [touch]})
-    row = lock_lead(connection, lead_id)
-    duplicates = flag_possible_duplicates(connection, [lead_id], now=now) if created else []
+    row = _locked(connection, lead_id)
+    if created:
+        queue_duplicate_checks_in(connection, [lead_id], now=now)
+    tags = [] if created else tags_of(connection, [lead_id])[lead_id]  # a new lead has none
     return CaptureResult(
-        lead=_to_lead(row, tags_of(connection, [lead_id])[lead_id]),
+        lead=_to_lead(row, tags),
         created=created,
         changed_fields=changed,
-        possible_duplicates=duplicates,
+        duplicates="pending" if created else "not_needed",
     )
 
 
 def capture_lead(
     ctx: Context, data: LeadCreate, *, actor: Principal, occurred_at: datetime | None = None
 ) -> CaptureResult:
-    """Create a lead, or update the one with the same email, in one transaction.
+    """Create a lead, or update the one with the same email, in one transaction (with
+    ``BATON_GROUP_COMMIT=on`` committed together with the captures that arrive at the
+    same moment, each in its own savepoint:
+    :meth:`~baton.services.context.Context.write_grouped`).
 
     Capture is create-or-update across all leads (the same email anywhere is one
     person), so only those who reach every lead may capture: marketing, admins, intake
     keys and the trusted operator."""
     allowed(actor, Action.CAPTURE_LEAD)
-    with ctx.write() as connection:
-        return capture_lead_in(
+    return ctx.write_grouped(
+        lambda connection: capture_lead_in(
             connection, data, actor=actor, now=ctx.clock.now(), occurred_at=occurred_at
         )
+    )
 
 
 DUPLICATE_COLUMNS = (
@@ -286,13 +339,27 @@ def flag_possible_duplicates(
     connection: Connection, lead_ids: Sequence[int], *, now: datetime
 ) -> list[DuplicateMatch]:
     """Record review items for new leads that are probably the same person as an older
-    lead, and return the matches.
+    lead (:func:`possible_duplicates_of`), and return the matches."""
+    matches, records = possible_duplicates_of(connection, lead_ids, now=now)
+    if records:
+        connection.execute(insert_ignoring_conflicts(connection, duplicate_candidates), records)
+    return matches
+
+
+def possible_duplicates_of(
+    connection: Connection, lead_ids: Sequence[int], *, now: datetime
+) -> tuple[list[DuplicateMatch], list[dict[str, Any]]]:
+    """The matches of new leads with older leads and the review items (rows of
+    ``duplicate_candidates``) that flag them, without writing anything: the worker
+    compares in a read transaction and writes the rows in a short one.
 
     Set-based, so that an import of 100,000 rows costs a handful of indexed queries:
     candidates sharing a phone, a company key, or a corporate email domain with the same
     last name are gathered with one ``IN`` query per signal (an ``OR`` across columns
     would scan the table on SQLite) and compared in memory by :func:`find_duplicates`.
-    A pair is flagged once, on its newer lead."""
+    A pair is flagged once, on its newer lead, and each lead only against the leads
+    older than it: flagging many new leads at once flags the pairs that flagging them
+    one by one, as they arrived, would have flagged."""
     people: list[dict[str, Any]] = []
     # Only values shared by two or more leads can reveal a duplicate: find those first
     # (an aggregate over the index), then read just their rows.
@@ -320,6 +387,7 @@ def flag_possible_duplicates(
         ),
     ]
     groups: list[dict[Any, list[dict[str, Any]]]] = []
+    compared_names: dict[int, str] = {}
     for column, key_of in signals:
         values = sorted({v for p in people if (v := key_of(p)) is not None})
         grouped: dict[Any, list[dict[str, Any]]] = {}
@@ -335,16 +403,28 @@ def flag_possible_duplicates(
             )
         for part in chunks(shared):
             # Oldest first: when a value is shared by more than MAX_CANDIDATES leads, the
-            # candidates are the oldest (the records a new one would be merged into).
-            found = connection.execute(
-                select(*DUPLICATE_COLUMNS)
+            # candidates are the oldest (the records a new one would be merged into), so
+            # only those are read: a value every lead shares (one corporate domain) would
+            # otherwise bring the whole table into Python on every pass.
+            ranked = (
+                select(
+                    *DUPLICATE_COLUMNS,
+                    func.row_number().over(partition_by=column, order_by=leads.c.id).label("rank"),
+                )
                 .where(column.in_(part), leads.c.merged_into_id.is_(None))
-                .order_by(leads.c.id)
+                .subquery()
+            )
+            found = connection.execute(
+                select(*(ranked.c[c.name] for c in DUPLICATE_COLUMNS))
+                .where(ranked.c.rank <= MAX_CANDIDATES)
+                .order_by(ranked.c.id)
             )
             names = list(found.keys())
             at = names.index(column.name)
             for r in found.all():  # one fetch, not one call per row
-                grouped.setdefault(r[at], []).append(dict(zip(names, r, strict=True)))
+                record = dict(zip(names, r, strict=True))
+                grouped.setdefault(r[at], []).append(record)
+                compared_names[record["id"]] = duplicate_name(record)
         groups.append(grouped)
     matches: list[DuplicateMatch] = []
     records: list[dict[str, Any]] = []
@@ -355,13 +435,19 @@ def flag_possible_duplicates(
             if key is None:
                 continue
             group = grouped.get(key, [])
+            # As of the lead's own arrival: leads created after it (in the same batch
+            # of a worker or an import) neither count towards a shared line nor
+            # become its candidates, so a lead is flagged the same whenever its turn comes.
+            group = group[: bisect_right(group, person["id"], key=_id_of)]
             if column_is_phone(key_of) and len(group) > SHARED_PHONE_LIMIT:
                 continue
             for other in group[:MAX_CANDIDATES]:
                 if other["id"] < person["id"]:
                     candidates[other["id"]] = other
         # At most MAX_PAIRS_PER_LEAD pairs per new lead, the best ones (see there why).
-        for match in best_duplicates(find_duplicates(person, list(candidates.values()))):
+        for match in best_duplicates(
+            find_duplicates(person, list(candidates.values()), names=compared_names)
+        ):
             matches.append(match)
             records.append(
                 {
@@ -373,9 +459,11 @@ def flag_possible_duplicates(
                     "created_at": now,
                 }
             )
-    if records:
-        connection.execute(insert_ignoring_conflicts(connection, duplicate_candidates), records)
-    return matches
+    return matches, records
+
+
+def _id_of(record: dict[str, Any]) -> int:
+    return int(record["id"])
 
 
 def _to_lead(row: RowMapping, tags: list[str]) -> Lead:

@@ -54,6 +54,7 @@ from sqlalchemy import (
     ColumnElement,
     Table,
     Text,
+    bindparam,
     cast,
     delete,
     func,
@@ -118,18 +119,23 @@ source, campaign, UTM, country and region stay for the reports."""
 ERASED = "erased"
 
 
+_LIFT = delete(suppressions).where(
+    suppressions.c.email_key.in_(bindparam("keys", expanding=True)),
+    suppressions.c.reason.in_(sorted(CLEARED_BY_OPT_IN)),
+)
+_SUPPRESSED = select(suppressions.c.email_key).where(
+    suppressions.c.email_key.in_(bindparam("keys", expanding=True))
+)
+"""Built once: every capture with an opt-in or a new email runs them."""
+
+
 def lift_suppressions_in(connection: Connection, addresses: Iterable[str]) -> int:
     """Remove the suppressions an explicit opt-in lifts (unsubscribe, complaint,
     erased) for these addresses; returns how many. Hard bounces and manual entries stay."""
     keys = sorted({k for a in addresses if a for k in suppression_keys(a)})
     removed = 0
     for part in chunks(keys):
-        removed += connection.execute(
-            delete(suppressions).where(
-                suppressions.c.email_key.in_(part),
-                suppressions.c.reason.in_(sorted(CLEARED_BY_OPT_IN)),
-            )
-        ).rowcount
+        removed += connection.execute(_LIFT, {"keys": list(part)}).rowcount
     return removed
 
 
@@ -141,19 +147,11 @@ def carry_erasure_in(connection: Connection, addresses: Iterable[str], *, now: d
     by_hash = {erased_key(a): email_key(a) for a in addresses if a}
     carried = 0
     for part in chunks(sorted(by_hash)):
-        found = list(
-            connection.execute(
-                select(suppressions.c.email_key).where(suppressions.c.email_key.in_(part))
-            ).scalars()
-        )
+        found = list(connection.execute(_SUPPRESSED, {"keys": list(part)}).scalars())
         if not found:
             continue
         plain = [by_hash[h] for h in found]
-        known = set(
-            connection.execute(
-                select(suppressions.c.email_key).where(suppressions.c.email_key.in_(plain))
-            ).scalars()
-        )
+        known = set(connection.execute(_SUPPRESSED, {"keys": plain}).scalars())
         rows = [
             {
                 "email_key": key,

@@ -1,13 +1,16 @@
 """The worker: run due SLA steps, assign queued handoffs, deliver the outbox.
 
 One loop, :class:`Worker`, is what ``baton worker`` and ``baton serve --with-worker``
-both run. It keeps six **lanes**, each in a thread of its own, so none waits for
+both run. It keeps seven **lanes**, each in a thread of its own, so none waits for
 another: *timers* (due SLA steps, then the queue, in small batches, alternating),
 *intake fetch* (intake items whose webhook carried only ids, read from Meta or HubSpot:
 :mod:`baton.services.intake_fetch`), *nurture* (due nurture steps written to the outbox,
 throttled: :mod:`baton.services.nurture_send`), *webhooks*, *email* and *chat* (Slack and Teams;
-one :class:`~baton.services.delivery.Courier` each), and with ``BATON_RETRAIN_MODEL_DAYS``
-a seventh, *model retraining* (a draft scoring model like the active one, checked hourly:
+one :class:`~baton.services.delivery.Courier` each), *duplicates* (new leads compared
+with older ones and possible duplicates flagged: :mod:`baton.services.duplicate_checks`,
+a batch per transaction, back to back while the queue has work, so a backlog never
+makes it late), and with ``BATON_RETRAIN_MODEL_DAYS`` an eighth, *model retraining*
+(a draft scoring model like the active one, checked hourly:
 :func:`baton.services.models.retrain_if_due`). A mail server that is down or
 slow therefore never delays an SLA step, a queued handoff's assignment, a fetch, a
 webhook or a chat message.
@@ -86,6 +89,8 @@ class TickReport:
     """Nurture enrollments handled: a step planned or skipped, or the enrollment ended."""
     retrained: int = 0
     """Draft scoring models trained by the scheduled retraining (never activated)."""
+    checked: int = 0
+    """New leads compared with older ones for possible duplicates (and flagged)."""
 
     @property
     def busy(self) -> bool:
@@ -97,6 +102,7 @@ class TickReport:
             or self.fetched
             or self.nurtured
             or self.retrained
+            or self.checked
         )
 
 
@@ -345,6 +351,8 @@ def tick(
         fetcher.close()
     report.steps = run_due_steps(ctx)
     report.assigned = assign_queued(ctx)
+    while checked := check_duplicates(ctx).checked:
+        report.checked += checked
     if ctx.settings.retrain_model_days:
         try:
             report.retrained = retrain_models(ctx).retrained
@@ -377,6 +385,26 @@ def run_timers(ctx: Context, *, limit: int = BATCH) -> TickReport:
     return TickReport(
         steps=run_due_steps(ctx, limit=limit), assigned=assign_queued(ctx, limit=limit)
     )
+
+
+DUPLICATE_BATCHES = 20
+"""Batches of the duplicate lane per pass at most (then the lane starts a new pass at
+once while work remains), so one pass never holds the lane for long."""
+
+
+def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickReport:
+    """The duplicate lane's pass: queued new leads compared with older ones and their
+    possible duplicates flagged (:mod:`baton.services.duplicate_checks`), a batch per
+    transaction while the queue has work, up to ``batches`` batches."""
+    from baton.services.duplicate_checks import flag_pending_duplicates
+
+    report = TickReport()
+    for _ in range(batches):
+        done = flag_pending_duplicates(ctx)
+        report.checked += done
+        if not done:
+            break
+    return report
 
 
 def fetch_intake(fetcher: Fetcher) -> TickReport:
@@ -461,7 +489,8 @@ def _first_line(error: DBAPIError) -> str:
 @dataclass
 class Worker:
     """The worker's loop, shared by ``baton worker`` and ``baton serve --with-worker``:
-    six lanes (timers, intake fetch, nurture, webhooks, email, chat) in threads of their own."""
+    seven lanes (timers, intake fetch, nurture, duplicates, webhooks, email, chat) in
+    threads of their own."""
 
     ctx: Context
     smtp: SmtpConfig | None = None
@@ -487,6 +516,7 @@ class Worker:
             lane("timers", lambda: run_timers(self.ctx)),
             lane("intake fetch", lambda: fetch_intake(self.fetcher)),
             lane("nurture", lambda: send_nurture(self.ctx)),
+            lane("duplicates", lambda: check_duplicates(self.ctx)),
             *(
                 lane(f"{channel} delivery", lambda c=courier: deliver(c))  # type: ignore[misc]
                 for channel, courier in self.couriers.items()

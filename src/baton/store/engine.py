@@ -174,6 +174,11 @@ class WriteQueue:
         self._held_since = 0.0
         self._warned = False
 
+    def owned_by_me(self) -> bool:
+        """Whether the calling thread holds the turn (a write inside a write)."""
+        with self._mutex:
+            return self._owner == threading.get_ident()
+
     @property
     def waiting(self) -> int:
         """Threads of this process waiting for a turn."""

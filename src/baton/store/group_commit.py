@@ -1,0 +1,135 @@
+"""Group commit: concurrent small writes committed together by one writer.
+
+A capture is a few milliseconds of work, and on SQLite every one of them also pays for
+its own write turn, ``BEGIN IMMEDIATE`` and commit, one after the other. So concurrent
+writes join a group: the first thread to arrive becomes the **leader**, takes the write
+turn (:func:`baton.store.engine.write_turn`), runs every write waiting at that moment,
+each in its own ``SAVEPOINT``, and commits once; each thread gets its own result or its
+own exception. The others wait on their own event meanwhile; when a group is done and
+writes are waiting, the oldest waiting thread leads the next group.
+
+What a caller may rely on:
+
+* each write runs exactly as it would in a transaction of its own, in arrival order,
+  and sees the writes before it (the same database state as one transaction per write);
+* a write that raises fails alone: its savepoint is rolled back, the others commit;
+* a write is answered only after its group committed, so an answer always means saved;
+  if the commit itself fails (or the turn does not come in time: "database is locked"),
+  every write of the group gets that error and nothing of the group is saved;
+* a thread that already holds the write turn (a write inside a write) runs its write
+  directly, in a transaction of its own, so grouping never waits for itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+
+from baton.store.engine import write_queue, write_turn
+
+T = TypeVar("T")
+
+MAX_GROUP = 32
+"""Writes per group at most: a group holds the write turn for all of them (a capture is
+a few ms), so a burst of 64 is committed in two groups instead of one long hold."""
+
+
+@dataclass(eq=False)
+class _Write(Generic[T]):
+    work: Callable[[Connection], T]
+    ready: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[no-any-return]
+
+
+class GroupCommit:
+    """The groups of one engine (one per process and database; see the module docs)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._mutex = threading.Lock()
+        self._pending: list[_Write[Any]] = []
+        self._leading = False
+        self.groups = 0
+        """Groups committed or failed (for tests and benchmarks)."""
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work(connection)`` in a group; return its result or raise its error."""
+        queue = write_queue(self.engine)
+        if queue is not None and queue.owned_by_me():
+            with write_turn(self.engine), self.engine.begin() as connection:
+                return work(connection)
+        write: _Write[T] = _Write(work)
+        with self._mutex:
+            self._pending.append(write)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            write.ready.wait()
+            if write.done:
+                return write.outcome()
+        self._lead()
+        return write.outcome()
+
+    def _turn(self) -> AbstractContextManager[None]:
+        """The write turn a leader takes (SQLite's queue; nothing on PostgreSQL)."""
+        return write_turn(self.engine)
+
+    def _take(self) -> list[_Write[Any]]:
+        with self._mutex:
+            batch = self._pending[:MAX_GROUP]
+            del self._pending[:MAX_GROUP]
+            return batch
+
+    def _lead(self) -> None:
+        batch: list[_Write[Any]] = []
+        try:
+            with self._turn():
+                batch = self._take()  # the writes that arrived while the turn came
+                self._commit(batch)
+        except BaseException as error:  # no turn in time, the commit, an interruption
+            if not batch:
+                batch = self._take()
+            for write in batch:  # nothing of the group was saved
+                write.error, write.result = error, None
+        finally:
+            with self._mutex:
+                self.groups += 1
+                following = self._pending[0] if self._pending else None
+                self._leading = following is not None
+            for write in batch:
+                write.done = True
+                write.ready.set()
+            if following is not None:
+                following.ready.set()  # not done: it leads the next group
+
+    def _commit(self, batch: list[_Write[Any]]) -> None:
+        with self.engine.begin() as connection:
+            if len(batch) == 1:  # alone: its own transaction, no savepoint needed
+                try:
+                    batch[0].result = batch[0].work(connection)
+                except Exception as error:
+                    batch[0].error = error
+                    connection.rollback()
+                return
+            for write in batch:
+                savepoint = connection.begin_nested()
+                try:
+                    write.result = write.work(connection)
+                except Exception as error:
+                    savepoint.rollback()
+                    write.error = error
+                else:
+                    savepoint.commit()

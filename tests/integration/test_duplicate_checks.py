@@ -1,0 +1,207 @@
+"""Possible-duplicate flagging off the capture request: a new lead is queued in the
+capture's transaction and the worker's lane flags it. The pairs are the ones flagging
+each lead as it arrived would have flagged; a lead merged before its turn is dropped;
+a worker that dies midway leaves its batch queued; two workers on PostgreSQL share the
+queue without taking the same lead. On both databases."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, select
+
+from baton.domain.access import operator
+from baton.domain.leads import SAME_PHONE, LeadCreate
+from baton.services import duplicate_checks as duplicate_checks_service
+from baton.services import leads as lead_service
+from baton.services.context import Context
+from baton.services.duplicate_checks import flag_pending_duplicates, pending_duplicate_checks
+from baton.services.leads import capture_lead, flag_possible_duplicates
+from baton.services.merge import merge_leads
+from baton.services.worker import check_duplicates, tick
+from baton.store.tables import duplicate_candidates, duplicate_checks, leads, metadata
+
+OPS = operator("ops")
+
+PEOPLE = st.lists(
+    st.fixed_dictionaries(
+        {
+            "first_name": st.sampled_from(["Ana", "Anna", "Ben", "Benn", "Dana"]),
+            "last_name": st.sampled_from(["Alvarez", "Alvares", "Becker", "Reyes"]),
+            "company": st.sampled_from(["Globex", "Globex Inc", "Acme", "Initech", None]),
+            "domain": st.sampled_from(["globex.com", "acme.io", "gmail.com", "initech.com"]),
+            # Few numbers: some shared by more than SHARED_PHONE_LIMIT leads (a switchboard).
+            "phone": st.sampled_from(["+14155550100", "+14155550101", "+14155550102", None]),
+        }
+    ),
+    min_size=2,
+    max_size=16,
+)
+
+
+def lead_of(i: int, person: dict[str, Any]) -> LeadCreate:
+    fields = {k: v for k, v in person.items() if k != "domain" and v is not None}
+    return LeadCreate.model_validate({**fields, "email": f"p{i}@{person['domain']}"})
+
+
+def flagged(ctx: Context) -> set[tuple[str, str, str, float]]:
+    """The pairs flagged, by the leads' emails (ids differ between runs on PostgreSQL)."""
+    with ctx.read() as connection:
+        email = dict(connection.execute(select(leads.c.id, leads.c.email)).all())
+        rows = connection.execute(
+            select(
+                duplicate_candidates.c.lead_id,
+                duplicate_candidates.c.other_lead_id,
+                duplicate_candidates.c.reason,
+                duplicate_candidates.c.similarity,
+            )
+        ).all()
+    return {(email[a], email[b], reason, round(s, 6)) for a, b, reason, s in rows}
+
+
+def empty(ctx: Context) -> None:
+    with ctx.write() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(delete(table))
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(people=PEOPLE)
+@example(  # one line shared by 7 leads: a shared phone for the first 5, then a switchboard
+    people=[
+        {
+            "first_name": name,
+            "last_name": "Reyes",
+            "company": "Acme" if i % 2 else None,
+            "domain": "acme.io" if i % 2 else "gmail.com",
+            "phone": "+14155550100",
+        }
+        for i, name in enumerate("ABCDEFG")
+    ]
+)
+def test_the_worker_flags_the_pairs_flagging_on_capture_flagged(
+    ctx: Context, people: list[dict[str, Any]]
+) -> None:
+    empty(ctx)
+    for i, person in enumerate(people):  # the simple path: each lead flagged as it arrives
+        result = capture_lead(ctx, lead_of(i, person), actor=OPS)
+        with ctx.write() as connection:
+            flag_possible_duplicates(connection, [result.lead.id], now=ctx.clock.now())
+            connection.execute(delete(duplicate_checks))
+    inline = flagged(ctx)
+    empty(ctx)
+    for i, person in enumerate(people):  # captures queue; the worker flags them later
+        assert capture_lead(ctx, lead_of(i, person), actor=OPS).duplicates == "pending"
+    assert pending_duplicate_checks(ctx) == len(people)
+    assert flagged(ctx) == set()
+    while flag_pending_duplicates(ctx, limit=5):  # several batches
+        pass
+    assert pending_duplicate_checks(ctx) == 0
+    assert flagged(ctx) == inline
+
+
+def capture(ctx: Context, email: str, **fields: Any) -> int:
+    data = LeadCreate.model_validate({"email": email, **fields}, context={"default_region": "US"})
+    return capture_lead(ctx, data, actor=OPS).lead.id
+
+
+def test_an_update_is_not_queued_again(ctx: Context) -> None:
+    capture(ctx, "dana@northwind.com", phone="202-456-1111")
+    again = capture_lead(ctx, LeadCreate(email="dana@northwind.com", title="CTO"), actor=OPS)
+    assert (again.created, again.duplicates) == (False, "not_needed")
+    assert pending_duplicate_checks(ctx) == 1
+
+
+def test_a_lead_merged_before_its_turn_is_dropped_unflagged(ctx: Context) -> None:
+    first = capture(ctx, "dana@northwind.com", phone="202-456-1111", first_name="Dana")
+    second = capture(ctx, "dana.reyes@gmail.com", phone="(202) 456 1111", first_name="D.")
+    merge_leads(ctx, first, second, actor=OPS)
+    assert check_duplicates(ctx).checked == 2
+    assert pending_duplicate_checks(ctx) == 0
+    assert flagged(ctx) == set()
+
+
+def test_a_worker_killed_midway_leaves_its_batch_queued(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capture(ctx, "dana@northwind.com", phone="202-456-1111")
+    capture(ctx, "dana@gmail.com", phone="202-456-1111")
+    real = duplicate_checks_service._record
+
+    def dies_after_flagging(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)  # the pairs are written, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(duplicate_checks_service, "_record", dies_after_flagging)
+    with pytest.raises(KeyboardInterrupt):
+        flag_pending_duplicates(ctx)
+    assert pending_duplicate_checks(ctx) == 2
+    assert flagged(ctx) == set()
+    monkeypatch.undo()
+    assert flag_pending_duplicates(ctx) == 2
+    [(lead, other, reason, _)] = flagged(ctx)
+    assert (lead, other, reason) == ("dana@gmail.com", "dana@northwind.com", SAME_PHONE)
+
+
+def test_the_worker_lane_survives_a_failing_pass_and_tick_drains_the_queue(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from baton.services.worker import Lane
+
+    for i in range(7):
+        capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(lead_service, "possible_duplicates_of", broken)
+    lane = Lane("duplicates", lambda: check_duplicates(ctx), 0.2)
+    assert lane.step() == 1.0  # logged, backs off, lives on
+    monkeypatch.undo()
+    assert tick(ctx).checked == 7
+    assert pending_duplicate_checks(ctx) == 0
+    assert len(flagged(ctx)) == sum(min(k, 5) for k in range(7))
+
+
+def test_two_workers_on_postgresql_never_take_the_same_lead(ctx: Context) -> None:
+    if ctx.dialect != "postgresql":
+        pytest.skip("SKIP LOCKED: PostgreSQL; SQLite has one writer at a time")
+    ids = [
+        capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
+        for i in range(12)
+    ]
+    held, release = threading.Event(), threading.Event()
+    taken: list[int] = []
+
+    def first_worker() -> None:
+        # A worker that claimed the first five and is still comparing them.
+        with ctx.write() as connection:
+            rows = connection.execute(
+                select(duplicate_checks.c.lead_id)
+                .order_by(duplicate_checks.c.queued_at, duplicate_checks.c.lead_id)
+                .limit(5)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+            taken.extend(rows)
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=first_worker)
+    thread.start()
+    try:
+        assert held.wait(30)
+        assert flag_pending_duplicates(ctx) == 7  # the others, without waiting
+        with ctx.read() as connection:
+            left = sorted(connection.execute(select(duplicate_checks.c.lead_id)).scalars())
+        assert left == sorted(taken) == ids[:5]
+    finally:
+        release.set()
+        thread.join()
+    assert flag_pending_duplicates(ctx) == 5
+    assert pending_duplicate_checks(ctx) == 0
+    # Every lead compared exactly once and as of its arrival: the k-th has min(k, 5).
+    assert len(flagged(ctx)) == sum(min(k, 5) for k in range(12))

@@ -1,0 +1,254 @@
+"""Group commit of captures (:mod:`baton.store.group_commit`): captures committed
+together give the database state that one transaction per capture gives (leads,
+activities, scores, handoffs); a capture that fails inside a group fails alone and
+the others are committed; threads hammering it lose nothing. On both databases, with
+``BATON_GROUP_COMMIT=on`` (off by default)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.engine import Connection
+from tests.web_world import EXAMPLE
+
+from baton.domain.access import operator
+from baton.domain.leads import LeadCreate
+from baton.domain.reps import RepCreate, TeamCreate
+from baton.services.context import Context
+from baton.services.demo import sign_demo_contract
+from baton.services.leads import CaptureResult, capture_lead, capture_lead_in
+from baton.services.reps import create_rep, create_team
+from baton.store.engine import write_turn
+from baton.store.group_commit import GroupCommit
+from baton.store.tables import activities, handoffs, lead_scores, leads, metadata, reps
+
+OPS = operator("ops")
+HOURS = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+
+
+def with_mode(ctx: Context, mode: str) -> Context:
+    return dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"group_commit": mode}))
+
+
+def world(ctx: Context) -> None:
+    """Two reps who always work and a contract under which a capture of a decision-maker
+    in the target market is a hand-raise, so captures open and route handoffs too."""
+    create_team(ctx, TeamCreate(name="na"), actor=OPS)
+    for email in ("ana@lumen.example", "ben@lumen.example"):
+        create_rep(
+            ctx,
+            RepCreate(email=email, name=email[:3], team="na", working_hours=HOURS),
+            actor=OPS,
+        )
+    body = EXAMPLE.read_text(encoding="utf-8").replace(
+        "hand_raise: [demo_request,", "hand_raise: [captured, demo_request,"
+    )
+    assert sign_demo_contract(ctx, body) is not None
+
+
+def people(n: int) -> list[LeadCreate]:
+    """New people, and some captured again (an update: title, consent)."""
+    out = []
+    for i in range(n):
+        who = i % max(1, n - n // 4)  # the last quarter are the first people again
+        out.append(
+            LeadCreate.model_validate(
+                {
+                    "email": f"p{who}@northwind{who % 3}.example.com",
+                    "first_name": f"Dana{who % 4}",
+                    "last_name": "Reyes",
+                    "company": f"Northwind {who % 3}",
+                    "title": "VP Finance" if i % 2 else "Analyst",
+                    "country": "US" if i % 3 else "GB",
+                    "consent": bool(i % 2),
+                    **({"consent_basis": "consent"} if i % 2 else {}),
+                }
+            )
+        )
+    return out
+
+
+def state(ctx: Context) -> dict[str, list[tuple[Any, ...]]]:
+    """Leads, activities, scores and handoffs, with ids replaced by the emails they
+    stand for (ids differ between two runs on PostgreSQL)."""
+    with ctx.read() as connection:
+        email = dict(connection.execute(select(leads.c.id, leads.c.email)).all())
+        rep = dict(connection.execute(select(reps.c.id, reps.c.email)).all())
+
+        def rows(table: Any) -> list[tuple[Any, ...]]:
+            out = []
+            for row in connection.execute(select(table)).mappings():
+                item = []
+                for name, value in sorted(row.items()):
+                    if name == "lead_id":
+                        item.append((name, email[value]))
+                    elif name == "rep_id":
+                        item.append((name, rep.get(value)))
+                    elif name != "id" and not name.endswith("_id"):
+                        item.append((name, repr(value)))
+                out.append(tuple(item))
+            return sorted(out)
+
+        return {t.name: rows(t) for t in (leads, activities, lead_scores, handoffs)}
+
+
+def empty(ctx: Context) -> None:
+    """Every row gone and, on PostgreSQL, the id sequences restarted, so the second run
+    gets the same ids (routing decisions remember rep ids)."""
+    with ctx.write() as connection:
+        if ctx.dialect == "postgresql":
+            names = ", ".join(t.name for t in metadata.sorted_tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            return
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(delete(table))
+
+
+class Gate:
+    """Holds a group's leader before it takes its batch, so a test decides exactly which
+    writes, in which order, are in the group."""
+
+    def __init__(self, group: GroupCommit) -> None:
+        self.group = group
+        self.open = threading.Event()
+
+        @contextmanager
+        def turn() -> Iterator[None]:
+            self.open.wait(30)
+            with write_turn(group.engine):
+                yield
+
+        group._turn = turn  # type: ignore[method-assign]
+
+    def queued(self) -> int:
+        with self.group._mutex:
+            return len(self.group._pending)
+
+
+def grouped_in_order(ctx: Context, works: list[Callable[[Connection], Any]]) -> list[Any]:
+    """Run ``works`` through ``ctx.write_grouped`` in one group, in this order; returns
+    each one's result or exception."""
+    ctx.write_grouped(lambda connection: None)  # makes the context's group
+    group = ctx._groups
+    assert group is not None
+    gate = Gate(group)
+    before = group.groups
+    outcomes: list[Any] = [None] * len(works)
+
+    def run(i: int) -> None:
+        try:
+            outcomes[i] = ctx.write_grouped(works[i])
+        except Exception as error:
+            outcomes[i] = error
+
+    threads = []
+    for i in range(len(works)):
+        threads.append(threading.Thread(target=run, args=(i,)))
+        threads[-1].start()
+        while gate.queued() < i + 1:  # in arrival order
+            threading.Event().wait(0.001)
+    gate.open.set()
+    for thread in threads:
+        thread.join(60)
+    assert group.groups - before == 1, "one group, one commit"
+    return outcomes
+
+
+def capture_work(data: LeadCreate, ctx: Context) -> Callable[[Connection], CaptureResult]:
+    return lambda connection: capture_lead_in(connection, data, actor=OPS, now=ctx.clock.now())
+
+
+def test_grouped_captures_leave_the_state_one_transaction_each_leaves(ctx: Context) -> None:
+    batch = people(24)
+    empty(ctx)  # both runs start from the same ids
+    alone = with_mode(ctx, "off")
+    world(alone)
+    singles = [capture_lead(alone, data, actor=OPS) for data in batch]
+    expected = state(alone)
+    assert expected["handoffs"], "the hand-raises opened handoffs"
+    assert expected["lead_scores"]
+    empty(ctx)
+    together = with_mode(ctx, "on")
+    world(together)
+    results = grouped_in_order(together, [capture_work(data, together) for data in batch])
+    assert state(together) == expected
+    assert [r.created for r in results] == [s.created for s in singles]
+    assert [r.changed_fields for r in results] == [s.changed_fields for s in singles]
+
+
+def test_a_failing_capture_fails_alone_and_the_others_commit(ctx: Context) -> None:
+    together = with_mode(ctx, "on")
+    batch = people(5)
+
+    def fails_after_writing(connection: Connection) -> CaptureResult:
+        capture_lead_in(connection, batch[2], actor=OPS, now=ctx.clock.now())
+        raise RuntimeError("the third capture breaks after writing its lead")
+
+    works = [capture_work(data, together) for data in batch]
+    works[2] = fails_after_writing
+    outcomes = grouped_in_order(together, works)
+    assert isinstance(outcomes[2], RuntimeError)
+    assert all(isinstance(o, CaptureResult) for i, o in enumerate(outcomes) if i != 2)
+    with ctx.read() as connection:
+        stored = set(connection.execute(select(leads.c.email)).scalars())
+        touches = connection.execute(select(func.count()).select_from(activities)).scalar_one()
+    assert stored == {d.email for i, d in enumerate(batch) if i != 2}
+    assert touches == 4
+
+
+def test_a_commit_that_fails_fails_every_capture_of_its_group(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    together = with_mode(ctx, "on")
+    together.write_grouped(lambda connection: None)
+    group = together._groups
+    assert group is not None
+
+    def no_turn() -> Any:
+        raise TimeoutError("no turn")
+
+    monkeypatch.setattr(group, "_turn", no_turn)
+    with pytest.raises(TimeoutError):
+        capture_lead(together, people(1)[0], actor=OPS)
+    monkeypatch.undo()
+    assert capture_lead(together, people(1)[0], actor=OPS).created  # nothing was saved
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_threads_hammering_captures_lose_nothing(ctx: Context, mode: str) -> None:
+    together = with_mode(ctx, mode)
+    batch = people(160)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda d: capture_lead(together, d, actor=OPS), batch))
+    emails = {d.email for d in batch}
+    assert sum(r.created for r in results) == len(emails)
+    with ctx.read() as connection:
+        stored = connection.execute(select(leads.c.email, leads.c.activity_count)).all()
+        touches = connection.execute(select(func.count()).select_from(activities)).scalar_one()
+    assert {e for e, _ in stored} == {e.lower() for e in emails}
+    assert sum(count for _, count in stored) == touches == len(batch)
+    if mode == "on":
+        assert together._groups is not None and together._groups.groups <= len(batch)
+
+
+def test_a_capture_alone_in_its_group_that_fails_leaves_nothing(ctx: Context) -> None:
+    together = with_mode(ctx, "on")
+    data = people(1)[0]
+
+    def fails_after_writing(connection: Connection) -> None:
+        capture_lead_in(connection, data, actor=OPS, now=ctx.clock.now())
+        raise RuntimeError("breaks after writing its lead")
+
+    with pytest.raises(RuntimeError):
+        together.write_grouped(fails_after_writing)
+    with ctx.read() as connection:
+        assert connection.execute(select(func.count()).select_from(leads)).scalar_one() == 0
+    assert capture_lead(together, data, actor=OPS).created
