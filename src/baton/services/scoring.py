@@ -13,14 +13,21 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, select
+import numpy as np
+from sqlalchemy import Text, func, literal, select, type_coerce
+from sqlalchemy import cast as cast_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from baton.domain.access import Action, Principal
-from baton.domain.contract import EngagementRule, HandoffContract
+from baton.domain.contract import (
+    EmailCondition,
+    EngagementRule,
+    Grade,
+    HandoffContract,
+)
 from baton.domain.errors import NotFound
 from baton.domain.history import is_live
 from baton.domain.lifecycle import Stage
@@ -31,7 +38,9 @@ from baton.domain.scoring import (
     RuleHit,
     ScoreCard,
     add_event,
+    condition_holds,
     engagement_state,
+    engagement_total,
     event_types_needing_properties,
     mql_decision,
     mql_gaps,
@@ -43,8 +52,9 @@ from baton.services.access import allowed, check_lead
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in, contract_spec
 from baton.services.queries import chunks
-from baton.services.stages import change_stage_in
+from baton.services.stages import MqlChange, change_stage_in, change_stages_in
 from baton.store.bulk import find_by_keys, read_datetime, sqlite_datetime
+from baton.store.score_sql import compile_fit
 from baton.store.tables import activities, lead_prep, lead_scores, leads
 
 log = logging.getLogger(__name__)
@@ -148,19 +158,9 @@ def _write_scores(
 ) -> None:
     """Upsert the score rows (one per lead), so a concurrent writer can never make
     this fail on the key."""
-    ids = sorted(cards)
-    if not ids:
-        return
-    postgres = connection.dialect.name == "postgresql"
-    mark = "%s" if postgres else "?"
-    at: Any = now if postgres else sqlite_datetime(now)
-    connection.exec_driver_sql(
-        "INSERT INTO lead_scores (lead_id, contract_version, fit, engagement, total, grade,"
-        f" state, scored_at, probability) VALUES ({', '.join([mark] * 9)})"
-        " ON CONFLICT (lead_id) DO UPDATE SET contract_version = excluded.contract_version,"
-        " fit = excluded.fit, engagement = excluded.engagement, total = excluded.total,"
-        " grade = excluded.grade, state = excluded.state, scored_at = excluded.scored_at,"
-        " probability = excluded.probability",
+    at: Any = now if connection.dialect.name == "postgresql" else sqlite_datetime(now)
+    _upsert_scores(
+        connection,
         [
             (
                 lead_id,
@@ -173,8 +173,25 @@ def _write_scores(
                 at,
                 cards[lead_id][0].probability,
             )
-            for lead_id in ids
+            for lead_id in sorted(cards)
         ],
+    )
+
+
+def _upsert_scores(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """One statement for many score rows: (lead_id, contract_version, fit, engagement,
+    total, grade, state as JSON text, scored_at as the driver takes it, probability)."""
+    if not rows:
+        return
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    connection.exec_driver_sql(
+        "INSERT INTO lead_scores (lead_id, contract_version, fit, engagement, total, grade,"
+        f" state, scored_at, probability) VALUES ({', '.join([mark] * 9)})"
+        " ON CONFLICT (lead_id) DO UPDATE SET contract_version = excluded.contract_version,"
+        " fit = excluded.fit, engagement = excluded.engagement, total = excluded.total,"
+        " grade = excluded.grade, state = excluded.state, scored_at = excluded.scored_at,"
+        " probability = excluded.probability",
+        list(rows),
     )
 
 
@@ -235,8 +252,7 @@ def predictions_in(
         explained = (
             {
                 i: tuple(
-                    PredictedReason(r.feature, r.label, r.effect)
-                    for r in model.reasons(rows[i])
+                    PredictedReason(r.feature, r.label, r.effect) for r in model.reasons(rows[i])
                 )
                 for i in ids
             }
@@ -475,7 +491,8 @@ def rescore_all(
     *,
     actor: Principal,
     progress: Callable[[int, int], None] | None = None,
-    chunk: int = 2000,
+    chunk: int | None = None,
+    set_based: bool = True,
 ) -> None:
     """Re-score every lead under the now-active version, ``chunk`` leads per short
     transaction that locks them (capture and ingest proceed between chunks). Safe to run
@@ -485,10 +502,14 @@ def rescore_all(
     previous one, its previous score taken at the same moment under the previous rules
     (so decay or mixed versions never count as a crossing); "down" the other way.
 
+    Each chunk is scored set-based (:func:`rescore_chunk`: 50,000 leads at a time by
+    default); ``set_based=False`` forces the per-lead path (2,000 at a time), which
+    gives the same scores, decisions and counts.
+
     Re-scoring every lead (and handing off those that now qualify, as ``actor``) is part
     of activating a version, so it needs the right to activate one."""
     allowed(actor, Action.ACTIVATE_CONTRACT)
-
+    size = chunk or (SET_CHUNK if set_based else 2000)
     with ctx.read() as connection:
         total = connection.execute(
             select(func.count()).select_from(leads).where(leads.c.merged_into_id.is_(None))
@@ -507,128 +528,640 @@ def rescore_all(
                     select(leads.c.id)
                     .where(leads.c.id > last_id, leads.c.merged_into_id.is_(None))
                     .order_by(leads.c.id)
-                    .limit(chunk)
+                    .limit(size)
+                    .with_for_update()
                 ).scalars()
             )
             if not ids:
                 return
-            people = (
-                connection.execute(
-                    select(*SCORED_COLUMNS)
-                    .where(leads.c.id.in_(ids))
-                    .order_by(leads.c.id)
-                    .with_for_update()
-                )
-                .mappings()
-                .all()
+            rescore_chunk(
+                connection,
+                contract,
+                version,
+                previous,
+                report,
+                ids,
+                now=ctx.clock.now(),
+                actor=actor,
+                set_based=set_based,
             )
-            states = engagement_states(connection, contract, ids[0], ids[-1])
-            old_states: dict[int, dict[str, list[float]]] | None = None
-            ticks: dict[int, set[str]] = {}
-            stored: dict[int, tuple[int, dict[str, list[float]]]] = {}
-            for lead_id, item in connection.execute(
-                select(lead_prep.c.lead_id, lead_prep.c.item).where(
-                    lead_prep.c.lead_id >= ids[0], lead_prep.c.lead_id <= ids[-1]
-                )
-            ):
-                ticks.setdefault(lead_id, set()).add(item)
-            for lead_id, scored_version, state in connection.execute(
-                select(
-                    lead_scores.c.lead_id, lead_scores.c.contract_version, lead_scores.c.state
-                ).where(lead_scores.c.lead_id >= ids[0], lead_scores.c.lead_id <= ids[-1])
-            ):
-                stored[lead_id] = (scored_version, state)
-            now = ctx.clock.now()
-            # One feature read and one model call per chunk (nothing without
-            # scoring.predicted); the previous version's model only when it had one.
-            predictions = predictions_in(connection, contract, ids, now)
-            if predictions.problem is not None:
-                report.model_problem = predictions.problem
-            old_predicted: dict[int, float] | None = None
-            cards: dict[int, tuple[ScoreCard, Mapping[str, list[float]]]] = {}
-            handed: list[tuple[int, str]] = []
-            for row in people:
-                lead = dict(row)
-                state = states.get(lead["id"], {})
-                card = score(
-                    contract,
-                    lead,
-                    state,
-                    now,
-                    probability=predictions.probabilities.get(lead["id"]),
-                )
-                cards[lead["id"]] = (card, state)
-                if previous is not None and report.previous is not None:
-                    old_version, old_state = stored.get(lead["id"], (-1, {}))
-                    if old_version != report.previous:
-                        if old_states is None:
-                            old_states = engagement_states(connection, previous, ids[0], ids[-1])
-                        old_state = old_states.get(lead["id"], {})
-                    if old_predicted is None:
-                        old_predicted = predictions_in(connection, previous, ids, now).probabilities
-                    old_total = score(
-                        previous,
-                        lead,
-                        old_state,
-                        now,
-                        probability=old_predicted.get(lead["id"]),
-                    ).total
-                    was_over = old_total >= previous.mql.threshold
-                else:
-                    was_over = False
-                now_over = card.total >= contract.mql.threshold
-                report.crossed_up += int(now_over and not was_over)
-                report.crossed_down += int(was_over and not now_over)
-                became, why = _apply_mql(
-                    connection,
-                    contract,
-                    version,
-                    lead,
-                    card,
-                    now=now,
-                    prep_done=ticks.get(lead["id"], set()),
-                )
-                if became:
-                    handed.append((int(lead["id"]), why))
-                report.became_mql += int(became)
-            _write_scores(connection, version, cards, now)
-            # A lead whose qualifying moment (its last activity, or its last stage
-            # change) is older than mql.live_within_days is recorded as an MQL of the
-            # past, with no live handoff: activation never hands off old history.
-            last_seen = (
-                dict(
-                    connection.execute(
-                        select(leads.c.id, leads.c.last_activity_at).where(
-                            leads.c.id.in_([lead_id for lead_id, _ in handed])
-                        )
-                    ).all()
-                )
-                if handed
-                else {}
-            )
-            changed_at = {int(row["id"]): row["stage_changed_at"] for row in people}
-            for lead_id, why in handed:
-                previous_at = changed_at[lead_id]
-                seen = last_seen.get(lead_id)
-                moment = max(seen, previous_at) if seen is not None else previous_at
-                held = _held_back_moment(contract, moment, previous_at, now=now, historical=False)
-                report.held_back += int(held is not None)
-                change_stage_in(
-                    connection,
-                    lead_id,
-                    Stage.MQL,
-                    actor=actor,
-                    reason=why + (" (history: no live handoff)" if held else ""),
-                    now=now,
-                    contract_version=version,
-                    occurred_at=held,
-                    historical=held is not None,
-                )
         done += len(ids)
         report.leads_scored = done
         last_id = ids[-1]
         if progress:
             progress(done, total)
+
+
+RESCORE_MMAP_BYTES = 16 << 30
+"""How much of a SQLite file a re-score may map while it reads activities (address
+space, not memory: the pages are the operating system's cache)."""
+
+SET_CHUNK = 50_000
+"""Leads per transaction of a set-based re-score: big enough that the per-statement
+costs vanish, small enough that a capture waits at most a second or two for its turn."""
+
+
+def rescore_chunk(
+    connection: Connection,
+    contract: HandoffContract,
+    version: int,
+    previous: HandoffContract | None,
+    report: ActivationReport,
+    ids: Sequence[int],
+    *,
+    now: datetime,
+    actor: Principal,
+    set_based: bool = True,
+) -> None:
+    """Score the leads ``ids`` (ascending, unmerged, locked by the caller) under
+    ``contract``, count their crossings against ``previous`` into ``report`` and hand
+    off those that qualify, inside the caller's transaction.
+
+    Set-based: fit rules as SQL ``CASE`` expressions (:mod:`baton.store.score_sql`; the
+    rules that do not translate exactly are evaluated in Python, once per distinct
+    value), engagement as one grouped query, the final decay, cap and rounding
+    vectorised per chunk exactly as :func:`baton.domain.scoring.score` does them, and
+    the MQL decision taken with :func:`baton.domain.scoring.mql_decision` for the leads
+    at or over the threshold only (the others cannot qualify without a hand-raise). A
+    contract with ``scoring.predicted`` (now or before) is scored per lead."""
+    uses_model = contract.scoring.predicted is not None or (
+        previous is not None and previous.scoring.predicted is not None
+    )
+    if set_based and not uses_model:
+        _rescore_sets(connection, contract, version, previous, report, ids, now=now, actor=actor)
+    else:
+        _rescore_per_lead(
+            connection, contract, version, previous, report, ids, now=now, actor=actor
+        )
+
+
+def _rescore_per_lead(
+    connection: Connection,
+    contract: HandoffContract,
+    version: int,
+    previous: HandoffContract | None,
+    report: ActivationReport,
+    ids: Sequence[int],
+    *,
+    now: datetime,
+    actor: Principal,
+) -> None:
+    """The simple path: :func:`baton.domain.scoring.score` for each lead."""
+    people = (
+        connection.execute(
+            select(*SCORED_COLUMNS)
+            .where(leads.c.id >= ids[0], leads.c.id <= ids[-1], leads.c.merged_into_id.is_(None))
+            .order_by(leads.c.id)
+            .with_for_update()
+        )
+        .mappings()
+        .all()
+    )
+    states = engagement_states(connection, contract, ids[0], ids[-1])
+    old_states: dict[int, dict[str, list[float]]] | None = None
+    ticks: dict[int, set[str]] = {}
+    stored: dict[int, tuple[int, dict[str, list[float]]]] = {}
+    for lead_id, item in connection.execute(
+        select(lead_prep.c.lead_id, lead_prep.c.item).where(
+            lead_prep.c.lead_id >= ids[0], lead_prep.c.lead_id <= ids[-1]
+        )
+    ):
+        ticks.setdefault(lead_id, set()).add(item)
+    for lead_id, scored_version, state in connection.execute(
+        select(lead_scores.c.lead_id, lead_scores.c.contract_version, lead_scores.c.state).where(
+            lead_scores.c.lead_id >= ids[0], lead_scores.c.lead_id <= ids[-1]
+        )
+    ):
+        stored[lead_id] = (scored_version, state)
+    # One feature read and one model call per chunk (nothing without
+    # scoring.predicted); the previous version's model only when it had one.
+    predictions = predictions_in(connection, contract, ids, now)
+    if predictions.problem is not None:
+        report.model_problem = predictions.problem
+    old_predicted: dict[int, float] | None = None
+    cards: dict[int, tuple[ScoreCard, Mapping[str, list[float]]]] = {}
+    handed: list[tuple[int, str]] = []
+    for row in people:
+        lead = dict(row)
+        state = states.get(lead["id"], {})
+        card = score(
+            contract,
+            lead,
+            state,
+            now,
+            probability=predictions.probabilities.get(lead["id"]),
+        )
+        cards[lead["id"]] = (card, state)
+        if previous is not None and report.previous is not None:
+            old_version, old_state = stored.get(lead["id"], (-1, {}))
+            if old_version != report.previous:
+                if old_states is None:
+                    old_states = engagement_states(connection, previous, ids[0], ids[-1])
+                old_state = old_states.get(lead["id"], {})
+            if old_predicted is None:
+                old_predicted = predictions_in(connection, previous, ids, now).probabilities
+            old_total = score(
+                previous,
+                lead,
+                old_state,
+                now,
+                probability=old_predicted.get(lead["id"]),
+            ).total
+            was_over = old_total >= previous.mql.threshold
+        else:
+            was_over = False
+        now_over = card.total >= contract.mql.threshold
+        report.crossed_up += int(now_over and not was_over)
+        report.crossed_down += int(was_over and not now_over)
+        became, why = _apply_mql(
+            connection,
+            contract,
+            version,
+            lead,
+            card,
+            now=now,
+            prep_done=ticks.get(lead["id"], set()),
+        )
+        if became:
+            handed.append((int(lead["id"]), why))
+    _write_scores(connection, version, cards, now)
+    _hand_off(
+        connection,
+        contract,
+        version,
+        report,
+        handed,
+        {int(row["id"]): row["stage_changed_at"] for row in people},
+        now=now,
+        actor=actor,
+        batch=False,
+    )
+
+
+def _hand_off(
+    connection: Connection,
+    contract: HandoffContract,
+    version: int,
+    report: ActivationReport,
+    handed: Sequence[tuple[int, str]],
+    changed_at: Mapping[int, datetime],
+    *,
+    now: datetime,
+    actor: Principal,
+    batch: bool,
+) -> None:
+    """Make the ``handed`` leads MQLs (after their scores are written, so that routing
+    reads them): together with ``batch`` (:func:`baton.services.stages.change_stages_in`:
+    roster and rotations read once), else one by one. A lead whose qualifying moment (its
+    last activity, or its last stage change) is older than mql.live_within_days is
+    recorded as an MQL of the past, with no live handoff: activation never hands off old
+    history."""
+    report.became_mql += len(handed)
+    if not handed:
+        return
+    last_seen: dict[int, datetime | None] = {}
+    for part in chunks([lead_id for lead_id, _ in handed]):
+        for lead_id, seen in connection.execute(
+            select(leads.c.id, leads.c.last_activity_at).where(leads.c.id.in_(part))
+        ):
+            last_seen[lead_id] = seen
+    changes: list[MqlChange] = []
+    for lead_id, why in handed:
+        previous_at = changed_at[lead_id]
+        seen = last_seen.get(lead_id)
+        moment = max(seen, previous_at) if seen is not None else previous_at
+        held = _held_back_moment(contract, moment, previous_at, now=now, historical=False)
+        report.held_back += int(held is not None)
+        changes.append(
+            MqlChange(
+                lead_id,
+                why + (" (history: no live handoff)" if held else ""),
+                occurred_at=held,
+                historical=held is not None,
+            )
+        )
+    if batch:
+        change_stages_in(connection, changes, actor=actor, now=now, contract_version=version)
+        return
+    for change in changes:
+        change_stage_in(
+            connection,
+            change.lead_id,
+            Stage.MQL,
+            actor=actor,
+            reason=change.reason,
+            now=now,
+            contract_version=version,
+            occurred_at=change.occurred_at,
+            historical=change.historical,
+        )
+
+
+def _round2(values: np.ndarray) -> np.ndarray:
+    """``round(x, 2)`` of each value, as Python rounds it: numpy's answer wherever the
+    value is not within a hair of a half cent (both agree there), Python's elsewhere."""
+    rounded = np.round(values, 2)
+    scaled = values * 100.0
+    near = np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6)
+    for index in near.tolist():
+        rounded[index] = round(float(values[index]), 2)
+    return rounded
+
+
+@dataclass
+class _Engaged:
+    """Engagement of a chunk's leads under one contract, aligned with its lead ids:
+    per rule key, the state ``[value, as_of, count]`` columns; and the engagement
+    points now (decayed, capped, rounded and summed as :func:`score` does)."""
+
+    values: dict[str, np.ndarray]
+    as_of: dict[str, np.ndarray]
+    counts: dict[str, np.ndarray]
+    points: np.ndarray
+
+
+def _engaged(
+    connection: Connection,
+    contract: HandoffContract,
+    lead_ids: np.ndarray,
+    now: datetime,
+) -> _Engaged:
+    """Engagement of ``lead_ids`` (ascending): one grouped query whose decayed sums are
+    taken relative to ``now`` and brought back to each rule's latest event (the state's
+    moment), or the Python fold for the leads where that would leave the range of a
+    float (events over 1,000 half-lives from ``now``) and for contracts whose filters
+    SQL cannot express."""
+    rules = contract.scoring.engagement
+    n = len(lead_ids)
+    values = {str(k): np.zeros(n) for k in range(len(rules))}
+    as_of = {str(k): np.zeros(n) for k in range(len(rules))}
+    counts = {str(k): np.zeros(n) for k in range(len(rules))}
+    at = now.timestamp()
+    first, last = int(lead_ids[0]), int(lead_ids[-1])
+    sums = _engagement_sums_sql(connection, contract, first, last, at) if n else None
+    fold_ids: list[int] = []
+    if sums is None:
+        fold_ids = lead_ids.tolist()
+    elif len(sums):
+        place = np.searchsorted(lead_ids, sums[:, 0])
+        place = np.minimum(place, n - 1)
+        mine = lead_ids[place] == sums[:, 0]
+        sums, place = sums[mine], place[mine]
+        far = np.zeros(len(place), dtype=bool)
+        for k, rule in enumerate(rules):
+            count, latest, weighted = sums[:, 1 + 3 * k], sums[:, 2 + 3 * k], sums[:, 3 + 3 * k]
+            key = str(k)
+            counts[key][place] = count
+            as_of[key][place] = latest
+            if rule.half_life_days:
+                half = rule.half_life_days * SECONDS_PER_DAY
+                lag = (at - latest) / half
+                far |= (count > 0) & (np.abs(lag) > 1000.0)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    values[key][place] = np.where(
+                        count > 0, float(rule.points) * weighted * np.exp2(lag), 0.0
+                    )
+            else:
+                values[key][place] = float(rule.points) * count
+        fold_ids = sorted(int(i) for i in lead_ids[place[far]].tolist())
+    if fold_ids:
+        histories = _histories_of(
+            connection,
+            relevant_event_types(contract),
+            event_types_needing_properties(contract),
+            fold_ids,
+        )
+        rows = np.searchsorted(lead_ids, np.array(fold_ids))
+        for row, lead_id in zip(rows.tolist(), fold_ids, strict=True):
+            state = engagement_state(contract, histories.get(lead_id, ()))
+            for key in values:
+                value, moment, count = state.get(key, (0.0, 0.0, 0.0))
+                values[key][row], as_of[key][row], counts[key][row] = value, moment, count
+    total = np.zeros(n)
+    for k, rule in enumerate(rules):
+        key = str(k)
+        current = values[key]
+        if rule.half_life_days:
+            seconds = at - as_of[key]
+            current = np.where(
+                seconds > 0,
+                current * np.power(0.5, seconds / (rule.half_life_days * SECONDS_PER_DAY)),
+                current,
+            )
+        if rule.cap is not None:
+            cap = float(rule.cap)
+            current = np.where(np.abs(current) > cap, np.copysign(cap, current), current)
+        total = total + np.where(counts[key] > 0, _round2(current), 0.0)
+    return _Engaged(values, as_of, counts, _round2(total))
+
+
+def _engagement_sums_sql(
+    connection: Connection, contract: HandoffContract, first: int, last: int, at: float
+) -> np.ndarray | None:
+    """One row per lead of ``first..last`` with a counted event: the lead id, then per
+    engagement rule its event count, latest event (epoch seconds) and
+    ``sum(0.5 ** ((at - t) / half_life))`` (the count without a half-life), in one
+    pass over the activities (each rule's filter evaluated once per event); ``None``
+    when a filter cannot be expressed in SQL."""
+    postgres = connection.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    rules = contract.scoring.engagement
+    kinds = sorted({rule.event.value for rule in rules})
+    if not kinds:
+        return np.zeros((0, 1))
+    flags: list[str] = []
+    params: list[Any] = []
+    columns: list[str] = []
+    for k, rule in enumerate(rules):
+        found = _rule_filter(rule, postgres, mark)
+        if found is None:
+            return None
+        condition, condition_params = found
+        flags.append(f"CASE WHEN {condition} THEN 1 ELSE 0 END AS m{k}")
+        params += condition_params
+        if rule.half_life_days:
+            half = rule.half_life_days * SECONDS_PER_DAY
+            weight = f"POWER(CAST(0.5 AS DOUBLE PRECISION), ({at!r} - ts) / {half!r})"
+        else:
+            weight = "CAST(1.0 AS DOUBLE PRECISION)"
+        columns += [
+            f"SUM(m{k})",
+            f"COALESCE(MAX(CASE WHEN m{k} = 1 THEN ts END), 0)",
+            f"COALESCE(SUM(CASE WHEN m{k} = 1 THEN {weight} END), 0)",
+        ]
+    epoch = (
+        "CAST(EXTRACT(EPOCH FROM occurred_at) AS DOUBLE PRECISION)" if postgres else _epoch(False)
+    )
+    # The fence (OFFSET 0) keeps each filter evaluated once per event: without it
+    # both databases inline the subquery and evaluate a filter for every column using it.
+    fence = "OFFSET 0" if postgres else "LIMIT -1 OFFSET 0"
+    sql = (
+        f"SELECT lead_id, {', '.join(columns)} FROM ("
+        f" SELECT lead_id, {epoch} AS ts, {', '.join(flags)} FROM activities"
+        f" WHERE lead_id >= {mark} AND lead_id <= {mark}"
+        f" AND type IN ({', '.join([mark] * len(kinds))}) {fence}) AS e GROUP BY lead_id"
+    )
+    if postgres:
+        rows = [
+            tuple(row) for row in connection.exec_driver_sql(sql, (*params, first, last, *kinds))
+        ]
+    else:
+        # The events of a range of leads lie all over the file: reading them through a
+        # memory map spares a system call per page (the setting is the connection's,
+        # so it is put back).
+        before = connection.exec_driver_sql("PRAGMA mmap_size").scalar()
+        connection.exec_driver_sql(f"PRAGMA mmap_size={RESCORE_MMAP_BYTES}")
+        try:
+            rows = [
+                tuple(row)
+                for row in connection.exec_driver_sql(sql, (*params, first, last, *kinds))
+            ]
+        finally:
+            connection.exec_driver_sql(f"PRAGMA mmap_size={int(before or 0)}")
+    if not rows:
+        return np.zeros((0, 1 + 3 * len(rules)))
+    return np.array(rows, dtype=np.float64)
+
+
+def _fallback_fit(
+    connection: Connection,
+    contract: HandoffContract,
+    fallback: Sequence[tuple[int, Any]],
+    first: int,
+    last: int,
+) -> np.ndarray | None:
+    """Points of the fit rules SQL cannot express, per unmerged lead of
+    ``first..last`` (ascending), each rule evaluated by
+    :func:`baton.domain.scoring.condition_holds` once per distinct input (an
+    attribute is read as its JSON text and decoded once per distinct text)."""
+    if not fallback:
+        return None
+    postgres = connection.dialect.name == "postgresql"
+    inputs: list[list[str]] = []
+    selected: dict[str, Any] = {}
+    for _, rule in fallback:
+        when = rule.when
+        if isinstance(when, EmailCondition):
+            names = ["email"]
+        elif when.field.startswith("attributes."):
+            key = when.field.removeprefix("attributes.")
+            piece: Any
+            if postgres:
+                piece = cast_(leads.c.attributes[key], Text)
+            else:
+                path = '$."' + key.replace('"', '\\"') + '"'
+                piece = leads.c.attributes.op("->")(literal(path))
+            selected[when.field] = type_coerce(piece, Text)
+            names = [when.field]
+        else:
+            names = [when.field] + (["email"] if when.field == "email_domain" else [])
+        for name in names:
+            if name not in selected:
+                selected[name] = leads.c[name]
+        inputs.append(names)
+    ordered = list(selected)
+    rows = connection.execute(
+        select(*(selected[name] for name in ordered))
+        .where(leads.c.id >= first, leads.c.id <= last, leads.c.merged_into_id.is_(None))
+        .order_by(leads.c.id)
+    ).all()
+    points = np.zeros(len(rows))
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in ordered]
+    for (_, rule), names in zip(fallback, inputs, strict=True):
+        when = rule.when
+        where = [ordered.index(name) for name in names]
+        memo: dict[Any, bool] = {}
+        hits = np.zeros(len(rows), dtype=bool)
+        attribute = names[0].startswith("attributes.")
+        # Text keys stand for themselves; others carry their type (1, 1.0 and True are
+        # equal keys of a dict, not equal inputs of a rule).
+        keys = (
+            [v if type(v) is str else (type(v), v) for v in columns[where[0]]]
+            if len(where) == 1
+            else [
+                tuple((type(v), v) for v in values)
+                for values in zip(*(columns[i] for i in where), strict=True)
+            ]
+        )
+        for row_index, key in enumerate(keys):
+            holds = memo.get(key)
+            if holds is None:
+                row = rows[row_index]
+                if attribute:
+                    text = row[where[0]]
+                    value = None if text is None else json.loads(text)
+                    lead: dict[str, Any] = {
+                        "attributes": {names[0].removeprefix("attributes."): value}
+                    }
+                else:
+                    lead = {name: row[i] for name, i in zip(names, where, strict=True)}
+                holds = memo[key] = condition_holds(when, lead, contract)
+            hits[row_index] = holds
+        points[hits] += float(rule.points)
+    return points
+
+
+def _state_texts(engaged: _Engaged, keys: Sequence[str]) -> list[str]:
+    """Each lead's engagement state as the JSON ``json.dumps`` gives for it (rule
+    keys in contract order, the rules it has events for only; floats as ``repr``)."""
+    n = len(engaged.points)
+    parts: list[list[str]] = [[] for _ in range(n)]
+    for key in keys:
+        present = np.flatnonzero(engaged.counts[key] > 0)
+        head = f'"{key}": ['
+        values = map(repr, engaged.values[key][present].tolist())
+        moments = map(repr, engaged.as_of[key][present].tolist())
+        counts = map(repr, engaged.counts[key][present].tolist())
+        for row, value, moment, count in zip(
+            present.tolist(), values, moments, counts, strict=True
+        ):
+            parts[row].append(head + value + ", " + moment + ", " + count + "]")
+    return ["{" + ", ".join(p) + "}" for p in parts]
+
+
+def _rescore_sets(
+    connection: Connection,
+    contract: HandoffContract,
+    version: int,
+    previous: HandoffContract | None,
+    report: ActivationReport,
+    ids: Sequence[int],
+    *,
+    now: datetime,
+    actor: Principal,
+) -> None:
+    """The set-based path of :func:`rescore_chunk`."""
+    dialect = connection.dialect.name
+    first, last = ids[0], ids[-1]
+    plan = compile_fit(contract, dialect)
+    compare = previous is not None and report.previous is not None
+    old_plan = compile_fit(previous, dialect) if previous is not None and compare else None
+    columns: list[Any] = [leads.c.id, plan.points, leads.c.stage]
+    if old_plan is not None:
+        columns.append(old_plan.points)
+    rows = connection.execute(
+        select(*columns)
+        .where(leads.c.id >= first, leads.c.id <= last, leads.c.merged_into_id.is_(None))
+        .order_by(leads.c.id)
+    ).all()
+    if not rows:
+        return
+    lead_ids = np.array([row[0] for row in rows], dtype=np.int64)
+    stages = [row[2] for row in rows]
+    fit = np.array([row[1] for row in rows], dtype=np.float64)
+    extra = _fallback_fit(connection, contract, plan.fallback, first, last)
+    if extra is not None:
+        fit = fit + extra
+    engaged = _engaged(connection, contract, lead_ids, now)
+    total = _round2(fit + engaged.points)
+    grades = contract.scoring.grades
+    grade = np.select(
+        [fit >= grades.A, fit >= grades.B, fit >= grades.C], ["A", "B", "C"], default="D"
+    ).tolist()
+    threshold = contract.mql.threshold
+    now_over = total >= threshold
+    if previous is not None and old_plan is not None:
+        old_fit = np.array([row[3] for row in rows], dtype=np.float64)
+        extra = _fallback_fit(connection, previous, old_plan.fallback, first, last)
+        if extra is not None:
+            old_fit = old_fit + extra
+        old_engagement = np.zeros(len(rows))
+        missing = np.ones(len(rows), dtype=bool)
+        for lead_id, scored_version, state in connection.execute(
+            select(
+                lead_scores.c.lead_id, lead_scores.c.contract_version, lead_scores.c.state
+            ).where(lead_scores.c.lead_id >= first, lead_scores.c.lead_id <= last)
+        ):
+            if scored_version != report.previous:
+                continue
+            row = int(np.searchsorted(lead_ids, lead_id))
+            if row < len(lead_ids) and lead_ids[row] == lead_id:
+                old_engagement[row] = engagement_total(previous, state, now)
+                missing[row] = False
+        if missing.any():
+            recomputed = _engaged(connection, previous, lead_ids, now).points
+            old_engagement = np.where(missing, recomputed, old_engagement)
+        was_over = _round2(old_fit + old_engagement) >= previous.mql.threshold
+    else:
+        was_over = np.zeros(len(rows), dtype=bool)
+    report.crossed_up += int(np.count_nonzero(now_over & ~was_over))
+    report.crossed_down += int(np.count_nonzero(was_over & ~now_over))
+    states = _state_texts(engaged, [str(k) for k in range(len(contract.scoring.engagement))])
+    postgres = dialect == "postgresql"
+    at: Any = now if postgres else sqlite_datetime(now)
+    fits = fit.tolist()
+    engagements = engaged.points.tolist()
+    totals = total.tolist()
+    if postgres:
+        # One statement for the chunk: the rows travel as one JSON array, which the
+        # server takes apart (floats as their repr, read back exactly).
+        document = ",".join(
+            f'[{lead_id},{f!r},{e!r},{t!r},"{g}",{s}]'
+            for lead_id, f, e, t, g, s in zip(
+                lead_ids.tolist(), fits, engagements, totals, grade, states, strict=True
+            )
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO lead_scores (lead_id, contract_version, fit, engagement, total,"
+            " grade, state, scored_at, probability)"
+            " SELECT CAST(r ->> 0 AS BIGINT), %s, CAST(r ->> 1 AS DOUBLE PRECISION),"
+            " CAST(r ->> 2 AS DOUBLE PRECISION), CAST(r ->> 3 AS DOUBLE PRECISION), r ->> 4,"
+            " CAST(r -> 5 AS JSONB), %s, NULL FROM json_array_elements(CAST(%s AS JSON)) AS r"
+            " ON CONFLICT (lead_id) DO UPDATE SET contract_version = excluded.contract_version,"
+            " fit = excluded.fit, engagement = excluded.engagement, total = excluded.total,"
+            " grade = excluded.grade, state = excluded.state, scored_at = excluded.scored_at,"
+            " probability = excluded.probability",
+            (version, at, "[" + document + "]"),
+        )
+    else:
+        _upsert_scores(
+            connection,
+            [
+                (lead_id, version, f, e, t, g, s, at, None)
+                for lead_id, f, e, t, g, s in zip(
+                    lead_ids.tolist(), fits, engagements, totals, grade, states, strict=True
+                )
+            ],
+        )
+    waiting = {Stage.LEAD.value, Stage.NURTURE.value}
+    candidates = [
+        int(lead_ids[row]) for row in np.flatnonzero(now_over).tolist() if stages[row] in waiting
+    ]
+    handed: list[tuple[int, str]] = []
+    changed_at: dict[int, datetime] = {}
+    for part in chunks(candidates):
+        ticks: dict[int, set[str]] = {}
+        for lead_id, item in connection.execute(
+            select(lead_prep.c.lead_id, lead_prep.c.item).where(lead_prep.c.lead_id.in_(part))
+        ):
+            ticks.setdefault(lead_id, set()).add(item)
+        for person in connection.execute(
+            select(*SCORED_COLUMNS).where(leads.c.id.in_(part)).order_by(leads.c.id)
+        ).mappings():
+            lead = dict(person)
+            row = int(np.searchsorted(lead_ids, lead["id"]))
+            card = ScoreCard(
+                fit=fits[row],
+                engagement=engagements[row],
+                total=totals[row],
+                grade=cast(Grade, grade[row]),
+                hits=(),
+            )
+            became, why = _apply_mql(
+                connection,
+                contract,
+                version,
+                lead,
+                card,
+                now=now,
+                prep_done=ticks.get(lead["id"], set()),
+            )
+            if became:
+                handed.append((int(lead["id"]), why))
+                changed_at[int(lead["id"])] = lead["stage_changed_at"]
+    _hand_off(
+        connection, contract, version, report, handed, changed_at, now=now, actor=actor, batch=True
+    )
 
 
 def engagement_states(
@@ -661,6 +1194,45 @@ def _property_text(postgres: bool, mark: str) -> str:
     )
 
 
+def _rule_filter(rule: EngagementRule, postgres: bool, mark: str) -> tuple[str, list[Any]] | None:
+    """SQL (with its parameters) that selects the events ``rule`` counts, or ``None``
+    when one of its property filters cannot be expressed there (``regex``, a
+    non-text ``equals``)."""
+    where = [f"type = {mark}"]
+    params: list[Any] = [rule.event.value]
+    for key, wanted in sorted(rule.where.items()):
+        path = key if postgres else '$."' + key.replace('"', '\\"') + '"'
+        if wanted.contains is not None:
+            where.append(
+                f"strpos(lower({_property_text(postgres, mark)}), {mark}) > 0"
+                if postgres
+                else f"instr(lower({_property_text(postgres, mark)}), {mark}) > 0"
+            )
+            params += (
+                [path, wanted.contains.lower()]
+                if postgres
+                else [path, path, wanted.contains.lower()]
+            )
+        elif isinstance(wanted.equals, str):
+            where.append(f"lower(trim({_property_text(postgres, mark)})) = {mark}")
+            params += (
+                [path, wanted.equals.strip().lower()]
+                if postgres
+                else [path, path, wanted.equals.strip().lower()]
+            )
+        else:
+            return None
+    return " AND ".join(where), params
+
+
+def _epoch(postgres: bool) -> str:
+    return (
+        "EXTRACT(EPOCH FROM occurred_at)"
+        if postgres
+        else "((julianday(occurred_at) - 2440587.5) * 86400.0)"
+    )
+
+
 def _engagement_states_sql(
     connection: Connection, contract: HandoffContract, first: int, last: int
 ) -> dict[int, dict[str, list[float]]] | None:
@@ -668,36 +1240,19 @@ def _engagement_states_sql(
     mark = "%s" if postgres else "?"
     queries: list[tuple[str, EngagementRule, str, list[Any]]] = []
     for index, rule in enumerate(contract.scoring.engagement):
-        where = [f"lead_id >= {mark}", f"lead_id <= {mark}", f"type = {mark}"]
-        params: list[Any] = [first, last, rule.event.value]
-        for key, wanted in sorted(rule.where.items()):
-            path = key if postgres else '$."' + key.replace('"', '\\"') + '"'
-            if wanted.contains is not None:
-                where.append(
-                    f"strpos(lower({_property_text(postgres, mark)}), {mark}) > 0"
-                    if postgres
-                    else f"instr(lower({_property_text(postgres, mark)}), {mark}) > 0"
-                )
-                params += (
-                    [path, wanted.contains.lower()]
-                    if postgres
-                    else [path, path, wanted.contains.lower()]
-                )
-            elif isinstance(wanted.equals, str):
-                where.append(f"lower(trim({_property_text(postgres, mark)})) = {mark}")
-                params += (
-                    [path, wanted.equals.strip().lower()]
-                    if postgres
-                    else [path, path, wanted.equals.strip().lower()]
-                )
-            else:
-                return None
-        queries.append((str(index), rule, " AND ".join(where), params))
-    epoch = (
-        "EXTRACT(EPOCH FROM occurred_at)"
-        if postgres
-        else "((julianday(occurred_at) - 2440587.5) * 86400.0)"
-    )
+        found = _rule_filter(rule, postgres, mark)
+        if found is None:
+            return None
+        condition, params = found
+        queries.append(
+            (
+                str(index),
+                rule,
+                f"lead_id >= {mark} AND lead_id <= {mark} AND {condition}",
+                [first, last, *params],
+            )
+        )
+    epoch = _epoch(postgres)
     states: dict[int, dict[str, list[float]]] = {}
     for key, rule, condition, params in queries:
         if rule.half_life_days:
