@@ -51,7 +51,7 @@ def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | N
             ("leads created", report.created),
             ("leads updated", report.updated),
             ("unchanged", report.unchanged),
-            ("possible duplicates flagged", report.possible_duplicates),
+            ("queued for the duplicate check", report.duplicate_checks_queued),
         ]
     else:
         rows += [

@@ -3,20 +3,24 @@
 SQLAlchemy's per-row parameter processing costs more than SQLite's own insert, so these
 statements go to the driver directly with values already in the column's stored form:
 on SQLite an ``executemany`` with the same text format SQLAlchemy uses for datetimes;
-on PostgreSQL a single statement over ``unnest`` of arrays (one round trip per batch
-instead of one per row). Both honour the idempotency key with ``ON CONFLICT DO
-NOTHING``. A test checks that rows written here read back exactly like rows written
-through the Core tables.
+on PostgreSQL ``COPY`` of the events whose idempotency keys are not stored yet, else
+single statements over ``unnest`` of arrays (one round trip per batch instead of one
+per row). Arrays go to PostgreSQL as one array literal per column (text the driver
+passes as it is: it dumps a Python list element by element, which costs more than the
+server's work). Both honour the idempotency key. Tests check that rows written here
+read back exactly like rows written through the Core tables, and that each fast
+conversion gives the text of the plain one.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Column, MetaData, Table
+from sqlalchemy import JSON, Column, MetaData, String, Table
 from sqlalchemy.engine import Connection
 
 from baton.store.types import UtcDateTime
@@ -26,13 +30,43 @@ _JSON = json.JSONEncoder(allow_nan=False)
 encoder per call, which costs more than the insert itself."""
 
 
+def _prebuilt_encoder() -> Any:
+    """``_JSON.encode`` without its per-call set-up (it builds the C encoder on every
+    call, which costs more than encoding a small object): the same C encoder with the
+    same options, built once, and no check for circular references (the values come
+    from JSON or passed :func:`~baton.domain.limits.check_json`, which bounds depth)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C encoder
+        return _JSON.encode
+    encode = make(
+        None,
+        _JSON.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        _JSON.key_separator,
+        _JSON.item_separator,
+        False,
+        False,
+        False,
+    )
+
+    def dumps(value: Any) -> str:
+        return "".join(encode(value, 0))
+
+    return dumps
+
+
+encode_json = _prebuilt_encoder()
+"""``_JSON.encode`` (the text stored for a JSON column), several times faster."""
+
+
 def sqlite_datetime(value: datetime) -> str:
     """The text SQLAlchemy stores for a datetime on SQLite (naive UTC, microseconds)."""
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the database; use the injected clock")
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
 
 
 def read_datetime(value: datetime | str) -> datetime:
@@ -42,48 +76,112 @@ def read_datetime(value: datetime | str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+class ActivityRow(NamedTuple):
+    """An activity as :func:`insert_activity_rows` takes it (the table's columns)."""
+
+    lead_id: int
+    type: str
+    occurred_at: datetime
+    received_at: datetime
+    properties: Mapping[str, Any]
+    idempotency_key: str | None
+    recorded_by: str | None
+
+
 def insert_activities(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Insert activity rows (keys: lead_id, type, occurred_at, received_at, properties,
     idempotency_key, recorded_by) and return the positions (in ``rows``) of the rows
-    actually stored: a row whose idempotency key exists already (a concurrent retry
-    won the race) is skipped and not returned, so counters and scores stay exact."""
+    actually stored: a row whose idempotency key exists already (stored before, by a
+    concurrent retry that won the race, or earlier in ``rows``) is skipped and not
+    returned, so counters and scores stay exact."""
+    return insert_activity_rows(
+        connection,
+        [
+            ActivityRow(
+                r["lead_id"],
+                r["type"],
+                r["occurred_at"],
+                r["received_at"],
+                r["properties"],
+                r["idempotency_key"],
+                r["recorded_by"],
+            )
+            for r in rows
+        ],
+    )
+
+
+def insert_activity_rows(
+    connection: Connection,
+    rows: Sequence[ActivityRow],
+    *,
+    stamps: dict[datetime, str] | None = None,
+) -> list[int]:
+    """:func:`insert_activities` of rows already in the table's column order.
+
+    SQLite: one ``INSERT ... ON CONFLICT DO NOTHING`` run per row; only when it stored
+    fewer rows than given are the new rows read back (ids above the highest before:
+    writers are serialized) to tell which. ``stamps`` (when given) receives the stored
+    text of each datetime, for :func:`bump_counters`.
+
+    PostgreSQL: the keys are looked up in one statement and the new rows copied
+    (``COPY``) under a savepoint; when a concurrent writer stored one of the keys after
+    the look-up, the copy fails, is rolled back to the savepoint, and the rows go in
+    with ``INSERT ... ON CONFLICT DO NOTHING`` instead: the same result either way."""
     if not rows:
         return []
     if connection.dialect.name == "postgresql":
-        # Keys in a fixed order, so concurrent batches with overlapping keys wait for
-        # each other instead of deadlocking.
-        ordered = sorted(
-            rows, key=lambda r: (r["idempotency_key"] is None, r["idempotency_key"] or "")
+        return _insert_activities_postgres(connection, rows)
+    dumps = encode_json
+    texts: dict[datetime, str] = {} if stamps is None else stamps
+    params = []
+    for lead, kind, occurred, at, properties, key, by in rows:
+        occurred_text = texts.get(occurred)
+        if occurred_text is None:
+            occurred_text = texts[occurred] = sqlite_datetime(occurred)
+        at_text = texts.get(at)
+        if at_text is None:
+            at_text = texts[at] = sqlite_datetime(at)
+        params.append((lead, kind, occurred_text, at_text, dumps(properties), key, by))
+    before = connection.exec_driver_sql("SELECT max(id) FROM activities").scalar() or 0
+    stored = connection.exec_driver_sql(
+        f"INSERT INTO activities ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (idempotency_key) DO NOTHING",
+        params,
+    ).rowcount
+    if stored == len(rows):
+        return list(range(len(rows)))
+    new_keys = {
+        key
+        for (key,) in connection.exec_driver_sql(
+            "SELECT idempotency_key FROM activities WHERE id > ? AND idempotency_key IS NOT NULL",
+            (before,),
         )
-        stored = connection.exec_driver_sql(
-            "INSERT INTO activities (lead_id, type, occurred_at, received_at, properties,"
-            " idempotency_key, recorded_by) SELECT * FROM unnest(%s::bigint[],"
-            " %s::varchar[], %s::timestamptz[], %s::timestamptz[], %s::jsonb[],"
-            " %s::varchar[], %s::varchar[])"
-            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
-            (
-                [r["lead_id"] for r in ordered],
-                [r["type"] for r in ordered],
-                [r["occurred_at"] for r in ordered],
-                [r["received_at"] for r in ordered],
-                [_JSON.encode(r["properties"]) for r in ordered],
-                [r["idempotency_key"] for r in ordered],
-                [r["recorded_by"] for r in ordered],
-            ),
-        )
-        won = {key for (key,) in stored}
-        return [
-            i
-            for i, r in enumerate(rows)
-            if r["idempotency_key"] is None or r["idempotency_key"] in won
-        ]
-    # SQLite: writers are serialized (BEGIN IMMEDIATE), so a look-up of the keys inside
-    # this transaction is exact: skip known keys (and repeats within the batch) first.
-    keyed = [r["idempotency_key"] for r in rows if r["idempotency_key"] is not None]
-    known = {row[0] for row in find_by_keys(connection, _ACTIVITY_KEYS, "idempotency_key", keyed)}
-    positions: list[int] = []
+    }
+    positions = []
     for i, r in enumerate(rows):
-        key = r["idempotency_key"]
+        if r.idempotency_key is None:
+            positions.append(i)
+        elif r.idempotency_key in new_keys:  # the first row with the key is the one stored
+            positions.append(i)
+            new_keys.discard(r.idempotency_key)
+    return positions
+
+
+_ACTIVITY_KEYS = Table("activities", MetaData(), Column("idempotency_key"))
+_ACTIVITY_COLUMNS = (
+    "lead_id, type, occurred_at, received_at, properties, idempotency_key, recorded_by"
+)
+
+
+def _insert_activities_postgres(connection: Connection, rows: Sequence[ActivityRow]) -> list[int]:
+    """:func:`insert_activity_rows` on PostgreSQL. Rows go in the order of their keys, so
+    concurrent batches with overlapping keys wait for each other instead of deadlocking."""
+    keys = sorted({r.idempotency_key for r in rows if r.idempotency_key is not None})
+    known = {key for (key,) in find_by_keys(connection, _ACTIVITY_KEYS, "idempotency_key", keys)}
+    positions = []
+    for i, r in enumerate(rows):
+        key = r.idempotency_key
         if key is not None:
             if key in known:
                 continue
@@ -91,36 +189,109 @@ def insert_activities(connection: Connection, rows: Sequence[Mapping[str, Any]])
         positions.append(i)
     if not positions:
         return []
-    dumps = _JSON.encode
-    received: dict[datetime, str] = {}
-    for r in rows:
-        if r["received_at"] not in received:
-            received[r["received_at"]] = sqlite_datetime(r["received_at"])
-    connection.exec_driver_sql(
-        "INSERT INTO activities (lead_id, type, occurred_at, received_at, properties,"
-        " idempotency_key, recorded_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                r["lead_id"],
-                r["type"],
-                sqlite_datetime(r["occurred_at"]),
-                received[r["received_at"]],
-                dumps(r["properties"]),
-                r["idempotency_key"],
-                r["recorded_by"],
-            )
-            for r in (rows[i] for i in positions)
-        ],
+    fresh = sorted(
+        positions, key=lambda i: (rows[i].idempotency_key is None, rows[i].idempotency_key or "")
     )
-    return positions
+    if _copy_activities(connection, [rows[i] for i in fresh]):
+        return positions
+    in_order = [rows[i] for i in fresh]
+    stored = connection.exec_driver_sql(
+        f"INSERT INTO activities ({_ACTIVITY_COLUMNS}) SELECT * FROM unnest(%s::bigint[],"
+        " %s::varchar[], %s::timestamptz[], %s::timestamptz[], %s::jsonb[],"
+        " %s::varchar[], %s::varchar[])"
+        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
+        (
+            pg_array([r.lead_id for r in in_order]),
+            pg_array([r.type for r in in_order]),
+            pg_array([r.occurred_at for r in in_order]),
+            pg_array([r.received_at for r in in_order]),
+            pg_array([encode_json(r.properties) for r in in_order]),
+            pg_array([r.idempotency_key for r in in_order]),
+            pg_array([r.recorded_by for r in in_order]),
+        ),
+    )
+    won = {key for (key,) in stored}
+    return [
+        i for i in positions if rows[i].idempotency_key is None or rows[i].idempotency_key in won
+    ]
 
 
-_ACTIVITY_KEYS = Table("activities", MetaData(), Column("idempotency_key"))
+def _copy_activities(connection: Connection, rows: Sequence[ActivityRow]) -> bool:
+    """``COPY`` the rows into activities under a savepoint, through the driver's own
+    connection (the same transaction); ``False``, with nothing written, when one of the
+    idempotency keys was stored by a concurrent writer after the caller looked."""
+    dumps = encode_json
+    text = _copy_text
+    null = _COPY_NULL
+    stamps: dict[datetime, str] = {}
+    lines = []
+    for lead, kind, occurred, received, properties, key, by in rows:
+        if received not in stamps:
+            stamps[received] = received.isoformat()
+        lines.append(
+            f"{lead}\t{text(kind)}\t{occurred.isoformat()}\t{stamps[received]}"
+            f"\t{text(dumps(properties))}\t{null if key is None else text(key)}"
+            f"\t{null if by is None else text(by)}\n"
+        )
+    savepoint = connection.begin_nested()
+    try:
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(_COPY_ACTIVITIES) as copy:
+            copy.write("".join(lines))
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+            raise
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
 
 
-def bump_counters(connection: Connection, per_lead: Mapping[int, tuple[int, datetime]]) -> None:
+_UNIQUE_VIOLATION = "23505"
+_COPY_ACTIVITIES = f"COPY activities ({_ACTIVITY_COLUMNS}) FROM STDIN"
+_COPY_NULL = "\\N"
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _copy_text(value: str) -> str:
+    """``value`` as a field of ``COPY``'s text format (backslash escapes)."""
+    if _COPY_SPECIAL.search(value) is None:
+        return value
+    return _COPY_SPECIAL.sub(lambda m: _COPY_ESCAPES[m.group()], value)
+
+
+def pg_array(values: Sequence[Any]) -> str:
+    """A PostgreSQL array literal of ``values`` (integers, texts, datetimes, ``None``),
+    to be cast in the statement (``%s::bigint[]``): the driver passes one text, where a
+    Python list is dumped element by element at several times the server's cost."""
+    parts = []
+    for value in values:
+        if value is None:
+            parts.append("NULL")
+        elif type(value) is int:
+            parts.append(str(value))
+        else:
+            text = value.isoformat() if isinstance(value, datetime) else str(value)
+            if '"' in text or "\\" in text:
+                text = text.replace("\\", "\\\\").replace('"', '\\"')
+            parts.append(f'"{text}"')
+    return "{" + ",".join(parts) + "}"
+
+
+def bump_counters(
+    connection: Connection,
+    per_lead: Mapping[int, tuple[int, datetime]],
+    *,
+    stamps: Mapping[datetime, str] | None = None,
+) -> None:
     """Add ``n`` to each lead's activity count and move ``last_activity_at`` forward to
-    ``at`` (never backward: a late-arriving old event does not make a lead look stale)."""
+    ``at`` (never backward: a late-arriving old event does not make a lead look stale).
+
+    One statement: on PostgreSQL an update joined to the arrays; on SQLite one prepared
+    update run per lead (faster there than a join over ``json_each``). ``stamps``: SQLite texts of
+    datetimes already converted (:func:`insert_activity_rows` returns them)."""
     if not per_lead:
         return
     if connection.dialect.name == "postgresql":
@@ -130,9 +301,14 @@ def bump_counters(connection: Connection, per_lead: Mapping[int, tuple[int, date
             " last_activity_at = GREATEST(leads.last_activity_at, v.at)"
             " FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[]) AS v(id, n, at)"
             " WHERE leads.id = v.id",
-            (ids, [per_lead[i][0] for i in ids], [per_lead[i][1] for i in ids]),
+            (
+                pg_array(ids),
+                pg_array([per_lead[i][0] for i in ids]),
+                pg_array([per_lead[i][1] for i in ids]),
+            ),
         )
         return
+    known = stamps or {}
     connection.exec_driver_sql(
         "UPDATE leads SET activity_count = activity_count + ?,"
         " last_activity_at = CASE WHEN last_activity_at IS NULL OR last_activity_at < ?"
@@ -140,7 +316,7 @@ def bump_counters(connection: Connection, per_lead: Mapping[int, tuple[int, date
         [
             (n, stamp, stamp, lead_id)
             for lead_id, (n, at) in sorted(per_lead.items())
-            for stamp in (sqlite_datetime(at),)
+            for stamp in (known.get(at) or sqlite_datetime(at),)
         ],
     )
 
@@ -219,9 +395,105 @@ def find_by_keys(
         return []
     selected = ", ".join(f"t.{name}" for name in (key, *columns))
     if connection.dialect.name == "postgresql":
-        sql = f"SELECT {selected} FROM {table.name} t WHERE t.{key} = ANY(%s)"
+        cast = _array_type(values)
+        sql = f"SELECT {selected} FROM {table.name} t WHERE t.{key} = ANY(%s{cast})"
         if lock:
             sql += " ORDER BY t.id FOR UPDATE"
-        return [tuple(r) for r in connection.exec_driver_sql(sql, (list(values),))]
-    sql = f"SELECT {selected} FROM json_each(?) j JOIN {table.name} t ON t.{key} = j.value"
-    return [tuple(r) for r in connection.exec_driver_sql(sql, (json.dumps(list(values)),))]
+        parameter: Any = pg_array(values) if cast else list(values)
+    else:
+        sql = f"SELECT {selected} FROM json_each(?) j JOIN {table.name} t ON t.{key} = j.value"
+        parameter = json.dumps(list(values))
+    # The driver's own tuples: iterating the result row by row costs more than the query.
+    result = connection.exec_driver_sql(sql, (parameter,))
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
+def _array_type(values: Sequence[Any]) -> str:
+    """The cast of :func:`pg_array` for ``values``: all integers or all texts; ``""``
+    (a list parameter, dumped by the driver) for anything else."""
+    if all(type(v) is int for v in values):
+        return "::bigint[]"
+    if all(type(v) is str for v in values):
+        return "::text[]"
+    return ""
+
+
+SEARCH_INSERT_TRIGGER = "leads_search_insert"
+"""The SQLite trigger (migration 0009) that adds each new lead to the search index."""
+
+
+def insert_new_leads(
+    connection: Connection, leads: Table, rows: Sequence[Mapping[str, Any]]
+) -> set[int]:
+    """Insert new leads into ``leads`` (the table), skipping a row that hits a unique
+    key (a concurrent writer created that lead first); return the ids of the rows
+    inserted, so that the caller knows which rows are its own.
+
+    PostgreSQL: one ``INSERT … SELECT … FROM unnest(…) RETURNING id`` (one round trip
+    and one plan, not one per row). SQLite: :func:`insert_rows`, and the
+    search index gets the new rows from one ``INSERT … SELECT`` after them instead of
+    from the per-row trigger, which costs several times the insert itself: the trigger
+    is dropped for the statement and created again from its own stored text, all inside
+    the caller's transaction (writers are serialized, readers see the schema of their
+    snapshot, and a rollback restores it). The index holds the very rows the trigger
+    would have added: the leads inserted here, those above the highest id before them."""
+    if not rows:
+        return set()
+    if connection.dialect.name == "postgresql":
+        return _insert_returning_ids(connection, leads, rows)
+    before = connection.exec_driver_sql("SELECT coalesce(max(id), 0) FROM leads").scalar()
+    trigger = connection.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+        (SEARCH_INSERT_TRIGGER,),
+    ).scalar()
+    if trigger is not None:
+        connection.exec_driver_sql(f"DROP TRIGGER {SEARCH_INSERT_TRIGGER}")
+    insert_rows(connection, leads, rows, ignore_conflicts=True)
+    if trigger is not None:
+        connection.exec_driver_sql(
+            "INSERT INTO leads_search (rowid, email, first_name, last_name, company)"
+            " SELECT id, email, first_name, last_name, company FROM leads WHERE id > ?",
+            (before,),
+        )
+        connection.exec_driver_sql(str(trigger))
+    found = connection.exec_driver_sql("SELECT id FROM leads WHERE id > ?", (before,))
+    return {int(lead_id) for (lead_id,) in found}
+
+
+def _insert_returning_ids(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> set[int]:
+    """PostgreSQL: ``rows`` inserted by one ``INSERT … SELECT … FROM unnest`` of one
+    typed array per column (JSON sent as text, as :func:`insert_rows` sends it),
+    conflicts skipped; the ids of the rows inserted."""
+    names = list(rows[0])
+    arrays: list[str] = []
+    selected: list[str] = []
+    values: list[list[Any]] = []
+    for name in names:
+        column_type = table.c[name].type
+        column = [row[name] for row in rows]
+        if isinstance(column_type, JSON) or "JSON" in type(column_type).__name__:
+            arrays.append("%s::text[]")
+            selected.append(f"{name}::jsonb")
+            column = [json.dumps(value) for value in column]
+        else:
+            # Text as text: a cast to varchar(n) would cut a value the column refuses.
+            sql_type = (
+                "text"
+                if isinstance(column_type, String)
+                else column_type.compile(dialect=connection.dialect)
+            )
+            arrays.append(f"%s::{sql_type}[]")
+            selected.append(name)
+        values.append(column)
+    found = connection.exec_driver_sql(
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(selected)}"
+        f" FROM unnest({', '.join(arrays)}) AS v({', '.join(names)})"
+        " ON CONFLICT DO NOTHING RETURNING id",
+        tuple(values),
+    )
+    return {int(lead_id) for (lead_id,) in found}
