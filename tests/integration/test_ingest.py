@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from baton.domain.access import operator
 from baton.domain.activities import ActivityCreate
 from baton.domain.clock import ManualClock
+from baton.services import activities as activity_service
 from baton.services.activities import ingest_activities, ingest_activity
 from baton.services.context import Context
+from baton.services.contracts import activate_contract, approve_contract, create_contract
 from baton.services.leads import CaptureResult, get_lead, list_leads
 from baton.services.merge import merge_leads
+from baton.services.scoring import lead_score
 from baton.services.timeline import lead_timeline
+from baton.store import bulk
+from baton.store.bulk import ActivityRow, insert_activity_rows
+from baton.store.tables import activities
+
+EXAMPLE = (Path(__file__).parents[2] / "contracts" / "example.yaml").read_text()
 
 CLI = operator()
 """The local operator, reading what a test stored (reads record nothing)."""
@@ -294,3 +309,172 @@ def test_last_activity_never_moves_backwards_at_microsecond_scale(
     ingest_activities(ctx, rows[:1], actor=operator("web"))
     ingest_activities(ctx, rows[1:], actor=operator("web"))
     assert get_lead(ctx, lead_id, actor=CLI).last_activity_at == newest
+
+
+# --- chunked transactions, COPY and the fast paths (issue 17) ------------------------------
+
+
+def test_a_capture_goes_between_the_transactions_of_a_large_ingest(
+    ctx: Context, clock: ManualClock, capture: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large batch is written in several transactions and another writer gets its
+    turn between them: here the ingest thread, once its first transaction has
+    committed, waits until a capture made meanwhile on another thread is done."""
+    monkeypatch.setattr(activity_service, "COMMIT_ROWS", 50)
+    rows = [page_view(clock, f"p{i % 70}@northwind.com", f"chunk-{i}") for i in range(200)]
+    ingesting = threading.get_ident()
+    first_committed, captured = threading.Event(), threading.Event()
+    commits = {"before": 0, "after": 0}
+    write = ctx.write
+
+    @contextmanager
+    def watched_write() -> Iterator[Connection]:
+        with write() as connection:
+            yield connection
+        if threading.get_ident() == ingesting:
+            commits["after" if captured.is_set() else "before"] += 1
+            first_committed.set()
+            assert captured.wait(60), "the capture never ran"
+
+    monkeypatch.setattr(ctx, "write", watched_write)
+    outcome: dict[str, Any] = {}
+
+    def capture_meanwhile() -> None:
+        assert first_committed.wait(60)
+        try:
+            outcome["lead"] = capture(email="dana@northwind.com").lead.id
+        except Exception as exc:  # reported below, with the ingest's outcome
+            outcome["error"] = exc
+        finally:
+            captured.set()
+
+    other = threading.Thread(target=capture_meanwhile)
+    other.start()
+    report = ingest_activities(ctx, rows, actor=operator("web"))
+    other.join()
+    assert "error" not in outcome and outcome["lead"]
+    assert (report.stored, report.leads_created, report.errors) == (200, 70, [])
+    assert commits == {"before": 1, "after": 3}, "the ingest went on after the capture"
+    assert list_leads(ctx, limit=1, actor=CLI).total == 71
+
+
+def test_a_batch_that_fails_halfway_keeps_its_first_transactions_and_a_retry_completes_it(
+    ctx: Context, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(activity_service, "COMMIT_ROWS", 4)
+    rows = [page_view(clock, f"p{i % 3}@northwind.com", f"half-{i}") for i in range(10)]
+    real = activity_service.bump_counters
+    calls = []
+
+    def failing_second(connection: Connection, per_lead: Any, **options: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        real(connection, per_lead, **options)
+
+    monkeypatch.setattr(activity_service, "bump_counters", failing_second)
+    with pytest.raises(RuntimeError):
+        ingest_activities(ctx, rows, actor=operator("web"))
+    monkeypatch.setattr(activity_service, "bump_counters", real)
+    retry = ingest_activities(ctx, rows, actor=operator("web"))
+    assert (retry.stored, retry.duplicates, retry.errors) == (6, 4, [])
+    total = sum(
+        get_lead(ctx, lead_id_by_email(ctx, f"p{i}@northwind.com"), actor=CLI).activity_count
+        for i in range(3)
+    )
+    assert total == 10, "every event counted once"
+
+
+AWKWARD = {
+    "note": 'tab\there, line\nbreak, cr\r, back\\slash, "quotes", ü, 😀, \\N',
+    "path": "C:\\temp\\x",
+    "n": -12.5,
+    "empty": "",
+    "none": None,
+}
+
+
+def test_events_with_awkward_text_read_back_as_sent(ctx: Context, clock: ManualClock) -> None:
+    """Text goes to PostgreSQL through COPY's escaped text format and to SQLite as
+    parameters: both read back exactly."""
+    keys = ["k\\1", "k\t2", 'k"3', "k 4 ü", "\\N"]
+    rows = [
+        page_view(clock, "dana@northwind.com", key, properties=AWKWARD, campaign="c\\t")
+        for key in keys
+    ]
+    report = ingest_activities(ctx, rows, actor=operator("we\\b\tsite"))
+    assert (report.stored, report.errors) == (5, [])
+    with ctx.read() as connection:
+        stored = connection.execute(
+            select(activities.c.idempotency_key, activities.c.properties, activities.c.recorded_by)
+        ).all()
+    assert sorted(key for key, _, _ in stored) == sorted(keys)
+    assert all(props == AWKWARD and by == "we\\b\tsite" for _, props, by in stored)
+    again = ingest_activities(ctx, rows, actor=operator("web"))
+    assert (again.stored, again.duplicates) == (0, 5)
+
+
+def test_a_key_stored_by_another_writer_after_the_look_up_is_skipped(
+    ctx: Context, clock: ManualClock, capture: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL looks the keys up and copies the rows it did not find: a key another
+    writer stored after that look-up (here: a look-up that misses it) makes the copy
+    fail, and the rows then go in skipping it. SQLite inserts skipping known keys and
+    reads back which rows went in. A key repeated in the rows is stored once."""
+    lead_id = capture(email="dana@northwind.com").lead.id
+    ingest_activities(ctx, [page_view(clock, "dana@northwind.com", "raced")], actor=CLI)
+    monkeypatch.setattr(bulk, "find_by_keys", lambda *args, **kwargs: [])
+    now = clock.now()
+    rows = [
+        ActivityRow(lead_id, "page_view", now, now, {"i": i}, key, "web")
+        for i, key in enumerate(["fresh-1", "raced", None, "fresh-2", "fresh-1"])
+    ]
+    with ctx.write() as connection:
+        assert insert_activity_rows(connection, rows) == [0, 2, 3]
+    monkeypatch.undo()
+    stored = [a["properties"] for a in activities_of(ctx, lead_id, "page_view")]
+    assert sorted(stored, key=str) == [{"i": 0}, {"i": 2}, {"i": 3}, {"url": "/pricing"}]
+
+
+def _engagement(clock: ManualClock, email: str) -> list[dict[str, Any]]:
+    kinds = ["page_view", "email_open", "email_click", "webinar_attended", "page_view"]
+    rows = [
+        page_view(
+            clock,
+            email,
+            f"{email}-{i}",
+            type=kinds[i % len(kinds)],
+            occurred_at=(clock.now() - timedelta(hours=40 - i)).isoformat(),
+        )
+        for i in range(14)
+    ]
+    rows[9]["type"] = "demo_request"  # a hand-raise halfway: the lead becomes an MQL
+    return rows
+
+
+def test_scores_are_the_same_whether_a_batch_is_written_in_one_transaction_or_many(
+    ctx: Context, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version = create_contract(ctx, EXAMPLE, actor=operator("maria")).version
+    approve_contract(ctx, version, role="marketing", actor=operator("maria"))
+    approve_contract(ctx, version, role="sales", actor=operator("sam"))
+    activate_contract(ctx, version, actor=operator("maria"))
+    people = [f"person{i}@northwind.com" for i in range(3)]
+    whole = ingest_activities(
+        ctx, [r for p in people for r in _engagement(clock, "one." + p)], actor=operator("web")
+    )
+    monkeypatch.setattr(activity_service, "COMMIT_ROWS", 5)
+    pieces = ingest_activities(
+        ctx, [r for p in people for r in _engagement(clock, "many." + p)], actor=operator("web")
+    )
+    assert len(whole.mql) == len(pieces.mql) == 3
+    for person in people:
+        one, many = (lead_id_by_email(ctx, f"{how}.{person}") for how in ("one", "many"))
+        a, b = lead_score(ctx, one, actor=CLI), lead_score(ctx, many, actor=CLI)
+        assert (a.fit, a.engagement, a.total, a.grade) == (b.fit, b.engagement, b.total, b.grade)
+        la, lb = get_lead(ctx, one, actor=CLI), get_lead(ctx, many, actor=CLI)
+        assert (la.stage, la.activity_count, la.last_activity_at) == (
+            lb.stage,
+            lb.activity_count,
+            lb.last_activity_at,
+        )

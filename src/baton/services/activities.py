@@ -1,11 +1,16 @@
 """Activity ingest: the high-volume path.
 
-A batch (up to 10,000 events) is validated row by row, then written in one transaction
-with set-based statements: one look-up of the leads by email, one insert of the leads
-that do not exist yet, one look-up of idempotency keys already seen, one insert of the
-events and one update of the leads' activity counters. Invalid rows are reported by
-index and the valid ones are stored; a retried batch with the same idempotency keys
-stores nothing twice.
+A batch (up to 10,000 events) is validated row by row (the common shape in plain
+Python, anything else by the model, see :mod:`baton.domain.event_rows`), then written
+in transactions of at most :data:`COMMIT_ROWS` events, so that other writers (a capture,
+the worker) get their turn between them instead of waiting for the whole batch. Each
+transaction uses set-based statements: one look-up of the leads by email, one insert of
+the leads that do not exist yet, one insert of the events that skips the idempotency
+keys already stored (``COPY`` on PostgreSQL, see
+:func:`~baton.store.bulk.insert_activity_rows`) and one update of the leads' activity
+counters. Invalid rows are reported by index and the valid ones are stored; a retried
+batch with the same idempotency keys stores nothing twice, and so does the retry of a
+batch that failed halfway (its first transactions are kept: send idempotency keys).
 
 Recording activities is :data:`~baton.domain.access.Action.INGEST_ACTIVITY`: marketing,
 admins and intake keys (a website or form tool), whose events name the key's source
@@ -24,21 +29,32 @@ from sqlalchemy.engine import Connection
 
 from baton.domain.access import Action, Principal
 from baton.domain.activities import ActivityCreate
-from baton.domain.batches import RowError, validate_many
+from baton.domain.batches import RowError
 from baton.domain.contact import email_domain, email_key
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
+from baton.domain.event_rows import EventRow, event_row, validate_events
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.domain.limits import CONTEXT_KEY as JSON_LIMITS
 from baton.domain.scoring import Event
 from baton.services.access import allowed
 from baton.services.context import Context
+from baton.services.contract_rules import active_contract_in
 from baton.services.nurture import exit_on_activities_in
 from baton.services.queries import insert_ignoring_conflicts, lock_survivors
 from baton.services.scoring import score_leads_in
-from baton.store.bulk import bump_counters, find_by_keys, insert_activities, insert_rows
-from baton.store.tables import activities, leads
+from baton.store.bulk import (
+    ActivityRow,
+    bump_counters,
+    find_by_keys,
+    insert_activity_rows,
+    insert_new_leads,
+)
+from baton.store.tables import activities, leads, nurture_enrollments
 
 MAX_BATCH = 10_000
+COMMIT_ROWS = 2_500
+"""Most events one transaction of :func:`ingest_activities` writes: a few tens of
+milliseconds of holding the database, a small share of a transaction's fixed cost."""
 
 
 @dataclass
@@ -72,7 +88,8 @@ def ingest_activities(
     naive_timezone: str | None = None,
     return_ids: bool = False,
 ) -> IngestReport:
-    """Validate and store a batch of events in one transaction.
+    """Validate a batch of events and store the valid ones, in transactions of at most
+    :data:`COMMIT_ROWS` events (each one whole or not at all).
 
     Rows may be raw mappings (validated here, errors indexed from 0) or already
     validated :class:`ActivityCreate` models. With ``return_ids`` the report lists, per
@@ -80,21 +97,21 @@ def ingest_activities(
     the event stored the first time; ``None`` for rejected rows.
     """
     allowed(actor, Action.INGEST_ACTIVITY)
-    raw = [(i, r) for i, r in enumerate(rows) if not isinstance(r, ActivityCreate)]
-    ready = [(i, r) for i, r in enumerate(rows) if isinstance(r, ActivityCreate)]
-    good, errors = validate_many(ActivityCreate, raw, validation_context(ctx, naive_timezone))
-    good.extend(ready)
-    good.sort(key=lambda pair: pair[0])
-    with ctx.write() as connection:
-        report = ingest_validated_in(
-            connection,
-            good,
-            actor=actor,
-            now=ctx.clock.now(),
-            return_ids=return_ids,
-            size=len(rows),
-        )
-    report.received = len(rows)
+    good, errors = validate_events(list(enumerate(rows)), validation_context(ctx, naive_timezone))
+    report = IngestReport(received=len(rows))
+    if return_ids:
+        report.activity_ids = [None] * len(rows)
+        report.lead_ids = [None] * len(rows)
+    for start in range(0, len(good), COMMIT_ROWS):
+        with ctx.write() as connection:
+            _store_in(
+                connection,
+                good[start : start + COMMIT_ROWS],
+                actor=actor,
+                now=ctx.clock.now(),
+                return_ids=return_ids,
+                report=report,
+            )
     report.errors = errors + report.errors
     report.errors.sort(key=lambda e: e.row)
     return report
@@ -102,23 +119,40 @@ def ingest_activities(
 
 def _resolve_leads(
     connection: Connection,
-    events: Sequence[tuple[int, ActivityCreate]],
+    events: Sequence[tuple[int, EventRow]],
     *,
     now: datetime,
     report: IngestReport,
 ) -> dict[int, int]:
     """Row number -> lead id, creating leads for unknown emails (a lead created at the
     same moment by another writer is used, not duplicated); unknown ``lead_id`` values
-    become row errors."""
-    keys = sorted({email_key(e.email) for _, e in events if e.email is not None})
-    by_key = dict(find_by_keys(connection, leads, "email_key", keys, "id"))
-    first_seen: dict[str, ActivityCreate] = {}
-    for _, event in events:
+    become row errors. The leads written to are locked, and merged leads followed to
+    their survivor (:func:`~baton.services.queries.lock_survivors`)."""
+    key_of: dict[int, str] = {}
+    first_seen: dict[str, EventRow] = {}
+    for number, event in events:
         if event.email is not None:
             key = email_key(event.email)
-            if key not in by_key and key not in first_seen:
+            key_of[number] = key
+            if key not in first_seen:
                 first_seen[key] = event
-    if first_seen:
+    by_key: dict[str, int] = {}
+    final: dict[int, int | None] = {}
+    follow: set[int] = set()
+
+    def look_up(keys: list[str]) -> None:
+        for key, lead_id, merged_into in find_by_keys(
+            connection, leads, "email_key", keys, "id", "merged_into_id"
+        ):
+            by_key[key] = lead_id
+            if merged_into is None:
+                final[lead_id] = lead_id
+            else:
+                follow.add(lead_id)
+
+    look_up(sorted(first_seen))
+    unknown = sorted(key for key in first_seen if key not in by_key)
+    if unknown:
         new_rows: list[dict[str, Any]] = [
             {
                 "email": e.email,
@@ -135,23 +169,27 @@ def _resolve_leads(
                 "updated_at": now,
                 "activity_count": 0,
             }
-            for key, e in sorted(first_seen.items())
+            for key in unknown
+            for e in (first_seen[key],)
         ]
         # In key order: two batches creating overlapping new leads then wait on each
         # other in the same order instead of deadlocking.
-        insert_rows(connection, leads, new_rows, ignore_conflicts=True)
-        for key, lead_id in find_by_keys(connection, leads, "email_key", list(first_seen), "id"):
-            by_key[key] = lead_id
-        report.leads_created += len(first_seen)
-    wanted = set(by_key.values()) | {
-        e.lead_id for _, e in events if e.lead_id is not None and e.email is None
-    }
-    final = lock_survivors(connection, wanted)
+        insert_new_leads(connection, leads, new_rows)
+        look_up(unknown)
+        report.leads_created += len(unknown)
+    follow.update(e.lead_id for _, e in events if e.lead_id is not None and e.email is None)
+    if connection.dialect.name == "sqlite":
+        # The write transaction is the lock, and a lead found unmerged above is its own
+        # survivor: only merged leads and leads named by id need following.
+        if follow:
+            final.update(lock_survivors(connection, follow))
+    else:
+        # Every lead locked in one statement, in id order (no deadlock between batches).
+        final = lock_survivors(connection, set(by_key.values()) | follow)
     resolved: dict[int, int] = {}
     for number, event in events:
-        target = final.get(
-            by_key[email_key(event.email)] if event.email is not None else event.lead_id or 0
-        )
+        found = key_of.get(number)
+        target = final.get(by_key[found] if found is not None else event.lead_id or 0)
         if target is None:
             report.errors.append(
                 RowError(number, "lead_id", f"lead {event.lead_id} does not exist")
@@ -167,7 +205,7 @@ INTAKE_BY_EMAIL = "an intake key names the lead by email, never by id"
 
 def ingest_validated_in(
     connection: Connection,
-    events: Sequence[tuple[int, ActivityCreate]],
+    events: Sequence[tuple[int, ActivityCreate | EventRow]],
     *,
     actor: Principal,
     now: datetime,
@@ -180,25 +218,48 @@ def ingest_validated_in(
     intake key's source names the source of events that name none. ``score=False``
     stores history without scoring it (a backfill that is re-scored as a whole
     afterwards)."""
-    events = with_intake_source(events, actor)
     report = IngestReport()
     if return_ids:
         report.activity_ids = [None] * (size if size is not None else len(events))
         report.lead_ids = [None] * len(report.activity_ids)
+    rows = [(n, e if isinstance(e, EventRow) else event_row(e)) for n, e in events]
+    _store_in(
+        connection, rows, actor=actor, now=now, return_ids=return_ids, report=report, score=score
+    )
+    return report
+
+
+def _store_in(
+    connection: Connection,
+    events: Sequence[tuple[int, EventRow]],
+    *,
+    actor: Principal,
+    now: datetime,
+    return_ids: bool,
+    report: IngestReport,
+    score: bool = True,
+) -> None:
+    """:func:`ingest_validated_in` adding to ``report`` (the counts, the errors, and
+    with ``return_ids`` the ids at each row's number)."""
+    events = with_intake_source(events, actor)
     if actor.kind == "intake_key":
         report.errors.extend(
             RowError(n, "lead_id", INTAKE_BY_EMAIL) for n, e in events if e.lead_id is not None
         )
         events = [(n, e) for n, e in events if e.lead_id is None]
     if not events:
-        return report
+        return
     lead_of = _resolve_leads(connection, events, now=now, report=report)
-    keys = [e.idempotency_key for _, e in events if e.idempotency_key is not None]
-    seen: set[str] = {
-        row[0] for row in find_by_keys(connection, activities, "idempotency_key", sorted(set(keys)))
-    }
-    to_store: list[dict[str, Any]] = []
+    # The batch path leaves known keys to the insert; ids per row need them first.
+    seen: set[str] = set()
+    if return_ids:
+        keys = {e.idempotency_key for _, e in events if e.idempotency_key is not None}
+        seen = {
+            row[0] for row in find_by_keys(connection, activities, "idempotency_key", sorted(keys))
+        }
+    to_store: list[ActivityRow] = []
     numbers: list[int] = []
+    recorded_by = actor.name
     for number, event in events:
         lead_id = lead_of.get(number)
         if lead_id is None:
@@ -206,82 +267,113 @@ def ingest_validated_in(
         if return_ids:
             report.lead_ids[number] = lead_id
         key = event.idempotency_key
-        if key is not None:
+        if key is not None and return_ids:
             if key in seen:
                 report.duplicates += 1
-                if return_ids:
-                    report.activity_ids[number] = _id_of_key(connection, key)
+                report.activity_ids[number] = _id_of_key(connection, key)
                 continue
             seen.add(key)
         to_store.append(
-            {
-                "lead_id": lead_id,
-                "type": event.type.value,
-                "occurred_at": event.occurred_at or now,  # sent without: when received
-                "received_at": now,
-                "properties": event.properties,
-                "idempotency_key": key,
-                "recorded_by": actor.name,
-            }
+            ActivityRow(
+                lead_id,
+                event.type,
+                event.occurred_at or now,  # sent without: when received
+                now,
+                event.properties,
+                key,
+                recorded_by,
+            )
         )
         numbers.append(number)
     if not to_store:
-        return report
+        return
+    stamps: dict[datetime, str] = {}
     if return_ids:
         positions: list[int] = []
         for position, (number, row) in enumerate(zip(numbers, to_store, strict=True)):
             activity_id = connection.execute(
                 insert_ignoring_conflicts(connection, activities)
-                .values(row)
+                .values(row._asdict())
                 .returning(activities.c.id)
             ).scalar()
             if activity_id is None:
                 report.duplicates += 1
-                report.activity_ids[number] = _id_of_key(connection, row["idempotency_key"])
+                report.activity_ids[number] = _id_of_key(connection, row.idempotency_key)
             else:
                 report.activity_ids[number] = activity_id
                 positions.append(position)
+        stored = [to_store[p] for p in positions]
     else:
-        positions = insert_activities(connection, to_store)
+        positions = insert_activity_rows(connection, to_store, stamps=stamps)
         report.duplicates += len(to_store) - len(positions)
-    report.stored = len(positions)
+        stored = to_store if len(positions) == len(to_store) else [to_store[p] for p in positions]
+    report.stored += len(stored)
     per_lead: dict[int, tuple[int, datetime]] = {}
-    new_events: dict[int, list[Event]] = {}
-    for position in positions:
-        row = to_store[position]
-        lead_id, occurred_at = row["lead_id"], row["occurred_at"]
-        count, latest = per_lead.get(lead_id, (0, occurred_at))
-        per_lead[lead_id] = (count + 1, max(latest, occurred_at))
-        new_events.setdefault(lead_id, []).append(
-            Event(row["type"], occurred_at, row["properties"])
-        )
-    bump_counters(connection, per_lead)
+    for row in stored:
+        lead_id, occurred_at = row.lead_id, row.occurred_at
+        counted = per_lead.get(lead_id)
+        if counted is None:
+            per_lead[lead_id] = (1, occurred_at)
+        elif occurred_at > counted[1]:
+            per_lead[lead_id] = (counted[0] + 1, occurred_at)
+        else:
+            per_lead[lead_id] = (counted[0] + 1, counted[1])
+    bump_counters(connection, per_lead, stamps=stamps)
     if not score:
-        return report
+        return
     # A reply or a hand-raise ends the lead's nurture enrollment (before scoring, so a
-    # hand-raise that also makes the lead an MQL ends it as a hand-raise).
-    exit_on_activities_in(
-        connection, {i: {e.type for e in evs} for i, evs in new_events.items()}, now=now
+    # hand-raise that also makes the lead an MQL ends it as a hand-raise). Only leads
+    # with an active enrollment can end one: looked up in one statement first (none
+    # while nobody is enrolled).
+    enrolled = (
+        [
+            lead_id
+            for lead_id, status in find_by_keys(
+                connection, nurture_enrollments, "lead_id", sorted(per_lead), "status"
+            )
+            if status == "active"
+        ]
+        if connection.execute(_ANY_ENROLLED).first() is not None
+        else []
     )
-    report.mql = [
+    if enrolled:
+        types: dict[int, set[str]] = {lead_id: set() for lead_id in enrolled}
+        for row in stored:
+            if row.lead_id in types:
+                types[row.lead_id].add(row.type)
+        exit_on_activities_in(connection, types, now=now)
+    # Scoring needs the events only under an active contract (without one it does
+    # nothing; it reads the contract again, locked, before it scores).
+    if active_contract_in(connection, share_lock=False) is None:
+        return
+    new_events: dict[int, list[Event]] = {}
+    for row in stored:
+        new_events.setdefault(row.lead_id, []).append(
+            Event(row.type, row.occurred_at, row.properties)
+        )
+    report.mql.extend(
         u.lead_id
         for u in score_leads_in(
             connection, sorted(new_events), now=now, actor=actor, new_events=new_events
         )
         if u.became_mql
-    ]
-    return report
+    )
+
+
+_ANY_ENROLLED = (
+    select(nurture_enrollments.c.id).where(nurture_enrollments.c.status == "active").limit(1)
+)
 
 
 def with_intake_source(
-    events: Sequence[tuple[int, ActivityCreate]], actor: Principal
-) -> Sequence[tuple[int, ActivityCreate]]:
+    events: Sequence[tuple[int, EventRow]], actor: Principal
+) -> Sequence[tuple[int, EventRow]]:
     """Events sent through an intake key come from the key's source unless they name
     their own (it becomes the source of a lead they create), as for a capture."""
     if actor.kind != "intake_key" or not actor.source:
         return events
     return [
-        (number, e if e.source is not None else e.model_copy(update={"source": actor.source}))
+        (number, e if e.source is not None else e._replace(source=actor.source))
         for number, e in events
     ]
 

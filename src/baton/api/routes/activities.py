@@ -92,9 +92,10 @@ def ingest_activity(
 def ingest_batch(
     ctx: Ctx, actor: Actor, body: ActivityBatchCreate
 ) -> ActivityBatchPublic | JSONResponse:
-    """Store up to 10,000 events in one transaction. Each row is validated on its own;
-    rejected rows are listed by index (0-based) with the reason, the others are stored.
-    Retrying the same batch with idempotency keys stores nothing twice."""
+    """Store up to 10,000 events, written in transactions of at most 2,500 (other
+    writers get turns between them). Each row is validated on its own; rejected rows are
+    listed by index (0-based) with the reason, the others are stored. Retrying the same
+    batch with idempotency keys stores nothing twice, also after a failure halfway."""
     report = activity_service.ingest_activities(ctx, body.activities, actor=actor)
     errors = [RowErrorPublic(index=e.row, field=e.field, message=e.message) for e in report.errors]
     rejected = len({e.row for e in report.errors})
