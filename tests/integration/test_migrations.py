@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, insert, inspect, select
+from sqlalchemy import func, insert, inspect, select, text
 
 from baton.store.engine import make_engine
 from baton.store.migrate import MIGRATIONS, alembic_config, current_revision, upgrade
@@ -76,5 +77,22 @@ def test_upgrade_keeps_existing_data(empty_database_url: str) -> None:
         upgrade(engine)
         with engine.connect() as connection:
             assert connection.execute(select(func.count()).select_from(leads)).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_leads_pages_keep_room_for_hot_updates_on_postgresql(empty_database_url: str) -> None:
+    """Counter and stage updates of a lead stay off its indexes only when its page has
+    room (fillfactor 70 on PostgreSQL; SQLite has no such setting)."""
+    engine = make_engine(empty_database_url)
+    try:
+        upgrade(engine)
+        if engine.dialect.name != "postgresql":
+            pytest.skip("fillfactor is a PostgreSQL setting")
+        with engine.connect() as connection:
+            options = connection.execute(
+                text("SELECT reloptions FROM pg_class WHERE relname = 'leads'")
+            ).scalar_one()
+        assert "fillfactor=70" in (options or [])
     finally:
         engine.dispose()
