@@ -205,3 +205,31 @@ def test_two_workers_on_postgresql_never_take_the_same_lead(ctx: Context) -> Non
     assert pending_duplicate_checks(ctx) == 0
     # Every lead compared exactly once and as of its arrival: the k-th has min(k, 5).
     assert len(flagged(ctx)) == sum(min(k, 5) for k in range(12))
+
+
+def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [
+        capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
+        for i in range(5)
+    ]
+    poison = ids[1]
+    compare = lead_service.possible_duplicates_of
+
+    def fails_on_one(connection: Any, lead_ids: Any, **kwargs: Any) -> Any:
+        if poison in lead_ids:
+            raise ValueError("a value the comparison cannot read")
+        return compare(connection, lead_ids, **kwargs)
+
+    monkeypatch.setattr(lead_service, "possible_duplicates_of", fails_on_one)
+    assert flag_pending_duplicates(ctx) == 4
+    with ctx.read() as connection:
+        assert list(connection.execute(select(duplicate_checks.c.lead_id)).scalars()) == [poison]
+        flagged_leads = set(connection.execute(select(duplicate_candidates.c.lead_id)).scalars())
+    assert flagged_leads == {ids[2], ids[3], ids[4]}  # each later lead, against the older ones
+    monkeypatch.undo()
+    assert flag_pending_duplicates(ctx) == 1
+    assert pending_duplicate_checks(ctx) == 0
+    with ctx.read() as connection:
+        assert poison in set(connection.execute(select(duplicate_candidates.c.lead_id)).scalars())

@@ -14,16 +14,20 @@ queued); a lead merged away before its turn is dropped from the queue unflagged.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from baton.services.context import Context
 from baton.services.queries import chunks, insert_ignoring_conflicts
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads
+
+log = logging.getLogger("baton.worker")
 
 BATCH = 500
 """Leads compared per worker transaction: set-based, so a batch costs a handful of
@@ -70,7 +74,14 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
         if not ids:
             return 0
         live = _live(connection, ids)
-        records = possible_duplicates_of(connection, live, now=ctx.clock.now())[1] if live else []
+        now = ctx.clock.now()
+        try:
+            records = possible_duplicates_of(connection, live, now=now)[1] if live else []
+        except DBAPIError:
+            raise
+        except Exception:
+            records, failed = _one_by_one(connection, live, now=now)
+            ids = [lead_id for lead_id in ids if lead_id not in failed]
     with ctx.write() as connection:
         claim = select(duplicate_checks.c.lead_id).where(duplicate_checks.c.lead_id.in_(ids))
         if connection.dialect.name == "postgresql":
@@ -82,6 +93,35 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
         _record(connection, [r for r in records if r["lead_id"] in still])
         connection.execute(delete(duplicate_checks).where(duplicate_checks.c.lead_id.in_(claimed)))
         return len(claimed)
+
+
+def _one_by_one(
+    connection: Connection, lead_ids: Sequence[int], *, now: datetime
+) -> tuple[list[dict[str, Any]], set[int]]:
+    """After a batch whose comparison raised: each lead on its own (the same pairs, since
+    a lead is compared as of its arrival), so one lead that cannot be compared stays
+    queued, logged, instead of holding up every lead queued after it. When none can be
+    compared the error is raised (a bug, not a bad lead): the lane logs it and backs off,
+    and the queue keeps them all."""
+    from baton.services.leads import possible_duplicates_of
+
+    records: list[dict[str, Any]] = []
+    failed: set[int] = set()
+    error: Exception | None = None
+    for lead_id in lead_ids:
+        try:
+            records.extend(possible_duplicates_of(connection, [lead_id], now=now)[1])
+        except DBAPIError:
+            raise
+        except Exception as exc:
+            log.exception(
+                "possible duplicates: lead %s could not be compared; it stays queued", lead_id
+            )
+            failed.add(lead_id)
+            error = exc
+    if error is not None and len(failed) == len(lead_ids):
+        raise error
+    return records, failed
 
 
 _OLDEST = select(duplicate_checks.c.lead_id).order_by(

@@ -351,8 +351,7 @@ def tick(
         fetcher.close()
     report.steps = run_due_steps(ctx)
     report.assigned = assign_queued(ctx)
-    while checked := check_duplicates(ctx).checked:
-        report.checked += checked
+    report.checked = check_duplicates(ctx).checked  # bounded: intake may never stop
     if ctx.settings.retrain_model_days:
         try:
             report.retrained = retrain_models(ctx).retrained
