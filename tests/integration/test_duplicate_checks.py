@@ -17,10 +17,13 @@ from sqlalchemy import delete, select
 from baton.domain.access import operator
 from baton.domain.leads import SAME_PHONE, LeadCreate
 from baton.services import duplicate_checks as duplicate_checks_service
-from baton.services import leads as lead_service
 from baton.services.context import Context
-from baton.services.duplicate_checks import flag_pending_duplicates, pending_duplicate_checks
-from baton.services.leads import capture_lead, flag_possible_duplicates
+from baton.services.duplicate_checks import (
+    flag_pending_duplicates,
+    flag_possible_duplicates,
+    pending_duplicate_checks,
+)
+from baton.services.leads import capture_lead
 from baton.services.merge import merge_leads
 from baton.services.worker import check_duplicates, tick
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads, metadata
@@ -158,7 +161,7 @@ def test_the_worker_lane_survives_a_failing_pass_and_tick_drains_the_queue(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(lead_service, "possible_duplicates_of", broken)
+    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", broken)
     lane = Lane("duplicates", lambda: check_duplicates(ctx), 0.2)
     assert lane.step() == 1.0  # logged, backs off, lives on
     monkeypatch.undo()
@@ -215,14 +218,14 @@ def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(
         for i in range(5)
     ]
     poison = ids[1]
-    compare = lead_service.possible_duplicates_of
+    compare = duplicate_checks_service.possible_duplicates_of
 
     def fails_on_one(connection: Any, lead_ids: Any, **kwargs: Any) -> Any:
         if poison in lead_ids:
             raise ValueError("a value the comparison cannot read")
         return compare(connection, lead_ids, **kwargs)
 
-    monkeypatch.setattr(lead_service, "possible_duplicates_of", fails_on_one)
+    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", fails_on_one)
     assert flag_pending_duplicates(ctx) == 4
     with ctx.read() as connection:
         assert list(connection.execute(select(duplicate_checks.c.lead_id)).scalars()) == [poison]

@@ -121,7 +121,7 @@ def test_duplicates_flagged_after_the_import_are_those_flagged_during_it(
 ) -> None:
     """The worker's flagging of the queue gives the pairs the import used to flag
     itself, chunk by chunk: each lead compared once, with the leads before it."""
-    from baton.services.leads import flag_possible_duplicates
+    from baton.services.duplicate_checks import flag_possible_duplicates
 
     path = tmp_path / "leads.csv"
     _leads_csv(path, 600)

@@ -8,14 +8,15 @@ queue for a person to look at. So capture and import only queue the new lead
 flags pairs in batches (:func:`flag_pending_duplicates`).
 
 What a caller may rely on: a queued lead is compared exactly as
-:func:`baton.services.leads.flag_possible_duplicates` compares it, once, in a
+:func:`flag_possible_duplicates` compares it, once, in a
 transaction that also removes it from the queue (a worker killed midway leaves it
 queued); a lead merged away before its turn is dropped from the queue unflagged."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from baton.domain.contact import FREE_MAIL_DOMAINS
+from baton.domain.leads import DuplicateMatch, best_duplicates, duplicate_name, find_duplicates
 from baton.services.context import Context
 from baton.services.queries import chunks, insert_ignoring_conflicts
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads
@@ -67,8 +70,6 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     waiting for each other), writes the pairs of those still not merged away, and
     removes them from the queue, all or nothing. A lead another worker claimed first
     is left to it; one merged meanwhile is dropped unflagged."""
-    from baton.services.leads import possible_duplicates_of  # leads queues here
-
     with ctx.read() as connection:
         ids = list(connection.execute(_OLDEST.limit(limit)).scalars())
         if not ids:
@@ -103,8 +104,6 @@ def _one_by_one(
     queued, logged, instead of holding up every lead queued after it. When none can be
     compared the error is raised (a bug, not a bad lead): the lane logs it and backs off,
     and the queue keeps them all."""
-    from baton.services.leads import possible_duplicates_of
-
     records: list[dict[str, Any]] = []
     failed: set[int] = set()
     error: Exception | None = None
@@ -139,3 +138,149 @@ def _record(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """Write the review items (a pair already flagged is kept as it is)."""
     if rows:
         connection.execute(insert_ignoring_conflicts(connection, duplicate_candidates), rows)
+
+
+DUPLICATE_COLUMNS = (
+    leads.c.id,
+    leads.c.phone,
+    leads.c.first_name,
+    leads.c.last_name,
+    leads.c.company,
+    leads.c.company_key,
+    leads.c.email_domain,
+)
+MAX_CANDIDATES = 200
+SHARED_PHONE_LIMIT = 5
+"""A number shared by more leads than this is a switchboard or a shared line, not a sign
+that two records are one person."""
+
+
+def flag_possible_duplicates(
+    connection: Connection, lead_ids: Sequence[int], *, now: datetime
+) -> list[DuplicateMatch]:
+    """Record review items for new leads that are probably the same person as an older
+    lead (:func:`possible_duplicates_of`), and return the matches."""
+    matches, records = possible_duplicates_of(connection, lead_ids, now=now)
+    if records:
+        connection.execute(insert_ignoring_conflicts(connection, duplicate_candidates), records)
+    return matches
+
+
+def possible_duplicates_of(
+    connection: Connection, lead_ids: Sequence[int], *, now: datetime
+) -> tuple[list[DuplicateMatch], list[dict[str, Any]]]:
+    """The matches of new leads with older leads and the review items (rows of
+    ``duplicate_candidates``) that flag them, without writing anything: the worker
+    compares in a read transaction and writes the rows in a short one.
+
+    Set-based, so that an import of 100,000 rows costs a handful of indexed queries:
+    candidates sharing a phone, a company key, or a corporate email domain with the same
+    last name are gathered with one ``IN`` query per signal (an ``OR`` across columns
+    would scan the table on SQLite) and compared in memory by :func:`find_duplicates`.
+    A pair is flagged once, on its newer lead, and each lead only against the leads
+    older than it: flagging many new leads at once flags the pairs that flagging them
+    one by one, as they arrived, would have flagged."""
+    people: list[dict[str, Any]] = []
+    # Only values shared by two or more leads can reveal a duplicate: find those first
+    # (an aggregate over the index), then read just their rows.
+    for part in chunks(list(lead_ids)):
+        found = connection.execute(select(*DUPLICATE_COLUMNS).where(leads.c.id.in_(part)))
+        names = list(found.keys())  # once: dict(row) of a RowMapping asks for them per row
+        people.extend(dict(zip(names, r, strict=True)) for r in found.all())
+
+    def phone_of(p: dict[str, Any]) -> Any:
+        return p["phone"]
+
+    def column_is_phone(key_of: Callable[[dict[str, Any]], Any]) -> bool:
+        return key_of is phone_of
+
+    signals: list[tuple[Any, Callable[[dict[str, Any]], Any]]] = [
+        (leads.c.phone, phone_of),
+        (leads.c.company_key, lambda p: p["company_key"]),
+        (
+            leads.c.email_domain,
+            lambda p: (
+                p["email_domain"]
+                if p["email_domain"] not in FREE_MAIL_DOMAINS and p["last_name"]
+                else None
+            ),
+        ),
+    ]
+    groups: list[dict[Any, list[dict[str, Any]]]] = []
+    compared_names: dict[int, str] = {}
+    for column, key_of in signals:
+        values = sorted({v for p in people if (v := key_of(p)) is not None})
+        grouped: dict[Any, list[dict[str, Any]]] = {}
+        shared: list[Any] = []
+        for part in chunks(values):
+            shared.extend(
+                connection.execute(
+                    select(column)
+                    .where(column.in_(part), leads.c.merged_into_id.is_(None))
+                    .group_by(column)
+                    .having(func.count() > 1)
+                ).scalars()
+            )
+        for part in chunks(shared):
+            # Oldest first: when a value is shared by more than MAX_CANDIDATES leads, the
+            # candidates are the oldest (the records a new one would be merged into), so
+            # only those are read: a value every lead shares (one corporate domain) would
+            # otherwise bring the whole table into Python on every pass.
+            ranked = (
+                select(
+                    *DUPLICATE_COLUMNS,
+                    func.row_number().over(partition_by=column, order_by=leads.c.id).label("rank"),
+                )
+                .where(column.in_(part), leads.c.merged_into_id.is_(None))
+                .subquery()
+            )
+            found = connection.execute(
+                select(*(ranked.c[c.name] for c in DUPLICATE_COLUMNS))
+                .where(ranked.c.rank <= MAX_CANDIDATES)
+                .order_by(ranked.c.id)
+            )
+            names = list(found.keys())
+            at = names.index(column.name)
+            for r in found.all():  # one fetch, not one call per row
+                record = dict(zip(names, r, strict=True))
+                grouped.setdefault(r[at], []).append(record)
+                compared_names[record["id"]] = duplicate_name(record)
+        groups.append(grouped)
+    matches: list[DuplicateMatch] = []
+    records: list[dict[str, Any]] = []
+    for person in people:
+        candidates: dict[int, dict[str, Any]] = {}
+        for (_, key_of), grouped in zip(signals, groups, strict=True):
+            key = key_of(person)
+            if key is None:
+                continue
+            group = grouped.get(key, [])
+            # As of the lead's own arrival: leads created after it (in the same batch
+            # of a worker or an import) neither count towards a shared line nor
+            # become its candidates, so a lead is flagged the same whenever its turn comes.
+            group = group[: bisect_right(group, person["id"], key=_id_of)]
+            if column_is_phone(key_of) and len(group) > SHARED_PHONE_LIMIT:
+                continue
+            for other in group[:MAX_CANDIDATES]:
+                if other["id"] < person["id"]:
+                    candidates[other["id"]] = other
+        # At most MAX_PAIRS_PER_LEAD pairs per new lead, the best ones (see there why).
+        for match in best_duplicates(
+            find_duplicates(person, list(candidates.values()), names=compared_names)
+        ):
+            matches.append(match)
+            records.append(
+                {
+                    "lead_id": person["id"],
+                    "other_lead_id": match.other_id,
+                    "reason": match.reason,
+                    "similarity": match.similarity,
+                    "status": "open",
+                    "created_at": now,
+                }
+            )
+    return matches, records
+
+
+def _id_of(record: dict[str, Any]) -> int:
+    return int(record["id"])

@@ -13,8 +13,7 @@ stage change itself, and the handoff it opens or closes, is
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -24,7 +23,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Action, Principal, Reach
 from baton.domain.activities import ActivityType
-from baton.domain.contact import FREE_MAIL_DOMAINS, company_key, email_domain, email_key
+from baton.domain.contact import company_key, email_domain, email_key
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from baton.domain.history import check_occurred_at
 from baton.domain.leads import (
@@ -32,9 +31,6 @@ from baton.domain.leads import (
     DuplicateMatch,
     Lead,
     LeadCreate,
-    best_duplicates,
-    duplicate_name,
-    find_duplicates,
     fold_source,
     merge_profile,
 )
@@ -46,7 +42,7 @@ from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
 from baton.services.duplicate_checks import queue_duplicate_checks_in
 from baton.services.person import carry_erasure_in, lift_suppressions_in
-from baton.services.queries import chunks, insert_ignoring_conflicts, lock_lead, tags_of
+from baton.services.queries import insert_ignoring_conflicts, lock_lead, tags_of
 from baton.services.routing import close_open_handoff_in
 from baton.services.scoring import score_leads_in
 from baton.services.stages import change_stage_in
@@ -54,7 +50,6 @@ from baton.store.search import search_condition
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
     activities,
-    duplicate_candidates,
     handoffs,
     lead_tags,
     leads,
@@ -318,152 +313,6 @@ def capture_lead(
             connection, data, actor=actor, now=ctx.clock.now(), occurred_at=occurred_at
         )
     )
-
-
-DUPLICATE_COLUMNS = (
-    leads.c.id,
-    leads.c.phone,
-    leads.c.first_name,
-    leads.c.last_name,
-    leads.c.company,
-    leads.c.company_key,
-    leads.c.email_domain,
-)
-MAX_CANDIDATES = 200
-SHARED_PHONE_LIMIT = 5
-"""A number shared by more leads than this is a switchboard or a shared line, not a sign
-that two records are one person."""
-
-
-def flag_possible_duplicates(
-    connection: Connection, lead_ids: Sequence[int], *, now: datetime
-) -> list[DuplicateMatch]:
-    """Record review items for new leads that are probably the same person as an older
-    lead (:func:`possible_duplicates_of`), and return the matches."""
-    matches, records = possible_duplicates_of(connection, lead_ids, now=now)
-    if records:
-        connection.execute(insert_ignoring_conflicts(connection, duplicate_candidates), records)
-    return matches
-
-
-def possible_duplicates_of(
-    connection: Connection, lead_ids: Sequence[int], *, now: datetime
-) -> tuple[list[DuplicateMatch], list[dict[str, Any]]]:
-    """The matches of new leads with older leads and the review items (rows of
-    ``duplicate_candidates``) that flag them, without writing anything: the worker
-    compares in a read transaction and writes the rows in a short one.
-
-    Set-based, so that an import of 100,000 rows costs a handful of indexed queries:
-    candidates sharing a phone, a company key, or a corporate email domain with the same
-    last name are gathered with one ``IN`` query per signal (an ``OR`` across columns
-    would scan the table on SQLite) and compared in memory by :func:`find_duplicates`.
-    A pair is flagged once, on its newer lead, and each lead only against the leads
-    older than it: flagging many new leads at once flags the pairs that flagging them
-    one by one, as they arrived, would have flagged."""
-    people: list[dict[str, Any]] = []
-    # Only values shared by two or more leads can reveal a duplicate: find those first
-    # (an aggregate over the index), then read just their rows.
-    for part in chunks(list(lead_ids)):
-        found = connection.execute(select(*DUPLICATE_COLUMNS).where(leads.c.id.in_(part)))
-        names = list(found.keys())  # once: dict(row) of a RowMapping asks for them per row
-        people.extend(dict(zip(names, r, strict=True)) for r in found.all())
-
-    def phone_of(p: dict[str, Any]) -> Any:
-        return p["phone"]
-
-    def column_is_phone(key_of: Callable[[dict[str, Any]], Any]) -> bool:
-        return key_of is phone_of
-
-    signals: list[tuple[Any, Callable[[dict[str, Any]], Any]]] = [
-        (leads.c.phone, phone_of),
-        (leads.c.company_key, lambda p: p["company_key"]),
-        (
-            leads.c.email_domain,
-            lambda p: (
-                p["email_domain"]
-                if p["email_domain"] not in FREE_MAIL_DOMAINS and p["last_name"]
-                else None
-            ),
-        ),
-    ]
-    groups: list[dict[Any, list[dict[str, Any]]]] = []
-    compared_names: dict[int, str] = {}
-    for column, key_of in signals:
-        values = sorted({v for p in people if (v := key_of(p)) is not None})
-        grouped: dict[Any, list[dict[str, Any]]] = {}
-        shared: list[Any] = []
-        for part in chunks(values):
-            shared.extend(
-                connection.execute(
-                    select(column)
-                    .where(column.in_(part), leads.c.merged_into_id.is_(None))
-                    .group_by(column)
-                    .having(func.count() > 1)
-                ).scalars()
-            )
-        for part in chunks(shared):
-            # Oldest first: when a value is shared by more than MAX_CANDIDATES leads, the
-            # candidates are the oldest (the records a new one would be merged into), so
-            # only those are read: a value every lead shares (one corporate domain) would
-            # otherwise bring the whole table into Python on every pass.
-            ranked = (
-                select(
-                    *DUPLICATE_COLUMNS,
-                    func.row_number().over(partition_by=column, order_by=leads.c.id).label("rank"),
-                )
-                .where(column.in_(part), leads.c.merged_into_id.is_(None))
-                .subquery()
-            )
-            found = connection.execute(
-                select(*(ranked.c[c.name] for c in DUPLICATE_COLUMNS))
-                .where(ranked.c.rank <= MAX_CANDIDATES)
-                .order_by(ranked.c.id)
-            )
-            names = list(found.keys())
-            at = names.index(column.name)
-            for r in found.all():  # one fetch, not one call per row
-                record = dict(zip(names, r, strict=True))
-                grouped.setdefault(r[at], []).append(record)
-                compared_names[record["id"]] = duplicate_name(record)
-        groups.append(grouped)
-    matches: list[DuplicateMatch] = []
-    records: list[dict[str, Any]] = []
-    for person in people:
-        candidates: dict[int, dict[str, Any]] = {}
-        for (_, key_of), grouped in zip(signals, groups, strict=True):
-            key = key_of(person)
-            if key is None:
-                continue
-            group = grouped.get(key, [])
-            # As of the lead's own arrival: leads created after it (in the same batch
-            # of a worker or an import) neither count towards a shared line nor
-            # become its candidates, so a lead is flagged the same whenever its turn comes.
-            group = group[: bisect_right(group, person["id"], key=_id_of)]
-            if column_is_phone(key_of) and len(group) > SHARED_PHONE_LIMIT:
-                continue
-            for other in group[:MAX_CANDIDATES]:
-                if other["id"] < person["id"]:
-                    candidates[other["id"]] = other
-        # At most MAX_PAIRS_PER_LEAD pairs per new lead, the best ones (see there why).
-        for match in best_duplicates(
-            find_duplicates(person, list(candidates.values()), names=compared_names)
-        ):
-            matches.append(match)
-            records.append(
-                {
-                    "lead_id": person["id"],
-                    "other_lead_id": match.other_id,
-                    "reason": match.reason,
-                    "similarity": match.similarity,
-                    "status": "open",
-                    "created_at": now,
-                }
-            )
-    return matches, records
-
-
-def _id_of(record: dict[str, Any]) -> int:
-    return int(record["id"])
 
 
 def _to_lead(row: RowMapping, tags: list[str]) -> Lead:
