@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 from sqlalchemy import Text, func, literal, select, type_coerce
@@ -58,6 +58,8 @@ from baton.store.score_sql import compile_fit
 from baton.store.tables import activities, lead_prep, lead_scores, leads
 
 log = logging.getLogger(__name__)
+
+_Row = TypeVar("_Row")
 
 if TYPE_CHECKING:
     from baton.learn.model import LeadModel
@@ -408,6 +410,10 @@ def score_leads_in(
         updates.append(ScoreUpdate(lead_id, before, card, became, reason))
     # Scores are written before the stage changes so that routing reads the new score.
     _write_scores(connection, version, cards, now)
+    # All the new MQLs are handed off by one call, which locks every pool they may use
+    # before any rep: opening them one by one would lock a pool after a rep, and two
+    # transactions doing so in crossed orders deadlock on PostgreSQL.
+    changes: list[MqlChange] = []
     for update_ in updates:
         if update_.became_mql:
             lead = people[update_.lead_id]
@@ -419,17 +425,15 @@ def score_leads_in(
                 now=now,
                 historical=historical,
             )
-            change_stage_in(
-                connection,
-                update_.lead_id,
-                Stage.MQL,
-                actor=actor,
-                reason=update_.reason + (" (history: no live handoff)" if held else ""),
-                now=now,
-                contract_version=version,
-                occurred_at=held,
-                historical=held is not None,
+            changes.append(
+                MqlChange(
+                    update_.lead_id,
+                    update_.reason + (" (history: no live handoff)" if held else ""),
+                    occurred_at=held,
+                    historical=held is not None,
+                )
             )
+    change_stages_in(connection, changes, actor=actor, now=now, contract_version=version)
     return updates
 
 
@@ -494,17 +498,18 @@ def rescore_all(
     chunk: int | None = None,
     set_based: bool = True,
 ) -> None:
-    """Re-score every lead under the now-active version, ``chunk`` leads per short
-    transaction that locks them (capture and ingest proceed between chunks). Safe to run
-    again (``baton contract rescore``) if a run was interrupted.
+    """Re-score every lead under the now-active version, ``chunk`` leads per transaction
+    that locks them and commits (:data:`SET_CHUNK`: about a second of SQLite's write turn,
+    and as long for the row locks on PostgreSQL; capture and ingest proceed between
+    chunks). Safe to run again (``baton contract rescore``) if a run was interrupted.
 
     A lead "crosses up" when it is over the new threshold now but was not over the
     previous one, its previous score taken at the same moment under the previous rules
     (so decay or mixed versions never count as a crossing); "down" the other way.
 
-    Each chunk is scored set-based (:func:`rescore_chunk`: 50,000 leads at a time by
-    default); ``set_based=False`` forces the per-lead path (2,000 at a time), which
-    gives the same scores, decisions and counts.
+    Each chunk is scored set-based (:func:`rescore_chunk`); ``set_based=False`` forces
+    the per-lead path (2,000 at a time), which gives the same scores, decisions and
+    counts.
 
     Re-scoring every lead (and handing off those that now qualify, as ``actor``) is part
     of activating a version, so it needs the right to activate one."""
@@ -556,9 +561,11 @@ RESCORE_MMAP_BYTES = 16 << 30
 """How much of a SQLite file a re-score may map while it reads activities (address
 space, not memory: the pages are the operating system's cache)."""
 
-SET_CHUNK = 50_000
-"""Leads per transaction of a set-based re-score: big enough that the per-statement
-costs vanish, small enough that a capture waits at most a second or two for its turn."""
+SET_CHUNK = 10_000
+"""Leads per transaction of a set-based re-score: the smallest of 50,000, 20,000 and
+10,000 that kept the throughput within 10 % (``bench/rescore.py``, 100,000 leads and
+1,000,000 events on SQLite: 8,983 leads/s against 9,335 at 50,000), with a chunk's
+transaction held about 1.3 s instead of 5 s at a load of 5 on two cores."""
 
 
 def rescore_chunk(
@@ -573,8 +580,8 @@ def rescore_chunk(
     actor: Principal,
     set_based: bool = True,
 ) -> None:
-    """Score the leads ``ids`` (ascending, unmerged, locked by the caller) under
-    ``contract``, count their crossings against ``previous`` into ``report`` and hand
+    """Score the leads ``ids`` (ascending, unmerged, locked by the caller), and no other,
+    under ``contract``, count their crossings against ``previous`` into ``report`` and hand
     off those that qualify, inside the caller's transaction.
 
     Set-based: fit rules as SQL ``CASE`` expressions (:mod:`baton.store.score_sql`; the
@@ -607,32 +614,21 @@ def _rescore_per_lead(
     actor: Principal,
 ) -> None:
     """The simple path: :func:`baton.domain.scoring.score` for each lead."""
-    people = (
+    people = _locked_only(
         connection.execute(
             select(*SCORED_COLUMNS)
             .where(leads.c.id >= ids[0], leads.c.id <= ids[-1], leads.c.merged_into_id.is_(None))
             .order_by(leads.c.id)
-            .with_for_update()
         )
         .mappings()
-        .all()
+        .all(),
+        ids,
+        lambda row: row["id"],
     )
     states = engagement_states(connection, contract, ids[0], ids[-1])
     old_states: dict[int, dict[str, list[float]]] | None = None
-    ticks: dict[int, set[str]] = {}
-    stored: dict[int, tuple[int, dict[str, list[float]]]] = {}
-    for lead_id, item in connection.execute(
-        select(lead_prep.c.lead_id, lead_prep.c.item).where(
-            lead_prep.c.lead_id >= ids[0], lead_prep.c.lead_id <= ids[-1]
-        )
-    ):
-        ticks.setdefault(lead_id, set()).add(item)
-    for lead_id, scored_version, state in connection.execute(
-        select(lead_scores.c.lead_id, lead_scores.c.contract_version, lead_scores.c.state).where(
-            lead_scores.c.lead_id >= ids[0], lead_scores.c.lead_id <= ids[-1]
-        )
-    ):
-        stored[lead_id] = (scored_version, state)
+    ticks = _prep_ticks(connection, ids)
+    stored = _stored_states(connection, ids[0], ids[-1])
     # One feature read and one model call per chunk (nothing without
     # scoring.predicted); the previous version's model only when it had one.
     predictions = predictions_in(connection, contract, ids, now)
@@ -640,7 +636,7 @@ def _rescore_per_lead(
         report.model_problem = predictions.problem
     old_predicted: dict[int, float] | None = None
     cards: dict[int, tuple[ScoreCard, Mapping[str, list[float]]]] = {}
-    handed: list[tuple[int, str]] = []
+    handed = _Handed()
     for row in people:
         lead = dict(row)
         state = states.get(lead["id"], {})
@@ -673,6 +669,70 @@ def _rescore_per_lead(
         now_over = card.total >= contract.mql.threshold
         report.crossed_up += int(now_over and not was_over)
         report.crossed_down += int(was_over and not now_over)
+        handed.decide(connection, contract, version, lead, card, now=now, ticks=ticks)
+    _write_scores(connection, version, cards, now)
+    _hand_off(connection, contract, version, report, handed, now=now, actor=actor, batch=False)
+
+
+def _locked_only(
+    rows: Sequence[_Row], ids: Sequence[int], key: Callable[[_Row], int]
+) -> list[_Row]:
+    """The ``rows`` of the leads ``ids`` only. A chunk's queries select by id range (the
+    index's fast path); under PostgreSQL's READ COMMITTED a lead committed into that range
+    after the caller locked ``ids`` (ids come from a sequence, in no commit order) shows
+    up in them: it is not the chunk's to score, and is left out of every result, which
+    are then matched to one another by lead id, never by position."""
+    wanted = set(ids)
+    return [row for row in rows if key(row) in wanted]
+
+
+def _prep_ticks(connection: Connection, lead_ids: Sequence[int]) -> dict[int, set[str]]:
+    """The prep items ticked for each of ``lead_ids``."""
+    ticks: dict[int, set[str]] = {}
+    for part in chunks(list(lead_ids)):
+        for lead_id, item in connection.execute(
+            select(lead_prep.c.lead_id, lead_prep.c.item).where(lead_prep.c.lead_id.in_(part))
+        ):
+            ticks.setdefault(lead_id, set()).add(item)
+    return ticks
+
+
+def _stored_states(
+    connection: Connection, first: int, last: int
+) -> dict[int, tuple[int, dict[str, list[float]]]]:
+    """The stored (contract version, engagement state) of the scored leads of
+    ``first..last``, by lead id."""
+    return {
+        lead_id: (scored_version, state)
+        for lead_id, scored_version, state in connection.execute(
+            select(
+                lead_scores.c.lead_id, lead_scores.c.contract_version, lead_scores.c.state
+            ).where(lead_scores.c.lead_id >= first, lead_scores.c.lead_id <= last)
+        )
+    }
+
+
+@dataclass
+class _Handed:
+    """The leads of a chunk that become MQLs, with the moment of their last stage
+    change (for :func:`_hand_off`)."""
+
+    leads: list[tuple[int, str]] = field(default_factory=list)
+    changed_at: dict[int, datetime] = field(default_factory=dict)
+
+    def decide(
+        self,
+        connection: Connection,
+        contract: HandoffContract,
+        version: int,
+        lead: Mapping[str, Any],
+        card: ScoreCard,
+        *,
+        now: datetime,
+        ticks: Mapping[int, set[str]],
+    ) -> None:
+        """Take the MQL decision for ``lead`` scored ``card``, keeping it when it qualifies."""
+        lead_id = int(lead["id"])
         became, why = _apply_mql(
             connection,
             contract,
@@ -680,22 +740,11 @@ def _rescore_per_lead(
             lead,
             card,
             now=now,
-            prep_done=ticks.get(lead["id"], set()),
+            prep_done=ticks.get(lead_id, set()),
         )
         if became:
-            handed.append((int(lead["id"]), why))
-    _write_scores(connection, version, cards, now)
-    _hand_off(
-        connection,
-        contract,
-        version,
-        report,
-        handed,
-        {int(row["id"]): row["stage_changed_at"] for row in people},
-        now=now,
-        actor=actor,
-        batch=False,
-    )
+            self.leads.append((lead_id, why))
+            self.changed_at[lead_id] = lead["stage_changed_at"]
 
 
 def _hand_off(
@@ -703,8 +752,7 @@ def _hand_off(
     contract: HandoffContract,
     version: int,
     report: ActivationReport,
-    handed: Sequence[tuple[int, str]],
-    changed_at: Mapping[int, datetime],
+    handed: _Handed,
     *,
     now: datetime,
     actor: Principal,
@@ -716,18 +764,18 @@ def _hand_off(
     last activity, or its last stage change) is older than mql.live_within_days is
     recorded as an MQL of the past, with no live handoff: activation never hands off old
     history."""
-    report.became_mql += len(handed)
-    if not handed:
+    report.became_mql += len(handed.leads)
+    if not handed.leads:
         return
     last_seen: dict[int, datetime | None] = {}
-    for part in chunks([lead_id for lead_id, _ in handed]):
+    for part in chunks([lead_id for lead_id, _ in handed.leads]):
         for lead_id, seen in connection.execute(
             select(leads.c.id, leads.c.last_activity_at).where(leads.c.id.in_(part))
         ):
             last_seen[lead_id] = seen
     changes: list[MqlChange] = []
-    for lead_id, why in handed:
-        previous_at = changed_at[lead_id]
+    for lead_id, why in handed.leads:
+        previous_at = handed.changed_at[lead_id]
         seen = last_seen.get(lead_id)
         moment = max(seen, previous_at) if seen is not None else previous_at
         held = _held_back_moment(contract, moment, previous_at, now=now, historical=False)
@@ -923,22 +971,15 @@ def _engagement_sums_sql(
     return np.array(rows, dtype=np.float64)
 
 
-def _fallback_fit(
-    connection: Connection,
-    contract: HandoffContract,
-    fallback: Sequence[tuple[int, Any]],
-    first: int,
-    last: int,
-) -> np.ndarray | None:
-    """Points of the fit rules SQL cannot express, per unmerged lead of
-    ``first..last`` (ascending), each rule evaluated by
-    :func:`baton.domain.scoring.condition_holds` once per distinct input (an
-    attribute is read as its JSON text and decoded once per distinct text)."""
-    if not fallback:
-        return None
-    postgres = connection.dialect.name == "postgresql"
+def _fallback_inputs(
+    dialect: str, fallback: Sequence[tuple[int, Any]], selected: dict[str, Any]
+) -> list[list[str]]:
+    """Add to ``selected`` (name -> SQL expression on ``leads``) the inputs of the
+    ``fallback`` fit rules that it lacks (an attribute as its JSON text), and return the
+    names each rule reads: the caller selects them in the same statement as the rest of
+    the chunk's columns, so that every value belongs to the row's lead."""
+    postgres = dialect == "postgresql"
     inputs: list[list[str]] = []
-    selected: dict[str, Any] = {}
     for _, rule in fallback:
         when = rule.when
         if isinstance(when, EmailCondition):
@@ -951,7 +992,7 @@ def _fallback_fit(
             else:
                 path = '$."' + key.replace('"', '\\"') + '"'
                 piece = leads.c.attributes.op("->")(literal(path))
-            selected[when.field] = type_coerce(piece, Text)
+            selected.setdefault(when.field, type_coerce(piece, Text))
             names = [when.field]
         else:
             names = [when.field] + (["email"] if when.field == "email_domain" else [])
@@ -959,19 +1000,31 @@ def _fallback_fit(
             if name not in selected:
                 selected[name] = leads.c[name]
         inputs.append(names)
-    ordered = list(selected)
-    rows = connection.execute(
-        select(*(selected[name] for name in ordered))
-        .where(leads.c.id >= first, leads.c.id <= last, leads.c.merged_into_id.is_(None))
-        .order_by(leads.c.id)
-    ).all()
-    points = np.zeros(len(rows))
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in ordered]
+    return inputs
+
+
+def _fallback_fit(
+    contract: HandoffContract,
+    fallback: Sequence[tuple[int, Any]],
+    inputs: Sequence[Sequence[str]],
+    values: Mapping[str, Sequence[Any]],
+    n: int,
+) -> np.ndarray | None:
+    """Points of the fit rules SQL cannot express for each of ``n`` leads, from
+    ``values`` (per input name of :func:`_fallback_inputs`, a column aligned with the
+    leads), each rule evaluated by :func:`baton.domain.scoring.condition_holds` once per
+    distinct input (an attribute is read as its JSON text and decoded once per distinct
+    text)."""
+    if not fallback:
+        return None
+    ordered = list(values)
+    columns = [values[name] for name in ordered]
+    points = np.zeros(n)
     for (_, rule), names in zip(fallback, inputs, strict=True):
         when = rule.when
         where = [ordered.index(name) for name in names]
         memo: dict[Any, bool] = {}
-        hits = np.zeros(len(rows), dtype=bool)
+        hits = np.zeros(n, dtype=bool)
         attribute = names[0].startswith("attributes.")
         # Text keys stand for themselves; others carry their type (1, 1.0 and True are
         # equal keys of a dict, not equal inputs of a rule).
@@ -979,22 +1032,23 @@ def _fallback_fit(
             [v if type(v) is str else (type(v), v) for v in columns[where[0]]]
             if len(where) == 1
             else [
-                tuple((type(v), v) for v in values)
-                for values in zip(*(columns[i] for i in where), strict=True)
+                tuple((type(v), v) for v in parts)
+                for parts in zip(*(columns[i] for i in where), strict=True)
             ]
         )
         for row_index, key in enumerate(keys):
             holds = memo.get(key)
             if holds is None:
-                row = rows[row_index]
                 if attribute:
-                    text = row[where[0]]
+                    text = columns[where[0]][row_index]
                     value = None if text is None else json.loads(text)
                     lead: dict[str, Any] = {
                         "attributes": {names[0].removeprefix("attributes."): value}
                     }
                 else:
-                    lead = {name: row[i] for name, i in zip(names, where, strict=True)}
+                    lead = {
+                        name: columns[i][row_index] for name, i in zip(names, where, strict=True)
+                    }
                 holds = memo[key] = condition_holds(when, lead, contract)
             hits[row_index] = holds
         points[hits] += float(rule.points)
@@ -1030,7 +1084,10 @@ def _rescore_sets(
     now: datetime,
     actor: Principal,
 ) -> None:
-    """The set-based path of :func:`rescore_chunk`."""
+    """The set-based path of :func:`rescore_chunk`. Everything read of the leads
+    themselves (the SQL fit points under both versions, the inputs of the rules left to
+    Python, the stage) comes from one statement; the other reads are matched to it by
+    lead id."""
     dialect = connection.dialect.name
     first, last = ids[0], ids[-1]
     plan = compile_fit(contract, dialect)
@@ -1039,17 +1096,28 @@ def _rescore_sets(
     columns: list[Any] = [leads.c.id, plan.points, leads.c.stage]
     if old_plan is not None:
         columns.append(old_plan.points)
-    rows = connection.execute(
-        select(*columns)
-        .where(leads.c.id >= first, leads.c.id <= last, leads.c.merged_into_id.is_(None))
-        .order_by(leads.c.id)
-    ).all()
+    selected: dict[str, Any] = {}
+    inputs = _fallback_inputs(dialect, plan.fallback, selected)
+    old_inputs = _fallback_inputs(dialect, old_plan.fallback, selected) if old_plan else []
+    extra_at = len(columns)
+    columns += selected.values()
+    rows = _locked_only(
+        connection.execute(
+            select(*columns)
+            .where(leads.c.id >= first, leads.c.id <= last, leads.c.merged_into_id.is_(None))
+            .order_by(leads.c.id)
+        ).all(),
+        ids,
+        lambda row: int(row[0]),
+    )
     if not rows:
         return
+    n = len(rows)
     lead_ids = np.array([row[0] for row in rows], dtype=np.int64)
     stages = [row[2] for row in rows]
+    values = {name: [row[extra_at + i] for row in rows] for i, name in enumerate(selected)}
     fit = np.array([row[1] for row in rows], dtype=np.float64)
-    extra = _fallback_fit(connection, contract, plan.fallback, first, last)
+    extra = _fallback_fit(contract, plan.fallback, inputs, values, n)
     if extra is not None:
         fit = fit + extra
     engaged = _engaged(connection, contract, lead_ids, now)
@@ -1062,20 +1130,16 @@ def _rescore_sets(
     now_over = total >= threshold
     if previous is not None and old_plan is not None:
         old_fit = np.array([row[3] for row in rows], dtype=np.float64)
-        extra = _fallback_fit(connection, previous, old_plan.fallback, first, last)
+        extra = _fallback_fit(previous, old_plan.fallback, old_inputs, values, n)
         if extra is not None:
             old_fit = old_fit + extra
-        old_engagement = np.zeros(len(rows))
-        missing = np.ones(len(rows), dtype=bool)
-        for lead_id, scored_version, state in connection.execute(
-            select(
-                lead_scores.c.lead_id, lead_scores.c.contract_version, lead_scores.c.state
-            ).where(lead_scores.c.lead_id >= first, lead_scores.c.lead_id <= last)
-        ):
+        old_engagement = np.zeros(n)
+        missing = np.ones(n, dtype=bool)
+        for lead_id, (scored_version, state) in _stored_states(connection, first, last).items():
             if scored_version != report.previous:
                 continue
             row = int(np.searchsorted(lead_ids, lead_id))
-            if row < len(lead_ids) and lead_ids[row] == lead_id:
+            if row < n and lead_ids[row] == lead_id:
                 old_engagement[row] = engagement_total(previous, state, now)
                 missing[row] = False
         if missing.any():
@@ -1083,7 +1147,7 @@ def _rescore_sets(
             old_engagement = np.where(missing, recomputed, old_engagement)
         was_over = _round2(old_fit + old_engagement) >= previous.mql.threshold
     else:
-        was_over = np.zeros(len(rows), dtype=bool)
+        was_over = np.zeros(n, dtype=bool)
     report.crossed_up += int(np.count_nonzero(now_over & ~was_over))
     report.crossed_down += int(np.count_nonzero(was_over & ~now_over))
     states = _state_texts(engaged, [str(k) for k in range(len(contract.scoring.engagement))])
@@ -1127,14 +1191,9 @@ def _rescore_sets(
     candidates = [
         int(lead_ids[row]) for row in np.flatnonzero(now_over).tolist() if stages[row] in waiting
     ]
-    handed: list[tuple[int, str]] = []
-    changed_at: dict[int, datetime] = {}
+    handed = _Handed()
     for part in chunks(candidates):
-        ticks: dict[int, set[str]] = {}
-        for lead_id, item in connection.execute(
-            select(lead_prep.c.lead_id, lead_prep.c.item).where(lead_prep.c.lead_id.in_(part))
-        ):
-            ticks.setdefault(lead_id, set()).add(item)
+        ticks = _prep_ticks(connection, part)
         for person in connection.execute(
             select(*SCORED_COLUMNS).where(leads.c.id.in_(part)).order_by(leads.c.id)
         ).mappings():
@@ -1147,21 +1206,8 @@ def _rescore_sets(
                 grade=cast(Grade, grade[row]),
                 hits=(),
             )
-            became, why = _apply_mql(
-                connection,
-                contract,
-                version,
-                lead,
-                card,
-                now=now,
-                prep_done=ticks.get(lead["id"], set()),
-            )
-            if became:
-                handed.append((int(lead["id"]), why))
-                changed_at[int(lead["id"])] = lead["stage_changed_at"]
-    _hand_off(
-        connection, contract, version, report, handed, changed_at, now=now, actor=actor, batch=True
-    )
+            handed.decide(connection, contract, version, lead, card, now=now, ticks=ticks)
+    _hand_off(connection, contract, version, report, handed, now=now, actor=actor, batch=True)
 
 
 def engagement_states(
