@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from baton.config import Settings
 from baton.domain.clock import Clock, SystemClock
@@ -50,7 +51,20 @@ class Context:
         :mod:`baton.store.group_commit`): the same outcome as :meth:`write` for the
         caller (its own result or its own exception, answered once committed), one
         commit for many. Only with ``BATON_GROUP_COMMIT=on``; else this is
-        :meth:`write`."""
+        :meth:`write`.
+
+        A write PostgreSQL aborts as a deadlock victim or a serialization failure
+        (nothing of it saved) is run once more from the start, since ``work`` is the
+        whole use case: ``work`` must therefore act on the database only (no state of
+        its own that a second run would change twice)."""
+        try:
+            return self._write_grouped_once(work)
+        except DBAPIError as error:
+            if not is_retryable(error):
+                raise
+        return self._write_grouped_once(work)
+
+    def _write_grouped_once(self, work: Callable[[Connection], T]) -> T:
         if not self.group_commit:
             with self.write() as connection:
                 return work(connection)
@@ -83,6 +97,17 @@ class Context:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+"""PostgreSQL's deadlock_detected and serialization_failure: the transaction was
+aborted whole, and running it again may succeed."""
+
+
+def is_retryable(error: DBAPIError) -> bool:
+    """Whether ``error`` aborted a PostgreSQL transaction that may be run again as is
+    (a deadlock victim, a serialization failure)."""
+    return getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
 def open_context(

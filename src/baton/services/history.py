@@ -81,7 +81,7 @@ from baton.services.imports import (
 )
 from baton.services.queries import chunks
 from baton.services.scoring import score_leads_in
-from baton.services.stages import change_stage_in
+from baton.services.stages import MqlChange, change_stage_in, change_stages_in
 from baton.store.tables import handoffs, import_mappings, leads, transitions
 
 STAGE_DATES = {f"{s.value}_at": s for s in FUNNEL if s != Stage.LEAD}
@@ -641,9 +641,13 @@ def _record_in(
         changed = [m["lid"] for m in moves]
         milestones.refresh_leads(connection, changed)
         milestones.refresh_chains_of_leads(connection, changed)
+    # Recent MQLs from a file imported as live: handed off like any MQL, all by one
+    # call, which locks every pool before any rep (one by one, a pool would be locked
+    # after a rep, and crossed orders deadlock on PostgreSQL).
+    mqls: list[MqlChange] = []
     for lead_id, plan in live:
-        # A recent MQL from a file imported as live: handed off like any MQL.
-        for step in plan.steps:
+        *before, last = plan.steps
+        for step in before:
             change_stage_in(
                 connection,
                 lead_id,
@@ -654,8 +658,13 @@ def _record_in(
                 occurred_at=step.at,
                 deal_value=step.deal_value,
             )
+        mqls.append(
+            MqlChange(lead_id, _reason(label, last.implied, last.deal_value), occurred_at=last.at)
+        )
+        for step in plan.steps:
             _count(report, step.stage, step.implied, step.deal_value, lead_id)
         report.mql_live += 1
+    change_stages_in(connection, mqls, actor=actor, now=now)
     if active is not None:
         for group, as_history in ((old, True), (recent, False)):
             if not group:

@@ -11,10 +11,14 @@ reassignment (:mod:`baton.services.handoffs`) take the same paths.
 A routing decision locks what it may change, and nothing else: the rotation row of
 the pool its rule names (two decisions in one pool take turns; other pools route in
 parallel), then the rows of the reps it may choose (the pool's members and the lead's
-account owner), whose open loads it reads only under those locks, so capacity counts
-never race between processes. Locks are taken in one order everywhere: leads, then
+account owner), whose roster rows (capacity, status, absences) and open loads it reads
+again under those locks, so neither capacity counts nor an admin's change race a
+decision. Locks are taken in one order everywhere: leads, then
 pools by key, then reps by id, which keeps the lock graph acyclic. A batch of new MQLs
-(:func:`open_handoffs_in`) takes the same locks once for the batch. Every change to a
+(:func:`open_handoffs_in`) takes the same locks once for the batch; a transaction
+that opens several MQLs must open them in one batch
+(:func:`baton.services.stages.change_stages_in`), since a second decision would lock a
+pool after the first one's reps. Every change to a
 handoff is logged as an event (:func:`log_event`); notifications are outbox rows,
 delivered after commit.
 
@@ -251,16 +255,51 @@ def _prepare(
 ) -> _Routing:
     """Lock and read what deciding for ``lead_rows`` needs: the pool of the rule each
     lead falls under (known from the lead and its score alone), then every rep such a
-    decision may choose (the pools' members and the leads' account owners), whose open
-    loads are read only once they are locked."""
+    decision may choose (the pools' members and the leads' account owners), whose
+    roster rows (capacity, status, absences, membership) and open loads are read again
+    once they are locked, so an admin change committed meanwhile is decided on.
+
+    On PostgreSQL the locks are taken in a savepoint: when the roster read under them
+    names a rep the decisions may choose that is not locked (someone joined a pool
+    meanwhile), the savepoint is rolled back, releasing them, and the locks are taken
+    again in order with the new roster, rather than locking that rep out of order."""
     scores = _scores_of(connection, [int(lead["id"]) for lead in lead_rows])
-    roster = routing_reps(connection)
-    by_id = {r.id: r for r in roster}
     owners = (
         _owners_of(connection, [lead.get("email_domain") for lead in lead_rows])
         if contract.routing.account_matching
         else {}
     )
+    postgres = connection.dialect.name == "postgresql"
+    roster = routing_reps(connection)
+    while True:
+        keys, choosable = _wanted(contract, lead_rows, scores, owners, roster)
+        savepoint = connection.begin_nested() if postgres else None
+        pools = lock_pools(connection, keys)
+        lock_reps(connection, choosable)
+        if savepoint is None:
+            break
+        roster = routing_reps(connection)  # read committed: the roster as locked
+        if _wanted(contract, lead_rows, scores, owners, roster)[1] <= choosable:
+            savepoint.commit()
+            break
+        savepoint.rollback()
+    loads: dict[int, int] = {}
+    for chunk in _chunks(sorted(choosable)):
+        loads.update(open_loads(connection, list(chunk)))
+    by_id = {r.id: r for r in roster}
+    return _Routing(contract, roster, by_id, loads, pools, owners, scores, set())
+
+
+def _wanted(
+    contract: HandoffContract,
+    lead_rows: Sequence[Mapping[Any, Any]],
+    scores: Mapping[int, tuple[float | None, str | None]],
+    owners: Mapping[str, int],
+    roster: Sequence[Rep],
+) -> tuple[set[str], set[int]]:
+    """The pools the decisions for ``lead_rows`` may advance and the reps they may
+    choose (the pools' members and the leads' account owners) by ``roster``."""
+    by_id = {r.id for r in roster}
     keys: set[str] = set()
     choosable: set[int] = set()
     for lead in lead_rows:
@@ -272,12 +311,7 @@ def _prepare(
         owner = owners.get(lead.get("email_domain") or "")
         if owner is not None and owner in by_id:
             choosable.add(owner)
-    pools = lock_pools(connection, keys)
-    lock_reps(connection, choosable)
-    loads: dict[int, int] = {}
-    for chunk in _chunks(sorted(choosable)):
-        loads.update(open_loads(connection, list(chunk)))
-    return _Routing(contract, roster, by_id, loads, pools, owners, scores, set())
+    return keys, choosable
 
 
 def _decide(
