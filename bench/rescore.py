@@ -5,10 +5,13 @@ not measured), activates the example contract (the real use case: approvals,
 activation, chunked re-scoring, MQL transitions) and prints the seconds it took, per
 database. The reference, measured in the same run on each database: the per-lead path
 the set-based re-score replaced, on a smaller fill (``--reference-leads``, events in
-the same proportion); the ratio compares leads per second.
+the same proportion); the ratio compares leads per second. ``--chunk`` (repeatable)
+measures the set-based path at several chunk sizes (leads per transaction) on the same
+fill (copied on SQLite, refilled on PostgreSQL).
 
     python bench/rescore.py                                 # 100,000 leads, 1,000,000 events
     python bench/rescore.py --leads 1000000 --events 10000000 --backend sqlite
+    python bench/rescore.py --backend sqlite --chunk 50000 --chunk 20000 --chunk 10000
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import functools
 import os
 import random
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,16 +111,19 @@ def fill(url: str, n_leads: int, n_events: int) -> None:
     ctx.engine.dispose()
 
 
-def activate(url: str, *, set_based: bool = True) -> tuple[float, int, int, float]:
-    """Seconds of the activation, leads scored, MQLs, and the seconds of those spent
-    opening and routing the MQLs' handoffs."""
+def activate(
+    url: str, *, set_based: bool = True, chunk: int | None = None
+) -> tuple[float, int, int, float, float]:
+    """Seconds of the activation, leads scored, MQLs, the seconds of those spent
+    opening and routing the MQLs' handoffs, and the longest chunk's seconds (about how
+    long its transaction held the leads it locked, and SQLite's write turn)."""
     ctx = context(url)
     ctx.clock.set(datetime(2026, 6, 1, tzinfo=UTC))  # type: ignore[attr-defined]
     version = create_contract(ctx, EXAMPLE.read_text(), actor=MARIA).version
     approve_contract(ctx, version, role="marketing", actor=MARIA)
     approve_contract(ctx, version, role="sales", actor=SAM)
     real = contracts_service.rescore_all
-    contracts_service.rescore_all = functools.partial(rescore_all, set_based=set_based)  # type: ignore[assignment]
+    contracts_service.rescore_all = functools.partial(rescore_all, set_based=set_based, chunk=chunk)  # type: ignore[assignment]
     real_hand_off = scoring._hand_off
     handing = [0.0]
 
@@ -125,7 +132,16 @@ def activate(url: str, *, set_based: bool = True) -> tuple[float, int, int, floa
         real_hand_off(*args, **kwargs)
         handing[0] += time.perf_counter() - began
 
+    real_chunk = scoring.rescore_chunk
+    longest = [0.0]
+
+    def timed_chunk(*args: Any, **kwargs: Any) -> None:
+        began = time.perf_counter()
+        real_chunk(*args, **kwargs)
+        longest[0] = max(longest[0], time.perf_counter() - began)
+
     scoring._hand_off = timed_hand_off  # type: ignore[assignment]
+    scoring.rescore_chunk = timed_chunk  # type: ignore[assignment]
     try:
         began = time.perf_counter()
         report = activate_contract(ctx, version, actor=BENCH)
@@ -133,8 +149,9 @@ def activate(url: str, *, set_based: bool = True) -> tuple[float, int, int, floa
     finally:
         contracts_service.rescore_all = real  # type: ignore[assignment]
         scoring._hand_off = real_hand_off  # type: ignore[assignment]
+        scoring.rescore_chunk = real_chunk  # type: ignore[assignment]
     ctx.engine.dispose()
-    return elapsed, report.leads_scored, report.became_mql, handing[0]
+    return elapsed, report.leads_scored, report.became_mql, handing[0], longest[0]
 
 
 def main() -> None:
@@ -143,7 +160,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--reference-leads", type=int, default=20_000)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        action="append",
+        help=f"leads per transaction of the set-based path (default {scoring.SET_CHUNK:,})",
+    )
     args = parser.parse_args()
+    sizes: list[int] = args.chunk or [scoring.SET_CHUNK]
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     reference_events = args.events * args.reference_leads // max(args.leads, 1)
     table = Table(
@@ -152,49 +176,87 @@ def main() -> None:
     for column in (
         "database",
         "path",
+        "chunk",
         "leads",
         "seconds",
         "leads/s",
         "events/s",
         "became MQL",
         "of which handoffs s",
+        "longest chunk s",
         "× per-lead leads/s",
         "load (1 min)",
     ):
         table.add_column(column, justify="right")
-    for backend in backends:
-        with database(backend) as url:
-            fill(url, args.reference_leads, reference_events)
-            old_seconds, old_scored, old_mql, old_handing = activate(url, set_based=False)
-        old_rate = old_scored / old_seconds
-        table.add_row(
-            backend,
-            "per lead (reference)",
-            f"{args.reference_leads:,}",
-            f"{old_seconds:.1f}",
-            f"{old_rate:,.0f}",
-            f"{reference_events / old_seconds:,.0f}",
-            f"{old_mql:,}",
-            f"{old_handing:.1f}",
-            "1.0",
-            f"{os.getloadavg()[0]:.1f}",
-        )
-        with database(backend) as url:
-            fill(url, args.leads, args.events)
-            seconds, scored, mql, handing = activate(url)
+
+    def add_row(
+        backend: str,
+        size: int,
+        seconds: float,
+        scored: int,
+        mql: int,
+        handing: float,
+        longest: float,
+        old_rate: float,
+    ) -> None:
         table.add_row(
             backend,
             "set-based",
+            f"{size:,}",
             f"{args.leads:,}",
             f"{seconds:.1f}",
             f"{scored / seconds:,.0f}",
             f"{args.events / seconds:,.0f}",
             f"{mql:,}",
             f"{handing:.1f}",
+            f"{longest:.2f}",
             f"{scored / seconds / old_rate:.1f}",
             f"{os.getloadavg()[0]:.1f}",
         )
-    Console(width=160).print(table)
+
+    for backend in backends:
+        with database(backend) as url:
+            fill(url, args.reference_leads, reference_events)
+            old_seconds, old_scored, old_mql, old_handing, old_longest = activate(
+                url, set_based=False
+            )
+        old_rate = old_scored / old_seconds
+
+        table.add_row(
+            backend,
+            "per lead (reference)",
+            "2,000",
+            f"{args.reference_leads:,}",
+            f"{old_seconds:.1f}",
+            f"{old_rate:,.0f}",
+            f"{reference_events / old_seconds:,.0f}",
+            f"{old_mql:,}",
+            f"{old_handing:.1f}",
+            f"{old_longest:.2f}",
+            "1.0",
+            f"{os.getloadavg()[0]:.1f}",
+        )
+        with database(backend) as url:
+            fill(url, args.leads, args.events)
+            filled = url.removeprefix("sqlite:///")
+            for index, size in enumerate(sizes):
+                if index and backend == "sqlite":
+                    for suffix in ("-wal", "-shm"):
+                        Path(filled + suffix).unlink(missing_ok=True)
+                    shutil.copyfile(filled + ".template", filled)
+                elif index:
+                    continue
+                elif backend == "sqlite" and len(sizes) > 1:
+                    shutil.copyfile(filled, filled + ".template")
+                seconds, scored, mql, handing, longest = activate(url, chunk=size)
+                add_row(backend, size, seconds, scored, mql, handing, longest, old_rate)
+        if backend != "sqlite":
+            for size in sizes[1:]:
+                with database(backend) as url:
+                    fill(url, args.leads, args.events)
+                    seconds, scored, mql, handing, longest = activate(url, chunk=size)
+                add_row(backend, size, seconds, scored, mql, handing, longest, old_rate)
+    Console(width=180).print(table)
 
 
 if __name__ == "__main__":

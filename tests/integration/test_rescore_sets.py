@@ -452,3 +452,127 @@ def test_translated_fit_rules_agree_with_python_on_awkward_values(
         or condition.get("in") == ["US", 5]
     )
     assert bool(plan.fallback) == python_only, condition
+
+
+LATE_SPEC: dict[str, Any] = {
+    "fit": [
+        {"when": {"field": "title", "regex": "VP"}, "points": 30},  # left to Python
+        {"when": {"field": "title", "exists": True}, "points": 5},  # SQL CASE
+    ],
+    "engagement": [{"event": "page_view", "where": {}, "points": 2, "cap": None}],
+    "grades": {"A": 40, "B": 25, "C": 10},
+    "threshold": 30,
+    "min_grade": "D",
+    "required": [],
+    "prep_required": False,
+    "cooldown": 0,
+    "live": 7,
+}
+
+
+def late_lead(lead_id: int, title: str, now: Any) -> dict[str, Any]:
+    return {
+        "id": lead_id,
+        "email": f"late{lead_id}@acme.example",
+        "email_key": f"late{lead_id}@acme.example",
+        "title": title,
+        "attributes": {},
+        "stage": "lead",
+        "stage_changed_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "last_activity_at": now,
+        "activity_count": 0,
+    }
+
+
+def page_views(lead_id: int, count: int, now: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "lead_id": lead_id,
+            "type": "page_view",
+            "occurred_at": now - timedelta(minutes=m + 1),
+            "received_at": now,
+            "properties": {},
+            "idempotency_key": None,
+            "recorded_by": "test",
+        }
+        for m in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+@pytest.mark.parametrize(
+    ("sets", "step"),
+    [
+        (True, "compile_fit"),  # before the chunk's rows are read
+        (True, "_fallback_fit"),  # between the rows and the rules left to Python
+        (True, "_engaged"),  # between the rows and the engagement query
+        (True, "_hand_off"),  # after the scores are written
+        (False, "engagement_states"),
+        (False, "predictions_in"),
+    ],
+)
+def test_a_lead_committed_into_a_chunks_id_range_mid_chunk_is_left_alone(
+    ctx: Context, backend: str, sets: bool, step: str
+) -> None:
+    """Ids come from a sequence and commit out of order: under READ COMMITTED a capture
+    can commit a lead inside the id range of a chunk being re-scored, between two of its
+    statements. The chunk scores exactly the leads it locked, each with its own fit and
+    engagement (no array misaligned or of another length), and leaves the newcomer
+    (whose own capture scores it) unscored and unlocked."""
+    from baton.services import scoring
+    from baton.services.contract_rules import active_contract_in
+
+    version = signed(ctx, contract_text(LATE_SPEC, "late"))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(ctx, version, actor=operator("maria"))
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        insert_rows(
+            connection, leads, [late_lead(1001, "VP Sales", now), late_lead(1003, "Student", now)]
+        )
+        insert_activities(connection, page_views(1001, 1, now) + page_views(1003, 3, now))
+    real = getattr(scoring, step)
+    committed: list[int] = []
+
+    def late(*args: Any, **kwargs: Any) -> Any:
+        if not committed:
+            with ctx.engine.begin() as other:  # a capture whose id came earlier commits now
+                insert_rows(other, leads, [late_lead(1002, "VP Ops", now)])
+                insert_activities(other, page_views(1002, 7, now))
+            committed.append(1002)
+        return real(*args, **kwargs)
+
+    report = ActivationReport(version=version, previous=None)
+    with mock.patch.object(scoring, step, late), ctx.engine.begin() as connection:
+        ids = list(
+            connection.execute(
+                select(leads.c.id).where(leads.c.id.in_([1001, 1003])).with_for_update()
+            ).scalars()
+        )
+        active = active_contract_in(connection)
+        assert active is not None
+        rescore_chunk(
+            connection,
+            active[1],
+            version,
+            None,
+            report,
+            ids,
+            now=now,
+            actor=operator("ops"),
+            set_based=sets,
+        )
+    assert committed == [1002]
+    with ctx.read() as connection:
+        seen = outcome(connection, [1001, 1002, 1003])
+    assert {i: (s[1], s[2], s[3], s[4]) for i, s in seen["scores"].items()} == {
+        1001: (35.0, 2.0, 37.0, "B"),
+        1003: (5.0, 6.0, 11.0, "D"),
+    }
+    assert seen["stages"] == {1001: "mql", 1002: "lead", 1003: "lead"}
+    assert [t[:2] for t in seen["transitions"]] == [(1001, "mql")]
+    assert (report.crossed_up, report.became_mql) == (1, 1)

@@ -49,7 +49,6 @@ class FitPlan:
 
     points: ColumnElement[Any]
     fallback: tuple[tuple[int, FitRule], ...] = field(default_factory=tuple)
-    translated: tuple[int, ...] = ()
 
 
 def _text_column(name: str) -> ColumnElement[Any] | None:
@@ -172,7 +171,6 @@ def compile_fit(contract: HandoffContract, dialect: str) -> FitPlan:
     sum of the rules that translate exactly, and the others left to Python."""
     terms: list[ColumnElement[Any]] = []
     fallback: list[tuple[int, FitRule]] = []
-    translated: list[int] = []
     for index, rule in enumerate(contract.scoring.fit):
         when = rule.when
         sql = (
@@ -183,9 +181,8 @@ def compile_fit(contract: HandoffContract, dialect: str) -> FitPlan:
         if sql is None:
             fallback.append((index, rule))
             continue
-        translated.append(index)
         terms.append(case((sql, literal(int(rule.points))), else_=literal(0)))
     points: ColumnElement[Any] = literal(0)
     for term in terms:
         points = points + term
-    return FitPlan(points, tuple(fallback), tuple(translated))
+    return FitPlan(points, tuple(fallback))
