@@ -140,7 +140,14 @@ def _wait_for_database(settings: Settings) -> None:
 
 @server_app.command()
 def worker(
-    once: Annotated[bool, typer.Option("--once", help="Run one pass and exit.")] = False,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="Run one pass and exit (the duplicate check takes up to 10,000 new leads "
+            "a pass; it says how many still wait).",
+        ),
+    ] = False,
     poll: Annotated[
         float | None,
         typer.Option(help="Seconds between passes when idle (BATON_WORKER_POLL_SECONDS)."),
@@ -156,6 +163,7 @@ def worker(
     import signal
     import threading
 
+    from baton.services.duplicate_checks import pending_duplicate_checks
     from baton.services.worker import TickReport, Worker, tick
 
     settings = load_settings()
@@ -189,6 +197,12 @@ def worker(
             report = tick(ctx)
             if report.busy:
                 show("pass", report)
+            waiting = pending_duplicate_checks(ctx)
+            if waiting:
+                console.print(
+                    f"{waiting:,} new leads still wait for the duplicate check: run "
+                    "`baton worker --once` again, or keep `baton worker` running."
+                )
             return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
