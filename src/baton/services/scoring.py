@@ -52,7 +52,7 @@ from baton.services.access import allowed, check_lead
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in, contract_spec
 from baton.services.queries import chunks
-from baton.services.stages import MqlChange, change_stage_in, change_stages_in
+from baton.services.stages import MqlChange, change_stages_in
 from baton.store.bulk import find_by_keys, read_datetime, sqlite_datetime
 from baton.store.score_sql import compile_fit
 from baton.store.tables import activities, lead_prep, lead_scores, leads
@@ -671,7 +671,7 @@ def _rescore_per_lead(
         report.crossed_down += int(was_over and not now_over)
         handed.decide(connection, contract, version, lead, card, now=now, ticks=ticks)
     _write_scores(connection, version, cards, now)
-    _hand_off(connection, contract, version, report, handed, now=now, actor=actor, batch=False)
+    _hand_off(connection, contract, version, report, handed, now=now, actor=actor)
 
 
 def _locked_only(
@@ -756,14 +756,14 @@ def _hand_off(
     *,
     now: datetime,
     actor: Principal,
-    batch: bool,
 ) -> None:
     """Make the ``handed`` leads MQLs (after their scores are written, so that routing
-    reads them): together with ``batch`` (:func:`baton.services.stages.change_stages_in`:
-    roster and rotations read once), else one by one. A lead whose qualifying moment (its
-    last activity, or its last stage change) is older than mql.live_within_days is
-    recorded as an MQL of the past, with no live handoff: activation never hands off old
-    history."""
+    reads them), together (:func:`baton.services.stages.change_stages_in`: roster and
+    rotations read once, pools locked before reps, so two activations' chunks never
+    deadlock on PostgreSQL; it decides as one-by-one stage changes would). A lead whose
+    qualifying moment (its last activity, or its last stage change) is older than
+    mql.live_within_days is recorded as an MQL of the past, with no live handoff:
+    activation never hands off old history."""
     report.became_mql += len(handed.leads)
     if not handed.leads:
         return
@@ -788,21 +788,7 @@ def _hand_off(
                 historical=held is not None,
             )
         )
-    if batch:
-        change_stages_in(connection, changes, actor=actor, now=now, contract_version=version)
-        return
-    for change in changes:
-        change_stage_in(
-            connection,
-            change.lead_id,
-            Stage.MQL,
-            actor=actor,
-            reason=change.reason,
-            now=now,
-            contract_version=version,
-            occurred_at=change.occurred_at,
-            historical=change.historical,
-        )
+    change_stages_in(connection, changes, actor=actor, now=now, contract_version=version)
 
 
 def _round2(values: np.ndarray) -> np.ndarray:
@@ -1207,7 +1193,7 @@ def _rescore_sets(
                 hits=(),
             )
             handed.decide(connection, contract, version, lead, card, now=now, ticks=ticks)
-    _hand_off(connection, contract, version, report, handed, now=now, actor=actor, batch=True)
+    _hand_off(connection, contract, version, report, handed, now=now, actor=actor)
 
 
 def engagement_states(
