@@ -77,6 +77,57 @@ def wait_for_health(base: str, popen: Any, *, seconds: float, what: str) -> None
         time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def local_server(
+    command: Callable[[int], list[str]],
+    *,
+    what: str,
+    seconds: float = 60,
+    env: dict[str, str] | None = None,
+    quiet: bool = True,
+) -> Iterator[str]:
+    """A server process on a free port of 127.0.0.1: ``command(port)`` started from the
+    bench folder in a process group of its own, its base URL yielded once ``/healthz``
+    answers (:func:`wait_for_health`), the group stopped when the block ends, whatever
+    ends it (:func:`stop`). ``quiet``: its output is dropped."""
+    import subprocess
+
+    port = free_port()
+    output = subprocess.DEVNULL if quiet else None
+    popen = subprocess.Popen(  # a fixed command line, no shell
+        command(port),
+        cwd=Path(__file__).parent,
+        env=env,
+        stdout=output,
+        stderr=output,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(base, popen, seconds=seconds, what=what)
+        yield base
+    finally:
+        stop(popen)
+
+
+def stop(popen: Any) -> None:
+    """Stop a process started in its own group: SIGTERM to the group, then SIGKILL."""
+    import os
+    import signal
+    import subprocess
+
+    if popen.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, signal.SIGTERM)
+    try:
+        popen.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait(timeout=10)
+
+
 def bench_token(ctx: Context, scopes: list[str]) -> str:
     """A marketing user for the benchmark and an API token of theirs with ``scopes``."""
     from baton.domain.access import Role, operator

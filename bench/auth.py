@@ -17,18 +17,22 @@ import argparse
 import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
-from _common import bench_token, context, database, free_port, machine, wait_for_health
+from _common import (
+    bench_token,
+    context,
+    database,
+    local_server,
+    machine,
+)
 from baton.domain.access import Role
 from baton.services.users import token_principal
 
@@ -59,19 +63,11 @@ def serve(mode: str, port: int, url: str) -> None:
 
 @contextlib.contextmanager
 def server(mode: str, url: str) -> Iterator[str]:
-    port = free_port()
-    popen = subprocess.Popen(  # a fixed command line, no shell
-        [sys.executable, __file__, "--serve", mode, str(port), url],
-        cwd=Path(__file__).parent,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(base, popen, seconds=60, what=f"the {mode} server")
+    command = [sys.executable, __file__, "--serve", mode]
+    with local_server(
+        lambda port: [*command, str(port), url], what=f"the {mode} server", quiet=False
+    ) as base:
         yield base
-    finally:
-        popen.terminate()
-        popen.wait(timeout=20)
 
 
 def load(base: str, token: str, requests: int, connections: int, tag: str) -> list[float]:

@@ -54,8 +54,8 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
-from _common import BENCH, database, free_port, machine, wait_for_health
-from speed_to_lead import baton_command, started, stop, wait_healthy
+from _common import BENCH, database, free_port, local_server, machine
+from speed_to_lead import baton_command, started, wait_healthy
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 HOST = "127.0.0.1"
@@ -554,20 +554,12 @@ def stored(url: str) -> str:
 
 @contextlib.contextmanager
 def floor_server(folder: Path, log_level: str) -> Iterator[str]:
-    port = free_port()
-    popen = subprocess.Popen(  # a fixed command line, no shell
-        [sys.executable, __file__, "--serve-floor", str(port), str(folder / "floor.db"), log_level],
-        cwd=Path(__file__).parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://{HOST}:{port}"
-    try:
-        wait_for_health(base, popen, seconds=30, what="the floor server")
+    def command(port: int) -> list[str]:
+        floor = str(folder / "floor.db")
+        return [sys.executable, __file__, "--serve-floor", str(port), floor, log_level]
+
+    with local_server(command, what="the floor server", seconds=30) as base:
         yield base
-    finally:
-        stop(popen)
 
 
 # --- the run ------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,10 +45,10 @@ from typing import Any
 
 from rich.table import Table
 
-from _common import BENCH, bench_token, database, free_port, machine, wait_for_health
+from _common import BENCH, bench_token, database, local_server, machine
 from baton.domain.leads import LeadCreate  # module level: FastAPI reads the annotation
 from hooks import HOST, MARK, Load, baton_server, console, load, wrk_binary
-from speed_to_lead import started, stop
+from speed_to_lead import started
 
 TARGET_RATIO = 0.5
 LEAD = {
@@ -142,25 +141,17 @@ def floor_app() -> Any:
 def floor_server(url: str, processes: int, log_level: str) -> Iterator[str]:
     """The floor served as ``baton serve`` serves Baton: ``uvicorn.run`` with
     ``processes`` workers and the same log level."""
-    port = free_port()
-    code = (
-        "import uvicorn; uvicorn.run('intake_http:floor_app', factory=True, "
-        f"host={HOST!r}, port={port}, workers={processes}, log_level={log_level!r})"
-    )
-    popen = subprocess.Popen(  # a fixed command line, no shell
-        [sys.executable, "-c", code],
-        cwd=Path(__file__).parent,
-        env={**os.environ, "FLOOR_DATABASE": url, "PYTHONPATH": str(Path(__file__).parent)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://{HOST}:{port}"
-    try:
-        wait_for_health(base, popen, seconds=60, what="the floor server")
+
+    def command(port: int) -> list[str]:
+        code = (
+            "import uvicorn; uvicorn.run('intake_http:floor_app', factory=True, "
+            f"host={HOST!r}, port={port}, workers={processes}, log_level={log_level!r})"
+        )
+        return [sys.executable, "-c", code]
+
+    env = {**os.environ, "FLOOR_DATABASE": url, "PYTHONPATH": str(Path(__file__).parent)}
+    with local_server(command, what="the floor server", env=env) as base:
         yield base
-    finally:
-        stop(popen)
 
 
 # --- Baton's credentials ------------------------------------------------------------------

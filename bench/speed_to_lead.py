@@ -54,7 +54,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from _common import BENCH, MARIA, SAM, database, machine
+from _common import BENCH, MARIA, SAM, database, machine, stop
 from baton.config import Settings
 from baton.domain.access import Role
 from baton.domain.reps import RepCreate, TeamCreate
@@ -211,19 +211,6 @@ def started(name: str, args: list[str], env: dict[str, str], folder: Path) -> It
         yield process
     finally:
         stop(popen)
-
-
-def stop(popen: subprocess.Popen[bytes]) -> None:
-    if popen.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(popen.pid, signal.SIGTERM)
-    try:
-        popen.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait(timeout=10)
 
 
 def wait_healthy(base: str, processes: list[Process], timeout: float = 60.0) -> None:

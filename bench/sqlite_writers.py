@@ -31,7 +31,13 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from _common import bench_token, context, database, free_port, machine, wait_for_health
+from _common import (
+    bench_token,
+    context,
+    database,
+    local_server,
+    machine,
+)
 
 write_csv = importlib.import_module("import").write_csv  # bench/import.py's realistic leads
 console = Console()
@@ -51,19 +57,11 @@ def serve(port: int, url: str) -> None:
 
 @contextlib.contextmanager
 def server(url: str) -> Iterator[str]:
-    port = free_port()
-    popen = subprocess.Popen(  # a fixed command line, no shell
-        [sys.executable, __file__, "--serve", str(port), url],
-        cwd=Path(__file__).parent,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(base, popen, seconds=60, what="the server")
+    command = [sys.executable, __file__, "--serve"]
+    with local_server(
+        lambda port: [*command, str(port), url], what="the server", quiet=False
+    ) as base:
         yield base
-    finally:
-        popen.terminate()
-        popen.wait(timeout=30)
 
 
 class Load:
