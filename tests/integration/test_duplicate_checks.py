@@ -20,8 +20,9 @@ from baton.services import duplicate_checks as duplicate_checks_service
 from baton.services.context import Context
 from baton.services.duplicate_checks import (
     flag_pending_duplicates,
-    flag_possible_duplicates,
     pending_duplicate_checks,
+    possible_duplicates_of,
+    record_pairs_in,
 )
 from baton.services.leads import capture_lead
 from baton.services.merge import merge_leads
@@ -93,7 +94,8 @@ def test_the_worker_flags_the_pairs_flagging_on_capture_flagged(
     for i, person in enumerate(people):  # the simple path: each lead flagged as it arrives
         result = capture_lead(ctx, lead_of(i, person), actor=OPS)
         with ctx.write() as connection:
-            flag_possible_duplicates(connection, [result.lead.id], now=ctx.clock.now())
+            pairs = possible_duplicates_of(connection, [result.lead.id], now=ctx.clock.now())
+            record_pairs_in(connection, pairs[1])
             connection.execute(delete(duplicate_checks))
     inline = flagged(ctx)
     empty(ctx)
@@ -133,13 +135,13 @@ def test_a_worker_killed_midway_leaves_its_batch_queued(
 ) -> None:
     capture(ctx, "dana@northwind.com", phone="202-456-1111")
     capture(ctx, "dana@gmail.com", phone="202-456-1111")
-    real = duplicate_checks_service._record
+    real = duplicate_checks_service.record_pairs_in
 
     def dies_after_flagging(*args: Any, **kwargs: Any) -> Any:
         real(*args, **kwargs)  # the pairs are written, then the process "dies"
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(duplicate_checks_service, "_record", dies_after_flagging)
+    monkeypatch.setattr(duplicate_checks_service, "record_pairs_in", dies_after_flagging)
     with pytest.raises(KeyboardInterrupt):
         flag_pending_duplicates(ctx)
     assert pending_duplicate_checks(ctx) == 2

@@ -121,7 +121,7 @@ def test_duplicates_flagged_after_the_import_are_those_flagged_during_it(
 ) -> None:
     """The worker's flagging of the queue gives the pairs the import used to flag
     itself, chunk by chunk: each lead compared once, with the leads before it."""
-    from baton.services.duplicate_checks import flag_possible_duplicates
+    from baton.services.duplicate_checks import possible_duplicates_of, record_pairs_in
 
     path = tmp_path / "leads.csv"
     _leads_csv(path, 600)
@@ -143,7 +143,10 @@ def test_duplicates_flagged_after_the_import_are_those_flagged_during_it(
         ids = list(connection.execute(select(leads.c.id).order_by(leads.c.id)).scalars())
     for start in range(0, len(ids), 100):
         with ctx.write() as connection:
-            flag_possible_duplicates(connection, ids[start : start + 100], now=ctx.clock.now())
+            part = ids[start : start + 100]
+            record_pairs_in(
+                connection, possible_duplicates_of(connection, part, now=ctx.clock.now())[1]
+            )
     assert _pairs(ctx) == queued
 
 

@@ -8,7 +8,7 @@ queue for a person to look at. So capture and import only queue the new lead
 flags pairs in batches (:func:`flag_pending_duplicates`).
 
 What a caller may rely on: a queued lead is compared exactly as
-:func:`flag_possible_duplicates` compares it, once, in a
+:func:`possible_duplicates_of` compares it, once, in a
 transaction that also removes it from the queue (a worker killed midway leaves it
 queued); a lead merged away before its turn is dropped from the queue unflagged."""
 
@@ -91,7 +91,7 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
         if not claimed:
             return 0
         still = set(_live(connection, claimed))
-        _record(connection, [r for r in records if r["lead_id"] in still])
+        record_pairs_in(connection, [r for r in records if r["lead_id"] in still])
         connection.execute(delete(duplicate_checks).where(duplicate_checks.c.lead_id.in_(claimed)))
         return len(claimed)
 
@@ -134,8 +134,9 @@ def _live(connection: Connection, ids: Sequence[int]) -> list[int]:
     return sorted(connection.execute(query).scalars())
 
 
-def _record(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """Write the review items (a pair already flagged is kept as it is)."""
+def record_pairs_in(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write review items (rows of :func:`possible_duplicates_of`) in the caller's
+    transaction; a pair already flagged is kept as it is."""
     if rows:
         connection.execute(insert_ignoring_conflicts(connection, duplicate_candidates), rows)
 
@@ -153,17 +154,6 @@ MAX_CANDIDATES = 200
 SHARED_PHONE_LIMIT = 5
 """A number shared by more leads than this is a switchboard or a shared line, not a sign
 that two records are one person."""
-
-
-def flag_possible_duplicates(
-    connection: Connection, lead_ids: Sequence[int], *, now: datetime
-) -> list[DuplicateMatch]:
-    """Record review items for new leads that are probably the same person as an older
-    lead (:func:`possible_duplicates_of`), and return the matches."""
-    matches, records = possible_duplicates_of(connection, lead_ids, now=now)
-    if records:
-        connection.execute(insert_ignoring_conflicts(connection, duplicate_candidates), records)
-    return matches
 
 
 def possible_duplicates_of(
