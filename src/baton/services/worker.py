@@ -58,6 +58,7 @@ from baton.services.chat import email_wanted, enqueue_chat
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in, rules_of
 from baton.services.delivery import CHANNELS, Channel, Courier
+from baton.services.duplicate_checks import flag_pending_duplicates
 from baton.services.intake_fetch import Fetcher
 from baton.services.outbox import enqueue_email, publish
 from baton.services.routing import SYSTEM, log_event, reassign_in, rep_of, route_queued_in
@@ -395,8 +396,6 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
     """The duplicate lane's pass: queued new leads compared with older ones and their
     possible duplicates flagged (:mod:`baton.services.duplicate_checks`), a batch per
     transaction while the queue has work, up to ``batches`` batches."""
-    from baton.services.duplicate_checks import flag_pending_duplicates
-
     report = TickReport()
     for _ in range(batches):
         done = flag_pending_duplicates(ctx)
