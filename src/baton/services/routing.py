@@ -29,7 +29,7 @@ and sits below the stage change.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,7 +54,7 @@ from baton.services.contract_rules import active_rules_in
 from baton.services.milestones import on_handoff_event, refresh_chains
 from baton.services.nurture import exit_enrollments_in
 from baton.services.outbox import enqueue_email, publish
-from baton.services.queries import insert_ignoring_conflicts, inserted_id
+from baton.services.queries import chunks, insert_ignoring_conflicts, inserted_id
 from baton.services.reps import open_loads, routing_reps
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
@@ -116,11 +116,6 @@ def _rotation(virtual: float, passes: Mapping[str, Any]) -> Rotation:
     )
 
 
-def _chunks(values: Sequence[Any], size: int = 1000) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def lock_pools(connection: Connection, keys: Collection[str]) -> dict[str, Rotation]:
     """Lock the rotation rows of the pools ``keys`` for the rest of the transaction, in
     key order (a missing row is created first, as an empty rotation), and read them.
@@ -155,7 +150,7 @@ def lock_reps(connection: Connection, rep_ids: Collection[int]) -> None:
     rows (and lead rows before both), which keeps the lock order acyclic. On SQLite the
     writer already holds the database, so nothing is sent."""
     if rep_ids and connection.dialect.name == "postgresql":
-        for chunk in _chunks(sorted(set(rep_ids))):
+        for chunk in chunks(sorted(set(rep_ids))):
             connection.execute(
                 select(reps_table.c.id)
                 .where(reps_table.c.id.in_(chunk))
@@ -168,7 +163,7 @@ def _scores_of(
     connection: Connection, lead_ids: Sequence[int]
 ) -> dict[int, tuple[float | None, str | None]]:
     found: dict[int, tuple[float | None, str | None]] = {}
-    for chunk in _chunks(sorted(set(lead_ids))):
+    for chunk in chunks(sorted(set(lead_ids))):
         for lead_id, total, grade in connection.execute(
             select(lead_scores.c.lead_id, lead_scores.c.total, lead_scores.c.grade).where(
                 lead_scores.c.lead_id.in_(chunk)
@@ -181,7 +176,7 @@ def _scores_of(
 def _owners_of(connection: Connection, domains: Collection[str | None]) -> dict[str, int]:
     wanted = sorted({d for d in domains if d})
     found: dict[str, int] = {}
-    for chunk in _chunks(wanted):
+    for chunk in chunks(wanted):
         for domain, owner in connection.execute(
             select(accounts.c.domain, accounts.c.owner_rep_id).where(
                 accounts.c.domain.in_(chunk), accounts.c.owner_rep_id.is_not(None)
@@ -284,7 +279,7 @@ def _prepare(
             break
         savepoint.rollback()
     loads: dict[int, int] = {}
-    for chunk in _chunks(sorted(choosable)):
+    for chunk in chunks(sorted(choosable)):
         loads.update(open_loads(connection, list(chunk)))
     by_id = {r.id: r for r in roster}
     return _Routing(contract, roster, by_id, loads, pools, owners, scores, set())
@@ -505,7 +500,7 @@ def open_handoffs_in(
             insert(handoffs).returning(handoffs.c.id, sort_by_parameter_order=True), rows
         ).scalars()
     ]
-    for chunk in _chunks(opened):
+    for chunk in chunks(opened):
         connection.execute(
             update(handoffs).where(handoffs.c.id.in_(chunk)).values(chain_id=handoffs.c.id)
         )

@@ -34,6 +34,7 @@ from baton.domain.lifecycle import Stage, Transition, transition
 from baton.services import milestones
 from baton.services.contract_rules import active_contract_in
 from baton.services.nurture import exit_on_stage_in
+from baton.services.queries import chunks
 from baton.services.routing import close_open_handoff_in, open_handoff_in, open_handoffs_in
 from baton.store.tables import leads, transitions
 
@@ -138,10 +139,10 @@ def change_stages_in(
         contract_version = active[0] if active else None
     ids = sorted({c.lead_id for c in changes})
     locked: dict[int, RowMapping] = {}
-    for start in range(0, len(ids), 1000):
+    for part in chunks(ids):
         for row in connection.execute(
             select(leads.c.id, *_MOVE_COLUMNS)
-            .where(leads.c.id.in_(ids[start : start + 1000]))
+            .where(leads.c.id.in_(part))
             .order_by(leads.c.id)
             .with_for_update()
         ).mappings():
@@ -168,10 +169,8 @@ def change_stages_in(
             live.append(change.lead_id)
     if live:
         rows: dict[int, Any] = {}
-        for start in range(0, len(live), 1000):
-            for row in connection.execute(
-                select(leads).where(leads.c.id.in_(live[start : start + 1000]))
-            ).mappings():
+        for part in chunks(live):
+            for row in connection.execute(select(leads).where(leads.c.id.in_(part))).mappings():
                 rows[int(row["id"])] = row
         open_handoffs_in(
             connection,
