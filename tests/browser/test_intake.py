@@ -34,6 +34,7 @@ def test_marketing_adds_an_endpoint_and_reads_its_log_on_a_phone(
         f"{base_url}/hooks/{name}",
         json={"id": "s-1", "email": f"{name}@example.org", "name": "Ida"},
         headers={"X-Baton-Hook-Key": secret},
+        timeout=30,
     )
     assert posted.status_code == 200, posted.text
 

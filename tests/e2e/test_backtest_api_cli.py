@@ -27,7 +27,7 @@ def test_the_api_backtests_a_draft_and_refuses_a_broken_one(sqlite_ctx: Context)
     marketing = bearer(token_for(sqlite_ctx, "marketing", email="maria@lumen.example"))
     unscoped = token_for(sqlite_ctx, "marketing", email="mia@lumen.example", scopes=("leads:read",))
 
-    with live_server(create_app(sqlite_ctx)) as url, httpx.Client(base_url=url) as http:
+    with live_server(create_app(sqlite_ctx)) as url, httpx.Client(base_url=url, timeout=30) as http:
         ok = http.post("/api/v1/contracts/backtest", json={"draft": DRAFT}, headers=marketing)
         stored = http.post(
             "/api/v1/contracts/backtest", json={"version": 1, "against": 1}, headers=marketing

@@ -106,7 +106,7 @@ def test_garbage_of_every_content_type_to_every_kind_is_never_a_5xx(ctx: Context
             intake_service.add_endpoint(ctx, spec, actor=OP)
         except Exception as exc:  # a kind whose adapter needs more configuration
             pytest.fail(f"{kind}: {exc}")
-    with live_server(create_app(ctx)) as url, httpx.Client(base_url=url) as client:
+    with live_server(create_app(ctx)) as url, httpx.Client(base_url=url, timeout=30) as client:
         for kind in INTAKE_KINDS:
             for content_type, body in GARBAGE:
                 headers = {"content-type": content_type} if content_type else {}
@@ -128,7 +128,10 @@ def test_garbage_of_every_content_type_to_every_kind_is_never_a_5xx(ctx: Context
 
 def test_the_limits_at_the_door_over_http(sqlite_ctx: Context) -> None:
     add(sqlite_ctx, max_body_bytes=1024, rate_per_minute=3)
-    with live_server(create_app(sqlite_ctx)) as url, httpx.Client(base_url=url) as client:
+    with (
+        live_server(create_app(sqlite_ctx)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
 
         def chunks() -> Iterator[bytes]:
             for _ in range(64):  # streamed (chunked, no Content-Length): 64 KiB
@@ -166,7 +169,10 @@ def test_a_web_form_always_goes_back_to_an_allowed_page(sqlite_ctx: Context) -> 
         actor=OP,
     )
     form = {"email": "dana@northwind.example.com", "last_name": "Reyes", "company": "Northwind"}
-    with live_server(create_app(sqlite_ctx)) as url, httpx.Client(base_url=url) as client:
+    with (
+        live_server(create_app(sqlite_ctx)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
         cases = [
             (
                 {**form, "retURL": "https://shop.example.com/done?x=1"},
@@ -273,7 +279,7 @@ def test_baton_intake_on_the_command_line(runner: CliRunner, tmp_path: Path) -> 
         intake_service.update_endpoint(ctx, "contact", {"secret": None}, actor=OP)
         body = {"id": "1", "contact": {"email": "dana@northwind.example.com"}}
         with live_server(create_app(ctx)) as url:
-            assert httpx.post(f"{url}/hooks/contact", json=body).status_code == 422
+            assert httpx.post(f"{url}/hooks/contact", json=body, timeout=30).status_code == 422
     finally:
         ctx.engine.dispose()
     listed = run(runner, "intake", "list")
@@ -300,7 +306,10 @@ def test_a_subscription_handshake_is_answered_by_kinds_that_have_one(
         actor=OP,
     )
     hub = {"hub.mode": "subscribe", "hub.challenge": "1158201444"}
-    with live_server(create_app(sqlite_ctx)) as url, httpx.Client(base_url=url) as client:
+    with (
+        live_server(create_app(sqlite_ctx)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
         ok = client.get("/hooks/meta", params={**hub, "hub.verify_token": "verify-me-please"})
         assert (ok.status_code, ok.text) == (200, "1158201444")
         wrong = client.get("/hooks/meta", params={**hub, "hub.verify_token": "guess"})

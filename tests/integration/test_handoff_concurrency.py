@@ -230,7 +230,7 @@ def run_process(
         smtp = SmtpConfig(host="127.0.0.1", port=smtp_port)
         batches = _events(process, occurred_at)
         principals = _authenticate(ctx, tokens)
-        with httpx.Client() as client:
+        with httpx.Client(timeout=30) as client:
             barrier.wait(timeout=120)
             started = time.perf_counter()
             for number, batch in enumerate(batches):
@@ -310,7 +310,7 @@ def _drain(ctx: Context, smtp: SmtpConfig) -> int:
     """Tick until nothing is left to send and no SLA step is still to come."""
     ticks = 0
     deadline = time.monotonic() + 300
-    with httpx.Client() as client:
+    with httpx.Client(timeout=30) as client:
         while time.monotonic() < deadline:
             report = worker.tick(ctx, smtp=smtp, client=client)
             ticks += 1

@@ -199,7 +199,7 @@ def smtp() -> Iterator[SmtpServer]:
 
 @pytest.fixture
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client() as client:
+    with httpx.Client(timeout=30) as client:
         yield client
 
 

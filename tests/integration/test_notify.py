@@ -421,7 +421,7 @@ def test_redirects_are_not_followed(receiver: HttpReceiver) -> None:
     receiver.status = 301
     receiver.headers = {"Location": receiver.url_for("/moved")}
 
-    with httpx.Client(follow_redirects=True) as following:
+    with httpx.Client(follow_redirects=True, timeout=30) as following:
         for client in (None, following):
             result = deliver(receiver.url, client=client)
             assert not result.ok
@@ -434,7 +434,7 @@ def test_redirects_are_not_followed(receiver: HttpReceiver) -> None:
 
 
 def test_a_shared_client_is_used_and_left_open(receiver: HttpReceiver) -> None:
-    with httpx.Client() as client:
+    with httpx.Client(timeout=30) as client:
         assert deliver(receiver.url, client=client).ok
         assert deliver(receiver.url, client=client).ok
         assert not client.is_closed

@@ -98,7 +98,7 @@ def test_the_reps_email_shows_new_york_times_with_their_label(
     assert handoff.accept_due_at == utc(2026, 3, 2, 15, 30)  # stored in UTC
 
     config = SmtpConfig(host=smtp.host, port=smtp.port, sender="baton@lumen.example", timeout=5)
-    with httpx.Client() as client:
+    with httpx.Client(timeout=30) as client:
         tick(ctx, smtp=config, client=client)
         [message] = smtp.messages
         body = message.get_body(("plain",))

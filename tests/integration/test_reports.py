@@ -800,7 +800,7 @@ def month(ctx: Context, clock: ManualClock, backend: str, tmp_path: Path) -> Wor
         return replace(
             facts, ctx=ctx, clock=clock, leads=dict(facts.leads), versions=list(facts.versions)
         )
-    with smtp_server() as server, httpx.Client() as http:
+    with smtp_server() as server, httpx.Client(timeout=30) as http:
         config = SmtpConfig(host=server.host, port=server.port, sender="baton@lumen.example")
         w = World(ctx=ctx, clock=clock, smtp=config, http=http)
         build_world(w, tmp_path / "spend.csv")
