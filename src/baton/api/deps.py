@@ -46,7 +46,13 @@ def get_context(request: Request) -> Context:
     return context
 
 
-Ctx = Annotated[Context, Depends(get_context)]
+async def _context(request: Request) -> Context:
+    """:func:`get_context` as a dependency. A coroutine on purpose: FastAPI runs a plain
+    function dependency in the thread pool, a hop per request to read an attribute."""
+    return get_context(request)
+
+
+Ctx = Annotated[Context, Depends(_context)]
 
 
 def session_signer(ctx: Context) -> Signer:
