@@ -43,6 +43,7 @@ from sqlalchemy.engine import Connection
 
 from baton.domain.access import Action, Principal
 from baton.domain.batches import RowError
+from baton.domain.contract import HandoffContract
 from baton.domain.dates import read_instant
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
 from baton.domain.history import (
@@ -59,6 +60,7 @@ from baton.domain.history import (
 )
 from baton.domain.leads import LeadCreate
 from baton.domain.lifecycle import FUNNEL, Stage
+from baton.domain.routing import pool_key
 from baton.services import milestones
 from baton.services.access import allowed
 from baton.services.context import Context
@@ -80,6 +82,8 @@ from baton.services.imports import (
     write_leads_in,
 )
 from baton.services.queries import chunks
+from baton.services.reps import routing_reps
+from baton.services.routing import lock_pools, lock_reps
 from baton.services.scoring import score_leads_in
 from baton.services.stages import MqlChange, change_stage_in, change_stages_in
 from baton.store.tables import handoffs, import_mappings, leads, transitions
@@ -644,6 +648,8 @@ def _record_in(
     # Recent MQLs from a file imported as live: handed off like any MQL, all by one
     # call, which locks every pool before any rep (one by one, a pool would be locked
     # after a rep, and crossed orders deadlock on PostgreSQL).
+    if live and recent and active is not None:
+        _lock_routing_in(connection, active[1])
     mqls: list[MqlChange] = []
     for lead_id, plan in live:
         *before, last = plan.steps
@@ -676,6 +682,24 @@ def _record_in(
                 report.mql_held_back += became
             else:
                 report.mql_live += became
+
+
+def _lock_routing_in(connection: Connection, contract: HandoffContract) -> None:
+    """Lock, in the global order, every pool and rep that the two routings of
+    :func:`_record_in` may take: the live MQLs of the file, then the recent leads that
+    qualify on score (:func:`~baton.services.scoring.score_leads_in` hands those off by
+    itself, after the first batch). Each routing alone locks its pools before its reps,
+    but the second would lock a pool after the first's reps, and a capture routed in
+    that pool, waiting for one of those reps, would deadlock with the import on
+    PostgreSQL. Held from here, the rows the routings ask for are already this
+    transaction's. Every pool of the contract and every rep of the roster: the
+    second routing's pools depend on scores not computed yet, and a chunk with live
+    history is rare. The routings then decide on exactly what they would have. On
+    SQLite the writer holds the whole database and nothing is locked."""
+    if connection.dialect.name != "postgresql":
+        return
+    lock_pools(connection, [pool_key(rule.pool) for rule in contract.routing.rules])
+    lock_reps(connection, [rep.id for rep in routing_reps(connection)])
 
 
 def _reason(label: str, implied: bool, deal_value: float | None) -> str:

@@ -29,16 +29,17 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import ModuleType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import ValidationError
 from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import DBAPIError
 
 from baton.domain.access import Action, Principal
 from baton.domain.activities import ActivityCreate
@@ -73,7 +74,7 @@ from baton.domain.scoring import DISPOSABLE_DOMAINS
 from baton.redact import remember
 from baton.services.access import allowed
 from baton.services.activities import ingest_validated_in
-from baton.services.context import Context
+from baton.services.context import Context, is_retryable
 from baton.services.contract_rules import active_contract_in
 from baton.services.leads import capture_lead_in
 from baton.services.queries import insert_ignoring_conflicts, lock_lead
@@ -86,6 +87,7 @@ from baton.store.tables import (
 )
 
 log = logging.getLogger("baton.intake")
+T = TypeVar("T")
 
 DISPOSABLE_TAG = "disposable-email"
 """Tag on a lead whose email is at a throw-away mailbox provider (kept, not refused)."""
@@ -639,8 +641,9 @@ def receive(
             ).scalar_one()
         )
     try:
-        with ctx.write() as connection:
-            outcome = _process_request_in(
+        outcome = _write_retrying(
+            ctx,
+            lambda connection: _process_request_in(
                 connection,
                 request_id,
                 endpoint,
@@ -648,7 +651,8 @@ def receive(
                 now=now,
                 verify=True,
                 region=ctx.settings.default_phone_region,
-            )
+            ),
+        )
     except Exception as exc:  # the raw request is kept: report it, never a 5xx
         log.exception("intake request %s (%s) could not be processed", request_id, endpoint.name)
         with ctx.write() as connection:
@@ -697,6 +701,29 @@ def _storable(value: Any, depth: int = 0) -> Any:
     if isinstance(value, float) and value != value:  # NaN is not JSON
         return None
     return value
+
+
+def _write_retrying(ctx: Context, work: Callable[[Connection], T]) -> T:
+    """Run ``work`` (a request's processing: database work only) in one write
+    transaction, and once more from the start when PostgreSQL aborted it as a deadlock
+    victim or a serialization failure (nothing of it was saved).
+
+    A request's submissions are captured and recorded one after the other in one
+    transaction, and each may make its lead an MQL and route it: routing locks pools,
+    then reps, after the leads, so the next submission's lead, pools and reps are locked
+    after the previous one's reps. A capture or another request taking the same rows
+    in the global order can then deadlock with it, and PostgreSQL aborts one of the
+    two. Ordering is not possible here (a capture scores and routes before the next
+    submission is read), so the victim, whose locks the abort released, is run again
+    once; a request aborted twice is stored ``failed`` and retried later, as before."""
+    try:
+        with ctx.write() as connection:
+            return work(connection)
+    except DBAPIError as error:
+        if not is_retryable(error):
+            raise
+    with ctx.write() as connection:
+        return work(connection)
 
 
 def _adapter(kind: str) -> ModuleType:
@@ -1534,9 +1561,7 @@ def _secret_forms(endpoint: EndpointRow | None) -> list[str]:
     forms: set[str] = set()
     for value in (endpoint.secret, endpoint.fetch_token):
         if value and len(value) >= 4:
-            forms.update(
-                {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]}
-            )
+            forms.update({value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]})
     return sorted(forms, key=len, reverse=True)
 
 
@@ -1629,14 +1654,25 @@ def retry(
         if status not in RETRYABLE:
             report.skipped.append(f"request {request_id}: {status}")
             continue
-        with ctx.write() as connection:
+
+        def again(connection: Connection, request_id: int = int(request_id)) -> RetryReport:
+            part = RetryReport()  # a fresh one per run: a run aborted adds nothing
             _retry_in(
                 connection,
-                int(request_id),
+                request_id,
                 now=ctx.clock.now(),
-                report=report,
+                report=part,
                 region=ctx.settings.default_phone_region,
             )
+            return part
+
+        part = _write_retrying(ctx, again)
+        report.requests += part.requests
+        report.processed += part.processed
+        report.failed += part.failed
+        report.awaiting_fetch += part.awaiting_fetch
+        report.skipped.extend(part.skipped)
+        report.request_ids.extend(part.request_ids)
     return report
 
 
