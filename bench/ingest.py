@@ -9,7 +9,8 @@ on SQLite, ``COPY`` on PostgreSQL. Prints events/s, the raw figure, which one it
 the ratio (service events/s over raw rows/s), with the load average beside them. On
 SQLite it also prints the CPU ratio (this process's CPU seconds, raw over service: the
 database works in this process, so it is the same comparison without the share of the
-cores other programs took meanwhile; this machine is shared).
+cores other programs took meanwhile; this machine is shared) and both CPU costs per
+event, in microseconds.
 
     python bench/ingest.py                     # 1,000,000 events, 100,000 leads, both DBs
     python bench/ingest.py --events 200000 --backend sqlite
@@ -211,6 +212,7 @@ def main() -> None:
         "raw figure",
         "ratio",
         "CPU ratio",
+        "CPU µs/event: service, raw",
         "load",
     ]
     if args.with_contract:
@@ -233,6 +235,9 @@ def main() -> None:
             RAW[backend],
             f"{rate / floor:.2f}",
             f"{CPU['raw'] / CPU['service']:.2f}" if backend == "sqlite" else "-",
+            f"{CPU['service'] / len(rows) * 1e6:.1f}, {CPU['raw'] / len(rows) * 1e6:.1f}"
+            if backend == "sqlite"
+            else "-",
             load,
         ]
         if args.with_contract:

@@ -263,7 +263,7 @@ def test_an_x_education_export_imports_with_every_row_kept(
     )
     assert again.exit_code == 0, again.output
     counts = summary(again.output)
-    assert (counts["leads created"], counts["unchanged"]) == (0, 40)
+    assert (counts["leads created"], counts["leads unchanged"]) == (0, 40)
 
 
 def test_without_an_identity_the_import_says_which_column_to_map(
@@ -415,3 +415,32 @@ def test_an_empty_grouped_period_says_so_instead_of_an_empty_table(runner: CliRu
     assert "┏" not in funnel.output  # no empty table
     assert "fewer filters" in " ".join(credit.output.split())
     assert "only source=google" in " ".join(credit.output.split())  # case-folded
+
+
+def test_the_summary_counts_rows_and_leads_under_their_own_names(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """Two rows of one person make one lead: the summary says how many rows it read,
+    imported and rejected, and how many leads it created, each under its own name, and
+    its column is a count (not "rows")."""
+    source = tmp_path / "people.csv"
+    source.write_text(
+        "email,first_name\nana@acme.example.com,Ana\nana@acme.example.com,Anna\n"
+        "bo@beta.example.com,Bo\nnot-an-email,X\n"
+    )
+
+    result = runner.invoke(
+        app, ["import", "leads", str(source), "--errors", str(tmp_path / "e.csv")]
+    )
+
+    assert result.exit_code == 1, result.output
+    header = next(line for line in result.output.splitlines() if "result" in line)
+    assert "count" in header and "rows" not in header
+    counts = summary(result.output)
+    assert (counts["rows read"], counts["rows imported"], counts["rows rejected"]) == (4, 3, 1)
+    assert (counts["leads created"], counts["leads updated"], counts["leads unchanged"]) == (
+        2,
+        0,
+        0,
+    )
+    assert counts["leads queued for the duplicate check"] == 2

@@ -10,9 +10,11 @@ import csv
 import io
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, select, text
+from sqlalchemy.engine import Connection
 
 from baton.domain.access import operator
 from baton.domain.leads import LeadCreate
@@ -92,7 +94,7 @@ def test_a_failed_chunk_leaves_the_index_and_its_trigger_as_they_were(
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(imports, "insert_activities", fail)
+    monkeypatch.setattr(imports, "insert_activity_rows", fail)
     with pytest.raises(RuntimeError):
         import_leads(ctx, io.StringIO("email,last_name\nx@initech.com,Lumbergh\n"), actor=OPS)
     with ctx.read() as connection:
@@ -253,3 +255,179 @@ def test_activity_counters_match_the_stored_captures(ctx: Context) -> None:
         }
     assert stored == expected
     assert sorted(n for n, _ in stored.values()).count(2) == 3  # p3, p5 and old
+
+
+# --- the fast write path against the plain one, and lead ids in file order --------------
+
+_MIXED = (
+    "Email,First Name,Last Name,Company,Phone,Country,Lead Source,Campaign,Employees\n"
+    "zoe@zeta.example.com,Zoë,Zed,Zeta GmbH,(415) 555-0101,DE,Webinar,q4,50\n"
+    "not-an-email,Bad,Row,Nowhere,,,,,\n"
+    "adam@alpha.example.com,Adam,,Alpha Inc.,+44 20 7946 0000,UK,ads,,\n"
+    ",Phone,Only,,(212) 555-0199,US,,,\n"
+    "mia@mu.example.com,Mia,Mu,,not a phone,Narnia,Events,spring,10\n"
+    "zoe@zeta.example.com,Zoe,Zed-Smith,,,,,autumn,\n"
+    ",,,No identity,,,,,\n"
+    "bob@beta.example.com,Bob,Beta,Beta Ltd,,,,,\n"
+)
+"""Good rows, a rejected row (bad email), a row without identity, values left out (a
+phone nobody can read, a country that is none), one person twice and a phone-only lead,
+in an order no sort gives (z, a, phone, m, b)."""
+
+_VOLATILE = frozenset({"id", "merged_into_id"})
+
+
+def _stored(ctx: Context) -> dict[str, dict[str, object]]:
+    """Every lead (by email, else phone) with all its columns but the id, and its
+    captures' properties."""
+    with ctx.read() as connection:
+        rows = connection.execute(select(leads).order_by(leads.c.id)).mappings().all()
+        captures = connection.execute(
+            select(activities.c.lead_id, activities.c.type, activities.c.properties).order_by(
+                activities.c.id
+            )
+        ).all()
+    by_id = {row["id"]: str(row["email"] or row["phone"]) for row in rows}
+    stored: dict[str, dict[str, object]] = {
+        by_id[row["id"]]: {k: v for k, v in row.items() if k not in _VOLATILE} for row in rows
+    }
+    for lead_id, kind, properties in captures:
+        stored[by_id[lead_id]].setdefault("captures", []).append((kind, properties))  # type: ignore[attr-defined]
+    return stored
+
+
+def test_an_import_stores_what_one_capture_per_row_stores(ctx: Context) -> None:
+    """The set-based import (columns no row fills left out of the insert, ids in file
+    order) stores the same leads and captures as the plain path it stands for: each
+    valid row, as the import validated it, captured one by one in file order. Its
+    report accounts for every row and keeps the warnings of the rows it imported."""
+    from baton.services.imports import (
+        LEAD_ALIASES,
+        LEAD_COLUMNS,
+        _read_and_validate,
+        validate_lead_rows,
+    )
+
+    report = import_leads(ctx, io.StringIO(_MIXED), actor=OPS)
+    fast = _stored(ctx)
+    assert (report.rows, report.imported, report.rejected) == (8, 6, 2)
+    assert (report.created, report.updated, report.unchanged) == (5, 0, 0)
+    assert sorted((w.row, w.field) for w in report.warnings) == [(6, "country"), (6, "phone")]
+    assert sorted({e.row for e in report.errors}) == [3, 8]
+
+    with ctx.write() as connection:
+        for table in (duplicate_candidates, activities):
+            connection.execute(table.delete())
+        connection.execute(text("DELETE FROM duplicate_checks"))
+        connection.execute(leads.delete())
+    plain_report, good = _read_and_validate(
+        io.StringIO(_MIXED),
+        encoding="utf-8",
+        aliases=LEAD_ALIASES,
+        known=LEAD_COLUMNS,
+        column_map=None,
+        extras_key="attributes",
+        model=LeadCreate,
+        context={"default_region": ctx.settings.default_phone_region},
+        validate=validate_lead_rows,
+        step=100,
+        progress=None,
+    )
+    assert plain_report.errors == report.errors and plain_report.warnings == report.warnings
+    for _, lead in good:
+        capture_lead(ctx, lead, actor=OPS)
+    assert _stored(ctx) == fast
+
+
+def test_lead_ids_follow_the_file_order(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new lead's id follows its first row in the file, across chunks, on both
+    databases. On PostgreSQL the ids are taken in file order but the rows still reach
+    the insert in the order of their keys, the one order every import locks in, so
+    that two imports at once wait for each other instead of deadlocking."""
+    from baton.services import imports
+    from baton.store import bulk
+
+    inserted: list[list[tuple[str, object]]] = []
+    real = bulk.insert_new_leads
+
+    def spy(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> set[int]:
+        # The identity each row was gathered under (these rows have no external id).
+        inserted.append([(r.get("email_key") or f"phone:{r['phone']}", r.get("id")) for r in rows])
+        return real(connection, table, rows)
+
+    monkeypatch.setattr(imports, "insert_new_leads", spy)
+    chunked = Context(
+        engine=ctx.engine,
+        settings=ctx.settings.model_copy(update={"import_chunk_rows": 2}),
+        clock=ctx.clock,
+    )
+    import_leads(chunked, io.StringIO(_MIXED), actor=OPS)
+    expected = [
+        "zoe@zeta.example.com",
+        "adam@alpha.example.com",
+        "+12125550199",
+        "mia@mu.example.com",
+        "bob@beta.example.com",
+    ]
+    assert _in_id_order(ctx) == expected
+    if ctx.engine.dialect.name == "postgresql":
+        for rows in inserted:
+            keys = [key for key, _ in rows]
+            assert keys == sorted(keys), "rows reach the insert in key order"
+            assert all(isinstance(lead_id, int) for _, lead_id in rows)
+    assert len(inserted) > 1, "the file went in several chunks"
+    # Imported again, nothing is new and the ids stay.
+    again = import_leads(chunked, io.StringIO(_MIXED), actor=OPS)
+    assert again.created == 0 and _in_id_order(ctx) == expected
+
+
+def _in_id_order(ctx: Context) -> list[str]:
+    with ctx.read() as connection:
+        found = connection.execute(select(leads.c.email, leads.c.phone).order_by(leads.c.id))
+        return [str(r.email or r.phone) for r in found]
+
+
+def test_two_imports_of_one_list_in_opposite_orders_both_finish(database_url: str) -> None:
+    """Two imports at once of the same people, one file the other's reverse, each in one
+    transaction. On PostgreSQL the ids are taken in each file's order but the rows go in
+    by key, so the two wait for each other instead of deadlocking; SQLite has one writer.
+    Both finish, and every person is one lead."""
+    from baton.config import Settings
+    from baton.services.context import open_context
+
+    lines = [f"p{i:03d}@northwind.example.com,P{i}" for i in range(300)]
+    files = {
+        "forward": "email,first_name\n" + "\n".join(lines) + "\n",
+        "reverse": "email,first_name\n" + "\n".join(reversed(lines)) + "\n",
+    }
+    contexts = [
+        open_context(
+            Settings(database_url=database_url, env="test", import_chunk_rows=1000),
+            migrate=False,
+        )
+        for _ in files
+    ]
+    start = threading.Barrier(len(files))
+    results: dict[str, object] = {}
+
+    def run(name: str, ctx: Context) -> None:
+        start.wait(timeout=60)
+        try:
+            results[name] = import_leads(ctx, io.StringIO(files[name]), actor=OPS)
+        except BaseException as exc:  # reported by the assertion below
+            results[name] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(name, c))
+        for name, c in zip(files, contexts, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with contexts[0].read() as connection:
+        total = connection.execute(select(func.count()).select_from(leads)).scalar_one()
+    for c in contexts:
+        c.engine.dispose()
+    assert not [r for r in results.values() if isinstance(r, BaseException)], results
+    assert total == 300

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from baton.domain.access import operator
 from baton.domain.activities import ActivityCreate
 from baton.domain.clock import ManualClock
+from baton.domain.event_rows import EventRow
 from baton.services import activities as activity_service
 from baton.services.activities import ingest_activities, ingest_activity
 from baton.services.context import Context
@@ -478,3 +479,31 @@ def test_scores_are_the_same_whether_a_batch_is_written_in_one_transaction_or_ma
             lb.activity_count,
             lb.last_activity_at,
         )
+
+
+def test_a_batch_named_by_emails_alone_finds_the_leads_the_per_event_loop_finds(
+    ctx: Context, clock: ManualClock, capture: Capture
+) -> None:
+    """The shortcut for the common batch (every event named by its email alone) against
+    the per-event loop the same batch takes once one event names its lead by id."""
+    survivor = capture(email="dana@northwind.com").lead.id
+    absorbed = capture(email="dana@gmail.com").lead.id
+    merge_leads(ctx, survivor, absorbed, actor=operator("alice"))
+    sam = capture(email="sam@acme.io").lead.id
+    emails = ["dana@gmail.com", "sam@acme.io", "new@acme.io", "dana@northwind.com", "new@acme.io"]
+    events = [
+        (n, EventRow(email, None, "page_view", clock.now(), {}, None, None, None))
+        for n, email in enumerate(emails)
+    ]
+    by_id = (len(events), EventRow(None, sam, "page_view", clock.now(), {}, None, None, None))
+    with ctx.write() as connection:
+        shortcut = activity_service._resolve_leads(
+            connection, events, now=clock.now(), report=activity_service.IngestReport()
+        )
+        loop = activity_service._resolve_leads(
+            connection, [*events, by_id], now=clock.now(), report=activity_service.IngestReport()
+        )
+    new = shortcut[2]
+    assert new not in (None, survivor, absorbed, sam)
+    assert shortcut == loop[:-1] == [survivor, sam, new, survivor, new]
+    assert loop[-1] == sam

@@ -177,3 +177,94 @@ def test_lead_rows_validate_the_same_with_and_without_the_fast_paths(
     finally:
         contact._e164.cache_clear()
     assert fast == plain
+
+
+def _plain_payload(cells: list[str], columns: Any) -> dict[str, Any]:
+    """The per-cell reading the import's column plan replaced, kept as the reference."""
+    from baton.domain.cells import unguard
+    from baton.services.imports import JSON_EXTRAS, _merge_json, _parse_bool
+
+    if len(cells) > len(columns.targets):
+        raise ValueError("too many cells")
+    payload: dict[str, Any] = {}
+    extras: dict[str, Any] = {}
+    prefix = columns.extras_key + "."
+    for target, value in zip(columns.targets, cells, strict=False):
+        if target is None or value == "" or value.isspace():
+            continue
+        if columns.blanks and value.strip().casefold() in columns.blanks:
+            continue
+        value = unguard(value)
+        if target == prefix + JSON_EXTRAS:
+            _merge_json(extras, value, columns.extras_key)
+        elif target.startswith(prefix):
+            extras[target[len(prefix) :]] = value
+        elif target == "consent":
+            payload["consent"] = _parse_bool(value)
+        else:
+            payload[target] = value
+    if extras:
+        payload[columns.extras_key] = extras
+    if columns.external_system and "external_id" in payload:
+        payload.setdefault("external_system", columns.external_system)
+    return payload
+
+
+_TARGETS = st.sampled_from(
+    [None, "email", "phone", "consent", "external_id", "attributes.x", "attributes.*", "company"]
+)
+_CELLS = st.one_of(
+    st.sampled_from(["", " ", "Select", "yes", "no", "'=1+1", "''=x", "'plain", '{"a": 1}']),
+    st.text(max_size=8),
+)
+
+
+@given(
+    targets=st.lists(_TARGETS, min_size=1, max_size=8),
+    cells=st.lists(_CELLS, max_size=9),
+    blanks=st.sampled_from([frozenset(), frozenset({"select"})]),
+    system=st.sampled_from([None, "crm"]),
+)
+def test_a_rows_input_is_read_as_the_plain_per_cell_reading_reads_it(
+    targets: list[str | None], cells: list[str], blanks: frozenset[str], system: str | None
+) -> None:
+    from baton.services.imports import _Columns, _payload
+
+    columns = _Columns(targets, "attributes", blanks, system)
+    try:
+        expected: dict[str, Any] | None = _plain_payload(cells, columns)
+    except ValueError:
+        expected = None
+    try:
+        got: dict[str, Any] | None = _payload(cells, columns)
+    except ValueError:
+        got = None
+    assert got == expected
+
+
+@given(
+    email=st.sampled_from([None, "ana@northwind.com"]),
+    phone=st.sampled_from([None, "+14155550100"]),
+    company=st.sampled_from([None, "Acme", " Acme Inc. ", "Zoë GmbH"]),
+    consent=st.sampled_from([None, True, False]),
+    source=st.sampled_from([None, "Web"]),
+)
+def test_a_validated_leads_columns_are_those_it_dumps(
+    email: str | None,
+    phone: str | None,
+    company: str | None,
+    consent: bool | None,
+    source: str | None,
+) -> None:
+    from baton.services.imports import _columns_of
+
+    lead = LeadCreate(
+        email=email,
+        phone=phone,
+        company=company,
+        consent=consent,
+        source=source,
+        external_id=None if email or phone else "x1",
+        attributes={"k": 1},
+    )
+    assert _columns_of(lead) == lead.fields()

@@ -40,27 +40,32 @@ def _parse_map(pairs: list[str]) -> dict[str, str]:
 def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | None) -> None:
     table = Table(title=f"Import of {source.name}")
     table.add_column("result")
-    table.add_column("rows", justify="right")
+    table.add_column("count", justify="right")
     rows = [("lines read", report.lines), ("rows read", report.rows)]
     if report.blank_lines:
         rows.append(("blank lines", report.blank_lines))
     rows.append(("rows imported", report.imported))
     if kind == "leads":
-        rows += [
-            ("of which with a value left out", report.rows_with_warnings),
+        rows.append(("of which with a value left out", report.rows_with_warnings))
+    rows.append(("rows rejected", report.rejected))
+    if kind == "leads":
+        # Several rows of one person make one lead: these count leads, not rows.
+        outcomes = [
             ("leads created", report.created),
             ("leads updated", report.updated),
-            ("unchanged", report.unchanged),
-            ("queued for the duplicate check", report.duplicate_checks_queued),
+            ("leads unchanged", report.unchanged),
+            ("leads queued for the duplicate check", report.duplicate_checks_queued),
         ]
     else:
-        rows += [
+        outcomes = [
             ("events stored", report.stored),
             ("already imported (same key)", report.duplicates),
             ("leads created", report.created),
         ]
-    rows.append(("rows rejected", report.rejected))
     for name, value in rows:
+        table.add_row(name, f"{value:,}")
+    table.add_section()
+    for name, value in outcomes:
         table.add_row(name, f"{value:,}")
     console.print(table)
     if report.extra_columns:

@@ -36,7 +36,12 @@ from baton.domain.moments import INSTANT_PATTERN
 
 
 class EventRow(NamedTuple):
-    """A valid event, as :class:`ActivityCreate` holds it (``type`` as its text)."""
+    """A valid event, as :class:`ActivityCreate` holds it (``type`` as its text).
+
+    ``occurred_text`` is :func:`utc_text` of ``occurred_at`` when the fast path read the
+    time in UTC's own spelling (taken from the text as sent: the store then need not
+    write the datetime out again, which costs more than reading it); ``None`` otherwise
+    (and always for a model's row)."""
 
     email: str | None
     lead_id: int | None
@@ -46,6 +51,7 @@ class EventRow(NamedTuple):
     idempotency_key: str | None
     source: str | None
     campaign: str | None
+    occurred_text: str | None = None
 
 
 def event_row(model: ActivityCreate) -> EventRow:
@@ -67,19 +73,21 @@ def validate_events(
 ) -> tuple[list[tuple[int, EventRow]], list[RowError]]:
     """Numbered rows (raw mappings or :class:`ActivityCreate` models) split into valid
     events, in row order, and the errors of the others: exactly what validating each raw
-    row with :class:`ActivityCreate` in ``context`` gives (see the module docstring)."""
+    row with :class:`ActivityCreate` in ``context`` gives (see the module docstring),
+    except for :attr:`EventRow.occurred_text`, which only the fast path fills in."""
     good: list[tuple[int, EventRow]] = []
     rest: list[tuple[int, Mapping[str, Any]]] = []
     fast = _FastRules.of(context)
+    read = fast.read if fast is not None else _never
+    keep = good.append
     for number, raw in rows:
-        if isinstance(raw, ActivityCreate):
-            good.append((number, event_row(raw)))
-            continue
-        row = fast.read(raw) if fast is not None else None
-        if row is None:
-            rest.append((number, raw))
+        row = read(raw)
+        if row is not None:
+            keep((number, row))
+        elif isinstance(raw, ActivityCreate):
+            keep((number, event_row(raw)))
         else:
-            good.append((number, row))
+            rest.append((number, raw))
     if not rest:
         return good, []
     checked, errors = validate_many(ActivityCreate, rest, context)
@@ -88,12 +96,27 @@ def validate_events(
     return good, errors
 
 
+def _never(raw: Any) -> EventRow | None:
+    return None
+
+
 def read_event(raw: Any, context: Mapping[str, Any]) -> EventRow | None:
     """The event ``raw`` holds when it has the common shape and passes every check of
     :class:`ActivityCreate` in ``context``; ``None`` otherwise (then only the model
     can tell whether it is valid, and why not)."""
     fast = _FastRules.of(context)
     return fast.read(raw) if fast is not None else None
+
+
+def utc_text(moment: datetime) -> str:
+    """An aware time as the text of its UTC wall clock, ``YYYY-MM-DD HH:MM:SS.ffffff``
+    (ISO 8601 with a space, always with microseconds, without the zone): the text a
+    database without a time zone type keeps, whose order is the order of the times."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: its instant is unknown")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
 
 
 _FIELDS = frozenset(ActivityCreate.model_fields)
@@ -167,21 +190,49 @@ class _FastRules:
             if len(self.spellings) < _CACHED:
                 self.spellings[kind] = known
         occurred_at = get("occurred_at")
+        text = None
         if occurred_at is not None:
             # As the model reads a time: ISO 8601 text with its zone, 1970 to 2200 in
             # UTC, not too far ahead.
-            if type(occurred_at) is not str or not _INSTANT.fullmatch(occurred_at):
+            if type(occurred_at) is not str:
                 return None
-            try:
-                occurred_at = datetime.fromisoformat(occurred_at)
-            except ValueError:
-                return None
-            if occurred_at.tzinfo is not UTC:
-                if occurred_at.tzinfo is None:
+            sent = occurred_at
+            size = len(sent)
+            if (
+                ((size == 20 and sent[19] == "Z") or (size == 25 and sent[19:] == "+00:00"))
+                and sent[10] == "T"
+                and sent[4] == "-"
+                and sent[7] == "-"
+                and sent[13] == ":"
+                and sent[16] == ":"
+            ):
+                # The commonest spelling (whole seconds in UTC), told by its separators:
+                # fromisoformat then reads ASCII digits only, and checks the day and the
+                # time of day as the pattern does.
+                try:
+                    occurred_at = datetime.fromisoformat(sent)
+                except ValueError:
                     return None
-                occurred_at = occurred_at.astimezone(UTC)
-            if not 1970 <= occurred_at.year <= 2200:
-                return None
+                if not 1970 <= occurred_at.year <= 2200:
+                    return None
+                text = f"{sent[:10]} {sent[11:19]}.000000"
+            else:
+                if not _INSTANT.fullmatch(sent):
+                    return None
+                try:
+                    occurred_at = datetime.fromisoformat(sent)
+                except ValueError:
+                    return None
+                if occurred_at.tzinfo is not UTC:
+                    if occurred_at.tzinfo is None:
+                        return None
+                    occurred_at = occurred_at.astimezone(UTC)
+                elif size > 20 and sent[19] == "." and (sent[-1] == "Z" or sent[-6:] == "+00:00"):
+                    # A fraction of a second in UTC: padded to microseconds.
+                    clock = sent[:-1] if sent[-1] == "Z" else sent[:-6]
+                    text = f"{clock[:10]} {clock[11:19]}.{clock[20:]:0<6}"
+                if not 1970 <= occurred_at.year <= 2200:
+                    return None
             if self.latest is not None and occurred_at > self.latest:
                 return None
         properties = get("properties", _EMPTY)
@@ -190,19 +241,19 @@ class _FastRules:
         if properties and not self._flat_properties(properties):
             return None
         key = get("idempotency_key")
-        if key is not None and not _plain_text(key, 1, 200, nul=True):
+        if key is not None and not _plain_text(key, 1, 200, True):
             return None
         source = get("source")
         if source is not None:
-            if not _plain_text(source, 0, 200, nul=True):
+            if not _plain_text(source, 0, 200, True):
                 return None
             source = fold_source(source) or None
         campaign = get("campaign")
-        if campaign is not None and not _plain_text(campaign, 0, 200, nul=True):
+        if campaign is not None and not _plain_text(campaign, 0, 200, True):
             return None
         # The caller's properties object itself (the model would copy it): nothing
         # in the ingest changes it.
-        return EventRow(email, lead_id, known, occurred_at, properties, key, source, campaign)
+        return EventRow(email, lead_id, known, occurred_at, properties, key, source, campaign, text)
 
     def _flat_properties(self, properties: dict[Any, Any]) -> bool:
         """Whether a one-level object of texts, numbers, booleans and nulls keeps within
@@ -213,11 +264,18 @@ class _FastRules:
         longest = limits.max_string
         size = 2
         for key, value in properties.items():
-            if type(key) is not str or not _storable_text(key, longest):
+            # The common texts (printable ASCII) pass without a call.
+            if type(key) is not str or len(key) > longest:
+                return False
+            if not (key.isascii() and key.isprintable()) and not _storable_text(key, longest):
                 return False
             kind = type(value)
             if kind is str:
-                if not _storable_text(value, longest):
+                if len(value) > longest:
+                    return False
+                if not (value.isascii() and value.isprintable()) and not _storable_text(
+                    value, longest
+                ):
                     return False
                 size += 6 * len(value) + 2
             elif kind is int:
@@ -239,7 +297,7 @@ class _FastRules:
 _EMPTY: dict[str, Any] = {}
 
 
-def _plain_text(value: Any, shortest: int, longest: int, *, nul: bool = False) -> bool:
+def _plain_text(value: Any, shortest: int, longest: int, nul: bool = False) -> bool:
     """A text the model keeps as it is (nothing to strip; Unicode text pydantic-core can
     read; with ``nul``, without the NUL character) whose length is in range."""
     if type(value) is not str or not shortest <= len(value) <= longest:

@@ -11,6 +11,8 @@ keys already stored (``COPY`` on PostgreSQL, see
 counters. Invalid rows are reported by index and the valid ones are stored; a retried
 batch with the same idempotency keys stores nothing twice, and so does the retry of a
 batch that failed halfway (its first transactions are kept: send idempotency keys).
+An event naming its lead both by ``lead_id`` and by ``email`` is stored only when the
+two name one lead (after merges); otherwise it is refused on ``lead_id``.
 
 Recording activities is :data:`~baton.domain.access.Action.INGEST_ACTIVITY`: marketing,
 admins and intake keys (a website or form tool), whose events name the key's source
@@ -32,11 +34,12 @@ from baton.domain.activities import ActivityCreate
 from baton.domain.batches import RowError
 from baton.domain.contact import email_domain, email_key
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
-from baton.domain.event_rows import EventRow, event_row, validate_events
+from baton.domain.event_rows import EventRow, event_row, utc_text, validate_events
 from baton.domain.lifecycle import INITIAL_STAGE
 from baton.domain.limits import CONTEXT_KEY as JSON_LIMITS
 from baton.domain.scoring import Event
 from baton.services.access import allowed
+from baton.services.collector import collector_paused
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in
 from baton.services.nurture import exit_on_activities_in
@@ -80,6 +83,7 @@ def validation_context(ctx: Context, naive_timezone: str | None = None) -> dict[
     return context
 
 
+@collector_paused
 def ingest_activities(
     ctx: Context,
     rows: Sequence[Mapping[str, Any] | ActivityCreate],
@@ -123,26 +127,40 @@ def _resolve_leads(
     *,
     now: datetime,
     report: IngestReport,
-) -> dict[int, int]:
-    """Row number -> lead id, creating leads for unknown emails (a lead created at the
-    same moment by another writer is used, not duplicated); unknown ``lead_id`` values
-    become row errors. The leads written to are locked, and merged leads followed to
-    their survivor (:func:`~baton.services.queries.lock_survivors`)."""
-    key_of: dict[int, str] = {}
+) -> list[int | None]:
+    """The lead of each event (in the order of ``events``), creating leads for unknown
+    emails (a lead created at the same moment by another writer is used, not
+    duplicated); ``None`` for an event that cannot be stored, whose error is added to
+    ``report``: an unknown ``lead_id``, or a ``lead_id`` and an ``email`` that name
+    different leads (an event naming both must name one lead twice; an unknown email
+    creates nothing then). The leads written to are locked, and merged leads followed
+    to their survivor (:func:`~baton.services.queries.lock_survivors`), before the two
+    names are compared."""
+    keys: list[str | None] = []
     first_seen: dict[str, EventRow] = {}
-    for number, event in events:
-        if event.email is not None:
-            key = email_key(event.email)
-            key_of[number] = key
-            if key not in first_seen:
-                first_seen[key] = event
+    """Emails whose lead an event may create, and the first such event."""
+    checked: set[str] = set()
+    """Emails sent beside a lead_id: looked up, never created."""
+    follow: set[int] = set()
+    for _, event in events:
+        email = event.email
+        if email is None:
+            keys.append(None)
+            follow.add(event.lead_id or 0)
+            continue
+        key = email_key(email)
+        keys.append(key)
+        if event.lead_id is not None:
+            checked.add(key)
+            follow.add(event.lead_id)
+        elif key not in first_seen:
+            first_seen[key] = event
     by_key: dict[str, int] = {}
     final: dict[int, int | None] = {}
-    follow: set[int] = set()
 
-    def look_up(keys: list[str]) -> None:
+    def look_up(wanted: list[str]) -> None:
         for key, lead_id, merged_into in find_by_keys(
-            connection, leads, "email_key", keys, "id", "merged_into_id"
+            connection, leads, "email_key", wanted, "id", "merged_into_id"
         ):
             by_key[key] = lead_id
             if merged_into is None:
@@ -150,7 +168,7 @@ def _resolve_leads(
             else:
                 follow.add(lead_id)
 
-    look_up(sorted(first_seen))
+    look_up(sorted(first_seen.keys() | checked) if checked else sorted(first_seen))
     unknown = sorted(key for key in first_seen if key not in by_key)
     if unknown:
         new_rows: list[dict[str, Any]] = [
@@ -177,7 +195,6 @@ def _resolve_leads(
         insert_new_leads(connection, leads, new_rows)
         look_up(unknown)
         report.leads_created += len(unknown)
-    follow.update(e.lead_id for _, e in events if e.lead_id is not None and e.email is None)
     if connection.dialect.name == "sqlite":
         # The write transaction is the lock, and a lead found unmerged above is its own
         # survivor: only merged leads and leads named by id need following.
@@ -186,17 +203,48 @@ def _resolve_leads(
     else:
         # Every lead locked in one statement, in id order (no deadlock between batches).
         final = lock_survivors(connection, set(by_key.values()) | follow)
-    resolved: dict[int, int] = {}
-    for number, event in events:
-        found = key_of.get(number)
-        target = final.get(by_key[found] if found is not None else event.lead_id or 0)
-        if target is None:
-            report.errors.append(
-                RowError(number, "lead_id", f"lead {event.lead_id} does not exist")
-            )
-            continue
-        resolved[number] = target
+    if not checked and None not in keys:
+        # Every event named by its email alone (the common batch): each one's lead was
+        # found or created above.
+        resolved = [final.get(by_key.get(k or "", 0)) for k in keys]
+        if None not in resolved:
+            return resolved
+    resolved = []
+    errors = report.errors
+    for (number, event), by_email in zip(events, keys, strict=True):
+        named = event.lead_id
+        if by_email is not None:
+            found = by_key.get(by_email)
+            target = final.get(found) if found is not None else None
+            if named is not None:
+                survivor = final.get(named)
+                if survivor is None:
+                    errors.append(RowError(number, "lead_id", no_such_lead(named)))
+                    target = None
+                elif survivor != target:
+                    errors.append(
+                        RowError(number, "lead_id", different_leads(named, event.email or ""))
+                    )
+                    target = None
+            elif target is None:  # deleted by another writer since it was looked up
+                errors.append(RowError(number, "email", f"no lead has the email {event.email}"))
+        else:
+            target = final.get(named or 0)
+            if target is None:
+                errors.append(RowError(number, "lead_id", no_such_lead(named)))
+        resolved.append(target)
     return resolved
+
+
+def no_such_lead(lead_id: int | None) -> str:
+    """The error of an event whose ``lead_id`` names no lead (404 for one event)."""
+    return f"lead {lead_id} does not exist"
+
+
+def different_leads(lead_id: int, email: str) -> str:
+    """The error of an event whose ``lead_id`` and ``email`` name two leads, or whose
+    email names no lead yet (422 on ``lead_id`` for one event)."""
+    return f"lead {lead_id} is not the lead with the email {email}"
 
 
 INTAKE_BY_EMAIL = "an intake key names the lead by email, never by id"
@@ -250,50 +298,56 @@ def _store_in(
     if not events:
         return
     lead_of = _resolve_leads(connection, events, now=now, report=report)
-    # The batch path leaves known keys to the insert; ids per row need them first.
-    seen: set[str] = set()
-    if return_ids:
+    recorded_by = actor.name
+    now_text = utc_text(now)
+
+    def activity_row(lead_id: int, e: EventRow) -> ActivityRow:
+        sent = e.occurred_at
+        return ActivityRow(
+            lead_id,
+            e.type,
+            now if sent is None else sent,  # sent without: when received
+            now,
+            e.properties,
+            e.idempotency_key,
+            recorded_by,
+            now_text if sent is None else e.occurred_text,
+        )
+
+    numbers: list[int] = []
+    if not return_ids:
+        # The batch path leaves known keys to the insert.
+        pairs = zip(events, lead_of, strict=True)
+        to_store = [activity_row(lead_id, e) for (_, e), lead_id in pairs if lead_id]
+    else:
+        # Ids per row need the known keys first.
         keys = {e.idempotency_key for _, e in events if e.idempotency_key is not None}
         seen = {
-            row[0] for row in find_by_keys(connection, activities, "idempotency_key", sorted(keys))
+            found[0]
+            for found in find_by_keys(connection, activities, "idempotency_key", sorted(keys))
         }
-    to_store: list[ActivityRow] = []
-    numbers: list[int] = []
-    recorded_by = actor.name
-    for number, event in events:
-        lead_id = lead_of.get(number)
-        if lead_id is None:
-            continue
-        if return_ids:
-            report.lead_ids[number] = lead_id
-        key = event.idempotency_key
-        if key is not None and return_ids:
-            if key in seen:
-                report.duplicates += 1
-                report.activity_ids[number] = _id_of_key(connection, key)
+        to_store = []
+        for (number, event), lead_id in zip(events, lead_of, strict=True):
+            if lead_id is None:
                 continue
-            seen.add(key)
-        to_store.append(
-            ActivityRow(
-                lead_id,
-                event.type,
-                event.occurred_at or now,  # sent without: when received
-                now,
-                event.properties,
-                key,
-                recorded_by,
-            )
-        )
-        numbers.append(number)
+            report.lead_ids[number] = lead_id
+            key = event.idempotency_key
+            if key is not None:
+                if key in seen:
+                    report.duplicates += 1
+                    report.activity_ids[number] = _id_of_key(connection, key)
+                    continue
+                seen.add(key)
+            to_store.append(activity_row(lead_id, event))
+            numbers.append(number)
     if not to_store:
         return
-    stamps: dict[datetime, str] = {}
     if return_ids:
         positions: list[int] = []
         for position, (number, row) in enumerate(zip(numbers, to_store, strict=True)):
             activity_id = connection.execute(
                 insert_ignoring_conflicts(connection, activities)
-                .values(row._asdict())
+                .values(row.columns())
                 .returning(activities.c.id)
             ).scalar()
             if activity_id is None:
@@ -304,21 +358,24 @@ def _store_in(
                 positions.append(position)
         stored = [to_store[p] for p in positions]
     else:
-        positions = insert_activity_rows(connection, to_store, stamps=stamps)
+        positions = insert_activity_rows(connection, to_store)
         report.duplicates += len(to_store) - len(positions)
         stored = to_store if len(positions) == len(to_store) else [to_store[p] for p in positions]
     report.stored += len(stored)
     per_lead: dict[int, tuple[int, datetime]] = {}
+    latest_texts: dict[int, str | None] = {}
     for row in stored:
         lead_id, occurred_at = row.lead_id, row.occurred_at
         counted = per_lead.get(lead_id)
         if counted is None:
             per_lead[lead_id] = (1, occurred_at)
+            latest_texts[lead_id] = row.occurred_text
         elif occurred_at > counted[1]:
             per_lead[lead_id] = (counted[0] + 1, occurred_at)
+            latest_texts[lead_id] = row.occurred_text
         else:
             per_lead[lead_id] = (counted[0] + 1, counted[1])
-    bump_counters(connection, per_lead, stamps=stamps)
+    bump_counters(connection, per_lead, texts=latest_texts)
     if not score:
         return
     # A reply or a hand-raise ends the lead's nurture enrollment (before scoring, so a
@@ -406,11 +463,11 @@ def ingest_activity(ctx: Context, event: ActivityCreate, *, actor: Principal) ->
         )
     if report.errors:
         error = report.errors[0]
-        if error.message == INTAKE_BY_EMAIL:
-            raise ValidationFailed(
-                "the activity was not stored", [FieldProblem("lead_id", error.message)]
-            )
-        raise NotFound(error.message)
+        if error.message == no_such_lead(event.lead_id):
+            raise NotFound(error.message)
+        raise ValidationFailed(
+            "the activity was not stored", [FieldProblem(error.field, error.message)]
+        )
     lead_id = report.lead_ids[0]
     assert lead_id is not None
     return IngestOne(

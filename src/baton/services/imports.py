@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
-import gc
 import io
 import json
 import re
@@ -42,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, NamedTuple, ParamSpec, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import bindparam, select, update
@@ -51,7 +50,7 @@ from sqlalchemy.engine import Connection
 from baton.domain.access import Action, Principal
 from baton.domain.activities import MAX_FUTURE_SKEW, ActivityCreate, ActivityType
 from baton.domain.batches import RowError, describe, validate_many
-from baton.domain.cells import unguard
+from baton.domain.cells import GUARD, unguard
 from baton.domain.contact import company_key, email_domain, email_key
 from baton.domain.dates import read_instant
 from baton.domain.errors import FieldProblem, ValidationFailed
@@ -59,6 +58,7 @@ from baton.domain.exports import LEAD_EXPORT_SIGNATURE, LEAD_READ_ONLY
 from baton.domain.leads import (
     ATTRIBUTION_FIELDS,
     IDENTITY_FIELDS,
+    NOT_COLUMNS,
     PROFILE_FIELDS,
     LeadCreate,
     merge_profile,
@@ -68,6 +68,7 @@ from baton.domain.privacy import ConsentBasis, decide_consent
 from baton.domain.scoring import Event
 from baton.services.access import allowed
 from baton.services.activities import ingest_validated_in, validation_context
+from baton.services.collector import collector_paused
 from baton.services.context import Context
 from baton.services.duplicate_checks import queue_duplicate_checks_in
 from baton.services.exports import write_table
@@ -75,7 +76,13 @@ from baton.services.leads import keep_identity, with_intake_source
 from baton.services.person import carry_erasure_in, lift_suppressions_in
 from baton.services.queries import chunks, lock_survivors
 from baton.services.scoring import score_leads_in
-from baton.store.bulk import bump_counters, find_by_keys, insert_activities, insert_new_leads
+from baton.store.bulk import (
+    ActivityRow,
+    bump_counters,
+    find_by_keys,
+    insert_activity_rows,
+    insert_new_leads,
+)
 from baton.store.tables import leads
 
 Progress = Callable[[str, int, int], None]
@@ -557,6 +564,29 @@ class _Columns:
     blanks: frozenset[str]
     external_system: str | None = None
 
+    @functools.cached_property
+    def plan(self) -> list[tuple[int, int, str]]:
+        """``(position, kind, name)`` of each column kept, in order, worked out once for
+        the file rather than once per cell: kind :data:`_FIELD` (``name`` is the field),
+        :data:`_EXTRA` (``name`` is the extras key), :data:`_CONSENT` or
+        :data:`_JSON_OBJECT`."""
+        prefix = self.extras_key + "."
+        plan = []
+        for position, target in enumerate(self.targets):
+            if target is None:
+                continue
+            if target == prefix + JSON_EXTRAS:
+                plan.append((position, _JSON_OBJECT, ""))
+            elif target.startswith(prefix):
+                plan.append((position, _EXTRA, target[len(prefix) :]))
+            elif target == "consent":
+                plan.append((position, _CONSENT, target))
+            else:
+                plan.append((position, _FIELD, target))
+        return plan
+
+
+_FIELD, _EXTRA, _CONSENT, _JSON_OBJECT = range(4)
 
 JSON_EXTRAS = "*"
 """The ``--map`` target ``attributes.*``: the column holds a JSON object whose keys are
@@ -590,21 +620,26 @@ def _payload(cells: Sequence[str], columns: _Columns) -> dict[str, Any]:
         )
     payload: dict[str, Any] = {}
     extras: dict[str, Any] = {}
-    prefix = columns.extras_key + "."
-    for target, value in zip(columns.targets, cells, strict=False):
-        if target is None or value == "" or value.isspace():
+    blanks = columns.blanks
+    width = len(cells)
+    for position, kind, name in columns.plan:
+        if position >= width:
+            break
+        value = cells[position]
+        if not value or value.isspace():
             continue
-        if columns.blanks and value.strip().casefold() in columns.blanks:
+        if blanks and value.strip().casefold() in blanks:
             continue
-        value = unguard(value)  # a cell a Baton export guarded against formulas
-        if target == prefix + JSON_EXTRAS:
-            _merge_json(extras, value, columns.extras_key)
-        elif target.startswith(prefix):
-            extras[target[len(prefix) :]] = value
-        elif target == "consent":
+        if value[0] == GUARD:
+            value = unguard(value)  # a cell a Baton export guarded against formulas
+        if kind == _FIELD:
+            payload[name] = value
+        elif kind == _EXTRA:
+            extras[name] = value
+        elif kind == _CONSENT:
             payload["consent"] = _parse_bool(value)
         else:
-            payload[target] = value
+            _merge_json(extras, value, columns.extras_key)
     if extras:
         payload[columns.extras_key] = extras
     if columns.external_system and "external_id" in payload:
@@ -884,34 +919,7 @@ def parse_column_map(pairs: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _collector_paused(function: Callable[P, R]) -> Callable[P, R]:
-    """Run an import with Python's cycle collector paused (reference counting still
-    frees every object as it goes).
-
-    An import holds every row of the file, as cells, input and validated model, until
-    it ends: hundreds of thousands of objects, none in a reference cycle. The collector
-    would scan them again at each of its passes, a quarter of the CPU time of a
-    100,000-row import. Paused only if it was running, and resumed after the import
-    however it ends; two imports at once in one process at worst resume it early."""
-
-    @functools.wraps(function)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        if not gc.isenabled():
-            return function(*args, **kwargs)
-        gc.disable()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            gc.enable()
-
-    return run
-
-
-@_collector_paused
+@collector_paused
 def import_leads(
     ctx: Context,
     source: Path | IO[str],
@@ -1045,6 +1053,18 @@ class _Chunks:
             yield chunk
 
 
+_NEW_LEAD_INPUT = (*PROFILE_FIELDS, *IDENTITY_FIELDS, *ATTRIBUTION_FIELDS)
+_NO_CONSENT = {"consent": None, "consent_basis": None, "consent_source": None, "consent_at": None}
+_company_key = functools.lru_cache(maxsize=65536)(company_key)
+""":func:`~baton.domain.contact.company_key` once per distinct name (a file repeats them)."""
+
+
+def _columns_of(lead: LeadCreate) -> dict[str, Any]:
+    """``lead.fields()`` (its non-empty stored columns) read straight from the validated
+    model: every such field is a plain string, so the dump adds nothing but its cost."""
+    return {k: v for k, v in lead.__dict__.items() if v is not None and k not in NOT_COLUMNS}
+
+
 _MERGEABLE_INPUT = (
     *PROFILE_FIELDS,
     *IDENTITY_FIELDS,
@@ -1062,6 +1082,8 @@ _MERGEABLE_INPUT = (
 
 def _consent_of(values: Mapping[str, Any], at: datetime) -> dict[str, Any]:
     """A new lead's consent record from its rows' combined answer."""
+    if values.get("consent") is None and values.get("consent_basis") is None:
+        return dict(_NO_CONSENT)  # decide_consent's answer to no answer: nothing recorded
     answer = decide_consent({}, values).changes
     return {
         "consent": answer.get("consent"),
@@ -1146,6 +1168,43 @@ def _identities(good: Sequence[tuple[int, LeadCreate]]) -> list[str]:
     ]
 
 
+def _insert_in_file_order(
+    connection: Connection, new_rows: Sequence[tuple[str, dict[str, Any]]]
+) -> tuple[set[int], dict[str, int]]:
+    """Insert the new leads (identity, row), in the order given (the file's), so that
+    their ids follow the file; return the ids of the rows inserted and, for those, the
+    identity -> id the caller would otherwise look up again. A row skipped on a unique
+    key (another writer created the lead first) is in neither.
+
+    SQLite has one writer: the rows go in as given. On PostgreSQL two imports at once
+    must insert their unique keys in one order, or each may wait for the other's row:
+    the ids are taken from the sequence first, in the order given, and the rows then
+    inserted with them in the order of their identities."""
+    if not new_rows:
+        return set(), {}
+    rows = [row for _, row in new_rows]
+    if connection.dialect.name != "postgresql":
+        inserted = insert_new_leads(connection, leads, rows)
+        if len(inserted) < len(rows):
+            return inserted, {}  # which rows were skipped: the caller looks them up
+        # One writer, rows in order: each takes the next id (max + 1), so the ids
+        # inserted, in order, are the rows', in order.
+        return inserted, dict(zip((key for key, _ in new_rows), sorted(inserted), strict=True))
+    taken = connection.exec_driver_sql(
+        "SELECT nextval(pg_get_serial_sequence('leads', 'id')) FROM generate_series(1, %s)",
+        (len(rows),),
+    )
+    for row, lead_id in zip(rows, sorted(int(i) for (i,) in taken), strict=True):
+        row["id"] = lead_id
+    order = sorted(range(len(rows)), key=lambda i: new_rows[i][0])  # one identity each
+    inserted = insert_new_leads(connection, leads, [rows[i] for i in order])
+    return inserted, {
+        key: row["id"]
+        for (key, _), row in zip(new_rows, rows, strict=True)
+        if row["id"] in inserted
+    }
+
+
 def write_leads_in(
     connection: Connection,
     good: Sequence[tuple[int, LeadCreate]],
@@ -1178,7 +1237,7 @@ def write_leads_in(
     touches: list[tuple[str, dict[str, Any], datetime, int]] = []
     for key, (number, lead) in zip(_identities(good), good, strict=True):
         lead = with_intake_source(lead, actor)
-        incoming = {**lead.fields(), "attributes": lead.attributes, **lead.consent_answer()}
+        incoming = {**_columns_of(lead), "attributes": lead.attributes, **lead.consent_answer()}
         if key in combined:
             combined[key].update(merge_profile(combined[key], incoming))
         else:
@@ -1203,11 +1262,18 @@ def write_leads_in(
     new_rows: list[tuple[str, dict[str, Any]]] = []
     emails_taken: dict[str, int] = {}
     opted_in: list[str] = []
-    for key, values in combined.items():
-        if key in ids:
-            continue
+    fresh = [(key, values) for key, values in combined.items() if key not in ids]
+    # The columns no new lead of the chunk fills are left out of the insert: nullable,
+    # without a default of their own, they are NULL either way (a file's unused fields).
+    inputs = [c for c in _NEW_LEAD_INPUT if any(v.get(c) is not None for _, v in fresh)]
+    answered = any(
+        v.get("consent") is not None or v.get("consent_basis") is not None for _, v in fresh
+    )
+    stage = INITIAL_STAGE.value
+    for key, values in fresh:
         email = values.get("email")
-        if email and email_key(email) in emails_taken:
+        address = email_key(email) if email else None
+        if address is not None and address in emails_taken:
             # Two new people with one email (different external ids): the email
             # identifies only the first; the other is kept without it.
             report.warnings.append(
@@ -1215,44 +1281,44 @@ def write_leads_in(
                     first_row[key],
                     "email",
                     f"{email} is the email of another lead (line "
-                    f"{emails_taken[email_key(email)]}, another external id); left out",
+                    f"{emails_taken[address]}, another external id); left out",
                 )
             )
-            values["email"] = email = None
-        if email:
-            emails_taken[email_key(email)] = first_row[key]
+            values["email"] = email = address = None
+        if email and address is not None:
+            emails_taken[address] = first_row[key]
             if values.get("consent_basis") == ConsentBasis.CONSENT.value:
                 opted_in.append(email)
+        at = first_at[key]
+        count, last = touched_at[key]
         new_rows.append(
             (
                 key,
                 {
-                    **{c: values.get(c) for c in (*PROFILE_FIELDS, *IDENTITY_FIELDS)},
-                    **{c: values.get(c) for c in ATTRIBUTION_FIELDS},
-                    "email_key": email_key(email) if email else None,
+                    **{c: values.get(c) for c in inputs},
+                    "email_key": address,
                     "email_domain": email_domain(email) if email else None,
-                    "company_key": company_key(values.get("company")),
+                    "company_key": _company_key(values.get("company")),
                     "last_source": values.get("last_source"),
                     "last_campaign": values.get("last_campaign"),
                     "attributes": values.get("attributes") or {},
-                    **_consent_of(values, first_at[key]),
-                    "stage": INITIAL_STAGE.value,
-                    "stage_changed_at": first_at[key],
-                    "created_at": first_at[key],
-                    "updated_at": first_at[key],
-                    "activity_count": max(touched_at[key][0], 0),
-                    "last_activity_at": touched_at[key][1] if touched_at[key][0] > 0 else None,
+                    **(_consent_of(values, at) if answered else {}),
+                    "stage": stage,
+                    "stage_changed_at": at,
+                    "created_at": at,
+                    "updated_at": at,
+                    "activity_count": max(count, 0),
+                    "last_activity_at": last if count > 0 else None,
                 },
             )
         )
     existed = set(ids)
     # A lead created by another writer since the look-up is skipped here and updated
     # below like any existing lead.
-    new_rows.sort(
-        key=lambda r: (r[0], r[1]["email_key"] or "", r[1]["phone"] or "")
-    )  # no deadlocks
-    inserted = insert_new_leads(connection, leads, [row for _, row in new_rows])
-    ids.update(_ids_of(connection, {k: v for k, v in combined.items() if k not in ids}))
+    inserted, known = _insert_in_file_order(connection, new_rows)
+    ids.update(known)
+    if missing := {k: v for k, v in combined.items() if k not in ids}:
+        ids.update(_ids_of(connection, missing))
     counted = {ids[k] for k, row in new_rows if row["activity_count"] and ids[k] in inserted}
     report.created += len(new_rows)
 
@@ -1310,25 +1376,16 @@ def write_leads_in(
             rows,
         )
 
-    captured: list[dict[str, Any]] = []
     latest: dict[int, datetime] = {}
     counts: dict[int, int] = {}
-    for key, touch, at, number in touches:
-        lead_id = ids[key]
-        captured.append(
-            {
-                "lead_id": lead_id,
-                "type": ActivityType.CAPTURED.value,
-                "occurred_at": at,
-                "received_at": at,
-                "properties": touch,
-                "idempotency_key": keys.get(number),
-                "recorded_by": actor.name,
-            }
-        )
-    captured = [captured[i] for i in insert_activities(connection, captured)]
+    kind, by = ActivityType.CAPTURED.value, actor.name
+    captured = [
+        ActivityRow(ids[key], kind, at, at, touch, keys.get(number), by)
+        for key, touch, at, number in touches
+    ]
+    captured = [captured[i] for i in insert_activity_rows(connection, captured)]
     for row_values in captured:
-        lead_id, at = row_values["lead_id"], row_values["occurred_at"]
+        lead_id, at = row_values.lead_id, row_values.occurred_at
         if lead_id in counted:
             continue
         counts[lead_id] = counts.get(lead_id, 0) + 1
@@ -1337,8 +1394,8 @@ def write_leads_in(
         bump_counters(connection, {i: (n, latest[i]) for i, n in counts.items()})
     touched: dict[int, list[Event]] = {}
     for row_values in captured:
-        touched.setdefault(row_values["lead_id"], []).append(
-            Event(row_values["type"], row_values["occurred_at"], row_values["properties"])
+        touched.setdefault(row_values.lead_id, []).append(
+            Event(row_values.type, row_values.occurred_at, row_values.properties)
         )
     if score:
         report.mql += sum(
@@ -1348,14 +1405,14 @@ def write_leads_in(
             )
         )
     new_ids = [
-        ids[key] for key, r in new_rows if r["phone"] or r["company_key"] or r["email_domain"]
+        ids[key] for key, r in new_rows if r.get("phone") or r["company_key"] or r["email_domain"]
     ]
     queue_duplicate_checks_in(connection, new_ids, now=now)
     report.duplicate_checks_queued += len(new_ids)
     return ids
 
 
-@_collector_paused
+@collector_paused
 def import_activities(
     ctx: Context,
     source: Path | IO[str],

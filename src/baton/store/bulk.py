@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import JSON, Column, MetaData, String, Table
 from sqlalchemy.engine import Connection
 
+from baton.domain.event_rows import utc_text
 from baton.store.types import UtcDateTime
 
 _JSON = json.JSONEncoder(allow_nan=False)
@@ -64,9 +65,7 @@ def sqlite_datetime(value: datetime) -> str:
     """The text SQLAlchemy stores for a datetime on SQLite (naive UTC, microseconds)."""
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the database; use the injected clock")
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
+    return utc_text(value)
 
 
 def read_datetime(value: datetime | str) -> datetime:
@@ -77,7 +76,9 @@ def read_datetime(value: datetime | str) -> datetime:
 
 
 class ActivityRow(NamedTuple):
-    """An activity as :func:`insert_activity_rows` takes it (the table's columns)."""
+    """An activity as :func:`insert_activity_rows` takes it (the table's columns), and
+    ``occurred_text``: :func:`sqlite_datetime` of ``occurred_at`` when the caller has it
+    already (the fast validation reads it from the text as sent), else ``None``."""
 
     lead_id: int
     type: str
@@ -86,6 +87,13 @@ class ActivityRow(NamedTuple):
     properties: Mapping[str, Any]
     idempotency_key: str | None
     recorded_by: str | None
+    occurred_text: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """The row as the table's column values."""
+        values = self._asdict()
+        del values["occurred_text"]
+        return values
 
 
 def insert_activities(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -111,18 +119,12 @@ def insert_activities(connection: Connection, rows: Sequence[Mapping[str, Any]])
     )
 
 
-def insert_activity_rows(
-    connection: Connection,
-    rows: Sequence[ActivityRow],
-    *,
-    stamps: dict[datetime, str] | None = None,
-) -> list[int]:
+def insert_activity_rows(connection: Connection, rows: Sequence[ActivityRow]) -> list[int]:
     """:func:`insert_activities` of rows already in the table's column order.
 
     SQLite: one ``INSERT ... ON CONFLICT DO NOTHING`` run per row; only when it stored
     fewer rows than given are the new rows read back (ids above the highest before:
-    writers are serialized) to tell which. ``stamps`` (when given) receives the stored
-    text of each datetime, for :func:`bump_counters`.
+    writers are serialized) to tell which.
 
     PostgreSQL: the keys are looked up in one statement and the new rows copied
     (``COPY``) under a savepoint; when a concurrent writer stored one of the keys after
@@ -133,15 +135,16 @@ def insert_activity_rows(
     if connection.dialect.name == "postgresql":
         return _insert_activities_postgres(connection, rows)
     dumps = encode_json
-    texts: dict[datetime, str] = {} if stamps is None else stamps
+    # Rows received together share their received_at (told apart by identity: hashing
+    # an aware datetime costs as much as writing it out).
+    last_at: datetime | None = None
+    at_text = ""
     params = []
-    for lead, kind, occurred, at, properties, key, by in rows:
-        occurred_text = texts.get(occurred)
+    for lead, kind, occurred, at, properties, key, by, occurred_text in rows:
+        if at is not last_at:
+            last_at, at_text = at, sqlite_datetime(at)
         if occurred_text is None:
-            occurred_text = texts[occurred] = sqlite_datetime(occurred)
-        at_text = texts.get(at)
-        if at_text is None:
-            at_text = texts[at] = sqlite_datetime(at)
+            occurred_text = sqlite_datetime(occurred)
         params.append((lead, kind, occurred_text, at_text, dumps(properties), key, by))
     before = connection.exec_driver_sql("SELECT max(id) FROM activities").scalar() or 0
     stored = connection.exec_driver_sql(
@@ -225,11 +228,13 @@ def _copy_activities(connection: Connection, rows: Sequence[ActivityRow]) -> boo
     null = _COPY_NULL
     stamps: dict[datetime, str] = {}
     lines = []
-    for lead, kind, occurred, received, properties, key, by in rows:
+    for lead, kind, occurred, received, properties, key, by, occurred_text in rows:
         if received not in stamps:
             stamps[received] = received.isoformat()
+        # timestamptz input: the UTC text with its zone, or the ISO text of the datetime
+        when = occurred.isoformat() if occurred_text is None else occurred_text + "+00"
         lines.append(
-            f"{lead}\t{text(kind)}\t{occurred.isoformat()}\t{stamps[received]}"
+            f"{lead}\t{text(kind)}\t{when}\t{stamps[received]}"
             f"\t{text(dumps(properties))}\t{null if key is None else text(key)}"
             f"\t{null if by is None else text(by)}\n"
         )
@@ -284,14 +289,14 @@ def bump_counters(
     connection: Connection,
     per_lead: Mapping[int, tuple[int, datetime]],
     *,
-    stamps: Mapping[datetime, str] | None = None,
+    texts: Mapping[int, str | None] | None = None,
 ) -> None:
     """Add ``n`` to each lead's activity count and move ``last_activity_at`` forward to
     ``at`` (never backward: a late-arriving old event does not make a lead look stale).
 
     One statement: on PostgreSQL an update joined to the arrays; on SQLite one prepared
-    update run per lead (faster there than a join over ``json_each``). ``stamps``: SQLite texts of
-    datetimes already converted (:func:`insert_activity_rows` returns them)."""
+    update run per lead (faster there than a join over ``json_each``). ``texts``: lead
+    id -> :func:`sqlite_datetime` of its ``at`` where the caller has it already."""
     if not per_lead:
         return
     if connection.dialect.name == "postgresql":
@@ -308,7 +313,7 @@ def bump_counters(
             ),
         )
         return
-    known = stamps or {}
+    known = texts or {}
     connection.exec_driver_sql(
         "UPDATE leads SET activity_count = activity_count + ?,"
         " last_activity_at = CASE WHEN last_activity_at IS NULL OR last_activity_at < ?"
@@ -316,7 +321,7 @@ def bump_counters(
         [
             (n, stamp, stamp, lead_id)
             for lead_id, (n, at) in sorted(per_lead.items())
-            for stamp in (known.get(at) or sqlite_datetime(at),)
+            for stamp in (known.get(lead_id) or sqlite_datetime(at),)
         ],
     )
 
