@@ -28,6 +28,7 @@ from baton.domain.contact import FREE_MAIL_DOMAINS
 from baton.domain.leads import DuplicateMatch, best_duplicates, duplicate_name, find_duplicates
 from baton.services.context import Context
 from baton.services.queries import chunks, insert_ignoring_conflicts
+from baton.store.bulk import insert_rows
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads
 
 log = logging.getLogger("baton.worker")
@@ -40,12 +41,19 @@ indexed queries, and short enough never to hold the database for long."""
 def queue_duplicate_checks_in(
     connection: Connection, lead_ids: Sequence[int], *, now: datetime
 ) -> None:
-    """Queue new leads for the comparison, inside the caller's transaction."""
+    """Queue new leads for the comparison, inside the caller's transaction (a lead
+    already queued stays queued once). Many leads (an import's chunk) go in as plain
+    tuples: the Core statement's per-row parameter processing cost 4 µs per row."""
+    if not lead_ids:
+        return
+    if len(lead_ids) > 1:
+        rows = [{"lead_id": i, "queued_at": now} for i in lead_ids]
+        insert_rows(connection, duplicate_checks, rows, ignore_conflicts=True)
+        return
     name = connection.dialect.name
     if name not in _QUEUE:  # built once per dialect: every capture of a new lead runs it
         _QUEUE[name] = insert_ignoring_conflicts(connection, duplicate_checks)
-    for part in chunks(list(lead_ids)):
-        connection.execute(_QUEUE[name], [{"lead_id": i, "queued_at": now} for i in part])
+    connection.execute(_QUEUE[name], [{"lead_id": i, "queued_at": now} for i in lead_ids])
 
 
 _QUEUE: dict[str, Any] = {}

@@ -77,11 +77,13 @@ from baton.services.person import carry_erasure_in, lift_suppressions_in
 from baton.services.queries import chunks, lock_survivors
 from baton.services.scoring import score_leads_in
 from baton.store.bulk import (
+    ANALYZE_AFTER_ROWS,
     ActivityRow,
     bump_counters,
     find_by_keys,
     insert_activity_rows,
     insert_new_leads,
+    refresh_statistics,
 )
 from baton.store.tables import leads
 
@@ -998,6 +1000,11 @@ def import_leads(
         written += len(part)
         if progress:
             progress("writing", written, len(good))
+    if ctx.dialect == "postgresql" and report.created >= ANALYZE_AFTER_ROWS:
+        with ctx.write() as connection:
+            refresh_statistics(
+                connection, ("leads", "activities", "duplicate_checks"), new_rows=report.created
+            )
     report.errors.sort(key=lambda e: e.row)
     report.warnings.sort(key=lambda e: e.row)
     return report
