@@ -4,12 +4,12 @@ opened and routed, one transaction per lead, in 1, 2 and 4 processes on one Post
 
 The floor: 64 reps in 8 teams, working around the clock, with room for every lead (so
 every MQL is assigned: the path with the email row; no chat channel or webhook is set
-up, so those cost one look-up each); a
-contract whose rules send each lead to its country's team (round robin), with a
-catch-all. Leads are written in bulk (not measured), then each process moves its share
-to MQL through :func:`baton.services.stages.change_stage_in`, each in its own
-transaction, as an API process does for a hand-raise. The figure is all MQLs divided by
-the wall time from the common start to the last process's end.
+up, so those cost one look-up per transaction); a contract whose rules send each lead
+to its country's team (round robin), with a catch-all. Leads are written in bulk (not
+measured), then each process moves its share to MQL through
+:func:`baton.services.stages.change_stage_in`, each in its own transaction, as an API
+process does for a hand-raise. The figure is all MQLs divided by the wall time from
+the common start to the last process's end.
 
 Each figure is measured with and without, alternating (best of ``--repeat``):
 ``before`` takes, in addition, the
@@ -17,11 +17,12 @@ routing lock every decision took until 0.12 (the ``*`` row of ``rotations`` FOR
 UPDATE, held to commit), switched on in this bench only, so the ratio shows what the
 per-pool and per-rep locks bought. The second set of lines makes the same MQLs in
 batches (:func:`baton.services.stages.change_stages_in`, ``--batch`` leads per
-transaction: roster, loads, rotations and account owners read once per batch), the
-path a re-score takes.
+transaction: set-based, a few statements per batch), the path a re-score takes.
+``--waits`` samples ``pg_stat_activity`` while the current code runs and prints where
+the sessions spent their time (waiting for a lock, for their Python process, running).
 
     python bench/route_parallel.py                  # 2,000 MQLs per figure, best of 2
-    python bench/route_parallel.py --mqls 400 --processes 1,2
+    python bench/route_parallel.py --mqls 400 --processes 1,2 --batches-only --waits
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import argparse
 import multiprocessing
 import os
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -176,7 +178,15 @@ def run(
         ctx.engine.dispose()
 
 
-def measure(backend: str, processes: int, n: int, *, before: bool, batch: int = 1) -> float:
+def measure(
+    backend: str,
+    processes: int,
+    n: int,
+    *,
+    before: bool,
+    batch: int = 1,
+    waits: Counter[str] | None = None,
+) -> float:
     with database(backend) as url:
         set_up(url, n)
         spawn = multiprocessing.get_context("spawn")
@@ -191,6 +201,8 @@ def measure(backend: str, processes: int, n: int, *, before: bool, batch: int = 
         ]
         for worker in workers:
             worker.start()
+        if waits is not None and backend == "postgresql":
+            waits.update(sample_waits(url, results, len(workers)))
         outcomes = [results.get(timeout=1800) for _ in workers]
         for worker in workers:
             worker.join()
@@ -200,6 +212,33 @@ def measure(backend: str, processes: int, n: int, *, before: bool, batch: int = 
         seconds = max(end for _, end, _ in outcomes) - min(start for start, _, _ in outcomes)
         check(url, n)
         return n / seconds
+
+
+def sample_waits(url: str, results: Any, processes: int) -> Counter[str]:
+    """What the bench's sessions are doing, sampled every 5 ms from ``pg_stat_activity``
+    until the first process reports (then the rest are still running): ``CPU`` for an
+    active session not waiting, else its wait event (``Lock:transactionid``,
+    ``Lock:tuple``: a row lock held by another transaction; ``IO:WALSync``: a commit's
+    flush; ``Client:ClientRead``: waiting for its Python process)."""
+    import psycopg
+
+    seen: Counter[str] = Counter()
+    query = (
+        "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+        "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
+        "AND datname = current_database()"
+    )
+    with psycopg.connect(url, autocommit=True) as connection:
+        while results.empty():
+            for state, kind, event in connection.execute(query):
+                if state == "idle":
+                    seen["idle (between transactions)"] += 1
+                elif kind is None:
+                    seen["CPU (running)"] += 1
+                else:
+                    seen[f"{kind}:{event}"] += 1
+            time.sleep(0.005)
+    return seen
 
 
 def check(url: str, n: int) -> None:
@@ -226,6 +265,15 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=2, help="runs per figure; the best is printed"
     )
+    parser.add_argument(
+        "--batches-only", action="store_true", help="skip the one-MQL-per-transaction lines"
+    )
+    parser.add_argument(
+        "--waits",
+        action="store_true",
+        help="sample pg_stat_activity during the PostgreSQL runs of the current code and "
+        "print where the sessions spent their time",
+    )
     args = parser.parse_args()
     counts = [int(p) for p in args.processes.split(",")]
     console = Console()
@@ -238,15 +286,19 @@ def main() -> None:
         "now",
         "now / before",
     )
-    plan = [("postgresql", p, b) for b in (1, args.batch) for p in counts]
-    plan += [("sqlite", 1, 1), ("sqlite", 1, args.batch)]
+    sizes = (args.batch,) if args.batches_only else (1, args.batch)
+    plan = [("postgresql", p, b) for b in sizes for p in counts]
+    plan += [("sqlite", 1, b) for b in sizes]
     for backend, processes, batch in plan:
         olds: list[float] = []
         news: list[float] = []
+        waits: Counter[str] | None = Counter() if args.waits else None
         for _ in range(args.repeat):  # alternating, so a drift in load hits both
             if not args.no_before:
                 olds.append(measure(backend, processes, args.mqls, before=True, batch=batch))
-            news.append(measure(backend, processes, args.mqls, before=False, batch=batch))
+            news.append(
+                measure(backend, processes, args.mqls, before=False, batch=batch, waits=waits)
+            )
         old = max(olds) if olds else None
         new = max(news)
         console.print(
@@ -254,6 +306,14 @@ def main() -> None:
             + (f", before {old:,.0f}" if old else "")
             + f"  (load {os.getloadavg()[0]:.2f})"
         )
+        if waits:
+            total = sum(waits.values())
+            locks = sum(v for k, v in waits.items() if k.startswith("Lock:"))
+            console.print(
+                "    sessions' time (pg_stat_activity samples): "
+                + ", ".join(f"{k} {v / total:.0%}" for k, v in waits.most_common(5))
+                + f"; row and transaction locks {locks / total:.1%}"
+            )
         table.add_row(
             backend,
             str(processes),

@@ -6,7 +6,12 @@ owners read once per batch). It must decide exactly as :func:`change_stage_in` c
 for each lead in turn, each in its own transaction, from the same roster and rotation
 state: random floors (teams, tags, named reps, capacities, weights, hours, territories,
 accounts), random contracts (rules on country and score, every strategy) and random
-leads, some routed before the comparison so that loads and rotations are not fresh.
+leads, some routed before the comparison so that loads and rotations are not fresh,
+with nurture enrollments, chat channels, webhook endpoints, email choices and team
+managers in play. Everything it writes is compared (handoffs, rotations, events,
+outbox rows, chains, leads, transitions, nurture exits), its milestones with a
+recomputation from the history, and its outbox rows with the per-message writes
+(``enqueue_email``, ``enqueue_chat``, ``publish``) it replaced.
 """
 
 from __future__ import annotations
@@ -17,19 +22,24 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
+from tests.milestone_checks import assert_milestones_equal_a_rebuild, milestones_in
 
 from baton.domain.access import operator
 from baton.domain.lifecycle import Stage
 from baton.domain.reps import AccountCreate, RepCreate, TeamCreate
+from baton.services.chat import email_wanted, enqueue_chat
 from baton.services.context import Context
 from baton.services.contracts import activate_contract, approve_contract, create_contract
-from baton.services.reps import create_rep, create_team, upsert_account
-from baton.services.routing import lock_pools, open_handoffs_in
+from baton.services.milestones import rebuild
+from baton.services.outbox import enqueue_email, publish
+from baton.services.reps import create_rep, create_team, routing_reps, upsert_account
+from baton.services.routing import lock_pools, open_handoffs_in, webhook_data
 from baton.services.stages import MqlChange, change_stage_in, change_stages_in
 from baton.store.bulk import insert_rows
 from baton.store.tables import (
+    chat_channels,
     handoff_chains,
     handoff_events,
     handoffs,
@@ -38,7 +48,11 @@ from baton.store.tables import (
     metadata,
     nurture_enrollments,
     outbox,
+    reps,
     rotations,
+    teams,
+    transitions,
+    webhook_endpoints,
 )
 
 OPS = operator("ops")
@@ -69,10 +83,21 @@ reps_st = st.lists(
             "status": st.sampled_from(("available", "available", "away")),
             "hours": st.sampled_from(("always", "always", "afternoon")),
             "countries": st.sampled_from(([], [], ["US"], ["DE", "FR"])),
+            "email": st.sampled_from((True, True, False)),
+            "channel": st.sampled_from(("none", "none", "live", "paused")),
         }
     ),
     min_size=1,
     max_size=6,
+)
+notify_st = st.fixed_dictionaries(
+    {
+        "team_channels": st.sampled_from(((), ("a",), ("a", "b"))),
+        "hooks": st.lists(
+            st.sampled_from(("*", "handoff.assigned", "handoff.queued", "inactive")), max_size=3
+        ),
+        "manager": st.booleans(),
+    }
 )
 rules_st = st.lists(
     st.fixed_dictionaries(
@@ -93,6 +118,7 @@ leads_st = st.lists(
             "domain": st.sampled_from(DOMAINS),
             "score": st.sampled_from((None, 20.0, 80.0)),
             "historical": st.sampled_from((False, False, False, True)),
+            "nurture": st.sampled_from((None, None, "stays", "rep-ends", "mql-ends", "gone")),
         }
     ),
     min_size=1,
@@ -133,7 +159,31 @@ def contract_yaml(rules: list[dict[str, Any]], account_matching: bool, n_reps: i
         "  ladder:",
         "    - {at_minutes: 20, action: remind}",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + NURTURE
+
+
+NURTURE = """nurture:
+  sequences:
+    stays:
+      exit_on: [hand_raise]
+      steps:
+        - {template: t, delay_days: 7}
+    rep-ends:
+      exit_on: [sales_took_back]
+      steps:
+        - {template: t, delay_days: 7}
+    mql-ends:
+      exit_on: [re_mql]
+      steps:
+        - {template: t, delay_days: 7}
+  templates:
+    t:
+      subject: Hi
+      text: Hello
+"""
+"""Sequences that a new MQL leaves (``mql-ends``), that it leaves only once a rep has
+it (``rep-ends``), and that it stays in (``stays``); an enrollment in a sequence the
+contract does not name (``gone``) ends on anything."""
 
 
 def set_up(
@@ -143,10 +193,15 @@ def set_up(
     account_matching: bool,
     owners: list[int | None],
     people: list[dict[str, Any]],
+    notify: dict[str, Any] | None = None,
 ) -> list[int]:
-    """The floor, the active contract, the accounts and the leads; returns lead ids."""
+    """The floor, the active contract, the accounts and the leads, and how the reps
+    hear (``notify``: emails off, rep and team chat channels, webhook endpoints) and
+    the leads' nurture enrollments; returns lead ids."""
+    notify = notify or {"team_channels": (), "hooks": [], "manager": False}
     for team in ("a", "b"):
-        create_team(ctx, TeamCreate(name=team), actor=OPS)
+        manager = f"boss-{team}@sales.example.com" if notify["manager"] else None
+        create_team(ctx, TeamCreate(name=team, manager_email=manager), actor=OPS)
     for n, rep in enumerate(floor):
         create_rep(
             ctx,
@@ -221,30 +276,110 @@ def set_up(
         ]
         if scored:
             insert_rows(connection, lead_scores, scored)
+        _notify_and_nurture(connection, floor, notify, ids, people, version, now)
     return ids
 
 
+def _notify_and_nurture(
+    connection: Connection,
+    floor: list[dict[str, Any]],
+    notify: dict[str, Any],
+    ids: list[int],
+    people: list[dict[str, Any]],
+    version: int,
+    now: Any,
+) -> None:
+    rep_ids = {
+        str(email): int(i) for i, email in connection.execute(select(reps.c.id, reps.c.email))
+    }
+    team_ids = {str(n): int(i) for i, n in connection.execute(select(teams.c.id, teams.c.name))}
+    for n, rep in enumerate(floor):
+        rep_id = rep_ids[f"rep{n}@sales.example.com"]
+        if not rep.get("email", True):
+            connection.execute(update(reps).where(reps.c.id == rep_id).values(notify_email=False))
+    channel = {
+        "kind": "slack",
+        "url": "https://hooks.slack.com/services/T/B/x",
+        "url_hint": "x",
+        "created_by": "ops",
+        "created_at": now,
+    }
+    channels = [
+        {
+            **channel,
+            "rep_id": rep_ids[f"rep{n}@sales.example.com"],
+            "team_id": None,
+            "label": f"rep {n}",
+            "active": rep.get("channel") == "live",
+        }
+        for n, rep in enumerate(floor)
+        if rep.get("channel", "none") != "none"
+    ] + [
+        {
+            **channel,
+            "rep_id": None,
+            "team_id": team_ids[team],
+            "label": f"team {team}",
+            "active": True,
+        }
+        for team in notify["team_channels"]
+    ]
+    if channels:
+        insert_rows(connection, chat_channels, channels)
+    hooks = [
+        {
+            "url": f"https://hooks.example.com/{n}",
+            "secret": "s",
+            "events": ["*"] if hook in ("*", "inactive") else [hook],
+            "active": hook != "inactive",
+            "created_by": "ops",
+            "created_at": now,
+        }
+        for n, hook in enumerate(notify["hooks"])
+    ]
+    if hooks:
+        insert_rows(connection, webhook_endpoints, hooks)
+    enrolled = [
+        {
+            "lead_id": lead_id,
+            "sequence": p["nurture"],
+            "contract_version": version,
+            "status": "active",
+            "reason": "test",
+            "enrolled_at": now,
+            "enrolled_by": "ops",
+            "next_due_at": now,
+        }
+        for lead_id, p in zip(ids, people, strict=True)
+        if p.get("nurture")
+    ]
+    if enrolled:
+        insert_rows(connection, nurture_enrollments, enrolled)
+
+
 def snapshot(connection: Connection) -> dict[str, Any]:
-    """What routing decided and wrote, keyed by lead (handoff ids are not compared:
-    PostgreSQL's sequences move on in a rolled-back transaction)."""
+    """What the stage changes and routing decided and wrote, keyed by lead (handoff ids
+    are not compared: PostgreSQL's sequences move on in a rolled-back transaction),
+    each lead's rows in the order they were written."""
     rows = [dict(r) for r in connection.execute(select(handoffs)).mappings()]
     lead_of = {r["id"]: r["lead_id"] for r in rows}
     kept = {
         r["lead_id"]: {k: v for k, v in r.items() if k not in ("id", "chain_id", "previous_id")}
         for r in rows
     }
-    events = sorted(
-        (lead_of[h], kind, repr(sorted(detail.items())))
-        for h, kind, detail in connection.execute(
-            select(handoff_events.c.handoff_id, handoff_events.c.kind, handoff_events.c.detail)
-        )
-    )
-    messages = sorted(
-        (lead_of.get(h), topic, channel)
-        for h, topic, channel in connection.execute(
-            select(outbox.c.handoff_id, outbox.c.topic, outbox.c.channel)
-        )
-    )
+    events = [
+        (lead_of[r["handoff_id"]], {k: v for k, v in r.items() if k not in ("id", "handoff_id")})
+        for r in connection.execute(select(handoff_events).order_by(handoff_events.c.id)).mappings()
+    ]
+    messages: list[tuple[Any, dict[str, Any]]] = []
+    for r in connection.execute(select(outbox).order_by(outbox.c.id)).mappings():
+        # message_key: random, the receiver's idempotency key
+        row = {k: v for k, v in r.items() if k not in ("id", "handoff_id", "message_key")}
+        data = dict(row["payload"].get("data") or {})
+        if "handoff_id" in data:
+            data["handoff_id"] = lead_of[data["handoff_id"]]
+            row["payload"] = {**row["payload"], "data": data}
+        messages.append((lead_of.get(r["handoff_id"]), row))
     pools = {
         str(pool): (virtual, passes)
         for pool, virtual, passes in connection.execute(
@@ -258,19 +393,94 @@ def snapshot(connection: Connection) -> dict[str, Any]:
         for r in connection.execute(select(handoff_chains)).mappings()
     }
     people = {r["id"]: dict(r) for r in connection.execute(select(leads)).mappings()}
+    moves = [
+        {k: v for k, v in r.items() if k != "id"}
+        for r in connection.execute(select(transitions).order_by(transitions.c.id)).mappings()
+    ]
     enrollments = sorted(
-        (r["lead_id"], r["status"], r["exit_reason"])
+        (r["lead_id"], r["sequence"], r["status"], r["exit_reason"], r["ended_at"])
         for r in connection.execute(select(nurture_enrollments)).mappings()
     )
     return {
         "handoffs": kept,
-        "events": events,
-        "outbox": messages,
+        "events": _by_lead(events),
+        "outbox": _by_lead(messages),
         "rotations": pools,
         "chains": chains,
         "leads": people,
+        "transitions": _by_lead([(m["lead_id"], m) for m in moves]),
         "enrollments": enrollments,
     }
+
+
+def announced_message_by_message(connection: Connection, *, after: int) -> Any:
+    """The outbox rows that the simple path the batch replaced would write for the
+    handoffs after ``after``: one handoff after another, each message written by its
+    own use case (``email_wanted``, ``enqueue_email``, ``enqueue_chat``, ``publish``),
+    from the decision stored on the handoff; the outbox as :func:`snapshot` shows it."""
+    opened = (
+        connection.execute(select(handoffs).where(handoffs.c.id > after).order_by(handoffs.c.id))
+        .mappings()
+        .all()
+    )
+    connection.execute(delete(outbox).where(outbox.c.handoff_id.in_([h["id"] for h in opened])))
+    roster = {r.id: r for r in routing_reps(connection)}
+    for h in opened:
+        why = h["routing"]["reason"]
+        at = h["created_at"]
+        rep = roster.get(h["rep_id"]) if h["rep_id"] is not None else None
+        if rep is not None:
+            if email_wanted(connection, rep.id):
+                enqueue_email(
+                    connection, topic="handoff.assigned", to=rep.email, now=at, handoff_id=h["id"]
+                )
+            enqueue_chat(
+                connection,
+                topic="handoff.assigned",
+                rep_id=rep.id,
+                handoff_id=h["id"],
+                now=at,
+                audience="both",
+                data={"why": why},
+            )
+            publish(
+                connection,
+                "handoff.assigned",
+                webhook_data(h["id"], h["lead_id"], rep, why=why),
+                now=at,
+                handoff_id=h["id"],
+            )
+            continue
+        publish(
+            connection,
+            "handoff.queued",
+            webhook_data(h["id"], h["lead_id"], None, why=why),
+            now=at,
+            handoff_id=h["id"],
+        )
+        skipped = {s["rep_id"] for s in h["routing"]["skipped"]}
+        managers = {
+            r.manager_email
+            for r in roster.values()
+            if r.manager_email and h["routing"]["rule"] is not None and r.id in skipped
+        }
+        for manager in sorted(managers):
+            enqueue_email(
+                connection,
+                topic="queue.alert",
+                to=manager,
+                now=at,
+                handoff_id=h["id"],
+                data={"why": why},
+            )
+    return snapshot(connection)["outbox"]
+
+
+def _by_lead(rows: list[tuple[Any, dict[str, Any]]]) -> dict[Any, list[dict[str, Any]]]:
+    found: dict[Any, list[dict[str, Any]]] = {}
+    for lead_id, row in rows:
+        found.setdefault(lead_id, []).append(row)
+    return found
 
 
 @settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -281,6 +491,7 @@ def snapshot(connection: Connection) -> dict[str, Any]:
     owners=st.lists(st.one_of(st.none(), st.integers(0, 5)), min_size=4, max_size=4),
     people=leads_st,
     before=st.integers(0, 12),
+    notify=notify_st,
 )
 def test_batch_routing_decides_as_one_by_one(
     ctx: Context,
@@ -290,9 +501,13 @@ def test_batch_routing_decides_as_one_by_one(
     owners: list[int | None],
     people: list[dict[str, Any]],
     before: int,
+    notify: dict[str, Any],
 ) -> None:
+    """The same handoffs, rotations, events, outbox rows (emails, chat messages,
+    webhooks, managers' alerts), chains, lead milestones, transitions and nurture exits,
+    each lead's rows in the same order."""
     empty(ctx)
-    ids = set_up(ctx, floor, rules, account_matching, owners, people)
+    ids = set_up(ctx, floor, rules, account_matching, owners, people, notify)
     now = ctx.clock.now()
     first, rest = ids[: min(before, len(ids) - 1)], ids[min(before, len(ids) - 1) :]
     for lead_id in first:  # loads and rotations that are not fresh
@@ -304,9 +519,15 @@ def test_batch_routing_decides_as_one_by_one(
     ]
     batch: dict[str, Any] = {}
     with pytest.raises(Rollback), ctx.write() as connection:
+        earlier = connection.execute(select(func.coalesce(func.max(handoffs.c.id), 0))).scalar()
         steps = change_stages_in(connection, changes, actor=OPS, now=now)
         assert [s.to_stage for s in steps] == [Stage.MQL] * len(changes)
         batch = snapshot(connection)
+        # The leads' milestones and the chains equal a recomputation from the history.
+        kept = milestones_in(connection)
+        rebuild(connection)
+        assert milestones_in(connection) == kept
+        assert announced_message_by_message(connection, after=int(earlier or 0)) == batch["outbox"]
         raise Rollback
     for change in changes:
         with ctx.write() as connection:
@@ -321,8 +542,10 @@ def test_batch_routing_decides_as_one_by_one(
             )
     with ctx.read() as connection:
         one_by_one = snapshot(connection)
+    assert_milestones_equal_a_rebuild(ctx)
     assert batch["handoffs"] == one_by_one["handoffs"]
     assert batch["rotations"] == one_by_one["rotations"]
+    assert batch["outbox"] == one_by_one["outbox"]
     assert batch == one_by_one
 
 

@@ -17,11 +17,12 @@ chat lane (:mod:`baton.services.delivery`) with the outbox's retries and fencing
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Action, Principal, Reach
@@ -30,7 +31,7 @@ from baton.domain.egress import EgressPolicy
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
 from baton.services.access import allowed, check_rep
 from baton.services.context import Context
-from baton.services.queries import inserted_id
+from baton.services.queries import chunks, inserted_id
 from baton.store.tables import chat_channels, outbox, reps, teams
 
 log = logging.getLogger("baton.chat")
@@ -341,20 +342,93 @@ def enqueue_chat(
         )
     found = connection.execute(
         select(chat_channels.c.id, chat_channels.c.kind, chat_channels.c.label)
-        .where(
-            or_(*conditions),
-            chat_channels.c.active.is_(True),
-            chat_channels.c.removed_at.is_(None),
-            func.length(chat_channels.c.url) > 0,
-        )
+        .where(or_(*conditions), *_LIVE)
         .order_by(chat_channels.c.id)
     ).all()
-    rows = [
+    rows = chat_rows(
+        [(int(i), str(k), str(label)) for i, k, label in found],
+        topic=topic,
+        rep_id=rep_id,
+        handoff_id=handoff_id,
+        now=now,
+        data=data,
+    )
+    if rows:
+        connection.execute(insert(outbox), rows)
+    return len(rows)
+
+
+_LIVE = (
+    chat_channels.c.active.is_(True),
+    chat_channels.c.removed_at.is_(None),
+    func.length(chat_channels.c.url) > 0,
+)
+"""A channel that can be sent to."""
+
+Channel = tuple[int, str, str]
+"""A live chat channel: its id, kind and label."""
+
+
+@dataclass(frozen=True)
+class Hearing:
+    """How a rep hears about their leads: by email or not, and the live channels that
+    hear about them, their own and their team's (``audience="both"``), by id."""
+
+    email: bool
+    channels: list[Channel]
+
+
+def hearing_of(connection: Connection, rep_ids: Collection[int]) -> dict[int, Hearing]:
+    """:func:`email_wanted` and the channels :func:`enqueue_chat` with
+    ``audience="both"`` would find, for many reps in one statement per 900 (a batch of
+    new handoffs). A rep id that does not exist is left out."""
+    found: dict[int, Hearing] = {}
+    joined = reps.outerjoin(
+        chat_channels,
+        and_(
+            or_(
+                chat_channels.c.rep_id == reps.c.id,
+                chat_channels.c.team_id == reps.c.team_id,
+            ),
+            *_LIVE,
+        ),
+    )
+    for part in chunks(sorted(set(rep_ids))):
+        for rep_id, email, channel_id, kind, label in connection.execute(
+            select(
+                reps.c.id,
+                reps.c.notify_email,
+                chat_channels.c.id,
+                chat_channels.c.kind,
+                chat_channels.c.label,
+            )
+            .select_from(joined)
+            .where(reps.c.id.in_(part))
+            .order_by(reps.c.id, chat_channels.c.id)
+        ):
+            hearing = found.setdefault(int(rep_id), Hearing(email is None or bool(email), []))
+            if channel_id is not None:
+                hearing.channels.append((int(channel_id), str(kind), str(label)))
+    return found
+
+
+def chat_rows(
+    channels: Sequence[Channel],
+    *,
+    topic: str,
+    rep_id: int,
+    handoff_id: int,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The outbox rows :func:`enqueue_chat` writes for ``channels``, in their order."""
+    return [
         {
             "channel": "chat",
             "topic": topic,
             "handoff_id": handoff_id,
-            "chat_channel_id": int(channel_id),
+            "endpoint_id": None,
+            "chat_channel_id": channel_id,
             "recipient": f"{kind} channel {channel_id} ({label})"[:2000],
             "payload": {"rep_id": rep_id, **(data or {})},
             "status": "pending",
@@ -362,8 +436,5 @@ def enqueue_chat(
             "next_attempt_at": now,
             "created_at": now,
         }
-        for channel_id, kind, label in found
+        for channel_id, kind, label in channels
     ]
-    if rows:
-        connection.execute(insert(outbox), rows)
-    return len(rows)

@@ -82,10 +82,15 @@ def _bitmask(
 # --- leads ---------------------------------------------------------------------------------
 
 
-def on_transition(stage: str, now: datetime, contract_version: int | None) -> dict[str, Any]:
+def on_transition(
+    stage: str,
+    now: datetime | ColumnElement[Any],
+    contract_version: int | ColumnElement[Any] | None,
+) -> dict[str, Any]:
     """The milestone values for the ``UPDATE leads`` of a transition into ``stage`` at
     ``now``: its bit added, and the stage's first moment (with the contract version for
-    an MQL) kept unless an earlier one is already there."""
+    an MQL) kept unless an earlier one is already there. ``now`` and
+    ``contract_version`` may be bound parameters, for a statement built once."""
     values: dict[str, Any] = {}
     bit = STAGE_BITS.get(stage)
     if bit is not None:
@@ -312,6 +317,18 @@ def refresh_chains(connection: Connection, chain_ids: Sequence[int]) -> int:
     ).all()
     _rewrite_chains(connection, [h.id for h in heads], [h.lead_id for h in heads])
     return len(heads)
+
+
+def add_chains(connection: Connection, chain_ids: Sequence[int], lead_ids: Sequence[int]) -> None:
+    """Write the chains of handoffs just opened in this transaction, each the first of
+    its chain, and the handoff facts of their leads (``lead_ids``): what
+    :func:`refresh_chains` writes for them, without its look-up and lock of rows that
+    no other transaction can see yet, and with no old chain row to delete."""
+    if not chain_ids:
+        return
+    statements = _rewrite_statements(connection.dialect.name)
+    connection.execute(statements.insert, {"chain_ids": sorted(set(chain_ids))})
+    connection.execute(statements.update, {"lead_ids": sorted(set(lead_ids))})
 
 
 @dataclass(frozen=True)

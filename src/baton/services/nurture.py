@@ -444,12 +444,14 @@ def exit_enrollments_in(
     *,
     now: datetime,
     ended_leads: set[int] | None = None,
+    remaining: set[int] | None = None,
 ) -> list[int]:
     """End the active enrollments of ``lead_ids`` with ``reason`` inside the caller's
     transaction; reasons a sequence may leave out of ``exit_on`` (reply, hand_raise,
     re_mql, sales_took_back) end only enrollments whose sequence lists them. Returns
     the ids of the enrollments ended (none active: nothing happens); ``ended_leads``,
-    when given, receives the ids of the leads whose enrollment ended."""
+    when given, receives the ids of the leads whose enrollment ended, ``remaining`` the
+    ids of the leads whose active enrollment stays."""
     if ended_leads is None:
         ended_leads = set()
     ids = sorted(set(lead_ids))
@@ -478,7 +480,10 @@ def exit_enrollments_in(
         sequence = _section(contract).sequence(str(row["sequence"])) if contract else None
         if sequence is None or ends(reason, sequence.exit_on):
             ending.append(int(row["id"]))
-    ended_leads.update(int(r["lead_id"]) for r in candidates if int(r["id"]) in set(ending))
+    ended = set(ending)
+    ended_leads.update(int(r["lead_id"]) for r in candidates if int(r["id"]) in ended)
+    if remaining is not None:
+        remaining.update(int(r["lead_id"]) for r in candidates if int(r["id"]) not in ended)
     for part in chunks(ending):
         connection.execute(
             update(nurture_enrollments)
@@ -533,16 +538,26 @@ def exit_on_activities_in(
 
 
 def exit_on_stage_in(
-    connection: Connection, lead_id: int, target: str, *, actor: Principal, now: datetime
-) -> list[int]:
-    """The lead moved to ``target``: an MQL ends its enrollment ``re_mql`` (or
-    ``sales_took_back`` when sales moved it), a sales stage ``sales_took_back``,
-    disqualified ``disqualified``. Called by the stage change itself."""
+    connection: Connection,
+    lead_ids: Collection[int],
+    target: str,
+    *,
+    actor: Principal,
+    now: datetime,
+    remaining: set[int] | None = None,
+) -> list[int] | None:
+    """The leads moved to ``target``: an MQL ends their enrollments ``re_mql`` (or
+    ``sales_took_back`` when sales moved them), a sales stage ``sales_took_back``,
+    disqualified ``disqualified``. Called by the stage change itself, once for all the
+    leads it moved. Returns the ids of the enrollments ended, or None when ``target``
+    ends none (nothing is looked up); ``remaining``, when given and something was looked
+    up, receives the leads whose active enrollment stays (its sequence does not exit on
+    this reason)."""
     role = actor.role.value if actor.role is not None else None
     reason = exit_for_stage(target, role)
     if reason is None:
-        return []
-    return exit_enrollments_in(connection, [lead_id], reason.value, now=now)
+        return None
+    return exit_enrollments_in(connection, lead_ids, reason.value, now=now, remaining=remaining)
 
 
 # --- bulk enrollment with preview -------------------------------------------------------

@@ -64,17 +64,35 @@ def enqueue_email(
     (``handoff.assigned``, ``sla.remind``, ``sla.manager``, ``queue.alert``)."""
     connection.execute(
         insert(outbox).values(
-            channel="email",
-            topic=topic,
-            handoff_id=handoff_id,
-            recipient=to,
-            payload=data or {},
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
+            email_row(topic=topic, to=to, now=now, handoff_id=handoff_id, data=data)
         )
     )
+
+
+def email_row(
+    *,
+    topic: str,
+    to: str,
+    now: datetime,
+    handoff_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The outbox row :func:`enqueue_email` writes, for a caller that writes many rows
+    in one statement (every kind of row names the same columns, since one statement
+    writes the columns of its first row)."""
+    return {
+        "channel": "email",
+        "topic": topic,
+        "handoff_id": handoff_id,
+        "endpoint_id": None,
+        "chat_channel_id": None,
+        "recipient": to,
+        "payload": data or {},
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 def publish(
@@ -87,12 +105,47 @@ def publish(
 ) -> int:
     """One outbox row per active webhook endpoint subscribed to ``topic``; returns how
     many."""
-    rows = [
+    rows = webhook_rows(
+        active_endpoints(connection), topic, payload, now=now, handoff_id=handoff_id
+    )
+    if rows:
+        connection.execute(insert(outbox), rows)
+    return len(rows)
+
+
+Endpoint = tuple[int, str, list[str]]
+"""An active webhook endpoint: its id, URL and the topics it hears (``*``: all)."""
+
+
+def active_endpoints(connection: Connection) -> list[Endpoint]:
+    """The active webhook endpoints, read once by a caller that publishes many events
+    in one transaction (:func:`webhook_rows`)."""
+    return [
+        (int(endpoint_id), str(url), list(events))
+        for endpoint_id, url, events in connection.execute(
+            select(
+                webhook_endpoints.c.id, webhook_endpoints.c.url, webhook_endpoints.c.events
+            ).where(webhook_endpoints.c.active.is_(True))
+        )
+    ]
+
+
+def webhook_rows(
+    endpoints: Sequence[Endpoint],
+    topic: str,
+    payload: dict[str, Any],
+    *,
+    now: datetime,
+    handoff_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """The outbox rows :func:`publish` writes for ``endpoints``, in their order."""
+    return [
         {
             "channel": "webhook",
             "topic": topic,
             "handoff_id": handoff_id,
             "endpoint_id": endpoint_id,
+            "chat_channel_id": None,
             "recipient": url,
             "payload": {"event": topic, "occurred_at": now.isoformat(), "data": payload},
             "status": "pending",
@@ -100,16 +153,9 @@ def publish(
             "next_attempt_at": now,
             "created_at": now,
         }
-        for endpoint_id, url, events in connection.execute(
-            select(
-                webhook_endpoints.c.id, webhook_endpoints.c.url, webhook_endpoints.c.events
-            ).where(webhook_endpoints.c.active.is_(True))
-        )
+        for endpoint_id, url, events in endpoints
         if "*" in events or topic in events
     ]
-    if rows:
-        connection.execute(insert(outbox), rows)
-    return len(rows)
 
 
 @dataclass(frozen=True)

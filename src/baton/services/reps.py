@@ -458,23 +458,30 @@ def _hours(spec: str) -> WorkingHours:
     return WorkingHours.parse(json.loads(spec))
 
 
-_ROSTER_QUERIES = (
-    select(func.count(), func.max(reps.c.id), func.sum(reps.c.revision)).select_from(reps),
-    select(func.count(), func.max(rep_absences.c.id), func.sum(rep_absences.c.id)).select_from(
-        rep_absences
-    ),
-    select(func.count(), func.max(teams.c.id), func.max(teams.c.manager_email)).select_from(teams),
+_ROSTER_VERSION = select(
+    *(
+        query.scalar_subquery()
+        for query in (
+            select(func.count()).select_from(reps),
+            select(func.max(reps.c.id)),
+            select(func.sum(reps.c.revision)),
+            select(func.count()).select_from(rep_absences),
+            select(func.max(rep_absences.c.id)),
+            select(func.sum(rep_absences.c.id)),
+            select(func.count()).select_from(teams),
+            select(func.max(teams.c.id)),
+            select(func.max(teams.c.manager_email)),
+        )
+    )
 )
+"""The roster's fingerprint in one statement (one round trip per routing decision)."""
 
 
 def _roster_version(connection: Connection) -> tuple[Any, ...]:
     """A fingerprint that changes whenever a rep, a team or an absence changes (every
     change to a rep or their absences bumps ``reps.revision``)."""
     url = connection.engine.url
-    parts: list[Any] = [url.host, url.port, url.database]
-    for query in _ROSTER_QUERIES:
-        parts.extend(connection.execute(query).one())
-    return tuple(parts)
+    return (url.host, url.port, url.database, *connection.execute(_ROSTER_VERSION).one())
 
 
 def routing_reps(connection: Connection) -> list[Rep]:
@@ -483,13 +490,27 @@ def routing_reps(connection: Connection) -> list[Rep]:
     changes."""
     version = _roster_version(connection)
     cached = _ROUTING_CACHE.get(version)
-    if cached is not None:
-        return cached
-    found = _load_routing_reps(connection)
-    if len(_ROUTING_CACHE) > 64:
-        _ROUTING_CACHE.clear()
-    _ROUTING_CACHE[version] = found
-    return found
+    if cached is None:
+        cached = _load_routing_reps(connection)
+        if len(_ROUTING_CACHE) > 64:
+            _ROUTING_CACHE.clear()
+        _ROUTING_CACHE[version] = cached
+    _LATEST[version[:3]] = cached
+    return cached
+
+
+_LATEST: dict[tuple[Any, ...], list[Rep]] = {}
+
+
+def last_routing_reps(connection: Connection) -> list[Rep]:
+    """The roster :func:`routing_reps` last returned in this process for this
+    database, without asking the database (it may be out of date), or a fresh
+    :func:`routing_reps` the first time. For a guess that is checked afterwards: the
+    routing decision locks the reps this roster names, then reads the current roster
+    under the locks and starts again when it names others."""
+    url = connection.engine.url
+    found = _LATEST.get((url.host, url.port, url.database))
+    return found if found is not None else routing_reps(connection)
 
 
 def _load_routing_reps(connection: Connection) -> list[Rep]:

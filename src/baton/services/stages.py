@@ -18,13 +18,14 @@ handoffs' verdicts calling down into stages; routing never changes a stage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy import Integer, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 
 from baton.domain.access import Principal
 from baton.domain.contract import HandoffContract
@@ -35,8 +36,9 @@ from baton.services import milestones
 from baton.services.contract_rules import active_contract_in
 from baton.services.nurture import exit_on_stage_in
 from baton.services.queries import chunks
-from baton.services.routing import close_open_handoff_in, open_handoff_in, open_handoffs_in
+from baton.services.routing import close_open_handoff_in, open_handoffs_in
 from baton.store.tables import leads, transitions
+from baton.store.types import UtcDateTime
 
 _MOVE_COLUMNS = (  # what a stage change reads of the lead, under its lock
     leads.c.stage,
@@ -76,9 +78,10 @@ def change_stage_in(
     active = active_contract_in(connection)
     if contract_version is None:
         contract_version = active[0] if active else None
-    step, live = _move(
-        connection,
+    row = connection.execute(_LOCK_ONE, {"lead_id": lead_id}).mappings().first()
+    move = _plan(
         lead_id,
+        row,
         target,
         active=active,
         actor=actor,
@@ -89,21 +92,32 @@ def change_stage_in(
         historical=historical,
         deal_value=deal_value,
     )
-    if live:
+    remaining: set[int] = set()
+    exited = _write(
+        connection,
+        [move],
+        target,
+        actor=actor,
+        now=now,
+        contract_version=contract_version,
+        remaining=remaining,
+    )
+    if move.live:
         lead = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().one()
-        open_handoff_in(
+        open_handoffs_in(
             connection,
-            lead,
+            [lead],
             active[1] if active else None,
             contract_version=contract_version,
             now=now,
             actor=actor,
+            nurtured=remaining if exited is not None else None,
         )
     elif target in CLOSING_STAGES:
         close_open_handoff_in(
             connection, lead_id, outcome=f"lead moved to {target.value}", now=now, actor=actor
         )
-    return step
+    return move.step
 
 
 @dataclass(frozen=True)
@@ -125,20 +139,23 @@ def change_stages_in(
     now: datetime,
     contract_version: int | None = None,
 ) -> list[Transition]:
-    """Make many leads MQLs in one transaction: the same transitions, handoffs,
-    assignments and rotations as :func:`change_stage_in` called with
-    :attr:`Stage.MQL <baton.domain.lifecycle.Stage.MQL>` for each change in turn, but
-    the leads are locked at once (in id order) and the new MQLs' handoffs are routed
-    together (:func:`~baton.services.routing.open_handoffs_in`: roster, loads,
-    rotations and account owners read once). For a re-score that makes thousands of
-    MQLs. Returns the transitions in the order of ``changes``."""
+    """Make many leads MQLs in one transaction: the same transitions, milestones,
+    nurture exits, handoffs, assignments, rotations, events and outbox rows as
+    :func:`change_stage_in` called with :attr:`Stage.MQL <baton.domain.lifecycle.Stage.MQL>`
+    for each change in turn, but set-based: the leads are locked at once (in id
+    order), their rows and transitions written with one statement each, and the new
+    MQLs' handoffs routed together (:func:`~baton.services.routing.open_handoffs_in`:
+    roster, loads, rotations and account owners read once). For a re-score that makes
+    thousands of MQLs. A change that cannot be made (a lead missing or merged, a move
+    the lifecycle refuses) raises before anything is written. Returns the transitions
+    in the order of ``changes``."""
     if not changes:
         return []
     active = active_contract_in(connection)
     if contract_version is None:
         contract_version = active[0] if active else None
     ids = sorted({c.lead_id for c in changes})
-    locked: dict[int, RowMapping] = {}
+    locked: dict[int, Mapping[Any, Any]] = {}
     for part in chunks(ids):
         for row in connection.execute(
             select(leads.c.id, *_MOVE_COLUMNS)
@@ -147,12 +164,11 @@ def change_stages_in(
             .with_for_update()
         ).mappings():
             locked[int(row["id"])] = row
-    steps: list[Transition] = []
-    live: list[int] = []
+    moves: list[_Move] = []
     for change in changes:
-        step, opens = _move(
-            connection,
+        move = _plan(
             change.lead_id,
+            locked.get(change.lead_id),
             Stage.MQL,
             active=active,
             actor=actor,
@@ -162,11 +178,25 @@ def change_stages_in(
             occurred_at=change.occurred_at,
             historical=change.historical,
             deal_value=None,
-            row=locked.pop(change.lead_id, None),
         )
-        steps.append(step)
-        if opens:
-            live.append(change.lead_id)
+        moves.append(move)
+        # A lead changed twice moves on from where its first change left it.
+        locked[change.lead_id] = {
+            **locked[change.lead_id],
+            "stage": Stage.MQL.value,
+            "stage_changed_at": move.at,
+        }
+    remaining: set[int] = set()
+    exited = _write(
+        connection,
+        moves,
+        Stage.MQL,
+        actor=actor,
+        now=now,
+        contract_version=contract_version,
+        remaining=remaining,
+    )
+    live = [m.lead_id for m in moves if m.live]
     if live:
         rows: dict[int, Any] = {}
         for part in chunks(live):
@@ -179,13 +209,31 @@ def change_stages_in(
             contract_version=contract_version,
             now=now,
             actor=actor,
+            nurtured=remaining if exited is not None else None,
         )
-    return steps
+    return [m.step for m in moves]
 
 
-def _move(
-    connection: Connection,
+_LOCK_ONE = select(*_MOVE_COLUMNS).where(leads.c.id == bindparam("lead_id")).with_for_update()
+
+
+@dataclass(frozen=True)
+class _Move:
+    """One stage change checked and decided, not yet written: its transition, its
+    moment, and whether it opens a live handoff."""
+
+    lead_id: int
+    step: Transition
+    at: datetime
+    after_the_fact: bool
+    live: bool
+    reason: str
+    deal_value: float | None
+
+
+def _plan(
     lead_id: int,
+    row: Mapping[Any, Any] | None,
     target: Stage,
     *,
     active: tuple[int, HandoffContract] | None,
@@ -196,19 +244,9 @@ def _move(
     occurred_at: datetime | None,
     historical: bool,
     deal_value: float | None,
-    row: RowMapping | None = None,
-) -> tuple[Transition, bool]:
-    """The stage change itself, up to its handoff: returns the transition and whether
-    the lead now needs a live handoff opened (a live MQL). ``row``: the lead's
-    :data:`_MOVE_COLUMNS`, already read under its lock."""
-    if row is None:
-        row = (
-            connection.execute(
-                select(*_MOVE_COLUMNS).where(leads.c.id == lead_id).with_for_update()
-            )
-            .mappings()
-            .first()
-        )
+) -> _Move:
+    """Check one stage change against the lead's :data:`_MOVE_COLUMNS` (read under its
+    lock) and the lifecycle, and decide its transition, without writing anything."""
     if row is None:
         raise NotFound(f"lead {lead_id} does not exist")
     if row["merged_into_id"] is not None:
@@ -233,37 +271,85 @@ def _move(
     )
     if after_the_fact:
         step = replace(step, historical=True, recorded_at=now)
-    connection.execute(
-        update(leads)
-        .where(leads.c.id == lead_id)
-        .values(
-            stage=target.value,
-            stage_changed_at=at,
-            updated_at=now,
-            **milestones.on_transition(target.value, at, contract_version),
-        )
-    )
-    connection.execute(
-        insert(transitions).values(
-            lead_id=lead_id,
-            from_stage=step.from_stage.value,
-            to_stage=step.to_stage.value,
-            actor=actor.name,
-            actor_user_id=actor.user_id,
-            reason=reason,
-            occurred_at=at,
-            contract_version=contract_version,
-            historical=after_the_fact,
-            recorded_at=now if after_the_fact else None,
-            deal_value=deal_value,
-        )
-    )
-    milestones.on_stage_change(connection, lead_id, target.value)  # a move by hand counts
-    # Back in sales' hands (or disqualified): the lead's nurture enrollment ends here, in
-    # the same transaction as the MQL (re_mql / sales_took_back / disqualified).
-    exit_on_stage_in(connection, lead_id, target.value, actor=actor, now=now)
     window = active[1].mql.live_within_days if active else DEFAULT_LIVE_WITHIN_DAYS
     # History (a moment in the past) is recorded, and opens no live handoff.
-    return step, target == Stage.MQL and is_live(
+    live = target == Stage.MQL and is_live(
         at, now=now, live_within_days=window, historical=historical
+    )
+    return _Move(lead_id, step, at, after_the_fact, live, reason, deal_value)
+
+
+@functools.cache
+def _move_statement(stage: str) -> Any:
+    """The ``UPDATE leads`` of moves into ``stage``, built once, for one row or many."""
+    at = bindparam("move_at", type_=UtcDateTime)
+    return (
+        update(leads)
+        .where(leads.c.id == bindparam("move_lead_id"))
+        .values(
+            stage=stage,
+            stage_changed_at=at,
+            updated_at=bindparam("move_now", type_=UtcDateTime),
+            **milestones.on_transition(stage, at, bindparam("move_version", type_=Integer)),
+        )
+    )
+
+
+def _write(
+    connection: Connection,
+    moves: Sequence[_Move],
+    target: Stage,
+    *,
+    actor: Principal,
+    now: datetime,
+    contract_version: int | None,
+    remaining: set[int],
+) -> list[int] | None:
+    """Write planned moves into ``target`` in their order (the leads with their
+    milestones, then the transitions, one statement each), keep the report milestones,
+    and end the nurture enrollments the move ends. Returns what
+    :func:`~baton.services.nurture.exit_on_stage_in` returns (None: nothing looked up);
+    ``remaining`` receives the leads still in an active enrollment."""
+    connection.execute(
+        _move_statement(target.value),
+        [
+            {
+                "move_lead_id": m.lead_id,
+                "move_at": m.at,
+                "move_now": now,
+                "move_version": contract_version,
+            }
+            for m in moves
+        ],
+    )
+    connection.execute(
+        insert(transitions),
+        [
+            {
+                "lead_id": m.lead_id,
+                "from_stage": m.step.from_stage.value,
+                "to_stage": m.step.to_stage.value,
+                "actor": actor.name,
+                "actor_user_id": actor.user_id,
+                "reason": m.reason,
+                "occurred_at": m.at,
+                "contract_version": contract_version,
+                "historical": m.after_the_fact,
+                "recorded_at": now if m.after_the_fact else None,
+                "deal_value": m.deal_value,
+            }
+            for m in moves
+        ],
+    )
+    for m in moves:
+        milestones.on_stage_change(connection, m.lead_id, target.value)  # a move by hand counts
+    # Back in sales' hands (or disqualified): the leads' nurture enrollments end here, in
+    # the same transaction as the MQL (re_mql / sales_took_back / disqualified).
+    return exit_on_stage_in(
+        connection,
+        sorted({m.lead_id for m in moves}),
+        target.value,
+        actor=actor,
+        now=now,
+        remaining=remaining,
     )
