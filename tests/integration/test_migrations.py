@@ -96,3 +96,20 @@ def test_leads_pages_keep_room_for_hot_updates_on_postgresql(empty_database_url:
         assert "fillfactor=70" in (options or [])
     finally:
         engine.dispose()
+
+
+def test_activities_index_carries_the_type_for_rescoring(empty_database_url: str) -> None:
+    """Migration 0019 widens the activities index to (lead_id, occurred_at, type), so a
+    re-score reads type-only engagement rules from it, and leaves no second index for
+    ingest to maintain."""
+    engine = make_engine(empty_database_url)
+    try:
+        upgrade(engine)
+        indexes = {
+            index["name"]: index["column_names"]
+            for index in inspect(engine).get_indexes("activities")
+        }
+        assert indexes["ix_activities_lead_occurred_type"] == ["lead_id", "occurred_at", "type"]
+        assert "ix_activities_lead_occurred" not in indexes
+    finally:
+        engine.dispose()

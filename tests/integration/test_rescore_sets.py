@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -576,3 +577,197 @@ def test_a_lead_committed_into_a_chunks_id_range_mid_chunk_is_left_alone(
     assert seen["stages"] == {1001: "mql", 1002: "lead", 1003: "lead"}
     assert [t[:2] for t in seen["transitions"]] == [(1001, "mql")]
     assert (report.crossed_up, report.became_mql) == (1, 1)
+
+
+FLOATS = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@settings(max_examples=200)
+@given(
+    keys=st.integers(0, 6) | st.just(64),
+    data=st.data(),
+)
+def test_state_texts_are_the_json_of_each_leads_state(keys: int, data: st.DataObject) -> None:
+    """The set-based path formats every lead's stored state with one template per
+    group of leads with events for the same rules: the text equals ``json.dumps`` of
+    the state the per-lead path stores (rules in contract order, those with events
+    only), including past 62 rules, where it formats lead by lead."""
+    from baton.services.scoring import _Engaged, _state_texts
+
+    n = data.draw(st.integers(0, 12))
+    names = [str(k) for k in range(keys)]
+    column = st.lists(FLOATS, min_size=n, max_size=n)
+    counts = st.lists(st.sampled_from([0.0, 1.0, 2.0, 7.0]), min_size=n, max_size=n)
+    engaged = _Engaged(
+        values={k: np.array(data.draw(column)) for k in names},
+        as_of={k: np.array(data.draw(column)) for k in names},
+        counts={k: np.array(data.draw(counts)) for k in names},
+        points=np.zeros(n),
+    )
+    expected = [
+        json.dumps(
+            {
+                k: [
+                    float(engaged.values[k][row]),
+                    float(engaged.as_of[k][row]),
+                    float(engaged.counts[k][row]),
+                ]
+                for k in names
+                if engaged.counts[k][row] > 0
+            }
+        )
+        for row in range(n)
+    ]
+    assert _state_texts(engaged, names) == expected
+
+
+def test_the_rescores_own_events_reader_reads_what_the_chunks_transaction_reads(
+    sqlite_ctx: Context,
+) -> None:
+    """A SQLite re-score reads events through a connection of its own with the file
+    mapped once: inside a chunk's write transaction it gets exactly the sums the
+    transaction's own connection gets, and it puts the connection's settings back."""
+    from baton.domain.contract import parse_contract
+    from baton.services.scoring import _engagement_sums_sql, _events_reader
+
+    people = [
+        {
+            "title": "VP Sales",
+            "country": "US",
+            "phone": None,
+            "email": f"p{i}@northwind.example",
+            "company": "Northwind",
+            "postal_code": None,
+            "consent": None,
+            "employees": 80,
+            "stage": "lead",
+            "changed_days": 3,
+            "active_days": 1,
+            "ticked": False,
+            "merged": 5,
+        }
+        for i in range(6)
+    ]
+    events = [
+        (i % 6, kind, 3600 * i, props)
+        for i, (kind, props) in enumerate(
+            [
+                ("page_view", {"url": "/pricing"}),
+                ("page_view", {"url": "/product/x"}),
+                ("email_click", {}),
+                ("webinar_attended", {}),
+                ("email_open", {}),
+            ]
+            * 5
+        )
+    ]
+    ids = fill(sqlite_ctx, people, events)
+    spec = {
+        "fit": [],
+        "engagement": [
+            {
+                "event": "page_view",
+                "where": {"url": "/pricing"},
+                "points": 10,
+                "cap": 30,
+                "half_life_days": 30,
+            },
+            {"event": "email_click", "where": {}, "points": 2, "cap": None, "half_life_days": 7},
+            {
+                "event": "webinar_attended",
+                "where": {},
+                "points": 15,
+                "cap": None,
+                "half_life_days": None,
+            },
+            {
+                "event": "page_view",
+                "where": {"url": {"contains": "PROD"}},
+                "points": 3,
+                "cap": None,
+                "half_life_days": 0.5,
+            },
+        ],
+        "grades": {"A": 40, "B": 25, "C": 10},
+        "threshold": 20,
+        "min_grade": "D",
+        "required": [],
+        "prep_required": False,
+        "cooldown": 0,
+        "live": 7,
+    }
+    contract = parse_contract(contract_text(spec, "reader"))
+    at = sqlite_ctx.clock.now().timestamp()
+    with sqlite_ctx.write() as connection:
+        own = _engagement_sums_sql(connection, contract, ids[0], ids[-1], at)
+        with _events_reader(sqlite_ctx) as reader:
+            assert reader is not None
+            apart = _engagement_sums_sql(connection, contract, ids[0], ids[-1], at, reader=reader)
+            assert reader.execute("PRAGMA mmap_size").fetchone()[0] > 0
+        assert reader.execute("PRAGMA mmap_size").fetchone()[0] == 0
+    assert own is not None and apart is not None
+    assert len(own) == 6
+    assert own.tolist() == apart.tolist()
+
+
+def test_an_in_memory_sqlite_database_is_rescored_without_a_reader_apart() -> None:
+    """An in-memory SQLite database has no file to map and no second connection to the
+    same data: activation reads its events on the chunk's own connection."""
+    from baton.config import Settings
+    from baton.domain.clock import ManualClock
+    from baton.services.context import open_context
+
+    ctx = open_context(Settings(database_url="sqlite://", env="test"), clock=ManualClock())
+    try:
+        people = [
+            {
+                "title": "VP Sales",
+                "country": "US",
+                "phone": "+1 555 0100",
+                "email": f"p{i}@northwind.example",
+                "company": "Northwind",
+                "postal_code": None,
+                "consent": None,
+                "employees": 80,
+                "stage": "lead",
+                "changed_days": 3,
+                "active_days": 1,
+                "ticked": True,
+                "merged": 5,
+            }
+            for i in range(4)
+        ]
+        ids = fill(ctx, people, [(i % 4, "webinar_attended", 60 * i, {}) for i in range(12)])
+        spec = {
+            "fit": [],
+            "engagement": [
+                {
+                    "event": "webinar_attended",
+                    "where": {},
+                    "points": 15,
+                    "cap": None,
+                    "half_life_days": 30,
+                },
+            ],
+            "grades": {"A": 40, "B": 25, "C": 10},
+            "threshold": 1000,
+            "min_grade": "D",
+            "required": [],
+            "prep_required": False,
+            "cooldown": 0,
+            "live": 7,
+        }
+        version = signed(ctx, contract_text(spec, "memory"))
+        activate_contract(ctx, version, actor=operator("maria"))
+        with ctx.read() as connection:
+            scores = dict(
+                connection.execute(
+                    select(lead_scores.c.lead_id, lead_scores.c.engagement).where(
+                        lead_scores.c.lead_id.in_(ids)
+                    )
+                ).all()
+            )
+        assert sorted(scores) == ids
+        assert all(value > 0 for value in scores.values())
+    finally:
+        ctx.engine.dispose()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -23,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from baton.domain.access import Action, Principal
 from baton.domain.contract import (
+    GRADE_ORDER,
     EmailCondition,
     EngagementRule,
     Grade,
@@ -42,6 +44,7 @@ from baton.domain.scoring import (
     engagement_state,
     engagement_total,
     event_types_needing_properties,
+    grade_at_least,
     mql_decision,
     mql_gaps,
     relevant_event_types,
@@ -54,7 +57,7 @@ from baton.services.contract_rules import active_contract_in, contract_spec
 from baton.services.queries import chunks
 from baton.services.stages import MqlChange, change_stages_in
 from baton.store.bulk import find_by_keys, read_datetime, sqlite_datetime
-from baton.store.score_sql import compile_fit
+from baton.store.score_sql import FitPlan, compile_fit
 from baton.store.tables import activities, lead_prep, lead_scores, leads
 
 log = logging.getLogger(__name__)
@@ -520,6 +523,33 @@ def rescore_all(
             select(func.count()).select_from(leads).where(leads.c.merged_into_id.is_(None))
         ).scalar_one()
     previous = contract_spec(ctx, report.previous) if report.previous is not None else None
+    with _events_reader(ctx) as reader:
+        _rescore_chunks(
+            ctx,
+            report,
+            previous,
+            actor,
+            progress,
+            size,
+            total,
+            set_based=set_based,
+            reader=reader,
+        )
+
+
+def _rescore_chunks(
+    ctx: Context,
+    report: ActivationReport,
+    previous: HandoffContract | None,
+    actor: Principal,
+    progress: Callable[[int, int], None] | None,
+    size: int,
+    total: int,
+    *,
+    set_based: bool,
+    reader: Any,
+) -> None:
+    """The chunks of :func:`rescore_all`, one transaction each."""
     last_id = 0
     done = 0
     while True:
@@ -549,12 +579,44 @@ def rescore_all(
                 now=ctx.clock.now(),
                 actor=actor,
                 set_based=set_based,
+                reader=reader,
             )
         done += len(ids)
         report.leads_scored = done
         last_id = ids[-1]
         if progress:
             progress(done, total)
+
+
+@contextmanager
+def _events_reader(ctx: Context) -> Iterator[Any]:
+    """On SQLite, a driver connection of its own for the engagement queries of a whole
+    re-score, with the file memory-mapped once (:data:`RESCORE_MMAP_BYTES`): the events
+    of a chunk's leads lie all over the file, and a map set and dropped per query
+    faulted every page in again each chunk (a third of the engagement queries' CPU at
+    1,000,000 leads, measured alone). It reads what the chunk's own transaction
+    would: that transaction holds SQLite's only write lock from its ``BEGIN
+    IMMEDIATE``, and a re-score writes no activity, so each query (its own read
+    transaction, in autocommit) sees the activities as they were when the chunk began.
+    ``None`` on PostgreSQL."""
+    if ctx.engine.dialect.name != "sqlite":
+        yield None
+        return
+    raw = ctx.engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        assert driver is not None
+        setting = driver.execute("PRAGMA mmap_size").fetchone()
+        if setting is None:  # an in-memory database: nothing to map, nothing apart
+            yield None
+            return
+        driver.execute(f"PRAGMA mmap_size={RESCORE_MMAP_BYTES}")
+        try:
+            yield driver
+        finally:
+            driver.execute(f"PRAGMA mmap_size={int(setting[0] or 0)}")
+    finally:
+        raw.close()
 
 
 RESCORE_MMAP_BYTES = 16 << 30
@@ -579,6 +641,7 @@ def rescore_chunk(
     now: datetime,
     actor: Principal,
     set_based: bool = True,
+    reader: Any = None,
 ) -> None:
     """Score the leads ``ids`` (ascending, unmerged, locked by the caller), and no other,
     under ``contract``, count their crossings against ``previous`` into ``report`` and hand
@@ -595,7 +658,17 @@ def rescore_chunk(
         previous is not None and previous.scoring.predicted is not None
     )
     if set_based and not uses_model:
-        _rescore_sets(connection, contract, version, previous, report, ids, now=now, actor=actor)
+        _rescore_sets(
+            connection,
+            contract,
+            version,
+            previous,
+            report,
+            ids,
+            now=now,
+            actor=actor,
+            reader=reader,
+        )
     else:
         _rescore_per_lead(
             connection, contract, version, previous, report, ids, now=now, actor=actor
@@ -819,6 +892,8 @@ def _engaged(
     contract: HandoffContract,
     lead_ids: np.ndarray,
     now: datetime,
+    *,
+    reader: Any = None,
 ) -> _Engaged:
     """Engagement of ``lead_ids`` (ascending): one grouped query whose decayed sums are
     taken relative to ``now`` and brought back to each rule's latest event (the state's
@@ -832,7 +907,7 @@ def _engaged(
     counts = {str(k): np.zeros(n) for k in range(len(rules))}
     at = now.timestamp()
     first, last = int(lead_ids[0]), int(lead_ids[-1])
-    sums = _engagement_sums_sql(connection, contract, first, last, at) if n else None
+    sums = _engagement_sums_sql(connection, contract, first, last, at, reader=reader) if n else None
     fold_ids: list[int] = []
     if sums is None:
         fold_ids = lead_ids.tolist()
@@ -890,70 +965,142 @@ def _engaged(
 
 
 def _engagement_sums_sql(
-    connection: Connection, contract: HandoffContract, first: int, last: int, at: float
+    connection: Connection,
+    contract: HandoffContract,
+    first: int,
+    last: int,
+    at: float,
+    *,
+    reader: Any = None,
 ) -> np.ndarray | None:
-    """One row per lead of ``first..last`` with a counted event: the lead id, then per
-    engagement rule its event count, latest event (epoch seconds) and
-    ``sum(0.5 ** ((at - t) / half_life))`` (the count without a half-life), in one
-    pass over the activities (each rule's filter evaluated once per event); ``None``
-    when a filter cannot be expressed in SQL."""
+    """One row per lead of ``first..last`` with a counted event, ascending: the lead id,
+    then per engagement rule its event count, latest event (epoch seconds) and
+    ``sum(0.5 ** ((at - t) / half_life))`` (the count without a half-life); ``None``
+    when a filter cannot be expressed in SQL.
+
+    Two queries: the rules that filter on the event type alone are answered from the
+    ``(lead_id, occurred_at, type)`` index without reading an activity row, grouped in
+    the index's order (no sort); the rules that filter on properties read the rows of
+    their event types only, each filter evaluated once per event."""
     postgres = connection.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
     rules = contract.scoring.engagement
-    kinds = sorted({rule.event.value for rule in rules})
-    if not kinds:
+    if not rules:
         return np.zeros((0, 1))
-    flags: list[str] = []
-    params: list[Any] = []
-    columns: list[str] = []
-    for k, rule in enumerate(rules):
-        found = _rule_filter(rule, postgres, mark)
-        if found is None:
-            return None
-        condition, condition_params = found
-        flags.append(f"CASE WHEN {condition} THEN 1 ELSE 0 END AS m{k}")
-        params += condition_params
-        if rule.half_life_days:
-            half = rule.half_life_days * SECONDS_PER_DAY
-            weight = f"POWER(CAST(0.5 AS DOUBLE PRECISION), ({at!r} - ts) / {half!r})"
-        else:
-            weight = "CAST(1.0 AS DOUBLE PRECISION)"
-        columns += [
-            f"SUM(m{k})",
-            f"COALESCE(MAX(CASE WHEN m{k} = 1 THEN ts END), 0)",
-            f"COALESCE(SUM(CASE WHEN m{k} = 1 THEN {weight} END), 0)",
-        ]
+    filters = [found for found in (_rule_filter(rule, postgres, mark) for rule in rules) if found]
+    if len(filters) != len(rules):
+        return None
     epoch = (
         "CAST(EXTRACT(EPOCH FROM occurred_at) AS DOUBLE PRECISION)" if postgres else _epoch(False)
     )
-    # The fence (OFFSET 0) keeps each filter evaluated once per event: without it
-    # both databases inline the subquery and evaluate a filter for every column using it.
-    fence = "OFFSET 0" if postgres else "LIMIT -1 OFFSET 0"
-    sql = (
-        f"SELECT lead_id, {', '.join(columns)} FROM ("
-        f" SELECT lead_id, {epoch} AS ts, {', '.join(flags)} FROM activities"
-        f" WHERE lead_id >= {mark} AND lead_id <= {mark}"
-        f" AND type IN ({', '.join([mark] * len(kinds))}) {fence}) AS e GROUP BY lead_id"
-    )
-    if postgres:
-        rows = [
-            tuple(row) for row in connection.exec_driver_sql(sql, (*params, first, last, *kinds))
-        ]
-    else:
-        # The events of a range of leads lie all over the file: reading them through a
-        # memory map spares a system call per page (the setting is the connection's,
-        # so it is put back).
-        before = connection.exec_driver_sql("PRAGMA mmap_size").scalar()
-        connection.exec_driver_sql(f"PRAGMA mmap_size={RESCORE_MMAP_BYTES}")
-        try:
-            rows = [
-                tuple(row)
-                for row in connection.exec_driver_sql(sql, (*params, first, last, *kinds))
+
+    def weight(rule: EngagementRule, ts: str) -> str:
+        if rule.half_life_days:
+            half = rule.half_life_days * SECONDS_PER_DAY
+            return f"POWER(CAST(0.5 AS DOUBLE PRECISION), ({at!r} - {ts}) / {half!r})"
+        return "CAST(1.0 AS DOUBLE PRECISION)"
+
+    plain = [k for k, rule in enumerate(rules) if not rule.where]
+    filtered = [k for k, rule in enumerate(rules) if rule.where]
+    parts: list[tuple[list[int], str, list[Any]]] = []
+    if plain:
+        # Unfenced, so that the grouping follows the index: the type test is cheap to
+        # repeat per column.
+        columns: list[str] = []
+        params: list[Any] = []
+        for k in plain:
+            rule = rules[k]
+            columns += [
+                f"SUM(CASE WHEN type = {mark} THEN 1 ELSE 0 END)",
+                f"COALESCE(MAX(CASE WHEN type = {mark} THEN {epoch} END), 0)",
+                f"COALESCE(SUM(CASE WHEN type = {mark} THEN {weight(rule, epoch)} END), 0)",
             ]
+            params += [rule.event.value] * 3
+        kinds = sorted({rules[k].event.value for k in plain})
+        sql = (
+            f"SELECT lead_id, {', '.join(columns)} FROM activities"
+            f" WHERE lead_id >= {mark} AND lead_id <= {mark}"
+            f" AND type IN ({', '.join([mark] * len(kinds))}) GROUP BY lead_id ORDER BY lead_id"
+        )
+        parts.append((plain, sql, [*params, first, last, *kinds]))
+    if filtered:
+        flags: list[str] = []
+        params = []
+        columns = []
+        for k in filtered:
+            condition, condition_params = filters[k]
+            flags.append(f"CASE WHEN {condition} THEN 1 ELSE 0 END AS m{k}")
+            params += condition_params
+            columns += [
+                f"SUM(m{k})",
+                f"COALESCE(MAX(CASE WHEN m{k} = 1 THEN ts END), 0)",
+                f"COALESCE(SUM(CASE WHEN m{k} = 1 THEN {weight(rules[k], 'ts')} END), 0)",
+            ]
+        kinds = sorted({rules[k].event.value for k in filtered})
+        # The fence (OFFSET 0) keeps each filter evaluated once per event: without it
+        # both databases inline the subquery and evaluate a filter for every column
+        # using it.
+        fence = "OFFSET 0" if postgres else "LIMIT -1 OFFSET 0"
+        sql = (
+            f"SELECT lead_id, {', '.join(columns)} FROM ("
+            f" SELECT lead_id, {epoch} AS ts, {', '.join(flags)} FROM activities"
+            f" WHERE lead_id >= {mark} AND lead_id <= {mark}"
+            f" AND type IN ({', '.join([mark] * len(kinds))}) {fence}) AS e"
+            " GROUP BY lead_id ORDER BY lead_id"
+        )
+        parts.append((filtered, sql, [*params, first, last, *kinds]))
+    results = [
+        (keys, _sums_rows(connection, sql, tuple(params), width=1 + 3 * len(keys), reader=reader))
+        for keys, sql, params in parts
+    ]
+    if len(results) == 1 and len(results[0][0]) == len(rules):
+        return results[0][1]
+    ids = np.unique(np.concatenate([found[:, 0] for _, found in results]))
+    merged = np.zeros((len(ids), 1 + 3 * len(rules)))
+    merged[:, 0] = ids
+    for keys, found in results:
+        if not len(found):
+            continue
+        rows = np.searchsorted(ids, found[:, 0])
+        for j, k in enumerate(keys):
+            merged[rows, 1 + 3 * k : 4 + 3 * k] = found[:, 1 + 3 * j : 4 + 3 * j]
+    return merged
+
+
+def _sums_rows(
+    connection: Connection,
+    sql: str,
+    params: tuple[Any, ...],
+    *,
+    width: int,
+    reader: Any = None,
+) -> np.ndarray:
+    """The rows of one engagement query as floats (``width`` columns), read through a
+    driver cursor (plain tuples, which numpy converts faster than result rows):
+    ``reader``'s (see :func:`_events_reader`) when given, else the caller's
+    transaction's."""
+    if reader is not None:
+        rows = reader.execute(sql, params).fetchall()
+    else:
+        cursor = connection.connection.cursor()
+        try:
+            if connection.dialect.name == "postgresql":
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+            else:
+                # The events of a range of leads lie all over the file: reading them
+                # through a memory map spares a system call per page (the setting is
+                # the connection's, so it is put back).
+                setting = cursor.execute("PRAGMA mmap_size").fetchone()
+                cursor.execute(f"PRAGMA mmap_size={RESCORE_MMAP_BYTES}")
+                try:
+                    rows = cursor.execute(sql, params).fetchall()
+                finally:
+                    cursor.execute(f"PRAGMA mmap_size={int(setting[0] if setting else 0)}")
         finally:
-            connection.exec_driver_sql(f"PRAGMA mmap_size={int(before or 0)}")
+            cursor.close()
     if not rows:
-        return np.zeros((0, 1 + 3 * len(rules)))
+        return np.zeros((0, width))
     return np.array(rows, dtype=np.float64)
 
 
@@ -1043,20 +1190,72 @@ def _fallback_fit(
 
 def _state_texts(engaged: _Engaged, keys: Sequence[str]) -> list[str]:
     """Each lead's engagement state as the JSON ``json.dumps`` gives for it (rule
-    keys in contract order, the rules it has events for only; floats as ``repr``)."""
+    keys in contract order, the rules it has events for only; floats as ``repr``).
+
+    The leads are grouped by which rules they have events for, and each group is
+    formatted with one template (``%r`` is ``repr``), a C-level call per lead."""
     n = len(engaged.points)
-    parts: list[list[str]] = [[] for _ in range(n)]
-    for key in keys:
-        present = np.flatnonzero(engaged.counts[key] > 0)
-        head = f'"{key}": ['
-        values = map(repr, engaged.values[key][present].tolist())
-        moments = map(repr, engaged.as_of[key][present].tolist())
-        counts = map(repr, engaged.counts[key][present].tolist())
-        for row, value, moment, count in zip(
-            present.tolist(), values, moments, counts, strict=True
-        ):
-            parts[row].append(head + value + ", " + moment + ", " + count + "]")
-    return ["{" + ", ".join(p) + "}" for p in parts]
+    if not n:
+        return []
+    if len(keys) > 62:
+        return [_state_text_of(engaged, keys, row) for row in range(n)]
+    codes = np.zeros(n, dtype=np.int64)
+    for bit, key in enumerate(keys):
+        codes |= (engaged.counts[key] > 0).astype(np.int64) << bit
+    order = np.argsort(codes, kind="stable")
+    found, starts = np.unique(codes[order], return_index=True)
+    texts = [""] * n
+    for code, begin, end in zip(
+        found.tolist(), starts.tolist(), [*starts.tolist()[1:], n], strict=True
+    ):
+        rows = order[begin:end]
+        members = [key for bit, key in enumerate(keys) if code >> bit & 1]
+        if not members:
+            strings = ["{}"] * len(rows)
+        else:
+            template = "{" + ", ".join(f'"{key}": [%r, %r, %r]' for key in members) + "}"
+            columns: list[list[float]] = []
+            for key in members:
+                columns += [
+                    engaged.values[key][rows].tolist(),
+                    engaged.as_of[key][rows].tolist(),
+                    engaged.counts[key][rows].tolist(),
+                ]
+            strings = [template % values for values in zip(*columns, strict=True)]
+        for row, text in zip(rows.tolist(), strings, strict=True):
+            texts[row] = text
+    return texts
+
+
+def _state_text_of(engaged: _Engaged, keys: Sequence[str], row: int) -> str:
+    """One lead's state text, as :func:`_state_texts` gives it."""
+    return (
+        "{"
+        + ", ".join(
+            f'"{key}": [{float(engaged.values[key][row])!r},'
+            f" {float(engaged.as_of[key][row])!r}, {float(engaged.counts[key][row])!r}]"
+            for key in keys
+            if engaged.counts[key][row] > 0
+        )
+        + "}"
+    )
+
+
+_FIT_PLANS: dict[tuple[int, str], tuple[HandoffContract, FitPlan]] = {}
+
+
+def _fit_plan(contract: HandoffContract, dialect: str) -> FitPlan:
+    """:func:`compile_fit`, once per parsed contract (the active rules are parsed once
+    per content, so a re-score's chunks share one plan; about 20 ms a chunk)."""
+    key = (id(contract), dialect)
+    found = _FIT_PLANS.get(key)
+    if found is not None and found[0] is contract:
+        return found[1]
+    plan = compile_fit(contract, dialect)
+    if len(_FIT_PLANS) >= 16:
+        _FIT_PLANS.clear()
+    _FIT_PLANS[key] = (contract, plan)
+    return plan
 
 
 def _rescore_sets(
@@ -1069,6 +1268,7 @@ def _rescore_sets(
     *,
     now: datetime,
     actor: Principal,
+    reader: Any = None,
 ) -> None:
     """The set-based path of :func:`rescore_chunk`. Everything read of the leads
     themselves (the SQL fit points under both versions, the inputs of the rules left to
@@ -1076,9 +1276,9 @@ def _rescore_sets(
     lead id."""
     dialect = connection.dialect.name
     first, last = ids[0], ids[-1]
-    plan = compile_fit(contract, dialect)
+    plan = _fit_plan(contract, dialect)
     compare = previous is not None and report.previous is not None
-    old_plan = compile_fit(previous, dialect) if previous is not None and compare else None
+    old_plan = _fit_plan(previous, dialect) if previous is not None and compare else None
     columns: list[Any] = [leads.c.id, plan.points, leads.c.stage]
     if old_plan is not None:
         columns.append(old_plan.points)
@@ -1106,7 +1306,7 @@ def _rescore_sets(
     extra = _fallback_fit(contract, plan.fallback, inputs, values, n)
     if extra is not None:
         fit = fit + extra
-    engaged = _engaged(connection, contract, lead_ids, now)
+    engaged = _engaged(connection, contract, lead_ids, now, reader=reader)
     total = _round2(fit + engaged.points)
     grades = contract.scoring.grades
     grade = np.select(
@@ -1129,7 +1329,7 @@ def _rescore_sets(
                 old_engagement[row] = engagement_total(previous, state, now)
                 missing[row] = False
         if missing.any():
-            recomputed = _engaged(connection, previous, lead_ids, now).points
+            recomputed = _engaged(connection, previous, lead_ids, now, reader=reader).points
             old_engagement = np.where(missing, recomputed, old_engagement)
         was_over = _round2(old_fit + old_engagement) >= previous.mql.threshold
     else:
@@ -1173,13 +1373,24 @@ def _rescore_sets(
                 )
             ],
         )
+    # Only a lead waiting at the handoff point, over the threshold, with the grade and
+    # the required prep items can qualify (mql_decision says no to every other one
+    # without a hand-raise): the others' rows are not read.
     waiting = {Stage.LEAD.value, Stage.NURTURE.value}
+    graded = {g for g in GRADE_ORDER if grade_at_least(g, contract.mql.min_grade)}
+    required = {item.id for item in contract.prep_checklist if item.required}
     candidates = [
-        int(lead_ids[row]) for row in np.flatnonzero(now_over).tolist() if stages[row] in waiting
+        int(lead_ids[row])
+        for row in np.flatnonzero(now_over).tolist()
+        if stages[row] in waiting and grade[row] in graded
     ]
     handed = _Handed()
     for part in chunks(candidates):
         ticks = _prep_ticks(connection, part)
+        if required:
+            part = [lead_id for lead_id in part if required <= ticks.get(lead_id, set())]
+            if not part:
+                continue
         for person in connection.execute(
             select(*SCORED_COLUMNS).where(leads.c.id.in_(part)).order_by(leads.c.id)
         ).mappings():

@@ -122,8 +122,17 @@ def _email_parts(dialect: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
             else_=literal(""),
         )
         return local, domain
+    # The general split (rtrim by every character but "@") costs time quadratic in the
+    # address; an address with exactly one "@" (nearly all) is split by position.
+    at = func.instr(email, "@")
+    after = func.substr(email, at + 1)
+    single = and_(at > 0, func.instr(after, "@") == 0)
     head = func.rtrim(email, func.replace(email, "@", ""))
-    return func.substr(head, 1, func.length(head) - 1), func.substr(email, func.length(head) + 1)
+    local = case(
+        (single, func.substr(email, 1, at - 1)),
+        else_=func.substr(head, 1, func.length(head) - 1),
+    )
+    return local, case((single, after), else_=func.substr(email, func.length(head) + 1))
 
 
 def _suffix(expr: ColumnElement[Any], length: int, dialect: str) -> ColumnElement[Any]:

@@ -135,7 +135,9 @@ activities = Table(
     Column("idempotency_key", String(200), unique=True),
     Column("recorded_by", String(200)),
     Column("merged_from_id", Id),
-    Index("ix_activities_lead_occurred", "lead_id", "occurred_at"),
+    # type is in the index so that a re-score reads type-only engagement rules from it
+    # (migration 0019).
+    Index("ix_activities_lead_occurred_type", "lead_id", "occurred_at", "type"),
 )
 
 transitions = Table(
