@@ -156,6 +156,29 @@ def rep_id_of(ctx: Context, email: str) -> int:
     return find_rep(ctx, email, actor=OPS).id
 
 
+def test_a_pass_reads_on_past_a_long_queue_of_a_pool_with_nobody(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """More handoffs of a pool with nobody than one pass reads at a time (its
+    ``limit``) do not hold up a later handoff of a pool that has someone free: the
+    pass skips the stuck pool's handoffs and reads on."""
+    floor(ctx)
+    activate(ctx, EXAMPLE)
+    stuck = [enterprise_lead(ctx, f"cio{i}@bigcorp{i}.example.com") for i in range(4)]
+    for email in (ANA, BEN):
+        update_rep(ctx, rep_id_of(ctx, email), RepUpdate(status="away"), actor=OPS)
+    clock.advance(minutes=1)
+    later = handoff_of(ctx, hand_raise(ctx, "lou@tiny.example.com"))
+    assert later.status == "queued"
+    update_rep(ctx, rep_id_of(ctx, ANA), RepUpdate(status="available"), actor=OPS)
+    clock.advance(minutes=1)
+
+    assert assign_queued(ctx, limit=2) == 1
+
+    assert get_handoff(ctx, later.id, actor=OPS).rep_email == ANA
+    assert [get_handoff(ctx, h.id, actor=OPS).status for h in stuck] == ["queued"] * 4
+
+
 # --- a manager assigns a queued handoff to a named rep -------------------------------------
 
 

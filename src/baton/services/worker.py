@@ -47,7 +47,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import DBAPIError
 
@@ -306,34 +306,51 @@ def _still_open(connection: Connection, handoff_id: int) -> bool:
 def assign_queued(ctx: Context, *, limit: int = 200) -> int:
     """Route waiting handoffs to whoever has become available; returns how many got
     a rep. Oldest first, so the queue is fair; once a pool has nobody, its later
-    handoffs are not tried again in this pass (other pools' are)."""
-    with ctx.read() as connection:
-        waiting = connection.execute(
-            select(handoffs.c.id, handoffs.c.routing)
-            .where(handoffs.c.status == "queued")
-            .order_by(handoffs.c.created_at, handoffs.c.id)
-            .limit(limit)
-        ).all()
-    assigned = 0
+    handoffs are not tried again in this pass, and the pass reads on past them (other
+    pools' handoffs behind a long queue of a full pool still get their turn). At most
+    ``limit`` decisions per pass."""
+    pool = handoffs.c.routing["pool"].as_string()
+    assigned = tried = 0
     stuck: set[str] = set()
-    for handoff_id, routing in waiting:
-        pool = str((routing or {}).get("pool"))
-        if pool in stuck:
-            continue
-        now = ctx.clock.now()
-        with ctx.write() as connection:
-            row, claimed = _claim_handoff(
-                connection, handoffs.c.id == handoff_id, handoffs.c.status == "queued"
+    after: tuple[datetime, int] | None = None
+    while tried < limit:
+        query = select(handoffs.c.id, handoffs.c.routing, handoffs.c.created_at).where(
+            handoffs.c.status == "queued"
+        )
+        if stuck:
+            query = query.where(or_(pool.is_(None), pool.not_in(sorted(stuck))))
+        if after is not None:
+            query = query.where(
+                or_(
+                    handoffs.c.created_at > after[0],
+                    and_(handoffs.c.created_at == after[0], handoffs.c.id > after[1]),
+                )
             )
-            if row is None or not claimed:
+        with ctx.read() as connection:
+            waiting = connection.execute(
+                query.order_by(handoffs.c.created_at, handoffs.c.id).limit(limit - tried)
+            ).all()
+        if not waiting:
+            break
+        for handoff_id, routing, created_at in waiting:
+            after = (created_at, handoff_id)
+            if str((routing or {}).get("pool")) in stuck:
                 continue
-            # By the contract active now (a queue outlives contract changes); the pool
-            # that had nobody is the one the new decision chose.
-            decision = route_queued_in(connection, row, now=now, actor=SYSTEM)
-            if decision.rep_id is not None:
-                assigned += 1
-            else:
-                stuck.add(str(decision.pool_key))
+            tried += 1
+            now = ctx.clock.now()
+            with ctx.write() as connection:
+                row, claimed = _claim_handoff(
+                    connection, handoffs.c.id == handoff_id, handoffs.c.status == "queued"
+                )
+                if row is None or not claimed:
+                    continue
+                # By the contract active now (a queue outlives contract changes); the pool
+                # that had nobody is the one the new decision chose.
+                decision = route_queued_in(connection, row, now=now, actor=SYSTEM)
+                if decision.rep_id is not None:
+                    assigned += 1
+                else:
+                    stuck.add(str(decision.pool_key))
     return assigned
 
 
