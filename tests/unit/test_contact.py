@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import email_validator
 import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from baton.domain.contact import (
+    NOT_SPECIAL_USE,
     InvalidContact,
     company_key,
     email_domain,
@@ -219,3 +222,23 @@ def test_different_companies_have_different_keys(a: str, b: str) -> None:
 @pytest.mark.parametrize("raw", [None, "", "   ", "Inc.", ", LLC"])
 def test_company_key_of_nothing_is_none(raw: str | None) -> None:
     assert company_key(raw) is None
+
+
+@given(
+    local=st.from_regex(r"[a-z0-9._]{1,20}", fullmatch=True),
+    labels=st.lists(st.from_regex(r"[a-z0-9]{1,10}", fullmatch=True), min_size=1, max_size=3),
+    last=st.sampled_from(["test", "TEST", "Invalid", "local", "localhost", "onion", "arpa", "home"])
+    | st.from_regex(r"[a-zA-Z]{2,8}", fullmatch=True),
+)
+def test_the_schema_pattern_refuses_the_special_use_domains_the_code_refuses(
+    local: str, labels: list[str], last: str
+) -> None:
+    """The OpenAPI's email pattern and :func:`normalize_email` agree on special-use
+    domain names (``.home`` is not one), whatever their case: a client generating data
+    from the schema is not refused for a domain the schema allowed."""
+    address = f"{local}@{'.'.join([*labels, last])}"
+    special = last.lower() in email_validator.SPECIAL_USE_DOMAIN_NAMES
+    assert (re.match(NOT_SPECIAL_USE, address) is None) == special
+    if special:
+        with pytest.raises(InvalidContact):
+            normalize_email(address)

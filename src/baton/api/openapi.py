@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from baton.api.problems import PROBLEM_JSON
 from baton.domain.activities import ActivityCreate
 from baton.domain.calls import CallCreate
+from baton.domain.contact import NOT_SPECIAL_USE
 from baton.domain.leads import LeadCreate
 
 REF = "#/components/schemas/{model}"
@@ -154,6 +155,7 @@ def _lead_rules(schema: dict[str, Any]) -> None:
     properties = schema.get("properties", {})
     if "email" in properties:
         properties["email"]["format"] = "email"
+        properties["email"]["pattern"] = NOT_SPECIAL_USE
     ways = [name for name in ("email", "phone", "external_id") if name in properties]
     schema["anyOf"] = [
         {"required": [name], "properties": {name: {"type": "string", "pattern": "\\S"}}}

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from baton.domain.contact import NOT_SPECIAL_USE
 from baton.domain.dates import read_instant
 from baton.domain.leads import checked_email, fold_source
 from baton.domain.limits import check_json, limits_from
@@ -125,7 +126,10 @@ class ActivityCreate(BaseModel):
     )
 
     email: str | None = Field(
-        None, min_length=3, max_length=254, json_schema_extra={"format": "email"}
+        None,
+        min_length=3,
+        max_length=254,
+        json_schema_extra={"format": "email", "pattern": NOT_SPECIAL_USE},
     )
     lead_id: int | None = Field(None, ge=1, le=MAX_ID)
     type: ActivityType = Field(

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from baton.domain.activities import MAX_FUTURE_SKEW, MAX_ID
+from baton.domain.contact import NOT_SPECIAL_USE
 from baton.domain.leads import checked_email, checked_phone
 from baton.domain.moments import INSTANT_PATTERN, instant_text
 
@@ -106,7 +107,10 @@ class CallCreate(BaseModel):
 
     lead_id: int | None = Field(None, ge=1, le=MAX_ID)
     email: str | None = Field(
-        None, min_length=3, max_length=254, json_schema_extra={"format": "email"}
+        None,
+        min_length=3,
+        max_length=254,
+        json_schema_extra={"format": "email", "pattern": NOT_SPECIAL_USE},
     )
     phone: str | None = Field(None, min_length=3, max_length=40)
     occurred_at: datetime | None = Field(

@@ -23,6 +23,17 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _SIMPLE_EMAIL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}")
 _SPECIAL_USE = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test", "home"})
+NOT_SPECIAL_USE = "^(?!.*\\.(?:{})\\.?$)".format(
+    "|".join(
+        "".join(f"[{c}{c.upper()}]" for c in name)
+        for name in sorted(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+    )
+)
+"""A JSON Schema pattern (ECMA-262, which has no case-insensitive flag: hence the
+classes) for an address whose domain does not end in a special-use name (``.test``,
+``.invalid``…: the library's list), which :func:`normalize_email` refuses: the
+OpenAPI says it, so a client generating valid data from the schema is not refused for
+it."""
 _ROLE_MAILBOXES = frozenset(
     {
         "info",

@@ -24,7 +24,7 @@ from pydantic import (
 
 from baton.domain.business_hours import WorkingHours
 from baton.domain.clock import ensure_utc
-from baton.domain.contact import InvalidContact, normalize_email
+from baton.domain.contact import NOT_SPECIAL_USE, InvalidContact, normalize_email
 from baton.domain.moments import Instant
 
 _TIMEZONES = frozenset(available_timezones())
@@ -42,7 +42,9 @@ def _email(value: str) -> str:
 Email = Annotated[
     str,
     AfterValidator(_email),
-    WithJsonSchema({"type": "string", "format": "email", "maxLength": 254}),
+    WithJsonSchema(
+        {"type": "string", "format": "email", "maxLength": 254, "pattern": NOT_SPECIAL_USE}
+    ),
 ]
 Name = Annotated[
     str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$")
@@ -140,7 +142,6 @@ class _RepFields(BaseModel):
     segments: Annotated[list[str], AfterValidator(_lower_set)] | None = None
     manager_email: Email | None = None
     active: StrictBool | None = None
-
 
 
 class RepCreate(_RepFields):
