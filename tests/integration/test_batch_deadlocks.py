@@ -506,8 +506,8 @@ def test_a_hook_request_aborted_once_is_processed_as_if_run_once(
 ) -> None:
     """A request whose first run PostgreSQL aborted (simulated: a deadlock raised after
     its last submission, so every submission was done once and rolled back) gives the
-    same leads, handoffs and answer as a request run once; a request aborted twice is
-    stored failed, to be retried, as before."""
+    same leads, handoffs and answer as a request run once; a request aborted at every
+    attempt is stored failed, for ``baton intake retry``."""
     process = intake_service._process_request_in
     runs: list[int] = []
 

@@ -127,6 +127,24 @@ def test_every_capture_is_a_captured_activity_with_its_touch(
     assert lead.last_activity_at == clock.now()
 
 
+def test_a_capture_with_an_earlier_moment_never_moves_last_activity_back(
+    ctx: Context, clock: ManualClock, capture: Capture
+) -> None:
+    """A capture run again after PostgreSQL aborted it keeps the moment of its first
+    run; an activity stored in between is later, and the lead's last activity stays it."""
+    lead_id = capture(email="dana@northwind.com", actor="form").lead.id
+    clock.advance(minutes=5)
+    latest = clock.now()
+    capture(email="dana@northwind.com", source="ads", actor="form")
+    clock.set(latest - timedelta(seconds=3))
+
+    capture(email="dana@northwind.com", source="webinar", actor="form")
+
+    lead = get_lead(ctx, lead_id, actor=CLI)
+    assert lead.last_activity_at == latest
+    assert lead.activity_count == 3
+
+
 def test_a_phone_only_lead_is_found_again_by_phone(ctx: Context, capture: Capture) -> None:
     first = capture(phone="(202) 456-1111", first_name="Dana")
     second = capture(phone="+1 202 456 1111", last_name="Reyes")

@@ -25,6 +25,7 @@ import base64
 import hashlib
 import json
 import logging
+import random
 import secrets
 import threading
 import time
@@ -648,7 +649,7 @@ def receive(
                 request_id,
                 endpoint,
                 delivery,
-                now=now,
+                now=ctx.clock.now(),
                 verify=True,
                 region=ctx.settings.default_phone_region,
             ),
@@ -665,7 +666,7 @@ def receive(
             202,
             request_id=request_id,
             request_status="failed",
-            detail="stored; it could not be processed now and will be retried",
+            detail="stored, but it could not be processed; `baton intake retry` runs it again",
             redirect=redirect,
         )
     outcome.redirect = redirect
@@ -703,27 +704,42 @@ def _storable(value: Any, depth: int = 0) -> Any:
     return value
 
 
+ATTEMPTS = 4
+"""How many times a request's processing runs when PostgreSQL keeps aborting it."""
+
+_RETRY_LOCK = 0x62746E696E74616B  # "btnintak": the advisory lock of retried requests
+
+
 def _write_retrying(ctx: Context, work: Callable[[Connection], T]) -> T:
     """Run ``work`` (a request's processing: database work only) in one write
-    transaction, and once more from the start when PostgreSQL aborted it as a deadlock
-    victim or a serialization failure (nothing of it was saved).
+    transaction, and again from the start, up to :data:`ATTEMPTS` times, when
+    PostgreSQL aborted it as a deadlock victim or a serialization failure (nothing of it
+    was saved).
 
     A request's submissions are captured and recorded one after the other in one
-    transaction, and each may make its lead an MQL and route it: routing locks pools,
-    then reps, after the leads, so the next submission's lead, pools and reps are locked
-    after the previous one's reps. A capture or another request taking the same rows
-    in the global order can then deadlock with it, and PostgreSQL aborts one of the
-    two. Ordering is not possible here (a capture scores and routes before the next
-    submission is read), so the victim, whose locks the abort released, is run again
-    once; a request aborted twice is stored ``failed`` and retried later, as before."""
-    try:
-        with ctx.write() as connection:
-            return work(connection)
-    except DBAPIError as error:
-        if not is_retryable(error):
-            raise
-    with ctx.write() as connection:
-        return work(connection)
+    transaction, and each may make its lead an MQL and route it: the leads of a request
+    are locked in its order, and routing locks pools and reps after each one. Two
+    requests naming the same people, or a capture taking the same rows in the global
+    order, can then deadlock, and PostgreSQL aborts one of them. Ordering is not
+    possible here (a capture scores and routes before the next submission is read), so
+    the victim, whose locks the abort released, runs again after a short random pause,
+    holding an advisory lock that the other retried requests take too: retried requests
+    never deadlock with each other (a trial of 12 concurrent requests of 60 submissions
+    over 200 shared people left 6 of them failed with a single retry). On SQLite the
+    writer holds the whole database and nothing is aborted. A request still aborted at
+    the last attempt is stored ``failed`` for ``baton intake retry``."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with ctx.write() as connection:
+                if attempt > 1 and connection.dialect.name == "postgresql":
+                    connection.execute(select(func.pg_advisory_xact_lock(_RETRY_LOCK)))
+                return work(connection)
+        except DBAPIError as error:
+            if not is_retryable(error) or attempt == ATTEMPTS:
+                raise
+            log.info("intake: a request was aborted by PostgreSQL (attempt %d); again", attempt)
+            time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 (a jitter, no secret)
+    raise AssertionError("unreachable")
 
 
 def _adapter(kind: str) -> ModuleType:

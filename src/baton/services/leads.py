@@ -259,9 +259,9 @@ def capture_lead_in(
             {
                 **changes,
                 "updated_at": now,
-                "last_activity_at": now
-                if occurred_at is None
-                else max(at, existing["last_activity_at"] or at),
+                # Never backwards: a capture run again after a deadlock, with the moment
+                # of its first run, may come after a later activity was stored.
+                "last_activity_at": max(at, existing["last_activity_at"] or at),
                 "target_id": lead_id,
             },
         )
