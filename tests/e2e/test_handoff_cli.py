@@ -245,3 +245,26 @@ def test_webhook_endpoints_on_the_command_line(runner: CliRunner) -> None:
     assert "│ no " in rows[0]
     assert "webhook endpoint 9 does not exist" in refused(runner, "webhook", "remove", "9")
     assert "Deliveries of webhook 2" in run(runner, "webhook", "deliveries", "2")
+
+
+def test_the_rep_list_keeps_a_time_zone_whole_at_80_columns(floor: CliRunner) -> None:
+    """A manager reads the list in an 80-column terminal: the time zone stays one word."""
+    run(
+        floor,
+        "rep",
+        "add",
+        "ravi.krishnamurthy@lumen.example",
+        "--name",
+        "Ravi Krishnamurthy",
+        "--team",
+        "na",
+        "--timezone",
+        "Asia/Kolkata",
+        "--hours",
+        "mon-thu=09:00-12:00,13:00-17:00",
+        "--hours",
+        "fri=09:00-15:00",
+    )
+    listed = run(floor, "rep", "list")
+    assert max(len(line) for line in listed.splitlines()) <= 80
+    assert "Asia/Kolkata" in listed

@@ -260,8 +260,16 @@ def rep_list(team: TeamOption = None) -> None:
     with work() as ctx:
         reps = list_reps(ctx, team=team, actor=LOCAL)
     table = Table(title=f"Reps of team {team}" if team else "Reps")
+    # A time zone is one word: the hours column is never narrower than the longest,
+    # so "Asia/Kolkata" is not cut in two on an 80-column terminal.
+    zone_width = max((len(r.timezone) for r in reps), default=0)
     for column in ("rep", "team", "status", "load", "hours", "out of office"):
-        table.add_column(column, no_wrap=column in ("rep", "status", "load"), overflow="fold")
+        table.add_column(
+            column,
+            no_wrap=column in ("rep", "status", "load"),
+            overflow="fold",
+            min_width=zone_width if column == "hours" else None,
+        )
     for r in reps:
         hours = _hours_text(r.working_hours).replace("; ", "\n").replace(",", " ")
         table.add_row(
