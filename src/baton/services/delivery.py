@@ -658,6 +658,23 @@ class Courier:
             )
 
     def _sent(self, connection: Connection, item: Claimed, now: datetime) -> None:
+        notified_handoff = (
+            item.handoff_id
+            if self.channel in ("email", "chat") and item.topic == "handoff.assigned"
+            else None
+        )
+        if notified_handoff is not None:
+            # The lead before its handoff, as every verdict takes them: marking the
+            # handoff notified rewrites its chain and the lead's handoff facts, and a
+            # verdict holding the lead while waiting for the handoff would otherwise
+            # deadlock with this (PostgreSQL; seen in the 8-process race test).
+            lead_id = connection.execute(
+                select(handoffs.c.lead_id).where(handoffs.c.id == notified_handoff)
+            ).scalar()
+            if lead_id is not None:
+                connection.execute(
+                    select(leads.c.id).where(leads.c.id == lead_id).with_for_update()
+                )
         owner = connection.execute(
             select(outbox.c.claim_token).where(outbox.c.id == item.id)
         ).scalar_one_or_none()
@@ -681,20 +698,16 @@ class Courier:
                 .where(nurture_sends.c.outbox_id == item.id)
                 .values(status="sent", sent_at=now)
             )
-        if (
-            self.channel in ("email", "chat")
-            and item.topic == "handoff.assigned"
-            and item.handoff_id is not None
-        ):
+        if notified_handoff is not None:
             notified = connection.execute(
                 update(handoffs)
-                .where(handoffs.c.id == item.handoff_id, handoffs.c.notified_at.is_(None))
+                .where(handoffs.c.id == notified_handoff, handoffs.c.notified_at.is_(None))
                 .values(notified_at=now)
             ).rowcount
             if notified:
                 log_event(
                     connection,
-                    item.handoff_id,
+                    notified_handoff,
                     "notified",
                     actor=SYSTEM,
                     now=now,
