@@ -70,6 +70,7 @@ from baton.notify.webhooks import MAX_ATTEMPTS, next_attempt_delay, post_webhook
 from baton.redact import remember
 from baton.services.context import Context
 from baton.services.packet import HandoffPacket, handoff_packet
+from baton.services.queries import lock_lead
 from baton.services.routing import SYSTEM, log_event
 from baton.services.scoring import LeadScore
 from baton.store.tables import (
@@ -672,9 +673,7 @@ class Courier:
                 select(handoffs.c.lead_id).where(handoffs.c.id == notified_handoff)
             ).scalar()
             if lead_id is not None:
-                connection.execute(
-                    select(leads.c.id).where(leads.c.id == lead_id).with_for_update()
-                )
+                lock_lead(connection, lead_id)
         owner = connection.execute(
             select(outbox.c.claim_token).where(outbox.c.id == item.id)
         ).scalar_one_or_none()

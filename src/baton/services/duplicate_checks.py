@@ -42,21 +42,10 @@ def queue_duplicate_checks_in(
     connection: Connection, lead_ids: Sequence[int], *, now: datetime
 ) -> None:
     """Queue new leads for the comparison, inside the caller's transaction (a lead
-    already queued stays queued once). Many leads (an import's chunk) go in as plain
-    tuples: the Core statement's per-row parameter processing cost 4 µs per row."""
-    if not lead_ids:
-        return
-    if len(lead_ids) > 1:
-        rows = [{"lead_id": i, "queued_at": now} for i in lead_ids]
-        insert_rows(connection, duplicate_checks, rows, ignore_conflicts=True)
-        return
-    name = connection.dialect.name
-    if name not in _QUEUE:  # built once per dialect: every capture of a new lead runs it
-        _QUEUE[name] = insert_ignoring_conflicts(connection, duplicate_checks)
-    connection.execute(_QUEUE[name], [{"lead_id": i, "queued_at": now} for i in lead_ids])
-
-
-_QUEUE: dict[str, Any] = {}
+    already queued stays queued once), as plain tuples: the Core statement's per-row
+    parameter processing cost 4 µs per row of an import's chunk."""
+    rows = [{"lead_id": i, "queued_at": now} for i in lead_ids]
+    insert_rows(connection, duplicate_checks, rows, ignore_conflicts=True)
 
 
 def pending_duplicate_checks(ctx: Context) -> int:
