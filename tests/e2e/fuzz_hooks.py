@@ -27,6 +27,7 @@ from baton.config import Settings
 from baton.domain.access import Role, operator
 from baton.domain.business_hours import WorkingHours
 from baton.domain.contact import InvalidContact, normalize_country, normalize_phone
+from baton.domain.moments import iso_instant
 from baton.domain.users import TokenCreate, UserCreate
 from baton.services.context import Context, open_context
 from baton.services.users import add_user, create_token, token_principal
@@ -88,10 +89,9 @@ def _date(value: Any) -> date | None:
 
 
 def _instant(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+    """The moment the API reads from ``value`` (``t``/``z`` in either case, or a space)."""
+    spelled = iso_instant(value) if isinstance(value, str) else None
+    return datetime.fromisoformat(spelled) if spelled is not None else None
 
 
 @schemathesis.hook

@@ -28,7 +28,7 @@ from baton.domain.contract import Grade
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.leads import ATTRIBUTION_FIELDS, IDENTITY_FIELDS, PROFILE_FIELDS, fold_source
 from baton.domain.lifecycle import Stage
-from baton.domain.moments import DAY_PATTERN, INSTANT_PATTERN, check_year
+from baton.domain.moments import DAY_PATTERN, check_year, iso_instant
 from baton.domain.suggest import suggest
 
 ExportFormat = Literal["csv", "jsonl"]
@@ -204,8 +204,8 @@ def _bound(value: Any, *, end: bool) -> datetime:
         day = value
     elif isinstance(value, str) and re.fullmatch(DAY_PATTERN, value.strip()):
         day = date.fromisoformat(value.strip())
-    elif isinstance(value, str) and re.fullmatch(INSTANT_PATTERN, value.strip()):
-        return ensure_utc(datetime.fromisoformat(value.strip()))
+    elif isinstance(value, str) and (spelled := iso_instant(value.strip())) is not None:
+        return ensure_utc(datetime.fromisoformat(spelled))
     else:
         raise ValueError(f"write {BOUND_FORMATS}")
     check_year(day)

@@ -48,10 +48,14 @@ DAY = _day_pattern()
 DAY_PATTERN = f"^{DAY}$"
 """A day (YYYY-MM-DD) from FIRST_YEAR to LAST_YEAR."""
 INSTANT_PATTERN = (
-    f"^{DAY}T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{{1,6}})?)?"
-    "(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+    f"^{DAY}[Tt ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{{1,6}})?)?"
+    "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-"""An ISO 8601 timestamp with a time zone (Z or an offset) from FIRST_YEAR to LAST_YEAR."""
+"""An ISO 8601 timestamp with a time zone (Z or an offset) from FIRST_YEAR to LAST_YEAR.
+
+As RFC 3339 (section 5.6) allows, ``T`` and ``Z`` may be lowercase and a space may
+separate the day from the time; :func:`iso_instant` writes such a text the one way."""
+_INSTANT = re.compile(INSTANT_PATTERN)
 
 
 def written(value: Any) -> Any:
@@ -61,15 +65,31 @@ def written(value: Any) -> Any:
     return value
 
 
+def iso_instant(text: str) -> str | None:
+    """``text`` spelled as ISO 8601 writes it (``T`` between day and time, ``Z`` in
+    capitals) when it matches :data:`INSTANT_PATTERN`, else ``None``. The one rule for
+    a timestamp sent as text: the activities model and the ingest's fast path both read
+    through it, so they accept exactly the same spellings."""
+    if _INSTANT.fullmatch(text) is None:
+        return None
+    if text[10] == "T" and text[-1] != "z":
+        return text
+    return f"{text[:10]}T{text[11:]}".upper()
+
+
 def instant_text(value: Any) -> Any:
     """A timestamp sent as text must match :data:`INSTANT_PATTERN` exactly (a zone
-    included); datetimes made in code pass as they are."""
+    included) and is passed on as :func:`iso_instant` spells it; datetimes made in code
+    pass as they are."""
     value = written(value)
-    if isinstance(value, str) and not re.fullmatch(INSTANT_PATTERN, value):
-        raise ValueError(
-            "write the time as ISO 8601 with its time zone, e.g. 2026-11-20T14:03:00Z or "
-            "2026-11-20T15:03:00+01:00, between 1970 and 2200"
-        )
+    if isinstance(value, str):
+        spelled = iso_instant(value)
+        if spelled is None:
+            raise ValueError(
+                "write the time as ISO 8601 with its time zone, e.g. 2026-11-20T14:03:00Z or "
+                "2026-11-20T15:03:00+01:00, between 1970 and 2200"
+            )
+        return spelled
     return value
 
 

@@ -31,10 +31,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from baton.domain.dates import read_instant
 from baton.domain.errors import FieldProblem
 from baton.domain.intake import (
     Delivery,
@@ -44,6 +46,7 @@ from baton.domain.intake import (
     SignatureRefused,
 )
 from baton.domain.intake_endpoints import SPECIAL_KEYS, default_event_type
+from baton.domain.moments import FIRST_YEAR, LAST_YEAR
 
 MAX_ITEMS = 1000
 SIGNATURE_HEADER = "x-baton-signature"
@@ -109,22 +112,46 @@ def _scalar(value: Any, where: str, problems: list[FieldProblem]) -> Any:
     return value
 
 
+_NUMBER_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
+"""A number written as text (``"1733400000"``, ``"1733400000.25"``, ``"20260302"``)."""
+
+
 def _occurred(value: Any, where: str, problems: list[FieldProblem]) -> datetime | None:
+    """When the submission happened: ISO 8601 (``T``/``Z`` in either case, or a space
+    between day and time; no zone is UTC), or epoch seconds as a number (from 10^11:
+    milliseconds). A number written as text is read as a file's cell is
+    (:func:`baton.domain.dates.read_instant`: 10 digits seconds, 13 milliseconds, 8 a
+    compact day, any other length refused). Outside 1970 to 2200 is a problem at
+    ``where``."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         problems.append(FieldProblem(where, "a date-time (ISO 8601) or epoch seconds"))
         return None
-    if isinstance(value, int | float):
-        seconds = value / 1000 if value > 10**11 else value
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
         try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
-            problems.append(FieldProblem(where, "epoch seconds out of range"))
+            return read_instant(value)
+        except ValueError as exc:
+            problems.append(FieldProblem(where, str(exc)))
             return None
-    if isinstance(value, str):
+    if isinstance(value, int | float):
+        seconds = value / 1000 if value >= 10**11 else value
         try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            moment = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            moment = None
+        if moment is None or not FIRST_YEAR <= moment.year <= LAST_YEAR:
+            problems.append(
+                FieldProblem(where, f"epoch seconds out of range ({FIRST_YEAR} to {LAST_YEAR})")
+            )
+            return None
+        return moment
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > 10 and text[10] in "t ":
+            text = f"{text[:10]}T{text[11:]}"
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             problems.append(FieldProblem(where, f"not a date-time: {value[:60]!r}"))
             return None

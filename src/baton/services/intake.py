@@ -945,7 +945,12 @@ def _place_and_process_in(
     region: str | None = None,
 ) -> ItemOutcome:
     """Give a submission its row in the request (or reuse ``row_id``), recognize a
-    replay (same upstream id at this endpoint), and process it."""
+    replay (same upstream id at this endpoint), and process it.
+
+    A replay of a submission still to be done processes the first row again with this
+    content; if that fails again, this request's row is ``failed`` with the errors (and
+    ``duplicate_of`` the first), so the request's status says what the first run's
+    said rather than ``processed``."""
     base = {
         "request_id": request_id,
         "endpoint_id": endpoint.id,
@@ -1025,6 +1030,10 @@ def _place_and_process_in(
         "processed_at": now,
         "error": None,
     }
+    if outcome is not None and outcome.status == "failed":
+        # Failed again: this request failed too (its status, the log and a retry say
+        # so), not a duplicate of something done; a retry of it processes the first.
+        values.update(status="failed", error=outcome.errors)
     if row_id is None:
         row_id = connection.execute(
             insert(intake_items).values(**base, **values, attempts=0).returning(intake_items.c.id)

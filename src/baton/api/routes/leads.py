@@ -42,6 +42,7 @@ from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.leads import LeadCreate
 from baton.domain.lifecycle import Stage
 from baton.domain.limits import CONTEXT_KEY as JSON_LIMITS
+from baton.domain.moments import iso_instant
 from baton.services import leads as lead_service
 from baton.services import merge as merge_service
 from baton.services import notes as note_service
@@ -480,7 +481,7 @@ def _occurred_at(payload: dict[str, object], from_intake_key: bool) -> datetime 
         message = "an intake key captures leads as they come; it cannot date them"
         raise ValidationFailed(message, [FieldProblem("occurred_at", message)])
     try:
-        at = datetime.fromisoformat(str(raw)) if isinstance(raw, str) else None
+        at = datetime.fromisoformat(iso_instant(raw) or raw) if isinstance(raw, str) else None
     except ValueError:
         at = None
     if at is None or at.tzinfo is None:
