@@ -415,6 +415,23 @@ def test_events_with_awkward_text_read_back_as_sent(ctx: Context, clock: ManualC
     assert (again.stored, again.duplicates) == (0, 5)
 
 
+def test_leads_an_ingest_creates_keep_awkward_sources_as_sent(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """New leads go to PostgreSQL as one array literal per column (quotes, backslashes,
+    commas and braces escaped, the text "NULL" kept as text): they read back exactly."""
+    sources = ['a"b', "c\\d", "e,f", "{g}", "null", "h ü"]
+    rows = [
+        page_view(clock, f"person{n}@northwind.com", None, source=source, campaign=source)
+        for n, source in enumerate(sources)
+    ]
+    report = ingest_activities(ctx, rows, actor=operator("ops"))
+    assert (report.stored, report.leads_created, report.errors) == (6, 6, [])
+    for n, source in enumerate(sources):
+        lead = get_lead(ctx, lead_id_by_email(ctx, f"person{n}@northwind.com"), actor=CLI)
+        assert (lead.source, lead.campaign) == (source, source)
+
+
 def test_a_key_stored_by_another_writer_after_the_look_up_is_skipped(
     ctx: Context, clock: ManualClock, capture: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,9 +28,15 @@ ZONES = st.sampled_from(
 )
 
 
-def _written(moment: datetime, spec: str, zulu: bool) -> str:
+def _written(
+    moment: datetime, spec: str, zulu: bool, separator: str = "T", lower: bool = False
+) -> str:
+    """``moment`` as a sender may write it: RFC 3339 (section 5.6) lets ``T`` and ``Z``
+    be lowercase and a space separate the day from the time."""
     text = moment.isoformat(timespec=spec)
-    return text.replace("+00:00", "Z") if zulu else text
+    text = f"{text[:10]}{separator}{text[11:]}"
+    text = text.replace("+00:00", "Z") if zulu else text
+    return text.lower() if lower else text
 
 
 instants = st.builds(
@@ -39,6 +45,8 @@ instants = st.builds(
         min_value=datetime(1969, 12, 31, 12), max_value=datetime(2201, 1, 1, 12), timezones=ZONES
     ),
     st.sampled_from(["minutes", "seconds", "milliseconds", "microseconds"]),
+    st.booleans(),
+    st.sampled_from(["T", "t", " ", "_", "  "]),
     st.booleans(),
 )
 times = st.one_of(
@@ -55,6 +63,11 @@ times = st.one_of(
             "2026-03-02T09:10:00Z",
             "2026-03-02T09:10:00.000001Z",
             "2026-03-02T08:00:00z",
+            "2026-03-02t08:00:00z",
+            "2026-03-02 08:00:00.5+01:00",
+            "2026-03-02 08:00:00",
+            "2026-03-02t08:00:00",
+            "2026-03-02\t08:00:00Z",
             "２０２６-03-02T08:00:00Z",
             "2026-03-02T08:00:00Z\n",
             "",
@@ -187,6 +200,10 @@ UTC_SPELLINGS = [
     "2026-03-0２T08:00:00Z",
     "2026-03-+2T08:00:00Z",
     "2026-03-02T08:00:00z",
+    "2026-03-02t08:00:00z",
+    "2026-03-02t08:59:59.5+00:00",
+    "2026-03-02 08:59:59.123456Z",
+    "2026-03-02 08:59",
     "1969-12-31T23:59:59Z",
     "1970-01-01T00:00:00Z",
     "2200-12-31T23:59:59Z",

@@ -32,7 +32,7 @@ from baton.domain.activities import (
 from baton.domain.batches import RowError, validate_many
 from baton.domain.leads import checked_email, fold_source
 from baton.domain.limits import JsonLimits, limits_from
-from baton.domain.moments import INSTANT_PATTERN
+from baton.domain.moments import iso_instant
 
 
 class EventRow(NamedTuple):
@@ -120,7 +120,6 @@ def utc_text(moment: datetime) -> str:
 
 
 _FIELDS = frozenset(ActivityCreate.model_fields)
-_INSTANT = re.compile(INSTANT_PATTERN)
 _TYPES: dict[str, str] = {t.value: t.value for t in ActivityType}
 """Types as sent, as Baton spells them (other spellings go through activity_type)."""
 _CACHED = 20_000
@@ -217,8 +216,10 @@ class _FastRules:
                     return None
                 text = f"{sent[:10]} {sent[11:19]}.000000"
             else:
-                if not _INSTANT.fullmatch(sent):
+                spelled = iso_instant(sent)
+                if spelled is None:
                     return None
+                sent = spelled
                 try:
                     occurred_at = datetime.fromisoformat(sent)
                 except ValueError:
@@ -252,8 +253,11 @@ class _FastRules:
         if campaign is not None and not _plain_text(campaign, 0, 200, True):
             return None
         # The caller's properties object itself (the model would copy it): nothing
-        # in the ingest changes it.
-        return EventRow(email, lead_id, known, occurred_at, properties, key, source, campaign, text)
+        # in the ingest changes it. Built by tuple's own constructor: the named tuple's
+        # generated one adds a Python call per row.
+        return _new_tuple(
+            EventRow, (email, lead_id, known, occurred_at, properties, key, source, campaign, text)
+        )
 
     def _flat_properties(self, properties: dict[Any, Any]) -> bool:
         """Whether a one-level object of texts, numbers, booleans and nulls keeps within
@@ -295,6 +299,7 @@ class _FastRules:
 
 
 _EMPTY: dict[str, Any] = {}
+_new_tuple = tuple.__new__
 
 
 def _plain_text(value: Any, shortest: int, longest: int, nul: bool = False) -> bool:

@@ -316,9 +316,22 @@ def _store_in(
 
     numbers: list[int] = []
     if not return_ids:
-        # The batch path leaves known keys to the insert.
-        pairs = zip(events, lead_of, strict=True)
-        to_store = [activity_row(lead_id, e) for (_, e), lead_id in pairs if lead_id]
+        # The batch path leaves known keys to the insert. The rows are activity_row's,
+        # built inline by tuple's own constructor (a call per row costs more than
+        # building it); an event sent without a time happened when received.
+        new_row = tuple.__new__
+        to_store = [
+            new_row(
+                ActivityRow,
+                (lead_id, kind, now, now, data, key, recorded_by, now_text)
+                if sent is None
+                else (lead_id, kind, sent, now, data, key, recorded_by, sent_text),
+            )
+            for (_, (_, _, kind, sent, data, key, _, _, sent_text)), lead_id in zip(
+                events, lead_of, strict=True
+            )
+            if lead_id
+        ]
     else:
         # Ids per row need the known keys first.
         keys = {e.idempotency_key for _, e in events if e.idempotency_key is not None}
