@@ -15,8 +15,14 @@ again into an empty database of the same schema (every index, the search index f
 per chunk as the import fills it) by plain ``executemany`` of ready tuples, in chunks
 of 1,000 rows per transaction. The ratio printed is import rows/s over that figure.
 
+The import can validate a large file in several processes (``--jobs``, default 1): on
+SQLite the bench also runs it with ``--also-jobs`` processes (default 2; 0 skips it) on
+a database of its own, in the same run, so that the two are compared under the same
+load. CPU seconds are the import command's, its worker processes' included.
+
     python bench/import.py            # 100,000 rows, SQLite
     python bench/import.py --rows 20000 --database postgresql
+    python bench/import.py --also-jobs 0
 """
 
 from __future__ import annotations
@@ -103,8 +109,8 @@ def flag_queue(url: str) -> tuple[float, int]:
     return elapsed, flagged
 
 
-def raw_reference(imported: str, empty: str) -> float:
-    """Seconds to write the rows the import stored (leads, captures, queue) into the
+def raw_reference(imported: str, empty: str) -> tuple[float, float]:
+    """Seconds (wall, CPU) to write the rows the import stored (leads, captures, queue) into the
     empty database ``empty`` by plain ``executemany`` of tuples read from ``imported``
     (two SQLite files of the same schema), 1,000 leads per transaction with their
     captures and queue rows, the search index filled per chunk as the import fills it."""
@@ -133,7 +139,7 @@ def raw_reference(imported: str, empty: str) -> float:
         for name, (columns, _) in data.items()
     }
     leads = data["leads"][1]
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     for start in range(0, len(leads), 1000):
         part = leads[start : start + 1000]
         target.execute("BEGIN IMMEDIATE")
@@ -147,71 +153,108 @@ def raw_reference(imported: str, empty: str) -> float:
             rows = [r for lead in part for r in by_lead[name].get(lead[0], ())]
             target.executemany(sql[name], rows)
         target.execute("COMMIT")
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     target.close()
-    return elapsed
+    return elapsed, cpu
+
+
+BATON = [sys.executable, "-m", "baton.cli"]
+
+
+def run_import(url: str, csv_path: Path, bad: int, jobs: int, errors: Path) -> tuple[float, float]:
+    """``baton import leads`` with ``--jobs`` on the fresh database ``url``: wall seconds
+    and CPU seconds (the command's and its worker processes')."""
+    env = {**os.environ, "BATON_DATABASE_URL": url}
+    subprocess.run([*BATON, "init"], env=env, check=True, capture_output=True)
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    done = subprocess.run(
+        [*BATON, "import", "leads", str(csv_path), "--errors", str(errors), "--jobs", str(jobs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - began
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    if done.returncode not in (0, 1) or f"{bad} row(s) rejected" not in done.stderr:
+        sys.exit(f"import failed:\n{done.stdout}\n{done.stderr}")
+    return elapsed, cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument(
+        "--also-jobs", type=int, default=2, help="a second import with this --jobs (0: none)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp, database(args.database) as url:
         csv_path = Path(tmp) / "leads.csv"
         bad = write_csv(csv_path, args.rows)
-        env = {**os.environ, "BATON_DATABASE_URL": url}
-        baton = [sys.executable, "-m", "baton.cli"]
-        subprocess.run([*baton, "init"], env=env, check=True, capture_output=True)
         load = os.getloadavg()
-        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        began = time.perf_counter()
-        done = subprocess.run(
-            [*baton, "import", "leads", str(csv_path), "--errors", str(Path(tmp) / "e.csv")],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        elapsed = time.perf_counter() - began
-        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (
-            cpu_before.ru_utime + cpu_before.ru_stime
-        )
-        if done.returncode not in (0, 1) or f"{bad} row(s) rejected" not in done.stderr:
-            sys.exit(f"import failed:\n{done.stdout}\n{done.stderr}")
-        raw = None
+        other = None
+        if args.database == "sqlite" and args.also_jobs:
+            other = run_import(
+                f"sqlite:///{Path(tmp) / 'other.db'}",
+                csv_path,
+                bad,
+                args.also_jobs,
+                Path(tmp) / "e2.csv",
+            )
+        elapsed, cpu = run_import(url, csv_path, bad, args.jobs, Path(tmp) / "e.csv")
+        raw = raw_cpu = None
         if args.database == "sqlite":
             empty = Path(tmp) / "raw.db"
             subprocess.run(
-                [*baton, "init"],
-                env={**env, "BATON_DATABASE_URL": f"sqlite:///{empty}"},
+                [*BATON, "init"],
+                env={**os.environ, "BATON_DATABASE_URL": f"sqlite:///{empty}"},
                 check=True,
                 capture_output=True,
             )
-            raw = raw_reference(url.removeprefix("sqlite:///"), str(empty))
+            raw, raw_cpu = raw_reference(url.removeprefix("sqlite:///"), str(empty))
         flagging, flagged = flag_queue(url)
         load_after = os.getloadavg()
     table = Table(title=f"baton import leads, {args.database} ({machine()})")
     for column in ("step", "rows", "seconds", "rows/s"):
         table.add_column(column, justify="right")
+    for column in ("CPU s", "rows per CPU s"):
+        table.add_column(column, justify="right")
     table.add_row(
-        f"import ({bad:,} rejected)",
+        f"import, --jobs {args.jobs} ({bad:,} rejected)",
         f"{args.rows:,}",
         f"{elapsed:.1f}",
         f"{args.rows / elapsed:,.0f}",
+        f"{cpu:.1f}",
+        f"{args.rows / cpu:,.0f}",
     )
+    if other is not None:
+        table.add_row(
+            f"the same import, --jobs {args.also_jobs} (run first, own database)",
+            f"{args.rows:,}",
+            f"{other[0]:.1f}",
+            f"{args.rows / other[0]:,.0f}",
+            f"{other[1]:.1f}",
+            f"{args.rows / other[1]:,.0f}",
+        )
     table.add_row(
         "then the worker flags duplicates",
         f"{flagged:,}",
         f"{flagging:.1f}",
         f"{flagged / max(flagging, 1e-9):,.0f}",
+        "",
+        "",
     )
     table.add_row(
         "import and flagging together",
         f"{args.rows:,}",
         f"{elapsed + flagging:.1f}",
         f"{args.rows / (elapsed + flagging):,.0f}",
+        "",
+        "",
     )
     if raw is not None:
         table.add_row(
@@ -219,6 +262,8 @@ def main() -> None:
             f"{args.rows - bad:,}",
             f"{raw:.1f}",
             f"{(args.rows - bad) / raw:,.0f}",
+            f"{raw_cpu:.1f}",
+            f"{(args.rows - bad) / max(raw_cpu or 0, 1e-9):,.0f}",
         )
     Console().print(table)
     if raw is not None:
@@ -228,8 +273,9 @@ def main() -> None:
             "executemany of the rows it stored)"
         )
     print(
-        f"the import process used {cpu:.1f} CPU seconds ({args.rows / cpu:,.0f} rows per CPU "
-        "second: the figure a busy machine changes least)"
+        f"the import with --jobs {args.jobs} used {cpu:.1f} CPU seconds, its worker processes'"
+        f" included ({args.rows / cpu:,.0f} rows per CPU second: the figure a busy machine "
+        "changes least)"
     )
     print(
         "load average (1, 5, 15 min) before: "

@@ -1,6 +1,7 @@
 """The fast paths of lead validation (issue 17, CSV import speed) give exactly the answers
-of the plain paths they short-cut: US phone numbers read without the phone library,
-each distinct phone and country read once, and JSON sizes bounded without encoding."""
+of the plain paths they short-cut: US and international (``+44 20 ...``) phone numbers
+read without the library's parser, each distinct phone and country read once, and JSON
+sizes bounded without encoding."""
 
 from __future__ import annotations
 
@@ -49,11 +50,30 @@ us_shaped = st.builds(
 )
 
 
+international_shaped = st.builds(
+    lambda code, gap, rest: f"+{code}{gap}{rest}",
+    st.one_of(
+        st.sampled_from(["1", "44", "49", "33", "39", "7", "86", "91", "380", "800", "979"]),
+        st.text("0123456789", min_size=1, max_size=3),
+    ),
+    st.sampled_from(["", " "]),
+    st.text("0123456789 ", max_size=18),
+)
+
+
 @given(
-    st.one_of(us_shaped, st.text("0123456789 ()+-.", max_size=16)),
+    st.one_of(us_shaped, international_shaped, st.text("0123456789 ()+-.", max_size=16)),
     st.sampled_from(["US", "us", "DE", "GB"]),
 )
 @example("(212) 555-0100", "US")
+@example("+44 20 7946 0958", "US")
+@example("+44 020 7946 0958", "DE")
+@example("+49 30 1234567", "GB")
+@example("+39 06 6982 1234", "US")
+@example("+7 8 495 123 45 67", "US")
+@example("+1 212 555 0100", "DE")
+@example("+800 1234 5678", "US")
+@example("+0 12", "US")
 @example("212-555-0100", "US")
 @example("(112) 555-0100", "US")
 @example("(212)5550100", "US")
@@ -169,6 +189,7 @@ def test_lead_rows_validate_the_same_with_and_without_the_fast_paths(
     fast = _outcome(rows)
     assert fast[0] and fast[1] and fast[2]  # kept rows, rejected rows and warnings
     monkeypatch.setattr(contact, "_NANP_SHAPE", re.compile(r"(?!)"))
+    monkeypatch.setattr(contact, "_INTERNATIONAL_SHAPE", re.compile(r"(?!)"))
     monkeypatch.setattr(limits, "_flat_ascii_size_at_most", lambda value: float("inf"))
     contact._e164.cache_clear()
     normalize_country.cache_clear()
@@ -182,7 +203,7 @@ def test_lead_rows_validate_the_same_with_and_without_the_fast_paths(
 def _plain_payload(cells: list[str], columns: Any) -> dict[str, Any]:
     """The per-cell reading the import's column plan replaced, kept as the reference."""
     from baton.domain.cells import unguard
-    from baton.services.imports import JSON_EXTRAS, _merge_json, _parse_bool
+    from baton.domain.lead_rows import JSON_EXTRAS, _merge_json, _parse_bool
 
     if len(cells) > len(columns.targets):
         raise ValueError("too many cells")
@@ -228,15 +249,15 @@ _CELLS = st.one_of(
 def test_a_rows_input_is_read_as_the_plain_per_cell_reading_reads_it(
     targets: list[str | None], cells: list[str], blanks: frozenset[str], system: str | None
 ) -> None:
-    from baton.services.imports import _Columns, _payload
+    from baton.domain.lead_rows import Columns, payload
 
-    columns = _Columns(targets, "attributes", blanks, system)
+    columns = Columns(targets, "attributes", blanks, system)
     try:
         expected: dict[str, Any] | None = _plain_payload(cells, columns)
     except ValueError:
         expected = None
     try:
-        got: dict[str, Any] | None = _payload(cells, columns)
+        got: dict[str, Any] | None = payload(cells, columns)
     except ValueError:
         got = None
     assert got == expected

@@ -18,6 +18,8 @@ from functools import lru_cache
 import email_validator
 import phonenumbers
 import pycountry
+from phonenumbers import phonenumberutil as _pn
+from phonenumbers.phonemetadata import PhoneMetadata as _PhoneMetadata
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -145,9 +147,10 @@ def normalize_phone(raw: str, default_region: str) -> str:
     cost a real lead, and the strict check is several times slower on large imports.
 
     Each distinct ``(raw, region)`` is parsed once per process (an import repeats
-    numbers), and the commonest shape in the default region US, ``(415) 555-0100``,
-    takes a fast path that gives exactly the library's answer (a test holds the two
-    together)."""
+    numbers), and two common shapes take a fast path that gives exactly the library's
+    answer (tests hold them together): ``(415) 555-0100`` in the default region US,
+    and an international number of digits and spaces (``+44 20 7946 0958``), read with
+    the library's own metadata in about a quarter of its time."""
     return _e164(raw.strip(), default_region.upper())
 
 
@@ -158,10 +161,57 @@ _NANP_SHAPE = re.compile(
 prefix to strip: it starts with 2-9) and ten digits are a possible US length."""
 
 
+_INTERNATIONAL_SHAPE = re.compile(r"\+([1-9][0-9 ]{2,60})")
+"""``+``, a country code and digits, spaces between them allowed: nothing in it is an
+extension, a letter or a second number, so the library reads its digits as they are."""
+_KEEPS_PREFIX = frozenset(
+    {
+        _pn.ValidationResult.TOO_SHORT,
+        _pn.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+        _pn.ValidationResult.INVALID_LENGTH,
+    }
+)
+_POSSIBLE = frozenset(
+    {_pn.ValidationResult.IS_POSSIBLE, _pn.ValidationResult.IS_POSSIBLE_LOCAL_ONLY}
+)
+
+
+def _international(value: str) -> str | None:
+    """The E.164 form of an international number of :data:`_INTERNATIONAL_SHAPE`, by
+    the steps ``phonenumbers.parse`` takes for it (country code, national prefix,
+    lengths from the library's metadata), or ``None`` when the library itself must
+    answer: another shape, or a number it refuses (its message says why)."""
+    shape = _INTERNATIONAL_SHAPE.fullmatch(value)
+    if shape is None:
+        return None
+    digits = shape.group(1).replace(" ", "")
+    for size in (1, 2, 3):
+        if int(digits[:size]) in _pn.COUNTRY_CODE_TO_REGION_CODE:
+            code, national = int(digits[:size]), digits[size:]
+            break
+    else:
+        return None
+    metadata = _PhoneMetadata.metadata_for_region_or_calling_code(
+        code, _pn.region_code_for_country_code(code)
+    )
+    if metadata is None or len(national) < 2:
+        return None
+    _, stripped, _ = _pn._maybe_strip_national_prefix_carrier_code(national, metadata)
+    if _pn._test_number_length(stripped, metadata) not in _KEEPS_PREFIX:
+        national = stripped
+    if not 2 <= len(national) <= 17:
+        return None
+    if _pn._test_number_length(national, metadata) not in _POSSIBLE:
+        return None
+    return f"+{code}{national}"
+
+
 @lru_cache(maxsize=65536)
 def _e164(value: str, default_region: str) -> str:
     if default_region == "US" and (shape := _NANP_SHAPE.fullmatch(value)) is not None:
         return "+1" + "".join(part for part in shape.groups() if part)
+    if value[:1] == "+" and (found := _international(value)) is not None:
+        return found
     try:
         parsed = phonenumbers.parse(value, default_region)
     except phonenumbers.NumberParseException as exc:

@@ -1,0 +1,266 @@
+"""Rows of a lead or activity CSV file turned into validated inputs: the part of an
+import that needs no database, so that it can run in worker processes
+(:func:`validate_records`) as well as in the importing one, with the same result.
+
+Everything here is importable without the services, the store or the web layers: a
+worker process started by ``spawn`` imports this module and the models, not the whole
+application. The file reading, the writing and the pool itself are in
+:mod:`baton.services.imports`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, TypeVar, cast
+
+from pydantic import BaseModel, ValidationError
+
+from baton.domain.batches import RowError, describe
+from baton.domain.cells import GUARD, unguard
+from baton.domain.dates import read_instant
+from baton.domain.leads import LeadCreate
+
+_TRUE = frozenset({"1", "true", "yes", "y", "opt-in", "opted in", "subscribed"})
+_FALSE = frozenset({"0", "false", "no", "n", "opt-out", "opted out", "unsubscribed"})
+
+
+def _parse_bool(value: str) -> bool | str:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    return value
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where each cell of a row goes: by position, a field name, an extras key
+    (``<extras_key>.<name>``) or ``None`` (dropped)."""
+
+    targets: list[str | None]
+    extras_key: str
+    blanks: frozenset[str]
+    external_system: str | None = None
+
+    @functools.cached_property
+    def plan(self) -> list[tuple[int, int, str]]:
+        """``(position, kind, name)`` of each column kept, in order, worked out once for
+        the file rather than once per cell: kind :data:`_FIELD` (``name`` is the field),
+        :data:`_EXTRA` (``name`` is the extras key), :data:`_CONSENT` or
+        :data:`_JSON_OBJECT`."""
+        prefix = self.extras_key + "."
+        plan = []
+        for position, target in enumerate(self.targets):
+            if target is None:
+                continue
+            if target == prefix + JSON_EXTRAS:
+                plan.append((position, _JSON_OBJECT, ""))
+            elif target.startswith(prefix):
+                plan.append((position, _EXTRA, target[len(prefix) :]))
+            elif target == "consent":
+                plan.append((position, _CONSENT, target))
+            else:
+                plan.append((position, _FIELD, target))
+        return plan
+
+
+_FIELD, _EXTRA, _CONSENT, _JSON_OBJECT = range(4)
+
+JSON_EXTRAS = "*"
+"""The ``--map`` target ``attributes.*``: the column holds a JSON object whose keys are
+attributes (the ``attributes`` column of a Baton lead export)."""
+
+
+def _merge_json(extras: dict[str, Any], value: str, extras_key: str) -> None:
+    """Add the keys of a JSON object cell to ``extras`` (a column of the row with the
+    same key wins); a cell that is not a JSON object is kept as it is, under
+    ``extras_key``."""
+    try:
+        found = json.loads(value)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        extras.setdefault(extras_key, value)
+        return
+    for key, item in found.items():
+        extras.setdefault(str(key), item)
+
+
+def payload(cells: Sequence[str], columns: Columns) -> dict[str, Any]:
+    """One CSV row as model input: mapped columns by field name, ``consent`` read as a
+    yes/no answer, declared blanks (``--blank Select``) left out, and every other column
+    kept under the extras key. A cell guarded against formulas (``'=x``, see
+    :func:`baton.domain.cells.unguard`) is read without its guard. Raises ``ValueError``
+    for a row with more cells than the header has columns."""
+    if len(cells) > len(columns.targets):
+        raise ValueError(
+            f"the row has {len(cells)} cells but the header has {len(columns.targets)} columns"
+        )
+    payload: dict[str, Any] = {}
+    extras: dict[str, Any] = {}
+    blanks = columns.blanks
+    width = len(cells)
+    for position, kind, name in columns.plan:
+        if position >= width:
+            break
+        value = cells[position]
+        if not value or value.isspace():
+            continue
+        if blanks and value.strip().casefold() in blanks:
+            continue
+        if value[0] == GUARD:
+            value = unguard(value)  # a cell a Baton export guarded against formulas
+        if kind == _FIELD:
+            payload[name] = value
+        elif kind == _EXTRA:
+            extras[name] = value
+        elif kind == _CONSENT:
+            payload["consent"] = _parse_bool(value)
+        else:
+            _merge_json(extras, value, columns.extras_key)
+    if extras:
+        payload[columns.extras_key] = extras
+    if columns.external_system and "external_id" in payload:
+        payload.setdefault("external_system", columns.external_system)
+    return payload
+
+
+M = TypeVar("M", bound=BaseModel)
+
+Validate = Callable[..., tuple[list[tuple[int, M]], list[RowError], list[RowError]]]
+
+
+IDENTITY_PROBLEM = "a lead needs an email or a phone number"
+_ALWAYS_KEPT = frozenset({"external_id", "external_system", "(row)"})
+
+
+def validate_lead_rows(
+    model: type[LeadCreate],
+    rows: Sequence[tuple[int, Mapping[str, Any]]],
+    context: Mapping[str, Any] | None = None,
+) -> tuple[list[tuple[int, LeadCreate]], list[RowError], list[RowError]]:
+    """Validate lead rows, keeping a row whose only problems are optional fields.
+
+    A bad optional value (a country nobody can read, a consent that is not yes or no,
+    a phone number beside a good email) is left out and reported as a warning; the row
+    is imported without it. A row is rejected only when it cannot be identified: no
+    usable email, phone or external id, or a bad email (it would be stored as another
+    person), unless an external id identifies it. Every problem of a rejected row is
+    reported, including those found once its bad values are left out."""
+    good: list[tuple[int, LeadCreate]] = []
+    errors: list[RowError] = []
+    warnings: list[RowError] = []
+    for number, raw in rows:
+        try:
+            good.append((number, model.model_validate(raw, context=context)))
+            continue
+        except ValidationError as exc:
+            problems = describe(exc)
+        bad = {loc.partition(".")[0] for loc, _ in problems}
+        fatal = bad & _ALWAYS_KEPT or ("email" in bad and not raw.get("external_id"))
+        reduced = {k: v for k, v in raw.items() if k not in bad}
+        try:
+            lead = model.model_validate(reduced, context=context)
+        except ValidationError as again:
+            more = [p for p in describe(again) if p not in problems]
+            errors.extend(RowError(number, loc, msg) for loc, msg in [*problems, *more])
+            continue
+        if fatal:
+            errors.extend(RowError(number, loc, msg) for loc, msg in problems)
+            continue
+        good.append((number, lead))
+        warnings.extend(RowError(number, loc, msg) for loc, msg in problems)
+    return good, errors, warnings
+
+
+@dataclass
+class DatedLeads:
+    """:func:`validate_lead_rows` after taking each row's ``created_at`` out of it (not a
+    field of a capture): read into ``dates`` (line -> moment), or reported like any bad
+    optional value, a warning of a kept row or one more error of a rejected one.
+
+    A plain object rather than a closure so that it pickles: a worker process fills its
+    own copy's ``dates``, which :func:`validate_records` hands back to be merged."""
+
+    zone: str
+    day_first: bool
+    now: datetime
+    future_skew: timedelta
+    dates: dict[int, datetime] = field(default_factory=dict)
+
+    def __call__(
+        self,
+        model: type[LeadCreate],
+        rows: Sequence[tuple[int, Mapping[str, Any]]],
+        context: Mapping[str, Any],
+    ) -> tuple[list[tuple[int, LeadCreate]], list[RowError], list[RowError]]:
+        kept: list[tuple[int, Mapping[str, Any]]] = []
+        problems: list[RowError] = []
+        latest = self.now + self.future_skew
+        for number, raw in rows:
+            text = raw.get("created_at")
+            if text is not None:
+                raw = {k: v for k, v in raw.items() if k != "created_at"}
+                try:
+                    at = read_instant(str(text), zone=self.zone, day_first=self.day_first)
+                except ValueError as exc:
+                    problems.append(RowError(number, "created_at", str(exc)))
+                else:
+                    if at > latest:
+                        problems.append(
+                            RowError(number, "created_at", f"'{text}' is in the future")
+                        )
+                    else:
+                        self.dates[number] = at
+            kept.append((number, raw))
+        good, errors, warnings = validate_lead_rows(model, kept, context)
+        rejected = {e.row for e in errors}
+        errors.extend(p for p in problems if p.row in rejected)
+        warnings.extend(p for p in problems if p.row not in rejected)
+        return good, errors, warnings
+
+
+class Checked(NamedTuple):
+    """What :func:`validate_records` found in a run of records: the valid inputs (line,
+    model), the rows that cannot be built (more cells than columns), the rejected rows'
+    problems, the warnings (values left out of kept rows), and the lines'
+    ``created_at`` moments read by a :class:`DatedLeads` validator (empty for any
+    other)."""
+
+    good: list[tuple[int, Any]]
+    unbuilt: list[RowError]
+    errors: list[RowError]
+    warnings: list[RowError]
+    dates: dict[int, datetime]
+
+
+def validate_records(
+    records: Sequence[tuple[int, Sequence[str]]],
+    columns: Columns,
+    model: type[M],
+    context: Mapping[str, Any],
+    validate: Validate[M],
+) -> Checked:
+    """Build each record's (line, cells) input (:func:`payload`; a malformed row is a
+    ``(row)`` error) and validate them with ``validate``: the same work whether run in
+    the importing process or in a worker process (all arguments pickle when
+    ``validate`` is a :class:`DatedLeads`), rows in the order given."""
+    payloads: list[tuple[int, dict[str, Any]]] = []
+    unbuilt: list[RowError] = []
+    for line, cells in records:
+        try:
+            payloads.append((line, payload(cells, columns)))
+        except ValueError as exc:
+            unbuilt.append(RowError(line, "(row)", str(exc)))
+    if isinstance(validate, DatedLeads):
+        dated = dataclasses.replace(validate, dates={})  # the caller merges them
+        kept, errors, warnings = dated(cast(type[LeadCreate], model), payloads, context)
+        return Checked(list(kept), unbuilt, errors, warnings, dated.dates)
+    good, errors, warnings = validate(model, payloads, context)
+    return Checked(list(good), unbuilt, errors, warnings, {})

@@ -1,0 +1,194 @@
+"""A lead import validated by worker processes (issue 17, ``--jobs``) gives exactly what
+the import validated in one process gives: the same leads with the same ids, the same
+captures, the same errors and warnings files and the same summary, on seeded random
+files full of bad rows. No test here measures time: ``bench/import.py`` does."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from tests.conftest import START
+
+from baton.config import Settings
+from baton.domain.access import operator
+from baton.domain.clock import ManualClock
+from baton.services import imports
+from baton.services.context import Context, open_context
+from baton.services.imports import ImportReport, import_leads, write_lines_to_mend
+from baton.store.tables import activities, duplicate_checks, leads, suppressions
+
+OPS = operator("ops")
+HEADER = [
+    "Email",
+    "First Name",
+    "Company",
+    "Phone",
+    "Country",
+    "Opt In",
+    "Created Date",
+    "external_id",
+    "Employees",
+]
+
+
+def _row(rng: random.Random, i: int, people: list[str]) -> list[str]:
+    """One row, good or bad in one of the ways files are: every branch of validation
+    (kept, kept with a value left out, rejected, unreadable) and rows of one person
+    spread over the file."""
+    email = f"p{i}@co{i % 7}.example.com"
+    kind = rng.randrange(14)
+    if kind == 0 and people:
+        email = rng.choice(people).upper()  # the same person again, another case
+    elif kind == 1:
+        email = "not-an-email"
+    people.append(email)
+    cells = [
+        email,
+        rng.choice(["Ana", " Ben ", "Zoë", "", "'=1+1"]),
+        rng.choice(["Acme Inc.", "Northwind", "", "Globex GmbH"]),
+        rng.choice(["(415) 555-0100", "+44 20 7946 0018", "12", "", f"+4930{i:07d}"]),
+        rng.choice(["US", "Germany", "Atlantis", ""]),
+        rng.choice(["yes", "no", "maybe", ""]),
+        rng.choice(["2026-03-02", "03/02/2026", "someday", "2099-01-01", ""]),
+        rng.choice(["", "", f"X{i % 50}"]),
+        str(rng.choice((10, 50, 200))),
+    ]
+    if kind == 2:
+        cells[0] = ""  # identified by the phone, or by nothing
+    elif kind == 3:
+        cells[0], cells[3], cells[7] = "", "", ""  # nothing identifies it
+    elif kind == 4:
+        cells.append("one cell too many")
+    return cells
+
+
+def _file(seed: int, rows: int) -> str:
+    rng = random.Random(seed)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HEADER)
+    people: list[str] = []
+    for i in range(rows):
+        writer.writerow(_row(rng, i, people))
+        if rng.random() < 0.02:
+            out.write("\n")  # a blank line
+        if rng.random() < 0.01:
+            out.write('"a quote left open,x\n')
+    return out.getvalue()
+
+
+@pytest.fixture
+def two_databases(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Context, Context]]:
+    template: Path = request.getfixturevalue("sqlite_template")
+    opened = []
+    for name in ("one.db", "pool.db"):
+        path = tmp_path / name
+        path.write_bytes(template.read_bytes())
+        opened.append(
+            open_context(
+                Settings(database_url=f"sqlite:///{path}", env="test"),
+                clock=ManualClock(current=START),
+            )
+        )
+    try:
+        yield opened[0], opened[1]
+    finally:
+        for context in opened:
+            context.engine.dispose()
+
+
+def _outcome(ctx: Context, report: ImportReport) -> dict[str, Any]:
+    errors, warnings = io.StringIO(), io.StringIO()
+    write_lines_to_mend(report, errors)
+    write_lines_to_mend(report, warnings, warnings=True)
+    with ctx.read() as connection:
+        tables = {
+            table.name: [
+                tuple(row)
+                for row in connection.execute(select(table).order_by(*table.primary_key.columns))
+            ]
+            for table in (leads, activities, duplicate_checks)
+        }
+    summary = {
+        name: getattr(report, name)
+        for name in ImportReport.__dataclass_fields__
+        if name not in ("file",)
+    }
+    return {"tables": tables, "errors": errors.getvalue(), "warnings": warnings.getvalue()} | {
+        "summary": summary
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_import_validated_by_worker_processes_stores_and_reports_the_same(
+    two_databases: tuple[Context, Context], monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    one, pool = two_databases
+    text = _file(seed, 400)
+    # Small parts, and the pool used at any size, so that the workers take many parts.
+    monkeypatch.setattr(imports, "VALIDATE_STEP", 23)
+    monkeypatch.setattr(imports, "POOL_MIN_ROWS", 0)
+    used: list[int] = []
+    checked = imports._checked_parts
+
+    def spy(*args: Any) -> Any:
+        used.append(args[-1])
+        return checked(*args)
+
+    monkeypatch.setattr(imports, "_checked_parts", spy)
+    alone = import_leads(one, io.StringIO(text), actor=OPS, jobs=1)
+    together = import_leads(pool, io.StringIO(text), actor=OPS, jobs=3)
+    assert used == [1, 3]
+    assert alone.rejected and alone.rows_with_warnings and alone.updated + alone.unchanged
+    with pool.read() as connection:  # the rows' own dates were read, in the workers too
+        dated = connection.execute(select(leads.c.id).where(leads.c.created_at < START)).all()
+    assert len(dated) > 20
+    assert _outcome(pool, together) == _outcome(one, alone)
+
+
+def test_a_small_file_or_one_core_validates_in_the_importing_process(
+    sqlite_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below :data:`POOL_MIN_ROWS` no worker starts (it costs more than it saves), and
+    without ``jobs`` nor ``BATON_IMPORT_JOBS`` the importing process validates alone."""
+    used: list[int] = []
+    checked = imports._checked_parts
+
+    def spy(*args: Any) -> Any:
+        used.append(args[-1])
+        return checked(*args)
+
+    monkeypatch.setattr(imports, "_checked_parts", spy)
+    import_leads(sqlite_ctx, io.StringIO(_file(4, 50)), actor=OPS, jobs=4)
+    monkeypatch.setattr(imports, "POOL_MIN_ROWS", 0)
+    import_leads(sqlite_ctx, io.StringIO(_file(5, 50)), actor=OPS)
+    assert used == [1, 1]
+
+
+def test_an_import_puts_an_erased_address_back_on_the_suppression_list(ctx: Context) -> None:
+    """An address erased before and imported again is suppressed under its plain key
+    too, whether or not the import's chunk looked for erasures first (it looks only
+    when some erasure left its key), on both databases."""
+    from baton.services.person import erase_person
+
+    admin = operator("admin")
+    erase_person(ctx, "gone@acme.example", actor=admin)
+    text = "Email,First Name\nGone@Acme.example,Ana\nstays@acme.example,Ben\n"
+    report = import_leads(ctx, io.StringIO(text), actor=OPS)
+    assert report.created == 2
+    with ctx.read() as connection:
+        rows = connection.execute(select(suppressions.c.email_key, suppressions.c.reason))
+        keys: dict[str, str] = {}
+        for key, reason in rows:
+            keys[key] = reason
+    assert keys.get("gone@acme.example") == "erased"
+    assert "stays@acme.example" not in keys
