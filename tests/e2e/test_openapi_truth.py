@@ -78,6 +78,32 @@ def test_every_error_answer_is_documented_as_problem_json(spec: dict[str, Any]) 
                     }
 
 
+def test_every_operation_that_lists_the_ways_in_needs_them(
+    sqlite_ctx: Context, spec: dict[str, Any]
+) -> None:
+    """The document says which operations need credentials (not FastAPI: the routes
+    authenticate in one dependency it does not see as a security scheme); every one of
+    them answers 401 without credentials, and the three that list none answer without."""
+    assert set(spec["components"]["securitySchemes"]) == {"token", "intake_key", "session"}
+    anonymous = TestClient(create_app(sqlite_ctx))
+    public = []
+    for path, operations in spec["paths"].items():
+        url = re.sub(r"\{[^}]+\}", "1", path)
+        for method, operation in operations.items():
+            answer = anonymous.request(method.upper(), url, json={})
+            if operation.get("security"):
+                assert operation["security"] == [
+                    {"token": []},
+                    {"intake_key": []},
+                    {"session": []},
+                ]
+                assert answer.status_code == 401, f"{method.upper()} {path}"
+            else:
+                public.append(operation["operationId"])
+                assert answer.status_code != 401, f"{method.upper()} {path}"
+    assert sorted(public) == ["health", "login", "logout"]
+
+
 def test_a_405_lists_every_allowed_method(api: TestClient) -> None:
     response = api.put("/api/v1/leads")
     assert response.status_code == 405

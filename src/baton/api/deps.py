@@ -19,15 +19,12 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from itsdangerous import BadSignature, Signer
-from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 
 from baton.domain.access import Principal
 from baton.domain.activities import MAX_ID
 from baton.domain.errors import Forbidden, TooManyRequests, Unauthorized
+from baton.domain.rate import MovingWindow
 from baton.services import users as user_service
 from baton.services.context import Context
 
@@ -38,7 +35,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PASSWORD_PATHS = frozenset({"/auth/me", "/auth/password", "/auth/logout"})
 """All a person with a one-time password may do until they choose their own."""
 
-_limiter = MovingWindowRateLimiter(MemoryStorage())
+_intake_rates = MovingWindow(window=60.0)
+"""Requests per intake key in the last minute (per process, like the key cache)."""
 
 
 def get_context(request: Request) -> Context:
@@ -81,53 +79,51 @@ def _intake(request: Request, principal: Principal) -> Principal:
     if origin is not None and origin.rstrip("/").lower() not in allowed:
         raise Forbidden(f"this intake key is not allowed from the origin {origin[:200]}")
     rate = int(principal.extra.get("rate_per_minute", "60"))
-    item = RateLimitItemPerMinute(rate)
-    if not _limiter.hit(item, "intake", str(principal.key_id)):
-        reset = _limiter.get_window_stats(item, "intake", str(principal.key_id)).reset_time
+    wait = _intake_rates.hit(principal.key_id, rate, time.monotonic())
+    if wait is not None:
         raise TooManyRequests(
-            f"this intake key takes at most {rate} requests a minute",
-            int(reset - time.time()) + 1,
+            f"this intake key takes at most {rate} requests a minute", int(wait) + 1
         )
     return principal
 
 
-_BEARER = HTTPBearer(
-    auto_error=False,
-    scheme_name="token",
-    description="An API token (bt_…) or an intake key (bik_…): 'Authorization: Bearer …'.",
-)
-_INTAKE = APIKeyHeader(
-    name=INTAKE_HEADER,
-    auto_error=False,
-    scheme_name="intake_key",
-    description="An intake key (bik_…): capture leads and activities only.",
-)
-_SESSION = APIKeyCookie(
-    name=SESSION_COOKIE,
-    auto_error=False,
-    scheme_name="session",
-    description="The session cookie from POST /auth/login; changes also need X-CSRF-Token.",
-)
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "token": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token (bt_…) or an intake key (bik_…): 'Authorization: Bearer …'.",
+    },
+    "intake_key": {
+        "type": "apiKey",
+        "in": "header",
+        "name": INTAKE_HEADER,
+        "description": "An intake key (bik_…): capture leads and activities only.",
+    },
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": SESSION_COOKIE,
+        "description": "The session cookie from POST /auth/login; changes also need X-CSRF-Token.",
+    },
+}
+"""The three ways in, as the OpenAPI document names them (the Authorize button of
+/docs). :mod:`baton.api.openapi` lists them on every operation that depends on
+:func:`get_principal`; they are not FastAPI security dependencies, because those are
+resolved on every request only to be ignored (the request is read below)."""
 
 
-async def get_principal(
-    request: Request,
-    ctx: Ctx,
-    _token: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-    _intake_key: Annotated[str | None, Depends(_INTAKE)],
-    _session: Annotated[str | None, Depends(_SESSION)],
-) -> Principal:
+async def get_principal(request: Request) -> Principal:
     """Who is calling, from a bearer token, an intake key or a session cookie; 401
     when none is given or it is not valid (never saying which part was wrong).
 
     A token or key verified in the last seconds is answered from memory on the event
     loop; anything that needs the database (a first sight, a session) runs in the
-    thread pool like the routes."""
-    # The three security parameters only declare the ways in to the OpenAPI schema (the
-    # Authorize button of /docs); the request itself is read below.
+    thread pool like the routes. It depends on nothing but the request: each
+    dependency FastAPI resolves costs every request of every route."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
+    ctx = get_context(request)
     credential = _bearer(request) or request.headers.get(INTAKE_HEADER)
     principal = None if credential is None else user_service.cached_principal(ctx, credential)
     if principal is not None and principal.kind == "intake_key":

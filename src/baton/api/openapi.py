@@ -26,6 +26,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from baton.api.deps import SECURITY_SCHEMES
 from baton.api.problems import PROBLEM_JSON
 from baton.domain.activities import ActivityCreate
 from baton.domain.calls import CallCreate
@@ -40,6 +41,12 @@ TYPED_BODIES: dict[str, type[BaseModel]] = {
     "log_inbound_call": CallCreate,
 }
 """Operations that read their body as a plain object and validate it themselves."""
+
+PUBLIC_OPERATIONS = frozenset({"login", "logout", "health"})
+"""The documented operations that need no credentials; every other one lists the ways
+in (:data:`~baton.api.deps.SECURITY_SCHEMES`). The routes authenticate through
+:func:`~baton.api.deps.get_principal`, which FastAPI does not see as a security scheme,
+so the document says it here (tests/e2e/test_openapi_truth.py holds the two equal)."""
 
 RATE_LIMITED = frozenset({"capture_lead", "ingest_activity", "ingest_activity_batch", "login"})
 """Operations an intake key (per key) or a sign-in (per account and address) can
@@ -127,7 +134,13 @@ def install(app: FastAPI) -> None:
 
 def refine(spec: dict[str, Any]) -> dict[str, Any]:
     """Complete FastAPI's document (see the module docstring); returns ``spec``."""
-    schemas: dict[str, Any] = spec.setdefault("components", {}).setdefault("schemas", {})
+    components: dict[str, Any] = spec.setdefault("components", {})
+    schemas: dict[str, Any] = components.setdefault("schemas", {})
+    components["securitySchemes"] = copy.deepcopy(SECURITY_SCHEMES)
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            if operation.get("operationId") not in PUBLIC_OPERATIONS:
+                operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
     schemas["Problem"] = PROBLEM_SCHEMA
     schemas["ProblemField"] = PROBLEM_FIELD_SCHEMA
     for model in TYPED_BODIES.values():
