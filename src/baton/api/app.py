@@ -203,11 +203,13 @@ def create_app(context: Context | None = None) -> FastAPI:
     problems.install(app)
     openapi.install(app)
     docs.install(app)
+    # Capture first: the busiest route is found without trying the others (no path
+    # of auth's or users' routers can match a path under /api/v1/leads).
+    app.include_router(leads.router)
     app.include_router(auth.router)
     app.include_router(users.users_router)
     app.include_router(users.tokens_router)
     app.include_router(users.keys_router)
-    app.include_router(leads.router)
     app.include_router(lead_search.search_router)
     app.include_router(lead_search.filters_router)
     app.include_router(activities.router)

@@ -71,8 +71,9 @@ def active_contract_in(
     mode on PostgreSQL, so an activation waits for writers already scoring with the old
     version, and writers starting during an activation wait for it to finish."""
     row = connection.execute(_ACTIVE_SHARED if share_lock else _ACTIVE).first()
-    if row is None and share_lock:
-        # The row we waited for was superseded meanwhile: read the new active one.
+    if row is None and share_lock and connection.dialect.name == "postgresql":
+        # The row we waited for was superseded meanwhile: read the new active one. (Not
+        # on SQLite: no row lock to wait for, and no other writer inside our write.)
         row = connection.execute(_ACTIVE).first()
     if row is None:
         return None

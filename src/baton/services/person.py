@@ -42,6 +42,7 @@ mailbox), and server logs. Both are :data:`~baton.domain.access.Action.MANAGE_PE
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -64,6 +65,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Delete, Select
 
 from baton.domain.access import Action, Principal
 from baton.domain.contact import InvalidContact, email_key, normalize_email
@@ -119,14 +121,25 @@ source, campaign, UTM, country and region stay for the reports."""
 ERASED = "erased"
 
 
-_LIFT = delete(suppressions).where(
-    suppressions.c.email_key.in_(bindparam("keys", expanding=True)),
-    suppressions.c.reason.in_(sorted(CLEARED_BY_OPT_IN)),
-)
-_SUPPRESSED = select(suppressions.c.email_key).where(
-    suppressions.c.email_key.in_(bindparam("keys", expanding=True))
-)
-"""Built once: every capture with an opt-in or a new email runs them."""
+@functools.cache
+def _lift(count: int) -> Delete:
+    """The statements are built once per number of keys (at most a chunk's): every
+    capture with an opt-in or a new email runs them, and a statement with a fixed list
+    of keys is compiled once, where an expanding list is rendered again at each run."""
+    keys = [bindparam(f"k{i}") for i in range(count)]
+    return delete(suppressions).where(
+        suppressions.c.email_key.in_(keys), suppressions.c.reason.in_(sorted(CLEARED_BY_OPT_IN))
+    )
+
+
+@functools.cache
+def _suppressed(count: int) -> Select[tuple[str]]:
+    keys = [bindparam(f"k{i}") for i in range(count)]
+    return select(suppressions.c.email_key).where(suppressions.c.email_key.in_(keys))
+
+
+def _keys(keys: Sequence[str]) -> dict[str, str]:
+    return {f"k{i}": key for i, key in enumerate(keys)}
 
 
 def lift_suppressions_in(connection: Connection, addresses: Iterable[str]) -> int:
@@ -135,7 +148,7 @@ def lift_suppressions_in(connection: Connection, addresses: Iterable[str]) -> in
     keys = sorted({k for a in addresses if a for k in suppression_keys(a)})
     removed = 0
     for part in chunks(keys):
-        removed += connection.execute(_LIFT, {"keys": list(part)}).rowcount
+        removed += connection.execute(_lift(len(part)), _keys(part)).rowcount
     return removed
 
 
@@ -147,11 +160,11 @@ def carry_erasure_in(connection: Connection, addresses: Iterable[str], *, now: d
     by_hash = {erased_key(a): email_key(a) for a in addresses if a}
     carried = 0
     for part in chunks(sorted(by_hash)):
-        found = list(connection.execute(_SUPPRESSED, {"keys": list(part)}).scalars())
+        found = list(connection.execute(_suppressed(len(part)), _keys(part)).scalars())
         if not found:
             continue
         plain = [by_hash[h] for h in found]
-        known = set(connection.execute(_SUPPRESSED, {"keys": plain}).scalars())
+        known = set(connection.execute(_suppressed(len(plain)), _keys(plain)).scalars())
         rows = [
             {
                 "email_key": key,
