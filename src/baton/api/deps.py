@@ -35,8 +35,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PASSWORD_PATHS = frozenset({"/auth/me", "/auth/password", "/auth/logout"})
 """All a person with a one-time password may do until they choose their own."""
 
-_intake_rates = MovingWindow(window=60.0)
-"""Requests per intake key in the last minute (per process, like the key cache)."""
+INTAKE_RATES = "intake_rates"
+"""The context cache holding each intake key's requests of the last minute (per
+process and database, like the key cache)."""
 
 
 def get_context(request: Request) -> Context:
@@ -79,7 +80,9 @@ def _intake(request: Request, principal: Principal) -> Principal:
     if origin is not None and origin.rstrip("/").lower() not in allowed:
         raise Forbidden(f"this intake key is not allowed from the origin {origin[:200]}")
     rate = int(principal.extra.get("rate_per_minute", "60"))
-    wait = _intake_rates.hit(principal.key_id, rate, time.monotonic())
+    rates = get_context(request).caches.setdefault(INTAKE_RATES, MovingWindow(window=60.0))
+    # A new rate starts a new window, as the key's owner would expect.
+    wait = rates.hit((principal.key_id, rate), rate, time.monotonic())
     if wait is not None:
         raise TooManyRequests(
             f"this intake key takes at most {rate} requests a minute", int(wait) + 1

@@ -66,6 +66,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Delete, Select
+from sqlalchemy.sql.elements import BindParameter
 
 from baton.domain.access import Action, Principal
 from baton.domain.contact import InvalidContact, email_key, normalize_email
@@ -126,15 +127,15 @@ def _lift(count: int) -> Delete:
     """The statements are built once per number of keys (at most a chunk's): every
     capture with an opt-in or a new email runs them, and a statement with a fixed list
     of keys is compiled once, where an expanding list is rendered again at each run."""
-    keys = [bindparam(f"k{i}") for i in range(count)]
+    keys: list[BindParameter[str]] = [bindparam(f"k{i}") for i in range(count)]
     return delete(suppressions).where(
         suppressions.c.email_key.in_(keys), suppressions.c.reason.in_(sorted(CLEARED_BY_OPT_IN))
     )
 
 
 @functools.cache
-def _suppressed(count: int) -> Select[tuple[str]]:
-    keys = [bindparam(f"k{i}") for i in range(count)]
+def _suppressed(count: int) -> Select[Any]:
+    keys: list[BindParameter[str]] = [bindparam(f"k{i}") for i in range(count)]
     return select(suppressions.c.email_key).where(suppressions.c.email_key.in_(keys))
 
 
