@@ -2,7 +2,7 @@
 together give the database state that one transaction per capture gives (leads,
 activities, scores, handoffs); a capture that fails inside a group fails alone and
 the others are committed; threads hammering it lose nothing. On both databases, with
-``BATON_GROUP_COMMIT=on`` (off by default)."""
+``BATON_GROUP_COMMIT=on`` (the default, auto, groups on SQLite only)."""
 
 from __future__ import annotations
 
@@ -250,3 +250,14 @@ def test_a_capture_alone_in_its_group_that_fails_leaves_nothing(ctx: Context) ->
     with ctx.read() as connection:
         assert connection.execute(select(func.count()).select_from(leads)).scalar_one() == 0
     assert capture_lead(together, data, actor=OPS).created
+
+
+def test_auto_groups_captures_on_sqlite_only(ctx: Context) -> None:
+    """The default: SQLite's one writer commits captures one after the other anyway,
+    so they are grouped there; PostgreSQL's writers run in parallel, so not there."""
+    auto = with_mode(ctx, "auto")
+    assert ctx.settings.group_commit == "auto"  # what a deployment gets unless it says
+    assert auto.group_commit is (ctx.dialect == "sqlite")
+    assert with_mode(ctx, "on").group_commit and not with_mode(ctx, "off").group_commit
+    capture_lead(auto, people(1)[0], actor=OPS)
+    assert (auto._groups is not None) is (ctx.dialect == "sqlite")

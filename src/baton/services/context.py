@@ -50,7 +50,7 @@ class Context:
         other threads of this process run at the same moment (group commit, see
         :mod:`baton.store.group_commit`): the same outcome as :meth:`write` for the
         caller (its own result or its own exception, answered once committed), one
-        commit for many. Only with ``BATON_GROUP_COMMIT=on``; else this is
+        commit for many. Only where :attr:`group_commit` says so; else this is
         :meth:`write`.
 
         A write PostgreSQL aborts as a deadlock victim or a serialization failure
@@ -76,8 +76,10 @@ class Context:
 
     @property
     def group_commit(self) -> bool:
-        """Whether :meth:`write_grouped` groups writes on this database."""
-        return self.settings.group_commit == "on"
+        """Whether :meth:`write_grouped` groups writes on this database (``auto``: on
+        SQLite only)."""
+        setting = self.settings.group_commit
+        return setting == "on" or (setting == "auto" and self.dialect == "sqlite")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
