@@ -129,7 +129,8 @@ def _lift(count: int) -> Delete:
     of keys is compiled once, where an expanding list is rendered again at each run."""
     keys: list[BindParameter[str]] = [bindparam(f"k{i}") for i in range(count)]
     return delete(suppressions).where(
-        suppressions.c.email_key.in_(keys), suppressions.c.reason.in_(sorted(CLEARED_BY_OPT_IN))
+        suppressions.c.email_key.in_(keys),
+        suppressions.c.reason.in_([literal(r) for r in sorted(CLEARED_BY_OPT_IN)]),
     )
 
 
