@@ -15,7 +15,8 @@ the path waiting), and checks that both commit and every lead is handed off:
   the first (:func:`baton.services.history._lock_routing_in`);
 * a hook request with several submissions, which cannot be ordered (a capture scores
   and routes before the next submission is read), is run once more when PostgreSQL
-  aborted it as the deadlock victim (:func:`baton.services.intake._write_retrying`).
+  aborted it as the deadlock victim (:func:`baton.services.intake._write_retrying`, through
+  :meth:`baton.services.context.Context.write_retrying`).
 
 Next to them, each new path gives the same leads, stages, transitions, activities,
 handoffs, rotations and report as the path it replaces, on both databases (routing

@@ -6,13 +6,16 @@ it as their first argument and the acting user or system as the keyword ``actor`
 
 from __future__ import annotations
 
+import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -23,6 +26,7 @@ from baton.store.group_commit import GroupCommit
 from baton.store.migrate import upgrade
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _GROUPS_LOCK = threading.Lock()
 
 
@@ -54,15 +58,34 @@ class Context:
         :meth:`write`.
 
         A write PostgreSQL aborts as a deadlock victim or a serialization failure
-        (nothing of it saved) is run once more from the start, since ``work`` is the
-        whole use case: ``work`` must therefore act on the database only (no state of
-        its own that a second run would change twice)."""
-        try:
-            return self._write_grouped_once(work)
-        except DBAPIError as error:
-            if not is_retryable(error):
-                raise
-        return self._write_grouped_once(work)
+        (nothing of it saved) is run once more from the start (:func:`retrying`), since
+        ``work`` is the whole use case: ``work`` must therefore act on the database only
+        (no state of its own that a second run would change twice)."""
+        return retrying(lambda _attempt: self._write_grouped_once(work), attempts=2)
+
+    def write_retrying(
+        self,
+        work: Callable[[Connection], T],
+        *,
+        attempts: int = 2,
+        retry_lock: int | None = None,
+    ) -> T:
+        """Run ``work(connection)`` in one write transaction, and again from the start,
+        up to ``attempts`` times in all, when PostgreSQL aborted it as a deadlock victim
+        or a serialization failure (:func:`retrying`; ``work``: database work only).
+
+        ``retry_lock``: a PostgreSQL advisory lock that every second or later attempt
+        takes first, so the writes that were aborted once run one at a time and never
+        deadlock with each other again (for work whose lock order cannot be fixed in
+        advance). On SQLite the writer holds the whole database and nothing is aborted."""
+
+        def attempt(number: int) -> T:
+            with self.write() as connection:
+                if number > 1 and retry_lock is not None and self.dialect == "postgresql":
+                    connection.execute(select(func.pg_advisory_xact_lock(retry_lock)))
+                return work(connection)
+
+        return retrying(attempt, attempts=attempts)
 
     def _write_grouped_once(self, work: Callable[[Connection], T]) -> T:
         if not self.group_commit:
@@ -110,6 +133,22 @@ def is_retryable(error: DBAPIError) -> bool:
     """Whether ``error`` aborted a PostgreSQL transaction that may be run again as is
     (a deadlock victim, a serialization failure)."""
     return getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def retrying(run: Callable[[int], T], *, attempts: int) -> T:
+    """``run(1)``, and ``run(2)``, ``run(3)``... after a short random pause each time the
+    attempt before was aborted whole (:func:`is_retryable`), up to ``attempts`` runs;
+    any other error, or the last attempt's, is raised. The pause grows with the attempt
+    and is random, so two writers that deadlocked do not meet again at once."""
+    for number in range(1, attempts + 1):
+        try:
+            return run(number)
+        except DBAPIError as error:
+            if not is_retryable(error) or number == attempts:
+                raise
+            log.info("a write was aborted by PostgreSQL (attempt %d); running it again", number)
+            time.sleep(random.uniform(0.01, 0.05) * number)  # noqa: S311 (a jitter, no secret)
+    raise AssertionError("unreachable")
 
 
 def open_context(

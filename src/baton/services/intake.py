@@ -25,7 +25,6 @@ import base64
 import hashlib
 import json
 import logging
-import random
 import secrets
 import threading
 import time
@@ -40,7 +39,6 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import ValidationError
 from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
-from sqlalchemy.exc import DBAPIError
 
 from baton.domain.access import Action, Principal
 from baton.domain.activities import ActivityCreate
@@ -75,7 +73,7 @@ from baton.domain.scoring import DISPOSABLE_DOMAINS
 from baton.redact import remember
 from baton.services.access import allowed
 from baton.services.activities import ingest_validated_in
-from baton.services.context import Context, is_retryable
+from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in
 from baton.services.leads import capture_lead_in
 from baton.services.queries import insert_ignoring_conflicts, lock_lead
@@ -712,9 +710,9 @@ _RETRY_LOCK = 0x62746E696E74616B  # "btnintak": the advisory lock of retried req
 
 def _write_retrying(ctx: Context, work: Callable[[Connection], T]) -> T:
     """Run ``work`` (a request's processing: database work only) in one write
-    transaction, and again from the start, up to :data:`ATTEMPTS` times, when
-    PostgreSQL aborted it as a deadlock victim or a serialization failure (nothing of it
-    was saved).
+    transaction, again up to :data:`ATTEMPTS` runs in all when PostgreSQL aborted it,
+    the runs after the first holding :data:`_RETRY_LOCK`
+    (:meth:`~baton.services.context.Context.write_retrying`).
 
     A request's submissions are captured and recorded one after the other in one
     transaction, and each may make its lead an MQL and route it: the leads of a request
@@ -725,21 +723,9 @@ def _write_retrying(ctx: Context, work: Callable[[Connection], T]) -> T:
     the victim, whose locks the abort released, runs again after a short random pause,
     holding an advisory lock that the other retried requests take too: retried requests
     never deadlock with each other (a trial of 12 concurrent requests of 60 submissions
-    over 200 shared people left 6 of them failed with a single retry). On SQLite the
-    writer holds the whole database and nothing is aborted. A request still aborted at
-    the last attempt is stored ``failed`` for ``baton intake retry``."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with ctx.write() as connection:
-                if attempt > 1 and connection.dialect.name == "postgresql":
-                    connection.execute(select(func.pg_advisory_xact_lock(_RETRY_LOCK)))
-                return work(connection)
-        except DBAPIError as error:
-            if not is_retryable(error) or attempt == ATTEMPTS:
-                raise
-            log.info("intake: a request was aborted by PostgreSQL (attempt %d); again", attempt)
-            time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 (a jitter, no secret)
-    raise AssertionError("unreachable")
+    over 200 shared people left 6 of them failed with a single retry). A request still
+    aborted at the last attempt is stored ``failed`` for ``baton intake retry``."""
+    return ctx.write_retrying(work, attempts=ATTEMPTS, retry_lock=_RETRY_LOCK)
 
 
 def _adapter(kind: str) -> ModuleType:
