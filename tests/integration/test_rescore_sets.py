@@ -28,7 +28,7 @@ from baton.services.contracts import activate_contract, approve_contract, create
 from baton.services.scoring import ActivationReport, rescore_chunk
 from baton.store.bulk import insert_activities, insert_rows
 from baton.store.score_sql import compile_fit
-from baton.store.tables import handoffs, lead_prep, lead_scores, leads, transitions
+from baton.store.tables import activities, handoffs, lead_prep, lead_scores, leads, transitions
 
 TITLES = [None, "", "  ", "\t\n", "VP Sales", "vp sales ", "Student", "Data Analyst", "\u212a", "É"]
 COUNTRIES = [None, "", " ", "US", "us", " G", "de", "\u212aK", "Fr", "\u00a0U"]
@@ -276,14 +276,24 @@ def outcome(connection: Any, ids: list[int]) -> dict[str, Any]:
     }
 
 
-def run(ctx: Context, version: int, previous: int | None, ids: list[int], *, sets: bool) -> Any:
+def run(
+    ctx: Context,
+    version: int,
+    previous: int | None,
+    ids: list[int],
+    *,
+    sets: bool,
+    readers: bool = False,
+) -> Any:
     """One re-score of ``ids`` by one path, rolled back afterwards: both paths start
-    from the very same rows."""
+    from the very same rows. ``readers``: the engagement queries run on the re-score's
+    own connections and threads, as :func:`rescore_all` runs them."""
     from baton.services.contract_rules import active_contract_in, contract_spec
+    from baton.services.scoring import _events_reader
 
     prior = contract_spec(ctx, previous) if previous is not None else None
     report = ActivationReport(version=version, previous=previous)
-    with ctx.engine.connect() as connection:
+    with _events_reader(ctx) as reader, ctx.engine.connect() as connection:
         transaction = connection.begin()
         active = active_contract_in(connection)
         assert active is not None and active[0] == version
@@ -304,6 +314,7 @@ def run(ctx: Context, version: int, previous: int | None, ids: list[int], *, set
             now=ctx.clock.now(),
             actor=operator("ops"),
             set_based=sets,
+            reader=reader if readers else None,
         )
         seen = outcome(connection, ids)
         transaction.rollback()
@@ -324,6 +335,8 @@ def check_equal(
     old: dict[str, Any] | None,
     people: list[dict[str, Any]],
     events: list[Any],
+    *,
+    readers: bool = False,
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     ids = fill(ctx, people, events)
@@ -334,7 +347,7 @@ def check_equal(
     version = signed(ctx, contract_text(new, "new " + tag))
     with mock.patch.object(contracts_service, "rescore_all"):
         activate_contract(ctx, version, actor=operator("maria"))
-    fast_report, fast = run(ctx, version, previous, ids, sets=True)
+    fast_report, fast = run(ctx, version, previous, ids, sets=True, readers=readers)
     slow_report, slow = run(ctx, version, previous, ids, sets=False)
     assert fast_report == slow_report
     assert fast["scores"] == slow["scores"]
@@ -350,22 +363,25 @@ def check_equal(
     max_examples=60,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(new=CONTRACT, old=CONTRACT | st.none(), people=LEADS, events=EVENTS)
+@given(new=CONTRACT, old=CONTRACT | st.none(), people=LEADS, events=EVENTS, readers=st.booleans())
 def test_set_based_rescore_equals_the_per_lead_path(
     sqlite_ctx: Context,
     new: dict[str, Any],
     old: dict[str, Any] | None,
     people: list[dict[str, Any]],
     events: list[Any],
+    readers: bool,
 ) -> None:
-    check_equal(sqlite_ctx, new, old, people, events)
+    """With the engagement queries on the chunk's connection or on the re-score's own
+    readers (threads)."""
+    check_equal(sqlite_ctx, new, old, people, events, readers=readers)
 
 
 @settings(
     max_examples=10,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(new=CONTRACT, old=CONTRACT | st.none(), people=LEADS, events=EVENTS)
+@given(new=CONTRACT, old=CONTRACT | st.none(), people=LEADS, events=EVENTS, readers=st.booleans())
 def test_set_based_rescore_equals_the_per_lead_path_on_each_database(
     ctx: Context,
     backend: str,
@@ -373,9 +389,10 @@ def test_set_based_rescore_equals_the_per_lead_path_on_each_database(
     old: dict[str, Any] | None,
     people: list[dict[str, Any]],
     events: list[Any],
+    readers: bool,
 ) -> None:
     """Fewer examples, on PostgreSQL too (SQLite has its own run above)."""
-    check_equal(ctx, new, old, people, events)
+    check_equal(ctx, new, old, people, events, readers=readers)
 
 
 @pytest.mark.parametrize("condition", CONDITIONS, ids=str)
@@ -624,9 +641,10 @@ def test_state_texts_are_the_json_of_each_leads_state(keys: int, data: st.DataOb
 def test_the_rescores_own_events_reader_reads_what_the_chunks_transaction_reads(
     sqlite_ctx: Context,
 ) -> None:
-    """A SQLite re-score reads events through a connection of its own with the file
-    mapped once: inside a chunk's write transaction it gets exactly the sums the
-    transaction's own connection gets, and it puts the connection's settings back."""
+    """A SQLite re-score reads events through connections of its own (one per query of
+    a chunk, run on threads of their own) with the file mapped once: inside a chunk's
+    write transaction they get exactly the sums the transaction's own connection gets,
+    and the connections' settings are put back."""
     from baton.domain.contract import parse_contract
     from baton.services.scoring import _engagement_sums_sql, _events_reader
 
@@ -703,8 +721,10 @@ def test_the_rescores_own_events_reader_reads_what_the_chunks_transaction_reads(
         with _events_reader(sqlite_ctx) as reader:
             assert reader is not None
             apart = _engagement_sums_sql(connection, contract, ids[0], ids[-1], at, reader=reader)
-            assert reader.execute("PRAGMA mmap_size").fetchone()[0] > 0
-        assert reader.execute("PRAGMA mmap_size").fetchone()[0] == 0
+            drivers = reader.drivers
+            assert len(drivers) == 2
+            assert all(d.execute("PRAGMA mmap_size").fetchone()[0] > 0 for d in drivers)
+        assert all(d.execute("PRAGMA mmap_size").fetchone()[0] == 0 for d in drivers)
     assert own is not None and apart is not None
     assert len(own) == 6
     assert own.tolist() == apart.tolist()
@@ -771,3 +791,278 @@ def test_an_in_memory_sqlite_database_is_rescored_without_a_reader_apart() -> No
         assert all(value > 0 for value in scores.values())
     finally:
         ctx.engine.dispose()
+
+
+def chunked(
+    ctx: Context, version: int, ids: list[int], *, size: int, whole: bool, sets: bool = True
+) -> tuple[Any, Any, bool]:
+    """A re-score of ``ids`` in chunks of ``size`` leads inside one transaction, rolled
+    back afterwards; ``whole``: the engagement read in one pass first (as a large
+    re-score reads it), else by each chunk; ``sets``: set-based, else lead by lead. Also
+    whether the one pass was taken."""
+    from baton.services.contract_rules import active_contract_in
+    from baton.services.scoring import _events_reader, _one_pass
+
+    report = ActivationReport(version=version, previous=None)
+    with _events_reader(ctx) as reader:
+        # Rows taken two at a time: the pass's batches are joined in order.
+        with (
+            mock.patch("baton.services.scoring.ONE_PASS_LEADS", 0),
+            mock.patch("baton.services.scoring.FETCH_ROWS", 2),
+        ):
+            one_pass = _one_pass(ctx, report, reader, len(ids)) if whole else None
+        with ctx.engine.connect() as connection:
+            transaction = connection.begin()
+            active = active_contract_in(connection)
+            assert active is not None and active[0] == version
+            live = list(
+                connection.execute(
+                    select(leads.c.id)
+                    .where(leads.c.id.in_(ids), leads.c.merged_into_id.is_(None))
+                    .order_by(leads.c.id)
+                ).scalars()
+            )
+            for start in range(0, len(live), size):
+                rescore_chunk(
+                    connection,
+                    active[1],
+                    version,
+                    None,
+                    report,
+                    live[start : start + size],
+                    now=ctx.clock.now(),
+                    actor=operator("ops"),
+                    set_based=sets,
+                    reader=reader,
+                    one_pass=one_pass,
+                )
+            seen = outcome(connection, ids)
+            transaction.rollback()
+    return report, seen, one_pass is not None
+
+
+def same_outcome(fast: dict[str, Any], slow: dict[str, Any]) -> None:
+    assert fast["scores"] == slow["scores"]
+    assert fast["stages"] == slow["stages"]
+    assert fast["transitions"] == slow["transitions"]
+    assert fast["handoffs"] == slow["handoffs"]
+    assert set(fast["states"]) == set(slow["states"])
+    for lead_id, state in slow["states"].items():
+        same_states(fast["states"][lead_id], state)
+
+
+@settings(
+    max_examples=40,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(new=CONTRACT, people=LEADS, events=EVENTS, size=st.integers(1, 5), later=st.integers(0, 3))
+def test_engagement_read_in_one_pass_equals_each_chunk_reading_its_own(
+    sqlite_ctx: Context,
+    new: dict[str, Any],
+    people: list[dict[str, Any]],
+    events: list[Any],
+    size: int,
+    later: int,
+) -> None:
+    """A large re-score reads every lead's engagement in one pass before its chunks:
+    chunk by chunk (chunk boundaries anywhere, decay, property filters) it stores
+    exactly what the per-lead path stores, also when the chunks run later than the pass
+    (decay taken from the pass's moment to the chunk's)."""
+    check_one_pass(sqlite_ctx, new, people, events, size, later)
+
+
+@settings(
+    max_examples=8,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(new=CONTRACT, people=LEADS, events=EVENTS, size=st.integers(1, 5), later=st.integers(0, 3))
+def test_engagement_read_in_one_pass_equals_each_chunk_reading_its_own_on_each_database(
+    ctx: Context,
+    backend: str,
+    new: dict[str, Any],
+    people: list[dict[str, Any]],
+    events: list[Any],
+    size: int,
+    later: int,
+) -> None:
+    """Fewer examples, on PostgreSQL too (SQLite has its own run above)."""
+    check_one_pass(ctx, new, people, events, size, later)
+
+
+def check_one_pass(
+    ctx: Context,
+    new: dict[str, Any],
+    people: list[dict[str, Any]],
+    events: list[Any],
+    size: int,
+    later: int,
+) -> None:
+    """The one pass and the per-lead path: the same outcome."""
+    ids = fill(ctx, people, events)
+    version = signed(ctx, contract_text(new, "one pass " + uuid.uuid4().hex[:8]))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(ctx, version, actor=operator("maria"))
+    clock: Any = ctx.clock
+    began = clock.now()
+    whole_report, whole, taken = chunked(ctx, version, ids, size=size, whole=True)
+    assert taken == bool(new["engagement"])
+    clock.set(began)
+    own_report, own, _ = chunked(ctx, version, ids, size=size, whole=False, sets=False)
+    assert whole_report == own_report
+    same_outcome(whole, own)
+    if later:
+        # The pass read at ``began``; chunks scored ``later`` days on.
+        from baton.services.scoring import _events_reader, _one_pass
+
+        report = ActivationReport(version=version, previous=None)
+        with (
+            _events_reader(ctx) as reader,
+            mock.patch("baton.services.scoring.ONE_PASS_LEADS", 0),
+        ):
+            early = _one_pass(ctx, report, reader, len(ids))
+        clock.set(began + timedelta(days=later))
+        with mock.patch("baton.services.scoring._one_pass", return_value=early):
+            shifted_report, shifted, _ = chunked(ctx, version, ids, size=size, whole=True)
+        clock.set(began + timedelta(days=later))
+        plain_report, plain, _ = chunked(ctx, version, ids, size=size, whole=False, sets=False)
+        assert shifted_report == plain_report
+        same_outcome(shifted, plain)
+
+
+def test_a_chunk_reads_its_own_events_when_activities_changed_after_the_one_pass(
+    ctx: Context,
+) -> None:
+    """Between the one pass and a later chunk, capture and ingest go on: a chunk whose
+    leads got a new activity since, and every chunk after an activity was updated (an
+    erasure clears its properties), read their events themselves, so the stored scores
+    are those of a re-score that read everything in its chunks."""
+    from baton.services.scoring import rescore_all
+
+    people = [
+        {
+            "title": "VP Sales",
+            "country": "US",
+            "phone": None,
+            "email": f"p{i}@northwind.example",
+            "company": "Northwind",
+            "postal_code": None,
+            "consent": None,
+            "employees": 80,
+            "stage": "lead",
+            "changed_days": 3,
+            "active_days": 1,
+            "ticked": False,
+            "merged": 5,
+        }
+        for i in range(9)
+    ]
+    events = [(i % 9, "page_view", 3600 * i, {"url": "/pricing"}) for i in range(27)]
+    ids = fill(ctx, people, events)
+    spec = {
+        "fit": [],
+        "engagement": [
+            {
+                "event": "page_view",
+                "where": {"url": "/pricing"},
+                "points": 10,
+                "cap": None,
+                "half_life_days": 30,
+            },
+            {"event": "email_click", "where": {}, "points": 2, "cap": None, "half_life_days": 7},
+        ],
+        "grades": {"A": 40, "B": 25, "C": 10},
+        "threshold": 1000,
+        "min_grade": "D",
+        "required": [],
+        "prep_required": False,
+        "cooldown": 0,
+        "live": 7,
+    }
+    version = signed(ctx, contract_text(spec, "guard " + uuid.uuid4().hex[:8]))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(ctx, version, actor=operator("maria"))
+    now = ctx.clock.now()
+    taken: list[bool] = []
+    from baton.services import scoring
+
+    real = scoring._OnePass.for_chunk
+
+    def spy(self: Any, *args: Any) -> Any:
+        found = real(self, *args)
+        taken.append(found is not None)
+        return found
+
+    def meanwhile(done: int, total: int) -> None:
+        with ctx.write() as connection:
+            if done == 3:  # a new click for the 5th lead (second chunk)
+                insert_activities(
+                    connection,
+                    [
+                        {
+                            "lead_id": ids[4],
+                            "type": "email_click",
+                            "occurred_at": now,
+                            "received_at": now,
+                            "properties": {},
+                            "idempotency_key": None,
+                            "recorded_by": "test",
+                        }
+                    ],
+                )
+            if done == 6:  # the 8th lead's page views lose their URL (third chunk)
+                connection.execute(
+                    activities.update().where(activities.c.lead_id == ids[7]).values(properties={})
+                )
+
+    report = ActivationReport(version=version, previous=None)
+    with (
+        mock.patch("baton.services.scoring.ONE_PASS_LEADS", 0),
+        mock.patch.object(scoring._OnePass, "for_chunk", spy),
+    ):
+        rescore_all(ctx, report, actor=operator("ops"), chunk=3, progress=meanwhile)
+    assert taken == [True, False, False]
+    with ctx.read() as connection:
+        first = outcome(connection, ids)
+    assert first["scores"][ids[7]][2] == 0.0
+    again = ActivationReport(version=version, previous=None)
+    with mock.patch("baton.services.scoring.ONE_PASS_LEADS", 10**9):
+        rescore_all(ctx, again, actor=operator("ops"), chunk=3)
+    with ctx.read() as connection:
+        second = outcome(connection, ids)
+    same_outcome(first, second)
+
+
+def test_activity_updates_and_deletes_move_the_revision_and_inserts_do_not(
+    ctx: Context,
+) -> None:
+    """Migration 0020's triggers: the one-pass check relies on them."""
+    from baton.services.scoring import _activity_revision
+
+    ids = fill(
+        ctx,
+        [
+            {**p, "merged": 5}
+            for p in [
+                dict.fromkeys(
+                    ("title", "country", "phone", "email", "company", "postal_code", "consent")
+                )
+                | {
+                    "employees": "missing",
+                    "stage": "lead",
+                    "changed_days": 1,
+                    "active_days": None,
+                    "ticked": False,
+                }
+            ]
+        ],
+        [(0, "email_click", 60, {})],
+    )
+    with ctx.write() as connection:
+        before = _activity_revision(connection)
+        connection.execute(
+            activities.update().where(activities.c.lead_id == ids[0]).values(properties={"a": 1})
+        )
+        updated = _activity_revision(connection)
+        connection.execute(activities.delete().where(activities.c.lead_id == ids[0]))
+        deleted = _activity_revision(connection)
+    assert (before, updated, deleted) == (0, 1, 2)

@@ -140,6 +140,16 @@ activities = Table(
     Index("ix_activities_lead_occurred_type", "lead_id", "occurred_at", "type"),
 )
 
+activity_revisions = Table(
+    "activity_revisions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("revision", Id, nullable=False),
+)
+"""One row (id 1). On SQLite, triggers (migration 0020) count every update and delete of
+an activity in ``revision``, so that a re-score that read all engagement in one pass can
+tell, per chunk, that no activity it read has changed since (inserts it tells by id)."""
+
 transitions = Table(
     "transitions",
     metadata,
