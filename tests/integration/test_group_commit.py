@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from tests.web_world import EXAMPLE
 
 from baton.domain.access import operator
@@ -25,7 +27,8 @@ from baton.services.context import Context
 from baton.services.demo import sign_demo_contract
 from baton.services.leads import CaptureResult, capture_lead, capture_lead_in
 from baton.services.reps import create_rep, create_team
-from baton.store.engine import write_turn
+from baton.store import group_commit
+from baton.store.engine import make_engine, write_turn
 from baton.store.group_commit import GroupCommit
 from baton.store.tables import activities, handoffs, lead_scores, leads, metadata, reps
 
@@ -120,7 +123,7 @@ class Gate:
         self.open = threading.Event()
 
         @contextmanager
-        def turn() -> Iterator[None]:
+        def turn(_leader: Any) -> Iterator[None]:
             self.open.wait(30)
             with write_turn(group.engine):
                 yield
@@ -211,7 +214,7 @@ def test_a_commit_that_fails_fails_every_capture_of_its_group(
     group = together._groups
     assert group is not None
 
-    def no_turn() -> Any:
+    def no_turn(_leader: Any) -> Any:
         raise TimeoutError("no turn")
 
     monkeypatch.setattr(group, "_turn", no_turn)
@@ -261,3 +264,46 @@ def test_auto_groups_captures_on_sqlite_only(ctx: Context) -> None:
     assert with_mode(ctx, "on").group_commit and not with_mode(ctx, "off").group_commit
     capture_lead(auto, people(1)[0], actor=OPS)
     assert (auto._groups is not None) is (ctx.dialect == "sqlite")
+
+
+def test_a_grouped_write_waits_no_longer_than_its_own_write_timeout(
+    sqlite_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another writer holds SQLite's write turn, each grouped write gives up at
+    its own timeout with "database is locked" and nothing saved, as an ungrouped write
+    does: a queued write is not made to wait for the leaders before it to give up one
+    after the other (with one write per group that took 8 timeouts for the eighth)."""
+    timeout = 0.5
+    engine = make_engine(str(sqlite_ctx.engine.url), write_timeout=timeout)
+    group = GroupCommit(engine)
+    monkeypatch.setattr(group_commit, "MAX_GROUP", 1)
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with write_turn(engine):
+            holding.set()
+            done.wait(30)
+
+    def write(i: int) -> tuple[float, str]:
+        started = time.monotonic()
+        try:
+            group.run(lambda c: c.execute(text("INSERT INTO kv (k) VALUES (:k)"), {"k": i}))
+        except OperationalError as error:
+            return time.monotonic() - started, str(error.orig)
+        return time.monotonic() - started, "saved"
+
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE kv (k INTEGER)"))
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(write, range(8)))
+    done.set()
+    holder.join()
+    assert all("database is locked" in said for _, said in outcomes), outcomes
+    assert max(waited for waited, _ in outcomes) < 5 * timeout  # not 8 timeouts one by one
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM kv")).scalar() == 0
+    group.run(lambda c: c.execute(text("INSERT INTO kv (k) VALUES (1)")))  # the turn is free
+    engine.dispose()

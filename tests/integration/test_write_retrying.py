@@ -11,7 +11,6 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from baton.services import context as context_module
 from baton.services.context import Context, retrying
 
 
@@ -27,7 +26,7 @@ def aborted(sqlstate: str = "40P01") -> DBAPIError:
 
 @pytest.fixture(autouse=True)
 def no_pause(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(context_module.time, "sleep", lambda _seconds: None)
+    monkeypatch.setattr("baton.services.context.time.sleep", lambda _seconds: None)
 
 
 def test_an_aborted_write_runs_again_until_it_succeeds_or_the_attempts_are_spent() -> None:
@@ -44,6 +43,11 @@ def test_an_aborted_write_runs_again_until_it_succeeds_or_the_attempts_are_spent
     with pytest.raises(DBAPIError):
         retrying(run, attempts=2)
     assert runs == [1, 2]
+
+
+def test_no_attempt_at_all_is_a_mistake() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        retrying(lambda _number: None, attempts=0)
 
 
 def test_any_other_error_is_raised_at_once() -> None:

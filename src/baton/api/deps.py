@@ -80,7 +80,10 @@ def _intake(request: Request, principal: Principal) -> Principal:
     if origin is not None and origin.rstrip("/").lower() not in allowed:
         raise Forbidden(f"this intake key is not allowed from the origin {origin[:200]}")
     rate = int(principal.extra.get("rate_per_minute", "60"))
-    rates = get_context(request).caches.setdefault(INTAKE_RATES, MovingWindow(window=60.0))
+    caches = get_context(request).caches
+    rates = caches.get(INTAKE_RATES)
+    if rates is None:
+        rates = caches.setdefault(INTAKE_RATES, MovingWindow(60.0))
     # A new rate starts a new window, as the key's owner would expect.
     wait = rates.hit((principal.key_id, rate), rate, time.monotonic())
     if wait is not None:

@@ -12,16 +12,22 @@ from __future__ import annotations
 import threading
 from collections import deque
 
+SWEEP_EVERY = 1000
+"""Hits between two sweeps of the keys nobody hit for a whole window."""
+
 
 class MovingWindow:
     """Hits per key within the last ``window`` seconds; safe to share between threads.
 
-    Memory is at most ``rate`` timestamps per key that was hit in the last window."""
+    Memory: at most ``rate`` timestamps for each key hit in the last window, plus keys
+    idle since then until the next sweep (every :data:`SWEEP_EVERY` hits), which
+    forgets them (a revoked key, an old rate)."""
 
     def __init__(self, window: float = 60.0) -> None:
         self.window = window
         self._hits: dict[object, deque[float]] = {}
         self._lock = threading.Lock()
+        self._since_sweep = 0
 
     def hit(self, key: object, rate: int, now: float) -> float | None:
         """Count a hit of ``key`` at ``now`` if fewer than ``rate`` hits fell in the
@@ -29,6 +35,9 @@ class MovingWindow:
         seconds until the oldest of them leaves the window (> 0)."""
         cutoff = now - self.window
         with self._lock:
+            self._since_sweep += 1
+            if self._since_sweep >= SWEEP_EVERY:
+                self._sweep(cutoff)
             hits = self._hits.get(key)
             if hits is None:
                 hits = self._hits[key] = deque()
@@ -38,3 +47,12 @@ class MovingWindow:
                 return max(hits[0] - cutoff, 1e-9)
             hits.append(now)
             return None
+
+    def _sweep(self, cutoff: float) -> None:
+        self._since_sweep = 0
+        for key in [k for k, hits in self._hits.items() if not hits or hits[-1] <= cutoff]:
+            del self._hits[key]
+
+    def __len__(self) -> int:
+        """Keys remembered now (for tests)."""
+        return len(self._hits)

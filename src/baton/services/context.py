@@ -140,6 +140,8 @@ def retrying(run: Callable[[int], T], *, attempts: int) -> T:
     attempt before was aborted whole (:func:`is_retryable`), up to ``attempts`` runs;
     any other error, or the last attempt's, is raised. The pause grows with the attempt
     and is random, so two writers that deadlocked do not meet again at once."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
     for number in range(1, attempts + 1):
         try:
             return run(number)

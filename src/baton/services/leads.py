@@ -299,9 +299,9 @@ def capture_lead_in(
 def capture_lead(
     ctx: Context, data: LeadCreate, *, actor: Principal, occurred_at: datetime | None = None
 ) -> CaptureResult:
-    """Create a lead, or update the one with the same email, in one transaction (with
-    ``BATON_GROUP_COMMIT=on`` committed together with the captures that arrive at the
-    same moment, each in its own savepoint:
+    """Create a lead, or update the one with the same email, in one transaction (on
+    SQLite by default, or with ``BATON_GROUP_COMMIT=on``, committed together with the
+    captures that arrive at the same moment, each in its own savepoint:
     :meth:`~baton.services.context.Context.write_grouped`).
 
     Capture is create-or-update across all leads (the same email anywhere is one

@@ -45,7 +45,7 @@ import base64
 import functools
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
@@ -65,7 +65,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Delete, Select
+from sqlalchemy.sql import Delete, Executable, Select
 from sqlalchemy.sql.elements import BindParameter
 
 from baton.domain.access import Action, Principal
@@ -122,26 +122,42 @@ source, campaign, UTM, country and region stay for the reports."""
 ERASED = "erased"
 
 
-@functools.cache
+FIXED_KEYS = 4
+"""Up to this many keys (a capture has one address: two keys), the suppression
+statements list their keys as fixed parameters, compiled once per count; more keys (an
+import's chunk) take one expanding list, rendered again at each run but compiled once,
+so a few hundred statement shapes never fill SQLAlchemy's statement cache."""
+
+
+def _key_list(count: int) -> list[BindParameter[str]] | BindParameter[list[str]]:
+    if count <= FIXED_KEYS:
+        return [bindparam(f"k{i}") for i in range(count)]
+    return bindparam("keys", expanding=True)
+
+
+@functools.lru_cache(maxsize=2 * (FIXED_KEYS + 1))
 def _lift(count: int) -> Delete:
-    """The statements are built once per number of keys (at most a chunk's): every
-    capture with an opt-in or a new email runs them, and a statement with a fixed list
-    of keys is compiled once, where an expanding list is rendered again at each run."""
-    keys: list[BindParameter[str]] = [bindparam(f"k{i}") for i in range(count)]
+    """Delete the suppressions an opt-in lifts for ``count`` keys (see FIXED_KEYS)."""
     return delete(suppressions).where(
-        suppressions.c.email_key.in_(keys),
+        suppressions.c.email_key.in_(_key_list(count)),
         suppressions.c.reason.in_([literal(r) for r in sorted(CLEARED_BY_OPT_IN)]),
     )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2 * (FIXED_KEYS + 1))
 def _suppressed(count: int) -> Select[Any]:
-    keys: list[BindParameter[str]] = [bindparam(f"k{i}") for i in range(count)]
-    return select(suppressions.c.email_key).where(suppressions.c.email_key.in_(keys))
+    """Which of ``count`` keys are suppressed (see FIXED_KEYS)."""
+    return select(suppressions.c.email_key).where(suppressions.c.email_key.in_(_key_list(count)))
 
 
-def _keys(keys: Sequence[str]) -> dict[str, str]:
-    return {f"k{i}": key for i, key in enumerate(keys)}
+def _for_keys(
+    statement: Callable[[int], Executable], keys: Sequence[str]
+) -> tuple[Executable, dict[str, Any]]:
+    """``statement`` (:func:`_lift`, :func:`_suppressed`) for these keys, with its
+    parameters."""
+    if len(keys) <= FIXED_KEYS:
+        return statement(len(keys)), {f"k{i}": key for i, key in enumerate(keys)}
+    return statement(FIXED_KEYS + 1), {"keys": list(keys)}
 
 
 def lift_suppressions_in(connection: Connection, addresses: Iterable[str]) -> int:
@@ -150,7 +166,7 @@ def lift_suppressions_in(connection: Connection, addresses: Iterable[str]) -> in
     keys = sorted({k for a in addresses if a for k in suppression_keys(a)})
     removed = 0
     for part in chunks(keys):
-        removed += connection.execute(_lift(len(part)), _keys(part)).rowcount
+        removed += connection.execute(*_for_keys(_lift, part)).rowcount
     return removed
 
 
@@ -162,11 +178,11 @@ def carry_erasure_in(connection: Connection, addresses: Iterable[str], *, now: d
     by_hash = {erased_key(a): email_key(a) for a in addresses if a}
     carried = 0
     for part in chunks(sorted(by_hash)):
-        found = list(connection.execute(_suppressed(len(part)), _keys(part)).scalars())
+        found = list(connection.execute(*_for_keys(_suppressed, part)).scalars())
         if not found:
             continue
         plain = [by_hash[h] for h in found]
-        known = set(connection.execute(_suppressed(len(plain)), _keys(plain)).scalars())
+        known = set(connection.execute(*_for_keys(_suppressed, plain)).scalars())
         rows = [
             {
                 "email_key": key,

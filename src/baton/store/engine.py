@@ -327,16 +327,23 @@ def _queue_for(engine: Engine) -> WriteQueue:
 
 
 @contextmanager
-def write_turn(engine: Engine) -> Iterator[None]:
+def write_turn(engine: Engine, timeout: float | None = None) -> Iterator[None]:
     """Hold the engine's write turn for the block (SQLite; nothing elsewhere, where
-    PostgreSQL's row locks do the queueing)."""
+    PostgreSQL's row locks do the queueing). ``timeout``: wait at most this long
+    (default: the engine's write timeout)."""
     found = _QUEUES.get(engine)
     if found is None:
         yield
         return
-    queue, timeout = found
-    with queue.turn(timeout):
+    queue, configured = found
+    with queue.turn(configured if timeout is None else timeout):
         yield
+
+
+def write_timeout(engine: Engine) -> float | None:
+    """How long a writer of this engine waits for its turn (None: no queue, PostgreSQL)."""
+    found = _QUEUES.get(engine)
+    return found[1] if found else None
 
 
 def write_queue(engine: Engine) -> WriteQueue | None:

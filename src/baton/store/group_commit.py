@@ -14,8 +14,12 @@ What a caller may rely on:
   and sees the writes before it (the same database state as one transaction per write);
 * a write that raises fails alone: its savepoint is rolled back, the others commit;
 * a write is answered only after its group committed, so an answer always means saved;
-  if the commit itself fails (or the turn does not come in time: "database is locked"),
-  every write of the group gets that error and nothing of the group is saved;
+  if the commit itself fails, every write of the group gets that error and nothing of
+  the group is saved;
+* a write waits no longer than the engine's write timeout
+  (``BATON_SQLITE_WRITE_TIMEOUT_SECONDS``) counted from its own arrival, as without
+  grouping: one still queued then, or whose group's turn did not come in time, gets
+  "database is locked" (503) with nothing saved, and only it;
 * a thread that already holds the write turn (a write inside a write) runs its write
   directly, in a transaction of its own, so grouping never waits for itself.
 """
@@ -23,6 +27,7 @@ What a caller may rely on:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -31,7 +36,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
-from baton.store.engine import write_queue, write_turn
+from baton.store.engine import database_is_locked, write_queue, write_timeout, write_turn
 
 T = TypeVar("T")
 
@@ -43,6 +48,10 @@ a few ms), so a burst of 64 is committed in two groups instead of one long hold.
 @dataclass(eq=False)
 class _Write(Generic[T]):
     work: Callable[[Connection], T]
+    timeout: float | None = None
+    """How long it may wait (the engine's write timeout); None: no bound (PostgreSQL)."""
+    deadline: float | None = None
+    """When that wait ends (``time.monotonic()``)."""
     ready: threading.Event = field(default_factory=threading.Event)
     done: bool = False
     result: Any = None
@@ -62,6 +71,8 @@ class GroupCommit:
         self._mutex = threading.Lock()
         self._pending: list[_Write[Any]] = []
         self._leading = False
+        self._next: _Write[Any] | None = None
+        """The queued write told to lead the next group (it may not give up then)."""
         self.groups = 0
         """Groups committed or failed (for tests and benchmarks)."""
 
@@ -71,21 +82,44 @@ class GroupCommit:
         if queue is not None and queue.owned_by_me():
             with write_turn(self.engine), self.engine.begin() as connection:
                 return work(connection)
-        write: _Write[T] = _Write(work)
+        timeout = write_timeout(self.engine)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        write: _Write[T] = _Write(work, timeout, deadline)
         with self._mutex:
             self._pending.append(write)
             lead = not self._leading
             self._leading = True
+            if lead:
+                self._next = write
         if not lead:
-            write.ready.wait()
+            if not self._wait(write):
+                raise database_is_locked(timeout or 0.0)
             if write.done:
                 return write.outcome()
-        self._lead()
+        self._lead(write)
         return write.outcome()
 
-    def _turn(self) -> AbstractContextManager[None]:
-        """The write turn a leader takes (SQLite's queue; nothing on PostgreSQL)."""
-        return write_turn(self.engine)
+    def _wait(self, write: _Write[Any]) -> bool:
+        """Wait until ``write`` is done or told to lead; False when its deadline came
+        first while it was still queued (it is then taken out of the queue)."""
+        if write.deadline is None:
+            write.ready.wait()
+            return True
+        if write.ready.wait(max(0.0, write.deadline - time.monotonic())):
+            return True
+        with self._mutex:
+            if write is not self._next and write in self._pending:
+                self._pending.remove(write)
+                return False
+        write.ready.wait()  # a leader has it, or it leads next: its outcome is near
+        return True
+
+    def _turn(self, leader: _Write[Any]) -> AbstractContextManager[None]:
+        """The write turn a leader takes (SQLite's queue; nothing on PostgreSQL), waited
+        for until the leader's own deadline."""
+        if leader.deadline is None:
+            return write_turn(self.engine)
+        return write_turn(self.engine, max(0.0, leader.deadline - time.monotonic()))
 
     def _take(self) -> list[_Write[Any]]:
         with self._mutex:
@@ -93,15 +127,21 @@ class GroupCommit:
             del self._pending[:MAX_GROUP]
             return batch
 
-    def _lead(self) -> None:
+    def _lead(self, leader: _Write[Any]) -> None:
         batch: list[_Write[Any]] = []
         try:
-            with self._turn():
+            with self._turn(leader):
                 batch = self._take()  # the writes that arrived while the turn came
-                self._commit(batch)
+                now = time.monotonic()
+                late = [w for w in batch if w is not leader and _past(w, now)]
+                for write in late:  # as a write of its own would have: 503, nothing saved
+                    write.error = database_is_locked(write.timeout or 0.0)
+                self._commit([w for w in batch if w.error is None])
         except BaseException as error:  # no turn in time, the commit, an interruption
-            if not batch:
-                batch = self._take()
+            if not batch:  # no turn: only the leader waited its whole time
+                with self._mutex:
+                    self._pending.remove(leader)
+                batch = [leader]
             for write in batch:  # nothing of the group was saved
                 write.error, write.result = error, None
         finally:
@@ -109,6 +149,7 @@ class GroupCommit:
                 self.groups += 1
                 following = self._pending[0] if self._pending else None
                 self._leading = following is not None
+                self._next = following
             for write in batch:
                 write.done = True
                 write.ready.set()
@@ -133,3 +174,7 @@ class GroupCommit:
                     write.error = error
                 else:
                     savepoint.commit()
+
+
+def _past(write: _Write[Any], now: float) -> bool:
+    return write.deadline is not None and now >= write.deadline
