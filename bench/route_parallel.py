@@ -20,9 +20,13 @@ batches (:func:`baton.services.stages.change_stages_in`, ``--batch`` leads per
 transaction: set-based, a few statements per batch), the path a re-score takes.
 ``--waits`` samples ``pg_stat_activity`` while the current code runs and prints where
 the sessions spent their time (waiting for a lock, for their Python process, running).
+First it prints what one hand-raise costs on each database, measured in one process
+with nobody else writing (CPU time, which other work on the machine distorts little):
+the statements sent, by kind, and the client's and (PostgreSQL) the server's CPU.
 
     python bench/route_parallel.py                  # 2,000 MQLs per figure, best of 2
     python bench/route_parallel.py --mqls 400 --processes 1,2 --batches-only --waits
+    python bench/route_parallel.py --cost-only      # statements and CPU per hand-raise
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import os
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -241,6 +246,65 @@ def sample_waits(url: str, results: Any, processes: int) -> Counter[str]:
     return seen
 
 
+def cost(backend: str, n: int) -> tuple[float, float, float, Counter[str]]:
+    """What one hand-raise costs, in one process with nobody else writing: statements
+    sent, client CPU (``time.process_time``: Python, SQLAlchemy, the driver; and SQLite
+    itself) and, on PostgreSQL, the server backend's CPU (``/proc``), per MQL made by
+    :func:`~baton.services.stages.change_stage_in` in its own transaction (after 40
+    to warm up). CPU time, not wall time, so other work on the machine distorts it
+    little. Returns (statements, client ms, server ms, statements by their first
+    words)."""
+    from sqlalchemy import event, text
+
+    from baton.services.stages import change_stage_in
+
+    with database(backend) as url:
+        set_up(url, n + 40)
+        ctx = context(url)
+        try:
+            sent: Counter[str] = Counter()
+            counting = [False]
+
+            def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+                if counting[0]:
+                    sent[" ".join(statement.split()[:4])[:60]] += 1
+
+            event.listen(ctx.engine, "before_cursor_execute", count)
+            for lead_id in range(n + 1, n + 41):
+                with ctx.write() as connection:
+                    change_stage_in(
+                        connection,
+                        lead_id,
+                        Stage.MQL,
+                        actor=BENCH,
+                        reason="warm",
+                        now=ctx.clock.now(),
+                    )
+            pid = None
+            if backend == "postgresql":
+                with ctx.engine.connect() as connection:
+                    pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+
+            def server() -> float:
+                if pid is None:
+                    return 0.0
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+            counting[0] = True
+            server_start, client_start = server(), time.process_time()
+            for lead_id in range(1, n + 1):
+                with ctx.write() as connection:
+                    change_stage_in(
+                        connection, lead_id, Stage.MQL, actor=BENCH, reason="b", now=ctx.clock.now()
+                    )
+            client = time.process_time() - client_start
+            served = server() - server_start
+        finally:
+            ctx.engine.dispose()
+    return sum(sent.values()) / n, client / n * 1000, served / n * 1000, sent
+
+
 def check(url: str, n: int) -> None:
     from sqlalchemy import func, select
 
@@ -274,10 +338,27 @@ def main() -> None:
         help="sample pg_stat_activity during the PostgreSQL runs of the current code and "
         "print where the sessions spent their time",
     )
+    parser.add_argument(
+        "--cost-only",
+        action="store_true",
+        help="print only the cost of one hand-raise (statements, client and server CPU)",
+    )
     args = parser.parse_args()
     counts = [int(p) for p in args.processes.split(",")]
     console = Console()
     console.print(f"machine: {machine()}; {args.mqls:,} MQLs per figure")
+    for backend in ("postgresql", "sqlite"):
+        statements, client, served, sent = cost(backend, 300)
+        print(
+            f"  one hand-raise on {backend} (one process, 300 MQLs, CPU time): "
+            f"{statements:.1f} statements, client CPU {client:.2f} ms"
+            + (f", server CPU {served:.2f} ms" if backend == "postgresql" else "")
+            + f"  (load {os.getloadavg()[0]:.2f})"
+        )
+        for k, v in sent.most_common():
+            print(f"    {v / 300:g} × {k}")
+    if args.cost_only:
+        return
     table = Table(
         "database",
         "processes",

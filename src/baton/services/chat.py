@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Action, Principal, Reach
@@ -32,7 +32,7 @@ from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
 from baton.services.access import allowed, check_rep
 from baton.services.context import Context
 from baton.services.queries import chunks, inserted_id
-from baton.store.tables import chat_channels, outbox, reps, teams
+from baton.store.tables import chat_channels, handoffs, outbox, reps, teams
 
 log = logging.getLogger("baton.chat")
 
@@ -378,38 +378,57 @@ class Hearing:
     channels: list[Channel]
 
 
-def hearing_of(connection: Connection, rep_ids: Collection[int]) -> dict[int, Hearing]:
+def hearing_of(
+    connection: Connection, rep_ids: Collection[int], *, loads: dict[int, int] | None = None
+) -> dict[int, Hearing]:
     """:func:`email_wanted` and the channels :func:`enqueue_chat` with
     ``audience="both"`` would find, for many reps in one statement per 900 (a batch of
-    new handoffs). A rep id that does not exist is left out."""
+    new handoffs). A rep id that does not exist is left out. ``loads``, when given,
+    receives the reps' open loads as :func:`baton.services.reps.open_loads` counts them
+    (reps with none left out), read by the same statement: for routing, which reads
+    both under the reps' locks."""
     found: dict[int, Hearing] = {}
-    joined = reps.outerjoin(
-        chat_channels,
-        and_(
-            or_(
-                chat_channels.c.rep_id == reps.c.id,
-                chat_channels.c.team_id == reps.c.team_id,
-            ),
-            *_LIVE,
-        ),
-    )
+    statement: Any = _HEARING if loads is None else _HEARING_AND_LOADS
     for part in chunks(sorted(set(rep_ids))):
-        for rep_id, email, channel_id, kind, label in connection.execute(
-            select(
-                reps.c.id,
-                reps.c.notify_email,
-                chat_channels.c.id,
-                chat_channels.c.kind,
-                chat_channels.c.label,
-            )
-            .select_from(joined)
-            .where(reps.c.id.in_(part))
-            .order_by(reps.c.id, chat_channels.c.id)
-        ):
+        for row in connection.execute(statement, {"rep_ids": list(part)}):
+            rep_id, email, channel_id, kind, label = row[:5]
+            if loads is not None and row[5]:
+                loads[int(rep_id)] = int(row[5])
             hearing = found.setdefault(int(rep_id), Hearing(email is None or bool(email), []))
             if channel_id is not None:
                 hearing.channels.append((int(channel_id), str(kind), str(label)))
     return found
+
+
+_HEARING = (
+    select(
+        reps.c.id,
+        reps.c.notify_email,
+        chat_channels.c.id,
+        chat_channels.c.kind,
+        chat_channels.c.label,
+    )
+    .select_from(
+        reps.outerjoin(
+            chat_channels,
+            and_(
+                or_(
+                    chat_channels.c.rep_id == reps.c.id,
+                    chat_channels.c.team_id == reps.c.team_id,
+                ),
+                *_LIVE,
+            ),
+        )
+    )
+    .where(reps.c.id.in_(bindparam("rep_ids", expanding=True)))
+    .order_by(reps.c.id, chat_channels.c.id)
+)
+"""Built once: every new handoff asks it (see :func:`hearing_of`)."""
+_HEARING_AND_LOADS = _HEARING.add_columns(
+    select(func.count())
+    .where(handoffs.c.rep_id == reps.c.id, handoffs.c.status.in_(("assigned", "accepted")))
+    .scalar_subquery()
+)
 
 
 def chat_rows(

@@ -331,6 +331,22 @@ def add_chains(connection: Connection, chain_ids: Sequence[int], lead_ids: Seque
     connection.execute(statements.update, {"lead_ids": sorted(set(lead_ids))})
 
 
+def chain_insert(dialect: str) -> Any:
+    """The ``INSERT … SELECT`` :func:`add_chains` writes its chains with (taking
+    ``chain_ids``), built once, for a caller that writes more in the same statement;
+    it must then call :func:`refresh_leads_of_chains`."""
+    return _rewrite_statements(dialect).insert
+
+
+def refresh_leads_of_chains(connection: Connection, lead_ids: Sequence[int]) -> None:
+    """The second half of :func:`add_chains`: the handoff facts of ``lead_ids``, from
+    their chains just written."""
+    connection.execute(
+        _rewrite_statements(connection.dialect.name).update,
+        {"lead_ids": sorted(set(lead_ids))},
+    )
+
+
 @dataclass(frozen=True)
 class _Rewrite:
     """The statements of :func:`_rewrite_chains`, built once per dialect (building and

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Action, Principal
@@ -118,16 +119,42 @@ Endpoint = tuple[int, str, list[str]]
 
 
 def active_endpoints(connection: Connection) -> list[Endpoint]:
-    """The active webhook endpoints, read once by a caller that publishes many events
-    in one transaction (:func:`webhook_rows`)."""
+    """The active webhook endpoints in id order, read once by a caller that publishes
+    many events in one transaction (:func:`webhook_rows`)."""
     return [
         (int(endpoint_id), str(url), list(events))
-        for endpoint_id, url, events in connection.execute(
-            select(
-                webhook_endpoints.c.id, webhook_endpoints.c.url, webhook_endpoints.c.events
-            ).where(webhook_endpoints.c.active.is_(True))
-        )
+        for endpoint_id, url, events in connection.execute(_ACTIVE_ENDPOINTS)
     ]
+
+
+_ACTIVE_ENDPOINTS = (
+    select(webhook_endpoints.c.id, webhook_endpoints.c.url, webhook_endpoints.c.events)
+    .where(webhook_endpoints.c.active.is_(True))
+    .order_by(webhook_endpoints.c.id)
+)
+
+ACTIVE_ENDPOINTS_JSON = (
+    select(
+        func.json_agg(
+            aggregate_order_by(
+                func.json_build_array(
+                    webhook_endpoints.c.id, webhook_endpoints.c.url, webhook_endpoints.c.events
+                ),
+                webhook_endpoints.c.id,
+            )
+        )
+    )
+    .where(webhook_endpoints.c.active.is_(True))
+    .scalar_subquery()
+)
+"""PostgreSQL: :func:`active_endpoints` as one JSON value (``[[id, url, events], …]`` in
+id order, NULL for none), for a statement that reads them beside something else
+(:func:`endpoints_of`)."""
+
+
+def endpoints_of(found: Any) -> list[Endpoint]:
+    """:func:`active_endpoints` from the value :data:`ACTIVE_ENDPOINTS_JSON` read."""
+    return [(int(i), str(url), list(events)) for i, url, events in found or ()]
 
 
 def webhook_rows(

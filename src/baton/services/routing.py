@@ -29,13 +29,15 @@ and sits below the stage change.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, literal_column, select, text, union_all, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.schema import CallableColumnDefault
 
 from baton.domain.access import Principal, system
 from baton.domain.contract import HandoffContract, MqlTrigger
@@ -51,11 +53,24 @@ from baton.domain.routing import (
 from baton.domain.sla import deadlines_from, next_step
 from baton.services.chat import Hearing, chat_rows, hearing_of
 from baton.services.contract_rules import active_rules_in
-from baton.services.milestones import add_chains, on_handoff_event
+from baton.services.milestones import (
+    add_chains,
+    chain_insert,
+    on_handoff_event,
+    refresh_leads_of_chains,
+)
 from baton.services.nurture import exit_enrollments_in
-from baton.services.outbox import active_endpoints, email_row, publish, webhook_rows
+from baton.services.outbox import (
+    ACTIVE_ENDPOINTS_JSON,
+    Endpoint,
+    active_endpoints,
+    email_row,
+    endpoints_of,
+    publish,
+    webhook_rows,
+)
 from baton.services.queries import chunks, insert_ignoring_conflicts, inserted_id
-from baton.services.reps import last_routing_reps, open_loads, routing_reps
+from baton.services.reps import last_routing_reps, routing_reps
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
     accounts,
@@ -139,13 +154,10 @@ def lock_pools(connection: Connection, keys: Collection[str]) -> dict[str, Rotat
         return {}
 
     def locked() -> dict[str, Rotation]:
-        query = (
-            select(rotations.c.pool, rotations.c.virtual_pass, rotations.c.passes)
-            .where(rotations.c.pool.in_(wanted))
-            .order_by(rotations.c.pool)
-            .with_for_update()
-        )
-        return {pool: _rotation(v, p) for pool, v, p in connection.execute(query)}
+        return {
+            pool: _rotation(v, p)
+            for pool, v, p in connection.execute(_LOCK_POOLS, {"pools": wanted})
+        }
 
     found = locked()
     if len(found) < len(wanted):
@@ -157,6 +169,20 @@ def lock_pools(connection: Connection, keys: Collection[str]) -> dict[str, Rotat
     return found
 
 
+_LOCK_POOLS = (
+    select(rotations.c.pool, rotations.c.virtual_pass, rotations.c.passes)
+    .where(rotations.c.pool.in_(bindparam("pools", expanding=True)))
+    .order_by(rotations.c.pool)
+    .with_for_update()
+)
+_LOCK_REPS = (
+    select(reps_table.c.id)
+    .where(reps_table.c.id.in_(bindparam("rep_ids", expanding=True)))
+    .order_by(reps_table.c.id)
+    .with_for_update()
+)
+
+
 def lock_reps(connection: Connection, rep_ids: Collection[int]) -> None:
     """Lock the rows of ``rep_ids`` for the rest of the transaction, in id order, so that
     their open-handoff counts read afterwards stay true until commit: every path that
@@ -165,12 +191,7 @@ def lock_reps(connection: Connection, rep_ids: Collection[int]) -> None:
     writer already holds the database, so nothing is sent."""
     if rep_ids and connection.dialect.name == "postgresql":
         for chunk in chunks(sorted(set(rep_ids))):
-            connection.execute(
-                select(reps_table.c.id)
-                .where(reps_table.c.id.in_(chunk))
-                .order_by(reps_table.c.id)
-                .with_for_update()
-            ).all()
+            connection.execute(_LOCK_REPS, {"rep_ids": list(chunk)}).all()
 
 
 def _scores_of(
@@ -216,6 +237,8 @@ class _Routing:
     owners: dict[str, int]
     scores: dict[int, tuple[float | None, str | None]]
     moved: set[str]
+    hearing: dict[int, Hearing]
+    """How each choosable rep hears of a new handoff, read with the loads."""
 
     def decide(
         self, lead: Mapping[Any, Any], *, now: datetime, exclude: Collection[int] = ()
@@ -241,24 +264,26 @@ class _Routing:
                 self.moved.add(decision.pool_key)
         return decision
 
+    def saved(self) -> list[dict[str, Any]]:
+        """The parameters of :data:`_SAVE_ROTATION` for the rotations the decisions
+        advanced, in pool order."""
+        return [
+            {
+                "pool_key": key,
+                "virtual": self.rotations[key].virtual,
+                "passes": {
+                    str(k): [v, self.rotations[key].seen.get(k, self.rotations[key].virtual)]
+                    for k, v in self.rotations[key].passes.items()
+                },
+            }
+            for key in sorted(self.moved)
+        ]
+
     def save(self, connection: Connection) -> None:
         """Write back the rotations the decisions advanced (one statement)."""
         if not self.moved:
             return
-        connection.execute(
-            _SAVE_ROTATION,
-            [
-                {
-                    "pool_key": key,
-                    "virtual": self.rotations[key].virtual,
-                    "passes": {
-                        str(k): [v, self.rotations[key].seen.get(k, self.rotations[key].virtual)]
-                        for k, v in self.rotations[key].passes.items()
-                    },
-                }
-                for key in sorted(self.moved)
-            ],
-        )
+        connection.execute(_SAVE_ROTATION, self.saved())
         self.moved.clear()
 
 
@@ -269,8 +294,22 @@ _SAVE_ROTATION = (
 )
 
 
+@dataclass(frozen=True)
+class Known:
+    """What a caller already read of the leads it routes, in this transaction after
+    locking them: their scores (``(total, grade)`` by lead id, for the leads that have
+    one) and their account owners (owner rep id by email domain, for the domains whose
+    account has one), as :func:`_prepare` would read them."""
+
+    scores: dict[int, tuple[float | None, str | None]]
+    owners: dict[str, int]
+
+
 def _prepare(
-    connection: Connection, contract: HandoffContract, lead_rows: Sequence[Mapping[Any, Any]]
+    connection: Connection,
+    contract: HandoffContract,
+    lead_rows: Sequence[Mapping[Any, Any]],
+    known: Known | None = None,
 ) -> _Routing:
     """Lock and read what deciding for ``lead_rows`` needs: the pool of the rule each
     lead falls under (known from the lead and its score alone), then every rep such a
@@ -282,32 +321,38 @@ def _prepare(
     names a rep the decisions may choose that is not locked (someone joined a pool
     meanwhile), the savepoint is rolled back, releasing them, and the locks are taken
     again in order with the new roster, rather than locking that rep out of order."""
-    scores = _scores_of(connection, [int(lead["id"]) for lead in lead_rows])
-    owners = (
-        _owners_of(connection, [lead.get("email_domain") for lead in lead_rows])
-        if contract.routing.account_matching
-        else {}
-    )
+    if known is not None:
+        scores = dict(known.scores)
+        owners = dict(known.owners) if contract.routing.account_matching else {}
+    else:
+        scores = _scores_of(connection, [int(lead["id"]) for lead in lead_rows])
+        owners = (
+            _owners_of(connection, [lead.get("email_domain") for lead in lead_rows])
+            if contract.routing.account_matching
+            else {}
+        )
     postgres = connection.dialect.name == "postgresql"
     # On PostgreSQL the roster is read again under the locks, which checks this guess.
     roster = last_routing_reps(connection) if postgres else routing_reps(connection)
     while True:
         keys, choosable = _wanted(contract, lead_rows, scores, owners, roster)
-        savepoint = connection.begin_nested() if postgres else None
+        if postgres:
+            connection.exec_driver_sql(_SAVEPOINT)
         pools = lock_pools(connection, keys)
         lock_reps(connection, choosable)
-        if savepoint is None:
+        if not postgres:
             break
         roster = routing_reps(connection)  # read committed: the roster as locked
         if _wanted(contract, lead_rows, scores, owners, roster)[1] <= choosable:
-            savepoint.commit()
-            break
-        savepoint.rollback()
+            break  # the savepoint ends with the transaction (no round trip to release it)
+        connection.exec_driver_sql(f"ROLLBACK TO {_SAVEPOINT}")
     loads: dict[int, int] = {}
-    for chunk in chunks(sorted(choosable)):
-        loads.update(open_loads(connection, list(chunk)))
+    hearing = hearing_of(connection, choosable, loads=loads) if choosable else {}
     by_id = {r.id: r for r in roster}
-    return _Routing(contract, roster, by_id, loads, pools, owners, scores, set())
+    return _Routing(contract, roster, by_id, loads, pools, owners, scores, set(), hearing)
+
+
+_SAVEPOINT = "SAVEPOINT baton_routing_locks"
 
 
 def _wanted(
@@ -415,6 +460,7 @@ def _announce_all(
     actor: Principal,
     detail: Mapping[str, Any] | None = None,
     chains: bool = False,
+    hearing: Mapping[int, Hearing] | None = None,
 ) -> None:
     """Tell everyone about routing decisions just stored, in their order: the event,
     the rep's email and chat messages and the webhook when a rep has the lead, the
@@ -422,12 +468,40 @@ def _announce_all(
     announcement after another, written with one statement per table: the reps' email
     choices and channels and the webhook endpoints are read once. ``chains``: rewrite
     each handoff's chain from its event (:func:`log_event`); a batch of new handoffs
-    rewrites its chains once instead."""
+    rewrites its chains once instead. ``hearing``: the reps' email choices and channels
+    when the caller read them already (:func:`_prepare`, with the loads); read here
+    when it misses a rep."""
     if not announced:
         return
+    events, messages = _announcement_rows(
+        connection, announced, reps, now=now, actor=actor, detail=detail, hearing=hearing
+    )
+    connection.execute(_INSERT_EVENTS, events)
+    if messages:
+        connection.execute(_INSERT_OUTBOX, messages)
+    if chains:
+        for event in events:
+            on_handoff_event(connection, event["handoff_id"], event["kind"])
+
+
+def _announcement_rows(
+    connection: Connection,
+    announced: Sequence[Announced],
+    reps: Mapping[int, Rep],
+    *,
+    now: datetime,
+    actor: Principal,
+    detail: Mapping[str, Any] | None,
+    hearing: Mapping[int, Hearing] | None,
+    endpoints: list[Endpoint] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``handoff_events`` and ``outbox`` rows :func:`_announce_all` writes, in
+    their order (``endpoints``: the active webhook endpoints, when already read)."""
     given = sorted({d.rep_id for _, _, d in announced if d.rep_id is not None and d.rep_id in reps})
-    hearing = hearing_of(connection, given) if given else {}
-    endpoints = active_endpoints(connection)
+    if hearing is None or any(rep_id not in hearing for rep_id in given):
+        hearing = hearing_of(connection, given) if given else {}
+    if endpoints is None:
+        endpoints = active_endpoints(connection)
     events: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     for handoff_id, lead_id, decision in announced:
@@ -487,12 +561,11 @@ def _announce_all(
             )
             for manager in sorted(managers)
         ]
-    connection.execute(insert(handoff_events), events)
-    if messages:
-        connection.execute(insert(outbox), messages)
-    if chains:
-        for event in events:
-            on_handoff_event(connection, event["handoff_id"], event["kind"])
+    return events, messages
+
+
+_INSERT_EVENTS = insert(handoff_events)
+_INSERT_OUTBOX = insert(outbox)
 
 
 def open_handoffs_in(
@@ -504,6 +577,7 @@ def open_handoffs_in(
     now: datetime,
     actor: Principal,
     nurtured: Collection[int] | None = None,
+    known: Known | None = None,
 ) -> list[int]:
     """Create and route the handoffs of leads that just became MQLs, in their order, in
     one transaction: the pools and reps the decisions may use are locked and read once
@@ -515,11 +589,12 @@ def open_handoffs_in(
 
     ``nurtured``: the leads among ``lead_rows`` that may still be in an active nurture
     enrollment, when the caller knows (it just ended the others' in this transaction,
-    with the leads locked); None: every lead is looked up."""
+    with the leads locked); None: every lead is looked up. ``known``: the leads' scores
+    and account owners, when the caller read them with the leads (see :class:`Known`)."""
     if not lead_rows:
         return []
     contract = contract or _no_contract()
-    state = _prepare(connection, contract, lead_rows)
+    state = _prepare(connection, contract, lead_rows, known)
     decisions = [state.decide(lead, now=now) for lead in lead_rows]
     rows: list[dict[str, Any]] = []
     for lead, decision in zip(lead_rows, decisions, strict=True):
@@ -542,7 +617,12 @@ def open_handoffs_in(
         if rep is not None:
             values.update(_sla_values(contract, rep, now))
         rows.append(values)
-    opened = _insert_first_handoffs(connection, rows)
+    endpoints: list[Endpoint] | None = None
+    if connection.dialect.name == "postgresql" and len(rows) == 1:
+        first, endpoints = _insert_one_handoff(connection, rows[0])
+        opened = [first]
+    else:
+        opened = _insert_first_handoffs(connection, rows)
     assigned = [
         int(lead["id"])
         for lead, d in zip(lead_rows, decisions, strict=True)
@@ -552,19 +632,135 @@ def open_handoffs_in(
         # A rep has the lead: sales took it back from nurture (a no-op when the re-MQL
         # already ended its enrollment, or when its sequence does not exit on this).
         exit_enrollments_in(connection, assigned, "sales_took_back", now=now)
-    _announce_all(
-        connection,
-        [
-            (handoff_id, int(lead["id"]), decision)
-            for handoff_id, lead, decision in zip(opened, lead_rows, decisions, strict=True)
-        ],
-        state.by_id,
-        now=now,
-        actor=actor,
-    )
-    add_chains(connection, opened, [int(lead["id"]) for lead in lead_rows])
+    announced = [
+        (handoff_id, int(lead["id"]), decision)
+        for handoff_id, lead, decision in zip(opened, lead_rows, decisions, strict=True)
+    ]
+    lead_ids = [int(lead["id"]) for lead in lead_rows]
+    if connection.dialect.name == "postgresql" and len(announced) == 1:
+        events, messages = _announcement_rows(
+            connection,
+            announced,
+            state.by_id,
+            now=now,
+            actor=actor,
+            detail=None,
+            hearing=state.hearing,
+            endpoints=endpoints,
+        )
+        if _write_one_opened(connection, events, messages, state, opened, lead_ids):
+            return opened
+        connection.execute(_INSERT_EVENTS, events)
+        if messages:
+            connection.execute(_INSERT_OUTBOX, messages)
+    else:
+        _announce_all(
+            connection, announced, state.by_id, now=now, actor=actor, hearing=state.hearing
+        )
+    add_chains(connection, opened, lead_ids)
     state.save(connection)
     return opened
+
+
+def _write_one_opened(
+    connection: Connection,
+    events: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    state: _Routing,
+    opened: list[int],
+    lead_ids: list[int],
+) -> bool:
+    """PostgreSQL, one new handoff (a hand-raise): write its events, its outbox rows,
+    its pool's rotation and its chain with one statement (the first three as
+    data-modifying ``WITH`` parts of the chain's ``INSERT … SELECT``, which reads none
+    of them), then its lead's handoff facts: the rows :func:`_announce_all`,
+    :func:`~baton.services.milestones.add_chains` and :meth:`_Routing.save` write, in
+    two round trips instead of five. False, having written nothing, when the rows do
+    not share their columns (then the caller writes them the usual way)."""
+    # Python-side column defaults (the outbox's message key), drawn per row as an
+    # INSERT of the rows themselves draws them.
+    messages = [
+        {
+            **{
+                c.name: _draw(c.default)
+                for c in outbox.c
+                if isinstance(c.default, CallableColumnDefault) and c.name not in row
+            },
+            **row,
+        }
+        for row in messages
+    ]
+    shapes = {tuple(row) for row in messages}
+    if len({tuple(row) for row in events}) != 1 or len(shapes) > 1:
+        return False
+    saved = state.saved()
+    statement = _opened_statement(
+        tuple(events[0]),
+        len(events),
+        next(iter(shapes)) if shapes else (),
+        len(messages),
+        len(saved),
+    )
+    params: dict[str, Any] = {"chain_ids": sorted(set(opened))}
+    for i, row in enumerate(events):
+        params.update({f"e{i}_{k}": v for k, v in row.items()})
+    for i, row in enumerate(messages):
+        params.update({f"o{i}_{k}": v for k, v in row.items()})
+    for i, row in enumerate(saved):
+        params.update({f"r{i}_{k}": v for k, v in row.items()})
+    connection.execute(statement, params)
+    state.moved.clear()
+    refresh_leads_of_chains(connection, lead_ids)
+    return True
+
+
+def _draw(default: Any) -> Any:
+    """A Python-side column default's next value (its callable takes no context)."""
+    return default.arg(None)
+
+
+@functools.cache
+def _opened_statement(
+    event_columns: tuple[str, ...],
+    events: int,
+    message_columns: tuple[str, ...],
+    messages: int,
+    pools: int,
+) -> Any:
+    """The statement of :func:`_write_one_opened` for its rows' shape, built once."""
+
+    def values(table: Any, prefix: str, columns: tuple[str, ...], n: int) -> Any:
+        def row(i: int) -> list[Any]:
+            return [bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type).label(c) for c in columns]
+
+        if n == 1:  # (a multi-row VALUES is never cached by SQLAlchemy)
+            return insert(table).values(
+                {c: bindparam(f"{prefix}0_{c}", type_=table.c[c].type) for c in columns}
+            )
+        rows = union_all(
+            *(select(literal_column(str(i)).label("ordinal"), *row(i)) for i in range(n))
+        ).subquery(f"{prefix}_rows")
+        # In the rows' order, so their ids follow it.
+        return insert(table).from_select(
+            list(columns),
+            select(*(rows.c[c] for c in columns)).order_by(rows.c.ordinal),
+            include_defaults=False,
+        )
+
+    parts = [values(handoff_events, "e", event_columns, events).cte("opened_events")]
+    if messages:
+        parts.append(values(outbox, "o", message_columns, messages).cte("opened_outbox"))
+    parts += [
+        update(rotations)
+        .where(rotations.c.pool == bindparam(f"r{i}_pool_key"))
+        .values(
+            virtual_pass=bindparam(f"r{i}_virtual", type_=rotations.c.virtual_pass.type),
+            passes=bindparam(f"r{i}_passes", type_=rotations.c.passes.type),
+        )
+        .cte(f"opened_rotation_{i}")
+        for i in range(pools)
+    ]
+    return chain_insert("postgresql").add_cte(*parts)
 
 
 def _insert_first_handoffs(connection: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -572,7 +768,8 @@ def _insert_first_handoffs(connection: Connection, rows: list[dict[str, Any]]) -
     returns their ids in the order of ``rows``. On PostgreSQL the ids are drawn from
     the table's sequence first, so the rows go in with one plain multi-row insert
     (a third of the time of ``INSERT … RETURNING`` in parameter order, measured) and
-    need no second statement for their chains."""
+    need no second statement for their chains (one handoff alone:
+    :func:`_insert_one_handoff`)."""
     if connection.dialect.name == "postgresql":
         ids = sorted(
             int(i) for i in connection.execute(_NEXT_HANDOFF_IDS, {"n": len(rows)}).scalars()
@@ -593,6 +790,54 @@ def _insert_first_handoffs(connection: Connection, rows: list[dict[str, Any]]) -
             update(handoffs).where(handoffs.c.id.in_(chunk)).values(chain_id=handoffs.c.id)
         )
     return opened
+
+
+_OPENED = (
+    "lead_id",
+    "rep_id",
+    "status",
+    "contract_version",
+    "mql_at",
+    "created_at",
+    "assigned_at",
+    "routing",
+    "reassignments",
+    "accept_due_at",
+    "touch_due_at",
+    "next_step",
+    "next_step_at",
+)
+"""The columns :func:`open_handoffs_in` gives a new handoff."""
+
+
+def _insert_one_handoff(connection: Connection, row: Mapping[str, Any]) -> tuple[int, Any]:
+    """One new handoff on PostgreSQL, its id drawn from the sequence once and given to
+    both ``id`` and ``chain_id`` in the same statement (``INSERT … SELECT`` from the
+    drawn value), returning the id and the active webhook endpoints (read here for
+    its announcement): one round trip instead of three."""
+    found = connection.execute(
+        _insert_one_statement(), {f"h_{name}": row[name] for name in _OPENED}
+    ).one()
+    return int(found[0]), endpoints_of(found[1])
+
+
+@functools.cache
+def _insert_one_statement() -> Any:
+    drawn = select(func.nextval(func.pg_get_serial_sequence("handoffs", "id")).label("n")).subquery(
+        "drawn"
+    )
+    return (
+        insert(handoffs)
+        .from_select(
+            ["id", "chain_id", *_OPENED],
+            select(
+                drawn.c.n,
+                drawn.c.n,
+                *(bindparam(f"h_{name}", type_=handoffs.c[name].type) for name in _OPENED),
+            ),
+        )
+        .returning(handoffs.c.id, ACTIVE_ENDPOINTS_JSON)
+    )
 
 
 _NEXT_HANDOFF_IDS = text(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, insert, select, update
+from sqlalchemy import Integer, bindparam, exists, insert, literal_column, select, update
 from sqlalchemy.engine import Connection
 
 from baton.domain.access import Principal
@@ -32,12 +32,13 @@ from baton.domain.contract import HandoffContract
 from baton.domain.errors import NotFound
 from baton.domain.history import DEFAULT_LIVE_WITHIN_DAYS, check_occurred_at, is_live
 from baton.domain.lifecycle import Stage, Transition, transition
+from baton.domain.nurture import exit_for_stage
 from baton.services import milestones
 from baton.services.contract_rules import active_contract_in
 from baton.services.nurture import exit_on_stage_in
 from baton.services.queries import chunks
-from baton.services.routing import close_open_handoff_in, open_handoffs_in
-from baton.store.tables import leads, transitions
+from baton.services.routing import Known, close_open_handoff_in, open_handoffs_in
+from baton.store.tables import accounts, lead_scores, leads, nurture_enrollments, transitions
 from baton.store.types import UtcDateTime
 
 _MOVE_COLUMNS = (  # what a stage change reads of the lead, under its lock
@@ -93,7 +94,28 @@ def change_stage_in(
         deal_value=deal_value,
     )
     remaining: set[int] = set()
-    exited = _write(
+    if target == Stage.MQL:
+        lead, known, exited = _write_one_mql(
+            connection,
+            move,
+            actor=actor,
+            now=now,
+            contract_version=contract_version,
+            remaining=remaining,
+        )
+        if move.live:
+            open_handoffs_in(
+                connection,
+                [lead],
+                active[1] if active else None,
+                contract_version=contract_version,
+                now=now,
+                actor=actor,
+                nurtured=remaining if exited is not None else None,
+                known=known,
+            )
+        return move.step
+    _write(
         connection,
         [move],
         target,
@@ -102,18 +124,7 @@ def change_stage_in(
         contract_version=contract_version,
         remaining=remaining,
     )
-    if move.live:
-        lead = connection.execute(select(leads).where(leads.c.id == lead_id)).mappings().one()
-        open_handoffs_in(
-            connection,
-            [lead],
-            active[1] if active else None,
-            contract_version=contract_version,
-            now=now,
-            actor=actor,
-            nurtured=remaining if exited is not None else None,
-        )
-    elif target in CLOSING_STAGES:
+    if target in CLOSING_STAGES:
         close_open_handoff_in(
             connection, lead_id, outcome=f"lead moved to {target.value}", now=now, actor=actor
         )
@@ -148,7 +159,37 @@ def change_stages_in(
     roster, loads, rotations and account owners read once). For a re-score that makes
     thousands of MQLs. A change that cannot be made (a lead missing or merged, a move
     the lifecycle refuses) raises before anything is written. Returns the transitions
-    in the order of ``changes``."""
+    in the order of ``changes``. One change (a capture's hand-raise) takes
+    :func:`change_stage_in`, which writes the same with fewer statements."""
+    if len(changes) == 1:
+        (change,) = changes
+        step = change_stage_in(
+            connection,
+            change.lead_id,
+            Stage.MQL,
+            actor=actor,
+            reason=change.reason,
+            now=now,
+            contract_version=contract_version,
+            occurred_at=change.occurred_at,
+            historical=change.historical,
+        )
+        return [step]
+    return _change_stages_in(
+        connection, changes, actor=actor, now=now, contract_version=contract_version
+    )
+
+
+def _change_stages_in(
+    connection: Connection,
+    changes: Sequence[MqlChange],
+    *,
+    actor: Principal,
+    now: datetime,
+    contract_version: int | None,
+) -> list[Transition]:
+    """:func:`change_stages_in`, set-based for any number of changes (the simple path
+    of one hand-raise, which :func:`change_stage_in` replaces)."""
     if not changes:
         return []
     active = active_contract_in(connection)
@@ -323,21 +364,9 @@ def _write(
         ],
     )
     connection.execute(
-        insert(transitions),
+        _INSERT_TRANSITION,
         [
-            {
-                "lead_id": m.lead_id,
-                "from_stage": m.step.from_stage.value,
-                "to_stage": m.step.to_stage.value,
-                "actor": actor.name,
-                "actor_user_id": actor.user_id,
-                "reason": m.reason,
-                "occurred_at": m.at,
-                "contract_version": contract_version,
-                "historical": m.after_the_fact,
-                "recorded_at": now if m.after_the_fact else None,
-                "deal_value": m.deal_value,
-            }
+            _transition_row(m, actor=actor, now=now, contract_version=contract_version)
             for m in moves
         ],
     )
@@ -352,4 +381,137 @@ def _write(
         actor=actor,
         now=now,
         remaining=remaining,
+    )
+
+
+_INSERT_TRANSITION = insert(transitions)
+
+
+def _transition_row(
+    move: _Move, *, actor: Principal, now: datetime, contract_version: int | None
+) -> dict[str, Any]:
+    return {
+        "lead_id": move.lead_id,
+        "from_stage": move.step.from_stage.value,
+        "to_stage": move.step.to_stage.value,
+        "actor": actor.name,
+        "actor_user_id": actor.user_id,
+        "reason": move.reason,
+        "occurred_at": move.at,
+        "contract_version": contract_version,
+        "historical": move.after_the_fact,
+        "recorded_at": now if move.after_the_fact else None,
+        "deal_value": move.deal_value,
+    }
+
+
+_LEAD_NAMES = tuple(c.name for c in leads.c)
+
+
+_TRANSITION_COLUMNS = (
+    "lead_id",
+    "from_stage",
+    "to_stage",
+    "actor",
+    "actor_user_id",
+    "reason",
+    "occurred_at",
+    "contract_version",
+    "historical",
+    "recorded_at",
+    "deal_value",
+)
+"""The columns :func:`_transition_row` gives."""
+
+
+@functools.cache
+def _one_mql_statement(dialect: str) -> Any:
+    """:func:`_move_statement` into MQL for one lead, returning the lead as moved with
+    what routing it reads besides (its score, its account's owner, and whether it is in
+    an active nurture enrollment), read after the lead's lock was taken. On PostgreSQL
+    it also inserts the transition (a data-modifying ``WITH`` part taking the
+    :func:`_transition_row` values as ``t_*``): one round trip for both."""
+    # Named in full: SQLite's RETURNING is rendered with bare column names, which
+    # inside these subqueries would name their own tables' columns.
+    lead_id: Any = literal_column("leads.id")
+    score = select(lead_scores.c.total, lead_scores.c.grade).where(lead_scores.c.lead_id == lead_id)
+    statement = _move_statement(Stage.MQL.value)
+    if dialect == "postgresql":
+        statement = statement.add_cte(
+            insert(transitions)
+            .values(
+                {
+                    name: bindparam(f"t_{name}", type_=transitions.c[name].type)
+                    for name in _TRANSITION_COLUMNS
+                }
+            )
+            .cte("moved_transition")
+        )
+    return statement.returning(
+        *leads.c,
+        score.with_only_columns(lead_scores.c.total).scalar_subquery().label("_score_total"),
+        score.with_only_columns(lead_scores.c.grade).scalar_subquery().label("_score_grade"),
+        select(accounts.c.owner_rep_id)
+        .where(
+            accounts.c.domain == literal_column("leads.email_domain"),
+            accounts.c.owner_rep_id.is_not(None),
+        )
+        .scalar_subquery()
+        .label("_owner"),
+        exists()
+        .where(
+            nurture_enrollments.c.lead_id == lead_id,
+            nurture_enrollments.c.status == "active",
+        )
+        .label("_nurtured"),
+    )
+
+
+def _write_one_mql(
+    connection: Connection,
+    move: _Move,
+    *,
+    actor: Principal,
+    now: datetime,
+    contract_version: int | None,
+    remaining: set[int],
+) -> tuple[dict[str, Any], Known, list[int] | None]:
+    """:func:`_write` of one move into MQL (a hand-raise), with the lead read back by
+    its ``UPDATE`` instead of by three more look-ups: returns the lead row as moved, its
+    score and account owner for routing, and what :func:`_write` returns. The nurture
+    enrollments are looked up only when the lead is in an active one; when it is not,
+    the result is the one :func:`~baton.services.nurture.exit_on_stage_in` gives for a
+    lead with none (nothing ended, nothing remaining)."""
+    dialect = connection.dialect.name
+    step = _transition_row(move, actor=actor, now=now, contract_version=contract_version)
+    params = {
+        "move_lead_id": move.lead_id,
+        "move_at": move.at,
+        "move_now": now,
+        "move_version": contract_version,
+    }
+    if dialect == "postgresql":
+        params.update({f"t_{name}": value for name, value in step.items()})
+    row = connection.execute(_one_mql_statement(dialect), params).mappings().one()
+    if dialect != "postgresql":
+        connection.execute(_INSERT_TRANSITION, step)
+    milestones.on_stage_change(connection, move.lead_id, Stage.MQL.value)
+    exited: list[int] | None
+    if row["_nurtured"]:
+        exited = exit_on_stage_in(
+            connection, [move.lead_id], Stage.MQL.value, actor=actor, now=now, remaining=remaining
+        )
+    else:
+        role = actor.role.value if actor.role is not None else None
+        exited = None if exit_for_stage(Stage.MQL.value, role) is None else []
+    lead = {name: row[name] for name in _LEAD_NAMES}
+    total, grade, owner = row["_score_total"], row["_score_grade"], row["_owner"]
+    domain = lead["email_domain"]
+    return (
+        lead,
+        Known(
+            scores={move.lead_id: (total, grade)} if grade is not None else {},
+            owners={str(domain): int(owner)} if domain and owner is not None else {},
+        ),
+        exited,
     )
