@@ -506,6 +506,41 @@ def test_an_intake_key_is_rate_limited(ctx: Context, app_client: TestClient) -> 
     assert 0 < int(answers[-1].headers["retry-after"]) <= 60
 
 
+def test_an_intake_key_cannot_name_a_lead_by_its_external_id(
+    ctx: Context, app_client: TestClient
+) -> None:
+    """A page's public key could otherwise fill (and then hand-raise) a lead imported
+    from a CRM by copying its id: refused naming the fields, nothing written; a token
+    may still capture by external id."""
+    token = bearer(token_for(ctx, Role.MARKETING))
+    made = app_client.post(
+        "/api/v1/leads",
+        json={"external_id": "7927b2df", "external_system": "crm", "company": "Lumen"},
+        headers=token,
+    )
+    assert made.status_code == 201, made.text
+    _, secret = user_service.add_intake_key(
+        ctx, IntakeKeyCreate(name="site", source="web"), actor=operator()
+    )
+    for body in (
+        {"external_id": "7927b2df", "external_system": "crm", "email": "x@evil.example.com"},
+        {"external_id": "7927b2df", "email": "x@evil.example.com"},
+    ):
+        refused = app_client.post("/api/v1/leads", json=body, headers=bearer(secret))
+        assert refused.status_code == 422, refused.text
+        errors = refused.json()["errors"]
+        assert "external_id" in [e["loc"] for e in errors]
+        assert all("never by id" in e["message"] for e in errors)
+    lead = app_client.get(f"/api/v1/leads/{made.json()['lead']['id']}", headers=token).json()
+    assert lead["email"] is None
+    again = app_client.post(
+        "/api/v1/leads",
+        json={"external_id": "7927b2df", "external_system": "crm", "title": "CFO"},
+        headers=token,
+    )
+    assert again.status_code == 200 and again.json()["lead"]["title"] == "CFO"
+
+
 def test_secrets_are_never_stored_or_logged_in_clear(
     ctx: Context, app_client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:

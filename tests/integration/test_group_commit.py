@@ -7,6 +7,7 @@ the others are committed; threads hammering it lose nothing. On both databases, 
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -306,4 +307,42 @@ def test_a_grouped_write_waits_no_longer_than_its_own_write_timeout(
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM kv")).scalar() == 0
     group.run(lambda c: c.execute(text("INSERT INTO kv (k) VALUES (1)")))  # the turn is free
+    engine.dispose()
+
+
+def test_a_group_waits_for_another_programs_write_no_longer_than_its_writes_may(
+    sqlite_ctx: Context,
+) -> None:
+    """Another program (no part of Baton's turns) holds SQLite's write lock: a group's
+    ``BEGIN IMMEDIATE`` then waits no longer than its earliest write's deadline, so each
+    write still fails within its own timeout, not after a second wait of a whole
+    timeout for the group that took it just before its deadline."""
+    timeout = 1.0
+    engine = make_engine(str(sqlite_ctx.engine.url), write_timeout=timeout)
+    group = GroupCommit(engine)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE kv (k INTEGER)"))
+    other = sqlite3.connect(str(sqlite_ctx.engine.url.database), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    def write(i: int) -> tuple[float, str]:
+        started = time.monotonic()
+        try:
+            group.run(lambda c: c.execute(text("INSERT INTO kv (k) VALUES (:k)"), {"k": i}))
+        except OperationalError as error:
+            return time.monotonic() - started, str(error.orig)
+        return time.monotonic() - started, "saved"
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            outcomes = list(pool.map(write, range(16)))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert all("locked" in said for _, said in outcomes), outcomes
+    assert max(waited for waited, _ in outcomes) < 1.6 * timeout  # not two timeouts
+    group.run(lambda c: c.execute(text("INSERT INTO kv (k) VALUES (1)")))
+    with engine.connect() as connection:  # the usual busy timeout is back
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1000
+        assert connection.execute(text("SELECT count(*) FROM kv")).scalar() == 1
     engine.dispose()

@@ -35,6 +35,7 @@ import difflib
 import functools
 import io
 import multiprocessing
+import os
 import re
 import time
 from collections import deque
@@ -753,7 +754,11 @@ def _checked_parts(
         return
     pending = deque(range(len(parts)))
     futures: dict[int, Future[Checked]] = {}
-    workers = jobs - 1
+    workers = min(jobs, os.cpu_count() or 1, len(parts)) - 1  # no more than the cores
+    if workers < 1:
+        for part in parts:
+            yield validate_records(part, columns, model, context, validate)
+        return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
 
         def feed() -> None:

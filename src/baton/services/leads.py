@@ -179,6 +179,24 @@ def _touch_properties(data: LeadCreate) -> dict[str, Any]:
     }
 
 
+INTAKE_NO_EXTERNAL_ID = (
+    "an intake key names the lead by email, never by id: leave out external_id and "
+    "external_system (send them with an API token)"
+)
+
+
+def _by_email_only(data: LeadCreate) -> None:
+    """A website's public intake key may not name a lead by its id in another system:
+    a capture by ``external_id`` would write into (and then hand-raise) a lead that
+    Baton matched by an id anyone reading the page can copy. Inbound endpoints
+    (``hook:``) may, since their requests are signed by the platform."""
+    names = [n for n in ("external_id", "external_system") if getattr(data, n) is not None]
+    if names:
+        raise ValidationFailed(
+            "the lead failed validation", [FieldProblem(n, INTAKE_NO_EXTERNAL_ID) for n in names]
+        )
+
+
 def with_intake_source(data: LeadCreate, actor: Principal) -> LeadCreate:
     """A lead captured through an intake key comes from that key's source (the form or
     website it was issued for) unless the payload names its own: the website does not
@@ -204,6 +222,8 @@ def capture_lead_in(
     then, and the capture touch is dated then; never in the future, nor before an
     existing lead was created. Scored as of its moment: an MQL older than the contract's
     ``mql.live_within_days`` is recorded as history and opens no live handoff."""
+    if actor.kind == "intake_key" and actor.key_id is not None:
+        _by_email_only(data)
     data = with_intake_source(data, actor)
     existing = _find_existing(connection, data)
     at = occurred_at or now

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -156,8 +156,31 @@ class GroupCommit:
             if following is not None:
                 following.ready.set()  # not done: it leads the next group
 
+    @contextmanager
+    def _transaction(self, batch: list[_Write[Any]]) -> Iterator[Connection]:
+        """The group's transaction. On SQLite its ``BEGIN IMMEDIATE`` waits for a writer
+        outside Baton's turns (another program) no longer than the group's earliest
+        deadline, so no write waits past its own timeout there either (the busy timeout
+        of the connection is put back after)."""
+        deadlines = [w.deadline for w in batch if w.deadline is not None]
+        if not deadlines:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        usual = round((write_timeout(self.engine) or 0.0) * 1000)
+        budget = max(1, round((min(deadlines) - time.monotonic()) * 1000))
+        with self.engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            raw.execute(f"PRAGMA busy_timeout={min(budget, usual) if usual else budget}")
+            try:
+                with connection.begin():
+                    yield connection
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={usual}")
+
     def _commit(self, batch: list[_Write[Any]]) -> None:
-        with self.engine.begin() as connection:
+        with self._transaction(batch) as connection:
             if len(batch) == 1:  # alone: its own transaction, no savepoint needed
                 try:
                     batch[0].result = batch[0].work(connection)
