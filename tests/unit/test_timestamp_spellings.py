@@ -125,6 +125,14 @@ def test_a_hook_reads_epoch_text_and_rfc3339_spellings() -> None:
         assert read_at(text) == datetime(2024, 12, 5, 12, 0, tzinfo=UTC), text
 
 
+@pytest.mark.parametrize("unset", [0, 0.0, "0", " 0 ", "0.0", "000"])
+def test_a_hook_reads_a_zero_time_as_none_given(unset: Any) -> None:
+    """Zero is what many platforms send for a time they lack: the submission is dated
+    when received, not on 1 January 1970."""
+    assert read_at(unset) is None
+    assert read_at(None) is None
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [

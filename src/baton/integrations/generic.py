@@ -116,14 +116,27 @@ _NUMBER_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
 """A number written as text (``"1733400000"``, ``"1733400000.25"``, ``"20260302"``)."""
 
 
+def _zero(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value == 0
+    return (
+        isinstance(value, str)
+        and _NUMBER_TEXT.fullmatch(value.strip()) is not None
+        and (float(value) == 0)
+    )
+
+
 def _occurred(value: Any, where: str, problems: list[FieldProblem]) -> datetime | None:
     """When the submission happened: ISO 8601 (``T``/``Z`` in either case, or a space
     between day and time; no zone is UTC), or epoch seconds as a number (from 10^11:
     milliseconds). A number written as text is read as a file's cell is
     (:func:`baton.domain.dates.read_instant`: 10 digits seconds, 13 milliseconds, 8 a
     compact day, any other length refused). Outside 1970 to 2200 is a problem at
-    ``where``."""
-    if value is None or value == "":
+    ``where``. Zero (``0``, ``"0"``) is no time at all, as many platforms send it for a
+    time they do not have: the submission is dated when received, not in 1970."""
+    if value is None or value == "" or _zero(value):
         return None
     if isinstance(value, bool):
         problems.append(FieldProblem(where, "a date-time (ISO 8601) or epoch seconds"))
