@@ -48,6 +48,12 @@ in (:data:`~baton.api.deps.SECURITY_SCHEMES`). The routes authenticate through
 :func:`~baton.api.deps.get_principal`, which FastAPI does not see as a security scheme,
 so the document says it here (tests/e2e/test_openapi_truth.py holds the two equal)."""
 
+INTAKE_OPERATIONS = frozenset(
+    {"capture_lead", "ingest_activity", "ingest_activity_batch", "whoami"}
+)
+"""The only operations an intake key may call (capture, and asking who it is; anything
+else answers it 403), so the only ones that list it among their ways in."""
+
 RATE_LIMITED = frozenset({"capture_lead", "ingest_activity", "ingest_activity_batch", "login"})
 """Operations an intake key (per key) or a sign-in (per account and address) can
 exhaust: they answer 429 with Retry-After."""
@@ -139,8 +145,13 @@ def refine(spec: dict[str, Any]) -> dict[str, Any]:
     components["securitySchemes"] = copy.deepcopy(SECURITY_SCHEMES)
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
-            if operation.get("operationId") not in PUBLIC_OPERATIONS:
-                operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
+            operation_id = operation.get("operationId")
+            if operation_id not in PUBLIC_OPERATIONS:
+                operation["security"] = [
+                    {name: []}
+                    for name in SECURITY_SCHEMES
+                    if name != "intake_key" or operation_id in INTAKE_OPERATIONS
+                ]
     schemas["Problem"] = PROBLEM_SCHEMA
     schemas["ProblemField"] = PROBLEM_FIELD_SCHEMA
     for model in TYPED_BODIES.values():
