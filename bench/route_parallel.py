@@ -145,10 +145,20 @@ def _old_global_lock() -> None:
     routing._prepare = locked  # type: ignore[assignment]
 
 
+def hand_raise(ctx: Any, lead_id: int, reason: str) -> None:
+    """One lead made an MQL and routed in a transaction of its own (a hand-raise)."""
+    from baton.services.stages import change_stage_in
+
+    with ctx.write() as connection:
+        change_stage_in(
+            connection, lead_id, Stage.MQL, actor=BENCH, reason=reason, now=ctx.clock.now()
+        )
+
+
 def run(
     url: str, lead_ids: list[int], before: bool, batch: int, barrier: Any, results: Any
 ) -> None:
-    from baton.services.stages import MqlChange, change_stage_in, change_stages_in
+    from baton.services.stages import MqlChange, change_stages_in
 
     if before:
         _old_global_lock()
@@ -158,15 +168,7 @@ def run(
         started = time.perf_counter()
         if batch == 1:
             for lead_id in lead_ids:
-                with ctx.write() as connection:
-                    change_stage_in(
-                        connection,
-                        lead_id,
-                        Stage.MQL,
-                        actor=BENCH,
-                        reason="bench",
-                        now=ctx.clock.now(),
-                    )
+                hand_raise(ctx, lead_id, "bench")
         else:
             for start in range(0, len(lead_ids), batch):
                 with ctx.write() as connection:
@@ -256,8 +258,6 @@ def cost(backend: str, n: int) -> tuple[float, float, float, Counter[str]]:
     words)."""
     from sqlalchemy import event, text
 
-    from baton.services.stages import change_stage_in
-
     with database(backend) as url:
         set_up(url, n + 40)
         ctx = context(url)
@@ -271,15 +271,7 @@ def cost(backend: str, n: int) -> tuple[float, float, float, Counter[str]]:
 
             event.listen(ctx.engine, "before_cursor_execute", count)
             for lead_id in range(n + 1, n + 41):
-                with ctx.write() as connection:
-                    change_stage_in(
-                        connection,
-                        lead_id,
-                        Stage.MQL,
-                        actor=BENCH,
-                        reason="warm",
-                        now=ctx.clock.now(),
-                    )
+                hand_raise(ctx, lead_id, "warm")
             pid = None
             if backend == "postgresql":
                 with ctx.engine.connect() as connection:
@@ -294,10 +286,7 @@ def cost(backend: str, n: int) -> tuple[float, float, float, Counter[str]]:
             counting[0] = True
             server_start, client_start = server(), time.process_time()
             for lead_id in range(1, n + 1):
-                with ctx.write() as connection:
-                    change_stage_in(
-                        connection, lead_id, Stage.MQL, actor=BENCH, reason="b", now=ctx.clock.now()
-                    )
+                hand_raise(ctx, lead_id, "b")
             client = time.process_time() - client_start
             served = server() - server_start
         finally:

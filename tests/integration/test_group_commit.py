@@ -267,6 +267,17 @@ def test_auto_groups_captures_on_sqlite_only(ctx: Context) -> None:
     assert (auto._groups is not None) is (ctx.dialect == "sqlite")
 
 
+def timed_insert(group: GroupCommit, k: int) -> tuple[float, str]:
+    """Insert ``k`` into ``kv`` through ``group``: how long it took, and "saved" or
+    the database's refusal."""
+    started = time.monotonic()
+    try:
+        group.run(lambda c: c.execute(text("INSERT INTO kv (k) VALUES (:k)"), {"k": k}))
+    except OperationalError as error:
+        return time.monotonic() - started, str(error.orig)
+    return time.monotonic() - started, "saved"
+
+
 def test_a_grouped_write_waits_no_longer_than_its_own_write_timeout(
     sqlite_ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -285,21 +296,13 @@ def test_a_grouped_write_waits_no_longer_than_its_own_write_timeout(
             holding.set()
             done.wait(30)
 
-    def write(i: int) -> tuple[float, str]:
-        started = time.monotonic()
-        try:
-            group.run(lambda c: c.execute(text("INSERT INTO kv (k) VALUES (:k)"), {"k": i}))
-        except OperationalError as error:
-            return time.monotonic() - started, str(error.orig)
-        return time.monotonic() - started, "saved"
-
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE kv (k INTEGER)"))
     holder = threading.Thread(target=hold)
     holder.start()
     holding.wait(10)
     with ThreadPoolExecutor(8) as pool:
-        outcomes = list(pool.map(write, range(8)))
+        outcomes = list(pool.map(lambda i: timed_insert(group, i), range(8)))
     done.set()
     holder.join()
     assert all("database is locked" in said for _, said in outcomes), outcomes
@@ -325,17 +328,9 @@ def test_a_group_waits_for_another_programs_write_no_longer_than_its_writes_may(
     other = sqlite3.connect(str(sqlite_ctx.engine.url.database), isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
 
-    def write(i: int) -> tuple[float, str]:
-        started = time.monotonic()
-        try:
-            group.run(lambda c: c.execute(text("INSERT INTO kv (k) VALUES (:k)"), {"k": i}))
-        except OperationalError as error:
-            return time.monotonic() - started, str(error.orig)
-        return time.monotonic() - started, "saved"
-
     try:
         with ThreadPoolExecutor(16) as pool:
-            outcomes = list(pool.map(write, range(16)))
+            outcomes = list(pool.map(lambda i: timed_insert(group, i), range(16)))
     finally:
         other.execute("ROLLBACK")
         other.close()

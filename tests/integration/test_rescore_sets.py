@@ -241,6 +241,42 @@ def fill(ctx: Context, people: list[dict[str, Any]], events: list[Any]) -> list[
     return ids
 
 
+def northwind(n: int, **overrides: Any) -> list[dict[str, Any]]:
+    """``n`` people alike but for their email (a VP Sales at Northwind, for :func:`fill`),
+    for tests whose subject is the events, not the fit."""
+    person = {
+        "title": "VP Sales",
+        "country": "US",
+        "phone": None,
+        "company": "Northwind",
+        "postal_code": None,
+        "consent": None,
+        "employees": 80,
+        "stage": "lead",
+        "changed_days": 3,
+        "active_days": 1,
+        "ticked": False,
+        "merged": 5,
+    }
+    return [{**person, **overrides, "email": f"p{i}@northwind.example"} for i in range(n)]
+
+
+def engagement_spec(engagement: list[dict[str, Any]], *, threshold: int = 1000) -> dict[str, Any]:
+    """A contract spec of these engagement rules and no fit rules (for
+    :func:`contract_text`); the default threshold makes no MQL."""
+    return {
+        "fit": [],
+        "engagement": engagement,
+        "grades": {"A": 40, "B": 25, "C": 10},
+        "threshold": threshold,
+        "min_grade": "D",
+        "required": [],
+        "prep_required": False,
+        "cooldown": 0,
+        "live": 7,
+    }
+
+
 def outcome(connection: Any, ids: list[int]) -> dict[str, Any]:
     scores = {
         row.lead_id: row
@@ -646,26 +682,9 @@ def test_the_rescores_own_events_reader_reads_what_the_chunks_transaction_reads(
     write transaction they get exactly the sums the transaction's own connection gets,
     and the connections' settings are put back."""
     from baton.domain.contract import parse_contract
-    from baton.services.scoring import _engagement_sums_sql, _events_reader
+    from baton.services.scoring import _events_reader, _start_sums
 
-    people = [
-        {
-            "title": "VP Sales",
-            "country": "US",
-            "phone": None,
-            "email": f"p{i}@northwind.example",
-            "company": "Northwind",
-            "postal_code": None,
-            "consent": None,
-            "employees": 80,
-            "stage": "lead",
-            "changed_days": 3,
-            "active_days": 1,
-            "ticked": False,
-            "merged": 5,
-        }
-        for i in range(6)
-    ]
+    people = northwind(6)
     events = [
         (i % 6, kind, 3600 * i, props)
         for i, (kind, props) in enumerate(
@@ -680,9 +699,8 @@ def test_the_rescores_own_events_reader_reads_what_the_chunks_transaction_reads(
         )
     ]
     ids = fill(sqlite_ctx, people, events)
-    spec = {
-        "fit": [],
-        "engagement": [
+    spec = engagement_spec(
+        [
             {
                 "event": "page_view",
                 "where": {"url": "/pricing"},
@@ -706,21 +724,15 @@ def test_the_rescores_own_events_reader_reads_what_the_chunks_transaction_reads(
                 "half_life_days": 0.5,
             },
         ],
-        "grades": {"A": 40, "B": 25, "C": 10},
-        "threshold": 20,
-        "min_grade": "D",
-        "required": [],
-        "prep_required": False,
-        "cooldown": 0,
-        "live": 7,
-    }
+        threshold=20,
+    )
     contract = parse_contract(contract_text(spec, "reader"))
     at = sqlite_ctx.clock.now().timestamp()
     with sqlite_ctx.write() as connection:
-        own = _engagement_sums_sql(connection, contract, ids[0], ids[-1], at)
+        own = _start_sums(connection, contract, ids[0], ids[-1], at)()
         with _events_reader(sqlite_ctx) as reader:
             assert reader is not None
-            apart = _engagement_sums_sql(connection, contract, ids[0], ids[-1], at, reader=reader)
+            apart = _start_sums(connection, contract, ids[0], ids[-1], at, reader=reader)()
             drivers = reader.drivers
             assert len(drivers) == 2
             assert all(d.execute("PRAGMA mmap_size").fetchone()[0] > 0 for d in drivers)
@@ -739,28 +751,10 @@ def test_an_in_memory_sqlite_database_is_rescored_without_a_reader_apart() -> No
 
     ctx = open_context(Settings(database_url="sqlite://", env="test"), clock=ManualClock())
     try:
-        people = [
-            {
-                "title": "VP Sales",
-                "country": "US",
-                "phone": "+1 555 0100",
-                "email": f"p{i}@northwind.example",
-                "company": "Northwind",
-                "postal_code": None,
-                "consent": None,
-                "employees": 80,
-                "stage": "lead",
-                "changed_days": 3,
-                "active_days": 1,
-                "ticked": True,
-                "merged": 5,
-            }
-            for i in range(4)
-        ]
+        people = northwind(4, phone="+1 555 0100", ticked=True)
         ids = fill(ctx, people, [(i % 4, "webinar_attended", 60 * i, {}) for i in range(12)])
-        spec = {
-            "fit": [],
-            "engagement": [
+        spec = engagement_spec(
+            [
                 {
                     "event": "webinar_attended",
                     "where": {},
@@ -768,15 +762,8 @@ def test_an_in_memory_sqlite_database_is_rescored_without_a_reader_apart() -> No
                     "cap": None,
                     "half_life_days": 30,
                 },
-            ],
-            "grades": {"A": 40, "B": 25, "C": 10},
-            "threshold": 1000,
-            "min_grade": "D",
-            "required": [],
-            "prep_required": False,
-            "cooldown": 0,
-            "live": 7,
-        }
+            ]
+        )
         version = signed(ctx, contract_text(spec, "memory"))
         activate_contract(ctx, version, actor=operator("maria"))
         with ctx.read() as connection:
@@ -938,29 +925,11 @@ def test_a_chunk_reads_its_own_events_when_activities_changed_after_the_one_pass
     are those of a re-score that read everything in its chunks."""
     from baton.services.scoring import rescore_all
 
-    people = [
-        {
-            "title": "VP Sales",
-            "country": "US",
-            "phone": None,
-            "email": f"p{i}@northwind.example",
-            "company": "Northwind",
-            "postal_code": None,
-            "consent": None,
-            "employees": 80,
-            "stage": "lead",
-            "changed_days": 3,
-            "active_days": 1,
-            "ticked": False,
-            "merged": 5,
-        }
-        for i in range(9)
-    ]
+    people = northwind(9)
     events = [(i % 9, "page_view", 3600 * i, {"url": "/pricing"}) for i in range(27)]
     ids = fill(ctx, people, events)
-    spec = {
-        "fit": [],
-        "engagement": [
+    spec = engagement_spec(
+        [
             {
                 "event": "page_view",
                 "where": {"url": "/pricing"},
@@ -969,15 +938,8 @@ def test_a_chunk_reads_its_own_events_when_activities_changed_after_the_one_pass
                 "half_life_days": 30,
             },
             {"event": "email_click", "where": {}, "points": 2, "cap": None, "half_life_days": 7},
-        ],
-        "grades": {"A": 40, "B": 25, "C": 10},
-        "threshold": 1000,
-        "min_grade": "D",
-        "required": [],
-        "prep_required": False,
-        "cooldown": 0,
-        "live": 7,
-    }
+        ]
+    )
     version = signed(ctx, contract_text(spec, "guard " + uuid.uuid4().hex[:8]))
     with mock.patch.object(contracts_service, "rescore_all"):
         activate_contract(ctx, version, actor=operator("maria"))

@@ -217,6 +217,11 @@ def system(name: str = "baton") -> Principal:
     return Principal(kind="system", name=name)
 
 
+INTAKE_BY_EMAIL = "an intake key names the lead by email, never by id"
+"""Why an intake key's capture or activity naming a lead by an id is refused: a public
+key must not learn which leads exist, nor add to or fill a lead it names by an id."""
+
+
 def reach(principal: Principal, action: Action) -> Reach:
     """How far ``principal`` may take ``action``; raises :class:`Forbidden` with the
     reason when it may not at all."""

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from baton.domain.access import Action, Principal
+from baton.domain.access import INTAKE_BY_EMAIL, Action, Principal
 from baton.domain.activities import ActivityCreate
 from baton.domain.batches import RowError
 from baton.domain.contact import email_domain, email_key
@@ -245,10 +245,6 @@ def different_leads(lead_id: int, email: str) -> str:
     """The error of an event whose ``lead_id`` and ``email`` name two leads, or whose
     email names no lead yet (422 on ``lead_id`` for one event)."""
     return f"lead {lead_id} is not the lead with the email {email}"
-
-
-INTAKE_BY_EMAIL = "an intake key names the lead by email, never by id"
-"""A public key must not learn which lead ids exist, nor add events to any lead."""
 
 
 def ingest_validated_in(

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
-from baton.domain.access import Action, Principal, Reach
+from baton.domain.access import INTAKE_BY_EMAIL, Action, Principal, Reach
 from baton.domain.activities import ActivityType
 from baton.domain.contact import company_key, email_domain, email_key
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
@@ -180,8 +180,7 @@ def _touch_properties(data: LeadCreate) -> dict[str, Any]:
 
 
 INTAKE_NO_EXTERNAL_ID = (
-    "an intake key names the lead by email, never by id: leave out external_id and "
-    "external_system (send them with an API token)"
+    f"{INTAKE_BY_EMAIL}: leave out external_id and external_system (send them with an API token)"
 )
 
 

@@ -1163,7 +1163,7 @@ def _engaged(
         sums = pending()
     elif n:
         first, last = int(lead_ids[0]), int(lead_ids[-1])
-        sums = _engagement_sums_sql(connection, contract, first, last, at, reader=reader)
+        sums = _start_sums(connection, contract, first, last, at, reader=reader)()
     else:
         sums = None
     fold_ids: list[int] = []
@@ -1220,19 +1220,6 @@ def _engaged(
             current = np.where(np.abs(current) > cap, np.copysign(cap, current), current)
         total = total + np.where(counts[key] > 0, _round2(current), 0.0)
     return _Engaged(values, as_of, counts, _round2(total))
-
-
-def _engagement_sums_sql(
-    connection: Connection,
-    contract: HandoffContract,
-    first: int,
-    last: int,
-    at: float,
-    *,
-    reader: _Readers | None = None,
-) -> np.ndarray | None:
-    """The answer of :func:`_start_sums`, waited for."""
-    return _start_sums(connection, contract, first, last, at, reader=reader)()
 
 
 def _start_sums(

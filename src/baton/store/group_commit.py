@@ -48,10 +48,9 @@ a few ms), so a burst of 64 is committed in two groups instead of one long hold.
 @dataclass(eq=False)
 class _Write(Generic[T]):
     work: Callable[[Connection], T]
-    timeout: float | None = None
-    """How long it may wait (the engine's write timeout); None: no bound (PostgreSQL)."""
     deadline: float | None = None
-    """When that wait ends (``time.monotonic()``)."""
+    """When its wait ends (``time.monotonic()``: arrival plus the engine's write
+    timeout); None: no bound (PostgreSQL)."""
     ready: threading.Event = field(default_factory=threading.Event)
     done: bool = False
     result: Any = None
@@ -84,7 +83,7 @@ class GroupCommit:
                 return work(connection)
         timeout = write_timeout(self.engine)
         deadline = None if timeout is None else time.monotonic() + timeout
-        write: _Write[T] = _Write(work, timeout, deadline)
+        write: _Write[T] = _Write(work, deadline)
         with self._mutex:
             self._pending.append(write)
             lead = not self._leading
@@ -135,7 +134,7 @@ class GroupCommit:
                 now = time.monotonic()
                 late = [w for w in batch if w is not leader and _past(w, now)]
                 for write in late:  # as a write of its own would have: 503, nothing saved
-                    write.error = database_is_locked(write.timeout or 0.0)
+                    write.error = database_is_locked(write_timeout(self.engine) or 0.0)
                 self._commit([w for w in batch if w.error is None])
         except BaseException as error:  # no turn in time, the commit, an interruption
             if not batch:  # no turn: only the leader waited its whole time
