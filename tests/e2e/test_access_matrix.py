@@ -365,6 +365,9 @@ TABLE: dict[str, Case] = {
         ADMIN, body=lambda f: {"name": f"key{f.count}x{len(f.__dict__)}", "source": "web"}
     ),
     "revoke_intake_key": Case(ADMIN, ids=lambda f: {"key_id": f.intake_key()}),
+    "update_intake_key": Case(
+        ADMIN, ids=lambda f: {"key_id": f.intake_key()}, body=lambda f: {"rate_per_minute": 30}
+    ),
     "capture_lead": Case(
         MARKETING | {"intake key"}, body=lambda f: {"email": "new.lead@example.org"}
     ),

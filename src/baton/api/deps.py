@@ -6,7 +6,8 @@ Routes only authenticate; what a principal may do is decided by the use cases (s
 * ``Authorization: Bearer bt_…``: an API token (programs);
 * ``Authorization: Bearer bik_…`` or ``X-Baton-Intake-Key: bik_…``: an intake key
   (websites and form tools; only lead and activity capture, from its listed origins,
-  rate-limited per key);
+  rate-limited per key); that header carries nothing else, and one request carries
+  one credential;
 * the ``baton_session`` cookie set by ``POST /auth/login`` (people); every request
   that changes something must then echo the session's CSRF token in ``X-CSRF-Token``.
 """
@@ -73,6 +74,27 @@ def _bearer(request: Request) -> str | None:
     return value
 
 
+def _credential(request: Request) -> str | None:
+    """The bearer token or intake key sent, or None. :data:`INTAKE_HEADER` carries
+    only an intake key: an API token there (a secret where a page's public key goes)
+    or two credentials at once are refused, saying where a token goes, never echoing
+    what was sent."""
+    bearer = _bearer(request)
+    key = request.headers.get(INTAKE_HEADER)
+    if key is None:
+        return bearer
+    if bearer is not None:
+        raise Unauthorized(
+            f"send one credential: 'Authorization: Bearer <token>' or {INTAKE_HEADER}, not both"
+        )
+    if not key.startswith(user_service.INTAKE_PREFIX):
+        raise Unauthorized(
+            f"{INTAKE_HEADER} takes an intake key (bik_…) only; "
+            "send an API token as 'Authorization: Bearer <token>'"
+        )
+    return key
+
+
 def _intake(request: Request, principal: Principal) -> Principal:
     """An intake key only from its listed browser origins, at its rate."""
     origin = request.headers.get("origin")
@@ -130,7 +152,7 @@ async def get_principal(request: Request) -> Principal:
     if cached is not None:
         return cached
     ctx = get_context(request)
-    credential = _bearer(request) or request.headers.get(INTAKE_HEADER)
+    credential = _credential(request)
     principal = None if credential is None else user_service.cached_principal(ctx, credential)
     if principal is not None and principal.kind == "intake_key":
         principal = _intake(request, principal)
@@ -141,7 +163,7 @@ async def get_principal(request: Request) -> Principal:
 
 
 def _authenticate(request: Request, ctx: Context) -> Principal:
-    credential = _bearer(request) or request.headers.get(INTAKE_HEADER)
+    credential = _credential(request)
     if credential is not None:
         if credential.startswith(user_service.INTAKE_PREFIX):
             key = user_service.intake_principal(ctx, credential)

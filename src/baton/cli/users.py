@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from baton.cli._common import ActorOption, valid, work
-from baton.cli._output import console, say, show_list, when
+from baton.cli._output import console, fail, say, show_list, when
 from baton.domain.access import Role, operator
 
 user_app = typer.Typer(
@@ -210,7 +210,9 @@ def intake_key_add(
         list[str] | None,
         typer.Option("--origin", help="A browser origin allowed, e.g. https://www.example.com."),
     ] = None,
-    rate: Annotated[int, typer.Option("--rate", help="Requests a minute at most.")] = 60,
+    rate: Annotated[
+        int, typer.Option("--rate", help="Requests a minute at most, per server process.")
+    ] = 60,
     actor: ActorOption = "cli",
 ) -> None:
     """Make a public intake key for a website or form tool: it may only capture
@@ -252,11 +254,50 @@ def intake_key_list() -> None:
     console.print(table)
 
 
+@intake_app.command("update")
+def intake_key_update(
+    key_id: Annotated[int, typer.Argument(metavar="ID")],
+    rate: Annotated[
+        int | None,
+        typer.Option("--rate", help="Requests a minute at most, per server process."),
+    ] = None,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option("--origin", help="A browser origin allowed (repeat; replaces the list)."),
+    ] = None,
+    servers_only: Annotated[
+        bool, typer.Option("--servers-only", help="Allow no browser origin (servers only).")
+    ] = False,
+    actor: ActorOption = "cli",
+) -> None:
+    """Change an intake key's rate or origins; the key itself stays, so the website
+    needs no change. The server applies it within seconds (`baton intake-key list`
+    shows the ids)."""
+    from baton.domain.users import IntakeKeyUpdate
+    from baton.services.users import update_intake_key
+
+    if servers_only and origin:
+        raise fail("--origin and --servers-only: choose one")
+    changes: dict[str, Any] = {}
+    if rate is not None:
+        changes["rate_per_minute"] = rate
+    if origin or servers_only:
+        changes["origins"] = origin or []
+    if not changes:
+        raise fail("say what to change: --rate, --origin or --servers-only")
+    data = valid(IntakeKeyUpdate, changes)
+    with work() as ctx:
+        key = update_intake_key(ctx, key_id, data, actor=operator(actor))
+    origins = ", ".join(key.origins) or "servers only"
+    say(f"intake key {key.id} ({key.name}): {key.rate_per_minute}/min, origins: {origins}")
+
+
 @intake_app.command("revoke")
 def intake_key_revoke(
     key_id: Annotated[int, typer.Argument(metavar="ID")], actor: ActorOption = "cli"
 ) -> None:
-    """Revoke an intake key."""
+    """Revoke an intake key: refused within seconds. To change its rate or origins
+    instead, keeping the website's key, use `baton intake-key update`."""
     from baton.services.users import revoke_intake_key
 
     with work() as ctx:

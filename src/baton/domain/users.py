@@ -161,6 +161,16 @@ Origin = Annotated[
 ]
 
 
+RatePerMinute = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=100_000,
+        description="Requests a minute the key may make, per process (a moving window).",
+    ),
+]
+
+
 class IntakeKeyCreate(BaseModel):
     """A public key for a website or form tool: it can only create leads and
     activities; their ``source`` is the key's unless the payload names one."""
@@ -182,7 +192,7 @@ class IntakeKeyCreate(BaseModel):
     name: Name
     source: str = Field(min_length=1, max_length=200, json_schema_extra={"pattern": r"\S"})
     origins: list[Origin] = Field(default_factory=list, max_length=50)
-    rate_per_minute: int = Field(60, ge=1, le=100_000)
+    rate_per_minute: RatePerMinute = 60
 
     @field_validator("source")
     @classmethod
@@ -191,6 +201,27 @@ class IntakeKeyCreate(BaseModel):
         if not value:
             raise ValueError("a source cannot be blank")
         return value
+
+
+class IntakeKeyUpdate(BaseModel):
+    """A change to an intake key's rate, its origins or both, validated as when a key
+    is made; fields left out (or null) stay. Its name, source and secret stay: another
+    source needs another key."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"rate_per_minute": 120},
+                {"origins": ["https://www.example.com", "https://shop.example.com"]},
+            ]
+        },
+    )
+
+    rate_per_minute: RatePerMinute | None = None
+    origins: list[Origin] | None = Field(
+        None, max_length=50, description="Replaces the list; [] makes a key for servers only."
+    )
 
 
 class PasswordChange(BaseModel):

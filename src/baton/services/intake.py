@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit
@@ -41,7 +41,7 @@ from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Action, Principal
-from baton.domain.activities import ActivityCreate
+from baton.domain.activities import MAX_FUTURE_SKEW, ActivityCreate
 from baton.domain.batches import describe
 from baton.domain.contact import email_domain
 from baton.domain.egress import EgressPolicy
@@ -849,8 +849,8 @@ def _process_request_in(
         failed = [(i, o) for i, o in enumerate(outcomes) if o.status == "failed"]
         outcome.title = "Invalid input"
         outcome.detail = (
-            "the submission was stored but could not be processed; fix the mapping and "
-            "retry (baton intake retry)"
+            "the submission was stored but could not be processed; each error says what "
+            f"to check, then retry it (baton intake retry {request_id})"
         )
         many = len(outcomes) > 1
         outcome.errors = [
@@ -1225,6 +1225,9 @@ def _apply_in(
         _tag_in(connection, lead_id, DISPOSABLE_TAG, actor=actor, now=now)
     if not item.event_type:
         return lead_id, None
+    at = item.occurred_at
+    if at is not None and at.tzinfo is not None and at > now + MAX_FUTURE_SKEW:
+        raise _ItemFailed([_future_problem(endpoint, at)])
     properties = dict(item.properties)
     properties.setdefault("intake_endpoint", endpoint.name)
     try:
@@ -1263,6 +1266,30 @@ def _lead_problem(endpoint: EndpointRow, loc: str, message: str) -> FieldProblem
     if isinstance(path, str):
         message += f" (mapped from {path})"
     return FieldProblem(loc, message)
+
+
+def _future_problem(endpoint: EndpointRow, occurred_at: datetime) -> FieldProblem:
+    """A submission dated ahead of this server's clock, named by the payload field the
+    mapping reads it from. Neither a retry nor a mapping fix mends a sender's clock, so
+    the message says what to check and which change lets a retry succeed."""
+    moment = occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    minutes = MAX_FUTURE_SKEW.seconds // 60
+    ahead = f"{moment} is more than {minutes} minutes ahead of this server's clock"
+    path = endpoint.mapping.get("occurred_at") if endpoint.kind == "generic" else None
+    if not isinstance(path, str):
+        return FieldProblem(
+            "occurred_at",
+            f"the time the {endpoint.kind} platform sent, {ahead}: check this server's "
+            "clock (a retry, baton intake retry, reads it again once the clock is right)",
+        )
+    return FieldProblem(
+        path,
+        f"{ahead} (read into occurred_at by the mapping). Check that {path} says when the "
+        "submission was made (not, say, a meeting's start), the sender's clock and time "
+        "zone (a time without one is read as UTC), and this server's clock. Point "
+        "occurred_at at the right field, or remove it to date submissions when received, "
+        "then retry (baton intake retry)",
+    )
 
 
 def _activity_loc(loc: str) -> str:

@@ -42,6 +42,7 @@ from baton.domain.errors import (
 )
 from baton.domain.users import (
     IntakeKeyCreate,
+    IntakeKeyUpdate,
     PasswordChange,
     TokenCreate,
     UserCreate,
@@ -875,6 +876,61 @@ def revoke_intake_key(ctx: Context, key_id: int, *, actor: Principal) -> IntakeK
         )
         key = _key_rows(connection, intake_keys.c.id == key_id)[0]
     _cache(ctx).forget(str(hashed))
+    log.info("intake key %s (%s) revoked by %s", key.prefix, key.name, actor.name)
+    return key
+
+
+def update_intake_key(
+    ctx: Context, key_id: int, data: IntakeKeyUpdate, *, actor: Principal
+) -> IntakeKeyPublic:
+    """Change an active key's rate or origins (404 for no such key, 409 for a revoked
+    one). This process applies them from its next request, every other within the
+    token cache time, as a revocation. A new rate starts a fresh one-minute window
+    (the limiter keeps one per key and rate): requests made before the change do not
+    count against the new rate, so a lower rate bounds the key from the change on."""
+    allowed(actor, Action.MANAGE_USERS)
+    changes: dict[str, Any] = {}
+    if data.rate_per_minute is not None:
+        changes["rate_per_minute"] = data.rate_per_minute
+    if data.origins is not None:
+        changes["origins"] = list(dict.fromkeys(data.origins))
+    with ctx.write() as connection:
+        before = (
+            connection.execute(
+                select(
+                    intake_keys.c.key_hash,
+                    intake_keys.c.revoked_at,
+                    intake_keys.c.rate_per_minute,
+                    intake_keys.c.origins,
+                )
+                .where(intake_keys.c.id == key_id)
+                .with_for_update()
+            )
+            .mappings()
+            .first()
+        )
+        if before is None:
+            raise NotFound(f"intake key {key_id} does not exist")
+        if before["revoked_at"] is not None:
+            raise Conflict(f"intake key {key_id} is revoked; make a new key")
+        if changes:
+            connection.execute(
+                update(intake_keys).where(intake_keys.c.id == key_id).values(**changes)
+            )
+        key = _key_rows(connection, intake_keys.c.id == key_id)[0]
+    if not changes:
+        return key
+    _cache(ctx).forget(str(before["key_hash"]))
+    log.info(
+        "intake key %s (%s) changed by %s: rate %s -> %s/min, origins %s -> %s",
+        key.prefix,
+        key.name,
+        actor.name,
+        before["rate_per_minute"],
+        key.rate_per_minute,
+        list(before["origins"]),
+        key.origins,
+    )
     return key
 
 

@@ -11,12 +11,18 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Body, Path, Query, status
 from pydantic import BaseModel, Field
 
 from baton.api.deps import Actor, Authenticated, Ctx
 from baton.domain.activities import MAX_ID
-from baton.domain.users import IntakeKeyCreate, TokenCreate, UserCreate, UserUpdate
+from baton.domain.users import (
+    IntakeKeyCreate,
+    IntakeKeyUpdate,
+    TokenCreate,
+    UserCreate,
+    UserUpdate,
+)
 from baton.services import users as user_service
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="A user's id.")]
@@ -215,4 +221,37 @@ def create_intake_key(ctx: Ctx, actor: Actor, body: IntakeKeyCreate) -> IntakeKe
     responses=NOT_FOUND,
 )
 def revoke_intake_key(ctx: Ctx, actor: Actor, key_id: KeyId) -> IntakeKeyPublicModel:
+    """Revoke an intake key: refused everywhere within seconds."""
     return _key(user_service.revoke_intake_key(ctx, key_id, actor=actor))
+
+
+@keys_router.patch(
+    "/{key_id}",
+    operation_id="update_intake_key",
+    response_model=IntakeKeyPublicModel,
+    responses={
+        **NOT_FOUND,
+        409: {"description": "The key is revoked"},
+        422: {"description": "A rate or origin that is not valid (problem+json)"},
+    },
+)
+def update_intake_key(
+    ctx: Ctx,
+    actor: Actor,
+    key_id: KeyId,
+    body: Annotated[
+        IntakeKeyUpdate,
+        Body(
+            openapi_examples={
+                "a higher rate": {"value": {"rate_per_minute": 120}},
+                "another origin": {
+                    "value": {"origins": ["https://www.example.com", "https://shop.example.com"]}
+                },
+            }
+        ),
+    ],
+) -> IntakeKeyPublicModel:
+    """Change a key's rate (requests a minute) or browser origins; the secret stays,
+    so the website needs no change. Applies from the next request (in other server
+    processes within seconds); a new rate starts a fresh one-minute window."""
+    return _key(user_service.update_intake_key(ctx, key_id, body, actor=actor))
