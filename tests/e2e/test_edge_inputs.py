@@ -56,6 +56,40 @@ def test_non_finite_numbers_in_attributes_are_refused(client: TestClient) -> Non
     assert "finite" in response.json()["errors"][0]["message"]
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"not json", 422, "the body is not valid JSON"),
+        (b"", 422, "the body is not valid JSON"),
+        (b"\xff\xfe{}", 422, "the body is not valid JSON"),
+        (b'[{"email": "a@northwind.com"}]', 422, "a lead is a JSON object"),
+        (b'"a@northwind.com"', 422, "a lead is a JSON object"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "the body cannot be read"),
+    ],
+)
+def test_a_capture_body_that_is_no_lead_gets_a_problem_naming_the_body(
+    client: TestClient, body: bytes, status: int, message: str
+) -> None:
+    response = client.post(
+        "/api/v1/leads", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status, response.text
+    problem = response.json()
+    assert response.headers["content-type"] == "application/problem+json"
+    assert message in problem["detail"]
+    if status == 422:
+        assert problem["errors"] == [{"loc": "body", "message": message}]
+
+
+def test_a_capture_without_credentials_is_refused_before_its_body_is_read(
+    sqlite_ctx: Context,
+) -> None:
+    response = TestClient(create_app(sqlite_ctx)).post(
+        "/api/v1/leads", content=b"not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 401
+
+
 def test_an_absurd_timestamp_rejects_its_row_not_the_batch(client: TestClient) -> None:
     rows = [
         {

@@ -205,6 +205,7 @@ def create_app(context: Context | None = None) -> FastAPI:
     docs.install(app)
     # Capture first: the busiest route is found without trying the others (no path
     # of auth's or users' routers can match a path under /api/v1/leads).
+    app.include_router(leads.capture_router)
     app.include_router(leads.router)
     app.include_router(auth.router)
     app.include_router(users.users_router)
