@@ -171,7 +171,7 @@ def log_inbound_call(ctx: Context, call: CallCreate, *, actor: Principal) -> Cal
             source = fold_source(call.source) if call.source else CALL_SOURCE
             data = LeadCreate(email=call.email, phone=call.phone, source=source)
             captured = capture_lead_in(connection, data, actor=actor, now=now)
-            lead_id, created = captured.lead.id, captured.created
+            lead_id, created = captured.lead_id, captured.created
             matched_by = "created" if created else "email"
         properties: dict[str, Any] = {"direction": "inbound"}
         if call.phone is not None:

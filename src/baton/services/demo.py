@@ -730,7 +730,7 @@ class _Simulation:
     def capture_now(self, person: _Person) -> None:
         """A form that posts straight to Baton (the demo request): captured at once."""
         result = capture_lead(self.ctx, person.data, actor=WEBSITE)
-        self._arrived(person, result.lead.id)
+        self._arrived(person, result.lead_id)
 
     def import_list(self, people: list[_Person]) -> None:
         """The booth scans after the summit, the publisher's weekly list of report

@@ -1219,7 +1219,7 @@ def _apply_in(
                     )
                 ]
             )
-        lead_id = capture_lead_in(connection, data, actor=actor, now=now).lead.id
+        lead_id = capture_lead_in(connection, data, actor=actor, now=now).lead_id
         email, source, campaign = data.email, data.source, data.campaign
     if email is not None and _disposable(connection, email):
         _tag_in(connection, lead_id, DISPOSABLE_TAG, actor=actor, now=now)

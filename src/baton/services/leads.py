@@ -61,8 +61,13 @@ DuplicateCheck = Literal["pending", "not_needed"]
 
 @dataclass(frozen=True)
 class CaptureResult:
-    """What a capture did: the lead as stored now, whether it was new, which fields
-    changed, and whether it waits for the possible-duplicate comparison.
+    """What a capture did: the lead's id and the lead as stored now, whether it was
+    new, which fields changed, and whether it waits for the possible-duplicate
+    comparison.
+
+    ``lead`` is None for an intake key: a public key never reads back what Baton knows
+    about an address (:data:`~baton.domain.access.Action.READ_LEADS` is not among its
+    actions), so the lead is not read back for it either.
 
     ``duplicates`` is ``"pending"`` for a new lead: the comparison with older leads is
     queued and the worker flags its pairs for review within seconds (see
@@ -70,7 +75,8 @@ class CaptureResult:
     ``"not_needed"`` for an update (a lead is compared once, when it is new). The field
     ``possible_duplicates`` stays for callers that read it."""
 
-    lead: Lead
+    lead_id: int
+    lead: Lead | None
     created: bool
     changed_fields: list[str]
     possible_duplicates: list[DuplicateMatch] = field(default_factory=list)
@@ -303,12 +309,11 @@ def capture_lead_in(
     )
     touch = Event(ActivityType.CAPTURED.value, at, touch_properties)
     score_leads_in(connection, [lead_id], now=now, actor=actor, new_events={lead_id: [touch]})
-    row = _locked(connection, lead_id)
     if created:
         queue_duplicate_checks_in(connection, [lead_id], now=now)
-    tags = [] if created else tags_of(connection, [lead_id])[lead_id]  # a new lead has none
     return CaptureResult(
-        lead=_to_lead(row, tags),
+        lead_id=lead_id,
+        lead=None if actor.kind == "intake_key" else _read_back(connection, lead_id, created),
         created=created,
         changed_fields=changed,
         duplicates="pending" if created else "not_needed",
@@ -332,6 +337,11 @@ def capture_lead(
             connection, data, actor=actor, now=ctx.clock.now(), occurred_at=occurred_at
         )
     )
+
+
+def _read_back(connection: Connection, lead_id: int, created: bool) -> Lead:
+    tags = [] if created else tags_of(connection, [lead_id])[lead_id]  # a new lead has none
+    return _to_lead(_locked(connection, lead_id), tags)
 
 
 def _to_lead(row: RowMapping, tags: list[str]) -> Lead:

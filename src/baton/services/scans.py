@@ -291,7 +291,7 @@ def _write_scan(
         report.duplicates += 1
         return False
     captured = capture_lead_in(connection, row.lead, actor=actor, now=now)
-    lead_id = captured.lead.id
+    lead_id = captured.lead_id
     if captured.created:
         report.created += 1
     elif captured.changed_fields:
@@ -359,4 +359,5 @@ def _write_scan(
     stored = ingest_validated_in(connection, list(enumerate(events)), actor=actor, now=now)
     report.stored += 1 if stored.stored else 0
     report.mql += len(stored.mql)
+    assert captured.lead is not None  # scans change stages, which no intake key may
     return captured.lead.stage == Stage.MQL.value or bool(stored.mql)
