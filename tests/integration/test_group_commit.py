@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from tests.web_world import EXAMPLE
@@ -205,6 +205,36 @@ def test_a_failing_capture_fails_alone_and_the_others_commit(ctx: Context) -> No
         touches = connection.execute(select(func.count()).select_from(activities)).scalar_one()
     assert stored == {d.email for i, d in enumerate(batch) if i != 2}
     assert touches == 4
+
+
+def test_savepoints_are_taken_only_when_a_write_of_the_group_fails(ctx: Context) -> None:
+    together = with_mode(ctx, "on")
+    batch = people(6)
+    said: list[str] = []
+
+    def count(_c: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        said.append(statement.split()[0].upper())
+
+    event.listen(together.engine, "before_cursor_execute", count)
+    try:
+        grouped_in_order(together, [capture_work(data, together) for data in batch[:3]])
+        assert "SAVEPOINT" not in said, "a group that succeeds runs without savepoints"
+        said.clear()
+
+        def fails(connection: Connection) -> CaptureResult:
+            raise RuntimeError("refused")
+
+        outcomes = grouped_in_order(
+            together, [capture_work(batch[3], together), fails, capture_work(batch[4], together)]
+        )
+        assert said.count("SAVEPOINT") == 3, "run again with a savepoint each"
+        assert isinstance(outcomes[1], RuntimeError)
+        assert [o.created for o in (outcomes[0], outcomes[2])] == [True, True]
+    finally:
+        event.remove(together.engine, "before_cursor_execute", count)
+    with ctx.read() as connection:
+        stored = set(connection.execute(select(leads.c.email)).scalars())
+    assert stored == {d.email for d in batch[:5]}
 
 
 def test_a_commit_that_fails_fails_every_capture_of_its_group(

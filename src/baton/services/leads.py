@@ -41,7 +41,7 @@ from baton.domain.search import search_tokens
 from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
 from baton.services.duplicate_checks import queue_duplicate_checks_in
-from baton.services.person import carry_erasure_in, lift_suppressions_in
+from baton.services.person import settle_suppressions_in
 from baton.services.queries import insert_ignoring_conflicts, lock_lead, tags_of
 from baton.services.routing import close_open_handoff_in
 from baton.services.scoring import score_leads_in
@@ -291,10 +291,10 @@ def capture_lead_in(
             },
         )
     assert lead_id is not None
-    if created and data.email is not None:
-        carry_erasure_in(connection, [data.email], now=now)
-    if consent.opt_in and data.email is not None:
-        lift_suppressions_in(connection, [data.email])
+    if data.email is not None:
+        settle_suppressions_in(
+            connection, data.email, created=created, opt_in=consent.opt_in, now=now
+        )
     touch_properties = _touch_properties(data)
     connection.execute(
         _RECORD_TOUCH,

@@ -199,6 +199,23 @@ def carry_erasure_in(connection: Connection, addresses: Iterable[str], *, now: d
     return carried
 
 
+def settle_suppressions_in(
+    connection: Connection, address: str, *, created: bool, opt_in: bool, now: datetime
+) -> None:
+    """What one capture of ``address`` does to the suppression list: a new lead carries
+    an earlier erasure (:func:`carry_erasure_in`), an explicit opt-in lifts what it lifts
+    (:func:`lift_suppressions_in`). One look-up first: most addresses have no
+    suppression at all, and then neither has anything to do."""
+    if not (created or opt_in):
+        return
+    if not connection.execute(*_for_keys(_suppressed, suppression_keys(address))).first():
+        return
+    if created:
+        carry_erasure_in(connection, [address], now=now)
+    if opt_in:
+        lift_suppressions_in(connection, [address])
+
+
 def _address(email: str) -> str:
     try:
         return normalize_email(email.strip())

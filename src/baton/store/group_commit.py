@@ -3,16 +3,22 @@
 A capture is a few milliseconds of work, and on SQLite every one of them also pays for
 its own write turn, ``BEGIN IMMEDIATE`` and commit, one after the other. So concurrent
 writes join a group: the first thread to arrive becomes the **leader**, takes the write
-turn (:func:`baton.store.engine.write_turn`), runs every write waiting at that moment,
-each in its own ``SAVEPOINT``, and commits once; each thread gets its own result or its
-own exception. The others wait on their own event meanwhile; when a group is done and
-writes are waiting, the oldest waiting thread leads the next group.
+turn (:func:`baton.store.engine.write_turn`), runs every write waiting at that moment
+and commits once; each thread gets its own result or its own exception. Writes rarely
+fail (their input was validated before), so a group first runs without savepoints; only
+if one of its writes raises is the group rolled back and run again with each write in
+its own ``SAVEPOINT`` (two statements a write saved in the usual case). The others
+wait on their own event meanwhile; when a group is done and writes are waiting, the
+oldest waiting thread leads the next group.
 
 What a caller may rely on:
 
 * each write runs exactly as it would in a transaction of its own, in arrival order,
   and sees the writes before it (the same database state as one transaction per write);
-* a write that raises fails alone: its savepoint is rolled back, the others commit;
+* a write that raises fails alone: its savepoint is rolled back, the others commit
+  (they ran once before, in the attempt without savepoints that was rolled back: a
+  write's work may run twice, as a retried write's does, and must not act outside
+  the database);
 * a write is answered only after its group committed, so an answer always means saved;
   if the commit itself fails, every write of the group gets that error and nothing of
   the group is saved;
@@ -179,6 +185,8 @@ class GroupCommit:
                 raw.execute(f"PRAGMA busy_timeout={usual}")
 
     def _commit(self, batch: list[_Write[Any]]) -> None:
+        if len(batch) > 1 and self._commit_at_once(batch):
+            return
         with self._transaction(batch) as connection:
             if len(batch) == 1:  # alone: its own transaction, no savepoint needed
                 try:
@@ -196,6 +204,22 @@ class GroupCommit:
                     write.error = error
                 else:
                     savepoint.commit()
+
+
+    def _commit_at_once(self, batch: list[_Write[Any]]) -> bool:
+        """Run the group without savepoints and commit it; False (nothing saved, no
+        result set) when one of its writes raised."""
+        results = []
+        with self._transaction(batch) as connection:
+            for write in batch:
+                try:
+                    results.append(write.work(connection))
+                except Exception:
+                    connection.rollback()
+                    return False
+        for write, result in zip(batch, results, strict=True):
+            write.result = result
+        return True
 
 
 def _past(write: _Write[Any], now: float) -> bool:
