@@ -376,3 +376,27 @@ def test_comparing_names_in_one_call_finds_what_one_call_per_candidate_found(
     lead, candidates = people[0], people
     names = {p["id"]: duplicate_name(p) for p in candidates} if precomputed else None
     assert find_duplicates(lead, candidates, names=names) == _one_by_one(lead, candidates)
+
+
+WORDS = st.text(alphabet=st.characters(categories=("L", "N", "P")), min_size=1, max_size=12)
+NAMES = st.fixed_dictionaries(
+    {"first_name": st.none() | st.lists(WORDS, max_size=3).map(" ".join), "last_name": WORDS}
+)
+
+
+@given(NAMES, NAMES)
+def test_names_as_compared_score_what_the_token_sorted_ratio_scores(
+    one: dict[str, Any], other: dict[str, Any]
+) -> None:
+    def written(person: dict[str, Any]) -> str:
+        return f"{person['first_name'] or ''} {person['last_name']}".strip().lower()
+
+    assert fuzz.ratio(duplicate_name(one), duplicate_name(other)) == fuzz.token_sort_ratio(
+        written(one), written(other)
+    )
+
+
+def test_a_no_break_space_separates_words_of_a_name() -> None:
+    pasted = {"id": 2, "first_name": "Ann\u00a0Marie", "last_name": "Lee"}
+    typed = {"id": 1, "first_name": "Ann", "last_name": "Marie Lee"}
+    assert duplicate_name(pasted) == duplicate_name(typed) == "ann lee marie"

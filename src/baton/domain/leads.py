@@ -379,34 +379,43 @@ def find_duplicates(
     candidates' order.
 
     Same phone number is a match on its own; otherwise the full names must be close
-    (token-sorted ratio >= 88) and the companies close too (>= 85) or the corporate email
-    domain shared.
+    (token-sorted ratio >= 88: :func:`duplicate_name` sorts the words, so the candidates
+    are not sorted again for every lead) and the companies close too (>= 85) or the
+    corporate email domain shared.
 
     The names are compared in one call into rapidfuzz's C loop, not one Python call per
     candidate: a new lead at a big company has hundreds of candidates. ``names``: the
-    candidates' lower-cased full names (:func:`duplicate_name`) by id, for a caller that
+    candidates' names as compared (:func:`duplicate_name`) by id, for a caller that
     compares many leads with the same candidates and so computes them once.
     """
     found: list[tuple[int, DuplicateMatch]] = []
-    name = _full_name(lead).lower()
+    name = duplicate_name(lead)
     phone = lead.get("phone")
-    compared: list[tuple[int, Mapping[str, Any]]] = []
-    for position, other in enumerate(candidates):
-        if other["id"] == lead.get("id"):
-            continue
-        if phone and phone == other.get("phone"):
-            found.append((position, DuplicateMatch(int(other["id"]), SAME_PHONE, 100.0)))
-        elif name:
-            compared.append((position, other))
+    own_id = lead.get("id")
+    # Each candidate is looked at once, in one loop per case: a lead at a big company
+    # has hundreds of candidates, and the worker compares every new lead.
+    if phone:
+        compared = []
+        for position, other in enumerate(candidates):
+            if other["id"] == own_id:
+                continue
+            if phone == other.get("phone"):
+                found.append((position, DuplicateMatch(int(other["id"]), SAME_PHONE, 100.0)))
+            elif name:
+                compared.append((position, other))
+    elif name:
+        compared = [(p, o) for p, o in enumerate(candidates) if o["id"] != own_id]
+    else:
+        compared = []
     if compared:
-        choices = [
-            names[int(other["id"])] if names is not None else duplicate_name(other)
-            for _, other in compared
-        ]
+        if names is not None:
+            choices = [names[int(other["id"])] for _, other in compared]
+        else:
+            choices = [duplicate_name(other) for _, other in compared]
         close = process.extract(
             name,
             choices,
-            scorer=fuzz.token_sort_ratio,
+            scorer=fuzz.ratio,
             score_cutoff=NAME_SIMILARITY,
             limit=None,
         )
@@ -442,8 +451,10 @@ def find_duplicates(
 
 
 def duplicate_name(person: Mapping[str, Any]) -> str:
-    """The form of a person's name that :func:`find_duplicates` compares."""
-    return _full_name(person).lower()
+    """The form of a person's name that :func:`find_duplicates` compares: lower case,
+    its words (split at any whitespace, a no-break space too) in sorted order, so that
+    rapidfuzz's plain ratio of two of them is the token-sorted ratio of the names."""
+    return " ".join(sorted(_full_name(person).lower().split()))
 
 
 MAX_PAIRS_PER_LEAD = 5
