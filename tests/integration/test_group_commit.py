@@ -237,6 +237,24 @@ def test_savepoints_are_taken_only_when_a_write_of_the_group_fails(ctx: Context)
     assert stored == {d.email for d in batch[:5]}
 
 
+def test_a_group_reads_the_active_contract_once(ctx: Context) -> None:
+    together = with_mode(ctx, "on")
+    world(together)
+    reads: list[str] = []
+
+    def count(_c: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if "FROM contracts" in statement:
+            reads.append(statement)
+
+    event.listen(together.engine, "before_cursor_execute", count)
+    try:
+        results = grouped_in_order(together, [capture_work(d, together) for d in people(8)])
+    finally:
+        event.remove(together.engine, "before_cursor_execute", count)
+    assert all(isinstance(r, CaptureResult) for r in results)
+    assert len(reads) == 1, reads
+
+
 def test_a_commit_that_fails_fails_every_capture_of_its_group(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:

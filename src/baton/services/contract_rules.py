@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from baton.domain.contract import HandoffContract
 from baton.domain.errors import NotFound
 from baton.services.context import Context
+from baton.store.group_commit import group_memo
 from baton.store.tables import contracts
 
 _PARSED: dict[str, HandoffContract] = {}
@@ -69,7 +70,22 @@ def active_contract_in(
 
     With ``share_lock`` (the default, for writers) the version row is locked in share
     mode on PostgreSQL, so an activation waits for writers already scoring with the old
-    version, and writers starting during an activation wait for it to finish."""
+    version, and writers starting during an activation wait for it to finish. The
+    writes of one group commit read it once (:func:`~baton.store.group_commit.group_memo`)."""
+    memo = group_memo(connection) if share_lock else None
+    if memo is not None and _ACTIVE_KEY in memo:
+        known: tuple[int, HandoffContract] | None = memo[_ACTIVE_KEY]
+        return known
+    active = _active_in(connection, share_lock=share_lock)
+    if memo is not None:
+        memo[_ACTIVE_KEY] = active
+    return active
+
+
+_ACTIVE_KEY = "active_contract"
+
+
+def _active_in(connection: Connection, *, share_lock: bool) -> tuple[int, HandoffContract] | None:
     row = connection.execute(_ACTIVE_SHARED if share_lock else _ACTIVE).first()
     if row is None and share_lock and connection.dialect.name == "postgresql":
         # The row we waited for was superseded meanwhile: read the new active one. (Not

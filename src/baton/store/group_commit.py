@@ -46,6 +46,19 @@ from baton.store.engine import database_is_locked, write_queue, write_timeout, w
 
 T = TypeVar("T")
 
+_MEMO = "baton.group_memo"
+
+
+def group_memo(connection: Connection) -> dict[str, Any] | None:
+    """A dict that lives as long as the transaction of the group ``connection`` runs
+    (None outside a group): for a read every write of the group would repeat and no
+    write of a group changes, such as the active contract, which a group's transaction
+    keeps from changing (SQLite: the group holds the write lock; PostgreSQL: the share
+    lock of the first read is held to the commit)."""
+    memo: dict[str, Any] | None = connection.info.get(_MEMO)
+    return memo
+
+
 MAX_GROUP = 32
 """Writes per group at most: a group holds the write turn for all of them (a capture is
 a few ms), so a burst of 64 is committed in two groups instead of one long hold."""
@@ -167,6 +180,15 @@ class GroupCommit:
         outside Baton's turns (another program) no longer than the group's earliest
         deadline, so no write waits past its own timeout there either (the busy timeout
         of the connection is put back after)."""
+        with self._begin(batch) as connection:
+            connection.info[_MEMO] = {}
+            try:
+                yield connection
+            finally:
+                connection.info.pop(_MEMO, None)
+
+    @contextmanager
+    def _begin(self, batch: list[_Write[Any]]) -> Iterator[Connection]:
         deadlines = [w.deadline for w in batch if w.deadline is not None]
         if not deadlines:
             with self.engine.begin() as connection:
@@ -204,7 +226,6 @@ class GroupCommit:
                     write.error = error
                 else:
                     savepoint.commit()
-
 
     def _commit_at_once(self, batch: list[_Write[Any]]) -> bool:
         """Run the group without savepoints and commit it; False (nothing saved, no
