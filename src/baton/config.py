@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     group_commit: Literal["auto", "off", "on"] = Field(
         "auto",
         description="on: captures arriving together in one process are committed together, "
-        "each in its own savepoint (one commit for many; a failing one fails alone). auto "
+        "in one transaction (one commit for many; a failing one fails alone: the group is "
+        "then run again with a savepoint each). auto "
         "(the default): on with SQLite, whose one writer commits them one after the other "
         "anyway; off with PostgreSQL, where writers run in parallel and grouping them "
         "halved the capture rate.",

@@ -60,8 +60,10 @@ def test_non_finite_numbers_in_attributes_are_refused(client: TestClient) -> Non
     ("body", "status", "message"),
     [
         (b"not json", 422, "the body is not valid JSON"),
-        (b"", 422, "the body is not valid JSON"),
-        (b"\xff\xfe{}", 422, "the body is not valid JSON"),
+        (b"", 422, "the body is empty: send the lead as a JSON object"),
+        (b"\xff\xfe{}", 422, "the body is not valid JSON"),  # read as UTF-16
+        (b'{"email": "a@northwind.com", "first_name": "\xff"}', 400, "the body cannot be read"),
+        (b'{"email": "a@northwind.com", "x": ' + b"9" * 5000 + b"}", 400, "cannot be read"),
         (b'[{"email": "a@northwind.com"}]', 422, "a lead is a JSON object"),
         (b'"a@northwind.com"', 422, "a lead is a JSON object"),
         (b"[" * 100_000 + b"]" * 100_000, 400, "the body cannot be read"),
@@ -79,6 +81,31 @@ def test_a_capture_body_that_is_no_lead_gets_a_problem_naming_the_body(
     assert message in problem["detail"]
     if status == 422:
         assert problem["errors"] == [{"loc": "body", "message": message}]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json", 201),
+        ("application/json; charset=utf-8", 201),
+        ("application/vnd.api+json", 201),
+        (None, 201),
+        ("text/plain", 422),
+        ("application/x-www-form-urlencoded", 422),
+    ],
+)
+def test_a_capture_is_read_as_json_only_when_its_type_says_json_or_nothing(
+    client: TestClient, content_type: str | None, status: int
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = client.post(
+        "/api/v1/leads", content=b'{"email": "t@northwind.com"}', headers=headers
+    )
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert response.json()["errors"] == [
+            {"loc": "body", "message": "send the lead as JSON (Content-Type: application/json)"}
+        ]
 
 
 def test_a_capture_without_credentials_is_refused_before_its_body_is_read(

@@ -79,6 +79,8 @@ def test_a_credential_in_the_wrong_header_is_refused_saying_where_it_goes(
             assert said in detail and "Authorization: Bearer <token>" in detail, detail
             assert admin not in answer.text and key not in answer.text
             assert not any(admin in v or key in v for v in answer.headers.values())
+    blank = {"X-Baton-Intake-Key": "", **bearer(admin)}  # a client or proxy left it empty
+    assert client.get("/api/v1/users", headers=blank).status_code == 200
     assert captured(client, 1, {"X-Baton-Intake-Key": key}) == 202
     assert captured(client, 2, bearer(key)) == 202, "an intake key as a bearer token: documented"
     assert client.get("/api/v1/users", headers=bearer(key)).status_code == 403
@@ -124,6 +126,11 @@ def test_an_admin_changes_a_keys_rate_and_the_next_requests_obey_it(
     assert moved.status_code == 200 and moved.json()["origins"] == [SHOP]
     assert captured(client, 30, {**site, "Origin": SHOP}) == 202
     assert captured(client, 31, site) == 403, "the old origin is refused at once"
+    preflight = client.options(
+        LEADS, headers={"Origin": SHOP, "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status_code == 204, "a browser's preflight from the new origin, at once"
+    assert preflight.headers["access-control-allow-origin"] == SHOP
     listed = client.get(KEYS, headers=bearer(admin)).json()
     assert [(k["id"], k["rate_per_minute"], k["origins"]) for k in listed] == [
         (key_id, 100, [SHOP])

@@ -21,10 +21,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from tests.web_world import EXAMPLE
 
-from baton.domain.access import operator
+from baton.domain.access import Principal, operator
+from baton.domain.errors import ValidationFailed
 from baton.domain.leads import LeadCreate
 from baton.domain.reps import RepCreate, TeamCreate
 from baton.services.context import Context
+from baton.services.contract_rules import active_contract_in
 from baton.services.demo import sign_demo_contract
 from baton.services.leads import CaptureResult, capture_lead, capture_lead_in
 from baton.services.reps import create_rep, create_team
@@ -253,6 +255,47 @@ def test_a_group_reads_the_active_contract_once(ctx: Context) -> None:
         event.remove(together.engine, "before_cursor_execute", count)
     assert all(isinstance(r, CaptureResult) for r in results)
     assert len(reads) == 1, reads
+
+
+def test_a_failed_write_takes_what_it_read_for_the_group_with_it(ctx: Context) -> None:
+    """Its savepoint's rollback releases its locks (on PostgreSQL, the share lock on
+    the active contract), so the next write of the group reads the contract again."""
+    together = with_mode(ctx, "on")
+    world(together)
+    reads: list[str] = []
+
+    def count(_c: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if "FROM contracts" in statement:
+            reads.append(statement)
+
+    def reads_then_fails(connection: Connection) -> None:
+        active_contract_in(connection)
+        raise RuntimeError("refused after reading the contract")
+
+    event.listen(together.engine, "before_cursor_execute", count)
+    try:
+        outcomes = grouped_in_order(
+            together, [reads_then_fails, capture_work(people(1)[0], together)]
+        )
+    finally:
+        event.remove(together.engine, "before_cursor_execute", count)
+    assert isinstance(outcomes[0], RuntimeError) and isinstance(outcomes[1], CaptureResult)
+    # Once in the attempt without savepoints, then in the run with them: by the failed
+    # write, and again by the capture after its savepoint was rolled back.
+    assert len(reads) == 3, reads
+
+
+def test_a_public_capture_refused_by_its_rules_never_joins_a_group(ctx: Context) -> None:
+    together = with_mode(ctx, "on")
+    together.write_grouped(lambda connection: None)  # makes the context's group
+    group = together._groups
+    assert group is not None
+    before = group.groups
+    key = Principal(kind="intake_key", name="intake:site", source="web", key_id=1)
+    named = LeadCreate(email="n@northwind.example.com", external_id="x1", external_system="crm")
+    with pytest.raises(ValidationFailed):
+        capture_lead(together, named, actor=key)
+    assert group.groups == before
 
 
 def test_a_commit_that_fails_fails_every_capture_of_its_group(

@@ -17,6 +17,10 @@ from baton.api.app import telemetry_wanted
         ({"OTEL_SERVICE_NAME": "baton"}, True),
         ({"FASTAPI_OTEL_AUTO_CONFIGURE": "true"}, True),
         ({"FASTAPI_OTEL_AUTO_CONFIGURE": ""}, False),
+        ({"FASTAPI_OTEL_AUTO_CONFIGURE": "false"}, False),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}, False),
+        ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
+        ({"OTEL_SDK_DISABLED": "false", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, True),
     ],
 )
 def test_telemetry_follows_the_standard_opentelemetry_variables(

@@ -149,11 +149,18 @@ def refuse_unready(context: Context) -> None:
 def telemetry_wanted(environ: Mapping[str, str]) -> bool:
     """Whether FastAPI's own OpenTelemetry (a span per request and per operation,
     request metrics, logs) is on: when the deployment configures OpenTelemetry the
-    standard way, by any ``OTEL_*`` variable (``OTEL_EXPORTER_OTLP_ENDPOINT``, ...) or
-    FastAPI's ``FASTAPI_OTEL_AUTO_CONFIGURE``. Otherwise the spans would go nowhere and
-    still cost every request (about 30 µs of a capture's CPU, measured)."""
-    return any(name.startswith("OTEL_") for name in environ) or bool(
-        environ.get("FASTAPI_OTEL_AUTO_CONFIGURE")
+    standard way, by an ``OTEL_*`` variable (``OTEL_EXPORTER_OTLP_ENDPOINT``, ...) or
+    ``FASTAPI_OTEL_AUTO_CONFIGURE=true``; never with ``OTEL_SDK_DISABLED=true``, and a
+    variable that says ``none`` (``OTEL_TRACES_EXPORTER=none``) turns nothing on.
+    Otherwise the spans would go nowhere and still cost every request (about 30 µs of
+    a capture's CPU, measured)."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if environ.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").strip().lower() == "true":
+        return True
+    return any(
+        name.startswith("OTEL_") and value.strip() and value.strip().lower() != "none"
+        for name, value in environ.items()
     )
 
 

@@ -28,11 +28,16 @@ class IntakeCors:
         self.context = context
         self._origins: frozenset[str] = frozenset()
         self._read_at = float("-inf")
+        self._version = -1
 
     def origins(self) -> frozenset[str]:
-        if time.monotonic() - self._read_at > self.context.settings.token_cache_seconds:
+        """The origins, read again after ``BATON_TOKEN_CACHE_SECONDS`` or at once when
+        this process changed a key."""
+        version = user_service.origins_version(self.context)
+        stale = time.monotonic() - self._read_at > self.context.settings.token_cache_seconds
+        if stale or version != self._version:
             self._origins = user_service.intake_origins(self.context)
-            self._read_at = time.monotonic()
+            self._read_at, self._version = time.monotonic(), version
         return self._origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

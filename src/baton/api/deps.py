@@ -80,8 +80,8 @@ def _credential(request: Request) -> str | None:
     or two credentials at once are refused, saying where a token goes, never echoing
     what was sent."""
     bearer = _bearer(request)
-    key = request.headers.get(INTAKE_HEADER)
-    if key is None:
+    key = (request.headers.get(INTAKE_HEADER) or "").strip()
+    if not key:  # absent, or left blank by a client or proxy: no credential there
         return bearer
     if bearer is not None:
         raise Unauthorized(

@@ -355,13 +355,15 @@ def capture_lead(
 ) -> CaptureResult:
     """Create a lead, or update the one with the same email, in one transaction (on
     SQLite by default, or with ``BATON_GROUP_COMMIT=on``, committed together with the
-    captures that arrive at the same moment, each in its own savepoint:
+    captures that arrive at the same moment, as if each had its own:
     :meth:`~baton.services.context.Context.write_grouped`).
 
     Capture is create-or-update across all leads (the same email anywhere is one
     person), so only those who reach every lead may capture: marketing, admins, intake
     keys and the trusted operator."""
     allowed(actor, Action.CAPTURE_LEAD)
+    if actor.kind == "intake_key" and actor.key_id is not None:
+        _by_email_only(data)  # before the group: a predictable 422 never joins one
     return ctx.write_grouped(
         lambda connection: capture_lead_in(
             connection, data, actor=actor, now=ctx.clock.now(), occurred_at=occurred_at

@@ -851,6 +851,7 @@ def add_intake_key(
         except IntegrityError:
             raise Conflict(f"an intake key named '{data.name}' exists") from None
         key = _key_rows(connection, intake_keys.c.id == key_id)[0]
+    _origins_changed(ctx)
     log.info("intake key %s (%s) made by %s", key.prefix, key.name, actor.name)
     return key, secret
 
@@ -876,6 +877,7 @@ def revoke_intake_key(ctx: Context, key_id: int, *, actor: Principal) -> IntakeK
         )
         key = _key_rows(connection, intake_keys.c.id == key_id)[0]
     _cache(ctx).forget(str(hashed))
+    _origins_changed(ctx)
     log.info("intake key %s (%s) revoked by %s", key.prefix, key.name, actor.name)
     return key
 
@@ -921,6 +923,7 @@ def update_intake_key(
     if not changes:
         return key
     _cache(ctx).forget(str(before["key_hash"]))
+    _origins_changed(ctx)
     log.info(
         "intake key %s (%s) changed by %s: rate %s -> %s/min, origins %s -> %s",
         key.prefix,
@@ -966,6 +969,21 @@ def intake_principal(ctx: Context, key: str) -> Principal | None:
     )
     cache.put(hashed, principal, None)
     return principal
+
+
+ORIGINS_CHANGED = "intake_origins_changed"
+"""The context cache counting changes to intake keys made in this process, so the CORS
+preflight answers read the origins again at once (other processes within
+``BATON_TOKEN_CACHE_SECONDS``)."""
+
+
+def _origins_changed(ctx: Context) -> None:
+    ctx.caches[ORIGINS_CHANGED] = ctx.caches.get(ORIGINS_CHANGED, 0) + 1
+
+
+def origins_version(ctx: Context) -> int:
+    """How many intake-key changes this process has made (see :data:`ORIGINS_CHANGED`)."""
+    return int(ctx.caches.get(ORIGINS_CHANGED, 0))
 
 
 def intake_origins(ctx: Context) -> frozenset[str]:

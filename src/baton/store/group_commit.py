@@ -54,7 +54,8 @@ def group_memo(connection: Connection) -> dict[str, Any] | None:
     (None outside a group): for a read every write of the group would repeat and no
     write of a group changes, such as the active contract, which a group's transaction
     keeps from changing (SQLite: the group holds the write lock; PostgreSQL: the share
-    lock of the first read is held to the commit)."""
+    lock of the first read is held to the commit). Emptied when a write's savepoint is
+    rolled back, since that releases the locks the write took."""
     memo: dict[str, Any] | None = connection.info.get(_MEMO)
     return memo
 
@@ -223,6 +224,9 @@ class GroupCommit:
                     write.result = write.work(connection)
                 except Exception as error:
                     savepoint.rollback()
+                    # What the failed write read and cached may be gone with it (on
+                    # PostgreSQL, the share lock that kept the active contract).
+                    connection.info[_MEMO].clear()
                     write.error = error
                 else:
                     savepoint.commit()

@@ -99,7 +99,7 @@ async def capture_lead(request: Request) -> Response:
     was really captured, for history brought from elsewhere; the lead is created then,
     and an MQL older than the contract's ``mql.live_within_days`` opens no handoff."""
     actor = await get_principal(request)
-    payload = _json_object(await request.body())
+    payload = _json_object(request, await request.body())
     return await run_in_threadpool(_capture, get_context(request), actor, payload)
 
 
@@ -142,21 +142,35 @@ def _capture(ctx: Context, actor: Principal, payload: dict[str, object]) -> Resp
     )
 
 
-def _json_object(body: bytes) -> dict[str, object]:
-    """The body as a JSON object, with the answers FastAPI gives a body parameter: 422
-    naming ``body`` for what is not JSON or not an object, 400 for nesting no reader
-    takes (the lead's own depth limit comes later, from the settings)."""
+def _json_object(request: Request, body: bytes) -> dict[str, object]:
+    """The body as a JSON object, with the answers FastAPI gives a body parameter: JSON
+    is read when the content type says JSON (``application/json``, ``…+json``) or
+    says nothing; 422 naming ``body`` for what is not valid JSON or not an object, or
+    is sent as another type; 400 for what cannot be read at all (not UTF-8, nesting no
+    reader takes; the lead's own depth limit comes later, from the settings)."""
+    kind = request.headers.get("content-type")
+    if kind is not None and not _json_type(kind):
+        message = "send the lead as JSON (Content-Type: application/json)"
+        raise ValidationFailed(message, [FieldProblem("body", message)])
+    if not body:
+        message = "the body is empty: send the lead as a JSON object"
+        raise ValidationFailed(message, [FieldProblem("body", message)])
     try:
         payload = json.loads(body)
-    except RecursionError:
-        raise HTTPException(400, "the body cannot be read: send JSON encoded as UTF-8") from None
-    except ValueError:
+    except json.JSONDecodeError:
         message = "the body is not valid JSON"
         raise ValidationFailed(message, [FieldProblem("body", message)]) from None
+    except (ValueError, RecursionError):  # not UTF-8, a number too long, too deep
+        raise HTTPException(400, "the body cannot be read: send JSON encoded as UTF-8") from None
     if not isinstance(payload, dict):
         message = "a lead is a JSON object"
         raise ValidationFailed(message, [FieldProblem("body", message)])
     return payload
+
+
+def _json_type(content_type: str) -> bool:
+    kind, _, subtype = content_type.partition(";")[0].strip().lower().partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 @router.get("", operation_id="list_leads", response_model=LeadPagePublic)
