@@ -34,6 +34,7 @@ from baton.services.activities import ingest_activity
 from baton.services.context import Context
 from baton.services.exports import lead_export, verdict_export
 from baton.services.leads import capture_lead
+from baton.services.nurture_links import unsubscribe_lead_in
 
 EXAMPLE = (Path(__file__).parents[2] / "contracts" / "example.yaml").read_text()
 OP = operator("test")
@@ -83,6 +84,13 @@ def floor(ctx: Context) -> dict[str, int]:
         ctx, handoff_of["lee@contoso.com"], code="no_budget", note="next year", actor=ana
     )
     capture_lead(ctx, LeadCreate(email="kim@fabrikam.com", consent=False), actor=OP)
+    said_yes = capture_lead(
+        ctx, LeadCreate(email="una@fabrikam.com", consent_basis="consent"), actor=OP
+    )
+    with ctx.write() as connection:  # then the one-click unsubscribe (consent kept as it was)
+        unsubscribe_lead_in(
+            connection, said_yes.lead_id, now=ctx.clock.now(), actor=OP, source="one-click"
+        )
     return handoff_of
 
 
@@ -131,6 +139,8 @@ def test_verdicts_and_crm_columns(ctx: Context) -> None:
         "Open - Not Contacted",
     )
     assert kim["HasOptedOutOfEmail"] == "true"
+    assert sf["una@fabrikam.com"]["HasOptedOutOfEmail"] == "true", "unsubscribed"
+    assert sf["dana@northwind.com"]["HasOptedOutOfEmail"] == "false"
     hubspot = io.StringIO()
     lead_export(ctx, actor=OP, columns="HubSpot").write(hubspot)
     hs = {r["Email"]: r for r in table(hubspot.getvalue())}
@@ -138,6 +148,7 @@ def test_verdicts_and_crm_columns(ctx: Context) -> None:
     assert hs["dana@northwind.com"]["Job Title"] == "VP Ops"
     assert hs["kim@fabrikam.com"]["Lifecycle Stage"] == "Lead"
     assert hs["kim@fabrikam.com"]["Last Name"] == ""
+    assert hs["una@fabrikam.com"]["Marketing contact status"] == "Non-marketing contact"
     with pytest.raises(ValidationFailed, match="did you mean 'hubspot'"):
         lead_export(ctx, actor=OP, columns="hubspt")
 

@@ -212,7 +212,8 @@ def test_the_management_api(served: tuple[Context, httpx.Client]) -> None:
     assert listed[0]["secret_set"] is True and "secret" not in listed[0]
     assert client.get("/api/v1/intake/endpoints", headers=rep).status_code == 403
     body = {"id": "f-1", "contact": {"email": "dana@northwind.example.com"}}
-    failed = client.post("/hooks/contact", json=body, headers={"x-baton-hook-key": secret})
+    sent = {"x-baton-hook-key": secret, "x-baton-intake-key": "bik_sent-here-by-mistake"}
+    failed = client.post("/hooks/contact", json=body, headers=sent)
     assert failed.status_code == 422
     request_id = failed.json()["request_id"]
     log = client.get("/api/v1/intake/requests?status=failed", headers=marketing).json()
@@ -220,6 +221,7 @@ def test_the_management_api(served: tuple[Context, httpx.Client]) -> None:
     shown = client.get(f"/api/v1/intake/requests/{request_id}", headers=marketing).json()
     assert json.loads(shown["body_text"]) == body
     assert shown["headers"]["x-baton-hook-key"] == "***"  # the key is never logged
+    assert shown["headers"]["x-baton-intake-key"] == "***"  # nor an intake key sent here
     assert shown["request_items"][0]["errors"][0]["loc"] == "email"
     fixed = client.patch(
         "/api/v1/intake/endpoints/contact", json={"mapping": MAPPING}, headers=marketing

@@ -379,6 +379,24 @@ def unsubscribe(ctx: Context, lead_id: int) -> None:
         unsubscribe_lead_in(connection, lead_id, now=ctx.clock.now(), actor=OPS, source="one-click")
 
 
+def test_a_public_opt_in_never_lifts_an_erasure_or_an_unsubscribe(ctx: Context) -> None:
+    """Knowing an address is not enough to re-subscribe someone: an intake key's
+    explicit opt-in records the answer on the lead but lifts no suppression."""
+    key = operator("x").__class__(kind="intake_key", name="intake:site", source="web")
+    erased, left = "eve@acme.example", "ulf@acme.example"
+    capture_lead(ctx, LeadCreate(email=erased, consent_basis="consent"), actor=OPS)
+    erase_person(ctx, erased, actor=OPS)
+    lead = capture_lead(ctx, LeadCreate(email=left, consent_basis="consent"), actor=OPS)
+    unsubscribe(ctx, lead.lead_id)
+    before = {a: suppressed(ctx, a) for a in (erased, left)}
+    assert before[erased] and before[left] == ["unsubscribe"]
+    for address in (erased, left):
+        capture_lead(ctx, LeadCreate(email=address, consent_basis="consent"), actor=key)
+    assert suppressed(ctx, erased) == ["erased", "erased"], "the hash and the plain key"
+    assert suppressed(ctx, left) == ["unsubscribe"]
+    assert get_lead(ctx, lead.lead_id, actor=OPS).unsubscribed_at is not None
+
+
 def test_only_an_explicit_opt_in_lifts_an_unsubscribe(ctx: Context) -> None:
     address = "una@acme.example"
     lead = capture_lead(

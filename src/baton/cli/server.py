@@ -91,12 +91,24 @@ def serve(
     if workers > 1 and settings.database_url.startswith("sqlite"):
         raise fail("several server processes need PostgreSQL; SQLite has one writer")
     console.print(f"Baton API on [bold]http://{host}:{port}[/] (docs: http://{host}:{port}/docs)")
+    _log_lines(settings)
     uvicorn.run(
         "baton.api.asgi:app",
         host=host,
         port=port,
         workers=workers,
         log_level=settings.log_level,
+    )
+
+
+def _log_lines(settings: Settings) -> None:
+    """Baton's own log lines (``baton.access``: keys made, changed, revoked; the
+    worker's lanes) on standard error at ``BATON_LOG_LEVEL``, with time and logger."""
+    import logging
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -159,7 +171,6 @@ def worker(
     workers as you like against PostgreSQL; they never act twice on the same thing.
     A database that goes away is waited for (logged, retried with backoff), never a
     reason to exit; Ctrl+C or SIGTERM stops after the current passes."""
-    import logging
     import signal
     import threading
 
@@ -174,10 +185,7 @@ def worker(
     with context() as ctx:
         ctx.settings = settings
         _refuse_unready(ctx)
-        logging.basicConfig(  # after the migrations, whose chatter is not the worker's
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        _log_lines(settings)  # after the migrations, whose chatter is not the worker's
 
         def show(lane: str, report: TickReport) -> None:
             counts = (

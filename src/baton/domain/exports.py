@@ -498,11 +498,18 @@ def crm_value(row: Mapping[str, Any], source: str) -> Any:
     if source == "hubspot_lifecycle":
         return HUBSPOT_LIFECYCLE.get(stage)
     if source == "opted_out":
-        return row.get("consent") is False
+        return _opted_out(row)
     if source == "hubspot_marketing":
         # Only leads who said yes are marketing contacts (HubSpot bills by them).
-        return "Marketing contact" if row.get("consent") else "Non-marketing contact"
+        marketing = row.get("consent") and not _opted_out(row)
+        return "Marketing contact" if marketing else "Non-marketing contact"
     return row.get(source)
+
+
+def _opted_out(row: Mapping[str, Any]) -> bool:
+    """Refused or unsubscribed: either way a CRM must not mail the person (an
+    unsubscribe leaves the consent answer as it was, with ``unsubscribed_at`` set)."""
+    return row.get("consent") is False or row.get("unsubscribed_at") is not None
 
 
 def check_crm(name: str | None) -> str | None:

@@ -151,7 +151,12 @@ def _origin(value: str) -> str:
     if not re.fullmatch(ORIGIN_PATTERN, value):
         raise ValueError(f"'{value}' is not a browser origin; write it as https://www.example.com")
     parts = urlsplit(value.rstrip("/"))
-    return f"{parts.scheme}://{parts.netloc.lower()}"
+    scheme, host = parts.scheme.lower(), parts.netloc.lower()
+    # A browser's Origin header leaves out the scheme's default port.
+    return f"{scheme}://{host.removesuffix(DEFAULT_PORTS.get(scheme, ''))}"
+
+
+DEFAULT_PORTS = {"https": ":443", "http": ":80"}
 
 
 Origin = Annotated[

@@ -288,6 +288,7 @@ def lead_export(
         )
     query = select(
         *(leads.c[name] for name in _LEAD_FIELDS),
+        leads.c.unsubscribed_at,  # not a column of the file: read by the CRM mappings
         lead_scores.c.total.label("score"),
         lead_scores.c.grade,
         lead_scores.c.fit,

@@ -778,6 +778,14 @@ def _process_request_in(
             json.dumps({"detail": exc.detail, "errors": errors}),
             HookOutcome(422, title="Invalid input", detail=exc.detail, errors=errors),
         )
+    except RecursionError:  # nesting no reader takes: the sender's fault, no trace to log
+        detail = "the body cannot be read: it is nested too deeply"
+        errors = [{"loc": "body", "message": "nested too deeply to read"}]
+        return finish(
+            "failed",
+            json.dumps({"detail": detail, "errors": errors}),
+            HookOutcome(422, title="Invalid input", detail=detail, errors=errors),
+        )
     except Exception as exc:  # an adapter that did not expect this body
         log.warning("intake %s: read crashed: %r", endpoint.name, exc, exc_info=True)
         detail = "the body cannot be read by this endpoint's kind"
@@ -1578,7 +1586,14 @@ def show_request(ctx: Context, request_id: int, *, actor: Principal) -> RequestD
 
 MASK = "***"
 CREDENTIAL_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-baton-hook-key"}
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-baton-hook-key",
+        "x-baton-intake-key",
+    }
 )
 """Headers whose value is a credential: never kept, never shown (a platform's HMAC
 signature header is not a secret and is shown)."""

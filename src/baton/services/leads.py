@@ -322,9 +322,10 @@ def capture_lead_in(
         )
     assert lead_id is not None
     if data.email is not None:
-        settle_suppressions_in(
-            connection, data.email, created=created, opt_in=consent.opt_in, now=now
-        )
+        # A public source's opt-in lifts no suppression (an unsubscribe, a complaint, an
+        # erasure): knowing an address is not enough to re-subscribe someone.
+        lifts = consent.opt_in and not fill_only
+        settle_suppressions_in(connection, data.email, created=created, opt_in=lifts, now=now)
     touch_properties = _touch_properties(data)
     connection.execute(
         _RECORD_TOUCH,

@@ -160,8 +160,12 @@ def _json_object(request: Request, body: bytes) -> dict[str, object]:
     except json.JSONDecodeError:
         message = "the body is not valid JSON"
         raise ValidationFailed(message, [FieldProblem("body", message)]) from None
-    except (ValueError, RecursionError):  # not UTF-8, a number too long, too deep
+    except UnicodeDecodeError:
         raise HTTPException(400, "the body cannot be read: send JSON encoded as UTF-8") from None
+    except RecursionError:
+        raise HTTPException(400, "the body cannot be read: it is nested too deeply") from None
+    except ValueError:  # a number of thousands of digits
+        raise HTTPException(400, "the body cannot be read: a number in it is too long") from None
     if not isinstance(payload, dict):
         message = "a lead is a JSON object"
         raise ValidationFailed(message, [FieldProblem("body", message)])
