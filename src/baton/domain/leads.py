@@ -16,6 +16,7 @@ source is without each query having to ignore case.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -452,9 +453,26 @@ def find_duplicates(
 
 def duplicate_name(person: Mapping[str, Any]) -> str:
     """The form of a person's name that :func:`find_duplicates` compares: lower case,
-    its words (split at any whitespace, a no-break space too) in sorted order, so that
-    rapidfuzz's plain ratio of two of them is the token-sorted ratio of the names."""
-    return " ".join(sorted(_full_name(person).lower().split()))
+    accents folded (``María González`` is ``maria gonzalez``), its words (split at any
+    whitespace, a no-break or zero-width space too) in sorted order, so that rapidfuzz's
+    plain ratio of two of them is the token-sorted ratio of the names."""
+    name = _full_name(person)
+    if not name.isascii():
+        name = "".join(
+            " " if c in _INVISIBLE_SPACES else c
+            for c in unicodedata.normalize("NFKD", name)
+            if not unicodedata.combining(c) and (c in _INVISIBLE_SPACES or _visible(c))
+        )
+    return " ".join(sorted(name.lower().split()))
+
+
+_INVISIBLE_SPACES = frozenset("\u200b\u2060\ufeff")
+"""Zero-width space, word joiner, byte-order mark: pasted between words, they separate
+them; other format characters are dropped."""
+
+
+def _visible(char: str) -> bool:
+    return unicodedata.category(char) != "Cf"
 
 
 MAX_PAIRS_PER_LEAD = 5
