@@ -524,3 +524,87 @@ def test_a_batch_named_by_emails_alone_finds_the_leads_the_per_event_loop_finds(
     assert new not in (None, survivor, absorbed, sam)
     assert shortcut == loop[:-1] == [survivor, sam, new, survivor, new]
     assert loop[-1] == sam
+
+
+def test_raw_rows_and_models_store_the_same_leads_counters_and_events(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """Raw rows take the fast checks (addresses remembered across batches, with the key
+    of each) and models the plain path: the same leads, counters and events either way,
+    batch after batch."""
+    addresses = ["Dana.Reyes@NorthWind.COM", "dana.reyes@northwind.com", "sam@Acme.io"]
+
+    def batches(prefix: str) -> list[list[dict[str, Any]]]:
+        return [
+            [
+                page_view(clock, f"{prefix}{a}", f"{prefix}{n}-{i}", type=kind)
+                | {"properties": {"url": f"/{n}/{i}"}}
+                for i, a in enumerate(addresses)
+            ]
+            for n, kind in enumerate(["page_view", "Email Open", "form_submit"])
+        ]
+
+    def stored(prefix: str) -> list[tuple[Any, ...]]:
+        leads = list_leads(ctx, search=f"{prefix}", actor=CLI).items
+        return sorted(
+            (
+                lead.email.removeprefix(prefix) if lead.email else None,
+                lead.activity_count,
+                lead.last_activity_at,
+                sorted((a["type"], a["properties"]["url"]) for a in activities_of(ctx, lead.id)),
+            )
+            for lead in leads
+            if lead.email and lead.email.startswith(prefix)
+        )
+
+    raw, as_models = batches("raw"), batches("model")
+    for batch, models in zip(raw, as_models, strict=True):
+        assert not ingest_activities(ctx, batch, actor=operator("web")).errors
+        validated = [ActivityCreate.model_validate(row) for row in models]
+        assert not ingest_activities(ctx, validated, actor=operator("web")).errors
+    assert stored("raw") == stored("model")
+    assert [row[:2] for row in stored("raw")] == [
+        ("Dana.Reyes@northwind.com", 6),
+        ("sam@acme.io", 3),
+    ]
+
+
+ON_POSTGRESQL = pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+@ON_POSTGRESQL
+def test_the_counter_update_leaves_the_transactions_planner_settings_as_they_were(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """The counter update plans with the cost of a page in memory, for itself only: the
+    statements after it in the same transaction (scoring) plan as configured."""
+    many = bulk.CACHED_PLAN_FROM
+    rows = [page_view(clock, f"p{i}@northwind.com", f"k-{i}") for i in range(many)]
+    ingest_activities(ctx, rows, actor=operator("web"))
+    lead_ids = [lead_id_by_email(ctx, f"p{i}@northwind.com") for i in (0, many - 1)]
+    later = clock.now() + timedelta(minutes=1)
+    with ctx.write() as connection:
+        all_ids = [i for (i,) in connection.exec_driver_sql("SELECT id FROM leads")]
+        connection.exec_driver_sql("SET LOCAL random_page_cost = 3.5")
+        bulk.bump_counters(connection, dict.fromkeys(all_ids, (2, later)))
+        setting = connection.exec_driver_sql("SHOW random_page_cost").scalar()
+    assert len(all_ids) == many and setting == "3.5"
+    for lead_id in lead_ids:
+        lead = get_lead(ctx, lead_id, actor=CLI)
+        assert (lead.activity_count, lead.last_activity_at) == (3, later)
+
+
+@ON_POSTGRESQL
+def test_an_ingest_that_creates_many_leads_refreshes_the_planners_count_of_them(
+    ctx: Context, clock: ManualClock
+) -> None:
+    rows = [page_view(clock, f"p{i}@northwind.com", f"k-{i}") for i in range(1_200)]
+    report = ingest_activities(ctx, rows, actor=operator("web"))
+    assert report.leads_created == 1_200
+    with ctx.engine.connect() as connection:
+        counted = connection.exec_driver_sql(
+            "SELECT reltuples FROM pg_class WHERE relname = 'leads'"
+        ).scalar()
+    assert counted == 1_200

@@ -10,12 +10,15 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import email_validator
 import pytest
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
+from baton.domain import event_rows
 from baton.domain.activities import ActivityCreate
 from baton.domain.batches import validate_many
+from baton.domain.contact import email_key, normalize_email, simple_email
 from baton.domain.event_rows import EventRow, event_row, read_event, validate_events
 from baton.domain.limits import CONTEXT_KEY, JsonLimits
 from baton.store.bulk import encode_json, sqlite_datetime
@@ -173,12 +176,16 @@ PLAIN = {
 
 
 def _as_model_reads(row: EventRow) -> EventRow:
-    """``row`` without the text of its time (only the fast path fills it in), after
-    checking that text is the one the store would write for the time itself."""
+    """``row`` without the text of its time and the key of its email (only the fast
+    path fills them in), after checking that they are the ones the store would work out
+    itself."""
     if row.occurred_text is not None:
         assert row.occurred_at is not None
         assert row.occurred_text == sqlite_datetime(row.occurred_at)
-    return row._replace(occurred_text=None)
+    if row.email_key is not None:
+        assert row.email is not None
+        assert row.email_key == email_key(row.email)
+    return row._replace(occurred_text=None, email_key=None)
 
 
 UTC_SPELLINGS = [
@@ -309,3 +316,57 @@ def test_the_prebuilt_json_encoder_refuses_what_the_plain_one_refuses() -> None:
 def test_sqlite_datetimes_are_the_text_sqlalchemy_stores(moment: datetime) -> None:
     plain = moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     assert sqlite_datetime(moment) == plain
+
+
+_atoms = st.text(alphabet="abcXYZ019+_-.", min_size=1, max_size=8)
+plain_addresses = st.builds(
+    lambda local, host, tld: f"{local}@{host}.{tld}",
+    _atoms,
+    st.from_regex(r"[a-zA-Z0-9][a-zA-Z0-9-]{0,6}", fullmatch=True),
+    st.sampled_from(["com", "COM", "de", "test", "Local", "x", "a1"]),
+)
+
+
+@given(st.one_of(plain_addresses, emails, st.text(max_size=20)))
+@example("Info@NorthWind.com")
+@example("dana@ab--cd.com")
+@example("a" * 65 + "@northwind.com")
+def test_the_plain_email_check_answers_as_normalize_email_or_not_at_all(address: str) -> None:
+    """The fast path's email check (``simple_email``, uncached) either gives what the
+    library gives (and so ``normalize_email``), or leaves the address to them."""
+    assume(isinstance(address, str) and address == address.strip() and len(address) <= 254)
+    plain = simple_email(address)
+    if plain is not None:
+        library = email_validator.validate_email(address, check_deliverability=False)
+        assert plain == library.normalized == normalize_email(address)
+
+
+@given(st.lists(st.lists(st.one_of(plain_addresses, emails), max_size=5), max_size=4))
+def test_addresses_remembered_across_batches_read_as_the_model_reads_them(
+    batches: list[list[Any]],
+) -> None:
+    """The addresses the fast path remembers between batches (and forgets when it holds
+    its bound, here 3) change no batch's outcome."""
+    kept = event_rows._EMAILS_KEPT
+    event_rows._EMAILS_KEPT = 3
+    try:
+        for addresses in batches:
+            numbered = list(enumerate(PLAIN | {"email": a} for a in addresses))
+            fast_good, fast_errors = validate_events(numbered, {"now": NOW})
+            plain_good, plain_errors = _model_alone(numbered, {"now": NOW})
+            assert repr([(n, _as_model_reads(r)) for n, r in fast_good]) == repr(plain_good)
+            assert sorted(fast_errors, key=repr) == sorted(plain_errors, key=repr)
+            assert len(event_rows._EMAILS) <= 3
+    finally:
+        event_rows._EMAILS_KEPT = kept
+        event_rows._EMAILS.clear()
+
+
+def test_a_remembered_address_carries_its_key() -> None:
+    for _ in range(2):  # read, then remembered
+        row = read_event(PLAIN | {"email": "Dana.Reyes@NorthWind.COM"}, {"now": NOW})
+        assert row is not None
+        assert (row.email, row.email_key) == (
+            "Dana.Reyes@northwind.com",
+            email_key("Dana.Reyes@northwind.com"),
+        )

@@ -111,21 +111,30 @@ class InvalidContact(ValueError):
 def normalize_email(raw: str) -> str:
     """Trimmed address with a lower-cased domain; raises :class:`InvalidContact`."""
     value = raw.strip()
-    if (
-        len(value) <= 254
-        and _SIMPLE_EMAIL.fullmatch(value)
-        and len(value.partition("@")[0]) <= 64
-        and value.rpartition(".")[2].lower() not in _SPECIAL_USE
-        and "--" not in value.partition("@")[2]
-        and value.partition("@")[0].lower() not in _ROLE_MAILBOXES
-    ):
-        local, _, domain = value.partition("@")
-        return f"{local}@{domain.lower()}"
+    plain = simple_email(value) if len(value) <= 254 else None
+    if plain is not None:
+        return plain
     try:
         checked = email_validator.validate_email(value, check_deliverability=False)
     except email_validator.EmailNotValidError as exc:
         raise InvalidContact(str(exc)) from None
     return str(checked.normalized)
+
+
+def simple_email(value: str) -> str | None:
+    """:func:`normalize_email` of a trimmed address of at most 254 characters when it is
+    a plain ASCII one (the fast path: a lower-cased domain); ``None`` when only the
+    library can tell (valid or not). Not cached: for callers that keep their own cache."""
+    local, _, domain = value.partition("@")
+    if (
+        len(local) <= 64
+        and _SIMPLE_EMAIL.fullmatch(value) is not None
+        and "--" not in domain
+        and domain.rpartition(".")[2].lower() not in _SPECIAL_USE
+        and local.lower() not in _ROLE_MAILBOXES
+    ):
+        return f"{local}@{domain.lower()}"
+    return None
 
 
 def email_key(normalized_email: str) -> str:

@@ -30,6 +30,7 @@ from baton.domain.activities import (
     activity_type,
 )
 from baton.domain.batches import RowError, validate_many
+from baton.domain.contact import email_key, simple_email
 from baton.domain.leads import checked_email, fold_source
 from baton.domain.limits import JsonLimits, limits_from
 from baton.domain.moments import iso_instant
@@ -41,7 +42,9 @@ class EventRow(NamedTuple):
     ``occurred_text`` is :func:`utc_text` of ``occurred_at`` when the fast path read the
     time in UTC's own spelling (taken from the text as sent: the store then need not
     write the datetime out again, which costs more than reading it); ``None`` otherwise
-    (and always for a model's row)."""
+    (and always for a model's row). ``email_key`` is
+    :func:`~baton.domain.contact.email_key` of ``email`` where the fast path had it at
+    hand (remembered with the address), else ``None`` (the store works it out)."""
 
     email: str | None
     lead_id: int | None
@@ -52,6 +55,7 @@ class EventRow(NamedTuple):
     source: str | None
     campaign: str | None
     occurred_text: str | None = None
+    email_key: str | None = None
 
 
 def event_row(model: ActivityCreate) -> EventRow:
@@ -123,7 +127,17 @@ _FIELDS = frozenset(ActivityCreate.model_fields)
 _TYPES: dict[str, str] = {t.value: t.value for t in ActivityType}
 """Types as sent, as Baton spells them (other spellings go through activity_type)."""
 _CACHED = 20_000
-"""Most spellings of types and addresses remembered per batch."""
+"""Most spellings of types remembered per batch."""
+_EMAILS: dict[str, tuple[str, str]] = {}
+"""Addresses as sent -> normalized, and its key (:func:`email_key`), across batches (a
+lead's events come in many batches). A plain dict, emptied when it holds
+:data:`_EMAILS_KEPT`: a hit costs one look-up and a miss one plain check, where an LRU's
+bookkeeping on every call cost more than the check itself once its size was outrun (1.8
+µs per address against 1.0; the result depends on the address alone)."""
+_EMAILS_KEPT = 1 << 17
+"""131,072 addresses, about 22 MB at most (measured: 11 MB of entries, and the addresses
+as sent kept alive): enough for the leads of a large ingest, whose events for a lead
+come in many batches."""
 _MAX_NUMBER = 10**15
 """Integers up to this size take at most 16 characters as JSON."""
 
@@ -132,14 +146,12 @@ class _FastRules:
     """The checks of :class:`ActivityCreate` for rows of the common shape, with the
     validation context read once per batch."""
 
-    __slots__ = ("emails", "latest", "limits", "spellings")
+    __slots__ = ("latest", "limits", "spellings")
 
     def __init__(self, limits: JsonLimits, now: datetime | None) -> None:
         self.limits = limits
         self.latest = now + MAX_FUTURE_SKEW if now is not None else None
         self.spellings: dict[str, str] = dict(_TYPES)
-        self.emails: dict[str, str] = {}
-        """Addresses as sent -> normalized (a batch repeats its leads' addresses)."""
 
     @classmethod
     def of(cls, context: Mapping[str, Any]) -> _FastRules | None:
@@ -160,19 +172,31 @@ class _FastRules:
         email = get("email")
         lead_id = get("lead_id")
         if email is not None:
-            normalized = self.emails.get(email) if type(email) is str else None
-            if normalized is None:
+            known_email = _EMAILS.get(email) if type(email) is str else None
+            if known_email is None:
                 if not _plain_text(email, 3, 254):
                     return None
-                try:
-                    normalized = checked_email(email)
-                except ValueError:
-                    return None
+                # Trimmed already (a plain text): the library only when not plain ASCII.
+                normalized = simple_email(email)
                 if normalized is None:
-                    return None
-                if len(self.emails) < _CACHED:
-                    self.emails[email] = normalized
-            email = normalized
+                    try:
+                        normalized = checked_email(email)
+                    except ValueError:
+                        return None
+                    if normalized is None:
+                        return None
+                if len(_EMAILS) >= _EMAILS_KEPT:
+                    _EMAILS.clear()
+                key_of_email = email_key(normalized)
+                # One text kept where the three are equal (the common address).
+                if normalized == email:
+                    normalized = email
+                if key_of_email == normalized:
+                    key_of_email = normalized
+                known_email = _EMAILS[email] = (normalized, key_of_email)
+            email, key_of_email = known_email
+        else:
+            key_of_email = None
         if lead_id is not None and not (type(lead_id) is int and 1 <= lead_id <= MAX_ID):
             return None
         if email is None and lead_id is None:
@@ -197,13 +221,8 @@ class _FastRules:
                 return None
             sent = occurred_at
             size = len(sent)
-            if (
-                ((size == 20 and sent[19] == "Z") or (size == 25 and sent[19:] == "+00:00"))
-                and sent[10] == "T"
-                and sent[4] == "-"
-                and sent[7] == "-"
-                and sent[13] == ":"
-                and sent[16] == ":"
+            if (size == 20 and sent[4::3] == "--T::Z") or (
+                size == 25 and sent[4::3] == "--T::+:" and sent[19:] == "+00:00"
             ):
                 # The commonest spelling (whole seconds in UTC), told by its separators:
                 # fromisoformat then reads ASCII digits only, and checks the day and the
@@ -214,7 +233,7 @@ class _FastRules:
                     return None
                 if not 1970 <= occurred_at.year <= 2200:
                     return None
-                text = f"{sent[:10]} {sent[11:19]}.000000"
+                text = sent[:19].replace("T", " ") + ".000000"
             else:
                 spelled = iso_instant(sent)
                 if spelled is None:
@@ -242,7 +261,19 @@ class _FastRules:
         if properties and not self._flat_properties(properties):
             return None
         key = get("idempotency_key")
-        if key is not None and not _plain_text(key, 1, 200, True):
+        # The common key (printable ASCII, unpadded) is told without a call.
+        if (
+            key is not None
+            and not (
+                type(key) is str
+                and 0 < len(key) <= 200
+                and key.isascii()
+                and key.isprintable()
+                and key[0] != " "
+                and key[-1] != " "
+            )
+            and not _plain_text(key, 1, 200, True)
+        ):
             return None
         source = get("source")
         if source is not None:
@@ -256,7 +287,19 @@ class _FastRules:
         # in the ingest changes it. Built by tuple's own constructor: the named tuple's
         # generated one adds a Python call per row.
         return _new_tuple(
-            EventRow, (email, lead_id, known, occurred_at, properties, key, source, campaign, text)
+            EventRow,
+            (
+                email,
+                lead_id,
+                known,
+                occurred_at,
+                properties,
+                key,
+                source,
+                campaign,
+                text,
+                key_of_email,
+            ),
         )
 
     def _flat_properties(self, properties: dict[Any, Any]) -> bool:

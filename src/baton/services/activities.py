@@ -46,11 +46,13 @@ from baton.services.nurture import exit_on_activities_in
 from baton.services.queries import insert_ignoring_conflicts, lock_survivors
 from baton.services.scoring import score_leads_in
 from baton.store.bulk import (
+    ANALYZE_AFTER_ROWS,
     ActivityRow,
     bump_counters,
     find_by_keys,
     insert_activity_rows,
     insert_new_leads,
+    refresh_statistics,
 )
 from baton.store.tables import activities, leads, nurture_enrollments
 
@@ -98,7 +100,9 @@ def ingest_activities(
     Rows may be raw mappings (validated here, errors indexed from 0) or already
     validated :class:`ActivityCreate` models. With ``return_ids`` the report lists, per
     row, the activity id: the new one, or for a retry (known idempotency key) the id of
-    the event stored the first time; ``None`` for rejected rows.
+    the event stored the first time; ``None`` for rejected rows. On PostgreSQL an ingest
+    that created :data:`~baton.store.bulk.ANALYZE_AFTER_ROWS` leads or more refreshes
+    the planner's count of leads afterwards, in a short transaction of its own.
     """
     allowed(actor, Action.INGEST_ACTIVITY)
     good, errors = validate_events(list(enumerate(rows)), validation_context(ctx, naive_timezone))
@@ -115,6 +119,13 @@ def ingest_activities(
                 now=ctx.clock.now(),
                 return_ids=return_ids,
                 report=report,
+            )
+    if report.leads_created >= ANALYZE_AFTER_ROWS and ctx.dialect == "postgresql":
+        # With the count of an emptier table the planner hashed every lead for each
+        # transaction's counter update (see bump_counters).
+        with ctx.write() as connection:
+            refresh_statistics(
+                connection, ("leads",), new_rows=report.leads_created, columns=("id",)
             )
     report.errors = errors + report.errors
     report.errors.sort(key=lambda e: e.row)
@@ -143,16 +154,17 @@ def _resolve_leads(
     """Emails sent beside a lead_id: looked up, never created."""
     follow: set[int] = set()
     for _, event in events:
-        email = event.email
+        email, named, _, _, _, _, _, _, _, key = event
         if email is None:
             keys.append(None)
-            follow.add(event.lead_id or 0)
+            follow.add(named or 0)
             continue
-        key = email_key(email)
+        if key is None:
+            key = email_key(email)
         keys.append(key)
-        if event.lead_id is not None:
+        if named is not None:
             checked.add(key)
-            follow.add(event.lead_id)
+            follow.add(named)
         elif key not in first_seen:
             first_seen[key] = event
     by_key: dict[str, int] = {}
@@ -323,7 +335,7 @@ def _store_in(
                 if sent is None
                 else (lead_id, kind, sent, now, data, key, recorded_by, sent_text),
             )
-            for (_, (_, _, kind, sent, data, key, _, _, sent_text)), lead_id in zip(
+            for (_, (_, _, kind, sent, data, key, _, _, sent_text, _)), lead_id in zip(
                 events, lead_of, strict=True
             )
             if lead_id
@@ -373,15 +385,14 @@ def _store_in(
     report.stored += len(stored)
     per_lead: dict[int, tuple[int, datetime]] = {}
     latest_texts: dict[int, str | None] = {}
-    for row in stored:
-        lead_id, occurred_at = row.lead_id, row.occurred_at
+    for lead_id, _, occurred_at, _, _, _, _, occurred_text in stored:
         counted = per_lead.get(lead_id)
         if counted is None:
             per_lead[lead_id] = (1, occurred_at)
-            latest_texts[lead_id] = row.occurred_text
+            latest_texts[lead_id] = occurred_text
         elif occurred_at > counted[1]:
             per_lead[lead_id] = (counted[0] + 1, occurred_at)
-            latest_texts[lead_id] = row.occurred_text
+            latest_texts[lead_id] = occurred_text
         else:
             per_lead[lead_id] = (counted[0] + 1, counted[1])
     bump_counters(connection, per_lead, texts=latest_texts)

@@ -346,7 +346,15 @@ def bump_counters(
 
     One statement: on PostgreSQL an update joined to the arrays; on SQLite one prepared
     update run per lead (faster there than a join over ``json_each``). ``texts``: lead
-    id -> :func:`sqlite_datetime` of its ``at`` where the caller has it already."""
+    id -> :func:`sqlite_datetime` of its ``at`` where the caller has it already.
+
+    On PostgreSQL the update of :data:`CACHED_PLAN_FROM` leads or more is planned with
+    :data:`CACHED_PAGE_COST` as the cost of a random page (for that statement only):
+    the leads it updates were just read and locked by the same transaction, so their
+    pages are in memory, and with the default cost (4, a disk seek) the planner hashed
+    the whole table for every batch instead of probing the primary key once per lead:
+    22 µs of server CPU per event against 7.7 at 100,000 leads (1,000,000 events), and
+    growing with the table."""
     if not per_lead:
         return
     known = texts or {}
@@ -357,6 +365,15 @@ def bump_counters(
         for lead_id in ids:
             stamp = known.get(lead_id)
             stamps.append(per_lead[lead_id][1].isoformat() if stamp is None else stamp + "+00")
+        usual = (
+            connection.exec_driver_sql(
+                "SELECT usual, set_config('random_page_cost', %s, true)"
+                " FROM (SELECT current_setting('random_page_cost') AS usual OFFSET 0) AS s",
+                (CACHED_PAGE_COST,),
+            ).scalar()
+            if len(ids) >= CACHED_PLAN_FROM
+            else None
+        )
         connection.exec_driver_sql(
             "UPDATE leads SET activity_count = leads.activity_count + v.n,"
             " last_activity_at = GREATEST(leads.last_activity_at, v.at)"
@@ -368,6 +385,8 @@ def bump_counters(
                 pg_array(stamps),
             ),
         )
+        if usual is not None:
+            connection.exec_driver_sql("SELECT set_config('random_page_cost', %s, true)", (usual,))
         return
     connection.exec_driver_sql(
         "UPDATE leads SET activity_count = activity_count + ?,"
@@ -379,6 +398,14 @@ def bump_counters(
             for stamp in (known.get(lead_id) or sqlite_datetime(at),)
         ],
     )
+
+
+CACHED_PAGE_COST = "1.1"
+"""PostgreSQL's ``random_page_cost`` for pages known to be in memory (the value commonly
+advised for data that fits the cache), as :func:`bump_counters` plans with it."""
+CACHED_PLAN_FROM = 100
+"""Leads from which :func:`bump_counters` sets :data:`CACHED_PAGE_COST` (two more
+statements): a few leads are probed by key whatever the cost (a hand-raise's one)."""
 
 
 def insert_rows(
@@ -565,9 +592,17 @@ ANALYZE_AFTER_ROWS = 1_000
 """New rows after which a bulk write refreshes PostgreSQL's statistics itself."""
 
 
-def refresh_statistics(connection: Connection, tables: Sequence[str], *, new_rows: int) -> bool:
+def refresh_statistics(
+    connection: Connection,
+    tables: Sequence[str],
+    *,
+    new_rows: int,
+    columns: Sequence[str] = (),
+) -> bool:
     """``ANALYZE`` the ``tables`` on PostgreSQL after a bulk write of ``new_rows``
-    (at least :data:`ANALYZE_AFTER_ROWS`); returns whether it ran.
+    (at least :data:`ANALYZE_AFTER_ROWS`); returns whether it ran. With ``columns``,
+    only those columns of each table (the row count is refreshed all the same, at a
+    fraction of the cost; autovacuum still analyses the whole table later).
 
     Autovacuum analyses a table only after a tenth of it changed, and meanwhile the
     planner reads the freshly written rows with the statistics of the table before:
@@ -577,5 +612,6 @@ def refresh_statistics(connection: Connection, tables: Sequence[str], *, new_row
     that neither reads nor writes wait for. SQLite plans without such statistics."""
     if connection.dialect.name != "postgresql" or new_rows < ANALYZE_AFTER_ROWS:
         return False
-    connection.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
+    listed = f" ({', '.join(columns)})" if columns else ""
+    connection.exec_driver_sql(f"ANALYZE {', '.join(table + listed for table in tables)}")
     return True
