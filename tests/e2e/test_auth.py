@@ -541,6 +541,28 @@ def test_an_intake_key_cannot_name_a_lead_by_its_external_id(
     assert again.status_code == 200 and again.json()["lead"]["title"] == "CFO"
 
 
+def test_an_intake_key_cannot_record_an_unsubscribe(ctx: Context, app_client: TestClient) -> None:
+    """From a page anyone can read, an unsubscribe would only lower the score of whoever
+    the sender names; a token (the email platform) still records it."""
+    token = bearer(token_for(ctx, Role.MARKETING))
+    app_client.post("/api/v1/leads", json={"email": "una@lumen.example"}, headers=token)
+    _, secret = user_service.add_intake_key(
+        ctx, IntakeKeyCreate(name="site", source="web"), actor=operator()
+    )
+    event = {"email": "una@lumen.example", "type": "unsubscribe"}
+    refused = app_client.post("/api/v1/activities", json=event, headers=bearer(secret))
+    assert refused.status_code == 422, refused.text
+    assert [e["loc"] for e in refused.json()["errors"]] == ["type"]
+    batch = app_client.post(
+        "/api/v1/activities/batch",
+        json={"activities": [event, {"email": "una@lumen.example", "type": "page_view"}]},
+        headers=bearer(secret),
+    )
+    assert batch.status_code == 202, batch.text
+    assert batch.json()["rejected_rows"] == 1
+    assert app_client.post("/api/v1/activities", json=event, headers=token).status_code == 201
+
+
 def test_secrets_are_never_stored_or_logged_in_clear(
     ctx: Context, app_client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -217,6 +217,15 @@ def system(name: str = "baton") -> Principal:
     return Principal(kind="system", name=name)
 
 
+INTAKE_REFUSED_TYPES = frozenset({"unsubscribe"})
+"""Activity types a public intake key may not record: an unsubscribe comes from the
+unsubscribe link or the email platform (with an API token); from a page anyone can
+read, it would only lower the score of whoever's address the sender knows."""
+INTAKE_REFUSED_TYPE = (
+    "an intake key records what a visitor did; an unsubscribe comes from the unsubscribe "
+    "link or the email platform (send it with an API token)"
+)
+
 INTAKE_BY_EMAIL = "an intake key names the lead by email, never by id"
 """Why an intake key's capture or activity naming a lead by an id is refused: a public
 key must not learn which leads exist, nor add to or fill a lead it names by an id."""

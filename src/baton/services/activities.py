@@ -29,7 +29,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from baton.domain.access import INTAKE_BY_EMAIL, Action, Principal
+from baton.domain.access import (
+    INTAKE_BY_EMAIL,
+    INTAKE_REFUSED_TYPE,
+    INTAKE_REFUSED_TYPES,
+    Action,
+    Principal,
+)
 from baton.domain.activities import ActivityCreate
 from baton.domain.batches import RowError
 from baton.domain.contact import email_domain, email_key
@@ -302,7 +308,14 @@ def _store_in(
         report.errors.extend(
             RowError(n, "lead_id", INTAKE_BY_EMAIL) for n, e in events if e.lead_id is not None
         )
-        events = [(n, e) for n, e in events if e.lead_id is None]
+        report.errors.extend(
+            RowError(n, "type", INTAKE_REFUSED_TYPE)
+            for n, e in events
+            if e.lead_id is None and e.type in INTAKE_REFUSED_TYPES
+        )
+        events = [
+            (n, e) for n, e in events if e.lead_id is None and e.type not in INTAKE_REFUSED_TYPES
+        ]
     if not events:
         return
     lead_of = _resolve_leads(connection, events, now=now, report=report)
