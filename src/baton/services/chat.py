@@ -16,13 +16,14 @@ chat lane (:mod:`baton.services.delivery`) with the outbox's retries and fencing
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Action, Principal, Reach
@@ -31,7 +32,8 @@ from baton.domain.egress import EgressPolicy
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
 from baton.services.access import allowed, check_rep
 from baton.services.context import Context
-from baton.services.queries import chunks, inserted_id
+from baton.services.queries import chunks, constant, inserted_id, one_of, one_of_params
+from baton.services.reps import ROSTER_FINGERPRINT
 from baton.store.tables import chat_channels, handoffs, outbox, reps, teams
 
 log = logging.getLogger("baton.chat")
@@ -379,56 +381,81 @@ class Hearing:
 
 
 def hearing_of(
-    connection: Connection, rep_ids: Collection[int], *, loads: dict[int, int] | None = None
+    connection: Connection,
+    rep_ids: Collection[int],
+    *,
+    loads: dict[int, int] | None = None,
+    fingerprint: list[Any] | None = None,
 ) -> dict[int, Hearing]:
     """:func:`email_wanted` and the channels :func:`enqueue_chat` with
     ``audience="both"`` would find, for many reps in one statement per 900 (a batch of
     new handoffs). A rep id that does not exist is left out. ``loads``, when given,
     receives the reps' open loads as :func:`baton.services.reps.open_loads` counts them
     (reps with none left out), read by the same statement: for routing, which reads
-    both under the reps' locks."""
+    both under the reps' locks. ``fingerprint``, when given (and empty), receives the
+    roster's fingerprint (:data:`~baton.services.reps.ROSTER_FINGERPRINT`) read by the
+    same statement, for :func:`~baton.services.reps.routing_reps`; it stays empty when
+    no rep of ``rep_ids`` exists."""
     found: dict[int, Hearing] = {}
-    statement: Any = _HEARING if loads is None else _HEARING_AND_LOADS
     for part in chunks(sorted(set(rep_ids))):
-        for row in connection.execute(statement, {"rep_ids": list(part)}):
+        arity, params = one_of_params("rep_ids", part, up_to=_FEW)
+        statement = _hearing(arity, loads is not None, fingerprint is not None)
+        for row in connection.execute(statement, params):
             rep_id, email, channel_id, kind, label = row[:5]
             if loads is not None and row[5]:
                 loads[int(rep_id)] = int(row[5])
+            if fingerprint is not None and not fingerprint:
+                fingerprint.extend(row[-len(ROSTER_FINGERPRINT) :])
             hearing = found.setdefault(int(rep_id), Hearing(email is None or bool(email), []))
             if channel_id is not None:
                 hearing.channels.append((int(channel_id), str(kind), str(label)))
     return found
 
 
-_HEARING = (
-    select(
-        reps.c.id,
-        reps.c.notify_email,
-        chat_channels.c.id,
-        chat_channels.c.kind,
-        chat_channels.c.label,
-    )
-    .select_from(
-        reps.outerjoin(
-            chat_channels,
-            and_(
-                or_(
-                    chat_channels.c.rep_id == reps.c.id,
-                    chat_channels.c.team_id == reps.c.team_id,
-                ),
-                *_LIVE,
-            ),
+_FEW = 32
+"""Up to this many reps, :func:`hearing_of` binds one parameter per rep (a statement
+per length, built once: see :func:`~baton.services.queries.one_of`)."""
+
+
+@functools.cache
+def _hearing(arity: int | None, loads: bool, fingerprint: bool) -> Any:
+    """The statement of :func:`hearing_of`, built once per shape: every new handoff
+    asks it."""
+    statement = (
+        select(
+            reps.c.id,
+            reps.c.notify_email,
+            chat_channels.c.id,
+            chat_channels.c.kind,
+            chat_channels.c.label,
         )
+        .select_from(
+            reps.outerjoin(
+                chat_channels,
+                and_(
+                    or_(
+                        chat_channels.c.rep_id == reps.c.id,
+                        chat_channels.c.team_id == reps.c.team_id,
+                    ),
+                    *_LIVE,
+                ),
+            )
+        )
+        .where(one_of(reps.c.id, "rep_ids", arity))
+        .order_by(reps.c.id, chat_channels.c.id)
     )
-    .where(reps.c.id.in_(bindparam("rep_ids", expanding=True)))
-    .order_by(reps.c.id, chat_channels.c.id)
-)
-"""Built once: every new handoff asks it (see :func:`hearing_of`)."""
-_HEARING_AND_LOADS = _HEARING.add_columns(
-    select(func.count())
-    .where(handoffs.c.rep_id == reps.c.id, handoffs.c.status.in_(("assigned", "accepted")))
-    .scalar_subquery()
-)
+    if loads:
+        statement = statement.add_columns(
+            select(func.count())
+            .where(
+                handoffs.c.rep_id == reps.c.id,
+                handoffs.c.status.in_([constant("assigned"), constant("accepted")]),
+            )
+            .scalar_subquery()
+        )
+    if fingerprint:
+        statement = statement.add_columns(*ROSTER_FINGERPRINT)
+    return statement
 
 
 def chat_rows(

@@ -52,7 +52,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from baton.domain.reports import MILESTONE_STAGES, OUTCOME_BITS, STAGE_BITS
 from baton.services.context import Context
-from baton.services.queries import flag, seconds_between
+from baton.services.queries import constant, flag, one_of, one_of_params, seconds_between
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
     handoff_chains,
@@ -74,9 +74,9 @@ def _bitmask(
     some row of the group (a MAX per bit, so no DISTINCT aggregate); 0 for no rows."""
     mask: Any = None
     for name, bit in bits.items():
-        term = func.max(case((condition(name), bit), else_=0))
+        term = func.max(case((condition(name), constant(bit)), else_=constant(0)))
         mask = term if mask is None else mask + term
-    return func.coalesce(mask, 0)
+    return func.coalesce(mask, constant(0))
 
 
 # --- leads ---------------------------------------------------------------------------------
@@ -188,18 +188,25 @@ def refresh_leads(connection: Connection, lead_ids: Sequence[int] | None = None)
 # --- chains ----------------------------------------------------------------------------------
 
 
-def _chain_select(dialect: str, chain_ids: Any) -> Any:
+def _chain_select(
+    dialect: str,
+    chain_ids: Callable[[Any], ColumnElement[bool]] | None,
+    *,
+    alone: bool = False,
+) -> Any:
     """One row per chain: the first handoff's facts, the members' aggregates, what the
     lead did while the chain was its latest MQL (:func:`_by_the_lead`), and the
-    speed-to-lead durations computed from them."""
-    facts = _chain_facts(chain_ids).subquery("facts")
+    speed-to-lead durations computed from them. ``chain_ids``: the condition on the
+    chain's id that chooses the chains (None: every chain). ``alone``: every chain
+    chosen has its first handoff as its only member (see :func:`_chain_facts`)."""
+    facts = _chain_facts(chain_ids, alone=alone).subquery("facts")
     query = select(facts, _next_mql(facts.c).label("next_mql")).subquery("windowed")
     f = query.c
     rep_delay = seconds_between(dialect, f.notified_at, f.first_touch_at)
     computed = {
         "speed_seconds": seconds_between(dialect, f.mql_at, f.first_touch_at),
         "system_seconds": seconds_between(dialect, f.mql_at, f.notified_at),
-        "rep_seconds": case((rep_delay < 0, 0), else_=rep_delay),
+        "rep_seconds": case((rep_delay < constant(0), constant(0)), else_=rep_delay),
         **_by_the_lead(f),
     }
     return select(*(computed[c].label(c) if c in computed else f[c] for c in CHAIN_COLUMNS))
@@ -240,13 +247,15 @@ def _by_the_lead(f: Any) -> dict[str, ColumnElement[Any]]:
     def reached(stage: str) -> ColumnElement[bool]:
         return (
             select(t.c.id)
-            .where(t.c.lead_id == f.lead_id, t.c.to_stage == stage, inside(t.c.occurred_at))
+            .where(
+                t.c.lead_id == f.lead_id, t.c.to_stage == constant(stage), inside(t.c.occurred_at)
+            )
             .exists()
         )
 
     became_customer = (
         select(func.min(t.c.occurred_at))
-        .where(t.c.lead_id == f.lead_id, t.c.to_stage == "customer")
+        .where(t.c.lead_id == f.lead_id, t.c.to_stage == constant("customer"))
         .scalar_subquery()
     )
     return {
@@ -256,48 +265,57 @@ def _by_the_lead(f: Any) -> dict[str, ColumnElement[Any]]:
     }
 
 
-def _chain_facts(chain_ids: Any) -> Any:
-    m = handoffs.alias("cm")
+def _chain_facts(
+    chain_ids: Callable[[Any], ColumnElement[bool]] | None, *, alone: bool = False
+) -> Any:
+    """The chains' own facts, aggregated over their members. ``alone``: each chain
+    chosen has one member, its first handoff (a chain just opened), so each aggregate
+    is that row's own value: the same row, read without the join and the grouping
+    (a shorter statement, cheaper to plan and to run)."""
     head = handoffs.alias("ch")
+    m = head if alone else handoffs.alias("cm")
     owner = leads.alias("cl")
     # A look-up per chain (a correlated subquery), whatever the planner's estimates.
     merged_into = (
         select(owner.c.merged_into_id).where(owner.c.id == head.c.lead_id).scalar_subquery()
     )
-    open_ = m.c.status.in_(OPEN_HANDOFF_STATUSES)
-    won = m.c.status == "won"
+    open_ = m.c.status.in_([constant(s) for s in OPEN_HANDOFF_STATUSES])
+    won = m.c.status == constant("won")
+
+    def most(value: Any) -> Any:
+        return value if alone else func.max(value)
+
+    def least(value: Any) -> Any:
+        return value if alone else func.min(value)
 
     def any_(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-        return func.max(flag(condition)) == 1
+        return most(flag(condition)) == constant(1)  # type: ignore[no-any-return]
 
-    query = (
-        select(
-            head.c.id.label("chain_id"),
-            func.max(head.c.lead_id).label("lead_id"),
-            func.max(head.c.rep_id).label("rep_id"),
-            func.max(head.c.contract_version).label("contract_version"),
-            func.max(head.c.mql_at).label("mql_at"),
-            func.min(m.c.notified_at).label("notified_at"),
-            func.min(m.c.first_touch_at).label("first_touch_at"),
-            # Stored on the chain's first touch only (see log_touch_in).
-            func.max(m.c.first_touch_business_minutes).label("touch_business_minutes"),
-            any_(m.c.accepted_at.is_not(None)).label("accepted"),
-            any_(m.c.status == "rejected").label("rejected"),
-            any_(and_(m.c.status == "rejected", m.c.marketing_credit == false())).label(
-                "rejected_without_credit"
-            ),
-            any_(won).label("won"),
-            any_(m.c.status == "lost").label("lost"),
-            func.max(case((won, m.c.deal_value))).label("deal_value"),
-            any_(open_).label("is_open"),
-            func.max(case((open_, m.c.accept_due_at))).label("open_accept_due_at"),
-        )
-        .select_from(head.join(m, m.c.chain_id == head.c.id))
-        .where(head.c.chain_id == head.c.id, merged_into.is_(None))
-        .group_by(head.c.id)
-    )
+    query = select(
+        head.c.id.label("chain_id"),
+        most(head.c.lead_id).label("lead_id"),
+        most(head.c.rep_id).label("rep_id"),
+        most(head.c.contract_version).label("contract_version"),
+        most(head.c.mql_at).label("mql_at"),
+        least(m.c.notified_at).label("notified_at"),
+        least(m.c.first_touch_at).label("first_touch_at"),
+        # Stored on the chain's first touch only (see log_touch_in).
+        most(m.c.first_touch_business_minutes).label("touch_business_minutes"),
+        any_(m.c.accepted_at.is_not(None)).label("accepted"),
+        any_(m.c.status == constant("rejected")).label("rejected"),
+        any_(and_(m.c.status == constant("rejected"), m.c.marketing_credit == false())).label(
+            "rejected_without_credit"
+        ),
+        any_(won).label("won"),
+        any_(m.c.status == constant("lost")).label("lost"),
+        most(case((won, m.c.deal_value))).label("deal_value"),
+        any_(open_).label("is_open"),
+        most(case((open_, m.c.accept_due_at))).label("open_accept_due_at"),
+    ).where(head.c.chain_id == head.c.id, merged_into.is_(None))
+    if not alone:
+        query = query.select_from(head.join(m, m.c.chain_id == head.c.id)).group_by(head.c.id)
     if chain_ids is not None:
-        query = query.where(head.c.id.in_(chain_ids))
+        query = query.where(chain_ids(head.c.id))
     return query
 
 
@@ -326,49 +344,62 @@ def add_chains(connection: Connection, chain_ids: Sequence[int], lead_ids: Seque
     no other transaction can see yet, and with no old chain row to delete."""
     if not chain_ids:
         return
-    statements = _rewrite_statements(connection.dialect.name)
-    connection.execute(statements.insert, {"chain_ids": sorted(set(chain_ids))})
-    connection.execute(statements.update, {"lead_ids": sorted(set(lead_ids))})
+    chains, by_chain = _ids("chain_ids", chain_ids)
+    connection.execute(_rewrite_statements(connection.dialect.name, chains).add, by_chain)
+    refresh_leads_of_chains(connection, lead_ids)
 
 
-def chain_insert(dialect: str) -> Any:
-    """The ``INSERT … SELECT`` :func:`add_chains` writes its chains with (taking
-    ``chain_ids``), built once, for a caller that writes more in the same statement;
-    it must then call :func:`refresh_leads_of_chains`."""
-    return _rewrite_statements(dialect).insert
+def chain_insert(dialect: str, chain_ids: Sequence[int]) -> tuple[Any, dict[str, Any]]:
+    """The ``INSERT … SELECT`` :func:`add_chains` writes the chains ``chain_ids``
+    with, built once, and its parameters, for a caller that writes more in the same
+    statement; it must then call :func:`refresh_leads_of_chains`."""
+    arity, params = _ids("chain_ids", chain_ids)
+    return _rewrite_statements(dialect, arity).add, params
 
 
 def refresh_leads_of_chains(connection: Connection, lead_ids: Sequence[int]) -> None:
     """The second half of :func:`add_chains`: the handoff facts of ``lead_ids``, from
     their chains just written."""
-    connection.execute(
-        _rewrite_statements(connection.dialect.name).update,
-        {"lead_ids": sorted(set(lead_ids))},
-    )
+    arity, params = _ids("lead_ids", lead_ids)
+    connection.execute(_rewrite_statements(connection.dialect.name, None, arity).update, params)
+
+
+def _ids(name: str, ids: Sequence[int]) -> tuple[int | None, dict[str, Any]]:
+    """The parameters of ``ids`` for :func:`_rewrite_statements` (one id, as a
+    hand-raise or a verdict has, by a statement of its own)."""
+    return one_of_params(name, sorted(set(ids)), up_to=1)
 
 
 @dataclass(frozen=True)
 class _Rewrite:
     """The statements of :func:`_rewrite_chains`, built once per dialect (building and
     compiling them took longer than running them), taking ``chain_ids`` and
-    ``lead_ids``."""
+    ``lead_ids`` (as :func:`_ids` gives them)."""
 
     delete: Any
     insert: Any
+    add: Any
+    """:attr:`insert` of chains whose only member is their first handoff."""
     update: Any
 
 
 @functools.cache
-def _rewrite_statements(dialect: str) -> _Rewrite:
-    chain_ids: Any = bindparam("chain_ids", expanding=True)
+def _rewrite_statements(dialect: str, chains: int | None, leads_: int | None = None) -> _Rewrite:
+    """The statements for ``chains`` chain ids and ``leads_`` lead ids (None: any
+    number, as an expanding list)."""
+
+    def chain_ids(column: Any) -> ColumnElement[bool]:
+        return one_of(column, "chain_ids", chains)
+
     values = _handoff_values()
     same = and_(*(leads.c[name].is_not_distinct_from(value) for name, value in values.items()))
     return _Rewrite(
-        delete=delete(handoff_chains).where(handoff_chains.c.chain_id.in_(chain_ids)),
+        delete=delete(handoff_chains).where(chain_ids(handoff_chains.c.chain_id)),
         insert=insert(handoff_chains).from_select(CHAIN_COLUMNS, _chain_select(dialect, chain_ids)),
-        update=update(leads)
-        .where(leads.c.id.in_(bindparam("lead_ids", expanding=True)), ~same)
-        .values(**values),
+        add=insert(handoff_chains).from_select(
+            CHAIN_COLUMNS, _chain_select(dialect, chain_ids, alone=True)
+        ),
+        update=update(leads).where(one_of(leads.c.id, "lead_ids", leads_), ~same).values(**values),
     )
 
 
@@ -378,11 +409,11 @@ def _rewrite_chains(connection: Connection, chain_ids: list[int], lead_ids: list
     fresh data) and the handoff facts of their leads where those changed. A lead whose
     facts stay the same is not written, so a change that cannot alter them (a
     notification sent) never waits for the lead."""
-    statements = _rewrite_statements(connection.dialect.name)
-    ids = {"chain_ids": sorted(set(chain_ids))}
+    chains, ids = _ids("chain_ids", chain_ids)
+    statements = _rewrite_statements(connection.dialect.name, chains)
     connection.execute(statements.delete, ids)
     connection.execute(statements.insert, ids)
-    connection.execute(statements.update, {"lead_ids": sorted(set(lead_ids))})
+    refresh_leads_of_chains(connection, lead_ids)
 
 
 def refresh_chains_of_leads(connection: Connection, lead_ids: Sequence[int]) -> int:

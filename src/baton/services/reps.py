@@ -15,6 +15,7 @@ another team or take one from it. A rep out of reach is reported as missing.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -458,37 +459,42 @@ def _hours(spec: str) -> WorkingHours:
     return WorkingHours.parse(json.loads(spec))
 
 
-_ROSTER_VERSION = select(
-    *(
-        query.scalar_subquery()
-        for query in (
-            select(func.count()).select_from(reps),
-            select(func.max(reps.c.id)),
-            select(func.sum(reps.c.revision)),
-            select(func.count()).select_from(rep_absences),
-            select(func.max(rep_absences.c.id)),
-            select(func.sum(rep_absences.c.id)),
-            select(func.count()).select_from(teams),
-            select(func.max(teams.c.id)),
-            select(func.max(teams.c.manager_email)),
-        )
+ROSTER_FINGERPRINT = tuple(
+    query.scalar_subquery()
+    for query in (
+        select(func.count()).select_from(reps),
+        select(func.max(reps.c.id)),
+        select(func.sum(reps.c.revision)),
+        select(func.count()).select_from(rep_absences),
+        select(func.max(rep_absences.c.id)),
+        select(func.sum(rep_absences.c.id)),
+        select(func.count()).select_from(teams),
+        select(func.max(teams.c.id)),
+        select(func.max(teams.c.manager_email)),
     )
 )
+"""The roster's fingerprint as columns, for a statement that reads it with more."""
+_ROSTER_VERSION = select(*ROSTER_FINGERPRINT)
 """The roster's fingerprint in one statement (one round trip per routing decision)."""
 
 
-def _roster_version(connection: Connection) -> tuple[Any, ...]:
+def _roster_version(
+    connection: Connection, fingerprint: Sequence[Any] | None = None
+) -> tuple[Any, ...]:
     """A fingerprint that changes whenever a rep, a team or an absence changes (every
     change to a rep or their absences bumps ``reps.revision``)."""
     url = connection.engine.url
-    return (url.host, url.port, url.database, *connection.execute(_ROSTER_VERSION).one())
+    if fingerprint is None:
+        fingerprint = connection.execute(_ROSTER_VERSION).one()
+    return (url.host, url.port, url.database, *fingerprint)
 
 
-def routing_reps(connection: Connection) -> list[Rep]:
+def routing_reps(connection: Connection, fingerprint: Sequence[Any] | None = None) -> list[Rep]:
     """Every rep as routing sees them: schedule with absences, team, patch. Cached per
     roster version, because routing asks for every decision and the roster rarely
-    changes."""
-    version = _roster_version(connection)
+    changes. ``fingerprint``: the :data:`ROSTER_FINGERPRINT` columns, when the caller
+    read them in this transaction with another statement."""
+    version = _roster_version(connection, fingerprint)
     cached = _ROUTING_CACHE.get(version)
     if cached is None:
         cached = _load_routing_reps(connection)

@@ -35,12 +35,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, literal_column, select, text, union_all, update
+from sqlalchemy import (
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.schema import CallableColumnDefault
 
 from baton.domain.access import Principal, system
-from baton.domain.contract import HandoffContract, MqlTrigger
+from baton.domain.contract import HandoffContract, MqlTrigger, RoutingRule
 from baton.domain.routing import (
     Rep,
     Rotation,
@@ -69,7 +79,13 @@ from baton.services.outbox import (
     publish,
     webhook_rows,
 )
-from baton.services.queries import chunks, insert_ignoring_conflicts, inserted_id
+from baton.services.queries import (
+    chunks,
+    insert_ignoring_conflicts,
+    inserted_id,
+    one_of,
+    one_of_params,
+)
 from baton.services.reps import last_routing_reps, routing_reps
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
@@ -153,10 +169,11 @@ def lock_pools(connection: Connection, keys: Collection[str]) -> dict[str, Rotat
     if not wanted:
         return {}
 
+    arity, params = one_of_params("pools", wanted, up_to=FEW)
+
     def locked() -> dict[str, Rotation]:
         return {
-            pool: _rotation(v, p)
-            for pool, v, p in connection.execute(_LOCK_POOLS, {"pools": wanted})
+            pool: _rotation(v, p) for pool, v, p in connection.execute(_lock_pools(arity), params)
         }
 
     found = locked()
@@ -169,18 +186,73 @@ def lock_pools(connection: Connection, keys: Collection[str]) -> dict[str, Rotat
     return found
 
 
-_LOCK_POOLS = (
-    select(rotations.c.pool, rotations.c.virtual_pass, rotations.c.passes)
-    .where(rotations.c.pool.in_(bindparam("pools", expanding=True)))
-    .order_by(rotations.c.pool)
-    .with_for_update()
-)
-_LOCK_REPS = (
-    select(reps_table.c.id)
-    .where(reps_table.c.id.in_(bindparam("rep_ids", expanding=True)))
-    .order_by(reps_table.c.id)
-    .with_for_update()
-)
+FEW = 32
+"""Up to this many pools or reps, a lock or look-up binds one parameter per value
+(:func:`~baton.services.queries.one_of`): a statement per length, built once."""
+
+
+def _lock_pools_and_reps(
+    connection: Connection, keys: Collection[str], rep_ids: Collection[int]
+) -> dict[str, Rotation]:
+    """PostgreSQL, inside :func:`_prepare`'s savepoint: :func:`lock_pools` then
+    :func:`lock_reps`, in one round trip when there are at most :data:`FEW` of each
+    (each lock set a materialized ``WITH`` part, read one after the other by the
+    ``UNION ALL``: the pools in key order, then the reps in id order). When a pool has
+    no rotation row yet, what it locked is let go (back to the savepoint) and the two
+    steps are taken, the first creating the row."""
+    wanted = sorted(set(keys))
+    ids = sorted(set(rep_ids))
+    if wanted and ids and len(wanted) <= FEW and len(ids) <= FEW:
+        pool_arity, params = one_of_params("pools", wanted, up_to=FEW)
+        rep_arity, by_rep = one_of_params("rep_ids", ids, up_to=FEW)
+        found = {
+            pool: _rotation(v, p)
+            for pool, v, p, rep in connection.execute(
+                _lock_both(pool_arity, rep_arity), {**params, **by_rep}
+            )
+            if rep is None
+        }
+        if len(found) == len(wanted):
+            return found
+        connection.exec_driver_sql(f"ROLLBACK TO {_SAVEPOINT}")
+    pools = lock_pools(connection, keys)
+    lock_reps(connection, ids)
+    return pools
+
+
+@functools.cache
+def _lock_both(pools: int | None, reps: int | None) -> Any:
+    locked_pools = _lock_pools(pools).cte("locked_pools").prefix_with("MATERIALIZED")
+    locked_reps = _lock_reps(reps).cte("locked_reps").prefix_with("MATERIALIZED")
+    return union_all(
+        select(
+            locked_pools.c.pool,
+            locked_pools.c.virtual_pass,
+            locked_pools.c.passes,
+            null().label("rep"),
+        ),
+        select(null(), null(), null(), locked_reps.c.id),
+    )
+
+
+@functools.cache
+def _lock_pools(arity: int | None) -> Any:
+    return (
+        select(rotations.c.pool, rotations.c.virtual_pass, rotations.c.passes)
+        .where(one_of(rotations.c.pool, "pools", arity))
+        .order_by(rotations.c.pool)
+        .with_for_update()
+    )
+
+
+@functools.cache
+def _lock_reps(arity: int | None) -> Any:
+    return (
+        select(reps_table.c.id)
+        .where(one_of(reps_table.c.id, "rep_ids", arity))
+        .order_by(reps_table.c.id)
+        .with_for_update()
+    )
 
 
 def lock_reps(connection: Connection, rep_ids: Collection[int]) -> None:
@@ -191,7 +263,8 @@ def lock_reps(connection: Connection, rep_ids: Collection[int]) -> None:
     writer already holds the database, so nothing is sent."""
     if rep_ids and connection.dialect.name == "postgresql":
         for chunk in chunks(sorted(set(rep_ids))):
-            connection.execute(_LOCK_REPS, {"rep_ids": list(chunk)}).all()
+            arity, params = one_of_params("rep_ids", chunk, up_to=FEW)
+            connection.execute(_lock_reps(arity), params).all()
 
 
 def _scores_of(
@@ -315,9 +388,12 @@ def _prepare(
     lead falls under (known from the lead and its score alone), then every rep such a
     decision may choose (the pools' members and the leads' account owners), whose
     roster rows (capacity, status, absences, membership) and open loads are read again
-    once they are locked, so an admin change committed meanwhile is decided on.
+    once they are locked, so an admin change committed meanwhile is decided on. Each
+    lead's rule is found once.
 
-    On PostgreSQL the locks are taken in a savepoint: when the roster read under them
+    On PostgreSQL the pools and reps are locked in one statement, and the roster's
+    fingerprint is read with the reps' loads and email choices in the next. The locks
+    are taken in a savepoint: when the roster read under them
     names a rep the decisions may choose that is not locked (someone joined a pool
     meanwhile), the savepoint is rolled back, releasing them, and the locks are taken
     again in order with the new roster, rather than locking that rep out of order."""
@@ -334,20 +410,29 @@ def _prepare(
     postgres = connection.dialect.name == "postgresql"
     # On PostgreSQL the roster is read again under the locks, which checks this guess.
     roster = last_routing_reps(connection) if postgres else routing_reps(connection)
+    rules = _rules_of(contract, lead_rows, scores)
     while True:
-        keys, choosable = _wanted(contract, lead_rows, scores, owners, roster)
+        keys, choosable = _wanted(rules, owners, roster)
         if postgres:
             connection.exec_driver_sql(_SAVEPOINT)
-        pools = lock_pools(connection, keys)
-        lock_reps(connection, choosable)
+            pools = _lock_pools_and_reps(connection, keys, choosable)
+        else:
+            pools = lock_pools(connection, keys)
+        loads: dict[int, int] = {}
         if not postgres:
+            hearing = hearing_of(connection, choosable, loads=loads) if choosable else {}
             break
-        roster = routing_reps(connection)  # read committed: the roster as locked
-        if _wanted(contract, lead_rows, scores, owners, roster)[1] <= choosable:
+        # Read committed: the roster as locked, read with the loads (one statement).
+        fingerprint: list[Any] = []
+        hearing = (
+            hearing_of(connection, choosable, loads=loads, fingerprint=fingerprint)
+            if choosable
+            else {}
+        )
+        roster = routing_reps(connection, fingerprint or None)
+        if _wanted(rules, owners, roster)[1] <= choosable:
             break  # the savepoint ends with the transaction (no round trip to release it)
         connection.exec_driver_sql(f"ROLLBACK TO {_SAVEPOINT}")
-    loads: dict[int, int] = {}
-    hearing = hearing_of(connection, choosable, loads=loads) if choosable else {}
     by_id = {r.id: r for r in roster}
     return _Routing(contract, roster, by_id, loads, pools, owners, scores, set(), hearing)
 
@@ -355,27 +440,40 @@ def _prepare(
 _SAVEPOINT = "SAVEPOINT baton_routing_locks"
 
 
-def _wanted(
+def _rules_of(
     contract: HandoffContract,
     lead_rows: Sequence[Mapping[Any, Any]],
     scores: Mapping[int, tuple[float | None, str | None]],
-    owners: Mapping[str, int],
-    roster: Sequence[Rep],
-) -> tuple[set[str], set[int]]:
-    """The pools the decisions for ``lead_rows`` may advance and the reps they may
-    choose (the pools' members and the leads' account owners) by ``roster``."""
-    by_id = {r.id for r in roster}
-    keys: set[str] = set()
-    choosable: set[int] = set()
+) -> list[tuple[RoutingRule | None, str]]:
+    """Each lead's rule (:func:`~baton.domain.routing.first_rule`: known from the lead
+    and its score alone, whatever the roster) and email domain, found once for
+    :func:`_wanted`, which may be asked again with a fresher roster."""
+    found: list[tuple[RoutingRule | None, str]] = []
     for lead in lead_rows:
         total, grade = scores.get(int(lead["id"]), (None, None))
         rule = first_rule(contract, dict(lead), total=total, grade=grade)
+        found.append((rule, lead.get("email_domain") or ""))
+    return found
+
+
+def _wanted(
+    rules: Sequence[tuple[RoutingRule | None, str]],
+    owners: Mapping[str, int],
+    roster: Sequence[Rep],
+) -> tuple[set[str], set[int]]:
+    """The pools the decisions for the leads of ``rules`` (:func:`_rules_of`) may
+    advance and the reps they may choose (the pools' members and the leads' account
+    owners) by ``roster``."""
+    by_id = {r.id for r in roster}
+    keys: set[str] = set()
+    choosable: set[int] = set()
+    for rule, domain in rules:
         if rule is not None:
             key = pool_key(rule.pool)
             if key not in keys:  # a pool's members, once per pool
                 keys.add(key)
                 choosable.update(r.id for r in members(rule.pool, roster))
-        owner = owners.get(lead.get("email_domain") or "")
+        owner = owners.get(domain)
         if owner is not None and owner in by_id:
             choosable.add(owner)
     return keys, choosable
@@ -694,14 +792,15 @@ def _write_one_opened(
     if len({tuple(row) for row in events}) != 1 or len(shapes) > 1:
         return False
     saved = state.saved()
+    chains, params = chain_insert("postgresql", opened)
     statement = _opened_statement(
         tuple(events[0]),
         len(events),
         next(iter(shapes)) if shapes else (),
         len(messages),
         len(saved),
+        chains,
     )
-    params: dict[str, Any] = {"chain_ids": sorted(set(opened))}
     for i, row in enumerate(events):
         params.update({f"e{i}_{k}": v for k, v in row.items()})
     for i, row in enumerate(messages):
@@ -726,8 +825,10 @@ def _opened_statement(
     message_columns: tuple[str, ...],
     messages: int,
     pools: int,
+    chains: Any,
 ) -> Any:
-    """The statement of :func:`_write_one_opened` for its rows' shape, built once."""
+    """The statement of :func:`_write_one_opened` for its rows' shape, built once:
+    ``chains``, the chains' ``INSERT … SELECT``, with the other writes added to it."""
 
     def values(table: Any, prefix: str, columns: tuple[str, ...], n: int) -> Any:
         def row(i: int) -> list[Any]:
@@ -760,7 +861,7 @@ def _opened_statement(
         .cte(f"opened_rotation_{i}")
         for i in range(pools)
     ]
-    return chain_insert("postgresql").add_cte(*parts)
+    return chains.add_cte(*parts)
 
 
 def _insert_first_handoffs(connection: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -786,10 +887,17 @@ def _insert_first_handoffs(connection: Connection, rows: list[dict[str, Any]]) -
         ).scalars()
     ]
     for chunk in chunks(opened):
-        connection.execute(
-            update(handoffs).where(handoffs.c.id.in_(chunk)).values(chain_id=handoffs.c.id)
-        )
+        arity, params = one_of_params("ids", chunk, up_to=1)
+        connection.execute(_own_chains(arity), params)
     return opened
+
+
+@functools.cache
+def _own_chains(arity: int | None) -> Any:
+    """Handoffs made the first of their own chains (see :func:`_insert_first_handoffs`)."""
+    return (
+        update(handoffs).where(one_of(handoffs.c.id, "ids", arity)).values(chain_id=handoffs.c.id)
+    )
 
 
 _OPENED = (
