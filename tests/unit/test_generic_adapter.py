@@ -126,7 +126,7 @@ def test_a_submission_is_read_with_its_mapping() -> None:
 
 
 def test_an_array_is_a_batch_and_bad_bodies_are_refused_naming_the_field() -> None:
-    mapping = {"email": "e"}
+    mapping = {"email": "e", "first_name": "n"}
     items = generic.read(
         delivery([{"e": "a@b.example.com"}, {"e": "c@d.example.com"}]), config(mapping)
     )
@@ -138,6 +138,8 @@ def test_an_array_is_a_batch_and_bad_bodies_are_refused_naming_the_field() -> No
         (b"[]", "body"),
         (json.dumps([{"e": "x@y.example.com"}, 3]).encode(), "[1]"),
         (json.dumps({"e": {"nested": 1}}).encode(), "e"),
+        (b'{"e": "a@b.example.com", "n": NaN}', "n"),  # not stored as the text "nan"
+        (b'{"e": "a@b.example.com", "n": -Infinity}', "n"),
     ):
         with pytest.raises(PayloadRefused) as refused:
             generic.read(delivery(body), config(mapping))

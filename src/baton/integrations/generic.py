@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -108,6 +109,9 @@ def verify(delivery: Delivery, endpoint: EndpointConfig) -> None:
 def _scalar(value: Any, where: str, problems: list[FieldProblem]) -> Any:
     if isinstance(value, dict | list):
         problems.append(FieldProblem(where, "the mapped path holds an object or a list"))
+        return None
+    if isinstance(value, float) and not math.isfinite(value):  # NaN, Infinity: not "nan"
+        problems.append(FieldProblem(where, "the mapped path holds no finite number"))
         return None
     return value
 
