@@ -83,7 +83,7 @@ from baton.services.collector import collector_paused
 from baton.services.context import Context
 from baton.services.duplicate_checks import queue_duplicate_checks_in
 from baton.services.exports import write_table
-from baton.services.leads import keep_identity, with_intake_source
+from baton.services.leads import MERGED_COLUMNS, keep_identity, with_intake_source
 from baton.services.person import carry_erasure_in, lift_suppressions_in
 from baton.services.queries import chunks, lock_survivors
 from baton.services.scoring import score_leads_in
@@ -973,21 +973,6 @@ def _columns_of(lead: LeadCreate) -> dict[str, Any]:
     return {k: v for k, v in lead.__dict__.items() if v is not None and k not in NOT_COLUMNS}
 
 
-_MERGEABLE_INPUT = (
-    *PROFILE_FIELDS,
-    *IDENTITY_FIELDS,
-    *ATTRIBUTION_FIELDS,
-    "last_source",
-    "last_campaign",
-    "attributes",
-    "consent",
-    "consent_basis",
-    "consent_source",
-    "consent_at",
-    "unsubscribed_at",
-)
-
-
 def _consent_of(values: Mapping[str, Any], at: datetime) -> dict[str, Any]:
     """A new lead's consent record from its rows' combined answer."""
     if values.get("consent") is None and values.get("consent_basis") is None:
@@ -1275,7 +1260,7 @@ def write_leads_in(
     for lead_id in sorted(pending):
         current = pending[lead_id]
         original = survivors[lead_id]
-        changes = {c: current[c] for c in _MERGEABLE_INPUT if current.get(c) != original.get(c)}
+        changes = {c: current[c] for c in MERGED_COLUMNS if current.get(c) != original.get(c)}
         if not changes:
             report.unchanged += 1
             continue

@@ -116,27 +116,28 @@ def _derived(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-CAPTURE_READS: tuple[str, ...] = tuple(
-    dict.fromkeys(
-        (
-            "id",
-            "merged_into_id",
-            "email_key",
-            "created_at",
-            "last_activity_at",
-            *IDENTITY_FIELDS,
-            *PROFILE_FIELDS,
-            *ATTRIBUTION_FIELDS,
-            "last_source",
-            "last_campaign",
-            "attributes",
-            "consent",
-            "consent_basis",
-            "consent_source",
-            "consent_at",
-            "unsubscribed_at",
-        )
-    )
+MERGED_COLUMNS: tuple[str, ...] = (
+    *PROFILE_FIELDS,
+    *IDENTITY_FIELDS,
+    *ATTRIBUTION_FIELDS,
+    "last_source",
+    "last_campaign",
+    "attributes",
+    "consent",
+    "consent_basis",
+    "consent_source",
+    "consent_at",
+    "unsubscribed_at",
+)
+"""The columns of a lead that :func:`merge_profile` and :func:`decide_consent` read
+and may change (a capture's and an import's merge)."""
+CAPTURE_READS: tuple[str, ...] = (
+    "id",
+    "merged_into_id",
+    "email_key",
+    "created_at",
+    "last_activity_at",
+    *MERGED_COLUMNS,
 )
 """The columns of an existing lead a capture reads (to merge the profile, decide
 consent, keep its identity, date the touch); a test holds :func:`merge_profile` and
