@@ -209,18 +209,35 @@ def test_a_failing_capture_fails_alone_and_the_others_commit(ctx: Context) -> No
     assert touches == 4
 
 
+@contextmanager
+def statements(ctx: Context) -> Iterator[list[str]]:
+    """The SQL the context's engine runs inside the block, in order."""
+    said: list[str] = []
+
+    def seen(_c: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        said.append(statement)
+
+    event.listen(ctx.engine, "before_cursor_execute", seen)
+    try:
+        yield said
+    finally:
+        event.remove(ctx.engine, "before_cursor_execute", seen)
+
+
+def contract_reads(said: list[str]) -> int:
+    return sum("FROM contracts" in statement for statement in said)
+
+
+def savepoints(said: list[str]) -> int:
+    return sum(statement.split()[0].upper() == "SAVEPOINT" for statement in said)
+
+
 def test_savepoints_are_taken_only_when_a_write_of_the_group_fails(ctx: Context) -> None:
     together = with_mode(ctx, "on")
     batch = people(6)
-    said: list[str] = []
-
-    def count(_c: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        said.append(statement.split()[0].upper())
-
-    event.listen(together.engine, "before_cursor_execute", count)
-    try:
+    with statements(together) as said:
         grouped_in_order(together, [capture_work(data, together) for data in batch[:3]])
-        assert "SAVEPOINT" not in said, "a group that succeeds runs without savepoints"
+        assert savepoints(said) == 0, "a group that succeeds runs without savepoints"
         said.clear()
 
         def fails(connection: Connection) -> CaptureResult:
@@ -229,11 +246,9 @@ def test_savepoints_are_taken_only_when_a_write_of_the_group_fails(ctx: Context)
         outcomes = grouped_in_order(
             together, [capture_work(batch[3], together), fails, capture_work(batch[4], together)]
         )
-        assert said.count("SAVEPOINT") == 3, "run again with a savepoint each"
-        assert isinstance(outcomes[1], RuntimeError)
-        assert [o.created for o in (outcomes[0], outcomes[2])] == [True, True]
-    finally:
-        event.remove(together.engine, "before_cursor_execute", count)
+    assert savepoints(said) == 3, "run again with a savepoint each"
+    assert isinstance(outcomes[1], RuntimeError)
+    assert [o.created for o in (outcomes[0], outcomes[2])] == [True, True]
     with ctx.read() as connection:
         stored = set(connection.execute(select(leads.c.email)).scalars())
     assert stored == {d.email for d in batch[:5]}
@@ -242,19 +257,10 @@ def test_savepoints_are_taken_only_when_a_write_of_the_group_fails(ctx: Context)
 def test_a_group_reads_the_active_contract_once(ctx: Context) -> None:
     together = with_mode(ctx, "on")
     world(together)
-    reads: list[str] = []
-
-    def count(_c: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        if "FROM contracts" in statement:
-            reads.append(statement)
-
-    event.listen(together.engine, "before_cursor_execute", count)
-    try:
+    with statements(together) as said:
         results = grouped_in_order(together, [capture_work(d, together) for d in people(8)])
-    finally:
-        event.remove(together.engine, "before_cursor_execute", count)
     assert all(isinstance(r, CaptureResult) for r in results)
-    assert len(reads) == 1, reads
+    assert contract_reads(said) == 1
 
 
 def test_a_failed_write_takes_what_it_read_for_the_group_with_it(ctx: Context) -> None:
@@ -262,27 +268,19 @@ def test_a_failed_write_takes_what_it_read_for_the_group_with_it(ctx: Context) -
     the active contract), so the next write of the group reads the contract again."""
     together = with_mode(ctx, "on")
     world(together)
-    reads: list[str] = []
-
-    def count(_c: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        if "FROM contracts" in statement:
-            reads.append(statement)
 
     def reads_then_fails(connection: Connection) -> None:
         active_contract_in(connection)
         raise RuntimeError("refused after reading the contract")
 
-    event.listen(together.engine, "before_cursor_execute", count)
-    try:
+    with statements(together) as said:
         outcomes = grouped_in_order(
             together, [reads_then_fails, capture_work(people(1)[0], together)]
         )
-    finally:
-        event.remove(together.engine, "before_cursor_execute", count)
     assert isinstance(outcomes[0], RuntimeError) and isinstance(outcomes[1], CaptureResult)
     # Once in the attempt without savepoints, then in the run with them: by the failed
     # write, and again by the capture after its savepoint was rolled back.
-    assert len(reads) == 3, reads
+    assert contract_reads(said) == 3
 
 
 def test_a_public_capture_refused_by_its_rules_never_joins_a_group(ctx: Context) -> None:
