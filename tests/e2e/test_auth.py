@@ -561,6 +561,8 @@ def test_an_intake_key_cannot_record_an_unsubscribe(ctx: Context, app_client: Te
     assert batch.status_code == 202, batch.text
     assert batch.json()["rejected_rows"] == 1
     assert app_client.post("/api/v1/activities", json=event, headers=token).status_code == 201
+    [lead] = app_client.get("/api/v1/leads", headers=token).json()["items"]
+    assert lead["unsubscribed_at"] is not None, "the platform's unsubscribe is honoured"
 
 
 def test_secrets_are_never_stored_or_logged_in_clear(

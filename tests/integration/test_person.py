@@ -379,6 +379,33 @@ def unsubscribe(ctx: Context, lead_id: int) -> None:
         unsubscribe_lead_in(connection, lead_id, now=ctx.clock.now(), actor=OPS, source="one-click")
 
 
+def test_an_unsubscribe_reported_by_an_email_platform_is_honoured(ctx: Context) -> None:
+    """Not only scored: the lead is unsubscribed and its address suppressed, as by the
+    unsubscribe link, and the activity is recorded once; a public key may not send one."""
+    address = "vic@acme.example"
+    lead = capture_lead(ctx, LeadCreate(email=address, consent_basis="consent"), actor=OPS)
+    platform = operator("email-platform")
+    event = ActivityCreate(email=address, type="unsubscribe", occurred_at=ctx.clock.now())
+    ingest_activity(ctx, event, actor=platform)
+    assert get_lead(ctx, lead.lead_id, actor=OPS).unsubscribed_at == ctx.clock.now()
+    assert suppressed(ctx, address) == ["unsubscribe"]
+    ingest_activity(ctx, event, actor=platform)  # reported twice: nothing more changes
+    with ctx.read() as connection:
+        kinds = connection.execute(
+            select(activities.c.type).where(activities.c.lead_id == lead.lead_id)
+        ).scalars()
+        assert sorted(kinds) == ["captured", "unsubscribe", "unsubscribe"]
+    assert suppressed(ctx, address) == ["unsubscribe"]
+    # The link's own path still records its activity once.
+    other = capture_lead(ctx, LeadCreate(email="wyn@acme.example"), actor=OPS)
+    unsubscribe(ctx, other.lead_id)
+    with ctx.read() as connection:
+        kinds = connection.execute(
+            select(activities.c.type).where(activities.c.lead_id == other.lead_id)
+        ).scalars()
+        assert sorted(kinds) == ["captured", "unsubscribe"]
+
+
 def test_a_public_opt_in_never_lifts_an_erasure_or_an_unsubscribe(ctx: Context) -> None:
     """Knowing an address is not enough to re-subscribe someone: an intake key's
     explicit opt-in records the answer on the lead but lifts no suppression."""

@@ -308,13 +308,16 @@ def _store_in(
         report.errors.extend(
             RowError(n, "lead_id", INTAKE_BY_EMAIL) for n, e in events if e.lead_id is not None
         )
+        public = actor.key_id is not None  # a website's key, not a configured hook
         report.errors.extend(
             RowError(n, "type", INTAKE_REFUSED_TYPE)
             for n, e in events
-            if e.lead_id is None and e.type in INTAKE_REFUSED_TYPES
+            if public and e.lead_id is None and e.type in INTAKE_REFUSED_TYPES
         )
         events = [
-            (n, e) for n, e in events if e.lead_id is None and e.type not in INTAKE_REFUSED_TYPES
+            (n, e)
+            for n, e in events
+            if e.lead_id is None and not (public and e.type in INTAKE_REFUSED_TYPES)
         ]
     if not events:
         return
@@ -409,6 +412,15 @@ def _store_in(
         else:
             per_lead[lead_id] = (counted[0] + 1, counted[1])
     bump_counters(connection, per_lead, texts=latest_texts)
+    unsubscribed = [row.lead_id for row in stored if row.type == "unsubscribe"]
+    if unsubscribed:
+        # An unsubscribe reported by an email platform is honoured, not only scored:
+        # the lead is unsubscribed and its address suppressed, as by Baton's own link.
+        # (Imported here: the unsubscribe use case records its activity through this.)
+        from baton.services.nurture_links import unsubscribe_leads_in
+
+        source = f"unsubscribe activity from {actor.name}"
+        unsubscribe_leads_in(connection, unsubscribed, now=now, actor=actor, source=source)
     if not score:
         return
     # A reply or a hand-raise ends the lead's nurture enrollment (before scoring, so a

@@ -473,26 +473,7 @@ def unsubscribe_lead_in(
     if row is None:
         raise NotFound(NOT_A_LINK)
     survivor = int(row.id)
-    changed = row.unsubscribed_at is None
-    if changed:
-        connection.execute(
-            update(leads).where(leads.c.id == survivor).values(unsubscribed_at=now, updated_at=now)
-        )
-    key = _address_key(row.email)
-    if key is not None:
-        inserted = connection.execute(
-            insert_ignoring_conflicts(connection, suppressions)
-            .values(
-                email_key=key,
-                reason="unsubscribe",
-                source=source[:300],
-                created_at=now,
-                created_by=actor.name[:200],
-            )
-            .returning(suppressions.c.id)
-        ).first()
-        changed = changed or inserted is not None
-    ended = exit_enrollments_in(connection, [survivor], "unsubscribe", now=now)
+    changed, ended = _unsubscribe_in(connection, row, now=now, actor=actor, source=source)
     if changed:
         ingest_validated_in(
             connection,
@@ -515,6 +496,60 @@ def unsubscribe_lead_in(
     return UnsubscribeView(
         lead_id=survivor, address=mask_address(row.email), unsubscribed=True, changed=changed
     )
+
+
+def unsubscribe_leads_in(
+    connection: Connection,
+    lead_ids: Sequence[int],
+    *,
+    now: datetime,
+    actor: Principal,
+    source: str,
+) -> list[int]:
+    """In the caller's transaction, for an ``unsubscribe`` activity already recorded
+    (an email platform reporting one): what :func:`unsubscribe_lead_in` does, without
+    recording the activity again. Returns the leads this call changed."""
+    changed_leads = []
+    for lead_id in sorted(set(lead_ids)):
+        row = _survivor_row(connection, lead_id, lock=True)
+        if row is None:
+            continue
+        changed, ended = _unsubscribe_in(connection, row, now=now, actor=actor, source=source)
+        if changed:
+            changed_leads.append(int(row.id))
+            log.info(
+                "lead %s unsubscribed (%s); %d enrollment(s) ended", row.id, source, len(ended)
+            )
+    return changed_leads
+
+
+def _unsubscribe_in(
+    connection: Connection, row: Any, *, now: datetime, actor: Principal, source: str
+) -> tuple[bool, list[Any]]:
+    """``unsubscribed_at``, the suppression, the enrollments ended; whether anything
+    changed, and the enrollments ended."""
+    survivor = int(row.id)
+    changed = row.unsubscribed_at is None
+    if changed:
+        connection.execute(
+            update(leads).where(leads.c.id == survivor).values(unsubscribed_at=now, updated_at=now)
+        )
+    key = _address_key(row.email)
+    if key is not None:
+        inserted = connection.execute(
+            insert_ignoring_conflicts(connection, suppressions)
+            .values(
+                email_key=key,
+                reason="unsubscribe",
+                source=source[:300],
+                created_at=now,
+                created_by=actor.name[:200],
+            )
+            .returning(suppressions.c.id)
+        ).first()
+        changed = changed or inserted is not None
+    ended = exit_enrollments_in(connection, [survivor], "unsubscribe", now=now)
+    return changed, list(ended)
 
 
 def _address_key(address: str | None) -> str | None:
