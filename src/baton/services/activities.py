@@ -51,6 +51,7 @@ from baton.services.contract_rules import active_contract_in
 from baton.services.nurture import exit_on_activities_in
 from baton.services.queries import insert_ignoring_conflicts, lock_survivors
 from baton.services.scoring import score_leads_in
+from baton.services.unsubscribes import unsubscribe_leads_in
 from baton.store.bulk import (
     ANALYZE_AFTER_ROWS,
     ActivityRow,
@@ -416,9 +417,6 @@ def _store_in(
     if unsubscribed:
         # An unsubscribe reported by an email platform is honoured, not only scored:
         # the lead is unsubscribed and its address suppressed, as by Baton's own link.
-        # (Imported here: the unsubscribe use case records its activity through this.)
-        from baton.services.nurture_links import unsubscribe_leads_in
-
         source = f"unsubscribe activity from {actor.name}"
         unsubscribe_leads_in(connection, unsubscribed, now=now, actor=actor, source=source)
     if not score:

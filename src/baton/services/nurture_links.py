@@ -51,22 +51,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadData, URLSafeSerializer
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from baton.config import Settings
 from baton.domain.access import Action, Principal, system
 from baton.domain.activities import ActivityCreate, ActivityType
-from baton.domain.contact import InvalidContact, email_key, normalize_email
 from baton.domain.errors import NotFound
 from baton.services.access import allowed
 from baton.services.activities import ingest_validated_in
 from baton.services.context import Context
-from baton.services.nurture import exit_enrollments_in
-from baton.services.queries import insert_ignoring_conflicts, lock_survivors
+from baton.services.unsubscribes import address_key, survivor_row, unsubscribe_in
 from baton.store.tables import (
     activities,
-    leads,
     nurture_enrollments,
     nurture_sends,
     suppressions,
@@ -394,28 +391,11 @@ def _lead_of_token(ctx: Context, token: str) -> int:
     return lead_id
 
 
-def _survivor_row(connection: Connection, lead_id: int, *, lock: bool) -> Any:
-    current = lead_id
-    for _ in range(50):
-        statement = select(
-            leads.c.id, leads.c.email, leads.c.unsubscribed_at, leads.c.merged_into_id
-        ).where(leads.c.id == current)
-        row = connection.execute(statement).first()
-        if row is None:
-            return None
-        if row.merged_into_id is None:
-            if lock:
-                lock_survivors(connection, [int(row.id)])
-            return row
-        current = int(row.merged_into_id)
-    return None
-
-
 def unsubscribe_view(ctx: Context, token: str) -> UnsubscribeView:
     """The page's content for an unsubscribe token (:class:`NotFound` if not genuine)."""
     lead_id = _lead_of_token(ctx, token)
     with ctx.read() as connection:
-        row = _survivor_row(connection, lead_id, lock=False)
+        row = survivor_row(connection, lead_id, lock=False)
     if row is None:
         raise NotFound(NOT_A_LINK)
     return UnsubscribeView(
@@ -432,8 +412,8 @@ def unsubscribe(
     allowed(actor, Action.INGEST_ACTIVITY)
     lead_id = _lead_of_token(ctx, token)
     with ctx.read() as connection:
-        row = _survivor_row(connection, lead_id, lock=False)
-        key = _address_key(row.email) if row is not None else None
+        row = survivor_row(connection, lead_id, lock=False)
+        key = address_key(row.email) if row is not None else None
         done = (
             row is not None
             and row.unsubscribed_at is not None
@@ -469,11 +449,11 @@ def unsubscribe_lead_in(
     ``unsubscribe``), an ``unsubscribe`` activity and its active enrollments ended with
     ``unsubscribe``. Doing it again changes nothing (``changed`` says whether this call
     did). The caller checked that ``actor`` may."""
-    row = _survivor_row(connection, lead_id, lock=True)
+    row = survivor_row(connection, lead_id, lock=True)
     if row is None:
         raise NotFound(NOT_A_LINK)
     survivor = int(row.id)
-    changed, ended = _unsubscribe_in(connection, row, now=now, actor=actor, source=source)
+    changed, ended = unsubscribe_in(connection, row, now=now, actor=actor, source=source)
     if changed:
         ingest_validated_in(
             connection,
@@ -496,66 +476,3 @@ def unsubscribe_lead_in(
     return UnsubscribeView(
         lead_id=survivor, address=mask_address(row.email), unsubscribed=True, changed=changed
     )
-
-
-def unsubscribe_leads_in(
-    connection: Connection,
-    lead_ids: Sequence[int],
-    *,
-    now: datetime,
-    actor: Principal,
-    source: str,
-) -> list[int]:
-    """In the caller's transaction, for an ``unsubscribe`` activity already recorded
-    (an email platform reporting one): what :func:`unsubscribe_lead_in` does, without
-    recording the activity again. Returns the leads this call changed."""
-    changed_leads = []
-    for lead_id in sorted(set(lead_ids)):
-        row = _survivor_row(connection, lead_id, lock=True)
-        if row is None:
-            continue
-        changed, ended = _unsubscribe_in(connection, row, now=now, actor=actor, source=source)
-        if changed:
-            changed_leads.append(int(row.id))
-            log.info(
-                "lead %s unsubscribed (%s); %d enrollment(s) ended", row.id, source, len(ended)
-            )
-    return changed_leads
-
-
-def _unsubscribe_in(
-    connection: Connection, row: Any, *, now: datetime, actor: Principal, source: str
-) -> tuple[bool, list[Any]]:
-    """``unsubscribed_at``, the suppression, the enrollments ended; whether anything
-    changed, and the enrollments ended."""
-    survivor = int(row.id)
-    changed = row.unsubscribed_at is None
-    if changed:
-        connection.execute(
-            update(leads).where(leads.c.id == survivor).values(unsubscribed_at=now, updated_at=now)
-        )
-    key = _address_key(row.email)
-    if key is not None:
-        inserted = connection.execute(
-            insert_ignoring_conflicts(connection, suppressions)
-            .values(
-                email_key=key,
-                reason="unsubscribe",
-                source=source[:300],
-                created_at=now,
-                created_by=actor.name[:200],
-            )
-            .returning(suppressions.c.id)
-        ).first()
-        changed = changed or inserted is not None
-    ended = exit_enrollments_in(connection, [survivor], "unsubscribe", now=now)
-    return changed, list(ended)
-
-
-def _address_key(address: str | None) -> str | None:
-    if not address:
-        return None
-    try:
-        return email_key(normalize_email(address))
-    except InvalidContact:
-        return email_key(address.strip())
