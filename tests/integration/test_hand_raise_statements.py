@@ -33,18 +33,15 @@ from tests.integration.test_batch_routing import (
 from tests.integration.test_routing_locks import (
     FLOOR,
     POSTGRES,
-    _demo_requests,
-    _in_thread,
+    _decided_while_pool_held,
     _pool,
     _rep_ids,
-    _wait_until_blocked,
     floor,
 )
 
 from baton.domain.lifecycle import Stage
 from baton.domain.reps import RepCreate, RepUpdate
 from baton.services import chat, routing
-from baton.services.activities import ingest_activities
 from baton.services.chat import hearing_of
 from baton.services.context import Context
 from baton.services.milestones import refresh_chains
@@ -150,14 +147,10 @@ def test_a_rep_who_joined_the_pool_while_the_decision_waited_is_chosen(
 
     with ctx.write() as connection:  # the pool's rotation row, there before the race
         lock_pools(connection, [_pool(ctx, 0)])
-    holder = ctx.engine.connect()
-    transaction = holder.begin()
-    lock_pools(holder, [_pool(ctx, 0)])
-    decision, errors = _in_thread(lambda: ingest_activities(ctx, _demo_requests([us]), actor=OPS))
-    try:
-        _wait_until_blocked(ctx, decision)
+
+    def joins() -> int:
         update_rep(ctx, rep0, RepUpdate(capacity=0), actor=OPS)
-        joined = create_rep(
+        return create_rep(
             ctx,
             RepCreate(
                 email="joined@sales.example.com",
@@ -169,12 +162,8 @@ def test_a_rep_who_joined_the_pool_while_the_decision_waited_is_chosen(
             ),
             actor=OPS,
         ).id
-        transaction.commit()
-    finally:
-        holder.close()
-    decision.join(60)
-    assert not decision.is_alive()
-    assert not errors, errors
+
+    joined = _decided_while_pool_held(ctx, us, joins)
     event.remove(ctx.engine, "before_cursor_execute", count)
     with ctx.read() as connection:
         handoff = connection.execute(select(handoffs.c.status, handoffs.c.rep_id)).one()

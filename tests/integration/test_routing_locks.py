@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import func, select, text
@@ -67,6 +67,9 @@ def floor(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return batch.set_up(ctx, FLOOR, RULES, False, [], PEOPLE)
 
 
+T = TypeVar("T")
+
+
 def _pool(ctx: Context, index: int) -> str:
     with ctx.read() as connection:
         active = active_contract_in(connection)
@@ -112,6 +115,28 @@ def _demo_requests(lead_ids: list[int]) -> list[dict[str, Any]]:
     return [{"lead_id": lead_id, "type": "demo_request"} for lead_id in lead_ids]
 
 
+def _decided_while_pool_held(ctx: Context, lead_id: int, change: Callable[[], T]) -> T:
+    """A demo request for ``lead_id`` (pool team:a) made while another transaction holds
+    that pool's lock; once the decision waits for it, ``change()`` runs and commits, the
+    lock is let go and the decision finishes (without an error). Returns ``change()``."""
+    holder = ctx.engine.connect()
+    transaction = holder.begin()
+    lock_pools(holder, [_pool(ctx, 0)])
+    decision, errors = _in_thread(
+        lambda: ingest_activities(ctx, _demo_requests([lead_id]), actor=OPS)
+    )
+    try:
+        _wait_until_blocked(ctx, decision)
+        changed = change()
+        transaction.commit()
+    finally:
+        holder.close()
+    decision.join(60)
+    assert not decision.is_alive()
+    assert not errors, errors
+    return changed
+
+
 @pytest.mark.parametrize("backend", POSTGRES)
 def test_a_batch_of_mqls_does_not_deadlock_with_a_decision_in_one_of_its_pools(
     ctx: Context, floor: list[int]
@@ -152,21 +177,10 @@ def test_a_decision_sees_a_capacity_change_committed_while_it_waited(
     for the pool's lock; meanwhile an admin sets rep 0's capacity to 0 and commits. Once
     it holds the locks the decision reads rep 0 again: the handoff waits in the queue
     instead of going to a rep who no longer takes any."""
-    us = floor[0]
     rep0 = _rep_ids(ctx)[0]
-    holder = ctx.engine.connect()
-    transaction = holder.begin()
-    lock_pools(holder, [_pool(ctx, 0)])
-    decision, errors = _in_thread(lambda: ingest_activities(ctx, _demo_requests([us]), actor=OPS))
-    try:
-        _wait_until_blocked(ctx, decision)
-        update_rep(ctx, rep0, RepUpdate(capacity=0), actor=OPS)
-        transaction.commit()
-    finally:
-        holder.close()
-    decision.join(60)
-    assert not decision.is_alive()
-    assert not errors, errors
+    _decided_while_pool_held(
+        ctx, floor[0], lambda: update_rep(ctx, rep0, RepUpdate(capacity=0), actor=OPS)
+    )
     with ctx.read() as connection:
         handoff = connection.execute(select(handoffs.c.status, handoffs.c.rep_id)).one()
     assert (handoff.status, handoff.rep_id) == ("queued", None)
