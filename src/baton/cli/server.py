@@ -174,6 +174,7 @@ def worker(
     import signal
     import threading
 
+    from baton.heap import freeze_startup_heap
     from baton.services.duplicate_checks import pending_duplicate_checks
     from baton.services.worker import TickReport, Worker, tick
 
@@ -217,6 +218,7 @@ def worker(
         console.print(
             f"Baton worker running (polling every {settings.worker_poll_seconds:g} s; Ctrl+C stops)"
         )
+        freeze_startup_heap()
         try:
             Worker(ctx, on_pass=show).run(stop)
         except KeyboardInterrupt:
