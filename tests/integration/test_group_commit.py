@@ -2,10 +2,14 @@
 together give the database state that one transaction per capture gives (leads,
 activities, scores, handoffs); a capture that fails inside a group fails alone and
 the others are committed; threads hammering it lose nothing. On both databases, with
-``BATON_GROUP_COMMIT=on`` (the default, auto, groups on SQLite only)."""
+``BATON_GROUP_COMMIT=on`` (the default, auto, groups on SQLite only). Writes wait in
+threads (:meth:`GroupCommit.run`, the CLI and services) or on an event loop
+(:meth:`GroupCommit.run_async`, the API's capture), or both in one group: each test
+that says ``waiting`` holds for every way."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 import threading
@@ -28,7 +32,7 @@ from baton.domain.reps import RepCreate, TeamCreate
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in
 from baton.services.demo import sign_demo_contract
-from baton.services.leads import CaptureResult, capture_lead, capture_lead_in
+from baton.services.leads import CaptureResult, capture_lead, capture_lead_async, capture_lead_in
 from baton.services.reps import create_rep, create_team
 from baton.store import group_commit
 from baton.store.engine import make_engine, write_turn
@@ -138,9 +142,31 @@ class Gate:
             return len(self.group._pending)
 
 
-def grouped_in_order(ctx: Context, works: list[Callable[[Connection], Any]]) -> list[Any]:
-    """Run ``works`` through ``ctx.write_grouped`` in one group, in this order; returns
-    each one's result or exception."""
+WAYS = ["threads", "event loop", "both"]
+"""How the writes of a group wait: each in its thread, each as a coroutine on one event
+loop, or alternately."""
+
+
+@contextmanager
+def event_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running in a thread of its own (as the API server's)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
+def grouped_in_order(
+    ctx: Context, works: list[Callable[[Connection], Any]], waiting: str = "threads"
+) -> list[Any]:
+    """Run ``works`` through ``ctx.write_grouped`` (or ``write_grouped_async``, as
+    ``waiting`` says) in one group, in this order; returns each one's result or
+    exception."""
     ctx.write_grouped(lambda connection: None)  # makes the context's group
     group = ctx._groups
     assert group is not None
@@ -154,15 +180,28 @@ def grouped_in_order(ctx: Context, works: list[Callable[[Connection], Any]]) -> 
         except Exception as error:
             outcomes[i] = error
 
+    async def awaited(i: int) -> None:
+        try:
+            outcomes[i] = await ctx.write_grouped_async(works[i])
+        except Exception as error:
+            outcomes[i] = error
+
     threads = []
-    for i in range(len(works)):
-        threads.append(threading.Thread(target=run, args=(i,)))
-        threads[-1].start()
-        while gate.queued() < i + 1:  # in arrival order
-            threading.Event().wait(0.001)
-    gate.open.set()
-    for thread in threads:
-        thread.join(60)
+    with event_loop() as loop:
+        futures = []
+        for i in range(len(works)):
+            if waiting == "event loop" or (waiting == "both" and i % 2):
+                futures.append(asyncio.run_coroutine_threadsafe(awaited(i), loop))
+            else:
+                threads.append(threading.Thread(target=run, args=(i,)))
+                threads[-1].start()
+            while gate.queued() < i + 1:  # in arrival order
+                threading.Event().wait(0.001)
+        gate.open.set()
+        for thread in threads:
+            thread.join(60)
+        for future in futures:
+            future.result(60)
     assert group.groups - before == 1, "one group, one commit"
     return outcomes
 
@@ -171,7 +210,10 @@ def capture_work(data: LeadCreate, ctx: Context) -> Callable[[Connection], Captu
     return lambda connection: capture_lead_in(connection, data, actor=OPS, now=ctx.clock.now())
 
 
-def test_grouped_captures_leave_the_state_one_transaction_each_leaves(ctx: Context) -> None:
+@pytest.mark.parametrize("waiting", WAYS)
+def test_grouped_captures_leave_the_state_one_transaction_each_leaves(
+    ctx: Context, waiting: str
+) -> None:
     batch = people(24)
     empty(ctx)  # both runs start from the same ids
     alone = with_mode(ctx, "off")
@@ -183,13 +225,15 @@ def test_grouped_captures_leave_the_state_one_transaction_each_leaves(ctx: Conte
     empty(ctx)
     together = with_mode(ctx, "on")
     world(together)
-    results = grouped_in_order(together, [capture_work(data, together) for data in batch])
+    works = [capture_work(data, together) for data in batch]
+    results = grouped_in_order(together, works, waiting)
     assert state(together) == expected
     assert [r.created for r in results] == [s.created for s in singles]
     assert [r.changed_fields for r in results] == [s.changed_fields for s in singles]
 
 
-def test_a_failing_capture_fails_alone_and_the_others_commit(ctx: Context) -> None:
+@pytest.mark.parametrize("waiting", WAYS)
+def test_a_failing_capture_fails_alone_and_the_others_commit(ctx: Context, waiting: str) -> None:
     together = with_mode(ctx, "on")
     batch = people(5)
 
@@ -199,7 +243,7 @@ def test_a_failing_capture_fails_alone_and_the_others_commit(ctx: Context) -> No
 
     works = [capture_work(data, together) for data in batch]
     works[2] = fails_after_writing
-    outcomes = grouped_in_order(together, works)
+    outcomes = grouped_in_order(together, works, waiting)
     assert isinstance(outcomes[2], RuntimeError)
     assert all(isinstance(o, CaptureResult) for i, o in enumerate(outcomes) if i != 2)
     with ctx.read() as connection:
@@ -232,11 +276,14 @@ def savepoints(said: list[str]) -> int:
     return sum(statement.split()[0].upper() == "SAVEPOINT" for statement in said)
 
 
-def test_savepoints_are_taken_only_when_a_write_of_the_group_fails(ctx: Context) -> None:
+@pytest.mark.parametrize("waiting", WAYS)
+def test_savepoints_are_taken_only_when_a_write_of_the_group_fails(
+    ctx: Context, waiting: str
+) -> None:
     together = with_mode(ctx, "on")
     batch = people(6)
     with statements(together) as said:
-        grouped_in_order(together, [capture_work(data, together) for data in batch[:3]])
+        grouped_in_order(together, [capture_work(data, together) for data in batch[:3]], waiting)
         assert savepoints(said) == 0, "a group that succeeds runs without savepoints"
         said.clear()
 
@@ -244,7 +291,9 @@ def test_savepoints_are_taken_only_when_a_write_of_the_group_fails(ctx: Context)
             raise RuntimeError("refused")
 
         outcomes = grouped_in_order(
-            together, [capture_work(batch[3], together), fails, capture_work(batch[4], together)]
+            together,
+            [capture_work(batch[3], together), fails, capture_work(batch[4], together)],
+            waiting,
         )
     assert savepoints(said) == 3, "run again with a savepoint each"
     assert isinstance(outcomes[1], RuntimeError)
@@ -310,17 +359,29 @@ def test_a_commit_that_fails_fails_every_capture_of_its_group(
     monkeypatch.setattr(group, "_turn", no_turn)
     with pytest.raises(TimeoutError):
         capture_lead(together, people(1)[0], actor=OPS)
+    with pytest.raises(TimeoutError):  # awaited: the writer thread leads, and lives on
+        asyncio.run(capture_lead_async(together, people(1)[0], actor=OPS))
     monkeypatch.undo()
-    assert capture_lead(together, people(1)[0], actor=OPS).created  # nothing was saved
+    assert asyncio.run(capture_lead_async(together, people(1)[0], actor=OPS)).created
+    assert capture_lead(together, people(1)[0], actor=OPS).changed_fields == []
 
 
+@pytest.mark.parametrize("waiting", WAYS)
 @pytest.mark.parametrize("mode", ["on", "off"])
-def test_threads_hammering_captures_lose_nothing(ctx: Context, mode: str) -> None:
+def test_captures_hammering_lose_nothing(ctx: Context, mode: str, waiting: str) -> None:
+    """8 threads, or 160 coroutines on one loop, or both at once."""
     together = with_mode(ctx, mode)
     batch = people(160)
+    awaited = batch if waiting == "event loop" else batch[1::2] if waiting == "both" else []
+    threaded = [d for d in batch if d not in awaited]
+
+    async def on_the_loop() -> list[CaptureResult]:
+        return await asyncio.gather(*(capture_lead_async(together, d, actor=OPS) for d in awaited))
 
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda d: capture_lead(together, d, actor=OPS), batch))
+        loop_results = pool.submit(asyncio.run, on_the_loop())
+        results = list(pool.map(lambda d: capture_lead(together, d, actor=OPS), threaded))
+        results += loop_results.result(120)
     emails = {d.email for d in batch}
     assert sum(r.created for r in results) == len(emails)
     with ctx.read() as connection:
@@ -357,14 +418,69 @@ def test_auto_groups_captures_on_sqlite_only(ctx: Context) -> None:
 
 
 def timed_insert(group: GroupCommit, k: int) -> tuple[float, str]:
-    """Insert ``k`` into ``kv`` through ``group``: how long it took, and "saved" or
-    the database's refusal."""
+    """Insert ``k`` into ``kv`` through ``group`` (awaited on a loop of its own for an
+    odd ``k``): how long it took, and "saved" or the database's refusal."""
     started = time.monotonic()
+
+    def insert(c: Connection) -> None:
+        c.execute(text("INSERT INTO kv (k) VALUES (:k)"), {"k": k})
+
     try:
-        group.run(lambda c: c.execute(text("INSERT INTO kv (k) VALUES (:k)"), {"k": k}))
+        if k % 2:
+            asyncio.run(group.run_async(insert))
+        else:
+            group.run(insert)
     except OperationalError as error:
         return time.monotonic() - started, str(error.orig)
     return time.monotonic() - started, "saved"
+
+
+def test_an_awaited_write_queued_behind_a_held_turn_gives_up_at_its_own_timeout(
+    sqlite_ctx: Context,
+) -> None:
+    """Coroutines on one loop behind a writer that holds the turn: each gets "database
+    is locked" at its own deadline, nothing saved, and the loop is never blocked
+    meanwhile (a timer on it keeps ticking)."""
+    timeout = 0.4
+    engine = make_engine(str(sqlite_ctx.engine.url), write_timeout=timeout)
+    group = GroupCommit(engine)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE kv (k INTEGER)"))
+
+    async def attempt(k: int) -> str:
+        try:
+            await group.run_async(lambda c: c.execute(text("INSERT INTO kv VALUES (:k)"), {"k": k}))
+        except OperationalError as error:
+            return str(error.orig)
+        return "saved"
+
+    async def everyone() -> tuple[list[str], int, float]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        started = time.monotonic()
+        said = await asyncio.gather(*(attempt(k) for k in range(12)))
+        waited = time.monotonic() - started
+        ticker.cancel()
+        return list(said), ticks, waited
+
+    with write_turn(engine):
+        said, ticks, waited = asyncio.run(everyone())
+    assert all("database is locked" in s for s in said), said
+    assert waited < 4 * timeout
+    assert ticks >= 10, "the loop went on while the writes waited"
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM kv")).scalar() == 0
+    asyncio.run(attempt(1))  # the turn is free: saved
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM kv")).scalar() == 1
+    engine.dispose()
 
 
 def test_a_grouped_write_waits_no_longer_than_its_own_write_timeout(

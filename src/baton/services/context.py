@@ -6,6 +6,7 @@ it as their first argument and the acting user or system as the keyword ``actor`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 
 from baton.config import Settings
 from baton.domain.clock import Clock, SystemClock
@@ -87,15 +89,33 @@ class Context:
 
         return retrying(attempt, attempts=attempts)
 
-    def _write_grouped_once(self, work: Callable[[Connection], T]) -> T:
-        if not self.group_commit:
-            with self.write() as connection:
-                return work(connection)
+    async def write_grouped_async(self, work: Callable[[Connection], T]) -> T:
+        """:meth:`write_grouped` for a caller on an event loop (the API's capture): the
+        same groups and outcome, awaited instead of holding a thread while it waits."""
+        for number in (1, 2):
+            try:
+                if not self.group_commit:
+                    return await run_in_threadpool(self._write_grouped_once, work)
+                return await self._group_commit().run_async(work)
+            except DBAPIError as error:
+                if not is_retryable(error) or number == 2:
+                    raise
+                log.info("a write was aborted by PostgreSQL (attempt %d); running it again", number)
+                await asyncio.sleep(random.uniform(0.01, 0.05))  # noqa: S311 (a jitter)
+        raise AssertionError("unreachable")
+
+    def _group_commit(self) -> GroupCommit:
         if self._groups is None:
             with _GROUPS_LOCK:
                 if self._groups is None:
                     self._groups = GroupCommit(self.engine)
-        return self._groups.run(work)
+        return self._groups
+
+    def _write_grouped_once(self, work: Callable[[Connection], T]) -> T:
+        if not self.group_commit:
+            with self.write() as connection:
+                return work(connection)
+        return self._group_commit().run(work)
 
     @property
     def group_commit(self) -> bool:

@@ -13,7 +13,7 @@ stage change itself, and the handoff it opens or closes, is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -363,13 +363,26 @@ def capture_lead(
     Capture is create-or-update across all leads (the same email anywhere is one
     person), so only those who reach every lead may capture: marketing, admins, intake
     keys and the trusted operator."""
+    return ctx.write_grouped(_capture_work(ctx, data, actor=actor, occurred_at=occurred_at))
+
+
+async def capture_lead_async(
+    ctx: Context, data: LeadCreate, *, actor: Principal, occurred_at: datetime | None = None
+) -> CaptureResult:
+    """:func:`capture_lead` awaited on an event loop (the API): the same use case, the
+    same transaction and group, without a thread held while the group runs."""
+    work = _capture_work(ctx, data, actor=actor, occurred_at=occurred_at)
+    return await ctx.write_grouped_async(work)
+
+
+def _capture_work(
+    ctx: Context, data: LeadCreate, *, actor: Principal, occurred_at: datetime | None
+) -> Callable[[Connection], CaptureResult]:
     allowed(actor, Action.CAPTURE_LEAD)
     if actor.kind == "intake_key" and actor.key_id is not None:
         _by_email_only(data)  # before the group: a predictable 422 never joins one
-    return ctx.write_grouped(
-        lambda connection: capture_lead_in(
-            connection, data, actor=actor, now=ctx.clock.now(), occurred_at=occurred_at
-        )
+    return lambda connection: capture_lead_in(
+        connection, data, actor=actor, now=ctx.clock.now(), occurred_at=occurred_at
     )
 
 

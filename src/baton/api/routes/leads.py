@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 
 from baton.api.deps import Actor, Authenticated, Ctx, LeadId, get_context, get_principal
@@ -100,10 +99,15 @@ async def capture_lead(request: Request) -> Response:
     and an MQL older than the contract's ``mql.live_within_days`` opens no handoff."""
     actor = await get_principal(request)
     payload = _json_object(request, await request.body())
-    return await run_in_threadpool(_capture, get_context(request), actor, payload)
+    ctx = get_context(request)
+    data, occurred_at = _capture_input(ctx, actor, payload)
+    result = await lead_service.capture_lead_async(ctx, data, actor=actor, occurred_at=occurred_at)
+    return _capture_answer(actor, result)
 
 
-def _capture(ctx: Context, actor: Principal, payload: dict[str, object]) -> Response:
+def _capture_input(
+    ctx: Context, actor: Principal, payload: dict[str, object]
+) -> tuple[LeadCreate, datetime | None]:
     occurred_at = _occurred_at(payload, actor.kind == "intake_key")
     try:
         # Strict: JSON types as the schema says (consent is true or false, not 0 or "no").
@@ -119,7 +123,10 @@ def _capture(ctx: Context, actor: Principal, payload: dict[str, object]) -> Resp
         raise ValidationFailed(
             "the lead failed validation", [FieldProblem(loc, msg) for loc, msg in describe(exc)]
         ) from None
-    result = lead_service.capture_lead(ctx, data, actor=actor, occurred_at=occurred_at)
+    return data, occurred_at
+
+
+def _capture_answer(actor: Principal, result: lead_service.CaptureResult) -> Response:
     if actor.kind == "intake_key":
         return receipt(IntakeReceipt(received=1))
     answer = CaptureResponse(
