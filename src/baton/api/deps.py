@@ -148,7 +148,7 @@ async def get_principal(request: Request) -> Principal:
     loop; anything that needs the database (a first sight, a session) runs in the
     thread pool like the routes. It depends on nothing but the request: each
     dependency FastAPI resolves costs every request of every route."""
-    cached: Principal | None = getattr(request.state, "principal", None)
+    cached: Principal | None = request.scope.get(_PRINCIPAL)
     if cached is not None:
         return cached
     ctx = get_context(request)
@@ -158,8 +158,13 @@ async def get_principal(request: Request) -> Principal:
         principal = _intake(request, principal)
     if principal is None:
         principal = await run_in_threadpool(_authenticate, request, ctx)
-    request.state.principal = principal
+    request.scope[_PRINCIPAL] = principal
     return principal
+
+
+_PRINCIPAL = "baton.principal"
+"""Where a request keeps who it is from (in its ASGI scope, a plain dict: looking for it
+in ``request.state`` costs an AttributeError on every first look)."""
 
 
 def _authenticate(request: Request, ctx: Context) -> Principal:

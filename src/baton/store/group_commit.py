@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine
@@ -85,10 +85,11 @@ class _Write(Generic[T]):
     deadline: float | None = None
     """When its wait ends (``time.monotonic()``: arrival plus the engine's write
     timeout); None: no bound (PostgreSQL)."""
-    ready: threading.Event = field(default_factory=threading.Event)
+    ready: threading.Event | None = None
+    """How a thread's write (:meth:`GroupCommit.run`) hears it is done or leads next."""
     future: asyncio.Future[None] | None = None
-    """Set for a write awaited on an event loop (:meth:`GroupCommit.run_async`): it is
-    told it is done through its loop, and never leads (the writer thread does)."""
+    """How a write awaited on an event loop (:meth:`GroupCommit.run_async`) hears it is
+    done; it never leads (the writer thread does)."""
     done: bool = False
     result: Any = None
     error: BaseException | None = None
@@ -123,7 +124,7 @@ class GroupCommit:
                 return work(connection)
         timeout = write_timeout(self.engine)
         deadline = None if timeout is None else time.monotonic() + timeout
-        write: _Write[T] = _Write(work, deadline)
+        write: _Write[T] = _Write(work, deadline, ready=threading.Event())
         with self._mutex:
             self._pending.append(write)
             lead = not self._leading
@@ -160,7 +161,7 @@ class GroupCommit:
                 loop.time() + max(0.0, deadline - time.monotonic()), self._expire, write
             )
         try:
-            await asyncio.shield(write.future)
+            await write.future  # cancelled (the client left): the write goes on, unheard
         finally:
             if expiry is not None:
                 expiry.cancel()
@@ -202,6 +203,7 @@ class GroupCommit:
     def _wait(self, write: _Write[Any]) -> bool:
         """Wait until ``write`` is done or told to lead; False when its deadline came
         first while it was still queued (it is then taken out of the queue)."""
+        assert write.ready is not None
         if write.deadline is None:
             write.ready.wait()
             return True
@@ -255,14 +257,14 @@ class GroupCommit:
             loops: dict[asyncio.AbstractEventLoop, list[_Write[Any]]] = {}
             for write in batch:
                 write.done = True
-                if write.future is None:
+                if write.ready is not None:
                     write.ready.set()
-                else:
+                elif write.future is not None:
                     loops.setdefault(write.future.get_loop(), []).append(write)
             for loop, writes in loops.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
                     loop.call_soon_threadsafe(_settle, writes)
-            if following is not None and following.future is None:
+            if following is not None and following.ready is not None:
                 following.ready.set()  # not done: it leads the next group
 
     @contextmanager
