@@ -9,10 +9,11 @@ reach exactly like the rest of the lead use cases (a rep: their handoffs' leads)
 from __future__ import annotations
 
 import io
+import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, insert, text
+from sqlalchemy import delete, insert, select, text
 from tests.conftest import principal_for
 
 from baton.domain.access import operator
@@ -20,7 +21,7 @@ from baton.domain.activities import ActivityCreate
 from baton.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from baton.domain.leads import LeadCreate
 from baton.domain.reps import RepCreate, TeamCreate
-from baton.domain.search import LeadQuery, SavedFilterCreate, search_tokens
+from baton.domain.search import LeadQuery, SavedFilterCreate, fold_accents, search_tokens
 from baton.services.activities import ingest_activity
 from baton.services.context import Context
 from baton.services.contracts import activate_contract, approve_contract, create_contract
@@ -40,6 +41,7 @@ from baton.services.saved_filters import (
 )
 from baton.store.engine import make_engine
 from baton.store.migrate import upgrade
+from baton.store.search import PG_FOLDED, search_condition
 from baton.store.tables import lead_scores, leads
 
 EXAMPLE = (Path(__file__).parents[2] / "contracts" / "example.yaml").read_text()
@@ -59,7 +61,51 @@ def emails(ctx: Context, q: str = "", **filters: object) -> list[str]:
 def test_search_tokens_split_like_the_index() -> None:
     assert search_tokens(" Ann.Lee@North-wind  ") == ["ann", "lee", "north", "wind"]
     assert search_tokens("@@ --") == []
-    assert search_tokens("Zoë Ōtsuka") == ["zoë", "ōtsuka"]
+    assert search_tokens("Zoë Ōtsuka GONZÁLEZ Nguyễn") == ["zoe", "otsuka", "gonzalez", "nguyen"]
+
+
+FOLDED = [c for c in map(chr, range(0x80, 0x3000)) if c.isalpha() and fold_accents(c).isascii()]
+"""Every letter the query folds to a plain one (PostgreSQL's index folds the same,
+checked on the database by the migration's test)."""
+SAMPLES = ["Zoë Ōtsuka", "GONZÁLEZ", "Nguyễn Đông", "Åsa Ørsted", "йод", "Jose\u0301", "ǅ ß"]
+
+
+def test_the_query_folds_the_accents_that_sqlite_folds_in_the_index() -> None:
+    """Every letter the query folds, FTS5's ``remove_diacritics 2`` folds in the index
+    too (a query folded where the index is not would find nothing), but Ǡ and ǡ (an A
+    with two marks, in Livonian), which FTS5 keeps."""
+    assert len(FOLDED) > 450 and {"é", "Ñ", "ễ", "Å"} <= set(FOLDED)
+    assert not {"ø", "ł", "ß", "й", "ı"} & set(FOLDED)
+    database = sqlite3.connect(":memory:")
+    database.execute(
+        "CREATE VIRTUAL TABLE t USING fts5(x,"
+        " tokenize=\"unicode61 remove_diacritics 2 separators '_'\")"
+    )
+    letters = FOLDED
+    database.executemany(
+        "INSERT INTO t(rowid, x) VALUES (?, ?)", [(i, f"q{c}z") for i, c in enumerate(letters)]
+    )
+    query = "SELECT rowid FROM t WHERE t MATCH ?"
+    found = [database.execute(query, (f'"q{search_tokens(c)[0]}z"',)).fetchall() for c in letters]
+    missed = [letter for i, letter in enumerate(letters) if (i,) not in found[i]]
+    assert missed == ["\u01e0", "\u01e1"]
+
+
+def test_accents_are_folded_on_both_sides(ctx: Context) -> None:
+    lead(ctx, "maria@ventas.example", first_name="María", last_name="González", company="Añil")
+    lead(ctx, "jose@plain.example", first_name="Jose", last_name="Gonzalez", company="Anil")
+    lead(ctx, "nguyen@hanoi.example", last_name="Nguyễn", company="Đông Á")
+    both = ["jose@plain.example", "maria@ventas.example"]
+    assert emails(ctx, "gonzalez") == both
+    assert emails(ctx, "González") == both
+    assert emails(ctx, "GONZÁ") == both
+    assert emails(ctx, "maria gonz") == ["maria@ventas.example"]
+    assert emails(ctx, "josé añil") == ["jose@plain.example"]
+    assert emails(ctx, "nguyen") == ["nguyen@hanoi.example"]
+    # A rename keeps the folded index right (the SQLite trigger, the PostgreSQL
+    # expression).
+    lead(ctx, "jose@plain.example", company="Ñandú")
+    assert emails(ctx, "nandu") == ["jose@plain.example"]
 
 
 def test_prefixes_of_email_name_and_company_find_the_lead(ctx: Context) -> None:
@@ -250,6 +296,50 @@ def test_the_migration_indexes_the_leads_that_exist(empty_database_url: str) -> 
         assert [h.email for h in search_leads(ctx, {"q": "befo ind"}, actor=OPS).items] == [
             "old@before.example"
         ]
+    finally:
+        engine.dispose()
+
+
+def test_migration_0022_folds_the_accents_of_the_leads_that_exist(
+    empty_database_url: str,
+) -> None:
+    engine = make_engine(empty_database_url)
+    try:
+        upgrade(engine, "0021")
+        with engine.begin() as connection:
+            connection.execute(
+                insert(leads).values(
+                    email="maria@ventas.example",
+                    email_key="maria@ventas.example",
+                    last_name="González",
+                    attributes={},
+                    stage="lead",
+                    stage_changed_at=text("CURRENT_TIMESTAMP"),
+                    created_at=text("CURRENT_TIMESTAMP"),
+                    updated_at=text("CURRENT_TIMESTAMP"),
+                )
+            )
+        upgrade(engine)
+        from baton.config import Settings
+
+        ctx = Context(engine=engine, settings=Settings(database_url=empty_database_url))
+        for q in ("gonzalez", "gonzález", "GONZ"):
+            assert [h.email for h in search_leads(ctx, {"q": q}, actor=OPS).items] == [
+                "maria@ventas.example"
+            ]
+        if engine.dialect.name == "postgresql":  # the query's expression is the index's
+            query = select(leads.c.id).where(search_condition("postgresql", ["gonzalez"]))
+            written = query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SET enable_seqscan = off")
+                plan = connection.exec_driver_sql(f"EXPLAIN {written}").scalars().all()
+            assert "ix_leads_search" in "\n".join(plan)
+            # The index folds exactly as the query does (any letter, any sample).
+            folding = text(f"SELECT {PG_FOLDED.format('CAST(:t AS text)')}")
+            with engine.connect() as connection:
+                for sample in [*SAMPLES, *FOLDED]:
+                    folded = connection.execute(folding, {"t": sample}).scalar()
+                    assert folded == fold_accents(sample), sample
     finally:
         engine.dispose()
 

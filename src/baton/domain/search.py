@@ -4,12 +4,15 @@ page) and the saved filters that name one, as plain values (no I/O).
 The search text matches by token prefix: it is split into runs of letters and digits
 (``ann@north`` → ``ann``, ``north``) and a lead matches when each run starts a word of
 its email, first or last name or company (the index in :mod:`baton.store.search`
-splits those fields the same way).
+splits those fields the same way). Accents are folded on both sides (:func:`fold_accents`):
+``gonzalez`` finds González and ``gonzález`` finds Gonzalez, since people type names
+with and without them.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -29,12 +32,27 @@ MAX_PAGE: Final = 200
 MAX_OFFSET: Final = 100_000
 """Deepest row a page may start at (refine the search instead of paging further)."""
 _TOKEN = re.compile(r"[^\W_]+")
+_MARKS = re.compile("(?<=[A-Za-z])[\u0300-\u036f]+")
+"""Combining accents (the Unicode block U+0300–U+036F) after a Latin letter A–Z."""
+
+
+def fold_accents(text: str) -> str:
+    """``text`` with the accents of Latin letters taken off: ``é`` → ``e``, ``Ñ`` →
+    ``N``, ``ễ`` → ``e`` (decomposed, the accents after a letter A–Z dropped, composed
+    again). Letters that are not a letter plus accents (``ø``, ``ł``, ``ß``) and other
+    scripts (``й`` stays ``й``) are kept. Exactly what the PostgreSQL index does
+    (:data:`baton.store.search.PG_FOLDED`, the same three steps), so a query finds what
+    the index holds; SQLite's FTS5 folds the same letters with ``remove_diacritics 2``
+    but two (Ǡ, ǡ: an A with two marks, Livonian)."""
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFC", _MARKS.sub("", unicodedata.normalize("NFD", text)))
 
 
 def search_tokens(text: str) -> list[str]:
-    """The words of a search text, lower-cased: runs of letters and digits, at most
-    :data:`MAX_TOKENS`, each cut to 40 characters."""
-    return [t[:40] for t in _TOKEN.findall(text.casefold())][:MAX_TOKENS]
+    """The words of a search text, accents folded and lower-cased: runs of letters and
+    digits, at most :data:`MAX_TOKENS`, each cut to 40 characters."""
+    return [t[:40] for t in _TOKEN.findall(fold_accents(text).casefold())][:MAX_TOKENS]
 
 
 class LeadSort(StrEnum):
