@@ -105,13 +105,11 @@ def test_a_future_time_names_the_payload_field_and_a_remedy_a_retry_honours(
     assert stored_times(ctx) == [now, now + timedelta(minutes=5), now]
 
 
-def test_a_platforms_future_time_names_occurred_at_and_this_servers_clock(
-    ctx: Context,
-) -> None:
+def typeform_refusal(ctx: Context, ahead: str) -> dict[str, Any]:
+    """The error of a Typeform submission sent at ``ahead``, over HTTP."""
     secret = "tf-secret-123"
     spec = {"name": "demo-form", "kind": "typeform", "source": "typeform", "secret": secret}
     intake_service.add_endpoint(ctx, spec, actor=OP)
-    ahead = (ctx.clock.now() + timedelta(days=1)).isoformat().replace("+00:00", "Z")
     body = json.dumps(
         {
             "event_id": "ev1",
@@ -132,7 +130,26 @@ def test_a_platforms_future_time_names_occurred_at_and_this_servers_clock(
         refused = client.post("/hooks/demo-form", content=body, headers=headers)
     assert refused.status_code == 422, refused.text
     [error] = refused.json()["errors"]
+    return dict(error)
+
+
+def test_a_platforms_future_time_names_occurred_at_and_this_servers_clock(
+    ctx: Context,
+) -> None:
+    ahead = (ctx.clock.now() + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    error = typeform_refusal(ctx, ahead)
     assert error["loc"] == "occurred_at"
     assert "the time the typeform platform sent" in error["message"]
     assert "check this server's clock" in error["message"]
     assert "mapping" not in error["message"]
+
+
+def test_a_platforms_time_after_2200_is_outside_the_range_not_ahead_of_the_clock(
+    ctx: Context,
+) -> None:
+    error = typeform_refusal(ctx, "2201-03-02T09:00:00Z")
+    assert error == {
+        "loc": "occurred_at",
+        "message": "the time the typeform platform sent, 2201-03-02T09:00:00Z, is outside "
+        "1970 to 2200, the times Baton keeps: check what the platform sends there",
+    }

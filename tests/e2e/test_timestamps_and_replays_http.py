@@ -121,7 +121,20 @@ def test_a_generic_hook_takes_epoch_text_and_answers_a_failing_replay_honestly(
     assert stored_times(ctx, type="form_submit") == [AT, received]
     for at, message in (
         ("9999999999", "'9999999999' is not between 1970 and 2200"),
-        (99999999999, "epoch seconds out of range (1970 to 2200)"),
+        (
+            99999999999,
+            "99999999999 as epoch seconds is after 2200: send ISO 8601 text, or epoch "
+            "seconds (10 digits) or milliseconds (13 digits), from 1970 to 2200",
+        ),
+        (
+            1772438400000000,
+            "1772438400000000 looks like epoch microseconds: send ISO 8601 text, or epoch "
+            "seconds (10 digits) or milliseconds (13 digits), from 1970 to 2200",
+        ),
+        (
+            "2201-03-02T08:00:00Z",
+            "'2201-03-02T08:00:00Z' is outside 1970 to 2200, the times Baton keeps: check the year",
+        ),
     ):
         absurd = client.post("/hooks/contact", json=submission(3, at))
         assert absurd.status_code == 422

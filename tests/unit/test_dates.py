@@ -79,6 +79,8 @@ def test_a_time_without_a_zone_is_read_in_the_stated_zone() -> None:
         ("yesterday", "not a date"),
         ("12", "is a number, not a date"),
         ("0", "is a number, not a date"),
+        ("1733400000000000", "looks like Unix time in microseconds"),
+        ("1733400000000000000", "looks like Unix time in nanoseconds"),
         ("20261302", "YYYYMMDD"),
         ("1969-12-31", "between 1970 and 2200"),
         ("31 Dec 9999", "between 1970 and 2200"),

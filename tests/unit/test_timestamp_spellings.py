@@ -137,8 +137,15 @@ def test_a_hook_reads_a_zero_time_as_none_given(unset: Any) -> None:
     ("value", "message"),
     [
         ("9999999999", "is not between 1970 and 2200"),  # seconds in the year 2286
-        (99999999999, "epoch seconds out of range (1970 to 2200)"),  # the year 5138
-        (1e300, "epoch seconds out of range (1970 to 2200)"),
+        (99999999999, "99999999999 as epoch seconds is after 2200: send ISO 8601"),
+        (9_000_000_000_000, "as epoch milliseconds is after 2200"),
+        (1e300, "as epoch milliseconds is after 2200"),
+        (-5, "-5 is before 1970 as an epoch time"),
+        (1_733_400_000_000_000, "looks like epoch microseconds: send ISO 8601 text, or"),
+        (1_733_400_000_000_000_000, "looks like epoch nanoseconds"),
+        ("1733400000000000", "looks like Unix time in microseconds (16 digits)"),
+        ("2201-01-01T00:00:00Z", "'2201-01-01T00:00:00Z' is outside 1970 to 2200"),
+        ("1969-12-31 23:59:59", "is outside 1970 to 2200"),
         ("99999999999", "is a number, not a date"),  # 11 digits: seconds or milliseconds?
         ("12", "is a number, not a date"),
         ("9" * 40, "is a number, not a date"),

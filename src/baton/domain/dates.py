@@ -24,8 +24,11 @@ What is never guessed:
 Numbers: 8 digits are a compact ISO day (``20260302``); 9 or 10 digits are Unix seconds
 (a fraction allowed), 12 or 13 digits Unix milliseconds, as event-tool exports write
 them (the ranges cannot be confused between 1973 and 2200); any other number is refused
-(``0`` or ``12`` is a broken cell, not 1 January 1970). Two-digit years are 2000-2099
-(``2/3/26`` is 2026), whatever today's date is, so a file reads the same every year.
+(``0`` or ``12`` is a broken cell, not 1 January 1970), and 16 or 19 digits are named as
+the microseconds or nanoseconds they look like (refused too: no tool a file comes from
+needs them, and guessing the unit of other lengths would misread broken cells).
+Two-digit years are 2000-2099 (``2/3/26`` is 2026), whatever today's date is, so a file
+reads the same every year.
 
 Pure: no clock, no I/O. Years outside 1970-2200 are refused as everywhere in Baton.
 """
@@ -184,6 +187,12 @@ def _from_number(text: str) -> datetime | date | None:
     seconds = float(f"{whole}.{fraction or 0}")
     if len(whole) in (12, 13):
         seconds /= 1000
+    elif len(whole) in (16, 19):
+        unit = "microseconds" if len(whole) == 16 else "nanoseconds"
+        raise ValueError(
+            f"'{text}' looks like Unix time in {unit} ({len(whole)} digits): write Unix "
+            "time in seconds (10 digits) or milliseconds (13 digits), or a date (2026-03-02)"
+        )
     elif len(whole) not in (9, 10):
         raise ValueError(
             f"'{text}' is a number, not a date: write a date (2026-03-02), or Unix time in "

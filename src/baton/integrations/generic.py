@@ -132,14 +132,37 @@ def _zero(value: Any) -> bool:
     )
 
 
+_ACCEPTED = (
+    f"send ISO 8601 text, or epoch seconds (10 digits) or milliseconds (13 digits), "
+    f"from {FIRST_YEAR} to {LAST_YEAR}"
+)
+_LAST_SECOND = datetime(LAST_YEAR + 1, 1, 1, tzinfo=UTC).timestamp()
+
+
+def _epoch_problem(value: float) -> str:
+    """What is wrong with an epoch number that is no time from 1970 to 2200, and what
+    would be accepted. Microseconds and nanoseconds are named, not read: nothing else in
+    Baton reads them (a file's cell neither, :mod:`baton.domain.dates`), and a sender
+    that writes them can as easily write milliseconds."""
+    if value < 0:
+        return f"{value} is before 1970 as an epoch time: {_ACCEPTED}"
+    for unit, scale in (("microseconds", 10**6), ("nanoseconds", 10**9)):
+        if 10**11 * scale // 1000 <= value < _LAST_SECOND * scale:
+            return f"{value} looks like epoch {unit}: {_ACCEPTED}"
+    unit = "milliseconds" if value >= 10**11 else "seconds"
+    return f"{value} as epoch {unit} is after {LAST_YEAR}: {_ACCEPTED}"
+
+
 def _occurred(value: Any, where: str, problems: list[FieldProblem]) -> datetime | None:
     """When the submission happened: ISO 8601 (``T``/``Z`` in either case, or a space
     between day and time; no zone is UTC), or epoch seconds as a number (from 10^11:
     milliseconds). A number written as text is read as a file's cell is
     (:func:`baton.domain.dates.read_instant`: 10 digits seconds, 13 milliseconds, 8 a
     compact day, any other length refused). Outside 1970 to 2200 is a problem at
-    ``where``. Zero (``0``, ``"0"``) is no time at all, as many platforms send it for a
-    time they do not have: the submission is dated when received, not in 1970."""
+    ``where`` that says so (a time in 2201 is not "ahead of the server's clock", and
+    microseconds are named as such), whichever way it is written. Zero (``0``, ``"0"``)
+    is no time at all, as many platforms send it for a time they do not have: the
+    submission is dated when received, not in 1970."""
     if value is None or value == "" or _zero(value):
         return None
     if isinstance(value, bool):
@@ -158,9 +181,7 @@ def _occurred(value: Any, where: str, problems: list[FieldProblem]) -> datetime 
         except (OverflowError, OSError, ValueError):
             moment = None
         if moment is None or not FIRST_YEAR <= moment.year <= LAST_YEAR:
-            problems.append(
-                FieldProblem(where, f"epoch seconds out of range ({FIRST_YEAR} to {LAST_YEAR})")
-            )
+            problems.append(FieldProblem(where, _epoch_problem(value)))
             return None
         return moment
     if isinstance(value, str):
@@ -171,6 +192,15 @@ def _occurred(value: Any, where: str, problems: list[FieldProblem]) -> datetime 
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             problems.append(FieldProblem(where, f"not a date-time: {value[:60]!r}"))
+            return None
+        if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+            problems.append(
+                FieldProblem(
+                    where,
+                    f"{value[:60]!r} is outside {FIRST_YEAR} to {LAST_YEAR}, the times Baton "
+                    "keeps: check the year",
+                )
+            )
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     problems.append(FieldProblem(where, "a date-time (ISO 8601) or epoch seconds"))

@@ -69,6 +69,7 @@ from baton.domain.intake_endpoints import (
     mapping_problems,
 )
 from baton.domain.leads import LeadCreate
+from baton.domain.moments import FIRST_YEAR, LAST_YEAR
 from baton.domain.scoring import DISPOSABLE_DOMAINS
 from baton.redact import remember
 from baton.services.access import allowed
@@ -1284,6 +1285,13 @@ def _future_problem(endpoint: EndpointRow, occurred_at: datetime) -> FieldProble
     minutes = MAX_FUTURE_SKEW.seconds // 60
     ahead = f"{moment} is more than {minutes} minutes ahead of this server's clock"
     path = endpoint.mapping.get("occurred_at") if endpoint.kind == "generic" else None
+    if not isinstance(path, str) and occurred_at.year > LAST_YEAR:
+        # No clock is that far off: a wrong year (the generic adapter refuses one itself).
+        return FieldProblem(
+            "occurred_at",
+            f"the time the {endpoint.kind} platform sent, {moment}, is outside {FIRST_YEAR} "
+            f"to {LAST_YEAR}, the times Baton keeps: check what the platform sends there",
+        )
     if not isinstance(path, str):
         return FieldProblem(
             "occurred_at",
