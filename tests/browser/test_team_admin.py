@@ -12,6 +12,7 @@ from tests.web_world import BEN, OPS
 
 from baton.services.context import Context
 from baton.services.handoffs import get_handoff
+from baton.services.users import list_intake_keys
 
 
 def test_a_manager_assigns_a_queued_handoff_to_a_named_rep(
@@ -32,6 +33,20 @@ def test_a_manager_assigns_a_queued_handoff_to_a_named_rep(
     assert page.locator(f"#handoff-{queued}").count() == 1
     handoff = get_handoff(web_ctx, queued, actor=OPS)
     assert (handoff.status, handoff.rep_email) == ("assigned", BEN)
+
+
+def test_an_admin_makes_an_intake_key_with_the_forms_rate(page_as: Any, web_ctx: Context) -> None:
+    """The form posts the rate as text; the page reads it as the number the API wants
+    (the API refuses a text of digits)."""
+    page = page_as("admin")
+    page.goto("/admin/intake-keys")
+    page.get_by_label("Name").fill("landing")
+    page.get_by_label("Source of its leads").fill("web")
+    page.get_by_label("Requests per minute").fill("30")
+    page.get_by_role("button", name="Make key").click()
+    assert "landing" in page.locator("main").inner_text()
+    [key] = [k for k in list_intake_keys(web_ctx, actor=OPS) if k.name == "landing"]
+    assert key.rate_per_minute == 30
 
 
 def test_the_admin_pages_pass_axe(page_as: Any, axe_check: Any, screenshot: Any) -> None:

@@ -157,12 +157,20 @@ def test_changing_a_key_is_an_admins_and_validated_as_when_made(
         ({"rate_per_minute": 0}, "rate_per_minute"),
         ({"rate_per_minute": 100_001}, "rate_per_minute"),
         ({"rate_per_minute": "fast"}, "rate_per_minute"),
+        ({"rate_per_minute": "10"}, "rate_per_minute"),  # a number, not a text of digits
+        ({"rate_per_minute": True}, "rate_per_minute"),  # not 1 request a minute
         ({"rate": 50}, "rate"),
         ({"origins": ["www.example.com/form"]}, "origins[0]"),
     ):
         refused = client.patch(path, json=body, headers=bearer(admin))
         assert refused.status_code == 422, (body, refused.text)
         assert [e["loc"] for e in refused.json()["errors"]] == [loc], refused.text
+    made = {"name": "strict", "source": "web"}
+    for rate, sent in (("10", "not text"), (True, "not true or false")):
+        refused = client.post(KEYS, json={**made, "rate_per_minute": rate}, headers=bearer(admin))
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["errors"]
+        assert error["loc"] == "rate_per_minute" and sent in error["message"], error
     for nothing in ({}, {"rate_per_minute": None}):
         same = client.patch(path, json=nothing, headers=bearer(admin))
         assert same.status_code == 200 and same.json()["rate_per_minute"] == 7, same.text

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -166,8 +167,19 @@ Origin = Annotated[
 ]
 
 
+def _a_number(value: object) -> object:
+    """A rate is a JSON number: ``"10"`` or ``true`` is a client's bug that the lax
+    reading would hide (``true`` would be 1 request a minute). A form's text is turned
+    into a number by its page, which knows it is text."""
+    if isinstance(value, bool | str):
+        sent = "true or false" if isinstance(value, bool) else "text"
+        raise ValueError(f"send a whole number such as 60 (a JSON number), not {sent}")
+    return value
+
+
 RatePerMinute = Annotated[
     int,
+    BeforeValidator(_a_number),
     Field(
         ge=1,
         le=100_000,

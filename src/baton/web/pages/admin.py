@@ -122,6 +122,16 @@ def _optional(form: FormData, name: str) -> str | None:
     return _text(form, name) or None
 
 
+def _whole_number(form: FormData, name: str, default: int) -> int | str:
+    """A number field of a form, as a number (a form posts text; the API takes numbers
+    only): blank is ``default``; anything but digits stays text, for the model to
+    refuse naming the field."""
+    text = _text(form, name)
+    if not text:
+        return default
+    return int(text) if text.isascii() and text.isdigit() else text
+
+
 def _when(form: FormData, name: str, zone: str) -> datetime | str | None:
     """A ``datetime-local`` field, in the reader's zone (a browser sends no zone)."""
     text = _text(form, name)
@@ -531,7 +541,7 @@ async def add_intake_key(request: Request, user: FormUser) -> HTMLResponse | Red
                 "name": _text(form, "name"),
                 "source": _text(form, "source"),
                 "origins": _list(form, "origins"),
-                "rate_per_minute": _text(form, "rate_per_minute") or 60,
+                "rate_per_minute": _whole_number(form, "rate_per_minute", 60),
             }
         )
         key, secret = user_service.add_intake_key(ctx, data, actor=user.principal)
