@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from tests.conftest import principal_for
 
 from baton.domain.access import operator
 from baton.domain.clock import ManualClock
@@ -106,6 +107,28 @@ def test_withdrawn_consent_is_stored(ctx: Context, capture: Capture) -> None:
     capture(email="dana@northwind.com", consent=False)
     capture(email="dana@northwind.com", title="CTO")
     assert get_lead(ctx, first.lead.id, actor=CLI).consent is False
+
+
+def test_a_consent_answer_without_its_source_records_who_sent_it(ctx: Context) -> None:
+    """A token's opt-in without ``consent_source`` used to empty the stored source: it
+    records who gave the answer to Baton instead, as an import records its file."""
+    token = principal_for(ctx, "marketing", email="mia@lumen.example", scopes=("leads:write",))
+    page = "https://northwind.example.com/webinar"
+    given = {"email": "dana@northwind.com", "consent": True, "consent_source": page}
+    lead_id = capture_lead(ctx, LeadCreate.model_validate(given), actor=token).lead.id
+    repeated = {"email": "dana@northwind.com", "consent": True}
+    capture_lead(ctx, LeadCreate.model_validate(repeated), actor=token)
+    assert get_lead(ctx, lead_id, actor=CLI).consent_source == page, "no change: kept"
+    opt_in = {"email": "dana@northwind.com", "consent_basis": "consent"}
+    capture_lead(ctx, LeadCreate.model_validate(opt_in), actor=token)
+    lead = get_lead(ctx, lead_id, actor=CLI)
+    assert (lead.consent_basis, lead.consent_source) == ("consent", token.name)
+    assert token.name.startswith("mia@lumen.example (token ")
+    withdrawn = {"email": "ben@northwind.com", "consent": False}
+    new = capture_lead(ctx, LeadCreate.model_validate(withdrawn), actor=operator("crm"))
+    assert get_lead(ctx, new.lead.id, actor=CLI).consent_source == "crm"
+    silent = capture_lead(ctx, LeadCreate(email="cy@northwind.com"), actor=operator("crm"))
+    assert get_lead(ctx, silent.lead.id, actor=CLI).consent_source is None, "no answer"
 
 
 def test_every_capture_is_a_captured_activity_with_its_touch(

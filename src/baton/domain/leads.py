@@ -198,7 +198,8 @@ class LeadCreate(BaseModel):
         None,
         max_length=300,
         description="Where the consent answer was given: a form, a page URL, an import "
-        "file. Stored (with the time) whenever the answer changes the lead's consent.",
+        "file. Stored (with the time) whenever the answer changes the lead's consent; "
+        "left out, the name of who sent the answer (user, API token, intake key) is.",
     )
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form facts.")
 

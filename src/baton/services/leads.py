@@ -242,6 +242,17 @@ def with_intake_source(data: LeadCreate, actor: Principal) -> LeadCreate:
     return data
 
 
+def with_consent_source(data: LeadCreate, actor: Principal) -> LeadCreate:
+    """A capture that answers about consent without saying where it was given records
+    who gave it to Baton (the actor's name: ``ana@… (token crm-sync)``,
+    ``intake:website``, ``hook:typeform``), as an import records its file and a form
+    hook its page. Without it, a changed answer would empty the lead's stored
+    ``consent_source``: a consent with no record of where it came from."""
+    if data.consent_source is None and (data.consent is not None or data.consent_basis):
+        return data.model_copy(update={"consent_source": actor.name[:300]})
+    return data
+
+
 def capture_lead_in(
     connection: Connection,
     data: LeadCreate,
@@ -260,7 +271,7 @@ def capture_lead_in(
     ``mql.live_within_days`` is recorded as history and opens no live handoff."""
     if actor.kind == "intake_key" and actor.key_id is not None:
         _by_email_only(data)
-    data = with_intake_source(data, actor)
+    data = with_consent_source(with_intake_source(data, actor), actor)
     existing = _find_existing(connection, data)
     at = occurred_at or now
     if occurred_at is not None:
