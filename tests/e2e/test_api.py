@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.conftest import bearer, token_for
 
+import baton
 from baton.api.app import create_app
 from baton.domain.access import operator
 from baton.domain.clock import ManualClock
@@ -454,7 +455,7 @@ def test_openapi_lists_the_operations(api: TestClient) -> None:
 def test_health_answers(api: TestClient) -> None:
     response = api.get("/healthz")
     assert response.status_code == 200
-    assert response.json()["status"] == "ok"
+    assert response.json() == {"status": "ok", "version": baton.__version__}
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
