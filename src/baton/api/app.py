@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from baton import __version__, redact
 from baton.api import docs, openapi, problems
 from baton.api.cors import IntakeCors
+from baton.api.direct_route import DirectRoute
 from baton.api.routes import (
     activities,
     auth,
@@ -224,6 +225,13 @@ def create_app(context: Context | None = None) -> FastAPI:
     redact.install_log_masking()
     redact.remember_settings(app.state.context.settings)
     refuse_unready(app.state.context)
+    app.add_middleware(
+        DirectRoute,
+        owner=app,
+        method="POST",
+        path="/api/v1/leads",
+        endpoint=leads.capture_lead,
+    )
     app.add_middleware(IntakeCors, context=app.state.context)
     app.add_middleware(BodyLimit, limit=app.state.context.settings.max_body_bytes)
     problems.install(app)
