@@ -224,7 +224,14 @@ def worker(url: str, folder: Path, log_level: str) -> Iterator[None]:
         "BATON_LOG_LEVEL": log_level,
         "BATON_SECRET_KEY": "bench-secret-key-0123456789-0123456789",
     }
-    with started("worker", ["worker"], env, folder):
+    with started("worker", ["worker"], env, folder) as process:
+        # Measured from when it runs: its start-up (imports, migrations check) is a few
+        # CPU seconds that would otherwise fall on the first measurement alone.
+        deadline = time.monotonic() + 120
+        while "worker running" not in process.tail(5):
+            if process.popen.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the worker did not start:\n{process.tail()}")
+            time.sleep(0.1)
         yield
 
 

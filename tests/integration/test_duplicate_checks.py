@@ -238,3 +238,56 @@ def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(
     assert pending_duplicate_checks(ctx) == 0
     with ctx.read() as connection:
         assert poison in set(connection.execute(select(duplicate_candidates.c.lead_id)).scalars())
+
+
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    holders=st.lists(
+        st.tuples(
+            st.sampled_from(["acme.io", "globex.com", "initech.com", None]),
+            st.booleans(),  # merged away
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    asked=st.sets(st.sampled_from(["acme.io", "globex.com", "initech.com", "nobody.example"])),
+)
+def test_the_candidates_read_are_the_oldest_unmerged_holders_of_each_value(
+    ctx: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    holders: list[tuple[str | None, bool]],
+    asked: set[str],
+) -> None:
+    """The candidate read (one index range per value, stopped at the limit) gives what
+    ranking every holder by id gives: for each value, the oldest MAX_CANDIDATES leads
+    not merged away, here with a limit of 3 so that values are shared past it."""
+    monkeypatch.setattr(duplicate_checks_service, "MAX_CANDIDATES", 3)
+    empty(ctx)
+    with ctx.write() as connection:
+        ids = []
+        for i, (domain, _) in enumerate(holders):
+            now = ctx.clock.now()
+            row = {
+                "email": f"p{i}@x.example",
+                "email_domain": domain,
+                "attributes": {},
+                "stage": "lead",
+                "stage_changed_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            ids.append(connection.execute(leads.insert().values(**row)).inserted_primary_key[0])
+        for lead_id, (_, merged) in zip(ids, holders, strict=True):
+            if merged:
+                update = leads.update().where(leads.c.id == lead_id)
+                connection.execute(update.values(merged_into_id=ids[0]))
+    expected: dict[str, list[int]] = {}
+    for lead_id, (domain, merged) in sorted(zip(ids, holders, strict=True)):
+        if domain in asked and not merged and len(expected.get(domain, [])) < 3:
+            expected.setdefault(domain, []).append(lead_id)
+    with ctx.read() as connection:
+        read = duplicate_checks_service._oldest_holding(connection, "email_domain", sorted(asked))
+    got: dict[str, list[int]] = {}
+    for record in read:
+        got.setdefault(record["email_domain"], []).append(record["id"])
+    assert {k: sorted(v) for k, v in got.items()} == expected

@@ -198,40 +198,11 @@ def possible_duplicates_of(
     for column, key_of in signals:
         values = sorted({v for p in people if (v := key_of(p)) is not None})
         grouped: dict[Any, list[dict[str, Any]]] = {}
-        shared: list[Any] = []
-        for part in chunks(values):
-            shared.extend(
-                connection.execute(
-                    select(column)
-                    .where(column.in_(part), leads.c.merged_into_id.is_(None))
-                    .group_by(column)
-                    .having(func.count() > 1)
-                ).scalars()
-            )
-        for part in chunks(shared):
-            # Oldest first: when a value is shared by more than MAX_CANDIDATES leads, the
-            # candidates are the oldest (the records a new one would be merged into), so
-            # only those are read: a value every lead shares (one corporate domain) would
-            # otherwise bring the whole table into Python on every pass.
-            ranked = (
-                select(
-                    *DUPLICATE_COLUMNS,
-                    func.row_number().over(partition_by=column, order_by=leads.c.id).label("rank"),
-                )
-                .where(column.in_(part), leads.c.merged_into_id.is_(None))
-                .subquery()
-            )
-            found = connection.execute(
-                select(*(ranked.c[c.name] for c in DUPLICATE_COLUMNS))
-                .where(ranked.c.rank <= MAX_CANDIDATES)
-                .order_by(ranked.c.id)
-            )
-            names = list(found.keys())
-            at = names.index(column.name)
-            for r in found.all():  # one fetch, not one call per row
-                record = dict(zip(names, r, strict=True))
-                grouped.setdefault(r[at], []).append(record)
-                compared_names[record["id"]] = duplicate_name(record)
+        for record in _oldest_holding(connection, column.name, values):
+            grouped.setdefault(record[column.name], []).append(record)
+            compared_names[record["id"]] = duplicate_name(record)
+        for group in grouped.values():
+            group.sort(key=_id_of)
         groups.append(grouped)
     matches: list[DuplicateMatch] = []
     records: list[dict[str, Any]] = []
@@ -267,6 +238,47 @@ def possible_duplicates_of(
                 }
             )
     return matches, records
+
+
+_CANDIDATE_NAMES = tuple(c.name for c in DUPLICATE_COLUMNS)
+_SQLITE_PARTS = 100
+"""Values per SQLite statement (one ``UNION ALL`` part each; SQLite allows 500)."""
+
+
+def _oldest_holding(
+    connection: Connection, column: str, values: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """For each of ``values``, the :data:`MAX_CANDIDATES` oldest leads not merged away
+    whose ``column`` holds it (the records a new lead would be merged into).
+
+    One index range per value, read in id order and stopped at the limit, so a value
+    that every lead shares (one corporate domain) costs 200 rows, not the table: the
+    query this replaces ranked every lead holding each value with a window function,
+    a scan of the whole table per worker pass once a domain was everyone's (the
+    worker then spent more CPU per captured lead than the server). On SQLite the index
+    on ``column`` is ordered by id within a value (the rowid ends each entry); on
+    PostgreSQL a ``LATERAL`` part per value."""
+    if not values:
+        return []
+    names = ", ".join(_CANDIDATE_NAMES)
+    rows: list[Any] = []
+    if connection.dialect.name == "postgresql":
+        sql = (
+            f"SELECT c.* FROM unnest(CAST(%(values)s AS text[])) AS v(value) CROSS JOIN LATERAL "
+            f"(SELECT {names} FROM leads WHERE {column} = v.value "
+            f"AND merged_into_id IS NULL ORDER BY id LIMIT {MAX_CANDIDATES}) AS c"
+        )
+        for part in chunks(values):
+            rows.extend(connection.exec_driver_sql(sql, {"values": list(part)}).all())
+    else:
+        one = (
+            f"SELECT * FROM (SELECT {names} FROM leads WHERE {column} = ? "
+            f"AND merged_into_id IS NULL ORDER BY id LIMIT {MAX_CANDIDATES})"
+        )
+        for part in chunks(values, _SQLITE_PARTS):
+            sql = " UNION ALL ".join([one] * len(part))
+            rows.extend(connection.exec_driver_sql(sql, tuple(part)).all())
+    return [dict(zip(_CANDIDATE_NAMES, row, strict=True)) for row in rows]
 
 
 def _id_of(record: dict[str, Any]) -> int:
