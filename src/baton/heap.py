@@ -13,8 +13,8 @@ def freeze_startup_heap() -> int:
     pauses of 50-270 ms under load, which made the capture's p99 (a worker paused
     inside its write turn on SQLite holds every capture up as well). Frozen, a full
     collection walks only what was made since. Call it once, when start-up is done;
-    objects frozen are never freed, so not in code that builds apps over and over
-    (tests).
+    frozen objects are still freed by reference counting, but cycles among them never
+    are, so not in code that builds apps over and over (tests).
     """
     gc.collect()
     gc.freeze()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -194,3 +195,29 @@ def test_the_router_is_not_entered_for_a_capture(
     handled.clear()
     assert apps["direct"].get(LEADS, headers=auth).status_code == 200  # not a capture
     assert handled == [LEADS]
+
+
+def test_a_large_body_is_read_off_the_event_loop(
+    sqlite_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A form's lead is parsed on the loop; a body of many kilobytes, valid or not, in
+    the thread pool, so reading it holds up no other request."""
+    from baton.api.routes import leads as routes
+
+    threads: list[str] = []
+    original = routes._capture_input
+
+    def watched(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return original(*args)
+
+    monkeypatch.setattr(routes, "_capture_input", watched)
+    key = {"X-Baton-Intake-Key": _keys(sqlite_ctx, "large")["web"]}
+    notes = "x" * (routes.READ_ON_THE_LOOP + 1)
+    with TestClient(create_app(sqlite_ctx)) as client:
+        small = client.post(LEADS, json={"email": "s@x.example.com"}, headers=key)
+        large = client.post(LEADS, json={"email": "l@x.example.com", "n": notes}, headers=key)
+    assert small.status_code == 202 and large.status_code == 422  # an unknown field
+    loop_thread, other = threads
+    assert loop_thread != other
+    assert "AnyIO worker thread" in other

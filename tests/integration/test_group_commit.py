@@ -546,3 +546,55 @@ def test_a_group_waits_for_another_programs_write_no_longer_than_its_writes_may(
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1000
         assert connection.execute(text("SELECT count(*) FROM kv")).scalar() == 1
     engine.dispose()
+
+
+def test_the_writer_thread_ends_when_idle_and_comes_back(
+    sqlite_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine let go of is not kept alive by a writer thread waiting forever."""
+    monkeypatch.setattr(group_commit, "WRITER_IDLE_SECONDS", 0.05)
+    group = GroupCommit(sqlite_ctx.engine)
+
+    def writers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "baton-group-commit"]
+
+    before = len(writers())
+    assert asyncio.run(group.run_async(lambda c: 1)) == 1
+    deadline = time.monotonic() + 10
+    while group._writer is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert group._writer is None and len(writers()) <= before
+    assert asyncio.run(group.run_async(lambda c: 2)) == 2  # a new writer leads
+
+
+def test_a_cancelled_wait_still_leaves_the_queue_at_its_deadline(sqlite_ctx: Context) -> None:
+    """The client left while its write waited behind a slow group: the write leaves
+    the queue at its own deadline, unsaved, like a thread's; it is not saved later by a
+    group nobody waits for."""
+    timeout = 0.3
+    engine = make_engine(str(sqlite_ctx.engine.url), write_timeout=timeout)
+    group = GroupCommit(engine)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE kv (k INTEGER)"))
+
+    def insert(k: int, pause: float = 0.0) -> Callable[[Connection], None]:
+        def work(c: Connection) -> None:
+            time.sleep(pause)
+            c.execute(text("INSERT INTO kv VALUES (:k)"), {"k": k})
+
+        return work
+
+    async def scene() -> None:
+        slow = asyncio.create_task(group.run_async(insert(1, pause=3 * timeout)))
+        await asyncio.sleep(0.05)
+        left = asyncio.create_task(group.run_async(insert(2)))  # queued behind the slow one
+        await asyncio.sleep(0.05)
+        left.cancel()
+        await slow
+        await asyncio.sleep(0.2)  # time for a group that would take it
+
+    asyncio.run(scene())
+    group.run(insert(3))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT k FROM kv ORDER BY k")).scalars().all() == [1, 3]
+    engine.dispose()

@@ -74,6 +74,9 @@ def group_memo(connection: Connection) -> dict[str, Any] | None:
     return memo
 
 
+WRITER_IDLE_SECONDS = 5.0
+"""How long the writer thread waits for another group before it ends."""
+
 MAX_GROUP = 32
 """Writes per group at most: a group holds the write turn for all of them (a capture is
 a few ms), so a burst of 64 is committed in two groups instead of one long hold."""
@@ -163,7 +166,9 @@ class GroupCommit:
         try:
             await write.future  # cancelled (the client left): the write goes on, unheard
         finally:
-            if expiry is not None:
+            # A cancelled wait keeps its timer: still queued at its deadline, the write
+            # leaves the queue then, as a thread's does.
+            if expiry is not None and not write.future.cancelled():
                 expiry.cancel()
         return write.outcome()
 
@@ -190,10 +195,16 @@ class GroupCommit:
             self._wake.notify()
 
     def _write_loop(self) -> None:
+        """Lead the groups handed over; after :data:`WRITER_IDLE_SECONDS` with none the
+        thread ends (the next awaited write starts another), so an engine let go of is
+        not kept alive by its writer."""
         while True:
             with self._mutex:
-                while self._to_lead is None:
-                    self._wake.wait()
+                if self._to_lead is None:
+                    self._wake.wait(WRITER_IDLE_SECONDS)
+                if self._to_lead is None:
+                    self._writer = None
+                    return
                 leader, self._to_lead = self._to_lead, None
             try:
                 self._lead(leader)
@@ -235,10 +246,17 @@ class GroupCommit:
             with self._turn(leader):
                 batch = self._take()  # the writes that arrived while the turn came
                 now = time.monotonic()
-                late = [w for w in batch if w is not leader and _past(w, now)]
+                # A thread that leads got the turn within its own time; the writer thread
+                # may take a leader (an awaited write) past its deadline.
+                late = [
+                    w
+                    for w in batch
+                    if _past(w, now) and (w is not leader or leader.future is not None)
+                ]
                 for write in late:  # as a write of its own would have: 503, nothing saved
                     write.error = database_is_locked(write_timeout(self.engine) or 0.0)
-                self._commit([w for w in batch if w.error is None])
+                if any(w.error is None for w in batch):
+                    self._commit([w for w in batch if w.error is None])
         except BaseException as error:  # no turn in time, the commit, an interruption
             if not batch:  # no turn: only the leader waited its whole time
                 with self._mutex:
