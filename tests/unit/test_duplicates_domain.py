@@ -94,3 +94,68 @@ def test_the_period_is_in_order_and_aware() -> None:
         DuplicateFilter.model_validate({"created_since": "2026-03-02 09:00"})
     found = DuplicateFilter.model_validate({"created_since": "2026-03-02T10:00:00+01:00"})
     assert found.created_since == datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+NAMES = st.sampled_from(["Ana", "Anna", "Ana María", "Ben", "Benn", None])
+SURNAMES = st.sampled_from(["Alvarez", "Álvarez", "Alvares", "Becker", None])
+PERSON = st.fixed_dictionaries(
+    {
+        "phone": st.sampled_from(["+14155550100", "+14155550101", None]),
+        "first_name": NAMES,
+        "last_name": SURNAMES,
+        "company": st.sampled_from(["Acme", "Acme Inc", "Globex", None]),
+        "email_domain": st.sampled_from(["acme.io", "gmail.com", "globex.com", None]),
+    }
+)
+
+
+def _groups_of(
+    people: list[dict[str, object]], draws: list[tuple[int, bool]]
+) -> list[tuple[list[dict[str, object]], int | None]]:
+    """Groups of candidates, each oldest first, each with its cap (a shared line's)."""
+    out = []
+    for size, capped in draws:
+        members = sorted(people[:size], key=lambda p: int(p["id"]))  # type: ignore[call-overload]
+        out.append((members, 3 if capped else None))
+    return out
+
+
+@given(
+    lead=PERSON,
+    people=st.lists(PERSON, min_size=0, max_size=12),
+    draws=st.lists(st.tuples(st.integers(0, 12), st.booleans()), max_size=3),
+    lead_at=st.integers(0, 12),
+    limit=st.integers(1, 6),
+)
+def test_grouped_matching_finds_what_find_duplicates_finds_in_the_union(
+    lead: dict[str, object],
+    people: list[dict[str, object]],
+    draws: list[tuple[int, bool]],
+    lead_at: int,
+    limit: int,
+) -> None:
+    """The worker's matching group by group gives what comparing the lead with the union
+    of its candidates gave (the path it replaced): each group cut at the lead's arrival
+    (its id) and at ``limit``, a capped group (a shared line) skipped when more than its
+    cap reach the lead, the lead itself never its own candidate."""
+    from baton.domain.leads import CandidateGroup, duplicates_in_groups, find_duplicates
+
+    people = [{**p, "id": 10 * (i + 1)} for i, p in enumerate(people)]
+    me = {**lead, "id": 10 * lead_at + 5}
+    if people and lead_at % 3 == 0:  # sometimes the lead is in the groups itself
+        me = people[lead_at % len(people)]
+    groups = _groups_of([*people, me] if me not in people else people, draws)
+    union: dict[int, dict[str, object]] = {}
+    for members, cap in groups:  # the path replaced, as it was
+        upto = [m for m in members if int(m["id"]) <= int(me["id"])]  # type: ignore[call-overload]
+        if cap is not None and len(upto) > cap:
+            continue
+        for other in upto[:limit]:
+            if int(other["id"]) < int(me["id"]):  # type: ignore[call-overload]
+                union[int(other["id"])] = other  # type: ignore[call-overload]
+    expected = set(find_duplicates(me, list(union.values())))
+    got = duplicates_in_groups(
+        me, [(CandidateGroup(list(members)), cap) for members, cap in groups], limit=limit
+    )
+    assert len(got) == len(set(got))
+    assert set(got) == expected

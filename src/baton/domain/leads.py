@@ -17,8 +17,9 @@ source is without each query having to ignore case.
 from __future__ import annotations
 
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -450,6 +451,85 @@ def find_duplicates(
                     )
     found.sort(key=lambda item: item[0])
     return [match for _, match in found]
+
+
+@dataclass
+class CandidateGroup:
+    """The candidates holding one value (a phone, a company key, a corporate domain),
+    oldest first, with what :func:`duplicates_in_groups` compares of them made once for
+    all the new leads of a batch."""
+
+    records: list[Mapping[str, Any]]
+    ids: list[int] = field(init=False)
+    names: list[str] = field(init=False)
+    by_phone: dict[str, list[int]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ids = [int(r["id"]) for r in self.records]
+        self.names = [duplicate_name(r) for r in self.records]
+        self.by_phone = {}
+        for position, record in enumerate(self.records):
+            if record.get("phone"):
+                self.by_phone.setdefault(record["phone"], []).append(position)
+
+
+def duplicates_in_groups(
+    lead: Mapping[str, Any],
+    groups: list[tuple[CandidateGroup, int | None]],
+    *,
+    limit: int,
+) -> list[DuplicateMatch]:
+    """What :func:`find_duplicates` finds for ``lead`` among the union of the groups'
+    leads older than it (the first ``limit`` of each group's), in no particular order,
+    without building that union: a group of a shared domain holds hundreds, and only
+    the few whose name is close (rapidfuzz's C loop over the group's names) or whose
+    phone is the lead's are looked at in Python. Each pair's outcome depends on the two
+    leads only, so it is the same whichever group brings the candidate.
+
+    ``groups``: each group with the most of its leads up to ``lead`` it may have (a
+    shared line's cap: more, and the group is skipped), or None."""
+    own_id = int(lead["id"])
+    name = duplicate_name(lead)
+    phone = lead.get("phone")
+    found: dict[int, DuplicateMatch] = {}
+    named: dict[int, tuple[Mapping[str, Any], float]] = {}
+    for group, most in groups:
+        upto = bisect_right(group.ids, own_id)
+        if most is not None and upto > most:
+            continue
+        upto = min(upto, limit)
+        if phone:
+            for position in group.by_phone.get(phone, ()):
+                other_id = group.ids[position]
+                if position < upto and other_id != own_id:
+                    found[other_id] = DuplicateMatch(other_id, SAME_PHONE, 100.0)
+        if name and upto:
+            close = process.extract(
+                name,
+                group.names[:upto],
+                scorer=fuzz.ratio,
+                score_cutoff=NAME_SIMILARITY,
+                limit=None,
+            )
+            for _, score, position in close:
+                other = group.records[position]
+                if group.ids[position] != own_id and not (phone and other.get("phone") == phone):
+                    named[group.ids[position]] = (other, score)
+    domain = lead.get("email_domain")
+    corporate = bool(domain) and domain not in FREE_MAIL_DOMAINS
+    key = company_key(lead.get("company")) if named else None
+    for other_id, (other, name_score) in named.items():
+        if corporate and domain == other.get("email_domain"):
+            found[other_id] = DuplicateMatch(other_id, SAME_EMAIL_DOMAIN, round(name_score, 1))
+            continue
+        other_key = company_key(other.get("company"))
+        if key and other_key:
+            company_score = fuzz.ratio(key, other_key)
+            if company_score >= COMPANY_SIMILARITY:
+                found[other_id] = DuplicateMatch(
+                    other_id, SIMILAR_COMPANY, round(min(name_score, company_score), 1)
+                )
+    return list(found.values())
 
 
 def duplicate_name(person: Mapping[str, Any]) -> str:

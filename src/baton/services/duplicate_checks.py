@@ -15,8 +15,7 @@ queued); a lead merged away before its turn is dropped from the queue unflagged.
 from __future__ import annotations
 
 import logging
-from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +24,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from baton.domain.contact import FREE_MAIL_DOMAINS
-from baton.domain.leads import DuplicateMatch, best_duplicates, duplicate_name, find_duplicates
+from baton.domain.leads import (
+    CandidateGroup,
+    DuplicateMatch,
+    best_duplicates,
+    duplicates_in_groups,
+)
 from baton.services.context import Context
 from baton.services.queries import chunks, insert_ignoring_conflicts
 from baton.store.bulk import insert_rows
@@ -168,8 +172,6 @@ def possible_duplicates_of(
     older than it: flagging many new leads at once flags the pairs that flagging them
     one by one, as they arrived, would have flagged."""
     people: list[dict[str, Any]] = []
-    # Only values shared by two or more leads can reveal a duplicate: find those first
-    # (an aggregate over the index), then read just their rows.
     for part in chunks(list(lead_ids)):
         found = connection.execute(select(*DUPLICATE_COLUMNS).where(leads.c.id.in_(part)))
         names = list(found.keys())  # once: dict(row) of a RowMapping asks for them per row
@@ -193,39 +195,29 @@ def possible_duplicates_of(
             ),
         ),
     ]
-    groups: list[dict[Any, list[dict[str, Any]]]] = []
-    compared_names: dict[int, str] = {}
+    groups: list[dict[Any, CandidateGroup]] = []
     for column, key_of in signals:
         values = sorted({v for p in people if (v := key_of(p)) is not None})
-        grouped: dict[Any, list[dict[str, Any]]] = {}
+        holders: dict[Any, list[dict[str, Any]]] = {}
         for record in _oldest_holding(connection, column.name, values):
-            grouped.setdefault(record[column.name], []).append(record)
-            compared_names[record["id"]] = duplicate_name(record)
-        for group in grouped.values():
-            group.sort(key=_id_of)
-        groups.append(grouped)
+            holders.setdefault(record[column.name], []).append(record)
+        groups.append(
+            {value: CandidateGroup(sorted(rows, key=_id_of)) for value, rows in holders.items()}
+        )
     matches: list[DuplicateMatch] = []
     records: list[dict[str, Any]] = []
     for person in people:
-        candidates: dict[int, dict[str, Any]] = {}
-        for (_, key_of), grouped in zip(signals, groups, strict=True):
-            key = key_of(person)
-            if key is None:
-                continue
-            group = grouped.get(key, [])
-            # As of the lead's own arrival: leads created after it (in the same batch
-            # of a worker or an import) neither count towards a shared line nor
-            # become its candidates, so a lead is flagged the same whenever its turn comes.
-            group = group[: bisect_right(group, person["id"], key=_id_of)]
-            if column_is_phone(key_of) and len(group) > SHARED_PHONE_LIMIT:
-                continue
-            for other in group[:MAX_CANDIDATES]:
-                if other["id"] < person["id"]:
-                    candidates[other["id"]] = other
+        # As of the lead's own arrival: leads created after it (in the same batch of a
+        # worker or an import) neither count towards a shared line nor become its
+        # candidates, so a lead is flagged the same whenever its turn comes.
+        its_groups = [
+            (group, SHARED_PHONE_LIMIT if column_is_phone(key_of) else None)
+            for (_, key_of), grouped in zip(signals, groups, strict=True)
+            if (key := key_of(person)) is not None and (group := grouped.get(key)) is not None
+        ]
         # At most MAX_PAIRS_PER_LEAD pairs per new lead, the best ones (see there why).
-        for match in best_duplicates(
-            find_duplicates(person, list(candidates.values()), names=compared_names)
-        ):
+        pairs = duplicates_in_groups(person, its_groups, limit=MAX_CANDIDATES)
+        for match in best_duplicates(pairs):
             matches.append(match)
             records.append(
                 {
@@ -281,5 +273,5 @@ def _oldest_holding(
     return [dict(zip(_CANDIDATE_NAMES, row, strict=True)) for row in rows]
 
 
-def _id_of(record: dict[str, Any]) -> int:
+def _id_of(record: Mapping[str, Any]) -> int:
     return int(record["id"])
