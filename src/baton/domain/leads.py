@@ -379,7 +379,8 @@ def find_duplicates(
 ) -> list[DuplicateMatch]:
     """Candidates (gathered cheaply by the caller: same phone, same company key or same
     corporate email domain) that are probably the same person as ``lead``, in the
-    candidates' order.
+    candidates' order. The definition of a possible duplicate: the worker finds the same
+    pairs group by group (:func:`duplicates_in_groups`, tested equal to this).
 
     Same phone number is a match on its own; otherwise the full names must be close
     (token-sorted ratio >= 88: :func:`duplicate_name` sorts the words, so the candidates

@@ -167,7 +167,9 @@ def possible_duplicates_of(
     Set-based, so that an import of 100,000 rows costs a handful of indexed queries:
     candidates sharing a phone, a company key, or a corporate email domain with the same
     last name are gathered with one ``IN`` query per signal (an ``OR`` across columns
-    would scan the table on SQLite) and compared in memory by :func:`find_duplicates`.
+    would scan the table on SQLite) and compared in memory, group by group
+    (:func:`~baton.domain.leads.duplicates_in_groups`, held equal to
+    :func:`~baton.domain.leads.find_duplicates` over all of a lead's candidates).
     A pair is flagged once, on its newer lead, and each lead only against the leads
     older than it: flagging many new leads at once flags the pairs that flagging them
     one by one, as they arrived, would have flagged."""
