@@ -166,8 +166,9 @@ def possible_duplicates_of(
 
     Set-based, so that an import of 100,000 rows costs a handful of indexed queries:
     candidates sharing a phone, a company key, or a corporate email domain with the same
-    last name are gathered with one ``IN`` query per signal (an ``OR`` across columns
-    would scan the table on SQLite) and compared in memory, group by group
+    last name are gathered per signal, each shared value's oldest by one index range
+    (:func:`_oldest_holding`; an ``OR`` across columns would scan the table on SQLite),
+    and compared in memory, group by group
     (:func:`~baton.domain.leads.duplicates_in_groups`, held equal to
     :func:`~baton.domain.leads.find_duplicates` over all of a lead's candidates).
     A pair is flagged once, on its newer lead, and each lead only against the leads
