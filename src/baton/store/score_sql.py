@@ -141,17 +141,28 @@ def _suffix(expr: ColumnElement[Any], length: int, dialect: str) -> ColumnElemen
     return func.substr(expr, -length)
 
 
+def email_domain(dialect: str) -> ColumnElement[Any]:
+    """The domain of ``leads.email`` (split at its last ``@``) lower-cased, as the
+    email-class conditions compare it."""
+    return _lowered(_email_parts(dialect)[1], dialect)
+
+
 def email_condition(
-    condition: EmailCondition, contract: HandoffContract, dialect: str
+    condition: EmailCondition,
+    contract: HandoffContract,
+    dialect: str,
+    domain: ColumnElement[Any] | None = None,
 ) -> ColumnElement[bool] | None:
     """The SQL of an email-class condition (see :func:`baton.domain.scoring.email_classes`),
-    or ``None`` when the contract's domain lists are not ASCII."""
+    or ``None`` when the contract's domain lists are not ASCII. ``domain``: what stands
+    for :func:`email_domain` (a column computed once per row), else that expression."""
     competitors = contract.scoring.competitors
     disposable = sorted(DISPOSABLE_DOMAINS | set(contract.scoring.disposable_domains))
     if not all(d.isascii() for d in (*competitors, *disposable)):
         return None
-    local, domain = _email_parts(dialect)
-    domain = _lowered(domain, dialect)
+    local, _ = _email_parts(dialect)
+    if domain is None:
+        domain = email_domain(dialect)
     has_email = and_(leads.c.email.is_not(None), leads.c.email != "")
     free = domain.in_(sorted(FREE_MAIL_DOMAINS))
     throwaway = domain.in_(disposable)
@@ -175,15 +186,20 @@ def email_condition(
     return and_(has_email, classes[condition.email_domain])
 
 
-def compile_fit(contract: HandoffContract, dialect: str) -> FitPlan:
+def compile_fit(
+    contract: HandoffContract, dialect: str, *, domain: ColumnElement[Any] | None = None
+) -> FitPlan:
     """The contract's fit rules for ``dialect`` (``sqlite`` or ``postgresql``): the SQL
-    sum of the rules that translate exactly, and the others left to Python."""
+    sum of the rules that translate exactly, and the others left to Python. ``domain``:
+    what the email-class rules read in place of :func:`email_domain` (SQLite does not
+    share the expression between rules: computed in a subquery, it is split once per
+    lead instead of once per rule)."""
     terms: list[ColumnElement[Any]] = []
     fallback: list[tuple[int, FitRule]] = []
     for index, rule in enumerate(contract.scoring.fit):
         when = rule.when
         sql = (
-            email_condition(when, contract, dialect)
+            email_condition(when, contract, dialect, domain)
             if isinstance(when, EmailCondition)
             else field_condition(when, dialect)
         )
