@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         description="Seconds a verified API token or intake key is trusted without a database "
         "read; a revocation takes effect everywhere within this time.",
     )
+    intake_rate_per_address: int = Field(
+        20,
+        ge=1,
+        le=100_000,
+        description="Requests a minute one client address may make with one browser intake "
+        "key (a key with origins; under the key's own rate), so that one sender cannot use "
+        "up a website's key.",
+    )
     max_body_bytes: int = Field(
         32 * 1024 * 1024,
         ge=1024,

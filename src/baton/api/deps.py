@@ -102,12 +102,26 @@ def _intake(request: Request, principal: Principal) -> Principal:
     if origin is not None and origin.rstrip("/").lower() not in allowed:
         raise Forbidden(f"this intake key is not allowed from the origin {origin[:200]}")
     rate = int(principal.extra.get("rate_per_minute", "60"))
-    caches = get_context(request).caches
-    rates = caches.get(INTAKE_RATES)
+    ctx = get_context(request)
+    rates = ctx.caches.get(INTAKE_RATES)
     if rates is None:
-        rates = caches.setdefault(INTAKE_RATES, MovingWindow(60.0))
+        rates = ctx.caches.setdefault(INTAKE_RATES, MovingWindow(60.0))
+    now = time.monotonic()
+    if allowed:
+        # A browser's key sits in a public page: one sender may use only a share of its
+        # rate, and a sender refused here spends none of it, so nobody can shut a
+        # website's form alone. (A key without origins is a server's secret, and all
+        # its requests come from that server.)
+        share = min(rate, ctx.settings.intake_rate_per_address)
+        address = request.client.host if request.client else ""
+        wait = rates.hit((principal.key_id, rate, "from", address, share), share, now)
+        if wait is not None:
+            raise TooManyRequests(
+                f"this intake key takes at most {share} requests a minute from one address",
+                int(wait) + 1,
+            )
     # A new rate starts a new window, as the key's owner would expect.
-    wait = rates.hit((principal.key_id, rate), rate, time.monotonic())
+    wait = rates.hit((principal.key_id, rate), rate, now)
     if wait is not None:
         raise TooManyRequests(
             f"this intake key takes at most {rate} requests a minute", int(wait) + 1

@@ -15,9 +15,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from baton.domain.errors import (
     BatonError,
@@ -205,6 +206,14 @@ def install(app: FastAPI) -> None:
         )
         response.headers["Retry-After"] = "5"
         return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # Nobody is left to answer, and nothing was done: one line, not an incident
+        # with a traceback (a client may leave mid-body on purpose, again and again).
+        path = request.url.path
+        log.info("the client left before its request was read: %s %s", request.method, path)
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -99,14 +99,43 @@ async def capture_lead(request: Request) -> Response:
     was really captured, for history brought from elsewhere; the lead is created then,
     and an MQL older than the contract's ``mql.live_within_days`` opens no handoff."""
     actor = await get_principal(request)
-    body = await request.body()
     ctx = get_context(request)
+    body = await _lead_body(request, lead_body_limit(ctx.settings.json_max_bytes))
     if len(body) <= READ_ON_THE_LOOP:
         data, occurred_at = _capture_input(ctx, actor, _json_object(request, body))
     else:
         data, occurred_at = await run_in_threadpool(_read_large, request, body, ctx, actor)
     result = await lead_service.capture_lead_async(ctx, data, actor=actor, occurred_at=occurred_at)
     return _capture_answer(actor, result)
+
+
+def lead_body_limit(json_max_bytes: int) -> int:
+    """The largest body a single lead may come in: its ``attributes`` may take up to
+    ``json_max_bytes`` (64 KiB by default) and its other fields are short, so four
+    times that (at least 256 KiB) is room to spare, where the server's limit for any
+    request (``BATON_MAX_BODY_BYTES``, 32 MiB, for batches) would let one public request
+    cost seconds of CPU and hundreds of MB to parse."""
+    return max(256 * 1024, 4 * json_max_bytes)
+
+
+async def _lead_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused with 413 as soon as it is known to pass ``limit``:
+    announced (before a byte is read) or streamed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, _over(limit))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, _over(limit))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _over(limit: int) -> str:
+    return f"a lead's body is over {limit // 1024} KiB; send one lead, its attributes small"
 
 
 READ_ON_THE_LOOP = 16 * 1024
