@@ -38,17 +38,18 @@ from tests.integration.test_routing_locks import (
     _rep_ids,
     floor,
 )
+from tests.milestone_checks import assert_milestones_equal_a_rebuild
 
 from baton.domain.lifecycle import Stage
 from baton.domain.reps import RepCreate, RepUpdate
-from baton.services import chat, routing
+from baton.services import chat, routing, stages
 from baton.services.chat import hearing_of
 from baton.services.context import Context
 from baton.services.milestones import refresh_chains
 from baton.services.reps import create_rep, routing_reps, update_rep
 from baton.services.routing import lock_pools
 from baton.services.stages import MqlChange, change_stage_in, change_stages_in
-from baton.store.tables import handoff_chains, handoffs
+from baton.store.tables import handoff_chains, handoffs, leads, nurture_enrollments
 
 __all__ = ["floor"]  # the fixture, used by name
 
@@ -169,3 +170,80 @@ def test_a_rep_who_joined_the_pool_while_the_decision_waited_is_chosen(
         handoff = connection.execute(select(handoffs.c.status, handoffs.c.rep_id)).one()
     assert (handoff.status, handoff.rep_id) == ("assigned", joined)
     assert sum(s.startswith("ROLLBACK TO") for s in said) == 1  # let go once, for the roster
+
+
+@pytest.mark.parametrize("backend", POSTGRES)
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(team_floor=reps_st, rules=rules_st, people=leads_st, notify=notify_st)
+def test_a_hand_raise_writes_its_lead_once_as_routing_saw_it(
+    ctx: Context,
+    team_floor: list[dict[str, Any]],
+    rules: list[dict[str, Any]],
+    people: list[dict[str, Any]],
+    notify: dict[str, Any],
+) -> None:
+    """PostgreSQL: a live hand-raise routes the lead before writing it, then writes its
+    stage, milestones and handoff facts with one ``UPDATE leads`` (two before: the
+    stage, then the facts, each rewriting every index of ``leads``). Routing decided on
+    the lead as it was then written; the milestones equal a rebuild from the history.
+    A lead in an active nurture enrollment is written before its enrollments end, as
+    before (historical MQLs route nothing)."""
+    empty(ctx)
+    ids = batch.set_up(ctx, team_floor, rules, False, [], people, notify)
+    now = ctx.clock.now()
+    seen: list[dict[str, Any]] = []
+    routed = stages.open_handoffs_in
+
+    def spy(connection: Any, lead_rows: Any, *args: Any, **kwargs: Any) -> list[int]:
+        seen.extend(dict(row) for row in lead_rows)
+        return routed(connection, lead_rows, *args, **kwargs)
+
+    writes: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if "UPDATE leads SET" in statement:  # (alone, or after WITH parts)
+            writes.append(statement)
+
+    facts = {"first_rep_id", "handoff_outcomes", "open_accept_due_at"}
+    event.listen(ctx.engine, "before_cursor_execute", count)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(stages, "open_handoffs_in", spy)
+            for lead_id, person in zip(ids, people, strict=True):
+                with ctx.read() as connection:
+                    nurtured = connection.execute(
+                        select(nurture_enrollments.c.id).where(
+                            nurture_enrollments.c.lead_id == lead_id,
+                            nurture_enrollments.c.status == "active",
+                        )
+                    ).first()
+                writes.clear()
+                seen.clear()
+                with ctx.write() as connection:
+                    change_stage_in(
+                        connection,
+                        lead_id,
+                        Stage.MQL,
+                        actor=OPS,
+                        reason="r",
+                        now=now,
+                        historical=person["historical"],
+                    )
+                with ctx.read() as connection:
+                    written = dict(
+                        connection.execute(select(leads).where(leads.c.id == lead_id))
+                        .mappings()
+                        .one()
+                    )
+                assert written["stage"] == "mql"
+                if person["historical"]:
+                    assert seen == []
+                    continue
+                assert [{k: v for k, v in s.items() if k not in facts} for s in seen] == [
+                    {k: v for k, v in written.items() if k not in facts}
+                ]
+                if nurtured is None:
+                    assert len(writes) == 1, writes
+    finally:
+        event.remove(ctx.engine, "before_cursor_execute", count)
+    assert_milestones_equal_a_rebuild(ctx)

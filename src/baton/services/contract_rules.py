@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, bindparam, cast, func, select
 from sqlalchemy.engine import Connection
 
 from baton.domain.contract import HandoffContract
@@ -62,6 +62,21 @@ _ACTIVE = select(contracts.c.version, contracts.c.spec).where(contracts.c.status
 _ACTIVE_SHARED = _ACTIVE.with_for_update(read=True)
 """Built once: every capture and scoring reads the active version."""
 
+_ACTIVE_DIGEST = (
+    select(contracts.c.version, func.md5(cast(contracts.c.spec, Text)))
+    .where(contracts.c.status == "active")
+    .with_for_update(read=True)
+)
+"""PostgreSQL: the active version with a digest of its spec (32 characters instead of
+the spec's kilobytes, which the driver would decode and :func:`rules_of` compare at
+every read)."""
+_SPEC_OF = select(contracts.c.spec).where(contracts.c.version == bindparam("version"))
+
+_BY_DIGEST: dict[str, HandoffContract] = {}
+"""Parsed rules by the digest of their spec as PostgreSQL prints it (``jsonb`` prints
+equal contents alike): keyed by content, like :data:`_PARSED`, so a version activated
+by another process, or another database, is never mistaken for one seen before."""
+
 
 def active_contract_in(
     connection: Connection, *, share_lock: bool = True
@@ -86,8 +101,20 @@ _ACTIVE_KEY = "active_contract"
 
 
 def _active_in(connection: Connection, *, share_lock: bool) -> tuple[int, HandoffContract] | None:
-    row = connection.execute(_ACTIVE_SHARED if share_lock else _ACTIVE).first()
-    if row is None and share_lock and connection.dialect.name == "postgresql":
+    postgres = connection.dialect.name == "postgresql"
+    if share_lock and postgres:
+        found = connection.execute(_ACTIVE_DIGEST).first()
+        if found is not None:
+            version, digest = found
+            rules = _BY_DIGEST.get(digest)
+            if rules is None:  # a content not seen yet: its spec, under the share lock
+                spec = connection.execute(_SPEC_OF, {"version": version}).scalar_one()
+                rules = _BY_DIGEST[digest] = rules_of(spec)
+            return int(version), rules
+        row = None
+    else:
+        row = connection.execute(_ACTIVE_SHARED if share_lock else _ACTIVE).first()
+    if row is None and share_lock and postgres:
         # The row we waited for was superseded meanwhile: read the new active one. (Not
         # on SQLite: no row lock to wait for, and no other writer inside our write.)
         row = connection.execute(_ACTIVE).first()

@@ -107,6 +107,37 @@ def on_transition(
     return values
 
 
+def on_transition_of(
+    lead: Mapping[str, Any], stage: str, now: datetime, contract_version: int | None
+) -> dict[str, Any]:
+    """What :func:`on_transition` will write on ``lead`` (a row as read): the same
+    values, computed here, for a caller that acts on the moved lead before it writes
+    it (a hand-raise on PostgreSQL routes first, then writes the stage with the
+    handoff facts, so the lead row is written once)."""
+    values: dict[str, Any] = {}
+    bit = STAGE_BITS.get(stage)
+    if bit is not None:
+        reached = lead["reached_stages"]
+        values["reached_stages"] = None if reached is None else reached | bit
+    if stage in MILESTONE_STAGES:
+        column = lead[f"{stage}_at"]
+        first = column is None or column > now
+        values[f"{stage}_at"] = now if first else column
+        if stage == "mql":
+            values["mql_contract_version"] = (
+                contract_version if first else lead["mql_contract_version"]
+            )
+    return values
+
+
+def handoff_facts() -> dict[str, Any]:
+    """The lead's handoff facts (``first_rep_id``, ``handoff_outcomes``,
+    ``open_accept_due_at``) as the values of an ``UPDATE leads``, read from its
+    handoffs and chains: what :func:`refresh_leads_of_chains` writes, for a caller that
+    writes them with other columns of the lead in one statement."""
+    return _handoff_values()
+
+
 def _lead_values() -> dict[str, Any]:
     """Every milestone column as a correlated subquery over the lead's transitions and
     handoffs."""
@@ -341,12 +372,14 @@ def add_chains(connection: Connection, chain_ids: Sequence[int], lead_ids: Seque
     """Write the chains of handoffs just opened in this transaction, each the first of
     its chain, and the handoff facts of their leads (``lead_ids``): what
     :func:`refresh_chains` writes for them, without its look-up and lock of rows that
-    no other transaction can see yet, and with no old chain row to delete."""
+    no other transaction can see yet, and with no old chain row to delete. No
+    ``lead_ids``: the caller writes the leads' facts (:func:`handoff_facts`)."""
     if not chain_ids:
         return
     chains, by_chain = _ids("chain_ids", chain_ids)
     connection.execute(_rewrite_statements(connection.dialect.name, chains).add, by_chain)
-    refresh_leads_of_chains(connection, lead_ids)
+    if lead_ids:
+        refresh_leads_of_chains(connection, lead_ids)
 
 
 def chain_insert(dialect: str, chain_ids: Sequence[int]) -> tuple[Any, dict[str, Any]]:

@@ -676,6 +676,7 @@ def open_handoffs_in(
     actor: Principal,
     nurtured: Collection[int] | None = None,
     known: Known | None = None,
+    lead_facts: bool = True,
 ) -> list[int]:
     """Create and route the handoffs of leads that just became MQLs, in their order, in
     one transaction: the pools and reps the decisions may use are locked and read once
@@ -688,7 +689,10 @@ def open_handoffs_in(
     ``nurtured``: the leads among ``lead_rows`` that may still be in an active nurture
     enrollment, when the caller knows (it just ended the others' in this transaction,
     with the leads locked); None: every lead is looked up. ``known``: the leads' scores
-    and account owners, when the caller read them with the leads (see :class:`Known`)."""
+    and account owners, when the caller read them with the leads (see :class:`Known`).
+    ``lead_facts``: False when the caller writes the leads' handoff facts itself, after
+    (:func:`~baton.services.milestones.handoff_facts`, with the lead's stage: one write
+    of the lead row instead of two)."""
     if not lead_rows:
         return []
     contract = contract or _no_contract()
@@ -735,6 +739,7 @@ def open_handoffs_in(
         for handoff_id, lead, decision in zip(opened, lead_rows, decisions, strict=True)
     ]
     lead_ids = [int(lead["id"]) for lead in lead_rows]
+    facts_of = lead_ids if lead_facts else []
     if connection.dialect.name == "postgresql" and len(announced) == 1:
         events, messages = _announcement_rows(
             connection,
@@ -746,7 +751,7 @@ def open_handoffs_in(
             hearing=state.hearing,
             endpoints=endpoints,
         )
-        if _write_one_opened(connection, events, messages, state, opened, lead_ids):
+        if _write_one_opened(connection, events, messages, state, opened, facts_of):
             return opened
         connection.execute(_INSERT_EVENTS, events)
         if messages:
@@ -755,7 +760,7 @@ def open_handoffs_in(
         _announce_all(
             connection, announced, state.by_id, now=now, actor=actor, hearing=state.hearing
         )
-    add_chains(connection, opened, lead_ids)
+    add_chains(connection, opened, facts_of)
     state.save(connection)
     return opened
 
@@ -809,7 +814,8 @@ def _write_one_opened(
         params.update({f"r{i}_{k}": v for k, v in row.items()})
     connection.execute(statement, params)
     state.moved.clear()
-    refresh_leads_of_chains(connection, lead_ids)
+    if lead_ids:  # (none: the caller writes the lead's facts)
+        refresh_leads_of_chains(connection, lead_ids)
     return True
 
 

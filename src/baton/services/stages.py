@@ -95,7 +95,7 @@ def change_stage_in(
     )
     remaining: set[int] = set()
     if target == Stage.MQL:
-        lead, known, exited = _write_one_mql(
+        lead, known, exited, deferred = _write_one_mql(
             connection,
             move,
             actor=actor,
@@ -113,6 +113,11 @@ def change_stage_in(
                 actor=actor,
                 nurtured=remaining if exited is not None else None,
                 known=known,
+                lead_facts=not deferred,
+            )
+        if deferred:
+            connection.execute(
+                _move_with_facts_statement(), _move_params(move, now, contract_version)
             )
         return move.step
     _write(
@@ -431,24 +436,35 @@ def _one_mql_statement(dialect: str) -> Any:
     an active nurture enrollment), read after the lead's lock was taken. On PostgreSQL
     it also inserts the transition (a data-modifying ``WITH`` part taking the
     :func:`_transition_row` values as ``t_*``): one round trip for both."""
+    statement = _move_statement(Stage.MQL.value)
+    if dialect == "postgresql":
+        statement = statement.add_cte(_transition_cte())
+    return statement.returning(*leads.c, *_routing_reads())
+
+
+def _transition_cte() -> Any:
+    """PostgreSQL: the transition's ``INSERT`` as a data-modifying ``WITH`` part (the
+    :func:`_transition_row` values as ``t_*``)."""
+    return (
+        insert(transitions)
+        .values(
+            {
+                name: bindparam(f"t_{name}", type_=transitions.c[name].type)
+                for name in _TRANSITION_COLUMNS
+            }
+        )
+        .cte("moved_transition")
+    )
+
+
+def _routing_reads() -> list[Any]:
+    """What routing reads of a new MQL besides its row, read with it: its score, its
+    account's owner, and whether it is in an active nurture enrollment."""
     # Named in full: SQLite's RETURNING is rendered with bare column names, which
     # inside these subqueries would name their own tables' columns.
     lead_id: Any = literal_column("leads.id")
     score = select(lead_scores.c.total, lead_scores.c.grade).where(lead_scores.c.lead_id == lead_id)
-    statement = _move_statement(Stage.MQL.value)
-    if dialect == "postgresql":
-        statement = statement.add_cte(
-            insert(transitions)
-            .values(
-                {
-                    name: bindparam(f"t_{name}", type_=transitions.c[name].type)
-                    for name in _TRANSITION_COLUMNS
-                }
-            )
-            .cte("moved_transition")
-        )
-    return statement.returning(
-        *leads.c,
+    return [
         score.with_only_columns(lead_scores.c.total).scalar_subquery().label("_score_total"),
         score.with_only_columns(lead_scores.c.grade).scalar_subquery().label("_score_grade"),
         select(accounts.c.owner_rep_id)
@@ -464,7 +480,40 @@ def _one_mql_statement(dialect: str) -> Any:
             nurture_enrollments.c.status == "active",
         )
         .label("_nurtured"),
+    ]
+
+
+@functools.cache
+def _read_one_mql_statement() -> Any:
+    """PostgreSQL, a live hand-raise: the locked lead as it is, with
+    :func:`_routing_reads`, read after its lock was taken, and its transition inserted
+    (the ``WITH`` part of :func:`_one_mql_statement`). The lead is written once, after
+    routing (:func:`_move_with_facts_statement`)."""
+    return (
+        select(*leads.c, *_routing_reads())
+        .where(leads.c.id == bindparam("move_lead_id"))
+        .add_cte(_transition_cte())
     )
+
+
+@functools.cache
+def _move_with_facts_statement() -> Any:
+    """:func:`_move_statement` into MQL with the lead's handoff facts
+    (:func:`~baton.services.milestones.handoff_facts`, read from the chain just
+    written): the one write of a hand-raise's lead on PostgreSQL. The stage change and
+    the handoff facts touch columns of ``ix_leads_cohort``, so each write of the row
+    rewrites every index of ``leads``: one write instead of two."""
+    return _move_statement(Stage.MQL.value).values(**milestones.handoff_facts())
+
+
+def _move_params(move: _Move, now: datetime, contract_version: int | None) -> dict[str, Any]:
+    """The parameters of :func:`_move_statement` for one move."""
+    return {
+        "move_lead_id": move.lead_id,
+        "move_at": move.at,
+        "move_now": now,
+        "move_version": contract_version,
+    }
 
 
 def _write_one_mql(
@@ -475,26 +524,36 @@ def _write_one_mql(
     now: datetime,
     contract_version: int | None,
     remaining: set[int],
-) -> tuple[dict[str, Any], Known, list[int] | None]:
+) -> tuple[dict[str, Any], Known, list[int] | None, bool]:
     """:func:`_write` of one move into MQL (a hand-raise), with the lead read back by
     its ``UPDATE`` instead of by three more look-ups: returns the lead row as moved, its
-    score and account owner for routing, and what :func:`_write` returns. The nurture
+    score and account owner for routing, what :func:`_write` returns, and whether the
+    lead is still to be written. The nurture
     enrollments are looked up only when the lead is in an active one; when it is not,
     the result is the one :func:`~baton.services.nurture.exit_on_stage_in` gives for a
-    lead with none (nothing ended, nothing remaining)."""
+    lead with none (nothing ended, nothing remaining).
+
+    On PostgreSQL, a live MQL whose lead is in no active enrollment is still to be
+    written (True): its lead is read here (:func:`_read_one_mql_statement`) with the
+    transition inserted, and the caller writes it after routing, with its handoff facts
+    (:func:`_move_with_facts_statement`); the row returned is the lead as that write
+    will leave it (:func:`~baton.services.milestones.on_transition_of`)."""
     dialect = connection.dialect.name
     step = _transition_row(move, actor=actor, now=now, contract_version=contract_version)
-    params = {
-        "move_lead_id": move.lead_id,
-        "move_at": move.at,
-        "move_now": now,
-        "move_version": contract_version,
-    }
+    params = _move_params(move, now, contract_version)
+    read_first = dialect == "postgresql" and move.live  # the row read, not yet written
+    defer = read_first
     if dialect == "postgresql":
         params.update({f"t_{name}": value for name, value in step.items()})
-    row = connection.execute(_one_mql_statement(dialect), params).mappings().one()
+    statement = _read_one_mql_statement() if read_first else _one_mql_statement(dialect)
+    row = connection.execute(statement, params).mappings().one()
     if dialect != "postgresql":
         connection.execute(_INSERT_TRANSITION, step)
+    if defer and row["_nurtured"]:  # written now, for the enrollments' exit to see
+        connection.execute(
+            _move_statement(Stage.MQL.value), _move_params(move, now, contract_version)
+        )
+        defer = False
     milestones.on_stage_change(connection, move.lead_id, Stage.MQL.value)
     exited: list[int] | None
     if row["_nurtured"]:
@@ -505,6 +564,8 @@ def _write_one_mql(
         role = actor.role.value if actor.role is not None else None
         exited = None if exit_for_stage(Stage.MQL.value, role) is None else []
     lead = {name: row[name] for name in _LEAD_NAMES}
+    if read_first:
+        lead.update(_moved(lead, move, now, contract_version))
     total, grade, owner = row["_score_total"], row["_score_grade"], row["_owner"]
     domain = lead["email_domain"]
     return (
@@ -514,4 +575,18 @@ def _write_one_mql(
             owners={str(domain): int(owner)} if domain and owner is not None else {},
         ),
         exited,
+        defer,
     )
+
+
+def _moved(
+    lead: Mapping[str, Any], move: _Move, now: datetime, contract_version: int | None
+) -> dict[str, Any]:
+    """The columns :func:`_move_statement` into MQL writes, as it will write them on
+    ``lead`` (a row read before the write)."""
+    return {
+        "stage": Stage.MQL.value,
+        "stage_changed_at": move.at,
+        "updated_at": now,
+        **milestones.on_transition_of(lead, Stage.MQL.value, move.at, contract_version),
+    }

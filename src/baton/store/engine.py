@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -37,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InvalidatePoolError, OperationalError
 
 try:  # POSIX: processes take turns through a lock file; elsewhere threads only.
     import fcntl
@@ -85,7 +86,48 @@ def make_engine(url: str, *, write_timeout: float = 30.0, **kwargs: Any) -> Engi
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _check_on_checkout(engine)
+    return engine
+
+
+def _check_on_checkout(engine: Engine) -> None:
+    """PostgreSQL: make sure a pooled connection is alive before a transaction uses
+    it, without a round trip when it is. SQLAlchemy's pre-ping sends ``SELECT 1`` at
+    every checkout (one round trip per transaction, measured on a hand-raise). A server
+    that ended a session (a restart, ``pg_terminate_backend``, an idle timeout) has
+    sent its last message and closed the socket, which makes the socket readable, and
+    an idle connection between transactions has nothing else to read (Baton does not
+    LISTEN; anything else read is pinged, which costs only that round trip). So the
+    socket is polled (no wait), and only a connection with something to read, or one
+    the driver knows is closed, is pinged; a failed ping invalidates the pool (as a
+    failed pre-ping does) and SQLAlchemy checks out a new connection: the retry is
+    safe, since nothing of the transaction was sent. A server host gone without
+    closing its sockets is found by the first statement, after the network's timeout
+    (a pre-ping would have waited for the same timeout)."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if not dbapi_connection.closed and not _has_news(dbapi_connection.fileno()):
+            return
+        try:
+            alive = not dbapi_connection.closed and dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if not dialect.is_disconnect(error, dbapi_connection, None):
+                raise
+            alive = False
+        if not alive:
+            raise InvalidatePoolError("the database closed the connection")
+
+
+def _has_news(fd: int) -> bool:
+    """Whether the socket ``fd`` has something to read (or was closed), now."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
 
 
 def _configure_sqlite(engine: Engine, write_timeout: float) -> None:
