@@ -113,8 +113,8 @@ def _intake(request: Request, principal: Principal) -> Principal:
         # website's form alone. (A key without origins is a server's secret, and all
         # its requests come from that server.)
         share = min(rate, ctx.settings.intake_rate_per_address)
-        address = request.client.host if request.client else ""
-        wait = rates.hit((principal.key_id, rate, "from", address, share), share, now)
+        sender = client_address(request)
+        wait = rates.hit((principal.key_id, rate, "from", sender, share), share, now)
         if wait is not None:
             raise TooManyRequests(
                 f"this intake key takes at most {share} requests a minute from one address",
