@@ -7,12 +7,14 @@ queue without taking the same lead. On both databases."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 
 from baton.domain.access import operator
 from baton.domain.leads import SAME_PHONE, LeadCreate
@@ -291,3 +293,64 @@ def test_the_candidates_read_are_the_oldest_unmerged_holders_of_each_value(
     for record in read:
         got.setdefault(record["email_domain"], []).append(record["id"])
     assert {k: sorted(v) for k, v in got.items()} == expected
+
+
+@contextmanager
+def statements_of(ctx: Context, said: list[tuple[str, Any]]) -> Iterator[None]:
+    def seen(_c: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        said.append((statement, parameters))
+
+    event.listen(ctx.engine, "before_cursor_execute", seen)
+    try:
+        yield
+    finally:
+        event.remove(ctx.engine, "before_cursor_execute", seen)
+
+
+def test_a_value_shared_by_many_is_read_as_one_index_range_stopped_at_the_limit(
+    ctx: Context,
+) -> None:
+    """The oldest holders of a value are read in id order and stopped at the limit: no
+    sort of every holder of a value thousands share."""
+    empty(ctx)
+    now = ctx.clock.now()
+    row = {
+        "attributes": {},
+        "stage": "lead",
+        "stage_changed_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    with ctx.write() as connection:
+        connection.execute(
+            leads.insert(),
+            [
+                {
+                    **row,
+                    "email": f"p{i}@x.example",
+                    "email_domain": f"d{i % 5}.example",
+                    "updated_at": now,
+                }
+                for i in range(3000)  # 600 holders of each of 5 domains, interleaved
+            ],
+        )
+        if ctx.dialect == "postgresql":
+            connection.exec_driver_sql("ANALYZE leads")
+    with ctx.read() as connection:
+        said: list[tuple[str, Any]] = []
+        with statements_of(ctx, said):
+            read = duplicate_checks_service._oldest_holding(
+                connection, "email_domain", ["d3.example"]
+            )
+        assert len(read) == duplicate_checks_service.MAX_CANDIDATES
+        assert [r["id"] for r in read] == sorted(r["id"] for r in read)[: len(read)]
+        sql, params = said[0]
+        explain = "EXPLAIN" if ctx.dialect == "postgresql" else "EXPLAIN QUERY PLAN"
+        plan = "\n".join(
+            str(line[-1]) for line in connection.exec_driver_sql(f"{explain} {sql}", params)
+        )
+    # In id order from an index (SQLite: the value's, whose entries end with the rowid;
+    # PostgreSQL: the value's or the primary key's, as the planner counts), never a
+    # sort of every holder.
+    assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+    assert "ix_leads_email_domain" in plan or "pk_leads" in plan, plan
