@@ -221,3 +221,14 @@ def test_a_large_body_is_read_off_the_event_loop(
     loop_thread, other = threads
     assert loop_thread != other
     assert "AnyIO worker thread" in other
+
+
+def test_with_telemetry_the_capture_goes_through_the_router(
+    sqlite_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI names a request's route on its span and metrics in its router: where
+    the deployment configures OpenTelemetry, the capture keeps that name."""
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "baton")
+    assert DirectRoute not in [m.cls for m in create_app(sqlite_ctx).user_middleware]
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    assert DirectRoute in [m.cls for m in create_app(sqlite_ctx).user_middleware]

@@ -53,7 +53,12 @@ def served(ctx: Context) -> Iterator[tuple[Context, httpx.Client, str]]:
 
 
 def captured(client: httpx.Client, n: int, headers: dict[str, str]) -> int:
-    return client.post(LEADS, json={"email": f"v{n}@acme.example"}, headers=headers).status_code
+    """A capture by visitor ``n``: each from an address of its own (the server trusts
+    the loopback proxy's X-Forwarded-For), so the key's own rate is what answers, not a
+    sender's share of it."""
+    sender = {"X-Forwarded-For": f"203.0.113.{n % 250 + 1}"}
+    answer = client.post(LEADS, json={"email": f"v{n}@acme.example"}, headers={**sender, **headers})
+    return answer.status_code
 
 
 def test_a_credential_in_the_wrong_header_is_refused_saying_where_it_goes(

@@ -48,7 +48,7 @@ def _post(client: TestClient, key: dict[str, str], n: int) -> int:
 
 
 def test_one_address_cannot_use_up_a_websites_key(ctx3: Context) -> None:
-    key = _key(ctx3, "web", origins=[SITE], rate=10)
+    key = _key(ctx3, "web", origins=[SITE], rate=40)  # a share of min(40 / 4, 3)
     app = create_app(ctx3)
     with (
         TestClient(app, client=("198.51.100.7", 1000)) as flooder,
@@ -143,3 +143,30 @@ def test_a_client_that_leaves_mid_body_is_one_info_line(
     assert errors == []
     left = [r for r in caplog.records if "left before its request was read" in r.getMessage()]
     assert len(left) == 1 and left[0].levelno == logging.INFO
+
+
+@pytest.mark.parametrize(
+    ("rate", "share"), [(4, 1), (10, 2), (60, 15), (1000, 20)], ids=lambda v: str(v)
+)
+def test_one_sender_gets_a_quarter_of_a_keys_rate_at_most(
+    sqlite_ctx: Context, rate: int, share: int
+) -> None:
+    """Whatever the key's rate (a key of 10 a minute was all one sender's with a fixed
+    share of 20), and at most BATON_INTAKE_RATE_PER_ADDRESS."""
+    key = _key(sqlite_ctx, f"web{rate}", origins=[SITE], rate=rate)
+    with TestClient(create_app(sqlite_ctx), client=("198.51.100.7", 1000)) as flooder:
+        codes = [_post(flooder, key, n) for n in range(share + 2)]
+    assert codes == [202] * share + [429] * 2
+
+
+def test_an_ipv6_sender_is_counted_by_its_64(ctx3: Context) -> None:
+    """One machine commonly holds a whole /64: its addresses share one share."""
+    key = _key(ctx3, "web6", origins=[SITE], rate=40)
+    app = create_app(ctx3)
+    codes = []
+    for n in range(5):
+        with TestClient(app, client=(f"2001:db8:0:1::{n + 1}", 1000)) as one_of_many:
+            codes.append(_post(one_of_many, key, n))
+    with TestClient(app, client=("2001:db8:0:2::1", 1000)) as another_network:
+        codes.append(_post(another_network, key, 99))
+    assert codes == [202] * 3 + [429] * 2 + [202]

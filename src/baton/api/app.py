@@ -225,13 +225,14 @@ def create_app(context: Context | None = None) -> FastAPI:
     redact.install_log_masking()
     redact.remember_settings(app.state.context.settings)
     refuse_unready(app.state.context)
-    app.add_middleware(
-        DirectRoute,
-        owner=app,
-        method="POST",
-        path="/api/v1/leads",
-        endpoint=leads.capture_lead,
-    )
+    if not telemetry_wanted(os.environ):  # FastAPI's spans name routes in its router
+        app.add_middleware(
+            DirectRoute,
+            owner=app,
+            method="POST",
+            path="/api/v1/leads",
+            endpoint=leads.capture_lead,
+        )
     app.add_middleware(IntakeCors, context=app.state.context)
     app.add_middleware(BodyLimit, limit=app.state.context.settings.max_body_bytes)
     problems.install(app)

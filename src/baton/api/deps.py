@@ -15,6 +15,7 @@ Routes only authenticate; what a principal may do is decided by the use cases (s
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import time
 from typing import Annotated
 
@@ -109,11 +110,11 @@ def _intake(request: Request, principal: Principal) -> Principal:
     now = time.monotonic()
     if allowed:
         # A browser's key sits in a public page: one sender may use only a share of its
-        # rate, and a sender refused here spends none of it, so nobody can shut a
-        # website's form alone. (A key without origins is a server's secret, and all
-        # its requests come from that server.)
-        share = min(rate, ctx.settings.intake_rate_per_address)
-        sender = client_address(request)
+        # rate (a quarter at most), and a sender refused here spends none of it, so one
+        # sender cannot shut a website's form. (A key without origins is a server's
+        # secret, and all its requests come from that server.)
+        share = max(1, min(rate // 4, ctx.settings.intake_rate_per_address))
+        sender = _sender(client_address(request))
         wait = rates.hit((principal.key_id, rate, "from", sender, share), share, now)
         if wait is not None:
             raise TooManyRequests(
@@ -127,6 +128,18 @@ def _intake(request: Request, principal: Principal) -> Principal:
             f"this intake key takes at most {rate} requests a minute", int(wait) + 1
         )
     return principal
+
+
+def _sender(address: str) -> str:
+    """Who sent a request, for a share of a public key's rate: the address, or for IPv6
+    its /64 (one machine commonly holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return address
 
 
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {

@@ -63,11 +63,14 @@ _ACTIVE_SHARED = _ACTIVE.with_for_update(read=True)
 """Built once: every capture and scoring reads the active version."""
 
 _ACTIVE_DIGEST = (
-    select(contracts.c.version, func.md5(cast(contracts.c.spec, Text)))
+    select(
+        contracts.c.version,
+        func.encode(func.sha256(func.convert_to(cast(contracts.c.spec, Text), "UTF8")), "hex"),
+    )
     .where(contracts.c.status == "active")
     .with_for_update(read=True)
 )
-"""PostgreSQL: the active version with a digest of its spec (32 characters instead of
+"""PostgreSQL: the active version with a SHA-256 of its spec (64 characters instead of
 the spec's kilobytes, which the driver would decode and :func:`rules_of` compare at
 every read)."""
 _SPEC_OF = select(contracts.c.spec).where(contracts.c.version == bindparam("version"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -529,7 +530,7 @@ def rescore_all(
             select(func.count()).select_from(leads).where(leads.c.merged_into_id.is_(None))
         ).scalar_one()
     previous = contract_spec(ctx, report.previous) if report.previous is not None else None
-    with _events_reader(ctx) as reader, _long_lived_frozen():
+    with _events_reader(ctx) as reader, _full_collections_held():
         one_pass = _one_pass(ctx, report, reader, total) if set_based else None
         _rescore_chunks(
             ctx,
@@ -545,26 +546,35 @@ def rescore_all(
         )
 
 
+_FULL_COLLECTIONS_HELD = 0
+_HELD_LOCK = threading.Lock()
+_HELD_THRESHOLDS: tuple[int, int, int] | None = None
+
+
 @contextmanager
-def _long_lived_frozen() -> Iterator[None]:
-    """The objects the process holds when a re-score begins left out of Python's
-    full garbage collections until it ends (``gc.freeze``; they are collected as
-    before afterwards). A chunk makes tens of thousands of rows and tuples, which
-    start a full collection every few chunks, and each one walked every object of
-    the process: 2.9–3.6 s of the 45–54 s of CPU of a 1,000,000-lead re-score, against
-    0.1 s frozen. Process-wide, like the collector itself: other threads' objects of
-    that moment wait for the end of the re-score too. In a process that froze its
-    start-up heap (the API server, the worker: :func:`baton.heap.freeze_startup_heap`)
-    nothing is unfrozen at the end, since that would give the start-up heap back to the
-    collector; the objects frozen here then stay frozen (freed as usual by reference
-    counting, their cycles never collected)."""
-    frozen_before = gc.get_freeze_count() > 0
-    gc.freeze()
+def _full_collections_held() -> Iterator[None]:
+    """No full garbage collection while a re-score runs (the third threshold raised out
+    of reach; put back when the last re-score of the process ends). A chunk makes tens
+    of thousands of rows and tuples, which started a full collection every few chunks,
+    and each one walked every object of the process: 2.9–3.6 s of the 45–54 s of CPU of
+    a 1,000,000-lead re-score. Young collections go on, so cycles made meanwhile wait
+    at most until the end; nothing is frozen for good (in a server or worker, whose
+    start-up heap is frozen, ``gc.unfreeze`` would have given it back to the collector,
+    and freezing for good would have kept any garbage of that moment)."""
+    global _FULL_COLLECTIONS_HELD, _HELD_THRESHOLDS
+    with _HELD_LOCK:
+        if _FULL_COLLECTIONS_HELD == 0:
+            _HELD_THRESHOLDS = gc.get_threshold()
+            young, middle, _ = _HELD_THRESHOLDS
+            gc.set_threshold(young, middle, 1_000_000_000)
+        _FULL_COLLECTIONS_HELD += 1
     try:
         yield
     finally:
-        if not frozen_before:
-            gc.unfreeze()
+        with _HELD_LOCK:
+            _FULL_COLLECTIONS_HELD -= 1
+            if _FULL_COLLECTIONS_HELD == 0 and _HELD_THRESHOLDS is not None:
+                gc.set_threshold(*_HELD_THRESHOLDS)
 
 
 def _rescore_chunks(

@@ -111,11 +111,12 @@ async def capture_lead(request: Request) -> Response:
 
 def lead_body_limit(json_max_bytes: int) -> int:
     """The largest body a single lead may come in: its ``attributes`` may take up to
-    ``json_max_bytes`` (64 KiB by default) and its other fields are short, so four
-    times that (at least 256 KiB) is room to spare, where the server's limit for any
-    request (``BATON_MAX_BODY_BYTES``, 32 MiB, for batches) would let one public request
-    cost seconds of CPU and hundreds of MB to parse."""
-    return max(256 * 1024, 4 * json_max_bytes)
+    ``json_max_bytes`` (64 KiB by default) of compact JSON and its other fields are
+    short; sixteen times that (at least 1 MiB) leaves room for JSON pretty-printed or
+    escaped, where the server's limit for any request (``BATON_MAX_BODY_BYTES``, 32 MiB,
+    for batches) would let one public request cost seconds of CPU and hundreds of MB to
+    parse."""
+    return max(1024 * 1024, 16 * json_max_bytes)
 
 
 async def _lead_body(request: Request, limit: int) -> bytes:
