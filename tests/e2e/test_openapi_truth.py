@@ -232,3 +232,24 @@ def test_an_absence_in_plain_text_still_works(api: TestClient) -> None:
         json={"starts_at": "2026-08-03T00:00:00+02:00", "ends_at": "2026-08-17T00:00:00Z"},
     )
     assert response.status_code == 201, response.text
+
+
+def test_every_published_bound_is_a_json_schema_keyword(sqlite_ctx: Context) -> None:
+    """A bound pydantic cannot express in JSON Schema is published under its own name
+    (``ge``, ``le``...), which no client or fuzzer reads (a validator placed before the
+    bounds did that to an intake key's ``rate_per_minute``: its maximum vanished)."""
+    document = create_app(sqlite_ctx).openapi()
+    stray: list[str] = []
+
+    def walk(node: object, path: str, under_properties: bool = False) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not under_properties and key in {"ge", "le", "gt", "lt"}:
+                    stray.append(f"{path}/{key}")
+                walk(value, f"{path}/{key}", key == "properties" and not under_properties)
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{path}/{index}")
+
+    walk(document, "")
+    assert stray == []

@@ -179,12 +179,14 @@ def _a_number(value: object) -> object:
 
 RatePerMinute = Annotated[
     int,
-    BeforeValidator(_a_number),
     Field(
         ge=1,
         le=100_000,
         description="Requests a minute the key may make, per process (a moving window).",
     ),
+    # After the bounds, so that it runs first and the schema keeps them (minimum,
+    # maximum): before them, they were published as unknown keywords.
+    BeforeValidator(_a_number),
 ]
 
 
