@@ -354,3 +354,50 @@ def test_a_value_shared_by_many_is_read_as_one_index_range_stopped_at_the_limit(
     # sort of every holder.
     assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
     assert "ix_leads_email_domain" in plan or "pk_leads" in plan, plan
+
+
+def test_a_merge_has_the_absorbed_leads_other_pairs_compared_again(ctx: Context) -> None:
+    """C looks like A (same phone) and like B (same name and company). Merging C into A
+    gives A the company it lacked, so B now looks like A: the worker compares them
+    again by the same rules and flags B with A, where the merge used to close B's pair
+    for good and leave B out of the queue."""
+    empty(ctx)
+    phone = "+1 312 555 0147"
+    a = capture_lead(
+        ctx,
+        LeadCreate.model_validate(
+            {"phone": phone, "first_name": "Raj", "last_name": "Patel"},
+            context={"default_region": "US"},
+        ),
+        actor=OPS,
+    ).lead_id
+    b = capture(ctx, "raj.p@gmail.com", first_name="Raj", last_name="Patel", company="Piedpiper")
+    c = capture(
+        ctx,
+        "rpatel@piedpiper.com",
+        first_name="Raj",
+        last_name="Patel",
+        company="Piedpiper Inc",
+        phone=phone,
+    )
+    while flag_pending_duplicates(ctx, limit=10):
+        pass
+
+    def pairs() -> dict[tuple[int, int], str]:
+        with ctx.read() as connection:
+            rows = connection.execute(
+                select(
+                    duplicate_candidates.c.lead_id,
+                    duplicate_candidates.c.other_lead_id,
+                    duplicate_candidates.c.status,
+                )
+            ).all()
+        return {(lead, other): status for lead, other, status in rows}
+
+    assert pairs() == {(c, a): "open", (c, b): "open"}
+    merge_leads(ctx, a, c, actor=OPS)
+    assert pairs() == {(c, a): "merged", (c, b): "merged"}
+    assert pending_duplicate_checks(ctx) == 2  # A and B
+    while flag_pending_duplicates(ctx, limit=10):
+        pass
+    assert pairs() == {(c, a): "merged", (c, b): "merged", (b, a): "open"}

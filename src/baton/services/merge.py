@@ -26,6 +26,7 @@ from baton.domain.errors import Conflict, NotFound
 from baton.domain.leads import fill_blanks
 from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
+from baton.services.duplicate_checks import queue_duplicate_checks_in
 from baton.services.milestones import refresh_chains_of_leads, refresh_leads
 from baton.services.nurture import exit_enrollments_in
 from baton.services.queries import chunks, insert_ignoring_conflicts, lock_lead
@@ -134,17 +135,27 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: Princi
         exit_enrollments_in(connection, [merged_id], "merged", now=now)
         refresh_leads(connection, [survivor_id, merged_id])
         refresh_chains_of_leads(connection, [merged_id])
+        touching = or_(
+            duplicate_candidates.c.lead_id == merged_id,
+            duplicate_candidates.c.other_lead_id == merged_id,
+        )
+        still_open = duplicate_candidates.c.status == "open"
+        paired = connection.execute(
+            select(duplicate_candidates.c.lead_id, duplicate_candidates.c.other_lead_id).where(
+                touching, still_open
+            )
+        ).all()
         connection.execute(
             update(duplicate_candidates)
-            .where(
-                or_(
-                    duplicate_candidates.c.lead_id == merged_id,
-                    duplicate_candidates.c.other_lead_id == merged_id,
-                ),
-                duplicate_candidates.c.status == "open",
-            )
+            .where(touching, still_open)
             .values(status="merged", resolved_at=now, resolved_by=actor.name)
         )
+        # The absorbed lead's open pairs with third leads said those leads look like it;
+        # its record now lives in the survivor, so they and the survivor are compared
+        # again by the worker, by the same rules (a pair the survivor has, in any state,
+        # is not made twice): closing them for good lost the likely duplicates.
+        others = {lead for pair in paired for lead in pair} - {merged_id}
+        queue_duplicate_checks_in(connection, sorted(others | {survivor_id}), now=now)
         connection.execute(
             delete(lead_scores).where(lead_scores.c.lead_id.in_([survivor_id, merged_id]))
         )
