@@ -114,8 +114,10 @@ def test_validation_errors_are_problem_json_with_a_location_per_field(api: TestC
     by_loc = {e["loc"]: e["message"] for e in body["errors"]}
     assert set(by_loc) == {"email", "phone", "country", "shoe"}
     assert "email" in by_loc["email"]
-    assert by_loc["shoe"] == "unknown field"
+    assert by_loc["shoe"] == "unknown field: a form's own fields go under attributes"
     assert api.get(LEADS).json()["total"] == 0
+    kept = api.post(LEADS, json={"email": "dana@northwind.com", "attributes": {"shoe": 42}})
+    assert kept.status_code == 201 and kept.json()["lead"]["attributes"] == {"shoe": 42}
 
 
 def test_a_lead_without_email_or_phone_is_refused(api: TestClient) -> None:

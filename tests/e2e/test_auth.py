@@ -439,6 +439,9 @@ def test_an_intake_key_captures_from_its_origins_only(ctx: Context, app_client: 
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
     )
     assert "access-control-allow-origin" not in foreign.headers
+    assert foreign.status_code == 403, foreign.text  # not the router's 405
+    assert "no intake key allows the origin https://evil.example" in foreign.json()["detail"]
+    assert foreign.headers["content-type"] == "application/problem+json"
 
     made = app_client.post("/api/v1/leads", json={"email": "web@example.org"}, headers=site)
     assert made.status_code == 202, made.text

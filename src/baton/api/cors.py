@@ -13,6 +13,7 @@ import time
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from baton.api.problems import problem
 from baton.services import users as user_service
 from baton.services.context import Context
 
@@ -44,8 +45,12 @@ class IntakeCors:
         if scope["type"] != "http" or scope["path"].rstrip("/") not in INTAKE_PATHS:
             await self.app(scope, receive, send)
             return
-        origin = Headers(scope=scope).get("origin")
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
         if origin is None or origin.rstrip("/").lower() not in self.origins():
+            if origin is not None and _is_preflight(scope, headers):
+                await _refused_preflight(origin, scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         if scope["method"] == "OPTIONS":
@@ -73,3 +78,24 @@ class IntakeCors:
             await send(message)
 
         await self.app(scope, receive, with_cors)
+
+
+def _is_preflight(scope: Scope, headers: Headers) -> bool:
+    return scope["method"] == "OPTIONS" and "access-control-request-method" in headers
+
+
+async def _refused_preflight(origin: str, scope: Scope, receive: Receive, send: Send) -> None:
+    """A browser asking from an origin no intake key lists: 403 saying so (the browser
+    only reports a CORS failure; the page's developer reads this in the network tab),
+    not the router's "OPTIONS is not allowed here", which sent them looking elsewhere."""
+    shown = origin[:200]
+    response = problem(
+        403,
+        "Forbidden",
+        f"no intake key allows the origin {shown}: add it to the key's origins "
+        f"(`baton intake-key update ID --origin {shown}`, or PATCH /api/v1/intake-keys/ID)",
+        kind="forbidden",
+        instance=scope.get("path"),
+    )
+    await response(scope, receive, send)
+

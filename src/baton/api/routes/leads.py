@@ -167,10 +167,20 @@ def _capture_input(
             },
         )
     except ValidationError as exc:
-        raise ValidationFailed(
-            "the lead failed validation", [FieldProblem(loc, msg) for loc, msg in describe(exc)]
-        ) from None
+        problems = [FieldProblem(loc, _hinted(loc, msg)) for loc, msg in describe(exc)]
+        raise ValidationFailed("the lead failed validation", problems) from None
     return data, occurred_at
+
+
+UNKNOWN_LEAD_FIELD = "unknown field: a form's own fields go under attributes"
+
+
+def _hinted(loc: str, message: str) -> str:
+    """A lead's field Baton does not know (a form's ``message``, an ad's ``gclid``) is
+    refused saying where such fields go, so a web developer need not search for it."""
+    if message == "unknown field" and "." not in loc:
+        return UNKNOWN_LEAD_FIELD
+    return message
 
 
 def _capture_answer(actor: Principal, result: lead_service.CaptureResult) -> Response:
