@@ -19,29 +19,25 @@ def test_the_asgi_entry_point_leaves_its_start_up_heap_frozen(tmp_path: Path) ->
         "BATON_ENV": "test",
         "BATON_SECRET_KEY": "heap-test-secret-key-0123456789-0123456789",
     }
-    init = subprocess.run(
-        [sys.executable, "-m", "baton.cli", "init"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    init = run("-m", "baton.cli", "init")
     assert init.returncode == 0, init.stdout + init.stderr
     probe = (
         "import gc, baton.api.asgi as entry; "
         "print(gc.get_freeze_count(), len(gc.get_objects()), type(entry.app).__name__)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run("-c", probe)
     assert done.returncode == 0, done.stderr
     frozen, tracked, app = done.stdout.split()
     assert app == "FastAPI"

@@ -11,9 +11,10 @@ from __future__ import annotations
 import io
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import Engine, delete, insert, select, text
 from tests.conftest import principal_for
 
 from baton.domain.access import operator
@@ -272,27 +273,36 @@ def test_leads_of_a_filter_pages_through_many(
     assert list(leads_of_saved_filter(ctx, saved.id, actor=maria)) == ids
 
 
+def lead_before_migrating(
+    engine: Engine, url: str, revision: str, email: str, **fields: Any
+) -> Context:
+    """A database at ``revision`` with one lead in it, then upgraded to the head."""
+    upgrade(engine, revision)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(leads).values(
+                email=email,
+                email_key=email,
+                attributes={},
+                stage="lead",
+                stage_changed_at=text("CURRENT_TIMESTAMP"),
+                created_at=text("CURRENT_TIMESTAMP"),
+                updated_at=text("CURRENT_TIMESTAMP"),
+                **fields,
+            )
+        )
+    upgrade(engine)
+    from baton.config import Settings
+
+    return Context(engine=engine, settings=Settings(database_url=url))
+
+
 def test_the_migration_indexes_the_leads_that_exist(empty_database_url: str) -> None:
     engine = make_engine(empty_database_url)
     try:
-        upgrade(engine, "0008")
-        with engine.begin() as connection:
-            connection.execute(
-                insert(leads).values(
-                    email="old@before.example",
-                    email_key="old@before.example",
-                    company="Before Index",
-                    attributes={},
-                    stage="lead",
-                    stage_changed_at=text("CURRENT_TIMESTAMP"),
-                    created_at=text("CURRENT_TIMESTAMP"),
-                    updated_at=text("CURRENT_TIMESTAMP"),
-                )
-            )
-        upgrade(engine)
-        from baton.config import Settings
-
-        ctx = Context(engine=engine, settings=Settings(database_url=empty_database_url))
+        ctx = lead_before_migrating(
+            engine, empty_database_url, "0008", "old@before.example", company="Before Index"
+        )
         assert [h.email for h in search_leads(ctx, {"q": "befo ind"}, actor=OPS).items] == [
             "old@before.example"
         ]
@@ -305,24 +315,9 @@ def test_migration_0022_folds_the_accents_of_the_leads_that_exist(
 ) -> None:
     engine = make_engine(empty_database_url)
     try:
-        upgrade(engine, "0021")
-        with engine.begin() as connection:
-            connection.execute(
-                insert(leads).values(
-                    email="maria@ventas.example",
-                    email_key="maria@ventas.example",
-                    last_name="González",
-                    attributes={},
-                    stage="lead",
-                    stage_changed_at=text("CURRENT_TIMESTAMP"),
-                    created_at=text("CURRENT_TIMESTAMP"),
-                    updated_at=text("CURRENT_TIMESTAMP"),
-                )
-            )
-        upgrade(engine)
-        from baton.config import Settings
-
-        ctx = Context(engine=engine, settings=Settings(database_url=empty_database_url))
+        ctx = lead_before_migrating(
+            engine, empty_database_url, "0021", "maria@ventas.example", last_name="González"
+        )
         for q in ("gonzalez", "gonzález", "GONZ"):
             assert [h.email for h in search_leads(ctx, {"q": q}, actor=OPS).items] == [
                 "maria@ventas.example"

@@ -92,16 +92,13 @@ class Context:
     async def write_grouped_async(self, work: Callable[[Connection], T]) -> T:
         """:meth:`write_grouped` for a caller on an event loop (the API's capture): the
         same groups and outcome, awaited instead of holding a thread while it waits."""
+        if not self.group_commit:
+            return await run_in_threadpool(self.write_grouped, work)
         for number in (1, 2):
             try:
-                if not self.group_commit:
-                    return await run_in_threadpool(self._write_grouped_once, work)
                 return await self._group_commit().run_async(work)
             except DBAPIError as error:
-                if not is_retryable(error) or number == 2:
-                    raise
-                log.info("a write was aborted by PostgreSQL (attempt %d); running it again", number)
-                await asyncio.sleep(random.uniform(0.01, 0.05))  # noqa: S311 (a jitter)
+                await asyncio.sleep(_pause_before_retry(error, number, attempts=2))
         raise AssertionError("unreachable")
 
     def _group_commit(self) -> GroupCommit:
@@ -166,11 +163,18 @@ def retrying(run: Callable[[int], T], *, attempts: int) -> T:
         try:
             return run(number)
         except DBAPIError as error:
-            if not is_retryable(error) or number == attempts:
-                raise
-            log.info("a write was aborted by PostgreSQL (attempt %d); running it again", number)
-            time.sleep(random.uniform(0.01, 0.05) * number)  # noqa: S311 (a jitter, no secret)
+            time.sleep(_pause_before_retry(error, number, attempts=attempts))
     raise AssertionError("unreachable")
+
+
+def _pause_before_retry(error: DBAPIError, number: int, *, attempts: int) -> float:
+    """How long to wait before running an aborted write again (random, growing with the
+    attempt); ``error`` itself, raised, when it is not worth another attempt (not an
+    abort, or the last attempt's)."""
+    if not is_retryable(error) or number == attempts:
+        raise error
+    log.info("a write was aborted by PostgreSQL (attempt %d); running it again", number)
+    return random.uniform(0.01, 0.05) * number  # noqa: S311 (a jitter, no secret)
 
 
 def open_context(

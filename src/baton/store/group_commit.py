@@ -125,18 +125,10 @@ class GroupCommit:
         if queue is not None and queue.owned_by_me():
             with write_turn(self.engine), self.engine.begin() as connection:
                 return work(connection)
-        timeout = write_timeout(self.engine)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        write: _Write[T] = _Write(work, deadline, ready=threading.Event())
-        with self._mutex:
-            self._pending.append(write)
-            lead = not self._leading
-            self._leading = True
-            if lead:
-                self._next = write
-        if not lead:
+        write: _Write[T] = _Write(work, self._deadline(), ready=threading.Event())
+        if not self._join(write):
             if not self._wait(write):
-                raise database_is_locked(timeout or 0.0)
+                raise database_is_locked(write_timeout(self.engine) or 0.0)
             if write.done:
                 return write.outcome()
         self._lead(write)
@@ -148,20 +140,13 @@ class GroupCommit:
         engine's writer thread; the loop hears once per group that its writes are done
         (one wake-up where threads took one each)."""
         loop = asyncio.get_running_loop()
-        timeout = write_timeout(self.engine)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        write: _Write[T] = _Write(work, deadline, future=loop.create_future())
-        with self._mutex:
-            self._pending.append(write)
-            if not self._leading:
-                self._leading = True
-                self._next = write
-                self._hand_to_writer(write)
+        write: _Write[T] = _Write(work, self._deadline(), future=loop.create_future())
+        self._join(write)
         assert write.future is not None
         expiry = None
-        if deadline is not None:
+        if write.deadline is not None:
             expiry = loop.call_at(
-                loop.time() + max(0.0, deadline - time.monotonic()), self._expire, write
+                loop.time() + max(0.0, write.deadline - time.monotonic()), self._expire, write
             )
         try:
             await write.future  # cancelled (the client left): the write goes on, unheard
@@ -171,6 +156,25 @@ class GroupCommit:
             if expiry is not None and not write.future.cancelled():
                 expiry.cancel()
         return write.outcome()
+
+    def _deadline(self) -> float | None:
+        """When a write arriving now stops waiting: now plus the engine's write timeout
+        (None on PostgreSQL: no bound)."""
+        timeout = write_timeout(self.engine)
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _join(self, write: _Write[Any]) -> bool:
+        """Queue ``write``; True when no group was being led, so it leads the next one:
+        a thread's write leads it itself, an awaited one through the writer thread."""
+        with self._mutex:
+            self._pending.append(write)
+            if self._leading:
+                return False
+            self._leading = True
+            self._next = write
+            if write.future is not None:
+                self._hand_to_writer(write)
+            return True
 
     def _expire(self, write: _Write[Any]) -> None:
         """On the loop at a write's deadline: one still queued gets "database is locked"

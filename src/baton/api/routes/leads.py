@@ -102,9 +102,9 @@ async def capture_lead(request: Request) -> Response:
     ctx = get_context(request)
     body = await _lead_body(request, lead_body_limit(ctx.settings.json_max_bytes))
     if len(body) <= READ_ON_THE_LOOP:
-        data, occurred_at = _capture_input(ctx, actor, _json_object(request, body))
+        data, occurred_at = _lead_input(request, body, ctx, actor)
     else:
-        data, occurred_at = await run_in_threadpool(_read_large, request, body, ctx, actor)
+        data, occurred_at = await run_in_threadpool(_lead_input, request, body, ctx, actor)
     result = await lead_service.capture_lead_async(ctx, data, actor=actor, occurred_at=occurred_at)
     return _capture_answer(actor, result)
 
@@ -146,7 +146,7 @@ the thread pool, so that a body of megabytes, valid or not, never holds up the o
 requests while it is read."""
 
 
-def _read_large(
+def _lead_input(
     request: Request, body: bytes, ctx: Context, actor: Principal
 ) -> tuple[LeadCreate, datetime | None]:
     return _capture_input(ctx, actor, _json_object(request, body))
