@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
+from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -72,23 +73,36 @@ class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413 problem+json, whether the
     size is announced (Content-Length: refused before a byte is read) or streamed
     (chunked: counted as it arrives, refused as soon as it passes the limit).
+    ``smaller``: a lower limit, with its own words, for one method and path (a single
+    lead needs far less than a batch).
 
     The streamed case raises an ``HTTPException`` from ``receive``: FastAPI passes an
     ``HTTPException`` raised while it reads the body on to the handlers (any other
     error there becomes 400 "error parsing the body"). Should a route still answer
     something else after the limit was passed, that answer is replaced by the 413."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        smaller: Mapping[tuple[str, str], tuple[int, str]] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
+        # Only a lower limit: a server whose limit is lower still holds every request to it.
+        self.smaller = {key: rule for key, rule in (smaller or {}).items() if rule[0] < limit}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, detail = self.smaller.get(
+            (scope["method"], get_route_path(scope)),
+            (self.limit, _too_large_detail(self.limit)),
+        )
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(self.limit, scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(detail, scope, receive, send)
             return
         seen = 0
         over = False
@@ -98,16 +112,16 @@ class BodyLimit:
             nonlocal seen, over
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
+            if seen > limit:
                 over = True
-                raise StarletteHTTPException(413, _too_large_detail(self.limit))
+                raise StarletteHTTPException(413, detail)
             return message
 
         async def guarded(message: Message) -> None:
             nonlocal replaced
             if message["type"] == "http.response.start" and over and message["status"] != 413:
                 replaced = True
-                await _too_large(self.limit, scope, receive, send)
+                await _too_large(detail, scope, receive, send)
             elif not replaced:
                 await send(message)
 
@@ -120,13 +134,9 @@ def _too_large_detail(limit: int) -> str:
     return f"the request body is over {size}; send smaller batches"
 
 
-async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+async def _too_large(detail: str, scope: Scope, receive: Receive, send: Send) -> None:
     response = problems.problem(
-        413,
-        "Payload too large",
-        _too_large_detail(limit),
-        kind="http-413",
-        instance=scope.get("path"),
+        413, "Payload too large", detail, kind="http-413", instance=scope.get("path")
     )
     await response(scope, receive, send)
 
@@ -234,7 +244,13 @@ def create_app(context: Context | None = None) -> FastAPI:
             endpoint=leads.capture_lead,
         )
     app.add_middleware(IntakeCors, context=app.state.context)
-    app.add_middleware(BodyLimit, limit=app.state.context.settings.max_body_bytes)
+    settings = app.state.context.settings
+    lead_limit = leads.lead_body_limit(settings.json_max_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        smaller={("POST", "/api/v1/leads"): (lead_limit, leads.lead_too_large(lead_limit))},
+    )
     problems.install(app)
     openapi.install(app)
     docs.install(app)

@@ -100,7 +100,7 @@ async def capture_lead(request: Request) -> Response:
     and an MQL older than the contract's ``mql.live_within_days`` opens no handoff."""
     actor = await get_principal(request)
     ctx = get_context(request)
-    body = await _lead_body(request, lead_body_limit(ctx.settings.json_max_bytes))
+    body = await request.body()  # at most lead_body_limit(): the app's BodyLimit sees to it
     if len(body) <= READ_ON_THE_LOOP:
         data, occurred_at = _lead_input(request, body, ctx, actor)
     else:
@@ -119,23 +119,8 @@ def lead_body_limit(json_max_bytes: int) -> int:
     return max(1024 * 1024, 16 * json_max_bytes)
 
 
-async def _lead_body(request: Request, limit: int) -> bytes:
-    """The request's body, refused with 413 as soon as it is known to pass ``limit``:
-    announced (before a byte is read) or streamed."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, _over(limit))
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, _over(limit))
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _over(limit: int) -> str:
+def lead_too_large(limit: int) -> str:
+    """The 413's words for a lead's body over ``limit``."""
     return f"a lead's body is over {limit // 1024} KiB; send one lead, its attributes small"
 
 
