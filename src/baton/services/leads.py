@@ -43,11 +43,12 @@ from baton.domain.search import search_tokens
 from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
 from baton.services.duplicate_checks import queue_duplicate_checks_in
-from baton.services.person import settle_suppressions_in
+from baton.services.person import settle_suppressions_in, suppressed_addresses_in
 from baton.services.queries import insert_ignoring_conflicts, lock_lead, tags_of
 from baton.services.routing import close_open_handoff_in
 from baton.services.scoring import score_leads_in
 from baton.services.stages import change_stage_in
+from baton.store.bulk import find_by_keys
 from baton.store.search import search_condition
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
@@ -363,13 +364,197 @@ def capture_lead_in(
     )
 
 
+@dataclass(frozen=True)
+class Capture:
+    """One capture as a group commit runs it: alone (a call), or with the captures next
+    to it in its group (:meth:`run_together`, which gives the same results and the same
+    database state as calling each in turn)."""
+
+    data: LeadCreate
+    actor: Principal
+    now: datetime
+    occurred_at: datetime | None = None
+
+    def __call__(self, connection: Connection) -> CaptureResult:
+        return capture_lead_in(
+            connection, self.data, actor=self.actor, now=self.now, occurred_at=self.occurred_at
+        )
+
+    def may_join(self) -> bool:
+        """Whether this capture may be written with others as a new lead: a capture
+        dated now, naming its person by email only (a lead found by external id or
+        phone, or a capture in the past, takes the path of its own)."""
+        data = self.data
+        return (
+            self.occurred_at is None
+            and data.email is not None
+            and data.external_id is None
+            and data.external_system is None
+        )
+
+    @staticmethod
+    def run_together(connection: Connection, captures: Sequence[Capture]) -> list[CaptureResult]:
+        """Run ``captures`` in order inside the caller's transaction, as if one by one:
+        each maximal run of captures of new people, by one actor and with emails
+        unseen in the run, is written by :func:`_new_leads_in` (a statement per step
+        for the whole run, not per capture); every other capture runs alone, in its
+        place."""
+        results: list[CaptureResult] = []
+        run: list[Capture] = []
+        keys: set[str] = set()
+
+        def flush() -> None:
+            if run:
+                results.extend(_new_leads_in(connection, run))
+                run.clear()
+                keys.clear()
+
+        for capture in captures:
+            key = email_key(capture.data.email or "") if capture.may_join() else None
+            if key is None:
+                flush()
+                results.append(capture(connection))
+                continue
+            if key in keys or (run and run[0].actor != capture.actor):
+                flush()
+            run.append(capture)
+            keys.add(key)
+        flush()
+        return results
+
+
+_NEW_LEADS: dict[str, Any] = {}
+"""``INSERT ... ON CONFLICT DO NOTHING RETURNING id, email_key`` per dialect, for many."""
+
+
+def _new_leads_in(connection: Connection, run: Sequence[Capture]) -> list[CaptureResult]:
+    """Captures (:meth:`Capture.may_join`, one actor, distinct emails) in order: those
+    whose person is already a lead run alone, in their place; each stretch of new
+    people between them is created together, with the rows, suppressions, touches,
+    scores and duplicate checks each capture would have written."""
+    if len(run) == 1:
+        return [run[0](connection)]
+    stored = {
+        key
+        for (key,) in find_by_keys(
+            connection, leads, "email_key", [email_key(c.data.email or "") for c in run]
+        )
+    }
+    results: list[CaptureResult] = []
+    fresh: list[Capture] = []
+    for capture in run:
+        if email_key(capture.data.email or "") in stored:
+            results.extend(_created_together(connection, fresh))
+            fresh = []
+            results.append(capture(connection))
+        else:
+            fresh.append(capture)
+    results.extend(_created_together(connection, fresh))
+    return results
+
+
+def _created_together(connection: Connection, run: Sequence[Capture]) -> list[CaptureResult]:
+    """New leads for captures of people no lead has (checked by the caller), as
+    :func:`capture_lead_in` creates one each. A lead another writer created meanwhile
+    (PostgreSQL) is a :class:`Conflict`: the group then runs each capture alone."""
+    if len(run) <= 1:
+        return [capture(connection) for capture in run]
+    actor = run[0].actor
+    fill_only = actor.kind == "intake_key"
+    prepared: list[tuple[Capture, LeadCreate, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for capture in run:
+        if fill_only and actor.key_id is not None:
+            _by_email_only(capture.data)
+        data = with_consent_source(with_intake_source(capture.data, actor), actor)
+        consent = decide_consent({}, data.consent_answer(), fill_only=fill_only)
+        at = capture.now
+        fields = data.fields()
+        rows.append(
+            {
+                **fields,
+                **_derived(fields | {"email": data.email, "company": data.company}),
+                "attributes": data.attributes,
+                **consent.changes,
+                **({"consent_at": at} if consent.changes else {}),
+                "last_source": data.source,
+                "last_campaign": data.campaign,
+                "stage": INITIAL_STAGE.value,
+                "stage_changed_at": at,
+                "created_at": at,
+                "updated_at": at,
+                "last_activity_at": at,
+                "activity_count": 1,
+            }
+        )
+        prepared.append((capture, data, consent))
+    columns = {name for row in rows for name in row}
+    name = connection.dialect.name
+    if name not in _NEW_LEADS:
+        _NEW_LEADS[name] = insert_ignoring_conflicts(connection, leads).returning(
+            leads.c.id, leads.c.email_key
+        )
+    ids = {
+        key: lead_id
+        for lead_id, key in connection.execute(
+            _NEW_LEADS[name], [{c: row.get(c) for c in columns} for row in rows]
+        )
+    }
+    if len(ids) < len(rows):
+        raise Conflict("a lead was created concurrently; retry the capture")
+    lead_ids = [ids[row["email_key"]] for row in rows]
+    suppressed = suppressed_addresses_in(connection, [data.email or "" for _, data, _ in prepared])
+    for capture, data, consent in prepared:
+        if data.email in suppressed:
+            lifts = consent.opt_in and not fill_only
+            settle_suppressions_in(
+                connection, data.email, created=True, opt_in=lifts, now=capture.now
+            )
+    touches = {}
+    touch_rows = []
+    for lead_id, (capture, data, _) in zip(lead_ids, prepared, strict=True):
+        properties = _touch_properties(data)
+        touch_rows.append(
+            {
+                "lead_id": lead_id,
+                "type": ActivityType.CAPTURED.value,
+                "occurred_at": capture.now,
+                "received_at": capture.now,
+                "properties": properties,
+                "recorded_by": actor.name,
+            }
+        )
+        touches[lead_id] = [Event(ActivityType.CAPTURED.value, capture.now, properties)]
+    connection.execute(_RECORD_TOUCH, touch_rows)
+    now = max(capture.now for capture in run)
+    score_leads_in(connection, lead_ids, now=now, actor=actor, new_events=touches)
+    queue_duplicate_checks_in(connection, lead_ids, now=now)
+    read_back = {} if fill_only else _read_back_new(connection, lead_ids)
+    return [
+        CaptureResult(
+            lead_id=lead_id,
+            lead=read_back.get(lead_id),
+            created=True,
+            changed_fields=sorted(data.fields()),
+            duplicates="pending",
+        )
+        for lead_id, (_, data, _) in zip(lead_ids, prepared, strict=True)
+    ]
+
+
+def _read_back_new(connection: Connection, lead_ids: Sequence[int]) -> dict[int, Lead]:
+    """New leads as :func:`_read_back` reads each (a new lead has no tags)."""
+    rows = connection.execute(select(leads).where(leads.c.id.in_(lead_ids))).mappings()
+    return {row["id"]: _to_lead(row, []) for row in rows}
+
+
 def capture_lead(
     ctx: Context, data: LeadCreate, *, actor: Principal, occurred_at: datetime | None = None
 ) -> CaptureResult:
-    """Create a lead, or update the one with the same email, in one transaction (on
-    SQLite by default, or with ``BATON_GROUP_COMMIT=on``, committed together with the
-    captures that arrive at the same moment, as if each had its own:
-    :meth:`~baton.services.context.Context.write_grouped`).
+    """Create a lead, or update the one with the same email, in one transaction
+    (unless ``BATON_GROUP_COMMIT=off``, committed together with the captures that arrive
+    at the same moment, as if each had its own:
+    :meth:`~baton.services.context.Context.write_grouped`, :meth:`Capture.run_together`).
 
     Capture is create-or-update across all leads (the same email anywhere is one
     person), so only those who reach every lead may capture: marketing, admins, intake
@@ -392,9 +577,7 @@ def _capture_work(
     allowed(actor, Action.CAPTURE_LEAD)
     if actor.kind == "intake_key" and actor.key_id is not None:
         _by_email_only(data)  # before the group: a predictable 422 never joins one
-    return lambda connection: capture_lead_in(
-        connection, data, actor=actor, now=ctx.clock.now(), occurred_at=occurred_at
-    )
+    return Capture(data, actor, ctx.clock.now(), occurred_at)
 
 
 def _read_back(connection: Connection, lead_id: int, created: bool) -> Lead:

@@ -199,6 +199,17 @@ def carry_erasure_in(connection: Connection, addresses: Iterable[str], *, now: d
     return carried
 
 
+def suppressed_addresses_in(connection: Connection, addresses: Sequence[str]) -> set[str]:
+    """The addresses any of whose :func:`suppression_keys` is on the suppression list:
+    one look-up for many captures (most addresses have no suppression at all)."""
+    keys_of = {address: suppression_keys(address) for address in addresses}
+    wanted = sorted({key for keys in keys_of.values() for key in keys})
+    found: set[str] = set()
+    for part in chunks(wanted):
+        found.update(connection.execute(*_for_keys(_suppressed, part)).scalars())
+    return {address for address, keys in keys_of.items() if found.intersection(keys)}
+
+
 def settle_suppressions_in(
     connection: Connection, address: str, *, created: bool, opt_in: bool, now: datetime
 ) -> None:

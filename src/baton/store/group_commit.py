@@ -42,6 +42,7 @@ What a caller may rely on:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
@@ -75,7 +76,13 @@ def group_memo(connection: Connection) -> dict[str, Any] | None:
 
 
 WRITER_IDLE_SECONDS = 5.0
-"""How long the writer thread waits for another group before it ends."""
+"""How long a writer thread waits for another group before it ends."""
+
+POSTGRES_LANES = 2
+"""Groups in flight at once on PostgreSQL, each in its own transaction (row locks do
+the queueing there): one group at a time waits out every round trip of its
+transaction, however idle the process; two keep the database busy while groups still
+form under load."""
 
 MAX_GROUP = 32
 """Writes per group at most: a group holds the write turn for all of them (a capture is
@@ -110,14 +117,17 @@ class GroupCommit:
         self.engine = engine
         self._mutex = threading.Lock()
         self._pending: list[_Write[Any]] = []
-        self._leading = False
-        self._next: _Write[Any] | None = None
-        """The queued write told to lead the next group (it may not give up then)."""
+        self._lanes = 1 if write_queue(engine) is not None else POSTGRES_LANES
+        """Groups in flight at once: one where writers take turns (SQLite)."""
+        self._leaders = 0
+        self._chosen: set[_Write[Any]] = set()
+        """Queued writes told to lead a group (they may not give up then)."""
         self.groups = 0
         """Groups committed or failed (for tests and benchmarks)."""
-        self._writer: threading.Thread | None = None
+        self._writers: list[threading.Thread] = []
+        self._idle_writers = 0
         self._wake = threading.Condition(self._mutex)
-        self._to_lead: _Write[Any] | None = None
+        self._to_lead: collections.deque[_Write[Any]] = collections.deque()
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work(connection)`` in a group; return its result or raise its error."""
@@ -168,19 +178,24 @@ class GroupCommit:
         a thread's write leads it itself, an awaited one through the writer thread."""
         with self._mutex:
             self._pending.append(write)
-            if self._leading:
+            if self._leaders >= self._lanes:
                 return False
-            self._leading = True
-            self._next = write
-            if write.future is not None:
-                self._hand_to_writer(write)
+            self._choose(write)
             return True
+
+    def _choose(self, write: _Write[Any]) -> None:
+        """Make ``write`` lead a group (mutex held): a thread's write is told by its
+        caller, an awaited one is handed to a writer thread."""
+        self._leaders += 1
+        self._chosen.add(write)
+        if write.future is not None:
+            self._hand_to_writer(write)
 
     def _expire(self, write: _Write[Any]) -> None:
         """On the loop at a write's deadline: one still queued gets "database is locked"
         and leaves the queue (one a leader took, or that leads next, is near its end)."""
         with self._mutex:
-            if write.done or write is self._next or write not in self._pending:
+            if write.done or write in self._chosen or write not in self._pending:
                 return
             self._pending.remove(write)
         write.error = database_is_locked(write_timeout(self.engine) or 0.0)
@@ -188,15 +203,20 @@ class GroupCommit:
             write.future.set_result(None)
 
     def _hand_to_writer(self, write: _Write[Any]) -> None:
-        """Have the writer thread lead the next group for ``write`` (mutex held)."""
-        self._to_lead = write
-        if self._writer is None or not self._writer.is_alive():
-            self._writer = threading.Thread(
+        """Have a writer thread lead a group for ``write`` (mutex held): an idle one,
+        else a new one (never more than one per lane)."""
+        self._to_lead.append(write)
+        if self._idle_writers > 0:
+            self._idle_writers -= 1  # this one is claimed: the next hand-over starts another
+            self._wake.notify()
+            return
+        self._writers = [thread for thread in self._writers if thread.is_alive()]
+        if len(self._writers) < self._lanes:
+            writer = threading.Thread(
                 target=self._write_loop, name="baton-group-commit", daemon=True
             )
-            self._writer.start()
-        else:
-            self._wake.notify()
+            self._writers.append(writer)
+            writer.start()
 
     def _write_loop(self) -> None:
         """Lead the groups handed over; after :data:`WRITER_IDLE_SECONDS` with none the
@@ -204,12 +224,15 @@ class GroupCommit:
         not kept alive by its writer."""
         while True:
             with self._mutex:
-                if self._to_lead is None:
-                    self._wake.wait(WRITER_IDLE_SECONDS)
-                if self._to_lead is None:
-                    self._writer = None
+                if not self._to_lead:
+                    self._idle_writers += 1
+                    if not self._wake.wait(WRITER_IDLE_SECONDS):
+                        self._idle_writers -= 1  # not claimed: nobody counts on it
+                if not self._to_lead:
+                    with contextlib.suppress(ValueError):
+                        self._writers.remove(threading.current_thread())
                     return
-                leader, self._to_lead = self._to_lead, None
+                leader = self._to_lead.popleft()
             try:
                 self._lead(leader)
             except BaseException:  # never die: the writes it led got their errors
@@ -225,7 +248,7 @@ class GroupCommit:
         if write.ready.wait(max(0.0, write.deadline - time.monotonic())):
             return True
         with self._mutex:
-            if write is not self._next and write in self._pending:
+            if write not in self._chosen and write in self._pending:
                 self._pending.remove(write)
                 return False
         write.ready.wait()  # a leader has it, or it leads next: its outcome is near
@@ -238,17 +261,23 @@ class GroupCommit:
             return write_turn(self.engine)
         return write_turn(self.engine, max(0.0, leader.deadline - time.monotonic()))
 
-    def _take(self) -> list[_Write[Any]]:
+    def _take(self, leader: _Write[Any]) -> list[_Write[Any]]:
+        """The leader and the writes queued before and after it that no other leader
+        was told to take, in arrival order, at most :data:`MAX_GROUP`."""
         with self._mutex:
-            batch = self._pending[:MAX_GROUP]
-            del self._pending[:MAX_GROUP]
+            batch = [w for w in self._pending if w is leader or w not in self._chosen]
+            batch = batch[:MAX_GROUP]
+            if leader not in batch:
+                batch[-1] = leader
+            taken = set(batch)
+            self._pending = [w for w in self._pending if w not in taken]
             return batch
 
     def _lead(self, leader: _Write[Any]) -> None:
         batch: list[_Write[Any]] = []
         try:
             with self._turn(leader):
-                batch = self._take()  # the writes that arrived while the turn came
+                batch = self._take(leader)  # the writes that arrived while the turn came
                 now = time.monotonic()
                 # A thread that leads got the turn within its own time; the writer thread
                 # may take a leader (an awaited write) past its deadline.
@@ -271,11 +300,11 @@ class GroupCommit:
         finally:
             with self._mutex:
                 self.groups += 1
-                following = self._pending[0] if self._pending else None
-                self._leading = following is not None
-                self._next = following
-                if following is not None and following.future is not None:
-                    self._hand_to_writer(following)
+                self._leaders -= 1
+                self._chosen.discard(leader)
+                following = next((w for w in self._pending if w not in self._chosen), None)
+                if following is not None:
+                    self._choose(following)
             loops: dict[asyncio.AbstractEventLoop, list[_Write[Any]]] = {}
             for write in batch:
                 write.done = True
@@ -348,17 +377,40 @@ class GroupCommit:
     def _commit_at_once(self, batch: list[_Write[Any]]) -> bool:
         """Run the group without savepoints and commit it; False (nothing saved, no
         result set) when one of its writes raised."""
-        results = []
+        results: list[Any] = []
         with self._transaction(batch) as connection:
-            for write in batch:
+            for works, together in _runs(batch):
                 try:
-                    results.append(write.work(connection))
+                    if together is None:
+                        results.append(works[0](connection))
+                    else:
+                        results.extend(together(connection, works))
                 except Exception:
                     connection.rollback()
                     return False
         for write, result in zip(batch, results, strict=True):
             write.result = result
         return True
+
+
+def _runs(
+    batch: list[_Write[Any]],
+) -> Iterator[tuple[list[Callable[[Connection], Any]], Callable[..., list[Any]] | None]]:
+    """The group's works in order, as runs: consecutive works of one kind that has a
+    ``run_together(connection, works)`` (one result per work, as if each were run in
+    turn) come together with it; any other work comes alone, with None."""
+    run: list[Callable[[Connection], Any]] = []
+    together: Callable[..., list[Any]] | None = None
+    for write in batch:
+        kind = getattr(type(write.work), "run_together", None)
+        if run and kind is not None and kind is together:
+            run.append(write.work)
+            continue
+        if run:
+            yield run, together
+        run, together = [write.work], kind
+    if run:
+        yield run, together
 
 
 def _settle(writes: list[_Write[Any]]) -> None:

@@ -1,0 +1,192 @@
+"""Captures written together (:meth:`baton.services.leads.Capture.run_together`, what
+a group commit runs) leave the database state and the answers that the same captures,
+run one by one in the same transaction, leave: on random mixes of new people, people
+already stored, one person twice, captures without email, intake keys and API
+callers, consent answers, suppressed and erased addresses, and hand-raises that open
+and route handoffs. On both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from tests.integration.test_group_commit import OPS, empty, world
+
+from baton.domain.access import Principal
+from baton.domain.contact import email_key
+from baton.domain.leads import LeadCreate
+from baton.domain.privacy import erased_key
+from baton.services.context import Context
+from baton.services.leads import Capture, CaptureResult, capture_lead_in
+from baton.store.tables import (
+    activities,
+    duplicate_checks,
+    handoffs,
+    lead_scores,
+    leads,
+    reps,
+    suppressions,
+)
+
+KEY = Principal(kind="intake_key", name="intake:website", source="web", key_id=1)
+PEOPLE = ["ana", "ben", "cy", "dee", "eve", "fay"]
+SUPPRESSED = {"dee": "unsubscribe", "eve": "erased"}
+
+
+def address(who: str) -> str:
+    return f"{who}@northwind.example.com"
+
+
+@st.composite
+def captures(draw: st.DrawFn) -> list[tuple[bool, LeadCreate]]:
+    """(by the intake key?, the lead) in arrival order."""
+    out = []
+    for _ in range(draw(st.integers(2, 9))):
+        who = draw(st.sampled_from(PEOPLE))
+        fields: dict[str, Any] = {
+            "first_name": who.title(),
+            "last_name": "Reyes",
+            "company": draw(st.sampled_from(["Northwind", "Lumen", None])),
+            "title": draw(st.sampled_from(["VP Finance", "Analyst", None])),
+            "country": draw(st.sampled_from(["US", "GB"])),
+        }
+        if draw(st.booleans()) or who == "fay":
+            fields["email"] = address(who).upper() if draw(st.booleans()) else address(who)
+        else:
+            fields["phone"] = "+1 415 555 01" + str(10 + PEOPLE.index(who))
+        consent = draw(st.sampled_from([None, True, False]))
+        if consent is not None:
+            fields["consent"] = consent
+            if consent:
+                fields["consent_basis"] = "consent"
+        out.append((draw(st.booleans()), LeadCreate.model_validate(fields)))
+    return out
+
+
+def setup(ctx: Context, stored: Sequence[str]) -> None:
+    """Reps and a contract under which a capture is a hand-raise; ``stored`` people
+    captured before; two addresses on the suppression list (one erased)."""
+    empty(ctx)
+    world(ctx)
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        for who in stored:
+            capture_lead_in(
+                connection,
+                LeadCreate(email=address(who), first_name=who.title(), company="Lumen"),
+                actor=OPS,
+                now=now,
+            )
+        for who, reason in SUPPRESSED.items():
+            key = erased_key(address(who)) if reason == "erased" else email_key(address(who))
+            connection.execute(
+                suppressions.insert().values(
+                    email_key=key, reason=reason, created_at=now, created_by="test"
+                )
+            )
+
+
+def state(ctx: Context) -> dict[str, list[tuple[Any, ...]]]:
+    with ctx.read() as connection:
+        rep = dict(connection.execute(select(reps.c.id, reps.c.email)).all())
+        out = {}
+        for table in (leads, activities, lead_scores, handoffs, duplicate_checks, suppressions):
+            rows = []
+            for row in connection.execute(select(table)).mappings():
+                rows.append(
+                    tuple(
+                        (name, rep.get(value) if name == "rep_id" else repr(value))
+                        for name, value in sorted(row.items())
+                        if name not in ("id",) or table is leads
+                    )
+                )
+            out[table.name] = sorted(rows)
+        return out
+
+
+def answers(results: Sequence[CaptureResult | Exception]) -> list[Any]:
+    return [
+        repr(r)
+        if isinstance(r, Exception)
+        else (r.lead_id, r.created, r.changed_fields, r.duplicates, r.lead)
+        for r in results
+    ]
+
+
+def one_by_one(ctx: Context, batch: list[Capture]) -> list[CaptureResult]:
+    with ctx.write() as connection:
+        return [capture(connection) for capture in batch]
+
+
+def together(ctx: Context, batch: list[Capture]) -> list[CaptureResult]:
+    with ctx.write() as connection:
+        return Capture.run_together(connection, batch)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@example(  # the suppressed people among new ones: an erasure carried, an opt-in lifting
+    mix=[
+        (False, LeadCreate(email=address("ana"), consent=True, consent_basis="consent")),
+        (False, LeadCreate(email=address("eve"), first_name="Eve")),
+        (False, LeadCreate(email=address("dee"), consent=True, consent_basis="consent")),
+        (True, LeadCreate(email=address("fay"), consent=False)),
+        (True, LeadCreate(email=address("ben"), consent=True, consent_basis="consent")),
+    ],
+    stored=[],
+)
+@given(
+    mix=captures(),
+    stored=st.lists(st.sampled_from(PEOPLE), unique=True, max_size=3),
+)
+def test_captures_together_leave_what_one_by_one_leaves(
+    ctx: Context, mix: list[tuple[bool, LeadCreate]], stored: list[str]
+) -> None:
+    now: datetime = ctx.clock.now()
+    batch = [Capture(lead, KEY if by_key else OPS, now) for by_key, lead in mix]
+    setup(ctx, stored)
+    expected = answers(one_by_one(ctx, batch))
+    expected_state = state(ctx)
+    setup(ctx, stored)
+    assert answers(together(ctx, batch)) == expected
+    assert state(ctx) == expected_state
+
+
+def test_new_people_are_written_together(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The point of it: a run of new people takes one statement per step, however many
+    (not one set per capture), and their handoffs are opened and routed."""
+    from sqlalchemy import event
+
+    setup(ctx, [])
+    now = ctx.clock.now()
+    batch = [
+        Capture(LeadCreate(email=f"p{i}@northwind.example.com", first_name="P"), KEY, now)
+        for i in range(12)
+    ]
+    said: list[str] = []
+
+    def count(*args: Any) -> None:
+        said.append(args[2])
+
+    event.listen(ctx.engine, "before_cursor_execute", count)
+    try:
+        results = together(ctx, batch)
+    finally:
+        event.remove(ctx.engine, "before_cursor_execute", count)
+    assert [r.created for r in results] == [True] * 12
+    assert len({r.lead_id for r in results}) == 12
+    for table in ("leads", "activities", "lead_scores", "duplicate_checks"):
+        assert sum(s.startswith(f"INSERT INTO {table} ") for s in said) == 1, table
+    # Handoffs are inserted one by one by routing (each takes the next rep's turn).
+    assert sum(not s.startswith("INSERT INTO handoffs ") for s in said) < 40
+    with ctx.read() as connection:
+        opened = connection.execute(select(handoffs.c.lead_id)).scalars().all()
+    assert sorted(opened) == sorted(r.lead_id for r in results)
