@@ -47,10 +47,10 @@ class Settings(BaseSettings):
         "auto",
         description="on: captures arriving together in one process are committed together, "
         "in one transaction (one commit for many; a failing one fails alone: the group is "
-        "then run again with a savepoint each). auto "
-        "(the default): on with SQLite, whose one writer commits them one after the other "
-        "anyway; off with PostgreSQL, where writers run in parallel and grouping them "
-        "halved the capture rate.",
+        "then run again with a savepoint each; the captures of new people in a group are "
+        "written with one statement per step for all of them). auto (the default): on, with "
+        "one group at a time on SQLite (one writer) and two at once on PostgreSQL (each "
+        "group a transaction of its own); off: one transaction per capture.",
     )
     import_chunk_rows: int = Field(
         1000,

@@ -116,10 +116,10 @@ class Context:
 
     @property
     def group_commit(self) -> bool:
-        """Whether :meth:`write_grouped` groups writes on this database (``auto``: on
-        SQLite only)."""
-        setting = self.settings.group_commit
-        return setting == "on" or (setting == "auto" and self.dialect == "sqlite")
+        """Whether :meth:`write_grouped` groups writes (``auto``, the default: yes, on
+        both databases; before 0.12 PostgreSQL did not, since one group at a time
+        serialised its writers: see :data:`~baton.store.group_commit.POSTGRES_LANES`)."""
+        return self.settings.group_commit != "off"
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
