@@ -18,6 +18,15 @@ each loop is told once (one ``call_soon_threadsafe`` for all of its writes); a t
 per write took one wake-up each, and with eight waiting the leader spent a fifth of
 its time handing the GIL round (measured with py-spy's ``--gil``).
 
+A group hands each run of consecutive works that know how to run together (a
+``run_together(connection, works)``, as :class:`baton.services.leads.Capture` has) to
+it, so the captures of new people are written with one statement per step for all of
+them; any other work runs alone, in its place.
+
+On PostgreSQL, where row locks do the queueing, :data:`POSTGRES_LANES` groups are in
+flight at once, each a transaction of its own: to each other they are concurrent
+transactions, as the same writes without grouping would be.
+
 What a caller may rely on:
 
 * each write runs exactly as it would in a transaction of its own, in arrival order,
