@@ -63,7 +63,7 @@ def test_bulk_dismissal_over_http(api: TestClient, sqlite_ctx: Context) -> None:
     empty = problem(api.post(f"{DUPLICATES}/dismiss", json={}))
     assert "say which pairs" in str(empty["errors"])
     bogus = problem(api.post(f"{DUPLICATES}/dismiss", json={"reason": "same name"}))
-    assert "phone, email_domain, company" in bogus["errors"][0]["message"]
+    assert "phone, mailbox, email_domain, company" in bogus["errors"][0]["message"]
     backwards = {"created_since": "2026-03-03T00:00:00Z", "created_before": "2026-03-02T00:00:00Z"}
     problem(api.get(DUPLICATES, params=backwards))
 
@@ -125,3 +125,38 @@ def test_bulk_dismissal_on_the_command_line(
     assert "left alone: 12345" in out
     assert "no open pairs" in run("list")
     assert "2 dismissed pairs match" in run("list", "--status", "dismissed")
+
+
+def test_the_queue_says_who_the_two_leads_are_and_why(
+    sqlite_ctx: Context, api: TestClient, runner: CliRunner
+) -> None:
+    """A reviewer decides from the list: each lead's name, email, phone and company, and
+    why the pair was flagged (the reason in words and its code), over HTTP and on the
+    command line; the pair's fields as they were stay."""
+    for person in PEOPLE:
+        api.post(LEADS, json=person)
+    check_duplicates(sqlite_ctx)
+    [pair] = ok(api.get(DUPLICATES, params={"reason": "company"}))
+    assert {"id", "lead_id", "other_lead_id", "similarity", "status", "created_at"} <= set(pair)
+    assert (pair["reason"], pair["reason_code"]) == ("similar name and company", "company")
+    assert pair["lead"] == {
+        "id": pair["lead_id"],
+        "name": "Jonathon Smith",
+        "email": "jon@gmail.com",
+        "phone": None,
+        "company": "Acme",
+        "stage": "lead",
+        "created_at": pair["lead"]["created_at"],
+    }
+    assert (pair["other_lead"]["id"], pair["other_lead"]["name"]) == (
+        pair["other_lead_id"],
+        "Jonathan Smith",
+    )
+    assert pair["other_lead"]["email"] == "jsmith@acme.io"
+
+    listing = runner.invoke(cli, ["duplicates", "list", "--reason", "company"]).output
+    for shown in ("Jonathon Smith", "jon@gmail.com", "Jonathan Smith", "jsmith@acme.io"):
+        assert shown in listing, listing
+    assert "Acme" in listing and "similar name and company" in listing
+    phone = runner.invoke(cli, ["duplicates", "list", "--reason", "phone"]).output
+    assert "+12024561111" in phone and "(no name)" not in phone and "D." in phone

@@ -71,7 +71,7 @@ def test_a_reason_is_a_code_or_the_reason_as_listed(given_: str, stored: str) ->
 
 
 def test_an_unknown_reason_lists_the_codes() -> None:
-    with pytest.raises(ValidationError, match="phone, email_domain, company"):
+    with pytest.raises(ValidationError, match="phone, mailbox, email_domain, company"):
         DuplicateFilter(reason="same name")
 
 
@@ -96,11 +96,14 @@ def test_the_period_is_in_order_and_aware() -> None:
     assert found.created_since == datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 
-NAMES = st.sampled_from(["Ana", "Anna", "Ana María", "Ben", "Benn", None])
-SURNAMES = st.sampled_from(["Alvarez", "Álvarez", "Alvares", "Becker", None])
+NAMES = st.sampled_from(["Ana", "Anna", "Ana María", "Ana-María", "Ben", "Benn", None])
+SURNAMES = st.sampled_from(
+    ["Alvarez", "Álvarez", "Alvares", "Becker", "van den Berg", "Vandenberg", None]
+)
 PERSON = st.fixed_dictionaries(
     {
         "phone": st.sampled_from(["+14155550100", "+14155550101", None]),
+        "mailbox_key": st.sampled_from(["ana@gmail.com", "ben@gmail.com", None]),
         "first_name": NAMES,
         "last_name": SURNAMES,
         "company": st.sampled_from(["Acme", "Acme Inc", "Globex", None]),

@@ -184,14 +184,34 @@ class ActivityBatchPublic(BaseModel):
     errors: list[RowErrorPublic]
 
 
+class PairLeadPublic(BaseModel):
+    """One lead of a possible-duplicate pair, as a reviewer needs it to decide."""
+
+    id: int
+    name: str | None = Field(description="First and last name as captured")
+    email: str | None
+    phone: str | None
+    company: str | None
+    stage: str
+    created_at: datetime
+
+
 class DuplicateCandidatePublic(BaseModel):
+    """A pair of leads that may be one person: why, how alike, and both leads."""
+
     id: int
     lead_id: int
     other_lead_id: int
-    reason: str
+    reason: str = Field(description="Why the pair was flagged, in words")
     similarity: float
     status: str
     created_at: datetime
+    reason_code: str | None = Field(
+        description="The reason's short code, as the reason filter takes it "
+        "(phone, mailbox, email_domain, company)"
+    )
+    lead: PairLeadPublic = Field(description="The newer lead (the one compared)")
+    other_lead: PairLeadPublic = Field(description="The older lead it looks like")
 
 
 # --- the sales side: teams, reps, absences, accounts --------------------------------

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from baton.cli._common import LOCAL, ActorOption, valid, work
 from baton.cli._output import console, say, when
 from baton.domain.access import operator
+
+if TYPE_CHECKING:
+    from baton.services.merge import PairLead
 
 duplicates_app = typer.Typer(
     help="Possible duplicates: list the review queue, dismiss pairs in bulk.",
@@ -38,6 +42,7 @@ class StatusOption(StrEnum):
 
 class ReasonOption(StrEnum):
     phone = "phone"
+    mailbox = "mailbox"
     email_domain = "email_domain"
     company = "company"
 
@@ -46,7 +51,8 @@ ReasonOpt = Annotated[
     ReasonOption | None,
     typer.Option(
         "--reason",
-        help="phone (same number), email_domain (similar name, same company email domain) "
+        help="phone (same number), mailbox (same email inbox, written differently), "
+        "email_domain (similar name, same company email domain) "
         "or company (similar name and company).",
     ),
 ]
@@ -81,6 +87,14 @@ def _filter(
     }
 
 
+def _who(lead: PairLead) -> str:
+    """One lead of a pair in a cell: its id and name, then how to reach them and where
+    they work, so a reviewer can decide from the list."""
+    lines = [f"{lead.id} {escape(lead.name or '(no name)')}"]
+    lines += [escape(v) for v in (lead.email, lead.phone, lead.company) if v]
+    return "\n".join(lines)
+
+
 @duplicates_app.command("list")
 def duplicates_list(
     status: Annotated[
@@ -94,7 +108,6 @@ def duplicates_list(
 ) -> None:
     """Pairs of leads that may be one person, newest first, and how many match."""
     from baton.domain.duplicates import DuplicateFilter
-    from baton.domain.leads import DUPLICATE_REASONS
     from baton.services.merge import count_duplicates, list_duplicates
 
     where = valid(DuplicateFilter, _filter(reason, below, since, before), NAMES)
@@ -104,16 +117,15 @@ def duplicates_list(
     if not found:
         say(f"no {status.value} pairs" + ("" if where.empty else " match"))
         return
-    code_of = {text: code for code, text in DUPLICATE_REASONS.items()}
     table = Table(title=f"Possible duplicates ({status.value})")
-    for column in ("id", "lead", "other", "reason", "score", "flagged"):
-        table.add_column(column, no_wrap=True)
+    for column in ("id", "lead", "other", "why", "score", "flagged"):
+        table.add_column(column, no_wrap=column in ("id", "score", "flagged"))
     for pair in found:
         table.add_row(
             str(pair.id),
-            str(pair.lead_id),
-            str(pair.other_lead_id),
-            code_of.get(pair.reason, pair.reason),
+            _who(pair.lead),
+            _who(pair.other_lead),
+            pair.reason,
             f"{pair.similarity:g}",
             when(pair.created_at),
         )

@@ -147,6 +147,45 @@ def email_domain(normalized_email: str) -> str:
     return normalized_email.rpartition("@")[2].lower()
 
 
+DOTLESS_MAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+"""Gmail ignores dots before the ``@`` (``j.smith`` and ``jsmith`` are one mailbox), and
+``googlemail.com`` is the same mailbox as ``gmail.com``. No other provider is known to."""
+
+PLUS_TAG_DOMAINS = frozenset(
+    {
+        *DOTLESS_MAIL_DOMAINS,
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "fastmail.com",
+        "proton.me",
+        "protonmail.com",
+    }
+)
+"""Providers documented to deliver ``name+tag@`` to ``name@``. Elsewhere a ``+`` is left
+alone: a company's mail server may give it another meaning (or none), and two
+addresses that differ are then two people until a person says otherwise."""
+
+
+def mailbox_key(key: str | None) -> str | None:
+    """The one mailbox a provider delivers an address to, for the providers that deliver
+    several spellings to one (``J.Smith+news@googlemail.com`` -> ``jsmith@gmail.com``);
+    ``None`` for any other address. ``key``: an :func:`email_key`. Two leads with the
+    same mailbox key are one inbox, so a possible duplicate on its own."""
+    if not key:
+        return None
+    local, _, domain = key.rpartition("@")
+    if domain not in PLUS_TAG_DOMAINS:
+        return None
+    local = local.partition("+")[0]
+    if domain in DOTLESS_MAIL_DOMAINS:
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}" if local else None
+
+
 def normalize_phone(raw: str, default_region: str) -> str:
     """E.164 form (``+14155550100``) of a number written in any common way; numbers
     without a country code are read in ``default_region`` (ISO 3166 alpha-2).

@@ -30,8 +30,9 @@ PairId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 def reason_text(value: str) -> str:
-    """The stored reason for a short code (``phone``, ``email_domain``, ``company``) or
-    for the reason written out (any case); ``ValueError`` listing both otherwise."""
+    """The stored reason for a short code (``phone``, ``mailbox``, ``email_domain``,
+    ``company``) or for the reason written out (any case); ``ValueError`` listing both
+    otherwise."""
     wanted = value.strip().lower()
     if wanted in DUPLICATE_REASONS:
         return DUPLICATE_REASONS[wanted]
@@ -52,7 +53,7 @@ Reason = Annotated[
         {
             "type": "string",
             "enum": [*DUPLICATE_REASONS, *DUPLICATE_REASONS.values()],
-            "description": "phone, email_domain or company (or the reason as listed)",
+            "description": "phone, mailbox, email_domain or company (or the reason as listed)",
         }
     ),
 ]

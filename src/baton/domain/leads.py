@@ -361,14 +361,20 @@ NAME_SIMILARITY = 88.0
 COMPANY_SIMILARITY = 85.0
 
 SAME_PHONE = "same phone number"
+SAME_MAILBOX = "same email inbox, written differently"
 SAME_EMAIL_DOMAIN = "similar name, same company email domain"
 SIMILAR_COMPANY = "similar name and company"
 DUPLICATE_REASONS = {
     "phone": SAME_PHONE,
+    "mailbox": SAME_MAILBOX,
     "email_domain": SAME_EMAIL_DOMAIN,
     "company": SIMILAR_COMPANY,
 }
 """Why a pair was flagged, by a short code (for filters typed by people) and as stored."""
+
+ON_ITS_OWN = frozenset({SAME_PHONE, SAME_MAILBOX})
+"""Reasons that need no similar name: one phone line or one inbox is one person (or
+one household, one desk) far more often than not."""
 
 
 def find_duplicates(
@@ -377,15 +383,19 @@ def find_duplicates(
     *,
     names: Mapping[int, str] | None = None,
 ) -> list[DuplicateMatch]:
-    """Candidates (gathered cheaply by the caller: same phone, same company key or same
-    corporate email domain) that are probably the same person as ``lead``, in the
-    candidates' order. The definition of a possible duplicate: the worker finds the same
-    pairs group by group (:func:`duplicates_in_groups`, tested equal to this).
+    """Candidates (gathered cheaply by the caller: same phone, same mailbox key, same
+    company key or same corporate email domain) that are probably the same person as
+    ``lead``, in the candidates' order. The definition of a possible duplicate: the
+    worker finds the same pairs group by group (:func:`duplicates_in_groups`, tested
+    equal to this).
 
-    Same phone number is a match on its own; otherwise the full names must be close
-    (token-sorted ratio >= 88: :func:`duplicate_name` sorts the words, so the candidates
-    are not sorted again for every lead) and the companies close too (>= 85) or the
-    corporate email domain shared.
+    Same phone number, or the same inbox (``mailbox_key``: ``j.smith+news@gmail.com``
+    is ``jsmith@gmail.com``), is a match on its own; otherwise the full names must be
+    close (ratio >= 88 of either of :func:`duplicate_names`' two forms: the words in
+    sorted order, hyphens splitting them, or the words with hyphenated parts and name
+    particles written as one, so ``Jean-Paul`` is ``Jean Paul`` and ``van den Berg`` is
+    ``Vandenberg``) and the companies close too (>= 85) or the corporate email domain
+    shared.
 
     The names are compared in one call into rapidfuzz's C loop, not one Python call per
     candidate: a new lead at a big company has hundreds of candidates. ``names``: the
@@ -393,18 +403,21 @@ def find_duplicates(
     compares many leads with the same candidates and so computes them once.
     """
     found: list[tuple[int, DuplicateMatch]] = []
-    name = duplicate_name(lead)
+    name, joined = duplicate_names(lead)
     phone = lead.get("phone")
+    mailbox = lead.get("mailbox_key")
     own_id = lead.get("id")
     # Each candidate is looked at once, in one loop per case: a lead at a big company
     # has hundreds of candidates, and the worker compares every new lead.
-    if phone:
+    if phone or mailbox:
         compared = []
         for position, other in enumerate(candidates):
             if other["id"] == own_id:
                 continue
-            if phone == other.get("phone"):
+            if phone and phone == other.get("phone"):
                 found.append((position, DuplicateMatch(int(other["id"]), SAME_PHONE, 100.0)))
+            elif mailbox and mailbox == other.get("mailbox_key"):
+                found.append((position, DuplicateMatch(int(other["id"]), SAME_MAILBOX, 100.0)))
             elif name:
                 compared.append((position, other))
     elif name:
@@ -416,17 +429,14 @@ def find_duplicates(
             choices = [names[int(other["id"])] for _, other in compared]
         else:
             choices = [duplicate_name(other) for _, other in compared]
-        close = process.extract(
-            name,
-            choices,
-            scorer=fuzz.ratio,
-            score_cutoff=NAME_SIMILARITY,
-            limit=None,
-        )
+        close = _close(name, choices)
+        if joined:
+            for index, score in _close(joined, [joined_name(o) for _, o in compared]).items():
+                close[index] = max(score, close.get(index, 0.0))
         domain = lead.get("email_domain")
         corporate = bool(domain) and domain not in FREE_MAIL_DOMAINS
         key = company_key(lead.get("company"))
-        for _, name_score, index in close:
+        for index, name_score in close.items():
             position, other = compared[index]
             if corporate and domain == other.get("email_domain"):
                 found.append(
@@ -463,15 +473,28 @@ class CandidateGroup:
     records: list[Mapping[str, Any]]
     ids: list[int] = field(init=False)
     names: list[str] = field(init=False)
+    joined: list[str] = field(init=False)
+    variants: list[int] = field(init=False)
+    """Positions whose joined name differs from the name (a hyphen, a particle): the
+    only ones a lead whose two forms agree must compare by the joined form too."""
+    variant_names: list[str] = field(init=False)
     by_phone: dict[str, list[int]] = field(init=False)
+    by_mailbox: dict[str, list[int]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.ids = [int(r["id"]) for r in self.records]
-        self.names = [duplicate_name(r) for r in self.records]
+        both = [duplicate_names(r) for r in self.records]
+        self.names = [name for name, _ in both]
+        self.joined = [joined for _, joined in both]
+        self.variants = [p for p, (name, joined) in enumerate(both) if joined != name]
+        self.variant_names = [self.joined[p] for p in self.variants]
         self.by_phone = {}
+        self.by_mailbox = {}
         for position, record in enumerate(self.records):
             if record.get("phone"):
                 self.by_phone.setdefault(record["phone"], []).append(position)
+            if record.get("mailbox_key"):
+                self.by_mailbox.setdefault(record["mailbox_key"], []).append(position)
 
 
 def duplicates_in_groups(
@@ -490,8 +513,9 @@ def duplicates_in_groups(
     ``groups``: each group with the most of its leads up to ``lead`` it may have (a
     shared line's cap: more, and the group is skipped), or None."""
     own_id = int(lead["id"])
-    name = duplicate_name(lead)
+    name, joined = duplicate_names(lead)
     phone = lead.get("phone")
+    mailbox = lead.get("mailbox_key")
     found: dict[int, DuplicateMatch] = {}
     named: dict[int, tuple[Mapping[str, Any], float]] = {}
     for group, most in groups:
@@ -504,17 +528,34 @@ def duplicates_in_groups(
                 other_id = group.ids[position]
                 if position < upto and other_id != own_id:
                     found[other_id] = DuplicateMatch(other_id, SAME_PHONE, 100.0)
+        if mailbox:
+            for position in group.by_mailbox.get(mailbox, ()):
+                other_id = group.ids[position]
+                same_phone = phone and group.records[position].get("phone") == phone
+                if position < upto and other_id != own_id and not same_phone:
+                    found[other_id] = DuplicateMatch(other_id, SAME_MAILBOX, 100.0)
         if name and upto:
-            close = process.extract(
-                name,
-                group.names[:upto],
-                scorer=fuzz.ratio,
-                score_cutoff=NAME_SIMILARITY,
-                limit=None,
-            )
-            for _, score, position in close:
+            close = _close(name, group.names[:upto])
+            if joined != name:
+                more = _close(joined, group.joined[:upto]) if joined else {}
+            elif group.variants:  # the same as by name but for candidates whose forms differ
+                variants, choices = group.variants, group.variant_names
+                if upto < len(group.ids):
+                    variants = [p for p in variants if p < upto]
+                    choices = [group.joined[p] for p in variants]
+                found_by = _close(joined, choices)
+                more = {variants[index]: score for index, score in found_by.items()}
+            else:
+                more = {}
+            for position, score in more.items():
+                close[position] = max(score, close.get(position, 0.0))
+            for position, score in close.items():
                 other = group.records[position]
-                if group.ids[position] != own_id and not (phone and other.get("phone") == phone):
+                if (
+                    group.ids[position] != own_id
+                    and not (phone and other.get("phone") == phone)
+                    and not (mailbox and other.get("mailbox_key") == mailbox)
+                ):
                     named[group.ids[position]] = (other, score)
     domain = lead.get("email_domain")
     corporate = bool(domain) and domain not in FREE_MAIL_DOMAINS
@@ -533,19 +574,78 @@ def duplicates_in_groups(
     return list(found.values())
 
 
+def _close(name: str, choices: list[str]) -> dict[int, float]:
+    """The positions of the choices close to ``name`` (ratio >= :data:`NAME_SIMILARITY`)
+    and their scores, in one call into rapidfuzz's C loop."""
+    found = process.extract(
+        name, choices, scorer=fuzz.ratio, score_cutoff=NAME_SIMILARITY, limit=None
+    )
+    return {index: score for _, score, index in found}
+
+
 def duplicate_name(person: Mapping[str, Any]) -> str:
-    """The form of a person's name that :func:`find_duplicates` compares: lower case,
-    accents folded (``María González`` is ``maria gonzalez``), its words (split at any
-    whitespace, a no-break or zero-width space too) in sorted order, so that rapidfuzz's
-    plain ratio of two of them is the token-sorted ratio of the names."""
+    """The form of a person's name that :func:`find_duplicates` compares first: lower
+    case, accents folded (``María González`` is ``maria gonzalez``), its words (split at
+    any whitespace, a no-break or zero-width space, or a hyphen: ``Jean-Paul`` is
+    ``Jean Paul``) in sorted order, so that rapidfuzz's plain ratio of two of them is
+    the token-sorted ratio of the names."""
+    return duplicate_names(person)[0]
+
+
+def joined_name(person: Mapping[str, Any]) -> str:
+    """The second form :func:`find_duplicates` compares (see :func:`duplicate_names`)."""
+    return duplicate_names(person)[1]
+
+
+NAME_PARTICLES = frozenset(
+    {
+        "van", "von", "der", "den", "ter", "ten", "de", "del", "della", "di", "da", "du",
+        "des", "la", "le", "dos", "das", "al", "el", "mac", "mc", "st",
+    }
+)  # fmt: skip
+"""Words that start a family name (``van den Berg``, ``de la Cruz``, ``Al Hassan``,
+``Mc Donald``) and that people also write joined to it (``Vandenberg``)."""
+
+
+def duplicate_names(person: Mapping[str, Any]) -> tuple[str, str]:
+    """A person's name in the two forms :func:`find_duplicates` compares, the better
+    ratio counting: :func:`duplicate_name` (words apart, sorted), and the words with
+    hyphens and apostrophes taken out and the particles (:data:`NAME_PARTICLES`, never
+    a name's first or last word) joined to the word after them, sorted: ``Mary-Jane``
+    is ``Maryjane``, ``Anna van den Berg`` is ``Anna Vandenberg``, ``O'Brien`` is
+    ``OBrien``. The two are equal for most names, which spares the second comparison."""
     name = _full_name(person)
-    if not name.isascii():
+    plain = name.isascii()
+    if not plain:
         name = "".join(
             " " if c in _INVISIBLE_SPACES else c
             for c in unicodedata.normalize("NFKD", name)
             if not unicodedata.combining(c) and (c in _INVISIBLE_SPACES or _visible(c))
         )
-    return " ".join(sorted(name.lower().split()))
+    name = name.lower()
+    if plain and "-" not in name and "'" not in name:  # most names: one split, one sort
+        parts = name.split()
+        words = " ".join(sorted(parts))
+        middle = parts[1:-1]
+        if not middle or NAME_PARTICLES.isdisjoint(middle):
+            return words, words
+    else:
+        words = " ".join(sorted(name.translate(_HYPHENS_APART).split()))
+        parts = name.translate(_HYPHENS_OUT).split()
+    joined: list[str] = []
+    particles = ""
+    for position, part in enumerate(parts):
+        if 0 < position < len(parts) - 1 and part in NAME_PARTICLES:
+            particles += part
+        else:
+            joined.append(particles + part)
+            particles = ""
+    return words, " ".join(sorted(joined))
+
+
+_HYPHENS = "-\u2010\u2011\u2012\u2013\u2014"
+_HYPHENS_APART = str.maketrans(dict.fromkeys(_HYPHENS, " "))
+_HYPHENS_OUT = str.maketrans(dict.fromkeys(_HYPHENS + "'\u2019\u02bc", None))
 
 
 _INVISIBLE_SPACES = frozenset("\u200b\u2060\ufeff")
@@ -564,17 +664,17 @@ The queue is read by a person. A new lead that looks like more than a handful of
 earlier ones is a common name at a big company (or at one corporate email domain),
 and five pairs already show that; every pair past them only buries the queue (a
 20,000-row import of such a file once flagged 144,690 pairs, about seven per lead).
-The best five are kept, a shared phone number first: that pair is never the one
-dropped."""
+The best five are kept, a shared phone number or inbox first: that pair is never the
+one dropped."""
 
 
 def best_duplicates(
     matches: list[DuplicateMatch], limit: int = MAX_PAIRS_PER_LEAD
 ) -> list[DuplicateMatch]:
-    """The ``limit`` best of one lead's matches, best first: a shared phone number,
-    then the highest similarity, and among equals the oldest lead (the record the
-    others would be merged into)."""
-    ranked = sorted(matches, key=lambda m: (m.reason != SAME_PHONE, -m.similarity, m.other_id))
+    """The ``limit`` best of one lead's matches, best first: a shared phone number or
+    inbox, then the highest similarity, and among equals the oldest lead (the record
+    the others would be merged into)."""
+    ranked = sorted(matches, key=lambda m: (m.reason not in ON_ITS_OWN, -m.similarity, m.other_id))
     return ranked[: max(limit, 0)]
 
 

@@ -38,7 +38,7 @@ from baton.domain.access import (
 )
 from baton.domain.activities import ActivityCreate
 from baton.domain.batches import RowError
-from baton.domain.contact import email_domain, email_key
+from baton.domain.contact import email_domain, email_key, mailbox_key
 from baton.domain.errors import FieldProblem, NotFound, ValidationFailed
 from baton.domain.event_rows import EventRow, event_row, utc_text, validate_events
 from baton.domain.lifecycle import INITIAL_STAGE
@@ -48,6 +48,7 @@ from baton.services.access import allowed
 from baton.services.collector import collector_paused
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in
+from baton.services.duplicate_checks import queue_duplicate_checks_in
 from baton.services.nurture import exit_on_activities_in
 from baton.services.queries import insert_ignoring_conflicts, lock_survivors
 from baton.services.scoring import score_leads_in
@@ -195,6 +196,7 @@ def _resolve_leads(
                 "email": e.email,
                 "email_key": key,
                 "email_domain": email_domain(key),
+                "mailbox_key": mailbox_key(key),
                 "source": e.source,
                 "campaign": e.campaign,
                 "last_source": e.source,
@@ -214,6 +216,10 @@ def _resolve_leads(
         insert_new_leads(connection, leads, new_rows)
         look_up(unknown)
         report.leads_created += len(unknown)
+        # An event's new lead has only an email: the one comparison it can match is
+        # a mailbox another lead already has (j.smith@ and jsmith@ at Gmail).
+        shared = [by_key[r["email_key"]] for r in new_rows if r["mailbox_key"] is not None]
+        queue_duplicate_checks_in(connection, shared, now=now)
     if connection.dialect.name == "sqlite":
         # The write transaction is the lock, and a lead found unmerged above is its own
         # survivor: only merged leads and leads named by id need following.

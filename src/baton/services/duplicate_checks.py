@@ -150,6 +150,7 @@ DUPLICATE_COLUMNS = (
     leads.c.company,
     leads.c.company_key,
     leads.c.email_domain,
+    leads.c.mailbox_key,
 )
 MAX_CANDIDATES = 200
 SHARED_PHONE_LIMIT = 5
@@ -165,8 +166,9 @@ def possible_duplicates_of(
     compares in a read transaction and writes the rows in a short one.
 
     Set-based, so that an import of 100,000 rows costs a handful of indexed queries:
-    candidates sharing a phone, a company key, or a corporate email domain with the same
-    last name are gathered per signal, each shared value's oldest by one index range
+    candidates sharing a phone, a mailbox key (one inbox), a company key, or a corporate
+    email domain with the same last name are gathered per signal, each shared value's
+    oldest by one index range
     (:func:`_oldest_holding`; an ``OR`` across columns would scan the table on SQLite),
     and compared in memory, group by group
     (:func:`~baton.domain.leads.duplicates_in_groups`, held equal to
@@ -188,6 +190,7 @@ def possible_duplicates_of(
 
     signals: list[tuple[Any, Callable[[dict[str, Any]], Any]]] = [
         (leads.c.phone, phone_of),
+        (leads.c.mailbox_key, lambda p: p["mailbox_key"]),
         (leads.c.company_key, lambda p: p["company_key"]),
         (
             leads.c.email_domain,

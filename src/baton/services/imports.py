@@ -52,7 +52,7 @@ from sqlalchemy.engine import Connection
 from baton.domain.access import Action, Principal
 from baton.domain.activities import MAX_FUTURE_SKEW, ActivityCreate, ActivityType
 from baton.domain.batches import RowError, validate_many
-from baton.domain.contact import company_key, email_domain, email_key
+from baton.domain.contact import company_key, email_domain, email_key, mailbox_key
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.exports import LEAD_EXPORT_SIGNATURE, LEAD_READ_ONLY
 from baton.domain.lead_rows import (
@@ -1206,6 +1206,7 @@ def write_leads_in(
                     **{c: values.get(c) for c in inputs},
                     "email_key": address,
                     "email_domain": email_domain(email) if email else None,
+                    "mailbox_key": mailbox_key(address),
                     "company_key": _company_key(values.get("company")),
                     "last_source": values.get("last_source"),
                     "last_campaign": values.get("last_campaign"),
@@ -1268,6 +1269,7 @@ def write_leads_in(
         if "email" in changes:
             changes["email_key"] = email_key(changes["email"])
             changes["email_domain"] = email_domain(changes["email"])
+            changes["mailbox_key"] = mailbox_key(changes["email_key"])
         if "company" in changes:
             changes["company_key"] = company_key(changes["company"])
         columns = tuple(sorted(changes))

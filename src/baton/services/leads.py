@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import INTAKE_BY_EMAIL, Action, Principal, Reach
 from baton.domain.activities import ActivityType
-from baton.domain.contact import company_key, email_domain, email_key
+from baton.domain.contact import company_key, email_domain, email_key, mailbox_key
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from baton.domain.history import check_occurred_at
 from baton.domain.leads import (
@@ -112,6 +112,7 @@ def _derived(values: dict[str, Any]) -> dict[str, Any]:
     if "email" in values:
         out["email_key"] = email_key(values["email"]) if values["email"] else None
         out["email_domain"] = email_domain(values["email"]) if values["email"] else None
+        out["mailbox_key"] = mailbox_key(out["email_key"])
     if "company" in values:
         out["company_key"] = company_key(values["company"])
     return out

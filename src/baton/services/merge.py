@@ -18,12 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, true, update
+from sqlalchemy.engine import Connection
 
 from baton.domain.access import Action, Principal, Reach
 from baton.domain.contact import company_key
 from baton.domain.duplicates import DuplicateDismissal, DuplicateFilter
 from baton.domain.errors import Conflict, NotFound
-from baton.domain.leads import fill_blanks
+from baton.domain.leads import DUPLICATE_REASONS, fill_blanks
 from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
 from baton.services.duplicate_checks import queue_duplicate_checks_in
@@ -193,8 +194,23 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: Princi
 
 
 @dataclass(frozen=True)
+class PairLead:
+    """One lead of a pair as a reviewer needs it to decide without opening it: who, how
+    to reach them, where they work, how far along they are."""
+
+    id: int
+    name: str | None
+    email: str | None
+    phone: str | None
+    company: str | None
+    stage: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class DuplicateCandidate:
-    """A pair of leads that may be one person, waiting for a decision."""
+    """A pair of leads that may be one person, waiting for a decision: the pair, why it
+    was flagged (``reason``, and its short code as filters take it), and both leads."""
 
     id: int
     lead_id: int
@@ -203,6 +219,31 @@ class DuplicateCandidate:
     similarity: float
     status: str
     created_at: datetime
+    reason_code: str | None
+    lead: PairLead
+    other_lead: PairLead
+
+
+_PAIR_LEAD = (
+    leads.c.id,
+    leads.c.first_name,
+    leads.c.last_name,
+    leads.c.email,
+    leads.c.phone,
+    leads.c.company,
+    leads.c.stage,
+    leads.c.created_at,
+)
+
+
+def _pair_leads(connection: Connection, ids: set[int]) -> dict[int, PairLead]:
+    """The leads of the listed pairs by id, in one query per chunk of ids."""
+    found: dict[int, PairLead] = {}
+    for part in chunks(sorted(ids)):
+        for r in connection.execute(select(*_PAIR_LEAD).where(leads.c.id.in_(part))):
+            name = f"{r.first_name or ''} {r.last_name or ''}".strip() or None
+            found[r.id] = PairLead(r.id, name, r.email, r.phone, r.company, r.stage, r.created_at)
+    return found
 
 
 def _pair_in_reach(actor: Principal, level: Reach) -> ColumnElement[bool]:
@@ -245,7 +286,7 @@ def list_duplicates(
     ``actor`` reaches: the pair tells who the other lead is), narrowed by ``where``."""
     level = allowed(actor, Action.MERGE_LEADS)
     with ctx.read() as connection:
-        rows = connection.execute(
+        query = (
             select(duplicate_candidates)
             .where(
                 duplicate_candidates.c.status == status,
@@ -254,19 +295,25 @@ def list_duplicates(
             )
             .order_by(duplicate_candidates.c.id.desc())
             .limit(limit)
-        ).mappings()
-        return [
-            DuplicateCandidate(
-                r["id"],
-                r["lead_id"],
-                r["other_lead_id"],
-                r["reason"],
-                r["similarity"],
-                r["status"],
-                r["created_at"],
-            )
-            for r in rows
-        ]
+        )
+        rows = connection.execute(query).mappings().all()
+        people = _pair_leads(connection, {r[k] for r in rows for k in ("lead_id", "other_lead_id")})
+    code_of = {text: code for code, text in DUPLICATE_REASONS.items()}
+    return [
+        DuplicateCandidate(
+            r["id"],
+            r["lead_id"],
+            r["other_lead_id"],
+            r["reason"],
+            r["similarity"],
+            r["status"],
+            r["created_at"],
+            code_of.get(r["reason"]),
+            people[r["lead_id"]],
+            people[r["other_lead_id"]],
+        )
+        for r in rows
+    ]
 
 
 def dismiss_duplicate(ctx: Context, candidate_id: int, *, actor: Principal) -> None:

@@ -41,6 +41,10 @@ leads = Table(
     Column("email", String(254)),
     Column("email_key", String(254), unique=True),
     Column("email_domain", String(253), index=True),
+    # The one mailbox of an address at a provider that ignores dots or a +tag
+    # (baton.domain.contact.mailbox_key; migration 0023), else None: a shared one is a
+    # possible duplicate, found by the partial index ix_leads_mailbox_key.
+    Column("mailbox_key", String(254)),
     Column("phone", String(32), index=True),
     Column("external_system", String(100)),
     Column("external_id", String(200)),
@@ -110,6 +114,12 @@ leads = Table(
         "open_accept_due_at",
     ),
     Index("uq_leads_external", "external_id", "external_system", unique=True),
+    Index(
+        "ix_leads_mailbox_key",
+        "mailbox_key",
+        sqlite_where=text("mailbox_key IS NOT NULL"),
+        postgresql_where=text("mailbox_key IS NOT NULL"),
+    ),
 )
 """A person or account marketing has captured. ``ix_leads_cohort`` serves every
 look-up by creation time and covers the reports' cohort scans (period, merged or not,

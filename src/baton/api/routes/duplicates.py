@@ -20,7 +20,7 @@ from baton.services import merge as merge_service
 
 router = APIRouter(prefix="/api/v1/duplicates", tags=["duplicates"], dependencies=[Authenticated])
 
-ReasonCode = Literal["phone", "email_domain", "company"]
+ReasonCode = Literal["phone", "mailbox", "email_domain", "company"]
 
 
 class DismissReportPublic(BaseModel):
