@@ -10,9 +10,10 @@ from typing import Any
 from tests.e2e.test_web_team_admin import queued_handoff
 from tests.web_world import BEN, OPS
 
+from baton.domain.users import IntakeKeyCreate
 from baton.services.context import Context
 from baton.services.handoffs import get_handoff
-from baton.services.users import list_intake_keys
+from baton.services.users import add_intake_key, list_intake_keys
 
 
 def test_a_manager_assigns_a_queued_handoff_to_a_named_rep(
@@ -47,6 +48,60 @@ def test_an_admin_makes_an_intake_key_with_the_forms_rate(page_as: Any, web_ctx:
     assert "landing" in page.locator("main").inner_text()
     [key] = [k for k in list_intake_keys(web_ctx, actor=OPS) if k.name == "landing"]
     assert key.rate_per_minute == 30
+
+
+def test_an_admin_changes_a_keys_rate_and_origins_on_the_page(
+    page_as: Any, web_ctx: Context, axe_check: Any
+) -> None:
+    """As ``PATCH /api/v1/intake-keys/{id}`` does, keeping the website's key: the form
+    shows the rate and origins as they are; a bad origin is refused naming it; blank
+    origins make a key for servers only; a post without the page's CSRF token is
+    refused."""
+    key, _ = add_intake_key(
+        web_ctx,
+        IntakeKeyCreate(name="pricing form", source="web", origins=["https://a.example"]),
+        actor=OPS,
+    )
+    page = page_as("admin")
+    page.goto("/admin/intake-keys")
+    row = page.locator(f"#key-{key.id}")
+    row.get_by_text("Change rate or origins").click()
+    axe_check(page)
+    assert row.get_by_label("Rate a minute").input_value() == "60"
+    origins = row.get_by_label("Browser origins")
+    assert origins.input_value() == "https://a.example"
+    row.get_by_label("Rate a minute").fill("90")
+    origins.fill("https://a.example\nhttps://shop.a.example")
+    row.get_by_role("button", name="Save").click()
+    page.wait_for_load_state()
+    said = page.get_by_role("status").first.inner_text()
+    assert "90 requests a minute" in said and "https://shop.a.example" in said, said
+    [now] = [k for k in list_intake_keys(web_ctx, actor=OPS) if k.id == key.id]
+    assert (now.rate_per_minute, now.origins) == (
+        90,
+        ["https://a.example", "https://shop.a.example"],
+    )
+    assert now.prefix == key.prefix  # the same key: the website needs no change
+
+    row = page.locator(f"#key-{key.id}")
+    row.get_by_text("Change rate or origins").click()
+    row.get_by_label("Browser origins").fill("shop.a.example/form")
+    row.get_by_role("button", name="Save").click()
+    page.wait_for_load_state()
+    assert "origins" in page.get_by_role("alert").first.inner_text()
+    row = page.locator(f"#key-{key.id}")
+    row.get_by_text("Change rate or origins").click()
+    row.get_by_label("Browser origins").fill("")
+    row.get_by_role("button", name="Save").click()
+    page.wait_for_load_state()
+    assert "none (servers only)" in page.locator(f"#key-{key.id}").inner_text()
+
+    forged = page.request.post(
+        f"/admin/intake-keys/{key.id}", form={"rate_per_minute": "1", "origins": ""}
+    )
+    assert forged.status == 403
+    [last] = [k for k in list_intake_keys(web_ctx, actor=OPS) if k.id == key.id]
+    assert (last.rate_per_minute, last.origins) == (90, [])
 
 
 def test_the_admin_pages_pass_axe(page_as: Any, axe_check: Any, screenshot: Any) -> None:

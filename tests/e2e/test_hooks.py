@@ -318,3 +318,49 @@ def test_a_subscription_handshake_is_answered_by_kinds_that_have_one(
         assert wrong.status_code == 403
         assert client.get("/hooks/contact", params=hub).status_code == 404
         assert client.get("/hooks/nope").status_code == 404
+
+
+def test_a_person_whose_form_was_over_the_rate_is_told_to_send_it_again(
+    sqlite_ctx: Context,
+) -> None:
+    """A browser's form post over the rate was not stored: the person gets a page in
+    plain words (429, Retry-After), not the thank-you page nor a problem+json; a form
+    tool's server still gets the problem+json (a generic endpoint) or the 303."""
+    intake_service.add_endpoint(
+        sqlite_ctx,
+        {
+            "name": "w2l",
+            "kind": "web_to_lead",
+            "source": "website",
+            "return_urls": ["https://www.example.com/thanks"],
+            "rate_per_minute": 1,
+        },
+        actor=OP,
+    )
+    add(sqlite_ctx, rate_per_minute=1)
+    browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    form = {"email": "dana@northwind.example.com", "last_name": "Reyes"}
+    with (
+        live_server(create_app(sqlite_ctx)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        assert client.post("/hooks/w2l", data=form, headers=browser).status_code == 303
+        for path in ("/hooks/w2l", "/hooks/contact"):
+            if path == "/hooks/contact":
+                body = {"id": "1", "contact": {"email": "p1@example.org"}}
+                assert client.post(path, json=body).status_code == 200
+            busy = client.post(path, data=form, headers=browser)
+            assert busy.status_code == 429, (path, busy.text)
+            assert busy.headers["content-type"].startswith("text/html")
+            assert 1 <= int(busy.headers["retry-after"]) <= 61
+            text = " ".join(busy.text.split())
+            assert "Your form was not sent" in text
+            assert "send it again" in text and "requests a minute" not in text
+        server = client.post("/hooks/w2l", data=form)
+        assert (server.status_code, server.headers["location"]) == (
+            303,
+            "https://www.example.com/thanks",
+        )
+        api = client.post("/hooks/contact", json={"id": "2"})
+        assert api.status_code == 429
+        assert api.headers["content-type"] == "application/problem+json"

@@ -176,9 +176,16 @@ def test_changing_a_key_is_an_admins_and_validated_as_when_made(
         assert refused.status_code == 422, refused.text
         [error] = refused.json()["errors"]
         assert error["loc"] == "rate_per_minute" and sent in error["message"], error
-    for nothing in ({}, {"rate_per_minute": None}):
-        same = client.patch(path, json=nothing, headers=bearer(admin))
-        assert same.status_code == 200 and same.json()["rate_per_minute"] == 7, same.text
+    for nothing in ({}, {"rate_per_minute": None}, {"rate_per_minute": None, "origins": None}):
+        refused = client.patch(path, json=nothing, headers=bearer(admin))
+        assert refused.status_code == 422, (nothing, refused.text)
+        assert "nothing to change" in refused.text, refused.text
+    assert client.get(KEYS, headers=bearer(admin)).json()[0]["rate_per_minute"] == 7
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["IntakeKeyUpdate"]
+    assert {tuple(branch["required"]) for branch in schema["anyOf"]} == {
+        ("rate_per_minute",),
+        ("origins",),
+    }
     assert client.patch(f"{KEYS}/999", json=change, headers=bearer(admin)).status_code == 404
     assert client.delete(path, headers=bearer(admin)).status_code == 200
     revoked = client.patch(path, json=change, headers=bearer(admin))

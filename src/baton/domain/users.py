@@ -4,7 +4,7 @@ for users, API tokens and intake keys (the edge models), and the password rules.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     StrictBool,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from baton.domain.access import SCOPES, Role
@@ -222,25 +223,41 @@ class IntakeKeyCreate(BaseModel):
         return value
 
 
+KEY_CHANGES = ("rate_per_minute", "origins")
+
+
+def _says_a_change(schema: dict[str, Any]) -> None:
+    """What :class:`IntakeKeyUpdate` checks, said in its schema: one field at least,
+    not null."""
+    schema["examples"] = [
+        {"rate_per_minute": 120},
+        {"origins": ["https://www.example.com", "https://shop.example.com"]},
+    ]
+    schema["anyOf"] = [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+        for name in KEY_CHANGES
+    ]
+
+
 class IntakeKeyUpdate(BaseModel):
     """A change to an intake key's rate, its origins or both, validated as when a key
-    is made; fields left out (or null) stay. Its name, source and secret stay: another
-    source needs another key."""
+    is made; a field left out (or null) stays, but one must be given: a request that
+    changes nothing is refused (422) rather than answered as if it had worked (a
+    client that misspelt its payload would never know). Its name, source and secret
+    stay: another source needs another key."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"rate_per_minute": 120},
-                {"origins": ["https://www.example.com", "https://shop.example.com"]},
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_says_a_change)
 
     rate_per_minute: RatePerMinute | None = None
     origins: list[Origin] | None = Field(
         None, max_length=50, description="Replaces the list; [] makes a key for servers only."
     )
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> IntakeKeyUpdate:
+        if self.rate_per_minute is None and self.origins is None:  # also in the schema
+            raise ValueError("nothing to change: give rate_per_minute, origins or both")
+        return self
 
 
 class PasswordChange(BaseModel):

@@ -9,7 +9,9 @@ the platform or a retry pending) with ``{request_id, status, items:[{status, err
 (no lead or activity id: the sender is not authenticated; the intake log has them);
 problem+json for 401 (signature), 404 (no such active endpoint), 413, 422 (the body
 or a field cannot be read; the request stays in the log), 429 (with Retry-After); a
-``web_to_lead`` form post always gets its 303 to an allowed return URL.
+``web_to_lead`` form post gets its 303 to an allowed return URL, but a person's browser
+(``Accept: text/html``) over the rate gets a page saying the form was not sent and to
+send it again (429): nothing was stored, so the thank-you page would mislead them.
 ``GET /hooks/{name}`` answers a platform's subscription handshake (Meta's
 ``hub.challenge``) when the kind has one.
 
@@ -22,7 +24,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
 from baton.api.deps import client_address
 from baton.api.problems import problem
@@ -71,7 +73,33 @@ def _delivery(request: Request, ctx: Context, body: bytes) -> Delivery:
     )
 
 
+BUSY_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Please send the form again in a minute</title></head>
+<body><main>
+<h1>Your form was not sent</h1>
+<p>This form is receiving more submissions than it can take right now, so yours did not
+reach us. Please wait {wait}, go back with your browser's Back button (what you typed is
+usually still there) and send it again.</p>
+</main></body></html>
+"""
+"""What a person sees when their browser posted a form over the endpoint's rate: the
+submission was not stored, so a thank-you page (a ``web_to_lead`` form's 303) would
+tell them it was, and a problem+json would be a screen of JSON."""
+
+
+def _busy(outcome: intake_service.HookOutcome) -> Response:
+    seconds = outcome.retry_after or 60
+    wait = "a minute" if seconds > 45 else f"{seconds} second{'s' if seconds != 1 else ''}"
+    page = HTMLResponse(BUSY_PAGE.format(wait=wait), status_code=429)
+    page.headers["Retry-After"] = str(seconds)
+    return page
+
+
 def _render(outcome: intake_service.HookOutcome, request: Request) -> Response:
+    if outcome.status == 429 and "text/html" in request.headers.get("accept", ""):
+        return _busy(outcome)  # a person's browser, not a platform's server
     if outcome.redirect is not None:
         return RedirectResponse(outcome.redirect, status_code=303)
     if outcome.is_problem:

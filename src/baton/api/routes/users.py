@@ -232,7 +232,10 @@ def revoke_intake_key(ctx: Ctx, actor: Actor, key_id: KeyId) -> IntakeKeyPublicM
     responses={
         **NOT_FOUND,
         409: {"description": "The key is revoked"},
-        422: {"description": "A rate or origin that is not valid (problem+json)"},
+        422: {
+            "description": "A rate or origin that is not valid, or nothing to change (an "
+            "empty body, or only nulls) (problem+json)"
+        },
     },
 )
 def update_intake_key(
@@ -251,7 +254,8 @@ def update_intake_key(
         ),
     ],
 ) -> IntakeKeyPublicModel:
-    """Change a key's rate (requests a minute) or browser origins; the secret stays,
-    so the website needs no change. Applies from the next request (in other server
+    """Change a key's rate (requests a minute) or browser origins, one of them at least
+    (a body that changes nothing is a 422); the secret stays, so the website needs no
+    change. Applies from the next request (in other server
     processes within seconds); a new rate starts a fresh one-minute window."""
     return _key(user_service.update_intake_key(ctx, key_id, body, actor=actor))

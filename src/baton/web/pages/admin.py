@@ -29,7 +29,13 @@ from baton.domain.activities import MAX_ID
 from baton.domain.duplicates import DuplicateDismissal, DuplicateFilter
 from baton.domain.errors import BatonError, NotFound
 from baton.domain.reps import AbsenceCreate, RepCreate, RepUpdate, TeamCreate
-from baton.domain.users import IntakeKeyCreate, TokenCreate, UserCreate, UserUpdate
+from baton.domain.users import (
+    IntakeKeyCreate,
+    IntakeKeyUpdate,
+    TokenCreate,
+    UserCreate,
+    UserUpdate,
+)
 from baton.services import leads as lead_service
 from baton.services import merge as merge_service
 from baton.services import reps as rep_service
@@ -548,6 +554,32 @@ async def add_intake_key(request: Request, user: FormUser) -> HTMLResponse | Red
         return f"the intake key “{key.name}” (source {key.source})", secret
 
     return await _secret(request, "/admin/intake-keys", work)
+
+
+def _key_now(key: user_service.IntakeKeyPublic) -> str:
+    origins = ", ".join(key.origins) or "none (servers only)"
+    return (
+        f"intake key {key.prefix}… ({key.name}) changed: {key.rate_per_minute} requests a "
+        f"minute, browser origins {origins}; the website keeps its key"
+    )
+
+
+@router.post("/admin/intake-keys/{key_id}", response_model=None)
+async def change_intake_key(request: Request, user: FormUser, key_id: ObjectId) -> RedirectResponse:
+    """Change a key's rate and origins, as ``PATCH /api/v1/intake-keys/{id}`` does: the
+    form posts both as they should be (it shows them as they are), so blank origins
+    make a key for servers only and a blank rate keeps the rate."""
+    form = await request.form()
+    ctx = get_context(request)
+
+    def work() -> user_service.IntakeKeyPublic:
+        rate = _whole_number(form, "rate_per_minute", 0) if _text(form, "rate_per_minute") else None
+        data = IntakeKeyUpdate.model_validate(
+            {"rate_per_minute": rate, "origins": _list(form, "origins")}
+        )
+        return user_service.update_intake_key(ctx, key_id, data, actor=user.principal)
+
+    return await _attempt(request, "/admin/intake-keys", _key_now, work)
 
 
 @router.post("/admin/intake-keys/{key_id}/revoke", response_model=None)
