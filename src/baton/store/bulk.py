@@ -18,9 +18,10 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import JSON, Column, MetaData, String, Table
+from sqlalchemy import ARRAY, JSON, Column, MetaData, String, Table
 from sqlalchemy.engine import Connection
 
 from baton.domain.event_rows import utc_text
@@ -144,7 +145,8 @@ def insert_activity_rows(connection: Connection, rows: Sequence[ActivityRow]) ->
         if at is not last_at:
             last_at, at_text = at, sqlite_datetime(at)
         if occurred_text is None:
-            occurred_text = sqlite_datetime(occurred)
+            # A capture happens when it is received: the same moment, written once.
+            occurred_text = at_text if occurred is at else sqlite_datetime(occurred)
         params.append((lead, kind, occurred_text, at_text, dumps(properties), key, by))
     before = connection.exec_driver_sql("SELECT max(id) FROM activities").scalar() or 0
     stored = connection.exec_driver_sql(
@@ -423,6 +425,9 @@ def insert_rows(
         return
     names = list(rows[0])
     postgres = connection.dialect.name == "postgresql"
+    if postgres and len(rows) > 1 and _unnest_fits(table, names):
+        _insert_unnest(connection, table, rows, ignore_conflicts=ignore_conflicts, returning=False)
+        return
     converters: list[Any] = []
     for name in names:
         column_type = table.c[name].type
@@ -438,14 +443,29 @@ def insert_rows(
         f"VALUES ({', '.join([mark] * len(names))})"
         + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
     )
-    pairs = list(zip(names, converters, strict=True))
-    connection.exec_driver_sql(
-        sql,
-        [
-            tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs)
-            for row in rows
-        ],
-    )
+    connection.exec_driver_sql(sql, _parameters(rows, names, converters))
+
+
+def _parameters(
+    rows: Sequence[Mapping[str, Any]], names: Sequence[str], converters: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """Each row's values in the order of ``names``, converted where ``converters`` has a
+    function: one C-level ``itemgetter`` call per row, then only the converted columns
+    touched (a generator over every column cost more than SQLite's insert of the row)."""
+    if len(names) == 1:
+        (name,), (convert,) = names, converters
+        return [(row[name] if convert is None else convert(row[name]),) for row in rows]
+    values = list(map(itemgetter(*names), rows))
+    converted = [(i, convert) for i, convert in enumerate(converters) if convert is not None]
+    if not converted:
+        return values
+    out: list[tuple[Any, ...]] = []
+    for row_values in values:
+        row = list(row_values)
+        for i, convert in converted:
+            row[i] = convert(row[i])
+        out.append(tuple(row))  # SQLAlchemy takes a list of tuples (or of dicts)
+    return out
 
 
 def _memo(convert: Any) -> Any:
@@ -556,6 +576,29 @@ def _insert_returning_ids(
     """PostgreSQL: ``rows`` inserted by one ``INSERT … SELECT … FROM unnest`` of one
     typed array per column (JSON sent as text, as :func:`insert_rows` sends it),
     conflicts skipped; the ids of the rows inserted."""
+    return _insert_unnest(connection, table, rows, ignore_conflicts=True, returning=True)
+
+
+def _unnest_fits(table: Table, names: Sequence[str]) -> bool:
+    """Whether every column of ``names`` is one :func:`_insert_unnest` sends as a
+    one-dimensional array of its values (an array column is not: unnest would flatten
+    it)."""
+    return not any(isinstance(table.c[name].type, ARRAY) for name in names)
+
+
+def _insert_unnest(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    ignore_conflicts: bool,
+    returning: bool,
+) -> set[int]:
+    """PostgreSQL: ``rows`` (all with the same keys) inserted in their order by one
+    ``INSERT … SELECT … FROM unnest`` of one typed array per column, one round trip
+    and one plan, where ``executemany`` runs the statement once per row on the server
+    (measured: the import's queue rows cost 45 µs each that way). With ``returning``,
+    the ids of the rows inserted (the table has an ``id``), else an empty set."""
     names = list(rows[0])
     arrays: list[str] = []
     selected: list[str] = []
@@ -582,10 +625,11 @@ def _insert_returning_ids(
     found = connection.exec_driver_sql(
         f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(selected)}"
         f" FROM unnest({', '.join(arrays)}) AS v({', '.join(names)})"
-        " ON CONFLICT DO NOTHING RETURNING id",
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+        + (" RETURNING id" if returning else ""),
         tuple(values),
     )
-    return {int(lead_id) for (lead_id,) in found}
+    return {int(lead_id) for (lead_id,) in found} if returning else set()
 
 
 ANALYZE_AFTER_ROWS = 1_000
