@@ -214,10 +214,7 @@ def suppressed_addresses_in(connection: Connection, addresses: Sequence[str]) ->
     """The addresses any of whose :func:`suppression_keys` is on the suppression list:
     one look-up for many captures (most addresses have no suppression at all)."""
     keys_of = {address: suppression_keys(address) for address in addresses}
-    wanted = sorted({key for keys in keys_of.values() for key in keys})
-    found: set[str] = set()
-    for part in chunks(wanted):
-        found.update(connection.execute(*_for_keys(_suppressed, part)).scalars())
+    found = set(_suppressed_among(connection, sorted({k for ks in keys_of.values() for k in ks})))
     return {address for address, keys in keys_of.items() if found.intersection(keys)}
 
 
