@@ -64,8 +64,10 @@ _ACTIVE_SHARED = _ACTIVE.with_for_update(read=True)
 
 _ACTIVE_DIGEST = (
     select(
-        contracts.c.version,
-        func.encode(func.sha256(func.convert_to(cast(contracts.c.spec, Text), "UTF8")), "hex"),
+        contracts.c.version.label("active_version"),
+        func.encode(
+            func.sha256(func.convert_to(cast(contracts.c.spec, Text), "UTF8")), "hex"
+        ).label("active_digest"),
     )
     .where(contracts.c.status == "active")
     .with_for_update(read=True)
@@ -73,6 +75,15 @@ _ACTIVE_DIGEST = (
 """PostgreSQL: the active version with a SHA-256 of its spec (64 characters instead of
 the spec's kilobytes, which the driver would decode and :func:`rules_of` compare at
 every read)."""
+
+ACTIVE_LOCKED = _ACTIVE_DIGEST.subquery("active_contract")
+"""PostgreSQL: :data:`_ACTIVE_DIGEST` (columns ``active_version``, ``active_digest``)
+as a subquery, for a writer to join into the first statement it sends, so the version
+row is share-locked as :func:`active_contract_in` locks it without a round trip of its
+own (a hand-raise: :func:`baton.services.stages.change_stage_in`). The subquery's lock
+is taken before the statement's own row locks, in the order of two statements. The
+writer hands what it read to :func:`active_contract_from`, after asking
+:func:`active_contract_known` (a group commit that already read it reads it once)."""
 _SPEC_OF = select(contracts.c.spec).where(contracts.c.version == bindparam("version"))
 
 _BY_DIGEST: dict[str, HandoffContract] = {}
@@ -103,24 +114,48 @@ def active_contract_in(
 _ACTIVE_KEY = "active_contract"
 
 
+def active_contract_known(connection: Connection) -> bool:
+    """Whether :func:`active_contract_in` would answer without reading (the writes of
+    a group commit read the active version once)."""
+    memo = group_memo(connection)
+    return memo is not None and _ACTIVE_KEY in memo
+
+
+def active_contract_from(
+    connection: Connection, version: int | None, digest: str | None
+) -> tuple[int, HandoffContract] | None:
+    """:func:`active_contract_in` (share-locked, PostgreSQL) from the ``active_version``
+    and ``active_digest`` a writer's statement read through :data:`ACTIVE_LOCKED`
+    (None: no row, so no version is active, or the one waited for was superseded
+    meanwhile: read as :func:`active_contract_in` reads it then)."""
+    active = _rules_by_digest(connection, version, digest)
+    memo = group_memo(connection)
+    if memo is not None:
+        memo[_ACTIVE_KEY] = active
+    return active
+
+
+def _rules_by_digest(
+    connection: Connection, version: int | None, digest: str | None
+) -> tuple[int, HandoffContract] | None:
+    if version is None or digest is None:
+        # The row we waited for was superseded meanwhile: read the new active one.
+        row = connection.execute(_ACTIVE).first()
+        return None if row is None else (int(row[0]), rules_of(row[1]))
+    rules = _BY_DIGEST.get(digest)
+    if rules is None:  # a content not seen yet: its spec, under the share lock
+        spec = connection.execute(_SPEC_OF, {"version": version}).scalar_one()
+        rules = _BY_DIGEST[digest] = rules_of(spec)
+    return int(version), rules
+
+
 def _active_in(connection: Connection, *, share_lock: bool) -> tuple[int, HandoffContract] | None:
     postgres = connection.dialect.name == "postgresql"
     if share_lock and postgres:
         found = connection.execute(_ACTIVE_DIGEST).first()
-        if found is not None:
-            version, digest = found
-            rules = _BY_DIGEST.get(digest)
-            if rules is None:  # a content not seen yet: its spec, under the share lock
-                spec = connection.execute(_SPEC_OF, {"version": version}).scalar_one()
-                rules = _BY_DIGEST[digest] = rules_of(spec)
-            return int(version), rules
-        row = None
-    else:
-        row = connection.execute(_ACTIVE_SHARED if share_lock else _ACTIVE).first()
-    if row is None and share_lock and postgres:
-        # The row we waited for was superseded meanwhile: read the new active one. (Not
-        # on SQLite: no row lock to wait for, and no other writer inside our write.)
-        row = connection.execute(_ACTIVE).first()
+        return _rules_by_digest(connection, *(found or (None, None)))
+    # (SQLite: no row lock to wait for, and no other writer inside our write.)
+    row = connection.execute(_ACTIVE_SHARED if share_lock else _ACTIVE).first()
     if row is None:
         return None
     version, spec = row

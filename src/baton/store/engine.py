@@ -88,7 +88,31 @@ def make_engine(url: str, *, write_timeout: float = 30.0, **kwargs: Any) -> Engi
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     engine = create_engine(url, **kwargs)
     _check_on_checkout(engine)
+    if url.startswith("postgresql+psycopg"):
+        _cache_long_statements()
     return engine
+
+
+CACHED_STATEMENT_LENGTH = 8192
+"""The longest statement whose placeholders psycopg converts once per process (see
+:func:`_cache_long_statements`)."""
+
+
+def _cache_long_statements() -> None:
+    """psycopg turns a statement's ``%(name)s`` placeholders into ``$1``… with a regular
+    expression at every execution, and remembers the result (a 128-entry cache) only
+    for statements of at most 4,096 bytes (``psycopg._queries.MAX_CACHED_STATEMENT_LENGTH``,
+    which keeps ORMs' one-off multi-row inserts out; so does its limit of 50
+    parameters, kept). A hand-raise's combined write (events, outbox row, rotation and
+    chain: about 4,900 bytes, built once) was converted again at every hand-raise, about
+    50 µs of client CPU each (measured): the limit is raised to
+    :data:`CACHED_STATEMENT_LENGTH` for the process (never lowered; nothing happens if
+    psycopg no longer has it)."""
+    from psycopg import _queries
+
+    limit = getattr(_queries, "MAX_CACHED_STATEMENT_LENGTH", None)
+    if isinstance(limit, int) and limit < CACHED_STATEMENT_LENGTH:
+        _queries.MAX_CACHED_STATEMENT_LENGTH = CACHED_STATEMENT_LENGTH
 
 
 def _check_on_checkout(engine: Engine) -> None:
