@@ -792,10 +792,12 @@ def chunked(
 
     report = ActivationReport(version=version, previous=None)
     with _events_reader(ctx) as reader:
-        # Rows taken two at a time: the pass's batches are joined in order.
+        # Rows taken two at a time (on SQLite, activities in windows of three ids shared
+        # out between the readers): the pass's batches are joined in order.
         with (
             mock.patch("baton.services.scoring.ONE_PASS_LEADS", 0),
             mock.patch("baton.services.scoring.FETCH_ROWS", 2),
+            mock.patch("baton.services.scoring.EVENT_WINDOW", 3),
         ):
             one_pass = _one_pass(ctx, report, reader, len(ids)) if whole else None
         with ctx.engine.connect() as connection:
@@ -1098,6 +1100,72 @@ def test_a_set_based_state_keeps_each_rules_latest_moment_as_a_new_event_would(
         lead_id: {key: entry[1] for key, entry in state.items()}
         for lead_id, state in fast["states"].items()
     } == moments
+
+
+def test_the_one_pass_on_sqlite_decays_from_each_events_stored_moment(
+    sqlite_ctx: Context,
+) -> None:
+    """SQLite's one pass (events read as text, grouped by numpy) decays each event from
+    its moment as stored, to the millisecond: every state's value is the domain's fold
+    of the same events to the last digits or so (rel. 1e-13), not off by the noise of
+    SQLite's Julian days (the grouped query gave 2.9999999999864206 for one event of 3
+    points, and 19.43874291477635 for 19.43874291479348)."""
+    from baton.domain.scoring import Event, engagement_state
+    from baton.services.contract_rules import contract_spec
+
+    people = northwind(4)
+    events = [
+        (i % 4, kind, 3600 * i + 0.007 * i + 86400 * (i % 5), props)
+        for i, (kind, props) in enumerate(
+            [
+                ("page_view", {"url": "/pricing"}),
+                ("email_click", {}),
+                ("webinar_attended", {}),
+            ]
+            * 7
+        )
+    ]
+    ids = fill(sqlite_ctx, people, events)
+    spec = engagement_spec(
+        [
+            {
+                "event": "page_view",
+                "where": {"url": "/pricing"},
+                "points": 10,
+                "cap": None,
+                "half_life_days": 30,
+            },
+            {"event": "email_click", "where": {}, "points": 3, "cap": None, "half_life_days": 7},
+            {
+                "event": "webinar_attended",
+                "where": {},
+                "points": 15,
+                "cap": None,
+                "half_life_days": 60,
+            },
+        ]
+    )
+    version = signed(sqlite_ctx, contract_text(spec, "exact " + uuid.uuid4().hex[:8]))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(sqlite_ctx, version, actor=operator("maria"))
+    _, whole, taken = chunked(sqlite_ctx, version, ids, size=3, whole=True)
+    assert taken
+    contract = contract_spec(sqlite_ctx, version)
+    now = sqlite_ctx.clock.now()
+    assert set(whole["states"]) == set(ids)
+    for person, lead_id in enumerate(ids):
+        folded = engagement_state(
+            contract,
+            [
+                Event(kind, now - timedelta(seconds=age), props)
+                for who, kind, age, props in events
+                if who == person
+            ],
+        )
+        assert set(whole["states"][lead_id]) == set(folded) == {"0", "1", "2"}
+        for key, (value, _, _) in folded.items():
+            found = whole["states"][lead_id][key][0]
+            assert math.isclose(found, value, rel_tol=1e-13), (lead_id, key, found, value)
 
 
 def test_a_rescore_holds_full_collections_until_it_ends(

@@ -805,18 +805,19 @@ def _one_pass(
     ctx: Context, report: ActivationReport, reader: _Readers | None, total: int
 ) -> _OnePass | None:
     """Every lead's engagement sums under the version being activated, read in one
-    pass for a re-score of at least :data:`ONE_PASS_LEADS` leads (the queries of
-    :func:`_sums_queries` over all leads, ``whole``, each on a reader of its own at the
-    same time); ``None`` where the chunks read their own events (an in-memory database,
-    a contract scored per lead or whose filters SQL cannot express, a revision that
-    moved between the two readers' reads, activity writers holding PostgreSQL's lock).
+    pass for a re-score of at least :data:`ONE_PASS_LEADS` leads (on PostgreSQL the
+    queries of :func:`_sums_queries` over all leads, each on a reader of its own at the
+    same time; on SQLite :func:`_sqlite_one_pass`); ``None`` where the chunks read their
+    own events (an in-memory database, a contract scored per lead or whose filters SQL
+    cannot express, a revision that moved between the two readers' reads, activity
+    writers holding PostgreSQL's lock).
 
     Measured at 1,000,000 leads and 10,000,000 events (``bench/rescore.py``): the
     property-filtered rules read each event row at random through the index when a
     chunk reads its own leads' events, about 17 s of CPU on SQLite, and on PostgreSQL
     about 1 s per chunk of 10,000 leads (30,000 heap pages of 133,000); one sequential
-    pass and a sort take about 7 s on SQLite, a sequential scan and a hash aggregate 17 s
-    at a load of 8 on PostgreSQL."""
+    pass and a sort took about 7 s on SQLite (12 s of CPU, now one sequential pass and
+    numpy), a sequential scan and a hash aggregate 17 s at a load of 8 on PostgreSQL."""
     if reader is None or total < ONE_PASS_LEADS:
         return None
     postgres = ctx.engine.dialect.name == "postgresql"
@@ -831,10 +832,13 @@ def _one_pass(
     ):
         return None
     at = ctx.clock.now().timestamp()
-    parts = _sums_queries(contract, postgres, 0, 2**62, at, whole=True)
+    rules = contract.scoring.engagement
+    if not postgres:
+        return _sqlite_one_pass(contract, reader, at)
+    parts = _sums_queries(contract, postgres, 0, 2**62, at)
     if not parts:
         return None
-    settled = _settled_high(ctx) if postgres else 0
+    settled = _settled_high(ctx)
     if settled is None:
         return None
     futures = [
@@ -844,19 +848,171 @@ def _one_pass(
     read = [future.result() for future in futures]
     if len({revision for _, revision, _ in read}) != 1:
         return None
-    if postgres:
-        read = [(settled, revision, rows) for _, revision, rows in read]
-    rules = contract.scoring.engagement
     sums = _merged_sums(
         rules, [(keys, rows) for (keys, _, _), (_, _, rows) in zip(parts, read, strict=True)]
     )
+    return _OnePass(rules=tuple(rules), at=at, sums=sums, high=settled, revision=read[0][1])
+
+
+def _sqlite_one_pass(contract: HandoffContract, reader: _Readers, at: float) -> _OnePass | None:
+    """:func:`_one_pass` on SQLite: the events of the rules' types read in windows of
+    :data:`EVENT_WINDOW` activity ids along the table (:func:`_event_rows_query`), the
+    windows shared out between the readers, each in a read transaction of its own; then
+    grouped by lead with numpy (:func:`_grouping`). Both readers must have seen the same
+    revision; ``high`` is the smaller of the largest ids they saw (a lead with a newer
+    activity, which one of them may have read, has its chunk read its own events, as
+    :meth:`_OnePass.for_chunk` checks)."""
+    query = _event_rows_query(contract)
+    if query is None:
+        return None
+    sql, params = query
+    count = len(reader.drivers)
+    futures = [
+        reader.pool.submit(_snapshot_events, driver, sql, params, index, count)
+        for index, driver in enumerate(reader.drivers)
+    ]
+    read = [future.result() for future in futures]
+    if len({revision for _, revision, _ in read}) != 1:
+        return None
+    rules = contract.scoring.engagement
+    high, revision = min(high for high, _, _ in read), read[0][1]
+    events = np.concatenate([rows for _, _, rows in read])
+    del read  # each reader's events, copied: not held while grouping
     return _OnePass(
         rules=tuple(rules),
         at=at,
-        sums=sums,
-        high=min(high for high, _, _ in read),
-        revision=read[0][1],
+        sums=_grouping(rules, at)(events),
+        high=high,
+        revision=revision,
     )
+
+
+EPOCH_MILLISECONDS = "CAST(round((julianday(occurred_at) - 2440587.5) * 86400000.0) AS INTEGER)"
+"""SQLite: an activity's moment as whole epoch milliseconds (``julianday`` keeps the
+millisecond), the moment :func:`_whole_milliseconds` gives for the chunks' queries."""
+
+EVENT_WINDOW = 250_000
+"""Activity ids per statement of SQLite's one pass (:func:`_snapshot_events`): about
+5 MB of text at a time for the example contract's events."""
+
+
+def _event_rows_query(contract: HandoffContract) -> tuple[str, tuple[Any, ...]] | None:
+    """SQLite's one pass: a statement (and its parameters, the window's bounds last)
+    that gives, for the activities whose id is in a window ``(low, high]`` and whose
+    type a rule counts, one text: per event ``lead id,epoch milliseconds,bits``
+    (the i-th bit for each i-th rule counting it), joined by commas, in the table's
+    order. ``None`` when a filter cannot be expressed in SQL, or past 62 rules.
+
+    SQLite has no hash aggregate: grouping a million leads' events in SQL meant sorting
+    the 3.3 million page views of the property-filtered rules (11.9 s of CPU, of which
+    the scan and the filters 2.1 s) and, for the type-only rules read in the index's
+    order, three ``CASE`` aggregates per rule for each of their 5 million events (7.7 s;
+    measured alone on the 1,000,000-lead fill of ``bench/rescore.py``). Read as rows
+    instead and grouped by numpy, the same events cost 4.2 and 4.8 s, much of it making a
+    Python tuple per row while holding the interpreter (the two readers, and a server's
+    other threads, take turns at it); as one text per window of ids, SQLite writes the
+    numbers with the interpreter free and numpy reads them back at once, for about the
+    same CPU (3.7 s for the page views; the whole pass 14.3–16.6 s against 13.8–15.0 s
+    as rows, at loads of 4–11, where its wall time could not tell the two apart). The
+    events are held as three whole numbers each (about 200 MB for 8.3 million, and
+    about as much again while numpy groups them)."""
+    rules = contract.scoring.engagement
+    filters = [_rule_filter(rule, False, "?") for rule in rules]
+    if not rules or len(rules) > 62 or any(found is None for found in filters):
+        return None
+    bits: list[str] = []
+    params: list[Any] = []
+    for k, found in enumerate(filters):
+        condition, condition_params = cast(tuple[str, list[Any]], found)
+        bits.append(f"CASE WHEN {condition} THEN {1 << k} ELSE 0 END")
+        params += condition_params
+    kinds = sorted({rule.event.value for rule in rules})
+    sql = (
+        f"SELECT group_concat(lead_id || ',' || {EPOCH_MILLISECONDS} || ',' ||"
+        f" ({' + '.join(bits)}), ',') FROM activities"
+        f" WHERE type IN ({', '.join(['?'] * len(kinds))}) AND id > ? AND id <= ?"
+    )
+    return sql, (*params, *kinds)
+
+
+def _snapshot_events(
+    driver: Any, sql: str, params: tuple[Any, ...], index: int, count: int
+) -> tuple[int, int, np.ndarray]:
+    """In one read transaction, the largest activity id, the activity revision, and the
+    events (rows of three whole numbers) of every ``count``-th window of
+    :data:`EVENT_WINDOW` ids from the ``index``-th, by :func:`_event_rows_query`'s
+    statement ``sql``."""
+    driver.execute("BEGIN")
+    try:
+        found = driver.execute("SELECT COALESCE(MAX(id), 0) FROM activities").fetchone()
+        high = int(found[0])
+        revision = _activity_revision(driver)
+        parts: list[np.ndarray] = []
+        for low in range(index * EVENT_WINDOW, high, count * EVENT_WINDOW):
+            text = driver.execute(sql, (*params, low, min(high, low + EVENT_WINDOW))).fetchone()
+            if text is not None and text[0]:
+                parts.append(np.fromstring(text[0], dtype=np.int64, sep=","))
+    finally:
+        driver.execute("COMMIT")
+    events = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return high, revision, events.reshape(-1, 3)
+
+
+def _grouping(rules: Sequence[EngagementRule], at: float) -> Callable[[np.ndarray], np.ndarray]:
+    """What groups the events of :func:`_snapshot_events` for ``rules`` (the i-th
+    bit for the i-th rule) into the rows :func:`_start_sums` gives: per lead with an
+    event, ascending, its id, then per rule the count, the latest moment (epoch seconds,
+    0 without events) and ``sum(0.5 ** ((at - t) / half_life))`` (the count without a
+    half-life), each lead's events summed in the order they were read."""
+
+    def grouped(events: np.ndarray) -> np.ndarray:
+        width = 1 + 3 * len(rules)
+        if not len(events):
+            return np.zeros((0, width))
+        order = _stable_order(events[:, 0])
+        lead = events[order, 0]
+        seconds = events[order, 1] / 1000.0
+        bits = events[order, 2]
+        del order
+        first = np.concatenate(([True], lead[1:] != lead[:-1]))
+        group = np.cumsum(first) - 1
+        sums = np.zeros((int(group[-1]) + 1, width))
+        sums[:, 0] = lead[first]
+        for j, rule in enumerate(rules):
+            # The rule's own events only (still by lead), each of its leads' run
+            # reduced at once; the leads it has no event for keep zeros.
+            rows = np.flatnonzero((bits >> j) & 1)
+            if not len(rows):
+                continue
+            mine = group[rows]
+            begins = np.flatnonzero(np.concatenate(([True], mine[1:] != mine[:-1])))
+            place = mine[begins]
+            counted = np.diff(np.append(begins, len(rows))).astype(np.float64)
+            moments = seconds[rows]
+            sums[place, 1 + 3 * j] = counted
+            sums[place, 2 + 3 * j] = np.maximum.reduceat(moments, begins)
+            if rule.half_life_days:
+                half = rule.half_life_days * SECONDS_PER_DAY
+                with np.errstate(over="ignore"):
+                    weights = np.power(0.5, (at - moments) / half)
+                sums[place, 3 + 3 * j] = np.add.reduceat(weights, begins)
+            else:
+                sums[place, 3 + 3 * j] = counted
+        return sums
+
+    return grouped
+
+
+def _stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for whole numbers, sorting values instead
+    where each key and its position fit one 63-bit number (about twice as fast: 0.6
+    against 1.2 s of CPU for 8.3 million events)."""
+    n = len(keys)
+    shift = max(1, (n - 1).bit_length())
+    if not n or int(keys.min()) < 0 or int(keys.max()) >= 1 << (62 - shift):
+        return np.argsort(keys, kind="stable")
+    packed = np.sort((keys << shift) | np.arange(n, dtype=np.int64))
+    return packed & ((1 << shift) - 1)
 
 
 @contextmanager
@@ -1324,8 +1480,6 @@ def _sums_queries(
     first: int,
     last: int,
     at: float,
-    *,
-    whole: bool = False,
 ) -> list[tuple[list[int], str, tuple[Any, ...]]] | None:
     """The engagement queries of :func:`_start_sums` (the rules each answers, its SQL
     and parameters); ``None`` when a filter cannot be expressed in SQL, none without
@@ -1334,9 +1488,9 @@ def _sums_queries(
     Two queries: the rules that filter on the event type alone are answered from the
     ``(lead_id, occurred_at, type)`` index without reading an activity row, grouped in
     the index's order (no sort); the rules that filter on properties read the rows of
-    their event types only, each filter evaluated once per event. ``whole`` (SQLite, all
-    leads at once): those rows are read in the table's own order, one sequential pass,
-    and grouped by sorting, instead of each through the index at random."""
+    their event types only, each filter evaluated once per event. (SQLite's one pass
+    over all leads reads them in the table's own order instead, one sequential pass:
+    :func:`_sqlite_one_pass`.)"""
     mark = "%s" if postgres else "?"
     rules = contract.scoring.engagement
     if not rules:
@@ -1395,10 +1549,9 @@ def _sums_queries(
         # both databases inline the subquery and evaluate a filter for every column
         # using it.
         fence = "OFFSET 0" if postgres else "LIMIT -1 OFFSET 0"
-        source = "activities NOT INDEXED" if whole and not postgres else "activities"
         sql = (
             f"SELECT lead_id, {', '.join(columns)} FROM ("
-            f" SELECT lead_id, {epoch} AS ts, {', '.join(flags)} FROM {source}"
+            f" SELECT lead_id, {epoch} AS ts, {', '.join(flags)} FROM activities"
             f" WHERE lead_id >= {mark} AND lead_id <= {mark}"
             f" AND type IN ({', '.join([mark] * len(kinds))}) {fence}) AS e"
             " GROUP BY lead_id ORDER BY lead_id"
