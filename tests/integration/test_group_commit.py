@@ -10,6 +10,7 @@ that says ``waiting`` holds for every way."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sqlite3
 import threading
@@ -627,3 +628,68 @@ def test_on_postgresql_two_groups_are_in_flight_at_once(ctx: Context) -> None:
         results = sorted(f.result(30) for f in [pool.submit(group.run, work) for _ in range(2)])
     assert results == [0, 1]
     assert group.groups == 2
+
+
+@pytest.mark.postgres
+def test_two_groups_capturing_the_same_people_in_crossed_orders_do_not_deadlock(
+    ctx: Context,
+) -> None:
+    """Two processes' groups re-capture the same two people, in crossed orders, each
+    taking its first person's row before the other group takes its second: the groups
+    lock their people in one shared order first, so one waits for the other instead
+    of both waiting a second for PostgreSQL to find a deadlock (which failed one)."""
+    if ctx.dialect != "postgresql":
+        pytest.skip("SQLite has one writer")
+    a, b = (LeadCreate(email=f"{who}@northwind.example.com") for who in ("a", "b"))
+    for data in (a, b):
+        capture_lead(with_mode(ctx, "off"), data, actor=OPS)
+    engines = [make_engine(ctx.settings.database_url) for _ in range(2)]
+    first_rows = threading.Barrier(2, timeout=3)
+
+    said: list[str] = []
+
+    def on_first_row(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        said.append(statement)
+        if "FOR UPDATE" in statement and "leads" in statement and not conn.info.get("seen"):
+            conn.info["seen"] = True
+            with contextlib.suppress(threading.BrokenBarrierError):
+                first_rows.wait()  # both groups hold a row here, unless one waits before
+
+    outcomes: list[Any] = [None, None]
+
+    def group_of(i: int, order: list[LeadCreate]) -> None:
+        group = GroupCommit(engines[i])
+        group._lanes = 1  # its two captures in one group
+        gate = Gate(group)
+        with ThreadPoolExecutor(2) as pool:
+            futures = []
+            for data in order:
+                futures.append(pool.submit(group.run, Capture(data, OPS, ctx.clock.now())))
+                while gate.queued() < len(futures):
+                    time.sleep(0.001)
+            gate.open.set()
+            try:
+                outcomes[i] = [f.result(30) for f in futures]
+            except Exception as error:
+                outcomes[i] = error
+
+    for engine in engines:
+        event.listen(engine, "after_cursor_execute", on_first_row)
+    try:
+        threads = [
+            threading.Thread(target=group_of, args=(0, [a, b])),
+            threading.Thread(target=group_of, args=(1, [b, a])),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for engine in engines:
+            engine.dispose()
+    assert all(isinstance(o, list) for o in outcomes), outcomes
+    # A deadlock fails a group's first attempt, which then runs again with savepoints.
+    assert savepoints(said) == 0
+    with ctx.read() as connection:
+        touches = connection.execute(select(func.count()).select_from(activities)).scalar_one()
+    assert touches == 2 + 4

@@ -13,12 +13,13 @@ stage change itself, and the handoff it opens or closes, is
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import INTAKE_BY_EMAIL, Action, Principal, Reach
@@ -393,6 +394,30 @@ class Capture:
             and data.external_system is None
         )
 
+    def identity(self) -> str:
+        """Who the capture is about, as its look-up finds them: the external id, else
+        the email's key, else the phone."""
+        data = self.data
+        if data.external_id is not None and data.external_system is not None:
+            return f"ext:{data.external_system}\x1f{data.external_id}"
+        if data.email is not None:
+            return email_key(data.email)
+        return f"phone:{data.phone}"
+
+    @staticmethod
+    def lock_together(connection: Connection, captures: Sequence[Capture]) -> None:
+        """PostgreSQL: before a group's captures run, take a transaction lock on each
+        person they are about, all in one order (every group sorts the same way). A
+        group locks its people's rows in arrival order and holds them to its commit, so
+        two groups (two lanes, two processes) capturing the same people in crossed
+        orders deadlocked, a second each in ``deadlock_timeout`` (a newcomer's trial:
+        30 clients re-capturing 10 people, 12-21 captures/s). One statement; SQLite's
+        one writer needs nothing."""
+        if connection.dialect.name != "postgresql" or len(captures) < 2:
+            return
+        keys = sorted({_lock_key(capture.identity()) for capture in captures})
+        connection.execute(_LOCK_PEOPLE, {"people": keys})
+
     @staticmethod
     def run_together(connection: Connection, captures: Sequence[Capture]) -> list[CaptureResult]:
         """Run ``captures`` in order inside the caller's transaction, as if one by one:
@@ -422,6 +447,21 @@ class Capture:
             keys.add(key)
         flush()
         return results
+
+
+PEOPLE_LOCKS = 0x6C656164
+"""The first key of the people's advisory locks (``lead``), the second a 32-bit hash of
+who the capture is about (a collision only makes two groups wait for each other)."""
+_LOCK_PEOPLE = text(
+    f"SELECT count(pg_advisory_xact_lock({PEOPLE_LOCKS}, person))"
+    " FROM unnest(CAST(:people AS integer[])) AS person"
+)
+
+
+def _lock_key(identity: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(identity.encode(), digest_size=4).digest(), "big", signed=True
+    )
 
 
 _NEW_LEADS: dict[str, Any] = {}

@@ -336,6 +336,8 @@ class GroupCommit:
         with self._begin(batch) as connection:
             connection.info[_MEMO] = {}
             try:
+                if len(batch) > 1:
+                    _lock_together(connection, batch)
                 yield connection
             finally:
                 connection.info.pop(_MEMO, None)
@@ -400,6 +402,20 @@ class GroupCommit:
         for write, result in zip(batch, results, strict=True):
             write.result = result
         return True
+
+
+def _lock_together(connection: Connection, batch: list[_Write[Any]]) -> None:
+    """Before anything of the group runs (and before any savepoint, so that the locks
+    outlive a failed write's rollback), let each kind of work that has a
+    ``lock_together(connection, works)`` lock what its works will write, in an order
+    every group shares (:meth:`baton.services.leads.Capture.lock_together`)."""
+    kinds: dict[Any, list[Callable[[Connection], Any]]] = {}
+    for write in batch:
+        lock = getattr(type(write.work), "lock_together", None)
+        if lock is not None:
+            kinds.setdefault(lock, []).append(write.work)
+    for lock, works in kinds.items():
+        lock(connection, works)
 
 
 def _runs(
