@@ -8,7 +8,6 @@ and route handoffs. On both databases."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -150,8 +149,7 @@ def together(ctx: Context, batch: list[Capture]) -> list[CaptureResult]:
 def test_captures_together_leave_what_one_by_one_leaves(
     ctx: Context, mix: list[tuple[bool, LeadCreate]], stored: list[str]
 ) -> None:
-    now: datetime = ctx.clock.now()
-    batch = [Capture(lead, KEY if by_key else OPS, now) for by_key, lead in mix]
+    batch = [Capture(lead, KEY if by_key else OPS, ctx.clock) for by_key, lead in mix]
     setup(ctx, stored)
     expected = answers(one_by_one(ctx, batch))
     expected_state = state(ctx)
@@ -166,9 +164,8 @@ def test_new_people_are_written_together(ctx: Context, monkeypatch: pytest.Monke
     from sqlalchemy import event
 
     setup(ctx, [])
-    now = ctx.clock.now()
     batch = [
-        Capture(LeadCreate(email=f"p{i}@northwind.example.com", first_name="P"), KEY, now)
+        Capture(LeadCreate(email=f"p{i}@northwind.example.com", first_name="P"), KEY, ctx.clock)
         for i in range(12)
     ]
     said: list[str] = []

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import INTAKE_BY_EMAIL, Action, Principal, Reach
 from baton.domain.activities import ActivityType
+from baton.domain.clock import Clock
 from baton.domain.contact import company_key, email_domain, email_key, mailbox_key
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from baton.domain.history import check_occurred_at
@@ -370,16 +371,24 @@ def capture_lead_in(
 class Capture:
     """One capture as a group commit runs it: alone (a call), or with the captures next
     to it in its group (:meth:`run_together`, which gives the same results and the same
-    database state as calling each in turn)."""
+    database state as calling each in turn at one moment).
+
+    It is dated when it is written (``clock`` is read then, once per group), not when
+    it arrived: the captures of a group share one moment, so writing them together
+    stamps what writing them one by one would."""
 
     data: LeadCreate
     actor: Principal
-    now: datetime
+    clock: Clock
     occurred_at: datetime | None = None
 
     def __call__(self, connection: Connection) -> CaptureResult:
+        return self.alone(connection, self.clock.now())
+
+    def alone(self, connection: Connection, now: datetime) -> CaptureResult:
+        """This capture by itself, at ``now``."""
         return capture_lead_in(
-            connection, self.data, actor=self.actor, now=self.now, occurred_at=self.occurred_at
+            connection, self.data, actor=self.actor, now=now, occurred_at=self.occurred_at
         )
 
     def may_join(self) -> bool:
@@ -428,10 +437,12 @@ class Capture:
         results: list[CaptureResult] = []
         run: list[Capture] = []
         keys: set[str] = set()
+        now = captures[0].clock.now() if captures else None
 
         def flush() -> None:
             if run:
-                results.extend(_new_leads_in(connection, run))
+                assert now is not None
+                results.extend(_new_leads_in(connection, run, now))
                 run.clear()
                 keys.clear()
 
@@ -439,7 +450,8 @@ class Capture:
             key = email_key(capture.data.email or "") if capture.may_join() else None
             if key is None:
                 flush()
-                results.append(capture(connection))
+                assert now is not None
+                results.append(capture.alone(connection, now))
                 continue
             if key in keys or (run and run[0].actor != capture.actor):
                 flush()
@@ -468,13 +480,15 @@ _NEW_LEADS: dict[str, Any] = {}
 """``INSERT ... ON CONFLICT DO NOTHING RETURNING id, email_key`` per dialect, for many."""
 
 
-def _new_leads_in(connection: Connection, run: Sequence[Capture]) -> list[CaptureResult]:
+def _new_leads_in(
+    connection: Connection, run: Sequence[Capture], now: datetime
+) -> list[CaptureResult]:
     """Captures (:meth:`Capture.may_join`, one actor, distinct emails) in order: those
     whose person is already a lead run alone, in their place; each stretch of new
     people between them is created together, with the rows, suppressions, touches,
     scores and duplicate checks each capture would have written."""
     if len(run) == 1:
-        return [run[0](connection)]
+        return [run[0].alone(connection, now)]
     stored = {
         key
         for (key,) in find_by_keys(
@@ -485,21 +499,23 @@ def _new_leads_in(connection: Connection, run: Sequence[Capture]) -> list[Captur
     fresh: list[Capture] = []
     for capture in run:
         if email_key(capture.data.email or "") in stored:
-            results.extend(_created_together(connection, fresh))
+            results.extend(_created_together(connection, fresh, now))
             fresh = []
-            results.append(capture(connection))
+            results.append(capture.alone(connection, now))
         else:
             fresh.append(capture)
-    results.extend(_created_together(connection, fresh))
+    results.extend(_created_together(connection, fresh, now))
     return results
 
 
-def _created_together(connection: Connection, run: Sequence[Capture]) -> list[CaptureResult]:
+def _created_together(
+    connection: Connection, run: Sequence[Capture], now: datetime
+) -> list[CaptureResult]:
     """New leads for captures of people no lead has (checked by the caller), as
     :func:`capture_lead_in` creates one each. A lead another writer created meanwhile
     (PostgreSQL) is a :class:`Conflict`: the group then runs each capture alone."""
     if len(run) <= 1:
-        return [capture(connection) for capture in run]
+        return [capture.alone(connection, now) for capture in run]
     actor = run[0].actor
     fill_only = actor.kind == "intake_key"
     prepared: list[tuple[Capture, LeadCreate, Any]] = []
@@ -509,7 +525,7 @@ def _created_together(connection: Connection, run: Sequence[Capture]) -> list[Ca
             _by_email_only(capture.data)
         data = with_consent_source(with_intake_source(capture.data, actor), actor)
         consent = decide_consent({}, data.consent_answer(), fill_only=fill_only)
-        at = capture.now
+        at = now
         fields = data.fields()
         rows.append(
             {
@@ -545,29 +561,26 @@ def _created_together(connection: Connection, run: Sequence[Capture]) -> list[Ca
         raise Conflict("a lead was created concurrently; retry the capture")
     lead_ids = [ids[row["email_key"]] for row in rows]
     suppressed = suppressed_addresses_in(connection, [data.email or "" for _, data, _ in prepared])
-    for capture, data, consent in prepared:
+    for _, data, consent in prepared:
         if data.email in suppressed:
             lifts = consent.opt_in and not fill_only
-            settle_suppressions_in(
-                connection, data.email, created=True, opt_in=lifts, now=capture.now
-            )
+            settle_suppressions_in(connection, data.email, created=True, opt_in=lifts, now=now)
     touches = {}
     touch_rows = []
-    for lead_id, (capture, data, _) in zip(lead_ids, prepared, strict=True):
+    for lead_id, (_, data, _) in zip(lead_ids, prepared, strict=True):
         properties = _touch_properties(data)
         touch_rows.append(
             {
                 "lead_id": lead_id,
                 "type": ActivityType.CAPTURED.value,
-                "occurred_at": capture.now,
-                "received_at": capture.now,
+                "occurred_at": now,
+                "received_at": now,
                 "properties": properties,
                 "recorded_by": actor.name,
             }
         )
-        touches[lead_id] = [Event(ActivityType.CAPTURED.value, capture.now, properties)]
+        touches[lead_id] = [Event(ActivityType.CAPTURED.value, now, properties)]
     connection.execute(_RECORD_TOUCH, touch_rows)
-    now = max(capture.now for capture in run)
     score_leads_in(connection, lead_ids, now=now, actor=actor, new_events=touches)
     queue_duplicate_checks_in(connection, lead_ids, now=now)
     read_back = {} if fill_only else _read_back_new(connection, lead_ids)
@@ -618,7 +631,7 @@ def _capture_work(
     allowed(actor, Action.CAPTURE_LEAD)
     if actor.kind == "intake_key" and actor.key_id is not None:
         _by_email_only(data)  # before the group: a predictable 422 never joins one
-    return Capture(data, actor, ctx.clock.now(), occurred_at)
+    return Capture(data, actor, ctx.clock, occurred_at)
 
 
 def _read_back(connection: Connection, lead_id: int, created: bool) -> Lead:

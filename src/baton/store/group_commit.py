@@ -212,11 +212,13 @@ class GroupCommit:
             write.future.set_result(None)
 
     def _hand_to_writer(self, write: _Write[Any]) -> None:
-        """Have a writer thread lead a group for ``write`` (mutex held): an idle one,
-        else a new one (never more than one per lane)."""
+        """Have a writer thread lead a group for ``write`` (mutex held): an idle one
+        when there are more idle writers than groups handed over, else a new one (never
+        more than one per lane; with every lane busy, the next writer free takes it).
+        Only a writer counts itself idle, before its wait and again after it, however
+        the wait ended (a wait that timed out as it was woken still finds the write)."""
         self._to_lead.append(write)
-        if self._idle_writers > 0:
-            self._idle_writers -= 1  # this one is claimed: the next hand-over starts another
+        if self._idle_writers >= len(self._to_lead):
             self._wake.notify()
             return
         self._writers = [thread for thread in self._writers if thread.is_alive()]
@@ -235,8 +237,10 @@ class GroupCommit:
             with self._mutex:
                 if not self._to_lead:
                     self._idle_writers += 1
-                    if not self._wake.wait(WRITER_IDLE_SECONDS):
-                        self._idle_writers -= 1  # not claimed: nobody counts on it
+                    try:
+                        self._wake.wait(WRITER_IDLE_SECONDS)
+                    finally:
+                        self._idle_writers -= 1
                 if not self._to_lead:
                     with contextlib.suppress(ValueError):
                         self._writers.remove(threading.current_thread())
