@@ -444,3 +444,101 @@ def test_the_summary_counts_rows_and_leads_under_their_own_names(
         0,
     )
     assert counts["leads queued for the duplicate check"] == 2
+
+
+# --- a single Name column is the full name (split like a badge scan's) ------------------
+
+
+def test_a_name_column_is_split_into_first_and_last_name(runner: CliRunner, tmp_path: Path) -> None:
+    """A CRM export with one Name column: the names land in first and last name (where
+    the duplicate comparison reads them), not in attributes, and the summary says which
+    column was read as the name."""
+    source = tmp_path / "crm.csv"
+    source.write_text(
+        "Name,Company,Email\n"
+        "Dana Reyes,Acme,dana@acme.example.com\n"
+        '"Okafor, Chidi",Beta,chidi@beta.example.com\n'
+        "Cher,Gamma,cher@gamma.example.com\n"
+        "Mary Ann  de la Cruz,Delta,mary@delta.example.com\n"
+        ",Eps,nobody@eps.example.com\n"
+    )
+
+    result = runner.invoke(
+        app, ["import", "leads", str(source), "--errors", str(tmp_path / "e.csv")]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Column read as the full name (split into first and last name): Name" in (
+        " ".join(result.output.split())
+    )
+    assert "Columns kept as attributes" not in result.output
+    names = {
+        lead["email"]: (lead["first_name"], lead["last_name"], lead["attributes"])
+        for lead in export(runner)
+    }
+    assert names == {
+        "dana@acme.example.com": ("Dana", "Reyes", {}),
+        "chidi@beta.example.com": ("Chidi", "Okafor", {}),
+        "cher@gamma.example.com": ("Cher", None, {}),
+        "mary@delta.example.com": ("Mary", "Ann de la Cruz", {}),
+        "nobody@eps.example.com": (None, None, {}),
+    }
+
+
+@pytest.mark.parametrize("header", ["Full Name", "full_name", "Contact Name", "contact_name"])
+def test_the_usual_whole_name_headers_are_recognised(
+    runner: CliRunner, tmp_path: Path, header: str
+) -> None:
+    source = tmp_path / "crm.csv"
+    source.write_text(f"Email,{header}\ndana@acme.example.com,Dana Reyes\n")
+
+    result = runner.invoke(app, ["import", "leads", str(source)])
+
+    assert result.exit_code == 0, result.output
+    [lead] = export(runner)
+    assert (lead["first_name"], lead["last_name"], lead["attributes"]) == ("Dana", "Reyes", {})
+
+
+def test_first_and_last_name_columns_win_over_a_name_column(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """With first and last name columns, a Name column is not the person's name (it
+    stays an attribute), and neither is a Full Name column: the parts are kept as given."""
+    source = tmp_path / "crm.csv"
+    source.write_text(
+        "Email,First Name,Last Name,Full Name,Name\n"
+        "dana@acme.example.com,Dana,Reyes-Ortiz,Dana Reyes,Acme deal\n"
+    )
+
+    result = runner.invoke(app, ["import", "leads", str(source)])
+
+    assert result.exit_code == 0, result.output
+    assert "Column read as the full name" not in result.output
+    [lead] = export(runner)
+    assert (lead["first_name"], lead["last_name"]) == ("Dana", "Reyes-Ortiz")
+    assert lead["attributes"] == {"full_name": "Dana Reyes", "name": "Acme deal"}
+
+
+def test_map_to_full_name_splits_any_column_and_a_row_keeps_its_own_parts(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """``--map 'Person=full_name'`` is accepted; a row that gives a first or last name of
+    its own keeps it, and the others are split."""
+    source = tmp_path / "crm.csv"
+    source.write_text(
+        "Email,Person,Given\n"
+        "dana@acme.example.com,Dana Reyes,\n"
+        "chidi@beta.example.com,Chidi Okafor,Chi\n"
+    )
+
+    result = runner.invoke(
+        app,
+        ["import", "leads", str(source), "--map", "Person=full_name", "--map", "Given=first_name"],
+    )
+
+    assert result.exit_code == 0, result.output
+    names = {lead["email"]: (lead["first_name"], lead["last_name"]) for lead in export(runner)}
+    assert names == {
+        "dana@acme.example.com": ("Dana", "Reyes"),
+        "chidi@beta.example.com": ("Chi", None),
+    }

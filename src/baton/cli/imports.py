@@ -73,6 +73,12 @@ def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | N
         console.print(f"Columns kept as {target}: {', '.join(report.extra_columns)}", markup=False)
     if report.dropped_columns:
         console.print(f"Columns left out: {', '.join(report.dropped_columns)}", markup=False)
+    if report.name_column:
+        console.print(
+            f"Column read as the full name (split into first and last name): "
+            f"{report.name_column}",
+            markup=False,
+        )
     if report.hint:
         errors.print(f"Hint: {report.hint}", markup=False)
     _lines_to_mend(source, report, errors_file)
@@ -309,11 +315,13 @@ def import_leads_command(
     """Import leads: create-or-update by external id, email or phone.
 
     Headers are matched forgivingly (Email, E-mail, Email Address...); unknown columns are
-    kept as attributes. A row that cannot be identified is rejected: its line goes to
-    FILE.errors.csv with its own columns and its problems; mend the cells there and import
-    that file as it is (exit code 1 when any row was rejected). A bad optional value (a
-    country nobody can read) is left out and its row imported; such lines go to
-    FILE.warnings.csv the same way. A Baton lead export imports as it is.
+    kept as attributes. Without first and last name columns, a Name, Full Name or Contact
+    Name column is the full name, split into first and last name ("Dana Reyes", "Reyes,
+    Dana"); --map 'Contact=full_name' names another. A row that cannot be identified is
+    rejected: its line goes to FILE.errors.csv with its own columns and its problems;
+    mend the cells there and import that file as it is (exit code 1 when any row was
+    rejected). A bad optional value (a country nobody can read) is left out and its row
+    imported; such lines go to FILE.warnings.csv the same way. A Baton lead export imports as it is.
 
     A created_at column (Created Date, Create Date...) dates each capture, and the lead
     when the import creates it: 2026-03-02, 03/02/2026 (--day-first: 02/03/2026),

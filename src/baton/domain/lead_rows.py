@@ -24,6 +24,7 @@ from baton.domain.batches import RowError, describe
 from baton.domain.cells import GUARD, unguard
 from baton.domain.dates import read_instant
 from baton.domain.leads import LeadCreate
+from baton.domain.scans import split_name
 
 _TRUE = frozenset({"1", "true", "yes", "y", "opt-in", "opted in", "subscribed"})
 _FALSE = frozenset({"0", "false", "no", "n", "opt-out", "opted out", "unsubscribed"})
@@ -52,8 +53,8 @@ class Columns:
     def plan(self) -> list[tuple[int, int, str]]:
         """``(position, kind, name)`` of each column kept, in order, worked out once for
         the file rather than once per cell: kind :data:`_FIELD` (``name`` is the field),
-        :data:`_EXTRA` (``name`` is the extras key), :data:`_CONSENT` or
-        :data:`_JSON_OBJECT`."""
+        :data:`_EXTRA` (``name`` is the extras key), :data:`_CONSENT`,
+        :data:`_JSON_OBJECT` or :data:`_FULL_NAME`."""
         prefix = self.extras_key + "."
         plan = []
         for position, target in enumerate(self.targets):
@@ -65,12 +66,20 @@ class Columns:
                 plan.append((position, _EXTRA, target[len(prefix) :]))
             elif target == "consent":
                 plan.append((position, _CONSENT, target))
+            elif target == FULL_NAME:
+                plan.append((position, _FULL_NAME, target))
             else:
                 plan.append((position, _FIELD, target))
         return plan
 
 
-_FIELD, _EXTRA, _CONSENT, _JSON_OBJECT = range(4)
+_FIELD, _EXTRA, _CONSENT, _JSON_OBJECT, _FULL_NAME = range(5)
+
+FULL_NAME = "full_name"
+"""The import target of a column holding the whole name (``Name``, ``Contact Name``):
+not a field of a lead, it is split into ``first_name`` and ``last_name`` the way badge
+scans split theirs (:func:`baton.domain.scans.split_name`), unless the row gives a first
+or last name of its own."""
 
 JSON_EXTRAS = "*"
 """The ``--map`` target ``attributes.*``: the column holds a JSON object whose keys are
@@ -97,13 +106,15 @@ def payload(cells: Sequence[str], columns: Columns) -> dict[str, Any]:
     yes/no answer, declared blanks (``--blank Select``) left out, and every other column
     kept under the extras key. A cell guarded against formulas (``'=x``, see
     :func:`baton.domain.cells.unguard`) is read without its guard. Raises ``ValueError``
-    for a row with more cells than the header has columns."""
+    for a row with more cells than the header has columns. A :data:`FULL_NAME` cell
+    becomes ``first_name`` and ``last_name`` when the row has neither."""
     if len(cells) > len(columns.targets):
         raise ValueError(
             f"the row has {len(cells)} cells but the header has {len(columns.targets)} columns"
         )
     payload: dict[str, Any] = {}
     extras: dict[str, Any] = {}
+    full_name = None
     blanks = columns.blanks
     width = len(cells)
     for position, kind, name in columns.plan:
@@ -122,10 +133,18 @@ def payload(cells: Sequence[str], columns: Columns) -> dict[str, Any]:
             extras[name] = value
         elif kind == _CONSENT:
             payload["consent"] = _parse_bool(value)
+        elif kind == _FULL_NAME:
+            full_name = value
         else:
             _merge_json(extras, value, columns.extras_key)
     if extras:
         payload[columns.extras_key] = extras
+    if full_name is not None and "first_name" not in payload and "last_name" not in payload:
+        first, last = split_name(full_name)
+        if first:
+            payload["first_name"] = first
+        if last:
+            payload["last_name"] = last
     if columns.external_system and "external_id" in payload:
         payload.setdefault("external_system", columns.external_system)
     return payload

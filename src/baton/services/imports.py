@@ -56,6 +56,7 @@ from baton.domain.contact import company_key, email_domain, email_key, mailbox_k
 from baton.domain.errors import FieldProblem, ValidationFailed
 from baton.domain.exports import LEAD_EXPORT_SIGNATURE, LEAD_READ_ONLY
 from baton.domain.lead_rows import (
+    FULL_NAME,
     IDENTITY_PROBLEM,
     JSON_EXTRAS,
     Checked,
@@ -162,10 +163,18 @@ LEAD_COLUMNS = frozenset(
         "consent_basis",
         "consent_source",
         "created_at",
+        FULL_NAME,
     }
 )
 """``created_at`` is not a field of a capture: it dates the row's capture (and the lead,
-when the import creates it), for history brought over from another system."""
+when the import creates it), for history brought over from another system.
+``full_name`` is not one either: it is split into first and last name
+(:data:`~baton.domain.lead_rows.FULL_NAME`)."""
+
+NAME_HEADERS = ("name", "full_name", "contact_name")
+"""Header keys read as the full name when nothing else gives the name
+(:func:`implied_columns`): CRM exports have a single ``Name`` column as often as
+first and last name columns."""
 
 ACTIVITY_ALIASES: dict[str, str] = {
     "e_mail": "email",
@@ -279,6 +288,8 @@ class ImportReport:
     warnings: list[RowError] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
     dropped_columns: list[str] = field(default_factory=list)
+    name_column: str | None = None
+    """The column read as the full name (split into first and last name), if any."""
     headers: list[str] = field(default_factory=list)
     hint: str | None = None
     file: CsvFile | None = field(default=None, repr=False)
@@ -579,16 +590,39 @@ leaves them out, so the mended errors file imports as it is. Prefixed: a file ma
 have a ``line`` (product line) or an ``errors`` column of its own."""
 
 
-def implied_columns(headers: Sequence[str], extras_key: str) -> dict[str, str]:
-    """The ``--map`` that a file's headers imply (the user's own ``--map`` wins):
+def _name_columns(headers: Sequence[str], chosen: Mapping[str, str]) -> dict[str, str]:
+    """Where a lead file's name goes when one column holds it whole: without first or
+    last name columns (nor ``chosen`` ones), the first column of the file among
+    :data:`NAME_HEADERS` is read as the full name and split; with them, a ``Full Name``
+    column stays an attribute (the parts win, the whole is kept)."""
+    parts = {"first_name", "last_name"}
+    if {LEAD_ALIASES.get(header_key(h), header_key(h)) for h in headers} & parts:
+        return {h: f"attributes.{FULL_NAME}" for h in headers if header_key(h) == FULL_NAME}
+    if {t.strip() for t in chosen.values()} & {*parts, FULL_NAME}:
+        return {}
+    found = next((h for h in headers if header_key(h) in NAME_HEADERS), None)
+    return {found: FULL_NAME} if found is not None else {}
+
+
+def implied_columns(
+    headers: Sequence[str], extras_key: str, chosen: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The ``--map`` that a file's headers imply (the user's own ``--map``, ``chosen``,
+    wins):
 
     * the columns an errors file added (:data:`MEND_COLUMNS`) are left out;
     * in a Baton lead export (its headers include
       :data:`~baton.domain.exports.LEAD_EXPORT_SIGNATURE`), the columns Baton keeps
       itself (stage, score, tags, owner...) are left out, and ``attributes`` is read as
-      the JSON object it is, so that export → import gives the lead's fields back."""
+      the JSON object it is, so that export → import gives the lead's fields back;
+    * in a lead file without a first or last name column (nor one ``chosen`` for the
+      name), the first ``Name``, ``Full Name`` or ``Contact Name`` column
+      (:data:`NAME_HEADERS`) is the full name, split into first and last name: left as
+      an attribute, the names would never be compared for duplicates."""
     keys = {header_key(h) for h in headers}
     implied = {h: DROP for h in headers if header_key(h) in MEND_COLUMNS}
+    if extras_key == "attributes":
+        implied.update(_name_columns(headers, chosen or {}))
     if extras_key == "attributes" and keys >= LEAD_EXPORT_SIGNATURE:
         for header in headers:
             key = header_key(header)
@@ -677,7 +711,8 @@ def _read_and_validate(
     if not file.records and not file.problems:
         raise ImportFileError("the file has a header but no rows")
     check_overrides(column_map or {}, file.headers, known, extras_key)
-    overrides = {**implied_columns(file.headers, extras_key), **(column_map or {})}
+    implied = implied_columns(file.headers, extras_key, column_map)
+    overrides = {**implied, **(column_map or {})}
     mapping = map_headers(file.headers, aliases, known, overrides, extras_key)
     _check_mapping(mapping)
     report = ImportReport(
@@ -692,6 +727,7 @@ def _read_and_validate(
         progress("checking", 0, report.rows)
     report.extra_columns = [h for h, t in mapping.items() if t.startswith(extras_key + ".")]
     report.dropped_columns = [h for h, t in mapping.items() if t == DROP]
+    report.name_column = next((h for h, t in mapping.items() if t == FULL_NAME), None)
     columns = Columns(
         targets=[None if t == DROP else t for t in mapping.values()],
         extras_key=extras_key,
