@@ -5,6 +5,7 @@ requests that would say nothing refused; over HTTP and on the command line."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from baton import cli as baton_cli
 from baton.api.app import create_app
 from baton.cli import app as cli
+from baton.cli._output import when
 from baton.services.context import Context
 from baton.services.worker import check_duplicates
 
@@ -130,9 +132,9 @@ def test_bulk_dismissal_on_the_command_line(
 def test_the_queue_says_who_the_two_leads_are_and_why(
     sqlite_ctx: Context, api: TestClient, runner: CliRunner
 ) -> None:
-    """A reviewer decides from the list: each lead's name, email, phone and company, and
-    why the pair was flagged (the reason in words and its code), over HTTP and on the
-    command line; the pair's fields as they were stay."""
+    """A reviewer decides from the list: each lead's name, email, phone, company, stage
+    and when it was captured, and why the pair was flagged (the reason in words and its
+    code), over HTTP and on the command line; the pair's fields as they were stay."""
     for person in PEOPLE:
         api.post(LEADS, json=person)
     check_duplicates(sqlite_ctx)
@@ -158,5 +160,8 @@ def test_the_queue_says_who_the_two_leads_are_and_why(
     for shown in ("Jonathon Smith", "jon@gmail.com", "Jonathan Smith", "jsmith@acme.io"):
         assert shown in listing, listing
     assert "Acme" in listing and "similar name and company" in listing
+    for lead in (pair["lead"], pair["other_lead"]):  # how far along, and since when
+        captured = when(datetime.fromisoformat(lead["created_at"].replace("Z", "+00:00")))
+        assert f"{lead['stage']}, captured {captured}" in listing, listing
     phone = runner.invoke(cli, ["duplicates", "list", "--reason", "phone"]).output
     assert "+12024561111" in phone and "(no name)" not in phone and "D." in phone

@@ -89,9 +89,11 @@ def _filter(
 
 def _who(lead: PairLead) -> str:
     """One lead of a pair in a cell: its id and name, then how to reach them and where
-    they work, so a reviewer can decide from the list."""
+    they work, then its stage and when it was captured (a customer, or the older of two
+    leads, is usually the one to keep), so a reviewer can decide from the list."""
     lines = [f"{lead.id} {escape(lead.name or '(no name)')}"]
     lines += [escape(v) for v in (lead.email, lead.phone, lead.company) if v]
+    lines.append(f"{escape(lead.stage)}, captured {when(lead.created_at)}")
     return "\n".join(lines)
 
 
