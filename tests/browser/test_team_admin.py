@@ -43,11 +43,24 @@ def test_an_admin_makes_an_intake_key_with_the_forms_rate(page_as: Any, web_ctx:
     page.goto("/admin/intake-keys")
     page.get_by_label("Name").fill("landing")
     page.get_by_label("Source of its leads").fill("web")
-    page.get_by_label("Requests per minute").fill("30")
+    page.get_by_label("Rate per minute").fill("30")
+    page.get_by_label("Allowed browser origins").fill("www.landing.example")
+    page.get_by_role("button", name="Make key").click()
+    page.wait_for_load_state()
+    said = page.get_by_role("alert").first.inner_text()
+    assert said == (
+        "Origin 1 (www.landing.example) is not a browser origin: write it as "
+        "https://www.landing.example."
+    ), said
+    assert [page.get_by_label(f).input_value() for f in ("Name", "Rate per minute")] == [
+        "landing",
+        "30",
+    ]  # nothing typed is lost
+    page.get_by_label("Allowed browser origins").fill("HTTPS://www.landing.example")
     page.get_by_role("button", name="Make key").click()
     assert "landing" in page.locator("main").inner_text()
     [key] = [k for k in list_intake_keys(web_ctx, actor=OPS) if k.name == "landing"]
-    assert key.rate_per_minute == 30
+    assert (key.rate_per_minute, key.origins) == (30, ["https://www.landing.example"])
 
 
 def test_an_admin_changes_a_keys_rate_and_origins_on_the_page(
@@ -67,10 +80,10 @@ def test_an_admin_changes_a_keys_rate_and_origins_on_the_page(
     row = page.locator(f"#key-{key.id}")
     row.get_by_text("Change rate or origins").click()
     axe_check(page)
-    assert row.get_by_label("Rate a minute").input_value() == "60"
+    assert row.get_by_label("Rate per minute").input_value() == "60"
     origins = row.get_by_label("Browser origins")
     assert origins.input_value() == "https://a.example"
-    row.get_by_label("Rate a minute").fill("90")
+    row.get_by_label("Rate per minute").fill("90")
     origins.fill("https://a.example\nhttps://shop.a.example")
     row.get_by_role("button", name="Save").click()
     page.wait_for_load_state()
@@ -85,10 +98,39 @@ def test_an_admin_changes_a_keys_rate_and_origins_on_the_page(
 
     row = page.locator(f"#key-{key.id}")
     row.get_by_text("Change rate or origins").click()
-    row.get_by_label("Browser origins").fill("shop.a.example/form")
+    row.get_by_label("Rate per minute").fill("120")
+    typed = "HTTPS://a.example\nshop.a.example/form"
+    row.get_by_label("Browser origins").fill(typed)
     row.get_by_role("button", name="Save").click()
     page.wait_for_load_state()
-    assert "origins" in page.get_by_role("alert").first.inner_text()
+    said = page.get_by_role("alert").first.inner_text()
+    assert said == (
+        "Origin 2 (shop.a.example/form) is not a browser origin: write it as "
+        "https://shop.a.example."
+    ), said
+    row = page.locator(f"#key-{key.id}")  # the form is open again, as typed
+    assert row.get_by_label("Rate per minute").input_value() == "120"
+    assert row.get_by_label("Browser origins").input_value() == typed
+    axe_check(page)
+    row.get_by_label("Browser origins").fill("HTTPS://a.example\nhttps://shop.a.example")
+    row.get_by_role("button", name="Save").click()
+    page.wait_for_load_state()
+    [now] = [k for k in list_intake_keys(web_ctx, actor=OPS) if k.id == key.id]
+    assert (now.rate_per_minute, now.origins) == (
+        120,
+        ["https://a.example", "https://shop.a.example"],  # the scheme in lower case too
+    )
+
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    for rate in ("abc", "0", "100001"):  # a browser's own check stops these; a script's not
+        refused = page.request.post(
+            f"/admin/intake-keys/{key.id}",
+            form={"rate_per_minute": rate, "origins": "https://a.example", "csrf_token": csrf},
+        )
+        assert refused.status == 422
+        assert "Rate per minute must be a whole number from 1 to 100,000." in refused.text()
+        assert "JSON" not in refused.text() and "greater than" not in refused.text()
+
     row = page.locator(f"#key-{key.id}")
     row.get_by_text("Change rate or origins").click()
     row.get_by_label("Browser origins").fill("")
@@ -101,7 +143,7 @@ def test_an_admin_changes_a_keys_rate_and_origins_on_the_page(
     )
     assert forged.status == 403
     [last] = [k for k in list_intake_keys(web_ctx, actor=OPS) if k.id == key.id]
-    assert (last.rate_per_minute, last.origins) == (90, [])
+    assert (last.rate_per_minute, last.origins) == (120, [])
 
 
 def test_the_admin_pages_pass_axe(page_as: Any, axe_check: Any, screenshot: Any) -> None:

@@ -22,13 +22,19 @@ from baton.api.app import create_app
 from baton.domain.access import Role, operator
 from baton.domain.activities import ActivityCreate
 from baton.domain.leads import SAME_PHONE, LeadCreate
-from baton.domain.users import UserCreate
+from baton.domain.users import IntakeKeyCreate, UserCreate
 from baton.services.activities import ingest_activity
 from baton.services.context import Context
 from baton.services.handoffs import get_handoff, list_handoffs
 from baton.services.leads import capture_lead
 from baton.services.merge import count_duplicates, list_duplicates
-from baton.services.users import add_user, list_tokens, list_users
+from baton.services.users import (
+    add_intake_key,
+    add_user,
+    list_intake_keys,
+    list_tokens,
+    list_users,
+)
 from baton.services.worker import check_duplicates
 
 NINA = "nina@lumen.example"
@@ -242,3 +248,52 @@ def test_bulk_dismiss_of_duplicates_from_the_page(
     client.post("/admin/duplicates/dismiss", data={"by_filter": "1", "csrf_token": csrf})
     assert "say which pairs" in client.get("/admin/duplicates").text
     assert count_duplicates(sqlite_ctx, actor=OPS) == total - len(phone) - len(picked)
+
+
+def test_a_refused_intake_key_form_says_so_in_the_forms_words_and_keeps_what_was_typed(
+    client: TestClient, world: World, sqlite_ctx: Context
+) -> None:
+    """The admin page words a refusal with its own fields' names and what to write
+    instead (not the API's ``origins.0`` or "a JSON number"), and gives the form back
+    open, as typed, rather than as stored."""
+    key, _ = add_intake_key(
+        sqlite_ctx,
+        IntakeKeyCreate(name="pricing form", source="web", origins=["https://a.example"]),
+        actor=OPS,
+    )
+    csrf = sign_in(client, world.users["admin"])
+    typed = "https://a.example\r\nwww.x.com"
+    bad = client.post(
+        f"/admin/intake-keys/{key.id}",
+        data={"rate_per_minute": "sixty", "origins": typed, "csrf_token": csrf},
+    )
+    assert bad.status_code == 422
+    text = " ".join(bad.text.split())
+    assert (
+        "Rate per minute must be a whole number from 1 to 100,000. Origin 2 (www.x.com) is "
+        "not a browser origin: write it as https://www.x.com." in text
+    ), text
+    for api_wording in ("rate_per_minute:", "origins.", "JSON", "Input should"):
+        assert api_wording not in text
+    assert 'value="sixty"' in bad.text and "https://a.example\r\nwww.x.com</textarea>" in bad.text
+    assert re.search(rf'<tr id="key-{key.id}">.*?<details open>', bad.text, re.S)
+    [same] = [k for k in list_intake_keys(sqlite_ctx, actor=OPS) if k.id == key.id]
+    assert (same.rate_per_minute, same.origins) == (60, ["https://a.example"])  # unchanged
+
+    made = client.post(
+        "/admin/intake-keys",
+        data={"name": "landing", "source": "web", "origins": "landing.example/form",
+              "rate_per_minute": "0", "csrf_token": csrf},
+    )  # fmt: skip
+    assert made.status_code == 422
+    assert "Rate per minute must be a whole number from 1 to 100,000." in made.text
+    assert "write it as https://landing.example." in made.text
+    assert 'value="landing"' in made.text and 'value="0"' in made.text
+
+    fixed = client.post(
+        f"/admin/intake-keys/{key.id}",
+        data={"rate_per_minute": "90", "origins": "HTTPS://A.example", "csrf_token": csrf},
+    )
+    assert fixed.status_code == 303
+    [now] = [k for k in list_intake_keys(sqlite_ctx, actor=OPS) if k.id == key.id]
+    assert (now.rate_per_minute, now.origins) == (90, ["https://a.example"])

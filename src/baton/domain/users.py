@@ -145,8 +145,13 @@ class TokenCreate(BaseModel):
     user_email: Email | None = None
 
 
-ORIGIN_PATTERN = r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?/?$"
-"""What a browser sends in Origin: a scheme, a host name or address, maybe a port."""
+ORIGIN_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?/?$"
+)
+"""What a browser sends in Origin: a scheme, a host name or address, maybe a port. The
+scheme in any case (``HTTPS://``, as pasted from somewhere), like the host: both are
+kept in lower case (:func:`_origin`). Spelt out rather than a flag: the pattern is also
+the published schema's, where regular expressions have no flags."""
 
 
 def _origin(value: str) -> str:
@@ -159,6 +164,28 @@ def _origin(value: str) -> str:
 
 
 DEFAULT_PORTS = {"https": ":443", "http": ":80"}
+
+
+def origin_for(written: str) -> str | None:
+    """The browser origin someone most likely meant by ``written``, which is not one
+    (``www.x.com`` -> ``https://www.x.com``, ``https://x.com/pricing`` ->
+    ``https://x.com``), to suggest in a refusal; ``None`` when no host can be read."""
+    text = written.strip()
+    if "://" not in text:
+        text = "https://" + text.lstrip("/")
+    try:
+        parts = urlsplit(text)
+        guess = f"{parts.scheme}://{parts.netloc}"
+    except ValueError:
+        return None
+    try:
+        return _origin(guess)
+    except ValueError:
+        return None
+
+
+MAX_RATE_PER_MINUTE = 100_000
+"""The most requests a minute an intake key may be given."""
 
 
 Origin = Annotated[
@@ -182,7 +209,7 @@ RatePerMinute = Annotated[
     int,
     Field(
         ge=1,
-        le=100_000,
+        le=MAX_RATE_PER_MINUTE,
         description="Requests a minute the key may make, per process (a moving window).",
     ),
     # After the bounds, so that it runs first and the schema keeps them (minimum,

@@ -24,17 +24,19 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from baton.api.deps import get_context
-from baton.domain.access import SCOPES, Action
+from baton.domain.access import SCOPES, Action, Principal
 from baton.domain.activities import MAX_ID
 from baton.domain.duplicates import DuplicateDismissal, DuplicateFilter
 from baton.domain.errors import BatonError, NotFound
 from baton.domain.reps import AbsenceCreate, RepCreate, RepUpdate, TeamCreate
 from baton.domain.users import (
+    MAX_RATE_PER_MINUTE,
     IntakeKeyCreate,
     IntakeKeyUpdate,
     TokenCreate,
     UserCreate,
     UserUpdate,
+    origin_for,
 )
 from baton.services import leads as lead_service
 from baton.services import merge as merge_service
@@ -528,28 +530,76 @@ def deliveries_page(request: Request, user: PageUser, endpoint_id: ObjectId) -> 
 # ---------------------------------------------------------------- intake keys
 
 
+KEY_FIELDS = {"name": "Name", "source": "Source of its leads"}
+"""The intake-key forms' labels of the fields :func:`_key_problems` does not word itself."""
+
+
+def _key_problems(exc: ValidationError, origins: list[str]) -> str:
+    """An intake-key form's refusal in sentences naming its fields, with what to write
+    instead, rather than the API's wording (``origins.0``, "a JSON number")."""
+    said: list[str] = []
+    for error in exc.errors():
+        loc = error["loc"]
+        if loc and loc[0] == "rate_per_minute":
+            sentence = f"Rate per minute must be a whole number from 1 to {MAX_RATE_PER_MINUTE:,}."
+        elif len(loc) == 2 and loc[0] == "origins" and isinstance(loc[1], int):
+            written = origins[loc[1]] if loc[1] < len(origins) else ""
+            meant = origin_for(written)
+            sentence = f"Origin {loc[1] + 1} ({written}) is not a browser origin: " + (
+                f"write it as {meant}." if meant else "write it as https://www.example.com."
+            )
+        elif loc == ("origins",):
+            sentence = "Give at most 50 browser origins, one a line."
+        else:
+            label = KEY_FIELDS.get(str(loc[0]), "") if loc else ""
+            text = error["msg"].removeprefix("Value error, ")
+            sentence = f"{label}: {text}." if label else f"{text[:1].upper()}{text[1:]}."
+        if sentence not in said:
+            said.append(sentence)
+    return " ".join(said)
+
+
+def _intake_keys(
+    request: Request,
+    actor: Principal,
+    problem: str | None = None,
+    typed: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    """The intake keys page; after a refused form, answered without a redirect: the
+    refusal, and the form as it was typed (``typed``: the key's ``id``, ``None`` for a
+    new key, and the fields), so that nothing typed is lost (422)."""
+    values = {"keys": user_service.list_intake_keys(get_context(request), actor=actor)}
+    if problem is None:
+        return _admin(request, "intake_keys", values)
+    context = {"sections": SECTIONS, **values, "flashes": [("error", problem)], "typed": typed}
+    return render(request, "admin/intake_keys.html", context, status=422)
+
+
 @router.get("/admin/intake-keys", response_model=None)
 def intake_keys_page(request: Request, user: PageUser) -> HTMLResponse:
-    ctx = get_context(request)
-    return _admin(
-        request, "intake_keys", {"keys": user_service.list_intake_keys(ctx, actor=user.principal)}
-    )
+    return _intake_keys(request, user.principal)
 
 
 @router.post("/admin/intake-keys", response_model=None)
 async def add_intake_key(request: Request, user: FormUser) -> HTMLResponse | RedirectResponse:
     form = await request.form()
     ctx = get_context(request)
-
-    def work() -> tuple[str, str]:
+    origins = _list(form, "origins")
+    try:
         data = IntakeKeyCreate.model_validate(
             {
                 "name": _text(form, "name"),
                 "source": _text(form, "source"),
-                "origins": _list(form, "origins"),
+                "origins": origins,
                 "rate_per_minute": _whole_number(form, "rate_per_minute", 60),
             }
         )
+    except ValidationError as exc:
+        typed = {"id": None, **{f: _text(form, f) for f in ("name", "source", "origins")}}
+        typed["rate_per_minute"] = _text(form, "rate_per_minute")
+        return _intake_keys(request, user.principal, _key_problems(exc, origins), typed)
+
+    def work() -> tuple[str, str]:
         key, secret = user_service.add_intake_key(ctx, data, actor=user.principal)
         return f"the intake key “{key.name}” (source {key.source})", secret
 
@@ -565,18 +615,24 @@ def _key_now(key: user_service.IntakeKeyPublic) -> str:
 
 
 @router.post("/admin/intake-keys/{key_id}", response_model=None)
-async def change_intake_key(request: Request, user: FormUser, key_id: ObjectId) -> RedirectResponse:
+async def change_intake_key(
+    request: Request, user: FormUser, key_id: ObjectId
+) -> HTMLResponse | RedirectResponse:
     """Change a key's rate and origins, as ``PATCH /api/v1/intake-keys/{id}`` does: the
     form posts both as they should be (it shows them as they are), so blank origins
-    make a key for servers only and a blank rate keeps the rate."""
+    make a key for servers only and a blank rate keeps the rate. A refused form comes
+    back open, as typed, with what to write instead."""
     form = await request.form()
     ctx = get_context(request)
+    origins = _list(form, "origins")
+    rate = _whole_number(form, "rate_per_minute", 0) if _text(form, "rate_per_minute") else None
+    try:
+        data = IntakeKeyUpdate.model_validate({"rate_per_minute": rate, "origins": origins})
+    except ValidationError as exc:
+        typed = {"id": key_id, **{f: _text(form, f) for f in ("rate_per_minute", "origins")}}
+        return _intake_keys(request, user.principal, _key_problems(exc, origins), typed)
 
     def work() -> user_service.IntakeKeyPublic:
-        rate = _whole_number(form, "rate_per_minute", 0) if _text(form, "rate_per_minute") else None
-        data = IntakeKeyUpdate.model_validate(
-            {"rate_per_minute": rate, "origins": _list(form, "origins")}
-        )
         return user_service.update_intake_key(ctx, key_id, data, actor=user.principal)
 
     return await _attempt(request, "/admin/intake-keys", _key_now, work)
