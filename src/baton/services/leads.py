@@ -257,6 +257,29 @@ def with_consent_source(data: LeadCreate, actor: Principal) -> LeadCreate:
     return data
 
 
+def _new_lead_row(
+    data: LeadCreate, consent: dict[str, Any], *, at: datetime, now: datetime
+) -> dict[str, Any]:
+    """The row of a new lead for a capture at ``at`` (written ``now``), with the
+    consent record its answer makes."""
+    fields = data.fields()
+    return {
+        **fields,
+        **_derived(fields | {"email": data.email, "company": data.company}),
+        "attributes": data.attributes,
+        **consent,
+        **({"consent_at": at} if consent else {}),
+        "last_source": data.source,
+        "last_campaign": data.campaign,
+        "stage": INITIAL_STAGE.value,
+        "stage_changed_at": at,
+        "created_at": at,
+        "updated_at": now,
+        "last_activity_at": at,
+        "activity_count": 1,
+    }
+
+
 def capture_lead_in(
     connection: Connection,
     data: LeadCreate,
@@ -292,21 +315,7 @@ def capture_lead_in(
     consent = decide_consent(dict(existing or {}), answer, fill_only=fill_only)
     lead_id: int | None = None
     if existing is None:
-        values = {
-            **data.fields(),
-            **_derived(data.fields() | {"email": data.email, "company": data.company}),
-            "attributes": data.attributes,
-            **consent.changes,
-            **({"consent_at": at} if consent.changes else {}),
-            "last_source": data.source,
-            "last_campaign": data.campaign,
-            "stage": INITIAL_STAGE.value,
-            "stage_changed_at": at,
-            "created_at": at,
-            "updated_at": now,
-            "last_activity_at": at,
-            "activity_count": 1,
-        }
+        values = _new_lead_row(data, consent.changes, at=at, now=now)
         # Another writer may create the same email between our look-up and this insert
         # (PostgreSQL): then nothing is inserted and we update the lead it created.
         lead_id = connection.execute(_new_lead_statement(connection), values).scalar()
@@ -525,25 +534,7 @@ def _created_together(
             _by_email_only(capture.data)
         data = with_consent_source(with_intake_source(capture.data, actor), actor)
         consent = decide_consent({}, data.consent_answer(), fill_only=fill_only)
-        at = now
-        fields = data.fields()
-        rows.append(
-            {
-                **fields,
-                **_derived(fields | {"email": data.email, "company": data.company}),
-                "attributes": data.attributes,
-                **consent.changes,
-                **({"consent_at": at} if consent.changes else {}),
-                "last_source": data.source,
-                "last_campaign": data.campaign,
-                "stage": INITIAL_STAGE.value,
-                "stage_changed_at": at,
-                "created_at": at,
-                "updated_at": at,
-                "last_activity_at": at,
-                "activity_count": 1,
-            }
-        )
+        rows.append(_new_lead_row(data, consent.changes, at=now, now=now))
         prepared.append((capture, data, consent))
     columns = {name for row in rows for name in row}
     name = connection.dialect.name
