@@ -180,6 +180,22 @@ def credentials(url: str) -> dict[str, dict[str, str]]:
     }
 
 
+def sign_example_contract(url: str) -> None:
+    """The repository's example contract, signed and active (``--contract``): each
+    capture is then scored by its fit rules, as in a deployment, where the bench's
+    default measures the capture with no contract active."""
+    from baton.config import Settings
+    from baton.services.context import open_context
+    from baton.services.demo import sign_demo_contract
+
+    ctx = open_context(Settings(database_url=url, env="test"), migrate=False)
+    try:
+        if sign_demo_contract(ctx) is None:
+            raise SystemExit("--contract: contracts/example.yaml is not in this checkout")
+    finally:
+        ctx.engine.dispose()
+
+
 def leads_stored(url: str) -> int:
     from sqlalchemy import func, select
 
@@ -276,6 +292,7 @@ def run_backend(
     connection_counts: list[int],
     folder: Path,
     log_level: str,
+    contract: bool = False,
 ) -> list[Row]:
     rows: list[Row] = []
     floors: dict[int, Load] = {}
@@ -290,6 +307,8 @@ def run_backend(
         worker(url, folder, log_level),
     ):
         headers = credentials(url)
+        if contract:
+            sign_example_contract(url)
         before = leads_stored(url)
         created = 0
         for connections in connection_counts:
@@ -506,6 +525,11 @@ def main() -> None:
     )
     parser.add_argument("--log-level", default="warning", help="BATON_LOG_LEVEL of the servers")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N captures")
+    parser.add_argument(
+        "--contract",
+        action="store_true",
+        help="activate the example contract first, so captures are scored as in a deployment",
+    )
     args = parser.parse_args()
     if args.profile:
         profile(args.profile)
@@ -518,6 +542,7 @@ def main() -> None:
     console.print(
         f"[bold]POST /api/v1/leads[/], {seconds:g} s per measurement, connections "
         f"{args.connections}, load from {client}; {machine()}; load {load_average()}"
+        + ("; the example contract active (captures scored)" if args.contract else "")
     )
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="baton-intake-") as tmp:
@@ -525,7 +550,14 @@ def main() -> None:
             counts = [1] if backend == "sqlite" else [int(w) for w in args.workers.split(",")]
             for processes in counts:
                 rows += run_backend(
-                    backend, processes, wrk, seconds, connection_counts, Path(tmp), args.log_level
+                    backend,
+                    processes,
+                    wrk,
+                    seconds,
+                    connection_counts,
+                    Path(tmp),
+                    args.log_level,
+                    args.contract,
                 )
     show(rows, client)
 
