@@ -68,10 +68,11 @@ def captures(draw: st.DrawFn) -> list[tuple[bool, LeadCreate]]:
 
 
 def setup(ctx: Context, stored: Sequence[str]) -> None:
-    """Reps and a contract under which a capture is a hand-raise; ``stored`` people
-    captured before; two addresses on the suppression list (one erased)."""
+    """Reps and a contract under which a capture is a hand-raise and scores engagement
+    (by its type and by a property); ``stored`` people captured before; two addresses
+    on the suppression list (one erased)."""
     empty(ctx)
-    world(ctx)
+    world(ctx, captures_engage=True)
     now = ctx.clock.now()
     with ctx.write() as connection:
         for who in stored:
@@ -187,3 +188,37 @@ def test_new_people_are_written_together(ctx: Context, monkeypatch: pytest.Monke
     with ctx.read() as connection:
         opened = connection.execute(select(handoffs.c.lead_id)).scalars().all()
     assert sorted(opened) == sorted(r.lead_id for r in results)
+
+
+def test_a_new_leads_score_from_its_capture_equals_the_score_read_back(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring a lead the capture just created from its capture alone (``created``: no
+    score, history or prep ticks read back) leaves what reading them back leaves: with
+    engagement by the capture's type and by its properties, written together and alone
+    (a capture without email runs alone), by an intake key and by an API caller."""
+    from baton.services import leads as lead_service
+    from baton.services import scoring
+
+    linkedin = {"utm_source": "linkedin", "campaign": "q4"}
+    batch = [
+        Capture(LeadCreate(email=address("ana"), **linkedin), OPS, ctx.clock),
+        Capture(LeadCreate(email=address("ben")), OPS, ctx.clock),
+        Capture(LeadCreate(phone="+1 415 555 0110", **linkedin), KEY, ctx.clock),
+        Capture(LeadCreate(email=address("cy"), **linkedin), KEY, ctx.clock),
+        Capture(LeadCreate(email=address("fay"), consent=True), KEY, ctx.clock),
+    ]
+    setup(ctx, ["ben"])
+    fast = answers(together(ctx, batch)), state(ctx)
+    with ctx.read() as connection:
+        engagement = connection.execute(select(lead_scores.c.engagement)).scalars().all()
+    assert 12.0 in engagement and 5.0 in engagement, "both rules counted somewhere"
+    read_back = scoring.score_leads_in
+
+    def without_created(*args: Any, created: Any = (), **kwargs: Any) -> Any:
+        return read_back(*args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(lead_service, "score_leads_in", without_created)
+        setup(ctx, ["ben"])
+        assert (answers(together(ctx, batch)), state(ctx)) == fast

@@ -54,9 +54,24 @@ def with_mode(ctx: Context, mode: str) -> Context:
     return dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"group_commit": mode}))
 
 
-def world(ctx: Context) -> None:
+CAPTURES_ENGAGE = """  engagement:
+    - name: Captured
+      event: captured
+      points: 5
+      half_life_days: 7
+    - name: Captured from LinkedIn
+      event: captured
+      where: {utm_source: linkedin}
+      points: 7
+      half_life_days: 3
+"""
+"""Engagement rules on the capture itself: one by type, one by a property."""
+
+
+def world(ctx: Context, *, captures_engage: bool = False) -> None:
     """Two reps who always work and a contract under which a capture of a decision-maker
-    in the target market is a hand-raise, so captures open and route handoffs too."""
+    in the target market is a hand-raise, so captures open and route handoffs too (with
+    ``captures_engage``, a capture also scores engagement: :data:`CAPTURES_ENGAGE`)."""
     create_team(ctx, TeamCreate(name="na"), actor=OPS)
     for email in ("ana@lumen.example", "ben@lumen.example"):
         create_rep(
@@ -67,6 +82,8 @@ def world(ctx: Context) -> None:
     body = EXAMPLE.read_text(encoding="utf-8").replace(
         "hand_raise: [demo_request,", "hand_raise: [captured, demo_request,"
     )
+    if captures_engage:
+        body = body.replace("  engagement:\n", CAPTURES_ENGAGE, 1)
     assert sign_demo_contract(ctx, body) is not None
 
 

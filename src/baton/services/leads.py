@@ -364,7 +364,14 @@ def capture_lead_in(
         },
     )
     touch = Event(ActivityType.CAPTURED.value, at, touch_properties)
-    score_leads_in(connection, [lead_id], now=now, actor=actor, new_events={lead_id: [touch]})
+    score_leads_in(
+        connection,
+        [lead_id],
+        now=now,
+        actor=actor,
+        new_events={lead_id: [touch]},
+        created=[lead_id] if created else (),
+    )
     if created:
         queue_duplicate_checks_in(connection, [lead_id], now=now)
     return CaptureResult(
@@ -572,7 +579,7 @@ def _created_together(
         )
         touches[lead_id] = [Event(ActivityType.CAPTURED.value, now, properties)]
     connection.execute(_RECORD_TOUCH, touch_rows)
-    score_leads_in(connection, lead_ids, now=now, actor=actor, new_events=touches)
+    score_leads_in(connection, lead_ids, now=now, actor=actor, new_events=touches, created=lead_ids)
     queue_duplicate_checks_in(connection, lead_ids, now=now)
     read_back = {} if fill_only else _read_back_new(connection, lead_ids)
     return [

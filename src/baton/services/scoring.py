@@ -12,7 +12,7 @@ import gc
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -330,6 +330,7 @@ def score_leads_in(
     actor: Principal,
     new_events: Mapping[int, Sequence[Event]] | None = None,
     historical: bool = False,
+    created: Collection[int] = (),
 ) -> list[ScoreUpdate]:
     """Bring the scores of ``lead_ids`` up to date inside the caller's transaction,
     folding in ``new_events`` (just stored) and the leads' current fields, then hand off
@@ -341,7 +342,11 @@ def score_leads_in(
     History never fires live work: with ``historical`` (a history import), or when the
     newest of the lead's ``new_events`` is older than the contract's
     ``mql.live_within_days``, the MQL is recorded at that moment as history and no
-    handoff opens (:func:`_held_back_moment`)."""
+    handoff opens (:func:`_held_back_moment`).
+
+    ``created``: leads inserted in this transaction, whose whole history is their
+    ``new_events`` (a capture's new lead): no score, history or prep ticks of theirs is
+    read back, three statements fewer per capture."""
     active = active_contract_in(connection)
     if active is None or not lead_ids:
         return []
@@ -351,7 +356,8 @@ def score_leads_in(
     people: dict[int, dict[str, Any]] = {}
     previous: dict[int, _Stored] = {}
     people.update(_people(connection, sorted(set(lead_ids))))
-    previous.update(_scores_of(connection, sorted(people)))
+    new = set(created)
+    previous.update(_scores_of(connection, sorted(i for i in people if i not in new)))
     # Leads never scored under this version (new, reached before a running activation,
     # merged) are rebuilt from their whole history, which already holds new_events.
     rebuild = sorted(
@@ -359,15 +365,22 @@ def score_leads_in(
         for lead_id in people
         if lead_id not in previous or previous[lead_id].version != version
     )
-    histories = _histories_of(
-        connection,
-        relevant_event_types(contract),
-        event_types_needing_properties(contract),
-        rebuild,
-    )
+    kinds = relevant_event_types(contract)
+    with_props = event_types_needing_properties(contract)
+    histories = _histories_of(connection, kinds, with_props, [i for i in rebuild if i not in new])
+    for lead_id in (i for i in rebuild if i in new):
+        history = [
+            Event(e.type, e.occurred_at, dict(e.properties) if e.type in with_props else {})
+            for e in events.get(lead_id, ())
+            if e.type in kinds
+        ]
+        if history:  # as _histories_of leaves out a lead without relevant events
+            histories[lead_id] = history
     ticks: dict[int, set[str]] = {}
     waiting = [
-        i for i, p in people.items() if p["stage"] in (Stage.LEAD.value, Stage.NURTURE.value)
+        i
+        for i, p in people.items()
+        if p["stage"] in (Stage.LEAD.value, Stage.NURTURE.value) and i not in new
     ]
     if waiting and any(item.required for item in contract.prep_checklist):
         for part in chunks(sorted(waiting)):
