@@ -98,3 +98,51 @@ def test_one_inbox_is_a_match_on_its_own_and_kept_first() -> None:
     assert DuplicateMatch(30, SAME_MAILBOX, 100.0) in best_duplicates(
         [*alike, DuplicateMatch(30, SAME_MAILBOX, 100.0)]
     )
+
+
+def _both_ways(lead: dict[str, Any], older: dict[str, Any]) -> list[list[int]]:
+    """What the capture path (find_duplicates) and the worker (duplicates_in_groups)
+    find for ``lead`` among ``older``, and for ``older`` looking at ``lead``."""
+    from baton.domain.leads import CandidateGroup, duplicates_in_groups
+
+    grouped = duplicates_in_groups(lead, [(CandidateGroup([older]), None)], limit=5)
+    return [
+        [m.other_id for m in find_duplicates(lead, [older])],
+        [m.other_id for m in grouped],
+        [m.other_id for m in find_duplicates(older, [lead])],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (("Yu", "Li"), ("Yu", "Liu")),  # 90.9 by the whole name
+        (("Wei", "Wang"), ("Wei", "Wan")),  # 93.3
+        (("Jonathan", "Chen"), ("Jonathan", "Chan")),
+        (("Xiaoming", "Li"), ("Xiaoming", "Lu")),
+        (("Yu Li", None), ("Yu Liu", None)),  # the whole name in one field
+    ],
+)
+def test_a_short_family_name_a_letter_apart_is_another_family(
+    one: tuple[str, str | None], other: tuple[str, str | None]
+) -> None:
+    assert _both_ways(person(2, *one), person(1, *other)) == [[], [], []]
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (("Yu", "Li"), ("Yu", "Li")),
+        (("Li", "Yu"), ("Yu", "Li")),  # first and last name swapped
+        (("Zoë", "Bär"), ("Zoe", "Bar")),  # accents
+        (("Anna", "Ng-Li"), ("Anna", "Ng Li")),
+        (("Jonathan", "Wu"), ("Jonathon", "Wu")),  # a typo in the first name
+        (("Marco", "De Luca"), ("Marco", "Deluca")),
+        (("Christopher", "Johnson"), ("Christopher", "Jonson")),  # a typo, a long name
+        (("Anna", "van den Berg"), ("Anna", "Vandenberg")),
+    ],
+)
+def test_a_short_family_name_written_the_same_still_matches(
+    one: tuple[str, str], other: tuple[str, str]
+) -> None:
+    assert _both_ways(person(2, *one), person(1, *other)) == [[1], [1], [2]]

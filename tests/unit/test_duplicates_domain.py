@@ -98,7 +98,7 @@ def test_the_period_is_in_order_and_aware() -> None:
 
 NAMES = st.sampled_from(["Ana", "Anna", "Ana María", "Ana-María", "Ben", "Benn", None])
 SURNAMES = st.sampled_from(
-    ["Alvarez", "Álvarez", "Alvares", "Becker", "van den Berg", "Vandenberg", None]
+    ["Alvarez", "Álvarez", "Alvares", "Becker", "van den Berg", "Vandenberg", "Li", "Liu", None]
 )
 PERSON = st.fixed_dictionaries(
     {

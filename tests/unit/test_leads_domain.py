@@ -330,6 +330,15 @@ def _one_by_one(lead: dict[str, Any], candidates: list[dict[str, Any]]) -> list[
         name_score = fuzz.token_sort_ratio(name.lower(), other_name.lower())
         if name_score < NAME_SIMILARITY:
             continue
+        family, other_family = (
+            ((p.get("last_name") or p.get("first_name") or "").split() or [""])[-1].lower()
+            for p in (lead, other)
+        )
+        if family != other_family and (
+            (len(family) <= 4 and family not in other_name.lower().split())
+            or (len(other_family) <= 4 and other_family not in name.lower().split())
+        ):
+            continue  # a short family name a letter apart: another family (Li, Liu)
         domain = lead.get("email_domain")
         if domain and domain not in FREE_MAIL_DOMAINS and domain == other.get("email_domain"):
             found.append(DuplicateMatch(int(other["id"]), SAME_EMAIL_DOMAIN, round(name_score, 1)))
