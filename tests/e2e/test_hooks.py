@@ -181,11 +181,12 @@ def test_a_web_form_always_goes_back_to_an_allowed_page(sqlite_ctx: Context) -> 
             ({**form, "retURL": "https://evil.example/phish"}, "https://www.example.com/thanks"),
             ({**form, "website_url": "http://spam.example"}, "https://www.example.com/thanks"),
             (form, "https://www.example.com/thanks"),
-            (form, "https://www.example.com/thanks"),  # over the rate: still the 303
         ]
         for data, target in cases:
             answer = client.post("/hooks/w2l", data=data)
             assert (answer.status_code, answer.headers.get("location")) == (303, target), data
+        over = client.post("/hooks/w2l", data=form)  # nothing stored: no thank-you page
+        assert (over.status_code, over.headers.get("location")) == (429, None)
     statuses = [r.status for r in intake_service.intake_log(sqlite_ctx, actor=OP)]
     assert "refused" in statuses  # the honeypot post is logged as refused
     assert len(statuses) == 4  # the throttled one is counted, not stored
@@ -325,7 +326,8 @@ def test_a_person_whose_form_was_over_the_rate_is_told_to_send_it_again(
 ) -> None:
     """A browser's form post over the rate was not stored: the person gets a page in
     plain words (429, Retry-After), not the thank-you page nor a problem+json; a form
-    tool's server still gets the problem+json (a generic endpoint) or the 303."""
+    tool's server, curl or a site's fetch (no text/html in Accept) gets the 429
+    problem+json, from a web_to_lead endpoint too: never the 303 to the thank-you."""
     intake_service.add_endpoint(
         sqlite_ctx,
         {
@@ -356,11 +358,13 @@ def test_a_person_whose_form_was_over_the_rate_is_told_to_send_it_again(
             text = " ".join(busy.text.split())
             assert "Your form was not sent" in text
             assert "send it again" in text and "requests a minute" not in text
-        server = client.post("/hooks/w2l", data=form)
-        assert (server.status_code, server.headers["location"]) == (
-            303,
-            "https://www.example.com/thanks",
-        )
+        for accept in ({}, {"accept": "*/*"}, {"accept": "application/json"}):
+            # curl, a site posting the form with fetch: told, never sent to the thank-you
+            server = client.post("/hooks/w2l", data=form, headers=accept)
+            assert server.status_code == 429, (accept, server.headers.get("location"))
+            assert server.headers["content-type"] == "application/problem+json"
+            assert 1 <= int(server.headers["retry-after"]) <= 61
+            assert "requests a minute" in server.json()["detail"]
         api = client.post("/hooks/contact", json={"id": "2"})
         assert api.status_code == 429
         assert api.headers["content-type"] == "application/problem+json"

@@ -9,9 +9,10 @@ the platform or a retry pending) with ``{request_id, status, items:[{status, err
 (no lead or activity id: the sender is not authenticated; the intake log has them);
 problem+json for 401 (signature), 404 (no such active endpoint), 413, 422 (the body
 or a field cannot be read; the request stays in the log), 429 (with Retry-After); a
-``web_to_lead`` form post gets its 303 to an allowed return URL, but a person's browser
-(``Accept: text/html``) over the rate gets a page saying the form was not sent and to
-send it again (429): nothing was stored, so the thank-you page would mislead them.
+``web_to_lead`` form post gets its 303 to an allowed return URL, but not over the rate:
+nothing was stored, so the thank-you page would mislead. Then a person's browser
+(``Accept: text/html``) gets a page saying the form was not sent and to send it again,
+anything else (a site's fetch, curl: ``*/*``) the 429 problem+json; both Retry-After.
 ``GET /hooks/{name}`` answers a platform's subscription handshake (Meta's
 ``hub.challenge``) when the kind has one.
 
@@ -100,7 +101,9 @@ def _busy(outcome: intake_service.HookOutcome) -> Response:
 def _render(outcome: intake_service.HookOutcome, request: Request) -> Response:
     if outcome.status == 429 and "text/html" in request.headers.get("accept", ""):
         return _busy(outcome)  # a person's browser, not a platform's server
-    if outcome.redirect is not None:
+    if outcome.redirect is not None and outcome.status != 429:
+        # Over the rate nothing was stored: a site posting the form with fetch (Accept
+        # */*) or a form tool's server gets the 429 it can act on, never the thank-you.
         return RedirectResponse(outcome.redirect, status_code=303)
     if outcome.is_problem:
         extra: dict[str, Any] = {}
