@@ -368,3 +368,37 @@ def test_a_person_whose_form_was_over_the_rate_is_told_to_send_it_again(
         api = client.post("/hooks/contact", json={"id": "2"})
         assert api.status_code == 429
         assert api.headers["content-type"] == "application/problem+json"
+
+
+def test_a_form_too_large_is_never_thanked(sqlite_ctx: Context) -> None:
+    """A web form's post over the endpoint's size was not stored: a browser gets a page
+    saying so (413), curl or a site's fetch the 413 problem+json; never the 303 to the
+    thank-you page (it was, before: from a newcomer's trial)."""
+    intake_service.add_endpoint(
+        sqlite_ctx,
+        {
+            "name": "w2l",
+            "kind": "web_to_lead",
+            "source": "website",
+            "return_urls": ["https://www.example.com/thanks"],
+            "max_body_bytes": 2048,
+        },
+        actor=OP,
+    )
+    browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    form = {"email": "dana@northwind.example.com", "last_name": "Reyes"}
+    large = {**form, "notes": "x" * 4000}
+    with (
+        live_server(create_app(sqlite_ctx)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        assert client.post("/hooks/w2l", data=form, headers=browser).status_code == 303
+        page = client.post("/hooks/w2l", data=large, headers=browser)
+        assert (page.status_code, page.headers.get("location")) == (413, None)
+        assert page.headers["content-type"].startswith("text/html")
+        assert "Your form was not sent" in " ".join(page.text.split())
+        for accept in ({}, {"accept": "*/*"}):
+            server = client.post("/hooks/w2l", data=large, headers=accept)
+            assert (server.status_code, server.headers.get("location")) == (413, None)
+            assert server.headers["content-type"] == "application/problem+json"
+    assert len(intake_service.intake_log(sqlite_ctx, actor=OP)) == 1

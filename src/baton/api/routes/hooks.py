@@ -9,10 +9,11 @@ the platform or a retry pending) with ``{request_id, status, items:[{status, err
 (no lead or activity id: the sender is not authenticated; the intake log has them);
 problem+json for 401 (signature), 404 (no such active endpoint), 413, 422 (the body
 or a field cannot be read; the request stays in the log), 429 (with Retry-After); a
-``web_to_lead`` form post gets its 303 to an allowed return URL, but not over the rate:
-nothing was stored, so the thank-you page would mislead. Then a person's browser
-(``Accept: text/html``) gets a page saying the form was not sent and to send it again,
-anything else (a site's fetch, curl: ``*/*``) the 429 problem+json; both Retry-After.
+``web_to_lead`` form post gets its 303 to an allowed return URL, but not over the rate
+nor over the size: nothing was stored, so the thank-you page would mislead. Then a
+person's browser (``Accept: text/html``) gets a page saying the form was not sent and
+what to do, anything else (a site's fetch, curl: ``*/*``) the 429 (with Retry-After) or
+413 problem+json.
 ``GET /hooks/{name}`` answers a platform's subscription handshake (Meta's
 ``hub.challenge``) when the kind has one.
 
@@ -98,12 +99,34 @@ def _busy(outcome: intake_service.HookOutcome) -> Response:
     return page
 
 
+TOO_LARGE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Your form was not sent</title></head>
+<body><main>
+<h1>Your form was not sent</h1>
+<p>What you sent is larger than this form takes, so it did not reach us. Please go back
+with your browser's Back button, shorten the longest fields or leave out attachments,
+and send it again.</p>
+</main></body></html>
+"""
+"""What a person sees when their browser posted a form larger than the endpoint reads:
+nothing was stored, so the thank-you page would tell them it was."""
+
+NOT_STORED = frozenset({413, 429})
+"""Refusals that store nothing: never answered with a web form's thank-you page."""
+
+
 def _render(outcome: intake_service.HookOutcome, request: Request) -> Response:
-    if outcome.status == 429 and "text/html" in request.headers.get("accept", ""):
-        return _busy(outcome)  # a person's browser, not a platform's server
-    if outcome.redirect is not None and outcome.status != 429:
-        # Over the rate nothing was stored: a site posting the form with fetch (Accept
-        # */*) or a form tool's server gets the 429 it can act on, never the thank-you.
+    if outcome.status in NOT_STORED and "text/html" in request.headers.get("accept", ""):
+        # A person's browser, not a platform's server.
+        if outcome.status == 429:
+            return _busy(outcome)
+        return HTMLResponse(TOO_LARGE_PAGE, status_code=413)
+    if outcome.redirect is not None and outcome.status not in NOT_STORED:
+        # Over the rate or the size nothing was stored: a site posting the form with
+        # fetch (Accept */*) or a form tool's server gets the problem it can act on,
+        # never the thank-you.
         return RedirectResponse(outcome.redirect, status_code=303)
     if outcome.is_problem:
         extra: dict[str, Any] = {}
