@@ -8,6 +8,7 @@ and route handoffs. On both databases."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -207,12 +208,19 @@ def test_a_new_leads_score_from_its_capture_equals_the_score_read_back(
         Capture(LeadCreate(phone="+1 415 555 0110", **linkedin), KEY, ctx.clock),
         Capture(LeadCreate(email=address("cy"), **linkedin), KEY, ctx.clock),
         Capture(LeadCreate(email=address("fay"), consent=True), KEY, ctx.clock),
+        Capture(  # dated three days back: the engagement decays from then
+            LeadCreate(email=address("eve"), **linkedin),
+            OPS,
+            ctx.clock,
+            occurred_at=ctx.clock.now() - timedelta(days=3),
+        ),
     ]
     setup(ctx, ["ben"])
     fast = answers(together(ctx, batch)), state(ctx)
     with ctx.read() as connection:
         engagement = connection.execute(select(lead_scores.c.engagement)).scalars().all()
     assert 12.0 in engagement and 5.0 in engagement, "both rules counted somewhere"
+    assert any(0 < e < 12.0 and e != 5.0 for e in engagement), "the dated one decayed"
     read_back = scoring.score_leads_in
 
     def without_created(*args: Any, created: Any = (), **kwargs: Any) -> Any:
