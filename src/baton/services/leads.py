@@ -39,7 +39,7 @@ from baton.domain.leads import (
     merge_profile,
 )
 from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition
-from baton.domain.privacy import decide_consent
+from baton.domain.privacy import ConsentDecision, decide_consent
 from baton.domain.scoring import Event
 from baton.domain.search import search_tokens
 from baton.services.access import allowed, check_lead, lead_scope
@@ -173,15 +173,17 @@ _TOUCH_LEAD = (
 )
 """The other columns a capture sets are the parameters of each execution."""
 _RECORD_TOUCH = insert(activities)
-_NEW_LEAD: dict[str, Any] = {}
-"""``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` per dialect."""
+_NEW_LEAD: dict[tuple[str, bool], Any] = {}
+"""``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (and ``email_key``, for many) per
+dialect."""
 
 
-def _new_lead_statement(connection: Connection) -> Any:
-    name = connection.dialect.name
-    if name not in _NEW_LEAD:
-        _NEW_LEAD[name] = insert_ignoring_conflicts(connection, leads).returning(leads.c.id)
-    return _NEW_LEAD[name]
+def _new_lead_statement(connection: Connection, *, with_key: bool = False) -> Any:
+    known = (connection.dialect.name, with_key)
+    if known not in _NEW_LEAD:
+        returned = (leads.c.id, leads.c.email_key) if with_key else (leads.c.id,)
+        _NEW_LEAD[known] = insert_ignoring_conflicts(connection, leads).returning(*returned)
+    return _NEW_LEAD[known]
 
 
 def _locked(connection: Connection, lead_id: int) -> RowMapping:
@@ -212,6 +214,20 @@ def _find_existing(connection: Connection, data: LeadCreate) -> RowMapping | Non
     while row is not None and row["merged_into_id"] is not None:
         row = _locked(connection, row["merged_into_id"])
     return row
+
+
+def _touch_row(
+    lead_id: int, properties: dict[str, Any], at: datetime, now: datetime, actor: Principal
+) -> dict[str, Any]:
+    """The capture's touch (an activity) as :data:`_RECORD_TOUCH` inserts it."""
+    return {
+        "lead_id": lead_id,
+        "type": ActivityType.CAPTURED.value,
+        "occurred_at": at,
+        "received_at": now,
+        "properties": properties,
+        "recorded_by": actor.name,
+    }
 
 
 def _touch_properties(data: LeadCreate) -> dict[str, Any]:
@@ -352,17 +368,7 @@ def capture_lead_in(
         lifts = consent.opt_in and not fill_only
         settle_suppressions_in(connection, data.email, created=created, opt_in=lifts, now=now)
     touch_properties = _touch_properties(data)
-    connection.execute(
-        _RECORD_TOUCH,
-        {
-            "lead_id": lead_id,
-            "type": ActivityType.CAPTURED.value,
-            "occurred_at": at,
-            "received_at": now,
-            "properties": touch_properties,
-            "recorded_by": actor.name,
-        },
-    )
+    connection.execute(_RECORD_TOUCH, _touch_row(lead_id, touch_properties, at, now, actor))
     touch = Event(ActivityType.CAPTURED.value, at, touch_properties)
     score_leads_in(
         connection,
@@ -450,14 +456,15 @@ class Capture:
         unseen in the run, is written by :func:`_new_leads_in` (a statement per step
         for the whole run, not per capture); every other capture runs alone, in its
         place."""
+        if not captures:
+            return []
         results: list[CaptureResult] = []
         run: list[Capture] = []
         keys: set[str] = set()
-        now = captures[0].clock.now() if captures else None
+        now = captures[0].clock.now()
 
         def flush() -> None:
             if run:
-                assert now is not None
                 results.extend(_new_leads_in(connection, run, now))
                 run.clear()
                 keys.clear()
@@ -466,7 +473,6 @@ class Capture:
             key = email_key(capture.data.email or "") if capture.may_join() else None
             if key is None:
                 flush()
-                assert now is not None
                 results.append(capture.alone(connection, now))
                 continue
             if key in keys or (run and run[0].actor != capture.actor):
@@ -492,10 +498,6 @@ def _lock_key(identity: str) -> int:
     )
 
 
-_NEW_LEADS: dict[str, Any] = {}
-"""``INSERT ... ON CONFLICT DO NOTHING RETURNING id, email_key`` per dialect, for many."""
-
-
 def _new_leads_in(
     connection: Connection, run: Sequence[Capture], now: datetime
 ) -> list[CaptureResult]:
@@ -505,16 +507,12 @@ def _new_leads_in(
     scores and duplicate checks each capture would have written."""
     if len(run) == 1:
         return [run[0].alone(connection, now)]
-    stored = {
-        key
-        for (key,) in find_by_keys(
-            connection, leads, "email_key", [email_key(c.data.email or "") for c in run]
-        )
-    }
+    keys = [email_key(c.data.email or "") for c in run]
+    stored = {key for (key,) in find_by_keys(connection, leads, "email_key", keys)}
     results: list[CaptureResult] = []
     fresh: list[Capture] = []
-    for capture in run:
-        if email_key(capture.data.email or "") in stored:
+    for capture, key in zip(run, keys, strict=True):
+        if key in stored:
             results.extend(_created_together(connection, fresh, now))
             fresh = []
             results.append(capture.alone(connection, now))
@@ -534,49 +532,34 @@ def _created_together(
         return [capture.alone(connection, now) for capture in run]
     actor = run[0].actor
     fill_only = actor.kind == "intake_key"
-    prepared: list[tuple[Capture, LeadCreate, Any]] = []
+    prepared: list[tuple[LeadCreate, ConsentDecision]] = []
     rows: list[dict[str, Any]] = []
-    for capture in run:
-        if fill_only and actor.key_id is not None:
-            _by_email_only(capture.data)
+    for capture in run:  # by email only (may_join): an intake key's rule holds already
         data = with_consent_source(with_intake_source(capture.data, actor), actor)
         consent = decide_consent({}, data.consent_answer(), fill_only=fill_only)
         rows.append(_new_lead_row(data, consent.changes, at=now, now=now))
-        prepared.append((capture, data, consent))
+        prepared.append((data, consent))
     columns = {name for row in rows for name in row}
-    name = connection.dialect.name
-    if name not in _NEW_LEADS:
-        _NEW_LEADS[name] = insert_ignoring_conflicts(connection, leads).returning(
-            leads.c.id, leads.c.email_key
-        )
     ids = {
         key: lead_id
         for lead_id, key in connection.execute(
-            _NEW_LEADS[name], [{c: row.get(c) for c in columns} for row in rows]
+            _new_lead_statement(connection, with_key=True),
+            [{c: row.get(c) for c in columns} for row in rows],
         )
     }
     if len(ids) < len(rows):
         raise Conflict("a lead was created concurrently; retry the capture")
     lead_ids = [ids[row["email_key"]] for row in rows]
-    suppressed = suppressed_addresses_in(connection, [data.email or "" for _, data, _ in prepared])
-    for _, data, consent in prepared:
+    suppressed = suppressed_addresses_in(connection, [data.email or "" for data, _ in prepared])
+    for data, consent in prepared:
         if data.email in suppressed:
             lifts = consent.opt_in and not fill_only
             settle_suppressions_in(connection, data.email, created=True, opt_in=lifts, now=now)
     touches = {}
     touch_rows = []
-    for lead_id, (_, data, _) in zip(lead_ids, prepared, strict=True):
+    for lead_id, (data, _) in zip(lead_ids, prepared, strict=True):
         properties = _touch_properties(data)
-        touch_rows.append(
-            {
-                "lead_id": lead_id,
-                "type": ActivityType.CAPTURED.value,
-                "occurred_at": now,
-                "received_at": now,
-                "properties": properties,
-                "recorded_by": actor.name,
-            }
-        )
+        touch_rows.append(_touch_row(lead_id, properties, now, now, actor))
         touches[lead_id] = [Event(ActivityType.CAPTURED.value, now, properties)]
     connection.execute(_RECORD_TOUCH, touch_rows)
     score_leads_in(connection, lead_ids, now=now, actor=actor, new_events=touches, created=lead_ids)
@@ -590,7 +573,7 @@ def _created_together(
             changed_fields=sorted(data.fields()),
             duplicates="pending",
         )
-        for lead_id, (_, data, _) in zip(lead_ids, prepared, strict=True)
+        for lead_id, (data, _) in zip(lead_ids, prepared, strict=True)
     ]
 
 
