@@ -321,6 +321,25 @@ def test_a_subscription_handshake_is_answered_by_kinds_that_have_one(
         assert client.get("/hooks/nope").status_code == 404
 
 
+BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+"""What a browser's plain form post asks for."""
+
+
+def web_form(ctx: Context, **settings: Any) -> None:
+    """A ``web_to_lead`` endpoint ``w2l`` thanking at one return URL, with ``settings``."""
+    intake_service.add_endpoint(
+        ctx,
+        {
+            "name": "w2l",
+            "kind": "web_to_lead",
+            "source": "website",
+            "return_urls": ["https://www.example.com/thanks"],
+            **settings,
+        },
+        actor=OP,
+    )
+
+
 def test_a_person_whose_form_was_over_the_rate_is_told_to_send_it_again(
     sqlite_ctx: Context,
 ) -> None:
@@ -328,30 +347,19 @@ def test_a_person_whose_form_was_over_the_rate_is_told_to_send_it_again(
     plain words (429, Retry-After), not the thank-you page nor a problem+json; a form
     tool's server, curl or a site's fetch (no text/html in Accept) gets the 429
     problem+json, from a web_to_lead endpoint too: never the 303 to the thank-you."""
-    intake_service.add_endpoint(
-        sqlite_ctx,
-        {
-            "name": "w2l",
-            "kind": "web_to_lead",
-            "source": "website",
-            "return_urls": ["https://www.example.com/thanks"],
-            "rate_per_minute": 1,
-        },
-        actor=OP,
-    )
+    web_form(sqlite_ctx, rate_per_minute=1)
     add(sqlite_ctx, rate_per_minute=1)
-    browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
     form = {"email": "dana@northwind.example.com", "last_name": "Reyes"}
     with (
         live_server(create_app(sqlite_ctx)) as url,
         httpx.Client(base_url=url, timeout=30) as client,
     ):
-        assert client.post("/hooks/w2l", data=form, headers=browser).status_code == 303
+        assert client.post("/hooks/w2l", data=form, headers=BROWSER).status_code == 303
         for path in ("/hooks/w2l", "/hooks/contact"):
             if path == "/hooks/contact":
                 body = {"id": "1", "contact": {"email": "p1@example.org"}}
                 assert client.post(path, json=body).status_code == 200
-            busy = client.post(path, data=form, headers=browser)
+            busy = client.post(path, data=form, headers=BROWSER)
             assert busy.status_code == 429, (path, busy.text)
             assert busy.headers["content-type"].startswith("text/html")
             assert 1 <= int(busy.headers["retry-after"]) <= 61
@@ -374,26 +382,15 @@ def test_a_form_too_large_is_never_thanked(sqlite_ctx: Context) -> None:
     """A web form's post over the endpoint's size was not stored: a browser gets a page
     saying so (413), curl or a site's fetch the 413 problem+json; never the 303 to the
     thank-you page (it was, before: from a newcomer's trial)."""
-    intake_service.add_endpoint(
-        sqlite_ctx,
-        {
-            "name": "w2l",
-            "kind": "web_to_lead",
-            "source": "website",
-            "return_urls": ["https://www.example.com/thanks"],
-            "max_body_bytes": 2048,
-        },
-        actor=OP,
-    )
-    browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    web_form(sqlite_ctx, max_body_bytes=2048)
     form = {"email": "dana@northwind.example.com", "last_name": "Reyes"}
     large = {**form, "notes": "x" * 4000}
     with (
         live_server(create_app(sqlite_ctx)) as url,
         httpx.Client(base_url=url, timeout=30) as client,
     ):
-        assert client.post("/hooks/w2l", data=form, headers=browser).status_code == 303
-        page = client.post("/hooks/w2l", data=large, headers=browser)
+        assert client.post("/hooks/w2l", data=form, headers=BROWSER).status_code == 303
+        page = client.post("/hooks/w2l", data=large, headers=BROWSER)
         assert (page.status_code, page.headers.get("location")) == (413, None)
         assert page.headers["content-type"].startswith("text/html")
         assert "Your form was not sent" in " ".join(page.text.split())

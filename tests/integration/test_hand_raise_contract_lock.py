@@ -13,7 +13,13 @@ import pytest
 from psycopg import _queries
 from sqlalchemy import event, select, update
 from tests.integration import test_batch_routing as batch
-from tests.integration.test_active_contract_digest import PERSON, REP, TO_A, TO_B
+from tests.integration.test_active_contract_digest import (
+    PERSON,
+    REP,
+    TO_A,
+    TO_B,
+    _team_of_handoff,
+)
 from tests.integration.test_batch_routing import OPS, empty
 from tests.integration.test_routing_locks import POSTGRES, _in_thread, _wait_until_blocked
 
@@ -23,7 +29,7 @@ from baton.domain.lifecycle import Stage
 from baton.services.context import Context
 from baton.services.contracts import activate_contract, approve_contract, create_contract
 from baton.services.stages import change_stage_in
-from baton.store.tables import contracts, handoffs, reps, teams
+from baton.store.tables import contracts
 
 FLOOR = [{**REP, "team": "a"}, {**REP, "team": "b"}]
 
@@ -55,17 +61,6 @@ def _active_version(ctx: Context) -> int:
         )
 
 
-def _routed(ctx: Context, lead_id: int) -> tuple[str, int]:
-    """The team of the rep the lead's handoff went to, and the handoff's version."""
-    with ctx.read() as connection:
-        found = connection.execute(
-            select(teams.c.name, handoffs.c.contract_version)
-            .select_from(handoffs.join(reps, reps.c.id == handoffs.c.rep_id).join(teams))
-            .where(handoffs.c.lead_id == lead_id)
-        ).one()
-    return str(found[0]), int(found[1])
-
-
 @pytest.mark.parametrize("backend", POSTGRES)
 def test_a_hand_raise_locks_the_active_version_and_its_lead_in_one_statement(
     ctx: Context,
@@ -85,7 +80,7 @@ def test_a_hand_raise_locks_the_active_version_and_its_lead_in_one_statement(
         event.remove(ctx.engine, "before_cursor_execute", count)
     assert "FOR SHARE" in sent[0] and sent[0].endswith("FOR UPDATE OF leads"), sent[0]
     assert not [s for s in sent[1:] if "FROM contracts" in s], sent
-    assert _routed(ctx, ids[0]) == ("a", 1)
+    assert _team_of_handoff(ctx, ids[0]) == ("a", 1)
 
 
 @pytest.mark.parametrize("backend", POSTGRES)
@@ -110,7 +105,7 @@ def test_an_activation_waits_for_a_hand_raise_using_the_old_version(ctx: Context
     activation.join(60)
     assert not activation.is_alive()
     assert not errors, errors
-    assert _routed(ctx, ids[0]) == ("a", 1)
+    assert _team_of_handoff(ctx, ids[0]) == ("a", 1)
     assert _active_version(ctx) == version
 
 
@@ -141,8 +136,8 @@ def test_a_hand_raise_during_an_activation_waits_and_routes_by_the_new_version(
     raised.join(60)
     assert not raised.is_alive()
     assert not errors, errors
-    assert _routed(ctx, ids[0]) == ("a", 1)
-    assert _routed(ctx, ids[1]) == ("b", version)
+    assert _team_of_handoff(ctx, ids[0]) == ("a", 1)
+    assert _team_of_handoff(ctx, ids[1]) == ("b", version)
 
 
 @pytest.mark.parametrize("backend", POSTGRES)
