@@ -114,7 +114,8 @@ def test_garbage_of_every_content_type_to_every_kind_is_never_a_5xx(ctx: Context
                     f"/hooks/{kind.replace('_', '-')}", content=body, headers=headers
                 )
                 assert answer.status_code < 500, (kind, content_type, body, answer.text)
-                if kind == "web_to_lead":
+                if kind == "web_to_lead" and answer.status_code != 422:
+                    # garbage that makes no lead is refused (below); the rest is thanked
                     assert answer.status_code == 303, answer.text
                     assert answer.headers["location"] == "https://www.example.com/thanks"
                 elif answer.status_code >= 400:
@@ -399,3 +400,32 @@ def test_a_form_too_large_is_never_thanked(sqlite_ctx: Context) -> None:
             assert (server.status_code, server.headers.get("location")) == (413, None)
             assert server.headers["content-type"] == "application/problem+json"
     assert len(intake_service.intake_log(sqlite_ctx, actor=OP)) == 1
+
+
+def test_a_form_that_cannot_be_read_is_never_thanked(sqlite_ctx: Context) -> None:
+    """A web form's post whose fields cannot make a lead (an email without its @) is
+    kept in the intake log to retry, but the visitor is not thanked as if it had
+    reached sales: a browser gets a page naming each field to correct (422, the
+    values escaped), curl or a site's fetch the 422 problem+json with the errors; a
+    readable form still gets its 303."""
+    web_form(sqlite_ctx)
+    form = {"email": "dana@northwind.example.com", "last_name": "Reyes"}
+    broken = {"email": "dana.northwind.example.com<b>", "last_name": "Reyes"}
+    with (
+        live_server(create_app(sqlite_ctx)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        assert client.post("/hooks/w2l", data=form, headers=BROWSER).status_code == 303
+        page = client.post("/hooks/w2l", data=broken, headers=BROWSER)
+        assert (page.status_code, page.headers.get("location")) == (422, None), page.text
+        assert page.headers["content-type"].startswith("text/html")
+        text = " ".join(page.text.split())
+        assert "Your form was not sent" in text
+        assert "email" in text.lower() and "<b>" not in text
+        for accept in ({}, {"accept": "*/*"}):
+            server = client.post("/hooks/w2l", data=broken, headers=accept)
+            assert (server.status_code, server.headers.get("location")) == (422, None)
+            assert server.headers["content-type"] == "application/problem+json"
+            assert any("email" in e["loc"] for e in server.json()["errors"])
+    log = intake_service.intake_log(sqlite_ctx, actor=OP)
+    assert sorted(r.status for r in log) == ["failed", "failed", "failed", "processed"]

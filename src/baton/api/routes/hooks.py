@@ -10,10 +10,11 @@ the platform or a retry pending) with ``{request_id, status, items:[{status, err
 problem+json for 401 (signature), 404 (no such active endpoint), 413, 422 (the body
 or a field cannot be read; the request stays in the log), 429 (with Retry-After); a
 ``web_to_lead`` form post gets its 303 to an allowed return URL, but not over the rate
-nor over the size: nothing was stored, so the thank-you page would mislead. Then a
-person's browser (``Accept: text/html``) gets a page saying the form was not sent and
-what to do, anything else (a site's fetch, curl: ``*/*``) the 429 (with Retry-After) or
-413 problem+json.
+nor over the size (nothing was stored) nor when its fields make no lead (it is logged,
+but reaches no one until retried): the thank-you page would mislead. Then a person's
+browser (``Accept: text/html``) gets a page saying the form was not sent and what to
+do (for 422, each field to correct), anything else (a site's fetch, curl: ``*/*``) the
+429 (with Retry-After), 413 or 422 problem+json.
 ``GET /hooks/{name}`` answers a platform's subscription handshake (Meta's
 ``hub.challenge``) when the kind has one.
 
@@ -22,6 +23,7 @@ webhook formats (documented in the README's "Inbound endpoints")."""
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -113,20 +115,49 @@ and send it again.</p>
 """What a person sees when their browser posted a form larger than the endpoint reads:
 nothing was stored, so the thank-you page would tell them it was."""
 
-NOT_STORED = frozenset({413, 429})
-"""Refusals that store nothing: never answered with a web form's thank-you page."""
+UNREADABLE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Your form was not sent</title></head>
+<body><main>
+<h1>Your form was not sent</h1>
+<p>Some of what you typed could not be read, so it did not reach our team:</p>
+<ul>{problems}</ul>
+<p>Please go back with your browser's Back button (what you typed is usually still
+there), correct it and send the form again.</p>
+</main></body></html>
+"""
+"""What a person sees when their browser posted a form whose fields make no lead (an
+email without its @): the request is in the intake log, but no one in sales will see
+it until an admin retries it, so a thank-you page would mislead them."""
+
+
+def _unreadable(outcome: intake_service.HookOutcome) -> Response:
+    problems = "".join(
+        f"<li><strong>{escape(str(e.get('loc', 'form')))}</strong>: "
+        f"{escape(str(e.get('message', 'cannot be read')))}</li>"
+        for e in (outcome.errors or [{"loc": "form", "message": outcome.detail or ""}])
+    )
+    return HTMLResponse(UNREADABLE_PAGE.format(problems=problems), status_code=422)
+
+
+NOT_THANKED = frozenset({413, 422, 429})
+"""A web form's post answered with anything but its thank-you page: over the size or
+the rate nothing was stored, and a form that cannot be read reaches no one."""
 
 
 def _render(outcome: intake_service.HookOutcome, request: Request) -> Response:
-    if outcome.status in NOT_STORED and "text/html" in request.headers.get("accept", ""):
+    if outcome.status in NOT_THANKED and "text/html" in request.headers.get("accept", ""):
         # A person's browser, not a platform's server.
         if outcome.status == 429:
             return _busy(outcome)
-        return HTMLResponse(TOO_LARGE_PAGE, status_code=413)
-    if outcome.redirect is not None and outcome.status not in NOT_STORED:
-        # Over the rate or the size nothing was stored: a site posting the form with
-        # fetch (Accept */*) or a form tool's server gets the problem it can act on,
-        # never the thank-you.
+        if outcome.status == 413:
+            return HTMLResponse(TOO_LARGE_PAGE, status_code=413)
+        if outcome.redirect is not None:  # a web form; other kinds keep the problem
+            return _unreadable(outcome)
+    if outcome.redirect is not None and outcome.status not in NOT_THANKED:
+        # A site posting the form with fetch (Accept */*) or a form tool's server gets
+        # the problem it can act on, never the thank-you.
         return RedirectResponse(outcome.redirect, status_code=303)
     if outcome.is_problem:
         extra: dict[str, Any] = {}
