@@ -464,3 +464,46 @@ def test_a_large_import_refreshes_the_planner_statistics_a_small_one_leaves_them
     assert report.created == 1_200 - 20
     assert counted("leads") == stored("leads") == 1_200
     assert counted("duplicate_checks") == stored("duplicate_checks") > 0
+
+
+def test_a_chunk_aborted_as_a_deadlock_victim_is_written_again_and_counted_once(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL aborts one of two writers that wait for each other (an import chunk
+    updating people a capture group holds in another order): the chunk, rolled back
+    whole, is written again, and the report counts it once, as an import that was
+    never aborted does (before, the import stopped with the database's error)."""
+    from tests.integration.test_write_retry import _aborted
+
+    from baton.services import imports
+
+    capture_lead(ctx, LeadCreate(email="person1@company1.example.com"), actor=OPS)
+    body = io.StringIO()
+    _leads_csv_to(body, 6)
+    real = imports.write_leads_in
+    calls: list[int] = []
+
+    def aborted_once(connection: Connection, part: Any, **kwargs: Any) -> Any:
+        calls.append(len(part))
+        result = real(connection, part, **kwargs)
+        if len(calls) == 1:  # after writing: PostgreSQL's abort loses all of it
+            raise _aborted("40P01")
+        return result
+
+    monkeypatch.setattr(imports, "write_leads_in", aborted_once)
+    report = import_leads(ctx, io.StringIO(body.getvalue()), actor=OPS)
+    assert len(calls) == 2
+    assert (report.created, report.updated + report.unchanged) == (5, 1)
+    assert report.duplicate_checks_queued == 5
+    with ctx.read() as connection:
+        assert connection.execute(select(func.count()).select_from(leads)).scalar_one() == 6
+        captures = connection.execute(select(func.count()).select_from(activities)).scalar_one()
+    assert captures == 1 + 6
+    _search_index_is_exact(ctx)
+
+
+def _leads_csv_to(out: io.StringIO, rows: int) -> None:
+    writer = csv.writer(out)
+    writer.writerow(["Email", "First Name", "Last Name"])
+    for i in range(rows):
+        writer.writerow([f"person{i}@company{i}.example.com", "Ana", f"Name{i}"])

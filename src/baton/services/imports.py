@@ -295,6 +295,16 @@ class ImportReport:
     file: CsvFile | None = field(default=None, repr=False)
     """The file as read, to give rejected lines back (:func:`lines_to_mend`)."""
 
+    def add_written(self, chunk: ImportReport) -> None:
+        """Count what :func:`write_leads_in` reported for one committed chunk (written
+        into a report of its own, so that a chunk run again after an abort counts once)."""
+        self.created += chunk.created
+        self.updated += chunk.updated
+        self.unchanged += chunk.unchanged
+        self.mql += chunk.mql
+        self.duplicate_checks_queued += chunk.duplicate_checks_queued
+        self.warnings.extend(chunk.warnings)
+
     @property
     def rejected(self) -> int:
         return len({e.row for e in self.errors})
@@ -923,16 +933,27 @@ def import_leads(
     chunks = _Chunks(good, ctx.settings.import_chunk_rows)
     written = 0
     for part in chunks:
-        with ctx.write() as connection:
+        began = 0.0
+
+        def write_chunk(
+            connection: Connection, part: list[tuple[int, LeadCreate]] = part
+        ) -> ImportReport:
+            nonlocal began
             began = time.perf_counter()  # after the turn came: the transaction itself
+            chunk = ImportReport()
             write_leads_in(
                 connection,
                 part,
                 actor=actor,
                 now=ctx.clock.now(),
-                report=report,
+                report=chunk,
                 captured_at=created,
             )
+            return chunk
+
+        # A chunk PostgreSQL aborts as a deadlock victim (a capture group or another
+        # import took the same people's rows in another order) is written again.
+        report.add_written(ctx.write_retrying(write_chunk, attempts=CHUNK_ATTEMPTS))
         chunks.took(time.perf_counter() - began)
         written += len(part)
         if progress:
@@ -957,6 +978,9 @@ def with_consent(lead: LeadCreate, basis: ConsentBasis | None, where: str) -> Le
         update["consent_source"] = where[:300]
     return lead.model_copy(update=update) if update else lead
 
+
+CHUNK_ATTEMPTS = 3
+"""Runs of one import chunk in all when PostgreSQL aborts it as a deadlock victim."""
 
 CHUNK_SECONDS = 0.2
 """About how long one chunk of an import may hold the database (see :class:`_Chunks`)."""
