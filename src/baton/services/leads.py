@@ -425,15 +425,19 @@ class Capture:
             and data.external_system is None
         )
 
-    def identity(self) -> str:
-        """Who the capture is about, as its look-up finds them: the external id, else
-        the email's key, else the phone."""
+    def identities(self) -> tuple[str, ...]:
+        """Every way the capture's look-up (:func:`_find_existing`) may find its person:
+        the external id and the email's key (a new external id is found by its email),
+        else the phone. Two captures that may reach one row share one of these."""
         data = self.data
+        found_by: list[str] = []
         if data.external_id is not None and data.external_system is not None:
-            return f"ext:{data.external_system}\x1f{data.external_id}"
+            found_by.append(f"ext:{data.external_system}\x1f{data.external_id}")
         if data.email is not None:
-            return email_key(data.email)
-        return f"phone:{data.phone}"
+            found_by.append(email_key(data.email))
+        elif data.phone is not None:
+            found_by.append(f"phone:{data.phone}")
+        return tuple(found_by)
 
     @staticmethod
     def lock_together(connection: Connection, captures: Sequence[Capture]) -> None:
@@ -446,7 +450,7 @@ class Capture:
         one writer needs nothing."""
         if connection.dialect.name != "postgresql" or len(captures) < 2:
             return
-        keys = sorted({_lock_key(capture.identity()) for capture in captures})
+        keys = sorted({_lock_key(who) for capture in captures for who in capture.identities()})
         connection.execute(_LOCK_PEOPLE, {"people": keys})
 
     @staticmethod
