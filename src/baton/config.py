@@ -113,6 +113,13 @@ class Settings(BaseSettings):
         description="Days after which the worker trains a draft model like the active one "
         "(when 50+ new outcomes arrived since); 0: never.",
     )
+    status_behind_seconds: float = Field(
+        120,
+        ge=1,
+        le=86400,
+        description="Seconds the oldest due item of a worker queue may wait before "
+        "`baton status` and the worker call that queue behind.",
+    )
     outbox_lease_seconds: float = Field(
         120,
         ge=10,

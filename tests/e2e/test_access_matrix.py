@@ -333,6 +333,8 @@ PERIOD = {"from": "2026-01-01", "to": "2026-04-01"}
 
 TABLE: dict[str, Case] = {
     "health": Case(PUBLIC),
+    "ready": Case(PUBLIC),
+    "get_status": Case(ADMIN),
     "login": Case(
         PUBLIC,
         body=lambda f: {"email": "known@example.com", "password": KNOWN_PASSWORD},

@@ -67,7 +67,8 @@ def unauthorized(response: Any) -> dict[str, Any]:
 
 def test_every_route_but_health_and_login_needs_credentials(app_client: TestClient) -> None:
     schema = app_client.get("/openapi.json").json()
-    public = {("/healthz", "get"), ("/auth/login", "post"), ("/auth/logout", "post")}
+    public = {("/healthz", "get"), ("/readyz", "get"), ("/auth/login", "post")}
+    public.add(("/auth/logout", "post"))
     checked = 0
     for path, methods in schema["paths"].items():
         for method in methods:
@@ -78,6 +79,7 @@ def test_every_route_but_health_and_login_needs_credentials(app_client: TestClie
             checked += 1
     assert checked > 50
     assert app_client.get("/healthz").status_code == 200
+    assert app_client.get("/readyz").json()["status"] == "ready"
 
 
 def test_malformed_credentials_are_401_without_a_hint(app_client: TestClient) -> None:

@@ -116,7 +116,7 @@ def test_every_operation_that_lists_the_ways_in_needs_them(
                 assert by_key not in (401, 403), where
             else:  # refused: 403, or a body read first and found wrong (422)
                 assert by_key in (403, 422), where
-    assert sorted(public) == ["health", "login", "logout"]
+    assert sorted(public) == ["health", "login", "logout", "ready"]
     assert sorted(intake) == ["capture_lead", "ingest_activity", "ingest_activity_batch", "whoami"]
 
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,6 +38,7 @@ from baton.api.routes import (
     plan,
     reports,
     reps,
+    status,
     suggest,
     team,
     users,
@@ -209,6 +211,11 @@ def create_app(context: Context | None = None) -> FastAPI:
             {"name": "webhooks", "description": "Endpoints for handoff events, and deliveries."},
             {"name": "outbox", "description": "Email and webhooks to send: states, retries."},
             {
+                "name": "operations",
+                "description": "Liveness and readiness probes (public), and how the "
+                "deployment is doing: worker queues and heartbeats (admins).",
+            },
+            {
                 "name": "people",
                 "description": "A person's data on request (GDPR): export it, or erase it "
                 "keeping anonymous counts.",
@@ -285,12 +292,33 @@ def create_app(context: Context | None = None) -> FastAPI:
     app.include_router(hooks.router)
     app.include_router(nurture_links.router)  # /n/...: signed links in nurture email
     app.include_router(nurture.router)
+    app.include_router(status.router)
 
     @app.get("/healthz", tags=["operations"], operation_id="health")
     def health() -> dict[str, str]:
         """Liveness: the process answers and the database is reachable."""
         app.state.context.ping()
         return {"status": "ok", "version": __version__}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        operation_id="ready",
+        responses={503: {"description": "Not ready: the database, or its schema"}},
+    )
+    def ready() -> JSONResponse:
+        """Readiness, for a load balancer: the database answers and its schema is the
+        one this version needs (503 problem+json otherwise). Public, so it tells no
+        queue or worker detail; an admin's (or a ``status:read`` token's)
+        `GET /api/v1/status` does."""
+        from baton.services.status import unready_because
+
+        why = unready_because(app.state.context)
+        if why is None:
+            return JSONResponse({"status": "ready", "version": __version__})
+        response = problems.problem(503, "Not ready", why, kind="unavailable", instance="/readyz")
+        response.headers["Retry-After"] = "5"
+        return response
 
     # The web app for people: `/` (each role's home), `/login`, the pages, `/static`.
     from baton import web

@@ -42,7 +42,7 @@ TYPED_BODIES: dict[str, type[BaseModel]] = {
 }
 """Operations that read their body as a plain object and validate it themselves."""
 
-PUBLIC_OPERATIONS = frozenset({"login", "logout", "health"})
+PUBLIC_OPERATIONS = frozenset({"login", "logout", "health", "ready"})
 """The documented operations that need no credentials; every other one lists the ways
 in (:data:`~baton.api.deps.SECURITY_SCHEMES`). The routes authenticate through
 :func:`~baton.api.deps.get_principal`, which FastAPI does not see as a security scheme,

@@ -32,6 +32,7 @@ from baton.cli.plan import plan_app
 from baton.cli.reports import report_app
 from baton.cli.reps import account_app, rep_app, team_app
 from baton.cli.server import server_app
+from baton.cli.status import status_app
 from baton.cli.users import intake_app, token_app, user_app
 from baton.cli.webhooks import webhook_app
 
@@ -46,6 +47,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(server_app)  # init, serve, worker, demo: no group name, merged in
+app.add_typer(status_app)  # status: no group name, merged in
 app.add_typer(inbound_app)  # inbound-smtp: no group name, merged in
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")

@@ -89,6 +89,7 @@ class Action(StrEnum):
     ACTIVATE_MODEL = "activate a signed scoring model version"
     RUN_BACKTEST = "backtest a contract on the recorded history"
     PLAN_CAPACITY = "plan the reps needed to meet the SLA"
+    READ_STATUS = "read how the deployment is doing (queue depths and ages, workers)"
 
 
 SCOPES: Final[dict[str, str]] = {
@@ -111,6 +112,7 @@ SCOPES: Final[dict[str, str]] = {
     "nurture:write": "enroll leads in nurture sequences and end enrollments",
     "models:read": "read scoring models; backtest contracts; plan capacity",
     "models:write": "train, sign and activate scoring models; suggest contracts",
+    "status:read": "read how the deployment is doing: queue depths and ages, workers",
     "admin": "every scope (still limited by the owner's role)",
 }
 """Token scopes and what each lets a program do."""
@@ -169,6 +171,7 @@ RULES: Final[dict[Action, Rule]] = {
     Action.ACTIVATE_MODEL: Rule("models:write", {ADM: ALL}),
     Action.RUN_BACKTEST: Rule("models:read", {ADM: ALL, MKT: ALL, MGR: ALL}),
     Action.PLAN_CAPACITY: Rule("models:read", {ADM: ALL, MKT: ALL, MGR: ALL}),
+    Action.READ_STATUS: Rule("status:read", {ADM: ALL}),
 }
 """The access rules, one line per action. A role missing from a line may not take it."""
 

@@ -13,7 +13,9 @@ makes it late), and with ``BATON_RETRAIN_MODEL_DAYS`` an eighth, *model retraini
 (a draft scoring model like the active one, checked hourly:
 :func:`baton.services.models.retrain_if_due`). A mail server that is down or
 slow therefore never delays an SLA step, a queued handoff's assignment, a fetch, a
-webhook or a chat message.
+webhook or a chat message. One more thread, the *heartbeat* (:class:`Heartbeat`),
+does no work of its own: it writes the worker's row of ``worker_heartbeats`` every
+10 s, which ``baton status`` reads, and warns once a minute at most of a queue behind.
 
 A lane never dies: any error in a pass (the database restarting or its connection
 killed, a bug) is logged and the lane backs off (1 s, doubling to 30 s) and carries
@@ -40,6 +42,8 @@ handoff, so a rep's notification carries the same packet the rep reads in the AP
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,8 +55,10 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import DBAPIError
 
+from baton.domain.clock import Clock
 from baton.domain.contract import HandoffContract
 from baton.domain.sla import deadlines_from, ladder, next_step
+from baton.domain.status import HEARTBEAT_SECONDS, WARN_EVERY_SECONDS, LaneBeat, age_text
 from baton.notify.email import SmtpConfig
 from baton.services.chat import email_wanted, enqueue_chat
 from baton.services.context import Context
@@ -62,6 +68,12 @@ from baton.services.duplicate_checks import flag_pending_duplicates
 from baton.services.intake_fetch import Fetcher
 from baton.services.outbox import enqueue_email, publish
 from baton.services.routing import SYSTEM, log_event, reassign_in, rep_of, route_queued_in
+from baton.services.status import (
+    queue_statuses,
+    record_heartbeat,
+    start_heartbeat,
+    stop_heartbeat,
+)
 from baton.store.tables import contracts, handoffs, leads
 
 log = logging.getLogger("baton.worker")
@@ -463,6 +475,10 @@ class Lane:
     idle_seconds: float
     on_pass: Callable[[str, TickReport], None] | None = None
     failures: int = 0
+    clock: Clock | None = None
+    """Reads the time of each pass that ends well (:attr:`last_pass_at`), which the
+    worker's heartbeat reports for ``baton status``."""
+    last_pass_at: datetime | None = None
 
     def step(self) -> float:
         """Run one pass; returns how long to wait before the next (0: more is due)."""
@@ -484,6 +500,8 @@ class Lane:
         if self.failures:
             log.warning("%s: working again after %d failed passes", self.name, self.failures)
             self.failures = 0
+        if self.clock is not None:
+            self.last_pass_at = self.clock.now()
         if report.busy and self.on_pass is not None:
             self.on_pass(self.name, report)
         return 0.0 if report.busy else self.idle_seconds
@@ -501,6 +519,70 @@ def _first_line(error: DBAPIError) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(error.orig).__name__
 
 
+class Heartbeat:
+    """The worker's heartbeat lane: its row in ``worker_heartbeats`` (host, pid, each
+    lane's last pass) every :data:`~baton.domain.status.HEARTBEAT_SECONDS`, and at most
+    once a minute a look at the queues, with a warning for each one behind (and a line
+    when it has caught up), so the worker's own log says it is late, not only SQL."""
+
+    def __init__(self, ctx: Context, lanes: list[Lane]) -> None:
+        self.ctx = ctx
+        self.lanes = lanes
+        self.id: int | None = None
+        self.checked_at: datetime | None = None
+        self.behind: set[str] = set()
+
+    def _beats(self) -> list[LaneBeat]:
+        return [
+            LaneBeat(lane.name, lane.last_pass_at, lane.failures)
+            for lane in self.lanes
+            if lane.name != "heartbeat"
+        ]
+
+    def beat(self) -> TickReport:
+        """One heartbeat (the first one writes the row), then the lateness check when
+        a minute has passed since the last one. Never busy: the lane then waits
+        :data:`HEARTBEAT_SECONDS`."""
+        if self.id is None:
+            self.id = start_heartbeat(self.ctx, host=socket.gethostname(), pid=os.getpid())
+            log.info("heartbeat %d: %s pid %d", self.id, socket.gethostname(), os.getpid())
+        else:
+            record_heartbeat(self.ctx, self.id, self._beats())
+        now = self.ctx.clock.now()
+        if self.checked_at is None or (now - self.checked_at).total_seconds() >= WARN_EVERY_SECONDS:
+            self.checked_at = now
+            self.check(now)
+        return TickReport()
+
+    def check(self, now: datetime) -> None:
+        """Warn of each queue behind; say when one that was has caught up."""
+        behind = set()
+        for queue in queue_statuses(self.ctx, now=now):
+            if not queue.behind or queue.age_seconds is None:
+                continue
+            behind.add(queue.key)
+            log.warning(
+                "%s: behind, %d waiting, the oldest due %s ago (lane %s)",
+                queue.name,
+                queue.waiting,
+                age_text(queue.age_seconds),
+                queue.lane,
+            )
+        for key in sorted(self.behind - behind):
+            log.info("%s: caught up", key)
+        self.behind = behind
+
+    def stop(self) -> None:
+        """Say the worker stopped (so it reads *stopped*, not silent); a database that
+        is gone by then only costs the log line."""
+        if self.id is None:
+            return
+        try:
+            stop_heartbeat(self.ctx, self.id)
+        except Exception:
+            log.warning("heartbeat %d: could not record the stop", self.id, exc_info=True)
+
+
 @dataclass
 class Worker:
     """The worker's loop, shared by ``baton worker`` and ``baton serve --with-worker``:
@@ -514,6 +596,7 @@ class Worker:
     couriers: dict[Channel, Courier] = field(init=False)
     fetcher: Fetcher = field(init=False)
     lanes: list[Lane] = field(init=False)
+    heartbeat: Heartbeat = field(init=False)
 
     def __post_init__(self) -> None:
         poll = self.ctx.settings.worker_poll_seconds
@@ -525,7 +608,7 @@ class Worker:
         self.fetcher = Fetcher(self.ctx, client=self.client)
 
         def lane(name: str, work: Callable[[], TickReport]) -> Lane:
-            return Lane(name, work, poll, self.on_pass)
+            return Lane(name, work, poll, self.on_pass, clock=self.ctx.clock)
 
         self.lanes = [
             lane("timers", lambda: run_timers(self.ctx)),
@@ -545,8 +628,11 @@ class Worker:
                     lambda: retrain_models(self.ctx),
                     RETRAIN_IDLE_SECONDS,
                     self.on_pass,
+                    clock=self.ctx.clock,
                 )
             )
+        self.heartbeat = Heartbeat(self.ctx, self.lanes)
+        self.lanes.append(Lane("heartbeat", self.heartbeat.beat, HEARTBEAT_SECONDS))
 
     def run(self, stop: threading.Event) -> None:
         """Run every lane until ``stop`` is set; returns when they have all ended."""
@@ -569,3 +655,4 @@ class Worker:
             for courier in self.couriers.values():
                 courier.close()
             self.fetcher.close()
+            self.heartbeat.stop()

@@ -889,3 +889,21 @@ duplicate_checks = Table(
 import add a row in their own transaction; the worker takes rows oldest first, flags the
 pairs and deletes the rows in one transaction, so a lead is checked once even if a
 worker dies midway."""
+
+worker_heartbeats = Table(
+    "worker_heartbeats",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Id, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("last_tick_at", UtcDateTime, nullable=False),
+    Column("stopped_at", UtcDateTime),
+    Column("lanes", Json, nullable=False),
+    Index("ix_worker_heartbeats_last_tick_at", "last_tick_at"),
+)
+"""One row per running (or lately stopped) worker process: where it runs, when it
+started, when it last beat (``last_tick_at``, every few seconds while it runs) and, in
+``lanes``, when each lane last ended a pass and how many passes in a row failed. A
+worker that stops cleanly sets ``stopped_at``; one killed simply stops beating. Rows of
+workers silent for a week are removed when a worker starts (migration 0024)."""

@@ -64,7 +64,16 @@ ROUTERS = [
 
 log = logging.getLogger("baton.web")
 
-API_PREFIXES = ("/api/", "/auth/", "/docs", "/redoc", "/openapi", "/healthz", "/static/")
+API_PREFIXES = (
+    "/api/",
+    "/auth/",
+    "/docs",
+    "/redoc",
+    "/openapi",
+    "/healthz",
+    "/readyz",
+    "/static/",
+)
 
 SECURITY_HEADERS = [
     (

@@ -1,0 +1,131 @@
+"""`baton status`: is the deployment healthy? Every worker queue's depth and the age of
+its oldest due item, the workers' heartbeats, and a verdict whose exit code a cron job
+or a monitor can use (0 ok; 1 behind or no worker running, or the database cannot be
+read)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from baton.cli._common import context
+from baton.cli._output import console, show_list, when
+from baton.domain.access import operator
+
+if TYPE_CHECKING:
+    from baton.domain.status import DeploymentStatus
+
+status_app = typer.Typer()
+"""Commands of the top level (merged into `baton`, no group name)."""
+
+VERDICT_STYLE = {"ok": "green", "behind": "yellow", "worker_silent": "red"}
+WORKER_STYLE = {"running": "green", "silent": "red", "stopped": "dim"}
+
+
+@status_app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """How the deployment is doing: each worker queue (waiting, the oldest due for how
+    long), each worker's last heartbeat, and the verdict: ok, behind (a queue's oldest
+    item waited longer than BATON_STATUS_BEHIND_SECONDS) or worker silent (no heartbeat
+    for 60 s). Exit code 0 when ok, 1 otherwise."""
+    from baton.services.status import deployment_status
+
+    with context() as ctx:
+        found = deployment_status(ctx, actor=operator("baton status"))
+    if as_json:
+        typer.echo(status_json(found))
+    else:
+        _show(found)
+    if found.verdict != "ok":
+        raise typer.Exit(1)
+
+
+def status_json(found: DeploymentStatus) -> str:
+    """The status as the API answers it (one JSON document, times in ISO 8601 UTC)."""
+    import json
+    from dataclasses import asdict
+    from datetime import datetime
+
+    def iso(value: object) -> str:
+        return value.isoformat() if isinstance(value, datetime) else str(value)
+
+    return json.dumps(asdict(found), indent=2, default=iso)
+
+
+def _show(found: DeploymentStatus) -> None:
+    from rich.markup import escape
+
+    from baton.domain.status import age_text
+
+    rows = []
+    for queue in found.queues:
+        if queue.behind:
+            state = "[yellow]behind[/]"
+        elif queue.waiting:
+            state = "[green]on time[/]" if queue.judged else "[dim]not judged[/]"
+        else:
+            state = "[dim]empty[/]"
+        if queue.retrying:
+            state += f", {queue.retrying:,} retrying"
+        if queue.waiting and queue.note:
+            state += f" [dim]({escape(queue.note)})[/]"
+        rows.append(
+            [
+                queue.name,
+                queue.lane,
+                f"{queue.waiting:,}",
+                age_text(queue.age_seconds) if queue.age_seconds is not None else "—",
+                state,
+            ]
+        )
+    show_list(
+        "Worker queues",
+        [
+            ("queue", True),
+            ("lane", True),
+            ("waiting", False),
+            ("oldest due", False),
+            ("state", True),
+        ],
+        rows,
+        record="queue",
+    )
+    if found.workers:
+        show_list(
+            "Workers",
+            [
+                ("host", True),
+                ("pid", False),
+                ("started", False),
+                ("last heartbeat", False),
+                ("state", False),
+                ("lanes failing", True),
+            ],
+            [
+                [
+                    escape(worker.host),
+                    str(worker.pid),
+                    when(worker.started_at),
+                    f"{age_text(worker.silent_seconds)} ago",
+                    f"[{WORKER_STYLE[worker.state]}]{worker.state}[/]",
+                    ", ".join(
+                        f"{escape(lane.name)} ({lane.failures})"
+                        for lane in worker.lanes
+                        if lane.failures
+                    ),
+                ]
+                for worker in found.workers
+            ],
+            record="worker",
+        )
+    style = VERDICT_STYLE[found.verdict]
+    console.print(
+        f"[bold {style}]{found.verdict.replace('_', ' ')}[/] at {when(found.checked_at)} "
+        f"(behind after {age_text(found.behind_after_seconds)}, "
+        f"silent after {age_text(found.silent_after_seconds)})"
+    )
+    for reason in found.reasons:
+        console.print(f"  - {escape(reason)}", highlight=False)

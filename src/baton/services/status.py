@@ -1,0 +1,303 @@
+"""How the deployment is doing (``baton status``, ``GET /api/v1/status``), and the
+workers' heartbeats that tell it.
+
+:func:`deployment_status` reads, in one read transaction, every queue a worker lane
+drains (depth, and the age of its oldest due item), the heartbeat rows of the workers,
+and judges them (:mod:`baton.domain.status`). Each query is an aggregate over an index
+the lane itself claims by, so asking costs milliseconds even with a backlog; it is
+cheap enough for a monitor every few seconds, yet admin-only (``status:read``): queue
+depths tell an outsider how busy the business is.
+
+A running worker keeps one row of ``worker_heartbeats`` (:func:`start_heartbeat`,
+:func:`record_heartbeat` every :data:`~baton.domain.status.HEARTBEAT_SECONDS`,
+:func:`stop_heartbeat` on its way out). The heartbeat is a lane of its own, so a lane
+stuck in a long pass does not stop it: such a lane shows as its queue falling behind,
+and by its own last pass in the row.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, delete, func, insert, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from baton.domain.access import Action, Principal
+from baton.domain.status import (
+    SILENT_AFTER_SECONDS,
+    DeploymentStatus,
+    LaneBeat,
+    QueueStatus,
+    WorkerBeat,
+    queue_status,
+    verdict_of,
+    worker_state,
+)
+from baton.services.access import allowed
+from baton.services.context import Context
+from baton.store.tables import (
+    duplicate_checks,
+    handoffs,
+    intake_items,
+    nurture_enrollments,
+    outbox,
+    worker_heartbeats,
+)
+
+log = logging.getLogger("baton.status")
+
+SHOWN_FOR = timedelta(days=1)
+"""Workers whose last heartbeat is older than this are left out of the list (the
+verdict still says when the last one beat)."""
+KEPT_FOR = timedelta(days=7)
+"""Heartbeat rows silent this long are removed when a worker starts."""
+
+OUTBOX_QUEUES = (
+    ("email", "outbox_email", "email to send", "email delivery"),
+    ("webhook", "outbox_webhook", "webhooks to deliver", "webhook delivery"),
+    ("chat", "outbox_chat", "chat messages to post", "chat delivery"),
+)
+"""Outbox channel, queue key, name and the worker lane that delivers it."""
+
+
+def deployment_status(
+    ctx: Context, *, actor: Principal, now: datetime | None = None
+) -> DeploymentStatus:
+    """Every worker queue's depth and lateness, the workers' heartbeats, and the
+    verdict (``ok``, ``behind``, ``worker_silent``) at ``now`` (the context's clock by
+    default)."""
+    allowed(actor, Action.READ_STATUS)
+    now = now or ctx.clock.now()
+    with ctx.read() as connection:
+        queues = _queues(connection, now=now, behind_after=ctx.settings.status_behind_seconds)
+        workers, last_tick_at = _workers(connection, now=now)
+    verdict, reasons = verdict_of(queues, workers, last_tick_at=last_tick_at, now=now)
+    return DeploymentStatus(
+        verdict=verdict,
+        reasons=reasons,
+        checked_at=now,
+        behind_after_seconds=ctx.settings.status_behind_seconds,
+        silent_after_seconds=SILENT_AFTER_SECONDS,
+        last_tick_at=last_tick_at,
+        queues=queues,
+        workers=workers,
+    )
+
+
+@functools.cache
+def expected_revision() -> str | None:
+    """The schema revision this code ships (its newest migration), read once."""
+    from alembic.script import ScriptDirectory
+
+    from baton.store.migrate import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def unready_because(ctx: Context) -> str | None:
+    """Why this process should not take traffic yet (``/readyz``), or None: the
+    database does not answer, or its schema is not the revision this code ships (a
+    deploy whose migrations have not run, or an older process after they ran). The
+    workers' state is no part of it on purpose: taking API processes out of a load
+    balancer because the worker is behind would refuse the captures too."""
+    try:
+        with ctx.read() as connection:
+            found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:
+        return "the database does not answer"
+    if found != expected_revision():
+        return "the database schema is not the one this version of Baton needs"
+    return None
+
+
+def queue_statuses(ctx: Context, *, now: datetime) -> list[QueueStatus]:
+    """Only the queues (the worker's own lateness check; no access check: the worker
+    is the system)."""
+    with ctx.read() as connection:
+        return _queues(connection, now=now, behind_after=ctx.settings.status_behind_seconds)
+
+
+def _queues(connection: Connection, *, now: datetime, behind_after: float) -> list[QueueStatus]:
+    def judged(key: str, name: str, lane: str, found: Any, **extra: Any) -> QueueStatus:
+        waiting, oldest = int(found[0] or 0), found[1]
+        return queue_status(
+            key,
+            name,
+            lane,
+            waiting=waiting,
+            oldest_due_at=oldest,
+            now=now,
+            behind_after=behind_after,
+            **extra,
+        )
+
+    steps = connection.execute(
+        select(func.count(), func.min(handoffs.c.next_step_at)).where(
+            handoffs.c.status.in_(("assigned", "accepted")), handoffs.c.next_step_at <= now
+        )
+    ).one()
+    queued = connection.execute(
+        select(func.count(), func.min(handoffs.c.created_at)).where(handoffs.c.status == "queued")
+    ).one()
+    checks = connection.execute(select(func.count(), func.min(duplicate_checks.c.queued_at))).one()
+    fetch_retry = func.coalesce(func.sum(case((intake_items.c.attempts > 0, 1), else_=0)), 0)
+    fetches = connection.execute(
+        select(func.count(), func.min(intake_items.c.next_attempt_at), fetch_retry).where(
+            intake_items.c.status == "awaiting_fetch", intake_items.c.next_attempt_at <= now
+        )
+    ).one()
+    nurture = connection.execute(
+        select(func.count(), func.min(nurture_enrollments.c.next_due_at)).where(
+            nurture_enrollments.c.status == "active", nurture_enrollments.c.next_due_at <= now
+        )
+    ).one()
+    allowance = 0.0
+    if nurture[0]:
+        from baton.services.nurture_send import send_rate
+
+        # The send rate spreads what is due over minutes on purpose.
+        allowance = 60.0 * int(nurture[0]) / max(1, send_rate(connection))
+    retry = func.coalesce(
+        func.sum(case((outbox.c.attempts > outbox.c.attempts_base, 1), else_=0)), 0
+    )
+    by_channel = {}
+    for channel, *_ in OUTBOX_QUEUES:  # one index range each: (channel, status, due)
+        by_channel[channel] = connection.execute(
+            select(func.count(), func.min(outbox.c.next_attempt_at), retry).where(
+                outbox.c.channel == channel,
+                outbox.c.status == "pending",
+                outbox.c.next_attempt_at <= now,
+            )
+        ).one()
+    queues = [
+        judged("sla_steps", "SLA steps due", "timers", steps),
+        judged(
+            "handoff_queue",
+            "handoffs waiting for a rep",
+            "timers",
+            queued,
+            judged=False,
+            note="wait for an available rep: a staffing question, not the worker's lateness",
+        ),
+        judged("duplicate_checks", "new leads to check for duplicates", "duplicates", checks),
+        judged(
+            "intake_fetch",
+            "intake items to fetch",
+            "intake fetch",
+            fetches,
+            retrying=int(fetches[2]),
+        ),
+        judged(
+            "nurture",
+            "nurture steps due",
+            "nurture",
+            nurture,
+            allowance_seconds=allowance,
+            note="spread by the contract's send rate" if allowance else "",
+        ),
+    ]
+    for channel, key, name, lane in OUTBOX_QUEUES:
+        count, oldest, retrying = by_channel[channel]
+        queues.append(judged(key, name, lane, (count, oldest), retrying=int(retrying)))
+    return queues
+
+
+def _workers(connection: Connection, *, now: datetime) -> tuple[list[WorkerBeat], datetime | None]:
+    last_tick_at = connection.execute(select(func.max(worker_heartbeats.c.last_tick_at))).scalar()
+    rows = connection.execute(
+        select(worker_heartbeats)
+        .where(worker_heartbeats.c.last_tick_at > now - SHOWN_FOR)
+        .order_by(worker_heartbeats.c.last_tick_at.desc(), worker_heartbeats.c.id.desc())
+        .limit(50)
+    ).mappings()
+    workers = [
+        WorkerBeat(
+            id=int(row["id"]),
+            host=row["host"],
+            pid=int(row["pid"]),
+            started_at=row["started_at"],
+            last_tick_at=row["last_tick_at"],
+            stopped_at=row["stopped_at"],
+            state=worker_state(
+                row["last_tick_at"], row["stopped_at"], now=now, silent_after=SILENT_AFTER_SECONDS
+            ),
+            silent_seconds=max(0.0, (now - row["last_tick_at"]).total_seconds()),
+            lanes=_lanes(row["lanes"]),
+        )
+        for row in rows
+    ]
+    return workers, last_tick_at
+
+
+def _lanes(stored: Any) -> list[LaneBeat]:
+    beats = []
+    for name, lane in sorted((stored or {}).items()):
+        last = lane.get("last_pass_at")
+        beats.append(
+            LaneBeat(
+                name=name,
+                last_pass_at=datetime.fromisoformat(last) if last else None,
+                failures=int(lane.get("failures") or 0),
+            )
+        )
+    return beats
+
+
+def _lanes_json(lanes: Sequence[LaneBeat]) -> dict[str, dict[str, Any]]:
+    return {
+        lane.name: {
+            "last_pass_at": lane.last_pass_at.isoformat() if lane.last_pass_at else None,
+            "failures": lane.failures,
+        }
+        for lane in lanes
+    }
+
+
+def start_heartbeat(ctx: Context, *, host: str, pid: int, lanes: Sequence[LaneBeat] = ()) -> int:
+    """A worker's first heartbeat: its row (returns its id). Rows of workers silent for
+    :data:`KEPT_FOR` go, so restarts never grow the table without bound."""
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        connection.execute(
+            delete(worker_heartbeats).where(worker_heartbeats.c.last_tick_at < now - KEPT_FOR)
+        )
+        return int(
+            connection.execute(
+                insert(worker_heartbeats)
+                .values(
+                    host=host[:255],
+                    pid=pid,
+                    started_at=now,
+                    last_tick_at=now,
+                    stopped_at=None,
+                    lanes=_lanes_json(lanes),
+                )
+                .returning(worker_heartbeats.c.id)
+            ).scalar_one()
+        )
+
+
+def record_heartbeat(ctx: Context, heartbeat_id: int, lanes: Sequence[LaneBeat]) -> None:
+    """The worker is alive now; each lane's last pass as it stands."""
+    with ctx.write() as connection:
+        connection.execute(
+            update(worker_heartbeats)
+            .where(worker_heartbeats.c.id == heartbeat_id)
+            .values(last_tick_at=ctx.clock.now(), lanes=_lanes_json(lanes))
+        )
+
+
+def stop_heartbeat(ctx: Context, heartbeat_id: int) -> None:
+    """The worker stops cleanly: ``stopped_at``, so it reads *stopped*, not silent."""
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        connection.execute(
+            update(worker_heartbeats)
+            .where(worker_heartbeats.c.id == heartbeat_id)
+            .values(last_tick_at=now, stopped_at=now)
+        )

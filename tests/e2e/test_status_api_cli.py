@@ -1,0 +1,134 @@
+"""Is it healthy? Over HTTP (`GET /api/v1/status` for admins, the public `/healthz` and
+`/readyz` that tell no queue) and on the command line (`baton status`, whose exit code
+a cron job or a monitor reads)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from tests.conftest import bearer, token_for
+from typer.testing import CliRunner
+
+from baton import cli as baton_cli
+from baton.api.app import create_app
+from baton.cli import app as cli
+from baton.config import Settings
+from baton.domain.access import operator
+from baton.domain.reps import RepCreate, TeamCreate
+from baton.services.context import Context, open_context
+from baton.services.outbox import enqueue_email
+from baton.services.reps import create_rep, create_team
+from baton.services.status import start_heartbeat
+
+ANA = "ana@lumen.example"
+OPS = operator("ops")
+
+
+def test_only_admins_read_the_status_and_the_probes_tell_no_queue(sqlite_ctx: Context) -> None:
+    ctx = sqlite_ctx
+    create_team(ctx, TeamCreate(name="na"), actor=OPS)
+    create_rep(ctx, RepCreate(email=ANA, name="Ana", team="na"), actor=OPS)
+    with ctx.write() as connection:
+        enqueue_email(
+            connection, topic="sla.remind", to=ANA, now=ctx.clock.now() - timedelta(minutes=5)
+        )
+    start_heartbeat(ctx, host="app-1", pid=4182)
+    api = TestClient(create_app(ctx))
+
+    admin = api.get("/api/v1/status", headers=bearer(token_for(ctx, "admin")))
+    assert admin.status_code == 200, admin.text
+    found = admin.json()
+    assert found["verdict"] == "behind"
+    assert found["reasons"] == [
+        "email to send: 1 waiting, the oldest due 5 min ago (lane email delivery)"
+    ]
+    [email] = [q for q in found["queues"] if q["key"] == "outbox_email"]
+    assert (email["waiting"], email["age_seconds"], email["behind"]) == (1, 300.0, True)
+    assert [(w["host"], w["pid"], w["state"]) for w in found["workers"]] == [
+        ("app-1", 4182, "running")
+    ]
+    assert ctx.settings.secret_key not in admin.text and "sqlite" not in admin.text
+
+    monitor = token_for(ctx, "admin", email="monitor@lumen.example", scopes=("status:read",))
+    assert api.get("/api/v1/status", headers=bearer(monitor)).status_code == 200
+    for role, extra in (
+        ("marketing", {}),
+        ("sales_manager", {"teams": ("na",)}),
+        ("rep", {"rep_email": ANA}),
+    ):
+        refused = api.get("/api/v1/status", headers=bearer(token_for(ctx, role, **extra)))
+        assert refused.status_code == 403, role
+    assert api.get("/api/v1/status").status_code == 401
+
+    health = api.get("/healthz")  # liveness: cheap, and never about the queues
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    ready = api.get("/readyz")
+    assert ready.status_code == 200
+    assert set(ready.json()) == {"status", "version"} and ready.json()["status"] == "ready"
+
+    with ctx.write() as connection:  # a deploy whose migrations have not run
+        connection.execute(text("UPDATE alembic_version SET version_num = '0023'"))
+    unready = api.get("/readyz")
+    assert unready.status_code == 503
+    assert unready.headers["content-type"] == "application/problem+json"
+    assert unready.json()["detail"] == (
+        "the database schema is not the one this version of Baton needs"
+    )
+    assert api.get("/healthz").status_code == 200
+
+
+def test_the_status_operation_documents_an_example(sqlite_ctx: Context) -> None:
+    spec = create_app(sqlite_ctx).openapi()
+    operation = spec["paths"]["/api/v1/status"]["get"]
+    assert operation["operationId"] == "get_status" and operation["security"]
+    schema = spec["components"]["schemas"]["DeploymentStatusPublic"]
+    assert schema["examples"][0]["verdict"] == "behind"
+    assert "security" not in spec["paths"]["/readyz"]["get"]
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("BATON_DATABASE_URL", url)
+    monkeypatch.delenv("BATON_ENV", raising=False)
+    monkeypatch.setattr(baton_cli.console, "width", 200)  # whole rows on one line
+    monkeypatch.chdir(tmp_path)
+    return url
+
+
+def test_baton_status_exits_1_unless_the_deployment_is_ok(database: str) -> None:
+    runner = CliRunner()
+    silent = runner.invoke(cli, ["status"])
+    assert silent.exit_code == 1, silent.output
+    assert "worker silent" in silent.output
+    assert "no worker has ever run against this database" in silent.output
+
+    ctx = open_context(Settings(database_url=database))  # the wall clock, as the CLI's
+    try:
+        start_heartbeat(ctx, host="app-1", pid=4182)
+        ok = runner.invoke(cli, ["status"])
+        assert ok.exit_code == 0, ok.output
+        assert "ok at" in ok.output and "app-1" in ok.output
+        as_json = runner.invoke(cli, ["status", "--json"])
+        assert as_json.exit_code == 0
+        assert json.loads(as_json.output)["verdict"] == "ok"
+
+        with ctx.write() as connection:
+            late = datetime.now(UTC) - timedelta(minutes=10)
+            enqueue_email(connection, topic="sla.remind", to=ANA, now=late)
+        behind = runner.invoke(cli, ["status", "--json"])
+        assert behind.exit_code == 1
+        found = json.loads(behind.output)
+        assert found["verdict"] == "behind"
+        [email] = [q for q in found["queues"] if q["key"] == "outbox_email"]
+        assert email["waiting"] == 1 and email["age_seconds"] >= 600
+        shown = runner.invoke(cli, ["status"])
+        assert shown.exit_code == 1
+        assert "behind" in shown.output and "email to send: 1 waiting" in shown.output
+    finally:
+        ctx.engine.dispose()

@@ -1,0 +1,244 @@
+"""How the deployment is doing (``deployment_status``), on both databases with a manual
+clock: each queue's depth and the age of its oldest due item, the worker heartbeats,
+and the verdict; and the worker's heartbeat lane, which writes them and warns (once a
+minute at most) of a queue behind.
+
+A newcomer's trial stopped the worker and loaded Baton: ``/healthz`` said ok while 961
+duplicate checks and 114 outbox messages waited, and only SQL showed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, func, insert, select, update
+from tests.conftest import principal_for
+from tests.integration.test_worker import ANA, hand_raise, sales_floor
+
+from baton.domain.access import operator
+from baton.domain.clock import ManualClock
+from baton.domain.errors import Forbidden
+from baton.domain.status import DeploymentStatus, QueueStatus
+from baton.services.context import Context
+from baton.services.duplicate_checks import queue_duplicate_checks_in
+from baton.services.outbox import enqueue_email
+from baton.services.status import (
+    deployment_status,
+    record_heartbeat,
+    start_heartbeat,
+    stop_heartbeat,
+)
+from baton.services.worker import Heartbeat, Lane, TickReport, Worker
+from baton.store.tables import (
+    duplicate_checks,
+    handoffs,
+    nurture_enrollments,
+    outbox,
+    worker_heartbeats,
+)
+
+OPS = operator("ops")
+
+
+def queue(found: DeploymentStatus, key: str) -> QueueStatus:
+    [one] = [q for q in found.queues if q.key == key]
+    return one
+
+
+def fill_queues(ctx: Context, t0: datetime) -> None:
+    """At ``t0``: three email due (one a retry) and one due in an hour; one lead queued
+    for the duplicate check 30 s later; an assigned handoff whose SLA step falls due at
+    t0 + 20 min; a handoff waiting in the queue since t0; a nurture step due at
+    t0 + 1 min. Everything the hand-raises wrote on their own is cleared first."""
+    sales_floor(ctx, ANA)
+    first, second = hand_raise(ctx, 1), hand_raise(ctx, 2)
+    with ctx.write() as connection:
+        connection.execute(delete(outbox))
+        connection.execute(delete(duplicate_checks))
+        for at in (t0, t0, t0, t0 + timedelta(hours=1)):
+            enqueue_email(connection, topic="sla.remind", to=ANA, now=at)
+        retry = connection.execute(select(func.min(outbox.c.id))).scalar_one()
+        connection.execute(
+            update(outbox).where(outbox.c.id == retry).values(attempts=1, last_error="refused")
+        )
+        queue_duplicate_checks_in(connection, [first.lead_id], now=t0 + timedelta(seconds=30))
+        connection.execute(
+            update(handoffs)
+            .where(handoffs.c.id == first.id)
+            .values(next_step=0, next_step_at=t0 + timedelta(minutes=20))
+        )
+        connection.execute(
+            update(handoffs)
+            .where(handoffs.c.id == second.id)
+            .values(status="queued", rep_id=None, created_at=t0, next_step_at=None)
+        )
+        connection.execute(
+            insert(nurture_enrollments).values(
+                lead_id=second.lead_id,
+                sequence="not-ready",
+                contract_version=1,
+                status="active",
+                reason="test",
+                enrolled_at=t0,
+                enrolled_by="test",
+                next_step=0,
+                next_due_at=t0 + timedelta(minutes=1),
+            )
+        )
+
+
+def test_each_queue_tells_its_depth_and_how_long_its_oldest_due_item_waited(
+    ctx: Context, clock: ManualClock
+) -> None:
+    t0 = clock.now()
+    fill_queues(ctx, t0)
+    clock.advance(minutes=2)  # the oldest email has waited exactly the threshold
+    beat = start_heartbeat(ctx, host="app-1", pid=4182)
+    on_time = deployment_status(ctx, actor=OPS)
+    assert on_time.verdict == "ok", on_time.reasons
+    email = queue(on_time, "outbox_email")
+    assert (email.waiting, email.retrying, email.age_seconds) == (3, 1, 120.0)
+    assert not email.behind
+    assert queue(on_time, "sla_steps").waiting == 0  # due only at t0 + 20 min
+
+    clock.set(t0 + timedelta(minutes=25))
+    record_heartbeat(ctx, beat, [])
+    found = deployment_status(ctx, actor=OPS)
+    waited = {q.key: (q.waiting, q.age_seconds, q.behind) for q in found.queues}
+    assert waited == {
+        "sla_steps": (1, 300.0, True),
+        "handoff_queue": (1, 1500.0, False),  # staffing, never the worker's lateness
+        "duplicate_checks": (1, 1470.0, True),
+        "intake_fetch": (0, None, False),
+        "nurture": (1, 1440.0, True),
+        "outbox_email": (3, 1500.0, True),
+        "outbox_webhook": (0, None, False),
+        "outbox_chat": (0, None, False),
+    }
+    assert queue(found, "outbox_email").oldest_due_at == t0
+    assert queue(found, "nurture").allowance_seconds == pytest.approx(0.5)  # 1 at 120/min
+    assert found.verdict == "behind"
+    assert any(
+        r.startswith("email to send: 3 waiting, the oldest due 25 min") for r in found.reasons
+    )
+    assert not any("handoffs waiting" in r for r in found.reasons)
+    [worker] = found.workers
+    assert (worker.host, worker.pid, worker.state) == ("app-1", 4182, "running")
+
+
+def test_the_verdict_says_when_no_worker_beats(ctx: Context, clock: ManualClock) -> None:
+    never = deployment_status(ctx, actor=OPS)
+    assert never.verdict == "worker_silent" and never.last_tick_at is None
+    assert never.reasons == ["no worker has ever run against this database (`baton worker`)"]
+
+    beat = start_heartbeat(ctx, host="app-1", pid=11)
+    assert deployment_status(ctx, actor=OPS).verdict == "ok"
+    clock.advance(seconds=50)
+    record_heartbeat(ctx, beat, [])
+    clock.advance(seconds=60)  # 6 beats of 10 s missed: not yet silent
+    assert deployment_status(ctx, actor=OPS).verdict == "ok"
+    clock.advance(seconds=1)
+    silent = deployment_status(ctx, actor=OPS)
+    assert silent.verdict == "worker_silent"
+    assert silent.workers[0].state == "silent" and silent.workers[0].silent_seconds == 61
+    assert silent.reasons == ["no worker is running: the last heartbeat was 1 min 1 s ago"]
+
+    other = start_heartbeat(ctx, host="app-2", pid=12)  # another worker keeps it ok
+    assert deployment_status(ctx, actor=OPS).verdict == "ok"
+    stop_heartbeat(ctx, other)
+    stopped = deployment_status(ctx, actor=OPS)
+    assert stopped.verdict == "worker_silent"
+    assert {w.host: w.state for w in stopped.workers} == {"app-1": "silent", "app-2": "stopped"}
+
+    clock.advance(days=8)  # a week later, a start clears rows silent since
+    start_heartbeat(ctx, host="app-3", pid=13)
+    with ctx.read() as connection:
+        hosts = connection.execute(select(worker_heartbeats.c.host)).scalars().all()
+    assert hosts == ["app-3"]
+
+
+def test_only_admins_read_the_status(ctx: Context) -> None:
+    assert deployment_status(ctx, actor=principal_for(ctx, "admin")).verdict == "worker_silent"
+    for role in ("marketing", "sales_manager"):
+        with pytest.raises(Forbidden):
+            deployment_status(ctx, actor=principal_for(ctx, role))
+    scoped = principal_for(ctx, "admin", email="monitor@lumen.example", scopes=("status:read",))
+    assert deployment_status(ctx, actor=scoped).queues
+    unscoped = principal_for(ctx, "admin", email="crm@lumen.example", scopes=("leads:read",))
+    with pytest.raises(Forbidden):
+        deployment_status(ctx, actor=unscoped)
+
+
+def test_the_worker_beats_and_warns_once_a_minute_of_a_queue_behind(
+    ctx: Context, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    t0 = clock.now()
+    lane = Lane("email delivery", lambda: TickReport(), 0.2, clock=clock)
+    heartbeat = Heartbeat(ctx, [lane])
+    with ctx.write() as connection:
+        enqueue_email(connection, topic="sla.remind", to=ANA, now=t0)
+    caplog.set_level(logging.INFO, logger="baton.worker")
+
+    heartbeat.beat()  # the first beat writes the row; nothing is late yet
+    assert deployment_status(ctx, actor=OPS).verdict == "ok"
+    clock.advance(seconds=30)
+    lane.step()
+    clock.advance(minutes=5)
+    heartbeat.beat()  # a minute since the last check: look, and warn
+    with ctx.read() as connection:
+        row = connection.execute(select(worker_heartbeats)).mappings().one()
+    assert row["last_tick_at"] == clock.now() and row["stopped_at"] is None
+    assert row["lanes"] == {
+        "email delivery": {"last_pass_at": (t0 + timedelta(seconds=30)).isoformat(), "failures": 0}
+    }
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "email to send: behind, 1 waiting, the oldest due 5 min 30 s ago (lane email delivery)"
+    ]
+
+    for _ in range(5):  # every 10 s: no repeat within the minute
+        clock.advance(seconds=10)
+        heartbeat.beat()
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    clock.advance(seconds=10)
+    heartbeat.beat()
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+
+    with ctx.write() as connection:
+        connection.execute(update(outbox).values(status="sent", sent_at=clock.now()))
+    clock.advance(minutes=1)
+    heartbeat.beat()
+    assert caplog.records[-1].getMessage() == "outbox_email: caught up"
+
+    heartbeat.stop()
+    assert deployment_status(ctx, actor=OPS).workers[0].state == "stopped"
+
+
+def test_the_worker_loop_beats_while_it_runs_and_says_when_it_stopped(
+    ctx: Context, clock: ManualClock
+) -> None:
+    stop = threading.Event()
+    worker = Worker(ctx)
+    runner = threading.Thread(target=worker.run, args=(stop,))
+    runner.start()
+    try:
+        for _ in range(300):  # the heartbeat lane's first pass writes the row
+            if deployment_status(ctx, actor=OPS).workers:
+                break
+            time.sleep(0.05)
+        running = deployment_status(ctx, actor=OPS)
+        assert running.verdict == "ok", running.reasons
+        [beat] = running.workers
+        assert (beat.host, beat.pid, beat.state) == (socket.gethostname(), os.getpid(), "running")
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    assert not runner.is_alive()
+    stopped = deployment_status(ctx, actor=OPS)
+    assert stopped.verdict == "worker_silent" and stopped.workers[0].state == "stopped"
