@@ -1,10 +1,12 @@
 """Access on the command line: `baton init` makes the first admin, `baton user`,
 `baton token` and `baton intake-key` manage who gets in, secrets are printed once and
 never again, the database password never appears, and production refuses to start
-without an admin, with demo users, or with a never-changed one-time password."""
+without an admin, with demo users, or while no admin has chosen their own password (a
+colleague's unused one-time password is only a warning: a restart never waits for them)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -18,7 +20,14 @@ from baton.config import Settings
 from baton.domain.access import Principal, Role, operator
 from baton.domain.users import PasswordChange, UserCreate
 from baton.services.context import open_context
-from baton.services.users import add_user, change_password, find_user, login, token_principal
+from baton.services.users import (
+    add_user,
+    change_password,
+    find_user,
+    login,
+    session_principal,
+    token_principal,
+)
 
 SECRET = "s" * 40
 
@@ -171,7 +180,9 @@ def test_production_refuses_to_start_until_access_is_ready(
     monkeypatch.setenv("BATON_ENV", "development")
     secret = shown_once(run(runner, "init", "--admin-email", "ops@example.com"), "one-time")
     monkeypatch.setenv("BATON_ENV", "production")
-    assert "one-time password" in refused(runner, "worker", "--once")
+    unready = refused(runner, "worker", "--once")
+    assert "no active admin has chosen their own password" in unready
+    assert "baton user set-password" in unready
 
     ctx = open_context(Settings(database_url=url, env="test"))
     admin = find_user(ctx, "ops@example.com", actor=operator())
@@ -236,7 +247,7 @@ def test_the_app_itself_refuses_production_without_safe_access(tmp_path: Path) -
         UserCreate(email="ops@example.com", display_name="Ops", role="admin"),
         actor=operator(),
     )
-    with pytest.raises(NotReady, match="one-time password"):
+    with pytest.raises(NotReady, match="no active admin has chosen their own password"):
         create_app(ctx)
     assert secret is not None
     admin = find_user(ctx, "ops@example.com", actor=operator())
@@ -246,3 +257,99 @@ def test_the_app_itself_refuses_production_without_safe_access(tmp_path: Path) -
         actor=Principal(kind="user", name=admin.email, role=Role.ADMIN, user_id=admin.id),
     )
     assert create_app(ctx).title == "Baton"
+    add_user(
+        ctx,
+        UserCreate(email="mia@example.com", display_name="Mia", role="marketing"),
+        actor=operator(),
+    )
+    assert create_app(ctx).title == "Baton", "a colleague's one-time password stops no start"
+
+
+def test_production_starts_and_restarts_with_colleagues_one_time_passwords_pending(
+    runner: CliRunner,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The operator finishes the set-up from the shell, and a colleague added on a
+    running deployment never stops the next start of the worker or the server."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    run(runner, "init", "--admin-email", "ops@example.com")
+    monkeypatch.setenv("BATON_ENV", "production")
+    monkeypatch.setenv("BATON_SECRET_KEY", SECRET)
+    assert "set-password" in refused(runner, "worker", "--once")
+    too_short = runner.invoke(
+        app, ["user", "set-password", "ops@example.com", "--password-stdin"], input="short\n"
+    )
+    assert too_short.exit_code == 1 and "at least 12 characters" in too_short.output
+    assert "set-password" in refused(runner, "worker", "--once")  # nothing was changed
+    set_now = runner.invoke(
+        app,
+        ["user", "set-password", "ops@example.com", "--password-stdin"],
+        input="a real admin password\n",
+    )
+    assert set_now.exit_code == 0, set_now.output
+    assert "a real admin password" not in set_now.output
+    run(runner, "worker", "--once")
+
+    shown_once(run(runner, "user", "add", "mia@example.com", "--role", "marketing"), "one-time")
+    caplog.set_level(logging.WARNING, logger="baton.access")
+    run(runner, "worker", "--once")  # a restart after adding a colleague
+    assert "1 user(s) have not yet replaced their one-time password (mia@example.com)" in (
+        caplog.text
+    )
+    assert "does not expire" in caplog.text
+    ctx = open_context(Settings(database_url=url, env="production", secret_key=SECRET))
+    assert create_app(ctx).title == "Baton"  # what every server process runs at start
+    started = login(ctx, "ops@example.com", "a real admin password", address="127.0.0.1")
+    assert not started.user.one_time_password
+    assert "set-password" not in run(runner, "user", "reset-password", "mia@example.com")
+    reset = run(runner, "user", "reset-password", "ops@example.com")  # the only admin
+    assert "until then production refuses to start" in reset and "set-password" in reset
+
+
+def test_set_password_asks_twice_hidden_and_ends_the_users_sessions(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    secret = shown_once(run(runner, "init", "--admin-email", "ops@example.com"), "one-time")
+    ctx = open_context(Settings(database_url=f"sqlite:///{tmp_path / 'cli.db'}", env="test"))
+    session = login(ctx, "ops@example.com", secret, address="127.0.0.1")
+    assert session_principal(ctx, session.key) is not None
+    typo = runner.invoke(
+        app,
+        ["user", "set-password", "ops@example.com"],
+        input="a real admin password\nanother one entirely\n"
+        "a real admin password\na real admin password\n",
+    )
+    assert typo.exit_code == 0, typo.output
+    assert "do not match" in typo.output.lower() and "a real admin password" not in typo.output
+    assert session_principal(ctx, session.key) is None
+    assert not login(
+        ctx, "ops@example.com", "a real admin password", address="127.0.0.1"
+    ).user.one_time_password
+    assert "no user has the email" in refused(
+        runner, "user", "set-password", "eve@example.com", "--password-stdin"
+    )
+
+
+def test_init_takes_the_first_admins_password_from_standard_input(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weak = runner.invoke(
+        app, ["init", "--admin-email", "ops@example.com", "--admin-password-stdin"], input=" x\n"
+    )
+    assert weak.exit_code == 1 and "--admin-password-stdin" in weak.output
+    made = runner.invoke(
+        app,
+        ["init", "--admin-email", "ops@example.com", "--admin-password-stdin"],
+        input="a real admin password\n",
+    )
+    assert made.exit_code == 0, made.output
+    assert "first admin: ops@example.com" in made.output and "one-time" not in made.output
+    monkeypatch.setenv("BATON_ENV", "production")
+    monkeypatch.setenv("BATON_SECRET_KEY", SECRET)
+    run(runner, "worker", "--once")
+    again = runner.invoke(app, ["init", "--admin-password-stdin"], input="another password here\n")
+    assert again.exit_code == 0 and "no password changed" in again.output
+    ctx = open_context(Settings(database_url=f"sqlite:///{tmp_path / 'cli.db'}", env="test"))
+    assert login(ctx, "ops@example.com", "a real admin password", address="127.0.0.1")

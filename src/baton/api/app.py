@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 
@@ -147,16 +148,28 @@ class NotReady(RuntimeError):
     """Production was asked to start while access is not set up safely."""
 
 
-def refuse_unready(context: Context) -> None:
+def refuse_unready(context: Context, *, warn: bool = True) -> None:
     """With ``BATON_ENV=production``, refuse to serve without an admin, with demo
-    users, or with one-time passwords nobody replaced (whatever starts the app: `baton
-    serve`, or uvicorn on ``baton.api.asgi:app``)."""
-    from baton.services.users import production_problems
+    users, or while no admin has chosen their own password (whatever starts the app:
+    `baton serve`, or uvicorn on ``baton.api.asgi:app``). Colleagues' unused one-time
+    passwords are only a logged warning (``warn``): a restart must never wait for
+    someone to sign in."""
+    from baton.services.users import pending_one_time_passwords, production_problems
 
-    if context.settings.env == "production":
-        problems = production_problems(context)
-        if problems:
-            raise NotReady("not ready for production: " + "; ".join(problems))
+    if context.settings.env != "production":
+        return
+    problems = production_problems(context)
+    if problems:
+        raise NotReady("not ready for production: " + "; ".join(problems))
+    pending = pending_one_time_passwords(context) if warn else []
+    if pending:
+        logging.getLogger("baton.access").warning(
+            "%d user(s) have not yet replaced their one-time password (%s); it does not "
+            "expire: `baton user disable` or `baton user reset-password` ends one "
+            "nobody will use",
+            len(pending),
+            ", ".join(pending[:5]) + (", ..." if len(pending) > 5 else ""),
+        )
 
 
 def telemetry_wanted(environ: Mapping[str, str]) -> bool:

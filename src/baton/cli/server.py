@@ -3,6 +3,7 @@ background worker."""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,37 +30,68 @@ def init(
         str, typer.Option("--admin-email", help="Email of the first admin (made only if none).")
     ] = "admin@example.com",
     admin_name: Annotated[str, typer.Option("--admin-name", help="Their display name.")] = "Admin",
+    admin_password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--admin-password-stdin",
+            help="Read the first admin's own password from standard input (one line) "
+            "instead of printing a one-time one.",
+        ),
+    ] = False,
 ) -> None:
     """Create the database (or bring its schema up to date) and, when there is no
-    admin yet, a first admin with a one-time password printed once."""
-    from baton.domain.users import UserCreate
+    admin yet, a first admin: with the password read from standard input
+    (--admin-password-stdin), else with a one-time password printed once (production
+    starts once an admin has their own: sign in, or `baton user set-password`)."""
+    from baton.domain.users import PasswordSet, UserCreate
     from baton.services.users import add_user, has_admin
     from baton.store.migrate import current_revision
 
+    chosen = None
+    if admin_password_stdin:
+        chosen = valid(
+            PasswordSet,
+            {"password": sys.stdin.readline().rstrip("\r\n")},
+            {"password": "--admin-password-stdin"},
+        )
     with work() as ctx:
         console.print(
             f"[green]ready[/] {safe_url(ctx.settings.database_url)} at schema revision "
             f"{current_revision(ctx.engine)}"
         )
         if has_admin(ctx):
+            if chosen is not None:
+                say(
+                    "an admin exists already: no password changed (`baton user "
+                    "set-password EMAIL` sets one)"
+                )
             return
         data = valid(
             UserCreate,
             {"email": admin_email, "display_name": admin_name, "role": "admin"},
             {"email": "--admin-email", "display_name": "--admin-name"},
         )
-        user, secret = add_user(ctx, data, actor=operator("baton init"))
+        user, secret = add_user(
+            ctx,
+            data,
+            actor=operator("baton init"),
+            password=None if chosen is None else chosen.password,
+        )
     say(f"first admin: {user.email}")
-    say(f"one-time password (shown only now; sign in and choose your own): {secret}")
+    if secret is None:
+        say("with the password given on standard input")
+    else:
+        say(f"one-time password (shown only now; sign in and choose your own): {secret}")
 
 
-def _refuse_unready(ctx: Context) -> None:
-    """In production, refuse to start without an admin, or with demo users or
-    never-changed one-time passwords."""
+def _refuse_unready(ctx: Context, *, warn: bool = True) -> None:
+    """In production, refuse to start without an admin, with demo users, or while no
+    admin has chosen their own password; a colleague's unused one-time password is a
+    warning (``warn``; the server's processes give it themselves)."""
     from baton.api.app import NotReady, refuse_unready
 
     try:
-        refuse_unready(ctx)
+        refuse_unready(ctx, warn=warn)
     except NotReady as exc:
         raise fail(str(exc)) from None
 
@@ -85,7 +117,7 @@ def serve(
 
     settings = load_settings()
     with context() as ctx:
-        _refuse_unready(ctx)
+        _refuse_unready(ctx, warn=False)
     host = host or settings.host
     port = port or settings.port
     if workers > 1 and settings.database_url.startswith("sqlite"):

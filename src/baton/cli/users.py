@@ -13,7 +13,7 @@ from baton.cli._output import console, fail, say, show_list, when
 from baton.domain.access import Role, operator
 
 user_app = typer.Typer(
-    help="People who sign in: add, list, disable, reset a password.",
+    help="People who sign in: add, list, disable, reset or set a password.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
@@ -109,13 +109,46 @@ def user_disable(email: str, actor: ActorOption = "cli") -> None:
 @user_app.command("reset-password")
 def user_reset_password(email: str, actor: ActorOption = "cli") -> None:
     """Give a user a new one-time password (shown only now); their sessions end."""
-    from baton.services.users import find_user, reset_password
+    from baton.services.users import find_user, production_problems, reset_password
 
     with work() as ctx:
         secret = reset_password(
             ctx, find_user(ctx, email, actor=operator()).id, actor=operator(actor)
         )
+        # The last admin with a password of their own: say it before a restart does.
+        unready = [p for p in production_problems(ctx) if "set-password" in p]
     say(f"new one-time password for {email} (shown only now): {secret}")
+    for problem in unready:
+        console.print(f"[yellow]note: {problem}; until then production refuses to start[/]")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    email: str,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from standard input (one line)."),
+    ] = False,
+    actor: ActorOption = "cli",
+) -> None:
+    """Set a user's own password from the server's shell (asked twice, hidden), e.g.
+    the first admin's before production starts; their sessions end. For a colleague,
+    prefer `reset-password`: they then choose their own."""
+    import sys
+
+    from baton.domain.users import PasswordSet
+    from baton.services.users import find_user, set_password
+
+    with work() as ctx:
+        user = find_user(ctx, email, actor=operator())  # a mistyped email before a password
+        if password_stdin:
+            secret = sys.stdin.readline().rstrip("\r\n")
+        else:
+            secret = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+        option = "--password-stdin" if password_stdin else "new password"
+        data = valid(PasswordSet, {"password": secret}, {"password": option})
+        set_password(ctx, user.id, data, actor=operator(actor))
+    say(f"password of {email} set; their sessions ended")
 
 
 @token_app.command("add")

@@ -294,3 +294,14 @@ class PasswordChange(BaseModel):
 
     current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
     new_password: Password
+
+
+class PasswordSet(BaseModel):
+    """The operator setting a person's password from the server's shell (`baton user
+    set-password`, `baton init --admin-password-stdin`): the same rule as the web
+    page's, and no current password to give, since whoever runs the CLI already
+    holds the database."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: Password

@@ -25,7 +25,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, delete, func, insert, select, true, update
+from sqlalchemy import delete, func, insert, select, true, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -44,6 +44,7 @@ from baton.domain.users import (
     IntakeKeyCreate,
     IntakeKeyUpdate,
     PasswordChange,
+    PasswordSet,
     TokenCreate,
     UserCreate,
     UserUpdate,
@@ -333,6 +334,25 @@ def reset_password(ctx: Context, user_id: int, *, actor: Principal) -> str:
         _end_sessions(connection, user_id, now)
     log.info("password of user %s reset by %s", user_id, actor.name)
     return secret
+
+
+def set_password(ctx: Context, user_id: int, data: PasswordSet, *, actor: Principal) -> None:
+    """Set a user's own password without a running server (the local operator's way
+    to finish a production set-up, or to let an admin back in): it is theirs, not a
+    one-time one, and every session of theirs ends."""
+    allowed(actor, Action.MANAGE_USERS)
+    hashed = _hasher.hash(data.password)
+    now = ctx.clock.now()
+    with ctx.write() as connection:
+        done = connection.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(password_hash=hashed, one_time_password=False, updated_at=now)
+        ).rowcount
+        if not done:
+            raise NotFound(f"user {user_id} does not exist")
+        _end_sessions(connection, user_id, now)
+    log.info("password of user %s set by %s", user_id, actor.name)
 
 
 def change_password(
@@ -1003,33 +1023,50 @@ def intake_origins(ctx: Context) -> frozenset[str]:
 
 
 def production_problems(ctx: Context) -> list[str]:
-    """Why this database may not serve production yet (empty when it may)."""
+    """Why this database may not serve production yet (empty when it may): no active
+    admin, demo users, or no active admin who chose their own password (a fresh
+    `baton init`: `baton user set-password` finishes it from the shell).
+
+    A colleague's unused one-time password is never a reason: a restart (a deploy, a
+    crash, a reboot) must not take Baton and its SLA timers down because someone
+    added last week has not signed in yet (see :func:`pending_one_time_passwords`)."""
     problems: list[str] = []
     with ctx.read() as connection:
         admins = _active_admins(connection)
+        own = connection.execute(
+            select(func.count()).where(
+                users.c.role == "admin",
+                users.c.active.is_(True),
+                users.c.one_time_password.is_(False),
+            )
+        ).scalar_one()
         demo = connection.execute(
             select(func.count()).where(users.c.demo.is_(True), users.c.active.is_(True))
         ).scalar_one()
-        fresh = (
-            connection.execute(
-                select(users.c.email).where(
-                    and_(users.c.one_time_password.is_(True), users.c.active.is_(True))
-                )
-            )
-            .scalars()
-            .all()
-        )
     if not admins:
         problems.append("there is no active admin user (run `baton init`)")
+    elif not own:
+        problems.append(
+            "no active admin has chosen their own password yet; set one from the shell "
+            "with `baton user set-password EMAIL`"
+        )
     if demo:
         problems.append(f"{demo} demo user(s) exist (disable them with `baton user disable`)")
-    if fresh:
-        problems.append(
-            f"{len(fresh)} user(s) still have a one-time password ("
-            + ", ".join(sorted(fresh)[:5])
-            + "); each must sign in and set their own"
-        )
     return problems
+
+
+def pending_one_time_passwords(ctx: Context) -> list[str]:
+    """The active users whose one-time password is still unused, by email (a warning at
+    start in production, never a refusal). One-time passwords do not expire: one
+    nobody will use is ended by `baton user reset-password` or `baton user disable`."""
+    with ctx.read() as connection:
+        return sorted(
+            connection.execute(
+                select(users.c.email).where(
+                    users.c.one_time_password.is_(True), users.c.active.is_(True)
+                )
+            ).scalars()
+        )
 
 
 def _active_admins(connection: Connection) -> int:

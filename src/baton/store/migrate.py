@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -19,9 +19,24 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x6261746F6E_01
+"""The PostgreSQL advisory lock key that migrations take turns on ("baton", 1)."""
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database schema to ``revision`` (idempotent)."""
+    """Bring the database schema to ``revision`` (idempotent).
+
+    Every process runs this at start (`baton init`, `serve`, `worker`, each server
+    process), so several may start at once: on a fresh database, or after an upgrade,
+    three `baton worker --once` used to race to create the same tables and two failed
+    (``UniqueViolation ... pg_type_typname_nsp_index``). On PostgreSQL the upgrade
+    therefore first takes a transaction-level advisory lock, in the transaction that
+    migrates: the others wait for it, and Alembic then reads the revision the first
+    one committed and has nothing left to do. (SQLite's migrating transaction begins
+    IMMEDIATE, so its writers already take turns.)"""
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
         command.upgrade(alembic_config(connection), revision)
 
 
