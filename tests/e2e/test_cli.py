@@ -52,7 +52,7 @@ def test_import_leads_keeps_valid_rows_and_reports_bad_ones_by_line(
     result = runner.invoke(app, ["import", "leads", str(source)])
 
     assert result.exit_code == 1
-    assert "2 row(s) rejected" in result.output
+    assert "2 rows rejected; the other 3 rows were imported" in result.output
     assert "Traceback" not in result.output
     # One row per rejected line: its number, its messages, then its own columns.
     errors = list(csv.DictReader((tmp_path / "leads.csv.errors.csv").open()))

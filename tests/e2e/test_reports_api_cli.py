@@ -375,7 +375,7 @@ def test_cli_spend_import_and_bad_input(cli_day: CliRunner, tmp_path: Path) -> N
     result = cli_day.invoke(cli_app, ["import", "spend", str(spend)])
     assert result.exit_code == 1, result.output
     assert "line 4: end: 2026-03-01 is before start 2026-03-05" in result.output
-    assert "1 row(s) rejected" in result.output
+    assert "1 row rejected; the other 2 rows were imported" in result.output
     assert (tmp_path / "spend.csv.errors.csv").read_text().splitlines()[1].startswith("4,end,")
     data = json.loads(run(cli_day, "report", "cost", *PERIOD, "--format", "json"))
     assert {r["group"]: r["spend"] for r in data["rows"]} == {"ads": 100.0, "webinar": 40.0}

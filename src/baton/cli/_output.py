@@ -214,4 +214,8 @@ def show_list(
         console.print(Text(f"{record} {cells[0].plain}"), soft_wrap=True)
         for (header, _), cell in zip(columns[1:], cells[1:], strict=True):
             if cell.plain:  # an empty cell reads better left out than as "error: "
-                console.print(Text(f"  {header + ':':<{pad}} ") + cell, soft_wrap=True)
+                label = Text(f"  {header + ':':<{pad}} ")
+                # A cell of several lines (a rep's absences) goes on under its first.
+                for index, line in enumerate(cell.split("\n")):
+                    lead = label if index == 0 else Text(" " * label.cell_len)
+                    console.print(lead + line, soft_wrap=True)

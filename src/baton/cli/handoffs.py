@@ -66,15 +66,19 @@ def _handoff_next(h: Any) -> str:
     if h.status in ("accepted", "qualified") and h.first_touch_at is None:
         return f"touch by {when(h.touch_due_at)}"
     if h.status == "queued":
-        return str(h.routing.get("reason", ""))
+        from baton.domain.routing import waiting_reason
+
+        return waiting_reason(h.routing)
     return str(h.rejection_code or h.outcome or "")
 
 
 def _show_handoffs(title: str, handoffs: list[Any], *, queue: bool = False) -> None:
     if queue:
+        from baton.domain.routing import waiting_reason
+
         columns = [("id", False), ("lead", False), ("MQL at", False), ("waiting because", True)]
         rows = [
-            [str(h.id), str(h.lead_id), when(h.mql_at), escape(h.routing.get("reason", ""))]
+            [str(h.id), str(h.lead_id), when(h.mql_at), escape(waiting_reason(h.routing))]
             for h in handoffs
         ]
     else:

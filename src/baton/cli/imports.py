@@ -132,9 +132,21 @@ def _lines_to_mend(source: Path, report: ImportReport, errors_file: Path | None)
         )
     if report.errors:
         raise fail(
-            f"{report.rejected} row(s) rejected; all other rows were imported. The rejected "
+            f"{rejected_summary(report.rejected, report.imported)}. The rejected "
             f"lines are in {path}: mend them there and import that file as it is"
         )
+
+
+def rejected_summary(rejected: int, imported: int) -> str:
+    """The rejected rows and what became of the others: a file whose rows were all
+    rejected was not "imported but for these" (a trial's 8,800 rows, none imported,
+    read "all other rows were imported")."""
+    if imported == 0:
+        whole = "the only row was" if rejected == 1 else f"all {rejected:,} rows were"
+        return f"{whole} rejected; nothing was imported"
+    rows = "row" if rejected == 1 else "rows"
+    others = "the other row was" if imported == 1 else f"the other {imported:,} rows were"
+    return f"{rejected:,} {rows} rejected; {others} imported"
 
 
 def _row_errors(
@@ -143,6 +155,8 @@ def _row_errors(
     rejected: int,
     errors_file: Path | None,
     warnings: list[Any] | None = None,
+    *,
+    imported: int,
 ) -> None:
     """The spend import's FILE.errors.csv: one row per problem (line, field, message,
     outcome), through the export path; show the first five, and exit 1 when any row
@@ -185,7 +199,7 @@ def _row_errors(
             markup=False,
         )
     if found:
-        raise fail(f"{rejected} row(s) rejected; all other rows were imported. Details: {path}")
+        raise fail(f"{rejected_summary(rejected, imported)}. Details: {path}")
 
 
 EncodingOption = Annotated[
@@ -447,7 +461,9 @@ def import_spend_command(
     ):
         table.add_row(name, f"{value:,}")
     console.print(table)
-    _row_errors(file, report.errors, report.rejected, errors_file)
+    _row_errors(
+        file, report.errors, report.rejected, errors_file, imported=report.rows - report.rejected
+    )
 
 
 @import_app.command("scans")

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from baton.cli._common import LOCAL, ActorOption, valid, work
-from baton.cli._output import console, fail, say, when
+from baton.cli._output import console, fail, say, show_list, when
 from baton.domain.access import operator
 
 team_app = typer.Typer(
@@ -259,33 +259,36 @@ def rep_list(team: TeamOption = None) -> None:
 
     with work() as ctx:
         reps = list_reps(ctx, team=team, actor=LOCAL)
-    table = Table(title=f"Reps of team {team}" if team else "Reps")
-    # A time zone is one word: the hours column is never narrower than the longest,
-    # so "Asia/Kolkata" is not cut in two on an 80-column terminal.
-    zone_width = max((len(r.timezone) for r in reps), default=0)
-    for column in ("rep", "team", "status", "load", "hours", "out of office"):
-        table.add_column(
-            column,
-            no_wrap=column in ("rep", "status", "load"),
-            overflow="fold",
-            min_width=zone_width if column == "hours" else None,
-        )
-    for r in reps:
-        hours = _hours_text(r.working_hours).replace("; ", "\n").replace(",", " ")
-        table.add_row(
-            *map(
-                escape,
-                (
-                    f"{r.email}\n{r.name}",
-                    r.team or "—",
-                    r.status if r.active else "inactive",
-                    f"{r.open_handoffs}/{r.capacity}",
-                    f"{r.timezone}\n{hours}",
-                    "\n".join(f"{when(a.starts_at)} → {when(a.ends_at)}" for a in r.absences),
-                ),
+    # A table when the email, status and load fit whole with room for the rest (a wide
+    # terminal); else one block per rep, a field a line: piped at 80 columns, the table
+    # squeezed every column to a letter and cut the out-of-office periods off.
+    columns = [
+        ("rep", False),
+        ("name", True),
+        ("team", False),
+        ("status", False),
+        ("load", False),
+        ("zone", False),  # one word, never cut: "Asia/Kolkata"
+        ("hours", True),
+        ("out of office", True),
+    ]
+    rows = [
+        [
+            escape(cell)
+            for cell in (
+                r.email,
+                r.name,
+                r.team or "—",
+                r.status if r.active else "inactive",
+                f"{r.open_handoffs}/{r.capacity}",
+                r.timezone,
+                _hours_text(r.working_hours),
+                "\n".join(f"{when(a.starts_at)} → {when(a.ends_at)}" for a in r.absences),
             )
-        )
-    console.print(table)
+        ]
+        for r in reps
+    ]
+    show_list(f"Reps of team {team}" if team else "Reps", columns, rows, record="rep")
 
 
 @rep_app.command("away")

@@ -19,6 +19,7 @@ from baton.domain.local_time import zone_label
 if TYPE_CHECKING:
     from baton.config import Settings
     from baton.services.context import Context
+    from baton.services.worker import TickReport
 
 server_app = typer.Typer()
 """Commands of the top level (merged into `baton`, no group name)."""
@@ -142,18 +143,46 @@ def _log_lines(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The HTTP client logs every request at info: one line per webhook, chat message
+    # or platform fetch the worker sends, which the pass summary already counts. Its
+    # warnings stay; its request lines only at BATON_LOG_LEVEL=debug.
+    quiet = logging.DEBUG if settings.log_level == "debug" else logging.WARNING
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
+
+
+def pass_summary(report: TickReport) -> str:
+    """What a busy pass of the worker did, in one line (``sent 12, failed 1``): the
+    worker's routine, counted per pass rather than logged item by item."""
+    counts = (
+        ("steps", report.steps),
+        ("assigned", report.assigned),
+        ("sent", report.sent),
+        ("failed", report.failed),
+        ("fetched", report.fetched),
+        ("nurtured", report.nurtured),
+        ("duplicates checked", report.checked),
+    )
+    return ", ".join(f"{name} {count}" for name, count in counts if count)
 
 
 def _start_worker_thread() -> None:
     """The worker's loop (the same one as `baton worker`) in a daemon thread beside the
     server, with its own context."""
+    import logging
     import threading
 
     from baton.services.context import open_context
     from baton.services.worker import Worker
 
+    log = logging.getLogger("baton.worker")
+
+    def logged(lane: str, report: TickReport) -> None:
+        # One line per busy pass at info (what `baton worker` prints), not per item.
+        log.info("%s: %s", lane, pass_summary(report))
+
     ctx = open_context(load_settings(), migrate=False)
-    worker = Worker(ctx)
+    worker = Worker(ctx, on_pass=logged)
     threading.Thread(
         target=worker.run, args=(threading.Event(),), name="baton-worker", daemon=True
     ).start()
@@ -208,7 +237,7 @@ def worker(
 
     from baton.heap import freeze_startup_heap
     from baton.services.duplicate_checks import pending_duplicate_checks
-    from baton.services.worker import TickReport, Worker, tick
+    from baton.services.worker import Worker, tick
 
     settings = load_settings()
     if poll is not None:
@@ -221,18 +250,8 @@ def worker(
         _log_lines(settings)  # after the migrations, whose chatter is not the worker's
 
         def show(lane: str, report: TickReport) -> None:
-            counts = (
-                ("steps", report.steps),
-                ("assigned", report.assigned),
-                ("sent", report.sent),
-                ("failed", report.failed),
-                ("fetched", report.fetched),
-                ("nurtured", report.nurtured),
-                ("duplicates checked", report.checked),
-            )
-            done = ", ".join(f"{name} {count}" for name, count in counts if count)
             now = local(ctx.clock.now())
-            console.print(f"{now:%H:%M:%S} {zone_label(now)} {lane}: {done}")
+            console.print(f"{now:%H:%M:%S} {zone_label(now)} {lane}: {pass_summary(report)}")
 
         if once:
             report = tick(ctx)

@@ -398,9 +398,12 @@ class SlaRow:
     accepted_in_sla: int
     accepted_late: int
     not_accepted: int
+    pending_accept: int
+    """Open, not accepted yet, inside its window now: neither in time nor missed."""
     touched_in_sla: int
     touched_late: int
     not_touched: int
+    pending_touch: int
     accepted_in_sla_share: float | None
     touched_in_sla_share: float | None
     reminders: int

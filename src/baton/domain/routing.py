@@ -100,6 +100,35 @@ class RoutingDecision:
         }
 
 
+WAITING_REASONS_SHOWN = 3
+"""Distinct reasons a queue line names before "..." (a large pool's reasons are all in
+``baton handoff show``)."""
+
+
+def waiting_reason(routing: Mapping[str, Any]) -> str:
+    """Why a queued handoff waits, in one line: routing's reason with why its pool's
+    reps were passed over (``nobody in team na is available: at capacity (50/50 open
+    handoffs)``). The reason alone said "nobody is available" of two reps working
+    around the clock who were full (a newcomer's trial). A reason all the passed-over
+    reps share is said once; else each with how many reps it held back, the commonest
+    first."""
+    reason = str(routing.get("reason") or "")
+    skips = routing.get("skipped") or []
+    counts: dict[str, int] = {}
+    for skip in skips:
+        why = skip.get("reason") if isinstance(skip, Mapping) else None
+        if why:
+            counts[str(why)] = counts.get(str(why), 0) + 1
+    if not counts:
+        return reason
+    if len(counts) == 1:
+        return f"{reason}: {next(iter(counts))}"
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    said = [f"{n} {why}" for why, n in ranked[:WAITING_REASONS_SHOWN]]
+    more = ", ..." if len(ranked) > WAITING_REASONS_SHOWN else ""
+    return f"{reason}: {', '.join(said)}{more}"
+
+
 @dataclass
 class Rotation:
     """One pool's stride state: each rep's pass, the pool's virtual time, and the

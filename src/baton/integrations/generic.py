@@ -256,7 +256,8 @@ def read_one(document: Mapping[str, Any], endpoint: EndpointConfig, where: str =
                 "form_kind", found if not isinstance(found, dict | list) else None
             )
     if problems:
-        raise PayloadRefused("the submission cannot be read with this mapping", problems)
+        # Answered to the sender as is: its own fields' paths, no word of the mapping.
+        raise PayloadRefused("a value in the submission cannot be read", problems)
     return IntakeItem(
         upstream_id=upstream,
         lead=lead,

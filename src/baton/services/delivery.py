@@ -204,7 +204,7 @@ class Courier:
             if self._paused(key):
                 continue  # handed back below, untried
             if not self._fence(batch, index):
-                log.info("outbox %s: claimed by another worker meanwhile; not sent", item.id)
+                log.debug("outbox %s: claimed by another worker meanwhile; not sent", item.id)
                 continue
             started, timer = self.ctx.clock.now(), time.perf_counter()
             outcome = self._send(item)
@@ -416,7 +416,8 @@ class Courier:
         SMTP outage for hours) is never sent; it fails at once, not retried."""
         refusal = self._nurture_refusal(item)
         if refusal is not None:
-            log.info("outbox %s: nurture step not sent: %s", item.id, refusal)
+            # Routine (counted as failed in the pass summary): per item at debug.
+            log.debug("outbox %s: nurture step not sent: %s", item.id, refusal)
             return Outcome(ok=False, error=f"not sent: {refusal}", retryable=False)
         payload = item.payload
         smtp = self.smtp or SmtpConfig.from_settings(self.ctx.settings)

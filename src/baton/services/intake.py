@@ -482,6 +482,14 @@ class ItemOutcome:
     activity_id: int | None = None
     duplicate_of: int | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
+    public_errors: list[dict[str, str]] | None = None
+    """What the sender is told, when it differs from ``errors`` (which the intake log
+    keeps): the same fields without the operator's hints (the mapping, a command)."""
+
+    @property
+    def answer_errors(self) -> list[dict[str, str]]:
+        """The errors for the sender's answer (``errors`` unless told otherwise)."""
+        return self.errors if self.public_errors is None else self.public_errors
 
 
 @dataclass
@@ -665,7 +673,8 @@ def receive(
             202,
             request_id=request_id,
             request_status="failed",
-            detail="stored, but it could not be processed; `baton intake retry` runs it again",
+            # No command to an anonymous sender: the log tells admins how to retry it.
+            detail="stored, but it could not be processed yet",
             redirect=redirect,
         )
     outcome.redirect = redirect
@@ -857,15 +866,17 @@ def _process_request_in(
     if outcome.status == 422:
         failed = [(i, o) for i, o in enumerate(outcomes) if o.status == "failed"]
         outcome.title = "Invalid input"
+        # The sender is not told how Baton is set up (the mapping, `baton intake
+        # retry`): the intake log keeps each error's full text for admins.
         outcome.detail = (
-            "the submission was stored but could not be processed; each error says what "
-            f"to check, then retry it (baton intake retry {request_id})"
+            "the submission was stored but could not be processed; each error names a "
+            "field to correct"
         )
         many = len(outcomes) > 1
         outcome.errors = [
             {"loc": f"[{i}].{e['loc']}" if many else e["loc"], "message": e["message"]}
             for i, o in failed
-            for e in o.errors
+            for e in o.answer_errors
         ]
     return outcome
 
@@ -1059,9 +1070,16 @@ def _by_upstream(
 
 
 class _ItemFailed(Exception):
-    def __init__(self, problems: list[FieldProblem]) -> None:
+    """A submission's field problems: ``problems`` for the intake log (with hints for
+    admins: the mapping, a command), ``public`` for the sender's answer (the same
+    fields without them; ``problems`` when there is nothing to hide)."""
+
+    def __init__(
+        self, problems: list[FieldProblem], public: list[FieldProblem] | None = None
+    ) -> None:
         super().__init__(problems)
         self.problems = problems
+        self.public = problems if public is None else public
 
 
 def _idempotency_key(endpoint: EndpointRow, upstream_id: str | None, item_id: int) -> str:
@@ -1145,7 +1163,12 @@ def process_item_in(
         except _ItemFailed as failed:
             errors = _problems(failed.problems)
             values.update(status="failed", error=errors, processed_at=now, next_attempt_at=None)
-            outcome = ItemOutcome(item_id=item_id, status="failed", errors=errors)
+            outcome = ItemOutcome(
+                item_id=item_id,
+                status="failed",
+                errors=errors,
+                public_errors=_problems(failed.public),
+            )
         except BatonError as exc:
             problems = exc.problems if isinstance(exc, ValidationFailed) else []
             errors = _problems(problems) or [{"loc": "(item)", "message": exc.detail}]
@@ -1217,16 +1240,12 @@ def _apply_in(
                 context["default_region"] = default_region
             data = LeadCreate.model_validate(lead, context=context)
         except ValidationError as exc:
-            raise _ItemFailed(
-                [_lead_problem(endpoint, loc, message) for loc, message in describe(exc)]
-            ) from None
+            pairs = [_lead_problem(endpoint, loc, message) for loc, message in describe(exc)]
+            raise _ItemFailed([p for p, _ in pairs], [p for _, p in pairs]) from None
         if data.email is None and data.phone is None and data.external_id is None:
             raise _ItemFailed(
-                [
-                    FieldProblem(
-                        "email", "the submission names no email or phone (check the mapping)"
-                    )
-                ]
+                [FieldProblem("email", f"{NO_CONTACT} (check the mapping)")],
+                [FieldProblem("email", NO_CONTACT)],
             )
         lead_id = capture_lead_in(connection, data, actor=actor, now=now).lead_id
         email, source, campaign = data.email, data.source, data.campaign
@@ -1236,7 +1255,8 @@ def _apply_in(
         return lead_id, None
     at = item.occurred_at
     if at is not None and at.tzinfo is not None and at > now + MAX_FUTURE_SKEW:
-        raise _ItemFailed([_future_problem(endpoint, at)])
+        logged, public = _future_problem(endpoint, at)
+        raise _ItemFailed([logged], [public])
     properties = dict(item.properties)
     properties.setdefault("intake_endpoint", endpoint.name)
     try:
@@ -1266,46 +1286,64 @@ def _apply_in(
     return lead_id, report.activity_ids[0]
 
 
-def _lead_problem(endpoint: EndpointRow, loc: str, message: str) -> FieldProblem:
-    """A lead field's problem, naming where the mapping reads it from."""
+NO_CONTACT = "the submission names no email or phone number"
+"""What a sender is told when nothing in the submission reaches a person (the log adds
+"check the mapping"; the model's own words name ``external_id``, a mapping target)."""
+
+
+def _lead_problem(
+    endpoint: EndpointRow, loc: str, message: str
+) -> tuple[FieldProblem, FieldProblem]:
+    """A lead field's problem for the intake log, naming where the mapping reads it
+    from, and for the sender, the same field without the mapping: an anonymous sender
+    (a web form's visitor) is not told how the endpoint is set up."""
     if loc == "(row)":
-        loc = "email"
-        message += " (check the mapping)"
+        return FieldProblem("email", f"{message} (check the mapping)"), FieldProblem(
+            "email", NO_CONTACT
+        )
     path = endpoint.mapping.get(loc) if endpoint.kind == "generic" else None
     if isinstance(path, str):
-        message += f" (mapped from {path})"
-    return FieldProblem(loc, message)
+        return FieldProblem(loc, f"{message} (mapped from {path})"), FieldProblem(loc, message)
+    return FieldProblem(loc, message), FieldProblem(loc, message)
 
 
-def _future_problem(endpoint: EndpointRow, occurred_at: datetime) -> FieldProblem:
+def _future_problem(
+    endpoint: EndpointRow, occurred_at: datetime
+) -> tuple[FieldProblem, FieldProblem]:
     """A submission dated ahead of this server's clock, named by the payload field the
-    mapping reads it from. Neither a retry nor a mapping fix mends a sender's clock, so
-    the message says what to check and which change lets a retry succeed."""
+    mapping reads it from: for the intake log, and for the sender. Neither a retry nor a
+    mapping fix mends a sender's clock, so the log's message says what to check and
+    which change lets a retry succeed; the sender's says what it can check (its field,
+    its clock and zone), without the mapping or the command."""
     moment = occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     minutes = MAX_FUTURE_SKEW.seconds // 60
     ahead = f"{moment} is more than {minutes} minutes ahead of this server's clock"
     path = endpoint.mapping.get("occurred_at") if endpoint.kind == "generic" else None
     if not isinstance(path, str) and occurred_at.year > LAST_YEAR:
         # No clock is that far off: a wrong year (the generic adapter refuses one itself).
-        return FieldProblem(
+        outside = FieldProblem(
             "occurred_at",
             f"the time the {endpoint.kind} platform sent, {moment}, is outside {FIRST_YEAR} "
             f"to {LAST_YEAR}, the times Baton keeps: check what the platform sends there",
         )
+        return outside, outside
     if not isinstance(path, str):
+        sent = f"the time the {endpoint.kind} platform sent, {ahead}"
         return FieldProblem(
             "occurred_at",
-            f"the time the {endpoint.kind} platform sent, {ahead}: check this server's "
-            "clock (a retry, baton intake retry, reads it again once the clock is right)",
-        )
+            f"{sent}: check this server's clock (a retry, baton intake retry, reads it "
+            "again once the clock is right)",
+        ), FieldProblem("occurred_at", sent)
+    check = (
+        f"Check that {path} says when the submission was made (not, say, a meeting's "
+        "start), the sender's clock and time zone (a time without one is read as UTC)"
+    )
     return FieldProblem(
         path,
-        f"{ahead} (read into occurred_at by the mapping). Check that {path} says when the "
-        "submission was made (not, say, a meeting's start), the sender's clock and time "
-        "zone (a time without one is read as UTC), and this server's clock. Point "
-        "occurred_at at the right field, or remove it to date submissions when received, "
-        "then retry (baton intake retry)",
-    )
+        f"{ahead} (read into occurred_at by the mapping). {check}, and this server's "
+        "clock. Point occurred_at at the right field, or remove it to date submissions "
+        "when received, then retry (baton intake retry)",
+    ), FieldProblem(path, f"{ahead}. {check}")
 
 
 def _activity_loc(loc: str) -> str:

@@ -543,7 +543,9 @@ def plan_in(
             exits,
         )
         for item in exits:
-            log.info("nurture enrollment %s ended at send time: %s", item["v_id"], item["v_reason"])
+            log.debug(
+                "nurture enrollment %s ended at send time: %s", item["v_id"], item["v_reason"]
+            )
     return outcomes
 
 
@@ -590,7 +592,8 @@ def _exit_in(connection: Connection, row: Mapping[str, Any], reason: str, *, now
             claim_token=None,
         )
     )
-    log.info("nurture enrollment %s ended at send time: %s", row["id"], reason)
+    # Routine, counted as nurtured in the worker's pass summary: per item at debug.
+    log.debug("nurture enrollment %s ended at send time: %s", row["id"], reason)
 
 
 def _end(ctx: Context, enrollment_id: int, token: str, reason: str) -> None:

@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -682,7 +682,10 @@ def sla_compliance(
     their own): accepted and first touched within their deadlines, late, or not at
     all, and the escalation steps taken on it (reminders and manager notifications
     as counted on the handoff, and whether it was reassigned). A handoff without a
-    deadline (no contract was active) counts as in time."""
+    deadline (no contract was active) counts as in time. One still open inside its
+    window now (assigned 5 minutes ago, 30 to accept) is *pending*, neither in time
+    nor missed, and left out of the shares: a report run during the day counted every
+    fresh handoff as "not accepted" (a newcomer's trial)."""
     _may_read(actor)
     filters = filters or ReportFilters()
     _check(group_by, filters)
@@ -690,7 +693,7 @@ def sla_compliance(
     h = handoffs.alias("h")
     scope = _handoff_scope(lead, h, h.join(lead, lead.c.id == h.c.lead_id), group_by, filters)
     query = (
-        select(scope.group, *_sla_columns(h))
+        select(scope.group, *_sla_columns(h, ctx.clock.now()))
         .select_from(scope.from_)
         .where(*_in_period(h.c.assigned_at, period), h.c.rep_id.is_not(None), *scope.where)
         .group_by(*scope.grouping)
@@ -701,8 +704,9 @@ def sla_compliance(
     return SlaReport(period=period, group_by=group_by, filters=filters, rows=_sorted(rows))
 
 
-def _sla_columns(h: Any) -> list[ColumnElement[Any]]:
-    """The aggregates of the SLA report over handoffs ``h``."""
+def _sla_columns(h: Any, now: datetime) -> list[ColumnElement[Any]]:
+    """The aggregates of the SLA report over handoffs ``h``; pending: still open, not
+    accepted (touched) yet, and its deadline after ``now``."""
     accepted = h.c.accepted_at.is_not(None)
     accepted_ok = and_(
         accepted, or_(h.c.accept_due_at.is_(None), h.c.accepted_at <= h.c.accept_due_at)
@@ -717,6 +721,12 @@ def _sla_columns(h: Any) -> list[ColumnElement[Any]]:
         "t_ok": touched_ok,
         "t_late": and_(touched, ~touched_ok),
         "reassignments": h.c.status == "reassigned",
+        "a_pending": and_(~accepted, h.c.status == "assigned", h.c.accept_due_at > now),
+        "t_pending": and_(
+            ~touched,
+            h.c.status.in_(("assigned", "accepted", "qualified")),
+            h.c.touch_due_at > now,
+        ),
     }
     return [
         func.count().label("handoffs"),
@@ -730,17 +740,21 @@ def _sla_row(group: Group, row: Mapping[str, Any]) -> SlaRow:
     n = _int(row.get("handoffs"))
     a_ok, a_late = _int(row.get("a_ok")), _int(row.get("a_late"))
     t_ok, t_late = _int(row.get("t_ok")), _int(row.get("t_late"))
+    a_pending, t_pending = _int(row.get("a_pending")), _int(row.get("t_pending"))
     return SlaRow(
         group=group,
         handoffs=n,
         accepted_in_sla=a_ok,
         accepted_late=a_late,
-        not_accepted=n - a_ok - a_late,
+        not_accepted=n - a_ok - a_late - a_pending,
+        pending_accept=a_pending,
         touched_in_sla=t_ok,
         touched_late=t_late,
-        not_touched=n - t_ok - t_late,
-        accepted_in_sla_share=share(a_ok, n),
-        touched_in_sla_share=share(t_ok, n),
+        not_touched=n - t_ok - t_late - t_pending,
+        pending_touch=t_pending,
+        # Of the handoffs whose window has closed: a pending one may yet be in time.
+        accepted_in_sla_share=share(a_ok, n - a_pending),
+        touched_in_sla_share=share(t_ok, n - t_pending),
         reminders=_int(row.get("reminders")),
         reassignments=_int(row.get("reassignments")),
         manager_notifications=_int(row.get("manager_notifications")),
@@ -774,7 +788,7 @@ def sla_by_week(
     last = literal(len(parts) - 1, Integer)
     week: ColumnElement[Any] = (case(*whens, else_=last) if whens else last).label("grp")
     query = (
-        select(week, *_sla_columns(h))
+        select(week, *_sla_columns(h, ctx.clock.now()))
         .select_from(scope.from_)
         .where(*_in_period(h.c.assigned_at, period), h.c.rep_id.is_not(None), *scope.where)
         .group_by(week)

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Action, Principal, Reach
 from baton.domain.business_hours import Interval, next_working_moment, working_intervals
-from baton.domain.routing import Availability, Rep, availability
+from baton.domain.routing import Availability, Rep, availability, waiting_reason
 from baton.domain.sla import SlaStanding, standing
 from baton.services.access import allowed, handoff_scope, rep_scope
 from baton.services.context import Context
@@ -63,7 +63,8 @@ class TeamHandoff:
 
 @dataclass(frozen=True)
 class QueuedHandoff:
-    """A handoff nobody could take yet and why (routing's written reason)."""
+    """A handoff nobody could take yet and why (routing's written reason, with why its
+    pool's reps were passed over: :func:`~baton.domain.routing.waiting_reason`)."""
 
     handoff: HandoffPublic
     lead: LeadLabel
@@ -212,7 +213,7 @@ def team_today(
     far = now + timedelta(days=36_500)
     rows.sort(key=lambda h: (_URGENCY[h.sla.state], h.sla.due_at or far, h.handoff.id))
     queue = [
-        QueuedHandoff(_public(r), _label(r), str((r["routing"] or {}).get("reason", "")))
+        QueuedHandoff(_public(r), _label(r), waiting_reason(r["routing"] or {}))
         for r in queued_rows[:limit]
     ]
     team_names = sorted({r.team for r in roster if r.team})

@@ -184,7 +184,8 @@ def _render(outcome: intake_service.HookOutcome, request: Request) -> Response:
             "items": [
                 # Never an internal id (lead, activity, item) to an unauthenticated
                 # sender: the request id finds it all in the intake log.
-                {"status": item.status, "errors": item.errors}
+                # Nor the operator's hints (the mapping, a command): the log has them.
+                {"status": item.status, "errors": item.answer_errors}
                 for item in outcome.items
             ],
         },
