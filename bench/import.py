@@ -15,14 +15,18 @@ again into an empty database of the same schema (every index, the search index f
 per chunk as the import fills it) by plain ``executemany`` of ready tuples, in chunks
 of 1,000 rows per transaction. The ratio printed is import rows/s over that figure.
 
-The import can validate a large file in several processes (``--jobs``, default 1): on
-SQLite the bench also runs it with ``--also-jobs`` processes (default 2; 0 skips it) on
-a database of its own, in the same run, so that the two are compared under the same
-load. CPU seconds are the import command's, its worker processes' included.
+The import can validate a large file in worker processes while it writes (``--jobs``,
+default 1): on SQLite the bench also runs it with ``--also-jobs`` processes (default 2;
+0 skips it) on a database of its own, in the same run (``--rounds N``: N pairs, their
+order alternated, medians shown), so that the two are compared under the same load. CPU
+seconds are the import command's, its worker processes' included; with workers, the
+importing process' own (it writes: the critical path when a core is free for the
+workers) and the workers' are printed apart.
 
     python bench/import.py            # 100,000 rows, SQLite
     python bench/import.py --rows 20000 --database postgresql
     python bench/import.py --also-jobs 0
+    python bench/import.py --rounds 3
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from rich.console import Console
 from rich.table import Table
@@ -160,16 +165,42 @@ def raw_reference(imported: str, empty: str) -> tuple[float, float]:
 
 BATON = [sys.executable, "-m", "baton.cli"]
 
+MEASURED = [
+    sys.executable,
+    "-c",
+    "import atexit, resource, runpy, sys\n"
+    "def cpu():\n"
+    "    own = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "    workers = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "    print('bench-cpu', own.ru_utime + own.ru_stime, workers.ru_utime + workers.ru_stime,"
+    " file=sys.stderr)\n"
+    "atexit.register(cpu)\n"
+    "sys.argv[0] = 'baton'\n"
+    "runpy.run_module('baton.cli', run_name='__main__', alter_sys=True)\n",
+]
+"""``baton`` as ``BATON`` runs it, printing at exit the CPU seconds of its own process
+(the importing one, which writes) and of its worker processes (which validate)."""
 
-def run_import(url: str, csv_path: Path, bad: int, jobs: int, errors: Path) -> tuple[float, float]:
+
+class Run(NamedTuple):
+    seconds: float
+    cpu: float
+    """The command's and its worker processes'."""
+    writer_cpu: float
+    """The importing process' alone, start-up included: the critical path with a spare
+    core for the workers."""
+    workers_cpu: float
+
+
+def run_import(url: str, csv_path: Path, bad: int, jobs: int, errors: Path) -> Run:
     """``baton import leads`` with ``--jobs`` on the fresh database ``url``: wall seconds
-    and CPU seconds (the command's and its worker processes')."""
+    and CPU seconds (all, the importing process', its worker processes')."""
     env = {**os.environ, "BATON_DATABASE_URL": url}
     subprocess.run([*BATON, "init"], env=env, check=True, capture_output=True)
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     done = subprocess.run(
-        [*BATON, "import", "leads", str(csv_path), "--errors", str(errors), "--jobs", str(jobs)],
+        [*MEASURED, "import", "leads", str(csv_path), "--errors", str(errors), "--jobs", str(jobs)],
         env=env,
         capture_output=True,
         text=True,
@@ -178,9 +209,17 @@ def run_import(url: str, csv_path: Path, bad: int, jobs: int, errors: Path) -> t
     elapsed = time.perf_counter() - began
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
-    if done.returncode not in (0, 1) or f"{bad} row(s) rejected" not in done.stderr:
+    said = (f"{bad} row", f"{bad:,} row")  # "100 rows rejected" (was "100 row(s)")
+    if done.returncode not in (0, 1) or not any(s in done.stderr for s in said):
         sys.exit(f"import failed:\n{done.stdout}\n{done.stderr}")
-    return elapsed, cpu
+    line = next(x for x in done.stderr.splitlines() if x.startswith("bench-cpu "))
+    writer, workers = (float(x) for x in line.split()[1:])
+    return Run(elapsed, cpu, writer, workers)
+
+
+def _median(runs: list[Run]) -> Run:
+    """The run of median wall time (the lower of the two middle ones)."""
+    return sorted(runs, key=lambda r: r.seconds)[(len(runs) - 1) // 2]
 
 
 def main() -> None:
@@ -191,21 +230,35 @@ def main() -> None:
     parser.add_argument(
         "--also-jobs", type=int, default=2, help="a second import with this --jobs (0: none)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="pairs of imports (--jobs, --also-jobs), alternated in order; medians shown",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp, database(args.database) as url:
         csv_path = Path(tmp) / "leads.csv"
         bad = write_csv(csv_path, args.rows)
         load = os.getloadavg()
-        other = None
-        if args.database == "sqlite" and args.also_jobs:
-            other = run_import(
-                f"sqlite:///{Path(tmp) / 'other.db'}",
-                csv_path,
-                bad,
-                args.also_jobs,
-                Path(tmp) / "e2.csv",
-            )
-        elapsed, cpu = run_import(url, csv_path, bad, args.jobs, Path(tmp) / "e.csv")
+        others: list[Run] = []
+        runs: list[Run] = []
+        for round_ in range(args.rounds):
+            last = round_ == args.rounds - 1  # the one the reference and flagging read
+            target = url if last else f"sqlite:///{Path(tmp) / f'main{round_}.db'}"
+            if args.database == "sqlite" and args.also_jobs:
+                other_db = f"sqlite:///{Path(tmp) / f'other{round_}.db'}"
+                pair = [
+                    (others, other_db, args.also_jobs, "e2.csv"),
+                    (runs, target, args.jobs, "e.csv"),
+                ]
+                for found, at, jobs, errors in pair[:: 1 if round_ % 2 == 0 else -1]:
+                    found.append(run_import(at, csv_path, bad, jobs, Path(tmp) / errors))
+            else:
+                runs.append(run_import(target, csv_path, bad, args.jobs, Path(tmp) / "e.csv"))
+        run = _median(runs)
+        other = _median(others) if others else None
+        elapsed, cpu = run.seconds, run.cpu
         raw = raw_cpu = None
         if args.database == "sqlite":
             empty = Path(tmp) / "raw.db"
@@ -233,13 +286,31 @@ def main() -> None:
     )
     if other is not None:
         table.add_row(
-            f"the same import, --jobs {args.also_jobs} (run first, own database)",
+            f"the same import, --jobs {args.also_jobs} (alternated, own database)",
             f"{args.rows:,}",
-            f"{other[0]:.1f}",
-            f"{args.rows / other[0]:,.0f}",
-            f"{other[1]:.1f}",
-            f"{args.rows / other[1]:,.0f}",
+            f"{other.seconds:.1f}",
+            f"{args.rows / other.seconds:,.0f}",
+            f"{other.cpu:.1f}",
+            f"{args.rows / other.cpu:,.0f}",
         )
+    for label, found in ((args.jobs, run), (args.also_jobs, other)):
+        if found is not None and found.workers_cpu > 0.05:
+            table.add_row(
+                f"  --jobs {label}: the importing process alone (it writes)",
+                f"{args.rows:,}",
+                "",
+                "",
+                f"{found.writer_cpu:.1f}",
+                f"{args.rows / found.writer_cpu:,.0f}",
+            )
+            table.add_row(
+                f"  --jobs {label}: its worker processes (they validate)",
+                f"{args.rows:,}",
+                "",
+                "",
+                f"{found.workers_cpu:.1f}",
+                f"{args.rows / found.workers_cpu:,.0f}",
+            )
     table.add_row(
         "then the worker flags duplicates",
         f"{flagged:,}",
@@ -277,6 +348,23 @@ def main() -> None:
         f" included ({args.rows / cpu:,.0f} rows per CPU second: the figure a busy machine "
         "changes least)"
     )
+    for label, found in ((args.jobs, run), (args.also_jobs, other)):
+        if found is not None and found.workers_cpu > 0.05:
+            print(
+                f"with --jobs {label} the importing process used {found.writer_cpu:.1f} CPU s "
+                f"({found.writer_cpu / args.rows * 1e6:.0f} µs per row, start-up included): "
+                f"with a core free for its workers, {args.rows / found.writer_cpu:,.0f} rows/s"
+            )
+    if args.rounds > 1:
+        print(
+            f"medians of {args.rounds} alternated rounds; walls --jobs {args.jobs}: "
+            + ", ".join(f"{r.seconds:.1f}" for r in runs)
+            + (
+                f"; --jobs {args.also_jobs}: " + ", ".join(f"{r.seconds:.1f}" for r in others)
+                if others
+                else ""
+            )
+        )
     print(
         "load average (1, 5, 15 min) before: "
         + ", ".join(f"{x:.2f}" for x in load)

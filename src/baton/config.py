@@ -63,9 +63,10 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=64,
-        description="Processes that validate the rows of a large lead import (20,000 rows "
-        "or more) before any is written; the importing process writes alone. More than 1 "
-        "pays only with idle cores: on a shared 2-core machine it measured no gain.",
+        description="Processes for a large lead import (20,000 rows or more): with N > 1, "
+        "N - 1 workers validate the rows while the importing process writes those "
+        "validated; the same result with any number. More than 1 pays only with an idle "
+        "core: on a busy 2-core machine it is slower.",
     )
     default_phone_region: str = Field(
         "US", min_length=2, max_length=2, description="Region for numbers without +code."

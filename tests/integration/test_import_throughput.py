@@ -480,7 +480,7 @@ def test_a_chunk_aborted_as_a_deadlock_victim_is_written_again_and_counted_once(
     capture_lead(ctx, LeadCreate(email="person1@company1.example.com"), actor=OPS)
     body = io.StringIO()
     _leads_csv_to(body, 6)
-    real = imports.write_leads_in
+    real = imports.write_values_in  # the import writes its rows' values
     calls: list[int] = []
 
     def aborted_once(connection: Connection, part: Any, **kwargs: Any) -> Any:
@@ -490,7 +490,7 @@ def test_a_chunk_aborted_as_a_deadlock_victim_is_written_again_and_counted_once(
             raise _aborted("40P01")
         return result
 
-    monkeypatch.setattr(imports, "write_leads_in", aborted_once)
+    monkeypatch.setattr(imports, "write_values_in", aborted_once)
     report = import_leads(ctx, io.StringIO(body.getvalue()), actor=OPS)
     assert len(calls) == 2
     assert (report.created, report.updated + report.unchanged) == (5, 1)

@@ -277,7 +277,7 @@ def test_a_validated_leads_columns_are_those_it_dumps(
     consent: bool | None,
     source: str | None,
 ) -> None:
-    from baton.services.imports import _columns_of
+    from baton.domain.lead_rows import stored_columns as _columns_of
 
     lead = LeadCreate(
         email=email,

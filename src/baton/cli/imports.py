@@ -321,8 +321,9 @@ def import_leads_command(
             "--jobs",
             min=1,
             max=64,
-            help="Processes that validate a file of 20,000 rows or more (default "
-            "BATON_IMPORT_JOBS, 1); the same result, faster only with idle cores.",
+            help="Processes for a file of 20,000 rows or more: N - 1 validate while this "
+            "one writes (default BATON_IMPORT_JOBS, 1); the same result, faster only with "
+            "an idle core.",
         ),
     ] = None,
 ) -> None:

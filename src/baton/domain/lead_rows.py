@@ -10,6 +10,7 @@ application. The file reading, the writing and the pool itself are in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -22,8 +23,10 @@ from pydantic import BaseModel, ValidationError
 
 from baton.domain.batches import RowError, describe
 from baton.domain.cells import GUARD, unguard
+from baton.domain.contact import InvalidContact, email_key, normalize_email, normalize_phone
 from baton.domain.dates import read_instant
-from baton.domain.leads import LeadCreate
+from baton.domain.leads import NOT_COLUMNS, LeadCreate
+from baton.domain.privacy import ConsentBasis
 from baton.domain.scans import split_name
 
 _TRUE = frozenset({"1", "true", "yes", "y", "opt-in", "opted in", "subscribed"})
@@ -245,6 +248,112 @@ class DatedLeads:
         return good, errors, warnings
 
 
+def identity_groups(
+    records: Sequence[tuple[int, Sequence[str]]], columns: Columns, default_region: str
+) -> list[int]:
+    """A group number for each record (by position), such that any two records that
+    validation will find to be about one person share one: the rows of a person are
+    then all in one group, whatever the rest of the row turns out to be, so that a
+    writer can take a group's people once the records up to its last one are validated,
+    before the rest of the file is.
+
+    A row's candidate identities are read as validation reads them (:func:`payload` of
+    the identifying columns, then trimmed and normalized by the same functions as
+    :class:`~baton.domain.leads.LeadCreate`'s): its external id (any system), its email
+    key, and, only when no email is read, its phone number. Rows sharing any candidate
+    are in one group, transitively. A candidate that validation later refuses only
+    joins groups that did not need joining (a coarser grouping is still right); a
+    person's identity (:func:`~baton.services.imports._identity`, and the email that
+    joins a row to the external id given with it) is always among a row's candidates."""
+    identifying = frozenset({"email", "phone", "external_id"})
+    only = dataclasses.replace(
+        columns,
+        targets=[t if t in identifying else None for t in columns.targets],
+        external_system=None,
+    )
+    parent = list(range(len(records)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for index, (_, cells) in enumerate(records):
+        try:
+            raw = payload(cells, only)
+        except ValueError:
+            continue  # a row that cannot be built is rejected: in no one's group
+        candidates = []
+        if (external_id := _trimmed(raw.get("external_id"))) is not None:
+            candidates.append("x\x1f" + external_id)
+        if (email := _trimmed(raw.get("email"))) is not None:
+            # A row with an email that validation refuses is rejected (or identified
+            # by its external id): its phone never identifies it.
+            with contextlib.suppress(InvalidContact):
+                candidates.append("e\x1f" + email_key(normalize_email(email)))
+        elif (phone := _trimmed(raw.get("phone"))) is not None:
+            with contextlib.suppress(InvalidContact):
+                candidates.append("p\x1f" + normalize_phone(phone, default_region))
+        for candidate in candidates:
+            other = first.setdefault(candidate, index)
+            if other != index:
+                parent[root(index)] = root(other)
+    return [root(i) for i in range(len(records))]
+
+
+def _trimmed(value: Any) -> str | None:
+    """A text cell as a model field reads it (trimmed, blank as none); ``None`` also for
+    text the model refuses whatever it says (a NUL character)."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value if value and "\x00" not in value else None
+
+
+def with_consent(lead: LeadCreate, basis: ConsentBasis | None, where: str) -> LeadCreate:
+    """A row with the file's default lawful ``basis`` (unless it refuses or names its
+    own) and, when it answers about consent, where the answer was given."""
+    update: dict[str, Any] = {}
+    if basis is not None and lead.consent is not False and lead.consent_basis is None:
+        update.update(consent=True, consent_basis=basis)
+    if (lead.consent is not None or update) and lead.consent_source is None:
+        update["consent_source"] = where[:300]
+    return lead.model_copy(update=update) if update else lead
+
+
+def stored_columns(lead: LeadCreate) -> dict[str, Any]:
+    """``lead.fields()`` (its non-empty stored columns) read straight from the validated
+    model: every such field is a plain string, so the dump adds nothing but its cost."""
+    return {k: v for k, v in lead.__dict__.items() if v is not None and k not in NOT_COLUMNS}
+
+
+def capture_values(lead: LeadCreate) -> dict[str, Any]:
+    """A validated capture as the writing reads it: :func:`stored_columns`, then
+    ``attributes`` and the consent answer (:meth:`LeadCreate.consent_answer`). Plain
+    values pickle several times faster than the model (a worker process hands them
+    back to the writing one)."""
+    values = stored_columns(lead)
+    values["attributes"] = lead.attributes
+    values.update(lead.consent_answer())
+    return values
+
+
+@dataclass(frozen=True)
+class CaptureValues:
+    """:func:`capture_values` of a file's row after :func:`with_consent` (the file's
+    default lawful basis, and where its answers were given): what a lead import writes,
+    worked out in the process that validates the row. A plain object, so that it
+    pickles."""
+
+    basis: ConsentBasis | None
+    where: str
+
+    def __call__(self, lead: LeadCreate) -> dict[str, Any]:
+        return capture_values(with_consent(lead, self.basis, self.where))
+
+
 class Checked(NamedTuple):
     """What :func:`validate_records` found in a run of records: the valid inputs (line,
     model), the rows that cannot be built (more cells than columns), the rejected rows'
@@ -265,11 +374,13 @@ def validate_records(
     model: type[M],
     context: Mapping[str, Any],
     validate: Validate[M],
+    values: Callable[[Any], Any] | None = None,
 ) -> Checked:
     """Build each record's (line, cells) input (:func:`payload`; a malformed row is a
     ``(row)`` error) and validate them with ``validate``: the same work whether run in
     the importing process or in a worker process (all arguments pickle when
-    ``validate`` is a :class:`DatedLeads`), rows in the order given."""
+    ``validate`` is a :class:`DatedLeads`), rows in the order given. With ``values``
+    (a :class:`CaptureValues`), the valid rows are given as ``values`` of each model."""
     payloads: list[tuple[int, dict[str, Any]]] = []
     unbuilt: list[RowError] = []
     for line, cells in records:
@@ -280,6 +391,10 @@ def validate_records(
     if isinstance(validate, DatedLeads):
         dated = dataclasses.replace(validate, dates={})  # the caller merges them
         kept, errors, warnings = dated(cast(type[LeadCreate], model), payloads, context)
+        if values is not None:
+            return Checked(
+                [(n, values(lead)) for n, lead in kept], unbuilt, errors, warnings, dated.dates
+            )
         return Checked(list(kept), unbuilt, errors, warnings, dated.dates)
     good, errors, warnings = validate(model, payloads, context)
     return Checked(list(good), unbuilt, errors, warnings, {})

@@ -3,10 +3,13 @@
 An import reads the whole file, validates every row (collecting row-level errors with
 the file's line numbers), then writes the valid rows with set-based statements in short
 transactions, every row of one person in the same one (:class:`_Chunks`), so that
-captures and the worker get their turns during a large import. Stopped halfway, it keeps
-the chunks written, and importing the file again completes it; invalid rows never block
-valid ones. New leads are queued for the possible-duplicate comparison, which the
-worker runs after the import.
+captures and the worker get their turns during a large import. With worker processes
+(``--jobs``), they validate while this process writes: a person's rows are written
+once every row that may be theirs is validated (:class:`_ValidatedChunks`).
+
+Stopped halfway, an import keeps the chunks written, and importing the file again
+completes it; invalid rows never block valid ones. New leads are queued for the
+possible-duplicate comparison, which the worker runs after the import.
 
 Every physical line of the file is accounted for: part of a row that was imported or
 rejected (with its line number), or blank. A quote left open costs only the line that
@@ -39,8 +42,8 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -59,20 +62,24 @@ from baton.domain.lead_rows import (
     FULL_NAME,
     IDENTITY_PROBLEM,
     JSON_EXTRAS,
+    CaptureValues,
     Checked,
     Columns,
     DatedLeads,
     M,
+    capture_values,
+    identity_groups,
     validate_records,
 )
 from baton.domain.lead_rows import Validate as Validate  # for history, scans, olist
 from baton.domain.lead_rows import validate_lead_rows as validate_lead_rows
+from baton.domain.lead_rows import with_consent as with_consent
 from baton.domain.leads import (
     ATTRIBUTION_FIELDS,
     IDENTITY_FIELDS,
-    NOT_COLUMNS,
     PROFILE_FIELDS,
     LeadCreate,
+    fold_source,
     merge_profile,
 )
 from baton.domain.lifecycle import INITIAL_STAGE
@@ -84,7 +91,7 @@ from baton.services.collector import collector_paused
 from baton.services.context import Context
 from baton.services.duplicate_checks import queue_duplicate_checks_in
 from baton.services.exports import write_table
-from baton.services.leads import MERGED_COLUMNS, keep_identity, with_intake_source
+from baton.services.leads import MERGED_COLUMNS, keep_identity
 from baton.services.person import carry_erasure_in, lift_suppressions_in
 from baton.services.queries import chunks, lock_survivors
 from baton.services.scoring import score_leads_in
@@ -714,9 +721,63 @@ def _read_and_validate(
     file's line numbers.
 
     With ``jobs`` > 1 and a :class:`~baton.domain.lead_rows.DatedLeads` validator, a
-    file of at least :data:`POOL_MIN_ROWS` rows is validated by this process and
-    ``jobs - 1`` worker processes together (:func:`_checked_parts`); the report and the
-    rows returned are the same as with one job."""
+    file of at least :data:`POOL_MIN_ROWS` rows is validated by ``jobs - 1`` worker
+    processes, this one taking a part no worker has started (:func:`_checked_parts`);
+    the report and the rows returned are the same as with one job."""
+    report, columns = _read_mapped(
+        source,
+        encoding=encoding,
+        aliases=aliases,
+        known=known,
+        column_map=column_map,
+        extras_key=extras_key,
+        progress=progress,
+        blanks=blanks,
+        external_system=external_system,
+    )
+    file = report.file
+    assert file is not None
+    records = [(record.line, record.cells) for record in file.records]
+    parts = [records[start : start + step] for start in range(0, len(records), step)]
+    if not isinstance(validate, DatedLeads) or len(records) < POOL_MIN_ROWS:
+        jobs = 1
+    good: list[tuple[int, M]] = []
+    unbuilt: list[RowError] = []
+    rejected: list[RowError] = []
+    checked = len(file.problems)
+    for part, found in zip(
+        parts, _checked_parts(parts, columns, model, context, validate, jobs), strict=True
+    ):
+        good.extend(found.good)
+        unbuilt.extend(found.unbuilt)
+        rejected.extend(found.errors)
+        report.warnings.extend(found.warnings)
+        if isinstance(validate, DatedLeads):
+            validate.dates.update(found.dates)
+        checked += len(part)
+        if progress:
+            progress("checking", checked, report.rows)
+    report.errors.extend(unbuilt)  # rows that cannot be built first, as they were found
+    report.errors.extend(rejected)
+    report.imported = len(good)
+    return report, good
+
+
+def _read_mapped(
+    source: Path | IO[str],
+    *,
+    encoding: str,
+    aliases: Mapping[str, str],
+    known: frozenset[str],
+    column_map: Mapping[str, str] | None,
+    extras_key: str,
+    progress: Progress | None,
+    blanks: Sequence[str] = (),
+    external_system: str | None = None,
+) -> tuple[ImportReport, Columns]:
+    """Read the file (every line accounted for), check ``--map`` once for the file and
+    map the headers: the report so far (the file in it, the lines the reader rejected
+    among its errors) and where each cell goes."""
     file = read_csv_file(source, encoding)
     if not file.records and not file.problems:
         raise ImportFileError("the file has a header but no rows")
@@ -744,30 +805,7 @@ def _read_and_validate(
         blanks=frozenset(b.strip().casefold() for b in blanks if b.strip()),
         external_system=external_system,
     )
-    records = [(record.line, record.cells) for record in file.records]
-    parts = [records[start : start + step] for start in range(0, len(records), step)]
-    if not isinstance(validate, DatedLeads) or len(records) < POOL_MIN_ROWS:
-        jobs = 1
-    good: list[tuple[int, M]] = []
-    unbuilt: list[RowError] = []
-    rejected: list[RowError] = []
-    checked = len(file.problems)
-    for part, found in zip(
-        parts, _checked_parts(parts, columns, model, context, validate, jobs), strict=True
-    ):
-        good.extend(found.good)
-        unbuilt.extend(found.unbuilt)
-        rejected.extend(found.errors)
-        report.warnings.extend(found.warnings)
-        if isinstance(validate, DatedLeads):
-            validate.dates.update(found.dates)
-        checked += len(part)
-        if progress:
-            progress("checking", checked, report.rows)
-    report.errors.extend(unbuilt)  # rows that cannot be built first, as they were found
-    report.errors.extend(rejected)
-    report.imported = len(good)
-    return report, good
+    return report, columns
 
 
 VALIDATE_STEP = 2000
@@ -787,43 +825,58 @@ def _checked_parts(
     context: Mapping[str, Any],
     validate: Validate[M],
     jobs: int,
-) -> Iterator[Checked]:
+    values: CaptureValues | None = None,
+    meanwhile: Callable[[], object] | None = None,
+) -> Generator[Checked, None, None]:
     """:func:`~baton.domain.lead_rows.validate_records` of each part, yielded in the
-    parts' order. With ``jobs`` > 1 this process takes parts from the front while
-    ``jobs - 1`` worker processes (started by ``spawn``, so that nothing of this
-    process' state, its database connections or threads, is inherited) take parts from
-    the back, a few at a time each, until they meet: neither side waits for the other
-    while parts are left, and a busy or slow-starting worker only takes fewer."""
-    if jobs <= 1 or len(parts) < 2:
-        for part in parts:
-            yield validate_records(part, columns, model, context, validate)
-        return
-    pending = deque(range(len(parts)))
-    futures: dict[int, Future[Checked]] = {}
-    workers = min(jobs, os.cpu_count() or 1, len(parts)) - 1  # no more than the cores
+    parts' order, lazily: the caller writes the parts yielded so far while the rest are
+    validated.
+
+    With ``jobs`` > 1, ``jobs - 1`` worker processes (no more than the cores less this
+    one; started by ``spawn``, so that nothing of this process' state, its database
+    connections or threads, is inherited) validate the parts in order, ahead of this
+    process, which is left the writing. When the part it needs next has not been
+    started by a worker yet (the workers are slow to start, or busy), this process
+    validates it itself rather than wait: a busy machine costs no more than one
+    process would. ``meanwhile`` is run before the first part is yielded, once the
+    workers have their parts (they take a while to start)."""
+    workers = min(jobs, os.cpu_count() or 1, len(parts)) - 1
     if workers < 1:
+        if meanwhile is not None:
+            meanwhile()
         for part in parts:
-            yield validate_records(part, columns, model, context, validate)
+            yield validate_records(part, columns, model, context, validate, values)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [
+            pool.submit(validate_records, part, columns, model, context, validate, values)
+            for part in parts
+        ]
+        if meanwhile is not None:
+            meanwhile()
+        for part, future in zip(parts, futures, strict=True):
+            if future.cancel():  # not started: this process checks it rather than wait
+                yield validate_records(part, columns, model, context, validate, values)
+            else:
+                yield future.result()
+    finally:
+        # Stopped early (an error while writing): the parts not started are dropped.
+        pool.shutdown(wait=True, cancel_futures=True)
 
-        def feed() -> None:
-            while pending and sum(not f.done() for f in futures.values()) < 2 * workers:
-                index = pending.pop()
-                futures[index] = pool.submit(
-                    validate_records, parts[index], columns, model, context, validate
-                )
 
-        feed()
-        ours = 0  # this process' parts are the first ones, in order: each is yielded at once
-        while pending:
-            index = pending.popleft()
-            checked = validate_records(parts[index], columns, model, context, validate)
-            feed()
-            yield checked
-            ours = index + 1
-        for index in range(ours, len(parts)):
-            yield futures.pop(index).result()
+def _ready_after(
+    records: Sequence[tuple[int, Sequence[str]]], columns: Columns, region: str, step: int
+) -> dict[int, int]:
+    """Line -> the index of the part (of ``step`` records) after whose validation every
+    row that may be about the same person as this line's is validated
+    (:func:`~baton.domain.lead_rows.identity_groups`): from then on the person's rows
+    can be written, all in one chunk, before the rest of the file is validated."""
+    groups = identity_groups(records, columns, region)
+    last: dict[int, int] = {}
+    for index, group in enumerate(groups):
+        last[group] = index // step  # records in file order: the last one wins
+    return {line: last[group] for (line, _), group in zip(records, groups, strict=True)}
 
 
 def _dated_leads(
@@ -899,65 +952,110 @@ def import_leads(
     ``import <file name>``).
 
     ``jobs`` processes validate the rows of a large file (default
-    ``BATON_IMPORT_JOBS``, 1); the result is the same with any number, and the writing
-    is always this process' alone, in file order."""
+    ``BATON_IMPORT_JOBS``, 1): ``jobs - 1`` workers validate the file's parts in order
+    while this process writes the people whose rows are all validated
+    (:func:`_ready_after`); the result is the same with any number, and the writing is
+    always this process' alone, in file order."""
     allowed(actor, Action.CAPTURE_LEAD)
     created: dict[int, datetime] = {}
-    report, good = _read_and_validate(
+    report, columns = _read_mapped(
         source,
         encoding=encoding,
         aliases=LEAD_ALIASES,
         known=LEAD_COLUMNS,
         column_map=column_map,
         extras_key="attributes",
-        model=LeadCreate,
-        context={
-            "default_region": ctx.settings.default_phone_region,
-            "json_limits": ctx.settings.json_limits,  # baton.domain.limits.CONTEXT_KEY
-        },
-        validate=_dated_leads(
-            created, zone=naive_timezone, day_first=day_first, now=ctx.clock.now()
-        ),
-        step=VALIDATE_STEP,
         progress=progress,
         blanks=blanks,
         external_system=external_system,
-        jobs=jobs or ctx.settings.import_jobs,
     )
-    report.hint = _identity_hint(report, report.headers)
+    context = {
+        "default_region": ctx.settings.default_phone_region,
+        "json_limits": ctx.settings.json_limits,  # baton.domain.limits.CONTEXT_KEY
+    }
+    validate = _dated_leads(created, zone=naive_timezone, day_first=day_first, now=ctx.clock.now())
+    file = report.file
+    assert file is not None
+    records = [(record.line, record.cells) for record in file.records]
+    step = VALIDATE_STEP
+    parts = [records[start : start + step] for start in range(0, len(records), step)]
+    jobs = jobs or ctx.settings.import_jobs
+    ready_after: dict[int, int] | None = None  # None: every row validated before writing
+    if jobs > 1 and len(records) >= POOL_MIN_ROWS:
+        ready_after = {}
+    else:
+        jobs = 1
+
+    def group() -> None:
+        """Fill ``ready_after`` while the workers start."""
+        if ready_after is not None:
+            region = ctx.settings.default_phone_region
+            ready_after.update(_ready_after(records, columns, region, step))
+
     name = source.name if isinstance(source, Path) else getattr(source, "name", None)
     where = consent_source or (f"import {Path(str(name)).name}" if name else "import")
-    good = [(n, with_consent(lead, consent_basis, where)) for n, lead in good]
+    values = CaptureValues(consent_basis, where)
+    counted = {"valid": 0, "unchecked": len(records)}
+
+    def validated() -> Generator[list[tuple[int, dict[str, Any]]], None, None]:
+        """Each part's valid rows (as :class:`~baton.domain.lead_rows.CaptureValues`), in
+        file order, as the part is validated; its problems and dates recorded on the way."""
+        checked = len(file.problems)
+        found_parts = _checked_parts(
+            parts, columns, LeadCreate, context, validate, jobs, values=values, meanwhile=group
+        )
+        try:
+            for part, found in zip(parts, found_parts, strict=True):
+                kept: list[tuple[int, dict[str, Any]]] = found.good
+                counted["unchecked"] -= len(part)
+                counted["valid"] += len(kept)
+                report.errors.extend(found.unbuilt)
+                report.errors.extend(found.errors)
+                report.warnings.extend(found.warnings)
+                created.update(found.dates)
+                checked += len(part)
+                if progress:
+                    progress("checking", checked, report.rows)
+                yield kept
+        finally:
+            found_parts.close()  # stopped by an error: the workers stop too
+
     # One short transaction per chunk (at most BATON_IMPORT_CHUNK_ROWS rows), so that
     # captures and the worker get their turns during a large import.
-    chunks = _Chunks(good, ctx.settings.import_chunk_rows)
+    feed = validated()
+    chunks = _ValidatedChunks(feed, ready_after, ctx.settings.import_chunk_rows)
     written = 0
-    for part in chunks:
-        began = 0.0
+    try:
+        for part in chunks:
+            began = 0.0
 
-        def write_chunk(
-            connection: Connection, part: list[tuple[int, LeadCreate]] = part
-        ) -> ImportReport:
-            nonlocal began
-            began = time.perf_counter()  # after the turn came: the transaction itself
-            chunk = ImportReport()
-            write_leads_in(
-                connection,
-                part,
-                actor=actor,
-                now=ctx.clock.now(),
-                report=chunk,
-                captured_at=created,
-            )
-            return chunk
+            def write_chunk(
+                connection: Connection, part: list[tuple[int, dict[str, Any]]] = part
+            ) -> ImportReport:
+                nonlocal began
+                began = time.perf_counter()  # after the turn came: the transaction itself
+                chunk = ImportReport()
+                write_values_in(
+                    connection,
+                    part,
+                    actor=actor,
+                    now=ctx.clock.now(),
+                    report=chunk,
+                    captured_at=created,
+                )
+                return chunk
 
-        # A chunk PostgreSQL aborts as a deadlock victim (a capture group or another
-        # import took the same people's rows in another order) is written again.
-        report.add_written(ctx.write_retrying(write_chunk, attempts=CHUNK_ATTEMPTS))
-        chunks.took(time.perf_counter() - began)
-        written += len(part)
-        if progress:
-            progress("writing", written, len(good))
+            # A chunk PostgreSQL aborts as a deadlock victim (a capture group or another
+            # import took the same people's rows in another order) is written again.
+            report.add_written(ctx.write_retrying(write_chunk, attempts=CHUNK_ATTEMPTS))
+            chunks.took(time.perf_counter() - began)
+            written += len(part)
+            if progress:  # the rows still to validate may all be valid, until they are not
+                progress("writing", written, counted["valid"] + counted["unchecked"])
+    finally:
+        feed.close()
+    report.imported = counted["valid"]
+    report.hint = _identity_hint(report, report.headers)
     if ctx.dialect == "postgresql" and report.created >= ANALYZE_AFTER_ROWS:
         with ctx.write() as connection:
             refresh_statistics(
@@ -966,17 +1064,6 @@ def import_leads(
     report.errors.sort(key=lambda e: e.row)
     report.warnings.sort(key=lambda e: e.row)
     return report
-
-
-def with_consent(lead: LeadCreate, basis: ConsentBasis | None, where: str) -> LeadCreate:
-    """A row with the file's default lawful ``basis`` (unless it refuses or names its
-    own) and, when it answers about consent, where the answer was given."""
-    update: dict[str, Any] = {}
-    if basis is not None and lead.consent is not False and lead.consent_basis is None:
-        update.update(consent=True, consent_basis=basis)
-    if (lead.consent is not None or update) and lead.consent_source is None:
-        update["consent_source"] = where[:300]
-    return lead.model_copy(update=update) if update else lead
 
 
 CHUNK_ATTEMPTS = 3
@@ -1021,16 +1108,63 @@ class _Chunks:
             yield chunk
 
 
+class _ValidatedChunks(_Chunks):
+    """:class:`_Chunks` of rows that are still being validated: ``parts`` yields each
+    part's valid rows in file order, and a person's rows go into a chunk once the parts
+    after which ``ready_after`` (line of the person's first row -> part index) says all
+    of them are validated have come; with ``ready_after`` ``None``, once every part has.
+    People are taken in the order of their first row and chunks cut where a person does
+    not fit, never where validation is, so that the chunks are those of :class:`_Chunks`
+    over the whole file, whichever process validates and however fast."""
+
+    def __init__(
+        self,
+        parts: Iterable[list[tuple[int, dict[str, Any]]]],
+        ready_after: Mapping[int, int] | None,
+        most: int,
+    ) -> None:
+        super().__init__((), most)
+        self.parts = parts
+        self.ready_after = ready_after
+        self.rows_of: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+
+    def __iter__(self) -> Iterator[list[tuple[int, dict[str, Any]]]]:  # type: ignore[override]
+        people = self.rows_of
+        waiting: deque[str] = deque()  # people not in a chunk yet, by their first row
+        chunk: list[tuple[int, dict[str, Any]]] = []
+        for index, rows in enumerate(self.parts):
+            for row in rows:
+                key = _identity_of(row[1])
+                if (theirs := people.get(key)) is None:
+                    people[key] = [row]
+                    waiting.append(key)
+                else:
+                    theirs.append(row)
+            if self.ready_after is None:
+                continue
+            while waiting and self.ready_after[people[waiting[0]][0][0]] <= index:
+                theirs = people.pop(waiting.popleft())
+                if chunk and len(chunk) + len(theirs) > self.size:
+                    self.last = len(chunk)
+                    yield chunk
+                    chunk = []
+                chunk.extend(theirs)
+        while waiting:
+            theirs = people.pop(waiting.popleft())
+            if chunk and len(chunk) + len(theirs) > self.size:
+                self.last = len(chunk)
+                yield chunk
+                chunk = []
+            chunk.extend(theirs)
+        if chunk:
+            self.last = len(chunk)
+            yield chunk
+
+
 _NEW_LEAD_INPUT = (*PROFILE_FIELDS, *IDENTITY_FIELDS, *ATTRIBUTION_FIELDS)
 _NO_CONSENT = {"consent": None, "consent_basis": None, "consent_source": None, "consent_at": None}
 _company_key = functools.lru_cache(maxsize=65536)(company_key)
 """:func:`~baton.domain.contact.company_key` once per distinct name (a file repeats them)."""
-
-
-def _columns_of(lead: LeadCreate) -> dict[str, Any]:
-    """``lead.fields()`` (its non-empty stored columns) read straight from the validated
-    model: every such field is a plain string, so the dump adds nothing but its cost."""
-    return {k: v for k, v in lead.__dict__.items() if v is not None and k not in NOT_COLUMNS}
 
 
 def _consent_of(values: Mapping[str, Any], at: datetime) -> dict[str, Any]:
@@ -1119,20 +1253,36 @@ def _identity(lead: LeadCreate) -> str:
     return email_key(lead.email) if lead.email else f"phone:{lead.phone}"
 
 
+def _identity_of(values: Mapping[str, Any]) -> str:
+    """:func:`_identity` of a row's :func:`~baton.domain.lead_rows.capture_values`."""
+    if external_id := values.get("external_id"):
+        return f"ext:{values['external_system']}\x1f{external_id}"
+    email = values.get("email")
+    return email_key(email) if email else f"phone:{values.get('phone')}"
+
+
 def _identities(good: Sequence[tuple[int, LeadCreate]]) -> list[str]:
     """:func:`_identity` of each row, except that a row with only an email joins the
     row that gives the same email together with an external id (one person, one lead)."""
-    keys = [_identity(lead) for _, lead in good]
+    return _identities_of([(number, capture_values(lead)) for number, lead in good])
+
+
+def _identities_of(good: Sequence[tuple[int, Mapping[str, Any]]]) -> list[str]:
+    """:func:`_identities` of rows given as their
+    :func:`~baton.domain.lead_rows.capture_values`."""
+    keys = [_identity_of(values) for _, values in good]
     by_email = {
-        email_key(lead.email): key
-        for key, (_, lead) in zip(keys, good, strict=True)
-        if lead.external_id and lead.email
+        email_key(values["email"]): key
+        for key, (_, values) in zip(keys, good, strict=True)
+        if values.get("external_id") and values.get("email")
     }
     if not by_email:
         return keys
     return [
-        by_email.get(email_key(lead.email), key) if lead.email and not lead.external_id else key
-        for key, (_, lead) in zip(keys, good, strict=True)
+        by_email.get(email_key(values["email"]), key)
+        if values.get("email") and not values.get("external_id")
+        else key
+        for key, (_, values) in zip(keys, good, strict=True)
     ]
 
 
@@ -1197,21 +1347,57 @@ def write_leads_in(
     file imported again records no capture twice. New leads are queued for the
     possible-duplicate comparison, which the worker runs after the transaction
     (:mod:`baton.services.duplicate_checks`)."""
+    return write_values_in(
+        connection,
+        [(number, capture_values(lead)) for number, lead in good],
+        actor=actor,
+        now=now,
+        report=report,
+        captured_at=captured_at,
+        score=score,
+        capture_keys=capture_keys,
+    )
+
+
+def write_values_in(
+    connection: Connection,
+    good: Sequence[tuple[int, dict[str, Any]]],
+    *,
+    actor: Principal,
+    now: datetime,
+    report: ImportReport,
+    captured_at: Mapping[int, datetime] | None = None,
+    score: bool = True,
+    capture_keys: Mapping[int, str] | None = None,
+) -> dict[str, int]:
+    """:func:`write_leads_in` of the rows' :func:`~baton.domain.lead_rows.capture_values`
+    (a lead import's worker processes work them out), which it reads and never
+    changes: a chunk written again after a deadlock writes the same."""
     when = captured_at or {}
     keys = capture_keys or {}
     first_at: dict[str, datetime] = {}
     first_row: dict[str, int] = {}
     combined: dict[str, dict[str, Any]] = {}
     touches: list[tuple[str, dict[str, Any], datetime, int]] = []
-    for key, (number, lead) in zip(_identities(good), good, strict=True):
-        lead = with_intake_source(lead, actor)
-        incoming = {**_columns_of(lead), "attributes": lead.attributes, **lead.consent_answer()}
+    # with_intake_source for rows given as values: the intake key's source, unless
+    # the row names its own.
+    intake_source = (
+        fold_source(actor.source) if actor.kind == "intake_key" and actor.source else None
+    )
+    attribution = ATTRIBUTION_FIELDS
+    for key, (number, incoming) in zip(_identities_of(good), good, strict=True):
+        if intake_source is not None and incoming.get("source") is None:
+            incoming = {**incoming, "source": intake_source}
         if key in combined:
             combined[key].update(merge_profile(combined[key], incoming))
         else:
-            combined[key] = {**incoming, "last_source": lead.source, "last_campaign": lead.campaign}
+            combined[key] = {
+                **incoming,
+                "last_source": incoming.get("source"),
+                "last_campaign": incoming.get("campaign"),
+            }
             first_row[key] = number
-        touch = {name: v for name in ATTRIBUTION_FIELDS if (v := getattr(lead, name))}
+        touch = {name: v for name in attribution if (v := incoming.get(name))}
         at = when.get(number, now)
         touches.append((key, touch, at, number))
         first_at[key] = min(first_at.get(key, at), at)
@@ -1233,7 +1419,13 @@ def write_leads_in(
     fresh = [(key, values) for key, values in combined.items() if key not in ids]
     # The columns no new lead of the chunk fills are left out of the insert: nullable,
     # without a default of their own, they are NULL either way (a file's unused fields).
-    inputs = [c for c in _NEW_LEAD_INPUT if any(v.get(c) is not None for _, v in fresh)]
+    # (A column no row has is skipped without looking at every row for it.)
+    named: set[str] = set()
+    for _, values in fresh:
+        named.update(values)
+    inputs = [
+        c for c in _NEW_LEAD_INPUT if c in named and any(v.get(c) is not None for _, v in fresh)
+    ]
     answered = any(
         v.get("consent") is not None or v.get("consent_basis") is not None for _, v in fresh
     )

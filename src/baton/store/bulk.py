@@ -434,7 +434,7 @@ def insert_rows(
         if isinstance(column_type, UtcDateTime):
             converters.append(None if postgres else _memo(_sqlite_datetime_or_none))
         elif isinstance(column_type, JSON) or "JSON" in type(column_type).__name__:
-            converters.append(json.dumps)
+            converters.append(encode_json)  # json.dumps's text, without its set-up
         else:
             converters.append(None)
     mark = "%s" if postgres else "?"
@@ -469,15 +469,24 @@ def _parameters(
 
 
 def _memo(convert: Any) -> Any:
-    """Rows of one batch share most timestamps (``now``): convert each value once."""
+    """Rows of one batch share most timestamps (``now``): convert each value once. The
+    same object as the value before is answered without hashing it (hashing an aware
+    datetime costs about as much as converting it)."""
     seen: dict[Any, Any] = {}
+    last: list[Any] = [_NOTHING, None]
 
     def cached(value: Any) -> Any:
+        if value is last[0]:
+            return last[1]
         if value not in seen:
             seen[value] = convert(value)
-        return seen[value]
+        last[0], last[1] = value, seen[value]
+        return last[1]
 
     return cached
+
+
+_NOTHING = object()
 
 
 def _sqlite_datetime_or_none(value: datetime | None) -> str | None:
