@@ -8,15 +8,18 @@ The score of a lead lives in ``lead_scores`` with its engagement *state* (see
 
 from __future__ import annotations
 
+import bisect
 import gc
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
@@ -61,6 +64,7 @@ from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in, contract_spec
 from baton.services.queries import chunks
 from baton.services.stages import MqlChange, change_stages_in
+from baton.store import event_pass
 from baton.store.bulk import find_by_keys, read_datetime, sqlite_datetime
 from baton.store.score_sql import FitPlan, compile_fit, email_domain
 from baton.store.tables import activities, lead_prep, lead_scores, leads
@@ -532,7 +536,9 @@ def rescore_all(
     the per-lead path (2,000 at a time), which gives the same scores, decisions and
     counts. From :data:`ONE_PASS_LEADS` leads the engagement of every lead is read in
     one pass first (:func:`_one_pass`), which a chunk uses only where nothing it read
-    has changed since.
+    has changed since; on a SQLite file with two cores or more, in worker processes of
+    the re-score's own (:func:`_pass_workers`), which then write the state texts while
+    the chunks write the scores.
 
     Re-scoring every lead (and handing off those that now qualify, as ``actor``) is part
     of activating a version, so it needs the right to activate one."""
@@ -543,8 +549,12 @@ def rescore_all(
             select(func.count()).select_from(leads).where(leads.c.merged_into_id.is_(None))
         ).scalar_one()
     previous = contract_spec(ctx, report.previous) if report.previous is not None else None
-    with _events_reader(ctx) as reader, _full_collections_held():
-        one_pass = _one_pass(ctx, report, reader, total) if set_based else None
+    with (
+        _events_reader(ctx) as reader,
+        _full_collections_held(),
+        _pass_workers(ctx, total if set_based else 0) as workers,
+    ):
+        one_pass = _one_pass(ctx, report, reader, total, workers) if set_based else None
         _rescore_chunks(
             ctx,
             report,
@@ -607,6 +617,8 @@ def _rescore_chunks(
     last_id = 0
     done = 0
     while True:
+        if one_pass is not None:
+            one_pass.texts_after(last_id, size)
         with ctx.write() as connection:
             active = active_contract_in(connection)
             if active is None or active[0] != report.version:
@@ -720,7 +732,12 @@ class _OnePass:
     uses them) and no lead of the chunk has an activity with a larger id (SQLite gives
     a new row the largest id plus one, and with no delete no id is reused; on
     PostgreSQL ``high`` was taken once no writer was in flight, see :func:`_one_pass`).
-    Otherwise the chunk reads its events itself."""
+    Otherwise the chunk reads its events itself.
+
+    With worker processes (:func:`_sqlite_one_pass_in_workers`) the state columns of
+    every row are made once (``state``) and the workers write their state texts
+    (``texts``) while the chunks run: a chunk that uses the rows takes both (the
+    texts were a tenth of the chunks' CPU)."""
 
     rules: tuple[EngagementRule, ...]
     at: float
@@ -728,6 +745,14 @@ class _OnePass:
     high: int
     revision: int
     broken: bool = False
+    state: _SumsState | None = None
+    texts: _StateLines | None = None
+
+    def rows_of(self, first: int, last: int) -> tuple[int, int]:
+        """Where the rows of the leads ``first..last`` begin and end."""
+        ids = self.sums[:, 0]
+        begin = int(np.searchsorted(ids, first, side="left"))
+        return begin, int(np.searchsorted(ids, last, side="right"))
 
     def for_chunk(
         self, connection: Connection, contract: HandoffContract, first: int, last: int
@@ -748,10 +773,162 @@ class _OnePass:
         ).first()
         if newer is not None:
             return None
-        ids = self.sums[:, 0]
-        begin = int(np.searchsorted(ids, first, side="left"))
-        end = int(np.searchsorted(ids, last, side="right"))
+        begin, end = self.rows_of(first, last)
         return self.sums[begin:end]
+
+    def texts_after(self, last_id: int, size: int) -> None:
+        """Take from the workers the texts a chunk of ``size`` leads after ``last_id``
+        may need, before its transaction begins: a chunk never holds its write turn
+        waiting for a worker (a chunk of ``size`` leads has at most ``size`` rows)."""
+        if self.texts is None or self.broken:
+            return
+        begin = int(np.searchsorted(self.sums[:, 0], last_id, side="right"))
+        self.texts.lines(begin, min(len(self.sums), begin + size))
+
+    def chunk_texts(
+        self, first: int, last: int, lead_ids: np.ndarray, engaged: _Engaged, keys: list[str]
+    ) -> list[str] | None:
+        """The state texts of the leads ``lead_ids`` (ascending, from ``first..last``)
+        whose engagement ``engaged`` was made from this pass's rows and ``state``:
+        the workers' texts, a lead without a row ``{}``, and a lead whose state the
+        Python fold made (too far from the pass's moment) its own; ``None`` without
+        the workers' texts."""
+        if self.texts is None or self.state is None:
+            return None
+        begin, end = self.rows_of(first, last)
+        n = len(lead_ids)
+        texts = np.full(n, "{}", dtype=object)
+        if end > begin and n:
+            ids = self.sums[begin:end, 0]
+            place = np.minimum(np.searchsorted(lead_ids, ids), n - 1)
+            mine = lead_ids[place] == ids
+            made = np.array(self.texts.lines(begin, end), dtype=object)
+            texts[place[mine]] = made[mine]
+            for row in place[mine & self.state.far[begin:end]].tolist():
+                texts[row] = _state_text_of(engaged, keys, row)
+        return cast(list[str], texts.tolist())
+
+
+@dataclass
+class _SumsState:
+    """The engagement state columns made from rows of sums (:func:`_sums_state`)."""
+
+    counts: dict[str, np.ndarray]
+    as_of: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+    far: np.ndarray
+    """The rows whose state the Python fold makes (over 1,000 half-lives from the
+    moment of the sums)."""
+
+    def rows(self, which: Any) -> _SumsState:
+        """These rows only (a slice or a mask)."""
+        return _SumsState(
+            {key: column[which] for key, column in self.counts.items()},
+            {key: column[which] for key, column in self.as_of.items()},
+            {key: column[which] for key, column in self.values.items()},
+            self.far[which],
+        )
+
+
+def _sums_state(
+    rules: Sequence[EngagementRule], sums: np.ndarray, at: float, sqlite: bool
+) -> _SumsState:
+    """Per rule key the count, the state's moment (on SQLite to the stored millisecond)
+    and the value at that moment of each row of ``sums`` (decayed sums relative to
+    ``at``, :func:`_start_sums`), as :func:`_engaged` stores them."""
+    counts: dict[str, np.ndarray] = {}
+    as_of: dict[str, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}
+    far = np.zeros(len(sums), dtype=bool)
+    for k, rule in enumerate(rules):
+        count, latest, weighted = sums[:, 1 + 3 * k], sums[:, 2 + 3 * k], sums[:, 3 + 3 * k]
+        if sqlite:
+            latest = _whole_milliseconds(latest)
+        key = str(k)
+        counts[key] = count
+        as_of[key] = latest
+        if rule.half_life_days:
+            half = rule.half_life_days * SECONDS_PER_DAY
+            lag = (at - latest) / half
+            far |= (count > 0) & (np.abs(lag) > 1000.0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                values[key] = np.where(count > 0, float(rule.points) * weighted * np.exp2(lag), 0.0)
+        else:
+            values[key] = float(rule.points) * count
+    return _SumsState(counts, as_of, values, far)
+
+
+class _StateLines:
+    """The state texts of a one pass's rows (:class:`_SumsState`), made by the worker
+    processes in blocks of :data:`STATE_BLOCK` rows while the chunks run: one block in
+    hand per worker at a time (the next asked for when its answer is taken: the caller
+    never writes a request while a worker waits for its answer to be read, which would
+    leave both waiting), the blocks behind the chunks dropped. The chunks go by
+    ascending lead id, so a block behind them is never asked for again."""
+
+    def __init__(
+        self, workers: Sequence[event_pass.Worker], keys: list[str], state: _SumsState, rows: int
+    ) -> None:
+        self.workers = list(workers)
+        self.keys = keys
+        self.state = state
+        self.bounds = [*range(0, rows, STATE_BLOCK), rows]
+        self.asked = 0
+        self.waiting: list[list[int]] = [[] for _ in self.workers]
+        self.owner: dict[int, int] = {}
+        self.made: dict[int, list[str]] = {}
+        for index in range(len(self.workers)):
+            self._ask(index)
+
+    def _ask(self, index: int) -> None:
+        block = self.asked
+        if block >= len(self.bounds) - 1:
+            return
+        self.asked += 1
+        low, high = self.bounds[block], self.bounds[block + 1]
+        part = self.state.rows(slice(low, high))
+        self.workers[index].ask(
+            "state_text_lines", high - low, self.keys, part.values, part.as_of, part.counts
+        )
+        self.waiting[index].append(block)
+        self.owner[block] = index
+
+    def _block(self, block: int) -> list[str]:
+        while block not in self.made:
+            index = self.owner.get(block, -1)
+            if index < 0:  # not asked yet: take the oldest answer, which asks for more
+                index = min(
+                    (i for i in range(len(self.workers)) if self.waiting[i]),
+                    key=lambda i: self.waiting[i][0],
+                )
+            try:
+                text = self.workers[index].answer()
+                done = self.waiting[index].pop(0)
+                self.made[done] = text.split("\n") if text else []
+                self._ask(index)
+            except (OSError, event_pass.WorkerFailed) as error:
+                raise RescoreWorkerFailed(
+                    f"a worker process of the re-score failed making state texts: {error}"
+                ) from error
+        return self.made[block]
+
+    def lines(self, begin: int, end: int) -> list[str]:
+        """The texts of the rows ``begin..end - 1``, in order."""
+        found: list[str] = []
+        block = bisect.bisect_right(self.bounds, begin) - 1
+        for behind in [made for made in self.made if made < block]:
+            del self.made[behind]  # the chunks go by ascending ids: never asked again
+        while block < len(self.bounds) - 1 and self.bounds[block] < end:
+            low = self.bounds[block]
+            made = self._block(block)
+            found += made[max(begin, low) - low : min(end, self.bounds[block + 1]) - low]
+            block += 1
+        return found
+
+
+STATE_BLOCK = 100_000
+"""Rows of a one pass per request for state texts to a worker (about 0.35 s of its
+CPU and 14 MB of columns sent at 6 rules)."""
 
 
 def _activity_revision(connection: Any) -> int:
@@ -815,12 +992,17 @@ one pass (else its chunks read their own events)."""
 
 
 def _one_pass(
-    ctx: Context, report: ActivationReport, reader: _Readers | None, total: int
+    ctx: Context,
+    report: ActivationReport,
+    reader: _Readers | None,
+    total: int,
+    workers: Sequence[event_pass.Worker] | None = None,
 ) -> _OnePass | None:
     """Every lead's engagement sums under the version being activated, read in one
     pass for a re-score of at least :data:`ONE_PASS_LEADS` leads (on PostgreSQL the
     queries of :func:`_sums_queries` over all leads, each on a reader of its own at the
-    same time; on SQLite :func:`_sqlite_one_pass`); ``None`` where the chunks read their
+    same time; on SQLite :func:`_sqlite_one_pass`, or with ``workers``
+    :func:`_sqlite_one_pass_in_workers`); ``None`` where the chunks read their
     own events (an in-memory database, a contract scored per lead or whose filters SQL
     cannot express, a revision that moved between the two readers' reads, activity
     writers holding PostgreSQL's lock).
@@ -846,6 +1028,8 @@ def _one_pass(
         return None
     at = ctx.clock.now().timestamp()
     rules = contract.scoring.engagement
+    if not postgres and workers is not None:
+        return _sqlite_one_pass_in_workers(contract, workers, _sqlite_path(ctx) or "", at)
     if not postgres:
         return _sqlite_one_pass(contract, reader, at)
     parts = _sums_queries(contract, postgres, 0, 2**62, at)
@@ -898,6 +1082,121 @@ def _sqlite_one_pass(contract: HandoffContract, reader: _Readers, at: float) -> 
         high=high,
         revision=revision,
     )
+
+
+class RescoreWorkerFailed(RuntimeError):
+    """A worker process of a re-score failed (its error is the cause): the re-score
+    stopped before its chunks, nothing of it was written, and ``baton contract
+    rescore`` runs it again."""
+
+
+def _sqlite_one_pass_in_workers(
+    contract: HandoffContract, workers: Sequence[event_pass.Worker], path: str, at: float
+) -> _OnePass | None:
+    """:func:`_sqlite_one_pass` in worker processes (:func:`_pass_workers`), each
+    reading its share of the windows on a connection of its own (WAL lets readers run
+    side by side) and grouping it
+    (:func:`baton.store.event_pass.read_share`); their rows are then merged
+    (:func:`baton.store.event_pass.merge_grouped`). In process, numpy's parse of each
+    window's text and the grouping hold the interpreter, so the two reader threads took
+    turns at them: here each share runs on a core of its own. A lead's events split
+    between the shares are summed per share and then added, so a decayed sum may differ
+    from the in-process one in its last bits (the scores are rounded to the cent; a
+    state's floats may differ there). The same checks as in process: both shares saw
+    the same revision; ``high`` is the smaller of their largest ids."""
+    query = _event_rows_query(contract)
+    if query is None:
+        return None
+    sql, params = query
+    rules = contract.scoring.engagement
+    half_lives = tuple(rule.half_life_days for rule in rules)
+    try:
+        for index, worker in enumerate(workers):
+            worker.ask(
+                "read_share",
+                path,
+                sql,
+                params,
+                index,
+                len(workers),
+                EVENT_WINDOW,
+                half_lives,
+                at,
+                RESCORE_MMAP_BYTES,
+            )
+        read = [worker.answer() for worker in workers]
+    except (OSError, event_pass.WorkerFailed) as error:
+        raise RescoreWorkerFailed(
+            f"the re-score's pass over the activities failed in a worker process: {error}"
+        ) from error
+    if len({revision for _, revision, _ in read}) != 1:
+        return None
+    high, revision = min(high for high, _, _ in read), read[0][1]
+    sums = event_pass.merge_grouped([rows for _, _, rows in read], 1 + 3 * len(rules))
+    del read
+    state = _sums_state(rules, sums, at, True)
+    try:
+        texts = _StateLines(workers, [str(k) for k in range(len(rules))], state, len(sums))
+    except OSError as error:
+        raise RescoreWorkerFailed(
+            f"a worker process of the re-score failed making state texts: {error}"
+        ) from error
+    return _OnePass(
+        rules=tuple(rules),
+        at=at,
+        sums=sums,
+        high=high,
+        revision=revision,
+        state=state,
+        texts=texts,
+    )
+
+
+PASS_WORKERS = 2
+"""Worker processes of SQLite's one pass (:func:`_pass_workers`): one per core of the
+machines it was measured on; more would split the same reads finer."""
+
+
+def _cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _sqlite_path(ctx: Context) -> str | None:
+    """The file of a SQLite database, ``None`` for anything else (PostgreSQL, in
+    memory)."""
+    if ctx.engine.dialect.name != "sqlite":
+        return None
+    path = ctx.engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:") or not Path(path).is_file():
+        return None
+    return path
+
+
+@contextmanager
+def _pass_workers(ctx: Context, total: int) -> Iterator[list[event_pass.Worker] | None]:
+    """:data:`PASS_WORKERS` worker processes (:class:`baton.store.event_pass.Worker`:
+    a new interpreter each, nothing of a server's threads or locks copied) for SQLite's
+    one pass of a re-score of ``total`` leads (from :data:`ONE_PASS_LEADS`, on a file,
+    with two cores or more), started as the re-score begins and ended
+    with it (killed if it fails); ``None`` otherwise: the pass runs in process
+    (:func:`_sqlite_one_pass`)."""
+    if total < ONE_PASS_LEADS or _sqlite_path(ctx) is None or _cores() < 2:
+        yield None
+        return
+    workers: list[event_pass.Worker] = []
+    ended = False
+    try:
+        for _ in range(PASS_WORKERS):
+            workers.append(event_pass.Worker())
+        yield workers
+        ended = True
+    finally:
+        for worker in workers:
+            worker.close(kill=not ended)
 
 
 EPOCH_MILLISECONDS = "CAST(round((julianday(occurred_at) - 2440587.5) * 86400000.0) AS INTEGER)"
@@ -954,78 +1253,19 @@ def _snapshot_events(
     """In one read transaction, the largest activity id, the activity revision, and the
     events (rows of three whole numbers) of every ``count``-th window of
     :data:`EVENT_WINDOW` ids from the ``index``-th, by :func:`_event_rows_query`'s
-    statement ``sql``."""
-    driver.execute("BEGIN")
-    try:
-        found = driver.execute("SELECT COALESCE(MAX(id), 0) FROM activities").fetchone()
-        high = int(found[0])
-        revision = _activity_revision(driver)
-        parts: list[np.ndarray] = []
-        for low in range(index * EVENT_WINDOW, high, count * EVENT_WINDOW):
-            text = driver.execute(sql, (*params, low, min(high, low + EVENT_WINDOW))).fetchone()
-            if text is not None and text[0]:
-                parts.append(np.fromstring(text[0], dtype=np.int64, sep=","))
-    finally:
-        driver.execute("COMMIT")
-    events = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    return high, revision, events.reshape(-1, 3)
+    statement ``sql`` (:func:`baton.store.event_pass.snapshot_events`)."""
+    return event_pass.snapshot_events(driver, sql, params, index, count, EVENT_WINDOW)
 
 
 def _grouping(rules: Sequence[EngagementRule], at: float) -> Callable[[np.ndarray], np.ndarray]:
     """What groups the events of :func:`_snapshot_events` for ``rules`` (the i-th
-    bit for the i-th rule) into the rows :func:`_start_sums` gives: per lead with an
-    event, ascending, its id, then per rule the count, the latest moment (epoch seconds,
-    0 without events) and ``sum(0.5 ** ((at - t) / half_life))`` (the count without a
-    half-life), each lead's events summed in the order they were read."""
-
-    def grouped(events: np.ndarray) -> np.ndarray:
-        width = 1 + 3 * len(rules)
-        if not len(events):
-            return np.zeros((0, width))
-        order = _stable_order(events[:, 0])
-        lead = events[order, 0]
-        seconds = events[order, 1] / 1000.0
-        bits = events[order, 2]
-        del order
-        first = np.concatenate(([True], lead[1:] != lead[:-1]))
-        group = np.cumsum(first) - 1
-        sums = np.zeros((int(group[-1]) + 1, width))
-        sums[:, 0] = lead[first]
-        for j, rule in enumerate(rules):
-            # The rule's own events only (still by lead), each of its leads' run
-            # reduced at once; the leads it has no event for keep zeros.
-            rows = np.flatnonzero((bits >> j) & 1)
-            if not len(rows):
-                continue
-            mine = group[rows]
-            begins = np.flatnonzero(np.concatenate(([True], mine[1:] != mine[:-1])))
-            place = mine[begins]
-            counted = np.diff(np.append(begins, len(rows))).astype(np.float64)
-            moments = seconds[rows]
-            sums[place, 1 + 3 * j] = counted
-            sums[place, 2 + 3 * j] = np.maximum.reduceat(moments, begins)
-            if rule.half_life_days:
-                half = rule.half_life_days * SECONDS_PER_DAY
-                with np.errstate(over="ignore"):
-                    weights = np.power(0.5, (at - moments) / half)
-                sums[place, 3 + 3 * j] = np.add.reduceat(weights, begins)
-            else:
-                sums[place, 3 + 3 * j] = counted
-        return sums
-
-    return grouped
+    bit for the i-th rule) into the rows :func:`_start_sums` gives
+    (:func:`baton.store.event_pass.group_events`)."""
+    half_lives = tuple(rule.half_life_days for rule in rules)
+    return lambda events: event_pass.group_events(half_lives, at, events)
 
 
-def _stable_order(keys: np.ndarray) -> np.ndarray:
-    """``np.argsort(keys, kind="stable")`` for whole numbers, sorting values instead
-    where each key and its position fit one 63-bit number (about twice as fast: 0.6
-    against 1.2 s of CPU for 8.3 million events)."""
-    n = len(keys)
-    shift = max(1, (n - 1).bit_length())
-    if not n or int(keys.min()) < 0 or int(keys.max()) >= 1 << (62 - shift):
-        return np.argsort(keys, kind="stable")
-    packed = np.sort((keys << shift) | np.arange(n, dtype=np.int64))
-    return packed & ((1 << shift) - 1)
+_stable_order = event_pass.stable_order
 
 
 @contextmanager
@@ -1371,6 +1611,7 @@ def _engaged(
     reader: _Readers | None = None,
     pending: Callable[[], np.ndarray | None] | None = None,
     sums_at: float | None = None,
+    ready: _SumsState | None = None,
 ) -> _Engaged:
     """Engagement of ``lead_ids`` (ascending): one grouped query whose decayed sums are
     taken relative to ``now`` and brought back to each rule's latest event (the state's
@@ -1378,7 +1619,8 @@ def _engaged(
     float (events over 1,000 half-lives from ``now``) and for contracts whose filters
     SQL cannot express. ``pending``: that query, started already (:func:`_start_sums`)
     for a range of ids holding ``lead_ids``, or rows read ahead (:class:`_OnePass`) whose
-    decayed sums are relative to ``sums_at`` instead of ``now``."""
+    decayed sums are relative to ``sums_at`` instead of ``now``; ``ready``: the state
+    columns of those rows, made already (:func:`_sums_state`)."""
     rules = contract.scoring.engagement
     n = len(lead_ids)
     values = {str(k): np.zeros(n) for k in range(len(rules))}
@@ -1399,26 +1641,22 @@ def _engaged(
         place = np.searchsorted(lead_ids, sums[:, 0])
         place = np.minimum(place, n - 1)
         mine = lead_ids[place] == sums[:, 0]
-        sums, place = sums[mine], place[mine]
-        far = np.zeros(len(place), dtype=bool)
-        for k, rule in enumerate(rules):
-            count, latest, weighted = sums[:, 1 + 3 * k], sums[:, 2 + 3 * k], sums[:, 3 + 3 * k]
-            if connection.dialect.name == "sqlite":
-                latest = _whole_milliseconds(latest)
-            key = str(k)
-            counts[key][place] = count
-            as_of[key][place] = latest
-            if rule.half_life_days:
-                half = rule.half_life_days * SECONDS_PER_DAY
-                lag = ((at if sums_at is None else sums_at) - latest) / half
-                far |= (count > 0) & (np.abs(lag) > 1000.0)
-                with np.errstate(over="ignore", invalid="ignore"):
-                    values[key][place] = np.where(
-                        count > 0, float(rule.points) * weighted * np.exp2(lag), 0.0
-                    )
-            else:
-                values[key][place] = float(rule.points) * count
-        fold_ids = sorted(int(i) for i in lead_ids[place[far]].tolist())
+        place = place[mine]
+        made = (
+            ready.rows(mine)
+            if ready is not None
+            else _sums_state(
+                rules,
+                sums[mine],
+                at if sums_at is None else sums_at,
+                connection.dialect.name == "sqlite",
+            )
+        )
+        for key in values:
+            counts[key][place] = made.counts[key]
+            as_of[key][place] = made.as_of[key]
+            values[key][place] = made.values[key]
+        fold_ids = sorted(int(i) for i in lead_ids[place[made.far]].tolist())
     if fold_ids:
         histories = _histories_of(
             connection,
@@ -1698,56 +1936,16 @@ def _fallback_fit(
 
 
 def _state_texts(engaged: _Engaged, keys: Sequence[str]) -> list[str]:
-    """Each lead's engagement state as the JSON ``json.dumps`` gives for it (rule
-    keys in contract order, the rules it has events for only; floats as ``repr``).
-
-    The leads are grouped by which rules they have events for, and each group is
-    formatted with one template (``%r`` is ``repr``), a C-level call per lead."""
-    n = len(engaged.points)
-    if not n:
-        return []
-    if len(keys) > 62:
-        return [_state_text_of(engaged, keys, row) for row in range(n)]
-    codes = np.zeros(n, dtype=np.int64)
-    for bit, key in enumerate(keys):
-        codes |= (engaged.counts[key] > 0).astype(np.int64) << bit
-    order = np.argsort(codes, kind="stable")
-    found, starts = np.unique(codes[order], return_index=True)
-    texts = [""] * n
-    for code, begin, end in zip(
-        found.tolist(), starts.tolist(), [*starts.tolist()[1:], n], strict=True
-    ):
-        rows = order[begin:end]
-        members = [key for bit, key in enumerate(keys) if code >> bit & 1]
-        if not members:
-            strings = ["{}"] * len(rows)
-        else:
-            template = "{" + ", ".join(f'"{key}": [%r, %r, %r]' for key in members) + "}"
-            columns: list[list[float]] = []
-            for key in members:
-                columns += [
-                    engaged.values[key][rows].tolist(),
-                    engaged.as_of[key][rows].tolist(),
-                    engaged.counts[key][rows].tolist(),
-                ]
-            strings = [template % values for values in zip(*columns, strict=True)]
-        for row, text in zip(rows.tolist(), strings, strict=True):
-            texts[row] = text
-    return texts
+    """Each lead's engagement state as the JSON ``json.dumps`` gives for it
+    (:func:`baton.store.event_pass.state_texts`)."""
+    return event_pass.state_texts(
+        len(engaged.points), keys, engaged.values, engaged.as_of, engaged.counts
+    )
 
 
 def _state_text_of(engaged: _Engaged, keys: Sequence[str], row: int) -> str:
     """One lead's state text, as :func:`_state_texts` gives it."""
-    return (
-        "{"
-        + ", ".join(
-            f'"{key}": [{float(engaged.values[key][row])!r},'
-            f" {float(engaged.as_of[key][row])!r}, {float(engaged.counts[key][row])!r}]"
-            for key in keys
-            if engaged.counts[key][row] > 0
-        )
-        + "}"
-    )
+    return event_pass.state_text_of(keys, engaged.values, engaged.as_of, engaged.counts, row)
 
 
 @dataclass(frozen=True)
@@ -1874,8 +2072,11 @@ def _rescore_sets(
     read = one_pass.for_chunk(connection, contract, first, last) if one_pass else None
     pending: Callable[[], np.ndarray | None] | None = None
     sums_at: float | None = None
+    ready: _SumsState | None = None
     if read is not None and one_pass is not None:
         pending, sums_at = (lambda: read), one_pass.at
+        if one_pass.state is not None:
+            ready = one_pass.state.rows(slice(*one_pass.rows_of(first, last)))
     elif reader is not None:
         pending = _start_sums(connection, contract, first, last, now.timestamp(), reader=reader)
     rows = _locked_only(
@@ -1896,7 +2097,14 @@ def _rescore_sets(
     if extra is not None:
         fit = fit + extra
     engaged = _engaged(
-        connection, contract, lead_ids, now, reader=reader, pending=pending, sums_at=sums_at
+        connection,
+        contract,
+        lead_ids,
+        now,
+        reader=reader,
+        pending=pending,
+        sums_at=sums_at,
+        ready=ready,
     )
     total = _round2(fit + engaged.points)
     grades = contract.scoring.grades
@@ -1927,7 +2135,13 @@ def _rescore_sets(
         was_over = np.zeros(n, dtype=bool)
     report.crossed_up += int(np.count_nonzero(now_over & ~was_over))
     report.crossed_down += int(np.count_nonzero(was_over & ~now_over))
-    states = _state_texts(engaged, [str(k) for k in range(len(contract.scoring.engagement))])
+    keys = [str(k) for k in range(len(contract.scoring.engagement))]
+    made = (
+        one_pass.chunk_texts(first, last, lead_ids, engaged, keys)
+        if ready is not None and one_pass is not None
+        else None
+    )
+    states = made if made is not None else _state_texts(engaged, keys)
     postgres = dialect == "postgresql"
     at: Any = now if postgres else sqlite_datetime(now)
     fits = fit.tolist()
