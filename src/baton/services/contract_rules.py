@@ -122,13 +122,22 @@ def active_contract_known(connection: Connection) -> bool:
 
 
 def active_contract_from(
-    connection: Connection, version: int | None, digest: str | None
+    connection: Connection,
+    version: int | None,
+    digest: str | None,
+    *,
+    any_active: bool = True,
 ) -> tuple[int, HandoffContract] | None:
     """:func:`active_contract_in` (share-locked, PostgreSQL) from the ``active_version``
     and ``active_digest`` a writer's statement read through :data:`ACTIVE_LOCKED`
     (None: no row, so no version is active, or the one waited for was superseded
-    meanwhile: read as :func:`active_contract_in` reads it then)."""
-    active = _rules_by_digest(connection, version, digest)
+    meanwhile: read as :func:`active_contract_in` reads it then). ``any_active=False``:
+    the same statement's snapshot held no active version at all (an unlocked
+    ``EXISTS``), so no row means none is active, without that read."""
+    if version is None and not any_active:
+        active = None
+    else:
+        active = _rules_by_digest(connection, version, digest)
     memo = group_memo(connection)
     if memo is not None:
         memo[_ACTIVE_KEY] = active

@@ -39,18 +39,21 @@ from baton.domain.leads import (
     merge_profile,
 )
 from baton.domain.lifecycle import INITIAL_STAGE, Stage, Transition
-from baton.domain.privacy import ConsentDecision, decide_consent
+from baton.domain.privacy import ConsentDecision, decide_consent, suppression_keys
 from baton.domain.scoring import Event
 from baton.domain.search import search_tokens
 from baton.services.access import allowed, check_lead, lead_scope
 from baton.services.context import Context
+from baton.services.contract_rules import active_contract_from, active_contract_known
 from baton.services.duplicate_checks import queue_duplicate_checks_in
+from baton.services.new_lead_write import NewLeadWritten, write_new_lead
 from baton.services.person import settle_suppressions_in, suppressed_addresses_in
 from baton.services.queries import insert_ignoring_conflicts, lock_lead, tags_of
 from baton.services.routing import close_open_handoff_in
 from baton.services.scoring import score_leads_in
 from baton.services.stages import change_stage_in
 from baton.store.bulk import find_by_keys
+from baton.store.group_commit import group_memo
 from baton.store.search import search_condition
 from baton.store.tables import (
     OPEN_HANDOFF_STATUSES,
@@ -193,7 +196,7 @@ def _locked(connection: Connection, lead_id: int) -> RowMapping:
     return row
 
 
-def _find_existing(connection: Connection, data: LeadCreate) -> RowMapping | None:
+def _find_existing(connection: Connection, data: LeadCreate) -> RowMapping | dict[str, Any] | None:
     """The lead ``data`` is about, locked: by external id, else by email, else (for a
     capture without email) by phone among the leads without email."""
     row = None
@@ -211,6 +214,13 @@ def _find_existing(connection: Connection, data: LeadCreate) -> RowMapping | Non
         row = found.mappings().first()
     elif row is None and data.phone is not None:
         row = connection.execute(_BY_PHONE, {"phone": data.phone}).mappings().first()
+    return _merged_into(connection, row)
+
+
+def _merged_into(
+    connection: Connection, row: RowMapping | dict[str, Any] | None
+) -> RowMapping | dict[str, Any] | None:
+    """The lead ``row`` was merged into (locked), or ``row`` itself."""
     while row is not None and row["merged_into_id"] is not None:
         row = _locked(connection, row["merged_into_id"])
     return row
@@ -228,6 +238,56 @@ def _touch_row(
         "properties": properties,
         "recorded_by": actor.name,
     }
+
+
+NEW_LEAD_AT_ONCE = True
+"""PostgreSQL: a capture by email looks up and writes a new lead, its touch and its
+queue row in one statement (:func:`_write_new_lead`); False: one statement each, the
+path it replaced (a test holds the two equal)."""
+
+
+def _write_new_lead(
+    connection: Connection,
+    data: LeadCreate,
+    actor: Principal,
+    *,
+    occurred_at: datetime | None,
+    now: datetime,
+) -> NewLeadWritten | None:
+    """PostgreSQL, a capture dated now naming its person by email only: the look-up
+    (locked) and, when nobody is found, the new lead, its touch and its duplicate-queue
+    row, in one statement (:mod:`baton.services.new_lead_write`) that also asks whether
+    the address is on the suppression list and, inside a group commit that has not read
+    it yet, which contract version is active (kept for the group, as
+    :func:`~baton.services.contract_rules.active_contract_in` keeps it, so scoring does
+    not ask again). None: any other capture, or nobody found and another writer's lead
+    in the way of the insert (nothing written: the caller looks up again)."""
+    if not (
+        NEW_LEAD_AT_ONCE
+        and connection.dialect.name == "postgresql"
+        and data.email is not None
+        and occurred_at is None
+        and data.external_id is None
+        and data.external_system is None
+    ):
+        return None
+    fill_only = actor.kind == "intake_key"
+    consent = decide_consent({}, data.consent_answer(), fill_only=fill_only)
+    with_contract = group_memo(connection) is not None and not active_contract_known(connection)
+    written = write_new_lead(
+        connection,
+        _new_lead_row(data, consent.changes, at=now, now=now),
+        _touch_row(0, _touch_properties(data), now, now, actor),
+        queued_at=now,
+        reads=CAPTURE_READS,
+        suppression_keys=suppression_keys(data.email),
+        with_contract=with_contract,
+    )
+    if written is not None and written.active is not None:
+        active_contract_from(
+            connection, written.active_version, written.active_digest, any_active=written.active
+        )
+    return written
 
 
 def _touch_properties(data: LeadCreate) -> dict[str, Any]:
@@ -315,7 +375,11 @@ def capture_lead_in(
     if actor.kind == "intake_key" and actor.key_id is not None:
         _by_email_only(data)
     data = with_consent_source(with_intake_source(data, actor), actor)
-    existing = _find_existing(connection, data)
+    at_once = _write_new_lead(connection, data, actor, occurred_at=occurred_at, now=now)
+    if at_once is not None:  # the look-up, and the writes of a new lead, in one statement
+        existing = _merged_into(connection, at_once.found)
+    else:
+        existing = _find_existing(connection, data)
     at = occurred_at or now
     if occurred_at is not None:
         check_occurred_at(
@@ -330,11 +394,15 @@ def capture_lead_in(
     fill_only = actor.kind == "intake_key"
     consent = decide_consent(dict(existing or {}), answer, fill_only=fill_only)
     lead_id: int | None = None
+    written = at_once is not None and at_once.lead_id is not None  # with its touch, queue row
     if existing is None:
-        values = _new_lead_row(data, consent.changes, at=at, now=now)
+        if at_once is not None:
+            lead_id = at_once.lead_id
+        else:
+            values = _new_lead_row(data, consent.changes, at=at, now=now)
+            lead_id = connection.execute(_new_lead_statement(connection), values).scalar()
         # Another writer may create the same email between our look-up and this insert
         # (PostgreSQL): then nothing is inserted and we update the lead it created.
-        lead_id = connection.execute(_new_lead_statement(connection), values).scalar()
         if lead_id is None:
             existing = _find_existing(connection, data)
             if existing is None:
@@ -366,9 +434,11 @@ def capture_lead_in(
         # A public source's opt-in lifts no suppression (an unsubscribe, a complaint, an
         # erasure): knowing an address is not enough to re-subscribe someone.
         lifts = consent.opt_in and not fill_only
-        settle_suppressions_in(connection, data.email, created=created, opt_in=lifts, now=now)
+        if at_once is None or at_once.suppressed:  # (its statement asked: on the list?)
+            settle_suppressions_in(connection, data.email, created=created, opt_in=lifts, now=now)
     touch_properties = _touch_properties(data)
-    connection.execute(_RECORD_TOUCH, _touch_row(lead_id, touch_properties, at, now, actor))
+    if not written:
+        connection.execute(_RECORD_TOUCH, _touch_row(lead_id, touch_properties, at, now, actor))
     touch = Event(ActivityType.CAPTURED.value, at, touch_properties)
     score_leads_in(
         connection,
@@ -378,7 +448,7 @@ def capture_lead_in(
         new_events={lead_id: [touch]},
         created=[lead_id] if created else (),
     )
-    if created:
+    if created and not written:
         queue_duplicate_checks_in(connection, [lead_id], now=now)
     return CaptureResult(
         lead_id=lead_id,

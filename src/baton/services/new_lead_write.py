@@ -1,0 +1,154 @@
+"""A capture of a new person in one round trip (PostgreSQL).
+
+A capture by email looks the person up (their lead locked), and when no lead has them
+writes three rows (the lead, its ``captured`` touch, its place in the
+possible-duplicate queue) and asks two questions (is the address on the suppression
+list; which contract version is active, share-locked): one statement each, with the
+transaction's ``BEGIN`` and ``COMMIT`` nine round trips. At 8 connections most group
+commits hold one capture, so each capture paid them all, and each round trip costs the
+API process and PostgreSQL CPU and a wake-up on both sides, not just time. Here the
+look-up and the three inserts are ``WITH`` queries of one statement that also answers
+both questions: three round trips without a contract, five with one (the new lead's
+score).
+
+Same rows and answers as one statement each (a test holds them equal): the insert
+runs only when the look-up found nobody (``WHERE NOT EXISTS``, one snapshot), and the
+touch and the queue row only when the lead was inserted (they read its id from the
+insert's ``RETURNING``). The lead found is returned instead, locked as the look-up
+alone locks it; when another writer created the same email after the statement's
+snapshot, nothing is written and no row comes back, as the lone insert's ``ON
+CONFLICT DO NOTHING`` answered no id.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, exists, literal_column, select, true
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from baton.services.contract_rules import ACTIVE_LOCKED
+from baton.store.tables import activities, contracts, duplicate_checks, leads, suppressions
+
+
+@dataclass(frozen=True)
+class NewLeadWritten:
+    """What the statement wrote and read: the new lead's id (None: not inserted), the
+    lead found by the email instead (its ``reads`` columns, locked), whether any of the
+    address's suppression keys is listed (None: no address asked about), and the
+    active version with its digest as :data:`ACTIVE_LOCKED` reads them (share-locked),
+    with whether the statement's snapshot held an active version at all (``active``:
+    None when the contract was not asked for)."""
+
+    lead_id: int | None
+    found: dict[str, Any] | None
+    suppressed: bool | None
+    active_version: int | None
+    active_digest: str | None
+    active: bool | None
+
+
+TOUCH_COLUMNS = ("type", "occurred_at", "received_at", "properties", "recorded_by")
+"""The touch's columns besides ``lead_id`` (:func:`baton.services.leads._touch_row`)."""
+
+
+def write_new_lead(
+    connection: Connection,
+    values: dict[str, Any],
+    touch: dict[str, Any],
+    *,
+    queued_at: datetime,
+    reads: Sequence[str],
+    suppression_keys: Sequence[str] = (),
+    with_contract: bool = False,
+) -> NewLeadWritten | None:
+    """Look up the lead with ``values["email_key"]`` (locked; its ``reads`` columns);
+    when there is none, insert the lead ``values`` (``ON CONFLICT DO NOTHING``), its
+    ``touch`` (the activity row without ``lead_id``) and its duplicate-queue row at
+    ``queued_at``. Ask whether one of ``suppression_keys`` (0 or 2) is listed, and
+    with ``with_contract`` the active version (share-locked). None: nobody found and
+    nothing inserted (another writer's lead came in between; the answers are lost with
+    it, and asked again by the statements that need them)."""
+    columns = tuple(sorted(values))
+    statement = _statement(columns, tuple(reads), len(suppression_keys), with_contract)
+    params = {f"v_{name}": value for name, value in values.items()}
+    params.update({f"t_{name}": touch[name] for name in TOUCH_COLUMNS})
+    params["q_at"] = queued_at
+    params["f_email_key"] = values["email_key"]
+    params.update({f"s{i}": key for i, key in enumerate(suppression_keys)})
+    row = connection.execute(statement, params).mappings().one()
+    if row["new_id"] is None and row["id"] is None:
+        return None
+    found = None if row["id"] is None else {name: row[name] for name in reads}
+    suppressed = bool(row["suppressed"]) if suppression_keys else None
+    if not with_contract:
+        return NewLeadWritten(row["new_id"], found, suppressed, None, None, None)
+    return NewLeadWritten(
+        row["new_id"],
+        found,
+        suppressed,
+        row["active_version"],
+        row["active_digest"],
+        bool(row["any_active"]),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(
+    columns: tuple[str, ...], reads: tuple[str, ...], keys: int, with_contract: bool
+) -> Any:
+    """Built once per set of columns (a capture's consent answer adds some): a
+    statement object keeps its compiled form."""
+    found = (
+        select(*(leads.c[name] for name in reads))
+        .where(leads.c.email_key == bindparam("f_email_key", type_=leads.c.email_key.type))
+        .with_for_update()
+        .cte("found")
+    )
+    new = (
+        postgresql.insert(leads)
+        .from_select(
+            list(columns),
+            select(*(bindparam(f"v_{name}", type_=leads.c[name].type) for name in columns)).where(
+                ~exists().select_from(found)
+            ),
+        )
+        .on_conflict_do_nothing()
+        .returning(leads.c.id)
+        .cte("new_lead")
+    )
+    touch = activities.insert().from_select(
+        ["lead_id", *TOUCH_COLUMNS],
+        select(
+            new.c.id,
+            *(bindparam(f"t_{name}", type_=activities.c[name].type) for name in TOUCH_COLUMNS),
+        ),
+    )
+    queued = (
+        postgresql.insert(duplicate_checks)
+        .from_select(
+            ["lead_id", "queued_at"],
+            select(new.c.id, bindparam("q_at", type_=duplicate_checks.c.queued_at.type)),
+        )
+        .on_conflict_do_nothing()
+    )
+    answer: list[Any] = [new.c.id.label("new_id"), *(found.c[name] for name in reads)]
+    if keys:
+        listed = [bindparam(f"s{i}", type_=suppressions.c.email_key.type) for i in range(keys)]
+        answer.append(exists().where(suppressions.c.email_key.in_(listed)).label("suppressed"))
+    # One row always (a FULL JOIN needs a join condition PostgreSQL can hash or merge).
+    one = select(literal_column("1").label("one")).subquery("one")
+    source: Any = one.outerjoin(found, true()).outerjoin(new, true())
+    if with_contract:
+        answer += [
+            ACTIVE_LOCKED.c.active_version,
+            ACTIVE_LOCKED.c.active_digest,
+            exists().where(contracts.c.status == "active").label("any_active"),
+        ]
+        source = source.outerjoin(ACTIVE_LOCKED, true())
+    return select(*answer).select_from(source).add_cte(touch.cte("touch"), queued.cte("queued"))
