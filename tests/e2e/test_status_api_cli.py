@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, inspect, text
 from tests.conftest import bearer, token_for
 from typer.testing import CliRunner
 
@@ -101,15 +101,30 @@ def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-def test_baton_status_exits_1_unless_the_deployment_is_ok(database: str) -> None:
+def test_baton_status_exit_codes_and_it_never_migrates(database: str) -> None:
+    """0 ok, 1 behind, 2 worker silent, 3 unreadable. A monitor runs it every minute:
+    it must never migrate (production mid-upgrade, the migration lock), so a database
+    not migrated is its own answer, as /readyz says it."""
     runner = CliRunner()
-    silent = runner.invoke(cli, ["status"])
-    assert silent.exit_code == 1, silent.output
-    assert "worker silent" in silent.output
-    assert "no worker has ever run against this database" in silent.output
-
-    ctx = open_context(Settings(database_url=database))  # the wall clock, as the CLI's
+    fresh = runner.invoke(cli, ["status"])
+    assert fresh.exit_code == 3, fresh.output
+    assert "the database schema is not the one this version of Baton needs" in fresh.output
+    as_json = runner.invoke(cli, ["status", "--json"])
+    assert as_json.exit_code == 3
+    assert json.loads(as_json.stdout)["verdict"] == "unreadable"
+    engine = create_engine(database)
     try:
+        assert inspect(engine).get_table_names() == [], "baton status migrated the database"
+    finally:
+        engine.dispose()
+
+    ctx = open_context(Settings(database_url=database))  # migrates; the wall clock
+    try:
+        silent = runner.invoke(cli, ["status"])
+        assert silent.exit_code == 2, silent.output
+        assert "worker silent" in silent.output
+        assert "no worker has ever run against this database" in silent.output
+
         start_heartbeat(ctx, host="app-1", pid=4182)
         ok = runner.invoke(cli, ["status"])
         assert ok.exit_code == 0, ok.output
@@ -130,5 +145,15 @@ def test_baton_status_exits_1_unless_the_deployment_is_ok(database: str) -> None
         shown = runner.invoke(cli, ["status"])
         assert shown.exit_code == 1
         assert "behind" in shown.output and "email to send: 1 waiting" in shown.output
+
+        with ctx.write() as connection:  # a new version before its migrations ran
+            connection.execute(text("UPDATE alembic_version SET version_num = '0023'"))
+        unready = runner.invoke(cli, ["status"])
+        assert unready.exit_code == 3, unready.output
+        assert "never migrates" in unready.output
+        with ctx.read() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == (
+                "0023"
+            )
     finally:
         ctx.engine.dispose()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta
@@ -20,22 +22,26 @@ import pytest
 from sqlalchemy import delete, func, insert, select, update
 from tests.conftest import principal_for
 from tests.integration.test_worker import ANA, hand_raise, sales_floor
+from tests.notify_servers import closed_port
 
 from baton.domain.access import operator
-from baton.domain.clock import ManualClock
+from baton.domain.clock import ManualClock, SystemClock
 from baton.domain.errors import Forbidden
 from baton.domain.status import DeploymentStatus, QueueStatus
 from baton.services.context import Context
+from baton.services.delivery import Courier
 from baton.services.duplicate_checks import queue_duplicate_checks_in
-from baton.services.outbox import enqueue_email
+from baton.services.outbox import enqueue_email, publish, retry_message
 from baton.services.status import (
     deployment_status,
     record_heartbeat,
     start_heartbeat,
     stop_heartbeat,
 )
+from baton.services.webhooks import create_endpoint
 from baton.services.worker import Heartbeat, Lane, TickReport, Worker
 from baton.store.tables import (
+    deliveries,
     duplicate_checks,
     handoffs,
     nurture_enrollments,
@@ -108,7 +114,7 @@ def test_each_queue_tells_its_depth_and_how_long_its_oldest_due_item_waited(
     assert queue(on_time, "sla_steps").waiting == 0  # due only at t0 + 20 min
 
     clock.set(t0 + timedelta(minutes=25))
-    record_heartbeat(ctx, beat, [])
+    record_heartbeat(ctx, beat, [], host="app-1", pid=4182)
     found = deployment_status(ctx, actor=OPS)
     waited = {q.key: (q.waiting, q.age_seconds, q.behind) for q in found.queues}
     assert waited == {
@@ -140,7 +146,7 @@ def test_the_verdict_says_when_no_worker_beats(ctx: Context, clock: ManualClock)
     beat = start_heartbeat(ctx, host="app-1", pid=11)
     assert deployment_status(ctx, actor=OPS).verdict == "ok"
     clock.advance(seconds=50)
-    record_heartbeat(ctx, beat, [])
+    record_heartbeat(ctx, beat, [], host="app-1", pid=11)
     clock.advance(seconds=60)  # 6 beats of 10 s missed: not yet silent
     assert deployment_status(ctx, actor=OPS).verdict == "ok"
     clock.advance(seconds=1)
@@ -242,3 +248,216 @@ def test_the_worker_loop_beats_while_it_runs_and_says_when_it_stopped(
     assert not runner.is_alive()
     stopped = deployment_status(ctx, actor=OPS)
     assert stopped.verdict == "worker_silent" and stopped.workers[0].state == "stopped"
+
+
+# --- review findings: failing retries, restarts, the database's clock ----------------------
+
+
+def beat_now(ctx: Context) -> None:
+    """A worker that beats at the clock's time (the verdict is about the queues)."""
+    start_heartbeat(ctx, host="app-1", pid=4182)
+
+
+def test_a_webhook_failing_for_minutes_is_late_though_its_next_try_is_later(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """Each failed attempt moves next_attempt_at on (the backoff): judged by it, a
+    message failing since t0 showed waiting 0, retrying 0 and the verdict ok."""
+    ctx.settings = ctx.settings.model_copy(update={"webhook_internal_allowlist": "127.0.0.1"})
+    t0 = clock.now()
+    create_endpoint(ctx, url=f"http://127.0.0.1:{closed_port()}/hook", events=["*"], actor=OPS)
+    with ctx.write() as connection:
+        connection.execute(delete(outbox))
+        publish(connection, "handoff.created", {"n": 1}, now=t0)
+    courier = Courier(ctx, "webhook")
+    for wait in (0, 30, 60):  # attempts at t0, t0 + 30 s, t0 + 90 s (then paused 60 s)
+        clock.advance(seconds=wait)
+        assert courier.deliver() == (0, 1)
+    with ctx.read() as connection:
+        next_at = connection.execute(select(outbox.c.next_attempt_at)).scalar_one()
+    assert next_at == t0 + timedelta(seconds=210)
+
+    clock.set(t0 + timedelta(seconds=100))
+    beat_now(ctx)
+    early = queue(deployment_status(ctx, actor=OPS), "outbox_webhook")
+    assert (early.waiting, early.retrying, early.age_seconds, early.behind) == (1, 1, 100.0, False)
+    assert early.oldest_due_at == t0
+
+    clock.set(t0 + timedelta(seconds=150))  # still 60 s before its next try
+    beat_now(ctx)
+    found = deployment_status(ctx, actor=OPS)
+    webhook = queue(found, "outbox_webhook")
+    assert (webhook.waiting, webhook.retrying, webhook.age_seconds) == (1, 1, 150.0)
+    assert webhook.behind and found.verdict == "behind"
+    assert "webhooks to deliver: 1 waiting, the oldest due 2 min 30 s ago" in found.reasons[0]
+
+    with ctx.write() as connection:  # one more, untried: the paused endpoint's wait shows
+        publish(connection, "handoff.created", {"n": 2}, now=clock.now())
+    clock.advance(seconds=10)
+    assert courier.deliver() == (0, 0)  # paused until t0 + 210 s: handed back, untried
+    beat_now(ctx)
+    paused = queue(deployment_status(ctx, actor=OPS), "outbox_webhook")
+    assert (paused.waiting, paused.retrying, paused.age_seconds) == (2, 1, 160.0)
+
+
+def test_a_retried_message_is_late_since_its_new_series_fell_due_not_since_it_was_written(
+    ctx: Context, clock: ManualClock
+) -> None:
+    t0 = clock.now()
+    sales_floor(ctx, ANA)
+    hand_raise(ctx, 1)
+    with ctx.write() as connection:
+        connection.execute(delete(outbox))
+        enqueue_email(connection, topic="sla.remind", to=ANA, now=t0 - timedelta(days=3))
+        message = connection.execute(select(outbox.c.id)).scalar_one()
+        # Eight attempts failed days ago; an admin retried it at t0 (a new series), and
+        # its first attempt at t0 + 5 s failed too, next try at t0 + 35 s.
+        connection.execute(update(outbox).values(status="failed", attempts=8, attempts_base=0))
+    retry_message(ctx, message, actor=OPS)
+    with ctx.write() as connection:
+        connection.execute(
+            insert(deliveries).values(
+                outbox_id=message,
+                attempt=9,
+                attempted_at=t0 + timedelta(seconds=5),
+                ok=False,
+                error="refused",
+                duration_ms=3.0,
+            )
+        )
+        connection.execute(
+            update(outbox).values(attempts=9, next_attempt_at=t0 + timedelta(seconds=35))
+        )
+    clock.set(t0 + timedelta(seconds=60))
+    beat_now(ctx)
+    email = queue(deployment_status(ctx, actor=OPS), "outbox_email")
+    assert (email.waiting, email.retrying, email.age_seconds, email.behind) == (1, 1, 55.0, False)
+    with ctx.write() as connection:
+        connection.execute(update(outbox).values(next_attempt_at=t0 + timedelta(hours=1)))
+    clock.set(t0 + timedelta(minutes=3))
+    beat_now(ctx)
+    email = queue(deployment_status(ctx, actor=OPS), "outbox_email")
+    assert (email.waiting, email.retrying, email.age_seconds, email.behind) == (1, 1, 175.0, True)
+
+
+def test_an_intake_fetch_failing_for_minutes_is_late_though_its_next_try_is_later(
+    ctx: Context, clock: ManualClock
+) -> None:
+    from tests.integration.test_intake_fetch import add, allow_loopback, fetch_pass, hubspot_batch
+    from tests.integration.test_intake_fetch import post as post_hook
+
+    allow_loopback(ctx)
+    add(ctx, "hubspot-contacts", "hubspot", f"http://127.0.0.1:{closed_port()}")
+    t0 = clock.now()
+    post_hook(ctx, "hubspot-contacts", hubspot_batch("2982973"))
+    for wait in (0, 30, 60):  # attempts at t0, t0 + 30 s, t0 + 90 s; the next at t0 + 210 s
+        clock.advance(seconds=wait)
+        assert fetch_pass(ctx).retrying == 1
+    clock.set(t0 + timedelta(seconds=150))
+    beat_now(ctx)
+    found = deployment_status(ctx, actor=OPS)
+    fetches = queue(found, "intake_fetch")
+    assert (fetches.waiting, fetches.retrying, fetches.age_seconds) == (1, 1, 150.0)
+    assert fetches.behind and found.verdict == "behind"
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (a child, reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_worker_killed_and_restarted_on_its_host_reads_replaced_not_silent(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """kill -9 leaves the row unstopped: it read silent beside the new worker for a
+    day. A live process of the same host keeps its row (another worker, or one hung)."""
+    hung = start_heartbeat(ctx, host="app-1", pid=os.getppid())  # still there
+    killed = start_heartbeat(ctx, host="app-1", pid=dead_pid())
+    elsewhere = start_heartbeat(ctx, host="app-2", pid=dead_pid())  # another host's
+    clock.advance(minutes=2)
+    restarted = start_heartbeat(ctx, host="app-1", pid=os.getpid())
+    found = deployment_status(ctx, actor=OPS)
+    states = {w.id: w.state for w in found.workers}
+    assert states == {
+        killed: "replaced",
+        hung: "silent",
+        elsewhere: "silent",
+        restarted: "running",
+    }
+    assert {w.id: w.replaced_by for w in found.workers}[killed] == restarted
+    again = start_heartbeat(ctx, host="app-1", pid=os.getpid())  # its pid, so it is gone
+    states = {w.id: w.state for w in deployment_status(ctx, actor=OPS).workers}
+    assert (states[restarted], states[again], states[hung]) == ("replaced", "running", "silent")
+
+
+def test_a_heartbeat_whose_row_is_gone_writes_a_new_one(ctx: Context, clock: ManualClock) -> None:
+    """A row deleted (or a backup restored without it): the update hit no row and the
+    running worker read silent for ever."""
+    lane = Lane("email delivery", lambda: TickReport(), 0.2, clock=clock)
+    heartbeat = Heartbeat(ctx, [lane])
+    heartbeat.beat()
+    with ctx.write() as connection:
+        connection.execute(delete(worker_heartbeats))
+    clock.advance(seconds=10)
+    heartbeat.beat()
+    found = deployment_status(ctx, actor=OPS)
+    assert found.verdict == "ok", found.reasons
+    [worker] = found.workers
+    assert (worker.id, worker.state, worker.pid) == (heartbeat.id, "running", os.getpid())
+
+    with ctx.write() as connection:  # marked replaced by mistake (a pid namespace)
+        connection.execute(update(worker_heartbeats).values(replaced_by=999))
+    clock.advance(seconds=10)
+    heartbeat.beat()
+    assert {w.state for w in deployment_status(ctx, actor=OPS).workers} == {"replaced", "running"}
+
+
+class SkewedClock(SystemClock):
+    """A host whose real clock runs five minutes slow."""
+
+    def now(self) -> datetime:
+        return super().now() - timedelta(minutes=5)
+
+
+def test_beats_and_the_check_take_the_databases_time_not_each_hosts(ctx: Context) -> None:
+    """A worker host whose clock is minutes slow read silent from another host (60 s
+    of skew is enough); with the real clock both take PostgreSQL's time."""
+    if ctx.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite lives on one host: its clock is the database's")
+    worker_host = Context(engine=ctx.engine, settings=ctx.settings, clock=SkewedClock())
+    checking_host = Context(engine=ctx.engine, settings=ctx.settings, clock=SystemClock())
+    beat = start_heartbeat(worker_host, host="app-1", pid=4182)
+    record_heartbeat(worker_host, beat, [], host="app-1", pid=4182)
+    found = deployment_status(checking_host, actor=OPS)
+    assert found.verdict == "ok", found.reasons
+    [worker] = found.workers
+    assert worker.state == "running" and worker.silent_seconds < 30
+
+
+def test_a_paused_endpoint_shows_beside_its_waiting_messages(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """A destination the worker cannot reach is paused in the worker's memory: its
+    messages wait untried (waiting), the probe that failed retries (retrying), and the
+    pause itself is told by the heartbeat, so paused and failing read apart."""
+    ctx.settings = ctx.settings.model_copy(update={"webhook_internal_allowlist": "127.0.0.1"})
+    endpoint, _ = create_endpoint(
+        ctx, url=f"http://127.0.0.1:{closed_port()}/hook", events=["*"], actor=OPS
+    )
+    with ctx.write() as connection:
+        connection.execute(delete(outbox))
+        for n in (1, 2):
+            publish(connection, "handoff.created", {"n": n}, now=clock.now())
+    worker = Worker(ctx)
+    [webhooks] = [lane for lane in worker.lanes if lane.name == "webhook delivery"]
+    webhooks.step()
+    worker.heartbeat.beat()
+    found = deployment_status(ctx, actor=OPS)
+    queued = queue(found, "outbox_webhook")
+    pause = f"webhook endpoint {endpoint.id} until 09:00:30"
+    assert (queued.waiting, queued.retrying, queued.paused) == (2, 1, [pause])
+    [lane] = [lane for lane in found.workers[0].lanes if lane.name == "webhook delivery"]
+    assert lane.paused == [pause]
+    assert queue(found, "outbox_email").paused == []

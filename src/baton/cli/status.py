@@ -1,7 +1,11 @@
 """`baton status`: is the deployment healthy? Every worker queue's depth and the age of
 its oldest due item, the workers' heartbeats, and a verdict whose exit code a cron job
-or a monitor can use (0 ok; 1 behind or no worker running, or the database cannot be
-read)."""
+or a monitor can use (:data:`EXIT_CODES`).
+
+It opens the database without migrating it (unlike the other commands): a monitor
+asking every minute must never migrate production in the middle of an upgrade, nor
+wait on the migration lock. A schema that is not this version's is its own answer
+(exit 3), as ``/readyz`` says it."""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from baton.cli._common import context
-from baton.cli._output import console, show_list, when
+from baton.cli._common import load_settings, safe_url
+from baton.cli._output import console, fail, show_list, when
 from baton.domain.access import operator
 
 if TYPE_CHECKING:
@@ -20,7 +24,12 @@ status_app = typer.Typer()
 """Commands of the top level (merged into `baton`, no group name)."""
 
 VERDICT_STYLE = {"ok": "green", "behind": "yellow", "worker_silent": "red"}
-WORKER_STYLE = {"running": "green", "silent": "red", "stopped": "dim"}
+WORKER_STYLE = {"running": "green", "silent": "red", "stopped": "dim", "replaced": "dim"}
+EXIT_CODES = {"ok": 0, "behind": 1, "worker_silent": 2}
+"""The exit code of each verdict; a monitor tells them apart without parsing."""
+UNREADABLE = 3
+"""The exit code when the status cannot be read: the database does not answer, or its
+schema is not the one this version of Baton needs (not migrated yet, or newer)."""
 
 
 @status_app.command()
@@ -30,17 +39,48 @@ def status(
     """How the deployment is doing: each worker queue (waiting, the oldest due for how
     long), each worker's last heartbeat, and the verdict: ok, behind (a queue's oldest
     item waited longer than BATON_STATUS_BEHIND_SECONDS) or worker silent (no heartbeat
-    for 60 s). Exit code 0 when ok, 1 otherwise."""
-    from baton.services.status import deployment_status
+    for 60 s). Exit code 0 ok, 1 behind, 2 worker silent (or none running), 3 the
+    database cannot be read or its schema is not this version's (it never migrates)."""
+    from sqlalchemy.exc import DBAPIError
 
-    with context() as ctx:
+    from baton.services.context import open_context
+    from baton.services.status import SCHEMA_MISMATCH, deployment_status, unready_because
+
+    settings = load_settings()
+    try:
+        ctx = open_context(settings, migrate=False)
+    except Exception as exc:
+        raise _unreadable(
+            f"cannot open the database {safe_url(settings.database_url)}: {exc}", as_json
+        ) from None
+    try:
+        why = unready_because(ctx)
+        if why is not None:
+            if why == SCHEMA_MISMATCH:
+                why += " (`baton status` never migrates; `baton init` does, at an upgrade)"
+            raise _unreadable(why, as_json)
         found = deployment_status(ctx, actor=operator("baton status"))
+    except DBAPIError as exc:
+        raise _unreadable(f"the database does not answer ({exc.orig})", as_json) from None
+    finally:
+        ctx.engine.dispose()
     if as_json:
         typer.echo(status_json(found))
     else:
         _show(found)
-    if found.verdict != "ok":
-        raise typer.Exit(1)
+    raise typer.Exit(EXIT_CODES[found.verdict])
+
+
+def _unreadable(why: str, as_json: bool) -> typer.Exit:
+    """Exit 3: under ``--json`` also a document with the verdict ``unreadable``, so a
+    monitor that parses the output reads why."""
+    if as_json:
+        import json
+
+        from baton.redact import mask
+
+        typer.echo(json.dumps({"verdict": "unreadable", "reasons": [mask(why)]}, indent=2))
+    return fail(why, UNREADABLE)
 
 
 def status_json(found: DeploymentStatus) -> str:
@@ -70,6 +110,8 @@ def _show(found: DeploymentStatus) -> None:
             state = "[dim]empty[/]"
         if queue.retrying:
             state += f", {queue.retrying:,} retrying"
+        if queue.paused:
+            state += f", [yellow]paused: {escape(', '.join(queue.paused))}[/]"
         if queue.waiting and queue.note:
             state += f" [dim]({escape(queue.note)})[/]"
         rows.append(

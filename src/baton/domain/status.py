@@ -10,7 +10,10 @@ it was made: a message scheduled for a retry in ten minutes is not late, a remin
 five minutes ago that nobody sent is. Why the unassigned handoff queue is shown but
 never judged: a handoff waits there for a rep to become available (out of hours, every
 rep at capacity), which is a staffing question the worker cannot answer by working
-faster; the SLA steps it owes are judged in their own queue. Why nurture gets an
+faster; the SLA steps it owes are judged in their own queue. Why a message or a fetch
+that failed counts whatever its next try: each failed attempt moves that try into the
+future (the backoff), so judged by it a message failing for hours would never look
+late; it is late since its series of attempts first fell due. Why nurture gets an
 allowance: the contract's send rate spreads a burst over minutes on purpose
 (``allowance_seconds``), and only lateness beyond that is the worker's.
 """
@@ -26,7 +29,9 @@ Verdict = Literal["ok", "behind", "worker_silent"]
 """``ok``; ``behind``: a queue's oldest due item waited longer than the threshold;
 ``worker_silent``: no worker beat lately (nothing drains the queues, whatever they
 hold now)."""
-WorkerState = Literal["running", "silent", "stopped"]
+WorkerState = Literal["running", "silent", "stopped", "replaced"]
+"""``replaced``: its process is gone (killed, so it never said it stopped) and a worker
+started since on the same host; it no longer counts as silent."""
 
 HEARTBEAT_SECONDS = 10.0
 """How often a running worker writes its heartbeat (one small row update)."""
@@ -49,18 +54,24 @@ class QueueStatus:
     lane: str
     """The worker lane that drains it (``baton worker`` prints lanes by these names)."""
     waiting: int
-    """Items due now, not yet done (in flight ones included)."""
+    """Items due now, not yet done (in flight ones included), and every item that failed
+    in its current series of attempts, whenever its next try is."""
     retrying: int
     """Of those, items that already failed at least once (outbox, intake fetch)."""
     oldest_due_at: datetime | None
     age_seconds: float | None
-    """Seconds since the oldest waiting item became due (None: nothing waits)."""
+    """Seconds since the oldest waiting item became due (None: nothing waits); for one
+    retrying, since its series of attempts first fell due."""
     allowance_seconds: float
     """Lateness expected by design on top of the threshold (nurture's send rate)."""
     judged: bool
     """Whether its lateness counts towards the verdict."""
     behind: bool
     note: str = ""
+    paused: list[str] = field(default_factory=list)
+    """Destinations a running worker does not try for now because it could not reach
+    them (``webhook endpoint 3 until 10:15:30``): their messages wait untried, while a
+    destination that answers with errors shows as messages retrying."""
 
 
 def queue_status(
@@ -106,6 +117,8 @@ class LaneBeat:
     name: str
     last_pass_at: datetime | None
     failures: int
+    paused: list[str] = field(default_factory=list)
+    """Destinations its courier does not try for now (it could not reach them)."""
 
 
 @dataclass(frozen=True)
@@ -122,15 +135,25 @@ class WorkerBeat:
     silent_seconds: float
     """Seconds since its last heartbeat."""
     lanes: list[LaneBeat] = field(default_factory=list)
+    replaced_by: int | None = None
+    """The heartbeat row of the worker that replaced it (state ``replaced``)."""
 
 
 def worker_state(
-    last_tick_at: datetime, stopped_at: datetime | None, *, now: datetime, silent_after: float
+    last_tick_at: datetime,
+    stopped_at: datetime | None,
+    *,
+    now: datetime,
+    silent_after: float,
+    replaced_by: int | None = None,
 ) -> WorkerState:
-    """``stopped`` (it said so on its way out), ``silent`` (no heartbeat for longer
-    than ``silent_after`` seconds: killed, hung, or its host gone) or ``running``."""
+    """``stopped`` (it said so on its way out), ``replaced`` (killed, and a worker
+    started since on its host), ``silent`` (no heartbeat for longer than
+    ``silent_after`` seconds: killed, hung, or its host gone) or ``running``."""
     if stopped_at is not None:
         return "stopped"
+    if replaced_by is not None:
+        return "replaced"
     if (now - last_tick_at).total_seconds() > silent_after:
         return "silent"
     return "running"

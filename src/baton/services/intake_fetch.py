@@ -187,6 +187,7 @@ def _claim(ctx: Context, tried: set[int], unreachable: set[int]) -> _Claimed | N
             intake_items.c.item,
             intake_items.c.attempts,
             intake_items.c.error,
+            intake_items.c.next_attempt_at,
         )
         .where(
             intake_items.c.status == AWAITING,
@@ -211,10 +212,15 @@ def _claim(ctx: Context, tried: set[int], unreachable: set[int]) -> _Claimed | N
         # A series of attempts starts when the intake (a hook request, a retry) set the
         # item waiting afresh, without an error; each failed read since leaves one.
         attempts = 1 if row["error"] is None else int(row["attempts"] or 0) + 1
+        series: dict[str, Any] = {}
+        if attempts == 1:
+            # When the series fell due: failed reads move next_attempt_at on, and
+            # `baton status` measures a retrying item's lateness from here.
+            series["due_since"] = row["next_attempt_at"]
         connection.execute(
             update(intake_items)
             .where(intake_items.c.id == row["id"])
-            .values(claimed_until=now + _lease(ctx), claim_token=token, attempts=attempts)
+            .values(claimed_until=now + _lease(ctx), claim_token=token, attempts=attempts, **series)
         )
     return _Claimed(
         id=int(row["id"]),

@@ -12,22 +12,35 @@ A running worker keeps one row of ``worker_heartbeats`` (:func:`start_heartbeat`
 :func:`record_heartbeat` every :data:`~baton.domain.status.HEARTBEAT_SECONDS`,
 :func:`stop_heartbeat` on its way out). The heartbeat is a lane of its own, so a lane
 stuck in a long pass does not stop it: such a lane shows as its queue falling behind,
-and by its own last pass in the row.
+and by its own last pass in the row. A worker killed (``kill -9``, a crash) never says
+it stopped: the next worker to start on its host marks its row *replaced* when its
+process is gone, rather than leave a silent worker beside the running one for a day.
+A heartbeat that finds no row of its own (deleted, or a backup restored) writes a new
+one, so that worker never reads silent while it runs.
+
+Whose clock: on PostgreSQL, workers on several hosts write their beats and another
+host judges them, so with the real clock both the beat and the check take the
+database's time (``statement_timestamp()``): a host's clock off by a minute would
+otherwise read as a silent worker. SQLite lives on one host, whose clock is the
+database's; an injected clock (tests, simulations) is always used as it is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, select, text, update
+from sqlalchemy import case, delete, func, insert, inspect, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from baton.domain.access import Action, Principal
+from baton.domain.clock import SystemClock, ensure_utc
 from baton.domain.status import (
     SILENT_AFTER_SECONDS,
     DeploymentStatus,
@@ -41,6 +54,7 @@ from baton.domain.status import (
 from baton.services.access import allowed
 from baton.services.context import Context
 from baton.store.tables import (
+    deliveries,
     duplicate_checks,
     handoffs,
     intake_items,
@@ -72,10 +86,11 @@ def deployment_status(
     verdict (``ok``, ``behind``, ``worker_silent``) at ``now`` (the context's clock by
     default)."""
     allowed(actor, Action.READ_STATUS)
-    now = now or ctx.clock.now()
     with ctx.read() as connection:
+        now = now or database_now(ctx, connection)
         queues = _queues(connection, now=now, behind_after=ctx.settings.status_behind_seconds)
         workers, last_tick_at = _workers(connection, now=now)
+    queues = _with_pauses(queues, workers)
     verdict, reasons = verdict_of(queues, workers, last_tick_at=last_tick_at, now=now)
     return DeploymentStatus(
         verdict=verdict,
@@ -87,6 +102,9 @@ def deployment_status(
         queues=queues,
         workers=workers,
     )
+
+
+SCHEMA_MISMATCH = "the database schema is not the one this version of Baton needs"
 
 
 @functools.cache
@@ -107,11 +125,13 @@ def unready_because(ctx: Context) -> str | None:
     balancer because the worker is behind would refuse the captures too."""
     try:
         with ctx.read() as connection:
-            found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            found = None  # a database never migrated has no alembic_version at all
+            if inspect(connection).has_table("alembic_version"):
+                found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except DBAPIError:
         return "the database does not answer"
     if found != expected_revision():
-        return "the database schema is not the one this version of Baton needs"
+        return SCHEMA_MISMATCH
     return None
 
 
@@ -145,10 +165,21 @@ def _queues(connection: Connection, *, now: datetime, behind_after: float) -> li
         select(func.count(), func.min(handoffs.c.created_at)).where(handoffs.c.status == "queued")
     ).one()
     checks = connection.execute(select(func.count(), func.min(duplicate_checks.c.queued_at))).one()
-    fetch_retry = func.coalesce(func.sum(case((intake_items.c.attempts > 0, 1), else_=0)), 0)
+    # A failed read leaves its error and moves next_attempt_at on: such an item is
+    # late since its series first fell due (due_since), whenever its next try is.
+    fetch_failed = intake_items.c.error.is_not(None)
+    fetch_due = case(
+        (fetch_failed, func.coalesce(intake_items.c.due_since, intake_items.c.next_attempt_at)),
+        else_=intake_items.c.next_attempt_at,
+    )
     fetches = connection.execute(
-        select(func.count(), func.min(intake_items.c.next_attempt_at), fetch_retry).where(
-            intake_items.c.status == "awaiting_fetch", intake_items.c.next_attempt_at <= now
+        select(
+            func.count(),
+            func.min(fetch_due),
+            func.coalesce(func.sum(case((fetch_failed, 1), else_=0)), 0),
+        ).where(
+            intake_items.c.status == "awaiting_fetch",
+            or_(intake_items.c.next_attempt_at <= now, fetch_failed),
         )
     ).one()
     nurture = connection.execute(
@@ -162,16 +193,37 @@ def _queues(connection: Connection, *, now: datetime, behind_after: float) -> li
 
         # The send rate spreads what is due over minutes on purpose.
         allowance = 60.0 * int(nurture[0]) / max(1, send_rate(connection))
-    retry = func.coalesce(
-        func.sum(case((outbox.c.attempts > outbox.c.attempts_base, 1), else_=0)), 0
+    # A failed attempt moves next_attempt_at on (the backoff): a message that failed
+    # in its current series is late since that series fell due, whenever its next try
+    # is: when it was written (created_at), or after an admin's retry (attempts_base
+    # above 0) its series' first attempt (soon after the retry made it due).
+    failing = outbox.c.attempts > outbox.c.attempts_base
+    series_first_attempt = (
+        select(func.min(deliveries.c.attempted_at))
+        .where(
+            deliveries.c.outbox_id == outbox.c.id,
+            deliveries.c.attempt == outbox.c.attempts_base + 1,
+        )
+        .scalar_subquery()
     )
+    outbox_due = case(
+        (
+            failing,
+            case(
+                (outbox.c.attempts_base == 0, outbox.c.created_at),
+                else_=func.coalesce(series_first_attempt, outbox.c.next_attempt_at),
+            ),
+        ),
+        else_=outbox.c.next_attempt_at,
+    )
+    retry = func.coalesce(func.sum(case((failing, 1), else_=0)), 0)
     by_channel = {}
-    for channel, *_ in OUTBOX_QUEUES:  # one index range each: (channel, status, due)
+    for channel, *_ in OUTBOX_QUEUES:  # one index range each: (channel, status)
         by_channel[channel] = connection.execute(
-            select(func.count(), func.min(outbox.c.next_attempt_at), retry).where(
+            select(func.count(), func.min(outbox_due), retry).where(
                 outbox.c.channel == channel,
                 outbox.c.status == "pending",
-                outbox.c.next_attempt_at <= now,
+                or_(outbox.c.next_attempt_at <= now, failing),
             )
         ).one()
     queues = [
@@ -224,14 +276,35 @@ def _workers(connection: Connection, *, now: datetime) -> tuple[list[WorkerBeat]
             last_tick_at=row["last_tick_at"],
             stopped_at=row["stopped_at"],
             state=worker_state(
-                row["last_tick_at"], row["stopped_at"], now=now, silent_after=SILENT_AFTER_SECONDS
+                row["last_tick_at"],
+                row["stopped_at"],
+                now=now,
+                silent_after=SILENT_AFTER_SECONDS,
+                replaced_by=row["replaced_by"],
             ),
             silent_seconds=max(0.0, (now - row["last_tick_at"]).total_seconds()),
             lanes=_lanes(row["lanes"]),
+            replaced_by=row["replaced_by"],
         )
         for row in rows
     ]
     return workers, last_tick_at
+
+
+def _with_pauses(queues: list[QueueStatus], workers: Sequence[WorkerBeat]) -> list[QueueStatus]:
+    """Each queue with the destinations its lane pauses in a running worker (a pause
+    lives in the worker's memory; its heartbeat reports it)."""
+    paused: dict[str, list[str]] = {}
+    for worker in workers:
+        if worker.state == "running":
+            for lane in worker.lanes:
+                paused.setdefault(lane.name, []).extend(lane.paused)
+    return [
+        dataclasses.replace(queue, paused=sorted(set(paused[queue.lane])))
+        if paused.get(queue.lane)
+        else queue
+        for queue in queues
+    ]
 
 
 def _lanes(stored: Any) -> list[LaneBeat]:
@@ -243,6 +316,7 @@ def _lanes(stored: Any) -> list[LaneBeat]:
                 name=name,
                 last_pass_at=datetime.fromisoformat(last) if last else None,
                 failures=int(lane.get("failures") or 0),
+                paused=[str(p) for p in lane.get("paused") or []],
             )
         )
     return beats
@@ -253,49 +327,131 @@ def _lanes_json(lanes: Sequence[LaneBeat]) -> dict[str, dict[str, Any]]:
         lane.name: {
             "last_pass_at": lane.last_pass_at.isoformat() if lane.last_pass_at else None,
             "failures": lane.failures,
+            **({"paused": lane.paused} if lane.paused else {}),
         }
         for lane in lanes
     }
 
 
-def start_heartbeat(ctx: Context, *, host: str, pid: int, lanes: Sequence[LaneBeat] = ()) -> int:
+def database_now(ctx: Context, connection: Connection) -> datetime:
+    """The time heartbeats are written and judged by: the database's on PostgreSQL
+    with the real clock (one clock for every host), else the context's clock."""
+    if isinstance(ctx.clock, SystemClock) and connection.dialect.name == "postgresql":
+        return ensure_utc(connection.execute(select(func.statement_timestamp())).scalar_one())
+    return ctx.clock.now()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (signal 0 checks, sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, under another user (PermissionError), or we cannot tell
+        return True
+    return True
+
+
+def start_heartbeat(
+    ctx: Context,
+    *,
+    host: str,
+    pid: int,
+    lanes: Sequence[LaneBeat] = (),
+    alive: Callable[[int], bool] = pid_alive,
+) -> int:
     """A worker's first heartbeat: its row (returns its id). Rows of workers silent for
-    :data:`KEPT_FOR` go, so restarts never grow the table without bound."""
-    now = ctx.clock.now()
+    :data:`KEPT_FOR` go, so restarts never grow the table without bound. The rows of
+    this host that never said they stopped and whose process is gone (``alive`` is
+    false, or it is this very pid, reused) are marked replaced by it: a worker killed
+    and restarted reads *replaced*, not silent. A process still there (another worker
+    on the host, or one hung) keeps its row and its state."""
+    host = host[:255]
     with ctx.write() as connection:
+        now = database_now(ctx, connection)
         connection.execute(
             delete(worker_heartbeats).where(worker_heartbeats.c.last_tick_at < now - KEPT_FOR)
         )
-        return int(
+        heartbeat_id = _insert_heartbeat(connection, host=host, pid=pid, now=now, lanes=lanes)
+        earlier = connection.execute(
+            select(worker_heartbeats.c.id, worker_heartbeats.c.pid).where(
+                worker_heartbeats.c.host == host,
+                worker_heartbeats.c.id != heartbeat_id,
+                worker_heartbeats.c.stopped_at.is_(None),
+                worker_heartbeats.c.replaced_by.is_(None),
+            )
+        ).all()
+        gone = [int(row_id) for row_id, row_pid in earlier if row_pid == pid or not alive(row_pid)]
+        if gone:
             connection.execute(
-                insert(worker_heartbeats)
-                .values(
-                    host=host[:255],
-                    pid=pid,
-                    started_at=now,
-                    last_tick_at=now,
-                    stopped_at=None,
-                    lanes=_lanes_json(lanes),
-                )
-                .returning(worker_heartbeats.c.id)
-            ).scalar_one()
-        )
+                update(worker_heartbeats)
+                .where(worker_heartbeats.c.id.in_(gone))
+                .values(replaced_by=heartbeat_id)
+            )
+        return heartbeat_id
 
 
-def record_heartbeat(ctx: Context, heartbeat_id: int, lanes: Sequence[LaneBeat]) -> None:
-    """The worker is alive now; each lane's last pass as it stands."""
-    with ctx.write() as connection:
+def _insert_heartbeat(
+    connection: Connection,
+    *,
+    host: str,
+    pid: int,
+    now: datetime,
+    lanes: Sequence[LaneBeat],
+    started_at: datetime | None = None,
+) -> int:
+    return int(
         connection.execute(
+            insert(worker_heartbeats)
+            .values(
+                host=host[:255],
+                pid=pid,
+                started_at=started_at or now,
+                last_tick_at=now,
+                stopped_at=None,
+                lanes=_lanes_json(lanes),
+            )
+            .returning(worker_heartbeats.c.id)
+        ).scalar_one()
+    )
+
+
+def record_heartbeat(
+    ctx: Context,
+    heartbeat_id: int,
+    lanes: Sequence[LaneBeat],
+    *,
+    host: str,
+    pid: int,
+    started_at: datetime | None = None,
+) -> int:
+    """The worker is alive now; each lane's last pass as it stands. Returns the id of
+    its row: a new one when its own is gone (deleted, a backup restored) or was marked
+    replaced or stopped, so a running worker never reads silent or replaced."""
+    with ctx.write() as connection:
+        now = database_now(ctx, connection)
+        found = connection.execute(
             update(worker_heartbeats)
-            .where(worker_heartbeats.c.id == heartbeat_id)
-            .values(last_tick_at=ctx.clock.now(), lanes=_lanes_json(lanes))
+            .where(
+                worker_heartbeats.c.id == heartbeat_id,
+                worker_heartbeats.c.stopped_at.is_(None),
+                worker_heartbeats.c.replaced_by.is_(None),
+            )
+            .values(last_tick_at=now, lanes=_lanes_json(lanes))
+        ).rowcount
+        if found:
+            return heartbeat_id
+        fresh = _insert_heartbeat(
+            connection, host=host, pid=pid, now=now, lanes=lanes, started_at=started_at
         )
+    log.warning("heartbeat %d: its row was gone or marked replaced; now %d", heartbeat_id, fresh)
+    return fresh
 
 
 def stop_heartbeat(ctx: Context, heartbeat_id: int) -> None:
     """The worker stops cleanly: ``stopped_at``, so it reads *stopped*, not silent."""
-    now = ctx.clock.now()
     with ctx.write() as connection:
+        now = database_now(ctx, connection)
         connection.execute(
             update(worker_heartbeats)
             .where(worker_heartbeats.c.id == heartbeat_id)

@@ -479,6 +479,8 @@ class Lane:
     """Reads the time of each pass that ends well (:attr:`last_pass_at`), which the
     worker's heartbeat reports for ``baton status``."""
     last_pass_at: datetime | None = None
+    paused: Callable[[], list[str]] | None = None
+    """The destinations its courier does not try for now, for the heartbeat."""
 
     def step(self) -> float:
         """Run one pass; returns how long to wait before the next (0: more is due)."""
@@ -519,6 +521,17 @@ def _first_line(error: DBAPIError) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(error.orig).__name__
 
 
+def paused_destinations(courier: Courier) -> list[str]:
+    """What a courier does not try for now, as ``baton status`` shows it."""
+    now = courier.ctx.clock.now()
+    pauses = courier.pauses.copy()  # one step: its lane's thread changes it meanwhile
+    return [
+        f"{key} until {pause.until:%H:%M:%S}"
+        for key, pause in sorted(pauses.items())
+        if pause.until > now
+    ]
+
+
 class Heartbeat:
     """The worker's heartbeat lane: its row in ``worker_heartbeats`` (host, pid, each
     lane's last pass) every :data:`~baton.domain.status.HEARTBEAT_SECONDS`, and at most
@@ -529,12 +542,18 @@ class Heartbeat:
         self.ctx = ctx
         self.lanes = lanes
         self.id: int | None = None
+        self.started_at: datetime | None = None
         self.checked_at: datetime | None = None
         self.behind: set[str] = set()
 
     def _beats(self) -> list[LaneBeat]:
         return [
-            LaneBeat(lane.name, lane.last_pass_at, lane.failures)
+            LaneBeat(
+                lane.name,
+                lane.last_pass_at,
+                lane.failures,
+                lane.paused() if lane.paused is not None else [],
+            )
             for lane in self.lanes
             if lane.name != "heartbeat"
         ]
@@ -543,11 +562,15 @@ class Heartbeat:
         """One heartbeat (the first one writes the row), then the lateness check when
         a minute has passed since the last one. Never busy: the lane then waits
         :data:`HEARTBEAT_SECONDS`."""
+        host, pid = socket.gethostname(), os.getpid()
         if self.id is None:
-            self.id = start_heartbeat(self.ctx, host=socket.gethostname(), pid=os.getpid())
-            log.info("heartbeat %d: %s pid %d", self.id, socket.gethostname(), os.getpid())
+            self.started_at = self.ctx.clock.now()
+            self.id = start_heartbeat(self.ctx, host=host, pid=pid, lanes=self._beats())
+            log.info("heartbeat %d: %s pid %d", self.id, host, pid)
         else:
-            record_heartbeat(self.ctx, self.id, self._beats())
+            self.id = record_heartbeat(
+                self.ctx, self.id, self._beats(), host=host, pid=pid, started_at=self.started_at
+            )
         now = self.ctx.clock.now()
         if self.checked_at is None or (now - self.checked_at).total_seconds() >= WARN_EVERY_SECONDS:
             self.checked_at = now
@@ -607,8 +630,12 @@ class Worker:
 
         self.fetcher = Fetcher(self.ctx, client=self.client)
 
-        def lane(name: str, work: Callable[[], TickReport]) -> Lane:
-            return Lane(name, work, poll, self.on_pass, clock=self.ctx.clock)
+        def lane(
+            name: str,
+            work: Callable[[], TickReport],
+            paused: Callable[[], list[str]] | None = None,
+        ) -> Lane:
+            return Lane(name, work, poll, self.on_pass, clock=self.ctx.clock, paused=paused)
 
         self.lanes = [
             lane("timers", lambda: run_timers(self.ctx)),
@@ -616,7 +643,11 @@ class Worker:
             lane("nurture", lambda: send_nurture(self.ctx)),
             lane("duplicates", lambda: check_duplicates(self.ctx)),
             *(
-                lane(f"{channel} delivery", lambda c=courier: deliver(c))  # type: ignore[misc]
+                lane(
+                    f"{channel} delivery",
+                    lambda c=courier: deliver(c),  # type: ignore[misc]
+                    paused=lambda c=courier: paused_destinations(c),  # type: ignore[misc]
+                )
                 for channel, courier in self.couriers.items()
             ),
         ]

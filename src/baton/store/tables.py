@@ -744,6 +744,9 @@ intake_items = Table(
     Column("claimed_until", UtcDateTime),
     Column("claim_token", String(32)),
     Column("processed_at", UtcDateTime),
+    # When the current series of fetch attempts first fell due (failed reads move
+    # next_attempt_at on, not this): how late a retrying item is (migration 0025).
+    Column("due_since", UtcDateTime),
     UniqueConstraint("endpoint_id", "upstream_id", name="uq_intake_items_endpoint_upstream"),
     Index("ix_intake_items_status_next_attempt_at", "status", "next_attempt_at"),
 )
@@ -900,10 +903,13 @@ worker_heartbeats = Table(
     Column("last_tick_at", UtcDateTime, nullable=False),
     Column("stopped_at", UtcDateTime),
     Column("lanes", Json, nullable=False),
+    Column("replaced_by", Id),
     Index("ix_worker_heartbeats_last_tick_at", "last_tick_at"),
 )
 """One row per running (or lately stopped) worker process: where it runs, when it
 started, when it last beat (``last_tick_at``, every few seconds while it runs) and, in
 ``lanes``, when each lane last ended a pass and how many passes in a row failed. A
 worker that stops cleanly sets ``stopped_at``; one killed simply stops beating. Rows of
-workers silent for a week are removed when a worker starts (migration 0024)."""
+workers silent for a week are removed when a worker starts (migration 0024). A worker
+starting on a host marks the unstopped rows of that host's processes that are gone
+(killed) as ``replaced_by`` its own row (migration 0025)."""

@@ -29,20 +29,31 @@ class QueueStatusPublic(BaseModel):
     key: str = Field(description="Stable name: sla_steps, handoff_queue, duplicate_checks, ...")
     name: str
     lane: str = Field(description="The worker lane that drains it")
-    waiting: int = Field(description="Items due now and not yet done")
+    waiting: int = Field(
+        description="Items due now and not yet done, and every item that failed in its "
+        "current series of attempts, whenever its next try is"
+    )
     retrying: int = Field(description="Of those, items that failed at least once")
     oldest_due_at: datetime | None
-    age_seconds: float | None = Field(description="Since the oldest waiting item became due")
+    age_seconds: float | None = Field(
+        description="Since the oldest waiting item became due (a retrying one: since its "
+        "series of attempts first fell due)"
+    )
     allowance_seconds: float = Field(description="Lateness expected by design (nurture's rate)")
     judged: bool = Field(description="Whether its lateness counts towards the verdict")
     behind: bool
     note: str
+    paused: list[str] = Field(
+        description="Destinations a running worker does not try for now (it could not reach "
+        "them): their messages wait untried; one answering with errors shows as retrying"
+    )
 
 
 class LaneBeatPublic(BaseModel):
     name: str
     last_pass_at: datetime | None
     failures: int = Field(description="Passes in a row that failed (the lane backs off)")
+    paused: list[str] = Field(description="Destinations its courier does not try for now")
 
 
 class WorkerPublic(BaseModel):
@@ -54,9 +65,13 @@ class WorkerPublic(BaseModel):
     started_at: datetime
     last_tick_at: datetime
     stopped_at: datetime | None
-    state: Literal["running", "silent", "stopped"]
+    state: Literal["running", "silent", "stopped", "replaced"] = Field(
+        description="replaced: its process is gone (killed) and a worker started since on "
+        "the same host"
+    )
     silent_seconds: float
     lanes: list[LaneBeatPublic]
+    replaced_by: int | None = Field(description="The id of the worker that replaced it")
 
 
 class DeploymentStatusPublic(BaseModel):
@@ -88,6 +103,7 @@ class DeploymentStatusPublic(BaseModel):
                             "judged": True,
                             "behind": True,
                             "note": "",
+                            "paused": [],
                         }
                     ],
                     "workers": [
@@ -105,8 +121,10 @@ class DeploymentStatusPublic(BaseModel):
                                     "name": "email delivery",
                                     "last_pass_at": "2026-03-02T10:14:58Z",
                                     "failures": 4,
+                                    "paused": [],
                                 }
                             ],
+                            "replaced_by": None,
                         }
                     ],
                 }
