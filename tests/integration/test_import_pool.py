@@ -6,11 +6,18 @@ files full of bad rows. No test here measures time: ``bench/import.py`` does."""
 from __future__ import annotations
 
 import csv
+import gc
 import io
+import logging
+import multiprocessing
+import os
 import random
+import time
+import weakref
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +26,8 @@ from tests.conftest import START
 from baton.config import Settings
 from baton.domain.access import operator
 from baton.domain.clock import ManualClock
+from baton.domain.lead_rows import Columns, validate_records
+from baton.domain.leads import LeadCreate
 from baton.services import imports
 from baton.services.context import Context, open_context
 from baton.services.imports import ImportReport, import_leads, write_lines_to_mend
@@ -250,3 +259,112 @@ def test_an_import_writes_while_its_workers_validate_and_stores_the_same(
     again_together = import_leads(pool, io.StringIO(text), actor=OPS, jobs=2)
     assert again.created == 0 and again.unchanged
     assert _outcome(pool, again_together) == _outcome(one, again)
+
+
+_WORKER_PARTS = 0
+"""Parts validated so far by this process, when it is a worker process."""
+
+
+def _dies_on_its_second_part(*args: Any, **kwargs: Any) -> Any:
+    """``validate_records``, except that a worker process dies on the second part it
+    takes, without a word, as one the out-of-memory killer or ``kill -9`` ends (its
+    first part's result is sent back first)."""
+    global _WORKER_PARTS
+    if multiprocessing.parent_process() is not None:
+        _WORKER_PARTS += 1
+        if _WORKER_PARTS == 2:
+            os._exit(9)
+    return validate_records(*args, **kwargs)
+
+
+class _Watched(ProcessPoolExecutor):
+    """The import's pool, its futures kept in ``submitted`` (weakly in ``refs``)."""
+
+    submitted: ClassVar[list[Future[Any]]] = []
+    refs: ClassVar[list[weakref.ref[Future[Any]]]] = []
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().submit(*args, **kwargs)
+        self.submitted.append(future)
+        self.refs.append(weakref.ref(future))
+        return future
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> type[_Watched]:
+    """One worker process whatever the machine, its pool watched."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_Watched, "submitted", [])
+    monkeypatch.setattr(_Watched, "refs", [])
+    monkeypatch.setattr(imports, "ProcessPoolExecutor", _Watched)
+    return _Watched
+
+
+def test_an_import_whose_worker_process_dies_completes_with_the_same_result(
+    two_databases: tuple[Context, Context],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    watched: type[_Watched],
+) -> None:
+    """Review finding: a validating worker killed mid-import stopped the import with
+    an internal error (BrokenProcessPool), the chunks written so far kept. Now this
+    process validates the rest itself and the result is that of one process."""
+    one, pool = two_databases
+    text = _people_file(9, 600)
+    monkeypatch.setattr(imports, "VALIDATE_STEP", 20)
+    monkeypatch.setattr(imports, "POOL_MIN_ROWS", 0)
+    for context in (one, pool):
+        context.settings = context.settings.model_copy(update={"import_chunk_rows": 40})
+    alone = import_leads(one, io.StringIO(text), actor=OPS, jobs=1)
+
+    monkeypatch.setattr(imports, "validate_records", _dies_on_its_second_part)
+    checked = imports._checked_parts
+
+    def worker_takes_two_parts(*args: Any, **kwargs: Any) -> Any:
+        """The worker has parts 0 and 1 (started: this process waits for them) before
+        this process reaches the first, so it dies mid-import, every run."""
+        group = kwargs["meanwhile"]
+
+        def meanwhile() -> None:
+            group()
+            deadline = time.monotonic() + 60
+            while not all(f.running() or f.done() for f in watched.submitted[:2]):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+
+        kwargs["meanwhile"] = meanwhile
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "_checked_parts", worker_takes_two_parts)
+    with caplog.at_level(logging.WARNING, logger="baton.services.imports"):
+        together = import_leads(pool, io.StringIO(text), actor=OPS, jobs=2)
+    assert "worker process died" in caplog.text
+    assert _outcome(pool, together) == _outcome(one, alone)
+
+
+def test_a_validated_part_is_let_go_once_the_import_has_it(watched: type[_Watched]) -> None:
+    """Review finding: every part's result stayed in the pool's futures until the
+    import ended (a 1M-row import held all its rows twice). Each is dropped once
+    yielded: here every part is validated by the worker before the first is read."""
+
+    def all_validated() -> None:
+        wait(watched.submitted)
+        watched.submitted.clear()
+
+    records: list[tuple[int, list[str]]] = [
+        (n + 2, [f"p{n}@co.example.com", "Ana"]) for n in range(60)
+    ]
+    parts = [records[start : start + 10] for start in range(0, len(records), 10)]
+    columns = Columns(targets=["email", "first_name"], extras_key="attributes", blanks=frozenset())
+    validate = imports._dated_leads({}, zone="UTC", day_first=False, now=START)
+    found = imports._checked_parts(
+        parts, columns, LeadCreate, {}, validate, 2, meanwhile=all_validated
+    )
+    try:
+        good = [len(next(found).good) for _ in range(len(parts) - 1)]
+        gc.collect()
+        kept = [ref() is not None for ref in watched.refs[:-2]]
+    finally:
+        found.close()
+    assert good == [10] * (len(parts) - 1)
+    assert kept == [False] * (len(parts) - 2)

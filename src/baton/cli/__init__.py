@@ -104,7 +104,8 @@ def main() -> None:
         logging.getLogger("baton").debug("crash", exc_info=True)
         errors.print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {mask(str(exc))}\n"
-            "Nothing was half-written (each step is one transaction). "
+            "Nothing was half-written: each step is one transaction (an import keeps "
+            "the whole chunks it wrote; importing the same file again completes it). "
             "Run again with BATON_DEBUG=1 to see the trace, and please report it.",
             markup=True,
             highlight=False,

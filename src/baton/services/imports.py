@@ -37,6 +37,7 @@ import csv
 import difflib
 import functools
 import io
+import logging
 import multiprocessing
 import os
 import re
@@ -44,6 +45,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +107,8 @@ from baton.store.bulk import (
     refresh_statistics,
 )
 from baton.store.tables import leads
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 """Called as an import goes with ``(step, done, total)``: ``"checking"`` the file's rows
@@ -839,7 +843,13 @@ def _checked_parts(
     started by a worker yet (the workers are slow to start, or busy), this process
     validates it itself rather than wait: a busy machine costs no more than one
     process would. ``meanwhile`` is run before the first part is yielded, once the
-    workers have their parts (they take a while to start)."""
+    workers have their parts (they take a while to start).
+
+    A worker that dies (killed by the out-of-memory killer or an operator) breaks the
+    pool: this process then validates every part not yet validated itself, with a
+    logged warning, so the import still completes with the result of one process
+    rather than stop halfway. Each part's result is dropped once yielded (a 1M-row
+    import does not keep every part's rows twice)."""
     workers = min(jobs, os.cpu_count() or 1, len(parts)) - 1
     if workers < 1:
         if meanwhile is not None:
@@ -849,17 +859,33 @@ def _checked_parts(
         return
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = [
+        futures = deque(
             pool.submit(validate_records, part, columns, model, context, validate, values)
             for part in parts
-        ]
+        )
         if meanwhile is not None:
             meanwhile()
-        for part, future in zip(parts, futures, strict=True):
-            if future.cancel():  # not started: this process checks it rather than wait
-                yield validate_records(part, columns, model, context, validate, values)
-            else:
-                yield future.result()
+        broken = False
+        for part in parts:
+            future = futures.popleft()
+            found: Checked | None = None
+            if not broken and not future.cancel():  # not started: checked here instead
+                try:
+                    found = future.result()
+                except BrokenProcessPool as exc:
+                    broken = True
+                    log.warning(
+                        "a validating worker process died (%s): this process validates "
+                        "the rest of the file itself",
+                        exc,
+                    )
+            elif broken and future.done() and not future.cancelled() and not future.exception():
+                found = future.result()  # validated before the worker died
+            del future  # the part's rows are the caller's alone once yielded
+            if found is None:
+                found = validate_records(part, columns, model, context, validate, values)
+            yield found
+            del found
     finally:
         # Stopped early (an error while writing): the parts not started are dropped.
         pool.shutdown(wait=True, cancel_futures=True)

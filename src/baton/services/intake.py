@@ -878,6 +878,8 @@ def _process_request_in(
             for i, o in failed
             for e in o.answer_errors
         ]
+        if all(e["message"] == NOT_PROCESSED_MESSAGE for e in outcome.errors):
+            outcome.detail = "the submission was stored but could not be processed"
     return outcome
 
 
@@ -1170,10 +1172,18 @@ def process_item_in(
                 public_errors=_problems(failed.public),
             )
         except BatonError as exc:
+            # Not the sender's fields (a lead changed concurrently, one named by an
+            # email thread gone): the log keeps the full text, which may name an
+            # internal id or a command; the sender reads a plain word.
             problems = exc.problems if isinstance(exc, ValidationFailed) else []
             errors = _problems(problems) or [{"loc": "(item)", "message": exc.detail}]
             values.update(status="failed", error=errors, processed_at=now, next_attempt_at=None)
-            outcome = ItemOutcome(item_id=item_id, status="failed", errors=errors)
+            outcome = ItemOutcome(
+                item_id=item_id,
+                status="failed",
+                errors=errors,
+                public_errors=_problems(problems) or _problems([_NOT_PROCESSED_PROBLEM]),
+            )
         else:
             values.update(
                 status="processed",
@@ -1282,8 +1292,17 @@ def _apply_in(
         connection, [(0, event)], actor=replace(actor, kind="system"), now=now, return_ids=True
     )
     if report.errors:
-        raise _ItemFailed([FieldProblem(e.field, e.message) for e in report.errors])
+        kept = [FieldProblem(e.field, e.message) for e in report.errors]
+        # The lead was resolved here, not named by the sender: its id is not theirs.
+        told = [p if p.loc != "lead_id" else _NOT_PROCESSED_PROBLEM for p in kept]
+        raise _ItemFailed(kept, told)
     return lead_id, report.activity_ids[0]
+
+
+NOT_PROCESSED_MESSAGE = "the submission could not be processed; please try again"
+"""What an anonymous sender is told when a submission failed for a reason that is not
+one of its fields (the intake log keeps the reason)."""
+_NOT_PROCESSED_PROBLEM = FieldProblem("(item)", NOT_PROCESSED_MESSAGE)
 
 
 NO_CONTACT = "the submission names no email or phone number"

@@ -318,12 +318,20 @@ def disable_user(ctx: Context, user_id: int, *, actor: Principal) -> UserPublic:
 
 
 def reset_password(ctx: Context, user_id: int, *, actor: Principal) -> str:
-    """Give a user a new one-time password (returned once) and end their sessions."""
+    """Give a user a new one-time password (returned once) and end their sessions.
+
+    From the API or the web pages, the last active admin with a password of their own
+    keeps it (409): with only one-time passwords left, production refuses its next
+    start (:func:`production_problems`) and nobody signed in could undo it. The shell
+    operator may (`baton user reset-password` says what it costs, and `baton user
+    set-password` mends it)."""
     allowed(actor, Action.MANAGE_USERS)
     secret = one_time_password()
     hashed = _hasher.hash(secret)
     now = ctx.clock.now()
     with ctx.write() as connection:
+        if not actor.trusted:
+            _keep_last_own_admin_password(connection, user_id, actor)
         done = connection.execute(
             update(users)
             .where(users.c.id == user_id)
@@ -334,6 +342,39 @@ def reset_password(ctx: Context, user_id: int, *, actor: Principal) -> str:
         _end_sessions(connection, user_id, now)
     log.info("password of user %s reset by %s", user_id, actor.name)
     return secret
+
+
+LAST_SELF_CHOSEN_ADMIN = (
+    "{who} the last admin with a password of {whose} own; set another admin's first or "
+    "use `baton user set-password`"
+)
+
+
+def _keep_last_own_admin_password(connection: Connection, user_id: int, actor: Principal) -> None:
+    """Refuse (409) to replace the password of the only active admin who chose their
+    own: the next production start would refuse to serve (a lock-out)."""
+    target = connection.execute(
+        select(users.c.role, users.c.active, users.c.one_time_password)
+        .where(users.c.id == user_id)
+        .with_for_update()
+    ).first()
+    if target is None or target.role != "admin" or not target.active or target.one_time_password:
+        return
+    others = connection.execute(
+        select(func.count()).where(
+            users.c.role == "admin",
+            users.c.active.is_(True),
+            users.c.one_time_password.is_(False),
+            users.c.id != user_id,
+        )
+    ).scalar_one()
+    if not others:
+        own = actor.user_id == user_id
+        raise Conflict(
+            LAST_SELF_CHOSEN_ADMIN.format(
+                who="you are" if own else "this user is", whose="your" if own else "their"
+            )
+        )
 
 
 def set_password(ctx: Context, user_id: int, data: PasswordSet, *, actor: Principal) -> None:

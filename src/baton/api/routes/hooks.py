@@ -132,7 +132,26 @@ email without its @): the request is in the intake log, but no one in sales will
 it until an admin retries it, so a thank-you page would mislead them."""
 
 
+NOT_PROCESSED_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Your form was not sent</title></head>
+<body><main>
+<h1>Your form was not sent</h1>
+<p>Your form could not be processed just now, so it did not reach our team. Please go
+back with your browser's Back button (what you typed is usually still there) and send
+it again.</p>
+</main></body></html>
+"""
+"""What a person sees when their form failed for a reason that is none of its fields (a
+lead changed by someone else at that moment): nothing they typed is wrong, so the page
+names no field and says to send it again."""
+
+
 def _unreadable(outcome: intake_service.HookOutcome) -> Response:
+    errors = outcome.errors or []
+    if errors and all(e.get("message") == intake_service.NOT_PROCESSED_MESSAGE for e in errors):
+        return HTMLResponse(NOT_PROCESSED_PAGE, status_code=422)
     problems = "".join(
         f"<li><strong>{escape(str(e.get('loc', 'form')))}</strong>: "
         f"{escape(str(e.get('message', 'cannot be read')))}</li>"

@@ -140,10 +140,15 @@ def update_user(ctx: Ctx, actor: Actor, user_id: UserId, body: UserUpdate) -> Us
     "/{user_id}/reset-password",
     operation_id="reset_password",
     response_model=PasswordResetPublic,
-    responses=NOT_FOUND,
+    responses={
+        **NOT_FOUND,
+        409: {"description": "The last active admin with a password of their own keeps it"},
+    },
 )
 def reset_password(ctx: Ctx, actor: Actor, user_id: UserId) -> PasswordResetPublic:
-    """Give the user a new one-time password (shown this once); their sessions end."""
+    """Give the user a new one-time password (shown this once); their sessions end.
+    The last active admin with a password of their own keeps it (409): production
+    would refuse its next start; `baton user set-password` is the shell's way."""
     return PasswordResetPublic(
         one_time_password=user_service.reset_password(ctx, user_id, actor=actor)
     )
