@@ -352,3 +352,46 @@ def test_init_takes_the_first_admins_password_from_standard_input(
     assert again.exit_code == 0 and "no password changed" in again.output
     ctx = open_context(Settings(database_url=f"sqlite:///{tmp_path / 'cli.db'}", env="test"))
     assert login(ctx, "ops@example.com", "a real admin password", address="127.0.0.1")
+
+
+def test_production_init_says_to_set_the_admins_password_with_their_real_email(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In production a one-time password can never be used (serve and the worker refuse
+    to start until an admin has their own), so init says the command that finishes it,
+    and the refusal names the real admin, not ``EMAIL``: both are copied as printed."""
+    monkeypatch.setenv("BATON_ENV", "production")
+    monkeypatch.setenv("BATON_SECRET_KEY", SECRET)
+    made = run(runner, "init", "--admin-email", "ops@lumen.example")
+    assert "`baton user set-password ops@lumen.example`" in made
+    assert "sign in and choose your own" not in made
+    unready = refused(runner, "worker", "--once")
+    assert "`baton user set-password ops@lumen.example`" in unready
+    assert "set-password EMAIL" not in unready
+
+
+def test_a_token_scope_the_users_role_can_never_use_is_warned_of(runner: CliRunner) -> None:
+    """A rep's token with ``status:read`` is made (a token never grants more than its
+    role, and no scope is refused by role) but would be refused at every use: say so
+    while whoever made it is still there, not at the first 403."""
+    run(runner, "init")
+    run(runner, "rep", "add", "ana@lumen.example", "--name", "Ana")
+    run(runner, "user", "add", "ana@lumen.example", "--role", "rep", "--rep", "ana@lumen.example")
+    made = run(
+        runner,
+        "token",
+        "add",
+        "mine",
+        "--user",
+        "ana@lumen.example",
+        "--scope",
+        "status:read",
+        "--scope",
+        "handoffs:read",
+    )
+    assert "warning: the rep role can never use status:read" in made
+    assert "handoffs:read;" not in made and "use handoffs:read" not in made
+    fine = run(
+        runner, "token", "add", "ops", "--user", "admin@example.com", "--scope", "status:read"
+    )
+    assert "warning" not in fine

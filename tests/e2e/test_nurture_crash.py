@@ -197,7 +197,7 @@ def test_sigkill_twenty_times_loses_no_step_and_repeats_only_with_the_same_messa
                 "BATON_OUTBOX_LEASE_SECONDS": "10",
                 "BATON_OUTBOX_CLAIM_SIZE": "20",
                 "BATON_WORKER_POLL_SECONDS": "0.05",
-                "BATON_LOG_LEVEL": "error",
+                "BATON_LOG_LEVEL": "info",  # the start line ("worker running") is info
             }
             started = time.monotonic()
             kills_during_sends = 0

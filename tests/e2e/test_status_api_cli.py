@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, text
-from tests.conftest import bearer, token_for
+from tests.conftest import PostgresServer, bearer, token_for
 from typer.testing import CliRunner
 
 from baton import cli as baton_cli
@@ -23,7 +23,7 @@ from baton.domain.reps import RepCreate, TeamCreate
 from baton.services.context import Context, open_context
 from baton.services.outbox import enqueue_email
 from baton.services.reps import create_rep, create_team
-from baton.services.status import start_heartbeat
+from baton.services.status import expected_revision, start_heartbeat
 
 ANA = "ana@lumen.example"
 OPS = operator("ops")
@@ -108,7 +108,8 @@ def test_baton_status_exit_codes_and_it_never_migrates(database: str) -> None:
     runner = CliRunner()
     fresh = runner.invoke(cli, ["status"])
     assert fresh.exit_code == 3, fresh.output
-    assert "the database schema is not the one this version of Baton needs" in fresh.output
+    assert "the database was never initialised: run `baton init`" in fresh.output
+    assert "at an upgrade" not in fresh.output
     as_json = runner.invoke(cli, ["status", "--json"])
     assert as_json.exit_code == 3
     assert json.loads(as_json.stdout)["verdict"] == "unreadable"
@@ -151,9 +152,43 @@ def test_baton_status_exit_codes_and_it_never_migrates(database: str) -> None:
         unready = runner.invoke(cli, ["status"])
         assert unready.exit_code == 3, unready.output
         assert "never migrates" in unready.output
+        assert f"database at 0023, this version needs {expected_revision()}" in unready.output
         with ctx.read() as connection:
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == (
                 "0023"
             )
     finally:
         ctx.engine.dispose()
+
+
+def test_baton_status_names_why_the_database_refuses(
+    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database that answers but refuses (no such file here; no such role or database
+    on PostgreSQL) is named with the driver's reason, in the line and in ``--json``,
+    as every other command names it: "does not answer" alone sends people to the
+    network. /readyz (public) keeps the bare phrase."""
+    monkeypatch.setenv("BATON_DATABASE_URL", f"sqlite:///{tmp_path / 'missing' / 'cli.db'}")
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["status"])
+    assert shown.exit_code == 3, shown.output
+    assert "unable to open database file" in shown.output
+    as_json = runner.invoke(cli, ["status", "--json"])
+    [reason] = json.loads(as_json.stdout)["reasons"]
+    assert "unable to open database file" in reason
+
+
+@pytest.mark.postgres
+def test_baton_status_names_a_missing_role_with_the_password_masked(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres_server.base_url.set(
+        drivername="postgresql+psycopg", username="nobody", password="pw-s3cret-9"
+    )
+    monkeypatch.setenv("BATON_DATABASE_URL", url.render_as_string(hide_password=False))
+    monkeypatch.delenv("BATON_ENV", raising=False)
+    as_json = CliRunner().invoke(cli, ["status", "--json"])
+    assert as_json.exit_code == 3, as_json.output
+    [reason] = json.loads(as_json.stdout)["reasons"]
+    assert 'role "nobody" does not exist' in reason, reason
+    assert "pw-s3cret-9" not in as_json.output

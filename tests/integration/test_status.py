@@ -457,7 +457,10 @@ def test_a_paused_endpoint_shows_beside_its_waiting_messages(
     found = deployment_status(ctx, actor=OPS)
     queued = queue(found, "outbox_webhook")
     pause = f"webhook endpoint {endpoint.id} until 09:00:30"
-    assert (queued.waiting, queued.retrying, queued.paused) == (2, 1, [pause])
+    # The queue names the endpoint's host (never its URL: a path or query may hold a
+    # token), so the operator knows which receiver is down without a look-up.
+    named = f"webhook endpoint {endpoint.id} (127.0.0.1) until 09:00:30"
+    assert (queued.waiting, queued.retrying, queued.paused) == (2, 1, [named])
     [lane] = [lane for lane in found.workers[0].lanes if lane.name == "webhook delivery"]
     assert lane.paused == [pause]
     assert queue(found, "outbox_email").paused == []

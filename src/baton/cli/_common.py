@@ -102,6 +102,16 @@ def safe_url(url: str) -> str:
     return mask(url)
 
 
+_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
+
+
+def database_reason(exc: BaseException) -> str:
+    """An error opening the database as one line for an operator: SQLAlchemy's
+    "(Background on this error at: …)" link dropped (a page about the error class,
+    never about this database) and the driver's lines joined. Masked by ``fail``."""
+    return " ".join(_BACKGROUND.sub("", str(exc)).split())
+
+
 def load_settings() -> Settings:
     """The BATON_* settings, or a one-line error naming each bad one."""
     from pydantic import ValidationError
@@ -113,7 +123,13 @@ def load_settings() -> Settings:
     try:
         settings = Settings()
     except ValidationError as exc:
-        lines = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        lines = []
+        for e in exc.errors():
+            # pydantic's "Value error, " says nothing to an operator; a check of the
+            # whole settings (no field) already names its variable (BATON_SECRET_KEY).
+            message = e["msg"].removeprefix("Value error, ")
+            field = ".".join(map(str, e["loc"]))
+            lines.append(f"{field}: {message}" if field else message)
         raise fail("invalid configuration: " + "; ".join(lines)) from None
     remember_settings(settings)
     use_timezone(settings.timezone)
@@ -134,7 +150,9 @@ def context() -> Iterator[Context]:
         ctx = open_context(settings)
     except Exception as exc:
         # fail() masks the password wherever the message repeats it.
-        raise fail(f"cannot open the database {safe_url(settings.database_url)}: {exc}") from None
+        raise fail(
+            f"cannot open the database {safe_url(settings.database_url)}: {database_reason(exc)}"
+        ) from None
     try:
         yield ctx
     except BatonError as exc:

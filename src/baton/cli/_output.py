@@ -20,7 +20,22 @@ from rich.text import Text
 
 from baton.domain.local_time import zone_label
 
-console = Console()
+
+class _Console(Console):
+    """Rich's console, except that on a pipe or a file (cron, grep, a log alert) a
+    line is never broken at Rich's default 80 columns: a line broken in two no longer
+    matches what is grepped for. On a terminal lines still wrap at its width."""
+
+    @property
+    def soft_wrap(self) -> bool:
+        return self._soft_wrap or not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:
+        self._soft_wrap = value
+
+
+console = _Console()
 errors = Console(stderr=True, soft_wrap=True)
 
 

@@ -12,9 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from baton.cli._common import context, load_settings, safe_url, valid, work
-from baton.cli._output import console, errors, fail, local, progress, say
+from baton.cli._output import console, errors, fail, progress, say
 from baton.domain.access import operator
-from baton.domain.local_time import zone_label
 
 if TYPE_CHECKING:
     from baton.config import Settings
@@ -82,7 +81,16 @@ def init(
     if secret is None:
         say("with the password given on standard input")
     else:
-        say(f"one-time password (shown only now; sign in and choose your own): {secret}")
+        if ctx.settings.env == "production":
+            # Production refuses to start until an admin has their own password, so a
+            # sign-in with this one can never happen: say the one way forward.
+            say(
+                f"no password of their own yet: run `baton user set-password {user.email}` "
+                "before `baton serve` or `baton worker` (production refuses to start "
+                "until then)"
+            )
+        else:
+            say(f"one-time password (shown only now; sign in and choose your own): {secret}")
 
 
 def _refuse_unready(ctx: Context, *, warn: bool = True) -> None:
@@ -232,6 +240,7 @@ def worker(
     workers as you like against PostgreSQL; they never act twice on the same thing.
     A database that goes away is waited for (logged, retried with backoff), never a
     reason to exit; Ctrl+C or SIGTERM stops after the current passes."""
+    import logging
     import signal
     import threading
 
@@ -246,12 +255,16 @@ def worker(
         _wait_for_database(settings)
     with context() as ctx:
         ctx.settings = settings
+        # After the migrations, whose chatter is not the worker's, and before the
+        # checks, so a warning (a colleague's one-time password) has time and level too.
+        _log_lines(settings)
         _refuse_unready(ctx)
-        _log_lines(settings)  # after the migrations, whose chatter is not the worker's
+        log = logging.getLogger("baton.worker")
 
         def show(lane: str, report: TickReport) -> None:
-            now = local(ctx.clock.now())
-            console.print(f"{now:%H:%M:%S} {zone_label(now)} {lane}: {pass_summary(report)}")
+            # A log line like every other line of the worker's (time, level, logger), as
+            # `baton serve --with-worker` writes it: one format to grep and alert on.
+            log.info("%s: %s", lane, pass_summary(report))
 
         if once:
             report = tick(ctx)
@@ -266,15 +279,15 @@ def worker(
             return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        console.print(
-            f"Baton worker running (polling every {settings.worker_poll_seconds:g} s; Ctrl+C stops)"
+        log.info(
+            "Baton worker running (polling every %g s; Ctrl+C stops)", settings.worker_poll_seconds
         )
         freeze_startup_heap()
         try:
             Worker(ctx, on_pass=show).run(stop)
         except KeyboardInterrupt:
             stop.set()
-        console.print("worker stopped")
+        log.info("worker stopped")
 
 
 @server_app.command()

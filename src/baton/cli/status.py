@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from baton.cli._common import load_settings, safe_url
+from baton.cli._common import database_reason, load_settings, safe_url
 from baton.cli._output import console, fail, show_list, when
 from baton.domain.access import operator
 
@@ -51,12 +51,13 @@ def status(
         ctx = open_context(settings, migrate=False)
     except Exception as exc:
         raise _unreadable(
-            f"cannot open the database {safe_url(settings.database_url)}: {exc}", as_json
+            f"cannot open the database {safe_url(settings.database_url)}: {database_reason(exc)}",
+            as_json,
         ) from None
     try:
-        why = unready_because(ctx)
+        why = unready_because(ctx, for_operator=True)
         if why is not None:
-            if why == SCHEMA_MISMATCH:
+            if why.startswith(SCHEMA_MISMATCH):
                 why += " (`baton status` never migrates; `baton init` does, at an upgrade)"
             raise _unreadable(why, as_json)
         found = deployment_status(ctx, actor=operator("baton status"))
@@ -84,13 +85,21 @@ def _unreadable(why: str, as_json: bool) -> typer.Exit:
 
 
 def status_json(found: DeploymentStatus) -> str:
-    """The status as the API answers it (one JSON document, times in ISO 8601 UTC)."""
+    """The status as the API answers it (one JSON document, times in ISO 8601 UTC).
+    Times go through Pydantic's serializer, the API's own, so both read
+    ``2026-03-02T10:15:00.970000Z`` and a monitor parses either the same way."""
     import json
     from dataclasses import asdict
     from datetime import datetime
 
+    from pydantic import TypeAdapter
+
+    as_api = TypeAdapter(datetime)
+
     def iso(value: object) -> str:
-        return value.isoformat() if isinstance(value, datetime) else str(value)
+        if isinstance(value, datetime):
+            return str(as_api.dump_python(value, mode="json"))
+        return str(value)
 
     return json.dumps(asdict(found), indent=2, default=iso)
 

@@ -29,12 +29,10 @@ intake_app = typer.Typer(
 )
 
 
-def _user_table(found: list[Any]) -> Table:
-    table = Table(title="Users")
-    for column in ("id", "email", "name", "role", "rep / teams", "time zone", "active", "password"):
-        table.add_column(column, overflow="fold")
-    for u in found:
-        table.add_row(
+def _user_rows(found: list[Any]) -> list[list[str]]:
+    """The cells (Rich markup) of ``baton user list``, one row per user."""
+    return [
+        [
             str(u.id),
             escape(u.email),
             escape(u.display_name),
@@ -44,8 +42,9 @@ def _user_table(found: list[Any]) -> Table:
             "yes" if u.active else "[red]no[/]",
             ("[yellow]one-time[/]" if u.one_time_password else "own")
             + (" (demo)" if u.demo else ""),
-        )
-    return table
+        ]
+        for u in found
+    ]
 
 
 @user_app.command("add")
@@ -93,7 +92,19 @@ def user_list() -> None:
 
     with work() as ctx:
         found = list_users(ctx, actor=operator())
-    console.print(_user_table(found))
+    # A list, not a bare table: an email is never folded mid-word (``you@exam`` /
+    # ``ple.com`` cannot be grepped); when the emails do not fit whole, one block a user.
+    columns = [
+        ("id", False),
+        ("email", False),
+        ("name", True),
+        ("role", False),
+        ("rep / teams", False),
+        ("time zone", False),
+        ("active", False),
+        ("password", False),
+    ]
+    show_list("Users", columns, _user_rows(found), record="user")
 
 
 @user_app.command("disable")
@@ -168,8 +179,9 @@ def token_add(
     grants more than that user's role. Prints the token once."""
     from datetime import timedelta
 
+    from baton.domain.access import scopes_unusable_by
     from baton.domain.users import TokenCreate
-    from baton.services.users import create_token
+    from baton.services.users import create_token, find_user
 
     with work() as ctx:
         expires = (
@@ -181,8 +193,18 @@ def token_add(
             {"name": "NAME"},
         )
         token, secret = create_token(ctx, data, actor=operator(actor))
+        owner = find_user(ctx, token.user_email, actor=operator())
     say(f"token {token.id} ({token.prefix}…) for {token.user_email}: {', '.join(token.scopes)}")
     say(f"token (shown only now, send it as a bearer token): {secret}")
+    # A warning, not a refusal: no other scope is refused by the owner's role either
+    # (the token simply never grants more than the role), and a role may change later.
+    useless = scopes_unusable_by(Role(owner.role), token.scopes)
+    if useless:
+        console.print(
+            f"[yellow]warning: the {owner.role} role can never use {', '.join(useless)}; "
+            "this token will be refused there[/]",
+            highlight=False,
+        )
 
 
 @token_app.command("list")

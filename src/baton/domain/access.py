@@ -25,7 +25,7 @@ trusted: whoever runs them already holds the database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Final, Literal
@@ -252,6 +252,15 @@ def reach(principal: Principal, action: Action) -> Reach:
     ):
         raise Forbidden(f"this token lacks the scope '{rule.scope}' needed to {action}")
     return rule.roles[principal.role]
+
+
+def scopes_unusable_by(role: Role, scopes: Iterable[str]) -> list[str]:
+    """The scopes in ``scopes`` that a token acting as ``role`` can never use: no rule
+    of that scope lets the role act (``status:read`` for a rep). A token never grants
+    more than its user's role, so such a scope is dead weight, and a sign of a mistake
+    (the wrong ``--user``) worth telling whoever makes the token."""
+    usable = {rule.scope for rule in RULES.values() if role in rule.roles}
+    return [s for s in scopes if s != ADMIN_SCOPE and s not in usable]
 
 
 def check_signer(principal: Principal, side: str) -> None:

@@ -31,6 +31,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,6 +61,7 @@ from baton.store.tables import (
     intake_items,
     nurture_enrollments,
     outbox,
+    webhook_endpoints,
     worker_heartbeats,
 )
 
@@ -90,7 +92,8 @@ def deployment_status(
         now = now or database_now(ctx, connection)
         queues = _queues(connection, now=now, behind_after=ctx.settings.status_behind_seconds)
         workers, last_tick_at = _workers(connection, now=now)
-    queues = _with_pauses(queues, workers)
+        hosts = _endpoint_hosts(connection, workers)
+    queues = _with_pauses(queues, workers, hosts)
     verdict, reasons = verdict_of(queues, workers, last_tick_at=last_tick_at, now=now)
     return DeploymentStatus(
         verdict=verdict,
@@ -117,21 +120,36 @@ def expected_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def unready_because(ctx: Context) -> str | None:
+def unready_because(ctx: Context, *, for_operator: bool = False) -> str | None:
     """Why this process should not take traffic yet (``/readyz``), or None: the
     database does not answer, or its schema is not the revision this code ships (a
     deploy whose migrations have not run, or an older process after they ran). The
     workers' state is no part of it on purpose: taking API processes out of a load
-    balancer because the worker is behind would refuse the captures too."""
+    balancer because the worker is behind would refuse the captures too.
+
+    ``for_operator`` (`baton status`, on the server's own terminal) adds what to do
+    about it: the driver's reason (password masked; a missing role or database is not
+    a silent one), the two revisions, or that an empty database needs `baton init`.
+    The public probe keeps the bare phrases: an anonymous caller learns nothing."""
     try:
         with ctx.read() as connection:
             found = None  # a database never migrated has no alembic_version at all
             if inspect(connection).has_table("alembic_version"):
                 found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except DBAPIError:
-        return "the database does not answer"
-    if found != expected_revision():
-        return SCHEMA_MISMATCH
+    except DBAPIError as exc:
+        if not for_operator:
+            return "the database does not answer"
+        from baton.redact import mask
+
+        reason = " ".join(str(exc.orig).split())  # a driver's message may span lines
+        return f"the database does not answer or refuses the connection: {mask(reason)}"
+    needed = expected_revision()
+    if found != needed:
+        if not for_operator:
+            return SCHEMA_MISMATCH
+        if found is None:
+            return "the database was never initialised: run `baton init`"
+        return f"{SCHEMA_MISMATCH}: database at {found}, this version needs {needed}"
     return None
 
 
@@ -291,14 +309,51 @@ def _workers(connection: Connection, *, now: datetime) -> tuple[list[WorkerBeat]
     return workers, last_tick_at
 
 
-def _with_pauses(queues: list[QueueStatus], workers: Sequence[WorkerBeat]) -> list[QueueStatus]:
+_PAUSED_ENDPOINT = re.compile(r"^webhook endpoint (\d+)\b")
+
+
+def _endpoint_hosts(connection: Connection, workers: Sequence[WorkerBeat]) -> dict[str, str]:
+    """The host of each webhook endpoint a worker pauses, by its id: "webhook endpoint
+    2" alone sends the operator to `baton webhook list`. The host only: an endpoint's
+    URL may carry credentials or a token in its query."""
+    from urllib.parse import urlsplit
+
+    ids = {
+        int(found.group(1))
+        for worker in workers
+        for lane in worker.lanes
+        for pause in lane.paused
+        if (found := _PAUSED_ENDPOINT.match(pause))
+    }
+    if not ids:
+        return {}
+    rows = connection.execute(
+        select(webhook_endpoints.c.id, webhook_endpoints.c.url).where(
+            webhook_endpoints.c.id.in_(ids)
+        )
+    )
+    return {str(row.id): urlsplit(row.url).hostname or "?" for row in rows}
+
+
+def _with_pauses(
+    queues: list[QueueStatus], workers: Sequence[WorkerBeat], hosts: dict[str, str] | None = None
+) -> list[QueueStatus]:
     """Each queue with the destinations its lane pauses in a running worker (a pause
-    lives in the worker's memory; its heartbeat reports it)."""
+    lives in the worker's memory; its heartbeat reports it), a webhook endpoint named
+    with its host (``hosts``, by id)."""
+
+    def named(pause: str) -> str:
+        found = _PAUSED_ENDPOINT.match(pause)
+        if found is None or found.group(1) not in (hosts or {}):
+            return pause
+        head = found.group(0)
+        return f"{head} ({(hosts or {})[found.group(1)]}){pause[len(head) :]}"
+
     paused: dict[str, list[str]] = {}
     for worker in workers:
         if worker.state == "running":
             for lane in worker.lanes:
-                paused.setdefault(lane.name, []).extend(lane.paused)
+                paused.setdefault(lane.name, []).extend(named(p) for p in lane.paused)
     return [
         dataclasses.replace(queue, paused=sorted(set(paused[queue.lane])))
         if paused.get(queue.lane)

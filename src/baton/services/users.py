@@ -1087,9 +1087,21 @@ def production_problems(ctx: Context) -> list[str]:
     if not admins:
         problems.append("there is no active admin user (run `baton init`)")
     elif not own:
+        # Their real emails: the operator reading this at the server's terminal copies
+        # the command as is (the refusal never reaches an anonymous caller).
+        with ctx.read() as connection:
+            emails = list(
+                connection.execute(
+                    select(users.c.email)
+                    .where(users.c.role == "admin", users.c.active.is_(True))
+                    .order_by(users.c.id)
+                    .limit(3)
+                ).scalars()
+            )
+        commands = " or ".join(f"`baton user set-password {email}`" for email in emails)
         problems.append(
             "no active admin has chosen their own password yet; set one from the shell "
-            "with `baton user set-password EMAIL`"
+            f"with {commands}"
         )
     if demo:
         problems.append(f"{demo} demo user(s) exist (disable them with `baton user disable`)")

@@ -566,7 +566,7 @@ class Heartbeat:
         if self.id is None:
             self.started_at = self.ctx.clock.now()
             self.id = start_heartbeat(self.ctx, host=host, pid=pid, lanes=self._beats())
-            log.info("heartbeat %d: %s pid %d", self.id, host, pid)
+            log.info("worker started: heartbeat row %d, host %s, pid %d", self.id, host, pid)
         else:
             self.id = record_heartbeat(
                 self.ctx, self.id, self._beats(), host=host, pid=pid, started_at=self.started_at
