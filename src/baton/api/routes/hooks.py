@@ -77,16 +77,26 @@ def _delivery(request: Request, ctx: Context, body: bytes) -> Delivery:
     )
 
 
-BUSY_PAGE = """<!doctype html>
+NOT_SENT_FRAME = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Please send the form again in a minute</title></head>
+<title>{title}</title></head>
 <body><main>
 <h1>Your form was not sent</h1>
+{body}</main></body></html>
+"""
+"""The page around each of the paragraphs below: what a person's browser shows when a
+form it posted was not taken (a problem+json would be a screen of JSON)."""
+
+
+def _not_sent(body: str, status: int, title: str = "Your form was not sent") -> HTMLResponse:
+    return HTMLResponse(NOT_SENT_FRAME.format(title=title, body=body), status_code=status)
+
+
+BUSY_PAGE = """\
 <p>This form is receiving more submissions than it can take right now, so yours did not
 reach us. Please wait {wait}, go back with your browser's Back button (what you typed is
 usually still there) and send it again.</p>
-</main></body></html>
 """
 """What a person sees when their browser posted a form over the endpoint's rate: the
 submission was not stored, so a thank-you page (a ``web_to_lead`` form's 303) would
@@ -96,52 +106,36 @@ tell them it was, and a problem+json would be a screen of JSON."""
 def _busy(outcome: intake_service.HookOutcome) -> Response:
     seconds = outcome.retry_after or 60
     wait = "a minute" if seconds > 45 else f"{seconds} second{'s' if seconds != 1 else ''}"
-    page = HTMLResponse(BUSY_PAGE.format(wait=wait), status_code=429)
+    page = _not_sent(
+        BUSY_PAGE.format(wait=wait), 429, title="Please send the form again in a minute"
+    )
     page.headers["Retry-After"] = str(seconds)
     return page
 
 
-TOO_LARGE_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Your form was not sent</title></head>
-<body><main>
-<h1>Your form was not sent</h1>
+TOO_LARGE_PAGE = """\
 <p>What you sent is larger than this form takes, so it did not reach us. Please go back
 with your browser's Back button, shorten the longest fields or leave out attachments,
 and send it again.</p>
-</main></body></html>
 """
 """What a person sees when their browser posted a form larger than the endpoint reads:
 nothing was stored, so the thank-you page would tell them it was."""
 
-UNREADABLE_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Your form was not sent</title></head>
-<body><main>
-<h1>Your form was not sent</h1>
+UNREADABLE_PAGE = """\
 <p>Some of what you typed could not be read, so it did not reach our team:</p>
 <ul>{problems}</ul>
 <p>Please go back with your browser's Back button (what you typed is usually still
 there), correct it and send the form again.</p>
-</main></body></html>
 """
 """What a person sees when their browser posted a form whose fields make no lead (an
 email without its @): the request is in the intake log, but no one in sales will see
 it until an admin retries it, so a thank-you page would mislead them."""
 
 
-NOT_PROCESSED_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Your form was not sent</title></head>
-<body><main>
-<h1>Your form was not sent</h1>
+NOT_PROCESSED_PAGE = """\
 <p>Your form could not be processed just now, so it did not reach our team. Please go
 back with your browser's Back button (what you typed is usually still there) and send
 it again.</p>
-</main></body></html>
 """
 """What a person sees when their form failed for a reason that is none of its fields (a
 lead changed by someone else at that moment): nothing they typed is wrong, so the page
@@ -151,13 +145,13 @@ names no field and says to send it again."""
 def _unreadable(outcome: intake_service.HookOutcome) -> Response:
     errors = outcome.errors or []
     if errors and all(e.get("message") == intake_service.NOT_PROCESSED_MESSAGE for e in errors):
-        return HTMLResponse(NOT_PROCESSED_PAGE, status_code=422)
+        return _not_sent(NOT_PROCESSED_PAGE, 422)
     problems = "".join(
         f"<li><strong>{escape(str(e.get('loc', 'form')))}</strong>: "
         f"{escape(str(e.get('message', 'cannot be read')))}</li>"
         for e in (outcome.errors or [{"loc": "form", "message": outcome.detail or ""}])
     )
-    return HTMLResponse(UNREADABLE_PAGE.format(problems=problems), status_code=422)
+    return _not_sent(UNREADABLE_PAGE.format(problems=problems), 422)
 
 
 NOT_THANKED = frozenset({413, 422, 429})
@@ -171,7 +165,7 @@ def _render(outcome: intake_service.HookOutcome, request: Request) -> Response:
         if outcome.status == 429:
             return _busy(outcome)
         if outcome.status == 413:
-            return HTMLResponse(TOO_LARGE_PAGE, status_code=413)
+            return _not_sent(TOO_LARGE_PAGE, 413)
         if outcome.redirect is not None:  # a web form; other kinds keep the problem
             return _unreadable(outcome)
     if outcome.redirect is not None and outcome.status not in NOT_THANKED:
