@@ -332,14 +332,7 @@ def reset_password(ctx: Context, user_id: int, *, actor: Principal) -> str:
     with ctx.write() as connection:
         if not actor.trusted:
             _keep_last_own_admin_password(connection, user_id, actor)
-        done = connection.execute(
-            update(users)
-            .where(users.c.id == user_id)
-            .values(password_hash=hashed, one_time_password=True, updated_at=now)
-        ).rowcount
-        if not done:
-            raise NotFound(f"user {user_id} does not exist")
-        _end_sessions(connection, user_id, now)
+        _replace_password(connection, user_id, hashed, one_time=True, now=now)
     log.info("password of user %s reset by %s", user_id, actor.name)
     return secret
 
@@ -385,15 +378,23 @@ def set_password(ctx: Context, user_id: int, data: PasswordSet, *, actor: Princi
     hashed = _hasher.hash(data.password)
     now = ctx.clock.now()
     with ctx.write() as connection:
-        done = connection.execute(
-            update(users)
-            .where(users.c.id == user_id)
-            .values(password_hash=hashed, one_time_password=False, updated_at=now)
-        ).rowcount
-        if not done:
-            raise NotFound(f"user {user_id} does not exist")
-        _end_sessions(connection, user_id, now)
+        _replace_password(connection, user_id, hashed, one_time=False, now=now)
     log.info("password of user %s set by %s", user_id, actor.name)
+
+
+def _replace_password(
+    connection: Connection, user_id: int, hashed: str, *, one_time: bool, now: datetime
+) -> None:
+    """Store a user's new password hash (a one-time one, or their own) and end every
+    session of theirs; NotFound for no such user."""
+    done = connection.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(password_hash=hashed, one_time_password=one_time, updated_at=now)
+    ).rowcount
+    if not done:
+        raise NotFound(f"user {user_id} does not exist")
+    _end_sessions(connection, user_id, now)
 
 
 def change_password(
