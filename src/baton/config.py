@@ -148,6 +148,13 @@ class Settings(BaseSettings):
         "comma-separated; by default only public addresses are.",
     )
     session_hours: float = Field(12, gt=0, le=24 * 90, description="Hours a sign-in session lasts.")
+    one_time_password_days: float = Field(
+        7,
+        gt=0,
+        le=90,
+        description="Days a one-time password (from `baton user add` or a reset) works before "
+        "an admin must give a new one.",
+    )
     login_window_minutes: float = Field(
         15, gt=0, le=24 * 60, description="Window in which failed sign-ins are counted."
     )

@@ -167,9 +167,9 @@ def refuse_unready(context: Context, *, warn: bool = True) -> None:
         # place for people's emails; `baton user list` says who.
         logging.getLogger("baton.access").warning(
             "%d user(s) have not yet replaced their one-time password (`baton user list` "
-            "shows who); it does not expire: `baton user disable` or `baton user "
-            "reset-password` ends one nobody will use",
+            "shows who); each stops working %g days after it was given",
             len(pending),
+            context.settings.one_time_password_days,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -9,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from baton.cli._common import ActorOption, valid, work
-from baton.cli._output import console, fail, say, show_list, when
+from baton.cli._output import console, day, fail, say, show_list, when
 from baton.domain.access import Role, operator
 
 user_app = typer.Typer(
@@ -29,7 +30,25 @@ intake_app = typer.Typer(
 )
 
 
-def _user_rows(found: list[Any]) -> list[list[str]]:
+def _password_cell(user: Any, now: datetime) -> str:
+    """``own``, ``one-time`` (with the day it stops working) or ``one-time, expired``."""
+    if not user.one_time_password:
+        return "own"
+    expires = user.one_time_password_expires_at
+    if expires is None:
+        return "[yellow]one-time[/]"
+    if expires <= now:
+        return "[red]one-time, expired[/]"
+    return f"[yellow]one-time[/] until {day(expires)}"
+
+
+def _say_until(expires: datetime | None) -> None:
+    """On a line of its own: the line before keeps ``...: <secret>`` for scripts."""
+    if expires is not None:
+        say(f"it works until {when(expires)}; after that, an admin gives a new one")
+
+
+def _user_rows(found: list[Any], now: datetime) -> list[list[str]]:
     """The cells (Rich markup) of ``baton user list``, one row per user."""
     return [
         [
@@ -40,7 +59,7 @@ def _user_rows(found: list[Any]) -> list[list[str]]:
             escape(u.rep_email or ", ".join(u.teams) or "-"),
             u.timezone,
             "yes" if u.active else "[red]no[/]",
-            ("[yellow]one-time[/]" if u.one_time_password else "own")
+            _password_cell(u, now)
             + (" (demo)" if u.demo else ""),
         ]
         for u in found
@@ -83,6 +102,7 @@ def user_add(
         user, secret = add_user(ctx, data, actor=operator(actor))
     say(f"user {user.id} added: {user.email} ({user.role})")
     say(f"one-time password (shown only now; they choose their own at first sign-in): {secret}")
+    _say_until(user.one_time_password_expires_at)
 
 
 @user_app.command("list")
@@ -92,6 +112,7 @@ def user_list() -> None:
 
     with work() as ctx:
         found = list_users(ctx, actor=operator())
+        now = ctx.clock.now()
     # A list, not a bare table: an email is never folded mid-word (``you@exam`` /
     # ``ple.com`` cannot be grepped); when the emails do not fit whole, one block a user.
     columns = [
@@ -104,7 +125,7 @@ def user_list() -> None:
         ("active", False),
         ("password", False),
     ]
-    show_list("Users", columns, _user_rows(found), record="user")
+    show_list("Users", columns, _user_rows(found, now), record="user")
 
 
 @user_app.command("disable")
@@ -123,12 +144,13 @@ def user_reset_password(email: str, actor: ActorOption = "cli") -> None:
     from baton.services.users import find_user, production_problems, reset_password
 
     with work() as ctx:
-        secret = reset_password(
-            ctx, find_user(ctx, email, actor=operator()).id, actor=operator(actor)
-        )
+        user_id = find_user(ctx, email, actor=operator()).id
+        secret = reset_password(ctx, user_id, actor=operator(actor))
+        expires = find_user(ctx, email, actor=operator()).one_time_password_expires_at
         # The last admin with a password of their own: say it before a restart does.
         unready = [p for p in production_problems(ctx) if "set-password" in p]
     say(f"new one-time password for {email} (shown only now): {secret}")
+    _say_until(expires)
     for problem in unready:
         console.print(f"[yellow]note: {problem}; until then production refuses to start[/]")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, insert, select, true, update
+from sqlalchemy import delete, func, insert, or_, select, true, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -73,6 +73,10 @@ a wrong password."""
 TOKEN_PREFIX = "bt_"  # noqa: S105 (a marker, not a secret)
 INTAKE_PREFIX = "bik_"
 WRONG_CREDENTIALS = "wrong email or password"
+ONE_TIME_EXPIRED = (
+    "this one-time password has expired: ask an admin for a new one "
+    "(`baton user reset-password`, or Reset password on the Users page)"
+)
 
 
 def digest(secret: str) -> str:
@@ -101,6 +105,8 @@ class UserPublic:
     one_time_password: bool
     demo: bool
     created_at: datetime
+    one_time_password_expires_at: datetime | None = None
+    """When the one-time password stops working (None: the user chose their own)."""
 
 
 def _user_rows(connection: Connection, where: Any = None) -> list[UserPublic]:
@@ -134,6 +140,9 @@ def _user_rows(connection: Connection, where: Any = None) -> list[UserPublic]:
             one_time_password=bool(r["one_time_password"]),
             demo=bool(r["demo"]),
             created_at=r["created_at"],
+            one_time_password_expires_at=(
+                r["one_time_password_expires_at"] if r["one_time_password"] else None
+            ),
         )
         for r in rows
     ]
@@ -218,6 +227,9 @@ def add_user(
                             timezone=timezone,
                             password_hash=hashed,
                             one_time_password=password is None,
+                            one_time_password_expires_at=(
+                                _one_time_expiry(ctx, now) if password is None else None
+                            ),
                             demo=demo,
                             created_at=now,
                             updated_at=now,
@@ -332,7 +344,9 @@ def reset_password(ctx: Context, user_id: int, *, actor: Principal) -> str:
     with ctx.write() as connection:
         if not actor.trusted:
             _keep_last_own_admin_password(connection, user_id, actor)
-        _replace_password(connection, user_id, hashed, one_time=True, now=now)
+        _replace_password(
+            connection, user_id, hashed, one_time=True, now=now, expires=_one_time_expiry(ctx, now)
+        )
     log.info("password of user %s reset by %s", user_id, actor.name)
     return secret
 
@@ -378,19 +392,36 @@ def set_password(ctx: Context, user_id: int, data: PasswordSet, *, actor: Princi
     hashed = _hasher.hash(data.password)
     now = ctx.clock.now()
     with ctx.write() as connection:
-        _replace_password(connection, user_id, hashed, one_time=False, now=now)
+        _replace_password(connection, user_id, hashed, one_time=False, now=now, expires=None)
     log.info("password of user %s set by %s", user_id, actor.name)
 
 
+def _one_time_expiry(ctx: Context, now: datetime) -> datetime:
+    """When a one-time password made ``now`` stops working: it travels by chat or on
+    paper, so one never used must not stay a working credential for good."""
+    return now + timedelta(days=ctx.settings.one_time_password_days)
+
+
 def _replace_password(
-    connection: Connection, user_id: int, hashed: str, *, one_time: bool, now: datetime
+    connection: Connection,
+    user_id: int,
+    hashed: str,
+    *,
+    one_time: bool,
+    now: datetime,
+    expires: datetime | None,
 ) -> None:
-    """Store a user's new password hash (a one-time one, or their own) and end every
-    session of theirs; NotFound for no such user."""
+    """Store a user's new password hash (a one-time one until ``expires``, or their
+    own) and end every session of theirs; NotFound for no such user."""
     done = connection.execute(
         update(users)
         .where(users.c.id == user_id)
-        .values(password_hash=hashed, one_time_password=one_time, updated_at=now)
+        .values(
+            password_hash=hashed,
+            one_time_password=one_time,
+            one_time_password_expires_at=expires if one_time else None,
+            updated_at=now,
+        )
     ).rowcount
     if not done:
         raise NotFound(f"user {user_id} does not exist")
@@ -424,7 +455,12 @@ def change_password(
         connection.execute(
             update(users)
             .where(users.c.id == actor.user_id)
-            .values(password_hash=hashed, one_time_password=False, updated_at=ctx.clock.now())
+            .values(
+                password_hash=hashed,
+                one_time_password=False,
+                one_time_password_expires_at=None,
+                updated_at=ctx.clock.now(),
+            )
         )
         others = sessions.c.key_hash != digest(keep_session) if keep_session is not None else true()
         connection.execute(
@@ -538,6 +574,12 @@ def login(ctx: Context, email: str, password: str, *, address: str) -> SessionSt
     if not ok or user is None or not user["active"]:
         log.warning("sign-in failed for %s from %r", who, address)
         raise Unauthorized(WRONG_CREDENTIALS)
+    expires = user["one_time_password_expires_at"] if user["one_time_password"] else None
+    if expires is not None and now >= expires:
+        # Said only to whoever knows the password: it is theirs, and it is the one thing
+        # they can do nothing about but ask.
+        log.warning("sign-in refused for %s from %r: one-time password expired", who, address)
+        raise Unauthorized(ONE_TIME_EXPIRED)
     key = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     expires = now + timedelta(hours=settings.session_hours)
@@ -1110,14 +1152,17 @@ def production_problems(ctx: Context) -> list[str]:
 
 
 def pending_one_time_passwords(ctx: Context) -> list[str]:
-    """The active users whose one-time password is still unused, by email (a warning at
-    start in production, never a refusal). One-time passwords do not expire: one
-    nobody will use is ended by `baton user reset-password` or `baton user disable`."""
+    """The active users whose one-time password is unused and still works, by email (a
+    warning at start in production, never a refusal). An expired one is no credential
+    any more, so it is left out."""
+    expiry = users.c.one_time_password_expires_at
     with ctx.read() as connection:
         return sorted(
             connection.execute(
                 select(users.c.email).where(
-                    users.c.one_time_password.is_(True), users.c.active.is_(True)
+                    users.c.one_time_password.is_(True),
+                    users.c.active.is_(True),
+                    or_(expiry.is_(None), expiry > ctx.clock.now()),
                 )
             ).scalars()
         )

@@ -574,14 +574,16 @@ users = Table(
     Column("timezone", String(64), nullable=False),
     Column("password_hash", String(200)),
     Column("one_time_password", Boolean, nullable=False),
+    Column("one_time_password_expires_at", UtcDateTime),
     Column("demo", Boolean, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("created_by", String(200), nullable=False),
 )
 """People who sign in. ``password_hash`` is argon2id; ``one_time_password`` stays true
-until the user sets a password of their own (production refuses to start while any
-does), ``demo`` marks users the demo created."""
+until the user sets a password of their own (production refuses to start while no
+admin has one), and a one-time password stops working at
+``one_time_password_expires_at``; ``demo`` marks users the demo created."""
 
 user_teams = Table(
     "user_teams",

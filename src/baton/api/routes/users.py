@@ -47,6 +47,11 @@ class UserPublicModel(BaseModel):
     )
     demo: bool
     created_at: datetime
+    one_time_password_expires_at: datetime | None = Field(
+        None,
+        description="When the one-time password stops working (an admin then resets it); "
+        "null once the user has their own.",
+    )
 
 
 class UserCreatedPublic(BaseModel):

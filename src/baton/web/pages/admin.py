@@ -200,8 +200,14 @@ def users_page(request: Request, user: PageUser) -> HTMLResponse:
             "reps": rep_service.list_reps(ctx, actor=actor),
             "teams": rep_service.list_teams(ctx, actor=actor),
             "roles": ROLES,
+            "now": ctx.clock.now(),
         },
     )
+
+
+def _until(made: user_service.UserPublic) -> str:
+    expires = made.one_time_password_expires_at
+    return "" if expires is None else f" (it stops working at {expires:%Y-%m-%d %H:%M} UTC)"
 
 
 @router.post("/admin/users", response_model=None)
@@ -222,7 +228,7 @@ async def add_user(request: Request, user: FormUser) -> HTMLResponse | RedirectR
         )
         made, secret = user_service.add_user(ctx, data, actor=user.principal)
         assert secret is not None
-        return f"the one-time password of {made.email} ({made.role})", secret
+        return f"the one-time password of {made.email} ({made.role}){_until(made)}", secret
 
     return await _secret(request, "/admin/users", work)
 
@@ -260,7 +266,7 @@ async def reset_password(
     def work() -> tuple[str, str]:
         secret = user_service.reset_password(ctx, user_id, actor=user.principal)
         found = user_service.get_user(ctx, user_id, actor=user.principal)
-        return f"the new one-time password of {found.email}", secret
+        return f"the new one-time password of {found.email}{_until(found)}", secret
 
     return await _secret(request, "/admin/users", work)
 

@@ -84,10 +84,13 @@ async def _login(request: Request, ctx: Ctx, email: str, password: str, next_url
         started = await run_in_threadpool(
             user_service.login, ctx, email, password, address=client_address(request)
         )
-    except Unauthorized:
+    except Unauthorized as exc:
+        expired = exc.detail == user_service.ONE_TIME_EXPIRED
         return _login_page(
             request, ctx, next_url=next_url, email=email,
-            error="That email and password do not match an account.", status=400,
+            error="This one-time password has expired: ask an admin for a new one."
+            if expired else "That email and password do not match an account.",
+            status=400,
         )  # fmt: skip
     except TooManyRequests as exc:
         return _login_page(
