@@ -170,6 +170,24 @@ def test_shares_grouped_apart_and_merged_equal_the_events_grouped_together(
     merged_equals_all([events[first], events[~first]], events, (30, None, 7))
 
 
+@pytest.mark.parametrize("base", [0, 10**12])
+def test_shares_merge_alike_by_a_table_of_ids_or_by_sorting_them(base: int) -> None:
+    """Lead ids up to twice the rows are placed through a table indexed by id, larger
+    ones by sorting: the same merge either way, with three shares (a lead in one, two
+    or all of them)."""
+    rng = np.random.default_rng(7)
+    n = 600
+    events = np.column_stack(
+        [
+            base + rng.integers(1, 200, n),
+            rng.integers(-(10**9), 2 * 10**12, n),
+            rng.integers(0, 8, n),
+        ]
+    ).astype(np.int64)
+    share = rng.integers(0, 3, n)
+    merged_equals_all([events[share == i] for i in range(3)], events, (30, None, 7))
+
+
 def activation(ctx: Context, n: int = 12) -> tuple[int, list[int]]:
     people = northwind(n)
     events = [
@@ -312,3 +330,108 @@ def test_the_workers_day_is_the_domains() -> None:
     from baton.domain.scoring import SECONDS_PER_DAY
 
     assert event_pass.SECONDS_PER_DAY == SECONDS_PER_DAY
+
+
+def total_index(ctx: Context) -> str | None:
+    """The definition of ``ix_lead_scores_total`` as SQLite holds it, or None."""
+    with ctx.read() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'ix_lead_scores_total'"
+        ).first()
+    return None if found is None else str(found[0])
+
+
+def index_seen_by_chunks() -> tuple[list[bool], Any]:
+    """Whether ``ix_lead_scores_total`` was there as each chunk ran, and the patch that
+    records it."""
+    seen: list[bool] = []
+    real = scoring.rescore_chunk
+
+    def spy(connection: Any, *args: Any, **kwargs: Any) -> None:
+        found = connection.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE name = 'ix_lead_scores_total'"
+        ).first()
+        seen.append(found is not None)
+        real(connection, *args, **kwargs)
+
+    return seen, mock.patch.object(scoring, "rescore_chunk", spy)
+
+
+def test_a_large_rescore_writes_without_the_total_index_and_builds_it_again(
+    sqlite_ctx: Context,
+) -> None:
+    """From REBUILD_TOTAL_INDEX_LEADS leads on SQLite the chunks write their scores
+    without ``ix_lead_scores_total`` (its upkeep was most of their writes), which is
+    there again afterwards as the migration made it; the scores are those of a re-score
+    that kept it."""
+    version, ids = activation(sqlite_ctx)
+    made = total_index(sqlite_ctx)
+    assert made is not None
+    seen, spying = index_seen_by_chunks()
+    report = ActivationReport(version=version, previous=None)
+    with (
+        spying,
+        mock.patch.object(scoring, "REBUILD_TOTAL_INDEX_LEADS", 0),
+        mock.patch.object(scoring, "ONE_PASS_LEADS", 0),
+        mock.patch.object(scoring, "_cores", return_value=2),
+    ):
+        rescore_all(sqlite_ctx, report, actor=operator("ops"), chunk=4)
+    assert seen == [False] * 3
+    assert total_index(sqlite_ctx) == made
+    with sqlite_ctx.read() as connection:
+        first = outcome(connection, ids)
+    kept, spying = index_seen_by_chunks()
+    with spying, mock.patch.object(scoring, "ONE_PASS_LEADS", 10**9):
+        rescore_all(sqlite_ctx, ActivationReport(version, None), actor=operator("ops"), chunk=4)
+    assert kept == [True] * 3
+    with sqlite_ctx.read() as connection:
+        same_outcome(first, outcome(connection, ids))
+
+
+def test_a_rescore_that_fails_builds_the_total_index_again(sqlite_ctx: Context) -> None:
+    """Its workers killed between two chunks: the re-score stops with its error, and
+    the index is back all the same."""
+    version, _ = activation(sqlite_ctx)
+    made = total_index(sqlite_ctx)
+    real = scoring._one_pass
+
+    def then_kill(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        left.append(total_index(sqlite_ctx))
+        for worker in spawned.workers:
+            worker.process.kill()
+            worker.process.wait()
+        return found
+
+    left: list[str | None] = []
+    with (
+        Spawned() as spawned,
+        mock.patch.object(scoring, "REBUILD_TOTAL_INDEX_LEADS", 0),
+        mock.patch.object(scoring, "ONE_PASS_LEADS", 0),
+        mock.patch.object(scoring, "STATE_BLOCK", 1),
+        mock.patch.object(scoring, "_cores", return_value=2),
+        mock.patch.object(scoring, "_one_pass", then_kill),
+        pytest.raises(RescoreWorkerFailed, match="worker process"),
+    ):
+        rescore_all(sqlite_ctx, ActivationReport(version, None), actor=operator("ops"), chunk=4)
+    assert left == [None]
+    assert total_index(sqlite_ctx) == made
+
+
+def test_a_large_rescore_puts_back_a_total_index_a_dead_one_left_out(
+    sqlite_ctx: Context,
+) -> None:
+    """A re-score whose process died before building the index again left it out: the
+    next large one (``baton contract rescore``) ends with it there; one core (the pass
+    in process) does the same."""
+    version, _ = activation(sqlite_ctx)
+    made = total_index(sqlite_ctx)
+    with sqlite_ctx.write() as connection:
+        connection.exec_driver_sql("DROP INDEX ix_lead_scores_total")
+    with (
+        mock.patch.object(scoring, "REBUILD_TOTAL_INDEX_LEADS", 0),
+        mock.patch.object(scoring, "ONE_PASS_LEADS", 0),
+        mock.patch.object(scoring, "_cores", return_value=1),
+    ):
+        rescore_all(sqlite_ctx, ActivationReport(version, None), actor=operator("ops"), chunk=4)
+    assert total_index(sqlite_ctx) == made

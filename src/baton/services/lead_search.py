@@ -242,6 +242,19 @@ BROAD = 5_000
 """Matches from which a page by score reads the score index rather than the matches."""
 
 
+def _total_index_in(connection: Connection) -> bool:
+    """Whether SQLite has ``ix_lead_scores_total`` now: a large re-score writes its
+    scores without it and builds it again at the end
+    (:func:`baton.services.scoring._total_index_held_back`), and ``INDEXED BY`` an index
+    that is not there fails the statement; meanwhile the general query sorts the
+    matches. Read in the search's own transaction, so the statement sees the same
+    schema."""
+    found = connection.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'ix_lead_scores_total'"
+    ).first()
+    return found is not None
+
+
 def _best_scored(
     connection: Connection,
     query: LeadQuery,
@@ -284,7 +297,7 @@ def _best_scored(
         )
         plain = "FROM lead_scores JOIN leads"
         sql = str(compiled)
-        if plain not in sql or compiled.positiontup is None:
+        if plain not in sql or compiled.positiontup is None or not _total_index_in(connection):
             return None
         sql = sql.replace(plain, "FROM lead_scores INDEXED BY ix_lead_scores_total JOIN leads", 1)
         values = tuple(compiled.params[name] for name in compiled.positiontup)

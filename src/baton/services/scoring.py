@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -27,6 +28,7 @@ from sqlalchemy import Column, Text, bindparam, func, literal, select, type_coer
 from sqlalchemy import cast as cast_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import CreateIndex, DropIndex
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -553,6 +555,7 @@ def rescore_all(
         _events_reader(ctx) as reader,
         _full_collections_held(),
         _pass_workers(ctx, total if set_based else 0) as workers,
+        _total_index_held_back(ctx, total if set_based else 0),
     ):
         one_pass = _one_pass(ctx, report, reader, total, workers) if set_based else None
         _rescore_chunks(
@@ -567,6 +570,40 @@ def rescore_all(
             reader=reader,
             one_pass=one_pass,
         )
+
+
+TOTAL_INDEX = next(index for index in lead_scores.indexes if index.name == "ix_lead_scores_total")
+"""The index of the scores' totals that search by score reads (``INDEXED BY`` on SQLite,
+:func:`baton.services.lead_search._best_scored`)."""
+
+REBUILD_TOTAL_INDEX_LEADS = 100_000
+"""From this many leads a re-score on SQLite writes its scores without
+:data:`TOTAL_INDEX` and builds it again at the end (:func:`_total_index_held_back`)."""
+
+
+@contextmanager
+def _total_index_held_back(ctx: Context, total: int) -> Iterator[None]:
+    """On SQLite, for a re-score of ``total`` leads from :data:`REBUILD_TOTAL_INDEX_LEADS`:
+    :data:`TOTAL_INDEX` dropped as it begins and built again as it ends, failed or not
+    (``IF NOT EXISTS``: a re-score whose process died meanwhile left it out, and the next
+    large one, or ``baton contract rescore``, puts it back). Each chunk's totals fall all
+    over that index, so its upkeep rewrote nearly every leaf page of it per chunk: measured
+    apart, 1,000,000 score rows in chunks of 10,000 cost 4.2 s of ``executemany`` and 2.8 s
+    of commits with it, 1.8 and 0.4 s without, while building it once over 1,000,000 rows
+    costs about 1.4 s of CPU (one write turn of 1.6–2.8 s at a load of 4, which writers
+    wait out in their turn: the write timeout is 30 s). Meanwhile search by score reads
+    without it (:func:`baton.services.lead_search._best_scored` checks for it), and
+    PostgreSQL keeps it (its upkeep there was not measured)."""
+    if total < REBUILD_TOTAL_INDEX_LEADS or ctx.engine.dialect.name != "sqlite":
+        yield
+        return
+    with ctx.write() as connection:
+        connection.execute(DropIndex(TOTAL_INDEX, if_exists=True))
+    try:
+        yield
+    finally:
+        with ctx.write() as connection:
+            connection.execute(CreateIndex(TOTAL_INDEX, if_not_exists=True))
 
 
 _FULL_COLLECTIONS_HELD = 0
@@ -1888,6 +1925,9 @@ def _fallback_inputs(
     return inputs
 
 
+_TEXT_OR_NULL = frozenset({str, type(None)})
+
+
 def _fallback_fit(
     contract: HandoffContract,
     fallback: Sequence[tuple[int, Any]],
@@ -1912,8 +1952,12 @@ def _fallback_fit(
         attribute = names[0].startswith("attributes.")
         # Text keys stand for themselves; others carry their type (1, 1.0 and True are
         # equal keys of a dict, not equal inputs of a rule).
+        # A column of texts and NULLs only (an attribute's JSON text, most inputs) is
+        # its own keys: told by the set of its types, made in C.
         keys = (
-            [v if type(v) is str else (type(v), v) for v in columns[where[0]]]
+            columns[where[0]]
+            if len(where) == 1 and set(map(type, columns[where[0]])) <= _TEXT_OR_NULL
+            else [v if type(v) is str else (type(v), v) for v in columns[where[0]]]
             if len(where) == 1
             else [
                 tuple((type(v), v) for v in parts)
@@ -2079,20 +2123,23 @@ def _rescore_sets(
             ready = one_pass.state.rows(slice(*one_pass.rows_of(first, last)))
     elif reader is not None:
         pending = _start_sums(connection, contract, first, last, now.timestamp(), reader=reader)
-    rows = _locked_only(
-        connection.execute(reading.statement, {"first": first, "last": last}).all(),
-        ids,
-        lambda row: int(row[0]),
-    )
+    rows = connection.execute(reading.statement, {"first": first, "last": last}).all()
+    # The read's columns, transposed in C (a list per column made row by row was about
+    # 0.6 s of CPU at 1,000,000 leads); the rows kept as they are when they are the
+    # chunk's leads exactly, as they always are on SQLite (its write lock is held).
+    columns = list(zip(*rows, strict=True))
+    if not columns or columns[0] != tuple(ids):
+        rows = _locked_only(rows, ids, lambda row: int(row[0]))
+        columns = list(zip(*rows, strict=True))
     if not rows:
         if pending is not None:
             pending()
         return
     n = len(rows)
-    lead_ids = np.array([row[0] for row in rows], dtype=np.int64)
-    stages = [row[2] for row in rows]
-    values = {name: [row[extra_at + i] for row in rows] for i, name in enumerate(reading.names)}
-    fit = np.array([row[1] for row in rows], dtype=np.float64)
+    lead_ids = np.array(columns[0], dtype=np.int64)
+    stages = columns[2]
+    values = {name: columns[extra_at + i] for i, name in enumerate(reading.names)}
+    fit = np.array(columns[1], dtype=np.float64)
     extra = _fallback_fit(contract, plan.fallback, inputs, values, n)
     if extra is not None:
         fit = fit + extra
@@ -2114,7 +2161,7 @@ def _rescore_sets(
     threshold = contract.mql.threshold
     now_over = total >= threshold
     if previous is not None and old_plan is not None:
-        old_fit = np.array([row[3] for row in rows], dtype=np.float64)
+        old_fit = np.array(columns[3], dtype=np.float64)
         extra = _fallback_fit(previous, old_plan.fallback, old_inputs, values, n)
         if extra is not None:
             old_fit = old_fit + extra
@@ -2169,14 +2216,24 @@ def _rescore_sets(
             (version, at, "[" + document + "]"),
         )
     else:
+        # Each row's tuple made by zip in C (a comprehension unpacking and packing
+        # each row was about 0.7 s of CPU at 1,000,000 leads).
         _upsert_scores(
             connection,
-            [
-                (lead_id, version, f, e, t, g, s, at, None)
-                for lead_id, f, e, t, g, s in zip(
-                    lead_ids.tolist(), fits, engagements, totals, grade, states, strict=True
+            list(
+                zip(
+                    lead_ids.tolist(),
+                    repeat(version, n),
+                    fits,
+                    engagements,
+                    totals,
+                    grade,
+                    states,
+                    repeat(at, n),
+                    repeat(None, n),
+                    strict=True,
                 )
-            ],
+            ),
         )
     # Only a lead waiting at the handoff point, over the threshold, with the grade and
     # the required prep items can qualify (mql_decision says no to every other one

@@ -107,27 +107,43 @@ def merge_grouped(parts: Sequence[np.ndarray], width: int) -> np.ndarray:
     """Rows of :func:`group_events` (``width`` columns) for disjoint sets of events
     (each lead's events split between them), as the rows of all the events: counts and
     weighted sums added, the latest moment the latest of those with events (a moment
-    may be negative, before 1970)."""
+    may be negative, before 1970).
+
+    It runs in the re-score's own process between the pass and the chunks, so its time
+    is wall time: lead ids of up to twice the rows are placed through a table indexed
+    by id instead of a sort and binary searches, the first part's rows are copied whole,
+    and each further part's rows are gathered once and updated as one block (0.5–0.6 s
+    of CPU against 1.4–1.7 s for two parts of 900,000 leads of 6 rules)."""
     parts = [part for part in parts if len(part)]
     if not parts:
         return np.zeros((0, width))
     if len(parts) == 1:
         return parts[0]
-    ids = np.unique(np.concatenate([part[:, 0] for part in parts]))
+    keys = [part[:, 0].astype(np.int64) for part in parts]
+    low = min(int(key.min()) for key in keys)
+    high = max(int(key.max()) for key in keys)
+    if low >= 0 and high <= 2 * sum(len(key) for key in keys):
+        seen = np.zeros(high + 1, dtype=bool)
+        for key in keys:
+            seen[key] = True
+        ids = np.flatnonzero(seen)
+        place = np.cumsum(seen) - 1
+        where = [place[key] for key in keys]
+    else:
+        ids = np.unique(np.concatenate(keys))
+        where = [np.searchsorted(ids, key) for key in keys]
     merged = np.zeros((len(ids), width))
     merged[:, 0] = ids
-    for part in parts:
-        rows = np.searchsorted(ids, part[:, 0])
+    merged[where[0]] = parts[0]
+    for part, rows in zip(parts[1:], where[1:], strict=True):
+        block = merged[rows]
         for k in range(1, width, 3):
-            count, latest = part[:, k], part[:, k + 1]
-            had = merged[rows, k] > 0
-            merged[rows, k + 1] = np.where(
-                count > 0,
-                np.where(had, np.maximum(merged[rows, k + 1], latest), latest),
-                merged[rows, k + 1],
-            )
-            merged[rows, k] += count
-            merged[rows, k + 2] += part[:, k + 2]
+            count = part[:, k]
+            later = (count > 0) & ((block[:, k] <= 0) | (part[:, k + 1] > block[:, k + 1]))
+            block[later, k + 1] = part[later, k + 1]
+            block[:, k] += count
+            block[:, k + 2] += part[:, k + 2]
+        merged[rows] = block
     return merged
 
 
