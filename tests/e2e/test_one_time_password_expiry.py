@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from typer.testing import CliRunner
@@ -21,13 +22,13 @@ from baton.api.app import create_app
 from baton.cli import app as cli_app
 from baton.domain.access import Principal, Role, operator
 from baton.domain.clock import ManualClock
-from baton.domain.errors import Unauthorized
+from baton.domain.errors import TooManyRequests, Unauthorized
 from baton.domain.users import PasswordChange, UserCreate
 from baton.services import users as user_service
 from baton.services.context import Context
 from baton.store.engine import make_engine
-from baton.store.migrate import upgrade
-from baton.store.tables import users
+from baton.store.migrate import alembic_config, upgrade
+from baton.store.tables import sessions, users
 
 OPS = operator("test")
 OWN = "correct horse battery staple"
@@ -67,6 +68,45 @@ def test_a_one_time_password_works_for_a_week_then_says_it_expired(
     fresh = user_service.reset_password(ctx, user_id, actor=OPS)
     after_reset = user_service.get_user(ctx, user_id, actor=OPS)
     assert after_reset.one_time_password_expires_at == clock.now() + timedelta(days=7)
+    _login(ctx, "rita@lumen.example", fresh)
+
+
+def test_a_session_opened_with_a_one_time_password_ends_when_the_password_does(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """Review finding: a session opened an hour before expiry lasted its 12 hours and
+    traded the expired password for a new one."""
+    user_id, secret = _add(ctx, "rita@lumen.example")
+    clock.advance(days=6, hours=23)
+    started = user_service.login(ctx, "rita@lumen.example", secret, address="198.51.100.7")
+    assert started.expires_at == clock.now() + timedelta(hours=1)
+    assert user_service.session_principal(ctx, started.key) is not None
+    clock.advance(hours=1)
+    assert user_service.session_principal(ctx, started.key) is None
+    me = Principal(
+        kind="user", name="rita@lumen.example", role=Role.MARKETING, user_id=user_id,
+        email="rita@lumen.example",
+    )  # fmt: skip
+    with pytest.raises(Unauthorized, match="expired"):
+        user_service.change_password(
+            ctx, PasswordChange(current_password=secret, new_password=OWN), actor=me
+        )
+    assert user_service.get_user(ctx, user_id, actor=OPS).one_time_password
+
+
+def test_a_reset_lifts_the_limit_that_expired_attempts_reached(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """Review finding: ten tries of the expired password, then the admin's fresh one was
+    refused (429) for up to 15 minutes."""
+    user_id, secret = _add(ctx, "rita@lumen.example")
+    clock.advance(days=8)
+    for _ in range(ctx.settings.login_max_failures_per_account):
+        with pytest.raises(Unauthorized, match="expired"):
+            _login(ctx, "rita@lumen.example", secret)
+    with pytest.raises(TooManyRequests):
+        _login(ctx, "rita@lumen.example", secret)
+    fresh = user_service.reset_password(ctx, user_id, actor=OPS)
     _login(ctx, "rita@lumen.example", fresh)
 
 
@@ -210,5 +250,20 @@ def test_the_upgrade_gives_existing_one_time_passwords_a_week(empty_database_url
         expires = rows["a@lumen.example"]
         assert expires is not None
         assert started + timedelta(days=7) <= expires <= datetime.now(UTC) + timedelta(days=7)
+        with engine.begin() as connection:  # users that others point at (sessions, teams)
+            user_id = connection.execute(
+                select(users.c.id).where(users.c.email == "a@lumen.example")
+            ).scalar_one()
+            connection.execute(
+                insert(sessions).values(
+                    key_hash="k" * 64, user_id=user_id, csrf_token="c", created_at=now,
+                    expires_at=now,
+                )
+            )  # fmt: skip
+        with engine.begin() as connection:  # the downgrade keeps them, on both databases
+            command.downgrade(alembic_config(connection), "0025")
+        upgrade(engine)
+        with engine.connect() as connection:
+            assert connection.execute(select(sessions.c.user_id)).scalar_one() == user_id
     finally:
         engine.dispose()

@@ -256,6 +256,9 @@ def create_app(context: Context | None = None) -> FastAPI:
     redact.install_log_masking()
     redact.remember_settings(app.state.context.settings)
     refuse_unready(app.state.context)
+    from baton.services.scoring import restore_total_index
+
+    restore_total_index(app.state.context)
     if not telemetry_wanted(os.environ):  # FastAPI's spans name routes in its router
         app.add_middleware(
             DirectRoute,

@@ -246,6 +246,7 @@ def worker(
 
     from baton.heap import freeze_startup_heap
     from baton.services.duplicate_checks import pending_duplicate_checks
+    from baton.services.scoring import restore_total_index
     from baton.services.worker import Worker, tick
 
     settings = load_settings()
@@ -259,6 +260,7 @@ def worker(
         # checks, so a warning (a colleague's one-time password) has time and level too.
         _log_lines(settings)
         _refuse_unready(ctx)
+        restore_total_index(ctx)
         log = logging.getLogger("baton.worker")
 
         def show(lane: str, report: TickReport) -> None:
@@ -340,7 +342,10 @@ def demo(
                 )
         users = demo_users(ctx)
         if users:
-            table = Table(title="Demo users (one-time passwords, shown only now)")
+            table = Table(
+                title="Demo users (one-time passwords, shown only now; each works for "
+                f"{ctx.settings.one_time_password_days:g} days)"
+            )
             for column in ("email", "role", "one-time password"):
                 table.add_column(column, no_wrap=True)
             for email, role, secret in users:

@@ -606,6 +606,29 @@ def _total_index_held_back(ctx: Context, total: int) -> Iterator[None]:
             connection.execute(CreateIndex(TOTAL_INDEX, if_not_exists=True))
 
 
+def restore_total_index(ctx: Context) -> bool:
+    """On SQLite, build :data:`TOTAL_INDEX` again when a large re-score's process died
+    before it could (killed, out of memory, a restart mid-activation), so search by score
+    does not stay slow until the next one; True when it had to. Every server process and
+    worker calls it as it starts. A re-score still running elsewhere only loses the
+    speed it gained by writing without the index."""
+    if ctx.engine.dialect.name != "sqlite":
+        return False
+    with ctx.read() as connection:
+        present = connection.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+            (TOTAL_INDEX.name,),
+        ).first()
+    if present is not None:
+        return False
+    with ctx.write() as connection:
+        connection.execute(CreateIndex(TOTAL_INDEX, if_not_exists=True))
+    log.warning(
+        "%s was missing (a re-score stopped before it ended): built again", TOTAL_INDEX.name
+    )
+    return True
+
+
 _FULL_COLLECTIONS_HELD = 0
 _HELD_LOCK = threading.Lock()
 _HELD_THRESHOLDS: tuple[int, int, int] | None = None

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from baton.domain.access import ADMIN_SCOPE, Action, Principal, Reach, Role
-from baton.domain.clock import Clock
+from baton.domain.clock import Clock, ensure_utc
 from baton.domain.errors import (
     Conflict,
     FieldProblem,
@@ -426,6 +426,10 @@ def _replace_password(
     if not done:
         raise NotFound(f"user {user_id} does not exist")
     _end_sessions(connection, user_id, now)
+    # A new password is a fresh start: sign-ins refused for the old one (an expired
+    # one-time password typed again and again) must not hold the new one back.
+    email = connection.execute(select(users.c.email).where(users.c.id == user_id)).scalar_one()
+    connection.execute(delete(login_failures).where(login_failures.c.account == email))
 
 
 def change_password(
@@ -437,14 +441,26 @@ def change_password(
     if actor.user_id is None or actor.kind != "user":
         raise Forbidden("only a signed-in person changes their own password")
     with ctx.read() as connection:
-        stored = connection.execute(
-            select(users.c.password_hash).where(users.c.id == actor.user_id)
-        ).scalar()
+        found = connection.execute(
+            select(
+                users.c.password_hash,
+                users.c.one_time_password,
+                users.c.one_time_password_expires_at,
+            ).where(users.c.id == actor.user_id)
+        ).first()
+    stored = None if found is None else found.password_hash
     if not _verify(stored, data.current_password):
         raise ValidationFailed(
             "the password was not changed",
             [FieldProblem("current_password", "this is not your current password")],
         )
+    assert found is not None
+    if (
+        found.one_time_password
+        and found.one_time_password_expires_at is not None
+        and ctx.clock.now() >= ensure_utc(found.one_time_password_expires_at)
+    ):
+        raise Unauthorized(ONE_TIME_EXPIRED)
     if data.new_password == data.current_password:
         raise ValidationFailed(
             "the password was not changed",
@@ -574,8 +590,12 @@ def login(ctx: Context, email: str, password: str, *, address: str) -> SessionSt
     if not ok or user is None or not user["active"]:
         log.warning("sign-in failed for %s from %r", who, address)
         raise Unauthorized(WRONG_CREDENTIALS)
-    expires = user["one_time_password_expires_at"] if user["one_time_password"] else None
-    if expires is not None and now >= expires:
+    one_time_expires = (
+        ensure_utc(user["one_time_password_expires_at"])
+        if user["one_time_password"] and user["one_time_password_expires_at"] is not None
+        else None
+    )
+    if one_time_expires is not None and now >= one_time_expires:
         # Said only to whoever knows the password: it is theirs, and it is the one thing
         # they can do nothing about but ask.
         log.warning("sign-in refused for %s from %r: one-time password expired", who, address)
@@ -583,6 +603,10 @@ def login(ctx: Context, email: str, password: str, *, address: str) -> SessionSt
     key = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     expires = now + timedelta(hours=settings.session_hours)
+    if one_time_expires is not None:
+        # The session of a one-time password may only set the user's own password: it
+        # ends with the password, or it would trade an expired one for a new one.
+        expires = min(expires, one_time_expires)
     with ctx.write() as connection:
         connection.execute(
             insert(sessions).values(

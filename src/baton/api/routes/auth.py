@@ -64,7 +64,10 @@ class SessionPublic(BaseModel):
     operation_id="login",
     response_model=SessionPublic,
     responses={
-        401: {"description": "Wrong email or password (the same answer for both)"},
+        401: {
+            "description": "Wrong email or password (the same answer for both); or, to "
+            "whoever typed it right, a one-time password that has expired"
+        },
         429: {"description": "Too many failed sign-ins (Retry-After says how long to wait)"},
     },
 )

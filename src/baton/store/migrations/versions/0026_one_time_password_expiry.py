@@ -40,5 +40,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("one_time_password_expires_at")
+    # In place, not by batch: SQLite's rebuild of ``users`` fails on the foreign keys of
+    # sessions, teams and tokens (a column without constraints drops in place there).
+    op.drop_column("users", "one_time_password_expires_at")
