@@ -16,17 +16,22 @@ fill (copied on SQLite, refilled on PostgreSQL).
 
 ``--filled DIR`` keeps each SQLite fill in DIR and copies it on later runs (the 1,000,000
 lead fill takes about 20 minutes here); the activation is measured on the copy, after
-the copy is migrated.
+the copy is migrated. On PostgreSQL it keeps a server's data directory in ``DIR/pg``:
+each fill is a database there (vacuumed and analysed after the load, as autovacuum
+would), used as the TEMPLATE of a fresh database for every run, so each run starts from
+the same data in seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -137,6 +142,65 @@ def filled(url: str, n_leads: int, n_events: int, keep: Path | None) -> None:
         shutil.copyfile(kept, target)
 
 
+@contextlib.contextmanager
+def kept_postgresql(keep: Path, n_leads: int, n_events: int) -> Iterator[str]:
+    """A URL for a fresh PostgreSQL database holding :func:`fill`'s data, copied from a
+    fill kept in ``keep/pg`` (filled first if it is not there yet). The fill is renamed
+    to its template name only once complete, so a fill cut short is redone next time;
+    the copy is dropped when the block ends (the server stops with its last user)."""
+    import pgserver
+    from sqlalchemy import create_engine
+
+    keep.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(keep.resolve() / "pg", cleanup_mode="stop")
+    template = f"rescore_{n_leads}_{n_events}"
+    copy = f"run_{os.getpid()}"
+    admin = create_engine(server.get_uri(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            # Another run filling the same template: wait for it rather than fill twice.
+            connection.exec_driver_sql("SELECT pg_advisory_lock(hashtext(%s))", (template,))
+            kept = connection.exec_driver_sql(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (template,)
+            ).first()
+            if kept is None:
+                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {template}_filling")
+                connection.exec_driver_sql(f"CREATE DATABASE {template}_filling")
+                fill(server.get_uri(f"{template}_filling"), n_leads, n_events)
+                connection.exec_driver_sql(
+                    f"ALTER DATABASE {template}_filling RENAME TO {template}"
+                )
+            connection.exec_driver_sql("SELECT pg_advisory_unlock(hashtext(%s))", (template,))
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {copy}")
+            # FILE_COPY: the files copied as they are (a checkpoint, no WAL for every
+            # page), seconds for gigabytes.
+            connection.exec_driver_sql(
+                f"CREATE DATABASE {copy} TEMPLATE {template} STRATEGY FILE_COPY"
+            )
+        try:
+            yield server.get_uri(copy)
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {copy} WITH (FORCE)")
+    finally:
+        admin.dispose()
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def filled_database(backend: str, n_leads: int, n_events: int, keep: Path | None) -> Iterator[str]:
+    """A URL for a database of ``backend`` holding :func:`fill`'s data: kept fills
+    copied when ``keep`` is given (:func:`filled`, :func:`kept_postgresql`)."""
+    if keep is not None and backend == "postgresql":
+        with kept_postgresql(keep, n_leads, n_events) as url:
+            yield url
+        return
+    with database(backend) as url:
+        filled(url, n_leads, n_events, keep)
+        yield url
+
+
 def activate(
     url: str, *, set_based: bool = True, chunk: int | None = None
 ) -> tuple[float, int, int, float, float, float]:
@@ -207,7 +271,7 @@ def main() -> None:
         help=f"leads per transaction of the set-based path (default {scoring.SET_CHUNK:,})",
     )
     parser.add_argument(
-        "--filled", type=Path, help="keep SQLite fills in this folder and reuse them"
+        "--filled", type=Path, help="keep fills in this folder and reuse them (both databases)"
     )
     args = parser.parse_args()
     sizes: list[int] = args.chunk or [scoring.SET_CHUNK]
@@ -261,8 +325,7 @@ def main() -> None:
         )
 
     for backend in backends:
-        with database(backend) as url:
-            filled(url, args.reference_leads, reference_events, args.filled)
+        with filled_database(backend, args.reference_leads, reference_events, args.filled) as url:
             old_seconds, old_scored, old_mql, old_handing, old_longest, _ = activate(
                 url, set_based=False
             )
@@ -283,8 +346,7 @@ def main() -> None:
             "1.0",
             f"{os.getloadavg()[0]:.1f}",
         )
-        with database(backend) as url:
-            filled(url, args.leads, args.events, args.filled)
+        with filled_database(backend, args.leads, args.events, args.filled) as url:
             path = url.removeprefix("sqlite:///")
             for index, size in enumerate(sizes):
                 if index and backend == "sqlite":
@@ -299,8 +361,7 @@ def main() -> None:
                 add_row(backend, size, seconds, scored, mql, handing, longest, passing, old_rate)
         if backend != "sqlite":
             for size in sizes[1:]:
-                with database(backend) as url:
-                    fill(url, args.leads, args.events)
+                with filled_database(backend, args.leads, args.events, args.filled) as url:
                     seconds, scored, mql, handing, longest, passing = activate(url, chunk=size)
                 add_row(backend, size, seconds, scored, mql, handing, longest, passing, old_rate)
     Console(width=180).print(table)

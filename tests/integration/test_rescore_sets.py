@@ -982,6 +982,9 @@ def test_a_chunk_reads_its_own_events_when_activities_changed_after_the_one_pass
     with (
         mock.patch("baton.services.scoring.ONE_PASS_LEADS", 0),
         mock.patch.object(scoring._OnePass, "for_chunk", spy),
+        # One chunk after the other, so that ``meanwhile`` writes between two chunks
+        # (on PostgreSQL the next chunk would have begun already).
+        mock.patch("baton.services.scoring.CHUNKS_AT_ONCE", 1),
     ):
         rescore_all(ctx, report, actor=operator("ops"), chunk=3, progress=meanwhile)
     assert taken == [True, False, False]

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import queue
 import sqlite3
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -174,6 +176,50 @@ def read_share(
     return high, revision, group_events(half_lives, at, events)
 
 
+_CHUNK_READERS: dict[str, sqlite3.Connection] = {}
+"""A worker's connection per file for :func:`chunk_leads` (kept for the chunks after)."""
+
+
+def chunk_leads(
+    path: str,
+    after: int,
+    skip: int,
+    size: int,
+    sql: str,
+    params: dict[str, Any],
+    mmap_bytes: int,
+) -> tuple[tuple[int, ...], list[tuple[Any, ...]]] | None:
+    """A re-score's chunk read ahead of its write (``baton.services.scoring``): in one
+    read transaction on a connection of its own to the file ``path``, read-only, the
+    ids of the next ``size`` unmerged leads after ``after`` and ``skip`` chunks of
+    ``size`` (as the chunk's write transaction selects them), and the rows of the
+    chunk's read of its leads ``sql`` (named parameters: ``params``, and ``first`` and
+    ``last`` the chunk's first and last ids), as columns (``None`` when there is no
+    such lead)."""
+    driver = _CHUNK_READERS.get(path)
+    if driver is None:
+        driver = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        driver.execute("PRAGMA query_only=1")
+        driver.execute(f"PRAGMA mmap_size={int(mmap_bytes)}")
+        _CHUNK_READERS[path] = driver
+    driver.execute("BEGIN")
+    try:
+        ids = [
+            row[0]
+            for row in driver.execute(
+                "SELECT id FROM leads WHERE id > ? AND merged_into_id IS NULL"
+                " ORDER BY id LIMIT ? OFFSET ?",
+                (after, size, skip * size),
+            )
+        ]
+        if not ids:
+            return None
+        rows = driver.execute(sql, {**params, "first": ids[0], "last": ids[-1]}).fetchall()
+    finally:
+        driver.execute("COMMIT")
+    return tuple(ids), list(zip(*rows, strict=True))
+
+
 Columns = dict[str, np.ndarray]
 """Per engagement rule key, one value per lead."""
 
@@ -260,28 +306,57 @@ class Worker:
         self.process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
             [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
+        self.asked = 0
+        self.read = 0
+        self.open: list[int] = []
+        self.kept: dict[int, tuple[str, Any]] = {}
+        self.dropped: set[int] = set()
 
-    def ask(self, name: str, *args: Any) -> None:
-        """Send a request: the function of :data:`FUNCTIONS` called ``name``, with ``args``."""
+    def ask(self, name: str, *args: Any) -> int:
+        """Send a request: the function of :data:`FUNCTIONS` called ``name``, with
+        ``args``; its ticket (for :meth:`answer` and :meth:`forget`)."""
         stream = self.process.stdin
         assert stream is not None
         pickle.dump((name, args), stream, protocol=pickle.HIGHEST_PROTOCOL)
         stream.flush()
+        ticket = self.asked
+        self.asked += 1
+        self.open.append(ticket)
+        return ticket
 
-    def answer(self) -> Any:
-        """The answer to the oldest request not answered yet (:class:`WorkerFailed`
-        when the worker failed or exited)."""
+    def answer(self, ticket: int | None = None) -> Any:
+        """The answer to the request ``ticket``, by default the oldest one not taken
+        yet (:class:`WorkerFailed` when the worker failed or exited). The answers come
+        in the order asked: those read on the way are kept for their own callers (the
+        re-score's chunk reads and its state texts share the workers)."""
+        if ticket is None:
+            ticket = self.open[0]
         stream = self.process.stdout
         assert stream is not None
-        try:
-            status, value = pickle.load(stream)  # noqa: S301 - our own child's answer
-        except EOFError:
-            raise WorkerFailed(
-                f"worker process {self.process.pid} exited with {self.process.wait()}"
-            ) from None
+        while ticket not in self.kept:
+            try:
+                found = pickle.load(stream)  # noqa: S301 - our own child's answer
+            except EOFError:
+                raise WorkerFailed(
+                    f"worker process {self.process.pid} exited with {self.process.wait()}"
+                ) from None
+            if self.read in self.dropped:
+                self.dropped.discard(self.read)
+            else:
+                self.kept[self.read] = found
+            self.read += 1
+        self.open.remove(ticket)
+        status, value = self.kept.pop(ticket)
         if status != "ok":
             raise WorkerFailed(value)
         return value
+
+    def forget(self, ticket: int) -> None:
+        """Drop the answer to ``ticket``, read or not (a chunk read that came too late)."""
+        if ticket in self.open:
+            self.open.remove(ticket)
+            if self.kept.pop(ticket, None) is None:
+                self.dropped.add(ticket)
 
     def close(self, *, kill: bool = False) -> None:
         """End the process (at once with ``kill``, else once its requests are
@@ -298,6 +373,7 @@ class Worker:
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "read_share": read_share,
     "state_text_lines": state_text_lines,
+    "chunk_leads": chunk_leads,
 }
 """What a :class:`Worker` may be asked to run."""
 
@@ -309,11 +385,24 @@ def serve() -> None:
     source = sys.stdin.buffer
     sink = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    while True:
+    requests: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+
+    def take() -> None:
+        # Requests are read as they come, also while an answer is being written: the
+        # caller may send a large request (a block of state columns) while this
+        # process writes a large answer, and each would otherwise wait for the other.
         try:
-            name, args = pickle.load(source)  # noqa: S301 - our own parent's request
-        except EOFError:
+            while True:
+                requests.put(pickle.load(source))  # noqa: S301 - our own parent's request
+        except Exception:  # the input ended (a request cut short: the caller died)
+            requests.put(None)
+
+    threading.Thread(target=take, daemon=True).start()
+    while True:
+        request = requests.get()
+        if request is None:
             return
+        name, args = request
         try:
             answer: tuple[str, Any] = ("ok", FUNCTIONS[name](*args))
         except Exception:

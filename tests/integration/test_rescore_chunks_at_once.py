@@ -1,0 +1,225 @@
+"""On PostgreSQL a set-based re-score keeps two chunks in flight at once
+(``scoring.CHUNKS_AT_ONCE``), each in its own transaction on its own connection: it
+gives exactly what the per-lead path gives, hands off the MQLs chunk after chunk in id
+order, and when a chunk fails keeps only the whole chunks committed before it."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from tests.integration.test_rescore_sets import (
+    CONTRACT,
+    EVENTS,
+    LEADS,
+    contract_text,
+    fill,
+    northwind,
+    outcome,
+    run,
+    same_states,
+    signed,
+)
+
+from baton.domain.access import operator
+from baton.services import contracts as contracts_service
+from baton.services import scoring
+from baton.services.context import Context
+from baton.services.contracts import activate_contract
+from baton.services.scoring import ActivationReport, rescore_all
+from baton.store.tables import lead_scores, leads
+
+POSTGRES = pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+EASY_MQL = {
+    "fit": [{"when": {"field": "title", "exists": True}, "points": 40}],
+    "engagement": [],
+    "grades": {"A": 40, "B": 25, "C": 10},
+    "threshold": 30,
+    "min_grade": "D",
+    "required": [],
+    "prep_required": False,
+    "cooldown": 0,
+    "live": 7,
+}
+"""Every lead of :func:`northwind` becomes an MQL."""
+
+CLICKS = [(i, "email_click", 3600, {}) for i in range(6)]
+
+
+def only_these(ctx: Context, ids: list[int]) -> None:
+    """Leave ``ids`` the only leads a re-score takes (earlier examples' merged away)."""
+    with ctx.write() as connection:
+        connection.execute(
+            leads.update()
+            .where(leads.c.id < ids[0], leads.c.merged_into_id.is_(None))
+            .values(merged_into_id=ids[0])
+        )
+
+
+@POSTGRES
+@settings(
+    max_examples=10,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    new=CONTRACT,
+    old=CONTRACT | st.none(),
+    people=LEADS,
+    events=EVENTS,
+    size=st.integers(1, 4),
+)
+def test_chunks_at_once_equal_the_per_lead_path(
+    ctx: Context,
+    backend: str,
+    new: dict[str, Any],
+    old: dict[str, Any] | None,
+    people: list[dict[str, Any]],
+    events: list[Any],
+    size: int,
+) -> None:
+    ids = fill(ctx, people, events)
+    only_these(ctx, ids)
+    previous = None
+    if old is not None:
+        previous = signed(ctx, contract_text(old, "old " + uuid.uuid4().hex[:8]))
+        activate_contract(ctx, previous, actor=operator("maria"))
+    version = signed(ctx, contract_text(new, "new " + uuid.uuid4().hex[:8]))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(ctx, version, actor=operator("maria"))
+    slow_report, slow = run(ctx, version, previous, ids, sets=False)
+    report = ActivationReport(version=version, previous=previous)
+    rescore_all(ctx, report, actor=operator("ops"), chunk=size)
+    with ctx.read() as connection:
+        fast = outcome(connection, ids)
+    counts = ("crossed_up", "crossed_down", "became_mql", "held_back")
+    assert [getattr(report, n) for n in counts] == [getattr(slow_report, n) for n in counts]
+    assert fast["scores"] == slow["scores"]
+    assert fast["stages"] == slow["stages"]
+    assert fast["transitions"] == slow["transitions"]
+    assert fast["handoffs"] == slow["handoffs"]
+    assert set(fast["states"]) == set(slow["states"])
+    for lead_id, state in slow["states"].items():
+        same_states(fast["states"][lead_id], state)
+
+
+@POSTGRES
+def test_two_chunks_are_in_flight_at_once_and_hand_off_in_order(ctx: Context, backend: str) -> None:
+    """The first chunk holds on until the second has begun (on the old one-after-the-
+    other path it would wait in vain); the handoffs still come chunk after chunk."""
+    ids = fill(ctx, northwind(6), CLICKS)
+    version = signed(ctx, contract_text(EASY_MQL, "at once"))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(ctx, version, actor=operator("maria"))
+    real_chunk, real_hand_off = scoring.rescore_chunk, scoring._hand_off
+    began = threading.Event()
+    in_flight: list[int] = []
+    most = [0]
+    handed: list[int] = []
+    guard = threading.Lock()
+
+    def chunk(connection: Any, *args: Any, **kwargs: Any) -> None:
+        chunk_ids = args[4]
+        with guard:
+            in_flight.append(chunk_ids[0])
+            most[0] = max(most[0], len(in_flight))
+        if chunk_ids[0] == ids[0]:
+            began.wait(10)
+        else:
+            began.set()
+        try:
+            real_chunk(connection, *args, **kwargs)
+        finally:
+            with guard:
+                in_flight.remove(chunk_ids[0])
+
+    def hand_off(*args: Any, **kwargs: Any) -> None:
+        handed.extend(lead_id for lead_id, _ in args[4].leads)
+        real_hand_off(*args, **kwargs)
+
+    report = ActivationReport(version=version, previous=None)
+    with (
+        mock.patch.object(scoring, "rescore_chunk", chunk),
+        mock.patch.object(scoring, "_hand_off", hand_off),
+    ):
+        rescore_all(ctx, report, actor=operator("ops"), chunk=2)
+    assert most[0] == 2
+    assert began.is_set()
+    assert handed == ids
+    assert (report.leads_scored, report.became_mql) == (6, 6)
+
+
+@POSTGRES
+def test_a_failing_chunk_keeps_the_chunks_before_it_and_rolls_back_the_one_after(
+    ctx: Context, backend: str
+) -> None:
+    """Chunks of two: the second fails once the third has begun; the first stays
+    committed, the second and third leave nothing, and the failure is what is raised."""
+    ids = fill(ctx, northwind(6), CLICKS)
+    version = signed(ctx, contract_text(EASY_MQL, "failing"))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(ctx, version, actor=operator("maria"))
+    real_chunk = scoring.rescore_chunk
+    third = threading.Event()
+
+    def chunk(connection: Any, *args: Any, **kwargs: Any) -> None:
+        first = args[4][0]
+        if first == ids[4]:
+            third.set()
+        real_chunk(connection, *args, **kwargs)
+        if first == ids[2]:
+            third.wait(5)
+            raise RuntimeError("the second chunk broke")
+
+    report = ActivationReport(version=version, previous=None)
+    with (
+        mock.patch.object(scoring, "rescore_chunk", chunk),
+        pytest.raises(RuntimeError, match="the second chunk broke"),
+    ):
+        rescore_all(ctx, report, actor=operator("ops"), chunk=2)
+    with ctx.read() as connection:
+        scored = set(
+            connection.execute(
+                select(lead_scores.c.lead_id).where(lead_scores.c.lead_id.in_(ids))
+            ).scalars()
+        )
+        stages = dict(
+            connection.execute(select(leads.c.id, leads.c.stage).where(leads.c.id.in_(ids))).all()
+        )
+    assert scored == set(ids[:2])
+    assert [stages[i] for i in ids] == ["mql", "mql", "lead", "lead", "lead", "lead"]
+    assert (report.leads_scored, report.became_mql) == (2, 2)
+
+
+@POSTGRES
+def test_the_one_pass_reads_its_rows_by_binary_copy_as_the_driver_reads_them(
+    ctx: Context, backend: str
+) -> None:
+    """The one pass's rows come as binary ``COPY`` read by numpy: the same floats as
+    the driver's rows, none at all included; a null is refused, not read as garbage."""
+    from baton.services.scoring import _copied_rows, _driver_rows
+
+    sql = (
+        "SELECT g, g * CAST(0.1 AS DOUBLE PRECISION), CAST(g AS BIGINT) * 3,"
+        " CAST(1e300 AS DOUBLE PRECISION) / g FROM generate_series(1, %s) AS g ORDER BY g"
+    )
+    raw = ctx.engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        for n in (0, 1, 7):
+            copied = _copied_rows(driver, sql, (n,), 4)
+            assert copied.shape == (n, 4)
+            assert np.array_equal(copied, _driver_rows(driver, sql, (n,), 4))
+        with pytest.raises(ValueError, match="not all floats"):
+            _copied_rows(driver, "SELECT 1, CAST(NULL AS DOUBLE PRECISION)", (), 2)
+    finally:
+        raw.close()
