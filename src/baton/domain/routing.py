@@ -27,10 +27,17 @@ from datetime import datetime
 from typing import Any, Literal
 
 from baton.domain.business_hours import Schedule, is_working
-from baton.domain.contract import HandoffContract, Pool, RoutingRule
+from baton.domain.contract import LEAD_FIELDS, HandoffContract, Pool, RoutingRule
 from baton.domain.scoring import condition_holds, field_value
 
 RepStatus = Literal["available", "away"]
+
+ROUTED_FIELDS: tuple[str, ...] = ("id", *LEAD_FIELDS, "attributes")
+"""Every lead column a decision may read: the id, the fields a contract's conditions may
+test (:data:`~baton.domain.contract.LEAD_FIELDS`, ``attributes.<key>``), which include
+what the territory and segment checks read. A caller that reads a lead only to route
+it reads these, not the whole row: about half its columns, and each result column
+costs the driver's and SQLAlchemy's work on every hand-raise."""
 
 
 @dataclass(frozen=True)

@@ -783,14 +783,7 @@ def _write_one_opened(
     # Python-side column defaults (the outbox's message key), drawn per row as an
     # INSERT of the rows themselves draws them.
     messages = [
-        {
-            **{
-                c.name: _draw(c.default)
-                for c in outbox.c
-                if isinstance(c.default, CallableColumnDefault) and c.name not in row
-            },
-            **row,
-        }
+        {**{name: _draw(default) for name, default in _OUTBOX_DRAWN if name not in row}, **row}
         for row in messages
     ]
     shapes = {tuple(row) for row in messages}
@@ -817,6 +810,13 @@ def _write_one_opened(
     if lead_ids:  # (none: the caller writes the lead's facts)
         refresh_leads_of_chains(connection, lead_ids)
     return True
+
+
+_OUTBOX_DRAWN = tuple(
+    (c.name, c.default) for c in outbox.c if isinstance(c.default, CallableColumnDefault)
+)
+"""The outbox's Python-side column defaults, found once (not per message of every
+hand-raise)."""
 
 
 def _draw(default: Any) -> Any:

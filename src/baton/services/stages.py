@@ -33,6 +33,7 @@ from baton.domain.errors import NotFound
 from baton.domain.history import DEFAULT_LIVE_WITHIN_DAYS, check_occurred_at, is_live
 from baton.domain.lifecycle import Stage, Transition, transition
 from baton.domain.nurture import exit_for_stage
+from baton.domain.routing import ROUTED_FIELDS
 from baton.services import milestones
 from baton.services.contract_rules import (
     ACTIVE_LOCKED,
@@ -250,7 +251,9 @@ def _change_stages_in(
     if live:
         rows: dict[int, Any] = {}
         for part in chunks(live):
-            for row in connection.execute(select(leads).where(leads.c.id.in_(part))).mappings():
+            for row in connection.execute(
+                select(*_ROUTED_LEAD).where(leads.c.id.in_(part))
+            ).mappings():
                 rows[int(row["id"])] = row
         open_handoffs_in(
             connection,
@@ -445,7 +448,13 @@ def _transition_row(
     }
 
 
-_LEAD_NAMES = tuple(c.name for c in leads.c)
+_ROUTED_LEAD_NAMES = (*ROUTED_FIELDS, "reached_stages", "mql_at", "mql_contract_version")
+"""What a new MQL's handoff reads of its lead: what routing may read
+(:data:`~baton.domain.routing.ROUTED_FIELDS`) and the milestones
+:func:`~baton.services.milestones.on_transition_of` moves. Not the whole row: each
+result column costs the driver's and SQLAlchemy's work on every hand-raise."""
+
+_ROUTED_LEAD = tuple(leads.c[name] for name in _ROUTED_LEAD_NAMES)
 
 
 _TRANSITION_COLUMNS = (
@@ -466,15 +475,16 @@ _TRANSITION_COLUMNS = (
 
 @functools.cache
 def _one_mql_statement(dialect: str) -> Any:
-    """:func:`_move_statement` into MQL for one lead, returning the lead as moved with
-    what routing it reads besides (its score, its account's owner, and whether it is in
-    an active nurture enrollment), read after the lead's lock was taken. On PostgreSQL
-    it also inserts the transition (a data-modifying ``WITH`` part taking the
-    :func:`_transition_row` values as ``t_*``): one round trip for both."""
+    """:func:`_move_statement` into MQL for one lead, returning the lead as moved
+    (:data:`_ROUTED_LEAD`) with what routing reads besides (its score, its account's
+    owner, and whether it is in an active nurture enrollment), read after the lead's
+    lock was taken. On PostgreSQL it also inserts the transition (a data-modifying
+    ``WITH`` part taking the :func:`_transition_row` values as ``t_*``): one round trip
+    for both."""
     statement = _move_statement(Stage.MQL.value)
     if dialect == "postgresql":
         statement = statement.add_cte(_transition_cte())
-    return statement.returning(*leads.c, *_routing_reads())
+    return statement.returning(*_ROUTED_LEAD, *_routing_reads())
 
 
 def _transition_cte() -> Any:
@@ -520,12 +530,12 @@ def _routing_reads() -> list[Any]:
 
 @functools.cache
 def _read_one_mql_statement() -> Any:
-    """PostgreSQL, a live hand-raise: the locked lead as it is, with
-    :func:`_routing_reads`, read after its lock was taken, and its transition inserted
+    """PostgreSQL, a live hand-raise: the locked lead as it is (:data:`_ROUTED_LEAD`),
+    with :func:`_routing_reads`, read after its lock was taken, and its transition inserted
     (the ``WITH`` part of :func:`_one_mql_statement`). The lead is written once, after
     routing (:func:`_move_with_facts_statement`)."""
     return (
-        select(*leads.c, *_routing_reads())
+        select(*_ROUTED_LEAD, *_routing_reads())
         .where(leads.c.id == bindparam("move_lead_id"))
         .add_cte(_transition_cte())
     )
@@ -561,9 +571,9 @@ def _write_one_mql(
     remaining: set[int],
 ) -> tuple[dict[str, Any], Known, list[int] | None, bool]:
     """:func:`_write` of one move into MQL (a hand-raise), with the lead read back by
-    its ``UPDATE`` instead of by three more look-ups: returns the lead row as moved, its
-    score and account owner for routing, what :func:`_write` returns, and whether the
-    lead is still to be written. The nurture
+    its ``UPDATE`` instead of by three more look-ups: returns the lead as moved (its
+    :data:`_ROUTED_LEAD_NAMES`), its score and account owner for routing, what
+    :func:`_write` returns, and whether the lead is still to be written. The nurture
     enrollments are looked up only when the lead is in an active one; when it is not,
     the result is the one :func:`~baton.services.nurture.exit_on_stage_in` gives for a
     lead with none (nothing ended, nothing remaining).
@@ -581,27 +591,27 @@ def _write_one_mql(
     if dialect == "postgresql":
         params.update({f"t_{name}": value for name, value in step.items()})
     statement = _read_one_mql_statement() if read_first else _one_mql_statement(dialect)
-    row = connection.execute(statement, params).mappings().one()
+    row = connection.execute(statement, params).one()
+    lead = dict(zip(_ROUTED_LEAD_NAMES, row, strict=False))  # then the routing reads
+    total, grade, owner, nurtured = row[len(_ROUTED_LEAD_NAMES) :]
     if dialect != "postgresql":
         connection.execute(_INSERT_TRANSITION, step)
-    if defer and row["_nurtured"]:  # written now, for the enrollments' exit to see
+    if defer and nurtured:  # written now, for the enrollments' exit to see
         connection.execute(
             _move_statement(Stage.MQL.value), _move_params(move, now, contract_version)
         )
         defer = False
     milestones.on_stage_change(connection, move.lead_id, Stage.MQL.value)
     exited: list[int] | None
-    if row["_nurtured"]:
+    if nurtured:
         exited = exit_on_stage_in(
             connection, [move.lead_id], Stage.MQL.value, actor=actor, now=now, remaining=remaining
         )
     else:
         role = actor.role.value if actor.role is not None else None
         exited = None if exit_for_stage(Stage.MQL.value, role) is None else []
-    lead = {name: row[name] for name in _LEAD_NAMES}
     if read_first:
         lead.update(_moved(lead, move, now, contract_version))
-    total, grade, owner = row["_score_total"], row["_score_grade"], row["_owner"]
     domain = lead["email_domain"]
     return (
         lead,
