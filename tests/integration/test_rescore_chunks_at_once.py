@@ -5,7 +5,9 @@ order, and when a chunk fails keeps only the whole chunks committed before it.""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 import uuid
 from typing import Any
 from unittest import mock
@@ -202,11 +204,15 @@ def test_a_failing_chunk_keeps_the_chunks_before_it_and_rolls_back_the_one_after
 
 @POSTGRES
 def test_the_one_pass_reads_its_rows_by_binary_copy_as_the_driver_reads_them(
-    ctx: Context, backend: str
+    ctx: Context, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The one pass's rows come as binary ``COPY`` read by numpy: the same floats as
-    the driver's rows, none at all included; a null is refused, not read as garbage."""
+    the driver's rows, none at all included, and many taken a part at a time (review:
+    the whole text was held beside the array); a null is refused, not read as garbage."""
+    from baton.services import scoring
     from baton.services.scoring import _copied_rows, _driver_rows
+
+    monkeypatch.setattr(scoring, "FETCH_ROWS", 1000)
 
     sql = (
         "SELECT g, g * CAST(0.1 AS DOUBLE PRECISION), CAST(g AS BIGINT) * 3,"
@@ -215,11 +221,93 @@ def test_the_one_pass_reads_its_rows_by_binary_copy_as_the_driver_reads_them(
     raw = ctx.engine.raw_connection()
     try:
         driver = raw.driver_connection
-        for n in (0, 1, 7):
+        for n in (0, 1, 7, 25_013):
             copied = _copied_rows(driver, sql, (n,), 4)
             assert copied.shape == (n, 4)
             assert np.array_equal(copied, _driver_rows(driver, sql, (n,), 4))
         with pytest.raises(ValueError, match="not all floats"):
             _copied_rows(driver, "SELECT 1, CAST(NULL AS DOUBLE PRECISION)", (), 2)
+        late_null = (
+            "SELECT g, CASE WHEN g = 4000 THEN NULL ELSE g END FROM generate_series(1, 9000) g"
+        )
+        with pytest.raises(ValueError, match="not all floats"):
+            _copied_rows(driver, late_null, (), 2)
     finally:
         raw.close()
+
+
+ROUTING_LOCK = 424242
+"""Stands for the pools' and reps' rows a chunk's handoffs lock."""
+
+
+@POSTGRES
+def test_a_cycle_through_a_concurrent_writer_is_one_postgresql_breaks(
+    ctx: Context, backend: str
+) -> None:
+    """Review finding (rv5): a writer holding a routing lock and waiting for a lead of
+    chunk 2, chunk 2 waiting for chunk 1, chunk 1's handoff waiting for that routing
+    lock. With chunk 2's wait kept in Python, PostgreSQL saw no cycle and all of them
+    hung for good; now it sees one and ends it within its deadlock timeout (one side
+    gets the deadlock error), and what was committed is what the report says."""
+    ids = fill(ctx, northwind(6), CLICKS)
+    version = signed(ctx, contract_text(EASY_MQL, "cycle"))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(ctx, version, actor=operator("maria"))
+    real_chunk, real_hand_off = scoring.rescore_chunk, scoring._hand_off
+    second_locked, writer_holds = threading.Event(), threading.Event()
+    writer_pid: list[int] = []
+
+    def chunk(connection: Any, *args: Any, **kwargs: Any) -> None:
+        if args[4][0] == ids[2]:
+            second_locked.set()
+        real_chunk(connection, *args, **kwargs)
+
+    def writer() -> None:  # a group commit: one capture routed, the next on ids[2]
+        with ctx.engine.connect() as connection, connection.begin():
+            writer_pid.append(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (ROUTING_LOCK,))
+            writer_holds.set()
+            with contextlib.suppress(Exception):  # the deadlock's victim, maybe
+                connection.exec_driver_sql(
+                    "SELECT id FROM leads WHERE id = %s FOR UPDATE", (ids[2],)
+                )
+
+    def hand_off(connection: Any, *args: Any, **kwargs: Any) -> None:
+        if ids[0] in [lead for lead, _ in args[3].leads]:
+            assert second_locked.wait(10)
+            threading.Thread(target=writer, daemon=True).start()
+            assert writer_holds.wait(10)
+            time.sleep(0.5)
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (ROUTING_LOCK,))
+        real_hand_off(connection, *args, **kwargs)
+
+    report = ActivationReport(version=version, previous=None)
+    errors: list[BaseException] = []
+
+    def activation() -> None:
+        try:
+            rescore_all(ctx, report, actor=operator("ops"), chunk=2)
+        except BaseException as error:
+            errors.append(error)
+
+    with (
+        mock.patch.object(scoring, "rescore_chunk", chunk),
+        mock.patch.object(scoring, "_hand_off", hand_off),
+    ):
+        runner = threading.Thread(target=activation, daemon=True)
+        runner.start()
+        runner.join(20)  # PostgreSQL's deadlock_timeout is 1 s
+        hung = runner.is_alive()
+        if hung:  # let the test end: cancel the writer
+            with ctx.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT pg_cancel_backend(%s)", (writer_pid[0],))
+            runner.join(30)
+    assert not hung, "the re-score and the writer waited for each other for good"
+    assert all("deadlock" in str(error) for error in errors), errors
+    with ctx.read() as connection:
+        scored = (
+            connection.execute(select(lead_scores.c.lead_id).where(lead_scores.c.lead_id.in_(ids)))
+            .scalars()
+            .all()
+        )
+    assert len(scored) == report.leads_scored

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import bisect
 import gc
+import itertools
 import json
 import logging
 import os
+import secrets
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -830,15 +832,33 @@ def _rescore_chunks_overlapped(
     its handoffs is written by another chunk's). The counts of ``report`` and
     ``progress`` follow the commits, in order. When a chunk fails, the chunk after it
     rolls back (only whole chunks are kept, as before), no further chunk starts, and
-    the first failure is raised."""
+    the first failure is raised.
+
+    The wait for the chunk before is one PostgreSQL sees: each chunk holds an advisory
+    lock of its own (this run's key, its number) from its start, and the next takes it
+    shared before its handoffs. A wait kept in Python alone hid a cycle from the
+    deadlock detector (review): a writer holding a routing lock and waiting for a lead
+    of chunk k+1, chunk k+1 waiting for chunk k, chunk k's handoff waiting for that
+    routing lock hung for good, where one chunk at a time was a deadlock PostgreSQL
+    broke within a second."""
     lock = threading.Lock()
     stop = threading.Event()
     scored = [0]
+    run_key = secrets.randbits(31)
+    numbers = itertools.count(1)
 
-    def run(before: _ChunkTurn, mine: _ChunkTurn) -> None:
+    def run(before: _ChunkTurn, mine: _ChunkTurn, number: int) -> None:
+        waited = False
+
         def in_turn() -> None:
+            nonlocal waited
+            if not waited:
+                waited = True
+                connection.execute(
+                    select(func.pg_advisory_xact_lock_shared(run_key, number - 1))
+                )
             before.done.wait()
-            if not before.committed:
+            if not before.committed or stop.is_set():
                 raise _ChunkStopped
 
         try:
@@ -847,6 +867,7 @@ def _rescore_chunks_overlapped(
                 return
             part = ActivationReport(version=report.version, previous=report.previous)
             with ctx.write() as connection:
+                connection.execute(select(func.pg_advisory_xact_lock(run_key, number)))
                 active = active_contract_in(connection)
                 if active is None or active[0] != report.version:
                     return
@@ -907,13 +928,17 @@ def _rescore_chunks_overlapped(
     futures: list[Future[None]] = []
     with ThreadPoolExecutor(max_workers=CHUNKS_AT_ONCE) as pool:
         before = first
-        while not stop.is_set():
-            mine = _ChunkTurn()
-            futures.append(pool.submit(run, before, mine))
-            mine.taken.wait()
-            if mine.last_id is None:
-                break
-            before = mine
+        try:
+            while not stop.is_set():
+                mine = _ChunkTurn()
+                futures.append(pool.submit(run, before, mine, next(numbers)))
+                mine.taken.wait()
+                if mine.last_id is None:
+                    break
+                before = mine
+        except BaseException:  # Ctrl+C: the chunks in flight roll back, none starts
+            stop.set()
+            raise
     for future in futures:
         error = future.exception()
         if error is not None and not isinstance(error, _ChunkStopped):
@@ -1264,7 +1289,13 @@ def _copied_rows(driver: Any, sql: str, params: tuple[Any, ...], width: int) -> 
     float as text."""
     names = ", ".join(f"c{i}" for i in range(width))
     floats = ", ".join(f"CAST(c{i} AS DOUBLE PRECISION)" for i in range(width))
-    data = bytearray()
+    fields: list[tuple[str, str]] = [("fields", ">i2")]
+    for i in range(width):
+        fields += [(f"l{i}", ">i4"), (f"v{i}", ">f8")]
+    row = np.dtype(fields)
+    parts: list[np.ndarray] = []
+    pending = bytearray()
+    started = False
     cursor = driver.cursor()
     try:
         with cursor.copy(
@@ -1272,23 +1303,41 @@ def _copied_rows(driver: Any, sql: str, params: tuple[Any, ...], width: int) -> 
             params,
         ) as copy:
             for block in copy:
-                data += block
+                pending += block
+                if not started:
+                    # The header: a signature of 11 bytes, flags, and an extension's
+                    # length (then the extension).
+                    if len(pending) < 19:
+                        continue
+                    start = 19 + int.from_bytes(pending[15:19], "big")
+                    if len(pending) < start:
+                        continue
+                    del pending[:start]
+                    started = True
+                # Whole rows a part at a time, as :func:`_driver_rows` takes them: the
+                # text of a million rows is never held beside their array.
+                if len(pending) >= FETCH_ROWS * row.itemsize:
+                    parts.append(_copied_part(pending, row, width))
     finally:
         cursor.close()
-    # The header: a signature of 11 bytes, flags, and an extension's length (then the
-    # extension); the trailer: a field count of -1.
-    start = 19 + int.from_bytes(data[15:19], "big")
-    fields: list[tuple[str, str]] = [("fields", ">i2")]
-    for i in range(width):
-        fields += [(f"l{i}", ">i4"), (f"v{i}", ">f8")]
-    row = np.dtype(fields)
-    size = len(data) - start - 2
-    rows = np.frombuffer(data, dtype=row, count=size // row.itemsize, offset=start)
-    if size != len(rows) * row.itemsize or not (
+    if not started or len(pending) % row.itemsize != 2 or pending[-2:] != b"\xff\xff":
+        raise ValueError("an engagement query's rows were not all floats")
+    del pending[-2:]  # the trailer: a field count of -1
+    parts.append(_copied_part(pending, row, width))
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _copied_part(pending: bytearray, row: np.dtype[Any], width: int) -> np.ndarray:
+    """The whole rows at the start of ``pending`` (binary ``COPY`` rows of ``width``
+    non-null 8-byte floats) as an array, taken out of it."""
+    count = len(pending) // row.itemsize
+    rows = np.frombuffer(pending[: count * row.itemsize], dtype=row)
+    del pending[: count * row.itemsize]
+    if not (
         np.all(rows["fields"] == width) and all(np.all(rows[f"l{i}"] == 8) for i in range(width))
     ):
         raise ValueError("an engagement query's rows were not all floats")
-    found = np.empty((len(rows), width))
+    found = np.empty((count, width))
     for i in range(width):
         found[:, i] = rows[f"v{i}"]
     return found
