@@ -222,7 +222,7 @@ def test_times_are_shown_in_baton_timezone_with_its_label(
 
     monkeypatch.setenv("BATON_TIMEZONE", "Mars/Olympus")
     assert refused(cli, "handoff", "list").startswith(
-        "error: invalid configuration: timezone: unknown time zone 'Mars/Olympus'"
+        "error: invalid configuration: BATON_TIMEZONE: unknown time zone 'Mars/Olympus'"
     )
 
 

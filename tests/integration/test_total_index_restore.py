@@ -40,7 +40,8 @@ def test_a_server_process_builds_the_index_a_killed_rescore_left_out(
     with caplog.at_level(logging.WARNING, logger="baton.services.scoring"):
         create_app(sqlite_ctx)
     assert _definition(sqlite_ctx) == made
-    assert "ix_lead_scores_total was missing" in caplog.text
+    assert "the index for search by score (ix_lead_scores_total) was missing" in caplog.text
+    assert "`baton contract rescore` finishes it" in caplog.text
     assert restore_total_index(sqlite_ctx) is False  # there: nothing to do, nothing said
 
 

@@ -128,7 +128,8 @@ def load_settings() -> Settings:
             # pydantic's "Value error, " says nothing to an operator; a check of the
             # whole settings (no field) already names its variable (BATON_SECRET_KEY).
             message = e["msg"].removeprefix("Value error, ")
-            field = ".".join(map(str, e["loc"]))
+            # The variable the operator set, not the field it fills.
+            field = "BATON_" + ".".join(map(str, e["loc"])).upper() if e["loc"] else ""
             lines.append(f"{field}: {message}" if field else message)
         raise fail("invalid configuration: " + "; ".join(lines)) from None
     remember_settings(settings)

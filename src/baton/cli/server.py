@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from baton.cli._common import context, load_settings, safe_url, valid, work
-from baton.cli._output import console, errors, fail, progress, say
+from baton.cli._output import console, errors, fail, progress, say, when
 from baton.domain.access import operator
 
 if TYPE_CHECKING:
@@ -91,6 +91,10 @@ def init(
             )
         else:
             say(f"one-time password (shown only now; sign in and choose your own): {secret}")
+            say(
+                f"it works until {when(user.one_time_password_expires_at)}; after that, "
+                "`baton user reset-password` gives a new one"
+            )
 
 
 def _refuse_unready(ctx: Context, *, warn: bool = True) -> None:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from baton.cli._common import ActorOption, valid, work
-from baton.cli._output import console, day, fail, say, show_list, when
+from baton.cli._output import console, fail, say, show_list, when
 from baton.domain.access import Role, operator
 
 user_app = typer.Typer(
@@ -39,7 +39,7 @@ def _password_cell(user: Any, now: datetime) -> str:
         return "[yellow]one-time[/]"
     if expires <= now:
         return "[red]one-time, expired[/]"
-    return f"[yellow]one-time[/] until {day(expires)}"
+    return f"[yellow]one-time[/] until {when(expires)}"
 
 
 def _say_until(expires: datetime | None) -> None:

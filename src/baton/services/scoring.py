@@ -668,7 +668,10 @@ def restore_total_index(ctx: Context) -> bool:
     with ctx.write() as connection:
         connection.execute(CreateIndex(TOTAL_INDEX, if_not_exists=True))
     log.warning(
-        "%s was missing (a re-score stopped before it ended): built again", TOTAL_INDEX.name
+        "the index for search by score (%s) was missing: built again. A re-score of "
+        "every lead was interrupted, or is running in another process; if none is "
+        "running, `baton contract rescore` finishes it",
+        TOTAL_INDEX.name,
     )
     return True
 

@@ -73,10 +73,7 @@ a wrong password."""
 TOKEN_PREFIX = "bt_"  # noqa: S105 (a marker, not a secret)
 INTAKE_PREFIX = "bik_"
 WRONG_CREDENTIALS = "wrong email or password"
-ONE_TIME_EXPIRED = (
-    "this one-time password has expired: ask an admin for a new one "
-    "(`baton user reset-password`, or Reset password on the Users page)"
-)
+ONE_TIME_EXPIRED = "this one-time password has expired: ask an admin for a new one"
 
 
 def digest(secret: str) -> str:
