@@ -60,6 +60,8 @@ CONDITIONS: list[dict[str, Any]] = [
     {"field": "country", "in": ["us", "GB", "DE"]},
     {"field": "country", "in": ["US", 5]},
     {"field": "title", "equals": "  "},
+    {"field": "country", "in": ["", "us", " "]},
+    {"field": "title", "in": ["\t", "  "]},
     {"field": "title", "regex": "(?i)\\b(vp|head)\\b"},
     {"field": "title", "equals": "k"},
     {"field": "attributes.employees", "min": 50, "max": 5000},
@@ -1229,3 +1231,74 @@ def test_a_chunk_splits_each_address_once_on_sqlite() -> None:
         assert "OFFSET" in lite
         pg = _leads_read(contract, old, "postgresql").statement
         assert "OFFSET" not in str(pg.compile(dialect=postgresql.dialect()))
+
+
+def test_a_chunk_strips_each_compared_column_once() -> None:
+    """A field compared with a list of texts is stripped once per lead in the chunk's
+    read, not once more to tell it is not blank (SQLite computes each occurrence of an
+    expression): the example contract's country one ``trim`` per contract read, and the
+    phone's ``exists`` its one; the same on PostgreSQL."""
+    import re
+    from pathlib import Path
+
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from baton.domain.contract import parse_contract
+    from baton.services.scoring import _leads_read
+
+    example = Path(__file__).parents[2] / "contracts" / "example.yaml"
+    contract = parse_contract(example.read_text())
+    previous = parse_contract(example.read_text())
+    for old, plans in ((None, 1), (previous, 2)):
+        for dialect, name in ((sqlite.dialect(), "sqlite"), (postgresql.dialect(), "postgresql")):
+            text = str(_leads_read(contract, old, name).statement.compile(dialect=dialect))
+            trims = re.findall(r"trim\((?:\w+\.)?(\w+)", text)
+            assert trims.count("country") == plans, text
+            assert trims.count("phone") == plans, text
+
+
+def test_the_rules_left_to_python_group_the_leads_once_per_input() -> None:
+    """The rules SQL cannot express are decided once per distinct input, the leads
+    grouped by input once for all the rules reading it, the previous version's too
+    (the example contract's three title rules read one column); the points are those
+    of ``condition_holds`` lead by lead."""
+    from pathlib import Path
+
+    from baton.domain.contract import parse_contract
+    from baton.services import scoring
+
+    example = Path(__file__).parents[2] / "contracts" / "example.yaml"
+    contract = parse_contract(example.read_text())
+    previous = parse_contract(example.read_text())
+    reading = scoring._compile_leads_read(contract, previous, "sqlite")
+    n = 40
+    employees = [None, "80", "5", '"400"', "9000", "true", "80.0"]
+    values = {
+        "title": [TITLES[i % len(TITLES)] for i in range(n)],
+        "attributes.employees": [employees[i % len(employees)] for i in range(n)],
+    }
+    assert sorted(reading.names) == sorted(values)
+    grouped: dict[tuple[str, ...], Any] = {}
+    with mock.patch.object(scoring, "_input_groups", wraps=scoring._input_groups) as groups:
+        new = scoring._fallback_fit(
+            contract, reading.plan.fallback, reading.inputs, values, n, grouped
+        )
+        assert reading.old_plan is not None
+        old = scoring._fallback_fit(
+            previous, reading.old_plan.fallback, reading.old_inputs, values, n, grouped
+        )
+    assert groups.call_count == 2  # title, attributes.employees
+    for points in (new, old):
+        assert points is not None
+        for row in range(n):
+            text = values["attributes.employees"][row]
+            lead = {
+                "title": values["title"][row],
+                "attributes": {"employees": None if text is None else json.loads(text)},
+            }
+            expected = sum(
+                rule.points
+                for _, rule in reading.plan.fallback
+                if condition_holds(rule.when, lead, contract)
+            )
+            assert points[row] == expected, (row, lead)

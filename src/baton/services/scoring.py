@@ -2519,49 +2519,68 @@ def _fallback_fit(
     inputs: Sequence[Sequence[str]],
     values: Mapping[str, Sequence[Any]],
     n: int,
+    grouped: dict[tuple[str, ...], tuple[list[int], np.ndarray]] | None = None,
 ) -> np.ndarray | None:
     """Points of the fit rules SQL cannot express for each of ``n`` leads, from
     ``values`` (per input name of :func:`_fallback_inputs`, a column aligned with the
     leads), each rule evaluated by :func:`baton.domain.scoring.condition_holds` once per
     distinct input (an attribute is read as its JSON text and decoded once per distinct
-    text)."""
+    text). The leads are grouped by distinct input once per input, not once per rule
+    (the example contract's three title rules read one column): ``grouped`` keeps those
+    groups for another call on the same ``values`` (the previous version's rules)."""
     if not fallback:
         return None
     ordered = list(values)
     columns = [values[name] for name in ordered]
     points = np.zeros(n)
+    if grouped is None:
+        grouped = {}
     for (_, rule), names in zip(fallback, inputs, strict=True):
         when = rule.when
         where = [ordered.index(name) for name in names]
-        memo: dict[Any, bool] = {}
         attribute = names[0].startswith("attributes.")
-        # Text keys stand for themselves; others carry their type (1, 1.0 and True are
-        # equal keys of a dict, not equal inputs of a rule).
-        # A column of texts and NULLs only (an attribute's JSON text, most inputs) is
-        # its own keys: told by the set of its types, made in C.
-        keys = (
-            columns[where[0]]
-            if len(where) == 1 and set(map(type, columns[where[0]])) <= _TEXT_OR_NULL
-            else [v if type(v) is str else (type(v), v) for v in columns[where[0]]]
-            if len(where) == 1
-            else [
-                tuple((type(v), v) for v in parts)
-                for parts in zip(*(columns[i] for i in where), strict=True)
-            ]
-        )
-        # One row per distinct input decides it for all; then one pass in C over the
-        # keys (a Python loop assigning into the array cost more than the rules).
-        for key, row_index in dict(zip(keys, range(n), strict=True)).items():
+        found = grouped.get(tuple(names))
+        if found is None:
+            found = grouped[tuple(names)] = _input_groups(columns, where, n)
+        rows, group_of = found
+        holds = np.zeros(len(rows), dtype=bool)
+        for group, row_index in enumerate(rows):
             if attribute:
                 text = columns[where[0]][row_index]
                 value = None if text is None else json.loads(text)
                 lead: dict[str, Any] = {"attributes": {names[0].removeprefix("attributes."): value}}
             else:
                 lead = {name: columns[i][row_index] for name, i in zip(names, where, strict=True)}
-            memo[key] = condition_holds(when, lead, contract)
-        hits = np.fromiter(map(memo.__getitem__, keys), dtype=bool, count=n)
-        points[hits] += float(rule.points)
+            holds[group] = condition_holds(when, lead, contract)
+        points[holds[group_of]] += float(rule.points)
     return points
+
+
+def _input_groups(
+    columns: Sequence[Sequence[Any]], where: Sequence[int], n: int
+) -> tuple[list[int], np.ndarray]:
+    """The leads grouped by their input (the ``columns`` at ``where``) to the rules left
+    to Python: one row of each group, and each lead's group."""
+    # Text keys stand for themselves; others carry their type (1, 1.0 and True are
+    # equal keys of a dict, not equal inputs of a rule).
+    # A column of texts and NULLs only (an attribute's JSON text, most inputs) is
+    # its own keys: told by the set of its types, made in C.
+    keys = (
+        columns[where[0]]
+        if len(where) == 1 and set(map(type, columns[where[0]])) <= _TEXT_OR_NULL
+        else [v if type(v) is str else (type(v), v) for v in columns[where[0]]]
+        if len(where) == 1
+        else [
+            tuple((type(v), v) for v in parts)
+            for parts in zip(*(columns[i] for i in where), strict=True)
+        ]
+    )
+    # One row per distinct input decides it for all; each lead's group found in
+    # one pass in C over the keys (a Python loop cost more than the rules).
+    last_rows = dict(zip(keys, range(n), strict=True))
+    numbers = {key: group for group, key in enumerate(last_rows)}
+    group_of = np.fromiter(map(numbers.__getitem__, keys), dtype=np.intp, count=n)
+    return list(last_rows.values()), group_of
 
 
 def _state_texts(engaged: _Engaged, keys: Sequence[str]) -> list[str]:
@@ -2742,7 +2761,8 @@ def _rescore_sets(
     stages = columns[2]
     values = {name: columns[extra_at + i] for i, name in enumerate(reading.names)}
     fit = np.array(columns[1], dtype=np.float64)
-    extra = _fallback_fit(contract, plan.fallback, inputs, values, n)
+    grouped: dict[tuple[str, ...], tuple[list[int], np.ndarray]] = {}
+    extra = _fallback_fit(contract, plan.fallback, inputs, values, n, grouped)
     if extra is not None:
         fit = fit + extra
     engaged = _engaged(
@@ -2764,7 +2784,7 @@ def _rescore_sets(
     now_over = total >= threshold
     if previous is not None and old_plan is not None:
         old_fit = np.array(columns[3], dtype=np.float64)
-        extra = _fallback_fit(previous, old_plan.fallback, old_inputs, values, n)
+        extra = _fallback_fit(previous, old_plan.fallback, old_inputs, values, n, grouped)
         if extra is not None:
             old_fit = old_fit + extra
         old_engagement = np.zeros(n)
