@@ -311,3 +311,119 @@ def test_a_cycle_through_a_concurrent_writer_is_one_postgresql_breaks(
             .all()
         )
     assert len(scored) == report.leads_scored
+
+
+@POSTGRES
+def test_a_chunk_the_database_stops_says_what_was_kept_and_how_to_finish(
+    ctx: Context, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding (rv6): a chunk that lost a deadlock read "the database is busy or
+    unreachable; nothing was saved" while the version was active and a chunk kept."""
+    from typer.testing import CliRunner
+
+    from baton.cli import app
+
+    ids = fill(ctx, northwind(6), CLICKS)
+    version = signed(ctx, contract_text(EASY_MQL, "victim"))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(ctx, version, actor=operator("maria"))
+    real_hand_off = scoring._hand_off
+
+    def hand_off(connection: Any, *args: Any, **kwargs: Any) -> None:
+        if ids[2] in [lead for lead, _ in args[3].leads]:
+            connection.exec_driver_sql(
+                "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01',"
+                " MESSAGE = 'deadlock detected'; END $$"
+            )
+        real_hand_off(connection, *args, **kwargs)
+
+    monkeypatch.setenv("BATON_DATABASE_URL", ctx.engine.url.render_as_string(hide_password=False))
+    monkeypatch.delenv("BATON_ENV", raising=False)
+    monkeypatch.setattr(scoring, "SET_CHUNK", 2)
+    with mock.patch.object(scoring, "_hand_off", hand_off):
+        result = CliRunner().invoke(app, ["contract", "rescore"])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert f"version {version} is active, but its re-score stopped after 2 of 6 leads" in said
+    assert "deadlock detected" in said and "`baton contract rescore` to finish it" in said
+    assert "nothing was saved" not in said
+
+
+@POSTGRES
+def test_a_lock_timeout_of_the_role_does_not_end_the_wait_for_the_chunk_before(
+    ctx: Context, backend: str
+) -> None:
+    """Review finding (rv6): the wait became a lock wait, so a role's lock_timeout ended
+    it (0 leads scored) where the wait in Python had not."""
+    from sqlalchemy import event
+
+    ids = fill(ctx, northwind(6), CLICKS)
+    version = signed(ctx, contract_text(EASY_MQL, "timeout"))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(ctx, version, actor=operator("maria"))
+    real_hand_off = scoring._hand_off
+
+    def hand_off(connection: Any, *args: Any, **kwargs: Any) -> None:
+        if ids[0] in [lead for lead, _ in args[3].leads]:
+            time.sleep(1.5)  # chunk 1's handoffs take a while (a busy routing lock)
+        real_hand_off(connection, *args, **kwargs)
+
+    def timeouts(dbapi: Any, _record: Any) -> None:  # as ALTER ROLE ... SET would
+        with dbapi.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '500ms'")
+            cursor.execute("SET statement_timeout = '1s'")
+        dbapi.commit()
+
+    event.listen(ctx.engine, "connect", timeouts)
+    ctx.engine.dispose()
+    report = ActivationReport(version=version, previous=None)
+    try:
+        with mock.patch.object(scoring, "_hand_off", hand_off):
+            rescore_all(ctx, report, actor=operator("ops"), chunk=2)
+        with ctx.engine.connect() as connection:  # and they apply again after the wait
+            assert connection.exec_driver_sql("SHOW lock_timeout").scalar_one() == "500ms"
+    finally:
+        event.remove(ctx.engine, "connect", timeouts)
+        ctx.engine.dispose()
+    assert report.leads_scored == 6
+
+
+@POSTGRES
+def test_a_failing_chunk_keeps_the_chunk_before_it_that_is_handing_off(
+    ctx: Context, backend: str
+) -> None:
+    """Review finding (rv6): chunk 2 failing while chunk 1 waited on its routing rolled
+    chunk 1 back too; only the chunks after a failure roll back."""
+    ids = fill(ctx, northwind(6), CLICKS)
+    version = signed(ctx, contract_text(EASY_MQL, "kept"))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(ctx, version, actor=operator("maria"))
+    real_chunk, real_hand_off = scoring.rescore_chunk, scoring._hand_off
+    failed = threading.Event()
+
+    def chunk(connection: Any, *args: Any, **kwargs: Any) -> None:
+        if args[4][0] == ids[2]:
+            failed.set()
+            raise RuntimeError("chunk 2 fails")
+        real_chunk(connection, *args, **kwargs)
+
+    def hand_off(connection: Any, *args: Any, **kwargs: Any) -> None:
+        if ids[0] in [lead for lead, _ in args[3].leads]:
+            assert failed.wait(10)
+            time.sleep(0.3)
+        real_hand_off(connection, *args, **kwargs)
+
+    report = ActivationReport(version=version, previous=None)
+    with (
+        mock.patch.object(scoring, "rescore_chunk", chunk),
+        mock.patch.object(scoring, "_hand_off", hand_off),
+        pytest.raises(RuntimeError, match="chunk 2 fails"),
+    ):
+        rescore_all(ctx, report, actor=operator("ops"), chunk=2)
+    with ctx.read() as connection:
+        scored = (
+            connection.execute(select(lead_scores.c.lead_id).where(lead_scores.c.lead_id.in_(ids)))
+            .scalars()
+            .all()
+        )
+    assert sorted(scored) == ids[:2] and report.leads_scored == 2

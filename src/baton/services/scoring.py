@@ -43,7 +43,7 @@ from baton.domain.contract import (
     Grade,
     HandoffContract,
 )
-from baton.domain.errors import NotFound
+from baton.domain.errors import Conflict, NotFound
 from baton.domain.history import is_live
 from baton.domain.lifecycle import Stage
 from baton.domain.scoring import (
@@ -601,19 +601,34 @@ def rescore_all(
         _total_index_held_back(ctx, total if set_based else 0),
     ):
         one_pass = _one_pass(ctx, report, reader, total, workers) if set_based else None
-        _rescore_chunks(
-            ctx,
-            report,
-            previous,
-            actor,
-            progress,
-            size,
-            total,
-            set_based=set_based,
-            reader=reader,
-            one_pass=one_pass,
-            workers=workers,
-        )
+        try:
+            _rescore_chunks(
+                ctx,
+                report,
+                previous,
+                actor,
+                progress,
+                size,
+                total,
+                set_based=set_based,
+                reader=reader,
+                one_pass=one_pass,
+                workers=workers,
+            )
+        except DBAPIError as error:
+            # Not "nothing was saved": the version is active and the chunks before
+            # this one are kept, which a rescore finishes.
+            reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+            raise RescoreStopped(
+                f"version {report.version} is active, but its re-score stopped after "
+                f"{report.leads_scored:,} of {total:,} leads ({reason}); run `baton "
+                "contract rescore` to finish it"
+            ) from error
+
+
+class RescoreStopped(Conflict):
+    """A re-score stopped by the database (a deadlock it broke, a lost connection) after
+    its version was activated and some chunks were kept: say so and how to finish."""
 
 
 TOTAL_INDEX = next(index for index in lead_scores.indexes if index.name == "ix_lead_scores_total")
@@ -808,6 +823,8 @@ class _ChunkTurn:
     done: threading.Event = field(default_factory=threading.Event)
     last_id: int | None = None
     committed: bool = False
+    failed: bool = False
+    """It raised, before or after its commit (its ``progress``): the chunks after it stop."""
 
 
 def _rescore_chunks_overlapped(
@@ -846,8 +863,13 @@ def _rescore_chunks_overlapped(
     broke within a second."""
     lock = threading.Lock()
     stop = threading.Event()
+    interrupted = threading.Event()  # Ctrl+C in the calling thread
     scored = [0]
+    from baton.services.leads import PEOPLE_LOCKS  # (leads imports this module)
+
     run_key = secrets.randbits(31)
+    while run_key == PEOPLE_LOCKS:  # the other user of two-key advisory locks
+        run_key = secrets.randbits(31)
     numbers = itertools.count(1)
 
     def run(before: _ChunkTurn, mine: _ChunkTurn, number: int) -> None:
@@ -857,11 +879,29 @@ def _rescore_chunks_overlapped(
             nonlocal waited
             if not waited:
                 waited = True
+                # The wait lasts the chunk before's handoffs: a lock_timeout or
+                # statement_timeout of the role or database must not end it (they
+                # apply again to the rest of the chunk).
+                timeouts = connection.exec_driver_sql(
+                    "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+                ).one()
+                connection.exec_driver_sql(
+                    "SELECT set_config('lock_timeout', '0', true),"
+                    " set_config('statement_timeout', '0', true)"
+                )
                 connection.execute(
                     select(func.pg_advisory_xact_lock_shared(run_key, number - 1))
                 )
+                connection.execute(
+                    select(
+                        func.set_config("lock_timeout", timeouts[0], True),
+                        func.set_config("statement_timeout", timeouts[1], True),
+                    )
+                )
             before.done.wait()
-            if not before.committed or stop.is_set():
+            # Only a chunk before this one (or Ctrl+C) stops it: a failure after it
+            # must not undo a chunk that is handing off in its turn.
+            if not before.committed or before.failed or interrupted.is_set():
                 raise _ChunkStopped
 
         try:
@@ -919,6 +959,7 @@ def _rescore_chunks_overlapped(
                 if progress:
                     progress(scored[0], total)
         except BaseException:
+            mine.failed = True
             stop.set()
             raise
         finally:
@@ -929,9 +970,9 @@ def _rescore_chunks_overlapped(
     first.taken.set()
     first.done.set()
     futures: list[Future[None]] = []
-    with ThreadPoolExecutor(max_workers=CHUNKS_AT_ONCE) as pool:
-        before = first
-        try:
+    try:
+        with ThreadPoolExecutor(max_workers=CHUNKS_AT_ONCE) as pool:
+            before = first
             while not stop.is_set():
                 mine = _ChunkTurn()
                 futures.append(pool.submit(run, before, mine, next(numbers)))
@@ -939,9 +980,10 @@ def _rescore_chunks_overlapped(
                 if mine.last_id is None:
                     break
                 before = mine
-        except BaseException:  # Ctrl+C: the chunks in flight roll back, none starts
-            stop.set()
-            raise
+    except BaseException:  # Ctrl+C, even as the last chunks end: none starts, they roll back
+        interrupted.set()
+        stop.set()
+        raise
     for future in futures:
         error = future.exception()
         if error is not None and not isinstance(error, _ChunkStopped):
