@@ -8,8 +8,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError
 from tests.integration.test_migrations import head_revision
 
 from baton.store.engine import make_engine
@@ -61,5 +65,42 @@ def test_processes_starting_together_on_a_fresh_database_all_succeed(
         with engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
         assert len(versions) == 1, "one schema, migrated once"
+    finally:
+        engine.dispose()
+
+
+def test_sqlites_database_is_locked_at_start_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four processes opening a fresh SQLite file at once: once in a loaded CI run one
+    got SQLite's "database is locked" with no wait. That error is tried again; any
+    other is not."""
+    from alembic import command
+
+    from baton.store import migrate
+
+    real = command.upgrade
+    calls: list[str] = []
+
+    def locked_once(config: Any, revision: str) -> None:
+        calls.append(revision)
+        if len(calls) == 1:
+            raise OperationalError("PRAGMA journal_mode=WAL", None, Exception("database is locked"))
+        real(config, revision)
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'baton.db'}")
+    try:
+        monkeypatch.setattr(migrate.command, "upgrade", locked_once)
+        migrate.upgrade(engine)
+        assert len(calls) == 2 and current_revision(engine) == head_revision()
+
+        def broken(config: Any, revision: str) -> None:
+            calls.append(revision)
+            raise OperationalError("SELECT", None, Exception("disk I/O error"))
+
+        monkeypatch.setattr(migrate.command, "upgrade", broken)
+        with pytest.raises(OperationalError, match="disk I/O error"):
+            migrate.upgrade(engine)
+        assert len(calls) == 3
     finally:
         engine.dispose()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -33,11 +35,25 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     therefore first takes a transaction-level advisory lock, in the transaction that
     migrates: the others wait for it, and Alembic then reads the revision the first
     one committed and has nothing left to do. (SQLite's migrating transaction begins
-    IMMEDIATE, so its writers already take turns.)"""
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
-        command.upgrade(alembic_config(connection), revision)
+    IMMEDIATE, so its writers already take turns.) On a fresh SQLite file, processes that
+    open it at the same moment may still get SQLite's "database is locked" without any
+    wait (its switch to WAL, a reader's lock upgrade): seen once in a loaded CI run, so
+    that error is tried again a few times; the migrations are then read afresh."""
+    for attempt in range(SQLITE_LOCKED_ATTEMPTS):
+        try:
+            with engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+                command.upgrade(alembic_config(connection), revision)
+            return
+        except OperationalError as error:
+            locked = engine.dialect.name == "sqlite" and "database is locked" in str(error)
+            if not locked or attempt == SQLITE_LOCKED_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
+SQLITE_LOCKED_ATTEMPTS = 5
 
 
 def current_revision(engine: Engine) -> str | None:
