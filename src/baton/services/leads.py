@@ -52,6 +52,7 @@ from baton.services.queries import insert_ignoring_conflicts, lock_lead, tags_of
 from baton.services.routing import close_open_handoff_in
 from baton.services.scoring import score_leads_in
 from baton.services.stages import change_stage_in
+from baton.store.advisory import PEOPLE_LOCKS
 from baton.store.bulk import find_by_keys
 from baton.store.group_commit import group_memo
 from baton.store.search import search_condition
@@ -557,9 +558,6 @@ class Capture:
         return results
 
 
-PEOPLE_LOCKS = 0x6C656164
-"""The first key of the people's advisory locks (``lead``), the second a 32-bit hash of
-who the capture is about (a collision only makes two groups wait for each other)."""
 _LOCK_PEOPLE = text(
     f"SELECT count(pg_advisory_xact_lock({PEOPLE_LOCKS}, person))"
     " FROM unnest(CAST(:people AS integer[])) AS person"

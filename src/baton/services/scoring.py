@@ -70,6 +70,7 @@ from baton.services.contract_rules import active_contract_in, contract_spec
 from baton.services.queries import chunks
 from baton.services.stages import MqlChange, change_stages_in
 from baton.store import event_pass
+from baton.store.advisory import rescore_run_key
 from baton.store.bulk import find_by_keys, read_datetime, sqlite_datetime
 from baton.store.engine import write_turn
 from baton.store.score_sql import FitPlan, compile_fit, email_domain
@@ -865,11 +866,7 @@ def _rescore_chunks_overlapped(
     stop = threading.Event()
     interrupted = threading.Event()  # Ctrl+C in the calling thread
     scored = [0]
-    from baton.services.leads import PEOPLE_LOCKS  # (leads imports this module)
-
-    run_key = secrets.randbits(31)
-    while run_key == PEOPLE_LOCKS:  # the other user of two-key advisory locks
-        run_key = secrets.randbits(31)
+    run_key = rescore_run_key(secrets.randbits(31))
     numbers = itertools.count(1)
 
     def run(before: _ChunkTurn, mine: _ChunkTurn, number: int) -> None:
