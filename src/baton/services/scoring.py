@@ -767,23 +767,10 @@ def _rescore_chunks(
         if one_pass is not None:
             one_pass.texts_after(last_id, size)
         with ctx.write() as connection:
-            active = active_contract_in(connection)
-            if active is None or active[0] != report.version:
+            chunk = _next_chunk(connection, report.version, last_id, size)
+            if chunk is None:
                 return
-            version, contract = active
-            ids = list(
-                connection.execute(
-                    select(leads.c.id)
-                    .where(leads.c.id > last_id, leads.c.merged_into_id.is_(None))
-                    .order_by(leads.c.id)
-                    .limit(size)
-                    .with_for_update()
-                )
-                .scalars()
-                .all()
-            )
-            if not ids:
-                return
+            version, contract, ids = chunk
             rescore_chunk(
                 connection,
                 contract,
@@ -802,6 +789,30 @@ def _rescore_chunks(
         last_id = ids[-1]
         if progress:
             progress(done, total)
+
+
+def _next_chunk(
+    connection: Connection, wanted: int, after: int, size: int
+) -> tuple[int, HandoffContract, list[int]] | None:
+    """In a chunk's transaction: the active version (still ``wanted``) and its contract,
+    and the next ``size`` unmerged leads after id ``after``, locked (``FOR UPDATE``; on
+    SQLite the transaction's write lock holds them). None when another version became
+    active or no lead is left: the re-score stops there."""
+    active = active_contract_in(connection)
+    if active is None or active[0] != wanted:
+        return None
+    ids = list(
+        connection.execute(
+            select(leads.c.id)
+            .where(leads.c.id > after, leads.c.merged_into_id.is_(None))
+            .order_by(leads.c.id)
+            .limit(size)
+            .with_for_update()
+        )
+        .scalars()
+        .all()
+    )
+    return (active[0], active[1], ids) if ids else None
 
 
 CHUNKS_AT_ONCE = 2
@@ -908,23 +919,10 @@ def _rescore_chunks_overlapped(
             part = ActivationReport(version=report.version, previous=report.previous)
             with ctx.write() as connection:
                 connection.execute(select(func.pg_advisory_xact_lock(run_key, number)))
-                active = active_contract_in(connection)
-                if active is None or active[0] != report.version:
+                chunk = _next_chunk(connection, report.version, before.last_id, size)
+                if chunk is None:
                     return
-                version, contract = active
-                ids = list(
-                    connection.execute(
-                        select(leads.c.id)
-                        .where(leads.c.id > before.last_id, leads.c.merged_into_id.is_(None))
-                        .order_by(leads.c.id)
-                        .limit(size)
-                        .with_for_update()
-                    )
-                    .scalars()
-                    .all()
-                )
-                if not ids:
-                    return
+                version, contract, ids = chunk
                 mine.last_id = ids[-1]
                 mine.taken.set()
                 rescore_chunk(
@@ -1791,22 +1789,10 @@ def _rescore_chunks_read_ahead(
             if got is not None:
                 asked.append(reads.ask(driver, reading, got[0][-1], READ_AHEAD - 1))
             with write_turn(ctx.engine), held.begin():
-                active = active_contract_in(held)
-                if active is None or active[0] != report.version:
+                chunk = _next_chunk(held, report.version, last_id, size)
+                if chunk is None:
                     return
-                version, contract = active
-                ids = list(
-                    held.execute(
-                        select(leads.c.id)
-                        .where(leads.c.id > last_id, leads.c.merged_into_id.is_(None))
-                        .order_by(leads.c.id)
-                        .limit(size)
-                    )
-                    .scalars()
-                    .all()
-                )
-                if not ids:
-                    return
+                version, contract, ids = chunk
                 current = (
                     got is not None
                     and got[0] == tuple(ids)
