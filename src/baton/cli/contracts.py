@@ -12,6 +12,7 @@ from rich.table import Table
 
 from baton.cli._common import LOCAL, ActorOption, context
 from baton.cli._output import console, day, errors, fail, progress
+from baton.cli._rescore_progress import rescore_progress
 from baton.domain.access import operator
 
 contract_app = typer.Typer(
@@ -149,7 +150,7 @@ def contract_list() -> None:
     for v in versions:
         table.add_row(
             str(v.version),
-            v.status,
+            f"{v.status}, [yellow]unfinished[/]" if v.rescore is not None else v.status,
             v.name,
             v.approvals.get("marketing", "—"),
             v.approvals.get("sales", "—"),
@@ -157,6 +158,11 @@ def contract_list() -> None:
             day(v.activated_at) if v.activated_at else "",
         )
     console.print(table)
+    for v in versions:
+        if v.rescore is not None:
+            from baton.domain.rescores import rescore_text
+
+            console.print(f"[yellow]![/] {rescore_text(v.rescore)}", highlight=False)
 
 
 @contract_app.command("approve")
@@ -181,13 +187,8 @@ def contract_activate(version: int, actor: ActorOption = "cli") -> None:
     """Make an approved VERSION active and re-score every lead (progress shown)."""
     from baton.services.contracts import activate_contract
 
-    with context() as ctx, progress() as bar:
-        task = bar.add_task(f"Re-scoring leads with version {version}", total=None)
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        report = activate_contract(ctx, version, actor=operator(actor), progress=advance)
+    with context() as ctx, rescore_progress(f"Re-scoring leads with version {version}") as watch:
+        report = activate_contract(ctx, version, actor=operator(actor), watch=watch)
     table = Table(
         title=f"Version {version} is active"
         + (f" (was {report.previous})" if report.previous else "")
@@ -211,13 +212,8 @@ def contract_rescore(actor: ActorOption = "cli") -> None:
     safe to run any time)."""
     from baton.services.contracts import rescore_active
 
-    with context() as ctx, progress() as bar:
-        task = bar.add_task("Re-scoring leads", total=None)
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        report = rescore_active(ctx, actor=operator(actor), progress=advance)
+    with context() as ctx, rescore_progress("Re-scoring leads") as watch:
+        report = rescore_active(ctx, actor=operator(actor), watch=watch)
     console.print(
         f"{report.leads_scored:,} leads re-scored with version {report.version}; "
         f"{report.became_mql - report.held_back:,} handed off, {report.held_back:,} recorded "

@@ -40,7 +40,9 @@ def status(
     long), each worker's last heartbeat, and the verdict: ok, behind (a queue's oldest
     item waited longer than BATON_STATUS_BEHIND_SECONDS) or worker silent (no heartbeat
     for 60 s). Exit code 0 ok, 1 behind, 2 worker silent (or none running), 3 the
-    database cannot be read or its schema is not this version's (it never migrates)."""
+    database cannot be read or its schema is not this version's (it never migrates).
+    A contract activation whose re-score of every lead has not finished is one more
+    line (it does not change the verdict: `baton contract rescore` finishes it)."""
     from sqlalchemy.exc import DBAPIError
 
     from baton.services.context import open_context
@@ -101,7 +103,12 @@ def status_json(found: DeploymentStatus) -> str:
             return str(as_api.dump_python(value, mode="json"))
         return str(value)
 
-    return json.dumps(asdict(found), indent=2, default=iso)
+    document = asdict(found)
+    if found.rescore is not None:
+        from baton.domain.rescores import rescore_text
+
+        document["rescore"]["text"] = rescore_text(found.rescore)
+    return json.dumps(document, indent=2, default=iso)
 
 
 def _show(found: DeploymentStatus) -> None:
@@ -180,3 +187,7 @@ def _show(found: DeploymentStatus) -> None:
     )
     for reason in found.reasons:
         console.print(f"  - {escape(reason)}", highlight=False)
+    if found.rescore is not None:
+        from baton.domain.rescores import rescore_text
+
+        console.print(f"[yellow]{escape(rescore_text(found.rescore))}[/]", highlight=False)

@@ -23,7 +23,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # baton.domain.rescores words its sentence with age_text, from here
+    from baton.domain.rescores import UnfinishedRescore
 
 Verdict = Literal["ok", "behind", "worker_silent"]
 """``ok``; ``behind``: a queue's oldest due item waited longer than the threshold;
@@ -173,6 +176,10 @@ class DeploymentStatus:
     """The latest heartbeat of any worker (None: no worker ever beat here)."""
     queues: list[QueueStatus]
     workers: list[WorkerBeat]
+    rescore: UnfinishedRescore | None = None
+    """The active contract version's re-score of every lead, when it has not finished
+    (stopped half way, or still running). Not part of the verdict: the workers are not
+    what finishes it (``baton contract rescore`` is)."""
 
 
 def verdict_of(

@@ -19,7 +19,7 @@ that this module may call scoring (activation re-scores) without scoring calling
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,9 +37,17 @@ from baton.domain.contract import (
     parse_contract,
 )
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from baton.domain.rescores import UnfinishedRescore
 from baton.services.access import allowed
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract, rules_of
+from baton.services.rescore_progress import (
+    RescoreNotes,
+    begin_rescore_in,
+    leads_to_rescore,
+    noted_now,
+    unfinished_rescore_in,
+)
 from baton.services.scoring import ActivationReport, rescore_all
 from baton.services.signatures import (
     ROLES,
@@ -71,6 +79,9 @@ class ContractVersion:
     """The parsed rules (for reading them in words: the contract page, the RACI)."""
     warnings: tuple[str, ...] = ()
     """What the version leaves out but should not (``path: message``), e.g. no RACI."""
+    rescore: UnfinishedRescore | None = None
+    """The active version's re-score of every lead, when it has not finished (stopped
+    half way, or still running): :mod:`baton.services.rescore_progress`."""
 
 
 def check_contract(body: str) -> HandoffContract:
@@ -264,7 +275,8 @@ def get_contract(ctx: Context, version: int, *, actor: Principal) -> ContractVer
     allowed(actor, Action.READ_CONTRACTS)
     with ctx.read() as connection:
         row = _version(connection, version)
-        return _public(row, _approvals(connection, row["id"]))
+        found = _public(row, _approvals(connection, row["id"]))
+        return _with_rescore(connection, [found], now=noted_now(ctx, connection))[0]
 
 
 def list_contracts(ctx: Context, *, actor: Principal) -> list[ContractVersion]:
@@ -272,7 +284,20 @@ def list_contracts(ctx: Context, *, actor: Principal) -> list[ContractVersion]:
     allowed(actor, Action.READ_CONTRACTS)
     with ctx.read() as connection:
         rows = connection.execute(select(contracts).order_by(contracts.c.version.desc()))
-        return [_public(dict(r), _approvals(connection, r["id"])) for r in rows.mappings().all()]
+        found = [_public(dict(r), _approvals(connection, r["id"])) for r in rows.mappings().all()]
+        return _with_rescore(connection, found, now=noted_now(ctx, connection))
+
+
+def _with_rescore(
+    connection: Connection, versions: list[ContractVersion], *, now: datetime
+) -> list[ContractVersion]:
+    """``versions``, the active one marked with its re-score when that is unfinished."""
+    if not any(v.status == "active" for v in versions):
+        return versions
+    rescore = unfinished_rescore_in(connection, now=now)
+    if rescore is None:
+        return versions
+    return [replace(v, rescore=rescore) if v.version == rescore.version else v for v in versions]
 
 
 def diff_versions(ctx: Context, old: int, new: int, *, actor: Principal) -> list[ContractChange]:
@@ -290,6 +315,7 @@ def activate_contract(
     *,
     actor: Principal,
     progress: Callable[[int, int], None] | None = None,
+    watch: Callable[[ActivationReport, int], None] | None = None,
 ) -> ActivationReport:
     """Make an approved version the active one, then re-score every lead with it.
     Only an admin (or the local operator) activates: it changes every lead's score and
@@ -298,9 +324,13 @@ def activate_contract(
     recorded as an MQL of the past and opens no handoff (``held_back`` in the report):
     activating a contract over old history never fires live work.
 
-    ``progress(done, total)`` is called after each chunk of leads."""
+    ``progress(done, total)`` is called after each chunk of leads, and ``watch(report,
+    total)`` with the report so far (the MQLs so far, for a progress line). Until every
+    lead is re-scored, the version is marked as such (:func:`begin_rescore_in`, in the
+    transaction that activates it)."""
     allowed(actor, Action.ACTIVATE_CONTRACT)
     now = ctx.clock.now()
+    total = leads_to_rescore(ctx)
     with ctx.write() as connection:
         row = _version(connection, version, lock=True)
         if row["status"] == "active":
@@ -331,22 +361,48 @@ def activate_contract(
             .where(contracts.c.id == row["id"])
             .values(status="active", activated_at=now, activated_by=actor.name)
         )
+        begin_rescore_in(ctx, connection, version, total=total)
     report = ActivationReport(version=version, previous=previous)
-    rescore_all(ctx, report, actor=actor, progress=progress)
+    _rescore_noted(ctx, report, actor=actor, progress=progress, watch=watch)
     return report
 
 
+def _rescore_noted(
+    ctx: Context,
+    report: ActivationReport,
+    *,
+    actor: Principal,
+    progress: Callable[[int, int], None] | None,
+    watch: Callable[[ActivationReport, int], None] | None,
+) -> None:
+    """:func:`rescore_all`, its progress noted as it goes and its version's mark of an
+    unfinished re-score removed at the end (:mod:`baton.services.rescore_progress`);
+    one that stops (an error, Ctrl+C) leaves the mark, with how far it got."""
+    notes = RescoreNotes(ctx, report, progress=progress, watch=watch)
+    try:
+        rescore_all(ctx, report, actor=actor, progress=notes)
+    except BaseException:
+        notes.stopped()
+        raise
+    notes.finished()
+
+
 def rescore_active(
-    ctx: Context, *, actor: Principal, progress: Callable[[int, int], None] | None = None
+    ctx: Context,
+    *,
+    actor: Principal,
+    progress: Callable[[int, int], None] | None = None,
+    watch: Callable[[ActivationReport, int], None] | None = None,
 ) -> ActivationReport:
     """Re-score every lead with the active version again (after an interrupted
     activation, or to bring decayed scores up to date); crossings are counted against
     the same version. Finishing an activation is the activator's right, so it needs
-    the same rule as :func:`activate_contract`."""
+    the same rule as :func:`activate_contract`. Its end removes the version's mark of an
+    unfinished re-score (:mod:`baton.services.rescore_progress`)."""
     allowed(actor, Action.ACTIVATE_CONTRACT)
     active = active_contract(ctx)
     if active is None:
         raise NotFound("no contract is active yet")
     report = ActivationReport(version=active[0], previous=active[0])
-    rescore_all(ctx, report, actor=actor, progress=progress)
+    _rescore_noted(ctx, report, actor=actor, progress=progress, watch=watch)
     return report

@@ -54,6 +54,7 @@ from baton.domain.status import (
 )
 from baton.services.access import allowed
 from baton.services.context import Context
+from baton.services.rescore_progress import unfinished_rescore_in
 from baton.store.tables import (
     deliveries,
     duplicate_checks,
@@ -84,15 +85,16 @@ OUTBOX_QUEUES = (
 def deployment_status(
     ctx: Context, *, actor: Principal, now: datetime | None = None
 ) -> DeploymentStatus:
-    """Every worker queue's depth and lateness, the workers' heartbeats, and the
-    verdict (``ok``, ``behind``, ``worker_silent``) at ``now`` (the context's clock by
-    default)."""
+    """Every worker queue's depth and lateness, the workers' heartbeats, the verdict
+    (``ok``, ``behind``, ``worker_silent``) at ``now`` (the context's clock by default),
+    and the active contract version's re-score when it has not finished."""
     allowed(actor, Action.READ_STATUS)
     with ctx.read() as connection:
         now = now or database_now(ctx, connection)
         queues = _queues(connection, now=now, behind_after=ctx.settings.status_behind_seconds)
         workers, last_tick_at = _workers(connection, now=now)
         hosts = _endpoint_hosts(connection, workers)
+        rescore = unfinished_rescore_in(connection, now=now)
     queues = _with_pauses(queues, workers, hosts)
     verdict, reasons = verdict_of(queues, workers, last_tick_at=last_tick_at, now=now)
     return DeploymentStatus(
@@ -104,6 +106,7 @@ def deployment_status(
         last_tick_at=last_tick_at,
         queues=queues,
         workers=workers,
+        rescore=rescore,
     )
 
 

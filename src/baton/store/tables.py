@@ -271,6 +271,23 @@ contract_approvals = Table(
     UniqueConstraint("contract_id", "role", name="uq_contract_approvals_role"),
 )
 
+contract_rescores = Table(
+    "contract_rescores",
+    metadata,
+    Column("version", Id, primary_key=True, autoincrement=False),
+    Column("total", Id, nullable=False),
+    Column("scored", Id, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("noted_at", UtcDateTime, nullable=False),
+)
+"""A re-score of every lead that has not finished: one row per version, written in the
+transaction that activates it, its progress noted every few seconds as chunks commit
+(``scored`` of ``total`` leads, ``noted_at``), deleted when the re-score ends. A row
+left behind (killed, Ctrl+C, a database error) is how ``baton status``, ``baton
+contract list``, the contract page and ``GET /api/v1/status`` tell that the leads are
+still partly scored by an older version, by one primary-key read instead of comparing
+a million score rows with the active version (:mod:`baton.services.rescore_progress`)."""
+
 lead_scores = Table(
     "lead_scores",
     metadata,

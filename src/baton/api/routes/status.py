@@ -18,6 +18,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from baton.api.deps import Actor, Authenticated, Ctx
+from baton.domain.rescores import rescore_text
 from baton.services import status as status_service
 
 router = APIRouter(prefix="/api/v1", tags=["operations"], dependencies=[Authenticated])
@@ -74,6 +75,23 @@ class WorkerPublic(BaseModel):
     replaced_by: int | None = Field(description="The id of the worker that replaced it")
 
 
+class UnfinishedRescorePublic(BaseModel):
+    """The active contract version's re-score of every lead, begun and not finished:
+    the leads after ``scored`` are still scored by an older version until ``baton
+    contract rescore`` finishes it."""
+
+    version: int
+    scored: int = Field(description="Leads re-scored when its progress was last noted")
+    total: int = Field(description="Leads to re-score, counted as it began")
+    started_at: datetime
+    noted_at: datetime = Field(description="When its progress was last noted")
+    noted_seconds: float
+    may_be_running: bool = Field(
+        description="Its progress was noted within the last minute: it may still be running"
+    )
+    text: str = Field(description="The sentence `baton status` prints")
+
+
 class DeploymentStatusPublic(BaseModel):
     """The verdict and what it rests on."""
 
@@ -127,6 +145,7 @@ class DeploymentStatusPublic(BaseModel):
                             "replaced_by": None,
                         }
                     ],
+                    "rescore": None,
                 }
             ]
         }
@@ -143,6 +162,10 @@ class DeploymentStatusPublic(BaseModel):
     last_tick_at: datetime | None = Field(description="The latest heartbeat of any worker")
     queues: list[QueueStatusPublic]
     workers: list[WorkerPublic] = Field(description="Workers that beat in the last day")
+    rescore: UnfinishedRescorePublic | None = Field(
+        description="The active contract version's re-score when it has not finished "
+        "(stopped half way, or running); null otherwise. Not part of the verdict"
+    )
 
 
 @router.get("/status", operation_id="get_status", response_model=DeploymentStatusPublic)
@@ -150,6 +173,8 @@ def get_status(ctx: Ctx, actor: Actor) -> DeploymentStatusPublic:
     """How the deployment is doing (admins, or a token with ``status:read``). Always
     200 when the answer could be read: the verdict is in the body, so a monitor tells
     "behind" from "cannot ask"."""
-    return DeploymentStatusPublic.model_validate(
-        asdict(status_service.deployment_status(ctx, actor=actor))
-    )
+    found = status_service.deployment_status(ctx, actor=actor)
+    answer = asdict(found)
+    if found.rescore is not None:
+        answer["rescore"]["text"] = rescore_text(found.rescore)
+    return DeploymentStatusPublic.model_validate(answer)

@@ -25,6 +25,7 @@ from baton.domain.contract import (
     rule_label,
 )
 from baton.domain.errors import BatonError, Conflict, Forbidden, NotFound, ValidationFailed
+from baton.domain.rescores import rescore_text
 from baton.services import contracts as contract_service
 from baton.web.deps import PageUser
 from baton.web.forms import FormUser
@@ -34,6 +35,7 @@ router = APIRouter(include_in_schema=False)
 
 templates.filters.setdefault("contract_rule", rule_label)
 templates.filters.setdefault("condition_text", condition_text)
+templates.filters.setdefault("rescore_text", rescore_text)
 
 Version = Annotated[int, Path(ge=1, le=2**31)]
 MAX_UPLOAD = 500_000

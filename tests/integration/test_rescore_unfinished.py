@@ -1,0 +1,168 @@
+"""An activation whose re-score of every lead stopped half way is visible where people
+look (a newcomer's trial, issue #17: it showed only in the start warning and in
+``contract activate``'s own hint): ``baton status`` (and ``--json``, and
+``GET /api/v1/status``), ``baton contract list``, the contract page; and it is gone
+once ``baton contract rescore`` has finished it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from unittest import mock
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.conftest import bearer, token_for
+from tests.integration.test_rescore_sets import contract_text, fill, northwind, signed
+from typer.testing import CliRunner
+
+from baton.cli import app
+from baton.domain.access import operator
+from baton.domain.clock import ManualClock
+from baton.domain.rescores import RUNNING_WITHIN_SECONDS, rescore_text
+from baton.services import contracts as contracts_service
+from baton.services import rescore_progress, scoring
+from baton.services.context import Context
+from baton.services.contracts import activate_contract, list_contracts
+from baton.services.status import deployment_status
+
+EASY_MQL = {
+    "fit": [{"when": {"field": "title", "exists": True}, "points": 40}],
+    "engagement": [],
+    "grades": {"A": 40, "B": 25, "C": 10},
+    "threshold": 30,
+    "min_grade": "D",
+    "required": [],
+    "prep_required": False,
+    "cooldown": 0,
+    "live": 7,
+}
+"""Every lead of :func:`northwind` becomes an MQL."""
+
+ADMIN = operator("ops")
+
+
+def _cli(ctx: Context, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
+    monkeypatch.setenv("BATON_DATABASE_URL", ctx.engine.url.render_as_string(hide_password=False))
+    monkeypatch.delenv("BATON_ENV", raising=False)
+    return CliRunner().invoke(app, list(args))
+
+
+def _interrupted(ctx: Context, monkeypatch: pytest.MonkeyPatch, *, after: int) -> int:
+    """Six leads; a version activated whose re-score is stopped (Ctrl+C) once ``after``
+    of them are re-scored, in chunks of two, its progress noted after every chunk."""
+    fill(ctx, northwind(6), [])
+    version = signed(ctx, contract_text(EASY_MQL, "interrupted"))
+    monkeypatch.setattr(scoring, "SET_CHUNK", 2)
+    monkeypatch.setattr(rescore_progress, "NOTE_EVERY_SECONDS", 0.0)
+
+    def ctrl_c(done: int, total: int) -> None:
+        if done >= after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        activate_contract(ctx, version, actor=ADMIN, progress=ctrl_c)
+    return version
+
+
+def test_an_interrupted_rescore_shows_in_status_and_the_list_until_rescore_finishes_it(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version = _interrupted(ctx, monkeypatch, after=4)
+    assert isinstance(ctx.clock, ManualClock)
+    ctx.clock.advance(minutes=5)  # long after its last note: not running any more
+
+    found = deployment_status(ctx, actor=ADMIN).rescore
+    assert found is not None
+    assert (found.version, found.scored, found.total) == (version, 4, 6)
+    assert not found.may_be_running
+    line = (
+        f"re-score of version {version} unfinished: 4 of 6 leads scored; run `baton "
+        "contract rescore` to finish it"
+    )
+    assert rescore_text(found) == line
+    listed = {v.version: v for v in list_contracts(ctx, actor=ADMIN)}
+    assert listed[version].rescore == found
+
+    status = _cli(ctx, monkeypatch, "status")
+    assert line in " ".join(status.output.split()), status.output
+    as_json = json.loads(_cli(ctx, monkeypatch, "status", "--json").output)
+    assert as_json["rescore"]["scored"] == 4 and as_json["rescore"]["text"] == line
+    shown = _cli(ctx, monkeypatch, "contract", "list")
+    assert shown.exit_code == 0, shown.output
+    assert "active, unfinished" in shown.output
+    assert line in " ".join(shown.output.split())
+
+    finished = _cli(ctx, monkeypatch, "contract", "rescore")
+    assert finished.exit_code == 0, finished.output
+    assert deployment_status(ctx, actor=ADMIN).rescore is None
+    assert all(v.rescore is None for v in list_contracts(ctx, actor=ADMIN))
+    assert "unfinished" not in _cli(ctx, monkeypatch, "status").output
+    assert "unfinished" not in _cli(ctx, monkeypatch, "contract", "list").output
+
+
+def test_a_rescore_killed_before_its_first_chunk_shows_none_of_the_leads_scored(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process killed gets no chance to say how far it got: the row written with the
+    activation says it, as of its last note."""
+    fill(ctx, northwind(4), [])
+    version = signed(ctx, contract_text(EASY_MQL, "killed"))
+    with (
+        mock.patch.object(contracts_service, "rescore_all", side_effect=SystemExit),
+        pytest.raises(SystemExit),
+    ):
+        activate_contract(ctx, version, actor=ADMIN)
+    found = deployment_status(ctx, actor=ADMIN).rescore
+    assert found is not None and (found.scored, found.total) == (0, 4)
+    assert found.may_be_running  # noted as it began, a moment ago
+    assert "it may still be running" in rescore_text(found)
+    assert isinstance(ctx.clock, ManualClock)
+    ctx.clock.advance(seconds=RUNNING_WITHIN_SECONDS + 1)
+    later = deployment_status(ctx, actor=ADMIN).rescore
+    assert later is not None and not later.may_be_running
+
+
+def test_a_finished_activation_leaves_no_mark(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(ctx, northwind(5), [])
+    version = signed(ctx, contract_text(EASY_MQL, "complete"))
+    monkeypatch.setattr(scoring, "SET_CHUNK", 2)
+    report = activate_contract(ctx, version, actor=ADMIN)
+    assert report.leads_scored == 5
+    assert deployment_status(ctx, actor=ADMIN).rescore is None
+    assert all(v.rescore is None for v in list_contracts(ctx, actor=ADMIN))
+
+
+def test_the_api_status_and_the_contract_page_say_it(sqlite_ctx: Context) -> None:
+    from tests.e2e.test_web_access import sign_in
+    from tests.e2e.test_web_contract import text_of
+    from tests.web_world import build_world
+
+    from baton.api.app import create_app
+    from baton.store.tables import contract_rescores
+
+    world = build_world(sqlite_ctx, handoffs_each=1)
+    assert isinstance(sqlite_ctx.clock, ManualClock)
+    noted = sqlite_ctx.clock.now()
+    with sqlite_ctx.write() as connection:  # as a re-score stopped after 4 of 6 leaves it
+        connection.execute(
+            contract_rescores.insert().values(
+                version=1, total=6, scored=4, started_at=noted, noted_at=noted
+            )
+        )
+    sqlite_ctx.clock.advance(minutes=5)
+    line = "re-score of version 1 unfinished: 4 of 6 leads scored; run `baton contract rescore`"
+    with TestClient(
+        create_app(sqlite_ctx), base_url="https://testserver", follow_redirects=False
+    ) as client:
+        answer = client.get("/api/v1/status", headers=bearer(token_for(sqlite_ctx))).json()
+        assert answer["rescore"]["version"] == 1
+        assert (answer["rescore"]["scored"], answer["rescore"]["total"]) == (4, 6)
+        assert answer["rescore"]["text"].startswith(line)
+        sign_in(client, world.users["rep"])
+        for page in ("/contract", "/contract/1"):
+            words = text_of(client.get(page).text)
+            assert f"Not every lead is scored by this version yet: {line}" in words, page
+        assert "active re-score unfinished" in text_of(client.get("/contract").text)
