@@ -165,17 +165,11 @@ def _log_lines(settings: Settings) -> None:
 
 def pass_summary(report: TickReport) -> str:
     """What a busy pass of the worker did, in one line (``sent 12, failed 1``): the
-    worker's routine, counted per pass rather than logged item by item."""
-    counts = (
-        ("steps", report.steps),
-        ("assigned", report.assigned),
-        ("sent", report.sent),
-        ("failed", report.failed),
-        ("fetched", report.fetched),
-        ("nurtured", report.nurtured),
-        ("duplicates checked", report.checked),
-    )
-    return ", ".join(f"{name} {count}" for name, count in counts if count)
+    worker's routine, counted per pass rather than logged item by item
+    (:func:`baton.services.worker_log.pass_summary`)."""
+    from baton.services import worker_log
+
+    return worker_log.pass_summary(report)
 
 
 def _start_worker_thread() -> None:
@@ -186,18 +180,14 @@ def _start_worker_thread() -> None:
 
     from baton.services.context import open_context
     from baton.services.worker import Worker
+    from baton.services.worker_log import start_pass_log
 
-    log = logging.getLogger("baton.worker")
-
-    def logged(lane: str, report: TickReport) -> None:
-        # One line per busy pass at info (what `baton worker` prints), not per item.
-        log.info("%s: %s", lane, pass_summary(report))
-
+    # Busy passes at debug, summed up at info once a minute (what `baton worker` writes).
+    stop = threading.Event()
+    passes = start_pass_log(logging.getLogger("baton.worker"), stop)
     ctx = open_context(load_settings(), migrate=False)
-    worker = Worker(ctx, on_pass=logged)
-    threading.Thread(
-        target=worker.run, args=(threading.Event(),), name="baton-worker", daemon=True
-    ).start()
+    worker = Worker(ctx, on_pass=passes)
+    threading.Thread(target=worker.run, args=(stop,), name="baton-worker", daemon=True).start()
 
 
 def _wait_for_database(settings: Settings) -> None:
@@ -244,6 +234,7 @@ def worker(
     workers as you like against PostgreSQL; they never act twice on the same thing.
     A database that goes away is waited for (logged, retried with backoff), never a
     reason to exit; Ctrl+C or SIGTERM stops after the current passes."""
+    import contextlib
     import logging
     import signal
     import threading
@@ -252,6 +243,7 @@ def worker(
     from baton.services.duplicate_checks import pending_duplicate_checks
     from baton.services.scoring import restore_total_index
     from baton.services.worker import Worker, tick
+    from baton.services.worker_log import start_pass_log
 
     settings = load_settings()
     if poll is not None:
@@ -286,13 +278,18 @@ def worker(
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         log.info(
-            "Baton worker running (polling every %g s; Ctrl+C stops)", settings.worker_poll_seconds
+            "Baton worker running (polling every %g s; Ctrl+C stops; routine work summed "
+            "up once a minute, each pass at BATON_LOG_LEVEL=debug)",
+            settings.worker_poll_seconds,
         )
         freeze_startup_heap()
-        try:
-            Worker(ctx, on_pass=show).run(stop)
-        except KeyboardInterrupt:
-            stop.set()
+        # Each busy pass at debug; at info one line a minute with the counts
+        # (baton.services.worker_log), while failures keep their own lines at once.
+        passes = start_pass_log(log, stop)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C: the lanes end their passes
+            Worker(ctx, on_pass=passes).run(stop)
+        stop.set()  # and the summary thread its last summary
+        passes.flush()
         log.info("worker stopped")
 
 
