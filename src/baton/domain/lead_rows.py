@@ -23,7 +23,13 @@ from pydantic import BaseModel, ValidationError
 
 from baton.domain.batches import RowError, describe
 from baton.domain.cells import GUARD, unguard
-from baton.domain.contact import InvalidContact, email_key, normalize_email, normalize_phone
+from baton.domain.contact import (
+    InvalidContact,
+    email_key,
+    normalize_email,
+    normalize_phone,
+    simple_email,
+)
 from baton.domain.dates import read_instant
 from baton.domain.leads import NOT_COLUMNS, LeadCreate
 from baton.domain.privacy import ConsentBasis
@@ -265,12 +271,14 @@ def identity_groups(
     joins groups that did not need joining (a coarser grouping is still right); a
     person's identity (:func:`~baton.services.imports._identity`, and the email that
     joins a row to the external id given with it) is always among a row's candidates."""
-    identifying = frozenset({"email", "phone", "external_id"})
-    only = dataclasses.replace(
-        columns,
-        targets=[t if t in identifying else None for t in columns.targets],
-        external_system=None,
-    )
+    # The identifying cells read as :func:`payload` reads them, without building the
+    # row (this runs over the whole file in the writing process, before it writes).
+    spots = [
+        (position, target)
+        for position, target in enumerate(columns.targets)
+        if target in ("email", "phone", "external_id")
+    ]
+    width, blanks = len(columns.targets), columns.blanks
     parent = list(range(len(records)))
 
     def root(i: int) -> int:
@@ -281,18 +289,33 @@ def identity_groups(
 
     first: dict[str, int] = {}
     for index, (_, cells) in enumerate(records):
-        try:
-            raw = payload(cells, only)
-        except ValueError:
+        if len(cells) > width:
             continue  # a row that cannot be built is rejected: in no one's group
+        raw: dict[str, str] = {}
+        for position, target in spots:
+            if position >= len(cells):
+                break
+            value = cells[position]
+            if not value or value.isspace():
+                continue
+            if blanks and value.strip().casefold() in blanks:
+                continue
+            raw[target] = unguard(value) if value[0] == GUARD else value
+        if not raw:
+            continue
         candidates = []
         if (external_id := _trimmed(raw.get("external_id"))) is not None:
             candidates.append("x\x1f" + external_id)
         if (email := _trimmed(raw.get("email"))) is not None:
             # A row with an email that validation refuses is rejected (or identified
-            # by its external id): its phone never identifies it.
-            with contextlib.suppress(InvalidContact):
-                candidates.append("e\x1f" + email_key(normalize_email(email)))
+            # by its external id): its phone never identifies it. A plain address is
+            # normalized without the cache (every address of a file is new to it).
+            plain = simple_email(email) if len(email) <= 254 else None
+            if plain is not None:
+                candidates.append("e\x1f" + email_key(plain))
+            else:
+                with contextlib.suppress(InvalidContact):
+                    candidates.append("e\x1f" + email_key(normalize_email(email)))
         elif (phone := _trimmed(raw.get("phone"))) is not None:
             with contextlib.suppress(InvalidContact):
                 candidates.append("p\x1f" + normalize_phone(phone, default_region))
@@ -300,7 +323,7 @@ def identity_groups(
             other = first.setdefault(candidate, index)
             if other != index:
                 parent[root(index)] = root(other)
-    return [root(i) for i in range(len(records))]
+    return [i if parent[i] == i else root(i) for i in range(len(records))]
 
 
 def _trimmed(value: Any) -> str | None:

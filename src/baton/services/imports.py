@@ -1455,7 +1455,7 @@ def write_values_in(
     answered = any(
         v.get("consent") is not None or v.get("consent_basis") is not None for _, v in fresh
     )
-    stage = INITIAL_STAGE.value
+    stage, opt_in = INITIAL_STAGE.value, ConsentBasis.CONSENT.value
     for key, values in fresh:
         email = values.get("email")
         address = email_key(email) if email else None
@@ -1473,7 +1473,7 @@ def write_values_in(
             values["email"] = email = address = None
         if email and address is not None:
             emails_taken[address] = first_row[key]
-            if values.get("consent_basis") == ConsentBasis.CONSENT.value:
+            if values.get("consent_basis") == opt_in:
                 opted_in.append(email)
         at = first_at[key]
         count, last = touched_at[key]
@@ -1481,7 +1481,7 @@ def write_values_in(
             (
                 key,
                 {
-                    **{c: values.get(c) for c in inputs},
+                    **dict(zip(inputs, map(values.get, inputs), strict=True)),
                     "email_key": address,
                     "email_domain": email_domain(email) if email else None,
                     "mailbox_key": mailbox_key(address),

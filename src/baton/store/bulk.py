@@ -576,7 +576,10 @@ def insert_new_leads(
         )
         connection.exec_driver_sql(str(trigger))
     found = connection.exec_driver_sql("SELECT id FROM leads WHERE id > ?", (before,))
-    return {int(lead_id) for (lead_id,) in found}
+    try:  # the driver's own tuples, as find_by_keys takes them
+        return {int(lead_id) for (lead_id,) in found.cursor.fetchall()}
+    finally:
+        found.close()
 
 
 def _insert_returning_ids(

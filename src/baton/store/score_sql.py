@@ -34,8 +34,14 @@ from baton.domain.contract import EmailCondition, FieldCondition, FitRule, Hando
 from baton.domain.scoring import DISPOSABLE_DOMAINS, ROLE_LOCAL_PARTS
 from baton.store.tables import leads
 
-WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
-"""What :meth:`str.strip` removes."""
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""What :meth:`str.strip` removes: every character for which :meth:`str.isspace` is
+true, written out (a test checks it against all of Unicode) rather than found by
+scanning the 1,114,112 code points at every start of the command line, which cost
+70 ms of CPU before each import."""
 
 KELVIN = "\u212a"
 """The one non-ASCII character whose Python lower case is ASCII (``k``)."""
