@@ -124,3 +124,23 @@ def test_a_quiet_minute_after_busy_passes_still_gets_its_summary(
         thread.join(10)
     said = [m for _, m in _records(caplog, logging.INFO)]
     assert len(said) == 1 and said[0].endswith(": nurture: nurtured 3"), said
+
+
+def test_the_last_summary_is_written_as_the_process_exits_without_a_stop() -> None:
+    """``baton serve --with-worker`` never sets the worker's stop: a SIGTERM ends the
+    process, and the counts of its last minute are still written as it exits."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys, threading\n"
+        "from baton.services.worker import TickReport\n"
+        "from baton.services.worker_log import start_pass_log\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.INFO, format='%(message)s')\n"
+        "passes = start_pass_log(logging.getLogger('baton.worker'), threading.Event())\n"
+        "passes('duplicates', TickReport(checked=3))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "duplicates: duplicates checked 3" in done.stdout

@@ -161,6 +161,13 @@ def test_the_api_status_and_the_contract_page_say_it(sqlite_ctx: Context) -> Non
         assert answer["rescore"]["version"] == 1
         assert (answer["rescore"]["scored"], answer["rescore"]["total"]) == (4, 6)
         assert answer["rescore"]["text"].startswith(line)
+        headers = bearer(token_for(sqlite_ctx))
+        listed = client.get("/api/v1/contracts", headers=headers).json()
+        marks = {c["version"]: c["rescore"] for c in listed}
+        assert marks[1] is not None and (marks[1]["scored"], marks[1]["total"]) == (4, 6)
+        assert all(mark is None for version, mark in marks.items() if version != 1)
+        one = client.get("/api/v1/contracts/1", headers=headers).json()
+        assert one["rescore"]["text"].startswith(line)
         sign_in(client, world.users["rep"])
         for page in ("/contract", "/contract/1"):
             words = text_of(client.get(page).text)

@@ -286,10 +286,12 @@ def worker(
         # Each busy pass at debug; at info one line a minute with the counts
         # (baton.services.worker_log), while failures keep their own lines at once.
         passes = start_pass_log(log, stop)
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C: the lanes end their passes
-            Worker(ctx, on_pass=passes).run(stop)
-        stop.set()  # and the summary thread its last summary
-        passes.flush()
+        try:
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C: the lanes end their passes
+                Worker(ctx, on_pass=passes).run(stop)
+        finally:
+            stop.set()  # and the summary thread its last summary
+            passes.flush()
         log.info("worker stopped")
 
 

@@ -77,9 +77,3 @@ def rescore_text(rescore: UnfinishedRescore) -> str:
             "running; if it stopped, `baton contract rescore` finishes it)"
         )
     return f"{done}; run `baton contract rescore` to finish it"
-
-
-def rescore_mark(rescore: UnfinishedRescore) -> str:
-    """A few words beside the version in a list: ``re-score unfinished (300,000 of
-    1,000,000)``."""
-    return f"re-score unfinished ({rescore.scored:,} of {rescore.total:,})"

@@ -173,9 +173,3 @@ def unfinished_rescore_in(connection: Connection, *, now: datetime) -> Unfinishe
         noted_at=row.noted_at,
         now=now,
     )
-
-
-def active_rescore(ctx: Context) -> UnfinishedRescore | None:
-    """:func:`unfinished_rescore_in` in a read of its own, judged now."""
-    with ctx.read() as connection:
-        return unfinished_rescore_in(connection, now=noted_now(ctx, connection))

@@ -18,6 +18,7 @@ WARNING when the lane works again), a delivery that failed or was given up
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -83,15 +84,17 @@ class PassLog:
         self.flush_due()
 
     def flush_due(self) -> None:
-        """The summary, when :attr:`every` seconds have passed since the last one."""
-        if self.clock() - self.since >= self.every:
-            self.flush()
+        """The summary, when :attr:`every` seconds have passed since the last one
+        (checked under the lock: two lanes at the minute's end write one line)."""
+        self.flush(due_only=True)
 
-    def flush(self) -> None:
+    def flush(self, *, due_only: bool = False) -> None:
         """The summary of the passes since the last one, now (nothing when none was
         busy): at the worker's stop, and every :attr:`every` seconds."""
         with self.lock:  # logged under it too: the last summary comes before "stopped"
             now = self.clock()
+            if due_only and now - self.since < self.every:
+                return
             lanes, seconds = self.lanes, now - self.since
             self.lanes, self.since = {}, now
             parts = [f"{lane}: {counts_text(c)}" for lane, c in lanes.items() if any(c.values())]
@@ -109,7 +112,9 @@ class PassLog:
 
 def start_pass_log(log: logging.Logger, stop: threading.Event) -> PassLog:
     """A :class:`PassLog` with its summary thread started (a daemon: it ends with the
-    process when ``stop`` is never set, as in ``baton serve --with-worker``)."""
+    process when ``stop`` is never set, as in ``baton serve --with-worker``, where the
+    last summary is written as the process exits, so a SIGTERM loses no counts)."""
     passes = PassLog(log)
     threading.Thread(target=passes.run, args=(stop,), name="baton-worker-log", daemon=True).start()
+    atexit.register(passes.flush)
     return passes

@@ -13,6 +13,8 @@ from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, Field
 
 from baton.api.deps import Actor, Authenticated, Ctx
+from baton.api.routes.status import UnfinishedRescorePublic
+from baton.domain.rescores import rescore_text
 from baton.services import contracts as contract_service
 
 router = APIRouter(prefix="/api/v1/contracts", tags=["contracts"], dependencies=[Authenticated])
@@ -136,6 +138,12 @@ class ContractPublic(BaseModel):
         "no RACI section",
         examples=[[]],
     )
+    rescore: UnfinishedRescorePublic | None = Field(
+        None,
+        description="On the active version: its re-score of every lead when that has not "
+        "finished (stopped half way, or running; `baton contract rescore` finishes it); "
+        "null otherwise",
+    )
 
 
 class ApprovalCreate(BaseModel):
@@ -177,6 +185,11 @@ def _public(version: contract_service.ContractVersion) -> ContractPublic:
         body=version.body,
         raci=None if raci is None else RaciPublic.model_validate(raci.model_dump()),
         warnings=list(version.warnings),
+        rescore=None
+        if version.rescore is None
+        else UnfinishedRescorePublic.model_validate(
+            {**asdict(version.rescore), "text": rescore_text(version.rescore)}
+        ),
     )
 
 
