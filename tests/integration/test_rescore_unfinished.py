@@ -173,3 +173,34 @@ def test_the_api_status_and_the_contract_page_say_it(sqlite_ctx: Context) -> Non
             words = text_of(client.get(page).text)
             assert f"Not every lead is scored by this version yet: {line}" in words, page
         assert "active re-score unfinished" in text_of(client.get("/contract").text)
+
+
+def test_a_refused_activation_answers_before_counting_every_lead(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A draft, or the version already active, is refused at once: the count of every
+    lead (seconds on a million-lead file just copied) is paid only by an activation
+    that goes ahead, and no mark of an unfinished re-score is left by a refusal."""
+    from baton.domain.errors import Conflict
+    from baton.services.contracts import create_contract
+
+    fill(ctx, northwind(3), [])
+    counted: list[int] = []
+    real_count = contracts_service.leads_to_rescore
+
+    def count(ctx_: Context) -> int:
+        counted.append(1)
+        return real_count(ctx_)
+
+    monkeypatch.setattr(contracts_service, "leads_to_rescore", count)
+    draft = create_contract(ctx, contract_text(EASY_MQL, "draft"), actor=ADMIN).version
+    with pytest.raises(Conflict, match="needs approval"):
+        activate_contract(ctx, draft, actor=ADMIN)
+    assert counted == []
+    version = signed(ctx, contract_text(EASY_MQL, "signed"))
+    activate_contract(ctx, version, actor=ADMIN)
+    assert counted == [1]
+    with pytest.raises(Conflict, match="already active"):
+        activate_contract(ctx, version, actor=ADMIN)
+    assert counted == [1]
+    assert all(v.rescore is None for v in list_contracts(ctx, actor=ADMIN))

@@ -330,24 +330,12 @@ def activate_contract(
     transaction that activates it)."""
     allowed(actor, Action.ACTIVATE_CONTRACT)
     now = ctx.clock.now()
+    with ctx.read() as connection:  # a refusal answers before the count of every lead
+        _check_activatable(connection, version, _version(connection, version))
     total = leads_to_rescore(ctx)
     with ctx.write() as connection:
         row = _version(connection, version, lock=True)
-        if row["status"] == "active":
-            raise Conflict(
-                f"version {version} is already active (to finish an interrupted re-score, "
-                "run `baton contract rescore`)"
-            )
-        signed = set(_approvals(connection, row["id"])) == set(ROLES)
-        if row["status"] == "superseded" and not signed:
-            raise Conflict(f"version {version} was superseded and is not signed by both sides")
-        if row["status"] not in ("approved", "superseded"):
-            missing = [r for r in ROLES if r not in _approvals(connection, row["id"])]
-            raise Conflict(
-                f"version {version} is {row['status']}: it needs approval by "
-                f"{' and '.join(missing) or 'both sides'} before activation"
-            )
-        _check_model_signed(connection, version, rules_of(row["spec"]))
+        _check_activatable(connection, version, row)
         previous = connection.execute(
             select(contracts.c.version).where(contracts.c.status == "active").with_for_update()
         ).scalar()
@@ -365,6 +353,27 @@ def activate_contract(
     report = ActivationReport(version=version, previous=previous)
     _rescore_noted(ctx, report, actor=actor, progress=progress, watch=watch)
     return report
+
+
+def _check_activatable(connection: Connection, version: int, row: dict[str, Any]) -> None:
+    """Refuse (:class:`Conflict`) to activate ``version`` (its ``row``) unless it is
+    approved, or superseded and signed by both sides, and its model signed: checked in
+    a read before the leads are counted, and again in the activation's write."""
+    if row["status"] == "active":
+        raise Conflict(
+            f"version {version} is already active (to finish an interrupted re-score, "
+            "run `baton contract rescore`)"
+        )
+    signed = set(_approvals(connection, row["id"])) == set(ROLES)
+    if row["status"] == "superseded" and not signed:
+        raise Conflict(f"version {version} was superseded and is not signed by both sides")
+    if row["status"] not in ("approved", "superseded"):
+        missing = [r for r in ROLES if r not in _approvals(connection, row["id"])]
+        raise Conflict(
+            f"version {version} is {row['status']}: it needs approval by "
+            f"{' and '.join(missing) or 'both sides'} before activation"
+        )
+    _check_model_signed(connection, version, rules_of(row["spec"]))
 
 
 def _rescore_noted(
