@@ -5,6 +5,7 @@ line, summed up in one INFO line a minute, while a failing pass still logs at on
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,64 @@ def test_the_last_summary_is_written_as_the_process_exits_without_a_stop() -> No
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert "duplicates: duplicates checked 3" in done.stdout
+
+
+def test_serve_with_worker_writes_the_last_summary_and_its_stop_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    """A service manager stops `baton serve --with-worker` with SIGTERM: uvicorn shuts
+    down, then raises the signal again, so nothing registered for a normal exit runs.
+    The worker's last minute of counts and its stop are still in the log, in the log's
+    own format, and the process still ends by the signal."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from tests.e2e.live_server import free_port
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
+        "BATON_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "BATON_ENV": "test",
+        "BATON_LOG_LEVEL": "info",
+        "BATON_WORKER_POLL_SECONDS": "0.2",
+    }
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "email,first_name\nana@example.org,Ana\nben@example.org,Ben\nchloe@example.org,Chloe\n"
+    )
+    baton = [sys.executable, "-c", "from baton.cli import main; main()"]
+    for args in (["init"], ["import", "leads", str(people)]):
+        subprocess.run(baton + args, env=env, cwd=tmp_path, check=True, capture_output=True)
+    port = free_port()
+    server = subprocess.Popen(
+        [*baton, "serve", "--port", str(port), "--with-worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "no server"
+            time.sleep(0.2)
+        time.sleep(2.0)  # a few passes: the three new leads' duplicate check
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == -signal.SIGTERM, output
+    lines = output.splitlines()
+    summary = [line for line in lines if "duplicates: duplicates checked 3" in line]
+    assert summary and " INFO baton.worker: in the last " in summary[-1], output
+    assert any(line.endswith("INFO baton.worker: worker stopped") for line in lines), output

@@ -90,7 +90,11 @@ def test_an_interrupted_rescore_shows_in_status_and_the_list_until_rescore_finis
     assert as_json["rescore"]["scored"] == 4 and as_json["rescore"]["text"] == line
     shown = _cli(ctx, monkeypatch, "contract", "list")
     assert shown.exit_code == 0, shown.output
-    assert "active, unfinished" in shown.output
+    rows = shown.output.splitlines()
+    active = next(i for i, row in enumerate(rows) if " active " in f"{row} ")
+    assert rows[active + 1].split()[0] == "unfinished", shown.output  # under the status
+    table = [row for row in rows if not row.startswith("!")]  # the sentence is one line
+    assert max(len(row) for row in table) <= 80, shown.output
     assert line in " ".join(shown.output.split())
 
     finished = _cli(ctx, monkeypatch, "contract", "rescore")
@@ -170,8 +174,10 @@ def test_the_api_status_and_the_contract_page_say_it(sqlite_ctx: Context) -> Non
         assert one["rescore"]["text"].startswith(line)
         sign_in(client, world.users["rep"])
         for page in ("/contract", "/contract/1"):
-            words = text_of(client.get(page).text)
-            assert f"Not every lead is scored by this version yet: {line}" in words, page
+            html = client.get(page).text
+            shown = line.replace("`", "")
+            assert f"Not every lead is scored by this version yet: {shown}" in text_of(html)
+            assert "run <code>baton contract rescore</code> to finish it" in html, page
         assert "active re-score unfinished" in text_of(client.get("/contract").text)
 
 

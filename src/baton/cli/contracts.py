@@ -132,7 +132,8 @@ def contract_list() -> None:
     with context() as ctx:
         versions = list_contracts(ctx, actor=LOCAL)
     # Readable at 80 columns: version, status and dates never cut (dates only, no
-    # time: `contract show` has it); names and signers fold onto more lines.
+    # time: `contract show` has it; an unfinished re-score on a line of its own under
+    # the status); names and signers fold onto more lines.
     table = Table(
         title="Handoff contract versions",
         box=box.SIMPLE_HEAD,
@@ -150,7 +151,7 @@ def contract_list() -> None:
     for v in versions:
         table.add_row(
             str(v.version),
-            f"{v.status}, [yellow]unfinished[/]" if v.rescore is not None else v.status,
+            f"{v.status}\n[yellow]unfinished[/]" if v.rescore is not None else v.status,
             v.name,
             v.approvals.get("marketing", "—"),
             v.approvals.get("sales", "—"),

@@ -125,10 +125,10 @@ def serve(
     """Run the API server (docs at /docs)."""
     import uvicorn
 
+    settings = load_settings()
+    _log_lines(settings)  # before the worker's first line, which would go unformatted
     if with_worker:
         _start_worker_thread()
-
-    settings = load_settings()
     with context() as ctx:
         _refuse_unready(ctx, warn=False)
     host = host or settings.host
@@ -136,7 +136,6 @@ def serve(
     if workers > 1 and settings.database_url.startswith("sqlite"):
         raise fail("several server processes need PostgreSQL; SQLite has one writer")
     console.print(f"Baton API on [bold]http://{host}:{port}[/] (docs: http://{host}:{port}/docs)")
-    _log_lines(settings)
     uvicorn.run(
         "baton.api.asgi:app",
         host=host,
@@ -174,8 +173,9 @@ def pass_summary(report: TickReport) -> str:
 
 def _start_worker_thread() -> None:
     """The worker's loop (the same one as `baton worker`) in a daemon thread beside the
-    server, with its own context."""
+    server, with its own context; a SIGTERM writes its last summary and its stop."""
     import logging
+    import signal
     import threading
 
     from baton.services.context import open_context
@@ -183,11 +183,24 @@ def _start_worker_thread() -> None:
     from baton.services.worker_log import start_pass_log
 
     # Busy passes at debug, summed up at info once a minute (what `baton worker` writes).
+    log = logging.getLogger("baton.worker")
     stop = threading.Event()
-    passes = start_pass_log(logging.getLogger("baton.worker"), stop)
+    passes = start_pass_log(log, stop)
     ctx = open_context(load_settings(), migrate=False)
     worker = Worker(ctx, on_pass=passes)
     threading.Thread(target=worker.run, args=(stop,), name="baton-worker", daemon=True).start()
+
+    def stopped(signum: int, _frame: object) -> None:
+        # uvicorn puts this handler back after its graceful shutdown and raises the
+        # SIGTERM again: the worker's last summary and its stop are written, then the
+        # process ends by the signal as a service manager expects (exit 143).
+        stop.set()
+        passes.flush()
+        log.info("worker stopped")
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, stopped)
 
 
 def _wait_for_database(settings: Settings) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 
 from baton.api.deps import Ctx
 from baton.domain.contract import (
@@ -25,7 +26,7 @@ from baton.domain.contract import (
     rule_label,
 )
 from baton.domain.errors import BatonError, Conflict, Forbidden, NotFound, ValidationFailed
-from baton.domain.rescores import rescore_text
+from baton.domain.rescores import UnfinishedRescore, rescore_text
 from baton.services import contracts as contract_service
 from baton.web.deps import PageUser
 from baton.web.forms import FormUser
@@ -35,7 +36,17 @@ router = APIRouter(include_in_schema=False)
 
 templates.filters.setdefault("contract_rule", rule_label)
 templates.filters.setdefault("condition_text", condition_text)
-templates.filters.setdefault("rescore_text", rescore_text)
+
+
+def _rescore_html(rescore: UnfinishedRescore) -> Markup:
+    """:func:`rescore_text` for a page: escaped, its command in ``<code>`` rather than
+    between the backticks a terminal shows."""
+    parts = rescore_text(rescore).split("`")
+    code = Markup("<code>{}</code>")
+    return Markup("").join(code.format(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+templates.filters.setdefault("rescore_text", _rescore_html)
 
 Version = Annotated[int, Path(ge=1, le=2**31)]
 MAX_UPLOAD = 500_000
