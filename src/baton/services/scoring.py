@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 from sqlalchemy import Column, Text, bindparam, func, literal, select, type_coerce
@@ -1745,6 +1745,18 @@ class _ChunkReads:
         self.workers[ahead.worker].forget(ahead.ticket)
 
 
+@runtime_checkable
+class NotedInChunks(Protocol):
+    """A re-score's ``progress`` that can also note how far it got inside a chunk's own
+    write transaction (:class:`baton.services.rescore_progress.RescoreNotes`): SQLite's
+    chunks with worker processes (:func:`_rescore_chunks_read_ahead`) ask it there,
+    just before the commit, and call it as any ``progress`` after."""
+
+    def __call__(self, done: int, total: int) -> None: ...
+
+    def note_in(self, connection: Connection, done: int, total: int) -> None: ...
+
+
 READ_AHEAD = 2
 """Chunks whose leads the workers read ahead of the chunk being written
 (:func:`_rescore_chunks_read_ahead`): the next one and the one after it, so that a
@@ -1830,6 +1842,8 @@ def _rescore_chunks_read_ahead(
                     one_pass=one_pass,
                     read_ahead=(ahead.reading, *got) if current and got else None,
                 )
+                if isinstance(progress, NotedInChunks):
+                    progress.note_in(held, done + len(ids), total)
             done += len(ids)
             report.leads_scored = done
             last_id = ids[-1]
@@ -1838,10 +1852,11 @@ def _rescore_chunks_read_ahead(
             if progress:
                 seen = _data_version(driver)
                 progress(done, total)
-                # ``progress`` committed on a connection of its own (a note of how far
-                # the re-score got, every 2 s): the reads asked before it would not be
-                # used, each chunk reading its leads itself in its write turn (52 of
-                # 100 chunks at 1,000,000 leads, at a load of 5); asked again after it.
+                # A ``progress`` that committed on a connection of its own: the reads
+                # asked before it would not be used, each chunk reading its leads
+                # itself in its write turn; asked again after it. (The re-score's own
+                # notes of how far it got are written in the chunk's transaction
+                # instead, :class:`NotedInChunks`, and move nothing here.)
                 again = again or _data_version(driver) != seen
             if again:
                 for stale in asked:

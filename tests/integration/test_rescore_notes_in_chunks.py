@@ -1,0 +1,100 @@
+"""SQLite's re-score with worker processes notes how far it got inside a chunk's own
+write transaction (``RescoreNotes.note_in``, called by ``_rescore_chunks_read_ahead``):
+no transaction of its own, no commit by another connection, so the workers' reads of
+the next chunks are never asked again for it; and the note's contract holds (what a
+reader sees after a chunk's commit includes that chunk, Ctrl+C half way leaves the row
+with how far it got, the end deletes it)."""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest import mock
+
+import pytest
+from sqlalchemy import select
+from tests.integration.test_rescore_read_ahead import counted
+from tests.integration.test_rescore_workers import Spawned, activation
+
+from baton.domain.access import operator
+from baton.services import contracts as contracts_service
+from baton.services import rescore_progress, scoring
+from baton.services.context import Context
+from baton.services.scoring import ActivationReport
+from baton.store.tables import contract_rescores
+
+
+def _noted(ctx: Context) -> tuple[int, int] | None:
+    with ctx.read() as connection:
+        row = connection.execute(
+            select(contract_rescores.c.scored, contract_rescores.c.total)
+        ).first()
+    return None if row is None else (int(row.scored), int(row.total))
+
+
+def _activated(ctx: Context) -> int:
+    """A version activated, its re-score not begun: its row says 0 of 12."""
+    version, _ = activation(ctx, n=12)
+    with ctx.write() as connection:  # ``activation`` skipped the re-score, row and all
+        rescore_progress.begin_rescore_in(ctx, connection, version, total=12)
+    return version
+
+
+def _rescore_in_workers(ctx: Context, version: int, progress: Any) -> tuple[Any, list[int]]:
+    """The activation's re-score of ``version`` (its row written by ``activation``) in
+    chunks of 3 with two workers, a note due after every chunk; the reads it made and
+    the reads it dropped (asked again)."""
+    forgotten: list[int] = []
+    real_forget = scoring._ChunkReads.forget
+
+    def forget(reads: scoring._ChunkReads, ahead: Any) -> None:
+        forgotten.append(ahead.after)
+        real_forget(reads, ahead)
+
+    report = ActivationReport(version=version, previous=None)
+    with (
+        Spawned() as spawned,
+        counted() as reads,
+        mock.patch.object(scoring, "ONE_PASS_LEADS", 0),
+        mock.patch.object(scoring, "STATE_BLOCK", 2),
+        mock.patch.object(scoring, "SET_CHUNK", 3),
+        mock.patch.object(scoring, "_cores", return_value=2),
+        mock.patch.object(scoring._ChunkReads, "forget", forget),
+        mock.patch.object(rescore_progress, "NOTE_EVERY_SECONDS", 0.0),
+    ):
+        try:
+            contracts_service._rescore_noted(
+                ctx, report, actor=operator("ops"), progress=progress, watch=None
+            )
+        finally:
+            assert spawned.workers and spawned.all_ended()
+    return reads, forgotten
+
+
+def test_each_chunk_notes_its_own_progress_and_no_read_is_asked_again(
+    sqlite_ctx: Context,
+) -> None:
+    version = _activated(sqlite_ctx)
+    assert _noted(sqlite_ctx) == (0, 12)
+    seen: list[tuple[int, tuple[int, int] | None]] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append((done, _noted(sqlite_ctx)))
+
+    reads, forgotten = _rescore_in_workers(sqlite_ctx, version, progress)
+    # Committed with the chunk: read after it, the row already says it.
+    assert seen == [(3, (3, 12)), (6, (6, 12)), (9, (9, 12)), (12, (12, 12))]
+    assert (reads[0].used, reads[0].redone) == (4, 0)
+    assert forgotten == []
+    assert _noted(sqlite_ctx) is None  # finished: the row goes
+
+
+def test_ctrl_c_half_way_leaves_how_far_it_got(sqlite_ctx: Context) -> None:
+    version = _activated(sqlite_ctx)
+
+    def ctrl_c(done: int, total: int) -> None:
+        if done >= 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _rescore_in_workers(sqlite_ctx, version, ctrl_c)
+    assert _noted(sqlite_ctx) == (6, 12)
