@@ -53,10 +53,10 @@ class Settings(BaseSettings):
         "group a transaction of its own); off: one transaction per capture.",
     )
     import_chunk_rows: int = Field(
-        1000,
+        4000,
         ge=1,
         le=1_000_000,
-        description="Most rows a CSV import writes per transaction (lead chunks are sized "
+        description="Most rows a CSV import writes per transaction (each chunk is sized "
         "to about 0.2 s of writing), so other writers get turns during a large import.",
     )
     import_jobs: int = Field(

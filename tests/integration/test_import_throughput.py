@@ -507,3 +507,54 @@ def _leads_csv_to(out: io.StringIO, rows: int) -> None:
     writer.writerow(["Email", "First Name", "Last Name"])
     for i in range(rows):
         writer.writerow([f"person{i}@company{i}.example.com", "Ana", f"Name{i}"])
+
+
+def test_an_activities_import_takes_turns_of_about_a_fifth_of_a_second(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An activities import writes as the lead import does: a first transaction of 200
+    events, then about as many as the last one's pace writes in 0.2 s (at most twice
+    as many, at most ``BATON_IMPORT_CHUNK_ROWS``), so that raising the cap saves commits
+    without a capture waiting longer for its turn. Its clock here says every transaction
+    took 0.5 s whatever its size (a slow machine): the turns shrink to 50 events (not
+    ``BATON_IMPORT_CHUNK_ROWS`` each), and every event is stored once."""
+    from baton.services import imports
+
+    ticks = iter(range(1_000_000))
+    monkeypatch.setattr(imports.time, "perf_counter", lambda: next(ticks) * 0.5)
+    real = imports.ingest_validated_in
+    sizes: list[int] = []
+
+    def counted(connection: Connection, batch: Any, **kwargs: Any) -> Any:
+        sizes.append(len(batch))
+        return real(connection, batch, **kwargs)
+
+    monkeypatch.setattr(imports, "ingest_validated_in", counted)
+    body = io.StringIO()
+    writer = csv.writer(body)
+    writer.writerow(["email", "type", "occurred_at", "idempotency_key"])
+    for i in range(500):
+        writer.writerow(
+            [f"p{i % 40}@company.example.com", "page_view", "2026-03-01T10:00:00Z", f"k{i}"]
+        )
+    capped = Context(
+        engine=ctx.engine,
+        settings=ctx.settings.model_copy(update={"import_chunk_rows": 4000}),
+        clock=ctx.clock,
+    )
+    report = imports.import_activities(capped, io.StringIO(body.getvalue()), actor=OPS)
+    # 200 in 0.5 s is 400/s: 80 in 0.2 s; 80 in 0.5 s is 32: the least, 50.
+    assert sizes == [200, 80, 50, 50, 50, 50, 20]
+    assert sum(sizes) == 500 and report.stored == 500
+    again = imports.import_activities(capped, io.StringIO(body.getvalue()), actor=OPS)
+    assert (again.stored, again.duplicates) == (0, 500)
+
+
+def test_the_next_chunk_follows_the_pace_between_its_bounds() -> None:
+    from baton.services.imports import next_chunk_size
+
+    assert next_chunk_size(200, 200, 0.01, 4000) == 400  # fast: at most twice as many
+    assert next_chunk_size(2000, 2000, 0.1, 4000) == 4000  # at most the cap
+    assert next_chunk_size(4000, 4000, 0.4, 4000) == 2000  # 10,000/s: 0.2 s of it
+    assert next_chunk_size(1000, 1000, 10.0, 4000) == 50  # at least 50
+    assert next_chunk_size(20, 20, 10.0, 30) == 30  # a cap under 50 is kept

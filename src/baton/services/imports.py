@@ -1099,6 +1099,16 @@ CHUNK_SECONDS = 0.2
 """About how long one chunk of an import may hold the database (see :class:`_Chunks`)."""
 
 
+def next_chunk_size(size: int, rows: int, seconds: float, most: int) -> int:
+    """The rows of an import's next transaction after one of ``size`` wrote ``rows`` in
+    ``seconds``: about as many as that pace writes in :data:`CHUNK_SECONDS`, at most
+    twice ``size`` (a fast small chunk says little) and ``most``
+    (``BATON_IMPORT_CHUNK_ROWS``), at least 50, so that a larger ``most`` saves commits
+    without holding the database longer from a capture that waits for its turn."""
+    rate = rows / max(seconds, 1e-6)
+    return max(min(most, 50), min(most, 2 * size, int(rate * CHUNK_SECONDS)))
+
+
 class _Chunks:
     """The valid rows of an import in chunks, in file order, every row of one person
     (one identity) in the same chunk, so that they still combine into one lead.
@@ -1118,8 +1128,7 @@ class _Chunks:
 
     def took(self, seconds: float) -> None:
         """The last chunk's transaction took ``seconds``: size the next one."""
-        rate = self.last / max(seconds, 1e-6)
-        self.size = max(self.least, min(self.most, 2 * self.size, int(rate * CHUNK_SECONDS)))
+        self.size = next_chunk_size(self.size, self.last, seconds, self.most)
 
     def __iter__(self) -> Iterator[list[tuple[int, LeadCreate]]]:
         chunk: list[tuple[int, LeadCreate]] = []
@@ -1613,7 +1622,8 @@ def import_activities(
     encoding: str = "utf-8-sig",
     day_first: bool = False,
 ) -> ImportReport:
-    """Import an activities CSV, ``BATON_IMPORT_CHUNK_ROWS`` events per transaction
+    """Import an activities CSV in short transactions (about :data:`CHUNK_SECONDS` of
+    writing each, at most ``BATON_IMPORT_CHUNK_ROWS`` events: :func:`next_chunk_size`)
     (idempotency keys honoured: a file imported twice stores its keyed events once, so
     an import stopped halfway is completed by running it again), recorded as
     ``actor``'s.
@@ -1635,16 +1645,20 @@ def import_activities(
         step=5000,
         progress=progress,
     )
-    size = ctx.settings.import_chunk_rows  # one transaction each: others get turns
-    for start in range(0, len(good), size):
+    most = ctx.settings.import_chunk_rows  # one transaction each: others get turns
+    size, start = min(most, 200), 0
+    while start < len(good):
         batch = good[start : start + size]
         with ctx.write() as connection:
+            began = time.perf_counter()  # after the turn came: the transaction itself
             result = ingest_validated_in(connection, batch, actor=actor, now=ctx.clock.now())
             report.stored += result.stored
             report.duplicates += result.duplicates
             report.created += result.leads_created
             report.errors.extend(result.errors)
+        size = next_chunk_size(size, len(batch), time.perf_counter() - began, most)
+        start += len(batch)
         if progress:
-            progress("writing", start + len(batch), len(good))
+            progress("writing", start, len(good))
     report.errors.sort(key=lambda e: e.row)
     return report
