@@ -7,6 +7,7 @@ with how far it got, the end deletes it)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from unittest import mock
 
@@ -31,18 +32,21 @@ def _noted(ctx: Context) -> tuple[int, int] | None:
     return None if row is None else (int(row.scored), int(row.total))
 
 
-def _activated(ctx: Context) -> int:
+def _activated(ctx: Context) -> tuple[int, datetime]:
     """A version activated, its re-score not begun: its row says 0 of 12."""
     version, _ = activation(ctx, n=12)
     with ctx.write() as connection:  # ``activation`` skipped the re-score, row and all
-        rescore_progress.begin_rescore_in(ctx, connection, version, total=12)
-    return version
+        started_at = rescore_progress.begin_rescore_in(ctx, connection, version, total=12)
+    return version, started_at
 
 
-def _rescore_in_workers(ctx: Context, version: int, progress: Any) -> tuple[Any, list[int]]:
+def _rescore_in_workers(
+    ctx: Context, run: tuple[int, datetime], progress: Any
+) -> tuple[Any, list[int]]:
     """The activation's re-score of ``version`` (its row written by ``activation``) in
-    chunks of 3 with two workers, a note due after every chunk; the reads it made and
-    the reads it dropped (asked again)."""
+    chunks of 3 with two workers, the notes at their default pace (every chunk's own,
+    in its transaction); the reads it made and the reads it dropped (asked again)."""
+    version, started_at = run
     forgotten: list[int] = []
     real_forget = scoring._ChunkReads.forget
 
@@ -59,11 +63,15 @@ def _rescore_in_workers(ctx: Context, version: int, progress: Any) -> tuple[Any,
         mock.patch.object(scoring, "SET_CHUNK", 3),
         mock.patch.object(scoring, "_cores", return_value=2),
         mock.patch.object(scoring._ChunkReads, "forget", forget),
-        mock.patch.object(rescore_progress, "NOTE_EVERY_SECONDS", 0.0),
     ):
         try:
             contracts_service._rescore_noted(
-                ctx, report, actor=operator("ops"), progress=progress, watch=None
+                ctx,
+                report,
+                started_at=started_at,
+                actor=operator("ops"),
+                progress=progress,
+                watch=None,
             )
         finally:
             assert spawned.workers and spawned.all_ended()
@@ -73,14 +81,14 @@ def _rescore_in_workers(ctx: Context, version: int, progress: Any) -> tuple[Any,
 def test_each_chunk_notes_its_own_progress_and_no_read_is_asked_again(
     sqlite_ctx: Context,
 ) -> None:
-    version = _activated(sqlite_ctx)
+    run = _activated(sqlite_ctx)
     assert _noted(sqlite_ctx) == (0, 12)
     seen: list[tuple[int, tuple[int, int] | None]] = []
 
     def progress(done: int, total: int) -> None:
         seen.append((done, _noted(sqlite_ctx)))
 
-    reads, forgotten = _rescore_in_workers(sqlite_ctx, version, progress)
+    reads, forgotten = _rescore_in_workers(sqlite_ctx, run, progress)
     # Committed with the chunk: read after it, the row already says it.
     assert seen == [(3, (3, 12)), (6, (6, 12)), (9, (9, 12)), (12, (12, 12))]
     assert (reads[0].used, reads[0].redone) == (4, 0)
@@ -89,12 +97,12 @@ def test_each_chunk_notes_its_own_progress_and_no_read_is_asked_again(
 
 
 def test_ctrl_c_half_way_leaves_how_far_it_got(sqlite_ctx: Context) -> None:
-    version = _activated(sqlite_ctx)
+    run = _activated(sqlite_ctx)
 
     def ctrl_c(done: int, total: int) -> None:
         if done >= 6:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _rescore_in_workers(sqlite_ctx, version, ctrl_c)
+        _rescore_in_workers(sqlite_ctx, run, ctrl_c)
     assert _noted(sqlite_ctx) == (6, 12)

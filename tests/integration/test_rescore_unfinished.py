@@ -23,7 +23,7 @@ from baton.domain.rescores import RUNNING_WITHIN_SECONDS, rescore_text
 from baton.services import contracts as contracts_service
 from baton.services import rescore_progress, scoring
 from baton.services.context import Context
-from baton.services.contracts import activate_contract, list_contracts
+from baton.services.contracts import activate_contract, list_contracts, rescore_active
 from baton.services.status import deployment_status
 
 EASY_MQL = {
@@ -210,3 +210,104 @@ def test_a_refused_activation_answers_before_counting_every_lead(
         activate_contract(ctx, version, actor=ADMIN)
     assert counted == [1]
     assert all(v.rescore is None for v in list_contracts(ctx, actor=ADMIN))
+
+
+def test_an_overtaken_run_leaves_the_mark_of_a_newer_activation_of_its_version(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run A re-scores with v1; between its chunks v2 is activated and finished, then
+    v1 activated again (a rollback) and killed at once. A goes on (v1 is active), and
+    its end must not delete the newer run's mark: leads A passed are scored by v2."""
+    from sqlalchemy import select
+
+    from baton.store.tables import lead_scores
+
+    fill(ctx, northwind(6), [])
+    v1 = signed(ctx, contract_text(EASY_MQL, "one"))
+    v2 = signed(ctx, contract_text({**EASY_MQL, "threshold": 35}, "two"))
+    monkeypatch.setattr(scoring, "SET_CHUNK", 2)
+    monkeypatch.setattr(rescore_progress, "NOTE_EVERY_SECONDS", 0.0)
+    clock = ctx.clock
+    assert isinstance(clock, ManualClock)
+    overtaken: list[int] = []
+
+    def meanwhile(done: int, total: int) -> None:
+        if done == 2 and not overtaken:  # run A of v1, between its chunks 1 and 2
+            overtaken.append(done)
+            clock.advance(seconds=1)
+            activate_contract(ctx, v2, actor=ADMIN)  # B: every lead scored with v2
+            clock.advance(seconds=1)
+            with (
+                mock.patch.object(contracts_service, "rescore_all", side_effect=SystemExit),
+                pytest.raises(SystemExit),
+            ):
+                activate_contract(ctx, v1, actor=ADMIN)  # C: a rollback, killed at once
+
+    activate_contract(ctx, v1, actor=ADMIN, progress=meanwhile)  # A goes on to its end
+    with ctx.read() as connection:
+        versions = set(connection.execute(select(lead_scores.c.contract_version)).scalars())
+    assert versions == {v1, v2}  # A's first chunk: scored by v2 again, under active v1
+    mark = deployment_status(ctx, actor=ADMIN).rescore
+    assert mark is not None and (mark.version, mark.scored, mark.total) == (v1, 0, 6)
+    rescore_active(ctx, actor=ADMIN)
+    assert deployment_status(ctx, actor=ADMIN).rescore is None
+
+
+def test_a_run_before_its_first_chunk_notes_it_is_alive(
+    sqlite_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers' start and the one pass over the events come before the first chunk
+    (a minute on a large database): meanwhile the run notes that it is alive, so the
+    status says it may still be running instead of telling to start another."""
+    import time
+
+    fill(sqlite_ctx, northwind(4), [])
+    version = signed(sqlite_ctx, contract_text(EASY_MQL, "alive"))
+    clock = sqlite_ctx.clock
+    assert isinstance(clock, ManualClock)
+    monkeypatch.setattr(rescore_progress, "ALIVE_EVERY_SECONDS", 0.02)
+    seen: list[Any] = []
+
+    def long_pass(ctx: Context, report: Any, **_: Any) -> None:
+        clock.advance(minutes=5)  # the one pass, long
+        deadline = time.monotonic() + 10
+        while (found := deployment_status(ctx, actor=ADMIN).rescore) is not None and (
+            not found.may_be_running and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        seen.append(found)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(contracts_service, "rescore_all", long_pass)
+    with pytest.raises(KeyboardInterrupt):
+        activate_contract(sqlite_ctx, version, actor=ADMIN)
+    assert seen[0] is not None and seen[0].may_be_running, seen
+    assert seen[0].scored == 0
+
+
+def test_contract_rescore_says_when_another_re_score_may_still_be_running(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from baton.store.tables import contract_rescores
+
+    fill(ctx, northwind(4), [])
+    version = signed(ctx, contract_text(EASY_MQL, "beside"))
+    with mock.patch.object(contracts_service, "rescore_all"):
+        activate_contract(ctx, version, actor=ADMIN)
+    now = datetime.now(UTC)
+    with ctx.write() as connection:  # the activation's run, noted a moment ago
+        connection.execute(
+            contract_rescores.insert().values(
+                version=version, total=4, scored=2, started_at=now, noted_at=now
+            )
+        )
+    done = _cli(ctx, monkeypatch, "contract", "rescore")
+    assert done.exit_code == 0, done.output
+    said = " ".join(done.output.split())
+    assert f"version {version}'s re-score noted its progress" in said, said
+    assert "(2 of 4 leads) and may still be running: this one runs beside it" in said
+    assert deployment_status(ctx, actor=ADMIN).rescore is None
+    quiet = _cli(ctx, monkeypatch, "contract", "rescore")
+    assert "may still be running" not in quiet.output

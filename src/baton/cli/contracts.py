@@ -211,10 +211,24 @@ def contract_activate(version: int, actor: ActorOption = "cli") -> None:
 def contract_rescore(actor: ActorOption = "cli") -> None:
     """Re-score every lead with the active version (finishes an interrupted activation;
     safe to run any time)."""
-    from baton.services.contracts import rescore_active
+    from baton.domain.status import age_text
+    from baton.services.contracts import list_contracts, rescore_active
 
-    with context() as ctx, rescore_progress("Re-scoring leads") as watch:
-        report = rescore_active(ctx, actor=operator(actor), watch=watch)
+    with context() as ctx:
+        running = [
+            v.rescore
+            for v in list_contracts(ctx, actor=operator(actor))
+            if v.rescore is not None and v.rescore.may_be_running
+        ]
+        for found in running:  # both finish, but this one does the work again
+            console.print(
+                f"[yellow]![/] version {found.version}'s re-score noted its progress "
+                f"{age_text(found.noted_seconds)} ago ({found.scored:,} of {found.total:,} "
+                "leads) and may still be running: this one runs beside it, and both finish",
+                highlight=False,
+            )
+        with rescore_progress("Re-scoring leads") as watch:
+            report = rescore_active(ctx, actor=operator(actor), watch=watch)
     console.print(
         f"{report.leads_scored:,} leads re-scored with version {report.version}; "
         f"{report.became_mql - report.held_back:,} handed off, {report.held_back:,} recorded "

@@ -46,6 +46,7 @@ from baton.services.rescore_progress import (
     begin_rescore_in,
     leads_to_rescore,
     noted_now,
+    rescore_started_at,
     unfinished_rescore_in,
 )
 from baton.services.scoring import ActivationReport, rescore_all
@@ -349,9 +350,9 @@ def activate_contract(
             .where(contracts.c.id == row["id"])
             .values(status="active", activated_at=now, activated_by=actor.name)
         )
-        begin_rescore_in(ctx, connection, version, total=total)
+        started_at = begin_rescore_in(ctx, connection, version, total=total)
     report = ActivationReport(version=version, previous=previous)
-    _rescore_noted(ctx, report, actor=actor, progress=progress, watch=watch)
+    _rescore_noted(ctx, report, started_at=started_at, actor=actor, progress=progress, watch=watch)
     return report
 
 
@@ -380,6 +381,7 @@ def _rescore_noted(
     ctx: Context,
     report: ActivationReport,
     *,
+    started_at: datetime | None,
     actor: Principal,
     progress: Callable[[int, int], None] | None,
     watch: Callable[[ActivationReport, int], None] | None,
@@ -387,13 +389,13 @@ def _rescore_noted(
     """:func:`rescore_all`, its progress noted as it goes and its version's mark of an
     unfinished re-score removed at the end (:mod:`baton.services.rescore_progress`);
     one that stops (an error, Ctrl+C) leaves the mark, with how far it got."""
-    notes = RescoreNotes(ctx, report, progress=progress, watch=watch)
-    try:
-        rescore_all(ctx, report, actor=actor, progress=notes)
-    except BaseException:
-        notes.stopped()
-        raise
-    notes.finished()
+    with RescoreNotes(ctx, report, started_at=started_at, progress=progress, watch=watch) as notes:
+        try:
+            rescore_all(ctx, report, actor=actor, progress=notes)
+        except BaseException:
+            notes.stopped()
+            raise
+        notes.finished()
 
 
 def rescore_active(
@@ -413,5 +415,6 @@ def rescore_active(
     if active is None:
         raise NotFound("no contract is active yet")
     report = ActivationReport(version=active[0], previous=active[0])
-    _rescore_noted(ctx, report, actor=actor, progress=progress, watch=watch)
+    started_at = rescore_started_at(ctx, active[0])
+    _rescore_noted(ctx, report, started_at=started_at, actor=actor, progress=progress, watch=watch)
     return report

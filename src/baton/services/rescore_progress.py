@@ -13,28 +13,35 @@ full scan each time ``baton status`` is asked), so the re-score keeps a row of
   leads to re-score (:func:`leads_to_rescore`, counted just before), so there is no
   moment when the version is active and the row missing;
 - :class:`RescoreNotes`, the re-score's ``progress``: the leads scored so far, noted at
-  most every :data:`NOTE_EVERY_SECONDS` (one small write between chunks, or on SQLite
-  with worker processes in the chunk's own transaction) and once more when it stops on
-  an error or Ctrl+C;
+  most every :data:`NOTE_EVERY_SECONDS` (one small write between chunks), or on SQLite
+  with worker processes at every chunk in the chunk's own transaction (exact, at no
+  cost of a transaction), once more when it stops on an error or Ctrl+C, and every
+  :data:`ALIVE_EVERY_SECONDS` before its first chunk (the workers' start and the one
+  pass over the events can take a minute: a row left unnoted that long would say the
+  re-score stopped while it runs);
 - :meth:`RescoreNotes.finished`: the row deleted when every lead was re-scored (by the
   activation, or by ``baton contract rescore`` afterwards).
 
 :func:`unfinished_rescore_in` reads it back: one primary-key row joined to the active
 version, for ``baton status``, ``baton contract list``, the contract page and
-``GET /api/v1/status``. A progress note only ever updates an existing row, so a
-re-score that another activation overtook never brings back a row the new one deleted.
+``GET /api/v1/status``. A progress note only ever updates an existing row, and only
+the row of its own run (its version and ``started_at``): a re-score that another
+activation overtook never brings back, moves or deletes a row a newer activation wrote
+(one of the same version again included, after a rollback).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from baton.domain.clock import SystemClock, ensure_utc
 from baton.domain.rescores import UnfinishedRescore, unfinished_rescore
@@ -49,6 +56,11 @@ log = logging.getLogger("baton.contracts")
 NOTE_EVERY_SECONDS = 2.0
 """How often a running re-score writes how far it got: about one write per 2 s of a
 20–30 s activation of 1,000,000 leads (chunks of 10,000 commit about every 0.2–0.3 s)."""
+
+ALIVE_EVERY_SECONDS = 10.0
+"""How often a re-score that has not reached its first chunk yet says it is alive
+(``noted_at`` only): well within the minute during which a note means "it may still be
+running" (:data:`baton.domain.rescores.RUNNING_WITHIN_SECONDS`)."""
 
 
 def noted_now(ctx: Context, connection: Connection) -> datetime:
@@ -72,10 +84,11 @@ def leads_to_rescore(ctx: Context) -> int:
         )
 
 
-def begin_rescore_in(ctx: Context, connection: Connection, version: int, *, total: int) -> None:
+def begin_rescore_in(ctx: Context, connection: Connection, version: int, *, total: int) -> datetime:
     """In the transaction that activates ``version``: its re-score of ``total`` leads
     begins (the rows of versions no longer active go: their re-scores no longer matter,
-    and one still running stops at its next chunk)."""
+    and one still running stops at its next chunk). Returns the run's ``started_at``,
+    which its notes go by (:class:`RescoreNotes`)."""
     now = noted_now(ctx, connection)
     connection.execute(delete(contract_rescores))
     connection.execute(
@@ -83,25 +96,43 @@ def begin_rescore_in(ctx: Context, connection: Connection, version: int, *, tota
             version=version, total=total, scored=0, started_at=now, noted_at=now
         )
     )
+    return now
+
+
+def rescore_started_at(ctx: Context, version: int) -> datetime | None:
+    """When the unfinished re-score of ``version`` began (None: it has none): what
+    ``baton contract rescore`` finishes, so that its end removes that row."""
+    with ctx.read() as connection:
+        found = connection.execute(
+            select(contract_rescores.c.started_at).where(contract_rescores.c.version == version)
+        ).scalar()
+    return None if found is None else ensure_utc(found)
 
 
 class RescoreNotes:
     """The ``progress`` of a re-score of ``report.version``: passes each chunk on to
     ``progress(done, total)`` and ``watch(report, total)`` (the caller's), and notes in
-    its row how far it got, at most every :data:`NOTE_EVERY_SECONDS`. Called between
-    chunks, outside their transactions, one call at a time; where the chunks allow it,
-    the note is written in a chunk's own transaction instead (:meth:`note_in`)."""
+    its run's row how far it got, at most every :data:`NOTE_EVERY_SECONDS`. Called
+    between chunks, outside their transactions, one call at a time; where the chunks
+    allow it, the note is written in each chunk's own transaction instead
+    (:meth:`note_in`). ``started_at`` names the run's row (:func:`begin_rescore_in`,
+    :func:`rescore_started_at`); None: the version has no row (a re-score of a version
+    whose re-score finished), and nothing is noted. Use it as a context manager: until
+    the first chunk, a thread notes every :data:`ALIVE_EVERY_SECONDS` that the run is
+    alive."""
 
     def __init__(
         self,
         ctx: Context,
         report: ActivationReport,
         *,
+        started_at: datetime | None,
         progress: Callable[[int, int], None] | None = None,
         watch: Callable[[ActivationReport, int], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.report = report
+        self.started_at = started_at
         self.progress = progress
         self.watch = watch
         self.noted = 0
@@ -110,8 +141,32 @@ class RescoreNotes:
         self.in_chunks = False
         """Whether the chunks note in their own transactions (:meth:`note_in`): then
         a call after a chunk's commit does not note too."""
+        self.chunked = threading.Event()
+        """Set at the first chunk (or the end): the alive notes stop."""
+
+    def __enter__(self) -> RescoreNotes:
+        if self.started_at is not None:
+            threading.Thread(target=self._alive, name="baton-rescore-alive", daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.chunked.set()
+
+    def _alive(self) -> None:
+        while not self.chunked.wait(ALIVE_EVERY_SECONDS):
+            try:
+                with self.ctx.write() as connection:
+                    if not self.chunked.is_set():
+                        connection.execute(
+                            update(contract_rescores)
+                            .where(self._mine())
+                            .values(noted_at=noted_now(self.ctx, connection))
+                        )
+            except Exception:  # the re-score itself reports a database that fails
+                log.debug("could not note that the re-score is alive", exc_info=True)
 
     def __call__(self, done: int, total: int) -> None:
+        self.chunked.set()
         self.total = total
         if self.progress is not None:
             self.progress(done, total)
@@ -123,29 +178,40 @@ class RescoreNotes:
     def note_in(self, connection: Connection, done: int, total: int) -> None:
         """In a chunk's own write transaction, before its commit (SQLite's chunks with
         worker processes, ``baton.services.scoring``): note that ``done`` leads will
-        be scored once it commits, when a note is due. The chunk already holds the
-        write turn, so the note costs no transaction of its own, and no other
-        connection commits: the workers' reads of the next chunks asked before it
-        stay usable (a note on its own connection had them asked again, about 90 ms
-        of their CPU each). Killed before the commit, neither the chunk nor its note
-        is kept; a chunk that fails after it leaves :meth:`stopped` to note again
-        (``report.leads_scored`` is then behind the note)."""
+        be scored once it commits, at every chunk, so a kill leaves the exact count.
+        The chunk already holds the write turn, so the note costs no transaction of
+        its own (one small update), and no other connection commits: the workers'
+        reads of the next chunks asked before it stay usable (a note on its own
+        connection had them asked again, about 90 ms of their CPU each). Killed before
+        the commit, neither the chunk nor its note is kept; a chunk that fails after
+        it leaves :meth:`stopped` to note again (``report.leads_scored`` is then
+        behind the note)."""
+        self.chunked.set()
         self.total = total
         self.in_chunks = True
-        if time.monotonic() - self.noted_at >= NOTE_EVERY_SECONDS:
-            self._note_on(connection, done)
+        self._note_on(connection, done)
+
+    def _mine(self) -> ColumnElement[bool]:
+        return and_(
+            contract_rescores.c.version == self.report.version,
+            contract_rescores.c.started_at == self.started_at,
+        )
 
     def _note(self, done: int) -> None:
+        if self.started_at is None:
+            return
         with self.ctx.write() as connection:
             self._note_on(connection, done)
 
     def _note_on(self, connection: Connection, done: int) -> None:
+        if self.started_at is None:
+            return
         values: dict[str, object] = {"scored": done}
         if self.total is not None:
             values["total"] = self.total
         connection.execute(
             update(contract_rescores)
-            .where(contract_rescores.c.version == self.report.version)
+            .where(self._mine())
             .values(**values, noted_at=noted_now(self.ctx, connection))
         )
         self.noted = done
@@ -154,6 +220,7 @@ class RescoreNotes:
     def stopped(self) -> None:
         """The re-score stopped before its end: note how far it got, if that moved since
         the last note. A database that fails here too only costs the precision."""
+        self.chunked.set()
         if self.report.leads_scored == self.noted:
             return
         try:
@@ -166,11 +233,13 @@ class RescoreNotes:
             )
 
     def finished(self) -> None:
-        """Every lead was re-scored with the version: its row goes."""
+        """Every lead was re-scored with the version, by this run: its row goes (a
+        newer run's row, of another version or of this one activated again, stays)."""
+        self.chunked.set()
+        if self.started_at is None:
+            return
         with self.ctx.write() as connection:
-            connection.execute(
-                delete(contract_rescores).where(contract_rescores.c.version == self.report.version)
-            )
+            connection.execute(delete(contract_rescores).where(self._mine()))
 
 
 def unfinished_rescore_in(connection: Connection, *, now: datetime) -> UnfinishedRescore | None:
