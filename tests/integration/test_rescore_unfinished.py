@@ -114,6 +114,7 @@ def test_a_rescore_killed_before_its_first_chunk_shows_none_of_the_leads_scored(
     version = signed(ctx, contract_text(EASY_MQL, "killed"))
     with (
         mock.patch.object(contracts_service, "rescore_all", side_effect=SystemExit),
+        mock.patch.object(rescore_progress.RescoreNotes, "stopped"),  # killed: no last word
         pytest.raises(SystemExit),
     ):
         activate_contract(ctx, version, actor=ADMIN)
@@ -311,3 +312,28 @@ def test_contract_rescore_says_when_another_re_score_may_still_be_running(
     assert deployment_status(ctx, actor=ADMIN).rescore is None
     quiet = _cli(ctx, monkeypatch, "contract", "rescore")
     assert "may still be running" not in quiet.output
+
+
+def test_a_run_that_stopped_in_its_process_is_not_said_to_be_running(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An activation stopped by an error says to run `baton contract rescore`; doing so
+    at once must not warn of a re-score "that may still be running" beside it, and
+    `baton status` says to finish it, not that it may be running."""
+    from baton.services.scoring import RescoreStopped
+
+    fill(ctx, northwind(4), [])
+    version = signed(ctx, contract_text(EASY_MQL, "stopped"))
+    stopped = RescoreStopped(
+        f"version {version} is active, but its re-score stopped after 0 of 4 leads "
+        "(deadlock detected); run `baton contract rescore` to finish it"
+    )
+    with mock.patch.object(contracts_service, "rescore_all", side_effect=stopped):
+        failed = _cli(ctx, monkeypatch, "contract", "activate", str(version))
+    assert failed.exit_code != 0
+    status = " ".join(_cli(ctx, monkeypatch, "status").output.split())
+    assert f"re-score of version {version} unfinished: 0 of 4 leads scored; run" in status
+    done = _cli(ctx, monkeypatch, "contract", "rescore")
+    assert done.exit_code == 0, done.output
+    assert "may still be running" not in " ".join(done.output.split())
+    assert deployment_status(ctx, actor=ADMIN).rescore is None

@@ -127,14 +127,14 @@ def serve(
 
     settings = load_settings()
     _log_lines(settings)  # before the worker's first line, which would go unformatted
-    if with_worker:
-        _start_worker_thread()
     with context() as ctx:
         _refuse_unready(ctx, warn=False)
     host = host or settings.host
     port = port or settings.port
     if workers > 1 and settings.database_url.startswith("sqlite"):
         raise fail("several server processes need PostgreSQL; SQLite has one writer")
+    if with_worker:  # once the server may start: no pass on a database it refuses
+        _start_worker_thread()
     console.print(f"Baton API on [bold]http://{host}:{port}[/] (docs: http://{host}:{port}/docs)")
     uvicorn.run(
         "baton.api.asgi:app",
@@ -174,6 +174,7 @@ def pass_summary(report: TickReport) -> str:
 def _start_worker_thread() -> None:
     """The worker's loop (the same one as `baton worker`) in a daemon thread beside the
     server, with its own context; a SIGTERM writes its last summary and its stop."""
+    import atexit
     import logging
     import signal
     import threading
@@ -190,17 +191,28 @@ def _start_worker_thread() -> None:
     worker = Worker(ctx, on_pass=passes)
     threading.Thread(target=worker.run, args=(stop,), name="baton-worker", daemon=True).start()
 
+    ended = threading.Event()
+
+    def worker_stopped() -> None:
+        """The worker's last summary and its stop, once, however the process ends."""
+        if not ended.is_set():
+            ended.set()
+            stop.set()
+            passes.flush()
+            log.info("worker stopped")
+
     def stopped(signum: int, _frame: object) -> None:
         # uvicorn puts this handler back after its graceful shutdown and raises the
-        # SIGTERM again: the worker's last summary and its stop are written, then the
-        # process ends by the signal as a service manager expects (exit 143).
-        stop.set()
-        passes.flush()
-        log.info("worker stopped")
+        # SIGTERM again: the worker's stop is written, then the process ends by the
+        # signal as a service manager expects (exit 143).
+        worker_stopped()
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
 
     signal.signal(signal.SIGTERM, stopped)
+    # With --workers N uvicorn's supervisor replaces the handler for good: a normal
+    # exit writes the stop then.
+    atexit.register(worker_stopped)
 
 
 def _wait_for_database(settings: Settings) -> None:

@@ -40,7 +40,8 @@ class UnfinishedRescore:
     noted_seconds: float
     """Seconds since then."""
     may_be_running: bool
-    """Its last note is younger than :data:`RUNNING_WITHIN_SECONDS`."""
+    """Its last note is younger than :data:`RUNNING_WITHIN_SECONDS` and did not say it
+    stopped."""
 
 
 def unfinished_rescore(
@@ -51,8 +52,10 @@ def unfinished_rescore(
     started_at: datetime,
     noted_at: datetime,
     now: datetime,
+    stopped: bool = False,
 ) -> UnfinishedRescore:
-    """The re-score of ``version`` as its row tells it, judged at ``now``."""
+    """The re-score of ``version`` as its row tells it, judged at ``now``; ``stopped``:
+    its last note said it stopped (an error or Ctrl+C in its own process)."""
     seconds = max(0.0, (now - noted_at).total_seconds())
     return UnfinishedRescore(
         version=version,
@@ -61,7 +64,7 @@ def unfinished_rescore(
         started_at=started_at,
         noted_at=noted_at,
         noted_seconds=seconds,
-        may_be_running=seconds < RUNNING_WITHIN_SECONDS,
+        may_be_running=not stopped and seconds < RUNNING_WITHIN_SECONDS,
     )
 
 

@@ -160,7 +160,7 @@ class RescoreNotes:
                         connection.execute(
                             update(contract_rescores)
                             .where(self._mine())
-                            .values(noted_at=noted_now(self.ctx, connection))
+                            .values(noted_at=noted_now(self.ctx, connection), stopped_at=None)
                         )
             except Exception:  # the re-score itself reports a database that fails
                 log.debug("could not note that the re-score is alive", exc_info=True)
@@ -197,34 +197,32 @@ class RescoreNotes:
             contract_rescores.c.started_at == self.started_at,
         )
 
-    def _note(self, done: int) -> None:
+    def _note(self, done: int, *, stopped: bool = False) -> None:
         if self.started_at is None:
             return
         with self.ctx.write() as connection:
-            self._note_on(connection, done)
+            self._note_on(connection, done, stopped=stopped)
 
-    def _note_on(self, connection: Connection, done: int) -> None:
+    def _note_on(self, connection: Connection, done: int, *, stopped: bool = False) -> None:
         if self.started_at is None:
             return
-        values: dict[str, object] = {"scored": done}
+        now = noted_now(self.ctx, connection)
+        values: dict[str, object] = {"scored": done, "stopped_at": now if stopped else None}
         if self.total is not None:
             values["total"] = self.total
         connection.execute(
-            update(contract_rescores)
-            .where(self._mine())
-            .values(**values, noted_at=noted_now(self.ctx, connection))
+            update(contract_rescores).where(self._mine()).values(**values, noted_at=now)
         )
         self.noted = done
         self.noted_at = time.monotonic()
 
     def stopped(self) -> None:
-        """The re-score stopped before its end: note how far it got, if that moved since
-        the last note. A database that fails here too only costs the precision."""
+        """The re-score stopped before its end: note how far it got, and that it stopped
+        (so nobody is told it may still be running). A database that fails here too
+        only costs that: the note's age then tells, as after a kill."""
         self.chunked.set()
-        if self.report.leads_scored == self.noted:
-            return
         try:
-            self._note(self.report.leads_scored)
+            self._note(self.report.leads_scored, stopped=True)
         except Exception:
             log.warning(
                 "could not note how far the re-score of version %s got",
@@ -251,6 +249,7 @@ def unfinished_rescore_in(connection: Connection, *, now: datetime) -> Unfinishe
             contract_rescores.c.total,
             contract_rescores.c.started_at,
             contract_rescores.c.noted_at,
+            contract_rescores.c.stopped_at,
         )
         .join(contracts, contracts.c.version == contract_rescores.c.version)
         .where(contracts.c.status == "active")
@@ -264,4 +263,5 @@ def unfinished_rescore_in(connection: Connection, *, now: datetime) -> Unfinishe
         started_at=row.started_at,
         noted_at=row.noted_at,
         now=now,
+        stopped=row.stopped_at is not None,
     )

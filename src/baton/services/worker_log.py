@@ -71,7 +71,9 @@ class PassLog:
         self.log = log
         self.every = every
         self.clock = clock
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        """Reentrant: a SIGTERM's handler may flush on the thread that holds it (a
+        nested flush then writes nothing)."""
         self.lanes: dict[str, dict[str, int]] = {}
         self.since = clock()
 

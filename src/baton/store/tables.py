@@ -279,6 +279,7 @@ contract_rescores = Table(
     Column("scored", Id, nullable=False),
     Column("started_at", UtcDateTime, nullable=False),
     Column("noted_at", UtcDateTime, nullable=False),
+    Column("stopped_at", UtcDateTime),
 )
 """A re-score of every lead that has not finished: one row per version, written in the
 transaction that activates it, its progress noted every few seconds as chunks commit
