@@ -215,7 +215,7 @@ def test_the_user_list_shows_until_when_and_expired(
 def test_the_upgrade_gives_existing_one_time_passwords_a_week(empty_database_url: str) -> None:
     engine = make_engine(empty_database_url)
     try:
-        upgrade(engine)
+        upgrade(engine, "0026")  # not head: later migrations add what 0025 lacks too
         now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
         with engine.begin() as connection:
             # Back to the schema of 0025, as a deployment upgrading from it has.
