@@ -106,3 +106,33 @@ def test_ctrl_c_half_way_leaves_how_far_it_got(sqlite_ctx: Context) -> None:
     with pytest.raises(KeyboardInterrupt):
         _rescore_in_workers(sqlite_ctx, run, ctrl_c)
     assert _noted(sqlite_ctx) == (6, 12)
+
+
+def test_alive_notes_stop_before_the_workers_are_asked_for_the_first_reads(
+    sqlite_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before its first chunk a run notes it is alive; a note that commits after the
+    first reads were asked would have the first chunks read their leads again, so the
+    notes stop as the chunks begin (here one is due every millisecond)."""
+    monkeypatch.setattr(rescore_progress, "ALIVE_EVERY_SECONDS", 0.001)
+    run = _activated(sqlite_ctx)
+    asked: list[bool] = []
+    real_ask = scoring._ChunkReads.ask
+
+    def ask(reads: scoring._ChunkReads, *args: Any, **kwargs: Any) -> Any:
+        notes = getattr(ask, "notes", None)
+        asked.append(notes is not None and notes.chunked.is_set())
+        return real_ask(reads, *args, **kwargs)
+
+    real_begin = rescore_progress.RescoreNotes.chunks_begin
+
+    def begin(notes: rescore_progress.RescoreNotes) -> None:
+        ask.notes = notes  # type: ignore[attr-defined]
+        real_begin(notes)
+
+    monkeypatch.setattr(scoring._ChunkReads, "ask", ask)
+    monkeypatch.setattr(rescore_progress.RescoreNotes, "chunks_begin", begin)
+    reads, forgotten = _rescore_in_workers(sqlite_ctx, run, None)
+    assert asked and all(asked), asked  # every read asked once the alive notes stopped
+    assert (reads[0].used, reads[0].redone) == (4, 0)
+    assert forgotten == []

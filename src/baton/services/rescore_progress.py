@@ -165,6 +165,12 @@ class RescoreNotes:
             except Exception:  # the re-score itself reports a database that fails
                 log.debug("could not note that the re-score is alive", exc_info=True)
 
+    def chunks_begin(self) -> None:
+        """SQLite's chunks with worker processes are about to ask for their first reads:
+        the alive notes stop now, so none commits between the asking and the chunks'
+        own notes (it would have the first two chunks read their leads again)."""
+        self.chunked.set()
+
     def __call__(self, done: int, total: int) -> None:
         self.chunked.set()
         self.total = total

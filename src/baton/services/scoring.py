@@ -1756,6 +1756,11 @@ class NotedInChunks(Protocol):
 
     def note_in(self, connection: Connection, done: int, total: int) -> None: ...
 
+    def chunks_begin(self) -> None:
+        """The chunks are about to ask the workers for their first reads: nothing else
+        may commit from here (a commit moves ``PRAGMA data_version`` and the reads
+        asked before it would be thrown away)."""
+
 
 READ_AHEAD = 2
 """Chunks whose leads the workers read ahead of the chunk being written
@@ -1807,6 +1812,8 @@ def _rescore_chunks_read_ahead(
     done = 0
     with ctx.engine.connect() as held:
         driver = held.connection.driver_connection
+        if isinstance(progress, NotedInChunks):
+            progress.chunks_begin()
         asked = [reads.ask(driver, reading, 0, skip) for skip in range(READ_AHEAD)]
         while True:
             if one_pass is not None:
