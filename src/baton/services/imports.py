@@ -1122,7 +1122,7 @@ class _Chunks:
         self.people: dict[str, list[tuple[int, LeadCreate]]] = {}
         for row in good:
             self.people.setdefault(_identity(row[1]), []).append(row)
-        self.most, self.least = most, min(most, 50)
+        self.most = most
         self.size = min(most, 200)
         self.last = 0
 
