@@ -12,10 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from baton.cli.server import _log_lines, pass_summary
+from baton.cli.server import _log_lines
 from baton.config import Settings
 from baton.notify.webhooks import post_webhook
 from baton.services.worker import TickReport
+from baton.services.worker_log import pass_summary
 
 
 class _Ok(http.server.BaseHTTPRequestHandler):

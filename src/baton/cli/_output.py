@@ -62,8 +62,14 @@ def heading(text: str) -> None:
     console.print(text, markup=False, highlight=False)
 
 
+def on_terminal() -> bool:
+    """Whether stdout is a terminal, where a progress bar is shown (elsewhere Rich hides
+    it: a log or a pipe gets plain lines or nothing)."""
+    return sys.stdout.isatty() or console.is_terminal
+
+
 def progress() -> Progress:
-    """A progress bar on stdout, shown only on a terminal."""
+    """A progress bar on stdout, shown only on a terminal (:func:`on_terminal`)."""
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -71,7 +77,7 @@ def progress() -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=False,
-        disable=not sys.stdout.isatty() and not console.is_terminal,
+        disable=not on_terminal(),
     )
 
 

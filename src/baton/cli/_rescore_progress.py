@@ -11,13 +11,12 @@ so far``), the command's own summary following at the end.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from baton.cli._output import console, progress, say
+from baton.cli._output import on_terminal, progress, say
 
 if TYPE_CHECKING:
     from baton.services.scoring import ActivationReport
@@ -34,11 +33,6 @@ def progress_line(done: int, total: int, mqls: int) -> str:
     return f"re-scored {done:,} of {total:,} leads ({percent} %), {mqls:,} MQLs so far"
 
 
-def _on_terminal() -> bool:
-    """Whether Rich shows its bar here (what :func:`baton.cli._output.progress` checks)."""
-    return sys.stdout.isatty() or console.is_terminal
-
-
 @contextmanager
 def rescore_progress(
     description: str,
@@ -46,7 +40,7 @@ def rescore_progress(
     """A ``watch(report, total)`` for :func:`baton.services.contracts.activate_contract`
     and :func:`~baton.services.contracts.rescore_active`: Rich's bar on a terminal,
     plain lines elsewhere (see the module docstring)."""
-    if _on_terminal():
+    if on_terminal():
         with progress() as bar:
             task = bar.add_task(description, total=None)
 

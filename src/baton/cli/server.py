@@ -162,15 +162,6 @@ def _log_lines(settings: Settings) -> None:
         logging.getLogger(name).setLevel(quiet)
 
 
-def pass_summary(report: TickReport) -> str:
-    """What a busy pass of the worker did, in one line (``sent 12, failed 1``): the
-    worker's routine, counted per pass rather than logged item by item
-    (:func:`baton.services.worker_log.pass_summary`)."""
-    from baton.services import worker_log
-
-    return worker_log.pass_summary(report)
-
-
 def _start_worker_thread() -> None:
     """The worker's loop (the same one as `baton worker`) in a daemon thread beside the
     server, with its own context; a SIGTERM writes its last summary and its stop."""
@@ -268,7 +259,7 @@ def worker(
     from baton.services.duplicate_checks import pending_duplicate_checks
     from baton.services.scoring import restore_total_index
     from baton.services.worker import Worker, tick
-    from baton.services.worker_log import start_pass_log
+    from baton.services.worker_log import pass_summary, start_pass_log
 
     settings = load_settings()
     if poll is not None:

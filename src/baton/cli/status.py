@@ -105,9 +105,9 @@ def status_json(found: DeploymentStatus) -> str:
 
     document = asdict(found)
     if found.rescore is not None:
-        from baton.domain.rescores import rescore_text
+        from baton.domain.rescores import rescore_document
 
-        document["rescore"]["text"] = rescore_text(found.rescore)
+        document["rescore"] = rescore_document(found.rescore)
     return json.dumps(document, indent=2, default=iso)
 
 

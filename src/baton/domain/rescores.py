@@ -16,8 +16,9 @@ stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from baton.domain.status import age_text
 
@@ -80,3 +81,9 @@ def rescore_text(rescore: UnfinishedRescore) -> str:
             "running; if it stopped, `baton contract rescore` finishes it)"
         )
     return f"{done}; run `baton contract rescore` to finish it"
+
+
+def rescore_document(rescore: UnfinishedRescore) -> dict[str, Any]:
+    """The re-score as data (``GET /api/v1/status``, ``GET /api/v1/contracts``,
+    ``baton status --json``), with the sentence ``baton status`` prints as ``text``."""
+    return {**asdict(rescore), "text": rescore_text(rescore)}

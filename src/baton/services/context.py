@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, select
@@ -22,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from baton.config import Settings
-from baton.domain.clock import Clock, SystemClock
+from baton.domain.clock import Clock, SystemClock, ensure_utc
 from baton.store.engine import make_engine, write_turn
 from baton.store.group_commit import GroupCommit
 from baton.store.migrate import upgrade
@@ -175,6 +176,15 @@ def _pause_before_retry(error: DBAPIError, number: int, *, attempts: int) -> flo
         raise error
     log.info("a write was aborted by PostgreSQL (attempt %d); running it again", number)
     return random.uniform(0.01, 0.05) * number  # noqa: S311 (a jitter, no secret)
+
+
+def database_now(ctx: Context, connection: Connection) -> datetime:
+    """The time heartbeats and progress notes are written and judged by: the database's
+    on PostgreSQL with the real clock (one clock for every host), else the context's
+    clock."""
+    if isinstance(ctx.clock, SystemClock) and connection.dialect.name == "postgresql":
+        return ensure_utc(connection.execute(select(func.statement_timestamp())).scalar_one())
+    return ctx.clock.now()
 
 
 def open_context(

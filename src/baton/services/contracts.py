@@ -39,13 +39,12 @@ from baton.domain.contract import (
 from baton.domain.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from baton.domain.rescores import UnfinishedRescore
 from baton.services.access import allowed
-from baton.services.context import Context
+from baton.services.context import Context, database_now
 from baton.services.contract_rules import active_contract, rules_of
 from baton.services.rescore_progress import (
     RescoreNotes,
     begin_rescore_in,
     leads_to_rescore,
-    noted_now,
     rescore_started_at,
     unfinished_rescore_in,
 )
@@ -277,7 +276,7 @@ def get_contract(ctx: Context, version: int, *, actor: Principal) -> ContractVer
     with ctx.read() as connection:
         row = _version(connection, version)
         found = _public(row, _approvals(connection, row["id"]))
-        return _with_rescore(connection, [found], now=noted_now(ctx, connection))[0]
+        return _with_rescore(connection, [found], now=database_now(ctx, connection))[0]
 
 
 def list_contracts(ctx: Context, *, actor: Principal) -> list[ContractVersion]:
@@ -286,7 +285,7 @@ def list_contracts(ctx: Context, *, actor: Principal) -> list[ContractVersion]:
     with ctx.read() as connection:
         rows = connection.execute(select(contracts).order_by(contracts.c.version.desc()))
         found = [_public(dict(r), _approvals(connection, r["id"])) for r in rows.mappings().all()]
-        return _with_rescore(connection, found, now=noted_now(ctx, connection))
+        return _with_rescore(connection, found, now=database_now(ctx, connection))
 
 
 def _with_rescore(

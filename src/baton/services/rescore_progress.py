@@ -43,9 +43,9 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from baton.domain.clock import SystemClock, ensure_utc
+from baton.domain.clock import ensure_utc
 from baton.domain.rescores import UnfinishedRescore, unfinished_rescore
-from baton.services.context import Context
+from baton.services.context import Context, database_now
 from baton.store.tables import contract_rescores, contracts, leads
 
 if TYPE_CHECKING:  # not imported for real: `baton status` reads the row without numpy
@@ -61,14 +61,6 @@ ALIVE_EVERY_SECONDS = 10.0
 """How often a re-score that has not reached its first chunk yet says it is alive
 (``noted_at`` only): well within the minute during which a note means "it may still be
 running" (:data:`baton.domain.rescores.RUNNING_WITHIN_SECONDS`)."""
-
-
-def noted_now(ctx: Context, connection: Connection) -> datetime:
-    """The database's time on PostgreSQL with the real clock (notes written on one host
-    are judged on another, as the workers' heartbeats are), else the context's clock."""
-    if isinstance(ctx.clock, SystemClock) and connection.dialect.name == "postgresql":
-        return ensure_utc(connection.execute(select(func.statement_timestamp())).scalar_one())
-    return ctx.clock.now()
 
 
 def leads_to_rescore(ctx: Context) -> int:
@@ -89,7 +81,7 @@ def begin_rescore_in(ctx: Context, connection: Connection, version: int, *, tota
     begins (the rows of versions no longer active go: their re-scores no longer matter,
     and one still running stops at its next chunk). Returns the run's ``started_at``,
     which its notes go by (:class:`RescoreNotes`)."""
-    now = noted_now(ctx, connection)
+    now = database_now(ctx, connection)
     connection.execute(delete(contract_rescores))
     connection.execute(
         insert(contract_rescores).values(
@@ -160,7 +152,7 @@ class RescoreNotes:
                         connection.execute(
                             update(contract_rescores)
                             .where(self._mine())
-                            .values(noted_at=noted_now(self.ctx, connection), stopped_at=None)
+                            .values(noted_at=database_now(self.ctx, connection), stopped_at=None)
                         )
             except Exception:  # the re-score itself reports a database that fails
                 log.debug("could not note that the re-score is alive", exc_info=True)
@@ -212,7 +204,7 @@ class RescoreNotes:
     def _note_on(self, connection: Connection, done: int, *, stopped: bool = False) -> None:
         if self.started_at is None:
             return
-        now = noted_now(self.ctx, connection)
+        now = database_now(self.ctx, connection)
         values: dict[str, object] = {"scored": done, "stopped_at": now if stopped else None}
         if self.total is not None:
             values["total"] = self.total

@@ -801,32 +801,20 @@ def _next_chunk(
     active = active_contract_in(connection)
     if active is None or active[0] != wanted:
         return None
-    if connection.dialect.name == "sqlite":
-        # The same statement (FOR UPDATE compiles to nothing there) on the driver's
-        # cursor: 4–5 ms of CPU per chunk of 10,000 instead of 12–13 ms through
-        # SQLAlchemy's result rows (about 0.8 s of the writing process's CPU, which
-        # the chunks wait on, at 1,000,000 leads).
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        ids = [
-            row[0]
-            for row in driver.execute(
-                "SELECT id FROM leads WHERE id > ? AND merged_into_id IS NULL ORDER BY id LIMIT ?",
-                (after, size),
-            )
-        ]
-        return (active[0], active[1], ids) if ids else None
-    ids = list(
-        connection.execute(
-            select(leads.c.id)
-            .where(leads.c.id > after, leads.c.merged_into_id.is_(None))
-            .order_by(leads.c.id)
-            .limit(size)
-            .with_for_update()
-        )
-        .scalars()
-        .all()
+    # The driver's own tuples, as find_by_keys reads them: 4.2–5.2 ms of CPU per chunk
+    # of 10,000 on SQLite instead of 9.2–9.7 through SQLAlchemy's rows (about 0.5 s of
+    # the writing process's CPU, which the chunks wait on, at 1,000,000 leads).
+    found = connection.execute(
+        select(leads.c.id)
+        .where(leads.c.id > after, leads.c.merged_into_id.is_(None))
+        .order_by(leads.c.id)
+        .limit(size)
+        .with_for_update()
     )
+    try:
+        ids = [lead_id for (lead_id,) in found.cursor.fetchall()]
+    finally:
+        found.close()
     return (active[0], active[1], ids) if ids else None
 
 

@@ -41,7 +41,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from baton.domain.access import Action, Principal
-from baton.domain.clock import SystemClock, ensure_utc
 from baton.domain.status import (
     SILENT_AFTER_SECONDS,
     DeploymentStatus,
@@ -53,7 +52,7 @@ from baton.domain.status import (
     worker_state,
 )
 from baton.services.access import allowed
-from baton.services.context import Context
+from baton.services.context import Context, database_now
 from baton.services.rescore_progress import unfinished_rescore_in
 from baton.store.tables import (
     deliveries,
@@ -389,14 +388,6 @@ def _lanes_json(lanes: Sequence[LaneBeat]) -> dict[str, dict[str, Any]]:
         }
         for lane in lanes
     }
-
-
-def database_now(ctx: Context, connection: Connection) -> datetime:
-    """The time heartbeats are written and judged by: the database's on PostgreSQL
-    with the real clock (one clock for every host), else the context's clock."""
-    if isinstance(ctx.clock, SystemClock) and connection.dialect.name == "postgresql":
-        return ensure_utc(connection.execute(select(func.statement_timestamp())).scalar_one())
-    return ctx.clock.now()
 
 
 def pid_alive(pid: int) -> bool:

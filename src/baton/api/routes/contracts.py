@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from baton.api.deps import Actor, Authenticated, Ctx
 from baton.api.routes.status import UnfinishedRescorePublic
-from baton.domain.rescores import rescore_text
+from baton.domain.rescores import rescore_document
 from baton.services import contracts as contract_service
 
 router = APIRouter(prefix="/api/v1/contracts", tags=["contracts"], dependencies=[Authenticated])
@@ -187,9 +187,7 @@ def _public(version: contract_service.ContractVersion) -> ContractPublic:
         warnings=list(version.warnings),
         rescore=None
         if version.rescore is None
-        else UnfinishedRescorePublic.model_validate(
-            {**asdict(version.rescore), "text": rescore_text(version.rescore)}
-        ),
+        else UnfinishedRescorePublic.model_validate(rescore_document(version.rescore)),
     )
 
 

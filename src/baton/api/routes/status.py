@@ -18,7 +18,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from baton.api.deps import Actor, Authenticated, Ctx
-from baton.domain.rescores import rescore_text
+from baton.domain.rescores import rescore_document
 from baton.services import status as status_service
 
 router = APIRouter(prefix="/api/v1", tags=["operations"], dependencies=[Authenticated])
@@ -176,5 +176,5 @@ def get_status(ctx: Ctx, actor: Actor) -> DeploymentStatusPublic:
     found = status_service.deployment_status(ctx, actor=actor)
     answer = asdict(found)
     if found.rescore is not None:
-        answer["rescore"]["text"] = rescore_text(found.rescore)
+        answer["rescore"] = rescore_document(found.rescore)
     return DeploymentStatusPublic.model_validate(answer)
