@@ -13,9 +13,10 @@ full scan each time ``baton status`` is asked), so the re-score keeps a row of
   leads to re-score (:func:`leads_to_rescore`, counted just before), so there is no
   moment when the version is active and the row missing;
 - :class:`RescoreNotes`, the re-score's ``progress``: the leads scored so far, noted at
-  most every :data:`NOTE_EVERY_SECONDS` (one small write between chunks), or on SQLite
-  with worker processes at every chunk in the chunk's own transaction (exact, at no
-  cost of a transaction), once more when it stops on an error or Ctrl+C, and every
+  most every :data:`NOTE_EVERY_SECONDS` (one small write between chunks: PostgreSQL's
+  chunks in flight together), or at every chunk in the chunk's own transaction where
+  chunks commit one after the other (exact, at no cost of a transaction), once more
+  when it stops on an error or Ctrl+C, and every
   :data:`ALIVE_EVERY_SECONDS` before its first chunk (the workers' start and the one
   pass over the events can take a minute: a row left unnoted that long would say the
   re-score stopped while it runs);
@@ -174,10 +175,10 @@ class RescoreNotes:
             self._note(done)
 
     def note_in(self, connection: Connection, done: int, total: int) -> None:
-        """In a chunk's own write transaction, before its commit (SQLite's chunks with
-        worker processes, ``baton.services.scoring``): note that ``done`` leads will
-        be scored once it commits, at every chunk, so a kill leaves the exact count.
-        The chunk already holds the write turn, so the note costs no transaction of
+        """In a chunk's own write transaction, before its commit (chunks that commit one
+        after the other, ``baton.services.scoring.NotedInChunks``): note that ``done``
+        leads will be scored once it commits, at every chunk, so a kill leaves the
+        exact count. The chunk already holds the write turn, so the note costs no transaction of
         its own (one small update), and no other connection commits: the workers'
         reads of the next chunks asked before it stay usable (a note on its own
         connection had them asked again, about 90 ms of their CPU each). Killed before

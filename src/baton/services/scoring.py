@@ -784,6 +784,8 @@ def _rescore_chunks(
                 reader=reader,
                 one_pass=one_pass,
             )
+            if isinstance(progress, NotedInChunks):
+                progress.note_in(connection, done + len(ids), total)
         done += len(ids)
         report.leads_scored = done
         last_id = ids[-1]
@@ -1736,9 +1738,11 @@ class _ChunkReads:
 @runtime_checkable
 class NotedInChunks(Protocol):
     """A re-score's ``progress`` that can also note how far it got inside a chunk's own
-    write transaction (:class:`baton.services.rescore_progress.RescoreNotes`): SQLite's
-    chunks with worker processes (:func:`_rescore_chunks_read_ahead`) ask it there,
-    just before the commit, and call it as any ``progress`` after."""
+    write transaction (:class:`baton.services.rescore_progress.RescoreNotes`): the
+    chunks that commit one after the other (:func:`_rescore_chunks`, and SQLite's with
+    worker processes, :func:`_rescore_chunks_read_ahead`) ask it there, just before the
+    commit, and call it as any ``progress`` after. (PostgreSQL's chunks in flight
+    together do not: two transactions updating the one row would wait on each other.)"""
 
     def __call__(self, done: int, total: int) -> None: ...
 
