@@ -27,19 +27,14 @@ import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.feature_extraction import DictVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
-from sklearn.naive_bayes import BernoulliNB
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MaxAbsScaler
-from threadpoolctl import ThreadpoolController
 
 from baton.learn.features import FeatureRow, FeatureSpec, FeatureValue, feature_label
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 ModelKind = Literal["gradient_boosting", "logistic_regression", "naive_bayes"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("gradient_boosting", "logistic_regression", "naive_bayes")
@@ -160,9 +155,9 @@ class LeadModel:
         categories), in log-odds per unit of the scaled feature; empty for other kinds."""
         if self.kind != "logistic_regression":
             return {}
-        vectorizer: DictVectorizer = self.pipeline.named_steps["vectorize"]
-        scaler: MaxAbsScaler = self.pipeline.named_steps["scale"]
-        estimator: LogisticRegression = self.pipeline.named_steps["estimate"]
+        vectorizer = self.pipeline.named_steps["vectorize"]
+        scaler = self.pipeline.named_steps["scale"]
+        estimator = self.pipeline.named_steps["estimate"]
         scale = np.where(scaler.scale_ == 0, 1.0, scaler.scale_)
         coefficients = estimator.coef_[0] / scale
         return {
@@ -219,6 +214,8 @@ def one_thread() -> AbstractContextManager[Any]:
     Training too: a gradient boosting fit on 70,000 rows took 7 s on one thread and 61 s
     on two busy cores."""
     if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
         _CONTROLLER.append(ThreadpoolController())
     return cast(AbstractContextManager[Any], _CONTROLLER[0].limit(limits=1))
 
@@ -228,6 +225,10 @@ def checksum(data: bytes) -> str:
 
 
 def _estimator(kind: ModelKind, *, seed: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import BernoulliNB
+
     if kind == "gradient_boosting":
         # Shallow trees (depth 4), 200 rounds: on X Education's held-out 30 % they rank
         # better than 300 rounds of 31-leaf trees (0.904 against 0.900 ROC AUC with Last
@@ -279,6 +280,10 @@ def train(
     """Fit a model of ``kind`` on ``rows`` and their 0/1 ``labels``."""
     if len(rows) != len(labels):
         raise ValueError("rows and labels differ in length")
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import MaxAbsScaler
+
     check_outcomes(labels)
     estimator = _estimator(kind, seed=seed)
     sparse = kind != "gradient_boosting"
@@ -308,6 +313,8 @@ def measure(scores: Sequence[float], labels: Sequence[int]) -> Evaluation:
     """The :class:`Evaluation` of any scores against outcomes (probabilities for the
     Brier score and calibration; a contract's points rank just as well for the AUCs,
     with ``brier`` and ``calibration`` then meaningless and left empty)."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
     y = np.asarray(labels, dtype=int)
     p = np.asarray(scores, dtype=float)
     if len(set(y.tolist())) < 2:

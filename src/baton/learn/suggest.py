@@ -32,7 +32,6 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from sklearn.linear_model import LogisticRegression
 
 from baton.domain.contract import EngagementRule, FitRule, HandoffContract, rule_label
 from baton.domain.scoring import (
@@ -254,6 +253,8 @@ def totals(points: Sequence[float] | np.ndarray, rows: np.ndarray) -> np.ndarray
 
 def fit_coefficients(rows: np.ndarray, labels: Sequence[int], *, c: float = 1.0) -> np.ndarray:
     """A logistic regression's coefficient per column (L2, ``c`` its inverse strength)."""
+    from sklearn.linear_model import LogisticRegression
+
     y = np.asarray(labels, dtype=int)
     if rows.shape[1] == 0:
         return np.zeros(0)

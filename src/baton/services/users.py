@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -66,9 +67,16 @@ from baton.store.tables import (
 log = logging.getLogger("baton.access")
 
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-"""Verified when the account does not exist, so a wrong email costs the same time as
-a wrong password."""
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified when the account does not exist, so a wrong email costs the same time as
+    a wrong password. Made at the first sign-in rather than at import: hashing costs
+    0.1-0.2 s of CPU, which every process start (each server worker, each command)
+    paid whether or not anyone signed in."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
 
 TOKEN_PREFIX = "bt_"  # noqa: S105 (a marker, not a secret)
 INTAKE_PREFIX = "bik_"
@@ -485,8 +493,9 @@ def change_password(
 
 
 def _verify(stored: str | None, password: str) -> bool:
+    dummy = _dummy_hash()  # made before either branch: the first sign-in pays it either way
     try:
-        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+        return _hasher.verify(stored or dummy, password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 
