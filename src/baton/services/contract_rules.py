@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, func, select
+from sqlalchemy import Text, bindparam, cast, exists, func, literal_column, select, true
 from sqlalchemy.engine import Connection
 
 from baton.domain.contract import HandoffContract
@@ -85,6 +85,17 @@ is taken before the statement's own row locks, in the order of two statements. T
 writer hands what it read to :func:`active_contract_from`, after asking
 :func:`active_contract_known` (a group commit that already read it reads it once)."""
 _SPEC_OF = select(contracts.c.spec).where(contracts.c.version == bindparam("version"))
+_ACTIVE_OR_NONE = select(
+    ACTIVE_LOCKED.c.active_version,
+    ACTIVE_LOCKED.c.active_digest,
+    exists().where(contracts.c.status == "active").label("any_active"),
+).select_from(
+    select(literal_column("1").label("one")).subquery("one").outerjoin(ACTIVE_LOCKED, true())
+)
+"""PostgreSQL: :data:`ACTIVE_LOCKED` in one row always, with whether the statement's
+snapshot held an active version at all: no version row and none active is "no
+contract" without a second read (before any activation every group of captures read
+twice); no row while one was active is the version waited for and superseded."""
 
 _BY_DIGEST: dict[str, HandoffContract] = {}
 """Parsed rules by the digest of their spec as PostgreSQL prints it (``jsonb`` prints
@@ -161,8 +172,10 @@ def _rules_by_digest(
 def _active_in(connection: Connection, *, share_lock: bool) -> tuple[int, HandoffContract] | None:
     postgres = connection.dialect.name == "postgresql"
     if share_lock and postgres:
-        found = connection.execute(_ACTIVE_DIGEST).first()
-        return _rules_by_digest(connection, *(found or (None, None)))
+        version, digest, any_active = connection.execute(_ACTIVE_OR_NONE).one()
+        if version is None and not any_active:
+            return None
+        return _rules_by_digest(connection, version, digest)
     # (SQLite: no row lock to wait for, and no other writer inside our write.)
     row = connection.execute(_ACTIVE_SHARED if share_lock else _ACTIVE).first()
     if row is None:

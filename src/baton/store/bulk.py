@@ -14,6 +14,7 @@ conversion gives the text of the plain one.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ARRAY, JSON, Column, MetaData, String, Table
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from baton.domain.event_rows import utc_text
 from baton.store.types import UtcDateTime
@@ -611,37 +612,86 @@ def _insert_unnest(
     and one plan, where ``executemany`` runs the statement once per row on the server
     (measured: the import's queue rows cost 45 µs each that way). With ``returning``,
     the ids of the rows inserted (the table has an ``id``), else an empty set."""
-    names = list(rows[0])
-    arrays: list[str] = []
-    selected: list[str] = []
+    returned = ("id",) if returning else ()
+    found = _unnest_execute(connection, table, rows, ignore_conflicts, returned)
+    return {int(lead_id) for (lead_id,) in found} if returning else set()
+
+
+def insert_returning(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    returned: tuple[str, ...],
+) -> list[tuple[Any, ...]]:
+    """PostgreSQL: ``rows`` (all with the same keys) inserted as :func:`_insert_unnest`
+    inserts them, a row that hits a unique key skipped; the ``returned`` columns of
+    each row inserted. The statement's text depends on the columns only, not on how
+    many rows: psycopg converts its placeholders once and prepares it after a few runs,
+    where a multi-row ``VALUES`` of one placeholder per value (SQLAlchemy's
+    ``insertmanyvalues``) changes with the count, and past 50 values is parsed again by
+    psycopg and planned again by the server at every call."""
+    result = _unnest_execute(connection, table, rows, True, returned)
+    try:  # the driver's own tuples, as find_by_keys takes them
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
+def _unnest_execute(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    ignore_conflicts: bool,
+    returned: tuple[str, ...],
+) -> Any:
+    names = tuple(rows[0])
+    sql, json_columns = _unnest_statement(
+        table, names, connection.dialect, ignore_conflicts, returned
+    )
     values: list[list[Any] | str] = []
-    for name in names:
-        column_type = table.c[name].type
+    for name, is_json in zip(names, json_columns, strict=True):
         column = [row[name] for row in rows]
-        if isinstance(column_type, JSON) or "JSON" in type(column_type).__name__:
-            arrays.append("%s::text[]")
-            selected.append(f"{name}::jsonb")
+        if is_json:
             column = [json.dumps(value) for value in column]
-        else:
-            # Text as text: a cast to varchar(n) would cut a value the column refuses.
-            sql_type = (
-                "text"
-                if isinstance(column_type, String)
-                else column_type.compile(dialect=connection.dialect)
-            )
-            arrays.append(f"%s::{sql_type}[]")
-            selected.append(name)
         # One array literal per column where :func:`pg_array` takes every value (the
         # driver dumps a list element by element, at several times the insert's cost).
         values.append(pg_array(column) if set(map(type, column)) <= _LITERAL_KINDS else column)
-    found = connection.exec_driver_sql(
+    return connection.exec_driver_sql(sql, tuple(values))
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_statement(
+    table: Table,
+    names: tuple[str, ...],
+    dialect: Dialect,
+    ignore_conflicts: bool,
+    returned: tuple[str, ...],
+) -> tuple[str, tuple[bool, ...]]:
+    """The ``INSERT … SELECT … FROM unnest`` of one typed array per column of
+    ``names``, and which of them are JSON (sent as text): built once per shape
+    (compiling a column's type costs more than inserting a few rows)."""
+    arrays: list[str] = []
+    selected: list[str] = []
+    json_columns: list[bool] = []
+    for name in names:
+        column_type = table.c[name].type
+        is_json = isinstance(column_type, JSON) or "JSON" in type(column_type).__name__
+        json_columns.append(is_json)
+        if is_json:
+            arrays.append("%s::text[]")
+            selected.append(f"{name}::jsonb")
+        else:
+            # Text as text: a cast to varchar(n) would cut a value the column refuses.
+            sql_type = "text" if isinstance(column_type, String) else column_type.compile(dialect)
+            arrays.append(f"%s::{sql_type}[]")
+            selected.append(name)
+    sql = (
         f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(selected)}"
         f" FROM unnest({', '.join(arrays)}) AS v({', '.join(names)})"
         + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
-        + (" RETURNING id" if returning else ""),
-        tuple(values),
+        + (f" RETURNING {', '.join(returned)}" if returned else "")
     )
-    return {int(lead_id) for (lead_id,) in found} if returning else set()
+    return sql, tuple(json_columns)
 
 
 ANALYZE_AFTER_ROWS = 1_000
