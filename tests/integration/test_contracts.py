@@ -462,3 +462,22 @@ def test_the_diff_between_stored_versions_shows_raci_changes(ctx: Context) -> No
     stored = {v.version: v for v in list_contracts(ctx, actor=READER)}
     assert stored[third.version].spec is not None
     assert stored[third.version].spec.raci is None
+
+
+def test_the_database_holds_at_most_one_active_version(ctx: Context) -> None:
+    """With no version active, two activations at the same moment had no row to lock
+    and both committed (every scoring write then read two active contracts): the
+    database itself now refuses a second active version, which the API answers as a
+    409 to retry and the CLI as "run the command again"."""
+    from sqlalchemy import update
+    from sqlalchemy.exc import IntegrityError
+
+    from baton.store.tables import contracts
+
+    first = activate(ctx, contract_yaml())
+    second = create_contract(ctx, contract_yaml(threshold=70), actor=operator("maria")).version
+    with pytest.raises(IntegrityError), ctx.write() as connection:
+        connection.execute(
+            update(contracts).where(contracts.c.version == second).values(status="active")
+        )
+    assert active_contract(ctx)[0] == first  # type: ignore[index]

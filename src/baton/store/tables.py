@@ -257,7 +257,16 @@ contracts = Table(
     Column("activated_at", UtcDateTime),
     Column("activated_by", String(200)),
     Column("superseded_at", UtcDateTime),
+    Index(
+        "uq_contracts_one_active",
+        "status",
+        unique=True,
+        sqlite_where=text("status = 'active'"),
+        postgresql_where=text("status = 'active'"),
+    ),
 )
+"""At most one version is active (``uq_contracts_one_active``): with none active yet,
+two activations at the same moment had no row to lock and both committed."""
 
 contract_approvals = Table(
     "contract_approvals",
