@@ -296,3 +296,21 @@ def test_crossings_count_the_previous_versions_model_points(ctx: Context) -> Non
 
     assert (report.crossed_down, report.crossed_up) == (over, 0)
     assert all(stored(ctx, i) == (10.0, None) for i in ids)
+
+
+def test_start_up_imports_the_model_libraries_only_for_a_contract_that_scores_with_one(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server or worker imports scikit-learn before freezing its start-up heap only
+    when the active contract has ``scoring.predicted``: then the first score does not
+    import it inside its write transaction; otherwise no process pays for it."""
+    imported: list[str] = []
+    monkeypatch.setattr(model_store, "import_libraries", lambda: imported.append("sklearn"))
+    assert model_store.import_model_libraries_if_scored(ctx) is False  # no contract
+    store_tiny_model(ctx)
+    activate(ctx, contract_yaml(None, threshold=5))
+    assert model_store.import_model_libraries_if_scored(ctx) is False
+    assert imported == []
+    activate(ctx, contract_yaml(signed_model(ctx)))
+    assert model_store.import_model_libraries_if_scored(ctx) is True
+    assert imported == ["sklearn"]

@@ -12,6 +12,7 @@ SQL (nothing after the moment is read) and again in
 
 from __future__ import annotations
 
+import gc
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -22,7 +23,9 @@ from sqlalchemy.engine import Connection
 
 from baton.domain.errors import NotFound
 from baton.learn.features import FeatureRow, FeatureSpec, TimedEvent, lead_features
-from baton.learn.model import LeadModel
+from baton.learn.model import LeadModel, import_libraries
+from baton.services.context import Context
+from baton.services.contract_rules import active_contract
 from baton.services.queries import chunks
 from baton.store.bulk import read_datetime, sqlite_datetime
 from baton.store.tables import lead_models, leads
@@ -65,11 +68,28 @@ def load_model_in(connection: Connection, version: int) -> LeadModel:
         select(lead_models.c.artifact).where(lead_models.c.version == version)
     ).scalar_one()
     model = LeadModel.from_bytes(bytes(data), sha256=key[1])
+    if gc.get_freeze_count():
+        # A server or worker froze its start-up heap (baton.heap): the model and the
+        # libraries its bytes imported live as long as the process, so they join it
+        # rather than be walked by every full collection.
+        gc.freeze()
     with _CACHE_LOCK:
         _CACHE[key] = model
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return model
+
+
+def import_model_libraries_if_scored(ctx: Context) -> bool:
+    """Start-up of a server or worker: import scikit-learn (:func:`import_libraries`)
+    when the active contract scores with a model, before the start-up heap is frozen;
+    whether it did. A contract that gains a model later has its first score import them
+    (once per process)."""
+    found = active_contract(ctx)
+    if found is None or found[1].scoring.predicted is None:
+        return False
+    import_libraries()
+    return True
 
 
 def _as_of(moments: datetime | Mapping[int, datetime], lead_id: int) -> datetime | None:
