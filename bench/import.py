@@ -13,7 +13,12 @@ On SQLite the reference measured in the same run is the database's own work for 
 same rows: the leads the import stored, their captures and their queue rows inserted
 again into an empty database of the same schema (every index, the search index filled
 per chunk as the import fills it) by plain ``executemany`` of ready tuples, in chunks
-of 1,000 rows per transaction. The ratio printed is import rows/s over that figure.
+of 1,000 rows per transaction. The ratio printed is import rows/s over that figure. On
+PostgreSQL it is ``COPY`` of the same rows (read back as ``COPY``'s text) into an empty
+database of the same schema on the same server, 1,000 leads per transaction with their
+captures and queue rows; PostgreSQL's own CPU (its backends', read from ``/proc``) is
+printed for the import and the reference, with the ratio of command and server CPU
+together.
 
 The import can validate a large file in worker processes while it writes (``--jobs``,
 default 1): on SQLite the bench also runs it with ``--also-jobs`` processes (default 2;
@@ -163,6 +168,115 @@ def raw_reference(imported: str, empty: str) -> tuple[float, float]:
     return elapsed, cpu
 
 
+def raw_reference_postgres(
+    imported: str, empty: str, server: ServerCpu
+) -> tuple[float, float, float]:
+    """Seconds (wall, CPU, the server's CPU) to ``COPY`` the rows the import stored
+    (leads, captures, queue) from the database ``imported`` into the empty database
+    ``empty`` of the same schema (every index, the search index among them), 1,000
+    leads per transaction with their captures and queue rows, as the text ``COPY``
+    reads (read back by ``COPY … TO``, so that the reference writes no conversion)."""
+    import psycopg
+
+    data: dict[str, tuple[list[str], list[str]]] = {}
+    with psycopg.connect(imported) as source:
+        for name, order in (("leads", "id"), ("activities", "id"), ("duplicate_checks", "lead_id")):
+            columns = [
+                c
+                for (c,) in source.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = %s"
+                    " AND is_generated = 'NEVER' ORDER BY ordinal_position",
+                    (name,),
+                )
+            ]
+            listed = ", ".join(columns)
+            with source.cursor().copy(
+                f"COPY (SELECT {listed} FROM {name} ORDER BY {order}) TO STDOUT"
+            ) as copy:
+                text = b"".join(bytes(block) for block in copy).decode()
+            data[name] = (columns, text.splitlines(keepends=True))
+    by_lead: dict[str, dict[int, list[str]]] = {}
+    for name in ("activities", "duplicate_checks"):
+        columns, lines = data[name]
+        at = columns.index("lead_id")
+        by_lead[name] = {}
+        for line in lines:
+            by_lead[name].setdefault(int(line.split("\t")[at]), []).append(line)
+    id_at = data["leads"][0].index("id")
+    leads = data["leads"][1]
+    with psycopg.connect(empty) as target:
+        began, cpu_began, server_began = time.perf_counter(), time.process_time(), server.now()
+        for start in range(0, len(leads), 1000):
+            part = leads[start : start + 1000]
+            ids = [int(line.split("\t")[id_at]) for line in part]
+            with target.transaction(), target.cursor() as cursor:
+                for name, lines in (
+                    ("leads", part),
+                    ("activities", [x for i in ids for x in by_lead["activities"].get(i, ())]),
+                    (
+                        "duplicate_checks",
+                        [x for i in ids for x in by_lead["duplicate_checks"].get(i, ())],
+                    ),
+                ):
+                    with cursor.copy(
+                        f"COPY {name} ({', '.join(data[name][0])}) FROM STDIN"
+                    ) as copy:
+                        copy.write("".join(lines))
+        elapsed = time.perf_counter() - began
+        cpu, server_cpu = time.process_time() - cpu_began, server.now() - server_began
+    return elapsed, cpu, server_cpu
+
+
+class ServerCpu:
+    """CPU seconds of a local PostgreSQL's backends (the postmaster's children, read
+    from ``/proc`` every 0.1 s on a thread, so that a backend that exits keeps its share
+    up to its last reading); 0 where there is no ``/proc``."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        import psycopg
+
+        with psycopg.connect(url) as connection:
+            data_dir = connection.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
+        self.pid = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.lock = threading.Lock()
+        self.sample(first=True)
+        self.stopping = threading.Event()
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def sample(self, first: bool = False) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) != self.pid:  # the parent's pid
+                continue
+            pid, seconds = int(stat.parent.name), (int(fields[11]) + int(fields[12])) / tick
+            with self.lock:
+                if first:
+                    self.first[pid] = seconds
+                self.first.setdefault(pid, 0.0)
+                self.last[pid] = seconds
+
+    def loop(self) -> None:
+        while not self.stopping.wait(0.1):
+            self.sample()
+
+    def now(self) -> float:
+        """CPU seconds of the backends since this sampler started."""
+        self.sample()
+        with self.lock:
+            return sum(v - self.first.get(p, 0.0) for p, v in self.last.items())
+
+    def close(self) -> None:
+        self.stopping.set()
+
+
 BATON = [sys.executable, "-m", "baton.cli"]
 
 MEASURED = [
@@ -190,14 +304,19 @@ class Run(NamedTuple):
     """The importing process' alone, start-up included: the critical path with a spare
     core for the workers."""
     workers_cpu: float
+    server_cpu: float = 0.0
+    """PostgreSQL's backends' (:class:`ServerCpu`), 0 on SQLite."""
 
 
-def run_import(url: str, csv_path: Path, bad: int, jobs: int, errors: Path) -> Run:
+def run_import(
+    url: str, csv_path: Path, bad: int, jobs: int, errors: Path, server: ServerCpu | None = None
+) -> Run:
     """``baton import leads`` with ``--jobs`` on the fresh database ``url``: wall seconds
-    and CPU seconds (all, the importing process', its worker processes')."""
+    and CPU seconds (all, the importing process', its worker processes', the server's)."""
     env = {**os.environ, "BATON_DATABASE_URL": url}
     subprocess.run([*BATON, "init"], env=env, check=True, capture_output=True)
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = server.now() if server is not None else 0.0
     began = time.perf_counter()
     done = subprocess.run(
         [*MEASURED, "import", "leads", str(csv_path), "--errors", str(errors), "--jobs", str(jobs)],
@@ -207,6 +326,7 @@ def run_import(url: str, csv_path: Path, bad: int, jobs: int, errors: Path) -> R
         check=False,
     )
     elapsed = time.perf_counter() - began
+    server_cpu = server.now() - server_before if server is not None else 0.0
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     said = (f"{bad} row", f"{bad:,} row")  # "100 rows rejected" (was "100 row(s)")
@@ -214,7 +334,17 @@ def run_import(url: str, csv_path: Path, bad: int, jobs: int, errors: Path) -> R
         sys.exit(f"import failed:\n{done.stdout}\n{done.stderr}")
     line = next(x for x in done.stderr.splitlines() if x.startswith("bench-cpu "))
     writer, workers = (float(x) for x in line.split()[1:])
-    return Run(elapsed, cpu, writer, workers)
+    return Run(elapsed, cpu, writer, workers, server_cpu)
+
+
+def postgres_database(url: str, name: str) -> str:
+    """A new empty database ``name`` on the server of ``url``: its URL."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    base, _, query = url.partition("?")
+    return f"{base.rpartition('/')[0]}/{name}" + (f"?{query}" if query else "")
 
 
 def _median(runs: list[Run]) -> Run:
@@ -241,26 +371,45 @@ def main() -> None:
         csv_path = Path(tmp) / "leads.csv"
         bad = write_csv(csv_path, args.rows)
         load = os.getloadavg()
+        postgres = args.database == "postgresql"
+        server = ServerCpu(url) if postgres else None
+
+        def fresh(name: str) -> str:
+            if postgres:
+                return postgres_database(url, name)
+            return f"sqlite:///{Path(tmp) / f'{name}.db'}"
+
         others: list[Run] = []
         runs: list[Run] = []
         for round_ in range(args.rounds):
             last = round_ == args.rounds - 1  # the one the reference and flagging read
-            target = url if last else f"sqlite:///{Path(tmp) / f'main{round_}.db'}"
-            if args.database == "sqlite" and args.also_jobs:
-                other_db = f"sqlite:///{Path(tmp) / f'other{round_}.db'}"
+            target = url if last else fresh(f"main{round_}")
+            if args.also_jobs:
                 pair = [
-                    (others, other_db, args.also_jobs, "e2.csv"),
+                    (others, fresh(f"other{round_}"), args.also_jobs, "e2.csv"),
                     (runs, target, args.jobs, "e.csv"),
                 ]
                 for found, at, jobs, errors in pair[:: 1 if round_ % 2 == 0 else -1]:
-                    found.append(run_import(at, csv_path, bad, jobs, Path(tmp) / errors))
+                    found.append(run_import(at, csv_path, bad, jobs, Path(tmp) / errors, server))
             else:
-                runs.append(run_import(target, csv_path, bad, args.jobs, Path(tmp) / "e.csv"))
+                runs.append(
+                    run_import(target, csv_path, bad, args.jobs, Path(tmp) / "e.csv", server)
+                )
         run = _median(runs)
         other = _median(others) if others else None
         elapsed, cpu = run.seconds, run.cpu
-        raw = raw_cpu = None
-        if args.database == "sqlite":
+        raw = raw_cpu = raw_server = None
+        if server is not None:
+            empty = fresh("raw")
+            subprocess.run(
+                [*BATON, "init"],
+                env={**os.environ, "BATON_DATABASE_URL": empty},
+                check=True,
+                capture_output=True,
+            )
+            raw, raw_cpu, raw_server = raw_reference_postgres(url, empty, server)
+            server.close()
+        else:
             empty = Path(tmp) / "raw.db"
             subprocess.run(
                 [*BATON, "init"],
@@ -329,7 +478,7 @@ def main() -> None:
     )
     if raw is not None:
         table.add_row(
-            "reference: the same rows by plain executemany",
+            f"reference: the same rows by plain {'COPY' if postgres else 'executemany'}",
             f"{args.rows - bad:,}",
             f"{raw:.1f}",
             f"{(args.rows - bad) / raw:,.0f}",
@@ -341,7 +490,21 @@ def main() -> None:
         print(
             f"import / reference: {(args.rows / elapsed) / ((args.rows - bad) / raw):.2f} "
             "(rows/s of the whole command, start-up included, over rows/s of the plain "
-            "executemany of the rows it stored)"
+            f"{'COPY' if postgres else 'executemany'} of the rows it stored)"
+        )
+    if raw_server is not None and raw_cpu is not None:
+        print(
+            f"PostgreSQL's CPU: the import's {run.server_cpu:.1f} s "
+            f"({run.server_cpu / args.rows * 1e6:.0f} µs per row), the reference's "
+            f"{raw_server:.1f} s ({raw_server / (args.rows - bad) * 1e6:.0f} µs per row); "
+            f"command and server together {run.cpu + run.server_cpu:.1f} CPU s against "
+            f"{raw_cpu + raw_server:.1f} for the reference (ratio "
+            f"{(raw_cpu + raw_server) / (run.cpu + run.server_cpu):.2f})"
+            + (
+                f"; --jobs {args.also_jobs}: the server {other.server_cpu:.1f} s"
+                if other is not None
+                else ""
+            )
         )
     print(
         f"the import with --jobs {args.jobs} used {cpu:.1f} CPU seconds, its worker processes'"

@@ -1605,7 +1605,12 @@ def write_values_in(
     new_ids = [
         ids[key] for key, r in new_rows if r.get("phone") or r["company_key"] or r["email_domain"]
     ]
-    queue_duplicate_checks_in(connection, new_ids, now=now)
+    # The leads this chunk inserted cannot be queued yet (on PostgreSQL: copied); one
+    # another writer created first may be.
+    queue_duplicate_checks_in(
+        connection, [i for i in new_ids if i in inserted], now=now, created=True
+    )
+    queue_duplicate_checks_in(connection, [i for i in new_ids if i not in inserted], now=now)
     report.duplicate_checks_queued += len(new_ids)
     return ids
 

@@ -201,7 +201,7 @@ def _insert_activities_postgres(connection: Connection, rows: Sequence[ActivityR
         if keyless
         else sorted(positions, key=cast(list[str], every_key).__getitem__)
     )
-    if _copy_activities(connection, [rows[i] for i in fresh]):
+    if _copy_activities(connection, [rows[i] for i in fresh], keyed=bool(keys)):
         return positions
     in_order = [rows[i] for i in fresh]
     stored = connection.exec_driver_sql(
@@ -225,11 +225,18 @@ def _insert_activities_postgres(connection: Connection, rows: Sequence[ActivityR
     ]
 
 
-def _copy_activities(connection: Connection, rows: Sequence[ActivityRow]) -> bool:
+def _copy_activities(
+    connection: Connection, rows: Sequence[ActivityRow], *, keyed: bool = True
+) -> bool:
     """``COPY`` the rows into activities under a savepoint, through the driver's own
     connection (the same transaction); ``False``, with nothing written, when one of the
-    idempotency keys was stored by a concurrent writer after the caller looked."""
+    idempotency keys was stored by a concurrent writer after the caller looked. Rows
+    without keys (not ``keyed``: an import's captures) cannot conflict: no savepoint,
+    two round trips less."""
     data = copy_lines(rows)
+    if not keyed:
+        _copy_text_into(connection, "activities", _ACTIVITY_COLUMNS.split(", "), data)
+        return True
     savepoint = connection.begin_nested()
     try:
         driver = connection.connection.driver_connection
@@ -296,6 +303,129 @@ def _copy_text(value: str) -> str:
     if _COPY_SPECIAL.search(value) is None:
         return value
     return _COPY_SPECIAL.sub(lambda m: _COPY_ESCAPES[m.group()], value)
+
+
+def copy_new_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> bool:
+    """PostgreSQL: ``COPY`` ``rows`` (all with the same keys, values of the kinds
+    :func:`copy_table_text` writes) into ``table`` under a savepoint, in the caller's
+    transaction; ``False``, with nothing written, when a row hits a unique key (a
+    concurrent writer stored it first) or a value is of another kind: the caller then
+    inserts them its usual way (``ON CONFLICT DO NOTHING``), with the same result.
+
+    ``COPY`` parses each row once and skips the per-row work of ``INSERT … SELECT …
+    FROM unnest … ON CONFLICT``: the arrays parsed into values, the speculative
+    insertion into every unique index, the ``RETURNING`` (measured on a lead import:
+    about a third less of the server's CPU for the leads, and a fifth of the client's
+    for building their text)."""
+    data = copy_table_text(table, rows)
+    if data is None:
+        return False
+    savepoint = connection.begin_nested()
+    try:
+        _copy_text_into(connection, table.name, list(rows[0]), data)
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+            raise
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
+
+
+def copy_rows_in(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """PostgreSQL: ``COPY`` ``rows`` (all with the same keys) into ``table``, in the
+    caller's transaction, for rows no other writer can have stored (about leads the
+    transaction created itself): a conflict is an error, as with :func:`insert_rows`
+    without ``ignore_conflicts``, which takes rows with values of other kinds."""
+    data = copy_table_text(table, rows)
+    if data is None:
+        insert_rows(connection, table, rows)
+        return
+    if data:
+        _copy_text_into(connection, table.name, list(rows[0]), data)
+
+
+def _copy_text_into(connection: Connection, name: str, columns: Sequence[str], data: str) -> None:
+    """``COPY name (columns) FROM STDIN`` of ``data`` through the driver's own
+    connection (the caller's transaction)."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
+        copy.write(data)
+
+
+def copy_table_text(table: Table, rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """``rows`` (all with the same keys) as ``COPY``'s text format reads them into
+    ``table``'s columns of those names, or ``None`` when a value is of a kind it does
+    not write (texts, integers, booleans, aware datetimes and ``None``; any value in a
+    JSON column). Built column by column, so that a column of plain texts (no tab,
+    line break or backslash in any) is taken as it is, in one search."""
+    if not rows:
+        return ""
+    names = list(rows[0])
+    # The rows' values column by column: one C-level itemgetter per row, transposed by
+    # zip (a comprehension per column cost more than the rest of the text).
+    by_column = (
+        zip(*map(itemgetter(*names), rows), strict=True)
+        if len(names) > 1
+        else [[row[names[0]] for row in rows]]
+    )
+    columns: list[list[str]] = []
+    for name, values in zip(names, by_column, strict=True):
+        column_type = table.c[name].type
+        if isinstance(column_type, JSON) or "JSON" in type(column_type).__name__:
+            # The encoder's JSON is ASCII with every control character escaped: only its
+            # backslashes need escaping.
+            texts = [encode_json(value) for value in values]
+            if any("\\" in text for text in texts):
+                texts = [text.replace("\\", "\\\\") for text in texts]
+            columns.append(texts)
+            continue
+        fields = _copy_fields(values)
+        if fields is None:
+            return None
+        columns.append(fields)
+    return "".join(line + "\n" for line in map("\t".join, zip(*columns, strict=True)))
+
+
+def _copy_fields(values: Sequence[Any]) -> list[str] | None:
+    """One column's values as ``COPY`` text fields (see :func:`copy_table_text`)."""
+    kinds = set(map(type, values))
+    null = _COPY_NULL
+    if kinds <= _TEXTS:
+        texts = [v for v in values if v is not None]
+        if _COPY_SPECIAL.search("".join(texts)) is None:
+            if len(texts) == len(values):
+                return texts
+            return [null if v is None else v for v in values]
+        return [null if v is None else _copy_text(v) for v in values]
+    if kinds <= _INTEGERS:
+        return [null if v is None else str(v) for v in values]
+    if kinds <= _BOOLEANS:
+        return [null if v is None else ("t" if v else "f") for v in values]
+    if kinds <= _DATETIMES:
+        if any(v is not None and v.tzinfo is None for v in values):
+            return None  # read in the server's zone: not this path's to decide
+        # A chunk's rows share a few moments: each written once (told apart by identity:
+        # hashing an aware datetime costs as much as writing it out).
+        fields: list[str] = []
+        last: Any = None
+        text = null
+        for value in values:
+            if value is not last:
+                last, text = value, null if value is None else value.isoformat()
+            fields.append(text)
+        return fields
+    return None
+
+
+_TEXTS = {str, type(None)}
+_INTEGERS = {int, type(None)}
+_BOOLEANS = {bool, type(None)}
+_DATETIMES = {datetime, type(None)}
 
 
 def pg_array(values: Sequence[Any]) -> str:
@@ -549,8 +679,10 @@ def insert_new_leads(
     key (a concurrent writer created that lead first); return the ids of the rows
     inserted, so that the caller knows which rows are its own.
 
-    PostgreSQL: one ``INSERT … SELECT … FROM unnest(…) RETURNING id`` (one round trip
-    and one plan, not one per row). SQLite: :func:`insert_rows`, and the
+    PostgreSQL: rows that carry their ids (taken from the sequence by the caller) are
+    copied (:func:`copy_new_rows`); otherwise, or when one hits a unique key, one
+    ``INSERT … SELECT … FROM unnest(…) RETURNING id`` (one round trip and one plan,
+    not one per row). SQLite: :func:`insert_rows`, and the
     search index gets the new rows from one ``INSERT … SELECT`` after them instead of
     from the per-row trigger, which costs several times the insert itself: the trigger
     is dropped for the statement and created again from its own stored text, all inside
@@ -560,6 +692,10 @@ def insert_new_leads(
     if not rows:
         return set()
     if connection.dialect.name == "postgresql":
+        # Ids taken from the sequence already (a lead import's): the rows are copied,
+        # and all of them are inserted unless a unique key says otherwise.
+        if "id" in rows[0] and copy_new_rows(connection, leads, rows):
+            return {int(row["id"]) for row in rows}
         return _insert_returning_ids(connection, leads, rows)
     before = connection.exec_driver_sql("SELECT coalesce(max(id), 0) FROM leads").scalar()
     trigger = connection.exec_driver_sql(
