@@ -25,7 +25,6 @@ from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
-import numpy as np
 from sqlalchemy import Column, Text, bindparam, func, literal, select, type_coerce
 from sqlalchemy import cast as cast_
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
@@ -64,12 +63,12 @@ from baton.domain.scoring import (
     score,
     score_engagement,
 )
+from baton.lazy import lazy_module
 from baton.services.access import allowed, check_lead
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in, contract_spec
 from baton.services.queries import chunks
 from baton.services.stages import MqlChange, change_stages_in
-from baton.store import event_pass
 from baton.store.advisory import rescore_run_key
 from baton.store.bulk import find_by_keys, read_datetime, sqlite_datetime
 from baton.store.engine import write_turn
@@ -81,7 +80,14 @@ log = logging.getLogger(__name__)
 _Row = TypeVar("_Row")
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from baton.learn.model import LeadModel
+    from baton.store import event_pass
+else:
+    # The re-score's alone: a capture or an import that scores leads never loads them.
+    np = lazy_module("numpy")
+    event_pass = lazy_module("baton.store.event_pass")
 
 SCORED_COLUMNS = (
     leads.c.id,
@@ -1948,7 +1954,10 @@ def _grouping(rules: Sequence[EngagementRule], at: float) -> Callable[[np.ndarra
     return lambda events: event_pass.group_events(half_lives, at, events)
 
 
-_stable_order = event_pass.stable_order
+def _stable_order(keys: np.ndarray) -> np.ndarray:
+    """:func:`baton.store.event_pass.stable_order` (a function, so that importing this
+    module does not load the event pass: :mod:`baton.lazy`)."""
+    return event_pass.stable_order(keys)
 
 
 @contextmanager
