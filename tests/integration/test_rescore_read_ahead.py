@@ -237,20 +237,26 @@ def test_a_worker_failing_a_chunks_read_stops_the_rescore_between_two_chunks(
     real_ask = scoring._ChunkReads.ask
 
     def ask(
-        reads: scoring._ChunkReads, driver: Any, reading: Any, after: int, skip: int = 0
+        reads: scoring._ChunkReads,
+        driver: Any,
+        reading: Any,
+        after: int,
+        skip: int = 0,
+        count: int = 1,
     ) -> Any:
         first = (ids.index(after) + 1 if after else 0) + skip * 4
         if first >= 8:  # the third chunk
             with mock.patch.object(scoring, "_leads_read_text", broken_later):
                 reads.texts.clear()
-                return real_ask(reads, driver, reading, after, skip)
+                return real_ask(reads, driver, reading, after, skip, count)
         reads.texts.clear()
-        return real_ask(reads, driver, reading, after, skip)
+        return real_ask(reads, driver, reading, after, skip, count)
 
     report = ActivationReport(version=version, previous=None)
     with (
         Spawned() as spawned,
         mock.patch.object(scoring._ChunkReads, "ask", ask),
+        mock.patch.object(scoring, "EARLY_READS", 1),  # one chunk a request
         pytest.raises(RescoreWorkerFailed, match=r"chunk's leads(.|\n)*no such table"),
     ):
         with_workers(sqlite_ctx, version, 4, report)

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import bisect
 import gc
+import importlib.util
 import itertools
 import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
@@ -217,6 +218,33 @@ def _upsert_scores(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> N
         " ON CONFLICT (lead_id) DO UPDATE SET contract_version = excluded.contract_version,"
         " fit = excluded.fit, engagement = excluded.engagement, total = excluded.total,"
         " grade = excluded.grade, state = excluded.state, scored_at = excluded.scored_at,"
+        " probability = excluded.probability",
+        list(rows),
+    )
+
+
+def _upsert_chunk_scores(
+    connection: Connection, version: int, at: str, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """SQLite: upsert a chunk's score rows (lead id, fit, engagement, total, grade,
+    state as JSON text) under ``version``, scored at ``at`` (the text
+    :func:`baton.store.bulk.sqlite_datetime` gives), without a probability, as
+    :func:`_upsert_scores` would. The three values every row of the chunk shares are
+    written in the statement (the version as a whole number, the moment as a quoted
+    text), so each row binds 6 values instead of 9: 20–23 against 28–34 ms of the
+    writing process's CPU per chunk of 10,000 measured apart, about 0.7 s at 1,000,000
+    leads, on the path every chunk waits on. A literal is stored as the bound value is
+    (the same affinity applies to both)."""
+    if not rows:
+        return
+    moment = "'" + at.replace("'", "''") + "'"
+    connection.exec_driver_sql(
+        "INSERT INTO lead_scores (lead_id, contract_version, fit, engagement, total, grade,"
+        f" state, scored_at, probability) VALUES (?, {int(version)}, ?, ?, ?, ?, ?, {moment},"
+        " NULL) ON CONFLICT (lead_id) DO UPDATE SET"
+        " contract_version = excluded.contract_version, fit = excluded.fit,"
+        " engagement = excluded.engagement, total = excluded.total, grade = excluded.grade,"
+        " state = excluded.state, scored_at = excluded.scored_at,"
         " probability = excluded.probability",
         list(rows),
     )
@@ -606,8 +634,24 @@ def rescore_all(
         _full_collections_held(),
         _pass_workers(ctx, total if set_based else 0) as workers,
         _total_index_held_back(ctx, total if set_based else 0),
+        _reads_ahead(ctx, workers if set_based else None, size) as reads,
     ):
-        one_pass = _one_pass(ctx, report, reader, total, workers) if set_based else None
+        one_pass = (
+            _one_pass(
+                ctx,
+                report,
+                reader,
+                total,
+                workers,
+                before_merge=(
+                    (lambda: reads.begin(ctx, report, previous, progress))
+                    if reads is not None
+                    else None
+                ),
+            )
+            if set_based
+            else None
+        )
         try:
             _rescore_chunks(
                 ctx,
@@ -620,7 +664,7 @@ def rescore_all(
                 set_based=set_based,
                 reader=reader,
                 one_pass=one_pass,
-                workers=workers,
+                reads=reads,
             )
         except DBAPIError as error:
             # Not "nothing was saved": the version is active and the chunks before
@@ -741,19 +785,18 @@ def _rescore_chunks(
     set_based: bool,
     reader: _Readers | None,
     one_pass: _OnePass | None = None,
-    workers: Sequence[event_pass.Worker] | None = None,
+    reads: _ChunkReads | None = None,
 ) -> None:
     """The chunks of :func:`rescore_all`, one transaction each (on PostgreSQL, set-based,
     :data:`CHUNKS_AT_ONCE` at a time: :func:`_rescore_chunks_overlapped`; on a SQLite
-    file with ``workers``, each chunk's leads read ahead by them:
+    file with worker processes, each chunk's leads read ahead by them (``reads``):
     :func:`_rescore_chunks_read_ahead`)."""
     if set_based and CHUNKS_AT_ONCE > 1 and ctx.engine.dialect.name == "postgresql":
         _rescore_chunks_overlapped(
             ctx, report, previous, actor, progress, size, total, reader=reader, one_pass=one_pass
         )
         return
-    path = _sqlite_path(ctx)
-    if set_based and workers and path is not None:
+    if set_based and reads is not None:
         _rescore_chunks_read_ahead(
             ctx,
             report,
@@ -764,7 +807,7 @@ def _rescore_chunks(
             total,
             reader=reader,
             one_pass=one_pass,
-            reads=_ChunkReads(workers, path, size),
+            reads=reads,
         )
         return
     last_id = 0
@@ -800,15 +843,24 @@ def _rescore_chunks(
 
 
 def _next_chunk(
-    connection: Connection, wanted: int, after: int, size: int
+    connection: Connection,
+    wanted: int,
+    after: int,
+    size: int,
+    *,
+    ids: Sequence[int] | None = None,
 ) -> tuple[int, HandoffContract, list[int]] | None:
     """In a chunk's transaction: the active version (still ``wanted``) and its contract,
     and the next ``size`` unmerged leads after id ``after``, locked (``FOR UPDATE``; on
     SQLite the transaction's write lock holds them). None when another version became
-    active or no lead is left: the re-score stops there."""
+    active or no lead is left: the re-score stops there. ``ids``: those leads, known
+    already to be what this transaction would select (SQLite's read ahead, whose
+    transaction holds the only write lock)."""
     active = active_contract_in(connection)
     if active is None or active[0] != wanted:
         return None
+    if ids is not None:
+        return (active[0], active[1], list(ids)) if ids else None
     # The driver's own tuples, as find_by_keys reads them: 4.2–5.2 ms of CPU per chunk
     # of 10,000 on SQLite instead of 9.2–9.7 through SQLAlchemy's rows (about 0.5 s of
     # the writing process's CPU, which the chunks wait on, at 1,000,000 leads).
@@ -1211,7 +1263,13 @@ class _StateLines:
         self.workers = list(workers)
         self.keys = keys
         self.state = state
-        self.bounds = [*range(0, rows, STATE_BLOCK), rows]
+        # The first blocks smaller (a tenth of the others, then twice as large each
+        # time): the chunks wait for the first ones as they begin.
+        self.bounds = [0]
+        size = max(1, STATE_BLOCK // 10)
+        while self.bounds[-1] < rows:
+            self.bounds.append(min(rows, self.bounds[-1] + size))
+            size = min(STATE_BLOCK, 2 * size)
         self.asked = 0
         self.waiting: list[list[int]] = [[] for _ in self.workers]
         self.owner: dict[int, int] = {}
@@ -1268,7 +1326,9 @@ class _StateLines:
 
 STATE_BLOCK = 100_000
 """Rows of a one pass per request for state texts to a worker (about 0.35 s of its
-CPU and 14 MB of columns sent at 6 rules)."""
+CPU and 14 MB of columns sent at 6 rules); the first request a tenth of it and the
+next ones twice the one before: the chunks begin by waiting for the first blocks,
+which stalled them 0.5–1 s at 1,000,000 leads at a load of 5 (one worker idle)."""
 
 
 def _activity_revision(connection: Any) -> int:
@@ -1426,12 +1486,15 @@ def _one_pass(
     reader: _Readers | None,
     total: int,
     workers: Sequence[event_pass.Worker] | None = None,
+    *,
+    before_merge: Callable[[], None] | None = None,
 ) -> _OnePass | None:
     """Every lead's engagement sums under the version being activated, read in one
     pass for a re-score of at least :data:`ONE_PASS_LEADS` leads (on PostgreSQL the
     queries of :func:`_sums_queries` over all leads, each on a reader of its own at the
     same time; on SQLite :func:`_sqlite_one_pass`, or with ``workers``
-    :func:`_sqlite_one_pass_in_workers`); ``None`` where the chunks read their
+    :func:`_sqlite_one_pass_in_workers`, which calls ``before_merge`` once the workers
+    are done with it); ``None`` where the chunks read their
     own events (an in-memory database, a contract scored per lead or whose filters SQL
     cannot express, a revision that moved between the two readers' reads, activity
     writers holding PostgreSQL's lock).
@@ -1458,7 +1521,9 @@ def _one_pass(
     at = ctx.clock.now().timestamp()
     rules = contract.scoring.engagement
     if not postgres and workers is not None:
-        return _sqlite_one_pass_in_workers(contract, workers, _sqlite_path(ctx) or "", at)
+        return _sqlite_one_pass_in_workers(
+            contract, workers, _sqlite_path(ctx) or "", at, before_merge
+        )
     if not postgres:
         return _sqlite_one_pass(contract, reader, at)
     parts = _sums_queries(contract, postgres, 0, 2**62, at)
@@ -1529,7 +1594,11 @@ class RescoreWorkerFailed(RuntimeError):
 
 
 def _sqlite_one_pass_in_workers(
-    contract: HandoffContract, workers: Sequence[event_pass.Worker], path: str, at: float
+    contract: HandoffContract,
+    workers: Sequence[event_pass.Worker],
+    path: str,
+    at: float,
+    before_merge: Callable[[], None] | None = None,
 ) -> _OnePass | None:
     """:func:`_sqlite_one_pass` in worker processes (:func:`_pass_workers`), each
     reading its share of the windows on a connection of its own (WAL lets readers run
@@ -1541,7 +1610,11 @@ def _sqlite_one_pass_in_workers(
     between the shares are summed per share and then added, so a decayed sum may differ
     from the in-process one in its last bits (the scores are rounded to the cent; a
     state's floats may differ there). The same checks as in process: both shares saw
-    the same revision; ``high`` is the smaller of their largest ids."""
+    the same revision; ``high`` is the smaller of their largest ids.
+
+    ``before_merge`` is called as the workers hand back their shares, before they are
+    merged in this process (:meth:`_ChunkReads.begin`: the workers read the first
+    chunks' leads meanwhile instead of waiting)."""
     query = _event_rows_query(contract)
     if query is None:
         return None
@@ -1549,24 +1622,28 @@ def _sqlite_one_pass_in_workers(
     rules = contract.scoring.engagement
     half_lives = tuple(rule.half_life_days for rule in rules)
     try:
-        for index, worker in enumerate(workers):
-            worker.ask(
-                "read_share",
-                path,
-                sql,
-                params,
-                index,
-                len(workers),
-                EVENT_WINDOW,
-                half_lives,
-                at,
-                RESCORE_MMAP_BYTES,
-            )
-        read = [worker.answer() for worker in workers]
+        with _window_claims() as claims:
+            for index, worker in enumerate(workers):
+                worker.ask(
+                    "read_share",
+                    path,
+                    sql,
+                    params,
+                    index,
+                    len(workers),
+                    EVENT_WINDOW,
+                    half_lives,
+                    at,
+                    RESCORE_MMAP_BYTES,
+                    claims,
+                )
+            read = [worker.answer() for worker in workers]
     except (OSError, event_pass.WorkerFailed) as error:
         raise RescoreWorkerFailed(
             f"the re-score's pass over the activities failed in a worker process: {error}"
         ) from error
+    if before_merge is not None:
+        before_merge()
     if len({revision for _, revision, _ in read}) != 1:
         return None
     high, revision = min(high for high, _, _ in read), read[0][1]
@@ -1588,6 +1665,22 @@ def _sqlite_one_pass_in_workers(
         state=state,
         texts=texts,
     )
+
+
+@contextmanager
+def _window_claims() -> Iterator[str | None]:
+    """A new empty file from which the workers of a one pass claim its windows
+    (:func:`baton.store.event_pass.claimed_windows`), removed after; ``None`` where
+    ``flock`` is missing (not POSIX): each worker reads every other window."""
+    if importlib.util.find_spec("fcntl") is None:  # pragma: no cover - not POSIX
+        yield None
+        return
+    descriptor, path = tempfile.mkstemp(prefix="baton-rescore-windows-")
+    os.close(descriptor)
+    try:
+        yield path
+    finally:
+        Path(path).unlink(missing_ok=True)
 
 
 PASS_WORKERS = 2
@@ -1637,6 +1730,24 @@ def _pass_workers(ctx: Context, total: int) -> Iterator[list[event_pass.Worker] 
             worker.close(kill=not ended)
 
 
+@contextmanager
+def _reads_ahead(
+    ctx: Context, workers: Sequence[event_pass.Worker] | None, size: int
+) -> Iterator[_ChunkReads | None]:
+    """The workers' reads of a re-score's chunks on a SQLite file
+    (:class:`_ChunkReads`), their connection closed at the end; ``None`` without
+    workers."""
+    path = _sqlite_path(ctx)
+    if not workers or path is None:
+        yield None
+        return
+    reads = _ChunkReads(workers, path, size)
+    try:
+        yield reads
+    finally:
+        reads.close()
+
+
 def _data_version(driver: Any) -> int:
     """SQLite's ``PRAGMA data_version`` on a driver connection: it moves when another
     connection commits, never for the connection's own commits."""
@@ -1672,8 +1783,9 @@ def _leads_read_text(reading: _LeadsRead) -> _LeadsReadText:
 @dataclass(frozen=True)
 class _Ahead:
     """A chunk's read asked of a worker (:class:`_ChunkReads`): the leads of the chunk
-    after ``after`` and ``skip`` chunks more, read with ``reading``; ``version`` is the
-    re-score's writing connection's ``PRAGMA data_version`` just before it was asked."""
+    after ``after`` and ``skip + part`` chunks more, read with ``reading`` (the
+    ``part``-th of the chunks one request asked for); ``version`` is the re-score's
+    writing connection's ``PRAGMA data_version`` just before it was asked."""
 
     after: int
     skip: int
@@ -1681,13 +1793,23 @@ class _Ahead:
     reading: _LeadsRead
     worker: int
     ticket: int
+    part: int = 0
+
+
+_ChunkRead = tuple[tuple[int, ...], list[tuple[Any, ...]], int]
+"""A worker's read of a chunk: its ids, its read's columns, the id it follows."""
+
+EARLY_READS = 10
+"""Chunks whose leads each worker reads while the re-score's process merges the one
+pass (:meth:`_ChunkReads.begin`): about 0.5 s of a worker's CPU, a third to half of
+the merge at 1,000,000 leads, during which both workers were idle."""
 
 
 class _ChunkReads:
     """The worker processes of a re-score reading its chunks' leads ahead
-    (:func:`_rescore_chunks_read_ahead`), one chunk after the other on each in turn;
-    ``used`` and ``redone`` count the chunks that took a worker's read and those that
-    read their leads themselves."""
+    (:func:`_rescore_chunks_read_ahead`), one request after the other on each in turn
+    (a chunk, or a run of chunks: :meth:`begin`); ``used`` and ``redone`` count the
+    chunks that took a worker's read and those that read their leads themselves."""
 
     def __init__(self, workers: Sequence[event_pass.Worker], path: str, size: int) -> None:
         self.workers = list(workers)
@@ -1697,10 +1819,54 @@ class _ChunkReads:
         self.texts: dict[int, tuple[_LeadsRead, _LeadsReadText]] = {}
         self.used = 0
         self.redone = 0
+        self.answers: dict[tuple[int, int], list[_ChunkRead]] = {}
+        self.left: dict[tuple[int, int], int] = {}
+        """Per request (worker, ticket): its chunks not taken or forgotten yet."""
+        self.held: Connection | None = None
+        self.reading: _LeadsRead | None = None
+        self.early: list[_Ahead] = []
 
-    def ask(self, driver: Any, reading: _LeadsRead, after: int, skip: int = 0) -> _Ahead:
-        """Ask a worker for the chunk after ``after`` and ``skip`` chunks more,
-        ``driver`` being the writing connection's."""
+    def begin(
+        self,
+        ctx: Context,
+        report: ActivationReport,
+        previous: HandoffContract | None,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        """Open the chunks' writing connection (:attr:`held`) and ask each worker for
+        :data:`EARLY_READS` chunks in one request, one run of chunks after the other,
+        while the re-score's process merges the one pass: measured at 1,000,000 leads,
+        the merge held that process 1.5–1.8 s of CPU with both workers idle. The first
+        chunks then find their reads made, and the workers have that much less to do
+        beside the chunks. The chunks take these reads as any other
+        (:func:`_rescore_chunks_read_ahead`): used only where nothing else committed
+        since they were asked."""
+        with ctx.read() as connection:
+            active = active_contract_in(connection)
+        if active is None or active[0] != report.version:
+            return
+        compare = previous is not None and report.previous is not None
+        self.reading = _leads_read(active[1], previous if compare else None, "sqlite")
+        self.held = ctx.engine.connect()
+        driver = self.held.connection.driver_connection
+        if isinstance(progress, NotedInChunks):
+            progress.chunks_begin()
+        self.early = [
+            ahead
+            for run in range(len(self.workers))
+            for ahead in self.ask(driver, self.reading, 0, run * EARLY_READS, EARLY_READS)
+        ]
+
+    def close(self) -> None:
+        """Close :attr:`held` (the chunks close it as they end)."""
+        if self.held is not None:
+            self.held.close()
+
+    def ask(
+        self, driver: Any, reading: _LeadsRead, after: int, skip: int = 0, count: int = 1
+    ) -> list[_Ahead]:
+        """Ask a worker for the ``count`` chunks after ``after`` and ``skip`` chunks more,
+        in one request, ``driver`` being the writing connection's."""
         known = self.texts.get(id(reading))
         if known is None or known[0] is not reading:
             known = (reading, _leads_read_text(reading))
@@ -1711,34 +1877,55 @@ class _ChunkReads:
         sql, params, _ = known[1]
         try:
             ticket = self.workers[index].ask(
-                "chunk_leads", self.path, after, skip, self.size, sql, params, RESCORE_MMAP_BYTES
+                "chunk_leads",
+                self.path,
+                after,
+                skip,
+                self.size,
+                sql,
+                params,
+                RESCORE_MMAP_BYTES,
+                count,
             )
         except OSError as error:
             raise RescoreWorkerFailed(
                 f"a worker process of the re-score failed reading a chunk's leads: {error}"
             ) from error
-        return _Ahead(after, skip, version, reading, index, ticket)
+        self.left[index, ticket] = count
+        return [_Ahead(after, skip, version, reading, index, ticket, part) for part in range(count)]
 
-    def take(self, ahead: _Ahead) -> tuple[tuple[int, ...], list[tuple[Any, ...]]] | None:
-        """The worker's answer: the chunk's ids and its read's columns, ``None`` when
-        it found no lead after ``ahead.after``."""
-        try:
-            got = cast(
-                "tuple[tuple[int, ...], list[tuple[Any, ...]]] | None",
-                self.workers[ahead.worker].answer(ahead.ticket),
-            )
-        except (OSError, event_pass.WorkerFailed) as error:
-            raise RescoreWorkerFailed(
-                f"a worker process of the re-score failed reading a chunk's leads: {error}"
-            ) from error
-        if got is not None:
-            for i, convert in self.texts[id(ahead.reading)][1][2]:
-                got[1][i] = tuple(map(convert, got[1][i]))
-        return got
+    def take(self, ahead: _Ahead) -> _ChunkRead | None:
+        """The worker's answer: the chunk's ids, its read's columns and the id it
+        follows, ``None`` when it found no such chunk."""
+        key = (ahead.worker, ahead.ticket)
+        if key not in self.answers:
+            try:
+                got = cast(list[_ChunkRead], self.workers[ahead.worker].answer(ahead.ticket))
+            except (OSError, event_pass.WorkerFailed) as error:
+                raise RescoreWorkerFailed(
+                    f"a worker process of the re-score failed reading a chunk's leads: {error}"
+                ) from error
+            for _, columns, _ in got:
+                for i, convert in self.texts[id(ahead.reading)][1][2]:
+                    columns[i] = tuple(map(convert, columns[i]))
+            self.answers[key] = got
+        found = self.answers[key]
+        self._done(key)
+        return found[ahead.part] if ahead.part < len(found) else None
 
     def forget(self, ahead: _Ahead) -> None:
-        """Drop a read that will not be used."""
-        self.workers[ahead.worker].forget(ahead.ticket)
+        """Drop a read that will not be used (its request's answer once none of its
+        chunks is wanted)."""
+        key = (ahead.worker, ahead.ticket)
+        if key not in self.answers and self.left.get(key) == 1:
+            self.workers[ahead.worker].forget(ahead.ticket)
+        self._done(key)
+
+    def _done(self, key: tuple[int, int]) -> None:
+        self.left[key] -= 1
+        if not self.left[key]:
+            del self.left[key]
+            self.answers.pop(key, None)
 
 
 @runtime_checkable
@@ -1808,28 +1995,40 @@ def _rescore_chunks_read_ahead(
     reading = _leads_read(active[1], previous if compare else None, "sqlite")
     last_id = 0
     done = 0
-    with ctx.engine.connect() as held:
+    early, reads.early = reads.early, []
+    with reads.held if reads.held is not None else ctx.engine.connect() as held:
         driver = held.connection.driver_connection
-        if isinstance(progress, NotedInChunks):
-            progress.chunks_begin()
-        asked = [reads.ask(driver, reading, 0, skip) for skip in range(READ_AHEAD)]
+        if early and reads.reading is reading:  # asked as the one pass was merged
+            asked = early
+        else:
+            for stale in early:
+                reads.forget(stale)
+            if isinstance(progress, NotedInChunks):
+                progress.chunks_begin()
+            asked = [a for skip in range(READ_AHEAD) for a in reads.ask(driver, reading, 0, skip)]
         while True:
             if one_pass is not None:
                 one_pass.texts_after(last_id, size)
             ahead = asked.pop(0)
             got = reads.take(ahead)
-            if got is not None:
-                asked.append(reads.ask(driver, reading, got[0][-1], READ_AHEAD - 1))
+            if got is not None and len(asked) < READ_AHEAD:
+                asked += reads.ask(driver, reading, got[0][-1], len(asked))
             with write_turn(ctx.engine), held.begin():
-                chunk = _next_chunk(held, report.version, last_id, size)
+                # The worker's read is what this transaction would read when no other
+                # connection committed since it was asked and it follows the chunk
+                # before (this connection's own commits change no lead's id or merge):
+                # its ids are the chunk's, not selected again (4–5 ms of CPU a chunk).
+                current = (
+                    got is not None
+                    and got[2] == last_id
+                    and _data_version(driver) == ahead.version
+                )
+                chunk = _next_chunk(
+                    held, report.version, last_id, size, ids=got[0] if current and got else None
+                )
                 if chunk is None:
                     return
                 version, contract, ids = chunk
-                current = (
-                    got is not None
-                    and got[0] == tuple(ids)
-                    and _data_version(driver) == ahead.version
-                )
                 if current:
                     reads.used += 1
                 else:
@@ -1845,15 +2044,16 @@ def _rescore_chunks_read_ahead(
                     actor=actor,
                     reader=reader,
                     one_pass=one_pass,
-                    read_ahead=(ahead.reading, *got) if current and got else None,
+                    read_ahead=(ahead.reading, got[0], got[1]) if current and got else None,
                 )
                 if isinstance(progress, NotedInChunks):
                     progress.note_in(held, done + len(ids), total)
             done += len(ids)
             report.leads_scored = done
             last_id = ids[-1]
-            # The reads asked were of chunks after another one: asked again.
-            again = got is None or got[0][-1] != last_id
+            # The reads asked were of chunks after another one, or before another
+            # connection's commit (as this chunk's): asked again.
+            again = got is None or got[0][-1] != last_id or not current
             if progress:
                 seen = _data_version(driver)
                 progress(done, total)
@@ -1866,7 +2066,11 @@ def _rescore_chunks_read_ahead(
             if again:
                 for stale in asked:
                     reads.forget(stale)
-                asked = [reads.ask(driver, reading, last_id, skip) for skip in range(READ_AHEAD)]
+                asked = [
+                    ahead
+                    for skip in range(READ_AHEAD)
+                    for ahead in reads.ask(driver, reading, last_id, skip)
+                ]
 
 
 EPOCH_MILLISECONDS = "CAST(round((julianday(occurred_at) - 2440587.5) * 86400000.0) AS INTEGER)"
@@ -2915,22 +3119,11 @@ def _rescore_sets(
     else:
         # Each row's tuple made by zip in C (a comprehension unpacking and packing
         # each row was about 0.7 s of CPU at 1,000,000 leads).
-        _upsert_scores(
+        _upsert_chunk_scores(
             connection,
-            list(
-                zip(
-                    lead_ids.tolist(),
-                    repeat(version, n),
-                    fits,
-                    engagements,
-                    totals,
-                    grade,
-                    states,
-                    repeat(at, n),
-                    repeat(None, n),
-                    strict=True,
-                )
-            ),
+            version,
+            at,
+            list(zip(lead_ids.tolist(), fits, engagements, totals, grade, states, strict=True)),
         )
     # Only a lead waiting at the handoff point, over the threshold, with the grade and
     # the required prep items can qualify (mql_decision says no to every other one

@@ -10,6 +10,7 @@ thread of the re-score does in process."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pickle
 import queue
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,20 @@ docstring); a test holds the two equal."""
 
 
 def snapshot_events(
-    driver: Any, sql: str, params: tuple[Any, ...], index: int, count: int, window: int
+    driver: Any,
+    sql: str,
+    params: tuple[Any, ...],
+    index: int,
+    count: int,
+    window: int,
+    claims: str | None = None,
 ) -> tuple[int, int, np.ndarray]:
     """In one read transaction, the largest activity id, the activity revision, and the
     events (rows of three whole numbers: lead id, epoch milliseconds, rule bits) of
     every ``count``-th window of ``window`` ids from the ``index``-th, by the one
-    pass's statement ``sql`` (its parameters, the window's bounds appended)."""
+    pass's statement ``sql`` (its parameters, the window's bounds appended). With
+    ``claims``, the windows this reader claims from that file instead
+    (:func:`claimed_windows`), from the first on, until one begins past its largest id."""
     driver.execute("BEGIN")
     try:
         found = driver.execute("SELECT COALESCE(MAX(id), 0) FROM activities").fetchone()
@@ -42,7 +51,11 @@ def snapshot_events(
         revised = driver.execute("SELECT revision FROM activity_revisions WHERE id = 1").fetchone()
         revision = int(revised[0]) if revised is not None else 0
         parts: list[np.ndarray] = []
-        for low in range(index * window, high, count * window):
+        numbers = claimed_windows(claims) if claims else itertools.count(index, count)
+        for number in numbers:
+            low = number * window
+            if low >= high:
+                break
             text = driver.execute(sql, (*params, low, min(high, low + window))).fetchone()
             if text is not None and text[0]:
                 parts.append(np.fromstring(text[0], dtype=np.int64, sep=","))
@@ -50,6 +63,31 @@ def snapshot_events(
         driver.execute("COMMIT")
     events = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     return high, revision, events.reshape(-1, 3)
+
+
+def claimed_windows(path: str) -> Iterator[int]:
+    """The numbers of the windows a reader of the one pass reads, claimed one at a time
+    from the file ``path`` that the readers share (a count under an exclusive ``flock``;
+    an empty file is 0): a reader that gets on faster, or gets more of a core, reads
+    more windows, so the readers end within about one window of one another, where
+    every ``count``-th window each ended up to 1.7 s apart at 1,000,000 leads (the
+    re-score's process waiting on the last one). Each window goes to exactly one
+    reader, in ascending order for each."""
+    import fcntl  # POSIX only: the caller passes no file where it is missing
+
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        while True:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            try:
+                found = os.pread(descriptor, 8, 0)
+                number = int.from_bytes(found, "little") if len(found) == 8 else 0
+                os.pwrite(descriptor, (number + 1).to_bytes(8, "little"), 0)
+            finally:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+            yield number
+    finally:
+        os.close(descriptor)
 
 
 def stable_order(keys: np.ndarray) -> np.ndarray:
@@ -159,18 +197,22 @@ def read_share(
     half_lives: Sequence[float | None],
     at: float,
     mmap_bytes: int,
+    claims: str | None = None,
 ) -> tuple[int, int, np.ndarray]:
     """A worker process's share of the one pass (:func:`snapshot_events` on a
-    connection of its own to the file ``path``, read-only), grouped by lead
-    (:func:`group_events`): the largest activity id and the revision it saw, and its
-    rows. Grouping here spreads the grouping over the workers too (about 1.4 s of CPU
-    for half the events of 1,000,000 leads; what is handed back is about as large as
-    the events would be: 150 MB against 100 MB, 0.13 s to pickle)."""
+    connection of its own to the file ``path``, read-only, its windows claimed from
+    ``claims`` when given), grouped by lead (:func:`group_events`): the largest
+    activity id and the revision it saw, and its rows. Grouping here spreads the
+    grouping over the workers too (about 1.4 s of CPU for half the events of 1,000,000
+    leads; what is handed back is about as large as the events would be: 150 MB against
+    100 MB, 0.13 s to pickle)."""
     driver = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     try:
         driver.execute("PRAGMA query_only=1")
         driver.execute(f"PRAGMA mmap_size={int(mmap_bytes)}")
-        high, revision, events = snapshot_events(driver, sql, params, index, count, window)
+        high, revision, events = snapshot_events(
+            driver, sql, params, index, count, window, claims
+        )
     finally:
         driver.close()
     return high, revision, group_events(half_lives, at, events)
@@ -188,14 +230,16 @@ def chunk_leads(
     sql: str,
     params: dict[str, Any],
     mmap_bytes: int,
-) -> tuple[tuple[int, ...], list[tuple[Any, ...]]] | None:
-    """A re-score's chunk read ahead of its write (``baton.services.scoring``): in one
-    read transaction on a connection of its own to the file ``path``, read-only, the
-    ids of the next ``size`` unmerged leads after ``after`` and ``skip`` chunks of
-    ``size`` (as the chunk's write transaction selects them), and the rows of the
-    chunk's read of its leads ``sql`` (named parameters: ``params``, and ``first`` and
-    ``last`` the chunk's first and last ids), as columns (``None`` when there is no
-    such lead)."""
+    count: int = 1,
+) -> list[tuple[tuple[int, ...], list[tuple[Any, ...]], int]]:
+    """A re-score's chunks read ahead of their writes (``baton.services.scoring``): in
+    one read transaction on a connection of its own to the file ``path``, read-only,
+    for each of the ``count`` chunks of ``size`` unmerged leads that follow ``after``
+    and ``skip`` chunks more (as the chunks' write transactions select them, one after
+    the other), its ids, the rows of its read of its leads ``sql`` (named parameters:
+    ``params``, and ``first`` and ``last`` its first and last ids) as columns, and the
+    id it follows (``after``, or the last id of the chunk before it); only the chunks
+    that have leads."""
     driver = _CHUNK_READERS.get(path)
     if driver is None:
         driver = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -204,20 +248,26 @@ def chunk_leads(
         _CHUNK_READERS[path] = driver
     driver.execute("BEGIN")
     try:
-        ids = [
+        # From the last lead skipped on: the chunks' ids and the one they follow.
+        wanted = size * count
+        found = [
             row[0]
             for row in driver.execute(
                 "SELECT id FROM leads WHERE id > ? AND merged_into_id IS NULL"
                 " ORDER BY id LIMIT ? OFFSET ?",
-                (after, size, skip * size),
+                (after, wanted + 1, skip * size - 1) if skip else (after, wanted, 0),
             )
         ]
-        if not ids:
-            return None
-        rows = driver.execute(sql, {**params, "first": ids[0], "last": ids[-1]}).fetchall()
+        follows, ids = (found[0], found[1:]) if skip and found else (after, found)
+        made: list[tuple[tuple[int, ...], list[tuple[Any, ...]], int]] = []
+        for begin in range(0, len(ids), size):
+            chunk = tuple(ids[begin : begin + size])
+            rows = driver.execute(sql, {**params, "first": chunk[0], "last": chunk[-1]}).fetchall()
+            made.append((chunk, list(zip(*rows, strict=True)), follows))
+            follows = chunk[-1]
     finally:
         driver.execute("COMMIT")
-    return tuple(ids), list(zip(*rows, strict=True))
+    return made
 
 
 Columns = dict[str, np.ndarray]
