@@ -21,8 +21,9 @@ class _Lazy(types.ModuleType):
     name in it) patches what the stand-in's callers get."""
 
     def __getattr__(self, name: str) -> Any:
-        module = sys.modules.get(self.__name__) or importlib.import_module(self.__name__)
-        return getattr(module, name)
+        # import_module, not sys.modules: a module another thread is importing is in
+        # sys.modules half made, and import_module waits for it.
+        return getattr(importlib.import_module(self.__name__), name)
 
 
 def lazy_module(name: str) -> Any:

@@ -181,3 +181,77 @@ def test_a_lead_another_writer_stored_first_is_skipped(
         stored = dict(connection.execute(select(leads.c.email_key, leads.c.id)).all())
     assert stored["new@example.com"] == taken[1]
     assert stored["p1@co1.example.com"] != taken[0] and len(stored) == 4
+
+
+def _lead_row(email: str, lead_id: int | None = None) -> dict[str, Any]:
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    row: dict[str, Any] = {
+        "email": email,
+        "email_key": email,
+        "attributes": {},
+        "stage": "lead",
+        "stage_changed_at": at,
+        "created_at": at,
+        "updated_at": at,
+        "activity_count": 0,
+    }
+    return {"id": lead_id, **row} if lead_id else row
+
+
+def test_a_chunk_that_loses_a_deadlock_in_its_copy_is_tried_again(
+    two_databases: tuple[Context, Context],
+) -> None:
+    """The copy runs on the driver's own connection: its errors must reach the caller as
+    SQLAlchemy's, like every other statement's, or the chunk's retry on a deadlock
+    (``Context.write_retrying``) never sees one (found in review: the import failed
+    where the insert it replaced was tried again)."""
+    import threading
+
+    ctx, _ = two_databases
+    other = ctx.engine.connect()
+    other_transaction = other.begin()
+    bulk.insert_new_leads(other, leads, [_lead_row("a@x.example")])  # held, uncommitted
+    holding = threading.Event()
+    attempts: list[int] = []
+    outcome: list[object] = []
+
+    def other_waits() -> None:
+        with ctx.engine.connect() as watcher:
+            for _ in range(200):
+                waiting = watcher.execute(
+                    text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                ).scalar_one()
+                if waiting:
+                    return
+                threading.Event().wait(0.05)
+        raise AssertionError("the other transaction never waited")
+
+    def chunk(connection: Any) -> Any:
+        attempts.append(1)
+        ids = connection.execute(
+            text("SELECT nextval(pg_get_serial_sequence('leads', 'id')) FROM generate_series(1, 2)")
+        ).scalars().all()
+        connection.execute(text("SET LOCAL deadlock_timeout = '100ms'"))  # the victim
+        bulk.insert_new_leads(connection, leads, [_lead_row("c@x.example")])
+        if len(attempts) == 1:
+            holding.set()
+            other_waits()  # for c@x.example, which this transaction holds
+        rows = [_lead_row("a@x.example", ids[0]), _lead_row("b@x.example", ids[1])]
+        return bulk.insert_new_leads(connection, leads, rows)
+
+    def run() -> None:
+        try:
+            outcome.append(ctx.write_retrying(chunk, attempts=3))
+        except BaseException as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert holding.wait(30)
+    other.execute(text("SET LOCAL deadlock_timeout = '10s'"))
+    bulk.insert_new_leads(other, leads, [_lead_row("c@x.example")])  # waits on the chunk
+    other_transaction.commit()
+    other.close()
+    worker.join(60)
+    assert len(attempts) == 2, outcome
+    assert not isinstance(outcome[0], BaseException), outcome

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ARRAY, JSON, Column, MetaData, String, Table
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from baton.domain.event_rows import utc_text
 from baton.store.types import UtcDateTime
@@ -178,6 +179,7 @@ _ACTIVITY_KEYS = Table("activities", MetaData(), Column("idempotency_key"))
 _ACTIVITY_COLUMNS = (
     "lead_id, type, occurred_at, received_at, properties, idempotency_key, recorded_by"
 )
+_ACTIVITY_COLUMNS_LIST = _ACTIVITY_COLUMNS.split(", ")
 
 
 def _insert_activities_postgres(connection: Connection, rows: Sequence[ActivityRow]) -> list[int]:
@@ -235,16 +237,23 @@ def _copy_activities(
     two round trips less."""
     data = copy_lines(rows)
     if not keyed:
-        _copy_text_into(connection, "activities", _ACTIVITY_COLUMNS.split(", "), data)
+        _copy_text_into(connection, "activities", _ACTIVITY_COLUMNS_LIST, data)
         return True
+    return _copy_unless_stored(connection, "activities", _ACTIVITY_COLUMNS_LIST, data)
+
+
+def _copy_unless_stored(
+    connection: Connection, name: str, columns: Sequence[str], data: str
+) -> bool:
+    """``COPY`` ``data`` into table ``name`` under a savepoint; ``False``, with nothing
+    written, when a row hits a unique key (a concurrent writer stored it first). Any
+    other error is raised, as SQLAlchemy's (a deadlock is an ``OperationalError`` that
+    the caller's retry sees)."""
     savepoint = connection.begin_nested()
     try:
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        with driver.cursor() as cursor, cursor.copy(_COPY_ACTIVITIES) as copy:
-            copy.write(data)
-    except Exception as exc:
-        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+        _copy_text_into(connection, name, columns, data)
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _UNIQUE_VIOLATION:
             raise
         savepoint.rollback()
         return False
@@ -254,7 +263,7 @@ def _copy_activities(
 
 def copy_lines(rows: Sequence[ActivityRow]) -> str:
     """The rows as ``COPY``'s text format reads them (the columns of
-    :data:`_COPY_ACTIVITIES`): every text field escaped as :func:`_copy_text` escapes it,
+    :data:`_ACTIVITY_COLUMNS`): every text field escaped as :func:`_copy_text` escapes it,
     with the checks that most fields need nothing done cheaper than a search each (a
     test holds the two together)."""
     dumps = encode_json
@@ -292,7 +301,6 @@ def copy_lines(rows: Sequence[ActivityRow]) -> str:
 
 
 _UNIQUE_VIOLATION = "23505"
-_COPY_ACTIVITIES = f"COPY activities ({_ACTIVITY_COLUMNS}) FROM STDIN"
 _COPY_NULL = "\\N"
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -320,16 +328,7 @@ def copy_new_rows(connection: Connection, table: Table, rows: Sequence[Mapping[s
     data = copy_table_text(table, rows)
     if data is None:
         return False
-    savepoint = connection.begin_nested()
-    try:
-        _copy_text_into(connection, table.name, list(rows[0]), data)
-    except Exception as exc:
-        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
-            raise
-        savepoint.rollback()
-        return False
-    savepoint.commit()
-    return True
+    return _copy_unless_stored(connection, table.name, list(rows[0]), data)
 
 
 def copy_rows_in(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -350,11 +349,18 @@ def _copy_text_into(connection: Connection, name: str, columns: Sequence[str], d
     connection (the caller's transaction)."""
     driver = connection.connection.driver_connection
     assert driver is not None
-    with (
-        driver.cursor() as cursor,
-        cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy,
-    ):
-        copy.write(data)
+    statement = f"COPY {name} ({', '.join(columns)}) FROM STDIN"
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write(data)
+    except dbapi.Error as exc:
+        # The driver's own error, as SQLAlchemy raises it for every other statement:
+        # a deadlock or a serialization failure (OperationalError) is retried by
+        # Context.write_retrying, and the shells' handlers answer the rest.
+        raise DBAPIError.instance(
+            statement, None, exc, dbapi.Error, dialect=connection.dialect
+        ) from exc
 
 
 def copy_table_text(table: Table, rows: Sequence[Mapping[str, Any]]) -> str | None:
