@@ -31,12 +31,14 @@ import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.engine import URL, make_url
@@ -46,6 +48,7 @@ from baton.domain.access import Principal, Role, operator
 from baton.domain.clock import ManualClock
 from baton.domain.leads import LeadCreate
 from baton.domain.users import TokenCreate, UserCreate
+from baton.services import users as user_service
 from baton.services.context import Context, open_context
 from baton.services.leads import CaptureResult, capture_lead
 from baton.services.users import add_user, create_token, token_principal
@@ -264,24 +267,75 @@ def token_for(
     address the old ``X-Baton-Actor`` header named."""
     role = Role(role)
     email = email or rep_email or f"{role.value}.{uuid.uuid4().hex[:8]}@example.com"
-    user, _ = add_user(
-        ctx,
-        UserCreate(
-            email=email,
-            display_name=email.split("@")[0],
-            role=role,
-            rep_email=rep_email,
-            teams=list(teams),
-        ),
-        actor=operator("test"),
-        password="correct horse battery staple",
-    )
+    with _test_password_hashed_once():
+        user, _ = add_user(
+            ctx,
+            UserCreate(
+                email=email,
+                display_name=email.split("@")[0],
+                role=role,
+                rep_email=rep_email,
+                teams=list(teams),
+            ),
+            actor=operator("test"),
+            password=TEST_PASSWORD,
+        )
     _, secret = create_token(
         ctx,
         TokenCreate(name=f"{role.value} test token", scopes=list(scopes), user_email=user.email),
         actor=operator("test"),
     )
     return secret
+
+
+TEST_PASSWORD = "correct horse battery staple"
+
+
+_TEST_PASSWORD_HASHES: dict[tuple[Any, ...], str] = {}
+
+
+def _test_password_hash(hasher: PasswordHasher) -> str:
+    """The real argon2id hash of :data:`TEST_PASSWORD` by ``hasher``, made once per
+    process and set of parameters: each costs about 0.2 CPU s on purpose (Baton's
+    defaults), and hundreds of tests make a user through :func:`token_for`. A sign-in
+    still verifies it for real; only the salt is shared between test users."""
+    key = tuple(
+        getattr(hasher, name)
+        for name in ("type", "time_cost", "memory_cost", "parallelism", "hash_len", "salt_len")
+    )
+    if key not in _TEST_PASSWORD_HASHES:
+        _TEST_PASSWORD_HASHES[key] = hasher.hash(TEST_PASSWORD)
+    return _TEST_PASSWORD_HASHES[key]
+
+
+@contextmanager
+def _test_password_hashed_once() -> Iterator[None]:
+    """While a test user is added, the hasher hands out :func:`_test_password_hash` for
+    :data:`TEST_PASSWORD` (any other secret, e.g. a server thread's, is hashed as ever;
+    a test's own hasher class is left alone)."""
+    real = user_service._hasher
+    if type(real) is not PasswordHasher:
+        yield
+        return
+
+    class Once(PasswordHasher):
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            if password == TEST_PASSWORD and salt is None:
+                return _test_password_hash(real)
+            return real.hash(password, salt=salt)
+
+    user_service._hasher = Once(
+        time_cost=real.time_cost,
+        memory_cost=real.memory_cost,
+        parallelism=real.parallelism,
+        hash_len=real.hash_len,
+        salt_len=real.salt_len,
+        type=real.type,
+    )
+    try:
+        yield
+    finally:
+        user_service._hasher = real
 
 
 def principal_for(ctx: Context, role: str | Role = Role.ADMIN, **kwargs: Any) -> Principal:
