@@ -6,6 +6,8 @@ timestamp accepted. The fuzzing run over the whole document is test_openapi_fuzz
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +15,11 @@ from fastapi.testclient import TestClient
 from tests.conftest import bearer, token_for
 
 from baton.api.app import create_app
+from baton.config import Settings
 from baton.domain.access import operator
 from baton.domain.users import IntakeKeyCreate
 from baton.services import users as user_service
-from baton.services.context import Context
+from baton.services.context import Context, open_context
 
 
 @pytest.fixture
@@ -24,9 +27,21 @@ def api(sqlite_ctx: Context) -> TestClient:
     return TestClient(create_app(sqlite_ctx), headers=bearer(token_for(sqlite_ctx, "admin")))
 
 
-@pytest.fixture
-def spec(api: TestClient) -> dict[str, Any]:
-    document: dict[str, Any] = api.get("/openapi.json").json()
+@pytest.fixture(scope="module")
+def spec(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The document as the server publishes it, fetched once for the module: it is
+    made from the routes and models alone (no row of the database goes into it), and
+    building it costs about a CPU second, which nine tests paid each. Tests only read
+    it."""
+    path = tmp_path_factory.mktemp("openapi") / "baton.db"
+    shutil.copyfile(sqlite_template, path)
+    ctx = open_context(Settings(database_url=f"sqlite:///{path}", env="test"))
+    try:
+        response = TestClient(create_app(ctx)).get("/openapi.json")
+        assert response.status_code == 200, response.text
+        document: dict[str, Any] = response.json()
+    finally:
+        ctx.engine.dispose()
     return document
 
 
@@ -234,11 +249,11 @@ def test_an_absence_in_plain_text_still_works(api: TestClient) -> None:
     assert response.status_code == 201, response.text
 
 
-def test_every_published_bound_is_a_json_schema_keyword(sqlite_ctx: Context) -> None:
+def test_every_published_bound_is_a_json_schema_keyword(spec: dict[str, Any]) -> None:
     """A bound pydantic cannot express in JSON Schema is published under its own name
     (``ge``, ``le``...), which no client or fuzzer reads (a validator placed before the
     bounds did that to an intake key's ``rate_per_minute``: its maximum vanished)."""
-    document = create_app(sqlite_ctx).openapi()
+    document = spec
     stray: list[str] = []
 
     def walk(node: object, path: str, under_properties: bool = False) -> None:

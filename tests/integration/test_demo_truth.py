@@ -9,17 +9,25 @@ own rules, independently of the path that made the history."""
 from __future__ import annotations
 
 import re
+import shutil
+import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
+from tests.conftest import START, PostgresServer
 
+from baton.config import Settings
 from baton.domain.access import operator
+from baton.domain.clock import ManualClock
 from baton.domain.reports import ReportPeriod
 from baton.domain.routing import members, rule_matches, unavailable_reason
 from baton.domain.scoring import Event, engagement_state, field_value, grade_at_least, score
-from baton.services.context import Context
+from baton.services.context import Context, open_context
 from baton.services.contract_rules import active_contract
 from baton.services.demo import generate_demo
 from baton.services.reports import cost
@@ -35,8 +43,81 @@ def _demo(ctx: Context) -> None:
     generate_demo(ctx, leads_count=160, seed=3, days=45)
 
 
+class _Demos:
+    """The demo company made once per backend for the module (it is the costly part:
+    each test used to make the same one, seed and clock alike) and copied for each test:
+    the SQLite file, or a PostgreSQL database made from it as a template. The tests only
+    read it, each from a copy of its own."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+        self.made: dict[str, str] = {}
+
+    def source(self, backend: str) -> str:
+        if backend not in self.made:
+            if backend == "sqlite":
+                template = self.request.getfixturevalue("sqlite_template")
+                factory = self.request.getfixturevalue("tmp_path_factory")
+                path = factory.mktemp("demo") / "baton.db"
+                shutil.copyfile(template, path)
+                self.made[backend] = str(path)
+                url = f"sqlite:///{path}"
+            else:
+                server = self._server()
+                self.made[backend] = server.create_database()
+                url = server.url_for(self.made[backend])
+            made = open_context(
+                Settings(database_url=url, env="test"), clock=ManualClock(current=START)
+            )
+            try:
+                _demo(made)
+            finally:
+                made.engine.dispose()
+        return self.made[backend]
+
+    def _server(self) -> PostgresServer:
+        server: PostgresServer = self.request.getfixturevalue("postgres_server")
+        return server
+
+    def close(self) -> None:
+        if "postgresql" in self.made:
+            self._server().drop_database(self.made["postgresql"])
+
+
+@pytest.fixture(scope="module")
+def demos(request: pytest.FixtureRequest) -> Iterator[_Demos]:
+    made = _Demos(request)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def ctx(backend: str, demos: _Demos, tmp_path: Path) -> Iterator[Context]:
+    """A copy of the demo company of this backend, with the clock it was made at."""
+    source = demos.source(backend)
+    dropped: str | None = None
+    if backend == "sqlite":
+        path = tmp_path / "baton.db"
+        shutil.copyfile(source, path)
+        url = f"sqlite:///{path}"
+    else:
+        server = demos._server()
+        dropped = f"t_{uuid.uuid4().hex}"
+        with server.admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {dropped} TEMPLATE {source}"))
+        url = server.url_for(dropped)
+    context = open_context(Settings(database_url=url, env="test"), clock=ManualClock(current=START))
+    try:
+        yield context
+    finally:
+        context.engine.dispose()
+        if dropped is not None:
+            demos._server().drop_database(dropped)
+
+
 def test_every_mql_of_the_demo_is_explained_by_the_contract(ctx: Context) -> None:
-    _demo(ctx)
     version, contract = active_contract(ctx)  # type: ignore[misc]
     trigger = contract.mql
     required = {i.id for i in contract.prep_checklist if i.required}
@@ -114,7 +195,6 @@ def test_every_mql_of_the_demo_is_explained_by_the_contract(ctx: Context) -> Non
 
 
 def test_every_handoff_of_the_demo_went_to_a_rep_routing_allowed_then(ctx: Context) -> None:
-    _demo(ctx)
     _, contract = active_contract(ctx)  # type: ignore[misc]
     with ctx.read() as connection:
         roster = {rep.id: rep for rep in routing_reps(connection)}
@@ -156,7 +236,6 @@ def test_every_handoff_of_the_demo_went_to_a_rep_routing_allowed_then(ctx: Conte
 
 
 def test_the_demo_records_spend_so_the_cost_report_prices_every_stage(ctx: Context) -> None:
-    _demo(ctx)
     now = ctx.clock.now()
     report = cost(ctx, ReportPeriod(now - timedelta(days=45), now), actor=OPS)
 
@@ -172,7 +251,6 @@ def test_the_demo_records_spend_so_the_cost_report_prices_every_stage(ctx: Conte
 
 def test_a_demo_lead_at_the_threshold_says_which_prep_item_holds_it(ctx: Context) -> None:
     """The demo's warm leads that are not MQLs yet name what stands in the way."""
-    _demo(ctx)
     with ctx.read() as connection:
         waiting = list(
             connection.execute(
