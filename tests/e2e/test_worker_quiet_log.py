@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ def test_the_last_summary_is_written_as_the_process_exits_without_a_stop() -> No
 
 
 def test_serve_with_worker_writes_the_last_summary_and_its_stop_on_sigterm(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A service manager stops `baton serve --with-worker` with SIGTERM: uvicorn shuts
     down, then raises the signal again, so nothing registered for a normal exit runs.
@@ -173,9 +174,16 @@ def test_serve_with_worker_writes_the_last_summary_and_its_stop_on_sigterm(
     people.write_text(
         "email,first_name\nana@example.org,Ana\nben@example.org,Ben\nchloe@example.org,Chloe\n"
     )
-    baton = [sys.executable, "-c", "from baton.cli import main; main()"]
+    # The database is made and filled in this process (the same commands, without two
+    # more interpreters starting); only the server under test is a process of its own.
+    monkeypatch.chdir(tmp_path)
+    outside = {k: None for k in os.environ if k.startswith("BATON_")}
     for args in (["init"], ["import", "leads", str(people)]):
-        subprocess.run(baton + args, env=env, cwd=tmp_path, check=True, capture_output=True)
+        done = CliRunner().invoke(app, args, env={**outside, **env})
+        assert done.exit_code == 0, done.output
+    queued = sqlite3.connect(f"file:{tmp_path / 'serve.db'}?mode=ro", uri=True)
+    assert queued.execute("SELECT count(*) FROM duplicate_checks").fetchone()[0] == 3
+    baton = [sys.executable, "-c", "from baton.cli import main; main()"]
     port = free_port()
     server = subprocess.Popen(
         [*baton, "serve", "--port", str(port), "--with-worker"],
@@ -195,10 +203,16 @@ def test_serve_with_worker_writes_the_last_summary_and_its_stop_on_sigterm(
                 pass
             assert server.poll() is None and time.monotonic() < deadline, "no server"
             time.sleep(0.2)
-        time.sleep(2.0)  # a few passes: the three new leads' duplicate check
+        # The three new leads' duplicate check: their queue empties in the pass that
+        # checks them; one more poll (0.2 s) and that pass has been counted.
+        while queued.execute("SELECT count(*) FROM duplicate_checks").fetchone()[0]:
+            assert server.poll() is None and time.monotonic() < deadline, "never checked"
+            time.sleep(0.05)
+        time.sleep(0.5)
         server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=60)
     finally:
+        queued.close()
         if server.poll() is None:
             server.kill()
     assert server.returncode == -signal.SIGTERM, output

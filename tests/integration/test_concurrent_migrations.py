@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,26 +26,39 @@ import sys, time
 from baton.store.engine import make_engine
 from baton.store.migrate import upgrade
 engine = make_engine(sys.argv[1])
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+print("ready", flush=True)
+sys.stdin.readline()
 upgrade(engine)
 """
-"""One process: imports first, then waits for the common start so all migrate at once."""
+"""One process: imports first, says so, then waits for the common start (a line on its
+standard input, sent to all once all are ready) so all migrate at once."""
 
 
 def test_processes_starting_together_on_a_fresh_database_all_succeed(
     empty_database_url: str,
 ) -> None:
-    start = time.time() + 8  # the imports of four processes on a loaded machine
     runs = [
         subprocess.Popen(
-            [sys.executable, "-c", MIGRATE_AT, empty_database_url, str(start)],
+            [sys.executable, "-c", MIGRATE_AT, empty_database_url],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(PROCESSES)
     ]
+    # Each waits, imported, for the start: given to all once the last one is ready
+    # (was a start 8 s ahead, to cover four imports on a loaded machine).
+    ready = [run.stdout.readline() if run.stdout else "" for run in runs]
+    for run in runs:
+        if run.stdin:
+            run.stdin.write("go\n")
+            run.stdin.flush()
+    for run in runs:
+        if run.stdin:
+            run.stdin.close()
     results = [(run.wait(timeout=300), run.stderr.read() if run.stderr else "") for run in runs]
+    assert ready == ["ready\n"] * PROCESSES, results
     for run in runs:
         if run.stdout:
             run.stdout.close()
