@@ -117,6 +117,34 @@ def _tables(ctx: Context) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
+def _lead_row(email: str, lead_id: int | None = None) -> dict[str, Any]:
+    """A new lead's row as :func:`bulk.insert_new_leads` takes it (with ``lead_id``: an
+    id taken from the sequence, as an import's)."""
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    row: dict[str, Any] = {
+        "email": email,
+        "email_key": email,
+        "attributes": {},
+        "stage": "lead",
+        "stage_changed_at": at,
+        "created_at": at,
+        "updated_at": at,
+        "activity_count": 0,
+    }
+    return {"id": lead_id, **row} if lead_id else row
+
+
+def _ids_from_sequence(connection: Any, count: int) -> list[int]:
+    return list(
+        connection.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('leads', 'id'))"
+                f" FROM generate_series(1, {int(count)})"
+            )
+        ).scalars()
+    )
+
+
 def test_the_copied_rows_are_the_rows_the_insert_wrote(
     two_databases: tuple[Context, Context], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,30 +178,10 @@ def test_a_lead_another_writer_stored_first_is_skipped(
 ) -> None:
     ctx, _ = two_databases
     import_leads(ctx, _file(_rows(0, 3)), actor=operator("cli"))
-    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     with ctx.write() as connection:
-        taken = (
-            connection.execute(
-                text(
-                    "SELECT nextval(pg_get_serial_sequence('leads', 'id'))"
-                    " FROM generate_series(1, 2)"
-                )
-            )
-            .scalars()
-            .all()
-        )
+        taken = _ids_from_sequence(connection, 2)
         new = [
-            {
-                "id": lead_id,
-                "email": email,
-                "email_key": email,
-                "attributes": {},
-                "stage": "lead",
-                "stage_changed_at": now,
-                "created_at": now,
-                "updated_at": now,
-                "activity_count": 0,
-            }
+            _lead_row(email, lead_id)
             for lead_id, email in zip(taken, ["p1@co1.example.com", "new@example.com"], strict=True)
         ]
         assert bulk.insert_new_leads(connection, leads, new) == {taken[1]}
@@ -181,21 +189,6 @@ def test_a_lead_another_writer_stored_first_is_skipped(
         stored = dict(connection.execute(select(leads.c.email_key, leads.c.id)).all())
     assert stored["new@example.com"] == taken[1]
     assert stored["p1@co1.example.com"] != taken[0] and len(stored) == 4
-
-
-def _lead_row(email: str, lead_id: int | None = None) -> dict[str, Any]:
-    at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    row: dict[str, Any] = {
-        "email": email,
-        "email_key": email,
-        "attributes": {},
-        "stage": "lead",
-        "stage_changed_at": at,
-        "created_at": at,
-        "updated_at": at,
-        "activity_count": 0,
-    }
-    return {"id": lead_id, **row} if lead_id else row
 
 
 def test_a_chunk_that_loses_a_deadlock_in_its_copy_is_tried_again(
@@ -228,9 +221,7 @@ def test_a_chunk_that_loses_a_deadlock_in_its_copy_is_tried_again(
 
     def chunk(connection: Any) -> Any:
         attempts.append(1)
-        ids = connection.execute(
-            text("SELECT nextval(pg_get_serial_sequence('leads', 'id')) FROM generate_series(1, 2)")
-        ).scalars().all()
+        ids = _ids_from_sequence(connection, 2)
         connection.execute(text("SET LOCAL deadlock_timeout = '100ms'"))  # the victim
         bulk.insert_new_leads(connection, leads, [_lead_row("c@x.example")])
         if len(attempts) == 1:
