@@ -334,7 +334,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--reference-leads", type=int, default=20_000)
+    parser.add_argument(
+        "--reference-leads",
+        type=int,
+        default=20_000,
+        help="leads of the per-lead reference's fill (at least 1: the ratio needs it)",
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument(
         "--chunk",
@@ -346,6 +351,8 @@ def main() -> None:
         "--filled", type=Path, help="keep fills in this folder and reuse them (both databases)"
     )
     args = parser.parse_args()
+    if args.reference_leads < 1:
+        parser.error("--reference-leads must be at least 1 (the rate is given against it)")
     sizes: list[int] = args.chunk or [scoring.SET_CHUNK]
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     reference_events = args.events * args.reference_leads // max(args.leads, 1)
