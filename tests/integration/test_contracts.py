@@ -13,6 +13,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 from tests.conftest import principal_for
+from tests.integration.test_routing_locks import POSTGRES, _in_thread, _wait_until_blocked
 
 from baton.domain.access import operator
 from baton.domain.clock import ManualClock
@@ -481,3 +482,83 @@ def test_the_database_holds_at_most_one_active_version(ctx: Context) -> None:
             update(contracts).where(contracts.c.version == second).values(status="active")
         )
     assert active_contract(ctx)[0] == first  # type: ignore[index]
+
+
+def _approved(ctx: Context, threshold: int) -> int:
+    version = create_contract(ctx, contract_yaml(threshold), actor=operator("maria")).version
+    approve_contract(ctx, version, role="marketing", actor=operator("maria"))
+    approve_contract(ctx, version, role="sales", actor=operator("sam"))
+    return version
+
+
+def _activate_while_another_commits(
+    ctx: Context, first: int, second: int
+) -> tuple[list[Any], dict[str, BaseException]]:
+    """Activate ``second`` while another transaction, which has made ``first`` the
+    active version (superseding any other), holds its locks; that one then commits."""
+    from sqlalchemy import update
+
+    from baton.store.tables import contracts
+
+    holder = ctx.engine.connect()
+    transaction = holder.begin()
+    reports: list[Any] = []
+    try:
+        holder.execute(
+            update(contracts).where(contracts.c.status == "active").values(status="superseded")
+        )
+        holder.execute(
+            update(contracts).where(contracts.c.version == first).values(status="active")
+        )
+        thread, errors = _in_thread(
+            lambda: reports.append(activate_contract(ctx, second, actor=operator("maria")))
+        )
+        _wait_until_blocked(ctx, thread)
+        transaction.commit()
+    finally:
+        holder.close()
+    thread.join(60)
+    return reports, errors
+
+
+def _active_versions(ctx: Context) -> list[int]:
+    from baton.store.tables import contracts
+
+    with ctx.read() as connection:
+        return list(
+            connection.execute(
+                select(contracts.c.version).where(contracts.c.status == "active")
+            ).scalars()
+        )
+
+
+@pytest.mark.parametrize("backend", POSTGRES)
+def test_two_first_activations_at_once_leave_one_active_and_the_other_a_conflict(
+    ctx: Context,
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    first, second = _approved(ctx, 50), _approved(ctx, 60)
+    reports, errors = _activate_while_another_commits(ctx, first, second)
+    assert reports == [] and isinstance(errors.get("error"), IntegrityError), errors
+    assert _active_versions(ctx) == [first]
+
+
+@pytest.mark.parametrize("backend", POSTGRES)
+def test_an_activation_that_raced_another_is_a_conflict_and_tried_again_says_what_it_replaced(
+    ctx: Context,
+) -> None:
+    """Another activation committed while this one waited: this one never reports
+    "replaced nothing" over a version it superseded (it read none before the other
+    committed: no crossings compared, no "(was N)"); it fails as a conflict, and tried
+    again it supersedes the other's version and says so."""
+    from sqlalchemy.exc import IntegrityError
+
+    older = _approved(ctx, 40)
+    activate_contract(ctx, older, actor=operator("maria"))
+    first, second = _approved(ctx, 50), _approved(ctx, 60)
+    reports, errors = _activate_while_another_commits(ctx, first, second)
+    assert reports == [] and isinstance(errors.get("error"), IntegrityError), errors
+    assert _active_versions(ctx) == [first]
+    assert activate_contract(ctx, second, actor=operator("maria")).previous == first
+    assert _active_versions(ctx) == [second]

@@ -336,14 +336,16 @@ def activate_contract(
     with ctx.write() as connection:
         row = _version(connection, version, lock=True)
         _check_activatable(connection, version, row)
+        # What this activation supersedes is what its UPDATE changed: a version read
+        # before it (locked or not) may have been superseded meanwhile by another
+        # activation, whose version this statement then supersedes instead (PostgreSQL's
+        # READ COMMITTED reads each statement afresh).
         previous = connection.execute(
-            select(contracts.c.version).where(contracts.c.status == "active").with_for_update()
-        ).scalar()
-        connection.execute(
             update(contracts)
             .where(contracts.c.status == "active")
             .values(status="superseded", superseded_at=now)
-        )
+            .returning(contracts.c.version)
+        ).scalar()
         connection.execute(
             update(contracts)
             .where(contracts.c.id == row["id"])
