@@ -245,6 +245,8 @@ def test_a_model_that_cannot_be_loaded_never_breaks_capture(ctx: Context) -> Non
             .where(lead_models.c.version == model)
             .values(artifact_sha256="0" * 64)
         )
+    # Nor a server's or worker's start-up: it warns and goes on without the model.
+    assert model_store.import_model_libraries_if_scored(ctx) is True
 
     lead_id = capture(ctx, "dana@northwind.example.com", **HOT)
 
@@ -301,9 +303,10 @@ def test_crossings_count_the_previous_versions_model_points(ctx: Context) -> Non
 def test_start_up_imports_the_model_libraries_only_for_a_contract_that_scores_with_one(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A server or worker imports scikit-learn before freezing its start-up heap only
-    when the active contract has ``scoring.predicted``: then the first score does not
-    import it inside its write transaction; otherwise no process pays for it."""
+    """A server or worker imports scikit-learn and loads the model before freezing its
+    start-up heap only when the active contract has ``scoring.predicted``: then the
+    first score neither imports them inside its write transaction nor unpickles the
+    model; otherwise no process pays for them."""
     imported: list[str] = []
     monkeypatch.setattr(model_store, "import_libraries", lambda: imported.append("sklearn"))
     assert model_store.import_model_libraries_if_scored(ctx) is False  # no contract
@@ -311,6 +314,10 @@ def test_start_up_imports_the_model_libraries_only_for_a_contract_that_scores_wi
     activate(ctx, contract_yaml(None, threshold=5))
     assert model_store.import_model_libraries_if_scored(ctx) is False
     assert imported == []
-    activate(ctx, contract_yaml(signed_model(ctx)))
+    model = signed_model(ctx)
+    activate(ctx, contract_yaml(model))
+    model_store._CACHE.clear()
     assert model_store.import_model_libraries_if_scored(ctx) is True
     assert imported == ["sklearn"]
+    # The model itself is in memory too: the first score does not unpickle it.
+    assert [version for version, _ in model_store._CACHE] == [model]
