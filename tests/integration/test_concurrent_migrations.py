@@ -5,6 +5,7 @@ migrations at start (`baton init`, `serve`, `worker`), and on a fresh PostgreSQL
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,18 @@ upgrade(engine)
 standard input, sent to all once all are ready) so all migrate at once."""
 
 
+def _line_within(run: subprocess.Popen[str], *, seconds: float) -> str:
+    """The process's next line of output, or "" when it gives none within ``seconds``
+    (stalled) or ends first."""
+    assert run.stdout is not None
+    readable, _, _ = select.select([run.stdout], [], [], seconds)
+    return run.stdout.readline() if readable else ""
+
+
+def _errors(run: subprocess.Popen[str]) -> str:
+    return run.stderr.read() if run.stderr and not run.stderr.closed else ""
+
+
 def test_processes_starting_together_on_a_fresh_database_all_succeed(
     empty_database_url: str,
 ) -> None:
@@ -47,23 +60,27 @@ def test_processes_starting_together_on_a_fresh_database_all_succeed(
         )
         for _ in range(PROCESSES)
     ]
-    # Each waits, imported, for the start: given to all once the last one is ready
-    # (was a start 8 s ahead, to cover four imports on a loaded machine).
-    ready = [run.stdout.readline() if run.stdout else "" for run in runs]
-    for run in runs:
-        if run.stdin:
-            run.stdin.write("go\n")
-            run.stdin.flush()
-    for run in runs:
-        if run.stdin:
-            run.stdin.close()
-    results = [(run.wait(timeout=300), run.stderr.read() if run.stderr else "") for run in runs]
-    assert ready == ["ready\n"] * PROCESSES, results
-    for run in runs:
-        if run.stdout:
-            run.stdout.close()
-        if run.stderr:
-            run.stderr.close()
+    try:
+        # Each waits, imported, for the start: given to all once the last one is ready
+        # (was a start 8 s ahead, to cover four imports on a loaded machine).
+        ready = [_line_within(run, seconds=300) for run in runs]
+        if ready != ["ready\n"] * PROCESSES:
+            for run in runs:
+                run.kill()
+            said = zip(ready, map(_errors, runs), strict=True)
+            raise AssertionError(list(said))
+        for run in runs:
+            if run.stdin:
+                run.stdin.write("go\n")
+                run.stdin.close()
+        results = [(run.wait(timeout=300), _errors(run)) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+            for stream in (run.stdin, run.stdout, run.stderr):
+                if stream and not stream.closed:
+                    stream.close()
     failures = [
         next((line for line in reversed(err.splitlines()) if "Error" in line), err[-300:])
         for code, err in results

@@ -60,12 +60,11 @@ class _Demos:
                 factory = self.request.getfixturevalue("tmp_path_factory")
                 path = factory.mktemp("demo") / "baton.db"
                 shutil.copyfile(template, path)
-                self.made[backend] = str(path)
-                url = f"sqlite:///{path}"
+                name, url = str(path), f"sqlite:///{path}"
             else:
                 server = self._server()
-                self.made[backend] = server.create_database()
-                url = server.url_for(self.made[backend])
+                name = server.create_database()
+                url = server.url_for(name)
             made = open_context(
                 Settings(database_url=url, env="test"), clock=ManualClock(current=START)
             )
@@ -73,6 +72,7 @@ class _Demos:
                 _demo(made)
             finally:
                 made.engine.dispose()
+            self.made[backend] = name  # only a whole demo: a failed one is made again
         return self.made[backend]
 
     def _server(self) -> PostgresServer:
