@@ -536,11 +536,13 @@ def _active_versions(ctx: Context) -> list[int]:
 def test_two_first_activations_at_once_leave_one_active_and_the_other_a_conflict(
     ctx: Context,
 ) -> None:
-    from sqlalchemy.exc import IntegrityError
-
     first, second = _approved(ctx, 50), _approved(ctx, 60)
     reports, errors = _activate_while_another_commits(ctx, first, second)
-    assert reports == [] and isinstance(errors.get("error"), IntegrityError), errors
+    assert reports == [] and isinstance(errors.get("error"), Conflict), errors
+    assert str(errors["error"]) == (
+        f"version {first} was activated at the same moment; nothing was saved: "
+        f"activate version {second} again if it should replace it"
+    )
     assert _active_versions(ctx) == [first]
 
 
@@ -552,13 +554,12 @@ def test_an_activation_that_raced_another_is_a_conflict_and_tried_again_says_wha
     "replaced nothing" over a version it superseded (it read none before the other
     committed: no crossings compared, no "(was N)"); it fails as a conflict, and tried
     again it supersedes the other's version and says so."""
-    from sqlalchemy.exc import IntegrityError
-
     older = _approved(ctx, 40)
     activate_contract(ctx, older, actor=operator("maria"))
     first, second = _approved(ctx, 50), _approved(ctx, 60)
     reports, errors = _activate_while_another_commits(ctx, first, second)
-    assert reports == [] and isinstance(errors.get("error"), IntegrityError), errors
+    assert reports == [] and isinstance(errors.get("error"), Conflict), errors
+    assert f"version {first} was activated at the same moment" in str(errors["error"])
     assert _active_versions(ctx) == [first]
     assert activate_contract(ctx, second, actor=operator("maria")).previous == first
     assert _active_versions(ctx) == [second]

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from baton.domain.access import Action, Principal, check_signer
 from baton.domain.contract import (
@@ -333,25 +334,40 @@ def activate_contract(
     with ctx.read() as connection:  # a refusal answers before the count of every lead
         _check_activatable(connection, version, _version(connection, version))
     total = leads_to_rescore(ctx)
-    with ctx.write() as connection:
-        row = _version(connection, version, lock=True)
-        _check_activatable(connection, version, row)
-        # What this activation supersedes is what its UPDATE changed: a version read
-        # before it (locked or not) may have been superseded meanwhile by another
-        # activation, whose version this statement then supersedes instead (PostgreSQL's
-        # READ COMMITTED reads each statement afresh).
-        previous = connection.execute(
-            update(contracts)
-            .where(contracts.c.status == "active")
-            .values(status="superseded", superseded_at=now)
-            .returning(contracts.c.version)
-        ).scalar()
-        connection.execute(
-            update(contracts)
-            .where(contracts.c.id == row["id"])
-            .values(status="active", activated_at=now, activated_by=actor.name)
-        )
-        started_at = begin_rescore_in(ctx, connection, version, total=total)
+    try:
+        with ctx.write() as connection:
+            row = _version(connection, version, lock=True)
+            _check_activatable(connection, version, row)
+            # What this activation supersedes is what its UPDATE changed: a version read
+            # before it (locked or not) may have been superseded meanwhile by another
+            # activation, whose version this statement then supersedes instead
+            # (PostgreSQL's READ COMMITTED reads each statement afresh).
+            previous = connection.execute(
+                update(contracts)
+                .where(contracts.c.status == "active")
+                .values(status="superseded", superseded_at=now)
+                .returning(contracts.c.version)
+            ).scalar()
+            connection.execute(
+                update(contracts)
+                .where(contracts.c.id == row["id"])
+                .values(status="active", activated_at=now, activated_by=actor.name)
+            )
+            started_at = begin_rescore_in(ctx, connection, version, total=total)
+    except IntegrityError as exc:
+        # Another activation committed first: one active version (migration 0029's
+        # index, named by PostgreSQL, its column by SQLite).
+        said = str(exc.orig)
+        if "uq_contracts_one_active" not in said and "contracts.status" not in said:
+            raise
+        with ctx.read() as connection:
+            winner = connection.execute(
+                select(contracts.c.version).where(contracts.c.status == "active")
+            ).scalar()
+        raise Conflict(
+            f"version {winner} was activated at the same moment; nothing was saved: "
+            f"activate version {version} again if it should replace it"
+        ) from None
     report = ActivationReport(version=version, previous=previous)
     _rescore_noted(ctx, report, started_at=started_at, actor=actor, progress=progress, watch=watch)
     return report
