@@ -115,3 +115,68 @@ def test_activities_index_carries_the_type_for_rescoring(empty_database_url: str
         assert "ix_activities_lead_occurred" not in indexes
     finally:
         engine.dispose()
+
+
+def test_several_active_versions_keep_the_last_activated_and_ask_for_a_rescore(
+    empty_database_url: str,
+) -> None:
+    """Migration 0029 (one active version): a database where a race left several active
+    keeps the one activated last, the others superseded, and marks its re-score
+    unfinished, since its leads carry scores of several versions."""
+    from alembic import command
+
+    from baton.config import Settings
+    from baton.domain.access import operator
+    from baton.services.context import open_context
+    from baton.services.status import deployment_status
+    from baton.store.tables import contracts
+
+    engine = make_engine(empty_database_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0028")
+        now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+        with engine.begin() as connection:
+            for version, activated in ((1, now), (2, now.replace(month=4)), (3, None)):
+                connection.execute(
+                    insert(contracts).values(
+                        version=version,
+                        name=f"v{version}",
+                        body="b",
+                        spec={},
+                        status="active",
+                        created_by="x",
+                        created_at=now,
+                        activated_at=activated,
+                    )
+                )
+            connection.execute(
+                insert(leads).values(
+                    email="dana@northwind.com",
+                    email_key="dana@northwind.com",
+                    attributes={},
+                    stage="lead",
+                    stage_changed_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            statuses = connection.execute(
+                select(contracts.c.version, contracts.c.status).order_by(contracts.c.version)
+            ).all()
+        assert [tuple(row) for row in statuses] == [
+            (1, "superseded"),
+            (2, "active"),
+            (3, "superseded"),
+        ]
+    finally:
+        engine.dispose()
+    ctx = open_context(Settings(database_url=empty_database_url, env="test"))
+    try:
+        rescore = deployment_status(ctx, actor=operator("admin")).rescore
+    finally:
+        ctx.engine.dispose()
+    assert rescore is not None
+    assert (rescore.version, rescore.scored, rescore.total) == (2, 0, 1)
