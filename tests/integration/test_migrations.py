@@ -9,6 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy.engine import Connection
 
 from baton.store.engine import make_engine
 from baton.store.migrate import MIGRATIONS, alembic_config, current_revision, upgrade
@@ -57,23 +58,27 @@ def test_upgrade_is_idempotent(empty_database_url: str) -> None:
         engine.dispose()
 
 
+def _a_lead(connection: Connection) -> None:
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    connection.execute(
+        insert(leads).values(
+            email="dana@northwind.com",
+            email_key="dana@northwind.com",
+            attributes={},
+            stage="lead",
+            stage_changed_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
 def test_upgrade_keeps_existing_data(empty_database_url: str) -> None:
     engine = make_engine(empty_database_url)
     try:
         upgrade(engine)
-        now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
         with engine.begin() as connection:
-            connection.execute(
-                insert(leads).values(
-                    email="dana@northwind.com",
-                    email_key="dana@northwind.com",
-                    attributes={},
-                    stage="lead",
-                    stage_changed_at=now,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            _a_lead(connection)
         upgrade(engine)
         with engine.connect() as connection:
             assert connection.execute(select(func.count()).select_from(leads)).scalar_one() == 1
@@ -150,17 +155,7 @@ def test_several_active_versions_keep_the_last_activated_and_ask_for_a_rescore(
                         activated_at=activated,
                     )
                 )
-            connection.execute(
-                insert(leads).values(
-                    email="dana@northwind.com",
-                    email_key="dana@northwind.com",
-                    attributes={},
-                    stage="lead",
-                    stage_changed_at=now,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            _a_lead(connection)
         upgrade(engine)
         with engine.connect() as connection:
             statuses = connection.execute(

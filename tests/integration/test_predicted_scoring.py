@@ -246,7 +246,7 @@ def test_a_model_that_cannot_be_loaded_never_breaks_capture(ctx: Context) -> Non
             .values(artifact_sha256="0" * 64)
         )
     # Nor a server's or worker's start-up: it warns and goes on without the model.
-    assert model_store.import_model_libraries_if_scored(ctx) is True
+    assert model_store.preload_scoring_model(ctx) is True
 
     lead_id = capture(ctx, "dana@northwind.example.com", **HOT)
 
@@ -309,15 +309,15 @@ def test_start_up_imports_the_model_libraries_only_for_a_contract_that_scores_wi
     model; otherwise no process pays for them."""
     imported: list[str] = []
     monkeypatch.setattr(model_store, "import_libraries", lambda: imported.append("sklearn"))
-    assert model_store.import_model_libraries_if_scored(ctx) is False  # no contract
+    assert model_store.preload_scoring_model(ctx) is False  # no contract
     store_tiny_model(ctx)
     activate(ctx, contract_yaml(None, threshold=5))
-    assert model_store.import_model_libraries_if_scored(ctx) is False
+    assert model_store.preload_scoring_model(ctx) is False
     assert imported == []
     model = signed_model(ctx)
     activate(ctx, contract_yaml(model))
     model_store._CACHE.clear()
-    assert model_store.import_model_libraries_if_scored(ctx) is True
+    assert model_store.preload_scoring_model(ctx) is True
     assert imported == ["sklearn"]
     # The model itself is in memory too: the first score does not unpickle it.
     assert [version for version, _ in model_store._CACHE] == [model]

@@ -2,8 +2,8 @@
 
 from baton.api.app import create_app
 from baton.heap import freeze_startup_heap
-from baton.services.model_store import import_model_libraries_if_scored
+from baton.services.model_store import preload_scoring_model
 
 app = create_app()
-import_model_libraries_if_scored(app.state.context)
+preload_scoring_model(app.state.context)
 freeze_startup_heap()

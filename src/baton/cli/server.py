@@ -257,7 +257,7 @@ def worker(
 
     from baton.heap import freeze_startup_heap
     from baton.services.duplicate_checks import pending_duplicate_checks
-    from baton.services.model_store import import_model_libraries_if_scored
+    from baton.services.model_store import preload_scoring_model
     from baton.services.scoring import restore_total_index
     from baton.services.worker import Worker, tick
     from baton.services.worker_log import pass_summary, start_pass_log
@@ -299,7 +299,7 @@ def worker(
             "up once a minute, each pass at BATON_LOG_LEVEL=debug)",
             settings.worker_poll_seconds,
         )
-        import_model_libraries_if_scored(ctx)
+        preload_scoring_model(ctx)
         freeze_startup_heap()
         # Each busy pass at debug; at info one line a minute with the counts
         # (baton.services.worker_log), while failures keep their own lines at once.

@@ -360,12 +360,10 @@ def activate_contract(
         said = str(exc.orig)
         if "uq_contracts_one_active" not in said and "contracts.status" not in said:
             raise
-        with ctx.read() as connection:
-            winner = connection.execute(
-                select(contracts.c.version).where(contracts.c.status == "active")
-            ).scalar()
+        winner = active_contract(ctx)
+        won = winner[0] if winner else None
         raise Conflict(
-            f"version {winner} was activated at the same moment; nothing was saved: "
+            f"version {won} was activated at the same moment; nothing was saved: "
             f"activate version {version} again if it should replace it"
         ) from None
     report = ActivationReport(version=version, previous=previous)

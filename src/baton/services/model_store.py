@@ -87,7 +87,7 @@ def load_model_in(connection: Connection, version: int) -> LeadModel:
     return model
 
 
-def import_model_libraries_if_scored(ctx: Context) -> bool:
+def preload_scoring_model(ctx: Context) -> bool:
     """Start-up of a server or worker: when the active contract scores with a model,
     import scikit-learn (:func:`import_libraries`) and load that model into the cache,
     before the start-up heap is frozen; whether it did. The first score then neither
