@@ -260,9 +260,11 @@ def _oldest_holding(
     that every lead shares (one corporate domain) costs 200 rows, not the table: the
     query this replaces ranked every lead holding each value with a window function,
     a scan of the whole table per worker pass once a domain was everyone's (the
-    worker then spent more CPU per captured lead than the server). On SQLite the index
-    on ``column`` is ordered by id within a value (the rowid ends each entry); on
-    PostgreSQL a ``LATERAL`` part per value."""
+    worker then spent more CPU per captured lead than the server). The index on
+    ``(column, id)`` (migration 0030) is that order on both databases: on PostgreSQL an
+    index on the value alone let the planner read the whole table through the primary
+    key once per value whenever it had no statistics yet. On PostgreSQL a ``LATERAL``
+    part per value."""
     if not values:
         return []
     names = ", ".join(_CANDIDATE_NAMES)

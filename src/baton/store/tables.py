@@ -40,18 +40,18 @@ leads = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("email", String(254)),
     Column("email_key", String(254), unique=True),
-    Column("email_domain", String(253), index=True),
+    Column("email_domain", String(253)),
     # The one mailbox of an address at a provider that ignores dots or a +tag
     # (baton.domain.contact.mailbox_key; migration 0023), else None: a shared one is a
     # possible duplicate, found by the partial index ix_leads_mailbox_key.
     Column("mailbox_key", String(254)),
-    Column("phone", String(32), index=True),
+    Column("phone", String(32)),
     Column("external_system", String(100)),
     Column("external_id", String(200)),
     Column("first_name", String(200)),
     Column("last_name", String(200)),
     Column("company", String(300)),
-    Column("company_key", String(300), index=True),
+    Column("company_key", String(300)),
     Column("title", String(300)),
     Column("country", String(2)),
     Column("region", String(100)),
@@ -114,9 +114,15 @@ leads = Table(
         "open_accept_due_at",
     ),
     Index("uq_leads_external", "external_id", "external_system", unique=True),
+    # The possible-duplicate comparison reads each value's oldest holders in id order
+    # (migration 0030): the id ends these indexes.
+    Index("ix_leads_phone", "phone", "id"),
+    Index("ix_leads_company_key", "company_key", "id"),
+    Index("ix_leads_email_domain", "email_domain", "id"),
     Index(
         "ix_leads_mailbox_key",
         "mailbox_key",
+        "id",
         sqlite_where=text("mailbox_key IS NOT NULL"),
         postgresql_where=text("mailbox_key IS NOT NULL"),
     ),
