@@ -26,6 +26,12 @@ against the floor without any.
     python bench/intake_http.py --profile 300         # cProfile of capture_lead, in process
 
 Errors are wrk's: non-2xx answers (``status``) and socket errors and timeouts.
+
+WHERE THE CPU GOES: each measurement also reads the CPU seconds of the HTTP server's
+processes, ``baton worker``'s (the possible-duplicate comparison the captures queue;
+the floor has no worker), PostgreSQL's (the postmaster and its backends) and wrk's from
+``/proc``, printed per answered request with the cores they kept busy: on two cores the
+ratio is a question of CPU per capture, and this says whose.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import sys
 import tempfile
 import threading
@@ -253,6 +260,57 @@ def worker(url: str, folder: Path, log_level: str) -> Iterator[None]:
         yield
 
 
+# --- where the CPU goes -------------------------------------------------------------------
+
+PARTS = ("HTTP server", "worker", "PostgreSQL", "wrk")
+"""The processes whose CPU a measurement adds up, per answered request."""
+
+
+def _part_of(pid: int) -> str | None:
+    """Which of :data:`PARTS` a process is: PostgreSQL by its own command line (the
+    postmaster and its backends); the server (``baton serve`` or the floor, with their
+    worker processes) and ``baton worker`` by the command line of their process group's
+    leader (each is started in a session of its own)."""
+    try:
+        own = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        group = os.getpgid(pid)
+        leader = Path(f"/proc/{group}/cmdline").read_bytes().replace(b"\0", b" ")
+    except (OSError, ProcessLookupError):
+        return None
+    if own.split(b" ")[0].endswith(b"postgres") or own.startswith(b"postgres:"):
+        return "PostgreSQL"
+    if b" serve " in leader or b"floor_app" in leader:
+        return "HTTP server"
+    if leader.rstrip().endswith(b" worker"):
+        return "worker"
+    return None
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the running processes of each part,
+    read from ``/proc`` (Linux; empty elsewhere). ``wrk`` ends with each measurement,
+    so its share is read from the bench's finished children instead."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    used = dict.fromkeys(PARTS, 0.0)
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        part = _part_of(int(entry.name))
+        if part is None:
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[part] += (int(fields[11]) + int(fields[12])) / ticks
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used["wrk"] = children.ru_utime + children.ru_stime
+    return used
+
+
 # --- the run ------------------------------------------------------------------------------
 
 
@@ -265,6 +323,8 @@ class Row:
     measured: Load
     load_avg: str
     floor: Load | None = None
+    cpu: dict[str, float] | None = None
+    """CPU seconds of each of :data:`PARTS` during the measurement."""
 
 
 def load_average() -> str:
@@ -280,10 +340,12 @@ def measure(
     seconds: float,
     folder: Path,
     headers: dict[str, str] | None = None,
-) -> tuple[Load, str]:
+) -> tuple[Load, str, dict[str, float]]:
     tag = f"t{time.monotonic_ns()}"
+    before = cpu_seconds()
     measured = load(wrk, base, path, body(tag), connections, seconds, folder, headers)
-    return measured, load_average()
+    after = cpu_seconds()
+    return measured, load_average(), {k: after[k] - before.get(k, 0.0) for k in after}
 
 
 def run_backend(
@@ -300,9 +362,9 @@ def run_backend(
     floors: dict[int, Load] = {}
     with database(backend) as url, floor_server(url, processes, log_level) as base:
         for connections in connection_counts:
-            floor, avg = measure(wrk, base, "/floor/leads", connections, seconds, folder)
+            floor, avg, cpu = measure(wrk, base, "/floor/leads", connections, seconds, folder)
             floors[connections] = floor
-            rows.append(Row(backend, processes, "floor, no auth", connections, floor, avg))
+            rows.append(Row(backend, processes, "floor, no auth", connections, floor, avg, cpu=cpu))
     with (
         database(backend) as url,
         baton_server(url, folder, processes, log_level) as base,
@@ -319,7 +381,7 @@ def run_backend(
             # runs that bracket it.
             auth = ["intake key", "token", "intake key, again"]
             for name in auth if connections == min(connection_counts) else ["intake key"]:
-                measured, avg = measure(
+                measured, avg, cpu = measure(
                     wrk,
                     base,
                     "/api/v1/leads",
@@ -338,6 +400,7 @@ def run_backend(
                         measured,
                         avg,
                         floors[connections],
+                        cpu,
                     )
                 )
         time.sleep(1)  # answers in flight when the load stopped
@@ -348,6 +411,40 @@ def run_backend(
             f"{pending:,} leads still queued 1 s after the load, {flagged:,} pairs flagged[/]"
         )
     return rows
+
+
+def show_cpu(rows: list[Row]) -> None:
+    """Where each measurement's CPU went, per answered request: the server's processes,
+    ``baton worker`` (the possible-duplicate comparison the captures queue; the floor
+    has none), PostgreSQL's processes and ``wrk``; and the cores they kept busy."""
+    if not any(row.cpu for row in rows):
+        return
+    table = Table(
+        title="CPU per answered request (µs), same measurements",
+        caption="HTTP server: baton serve or the floor, with its processes; worker: baton "
+        "worker; PostgreSQL: the postmaster and its backends; cores: all of it over the "
+        "measurement's seconds",
+    )
+    for column in ("database", "proc", "server", "conn", *PARTS, "total", "cores"):
+        table.add_column(column, justify="left" if column == "server" else "right")
+    for row in rows:
+        if not row.cpu or not row.measured.requests:
+            continue
+        per = {part: row.cpu.get(part, 0.0) / row.measured.requests * 1e6 for part in PARTS}
+        total = sum(row.cpu.get(part, 0.0) for part in PARTS)
+        table.add_row(
+            row.backend,
+            str(row.processes),
+            row.server,
+            str(row.connections),
+            *(
+                f"{per[part]:,.0f}" if row.backend != "sqlite" or part != "PostgreSQL" else ""
+                for part in PARTS
+            ),
+            f"{total / row.measured.requests * 1e6:,.0f}",
+            f"{total / row.measured.seconds:.2f}" if row.measured.seconds else "",
+        )
+    console.print(table)
 
 
 def show(rows: list[Row], client: str) -> None:
@@ -393,6 +490,7 @@ def show(rows: list[Row], client: str) -> None:
             row.load_avg,
         )
     console.print(table)
+    show_cpu(rows)
     by = {(r.backend, r.processes, r.server, r.connections): r for r in rows}
     for (backend, processes, server, connections), row in by.items():
         if server != "baton, token":
@@ -413,7 +511,10 @@ def show(rows: list[Row], client: str) -> None:
             f"{row.measured.rate:,.0f}/s vs intake key {key_rate:,.0f}/s (mean of the runs "
             f"before and after) (≈ {token_ms - key_ms:+.1f} ms per request at that "
             f"concurrency; p50 {row.measured.p50_ms:.1f} vs {key_p50:.1f} ms); "
-            f"the floor has no authentication"
+            f"the floor has no authentication. Both are verified from memory after the "
+            f"first request; what a token's capture costs more is its answer: the lead "
+            f"read back and serialised (an API client's), where an intake key's is a "
+            f"receipt (a web form's)"
         )
     console.print(
         f"target: ≥ {TARGET_RATIO} of the floor's leads/s measured in the same run, each ratio "
