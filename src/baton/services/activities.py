@@ -54,14 +54,13 @@ from baton.services.queries import insert_ignoring_conflicts, lock_survivors
 from baton.services.scoring import score_leads_in
 from baton.services.unsubscribes import unsubscribe_leads_in
 from baton.store.bulk import (
-    ANALYZE_AFTER_ROWS,
     ActivityRow,
     bump_counters,
     find_by_keys,
     insert_activity_rows,
     insert_new_leads,
-    refresh_statistics,
 )
+from baton.store.statistics import ANALYZE_AFTER_ROWS, refresh_statistics
 from baton.store.tables import activities, leads, nurture_enrollments
 
 MAX_BATCH = 10_000
@@ -109,7 +108,7 @@ def ingest_activities(
     validated :class:`ActivityCreate` models. With ``return_ids`` the report lists, per
     row, the activity id: the new one, or for a retry (known idempotency key) the id of
     the event stored the first time; ``None`` for rejected rows. On PostgreSQL an ingest
-    that created :data:`~baton.store.bulk.ANALYZE_AFTER_ROWS` leads or more refreshes
+    that created :data:`~baton.store.statistics.ANALYZE_AFTER_ROWS` leads or more refreshes
     the planner's count of leads afterwards, in a short transaction of its own.
     """
     allowed(actor, Action.INGEST_ACTIVITY)

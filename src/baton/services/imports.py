@@ -98,14 +98,13 @@ from baton.services.person import carry_erasure_in, lift_suppressions_in
 from baton.services.queries import chunks, lock_survivors
 from baton.services.scoring import score_leads_in
 from baton.store.bulk import (
-    ANALYZE_AFTER_ROWS,
     ActivityRow,
     bump_counters,
     find_by_keys,
     insert_activity_rows,
     insert_new_leads,
-    refresh_statistics,
 )
+from baton.store.statistics import ANALYZE_AFTER_ROWS, refresh_statistics
 from baton.store.tables import leads
 
 log = logging.getLogger(__name__)

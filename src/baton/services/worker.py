@@ -74,6 +74,7 @@ from baton.services.status import (
     start_heartbeat,
     stop_heartbeat,
 )
+from baton.store.statistics import analyze_grown
 from baton.store.tables import contracts, handoffs, leads
 
 log = logging.getLogger("baton.worker")
@@ -104,6 +105,8 @@ class TickReport:
     """Draft scoring models trained by the scheduled retraining (never activated)."""
     checked: int = 0
     """New leads compared with older ones for possible duplicates (and flagged)."""
+    analyzed: int = 0
+    """Tables whose PostgreSQL statistics were refreshed (they had doubled since)."""
 
     @property
     def busy(self) -> bool:
@@ -116,6 +119,7 @@ class TickReport:
             or self.nurtured
             or self.retrained
             or self.checked
+            or self.analyzed
         )
 
 
@@ -434,6 +438,20 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
     return report
 
 
+STATISTICS_IDLE_SECONDS = 5.0
+"""How often the statistics lane (PostgreSQL) looks for a table that has doubled."""
+
+
+def refresh_planner_statistics(ctx: Context) -> TickReport:
+    """The statistics lane's pass, on PostgreSQL: ``ANALYZE`` of Baton's busiest tables
+    that have doubled since their last statistics (:mod:`baton.store.statistics`), so
+    a new database filling fast is not read with the plans of its empty tables until
+    autovacuum's first visit (up to a minute). Under ``bench/intake_http.py`` that cost
+    PostgreSQL 1,245-2,441 µs of CPU per capture instead of 208-1,089."""
+    with ctx.write() as connection:
+        return TickReport(analyzed=len(analyze_grown(connection)))
+
+
 def fetch_intake(fetcher: Fetcher) -> TickReport:
     """The intake lane's pass: items whose webhook carried only ids, read from their
     platform (:mod:`baton.services.intake_fetch`)."""
@@ -610,7 +628,8 @@ class Heartbeat:
 class Worker:
     """The worker's loop, shared by ``baton worker`` and ``baton serve --with-worker``:
     seven lanes (timers, intake fetch, nurture, duplicates, webhooks, email, chat) in
-    threads of their own."""
+    threads of their own, and on PostgreSQL an eighth that refreshes the planner's
+    statistics of tables that doubled."""
 
     ctx: Context
     smtp: SmtpConfig | None = None
@@ -651,6 +670,16 @@ class Worker:
                 for channel, courier in self.couriers.items()
             ),
         ]
+        if self.ctx.dialect == "postgresql":
+            self.lanes.append(
+                Lane(
+                    "statistics",
+                    lambda: refresh_planner_statistics(self.ctx),
+                    STATISTICS_IDLE_SECONDS,
+                    self.on_pass,
+                    clock=self.ctx.clock,
+                )
+            )
         if self.ctx.settings.retrain_model_days:
             # Checked hourly: a retraining is due after days, and the check counts outcomes.
             self.lanes.append(

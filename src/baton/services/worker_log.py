@@ -40,6 +40,7 @@ COUNTS = (
     ("nurtured", "nurtured"),
     ("checked", "duplicates checked"),
     ("retrained", "models retrained"),
+    ("analyzed", "tables analysed"),
 )
 """The counts of a pass (:class:`~baton.services.worker.TickReport` fields) and their
 words in a log line."""

@@ -834,32 +834,3 @@ def _unnest_statement(
         + (f" RETURNING {', '.join(returned)}" if returned else "")
     )
     return sql, tuple(json_columns)
-
-
-ANALYZE_AFTER_ROWS = 1_000
-"""New rows after which a bulk write refreshes PostgreSQL's statistics itself."""
-
-
-def refresh_statistics(
-    connection: Connection,
-    tables: Sequence[str],
-    *,
-    new_rows: int,
-    columns: Sequence[str] = (),
-) -> bool:
-    """``ANALYZE`` the ``tables`` on PostgreSQL after a bulk write of ``new_rows``
-    (at least :data:`ANALYZE_AFTER_ROWS`); returns whether it ran. With ``columns``,
-    only those columns of each table (the row count is refreshed all the same, at a
-    fraction of the cost; autovacuum still analyses the whole table later).
-
-    Autovacuum analyses a table only after a tenth of it changed, and meanwhile the
-    planner reads the freshly written rows with the statistics of the table before:
-    the worker's possible-duplicate comparison of a 10,000-lead import took 10.6 s on
-    the stale plans and 2.8 s after ``ANALYZE`` (the same run). It samples a bounded
-    number of rows, so it costs a fraction of a second at any size, and takes a lock
-    that neither reads nor writes wait for. SQLite plans without such statistics."""
-    if connection.dialect.name != "postgresql" or new_rows < ANALYZE_AFTER_ROWS:
-        return False
-    listed = f" ({', '.join(columns)})" if columns else ""
-    connection.exec_driver_sql(f"ANALYZE {', '.join(table + listed for table in tables)}")
-    return True

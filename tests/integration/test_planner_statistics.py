@@ -1,0 +1,128 @@
+"""The worker refreshes PostgreSQL's statistics of a busy table that has doubled since
+its last ``ANALYZE`` (a new database filling faster than autovacuum's first visit), and
+never waits behind another ``ANALYZE`` for it. SQLite has no such statistics: no lane."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine
+
+from baton.config import Settings
+from baton.services.context import Context, open_context
+from baton.services.worker import Worker, refresh_planner_statistics
+from baton.store.statistics import ANALYZE_AFTER_ROWS, grown_tables
+
+
+@pytest.fixture
+def fresh(empty_database_url: str, backend: str) -> Iterator[Context]:
+    """A database migrated now, whose tables were never analysed, with autovacuum kept
+    off its ``leads`` so that only the lane analyses it."""
+    if backend != "postgresql":
+        pytest.skip("planner statistics: PostgreSQL")
+    context = open_context(Settings(database_url=empty_database_url, env="test"))
+    with context.write() as connection:
+        connection.exec_driver_sql("ALTER TABLE leads SET (autovacuum_enabled = off)")
+    try:
+        yield context
+    finally:
+        context.engine.dispose()
+
+
+def add_leads(ctx: Context, count: int) -> None:
+    """``count`` more leads, their live-row count reported to PostgreSQL's statistics
+    at once (it is otherwise sent within a second)."""
+    with ctx.write() as connection:
+        first = connection.exec_driver_sql("SELECT coalesce(max(id), 0) FROM leads").scalar()
+        connection.exec_driver_sql(
+            "INSERT INTO leads (email, email_key, attributes, stage, stage_changed_at,"
+            " created_at, updated_at) SELECT 'p' || i || '@example.com', 'p' || i ||"
+            " '@example.com', '{}', 'lead', now(), now(), now()"
+            " FROM generate_series(%(first)s + 1, %(first)s + %(count)s) AS i",
+            {"first": first, "count": count},
+        )
+        connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+
+
+def rows_planned(ctx: Context) -> float:
+    with ctx.read() as connection:
+        return float(
+            connection.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE relname = 'leads'"
+            ).scalar_one()
+        )
+
+
+def test_a_table_is_analysed_when_it_has_doubled_since_its_statistics(fresh: Context) -> None:
+    add_leads(fresh, ANALYZE_AFTER_ROWS - 1)
+    assert rows_planned(fresh) < 0  # never analysed
+    assert refresh_planner_statistics(fresh).analyzed == 0  # too few rows to matter
+
+    add_leads(fresh, 501)  # 1,500: never analysed
+    assert refresh_planner_statistics(fresh).analyzed == 1
+    assert rows_planned(fresh) == 1500
+    assert refresh_planner_statistics(fresh).analyzed == 0  # just analysed
+
+    add_leads(fresh, 1400)  # 2,900: not yet twice 1,500
+    assert refresh_planner_statistics(fresh).analyzed == 0
+    assert rows_planned(fresh) == 1500
+
+    add_leads(fresh, 100)  # 3,000
+    assert refresh_planner_statistics(fresh).analyzed == 1
+    assert rows_planned(fresh) == 3000
+
+
+def test_a_table_another_analyze_holds_is_left_to_it(fresh: Context) -> None:
+    add_leads(fresh, 2000)
+    url = fresh.engine.url
+    holder = create_engine(url)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        # ANALYZE's own lock, as autovacuum's ANALYZE holds it.
+        with holder.begin() as connection:
+            connection.exec_driver_sql("LOCK TABLE leads IN SHARE UPDATE EXCLUSIVE MODE")
+            locked.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert locked.wait(30)
+        assert refresh_planner_statistics(fresh).analyzed == 0  # no wait, no error
+        assert rows_planned(fresh) < 0
+    finally:
+        release.set()
+        thread.join()
+        holder.dispose()
+    with fresh.read() as connection:
+        assert grown_tables(connection) == ["leads"]
+    assert refresh_planner_statistics(fresh).analyzed == 1
+    assert rows_planned(fresh) == 2000
+
+
+def test_the_worker_has_a_statistics_lane_on_postgresql_only(ctx: Context) -> None:
+    names = [lane.name for lane in Worker(ctx).lanes]
+    assert ("statistics" in names) == (ctx.dialect == "postgresql")
+    with ctx.read() as connection:
+        assert grown_tables(connection) == []  # an empty database: nothing to refresh
+
+
+def test_a_table_the_role_may_not_analyse_is_not_tried(fresh: Context) -> None:
+    """Baton's role may be another than the tables' owner (the migrations ran as the
+    owner): ANALYZE would be a warning in PostgreSQL's log every pass, changing nothing."""
+    add_leads(fresh, 2000)
+    role = f"baton_other_{uuid.uuid4().hex[:12]}"
+    with fresh.write() as connection:
+        connection.exec_driver_sql(f"CREATE ROLE {role}")
+    try:
+        with fresh.write() as connection:
+            assert grown_tables(connection) == ["leads"]
+            connection.exec_driver_sql(f"SET LOCAL ROLE {role}")
+            assert grown_tables(connection) == []
+    finally:
+        with fresh.write() as connection:
+            connection.exec_driver_sql(f"DROP ROLE {role}")
