@@ -49,6 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from rich.table import Table
 
@@ -237,9 +238,10 @@ def duplicate_work(url: str) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def worker(url: str, folder: Path, log_level: str) -> Iterator[None]:
+def worker(url: str, folder: Path, log_level: str) -> Iterator[int]:
     """``baton worker`` beside the server, as in production: it flags the possible
-    duplicates the captures queue (and takes its write turns on SQLite meanwhile)."""
+    duplicates the captures queue (and takes its write turns on SQLite meanwhile).
+    Yields its process id."""
     env = {
         **os.environ,
         "BATON_DATABASE_URL": url,
@@ -257,7 +259,7 @@ def worker(url: str, folder: Path, log_level: str) -> Iterator[None]:
             if process.popen.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the worker did not start:\n{process.tail()}")
             time.sleep(0.1)
-        yield
+        yield process.popen.pid  # the leader of its process group
 
 
 # --- where the CPU goes -------------------------------------------------------------------
@@ -266,49 +268,67 @@ PARTS = ("HTTP server", "worker", "PostgreSQL", "wrk")
 """The processes whose CPU a measurement adds up, per answered request."""
 
 
-def _part_of(pid: int) -> str | None:
-    """Which of :data:`PARTS` a process is: PostgreSQL by its own command line (the
-    postmaster and its backends); the server (``baton serve`` or the floor, with their
-    worker processes) and ``baton worker`` by the command line of their process group's
-    leader (each is started in a session of its own)."""
+@dataclass(frozen=True)
+class Meter:
+    """This run's own processes, so that neither another cluster on the machine nor
+    another bench's server is counted: PostgreSQL's postmaster (from ``postmaster.pid``
+    in the data folder the URL names) and its children, the HTTP server's process group
+    (the process listening on ``port`` leads it: ``baton serve`` or the floor, started
+    in sessions of their own) and the worker's."""
+
+    postmaster: int | None
+    port: int
+    worker: int | None = None
+
+    @classmethod
+    def of(cls, url: str, base: str, worker: int | None = None) -> Meter:
+        host = parse_qs(urlsplit(url.replace("+psycopg", "")).query).get("host", [""])[0]
+        postmaster = None
+        if host and (Path(host) / "postmaster.pid").is_file():
+            postmaster = int((Path(host) / "postmaster.pid").read_text().split()[0])
+        return cls(postmaster, int(base.rsplit(":", 1)[1]), worker)
+
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system, with those of children already reaped: backends
+        and autovacuum workers come and go) of each of :data:`PARTS` so far, read from
+        ``/proc`` (Linux; empty elsewhere). ``wrk`` ends with each measurement: its
+        share is the bench's own finished children's."""
+        proc = Path("/proc")
+        if not proc.is_dir():
+            return {}
+        ticks = os.sysconf("SC_CLK_TCK")
+        stats: dict[int, list[str]] = {}
+        for entry in proc.iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        port = f"{self.port}".encode()
+        used = dict.fromkeys(PARTS, 0.0)
+        for pid, fields in stats.items():
+            parent, group = int(fields[1]), int(fields[2])
+            if self.postmaster is not None and self.postmaster in (pid, parent):
+                part = "PostgreSQL"
+            elif self.worker is not None and group == self.worker:
+                part = "worker"
+            elif group in stats and _listens_on(group, port):
+                part = "HTTP server"
+            else:
+                continue
+            used[part] += sum(int(f) for f in fields[11:15]) / ticks
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        used["wrk"] = children.ru_utime + children.ru_stime
+        return used
+
+
+def _listens_on(leader: int, port: bytes) -> bool:
+    """Whether the process group ``leader`` is a server started on ``port`` (its
+    command line names it: ``--port N`` for ``baton serve``, ``port=N`` for the
+    floor)."""
     try:
-        own = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        group = os.getpgid(pid)
-        leader = Path(f"/proc/{group}/cmdline").read_bytes().replace(b"\0", b" ")
-    except (OSError, ProcessLookupError):
-        return None
-    if own.split(b" ")[0].endswith(b"postgres") or own.startswith(b"postgres:"):
-        return "PostgreSQL"
-    if b" serve " in leader or b"floor_app" in leader:
-        return "HTTP server"
-    if leader.rstrip().endswith(b" worker"):
-        return "worker"
-    return None
-
-
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by the running processes of each part,
-    read from ``/proc`` (Linux; empty elsewhere). ``wrk`` ends with each measurement,
-    so its share is read from the bench's finished children instead."""
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    used = dict.fromkeys(PARTS, 0.0)
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        part = _part_of(int(entry.name))
-        if part is None:
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        used[part] += (int(fields[11]) + int(fields[12])) / ticks
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    used["wrk"] = children.ru_utime + children.ru_stime
-    return used
+        line = Path(f"/proc/{leader}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"--port " + port + b" " in line + b" " or b"port=" + port + b"," in line
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -340,11 +360,12 @@ def measure(
     seconds: float,
     folder: Path,
     headers: dict[str, str] | None = None,
+    meter: Meter | None = None,
 ) -> tuple[Load, str, dict[str, float]]:
     tag = f"t{time.monotonic_ns()}"
-    before = cpu_seconds()
+    before = meter.seconds() if meter else {}
     measured = load(wrk, base, path, body(tag), connections, seconds, folder, headers)
-    after = cpu_seconds()
+    after = meter.seconds() if meter else {}
     return measured, load_average(), {k: after[k] - before.get(k, 0.0) for k in after}
 
 
@@ -362,14 +383,18 @@ def run_backend(
     floors: dict[int, Load] = {}
     with database(backend) as url, floor_server(url, processes, log_level) as base:
         for connections in connection_counts:
-            floor, avg, cpu = measure(wrk, base, "/floor/leads", connections, seconds, folder)
+            meter = Meter.of(url, base)
+            floor, avg, cpu = measure(
+                wrk, base, "/floor/leads", connections, seconds, folder, meter=meter
+            )
             floors[connections] = floor
             rows.append(Row(backend, processes, "floor, no auth", connections, floor, avg, cpu=cpu))
     with (
         database(backend) as url,
         baton_server(url, folder, processes, log_level) as base,
-        worker(url, folder, log_level),
+        worker(url, folder, log_level) as worker_pid,
     ):
+        meter = Meter.of(url, base, worker_pid)
         headers = credentials(url)
         if contract:
             sign_example_contract(url)
@@ -389,6 +414,7 @@ def run_backend(
                     seconds,
                     folder,
                     headers[name.removesuffix(", again")],
+                    meter,
                 )
                 created += measured.requests + 20  # the warm-up's requests
                 rows.append(
