@@ -175,3 +175,59 @@ def test_several_active_versions_keep_the_last_activated_and_ask_for_a_rescore(
         ctx.engine.dispose()
     assert rescore is not None
     assert (rescore.version, rescore.scored, rescore.total) == (2, 0, 1)
+
+
+def test_candidate_indexes_built_beforehand_are_kept(empty_database_url: str) -> None:
+    """Migration 0030 keeps an index an operator built beforehand (on PostgreSQL with
+    ``CREATE INDEX CONCURRENTLY``, while Baton ran) and remakes the others; the schema
+    is the declared one either way, and a downgrade gives the indexes of 0029 back."""
+    from alembic import command
+
+    engine = make_engine(empty_database_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0029")
+            connection.exec_driver_sql("DROP INDEX ix_leads_phone")
+            connection.exec_driver_sql("CREATE INDEX ix_leads_phone ON leads (phone, id)")
+            built = _index_identity(connection, "ix_leads_phone")
+        upgrade(engine)
+        with engine.connect() as connection:
+            assert _index_identity(connection, "ix_leads_phone") == built  # not rebuilt
+
+        def columns() -> dict[str, list[str]]:
+            found = inspect(engine).get_indexes("leads")
+            return {i["name"]: list(i["column_names"]) for i in found if i["name"]}
+
+        assert {name: columns()[name] for name in CANDIDATE_INDEXES} == {
+            "ix_leads_phone": ["phone", "id"],
+            "ix_leads_company_key": ["company_key", "id"],
+            "ix_leads_email_domain": ["email_domain", "id"],
+            "ix_leads_mailbox_key": ["mailbox_key", "id"],
+        }
+        with engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "0029")
+        assert {name: columns()[name] for name in CANDIDATE_INDEXES} == {
+            "ix_leads_phone": ["phone"],
+            "ix_leads_company_key": ["company_key"],
+            "ix_leads_email_domain": ["email_domain"],
+            "ix_leads_mailbox_key": ["mailbox_key"],
+        }
+    finally:
+        engine.dispose()
+
+
+CANDIDATE_INDEXES = (
+    "ix_leads_phone",
+    "ix_leads_company_key",
+    "ix_leads_email_domain",
+    "ix_leads_mailbox_key",
+)
+
+
+def _index_identity(connection: Connection, name: str) -> object:
+    """What changes when an index is built again: its object id on PostgreSQL (where
+    the pause matters). SQLite may build it again in the very pages it freed: not told
+    apart there (None)."""
+    if connection.dialect.name == "postgresql":
+        return connection.exec_driver_sql(f"SELECT '{name}'::regclass::oid").scalar()
+    return None

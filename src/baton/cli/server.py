@@ -245,8 +245,9 @@ def worker(
     ] = None,
 ) -> None:
     """Run the background work: due SLA steps (remind, reassign, notify the manager),
-    assignment of queued handoffs, due nurture steps, and delivery of email and
-    webhooks. Run as many
+    assignment of queued handoffs, intake items to fetch, due nurture steps, the
+    possible-duplicate check of new leads, delivery of email, webhooks and chat, and on
+    PostgreSQL fresh planner statistics of tables that doubled. Run as many
     workers as you like against PostgreSQL; they never act twice on the same thing.
     A database that goes away is waited for (logged, retried with backoff), never a
     reason to exit; Ctrl+C or SIGTERM stops after the current passes."""

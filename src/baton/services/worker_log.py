@@ -40,7 +40,7 @@ COUNTS = (
     ("nurtured", "nurtured"),
     ("checked", "duplicates checked"),
     ("retrained", "models retrained"),
-    ("analyzed", "tables analysed"),
+    ("analyzed", "ANALYZE runs"),
 )
 """The counts of a pass (:class:`~baton.services.worker.TickReport` fields) and their
 words in a log line."""

@@ -7,7 +7,7 @@ foreign-key checks behind every insert that names a lead, prepared statements) r
 it whole for as long as the plans live: a table that grows from nothing in its first
 minute, or a bulk load, is read with the plans of the table before. A bulk writer
 refreshes what it wrote (:func:`refresh_statistics`); the worker refreshes a table
-that has doubled since its statistics (:func:`analyze_grown`), which in a steady
+that has doubled since its statistics (:func:`grown_tables`), which in a steady
 state autovacuum has always done first. ``ANALYZE`` samples a bounded number of rows
 (a fraction of a second at any size) and takes a lock that neither reads nor writes
 wait for. SQLite plans without such statistics: both do nothing there.
@@ -16,6 +16,7 @@ wait for. SQLite plans without such statistics: both do nothing there.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -34,7 +35,9 @@ def refresh_statistics(
     """``ANALYZE`` the ``tables`` on PostgreSQL after a bulk write of ``new_rows``
     (at least :data:`ANALYZE_AFTER_ROWS`); returns whether it ran. With ``columns``,
     only those columns of each table (the row count is refreshed all the same, at a
-    fraction of the cost; autovacuum still analyses the whole table later).
+    fraction of the cost; autovacuum still analyses the whole table later). Only the
+    tables the connection's role may analyse (:func:`analysable`): another role's
+    ``ANALYZE`` is a warning in PostgreSQL's log that changes nothing.
 
     Autovacuum analyses a table only after a tenth of it changed, and meanwhile the
     planner reads the freshly written rows with the statistics of the table before:
@@ -44,54 +47,92 @@ def refresh_statistics(
     that neither reads nor writes wait for. SQLite plans without such statistics."""
     if connection.dialect.name != "postgresql" or new_rows < ANALYZE_AFTER_ROWS:
         return False
+    mine = analysable(connection, tables)
+    if not mine:
+        return False
     listed = f" ({', '.join(columns)})" if columns else ""
-    connection.exec_driver_sql(f"ANALYZE {', '.join(table + listed for table in tables)}")
+    connection.exec_driver_sql(f"ANALYZE {', '.join(table + listed for table in mine)}")
     return True
+
+
+def analysable(connection: Connection, tables: Sequence[str]) -> list[str]:
+    """Those of ``tables`` (names resolved as ``ANALYZE`` resolves them, through the
+    search path) that the connection's role may ``ANALYZE``: its own, or any for a
+    superuser. A role the migrations' owner granted only reads and writes may not."""
+    return list(
+        connection.exec_driver_sql(
+            "SELECT t.name FROM unnest(CAST(%(tables)s AS text[])) WITH ORDINALITY AS t(name, n)"
+            " JOIN pg_class c ON c.oid = to_regclass(t.name)"
+            " WHERE pg_has_role(c.relowner, 'USAGE') ORDER BY t.n",
+            {"tables": list(tables)},
+        ).scalars()
+    )
 
 
 GROWING_TABLES = ("leads", "activities", "duplicate_checks", "duplicate_candidates", "handoffs")
 """The tables every capture, comparison or handoff writes, whose plans matter most."""
 
 
-def grown_tables(connection: Connection, tables: Sequence[str] = GROWING_TABLES) -> list[str]:
+class GrownTable(NamedTuple):
+    name: str
+    rows: int
+    """Live rows now, by PostgreSQL's own count."""
+    planned: int
+    """Rows at its last statistics (-1: never analysed)."""
+
+
+_HELD = (
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+)
+"""The locks an ``ANALYZE`` would wait for (a ``VACUUM``, another ``ANALYZE``, an index
+build, a schema change)."""
+
+
+def grown_tables(
+    connection: Connection, tables: Sequence[str] = GROWING_TABLES
+) -> list[GrownTable]:
     """Those of ``tables`` holding at least :data:`ANALYZE_AFTER_ROWS` live rows and at
     least twice the rows of their last statistics (or never analysed), by PostgreSQL's
-    own counts, among the tables the connection's role may ``ANALYZE`` (their owner's,
-    or a superuser's: another role's ``ANALYZE`` is a warning that changes nothing);
-    none on SQLite."""
+    own counts, among those the role may analyse (:func:`analysable`) and that no one
+    holds a lock on that ``ANALYZE`` would wait for (autovacuum at work: it is left to
+    it); none on SQLite."""
     if connection.dialect.name != "postgresql":
         return []
-    return list(
-        connection.exec_driver_sql(
-            "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
-            " WHERE s.schemaname = current_schema() AND s.relname = ANY(%(tables)s)"
-            " AND s.n_live_tup >= %(least)s AND s.n_live_tup >= 2 * c.reltuples"
-            " AND pg_has_role(c.relowner, 'USAGE')"
-            " ORDER BY s.relname",
-            {"tables": list(tables), "least": ANALYZE_AFTER_ROWS},
-        ).scalars()
+    rows = connection.exec_driver_sql(
+        "SELECT t.name, s.n_live_tup, c.reltuples"
+        " FROM unnest(CAST(%(tables)s AS text[])) WITH ORDINALITY AS t(name, n)"
+        " JOIN pg_class c ON c.oid = to_regclass(t.name)"
+        " JOIN pg_stat_user_tables s ON s.relid = c.oid"
+        " WHERE s.n_live_tup >= %(least)s AND s.n_live_tup >= 2 * c.reltuples"
+        " AND pg_has_role(c.relowner, 'USAGE')"
+        " AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.relation = c.oid"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND l.granted AND l.mode = ANY(%(held)s))"
+        " ORDER BY t.n",
+        {"tables": list(tables), "least": ANALYZE_AFTER_ROWS, "held": list(_HELD)},
     )
+    return [GrownTable(name, int(live), int(planned)) for name, live, planned in rows]
 
 
 ANALYZE_LOCK_TIMEOUT_MS = 100
-"""How long :func:`analyze_grown` waits for a table another ``ANALYZE`` (autovacuum's)
-or a schema change holds, before it leaves that table to them."""
+"""How long :func:`analyze_table` waits for a lock taken between :func:`grown_tables`'
+look and its ``ANALYZE`` (another worker's, autovacuum's) before it gives up."""
 
 
-def analyze_grown(connection: Connection, tables: Sequence[str] = GROWING_TABLES) -> list[str]:
-    """``ANALYZE`` each of :func:`grown_tables` in the caller's transaction; return the
-    tables analysed. A table whose lock does not come within
-    :data:`ANALYZE_LOCK_TIMEOUT_MS` (autovacuum is analysing it) is skipped, each under
-    a savepoint of its own, so the others are still done."""
-    done: list[str] = []
-    for table in grown_tables(connection, tables):
-        try:
-            with connection.begin_nested():
-                connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ANALYZE_LOCK_TIMEOUT_MS}")
-                connection.exec_driver_sql(f"ANALYZE {table}")
-        except DBAPIError as error:
-            if getattr(error.orig, "sqlstate", None) != "55P03":  # lock_not_available
-                raise
-            continue
-        done.append(table)
-    return done
+def analyze_table(connection: Connection, table: str) -> bool:
+    """``ANALYZE`` one table in the caller's transaction, which should hold nothing
+    else (the table's lock lasts until it ends); False when the lock did not come
+    within :data:`ANALYZE_LOCK_TIMEOUT_MS` (then nothing was done)."""
+    try:
+        with connection.begin_nested():  # a timeout leaves the transaction usable
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ANALYZE_LOCK_TIMEOUT_MS}")
+            connection.exec_driver_sql(f"ANALYZE {table}")
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        return False
+    return True
