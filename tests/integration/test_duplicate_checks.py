@@ -20,6 +20,7 @@ from baton.config import Settings
 from baton.domain.access import operator
 from baton.domain.leads import SAME_PHONE, LeadCreate
 from baton.services import duplicate_checks as duplicate_checks_service
+from baton.services import worker as worker_service
 from baton.services.context import Context, open_context
 from baton.services.duplicate_checks import (
     flag_pending_duplicates,
@@ -29,7 +30,7 @@ from baton.services.duplicate_checks import (
 )
 from baton.services.leads import capture_lead
 from baton.services.merge import merge_leads
-from baton.services.worker import check_duplicates, tick
+from baton.services.worker import Lane, check_duplicates, tick
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads, metadata
 
 OPS = operator("ops")
@@ -475,3 +476,28 @@ def test_candidates_are_read_by_index_on_a_postgresql_table_without_statistics(
                 assert _rows_read(plan) <= 3 * (returned + values), statement
     finally:
         context.engine.dispose()
+
+
+def test_a_pass_that_empties_the_queue_waits_before_the_next(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL captures arriving one by one are compared in batches: a pass whose
+    last batch was short of a full one emptied the queue, and the lane waits its poll
+    interval before looking again; a full batch means more may wait, and it goes on at
+    once. On SQLite it goes on at once (a larger batch holds the one write turn
+    longer)."""
+    postgres = ctx.dialect == "postgresql"
+    for i in range(3):
+        capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez")
+    lane = Lane("duplicates", lambda: check_duplicates(ctx), 0.2)
+    assert lane.step() == (0.2 if postgres else 0.0)  # 3 compared, the queue empty
+    assert pending_duplicate_checks(ctx) == 0
+    assert lane.step() == 0.2  # nothing to do: wait
+    for i in range(3, 9):
+        capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez")
+    monkeypatch.setattr(worker_service, "DUPLICATE_BATCH", 2)
+    full = check_duplicates(ctx, batches=2)  # two full batches of 2: more may wait
+    assert (full.checked, full.drained) == (4, False)
+    assert Lane("duplicates", lambda: full, 0.2).step() == 0.0
+    rest = check_duplicates(ctx)
+    assert (rest.checked, rest.drained) == (2, postgres)
