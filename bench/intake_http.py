@@ -286,6 +286,10 @@ class Meter:
         postmaster = None
         if host and (Path(host) / "postmaster.pid").is_file():
             postmaster = int((Path(host) / "postmaster.pid").read_text().split()[0])
+        if url.startswith("postgresql") and postmaster is None:
+            raise SystemExit(
+                f"PostgreSQL's postmaster.pid not found under {host!r}: its CPU would read 0"
+            )
         return cls(postmaster, int(base.rsplit(":", 1)[1]), worker)
 
     def seconds(self) -> dict[str, float]:

@@ -493,11 +493,38 @@ def test_a_pass_that_empties_the_queue_waits_before_the_next(
     assert lane.step() == (0.2 if postgres else 0.0)  # 3 compared, the queue empty
     assert pending_duplicate_checks(ctx) == 0
     assert lane.step() == 0.2  # nothing to do: wait
-    for i in range(3, 9):
+    for i in range(3, 10):
         capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez")
     monkeypatch.setattr(worker_service, "DUPLICATE_BATCH", 2)
     full = check_duplicates(ctx, batches=2)  # two full batches of 2: more may wait
     assert (full.checked, full.drained) == (4, False)
     assert Lane("duplicates", lambda: full, 0.2).step() == 0.0
-    rest = check_duplicates(ctx)
-    assert (rest.checked, rest.drained) == (2, postgres)
+    rest = check_duplicates(ctx)  # 2, then the last 1: a short batch, the queue empty
+    assert (rest.checked, rest.drained) == (3, postgres)
+
+
+def test_a_lead_that_cannot_be_compared_does_not_slow_the_backlog(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lead that cannot be compared stays queued at the head of every batch, so each
+    batch is one short of full while a backlog waits behind it: the lane goes on at
+    once, and a pass still takes all its batches (``baton worker --once`` too)."""
+    ids = [capture(ctx, f"p{i}@globex{i}.com", first_name="Ana", last_name="A") for i in range(12)]
+    bad = min(ids)
+    real = duplicate_checks_service.possible_duplicates_of
+
+    def refusing(connection: Any, lead_ids: Any, *, now: Any) -> Any:
+        if bad in lead_ids:
+            raise ValueError("cannot compare")
+        return real(connection, lead_ids, now=now)
+
+    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", refusing)
+    monkeypatch.setattr(worker_service, "DUPLICATE_BATCH", 4)
+    first = check_duplicates(ctx, batches=2)  # the bad lead in each batch: 3 + 3
+    assert (first.checked, first.drained) == (6, False)  # both batches, 6 still queued
+    assert Lane("duplicates", lambda: first, 0.2).step() == 0.0  # at once
+    assert pending_duplicate_checks(ctx) == 6
+    lane = Lane("duplicates", lambda: check_duplicates(ctx, batches=1), 0.2)
+    # 3 more; the bad lead and 2 left, fewer than a batch: now it waits (PostgreSQL).
+    assert lane.step() == (0.2 if ctx.dialect == "postgresql" else 0.0)
+    assert pending_duplicate_checks(ctx) == 3

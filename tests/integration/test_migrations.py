@@ -189,10 +189,20 @@ def test_candidate_indexes_built_beforehand_are_kept(empty_database_url: str) ->
             command.upgrade(alembic_config(connection), "0029")
             connection.exec_driver_sql("DROP INDEX ix_leads_phone")
             connection.exec_driver_sql("CREATE INDEX ix_leads_phone ON leads (phone, id)")
-            built = _index_identity(connection, "ix_leads_phone")
+            connection.exec_driver_sql("DROP INDEX ix_leads_mailbox_key")
+            connection.exec_driver_sql(
+                "CREATE INDEX ix_leads_mailbox_key ON leads (mailbox_key, id)"
+                " WHERE mailbox_key IS NOT NULL"
+            )
+            built = [
+                _index_identity(connection, n) for n in ("ix_leads_phone", "ix_leads_mailbox_key")
+            ]
         upgrade(engine)
         with engine.connect() as connection:
-            assert _index_identity(connection, "ix_leads_phone") == built  # not rebuilt
+            kept = [
+                _index_identity(connection, n) for n in ("ix_leads_phone", "ix_leads_mailbox_key")
+            ]
+            assert kept == built  # not rebuilt
 
         def columns() -> dict[str, list[str]]:
             found = inspect(engine).get_indexes("leads")

@@ -67,6 +67,14 @@ def pending_duplicate_checks(ctx: Context) -> int:
         )
 
 
+def duplicate_checks_waiting(ctx: Context, *, at_most: int) -> int:
+    """Leads waiting for the comparison, counted up to ``at_most`` (an index range of
+    that many at most, whatever the backlog)."""
+    with ctx.read() as connection:
+        waiting = select(duplicate_checks.c.lead_id).limit(at_most).subquery()
+        return int(connection.execute(select(func.count()).select_from(waiting)).scalar_one())
+
+
 def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     """Compare up to ``limit`` queued leads, oldest first, and flag their pairs; return
     how many left the queue.
