@@ -59,19 +59,14 @@ def queue_duplicate_checks_in(
     insert_rows(connection, duplicate_checks, rows, ignore_conflicts=True)
 
 
-def pending_duplicate_checks(ctx: Context) -> int:
-    """Leads still waiting for the comparison (the capture answer and health say so)."""
+def pending_duplicate_checks(ctx: Context, *, at_most: int | None = None) -> int:
+    """Leads still waiting for the comparison (the capture answer and health say so);
+    with ``at_most``, counted up to that many only (an index range of that many at
+    most, whatever the backlog: the worker's lane asks whether a batch is left)."""
     with ctx.read() as connection:
-        return int(
-            connection.execute(select(func.count()).select_from(duplicate_checks)).scalar_one()
-        )
-
-
-def duplicate_checks_waiting(ctx: Context, *, at_most: int) -> int:
-    """Leads waiting for the comparison, counted up to ``at_most`` (an index range of
-    that many at most, whatever the backlog)."""
-    with ctx.read() as connection:
-        waiting = select(duplicate_checks.c.lead_id).limit(at_most).subquery()
+        waiting: Any = duplicate_checks
+        if at_most is not None:
+            waiting = select(duplicate_checks.c.lead_id).limit(at_most).subquery()
         return int(connection.execute(select(func.count()).select_from(waiting)).scalar_one())
 
 

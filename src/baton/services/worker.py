@@ -68,7 +68,7 @@ from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in, rules_of
 from baton.services.delivery import CHANNELS, Channel, Courier
 from baton.services.duplicate_checks import BATCH as DUPLICATE_BATCH
-from baton.services.duplicate_checks import duplicate_checks_waiting, flag_pending_duplicates
+from baton.services.duplicate_checks import flag_pending_duplicates, pending_duplicate_checks
 from baton.services.intake_fetch import Fetcher
 from baton.services.outbox import enqueue_email, publish
 from baton.services.routing import SYSTEM, log_event, reassign_in, rep_of, route_queued_in
@@ -457,7 +457,7 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
         if (
             done < DUPLICATE_BATCH
             and ctx.dialect == "postgresql"
-            and duplicate_checks_waiting(ctx, at_most=DUPLICATE_BATCH) < DUPLICATE_BATCH
+            and pending_duplicate_checks(ctx, at_most=DUPLICATE_BATCH) < DUPLICATE_BATCH
         ):
             report.drained = True
             break

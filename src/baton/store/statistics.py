@@ -61,12 +61,22 @@ def analysable(connection: Connection, tables: Sequence[str]) -> list[str]:
     superuser. A role the migrations' owner granted only reads and writes may not."""
     return list(
         connection.exec_driver_sql(
-            "SELECT t.name FROM unnest(CAST(%(tables)s AS text[])) WITH ORDINALITY AS t(name, n)"
-            " JOIN pg_class c ON c.oid = to_regclass(t.name)"
-            " WHERE pg_has_role(c.relowner, 'USAGE') ORDER BY t.n",
+            f"SELECT t.name {_NAMED} WHERE {_MAY_ANALYSE} ORDER BY t.n",
             {"tables": list(tables)},
         ).scalars()
     )
+
+
+_NAMED = (
+    "FROM unnest(CAST(%(tables)s AS text[])) WITH ORDINALITY AS t(name, n)"
+    " JOIN pg_class c ON c.oid = to_regclass(t.name)"
+)
+"""The tables named in ``%(tables)s`` (``t.name``, in their order ``t.n``), resolved as
+``ANALYZE`` resolves a name (the search path), with their ``pg_class`` row ``c``."""
+
+_MAY_ANALYSE = "pg_has_role(c.relowner, 'USAGE')"
+"""Whether the connection's role may ``ANALYZE`` table ``c``: the one rule of
+:func:`analysable` and :func:`grown_tables`."""
 
 
 GROWING_TABLES = ("leads", "activities", "duplicate_checks", "duplicate_candidates", "handoffs")
@@ -103,12 +113,10 @@ def grown_tables(
     if connection.dialect.name != "postgresql":
         return []
     rows = connection.exec_driver_sql(
-        "SELECT t.name, s.n_live_tup, c.reltuples"
-        " FROM unnest(CAST(%(tables)s AS text[])) WITH ORDINALITY AS t(name, n)"
-        " JOIN pg_class c ON c.oid = to_regclass(t.name)"
+        f"SELECT t.name, s.n_live_tup, c.reltuples {_NAMED}"
         " JOIN pg_stat_user_tables s ON s.relid = c.oid"
-        " WHERE s.n_live_tup >= %(least)s AND s.n_live_tup >= 2 * c.reltuples"
-        " AND pg_has_role(c.relowner, 'USAGE')"
+        f" WHERE {_MAY_ANALYSE}"
+        " AND s.n_live_tup >= %(least)s AND s.n_live_tup >= 2 * c.reltuples"
         " AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.relation = c.oid"
         " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         " AND l.granted AND l.mode = ANY(%(held)s))"
