@@ -47,3 +47,16 @@ def test_a_worker_started_before_its_database_waits_for_it(tmp_path: Path) -> No
     assert output.count("waiting for the database") >= 2, output
     assert "trying again in 2 s" in output
     assert password not in output
+
+
+def test_a_poll_interval_out_of_range_is_refused_before_the_worker_starts() -> None:
+    """`--poll 0` or a negative one made every idle lane wait no time at all: each
+    thread spun a core. Refused like BATON_WORKER_POLL_SECONDS out of its range."""
+    from typer.testing import CliRunner
+
+    from baton.cli import app
+
+    for poll in ("0", "-5", "61"):
+        result = CliRunner().invoke(app, ["worker", "--poll", poll])
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for '--poll'" in result.output

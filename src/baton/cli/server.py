@@ -241,7 +241,11 @@ def worker(
     ] = False,
     poll: Annotated[
         float | None,
-        typer.Option(help="Seconds between passes when idle (BATON_WORKER_POLL_SECONDS)."),
+        typer.Option(
+            min=0.01,
+            max=60,
+            help="Seconds between passes when idle, 0.01 to 60 (BATON_WORKER_POLL_SECONDS).",
+        ),
     ] = None,
 ) -> None:
     """Run the background work: due SLA steps (remind, reassign, notify the manager),
