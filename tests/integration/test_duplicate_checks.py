@@ -156,6 +156,41 @@ def test_a_worker_killed_midway_leaves_its_batch_queued(
     assert (lead, other, reason) == ("dana@gmail.com", "dana@northwind.com", SAME_PHONE)
 
 
+def test_a_batch_is_written_in_parts_and_a_stop_between_them_keeps_the_rest_queued(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [
+        capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
+        for i in range(5)
+    ]
+    monkeypatch.setattr(duplicate_checks_service, "WRITE_BATCH", 2)
+    real = duplicate_checks_service.record_pairs_in
+    parts: list[set[int]] = []
+
+    def stops_at_the_second_part(connection: Any, rows: list[dict[str, Any]]) -> None:
+        parts.append({row["lead_id"] for row in rows})
+        if len(parts) == 2:
+            raise KeyboardInterrupt  # the worker stopped between two transactions
+        real(connection, rows)
+
+    monkeypatch.setattr(duplicate_checks_service, "record_pairs_in", stops_at_the_second_part)
+    with pytest.raises(KeyboardInterrupt):
+        flag_pending_duplicates(ctx)
+    # The first part (the two oldest; the first has no older lead) is written and
+    # dequeued; the second part rolled back, and it and the third are still queued.
+    assert parts == [{ids[1]}, {ids[2], ids[3]}]
+    with ctx.read() as connection:
+        queued = sorted(connection.execute(select(duplicate_checks.c.lead_id)).scalars())
+        flagged_leads = set(connection.execute(select(duplicate_candidates.c.lead_id)).scalars())
+    assert queued == ids[2:]
+    assert flagged_leads == {ids[1]}
+    monkeypatch.setattr(duplicate_checks_service, "record_pairs_in", real)
+    assert flag_pending_duplicates(ctx) == 3
+    assert pending_duplicate_checks(ctx) == 0
+    # Each lead compared once, as of its arrival, whichever pass wrote it.
+    assert len(flagged(ctx)) == sum(range(5))
+
+
 def test_the_worker_lane_survives_a_failing_pass_and_tick_drains_the_queue(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:

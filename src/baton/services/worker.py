@@ -434,8 +434,9 @@ once while work remains), so one pass never holds the lane for long."""
 
 def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickReport:
     """The duplicate lane's pass: queued new leads compared with older ones and their
-    possible duplicates flagged (:mod:`baton.services.duplicate_checks`), a batch per
-    transaction while the queue has work, up to ``batches`` batches.
+    possible duplicates flagged (:mod:`baton.services.duplicate_checks`), a batch at a
+    time (compared in one read, written in short parts) while the queue has work, up to
+    ``batches`` batches.
 
     On PostgreSQL a batch short of :data:`~baton.services.duplicate_checks.BATCH`, with
     fewer than that still queued, emptied the queue (``drained``): the lane then waits
