@@ -31,7 +31,7 @@ from baton.domain.leads import (
     duplicates_in_groups,
 )
 from baton.services.context import Context
-from baton.services.queries import chunks, insert_ignoring_conflicts
+from baton.services.queries import chunks
 from baton.store.bulk import copy_rows_in, insert_rows
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads
 
@@ -172,8 +172,7 @@ def _live(connection: Connection, ids: Sequence[int]) -> list[int]:
 def record_pairs_in(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """Write review items (rows of :func:`possible_duplicates_of`) in the caller's
     transaction; a pair already flagged is kept as it is."""
-    if rows:
-        connection.execute(insert_ignoring_conflicts(connection, duplicate_candidates), rows)
+    insert_rows(connection, duplicate_candidates, rows, ignore_conflicts=True)
 
 
 DUPLICATE_COLUMNS = (
