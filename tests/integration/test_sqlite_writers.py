@@ -114,7 +114,9 @@ HOG = textwrap.dedent(
     queue, counter = WriteQueue(Path(sys.argv[1])), Path(sys.argv[2])
     for turn in range(1, 2001):
         with queue.turn(timeout=60):
-            counter.write_text(str(turn))
+            # Replaced whole, never read half written (write_text empties it first).
+            counter.with_suffix(".new").write_text(str(turn))
+            counter.with_suffix(".new").replace(counter)
             time.sleep(0.002)
     """
 )
@@ -153,7 +155,8 @@ BUSY_PROCESS = textwrap.dedent(
             with queue.turn(timeout=60):
                 with mutex:
                     count[0] += 1
-                    counter.write_text(str(count[0]))
+                    counter.with_suffix(".new").write_text(str(count[0]))
+                    counter.with_suffix(".new").replace(counter)
                 time.sleep(0.002)
 
     lanes = [threading.Thread(target=lane) for _ in range(3)]

@@ -186,8 +186,10 @@ POLL_SECONDS = 0.001
 """How often the thread at the head of a process's queue looks whether another process
 has finished writing (only while processes contend)."""
 COURTESY_SECONDS = 0.003
-"""How long a process that wants the turn again waits first when another process is
-already waiting (longer than that process's poll, so it gets there first)."""
+"""How long at most a process that wants the turn again waits first when another
+process is already waiting (longer than that process's poll, so it gets there first):
+until that process has the turn, looked at every :data:`COURTESY_POLL_SECONDS`."""
+COURTESY_POLL_SECONDS = 0.0002
 HOLD_SECONDS = 0.2
 """How long a process may keep the turn for its own queued writers, one after the
 other, while no other process waits for it (a batch of turns, not one write per round:
@@ -224,13 +226,13 @@ class WriteQueue:
     shared by every process waiting for it. A process keeps the turn for the writers
     queued in it for up to :data:`HOLD_SECONDS` while no other process waits, then gives
     it up (a worker whose lanes wrote one after the other kept a waiting server's
-    captures out for up to 90 ms); one that wants it
-    again first looks whether another process waits (byte 1 taken): if so it waits
-    :data:`COURTESY_SECONDS` before trying, so the waiting process, polling every
-    :data:`POLL_SECONDS`, goes first. Record locks belong to the process, which is why
-    the queue (one per database file and process) lets one thread at a time take them,
-    and why the file is opened for a turn and closed after it (closing any descriptor of
-    the file would drop the process's locks)."""
+    captures out for up to 90 ms). One that wants it again first looks whether another
+    process waits (byte 1 taken): if so it waits, at most :data:`COURTESY_SECONDS`,
+    until that process has taken the turn (it then stops announcing), so the waiting
+    process, polling every :data:`POLL_SECONDS`, goes first. Record locks belong to the
+    process, which is why the queue (one per database file and process) lets one thread
+    at a time take them, and why the file is opened for a turn and closed after it
+    (closing any descriptor of the file would drop the process's locks)."""
 
     def __init__(self, lock_path: Path | None) -> None:
         self.lock_path = lock_path
@@ -332,11 +334,16 @@ class WriteQueue:
             if not courteous and _try_lock(fd, fcntl.LOCK_EX, 0):
                 self._fd, self._held_since = fd, time.monotonic()
                 return
+            if courteous:
+                # The waiting process goes first: it stops announcing once it has the
+                # turn, and this one then queues behind it at once (a fixed pause left
+                # the database idle for most of it after a short write).
+                until = time.monotonic() + COURTESY_SECONDS
+                while time.monotonic() < until and self._others_wait(fd):
+                    time.sleep(COURTESY_POLL_SECONDS)
             while not _try_lock(fd, fcntl.LOCK_SH, 1):  # a probe holds it for a moment
                 _wait_or_give_up(deadline, timeout)
             announced = True
-            if courteous:
-                time.sleep(COURTESY_SECONDS)
             while not _try_lock(fd, fcntl.LOCK_EX, 0):
                 _wait_or_give_up(deadline, timeout)
             self._fd, self._held_since = fd, time.monotonic()
