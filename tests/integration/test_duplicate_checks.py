@@ -134,6 +134,31 @@ def test_a_lead_merged_before_its_turn_is_dropped_unflagged(ctx: Context) -> Non
     assert flagged(ctx) == set()
 
 
+def test_no_pair_points_at_a_lead_merged_away_between_the_comparison_and_its_writing(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = capture(ctx, "dana@northwind.com", phone="202-456-1111", first_name="Dana")
+    survivor = capture(ctx, "sam@initech.com", first_name="Sam", last_name="Ortiz")
+    newer = capture(ctx, "dana.reyes@gmail.com", phone="(202) 456 1111", first_name="D.")
+    real = duplicate_checks_service._write_flags
+    merged: list[int] = []
+
+    def merge_first(*args: Any, **kwargs: Any) -> Any:
+        if not merged:  # compared already: the older lead is merged away meanwhile
+            merge_leads(ctx, survivor, older, actor=OPS)
+            merged.append(older)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(duplicate_checks_service, "_write_flags", merge_first)
+    flag_pending_duplicates(ctx)
+    with ctx.read() as connection:
+        pairs = connection.execute(
+            select(duplicate_candidates.c.lead_id, duplicate_candidates.c.other_lead_id)
+        ).all()
+    assert merged == [older]
+    assert (newer, older) not in {tuple(pair) for pair in pairs}
+
+
 def test_a_worker_killed_midway_leaves_its_batch_queued(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -116,8 +116,8 @@ def _write_flags(
     ctx: Context, ids: Sequence[int], pairs: Mapping[int, list[dict[str, Any]]]
 ) -> int:
     """One write transaction of :func:`flag_pending_duplicates`: the leads of ``ids``
-    still queued claimed, the pairs of those not merged away written, the claimed
-    removed from the queue; how many were claimed."""
+    still queued claimed, the pairs of those not merged away written (but those with a
+    lead merged away since), the claimed removed from the queue; how many were claimed."""
     with ctx.write() as connection:
         claim = select(duplicate_checks.c.lead_id).where(duplicate_checks.c.lead_id.in_(ids))
         if connection.dialect.name == "postgresql":
@@ -126,7 +126,13 @@ def _write_flags(
         if not claimed:
             return 0
         still = _live(connection, claimed)
-        record_pairs_in(connection, [r for lead_id in still for r in pairs.get(lead_id, ())])
+        found = [r for lead_id in still for r in pairs.get(lead_id, ())]
+        # The other lead of a pair may have been merged away since the comparison (its
+        # open pairs closed by the merge): no new pair points at it.
+        others = (
+            set(_live(connection, sorted({r["other_lead_id"] for r in found}))) if found else set()
+        )
+        record_pairs_in(connection, [r for r in found if r["other_lead_id"] in others])
         connection.execute(delete(duplicate_checks).where(duplicate_checks.c.lead_id.in_(claimed)))
         return len(claimed)
 
