@@ -244,7 +244,11 @@ def possible_duplicates_of(
     for column, key_of in signals:
         values = sorted({v for p in people if (v := key_of(p)) is not None})
         holders: dict[Any, list[dict[str, Any]]] = {}
-        for record in _oldest_holding(connection, column.name, values):
+        # A phone's group only tells whether more than SHARED_PHONE_LIMIT leads up to a
+        # new lead hold it (a shared line, skipped) and, if not, which: its oldest
+        # SHARED_PHONE_LIMIT + 1 holders tell both (a switchboard's 200 were read).
+        most = SHARED_PHONE_LIMIT + 1 if column_is_phone(key_of) else MAX_CANDIDATES
+        for record in _oldest_holding(connection, column.name, values, most):
             holders.setdefault(record[column.name], []).append(record)
         groups.append(
             {value: CandidateGroup(sorted(rows, key=_id_of)) for value, rows in holders.items()}
@@ -283,10 +287,10 @@ _SQLITE_PARTS = 100
 
 
 def _oldest_holding(
-    connection: Connection, column: str, values: Sequence[Any]
+    connection: Connection, column: str, values: Sequence[Any], most: int = MAX_CANDIDATES
 ) -> list[dict[str, Any]]:
-    """For each of ``values``, the :data:`MAX_CANDIDATES` oldest leads not merged away
-    whose ``column`` holds it (the records a new lead would be merged into).
+    """For each of ``values``, the ``most`` oldest leads not merged away whose
+    ``column`` holds it (the records a new lead would be merged into).
 
     One index range per value, read in id order and stopped at the limit, so a value
     that every lead shares (one corporate domain) costs 200 rows, not the table: the
@@ -305,14 +309,14 @@ def _oldest_holding(
         sql = (
             f"SELECT c.* FROM unnest(CAST(%(values)s AS text[])) AS v(value) CROSS JOIN LATERAL "
             f"(SELECT {names} FROM leads WHERE {column} = v.value "
-            f"AND merged_into_id IS NULL ORDER BY id LIMIT {MAX_CANDIDATES}) AS c"
+            f"AND merged_into_id IS NULL ORDER BY id LIMIT {int(most)}) AS c"
         )
         for part in chunks(values):
             rows.extend(connection.exec_driver_sql(sql, {"values": list(part)}).all())
     else:
         one = (
             f"SELECT * FROM (SELECT {names} FROM leads WHERE {column} = ? "
-            f"AND merged_into_id IS NULL ORDER BY id LIMIT {MAX_CANDIDATES})"
+            f"AND merged_into_id IS NULL ORDER BY id LIMIT {int(most)})"
         )
         for part in chunks(values, _SQLITE_PARTS):
             sql = " UNION ALL ".join([one] * len(part))
