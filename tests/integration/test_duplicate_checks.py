@@ -78,7 +78,7 @@ def empty(ctx: Context) -> None:
 
 
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(people=PEOPLE)
+@given(people=PEOPLE, budget=st.sampled_from([None, 1, 210]))
 @example(  # one line shared by 7 leads: a shared phone for the first 5, then a switchboard
     people=[
         {
@@ -89,11 +89,14 @@ def empty(ctx: Context) -> None:
             "phone": "+14155550100",
         }
         for i, name in enumerate("ABCDEFG")
-    ]
+    ],
+    budget=None,
 )
 def test_the_worker_flags_the_pairs_flagging_on_capture_flagged(
-    ctx: Context, people: list[dict[str, Any]]
+    ctx: Context, people: list[dict[str, Any]], budget: int | None
 ) -> None:
+    """``budget``: the candidate rows a comparison may hold (None: the default), so that
+    a batch is also compared in slices (1: one lead at a time; 210: a group or so)."""
     empty(ctx)
     for i, person in enumerate(people):  # the simple path: each lead flagged as it arrives
         result = capture_lead(ctx, lead_of(i, person), actor=OPS)
@@ -107,8 +110,13 @@ def test_the_worker_flags_the_pairs_flagging_on_capture_flagged(
         assert capture_lead(ctx, lead_of(i, person), actor=OPS).duplicates == "pending"
     assert pending_duplicate_checks(ctx) == len(people)
     assert flagged(ctx) == set()
-    while flag_pending_duplicates(ctx, limit=5):  # several batches
-        pass
+    default = duplicate_checks_service.CANDIDATE_ROWS
+    duplicate_checks_service.CANDIDATE_ROWS = default if budget is None else budget
+    try:
+        while flag_pending_duplicates(ctx, limit=5):  # several batches
+            pass
+    finally:
+        duplicate_checks_service.CANDIDATE_ROWS = default
     assert pending_duplicate_checks(ctx) == 0
     assert flagged(ctx) == inline
 

@@ -15,7 +15,7 @@ queued); a lead merged away before its turn is dropped from the queue unflagged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -240,45 +240,92 @@ def possible_duplicates_of(
             ),
         ),
     ]
-    groups: list[dict[Any, CandidateGroup]] = []
-    for column, key_of in signals:
-        values = sorted({v for p in people if (v := key_of(p)) is not None})
-        holders: dict[Any, list[dict[str, Any]]] = {}
+
+    def most_of(key_of: Callable[[dict[str, Any]], Any]) -> int:
         # A phone's group only tells whether more than SHARED_PHONE_LIMIT leads up to a
         # new lead hold it (a shared line, skipped) and, if not, which: its oldest
         # SHARED_PHONE_LIMIT + 1 holders tell both (a switchboard's 200 were read).
-        most = SHARED_PHONE_LIMIT + 1 if column_is_phone(key_of) else MAX_CANDIDATES
-        for record in _oldest_holding(connection, column.name, values, most):
-            holders.setdefault(record[column.name], []).append(record)
-        groups.append(
-            {value: CandidateGroup(sorted(rows, key=_id_of)) for value, rows in holders.items()}
-        )
+        return SHARED_PHONE_LIMIT + 1 if column_is_phone(key_of) else MAX_CANDIDATES
+
     matches: list[DuplicateMatch] = []
     records: list[dict[str, Any]] = []
-    for person in people:
-        # As of the lead's own arrival: leads created after it (in the same batch of a
-        # worker or an import) neither count towards a shared line nor become its
-        # candidates, so a lead is flagged the same whenever its turn comes.
-        its_groups = [
-            (group, SHARED_PHONE_LIMIT if column_is_phone(key_of) else None)
-            for (_, key_of), grouped in zip(signals, groups, strict=True)
-            if (key := key_of(person)) is not None and (group := grouped.get(key)) is not None
-        ]
-        # At most MAX_PAIRS_PER_LEAD pairs per new lead, the best ones (see there why).
-        pairs = duplicates_in_groups(person, its_groups, limit=MAX_CANDIDATES)
-        for match in best_duplicates(pairs):
-            matches.append(match)
-            records.append(
-                {
-                    "lead_id": person["id"],
-                    "other_lead_id": match.other_id,
-                    "reason": match.reason,
-                    "similarity": match.similarity,
-                    "status": "open",
-                    "created_at": now,
-                }
+    for some in _within_budget(people, [(key_of, most_of(key_of)) for _, key_of in signals]):
+        groups: list[dict[Any, CandidateGroup]] = []
+        for column, key_of in signals:
+            values = sorted({v for p in some if (v := key_of(p)) is not None})
+            holders: dict[Any, list[dict[str, Any]]] = {}
+            for record in _oldest_holding(connection, column.name, values, most_of(key_of)):
+                holders.setdefault(record[column.name], []).append(record)
+            groups.append(
+                {value: CandidateGroup(sorted(rows, key=_id_of)) for value, rows in holders.items()}
             )
+        for person in some:
+            # As of the lead's own arrival: leads created after it (in the same batch of
+            # a worker or an import) neither count towards a shared line nor become its
+            # candidates, so a lead is flagged the same whenever its turn comes.
+            its_groups = [
+                (group, SHARED_PHONE_LIMIT if column_is_phone(key_of) else None)
+                for (_, key_of), grouped in zip(signals, groups, strict=True)
+                if (key := key_of(person)) is not None and (group := grouped.get(key)) is not None
+            ]
+            # At most MAX_PAIRS_PER_LEAD pairs per new lead, the best ones (see there why).
+            pairs = duplicates_in_groups(person, its_groups, limit=MAX_CANDIDATES)
+            for match in best_duplicates(pairs):
+                matches.append(match)
+                records.append(
+                    {
+                        "lead_id": person["id"],
+                        "other_lead_id": match.other_id,
+                        "reason": match.reason,
+                        "similarity": match.similarity,
+                        "status": "open",
+                        "created_at": now,
+                    }
+                )
     return matches, records
+
+
+CANDIDATE_ROWS = 200_000
+"""Candidate rows one comparison holds in memory at most (about 160 MB; they are read
+per shared value, up to its group's limit): a batch whose leads share few values (a
+stream from a few hundred companies: about 100,000 rows for 2,000 leads) is compared at
+once, one whose every lead brings large groups of its own (2,000 distinct companies of
+200 leads or more would be 800,000 rows) in slices of the leads in order, each with its
+own reads. The result is the same either way: each lead is compared with the leads
+older than it, whoever else is in its slice."""
+
+
+def _within_budget(
+    people: Sequence[dict[str, Any]],
+    signals: Sequence[tuple[Callable[[dict[str, Any]], Any], int]],
+    budget: int | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """``people`` in slices, in order, each bringing at most ``budget`` candidate rows
+    (default :data:`CANDIDATE_ROWS`), reckoned as its distinct values per signal times
+    the rows read for each (a slice holds one person at least)."""
+    budget = CANDIDATE_ROWS if budget is None else budget
+    some: list[dict[str, Any]] = []
+    seen: set[tuple[int, Any]] = set()
+    rows = 0
+    for person in people:
+        brings = [
+            (index, value)
+            for index, (key_of, _) in enumerate(signals)
+            if (value := key_of(person)) is not None and (index, value) not in seen
+        ]
+        more = sum(signals[index][1] for index, _ in brings)
+        if some and rows + more > budget:
+            yield some
+            some, seen, rows = [], set(), 0
+            brings = [
+                (i, v) for i, (key_of, _) in enumerate(signals) if (v := key_of(person)) is not None
+            ]
+            more = sum(signals[index][1] for index, _ in brings)
+        some.append(person)
+        seen.update(brings)
+        rows += more
+    if some:
+        yield some
 
 
 _CANDIDATE_NAMES = tuple(c.name for c in DUPLICATE_COLUMNS)
