@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy import delete, event, select
 
 from baton.config import Settings
 from baton.domain.access import operator
+from baton.domain.clock import ManualClock
 from baton.domain.leads import SAME_PHONE, LeadCreate
 from baton.services import duplicate_checks as duplicate_checks_service
 from baton.services import worker as worker_service
@@ -142,9 +144,13 @@ def test_a_lead_merged_before_its_turn_is_dropped_unflagged(ctx: Context) -> Non
     assert flagged(ctx) == set()
 
 
-def test_no_pair_points_at_a_lead_merged_away_between_the_comparison_and_its_writing(
-    ctx: Context, monkeypatch: pytest.MonkeyPatch
+def test_a_merge_between_the_comparison_and_its_writing_has_the_leads_compared_again(
+    ctx: Context, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The worker compared a batch; before it writes, a merge changes the records: no
+    pair is written that names the lead merged away (the merge closed its pairs), and
+    the leads the merge asked to compare again, or whose pair named that lead, stay
+    queued for a new comparison, which pairs them with the survivor."""
     older = capture(ctx, "dana@northwind.com", phone="202-456-1111", first_name="Dana")
     survivor = capture(ctx, "sam@initech.com", first_name="Sam", last_name="Ortiz")
     newer = capture(ctx, "dana.reyes@gmail.com", phone="(202) 456 1111", first_name="D.")
@@ -153,18 +159,32 @@ def test_no_pair_points_at_a_lead_merged_away_between_the_comparison_and_its_wri
 
     def merge_first(*args: Any, **kwargs: Any) -> Any:
         if not merged:  # compared already: the older lead is merged away meanwhile
+            clock.advance(timedelta(seconds=1))
             merge_leads(ctx, survivor, older, actor=OPS)
             merged.append(older)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(duplicate_checks_service, "_write_flags", merge_first)
+
+    def pairs() -> set[tuple[int, int]]:
+        with ctx.read() as connection:
+            rows = connection.execute(
+                select(duplicate_candidates.c.lead_id, duplicate_candidates.c.other_lead_id)
+            ).all()
+        return {(a, b) for a, b in rows}
+
+    def queued() -> list[int]:
+        with ctx.read() as connection:
+            return sorted(connection.execute(select(duplicate_checks.c.lead_id)).scalars())
+
     flag_pending_duplicates(ctx)
-    with ctx.read() as connection:
-        pairs = connection.execute(
-            select(duplicate_candidates.c.lead_id, duplicate_candidates.c.other_lead_id)
-        ).all()
     assert merged == [older]
-    assert (newer, older) not in {tuple(pair) for pair in pairs}
+    assert (newer, older) not in pairs()
+    assert queued() == [survivor, newer]  # the survivor queued anew, the newer compared again
+    flag_pending_duplicates(ctx)
+    assert queued() == []
+    assert (newer, survivor) in pairs()
+    assert all(older not in pair for pair in pairs())
 
 
 def test_a_worker_killed_midway_leaves_its_batch_queued(

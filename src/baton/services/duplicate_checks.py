@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -54,7 +55,12 @@ one write turn that captures wait for for long. Measured on that stream's leads 
 
 
 def queue_duplicate_checks_in(
-    connection: Connection, lead_ids: Sequence[int], *, now: datetime, created: bool = False
+    connection: Connection,
+    lead_ids: Sequence[int],
+    *,
+    now: datetime,
+    created: bool = False,
+    again: bool = False,
 ) -> None:
     """Queue new leads for the comparison, inside the caller's transaction (a lead
     already queued stays queued once), as plain tuples: the Core statement's per-row
@@ -62,8 +68,25 @@ def queue_duplicate_checks_in(
 
     ``created``: the caller's transaction inserted every one of the leads, so none can
     be queued yet (nobody else sees them): on PostgreSQL the rows are copied
-    (``COPY``), without the conflict check."""
+    (``COPY``), without the conflict check. ``again``: the leads' records changed (a
+    merge), so one already queued is queued anew (``queued_at`` is ``now``): a worker
+    that compared it before the change then leaves it queued instead of writing what
+    it found."""
     rows = [{"lead_id": i, "queued_at": now} for i in lead_ids]
+    if again and rows:
+        upsert = (
+            postgresql.insert(duplicate_checks)
+            if connection.dialect.name == "postgresql"
+            else sqlite.insert(duplicate_checks)
+        )
+        connection.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[duplicate_checks.c.lead_id],
+                set_={"queued_at": upsert.excluded.queued_at},
+            ),
+            rows,
+        )
+        return
     if created and len(rows) > 1 and connection.dialect.name == "postgresql":
         copy_rows_in(connection, duplicate_checks, rows)
         return
@@ -88,15 +111,18 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     The comparison (the costly part: candidates read, names compared) runs in a read
     transaction, so on SQLite it never holds the one write turn that captures wait for;
     short write transactions of :data:`WRITE_BATCH` leads each then claim the leads
-    still queued (on PostgreSQL skipping rows another worker holds, so several workers
-    share the queue without waiting for each other), write the pairs of those still not
-    merged away, and remove them from the queue, all or nothing per part. A lead another
-    worker claimed first is left to it; one merged meanwhile is dropped unflagged; a
-    worker stopped between two parts leaves the later parts queued."""
+    still queued as they were read (on PostgreSQL skipping rows another worker holds, so
+    several workers share the queue without waiting for each other), write the pairs of
+    those still not merged away, and remove them from the queue, all or nothing per
+    part. A lead another worker claimed first is left to it; one merged meanwhile is
+    dropped unflagged; one queued again meanwhile (a merge asks for its comparison
+    again), or one whose pair names a lead merged away meanwhile, stays queued and is
+    compared again; a worker stopped between two parts leaves the later parts queued."""
     with ctx.read() as connection:
-        ids = list(connection.execute(_OLDEST.limit(limit)).scalars())
-        if not ids:
+        queued = {int(i): at for i, at in connection.execute(_OLDEST.limit(limit))}
+        if not queued:
             return 0
+        ids = list(queued)
         live = _live(connection, ids)
         now = ctx.clock.now()
         try:
@@ -109,31 +135,43 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     pairs: dict[int, list[dict[str, Any]]] = {}
     for record in records:
         pairs.setdefault(record["lead_id"], []).append(record)
-    return sum(_write_flags(ctx, part, pairs) for part in chunks(ids, WRITE_BATCH))
+    return sum(_write_flags(ctx, part, queued, pairs) for part in chunks(ids, WRITE_BATCH))
 
 
 def _write_flags(
-    ctx: Context, ids: Sequence[int], pairs: Mapping[int, list[dict[str, Any]]]
+    ctx: Context,
+    ids: Sequence[int],
+    queued: Mapping[int, datetime],
+    pairs: Mapping[int, list[dict[str, Any]]],
 ) -> int:
     """One write transaction of :func:`flag_pending_duplicates`: the leads of ``ids``
-    still queued claimed, the pairs of those not merged away written (but those with a
-    lead merged away since), the claimed removed from the queue; how many were claimed."""
+    still queued as they were when compared (``queued``: their ``queued_at``) claimed,
+    the pairs of those not merged away written, the claimed removed from the queue; how
+    many were. A lead queued again since, or with a pair naming a lead merged away
+    since, is left queued for a new comparison."""
     with ctx.write() as connection:
-        claim = select(duplicate_checks.c.lead_id).where(duplicate_checks.c.lead_id.in_(ids))
+        claim = select(duplicate_checks.c.lead_id, duplicate_checks.c.queued_at).where(
+            duplicate_checks.c.lead_id.in_(ids)
+        )
         if connection.dialect.name == "postgresql":
             claim = claim.with_for_update(skip_locked=True)
-        claimed = list(connection.execute(claim).scalars())
+        claimed = [i for i, at in connection.execute(claim) if at == queued[i]]
         if not claimed:
             return 0
         still = _live(connection, claimed)
         found = [r for lead_id in still for r in pairs.get(lead_id, ())]
         # The other lead of a pair may have been merged away since the comparison (its
-        # open pairs closed by the merge): no new pair points at it.
-        others = (
-            set(_live(connection, sorted({r["other_lead_id"] for r in found}))) if found else set()
-        )
-        record_pairs_in(connection, [r for r in found if r["other_lead_id"] in others])
-        connection.execute(delete(duplicate_checks).where(duplicate_checks.c.lead_id.in_(claimed)))
+        # open pairs closed by the merge, its record now the survivor's): the lead is
+        # compared again rather than paired with it.
+        named = sorted({r["other_lead_id"] for r in found})
+        gone = set(named) - set(_live(connection, named)) if named else set()
+        again = {r["lead_id"] for r in found if r["other_lead_id"] in gone}
+        claimed = [i for i in claimed if i not in again]
+        record_pairs_in(connection, [r for r in found if r["lead_id"] not in again])
+        if claimed:
+            connection.execute(
+                delete(duplicate_checks).where(duplicate_checks.c.lead_id.in_(claimed))
+            )
         return len(claimed)
 
 
@@ -164,7 +202,7 @@ def _one_by_one(
     return records, failed
 
 
-_OLDEST = select(duplicate_checks.c.lead_id).order_by(
+_OLDEST = select(duplicate_checks.c.lead_id, duplicate_checks.c.queued_at).order_by(
     duplicate_checks.c.queued_at, duplicate_checks.c.lead_id
 )
 
@@ -334,10 +372,11 @@ _SQLITE_PARTS = 100
 
 
 def _oldest_holding(
-    connection: Connection, column: str, values: Sequence[Any], most: int = MAX_CANDIDATES
+    connection: Connection, column: str, values: Sequence[Any], most: int | None = None
 ) -> list[dict[str, Any]]:
-    """For each of ``values``, the ``most`` oldest leads not merged away whose
-    ``column`` holds it (the records a new lead would be merged into).
+    """For each of ``values``, the ``most`` (default :data:`MAX_CANDIDATES`) oldest
+    leads not merged away whose ``column`` holds it (the records a new lead would be
+    merged into).
 
     One index range per value, read in id order and stopped at the limit, so a value
     that every lead shares (one corporate domain) costs 200 rows, not the table: the
@@ -350,6 +389,7 @@ def _oldest_holding(
     part per value."""
     if not values:
         return []
+    most = MAX_CANDIDATES if most is None else most
     names = ", ".join(_CANDIDATE_NAMES)
     rows: list[Any] = []
     if connection.dialect.name == "postgresql":

@@ -156,7 +156,7 @@ def merge_leads(ctx: Context, survivor_id: int, merged_id: int, *, actor: Princi
         # again by the worker, by the same rules (a pair the survivor has, in any state,
         # is not made twice): closing them for good lost the likely duplicates.
         others = {lead for pair in paired for lead in pair} - {merged_id}
-        queue_duplicate_checks_in(connection, sorted(others | {survivor_id}), now=now)
+        queue_duplicate_checks_in(connection, sorted(others | {survivor_id}), now=now, again=True)
         connection.execute(
             delete(lead_scores).where(lead_scores.c.lead_id.in_([survivor_id, merged_id]))
         )
