@@ -445,8 +445,10 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
     time, each batch paying its ten round trips and its candidates' reads (under
     ``bench/intake_http.py`` the worker's CPU per capture fell from 571-808 µs to
     195-413, and captures per second rose 21-33 % in 5 of 6 runs, the sixth the same).
-    On SQLite it goes on at once: a larger batch holds the one write turn longer, and
-    the captures' p99 rose with it (19.5-20.9 ms to 25.4-46.0 in the same bench)."""
+    On SQLite it goes on at once (measured before a batch's pairs were written in parts
+    of :data:`~baton.services.duplicate_checks.WRITE_BATCH`: waiting made the batches,
+    and the write turns they held, longer, and the captures' p99 rose from 19.5-20.9 ms
+    to 25.4-46.0 in the same bench)."""
     report = TickReport()
     for _ in range(batches):
         done = flag_pending_duplicates(ctx, limit=DUPLICATE_BATCH)
