@@ -98,7 +98,8 @@ def test_the_worker_flags_the_pairs_flagging_on_capture_flagged(
     ctx: Context, people: list[dict[str, Any]], budget: int | None
 ) -> None:
     """``budget``: the candidate rows a comparison may hold (None: the default), so that
-    a batch is also compared in slices (1: one lead at a time; 210: a group or so)."""
+    a batch is also compared in halves (1: down to one lead at a time; 210: a group or
+    so)."""
     empty(ctx)
     for i, person in enumerate(people):  # the simple path: each lead flagged as it arrives
         result = capture_lead(ctx, lead_of(i, person), actor=OPS)

@@ -14,12 +14,13 @@ queued); a lead merged away before its turn is dropped from the queue unflagged.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -31,9 +32,10 @@ from baton.domain.leads import (
     best_duplicates,
     duplicates_in_groups,
 )
+from baton.services.collector import collector_paused
 from baton.services.context import Context
 from baton.services.queries import chunks
-from baton.store.bulk import copy_rows_in, insert_rows
+from baton.store.bulk import copy_rows_in, find_by_keys, insert_rows, pg_array
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads
 
 log = logging.getLogger("baton.worker")
@@ -104,6 +106,7 @@ def pending_duplicate_checks(ctx: Context, *, at_most: int | None = None) -> int
         return int(connection.execute(select(func.count()).select_from(waiting)).scalar_one())
 
 
+@collector_paused
 def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     """Compare up to ``limit`` queued leads, oldest first, and flag their pairs; return
     how many left the queue.
@@ -119,7 +122,9 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     again), or one whose pair names a lead merged away meanwhile, stays queued and is
     compared again; a worker stopped between two parts leaves the later parts queued."""
     with ctx.read() as connection:
-        queued = {int(i): at for i, at in connection.execute(_OLDEST.limit(limit))}
+        # queued_at as the driver gives it: compared, not read (see _write_flags).
+        oldest = _OLDEST_SQL.replace("?", "%s") if ctx.dialect == "postgresql" else _OLDEST_SQL
+        queued = {int(i): at for i, at in connection.exec_driver_sql(oldest, (limit,))}
         if not queued:
             return 0
         ids = list(queued)
@@ -150,27 +155,44 @@ def _write_flags(
     many were. A lead queued again since, or with a pair naming a lead merged away
     since, is left queued for a new comparison."""
     with ctx.write() as connection:
-        claim = select(duplicate_checks.c.lead_id, duplicate_checks.c.queued_at).where(
-            duplicate_checks.c.lead_id.in_(ids)
-        )
-        if connection.dialect.name == "postgresql":
-            claim = claim.with_for_update(skip_locked=True)
-        claimed = [i for i, at in connection.execute(claim) if at == queued[i]]
+        # One parameter (a JSON list on SQLite, an array on PostgreSQL) rather than an
+        # IN list of 100 built per part: the parts are many, and short by design.
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            claim = (
+                "SELECT lead_id, queued_at FROM duplicate_checks"
+                " WHERE lead_id = ANY(%s::bigint[]) FOR UPDATE SKIP LOCKED"
+            )
+            listed: Any = pg_array(list(ids))
+        else:
+            claim = (
+                "SELECT c.lead_id, c.queued_at FROM json_each(?) j"
+                " JOIN duplicate_checks c ON c.lead_id = j.value"
+            )
+            listed = json.dumps(list(ids))
+        rows = connection.exec_driver_sql(claim, (listed,)).all()
+        claimed = [int(i) for i, at in rows if at == queued[int(i)]]
         if not claimed:
             return 0
-        still = _live(connection, claimed)
-        found = [r for lead_id in still for r in pairs.get(lead_id, ())]
+        found = [r for lead_id in claimed for r in pairs.get(lead_id, ())]
+        named = {r["other_lead_id"] for r in found}
+        live = set(_live(connection, sorted(named.union(claimed))))
+        found = [r for r in found if r["lead_id"] in live]
         # The other lead of a pair may have been merged away since the comparison (its
         # open pairs closed by the merge, its record now the survivor's): the lead is
         # compared again rather than paired with it.
-        named = sorted({r["other_lead_id"] for r in found})
-        gone = set(named) - set(_live(connection, named)) if named else set()
+        gone = named - live
         again = {r["lead_id"] for r in found if r["other_lead_id"] in gone}
         claimed = [i for i in claimed if i not in again]
         record_pairs_in(connection, [r for r in found if r["lead_id"] not in again])
         if claimed:
-            connection.execute(
-                delete(duplicate_checks).where(duplicate_checks.c.lead_id.in_(claimed))
+            done: Any = pg_array(claimed) if postgres else json.dumps(claimed)
+            connection.exec_driver_sql(
+                "DELETE FROM duplicate_checks WHERE lead_id = ANY(%s::bigint[])"
+                if postgres
+                else "DELETE FROM duplicate_checks"
+                " WHERE lead_id IN (SELECT value FROM json_each(?))",
+                (done,),
             )
         return len(claimed)
 
@@ -202,15 +224,16 @@ def _one_by_one(
     return records, failed
 
 
-_OLDEST = select(duplicate_checks.c.lead_id, duplicate_checks.c.queued_at).order_by(
-    duplicate_checks.c.queued_at, duplicate_checks.c.lead_id
-)
+_OLDEST_SQL = "SELECT lead_id, queued_at FROM duplicate_checks ORDER BY queued_at, lead_id LIMIT ?"
+"""The oldest queued leads, ``queued_at`` as the driver gives it (the claim compares
+it with its own read of the same column)."""
 
 
 def _live(connection: Connection, ids: Sequence[int]) -> list[int]:
-    """The leads among ``ids`` not merged into another, in id order."""
-    query = select(leads.c.id).where(leads.c.id.in_(ids), leads.c.merged_into_id.is_(None))
-    return sorted(connection.execute(query).scalars())
+    """The leads among ``ids`` not merged into another, in id order (one statement with
+    one parameter: building an ``IN`` list of a part's ids cost more than running it)."""
+    found = find_by_keys(connection, leads, "id", list(ids), "merged_into_id")
+    return sorted(int(lead_id) for lead_id, merged_into in found if merged_into is None)
 
 
 def record_pairs_in(connection: Connection, rows: list[dict[str, Any]]) -> None:
@@ -287,16 +310,30 @@ def possible_duplicates_of(
 
     matches: list[DuplicateMatch] = []
     records: list[dict[str, Any]] = []
-    for some in _within_budget(people, [(key_of, most_of(key_of)) for _, key_of in signals]):
+    waiting = [people]
+    while waiting:
+        some = waiting.pop()
         groups: list[dict[Any, CandidateGroup]] = []
-        for column, key_of in signals:
-            values = sorted({v for p in some if (v := key_of(p)) is not None})
-            holders: dict[Any, list[dict[str, Any]]] = {}
-            for record in _oldest_holding(connection, column.name, values, most_of(key_of)):
-                holders.setdefault(record[column.name], []).append(record)
-            groups.append(
-                {value: CandidateGroup(sorted(rows, key=_id_of)) for value, rows in holders.items()}
-            )
+        # At most CANDIDATE_ROWS held: past that, the leads are compared in two halves
+        # (a lone lead's groups, at most 200 rows a signal, are read whatever the limit).
+        room = CANDIDATE_ROWS if len(some) > 1 else None
+        try:
+            for column, key_of in signals:
+                values = sorted({v for p in some if (v := key_of(p)) is not None})
+                holders: dict[Any, list[dict[str, Any]]] = {}
+                read = _oldest_holding(connection, column.name, values, most_of(key_of), room)
+                if room is not None:
+                    room -= len(read)
+                for record in read:
+                    holders.setdefault(record[column.name], []).append(record)
+                groups.append(
+                    {v: CandidateGroup(sorted(rows, key=_id_of)) for v, rows in holders.items()}
+                )
+        except _TooMany:
+            del groups
+            half = len(some) // 2
+            waiting += [some[:half], some[half:]]
+            continue
         for person in some:
             # As of the lead's own arrival: leads created after it (in the same batch of
             # a worker or an import) neither count towards a shared line nor become its
@@ -324,46 +361,17 @@ def possible_duplicates_of(
 
 
 CANDIDATE_ROWS = 200_000
-"""Candidate rows one comparison holds in memory at most (about 160 MB; they are read
-per shared value, up to its group's limit): a batch whose leads share few values (a
-stream from a few hundred companies: about 100,000 rows for 2,000 leads) is compared at
-once, one whose every lead brings large groups of its own (2,000 distinct companies of
-200 leads or more would be 800,000 rows) in slices of the leads in order, each with its
-own reads. The result is the same either way: each lead is compared with the leads
-older than it, whoever else is in its slice."""
+"""Candidate rows one comparison holds in memory at most (about 160 MB). A batch whose
+leads share few values (a stream from a few hundred companies: about 100,000 rows for
+2,000 leads) or bring small groups (an import's: a few rows a value) is compared at
+once; one whose every lead brings large groups of its own (2,000 distinct companies of
+200 leads or more would be 800,000 rows) is found out while its candidates are read and
+compared in halves, each with its own reads. The result is the same either way: each
+lead is compared with the leads older than it, whoever else is in its part."""
 
 
-def _within_budget(
-    people: Sequence[dict[str, Any]],
-    signals: Sequence[tuple[Callable[[dict[str, Any]], Any], int]],
-    budget: int | None = None,
-) -> Iterator[list[dict[str, Any]]]:
-    """``people`` in slices, in order, each bringing at most ``budget`` candidate rows
-    (default :data:`CANDIDATE_ROWS`), reckoned as its distinct values per signal times
-    the rows read for each (a slice holds one person at least)."""
-    budget = CANDIDATE_ROWS if budget is None else budget
-    some: list[dict[str, Any]] = []
-    seen: set[tuple[int, Any]] = set()
-    rows = 0
-    for person in people:
-        brings = [
-            (index, value)
-            for index, (key_of, _) in enumerate(signals)
-            if (value := key_of(person)) is not None and (index, value) not in seen
-        ]
-        more = sum(signals[index][1] for index, _ in brings)
-        if some and rows + more > budget:
-            yield some
-            some, seen, rows = [], set(), 0
-            brings = [
-                (i, v) for i, (key_of, _) in enumerate(signals) if (v := key_of(person)) is not None
-            ]
-            more = sum(signals[index][1] for index, _ in brings)
-        some.append(person)
-        seen.update(brings)
-        rows += more
-    if some:
-        yield some
+class _TooMany(Exception):
+    """More candidate rows than the comparison may hold (:data:`CANDIDATE_ROWS`)."""
 
 
 _CANDIDATE_NAMES = tuple(c.name for c in DUPLICATE_COLUMNS)
@@ -372,11 +380,15 @@ _SQLITE_PARTS = 100
 
 
 def _oldest_holding(
-    connection: Connection, column: str, values: Sequence[Any], most: int | None = None
+    connection: Connection,
+    column: str,
+    values: Sequence[Any],
+    most: int | None = None,
+    room: int | None = None,
 ) -> list[dict[str, Any]]:
     """For each of ``values``, the ``most`` (default :data:`MAX_CANDIDATES`) oldest
     leads not merged away whose ``column`` holds it (the records a new lead would be
-    merged into).
+    merged into); :class:`_TooMany` as soon as more than ``room`` rows are read.
 
     One index range per value, read in id order and stopped at the limit, so a value
     that every lead shares (one corporate domain) costs 200 rows, not the table: the
@@ -400,6 +412,8 @@ def _oldest_holding(
         )
         for part in chunks(values):
             rows.extend(connection.exec_driver_sql(sql, {"values": list(part)}).all())
+            if room is not None and len(rows) > room:
+                raise _TooMany
     else:
         one = (
             f"SELECT * FROM (SELECT {names} FROM leads WHERE {column} = ? "
@@ -408,6 +422,8 @@ def _oldest_holding(
         for part in chunks(values, _SQLITE_PARTS):
             sql = " UNION ALL ".join([one] * len(part))
             rows.extend(connection.exec_driver_sql(sql, tuple(part)).all())
+            if room is not None and len(rows) > room:
+                raise _TooMany
     return [dict(zip(_CANDIDATE_NAMES, row, strict=True)) for row in rows]
 
 
