@@ -8,9 +8,10 @@ queue for a person to look at. So capture and import only queue the new lead
 flags pairs in batches (:func:`flag_pending_duplicates`).
 
 What a caller may rely on: a queued lead is compared exactly as
-:func:`possible_duplicates_of` compares it, once, in a
-transaction that also removes it from the queue (a worker killed midway leaves it
-queued); a lead merged away before its turn is dropped from the queue unflagged."""
+:func:`possible_duplicates_of` compares it, and its pairs are written in a transaction
+that also removes it from the queue (a worker killed midway leaves it queued); a lead
+merged away before its turn is dropped from the queue unflagged; one whose records a
+merge changed while it was being compared is compared again."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from baton.domain.leads import (
 )
 from baton.services.collector import collector_paused
 from baton.services.context import Context
-from baton.services.queries import chunks
+from baton.services.queries import IN_CHUNK, chunks
 from baton.store.bulk import copy_rows_in, find_by_keys, insert_rows, pg_array
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads
 
@@ -146,11 +147,12 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
 def _write_flags(
     ctx: Context,
     ids: Sequence[int],
-    queued: Mapping[int, datetime],
+    queued: Mapping[int, Any],
     pairs: Mapping[int, list[dict[str, Any]]],
 ) -> int:
     """One write transaction of :func:`flag_pending_duplicates`: the leads of ``ids``
-    still queued as they were when compared (``queued``: their ``queued_at``) claimed,
+    still queued as they were when compared (``queued``: their ``queued_at`` as the
+    driver read it) claimed,
     the pairs of those not merged away written, the claimed removed from the queue; how
     many were. A lead queued again since, or with a pair naming a lead merged away
     since, is left queued for a new comparison."""
@@ -176,7 +178,7 @@ def _write_flags(
             return 0
         found = [r for lead_id in claimed for r in pairs.get(lead_id, ())]
         named = {r["other_lead_id"] for r in found}
-        live = set(_live(connection, sorted(named.union(claimed))))
+        live = set(_live(connection, sorted(named.union(claimed)), lock=True))
         found = [r for r in found if r["lead_id"] in live]
         # The other lead of a pair may have been merged away since the comparison (its
         # open pairs closed by the merge, its record now the survivor's): the lead is
@@ -218,7 +220,7 @@ def _one_by_one(
                 "possible duplicates: lead %s could not be compared; it stays queued", lead_id
             )
             failed.add(lead_id)
-            error = exc
+            error = exc.with_traceback(None)  # no frame cycle kept while the collector waits
     if error is not None and len(failed) == len(lead_ids):
         raise error
     return records, failed
@@ -229,10 +231,23 @@ _OLDEST_SQL = "SELECT lead_id, queued_at FROM duplicate_checks ORDER BY queued_a
 it with its own read of the same column)."""
 
 
-def _live(connection: Connection, ids: Sequence[int]) -> list[int]:
+def _live(connection: Connection, ids: Sequence[int], *, lock: bool = False) -> list[int]:
     """The leads among ``ids`` not merged into another, in id order (one statement with
-    one parameter: building an ``IN`` list of a part's ids cost more than running it)."""
-    found = find_by_keys(connection, leads, "id", list(ids), "merged_into_id")
+    one parameter: building an ``IN`` list of a part's ids cost more than running it).
+
+    ``lock`` (PostgreSQL): the rows are held ``FOR KEY SHARE`` until the transaction
+    ends, in id order, so a merge of one of them (which locks it ``FOR UPDATE``) either
+    waits for the caller's pairs, and then closes them, or commits first, and the
+    caller then reads the lead as merged (SQLite's one writer already excludes both)."""
+    found: Sequence[Any]
+    if lock and ids and connection.dialect.name == "postgresql":
+        found = connection.exec_driver_sql(
+            "SELECT id, merged_into_id FROM leads WHERE id = ANY(%s::bigint[])"
+            " ORDER BY id FOR KEY SHARE",
+            (pg_array(list(ids)),),
+        ).all()
+    else:
+        found = find_by_keys(connection, leads, "id", list(ids), "merged_into_id")
     return sorted(int(lead_id) for lead_id, merged_into in found if merged_into is None)
 
 
@@ -314,13 +329,15 @@ def possible_duplicates_of(
     while waiting:
         some = waiting.pop()
         groups: list[dict[Any, CandidateGroup]] = []
+        holders: dict[Any, list[dict[str, Any]]] = {}
+        read: list[dict[str, Any]] = []
         # At most CANDIDATE_ROWS held: past that, the leads are compared in two halves
         # (a lone lead's groups, at most 200 rows a signal, are read whatever the limit).
         room = CANDIDATE_ROWS if len(some) > 1 else None
         try:
             for column, key_of in signals:
                 values = sorted({v for p in some if (v := key_of(p)) is not None})
-                holders: dict[Any, list[dict[str, Any]]] = {}
+                holders = {}
                 read = _oldest_holding(connection, column.name, values, most_of(key_of), room)
                 if room is not None:
                     room -= len(read)
@@ -330,7 +347,8 @@ def possible_duplicates_of(
                     {v: CandidateGroup(sorted(rows, key=_id_of)) for v, rows in holders.items()}
                 )
         except _TooMany:
-            del groups
+            # The failed attempt's rows let go before the halves read theirs.
+            groups, holders, read = [], {}, []
             half = len(some) // 2
             waiting += [some[:half], some[half:]]
             continue
@@ -410,7 +428,10 @@ def _oldest_holding(
             f"(SELECT {names} FROM leads WHERE {column} = v.value "
             f"AND merged_into_id IS NULL ORDER BY id LIMIT {int(most)}) AS c"
         )
-        for part in chunks(values):
+        # Parts no larger than the room left can hold (a part of 900 values may read
+        # 180,000 rows).
+        size = IN_CHUNK if room is None else max(1, min(IN_CHUNK, room // most + 1))
+        for part in chunks(values, size):
             rows.extend(connection.exec_driver_sql(sql, {"values": list(part)}).all())
             if room is not None and len(rows) > room:
                 raise _TooMany
