@@ -15,14 +15,12 @@ merge changed while it was being compared is compared again."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -35,8 +33,8 @@ from baton.domain.leads import (
 )
 from baton.services.collector import collector_paused
 from baton.services.context import Context
-from baton.services.queries import IN_CHUNK, chunks
-from baton.store.bulk import copy_rows_in, find_by_keys, insert_rows, pg_array
+from baton.services.queries import IN_CHUNK, chunks, dialect_insert
+from baton.store.bulk import copy_rows_in, delete_by_keys, find_by_keys, insert_rows
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads
 
 log = logging.getLogger("baton.worker")
@@ -77,11 +75,7 @@ def queue_duplicate_checks_in(
     it found."""
     rows = [{"lead_id": i, "queued_at": now} for i in lead_ids]
     if again and rows:
-        upsert = (
-            postgresql.insert(duplicate_checks)
-            if connection.dialect.name == "postgresql"
-            else sqlite.insert(duplicate_checks)
-        )
+        upsert = dialect_insert(connection, duplicate_checks)
         connection.execute(
             upsert.on_conflict_do_update(
                 index_elements=[duplicate_checks.c.lead_id],
@@ -123,9 +117,7 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     again), or one whose pair names a lead merged away meanwhile, stays queued and is
     compared again; a worker stopped between two parts leaves the later parts queued."""
     with ctx.read() as connection:
-        # queued_at as the driver gives it: compared, not read (see _write_flags).
-        oldest = _OLDEST_SQL.replace("?", "%s") if ctx.dialect == "postgresql" else _OLDEST_SQL
-        queued = {int(i): at for i, at in connection.exec_driver_sql(oldest, (limit,))}
+        queued = {int(i): at for i, at in connection.execute(_OLDEST, {"limit": limit})}
         if not queued:
             return 0
         ids = list(queued)
@@ -159,20 +151,9 @@ def _write_flags(
     with ctx.write() as connection:
         # One parameter (a JSON list on SQLite, an array on PostgreSQL) rather than an
         # IN list of 100 built per part: the parts are many, and short by design.
-        postgres = connection.dialect.name == "postgresql"
-        if postgres:
-            claim = (
-                "SELECT lead_id, queued_at FROM duplicate_checks"
-                " WHERE lead_id = ANY(%s::bigint[]) FOR UPDATE SKIP LOCKED"
-            )
-            listed: Any = pg_array(list(ids))
-        else:
-            claim = (
-                "SELECT c.lead_id, c.queued_at FROM json_each(?) j"
-                " JOIN duplicate_checks c ON c.lead_id = j.value"
-            )
-            listed = json.dumps(list(ids))
-        rows = connection.exec_driver_sql(claim, (listed,)).all()
+        rows = find_by_keys(
+            connection, duplicate_checks, "lead_id", ids, "queued_at", lock="FOR UPDATE SKIP LOCKED"
+        )
         claimed = [int(i) for i, at in rows if at == queued[int(i)]]
         if not claimed:
             return 0
@@ -187,15 +168,7 @@ def _write_flags(
         again = {r["lead_id"] for r in found if r["other_lead_id"] in gone}
         claimed = [i for i in claimed if i not in again]
         record_pairs_in(connection, [r for r in found if r["lead_id"] not in again])
-        if claimed:
-            done: Any = pg_array(claimed) if postgres else json.dumps(claimed)
-            connection.exec_driver_sql(
-                "DELETE FROM duplicate_checks WHERE lead_id = ANY(%s::bigint[])"
-                if postgres
-                else "DELETE FROM duplicate_checks"
-                " WHERE lead_id IN (SELECT value FROM json_each(?))",
-                (done,),
-            )
+        delete_by_keys(connection, duplicate_checks, "lead_id", claimed)
         return len(claimed)
 
 
@@ -226,9 +199,11 @@ def _one_by_one(
     return records, failed
 
 
-_OLDEST_SQL = "SELECT lead_id, queued_at FROM duplicate_checks ORDER BY queued_at, lead_id LIMIT ?"
-"""The oldest queued leads, ``queued_at`` as the driver gives it (the claim compares
-it with its own read of the same column)."""
+_OLDEST = text(
+    "SELECT lead_id, queued_at FROM duplicate_checks ORDER BY queued_at, lead_id LIMIT :limit"
+)
+"""The oldest queued leads, ``queued_at`` as the driver gives it (no column type: the
+claim compares it with its own read of the same column, :func:`find_by_keys`')."""
 
 
 def _live(connection: Connection, ids: Sequence[int], *, lock: bool = False) -> list[int]:
@@ -239,15 +214,8 @@ def _live(connection: Connection, ids: Sequence[int], *, lock: bool = False) -> 
     ends, in id order, so a merge of one of them (which locks it ``FOR UPDATE``) either
     waits for the caller's pairs, and then closes them, or commits first, and the
     caller then reads the lead as merged (SQLite's one writer already excludes both)."""
-    found: Sequence[Any]
-    if lock and ids and connection.dialect.name == "postgresql":
-        found = connection.exec_driver_sql(
-            "SELECT id, merged_into_id FROM leads WHERE id = ANY(%s::bigint[])"
-            " ORDER BY id FOR KEY SHARE",
-            (pg_array(list(ids)),),
-        ).all()
-    else:
-        found = find_by_keys(connection, leads, "id", list(ids), "merged_into_id")
+    clause = "FOR KEY SHARE" if lock else False
+    found = find_by_keys(connection, leads, "id", list(ids), "merged_into_id", lock=clause)
     return sorted(int(lead_id) for lead_id, merged_into in found if merged_into is None)
 
 

@@ -87,11 +87,16 @@ def flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return case((condition, literal_column("1", Integer)), else_=literal_column("0", Integer))
 
 
+def dialect_insert(connection: Connection, table: Table) -> Any:
+    """The connection's dialect's ``INSERT`` of ``table`` (with ``ON CONFLICT`` clauses)."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 def insert_ignoring_conflicts(connection: Connection, table: Table) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+    return dialect_insert(connection, table).on_conflict_do_nothing()
 
 
 def lock_lead(connection: Connection, lead_id: int) -> RowMapping:

@@ -636,32 +636,51 @@ def find_by_keys(
     key: str,
     values: Sequence[Any],
     *columns: str,
-    lock: bool = False,
+    lock: bool | str = False,
 ) -> list[tuple[Any, ...]]:
     """Rows of ``table`` whose ``key`` is one of ``values``, as tuples of ``key`` then
     ``columns``: one statement with one parameter (SQLite ``json_each``, PostgreSQL
     ``= ANY``), however many values. Much cheaper than chunked ``IN (...)`` lists with
-    thousands of bound parameters. With ``lock`` the rows are locked (PostgreSQL
-    ``FOR UPDATE``, in id order so that concurrent writers never deadlock; SQLite's
-    write transaction already excludes other writers)."""
+    thousands of bound parameters. With ``lock`` the rows are locked on PostgreSQL,
+    in ``key`` order so that concurrent writers never deadlock: ``True`` is
+    ``FOR UPDATE``, a text another locking clause (``FOR UPDATE SKIP LOCKED``,
+    ``FOR KEY SHARE``); SQLite's write transaction already excludes other writers."""
     if not values:
         return []
     selected = ", ".join(f"t.{name}" for name in (key, *columns))
-    if connection.dialect.name == "postgresql":
-        cast = _array_type(values)
-        sql = f"SELECT {selected} FROM {table.name} t WHERE t.{key} = ANY(%s{cast})"
-        if lock:
-            sql += " ORDER BY t.id FOR UPDATE"
-        parameter: Any = pg_array(values) if cast else list(values)
-    else:
-        sql = f"SELECT {selected} FROM json_each(?) j JOIN {table.name} t ON t.{key} = j.value"
-        parameter = json.dumps(list(values))
+    sql, parameter = _keyed(connection, f"SELECT {selected} FROM", table, key, values)
+    if lock and connection.dialect.name == "postgresql":
+        sql += f" ORDER BY t.{key} " + ("FOR UPDATE" if lock is True else str(lock))
     # The driver's own tuples: iterating the result row by row costs more than the query.
     result = connection.exec_driver_sql(sql, (parameter,))
     try:
         return list(result.cursor.fetchall())
     finally:
         result.close()
+
+
+def delete_by_keys(connection: Connection, table: Table, key: str, values: Sequence[Any]) -> None:
+    """Delete the rows of ``table`` whose ``key`` is one of ``values``, in one statement
+    with one parameter, as :func:`find_by_keys` reads them."""
+    if values:
+        sql, parameter = _keyed(connection, "DELETE FROM", table, key, values)
+        connection.exec_driver_sql(sql, (parameter,))
+
+
+def _keyed(
+    connection: Connection, verb: str, table: Table, key: str, values: Sequence[Any]
+) -> tuple[str, Any]:
+    """``verb`` on the rows of ``table`` (aliased ``t``) whose ``key`` is one of
+    ``values``, and its one parameter: ``= ANY`` of an array on PostgreSQL, a JSON list
+    on SQLite (read through ``json_each``, joined when selecting)."""
+    if connection.dialect.name == "postgresql":
+        cast = _array_type(values)
+        parameter: Any = pg_array(values) if cast else list(values)
+        return f"{verb} {table.name} t WHERE t.{key} = ANY(%s{cast})", parameter
+    parameter = json.dumps(list(values))
+    if verb.startswith("SELECT"):
+        return f"{verb} json_each(?) j JOIN {table.name} t ON t.{key} = j.value", parameter
+    return f"{verb} {table.name} AS t WHERE t.{key} IN (SELECT value FROM json_each(?))", parameter
 
 
 def _array_type(values: Sequence[Any]) -> str:
