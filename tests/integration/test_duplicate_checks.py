@@ -130,6 +130,16 @@ def capture(ctx: Context, email: str, **fields: Any) -> int:
     return capture_lead(ctx, data, actor=OPS).lead.id
 
 
+def same_name_at_globex(ctx: Context, count: int) -> list[int]:
+    """``count`` leads named Ana Alvarez at Globex, captured in order (the k-th is a
+    possible duplicate of each older one: min(k, 5) pairs, the most a lead gets); their
+    ids."""
+    return [
+        capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
+        for i in range(count)
+    ]
+
+
 def test_an_update_is_not_queued_again(ctx: Context) -> None:
     capture(ctx, "dana@northwind.com", phone="202-456-1111")
     again = capture_lead(ctx, LeadCreate(email="dana@northwind.com", title="CTO"), actor=OPS)
@@ -233,10 +243,7 @@ def test_a_worker_killed_midway_leaves_its_batch_queued(
 def test_a_batch_is_written_in_parts_and_a_stop_between_them_keeps_the_rest_queued(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = [
-        capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
-        for i in range(5)
-    ]
+    ids = same_name_at_globex(ctx, 5)
     monkeypatch.setattr(duplicate_checks_service, "WRITE_BATCH", 2)
     real = duplicate_checks_service.record_pairs_in
     parts: list[set[int]] = []
@@ -270,8 +277,7 @@ def test_the_worker_lane_survives_a_failing_pass_and_tick_drains_the_queue(
 ) -> None:
     from baton.services.worker import Lane
 
-    for i in range(7):
-        capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
+    same_name_at_globex(ctx, 7)
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
@@ -288,10 +294,7 @@ def test_the_worker_lane_survives_a_failing_pass_and_tick_drains_the_queue(
 def test_two_workers_on_postgresql_never_take_the_same_lead(ctx: Context) -> None:
     if ctx.dialect != "postgresql":
         pytest.skip("SKIP LOCKED: PostgreSQL; SQLite has one writer at a time")
-    ids = [
-        capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
-        for i in range(12)
-    ]
+    ids = same_name_at_globex(ctx, 12)
     held, release = threading.Event(), threading.Event()
     taken: list[int] = []
 
@@ -328,10 +331,7 @@ def test_two_workers_on_postgresql_never_take_the_same_lead(ctx: Context) -> Non
 def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = [
-        capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
-        for i in range(5)
-    ]
+    ids = same_name_at_globex(ctx, 5)
     poison = ids[1]
     compare = duplicate_checks_service.possible_duplicates_of
 

@@ -105,43 +105,7 @@ def test_a_writer_that_gets_no_turn_in_time_is_told_the_database_is_locked(
         assert connection.execute(select(func.count()).select_from(leads)).scalar_one() == 0
 
 
-HOG = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    from baton.store.engine import WriteQueue
-
-    queue, counter = WriteQueue(Path(sys.argv[1])), Path(sys.argv[2])
-    for turn in range(1, 2001):
-        with queue.turn(timeout=60):
-            # Replaced whole, never read half written (write_text empties it first).
-            counter.with_suffix(".new").write_text(str(turn))
-            counter.with_suffix(".new").replace(counter)
-            time.sleep(0.002)
-    """
-)
-
-
-def test_a_process_that_keeps_writing_lets_a_waiting_process_go_first(tmp_path: Path) -> None:
-    lock, counter = tmp_path / "baton.db-writers", tmp_path / "turns"
-    hog = subprocess.Popen([sys.executable, "-c", HOG, str(lock), str(counter)])
-    try:
-
-        def turns() -> int:
-            text = counter.read_text() if counter.exists() else ""
-            return int(text) if text else 0
-
-        _wait_until(lambda: turns() >= 5, "the other process to start writing")
-        before = turns()
-        with WriteQueue(lock).turn(timeout=60):
-            waited_for = turns() - before
-        assert waited_for <= 3, f"the other process took {waited_for} turns before ours"
-    finally:
-        hog.kill()
-        hog.wait()
-
-
-BUSY_PROCESS = textwrap.dedent(
+WRITING_PROCESS = textwrap.dedent(
     """
     import sys, threading, time
     from pathlib import Path
@@ -155,17 +119,46 @@ BUSY_PROCESS = textwrap.dedent(
             with queue.turn(timeout=60):
                 with mutex:
                     count[0] += 1
+                    # Replaced whole, never read half written (write_text empties it first).
                     counter.with_suffix(".new").write_text(str(count[0]))
                     counter.with_suffix(".new").replace(counter)
                 time.sleep(0.002)
 
-    lanes = [threading.Thread(target=lane) for _ in range(3)]
+    lanes = [threading.Thread(target=lane) for _ in range(int(sys.argv[3]))]
     for thread in lanes:
         thread.start()
     for thread in lanes:
         thread.join()
     """
 )
+"""A process whose ``argv[3]`` threads take write turns back to back, counting them."""
+
+
+def _turns_before_ours(tmp_path: Path, lanes: int, started: int) -> int:
+    """How many turns a process writing with ``lanes`` threads (:data:`WRITING_PROCESS`)
+    takes between our asking for a turn and our getting it, once it has ``started``."""
+    lock, counter = tmp_path / "baton.db-writers", tmp_path / "turns"
+    other = subprocess.Popen(
+        [sys.executable, "-c", WRITING_PROCESS, str(lock), str(counter), str(lanes)]
+    )
+    try:
+
+        def turns() -> int:
+            text = counter.read_text() if counter.exists() else ""
+            return int(text) if text else 0
+
+        _wait_until(lambda: turns() >= started, "the other process to start writing")
+        before = turns()
+        with WriteQueue(lock).turn(timeout=60):
+            return turns() - before
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_process_that_keeps_writing_lets_a_waiting_process_go_first(tmp_path: Path) -> None:
+    waited_for = _turns_before_ours(tmp_path, lanes=1, started=5)
+    assert waited_for <= 3, f"the other process took {waited_for} turns before ours"
 
 
 def test_a_process_whose_threads_write_in_a_row_lets_a_waiting_process_go_first(
@@ -175,22 +168,8 @@ def test_a_process_whose_threads_write_in_a_row_lets_a_waiting_process_go_first(
     thread inside that process, which may keep it for its own queued writers only
     while no other process waits (a waiting server's captures were kept out up to
     90 ms, the turns of HOLD_SECONDS)."""
-    lock, counter = tmp_path / "baton.db-writers", tmp_path / "turns"
-    busy = subprocess.Popen([sys.executable, "-c", BUSY_PROCESS, str(lock), str(counter)])
-    try:
-
-        def turns() -> int:
-            text = counter.read_text() if counter.exists() else ""
-            return int(text) if text else 0
-
-        _wait_until(lambda: turns() >= 10, "the other process to start writing")
-        before = turns()
-        with WriteQueue(lock).turn(timeout=60):
-            waited_for = turns() - before
-        assert waited_for <= 3, f"the other process took {waited_for} turns before ours"
-    finally:
-        busy.kill()
-        busy.wait()
+    waited_for = _turns_before_ours(tmp_path, lanes=3, started=10)
+    assert waited_for <= 3, f"the other process took {waited_for} turns before ours"
 
 
 def test_an_import_commits_in_chunks_with_every_row_of_a_person_in_one(
