@@ -285,38 +285,23 @@ def possible_duplicates_of(
         ),
     ]
 
-    def most_of(key_of: Callable[[dict[str, Any]], Any]) -> int:
-        # A phone's group only tells whether more than SHARED_PHONE_LIMIT leads up to a
-        # new lead hold it (a shared line, skipped) and, if not, which: its oldest
-        # SHARED_PHONE_LIMIT + 1 holders tell both (a switchboard's 200 were read).
-        return SHARED_PHONE_LIMIT + 1 if column_is_phone(key_of) else MAX_CANDIDATES
-
+    # A phone's group only tells whether more than SHARED_PHONE_LIMIT leads up to a new
+    # lead hold it (a shared line, skipped) and, if not, which: its oldest
+    # SHARED_PHONE_LIMIT + 1 holders tell both (a switchboard's 200 were read).
+    reads = [
+        (column.name, key_of, SHARED_PHONE_LIMIT + 1 if column_is_phone(key_of) else MAX_CANDIDATES)
+        for column, key_of in signals
+    ]
     matches: list[DuplicateMatch] = []
     records: list[dict[str, Any]] = []
     waiting = [people]
     while waiting:
         some = waiting.pop()
-        groups: list[dict[Any, CandidateGroup]] = []
-        holders: dict[Any, list[dict[str, Any]]] = {}
-        read: list[dict[str, Any]] = []
-        # At most CANDIDATE_ROWS held: past that, the leads are compared in two halves
-        # (a lone lead's groups, at most 200 rows a signal, are read whatever the limit).
-        room = CANDIDATE_ROWS if len(some) > 1 else None
         try:
-            for column, key_of in signals:
-                values = sorted({v for p in some if (v := key_of(p)) is not None})
-                holders = {}
-                read = _oldest_holding(connection, column.name, values, most_of(key_of), room)
-                if room is not None:
-                    room -= len(read)
-                for record in read:
-                    holders.setdefault(record[column.name], []).append(record)
-                groups.append(
-                    {v: CandidateGroup(sorted(rows, key=_id_of)) for v, rows in holders.items()}
-                )
+            # At most CANDIDATE_ROWS held: past that, the leads are compared in two halves
+            # (a lone lead's groups, at most 200 rows a signal, are read whatever the limit).
+            groups = _groups_of(connection, some, reads, CANDIDATE_ROWS if len(some) > 1 else None)
         except _TooMany:
-            # The failed attempt's rows let go before the halves read theirs.
-            groups, holders, read = [], {}, []
             half = len(some) // 2
             waiting += [some[:half], some[half:]]
             continue
@@ -358,6 +343,28 @@ lead is compared with the leads older than it, whoever else is in its part."""
 
 class _TooMany(Exception):
     """More candidate rows than the comparison may hold (:data:`CANDIDATE_ROWS`)."""
+
+
+def _groups_of(
+    connection: Connection,
+    people: Sequence[dict[str, Any]],
+    reads: Sequence[tuple[str, Callable[[dict[str, Any]], Any], int]],
+    room: int | None,
+) -> list[dict[Any, CandidateGroup]]:
+    """For each signal of ``reads`` (column, the value a person brings, the holders read
+    per value), the candidate groups of the values ``people`` bring, by value;
+    :class:`_TooMany` once more than ``room`` rows are read in all."""
+    groups: list[dict[Any, CandidateGroup]] = []
+    for column, key_of, most in reads:
+        values = sorted({v for p in people if (v := key_of(p)) is not None})
+        read = _oldest_holding(connection, column, values, most, room)
+        if room is not None:
+            room -= len(read)
+        holders: dict[Any, list[dict[str, Any]]] = {}
+        for record in read:
+            holders.setdefault(record[column], []).append(record)
+        groups.append({v: CandidateGroup(sorted(rows, key=_id_of)) for v, rows in holders.items()})
+    return groups
 
 
 _CANDIDATE_NAMES = tuple(c.name for c in DUPLICATE_COLUMNS)
