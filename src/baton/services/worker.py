@@ -8,7 +8,7 @@ another: *timers* (due SLA steps, then the queue, in small batches, alternating)
 throttled: :mod:`baton.services.nurture_send`), *webhooks*, *email* and *chat* (Slack and Teams;
 one :class:`~baton.services.delivery.Courier` each), *duplicates* (new leads compared
 with older ones and possible duplicates flagged: :mod:`baton.services.duplicate_checks`,
-a batch per transaction, back to back while the queue has work, so a backlog never
+a batch per read, written in short parts, back to back while the queue has work, so a backlog never
 makes it late), with ``BATON_RETRAIN_MODEL_DAYS`` *model retraining* (a draft
 scoring model like the active one, checked hourly:
 :func:`baton.services.models.retrain_if_due`), and on PostgreSQL *statistics*
