@@ -161,6 +161,20 @@ def test_baton_status_exit_codes_and_it_never_migrates(database: str) -> None:
         ctx.engine.dispose()
 
 
+def test_baton_status_after_a_one_off_pass_says_when_it_ran(database: str) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init"]).exit_code == 0
+    ran = runner.invoke(cli, ["worker", "--once"])
+    assert ran.exit_code == 0, ran.output
+    after = runner.invoke(cli, ["status"])
+    assert after.exit_code == 2, after.output  # no worker keeps running: still silent
+    assert "no worker has ever run" not in after.output
+    assert "a one-off pass (`baton worker --once`)" in after.output
+    assert "one pass (--once)" in after.output
+    [row] = json.loads(runner.invoke(cli, ["status", "--json"]).stdout)["workers"]
+    assert (row["state"], row["one_pass"]) == ("stopped", True)
+
+
 def test_baton_status_names_why_the_database_refuses(
     database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

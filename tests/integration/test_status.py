@@ -35,11 +35,12 @@ from baton.services.outbox import enqueue_email, publish, retry_message
 from baton.services.status import (
     deployment_status,
     record_heartbeat,
+    record_one_pass,
     start_heartbeat,
     stop_heartbeat,
 )
 from baton.services.webhooks import create_endpoint
-from baton.services.worker import Heartbeat, Lane, TickReport, Worker
+from baton.services.worker import Heartbeat, Lane, TickReport, Worker, one_pass
 from baton.store.tables import (
     deliveries,
     duplicate_checks,
@@ -167,6 +168,53 @@ def test_the_verdict_says_when_no_worker_beats(ctx: Context, clock: ManualClock)
     with ctx.read() as connection:
         hosts = connection.execute(select(worker_heartbeats.c.host)).scalars().all()
     assert hosts == ["app-3"]
+
+
+def test_a_one_off_pass_says_when_work_last_ran_and_keeps_one_row_per_host(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """`baton worker --once` from a script or cron: status said "no worker has ever
+    run" right after a pass had checked duplicates (a trial found it)."""
+    one_pass(ctx)
+    found = deployment_status(ctx, actor=OPS)
+    assert found.verdict == "worker_silent"  # nothing keeps running the SLA steps
+    [row] = found.workers
+    assert (row.host, row.pid, row.state, row.one_pass) == (
+        socket.gethostname(),
+        os.getpid(),
+        "stopped",
+        True,
+    )
+    assert {lane.name for lane in row.lanes} >= {"timers", "duplicates", "email delivery"}
+    assert found.reasons == [
+        "no worker is running: the last heartbeat was 0 s ago, a one-off pass "
+        "(`baton worker --once`)"
+    ]
+
+    clock.advance(seconds=60)
+    record_one_pass(ctx, host=socket.gethostname(), pid=77, took_seconds=2.5)
+    record_one_pass(ctx, host="cron-2", pid=78, took_seconds=1)
+    again = deployment_status(ctx, actor=OPS)
+    assert sorted((w.host, w.pid) for w in again.workers) == sorted(
+        [(socket.gethostname(), 77), ("cron-2", 78)]
+    )  # each host's latest pass only
+    mine = next(w for w in again.workers if w.pid == 77)
+    assert (mine.last_tick_at - mine.started_at).total_seconds() == 2.5
+
+    running = start_heartbeat(ctx, host=socket.gethostname(), pid=4182)
+    clock.advance(seconds=5)
+    one_pass(ctx)  # beside a running worker: its row is left alone
+    beside = deployment_status(ctx, actor=OPS)
+    assert beside.verdict == "ok", beside.reasons
+    assert {(w.id == running, w.state, w.one_pass) for w in beside.workers} == {
+        (True, "running", False),
+        (False, "stopped", True),
+    }
+    clock.advance(seconds=5)
+    stop_heartbeat(ctx, running)  # the latest beat is a worker's stop, not a pass
+    assert deployment_status(ctx, actor=OPS).reasons == [
+        "no worker is running: the last heartbeat was 0 s ago"
+    ]
 
 
 def test_only_admins_read_the_status(ctx: Context) -> None:

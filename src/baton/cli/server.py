@@ -264,7 +264,7 @@ def worker(
     from baton.services.duplicate_checks import pending_duplicate_checks
     from baton.services.model_store import preload_scoring_model
     from baton.services.scoring import restore_total_index
-    from baton.services.worker import Worker, tick
+    from baton.services.worker import Worker, one_pass
     from baton.services.worker_log import pass_summary, start_pass_log
 
     settings = load_settings()
@@ -287,7 +287,7 @@ def worker(
             log.info("%s: %s", lane, pass_summary(report))
 
         if once:
-            report = tick(ctx)
+            report = one_pass(ctx)
             if report.busy:
                 show("pass", report)
             waiting = pending_duplicate_checks(ctx)

@@ -168,7 +168,8 @@ def _show(found: DeploymentStatus) -> None:
                     str(worker.pid),
                     when(worker.started_at),
                     f"{age_text(worker.silent_seconds)} ago",
-                    f"[{WORKER_STYLE[worker.state]}]{worker.state}[/]",
+                    f"[{WORKER_STYLE[worker.state]}]"
+                    f"{'one pass (--once)' if worker.one_pass else worker.state}[/]",
                     ", ".join(
                         f"{escape(lane.name)} ({lane.failures})"
                         for lane in worker.lanes

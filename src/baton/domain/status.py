@@ -140,6 +140,9 @@ class WorkerBeat:
     lanes: list[LaneBeat] = field(default_factory=list)
     replaced_by: int | None = None
     """The heartbeat row of the worker that replaced it (state ``replaced``)."""
+    one_pass: bool = False
+    """A one-off pass (``baton worker --once``), not a long-running worker: its row
+    reads *stopped* from the moment it is written."""
 
 
 def worker_state(
@@ -197,7 +200,13 @@ def verdict_of(
     if not running:
         if last_tick_at is not None:
             ago = age_text((now - last_tick_at).total_seconds())
-            reasons.append(f"no worker is running: the last heartbeat was {ago} ago")
+            latest = max(workers, key=lambda w: w.last_tick_at, default=None)
+            was = (
+                ", a one-off pass (`baton worker --once`)"
+                if latest is not None and latest.one_pass and latest.last_tick_at == last_tick_at
+                else ""
+            )
+            reasons.append(f"no worker is running: the last heartbeat was {ago} ago{was}")
         else:
             reasons.append("no worker has ever run against this database (`baton worker`)")
     for queue in queues:

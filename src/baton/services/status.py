@@ -305,6 +305,7 @@ def _workers(connection: Connection, *, now: datetime) -> tuple[list[WorkerBeat]
             silent_seconds=max(0.0, (now - row["last_tick_at"]).total_seconds()),
             lanes=_lanes(row["lanes"]),
             replaced_by=row["replaced_by"],
+            one_pass=bool(row["one_pass"]),
         )
         for row in rows
     ]
@@ -495,6 +496,47 @@ def record_heartbeat(
         )
     log.warning("heartbeat %d: its row was gone or marked replaced; now %d", heartbeat_id, fresh)
     return fresh
+
+
+def record_one_pass(
+    ctx: Context,
+    *,
+    host: str,
+    pid: int,
+    took_seconds: float,
+    lanes: Sequence[LaneBeat] = (),
+) -> int:
+    """A one-off pass of the worker (``baton worker --once``) that took ``took_seconds``
+    has ended: its heartbeat row (started that long before the database's now), stopped
+    now and marked ``one_pass`` (returns its id), so ``baton status`` tells when work
+    last ran rather than that no worker ever did. The host's earlier one-off row goes:
+    a pass from cron every minute keeps one row, not one a minute. A long-running
+    worker's rows are left as they are, and a one-off pass never reads *running* (no
+    process goes on beating)."""
+    host = host[:255]
+    with ctx.write() as connection:
+        now = database_now(ctx, connection)
+        connection.execute(
+            delete(worker_heartbeats).where(
+                (worker_heartbeats.c.last_tick_at < now - KEPT_FOR)
+                | (worker_heartbeats.c.one_pass & (worker_heartbeats.c.host == host))
+            )
+        )
+        return int(
+            connection.execute(
+                insert(worker_heartbeats)
+                .values(
+                    host=host,
+                    pid=pid,
+                    started_at=now - timedelta(seconds=max(0.0, took_seconds)),
+                    last_tick_at=now,
+                    stopped_at=now,
+                    lanes=_lanes_json(lanes),
+                    one_pass=True,
+                )
+                .returning(worker_heartbeats.c.id)
+            ).scalar_one()
+        )
 
 
 def stop_heartbeat(ctx: Context, heartbeat_id: int) -> None:

@@ -75,6 +75,7 @@ from baton.services.routing import SYSTEM, log_event, reassign_in, rep_of, route
 from baton.services.status import (
     queue_statuses,
     record_heartbeat,
+    record_one_pass,
     start_heartbeat,
     stop_heartbeat,
 )
@@ -375,6 +376,30 @@ def assign_queued(ctx: Context, *, limit: int = 200) -> int:
                 else:
                     stuck.add(str(decision.pool_key))
     return assigned
+
+
+def one_pass(
+    ctx: Context, *, smtp: SmtpConfig | None = None, client: httpx.Client | None = None
+) -> TickReport:
+    """:func:`tick`, recorded as a one-off pass (``baton worker --once``, from a script
+    or cron) in the worker heartbeats, so ``baton status`` says when work last ran
+    (:func:`~baton.services.status.record_one_pass`). A pass that fails is not recorded:
+    its error is the caller's."""
+    began = time.monotonic()
+    report = tick(ctx, smtp=smtp, client=client)
+    at = ctx.clock.now()
+    names = ["intake fetch", "timers", "duplicates", "nurture"]
+    names += [f"{channel} delivery" for channel in CHANNELS]
+    if ctx.settings.retrain_model_days:
+        names.append("model retraining")
+    record_one_pass(
+        ctx,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        took_seconds=time.monotonic() - began,
+        lanes=[LaneBeat(name, at, 0) for name in names],
+    )
+    return report
 
 
 def tick(

@@ -939,6 +939,7 @@ worker_heartbeats = Table(
     Column("stopped_at", UtcDateTime),
     Column("lanes", Json, nullable=False),
     Column("replaced_by", Id),
+    Column("one_pass", Boolean, nullable=False, server_default=false()),
     Index("ix_worker_heartbeats_last_tick_at", "last_tick_at"),
 )
 """One row per running (or lately stopped) worker process: where it runs, when it
@@ -947,4 +948,6 @@ started, when it last beat (``last_tick_at``, every few seconds while it runs) a
 worker that stops cleanly sets ``stopped_at``; one killed simply stops beating. Rows of
 workers silent for a week are removed when a worker starts (migration 0024). A worker
 starting on a host marks the unstopped rows of that host's processes that are gone
-(killed) as ``replaced_by`` its own row (migration 0025)."""
+(killed) as ``replaced_by`` its own row (migration 0025). A one-off pass (``baton
+worker --once``) writes a row already stopped, marked ``one_pass``, one per host
+(migration 0031)."""

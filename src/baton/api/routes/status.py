@@ -73,6 +73,11 @@ class WorkerPublic(BaseModel):
     silent_seconds: float
     lanes: list[LaneBeatPublic]
     replaced_by: int | None = Field(description="The id of the worker that replaced it")
+    one_pass: bool = Field(
+        default=False,
+        description="A one-off pass (`baton worker --once`), stopped when it was written; "
+        "each host keeps its latest",
+    )
 
 
 class UnfinishedRescorePublic(BaseModel):
@@ -143,6 +148,7 @@ class DeploymentStatusPublic(BaseModel):
                                 }
                             ],
                             "replaced_by": None,
+                            "one_pass": False,
                         }
                     ],
                     "rescore": None,
