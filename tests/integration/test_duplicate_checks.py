@@ -331,6 +331,7 @@ def test_two_workers_on_postgresql_never_take_the_same_lead(ctx: Context) -> Non
 def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(duplicate_checks_service, "_UNCOMPARABLE", {})
     ids = same_name_at_globex(ctx, 5)
     poison = ids[1]
     compare = duplicate_checks_service.possible_duplicates_of
@@ -351,6 +352,40 @@ def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(
     assert pending_duplicate_checks(ctx) == 0
     with ctx.read() as connection:
         assert poison in set(connection.execute(select(duplicate_candidates.c.lead_id)).scalars())
+
+
+def test_a_lead_that_cannot_be_compared_costs_later_batches_only_its_own_comparison(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It stays queued at the head of the queue, so it is in every batch after: the
+    batches after its first failure are compared at once, and it alone (before, each
+    of them fell back to comparing every lead on its own, a read per lead per signal)."""
+    monkeypatch.setattr(duplicate_checks_service, "_UNCOMPARABLE", {})
+    ids = same_name_at_globex(ctx, 3)
+    poison = ids[0]
+    compare = duplicate_checks_service.possible_duplicates_of
+    calls: list[list[int]] = []
+
+    def fails_on_one(connection: Any, lead_ids: Any, **kwargs: Any) -> Any:
+        calls.append(list(lead_ids))
+        if poison in lead_ids:
+            raise ValueError("a value the comparison cannot read")
+        return compare(connection, lead_ids, **kwargs)
+
+    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", fails_on_one)
+    assert flag_pending_duplicates(ctx) == 2
+    assert calls == [ids, [ids[0]], [ids[1]], [ids[2]]]  # at once, then one by one
+    calls.clear()
+    later = [
+        capture(ctx, f"q{i}@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
+        for i in range(3)
+    ]
+    assert flag_pending_duplicates(ctx) == 3
+    assert calls == [later, [poison]]
+    assert pending_duplicate_checks(ctx) == 1
+    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", compare)
+    assert flag_pending_duplicates(ctx) == 1  # mended (a new version): compared, forgotten
+    assert duplicate_checks_service._UNCOMPARABLE == {}
 
 
 @settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -122,14 +122,8 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
             return 0
         ids = list(queued)
         live = _live(connection, ids)
-        now = ctx.clock.now()
-        try:
-            records = possible_duplicates_of(connection, live, now=now)[1] if live else []
-        except DBAPIError:
-            raise
-        except Exception:
-            records, failed = _one_by_one(connection, live, now=now)
-            ids = [lead_id for lead_id in ids if lead_id not in failed]
+        records, failed = _compare(connection, live, now=ctx.clock.now())
+        ids = [lead_id for lead_id in ids if lead_id not in failed]
     pairs: dict[int, list[dict[str, Any]]] = {}
     for record in records:
         pairs.setdefault(record["lead_id"], []).append(record)
@@ -172,14 +166,52 @@ def _write_flags(
         return len(claimed)
 
 
-def _one_by_one(
+def _compare(
     connection: Connection, lead_ids: Sequence[int], *, now: datetime
 ) -> tuple[list[dict[str, Any]], set[int]]:
-    """After a batch whose comparison raised: each lead on its own (the same pairs, since
-    a lead is compared as of its arrival), so one lead that cannot be compared stays
-    queued, logged, instead of holding up every lead queued after it. When none can be
-    compared the error is raised (a bug, not a bad lead): the lane logs it and backs off,
-    and the queue keeps them all."""
+    """The pairs of ``lead_ids`` and the leads that could not be compared. The batch is
+    compared at once, but for the leads whose comparison raised before in this process
+    (:data:`_UNCOMPARABLE`): those are compared alone, so a lead that cannot be compared,
+    which stays queued at the head of the queue, costs its own comparison at each batch
+    rather than sending every batch after it through the one-by-one comparison. When
+    none of the leads can be compared the error is raised (a bug, not a bad lead): the
+    lane logs it and backs off, and the queue keeps them all."""
+    suspects = [i for i in lead_ids if i in _UNCOMPARABLE]
+    rest = [i for i in lead_ids if i not in _UNCOMPARABLE]
+    records: list[dict[str, Any]] = []
+    failed: set[int] = set()
+    error: Exception | None = None
+    try:
+        if rest:
+            records = possible_duplicates_of(connection, rest, now=now)[1]
+    except DBAPIError:
+        raise
+    except Exception:
+        records, failed, error = _one_by_one(connection, rest, now=now)
+    more, failed_again, error_again = _one_by_one(connection, suspects, now=now)
+    records += more
+    failed |= failed_again
+    error = error or error_again
+    if error is not None and len(failed) == len(lead_ids):
+        raise error
+    return records, failed
+
+
+_UNCOMPARABLE: dict[int, None] = {}
+"""Leads whose comparison raised in this process, compared alone until one succeeds (at
+most :data:`UNCOMPARABLE_KEPT`, the oldest forgotten first: one forgotten is compared
+with its batch again, and found out again)."""
+
+UNCOMPARABLE_KEPT = 10_000
+
+
+def _one_by_one(
+    connection: Connection, lead_ids: Sequence[int], *, now: datetime
+) -> tuple[list[dict[str, Any]], set[int], Exception | None]:
+    """Each lead on its own (the same pairs, since a lead is compared as of its
+    arrival): the pairs, the leads that could not be compared and the last error. A
+    lead that cannot be compared is logged at its first failure and remembered
+    (:data:`_UNCOMPARABLE`); one that can is forgotten."""
     records: list[dict[str, Any]] = []
     failed: set[int] = set()
     error: Exception | None = None
@@ -189,14 +221,20 @@ def _one_by_one(
         except DBAPIError:
             raise
         except Exception as exc:
-            log.exception(
-                "possible duplicates: lead %s could not be compared; it stays queued", lead_id
-            )
+            if lead_id not in _UNCOMPARABLE:
+                log.exception(
+                    "possible duplicates: lead %s could not be compared; it stays queued, "
+                    "compared on its own from now on",
+                    lead_id,
+                )
+                _UNCOMPARABLE[lead_id] = None
+                while len(_UNCOMPARABLE) > UNCOMPARABLE_KEPT:
+                    del _UNCOMPARABLE[next(iter(_UNCOMPARABLE))]
             failed.add(lead_id)
             error = exc.with_traceback(None)  # no frame cycle kept while the collector waits
-    if error is not None and len(failed) == len(lead_ids):
-        raise error
-    return records, failed
+        else:
+            _UNCOMPARABLE.pop(lead_id, None)
+    return records, failed, error
 
 
 _OLDEST = text(
