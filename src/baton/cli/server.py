@@ -235,8 +235,8 @@ def worker(
         bool,
         typer.Option(
             "--once",
-            help="Run one pass and exit (the duplicate check takes up to 10,000 new leads "
-            "a pass; it says how many still wait).",
+            help="Run one pass and exit (the duplicate check takes up to 40,000 new leads "
+            "a pass; it says how many still wait). `baton status` then shows when it ran.",
         ),
     ] = False,
     poll: Annotated[
