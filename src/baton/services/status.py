@@ -509,17 +509,18 @@ def record_one_pass(
     """A one-off pass of the worker (``baton worker --once``) that took ``took_seconds``
     has ended: its heartbeat row (started that long before the database's now), stopped
     now and marked ``one_pass`` (returns its id), so ``baton status`` tells when work
-    last ran rather than that no worker ever did. The host's earlier one-off row goes:
-    a pass from cron every minute keeps one row, not one a minute. A long-running
-    worker's rows are left as they are, and a one-off pass never reads *running* (no
-    process goes on beating)."""
+    last ran rather than that no worker ever did. The earlier one-off row goes, whatever
+    its host (a cron job's container often has a new host name each run): passes every
+    minute keep one row, not one a minute that would crowd the workers' list. Rows of
+    workers silent for :data:`KEPT_FOR` go too, as when a worker starts. A long-running
+    worker's rows are otherwise left as they are, and a one-off pass never reads
+    *running* (no process goes on beating)."""
     host = host[:255]
     with ctx.write() as connection:
         now = database_now(ctx, connection)
         connection.execute(
             delete(worker_heartbeats).where(
-                (worker_heartbeats.c.last_tick_at < now - KEPT_FOR)
-                | (worker_heartbeats.c.one_pass & (worker_heartbeats.c.host == host))
+                (worker_heartbeats.c.last_tick_at < now - KEPT_FOR) | worker_heartbeats.c.one_pass
             )
         )
         return int(

@@ -949,5 +949,5 @@ worker that stops cleanly sets ``stopped_at``; one killed simply stops beating. 
 workers silent for a week are removed when a worker starts (migration 0024). A worker
 starting on a host marks the unstopped rows of that host's processes that are gone
 (killed) as ``replaced_by`` its own row (migration 0025). A one-off pass (``baton
-worker --once``) writes a row already stopped, marked ``one_pass``, one per host
-(migration 0031)."""
+worker --once``) writes a row already stopped, marked ``one_pass``, replacing the
+previous one (migration 0031)."""

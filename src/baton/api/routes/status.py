@@ -74,9 +74,8 @@ class WorkerPublic(BaseModel):
     lanes: list[LaneBeatPublic]
     replaced_by: int | None = Field(description="The id of the worker that replaced it")
     one_pass: bool = Field(
-        default=False,
         description="A one-off pass (`baton worker --once`), stopped when it was written; "
-        "each host keeps its latest",
+        "only the latest is kept"
     )
 
 

@@ -4,8 +4,9 @@
 Before, only a long-running worker wrote a row, so ``baton status`` after a pass from a
 script or cron said "no worker has ever run against this database" while the pass had
 just checked duplicates and sent email. A one-off pass now writes a row that reads
-*stopped*, marked ``one_pass``: one row per host, each pass replacing its host's
-previous one, so a cron job running it every minute adds no row a minute.
+*stopped*, marked ``one_pass``, and replaces the previous one-off row (whatever its
+host: a cron job's container may have a new host name each run), so a pass every
+minute adds no row a minute.
 
 Revision ID: 0031
 Revises: 0030
