@@ -413,6 +413,7 @@ def score_leads_in(
     new_events: Mapping[int, Sequence[Event]] | None = None,
     historical: bool = False,
     created: Collection[int] = (),
+    fields: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> list[ScoreUpdate]:
     """Bring the scores of ``lead_ids`` up to date inside the caller's transaction,
     folding in ``new_events`` (just stored) and the leads' current fields, then hand off
@@ -428,7 +429,9 @@ def score_leads_in(
 
     ``created``: leads inserted in this transaction, whose whole history is their
     ``new_events`` (a capture's new lead): no score, history or prep ticks of theirs is
-    read back, three statements fewer per capture."""
+    read back, three statements fewer per capture. ``fields``: the scored columns
+    (:data:`SCORED_COLUMNS`) of leads the caller has just written and read back in the
+    same statement (a new lead's insert returns them), not read again."""
     active = active_contract_in(connection)
     if active is None or not lead_ids:
         return []
@@ -437,7 +440,10 @@ def score_leads_in(
     hand_raise_types = {e.value for e in contract.mql.hand_raise}
     people: dict[int, dict[str, Any]] = {}
     previous: dict[int, _Stored] = {}
-    people.update(_people(connection, sorted(set(lead_ids))))
+    given = {i: dict(row) for i, row in (fields or {}).items() if i in set(lead_ids)}
+    if rest := sorted(set(lead_ids) - set(given)):
+        people.update(_people(connection, rest))
+    people.update(given)
     new = set(created)
     previous.update(_scores_of(connection, sorted(i for i in people if i not in new)))
     # Leads never scored under this version (new, reached before a running activation,
@@ -960,9 +966,7 @@ def _rescore_chunks_overlapped(
                     "SELECT set_config('lock_timeout', '0', true),"
                     " set_config('statement_timeout', '0', true)"
                 )
-                connection.execute(
-                    select(func.pg_advisory_xact_lock_shared(run_key, number - 1))
-                )
+                connection.execute(select(func.pg_advisory_xact_lock_shared(run_key, number - 1)))
                 connection.execute(
                     select(
                         func.set_config("lock_timeout", timeouts[0], True),
@@ -2019,9 +2023,7 @@ def _rescore_chunks_read_ahead(
                 # before (this connection's own commits change no lead's id or merge):
                 # its ids are the chunk's, not selected again (4–5 ms of CPU a chunk).
                 current = (
-                    got is not None
-                    and got[2] == last_id
-                    and _data_version(driver) == ahead.version
+                    got is not None and got[2] == last_id and _data_version(driver) == ahead.version
                 )
                 chunk = _next_chunk(
                     held, report.version, last_id, size, ids=got[0] if current and got else None
