@@ -25,7 +25,7 @@ def test_a_busy_pass_of_baton_worker_is_a_log_line(
     monkeypatch.setenv("BATON_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.delenv("BATON_ENV", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(worker_service, "tick", lambda ctx: TickReport(sent=2, failed=1))
+    monkeypatch.setattr(worker_service, "tick", lambda ctx, **_: TickReport(sent=2, failed=1))
     caplog.set_level(logging.INFO, logger="baton.worker")
     result = CliRunner().invoke(app, ["worker", "--once"])
     assert result.exit_code == 0, result.output

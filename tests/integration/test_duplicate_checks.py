@@ -277,6 +277,7 @@ def test_the_worker_lane_survives_a_failing_pass_and_tick_drains_the_queue(
 ) -> None:
     from baton.services.worker import Lane
 
+    monkeypatch.setattr(duplicate_checks_service, "_UNCOMPARABLE", {})
     same_name_at_globex(ctx, 7)
 
     def broken(*args: Any, **kwargs: Any) -> Any:

@@ -16,6 +16,7 @@ merge changed while it was being compared is compared again."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -176,8 +177,9 @@ def _compare(
     rather than sending every batch after it through the one-by-one comparison. When
     none of the leads can be compared the error is raised (a bug, not a bad lead): the
     lane logs it and backs off, and the queue keeps them all."""
-    suspects = [i for i in lead_ids if i in _UNCOMPARABLE]
-    rest = [i for i in lead_ids if i not in _UNCOMPARABLE]
+    known = set(_UNCOMPARABLE)  # one look: another thread may change it meanwhile
+    suspects = [i for i in lead_ids if i in known]
+    rest = [i for i in lead_ids if i not in known]
     records: list[dict[str, Any]] = []
     failed: set[int] = set()
     error: Exception | None = None
@@ -203,6 +205,7 @@ most :data:`UNCOMPARABLE_KEPT`, the oldest forgotten first: one forgotten is com
 with its batch again, and found out again)."""
 
 UNCOMPARABLE_KEPT = 10_000
+_UNCOMPARABLE_LOCK = threading.Lock()
 
 
 def _one_by_one(
@@ -221,19 +224,22 @@ def _one_by_one(
         except DBAPIError:
             raise
         except Exception as exc:
-            if lead_id not in _UNCOMPARABLE:
+            with _UNCOMPARABLE_LOCK:
+                first = lead_id not in _UNCOMPARABLE
+                _UNCOMPARABLE[lead_id] = None
+                while len(_UNCOMPARABLE) > UNCOMPARABLE_KEPT:
+                    _UNCOMPARABLE.pop(next(iter(_UNCOMPARABLE)), None)
+            if first:
                 log.exception(
                     "possible duplicates: lead %s could not be compared; it stays queued, "
                     "compared on its own from now on",
                     lead_id,
                 )
-                _UNCOMPARABLE[lead_id] = None
-                while len(_UNCOMPARABLE) > UNCOMPARABLE_KEPT:
-                    del _UNCOMPARABLE[next(iter(_UNCOMPARABLE))]
             failed.add(lead_id)
             error = exc.with_traceback(None)  # no frame cycle kept while the collector waits
         else:
-            _UNCOMPARABLE.pop(lead_id, None)
+            with _UNCOMPARABLE_LOCK:
+                _UNCOMPARABLE.pop(lead_id, None)
     return records, failed, error
 
 

@@ -282,7 +282,8 @@ def _write_new_lead(
     with_contract = group_memo(connection) is not None and not known
     # The new lead's scored columns come back with it unless no contract is active for
     # sure (then nothing is scored): one read fewer per capture when one is.
-    unscored = known and active_contract_in(connection) is None
+    active_known = known and active_contract_in(connection) is not None
+    unscored = known and not active_known
     written = write_new_lead(
         connection,
         _new_lead_row(data, consent.changes, at=now, now=now),
@@ -292,6 +293,7 @@ def _write_new_lead(
         suppression_keys=suppression_keys(data.email),
         with_contract=with_contract,
         returned=() if unscored else _SCORED_NAMES,
+        active_known=active_known,
     )
     if written is not None and written.active is not None:
         active_contract_from(

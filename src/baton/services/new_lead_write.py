@@ -50,7 +50,8 @@ class NewLeadWritten:
     active version with its digest as :data:`ACTIVE_LOCKED` reads them (share-locked),
     with whether the statement's snapshot held an active version at all (``active``:
     None when the contract was not asked for); and the new lead's ``returned`` columns
-    as the insert stored them (None: not inserted, or none asked for)."""
+    as the insert stored them (None: not inserted, none asked for, or no contract active
+    in the statement's snapshot, when nothing is scored)."""
 
     lead_id: int | None
     found: dict[str, Any] | None
@@ -75,19 +76,21 @@ def write_new_lead(
     suppression_keys: Sequence[str] = (),
     with_contract: bool = False,
     returned: Sequence[str] = (),
+    active_known: bool = False,
 ) -> NewLeadWritten | None:
     """Look up the lead with ``values["email_key"]`` (locked; its ``reads`` columns);
     when there is none, insert the lead ``values`` (``ON CONFLICT DO NOTHING``), its
     ``touch`` (the activity row without ``lead_id``) and its duplicate-queue row at
     ``queued_at``. Ask whether one of ``suppression_keys`` (0 or 2) is listed, and
-    with ``with_contract`` the active version (share-locked). The new lead's
+    with ``with_contract`` the active version (share-locked). When a contract is active
+    (``active_known``: the caller knows one is, its group read it) the new lead's
     ``returned`` columns come back as stored (its scored columns: the score needs no
     read of its own). None: nobody found and nothing inserted (another writer's lead
     came in between; the answers are lost with it, and asked again by the statements
     that need them)."""
     columns = tuple(sorted(values))
     statement = _statement(
-        columns, tuple(reads), len(suppression_keys), with_contract, tuple(returned)
+        columns, tuple(reads), len(suppression_keys), with_contract, tuple(returned), active_known
     )
     params = {f"v_{name}": value for name, value in values.items()}
     params.update({f"t_{name}": touch[name] for name in TOUCH_COLUMNS})
@@ -142,6 +145,7 @@ def _statement(
     keys: int,
     with_contract: bool,
     returned: tuple[str, ...] = (),
+    active_known: bool = False,
 ) -> Any:
     """Built once per set of columns (a capture's consent answer adds some): a
     statement object keeps its compiled form."""
@@ -184,10 +188,17 @@ def _statement(
         func.to_jsonb(found.table_valued()).label("found"),
     ]
     if returned:  # only when a contract is active (else nothing is scored)
-        active = exists().where(contracts.c.status == "active")
-        answer.append(
-            case((active, func.to_jsonb(new.table_valued())), else_=null()).label("inserted")
-        )
+        document: Any = func.to_jsonb(new.table_valued())
+        if not active_known:
+            # The version the statement reads with its lock, or (outside a group, which
+            # reads none) whether one is active.
+            active: Any = (
+                ACTIVE_LOCKED.c.active_version.is_not(None)
+                if with_contract
+                else exists().where(contracts.c.status == "active")
+            )
+            document = case((active, document), else_=null())
+        answer.append(document.label("inserted"))
     if keys:
         listed = [bindparam(f"s{i}", type_=suppressions.c.email_key.type) for i in range(keys)]
         answer.append(exists().where(suppressions.c.email_key.in_(listed)).label("suppressed"))

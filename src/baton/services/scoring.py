@@ -440,8 +440,9 @@ def score_leads_in(
     hand_raise_types = {e.value for e in contract.mql.hand_raise}
     people: dict[int, dict[str, Any]] = {}
     previous: dict[int, _Stored] = {}
-    given = {i: dict(row) for i, row in (fields or {}).items() if i in set(lead_ids)}
-    if rest := sorted(set(lead_ids) - set(given)):
+    asked = set(lead_ids)
+    given = {i: dict(row) for i, row in (fields or {}).items() if i in asked}
+    if rest := sorted(asked - set(given)):
         people.update(_people(connection, rest))
     people.update(given)
     new = set(created)
