@@ -329,6 +329,46 @@ def test_two_workers_on_postgresql_never_take_the_same_lead(ctx: Context) -> Non
     assert len(flagged(ctx)) == sum(min(k, 5) for k in range(12))
 
 
+def test_a_second_worker_on_postgresql_compares_the_batch_after_the_first_ones(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker read the oldest batch and compared it; only one could write it, so a
+    second worker doubled the lane's CPU for nothing. A worker still comparing its
+    batch holds it: the next reads the batch after it."""
+    if ctx.dialect != "postgresql":
+        pytest.skip("SKIP LOCKED: PostgreSQL; SQLite has one writer at a time")
+    ids = same_name_at_globex(ctx, 12)
+    compare = duplicate_checks_service.possible_duplicates_of
+    comparing, release = threading.Event(), threading.Event()
+    compared: dict[str, list[int]] = {}
+
+    def recorded(connection: Any, lead_ids: Any, **kwargs: Any) -> Any:
+        name = threading.current_thread().name
+        compared.setdefault(name, []).extend(lead_ids)
+        if name == "first":
+            comparing.set()
+            release.wait(30)
+        return compare(connection, lead_ids, **kwargs)
+
+    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", recorded)
+    written: list[int] = []
+    first = threading.Thread(
+        target=lambda: written.append(flag_pending_duplicates(ctx, limit=5)), name="first"
+    )
+    first.start()
+    try:
+        assert comparing.wait(30)
+        assert flag_pending_duplicates(ctx, limit=5) == 5  # without waiting for the first
+    finally:
+        release.set()
+        first.join()
+    assert written == [5]
+    assert compared["first"] == ids[:5] and compared["MainThread"] == ids[5:10]
+    assert flag_pending_duplicates(ctx) == 2
+    # Every lead compared exactly once and as of its arrival: the k-th has min(k, 5).
+    assert len(flagged(ctx)) == sum(min(k, 5) for k in range(12))
+
+
 def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:

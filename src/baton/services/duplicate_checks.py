@@ -110,15 +110,20 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     The comparison (the costly part: candidates read, names compared) runs in a read
     transaction, so on SQLite it never holds the one write turn that captures wait for;
     short write transactions of :data:`WRITE_BATCH` leads each then claim the leads
-    still queued as they were read (on PostgreSQL skipping rows another worker holds, so
-    several workers share the queue without waiting for each other), write the pairs of
-    those still not merged away, and remove them from the queue, all or nothing per
-    part. A lead another worker claimed first is left to it; one merged meanwhile is
-    dropped unflagged; one queued again meanwhile (a merge asks for its comparison
-    again), or one whose pair names a lead merged away meanwhile, stays queued and is
-    compared again; a worker stopped between two parts leaves the later parts queued."""
+    still queued as they were read (on PostgreSQL skipping rows another worker holds),
+    write the pairs of those still not merged away, and remove them from the queue, all
+    or nothing per part. On PostgreSQL the read holds its batch's queue rows while it
+    compares them (``FOR NO KEY UPDATE SKIP LOCKED``), so another worker reads the batch
+    after it instead of comparing the same leads for nothing (each compared the oldest
+    batch, and only one could write it); a merge that queues one of them again waits for
+    the comparison (well under a second for a batch). A lead another worker claimed
+    first is left to it; one merged meanwhile is dropped unflagged; one queued again
+    meanwhile (a merge asks for its comparison again), or one whose pair names a lead
+    merged away meanwhile, stays queued and is compared again; a worker stopped between
+    two parts leaves the later parts queued."""
     with ctx.read() as connection:
-        queued = {int(i): at for i, at in connection.execute(_OLDEST, {"limit": limit})}
+        oldest = _OLDEST_HELD if connection.dialect.name == "postgresql" else _OLDEST
+        queued = {int(i): at for i, at in connection.execute(oldest, {"limit": limit})}
         if not queued:
             return 0
         ids = list(queued)
@@ -248,6 +253,12 @@ _OLDEST = text(
 )
 """The oldest queued leads, ``queued_at`` as the driver gives it (no column type: the
 claim compares it with its own read of the same column, :func:`find_by_keys`')."""
+_OLDEST_HELD = text(
+    "SELECT lead_id, queued_at FROM duplicate_checks ORDER BY queued_at, lead_id "
+    "LIMIT :limit FOR NO KEY UPDATE SKIP LOCKED"
+)
+"""PostgreSQL: :data:`_OLDEST` not held by another worker's comparison, held by this
+one's until its read transaction ends."""
 
 
 def _live(connection: Connection, ids: Sequence[int], *, lock: bool = False) -> list[int]:
