@@ -369,6 +369,45 @@ def test_a_second_worker_on_postgresql_compares_the_batch_after_the_first_ones(
     assert len(flagged(ctx)) == sum(min(k, 5) for k in range(12))
 
 
+def test_a_merge_while_a_worker_compares_waits_for_nothing(
+    ctx: Context, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's reservation of its batch is advisory: a person merging two of its
+    leads meanwhile is not kept waiting (a row lock held for the comparison made the
+    merge wait for it, seconds for a large batch, and for as long as a worker whose host
+    vanished kept its connection), and the merged survivor is compared again after."""
+    if ctx.dialect != "postgresql":
+        pytest.skip("the reservation is PostgreSQL's; SQLite has one writer at a time")
+    ids = same_name_at_globex(ctx, 4)
+    compare = duplicate_checks_service.possible_duplicates_of
+    comparing, release = threading.Event(), threading.Event()
+
+    def slow(connection: Any, lead_ids: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "worker":
+            comparing.set()
+            release.wait(30)
+        return compare(connection, lead_ids, **kwargs)
+
+    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", slow)
+    worker = threading.Thread(target=lambda: flag_pending_duplicates(ctx), name="worker")
+    worker.start()
+    try:
+        assert comparing.wait(30)
+        clock.advance(timedelta(seconds=1))
+        merging = threading.Thread(target=lambda: merge_leads(ctx, ids[0], ids[3], actor=OPS))
+        merging.start()
+        merging.join(10)
+        assert not merging.is_alive(), "the merge waited for the worker's comparison"
+    finally:
+        release.set()
+        worker.join()
+    assert pending_duplicate_checks(ctx) == 1  # the survivor, queued anew by the merge
+    assert flag_pending_duplicates(ctx) == 1
+    with ctx.read() as connection:
+        paired = set(connection.execute(select(duplicate_candidates.c.lead_id)).scalars())
+    assert ids[3] not in paired and {ids[1], ids[2]} <= paired
+
+
 def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
