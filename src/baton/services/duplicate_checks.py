@@ -35,7 +35,6 @@ from baton.domain.leads import (
 from baton.services.collector import collector_paused
 from baton.services.context import Context
 from baton.services.queries import IN_CHUNK, chunks, dialect_insert
-from baton.store.advisory import DUPLICATE_BATCHES
 from baton.store.bulk import copy_rows_in, delete_by_keys, find_by_keys, insert_rows
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads
 
@@ -111,47 +110,24 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     The comparison (the costly part: candidates read, names compared) runs in a read
     transaction, so on SQLite it never holds the one write turn that captures wait for;
     short write transactions of :data:`WRITE_BATCH` leads each then claim the leads
-    still queued as they were read (on PostgreSQL skipping rows another worker holds),
-    write the pairs of those still not merged away, and remove them from the queue, all
-    or nothing per part. On PostgreSQL a worker reserves its batch until its last part is
-    written (a transaction advisory lock per lead, taken as the batch is read: another
-    worker's read passes over them and takes the leads after), so several workers no
-    longer compare the same oldest batch, of which only one could write anything. The
-    reservation is advisory: nothing else waits for it, a merge included (it takes no
-    such lock). A lead another worker claimed
-    first is left to it; one merged meanwhile is dropped unflagged; one queued again
-    meanwhile (a merge asks for its comparison again), or one whose pair names a lead
-    merged away meanwhile, stays queued and is compared again; a worker stopped between
-    two parts leaves the later parts queued."""
+    still queued as they were read (on PostgreSQL skipping rows another worker holds, so
+    several workers share the queue without waiting for each other), write the pairs of
+    those still not merged away, and remove them from the queue, all or nothing per
+    part. A lead another worker claimed first is left to it; one merged meanwhile is
+    dropped unflagged; one queued again meanwhile (a merge asks for its comparison
+    again), or one whose pair names a lead merged away meanwhile, stays queued and is
+    compared again; a worker stopped between two parts leaves the later parts queued."""
     with ctx.read() as connection:
-        if reserving := connection.dialect.name == "postgresql":
-            found = connection.execute(
-                _OLDEST_RESERVED,
-                {"limit": limit, "scan": limit * RESERVED_SCAN, "key": DUPLICATE_BATCHES},
-            )
-        else:
-            found = connection.execute(_OLDEST, {"limit": limit})
-        queued = {int(i): at for i, at in sorted(found, key=lambda row: (row[1], row[0]))}
+        queued = {int(i): at for i, at in connection.execute(_OLDEST, {"limit": limit})}
         if not queued:
             return 0
         ids = list(queued)
         live = _live(connection, ids)
         records, failed = _compare(connection, live, now=ctx.clock.now())
         ids = [lead_id for lead_id in ids if lead_id not in failed]
-        pairs: dict[int, list[dict[str, Any]]] = {}
-        for record in records:
-            pairs.setdefault(record["lead_id"], []).append(record)
-        if reserving:  # the reservation lasts while the parts are written
-            return _write_parts(ctx, ids, queued, pairs)
-    return _write_parts(ctx, ids, queued, pairs)
-
-
-def _write_parts(
-    ctx: Context,
-    ids: Sequence[int],
-    queued: Mapping[int, Any],
-    pairs: Mapping[int, list[dict[str, Any]]],
-) -> int:
+    pairs: dict[int, list[dict[str, Any]]] = {}
+    for record in records:
+        pairs.setdefault(record["lead_id"], []).append(record)
     return sum(_write_flags(ctx, part, queued, pairs) for part in chunks(ids, WRITE_BATCH))
 
 
@@ -272,19 +248,6 @@ _OLDEST = text(
 )
 """The oldest queued leads, ``queued_at`` as the driver gives it (no column type: the
 claim compares it with its own read of the same column, :func:`find_by_keys`')."""
-_OLDEST_RESERVED = text(
-    "SELECT lead_id, queued_at FROM (SELECT lead_id, queued_at FROM duplicate_checks"
-    " ORDER BY queued_at, lead_id LIMIT :scan) AS oldest"
-    " WHERE pg_try_advisory_xact_lock(:key, CAST(lead_id % 2147483647 AS integer))"
-    " LIMIT :limit"
-)
-"""PostgreSQL: the oldest queued leads no other worker has reserved, reserved by this
-transaction (a lock is tried only on rows read, at most ``:scan`` of them, and rows are
-read only until ``:limit`` are reserved; no outer ``ORDER BY``, which would try every
-row first: the caller sorts)."""
-RESERVED_SCAN = 4
-"""Batches' worth of the oldest queued leads a worker looks through for leads no other
-worker has reserved: with 4 workers comparing at once the last still finds a batch."""
 
 
 def _live(connection: Connection, ids: Sequence[int], *, lock: bool = False) -> list[int]:
