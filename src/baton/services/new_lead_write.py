@@ -100,11 +100,11 @@ def write_new_lead(
     row = connection.execute(statement, params).mappings().one()
     if row["new_id"] is None and row["found"] is None:
         return None
-    found = None if row["found"] is None else _found_values(row["found"], reads, connection.dialect)
+    found = None if row["found"] is None else _lead_values(row["found"], reads, connection.dialect)
     suppressed = bool(row["suppressed"]) if suppression_keys else None
     inserted = None
     if returned and row["inserted"] is not None:
-        inserted = _found_values(row["inserted"], returned, connection.dialect)
+        inserted = _lead_values(row["inserted"], returned, connection.dialect)
     if not with_contract:
         return NewLeadWritten(row["new_id"], found, suppressed, None, None, None, inserted)
     return NewLeadWritten(
@@ -118,7 +118,7 @@ def write_new_lead(
     )
 
 
-def _found_values(
+def _lead_values(
     document: dict[str, Any], reads: Sequence[str], dialect: Dialect
 ) -> dict[str, Any]:
     """The ``reads`` columns of a lead (found, or inserted), from its JSON document, as a

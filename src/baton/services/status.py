@@ -419,9 +419,7 @@ def start_heartbeat(
     host = host[:255]
     with ctx.write() as connection:
         now = database_now(ctx, connection)
-        connection.execute(
-            delete(worker_heartbeats).where(worker_heartbeats.c.last_tick_at < now - KEPT_FOR)
-        )
+        connection.execute(delete(worker_heartbeats).where(_silent_for_long(now)))
         heartbeat_id = _insert_heartbeat(connection, host=host, pid=pid, now=now, lanes=lanes)
         earlier = connection.execute(
             select(worker_heartbeats.c.id, worker_heartbeats.c.pid).where(
@@ -449,7 +447,9 @@ def _insert_heartbeat(
     now: datetime,
     lanes: Sequence[LaneBeat],
     started_at: datetime | None = None,
+    one_pass: bool = False,
 ) -> int:
+    """A worker's row beating ``now``; a ``one_pass`` row is stopped as it is written."""
     return int(
         connection.execute(
             insert(worker_heartbeats)
@@ -458,8 +458,9 @@ def _insert_heartbeat(
                 pid=pid,
                 started_at=started_at or now,
                 last_tick_at=now,
-                stopped_at=None,
+                stopped_at=now if one_pass else None,
                 lanes=_lanes_json(lanes),
+                one_pass=one_pass,
             )
             .returning(worker_heartbeats.c.id)
         ).scalar_one()
@@ -515,29 +516,26 @@ def record_one_pass(
     workers silent for :data:`KEPT_FOR` go too, as when a worker starts. A long-running
     worker's rows are otherwise left as they are, and a one-off pass never reads
     *running* (no process goes on beating)."""
-    host = host[:255]
     with ctx.write() as connection:
         now = database_now(ctx, connection)
         connection.execute(
-            delete(worker_heartbeats).where(
-                (worker_heartbeats.c.last_tick_at < now - KEPT_FOR) | worker_heartbeats.c.one_pass
-            )
+            delete(worker_heartbeats).where(_silent_for_long(now) | worker_heartbeats.c.one_pass)
         )
-        return int(
-            connection.execute(
-                insert(worker_heartbeats)
-                .values(
-                    host=host,
-                    pid=pid,
-                    started_at=now - timedelta(seconds=max(0.0, took_seconds)),
-                    last_tick_at=now,
-                    stopped_at=now,
-                    lanes=_lanes_json(lanes),
-                    one_pass=True,
-                )
-                .returning(worker_heartbeats.c.id)
-            ).scalar_one()
+        return _insert_heartbeat(
+            connection,
+            host=host,
+            pid=pid,
+            now=now,
+            lanes=lanes,
+            started_at=now - timedelta(seconds=max(0.0, took_seconds)),
+            one_pass=True,
         )
+
+
+def _silent_for_long(now: datetime) -> Any:
+    """Heartbeat rows silent for :data:`KEPT_FOR`, which a starting worker or a one-off
+    pass removes."""
+    return worker_heartbeats.c.last_tick_at < now - KEPT_FOR
 
 
 def stop_heartbeat(ctx: Context, heartbeat_id: int) -> None:
