@@ -4,6 +4,7 @@ principals the benchmarks act as."""
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import random
 import tempfile
@@ -243,3 +244,63 @@ def fill(
     finally:
         raw.close()
     return time.perf_counter() - started
+
+
+def postgres_database(url: str, name: str) -> str:
+    """A new empty database ``name`` on the server of ``url``: its URL."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    base, _, query = url.partition("?")
+    return f"{base.rpartition('/')[0]}/{name}" + (f"?{query}" if query else "")
+
+
+class ServerCpu:
+    """CPU seconds of a local PostgreSQL's backends (the postmaster's children, read
+    from ``/proc`` every 0.1 s on a thread, so that a backend that exits keeps its share
+    up to its last reading); 0 where there is no ``/proc``."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        import psycopg
+
+        with psycopg.connect(url) as connection:
+            data_dir = connection.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
+        self.pid = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.lock = threading.Lock()
+        self.sample(first=True)
+        self.stopping = threading.Event()
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def sample(self, first: bool = False) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) != self.pid:  # the parent's pid
+                continue
+            pid, seconds = int(stat.parent.name), (int(fields[11]) + int(fields[12])) / tick
+            with self.lock:
+                if first:
+                    self.first[pid] = seconds
+                self.first.setdefault(pid, 0.0)
+                self.last[pid] = seconds
+
+    def loop(self) -> None:
+        while not self.stopping.wait(0.1):
+            self.sample()
+
+    def now(self) -> float:
+        """CPU seconds of the backends since this sampler started."""
+        self.sample()
+        with self.lock:
+            return sum(v - self.first.get(p, 0.0) for p, v in self.last.items())
+
+    def close(self) -> None:
+        self.stopping.set()

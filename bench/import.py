@@ -53,7 +53,7 @@ from typing import NamedTuple
 from rich.console import Console
 from rich.table import Table
 
-from _common import context, database, machine
+from _common import ServerCpu, context, database, machine, postgres_database
 
 FIRST = ("Ana", "Ben", "Chloe", "Diego", "Elif", "Farah", "Gustav", "Hana", "Ines", "Jonas")
 LAST = ("Alvarez", "Becker", "Chen", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad")
@@ -238,56 +238,6 @@ def raw_reference_postgres(
     return elapsed, cpu, server_cpu
 
 
-class ServerCpu:
-    """CPU seconds of a local PostgreSQL's backends (the postmaster's children, read
-    from ``/proc`` every 0.1 s on a thread, so that a backend that exits keeps its share
-    up to its last reading); 0 where there is no ``/proc``."""
-
-    def __init__(self, url: str) -> None:
-        import threading
-
-        import psycopg
-
-        with psycopg.connect(url) as connection:
-            data_dir = connection.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
-        self.pid = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
-        self.first: dict[int, float] = {}
-        self.last: dict[int, float] = {}
-        self.lock = threading.Lock()
-        self.sample(first=True)
-        self.stopping = threading.Event()
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def sample(self, first: bool = False) -> None:
-        tick = os.sysconf("SC_CLK_TCK")
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[1]) != self.pid:  # the parent's pid
-                continue
-            pid, seconds = int(stat.parent.name), (int(fields[11]) + int(fields[12])) / tick
-            with self.lock:
-                if first:
-                    self.first[pid] = seconds
-                self.first.setdefault(pid, 0.0)
-                self.last[pid] = seconds
-
-    def loop(self) -> None:
-        while not self.stopping.wait(0.1):
-            self.sample()
-
-    def now(self) -> float:
-        """CPU seconds of the backends since this sampler started."""
-        self.sample()
-        with self.lock:
-            return sum(v - self.first.get(p, 0.0) for p, v in self.last.items())
-
-    def close(self) -> None:
-        self.stopping.set()
-
-
 BATON = [sys.executable, "-m", "baton.cli"]
 
 MEASURED = [
@@ -346,16 +296,6 @@ def run_import(
     line = next(x for x in done.stderr.splitlines() if x.startswith("bench-cpu "))
     writer, workers = (float(x) for x in line.split()[1:])
     return Run(elapsed, cpu, writer, workers, server_cpu)
-
-
-def postgres_database(url: str, name: str) -> str:
-    """A new empty database ``name`` on the server of ``url``: its URL."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    base, _, query = url.partition("?")
-    return f"{base.rpartition('/')[0]}/{name}" + (f"?{query}" if query else "")
 
 
 def _median(runs: list[Run]) -> Run:

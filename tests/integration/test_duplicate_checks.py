@@ -370,6 +370,77 @@ def test_a_merge_while_a_worker_compares_waits_for_nothing(
     assert ids[3] not in paired and {ids[1], ids[2]} <= paired
 
 
+def test_several_workers_on_postgresql_compare_each_lead_once(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker reserves its batch before comparing it, so three workers started
+    together compare every queued lead once between them (before the reservation, each
+    compared the oldest batch and only one could write it: two workers on 19,980 leads
+    compared about 40,000), and the pairs are those of one worker."""
+    if ctx.dialect != "postgresql":
+        pytest.skip("several workers: PostgreSQL; SQLite has one writer at a time")
+    same_name_at_globex(ctx, 60)
+    compare = duplicate_checks_service.possible_duplicates_of
+    compared: list[int] = []
+    lock = threading.Lock()
+
+    def counted(connection: Any, lead_ids: Any, **kwargs: Any) -> Any:
+        with lock:
+            compared.extend(lead_ids)
+        return compare(connection, lead_ids, **kwargs)
+
+    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", counted)
+    start = threading.Barrier(3)
+    done: list[int] = []
+
+    def worker() -> None:
+        start.wait(30)
+        while taken := flag_pending_duplicates(ctx, limit=10):
+            with lock:
+                done.append(taken)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(done) == 60 and pending_duplicate_checks(ctx) == 0
+    assert sorted(compared) == sorted(set(compared)) and len(compared) == 60
+    assert len(flagged(ctx)) == sum(min(k, 5) for k in range(60))
+
+
+def test_a_batch_reserved_by_a_worker_that_died_is_taken_when_the_reservation_runs_out(
+    ctx: Context, clock: ManualClock
+) -> None:
+    if ctx.dialect != "postgresql":
+        pytest.skip("several workers: PostgreSQL; SQLite has one writer at a time")
+    ids = same_name_at_globex(ctx, 12)
+    reserved, _ = duplicate_checks_service._reserve(ctx, 5)  # then the worker died
+    assert list(reserved) == ids[:5]
+    assert flag_pending_duplicates(ctx) == 7  # the others, at once
+    assert flag_pending_duplicates(ctx) == 0  # the five stay reserved ...
+    assert pending_duplicate_checks(ctx) == 5
+    clock.advance(duplicate_checks_service.RESERVATION)
+    assert flag_pending_duplicates(ctx) == 5  # ... until their reservation runs out
+    assert len(flagged(ctx)) == sum(min(k, 5) for k in range(12))
+
+
+def test_a_merge_releases_the_survivor_a_worker_reserved(ctx: Context, clock: ManualClock) -> None:
+    """The survivor of a merge is queued anew and free for any worker at once, not
+    after the reservation of the worker that was comparing it (which leaves it queued,
+    its queued_at not the one it read)."""
+    if ctx.dialect != "postgresql":
+        pytest.skip("several workers: PostgreSQL; SQLite has one writer at a time")
+    ids = same_name_at_globex(ctx, 4)
+    duplicate_checks_service._reserve(ctx, 4)
+    clock.advance(timedelta(seconds=1))
+    merge_leads(ctx, ids[0], ids[3], actor=OPS)
+    assert flag_pending_duplicates(ctx) == 1  # the survivor, though the others stay reserved
+    with ctx.read() as connection:
+        left = sorted(connection.execute(select(duplicate_checks.c.lead_id)).scalars())
+    assert left == ids[1:]  # the merged-away lead too, until its worker drops it
+
+
 def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:

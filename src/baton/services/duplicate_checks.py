@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -80,7 +80,9 @@ def queue_duplicate_checks_in(
         connection.execute(
             upsert.on_conflict_do_update(
                 index_elements=[duplicate_checks.c.lead_id],
-                set_={"queued_at": upsert.excluded.queued_at},
+                # Its reservation ends too, so any worker may take it now: the one
+                # comparing it leaves it queued, its queued_at not the one it read.
+                set_={"queued_at": upsert.excluded.queued_at, "reserved_until": None},
             ),
             rows,
         )
@@ -116,19 +118,99 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     part. A lead another worker claimed first is left to it; one merged meanwhile is
     dropped unflagged; one queued again meanwhile (a merge asks for its comparison
     again), or one whose pair names a lead merged away meanwhile, stays queued and is
-    compared again; a worker stopped between two parts leaves the later parts queued."""
-    with ctx.read() as connection:
-        queued = {int(i): at for i, at in connection.execute(_OLDEST, {"limit": limit})}
+    compared again; a worker stopped between two parts leaves the later parts queued.
+
+    On PostgreSQL the batch is first reserved (:func:`_reserve`), so that several
+    workers compare different batches; the leads of the batch still queued at the end
+    (not compared, or to compare again) are released for any worker to take."""
+    reserved: datetime | None = None
+    queued: dict[int, Any] = {}
+    if ctx.dialect == "postgresql":
+        queued, reserved = _reserve(ctx, limit)
         if not queued:
             return 0
-        ids = list(queued)
-        live = _live(connection, ids)
-        records, failed = _compare(connection, live, now=ctx.clock.now())
-        ids = [lead_id for lead_id in ids if lead_id not in failed]
-    pairs: dict[int, list[dict[str, Any]]] = {}
-    for record in records:
-        pairs.setdefault(record["lead_id"], []).append(record)
-    return sum(_write_flags(ctx, part, queued, pairs) for part in chunks(ids, WRITE_BATCH))
+    dequeued: list[int] = []
+    try:
+        with ctx.read() as connection:
+            if reserved is None:
+                queued = {int(i): at for i, at in connection.execute(_OLDEST, {"limit": limit})}
+                if not queued:
+                    return 0
+            ids = list(queued)
+            live = _live(connection, ids)
+            records, failed = _compare(connection, live, now=ctx.clock.now())
+            ids = [lead_id for lead_id in ids if lead_id not in failed]
+        pairs: dict[int, list[dict[str, Any]]] = {}
+        for record in records:
+            pairs.setdefault(record["lead_id"], []).append(record)
+        for part in chunks(ids, WRITE_BATCH):
+            dequeued += _write_flags(ctx, part, queued, pairs)
+    finally:
+        if reserved is not None and len(dequeued) < len(queued):
+            _release(ctx, sorted(set(queued).difference(dequeued)), reserved)
+    return len(dequeued)
+
+
+RESERVATION = timedelta(minutes=5)
+"""How long a worker's reservation of its batch keeps the other workers off it
+(PostgreSQL): far longer than a batch takes (about a second), so that only a worker that
+died (or a batch compared one lead at a time for minutes) leaves its batch to another,
+which then compares it too; the claim that writes the pairs still lets one of them
+write each lead."""
+
+_RESERVE = (
+    "WITH picked AS (SELECT lead_id FROM duplicate_checks"
+    " WHERE reserved_until IS NULL OR reserved_until <= %s"
+    " ORDER BY queued_at, lead_id LIMIT %s FOR UPDATE SKIP LOCKED)"
+    " UPDATE duplicate_checks d SET reserved_until = %s FROM picked"
+    " WHERE d.lead_id = picked.lead_id RETURNING d.lead_id, d.queued_at"
+)
+
+
+def _reserve(ctx: Context, limit: int) -> tuple[dict[int, Any], datetime]:
+    """PostgreSQL: the oldest ``limit`` queued leads that no live reservation holds,
+    reserved for this worker until :data:`RESERVATION` from now, in one short committed
+    transaction; with ``queued_at`` as the driver gives it (oldest first) and the
+    reservation's end, which :func:`_release` matches.
+
+    A reservation holds no row lock and no lock slot while the batch is compared (row
+    locks made a merge wait for the comparison; an advisory lock per lead used up
+    PostgreSQL's shared lock table): it is a hint that others skip, and the claim in
+    :func:`_write_flags` still decides who writes. So the transaction commits without
+    waiting for its WAL to reach the disk: a reservation lost in a crash only lets
+    another worker take the batch."""
+    now = ctx.clock.now()
+    until = now + RESERVATION
+    with ctx.write() as connection:
+        connection.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+        result = connection.exec_driver_sql(_RESERVE, (now, limit, until))
+        try:
+            rows = sorted(result.cursor.fetchall(), key=lambda row: (row[1], row[0]))
+        finally:
+            result.close()
+    return {int(lead_id): at for lead_id, at in rows}, until
+
+
+def _release(ctx: Context, lead_ids: Sequence[int], reserved: datetime) -> None:
+    """The leads of a batch still queued, released for any worker to take (those
+    another worker reserved since are left to it). Best effort: a release that fails
+    (the database gone) leaves the reservation to run out."""
+    try:
+        with ctx.write() as connection:
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+            connection.exec_driver_sql(
+                "UPDATE duplicate_checks SET reserved_until = NULL"
+                " WHERE lead_id = ANY(%s::bigint[]) AND reserved_until = %s",
+                (list(lead_ids), reserved),
+            )
+    except Exception:
+        log.warning(
+            "possible duplicates: %d queued leads stay reserved until their reservation "
+            "runs out (%s)",
+            len(lead_ids),
+            reserved.isoformat(),
+            exc_info=True,
+        )
 
 
 def _write_flags(
@@ -136,12 +218,12 @@ def _write_flags(
     ids: Sequence[int],
     queued: Mapping[int, Any],
     pairs: Mapping[int, list[dict[str, Any]]],
-) -> int:
+) -> list[int]:
     """One write transaction of :func:`flag_pending_duplicates`: the leads of ``ids``
     still queued as they were when compared (``queued``: their ``queued_at`` as the
     driver read it) claimed,
-    the pairs of those not merged away written, the claimed removed from the queue; how
-    many were. A lead queued again since, or with a pair naming a lead merged away
+    the pairs of those not merged away written, the claimed removed from the queue; the
+    leads removed. A lead queued again since, or with a pair naming a lead merged away
     since, is left queued for a new comparison."""
     with ctx.write() as connection:
         # One parameter (a JSON list on SQLite, an array on PostgreSQL) rather than an
@@ -151,7 +233,7 @@ def _write_flags(
         )
         claimed = [int(i) for i, at in rows if at == queued[int(i)]]
         if not claimed:
-            return 0
+            return []
         found = [r for lead_id in claimed for r in pairs.get(lead_id, ())]
         named = {r["other_lead_id"] for r in found}
         live = set(_live(connection, sorted(named.union(claimed)), lock=True))
@@ -164,7 +246,7 @@ def _write_flags(
         claimed = [i for i in claimed if i not in again]
         record_pairs_in(connection, [r for r in found if r["lead_id"] not in again])
         delete_by_keys(connection, duplicate_checks, "lead_id", claimed)
-        return len(claimed)
+        return claimed
 
 
 def _compare(

@@ -922,11 +922,13 @@ duplicate_checks = Table(
     metadata,
     Column("lead_id", Id, ForeignKey("leads.id"), primary_key=True, autoincrement=False),
     Column("queued_at", UtcDateTime, nullable=False, index=True),
+    Column("reserved_until", UtcDateTime, nullable=True),
 )
 """New leads waiting for the possible-duplicate comparison with older leads. Capture and
 import add a row in their own transaction; the worker takes rows oldest first, flags the
 pairs and deletes the rows in one transaction, so a lead is checked once even if a
-worker dies midway."""
+worker dies midway. ``reserved_until`` (PostgreSQL): a worker is comparing the lead,
+so others take later leads until then (a hint for sharing the work, never a lock)."""
 
 worker_heartbeats = Table(
     "worker_heartbeats",
