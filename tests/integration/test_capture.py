@@ -86,6 +86,19 @@ def test_capturing_the_same_email_again_updates_instead_of_duplicating(
     assert list_leads(ctx, actor=CLI).total == 1
 
 
+def test_changed_fields_name_the_fields_a_client_knows(ctx: Context, capture: Capture) -> None:
+    """Not the keys Baton derives from them to find people (before, a new spelling of
+    the email listed email_key, email_domain and mailbox_key, a new company company_key)."""
+    first = capture(email="Dana.Reyes@Northwind.com", company="Northwind", title="Ops")
+    again = capture(email="dana.reyes@NORTHWIND.COM", company="Northwind", title="VP")
+    assert again.changed_fields == ["email", "title"]  # the newest spelling is kept
+    assert again.lead.email == "dana.reyes@northwind.com"  # (a domain has no case)
+    moved = capture(email="Dana.Reyes@northwind.com", company="Northwind Traders")
+    assert moved.changed_fields == ["company", "email"]
+    assert moved.lead.id == first.lead.id
+    assert moved.lead.company == "Northwind Traders"
+
+
 def test_recapture_merges_attributes_and_never_blanks(ctx: Context, capture: Capture) -> None:
     first = capture(
         email="dana@northwind.com",

@@ -29,7 +29,11 @@ class CaptureResponse(BaseModel):
 
     lead: LeadPublic
     created: bool
-    changed_fields: list[str]
+    changed_fields: list[str] = Field(
+        description="The lead's fields this capture set or changed (for a new lead, every "
+        "field it gave), named as the lead shows them; not the keys Baton derives from "
+        "them to find people."
+    )
     possible_duplicates: list[DuplicatePublic] = Field(
         description="Kept for older clients: empty, since the comparison runs in the worker "
         "(see duplicates)."

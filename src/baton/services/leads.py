@@ -431,8 +431,10 @@ def capture_lead_in(
         keep_identity(
             existing, changes, email_free=free and email_free_in(connection, data.email or "")
         )
-        changes.update(_derived(changes))
+        # The fields the capture changed, as the caller knows them: not the keys derived
+        # from them (email_key, company_key...), which a client never sees.
         created, changed = False, sorted(changes)
+        changes.update(_derived(changes))
         connection.execute(
             _TOUCH_LEAD,
             {
