@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, event, func, select
 from sqlalchemy.exc import DBAPIError
 
 from baton.config import Settings
 from baton.domain.access import operator
-from baton.domain.clock import ManualClock
+from baton.domain.clock import ManualClock, SystemClock
 from baton.domain.leads import SAME_PHONE, LeadCreate
 from baton.services import duplicate_checks as duplicate_checks_service
 from baton.services import worker as worker_service
@@ -439,6 +439,63 @@ def test_a_merge_releases_the_survivor_a_worker_reserved(ctx: Context, clock: Ma
     with ctx.read() as connection:
         left = sorted(connection.execute(select(duplicate_checks.c.lead_id)).scalars())
     assert left == ids[1:]  # the merged-away lead too, until its worker drops it
+
+
+def test_a_worker_releases_only_its_own_reservations(ctx: Context, clock: ManualClock) -> None:
+    """A batch's leads still queued at its end are released, but not one another worker
+    has reserved since (a merge queued it anew, and that worker took it)."""
+    if ctx.dialect != "postgresql":
+        pytest.skip("several workers: PostgreSQL; SQLite has one writer at a time")
+    ids = same_name_at_globex(ctx, 4)
+    first, first_until = duplicate_checks_service._reserve(ctx, 4)
+    assert list(first) == ids and first_until is not None
+    clock.advance(timedelta(seconds=1))
+    merge_leads(ctx, ids[0], ids[3], actor=OPS)
+    clock.advance(timedelta(seconds=1))
+    second, second_until = duplicate_checks_service._reserve(ctx, 4)
+    assert list(second) == [ids[0]] and second_until != first_until
+    duplicate_checks_service._release(ctx, ids, first_until)
+    with ctx.read() as connection:
+        columns = (duplicate_checks.c.lead_id, duplicate_checks.c.reserved_until)
+        until = dict(connection.execute(select(*columns)).all())
+    assert until == {ids[0]: second_until, ids[1]: None, ids[2]: None, ids[3]: None}
+
+
+def test_with_the_real_clock_reservations_are_timed_by_the_database(ctx: Context) -> None:
+    """Worker hosts' clocks may disagree; the database's is one for all of them (as for
+    heartbeats), so a host ahead of the others never takes their live batches."""
+    if ctx.dialect != "postgresql":
+        pytest.skip("several workers: PostgreSQL; SQLite has one writer at a time")
+    same_name_at_globex(ctx, 3)
+    real = Context(engine=ctx.engine, settings=ctx.settings, clock=SystemClock())
+    with ctx.read() as connection:
+        before = connection.execute(select(func.statement_timestamp())).scalar_one()
+    reserved, until = duplicate_checks_service._reserve(real, 2)
+    assert len(reserved) == 2 and until is not None
+    assert (
+        timedelta(0)
+        <= until - before - duplicate_checks_service.RESERVATION
+        < timedelta(seconds=30)
+    )
+    assert pending_duplicate_checks(real, free=True) == 1
+    duplicate_checks_service._release(real, list(reserved), until)
+    assert pending_duplicate_checks(real, free=True) == 3
+
+
+def test_a_worker_waits_while_others_compare_the_queue(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leads another worker reserved are not a backlog of this one's: after taking the
+    few free ones it waits its interval (``drained``) instead of going round at once,
+    a batch per new capture."""
+    if ctx.dialect != "postgresql":
+        pytest.skip("several workers: PostgreSQL; SQLite has one writer at a time")
+    monkeypatch.setattr(worker_service, "DUPLICATE_BATCH", 4)
+    same_name_at_globex(ctx, 6)
+    duplicate_checks_service._reserve(ctx, 4)  # another worker, comparing them
+    report = check_duplicates(ctx)
+    assert (report.checked, report.drained) == (2, True)
+    assert pending_duplicate_checks(ctx) == 4 and pending_duplicate_checks(ctx, free=True) == 0
 
 
 def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(

@@ -25,6 +25,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from baton.domain.clock import SystemClock
 from baton.domain.contact import FREE_MAIL_DOMAINS
 from baton.domain.leads import (
     CandidateGroup,
@@ -93,11 +94,23 @@ def queue_duplicate_checks_in(
     insert_rows(connection, duplicate_checks, rows, ignore_conflicts=True)
 
 
-def pending_duplicate_checks(ctx: Context, *, at_most: int | None = None) -> int:
+def pending_duplicate_checks(
+    ctx: Context, *, at_most: int | None = None, free: bool = False
+) -> int:
     """Leads still waiting for the comparison (the capture answer and health say so);
     with ``at_most``, counted up to that many only (an index range of that many at
-    most, whatever the backlog: the worker's lane asks whether a batch is left)."""
+    most, whatever the backlog: the worker's lane asks whether a batch is left). With
+    ``free``, on PostgreSQL, only those no worker has reserved (:func:`_reserve`): what
+    this worker may take now."""
     with ctx.read() as connection:
+        if free and connection.dialect.name == "postgresql":
+            sql = f"SELECT lead_id FROM duplicate_checks WHERE {_FREE}"
+            if at_most is not None:
+                sql += f" LIMIT {int(at_most)}"
+            counted = connection.exec_driver_sql(
+                f"SELECT count(*) FROM ({sql}) AS waiting", (_clock_of(ctx),)
+            )
+            return int(counted.scalar_one())
         waiting: Any = duplicate_checks
         if at_most is not None:
             waiting = select(duplicate_checks.c.lead_id).limit(at_most).subquery()
@@ -127,7 +140,7 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     queued: dict[int, Any] = {}
     if ctx.dialect == "postgresql":
         queued, reserved = _reserve(ctx, limit)
-        if not queued:
+        if reserved is None:
             return 0
     dequeued: list[int] = []
     try:
@@ -158,20 +171,32 @@ died (or a batch compared one lead at a time for minutes) leaves its batch to an
 which then compares it too; the claim that writes the pairs still lets one of them
 write each lead."""
 
+_NOW = "coalesce(%s::timestamptz, statement_timestamp())"
+"""The reservations' clock: the database's with the real clock (one clock for every
+worker host, as heartbeats have), else the context's (a test's ``ManualClock``)."""
+
+_FREE = f"(reserved_until IS NULL OR reserved_until <= {_NOW})"
+
 _RESERVE = (
     "WITH picked AS (SELECT lead_id FROM duplicate_checks"
-    " WHERE reserved_until IS NULL OR reserved_until <= %s"
-    " ORDER BY queued_at, lead_id LIMIT %s FOR UPDATE SKIP LOCKED)"
-    " UPDATE duplicate_checks d SET reserved_until = %s FROM picked"
-    " WHERE d.lead_id = picked.lead_id RETURNING d.lead_id, d.queued_at"
+    f" WHERE {_FREE} ORDER BY queued_at, lead_id LIMIT %s FOR UPDATE SKIP LOCKED)"
+    f" UPDATE duplicate_checks d SET reserved_until = {_NOW} + %s::interval FROM picked"
+    " WHERE d.lead_id = picked.lead_id RETURNING d.lead_id, d.queued_at, d.reserved_until"
 )
 
 
-def _reserve(ctx: Context, limit: int) -> tuple[dict[int, Any], datetime]:
+def _clock_of(ctx: Context) -> datetime | None:
+    """The time a reservation is taken and judged at, ``None`` for the database's
+    (:data:`_NOW`)."""
+    return None if isinstance(ctx.clock, SystemClock) else ctx.clock.now()
+
+
+def _reserve(ctx: Context, limit: int) -> tuple[dict[int, Any], datetime | None]:
     """PostgreSQL: the oldest ``limit`` queued leads that no live reservation holds,
-    reserved for this worker until :data:`RESERVATION` from now, in one short committed
+    reserved for this worker for :data:`RESERVATION`, in one short committed
     transaction; with ``queued_at`` as the driver gives it (oldest first) and the
-    reservation's end, which :func:`_release` matches.
+    reservation's end (``None`` when nothing was reserved), which :func:`_release`
+    matches.
 
     A reservation holds no row lock and no lock slot while the batch is compared (row
     locks made a merge wait for the comparison; an advisory lock per lead used up
@@ -179,22 +204,23 @@ def _reserve(ctx: Context, limit: int) -> tuple[dict[int, Any], datetime]:
     :func:`_write_flags` still decides who writes. So the transaction commits without
     waiting for its WAL to reach the disk: a reservation lost in a crash only lets
     another worker take the batch."""
-    now = ctx.clock.now()
-    until = now + RESERVATION
+    now = _clock_of(ctx)
     with ctx.write() as connection:
         connection.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-        result = connection.exec_driver_sql(_RESERVE, (now, limit, until))
+        result = connection.exec_driver_sql(_RESERVE, (now, limit, now, RESERVATION))
         try:
             rows = sorted(result.cursor.fetchall(), key=lambda row: (row[1], row[0]))
         finally:
             result.close()
-    return {int(lead_id): at for lead_id, at in rows}, until
+    until = rows[0][2] if rows else None
+    return {int(lead_id): at for lead_id, at, _ in rows}, until
 
 
 def _release(ctx: Context, lead_ids: Sequence[int], reserved: datetime) -> None:
     """The leads of a batch still queued, released for any worker to take (those
-    another worker reserved since are left to it). Best effort: a release that fails
-    (the database gone) leaves the reservation to run out."""
+    another worker reserved since, whose reservation ends at another instant, are left
+    to it). Best effort: a release that fails (the database gone) leaves the
+    reservation to run out."""
     try:
         with ctx.write() as connection:
             connection.exec_driver_sql("SET LOCAL synchronous_commit TO off")

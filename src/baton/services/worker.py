@@ -485,11 +485,14 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
         if not done:
             break
         # A short batch is not always an empty queue: another worker claimed part of
-        # it, or a lead that cannot be compared stays queued at its head.
+        # it, or a lead that cannot be compared stays queued at its head. Leads other
+        # workers have reserved are theirs: a worker waits its interval while they
+        # compare them rather than taking each new lead on its own.
         if (
             done < DUPLICATE_BATCH
             and ctx.dialect == "postgresql"
-            and pending_duplicate_checks(ctx, at_most=DUPLICATE_BATCH) < DUPLICATE_BATCH
+            and pending_duplicate_checks(ctx, at_most=DUPLICATE_BATCH, free=True)
+            < DUPLICATE_BATCH
         ):
             report.drained = True
             break

@@ -2,10 +2,10 @@
 same leads: ``duplicate_checks.reserved_until``.
 
 Before, each worker read the oldest batch and compared it, and only one of them could
-write each part: two workers on 19,980 queued leads compared 40,160-40,560. A worker now
+write each part: two workers on 19,980 queued leads compared about 40,000. A worker now
 reserves its batch first (a short committed update of the rows no live reservation
-holds, skipping rows another worker is reserving), so the next worker takes the batch
-after it. The reservation is a hint, not a lock: it holds no row and no lock slot while
+holds, skipping rows another worker is reserving, timed by the database's clock), so
+the next worker takes the batch after it. The reservation is a hint, not a lock: it holds no row and no lock slot while
 the batch is compared, a merge never waits for it, and the claim that writes the pairs
 is unchanged, so a reservation that runs out (a worker that died) only lets another
 worker take the batch. SQLite has one writer and reads no reservation.
