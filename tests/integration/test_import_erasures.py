@@ -29,6 +29,6 @@ def test_every_erased_address_of_an_import_is_suppressed_again(ctx: Context, oth
     assert report.created == 2 + others
     with ctx.read() as connection:
         rows = connection.execute(select(suppressions.c.email_key, suppressions.c.reason))
-        keys = {str(key): str(reason) for key, reason in rows.tuples()}
+        keys = {str(key): str(reason) for key, reason in rows}
     assert keys.get("gone@acme.example") == keys.get("left@acme.example") == "erased"
     assert not any(key.startswith("person") for key in keys)

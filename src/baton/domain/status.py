@@ -45,6 +45,19 @@ SILENT_AFTER_SECONDS = HEARTBEAT_SECONDS * SILENT_AFTER_BEATS
 WARN_EVERY_SECONDS = 60.0
 """A worker looks at its queues' lateness (and warns) at most this often."""
 
+TIMERS_LANE = "timers"
+INTAKE_FETCH_LANE = "intake fetch"
+NURTURE_LANE = "nurture"
+DUPLICATES_LANE = "duplicates"
+PASS_LANES = (INTAKE_FETCH_LANE, TIMERS_LANE, DUPLICATES_LANE, NURTURE_LANE)
+"""The worker's lanes, by the names its heartbeat and ``baton status`` give them, that a
+one-off pass (``baton worker --once``) runs besides the deliveries (:func:`delivery_lane`)."""
+
+
+def delivery_lane(channel: str) -> str:
+    """The name of the lane that delivers the outbox's ``channel`` (email, webhook, chat)."""
+    return f"{channel} delivery"
+
 
 @dataclass(frozen=True)
 class QueueStatus:

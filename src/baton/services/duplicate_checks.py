@@ -164,11 +164,13 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     return len(dequeued)
 
 
-RESERVATION = timedelta(minutes=5)
+RESERVATION = timedelta(minutes=1)
 """How long a worker's reservation of its batch keeps the other workers off it
-(PostgreSQL): far longer than a batch takes (about a second), so that only a worker that
-died (or a batch compared one lead at a time for minutes) leaves its batch to another,
-which then compares it too; the claim that writes the pairs still lets one of them
+(PostgreSQL): far longer than a batch takes (about a second; seconds when its leads are
+compared one by one), so that only a worker that died leaves its batch to another, and
+under ``BATON_STATUS_BEHIND_SECONDS`` (120 s by default), so that a dead worker's batch
+is taken over before ``baton status`` calls the queue behind. A batch that outlasts it is
+compared by another worker too; the claim that writes the pairs still lets one of them
 write each lead."""
 
 _NOW = "coalesce(%s::timestamptz, statement_timestamp())"

@@ -42,11 +42,16 @@ from sqlalchemy.exc import DBAPIError
 
 from baton.domain.access import Action, Principal
 from baton.domain.status import (
+    DUPLICATES_LANE,
+    INTAKE_FETCH_LANE,
+    NURTURE_LANE,
     SILENT_AFTER_SECONDS,
+    TIMERS_LANE,
     DeploymentStatus,
     LaneBeat,
     QueueStatus,
     WorkerBeat,
+    delivery_lane,
     queue_status,
     verdict_of,
     worker_state,
@@ -74,9 +79,9 @@ KEPT_FOR = timedelta(days=7)
 """Heartbeat rows silent this long are removed when a worker starts."""
 
 OUTBOX_QUEUES = (
-    ("email", "outbox_email", "email to send", "email delivery"),
-    ("webhook", "outbox_webhook", "webhooks to deliver", "webhook delivery"),
-    ("chat", "outbox_chat", "chat messages to post", "chat delivery"),
+    ("email", "outbox_email", "email to send", delivery_lane("email")),
+    ("webhook", "outbox_webhook", "webhooks to deliver", delivery_lane("webhook")),
+    ("chat", "outbox_chat", "chat messages to post", delivery_lane("chat")),
 )
 """Outbox channel, queue key, name and the worker lane that delivers it."""
 
@@ -247,27 +252,27 @@ def _queues(connection: Connection, *, now: datetime, behind_after: float) -> li
             )
         ).one()
     queues = [
-        judged("sla_steps", "SLA steps due", "timers", steps),
+        judged("sla_steps", "SLA steps due", TIMERS_LANE, steps),
         judged(
             "handoff_queue",
             "handoffs waiting for a rep",
-            "timers",
+            TIMERS_LANE,
             queued,
             judged=False,
             note="wait for an available rep: a staffing question, not the worker's lateness",
         ),
-        judged("duplicate_checks", "new leads to check for duplicates", "duplicates", checks),
+        judged("duplicate_checks", "new leads to check for duplicates", DUPLICATES_LANE, checks),
         judged(
             "intake_fetch",
             "intake items to fetch",
-            "intake fetch",
+            INTAKE_FETCH_LANE,
             fetches,
             retrying=int(fetches[2]),
         ),
         judged(
             "nurture",
             "nurture steps due",
-            "nurture",
+            NURTURE_LANE,
             nurture,
             allowance_seconds=allowance,
             note="spread by the contract's send rate" if allowance else "",

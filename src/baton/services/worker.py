@@ -61,7 +61,18 @@ from sqlalchemy.exc import DBAPIError
 from baton.domain.clock import Clock
 from baton.domain.contract import HandoffContract
 from baton.domain.sla import deadlines_from, ladder, next_step
-from baton.domain.status import HEARTBEAT_SECONDS, WARN_EVERY_SECONDS, LaneBeat, age_text
+from baton.domain.status import (
+    DUPLICATES_LANE,
+    HEARTBEAT_SECONDS,
+    INTAKE_FETCH_LANE,
+    NURTURE_LANE,
+    PASS_LANES,
+    TIMERS_LANE,
+    WARN_EVERY_SECONDS,
+    LaneBeat,
+    age_text,
+    delivery_lane,
+)
 from baton.notify.email import SmtpConfig
 from baton.services.chat import email_wanted, enqueue_chat
 from baton.services.context import Context
@@ -391,8 +402,7 @@ def one_pass(
     report = tick(ctx, smtp=smtp, client=client)
     at = ctx.clock.now()
     # Model retraining is left out: tick() logs its failure and goes on.
-    names = ["intake fetch", "timers", "duplicates", "nurture"]
-    names += [f"{channel} delivery" for channel in CHANNELS]
+    names = [*PASS_LANES, *(delivery_lane(channel) for channel in CHANNELS)]
     try:
         record_one_pass(
             ctx,
@@ -491,8 +501,7 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
         if (
             done < DUPLICATE_BATCH
             and ctx.dialect == "postgresql"
-            and pending_duplicate_checks(ctx, at_most=DUPLICATE_BATCH, free=True)
-            < DUPLICATE_BATCH
+            and pending_duplicate_checks(ctx, at_most=DUPLICATE_BATCH, free=True) < DUPLICATE_BATCH
         ):
             report.drained = True
             break
@@ -761,13 +770,13 @@ class Worker:
             return Lane(name, work, poll, self.on_pass, clock=self.ctx.clock, paused=paused)
 
         self.lanes = [
-            lane("timers", lambda: run_timers(self.ctx)),
-            lane("intake fetch", lambda: fetch_intake(self.fetcher)),
-            lane("nurture", lambda: send_nurture(self.ctx)),
-            lane("duplicates", lambda: check_duplicates(self.ctx)),
+            lane(TIMERS_LANE, lambda: run_timers(self.ctx)),
+            lane(INTAKE_FETCH_LANE, lambda: fetch_intake(self.fetcher)),
+            lane(NURTURE_LANE, lambda: send_nurture(self.ctx)),
+            lane(DUPLICATES_LANE, lambda: check_duplicates(self.ctx)),
             *(
                 lane(
-                    f"{channel} delivery",
+                    delivery_lane(channel),
                     lambda c=courier: deliver(c),  # type: ignore[misc]
                     paused=lambda c=courier: paused_destinations(c),  # type: ignore[misc]
                 )
