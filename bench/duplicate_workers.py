@@ -2,9 +2,10 @@
 
 Imports a CSV of N leads (``bench/import.py``'s file: 400 companies, shared phones and
 names) with ``baton import leads``, which queues every new lead for the
-possible-duplicate comparison, then runs P worker processes at once, each taking
-batches until the queue is empty (``flag_pending_duplicates``, what the worker's
-duplicate lane runs), for P in ``--processes`` (a fresh database each, the same file).
+possible-duplicate comparison, then runs P worker processes at once, each running the
+worker's duplicate lane (``check_duplicates``, with its poll interval's wait when a pass
+leaves it nothing to take) until the queue is empty, for P in ``--processes`` (a fresh
+database each, the same file).
 It prints, per P: the leads compared by all processes together against the leads
 queued (1.00 when no two processes compare the same lead), the wall time until the
 queue is empty, the CPU seconds of the processes and of PostgreSQL's backends, and
@@ -35,11 +36,13 @@ BATON = [sys.executable, "-m", "baton.cli"]
 
 
 def child(url: str) -> None:
-    """One worker process: batches until the queue is empty; prints the leads it
-    compared, the leads it dequeued and its CPU seconds."""
+    """One worker process: the worker's duplicate lane until the queue is empty (its
+    passes, and its poll interval's wait after a pass that found no batch left for it);
+    prints the leads it compared, the leads it dequeued and its CPU seconds."""
     from baton.config import Settings
     from baton.services import duplicate_checks
     from baton.services.context import open_context
+    from baton.services.worker import check_duplicates
 
     compare = duplicate_checks.possible_duplicates_of
     compared = 0
@@ -56,8 +59,14 @@ def child(url: str) -> None:
         time.sleep(0.005)
     before = resource.getrusage(resource.RUSAGE_SELF)
     dequeued = 0
-    while done := duplicate_checks.flag_pending_duplicates(ctx):
-        dequeued += done
+    while True:
+        report = check_duplicates(ctx)
+        dequeued += report.checked
+        if report.checked and not report.drained:
+            continue  # the lane goes on at once
+        if duplicate_checks.pending_duplicate_checks(ctx, at_most=1) == 0:
+            break
+        time.sleep(ctx.settings.worker_poll_seconds)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
     print("bench-child", compared, dequeued, cpu)
