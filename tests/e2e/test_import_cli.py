@@ -444,6 +444,32 @@ def test_the_summary_counts_rows_and_leads_under_their_own_names(
         0,
     )
     assert counts["leads queued for the duplicate check"] == 2
+    assert "not queued for the duplicate check" not in result.output
+
+
+def test_the_summary_says_why_new_leads_were_not_queued_for_the_duplicate_check(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """A CRM's rows identified by their id alone (no email, phone or company) cannot be
+    paired with anyone: the summary says so rather than leave the two counts apart."""
+    source = tmp_path / "crm.csv"
+    source.write_text("Id,Stage\nopp-1,won\nopp-2,lost\nopp-3,won\n")
+    ana = tmp_path / "ana.csv"
+    ana.write_text("Id,Email\nopp-4,ana@acme.example.com\n")
+    args = ["--map", "Id=external_id", "--system", "crm", "--errors", str(tmp_path / "e.csv")]
+
+    result = runner.invoke(app, ["import", "leads", str(source), *args])
+    also = runner.invoke(app, ["import", "leads", str(ana), *args])
+
+    assert result.exit_code == 0, result.output
+    counts = summary(result.output)
+    assert (counts["leads created"], counts["leads queued for the duplicate check"]) == (3, 0)
+    assert "3 new leads were not queued for the duplicate check: they have no email, phone" in (
+        " ".join(result.output.split())
+    )
+    assert also.exit_code == 0, also.output
+    assert summary(also.output)["leads queued for the duplicate check"] == 1
+    assert "not queued" not in also.output
 
 
 # --- a single Name column is the full name (split like a badge scan's) ------------------

@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import event, func, insert, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from baton.store.engine import make_engine
@@ -56,6 +56,21 @@ def test_upgrade_is_idempotent(empty_database_url: str) -> None:
         assert [str(c) for c in after.items()] == [str(c) for c in before.items()]
     finally:
         engine.dispose()
+
+
+def test_migrating_a_new_database_fails_no_statement(empty_database_url: str) -> None:
+    """Not even the look at which revision it is at: on PostgreSQL each failed statement
+    is an ERROR line in the server's log, which the first `baton init` of every new
+    database left there ('relation "alembic_version" does not exist')."""
+    engine = make_engine(empty_database_url)
+    failed: list[str] = []
+    event.listen(engine, "handle_error", lambda context: failed.append(context.statement))
+    try:
+        upgrade(engine)
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    assert failed == []
 
 
 def _a_lead(connection: Connection) -> None:

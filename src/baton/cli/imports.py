@@ -79,6 +79,12 @@ def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | N
             f"{report.name_column}",
             markup=False,
         )
+    if kind == "leads" and report.not_compared:
+        console.print(
+            f"{report.not_compared:,} new leads were not queued for the duplicate check: "
+            "they have no email, phone or company to compare them by",
+            markup=False,
+        )
     if report.hint:
         errors.print(f"Hint: {report.hint}", markup=False)
     _lines_to_mend(source, report, errors_file)

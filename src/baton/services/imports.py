@@ -323,6 +323,12 @@ class ImportReport:
     def rows_with_warnings(self) -> int:
         return len({e.row for e in self.warnings})
 
+    @property
+    def not_compared(self) -> int:
+        """New leads left out of the possible-duplicate comparison: with no email, phone
+        or company (identified by their external id alone), nothing could pair them."""
+        return max(self.created - self.duplicate_checks_queued, 0)
+
 
 class ImportFileError(ValidationFailed):
     """The file as a whole cannot be read (encoding, CSV syntax, headers)."""

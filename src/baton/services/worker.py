@@ -550,8 +550,10 @@ class PlannerStatistics:
             if self.resting.get(table.name, 0.0) > now:
                 continue
             with self.ctx.write() as connection:
-                analysed = analyze_table(connection, table.name)
-            if analysed:
+                outcome = analyze_table(connection, table.name)
+            if outcome == "current":
+                log.debug("statistics: %s was analysed meanwhile (another worker?)", table.name)
+            elif outcome == "analysed":
                 done += 1
                 log.info(
                     "statistics: analysed %s (%s rows, %s at its last statistics)",

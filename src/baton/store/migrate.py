@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -105,6 +105,10 @@ def _at_head(engine: Engine) -> bool:
         return False
     try:
         with engine.connect() as connection:
+            # A new database has no table yet: asked first, so that PostgreSQL's log
+            # gets no ERROR line at every first `baton init`.
+            if not inspect(connection).has_table("alembic_version"):
+                return False
             stored = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
             return {str(v) for (v,) in stored} == heads
     except DBAPIError:

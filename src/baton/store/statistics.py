@@ -16,7 +16,7 @@ wait for. SQLite plans without such statistics: both do nothing there.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -130,17 +130,42 @@ ANALYZE_LOCK_TIMEOUT_MS = 100
 """How long :func:`analyze_table` waits for a lock taken between :func:`grown_tables`'
 look and its ``ANALYZE`` (another worker's, autovacuum's) before it gives up."""
 
+AnalyzeOutcome = Literal["analysed", "locked", "current"]
+"""What :func:`analyze_table` did: ``analysed``; ``locked``, the table's lock did not
+come in time (nothing done); ``current``, another ``ANALYZE`` (another worker's) had
+refreshed the table by the time its lock came (nothing done)."""
 
-def analyze_table(connection: Connection, table: str) -> bool:
-    """``ANALYZE`` one table in the caller's transaction, which should hold nothing
-    else (the table's lock lasts until it ends); False when the lock did not come
-    within :data:`ANALYZE_LOCK_TIMEOUT_MS` (then nothing was done)."""
+
+def analyze_table(connection: Connection, table: str) -> AnalyzeOutcome:
+    """``ANALYZE`` one table found grown by :func:`grown_tables`, in the caller's
+    transaction, which should hold nothing else (the table's lock lasts until it ends).
+
+    Its lock (the one ``ANALYZE`` takes) is taken first, waiting at most
+    :data:`ANALYZE_LOCK_TIMEOUT_MS`, and the table looked at again under it: several
+    workers see the same table grown at the same moment, and the first one's
+    ``ANALYZE`` (committed by the time the others get the lock) makes theirs needless.
+    Before, each ran its own, one after the other."""
     try:
         with connection.begin_nested():  # a timeout leaves the transaction usable
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ANALYZE_LOCK_TIMEOUT_MS}")
+            connection.exec_driver_sql(f"LOCK TABLE {table} IN SHARE UPDATE EXCLUSIVE MODE")
+            if not _still_grown(connection, table):
+                return "current"
             connection.exec_driver_sql(f"ANALYZE {table}")
     except DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) != "55P03":  # lock_not_available
             raise
-        return False
-    return True
+        return "locked"
+    return "analysed"
+
+
+def _still_grown(connection: Connection, table: str) -> bool:
+    """Whether ``table`` still has twice the rows of its last statistics, as
+    :func:`grown_tables` judged it, read under the table's lock: ``pg_class`` as the
+    last committed ``ANALYZE`` left it."""
+    grown = connection.exec_driver_sql(
+        "SELECT s.n_live_tup >= 2 * c.reltuples FROM pg_class c"
+        " JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = to_regclass(%s)",
+        (table,),
+    ).scalar()
+    return bool(grown)
