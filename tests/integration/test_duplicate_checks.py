@@ -33,6 +33,7 @@ from baton.services.duplicate_checks import (
 )
 from baton.services.leads import capture_lead
 from baton.services.merge import merge_leads
+from baton.services.status import deployment_status
 from baton.services.worker import Lane, check_duplicates, tick
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads, metadata
 
@@ -480,6 +481,26 @@ def test_with_the_real_clock_reservations_are_timed_by_the_database(ctx: Context
     assert pending_duplicate_checks(real, free=True) == 1
     duplicate_checks_service._release(real, list(reserved), until)
     assert pending_duplicate_checks(real, free=True) == 3
+
+
+def test_status_says_how_many_queued_leads_a_worker_has_reserved(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """So that leads a dead worker left reserved are not a mystery for the minute
+    they wait."""
+    if ctx.dialect != "postgresql":
+        pytest.skip("several workers: PostgreSQL; SQLite has one writer at a time")
+    same_name_at_globex(ctx, 3)
+    duplicate_checks_service._reserve(ctx, 2)
+
+    def duplicates_queue() -> tuple[int, str]:
+        found = deployment_status(ctx, actor=OPS)
+        [checks] = [q for q in found.queues if q.key == "duplicate_checks"]
+        return checks.waiting, checks.note
+
+    assert duplicates_queue() == (3, "2 reserved by a worker comparing them")
+    clock.advance(duplicate_checks_service.RESERVATION)
+    assert duplicates_queue() == (3, "")
 
 
 def test_a_worker_waits_while_others_compare_the_queue(

@@ -189,7 +189,10 @@ def _queues(connection: Connection, *, now: datetime, behind_after: float) -> li
     queued = connection.execute(
         select(func.count(), func.min(handoffs.c.created_at)).where(handoffs.c.status == "queued")
     ).one()
-    checks = connection.execute(select(func.count(), func.min(duplicate_checks.c.queued_at))).one()
+    reserved = func.count().filter(duplicate_checks.c.reserved_until > now)
+    checks = connection.execute(
+        select(func.count(), func.min(duplicate_checks.c.queued_at), reserved)
+    ).one()
     # A failed read leaves its error and moves next_attempt_at on: such an item is
     # late since its series first fell due (due_since), whenever its next try is.
     fetch_failed = intake_items.c.error.is_not(None)
@@ -261,7 +264,15 @@ def _queues(connection: Connection, *, now: datetime, behind_after: float) -> li
             judged=False,
             note="wait for an available rep: a staffing question, not the worker's lateness",
         ),
-        judged("duplicate_checks", "new leads to check for duplicates", DUPLICATES_LANE, checks),
+        judged(
+            "duplicate_checks",
+            "new leads to check for duplicates",
+            DUPLICATES_LANE,
+            checks,
+            # Several workers on PostgreSQL reserve their batches: a dead worker's stay
+            # reserved (not taken) until its reservation runs out, a minute at most.
+            note=f"{checks[2]:,} reserved by a worker comparing them" if checks[2] else "",
+        ),
         judged(
             "intake_fetch",
             "intake items to fetch",
