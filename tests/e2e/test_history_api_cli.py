@@ -151,6 +151,8 @@ def test_mappings_and_a_history_import_from_the_command_line(
     assert counts["stage changes recorded"] == 5 + 5 + 1
     assert counts["MQLs recorded as history (no live handoff)"] == 3
     assert counts["steps moved to keep the order"] == 1
+    assert counts["leads queued for the duplicate check"] == 3
+    assert "not queued for the duplicate check" not in result.output
     warnings = (tmp_path / "crm.csv.warnings.csv").read_text()
     assert "before the step before it" in warnings
     again = runner.invoke(app, ["import", "leads", str(source), "--mapping", "crm"])
@@ -158,6 +160,37 @@ def test_mappings_and_a_history_import_from_the_command_line(
     assert summary(again.output)["stage changes recorded"] == 0
     alone = runner.invoke(app, ["import", "leads", str(source), "--historical"])
     assert alone.exit_code == 1 and "--mapping" in alone.output
+
+
+def test_a_history_import_says_why_new_leads_were_not_queued_for_the_duplicate_check(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """A CRM's opportunities identified by their ids alone (Maven's without an account)
+    cannot be paired with anyone: the history summary says so, as a plain import's does."""
+    saved = runner.invoke(
+        app,
+        [
+            *("import", "mapping", "save", "ids", "--map", "Id=external_id"),
+            *("--map", "Account=company", "--map", "Created=created_at", "--map", "Status=outcome"),
+        ],
+    )
+    assert saved.exit_code == 0, saved.output
+    source = write(
+        tmp_path / "deals.csv",
+        ["Id", "Account", "Created", "Status"],
+        [
+            ["d-1", "", "2025-01-02", "Closed Won"],
+            ["d-2", "", "2025-01-03", "Closed Lost"],
+            ["d-3", "Initech", "2025-01-04", "Closed Won"],
+        ],
+    )
+    result = runner.invoke(
+        app, ["import", "leads", str(source), "--mapping", "ids", "--system", "crm", "--historical"]
+    )
+    assert result.exit_code == 0, result.output
+    counts = summary(result.output)
+    assert (counts["leads created"], counts["leads queued for the duplicate check"]) == (3, 1)
+    assert "2 new leads were not queued for the duplicate check" in result.output
 
 
 def test_the_olist_import_from_the_command_line(runner: CliRunner, tmp_path: Path) -> None:

@@ -464,7 +464,7 @@ def test_the_summary_says_why_new_leads_were_not_queued_for_the_duplicate_check(
     assert result.exit_code == 0, result.output
     counts = summary(result.output)
     assert (counts["leads created"], counts["leads queued for the duplicate check"]) == (3, 0)
-    assert "3 new leads were not queued for the duplicate check: they have no email, phone" in (
+    assert "3 new leads were not queued for the duplicate check: nothing Baton can" in (
         " ".join(result.output.split())
     )
     assert also.exit_code == 0, also.output

@@ -79,15 +79,21 @@ def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | N
             f"{report.name_column}",
             markup=False,
         )
-    if kind == "leads" and report.not_compared:
-        console.print(
-            f"{report.not_compared:,} new leads were not queued for the duplicate check: "
-            "they have no email, phone or company to compare them by",
-            markup=False,
-        )
+    if kind == "leads":
+        _say_not_compared(report)
     if report.hint:
         errors.print(f"Hint: {report.hint}", markup=False)
     _lines_to_mend(source, report, errors_file)
+
+
+def _say_not_compared(report: ImportReport) -> None:
+    """Why the new leads queued for the duplicate check may be fewer than those created."""
+    if report.not_compared:
+        console.print(
+            f"{report.not_compared:,} new leads were not queued for the duplicate check: "
+            "nothing Baton can compare them by (no email, phone or company name)",
+            markup=False,
+        )
 
 
 def _writable(path: Path, chosen: bool) -> tuple[Path, Any]:
@@ -603,6 +609,7 @@ def _history_summary(title: str, report: Any) -> None:
         ("leads created", report.created),
         ("leads updated", report.updated),
         ("unchanged", report.unchanged),
+        ("leads queued for the duplicate check", report.duplicate_checks_queued),
         ("stage changes recorded", report.transitions),
         ("of which implied (a stage the file skips)", report.implied),
         ("already recorded (re-import)", report.already_recorded),
@@ -619,6 +626,7 @@ def _history_summary(title: str, report: Any) -> None:
     if report.won_value:
         table.add_row("won value", f"{report.won_value:,.2f}")
     console.print(table)
+    _say_not_compared(report)
 
 
 def _import_history(
