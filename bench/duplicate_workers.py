@@ -6,7 +6,9 @@ codes; every 1,000th row rejected on purpose) with ``baton import leads``, which
 every new lead for the possible-duplicate comparison, then runs P worker processes at
 once, each running the worker's duplicate lane (``check_duplicates``, with its poll
 interval's wait when a pass leaves it nothing to take) until the queue is empty, for P
-in ``--processes`` (a fresh database each, the same file). It prints, per P: the leads compared by all processes together against the leads
+in ``--processes`` (a fresh database each, the same file).
+
+It prints, per P: the leads compared by all processes together against the leads
 queued (1.00 when no two processes compare the same lead), the wall time until the
 queue is empty, the CPU seconds of the processes and of PostgreSQL's backends, and
 leads dequeued per second.
