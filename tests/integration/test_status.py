@@ -245,6 +245,37 @@ def test_only_admins_read_the_status(ctx: Context) -> None:
         deployment_status(ctx, actor=unscoped)
 
 
+def test_a_second_worker_on_sqlite_says_it_adds_nothing(
+    ctx: Context, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new user runs `baton serve --with-worker` and `baton worker` on the demo's
+    SQLite: the second worker's log says why one is enough. Not on PostgreSQL, where
+    several workers share the work; nor for a worker that stopped or went silent."""
+    gone = start_heartbeat(ctx, host="laptop", pid=7)
+    stop_heartbeat(ctx, gone)
+    start_heartbeat(ctx, host="old", pid=8)
+    clock.advance(minutes=2)  # silent since
+    first = start_heartbeat(ctx, host="laptop", pid=4182)
+    caplog.set_level(logging.INFO, logger="baton.worker")
+
+    Heartbeat(ctx, []).beat()
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if ctx.dialect == "sqlite":
+        assert warnings == [
+            "another worker is running against this SQLite database (host laptop, pid 4182): "
+            "SQLite has one writer, so a second worker adds no speed, and both compare the "
+            "same new leads for duplicates; stop one (`baton serve --with-worker` runs a "
+            "worker too)"
+        ]
+    else:
+        assert warnings == []
+    stop_heartbeat(ctx, first)
+    caplog.clear()
+    Heartbeat(ctx, []).beat()
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
 def test_the_worker_beats_and_warns_once_a_minute_of_a_queue_behind(
     ctx: Context, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:

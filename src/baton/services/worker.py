@@ -84,6 +84,7 @@ from baton.services.intake_fetch import Fetcher
 from baton.services.outbox import enqueue_email, publish
 from baton.services.routing import SYSTEM, log_event, reassign_in, rep_of, route_queued_in
 from baton.services.status import (
+    other_running_workers,
     queue_statuses,
     record_heartbeat,
     record_one_pass,
@@ -700,6 +701,16 @@ class Heartbeat:
             self.started_at = self.ctx.clock.now()
             self.id = start_heartbeat(self.ctx, host=host, pid=pid, lanes=self._beats())
             log.info("worker started: heartbeat row %d, host %s, pid %d", self.id, host, pid)
+            if self.ctx.dialect == "sqlite" and (
+                others := other_running_workers(self.ctx, self.id)
+            ):
+                log.warning(
+                    "another worker is running against this SQLite database (%s): SQLite "
+                    "has one writer, so a second worker adds no speed, and both compare "
+                    "the same new leads for duplicates; stop one (`baton serve "
+                    "--with-worker` runs a worker too)",
+                    ", ".join(f"host {h}, pid {p}" for h, p in others),
+                )
         else:
             self.id = record_heartbeat(
                 self.ctx, self.id, self._beats(), host=host, pid=pid, started_at=self.started_at
