@@ -457,21 +457,14 @@ def start_heartbeat(
 
 def other_running_workers(ctx: Context, heartbeat_id: int) -> list[tuple[str, int]]:
     """The (host, pid) of the workers other than heartbeat row ``heartbeat_id`` that
-    beat lately and never said they stopped: on SQLite, a second one adds no speed."""
+    ``baton status`` shows running: on SQLite, a second one adds no speed."""
     with ctx.read() as connection:
-        now = database_now(ctx, connection)
-        since = now - timedelta(seconds=SILENT_AFTER_SECONDS)
-        rows = connection.execute(
-            select(worker_heartbeats.c.host, worker_heartbeats.c.pid)
-            .where(
-                worker_heartbeats.c.id != heartbeat_id,
-                worker_heartbeats.c.stopped_at.is_(None),
-                worker_heartbeats.c.replaced_by.is_(None),
-                worker_heartbeats.c.last_tick_at >= since,
-            )
-            .order_by(worker_heartbeats.c.id)
-        ).all()
-    return [(str(host), int(pid)) for host, pid in rows]
+        workers, _ = _workers(connection, now=database_now(ctx, connection))
+    return [
+        (worker.host, worker.pid)
+        for worker in sorted(workers, key=lambda w: w.id)
+        if worker.state == "running" and worker.id != heartbeat_id
+    ]
 
 
 def _insert_heartbeat(

@@ -74,6 +74,11 @@ _NAMED = (
 """The tables named in ``%(tables)s`` (``t.name``, in their order ``t.n``), resolved as
 ``ANALYZE`` resolves a name (the search path), with their ``pg_class`` row ``c``."""
 
+_DOUBLED = "s.n_live_tup >= 2 * c.reltuples"
+"""Whether table ``c`` (its statistics ``s``) has twice the rows of its last
+statistics (``reltuples`` is -1 before the first): the rule of :func:`grown_tables` and,
+under the table's lock, of :func:`analyze_table`."""
+
 _MAY_ANALYSE = "pg_has_role(c.relowner, 'USAGE')"
 """Whether the connection's role may ``ANALYZE`` table ``c``: the one rule of
 :func:`analysable` and :func:`grown_tables`."""
@@ -116,7 +121,7 @@ def grown_tables(
         f"SELECT t.name, s.n_live_tup, c.reltuples {_NAMED}"
         " JOIN pg_stat_user_tables s ON s.relid = c.oid"
         f" WHERE {_MAY_ANALYSE}"
-        " AND s.n_live_tup >= %(least)s AND s.n_live_tup >= 2 * c.reltuples"
+        f" AND s.n_live_tup >= %(least)s AND {_DOUBLED}"
         " AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.relation = c.oid"
         " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         " AND l.granted AND l.mode = ANY(%(held)s))"
@@ -164,7 +169,7 @@ def _still_grown(connection: Connection, table: str) -> bool:
     :func:`grown_tables` judged it, read under the table's lock: ``pg_class`` as the
     last committed ``ANALYZE`` left it."""
     grown = connection.exec_driver_sql(
-        "SELECT s.n_live_tup >= 2 * c.reltuples FROM pg_class c"
+        f"SELECT {_DOUBLED} FROM pg_class c"
         " JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = to_regclass(%s)",
         (table,),
     ).scalar()
