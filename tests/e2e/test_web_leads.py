@@ -166,9 +166,7 @@ def test_the_lead_page_and_its_notes_and_tags(client: TestClient, world: World) 
     )
 
 
-def test_the_upload_takes_the_clis_column_map_and_system(
-    client: TestClient, world: World
-) -> None:
+def test_the_upload_takes_the_clis_column_map_and_system(client: TestClient, world: World) -> None:
     """A CRM's file without emails (as X Education's and Olist's are) imports by the id
     the other system gave each row, as ``--map 'Prospect ID=external_id' --system``."""
     token = sign_in(client, world.users["marketing"])
@@ -193,4 +191,3 @@ def test_the_upload_takes_the_clis_column_map_and_system(
     )
     assert bad.status_code == 303
     assert "HEADER=FIELD" in client.get(bad.headers["location"]).text
-

@@ -145,8 +145,19 @@ def test_workers_that_find_the_same_table_grown_analyse_it_once(
 def test_the_worker_has_a_statistics_lane_on_postgresql_only(ctx: Context) -> None:
     names = [lane.name for lane in Worker(ctx).lanes]
     assert ("statistics" in names) == (ctx.dialect == "postgresql")
-    with ctx.read() as connection:
-        assert grown_tables(connection) == []  # an empty database: nothing to refresh
+    if ctx.dialect == "sqlite":
+        with ctx.read() as connection:
+            assert grown_tables(connection) == []
+
+
+def test_a_new_database_has_nothing_to_refresh(fresh: Context) -> None:
+    """A database of its own: the shared test database's counts still carry the rows
+    earlier tests wrote and deleted (PostgreSQL reports them within a second)."""
+    with fresh.read() as connection:
+        assert grown_tables(connection) == []
+    add_leads(fresh, ANALYZE_AFTER_ROWS - 1)
+    with fresh.read() as connection:
+        assert grown_tables(connection) == []  # below the threshold: autovacuum's part
 
 
 def test_a_table_the_role_may_not_analyse_is_not_tried(fresh: Context) -> None:
