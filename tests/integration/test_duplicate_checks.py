@@ -148,6 +148,138 @@ def test_an_update_is_not_queued_again(ctx: Context) -> None:
     assert pending_duplicate_checks(ctx) == 1
 
 
+def drain(ctx: Context) -> None:
+    while flag_pending_duplicates(ctx, limit=5):
+        pass
+    assert pending_duplicate_checks(ctx) == 0
+
+
+def test_a_lead_completed_later_is_paired_with_the_newer_lead_holding_its_phone(
+    ctx: Context,
+) -> None:
+    """A newsletter sign-up (email alone), then another lead with a phone, then the
+    sign-up's demo request bringing the same phone: the newer lead's comparison ran
+    before the older one had the phone, so the change has it compared again."""
+    signup = capture(ctx, "dana@northwind.com")
+    other = capture(ctx, "d.reyes@gmail.com", phone="202-456-1111", first_name="D.")
+    drain(ctx)
+    assert flagged(ctx) == set()
+    again = capture_lead(
+        ctx, LeadCreate(email="dana@northwind.com", phone="+1 202 456 1111"), actor=OPS
+    )
+    assert (again.created, again.duplicates) == (False, "pending")
+    assert pending_duplicate_checks(ctx) == 1
+    drain(ctx)
+    assert flagged(ctx) == {("d.reyes@gmail.com", "dana@northwind.com", SAME_PHONE, 100.0)}
+    with ctx.read() as connection:  # flagged once, on the newer lead, as on its arrival
+        pair = connection.execute(
+            select(duplicate_candidates.c.lead_id, duplicate_candidates.c.other_lead_id)
+        ).one()
+    assert tuple(pair) == (other, signup)
+
+
+def test_a_lead_completed_later_is_paired_with_older_leads_as_well(ctx: Context) -> None:
+    capture(ctx, "ana@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
+    capture(ctx, "a.alvarez@globex.com")
+    drain(ctx)
+    capture(ctx, "a.alvarez@globex.com", first_name="Ana", last_name="Alvarez")
+    drain(ctx)
+    assert {(a, b) for a, b, _, _ in flagged(ctx)} == {("a.alvarez@globex.com", "ana@globex.com")}
+
+
+def test_a_dismissed_pair_stays_dismissed_when_a_lead_is_compared_again(ctx: Context) -> None:
+    from baton.services.merge import dismiss_duplicate
+
+    capture(ctx, "dana@northwind.com")
+    capture(ctx, "d.reyes@gmail.com", phone="202-456-1111")
+    capture(ctx, "dana@northwind.com", phone="202-456-1111")
+    drain(ctx)
+    with ctx.read() as connection:
+        [pair] = connection.execute(select(duplicate_candidates.c.id)).scalars().all()
+    dismiss_duplicate(ctx, pair, actor=OPS)
+    capture(ctx, "dana@northwind.com", first_name="Dana", last_name="Reyes")
+    drain(ctx)
+    with ctx.read() as connection:
+        rows = connection.execute(select(duplicate_candidates.c.status)).scalars().all()
+    assert rows == ["dismissed"]
+
+
+def test_an_import_that_completes_a_lead_has_it_compared_again(
+    ctx: Context, tmp_path: Any
+) -> None:
+    from baton.services.imports import import_leads
+
+    capture(ctx, "dana@northwind.com")
+    capture(ctx, "d.reyes@gmail.com", phone="202-456-1111")
+    drain(ctx)
+    file = tmp_path / "crm.csv"
+    file.write_text("Email,Phone,Title\ndana@northwind.com,202-456-1111,CTO\n", encoding="utf-8")
+    report = import_leads(ctx, file, actor=OPS)
+    assert (report.updated, report.compared_again) == (1, 1)
+    drain(ctx)
+    assert flagged(ctx) == {("d.reyes@gmail.com", "dana@northwind.com", SAME_PHONE, 100.0)}
+    file.write_text("Email,Title\ndana@northwind.com,CEO\n", encoding="utf-8")
+    report = import_leads(ctx, file, actor=OPS)
+    assert (report.updated, report.compared_again) == (1, 0)  # a title: nothing to compare
+    assert pending_duplicate_checks(ctx) == 0
+
+
+FIELDS = ("first_name", "last_name", "company", "phone")
+
+
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    people=PEOPLE,
+    partial=st.lists(st.sets(st.sampled_from(FIELDS)), min_size=16, max_size=16),
+    order=st.randoms(use_true_random=False),
+    passes=st.lists(st.booleans(), min_size=32, max_size=32),
+)
+def test_leads_completed_later_end_with_every_pair_their_final_records_make(
+    ctx: Context,
+    people: list[dict[str, Any]],
+    partial: list[set[str]],
+    order: Any,
+    passes: list[bool],
+) -> None:
+    """Each person captured first with some fields only (``partial``: those left out),
+    then completed by a later capture, in a random order among the others' captures,
+    with worker passes in between (``passes``): at the end, every pair that comparing
+    each lead's final record with the leads older than it flags is flagged. (Pairs
+    flagged on the way by what a lead had then stay flagged.)"""
+    empty(ctx)
+    steps = [*range(len(people))] * 2  # a person's first capture is the partial one
+    order.shuffle(steps)
+    seen: set[int] = set()
+    for number, i in enumerate(steps):
+        full = lead_of(i, people[i])
+        if i in seen:
+            capture_lead(ctx, full, actor=OPS)
+        else:
+            seen.add(i)
+            left_out = dict.fromkeys(partial[i % len(partial)])
+            capture_lead(ctx, full.model_copy(update=left_out), actor=OPS)
+        if passes[number % len(passes)]:
+            flag_pending_duplicates(ctx, limit=3)
+    drain(ctx)
+    with ctx.read() as connection:
+        ids = connection.execute(select(leads.c.id).order_by(leads.c.id)).scalars().all()
+        final = {
+            (r["lead_id"], r["other_lead_id"], r["reason"])
+            for lead_id in ids
+            for r in possible_duplicates_of(connection, [lead_id], now=ctx.clock.now())[1]
+        }
+        got = set(
+            connection.execute(
+                select(
+                    duplicate_candidates.c.lead_id,
+                    duplicate_candidates.c.other_lead_id,
+                    duplicate_candidates.c.reason,
+                )
+            ).all()
+        )
+    assert {(a, b) for a, b, _ in final} <= {(a, b) for a, b, _ in got}
+
+
 def test_a_lead_merged_before_its_turn_is_dropped_unflagged(ctx: Context) -> None:
     first = capture(ctx, "dana@northwind.com", phone="202-456-1111", first_name="Dana")
     second = capture(ctx, "dana.reyes@gmail.com", phone="(202) 456 1111", first_name="D.")
@@ -416,7 +548,7 @@ def test_a_batch_reserved_by_a_worker_that_died_is_taken_when_the_reservation_ru
     if ctx.dialect != "postgresql":
         pytest.skip("several workers: PostgreSQL; SQLite has one writer at a time")
     ids = same_name_at_globex(ctx, 12)
-    reserved, _ = duplicate_checks_service._reserve(ctx, 5)  # then the worker died
+    reserved, _, _ = duplicate_checks_service._reserve(ctx, 5)  # then the worker died
     assert list(reserved) == ids[:5]
     assert flag_pending_duplicates(ctx) == 7  # the others, at once
     assert flag_pending_duplicates(ctx) == 0  # the five stay reserved ...
@@ -448,12 +580,12 @@ def test_a_worker_releases_only_its_own_reservations(ctx: Context, clock: Manual
     if ctx.dialect != "postgresql":
         pytest.skip("several workers: PostgreSQL; SQLite has one writer at a time")
     ids = same_name_at_globex(ctx, 4)
-    first, first_until = duplicate_checks_service._reserve(ctx, 4)
+    first, first_until, _ = duplicate_checks_service._reserve(ctx, 4)
     assert list(first) == ids and first_until is not None
     clock.advance(timedelta(seconds=1))
     merge_leads(ctx, ids[0], ids[3], actor=OPS)
     clock.advance(timedelta(seconds=1))
-    second, second_until = duplicate_checks_service._reserve(ctx, 4)
+    second, second_until, _ = duplicate_checks_service._reserve(ctx, 4)
     assert list(second) == [ids[0]] and second_until != first_until
     duplicate_checks_service._release(ctx, ids, first_until)
     with ctx.read() as connection:
@@ -471,7 +603,7 @@ def test_with_the_real_clock_reservations_are_timed_by_the_database(ctx: Context
     real = Context(engine=ctx.engine, settings=ctx.settings, clock=SystemClock())
     with ctx.read() as connection:
         before = connection.execute(select(func.statement_timestamp())).scalar_one()
-    reserved, until = duplicate_checks_service._reserve(real, 2)
+    reserved, until, _ = duplicate_checks_service._reserve(real, 2)
     assert len(reserved) == 2 and until is not None
     assert (
         timedelta(0)
@@ -848,10 +980,10 @@ def test_a_lead_that_cannot_be_compared_does_not_slow_the_backlog(
     bad = min(ids)
     real = duplicate_checks_service.possible_duplicates_of
 
-    def refusing(connection: Any, lead_ids: Any, *, now: Any) -> Any:
+    def refusing(connection: Any, lead_ids: Any, **given: Any) -> Any:
         if bad in lead_ids:
             raise ValueError("cannot compare")
-        return real(connection, lead_ids, now=now)
+        return real(connection, lead_ids, **given)
 
     monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", refusing)
     monkeypatch.setattr(worker_service, "DUPLICATE_BATCH", 4)

@@ -40,9 +40,10 @@ class CaptureResponse(BaseModel):
     )
     duplicates: Literal["pending", "not_needed"] = Field(
         "not_needed",
-        description="pending: a new lead; the worker compares it with older leads within "
-        "seconds and puts any possible duplicate in GET /api/v1/duplicates. not_needed: "
-        "an update (a lead is compared once, when it is new).",
+        description="pending: a new lead, or an update that changed its name, company, "
+        "phone or email; the worker compares it with the other leads within seconds and "
+        "puts any possible duplicate in GET /api/v1/duplicates. not_needed: an update "
+        "of other fields.",
     )
 
 

@@ -56,6 +56,8 @@ def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | N
             ("leads unchanged", report.unchanged),
             ("leads queued for the duplicate check", report.duplicate_checks_queued),
         ]
+        if report.compared_again:
+            outcomes.append(("updated leads to compare again", report.compared_again))
     else:
         outcomes = [
             ("events stored", report.stored),
@@ -610,6 +612,7 @@ def _history_summary(title: str, report: Any) -> None:
         ("leads updated", report.updated),
         ("unchanged", report.unchanged),
         ("leads queued for the duplicate check", report.duplicate_checks_queued),
+        ("updated leads to compare again", report.compared_again),
         ("stage changes recorded", report.transitions),
         ("of which implied (a stage the file skips)", report.implied),
         ("already recorded (re-import)", report.already_recorded),

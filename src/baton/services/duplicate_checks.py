@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,23 +71,30 @@ def queue_duplicate_checks_in(
 
     ``created``: the caller's transaction inserted every one of the leads, so none can
     be queued yet (nobody else sees them): on PostgreSQL the rows are copied
-    (``COPY``), without the conflict check. ``again``: the leads' records changed (a
-    merge), so one already queued is queued anew (``queued_at`` is ``now``): a worker
-    that compared it before the change then leaves it queued instead of writing what
-    it found."""
-    rows = [{"lead_id": i, "queued_at": now} for i in lead_ids]
-    if again and rows:
+    (``COPY``), without the conflict check. ``again``: the leads' compared fields
+    changed after they arrived (a capture or an import filled in a phone, a name, a
+    company or an email; a merge), so one already queued is queued anew (``queued_at``
+    is ``now``): a worker that compared it before the change then leaves it queued
+    instead of writing what it found. Such a lead is compared with the newer leads
+    holding its values too (``compare_newer``; see :func:`possible_duplicates_of`)."""
+    if again and lead_ids:
+        rows = [{"lead_id": i, "queued_at": now, "compare_newer": True} for i in lead_ids]
         upsert = dialect_insert(connection, duplicate_checks)
         connection.execute(
             upsert.on_conflict_do_update(
                 index_elements=[duplicate_checks.c.lead_id],
                 # Its reservation ends too, so any worker may take it now: the one
                 # comparing it leaves it queued, its queued_at not the one it read.
-                set_={"queued_at": upsert.excluded.queued_at, "reserved_until": None},
+                set_={
+                    "queued_at": upsert.excluded.queued_at,
+                    "reserved_until": None,
+                    "compare_newer": True,
+                },
             ),
             rows,
         )
         return
+    rows = [{"lead_id": i, "queued_at": now} for i in lead_ids]
     if created and len(rows) > 1 and connection.dialect.name == "postgresql":
         copy_rows_in(connection, duplicate_checks, rows)
         return
@@ -138,24 +145,31 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     (not compared, or to compare again) are released for any worker to take."""
     reserved: datetime | None = None
     queued: dict[int, Any] = {}
+    newer: set[int] = set()
     if ctx.dialect == "postgresql":
-        queued, reserved = _reserve(ctx, limit)
+        queued, reserved, newer = _reserve(ctx, limit)
         if reserved is None:
             return 0
     dequeued: list[int] = []
     try:
         with ctx.read() as connection:
             if reserved is None:
-                queued = {int(i): at for i, at in connection.execute(_OLDEST, {"limit": limit})}
+                for lead_id, at, compare_newer in connection.execute(_OLDEST, {"limit": limit}):
+                    queued[int(lead_id)] = at
+                    if compare_newer:
+                        newer.add(int(lead_id))
                 if not queued:
                     return 0
             ids = list(queued)
             live = _live(connection, ids)
-            records, failed = _compare(connection, live, now=ctx.clock.now())
+            records, failed = _compare(connection, live, now=ctx.clock.now(), newer=newer)
             ids = [lead_id for lead_id in ids if lead_id not in failed]
+        # Each pair is written with the queued lead whose comparison found it: a newer
+        # lead's pair with a lead compared again (compare_newer) is that lead's.
         pairs: dict[int, list[dict[str, Any]]] = {}
         for record in records:
-            pairs.setdefault(record["lead_id"], []).append(record)
+            owner = record["lead_id"] if record["lead_id"] in queued else record["other_lead_id"]
+            pairs.setdefault(owner, []).append(record)
         for part in chunks(ids, WRITE_BATCH):
             dequeued += _write_flags(ctx, part, queued, pairs)
     finally:
@@ -183,7 +197,8 @@ _RESERVE = (
     "WITH picked AS (SELECT lead_id FROM duplicate_checks"
     f" WHERE {_FREE} ORDER BY queued_at, lead_id LIMIT %s FOR UPDATE SKIP LOCKED)"
     f" UPDATE duplicate_checks d SET reserved_until = {_NOW} + %s::interval FROM picked"
-    " WHERE d.lead_id = picked.lead_id RETURNING d.lead_id, d.queued_at, d.reserved_until"
+    " WHERE d.lead_id = picked.lead_id"
+    " RETURNING d.lead_id, d.queued_at, d.reserved_until, d.compare_newer"
 )
 
 
@@ -193,12 +208,12 @@ def _clock_of(ctx: Context) -> datetime | None:
     return None if isinstance(ctx.clock, SystemClock) else ctx.clock.now()
 
 
-def _reserve(ctx: Context, limit: int) -> tuple[dict[int, Any], datetime | None]:
+def _reserve(ctx: Context, limit: int) -> tuple[dict[int, Any], datetime | None, set[int]]:
     """PostgreSQL: the oldest ``limit`` queued leads that no live reservation holds,
     reserved for this worker for :data:`RESERVATION`, in one short committed
-    transaction; with ``queued_at`` as the driver gives it (oldest first) and the
+    transaction; with ``queued_at`` as the driver gives it (oldest first), the
     reservation's end (``None`` when nothing was reserved), which :func:`_release`
-    matches.
+    matches, and those to compare with newer leads too (``compare_newer``).
 
     A reservation holds no row lock and no lock slot while the batch is compared (row
     locks made a merge wait for the comparison; an advisory lock per lead used up
@@ -215,7 +230,8 @@ def _reserve(ctx: Context, limit: int) -> tuple[dict[int, Any], datetime | None]
         finally:
             result.close()
     until = rows[0][2] if rows else None
-    return {int(lead_id): at for lead_id, at, _ in rows}, until
+    newer = {int(row[0]) for row in rows if row[3]}
+    return {int(lead_id): at for lead_id, at, *_ in rows}, until, newer
 
 
 def _release(ctx: Context, lead_ids: Sequence[int], reserved: datetime) -> None:
@@ -262,23 +278,27 @@ def _write_flags(
         claimed = [int(i) for i, at in rows if at == queued[int(i)]]
         if not claimed:
             return []
-        found = [r for lead_id in claimed for r in pairs.get(lead_id, ())]
-        named = {r["other_lead_id"] for r in found}
+        found = [(lead_id, r) for lead_id in claimed for r in pairs.get(lead_id, ())]
+        named = {i for _, r in found for i in (r["lead_id"], r["other_lead_id"])}
         live = set(_live(connection, sorted(named.union(claimed)), lock=True))
-        found = [r for r in found if r["lead_id"] in live]
+        found = [(owner, r) for owner, r in found if owner in live]
         # The other lead of a pair may have been merged away since the comparison (its
         # open pairs closed by the merge, its record now the survivor's): the lead is
         # compared again rather than paired with it.
         gone = named - live
-        again = {r["lead_id"] for r in found if r["other_lead_id"] in gone}
+        again = {o for o, r in found if r["lead_id"] in gone or r["other_lead_id"] in gone}
         claimed = [i for i in claimed if i not in again]
-        record_pairs_in(connection, [r for r in found if r["lead_id"] not in again])
+        record_pairs_in(connection, [r for owner, r in found if owner not in again])
         delete_by_keys(connection, duplicate_checks, "lead_id", claimed)
         return claimed
 
 
 def _compare(
-    connection: Connection, lead_ids: Sequence[int], *, now: datetime
+    connection: Connection,
+    lead_ids: Sequence[int],
+    *,
+    now: datetime,
+    newer: Collection[int] = frozenset(),
 ) -> tuple[list[dict[str, Any]], set[int]]:
     """The pairs of ``lead_ids`` and the leads that could not be compared. The batch is
     compared at once, but for the leads whose comparison raised before in this process
@@ -295,12 +315,12 @@ def _compare(
     error: Exception | None = None
     try:
         if rest:
-            records = possible_duplicates_of(connection, rest, now=now)[1]
+            records = possible_duplicates_of(connection, rest, now=now, newer=newer)[1]
     except DBAPIError:
         raise
     except Exception:
-        records, failed, error = _one_by_one(connection, rest, now=now)
-    more, failed_again, error_again = _one_by_one(connection, suspects, now=now)
+        records, failed, error = _one_by_one(connection, rest, now=now, newer=newer)
+    more, failed_again, error_again = _one_by_one(connection, suspects, now=now, newer=newer)
     records += more
     failed |= failed_again
     error = error or error_again
@@ -319,7 +339,11 @@ _UNCOMPARABLE_LOCK = threading.Lock()
 
 
 def _one_by_one(
-    connection: Connection, lead_ids: Sequence[int], *, now: datetime
+    connection: Connection,
+    lead_ids: Sequence[int],
+    *,
+    now: datetime,
+    newer: Collection[int] = frozenset(),
 ) -> tuple[list[dict[str, Any]], set[int], Exception | None]:
     """Each lead on its own (the same pairs, since a lead is compared as of its
     arrival): the pairs, the leads that could not be compared and the last error. A
@@ -330,7 +354,9 @@ def _one_by_one(
     error: Exception | None = None
     for lead_id in lead_ids:
         try:
-            records.extend(possible_duplicates_of(connection, [lead_id], now=now)[1])
+            records.extend(
+                possible_duplicates_of(connection, [lead_id], now=now, newer=newer)[1]
+            )
         except DBAPIError:
             raise
         except Exception as exc:
@@ -354,7 +380,8 @@ def _one_by_one(
 
 
 _OLDEST = text(
-    "SELECT lead_id, queued_at FROM duplicate_checks ORDER BY queued_at, lead_id LIMIT :limit"
+    "SELECT lead_id, queued_at, compare_newer FROM duplicate_checks"
+    " ORDER BY queued_at, lead_id LIMIT :limit"
 )
 """The oldest queued leads, ``queued_at`` as the driver gives it (no column type: the
 claim compares it with its own read of the same column, :func:`find_by_keys`')."""
@@ -389,6 +416,11 @@ DUPLICATE_COLUMNS = (
     leads.c.email_domain,
     leads.c.mailbox_key,
 )
+COMPARED_FIELDS = frozenset({"email", "phone", "first_name", "last_name", "company"})
+"""The fields of a lead the comparison reads (directly, or by the keys made of them:
+``email_domain``, ``mailbox_key``, ``company_key``): a capture or an import that changes
+one of an existing lead's queues it again (:func:`queue_duplicate_checks_in`'s
+``again``)."""
 MAX_CANDIDATES = 200
 SHARED_PHONE_LIMIT = 5
 """A number shared by more leads than this is a switchboard or a shared line, not a sign
@@ -396,7 +428,11 @@ that two records are one person."""
 
 
 def possible_duplicates_of(
-    connection: Connection, lead_ids: Sequence[int], *, now: datetime
+    connection: Connection,
+    lead_ids: Sequence[int],
+    *,
+    now: datetime,
+    newer: Collection[int] = frozenset(),
 ) -> tuple[list[DuplicateMatch], list[dict[str, Any]]]:
     """The matches of new leads with older leads and the review items (rows of
     ``duplicate_candidates``) that flag them, without writing anything: the worker
@@ -412,7 +448,14 @@ def possible_duplicates_of(
     :func:`~baton.domain.leads.find_duplicates` over all of a lead's candidates).
     A pair is flagged once, on its newer lead, and each lead only against the leads
     older than it: flagging many new leads at once flags the pairs that flagging them
-    one by one, as they arrived, would have flagged."""
+    one by one, as they arrived, would have flagged.
+
+    The leads of ``newer`` had their compared fields changed after they arrived (see
+    :func:`queue_duplicate_checks_in`'s ``again``): each is also judged against by the
+    newer leads among its candidates, each of those as its own comparison would judge
+    it now (:func:`_newer_pairs`), so a lead that gains a phone is paired with the lead
+    that already held it, whichever arrived first. Matches are the compared leads'
+    (older leads only); the rows include the newer leads' pairs."""
     people: list[dict[str, Any]] = []
     for part in chunks(list(lead_ids)):
         found = connection.execute(select(*DUPLICATE_COLUMNS).where(leads.c.id.in_(part)))
@@ -472,17 +515,48 @@ def possible_duplicates_of(
             pairs = duplicates_in_groups(person, its_groups, limit=MAX_CANDIDATES)
             for match in best_duplicates(pairs):
                 matches.append(match)
-                records.append(
-                    {
-                        "lead_id": person["id"],
-                        "other_lead_id": match.other_id,
-                        "reason": match.reason,
-                        "similarity": match.similarity,
-                        "status": "open",
-                        "created_at": now,
-                    }
-                )
+                records.append(_pair(person["id"], match, now))
+            if person["id"] in newer:
+                records.extend(_newer_pairs(person, its_groups, now))
     return matches, records
+
+
+def _pair(lead_id: int, match: DuplicateMatch, now: datetime) -> dict[str, Any]:
+    """The review item (a ``duplicate_candidates`` row) of ``lead_id``'s ``match``."""
+    return {
+        "lead_id": lead_id,
+        "other_lead_id": match.other_id,
+        "reason": match.reason,
+        "similarity": match.similarity,
+        "status": "open",
+        "created_at": now,
+    }
+
+
+def _newer_pairs(
+    changed: Mapping[str, Any],
+    groups: Sequence[tuple[CandidateGroup, int | None]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The pairs of the leads newer than ``changed`` among its candidate ``groups`` with
+    it: each newer lead judged by the groups it shares with ``changed`` as its own
+    comparison judges it (against the leads older than it, a shared line counted up
+    to it), keeping its match with ``changed`` only. Those leads were compared when
+    they arrived, before ``changed`` held the values it holds now. Newer leads past a
+    group's first :data:`MAX_CANDIDATES` are not read (the groups are read oldest
+    first)."""
+    own_id = int(changed["id"])
+    newer: dict[int, tuple[Mapping[str, Any], list[tuple[CandidateGroup, int | None]]]] = {}
+    for group, most in groups:
+        for record in group.records:
+            if int(record["id"]) > own_id:
+                newer.setdefault(int(record["id"]), (record, []))[1].append((group, most))
+    rows: list[dict[str, Any]] = []
+    for other_id, (record, shared) in sorted(newer.items()):
+        for match in duplicates_in_groups(record, shared, limit=MAX_CANDIDATES):
+            if match.other_id == own_id:
+                rows.append(_pair(other_id, match, now))
+    return rows
 
 
 CANDIDATE_ROWS = 200_000

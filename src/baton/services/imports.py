@@ -91,7 +91,7 @@ from baton.services.access import allowed
 from baton.services.activities import ingest_validated_in, validation_context
 from baton.services.collector import collector_paused
 from baton.services.context import Context
-from baton.services.duplicate_checks import queue_duplicate_checks_in
+from baton.services.duplicate_checks import COMPARED_FIELDS, queue_duplicate_checks_in
 from baton.services.exports import write_table
 from baton.services.leads import MERGED_COLUMNS, keep_identity
 from baton.services.person import carry_erasure_in, lift_suppressions_in
@@ -293,6 +293,10 @@ class ImportReport:
     """New leads queued for the possible-duplicate comparison, which the worker runs
     (:func:`~baton.services.duplicate_checks.flag_pending_duplicates`): the pairs land
     in the review queue after the import, not during it."""
+    compared_again: int = 0
+    """Existing leads whose name, company, phone or email the import changed, queued to
+    be compared again, with the leads newer than them too (a pair the change makes is
+    flagged whichever lead arrived first)."""
     mql: int = 0
     errors: list[RowError] = field(default_factory=list)
     warnings: list[RowError] = field(default_factory=list)
@@ -313,6 +317,7 @@ class ImportReport:
         self.unchanged += chunk.unchanged
         self.mql += chunk.mql
         self.duplicate_checks_queued += chunk.duplicate_checks_queued
+        self.compared_again += chunk.compared_again
         self.warnings.extend(chunk.warnings)
 
     @property
@@ -1550,6 +1555,7 @@ def write_values_in(
             taken.add(current["email_key"])
         current.update(changes)
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    compare_again: list[int] = []
     for lead_id in sorted(pending):
         current = pending[lead_id]
         original = survivors[lead_id]
@@ -1558,6 +1564,8 @@ def write_values_in(
             report.unchanged += 1
             continue
         report.updated += 1
+        if not COMPARED_FIELDS.isdisjoint(changes):
+            compare_again.append(lead_id)
         if "email" in changes:
             changes["email_key"] = email_key(changes["email"])
             changes["email_domain"] = email_domain(changes["email"])
@@ -1617,6 +1625,8 @@ def write_values_in(
     )
     queue_duplicate_checks_in(connection, [i for i in new_ids if i not in inserted], now=now)
     report.duplicate_checks_queued += len(new_ids)
+    queue_duplicate_checks_in(connection, compare_again, now=now, again=True)
+    report.compared_again += len(compare_again)
     return ids
 
 

@@ -49,7 +49,7 @@ from baton.services.contract_rules import (
     active_contract_in,
     active_contract_known,
 )
-from baton.services.duplicate_checks import queue_duplicate_checks_in
+from baton.services.duplicate_checks import COMPARED_FIELDS, queue_duplicate_checks_in
 from baton.services.new_lead_write import NewLeadWritten, write_new_lead
 from baton.services.person import settle_suppressions_in, suppressed_addresses_in
 from baton.services.queries import insert_ignoring_conflicts, lock_lead, tags_of
@@ -85,8 +85,9 @@ class CaptureResult:
     ``duplicates`` is ``"pending"`` for a new lead: the comparison with older leads is
     queued and the worker flags its pairs for review within seconds (see
     :mod:`baton.services.duplicate_checks`), so ``possible_duplicates`` is empty then;
-    ``"not_needed"`` for an update (a lead is compared once, when it is new). The field
-    ``possible_duplicates`` stays for callers that read it."""
+    also for an update that changed a compared field (:data:`COMPARED_FIELDS`: the lead
+    is compared again, with newer leads too); ``"not_needed"`` for any other update.
+    The field ``possible_duplicates`` stays for callers that read it."""
 
     lead_id: int
     lead: Lead | None
@@ -409,6 +410,7 @@ def capture_lead_in(
     fill_only = actor.kind == "intake_key"
     consent = decide_consent(dict(existing or {}), answer, fill_only=fill_only)
     lead_id: int | None = None
+    compare_again = False
     written = at_once is not None and at_once.lead_id is not None  # with its touch, queue row
     if existing is None:
         if at_once is not None:
@@ -434,6 +436,7 @@ def capture_lead_in(
         # The fields the capture changed, as the caller knows them: not the keys derived
         # from them (email_key, company_key...), which a client never sees.
         created, changed = False, sorted(changes)
+        compare_again = not COMPARED_FIELDS.isdisjoint(changes)
         changes.update(_derived(changes))
         connection.execute(
             _TOUCH_LEAD,
@@ -469,12 +472,14 @@ def capture_lead_in(
     )
     if created and not written:
         queue_duplicate_checks_in(connection, [lead_id], now=now)
+    elif compare_again:
+        queue_duplicate_checks_in(connection, [lead_id], now=now, again=True)
     return CaptureResult(
         lead_id=lead_id,
         lead=None if actor.kind == "intake_key" else _read_back(connection, lead_id, created),
         created=created,
         changed_fields=changed,
-        duplicates="pending" if created else "not_needed",
+        duplicates="pending" if created or compare_again else "not_needed",
     )
 
 

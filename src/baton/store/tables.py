@@ -923,12 +923,16 @@ duplicate_checks = Table(
     Column("lead_id", Id, ForeignKey("leads.id"), primary_key=True, autoincrement=False),
     Column("queued_at", UtcDateTime, nullable=False, index=True),
     Column("reserved_until", UtcDateTime, nullable=True),
+    Column("compare_newer", Boolean, nullable=False, server_default=false()),
 )
 """New leads waiting for the possible-duplicate comparison with older leads. Capture and
 import add a row in their own transaction; the worker takes rows oldest first, flags the
 pairs and deletes the rows in one transaction, so a lead is checked once even if a
 worker dies midway. ``reserved_until`` (PostgreSQL): a worker is comparing the lead,
-so others take later leads until then (a hint for sharing the work, never a lock)."""
+so others take later leads until then (a hint for sharing the work, never a lock).
+``compare_newer``: the lead's compared fields changed after it arrived (a capture, an
+import or a merge filled them in), so it is compared with the newer leads holding its
+values as well as the older ones."""
 
 worker_heartbeats = Table(
     "worker_heartbeats",
