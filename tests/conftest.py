@@ -228,6 +228,22 @@ def ctx(database_url: str) -> Iterator[Context]:
 
 
 @pytest.fixture
+def own_postgres(empty_database_url: str, backend: str) -> Iterator[Context]:
+    """A migrated PostgreSQL database of this test's own, with a :class:`ManualClock`
+    and autovacuum off on the tables that grow (skipped on SQLite): for a test that
+    reads PostgreSQL's statistics, which the shared test database carries over from
+    earlier tests (their rows, deleted, are still counted for a second) and which
+    autovacuum may change meanwhile."""
+    if backend != "postgresql":
+        pytest.skip("planner statistics: PostgreSQL")
+    for context in _open(empty_database_url):
+        with context.write() as connection:
+            for table in ("leads", "activities", "duplicate_checks"):
+                connection.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
+        yield context
+
+
+@pytest.fixture
 def sqlite_ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Context]:
     """Like ``ctx`` but on SQLite only, for tests whose subject is not the database."""
     yield from _open(_sqlite_url(request, tmp_path, migrated=True))

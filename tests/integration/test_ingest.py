@@ -596,10 +596,12 @@ def test_the_counter_update_leaves_the_transactions_planner_settings_as_they_wer
         assert (lead.activity_count, lead.last_activity_at) == (3, later)
 
 
-@ON_POSTGRESQL
 def test_an_ingest_that_creates_many_leads_refreshes_the_planners_count_of_them(
-    ctx: Context, clock: ManualClock
+    own_postgres: Context,
 ) -> None:
+    ctx = own_postgres
+    clock = ctx.clock
+    assert isinstance(clock, ManualClock)
     rows = [page_view(clock, f"p{i}@northwind.com", f"k-{i}") for i in range(1_200)]
     report = ingest_activities(ctx, rows, actor=operator("web"))
     assert report.leads_created == 1_200

@@ -36,6 +36,13 @@ from baton.services.routing import lock_pools, lock_reps
 from baton.services.stages import change_stage_in
 from baton.store.tables import handoffs, leads, reps
 
+WAITING_ON_A_LOCK = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+"""Sessions of this test's database waiting for a lock (a server shared by several
+test runs has others' waits in ``pg_locks``)."""
+
 OPS = operator("ops")
 POSTGRES = [pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
 
@@ -102,9 +109,7 @@ def _wait_until_blocked(ctx: Context, thread: threading.Thread) -> None:
     with ctx.engine.connect() as connection:
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
         for _ in range(3000):
-            waiting = connection.execute(
-                text("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            ).scalar_one()
+            waiting = connection.execute(text(WAITING_ON_A_LOCK)).scalar_one()
             if waiting or not thread.is_alive():
                 return
             time.sleep(0.01)

@@ -84,13 +84,16 @@ def test_later_runs_of_a_serialised_retry_hold_the_lock_and_nothing_of_the_first
             raise aborted()
         return len(seen)
 
-    assert ctx.write_retrying(work, attempts=2, retry_lock=lock) == 2
-    expected = [0, 1] if ctx.dialect == "postgresql" else [None, None]
-    assert seen == expected
-    with ctx.read() as connection:  # the aborted first run left nothing
-        assert (
-            connection.execute(select(text("count(*)")).select_from(text("retried"))).scalar() == 1
-        )
+    try:
+        assert ctx.write_retrying(work, attempts=2, retry_lock=lock) == 2
+        expected = [0, 1] if ctx.dialect == "postgresql" else [None, None]
+        assert seen == expected
+        with ctx.read() as connection:  # the aborted first run left nothing
+            counted = select(text("count(*)")).select_from(text("retried"))
+            assert connection.execute(counted).scalar() == 1
+    finally:  # the PostgreSQL test database is shared: only its own tables are emptied
+        with ctx.write() as connection:
+            connection.execute(text("DROP TABLE retried"))
 
 
 def test_a_grouped_write_runs_once_more_after_an_abort(ctx: Context) -> None:
