@@ -151,7 +151,7 @@ def test_mappings_and_a_history_import_from_the_command_line(
     assert counts["stage changes recorded"] == 5 + 5 + 1
     assert counts["MQLs recorded as history (no live handoff)"] == 3
     assert counts["steps moved to keep the order"] == 1
-    assert counts["leads queued for the duplicate check"] == 3
+    assert counts["new leads queued for the duplicate check"] == 3
     assert "not queued for the duplicate check" not in result.output
     warnings = (tmp_path / "crm.csv.warnings.csv").read_text()
     assert "before the step before it" in warnings
@@ -189,7 +189,7 @@ def test_a_history_import_says_why_new_leads_were_not_queued_for_the_duplicate_c
     )
     assert result.exit_code == 0, result.output
     counts = summary(result.output)
-    assert (counts["leads created"], counts["leads queued for the duplicate check"]) == (3, 1)
+    assert (counts["leads created"], counts["new leads queued for the duplicate check"]) == (3, 1)
     assert "2 new leads were not queued for the duplicate check" in result.output
 
 

@@ -443,7 +443,7 @@ def test_the_summary_counts_rows_and_leads_under_their_own_names(
         0,
         0,
     )
-    assert counts["leads queued for the duplicate check"] == 2
+    assert counts["new leads queued for the duplicate check"] == 2
     assert "not queued for the duplicate check" not in result.output
 
 
@@ -463,12 +463,12 @@ def test_the_summary_says_why_new_leads_were_not_queued_for_the_duplicate_check(
 
     assert result.exit_code == 0, result.output
     counts = summary(result.output)
-    assert (counts["leads created"], counts["leads queued for the duplicate check"]) == (3, 0)
+    assert (counts["leads created"], counts["new leads queued for the duplicate check"]) == (3, 0)
     assert "3 new leads were not queued for the duplicate check: nothing Baton can" in (
         " ".join(result.output.split())
     )
     assert also.exit_code == 0, also.output
-    assert summary(also.output)["leads queued for the duplicate check"] == 1
+    assert summary(also.output)["new leads queued for the duplicate check"] == 1
     assert "not queued" not in also.output
 
 

@@ -187,6 +187,24 @@ def test_a_lead_completed_later_is_paired_with_older_leads_as_well(ctx: Context)
     assert {(a, b) for a, b, _, _ in flagged(ctx)} == {("a.alvarez@globex.com", "ana@globex.com")}
 
 
+def test_a_lead_completed_later_adds_no_pair_past_a_newer_leads_best_five(ctx: Context) -> None:
+    """Six Ana Alvarez at Globex, then the sign-up older than them all completed as Ana
+    Alvares at Globex: each Ana whose best five it joins is paired with it; the sixth,
+    with five exact namesakes already, is not (a lead has five pairs at most)."""
+    signup = capture(ctx, "a.alvares@globex.com")
+    anas = same_name_at_globex(ctx, 6)
+    drain(ctx)
+    capture(ctx, "a.alvares@globex.com", first_name="Ana", last_name="Alvares", company="Globex")
+    drain(ctx)
+    with ctx.read() as connection:
+        rows = connection.execute(
+            select(duplicate_candidates.c.lead_id, duplicate_candidates.c.other_lead_id)
+        ).all()
+    with_signup = {a for a, b in rows if b == signup}
+    assert with_signup == set(anas[:5])
+    assert max(sum(1 for a, _ in rows if a == ana) for ana in anas) == 5
+
+
 def test_a_dismissed_pair_stays_dismissed_when_a_lead_is_compared_again(ctx: Context) -> None:
     from baton.services.merge import dismiss_duplicate
 

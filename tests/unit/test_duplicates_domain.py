@@ -162,3 +162,35 @@ def test_grouped_matching_finds_what_find_duplicates_finds_in_the_union(
     )
     assert len(got) == len(set(got))
     assert set(got) == expected
+
+
+@given(
+    changed=PERSON,
+    people=st.lists(PERSON, min_size=1, max_size=12),
+    changed_at=st.integers(0, 12),
+    cap=st.sampled_from([None, 3]),
+)
+def test_the_newer_leads_that_could_match_a_lead_include_every_one_that_does(
+    changed: dict[str, object],
+    people: list[dict[str, object]],
+    changed_at: int,
+    cap: int | None,
+) -> None:
+    """``newer_candidates`` leaves out only newer leads whose own comparison could not
+    pair them with the lead (it spares comparing the rest of a group of 200)."""
+    from baton.domain.leads import CandidateGroup, duplicates_in_groups, newer_candidates
+
+    me = {**changed, "id": 10 * changed_at + 5}
+    members = sorted(
+        [*({**p, "id": 10 * (i + 1)} for i, p in enumerate(people)), me],
+        key=lambda p: int(p["id"]),  # type: ignore[call-overload]
+    )
+    group = CandidateGroup(members)
+    kept = {int(members[p]["id"]) for p in newer_candidates(me, group)}  # type: ignore[call-overload]
+    assert all(i > me["id"] for i in kept)  # type: ignore[operator]
+    for other in members:
+        if int(other["id"]) <= int(me["id"]):  # type: ignore[call-overload]
+            continue
+        found = duplicates_in_groups(other, [(group, cap)], limit=len(members))
+        if any(match.other_id == me["id"] for match in found):
+            assert int(other["id"]) in kept  # type: ignore[call-overload]

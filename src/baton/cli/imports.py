@@ -54,7 +54,7 @@ def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | N
             ("leads created", report.created),
             ("leads updated", report.updated),
             ("leads unchanged", report.unchanged),
-            ("leads queued for the duplicate check", report.duplicate_checks_queued),
+            ("new leads queued for the duplicate check", report.duplicate_checks_queued),
         ]
         if report.compared_again:
             outcomes.append(("updated leads to compare again", report.compared_again))
@@ -77,8 +77,7 @@ def _report(kind: str, source: Path, report: ImportReport, errors_file: Path | N
         console.print(f"Columns left out: {', '.join(report.dropped_columns)}", markup=False)
     if report.name_column:
         console.print(
-            f"Column read as the full name (split into first and last name): "
-            f"{report.name_column}",
+            f"Column read as the full name (split into first and last name): {report.name_column}",
             markup=False,
         )
     if kind == "leads":
@@ -611,8 +610,12 @@ def _history_summary(title: str, report: Any) -> None:
         ("leads created", report.created),
         ("leads updated", report.updated),
         ("unchanged", report.unchanged),
-        ("leads queued for the duplicate check", report.duplicate_checks_queued),
-        ("updated leads to compare again", report.compared_again),
+        ("new leads queued for the duplicate check", report.duplicate_checks_queued),
+        *(
+            (("updated leads to compare again", report.compared_again),)
+            if report.compared_again
+            else ()
+        ),
         ("stage changes recorded", report.transitions),
         ("of which implied (a stage the file skips)", report.implied),
         ("already recorded (re-import)", report.already_recorded),

@@ -580,6 +580,29 @@ def duplicates_in_groups(
     return list(found.values())
 
 
+def newer_candidates(lead: Mapping[str, Any], group: CandidateGroup) -> list[int]:
+    """The positions in ``group`` of the leads newer than ``lead`` that
+    :func:`duplicates_in_groups` could pair with it, judging them: those with its phone
+    or its inbox, or a name close to its name (either form; rapidfuzz's ratio is the
+    same both ways), found in one call per form. The others cannot match it, so a lead
+    compared with the newer leads of a group of 200 is judged against the few."""
+    own_id = int(lead["id"])
+    first = bisect_right(group.ids, own_id)
+    if first >= len(group.ids):
+        return []
+    found: set[int] = set()
+    if phone := lead.get("phone"):
+        found.update(p for p in group.by_phone.get(phone, ()) if p >= first)
+    if mailbox := lead.get("mailbox_key"):
+        found.update(p for p in group.by_mailbox.get(mailbox, ()) if p >= first)
+    name, joined = duplicate_names(lead)
+    if name:
+        found.update(first + p for p in _close(name, group.names[first:]))
+    if joined:
+        found.update(first + p for p in _close(joined, group.joined[first:]))
+    return sorted(found)
+
+
 SHORT_FAMILY_NAME = 4
 """Letters up to which a family name is short: ``Li``, ``Liu``, ``Wan``, ``Wang``."""
 

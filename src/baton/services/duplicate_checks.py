@@ -32,6 +32,7 @@ from baton.domain.leads import (
     DuplicateMatch,
     best_duplicates,
     duplicates_in_groups,
+    newer_candidates,
 )
 from baton.services.collector import collector_paused
 from baton.services.context import Context
@@ -402,8 +403,12 @@ def _live(connection: Connection, ids: Sequence[int], *, lock: bool = False) -> 
 
 def record_pairs_in(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """Write review items (rows of :func:`possible_duplicates_of`) in the caller's
-    transaction; a pair already flagged is kept as it is."""
-    insert_rows(connection, duplicate_candidates, rows, ignore_conflicts=True)
+    transaction; a pair already flagged is kept as it is. In the pairs' order, so that
+    two workers writing some of the same pairs (one comparing a lead again with the
+    newer leads, another comparing one of those) wait for each other in one order, never
+    in a cycle (a deadlock on PostgreSQL)."""
+    ordered = sorted(rows, key=lambda r: (r["lead_id"], r["other_lead_id"]))
+    insert_rows(connection, duplicate_candidates, ordered, ignore_conflicts=True)
 
 
 DUPLICATE_COLUMNS = (
@@ -539,21 +544,23 @@ def _newer_pairs(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The pairs of the leads newer than ``changed`` among its candidate ``groups`` with
-    it: each newer lead judged by the groups it shares with ``changed`` as its own
-    comparison judges it (against the leads older than it, a shared line counted up
-    to it), keeping its match with ``changed`` only. Those leads were compared when
-    they arrived, before ``changed`` held the values it holds now. Newer leads past a
-    group's first :data:`MAX_CANDIDATES` are not read (the groups are read oldest
-    first)."""
+    it. Those leads were compared when they arrived, before ``changed`` held the values
+    it holds now: each that could match it (:func:`~baton.domain.leads.newer_candidates`:
+    its phone, its inbox, a close name) is judged by the groups it shares with
+    ``changed`` as its own comparison judges it (against the leads older than it, a
+    shared line counted up to it, its best :data:`~baton.domain.leads.MAX_PAIRS_PER_LEAD`
+    kept), and its pair with ``changed`` kept if among them. Newer leads past a group's
+    first :data:`MAX_CANDIDATES` are not read (the groups are read oldest first)."""
     own_id = int(changed["id"])
     newer: dict[int, tuple[Mapping[str, Any], list[tuple[CandidateGroup, int | None]]]] = {}
     for group, most in groups:
-        for record in group.records:
-            if int(record["id"]) > own_id:
-                newer.setdefault(int(record["id"]), (record, []))[1].append((group, most))
+        for position in newer_candidates(changed, group):
+            record = group.records[position]
+            newer.setdefault(int(record["id"]), (record, []))[1].append((group, most))
     rows: list[dict[str, Any]] = []
     for other_id, (record, shared) in sorted(newer.items()):
-        for match in duplicates_in_groups(record, shared, limit=MAX_CANDIDATES):
+        judged = duplicates_in_groups(record, shared, limit=MAX_CANDIDATES)
+        for match in best_duplicates(judged):
             if match.other_id == own_id:
                 rows.append(_pair(other_id, match, now))
     return rows

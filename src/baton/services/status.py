@@ -266,7 +266,7 @@ def _queues(connection: Connection, *, now: datetime, behind_after: float) -> li
         ),
         judged(
             "duplicate_checks",
-            "new leads to check for duplicates",
+            "leads to check for duplicates",
             DUPLICATES_LANE,
             checks,
             # Several workers on PostgreSQL reserve their batches: a dead worker's stay
