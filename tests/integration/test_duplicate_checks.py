@@ -148,6 +148,15 @@ def test_an_update_is_not_queued_again(ctx: Context) -> None:
     assert pending_duplicate_checks(ctx) == 1
 
 
+def test_a_new_spelling_of_the_same_address_is_not_compared_again(ctx: Context) -> None:
+    capture(ctx, "sam@initech.com", phone="202-456-1111")
+    drain(ctx)
+    again = capture_lead(ctx, LeadCreate(email="SAM@initech.com"), actor=OPS)
+    assert again.changed_fields == ["email"]  # stored as last typed
+    assert again.duplicates == "not_needed"
+    assert pending_duplicate_checks(ctx) == 0
+
+
 def drain(ctx: Context) -> None:
     while flag_pending_duplicates(ctx, limit=5):
         pass

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from baton.domain.clock import SystemClock
-from baton.domain.contact import FREE_MAIL_DOMAINS
+from baton.domain.contact import FREE_MAIL_DOMAINS, email_key
 from baton.domain.leads import (
     CandidateGroup,
     DuplicateMatch,
@@ -426,6 +426,18 @@ COMPARED_FIELDS = frozenset({"email", "phone", "first_name", "last_name", "compa
 ``email_domain``, ``mailbox_key``, ``company_key``): a capture or an import that changes
 one of an existing lead's queues it again (:func:`queue_duplicate_checks_in`'s
 ``again``)."""
+
+
+def compared_fields_changed(changes: Mapping[str, Any], email_key_before: str | None) -> bool:
+    """Whether ``changes`` (the new values of an existing lead's fields) change what the
+    comparison reads (:data:`COMPARED_FIELDS`): a new spelling of the same address (its
+    case, as one form and then another type it) does not."""
+    touched = COMPARED_FIELDS.intersection(changes)
+    if touched == {"email"} and changes["email"] is not None:
+        return email_key(changes["email"]) != email_key_before
+    return bool(touched)
+
+
 MAX_CANDIDATES = 200
 SHARED_PHONE_LIMIT = 5
 """A number shared by more leads than this is a switchboard or a shared line, not a sign

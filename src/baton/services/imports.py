@@ -91,7 +91,7 @@ from baton.services.access import allowed
 from baton.services.activities import ingest_validated_in, validation_context
 from baton.services.collector import collector_paused
 from baton.services.context import Context
-from baton.services.duplicate_checks import COMPARED_FIELDS, queue_duplicate_checks_in
+from baton.services.duplicate_checks import compared_fields_changed, queue_duplicate_checks_in
 from baton.services.exports import write_table
 from baton.services.leads import MERGED_COLUMNS, keep_identity
 from baton.services.person import carry_erasure_in, lift_suppressions_in
@@ -1564,7 +1564,7 @@ def write_values_in(
             report.unchanged += 1
             continue
         report.updated += 1
-        if not COMPARED_FIELDS.isdisjoint(changes):
+        if compared_fields_changed(changes, original.get("email_key")):
             compare_again.append(lead_id)
         if "email" in changes:
             changes["email_key"] = email_key(changes["email"])

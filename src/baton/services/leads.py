@@ -49,7 +49,7 @@ from baton.services.contract_rules import (
     active_contract_in,
     active_contract_known,
 )
-from baton.services.duplicate_checks import COMPARED_FIELDS, queue_duplicate_checks_in
+from baton.services.duplicate_checks import compared_fields_changed, queue_duplicate_checks_in
 from baton.services.new_lead_write import NewLeadWritten, write_new_lead
 from baton.services.person import settle_suppressions_in, suppressed_addresses_in
 from baton.services.queries import insert_ignoring_conflicts, lock_lead, tags_of
@@ -436,7 +436,7 @@ def capture_lead_in(
         # The fields the capture changed, as the caller knows them: not the keys derived
         # from them (email_key, company_key...), which a client never sees.
         created, changed = False, sorted(changes)
-        compare_again = not COMPARED_FIELDS.isdisjoint(changes)
+        compare_again = compared_fields_changed(changes, existing["email_key"])
         changes.update(_derived(changes))
         connection.execute(
             _TOUCH_LEAD,
