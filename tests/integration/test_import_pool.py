@@ -368,3 +368,90 @@ def test_a_validated_part_is_let_go_once_the_import_has_it(watched: type[_Watche
         found.close()
     assert good == [10] * (len(parts) - 1)
     assert kept == [False] * (len(parts) - 2)
+
+
+def test_a_large_files_validators_start_before_it_is_read_and_give_the_same(
+    two_databases: tuple[Context, Context], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A file of :data:`~baton.services.imports.POOL_MIN_BYTES` or more: its worker
+    processes start before the file is read (they take half a second to start, about
+    what reading 100,000 rows takes), and are used even when it turns out to have fewer
+    rows than :data:`~baton.services.imports.POOL_MIN_ROWS`; the result is one
+    process'."""
+    one, pool = two_databases
+    path = tmp_path / "leads.csv"
+    path.write_text(_file(11, 300), encoding="utf-8")
+    monkeypatch.setattr(imports, "VALIDATE_STEP", 23)
+    monkeypatch.setattr(imports, "POOL_MIN_BYTES", path.stat().st_size)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # a core for a worker on any runner
+    order: list[str] = []
+    start, read = imports.start_validators, imports._read_mapped
+    started: list[Any] = []
+
+    def starting(jobs: int) -> Any:
+        order.append("start")
+        started.append(start(jobs))
+        return started[-1]
+
+    def reading(*args: Any, **kwargs: Any) -> Any:
+        order.append("read")
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "start_validators", starting)
+    monkeypatch.setattr(imports, "_read_mapped", reading)
+    alone = import_leads(one, path, actor=OPS, jobs=1)
+    together = import_leads(pool, path, actor=OPS, jobs=2)
+    assert order == ["read", "start", "read"]  # one job: nothing to start
+    assert started[0] is not None and started[0]._shutdown_thread  # shut down after
+    assert _outcome(pool, together) == _outcome(one, alone)
+
+
+def test_a_large_file_that_cannot_be_read_stops_its_started_validators(
+    sqlite_ctx: Context, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_bytes(b"Email,Name\n" + b"\xff\xfe broken\n" * 10)
+    monkeypatch.setattr(imports, "POOL_MIN_BYTES", 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # a core for a worker on any runner
+    started: list[Any] = []
+    start = imports.start_validators
+
+    def starting(jobs: int) -> Any:
+        started.append(start(jobs))
+        return started[-1]
+
+    monkeypatch.setattr(imports, "start_validators", starting)
+    with pytest.raises(imports.ImportFileError, match="not valid utf-8-sig"):
+        import_leads(sqlite_ctx, path, actor=OPS, jobs=2)
+    assert started[0] is not None and started[0]._shutdown_thread  # not left running
+
+
+def test_a_started_validator_that_dies_before_its_first_part_leaves_the_work_here(
+    two_databases: tuple[Context, Context],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    one, pool = two_databases
+    path = tmp_path / "leads.csv"
+    path.write_text(_file(12, 200), encoding="utf-8")
+    monkeypatch.setattr(imports, "VALIDATE_STEP", 23)
+    monkeypatch.setattr(imports, "POOL_MIN_BYTES", 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # a core for a worker on any runner
+    start = imports.start_validators
+
+    def killed(jobs: int) -> Any:
+        validators = start(jobs)
+        assert validators is not None
+        wait([validators.submit(os.getpid)])  # running
+        for process in list(validators._processes.values()):  # type: ignore[attr-defined]
+            process.kill()
+            process.join(30)
+        return validators
+
+    monkeypatch.setattr(imports, "start_validators", killed)
+    alone = import_leads(one, path, actor=OPS, jobs=1)
+    with caplog.at_level(logging.WARNING, logger="baton.services.imports"):
+        together = import_leads(pool, path, actor=OPS, jobs=2)
+    assert "worker process died" in caplog.text
+    assert _outcome(pool, together) == _outcome(one, alone)

@@ -391,6 +391,11 @@ class Checked(NamedTuple):
     dates: dict[int, datetime]
 
 
+def ready() -> None:
+    """Nothing: a first task for a new validating worker process, which imports this
+    module (the models and their validators) to run it, before its first part comes."""
+
+
 def validate_records(
     records: Sequence[tuple[int, Sequence[str]]],
     columns: Columns,

@@ -44,7 +44,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,6 +71,7 @@ from baton.domain.lead_rows import (
     M,
     capture_values,
     identity_groups,
+    ready,
     validate_records,
 )
 from baton.domain.lead_rows import Validate as Validate  # for history, scans, olist
@@ -841,10 +842,12 @@ def _checked_parts(
     jobs: int,
     values: CaptureValues | None = None,
     meanwhile: Callable[[], object] | None = None,
+    started: ProcessPoolExecutor | None = None,
 ) -> Generator[Checked, None, None]:
     """:func:`~baton.domain.lead_rows.validate_records` of each part, yielded in the
     parts' order, lazily: the caller writes the parts yielded so far while the rest are
-    validated.
+    validated. ``started``: worker processes the caller started (:func:`start_validators`)
+    and shuts down, used instead of starting ``jobs - 1`` here.
 
     With ``jobs`` > 1, ``jobs - 1`` worker processes (no more than the cores less this
     one; started by ``spawn``, so that nothing of this process' state, its database
@@ -861,25 +864,37 @@ def _checked_parts(
     rather than stop halfway. Each part's result is dropped once yielded (a 1M-row
     import does not keep every part's rows twice)."""
     workers = min(jobs, os.cpu_count() or 1, len(parts)) - 1
-    if workers < 1:
+    if workers < 1 and started is None:
         if meanwhile is not None:
             meanwhile()
         for part in parts:
             yield validate_records(part, columns, model, context, validate, values)
         return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = started or ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    futures: deque[Future[Checked] | None] = deque()
+    broken = False
     try:
-        futures = deque(
-            pool.submit(validate_records, part, columns, model, context, validate, values)
-            for part in parts
-        )
+        try:
+            for part in parts:
+                futures.append(
+                    pool.submit(validate_records, part, columns, model, context, validate, values)
+                )
+        except BrokenProcessPool as exc:  # a started worker died before its first part
+            broken = True
+            log.warning(
+                "a validating worker process died (%s): this process validates the file "
+                "itself",
+                exc,
+            )
+            futures = deque([None] * len(parts))
         if meanwhile is not None:
             meanwhile()
-        broken = False
         for part in parts:
             future = futures.popleft()
             found: Checked | None = None
-            if not broken and not future.cancel():  # not started: checked here instead
+            if future is None:
+                pass
+            elif not broken and not future.cancel():  # not started: checked here instead
                 try:
                     found = future.result()
                 except BrokenProcessPool as exc:
@@ -898,7 +913,12 @@ def _checked_parts(
             del found
     finally:
         # Stopped early (an error while writing): the parts not started are dropped.
-        pool.shutdown(wait=True, cancel_futures=True)
+        if started is None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            for left in futures:
+                if left is not None:
+                    left.cancel()
 
 
 def _ready_after(
@@ -993,6 +1013,76 @@ def import_leads(
     (:func:`_ready_after`); the result is the same with any number, and the writing is
     always this process' alone, in file order."""
     allowed(actor, Action.CAPTURE_LEAD)
+    jobs = jobs or ctx.settings.import_jobs
+    validators = start_validators(jobs) if jobs > 1 and _large(source) else None
+    try:
+        return _import_leads(
+            ctx,
+            source,
+            actor=actor,
+            column_map=column_map,
+            progress=progress,
+            encoding=encoding,
+            blanks=blanks,
+            external_system=external_system,
+            naive_timezone=naive_timezone,
+            day_first=day_first,
+            consent_basis=consent_basis,
+            consent_source=consent_source,
+            jobs=jobs,
+            validators=validators,
+        )
+    finally:
+        if validators is not None:
+            validators.shutdown(wait=True, cancel_futures=True)
+
+
+POOL_MIN_BYTES = 1_000_000
+"""A lead file this large (20,000 rows of an email, a name and a company are about a
+megabyte) has its validating worker processes started before it is read (when ``jobs``
+asks for them), so that they are ready when its first part is: a worker process takes
+about half a second to start, the reading of 100,000 rows about as long."""
+
+
+def _large(source: Path | IO[str]) -> bool:
+    try:
+        return isinstance(source, Path) and source.stat().st_size >= POOL_MIN_BYTES
+    except OSError:
+        return False  # reading it says what is wrong
+
+
+def start_validators(jobs: int) -> ProcessPoolExecutor | None:
+    """``jobs - 1`` validating worker processes (no more than the cores less this one),
+    started now (each is given a first task that does nothing, so that it starts and
+    imports what validation needs at once); ``None`` when there is no core for one. The
+    caller shuts them down."""
+    workers = min(jobs, os.cpu_count() or 1) - 1
+    if workers < 1:
+        return None
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    for _ in range(workers):
+        pool.submit(ready)
+    return pool
+
+
+def _import_leads(
+    ctx: Context,
+    source: Path | IO[str],
+    *,
+    actor: Principal,
+    column_map: Mapping[str, str] | None,
+    progress: Progress | None,
+    encoding: str,
+    blanks: Sequence[str],
+    external_system: str | None,
+    naive_timezone: str,
+    day_first: bool,
+    consent_basis: ConsentBasis | None,
+    consent_source: str | None,
+    jobs: int,
+    validators: ProcessPoolExecutor | None,
+) -> ImportReport:
+    """:func:`import_leads` with its validating worker processes, if started."""
     created: dict[int, datetime] = {}
     report, columns = _read_mapped(
         source,
@@ -1015,9 +1105,8 @@ def import_leads(
     records = [(record.line, record.cells) for record in file.records]
     step = VALIDATE_STEP
     parts = [records[start : start + step] for start in range(0, len(records), step)]
-    jobs = jobs or ctx.settings.import_jobs
     ready_after: dict[int, int] | None = None  # None: every row validated before writing
-    if jobs > 1 and len(records) >= POOL_MIN_ROWS:
+    if validators is not None or (jobs > 1 and len(records) >= POOL_MIN_ROWS):
         ready_after = {}
     else:
         jobs = 1
@@ -1038,7 +1127,15 @@ def import_leads(
         file order, as the part is validated; its problems and dates recorded on the way."""
         checked = len(file.problems)
         found_parts = _checked_parts(
-            parts, columns, LeadCreate, context, validate, jobs, values=values, meanwhile=group
+            parts,
+            columns,
+            LeadCreate,
+            context,
+            validate,
+            jobs,
+            values=values,
+            meanwhile=group,
+            started=validators,
         )
         try:
             for part, found in zip(parts, found_parts, strict=True):
