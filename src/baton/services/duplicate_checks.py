@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -28,6 +29,8 @@ from sqlalchemy.exc import DBAPIError
 from baton.domain.clock import SystemClock
 from baton.domain.contact import FREE_MAIL_DOMAINS, email_key
 from baton.domain.leads import (
+    MAX_PAIRS_PER_LEAD,
+    ON_ITS_OWN,
     CandidateGroup,
     DuplicateMatch,
     best_duplicates,
@@ -37,6 +40,7 @@ from baton.domain.leads import (
 from baton.services.collector import collector_paused
 from baton.services.context import Context
 from baton.services.queries import IN_CHUNK, chunks, dialect_insert
+from baton.store.advisory import PAIR_LOCKS
 from baton.store.bulk import copy_rows_in, delete_by_keys, find_by_keys, insert_rows
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads
 
@@ -169,8 +173,7 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
         # lead's pair with a lead compared again (compare_newer) is that lead's.
         pairs: dict[int, list[dict[str, Any]]] = {}
         for record in records:
-            owner = record["lead_id"] if record["lead_id"] in queued else record["other_lead_id"]
-            pairs.setdefault(owner, []).append(record)
+            pairs.setdefault(record.pop(OWNER, record["lead_id"]), []).append(record)
         for part in chunks(ids, WRITE_BATCH):
             dequeued += _write_flags(ctx, part, queued, pairs)
     finally:
@@ -267,31 +270,108 @@ def _write_flags(
     """One write transaction of :func:`flag_pending_duplicates`: the leads of ``ids``
     still queued as they were when compared (``queued``: their ``queued_at`` as the
     driver read it) claimed,
-    the pairs of those not merged away written, the claimed removed from the queue; the
-    leads removed. A lead queued again since, or with a pair naming a lead merged away
-    since, is left queued for a new comparison."""
-    with ctx.write() as connection:
-        # One parameter (a JSON list on SQLite, an array on PostgreSQL) rather than an
-        # IN list of 100 built per part: the parts are many, and short by design.
-        rows = find_by_keys(
-            connection, duplicate_checks, "lead_id", ids, "queued_at", lock="FOR UPDATE SKIP LOCKED"
+    the pairs of those not merged away written (:func:`_within_bound`), the claimed
+    removed from the queue; the leads removed. A lead queued again since, or with a
+    pair naming a lead merged away since, is left queued for a new comparison. Run
+    again when PostgreSQL aborts it as a deadlock victim."""
+    return ctx.write_retrying(
+        lambda connection: _write_flags_in(connection, ids, queued, pairs), attempts=3
+    )
+
+
+def _write_flags_in(
+    connection: Connection,
+    ids: Sequence[int],
+    queued: Mapping[int, Any],
+    pairs: Mapping[int, list[dict[str, Any]]],
+) -> list[int]:
+    offered = [(lead_id, r) for lead_id in ids for r in pairs.get(lead_id, ())]
+    named = {i for _, r in offered for i in (r["lead_id"], r["other_lead_id"])}
+    # The leads first, then their queue rows, in the order a capture takes them (the
+    # lead, then its queue row when it completes the lead): the other order deadlocked
+    # with a capture completing a lead whose comparison was being written.
+    live = set(_live(connection, sorted(named.union(ids)), lock=True))
+    # One parameter (a JSON list on SQLite, an array on PostgreSQL) rather than an IN
+    # list of 100 built per part: the parts are many, and short by design.
+    rows = find_by_keys(
+        connection, duplicate_checks, "lead_id", ids, "queued_at", lock="FOR UPDATE SKIP LOCKED"
+    )
+    claimed = [int(i) for i, at in rows if at == queued[int(i)]]
+    if not claimed:
+        return []
+    taken = set(claimed)
+    found = [(owner, r) for owner, r in offered if owner in taken and owner in live]
+    # The other lead of a pair may have been merged away since the comparison (its
+    # open pairs closed by the merge, its record now the survivor's): the lead is
+    # compared again rather than paired with it.
+    gone = named - live
+    again = {o for o, r in found if r["lead_id"] in gone or r["other_lead_id"] in gone}
+    claimed = [i for i in claimed if i not in again]
+    kept = [r for owner, r in found if owner not in again]
+    record_pairs_in(connection, _within_bound(connection, kept))
+    delete_by_keys(connection, duplicate_checks, "lead_id", claimed)
+    return claimed
+
+
+def _within_bound(connection: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pairs of ``rows`` that keep each lead (a pair's ``lead_id``, its newer lead)
+    within :data:`~baton.domain.leads.MAX_PAIRS_PER_LEAD` pairs, counting the pairs it
+    has (in any state): its best new ones, as :func:`best_duplicates` ranks them, and
+    past the bound only a pair better than the worst it has (a shared phone or inbox
+    found after five name matches), never the same kind again; a pair already flagged
+    is left as it is. A lead compared again, and the newer leads judged against it,
+    would otherwise add a best five to the pairs they had. On PostgreSQL the leads'
+    pair locks (an advisory lock each, in id order) make two workers adding pairs to
+    one lead count one after the other."""
+    if not rows:
+        return []
+    flagged = sorted({int(r["lead_id"]) for r in rows})
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(_LOCK_PAIRS, {"leads": flagged})
+    held: dict[int, dict[int, tuple[bool, float]]] = {}
+    for lead_id, other_id, reason, similarity in find_by_keys(
+        connection,
+        duplicate_candidates,
+        "lead_id",
+        flagged,
+        "other_lead_id",
+        "reason",
+        "similarity",
+    ):
+        held.setdefault(int(lead_id), {})[int(other_id)] = _rank(reason, similarity)
+    by_lead: dict[int, dict[int, dict[str, Any]]] = {}
+    for row in rows:  # a pair found twice (by each of its leads' comparisons) counts once
+        if int(row["other_lead_id"]) not in held.get(int(row["lead_id"]), {}):
+            by_lead.setdefault(int(row["lead_id"]), {})[int(row["other_lead_id"])] = row
+    kept: list[dict[str, Any]] = []
+    for lead_id, found in by_lead.items():
+        new = list(found.values())
+        has = held.get(lead_id, {})
+        ranked = best_duplicates(
+            [DuplicateMatch(int(r["other_lead_id"]), r["reason"], r["similarity"]) for r in new],
+            limit=len(new),
         )
-        claimed = [int(i) for i, at in rows if at == queued[int(i)]]
-        if not claimed:
-            return []
-        found = [(lead_id, r) for lead_id in claimed for r in pairs.get(lead_id, ())]
-        named = {i for _, r in found for i in (r["lead_id"], r["other_lead_id"])}
-        live = set(_live(connection, sorted(named.union(claimed)), lock=True))
-        found = [(owner, r) for owner, r in found if owner in live]
-        # The other lead of a pair may have been merged away since the comparison (its
-        # open pairs closed by the merge, its record now the survivor's): the lead is
-        # compared again rather than paired with it.
-        gone = named - live
-        again = {o for o, r in found if r["lead_id"] in gone or r["other_lead_id"] in gone}
-        claimed = [i for i in claimed if i not in again]
-        record_pairs_in(connection, [r for owner, r in found if owner not in again])
-        delete_by_keys(connection, duplicate_checks, "lead_id", claimed)
-        return claimed
+        room = MAX_PAIRS_PER_LEAD - len(has)
+        worst = max(has.values(), default=None)
+        best = {
+            m.other_id
+            for place, m in enumerate(ranked)
+            if place < room or (worst is not None and _rank(m.reason, m.similarity) < worst)
+        }
+        kept.extend(r for r in new if int(r["other_lead_id"]) in best)
+    return kept
+
+
+def _rank(reason: str, similarity: float) -> tuple[bool, float]:
+    """A pair's place as :func:`best_duplicates` ranks pairs (lower first), without its
+    tie-break on the other lead's age."""
+    return (reason not in ON_ITS_OWN, -float(similarity))
+
+
+_LOCK_PAIRS = (
+    f"SELECT count(pg_advisory_xact_lock({PAIR_LOCKS}, (lead %% 2147483647)::integer))"
+    " FROM (SELECT unnest(CAST(%(leads)s AS bigint[])) AS lead ORDER BY 1) AS flagged"
+)
 
 
 def _compare(
@@ -355,9 +435,7 @@ def _one_by_one(
     error: Exception | None = None
     for lead_id in lead_ids:
         try:
-            records.extend(
-                possible_duplicates_of(connection, [lead_id], now=now, newer=newer)[1]
-            )
+            records.extend(possible_duplicates_of(connection, [lead_id], now=now, newer=newer)[1])
         except DBAPIError:
             raise
         except Exception as exc:
@@ -407,7 +485,10 @@ def record_pairs_in(connection: Connection, rows: list[dict[str, Any]]) -> None:
     two workers writing some of the same pairs (one comparing a lead again with the
     newer leads, another comparing one of those) wait for each other in one order, never
     in a cycle (a deadlock on PostgreSQL)."""
-    ordered = sorted(rows, key=lambda r: (r["lead_id"], r["other_lead_id"]))
+    ordered = sorted(
+        ({k: v for k, v in r.items() if k != OWNER} for r in rows),
+        key=lambda r: (r["lead_id"], r["other_lead_id"]),
+    )
     insert_rows(connection, duplicate_candidates, ordered, ignore_conflicts=True)
 
 
@@ -485,26 +566,36 @@ def possible_duplicates_of(
     def column_is_phone(key_of: Callable[[dict[str, Any]], Any]) -> bool:
         return key_of is phone_of
 
-    signals: list[tuple[Any, Callable[[dict[str, Any]], Any]]] = [
-        (leads.c.phone, phone_of),
-        (leads.c.mailbox_key, lambda p: p["mailbox_key"]),
-        (leads.c.company_key, lambda p: p["company_key"]),
-        (
-            leads.c.email_domain,
-            lambda p: (
-                p["email_domain"]
-                if p["email_domain"] not in FREE_MAIL_DOMAINS and p["last_name"]
-                else None
-            ),
-        ),
+    def corporate(p: dict[str, Any]) -> Any:
+        return p["email_domain"] if p["email_domain"] not in FREE_MAIL_DOMAINS else None
+
+    # Each signal: the column, the value a lead is compared by (its group), and the value
+    # whose group a lead compared again reads for the newer leads that are compared by
+    # it: a corporate domain is a lead's group only with a last name, but a newer lead
+    # with one compares by it whatever the changed lead has.
+    signals: list[tuple[Any, Callable[[dict[str, Any]], Any], Callable[[dict[str, Any]], Any]]]
+    signals = [
+        (leads.c.phone, phone_of, phone_of),
+        (leads.c.mailbox_key, itemgetter("mailbox_key"), itemgetter("mailbox_key")),
+        (leads.c.company_key, itemgetter("company_key"), itemgetter("company_key")),
+        (leads.c.email_domain, lambda p: corporate(p) if p["last_name"] else None, corporate),
     ]
+
+    def read_of(
+        key_of: Callable[[dict[str, Any]], Any], reach_of: Callable[[dict[str, Any]], Any]
+    ) -> Callable[[dict[str, Any]], Any]:
+        return lambda p: reach_of(p) if p["id"] in newer else key_of(p)
 
     # A phone's group only tells whether more than SHARED_PHONE_LIMIT leads up to a new
     # lead hold it (a shared line, skipped) and, if not, which: its oldest
     # SHARED_PHONE_LIMIT + 1 holders tell both (a switchboard's 200 were read).
     reads = [
-        (column.name, key_of, SHARED_PHONE_LIMIT + 1 if column_is_phone(key_of) else MAX_CANDIDATES)
-        for column, key_of in signals
+        (
+            column.name,
+            read_of(key_of, reach_of),
+            SHARED_PHONE_LIMIT + 1 if column_is_phone(key_of) else MAX_CANDIDATES,
+        )
+        for column, key_of, reach_of in signals
     ]
     matches: list[DuplicateMatch] = []
     records: list[dict[str, Any]] = []
@@ -525,7 +616,7 @@ def possible_duplicates_of(
             # candidates, so a lead is flagged the same whenever its turn comes.
             its_groups = [
                 (group, SHARED_PHONE_LIMIT if column_is_phone(key_of) else None)
-                for (_, key_of), grouped in zip(signals, groups, strict=True)
+                for (_, key_of, _), grouped in zip(signals, groups, strict=True)
                 if (key := key_of(person)) is not None and (group := grouped.get(key)) is not None
             ]
             # At most MAX_PAIRS_PER_LEAD pairs per new lead, the best ones (see there why).
@@ -534,7 +625,13 @@ def possible_duplicates_of(
                 matches.append(match)
                 records.append(_pair(person["id"], match, now))
             if person["id"] in newer:
-                records.extend(_newer_pairs(person, its_groups, now))
+                reached = [
+                    (group, SHARED_PHONE_LIMIT if column_is_phone(key_of) else None, key_of, key)
+                    for (_, key_of, reach_of), grouped in zip(signals, groups, strict=True)
+                    if (key := reach_of(person)) is not None
+                    and (group := grouped.get(key)) is not None
+                ]
+                records.extend(_newer_pairs(person, reached, now))
     return matches, records
 
 
@@ -550,31 +647,39 @@ def _pair(lead_id: int, match: DuplicateMatch, now: datetime) -> dict[str, Any]:
     }
 
 
+OWNER = "_owner"
+"""The key :func:`_newer_pairs` adds to its rows: the lead compared again whose
+comparison found the pair (the pair's ``lead_id`` is the newer lead), which writes it."""
+
+
 def _newer_pairs(
     changed: Mapping[str, Any],
-    groups: Sequence[tuple[CandidateGroup, int | None]],
+    groups: Sequence[tuple[CandidateGroup, int | None, Callable[[dict[str, Any]], Any], Any]],
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """The pairs of the leads newer than ``changed`` among its candidate ``groups`` with
-    it. Those leads were compared when they arrived, before ``changed`` held the values
-    it holds now: each that could match it (:func:`~baton.domain.leads.newer_candidates`:
-    its phone, its inbox, a close name) is judged by the groups it shares with
-    ``changed`` as its own comparison judges it (against the leads older than it, a
-    shared line counted up to it, its best :data:`~baton.domain.leads.MAX_PAIRS_PER_LEAD`
-    kept), and its pair with ``changed`` kept if among them. Newer leads past a group's
-    first :data:`MAX_CANDIDATES` are not read (the groups are read oldest first)."""
+    """The pairs of the leads newer than ``changed`` among the groups of the values it
+    holds (``groups``: each with its shared-line cap, the signal's value of a lead and
+    the group's value) with it. Those leads were compared when they arrived, before
+    ``changed`` held the values it holds now: each that could match it
+    (:func:`~baton.domain.leads.newer_candidates`: its phone, its inbox, a close name) is
+    judged as its own comparison judges it, by those of the groups it is compared by
+    itself (against the leads older than it, a shared line counted up to it, its best
+    :data:`~baton.domain.leads.MAX_PAIRS_PER_LEAD` kept), and its pair with ``changed``
+    kept if among them (the rows carry :data:`OWNER`). Newer leads past a group's first
+    :data:`MAX_CANDIDATES` are not read (the groups are read oldest first)."""
     own_id = int(changed["id"])
-    newer: dict[int, tuple[Mapping[str, Any], list[tuple[CandidateGroup, int | None]]]] = {}
-    for group, most in groups:
+    newer: dict[int, tuple[dict[str, Any], list[tuple[CandidateGroup, int | None]]]] = {}
+    for group, most, key_of, value in groups:
         for position in newer_candidates(changed, group):
-            record = group.records[position]
-            newer.setdefault(int(record["id"]), (record, []))[1].append((group, most))
+            record = dict(group.records[position])
+            if key_of(record) == value:  # a group of its own comparison
+                newer.setdefault(int(record["id"]), (record, []))[1].append((group, most))
     rows: list[dict[str, Any]] = []
     for other_id, (record, shared) in sorted(newer.items()):
         judged = duplicates_in_groups(record, shared, limit=MAX_CANDIDATES)
         for match in best_duplicates(judged):
             if match.other_id == own_id:
-                rows.append(_pair(other_id, match, now))
+                rows.append({**_pair(other_id, match, now), OWNER: own_id})
     return rows
 
 
