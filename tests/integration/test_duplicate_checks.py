@@ -312,6 +312,32 @@ def test_a_newer_lead_is_not_judged_by_a_group_its_own_comparison_skips(ctx: Con
     assert pairs_of(ctx) == [] == sorted(final_pairs(ctx))
 
 
+def test_a_lead_completed_later_meets_a_newer_lead_past_a_companys_first_200(
+    ctx: Context, tmp_path: Any
+) -> None:
+    """First review: the groups are read oldest first, 200 at most; a newer lead past
+    them still compares itself with the first 200, so with the sign-up among them, and
+    a sign-up completed later is judged against it (read past the 200 for it)."""
+    from baton.services.imports import import_leads
+
+    signup = capture(ctx, "jane@bigcorp.com")
+    file = tmp_path / "bigcorp.csv"
+    lines = [f"p{i}@bigcorp.com,Person{i},Zed{i}x,BigCorp" for i in range(250)]
+    lines.append("j.doe@bigcorp.com,Jane,Doe,BigCorp")
+    file.write_text("Email,First Name,Last Name,Company\n" + "\n".join(lines) + "\n")
+    assert import_leads(ctx, file, actor=OPS).created == 251
+    drain(ctx)
+    with ctx.read() as connection:
+        jane = connection.execute(
+            select(leads.c.id).where(leads.c.email == "j.doe@bigcorp.com")
+        ).scalar_one()
+    assert [p for p in pairs_of(ctx) if signup in p] == []
+    capture(ctx, "jane@bigcorp.com", first_name="Jane", last_name="Doe", company="BigCorp")
+    drain(ctx)
+    assert [p for p in pairs_of(ctx) if signup in p] == [(jane, signup)]
+    assert (jane, signup) in final_pairs(ctx)
+
+
 def test_a_dismissed_pair_stays_dismissed_when_a_lead_is_compared_again(ctx: Context) -> None:
     from baton.services.merge import dismiss_duplicate
 

@@ -618,7 +618,16 @@ def possible_duplicates_of(
         try:
             # At most CANDIDATE_ROWS held: past that, the leads are compared in two halves
             # (a lone lead's groups, at most 200 rows a signal, are read whatever the limit).
-            groups = _groups_of(connection, some, reads, CANDIDATE_ROWS if len(some) > 1 else None)
+            room = CANDIDATE_ROWS if len(some) > 1 else None
+            groups = _groups_of(connection, some, reads, room)
+            if changed := [p for p in some if p["id"] in newer]:
+                for (column, _, reach_of), (_, _, most), grouped in zip(
+                    signals, reads, groups, strict=True
+                ):
+                    if column is not leads.c.phone:  # a full phone group is a shared line
+                        _read_newer_past(
+                            connection, column.name, changed, reach_of, grouped, most, room
+                        )
         except _TooMany:
             half = len(some) // 2
             waiting += [some[:half], some[half:]]
@@ -658,6 +667,71 @@ def _pair(lead_id: int, match: DuplicateMatch, now: datetime) -> dict[str, Any]:
         "status": "open",
         "created_at": now,
     }
+
+
+NEWER_HOLDERS = 10_000
+"""Holders of a value read past a group's first :data:`MAX_CANDIDATES` for a lead
+compared again (the newer leads whose own comparison reaches it): a company of more than
+10,200 leads is judged against its first 10,200."""
+
+
+def _read_newer_past(
+    connection: Connection,
+    column: str,
+    changed: Sequence[dict[str, Any]],
+    reach_of: Callable[[dict[str, Any]], Any],
+    grouped: dict[Any, CandidateGroup],
+    most: int,
+    room: int | None,
+) -> None:
+    """Extend the full groups (``most`` holders read) of the values that leads compared
+    again hold among the first ``most`` with the holders past them, up to
+    :data:`NEWER_HOLDERS`: a newer lead there compares itself with the group's first
+    ``most``, so with such a lead, and is judged against it (:func:`_newer_pairs`). The
+    other leads of the batch see the same first ``most`` as before (their comparison
+    stops there). :class:`_TooMany` past ``room`` rows read."""
+    after: dict[Any, int] = {}
+    for person in changed:
+        value = reach_of(person)
+        group = grouped.get(value) if value is not None else None
+        if group is None or len(group.ids) < most or int(person["id"]) > group.ids[most - 1]:
+            continue  # all read already, or past the first: no newer lead's reaches it
+        after[value] = group.ids[-1]
+    if not after:
+        return
+    names = ", ".join(_CANDIDATE_NAMES)
+    wanted = sorted(after.items())
+    rows: list[Any] = []
+    if connection.dialect.name == "postgresql":
+        sql = (
+            "SELECT c.* FROM unnest(CAST(%(values)s AS text[]), CAST(%(after)s AS bigint[]))"
+            f" AS v(value, after) CROSS JOIN LATERAL (SELECT {names} FROM leads"
+            f" WHERE {column} = v.value AND id > v.after AND merged_into_id IS NULL"
+            f" ORDER BY id LIMIT {NEWER_HOLDERS}) AS c"
+        )
+        for part in chunks(wanted, 100):
+            params = {"values": [v for v, _ in part], "after": [a for _, a in part]}
+            rows.extend(connection.exec_driver_sql(sql, params).all())
+            if room is not None and len(rows) > room:
+                raise _TooMany
+    else:
+        one = (
+            f"SELECT * FROM (SELECT {names} FROM leads WHERE {column} = ? AND id > ?"
+            f" AND merged_into_id IS NULL ORDER BY id LIMIT {NEWER_HOLDERS})"
+        )
+        for part in chunks(wanted, _SQLITE_PARTS):
+            sql = " UNION ALL ".join([one] * len(part))
+            flat = tuple(x for pair in part for x in pair)
+            rows.extend(connection.exec_driver_sql(sql, flat).all())
+            if room is not None and len(rows) > room:
+                raise _TooMany
+    past: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        record = dict(zip(_CANDIDATE_NAMES, row, strict=True))
+        past.setdefault(record[column], []).append(record)
+    for value, records in past.items():
+        group = grouped[value]
+        grouped[value] = CandidateGroup([*group.records, *sorted(records, key=_id_of)])
 
 
 OWNER = "_owner"
