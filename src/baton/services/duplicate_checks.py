@@ -169,13 +169,16 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
             live = _live(connection, ids)
             records, failed = _compare(connection, live, now=ctx.clock.now(), newer=newer)
             ids = [lead_id for lead_id in ids if lead_id not in failed]
+            # The leads the pairs would be added to that have pairs already (a newer lead
+            # a lead compared again was judged against): counted when written.
+            holding = _holding_pairs(connection, {int(r["lead_id"]) for r in records})
         # Each pair is written with the queued lead whose comparison found it: a newer
         # lead's pair with a lead compared again (compare_newer) is that lead's.
         pairs: dict[int, list[dict[str, Any]]] = {}
         for record in records:
             pairs.setdefault(record.pop(OWNER, record["lead_id"]), []).append(record)
         for part in chunks(ids, WRITE_BATCH):
-            dequeued += _write_flags(ctx, part, queued, pairs, newer)
+            dequeued += _write_flags(ctx, part, queued, pairs, newer | holding)
     finally:
         if reserved is not None and len(dequeued) < len(queued):
             _release(ctx, sorted(set(queued).difference(dequeued)), reserved)
@@ -261,12 +264,20 @@ def _release(ctx: Context, lead_ids: Sequence[int], reserved: datetime) -> None:
         )
 
 
+def _holding_pairs(connection: Connection, lead_ids: Collection[int]) -> set[int]:
+    """Those of ``lead_ids`` that are the newer lead of a pair already (one read)."""
+    if not lead_ids:
+        return set()
+    found = find_by_keys(connection, duplicate_candidates, "lead_id", sorted(lead_ids), "id")
+    return {int(lead_id) for lead_id, _ in found}
+
+
 def _write_flags(
     ctx: Context,
     ids: Sequence[int],
     queued: Mapping[int, Any],
     pairs: Mapping[int, list[dict[str, Any]]],
-    newer: Collection[int],
+    counted: Collection[int],
 ) -> list[int]:
     """One write transaction of :func:`flag_pending_duplicates`: the leads of ``ids``
     still queued as they were when compared (``queued``: their ``queued_at`` as the
@@ -276,7 +287,7 @@ def _write_flags(
     pair naming a lead merged away since, is left queued for a new comparison. Run
     again when PostgreSQL aborts it as a deadlock victim."""
     return ctx.write_retrying(
-        lambda connection: _write_flags_in(connection, ids, queued, pairs, newer), attempts=3
+        lambda connection: _write_flags_in(connection, ids, queued, pairs, counted), attempts=3
     )
 
 
@@ -285,8 +296,11 @@ def _write_flags_in(
     ids: Sequence[int],
     queued: Mapping[int, Any],
     pairs: Mapping[int, list[dict[str, Any]]],
-    newer: Collection[int],
+    counted: Collection[int],
 ) -> list[int]:
+    """:func:`_write_flags` in ``connection``; ``counted``: the leads compared again and
+    those holding pairs already, whose new pairs are counted with theirs
+    (:func:`_within_bound`)."""
     offered = [(lead_id, r) for lead_id in ids for r in pairs.get(lead_id, ())]
     named = {i for _, r in offered for i in (r["lead_id"], r["other_lead_id"])}
     # The leads first, then their queue rows, in the order a capture takes them (the
@@ -312,9 +326,8 @@ def _write_flags_in(
     kept = [r for owner, r in found if owner not in again]
     # A lead's first comparison gives its best five; the pairs of a lead compared again,
     # and of the newer leads judged against it, are counted with those it has.
-    counted = {r["lead_id"] for owner, r in found if owner != r["lead_id"]}
-    counted.update(owner for owner, _ in found if owner in newer)
-    record_pairs_in(connection, _within_bound(connection, kept, counted))
+    bounded = {r["lead_id"] for owner, r in found if owner != r["lead_id"] or owner in counted}
+    record_pairs_in(connection, _within_bound(connection, kept, bounded))
     delete_by_keys(connection, duplicate_checks, "lead_id", claimed)
     return claimed
 
@@ -325,15 +338,16 @@ def _within_bound(
     """The pairs of ``rows`` that keep each lead of ``counted`` (a pair's ``lead_id``,
     its newer lead) within :data:`~baton.domain.leads.MAX_PAIRS_PER_LEAD` pairs,
     counting the pairs it has (in any state): its best new ones, as
-    :func:`best_duplicates` ranks them, and past the bound only a pair better than the
-    worst it has (a shared phone or inbox found after five name matches), never the
-    same kind again; a pair already flagged is left as it is. A lead compared again,
+    :func:`best_duplicates` ranks them, fill the room left; past five, only its first
+    shared phone or inbox (a pair that needs no similar name) is added, while it has
+    none: six at most. A pair already flagged is left as it is. A lead compared again,
     and the newer leads judged against it, would otherwise add a best five to the pairs
-    they had. The other leads' rows are their first comparison's best five, kept as
-    they are without a read (a bulk import's flagging paid 8 % for it): such a lead
-    judged against a lead compared again before its own first comparison may end with
-    one pair more. On PostgreSQL the leads' pair locks (an advisory lock each, in id
-    order) make two workers adding pairs to one lead count one after the other."""
+    they had. The other leads' rows are a first comparison's best five of a lead that
+    held no pair when the batch was read (:func:`flag_pending_duplicates`), kept as they
+    are without a read (a bulk import's flagging paid 8 % for it); only pairs another
+    worker writes for such a lead meanwhile (PostgreSQL) can take it past the bound.
+    On PostgreSQL the leads' pair locks (an advisory lock each, in id order) make two
+    workers adding pairs to one lead count one after the other."""
     free = [r for r in rows if r["lead_id"] not in counted]
     rows = [r for r in rows if r["lead_id"] in counted]
     if not rows:
@@ -364,13 +378,13 @@ def _within_bound(
             [DuplicateMatch(int(r["other_lead_id"]), r["reason"], r["similarity"]) for r in new],
             limit=len(new),
         )
-        room = MAX_PAIRS_PER_LEAD - len(has)
-        worst = max(has.values(), default=None)
-        best = {
-            m.other_id
-            for place, m in enumerate(ranked)
-            if place < room or (worst is not None and _rank(m.reason, m.similarity) < worst)
-        }
+        room = max(MAX_PAIRS_PER_LEAD - len(has), 0)
+        best = {m.other_id for m in ranked[:room]}
+        own = any(not name_based for name_based, _ in has.values()) or any(
+            m.reason in ON_ITS_OWN for m in ranked[:room]
+        )
+        if not own and (one := next((m for m in ranked if m.reason in ON_ITS_OWN), None)):
+            best.add(one.other_id)  # past five: its first shared phone or inbox
         kept.extend(r for r in new if int(r["other_lead_id"]) in best)
     return free + kept
 
@@ -621,13 +635,16 @@ def possible_duplicates_of(
             room = CANDIDATE_ROWS if len(some) > 1 else None
             groups = _groups_of(connection, some, reads, room)
             if changed := [p for p in some if p["id"] in newer]:
+                if room is not None:  # what the groups read left
+                    room -= sum(len(g.ids) for grouped in groups for g in grouped.values())
                 for (column, _, reach_of), (_, _, most), grouped in zip(
                     signals, reads, groups, strict=True
                 ):
                     if column is not leads.c.phone:  # a full phone group is a shared line
-                        _read_newer_past(
+                        read = _read_newer_past(
                             connection, column.name, changed, reach_of, grouped, most, room
                         )
+                        room = None if room is None else room - read
         except _TooMany:
             half = len(some) // 2
             waiting += [some[:half], some[half:]]
@@ -683,13 +700,14 @@ def _read_newer_past(
     grouped: dict[Any, CandidateGroup],
     most: int,
     room: int | None,
-) -> None:
+) -> int:
     """Extend the full groups (``most`` holders read) of the values that leads compared
     again hold among the first ``most`` with the holders past them, up to
     :data:`NEWER_HOLDERS`: a newer lead there compares itself with the group's first
     ``most``, so with such a lead, and is judged against it (:func:`_newer_pairs`). The
     other leads of the batch see the same first ``most`` as before (their comparison
-    stops there). :class:`_TooMany` past ``room`` rows read."""
+    stops there). The rows read; :class:`_TooMany` past ``room`` rows (read in parts
+    that the room left can hold)."""
     after: dict[Any, int] = {}
     for person in changed:
         value = reach_of(person)
@@ -698,8 +716,9 @@ def _read_newer_past(
             continue  # all read already, or past the first: no newer lead's reaches it
         after[value] = group.ids[-1]
     if not after:
-        return
+        return 0
     names = ", ".join(_CANDIDATE_NAMES)
+    size = 100 if room is None else max(1, min(100, room // NEWER_HOLDERS + 1))
     wanted = sorted(after.items())
     rows: list[Any] = []
     if connection.dialect.name == "postgresql":
@@ -709,7 +728,7 @@ def _read_newer_past(
             f" WHERE {column} = v.value AND id > v.after AND merged_into_id IS NULL"
             f" ORDER BY id LIMIT {NEWER_HOLDERS}) AS c"
         )
-        for part in chunks(wanted, 100):
+        for part in chunks(wanted, size):
             params = {"values": [v for v, _ in part], "after": [a for _, a in part]}
             rows.extend(connection.exec_driver_sql(sql, params).all())
             if room is not None and len(rows) > room:
@@ -719,7 +738,7 @@ def _read_newer_past(
             f"SELECT * FROM (SELECT {names} FROM leads WHERE {column} = ? AND id > ?"
             f" AND merged_into_id IS NULL ORDER BY id LIMIT {NEWER_HOLDERS})"
         )
-        for part in chunks(wanted, _SQLITE_PARTS):
+        for part in chunks(wanted, min(size, _SQLITE_PARTS)):
             sql = " UNION ALL ".join([one] * len(part))
             flat = tuple(x for pair in part for x in pair)
             rows.extend(connection.exec_driver_sql(sql, flat).all())
@@ -732,6 +751,7 @@ def _read_newer_past(
     for value, records in past.items():
         group = grouped[value]
         grouped[value] = CandidateGroup([*group.records, *sorted(records, key=_id_of)])
+    return len(rows)
 
 
 OWNER = "_owner"
