@@ -265,13 +265,14 @@ def test_a_pair_found_by_both_of_its_leads_comparisons_takes_one_place(ctx: Cont
     assert mine == sorted([first, partial, *others])
 
 
+@pytest.mark.parametrize("one_batch", [False, True])
 def test_a_newer_lead_judged_before_its_first_comparison_keeps_to_the_bound(
-    ctx: Context,
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, one_batch: bool
 ) -> None:
     """Third review: five sign-ups completed as Jane Doe at BigCorp are judged against
     by a newer Jane Doe (five name pairs) before her own first comparison, whose best
     five are five spellings of her inbox: she keeps the five and takes one inbox pair,
-    not ten."""
+    not ten. Fourth review: also when one batch writes them in different parts."""
     inbox = ["jsmith", "j.smith", "js.mith", "jsm.ith", "jsmi.th"]
     for i, name in enumerate(inbox):
         capture(ctx, f"{name}@gmail.com", first_name=f"Q{i}", last_name=f"Zork{i}x")
@@ -280,6 +281,9 @@ def test_a_newer_lead_judged_before_its_first_comparison_keeps_to_the_bound(
     for i in range(5):
         capture(ctx, f"c{i}@bigcorp.com", first_name="Jane", last_name="Doe", company="BigCorp")
     jane = capture(ctx, "jsmit.h@gmail.com", first_name="Jane", last_name="Doe", company="BigCorp")
+    if one_batch:  # the sign-ups' part is written before Jane's
+        monkeypatch.setattr(duplicate_checks_service, "WRITE_BATCH", 5)
+        assert flag_pending_duplicates(ctx) == 6
     drain(ctx)
     hers = [other for lead_id, other in pairs_of(ctx) if lead_id == jane]
     assert len(hers) == 6

@@ -175,10 +175,17 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
         # Each pair is written with the queued lead whose comparison found it: a newer
         # lead's pair with a lead compared again (compare_newer) is that lead's.
         pairs: dict[int, list[dict[str, Any]]] = {}
+        judged: set[int] = set()  # newer leads judged against a lead compared again
         for record in records:
-            pairs.setdefault(record.pop(OWNER, record["lead_id"]), []).append(record)
+            owner = record.pop(OWNER, record["lead_id"])
+            pairs.setdefault(owner, []).append(record)
+            if owner != record["lead_id"]:
+                judged.add(int(record["lead_id"]))
+        # Counted at the write, whichever part of the batch writes them: a part may
+        # write a judged lead's pair before the part with its own first comparison.
+        counted = newer | holding | judged
         for part in chunks(ids, WRITE_BATCH):
-            dequeued += _write_flags(ctx, part, queued, pairs, newer | holding)
+            dequeued += _write_flags(ctx, part, queued, pairs, counted)
     finally:
         if reserved is not None and len(dequeued) < len(queued):
             _release(ctx, sorted(set(queued).difference(dequeued)), reserved)
