@@ -724,41 +724,14 @@ def _read_newer_past(
         after[value] = group.ids[-1]
     if not after:
         return 0
-    names = ", ".join(_CANDIDATE_NAMES)
-    size = 100 if room is None else max(1, min(100, room // NEWER_HOLDERS + 1))
-    wanted = sorted(after.items())
-    rows: list[Any] = []
-    if connection.dialect.name == "postgresql":
-        sql = (
-            "SELECT c.* FROM unnest(CAST(%(values)s AS text[]), CAST(%(after)s AS bigint[]))"
-            f" AS v(value, after) CROSS JOIN LATERAL (SELECT {names} FROM leads"
-            f" WHERE {column} = v.value AND id > v.after AND merged_into_id IS NULL"
-            f" ORDER BY id LIMIT {NEWER_HOLDERS}) AS c"
-        )
-        for part in chunks(wanted, size):
-            params = {"values": [v for v, _ in part], "after": [a for _, a in part]}
-            rows.extend(connection.exec_driver_sql(sql, params).all())
-            if room is not None and len(rows) > room:
-                raise _TooMany
-    else:
-        one = (
-            f"SELECT * FROM (SELECT {names} FROM leads WHERE {column} = ? AND id > ?"
-            f" AND merged_into_id IS NULL ORDER BY id LIMIT {NEWER_HOLDERS})"
-        )
-        for part in chunks(wanted, min(size, _SQLITE_PARTS)):
-            sql = " UNION ALL ".join([one] * len(part))
-            flat = tuple(x for pair in part for x in pair)
-            rows.extend(connection.exec_driver_sql(sql, flat).all())
-            if room is not None and len(rows) > room:
-                raise _TooMany
+    records = _oldest_holding(connection, column, sorted(after), NEWER_HOLDERS, room, after)
     past: dict[Any, list[dict[str, Any]]] = {}
-    for row in rows:
-        record = dict(zip(_CANDIDATE_NAMES, row, strict=True))
+    for record in records:
         past.setdefault(record[column], []).append(record)
-    for value, records in past.items():
+    for value, held in past.items():
         group = grouped[value]
-        grouped[value] = CandidateGroup([*group.records, *sorted(records, key=_id_of)])
-    return len(rows)
+        grouped[value] = CandidateGroup([*group.records, *sorted(held, key=_id_of)])
+    return len(records)
 
 
 OWNER = "_owner"
@@ -844,10 +817,13 @@ def _oldest_holding(
     values: Sequence[Any],
     most: int | None = None,
     room: int | None = None,
+    after: Mapping[Any, int] | None = None,
 ) -> list[dict[str, Any]]:
     """For each of ``values``, the ``most`` (default :data:`MAX_CANDIDATES`) oldest
     leads not merged away whose ``column`` holds it (the records a new lead would be
-    merged into); :class:`_TooMany` as soon as more than ``room`` rows are read.
+    merged into), or with ``after``, those with an id past the value's there (the next
+    holders of a group already read); :class:`_TooMany` as soon as more than ``room``
+    rows are read.
 
     One index range per value, read in id order and stopped at the limit, so a value
     that every lead shares (one corporate domain) costs 200 rows, not the table: the
@@ -864,26 +840,35 @@ def _oldest_holding(
     names = ", ".join(_CANDIDATE_NAMES)
     rows: list[Any] = []
     if connection.dialect.name == "postgresql":
+        given, named, past = "CAST(%(values)s AS text[])", "v(value)", ""
+        if after is not None:
+            given += ", CAST(%(after)s AS bigint[])"
+            named, past = "v(value, after)", " AND id > v.after"
         sql = (
-            f"SELECT c.* FROM unnest(CAST(%(values)s AS text[])) AS v(value) CROSS JOIN LATERAL "
-            f"(SELECT {names} FROM leads WHERE {column} = v.value "
-            f"AND merged_into_id IS NULL ORDER BY id LIMIT {int(most)}) AS c"
+            f"SELECT c.* FROM unnest({given}) AS {named} CROSS JOIN LATERAL"
+            f" (SELECT {names} FROM leads WHERE {column} = v.value{past} AND merged_into_id IS NULL"
+            f" ORDER BY id LIMIT {int(most)}) AS c"
         )
         # Parts no larger than the room left can hold (a part of 900 values may read
         # 180,000 rows).
         size = IN_CHUNK if room is None else max(1, min(IN_CHUNK, room // most + 1))
         for part in chunks(values, size):
-            rows.extend(connection.exec_driver_sql(sql, {"values": list(part)}).all())
+            params: dict[str, Any] = {"values": list(part)}
+            if after is not None:
+                params["after"] = [after[v] for v in part]
+            rows.extend(connection.exec_driver_sql(sql, params).all())
             if room is not None and len(rows) > room:
                 raise _TooMany
     else:
         one = (
-            f"SELECT * FROM (SELECT {names} FROM leads WHERE {column} = ? "
-            f"AND merged_into_id IS NULL ORDER BY id LIMIT {int(most)})"
+            f"SELECT * FROM (SELECT {names} FROM leads WHERE {column} = ?"
+            f"{'' if after is None else ' AND id > ?'} AND merged_into_id IS NULL"
+            f" ORDER BY id LIMIT {int(most)})"
         )
         for part in chunks(values, _SQLITE_PARTS):
             sql = " UNION ALL ".join([one] * len(part))
-            rows.extend(connection.exec_driver_sql(sql, tuple(part)).all())
+            flat = part if after is None else [x for v in part for x in (v, after[v])]
+            rows.extend(connection.exec_driver_sql(sql, tuple(flat)).all())
             if room is not None and len(rows) > room:
                 raise _TooMany
     return [dict(zip(_CANDIDATE_NAMES, row, strict=True)) for row in rows]
