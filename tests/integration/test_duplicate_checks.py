@@ -215,21 +215,40 @@ def test_a_lead_completed_later_adds_no_pair_past_a_newer_leads_best_five(ctx: C
     assert max(sum(1 for a, _ in rows if a == ana) for ana in anas) == 5
 
 
-def pairs_of(ctx: Context) -> list[tuple[int, int]]:
+Ranked = dict[tuple[int, int], tuple[bool, float]]
+"""Pairs (lead, other lead) with their place in a lead's best five (:func:`rank`)."""
+
+
+def stored_pairs(ctx: Context) -> Ranked:
     with ctx.read() as connection:
-        found = select(duplicate_candidates.c.lead_id, duplicate_candidates.c.other_lead_id)
-        return [(a, b) for a, b in connection.execute(found).all()]
+        found = connection.execute(
+            select(
+                duplicate_candidates.c.lead_id,
+                duplicate_candidates.c.other_lead_id,
+                duplicate_candidates.c.reason,
+                duplicate_candidates.c.similarity,
+            )
+        ).all()
+    return {(a, b): rank(reason, similarity) for a, b, reason, similarity in found}
 
 
-def final_pairs(ctx: Context) -> set[tuple[int, int]]:
+def final_ranked(ctx: Context) -> Ranked:
     """What comparing every lead's final record with the leads older than it flags."""
     with ctx.read() as connection:
         ids = connection.execute(select(leads.c.id).order_by(leads.c.id)).scalars().all()
         return {
-            (r["lead_id"], r["other_lead_id"])
+            (r["lead_id"], r["other_lead_id"]): rank(r["reason"], r["similarity"])
             for lead_id in ids
             for r in possible_duplicates_of(connection, [lead_id], now=ctx.clock.now())[1]
         }
+
+
+def pairs_of(ctx: Context) -> list[tuple[int, int]]:
+    return list(stored_pairs(ctx))
+
+
+def final_pairs(ctx: Context) -> set[tuple[int, int]]:
+    return set(final_ranked(ctx))
 
 
 def test_a_newer_lead_gets_no_sixth_pair_from_a_lead_completed_later(ctx: Context) -> None:
@@ -461,24 +480,7 @@ def test_leads_completed_later_end_with_every_pair_their_final_records_make(
         if passes[number % len(passes)]:
             flag_pending_duplicates(ctx, limit=3)
     drain(ctx)
-    with ctx.read() as connection:
-        ids = connection.execute(select(leads.c.id).order_by(leads.c.id)).scalars().all()
-        final = {
-            (r["lead_id"], r["other_lead_id"]): rank(r["reason"], r["similarity"])
-            for lead_id in ids
-            for r in possible_duplicates_of(connection, [lead_id], now=ctx.clock.now())[1]
-        }
-        got = {
-            (a, b): rank(reason, similarity)
-            for a, b, reason, similarity in connection.execute(
-                select(
-                    duplicate_candidates.c.lead_id,
-                    duplicate_candidates.c.other_lead_id,
-                    duplicate_candidates.c.reason,
-                    duplicate_candidates.c.similarity,
-                )
-            ).all()
-        }
+    final, got = final_ranked(ctx), stored_pairs(ctx)
     for (lead_id, other), place in final.items():
         if (lead_id, other) in got:
             continue
