@@ -1037,18 +1037,24 @@ def import_leads(
             validators.shutdown(wait=True, cancel_futures=True)
 
 
-POOL_MIN_BYTES = 1_000_000
-"""A lead file this large (20,000 rows of an email, a name and a company are about a
-megabyte) has its validating worker processes started before it is read (when ``jobs``
-asks for them), so that they are ready when its first part is: a worker process takes
-about half a second to start, the reading of 100,000 rows about as long."""
-
-
 def _large(source: Path | IO[str]) -> bool:
+    """Whether ``source`` is a file given by path of at least :data:`POOL_MIN_ROWS`
+    lines (counted from its start, a megabyte at a time, until there are that many):
+    its validating worker processes are then started before it is read (when ``jobs``
+    asks for them), so that they are ready when its first part is; a worker process
+    takes about half a second to start, the reading of 100,000 rows about as long. Not
+    its size: X Education's 2.3 MB of 9,240 wide rows imported in 1.62 s with workers
+    started early against 1.39 s without."""
+    if not isinstance(source, Path):
+        return False
+    lines = 0
     try:
-        return isinstance(source, Path) and source.stat().st_size >= POOL_MIN_BYTES
+        with source.open("rb") as file:
+            while lines < POOL_MIN_ROWS and (block := file.read(1 << 20)):
+                lines += block.count(b"\n")
     except OSError:
         return False  # reading it says what is wrong
+    return lines >= POOL_MIN_ROWS
 
 
 def start_validators(jobs: int) -> ProcessPoolExecutor | None:
