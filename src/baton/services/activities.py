@@ -21,6 +21,7 @@ when they name none.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,7 +51,7 @@ from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in
 from baton.services.duplicate_checks import queue_duplicate_checks_in
 from baton.services.nurture import exit_on_activities_in
-from baton.services.queries import insert_ignoring_conflicts, lock_survivors
+from baton.services.queries import insert_ignoring_conflicts_of, lock_survivors
 from baton.services.scoring import score_leads_in
 from baton.services.unsubscribes import unsubscribe_leads_in
 from baton.store.bulk import (
@@ -297,6 +298,14 @@ def ingest_validated_in(
     return report
 
 
+@functools.cache
+def _new_activity(dialect: str) -> Any:
+    """One activity's row, its key's conflict skipped, its id answered: built once and
+    given the row as parameters (built from its values, the statement cost a hook's
+    submission more than its insert)."""
+    return insert_ignoring_conflicts_of(activities, dialect).returning(activities.c.id)
+
+
 def _store_in(
     connection: Connection,
     events: Sequence[tuple[int, EventRow]],
@@ -389,9 +398,7 @@ def _store_in(
         positions: list[int] = []
         for position, (number, row) in enumerate(zip(numbers, to_store, strict=True)):
             activity_id = connection.execute(
-                insert_ignoring_conflicts(connection, activities)
-                .values(row.columns())
-                .returning(activities.c.id)
+                _new_activity(connection.dialect.name), row.columns()
             ).scalar()
             if activity_id is None:
                 report.duplicates += 1

@@ -111,13 +111,16 @@ def active_contract_in(
     With ``share_lock`` (the default, for writers) the version row is locked in share
     mode on PostgreSQL, so an activation waits for writers already scoring with the old
     version, and writers starting during an activation wait for it to finish. The
-    writes of one group commit read it once (:func:`~baton.store.group_commit.group_memo`)."""
-    memo = group_memo(connection) if share_lock else None
+    writes of one group commit read it once (:func:`~baton.store.group_commit.group_memo`);
+    a read without the lock takes the version the group read with it (no activation
+    can come between them: it waits for that lock, or on SQLite for the group's write),
+    but never stands in for a locked read (a hook's submission asked three times)."""
+    memo = group_memo(connection)
     if memo is not None and _ACTIVE_KEY in memo:
         known: tuple[int, HandoffContract] | None = memo[_ACTIVE_KEY]
         return known
     active = _active_in(connection, share_lock=share_lock)
-    if memo is not None:
+    if memo is not None and share_lock:
         memo[_ACTIVE_KEY] = active
     return active
 

@@ -22,6 +22,8 @@ endpoint (``hook:NAME``), which may only capture leads and record activities.
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -29,7 +31,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
@@ -37,7 +39,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import ValidationError
-from sqlalchemy import and_, case, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from baton.domain.access import Action, Principal
@@ -77,7 +79,12 @@ from baton.services.activities import ingest_validated_in
 from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in
 from baton.services.leads import capture_lead_in
-from baton.services.queries import insert_ignoring_conflicts, lock_lead
+from baton.services.queries import (
+    insert_ignoring_conflicts,
+    insert_ignoring_conflicts_of,
+    lock_lead,
+)
+from baton.store.group_commit import forget_memo, transaction_memo
 from baton.store.tables import (
     intake_endpoints,
     intake_items,
@@ -629,38 +636,38 @@ def receive(
             retry_after=retry_after,
             redirect=redirect,
         )
-    with ctx.write() as connection:
-        request_id = int(
-            connection.execute(
-                insert(intake_requests)
-                .values(
-                    endpoint_id=endpoint.id,
-                    received_at=delivery.received_at,
-                    content_type=delivery.content_type[:200],
-                    headers=_kept_headers(delivery.headers),
-                    body=delivery.body,
-                    remote_address=(remote_address or "")[:64] or None,
-                    method=delivery.method[:10],
-                    url=delivery.url[:2000] or None,
-                    query=_storable(dict(list(delivery.query.items())[:HEADERS_KEPT])),
-                    status="received",
-                )
-                .returning(intake_requests.c.id)
-            ).scalar_one()
+    raw = {
+        "endpoint_id": endpoint.id,
+        "received_at": delivery.received_at,
+        "content_type": delivery.content_type[:200],
+        "headers": _kept_headers(delivery.headers),
+        "body": delivery.body,
+        "remote_address": (remote_address or "")[:64] or None,
+        "method": delivery.method[:10],
+        "url": delivery.url[:2000] or None,
+        "query": _storable(dict(list(delivery.query.items())[:HEADERS_KEPT])),
+        "status": "received",
+    }
+    # The raw request is committed before it is read (a server stopped meanwhile leaves
+    # it for `baton intake retry`), together with the raw requests other senders sent at
+    # the same moment: one commit for many (group commit).
+    request_id = ctx.write_grouped(
+        lambda connection: int(connection.execute(_STORE_REQUEST, raw).scalar_one())
+    )
+
+    def process(connection: Connection) -> HookOutcome:
+        return _process_request_in(
+            connection,
+            request_id,
+            endpoint,
+            delivery,
+            now=ctx.clock.now(),
+            verify=True,
+            region=ctx.settings.default_phone_region,
         )
+
     try:
-        outcome = _write_retrying(
-            ctx,
-            lambda connection: _process_request_in(
-                connection,
-                request_id,
-                endpoint,
-                delivery,
-                now=ctx.clock.now(),
-                verify=True,
-                region=ctx.settings.default_phone_region,
-            ),
-        )
+        outcome = _process_grouped(ctx, process)
     except Exception as exc:  # the raw request is kept: report it, never a 5xx
         log.exception("intake request %s (%s) could not be processed", request_id, endpoint.name)
         with ctx.write() as connection:
@@ -718,6 +725,27 @@ ATTEMPTS = 4
 _RETRY_LOCK = 0x62746E696E74616B  # "btnintak": the advisory lock of retried requests
 
 
+_STORE_REQUEST = insert(intake_requests).returning(intake_requests.c.id)
+"""A raw request's row, built once and given its values as parameters: a statement
+built from its values (``.values(...)``) coerces each value and makes a cache key of
+them on every call, which cost a hook request more than SQLite's work for its row."""
+
+_SET_REQUEST = update(intake_requests).where(intake_requests.c.id == bindparam("row_id"))
+"""A request's ``status``, ``error`` and ``processed_at`` (the parameters given) set."""
+
+
+def _process_grouped(ctx: Context, work: Callable[[Connection], T]) -> T:
+    """Run a request's processing as one write. On SQLite it is committed together
+    with the other writes of the moment (group commit: one writer holds the database,
+    so a commit each made the requests wait in line for their turns); the work acts on
+    the database only, so a run again in its group (when another write of the group
+    fails) changes nothing. On PostgreSQL it is :func:`_write_retrying`, whose retried
+    runs take an advisory lock that a group could not take for one write alone."""
+    if ctx.dialect == "sqlite":
+        return ctx.write_grouped(work)
+    return _write_retrying(ctx, work)
+
+
 def _write_retrying(ctx: Context, work: Callable[[Connection], T]) -> T:
     """Run ``work`` (a request's processing: database work only) in one write
     transaction, again up to :data:`ATTEMPTS` runs in all when PostgreSQL aborted it,
@@ -734,8 +762,17 @@ def _write_retrying(ctx: Context, work: Callable[[Connection], T]) -> T:
     holding an advisory lock that the other retried requests take too: retried requests
     never deadlock with each other (a trial of 12 concurrent requests of 60 submissions
     over 200 shared people left 6 of them failed with a single retry). A request still
-    aborted at the last attempt is stored ``failed`` for ``baton intake retry``."""
-    return ctx.write_retrying(work, attempts=ATTEMPTS, retry_lock=_RETRY_LOCK)
+    aborted at the last attempt is stored ``failed`` for ``baton intake retry``.
+
+    Each run reads the active contract once however many steps ask for it (a
+    submission's capture, its activity, the throw-away address check):
+    :func:`~baton.store.group_commit.transaction_memo`."""
+
+    def remembering(connection: Connection) -> T:
+        with transaction_memo(connection):
+            return work(connection)
+
+    return ctx.write_retrying(remembering, attempts=ATTEMPTS, retry_lock=_RETRY_LOCK)
 
 
 def _adapter(kind: str) -> ModuleType:
@@ -760,9 +797,8 @@ def _process_request_in(
 
     def finish(status: str, error: str | None, outcome: HookOutcome) -> HookOutcome:
         connection.execute(
-            update(intake_requests)
-            .where(intake_requests.c.id == request_id)
-            .values(status=status, error=error, processed_at=now)
+            _SET_REQUEST,
+            {"row_id": request_id, "status": status, "error": error, "processed_at": now},
         )
         outcome.request_id, outcome.request_status = request_id, status
         return outcome
@@ -855,9 +891,8 @@ def _process_request_in(
         # Nothing failed: the status follows from the outcomes (no read back).
         status = _request_status(statuses)
         connection.execute(
-            update(intake_requests)
-            .where(intake_requests.c.id == request_id)
-            .values(status=status, error=None, processed_at=now)
+            _SET_REQUEST,
+            {"row_id": request_id, "status": status, "error": None, "processed_at": now},
         )
     else:
         status = settle_request_in(connection, request_id, now=now)
@@ -881,6 +916,24 @@ def _process_request_in(
         if all(e["message"] == NOT_PROCESSED_MESSAGE for e in outcome.errors):
             outcome.detail = "the submission was stored but could not be processed"
     return outcome
+
+
+_NEW_ITEM = insert(intake_items).returning(intake_items.c.id)
+"""A submission's row (its values as the parameters; see :data:`_STORE_REQUEST`)."""
+
+
+@functools.cache
+def _new_item(dialect: str) -> Any:
+    """:data:`_NEW_ITEM` skipping a row whose upstream id the endpoint has already."""
+    return insert_ignoring_conflicts_of(intake_items, dialect).returning(intake_items.c.id)
+
+
+_ITEM_TRIED = (
+    update(intake_items)
+    .where(intake_items.c.id == bindparam("row_id"))
+    .values(attempts=intake_items.c.attempts + 1)
+)
+"""A processed submission's row: one attempt more, and the columns given."""
 
 
 MAX_ITEMS_PER_REQUEST = 1000
@@ -973,9 +1026,8 @@ def _place_and_process_in(
         # The common case first: a new upstream id (one statement); a taken one is a
         # replay (or another request took it just now).
         row_id = connection.execute(
-            insert_ignoring_conflicts(connection, intake_items)
-            .values(**base, upstream_id=item.upstream_id, status="pending", attempts=0)
-            .returning(intake_items.c.id)
+            _new_item(connection.dialect.name),
+            {**base, "upstream_id": item.upstream_id, "status": "pending", "attempts": 0},
         ).scalar()
         if row_id is None:
             first = _by_upstream(connection, endpoint.id, item.upstream_id)
@@ -989,9 +1041,7 @@ def _place_and_process_in(
             )
     elif row_id is None:
         row_id = connection.execute(
-            insert(intake_items)
-            .values(**base, upstream_id=None, status="pending", attempts=0)
-            .returning(intake_items.c.id)
+            _NEW_ITEM, {**base, "upstream_id": None, "status": "pending", "attempts": 0}
         ).scalar_one()
     if first is None:
         assert row_id is not None
@@ -1145,13 +1195,13 @@ def process_item_in(
                 duplicate_of=row["duplicate_of"],
             )
     received = received_at or row["request_received_at"] or now
-    values: dict[str, Any] = {"item": item_json(item), "attempts": intake_items.c.attempts + 1}
+    values: dict[str, Any] = {"item": item_json(item)}  # and one attempt more
     if item.fetch is not None:
         values.update(status="awaiting_fetch", next_attempt_at=now, error=None)
         outcome = ItemOutcome(item_id=item_id, status="awaiting_fetch")
     else:
         try:
-            with connection.begin_nested():
+            with _savepoint(connection):
                 lead_id, activity_id = _apply_in(
                     connection,
                     item,
@@ -1198,10 +1248,24 @@ def process_item_in(
             outcome = ItemOutcome(
                 item_id=item_id, status="processed", lead_id=lead_id, activity_id=activity_id
             )
-    connection.execute(update(intake_items).where(intake_items.c.id == item_id).values(**values))
+    connection.execute(_ITEM_TRIED, {"row_id": item_id, **values})
     if settle:
         settle_request_in(connection, int(row["request_id"]), now=now)
     return outcome
+
+
+@contextlib.contextmanager
+def _savepoint(connection: Connection) -> Iterator[None]:
+    """A submission's savepoint: rolled back when it raises, and then the memo of the
+    transaction (the active contract read once) emptied, since on PostgreSQL the
+    rollback releases the share lock a read inside it took
+    (:func:`~baton.store.group_commit.forget_memo`)."""
+    try:
+        with connection.begin_nested():
+            yield
+    except BaseException:
+        forget_memo(connection)
+        raise
 
 
 def _apply_in(

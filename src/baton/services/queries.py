@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -96,7 +97,15 @@ def dialect_insert(connection: Connection, table: Table) -> Any:
 
 def insert_ignoring_conflicts(connection: Connection, table: Table) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect."""
-    return dialect_insert(connection, table).on_conflict_do_nothing()
+    return insert_ignoring_conflicts_of(table, connection.dialect.name)
+
+
+@functools.cache
+def insert_ignoring_conflicts_of(table: Table, dialect: str) -> Any:
+    """:func:`insert_ignoring_conflicts` for the dialect named ``dialect``, built once
+    (a statement is immutable: ``.values()`` and ``.returning()`` answer a copy)."""
+    insert_of = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert_of(table).on_conflict_do_nothing()
 
 
 def lock_lead(connection: Connection, lead_id: int) -> RowMapping:

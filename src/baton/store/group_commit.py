@@ -84,6 +84,32 @@ def group_memo(connection: Connection) -> dict[str, Any] | None:
     return memo
 
 
+@contextmanager
+def transaction_memo(connection: Connection) -> Iterator[None]:
+    """A :func:`group_memo` for the rest of the transaction of ``connection``, a write
+    outside any group (a hook request's processing on PostgreSQL, where its retried
+    runs take an advisory lock no group takes): its steps read the active contract
+    once, as a group's do. Nothing when a memo is there already (a group's). The
+    caller empties it with :func:`forget_memo` when it rolls a savepoint back."""
+    if _MEMO in connection.info:
+        yield
+        return
+    connection.info[_MEMO] = {}
+    try:
+        yield
+    finally:
+        connection.info.pop(_MEMO, None)
+
+
+def forget_memo(connection: Connection) -> None:
+    """Empty the memo of the transaction of ``connection`` (if any) after a savepoint's
+    rollback: on PostgreSQL that releases the share lock a read inside it took, so what
+    the memo says may change from now on."""
+    memo = group_memo(connection)
+    if memo is not None:
+        memo.clear()
+
+
 WRITER_IDLE_SECONDS = 5.0
 """How long a writer thread waits for another group before it ends."""
 
@@ -384,7 +410,7 @@ class GroupCommit:
                     savepoint.rollback()
                     # What the failed write read and cached may be gone with it (on
                     # PostgreSQL, the share lock that kept the active contract).
-                    connection.info[_MEMO].clear()
+                    forget_memo(connection)
                     write.error = error
                 else:
                     savepoint.commit()

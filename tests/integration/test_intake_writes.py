@@ -1,0 +1,147 @@
+"""How a hook request is written (issue 17, the inbound hooks' throughput), on SQLite and
+PostgreSQL, through the use case (the HTTP shell is tests/e2e/test_hooks.py):
+
+- the raw request is committed before it is read, so a reading that breaks leaves it
+  stored ``failed`` (answered 202) for ``baton intake retry``, with nothing of the
+  reading saved;
+- on SQLite concurrent requests are committed together (group commit), and one whose
+  reading breaks fails alone: the others' leads are all saved;
+- a request reads the active contract once, however many of its steps ask (the capture,
+  its activity, the throw-away address check), and again after a submission's savepoint
+  was rolled back (on PostgreSQL that releases the share lock of the first read).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+from tests.integration.test_intake import OP, count, endpoint, post, submission
+
+from baton.domain.access import operator
+from baton.services import contracts as contract_service
+from baton.services import intake as intake_service
+from baton.services.context import Context
+from baton.store.tables import intake_items, intake_requests, leads
+
+EXAMPLE = (Path(__file__).parents[2] / "contracts" / "example.yaml").read_text()
+
+
+def activate_example(ctx: Context) -> None:
+    version = contract_service.create_contract(ctx, EXAMPLE, actor=OP).version
+    contract_service.approve_contract(ctx, version, role="marketing", actor=operator("maria"))
+    contract_service.approve_contract(ctx, version, role="sales", actor=operator("sam"))
+    contract_service.activate_contract(ctx, version, actor=OP)
+
+
+@contextmanager
+def contract_reads(ctx: Context) -> Iterator[list[str]]:
+    """The statements that read the ``contracts`` table while the block runs."""
+    said: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM contracts" in statement or "JOIN contracts" in statement:
+            said.append(statement)
+
+    event.listen(ctx.engine, "before_cursor_execute", seen)
+    try:
+        yield said
+    finally:
+        event.remove(ctx.engine, "before_cursor_execute", seen)
+
+
+def test_a_reading_that_breaks_leaves_the_raw_request_stored_failed(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint(ctx)
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug in a reader")
+
+    monkeypatch.setattr(intake_service, "_apply_in", broken)
+    outcome = post(ctx, submission(1))
+    assert (outcome.status, outcome.request_status) == (202, "failed")
+    with ctx.read() as connection:
+        stored = connection.execute(select(intake_requests)).mappings().one()
+        items = connection.execute(select(intake_items)).all()
+    assert stored["id"] == outcome.request_id
+    assert stored["status"] == "failed" and stored["error"] == "internal error: RuntimeError"
+    assert b"dana1@northwind1.example.com" in stored["body"]
+    assert items == [] and count(ctx, leads) == 0  # nothing of the reading saved
+    monkeypatch.undo()
+    report = intake_service.retry(ctx, actor=OP, all_failed=True)
+    assert (report.requests, report.processed) == (1, 1)
+    assert count(ctx, leads) == 1
+
+
+def test_concurrent_requests_commit_together_and_a_broken_one_fails_alone(
+    sqlite_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = sqlite_ctx
+    endpoint(ctx)
+    real = intake_service._apply_in
+
+    def sometimes_broken(connection: Any, item: Any, *args: Any, **kwargs: Any) -> Any:
+        if item.lead.get("email", "").startswith("broken"):
+            raise RuntimeError("a bug in a reader")
+        return real(connection, item, *args, **kwargs)
+
+    monkeypatch.setattr(intake_service, "_apply_in", sometimes_broken)
+    commits: list[int] = []
+    event.listen(ctx.engine, "commit", lambda _conn: commits.append(1))
+    senders = 12
+    start = threading.Barrier(senders)
+    outcomes: dict[int, intake_service.HookOutcome] = {}
+
+    def send(n: int) -> None:
+        email = "broken@northwind.example.com" if n == 5 else None
+        start.wait()
+        outcomes[n] = post(ctx, submission(n, email=email))
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes[5].status == 202 and outcomes[5].request_status == "failed"
+    others = [outcomes[n] for n in range(senders) if n != 5]
+    assert all(o.status == 200 and o.request_status == "processed" for o in others)
+    assert count(ctx, leads) == senders - 1
+    assert count(ctx, intake_requests) == senders
+    with ctx.read() as connection:
+        statuses = sorted(connection.execute(select(intake_requests.c.status)).scalars())
+    assert statuses == ["failed"] + ["processed"] * (senders - 1)
+    # Two writes a request (the raw row, then its reading), and the failed one's
+    # status a third: fewer commits than that whenever requests met in a group.
+    assert len(commits) <= 2 * senders + 1
+
+
+def test_a_request_reads_the_active_contract_once(ctx: Context) -> None:
+    endpoint(ctx)
+    activate_example(ctx)
+    post(ctx, submission(1))  # the first of a process reads more (caches fill)
+    with contract_reads(ctx) as reads:
+        outcome = post(ctx, submission(2, email="someone@mailinator.com"))
+    assert outcome.items[0].status == "processed"
+    assert len(reads) == 1, reads
+
+
+def test_a_submission_rolled_back_makes_the_next_one_read_the_contract_again(
+    ctx: Context,
+) -> None:
+    endpoint(ctx)
+    activate_example(ctx)
+    post(ctx, submission(1))
+    late = submission(2)
+    late["submitted_at"] = "2099-01-01T00:00:00Z"  # refused after its capture ran
+    with contract_reads(ctx) as reads:
+        outcome = post(ctx, [late, submission(3)])
+    assert [i.status for i in outcome.items] == ["failed", "processed"]
+    assert outcome.items[0].errors[0]["loc"] == "submitted_at"  # the sender's own field
+    assert count(ctx, leads) == 2  # the late one's capture rolled back with its savepoint
+    assert len(reads) == 2, reads
