@@ -610,3 +610,21 @@ def test_an_ingest_that_creates_many_leads_refreshes_the_planners_count_of_them(
             "SELECT reltuples FROM pg_class WHERE relname = 'leads'"
         ).scalar()
     assert counted == 1_200
+
+
+def test_one_event_sent_again_answers_its_first_id_and_counts_once(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """One event alone (a hook's, an API call's) is not looked up before its insert:
+    the insert itself finds its key taken, and the answer is the same as a batch's."""
+    row = [page_view(clock, "solo@northwind.com", "solo-1")]
+    first = ingest_activities(ctx, row, actor=operator("web"), return_ids=True)
+    again = ingest_activities(ctx, row, actor=operator("web"), return_ids=True)
+    assert (first.stored, first.duplicates) == (1, 0)
+    assert (again.stored, again.duplicates) == (0, 1)
+    assert again.activity_ids == first.activity_ids and again.lead_ids == first.lead_ids
+    assert [a["id"] for a in activities_of(ctx, first.lead_ids[0])].count(
+        first.activity_ids[0]
+    ) == 1
+    lead = get_lead(ctx, first.lead_ids[0], actor=CLI)
+    assert lead.activity_count == 1

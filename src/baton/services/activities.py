@@ -372,12 +372,18 @@ def _store_in(
             if lead_id
         ]
     else:
-        # Ids per row need the known keys first.
+        # Ids per row need the known keys first; one event's insert answers alike (a key
+        # already stored inserts nothing and returns no id), a look-up less for each
+        # event a hook or the API records alone.
         keys = {e.idempotency_key for _, e in events if e.idempotency_key is not None}
-        seen = {
-            found[0]
-            for found in find_by_keys(connection, activities, "idempotency_key", sorted(keys))
-        }
+        seen = (
+            {
+                found[0]
+                for found in find_by_keys(connection, activities, "idempotency_key", sorted(keys))
+            }
+            if len(events) > 1
+            else set()
+        )
         to_store = []
         for (number, event), lead_id in zip(events, lead_of, strict=True):
             if lead_id is None:
