@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from baton.domain.contract import HandoffContract
 from baton.domain.errors import NotFound
 from baton.services.context import Context
-from baton.store.group_commit import group_memo
+from baton.store.group_commit import LOCKED_READS_ONLY, group_memo
 from baton.store.tables import contracts
 
 _PARSED: dict[str, HandoffContract] = {}
@@ -119,13 +119,31 @@ def active_contract_in(
     if memo is not None and _ACTIVE_KEY in memo:
         known: tuple[int, HandoffContract] | None = memo[_ACTIVE_KEY]
         return known
-    active = _active_in(connection, share_lock=share_lock)
-    if memo is not None and share_lock:
-        memo[_ACTIVE_KEY] = active
+    active, locked = _active_in(connection, share_lock=share_lock)
+    if share_lock:
+        _remember(connection, active, locked=locked)
     return active
 
 
 _ACTIVE_KEY = "active_contract"
+
+
+def _remember(
+    connection: Connection, active: tuple[int, HandoffContract] | None, *, locked: bool
+) -> None:
+    """Keep ``active`` in the transaction's memo, if it has one. A read that took no
+    lock on PostgreSQL ("none active", or the version read again after the one waited
+    for was superseded) is kept by a group commit's memo, one read per group (its
+    captures then score as a capture that read just before an activation would), but
+    not by a :func:`~baton.store.group_commit.transaction_memo`, whose transaction (a
+    hook request, up to 1,000 submissions) would otherwise score every submission after
+    an activation as if none were active (a review's test)."""
+    memo = group_memo(connection)
+    if memo is None:
+        return
+    if not locked and memo.get(LOCKED_READS_ONLY) and connection.dialect.name == "postgresql":
+        return
+    memo[_ACTIVE_KEY] = active
 
 
 def active_contract_known(connection: Connection) -> bool:
@@ -152,9 +170,7 @@ def active_contract_from(
         active = None
     else:
         active = _rules_by_digest(connection, version, digest)
-    memo = group_memo(connection)
-    if memo is not None:
-        memo[_ACTIVE_KEY] = active
+    _remember(connection, active, locked=version is not None and digest is not None)
     return active
 
 
@@ -172,19 +188,23 @@ def _rules_by_digest(
     return int(version), rules
 
 
-def _active_in(connection: Connection, *, share_lock: bool) -> tuple[int, HandoffContract] | None:
+def _active_in(
+    connection: Connection, *, share_lock: bool
+) -> tuple[tuple[int, HandoffContract] | None, bool]:
+    """The active version and whether the read holds it until the transaction ends
+    (PostgreSQL: a version row share-locked; SQLite: always, one writer)."""
     postgres = connection.dialect.name == "postgresql"
     if share_lock and postgres:
         version, digest, any_active = connection.execute(_ACTIVE_OR_NONE).one()
         if version is None and not any_active:
-            return None
-        return _rules_by_digest(connection, version, digest)
+            return None, False
+        return _rules_by_digest(connection, version, digest), version is not None
     # (SQLite: no row lock to wait for, and no other writer inside our write.)
     row = connection.execute(_ACTIVE_SHARED if share_lock else _ACTIVE).first()
     if row is None:
-        return None
+        return None, not postgres
     version, spec = row
-    return version, rules_of(spec)
+    return (version, rules_of(spec)), not postgres
 
 
 def active_rules_in(connection: Connection) -> tuple[int | None, HandoffContract | None]:

@@ -531,19 +531,32 @@ process applies at once; one made elsewhere, such as by the CLI, within this tim
 def door(ctx: Context, name: str) -> EndpointRow | None:
     """The active endpoint a hook request addresses (``None``: answer 404), read
     before the body so its size limit applies while reading."""
-    if not name or len(name) > 100:
-        return None
+    known, endpoint = known_door(ctx, name)
+    if known:
+        return endpoint
     cache: dict[str, tuple[float, EndpointRow | None]] = ctx.caches.setdefault(DOOR_CACHE, {})
     key = name.strip().lower()
-    found = cache.get(key)
-    if found is None or time.monotonic() - found[0] > DOOR_SECONDS:
-        with ctx.read() as connection:
-            endpoint = endpoint_in(connection, name=key)
-        if len(cache) > 10_000:  # names probed at random are not kept forever
-            cache.clear()
-        found = cache[key] = (time.monotonic(), endpoint)
-    endpoint = found[1]
+    with ctx.read() as connection:
+        endpoint = endpoint_in(connection, name=key)
+    if len(cache) > 10_000:  # names probed at random are not kept forever
+        cache.clear()
+    cache[key] = (time.monotonic(), endpoint)
     return endpoint if endpoint is not None and endpoint.active else None
+
+
+def known_door(ctx: Context, name: str) -> tuple[bool, EndpointRow | None]:
+    """:func:`door`'s answer when it needs no read (``(True, answer)``): a name no
+    endpoint can have, or one read less than :data:`DOOR_SECONDS` ago; ``(False,
+    None)`` when it would read. The API's event loop asks this first and hands only a
+    read to a thread."""
+    if not name or len(name) > 100:
+        return True, None
+    cache: dict[str, tuple[float, EndpointRow | None]] = ctx.caches.get(DOOR_CACHE, {})
+    found = cache.get(name.strip().lower())
+    if found is None or time.monotonic() - found[0] > DOOR_SECONDS:
+        return False, None
+    endpoint = found[1]
+    return True, endpoint if endpoint is not None and endpoint.active else None
 
 
 def _forget_doors(ctx: Context) -> None:
@@ -739,7 +752,8 @@ def _process_grouped(ctx: Context, work: Callable[[Connection], T]) -> T:
     with the other writes of the moment (group commit: one writer holds the database,
     so a commit each made the requests wait in line for their turns); the work acts on
     the database only, so a run again in its group (when another write of the group
-    fails) changes nothing. On PostgreSQL it is :func:`_write_retrying`, whose retried
+    fails) changes nothing there (its log lines, a honeypot's or a reader's crash, are
+    then written twice). On PostgreSQL it is :func:`_write_retrying`, whose retried
     runs take an advisory lock that a group could not take for one write alone."""
     if ctx.dialect == "sqlite":
         return ctx.write_grouped(work)

@@ -84,6 +84,13 @@ def group_memo(connection: Connection) -> dict[str, Any] | None:
     return memo
 
 
+LOCKED_READS_ONLY = "baton.locked_reads_only"
+"""Set in a :func:`transaction_memo`: only a read that holds what it read until the
+transaction ends may be remembered there (a group's memo also keeps a read of "none"
+that no lock holds, one read per group; see
+:func:`baton.services.contract_rules.active_contract_in`)."""
+
+
 @contextmanager
 def transaction_memo(connection: Connection) -> Iterator[None]:
     """A :func:`group_memo` for the rest of the transaction of ``connection``, a write
@@ -91,14 +98,15 @@ def transaction_memo(connection: Connection) -> Iterator[None]:
     runs take an advisory lock no group takes): its steps read the active contract
     once, as a group's do. Nothing when a memo is there already (a group's). The
     caller empties it with :func:`forget_memo` when it rolls a savepoint back."""
-    if _MEMO in connection.info:
+    info = connection.info  # (read once: a connection invalidated meanwhile refuses it)
+    if _MEMO in info:
         yield
         return
-    connection.info[_MEMO] = {}
+    info[_MEMO] = {LOCKED_READS_ONLY: True}
     try:
         yield
     finally:
-        connection.info.pop(_MEMO, None)
+        info.pop(_MEMO, None)
 
 
 def forget_memo(connection: Connection) -> None:
@@ -107,7 +115,10 @@ def forget_memo(connection: Connection) -> None:
     the memo says may change from now on."""
     memo = group_memo(connection)
     if memo is not None:
+        kind = memo.get(LOCKED_READS_ONLY)
         memo.clear()
+        if kind is not None:
+            memo[LOCKED_READS_ONLY] = kind
 
 
 WRITER_IDLE_SECONDS = 5.0
@@ -364,13 +375,14 @@ class GroupCommit:
         deadline, so no write waits past its own timeout there either (the busy timeout
         of the connection is put back after)."""
         with self._begin(batch) as connection:
-            connection.info[_MEMO] = {}
+            info = connection.info  # (read once: a connection invalidated meanwhile refuses it)
+            info[_MEMO] = {}
             try:
                 if len(batch) > 1:
                     _lock_together(connection, batch)
                 yield connection
             finally:
-                connection.info.pop(_MEMO, None)
+                info.pop(_MEMO, None)
 
     @contextmanager
     def _begin(self, batch: list[_Write[Any]]) -> Iterator[Connection]:
