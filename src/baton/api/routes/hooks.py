@@ -210,7 +210,9 @@ def _render(outcome: intake_service.HookOutcome, request: Request) -> Response:
 async def receive_hook(name: str, request: Request) -> Response:
     """Store the request raw, then read it into leads and activities."""
     ctx: Context = request.app.state.context
-    endpoint = await run_in_threadpool(intake_service.door, ctx, name)
+    known, endpoint = intake_service.known_door(ctx, name)
+    if not known:
+        endpoint = await run_in_threadpool(intake_service.door, ctx, name)
     if endpoint is None:
         return _render(
             intake_service.HookOutcome(
