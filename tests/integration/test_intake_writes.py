@@ -13,6 +13,8 @@ PostgreSQL, through the use case (the HTTP shell is tests/e2e/test_hooks.py):
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ from sqlalchemy import event, select
 from tests.integration.test_intake import OP, count, endpoint, post, submission
 
 from baton.domain.access import operator
+from baton.domain.intake import Delivery
 from baton.services import contracts as contract_service
 from baton.services import intake as intake_service
 from baton.services.context import Context
@@ -55,8 +58,26 @@ def contract_reads(ctx: Context) -> Iterator[list[str]]:
         event.remove(ctx.engine, "before_cursor_execute", seen)
 
 
+def post_async(ctx: Context, body: Any, name: str = "contact") -> intake_service.HookOutcome:
+    """:func:`post` through the API's shell (:func:`intake_service.receive_async`)."""
+    delivery = Delivery(
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers={},
+        query={},
+        received_at=ctx.clock.now(),
+    )
+    return asyncio.run(
+        intake_service.receive_async(ctx, name, delivery, remote_address="203.0.113.9")
+    )
+
+
+SHELLS = {"receive": post, "receive_async": post_async}
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
 def test_a_reading_that_breaks_leaves_the_raw_request_stored_failed(
-    ctx: Context, monkeypatch: pytest.MonkeyPatch
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, shell: str
 ) -> None:
     endpoint(ctx)
 
@@ -64,7 +85,7 @@ def test_a_reading_that_breaks_leaves_the_raw_request_stored_failed(
         raise RuntimeError("a bug in a reader")
 
     monkeypatch.setattr(intake_service, "_apply_in", broken)
-    outcome = post(ctx, submission(1))
+    outcome = SHELLS[shell](ctx, submission(1))
     assert (outcome.status, outcome.request_status) == (202, "failed")
     with ctx.read() as connection:
         stored = connection.execute(select(intake_requests)).mappings().one()
@@ -177,3 +198,20 @@ def test_a_contract_activated_mid_request_scores_the_submissions_after_it(
     with ctx.read() as connection:
         scored = set(connection.execute(select(lead_scores.c.lead_id)).scalars())
     assert applied[1] in scored
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_both_shells_store_and_answer_the_same(ctx: Context, shell: str) -> None:
+    """The API's awaited shell and the plain one take the same steps: stored raw, read,
+    captured, recorded; over the rate, answered 429 and counted, nothing stored."""
+    endpoint(ctx, rate_per_minute=1)
+    outcome = SHELLS[shell](ctx, submission(1))
+    assert (outcome.status, outcome.request_status) == (200, "processed")
+    assert [i.status for i in outcome.items] == ["processed"]
+    throttled = SHELLS[shell](ctx, submission(2))
+    assert throttled.status == 429 and throttled.request_id is None
+    assert count(ctx, intake_requests) == 1 and count(ctx, leads) == 1
+    [view] = intake_service.list_endpoints(ctx, actor=OP)
+    assert (view.throttled_count, view.requests) == (1, 1)
+    missing = SHELLS[shell](ctx, submission(3), name="nowhere")
+    assert missing.status == 404

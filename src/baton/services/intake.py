@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import ValidationError
 from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
+from starlette.concurrency import run_in_threadpool
 
 from baton.domain.access import Action, Principal
 from baton.domain.activities import MAX_FUTURE_SKEW, ActivityCreate
@@ -619,7 +620,105 @@ def receive(
     """Take one hook request: the door, the raw log (committed), then the reading and
     the leads. Raises only when the raw request cannot be stored (a database error:
     the sender should retry); every other problem is an outcome with a 4xx."""
-    endpoint = endpoint or door(ctx, name)
+    taken = _admit(ctx, name, delivery, remote_address, endpoint or door(ctx, name))
+    if isinstance(taken, _Throttled):
+        _count_throttled(ctx, taken)
+        return taken.outcome
+    if isinstance(taken, HookOutcome):
+        return taken
+    # The raw request is committed before it is read (a server stopped meanwhile leaves
+    # it for `baton intake retry`), together with the raw requests other senders sent at
+    # the same moment: one commit for many (group commit).
+    request_id = ctx.write_grouped(taken.store)
+    try:
+        outcome = _process_grouped(ctx, taken.reading(ctx, request_id))
+    except Exception as exc:  # the raw request is kept: report it, never a 5xx
+        return _kept_failed(ctx, taken, request_id, exc)
+    outcome.redirect = taken.redirect
+    return outcome
+
+
+async def receive_async(
+    ctx: Context,
+    name: str,
+    delivery: Delivery,
+    *,
+    remote_address: str | None = None,
+    endpoint: EndpointRow | None = None,
+) -> HookOutcome:
+    """:func:`receive` awaited on the API's event loop: the same steps and writes, in
+    the same transactions and groups; on SQLite both writes are awaited without a
+    thread held while their groups run (a thread per request took a wake-up per write),
+    and what else reads or writes the database runs in a thread."""
+    if endpoint is None:
+        endpoint = await run_in_threadpool(door, ctx, name)
+    taken = _admit(ctx, name, delivery, remote_address, endpoint)
+    if isinstance(taken, _Throttled):
+        await run_in_threadpool(_count_throttled, ctx, taken)
+        return taken.outcome
+    if isinstance(taken, HookOutcome):
+        return taken
+    request_id = await ctx.write_grouped_async(taken.store)
+    try:
+        work = taken.reading(ctx, request_id)
+        if ctx.dialect == "sqlite":
+            outcome = await ctx.write_grouped_async(work)
+        else:
+            outcome = await run_in_threadpool(_write_retrying, ctx, work)
+    except Exception as exc:  # the raw request is kept: report it, never a 5xx
+        return await run_in_threadpool(_kept_failed, ctx, taken, request_id, exc)
+    outcome.redirect = taken.redirect
+    return outcome
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A hook request past the door and its limits, to store and read."""
+
+    endpoint: EndpointRow
+    delivery: Delivery
+    redirect: str | None
+    raw: dict[str, Any]
+    """The raw request's row (``intake_requests``)."""
+
+    def store(self, connection: Connection) -> int:
+        return int(connection.execute(_STORE_REQUEST, self.raw).scalar_one())
+
+    def reading(self, ctx: Context, request_id: int) -> Callable[[Connection], HookOutcome]:
+        """The stored request's reading, as one write's work."""
+
+        def process(connection: Connection) -> HookOutcome:
+            return _process_request_in(
+                connection,
+                request_id,
+                self.endpoint,
+                self.delivery,
+                now=ctx.clock.now(),
+                verify=True,
+                region=ctx.settings.default_phone_region,
+            )
+
+        return process
+
+
+@dataclass(frozen=True)
+class _Throttled:
+    """A request over its endpoint's rate: answered 429, and counted."""
+
+    outcome: HookOutcome
+    endpoint_id: int
+    at: datetime
+
+
+def _admit(
+    ctx: Context,
+    name: str,
+    delivery: Delivery,
+    remote_address: str | None,
+    endpoint: EndpointRow | None,
+) -> HookOutcome | _Throttled | _Taken:
+    """The checks before anything is stored (the door, the size, the rate), without the
+    database: a request to answer at once, one to count as throttled, or one taken."""
     if endpoint is None or not endpoint.active:
         return HookOutcome(404, title="Not found", detail=f"no inbound endpoint {name[:100]!r}")
     redirect = _redirect(endpoint, delivery)
@@ -633,21 +732,16 @@ def receive(
     now = ctx.clock.now()
     retry_after = _rate_check(ctx, endpoint, now)
     if retry_after:
-        with ctx.write() as connection:
-            connection.execute(
-                update(intake_endpoints)
-                .where(intake_endpoints.c.id == endpoint.id)
-                .values(
-                    throttled_count=intake_endpoints.c.throttled_count + 1,
-                    last_throttled_at=now,
-                )
-            )
-        return HookOutcome(
-            429,
-            title="Too many requests",
-            detail=f"this endpoint takes at most {endpoint.rate_per_minute} requests a minute",
-            retry_after=retry_after,
-            redirect=redirect,
+        return _Throttled(
+            HookOutcome(
+                429,
+                title="Too many requests",
+                detail=f"this endpoint takes at most {endpoint.rate_per_minute} requests a minute",
+                retry_after=retry_after,
+                redirect=redirect,
+            ),
+            endpoint.id,
+            now,
         )
     raw = {
         "endpoint_id": endpoint.id,
@@ -661,44 +755,44 @@ def receive(
         "query": _storable(dict(list(delivery.query.items())[:HEADERS_KEPT])),
         "status": "received",
     }
-    # The raw request is committed before it is read (a server stopped meanwhile leaves
-    # it for `baton intake retry`), together with the raw requests other senders sent at
-    # the same moment: one commit for many (group commit).
-    request_id = ctx.write_grouped(
-        lambda connection: int(connection.execute(_STORE_REQUEST, raw).scalar_one())
-    )
+    return _Taken(endpoint, delivery, redirect, raw)
 
-    def process(connection: Connection) -> HookOutcome:
-        return _process_request_in(
-            connection,
-            request_id,
-            endpoint,
-            delivery,
-            now=ctx.clock.now(),
-            verify=True,
-            region=ctx.settings.default_phone_region,
-        )
 
-    try:
-        outcome = _process_grouped(ctx, process)
-    except Exception as exc:  # the raw request is kept: report it, never a 5xx
-        log.exception("intake request %s (%s) could not be processed", request_id, endpoint.name)
-        with ctx.write() as connection:
-            connection.execute(
-                update(intake_requests)
-                .where(intake_requests.c.id == request_id)
-                .values(status="failed", error=f"internal error: {type(exc).__name__}")
+def _count_throttled(ctx: Context, throttled: _Throttled) -> None:
+    with ctx.write() as connection:
+        connection.execute(
+            update(intake_endpoints)
+            .where(intake_endpoints.c.id == throttled.endpoint_id)
+            .values(
+                throttled_count=intake_endpoints.c.throttled_count + 1,
+                last_throttled_at=throttled.at,
             )
-        return HookOutcome(
-            202,
-            request_id=request_id,
-            request_status="failed",
-            # No command to an anonymous sender: the log tells admins how to retry it.
-            detail="stored, but it could not be processed yet",
-            redirect=redirect,
         )
-    outcome.redirect = redirect
-    return outcome
+
+
+def _kept_failed(ctx: Context, taken: _Taken, request_id: int, exc: Exception) -> HookOutcome:
+    """The reading of a stored request broke (a bug, or the database): the request is
+    marked ``failed`` for ``baton intake retry`` and answered 202, never a 5xx."""
+    log.exception(
+        "intake request %s (%s) could not be processed",
+        request_id,
+        taken.endpoint.name,
+        exc_info=exc,
+    )
+    with ctx.write() as connection:
+        connection.execute(
+            update(intake_requests)
+            .where(intake_requests.c.id == request_id)
+            .values(status="failed", error=f"internal error: {type(exc).__name__}")
+        )
+    return HookOutcome(
+        202,
+        request_id=request_id,
+        request_status="failed",
+        # No command to an anonymous sender: the log tells admins how to retry it.
+        detail="stored, but it could not be processed yet",
+        redirect=taken.redirect,
+    )
 
 
 def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:

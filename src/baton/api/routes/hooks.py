@@ -221,14 +221,12 @@ async def receive_hook(name: str, request: Request) -> Response:
             request,
         )
     body = await _read_capped(request, endpoint.max_body_bytes)
-    outcome = await run_in_threadpool(
-        lambda: intake_service.receive(
-            ctx,
-            name,
-            _delivery(request, ctx, body),
-            remote_address=client_address(request),
-            endpoint=endpoint,
-        )
+    outcome = await intake_service.receive_async(
+        ctx,
+        name,
+        _delivery(request, ctx, body),
+        remote_address=client_address(request),
+        endpoint=endpoint,
     )
     return _render(outcome, request)
 
