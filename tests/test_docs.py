@@ -17,6 +17,12 @@ from baton.domain.lifecycle import Stage
 from baton.services.context import Context
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+DOCS = {
+    path.name: path.read_text(encoding="utf-8")
+    for path in sorted((Path(__file__).parent.parent / "docs").glob("*.md"))
+}
+"""The pages under docs/ (the benchmarks' record): held to the README's rules where
+they name the same things."""
 
 
 ROOT = Path(__file__).parent.parent
@@ -96,13 +102,33 @@ def test_the_settings_table_shows_the_real_default(name: str) -> None:
     assert written.split(" (", 1)[0] == _shown(default), (written, default)
 
 
-def test_every_variable_the_readme_names_exists() -> None:
+@pytest.mark.parametrize("page", ["README.md", *DOCS])
+def test_every_variable_the_readme_names_exists(page: str) -> None:
     known = SETTING_VARIABLES | READ_BY_BATON | READ_BY_TOOLS
-    for name, wildcard in set(re.findall(r"(BATON_[A-Z0-9_]*[A-Z0-9])(_\*)?", README)):
+    text = README if page == "README.md" else DOCS[page]
+    for name, wildcard in set(re.findall(r"(BATON_[A-Z0-9_]*[A-Z0-9])(_\*)?", text)):
         if wildcard:  # BATON_SMTP_*: a family of settings
             assert any(k.startswith(f"{name}_") for k in SETTING_VARIABLES), name
         else:
-            assert name in known, f"the README names {name}, which nothing reads"
+            assert name in known, f"{page} names {name}, which nothing reads"
+
+
+def test_the_readmes_links_into_the_docs_find_their_section() -> None:
+    """A link from the README to a section of a page under docs/ (and back) names a
+    heading that page has, as GitHub makes its anchor."""
+
+    def anchors(text: str) -> set[str]:
+        headings = re.findall(r"^#+ (.*)$", text, re.M)
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+    pages = {"README.md": README, **{f"docs/{name}": text for name, text in DOCS.items()}}
+    for page, text in pages.items():
+        for target, anchor in re.findall(r"\]\(((?:\.\./)?[\w./-]*\.md)?#([\w-]+)\)", text):
+            name = target.replace("../", "") if target else page
+            if target and page.startswith("docs/") and not target.startswith("../"):
+                name = f"docs/{target}"
+            assert name in pages, (page, target)
+            assert anchor in anchors(pages[name]), f"{page} links to {name}#{anchor}"
 
 
 def _commands(group: object, prefix: str = "baton") -> list[str]:
