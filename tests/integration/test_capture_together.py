@@ -247,8 +247,8 @@ def test_a_new_leads_score_from_its_capture_equals_the_score_read_back(
     assert any(0 < e < 12.0 and e != 5.0 for e in engagement), "the dated one decayed"
     read_back = scoring.score_leads_in
 
-    def without_created(*args: Any, created: Any = (), **kwargs: Any) -> Any:
-        return read_back(*args, **kwargs)
+    def without_created(*args: Any, created: Any = (), fields: Any = None, **kwargs: Any) -> Any:
+        return read_back(*args, **kwargs)  # the new leads' columns read back too
 
     with monkeypatch.context() as patched:
         patched.setattr(lead_service, "score_leads_in", without_created)

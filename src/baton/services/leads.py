@@ -412,12 +412,15 @@ def capture_lead_in(
     lead_id: int | None = None
     compare_again = False
     written = at_once is not None and at_once.lead_id is not None  # with its touch, queue row
+    inserted = at_once.inserted if at_once is not None and written else None
     if existing is None:
         if at_once is not None:
             lead_id = at_once.lead_id
         else:
             values = _new_lead_row(data, consent.changes, at=at, now=now)
             lead_id = connection.execute(_new_lead_statement(connection), values).scalar()
+            if lead_id is not None:  # scored as inserted, not read back
+                inserted = {**{n: values.get(n) for n in _SCORED_NAMES}, "id": lead_id}
         # Another writer may create the same email between our look-up and this insert
         # (PostgreSQL): then nothing is inserted and we update the lead it created.
         if lead_id is None:
@@ -460,7 +463,6 @@ def capture_lead_in(
     if not written:
         connection.execute(_RECORD_TOUCH, _touch_row(lead_id, touch_properties, at, now, actor))
     touch = Event(ActivityType.CAPTURED.value, at, touch_properties)
-    inserted = at_once.inserted if at_once is not None and written else None
     score_leads_in(
         connection,
         [lead_id],
