@@ -419,7 +419,9 @@ def capture_lead_in(
         else:
             values = _new_lead_row(data, consent.changes, at=at, now=now)
             lead_id = connection.execute(_new_lead_statement(connection), values).scalar()
-            if lead_id is not None:  # scored as inserted, not read back
+            if lead_id is not None and connection.dialect.name == "sqlite":
+                # Scored as inserted, not read back: SQLite keeps each value as given,
+                # where PostgreSQL's jsonb may rewrite a number of the attributes.
                 inserted = {**{n: values.get(n) for n in _SCORED_NAMES}, "id": lead_id}
         # Another writer may create the same email between our look-up and this insert
         # (PostgreSQL): then nothing is inserted and we update the lead it created.
