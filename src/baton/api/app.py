@@ -94,15 +94,13 @@ class BodyLimit:
         self.limit = limit
         # Only a lower limit: a server whose limit is lower still holds every request to it.
         self.smaller = {key: rule for key, rule in (smaller or {}).items() if rule[0] < limit}
+        self.usual = (limit, _too_large_detail(limit))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit, detail = self.smaller.get(
-            (scope["method"], get_route_path(scope)),
-            (self.limit, _too_large_detail(self.limit)),
-        )
+        limit, detail = self.smaller.get((scope["method"], get_route_path(scope)), self.usual)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(detail, scope, receive, send)
