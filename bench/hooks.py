@@ -54,7 +54,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
-from _common import BENCH, database, free_port, local_server, machine
+from _common import BENCH, Meter, database, free_port, local_server, machine
 from speed_to_lead import baton_command, started, wait_healthy
 
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -593,7 +593,7 @@ def main() -> None:
         f"{args.connections} connections, {args.seconds:g} s each, load from {client_name}; "
         f"{machine()}"
     )
-    results: list[tuple[str, Load, str]] = []
+    results: list[tuple[str, Load, str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="baton-hooks-") as tmp:
         folder = Path(tmp)
         with floor_server(folder, args.log_level) as base:
@@ -606,6 +606,8 @@ def main() -> None:
                 database(backend) as url,
                 baton_server(url, folder, processes, args.log_level) as base,
             ):
+                meter = Meter.of(url, base)
+                before = meter.seconds()
                 measured = load(
                     wrk,
                     base,
@@ -615,17 +617,20 @@ def main() -> None:
                     args.seconds,
                     folder,
                 )
+                after = meter.seconds()
                 time.sleep(1)  # the last answers in flight when the load stopped
                 results.append(
                     (
                         f"{backend} ({processes} process{'es' if processes > 1 else ''})",
                         measured,
                         stored(url),
+                        {part: after[part] - before.get(part, 0.0) for part in after},
                     )
                 )
 
     table = Table(title="Inbound hooks against the floor (same run, same load)")
-    for column in ("server", "requests/s", "p50", "p99", "errors", "ratio to floor", "stored"):
+    columns = ("server", "requests/s", "p50", "p99", "errors", "ratio to floor", "CPU", "stored")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("server", "stored") else "right")
     table.add_row(
         "floor: FastAPI + Pydantic + one SQLite insert (1 process)",
@@ -635,10 +640,15 @@ def main() -> None:
         f"{floor.errors}" + (f" ({floor.detail})" if floor.detail else ""),
         "1.00",
         "",
+        "",
     )
-    for name, measured, what in results:
+    for name, measured, what, cpu in results:
         ratio = measured.rate / floor.rate if floor.rate else 0.0
         mark = "green" if ratio >= TARGET_RATIO else "red"
+        # The warm-up's 20 requests ran between the two readings too.
+        answered = measured.requests + 20
+        server = cpu.get("HTTP server", 0.0) / answered * 1e3
+        database_cpu = cpu.get("PostgreSQL", 0.0) / answered * 1e3
         table.add_row(
             f"baton serve, {name}",
             f"{measured.rate:,.0f}",
@@ -646,10 +656,14 @@ def main() -> None:
             f"{measured.p99_ms:.1f} ms",
             f"{measured.errors}" + (f" ({measured.detail})" if measured.detail else ""),
             f"[{mark}]{ratio:.2f}[/]",
+            f"{server:.2f} ms" + (f" + {database_cpu:.2f} ms" if database_cpu else ""),
             what,
         )
     console.print(table)
-    console.print(f"target: ≥ {TARGET_RATIO} of the floor's requests/s; load from {client_name}")
+    console.print(
+        f"target: ≥ {TARGET_RATIO} of the floor's requests/s; load from {client_name}. "
+        "CPU: per request, of baton serve's processes (+ PostgreSQL's, from /proc)"
+    )
 
 
 if __name__ == "__main__":

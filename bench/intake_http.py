@@ -41,7 +41,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import sys
 import tempfile
 import threading
@@ -50,11 +49,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from rich.table import Table
 
-from _common import BENCH, bench_token, database, local_server, machine
+from _common import BENCH, PARTS, Meter, bench_token, database, local_server, machine
 from baton.domain.leads import LeadCreate  # module level: FastAPI reads the annotation
 from hooks import HOST, MARK, Load, baton_server, console, load, wrk_binary
 from speed_to_lead import started
@@ -280,79 +278,6 @@ def worker(url: str, folder: Path, log_level: str) -> Iterator[int]:
                 raise SystemExit(f"the worker did not start:\n{process.tail()}")
             time.sleep(0.1)
         yield process.popen.pid  # the leader of its process group
-
-
-# --- where the CPU goes -------------------------------------------------------------------
-
-PARTS = ("HTTP server", "worker", "PostgreSQL", "wrk")
-"""The processes whose CPU a measurement adds up, per answered request."""
-
-
-@dataclass(frozen=True)
-class Meter:
-    """This run's own processes, so that neither another cluster on the machine nor
-    another bench's server is counted: PostgreSQL's postmaster (from ``postmaster.pid``
-    in the data folder the URL names) and its children, the HTTP server's process group
-    (the process listening on ``port`` leads it: ``baton serve`` or the floor, started
-    in sessions of their own) and the worker's."""
-
-    postmaster: int | None
-    port: int
-    worker: int | None = None
-
-    @classmethod
-    def of(cls, url: str, base: str, worker: int | None = None) -> Meter:
-        host = parse_qs(urlsplit(url.replace("+psycopg", "")).query).get("host", [""])[0]
-        postmaster = None
-        if host and (Path(host) / "postmaster.pid").is_file():
-            postmaster = int((Path(host) / "postmaster.pid").read_text().split()[0])
-        if url.startswith("postgresql") and postmaster is None:
-            raise SystemExit(
-                f"PostgreSQL's postmaster.pid not found under {host!r}: its CPU would read 0"
-            )
-        return cls(postmaster, int(base.rsplit(":", 1)[1]), worker)
-
-    def seconds(self) -> dict[str, float]:
-        """CPU seconds (user + system, with those of children already reaped: backends
-        and autovacuum workers come and go) of each of :data:`PARTS` so far, read from
-        ``/proc`` (Linux; empty elsewhere). ``wrk`` ends with each measurement: its
-        share is the bench's own finished children's."""
-        proc = Path("/proc")
-        if not proc.is_dir():
-            return {}
-        ticks = os.sysconf("SC_CLK_TCK")
-        stats: dict[int, list[str]] = {}
-        for entry in proc.iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        port = f"{self.port}".encode()
-        used = dict.fromkeys(PARTS, 0.0)
-        for pid, fields in stats.items():
-            parent, group = int(fields[1]), int(fields[2])
-            if self.postmaster is not None and self.postmaster in (pid, parent):
-                part = "PostgreSQL"
-            elif self.worker is not None and group == self.worker:
-                part = "worker"
-            elif group in stats and _listens_on(group, port):
-                part = "HTTP server"
-            else:
-                continue
-            used[part] += sum(int(f) for f in fields[11:15]) / ticks
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        used["wrk"] = children.ru_utime + children.ru_stime
-        return used
-
-
-def _listens_on(leader: int, port: bytes) -> bool:
-    """Whether the process group ``leader`` is a server started on ``port`` (its
-    command line names it: ``--port N`` for ``baton serve``, ``port=N`` for the
-    floor)."""
-    try:
-        line = Path(f"/proc/{leader}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return False
-    return b"--port " + port + b" " in line + b" " or b"port=" + port + b"," in line
 
 
 # --- the run ------------------------------------------------------------------------------
