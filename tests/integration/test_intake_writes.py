@@ -215,3 +215,61 @@ def test_both_shells_store_and_answer_the_same(ctx: Context, shell: str) -> None
     assert (view.throttled_count, view.requests) == (1, 1)
     missing = SHELLS[shell](ctx, submission(3), name="nowhere")
     assert missing.status == 404
+
+
+def test_a_large_body_is_checked_off_the_event_loop_and_a_refused_one_not_parsed(
+    sqlite_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's shell checks a small request on its event loop, a large one (a web
+    form's body is parsed for its return URL, 65 ms at 256 KB) in a thread, so that no
+    other request waits on it; and a request over the rate is answered without its
+    body parsed at all."""
+    ctx = sqlite_ctx
+    intake_service.add_endpoint(
+        ctx,
+        {
+            "name": "site",
+            "kind": "web_to_lead",
+            "source": "website",
+            "return_urls": ["https://northwind.example/thanks"],
+            "rate_per_minute": 2,
+        },
+        actor=OP,
+    )
+    checked_on: list[bool] = []
+    parsed: list[int] = []
+    admit, form_value = intake_service._admit, intake_service._form_value
+
+    def spy_admit(*args: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            checked_on.append(True)
+        except RuntimeError:
+            checked_on.append(False)
+        return admit(*args)
+
+    def spy_form_value(delivery: Delivery, name: str) -> Any:
+        parsed.append(len(delivery.body))
+        return form_value(delivery, name)
+
+    monkeypatch.setattr(intake_service, "_admit", spy_admit)
+    monkeypatch.setattr(intake_service, "_form_value", spy_form_value)
+
+    def form(size: int) -> intake_service.HookOutcome:
+        body = "email=ana%40northwind.example.com&message=" + "x" * size
+        delivery = Delivery(
+            body=body.encode(),
+            content_type="application/x-www-form-urlencoded",
+            headers={},
+            query={},
+            received_at=ctx.clock.now(),
+        )
+        return asyncio.run(intake_service.receive_async(ctx, "site", delivery))
+
+    assert form(100).status == 200
+    large = form(intake_service.SMALL_BODY + 1)  # read, and its message refused as too long
+    assert large.status == 422 and large.redirect == "https://northwind.example/thanks"
+    assert checked_on == [True, False]  # on the loop, then in a thread
+    assert len(parsed) == 2
+    assert form(100).status == 429  # the third in a minute
+    assert len(parsed) == 2, "a refused request's body is not parsed"
