@@ -21,7 +21,6 @@ when they name none.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,7 +50,7 @@ from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in
 from baton.services.duplicate_checks import queue_duplicate_checks_in
 from baton.services.nurture import exit_on_activities_in
-from baton.services.queries import insert_ignoring_conflicts_of, lock_survivors
+from baton.services.queries import lock_survivors, new_row_id_of
 from baton.services.scoring import score_leads_in
 from baton.services.unsubscribes import unsubscribe_leads_in
 from baton.store.bulk import (
@@ -298,14 +297,6 @@ def ingest_validated_in(
     return report
 
 
-@functools.cache
-def _new_activity(dialect: str) -> Any:
-    """One activity's row, its key's conflict skipped, its id answered: built once and
-    given the row as parameters (built from its values, the statement cost a hook's
-    submission more than its insert)."""
-    return insert_ignoring_conflicts_of(activities, dialect).returning(activities.c.id)
-
-
 def _store_in(
     connection: Connection,
     events: Sequence[tuple[int, EventRow]],
@@ -404,7 +395,7 @@ def _store_in(
         positions: list[int] = []
         for position, (number, row) in enumerate(zip(numbers, to_store, strict=True)):
             activity_id = connection.execute(
-                _new_activity(connection.dialect.name), row.columns()
+                new_row_id_of(activities, connection.dialect.name), row.columns()
             ).scalar()
             if activity_id is None:
                 report.duplicates += 1

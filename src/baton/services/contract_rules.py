@@ -79,6 +79,7 @@ def rules_of_text(text: str) -> HandoffContract:
         rules = _BY_TEXT[text] = rules_of(json.loads(text))
     return rules
 
+
 _ACTIVE_DIGEST = (
     select(
         contracts.c.version.label("active_version"),

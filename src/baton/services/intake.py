@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -82,8 +81,8 @@ from baton.services.contract_rules import active_contract_in
 from baton.services.leads import capture_lead_in
 from baton.services.queries import (
     insert_ignoring_conflicts,
-    insert_ignoring_conflicts_of,
     lock_lead,
+    new_row_id_of,
 )
 from baton.store.group_commit import forget_memo, transaction_memo
 from baton.store.tables import (
@@ -670,7 +669,7 @@ async def receive_async(
     request_id = await ctx.write_grouped_async(taken.store)
     try:
         work = taken.reading(ctx, request_id)
-        if ctx.dialect == "sqlite":
+        if _reading_grouped(ctx):
             outcome = await ctx.write_grouped_async(work)
         else:
             outcome = await run_in_threadpool(_write_retrying, ctx, work)
@@ -850,15 +849,22 @@ _SET_REQUEST = update(intake_requests).where(intake_requests.c.id == bindparam("
 """A request's ``status``, ``error`` and ``processed_at`` (the parameters given) set."""
 
 
+def _reading_grouped(ctx: Context) -> bool:
+    """Whether a request's reading is one write of a group commit, as on SQLite: there
+    it is committed together with the other writes of the moment (one writer holds the
+    database, so a commit each made the requests wait in line for their turns); the
+    work acts on the database only, so a run again in its group (when another write of
+    the group fails) changes nothing there (its log lines, a honeypot's or a reader's
+    crash, are then written twice). On PostgreSQL it is :func:`_write_retrying`, whose
+    retried runs take an advisory lock that a group could not take for one write alone
+    (see docs/benchmarks.md: grouped, two requests naming two people in crossed order
+    could deadlock)."""
+    return ctx.dialect == "sqlite"
+
+
 def _process_grouped(ctx: Context, work: Callable[[Connection], T]) -> T:
-    """Run a request's processing as one write. On SQLite it is committed together
-    with the other writes of the moment (group commit: one writer holds the database,
-    so a commit each made the requests wait in line for their turns); the work acts on
-    the database only, so a run again in its group (when another write of the group
-    fails) changes nothing there (its log lines, a honeypot's or a reader's crash, are
-    then written twice). On PostgreSQL it is :func:`_write_retrying`, whose retried
-    runs take an advisory lock that a group could not take for one write alone."""
-    if ctx.dialect == "sqlite":
+    """Run a request's reading as one write (:func:`_reading_grouped`)."""
+    if _reading_grouped(ctx):
         return ctx.write_grouped(work)
     return _write_retrying(ctx, work)
 
@@ -1039,12 +1045,6 @@ _NEW_ITEM = insert(intake_items).returning(intake_items.c.id)
 """A submission's row (its values as the parameters; see :data:`_STORE_REQUEST`)."""
 
 
-@functools.cache
-def _new_item(dialect: str) -> Any:
-    """:data:`_NEW_ITEM` skipping a row whose upstream id the endpoint has already."""
-    return insert_ignoring_conflicts_of(intake_items, dialect).returning(intake_items.c.id)
-
-
 _ITEM_TRIED = (
     update(intake_items)
     .where(intake_items.c.id == bindparam("row_id"))
@@ -1143,7 +1143,7 @@ def _place_and_process_in(
         # The common case first: a new upstream id (one statement); a taken one is a
         # replay (or another request took it just now).
         row_id = connection.execute(
-            _new_item(connection.dialect.name),
+            new_row_id_of(intake_items, connection.dialect.name),
             {**base, "upstream_id": item.upstream_id, "status": "pending", "attempts": 0},
         ).scalar()
         if row_id is None:

@@ -108,6 +108,14 @@ def insert_ignoring_conflicts_of(table: Table, dialect: str) -> Any:
     return insert_of(table).on_conflict_do_nothing()
 
 
+@functools.cache
+def new_row_id_of(table: Table, dialect: str) -> Any:
+    """One row of ``table`` given as the parameters, skipped on a key already taken,
+    its ``id`` answered (none when skipped): built once per table and dialect (built
+    from the row's values at every call, a statement cost more than its insert)."""
+    return insert_ignoring_conflicts_of(table, dialect).returning(table.c.id)
+
+
 def lock_lead(connection: Connection, lead_id: int) -> RowMapping:
     """Read a lead with its row locked for the rest of the transaction (PostgreSQL
     ``FOR UPDATE``; SQLite already holds the write lock), or raise :class:`NotFound`."""

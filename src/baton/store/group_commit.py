@@ -98,11 +98,18 @@ def transaction_memo(connection: Connection) -> Iterator[None]:
     runs take an advisory lock no group takes): its steps read the active contract
     once, as a group's do. Nothing when a memo is there already (a group's). The
     caller empties it with :func:`forget_memo` when it rolls a savepoint back."""
-    info = connection.info  # (read once: a connection invalidated meanwhile refuses it)
-    if _MEMO in info:
+    if _MEMO in connection.info:
         yield
         return
-    info[_MEMO] = {LOCKED_READS_ONLY: True}
+    with _memo_held(connection, {LOCKED_READS_ONLY: True}):
+        yield
+
+
+@contextmanager
+def _memo_held(connection: Connection, memo: dict[str, Any]) -> Iterator[None]:
+    """``memo`` as the transaction's memo of ``connection`` while the block runs."""
+    info = connection.info  # (read once: a connection invalidated meanwhile refuses it)
+    info[_MEMO] = memo
     try:
         yield
     finally:
@@ -374,15 +381,10 @@ class GroupCommit:
         outside Baton's turns (another program) no longer than the group's earliest
         deadline, so no write waits past its own timeout there either (the busy timeout
         of the connection is put back after)."""
-        with self._begin(batch) as connection:
-            info = connection.info  # (read once: a connection invalidated meanwhile refuses it)
-            info[_MEMO] = {}
-            try:
-                if len(batch) > 1:
-                    _lock_together(connection, batch)
-                yield connection
-            finally:
-                info.pop(_MEMO, None)
+        with self._begin(batch) as connection, _memo_held(connection, {}):
+            if len(batch) > 1:
+                _lock_together(connection, batch)
+            yield connection
 
     @contextmanager
     def _begin(self, batch: list[_Write[Any]]) -> Iterator[Connection]:
