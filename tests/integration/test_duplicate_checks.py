@@ -61,18 +61,20 @@ def lead_of(i: int, person: dict[str, Any]) -> LeadCreate:
     return LeadCreate.model_validate({**fields, "email": f"p{i}@{person['domain']}"})
 
 
+PAIRS = select(
+    duplicate_candidates.c.lead_id,
+    duplicate_candidates.c.other_lead_id,
+    duplicate_candidates.c.reason,
+    duplicate_candidates.c.similarity,
+)
+"""Every flagged pair: (lead, other lead, reason, similarity)."""
+
+
 def flagged(ctx: Context) -> set[tuple[str, str, str, float]]:
     """The pairs flagged, by the leads' emails (ids differ between runs on PostgreSQL)."""
     with ctx.read() as connection:
         email = dict(connection.execute(select(leads.c.id, leads.c.email)).all())
-        rows = connection.execute(
-            select(
-                duplicate_candidates.c.lead_id,
-                duplicate_candidates.c.other_lead_id,
-                duplicate_candidates.c.reason,
-                duplicate_candidates.c.similarity,
-            )
-        ).all()
+        rows = connection.execute(PAIRS).all()
     return {(email[a], email[b], reason, round(s, 6)) for a, b, reason, s in rows}
 
 
@@ -221,14 +223,7 @@ Ranked = dict[tuple[int, int], tuple[bool, float]]
 
 def stored_pairs(ctx: Context) -> Ranked:
     with ctx.read() as connection:
-        found = connection.execute(
-            select(
-                duplicate_candidates.c.lead_id,
-                duplicate_candidates.c.other_lead_id,
-                duplicate_candidates.c.reason,
-                duplicate_candidates.c.similarity,
-            )
-        ).all()
+        found = connection.execute(PAIRS).all()
     return {(a, b): rank(reason, similarity) for a, b, reason, similarity in found}
 
 

@@ -63,17 +63,22 @@ def endpoint(ctx: Context, name: str = "contact", **extra: Any) -> str | None:
     return secret
 
 
-def post(
-    ctx: Context, body: Any, name: str = "contact", **headers: str
-) -> intake_service.HookOutcome:
+def delivery_of(ctx: Context, body: Any, **headers: str) -> Delivery:
+    """A request as the route hands it over: ``body`` as JSON (or bytes as they are)."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    delivery = Delivery(
+    return Delivery(
         body=raw,
         content_type=headers.pop("content_type", "application/json"),
         headers={k.replace("_", "-"): v for k, v in headers.items()},
         query={},
         received_at=ctx.clock.now(),
     )
+
+
+def post(
+    ctx: Context, body: Any, name: str = "contact", **headers: str
+) -> intake_service.HookOutcome:
+    delivery = delivery_of(ctx, body, **headers)
     return intake_service.receive(ctx, name, delivery, remote_address="203.0.113.9")
 
 

@@ -14,61 +14,31 @@ PostgreSQL, through the use case (the HTTP shell is tests/e2e/test_hooks.py):
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, select
-from tests.integration.test_intake import OP, count, endpoint, post, submission
+from tests.integration.test_group_commit import contract_reads, statements
+from tests.integration.test_intake import OP, count, delivery_of, endpoint, post, submission
 
-from baton.domain.access import operator
 from baton.domain.intake import Delivery
-from baton.services import contracts as contract_service
 from baton.services import intake as intake_service
 from baton.services.context import Context
+from baton.services.demo import sign_demo_contract
 from baton.store.tables import intake_items, intake_requests, lead_scores, leads
-
-EXAMPLE = (Path(__file__).parents[2] / "contracts" / "example.yaml").read_text()
 
 
 def activate_example(ctx: Context) -> None:
-    version = contract_service.create_contract(ctx, EXAMPLE, actor=OP).version
-    contract_service.approve_contract(ctx, version, role="marketing", actor=operator("maria"))
-    contract_service.approve_contract(ctx, version, role="sales", actor=operator("sam"))
-    contract_service.activate_contract(ctx, version, actor=OP)
-
-
-@contextmanager
-def contract_reads(ctx: Context) -> Iterator[list[str]]:
-    """The statements that read the ``contracts`` table while the block runs."""
-    said: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "FROM contracts" in statement or "JOIN contracts" in statement:
-            said.append(statement)
-
-    event.listen(ctx.engine, "before_cursor_execute", seen)
-    try:
-        yield said
-    finally:
-        event.remove(ctx.engine, "before_cursor_execute", seen)
+    assert sign_demo_contract(ctx) is not None  # the example contract, signed, active
 
 
 def post_async(ctx: Context, body: Any, name: str = "contact") -> intake_service.HookOutcome:
     """:func:`post` through the API's shell (:func:`intake_service.receive_async`)."""
-    delivery = Delivery(
-        body=json.dumps(body).encode(),
-        content_type="application/json",
-        headers={},
-        query={},
-        received_at=ctx.clock.now(),
-    )
     return asyncio.run(
-        intake_service.receive_async(ctx, name, delivery, remote_address="203.0.113.9")
+        intake_service.receive_async(
+            ctx, name, delivery_of(ctx, body), remote_address="203.0.113.9"
+        )
     )
 
 
@@ -146,10 +116,10 @@ def test_a_request_reads_the_active_contract_once(ctx: Context) -> None:
     endpoint(ctx)
     activate_example(ctx)
     post(ctx, submission(1))  # the first of a process reads more (caches fill)
-    with contract_reads(ctx) as reads:
+    with statements(ctx) as said:
         outcome = post(ctx, submission(2, email="someone@mailinator.com"))
     assert outcome.items[0].status == "processed"
-    assert len(reads) == 1, reads
+    assert contract_reads(said) == 1, said
 
 
 def test_a_submission_rolled_back_makes_the_next_one_read_the_contract_again(
@@ -160,12 +130,12 @@ def test_a_submission_rolled_back_makes_the_next_one_read_the_contract_again(
     post(ctx, submission(1))
     late = submission(2)
     late["submitted_at"] = "2099-01-01T00:00:00Z"  # refused after its capture ran
-    with contract_reads(ctx) as reads:
+    with statements(ctx) as said:
         outcome = post(ctx, [late, submission(3)])
     assert [i.status for i in outcome.items] == ["failed", "processed"]
     assert outcome.items[0].errors[0]["loc"] == "submitted_at"  # the sender's own field
     assert count(ctx, leads) == 2  # the late one's capture rolled back with its savepoint
-    assert len(reads) == 2, reads
+    assert contract_reads(said) == 2, said
 
 
 def test_a_contract_activated_mid_request_scores_the_submissions_after_it(
@@ -257,13 +227,7 @@ def test_a_large_body_is_checked_off_the_event_loop_and_a_refused_one_not_parsed
 
     def form(size: int) -> intake_service.HookOutcome:
         body = "email=ana%40northwind.example.com&message=" + "x" * size
-        delivery = Delivery(
-            body=body.encode(),
-            content_type="application/x-www-form-urlencoded",
-            headers={},
-            query={},
-            received_at=ctx.clock.now(),
-        )
+        delivery = delivery_of(ctx, body.encode(), content_type="application/x-www-form-urlencoded")
         return asyncio.run(intake_service.receive_async(ctx, "site", delivery))
 
     assert form(100).status == 200
