@@ -870,7 +870,7 @@ def _checked_parts(
         for part in parts:
             yield validate_records(part, columns, model, context, validate, values)
         return
-    pool = started or ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = started or _spawned(workers)
     futures: deque[Future[Checked] | None] = deque()
     broken = False
     try:
@@ -1065,10 +1065,16 @@ def start_validators(jobs: int) -> ProcessPoolExecutor | None:
     workers = min(jobs, os.cpu_count() or 1) - 1
     if workers < 1:
         return None
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = _spawned(workers)
     for _ in range(workers):
         pool.submit(ready)
     return pool
+
+
+def _spawned(workers: int) -> ProcessPoolExecutor:
+    """``workers`` validating processes, started by ``spawn``: nothing of this process'
+    state, its database connections or threads, is inherited."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _import_leads(
