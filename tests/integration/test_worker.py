@@ -401,3 +401,95 @@ def test_the_worker_loop_runs_its_lanes_until_stopped(ctx: Context, smtp: SmtpSe
     assert not runner.is_alive(), "the lanes ended when told to"
     assert "email delivery" in passes
     assert len(smtp.messages) == 1
+
+
+# --- an idle worker only reads -----------------------------------------------------------
+
+
+def test_an_idle_worker_takes_no_write_transaction_until_work_is_due(
+    ctx: Context, clock: ManualClock, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker idles most of the day, five passes a second per lane: on SQLite a pass
+    that wrote would take the database's single write turn from the captures. With an
+    open handoff whose SLA step is not due and an email that is not due yet, no lane
+    but the heartbeat writes (on PostgreSQL the duplicate lane's reservation too: one
+    statement that changes nothing on an empty queue, where no write turn exists); once
+    both are due, the same lanes act on them."""
+    sales_floor(ctx, ANA)
+    handoff = hand_raise(ctx)
+    assert tick(ctx, smtp=config_for(smtp)).sent == 1  # the assignment email
+    emails(ctx, 1, handoff.id, at=clock.now() + timedelta(minutes=5))
+    writes: list[str] = []
+    real_write = ctx.write
+    lane_name = ""
+
+    def counted() -> Any:
+        writes.append(lane_name)
+        return real_write()
+
+    monkeypatch.setattr(ctx, "write", counted)
+    worker = Worker(ctx, smtp=config_for(smtp))
+    for lane in worker.lanes:  # what is due now (the new lead's duplicate comparison)
+        lane.step()
+    writes.clear()
+    for lane in worker.lanes:
+        if lane.name != "heartbeat":
+            lane_name = lane.name
+            lane.step()
+    allowed = {"duplicates"} if ctx.dialect == "postgresql" else set()
+    assert set(writes) <= allowed
+    assert [lane.failures for lane in worker.lanes] == [0] * len(worker.lanes)
+
+    clock.advance(minutes=25)  # past the email's time and the 20-minute reminder
+    writes.clear()
+    for lane in worker.lanes:
+        if lane.name in ("timers", "email delivery"):
+            lane_name = lane.name
+            lane.step()
+    assert set(writes) - allowed == {"timers", "email delivery"}
+    assert "reminded" in [e.kind for e in handoff_events_of(ctx, handoff.id, actor=OPS)]
+    # The assignment's email, the one that became due, and the reminder just written.
+    assert count(ctx, outbox.c.status == "sent") == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "due_in", "lease_left", "claimable"),
+    [
+        ("pending", 0, None, True),  # due this very moment
+        ("pending", -60, None, True),
+        ("pending", 1, None, False),  # a second from now
+        ("pending", -60, 0, False),  # a lease ending this very moment: still held
+        ("pending", -60, -1, True),  # a lease that ended
+        ("pending", -60, 30, False),  # another worker holds it
+        ("sent", -60, None, False),
+        ("failed", -60, None, False),
+    ],
+)
+def test_a_courier_finds_due_exactly_what_its_claim_takes(
+    ctx: Context,
+    clock: ManualClock,
+    status: str,
+    due_in: int,
+    lease_left: int | None,
+    claimable: bool,
+) -> None:
+    """The courier's read before its claim (``anything_due``) and the claim itself
+    agree on every message: a probe that said no where the claim would take one would
+    leave it unsent."""
+    from baton.services.delivery import anything_due
+
+    now = clock.now()
+    with ctx.write() as connection:
+        enqueue_email(connection, topic="queue.alert", to=SAM, now=now)
+    lease = None if lease_left is None else now + timedelta(seconds=lease_left)
+    with ctx.write() as connection:
+        connection.execute(
+            update(outbox).values(
+                status=status,
+                next_attempt_at=now + timedelta(seconds=due_in),
+                claimed_until=lease,
+                claim_token=None if lease is None else "another-worker",
+            )
+        )
+    assert anything_due(ctx, "email", now) is claimable
+    assert bool(Courier(ctx, "email")._claim()) is claimable

@@ -57,7 +57,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 import httpx
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from baton.domain.chat import ChatMessage, chat_payload
@@ -261,6 +261,8 @@ class Courier:
         now = self.ctx.clock.now()
         skipped = [key for key, pause in self.pauses.items() if pause.until > now]
         if self.channel == "email" and skipped:
+            return []
+        if not skipped and not anything_due(self.ctx, self.channel, now):
             return []
         size = self.claim_size()
         token = uuid.uuid4().hex
@@ -754,6 +756,31 @@ def _email_failure(exc: DeliveryError) -> Outcome:
         and not exc.refused
         and exc.smtp_code in (None, SMTP_UNAVAILABLE),
     )
+
+
+_NOW = bindparam("now", type_=outbox.c.next_attempt_at.type)
+_ANY_DUE = (
+    select(outbox.c.id)
+    .where(
+        outbox.c.channel == bindparam("channel"),
+        outbox.c.status == "pending",
+        outbox.c.next_attempt_at <= _NOW,
+        or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < _NOW),
+    )
+    .limit(1)
+)
+
+
+def anything_due(ctx: Context, channel: Channel, now: datetime) -> bool:
+    """Whether ``channel`` has a message a courier could claim at ``now``: one
+    prebuilt read, so that an idle courier's pass (five a second) takes no write
+    transaction. Before, every idle pass took one with two locking reads: on SQLite
+    the database's single write turn, 15 a second for the three couriers, which
+    captures queued behind. A message that becomes due just after the read is
+    claimed at the next pass, as one due just after the claim always was."""
+    with ctx.read() as connection:
+        found = connection.execute(_ANY_DUE, {"channel": channel, "now": now}).first()
+    return found is not None
 
 
 def _locked(connection: Connection, query: Any) -> list[Any]:
