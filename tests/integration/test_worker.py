@@ -453,16 +453,18 @@ def test_an_idle_worker_takes_no_write_transaction_until_work_is_due(
 
 
 @pytest.mark.parametrize(
-    ("status", "due_in", "lease_left", "claimable"),
+    ("status", "due_in", "lease_left", "attempts", "claimable"),
     [
-        ("pending", 0, None, True),  # due this very moment
-        ("pending", -60, None, True),
-        ("pending", 1, None, False),  # a second from now
-        ("pending", -60, 0, False),  # a lease ending this very moment: still held
-        ("pending", -60, -1, True),  # a lease that ended
-        ("pending", -60, 30, False),  # another worker holds it
-        ("sent", -60, None, False),
-        ("failed", -60, None, False),
+        ("pending", 0, None, 0, True),  # due this very moment
+        ("pending", -60, None, 0, True),
+        ("pending", 0, None, 2, True),  # a retry (after two attempts)
+        ("pending", 1, None, 0, False),  # a second from now
+        ("pending", 1, None, 2, False),
+        ("pending", -60, 0, 0, False),  # a lease ending this very moment: still held
+        ("pending", -60, -1, 2, True),  # a lease that ended
+        ("pending", -60, 30, 0, False),  # another worker holds it
+        ("sent", -60, None, 1, False),
+        ("failed", -60, None, 8, False),
     ],
 )
 def test_a_courier_finds_due_exactly_what_its_claim_takes(
@@ -471,6 +473,7 @@ def test_a_courier_finds_due_exactly_what_its_claim_takes(
     status: str,
     due_in: int,
     lease_left: int | None,
+    attempts: int,
     claimable: bool,
 ) -> None:
     """The courier's read before its claim (``anything_due``) and the claim itself
@@ -489,7 +492,45 @@ def test_a_courier_finds_due_exactly_what_its_claim_takes(
                 next_attempt_at=now + timedelta(seconds=due_in),
                 claimed_until=lease,
                 claim_token=None if lease is None else "another-worker",
+                attempts=attempts,
             )
         )
     assert anything_due(ctx, "email", now) is claimable
     assert bool(Courier(ctx, "email")._claim()) is claimable
+
+
+def test_a_webhook_courier_with_a_dead_endpoint_idles_without_writing(
+    ctx: Context, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one endpoint is paused (it could not be reached), its due messages wait
+    untried, and a pass with nothing else due takes no write transaction; a message
+    for another endpoint is still claimed and sent."""
+    ctx.settings = ctx.settings.model_copy(update={"webhook_internal_allowlist": "127.0.0.1"})
+    sales_floor(ctx, ANA)
+    dead = f"http://127.0.0.1:{closed_port()}/hook"
+    create_endpoint(ctx, url=dead, events=["handoff.assigned"], actor=OPS)
+    hand_raise(ctx, 1)
+    hand_raise(ctx, 2)
+    courier = Courier(ctx, "webhook")
+    assert courier.deliver() == (0, 1), "one attempt, then the endpoint is paused"
+    writes: list[int] = []
+    real_write = ctx.write
+
+    def counted() -> Any:
+        writes.append(1)
+        return real_write()
+
+    monkeypatch.setattr(ctx, "write", counted)
+    assert courier.deliver() == (0, 0)
+    assert writes == [], "only the paused endpoint's messages are due"
+
+    with http_receiver() as receiver:
+        create_endpoint(ctx, url=receiver.url, events=["handoff.assigned"], actor=OPS)
+        writes.clear()
+        hand_raise(ctx, 3)  # one message for each endpoint
+        writes.clear()
+        assert courier.deliver() == (1, 0)
+        assert len(receiver.requests) == 1
+    assert writes, "the live endpoint's message was claimed"
+    pending = (outbox.c.channel == "webhook", outbox.c.status == "pending")
+    assert count(ctx, *pending) == 3, "the dead endpoint's three wait for the pause to end"

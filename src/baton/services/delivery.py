@@ -51,6 +51,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -262,7 +263,8 @@ class Courier:
         skipped = [key for key, pause in self.pauses.items() if pause.until > now]
         if self.channel == "email" and skipped:
             return []
-        if not skipped and not anything_due(self.ctx, self.channel, now):
+        paused = [int(key.rsplit(" ", 1)[1]) for key in skipped]
+        if not anything_due(self.ctx, self.channel, now, paused=paused):
             return []
         size = self.claim_size()
         token = uuid.uuid4().hex
@@ -276,10 +278,8 @@ class Courier:
             )
             .order_by(outbox.c.next_attempt_at, outbox.c.id)
         )
-        if skipped:
-            paused_ids = [int(key.rsplit(" ", 1)[1]) for key in skipped]
-            column = outbox.c.chat_channel_id if self.channel == "chat" else outbox.c.endpoint_id
-            due = due.where(column.not_in(paused_ids))
+        if paused:
+            due = due.where(_destination_of(self.channel).not_in(paused))
         with self.ctx.write() as connection:
             # Messages never tried (in this series) first: a failing series waits.
             fresh = due.where(outbox.c.attempts == outbox.c.attempts_base)
@@ -771,16 +771,27 @@ _ANY_DUE = (
 )
 
 
-def anything_due(ctx: Context, channel: Channel, now: datetime) -> bool:
-    """Whether ``channel`` has a message a courier could claim at ``now``: one
-    prebuilt read, so that an idle courier's pass (five a second) takes no write
-    transaction. Before, every idle pass took one with two locking reads: on SQLite
-    the database's single write turn, 15 a second for the three couriers, which
-    captures queued behind. A message that becomes due just after the read is
-    claimed at the next pass, as one due just after the claim always was."""
+def anything_due(
+    ctx: Context, channel: Channel, now: datetime, *, paused: Sequence[int] = ()
+) -> bool:
+    """Whether ``channel`` has a message a courier could claim at ``now``, leaving out
+    the ``paused`` destinations (webhook endpoints or chat channels): one read,
+    prebuilt when none is paused, so that an idle courier's pass (five a second)
+    takes no write transaction. Before, every idle pass took one with two locking
+    reads: on SQLite the database's single write turn, 15 a second for the three
+    couriers, which captures queued behind. A message that becomes due just after the
+    read is claimed at the next pass, as one due just after the claim always was."""
+    query = _ANY_DUE
+    if paused:
+        query = query.where(_destination_of(channel).not_in(list(paused)))
     with ctx.read() as connection:
-        found = connection.execute(_ANY_DUE, {"channel": channel, "now": now}).first()
+        found = connection.execute(query, {"channel": channel, "now": now}).first()
     return found is not None
+
+
+def _destination_of(channel: Channel) -> Any:
+    """The column naming a message's destination where a courier pauses one."""
+    return outbox.c.chat_channel_id if channel == "chat" else outbox.c.endpoint_id
 
 
 def _locked(connection: Connection, query: Any) -> list[Any]:
