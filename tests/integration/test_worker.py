@@ -412,9 +412,7 @@ def test_an_idle_worker_takes_no_write_transaction_until_work_is_due(
     """A worker idles most of the day, five passes a second per lane: on SQLite a pass
     that wrote would take the database's single write turn from the captures. With an
     open handoff whose SLA step is not due and an email that is not due yet, no lane
-    but the heartbeat writes (on PostgreSQL the duplicate lane's reservation too: one
-    statement that changes nothing on an empty queue, where no write turn exists); once
-    both are due, the same lanes act on them."""
+    but the heartbeat writes; once both are due, the same lanes act on them."""
     sales_floor(ctx, ANA)
     handoff = hand_raise(ctx)
     assert tick(ctx, smtp=config_for(smtp)).sent == 1  # the assignment email
@@ -436,8 +434,7 @@ def test_an_idle_worker_takes_no_write_transaction_until_work_is_due(
         if lane.name != "heartbeat":
             lane_name = lane.name
             lane.step()
-    allowed = {"duplicates"} if ctx.dialect == "postgresql" else set()
-    assert set(writes) <= allowed
+    assert writes == []
     assert [lane.failures for lane in worker.lanes] == [0] * len(worker.lanes)
 
     clock.advance(minutes=25)  # past the email's time and the 20-minute reminder
@@ -446,7 +443,7 @@ def test_an_idle_worker_takes_no_write_transaction_until_work_is_due(
         if lane.name in ("timers", "email delivery"):
             lane_name = lane.name
             lane.step()
-    assert set(writes) - allowed == {"timers", "email delivery"}
+    assert set(writes) == {"timers", "email delivery"}
     assert "reminded" in [e.kind for e in handoff_events_of(ctx, handoff.id, actor=OPS)]
     # The assignment's email, the one that became due, and the reminder just written.
     assert count(ctx, outbox.c.status == "sent") == 3

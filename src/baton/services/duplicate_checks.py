@@ -234,7 +234,10 @@ def _reserve(ctx: Context, limit: int) -> tuple[dict[int, Any], datetime | None,
     PostgreSQL's shared lock table): it is a hint that others skip, and the claim in
     :func:`_write_flags` still decides who writes. So the transaction commits without
     waiting for its WAL to reach the disk: a reservation lost in a crash only lets
-    another worker take the batch."""
+    another worker take the batch. An empty queue (the idle worker's pass, five a
+    second) is found by a read, without the write transaction."""
+    if not pending_duplicate_checks(ctx, at_most=1, free=True):
+        return {}, None, set()
     now = _clock_of(ctx)
     with ctx.write() as connection:
         connection.exec_driver_sql("SET LOCAL synchronous_commit TO off")
