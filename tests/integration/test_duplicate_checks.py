@@ -35,7 +35,7 @@ from baton.services.duplicate_checks import (
 from baton.services.leads import capture_lead
 from baton.services.merge import merge_leads
 from baton.services.status import deployment_status
-from baton.services.worker import Lane, check_duplicates, tick
+from baton.services.worker import Lane, Worker, check_duplicates, tick
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads, metadata
 
 OPS = operator("ops")
@@ -1156,18 +1156,20 @@ def test_candidates_are_read_by_index_on_a_postgresql_table_without_statistics(
 def test_a_pass_that_empties_the_queue_waits_before_the_next(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL captures arriving one by one are compared in batches: a pass whose
-    last batch was short of a full one emptied the queue, and the lane waits its poll
-    interval before looking again; a full batch means more may wait, and it goes on at
-    once. On SQLite it goes on at once (a larger batch holds the one write turn
-    longer)."""
-    postgres = ctx.dialect == "postgresql"
+    """Captures arriving one by one are compared in batches: a pass whose last batch was
+    short of a full one emptied the queue, and the lane waits its poll interval before
+    looking again; a full batch means more may wait, and it goes on at once. (On
+    SQLite too since 0.12.0: the batch's pairs are written in short parts, so a larger
+    batch no longer holds the one write turn longer.)"""
     for i in range(3):
         capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez")
     lane = Lane("duplicates", lambda: check_duplicates(ctx), 0.2)
-    assert lane.step() == (0.2 if postgres else 0.0)  # 3 compared, the queue empty
+    assert lane.step() == 0.2  # 3 compared, the queue empty
     assert pending_duplicate_checks(ctx) == 0
     assert lane.step() == 0.2  # nothing to do: wait
+    worker_lane = next(lane for lane in Worker(ctx).lanes if lane.name == "duplicates")
+    capture(ctx, "late@globex.com", first_name="Ana", last_name="Alvarez")
+    assert worker_lane.step() == worker_service.DUPLICATES_IDLE_SECONDS == 1.0
     for i in range(3, 10):
         capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez")
     monkeypatch.setattr(worker_service, "DUPLICATE_BATCH", 2)
@@ -1175,7 +1177,7 @@ def test_a_pass_that_empties_the_queue_waits_before_the_next(
     assert (full.checked, full.drained) == (4, False)
     assert Lane("duplicates", lambda: full, 0.2).step() == 0.0
     rest = check_duplicates(ctx)  # 2, then the last 1: a short batch, the queue empty
-    assert (rest.checked, rest.drained) == (3, postgres)
+    assert (rest.checked, rest.drained) == (3, True)
 
 
 def test_a_lead_that_cannot_be_compared_does_not_slow_the_backlog(
@@ -1200,6 +1202,6 @@ def test_a_lead_that_cannot_be_compared_does_not_slow_the_backlog(
     assert Lane("duplicates", lambda: first, 0.2).step() == 0.0  # at once
     assert pending_duplicate_checks(ctx) == 6
     lane = Lane("duplicates", lambda: check_duplicates(ctx, batches=1), 0.2)
-    # 3 more; the bad lead and 2 left, fewer than a batch: now it waits (PostgreSQL).
-    assert lane.step() == (0.2 if ctx.dialect == "postgresql" else 0.0)
+    # 3 more; the bad lead and 2 left, fewer than a batch: now it waits.
+    assert lane.step() == 0.2
     assert pending_duplicate_checks(ctx) == 3

@@ -487,6 +487,13 @@ def run_timers(ctx: Context, *, limit: int = BATCH) -> TickReport:
     )
 
 
+DUPLICATES_IDLE_SECONDS = 1.0
+"""How long the duplicate lane waits, at least (the poll interval when longer), after a
+pass that emptied the queue or found it empty: possible duplicates are flagged a second
+or so after a capture (the capture's answer says flagging is pending), and a stream of
+captures is compared in batches of a second's captures, which share their candidates'
+reads (see :func:`check_duplicates`)."""
+
 DUPLICATE_BATCHES = 20
 """Batches of the duplicate lane per pass at most (then the lane starts a new pass at
 once while work remains), so one pass never holds the lane for long."""
@@ -498,17 +505,19 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
     time (compared in one read, written in short parts) while the queue has work, up to
     ``batches`` batches.
 
-    On PostgreSQL a batch short of :data:`~baton.services.duplicate_checks.BATCH`, with
-    fewer than that still queued, emptied the queue (``drained``): the lane then waits
-    its poll interval before
-    looking again, rather than comparing the leads of a stream of captures a few at a
-    time, each batch paying its ten round trips and its candidates' reads (under
-    ``bench/intake_http.py`` the worker's CPU per capture fell from 571-808 µs to
-    195-413, and captures per second rose 21-33 % in 5 of 6 runs, the sixth the same).
-    On SQLite it goes on at once (measured before a batch's pairs were written in parts
-    of :data:`~baton.services.duplicate_checks.WRITE_BATCH`: waiting made the batches,
-    and the write turns they held, longer, and the captures' p99 rose from 19.5-20.9 ms
-    to 25.4-46.0 in the same bench)."""
+    A batch short of :data:`~baton.services.duplicate_checks.BATCH`, with fewer than
+    that still queued, emptied the queue (``drained``): the lane then waits
+    :data:`DUPLICATES_IDLE_SECONDS` before looking again, rather than comparing the
+    leads of a stream of captures a few at a time, each batch paying its round trips
+    and its candidates' reads (a shared company's or domain's oldest 200 holders serve
+    every lead of the batch that names it). Under ``bench/intake_http.py`` on
+    PostgreSQL the worker's CPU per capture fell from 571-808 µs to 195-413 with the
+    poll interval's wait, and to 86-158 with a second's (132-253 with 0.2 s, same
+    session). SQLite went on at once until 0.12.0: measured before a batch's pairs were
+    written in parts of :data:`~baton.services.duplicate_checks.WRITE_BATCH`, waiting
+    made the write turns longer and the captures' p99 worse; with the parts, waiting
+    0.2 s took the worker's CPU per capture from 408-764 µs to 155-461 with the same
+    captures per second and p99 (A/B, alternated runs)."""
     report = TickReport()
     for _ in range(batches):
         done = flag_pending_duplicates(ctx, limit=DUPLICATE_BATCH)
@@ -521,7 +530,6 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
         # compare them rather than taking each new lead on its own.
         if (
             done < DUPLICATE_BATCH
-            and ctx.dialect == "postgresql"
             and pending_duplicate_checks(ctx, at_most=DUPLICATE_BATCH, free=True) < DUPLICATE_BATCH
         ):
             report.drained = True
@@ -806,7 +814,13 @@ class Worker:
             lane(TIMERS_LANE, lambda: run_timers(self.ctx)),
             lane(INTAKE_FETCH_LANE, lambda: fetch_intake(self.fetcher)),
             lane(NURTURE_LANE, lambda: send_nurture(self.ctx)),
-            lane(DUPLICATES_LANE, lambda: check_duplicates(self.ctx)),
+            Lane(
+                DUPLICATES_LANE,
+                lambda: check_duplicates(self.ctx),
+                max(poll, DUPLICATES_IDLE_SECONDS),
+                self.on_pass,
+                clock=self.ctx.clock,
+            ),
             *(
                 lane(
                     delivery_lane(channel),
