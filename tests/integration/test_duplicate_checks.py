@@ -1202,6 +1202,13 @@ def test_a_lead_that_cannot_be_compared_does_not_slow_the_backlog(
     assert Lane("duplicates", lambda: first, 0.2).step() == 0.0  # at once
     assert pending_duplicate_checks(ctx) == 6
     lane = Lane("duplicates", lambda: check_duplicates(ctx, batches=1), 0.2)
-    # 3 more; the bad lead and 2 left, fewer than a batch: now it waits.
-    assert lane.step() == 0.2
+    assert lane.step() == 0.0  # a full batch taken (the bad lead and 3): at once
     assert pending_duplicate_checks(ctx) == 3
+    # The bad lead and the last 2, fewer than a batch: all that was queued. Now it waits.
+    assert lane.step() == 0.2
+    assert pending_duplicate_checks(ctx) == 1
+    # `baton worker --once` compares everything queued but the bad lead, in one pass.
+    for i in range(12, 19):
+        capture(ctx, f"p{i}@globex{i}.com", first_name="Ana", last_name="A")
+    tick(ctx)
+    assert pending_duplicate_checks(ctx) == 1

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
@@ -129,10 +129,26 @@ def pending_duplicate_checks(
         return int(connection.execute(select(func.count()).select_from(waiting)).scalar_one())
 
 
-@collector_paused
+class Compared(NamedTuple):
+    """What one batch of :func:`compare_batch` did."""
+
+    taken: int
+    """Queued leads the batch took (read, or reserved on PostgreSQL): fewer than its
+    limit when fewer were queued (and free of other workers' reservations)."""
+    dequeued: int
+    """Those that left the queue, flagged or dropped."""
+
+
 def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
+    """Compare up to ``limit`` queued leads (:func:`compare_batch`); how many left the
+    queue."""
+    return compare_batch(ctx, limit=limit).dequeued
+
+
+@collector_paused
+def compare_batch(ctx: Context, *, limit: int = BATCH) -> Compared:
     """Compare up to ``limit`` queued leads, oldest first, and flag their pairs; return
-    how many left the queue.
+    how many the batch took and how many left the queue.
 
     The comparison (the costly part: candidates read, names compared) runs in a read
     transaction, so on SQLite it never holds the one write turn that captures wait for;
@@ -154,7 +170,7 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     if ctx.dialect == "postgresql":
         queued, reserved, newer = _reserve(ctx, limit)
         if reserved is None:
-            return 0
+            return Compared(0, 0)
     dequeued: list[int] = []
     try:
         with ctx.read() as connection:
@@ -164,7 +180,7 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
                     if compare_newer:
                         newer.add(int(lead_id))
                 if not queued:
-                    return 0
+                    return Compared(0, 0)
             ids = list(queued)
             live = _live(connection, ids)
             records, failed = _compare(connection, live, now=ctx.clock.now(), newer=newer)
@@ -189,7 +205,7 @@ def flag_pending_duplicates(ctx: Context, *, limit: int = BATCH) -> int:
     finally:
         if reserved is not None and len(dequeued) < len(queued):
             _release(ctx, sorted(set(queued).difference(dequeued)), reserved)
-    return len(dequeued)
+    return Compared(len(queued), len(dequeued))
 
 
 RESERVATION = timedelta(minutes=1)

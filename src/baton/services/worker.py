@@ -79,7 +79,7 @@ from baton.services.context import Context
 from baton.services.contract_rules import active_contract_in, rules_of
 from baton.services.delivery import CHANNELS, Channel, Courier
 from baton.services.duplicate_checks import BATCH as DUPLICATE_BATCH
-from baton.services.duplicate_checks import flag_pending_duplicates, pending_duplicate_checks
+from baton.services.duplicate_checks import compare_batch
 from baton.services.intake_fetch import Fetcher
 from baton.services.outbox import enqueue_email, publish
 from baton.services.routing import SYSTEM, log_event, reassign_in, rep_of, route_queued_in
@@ -505,8 +505,10 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
     time (compared in one read, written in short parts) while the queue has work, up to
     ``batches`` batches.
 
-    A batch short of :data:`~baton.services.duplicate_checks.BATCH`, with fewer than
-    that still queued, emptied the queue (``drained``): the lane then waits
+    A batch that took fewer than :data:`~baton.services.duplicate_checks.BATCH` leads
+    took all that was queued (``drained``; ``baton worker --once`` therefore compares
+    everything queued when it started, even past a lead that cannot be compared and
+    stays at the head of the queue): the lane then waits
     :data:`DUPLICATES_IDLE_SECONDS` before looking again, rather than comparing the
     leads of a stream of captures a few at a time, each batch paying its round trips
     and its candidates' reads (a shared company's or domain's oldest 200 holders serve
@@ -520,19 +522,16 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
     captures per second and p99 (A/B, alternated runs)."""
     report = TickReport()
     for _ in range(batches):
-        done = flag_pending_duplicates(ctx, limit=DUPLICATE_BATCH)
-        report.checked += done
-        if not done:
-            break
-        # A short batch is not always an empty queue: another worker claimed part of
-        # it, or a lead that cannot be compared stays queued at its head. Leads other
-        # workers have reserved are theirs: a worker waits its interval while they
-        # compare them rather than taking each new lead on its own.
-        if (
-            done < DUPLICATE_BATCH
-            and pending_duplicate_checks(ctx, at_most=DUPLICATE_BATCH, free=True) < DUPLICATE_BATCH
-        ):
-            report.drained = True
+        batch = compare_batch(ctx, limit=DUPLICATE_BATCH)
+        report.checked += batch.dequeued
+        # A batch that took fewer than a full one took all that was queued (and free of
+        # other workers' reservations: those leads are theirs, and a worker waits while
+        # they compare them rather than taking each new lead on its own). One that
+        # dequeued fewer than it took is not an empty queue (a lead that cannot be
+        # compared stays queued at its head, another worker claimed part of it): it
+        # goes on while full batches come.
+        if batch.taken < DUPLICATE_BATCH:
+            report.drained = batch.taken > 0
             break
     return report
 
