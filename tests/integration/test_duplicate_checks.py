@@ -1212,3 +1212,38 @@ def test_a_lead_that_cannot_be_compared_does_not_slow_the_backlog(
         capture(ctx, f"p{i}@globex{i}.com", first_name="Ana", last_name="A")
     tick(ctx)
     assert pending_duplicate_checks(ctx) == 1
+    # The bad lead alone in the queue, known to fail: the lane waits, without an error
+    # (no backoff, nothing logged again), and so does a one-shot pass.
+    alone = lane.step()
+    assert (alone, lane.failures) == (0.2, 0)
+    tick(ctx)
+    assert pending_duplicate_checks(ctx) == 1
+
+
+def test_a_full_batch_ending_in_a_lone_bad_lead_does_not_fail_the_pass(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full batch holding a lead that cannot be compared is followed at once by
+    another; when that one holds only the bad lead, the pass ends as a drained one (the
+    others flagged and reported), not as a failed one that backs off."""
+    ids = [capture(ctx, f"q{i}@globex{i}.com", first_name="Ana", last_name="B") for i in range(4)]
+    bad = min(ids)
+    real = duplicate_checks_service.possible_duplicates_of
+
+    def refusing(connection: Any, lead_ids: Any, **given: Any) -> Any:
+        if bad in lead_ids:
+            raise ValueError("cannot compare")
+        return real(connection, lead_ids, **given)
+
+    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", refusing)
+    monkeypatch.setattr(worker_service, "DUPLICATE_BATCH", 4)
+    passes: list[int] = []
+    lane = Lane(
+        "duplicates",
+        lambda: check_duplicates(ctx),
+        0.2,
+        on_pass=lambda _name, report: passes.append(report.checked),
+    )
+    assert (lane.step(), lane.failures) == (0.2, 0)
+    assert passes == [3]
+    assert pending_duplicate_checks(ctx) == 1

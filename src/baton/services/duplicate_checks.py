@@ -250,8 +250,8 @@ def _reserve(ctx: Context, limit: int) -> tuple[dict[int, Any], datetime | None,
     PostgreSQL's shared lock table): it is a hint that others skip, and the claim in
     :func:`_write_flags` still decides who writes. So the transaction commits without
     waiting for its WAL to reach the disk: a reservation lost in a crash only lets
-    another worker take the batch. An empty queue (the idle worker's pass, five a
-    second) is found by a read, without the write transaction."""
+    another worker take the batch. An empty queue (the idle worker's pass) is found by a
+    read, without the write transaction."""
     if not pending_duplicate_checks(ctx, at_most=1, free=True):
         return {}, None, set()
     now = _clock_of(ctx)
@@ -439,8 +439,10 @@ def _compare(
     (:data:`_UNCOMPARABLE`): those are compared alone, so a lead that cannot be compared,
     which stays queued at the head of the queue, costs its own comparison at each batch
     rather than sending every batch after it through the one-by-one comparison. When
-    none of the leads can be compared the error is raised (a bug, not a bad lead): the
-    lane logs it and backs off, and the queue keeps them all."""
+    none of the leads can be compared and some were not known to fail, the error is
+    raised (a bug, not a bad lead): the lane logs it and backs off, and the queue keeps
+    them all. A batch of known ones alone (a lead that cannot be compared, left at the
+    head of an otherwise empty queue) fails quietly: the lane waits its interval."""
     known = set(_UNCOMPARABLE)  # one look: another thread may change it meanwhile
     suspects = [i for i in lead_ids if i in known]
     rest = [i for i in lead_ids if i not in known]
@@ -458,7 +460,7 @@ def _compare(
     records += more
     failed |= failed_again
     error = error or error_again
-    if error is not None and len(failed) == len(lead_ids):
+    if error is not None and len(failed) == len(lead_ids) and rest:
         raise error
     return records, failed
 

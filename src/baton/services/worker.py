@@ -489,10 +489,10 @@ def run_timers(ctx: Context, *, limit: int = BATCH) -> TickReport:
 
 DUPLICATES_IDLE_SECONDS = 1.0
 """How long the duplicate lane waits, at least (the poll interval when longer), after a
-pass that emptied the queue or found it empty: possible duplicates are flagged a second
-or so after a capture (the capture's answer says flagging is pending), and a stream of
-captures is compared in batches of a second's captures, which share their candidates'
-reads (see :func:`check_duplicates`)."""
+pass that emptied the queue or found it empty: possible duplicates are flagged up to
+about two seconds after a capture (the capture's answer says flagging is pending), and a
+stream of captures is compared in batches of a second's captures, which share their
+candidates' reads (see :func:`check_duplicates`)."""
 
 DUPLICATE_BATCHES = 20
 """Batches of the duplicate lane per pass at most (then the lane starts a new pass at
@@ -507,8 +507,8 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
 
     A batch that took fewer than :data:`~baton.services.duplicate_checks.BATCH` leads
     took all that was queued (``drained``; ``baton worker --once`` therefore compares
-    everything queued when it started, even past a lead that cannot be compared and
-    stays at the head of the queue): the lane then waits
+    everything queued when it started, up to ``batches`` batches, even past a lead that
+    cannot be compared and stays at the head of the queue): the lane then waits
     :data:`DUPLICATES_IDLE_SECONDS` before looking again, rather than comparing the
     leads of a stream of captures a few at a time, each batch paying its round trips
     and its candidates' reads (a shared company's or domain's oldest 200 holders serve
