@@ -268,25 +268,17 @@ class Courier:
             return []
         size = self.claim_size()
         token = uuid.uuid4().hex
-        due = (
-            select(outbox)
-            .where(
-                outbox.c.channel == self.channel,
-                outbox.c.status == "pending",
-                outbox.c.next_attempt_at <= now,
-                or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
-            )
-            .order_by(outbox.c.next_attempt_at, outbox.c.id)
-        )
+        due = select(outbox).where(*_DUE).order_by(outbox.c.next_attempt_at, outbox.c.id)
         if paused:
             due = due.where(_destination_of(self.channel).not_in(paused))
+        at = {"channel": self.channel, "now": now}
         with self.ctx.write() as connection:
             # Messages never tried (in this series) first: a failing series waits.
             fresh = due.where(outbox.c.attempts == outbox.c.attempts_base)
-            rows = list(_locked(connection, fresh.limit(size)))
+            rows = list(_locked(connection, fresh.limit(size), at))
             if len(rows) < size:
                 retries = due.where(outbox.c.attempts > outbox.c.attempts_base)
-                rows += _locked(connection, retries.limit(size - len(rows)))
+                rows += _locked(connection, retries.limit(size - len(rows)), at)
             if not rows:
                 return []
             connection.execute(
@@ -759,16 +751,15 @@ def _email_failure(exc: DeliveryError) -> Outcome:
 
 
 _NOW = bindparam("now", type_=outbox.c.next_attempt_at.type)
-_ANY_DUE = (
-    select(outbox.c.id)
-    .where(
-        outbox.c.channel == bindparam("channel"),
-        outbox.c.status == "pending",
-        outbox.c.next_attempt_at <= _NOW,
-        or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < _NOW),
-    )
-    .limit(1)
+_DUE = (
+    outbox.c.channel == bindparam("channel"),
+    outbox.c.status == "pending",
+    outbox.c.next_attempt_at <= _NOW,
+    or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < _NOW),
 )
+"""A message of the bound ``channel`` a courier may claim at the bound ``now``: one
+definition for the claim and for :func:`anything_due`, which must agree."""
+_ANY_DUE = select(outbox.c.id).where(*_DUE).limit(1)
 
 
 def anything_due(
@@ -794,8 +785,9 @@ def _destination_of(channel: Channel) -> Any:
     return outbox.c.chat_channel_id if channel == "chat" else outbox.c.endpoint_id
 
 
-def _locked(connection: Connection, query: Any) -> list[Any]:
-    return list(connection.execute(query.with_for_update(skip_locked=True)).mappings().all())
+def _locked(connection: Connection, query: Any, params: dict[str, Any]) -> list[Any]:
+    locking = query.with_for_update(skip_locked=True)
+    return list(connection.execute(locking, params).mappings().all())
 
 
 def why_now(mql_reason: str | None, packet: HandoffPacket) -> str:

@@ -161,7 +161,10 @@ def _skip_locked(connection: Connection, query: Any) -> Any:
 
 
 def _claim_handoff(
-    connection: Connection, *conditions: Any, order: bool = False
+    connection: Connection,
+    *conditions: Any,
+    order: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> tuple[RowMapping | None, bool]:
     """The first handoff meeting ``conditions``, locked, then its lead, both skipping
     rows another transaction holds: the worker never waits for a lead while holding a
@@ -171,7 +174,7 @@ def _claim_handoff(
     query = select(handoffs).where(*conditions)
     if order:
         query = query.order_by(handoffs.c.next_step_at, handoffs.c.id)
-    row = connection.execute(_skip_locked(connection, query.limit(1))).mappings().first()
+    row = connection.execute(_skip_locked(connection, query.limit(1)), params).mappings().first()
     if row is None:
         return None, False
     lead = connection.execute(
@@ -180,14 +183,13 @@ def _claim_handoff(
     return row, lead is not None
 
 
-_STEP_DUE = (
-    select(handoffs.c.id)
-    .where(
-        handoffs.c.status.in_(OPEN),
-        handoffs.c.next_step_at <= bindparam("now", type_=handoffs.c.next_step_at.type),
-    )
-    .limit(1)
+_STEP_IS_DUE = (
+    handoffs.c.status.in_(OPEN),
+    handoffs.c.next_step_at <= bindparam("now", type_=handoffs.c.next_step_at.type),
 )
+"""An open handoff with an SLA step due at the bound ``now``: one definition for
+:func:`run_due_steps`' claim and for :func:`_steps_due`, which must agree."""
+_STEP_DUE = select(handoffs.c.id).where(*_STEP_IS_DUE).limit(1)
 
 
 def _steps_due(ctx: Context, now: datetime) -> bool:
@@ -210,10 +212,10 @@ def run_due_steps(ctx: Context, *, limit: int = 200) -> int:
         with ctx.write() as connection:
             row, claimed = _claim_handoff(
                 connection,
-                handoffs.c.status.in_(OPEN),
-                handoffs.c.next_step_at <= now,
+                *_STEP_IS_DUE,
                 handoffs.c.id.not_in(busy),
                 order=True,
+                params={"now": now},
             )
             if row is None:
                 break
@@ -806,19 +808,18 @@ class Worker:
             name: str,
             work: Callable[[], TickReport],
             paused: Callable[[], list[str]] | None = None,
+            idle: float = poll,
         ) -> Lane:
-            return Lane(name, work, poll, self.on_pass, clock=self.ctx.clock, paused=paused)
+            return Lane(name, work, idle, self.on_pass, clock=self.ctx.clock, paused=paused)
 
         self.lanes = [
             lane(TIMERS_LANE, lambda: run_timers(self.ctx)),
             lane(INTAKE_FETCH_LANE, lambda: fetch_intake(self.fetcher)),
             lane(NURTURE_LANE, lambda: send_nurture(self.ctx)),
-            Lane(
+            lane(
                 DUPLICATES_LANE,
                 lambda: check_duplicates(self.ctx),
-                max(poll, DUPLICATES_IDLE_SECONDS),
-                self.on_pass,
-                clock=self.ctx.clock,
+                idle=max(poll, DUPLICATES_IDLE_SECONDS),
             ),
             *(
                 lane(
