@@ -859,20 +859,26 @@ def test_a_worker_waits_while_others_compare_the_queue(
     assert pending_duplicate_checks(ctx) == 4 and pending_duplicate_checks(ctx, free=True) == 0
 
 
-def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(
-    ctx: Context, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def refuse_to_compare(monkeypatch: pytest.MonkeyPatch, bad: int) -> None:
+    """Make the comparison raise for every batch that holds ``bad`` (a lead that cannot
+    be compared), with no lead yet known in this process to fail."""
     monkeypatch.setattr(duplicate_checks_service, "_UNCOMPARABLE", {})
-    ids = same_name_at_globex(ctx, 5)
-    poison = ids[1]
     compare = duplicate_checks_service.possible_duplicates_of
 
-    def fails_on_one(connection: Any, lead_ids: Any, **kwargs: Any) -> Any:
-        if poison in lead_ids:
+    def refusing(connection: Any, lead_ids: Any, **kwargs: Any) -> Any:
+        if bad in lead_ids:
             raise ValueError("a value the comparison cannot read")
         return compare(connection, lead_ids, **kwargs)
 
-    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", fails_on_one)
+    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", refusing)
+
+
+def test_a_lead_that_cannot_be_compared_stays_queued_and_holds_up_nobody(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = same_name_at_globex(ctx, 5)
+    poison = ids[1]
+    refuse_to_compare(monkeypatch, poison)
     assert flag_pending_duplicates(ctx) == 4
     with ctx.read() as connection:
         assert list(connection.execute(select(duplicate_checks.c.lead_id)).scalars()) == [poison]
@@ -1187,15 +1193,7 @@ def test_a_lead_that_cannot_be_compared_does_not_slow_the_backlog(
     batch is one short of full while a backlog waits behind it: the lane goes on at
     once, and a pass still takes all its batches (``baton worker --once`` too)."""
     ids = [capture(ctx, f"p{i}@globex{i}.com", first_name="Ana", last_name="A") for i in range(12)]
-    bad = min(ids)
-    real = duplicate_checks_service.possible_duplicates_of
-
-    def refusing(connection: Any, lead_ids: Any, **given: Any) -> Any:
-        if bad in lead_ids:
-            raise ValueError("cannot compare")
-        return real(connection, lead_ids, **given)
-
-    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", refusing)
+    refuse_to_compare(monkeypatch, min(ids))
     monkeypatch.setattr(worker_service, "DUPLICATE_BATCH", 4)
     first = check_duplicates(ctx, batches=2)  # the bad lead in each batch: 3 + 3
     assert (first.checked, first.drained) == (6, False)  # both batches, 6 still queued
@@ -1227,15 +1225,7 @@ def test_a_full_batch_ending_in_a_lone_bad_lead_does_not_fail_the_pass(
     another; when that one holds only the bad lead, the pass ends as a drained one (the
     others flagged and reported), not as a failed one that backs off."""
     ids = [capture(ctx, f"q{i}@globex{i}.com", first_name="Ana", last_name="B") for i in range(4)]
-    bad = min(ids)
-    real = duplicate_checks_service.possible_duplicates_of
-
-    def refusing(connection: Any, lead_ids: Any, **given: Any) -> Any:
-        if bad in lead_ids:
-            raise ValueError("cannot compare")
-        return real(connection, lead_ids, **given)
-
-    monkeypatch.setattr(duplicate_checks_service, "possible_duplicates_of", refusing)
+    refuse_to_compare(monkeypatch, min(ids))
     monkeypatch.setattr(worker_service, "DUPLICATE_BATCH", 4)
     passes: list[int] = []
     lane = Lane(

@@ -406,6 +406,26 @@ def test_the_worker_loop_runs_its_lanes_until_stopped(ctx: Context, smtp: SmtpSe
 # --- an idle worker only reads -----------------------------------------------------------
 
 
+class Writes(list[str]):
+    """The write transactions a context opened, each as the :attr:`label` of the moment
+    (the lane stepping)."""
+
+    label = ""
+
+
+def watch_writes(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> Writes:
+    """Every write transaction ``ctx`` opens from now on."""
+    writes = Writes()
+    real_write = ctx.write
+
+    def counted() -> Any:
+        writes.append(writes.label)
+        return real_write()
+
+    monkeypatch.setattr(ctx, "write", counted)
+    return writes
+
+
 def test_an_idle_worker_takes_no_write_transaction_until_work_is_due(
     ctx: Context, clock: ManualClock, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -417,22 +437,14 @@ def test_an_idle_worker_takes_no_write_transaction_until_work_is_due(
     handoff = hand_raise(ctx)
     assert tick(ctx, smtp=config_for(smtp)).sent == 1  # the assignment email
     emails(ctx, 1, handoff.id, at=clock.now() + timedelta(minutes=5))
-    writes: list[str] = []
-    real_write = ctx.write
-    lane_name = ""
-
-    def counted() -> Any:
-        writes.append(lane_name)
-        return real_write()
-
-    monkeypatch.setattr(ctx, "write", counted)
+    writes = watch_writes(ctx, monkeypatch)
     worker = Worker(ctx, smtp=config_for(smtp))
     for lane in worker.lanes:  # what is due now (the new lead's duplicate comparison)
         lane.step()
     writes.clear()
     for lane in worker.lanes:
         if lane.name != "heartbeat":
-            lane_name = lane.name
+            writes.label = lane.name
             lane.step()
     assert writes == []
     assert [lane.failures for lane in worker.lanes] == [0] * len(worker.lanes)
@@ -441,7 +453,7 @@ def test_an_idle_worker_takes_no_write_transaction_until_work_is_due(
     writes.clear()
     for lane in worker.lanes:
         if lane.name in ("timers", "email delivery"):
-            lane_name = lane.name
+            writes.label = lane.name
             lane.step()
     assert set(writes) == {"timers", "email delivery"}
     assert "reminded" in [e.kind for e in handoff_events_of(ctx, handoff.id, actor=OPS)]
@@ -510,14 +522,7 @@ def test_a_webhook_courier_with_a_dead_endpoint_idles_without_writing(
     hand_raise(ctx, 2)
     courier = Courier(ctx, "webhook")
     assert courier.deliver() == (0, 1), "one attempt, then the endpoint is paused"
-    writes: list[int] = []
-    real_write = ctx.write
-
-    def counted() -> Any:
-        writes.append(1)
-        return real_write()
-
-    monkeypatch.setattr(ctx, "write", counted)
+    writes = watch_writes(ctx, monkeypatch)
     assert courier.deliver() == (0, 0)
     assert writes == [], "only the paused endpoint's messages are due"
 
