@@ -119,7 +119,8 @@ class Settings(BaseSettings):
         ge=1,
         le=86400,
         description="Seconds the oldest due item of a worker queue may wait before "
-        "`baton status` and the worker call that queue behind.",
+        "`baton status` and the worker call that queue behind (nurture's send rate and the "
+        "duplicate lane's wait between batches are allowed on top).",
     )
     outbox_lease_seconds: float = Field(
         120,

@@ -23,6 +23,7 @@ from baton.config import Settings
 from baton.domain.access import operator
 from baton.domain.clock import ManualClock, SystemClock
 from baton.domain.leads import MAX_PAIRS_PER_LEAD, ON_ITS_OWN, SAME_PHONE, LeadCreate
+from baton.domain.status import DUPLICATES_IDLE_SECONDS
 from baton.services import duplicate_checks as duplicate_checks_service
 from baton.services import worker as worker_service
 from baton.services.context import Context, open_context
@@ -1175,7 +1176,7 @@ def test_a_pass_that_empties_the_queue_waits_before_the_next(
     assert lane.step() == 0.2  # nothing to do: wait
     worker_lane = next(lane for lane in Worker(ctx).lanes if lane.name == "duplicates")
     capture(ctx, "late@globex.com", first_name="Ana", last_name="Alvarez")
-    assert worker_lane.step() == worker_service.DUPLICATES_IDLE_SECONDS == 1.0
+    assert worker_lane.step() == DUPLICATES_IDLE_SECONDS == 1.0
     for i in range(3, 10):
         capture(ctx, f"p{i}@globex.com", first_name="Ana", last_name="Alvarez")
     monkeypatch.setattr(worker_service, "DUPLICATE_BATCH", 2)

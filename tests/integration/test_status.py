@@ -509,6 +509,34 @@ def test_a_heartbeat_whose_row_is_gone_writes_a_new_one(ctx: Context, clock: Man
     assert {w.state for w in deployment_status(ctx, actor=OPS).workers} == {"replaced", "running"}
 
 
+def test_a_short_threshold_allows_the_duplicate_lanes_own_wait_between_batches(
+    ctx: Context, clock: ManualClock
+) -> None:
+    """The duplicate lane compares a second's captures at a time (it waits a second, or
+    the poll interval when longer, after emptying its queue), so a lead captured just
+    after a batch waits that long by design: with ``BATON_STATUS_BEHIND_SECONDS=1`` a
+    worker that keeps up is not behind, one that does not is. The other queues keep
+    the threshold as it is."""
+    ctx.settings = ctx.settings.model_copy(
+        update={"status_behind_seconds": 1.0, "worker_poll_seconds": 0.2}
+    )
+    t0 = clock.now()
+    fill_queues(ctx, t0 - timedelta(seconds=30))  # the lead queued at t0
+    start_heartbeat(ctx, host="app-1", pid=4182)
+    judged = []
+    for waited in (1.5, 2.0, 2.5):
+        clock.set(t0 + timedelta(seconds=waited))
+        checks = queue(deployment_status(ctx, actor=OPS), "duplicate_checks")
+        judged.append((checks.age_seconds, checks.allowance_seconds, checks.behind))
+    assert judged == [(1.5, 1.0, False), (2.0, 1.0, False), (2.5, 1.0, True)]
+    assert queue(deployment_status(ctx, actor=OPS), "outbox_email").allowance_seconds == 0.0
+
+    ctx.settings = ctx.settings.model_copy(update={"worker_poll_seconds": 5.0})
+    clock.set(t0 + timedelta(seconds=5.5))
+    checks = queue(deployment_status(ctx, actor=OPS), "duplicate_checks")
+    assert (checks.allowance_seconds, checks.behind) == (5.0, False)  # waits the poll
+
+
 class SkewedClock(SystemClock):
     """A host whose real clock runs five minutes slow."""
 

@@ -49,6 +49,25 @@ TIMERS_LANE = "timers"
 INTAKE_FETCH_LANE = "intake fetch"
 NURTURE_LANE = "nurture"
 DUPLICATES_LANE = "duplicates"
+DUPLICATES_IDLE_SECONDS = 1.0
+"""How long the duplicate lane waits, at least (the poll interval when longer), after a
+pass that emptied the queue or found it empty: possible duplicates are flagged up to
+about two seconds after a capture (the capture's answer says flagging is pending), and a
+stream of captures is compared in batches of a second's captures, which share their
+candidates' reads (see :func:`baton.services.worker.check_duplicates`). The wait is
+also the duplicates queue's allowance in ``baton status`` (:func:`duplicates_allowance`)."""
+
+
+def duplicates_allowance(poll_seconds: float) -> float:
+    """Seconds the duplicates queue's oldest lead may wait beyond
+    ``BATON_STATUS_BEHIND_SECONDS`` before the queue counts as behind: the lane's own
+    wait between batches (:data:`DUPLICATES_IDLE_SECONDS`, or the worker's poll interval
+    when longer). A lead captured just after a batch waits that long by design, so a
+    short threshold (1 s is allowed) would otherwise call a worker that keeps up behind
+    under any steady stream of captures."""
+    return max(poll_seconds, DUPLICATES_IDLE_SECONDS)
+
+
 PASS_LANES = (INTAKE_FETCH_LANE, TIMERS_LANE, DUPLICATES_LANE, NURTURE_LANE)
 """The worker's lanes, by the names its heartbeat and ``baton status`` give them, that a
 one-off pass (``baton worker --once``) runs besides the deliveries (:func:`delivery_lane`)."""

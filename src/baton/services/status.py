@@ -40,6 +40,7 @@ from sqlalchemy import case, delete, func, insert, inspect, or_, select, text, u
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from baton.config import Settings
 from baton.domain.access import Action, Principal
 from baton.domain.status import (
     DUPLICATES_LANE,
@@ -52,6 +53,7 @@ from baton.domain.status import (
     QueueStatus,
     WorkerBeat,
     delivery_lane,
+    duplicates_allowance,
     queue_status,
     verdict_of,
     worker_state,
@@ -95,7 +97,7 @@ def deployment_status(
     allowed(actor, Action.READ_STATUS)
     with ctx.read() as connection:
         now = now or database_now(ctx, connection)
-        queues = _queues(connection, now=now, behind_after=ctx.settings.status_behind_seconds)
+        queues = _queues(connection, now=now, settings=ctx.settings)
         workers, last_tick_at = _workers(connection, now=now)
         hosts = _endpoint_hosts(connection, workers)
         rescore = unfinished_rescore_in(connection, now=now)
@@ -164,10 +166,12 @@ def queue_statuses(ctx: Context, *, now: datetime) -> list[QueueStatus]:
     """Only the queues (the worker's own lateness check; no access check: the worker
     is the system)."""
     with ctx.read() as connection:
-        return _queues(connection, now=now, behind_after=ctx.settings.status_behind_seconds)
+        return _queues(connection, now=now, settings=ctx.settings)
 
 
-def _queues(connection: Connection, *, now: datetime, behind_after: float) -> list[QueueStatus]:
+def _queues(connection: Connection, *, now: datetime, settings: Settings) -> list[QueueStatus]:
+    behind_after = settings.status_behind_seconds
+
     def judged(key: str, name: str, lane: str, found: Any, **extra: Any) -> QueueStatus:
         waiting, oldest = int(found[0] or 0), found[1]
         return queue_status(
@@ -269,6 +273,7 @@ def _queues(connection: Connection, *, now: datetime, behind_after: float) -> li
             "leads to check for duplicates",
             DUPLICATES_LANE,
             checks,
+            allowance_seconds=duplicates_allowance(settings.worker_poll_seconds),
             # Several workers on PostgreSQL reserve their batches: a dead worker's stay
             # reserved (not taken) until its reservation runs out, a minute at most.
             note=f"{checks[2]:,} reserved by a worker comparing them" if checks[2] else "",

@@ -72,6 +72,7 @@ from baton.domain.status import (
     LaneBeat,
     age_text,
     delivery_lane,
+    duplicates_allowance,
 )
 from baton.notify.email import SmtpConfig
 from baton.services.chat import email_wanted, enqueue_chat
@@ -489,13 +490,6 @@ def run_timers(ctx: Context, *, limit: int = BATCH) -> TickReport:
     )
 
 
-DUPLICATES_IDLE_SECONDS = 1.0
-"""How long the duplicate lane waits, at least (the poll interval when longer), after a
-pass that emptied the queue or found it empty: possible duplicates are flagged up to
-about two seconds after a capture (the capture's answer says flagging is pending), and a
-stream of captures is compared in batches of a second's captures, which share their
-candidates' reads (see :func:`check_duplicates`)."""
-
 DUPLICATE_BATCHES = 20
 """Batches of the duplicate lane per pass at most (then the lane starts a new pass at
 once while work remains), so one pass never holds the lane for long."""
@@ -511,10 +505,10 @@ def check_duplicates(ctx: Context, *, batches: int = DUPLICATE_BATCHES) -> TickR
     took all that was queued (``drained``; ``baton worker --once`` therefore compares
     everything queued when it started, up to ``batches`` batches, even past a lead that
     cannot be compared and stays at the head of the queue): the lane then waits
-    :data:`DUPLICATES_IDLE_SECONDS` before looking again, rather than comparing the
-    leads of a stream of captures a few at a time, each batch paying its round trips
-    and its candidates' reads (a shared company's or domain's oldest 200 holders serve
-    every lead of the batch that names it). Under ``bench/intake_http.py`` on
+    :data:`~baton.domain.status.DUPLICATES_IDLE_SECONDS` before looking again, rather
+    than comparing the leads of a stream of captures a few at a time, each batch paying
+    its round trips and its candidates' reads (a shared company's or domain's oldest 200
+    holders serve every lead of the batch that names it). Under ``bench/intake_http.py`` on
     PostgreSQL the worker's CPU per capture fell from 571-808 µs to 195-413 with the
     poll interval's wait, and to 86-158 with a second's (132-253 with 0.2 s, same
     session). SQLite went on at once until 0.12.0: measured before a batch's pairs were
@@ -819,7 +813,7 @@ class Worker:
             lane(
                 DUPLICATES_LANE,
                 lambda: check_duplicates(self.ctx),
-                idle=max(poll, DUPLICATES_IDLE_SECONDS),
+                idle=duplicates_allowance(poll),
             ),
             *(
                 lane(
