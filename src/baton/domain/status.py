@@ -15,7 +15,9 @@ that failed counts whatever its next try: each failed attempt moves that try int
 future (the backoff), so judged by it a message failing for hours would never look
 late; it is late since its series of attempts first fell due. Why nurture gets an
 allowance: the contract's send rate spreads a burst over minutes on purpose
-(``allowance_seconds``), and only lateness beyond that is the worker's.
+(``allowance_seconds``), and only lateness beyond that is the worker's. The duplicate
+checks get the duplicate lane's own wait between batches for the same reason: a lead
+captured just after a batch waits for the next one by design.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ class QueueStatus:
     """Seconds since the oldest waiting item became due (None: nothing waits); for one
     retrying, since its series of attempts first fell due."""
     allowance_seconds: float
-    """Lateness expected by design on top of the threshold (nurture's send rate)."""
+    """Lateness expected by design on top of the threshold (nurture's send rate, the
+    duplicate lane's wait between batches)."""
     judged: bool
     """Whether its lateness counts towards the verdict."""
     behind: bool

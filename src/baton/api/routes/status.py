@@ -40,7 +40,10 @@ class QueueStatusPublic(BaseModel):
         description="Since the oldest waiting item became due (a retrying one: since its "
         "series of attempts first fell due)"
     )
-    allowance_seconds: float = Field(description="Lateness expected by design (nurture's rate)")
+    allowance_seconds: float = Field(
+        description="Lateness expected by design (nurture's send rate; the duplicate "
+        "lane's wait between batches)"
+    )
     judged: bool = Field(description="Whether its lateness counts towards the verdict")
     behind: bool
     note: str
