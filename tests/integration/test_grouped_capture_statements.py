@@ -91,14 +91,14 @@ def test_unnest_writes_what_multi_row_values_writes(
 def test_new_leads_of_any_run_take_one_statement_psycopg_keeps(
     ctx: Context, said: list[tuple[str, Any]]
 ) -> None:
-    """Runs of 2 and of 7 new people: the leads' insert and the touches' insert have
+    """Runs of 3 and of 7 new people: the leads' insert and the touches' insert have
     one text each, with few enough parameters and bytes that psycopg caches its
     conversion (a multi-row ``VALUES`` had one placeholder per value: 52 for 2 people)."""
     if ctx.dialect != "postgresql":
         pytest.skip("SQLite keeps SQLAlchemy's multi-row VALUES")
     setup(ctx, [])
     people = awkward_people(ctx, True)
-    for size in (2, 7):
+    for size in (3, 7):
         together(ctx, [renamed(capture, f"r{size}-{i}") for i, capture in enumerate(people[:size])])
     for table in ("leads", "activities"):
         texts = [(s, p) for s, p in said if s.startswith(f"INSERT INTO {table} ")]
@@ -118,3 +118,34 @@ def test_a_group_with_no_contract_active_reads_the_contracts_once(
     said.clear()
     together(ctx, [renamed(c, f"n{i}") for i, c in enumerate(awkward_people(ctx, True)[:3])])
     assert sum("FROM contracts" in s for s, _ in said) == 1, [s for s, _ in said]
+
+
+def test_two_new_people_take_one_statement_each_three_the_grouped_steps(
+    ctx: Context, said: list[tuple[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL (:data:`~baton.services.leads.TOGETHER_FROM`): a run of two new
+    people is written one capture at a time, each by its one statement (fewer round
+    trips than the grouped steps, which a run of three takes), and leaves the database
+    and the answers that writing the two together leaves."""
+    if ctx.dialect != "postgresql":
+        pytest.skip("SQLite writes every run of two or more together")
+    people = awkward_people(ctx, True)
+    setup(ctx, ["ana"])
+    said.clear()
+    two = answers(together(ctx, people[:2])), state(ctx)
+    written = [s for s, _ in said]
+    assert sum(s.startswith("WITH found AS") for s in written) == 2, written
+    assert not any(s.startswith(("INSERT INTO leads ", "INSERT INTO activities ")) for s in written)
+    with monkeypatch.context() as patched:
+        patched.setattr(lead_service, "TOGETHER_FROM", 2)
+        setup(ctx, ["ana"])
+        said.clear()
+        assert (answers(together(ctx, people[:2])), state(ctx)) == two
+        grouped = [s for s, _ in said]
+    assert sum(s.startswith("INSERT INTO leads ") for s in grouped) == 1, grouped
+    assert len(written) < len(grouped), (written, grouped)
+    said.clear()
+    together(ctx, [renamed(c, f"three-{i}") for i, c in enumerate(people[:3])])
+    three = [s for s, _ in said]
+    assert sum(s.startswith("INSERT INTO leads ") for s in three) == 1, three
+    assert not any(s.startswith("WITH found AS") for s in three), three
