@@ -48,7 +48,8 @@ class Settings(BaseSettings):
         description="on: captures arriving together in one process are committed together, "
         "in one transaction (one commit for many; a failing one fails alone: the group is "
         "then run again with a savepoint each; the captures of new people in a group are "
-        "written with one statement per step for all of them). auto (the default): on, with "
+        "written with one statement per step for all of them, on PostgreSQL from three in "
+        "a row). auto (the default): on, with "
         "one group at a time on SQLite (one writer) and two at once on PostgreSQL (each "
         "group a transaction of its own); off: one transaction per capture.",
     )

@@ -143,8 +143,20 @@ def together(ctx: Context, batch: list[Capture]) -> list[CaptureResult]:
         (False, LeadCreate(email=address("dee"), consent=True, consent_basis="consent")),
         (True, LeadCreate(email=address("fay"), consent=False)),
         (True, LeadCreate(email=address("ben"), consent=True, consent_basis="consent")),
+        (True, LeadCreate(email=address("cy"), title="Analyst")),
     ],
     stored=[],
+)
+@example(  # a stored person between a pair (one by one on PostgreSQL) and three together
+    mix=[
+        (True, LeadCreate(email=address("ana"), first_name="Ana")),
+        (True, LeadCreate(email=address("dee"), consent=True, consent_basis="consent")),
+        (True, LeadCreate(email=address("ben"), title="VP Finance")),
+        (True, LeadCreate(email=address("eve"), company="Lumen")),
+        (True, LeadCreate(email=address("cy"), consent=False)),
+        (True, LeadCreate(email=address("fay"), title="Analyst")),
+    ],
+    stored=["ben"],
 )
 @given(
     mix=captures(),

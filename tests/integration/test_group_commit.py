@@ -259,23 +259,26 @@ def test_grouped_captures_leave_the_state_one_transaction_each_leaves(
 
 @pytest.mark.parametrize("waiting", WAYS)
 def test_a_failing_capture_fails_alone_and_the_others_commit(ctx: Context, waiting: str) -> None:
+    """The failing capture sits after three new people (written together on both
+    databases, :data:`~baton.services.leads.TOGETHER_FROM`) and before two more: the
+    group's attempt without savepoints is rolled back and run again with one each."""
     together = with_mode(ctx, "on")
-    batch = people(5)
+    batch = people(6)
 
     def fails_after_writing(connection: Connection) -> CaptureResult:
-        capture_lead_in(connection, batch[2], actor=OPS, now=ctx.clock.now())
-        raise RuntimeError("the third capture breaks after writing its lead")
+        capture_lead_in(connection, batch[3], actor=OPS, now=ctx.clock.now())
+        raise RuntimeError("the fourth capture breaks after writing its lead")
 
     works = [capture_work(data, together) for data in batch]
-    works[2] = fails_after_writing
+    works[3] = fails_after_writing
     outcomes = grouped_in_order(together, works, waiting)
-    assert isinstance(outcomes[2], RuntimeError)
-    assert all(isinstance(o, CaptureResult) for i, o in enumerate(outcomes) if i != 2)
+    assert isinstance(outcomes[3], RuntimeError)
+    assert all(isinstance(o, CaptureResult) for i, o in enumerate(outcomes) if i != 3)
     with ctx.read() as connection:
         stored = set(connection.execute(select(leads.c.email)).scalars())
         touches = connection.execute(select(func.count()).select_from(activities)).scalar_one()
-    assert stored == {d.email for i, d in enumerate(batch) if i != 2}
-    assert touches == 4
+    assert stored == {d.email for i, d in enumerate(batch) if i != 3}
+    assert touches == 5
 
 
 @contextmanager

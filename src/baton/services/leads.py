@@ -556,8 +556,9 @@ class Capture:
         """Run ``captures`` in order inside the caller's transaction, as if one by one:
         each maximal run of captures of new people, by one actor and with emails
         unseen in the run, is written by :func:`_new_leads_in` (a statement per step
-        for the whole run, not per capture); every other capture runs alone, in its
-        place."""
+        for the whole run, not per capture; on PostgreSQL a run or stretch of fewer
+        than :data:`TOGETHER_FROM` one capture at a time, each by its one statement);
+        every other capture runs alone, in its place."""
         if not captures:
             return []
         results: list[CaptureResult] = []
@@ -603,7 +604,10 @@ def _new_leads_in(
     """Captures (:meth:`Capture.may_join`, one actor, distinct emails) in order: those
     whose person is already a lead run alone, in their place; each stretch of new
     people between them is created together, with the rows, suppressions, touches,
-    scores and duplicate checks each capture would have written."""
+    scores and duplicate checks each capture would have written. A run or a stretch
+    shorter than :func:`_together_from` (PostgreSQL: fewer than three) is written one
+    capture at a time, and such a run skips the look-up of stored people (each capture
+    looks its person up in its own statement)."""
     if len(run) < _together_from(connection):
         return [capture.alone(connection, now) for capture in run]
     keys = [email_key(c.data.email or "") for c in run]
@@ -676,14 +680,15 @@ def _created_together(
 
 TOGETHER_FROM = 3
 """PostgreSQL: the fewest new people :func:`_new_leads_in` writes together
-(:func:`_created_together`: about ten statements for the whole stretch, with the
-look-up by email, the suppressions, the contract, the touches, the scores and the
-queue rows each a statement of their own). A shorter run or stretch is written one
-capture at a time, each new person by its one statement (:data:`NEW_LEAD_AT_ONCE`),
-which for two people is fewer round trips. Measured in process (1,000-1,500 groups of
-new people, the client's CPU and PostgreSQL's per capture, together against one by
-one): groups of 2, 578-613 + 317-357 µs against 461-485 + 257-277; of 3, 391-398 +
-240-243 against 381-400 + 223-237; of 4, 320 + 220 against 426 + 297. With the example
+(:func:`_created_together`: a group of two sent about ten statements, with the people's
+locks, the look-up by email (once per run), the leads, the suppressions, the contract
+(once per group), the touches, the scores and the queue rows each a statement of its
+own). A shorter run or stretch is written one capture at a time, each new person by its
+one write statement (:data:`NEW_LEAD_AT_ONCE`; the score row is one more when a contract
+is active), which for two people is fewer round trips. Measured in process (1,000-1,500
+groups of new people, the client's CPU and PostgreSQL's per capture, together against
+one by one): groups of 2, 578-613 + 317-357 µs against 461-485 + 257-277; of 3, 391-398
++ 240-243 against 381-400 + 223-237; of 4, 320 + 220 against 426 + 297. With the example
 contract active: of 2, 862 + 473 against 735 + 403; of 3, 595 + 353 against 652 + 360;
 of 4, 469 + 280 against 598 + 323. Over HTTP (``bench/intake_http.py``'s load, 8
 connections, ``--workers 2``, 4 alternated pairs of 12 s on one database): 1,038-1,210
