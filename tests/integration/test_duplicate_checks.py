@@ -86,7 +86,11 @@ def empty(ctx: Context) -> None:
 
 
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(people=PEOPLE, budget=st.sampled_from([None, 1, 8, 20]))
+@given(
+    people=PEOPLE,
+    budget=st.sampled_from([None, 1, 8, 20]),
+    part=st.sampled_from([None, 1, 2, 3]),
+)
 @example(  # one line shared by 7 leads: a shared phone for the first 5, then a switchboard
     people=[
         {
@@ -99,13 +103,22 @@ def empty(ctx: Context) -> None:
         for i, name in enumerate("ABCDEFG")
     ],
     budget=None,
+    part=2,
 )
 def test_the_worker_flags_the_pairs_flagging_on_capture_flagged(
-    ctx: Context, people: list[dict[str, Any]], budget: int | None
+    ctx: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    people: list[dict[str, Any]],
+    budget: int | None,
+    part: int | None,
 ) -> None:
     """``budget``: the candidate rows a comparison may hold (None: the default), so that
     a batch is also compared in halves (1: down to one lead at a time; 8 and 20: halves
-    of a few leads)."""
+    of a few leads). ``part``: the leads of a batch compared per read transaction on
+    SQLite (:data:`~baton.services.duplicate_checks.READ_PART`; None: the default, one
+    snapshot for these batches of 5)."""
+    if part is not None:
+        monkeypatch.setattr(duplicate_checks_service, "READ_PART", part)
     empty(ctx)
     for i, person in enumerate(people):  # the simple path: each lead flagged as it arrives
         result = capture_lead(ctx, lead_of(i, person), actor=OPS)
@@ -128,6 +141,56 @@ def test_the_worker_flags_the_pairs_flagging_on_capture_flagged(
         duplicate_checks_service.CANDIDATE_ROWS = default
     assert pending_duplicate_checks(ctx) == 0
     assert flagged(ctx) == inline
+
+
+def test_sqlite_compares_a_batch_in_parts_of_leads_sharing_a_company_each_in_its_snapshot(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite (:data:`~baton.services.duplicate_checks.READ_PART`): a batch larger than a
+    part is compared in parts, the leads of one company together, each part in a read
+    transaction of its own, so that no snapshot stays open for the whole batch (a WAL
+    checkpoint cannot finish while one is); the pairs are those of one snapshot.
+    PostgreSQL keeps one snapshot."""
+    companies = ["Acme", "Globex", "Acme", "Initech", "Globex", "Initech"]
+
+    def batch(part: int) -> tuple[list[list[str]], int, set[tuple[str, str, str, float]]]:
+        """The batch's parts (by company), the transactions its comparison began, the pairs."""
+        monkeypatch.setattr(duplicate_checks_service, "READ_PART", part)
+        empty(ctx)
+        ids = [
+            capture(ctx, f"p{i}@{c.lower()}.example", first_name="Ana", last_name="Ng", company=c)
+            for i, c in enumerate(companies)
+        ]
+        with ctx.read() as connection:
+            parts = duplicate_checks_service._read_parts(connection, ids)
+        by_id = dict(zip(ids, companies, strict=True))
+        began: list[bool] = []
+
+        def note(_connection: Any) -> None:
+            began.append(True)
+
+        event.listen(ctx.engine, "begin", note)
+        try:
+            assert flag_pending_duplicates(ctx) == len(ids)
+        finally:
+            event.remove(ctx.engine, "begin", note)
+        return [sorted({by_id[i] for i in p}) for p in parts], len(began), flagged(ctx)
+
+    whole, whole_began, whole_pairs = batch(1000)
+    parted, parted_began, parted_pairs = batch(2)
+    assert whole == [["Acme", "Globex", "Initech"]]
+    assert {(a.split("@")[1], b.split("@")[1]) for a, b, _, _ in whole_pairs} == {
+        ("acme.example", "acme.example"),
+        ("globex.example", "globex.example"),
+        ("initech.example", "initech.example"),
+    }
+    assert parted_pairs == whole_pairs
+    if ctx.dialect == "postgresql":
+        assert (parted, parted_began) == (whole, whole_began)
+    else:
+        assert parted == [["Acme"], ["Globex"], ["Initech"]]
+        # Two more parts, and the last read (pairs already held) in a snapshot of its own.
+        assert parted_began == whole_began + 3
 
 
 def capture(ctx: Context, email: str, **fields: Any) -> int:
@@ -396,9 +459,7 @@ def test_a_dismissed_pair_stays_dismissed_when_a_lead_is_compared_again(ctx: Con
     assert rows == ["dismissed"]
 
 
-def test_an_import_that_completes_a_lead_has_it_compared_again(
-    ctx: Context, tmp_path: Any
-) -> None:
+def test_an_import_that_completes_a_lead_has_it_compared_again(ctx: Context, tmp_path: Any) -> None:
     from baton.services.imports import import_leads
 
     capture(ctx, "dana@northwind.com")

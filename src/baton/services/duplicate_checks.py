@@ -183,11 +183,19 @@ def compare_batch(ctx: Context, *, limit: int = BATCH) -> Compared:
                     return Compared(0, 0)
             ids = list(queued)
             live = _live(connection, ids)
-            records, failed = _compare(connection, live, now=ctx.clock.now(), newer=newer)
-            ids = [lead_id for lead_id in ids if lead_id not in failed]
-            # The leads the pairs would be added to that have pairs already (a newer lead
-            # a lead compared again was judged against): counted when written.
-            holding = _holding_pairs(connection, {int(r["lead_id"]) for r in records})
+            now = ctx.clock.now()
+            parts = _read_parts(connection, live)
+            comparison = _Comparison(len(live))
+            comparison.add(connection, parts[0], now=now, newer=newer)
+            if len(parts) == 1:
+                records, failed, holding = comparison.result(connection)
+        if len(parts) > 1:  # SQLite: each further part in a snapshot of its own (READ_PART)
+            for later in parts[1:]:
+                with ctx.read() as connection:
+                    comparison.add(connection, later, now=now, newer=newer)
+            with ctx.read() as connection:
+                records, failed, holding = comparison.result(connection)
+        ids = [lead_id for lead_id in ids if lead_id not in failed]
         # Each pair is written with the queued lead whose comparison found it: a newer
         # lead's pair with a lead compared again (compare_newer) is that lead's.
         pairs: dict[int, list[dict[str, Any]]] = {}
@@ -427,42 +435,94 @@ _LOCK_PAIRS = (
 )
 
 
-def _compare(
-    connection: Connection,
-    lead_ids: Sequence[int],
-    *,
-    now: datetime,
-    newer: Collection[int] = frozenset(),
-) -> tuple[list[dict[str, Any]], set[int]]:
-    """The pairs of ``lead_ids`` and the leads that could not be compared. The batch is
+READ_PART = 250
+"""SQLite: leads of a batch compared per read transaction. A batch (up to :data:`BATCH`,
+a second's captures) read in one snapshot held it for most of a second, mostly reading
+candidates, and no WAL checkpoint can finish while a snapshot is open: under
+``bench/intake_http.py``'s stream the WAL grew to 50 MB by 150 MB of database, and the
+checkpoint that then ran on a capture's commit copied it all (the capture's p99 34.8 ms
+in a third load of 20 s, against 15.2 in the first). The batch is therefore compared in
+parts of this many leads, each in a snapshot of its own, the leads sorted by company and
+email domain so that the leads sharing a group (a company's or a domain's 200 oldest
+holders, the large reads) are mostly in one part and the group is read once, as in one
+snapshot. Each part sees every lead older than those it compares (they were all stored
+before the batch was read), so a lead's candidates are the same in any part; a lead
+merged away between two parts is what the writes already check for. PostgreSQL keeps
+the batch in one snapshot: its checkpoints do not wait for readers."""
+
+
+def _read_parts(connection: Connection, live: Sequence[int]) -> list[list[int]]:
+    """``live`` in the parts its comparison reads in snapshots of their own
+    (:data:`READ_PART`): one part on PostgreSQL, and for a batch no larger than a
+    part."""
+    if connection.dialect.name == "postgresql" or len(live) <= READ_PART:
+        return [list(live)]
+    shared = find_by_keys(connection, leads, "id", list(live), "company_key", "email_domain")
+    by_group = sorted(
+        shared,
+        key=lambda row: (row[1] is None, row[1] or "", row[2] is None, row[2] or "", row[0]),
+    )
+    ordered = [int(row[0]) for row in by_group]
+    known = set(ordered)
+    ordered += [lead_id for lead_id in live if lead_id not in known]  # merged meanwhile
+    return [list(part) for part in chunks(ordered, READ_PART)]
+
+
+class _Comparison:
+    """The pairs of a batch's leads and the leads that could not be compared, gathered
+    over the parts it is compared in (:meth:`add`, a read transaction each). Each part is
     compared at once, but for the leads whose comparison raised before in this process
     (:data:`_UNCOMPARABLE`): those are compared alone, so a lead that cannot be compared,
     which stays queued at the head of the queue, costs its own comparison at each batch
     rather than sending every batch after it through the one-by-one comparison. When
-    none of the leads can be compared and some were not known to fail, the error is
-    raised (a bug, not a bad lead): the lane logs it and backs off, and the queue keeps
-    them all. A batch of known ones alone (a lead that cannot be compared, left at the
-    head of an otherwise empty queue) fails quietly: the lane waits its interval."""
-    known = set(_UNCOMPARABLE)  # one look: another thread may change it meanwhile
-    suspects = [i for i in lead_ids if i in known]
-    rest = [i for i in lead_ids if i not in known]
-    records: list[dict[str, Any]] = []
-    failed: set[int] = set()
-    error: Exception | None = None
-    try:
-        if rest:
-            records = possible_duplicates_of(connection, rest, now=now, newer=newer)[1]
-    except DBAPIError:
-        raise
-    except Exception:
-        records, failed, error = _one_by_one(connection, rest, now=now, newer=newer)
-    more, failed_again, error_again = _one_by_one(connection, suspects, now=now, newer=newer)
-    records += more
-    failed |= failed_again
-    error = error or error_again
-    if error is not None and len(failed) == len(lead_ids) and rest:
-        raise error
-    return records, failed
+    none of the batch's leads can be compared and some were not known to fail,
+    :meth:`result` raises the error (a bug, not a bad lead): the lane logs it and backs
+    off, and the queue keeps them all. A batch of known ones alone (a lead that cannot
+    be compared, left at the head of an otherwise empty queue) fails quietly: the lane
+    waits its interval."""
+
+    def __init__(self, leads_in_batch: int) -> None:
+        self.size = leads_in_batch
+        self.records: list[dict[str, Any]] = []
+        self.failed: set[int] = set()
+        self.error: Exception | None = None
+        self.any_unknown = False
+
+    def add(
+        self,
+        connection: Connection,
+        lead_ids: Sequence[int],
+        *,
+        now: datetime,
+        newer: Collection[int] = frozenset(),
+    ) -> None:
+        known = set(_UNCOMPARABLE)  # one look: another thread may change it meanwhile
+        suspects = [i for i in lead_ids if i in known]
+        rest = [i for i in lead_ids if i not in known]
+        self.any_unknown = self.any_unknown or bool(rest)
+        try:
+            if rest:
+                self.records += possible_duplicates_of(connection, rest, now=now, newer=newer)[1]
+        except DBAPIError:
+            raise
+        except Exception:
+            records, failed, error = _one_by_one(connection, rest, now=now, newer=newer)
+            self.records += records
+            self.failed |= failed
+            self.error = self.error or error
+        more, failed_again, error_again = _one_by_one(connection, suspects, now=now, newer=newer)
+        self.records += more
+        self.failed |= failed_again
+        self.error = self.error or error_again
+
+    def result(self, connection: Connection) -> tuple[list[dict[str, Any]], set[int], set[int]]:
+        """The pairs, the leads that could not be compared, and the leads the pairs would
+        be added to that have pairs already (a newer lead a lead compared again was
+        judged against: counted when written)."""
+        if self.error is not None and len(self.failed) == self.size and self.any_unknown:
+            raise self.error
+        holding = _holding_pairs(connection, {int(r["lead_id"]) for r in self.records})
+        return self.records, self.failed, holding
 
 
 _UNCOMPARABLE: dict[int, None] = {}
