@@ -40,6 +40,7 @@ from baton.services.worker import Lane, Worker, check_duplicates, tick
 from baton.store.tables import duplicate_candidates, duplicate_checks, leads, metadata
 
 OPS = operator("ops")
+DEFAULT_READ_PART = duplicate_checks_service.READ_PART
 
 PEOPLE = st.lists(
     st.fixed_dictionaries(
@@ -116,9 +117,10 @@ def test_the_worker_flags_the_pairs_flagging_on_capture_flagged(
     a batch is also compared in halves (1: down to one lead at a time; 8 and 20: halves
     of a few leads). ``part``: the leads of a batch compared per read transaction on
     SQLite (:data:`~baton.services.duplicate_checks.READ_PART`; None: the default, one
-    snapshot for these batches of 5)."""
-    if part is not None:
-        monkeypatch.setattr(duplicate_checks_service, "READ_PART", part)
+    snapshot for these batches of 5; set each example, as the patch outlives one)."""
+    monkeypatch.setattr(
+        duplicate_checks_service, "READ_PART", DEFAULT_READ_PART if part is None else part
+    )
     empty(ctx)
     for i, person in enumerate(people):  # the simple path: each lead flagged as it arrives
         result = capture_lead(ctx, lead_of(i, person), actor=OPS)
@@ -150,7 +152,7 @@ def test_sqlite_compares_a_batch_in_parts_of_leads_sharing_a_company_each_in_its
     part is compared in parts, the leads of one company together, each part in a read
     transaction of its own, so that no snapshot stays open for the whole batch (a WAL
     checkpoint cannot finish while one is); the pairs are those of one snapshot.
-    PostgreSQL keeps one snapshot."""
+    PostgreSQL keeps one transaction."""
     companies = ["Acme", "Globex", "Acme", "Initech", "Globex", "Initech"]
 
     def batch(part: int) -> tuple[list[list[str]], int, set[tuple[str, str, str, float]]]:
@@ -252,6 +254,37 @@ def test_a_lead_completed_later_is_paired_with_the_newer_lead_holding_its_phone(
             select(duplicate_candidates.c.lead_id, duplicate_candidates.c.other_lead_id)
         ).one()
     assert tuple(pair) == (other, signup)
+
+
+def test_leads_compared_again_flag_in_parts_what_they_flag_in_one_snapshot(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite compares a batch in parts (``READ_PART``): sign-ups completed after the
+    newer leads holding their values were compared (``compare_newer``: judged against
+    by those newer leads), with new leads beside them, spread over parts of 1, 2 and 3
+    leads, flag the pairs that one snapshot of the whole batch flags."""
+
+    def flags(part: int) -> set[tuple[str, str, str, float]]:
+        monkeypatch.setattr(duplicate_checks_service, "READ_PART", part)
+        empty(ctx)
+        capture(ctx, "dana@northwind.com")  # two sign-ups
+        capture(ctx, "ana@globex.com", first_name="Ana")
+        capture(ctx, "d.reyes@gmail.com", phone="202-456-1111", first_name="D.")
+        capture(ctx, "a.alvarez@globex.com", first_name="Ana", last_name="Alvarez")
+        capture(ctx, "ana.a@globex.com", first_name="Ana", last_name="Alvares", company="Globex")
+        drain(ctx)  # the newer leads compared before the sign-ups are completed
+        capture(ctx, "dana@northwind.com", phone="+1 202 456 1111", last_name="Reyes")
+        capture(ctx, "ana@globex.com", last_name="Alvarez", company="Globex")
+        capture(ctx, "dana.r@northwind.com", first_name="Dana", last_name="Reyes")
+        capture(ctx, "x@globex.com", first_name="Ana", last_name="Alvarez", company="Globex")
+        assert pending_duplicate_checks(ctx) == 4
+        assert flag_pending_duplicates(ctx) == 4  # one batch
+        return flagged(ctx)
+
+    whole = flags(1000)
+    assert len(whole) >= 3
+    for part in (1, 2, 3):
+        assert flags(part) == whole, part
 
 
 def test_a_lead_completed_later_is_paired_with_older_leads_as_well(ctx: Context) -> None:

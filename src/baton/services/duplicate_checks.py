@@ -47,7 +47,8 @@ from baton.store.tables import duplicate_candidates, duplicate_checks, leads
 log = logging.getLogger("baton.worker")
 
 BATCH = 2000
-"""Leads compared per worker pass over the queue, in one read transaction: set-based,
+"""Leads compared per worker pass over the queue, in one read transaction (on SQLite in
+parts of :data:`READ_PART` leads, a read transaction each): set-based,
 so a batch costs a handful of indexed queries whatever its size, and the candidates a
 batch reads (up to :data:`MAX_CANDIDATES` per shared phone, company or domain) serve
 every lead of it that shares them. Under ``bench/intake_http.py``'s stream (400
@@ -151,7 +152,8 @@ def compare_batch(ctx: Context, *, limit: int = BATCH) -> Compared:
     how many the batch took and how many left the queue.
 
     The comparison (the costly part: candidates read, names compared) runs in a read
-    transaction, so on SQLite it never holds the one write turn that captures wait for;
+    transaction (on SQLite one per part of :data:`READ_PART` leads), so on SQLite it
+    never holds the one write turn that captures wait for;
     short write transactions of :data:`WRITE_BATCH` leads each then claim the leads
     still queued as they were read (on PostgreSQL skipping rows another worker holds, so
     several workers share the queue without waiting for each other), write the pairs of
@@ -446,9 +448,12 @@ parts of this many leads, each in a snapshot of its own, the leads sorted by com
 email domain so that the leads sharing a group (a company's or a domain's 200 oldest
 holders, the large reads) are mostly in one part and the group is read once, as in one
 snapshot. Each part sees every lead older than those it compares (they were all stored
-before the batch was read), so a lead's candidates are the same in any part; a lead
-merged away between two parts is what the writes already check for. PostgreSQL keeps
-the batch in one snapshot: its checkpoints do not wait for readers."""
+before the batch was read), so a lead's older candidates are the same in any part; a
+lead merged away between two parts is what the writes already check for. A lead
+compared again (``compare_newer``) in a later part may also be judged against by newer
+leads that arrived meanwhile, as a later batch would judge it. PostgreSQL keeps the
+batch in one transaction (read committed: each statement sees the latest commits): its
+checkpoints do not wait for readers."""
 
 
 def _read_parts(connection: Connection, live: Sequence[int]) -> list[list[int]]:
@@ -464,7 +469,7 @@ def _read_parts(connection: Connection, live: Sequence[int]) -> list[list[int]]:
     )
     ordered = [int(row[0]) for row in by_group]
     known = set(ordered)
-    ordered += [lead_id for lead_id in live if lead_id not in known]  # merged meanwhile
+    ordered += [lead_id for lead_id in live if lead_id not in known]  # none: a safeguard
     return [list(part) for part in chunks(ordered, READ_PART)]
 
 
