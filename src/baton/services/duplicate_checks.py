@@ -501,6 +501,8 @@ class _Comparison:
         now: datetime,
         newer: Collection[int] = frozenset(),
     ) -> None:
+        """Compare ``lead_ids`` (one part) in ``connection``'s read transaction and keep
+        their pairs and the leads that could not be compared."""
         known = set(_UNCOMPARABLE)  # one look: another thread may change it meanwhile
         suspects = [i for i in lead_ids if i in known]
         rest = [i for i in lead_ids if i not in known]
