@@ -191,12 +191,13 @@ def compare_batch(ctx: Context, *, limit: int = BATCH) -> Compared:
             comparison.add(connection, parts[0], now=now, newer=newer)
             if len(parts) == 1:
                 records, failed, holding = comparison.result(connection)
-        if len(parts) > 1:  # SQLite: each further part in a snapshot of its own (READ_PART)
-            for later in parts[1:]:
-                with ctx.read() as connection:
-                    comparison.add(connection, later, now=now, newer=newer)
+        # SQLite: each further part in a snapshot of its own (READ_PART), the last one's
+        # also reading the pairs already held.
+        for number, later in enumerate(parts[1:], start=2):
             with ctx.read() as connection:
-                records, failed, holding = comparison.result(connection)
+                comparison.add(connection, later, now=now, newer=newer)
+                if number == len(parts):
+                    records, failed, holding = comparison.result(connection)
         ids = [lead_id for lead_id in ids if lead_id not in failed]
         # Each pair is written with the queued lead whose comparison found it: a newer
         # lead's pair with a lead compared again (compare_newer) is that lead's.
@@ -462,15 +463,14 @@ def _read_parts(connection: Connection, live: Sequence[int]) -> list[list[int]]:
     part."""
     if connection.dialect.name == "postgresql" or len(live) <= READ_PART:
         return [list(live)]
-    shared = find_by_keys(connection, leads, "id", list(live), "company_key", "email_domain")
-    by_group = sorted(
-        shared,
-        key=lambda row: (row[1] is None, row[1] or "", row[2] is None, row[2] or "", row[0]),
-    )
-    ordered = [int(row[0]) for row in by_group]
-    known = set(ordered)
-    ordered += [lead_id for lead_id in live if lead_id not in known]  # none: a safeguard
-    return [list(part) for part in chunks(ordered, READ_PART)]
+    found = find_by_keys(connection, leads, "id", list(live), "company_key", "email_domain")
+    groups = {int(lead_id): (company, domain) for lead_id, company, domain in found}
+
+    def by_group(lead_id: int) -> tuple[bool, str, bool, str, int]:
+        company, domain = groups.get(lead_id, (None, None))
+        return (company is None, company or "", domain is None, domain or "", lead_id)
+
+    return [list(part) for part in chunks(sorted(live, key=by_group), READ_PART)]
 
 
 class _Comparison:
