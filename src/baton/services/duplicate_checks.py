@@ -513,14 +513,16 @@ class _Comparison:
         except DBAPIError:
             raise
         except Exception:
-            records, failed, error = _one_by_one(connection, rest, now=now, newer=newer)
-            self.records += records
-            self.failed |= failed
-            self.error = self.error or error
-        more, failed_again, error_again = _one_by_one(connection, suspects, now=now, newer=newer)
-        self.records += more
-        self.failed |= failed_again
-        self.error = self.error or error_again
+            self._keep(*_one_by_one(connection, rest, now=now, newer=newer))
+        self._keep(*_one_by_one(connection, suspects, now=now, newer=newer))
+
+    def _keep(
+        self, records: list[dict[str, Any]], failed: set[int], error: Exception | None
+    ) -> None:
+        """Keep what :func:`_one_by_one` gave: its pairs, its failures, the first error."""
+        self.records += records
+        self.failed |= failed
+        self.error = self.error or error
 
     def result(self, connection: Connection) -> tuple[list[dict[str, Any]], set[int], set[int]]:
         """The pairs, the leads that could not be compared, and the leads the pairs would
