@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from baton.config import Settings
 from baton.domain.access import operator
 from baton.domain.clock import ManualClock, SystemClock
-from baton.domain.leads import MAX_PAIRS_PER_LEAD, ON_ITS_OWN, SAME_PHONE, LeadCreate
+from baton.domain.leads import MAX_PAIRS_PER_LEAD, SAME_PHONE, LeadCreate
 from baton.domain.status import DUPLICATES_IDLE_SECONDS
 from baton.services import duplicate_checks as duplicate_checks_service
 from baton.services import worker as worker_service
@@ -314,25 +314,10 @@ def test_a_lead_completed_later_adds_no_pair_past_a_newer_leads_best_five(ctx: C
     assert max(sum(1 for a, _ in rows if a == ana) for ana in anas) == 5
 
 
-Ranked = dict[tuple[int, int], tuple[bool, float]]
-"""Pairs (lead, other lead) with their place in a lead's best five (:func:`rank`)."""
-
-
-def stored_pairs(ctx: Context) -> Ranked:
+def stored_pairs(ctx: Context) -> set[tuple[int, int]]:
+    """The pairs (lead, other lead) flagged."""
     with ctx.read() as connection:
-        found = connection.execute(PAIRS).all()
-    return {(a, b): rank(reason, similarity) for a, b, reason, similarity in found}
-
-
-def final_ranked(ctx: Context) -> Ranked:
-    """What comparing every lead's final record with the leads older than it flags."""
-    with ctx.read() as connection:
-        ids = connection.execute(select(leads.c.id).order_by(leads.c.id)).scalars().all()
-        return {
-            (r["lead_id"], r["other_lead_id"]): rank(r["reason"], r["similarity"])
-            for lead_id in ids
-            for r in possible_duplicates_of(connection, [lead_id], now=ctx.clock.now())[1]
-        }
+        return {(a, b) for a, b, _, _ in connection.execute(PAIRS)}
 
 
 def pairs_of(ctx: Context) -> list[tuple[int, int]]:
@@ -340,7 +325,14 @@ def pairs_of(ctx: Context) -> list[tuple[int, int]]:
 
 
 def final_pairs(ctx: Context) -> set[tuple[int, int]]:
-    return set(final_ranked(ctx))
+    """What comparing every lead's final record with the leads older than it flags."""
+    with ctx.read() as connection:
+        ids = connection.execute(select(leads.c.id).order_by(leads.c.id)).scalars().all()
+        return {
+            (r["lead_id"], r["other_lead_id"])
+            for lead_id in ids
+            for r in possible_duplicates_of(connection, [lead_id], now=ctx.clock.now())[1]
+        }
 
 
 def test_a_newer_lead_gets_no_sixth_pair_from_a_lead_completed_later(ctx: Context) -> None:
@@ -513,11 +505,6 @@ def test_an_import_that_completes_a_lead_has_it_compared_again(ctx: Context, tmp
 FIELDS = ("first_name", "last_name", "company", "phone")
 
 
-def rank(reason: str, similarity: float) -> tuple[bool, float]:
-    """A pair's place in a lead's best five (lower first), its tie-break aside."""
-    return (reason not in ON_ITS_OWN, -round(float(similarity), 6))
-
-
 SOME_WITHOUT_LAST_NAME = st.lists(
     st.fixed_dictionaries(
         {
@@ -578,13 +565,13 @@ def test_leads_completed_later_end_with_every_pair_their_final_records_make(
         if passes[number % len(passes)]:
             flag_pending_duplicates(ctx, limit=3)
     drain(ctx)
-    final, got = final_ranked(ctx), stored_pairs(ctx)
+    final, got = final_pairs(ctx), stored_pairs(ctx)
     for lead_id, other in final:
         if (lead_id, other) in got:
             continue
         # Left out only by the bound: the lead holds five pairs already (six at most,
         # with a first shared phone or inbox past five).
-        held = [r for (a, _), r in got.items() if a == lead_id]
+        held = [b for a, b in got if a == lead_id]
         assert len(held) >= MAX_PAIRS_PER_LEAD, (lead_id, other)
     assert max(Counter(a for a, _ in got).values(), default=0) <= MAX_PAIRS_PER_LEAD + 1
 
